@@ -1,0 +1,312 @@
+//! Background cleaning: retention by time and size, delete-records, key compaction.
+//!
+//! Each pass works on sealed segments through shared handles, taking the state lock only to read a
+//! snapshot and to swap or drop segments, so appends and reads never wait for a pass. Passes are
+//! serialised by the `clean` mutex (taken before `state`). The caller (the broker) decides when to
+//! run them; nothing here spawns threads.
+
+use crate::batch::{self, BatchHeader, Records, HEADER_BYTES as BATCH_HEADER_BYTES};
+use crate::disk::Storage;
+use crate::error::{LogError, Result};
+use crate::index::Indexes;
+use crate::log::Log;
+use crate::segment::{self, Cursor, Expect, Segment, HEADER_BYTES};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What a cleaning pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanReport {
+    pub segments_deleted: u64,
+    pub segments_rewritten: u64,
+    pub records_removed: u64,
+    pub bytes_freed: u64,
+}
+
+fn remove_segment_files(storage: &dyn Storage, base: u64) -> Result<()> {
+    for name in [
+        segment::log_name(base),
+        segment::index_name(base),
+        segment::time_name(base),
+    ] {
+        match storage.remove(&name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(LogError::io(
+                    format!("remove {}", storage.describe(&name)),
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Log {
+    /// Raises the log start offset to `offset` (Kafka's DeleteRecords): records below it are no
+    /// longer served, and segments wholly below it are deleted. Returns the new log start offset.
+    pub fn delete_records(&self, offset: u64) -> Result<u64> {
+        let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.lock();
+        if let Some(why) = &st.failed {
+            return Err(LogError::Failed(why.clone()));
+        }
+        if offset > st.high_watermark {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: st.log_start,
+                end: st.high_watermark,
+            });
+        }
+        if offset > st.log_start {
+            st.log_start = offset;
+            self.checkpoint_locked(&mut st, false)?;
+        }
+        let start = st.log_start;
+        drop(st);
+        self.drop_segments_below(start)?;
+        Ok(start)
+    }
+
+    /// Deletes sealed segments whose every offset is below `start`.
+    fn drop_segments_below(&self, start: u64) -> Result<CleanReport> {
+        let mut st = self.lock();
+        let mut n = 0;
+        while n < st.sealed.len() {
+            let end = st.sealed.get(n + 1).map_or(st.active.base, |s| s.base);
+            if end > start {
+                break;
+            }
+            n += 1;
+        }
+        let gone: Vec<Arc<Segment>> = st.sealed.drain(..n).collect();
+        drop(st);
+        let mut report = CleanReport::default();
+        for seg in &gone {
+            remove_segment_files(self.storage.as_ref(), seg.base)?;
+            report.segments_deleted += 1;
+            report.bytes_freed += seg.file.len();
+        }
+        if !gone.is_empty() {
+            self.storage
+                .sync_dir()
+                .map_err(|e| LogError::io("sync dir", e))?;
+        }
+        Ok(report)
+    }
+
+    /// Retention by time and size (when the cleanup policy deletes): drops the oldest sealed
+    /// segments that are past `retention_ms` or keep the log above `retention_bytes`.
+    pub fn enforce_retention(&self) -> Result<CleanReport> {
+        if !self.config.deletes() {
+            return Ok(CleanReport::default());
+        }
+        let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
+        let (sealed, active_len, log_start) = {
+            let st = self.lock();
+            (st.sealed.clone(), st.active.file.len(), st.log_start)
+        };
+        let now = self.config.clock.now_ms();
+        let mut size: u64 = sealed.iter().map(|s| s.file.len()).sum::<u64>() + active_len;
+        let mut new_start = log_start;
+        for (i, seg) in sealed.iter().enumerate() {
+            let next_base = sealed.get(i + 1).map(|s| s.base);
+            let max_ts = seg
+                .sealed_indexes(self.storage.as_ref(), self.config.index_interval_bytes)
+                .segment_max_timestamp();
+            let by_time = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| max_ts >= 0 && max_ts < now - ms);
+            let by_size = self
+                .config
+                .retention_bytes
+                .is_some_and(|b| size - seg.file.len() >= b);
+            if !(by_time || by_size) {
+                break;
+            }
+            size -= seg.file.len();
+            new_start = next_base.unwrap_or_else(|| self.lock().active.base);
+        }
+        if new_start > log_start {
+            let mut st = self.lock();
+            if new_start > st.log_start {
+                st.log_start = new_start;
+                self.checkpoint_locked(&mut st, false)?;
+            }
+        }
+        let start = self.lock().log_start;
+        self.drop_segments_below(start)
+    }
+
+    /// Key compaction of the sealed segments (when the cleanup policy compacts). See
+    /// `docs/log-format.md` for what is kept.
+    pub fn compact(&self) -> Result<CleanReport> {
+        if !self.config.compacts() {
+            return Ok(CleanReport::default());
+        }
+        let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
+        let (sealed, active, visible, log_start) = {
+            let st = self.lock();
+            (
+                st.sealed.clone(),
+                st.active.clone(),
+                st.visible,
+                st.log_start,
+            )
+        };
+        if sealed.is_empty() {
+            return Ok(CleanReport::default());
+        }
+        let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
+        for seg in sealed.iter().chain(std::iter::once(&active)) {
+            let end = if Arc::ptr_eq(seg, &active) {
+                visible
+            } else {
+                seg.file.len()
+            };
+            let end = seg.damaged_from().map_or(end, |d| d.min(end));
+            let mut cursor = Cursor::new(
+                seg.file.as_ref(),
+                HEADER_BYTES,
+                end,
+                Expect::AtLeast(seg.base),
+            );
+            while let Ok(Some((_, bytes))) = cursor.next_batch() {
+                for_each_keyed(bytes, |key, offset, _| {
+                    if offset >= log_start {
+                        latest.insert(key.to_vec(), offset);
+                    }
+                });
+            }
+        }
+        let horizon = self.config.clock.now_ms() - self.config.delete_retention_ms;
+        let mut report = CleanReport::default();
+        for seg in sealed.iter().filter(|s| s.damaged_from().is_none()) {
+            self.compact_segment(seg, &latest, horizon, &mut report)?;
+        }
+        Ok(report)
+    }
+
+    fn compact_segment(
+        &self,
+        seg: &Arc<Segment>,
+        latest: &HashMap<Vec<u8>, u64>,
+        horizon: i64,
+        report: &mut CleanReport,
+    ) -> Result<()> {
+        let mut out = segment::header_bytes();
+        let mut idx = Indexes::new(HEADER_BYTES);
+        let mut removed = 0u64;
+        let mut cursor = Cursor::new(
+            seg.file.as_ref(),
+            HEADER_BYTES,
+            seg.file.len(),
+            Expect::AtLeast(seg.base),
+        );
+        while let Ok(Some((_, bytes))) = cursor.next_batch() {
+            let (kept, dropped) = filter_batch(bytes, latest, horizon);
+            removed += dropped;
+            if let Some(b) = kept {
+                let h = BatchHeader::parse(&b).expect("built batch");
+                let rel = (h.base_offset as u64 - seg.base) as u32;
+                idx.add(
+                    rel,
+                    out.len() as u64,
+                    b.len() as u64,
+                    h.max_timestamp,
+                    self.config.index_interval_bytes,
+                );
+                out.extend_from_slice(&b);
+            }
+        }
+        if removed == 0 {
+            return Ok(());
+        }
+        let storage = self.storage.as_ref();
+        let name = segment::log_name(seg.base);
+        let tmp = format!("{name}.cleaned");
+        let io = |e| LogError::io(format!("write {}", storage.describe(&tmp)), e);
+        let file = storage.create(&tmp).map_err(io)?;
+        file.append(&out).map_err(io)?;
+        file.sync().map_err(io)?;
+        storage.rename(&tmp, &name).map_err(io)?;
+        storage.sync_dir().map_err(io)?;
+        segment::write_indexes(storage, seg.base, &idx)?;
+        let new = Arc::new(Segment::new(seg.base, file));
+        new.set_sealed_indexes(idx);
+        let mut st = self.lock();
+        if let Some(slot) = st.sealed.iter_mut().find(|s| s.base == seg.base) {
+            *slot = new;
+        }
+        report.segments_rewritten += 1;
+        report.records_removed += removed;
+        report.bytes_freed += seg.file.len().saturating_sub(out.len() as u64);
+        Ok(())
+    }
+}
+
+/// Calls `f(key, offset, is_tombstone)` for every keyed record of an uncompressed data batch.
+fn for_each_keyed(bytes: &[u8], mut f: impl FnMut(&[u8], u64, bool)) {
+    let Ok(h) = BatchHeader::parse(bytes) else {
+        return;
+    };
+    if h.compression() != 0 || h.is_control() {
+        return;
+    }
+    for r in Records::new(&bytes[BATCH_HEADER_BYTES..]).flatten() {
+        if let Some(key) = r.key {
+            f(
+                key,
+                h.base_offset as u64 + r.offset_delta as u64,
+                r.value.is_none(),
+            );
+        }
+    }
+}
+
+/// The batch with superseded records and expired tombstones removed (`None` when nothing is left),
+/// and how many records were removed. Compressed and control batches are kept whole.
+fn filter_batch(
+    bytes: &[u8],
+    latest: &HashMap<Vec<u8>, u64>,
+    horizon: i64,
+) -> (Option<Vec<u8>>, u64) {
+    let Ok(h) = BatchHeader::parse(bytes) else {
+        return (Some(bytes.to_vec()), 0);
+    };
+    if h.compression() != 0 || h.is_control() {
+        return (Some(bytes.to_vec()), 0);
+    }
+    let mut kept = Vec::with_capacity(bytes.len());
+    let (mut n_kept, mut removed) = (0i32, 0u64);
+    for r in Records::new(&bytes[BATCH_HEADER_BYTES..]).flatten() {
+        let offset = h.base_offset as u64 + r.offset_delta as u64;
+        let keep = match r.key {
+            None => true,
+            Some(k) => {
+                let newest = latest.get(k).is_none_or(|o| *o == offset);
+                let expired = r.value.is_none() && h.base_timestamp + r.timestamp_delta < horizon;
+                newest && !expired
+            }
+        };
+        if keep {
+            kept.extend_from_slice(r.raw);
+            n_kept += 1;
+        } else {
+            removed += 1;
+        }
+    }
+    match (removed, n_kept) {
+        (0, _) => (Some(bytes.to_vec()), 0),
+        (_, 0) => (None, removed),
+        _ => {
+            let header = BatchHeader {
+                record_count: n_kept,
+                ..h
+            };
+            (Some(batch::assemble(&header, &kept)), removed)
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! A [`Storage`] wrapper that fails chosen operations, for I/O-error and disk-full tests.
+//!
+//! Mutating operations (create, append, sync, truncate, remove, rename, sync_dir) are numbered from
+//! 0 in the order they happen across every file of the wrapped directory. [`FaultPlan::fail_nth`]
+//! makes operation N fail with EIO (a failed append first writes half its bytes, as a real short
+//! write can); [`FaultPlan::set_disk_full`] makes appends and creates fail with ENOSPC, writing
+//! nothing, until it is turned off.
+
+use super::{File, Storage};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What to fail, shared by a [`FaultStorage`] and every file it opened.
+#[derive(Debug)]
+pub struct FaultPlan {
+    ops: AtomicU64,
+    fail_at: AtomicU64,
+    failures: AtomicU64,
+    disk_full: AtomicBool,
+}
+
+impl Default for FaultPlan {
+    fn default() -> Self {
+        Self {
+            ops: AtomicU64::new(0),
+            fail_at: AtomicU64::new(u64::MAX),
+            failures: AtomicU64::new(0),
+            disk_full: AtomicBool::new(false),
+        }
+    }
+}
+
+impl FaultPlan {
+    /// Makes mutating operation number `n` (counted from 0 since creation) fail once.
+    pub fn fail_nth(&self, n: u64) {
+        self.fail_at.store(n, Ordering::SeqCst);
+    }
+
+    /// Turns the disk-full condition on or off.
+    pub fn set_disk_full(&self, full: bool) {
+        self.disk_full.store(full, Ordering::SeqCst);
+    }
+
+    /// Mutating operations seen so far.
+    pub fn ops(&self) -> u64 {
+        self.ops.load(Ordering::SeqCst)
+    }
+
+    /// Operations failed so far (injected EIO and ENOSPC).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::SeqCst)
+    }
+
+    fn tick(&self, op: &str, space: bool) -> io::Result<()> {
+        let n = self.ops.fetch_add(1, Ordering::SeqCst);
+        if space && self.disk_full.load(Ordering::SeqCst) {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        if n == self.fail_at.load(Ordering::SeqCst) {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            return Err(io::Error::other(format!("injected EIO on {op} #{n}")));
+        }
+        Ok(())
+    }
+}
+
+/// A directory whose operations fail as its [`FaultPlan`] says.
+#[derive(Clone)]
+pub struct FaultStorage<S> {
+    inner: S,
+    plan: Arc<FaultPlan>,
+}
+
+impl<S: Storage> FaultStorage<S> {
+    /// Wraps `inner` with a plan that fails nothing yet.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            plan: Arc::new(FaultPlan::default()),
+        }
+    }
+
+    /// The plan, to arm failures while the log runs.
+    pub fn plan(&self) -> Arc<FaultPlan> {
+        self.plan.clone()
+    }
+
+    /// The wrapped storage.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+struct FaultFile {
+    inner: Arc<dyn File>,
+    plan: Arc<FaultPlan>,
+}
+
+impl File for FaultFile {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_at(pos, buf)
+    }
+
+    fn append(&self, data: &[u8]) -> io::Result<()> {
+        if let Err(e) = self.plan.tick("append", true) {
+            if e.raw_os_error().is_none() {
+                // An EIO mid-write: part of the data may have reached the file.
+                self.inner.append(&data[..data.len() / 2])?;
+            }
+            return Err(e);
+        }
+        self.inner.append(data)
+    }
+
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.plan.tick("sync", false)?;
+        self.inner.sync()
+    }
+
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        self.plan.tick("truncate", false)?;
+        self.inner.truncate(len)
+    }
+}
+
+impl<S: Storage> Storage for FaultStorage<S> {
+    fn open(&self, name: &str) -> io::Result<Arc<dyn File>> {
+        let inner = self.inner.open(name)?;
+        Ok(Arc::new(FaultFile {
+            inner,
+            plan: self.plan.clone(),
+        }))
+    }
+
+    fn create(&self, name: &str) -> io::Result<Arc<dyn File>> {
+        self.plan.tick("create", true)?;
+        let inner = self.inner.create(name)?;
+        Ok(Arc::new(FaultFile {
+            inner,
+            plan: self.plan.clone(),
+        }))
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        self.inner.list()
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.plan.tick("remove", false)?;
+        self.inner.remove(name)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.plan.tick("rename", false)?;
+        self.inner.rename(from, to)
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        self.plan.tick("sync_dir", false)?;
+        self.inner.sync_dir()
+    }
+
+    fn describe(&self, name: &str) -> String {
+        self.inner.describe(name)
+    }
+}

@@ -1,0 +1,269 @@
+//! An in-memory file system that can "crash".
+//!
+//! Every file keeps its current bytes and its durable bytes (as of its last sync); every directory
+//! keeps its current entries and its durable entries (as of its last `sync_dir`). [`MemFs::crash`]
+//! throws away everything not durable, like a power cut: unsynced appends vanish (or survive only up to
+//! a sector boundary when tearing is asked for), files whose directory entry was never synced vanish,
+//! removals and renames not followed by a directory sync are undone. Several directories share one
+//! `MemFs`, so one crash hits all of them at once.
+
+use super::{File, Storage};
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Size of the unit a torn write is cut at.
+pub const SECTOR_BYTES: u64 = 512;
+
+#[derive(Default)]
+struct FileData {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+    /// False once a truncation made `durable` stop being a prefix of `data`.
+    durable_is_prefix: bool,
+}
+
+#[derive(Default)]
+struct Dir {
+    current: BTreeMap<String, Arc<MemFile>>,
+    durable: BTreeMap<String, Arc<MemFile>>,
+}
+
+/// An in-memory file system shared by any number of [`MemStorage`] directories.
+#[derive(Clone, Default)]
+pub struct MemFs {
+    dirs: Arc<Mutex<HashMap<String, Dir>>>,
+}
+
+/// One directory of a [`MemFs`].
+#[derive(Clone)]
+pub struct MemStorage {
+    fs: MemFs,
+    dir: String,
+}
+
+/// A file of a [`MemFs`].
+pub struct MemFile {
+    state: Mutex<FileData>,
+}
+
+impl MemFile {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(FileData {
+                durable_is_prefix: true,
+                ..FileData::default()
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FileData> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the contents with what survives a crash. `keep_unsynced(n)` says how many of the
+    /// `n` unsynced bytes past the durable prefix survive.
+    fn crash(&self, keep_unsynced: &mut dyn FnMut(u64, u64) -> u64) {
+        let mut st = self.lock();
+        let mut survived = st.durable.clone();
+        if st.durable_is_prefix && st.data.len() > st.durable.len() {
+            let start = st.durable.len() as u64;
+            let extra = st.data.len() as u64 - start;
+            let keep = keep_unsynced(start, extra).min(extra) as usize;
+            survived.extend_from_slice(&st.data[start as usize..start as usize + keep]);
+        }
+        st.data = survived.clone();
+        st.durable = survived;
+        st.durable_is_prefix = true;
+    }
+}
+
+impl File for MemFile {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let st = self.lock();
+        if pos >= st.data.len() as u64 {
+            return Ok(0);
+        }
+        let n = buf.len().min(st.data.len() - pos as usize);
+        buf[..n].copy_from_slice(&st.data[pos as usize..pos as usize + n]);
+        Ok(n)
+    }
+
+    fn append(&self, data: &[u8]) -> io::Result<()> {
+        self.lock().data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.lock().data.len() as u64
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        let mut st = self.lock();
+        if st.durable_is_prefix {
+            let from = st.durable.len();
+            let tail = st.data[from..].to_vec();
+            st.durable.extend_from_slice(&tail);
+        } else {
+            st.durable = st.data.clone();
+            st.durable_is_prefix = true;
+        }
+        Ok(())
+    }
+
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        let mut st = self.lock();
+        st.data.resize(len as usize, 0);
+        if st.durable.len() > st.data.len() {
+            st.durable_is_prefix = false;
+        }
+        Ok(())
+    }
+}
+
+impl MemFs {
+    /// An empty file system.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The directory `name` (created empty on first use).
+    pub fn dir(&self, name: &str) -> MemStorage {
+        self.lock().entry(name.to_string()).or_default();
+        MemStorage {
+            fs: self.clone(),
+            dir: name.to_string(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Dir>> {
+        self.dirs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A power cut: every directory falls back to its durable entries and every file to its durable
+    /// bytes. `tear(seed)`: when `Some`, each file also keeps a pseudo-random part of its unsynced
+    /// tail, cut at a [`SECTOR_BYTES`] boundary (a torn write); when `None` all of it is lost.
+    pub fn crash(&self, tear: Option<u64>) {
+        let mut rng = tear.unwrap_or(0) | 1;
+        let mut keep = |start: u64, extra: u64| -> u64 {
+            if tear.is_none() {
+                return 0;
+            }
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let end = start + rng % (extra + 1);
+            let cut = if rng % 4 == 0 {
+                start + extra
+            } else {
+                end - end % SECTOR_BYTES
+            };
+            cut.saturating_sub(start)
+        };
+        let mut dirs = self.lock();
+        for dir in dirs.values_mut() {
+            dir.current = dir.durable.clone();
+            for file in dir.current.values() {
+                file.crash(&mut keep);
+            }
+        }
+    }
+
+    /// Total bytes currently stored (for tests that watch growth).
+    pub fn total_bytes(&self) -> u64 {
+        let dirs = self.lock();
+        dirs.values()
+            .flat_map(|d| d.current.values())
+            .map(|f| f.len())
+            .sum()
+    }
+}
+
+impl MemStorage {
+    /// A directory in a file system of its own.
+    pub fn new() -> Self {
+        MemFs::new().dir("log")
+    }
+
+    /// The file system this directory belongs to.
+    pub fn fs(&self) -> &MemFs {
+        &self.fs
+    }
+
+    fn with_dir<T>(&self, f: impl FnOnce(&mut Dir) -> T) -> T {
+        let mut dirs = self.fs.lock();
+        f(dirs.entry(self.dir.clone()).or_default())
+    }
+
+    /// Overwrites bytes of a file in place, bypassing the log (for corruption tests). The change is
+    /// made durable at once.
+    pub fn corrupt(&self, name: &str, pos: u64, bytes: &[u8]) -> io::Result<()> {
+        let file = self.with_dir(|d| d.current.get(name).cloned());
+        let file = file.ok_or_else(|| not_found(name))?;
+        let mut st = file.lock();
+        let end = pos as usize + bytes.len();
+        if end > st.data.len() {
+            st.data.resize(end, 0);
+        }
+        st.data[pos as usize..end].copy_from_slice(bytes);
+        st.durable = st.data.clone();
+        st.durable_is_prefix = true;
+        Ok(())
+    }
+}
+
+impl Default for MemStorage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn not_found(name: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{name}: no such file"))
+}
+
+impl Storage for MemStorage {
+    fn open(&self, name: &str) -> io::Result<Arc<dyn File>> {
+        let file = self.with_dir(|d| d.current.get(name).cloned());
+        match file {
+            Some(f) => Ok(f),
+            None => Err(not_found(name)),
+        }
+    }
+
+    fn create(&self, name: &str) -> io::Result<Arc<dyn File>> {
+        let file = MemFile::new();
+        self.with_dir(|d| d.current.insert(name.to_string(), file.clone()));
+        Ok(file)
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        Ok(self.with_dir(|d| d.current.keys().cloned().collect()))
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        match self.with_dir(|d| d.current.remove(name)) {
+            Some(_) => Ok(()),
+            None => Err(not_found(name)),
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.with_dir(|d| match d.current.remove(from) {
+            Some(f) => {
+                d.current.insert(to.to_string(), f);
+                Ok(())
+            }
+            None => Err(not_found(from)),
+        })
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        self.with_dir(|d| d.durable = d.current.clone());
+        Ok(())
+    }
+
+    fn describe(&self, name: &str) -> String {
+        format!("mem:{}/{name}", self.dir)
+    }
+}

@@ -1,0 +1,577 @@
+//! A partition log: append with group commit, read, time look-up, roll, checkpoint, close.
+//!
+//! Locking: one `Mutex<State>` guards the segment list and all positions; appends write under it
+//! (so offsets and bytes are in the same order), readers take it only to snapshot what to read.
+//! The sync itself runs outside the lock (group commit); rolls and checkpoints sync under it.
+//! The compactor's `clean` mutex is always taken before `state`, never after.
+
+use crate::batch::{self, BatchHeader, Records, HEADER_BYTES as BATCH_HEADER_BYTES};
+use crate::checkpoint::Checkpoint;
+use crate::config::{LogConfig, SyncPolicy};
+use crate::disk::{File, Storage};
+use crate::error::{LogError, Result};
+use crate::index::Indexes;
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::{self, Cursor, Expect, Segment, HEADER_BYTES};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Where an appended batch went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: u64,
+    pub last_offset: u64,
+}
+
+/// Batches answered by [`Log::read`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole stored batches, back to back.
+    pub data: Vec<u8>,
+    /// Next offset to be written that readers may see.
+    pub high_watermark: u64,
+    pub log_start: u64,
+}
+
+/// A snapshot of the log's positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    pub log_start: u64,
+    pub high_watermark: u64,
+    /// Next offset the log will assign (may exceed the high watermark while a sync runs).
+    pub next_offset: u64,
+    pub segments: usize,
+    pub size_bytes: u64,
+    pub epoch: u32,
+}
+
+pub(crate) struct State {
+    pub sealed: Vec<Arc<Segment>>,
+    pub active: Arc<Segment>,
+    pub active_index: Indexes,
+    pub active_created_ms: i64,
+    pub next_offset: u64,
+    pub log_start: u64,
+    pub epoch: u32,
+    /// Bytes written since open (a sync ticket) and bytes known synced.
+    pub written: u64,
+    pub synced: u64,
+    pub high_watermark: u64,
+    /// Bytes of the active segment readers may see.
+    pub visible: u64,
+    pub syncing: bool,
+    pub last_sync_ms: i64,
+    pub since_checkpoint: u64,
+    pub failed: Option<String>,
+    pub closed: bool,
+}
+
+/// An append-only log of record batches in one directory.
+pub struct Log {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) config: LogConfig,
+    pub(crate) state: Mutex<State>,
+    synced_cv: Condvar,
+    pub(crate) clean: Mutex<()>,
+    pub(crate) damage: AtomicU64,
+    report: RecoveryReport,
+}
+
+struct SyncSnapshot {
+    file: Arc<dyn File>,
+    written: u64,
+    next_offset: u64,
+    segment: u64,
+    len: u64,
+}
+
+impl Log {
+    /// Opens (recovering if needed) or creates the log in `storage`.
+    pub fn open(storage: Arc<dyn Storage>, config: LogConfig) -> Result<Self> {
+        config.validate()?;
+        let (state, report) = recovery::recover(storage.as_ref(), &config)?;
+        Ok(Self {
+            storage,
+            config,
+            state: Mutex::new(state),
+            synced_cv: Condvar::new(),
+            clean: Mutex::new(()),
+            damage: AtomicU64::new(report.damaged_segments.len() as u64),
+            report,
+        })
+    }
+
+    /// What recovery did when this log was opened.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The log's configuration.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Damaged ranges found so far (at recovery and by reads). Never reset: an alert signal.
+    pub fn damage_count(&self) -> u64 {
+        self.damage.load(Ordering::SeqCst)
+    }
+
+    /// Positions and sizes now.
+    pub fn stats(&self) -> LogStats {
+        let st = self.lock();
+        LogStats {
+            log_start: st.log_start,
+            high_watermark: st.high_watermark,
+            next_offset: st.next_offset,
+            segments: st.sealed.len() + 1,
+            size_bytes: st.sealed.iter().map(|s| s.file.len()).sum::<u64>() + st.active.file.len(),
+            epoch: st.epoch,
+        }
+    }
+
+    /// Validates `batch`, assigns its offsets (patching base offset and epoch in place) and stores it.
+    /// Returns once the bytes are as durable as the sync policy promises. On error nothing is
+    /// acknowledged, and a refused batch wrote nothing.
+    pub fn append(&self, batch: &mut [u8]) -> Result<Appended> {
+        let limit = self
+            .config
+            .batch_bytes_max
+            .min((self.config.segment_bytes - HEADER_BYTES) as usize);
+        let header = batch::validate_new(batch, limit)?;
+        let mut st = self.lock();
+        let appended = self.write_locked(&mut st, batch, &header)?;
+        match self.config.sync {
+            SyncPolicy::Batch => {
+                let ticket = st.written;
+                drop(st);
+                self.wait_synced(ticket)?;
+            }
+            SyncPolicy::Interval(ms) => {
+                st.high_watermark = st.next_offset;
+                st.visible = st.active.file.len();
+                let due = self.config.clock.now_ms() - st.last_sync_ms >= ms as i64;
+                drop(st);
+                if due {
+                    self.sync()?;
+                }
+            }
+            SyncPolicy::Never => {
+                st.high_watermark = st.next_offset;
+                st.visible = st.active.file.len();
+            }
+        }
+        Ok(appended)
+    }
+
+    fn check_usable(st: &State) -> Result<()> {
+        if let Some(why) = &st.failed {
+            return Err(LogError::Failed(why.clone()));
+        }
+        if st.closed {
+            return Err(LogError::Closed);
+        }
+        Ok(())
+    }
+
+    fn write_locked(&self, st: &mut State, batch: &mut [u8], h: &BatchHeader) -> Result<Appended> {
+        Self::check_usable(st)?;
+        let len = batch.len() as u64;
+        let now = self.config.clock.now_ms();
+        let has_data = st.active.file.len() > HEADER_BYTES;
+        let too_old = now - st.active_created_ms >= self.config.segment_ms;
+        if has_data && (st.active.file.len() + len > self.config.segment_bytes || too_old) {
+            self.roll_locked(st)?;
+        }
+        let base_offset = st.next_offset;
+        batch::patch(batch, base_offset, st.epoch);
+        let file = st.active.file.clone();
+        let pos = file.len();
+        if let Err(e) = file.append(batch) {
+            if let Err(t) = file.truncate(pos) {
+                st.failed = Some(format!("write failed ({e}) and could not be undone ({t})"));
+            }
+            return Err(LogError::io(
+                format!(
+                    "append to {}",
+                    self.storage.describe(&segment::log_name(st.active.base))
+                ),
+                e,
+            ));
+        }
+        let rel = (base_offset - st.active.base) as u32;
+        st.active_index.add(
+            rel,
+            pos,
+            len,
+            h.max_timestamp,
+            self.config.index_interval_bytes,
+        );
+        st.next_offset = base_offset + h.last_offset_delta as u64 + 1;
+        st.written += len;
+        st.since_checkpoint += len;
+        debug_assert!(st.next_offset > base_offset);
+        Ok(Appended {
+            base_offset,
+            last_offset: st.next_offset - 1,
+        })
+    }
+
+    /// Blocks until everything written before `ticket` is synced (group commit).
+    fn wait_synced(&self, ticket: u64) -> Result<()> {
+        let mut st = self.lock();
+        loop {
+            if let Some(why) = &st.failed {
+                return Err(LogError::Failed(why.clone()));
+            }
+            if st.synced >= ticket {
+                return Ok(());
+            }
+            if st.syncing {
+                st = self.synced_cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            st = self.run_sync(st)?;
+        }
+    }
+
+    /// Becomes the syncer: syncs the active segment outside the lock, then publishes the result.
+    fn run_sync<'a>(&'a self, mut st: MutexGuard<'a, State>) -> Result<MutexGuard<'a, State>> {
+        let snap = SyncSnapshot {
+            file: st.active.file.clone(),
+            written: st.written,
+            next_offset: st.next_offset,
+            segment: st.active.base,
+            len: st.active.file.len(),
+        };
+        st.syncing = true;
+        drop(st);
+        let res = snap.file.sync();
+        let mut st = self.lock();
+        st.syncing = false;
+        self.synced_cv.notify_all();
+        if let Err(e) = res {
+            let why = format!(
+                "fdatasync of {} failed: {e}",
+                self.storage.describe(&segment::log_name(snap.segment))
+            );
+            st.failed = Some(why.clone());
+            return Err(LogError::Failed(why));
+        }
+        st.last_sync_ms = self.config.clock.now_ms();
+        if snap.written > st.synced {
+            st.synced = snap.written;
+            st.high_watermark = st.high_watermark.max(snap.next_offset);
+            if st.active.base == snap.segment {
+                st.visible = st.visible.max(snap.len);
+            }
+        }
+        if st.since_checkpoint >= self.config.checkpoint_interval_bytes {
+            self.checkpoint_locked(&mut st, false)?;
+        }
+        Ok(st)
+    }
+
+    /// Syncs everything written so far (used by `interval`, `tick` and callers that want it).
+    pub fn sync(&self) -> Result<()> {
+        let ticket = self.lock().written;
+        self.wait_synced(ticket)
+    }
+
+    /// Periodic work for the `interval` policy: syncs when the interval has passed.
+    pub fn tick(&self) -> Result<()> {
+        if let SyncPolicy::Interval(ms) = self.config.sync {
+            let st = self.lock();
+            let due =
+                st.written > st.synced && self.config.clock.now_ms() - st.last_sync_ms >= ms as i64;
+            drop(st);
+            if due {
+                return self.sync();
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(st: &mut State, what: &str, e: LogError) -> LogError {
+        let why = format!("{what}: {e}");
+        st.failed = Some(why.clone());
+        LogError::Failed(why)
+    }
+
+    /// Seals the active segment and starts a new one (protocol in `docs/log-format.md`).
+    pub(crate) fn roll_locked(&self, st: &mut State) -> Result<()> {
+        let storage = self.storage.as_ref();
+        let old = st.active.clone();
+        if let Err(e) = old.file.sync() {
+            return Err(Self::fail(st, "sync before roll", LogError::io("sync", e)));
+        }
+        if let Err(e) = segment::write_indexes(storage, old.base, &st.active_index) {
+            return Err(Self::fail(st, "index write at roll", e));
+        }
+        let new = match Segment::create(storage, st.next_offset) {
+            Ok(s) => s,
+            Err(e) => return Err(Self::fail(st, "segment creation", e)),
+        };
+        if let Err(e) = storage.sync_dir() {
+            return Err(Self::fail(
+                st,
+                "directory sync at roll",
+                LogError::io("sync dir", e),
+            ));
+        }
+        let idx = std::mem::replace(&mut st.active_index, Indexes::new(HEADER_BYTES));
+        old.set_sealed_indexes(idx);
+        st.sealed.push(old);
+        st.active = Arc::new(new);
+        st.active_created_ms = self.config.clock.now_ms();
+        st.synced = st.written;
+        st.high_watermark = st.next_offset;
+        st.visible = HEADER_BYTES;
+        self.checkpoint_locked(st, false)
+    }
+
+    /// Syncs the active segment, writes its index files and a checkpoint at its end.
+    pub(crate) fn checkpoint_locked(&self, st: &mut State, clean: bool) -> Result<()> {
+        let storage = self.storage.as_ref();
+        let res = st
+            .active
+            .file
+            .sync()
+            .map_err(|e| LogError::io("sync at checkpoint", e))
+            .and_then(|_| segment::write_indexes(storage, st.active.base, &st.active_index))
+            .and_then(|_| {
+                Checkpoint {
+                    clean,
+                    epoch: st.epoch,
+                    segment: st.active.base,
+                    position: st.active.file.len(),
+                    next_offset: st.next_offset,
+                    log_start: st.log_start,
+                }
+                .store(storage)
+            });
+        match res {
+            Ok(()) => {
+                st.synced = st.written;
+                st.high_watermark = st.next_offset;
+                st.visible = st.active.file.len();
+                st.since_checkpoint = 0;
+                Ok(())
+            }
+            Err(e) => Err(Self::fail(st, "checkpoint", e)),
+        }
+    }
+
+    /// Clean shutdown: syncs, writes indexes and a clean checkpoint so the next open scans nothing.
+    pub fn close(&self) -> Result<()> {
+        let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.lock();
+        Self::check_usable(&st)?;
+        self.checkpoint_locked(&mut st, true)?;
+        st.closed = true;
+        self.synced_cv.notify_all();
+        Ok(())
+    }
+
+    /// Whole stored batches starting with the one that contains `offset`, up to `max_bytes` (at
+    /// least one batch, however large), from one segment. Empty at the high watermark.
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadResult> {
+        let mut offset = offset;
+        loop {
+            let (seg, start, end, hw, log_start, is_last) = self.locate(offset)?;
+            let Some(seg) = seg else {
+                return Ok(ReadResult {
+                    data: Vec::new(),
+                    high_watermark: hw,
+                    log_start,
+                });
+            };
+            let data = self.read_segment(&seg, start, end, offset, max_bytes)?;
+            if !data.is_empty() || is_last {
+                return Ok(ReadResult {
+                    data,
+                    high_watermark: hw,
+                    log_start,
+                });
+            }
+            // Nothing at or after `offset` in this segment (compaction gap): go to the next one.
+            let next = {
+                let st = self.lock();
+                let bases = st
+                    .sealed
+                    .iter()
+                    .chain(std::iter::once(&st.active))
+                    .map(|s| s.base);
+                bases.into_iter().find(|b| *b > seg.base)
+            };
+            match next {
+                Some(b) => offset = offset.max(b),
+                None => {
+                    return Ok(ReadResult {
+                        data,
+                        high_watermark: hw,
+                        log_start,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Finds the segment holding `offset`, the position to start from and the visible end.
+    #[allow(clippy::type_complexity)]
+    fn locate(&self, offset: u64) -> Result<(Option<Arc<Segment>>, u64, u64, u64, u64, bool)> {
+        let st = self.lock();
+        if st.closed {
+            return Err(LogError::Closed);
+        }
+        let (hw, log_start) = (st.high_watermark, st.log_start);
+        if offset < log_start || offset > hw {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: log_start,
+                end: hw,
+            });
+        }
+        if offset == hw {
+            return Ok((None, 0, 0, hw, log_start, true));
+        }
+        if offset >= st.active.base {
+            let rel = (offset - st.active.base) as u32;
+            let start = st
+                .active_index
+                .position_for(rel)
+                .map_or(HEADER_BYTES, |(_, p)| p as u64);
+            return Ok((
+                Some(st.active.clone()),
+                start,
+                st.visible,
+                hw,
+                log_start,
+                true,
+            ));
+        }
+        let i = st
+            .sealed
+            .partition_point(|s| s.base <= offset)
+            .saturating_sub(1);
+        let seg = st.sealed[i].clone();
+        drop(st);
+        let idx = seg.sealed_indexes(self.storage.as_ref(), self.config.index_interval_bytes);
+        let rel = (offset - seg.base) as u32;
+        let start = idx
+            .position_for(rel)
+            .map_or(HEADER_BYTES, |(_, p)| p as u64);
+        let end = seg.file.len();
+        Ok((Some(seg), start, end, hw, log_start, false))
+    }
+
+    fn read_segment(
+        &self,
+        seg: &Segment,
+        start: u64,
+        end: u64,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>> {
+        let end = seg.damaged_from().map_or(end, |d| d.min(end));
+        let mut cursor = Cursor::new(seg.file.as_ref(), start, end, Expect::AtLeast(seg.base));
+        let mut out = Vec::new();
+        loop {
+            match cursor.next_batch() {
+                Ok(Some((_, bytes))) => {
+                    let h = BatchHeader::parse(bytes).expect("verified batch");
+                    if (h.last_offset() as u64) < offset {
+                        continue;
+                    }
+                    if !out.is_empty() && out.len() + bytes.len() > max_bytes {
+                        break;
+                    }
+                    out.extend_from_slice(bytes);
+                }
+                Ok(None) => break,
+                Err((pos, reason)) => {
+                    seg.mark_damaged(pos);
+                    self.damage.fetch_add(1, Ordering::SeqCst);
+                    if out.is_empty() {
+                        return Err(LogError::Corrupt {
+                            file: self.storage.describe(&segment::log_name(seg.base)),
+                            position: pos,
+                            reason,
+                        });
+                    }
+                    break;
+                }
+            }
+        }
+        if out.is_empty() && seg.damaged_from().is_some_and(|d| d < seg.file.len()) && end <= start
+        {
+            return Err(LogError::Corrupt {
+                file: self.storage.describe(&segment::log_name(seg.base)),
+                position: end,
+                reason: "range is damaged".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The first offset whose record timestamp is at or after `ts`, or `None` when no such record.
+    /// Precise to the record for uncompressed batches, to the batch for compressed ones.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<u64>> {
+        let (segs, active_idx, visible, log_start) = {
+            let st = self.lock();
+            let mut segs = st.sealed.clone();
+            segs.push(st.active.clone());
+            (segs, st.active_index.clone(), st.visible, st.log_start)
+        };
+        let last = segs.len() - 1;
+        for (i, seg) in segs.iter().enumerate() {
+            let (idx, end) = if i == last {
+                (&active_idx, visible)
+            } else {
+                (
+                    seg.sealed_indexes(self.storage.as_ref(), self.config.index_interval_bytes),
+                    seg.file.len(),
+                )
+            };
+            if idx.segment_max_timestamp() < ts {
+                continue;
+            }
+            let rel = idx.scan_start_for_time(ts);
+            let start = idx
+                .position_for(rel)
+                .map_or(HEADER_BYTES, |(_, p)| p as u64);
+            let end = seg.damaged_from().map_or(end, |d| d.min(end));
+            let mut cursor = Cursor::new(seg.file.as_ref(), start, end, Expect::AtLeast(seg.base));
+            while let Ok(Some((_, bytes))) = cursor.next_batch() {
+                if let Some(o) = first_at_or_after(bytes, ts) {
+                    return Ok(Some(o.max(log_start)));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn first_at_or_after(bytes: &[u8], ts: i64) -> Option<u64> {
+    let h = BatchHeader::parse(bytes).ok()?;
+    if h.max_timestamp < ts {
+        return None;
+    }
+    if h.compression() != 0 {
+        return Some(h.base_offset as u64);
+    }
+    Records::new(&bytes[BATCH_HEADER_BYTES..])
+        .filter_map(|r| r.ok())
+        .find(|r| h.base_timestamp + r.timestamp_delta >= ts)
+        .map(|r| h.base_offset as u64 + r.offset_delta as u64)
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        // Dropping without `close` is a crash as far as the files know: no clean flag is written.
+        self.synced_cv.notify_all();
+    }
+}
