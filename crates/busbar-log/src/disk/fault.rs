@@ -18,6 +18,8 @@ pub struct FaultPlan {
     fail_at: AtomicU64,
     failures: AtomicU64,
     disk_full: AtomicBool,
+    syncs: AtomicU64,
+    sync_delay_us: AtomicU64,
 }
 
 impl Default for FaultPlan {
@@ -27,6 +29,8 @@ impl Default for FaultPlan {
             fail_at: AtomicU64::new(u64::MAX),
             failures: AtomicU64::new(0),
             disk_full: AtomicBool::new(false),
+            syncs: AtomicU64::new(0),
+            sync_delay_us: AtomicU64::new(0),
         }
     }
 }
@@ -40,6 +44,16 @@ impl FaultPlan {
     /// Turns the disk-full condition on or off.
     pub fn set_disk_full(&self, full: bool) {
         self.disk_full.store(full, Ordering::SeqCst);
+    }
+
+    /// Makes every file sync take at least `delay` (a slow disk).
+    pub fn set_sync_delay(&self, delay: std::time::Duration) {
+        self.sync_delay_us.store(delay.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// File syncs that succeeded so far.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::SeqCst)
     }
 
     /// Mutating operations seen so far.
@@ -120,7 +134,13 @@ impl File for FaultFile {
 
     fn sync(&self) -> io::Result<()> {
         self.plan.tick("sync", false)?;
-        self.inner.sync()
+        let delay = self.plan.sync_delay_us.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(delay));
+        }
+        self.inner.sync()?;
+        self.plan.syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 
     fn truncate(&self, len: u64) -> io::Result<()> {
