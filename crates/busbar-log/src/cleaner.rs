@@ -184,7 +184,7 @@ impl Log {
         let horizon = self.config.clock.now_ms() - self.config.delete_retention_ms;
         let mut report = CleanReport::default();
         for seg in sealed.iter().filter(|s| s.damaged_from().is_none()) {
-            self.compact_segment(seg, &latest, horizon, &mut report)?;
+            self.compact_segment(seg, &latest, (horizon, log_start), &mut report)?;
         }
         Ok(report)
     }
@@ -193,7 +193,7 @@ impl Log {
         &self,
         seg: &Arc<Segment>,
         latest: &HashMap<Vec<u8>, u64>,
-        horizon: i64,
+        (horizon, log_start): (i64, u64),
         report: &mut CleanReport,
     ) -> Result<()> {
         let mut out = segment::header_bytes();
@@ -206,7 +206,7 @@ impl Log {
             Expect::AtLeast(seg.base),
         );
         while let Ok(Some((_, bytes))) = cursor.next_batch() {
-            let (kept, dropped) = filter_batch(bytes, latest, horizon);
+            let (kept, dropped) = filter_batch(bytes, latest, horizon, log_start);
             removed += dropped;
             if let Some(b) = kept {
                 let h = BatchHeader::parse(&b).expect("built batch");
@@ -266,12 +266,14 @@ fn for_each_keyed(bytes: &[u8], mut f: impl FnMut(&[u8], u64, bool)) {
     }
 }
 
-/// The batch with superseded records and expired tombstones removed (`None` when nothing is left),
-/// and how many records were removed. Compressed and control batches are kept whole.
+/// The batch with superseded records, expired tombstones and records below the log start removed
+/// (`None` when nothing is left), and how many records were removed. Compressed and control batches
+/// are kept whole.
 fn filter_batch(
     bytes: &[u8],
     latest: &HashMap<Vec<u8>, u64>,
     horizon: i64,
+    log_start: u64,
 ) -> (Option<Vec<u8>>, u64) {
     let Ok(h) = BatchHeader::parse(bytes) else {
         return (Some(bytes.to_vec()), 0);
@@ -283,14 +285,16 @@ fn filter_batch(
     let (mut n_kept, mut removed) = (0i32, 0u64);
     for r in Records::new(&bytes[BATCH_HEADER_BYTES..]).flatten() {
         let offset = h.base_offset as u64 + r.offset_delta as u64;
-        let keep = match r.key {
-            None => true,
-            Some(k) => {
-                let newest = latest.get(k).is_none_or(|o| *o == offset);
-                let expired = r.value.is_none() && h.base_timestamp + r.timestamp_delta < horizon;
-                newest && !expired
-            }
-        };
+        let keep = offset >= log_start
+            && match r.key {
+                None => true,
+                Some(k) => {
+                    let newest = latest.get(k).is_none_or(|o| *o == offset);
+                    let expired =
+                        r.value.is_none() && h.base_timestamp + r.timestamp_delta < horizon;
+                    newest && !expired
+                }
+            };
         if keep {
             kept.extend_from_slice(r.raw);
             n_kept += 1;

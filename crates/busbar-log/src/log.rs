@@ -546,8 +546,8 @@ impl Log {
             let end = seg.damaged_from().map_or(end, |d| d.min(end));
             let mut cursor = Cursor::new(seg.file.as_ref(), start, end, Expect::AtLeast(seg.base));
             while let Ok(Some((_, bytes))) = cursor.next_batch() {
-                if let Some(o) = first_at_or_after(bytes, ts) {
-                    return Ok(Some(o.max(log_start)));
+                if let Some(o) = first_at_or_after(bytes, ts, log_start) {
+                    return Ok(Some(o));
                 }
             }
         }
@@ -555,18 +555,25 @@ impl Log {
     }
 }
 
-fn first_at_or_after(bytes: &[u8], ts: i64) -> Option<u64> {
+/// The first offset at or above `min` in the batch whose timestamp is at or after `ts`.
+fn first_at_or_after(bytes: &[u8], ts: i64, min: u64) -> Option<u64> {
     let h = BatchHeader::parse(bytes).ok()?;
-    if h.max_timestamp < ts {
+    if h.max_timestamp < ts || (h.last_offset() as u64) < min {
         return None;
     }
     if h.compression() != 0 {
-        return Some(h.base_offset as u64);
+        return Some((h.base_offset as u64).max(min));
     }
     Records::new(&bytes[BATCH_HEADER_BYTES..])
         .filter_map(|r| r.ok())
-        .find(|r| h.base_timestamp + r.timestamp_delta >= ts)
-        .map(|r| h.base_offset as u64 + r.offset_delta as u64)
+        .map(|r| {
+            (
+                h.base_timestamp + r.timestamp_delta,
+                h.base_offset as u64 + r.offset_delta as u64,
+            )
+        })
+        .find(|(t, o)| *t >= ts && *o >= min)
+        .map(|(_, o)| o)
 }
 
 impl Drop for Log {

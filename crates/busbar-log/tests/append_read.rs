@@ -24,9 +24,15 @@ fn offsets_are_assigned_in_order_and_reads_return_whole_batches() {
     assert_eq!(log.read(0, 1).unwrap().data, a);
     assert_eq!(log.read(0, 1 << 20).unwrap().data.len(), a.len() + b.len());
     assert!(log.read(5, 100).unwrap().data.is_empty());
-    assert!(matches!(log.read(6, 100), Err(LogError::OffsetOutOfRange { offset: 6, .. })));
+    assert!(matches!(
+        log.read(6, 100),
+        Err(LogError::OffsetOutOfRange { offset: 6, .. })
+    ));
     let evs = read_all(&log);
-    assert_eq!(evs.iter().map(|e| e.0).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        evs.iter().map(|e| e.0).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
     assert_eq!(evs[3].2.as_deref(), Some(&b"b-0"[..]));
 }
 
@@ -39,12 +45,17 @@ fn stored_batches_carry_the_assigned_offset_and_epoch_with_a_valid_crc() {
     let bs = batches(&log.read(0, 1 << 20).unwrap().data);
     let bases: Vec<_> = bs.iter().map(|(h, _)| h.base_offset).collect();
     assert_eq!(bases, vec![0, 2, 4]);
-    assert!(bs.iter().all(|(h, _)| h.leader_epoch == log.stats().epoch as i32));
+    assert!(bs
+        .iter()
+        .all(|(h, _)| h.leader_epoch == log.stats().epoch as i32));
 }
 
 #[test]
 fn a_bad_batch_is_refused_and_nothing_is_written() {
-    let (s, log) = mem_log(LogConfig { batch_bytes_max: 500, ..LogConfig::default() });
+    let (s, log) = mem_log(LogConfig {
+        batch_bytes_max: 500,
+        ..LogConfig::default()
+    });
     log.append(&mut batch_of(1, "ok", 1, 1)).unwrap();
     let before = s.fs().total_bytes();
     let good = batch_of(1, "v", 1, 1);
@@ -55,10 +66,18 @@ fn a_bad_batch_is_refused_and_nothing_is_written() {
     let mut big = batch_of(40, "big", 1, 1);
     let mut short = good[..30].to_vec();
     let cases: Vec<(&mut Vec<u8>, fn(&LogError) -> bool)> = vec![
-        (&mut crc, |e| matches!(e, LogError::Batch(BatchError::Crc { .. }))),
-        (&mut magic, |e| matches!(e, LogError::Batch(BatchError::Magic(1)))),
-        (&mut big, |e| matches!(e, LogError::Batch(BatchError::TooLarge { limit: 500, .. }))),
-        (&mut short, |e| matches!(e, LogError::Batch(BatchError::Length(_)))),
+        (&mut crc, |e| {
+            matches!(e, LogError::Batch(BatchError::Crc { .. }))
+        }),
+        (&mut magic, |e| {
+            matches!(e, LogError::Batch(BatchError::Magic(1)))
+        }),
+        (&mut big, |e| {
+            matches!(e, LogError::Batch(BatchError::TooLarge { limit: 500, .. }))
+        }),
+        (&mut short, |e| {
+            matches!(e, LogError::Batch(BatchError::Length(_)))
+        }),
     ];
     for (b, want) in cases {
         let err = log.append(b).unwrap_err();
@@ -72,10 +91,15 @@ fn a_bad_batch_is_refused_and_nothing_is_written() {
 #[test]
 fn segments_roll_by_size_and_age_and_reads_cross_them() {
     let clock = busbar_log::ManualClock::new(1_000_000);
-    let cfg = LogConfig { clock: clock.clone(), segment_ms: 60_000, ..small(1024) };
+    let cfg = LogConfig {
+        clock: clock.clone(),
+        segment_ms: 60_000,
+        ..small(1024)
+    };
     let (_s, log) = mem_log(cfg);
     for i in 0..60 {
-        log.append(&mut batch_of(2, &format!("v{i}"), 5, i)).unwrap();
+        log.append(&mut batch_of(2, &format!("v{i}"), 5, i))
+            .unwrap();
     }
     let segs = log.stats().segments;
     assert!(segs > 4, "{segs} segments");
@@ -84,7 +108,11 @@ fn segments_roll_by_size_and_age_and_reads_cross_them() {
     assert!(evs.windows(2).all(|w| w[1].0 == w[0].0 + 1));
     clock.advance(60_000);
     log.append(&mut batch_of(1, "late", 1, 1)).unwrap();
-    assert_eq!(log.stats().segments, segs + 1, "an old segment rolls at the next append");
+    assert_eq!(
+        log.stats().segments,
+        segs + 1,
+        "an old segment rolls at the next append"
+    );
     for probe in [0u64, 17, 64, 119, 120] {
         let r = log.read(probe, 1).unwrap();
         let (h, _) = &batches(&r.data)[0];
@@ -120,7 +148,8 @@ fn group_commit_shares_syncs_between_concurrent_appends() {
             let log = log.clone();
             std::thread::spawn(move || {
                 for i in 0..200 {
-                    log.append(&mut batch_of(1, &format!("{t}-{i}"), 1, 1)).unwrap();
+                    log.append(&mut batch_of(1, &format!("{t}-{i}"), 1, 1))
+                        .unwrap();
                 }
             })
         })
@@ -131,7 +160,10 @@ fn group_commit_shares_syncs_between_concurrent_appends() {
     assert_eq!(log.stats().high_watermark, 1600);
     // With a 1 ms sync and 8 writers, appends that arrive during a sync share the next one.
     let syncs = plan.syncs() - syncs_before;
-    assert!(syncs <= 800, "{syncs} syncs for 1600 appends: no group commit");
+    assert!(
+        syncs <= 800,
+        "{syncs} syncs for 1600 appends: no group commit"
+    );
     let evs = read_all(&log);
     assert_eq!(evs.len(), 1600);
 }
@@ -143,8 +175,14 @@ fn a_failed_fsync_takes_the_log_offline() {
     let log = Log::open(Arc::new(storage), LogConfig::default()).unwrap();
     log.append(&mut batch_of(1, "a", 1, 1)).unwrap();
     plan.fail_nth(plan.ops() + 1); // the append succeeds, its sync fails
-    assert!(matches!(log.append(&mut batch_of(1, "b", 1, 1)), Err(LogError::Failed(_))));
-    assert!(matches!(log.append(&mut batch_of(1, "c", 1, 1)), Err(LogError::Failed(_))));
+    assert!(matches!(
+        log.append(&mut batch_of(1, "b", 1, 1)),
+        Err(LogError::Failed(_))
+    ));
+    assert!(matches!(
+        log.append(&mut batch_of(1, "c", 1, 1)),
+        Err(LogError::Failed(_))
+    ));
     // Nothing unsynced became visible; earlier data still reads.
     assert_eq!(log.stats().high_watermark, 1);
     assert_eq!(events(&log.read(0, 1000).unwrap().data).len(), 1);
@@ -159,13 +197,23 @@ fn a_failed_write_is_undone_and_a_full_disk_recovers_when_space_returns() {
     log.append(&mut batch_of(1, "a", 1, 1)).unwrap();
     let len = inner.fs().total_bytes();
     plan.fail_nth(plan.ops()); // the next append's write fails half-way
-    assert!(matches!(log.append(&mut batch_of(1, "b", 1, 1)), Err(LogError::Io { .. })));
-    assert_eq!(inner.fs().total_bytes(), len, "the half-written batch was cut off");
+    assert!(matches!(
+        log.append(&mut batch_of(1, "b", 1, 1)),
+        Err(LogError::Io { .. })
+    ));
+    assert_eq!(
+        inner.fs().total_bytes(),
+        len,
+        "the half-written batch was cut off"
+    );
     plan.set_disk_full(true);
     let err = log.append(&mut batch_of(1, "c", 1, 1)).unwrap_err();
     assert!(err.to_string().contains("No space left"), "{err}");
     plan.set_disk_full(false);
-    assert_eq!(log.append(&mut batch_of(1, "d", 1, 1)).unwrap().base_offset, 1);
+    assert_eq!(
+        log.append(&mut batch_of(1, "d", 1, 1)).unwrap().base_offset,
+        1
+    );
     let vals: Vec<_> = read_all(&log).into_iter().map(|e| e.2.unwrap()).collect();
     assert_eq!(vals, vec![b"a-0".to_vec(), b"d-0".to_vec()]);
 }
@@ -196,8 +244,12 @@ fn works_on_the_real_file_system_across_restarts() {
 #[test]
 fn interval_and_never_make_writes_visible_at_once() {
     for sync in [SyncPolicy::Never, SyncPolicy::Interval(50)] {
-        let (_s, log) = mem_log(LogConfig { sync, ..LogConfig::default() });
-        log.append(&mut batch::build(&[rec(None, Some(b"v"), 1)])).unwrap();
+        let (_s, log) = mem_log(LogConfig {
+            sync,
+            ..LogConfig::default()
+        });
+        log.append(&mut batch::build(&[rec(None, Some(b"v"), 1)]))
+            .unwrap();
         assert_eq!(log.stats().high_watermark, 1);
         log.tick().unwrap();
     }
@@ -206,10 +258,22 @@ fn interval_and_never_make_writes_visible_at_once() {
 #[test]
 fn invalid_config_is_refused() {
     let bad = [
-        LogConfig { segment_bytes: 10, ..LogConfig::default() },
-        LogConfig { segment_ms: 0, ..LogConfig::default() },
-        LogConfig { retention_ms: Some(-1), ..LogConfig::default() },
-        LogConfig { index_interval_bytes: 0, ..LogConfig::default() },
+        LogConfig {
+            segment_bytes: 10,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            segment_ms: 0,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            retention_ms: Some(-1),
+            ..LogConfig::default()
+        },
+        LogConfig {
+            index_interval_bytes: 0,
+            ..LogConfig::default()
+        },
     ];
     for cfg in bad {
         let r = Log::open(Arc::new(MemStorage::new()), cfg);
@@ -221,6 +285,9 @@ fn invalid_config_is_refused() {
 fn closed_log_refuses_work() {
     let (_s, log) = mem_log(LogConfig::default());
     log.close().unwrap();
-    assert!(matches!(log.append(&mut batch_of(1, "x", 1, 1)), Err(LogError::Closed)));
+    assert!(matches!(
+        log.append(&mut batch_of(1, "x", 1, 1)),
+        Err(LogError::Closed)
+    ));
     assert!(matches!(log.read(0, 10), Err(LogError::Closed)));
 }

@@ -12,32 +12,55 @@ use std::sync::Arc;
 #[test]
 fn time_retention_deletes_whole_old_segments_only() {
     let clock = ManualClock::new(10_000_000);
-    let cfg = LogConfig { clock: clock.clone(), retention_ms: Some(60_000), ..small(1024) };
+    let cfg = LogConfig {
+        clock: clock.clone(),
+        retention_ms: Some(60_000),
+        ..small(1024)
+    };
     let (_s, log) = mem_log(cfg);
     for i in 0..40 {
-        log.append(&mut batch_of(2, "old", 2, 1_000_000 + i)).unwrap();
+        log.append(&mut batch_of(2, "old", 2, 1_000_000 + i))
+            .unwrap();
     }
     let old_end = log.stats().next_offset;
     for i in 0..40 {
-        log.append(&mut batch_of(2, "new", 2, 10_000_000 + i)).unwrap();
+        log.append(&mut batch_of(2, "new", 2, 10_000_000 + i))
+            .unwrap();
     }
     let before = log.stats();
     let rep = log.enforce_retention().unwrap();
     let after = log.stats();
     assert!(rep.segments_deleted > 0, "{rep:?}");
-    assert!(after.log_start > 0 && after.log_start <= old_end, "{after:?}");
-    assert_eq!(after.segments as u64, before.segments as u64 - rep.segments_deleted);
+    assert!(
+        after.log_start > 0 && after.log_start <= old_end,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.segments as u64,
+        before.segments as u64 - rep.segments_deleted
+    );
     // Every new record is still there; nothing below the log start is served.
     let evs = read_all(&log);
-    assert_eq!(evs.iter().filter(|e| e.2.as_ref().unwrap().starts_with(b"new")).count(), 80);
-    assert!(matches!(log.read(0, 100), Err(LogError::OffsetOutOfRange { .. })));
+    assert_eq!(
+        evs.iter()
+            .filter(|e| e.2.as_ref().unwrap().starts_with(b"new"))
+            .count(),
+        80
+    );
+    assert!(matches!(
+        log.read(0, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     // A second pass with nothing expired deletes nothing.
     assert_eq!(log.enforce_retention().unwrap().segments_deleted, 0);
 }
 
 #[test]
 fn size_retention_keeps_the_log_under_the_limit_but_never_the_active_segment() {
-    let cfg = LogConfig { retention_bytes: Some(3000), ..small(1024) };
+    let cfg = LogConfig {
+        retention_bytes: Some(3000),
+        ..small(1024)
+    };
     let (_s, log) = mem_log(cfg);
     for i in 0..100 {
         log.append(&mut batch_of(2, &format!("{i}"), 2, i)).unwrap();
@@ -47,11 +70,18 @@ fn size_retention_keeps_the_log_under_the_limit_but_never_the_active_segment() {
     assert!(st.size_bytes <= 3000 + 1024, "{st:?}");
     assert!(st.size_bytes >= 3000 - 1024, "{st:?}");
     assert_eq!(read_all(&log).last().unwrap().0, 199);
-    let tiny = LogConfig { retention_bytes: Some(0), ..small(1024) };
+    let tiny = LogConfig {
+        retention_bytes: Some(0),
+        ..small(1024)
+    };
     let (_s, log) = mem_log(tiny);
     log.append(&mut batch_of(2, "only", 2, 1)).unwrap();
     log.enforce_retention().unwrap();
-    assert_eq!(read_all(&log).len(), 2, "the active segment is never deleted");
+    assert_eq!(
+        read_all(&log).len(),
+        2,
+        "the active segment is never deleted"
+    );
 }
 
 #[test]
@@ -64,10 +94,20 @@ fn delete_records_moves_the_log_start_durably() {
     let segs = log.stats().segments;
     assert_eq!(log.delete_records(61).unwrap(), 61);
     assert!(log.stats().segments < segs);
-    assert!(matches!(log.read(60, 10), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(60, 10),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     assert_eq!(read_all(&log).first().unwrap().0, 61);
-    assert_eq!(log.delete_records(10).unwrap(), 61, "the log start never moves back");
-    assert!(matches!(log.delete_records(101), Err(LogError::OffsetOutOfRange { .. })));
+    assert_eq!(
+        log.delete_records(10).unwrap(),
+        61,
+        "the log start never moves back"
+    );
+    assert!(matches!(
+        log.delete_records(101),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     drop(log);
     s.fs().crash(None);
     let log = reopen(&s, cfg);
@@ -76,7 +116,12 @@ fn delete_records_moves_the_log_start_durably() {
 }
 
 fn compacting(clock: Arc<ManualClock>) -> LogConfig {
-    LogConfig { cleanup: CleanupPolicy::Compact, delete_retention_ms: 1000, clock, ..small(1024) }
+    LogConfig {
+        cleanup: CleanupPolicy::Compact,
+        delete_retention_ms: 1000,
+        clock,
+        ..small(1024)
+    }
 }
 
 #[test]
@@ -87,19 +132,31 @@ fn compaction_keeps_the_latest_record_per_key_at_its_original_offset() {
     for i in 0..150u64 {
         let key = format!("key{}", i % 10).into_bytes();
         let val = format!("val{i}").into_bytes();
-        let at = log.append(&mut batch::build(&[rec(Some(&key), Some(&val), 1000)])).unwrap();
+        let at = log
+            .append(&mut batch::build(&[rec(Some(&key), Some(&val), 1000)]))
+            .unwrap();
         latest.insert(key, (at.base_offset, val));
     }
     // One keyless record survives compaction.
-    log.append(&mut batch::build(&[rec(None, Some(b"nokey"), 1000)])).unwrap();
+    log.append(&mut batch::build(&[rec(None, Some(b"nokey"), 1000)]))
+        .unwrap();
     let before = read_all(&log);
     let rep = log.compact().unwrap();
-    assert!(rep.records_removed > 0 && rep.segments_rewritten > 0, "{rep:?}");
+    assert!(
+        rep.records_removed > 0 && rep.segments_rewritten > 0,
+        "{rep:?}"
+    );
     let after = read_all(&log);
     assert!(after.len() < before.len());
     for (key, (offset, val)) in &latest {
-        let e = after.iter().find(|e| e.1.as_ref() == Some(key) && e.0 == *offset);
-        assert_eq!(e.map(|e| e.2.clone().unwrap()), Some(val.clone()), "latest of {key:?}");
+        let e = after
+            .iter()
+            .find(|e| e.1.as_ref() == Some(key) && e.0 == *offset);
+        assert_eq!(
+            e.map(|e| e.2.clone().unwrap()),
+            Some(val.clone()),
+            "latest of {key:?}"
+        );
     }
     for e in &after {
         // Every survivor is an original record at its original offset.
@@ -116,18 +173,29 @@ fn compaction_keeps_the_latest_record_per_key_at_its_original_offset() {
 fn tombstones_are_kept_until_delete_retention_passes() {
     let clock = ManualClock::new(5_000);
     let (_s, log) = mem_log(compacting(clock.clone()));
-    log.append(&mut batch::build(&[rec(Some(b"gone"), Some(b"v1"), 5_000)])).unwrap();
-    log.append(&mut batch::build(&[rec(Some(b"gone"), None, 5_000)])).unwrap();
+    log.append(&mut batch::build(&[rec(Some(b"gone"), Some(b"v1"), 5_000)]))
+        .unwrap();
+    log.append(&mut batch::build(&[rec(Some(b"gone"), None, 5_000)]))
+        .unwrap();
     for i in 0..60 {
-        log.append(&mut batch_of(1, &format!("f{i}"), 1, 5_000)).unwrap();
+        log.append(&mut batch_of(1, &format!("f{i}"), 1, 5_000))
+            .unwrap();
     }
     log.compact().unwrap();
-    let tomb = |log: &busbar_log::Log| read_all(log).into_iter().filter(|e| e.1.as_deref() == Some(b"gone")).collect::<Vec<_>>();
+    let tomb = |log: &busbar_log::Log| {
+        read_all(log)
+            .into_iter()
+            .filter(|e| e.1.as_deref() == Some(b"gone"))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(tomb(&log).len(), 1, "the value is gone, the tombstone kept");
     assert!(tomb(&log)[0].2.is_none());
     clock.advance(2_000);
     log.compact().unwrap();
-    assert!(tomb(&log).is_empty(), "the tombstone is dropped after delete_retention_ms");
+    assert!(
+        tomb(&log).is_empty(),
+        "the tombstone is dropped after delete_retention_ms"
+    );
 }
 
 #[test]
@@ -137,7 +205,12 @@ fn compaction_survives_a_crash_and_reopen() {
     let (s, log) = mem_log(cfg.clone());
     for i in 0..120u64 {
         let key = format!("k{}", i % 4);
-        log.append(&mut batch::build(&[rec(Some(key.as_bytes()), Some(format!("{i}").as_bytes()), 1000)])).unwrap();
+        log.append(&mut batch::build(&[rec(
+            Some(key.as_bytes()),
+            Some(format!("{i}").as_bytes()),
+            1000,
+        )]))
+        .unwrap();
     }
     log.compact().unwrap();
     let after = read_all(&log);
@@ -150,7 +223,11 @@ fn compaction_survives_a_crash_and_reopen() {
 #[test]
 fn appends_and_reads_go_on_while_cleaning_runs() {
     let clock = ManualClock::new(1_000);
-    let cfg = LogConfig { cleanup: CleanupPolicy::CompactDelete, retention_bytes: Some(20_000), ..compacting(clock) };
+    let cfg = LogConfig {
+        cleanup: CleanupPolicy::CompactDelete,
+        retention_bytes: Some(20_000),
+        ..compacting(clock)
+    };
     let (_s, log) = mem_log(cfg);
     let log = Arc::new(log);
     let cleaner = {
@@ -164,7 +241,13 @@ fn appends_and_reads_go_on_while_cleaning_runs() {
     };
     for i in 0..2000u64 {
         let key = format!("k{}", i % 50);
-        let at = log.append(&mut batch::build(&[rec(Some(key.as_bytes()), Some(b"v"), 1000)])).unwrap();
+        let at = log
+            .append(&mut batch::build(&[rec(
+                Some(key.as_bytes()),
+                Some(b"v"),
+                1000,
+            )]))
+            .unwrap();
         assert_eq!(at.base_offset, i);
         if i % 100 == 0 {
             let start = log.stats().log_start;

@@ -31,7 +31,8 @@ struct Model {
 fn open(mem: &MemStorage, cfg: &LogConfig) -> (Log, Arc<busbar_log::disk::FaultPlan>) {
     let fault = FaultStorage::new(mem.clone());
     let plan = fault.plan();
-    let log = Log::open(Arc::new(fault) as Arc<dyn Storage>, cfg.clone()).expect("recovery must succeed");
+    let log =
+        Log::open(Arc::new(fault) as Arc<dyn Storage>, cfg.clone()).expect("recovery must succeed");
     (log, plan)
 }
 
@@ -46,13 +47,20 @@ fn append(rng: &mut Rng, log: &Log, model: &mut Model, seq: &mut u64, policy: Sy
             v
         })
         .collect();
-    let recs: Vec<_> = vals.iter().map(|v| rec(Some(&v[..2]), Some(v), 1000 + *seq as i64)).collect();
+    let recs: Vec<_> = vals
+        .iter()
+        .map(|v| rec(Some(&v[..2]), Some(v), 1000 + *seq as i64))
+        .collect();
     for v in &vals {
         model.batch_of.insert(v.clone(), vals.clone());
     }
     match log.append(&mut batch::build(&recs)) {
         Ok(at) => {
-            assert_eq!(at.base_offset as usize, model.values.len(), "offsets are dense");
+            assert_eq!(
+                at.base_offset as usize,
+                model.values.len(),
+                "offsets are dense"
+            );
             model.values.extend(vals.into_iter().map(Some));
             if policy == SyncPolicy::Batch {
                 model.durable = model.values.len();
@@ -65,7 +73,15 @@ fn append(rng: &mut Rng, log: &Log, model: &mut Model, seq: &mut u64, policy: Sy
     }
 }
 
-fn run_round(rng: &mut Rng, log: &Log, plan: &busbar_log::disk::FaultPlan, clock: &ManualClock, model: &mut Model, seq: &mut u64, policy: SyncPolicy) {
+fn run_round(
+    rng: &mut Rng,
+    log: &Log,
+    plan: &busbar_log::disk::FaultPlan,
+    clock: &ManualClock,
+    model: &mut Model,
+    seq: &mut u64,
+    policy: SyncPolicy,
+) {
     for _ in 0..rng.below(60) {
         match rng.below(100) {
             0..=69 => {
@@ -102,7 +118,10 @@ fn run_round(rng: &mut Rng, log: &Log, plan: &busbar_log::disk::FaultPlan, clock
 fn check_batches(data: &[u8], model: &Model) {
     for (h, b) in batches(data) {
         let vals: Vec<Vec<u8>> = events(&b).into_iter().map(|e| e.2.unwrap()).collect();
-        let want = model.batch_of.get(&vals[0]).expect("served value was appended");
+        let want = model
+            .batch_of
+            .get(&vals[0])
+            .expect("served value was appended");
         assert_eq!(&vals, want, "batch at {} came back whole", h.base_offset);
     }
 }
@@ -111,24 +130,49 @@ fn verify_after_crash(log: &Log, model: &mut Model, policy: SyncPolicy, unclean:
     let stats = log.stats();
     assert!(stats.log_start >= model.log_start, "log start moved back");
     if unclean {
-        assert!(stats.epoch > model.epoch, "epoch bumped after an unclean recovery");
+        assert!(
+            stats.epoch > model.epoch,
+            "epoch bumped after an unclean recovery"
+        );
     }
     model.epoch = stats.epoch;
     let evs = read_all(log);
-    check_batches(&log.read(stats.log_start, usize::MAX).map(|r| r.data).unwrap_or_default(), model);
+    check_batches(
+        &log.read(stats.log_start, usize::MAX)
+            .map(|r| r.data)
+            .unwrap_or_default(),
+        model,
+    );
     for (i, e) in evs.iter().enumerate() {
-        assert_eq!(e.0, stats.log_start + i as u64, "offsets are contiguous, no holes");
+        assert_eq!(
+            e.0,
+            stats.log_start + i as u64,
+            "offsets are contiguous, no holes"
+        );
     }
     let end = stats.high_watermark as usize;
     if policy == SyncPolicy::Batch {
-        assert!(end >= model.durable, "lost acknowledged records: recovered to {end}, acked to {}", model.durable);
+        assert!(
+            end >= model.durable,
+            "lost acknowledged records: recovered to {end}, acked to {}",
+            model.durable
+        );
     }
-    assert!(end >= model.durable.min(model.values.len()), "lost synced records: {policy:?} recovered to {end}, synced to {}, {:?}", model.durable, log.recovery());
+    assert!(
+        end >= model.durable.min(model.values.len()),
+        "lost synced records: {policy:?} recovered to {end}, synced to {}, {:?}",
+        model.durable,
+        log.recovery()
+    );
     for e in &evs {
         let i = e.0 as usize;
         if i < model.values.len() {
             if let Some(want) = &model.values[i] {
-                assert_eq!(e.2.as_ref(), Some(want), "offset {i} holds another value: offsets reused");
+                assert_eq!(
+                    e.2.as_ref(),
+                    Some(want),
+                    "offset {i} holds another value: offsets reused"
+                );
             }
         }
     }
@@ -160,7 +204,13 @@ fn simulate(seed: u64) {
         ..small(1024 + rng.below(4096))
     };
     let mem = MemFs::new().dir("p0");
-    let mut model = Model { values: vec![], durable: 0, log_start: 0, batch_of: HashMap::new(), epoch: 0 };
+    let mut model = Model {
+        values: vec![],
+        durable: 0,
+        log_start: 0,
+        batch_of: HashMap::new(),
+        epoch: 0,
+    };
     let mut seq = 0;
     for _round in 0..4 {
         let (log, plan) = open(&mem, &cfg);

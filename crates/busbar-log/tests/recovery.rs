@@ -7,7 +7,12 @@ use busbar_log::{LogConfig, LogError};
 use common::*;
 
 fn names(s: &MemStorage, ext: &str) -> Vec<String> {
-    let mut v: Vec<_> = s.list().unwrap().into_iter().filter(|n| n.ends_with(ext)).collect();
+    let mut v: Vec<_> = s
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(ext))
+        .collect();
     v.sort();
     v
 }
@@ -15,7 +20,8 @@ fn names(s: &MemStorage, ext: &str) -> Vec<String> {
 fn fill(cfg: &LogConfig, batches: usize) -> MemStorage {
     let (s, log) = mem_log(cfg.clone());
     for i in 0..batches {
-        log.append(&mut batch_of(3, &format!("b{i}"), 7, i as i64)).unwrap();
+        log.append(&mut batch_of(3, &format!("b{i}"), 7, i as i64))
+            .unwrap();
     }
     log.close().unwrap();
     s
@@ -27,9 +33,15 @@ fn clean_restart_reads_no_segment_bytes() {
     let s = fill(&cfg, 200);
     let log = reopen(&s, cfg.clone());
     let rep = log.recovery().clone();
-    assert!(rep.clean && rep.scanned_bytes == 0 && rep.rebuilt_indexes == 0, "{rep:?}");
+    assert!(
+        rep.clean && rep.scanned_bytes == 0 && rep.rebuilt_indexes == 0,
+        "{rep:?}"
+    );
     assert_eq!(read_all(&log).len(), 600);
-    assert_eq!(log.append(&mut batch_of(1, "n", 1, 1)).unwrap().base_offset, 600);
+    assert_eq!(
+        log.append(&mut batch_of(1, "n", 1, 1)).unwrap().base_offset,
+        600
+    );
 }
 
 #[test]
@@ -38,7 +50,8 @@ fn crash_recovery_scans_only_the_tail_and_keeps_every_synced_batch() {
     let s = fill(&cfg, 400); // one large segment, checkpoint at close
     let log = reopen(&s, cfg.clone());
     for i in 0..5 {
-        log.append(&mut batch_of(2, &format!("t{i}"), 2, 9)).unwrap();
+        log.append(&mut batch_of(2, &format!("t{i}"), 2, 9))
+            .unwrap();
     }
     drop(log);
     s.fs().crash(None);
@@ -70,7 +83,11 @@ fn a_torn_tail_is_truncated_to_the_last_whole_batch() {
 
 #[test]
 fn garbage_and_zeroed_tails_are_truncated_too() {
-    for junk in [vec![0u8; 4096], vec![0xAB; 100], vec![0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff]] {
+    for junk in [
+        vec![0u8; 4096],
+        vec![0xAB; 100],
+        vec![0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff],
+    ] {
         let cfg = small(1 << 20);
         let s = fill(&cfg, 5);
         let log = reopen(&s, cfg.clone());
@@ -120,11 +137,12 @@ fn damaged_or_missing_indexes_are_rebuilt() {
     let idx = names(&s, ".index");
     s.corrupt(&idx[1], 40, &[0xff, 0xff]).unwrap();
     s.remove(&idx[2]).unwrap();
-    s.corrupt(&names(&s, ".timeindex")[3], 0, b"garbage!").unwrap();
+    s.corrupt(&names(&s, ".timeindex")[3], 0, b"garbage!")
+        .unwrap();
     let log = reopen(&s, cfg.clone());
     assert_eq!(read_all(&log).len(), 300);
     assert_eq!(log.offset_for_timestamp(50).unwrap(), Some(146)); // batch 48 holds ts 48, 49, 50
-    // The rebuilt indexes were written back.
+                                                                  // The rebuilt indexes were written back.
     assert!(names(&s, ".index").len() >= idx.len());
 }
 
@@ -152,7 +170,9 @@ fn leftovers_are_removed_and_unknown_versions_refused() {
     drop(log);
     let seg = names(&s, ".log")[0].clone();
     s.corrupt(&seg, 0, b"NOTALOG!").unwrap();
-    let err = busbar_log::Log::open(std::sync::Arc::new(s.clone()), cfg).err().unwrap();
+    let err = busbar_log::Log::open(std::sync::Arc::new(s.clone()), cfg)
+        .err()
+        .unwrap();
     assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
 }
 
@@ -163,6 +183,8 @@ fn missing_segments_with_a_checkpoint_refuse_to_open() {
     for n in names(&s, ".log") {
         s.remove(&n).unwrap();
     }
-    let err = busbar_log::Log::open(std::sync::Arc::new(s.clone()), cfg).err().unwrap();
+    let err = busbar_log::Log::open(std::sync::Arc::new(s.clone()), cfg)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("no segment file"), "{err}");
 }

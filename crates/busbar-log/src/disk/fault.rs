@@ -48,7 +48,8 @@ impl FaultPlan {
 
     /// Makes every file sync take at least `delay` (a slow disk).
     pub fn set_sync_delay(&self, delay: std::time::Duration) {
-        self.sync_delay_us.store(delay.as_micros() as u64, Ordering::SeqCst);
+        self.sync_delay_us
+            .store(delay.as_micros() as u64, Ordering::SeqCst);
     }
 
     /// File syncs that succeeded so far.

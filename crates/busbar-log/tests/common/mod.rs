@@ -71,7 +71,9 @@ pub fn read_all(log: &Log) -> Vec<Event> {
         let r = log.read(offset, 3000).expect("read");
         let evs = events(&r.data);
         if evs.is_empty() {
-            let last = batches(&r.data).last().map(|(h, _)| h.last_offset() as u64 + 1);
+            let last = batches(&r.data)
+                .last()
+                .map(|(h, _)| h.last_offset() as u64 + 1);
             match last {
                 Some(next) => {
                     offset = next;
