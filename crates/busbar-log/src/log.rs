@@ -183,7 +183,11 @@ impl Log {
         let now = self.config.clock.now_ms();
         let has_data = st.active.file.len() > HEADER_BYTES;
         let too_old = now - st.active_created_ms >= self.config.segment_ms;
-        if has_data && (st.active.file.len() + len > self.config.segment_bytes || too_old) {
+        // A damaged active segment is sealed so new batches land where they can be served.
+        let damaged = st.active.damaged_from().is_some();
+        if has_data
+            && (st.active.file.len() + len > self.config.segment_bytes || too_old || damaged)
+        {
             self.roll_locked(st)?;
         }
         let base_offset = st.next_offset;
@@ -506,11 +510,11 @@ impl Log {
                 }
             }
         }
-        if out.is_empty() && seg.damaged_from().is_some_and(|d| d < seg.file.len()) && end <= start
-        {
+        // Every valid batch before the damage ends below `offset`: what was asked for is damaged.
+        if let Some(d) = seg.damaged_from().filter(|_| out.is_empty()) {
             return Err(LogError::Corrupt {
                 file: self.storage.describe(&segment::log_name(seg.base)),
-                position: end,
+                position: d,
                 reason: "range is damaged".into(),
             });
         }

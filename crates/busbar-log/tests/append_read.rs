@@ -50,6 +50,9 @@ fn stored_batches_carry_the_assigned_offset_and_epoch_with_a_valid_crc() {
         .all(|(h, _)| h.leader_epoch == log.stats().epoch as i32));
 }
 
+/// Says whether an error is the one a case expects.
+type Expect = fn(&LogError) -> bool;
+
 #[test]
 fn a_bad_batch_is_refused_and_nothing_is_written() {
     let (s, log) = mem_log(LogConfig {
@@ -65,7 +68,7 @@ fn a_bad_batch_is_refused_and_nothing_is_written() {
     magic[16] = 1;
     let mut big = batch_of(40, "big", 1, 1);
     let mut short = good[..30].to_vec();
-    let cases: Vec<(&mut Vec<u8>, fn(&LogError) -> bool)> = vec![
+    let cases: Vec<(&mut Vec<u8>, Expect)> = vec![
         (&mut crc, |e| {
             matches!(e, LogError::Batch(BatchError::Crc { .. }))
         }),

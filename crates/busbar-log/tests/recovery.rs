@@ -188,3 +188,59 @@ fn missing_segments_with_a_checkpoint_refuse_to_open() {
         .unwrap();
     assert!(err.to_string().contains("no segment file"), "{err}");
 }
+
+#[test]
+fn a_zeroed_block_inside_the_verified_active_segment_is_never_served_and_new_appends_still_read() {
+    let cfg = small(1 << 20);
+    let s = fill(&cfg, 100); // one segment, clean checkpoint at its end
+    let seg = names(&s, ".log")[0].clone();
+    s.corrupt(&seg, 2048, &[0u8; 512]).unwrap();
+    let log = reopen(&s, cfg.clone());
+    assert_eq!(
+        log.recovery().truncated_bytes,
+        0,
+        "acknowledged data is never truncated"
+    );
+    let mut saw_error = false;
+    let mut offset = 0;
+    while offset < 300 {
+        match log.read(offset, 1) {
+            Ok(r) => offset = batches(&r.data)[0].0.last_offset() as u64 + 1,
+            Err(LogError::Corrupt { .. }) => {
+                saw_error = true;
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(saw_error && offset > 0);
+    let at = log.append(&mut batch_of(1, "fresh", 1, 1)).unwrap();
+    assert_eq!(at.base_offset, 300);
+    assert_eq!(
+        events(&log.read(300, 100).unwrap().data)[0].2.as_deref(),
+        Some(&b"fresh-0"[..])
+    );
+}
+
+#[test]
+fn a_truncated_sealed_segment_is_reported_on_read() {
+    let cfg = small(1024);
+    let s = fill(&cfg, 60);
+    let segs = names(&s, ".log");
+    let f = s.open(&segs[1]).unwrap();
+    f.truncate(f.len() - 30).unwrap();
+    f.sync().unwrap();
+    let log = reopen(&s, cfg.clone());
+    let base: u64 = segs[1].trim_end_matches(".log").parse().unwrap();
+    let mut offset = base;
+    let err = loop {
+        match log.read(offset, 1) {
+            Ok(r) if r.data.is_empty() => panic!("ran past the damage"),
+            Ok(r) => offset = batches(&r.data)[0].0.last_offset() as u64 + 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
+    let next: u64 = segs[2].trim_end_matches(".log").parse().unwrap();
+    assert!(!log.read(next, 10).unwrap().data.is_empty());
+}
