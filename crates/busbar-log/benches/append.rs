@@ -46,7 +46,9 @@ fn run_log(threads: usize, per_thread: usize, batch: &[u8]) -> f64 {
 /// Each thread writes then fdatasyncs the shared file: one sync per append, no group commit.
 fn run_baseline(threads: usize, per_thread: usize, batch: &[u8]) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let file = Arc::new(Mutex::new(std::fs::File::create(dir.path().join("raw")).unwrap()));
+    let file = Arc::new(Mutex::new(
+        std::fs::File::create(dir.path().join("raw")).unwrap(),
+    ));
     let start = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|_| {
@@ -71,7 +73,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let threads = *args.first().unwrap_or(&16);
     let per_thread = *args.get(1).unwrap_or(&500);
     let records = *args.get(2).unwrap_or(&10);
@@ -85,7 +90,17 @@ fn main() {
     let (l, b) = (median(log), median(base));
     let mb = total * batch.len() as f64 / 1e6;
     println!("{threads} threads x {per_thread} batches x {records} records ({} B/batch), fsync before ack", batch.len());
-    println!("log (group commit):     {:>10.0} batches/s {:>10.0} records/s {:>7.1} MB/s", total / l, total * records as f64 / l, mb / l);
-    println!("baseline write+fsync:   {:>10.0} batches/s {:>10.0} records/s {:>7.1} MB/s", total / b, total * records as f64 / b, mb / b);
+    println!(
+        "log (group commit):     {:>10.0} batches/s {:>10.0} records/s {:>7.1} MB/s",
+        total / l,
+        total * records as f64 / l,
+        mb / l
+    );
+    println!(
+        "baseline write+fsync:   {:>10.0} batches/s {:>10.0} records/s {:>7.1} MB/s",
+        total / b,
+        total * records as f64 / b,
+        mb / b
+    );
     println!("ratio log / baseline:   {:.2}", b / l);
 }

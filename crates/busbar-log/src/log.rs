@@ -185,9 +185,11 @@ impl Log {
         let too_old = now - st.active_created_ms >= self.config.segment_ms;
         // A damaged active segment is sealed so new batches land where they can be served.
         let damaged = st.active.damaged_from().is_some();
-        if has_data
-            && (st.active.file.len() + len > self.config.segment_bytes || too_old || damaged)
-        {
+        // Index entries hold offsets relative to the segment base in 32 bits (as Kafka's do).
+        let rel_end = st.next_offset + h.last_offset_delta as u64 - st.active.base;
+        let full =
+            st.active.file.len() + len > self.config.segment_bytes || rel_end > u32::MAX as u64;
+        if has_data && (full || too_old || damaged) {
             self.roll_locked(st)?;
         }
         let base_offset = st.next_offset;
