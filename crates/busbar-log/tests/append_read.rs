@@ -302,14 +302,26 @@ fn huge_offset_deltas_roll_the_segment_instead_of_overflowing_its_index() {
     let template = BatchHeader::parse(&batch_of(1, "x", 1, 1)).unwrap();
     // A compressed batch: the log does not decompress, so it trusts the declared count.
     let delta = i32::MAX - 1;
-    let header = BatchHeader { attributes: 1, last_offset_delta: delta, record_count: delta + 1, ..template };
+    let header = BatchHeader {
+        attributes: 1,
+        last_offset_delta: delta,
+        record_count: delta + 1,
+        ..template
+    };
     for i in 0..3u64 {
         let mut b = assemble(&header, b"opaque compressed bytes");
         let at = log.append(&mut b).unwrap();
         assert_eq!(at.base_offset, i * (delta as u64 + 1));
     }
-    assert_eq!(log.stats().segments, 2, "the third batch would overflow 32-bit relative offsets");
+    assert_eq!(
+        log.stats().segments,
+        2,
+        "the third batch would overflow 32-bit relative offsets"
+    );
     let far = 2 * (delta as u64 + 1) + 5;
     let r = log.read(far, 1 << 20).unwrap();
-    assert_eq!(batches(&r.data)[0].0.base_offset as u64, 2 * (delta as u64 + 1));
+    assert_eq!(
+        batches(&r.data)[0].0.base_offset as u64,
+        2 * (delta as u64 + 1)
+    );
 }
