@@ -99,7 +99,7 @@ impl Log {
     /// Retention by time and size (when the cleanup policy deletes): drops the oldest sealed
     /// segments that are past `retention_ms` or keep the log above `retention_bytes`.
     pub fn enforce_retention(&self) -> Result<CleanReport> {
-        if !self.config.deletes() {
+        if !self.config().deletes() {
             return Ok(CleanReport::default());
         }
         let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
@@ -107,20 +107,20 @@ impl Log {
             let st = self.lock();
             (st.sealed.clone(), st.active.file.len(), st.log_start)
         };
-        let now = self.config.clock.now_ms();
+        let now = self.config().clock.now_ms();
         let mut size: u64 = sealed.iter().map(|s| s.file.len()).sum::<u64>() + active_len;
         let mut new_start = log_start;
         for (i, seg) in sealed.iter().enumerate() {
             let next_base = sealed.get(i + 1).map(|s| s.base);
             let max_ts = seg
-                .sealed_indexes(self.storage.as_ref(), self.config.index_interval_bytes)
+                .sealed_indexes(self.storage.as_ref(), self.config().index_interval_bytes)
                 .segment_max_timestamp();
             let by_time = self
-                .config
+                .config()
                 .retention_ms
                 .is_some_and(|ms| max_ts >= 0 && max_ts < now - ms);
             let by_size = self
-                .config
+                .config()
                 .retention_bytes
                 .is_some_and(|b| size - seg.file.len() >= b);
             if !(by_time || by_size) {
@@ -143,7 +143,7 @@ impl Log {
     /// Key compaction of the sealed segments (when the cleanup policy compacts). See
     /// `docs/log-format.md` for what is kept.
     pub fn compact(&self) -> Result<CleanReport> {
-        if !self.config.compacts() {
+        if !self.config().compacts() {
             return Ok(CleanReport::default());
         }
         let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
@@ -181,7 +181,7 @@ impl Log {
                 });
             }
         }
-        let horizon = self.config.clock.now_ms() - self.config.delete_retention_ms;
+        let horizon = self.config().clock.now_ms() - self.config().delete_retention_ms;
         let mut report = CleanReport::default();
         for seg in sealed.iter().filter(|s| s.damaged_from().is_none()) {
             self.compact_segment(seg, &latest, (horizon, log_start), &mut report)?;
@@ -216,7 +216,7 @@ impl Log {
                     out.len() as u64,
                     b.len() as u64,
                     h.max_timestamp,
-                    self.config.index_interval_bytes,
+                    self.config().index_interval_bytes,
                 );
                 out.extend_from_slice(&b);
             }

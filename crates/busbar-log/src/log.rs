@@ -14,7 +14,7 @@ use crate::index::Indexes;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{self, Cursor, Expect, Segment, HEADER_BYTES};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 /// Where an appended batch went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub(crate) struct State {
 /// An append-only log of record batches in one directory.
 pub struct Log {
     pub(crate) storage: Arc<dyn Storage>,
-    pub(crate) config: LogConfig,
+    config: RwLock<Arc<LogConfig>>,
     pub(crate) state: Mutex<State>,
     synced_cv: Condvar,
     pub(crate) clean: Mutex<()>,
@@ -92,7 +92,7 @@ impl Log {
         let (state, report) = recovery::recover(storage.as_ref(), &config)?;
         Ok(Self {
             storage,
-            config,
+            config: RwLock::new(Arc::new(config)),
             state: Mutex::new(state),
             synced_cv: Condvar::new(),
             clean: Mutex::new(()),
@@ -106,9 +106,20 @@ impl Log {
         &self.report
     }
 
-    /// The log's configuration.
-    pub fn config(&self) -> &LogConfig {
-        &self.config
+    /// The log's configuration now.
+    pub fn config(&self) -> Arc<LogConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the configuration (retention, segment size, sync policy…). Takes effect for the
+    /// next append, roll and cleaning pass; nothing already stored is rewritten.
+    pub fn set_config(&self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        Ok(())
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -137,14 +148,14 @@ impl Log {
     /// Returns once the bytes are as durable as the sync policy promises. On error nothing is
     /// acknowledged, and a refused batch wrote nothing.
     pub fn append(&self, batch: &mut [u8]) -> Result<Appended> {
-        let limit = self
-            .config
+        let cfg = self.config();
+        let limit = cfg
             .batch_bytes_max
-            .min((self.config.segment_bytes - HEADER_BYTES) as usize);
+            .min((cfg.segment_bytes - HEADER_BYTES) as usize);
         let header = batch::validate_new(batch, limit)?;
         let mut st = self.lock();
         let appended = self.write_locked(&mut st, batch, &header)?;
-        match self.config.sync {
+        match cfg.sync {
             SyncPolicy::Batch => {
                 let ticket = st.written;
                 drop(st);
@@ -153,7 +164,7 @@ impl Log {
             SyncPolicy::Interval(ms) => {
                 st.high_watermark = st.next_offset;
                 st.visible = st.active.file.len();
-                let due = self.config.clock.now_ms() - st.last_sync_ms >= ms as i64;
+                let due = cfg.clock.now_ms() - st.last_sync_ms >= ms as i64;
                 drop(st);
                 if due {
                     self.sync()?;
@@ -180,15 +191,15 @@ impl Log {
     fn write_locked(&self, st: &mut State, batch: &mut [u8], h: &BatchHeader) -> Result<Appended> {
         Self::check_usable(st)?;
         let len = batch.len() as u64;
-        let now = self.config.clock.now_ms();
+        let now = self.config().clock.now_ms();
         let has_data = st.active.file.len() > HEADER_BYTES;
-        let too_old = now - st.active_created_ms >= self.config.segment_ms;
+        let too_old = now - st.active_created_ms >= self.config().segment_ms;
         // A damaged active segment is sealed so new batches land where they can be served.
         let damaged = st.active.damaged_from().is_some();
         // Index entries hold offsets relative to the segment base in 32 bits (as Kafka's do).
         let rel_end = st.next_offset + h.last_offset_delta as u64 - st.active.base;
         let full =
-            st.active.file.len() + len > self.config.segment_bytes || rel_end > u32::MAX as u64;
+            st.active.file.len() + len > self.config().segment_bytes || rel_end > u32::MAX as u64;
         if has_data && (full || too_old || damaged) {
             self.roll_locked(st)?;
         }
@@ -214,7 +225,7 @@ impl Log {
             pos,
             len,
             h.max_timestamp,
-            self.config.index_interval_bytes,
+            self.config().index_interval_bytes,
         );
         st.next_offset = base_offset + h.last_offset_delta as u64 + 1;
         st.written += len;
@@ -267,7 +278,7 @@ impl Log {
             st.failed = Some(why.clone());
             return Err(LogError::Failed(why));
         }
-        st.last_sync_ms = self.config.clock.now_ms();
+        st.last_sync_ms = self.config().clock.now_ms();
         if snap.written > st.synced {
             st.synced = snap.written;
             st.high_watermark = st.high_watermark.max(snap.next_offset);
@@ -275,7 +286,7 @@ impl Log {
                 st.visible = st.visible.max(snap.len);
             }
         }
-        if st.since_checkpoint >= self.config.checkpoint_interval_bytes {
+        if st.since_checkpoint >= self.config().checkpoint_interval_bytes {
             self.checkpoint_locked(&mut st, false)?;
         }
         Ok(st)
@@ -289,10 +300,10 @@ impl Log {
 
     /// Periodic work for the `interval` policy: syncs when the interval has passed.
     pub fn tick(&self) -> Result<()> {
-        if let SyncPolicy::Interval(ms) = self.config.sync {
+        if let SyncPolicy::Interval(ms) = self.config().sync {
             let st = self.lock();
-            let due =
-                st.written > st.synced && self.config.clock.now_ms() - st.last_sync_ms >= ms as i64;
+            let due = st.written > st.synced
+                && self.config().clock.now_ms() - st.last_sync_ms >= ms as i64;
             drop(st);
             if due {
                 return self.sync();
@@ -332,7 +343,7 @@ impl Log {
         old.set_sealed_indexes(idx);
         st.sealed.push(old);
         st.active = Arc::new(new);
-        st.active_created_ms = self.config.clock.now_ms();
+        st.active_created_ms = self.config().clock.now_ms();
         st.synced = st.written;
         st.high_watermark = st.next_offset;
         st.visible = HEADER_BYTES;
@@ -465,7 +476,7 @@ impl Log {
             .saturating_sub(1);
         let seg = st.sealed[i].clone();
         drop(st);
-        let idx = seg.sealed_indexes(self.storage.as_ref(), self.config.index_interval_bytes);
+        let idx = seg.sealed_indexes(self.storage.as_ref(), self.config().index_interval_bytes);
         let rel = (offset - seg.base) as u32;
         let start = idx
             .position_for(rel)
@@ -538,7 +549,7 @@ impl Log {
                 (&active_idx, visible)
             } else {
                 (
-                    seg.sealed_indexes(self.storage.as_ref(), self.config.index_interval_bytes),
+                    seg.sealed_indexes(self.storage.as_ref(), self.config().index_interval_bytes),
                     seg.file.len(),
                 )
             };

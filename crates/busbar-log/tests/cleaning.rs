@@ -260,3 +260,19 @@ fn appends_and_reads_go_on_while_cleaning_runs() {
     let keys: std::collections::HashSet<_> = evs.iter().map(|e| e.1.clone()).collect();
     assert_eq!(keys.len(), 50, "every key still has its latest value");
 }
+
+#[test]
+fn config_changes_apply_to_the_next_pass_and_bad_ones_are_refused() {
+    let (_s, log) = mem_log(small(1024));
+    for i in 0..60 {
+        log.append(&mut batch_of(2, &format!("{i}"), 2, i)).unwrap();
+    }
+    assert_eq!(log.enforce_retention().unwrap().segments_deleted, 0);
+    let mut cfg = (*log.config()).clone();
+    cfg.retention_bytes = Some(2000);
+    log.set_config(cfg.clone()).unwrap();
+    assert!(log.enforce_retention().unwrap().segments_deleted > 0);
+    cfg.segment_bytes = 1;
+    assert!(matches!(log.set_config(cfg), Err(LogError::Config(_))));
+    assert_eq!(log.config().retention_bytes, Some(2000));
+}
