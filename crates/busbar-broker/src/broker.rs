@@ -1,0 +1,642 @@
+//! The `Broker`: topics and their partitions, publish and produce, long-polling fetch, committed
+//! offsets, background maintenance and clean shutdown. Every state change goes through here; front
+//! ends call these methods with domain types.
+//!
+//! Locking: `topics` (a `RwLock` over the topic map) is held only to look up or swap entries; admin
+//! operations that change the map also hold `admin` (a tokio mutex) across their disk work, taken
+//! before `topics`. Appends run on blocking threads (the log blocks until durable).
+
+use crate::config::{BrokerConfig, TopicConfig};
+use crate::error::{BrokerError, Result};
+use crate::event::{self, Event, Published, StoredEvent};
+use crate::metadata::{MetaStore, TopicMeta};
+use crate::offsets::OffsetStore;
+use crate::partitioner::{self, Sticky};
+use crate::topic::{self, Partition, PartitionInfo, Topic, TopicDescription, TopicInfo};
+use busbar_log::disk::{FileStorage, Storage};
+use busbar_log::{Appended, Log};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What a fetch answers: whole stored batches and the partition's positions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchResult {
+    pub data: Vec<u8>,
+    pub high_watermark: u64,
+    pub log_start: u64,
+}
+
+/// The broker core.
+pub struct Broker {
+    pub(crate) config: BrokerConfig,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    admin: tokio::sync::Mutex<()>,
+    meta: MetaStore,
+    pub(crate) offsets: OffsetStore,
+    pub(crate) groups: crate::group::Groups,
+    sticky: Sticky,
+}
+
+fn io_err(what: &str, e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Storage(format!("{what}: {e}"))
+}
+
+fn new_id(name: &str, now: i64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::with_capacity(32);
+    for salt in 0..2u8 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write(name.as_bytes());
+        h.write_i64(now);
+        h.write_u8(salt);
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+impl Broker {
+    /// Opens the broker's data directory (creating it), recovering every partition.
+    pub fn open(config: BrokerConfig) -> Result<Self> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(dir.join("topics"))
+            .map_err(|e| io_err(&format!("create {}", dir.display()), e))?;
+        let meta = MetaStore::open(&dir.join("meta"))?;
+        let offsets =
+            OffsetStore::open(&dir.join("internal").join("offsets"), config.clock.clone())?;
+        let mut topics = BTreeMap::new();
+        for m in meta.load()? {
+            let t = Self::open_topic(&config, &m)?;
+            topics.insert(m.name.clone(), Arc::new(t));
+        }
+        Self::remove_orphans(&dir.join("topics"), &topics)?;
+        let groups = crate::group::Groups::new(&config);
+        Ok(Self {
+            config,
+            topics: RwLock::new(topics),
+            admin: tokio::sync::Mutex::new(()),
+            meta,
+            offsets,
+            groups,
+            sticky: Sticky::default(),
+        })
+    }
+
+    fn partition_dir(config: &BrokerConfig, topic: &str, p: u32) -> PathBuf {
+        config
+            .data_dir
+            .join("topics")
+            .join(topic)
+            .join(p.to_string())
+    }
+
+    fn open_partition(
+        config: &BrokerConfig,
+        topic: &str,
+        p: u32,
+        tc: &TopicConfig,
+    ) -> Result<Arc<Partition>> {
+        let dir = Self::partition_dir(config, topic, p);
+        let storage =
+            FileStorage::open(&dir).map_err(|e| io_err(&format!("open {}", dir.display()), e))?;
+        let log = Log::open(
+            Arc::new(storage) as Arc<dyn Storage>,
+            tc.log_config(config.clock.clone()),
+        )?;
+        Ok(Arc::new(Partition {
+            index: p,
+            log: Arc::new(log),
+            appended: tokio::sync::Notify::new(),
+        }))
+    }
+
+    fn open_topic(config: &BrokerConfig, m: &TopicMeta) -> Result<Topic> {
+        let tc = config.topic_defaults.with_overrides(&m.configs)?;
+        let partitions = (0..m.partitions)
+            .map(|p| Self::open_partition(config, &m.name, p, &tc))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Topic {
+            name: m.name.clone(),
+            id: m.id.clone(),
+            config: tc,
+            overrides: m.configs.clone(),
+            partitions,
+            created_ms: m.created_ms,
+        })
+    }
+
+    /// Deletes topic directories that the metadata does not list (a crash between a directory
+    /// change and the metadata write that makes it official).
+    fn remove_orphans(dir: &std::path::Path, topics: &BTreeMap<String, Arc<Topic>>) -> Result<()> {
+        let entries = std::fs::read_dir(dir).map_err(|e| io_err("list topics", e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let known = topics.get(&name).map(|t| t.partitions.len());
+            let path = entry.path();
+            match known {
+                None => std::fs::remove_dir_all(&path)
+                    .map_err(|e| io_err(&format!("remove {}", path.display()), e))?,
+                Some(n) => {
+                    for p in std::fs::read_dir(&path)
+                        .map_err(|e| io_err("list partitions", e))?
+                        .flatten()
+                    {
+                        let idx: Option<usize> =
+                            p.file_name().to_str().and_then(|s| s.parse().ok());
+                        if idx.is_none_or(|i| i >= n) {
+                            std::fs::remove_dir_all(p.path())
+                                .map_err(|e| io_err("remove partition", e))?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The broker's configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))
+    }
+
+    fn save_meta(&self, topics: &BTreeMap<String, Arc<Topic>>) -> Result<()> {
+        let metas: Vec<TopicMeta> = topics
+            .values()
+            .map(|t| TopicMeta {
+                name: t.name.clone(),
+                id: t.id.clone(),
+                partitions: t.partitions.len() as u32,
+                configs: t.overrides.clone(),
+                created_ms: t.created_ms,
+            })
+            .collect();
+        self.meta.save(&metas)
+    }
+
+    fn check_partitions(&self, n: i64) -> Result<u32> {
+        if n < 1 || n > self.config.partitions_max as i64 {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "{n} is outside [1, {}]",
+                self.config.partitions_max
+            )));
+        }
+        Ok(n as u32)
+    }
+
+    /// Creates a topic with `partitions` (the default when `None`) and config overrides.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: Option<i64>,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicInfo> {
+        topic::validate_name(name)?;
+        let n =
+            self.check_partitions(partitions.unwrap_or(self.config.default_partitions as i64))?;
+        self.config.topic_defaults.with_overrides(&configs)?;
+        let _admin = self.admin.lock().await;
+        if self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+        {
+            return Err(BrokerError::TopicExists(name.to_string()));
+        }
+        let now = self.config.clock.now_ms();
+        let meta = TopicMeta {
+            name: name.to_string(),
+            id: new_id(name, now),
+            partitions: n,
+            configs,
+            created_ms: now,
+        };
+        let dir = self.config.data_dir.join("topics").join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let t = Arc::new(Self::open_topic(&self.config, &meta)?);
+        let mut next = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        next.insert(name.to_string(), t);
+        self.save_meta(&next)?;
+        *self.topics.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(TopicInfo {
+            name: name.to_string(),
+            id: meta.id,
+            partitions: n,
+        })
+    }
+
+    /// Every topic, by name.
+    pub fn list_topics(&self) -> Vec<TopicInfo> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics
+            .values()
+            .map(|t| TopicInfo {
+                name: t.name.clone(),
+                id: t.id.clone(),
+                partitions: t.partitions.len() as u32,
+            })
+            .collect()
+    }
+
+    /// A topic with its partitions' positions and its configs.
+    pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let t = self.topic(name)?;
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let s = p.log.stats();
+                PartitionInfo {
+                    partition: p.index,
+                    log_start: s.log_start,
+                    high_watermark: s.high_watermark,
+                    size_bytes: s.size_bytes,
+                    segments: s.segments,
+                }
+            })
+            .collect();
+        Ok(TopicDescription {
+            name: t.name.clone(),
+            id: t.id.clone(),
+            partitions,
+            configs: t.config.entries(),
+            overrides: t.overrides.clone(),
+        })
+    }
+
+    /// Deletes a topic and its data, and the committed offsets of every group for it.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let _admin = self.admin.lock().await;
+        let mut next = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let t = next
+            .remove(name)
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        self.save_meta(&next)?;
+        *self.topics.write().unwrap_or_else(|e| e.into_inner()) = next;
+        for p in &t.partitions {
+            let _ = p.log.close();
+            p.appended.notify_waiters();
+        }
+        for g in self.offsets.groups() {
+            self.offsets.delete(&g, Some(name)).await?;
+        }
+        let dir = self.config.data_dir.join("topics").join(name);
+        std::fs::remove_dir_all(&dir).map_err(|e| io_err(&format!("remove {}", dir.display()), e))
+    }
+
+    /// Raises a topic's partition count to `total` (never lowers it, as in Kafka).
+    pub async fn add_partitions(&self, name: &str, total: i64) -> Result<TopicInfo> {
+        let total = self.check_partitions(total)?;
+        let _admin = self.admin.lock().await;
+        let t = self.topic(name)?;
+        let have = t.partitions.len() as u32;
+        if total <= have {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "topic {name:?} has {have} partitions; the count can only grow"
+            )));
+        }
+        let mut partitions = t.partitions.clone();
+        for p in have..total {
+            let dir = Self::partition_dir(&self.config, name, p);
+            let _ = std::fs::remove_dir_all(&dir);
+            partitions.push(Self::open_partition(&self.config, name, p, &t.config)?);
+        }
+        let nt = Arc::new(Topic {
+            name: t.name.clone(),
+            id: t.id.clone(),
+            config: t.config.clone(),
+            overrides: t.overrides.clone(),
+            partitions,
+            created_ms: t.created_ms,
+        });
+        self.swap_topic(nt)?;
+        Ok(TopicInfo {
+            name: name.to_string(),
+            id: t.id.clone(),
+            partitions: total,
+        })
+    }
+
+    fn swap_topic(&self, nt: Arc<Topic>) -> Result<()> {
+        let mut next = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        next.insert(nt.name.clone(), nt);
+        self.save_meta(&next)?;
+        *self.topics.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(())
+    }
+
+    /// Sets (`Some`) or removes (`None`, back to the default) topic configs, all or nothing.
+    pub async fn alter_configs(
+        &self,
+        name: &str,
+        changes: BTreeMap<String, Option<String>>,
+    ) -> Result<TopicDescription> {
+        let _admin = self.admin.lock().await;
+        let t = self.topic(name)?;
+        let mut overrides = t.overrides.clone();
+        for (k, v) in changes {
+            match v {
+                Some(v) => overrides.insert(k, v),
+                None => overrides.remove(&k),
+            };
+        }
+        let tc = self.config.topic_defaults.with_overrides(&overrides)?;
+        for p in &t.partitions {
+            p.log.set_config(tc.log_config(self.config.clock.clone()))?;
+        }
+        let nt = Arc::new(Topic {
+            name: t.name.clone(),
+            id: t.id.clone(),
+            config: tc,
+            overrides,
+            partitions: t.partitions.clone(),
+            created_ms: t.created_ms,
+        });
+        self.swap_topic(nt)?;
+        self.describe_topic(name)
+    }
+
+    async fn append(p: &Arc<Partition>, mut batch: Vec<u8>) -> Result<Appended> {
+        let log = p.log.clone();
+        let at = tokio::task::spawn_blocking(move || log.append(&mut batch))
+            .await
+            .map_err(|e| BrokerError::Storage(format!("append task failed: {e}")))??;
+        p.appended.notify_waiters();
+        Ok(at)
+    }
+
+    /// Stores one Kafka RecordBatch v2 as received (the Kafka produce path).
+    pub async fn produce(&self, topic: &str, partition: i64, batch: Vec<u8>) -> Result<Appended> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?.clone();
+        Self::append(&p, batch).await
+    }
+
+    /// Publishes events: each goes to its partition (explicit, by key, or round-robin), one batch per
+    /// partition. Everything is validated before anything is stored. Answers in input order.
+    pub async fn publish(&self, topic: &str, events: Vec<Event>) -> Result<Vec<Published>> {
+        let t = self.topic(topic)?;
+        let n = t.partitions.len() as u32;
+        let sticky = self.sticky.next(n);
+        let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, e) in events.iter().enumerate() {
+            let p = match (e.partition, &e.key) {
+                (Some(p), _) if p >= n => {
+                    return Err(BrokerError::UnknownPartition {
+                        topic: topic.to_string(),
+                        partition: p as i64,
+                    })
+                }
+                (Some(p), _) => p,
+                (None, Some(k)) => partitioner::for_key(k, n),
+                (None, None) => sticky,
+            };
+            by_partition.entry(p).or_default().push(i);
+        }
+        let now = self.config.clock.now_ms();
+        let limit = t.config.max_message_bytes;
+        let mut batches = Vec::new();
+        for (p, idx) in by_partition {
+            for chunk in split_to_fit(&events, &idx, limit, now)? {
+                batches.push((p, chunk));
+            }
+        }
+        let mut out = vec![
+            Published {
+                partition: 0,
+                offset: 0
+            };
+            events.len()
+        ];
+        for (p, (idx, bytes)) in batches {
+            let at = Self::append(&t.partitions[p as usize], bytes).await?;
+            for (k, i) in idx.iter().enumerate() {
+                out[*i] = Published {
+                    partition: p,
+                    offset: at.base_offset + k as u64,
+                };
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whole stored batches from `offset`, waiting up to `max_wait` (capped by `fetch_wait_max`)
+    /// until at least `min_bytes` are available.
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: i64,
+        offset: u64,
+        max_bytes: usize,
+        min_bytes: usize,
+        max_wait: Duration,
+    ) -> Result<FetchResult> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?.clone();
+        drop(t);
+        let deadline = Instant::now() + max_wait.min(self.config.fetch_wait_max);
+        let max_bytes = max_bytes.clamp(1, self.config.fetch_bytes_max);
+        loop {
+            let notified = p.appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let r = p.log.read(offset, max_bytes)?;
+            if r.data.len() >= min_bytes.max(1) || Instant::now() >= deadline {
+                return Ok(FetchResult {
+                    data: r.data,
+                    high_watermark: r.high_watermark,
+                    log_start: r.log_start,
+                });
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let r = p.log.read(offset, max_bytes)?;
+                return Ok(FetchResult {
+                    data: r.data,
+                    high_watermark: r.high_watermark,
+                    log_start: r.log_start,
+                });
+            }
+        }
+    }
+
+    /// Up to `limit` events from `offset` (waiting up to `max_wait` for the first one).
+    pub async fn read_events(
+        &self,
+        topic: &str,
+        partition: i64,
+        offset: u64,
+        limit: usize,
+        max_wait: Duration,
+    ) -> Result<Vec<StoredEvent>> {
+        let mut out = Vec::new();
+        let mut next = offset;
+        let mut wait = max_wait;
+        while out.len() < limit {
+            let r = self.fetch(topic, partition, next, 1 << 20, 1, wait).await?;
+            if r.data.is_empty() {
+                break;
+            }
+            let evs = event::decode(partition as u32, &r.data, next)?;
+            next = last_offset(&r.data).map_or(next, |o| o + 1);
+            out.extend(evs.into_iter().take(limit - out.len()));
+            wait = Duration::ZERO;
+            if next >= r.high_watermark {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first offset with a timestamp at or after `ts`, or the high watermark when none.
+    pub fn offset_for_timestamp(&self, topic: &str, partition: i64, ts: i64) -> Result<u64> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        Ok(match p.log.offset_for_timestamp(ts)? {
+            Some(o) => o,
+            None => p.log.stats().high_watermark,
+        })
+    }
+
+    /// (log start, high watermark) of a partition.
+    pub fn offsets_of(&self, topic: &str, partition: i64) -> Result<(u64, u64)> {
+        let t = self.topic(topic)?;
+        let s = t.partition(partition)?.log.stats();
+        Ok((s.log_start, s.high_watermark))
+    }
+
+    /// Raises a partition's log start offset (Kafka's DeleteRecords).
+    pub async fn delete_records(&self, topic: &str, partition: i64, offset: u64) -> Result<u64> {
+        let t = self.topic(topic)?;
+        let log = t.partition(partition)?.log.clone();
+        tokio::task::spawn_blocking(move || log.delete_records(offset))
+            .await
+            .map_err(|e| BrokerError::Storage(format!("delete task failed: {e}")))?
+            .map_err(Into::into)
+    }
+
+    /// One round of background work: interval syncs, retention, compaction, offsets compaction,
+    /// expired group members. Errors are per partition and do not stop the round.
+    pub fn maintain(&self) -> Vec<BrokerError> {
+        let topics: Vec<Arc<Topic>> = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut errors = Vec::new();
+        for t in topics {
+            for p in &t.partitions {
+                let r = p
+                    .log
+                    .tick()
+                    .and_then(|_| p.log.enforce_retention().map(|_| ()))
+                    .and_then(|_| p.log.compact().map(|_| ()));
+                if let Err(e) = r {
+                    errors.push(BrokerError::from(e));
+                }
+            }
+        }
+        if let Err(e) = self.offsets.maintain() {
+            errors.push(e);
+        }
+        errors
+    }
+
+    /// Clean shutdown: every log synced and marked clean. Later calls fail with `ShuttingDown`.
+    pub fn close(&self) -> Result<()> {
+        let topics: Vec<Arc<Topic>> = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut first = None;
+        for t in topics {
+            for p in &t.partitions {
+                if let Err(e) = p.log.close() {
+                    first.get_or_insert(BrokerError::from(e));
+                }
+                p.appended.notify_waiters();
+            }
+        }
+        if let Err(e) = self.offsets.close() {
+            first.get_or_insert(e);
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Per-partition event counts waiting to be read by `group` on `topic` (lag).
+    pub fn lag(&self, group: &str, topic: &str) -> Result<HashMap<u32, u64>> {
+        let t = self.topic(topic)?;
+        Ok(t.partitions
+            .iter()
+            .map(|p| {
+                let hw = p.log.stats().high_watermark;
+                let committed = self
+                    .offsets
+                    .get(group, topic, p.index)
+                    .map_or(p.log.stats().log_start, |c| c.offset);
+                (p.index, hw.saturating_sub(committed))
+            })
+            .collect())
+    }
+}
+
+fn last_offset(data: &[u8]) -> Option<u64> {
+    let mut pos = 0;
+    let mut last = None;
+    while pos < data.len() {
+        let h = busbar_log::batch::BatchHeader::parse(&data[pos..]).ok()?;
+        last = Some(h.last_offset() as u64);
+        pos += h.total_len()?;
+    }
+    last
+}
+
+/// Encodes the events at `idx` into batches of at most `limit` bytes (splitting as needed).
+fn split_to_fit(
+    events: &[Event],
+    idx: &[usize],
+    limit: usize,
+    now: i64,
+) -> Result<Vec<(Vec<usize>, Vec<u8>)>> {
+    let refs: Vec<&Event> = idx.iter().map(|i| &events[*i]).collect();
+    let bytes = event::encode(&refs, now);
+    if bytes.len() <= limit {
+        return Ok(vec![(idx.to_vec(), bytes)]);
+    }
+    if idx.len() == 1 {
+        return Err(BrokerError::MessageTooLarge {
+            size: bytes.len(),
+            limit,
+        });
+    }
+    let (a, b) = idx.split_at(idx.len() / 2);
+    let mut out = split_to_fit(events, a, limit, now)?;
+    out.extend(split_to_fit(events, b, limit, now)?);
+    Ok(out)
+}

@@ -1,0 +1,313 @@
+//! Broker and topic configuration. Topic settings use Kafka's config names and string values, so the
+//! HTTP API, the Kafka admin APIs and the config file speak one vocabulary; `TopicConfig` is the one
+//! place that parses and checks them.
+
+use crate::error::{BrokerError, Result};
+use busbar_log::{CleanupPolicy, Clock, LogConfig, SyncPolicy, SystemClock};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Effective settings of one topic (defaults overlaid with its overrides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub cleanup_policy: CleanupPolicy,
+    /// `None`: keep forever (Kafka's -1).
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<u64>,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub max_message_bytes: usize,
+    pub delete_retention_ms: i64,
+    pub sync: SyncPolicy,
+    /// `sync.interval.ms` as set (used when the policy is `interval`); default 1000.
+    pub sync_interval_ms: Option<u64>,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        Self {
+            cleanup_policy: CleanupPolicy::Delete,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            max_message_bytes: 1_048_588,
+            delete_retention_ms: 24 * 3600 * 1000,
+            sync: SyncPolicy::Batch,
+            sync_interval_ms: None,
+        }
+    }
+}
+
+/// The topic config keys busbar knows, in the order `describe` lists them.
+pub const TOPIC_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "segment.ms",
+    "max.message.bytes",
+    "delete.retention.ms",
+    "sync.policy",
+    "sync.interval.ms",
+];
+
+fn bad(key: &str, reason: impl Into<String>) -> BrokerError {
+    BrokerError::InvalidConfig {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn int(key: &str, v: &str, min: i64, max: i64) -> Result<i64> {
+    let n: i64 = v
+        .trim()
+        .parse()
+        .map_err(|_| bad(key, format!("{v:?} is not an integer")))?;
+    if n < min || n > max {
+        return Err(bad(key, format!("{n} is outside [{min}, {max}]")));
+    }
+    Ok(n)
+}
+
+impl TopicConfig {
+    /// This config with one `key = value` applied.
+    pub fn set(&mut self, key: &str, v: &str) -> Result<()> {
+        match key {
+            "cleanup.policy" => {
+                let mut parts: Vec<&str> = v.split(',').map(str::trim).collect();
+                parts.sort_unstable();
+                self.cleanup_policy = match parts.as_slice() {
+                    ["delete"] => CleanupPolicy::Delete,
+                    ["compact"] => CleanupPolicy::Compact,
+                    ["compact", "delete"] => CleanupPolicy::CompactDelete,
+                    _ => {
+                        return Err(bad(
+                            key,
+                            format!("{v:?} is not delete, compact or compact,delete"),
+                        ))
+                    }
+                }
+            }
+            "retention.ms" => {
+                let n = int(key, v, -1, i64::MAX)?;
+                self.retention_ms = (n >= 0).then_some(n);
+            }
+            "retention.bytes" => {
+                let n = int(key, v, -1, i64::MAX)?;
+                self.retention_bytes = (n >= 0).then_some(n as u64);
+            }
+            "segment.bytes" => self.segment_bytes = int(key, v, 1024, i32::MAX as i64)? as u64,
+            "segment.ms" => self.segment_ms = int(key, v, 1, i64::MAX)?,
+            "max.message.bytes" => {
+                self.max_message_bytes = int(key, v, 64, i32::MAX as i64)? as usize
+            }
+            "delete.retention.ms" => self.delete_retention_ms = int(key, v, 0, i64::MAX)?,
+            "sync.policy" => {
+                self.sync = match v.trim() {
+                    "batch" => SyncPolicy::Batch,
+                    "never" => SyncPolicy::Never,
+                    "interval" => SyncPolicy::Interval(self.interval_ms()),
+                    _ => return Err(bad(key, format!("{v:?} is not batch, interval or never"))),
+                }
+            }
+            "sync.interval.ms" => {
+                let ms = int(key, v, 1, 24 * 3600 * 1000)? as u64;
+                if let SyncPolicy::Interval(_) = self.sync {
+                    self.sync = SyncPolicy::Interval(ms);
+                }
+                self.sync_interval_ms = Some(ms);
+            }
+            _ => return Err(bad(key, "unknown config key")),
+        }
+        Ok(())
+    }
+
+    fn interval_ms(&self) -> u64 {
+        self.sync_interval_ms.unwrap_or(1000)
+    }
+
+    /// Defaults with `overrides` applied, checked together.
+    pub fn with_overrides(&self, overrides: &BTreeMap<String, String>) -> Result<Self> {
+        let mut c = self.clone();
+        // sync.interval.ms first so `sync.policy=interval` picks it up whatever the map order.
+        if let Some(v) = overrides.get("sync.interval.ms") {
+            c.set("sync.interval.ms", v)?;
+        }
+        for (k, v) in overrides.iter().filter(|(k, _)| *k != "sync.interval.ms") {
+            c.set(k, v)?;
+        }
+        if c.max_message_bytes as u64 > c.segment_bytes {
+            return Err(bad(
+                "max.message.bytes",
+                format!(
+                    "{} exceeds segment.bytes {}",
+                    c.max_message_bytes, c.segment_bytes
+                ),
+            ));
+        }
+        Ok(c)
+    }
+
+    /// Every key with its effective value, as Kafka's DescribeConfigs lists them.
+    pub fn entries(&self) -> BTreeMap<String, String> {
+        let policy = match self.cleanup_policy {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        };
+        let sync = match self.sync {
+            SyncPolicy::Batch => "batch",
+            SyncPolicy::Interval(_) => "interval",
+            SyncPolicy::Never => "never",
+        };
+        let opt = |v: Option<i64>| v.unwrap_or(-1).to_string();
+        BTreeMap::from([
+            ("cleanup.policy".into(), policy.into()),
+            ("retention.ms".into(), opt(self.retention_ms)),
+            (
+                "retention.bytes".into(),
+                opt(self.retention_bytes.map(|b| b as i64)),
+            ),
+            ("segment.bytes".into(), self.segment_bytes.to_string()),
+            ("segment.ms".into(), self.segment_ms.to_string()),
+            (
+                "max.message.bytes".into(),
+                self.max_message_bytes.to_string(),
+            ),
+            (
+                "delete.retention.ms".into(),
+                self.delete_retention_ms.to_string(),
+            ),
+            ("sync.policy".into(), sync.into()),
+            ("sync.interval.ms".into(), self.interval_ms().to_string()),
+        ])
+    }
+
+    /// The log settings for a partition of this topic.
+    pub fn log_config(&self, clock: Arc<dyn Clock>) -> LogConfig {
+        LogConfig {
+            sync: self.sync,
+            segment_bytes: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            batch_bytes_max: self.max_message_bytes,
+            cleanup: self.cleanup_policy,
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            delete_retention_ms: self.delete_retention_ms,
+            clock,
+            ..LogConfig::default()
+        }
+    }
+}
+
+/// Settings of the whole broker.
+#[derive(Clone)]
+pub struct BrokerConfig {
+    /// Where topics, offsets and metadata live.
+    pub data_dir: PathBuf,
+    /// Settings a new topic gets unless it overrides them.
+    pub topic_defaults: TopicConfig,
+    /// Partitions of a topic created without a count (also auto-created topics).
+    pub default_partitions: u32,
+    /// Most partitions one topic may have.
+    pub partitions_max: u32,
+    /// Longest a fetch may wait for data.
+    pub fetch_wait_max: Duration,
+    /// Largest answer of one fetch.
+    pub fetch_bytes_max: usize,
+    /// How often retention, compaction and interval syncs run.
+    pub maintenance_interval: Duration,
+    /// Allowed consumer session timeouts.
+    pub group_session_timeout_min: Duration,
+    pub group_session_timeout_max: Duration,
+    /// How long a new group waits for more members before its first rebalance completes.
+    pub group_initial_rebalance_delay: Duration,
+    /// Time source for retention, sessions and timestamps.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("busbar-data"),
+            topic_defaults: TopicConfig::default(),
+            default_partitions: 1,
+            partitions_max: 10_000,
+            fetch_wait_max: Duration::from_secs(30),
+            fetch_bytes_max: 50 << 20,
+            maintenance_interval: Duration::from_secs(30),
+            group_session_timeout_min: Duration::from_millis(6_000),
+            group_session_timeout_max: Duration::from_millis(1_800_000),
+            group_initial_rebalance_delay: Duration::from_millis(3_000),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("topic_defaults", &self.topic_defaults)
+            .field("default_partitions", &self.default_partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn overrides_parse_and_round_trip() {
+        let c = TopicConfig::default()
+            .with_overrides(&map(&[
+                ("sync.policy", "interval"),
+                ("sync.interval.ms", "250"),
+                ("cleanup.policy", "delete,compact"),
+                ("retention.ms", "-1"),
+            ]))
+            .unwrap();
+        assert_eq!(c.sync, SyncPolicy::Interval(250));
+        assert_eq!(c.cleanup_policy, CleanupPolicy::CompactDelete);
+        assert_eq!(c.retention_ms, None);
+        let again = TopicConfig::default().with_overrides(&c.entries()).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (k, v) in [
+            ("retention.ms", "soon"),
+            ("segment.bytes", "10"),
+            ("sync.policy", "always"),
+            ("nope", "1"),
+            ("cleanup.policy", "keep"),
+        ] {
+            let err = TopicConfig::default()
+                .with_overrides(&map(&[(k, v)]))
+                .unwrap_err();
+            assert!(
+                matches!(&err, BrokerError::InvalidConfig { key, .. } if key == k),
+                "{err}"
+            );
+        }
+        let err = TopicConfig::default()
+            .with_overrides(&map(&[
+                ("segment.bytes", "2048"),
+                ("max.message.bytes", "4096"),
+            ]))
+            .unwrap_err();
+        assert!(err.to_string().contains("max.message.bytes"));
+    }
+}

@@ -1,0 +1,227 @@
+//! The broker's consumer-group operations: membership (through `group::Groups`), committed offsets
+//! (through `offsets::OffsetStore`), listings with lag, deletion and offset resets, and the
+//! background loop that drives session timeouts and maintenance.
+
+use crate::broker::Broker;
+use crate::error::{BrokerError, Result};
+use crate::group::{GroupInfo, GroupState, JoinRequest, JoinResponse};
+use crate::offsets::{Committed, OffsetCommit};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where `reset_offsets` moves a group's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    Earliest,
+    Latest,
+    /// The first offset at or after this time (ms since the epoch).
+    Timestamp(i64),
+    Offset(u64),
+}
+
+/// One partition's committed offset and lag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: u32,
+    pub committed: u64,
+    pub metadata: String,
+    pub high_watermark: u64,
+    pub lag: u64,
+}
+
+/// A group: its live state (if any members ever joined since start) and its offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group: String,
+    pub state: String,
+    pub live: Option<GroupInfo>,
+    pub offsets: Vec<PartitionLag>,
+}
+
+impl Broker {
+    /// JoinGroup; resolves when the rebalance completes.
+    pub async fn join_group(&self, req: JoinRequest) -> Result<JoinResponse> {
+        self.groups.join(req).await
+    }
+
+    /// SyncGroup; the leader passes assignments, every member gets its own.
+    pub async fn sync_group(
+        &self,
+        group: &str,
+        member: &str,
+        generation: i32,
+        assignments: Vec<(String, Vec<u8>)>,
+    ) -> Result<Vec<u8>> {
+        self.groups
+            .sync(group, member, generation, assignments)
+            .await
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(&self, group: &str, member: &str, generation: i32) -> Result<()> {
+        self.groups.heartbeat(group, member, generation)
+    }
+
+    /// LeaveGroup.
+    pub fn leave_group(&self, group: &str, member: &str) -> Result<()> {
+        self.groups.leave(group, member)
+    }
+
+    /// Commits offsets durably for a member of the current generation, or for a group without
+    /// members (generation -1). Unknown topics or partitions refuse the whole commit.
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        member: &str,
+        generation: i32,
+        commits: Vec<OffsetCommit>,
+    ) -> Result<()> {
+        if group.is_empty() {
+            return Err(BrokerError::InvalidRequest(
+                "group id must not be empty".into(),
+            ));
+        }
+        self.groups.check_commit(group, member, generation)?;
+        for c in &commits {
+            self.topic(&c.topic)?.partition(c.partition as i64)?;
+        }
+        self.offsets.commit(group, commits).await
+    }
+
+    /// The committed offset of one partition.
+    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<Committed> {
+        self.offsets.get(group, topic, partition)
+    }
+
+    /// Every group known by live state or committed offsets, with its state name.
+    pub fn list_groups(&self) -> Vec<(String, String)> {
+        let mut names = self.groups.names();
+        names.extend(self.offsets.groups());
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|g| {
+                let state = self
+                    .groups
+                    .describe(&g)
+                    .map_or(GroupState::Empty, |i| i.state);
+                (g, state.name().to_string())
+            })
+            .collect()
+    }
+
+    /// A group's members, assignments, committed offsets and lag.
+    pub fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let live = self.groups.describe(group);
+        let committed = self.offsets.group(group);
+        if live.is_none() && committed.is_empty() {
+            return Err(BrokerError::UnknownGroup(group.to_string()));
+        }
+        let offsets = committed
+            .into_iter()
+            .map(|((topic, partition), c)| {
+                let hw = self
+                    .offsets_of(&topic, partition as i64)
+                    .map_or(0, |(_, hw)| hw);
+                PartitionLag {
+                    topic,
+                    partition,
+                    committed: c.offset,
+                    metadata: c.metadata,
+                    high_watermark: hw,
+                    lag: hw.saturating_sub(c.offset),
+                }
+            })
+            .collect();
+        Ok(GroupDescription {
+            group: group.to_string(),
+            state: live
+                .as_ref()
+                .map_or(GroupState::Empty, |i| i.state)
+                .name()
+                .to_string(),
+            live,
+            offsets,
+        })
+    }
+
+    /// Deletes a group without members and its committed offsets.
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        if self.groups.has_members(group) {
+            return Err(BrokerError::GroupNotEmpty(group.to_string()));
+        }
+        if self.groups.describe(group).is_none() && self.offsets.group(group).is_empty() {
+            return Err(BrokerError::UnknownGroup(group.to_string()));
+        }
+        self.offsets.delete(group, None).await?;
+        self.groups.remove(group)
+    }
+
+    /// Moves a group's committed offsets for `topic` (all partitions, or the given ones). Allowed
+    /// only while the group has no members. Answers (partition, new offset).
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: Option<Vec<u32>>,
+        to: ResetTo,
+    ) -> Result<Vec<(u32, u64)>> {
+        if self.groups.has_members(group) {
+            return Err(BrokerError::GroupNotEmpty(group.to_string()));
+        }
+        let t = self.topic(topic)?;
+        let parts = partitions.unwrap_or_else(|| (0..t.partitions.len() as u32).collect());
+        let mut out = Vec::new();
+        for p in parts {
+            let (start, hw) = self.offsets_of(topic, p as i64)?;
+            let offset = match to {
+                ResetTo::Earliest => start,
+                ResetTo::Latest => hw,
+                ResetTo::Timestamp(ts) => self.offset_for_timestamp(topic, p as i64, ts)?,
+                ResetTo::Offset(o) => o.clamp(start, hw),
+            };
+            out.push((p, offset));
+        }
+        let commits = out
+            .iter()
+            .map(|(p, o)| OffsetCommit {
+                topic: topic.to_string(),
+                partition: *p,
+                offset: *o,
+                metadata: String::new(),
+            })
+            .collect();
+        self.offsets.commit(group, commits).await?;
+        Ok(out)
+    }
+
+    /// Expires group sessions and ends timed-out rebalances (call often; `run_background` does).
+    pub fn tick_groups(&self) {
+        self.groups.tick();
+    }
+
+    /// The background loop an embedding program runs until `shutdown` resolves: group timers every
+    /// 100 ms, maintenance (interval syncs, retention, compaction) every `maintenance_interval`.
+    pub async fn run_background(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut groups = tokio::time::interval(Duration::from_millis(100));
+        let mut maint = tokio::time::interval(self.config.maintenance_interval);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = groups.tick() => self.tick_groups(),
+                _ = maint.tick() => {
+                    let b = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || b.maintain()).await;
+                }
+            }
+        }
+    }
+}
+
+/// Committed offsets by (topic, partition), for callers that want the whole map.
+pub type OffsetMap = BTreeMap<(String, u32), Committed>;

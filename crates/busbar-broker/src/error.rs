@@ -1,0 +1,75 @@
+//! Errors of the broker core, each one a thing a client did or a state the broker is in.
+//! Front ends map these to wire codes and HTTP statuses, each in exactly one file.
+
+use busbar_log::{BatchError, LogError};
+
+/// Everything a broker operation can answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName { name: String, reason: String },
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    #[error("topic {topic:?} has no partition {partition}")]
+    UnknownPartition { topic: String, partition: i64 },
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid config {key:?}: {reason}")]
+    InvalidConfig { key: String, reason: String },
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("event of {size} bytes exceeds max.message.bytes {limit}")]
+    MessageTooLarge { size: usize, limit: usize },
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(String),
+    #[error("invalid record batch: {0}")]
+    InvalidRecord(String),
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: u64, start: u64, end: u64 },
+    #[error("unknown consumer group {0:?}")]
+    UnknownGroup(String),
+    #[error("group {0:?} is not empty")]
+    GroupNotEmpty(String),
+    #[error("unknown member {member:?} in group {group:?}")]
+    UnknownMember { group: String, member: String },
+    #[error("generation {got} of group {group:?} is not the current one ({current})")]
+    IllegalGeneration {
+        group: String,
+        got: i32,
+        current: i32,
+    },
+    #[error("group {0:?} is rebalancing")]
+    RebalanceInProgress(String),
+    #[error("a member id is required: rejoin with {0:?}")]
+    MemberIdRequired(String),
+    #[error("session timeout {0} ms is outside the allowed range")]
+    InvalidSessionTimeout(i64),
+    #[error("group members support no common protocol")]
+    InconsistentGroupProtocol,
+    #[error("storage unavailable: {0}")]
+    Storage(String),
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+impl From<LogError> for BrokerError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Batch(BatchError::Crc { .. }) => BrokerError::CorruptMessage(e.to_string()),
+            LogError::Batch(BatchError::TooLarge { size, limit }) => {
+                BrokerError::MessageTooLarge { size, limit }
+            }
+            LogError::Batch(b) => BrokerError::InvalidRecord(b.to_string()),
+            LogError::OffsetOutOfRange { offset, start, end } => {
+                BrokerError::OffsetOutOfRange { offset, start, end }
+            }
+            LogError::Closed => BrokerError::ShuttingDown,
+            other => BrokerError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// Result of broker operations.
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;

@@ -1,0 +1,122 @@
+//! Events as the broker's callers see them, and their encoding to and from stored record batches.
+//! HTTP publish and the in-process API build uncompressed batches here; reads decode them back.
+
+use crate::error::{BrokerError, Result};
+use busbar_log::batch::{self, BatchHeader, NewRecord, Records, HEADER_BYTES};
+
+/// An event to publish.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Event {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Milliseconds since the epoch; the broker's clock when absent.
+    pub timestamp: Option<i64>,
+    /// A fixed partition; chosen from the key (murmur2) or round-robin when absent.
+    pub partition: Option<u32>,
+}
+
+impl Event {
+    /// An event with just a value.
+    pub fn value(v: impl Into<Vec<u8>>) -> Self {
+        Self {
+            value: Some(v.into()),
+            ..Self::default()
+        }
+    }
+
+    /// An event with a key and a value.
+    pub fn keyed(k: impl Into<Vec<u8>>, v: impl Into<Vec<u8>>) -> Self {
+        Self {
+            key: Some(k.into()),
+            value: Some(v.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Where a published event was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// An event read back from a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub partition: u32,
+    pub offset: u64,
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Builds one uncompressed batch from events (timestamps already resolved).
+pub fn encode(events: &[&Event], now_ms: i64) -> Vec<u8> {
+    let recs: Vec<NewRecord> = events
+        .iter()
+        .map(|e| NewRecord {
+            key: e.key.clone(),
+            value: e.value.clone(),
+            headers: e
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone().into_bytes(), Some(v.clone())))
+                .collect(),
+            timestamp: e.timestamp.unwrap_or(now_ms),
+        })
+        .collect();
+    batch::build(&recs)
+}
+
+/// Decodes every event at or after `from` in `data` (whole stored batches, back to back).
+pub fn decode(partition: u32, data: &[u8], from: u64) -> Result<Vec<StoredEvent>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let h =
+            BatchHeader::parse(&data[pos..]).map_err(|e| BrokerError::Storage(e.to_string()))?;
+        let len = h
+            .total_len()
+            .ok_or_else(|| BrokerError::Storage("bad stored batch length".into()))?;
+        let bytes = &data[pos..pos + len];
+        pos += len;
+        if h.is_control() {
+            continue;
+        }
+        if h.compression() != 0 {
+            return Err(BrokerError::InvalidRecord(format!(
+                "batch at offset {} is compressed (codec {}); decoding compressed batches arrives with the Kafka front end",
+                h.base_offset,
+                h.compression()
+            )));
+        }
+        for r in Records::new(&bytes[HEADER_BYTES..]) {
+            let r = r.map_err(|e| BrokerError::Storage(e.to_string()))?;
+            let offset = h.base_offset as u64 + r.offset_delta as u64;
+            if offset < from {
+                continue;
+            }
+            out.push(StoredEvent {
+                partition,
+                offset,
+                timestamp: h.base_timestamp + r.timestamp_delta,
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.map(<[u8]>::to_vec),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8_lossy(k).into_owned(),
+                            v.map(<[u8]>::to_vec).unwrap_or_default(),
+                        )
+                    })
+                    .collect(),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,599 @@
+//! Consumer groups: Kafka's classic group protocol as a state machine (Empty → PreparingRebalance →
+//! CompletingRebalance → Stable), with generations, member-id-required first joins, rebalances on
+//! join, leave and session expiry, and assignments handed out by SyncGroup. Protocol metadata and
+//! assignments are opaque bytes, as in Kafka; the HTTP front end and Kafka clients both use them.
+//!
+//! Waiting requests (JoinGroup until the rebalance completes, SyncGroup until the leader's
+//! assignment arrives) hold a oneshot receiver; the state machine answers them. Time comes from the
+//! injected clock; `tick` (run by the broker's background loop, or by tests after moving a manual
+//! clock) expires sessions and ends rebalances whose deadline passed. Group state is in memory:
+//! after a restart members rejoin, as they do when a Kafka coordinator moves; committed offsets are
+//! durable in the offset store.
+
+use crate::config::BrokerConfig;
+use crate::error::{BrokerError, Result};
+use busbar_log::Clock;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::oneshot;
+
+/// Where a group is in its rebalance cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+impl GroupState {
+    /// Kafka's name for the state.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+        }
+    }
+}
+
+/// A JoinGroup request.
+#[derive(Debug, Clone, Default)]
+pub struct JoinRequest {
+    pub group: String,
+    /// Empty for a member joining for the first time.
+    pub member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    pub protocol_type: String,
+    /// (assignor name, opaque metadata), in the member's order of preference.
+    pub protocols: Vec<(String, Vec<u8>)>,
+    pub session_timeout_ms: i64,
+    pub rebalance_timeout_ms: i64,
+    /// Kafka v4+: a first join gets `MemberIdRequired` with an id to rejoin with.
+    pub require_known_member_id: bool,
+}
+
+/// The JoinGroup answer once the rebalance completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResponse {
+    pub generation: i32,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub leader: String,
+    pub member_id: String,
+    /// Every member and its metadata for the chosen protocol: for the leader only.
+    pub members: Vec<(String, Vec<u8>)>,
+}
+
+/// A member as `describe` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Vec<u8>,
+    pub assignment: Vec<u8>,
+}
+
+/// A group as `describe` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub group: String,
+    pub state: GroupState,
+    pub generation: i32,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub leader: String,
+    pub members: Vec<MemberInfo>,
+}
+
+struct Member {
+    client_id: String,
+    client_host: String,
+    protocols: Vec<(String, Vec<u8>)>,
+    session_timeout_ms: i64,
+    rebalance_timeout_ms: i64,
+    last_seen_ms: i64,
+    assignment: Vec<u8>,
+    join_waiter: Option<oneshot::Sender<Result<JoinResponse>>>,
+    sync_waiter: Option<oneshot::Sender<Result<Vec<u8>>>>,
+}
+
+struct Group {
+    state: GroupState,
+    generation: i32,
+    protocol_type: String,
+    protocol: String,
+    leader: String,
+    members: BTreeMap<String, Member>,
+    /// Ids handed out by MemberIdRequired, not yet used to join.
+    pending: HashSet<String>,
+    rebalance_deadline_ms: i64,
+    /// A new group's first rebalance waits at least until then for more members.
+    initial_until_ms: i64,
+}
+
+impl Group {
+    fn new() -> Self {
+        Self {
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: String::new(),
+            protocol: String::new(),
+            leader: String::new(),
+            members: BTreeMap::new(),
+            pending: HashSet::new(),
+            rebalance_deadline_ms: 0,
+            initial_until_ms: 0,
+        }
+    }
+}
+
+/// Every consumer group's live state.
+pub struct Groups {
+    groups: Mutex<HashMap<String, Group>>,
+    clock: Arc<dyn Clock>,
+    session_min_ms: i64,
+    session_max_ms: i64,
+    initial_delay_ms: i64,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Groups {
+    pub(crate) fn new(config: &BrokerConfig) -> Self {
+        Self {
+            groups: Mutex::new(HashMap::new()),
+            clock: config.clock.clone(),
+            session_min_ms: config.group_session_timeout_min.as_millis() as i64,
+            session_max_ms: config.group_session_timeout_max.as_millis() as i64,
+            initial_delay_ms: config.group_initial_rebalance_delay.as_millis() as i64,
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new_member_id(&self, client_id: &str) -> String {
+        let n = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let salt = self.clock.now_ms() as u64 ^ (n << 20) ^ u64::from(std::process::id());
+        format!(
+            "{}-{n}-{salt:x}",
+            if client_id.is_empty() {
+                "member"
+            } else {
+                client_id
+            }
+        )
+    }
+
+    /// Joins (or rejoins) a group; resolves when the rebalance completes.
+    pub async fn join(&self, req: JoinRequest) -> Result<JoinResponse> {
+        let rx = self.join_register(req)?;
+        rx.await
+            .map_err(|_| BrokerError::RebalanceInProgress("join was abandoned".into()))?
+    }
+
+    fn join_register(&self, req: JoinRequest) -> Result<oneshot::Receiver<Result<JoinResponse>>> {
+        if req.session_timeout_ms < self.session_min_ms
+            || req.session_timeout_ms > self.session_max_ms
+        {
+            return Err(BrokerError::InvalidSessionTimeout(req.session_timeout_ms));
+        }
+        if req.group.is_empty() {
+            return Err(BrokerError::InvalidRequest(
+                "group id must not be empty".into(),
+            ));
+        }
+        if req.protocols.is_empty() || req.protocol_type.is_empty() {
+            return Err(BrokerError::InconsistentGroupProtocol);
+        }
+        let now = self.clock.now_ms();
+        let mut groups = self.lock();
+        let g = groups.entry(req.group.clone()).or_insert_with(Group::new);
+        if !g.members.is_empty() && g.protocol_type != req.protocol_type {
+            return Err(BrokerError::InconsistentGroupProtocol);
+        }
+        if !g.members.is_empty()
+            && !common_protocol(
+                g.members
+                    .values()
+                    .map(|m| &m.protocols)
+                    .chain([&req.protocols]),
+            )
+        {
+            return Err(BrokerError::InconsistentGroupProtocol);
+        }
+        let member_id = if req.member_id.is_empty() {
+            let id = self.new_member_id(&req.client_id);
+            if req.require_known_member_id {
+                g.pending.insert(id.clone());
+                return Err(BrokerError::MemberIdRequired(id));
+            }
+            id
+        } else if g.members.contains_key(&req.member_id) || g.pending.remove(&req.member_id) {
+            req.member_id.clone()
+        } else {
+            return Err(BrokerError::UnknownMember {
+                group: req.group.clone(),
+                member: req.member_id.clone(),
+            });
+        };
+        let (tx, rx) = oneshot::channel();
+        let changed = g
+            .members
+            .get(&member_id)
+            .is_none_or(|m| m.protocols != req.protocols);
+        let member = g
+            .members
+            .entry(member_id.clone())
+            .or_insert_with(|| Member {
+                client_id: req.client_id.clone(),
+                client_host: req.client_host.clone(),
+                protocols: Vec::new(),
+                session_timeout_ms: 0,
+                rebalance_timeout_ms: 0,
+                last_seen_ms: now,
+                assignment: Vec::new(),
+                join_waiter: None,
+                sync_waiter: None,
+            });
+        member.protocols = req.protocols;
+        member.session_timeout_ms = req.session_timeout_ms;
+        member.rebalance_timeout_ms = req.rebalance_timeout_ms.max(req.session_timeout_ms);
+        member.last_seen_ms = now;
+        if let Some(old) = member.join_waiter.replace(tx) {
+            let _ = old.send(Err(BrokerError::RebalanceInProgress(req.group.clone())));
+        }
+        g.protocol_type = req.protocol_type;
+        match g.state {
+            GroupState::Stable if !changed && member_id != g.leader => {
+                // A follower rejoining with nothing new: answer with the current generation.
+                let resp = response(g, &member_id);
+                if let Some(tx) = g
+                    .members
+                    .get_mut(&member_id)
+                    .and_then(|m| m.join_waiter.take())
+                {
+                    let _ = tx.send(Ok(resp));
+                }
+            }
+            GroupState::PreparingRebalance => {}
+            _ => self.prepare_rebalance(g, now),
+        }
+        self.maybe_complete_join(g, now);
+        Ok(rx)
+    }
+
+    fn prepare_rebalance(&self, g: &mut Group, now: i64) {
+        if g.state == GroupState::CompletingRebalance {
+            for m in g.members.values_mut() {
+                if let Some(tx) = m.sync_waiter.take() {
+                    let _ = tx.send(Err(BrokerError::RebalanceInProgress(
+                        "group is rebalancing".into(),
+                    )));
+                }
+            }
+        }
+        let timeout = g
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout_ms)
+            .max()
+            .unwrap_or(0);
+        if g.state == GroupState::Empty {
+            g.initial_until_ms = now + self.initial_delay_ms.min(timeout);
+        }
+        g.state = GroupState::PreparingRebalance;
+        g.rebalance_deadline_ms = now + timeout;
+    }
+
+    /// Ends a PreparingRebalance when every member rejoined (after the initial delay for a new
+    /// group) or the deadline passed (members that did not rejoin are removed).
+    fn maybe_complete_join(&self, g: &mut Group, now: i64) {
+        if g.state != GroupState::PreparingRebalance {
+            return;
+        }
+        let all_joined = g.members.values().all(|m| m.join_waiter.is_some());
+        let delay_over = now >= g.initial_until_ms;
+        let expired = now >= g.rebalance_deadline_ms;
+        if !(expired || (all_joined && delay_over)) {
+            return;
+        }
+        g.members.retain(|_, m| m.join_waiter.is_some());
+        g.generation += 1;
+        if g.members.is_empty() {
+            g.state = GroupState::Empty;
+            g.leader.clear();
+            g.protocol.clear();
+            return;
+        }
+        g.protocol = choose_protocol(g.members.values().map(|m| &m.protocols));
+        if !g.members.contains_key(&g.leader) {
+            g.leader = g.members.keys().next().cloned().unwrap_or_default();
+        }
+        g.state = GroupState::CompletingRebalance;
+        let ids: Vec<String> = g.members.keys().cloned().collect();
+        for id in ids {
+            let resp = response(g, &id);
+            if let Some(m) = g.members.get_mut(&id) {
+                m.last_seen_ms = now;
+                m.assignment.clear();
+                if let Some(tx) = m.join_waiter.take() {
+                    let _ = tx.send(Ok(resp));
+                }
+            }
+        }
+    }
+
+    /// SyncGroup: the leader hands in assignments; everyone gets theirs.
+    pub async fn sync(
+        &self,
+        group: &str,
+        member: &str,
+        generation: i32,
+        assignments: Vec<(String, Vec<u8>)>,
+    ) -> Result<Vec<u8>> {
+        let rx = {
+            let mut groups = self.lock();
+            let g = groups
+                .get_mut(group)
+                .ok_or_else(|| BrokerError::UnknownMember {
+                    group: group.into(),
+                    member: member.into(),
+                })?;
+            check_member(g, group, member, generation)?;
+            match g.state {
+                GroupState::PreparingRebalance | GroupState::Empty => {
+                    return Err(BrokerError::RebalanceInProgress(group.into()))
+                }
+                GroupState::Stable => return Ok(g.members[member].assignment.clone()),
+                GroupState::CompletingRebalance => {}
+            }
+            let (tx, rx) = oneshot::channel();
+            g.members.get_mut(member).expect("checked").sync_waiter = Some(tx);
+            if member == g.leader {
+                let given: HashMap<String, Vec<u8>> = assignments.into_iter().collect();
+                for (id, m) in g.members.iter_mut() {
+                    m.assignment = given.get(id).cloned().unwrap_or_default();
+                    if let Some(tx) = m.sync_waiter.take() {
+                        let _ = tx.send(Ok(m.assignment.clone()));
+                    }
+                }
+                g.state = GroupState::Stable;
+            }
+            rx
+        };
+        rx.await
+            .map_err(|_| BrokerError::RebalanceInProgress(group.into()))?
+    }
+
+    /// Heartbeat: keeps the session alive; says when the member must rejoin.
+    pub fn heartbeat(&self, group: &str, member: &str, generation: i32) -> Result<()> {
+        let now = self.clock.now_ms();
+        let mut groups = self.lock();
+        let g = groups
+            .get_mut(group)
+            .ok_or_else(|| BrokerError::UnknownMember {
+                group: group.into(),
+                member: member.into(),
+            })?;
+        check_member(g, group, member, generation)?;
+        g.members.get_mut(member).expect("checked").last_seen_ms = now;
+        match g.state {
+            GroupState::PreparingRebalance => Err(BrokerError::RebalanceInProgress(group.into())),
+            _ => Ok(()),
+        }
+    }
+
+    /// LeaveGroup: removes the member and rebalances the rest.
+    pub fn leave(&self, group: &str, member: &str) -> Result<()> {
+        let now = self.clock.now_ms();
+        let mut groups = self.lock();
+        let g = groups
+            .get_mut(group)
+            .ok_or_else(|| BrokerError::UnknownMember {
+                group: group.into(),
+                member: member.into(),
+            })?;
+        let Some(m) = g.members.remove(member) else {
+            return Err(BrokerError::UnknownMember {
+                group: group.into(),
+                member: member.into(),
+            });
+        };
+        if let Some(tx) = m.join_waiter {
+            let _ = tx.send(Err(BrokerError::UnknownMember {
+                group: group.into(),
+                member: member.into(),
+            }));
+        }
+        self.prepare_rebalance(g, now);
+        self.maybe_complete_join(g, now);
+        Ok(())
+    }
+
+    /// Expires sessions and ends rebalances whose deadline passed.
+    pub fn tick(&self) {
+        let now = self.clock.now_ms();
+        let mut groups = self.lock();
+        for g in groups.values_mut() {
+            let expired: Vec<String> = g
+                .members
+                .iter()
+                .filter(|(_, m)| {
+                    m.join_waiter.is_none() && now - m.last_seen_ms > m.session_timeout_ms
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &expired {
+                g.members.remove(id);
+            }
+            if !expired.is_empty() && g.state != GroupState::PreparingRebalance {
+                self.prepare_rebalance(g, now);
+            }
+            self.maybe_complete_join(g, now);
+        }
+        groups.retain(|_, g| {
+            g.state != GroupState::Empty
+                || !g.members.is_empty()
+                || !g.pending.is_empty()
+                || g.generation > 0
+        });
+    }
+
+    /// Checks that a commit comes from a current member, or is a "simple" commit to a group with
+    /// no members (generation -1, empty member id).
+    pub fn check_commit(&self, group: &str, member: &str, generation: i32) -> Result<()> {
+        let groups = self.lock();
+        let Some(g) = groups.get(group).filter(|g| !g.members.is_empty()) else {
+            return Ok(());
+        };
+        check_member(g, group, member, generation)?;
+        if g.state == GroupState::CompletingRebalance {
+            return Err(BrokerError::RebalanceInProgress(group.into()));
+        }
+        Ok(())
+    }
+
+    /// True when the group has live members.
+    pub fn has_members(&self, group: &str) -> bool {
+        self.lock()
+            .get(group)
+            .is_some_and(|g| !g.members.is_empty())
+    }
+
+    /// Groups with live state.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// A group's state and members (`None` when it has no live state).
+    pub fn describe(&self, group: &str) -> Option<GroupInfo> {
+        let groups = self.lock();
+        let g = groups.get(group)?;
+        Some(GroupInfo {
+            group: group.to_string(),
+            state: g.state,
+            generation: g.generation,
+            protocol_type: g.protocol_type.clone(),
+            protocol: g.protocol.clone(),
+            leader: g.leader.clone(),
+            members: g
+                .members
+                .iter()
+                .map(|(id, m)| MemberInfo {
+                    member_id: id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: m
+                        .protocols
+                        .iter()
+                        .find(|(p, _)| *p == g.protocol)
+                        .map(|(_, md)| md.clone())
+                        .unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Forgets an empty group's live state.
+    pub fn remove(&self, group: &str) -> Result<()> {
+        let mut groups = self.lock();
+        if groups.get(group).is_some_and(|g| !g.members.is_empty()) {
+            return Err(BrokerError::GroupNotEmpty(group.into()));
+        }
+        groups.remove(group);
+        Ok(())
+    }
+}
+
+fn check_member(g: &Group, group: &str, member: &str, generation: i32) -> Result<()> {
+    if !g.members.contains_key(member) {
+        return Err(BrokerError::UnknownMember {
+            group: group.into(),
+            member: member.into(),
+        });
+    }
+    if generation != g.generation {
+        return Err(BrokerError::IllegalGeneration {
+            group: group.into(),
+            got: generation,
+            current: g.generation,
+        });
+    }
+    Ok(())
+}
+
+fn response(g: &Group, member: &str) -> JoinResponse {
+    let members = if member == g.leader {
+        g.members
+            .iter()
+            .map(|(id, m)| {
+                let md = m
+                    .protocols
+                    .iter()
+                    .find(|(p, _)| *p == g.protocol)
+                    .map(|(_, md)| md.clone())
+                    .unwrap_or_default();
+                (id.clone(), md)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    JoinResponse {
+        generation: g.generation,
+        protocol_type: g.protocol_type.clone(),
+        protocol: g.protocol.clone(),
+        leader: g.leader.clone(),
+        member_id: member.to_string(),
+        members,
+    }
+}
+
+fn common_protocol<'a>(all: impl Iterator<Item = &'a Vec<(String, Vec<u8>)>>) -> bool {
+    let mut common: Option<HashSet<&str>> = None;
+    for protocols in all {
+        let names: HashSet<&str> = protocols.iter().map(|(n, _)| n.as_str()).collect();
+        common = Some(match common {
+            None => names,
+            Some(c) => c.intersection(&names).copied().collect(),
+        });
+    }
+    common.is_some_and(|c| !c.is_empty())
+}
+
+/// Kafka's vote: among the protocols every member supports, each member votes for its most
+/// preferred one; the most votes wins (ties: the first member's preference order).
+fn choose_protocol<'a>(all: impl Iterator<Item = &'a Vec<(String, Vec<u8>)>> + Clone) -> String {
+    let mut candidates: Option<Vec<String>> = None;
+    for protocols in all.clone() {
+        let names: Vec<String> = protocols.iter().map(|(n, _)| n.clone()).collect();
+        candidates = Some(match candidates {
+            None => names,
+            Some(c) => c.into_iter().filter(|n| names.contains(n)).collect(),
+        });
+    }
+    let candidates = candidates.unwrap_or_default();
+    let mut votes: Vec<(String, usize)> = candidates.iter().map(|c| (c.clone(), 0)).collect();
+    for protocols in all {
+        if let Some((name, _)) = protocols.iter().find(|(n, _)| candidates.contains(n)) {
+            if let Some(v) = votes.iter_mut().find(|(c, _)| c == name) {
+                v.1 += 1;
+            }
+        }
+    }
+    let best = votes.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    votes
+        .into_iter()
+        .find(|(_, n)| *n == best)
+        .map(|(c, _)| c)
+        .unwrap_or_default()
+}

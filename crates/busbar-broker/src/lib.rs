@@ -1,0 +1,55 @@
+//! busbar-broker: the core of busbar and the embeddable library. Topics with partitions stored by
+//! `busbar-log`, publish (events, partitioned like Kafka's default partitioner) and produce (Kafka
+//! record batches as received), long-polling fetch, consumer groups with Kafka's classic protocol,
+//! durable committed offsets, and background maintenance.
+//!
+//! It knows nothing of HTTP or the Kafka wire format; front ends call these methods and map
+//! [`BrokerError`] to their codes.
+//!
+//! An in-process event bus, no network:
+//!
+//! ```
+//! use busbar_broker::{Broker, BrokerConfig, Event};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), busbar_broker::BrokerError> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let broker = Broker::open(BrokerConfig { data_dir: dir.path().into(), ..Default::default() })?;
+//! broker.create_topic("orders", Some(3), Default::default()).await?;
+//!
+//! // Publish: keyed events go where Kafka's partitioner would put them; each is fsynced first.
+//! let at = broker.publish("orders", vec![Event::keyed("customer-7", r#"{"total":42}"#)]).await?;
+//!
+//! // Read from an offset (waits up to the given time for data).
+//! let events = broker.read_events("orders", at[0].partition as i64, 0, 10, Duration::from_secs(1)).await?;
+//! assert_eq!(events[0].value.as_deref(), Some(&br#"{"total":42}"#[..]));
+//!
+//! // Commit a consumer position; it survives restarts.
+//! broker.commit_offsets("billing", "", -1, vec![busbar_broker::OffsetCommit {
+//!     topic: "orders".into(), partition: at[0].partition, offset: at[0].offset + 1, metadata: String::new(),
+//! }]).await?;
+//! broker.close()?;
+//! # Ok(()) }
+//! ```
+
+mod broker;
+pub mod config;
+mod consumer;
+mod error;
+pub mod event;
+mod group;
+mod metadata;
+mod offsets;
+pub mod partitioner;
+mod topic;
+
+pub use broker::{Broker, FetchResult};
+pub use busbar_log::{Clock, ManualClock, SystemClock};
+pub use config::{BrokerConfig, TopicConfig};
+pub use consumer::{GroupDescription, OffsetMap, PartitionLag, ResetTo};
+pub use error::{BrokerError, Result};
+pub use event::{Event, Published, StoredEvent};
+pub use group::{GroupInfo, GroupState, JoinRequest, JoinResponse, MemberInfo};
+pub use offsets::{Committed, OffsetCommit};
+pub use topic::{validate_name, PartitionInfo, TopicDescription, TopicInfo, TOPIC_NAME_BYTES_MAX};
