@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod assignment;
 mod broker;
 pub mod config;
 mod consumer;

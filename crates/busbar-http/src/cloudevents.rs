@@ -1,0 +1,285 @@
+//! CloudEvents 1.0 over HTTP (binary, structured and batch modes), validated as the spec requires
+//! (`shared/spec/bus-semantics.md` §2), and stored with the CloudEvents Kafka binding so Kafka
+//! consumers read the same event: binary mode keeps `data` as the record value with `ce_<attr>` and
+//! `content-type` headers; structured and batch events are stored structured (the JSON event as the
+//! value, header `content-type: application/cloudevents+json; charset=UTF-8`).
+//! The `partitionkey` extension, when present, becomes the record key; `time` the record timestamp.
+
+use crate::error::{ApiError, ApiResult};
+use crate::time::parse_rfc3339;
+use axum::http::HeaderMap;
+use busbar_broker::Event;
+use serde_json::{Map, Value};
+
+/// Content type of structured events as stored.
+pub const STRUCTURED: &str = "application/cloudevents+json; charset=UTF-8";
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        "invalid_cloudevent",
+        msg,
+    )
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Checks the context attributes every CloudEvent needs, and the optional ones' types.
+fn check_attributes(attrs: &Map<String, Value>, what: &str) -> ApiResult<()> {
+    match attrs.get("specversion") {
+        Some(Value::String(v)) if v == "1.0" => {}
+        Some(other) => {
+            return Err(bad(format!(
+                "{what}: specversion must be \"1.0\", got {other}"
+            )))
+        }
+        None => {
+            return Err(bad(format!(
+                "{what}: required attribute `specversion` is missing"
+            )))
+        }
+    }
+    for required in ["id", "source", "type"] {
+        match attrs.get(required) {
+            Some(Value::String(s)) if !s.is_empty() => {}
+            Some(Value::String(_)) => {
+                return Err(bad(format!(
+                    "{what}: attribute `{required}` must not be empty"
+                )))
+            }
+            Some(_) => {
+                return Err(bad(format!(
+                    "{what}: attribute `{required}` must be a string"
+                )))
+            }
+            None => {
+                return Err(bad(format!(
+                    "{what}: required attribute `{required}` is missing"
+                )))
+            }
+        }
+    }
+    for (name, value) in attrs {
+        if name == "data" || name == "data_base64" {
+            continue;
+        }
+        if !valid_name(name) {
+            return Err(bad(format!(
+                "{what}: attribute name `{name}` must be lower-case letters and digits"
+            )));
+        }
+        match (name.as_str(), value) {
+            (_, Value::Null) => {}
+            ("time", Value::String(t)) if parse_rfc3339(t).is_none() => {
+                return Err(bad(format!(
+                    "{what}: attribute `time` {t:?} is not an RFC 3339 timestamp"
+                )))
+            }
+            ("dataschema" | "subject" | "datacontenttype", Value::String(s)) if s.is_empty() => {
+                return Err(bad(format!("{what}: attribute `{name}` must not be empty")))
+            }
+            (_, Value::Object(_) | Value::Array(_)) => {
+                return Err(bad(format!(
+                    "{what}: attribute `{name}` must be a string, number or boolean"
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn key_and_time(attrs: &Map<String, Value>) -> (Option<Vec<u8>>, Option<i64>) {
+    let key = attrs
+        .get("partitionkey")
+        .filter(|v| !v.is_null())
+        .map(|v| canonical(v).into_bytes());
+    let time = attrs
+        .get("time")
+        .and_then(Value::as_str)
+        .and_then(parse_rfc3339);
+    (key, time)
+}
+
+/// One structured event (a JSON object) to store.
+fn structured_event(v: Value, what: &str) -> ApiResult<Event> {
+    let Value::Object(attrs) = v else {
+        return Err(bad(format!("{what}: a CloudEvent must be a JSON object")));
+    };
+    check_attributes(&attrs, what)?;
+    if attrs.contains_key("data") && attrs.contains_key("data_base64") {
+        return Err(bad(format!(
+            "{what}: `data` and `data_base64` must not both be present"
+        )));
+    }
+    if let Some(Value::String(b64)) = attrs.get("data_base64") {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| bad(format!("{what}: `data_base64` is not base64: {e}")))?;
+    }
+    let (key, timestamp) = key_and_time(&attrs);
+    Ok(Event {
+        key,
+        value: Some(serde_json::to_vec(&Value::Object(attrs)).expect("JSON encodes")),
+        headers: vec![("content-type".into(), STRUCTURED.as_bytes().to_vec())],
+        timestamp,
+        partition: None,
+    })
+}
+
+/// `application/cloudevents+json`: one event.
+pub fn structured(body: &[u8]) -> ApiResult<Vec<Event>> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("malformed JSON: {e}")))?;
+    Ok(vec![structured_event(v, "event")?])
+}
+
+/// `application/cloudevents-batch+json`: an array of events (possibly empty).
+pub fn batch(body: &[u8]) -> ApiResult<Vec<Event>> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("malformed JSON: {e}")))?;
+    let Value::Array(items) = v else {
+        return Err(bad("a CloudEvents batch must be a JSON array"));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| structured_event(e, &format!("event [{i}]")))
+        .collect()
+}
+
+/// Undoes the binary-mode header encoding: RFC 7230 quoted-string, then one round of
+/// percent-decoding; invalid UTF-8 is refused.
+fn decode_header(raw: &[u8], name: &str) -> ApiResult<String> {
+    let unquoted: Vec<u8> = if raw.len() >= 2 && raw[0] == b'"' && raw[raw.len() - 1] == b'"' {
+        let mut out = Vec::new();
+        let mut it = raw[1..raw.len() - 1].iter();
+        while let Some(&c) = it.next() {
+            out.push(if c == b'\\' {
+                *it.next().unwrap_or(&b'\\')
+            } else {
+                c
+            });
+        }
+        out
+    } else {
+        raw.to_vec()
+    };
+    let mut bytes = Vec::with_capacity(unquoted.len());
+    let mut i = 0;
+    while i < unquoted.len() {
+        if unquoted[i] == b'%' {
+            let hex = unquoted
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let byte = hex
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| bad(format!("header {name}: bad percent-encoding")))?;
+            bytes.push(byte);
+            i += 3;
+        } else {
+            bytes.push(unquoted[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| bad(format!("header {name}: value is not valid UTF-8")))
+}
+
+/// True when the request carries binary-mode CloudEvents headers.
+pub fn is_binary(headers: &HeaderMap) -> bool {
+    headers.contains_key("ce-specversion")
+}
+
+/// Binary mode: `ce-` headers are the attributes, the body is `data`, `Content-Type` is
+/// `datacontenttype`.
+pub fn binary(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<Event>> {
+    if headers.contains_key("ce-datacontenttype") {
+        return Err(bad(
+            "binary mode: use Content-Type, not a ce-datacontenttype header",
+        ));
+    }
+    let mut attrs = Map::new();
+    for (name, value) in headers {
+        let Some(attr) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        let decoded = decode_header(value.as_bytes(), name.as_str())?;
+        if attrs
+            .insert(attr.to_string(), Value::String(decoded))
+            .is_some()
+        {
+            return Err(bad(format!("attribute `{attr}` appears more than once")));
+        }
+    }
+    check_attributes(&attrs, "event")?;
+    let (key, timestamp) = key_and_time(&attrs);
+    let mut out_headers: Vec<(String, Vec<u8>)> = attrs
+        .iter()
+        .map(|(k, v)| (format!("ce_{k}"), canonical(v).into_bytes()))
+        .collect();
+    if let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE) {
+        out_headers.push(("content-type".into(), ct.as_bytes().to_vec()));
+    }
+    Ok(vec![Event {
+        key,
+        value: (!body.is_empty()).then(|| body.to_vec()),
+        headers: out_headers,
+        timestamp,
+        partition: None,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_decode_as_the_spec_says() {
+        assert_eq!(
+            decode_header(b"Euro%20%E2%82%AC%20%F0%9F%98%80", "h").unwrap(),
+            "Euro € 😀"
+        );
+        assert_eq!(decode_header(b"%e2%82%ac", "h").unwrap(), "€");
+        assert_eq!(decode_header(b"\"quoted%20x\"", "h").unwrap(), "quoted x");
+        assert!(decode_header(b"%C0%A0", "h").is_err());
+        assert!(decode_header(b"%zz", "h").is_err());
+    }
+
+    #[test]
+    fn structured_events_are_validated() {
+        let ok = br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","time":"2023-11-14T22:13:20Z","partitionkey":"k","data":{"a":1}}"#;
+        let e = &structured(ok).unwrap()[0];
+        assert_eq!(
+            (e.key.as_deref(), e.timestamp),
+            (Some(&b"k"[..]), Some(1_700_000_000_000))
+        );
+        for (body, needle) in [
+            (&br#"{"id":"1","source":"/s","type":"t"}"#[..], "specversion"),
+            (br#"{"specversion":"0.3","id":"1","source":"/s","type":"t"}"#, "specversion"),
+            (br#"{"specversion":"1.0","source":"/s","type":"t"}"#, "`id`"),
+            (br#"{"specversion":"1.0","id":"","source":"/s","type":"t"}"#, "`id`"),
+            (br#"{"specversion":"1.0","id":"1","type":"t"}"#, "`source`"),
+            (br#"{"specversion":"1.0","id":"1","source":"/s"}"#, "`type`"),
+            (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","time":"noon"}"#, "time"),
+            (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","Bad-Name":"x"}"#, "Bad-Name"),
+            (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":1,"data_base64":"AA=="}"#, "both"),
+            (br#"[1]"#, "object"),
+        ] {
+            let err = structured(body).unwrap_err();
+            assert!(err.message.contains(needle), "{} lacks {needle}", err.message);
+        }
+        assert_eq!(batch(b"[]").unwrap().len(), 0);
+        assert!(batch(br#"{"a":1}"#).is_err());
+    }
+}

@@ -1,0 +1,83 @@
+//! The one place where broker errors become HTTP statuses. Every error answer is
+//! `{"error": {"code", "message"}}`; storage details are logged, not sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use busbar_broker::BrokerError;
+use serde_json::json;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400: the request is malformed; the message says which part.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404 for a route or resource that does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        use BrokerError as B;
+        use StatusCode as S;
+        let (status, code) = match &e {
+            B::InvalidTopicName { .. } => (S::BAD_REQUEST, "invalid_topic_name"),
+            B::InvalidPartitions(_) => (S::BAD_REQUEST, "invalid_partitions"),
+            B::InvalidConfig { .. } => (S::BAD_REQUEST, "invalid_config"),
+            B::InvalidRequest(_) => (S::BAD_REQUEST, "bad_request"),
+            B::InvalidRecord(_) | B::CorruptMessage(_) => (S::BAD_REQUEST, "invalid_record"),
+            B::InvalidSessionTimeout(_) => (S::BAD_REQUEST, "invalid_session_timeout"),
+            B::UnknownTopic(_) => (S::NOT_FOUND, "unknown_topic"),
+            B::UnknownPartition { .. } => (S::NOT_FOUND, "unknown_partition"),
+            B::UnknownGroup(_) => (S::NOT_FOUND, "unknown_group"),
+            B::UnknownMember { .. } => (S::NOT_FOUND, "unknown_consumer"),
+            B::TopicExists(_) => (S::CONFLICT, "topic_exists"),
+            B::GroupNotEmpty(_) => (S::CONFLICT, "group_not_empty"),
+            B::RebalanceInProgress(_) => (S::CONFLICT, "rebalance_in_progress"),
+            B::IllegalGeneration { .. } => (S::CONFLICT, "illegal_generation"),
+            B::MemberIdRequired(_) => (S::CONFLICT, "member_id_required"),
+            B::InconsistentGroupProtocol => (S::CONFLICT, "inconsistent_group_protocol"),
+            B::MessageTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "too_large"),
+            B::OffsetOutOfRange { .. } => (S::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
+            B::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down"),
+            B::Storage(detail) => {
+                eprintln!("busbar-http: storage error: {detail}");
+                return ApiError::new(
+                    S::INSUFFICIENT_STORAGE,
+                    "storage_error",
+                    "the event could not be stored durably; retry later",
+                );
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// Result of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

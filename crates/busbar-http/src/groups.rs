@@ -1,0 +1,116 @@
+//! Consumer-group routes: list, describe (members, committed offsets, lag), reset offsets, delete.
+
+use crate::body;
+use crate::error::{ApiError, ApiResult};
+use crate::time::parse_rfc3339;
+use crate::App;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use busbar_broker::{GroupDescription, ResetTo};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub async fn list(State(app): State<App>) -> Json<Value> {
+    let groups: Vec<Value> = app
+        .broker
+        .list_groups()
+        .into_iter()
+        .map(|(g, s)| json!({"group": g, "state": s}))
+        .collect();
+    Json(json!({ "groups": groups }))
+}
+
+pub fn describe_json(d: &GroupDescription) -> Value {
+    let members: Vec<Value> = d
+        .live
+        .iter()
+        .flat_map(|l| l.members.iter())
+        .map(|m| {
+            json!({
+                "member_id": m.member_id,
+                "client_id": m.client_id,
+                "client_host": m.client_host,
+                "assignment": busbar_broker::assignment::decode(&m.assignment)
+                    .map(|a| a.into_iter().map(|(t, ps)| json!({"topic": t, "partitions": ps})).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+    let offsets: Vec<Value> = d
+        .offsets
+        .iter()
+        .map(|o| {
+            json!({"topic": o.topic, "partition": o.partition, "committed_offset": o.committed,
+                   "high_watermark": o.high_watermark, "lag": o.lag, "metadata": o.metadata})
+        })
+        .collect();
+    json!({
+        "group": d.group,
+        "state": d.state,
+        "generation": d.live.as_ref().map_or(0, |l| l.generation),
+        "protocol": d.live.as_ref().map(|l| l.protocol.clone()).unwrap_or_default(),
+        "members": members,
+        "offsets": offsets,
+        "lag": d.offsets.iter().map(|o| o.lag).sum::<u64>(),
+    })
+}
+
+pub async fn describe(State(app): State<App>, Path(group): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(describe_json(&app.broker.describe_group(&group)?)))
+}
+
+pub async fn delete(State(app): State<App>, Path(group): Path<String>) -> ApiResult<StatusCode> {
+    app.broker.delete_group(&group).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reset {
+    topic: String,
+    partitions: Option<Vec<u32>>,
+    to: To,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum To {
+    Named(String),
+    Offset { offset: u64 },
+    Timestamp { timestamp: Value },
+}
+
+pub async fn reset(
+    State(app): State<App>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    body::require_json(&headers)?;
+    let req: Reset = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let to = match req.to {
+        To::Named(n) if n == "earliest" => ResetTo::Earliest,
+        To::Named(n) if n == "latest" => ResetTo::Latest,
+        To::Named(n) => {
+            return Err(ApiError::bad_request(format!(
+                "field `to`: {n:?} is not \"earliest\", \"latest\", {{\"offset\": n}} or {{\"timestamp\": t}}"
+            )))
+        }
+        To::Offset { offset } => ResetTo::Offset(offset),
+        To::Timestamp { timestamp } => {
+            let ms = timestamp.as_i64().or_else(|| timestamp.as_str().and_then(parse_rfc3339));
+            ResetTo::Timestamp(ms.ok_or_else(|| ApiError::bad_request("field `to.timestamp`: give milliseconds or an RFC 3339 time"))?)
+        }
+    };
+    let moved = app
+        .broker
+        .reset_offsets(&group, &req.topic, req.partitions, to)
+        .await?;
+    let offsets: Vec<Value> = moved
+        .into_iter()
+        .map(|(p, o)| json!({"topic": req.topic, "partition": p, "offset": o}))
+        .collect();
+    Ok(Json(json!({ "offsets": offsets })))
+}

@@ -1,0 +1,185 @@
+//! busbar-http: the HTTP front end. It translates requests into `Broker` calls and answers JSON;
+//! it decides nothing itself. Errors map to statuses in `error.rs` only. [`serve`] takes an
+//! already-bound listener and a shutdown future, so tests bind port 0.
+
+mod body;
+mod cloudevents;
+mod error;
+mod events;
+mod groups;
+mod openapi;
+pub mod time;
+mod topics;
+
+pub use error::ApiError;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use busbar_broker::Broker;
+use serde_json::json;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Limits of the HTTP front end.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest body of an event publish, in bytes. Default 16 MiB.
+    pub publish_bytes_max: usize,
+    /// Largest body of any other JSON request, in bytes. Default 1 MiB.
+    pub json_bytes_max: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            publish_bytes_max: 16 << 20,
+            json_bytes_max: 1 << 20,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct App {
+    pub broker: Arc<Broker>,
+    pub config: Arc<HttpConfig>,
+    ready: Arc<AtomicBool>,
+}
+
+/// The routes: (method, path, summary). `openapi.json` is generated from this table, and the router
+/// below must serve exactly these (a test checks both directions).
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("get", "/healthz", "Liveness: the process answers"),
+    (
+        "get",
+        "/readyz",
+        "Readiness: 200 while serving, 503 while starting or shutting down",
+    ),
+    ("get", "/openapi.json", "This API description"),
+    (
+        "post",
+        "/topics",
+        "Create a topic: {name, partitions, configs}",
+    ),
+    ("get", "/topics", "List topics"),
+    (
+        "get",
+        "/topics/{topic}",
+        "Describe a topic: partitions with offsets and size, configs",
+    ),
+    (
+        "patch",
+        "/topics/{topic}",
+        "Alter a topic: {configs: {key: value|null}, partitions}",
+    ),
+    ("delete", "/topics/{topic}", "Delete a topic and its events"),
+    (
+        "post",
+        "/topics/{topic}/events",
+        "Publish JSON events (one or an array) or CloudEvents (binary, structured, batch)",
+    ),
+    (
+        "get",
+        "/topics/{topic}/partitions/{partition}/events",
+        "Read events from ?offset= or ?timestamp=, up to ?limit=, waiting up to ?wait_ms=",
+    ),
+    ("get", "/groups", "List consumer groups"),
+    (
+        "get",
+        "/groups/{group}",
+        "Describe a group: members, assignments, committed offsets, lag",
+    ),
+    (
+        "delete",
+        "/groups/{group}",
+        "Delete a group without members and its offsets",
+    ),
+    (
+        "post",
+        "/groups/{group}/offsets/reset",
+        "Reset a group's offsets for a topic (group must be empty)",
+    ),
+];
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(app): State<App>) -> impl IntoResponse {
+    if app.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready"})),
+        )
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see GET /openapi.json")
+}
+
+async fn not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route; see GET /openapi.json",
+    )
+}
+
+/// The router over `app`.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi::handler))
+        .route("/topics", post(topics::create).get(topics::list))
+        .route(
+            "/topics/{topic}",
+            get(topics::describe)
+                .patch(topics::alter)
+                .delete(topics::delete),
+        )
+        .route("/topics/{topic}/events", post(events::publish))
+        .route(
+            "/topics/{topic}/partitions/{partition}/events",
+            get(events::read),
+        )
+        .route("/groups", get(groups::list))
+        .route(
+            "/groups/{group}",
+            get(groups::describe).delete(groups::delete),
+        )
+        .route("/groups/{group}/offsets/reset", post(groups::reset))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_allowed)
+        .with_state(app)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting, finishes
+/// in-flight requests and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    broker: Arc<Broker>,
+    config: HttpConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let ready = Arc::new(AtomicBool::new(true));
+    let app = App {
+        broker,
+        config: Arc::new(config),
+        ready: ready.clone(),
+    };
+    let shutdown = async move {
+        shutdown.await;
+        ready.store(false, Ordering::SeqCst);
+    };
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

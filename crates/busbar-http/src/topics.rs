@@ -1,0 +1,147 @@
+//! Topic routes: create, list, describe, alter (configs, partitions), delete.
+
+use crate::body;
+use crate::error::{ApiError, ApiResult};
+use crate::App;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use busbar_broker::TopicDescription;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTopic {
+    name: String,
+    partitions: Option<i64>,
+    #[serde(default)]
+    configs: BTreeMap<String, ConfigValue>,
+}
+
+/// Config values may be sent as strings (Kafka's way) or as JSON numbers.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ConfigValue {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl ConfigValue {
+    fn into_string(self) -> String {
+        match self {
+            ConfigValue::Text(s) => s,
+            ConfigValue::Number(n) => n.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlterTopic {
+    /// A value sets the config; `null` returns it to the default.
+    #[serde(default)]
+    configs: BTreeMap<String, Option<ConfigValue>>,
+    /// New total partition count (can only grow).
+    partitions: Option<i64>,
+}
+
+pub fn describe_json(d: &TopicDescription) -> Value {
+    json!({
+        "name": d.name,
+        "id": d.id,
+        "partitions": d.partitions.iter().map(|p| json!({
+            "partition": p.partition,
+            "log_start_offset": p.log_start,
+            "high_watermark": p.high_watermark,
+            "size_bytes": p.size_bytes,
+        })).collect::<Vec<_>>(),
+        "configs": d.configs,
+        "overrides": d.overrides,
+    })
+}
+
+pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    body::require_json(&headers)?;
+    let req: CreateTopic = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let configs = req
+        .configs
+        .into_iter()
+        .map(|(k, v)| (k, v.into_string()))
+        .collect();
+    app.broker
+        .create_topic(&req.name, req.partitions, configs)
+        .await?;
+    let d = app.broker.describe_topic(&req.name)?;
+    Ok((StatusCode::CREATED, Json(describe_json(&d))).into_response())
+}
+
+pub async fn list(State(app): State<App>) -> Json<Value> {
+    let topics: Vec<Value> = app
+        .broker
+        .list_topics()
+        .into_iter()
+        .map(|t| json!({"name": t.name, "id": t.id, "partitions": t.partitions}))
+        .collect();
+    Json(json!({ "topics": topics }))
+}
+
+pub async fn describe(State(app): State<App>, Path(topic): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(describe_json(&app.broker.describe_topic(&topic)?)))
+}
+
+pub async fn alter(
+    State(app): State<App>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    body::require_json(&headers)?;
+    let req: AlterTopic = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    if req.configs.is_empty() && req.partitions.is_none() {
+        return Err(ApiError::bad_request(
+            "nothing to change: give `configs` and/or `partitions`",
+        ));
+    }
+    // Check everything before changing anything, so a bad half refuses the whole request.
+    let current = app.broker.describe_topic(&topic)?;
+    let changes: BTreeMap<String, Option<String>> = req
+        .configs
+        .into_iter()
+        .map(|(k, v)| (k, v.map(ConfigValue::into_string)))
+        .collect();
+    let mut overrides = current.overrides.clone();
+    for (k, v) in &changes {
+        match v {
+            Some(v) => overrides.insert(k.clone(), v.clone()),
+            None => overrides.remove(k),
+        };
+    }
+    app.broker
+        .config()
+        .topic_defaults
+        .with_overrides(&overrides)?;
+    let have = current.partitions.len() as i64;
+    if let Some(n) = req.partitions.filter(|n| *n != have) {
+        if n < have {
+            return Err(ApiError::from(
+                busbar_broker::BrokerError::InvalidPartitions(format!(
+                    "topic {topic:?} has {have} partitions; the count can only grow"
+                )),
+            ));
+        }
+        app.broker.add_partitions(&topic, n).await?;
+    }
+    if !changes.is_empty() {
+        app.broker.alter_configs(&topic, changes).await?;
+    }
+    Ok(Json(describe_json(&app.broker.describe_topic(&topic)?)))
+}
+
+pub async fn delete(State(app): State<App>, Path(topic): Path<String>) -> ApiResult<StatusCode> {
+    app.broker.delete_topic(&topic).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
