@@ -1,0 +1,181 @@
+//! The command-line client's HTTP calls and output. Exit codes scripts can rely on:
+//! 0 success, 1 the server refused the request (its error code and message on stderr),
+//! 2 bad usage or input, 3 the server could not be reached.
+
+use serde_json::Value;
+use std::fmt;
+use std::io::Read;
+use std::time::Duration;
+
+/// A failed command, with its exit code.
+#[derive(Debug)]
+pub enum CliError {
+    Usage(String),
+    Server {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    Connect(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Server { .. } => 1,
+            CliError::Usage(_) => 2,
+            CliError::Connect(_) => 3,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Usage(m) => write!(f, "{m}"),
+            CliError::Server {
+                status,
+                code,
+                message,
+            } => write!(f, "{message} ({code}, HTTP {status})"),
+            CliError::Connect(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+pub type CliResult<T> = Result<T, CliError>;
+
+/// Output style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// Talks to one busbar server.
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+    pub output: Output,
+}
+
+impl Client {
+    pub fn new(server: &str, output: Output) -> CliResult<Self> {
+        let base = server.trim_end_matches('/').to_string();
+        if !base.starts_with("http://") {
+            return Err(CliError::Usage(format!(
+                "--server {server:?} must be an http:// URL"
+            )));
+        }
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        Ok(Self {
+            base,
+            agent,
+            output,
+        })
+    }
+
+    /// Sends a request; a JSON answer on success, the server's error otherwise.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> CliResult<Value> {
+        let url = format!("{}{path}", self.base);
+        let res = match (method, body) {
+            ("GET", _) => self.agent.get(&url).call(),
+            ("DELETE", _) => self.agent.delete(&url).call(),
+            ("POST", Some((ct, b))) => self
+                .agent
+                .post(&url)
+                .header("content-type", ct)
+                .send(&b[..]),
+            ("PATCH", Some((ct, b))) => self
+                .agent
+                .patch(&url)
+                .header("content-type", ct)
+                .send(&b[..]),
+            (m, _) => return Err(CliError::Usage(format!("unsupported method {m}"))),
+        };
+        let mut res = res
+            .map_err(|e| CliError::Connect(format!("cannot reach busbar at {}: {e}", self.base)))?;
+        let status = res.status().as_u16();
+        let mut text = String::new();
+        res.body_mut()
+            .as_reader()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Connect(format!("reading the answer failed: {e}")))?;
+        let v: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if (200..300).contains(&status) {
+            return Ok(v);
+        }
+        Err(CliError::Server {
+            status,
+            code: v["error"]["code"].as_str().unwrap_or("error").to_string(),
+            message: v["error"]["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string()),
+        })
+    }
+
+    pub fn json(&self, method: &str, path: &str, body: &Value) -> CliResult<Value> {
+        self.call(
+            method,
+            path,
+            Some(("application/json", body.to_string().into_bytes())),
+        )
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Prints rows as aligned columns under a header.
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+/// A JSON value as a table cell.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,139 @@
+//! `busbar group list|describe|reset-offsets|delete`.
+
+use crate::client::{cell, enc, table, CliError, CliResult, Client, Output};
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum GroupCmd {
+    /// List consumer groups.
+    List,
+    /// Show a group's members, assignments, committed offsets and lag.
+    Describe { group: String },
+    /// Move a group's committed offsets (the group must have no members).
+    ResetOffsets {
+        group: String,
+        #[arg(long)]
+        topic: String,
+        /// earliest, latest, an offset number, or a time (RFC 3339) to start from.
+        #[arg(long)]
+        to: String,
+        /// Only these partitions (repeatable; all when absent).
+        #[arg(short, long = "partition")]
+        partitions: Vec<u32>,
+    },
+    /// Delete a group without members and its committed offsets.
+    Delete { group: String },
+}
+
+fn target(to: &str) -> CliResult<Value> {
+    Ok(match to {
+        "earliest" | "latest" => json!(to),
+        n if n.parse::<u64>().is_ok() => json!({"offset": n.parse::<u64>().unwrap_or(0)}),
+        t if busbar_http::time::parse_rfc3339(t).is_some() => json!({"timestamp": t}),
+        other => {
+            return Err(CliError::Usage(format!(
+                "--to {other:?} is not earliest, latest, an offset or an RFC 3339 time"
+            )))
+        }
+    })
+}
+
+pub fn run(c: &Client, cmd: GroupCmd) -> CliResult<()> {
+    match cmd {
+        GroupCmd::List => {
+            let v = c.call("GET", "/groups", None)?;
+            if c.output == Output::Json {
+                println!("{v}");
+            } else {
+                let rows = v["groups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|g| vec![cell(&g["group"]), cell(&g["state"])])
+                    .collect();
+                table(&["group", "state"], rows);
+            }
+        }
+        GroupCmd::Describe { group } => {
+            let d = c.call("GET", &format!("/groups/{}", enc(&group)), None)?;
+            if c.output == Output::Json {
+                println!("{d}");
+                return Ok(());
+            }
+            println!(
+                "group {}  state {}  generation {}  lag {}",
+                cell(&d["group"]),
+                cell(&d["state"]),
+                cell(&d["generation"]),
+                cell(&d["lag"])
+            );
+            let members = d["members"].as_array().cloned().unwrap_or_default();
+            let rows = members
+                .iter()
+                .map(|m| {
+                    vec![
+                        cell(&m["member_id"]),
+                        cell(&m["client_host"]),
+                        m["assignment"].to_string(),
+                    ]
+                })
+                .collect();
+            table(&["member", "host", "assignment"], rows);
+            println!();
+            let offsets = d["offsets"].as_array().cloned().unwrap_or_default();
+            let rows = offsets
+                .iter()
+                .map(|o| {
+                    vec![
+                        cell(&o["topic"]),
+                        cell(&o["partition"]),
+                        cell(&o["committed_offset"]),
+                        cell(&o["high_watermark"]),
+                        cell(&o["lag"]),
+                    ]
+                })
+                .collect();
+            table(
+                &["topic", "partition", "committed", "high watermark", "lag"],
+                rows,
+            );
+        }
+        GroupCmd::ResetOffsets {
+            group,
+            topic,
+            to,
+            partitions,
+        } => {
+            let mut body = json!({"topic": topic, "to": target(&to)?});
+            if !partitions.is_empty() {
+                body["partitions"] = json!(partitions);
+            }
+            let v = c.json(
+                "POST",
+                &format!("/groups/{}/offsets/reset", enc(&group)),
+                &body,
+            )?;
+            if c.output == Output::Json {
+                println!("{v}");
+            } else {
+                let rows = v["offsets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|o| vec![cell(&o["topic"]), cell(&o["partition"]), cell(&o["offset"])])
+                    .collect();
+                table(&["topic", "partition", "new offset"], rows);
+            }
+        }
+        GroupCmd::Delete { group } => {
+            c.call("DELETE", &format!("/groups/{}", enc(&group)), None)?;
+            if c.output == Output::Json {
+                println!("{}", json!({"deleted": group}));
+            } else {
+                println!("deleted group {group}");
+            }
+        }
+    }
+    Ok(())
+}

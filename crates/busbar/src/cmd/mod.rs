@@ -1,0 +1,6 @@
+//! Client subcommands, one file each; all talk to the server's HTTP API through `client::Client`.
+
+pub mod consume;
+pub mod group;
+pub mod produce;
+pub mod topic;

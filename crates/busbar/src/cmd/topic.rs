@@ -1,0 +1,159 @@
+//! `busbar topic create|list|describe|alter|delete`.
+
+use crate::client::{cell, enc, table, CliError, CliResult, Client, Output};
+use clap::Subcommand;
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TopicCmd {
+    /// Create a topic.
+    Create {
+        name: String,
+        /// Partition count (the server default when absent).
+        #[arg(short, long)]
+        partitions: Option<i64>,
+        /// A topic config, `key=value` (repeatable), e.g. `-c retention.ms=3600000`.
+        #[arg(short = 'c', long = "config")]
+        configs: Vec<String>,
+    },
+    /// List topics.
+    List,
+    /// Show a topic's partitions (offsets, sizes) and configs.
+    Describe { name: String },
+    /// Change configs or grow the partition count.
+    Alter {
+        name: String,
+        #[arg(short, long)]
+        partitions: Option<i64>,
+        /// Set a config, `key=value` (repeatable).
+        #[arg(short = 'c', long = "config")]
+        configs: Vec<String>,
+        /// Return a config to its default (repeatable).
+        #[arg(long = "reset-config")]
+        reset: Vec<String>,
+    },
+    /// Delete a topic and all its events.
+    Delete { name: String },
+}
+
+pub fn pairs(items: &[String], what: &str) -> CliResult<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| CliError::Usage(format!("{what} {kv:?} is not key=value")))
+        })
+        .collect()
+}
+
+fn show(c: &Client, d: &Value) {
+    if c.output == Output::Json {
+        println!("{d}");
+        return;
+    }
+    println!("topic {}  id {}", cell(&d["name"]), cell(&d["id"]));
+    let rows = d["partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            vec![
+                cell(&p["partition"]),
+                cell(&p["log_start_offset"]),
+                cell(&p["high_watermark"]),
+                cell(&p["size_bytes"]),
+            ]
+        })
+        .collect();
+    table(&["partition", "log start", "high watermark", "bytes"], rows);
+    println!();
+    let overrides = d["overrides"].as_object().cloned().unwrap_or_default();
+    let rows = d["configs"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            vec![
+                k.clone(),
+                cell(v),
+                if overrides.contains_key(k) {
+                    "set".into()
+                } else {
+                    "default".into()
+                },
+            ]
+        })
+        .collect();
+    table(&["config", "value", "source"], rows);
+}
+
+pub fn run(c: &Client, cmd: TopicCmd) -> CliResult<()> {
+    match cmd {
+        TopicCmd::Create {
+            name,
+            partitions,
+            configs,
+        } => {
+            let configs: Map<String, Value> = pairs(&configs, "--config")?
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            let mut body = json!({"name": name, "configs": configs});
+            if let Some(p) = partitions {
+                body["partitions"] = json!(p);
+            }
+            let d = c.json("POST", "/topics", &body)?;
+            show(c, &d);
+        }
+        TopicCmd::List => {
+            let v = c.call("GET", "/topics", None)?;
+            if c.output == Output::Json {
+                println!("{v}");
+            } else {
+                let rows = v["topics"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| vec![cell(&t["name"]), cell(&t["partitions"]), cell(&t["id"])])
+                    .collect();
+                table(&["name", "partitions", "id"], rows);
+            }
+        }
+        TopicCmd::Describe { name } => {
+            show(c, &c.call("GET", &format!("/topics/{}", enc(&name)), None)?)
+        }
+        TopicCmd::Alter {
+            name,
+            partitions,
+            configs,
+            reset,
+        } => {
+            let mut changes: Map<String, Value> = pairs(&configs, "--config")?
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            for k in reset {
+                changes.insert(k, Value::Null);
+            }
+            let mut body = json!({ "configs": changes });
+            if let Some(p) = partitions {
+                body["partitions"] = json!(p);
+            }
+            show(
+                c,
+                &c.json("PATCH", &format!("/topics/{}", enc(&name)), &body)?,
+            );
+        }
+        TopicCmd::Delete { name } => {
+            c.call("DELETE", &format!("/topics/{}", enc(&name)), None)?;
+            if c.output == Output::Json {
+                println!("{}", json!({"deleted": name}));
+            } else {
+                println!("deleted topic {name}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,382 @@
+//! The one typed configuration: built-in defaults < `busbar.toml` < `BUSBAR_*` environment < flags,
+//! merged as TOML tables, then decoded (unknown keys refused) and validated here, once, at start-up.
+//! `busbar.toml.example` at the repository root documents every key with its default and unit.
+
+use anyhow::{anyhow, bail, Context, Result};
+use busbar_broker::{BrokerConfig, TopicConfig};
+use busbar_http::HttpConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::{Table, Value};
+
+/// The whole configuration of `busbar serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where topics, offsets and metadata live.
+    pub data_dir: PathBuf,
+    pub http: Http,
+    pub broker: Broker,
+    /// Defaults for new topics, by Kafka config name (`"retention.ms" = "604800000"`).
+    pub topic_defaults: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// Address of the HTTP API.
+    pub addr: String,
+    /// Largest event-publish body, bytes.
+    pub publish_bytes_max: u64,
+    /// Largest body of other JSON requests, bytes.
+    pub json_bytes_max: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Broker {
+    pub default_partitions: u32,
+    pub partitions_max: u32,
+    pub fetch_wait_max_ms: u64,
+    pub fetch_bytes_max: u64,
+    pub maintenance_interval_ms: u64,
+    pub group_session_timeout_min_ms: u64,
+    pub group_session_timeout_max_ms: u64,
+    pub group_initial_rebalance_delay_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let b = BrokerConfig::default();
+        let h = HttpConfig::default();
+        Self {
+            data_dir: b.data_dir.clone(),
+            http: Http {
+                addr: "127.0.0.1:8080".into(),
+                publish_bytes_max: h.publish_bytes_max as u64,
+                json_bytes_max: h.json_bytes_max as u64,
+            },
+            broker: Broker {
+                default_partitions: b.default_partitions,
+                partitions_max: b.partitions_max,
+                fetch_wait_max_ms: b.fetch_wait_max.as_millis() as u64,
+                fetch_bytes_max: b.fetch_bytes_max as u64,
+                maintenance_interval_ms: b.maintenance_interval.as_millis() as u64,
+                group_session_timeout_min_ms: b.group_session_timeout_min.as_millis() as u64,
+                group_session_timeout_max_ms: b.group_session_timeout_max.as_millis() as u64,
+                group_initial_rebalance_delay_ms: b.group_initial_rebalance_delay.as_millis()
+                    as u64,
+            },
+            topic_defaults: TopicConfig::default().entries(),
+        }
+    }
+}
+
+/// Flags of `busbar serve` that override everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub http_addr: Option<String>,
+}
+
+fn merge(base: &mut Table, over: Table, path: &str) -> Result<()> {
+    for (k, v) in over {
+        let here = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        match (base.get_mut(&k), v) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o, &here)?,
+            (Some(Value::Table(_)), _) => bail!("`{here}` must be a table"),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A TOML value from an environment string: an integer or boolean when it reads as one.
+fn env_value(raw: &str) -> Value {
+    raw.parse::<i64>()
+        .map(Value::Integer)
+        .or_else(|_| raw.parse::<bool>().map(Value::Boolean))
+        .unwrap_or_else(|_| Value::String(raw.to_string()))
+}
+
+/// `BUSBAR_<SECTION>_<KEY>` → `section.key`; `BUSBAR_TOPIC_<NAME>` → `topic_defaults["name"]`
+/// with `_` read as `.` (`BUSBAR_TOPIC_RETENTION_MS` → `retention.ms`).
+fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
+    let mut t = Table::new();
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix("BUSBAR_") else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        if rest == "data_dir" {
+            t.insert("data_dir".into(), Value::String(raw));
+        } else if let Some(k) = rest.strip_prefix("topic_") {
+            let entry = t
+                .entry("topic_defaults")
+                .or_insert_with(|| Value::Table(Table::new()));
+            entry
+                .as_table_mut()
+                .expect("table")
+                .insert(k.replace('_', "."), Value::String(raw));
+        } else if let Some((section, key)) = rest
+            .split_once('_')
+            .filter(|(s, _)| matches!(*s, "http" | "broker"))
+        {
+            let entry = t
+                .entry(section)
+                .or_insert_with(|| Value::Table(Table::new()));
+            entry
+                .as_table_mut()
+                .expect("table")
+                .insert(key.into(), env_value(&raw));
+        } else if !matches!(rest.as_str(), "seed" | "seeds" | "server" | "output") {
+            bail!("environment variable {name} is not a busbar setting (see busbar.toml.example)");
+        }
+    }
+    Ok(t)
+}
+
+impl Config {
+    /// Loads the effective configuration from `flags`, the file and `vars` (the environment).
+    pub fn load(flags: &Flags, vars: impl Iterator<Item = (String, String)>) -> Result<Self> {
+        let mut table = Table::try_from(Config::default()).context("encode defaults")?;
+        let file = flags.config.clone().or_else(|| {
+            Path::new("busbar.toml")
+                .exists()
+                .then(|| "busbar.toml".into())
+        });
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("read config file {}", path.display()))?;
+            let over: Table = text
+                .parse()
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            merge(&mut table, over, "").with_context(|| format!("in {}", path.display()))?;
+        }
+        merge(&mut table, env_table(vars)?, "").context("in BUSBAR_* environment")?;
+        let mut flag_table = Table::new();
+        if let Some(d) = &flags.data_dir {
+            flag_table.insert("data_dir".into(), Value::String(d.display().to_string()));
+        }
+        if let Some(a) = &flags.http_addr {
+            flag_table.insert(
+                "http".into(),
+                Value::Table(Table::from_iter([(
+                    "addr".to_string(),
+                    Value::String(a.clone()),
+                )])),
+            );
+        }
+        merge(&mut table, flag_table, "")?;
+        let config: Config =
+            serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
+                let path = e.path().to_string();
+                anyhow!(
+                    "invalid configuration: `{path}`: {}",
+                    e.into_inner().message()
+                )
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Range checks that serde cannot express.
+    pub fn validate(&self) -> Result<()> {
+        self.http
+            .addr
+            .parse::<SocketAddr>()
+            .map_err(|_| anyhow!("http.addr {:?} is not an IP:port address", self.http.addr))?;
+        let b = &self.broker;
+        let checks: [(&str, u64, u64, u64); 6] = [
+            (
+                "broker.default_partitions",
+                b.default_partitions as u64,
+                1,
+                b.partitions_max as u64,
+            ),
+            (
+                "broker.fetch_wait_max_ms",
+                b.fetch_wait_max_ms,
+                0,
+                3_600_000,
+            ),
+            ("broker.fetch_bytes_max", b.fetch_bytes_max, 1024, 1 << 30),
+            (
+                "broker.maintenance_interval_ms",
+                b.maintenance_interval_ms,
+                100,
+                86_400_000,
+            ),
+            (
+                "http.publish_bytes_max",
+                self.http.publish_bytes_max,
+                1024,
+                1 << 30,
+            ),
+            (
+                "http.json_bytes_max",
+                self.http.json_bytes_max,
+                1024,
+                1 << 30,
+            ),
+        ];
+        for (key, v, min, max) in checks {
+            if v < min || v > max {
+                bail!("{key} = {v} is outside [{min}, {max}]");
+            }
+        }
+        if b.group_session_timeout_min_ms > b.group_session_timeout_max_ms {
+            bail!(
+                "broker.group_session_timeout_min_ms exceeds broker.group_session_timeout_max_ms"
+            );
+        }
+        TopicConfig::default()
+            .with_overrides(&self.topic_defaults)
+            .map_err(|e| anyhow!("topic_defaults: {e}"))?;
+        Ok(())
+    }
+
+    /// The broker's settings.
+    pub fn broker_config(&self) -> BrokerConfig {
+        let b = &self.broker;
+        BrokerConfig {
+            data_dir: self.data_dir.clone(),
+            topic_defaults: TopicConfig::default()
+                .with_overrides(&self.topic_defaults)
+                .expect("validated"),
+            default_partitions: b.default_partitions,
+            partitions_max: b.partitions_max,
+            fetch_wait_max: Duration::from_millis(b.fetch_wait_max_ms),
+            fetch_bytes_max: b.fetch_bytes_max as usize,
+            maintenance_interval: Duration::from_millis(b.maintenance_interval_ms),
+            group_session_timeout_min: Duration::from_millis(b.group_session_timeout_min_ms),
+            group_session_timeout_max: Duration::from_millis(b.group_session_timeout_max_ms),
+            group_initial_rebalance_delay: Duration::from_millis(
+                b.group_initial_rebalance_delay_ms,
+            ),
+            ..BrokerConfig::default()
+        }
+    }
+
+    /// The HTTP front end's settings.
+    pub fn http_config(&self) -> HttpConfig {
+        HttpConfig {
+            publish_bytes_max: self.http.publish_bytes_max as usize,
+            json_bytes_max: self.http.json_bytes_max as usize,
+        }
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config encodes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b.toml");
+        std::fs::write(&file, "data_dir = \"/from/file\"\n[http]\naddr = \"127.0.0.1:1\"\n[broker]\ndefault_partitions = 4\n").unwrap();
+        let flags = Flags {
+            config: Some(file),
+            http_addr: Some("127.0.0.1:3".into()),
+            ..Flags::default()
+        };
+        let c = Config::load(
+            &flags,
+            env(&[
+                ("BUSBAR_HTTP_ADDR", "127.0.0.1:2"),
+                ("BUSBAR_BROKER_DEFAULT_PARTITIONS", "6"),
+                ("BUSBAR_TOPIC_RETENTION_MS", "1000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.http.addr, "127.0.0.1:3", "flags beat env beats file");
+        assert_eq!(c.broker.default_partitions, 6);
+        assert_eq!(c.topic_defaults["retention.ms"], "1000");
+        assert_eq!(
+            Config::load(&Flags::default(), env(&[])).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn the_sample_file_documents_exactly_the_defaults() {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../busbar.toml.example");
+        let flags = Flags {
+            config: Some(sample.clone()),
+            ..Flags::default()
+        };
+        assert_eq!(Config::load(&flags, env(&[])).unwrap(), Config::default());
+        let text = std::fs::read_to_string(sample).unwrap();
+        for key in TopicConfig::default().entries().keys() {
+            assert!(text.contains(&format!("\"{key}\"")), "sample lacks {key}");
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_their_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("[http]\nadr = \"x\"\n", "adr"),
+            ("[http]\naddr = \"nowhere\"\n", "http.addr"),
+            ("[broker]\ndefault_partitions = 0\n", "default_partitions"),
+            (
+                "[broker]\nfetch_wait_max_ms = \"soon\"\n",
+                "fetch_wait_max_ms",
+            ),
+            (
+                "[topic_defaults]\n\"retention.ms\" = \"forever\"\n",
+                "retention.ms",
+            ),
+            ("data_dir = [1\n", "b.toml"),
+            ("http = 5\n", "http"),
+        ];
+        for (text, needle) in cases {
+            let file = dir.path().join("b.toml");
+            std::fs::write(&file, text).unwrap();
+            let err = Config::load(
+                &Flags {
+                    config: Some(file),
+                    ..Flags::default()
+                },
+                env(&[]),
+            )
+            .unwrap_err();
+            assert!(format!("{err:#}").contains(needle), "{text:?}: {err:#}");
+        }
+        let err = Config::load(&Flags::default(), env(&[("BUSBAR_COLOUR", "red")])).unwrap_err();
+        assert!(err.to_string().contains("BUSBAR_COLOUR"));
+        let missing = Flags {
+            config: Some("/no/such/busbar.toml".into()),
+            ..Flags::default()
+        };
+        assert!(
+            format!("{:#}", Config::load(&missing, env(&[])).unwrap_err())
+                .contains("/no/such/busbar.toml")
+        );
+    }
+}

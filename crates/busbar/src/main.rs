@@ -1,0 +1,126 @@
+//! The `busbar` binary: `busbar serve` runs the event bus; the other subcommands are a client of
+//! its HTTP API. Exit codes: 0 success, 1 the server refused the request, 2 bad usage or input or
+//! configuration, 3 the server could not be reached.
+
+mod client;
+mod cmd;
+mod config;
+mod serve;
+
+use clap::{Args, Parser, Subcommand};
+use client::{Client, Output};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "busbar",
+    version,
+    about = "An event bus: a durable Kafka-style log and a routing bus in one binary"
+)]
+struct Cli {
+    /// Server to talk to (client commands).
+    #[arg(
+        long,
+        global = true,
+        env = "BUSBAR_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// Output style of client commands.
+    #[arg(long, global = true, env = "BUSBAR_OUTPUT", value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct ServeFlags {
+    /// Config file (default: ./busbar.toml when it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (default ./busbar-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address (default 127.0.0.1:8080).
+    #[arg(long)]
+    http_addr: Option<String>,
+}
+
+impl ServeFlags {
+    fn flags(self) -> config::Flags {
+        config::Flags {
+            config: self.config,
+            data_dir: self.data_dir,
+            http_addr: self.http_addr,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the event bus (defaults need no configuration).
+    Serve(ServeFlags),
+    /// Print the effective configuration (defaults < busbar.toml < BUSBAR_* < flags).
+    CheckConfig(ServeFlags),
+    /// Manage topics.
+    #[command(subcommand)]
+    Topic(cmd::topic::TopicCmd),
+    /// Publish events.
+    Produce(cmd::produce::ProduceArgs),
+    /// Read events.
+    Consume(cmd::consume::ConsumeArgs),
+    /// Inspect and manage consumer groups.
+    #[command(subcommand)]
+    Group(cmd::group::GroupCmd),
+}
+
+fn load(flags: ServeFlags) -> Result<config::Config, ExitCode> {
+    config::Config::load(&flags.flags(), std::env::vars()).map_err(|e| {
+        eprintln!("busbar: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let run_client = |f: &dyn Fn(&Client) -> client::CliResult<()>| -> client::CliResult<()> {
+        let c = Client::new(&cli.server, cli.output)?;
+        f(&c)
+    };
+    let result = match cli.command {
+        Command::Serve(flags) => {
+            let config = match load(flags) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            return match serve::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("busbar: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::CheckConfig(flags) => {
+            return match load(flags) {
+                Ok(c) => {
+                    print!("{}", c.to_toml());
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            };
+        }
+        Command::Topic(c) => run_client(&|cl| cmd::topic::run(cl, c.clone())),
+        Command::Produce(a) => run_client(&|cl| cmd::produce::run(cl, a.clone())),
+        Command::Consume(a) => run_client(&|cl| cmd::consume::run(cl, a.clone())),
+        Command::Group(g) => run_client(&|cl| cmd::group::run(cl, g.clone())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("busbar: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

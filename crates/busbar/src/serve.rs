@@ -1,0 +1,74 @@
+//! `busbar serve`: opens the broker, serves HTTP, runs background work, and on SIGINT/SIGTERM stops
+//! accepting, finishes in-flight requests, syncs every log and marks a clean shutdown.
+
+use crate::config::Config;
+use anyhow::{Context, Result};
+use busbar_broker::Broker;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+async fn signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Runs until a signal, then shuts down cleanly.
+pub fn run(config: Config) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start runtime")?;
+    rt.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let started = std::time::Instant::now();
+    let data_dir = config.data_dir.clone();
+    let broker_config = config.broker_config();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config))
+        .await?
+        .with_context(|| format!("open data directory {}", data_dir.display()))?;
+    let broker = Arc::new(broker);
+    let listener = tokio::net::TcpListener::bind(&config.http.addr)
+        .await
+        .with_context(|| format!("bind HTTP on {}", config.http.addr))?;
+    let http_addr = listener.local_addr().context("HTTP listener address")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let background = tokio::spawn(broker.clone().run_background(wait(stop_rx.clone())));
+    let mut http = tokio::spawn(busbar_http::serve(
+        listener,
+        broker.clone(),
+        config.http_config(),
+        wait(stop_rx),
+    ));
+    eprintln!(
+        "busbar {} ready in {} ms: http://{} data {}",
+        env!("CARGO_PKG_VERSION"),
+        started.elapsed().as_millis(),
+        http_addr,
+        config.data_dir.display()
+    );
+    tokio::select! {
+        _ = signal() => eprintln!("busbar: shutting down"),
+        r = &mut http => {
+            r??;
+            anyhow::bail!("HTTP server stopped unexpectedly");
+        }
+    }
+    let _ = stop_tx.send(true);
+    // Stop accepting, let in-flight requests finish, then sync and mark the logs clean.
+    let _ = http.await;
+    let _ = background.await;
+    tokio::task::spawn_blocking(move || broker.close())
+        .await?
+        .context("clean shutdown")?;
+    eprintln!("busbar: stopped cleanly");
+    Ok(())
+}

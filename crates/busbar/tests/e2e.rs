@@ -1,0 +1,302 @@
+//! The real binary end to end: `busbar serve` with defaults, the CLI against it, clean and kill -9
+//! restarts keeping topics, events and committed offsets, configuration errors, exit codes.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::process::Command;
+
+#[test]
+fn serve_with_no_arguments_uses_built_in_defaults() {
+    let cwd = tempfile::tempdir().unwrap();
+    // No flags: only the port is moved off 8080 (through the environment) so tests can run in parallel.
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve").current_dir(cwd.path());
+    let s = Server::spawn(cmd, &[("BUSBAR_HTTP_ADDR", "127.0.0.1:0")], cwd.path());
+    assert!(
+        s.ready_line.contains("data busbar-data"),
+        "{}",
+        s.ready_line
+    );
+    assert_eq!(s.http("GET", "/healthz", None).0, 200);
+    assert!(cwd.path().join("busbar-data/meta").is_dir());
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn cli_manages_topics_produces_and_consumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    let o = s.cli(&[
+        "topic",
+        "create",
+        "orders",
+        "-p",
+        "2",
+        "-c",
+        "retention.ms=3600000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("retention.ms"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        line.contains("3600000") && line.contains("set"),
+        "{}",
+        stdout(&o)
+    );
+    let list = json_out(&s.cli(&["--output", "json", "topic", "list"]));
+    assert_eq!(list["topics"][0]["name"], "orders");
+    let o = s.cli(&[
+        "produce",
+        "orders",
+        "-k",
+        "user-1",
+        "-H",
+        "source=cli",
+        "hello",
+        "{\"n\": 1}",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = s.cli_stdin(
+        &["produce", "orders", "--key-separator", ":"],
+        "a:first\nb:second\nc:{\"x\":true}\n",
+    );
+    assert!(stderr(&o).contains("produced 3 events"), "{}", stderr(&o));
+    let out = stdout(&s.cli(&["consume", "orders", "--print-key"]));
+    for want in [
+        "user-1\thello",
+        "user-1\t{\"n\":1}",
+        "a\tfirst",
+        "b\tsecond",
+        "c\t{\"x\":true}",
+    ] {
+        assert!(out.contains(want), "{want:?} missing from {out:?}");
+    }
+    let evs: Vec<serde_json::Value> =
+        stdout(&s.cli(&["--output", "json", "consume", "orders", "-n", "2"]))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(evs.len(), 2);
+    let d = json_out(&s.cli(&[
+        "--output",
+        "json",
+        "topic",
+        "alter",
+        "orders",
+        "-p",
+        "3",
+        "--reset-config",
+        "retention.ms",
+    ]));
+    assert_eq!(d["partitions"].as_array().unwrap().len(), 3);
+    assert_eq!(d["configs"]["retention.ms"], "604800000");
+    let o = s.cli(&[
+        "group",
+        "reset-offsets",
+        "billing",
+        "--topic",
+        "orders",
+        "--to",
+        "earliest",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g = json_out(&s.cli(&["--output", "json", "group", "describe", "billing"]));
+    assert_eq!(g["lag"], 5);
+    assert!(stdout(&s.cli(&["group", "list"])).contains("billing"));
+    assert!(s.cli(&["topic", "delete", "orders"]).status.success());
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn exit_codes_scripts_can_rely_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    let o = s.cli(&["topic", "describe", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("unknown topic \"nope\"") && stderr(&o).contains("404"),
+        "{}",
+        stderr(&o)
+    );
+    let o = s.cli(&["topic", "create", "bad name"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("invalid_topic_name"), "{}", stderr(&o));
+    assert_eq!(
+        s.cli(&["topic", "create", "t", "-c", "novalue"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(s.cli(&["topic", "frobnicate"]).status.code(), Some(2));
+    assert_eq!(
+        s.cli(&["consume", "t", "--offset", "3"]).status.code(),
+        Some(2),
+        "--offset needs --partition"
+    );
+    assert_eq!(
+        s.cli(&[
+            "group",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "t",
+            "--to",
+            "someday"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    let o = cli_at("http://127.0.0.1:1", &["topic", "list"], None);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(
+        cli_at("ftp://x", &["topic", "list"], None).status.code(),
+        Some(2)
+    );
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn restarts_keep_topics_events_and_committed_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    s.http(
+        "POST",
+        "/topics",
+        Some(json!({"name": "t", "partitions": 2})),
+    );
+    let events: Vec<_> = (0..100)
+        .map(|i| json!({"key": format!("k{i}"), "value": i}))
+        .collect();
+    assert_eq!(
+        s.http("POST", "/topics/t/events", Some(json!(events))).0,
+        200
+    );
+    s.http(
+        "POST",
+        "/groups/g/offsets/reset",
+        Some(json!({"topic": "t", "partitions": [0], "to": {"offset": 7}})),
+    );
+    assert_eq!(s.stop(), 0, "SIGTERM exits cleanly");
+
+    let s = Server::start(dir.path(), &[], &[]);
+    let (_, d) = s.http("GET", "/topics/t", None);
+    let total: u64 = d["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["high_watermark"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 100);
+    let (_, g) = s.http("GET", "/groups/g", None);
+    assert_eq!(g["offsets"][0]["committed_offset"], 7);
+    // Acknowledged writes, then kill -9: nothing acknowledged may be lost.
+    let more: Vec<_> = (100..150)
+        .map(|i| json!({"key": format!("k{i}"), "value": i}))
+        .collect();
+    assert_eq!(s.http("POST", "/topics/t/events", Some(json!(more))).0, 200);
+    s.http(
+        "POST",
+        "/groups/g/offsets/reset",
+        Some(json!({"topic": "t", "partitions": [1], "to": {"offset": 3}})),
+    );
+    s.kill9();
+
+    let s = Server::start(dir.path(), &[], &[]);
+    let (_, d) = s.http("GET", "/topics/t", None);
+    let total: u64 = d["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["high_watermark"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 150);
+    let (_, g) = s.http("GET", "/groups/g", None);
+    let committed: Vec<u64> = g["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["committed_offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(committed, vec![7, 3]);
+    let mut values = Vec::new();
+    for p in 0..2 {
+        let (_, r) = s.http(
+            "GET",
+            &format!("/topics/t/partitions/{p}/events?limit=1000"),
+            None,
+        );
+        values.extend(
+            r["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["value"].as_u64().unwrap()),
+        );
+    }
+    values.sort();
+    assert_eq!(values, (0..150).collect::<Vec<_>>());
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn configuration_is_layered_checked_and_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("busbar.toml");
+    std::fs::write(
+        &file,
+        "[broker]\ndefault_partitions = 3\n[topic_defaults]\n\"retention.ms\" = \"1000\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .env("BUSBAR_BROKER_DEFAULT_PARTITIONS", "5")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("default_partitions = 5"), "{text}");
+    assert!(text.contains("\"retention.ms\" = \"1000\""), "{text}");
+    std::fs::write(&file, "[http]\nport = 1\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("port"), "{}", stderr(&out));
+    let out = Command::new(BIN)
+        .args(["serve", "--http-addr", "not-an-address"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("http.addr"), "{}", stderr(&out));
+    // A data directory that cannot be used: a clear error, exit 1.
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "x").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&blocker)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("data directory"), "{}", stderr(&out));
+    // The configured defaults reach the broker.
+    std::fs::write(&file, "[broker]\ndefault_partitions = 3\n").unwrap();
+    let s = Server::start(
+        &dir.path().join("data"),
+        &["--config", file.to_str().unwrap()],
+        &[],
+    );
+    let (_, d) = s.http("POST", "/topics", Some(json!({"name": "x"})));
+    assert_eq!(d["partitions"].as_array().map(Vec::len), Some(3));
+    assert_eq!(s.stop(), 0);
+}
