@@ -498,7 +498,7 @@ impl Broker {
             if r.data.is_empty() {
                 break;
             }
-            let evs = event::decode(partition as u32, &r.data, next)?;
+            let evs = event::decode(topic, partition as u32, &r.data, next)?;
             next = last_offset(&r.data).map_or(next, |o| o + 1);
             out.extend(evs.into_iter().take(limit - out.len()));
             wait = Duration::ZERO;

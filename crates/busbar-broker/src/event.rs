@@ -45,6 +45,7 @@ pub struct Published {
 /// An event read back from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
+    pub topic: String,
     pub partition: u32,
     pub offset: u64,
     pub timestamp: i64,
@@ -72,7 +73,7 @@ pub fn encode(events: &[&Event], now_ms: i64) -> Vec<u8> {
 }
 
 /// Decodes every event at or after `from` in `data` (whole stored batches, back to back).
-pub fn decode(partition: u32, data: &[u8], from: u64) -> Result<Vec<StoredEvent>> {
+pub fn decode(topic: &str, partition: u32, data: &[u8], from: u64) -> Result<Vec<StoredEvent>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < data.len() {
@@ -100,6 +101,7 @@ pub fn decode(partition: u32, data: &[u8], from: u64) -> Result<Vec<StoredEvent>
                 continue;
             }
             out.push(StoredEvent {
+                topic: topic.to_string(),
                 partition,
                 offset,
                 timestamp: h.base_timestamp + r.timestamp_delta,

@@ -173,10 +173,41 @@ impl Groups {
     }
 
     /// Joins (or rejoins) a group; resolves when the rebalance completes.
+    /// Joins drive their own rebalance timers: a waiting join wakes at the group's next deadline and
+    /// ticks, so groups make progress without a background loop (which still expires sessions).
     pub async fn join(&self, req: JoinRequest) -> Result<JoinResponse> {
-        let rx = self.join_register(req)?;
-        rx.await
-            .map_err(|_| BrokerError::RebalanceInProgress("join was abandoned".into()))?
+        let group = req.group.clone();
+        let mut rx = self.join_register(req)?;
+        loop {
+            let wake = self.wake_in(&group);
+            match tokio::time::timeout(wake, &mut rx).await {
+                Ok(answer) => {
+                    return answer.map_err(|_| {
+                        BrokerError::RebalanceInProgress("join was abandoned".into())
+                    })?
+                }
+                Err(_) => self.tick(),
+            }
+        }
+    }
+
+    /// How long until the group's rebalance may complete by time (at most a second, so a moved
+    /// clock is noticed).
+    fn wake_in(&self, group: &str) -> std::time::Duration {
+        let now = self.clock.now_ms();
+        let groups = self.lock();
+        let at = groups
+            .get(group)
+            .filter(|g| g.state == GroupState::PreparingRebalance)
+            .map(|g| {
+                if g.initial_until_ms > now {
+                    g.initial_until_ms.min(g.rebalance_deadline_ms)
+                } else {
+                    g.rebalance_deadline_ms
+                }
+            });
+        let ms = at.map_or(1000, |at| (at - now).clamp(1, 1000));
+        std::time::Duration::from_millis(ms as u64)
     }
 
     fn join_register(&self, req: JoinRequest) -> Result<oneshot::Receiver<Result<JoinResponse>>> {

@@ -6,10 +6,11 @@
 //! It knows nothing of HTTP or the Kafka wire format; front ends call these methods and map
 //! [`BrokerError`] to their codes.
 //!
-//! An in-process event bus, no network:
+//! An in-process event bus, no network (an embedding program also runs
+//! `Broker::run_background` to expire idle group members and apply retention):
 //!
 //! ```
-//! use busbar_broker::{Broker, BrokerConfig, Event};
+//! use busbar_broker::{Broker, BrokerConfig, ConsumerOptions, Event, GroupConsumer, StartAt};
 //! use std::time::Duration;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -25,10 +26,15 @@
 //! let events = broker.read_events("orders", at[0].partition as i64, 0, 10, Duration::from_secs(1)).await?;
 //! assert_eq!(events[0].value.as_deref(), Some(&br#"{"total":42}"#[..]));
 //!
-//! // Commit a consumer position; it survives restarts.
-//! broker.commit_offsets("billing", "", -1, vec![busbar_broker::OffsetCommit {
-//!     topic: "orders".into(), partition: at[0].partition, offset: at[0].offset + 1, metadata: String::new(),
-//! }]).await?;
+//! // Consume as a member of a group: partitions are shared with the group's other members
+//! // (busbar's or Kafka clients), positions are committed durably.
+//! let broker = std::sync::Arc::new(broker);
+//! let options = ConsumerOptions { start: StartAt::Earliest, ..Default::default() };
+//! let mut member = GroupConsumer::join(broker.clone(), "billing", vec!["orders".into()], options).await?;
+//! let batch = member.poll(100, Duration::from_secs(1)).await?;
+//! assert_eq!(batch.len(), 1);
+//! member.commit().await?; // after processing: at-least-once
+//! member.leave()?;
 //! broker.close()?;
 //! # Ok(()) }
 //! ```
@@ -40,6 +46,7 @@ mod consumer;
 mod error;
 pub mod event;
 mod group;
+mod member;
 mod metadata;
 mod offsets;
 pub mod partitioner;
@@ -52,5 +59,6 @@ pub use consumer::{GroupDescription, OffsetMap, PartitionLag, ResetTo};
 pub use error::{BrokerError, Result};
 pub use event::{Event, Published, StoredEvent};
 pub use group::{GroupInfo, GroupState, JoinRequest, JoinResponse, MemberInfo};
+pub use member::{ConsumerOptions, GroupConsumer, StartAt};
 pub use offsets::{Committed, OffsetCommit};
 pub use topic::{validate_name, PartitionInfo, TopicDescription, TopicInfo, TOPIC_NAME_BYTES_MAX};

@@ -198,6 +198,7 @@ pub async fn publish(
 /// with UTF-8; headers as a list (Kafka allows repeated keys).
 pub fn event_json(e: &StoredEvent) -> Value {
     let mut m = Map::new();
+    m.insert("topic".into(), json!(e.topic));
     m.insert("partition".into(), json!(e.partition));
     m.insert("offset".into(), json!(e.offset));
     m.insert("timestamp".into(), json!(e.timestamp));
