@@ -68,6 +68,7 @@ pub struct GroupConsumer {
     positions: BTreeMap<(String, u32), u64>,
     next_heartbeat: Instant,
     turn: usize,
+    left: bool,
 }
 
 impl GroupConsumer {
@@ -96,6 +97,7 @@ impl GroupConsumer {
             positions: BTreeMap::new(),
             next_heartbeat: Instant::now(),
             turn: 0,
+            left: false,
         };
         c.rejoin().await?;
         Ok(c)
@@ -326,9 +328,19 @@ impl GroupConsumer {
             .await
     }
 
-    /// Leaves the group (its partitions go to the other members at once).
-    pub fn leave(self) -> Result<()> {
+    /// Leaves the group (its partitions go to the other members at once). Dropping a member leaves
+    /// too, ignoring errors.
+    pub fn leave(mut self) -> Result<()> {
+        self.left = true;
         self.broker.leave_group(&self.group, &self.member_id)
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        if !self.left && !self.member_id.is_empty() {
+            let _ = self.broker.leave_group(&self.group, &self.member_id);
+        }
     }
 }
 

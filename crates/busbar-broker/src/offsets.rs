@@ -42,7 +42,7 @@ struct Table {
 /// The durable store of committed offsets.
 pub struct OffsetStore {
     log: Arc<Log>,
-    table: Mutex<Table>,
+    table: Arc<Mutex<Table>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -69,7 +69,7 @@ impl OffsetStore {
         let log = Arc::new(Log::open(Arc::new(storage) as Arc<dyn Storage>, config)?);
         let store = Self {
             log,
-            table: Mutex::new(Table::default()),
+            table: Arc::default(),
             clock,
         };
         store.replay()?;
@@ -160,15 +160,19 @@ impl OffsetStore {
             })
             .collect();
         let mut b = batch::build(&recs);
-        let log = self.log.clone();
-        let at = tokio::task::spawn_blocking(move || log.append(&mut b))
-            .await
-            .map_err(|e| BrokerError::Storage(format!("commit task failed: {e}")))??;
-        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, (k, v)) in rows.into_iter().enumerate() {
-            apply(&mut table, k, at.base_offset + i as u64, v);
-        }
-        Ok(())
+        let (log, table) = (self.log.clone(), self.table.clone());
+        // Append and apply in one blocking task: a caller that stops waiting (a closed connection)
+        // cannot leave the log and the in-memory table disagreeing.
+        tokio::task::spawn_blocking(move || {
+            let at = log.append(&mut b)?;
+            let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+            for (i, (k, v)) in rows.into_iter().enumerate() {
+                apply(&mut table, k, at.base_offset + i as u64, v);
+            }
+            Ok::<_, BrokerError>(())
+        })
+        .await
+        .map_err(|e| BrokerError::Storage(format!("commit task failed: {e}")))?
     }
 
     /// The committed offset of one partition.

@@ -4,6 +4,7 @@
 
 mod body;
 mod cloudevents;
+mod consumers;
 mod error;
 mod events;
 mod groups;
@@ -31,6 +32,10 @@ pub struct HttpConfig {
     pub publish_bytes_max: usize,
     /// Largest body of any other JSON request, in bytes. Default 1 MiB.
     pub json_bytes_max: usize,
+    /// Most consumer instances held at once (more: 429). Default 1000.
+    pub consumers_max: usize,
+    /// A consumer instance unused this long leaves its group. Default 5 minutes.
+    pub consumer_idle_timeout: std::time::Duration,
 }
 
 impl Default for HttpConfig {
@@ -38,6 +43,8 @@ impl Default for HttpConfig {
         Self {
             publish_bytes_max: 16 << 20,
             json_bytes_max: 1 << 20,
+            consumers_max: 1000,
+            consumer_idle_timeout: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -47,6 +54,7 @@ impl Default for HttpConfig {
 pub struct App {
     pub broker: Arc<Broker>,
     pub config: Arc<HttpConfig>,
+    consumers: Arc<consumers::Consumers>,
     ready: Arc<AtomicBool>,
 }
 
@@ -156,6 +164,24 @@ pub fn router(app: App) -> Router {
             get(groups::describe).delete(groups::delete),
         )
         .route("/groups/{group}/offsets/reset", post(groups::reset))
+        .route("/groups/{group}/consumers", post(consumers::create))
+        .route(
+            "/groups/{group}/consumers/{consumer}",
+            get(consumers::describe).delete(consumers::close),
+        )
+        .route(
+            "/groups/{group}/consumers/{consumer}/events",
+            get(consumers::poll),
+        )
+        .route(
+            "/groups/{group}/consumers/{consumer}/commit",
+            post(consumers::commit),
+        )
+        .route("/groups/{group}/stream", get(consumers::stream_group))
+        .route(
+            "/topics/{topic}/partitions/{partition}/stream",
+            get(consumers::stream_partition),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
         .with_state(app)
@@ -173,6 +199,7 @@ pub async fn serve(
     let app = App {
         broker,
         config: Arc::new(config),
+        consumers: Arc::default(),
         ready: ready.clone(),
     };
     let shutdown = async move {

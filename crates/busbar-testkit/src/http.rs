@@ -105,3 +105,38 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
         b = b.get(size + 2..)?;
     }
 }
+
+/// Sends a GET and reads a streaming answer (Server-Sent Events) until `done(bytes so far)` says
+/// enough or `timeout` passes; returns what was read (headers included).
+pub fn read_stream(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    while std::time::Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        if done(&String::from_utf8_lossy(&got)) {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}

@@ -273,6 +273,7 @@ impl Config {
         HttpConfig {
             publish_bytes_max: self.http.publish_bytes_max as usize,
             json_bytes_max: self.http.json_bytes_max as usize,
+            ..HttpConfig::default()
         }
     }
 

@@ -300,3 +300,73 @@ fn configuration_is_layered_checked_and_printed() {
     assert_eq!(d["partitions"].as_array().map(Vec::len), Some(3));
     assert_eq!(s.stop(), 0);
 }
+
+#[test]
+fn two_cli_group_consumers_share_a_topic_through_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &[],
+        &[("BUSBAR_BROKER_GROUP_INITIAL_REBALANCE_DELAY_MS", "200")],
+    );
+    s.http(
+        "POST",
+        "/topics",
+        Some(json!({"name": "t", "partitions": 4})),
+    );
+    let events: Vec<_> = (0..400)
+        .map(|i| json!({"key": format!("k{i}"), "value": i}))
+        .collect();
+    s.http("POST", "/topics/t/events", Some(json!(events)));
+    let url = s.url();
+    // The first member takes some events alone, then a second joins; both read until idle.
+    let first = cli_at(
+        &url,
+        &[
+            "--output", "json", "consume", "t", "--group", "g", "-n", "50",
+        ],
+        None,
+    );
+    let mut values: Vec<u64> = stdout(&first)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["value"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(values.len(), 50);
+    let run = |url: String| {
+        std::thread::spawn(move || {
+            cli_at(
+                &url,
+                &["--output", "json", "consume", "t", "--group", "g"],
+                None,
+            )
+        })
+    };
+    let (a, b) = (run(url.clone()), run(url.clone()));
+    for out in [a.join().unwrap(), b.join().unwrap()] {
+        assert!(out.status.success(), "{}", stderr(&out));
+        values.extend(stdout(&out).lines().map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["value"]
+                .as_u64()
+                .unwrap()
+        }));
+    }
+    values.sort();
+    values.dedup();
+    assert_eq!(
+        values,
+        (0..400).collect::<Vec<_>>(),
+        "every event consumed by the group"
+    );
+    let (_, g) = s.http("GET", "/groups/g", None);
+    assert_eq!(g["lag"], 0, "{g}");
+    assert_eq!(
+        g["members"].as_array().unwrap().len(),
+        0,
+        "members left when done: {g}"
+    );
+    assert_eq!(s.stop(), 0);
+}

@@ -36,6 +36,7 @@ impl Server {
                 let broker = Arc::new(
                     Broker::open(BrokerConfig {
                         data_dir: data,
+                        group_initial_rebalance_delay: std::time::Duration::from_millis(200),
                         ..Default::default()
                     })
                     .unwrap(),

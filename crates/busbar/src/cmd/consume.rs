@@ -27,6 +27,13 @@ pub struct ConsumeArgs {
     /// Print keys too (table output).
     #[arg(long)]
     print_key: bool,
+    /// Consume as a member of this consumer group (partitions shared with its other members,
+    /// positions committed after each batch is printed).
+    #[arg(short, long, conflicts_with_all = ["partition", "offset", "time"])]
+    group: Option<String>,
+    /// With --group: where to start on partitions the group has no committed offset for.
+    #[arg(long, default_value = "earliest", value_parser = ["earliest", "latest"])]
+    start: String,
 }
 
 fn text_of(e: &Value, field: &str) -> String {
@@ -51,7 +58,52 @@ fn print(c: &Client, e: &Value, with_key: bool) {
     }
 }
 
+fn run_group(c: &Client, a: &ConsumeArgs, group: &str) -> CliResult<()> {
+    let created = c.json(
+        "POST",
+        &format!("/groups/{}/consumers", enc(group)),
+        &serde_json::json!({"topics": [a.topic], "start": a.start, "client_id": "busbar-cli"}),
+    )?;
+    let id = created["consumer_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let base = format!("/groups/{}/consumers/{}", enc(group), enc(&id));
+    let result = (|| {
+        let limit = a.limit.unwrap_or(usize::MAX);
+        let mut printed = 0;
+        loop {
+            let want = (limit - printed).min(500);
+            let r = c.call(
+                "GET",
+                &format!("{base}/events?max={want}&wait_ms=1000"),
+                None,
+            )?;
+            let events = r["events"].as_array().cloned().unwrap_or_default();
+            for e in &events {
+                print(c, e, a.print_key);
+            }
+            printed += events.len();
+            if !events.is_empty() {
+                c.call(
+                    "POST",
+                    &format!("{base}/commit"),
+                    Some(("application/json", Vec::new())),
+                )?;
+            }
+            if printed >= limit || (events.is_empty() && !a.follow) {
+                return Ok(());
+            }
+        }
+    })();
+    let _ = c.call("DELETE", &base, None);
+    result
+}
+
 pub fn run(c: &Client, a: ConsumeArgs) -> CliResult<()> {
+    if let Some(g) = &a.group {
+        return run_group(c, &a, g);
+    }
     if a.offset.is_some() && a.partition.is_none() {
         return Err(CliError::Usage("--offset needs --partition".into()));
     }

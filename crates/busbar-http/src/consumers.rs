@@ -1,0 +1,391 @@
+//! Group consumption over HTTP, as REST proxies offer it: a consumer instance joins a group and
+//! lives on the server; the client polls it for events and commits its positions. Each instance is
+//! a task owning a `GroupConsumer`, so it heartbeats (and takes part in rebalances) between polls.
+//! An instance not used for `consumer_idle_timeout` leaves its group and is removed.
+//! Also Server-Sent Events: a partition from an offset, or a group (an instance for the stream's
+//! life that commits each batch once the next one is requested).
+
+use crate::body;
+use crate::error::{ApiError, ApiResult};
+use crate::events::{event_json, only_params, partition_param, query_int};
+use crate::App;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use busbar_broker::{Broker, BrokerError, ConsumerOptions, GroupConsumer, StartAt, StoredEvent};
+use futures_util::stream::{self, Stream};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+type Reply<T> = oneshot::Sender<Result<T, BrokerError>>;
+
+enum Cmd {
+    Poll {
+        max: usize,
+        wait: Duration,
+        reply: Reply<Vec<StoredEvent>>,
+    },
+    Commit {
+        reply: Reply<Vec<(String, u32, u64)>>,
+    },
+    Describe {
+        reply: Reply<(String, i32, Vec<(String, u32, u64)>)>,
+    },
+    Close {
+        reply: Reply<()>,
+    },
+}
+
+/// The live consumer instances.
+#[derive(Default)]
+pub struct Consumers {
+    map: Mutex<HashMap<(String, String), mpsc::Sender<Cmd>>>,
+    next: AtomicU64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Create {
+    topics: Vec<String>,
+    /// "earliest" or "latest" (default): where to start without a committed offset.
+    start: Option<String>,
+    session_timeout_ms: Option<u64>,
+    client_id: Option<String>,
+}
+
+fn start_at(s: Option<&str>) -> ApiResult<StartAt> {
+    match s {
+        None | Some("latest") => Ok(StartAt::Latest),
+        Some("earliest") => Ok(StartAt::Earliest),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "field `start`: {other:?} is not \"earliest\" or \"latest\""
+        ))),
+    }
+}
+
+fn positions(a: &[(String, u32, u64)]) -> Vec<Value> {
+    a.iter()
+        .map(|(t, p, o)| json!({"topic": t, "partition": p, "offset": o}))
+        .collect()
+}
+
+async fn run_instance(
+    mut c: GroupConsumer,
+    mut rx: mpsc::Receiver<Cmd>,
+    idle: Duration,
+    key: (String, String),
+    app: App,
+) {
+    loop {
+        let cmd = tokio::select! {
+            cmd = rx.recv() => cmd,
+            _ = tokio::time::sleep(idle) => None,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if c.tick().await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        match cmd {
+            Some(Cmd::Poll { max, wait, reply }) => {
+                let _ = reply.send(c.poll(max, wait).await);
+            }
+            Some(Cmd::Commit { reply }) => {
+                let r = c.commit().await.map(|_| c.assignment());
+                let _ = reply.send(r);
+            }
+            Some(Cmd::Describe { reply }) => {
+                let _ = reply.send(Ok((
+                    c.member_id().to_string(),
+                    c.generation(),
+                    c.assignment(),
+                )));
+            }
+            Some(Cmd::Close { reply }) => {
+                app.consumers
+                    .map
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+                let _ = reply.send(c.leave());
+                return;
+            }
+            None => break,
+        }
+    }
+    app.consumers
+        .map
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&key);
+    let _ = c.leave();
+}
+
+fn options(start: StartAt, session_ms: Option<u64>, client_id: Option<String>) -> ConsumerOptions {
+    let session_timeout = Duration::from_millis(session_ms.unwrap_or(10_000));
+    ConsumerOptions {
+        client_id: client_id.unwrap_or_else(|| "busbar-http".into()),
+        client_host: "http".into(),
+        session_timeout,
+        rebalance_timeout: session_timeout.max(Duration::from_secs(30)),
+        heartbeat_interval: Duration::from_millis(500),
+        start,
+    }
+}
+
+/// `POST /groups/{group}/consumers`: joins the group; answers once the instance has partitions.
+pub async fn create(
+    State(app): State<App>,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    body::require_json(&headers)?;
+    let req: Create = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let start = start_at(req.start.as_deref())?;
+    if app
+        .consumers
+        .map
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .len()
+        >= app.config.consumers_max
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_consumers",
+            format!(
+                "the server holds its limit of {} consumer instances; close some",
+                app.config.consumers_max
+            ),
+        ));
+    }
+    let opts = options(start, req.session_timeout_ms, req.client_id);
+    let c = GroupConsumer::join(app.broker.clone(), &group, req.topics, opts).await?;
+    let id = format!(
+        "c{}-{:x}",
+        app.consumers.next.fetch_add(1, Ordering::Relaxed),
+        std::process::id()
+    );
+    let (tx, rx) = mpsc::channel(16);
+    let key = (group.clone(), id.clone());
+    let body = json!({"group": group, "consumer_id": id, "member_id": c.member_id(), "generation": c.generation(), "assignment": positions(&c.assignment())});
+    app.consumers
+        .map
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key.clone(), tx);
+    tokio::spawn(run_instance(
+        c,
+        rx,
+        app.config.consumer_idle_timeout,
+        key,
+        app.clone(),
+    ));
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn send<T>(
+    app: &App,
+    group: &str,
+    id: &str,
+    make: impl FnOnce(Reply<T>) -> Cmd,
+) -> ApiResult<T> {
+    let tx = app
+        .consumers
+        .map
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(group.to_string(), id.to_string()))
+        .cloned();
+    let tx = tx.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_consumer",
+            format!("no consumer instance {id:?} in group {group:?} (closed or idle too long)"),
+        )
+    })?;
+    let (reply, answer) = oneshot::channel();
+    tx.send(make(reply)).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_consumer",
+            format!("consumer instance {id:?} has closed"),
+        )
+    })?;
+    let r = answer.await.map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_consumer",
+            format!("consumer instance {id:?} has closed"),
+        )
+    })?;
+    Ok(r?)
+}
+
+/// `GET /groups/{group}/consumers/{id}/events?max=&wait_ms=`
+pub async fn poll(
+    State(app): State<App>,
+    Path((group, id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    only_params(&q, &["max", "wait_ms"])?;
+    let max = query_int(&q, "max", 1, 10_000)?.unwrap_or(100) as usize;
+    let wait_max = app.broker.config().fetch_wait_max.as_millis() as i64;
+    let wait = Duration::from_millis(query_int(&q, "wait_ms", 0, wait_max)?.unwrap_or(0) as u64);
+    let events = send(&app, &group, &id, |reply| Cmd::Poll { max, wait, reply }).await?;
+    Ok(Json(
+        json!({"events": events.iter().map(event_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// `POST /groups/{group}/consumers/{id}/commit`: commits the positions of everything polled.
+pub async fn commit(
+    State(app): State<App>,
+    Path((group, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let committed = send(&app, &group, &id, |reply| Cmd::Commit { reply }).await?;
+    Ok(Json(json!({ "committed": positions(&committed) })))
+}
+
+/// `GET /groups/{group}/consumers/{id}`: member id, generation, partitions and positions.
+pub async fn describe(
+    State(app): State<App>,
+    Path((group, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (member, generation, a) = send(&app, &group, &id, |reply| Cmd::Describe { reply }).await?;
+    Ok(Json(
+        json!({"group": group, "consumer_id": id, "member_id": member, "generation": generation, "assignment": positions(&a)}),
+    ))
+}
+
+/// `DELETE /groups/{group}/consumers/{id}`: leaves the group.
+pub async fn close(
+    State(app): State<App>,
+    Path((group, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    send(&app, &group, &id, |reply| Cmd::Close { reply }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn sse_event(e: &StoredEvent) -> SseEvent {
+    SseEvent::default()
+        .id(format!("{}/{}/{}", e.topic, e.partition, e.offset))
+        .event("event")
+        .data(event_json(e).to_string())
+}
+
+fn error_event(e: BrokerError) -> SseEvent {
+    let api = ApiError::from(e);
+    SseEvent::default()
+        .event("error")
+        .data(json!({"error": {"code": api.code, "message": api.message}}).to_string())
+}
+
+/// `GET /topics/{topic}/partitions/{partition}/stream?offset=`: every event from the offset (default
+/// the end) and then new ones as they arrive.
+pub async fn stream_partition(
+    State(app): State<App>,
+    Path((topic, partition)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    only_params(&q, &["offset"])?;
+    let p = partition_param(&partition)?;
+    let (start, hw) = app.broker.offsets_of(&topic, p)?;
+    let offset = query_int(&q, "offset", 0, i64::MAX)?.map_or(hw, |o| o as u64);
+    if offset < start || offset > hw {
+        return Err(BrokerError::OffsetOutOfRange {
+            offset,
+            start,
+            end: hw,
+        }
+        .into());
+    }
+    let state = (app.broker.clone(), topic, p, offset, false);
+    let s = stream::unfold(
+        state,
+        |(broker, topic, p, offset, done): (Arc<Broker>, String, i64, u64, bool)| async move {
+            if done {
+                return None;
+            }
+            match broker
+                .read_events(&topic, p, offset, 500, Duration::from_secs(15))
+                .await
+            {
+                Ok(evs) => {
+                    let next = evs.last().map_or(offset, |e| e.offset + 1);
+                    let items: Vec<Result<SseEvent, Infallible>> =
+                        evs.iter().map(|e| Ok(sse_event(e))).collect();
+                    Some((stream::iter(items), (broker, topic, p, next, false)))
+                }
+                Err(e) => Some((
+                    stream::iter(vec![Ok(error_event(e))]),
+                    (broker, topic, p, offset, true),
+                )),
+            }
+        },
+    );
+    Ok(Sse::new(futures_util::StreamExt::flatten(s)).keep_alive(KeepAlive::default()))
+}
+
+/// `GET /groups/{group}/stream?topics=a,b&start=earliest|latest`: joins the group for the life of
+/// the stream; a batch is committed when the next one is requested (at-least-once).
+pub async fn stream_group(
+    State(app): State<App>,
+    Path(group): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    only_params(&q, &["topics", "start"])?;
+    let topics: Vec<String> = q
+        .get("topics")
+        .map(|t| {
+            t.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if topics.is_empty() {
+        return Err(ApiError::bad_request(
+            "query parameter `topics` (comma-separated) is required",
+        ));
+    }
+    let start = start_at(q.get("start").map(String::as_str))?;
+    let c = GroupConsumer::join(
+        app.broker.clone(),
+        &group,
+        topics,
+        options(start, None, Some("busbar-sse".into())),
+    )
+    .await?;
+    let s = stream::unfold(
+        (Some(c), false),
+        |(c, polled): (Option<GroupConsumer>, bool)| async move {
+            let mut c = c?;
+            if polled {
+                if let Err(e) = c.commit().await {
+                    return Some((stream::iter(vec![Ok(error_event(e))]), (None, false)));
+                }
+            }
+            match c.poll(500, Duration::from_secs(15)).await {
+                Ok(evs) => {
+                    let items: Vec<Result<SseEvent, Infallible>> =
+                        evs.iter().map(|e| Ok(sse_event(e))).collect();
+                    Some((stream::iter(items), (Some(c), true)))
+                }
+                Err(e) => Some((stream::iter(vec![Ok(error_event(e))]), (None, false))),
+            }
+        },
+    );
+    Ok(Sse::new(futures_util::StreamExt::flatten(s)).keep_alive(KeepAlive::default()))
+}
