@@ -27,6 +27,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 type Reply<T> = oneshot::Sender<Result<T, BrokerError>>;
+/// (topic, partition, next offset) of each assigned partition.
+type Positions = Vec<(String, u32, u64)>;
 
 enum Cmd {
     Poll {
@@ -38,7 +40,7 @@ enum Cmd {
         reply: Reply<Vec<(String, u32, u64)>>,
     },
     Describe {
-        reply: Reply<(String, i32, Vec<(String, u32, u64)>)>,
+        reply: Reply<(String, i32, Positions)>,
     },
     Close {
         reply: Reply<()>,
