@@ -29,6 +29,17 @@ pub struct FetchResult {
     pub log_start: u64,
 }
 
+/// Totals of the partition logs' recovery reports at open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoverySummary {
+    pub partitions: usize,
+    /// Partitions that were shut down cleanly (nothing scanned).
+    pub clean: usize,
+    pub scanned_bytes: u64,
+    pub truncated_bytes: u64,
+    pub damaged_segments: usize,
+}
+
 /// The broker core.
 pub struct Broker {
     pub(crate) config: BrokerConfig,
@@ -154,6 +165,22 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// What opening the partition logs found: after a clean shutdown every log is clean and nothing
+    /// was scanned; after a crash, the unverified tails were scanned and torn bytes cut.
+    pub fn recovery_summary(&self) -> RecoverySummary {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        let mut s = RecoverySummary::default();
+        for p in topics.values().flat_map(|t| t.partitions.iter()) {
+            let r = p.log.recovery();
+            s.partitions += 1;
+            s.clean += usize::from(r.clean);
+            s.scanned_bytes += r.scanned_bytes;
+            s.truncated_bytes += r.truncated_bytes;
+            s.damaged_segments += r.damaged_segments.len();
+        }
+        s
     }
 
     /// The broker's configuration.

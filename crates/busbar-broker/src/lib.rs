@@ -52,7 +52,7 @@ mod offsets;
 pub mod partitioner;
 mod topic;
 
-pub use broker::{Broker, FetchResult};
+pub use broker::{Broker, FetchResult, RecoverySummary};
 pub use busbar_log::{Clock, ManualClock, SystemClock};
 pub use config::{BrokerConfig, TopicConfig};
 pub use consumer::{GroupDescription, OffsetMap, PartitionLag, ResetTo};

@@ -48,8 +48,21 @@ async fn serve(config: Config) -> Result<()> {
         config.http_config(),
         wait(stop_rx),
     ));
+    let r = broker.recovery_summary();
+    let recovery = if r.clean == r.partitions {
+        format!("clean start, {} partitions", r.partitions)
+    } else {
+        format!(
+            "recovered {} of {} partitions after a crash: scanned {} bytes, cut {} torn bytes, {} damaged segments",
+            r.partitions - r.clean,
+            r.partitions,
+            r.scanned_bytes,
+            r.truncated_bytes,
+            r.damaged_segments
+        )
+    };
     eprintln!(
-        "busbar {} ready in {} ms: http://{} data {}",
+        "busbar {} ready in {} ms: http://{} data {} ({recovery})",
         env!("CARGO_PKG_VERSION"),
         started.elapsed().as_millis(),
         http_addr,

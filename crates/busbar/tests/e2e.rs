@@ -208,6 +208,12 @@ fn restarts_keep_topics_events_and_committed_offsets() {
     s.kill9();
 
     let s = Server::start(dir.path(), &[], &[]);
+    assert!(
+        s.ready_line
+            .contains("recovered 2 of 2 partitions after a crash"),
+        "{}",
+        s.ready_line
+    );
     let (_, d) = s.http("GET", "/topics/t", None);
     let total: u64 = d["partitions"]
         .as_array()
