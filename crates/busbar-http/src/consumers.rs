@@ -174,11 +174,12 @@ pub async fn create(
     }
     let opts = options(start, req.session_timeout_ms, req.client_id);
     let c = GroupConsumer::join(app.broker.clone(), &group, req.topics, opts).await?;
-    let id = format!(
-        "c{}-{:x}",
-        app.consumers.next.fetch_add(1, Ordering::Relaxed),
-        std::process::id()
-    );
+    let id = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(app.consumers.next.fetch_add(1, Ordering::Relaxed));
+        format!("c-{:016x}", h.finish())
+    };
     let (tx, rx) = mpsc::channel(16);
     let key = (group.clone(), id.clone());
     let body = json!({"group": group, "consumer_id": id, "member_id": c.member_id(), "generation": c.generation(), "assignment": positions(&c.assignment())});
