@@ -508,6 +508,30 @@ impl Broker {
         }
     }
 
+    /// Whole stored batches from `offset` up to `max_bytes` (at least one batch), without waiting.
+    pub fn read_now(&self, topic: &str, partition: i64, offset: u64, max_bytes: usize) -> Result<Vec<u8>> {
+        let t = self.topic(topic)?;
+        Ok(t.partition(partition)?.log.read(offset, max_bytes)?.data)
+    }
+
+    /// Waits until any of `parts` ((topic, partition, offset)) has data at or past its offset, or
+    /// `timeout` passes. Unknown topics or partitions are ignored.
+    pub async fn wait_for_data(&self, parts: &[(String, i64, u64)], timeout: Duration) {
+        let found: Vec<(Arc<Partition>, u64)> = parts
+            .iter()
+            .filter_map(|(t, p, o)| self.topic(t).ok().and_then(|t| t.partition(*p).ok().cloned()).map(|p| (p, *o)))
+            .collect();
+        let mut waits: Vec<std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>>> =
+            found.iter().map(|(p, _)| Box::pin(p.appended.notified())).collect();
+        for w in &mut waits {
+            w.as_mut().enable();
+        }
+        if found.iter().any(|(p, o)| p.log.stats().high_watermark > *o) {
+            return;
+        }
+        let _ = tokio::time::timeout(timeout, AnyOf(waits)).await;
+    }
+
     /// Up to `limit` events from `offset` (waiting up to `max_wait` for the first one).
     pub async fn read_events(
         &self,
@@ -666,4 +690,23 @@ fn split_to_fit(
     let mut out = split_to_fit(events, a, limit, now)?;
     out.extend(split_to_fit(events, b, limit, now)?);
     Ok(out)
+}
+
+/// Resolves when any of the futures does.
+pub(crate) struct AnyOf<F>(pub(crate) Vec<std::pin::Pin<Box<F>>>);
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for AnyOf<F> {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0.is_empty() {
+            return std::task::Poll::Pending;
+        }
+        for f in self.0.iter_mut() {
+            if f.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    }
 }

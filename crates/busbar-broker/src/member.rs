@@ -14,10 +14,8 @@ use crate::event::StoredEvent;
 use crate::group::JoinRequest;
 use crate::offsets::OffsetCommit;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -308,7 +306,7 @@ impl GroupConsumer {
         if has_data {
             return;
         }
-        let _ = tokio::time::timeout_at(until, AnyOf(waits)).await;
+        let _ = tokio::time::timeout_at(until, crate::broker::AnyOf(waits)).await;
     }
 
     /// Commits the current positions of the assigned partitions.
@@ -344,21 +342,3 @@ impl Drop for GroupConsumer {
     }
 }
 
-/// Resolves when any of the futures does.
-struct AnyOf<F>(Vec<Pin<Box<F>>>);
-
-impl<F: Future<Output = ()>> Future for AnyOf<F> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0.is_empty() {
-            return Poll::Pending;
-        }
-        for f in self.0.iter_mut() {
-            if f.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-        }
-        Poll::Pending
-    }
-}

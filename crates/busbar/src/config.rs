@@ -19,6 +19,7 @@ pub struct Config {
     /// Where topics, offsets and metadata live.
     pub data_dir: PathBuf,
     pub http: Http,
+    pub kafka: Kafka,
     pub broker: Broker,
     /// Defaults for new topics, by Kafka config name (`"retention.ms" = "604800000"`).
     pub topic_defaults: BTreeMap<String, String>,
@@ -33,6 +34,25 @@ pub struct Http {
     pub publish_bytes_max: u64,
     /// Largest body of other JSON requests, bytes.
     pub json_bytes_max: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kafka {
+    /// Address of the Kafka protocol listener.
+    pub addr: String,
+    /// Host clients are told to connect to; empty: the listener's IP.
+    pub advertised_host: String,
+    /// Port clients are told to connect to; 0: the listener's port.
+    pub advertised_port: u16,
+    /// Create unknown topics on Metadata requests that allow it.
+    pub auto_create_topics: bool,
+    /// Largest request frame, bytes.
+    pub frame_bytes_max: u64,
+    /// Most open client connections.
+    pub connections_max: u64,
+    /// Close connections silent this long, milliseconds.
+    pub idle_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,12 +72,22 @@ impl Default for Config {
     fn default() -> Self {
         let b = BrokerConfig::default();
         let h = HttpConfig::default();
+        let k = busbar_kafka::KafkaConfig::default();
         Self {
             data_dir: b.data_dir.clone(),
             http: Http {
                 addr: "127.0.0.1:8080".into(),
                 publish_bytes_max: h.publish_bytes_max as u64,
                 json_bytes_max: h.json_bytes_max as u64,
+            },
+            kafka: Kafka {
+                addr: "127.0.0.1:9092".into(),
+                advertised_host: String::new(),
+                advertised_port: 0,
+                auto_create_topics: k.auto_create_topics,
+                frame_bytes_max: k.frame_bytes_max as u64,
+                connections_max: k.connections_max as u64,
+                idle_timeout_ms: k.idle_timeout.as_millis() as u64,
             },
             broker: Broker {
                 default_partitions: b.default_partitions,
@@ -81,6 +111,7 @@ pub struct Flags {
     pub config: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub http_addr: Option<String>,
+    pub kafka_addr: Option<String>,
 }
 
 fn merge(base: &mut Table, over: Table, path: &str) -> Result<()> {
@@ -130,7 +161,7 @@ fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
                 .insert(k.replace('_', "."), Value::String(raw));
         } else if let Some((section, key)) = rest
             .split_once('_')
-            .filter(|(s, _)| matches!(*s, "http" | "broker"))
+            .filter(|(s, _)| matches!(*s, "http" | "kafka" | "broker"))
         {
             let entry = t
                 .entry(section)
@@ -177,6 +208,9 @@ impl Config {
                 )])),
             );
         }
+        if let Some(a) = &flags.kafka_addr {
+            flag_table.insert("kafka".into(), Value::Table(Table::from_iter([("addr".to_string(), Value::String(a.clone()))])));
+        }
         merge(&mut table, flag_table, "")?;
         let config: Config =
             serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
@@ -197,7 +231,10 @@ impl Config {
             .parse::<SocketAddr>()
             .map_err(|_| anyhow!("http.addr {:?} is not an IP:port address", self.http.addr))?;
         let b = &self.broker;
-        let checks: [(&str, u64, u64, u64); 6] = [
+        let checks: [(&str, u64, u64, u64); 9] = [
+            ("kafka.frame_bytes_max", self.kafka.frame_bytes_max, 1024, 1 << 31),
+            ("kafka.connections_max", self.kafka.connections_max, 1, 1_000_000),
+            ("kafka.idle_timeout_ms", self.kafka.idle_timeout_ms, 1000, 86_400_000),
             (
                 "broker.default_partitions",
                 b.default_partitions as u64,
@@ -274,6 +311,20 @@ impl Config {
             publish_bytes_max: self.http.publish_bytes_max as usize,
             json_bytes_max: self.http.json_bytes_max as usize,
             ..HttpConfig::default()
+        }
+    }
+
+    /// The Kafka listener's settings; the advertised address defaults to the bound one.
+    pub fn kafka_config(&self, bound: SocketAddr) -> busbar_kafka::KafkaConfig {
+        let k = &self.kafka;
+        busbar_kafka::KafkaConfig {
+            advertised_host: if k.advertised_host.is_empty() { bound.ip().to_string() } else { k.advertised_host.clone() },
+            advertised_port: if k.advertised_port == 0 { bound.port() } else { k.advertised_port },
+            auto_create_topics: k.auto_create_topics,
+            frame_bytes_max: k.frame_bytes_max as usize,
+            connections_max: k.connections_max as usize,
+            idle_timeout: Duration::from_millis(k.idle_timeout_ms),
+            ..busbar_kafka::KafkaConfig::default()
         }
     }
 

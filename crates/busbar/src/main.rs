@@ -45,6 +45,9 @@ struct ServeFlags {
     /// HTTP listen address (default 127.0.0.1:8080).
     #[arg(long)]
     http_addr: Option<String>,
+    /// Kafka protocol listen address (default 127.0.0.1:9092).
+    #[arg(long)]
+    kafka_addr: Option<String>,
 }
 
 impl ServeFlags {
@@ -53,6 +56,7 @@ impl ServeFlags {
             config: self.config,
             data_dir: self.data_dir,
             http_addr: self.http_addr,
+            kafka_addr: self.kafka_addr,
         }
     }
 }

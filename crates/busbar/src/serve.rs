@@ -37,11 +37,17 @@ async fn serve(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("bind HTTP on {}", config.http.addr))?;
     let http_addr = listener.local_addr().context("HTTP listener address")?;
+    let kafka_listener = tokio::net::TcpListener::bind(&config.kafka.addr)
+        .await
+        .with_context(|| format!("bind Kafka on {}", config.kafka.addr))?;
+    let kafka_addr = kafka_listener.local_addr().context("Kafka listener address")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let background = tokio::spawn(broker.clone().run_background(wait(stop_rx.clone())));
+    let kafka_config = config.kafka_config(kafka_addr);
+    let kafka = tokio::spawn(busbar_kafka::serve(kafka_listener, broker.clone(), kafka_config, wait(stop_rx.clone())));
     let mut http = tokio::spawn(busbar_http::serve(
         listener,
         broker.clone(),
@@ -62,10 +68,11 @@ async fn serve(config: Config) -> Result<()> {
         )
     };
     eprintln!(
-        "busbar {} ready in {} ms: http://{} data {} ({recovery})",
+        "busbar {} ready in {} ms: http://{} kafka {} data {} ({recovery})",
         env!("CARGO_PKG_VERSION"),
         started.elapsed().as_millis(),
         http_addr,
+        kafka_addr,
         config.data_dir.display()
     );
     tokio::select! {
@@ -78,6 +85,7 @@ async fn serve(config: Config) -> Result<()> {
     let _ = stop_tx.send(true);
     // Stop accepting, let in-flight requests finish, then sync and mark the logs clean.
     let _ = http.await;
+    let _ = kafka.await;
     let _ = background.await;
     tokio::task::spawn_blocking(move || broker.close())
         .await?

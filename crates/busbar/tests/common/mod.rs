@@ -15,6 +15,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_busbar");
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    pub kafka: SocketAddr,
     pub data: PathBuf,
     pub ready_line: String,
 }
@@ -26,7 +27,7 @@ impl Server {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data)
-            .args(["--http-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0"])
             .args(args);
         Self::spawn(cmd, env, data)
     }
@@ -64,9 +65,11 @@ impl Server {
             .unwrap()
             .parse()
             .unwrap();
+        let kafka = line.split(" kafka ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
         Server {
             child,
             addr,
+            kafka,
             data: data.to_path_buf(),
             ready_line: line,
         }

@@ -1,0 +1,119 @@
+//! Fetch: whole stored batches per partition (the one holding the offset first, at least one even if
+//! larger than the limits, KIP-74), long-polling until `min_bytes` or `max_wait_ms`. A full response
+//! lists exactly the requested partitions. No fetch sessions (session id 0 = none). Batch leader
+//! epochs are rewritten to -1 on the way out (see metadata.rs).
+
+use super::{topic, Ctx};
+use crate::codes;
+use busbar_broker::BrokerError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use std::time::Duration;
+
+/// Sets every batch's partitionLeaderEpoch (bytes 12..16, outside the CRC) to -1.
+fn clear_epochs(data: &mut [u8]) {
+    let mut pos = 0;
+    while pos + 61 <= data.len() {
+        let len = i32::from_be_bytes([data[pos + 8], data[pos + 9], data[pos + 10], data[pos + 11]]);
+        data[pos + 12..pos + 16].copy_from_slice(&(-1i32).to_be_bytes());
+        pos += 12 + len.max(49) as usize;
+    }
+}
+
+struct Slot {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: i32,
+    answer: Option<PartitionData>,
+}
+
+fn read_once(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> usize {
+    let mut total = 0usize;
+    for s in slots.iter_mut() {
+        let mut pd = PartitionData::default();
+        pd.partition_index = s.partition;
+        pd.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
+        pd.high_watermark = -1;
+        pd.last_stable_offset = -1;
+        pd.log_start_offset = -1;
+        let broker = &ctx.shared.broker;
+        let budget = (s.max_bytes.max(1) as usize).min(total_max.saturating_sub(total)).max(if total == 0 { 1 } else { 0 });
+        let result = if s.offset < 0 {
+            Err(BrokerError::OffsetOutOfRange { offset: 0, start: 0, end: 0 })
+        } else if budget == 0 {
+            broker.offsets_of(&s.topic, s.partition as i64).map(|(l, h)| (Vec::new(), l, h))
+        } else {
+            broker.offsets_of(&s.topic, s.partition as i64).and_then(|(l, h)| {
+                let at = s.offset as u64;
+                if at < l || at > h {
+                    return Err(BrokerError::OffsetOutOfRange { offset: at, start: l, end: h });
+                }
+                broker.read_now(&s.topic, s.partition as i64, at, budget).map(|d| (d, l, h))
+            })
+        };
+        match result {
+            Ok((mut data, log_start, hw)) => {
+                clear_epochs(&mut data);
+                total += data.len();
+                pd.high_watermark = hw as i64;
+                pd.last_stable_offset = hw as i64;
+                pd.log_start_offset = log_start as i64;
+                pd.records = Some(bytes::Bytes::from(data));
+            }
+            Err(e) => {
+                pd.error_code = codes::of(&e);
+                if let Ok((l, h)) = broker.offsets_of(&s.topic, s.partition as i64) {
+                    pd.high_watermark = h as i64;
+                    pd.log_start_offset = l as i64;
+                }
+                pd.records = Some(bytes::Bytes::new());
+            }
+        }
+        s.answer = Some(pd);
+    }
+    total
+}
+
+pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
+    let mut slots: Vec<Slot> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| Slot {
+                topic: t.topic.0.as_str().to_string(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+                answer: None,
+            })
+        })
+        .collect();
+    let total_max = (req.max_bytes.max(1) as usize).min(ctx.shared.broker.config().fetch_bytes_max);
+    let got = read_once(ctx, &mut slots, total_max);
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(ctx.shared.broker.config().fetch_wait_max);
+    if got < req.min_bytes.max(1) as usize && !wait.is_zero() {
+        let parts: Vec<(String, i64, u64)> = slots
+            .iter()
+            .filter(|s| s.answer.as_ref().is_some_and(|a| a.error_code == 0) && s.offset >= 0)
+            .map(|s| (s.topic.clone(), s.partition as i64, s.offset as u64))
+            .collect();
+        if !parts.is_empty() {
+            ctx.shared.broker.wait_for_data(&parts, wait).await;
+            read_once(ctx, &mut slots, total_max);
+        }
+    }
+    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    for s in slots {
+        if responses.last().is_none_or(|r| r.topic.0.as_str() != s.topic) {
+            let mut tr = FetchableTopicResponse::default();
+            tr.topic = topic(s.topic.clone());
+            responses.push(tr);
+        }
+        let last = responses.last_mut().expect("pushed");
+        last.partitions.push(s.answer.unwrap_or_default());
+    }
+    let mut r = FetchResponse::default();
+    r.responses = responses;
+    r
+}

@@ -1,0 +1,104 @@
+//! JoinGroup, SyncGroup, Heartbeat and LeaveGroup: the classic group protocol, decided by the
+//! broker's coordinator; this file only maps fields and errors.
+
+use super::{sb, Ctx};
+use crate::codes;
+use busbar_broker::{BrokerError, JoinRequest};
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::{
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
+};
+
+pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
+    let session = i64::from(req.session_timeout_ms);
+    let rebalance = if ctx.version >= 1 { i64::from(req.rebalance_timeout_ms) } else { session };
+    let jr = JoinRequest {
+        group: req.group_id.0.as_str().to_string(),
+        member_id: req.member_id.as_str().to_string(),
+        client_id: ctx.client_id.clone(),
+        client_host: ctx.peer.ip().to_string(),
+        protocol_type: req.protocol_type.as_str().to_string(),
+        protocols: req.protocols.iter().map(|p| (p.name.as_str().to_string(), p.metadata.to_vec())).collect(),
+        session_timeout_ms: session,
+        rebalance_timeout_ms: rebalance,
+        require_known_member_id: ctx.version >= 4,
+    };
+    let mut r = JoinGroupResponse::default();
+    r.generation_id = -1;
+    match ctx.shared.broker.join_group(jr).await {
+        Ok(j) => {
+            r.generation_id = j.generation;
+            r.protocol_type = Some(sb(j.protocol_type));
+            r.protocol_name = Some(sb(j.protocol));
+            r.leader = sb(j.leader);
+            r.member_id = sb(j.member_id);
+            r.members = j
+                .members
+                .into_iter()
+                .map(|(id, md)| {
+                    let mut m = JoinGroupResponseMember::default();
+                    m.member_id = sb(id);
+                    m.metadata = md.into();
+                    m
+                })
+                .collect();
+        }
+        Err(BrokerError::MemberIdRequired(id)) => {
+            r.error_code = 79;
+            r.member_id = sb(id);
+        }
+        Err(e) => r.error_code = codes::of(&e),
+    }
+    if ctx.version < 7 {
+        r.protocol_type = None;
+        r.protocol_name = r.protocol_name.or_else(|| Some(sb("")));
+    }
+    r
+}
+
+pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
+    let assignments = req.assignments.iter().map(|a| (a.member_id.as_str().to_string(), a.assignment.to_vec())).collect();
+    let group = req.group_id.0.as_str().to_string();
+    let mut r = SyncGroupResponse::default();
+    match ctx.shared.broker.sync_group(&group, req.member_id.as_str(), req.generation_id, assignments).await {
+        Ok(a) => {
+            r.assignment = a.into();
+            if ctx.version >= 5 {
+                r.protocol_type = req.protocol_type;
+                r.protocol_name = req.protocol_name;
+            }
+        }
+        Err(e) => r.error_code = codes::of(&e),
+    }
+    r
+}
+
+pub fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
+    let mut r = HeartbeatResponse::default();
+    if let Err(e) = ctx.shared.broker.heartbeat(req.group_id.0.as_str(), req.member_id.as_str(), req.generation_id) {
+        r.error_code = codes::of(&e);
+    }
+    r
+}
+
+pub fn leave(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    let group = req.group_id.0.as_str();
+    let mut r = LeaveGroupResponse::default();
+    if ctx.version < 3 {
+        if let Err(e) = ctx.shared.broker.leave_group(group, req.member_id.as_str()) {
+            r.error_code = codes::of(&e);
+        }
+        return r;
+    }
+    for m in req.members {
+        let mut mr = MemberResponse::default();
+        if let Err(e) = ctx.shared.broker.leave_group(group, m.member_id.as_str()) {
+            mr.error_code = codes::of(&e);
+        }
+        mr.member_id = m.member_id;
+        mr.group_instance_id = m.group_instance_id;
+        r.members.push(mr);
+    }
+    r
+}

@@ -1,0 +1,62 @@
+//! Metadata: this broker (node, controller, leader of every partition) and the topics asked for,
+//! creating unknown ones when the request and the config allow it. Leader epochs are reported as -1
+//! (busbar does not serve OffsetForLeaderEpoch yet, so clients must not validate with it).
+
+use super::{sb, topic, topic_id, Ctx};
+use crate::codes;
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+
+fn describe(ctx: &Ctx<'_>, name: &str) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(topic(name));
+    let node = BrokerId(ctx.shared.config.node_id);
+    match ctx.shared.broker.describe_topic(name) {
+        Ok(d) => {
+            t.topic_id = topic_id(&d.id);
+            t.partitions = d
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut mp = MetadataResponsePartition::default();
+                    mp.partition_index = p.partition as i32;
+                    mp.leader_id = node;
+                    mp.leader_epoch = -1;
+                    mp.replica_nodes = vec![node];
+                    mp.isr_nodes = vec![node];
+                    mp
+                })
+                .collect();
+        }
+        Err(e) => t.error_code = codes::of(&e),
+    }
+    t
+}
+
+pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
+    let broker = &ctx.shared.broker;
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let names: Vec<String> = match req.topics {
+        None => broker.list_topics().into_iter().map(|t| t.name).collect(),
+        Some(ts) if ts.is_empty() && ctx.version == 0 => broker.list_topics().into_iter().map(|t| t.name).collect(),
+        Some(ts) => ts.into_iter().filter_map(|t| t.name.map(|n| n.0.as_str().to_string())).collect(),
+    };
+    let auto = ctx.shared.config.auto_create_topics && (ctx.version < 4 || req.allow_auto_topic_creation);
+    let mut topics = Vec::with_capacity(names.len());
+    for name in names {
+        if auto && broker.describe_topic(&name).is_err() && busbar_broker::validate_name(&name).is_ok() {
+            let _ = broker.create_topic(&name, None, Default::default()).await;
+        }
+        topics.push(describe(ctx, &name));
+    }
+    let mut b = MetadataResponseBroker::default();
+    b.node_id = BrokerId(ctx.shared.config.node_id);
+    b.host = sb(ctx.shared.config.advertised_host.clone());
+    b.port = i32::from(ctx.shared.config.advertised_port);
+    let mut r = MetadataResponse::default();
+    r.brokers = vec![b];
+    r.cluster_id = Some(sb(ctx.shared.config.cluster_id.clone()));
+    r.controller_id = BrokerId(ctx.shared.config.node_id);
+    r.topics = topics;
+    r
+}

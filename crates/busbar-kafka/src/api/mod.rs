@@ -1,0 +1,70 @@
+//! One file per Kafka API, same shape in each: take the decoded request, call the broker, build the
+//! response. `dispatch` routes a decoded request to its file.
+
+pub mod api_versions;
+mod create_topics;
+mod delete_groups;
+mod delete_topics;
+mod describe_groups;
+mod fetch;
+mod find_coordinator;
+mod groups;
+mod list_groups;
+mod list_offsets;
+mod metadata;
+mod offset_commit;
+mod offset_fetch;
+mod produce;
+
+use crate::Shared;
+use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use std::net::SocketAddr;
+
+/// What a handler knows about the request besides its body.
+pub struct Ctx<'a> {
+    pub shared: &'a Shared,
+    pub version: i16,
+    pub client_id: String,
+    pub peer: SocketAddr,
+}
+
+/// Owned `StrBytes` from a string.
+pub fn sb(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// A `TopicName` from a string.
+pub fn topic(s: impl Into<String>) -> TopicName {
+    TopicName(sb(s))
+}
+
+/// A Kafka topic id from busbar's 32-hex-digit topic id.
+pub fn topic_id(hex: &str) -> uuid::Uuid {
+    uuid::Uuid::from_u128(u128::from_str_radix(hex, 16).unwrap_or(0))
+}
+
+/// Routes a request; `None` when no response is sent (acks=0 produce).
+pub async fn dispatch(ctx: &Ctx<'_>, req: RequestKind) -> Option<ResponseKind> {
+    Some(match req {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r).await),
+        RequestKind::Produce(r) => return produce::handle(ctx, r).await.map(ResponseKind::Produce),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r)),
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(ctx, r)),
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(groups::join(ctx, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(ctx, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(ctx, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(ctx, r)),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(ctx, r).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(ctx, r)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(ctx, r)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(ctx, r)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(ctx, r).await),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(ctx, r).await),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(ctx, r).await),
+        // `conn` only decodes advertised APIs, all of which are listed above.
+        other => unreachable!("undispatched request {other:?}"),
+    })
+}

@@ -1,0 +1,54 @@
+//! OffsetCommit: durable commits for the current generation's members, or "simple" commits
+//! (generation -1) to a group without members. All partitions of a request share one outcome.
+
+use super::{topic, Ctx};
+use crate::codes;
+use busbar_broker::OffsetCommit;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+
+pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let mut commits = Vec::new();
+    let mut bad: Vec<(String, i32, i16)> = Vec::new();
+    for t in &req.topics {
+        let name = t.name.0.as_str().to_string();
+        for p in &t.partitions {
+            if p.committed_offset < 0 || p.partition_index < 0 {
+                bad.push((name.clone(), p.partition_index, codes::INVALID_REQUEST));
+                continue;
+            }
+            if let Err(e) = ctx.shared.broker.offsets_of(&name, p.partition_index as i64) {
+                bad.push((name.clone(), p.partition_index, codes::of(&e)));
+                continue;
+            }
+            commits.push(OffsetCommit {
+                topic: name.clone(),
+                partition: p.partition_index as u32,
+                offset: p.committed_offset as u64,
+                metadata: p.committed_metadata.as_ref().map(|m| m.as_str().to_string()).unwrap_or_default(),
+            });
+        }
+    }
+    let outcome = ctx
+        .shared
+        .broker
+        .commit_offsets(req.group_id.0.as_str(), req.member_id.as_str(), req.generation_id_or_member_epoch, commits)
+        .await
+        .map_err(|e| codes::of(&e))
+        .err()
+        .unwrap_or(codes::NONE);
+    let mut r = OffsetCommitResponse::default();
+    for t in req.topics {
+        let name = t.name.0.as_str().to_string();
+        let mut tr = OffsetCommitResponseTopic::default();
+        tr.name = topic(name.clone());
+        for p in t.partitions {
+            let mut pr = OffsetCommitResponsePartition::default();
+            pr.partition_index = p.partition_index;
+            pr.error_code = bad.iter().find(|(n, i, _)| *n == name && *i == p.partition_index).map_or(outcome, |b| b.2);
+            tr.partitions.push(pr);
+        }
+        r.topics.push(tr);
+    }
+    r
+}

@@ -1,0 +1,44 @@
+//! The one place broker errors become Kafka error codes (values from Kafka's `Errors.java`).
+
+use busbar_broker::BrokerError;
+
+pub const NONE: i16 = 0;
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+pub const INVALID_REQUIRED_ACKS: i16 = 21;
+pub const UNSUPPORTED_VERSION: i16 = 35;
+pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+pub const INVALID_REQUEST: i16 = 42;
+pub const INVALID_RECORD: i16 = 87;
+
+/// The Kafka error code for a broker error.
+pub fn of(e: &BrokerError) -> i16 {
+    use BrokerError as B;
+    match e {
+        B::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+        B::CorruptMessage(_) => 2,
+        B::UnknownTopic(_) | B::UnknownPartition { .. } => UNKNOWN_TOPIC_OR_PARTITION,
+        B::ShuttingDown => 6, // NOT_LEADER_OR_FOLLOWER: retriable, clients refresh metadata
+        B::MessageTooLarge { .. } => 10,
+        B::InvalidTopicName { .. } => 17,
+        B::IllegalGeneration { .. } => 22,
+        B::InconsistentGroupProtocol => 23,
+        B::UnknownMember { .. } => 25,
+        B::InvalidSessionTimeout(_) => 26,
+        B::RebalanceInProgress(_) => 27,
+        B::TopicExists(_) => 36,
+        B::InvalidPartitions(_) => 37,
+        B::InvalidConfig { .. } => 40,
+        B::InvalidRequest(_) => INVALID_REQUEST,
+        B::Storage(_) => 56, // KAFKA_STORAGE_ERROR
+        B::GroupNotEmpty(_) => 68,
+        B::UnknownGroup(_) => 69,
+        B::MemberIdRequired(_) => 79,
+        B::InvalidRecord(_) => INVALID_RECORD,
+    }
+}
+
+/// The code and a message for responses that carry one.
+pub fn with_message(e: &BrokerError) -> (i16, Option<String>) {
+    (of(e), Some(e.to_string()))
+}

@@ -1,0 +1,129 @@
+//! One client connection: frames (int32 length + header + body), version checks before decoding,
+//! one request at a time (as Kafka does: responses in request order), idle timeout, and clean
+//! close on anything unparseable. A declared length is never allocated up front: the body buffer
+//! grows only as bytes arrive, so a lying length costs nothing.
+
+use crate::api;
+use crate::versions;
+use crate::Shared;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader};
+use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Bytes read at a time while a frame's body arrives.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Why a connection ends early (for logs only).
+#[derive(Debug)]
+enum Close {
+    Eof,
+    Idle,
+    Io,
+    Bad(String),
+}
+
+async fn read_frame(sock: &mut TcpStream, shared: &Shared) -> Result<Bytes, Close> {
+    let mut len = [0u8; 4];
+    match tokio::time::timeout(shared.config.idle_timeout, sock.read_exact(&mut len)).await {
+        Err(_) => return Err(Close::Idle),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Close::Eof),
+        Ok(Err(_)) => return Err(Close::Io),
+        Ok(Ok(_)) => {}
+    }
+    let declared = i32::from_be_bytes(len);
+    let size = usize::try_from(declared).map_err(|_| Close::Bad(format!("negative frame length {declared}")))?;
+    if size > shared.config.frame_bytes_max || size < 8 {
+        return Err(Close::Bad(format!("frame length {size} outside [8, {}]", shared.config.frame_bytes_max)));
+    }
+    let mut body = Vec::with_capacity(size.min(READ_CHUNK_BYTES));
+    while body.len() < size {
+        let want = (size - body.len()).min(READ_CHUNK_BYTES);
+        let start = body.len();
+        body.resize(start + want, 0);
+        let read = tokio::time::timeout(shared.config.idle_timeout, sock.read_exact(&mut body[start..])).await;
+        match read {
+            Err(_) => return Err(Close::Idle),
+            Ok(Err(_)) => return Err(Close::Io),
+            Ok(Ok(_)) => {}
+        }
+    }
+    Ok(Bytes::from(body))
+}
+
+fn encode_response(correlation_id: i32, version: i16, resp: &kafka_protocol::messages::ResponseKind) -> Result<Vec<u8>, Close> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.extend_from_slice(&[0; 4]);
+    let mut header = ResponseHeader::default();
+    header.correlation_id = correlation_id;
+    header
+        .encode(&mut buf, resp.header_version(version))
+        .map_err(|e| Close::Bad(format!("encode header: {e}")))?;
+    resp.encode(&mut buf, version).map_err(|e| Close::Bad(format!("encode response: {e}")))?;
+    let len = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.to_vec())
+}
+
+/// Handles one frame; `Ok(None)` when no response is due (acks=0 produce).
+async fn handle(frame: Bytes, shared: &Shared, peer: SocketAddr) -> Result<Option<Vec<u8>>, Close> {
+    if frame.len() < 4 {
+        return Err(Close::Bad("frame shorter than a request header".into()));
+    }
+    let key_raw = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let key = ApiKey::try_from(key_raw).map_err(|_| Close::Bad(format!("unknown api key {key_raw}")))?;
+    if key == ApiKey::ApiVersions && !versions::serves(key, version) {
+        // KIP-511: answer in the v0 layout with UNSUPPORTED_VERSION and our ranges, so the client
+        // can retry with a version we speak.
+        if frame.len() < 8 {
+            return Err(Close::Bad("truncated ApiVersions header".into()));
+        }
+        let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        let resp = api::api_versions::unsupported();
+        return encode_response(correlation_id, 0, &resp).map(Some);
+    }
+    if !versions::serves(key, version) {
+        return Err(Close::Bad(format!("{key:?} v{version} is not served")));
+    }
+    let mut buf = frame;
+    let header = decode_request_header_from_buffer(&mut buf).map_err(|e| Close::Bad(format!("request header: {e}")))?;
+    let req = RequestKind::decode(key, &mut buf, version).map_err(|e| Close::Bad(format!("{key:?} v{version} body: {e}")))?;
+    let ctx = api::Ctx { shared, version, client_id: header.client_id.as_ref().map(|c| c.as_str().to_string()).unwrap_or_default(), peer };
+    match api::dispatch(&ctx, req).await {
+        Some(resp) => encode_response(header.correlation_id, version, &resp).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Serves one connection until it closes, fails, idles out, or the server stops.
+pub async fn run(mut sock: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let frame = tokio::select! {
+            f = read_frame(&mut sock, &shared) => f,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let outcome = match frame {
+            Ok(frame) => handle(frame, &shared, peer).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(Some(bytes)) => {
+                if sock.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(Close::Eof) | Err(Close::Idle) => return,
+            Err(Close::Io) => return,
+            Err(Close::Bad(why)) => {
+                eprintln!("busbar-kafka: closing connection from {peer}: {why}");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Real Kafka clients against the real busbar binary: kcat (librdkafka 2.0.x from Debian),
+confluent-kafka (librdkafka from PyPI) and kafka-python. Each test starts its own busbar on free
+loopback ports in a fresh data directory. Prints one line per test and a closing
+'N passed, N failed' line; exits non-zero on any failure.
+
+Usage: run.py PATH/TO/busbar [test-name-substring]
+"""
+import json, os, re, signal, socket, subprocess, sys, tempfile, threading, time, traceback, urllib.request
+
+BIN = sys.argv[1]
+ONLY = sys.argv[2] if len(sys.argv) > 2 else ""
+
+
+class Busbar:
+    def __init__(self, data=None, extra_env=None):
+        self.tmp = None if data else tempfile.TemporaryDirectory()
+        self.data = data or self.tmp.name
+        self.extra_env = extra_env or {}
+        self.start()
+
+    def start(self, kafka_port=0, http_port=0):
+        env = dict(os.environ, **self.extra_env)
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "--data-dir", self.data, "--http-addr", f"127.0.0.1:{http_port}",
+             "--kafka-addr", f"127.0.0.1:{kafka_port}"],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                raise RuntimeError("busbar exited before it was ready")
+            m = re.search(r"ready in .* http://(\S+) kafka (\S+) ", line)
+            if m:
+                self.ready_line = line
+                self.http, self.kafka = m.group(1), m.group(2)
+                threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+                return
+        raise RuntimeError("busbar did not become ready")
+
+    def restart(self, hard=False):
+        port = int(self.kafka.split(":")[1])
+        http_port = int(self.http.split(":")[1])
+        self.proc.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+        self.proc.wait(30)
+        self.start(port, http_port)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+        if self.tmp:
+            self.tmp.cleanup()
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://{self.http}{path}", timeout=30) as r:
+            return json.loads(r.read())
+
+    def post(self, path, body):
+        req = urllib.request.Request(f"http://{self.http}{path}", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+
+def kcat(b, *args, stdin=None):
+    out = subprocess.run(["kcat", "-b", b.kafka, *args], input=stdin, capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise AssertionError(f"kcat {args} failed: {out.stderr}")
+    return out.stdout
+
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+@test
+def kcat_metadata_produce_consume_with_keys_and_headers(b):
+    kcat(b, "-P", "-t", "kc", "-K", ":", "-H", "source=kcat", stdin="k1:v1\nk2:v2\nk1:v3\n")
+    meta = kcat(b, "-L")
+    assert "broker 0 at " + b.kafka in meta and "(controller)" in meta, meta
+    assert 'topic "kc" with 1 partitions' in meta, meta
+    out = kcat(b, "-C", "-t", "kc", "-e", "-o", "beginning", "-f", "%k=%s %h\n")
+    assert out.splitlines() == ["k1=v1 source=kcat", "k2=v2 source=kcat", "k1=v3 source=kcat"], out
+    assert kcat(b, "-C", "-t", "kc", "-e", "-o", "-1", "-f", "%o\n").strip() == "2"
+
+
+@test
+def kcat_every_codec_is_stored_as_received_and_read_back(b):
+    payload = "x" * 2000  # compressible, so librdkafka really compresses
+    for codec in ["gzip", "snappy", "lz4", "zstd"]:
+        lines = "".join(f"{codec}-{i}-{payload}\n" for i in range(20))
+        kcat(b, "-P", "-t", f"z-{codec}", "-z", codec, stdin=lines)
+        out = kcat(b, "-C", "-t", f"z-{codec}", "-e", "-o", "beginning")
+        assert out == lines, f"{codec}: {out[:200]}"
+        evs = b.get(f"/topics/z-{codec}/partitions/0/events?limit=100")["events"]
+        assert len(evs) == 20, (codec, evs[:1])
+
+
+@test
+def confluent_admin_creates_lists_and_deletes_topics(b):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka import KafkaException
+    a = AdminClient({"bootstrap.servers": b.kafka})
+    fs = a.create_topics([NewTopic("adm", num_partitions=4, replication_factor=1, config={"retention.ms": "3600000"})])
+    fs["adm"].result()
+    assert len(a.list_topics(timeout=10).topics["adm"].partitions) == 4
+    assert b.get("/topics/adm")["configs"]["retention.ms"] == "3600000"
+    for bad, expect in [(NewTopic("adm", 1, 1), "TOPIC_ALREADY_EXISTS"), (NewTopic("bad name", 1, 1), "TOPIC_EXCEPTION"),
+                        (NewTopic("rf", 1, 3), "INVALID_REPLICATION_FACTOR")]:
+        try:
+            a.create_topics([bad])[bad.topic].result()
+            raise AssertionError(f"{bad.topic} should fail")
+        except KafkaException as e:
+            assert expect in str(e), e
+    a.delete_topics(["adm"])["adm"].result()
+    assert "adm" not in a.list_topics(timeout=10).topics
+
+
+def produce_keyed(b, topic, n, partitions):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka import Producer
+    admin = AdminClient({"bootstrap.servers": b.kafka})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result()
+    p = Producer({"bootstrap.servers": b.kafka, "acks": "all", "linger.ms": 5, "compression.type": "none"})
+    acked = []
+    for i in range(n):
+        p.produce(topic, key=f"key-{i % 101}", value=f"{i}", on_delivery=lambda err, m: acked.append(err))
+        if i % 5000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+    assert len(acked) == n and all(e is None for e in acked), "every produce acknowledged"
+
+
+def group_member(b, topic, group, stop, seen, lock):
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": b.kafka, "group.id": group, "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "session.timeout.ms": 10000})
+    c.subscribe([topic])
+    while not stop.is_set():
+        msgs = c.consume(500, 0.5)
+        for m in msgs:
+            if m.error():
+                raise AssertionError(m.error())
+            with lock:
+                seen.append((m.partition(), m.offset(), m.key().decode(), int(m.value())))
+        if msgs:
+            c.commit(asynchronous=False)
+    c.close()
+
+
+@test
+def confluent_group_of_three_shares_100k_keyed_events_in_order(b):
+    n = 100_000
+    produce_keyed(b, "orders", n, 6)
+    seen, lock, stop = [], threading.Lock(), threading.Event()
+    members = [threading.Thread(target=group_member, args=(b, "orders", "g3", stop, seen, lock)) for _ in range(3)]
+    for t in members:
+        t.start()
+        time.sleep(0.5)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with lock:
+            if len({(p, o) for p, o, _, _ in seen}) >= n:
+                break
+        time.sleep(0.5)
+    stop.set()
+    for t in members:
+        t.join(30)
+    distinct = {(p, o) for p, o, _, _ in seen}
+    assert len(distinct) == n, f"consumed {len(distinct)} of {n}"
+    values = sorted({v for _, _, _, v in seen})
+    assert values == list(range(n)), "no event lost"
+    last = {}
+    for p, o, k, v in sorted(seen, key=lambda s: (s[0], s[1])):
+        assert last.get(k, -1) < v or (k in last and (p, o) in distinct), "per-key order"
+        last[k] = v
+    g = b.get("/groups/g3")
+    assert g["lag"] == 0, g
+
+
+@test
+def rebalance_when_a_member_leaves_and_when_one_is_killed(b):
+    produce_keyed(b, "rb", 3000, 4)
+    code = f"""
+import sys, time
+from confluent_kafka import Consumer
+c = Consumer({{"bootstrap.servers": "{b.kafka}", "group.id": "rbg", "auto.offset.reset": "earliest",
+               "enable.auto.commit": False, "session.timeout.ms": 6000}})
+c.subscribe(["rb"])
+t = time.time()
+while time.time() - t < 8:
+    for m in c.consume(100, 0.5):
+        c.commit(message=m, asynchronous=False)
+print(len(c.assignment()), flush=True)
+time.sleep(60)
+"""
+    victim = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    seen, lock, stop = [], threading.Lock(), threading.Event()
+    t = threading.Thread(target=group_member, args=(b, "rb", "rbg", stop, seen, lock))
+    t.start()
+    victim.stdout.readline()
+    victim.kill()  # no LeaveGroup: the session times out and the survivor takes over
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        g = b.get("/groups/rbg")
+        if len(g["members"]) == 1 and g["lag"] == 0:
+            break
+        time.sleep(0.5)
+    stop.set()
+    t.join(30)
+    g = b.get("/groups/rbg")
+    assert len(g["members"]) == 0 and g["lag"] == 0, g
+
+
+@test
+def kafka_python_produces_and_consumes_in_a_group(b):
+    from kafka import KafkaProducer, KafkaConsumer
+    p = KafkaProducer(bootstrap_servers=b.kafka, enable_idempotence=False, acks="all")
+    for i in range(500):
+        p.send("kp", key=f"k{i % 7}".encode(), value=f"{i}".encode(), headers=[("h", b"1")])
+    p.flush(30)
+    c = KafkaConsumer("kp", bootstrap_servers=b.kafka, group_id="kpg", auto_offset_reset="earliest",
+                      enable_auto_commit=False, consumer_timeout_ms=5000)
+    got = [m for m in c]
+    c.commit()
+    c.close()
+    assert sorted(int(m.value) for m in got) == list(range(500)), len(got)
+    assert got[0].headers == [("h", b"1")]
+    assert b.get("/groups/kpg")["lag"] == 0
+
+
+@test
+def committed_offsets_survive_clean_and_kill_9_restarts(b):
+    from confluent_kafka import Consumer, TopicPartition
+    produce_keyed(b, "dur", 1000, 2)
+    c = Consumer({"bootstrap.servers": b.kafka, "group.id": "dg", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition("dur", 0, 123), TopicPartition("dur", 1, 45)], asynchronous=False)
+    c.close()
+    for hard in (False, True):
+        b.restart(hard=hard)
+        c = Consumer({"bootstrap.servers": b.kafka, "group.id": "dg"})
+        got = c.committed([TopicPartition("dur", 0), TopicPartition("dur", 1)], timeout=10)
+        c.close()
+        assert [tp.offset for tp in got] == [123, 45], (hard, got)
+        total = sum(p["high_watermark"] for p in b.get("/topics/dur")["partitions"])
+        assert total == 1000, (hard, total)
+
+
+@test
+def http_and_kafka_see_the_same_events(b):
+    b.post("/topics", {"name": "x", "partitions": 1})
+    b.post("/topics/x/events", {"key": "hk", "value": {"a": 1}, "headers": {"trace": "t1"}, "timestamp": 1700000000123})
+    out = kcat(b, "-C", "-t", "x", "-e", "-o", "beginning", "-f", "%k|%s|%h|%T\n")
+    assert out.strip() == 'hk|{"a":1}|trace=t1|1700000000123', out
+    kcat(b, "-P", "-t", "x", "-K", ":", stdin="kk:from-kafka\n")
+    evs = b.get("/topics/x/partitions/0/events?offset=1")["events"]
+    assert evs[0]["key"] == "kk" and evs[0]["value_base64"] == "ZnJvbS1rYWZrYQ==", evs
+    # One namespace for groups: an offset committed over Kafka is visible over HTTP.
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": b.kafka, "group.id": "shared"})
+    c.commit(offsets=[TopicPartition("x", 0, 2)], asynchronous=False)
+    c.close()
+    assert b.get("/groups/shared")["offsets"][0]["committed_offset"] == 2
+
+
+def main():
+    passed = failed = 0
+    for fn in TESTS:
+        if ONLY and ONLY not in fn.__name__:
+            continue
+        b = Busbar()
+        start = time.time()
+        try:
+            fn(b)
+            passed += 1
+            print(f"ok      {fn.__name__} ({time.time() - start:.1f}s)", flush=True)
+        except Exception:
+            failed += 1
+            print(f"FAILED  {fn.__name__}\n{traceback.format_exc()}", flush=True)
+        finally:
+            b.stop()
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
