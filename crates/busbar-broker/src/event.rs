@@ -72,6 +72,9 @@ pub fn encode(events: &[&Event], now_ms: i64) -> Vec<u8> {
     batch::build(&recs)
 }
 
+/// Most bytes one compressed batch may inflate to when read as events.
+pub const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
+
 /// Decodes every event at or after `from` in `data` (whole stored batches, back to back).
 pub fn decode(topic: &str, partition: u32, data: &[u8], from: u64) -> Result<Vec<StoredEvent>> {
     let mut out = Vec::new();
@@ -87,14 +90,13 @@ pub fn decode(topic: &str, partition: u32, data: &[u8], from: u64) -> Result<Vec
         if h.is_control() {
             continue;
         }
-        if h.compression() != 0 {
-            return Err(BrokerError::InvalidRecord(format!(
-                "batch at offset {} is compressed (codec {}); decoding compressed batches arrives with the Kafka front end",
-                h.base_offset,
-                h.compression()
-            )));
-        }
-        for r in Records::new(&bytes[HEADER_BYTES..]) {
+        let section = match h.compression() {
+            0 => std::borrow::Cow::Borrowed(&bytes[HEADER_BYTES..]),
+            codec => std::borrow::Cow::Owned(crate::codec::decompress(codec, &bytes[HEADER_BYTES..], DECOMPRESSED_BYTES_MAX).map_err(|e| {
+                BrokerError::InvalidRecord(format!("batch at offset {}: {e}", h.base_offset))
+            })?),
+        };
+        for r in Records::new(&section) {
             let r = r.map_err(|e| BrokerError::Storage(e.to_string()))?;
             let offset = h.base_offset as u64 + r.offset_delta as u64;
             if offset < from {

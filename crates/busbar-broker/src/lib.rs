@@ -41,6 +41,7 @@
 
 pub mod assignment;
 mod broker;
+pub mod codec;
 pub mod config;
 mod consumer;
 mod error;
