@@ -509,7 +509,13 @@ impl Broker {
     }
 
     /// Whole stored batches from `offset` up to `max_bytes` (at least one batch), without waiting.
-    pub fn read_now(&self, topic: &str, partition: i64, offset: u64, max_bytes: usize) -> Result<Vec<u8>> {
+    pub fn read_now(
+        &self,
+        topic: &str,
+        partition: i64,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>> {
         let t = self.topic(topic)?;
         Ok(t.partition(partition)?.log.read(offset, max_bytes)?.data)
     }
@@ -519,10 +525,17 @@ impl Broker {
     pub async fn wait_for_data(&self, parts: &[(String, i64, u64)], timeout: Duration) {
         let found: Vec<(Arc<Partition>, u64)> = parts
             .iter()
-            .filter_map(|(t, p, o)| self.topic(t).ok().and_then(|t| t.partition(*p).ok().cloned()).map(|p| (p, *o)))
+            .filter_map(|(t, p, o)| {
+                self.topic(t)
+                    .ok()
+                    .and_then(|t| t.partition(*p).ok().cloned())
+                    .map(|p| (p, *o))
+            })
             .collect();
-        let mut waits: Vec<std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>>> =
-            found.iter().map(|(p, _)| Box::pin(p.appended.notified())).collect();
+        let mut waits: Vec<std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>>> = found
+            .iter()
+            .map(|(p, _)| Box::pin(p.appended.notified()))
+            .collect();
         for w in &mut waits {
             w.as_mut().enable();
         }
@@ -698,7 +711,10 @@ pub(crate) struct AnyOf<F>(pub(crate) Vec<std::pin::Pin<Box<F>>>);
 impl<F: std::future::Future<Output = ()>> std::future::Future for AnyOf<F> {
     type Output = ();
 
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
         if self.0.is_empty() {
             return std::task::Poll::Pending;
         }

@@ -18,7 +18,10 @@ pub fn name(codec: u8) -> &'static str {
 
 fn bounded(mut r: impl Read, limit: usize) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    r.by_ref().take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| e.to_string())?;
+    r.by_ref()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
     if out.len() > limit {
         return Err(format!("decompresses past the limit of {limit} bytes"));
     }
@@ -32,7 +35,9 @@ fn snappy_block(block: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     if len > limit {
         return Err(format!("decompresses past the limit of {limit} bytes"));
     }
-    snap::raw::Decoder::new().decompress_vec(block).map_err(|e| e.to_string())
+    snap::raw::Decoder::new()
+        .decompress_vec(block)
+        .map_err(|e| e.to_string())
 }
 
 fn snappy(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
@@ -43,9 +48,14 @@ fn snappy(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     let mut pos = XERIAL_MAGIC.len() + 8;
     let mut out = Vec::new();
     while pos < data.len() {
-        let len_bytes = data.get(pos..pos + 4).ok_or("truncated xerial chunk length")?;
-        let len = u32::from_be_bytes(len_bytes.try_into().map_err(|_| "bad chunk length")?) as usize;
-        let block = data.get(pos + 4..pos + 4 + len).ok_or("truncated xerial chunk")?;
+        let len_bytes = data
+            .get(pos..pos + 4)
+            .ok_or("truncated xerial chunk length")?;
+        let len =
+            u32::from_be_bytes(len_bytes.try_into().map_err(|_| "bad chunk length")?) as usize;
+        let block = data
+            .get(pos + 4..pos + 4 + len)
+            .ok_or("truncated xerial chunk")?;
         out.extend(snappy_block(block, limit - out.len())?);
         pos += 4 + len;
     }
@@ -90,9 +100,15 @@ mod tests {
         assert!(decompress(2, &raw, 10).is_err());
         let mut lz = lz4_flex::frame::FrameEncoder::new(Vec::new());
         lz.write_all(&plain).unwrap();
-        assert_eq!(decompress(3, &lz.finish().unwrap(), 1 << 20).unwrap(), plain);
+        assert_eq!(
+            decompress(3, &lz.finish().unwrap(), 1 << 20).unwrap(),
+            plain
+        );
         for codec in 1..=4 {
-            assert!(decompress(codec, b"garbage bytes", 1 << 20).is_err(), "codec {codec}");
+            assert!(
+                decompress(codec, b"garbage bytes", 1 << 20).is_err(),
+                "codec {codec}"
+            );
         }
     }
 }

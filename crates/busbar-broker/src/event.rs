@@ -92,9 +92,15 @@ pub fn decode(topic: &str, partition: u32, data: &[u8], from: u64) -> Result<Vec
         }
         let section = match h.compression() {
             0 => std::borrow::Cow::Borrowed(&bytes[HEADER_BYTES..]),
-            codec => std::borrow::Cow::Owned(crate::codec::decompress(codec, &bytes[HEADER_BYTES..], DECOMPRESSED_BYTES_MAX).map_err(|e| {
-                BrokerError::InvalidRecord(format!("batch at offset {}: {e}", h.base_offset))
-            })?),
+            codec => std::borrow::Cow::Owned(
+                crate::codec::decompress(codec, &bytes[HEADER_BYTES..], DECOMPRESSED_BYTES_MAX)
+                    .map_err(|e| {
+                        BrokerError::InvalidRecord(format!(
+                            "batch at offset {}: {e}",
+                            h.base_offset
+                        ))
+                    })?,
+            ),
         };
         for r in Records::new(&section) {
             let r = r.map_err(|e| BrokerError::Storage(e.to_string()))?;

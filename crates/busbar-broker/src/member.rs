@@ -341,4 +341,3 @@ impl Drop for GroupConsumer {
         }
     }
 }
-

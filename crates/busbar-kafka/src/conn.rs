@@ -36,16 +36,24 @@ async fn read_frame(sock: &mut TcpStream, shared: &Shared) -> Result<Bytes, Clos
         Ok(Ok(_)) => {}
     }
     let declared = i32::from_be_bytes(len);
-    let size = usize::try_from(declared).map_err(|_| Close::Bad(format!("negative frame length {declared}")))?;
+    let size = usize::try_from(declared)
+        .map_err(|_| Close::Bad(format!("negative frame length {declared}")))?;
     if size > shared.config.frame_bytes_max || size < 8 {
-        return Err(Close::Bad(format!("frame length {size} outside [8, {}]", shared.config.frame_bytes_max)));
+        return Err(Close::Bad(format!(
+            "frame length {size} outside [8, {}]",
+            shared.config.frame_bytes_max
+        )));
     }
     let mut body = Vec::with_capacity(size.min(READ_CHUNK_BYTES));
     while body.len() < size {
         let want = (size - body.len()).min(READ_CHUNK_BYTES);
         let start = body.len();
         body.resize(start + want, 0);
-        let read = tokio::time::timeout(shared.config.idle_timeout, sock.read_exact(&mut body[start..])).await;
+        let read = tokio::time::timeout(
+            shared.config.idle_timeout,
+            sock.read_exact(&mut body[start..]),
+        )
+        .await;
         match read {
             Err(_) => return Err(Close::Idle),
             Ok(Err(_)) => return Err(Close::Io),
@@ -55,7 +63,11 @@ async fn read_frame(sock: &mut TcpStream, shared: &Shared) -> Result<Bytes, Clos
     Ok(Bytes::from(body))
 }
 
-fn encode_response(correlation_id: i32, version: i16, resp: &kafka_protocol::messages::ResponseKind) -> Result<Vec<u8>, Close> {
+fn encode_response(
+    correlation_id: i32,
+    version: i16,
+    resp: &kafka_protocol::messages::ResponseKind,
+) -> Result<Vec<u8>, Close> {
     let mut buf = BytesMut::with_capacity(256);
     buf.extend_from_slice(&[0; 4]);
     let mut header = ResponseHeader::default();
@@ -63,7 +75,8 @@ fn encode_response(correlation_id: i32, version: i16, resp: &kafka_protocol::mes
     header
         .encode(&mut buf, resp.header_version(version))
         .map_err(|e| Close::Bad(format!("encode header: {e}")))?;
-    resp.encode(&mut buf, version).map_err(|e| Close::Bad(format!("encode response: {e}")))?;
+    resp.encode(&mut buf, version)
+        .map_err(|e| Close::Bad(format!("encode response: {e}")))?;
     let len = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf.to_vec())
@@ -76,7 +89,8 @@ async fn handle(frame: Bytes, shared: &Shared, peer: SocketAddr) -> Result<Optio
     }
     let key_raw = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let key = ApiKey::try_from(key_raw).map_err(|_| Close::Bad(format!("unknown api key {key_raw}")))?;
+    let key =
+        ApiKey::try_from(key_raw).map_err(|_| Close::Bad(format!("unknown api key {key_raw}")))?;
     if key == ApiKey::ApiVersions && !versions::serves(key, version) {
         // KIP-511: answer in the v0 layout with UNSUPPORTED_VERSION and our ranges, so the client
         // can retry with a version we speak.
@@ -91,9 +105,20 @@ async fn handle(frame: Bytes, shared: &Shared, peer: SocketAddr) -> Result<Optio
         return Err(Close::Bad(format!("{key:?} v{version} is not served")));
     }
     let mut buf = frame;
-    let header = decode_request_header_from_buffer(&mut buf).map_err(|e| Close::Bad(format!("request header: {e}")))?;
-    let req = RequestKind::decode(key, &mut buf, version).map_err(|e| Close::Bad(format!("{key:?} v{version} body: {e}")))?;
-    let ctx = api::Ctx { shared, version, client_id: header.client_id.as_ref().map(|c| c.as_str().to_string()).unwrap_or_default(), peer };
+    let header = decode_request_header_from_buffer(&mut buf)
+        .map_err(|e| Close::Bad(format!("request header: {e}")))?;
+    let req = RequestKind::decode(key, &mut buf, version)
+        .map_err(|e| Close::Bad(format!("{key:?} v{version} body: {e}")))?;
+    let ctx = api::Ctx {
+        shared,
+        version,
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.as_str().to_string())
+            .unwrap_or_default(),
+        peer,
+    };
     match api::dispatch(&ctx, req).await {
         Some(resp) => encode_response(header.correlation_id, version, &resp).map(Some),
         None => Ok(None),
@@ -101,7 +126,12 @@ async fn handle(frame: Bytes, shared: &Shared, peer: SocketAddr) -> Result<Optio
 }
 
 /// Serves one connection until it closes, fails, idles out, or the server stops.
-pub async fn run(mut sock: TcpStream, peer: SocketAddr, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let frame = tokio::select! {
             f = read_frame(&mut sock, &shared) => f,

@@ -64,7 +64,12 @@ pub(crate) struct Shared {
 
 /// Serves the Kafka protocol on `listener` until `shutdown` resolves; open connections then finish
 /// the request they are on and close.
-pub async fn serve(listener: tokio::net::TcpListener, broker: Arc<Broker>, config: KafkaConfig, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    broker: Arc<Broker>,
+    config: KafkaConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let limit = Arc::new(Semaphore::new(config.connections_max));
     let shared = Arc::new(Shared { broker, config });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -32,11 +32,18 @@ pub const PRODUCE_DECODABLE_MIN: i16 = 3;
 
 /// The advertised range of `key`, if busbar serves it.
 pub fn range(key: ApiKey) -> Option<(i16, i16)> {
-    ADVERTISED.iter().find(|(k, _, _)| *k == key).map(|(_, lo, hi)| (*lo, *hi))
+    ADVERTISED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, lo, hi)| (*lo, *hi))
 }
 
 /// True when (key, version) is served and decodable.
 pub fn serves(key: ApiKey, version: i16) -> bool {
-    let min = if key == ApiKey::Produce { PRODUCE_DECODABLE_MIN } else { i16::MIN };
+    let min = if key == ApiKey::Produce {
+        PRODUCE_DECODABLE_MIN
+    } else {
+        i16::MIN
+    };
     range(key).is_some_and(|(lo, hi)| version >= lo.max(min) && version <= hi)
 }

@@ -209,7 +209,13 @@ impl Config {
             );
         }
         if let Some(a) = &flags.kafka_addr {
-            flag_table.insert("kafka".into(), Value::Table(Table::from_iter([("addr".to_string(), Value::String(a.clone()))])));
+            flag_table.insert(
+                "kafka".into(),
+                Value::Table(Table::from_iter([(
+                    "addr".to_string(),
+                    Value::String(a.clone()),
+                )])),
+            );
         }
         merge(&mut table, flag_table, "")?;
         let config: Config =
@@ -232,9 +238,24 @@ impl Config {
             .map_err(|_| anyhow!("http.addr {:?} is not an IP:port address", self.http.addr))?;
         let b = &self.broker;
         let checks: [(&str, u64, u64, u64); 9] = [
-            ("kafka.frame_bytes_max", self.kafka.frame_bytes_max, 1024, 1 << 31),
-            ("kafka.connections_max", self.kafka.connections_max, 1, 1_000_000),
-            ("kafka.idle_timeout_ms", self.kafka.idle_timeout_ms, 1000, 86_400_000),
+            (
+                "kafka.frame_bytes_max",
+                self.kafka.frame_bytes_max,
+                1024,
+                1 << 31,
+            ),
+            (
+                "kafka.connections_max",
+                self.kafka.connections_max,
+                1,
+                1_000_000,
+            ),
+            (
+                "kafka.idle_timeout_ms",
+                self.kafka.idle_timeout_ms,
+                1000,
+                86_400_000,
+            ),
             (
                 "broker.default_partitions",
                 b.default_partitions as u64,
@@ -318,8 +339,16 @@ impl Config {
     pub fn kafka_config(&self, bound: SocketAddr) -> busbar_kafka::KafkaConfig {
         let k = &self.kafka;
         busbar_kafka::KafkaConfig {
-            advertised_host: if k.advertised_host.is_empty() { bound.ip().to_string() } else { k.advertised_host.clone() },
-            advertised_port: if k.advertised_port == 0 { bound.port() } else { k.advertised_port },
+            advertised_host: if k.advertised_host.is_empty() {
+                bound.ip().to_string()
+            } else {
+                k.advertised_host.clone()
+            },
+            advertised_port: if k.advertised_port == 0 {
+                bound.port()
+            } else {
+                k.advertised_port
+            },
             auto_create_topics: k.auto_create_topics,
             frame_bytes_max: k.frame_bytes_max as usize,
             connections_max: k.connections_max as usize,

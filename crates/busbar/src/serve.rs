@@ -40,14 +40,21 @@ async fn serve(config: Config) -> Result<()> {
     let kafka_listener = tokio::net::TcpListener::bind(&config.kafka.addr)
         .await
         .with_context(|| format!("bind Kafka on {}", config.kafka.addr))?;
-    let kafka_addr = kafka_listener.local_addr().context("Kafka listener address")?;
+    let kafka_addr = kafka_listener
+        .local_addr()
+        .context("Kafka listener address")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let background = tokio::spawn(broker.clone().run_background(wait(stop_rx.clone())));
     let kafka_config = config.kafka_config(kafka_addr);
-    let kafka = tokio::spawn(busbar_kafka::serve(kafka_listener, broker.clone(), kafka_config, wait(stop_rx.clone())));
+    let kafka = tokio::spawn(busbar_kafka::serve(
+        kafka_listener,
+        broker.clone(),
+        kafka_config,
+        wait(stop_rx.clone()),
+    ));
     let mut http = tokio::spawn(busbar_http::serve(
         listener,
         broker.clone(),

@@ -13,7 +13,14 @@ fn serve_with_no_arguments_uses_built_in_defaults() {
     // No flags: only the port is moved off 8080 (through the environment) so tests can run in parallel.
     let mut cmd = Command::new(BIN);
     cmd.arg("serve").current_dir(cwd.path());
-    let s = Server::spawn(cmd, &[("BUSBAR_HTTP_ADDR", "127.0.0.1:0"), ("BUSBAR_KAFKA_ADDR", "127.0.0.1:0")], cwd.path());
+    let s = Server::spawn(
+        cmd,
+        &[
+            ("BUSBAR_HTTP_ADDR", "127.0.0.1:0"),
+            ("BUSBAR_KAFKA_ADDR", "127.0.0.1:0"),
+        ],
+        cwd.path(),
+    );
     assert!(
         s.ready_line.contains("data busbar-data"),
         "{}",
@@ -289,7 +296,14 @@ fn configuration_is_layered_checked_and_printed() {
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, "x").unwrap();
     let out = Command::new(BIN)
-        .args(["serve", "--http-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--kafka-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&blocker)
         .output()
         .unwrap();

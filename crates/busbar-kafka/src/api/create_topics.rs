@@ -3,7 +3,9 @@
 
 use super::{sb, topic_id, Ctx};
 use crate::codes;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use std::collections::BTreeMap;
 
@@ -16,20 +18,44 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
         res.name = t.name.clone();
         res.num_partitions = -1;
         res.replication_factor = -1;
-        let configs: BTreeMap<String, String> = t.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.as_str().to_string(), v.as_str().to_string()))).collect();
+        let configs: BTreeMap<String, String> = t
+            .configs
+            .iter()
+            .filter_map(|c| {
+                c.value
+                    .as_ref()
+                    .map(|v| (c.name.as_str().to_string(), v.as_str().to_string()))
+            })
+            .collect();
         let partitions = (t.num_partitions != -1).then_some(i64::from(t.num_partitions));
         let outcome = if !matches!(t.replication_factor, -1 | 1) {
-            Err((codes::INVALID_REPLICATION_FACTOR, format!("replication factor {} is not possible on one node", t.replication_factor)))
+            Err((
+                codes::INVALID_REPLICATION_FACTOR,
+                format!(
+                    "replication factor {} is not possible on one node",
+                    t.replication_factor
+                ),
+            ))
         } else if req.validate_only {
             busbar_broker::validate_name(&name)
-                .and_then(|_| broker.config().topic_defaults.with_overrides(&configs).map(|_| ()))
+                .and_then(|_| {
+                    broker
+                        .config()
+                        .topic_defaults
+                        .with_overrides(&configs)
+                        .map(|_| ())
+                })
                 .and_then(|_| match broker.describe_topic(&name) {
                     Ok(_) => Err(busbar_broker::BrokerError::TopicExists(name.clone())),
                     Err(_) => Ok(()),
                 })
                 .map_err(|e| (codes::of(&e), e.to_string()))
         } else {
-            broker.create_topic(&name, partitions, configs).await.map(|_| ()).map_err(|e| (codes::of(&e), e.to_string()))
+            broker
+                .create_topic(&name, partitions, configs)
+                .await
+                .map(|_| ())
+                .map_err(|e| (codes::of(&e), e.to_string()))
         };
         match outcome {
             Ok(()) => {
@@ -49,7 +75,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
                             .collect(),
                     );
                 } else {
-                    res.num_partitions = partitions.unwrap_or(i64::from(broker.config().default_partitions)) as i32;
+                    res.num_partitions =
+                        partitions.unwrap_or(i64::from(broker.config().default_partitions)) as i32;
                     res.replication_factor = 1;
                 }
             }

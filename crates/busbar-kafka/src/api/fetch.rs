@@ -14,7 +14,8 @@ use std::time::Duration;
 fn clear_epochs(data: &mut [u8]) {
     let mut pos = 0;
     while pos + 61 <= data.len() {
-        let len = i32::from_be_bytes([data[pos + 8], data[pos + 9], data[pos + 10], data[pos + 11]]);
+        let len =
+            i32::from_be_bytes([data[pos + 8], data[pos + 9], data[pos + 10], data[pos + 11]]);
         data[pos + 12..pos + 16].copy_from_slice(&(-1i32).to_be_bytes());
         pos += 12 + len.max(49) as usize;
     }
@@ -38,19 +39,35 @@ fn read_once(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> usize {
         pd.last_stable_offset = -1;
         pd.log_start_offset = -1;
         let broker = &ctx.shared.broker;
-        let budget = (s.max_bytes.max(1) as usize).min(total_max.saturating_sub(total)).max(if total == 0 { 1 } else { 0 });
+        let budget = (s.max_bytes.max(1) as usize)
+            .min(total_max.saturating_sub(total))
+            .max(if total == 0 { 1 } else { 0 });
         let result = if s.offset < 0 {
-            Err(BrokerError::OffsetOutOfRange { offset: 0, start: 0, end: 0 })
-        } else if budget == 0 {
-            broker.offsets_of(&s.topic, s.partition as i64).map(|(l, h)| (Vec::new(), l, h))
-        } else {
-            broker.offsets_of(&s.topic, s.partition as i64).and_then(|(l, h)| {
-                let at = s.offset as u64;
-                if at < l || at > h {
-                    return Err(BrokerError::OffsetOutOfRange { offset: at, start: l, end: h });
-                }
-                broker.read_now(&s.topic, s.partition as i64, at, budget).map(|d| (d, l, h))
+            Err(BrokerError::OffsetOutOfRange {
+                offset: 0,
+                start: 0,
+                end: 0,
             })
+        } else if budget == 0 {
+            broker
+                .offsets_of(&s.topic, s.partition as i64)
+                .map(|(l, h)| (Vec::new(), l, h))
+        } else {
+            broker
+                .offsets_of(&s.topic, s.partition as i64)
+                .and_then(|(l, h)| {
+                    let at = s.offset as u64;
+                    if at < l || at > h {
+                        return Err(BrokerError::OffsetOutOfRange {
+                            offset: at,
+                            start: l,
+                            end: h,
+                        });
+                    }
+                    broker
+                        .read_now(&s.topic, s.partition as i64, at, budget)
+                        .map(|d| (d, l, h))
+                })
         };
         match result {
             Ok((mut data, log_start, hw)) => {
@@ -91,7 +108,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         .collect();
     let total_max = (req.max_bytes.max(1) as usize).min(ctx.shared.broker.config().fetch_bytes_max);
     let got = read_once(ctx, &mut slots, total_max);
-    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(ctx.shared.broker.config().fetch_wait_max);
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64)
+        .min(ctx.shared.broker.config().fetch_wait_max);
     if got < req.min_bytes.max(1) as usize && !wait.is_zero() {
         let parts: Vec<(String, i64, u64)> = slots
             .iter()
@@ -105,7 +123,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     }
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
     for s in slots {
-        if responses.last().is_none_or(|r| r.topic.0.as_str() != s.topic) {
+        if responses
+            .last()
+            .is_none_or(|r| r.topic.0.as_str() != s.topic)
+        {
             let mut tr = FetchableTopicResponse::default();
             tr.topic = topic(s.topic.clone());
             responses.push(tr);

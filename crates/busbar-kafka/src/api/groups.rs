@@ -7,19 +7,28 @@ use busbar_broker::{BrokerError, JoinRequest};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
 };
 
 pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
     let session = i64::from(req.session_timeout_ms);
-    let rebalance = if ctx.version >= 1 { i64::from(req.rebalance_timeout_ms) } else { session };
+    let rebalance = if ctx.version >= 1 {
+        i64::from(req.rebalance_timeout_ms)
+    } else {
+        session
+    };
     let jr = JoinRequest {
         group: req.group_id.0.as_str().to_string(),
         member_id: req.member_id.as_str().to_string(),
         client_id: ctx.client_id.clone(),
         client_host: ctx.peer.ip().to_string(),
         protocol_type: req.protocol_type.as_str().to_string(),
-        protocols: req.protocols.iter().map(|p| (p.name.as_str().to_string(), p.metadata.to_vec())).collect(),
+        protocols: req
+            .protocols
+            .iter()
+            .map(|p| (p.name.as_str().to_string(), p.metadata.to_vec()))
+            .collect(),
         session_timeout_ms: session,
         rebalance_timeout_ms: rebalance,
         require_known_member_id: ctx.version >= 4,
@@ -58,10 +67,24 @@ pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
 }
 
 pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
-    let assignments = req.assignments.iter().map(|a| (a.member_id.as_str().to_string(), a.assignment.to_vec())).collect();
+    let assignments = req
+        .assignments
+        .iter()
+        .map(|a| (a.member_id.as_str().to_string(), a.assignment.to_vec()))
+        .collect();
     let group = req.group_id.0.as_str().to_string();
     let mut r = SyncGroupResponse::default();
-    match ctx.shared.broker.sync_group(&group, req.member_id.as_str(), req.generation_id, assignments).await {
+    match ctx
+        .shared
+        .broker
+        .sync_group(
+            &group,
+            req.member_id.as_str(),
+            req.generation_id,
+            assignments,
+        )
+        .await
+    {
         Ok(a) => {
             r.assignment = a.into();
             if ctx.version >= 5 {
@@ -76,7 +99,11 @@ pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
 
 pub fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
     let mut r = HeartbeatResponse::default();
-    if let Err(e) = ctx.shared.broker.heartbeat(req.group_id.0.as_str(), req.member_id.as_str(), req.generation_id) {
+    if let Err(e) = ctx.shared.broker.heartbeat(
+        req.group_id.0.as_str(),
+        req.member_id.as_str(),
+        req.generation_id,
+    ) {
         r.error_code = codes::of(&e);
     }
     r

@@ -3,7 +3,9 @@
 
 use super::{topic, Ctx};
 use crate::codes;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 pub fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -19,12 +21,17 @@ pub fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
             pr.leader_epoch = -1;
             pr.timestamp = -1;
             pr.offset = -1;
-            let answer = broker.offsets_of(&name, p.partition_index as i64).and_then(|(start, hw)| match p.timestamp {
-                -1 => Ok(Some(hw)),
-                -2 => Ok(Some(start)),
-                ts if ts >= 0 => broker.offset_for_timestamp(&name, p.partition_index as i64, ts).map(|o| (o < hw).then_some(o)),
-                _ => Ok(None),
-            });
+            let answer =
+                broker
+                    .offsets_of(&name, p.partition_index as i64)
+                    .and_then(|(start, hw)| match p.timestamp {
+                        -1 => Ok(Some(hw)),
+                        -2 => Ok(Some(start)),
+                        ts if ts >= 0 => broker
+                            .offset_for_timestamp(&name, p.partition_index as i64, ts)
+                            .map(|o| (o < hw).then_some(o)),
+                        _ => Ok(None),
+                    });
             match answer {
                 Ok(Some(o)) => {
                     pr.offset = o as i64;

@@ -4,7 +4,9 @@
 
 use super::{sb, topic, topic_id, Ctx};
 use crate::codes;
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
 fn describe(ctx: &Ctx<'_>, name: &str) -> MetadataResponseTopic {
@@ -38,13 +40,22 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let names: Vec<String> = match req.topics {
         None => broker.list_topics().into_iter().map(|t| t.name).collect(),
-        Some(ts) if ts.is_empty() && ctx.version == 0 => broker.list_topics().into_iter().map(|t| t.name).collect(),
-        Some(ts) => ts.into_iter().filter_map(|t| t.name.map(|n| n.0.as_str().to_string())).collect(),
+        Some(ts) if ts.is_empty() && ctx.version == 0 => {
+            broker.list_topics().into_iter().map(|t| t.name).collect()
+        }
+        Some(ts) => ts
+            .into_iter()
+            .filter_map(|t| t.name.map(|n| n.0.as_str().to_string()))
+            .collect(),
     };
-    let auto = ctx.shared.config.auto_create_topics && (ctx.version < 4 || req.allow_auto_topic_creation);
+    let auto =
+        ctx.shared.config.auto_create_topics && (ctx.version < 4 || req.allow_auto_topic_creation);
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
-        if auto && broker.describe_topic(&name).is_err() && busbar_broker::validate_name(&name).is_ok() {
+        if auto
+            && broker.describe_topic(&name).is_err()
+            && busbar_broker::validate_name(&name).is_ok()
+        {
             let _ = broker.create_topic(&name, None, Default::default()).await;
         }
         topics.push(describe(ctx, &name));

@@ -4,7 +4,9 @@
 use super::{topic, Ctx};
 use crate::codes;
 use busbar_broker::OffsetCommit;
-use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResponse {
@@ -17,7 +19,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
                 bad.push((name.clone(), p.partition_index, codes::INVALID_REQUEST));
                 continue;
             }
-            if let Err(e) = ctx.shared.broker.offsets_of(&name, p.partition_index as i64) {
+            if let Err(e) = ctx
+                .shared
+                .broker
+                .offsets_of(&name, p.partition_index as i64)
+            {
                 bad.push((name.clone(), p.partition_index, codes::of(&e)));
                 continue;
             }
@@ -25,14 +31,23 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
                 topic: name.clone(),
                 partition: p.partition_index as u32,
                 offset: p.committed_offset as u64,
-                metadata: p.committed_metadata.as_ref().map(|m| m.as_str().to_string()).unwrap_or_default(),
+                metadata: p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.as_str().to_string())
+                    .unwrap_or_default(),
             });
         }
     }
     let outcome = ctx
         .shared
         .broker
-        .commit_offsets(req.group_id.0.as_str(), req.member_id.as_str(), req.generation_id_or_member_epoch, commits)
+        .commit_offsets(
+            req.group_id.0.as_str(),
+            req.member_id.as_str(),
+            req.generation_id_or_member_epoch,
+            commits,
+        )
         .await
         .map_err(|e| codes::of(&e))
         .err()
@@ -45,7 +60,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
         for p in t.partitions {
             let mut pr = OffsetCommitResponsePartition::default();
             pr.partition_index = p.partition_index;
-            pr.error_code = bad.iter().find(|(n, i, _)| *n == name && *i == p.partition_index).map_or(outcome, |b| b.2);
+            pr.error_code = bad
+                .iter()
+                .find(|(n, i, _)| *n == name && *i == p.partition_index)
+                .map_or(outcome, |b| b.2);
             tr.partitions.push(pr);
         }
         r.topics.push(tr);

@@ -12,18 +12,32 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 fn check_client_batch(bytes: &[u8]) -> Result<(), (i16, String)> {
     let h = BatchHeader::parse(bytes).map_err(|e| (codes::INVALID_RECORD, e.to_string()))?;
     if h.base_offset != 0 {
-        return Err((codes::INVALID_RECORD, format!("producers must send base offset 0, not {}", h.base_offset)));
+        return Err((
+            codes::INVALID_RECORD,
+            format!("producers must send base offset 0, not {}", h.base_offset),
+        ));
     }
     if h.is_control() {
-        return Err((codes::INVALID_RECORD, "clients may not send control batches".into()));
+        return Err((
+            codes::INVALID_RECORD,
+            "clients may not send control batches".into(),
+        ));
     }
     if h.producer_id >= 0 && h.base_sequence < 0 {
-        return Err((codes::INVALID_RECORD, "a batch with a producer id needs a base sequence".into()));
+        return Err((
+            codes::INVALID_RECORD,
+            "a batch with a producer id needs a base sequence".into(),
+        ));
     }
     Ok(())
 }
 
-async fn one(ctx: &Ctx<'_>, topic_name: &str, partition: i32, records: Option<bytes::Bytes>) -> PartitionProduceResponse {
+async fn one(
+    ctx: &Ctx<'_>,
+    topic_name: &str,
+    partition: i32,
+    records: Option<bytes::Bytes>,
+) -> PartitionProduceResponse {
     let mut r = PartitionProduceResponse::default();
     r.index = partition;
     r.base_offset = -1;
@@ -35,10 +49,19 @@ async fn one(ctx: &Ctx<'_>, topic_name: &str, partition: i32, records: Option<by
         r.error_message = Some(super::sb(msg));
         return r;
     }
-    match ctx.shared.broker.produce(topic_name, partition as i64, bytes.to_vec()).await {
+    match ctx
+        .shared
+        .broker
+        .produce(topic_name, partition as i64, bytes.to_vec())
+        .await
+    {
         Ok(at) => {
             r.base_offset = at.base_offset as i64;
-            r.log_start_offset = ctx.shared.broker.offsets_of(topic_name, partition as i64).map_or(-1, |(s, _)| s as i64);
+            r.log_start_offset = ctx
+                .shared
+                .broker
+                .offsets_of(topic_name, partition as i64)
+                .map_or(-1, |(s, _)| s as i64);
         }
         Err(e) => {
             let (code, msg) = codes::with_message(&e);
@@ -57,7 +80,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
         let mut tr = TopicProduceResponse::default();
         tr.name = topic(name.clone());
         for p in t.partition_data {
-            let pr = if matches!(acks, 0 | 1 | -1) {
+            let pr = if (-1..=1).contains(&acks) {
                 one(ctx, &name, p.index, p.records).await
             } else {
                 let mut pr = PartitionProduceResponse::default();

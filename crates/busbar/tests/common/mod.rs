@@ -65,7 +65,13 @@ impl Server {
             .unwrap()
             .parse()
             .unwrap();
-        let kafka = line.split(" kafka ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
+        let kafka = line
+            .split(" kafka ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap();
         Server {
             child,
             addr,

@@ -1,0 +1,274 @@
+//! Bad input over a raw socket, one test per row of shared/spec/reliability.md §5.1: the exact
+//! error code or a closed connection, the log and high watermark unchanged, other connections fine.
+
+use busbar_broker::{Broker, BrokerConfig};
+use busbar_kafka::{serve, KafkaConfig};
+use busbar_log::batch::{self, assemble, BatchHeader, NewRecord};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
+    TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Server {
+    addr: SocketAddr,
+    broker: Arc<Broker>,
+    _dir: tempfile::TempDir,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let broker = Arc::new(
+        Broker::open(BrokerConfig {
+            data_dir: dir.path().into(),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let config = KafkaConfig {
+        frame_bytes_max: 1 << 20,
+        ..Default::default()
+    };
+    let (addr, b) = rt.block_on(async {
+        broker
+            .create_topic(
+                "t",
+                Some(1),
+                [("max.message.bytes".to_string(), "2000".to_string())].into(),
+            )
+            .await
+            .unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        (l.local_addr().unwrap(), l)
+    });
+    rt.spawn(serve(b, broker.clone(), config, std::future::pending()));
+    Server {
+        addr,
+        broker,
+        _dir: dir,
+        _rt: rt,
+    }
+}
+
+fn connect(s: &Server) -> TcpStream {
+    let c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c
+}
+
+fn frame(key: ApiKey, version: i16, body: &impl Encodable) -> Vec<u8> {
+    let mut h = RequestHeader::default();
+    h.request_api_key = key as i16;
+    h.request_api_version = version;
+    h.correlation_id = 7;
+    h.client_id = Some(StrBytes::from_static_str("bad-input-test"));
+    let mut buf = BytesMut::new();
+    h.encode(&mut buf, key.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+fn read_response(c: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    c.read_exact(&mut len).ok()?;
+    let mut body = vec![0; i32::from_be_bytes(len) as usize];
+    c.read_exact(&mut body).ok()?;
+    Some(Bytes::from(body))
+}
+
+fn closed(c: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(c.read(&mut b), Ok(0) | Err(_))
+}
+
+fn produce(batch: Vec<u8>, acks: i16) -> ProduceRequest {
+    let mut pd = PartitionProduceData::default();
+    pd.index = 0;
+    pd.records = Some(Bytes::from(batch));
+    let mut td = TopicProduceData::default();
+    td.name = TopicName(StrBytes::from_static_str("t"));
+    td.partition_data = vec![pd];
+    let mut r = ProduceRequest::default();
+    r.acks = acks;
+    r.timeout_ms = 5000;
+    r.topic_data = vec![td];
+    r
+}
+
+fn produce_code(s: &Server, batch: Vec<u8>, acks: i16) -> i16 {
+    let mut c = connect(s);
+    c.write_all(&frame(ApiKey::Produce, 8, &produce(batch, acks)))
+        .unwrap();
+    let mut resp = read_response(&mut c).expect("a produce response");
+    ResponseHeader::decode(&mut resp, 0).unwrap();
+    let r = ProduceResponse::decode(&mut resp, 8).unwrap();
+    r.responses[0].partition_responses[0].error_code
+}
+
+fn good_batch() -> Vec<u8> {
+    batch::build(&[NewRecord {
+        key: Some(b"k".to_vec()),
+        value: Some(b"v".to_vec()),
+        headers: vec![],
+        timestamp: 1,
+    }])
+}
+
+fn hw(s: &Server) -> u64 {
+    s.broker.offsets_of("t", 0).unwrap().1
+}
+
+/// The invariant of every row: nothing stored, and a valid produce on a new connection works.
+fn still_healthy(s: &Server, hw_before: u64) {
+    assert_eq!(hw(s), hw_before, "the high watermark is unchanged");
+    assert_eq!(
+        produce_code(s, good_batch(), -1),
+        0,
+        "a valid produce still succeeds"
+    );
+    assert_eq!(hw(s), hw_before + 1);
+}
+
+#[test]
+fn batch_level_errors_get_their_codes_and_store_nothing() {
+    let s = start();
+    assert_eq!(produce_code(&s, good_batch(), 1), 0);
+    let h = BatchHeader::parse(&good_batch()).unwrap();
+    let records = good_batch()[61..].to_vec();
+    let mut bad_crc = good_batch();
+    *bad_crc.last_mut().unwrap() ^= 1;
+    let mut nonzero_base = good_batch();
+    nonzero_base[0..8].copy_from_slice(&5i64.to_be_bytes());
+    let count_mismatch = assemble(
+        &BatchHeader {
+            record_count: 2,
+            ..h
+        },
+        &records,
+    );
+    let control = assemble(
+        &BatchHeader {
+            attributes: 0x20,
+            ..h
+        },
+        &records,
+    );
+    let big = batch::build(&[NewRecord {
+        value: Some(vec![1; 3000]),
+        ..NewRecord::default()
+    }]);
+    let mut two = good_batch();
+    two.extend(good_batch());
+    let rows: Vec<(&str, Vec<u8>, i16, i16)> = vec![
+        ("bad CRC", bad_crc, 1, 2),
+        ("non-zero base offset", nonzero_base, 1, 87),
+        (
+            "record count != last offset delta + 1",
+            count_mismatch,
+            1,
+            87,
+        ),
+        ("client control batch", control, 1, 87),
+        ("larger than max.message.bytes", big, 1, 10),
+        ("two batches in one partition", two, 1, 87),
+        ("truncated batch", good_batch()[..40].to_vec(), 1, 87),
+        ("acks = 5", good_batch(), 5, 21),
+    ];
+    for (what, batch, acks, code) in rows {
+        let before = hw(&s);
+        assert_eq!(produce_code(&s, batch, acks), code, "{what}");
+        still_healthy(&s, before);
+    }
+}
+
+#[test]
+fn unknown_versions_and_keys_close_the_connection_except_api_versions() {
+    let s = start();
+    // ApiVersions at a version we do not speak: UNSUPPORTED_VERSION in the v0 layout, with our table.
+    let mut c = connect(&s);
+    let req = kafka_protocol::messages::ApiVersionsRequest::default();
+    let mut f = frame(ApiKey::ApiVersions, 3, &req);
+    f[6..8].copy_from_slice(&99i16.to_be_bytes());
+    c.write_all(&f).unwrap();
+    let mut resp = read_response(&mut c).unwrap();
+    ResponseHeader::decode(&mut resp, 0).unwrap();
+    let av = ApiVersionsResponse::decode(&mut resp, 0).unwrap();
+    assert_eq!(av.error_code, 35);
+    assert!(av
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 4));
+    // Metadata v99, an unknown API key, and Produce v2 (advertised for librdkafka, not decodable).
+    for (key, version) in [(3i16, 99i16), (999, 0), (0, 2)] {
+        let mut c = connect(&s);
+        let mut f = frame(
+            ApiKey::Metadata,
+            1,
+            &kafka_protocol::messages::MetadataRequest::default(),
+        );
+        f[4..6].copy_from_slice(&key.to_be_bytes());
+        f[6..8].copy_from_slice(&version.to_be_bytes());
+        c.write_all(&f).unwrap();
+        assert!(closed(&mut c), "key {key} v{version} closes the connection");
+    }
+    still_healthy(&s, hw(&s));
+}
+
+#[test]
+fn absurd_truncated_and_trailing_garbage_frames_close_only_their_connection() {
+    let s = start();
+    let bystander = connect(&s);
+    // A declared length past frame_bytes_max: closed before anything is allocated.
+    let mut c = connect(&s);
+    c.write_all(&i32::MAX.to_be_bytes()).unwrap();
+    assert!(closed(&mut c));
+    // A negative length.
+    let mut c = connect(&s);
+    c.write_all(&(-5i32).to_be_bytes()).unwrap();
+    assert!(closed(&mut c));
+    // A frame cut short by the client closing its side.
+    let mut c = connect(&s);
+    c.write_all(&100i32.to_be_bytes()).unwrap();
+    c.write_all(&[0; 10]).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(closed(&mut c));
+    // A frame whose header does not parse.
+    let mut c = connect(&s);
+    c.write_all(&[0, 0, 0, 9, 0, 18, 0, 3, 0, 0, 0, 1, 0xff])
+        .unwrap();
+    assert!(closed(&mut c));
+    // A valid frame followed by garbage: the valid one is answered, then the connection closes.
+    let mut c = connect(&s);
+    let mut f = frame(ApiKey::Produce, 8, &produce(good_batch(), -1));
+    f.extend_from_slice(&[0, 0, 0, 12, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8]);
+    let before = hw(&s);
+    c.write_all(&f).unwrap();
+    assert!(read_response(&mut c).is_some());
+    assert!(closed(&mut c));
+    assert_eq!(hw(&s), before + 1);
+    // acks=0: stored, no response.
+    let mut c = connect(&s);
+    c.write_all(&frame(ApiKey::Produce, 8, &produce(good_batch(), 0)))
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert!(matches!(c.read(&mut b), Err(_)), "acks=0 gets no response");
+    drop(bystander);
+    still_healthy(&s, hw(&s));
+}
