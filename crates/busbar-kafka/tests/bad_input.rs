@@ -268,7 +268,7 @@ fn absurd_truncated_and_trailing_garbage_frames_close_only_their_connection() {
     c.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let mut b = [0u8; 1];
-    assert!(matches!(c.read(&mut b), Err(_)), "acks=0 gets no response");
+    assert!(c.read(&mut b).is_err(), "acks=0 gets no response");
     drop(bystander);
     still_healthy(&s, hw(&s));
 }
