@@ -117,6 +117,33 @@ def confluent_admin_creates_lists_and_deletes_topics(b):
             raise AssertionError(f"{bad.topic} should fail")
         except KafkaException as e:
             assert expect in str(e), e
+    from confluent_kafka.admin import ConfigResource, ResourceType, ConfigEntry, AlterConfigOpType, NewPartitions
+    from confluent_kafka import TopicPartition
+    res = ConfigResource(ResourceType.TOPIC, "adm")
+    cfg = a.describe_configs([res])[res].result()
+    assert cfg["retention.ms"].value == "3600000" and cfg["segment.bytes"].value == "1073741824", cfg
+    inc = ConfigResource(ResourceType.TOPIC, "adm", incremental_configs=[
+        ConfigEntry("retention.bytes", "1000000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)])
+    a.incremental_alter_configs([inc])[inc].result()
+    cfg = a.describe_configs([res])[res].result()
+    assert cfg["retention.bytes"].value == "1000000" and cfg["retention.ms"].value == "604800000", cfg
+    try:
+        bad = ConfigResource(ResourceType.TOPIC, "adm", incremental_configs=[ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)])
+        fs = a.incremental_alter_configs([bad])
+        fs[bad].result(30)
+        raise AssertionError("a bad config value must be refused")
+    except KafkaException as e:
+        assert "retention.ms" in str(e), e
+    assert b.get("/topics/adm")["configs"]["retention.bytes"] == "1000000", "a refused change changes nothing"
+    a.create_partitions([NewPartitions("adm", 6)])["adm"].result()
+    assert len(a.list_topics(timeout=10).topics["adm"].partitions) == 6
+    b.post("/topics/adm/events", [{"value": i, "partition": 0} for i in range(10)])
+    done = a.delete_records([TopicPartition("adm", 0, 4)])
+    assert list(done.values())[0].result().low_watermark == 4
+    assert b.get("/topics/adm")["partitions"][0]["log_start_offset"] == 4
+    cluster = a.describe_cluster().result()
+    assert cluster.controller.id == 0 and len(cluster.nodes) == 1, cluster
     a.delete_topics(["adm"])["adm"].result()
     assert "adm" not in a.list_topics(timeout=10).topics
 
