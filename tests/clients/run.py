@@ -13,11 +13,11 @@ ONLY = sys.argv[2] if len(sys.argv) > 2 else ""
 
 
 class Busbar:
-    def __init__(self, data=None, extra_env=None):
+    def __init__(self, data=None, extra_env=None, kafka_port=0):
         self.tmp = None if data else tempfile.TemporaryDirectory()
         self.data = data or self.tmp.name
         self.extra_env = extra_env or {}
-        self.start()
+        self.start(kafka_port=kafka_port)
 
     def start(self, kafka_port=0, http_port=0):
         env = dict(os.environ, **self.extra_env)
@@ -293,6 +293,134 @@ def http_and_kafka_see_the_same_events(b):
     c.commit(offsets=[TopicPartition("x", 0, 2)], asynchronous=False)
     c.close()
     assert b.get("/groups/shared")["offsets"][0]["committed_offset"] == 2
+
+
+class FaultProxy:
+    """A TCP proxy for the Kafka protocol that, after forwarding a Produce request, drops the
+    connection instead of forwarding its response, every `every`-th time: the batch is stored but
+    the client never hears so, and retries it."""
+
+    def __init__(self, upstream, every, port=0):
+        self.upstream, self.every, self.count, self.dropped = upstream, every, 0, 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(self.upstream)
+            pending = []
+            lock = threading.Lock()
+            threading.Thread(target=self.pump, args=(c, u, pending, lock, True), daemon=True).start()
+            threading.Thread(target=self.pump, args=(u, c, pending, lock, False), daemon=True).start()
+
+    @staticmethod
+    def read_frame(s):
+        head = b""
+        while len(head) < 4:
+            chunk = s.recv(4 - len(head))
+            if not chunk:
+                return None
+            head += chunk
+        n = int.from_bytes(head, "big")
+        body = b""
+        while len(body) < n:
+            chunk = s.recv(n - len(body))
+            if not chunk:
+                return None
+            body += chunk
+        return head + body
+
+    def pump(self, src, dst, pending, lock, requests):
+        try:
+            while True:
+                f = self.read_frame(src)
+                if f is None:
+                    break
+                if requests:
+                    key = int.from_bytes(f[4:6], "big")
+                    with lock:
+                        pending.append(key)
+                else:
+                    with lock:
+                        key = pending.pop(0) if pending else -1
+                    if key == 0:
+                        self.count += 1
+                        if self.count % self.every == 0:
+                            self.dropped += 1
+                            break
+                dst.sendall(f)
+        except OSError:
+            pass
+        for s_ in (src, dst):
+            try:
+                s_.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s_.close()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@test
+def idempotent_producer_retries_through_a_fault_proxy_without_duplicates_or_gaps(b):
+    b.stop()  # this test needs its own busbar, advertising the proxy's port
+    proxy_port, kafka_port = free_port(), free_port()
+    b2 = Busbar(extra_env={"BUSBAR_KAFKA_ADVERTISED_PORT": str(proxy_port)}, kafka_port=kafka_port)
+    proxy = FaultProxy(("127.0.0.1", kafka_port), every=7, port=proxy_port)
+    try:
+        from confluent_kafka import Producer, Consumer
+        b2.post("/topics", {"name": "idem", "partitions": 3})
+        p = Producer({"bootstrap.servers": f"127.0.0.1:{proxy_port}", "enable.idempotence": True, "acks": "all",
+                      "linger.ms": 2, "batch.num.messages": 200, "message.timeout.ms": 120000, "retry.backoff.ms": 50})
+        n = 20_000
+        errors = []
+        for i in range(n):
+            p.produce("idem", key=f"k{i % 11}", value=str(i), on_delivery=lambda e, m: e and errors.append(e))
+            if i % 1000 == 0:
+                p.poll(0)
+        assert p.flush(120) == 0 and not errors, errors[:3]
+        assert proxy.dropped > 0, "the proxy forced retries"
+        c = Consumer({"bootstrap.servers": f"127.0.0.1:{kafka_port}", "group.id": "idem-check", "auto.offset.reset": "earliest"})
+        c.subscribe(["idem"])
+        got, deadline = [], time.time() + 60
+        while time.time() < deadline:
+            ms = c.consume(1000, 1.0)
+            if not ms and len(got) >= n:
+                break
+            got.extend(int(m.value()) for m in ms if not m.error())
+        c.close()
+        assert len(got) == n, f"{len(got)} events for {n} produced ({proxy.dropped} responses dropped)"
+        assert sorted(got) == list(range(n)), "no gaps"
+        print(f"        {proxy.dropped} produce responses dropped; every retry was deduplicated", flush=True)
+    finally:
+        proxy.sock.close()
+        b2.stop()
+
+
+@test
+def kafka_python_idempotent_by_default(b):
+    from kafka import KafkaProducer
+    p = KafkaProducer(bootstrap_servers=b.kafka)  # kafka-python 3 enables idempotence by default
+    for i in range(200):
+        p.send("kpi", value=str(i).encode())
+    p.flush(30)
+    p.close()
+    evs = b.get("/topics/kpi/partitions/0/events?limit=1000")["events"]
+    assert sorted(int(json.dumps(e["value"])) for e in evs) == list(range(200)), len(evs)
 
 
 def main():

@@ -48,6 +48,7 @@ pub struct Broker {
     meta: MetaStore,
     pub(crate) offsets: OffsetStore,
     pub(crate) groups: crate::group::Groups,
+    producer_ids: crate::producers::ProducerIds,
     sticky: Sticky,
 }
 
@@ -84,6 +85,10 @@ impl Broker {
         }
         Self::remove_orphans(&dir.join("topics"), &topics)?;
         let groups = crate::group::Groups::new(&config);
+        let id_dir = dir.join("meta");
+        let producer_ids = crate::producers::ProducerIds::open(
+            FileStorage::open(&id_dir).map_err(|e| io_err("open meta", e))?,
+        )?;
         Ok(Self {
             config,
             topics: RwLock::new(topics),
@@ -91,6 +96,7 @@ impl Broker {
             meta,
             offsets,
             groups,
+            producer_ids,
             sticky: Sticky::default(),
         })
     }
@@ -116,10 +122,13 @@ impl Broker {
             Arc::new(storage) as Arc<dyn Storage>,
             tc.log_config(config.clock.clone()),
         )?;
+        let producers = crate::producers::PartitionProducers::default();
+        producers.rebuild(&log)?;
         Ok(Arc::new(Partition {
             index: p,
             log: Arc::new(log),
             appended: tokio::sync::Notify::new(),
+            producers,
         }))
     }
 
@@ -414,11 +423,30 @@ impl Broker {
         Ok(at)
     }
 
-    /// Stores one Kafka RecordBatch v2 as received (the Kafka produce path).
+    /// Stores one Kafka RecordBatch v2 as received (the Kafka produce path). A batch from an
+    /// idempotent producer is checked against that producer's sequence: a retry of one of its last
+    /// five batches answers with the original offsets and stores nothing.
     pub async fn produce(&self, topic: &str, partition: i64, batch: Vec<u8>) -> Result<Appended> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?.clone();
-        Self::append(&p, batch).await
+        let Ok(h) = busbar_log::batch::BatchHeader::parse(&batch) else {
+            return Self::append(&p, batch).await; // the log refuses it with the precise reason
+        };
+        if let crate::producers::Verdict::Duplicate(base) = p.producers.check(&h)? {
+            return Ok(Appended {
+                base_offset: base,
+                last_offset: base + h.last_offset_delta.max(0) as u64,
+            });
+        }
+        let at = Self::append(&p, batch).await?;
+        p.producers.record(&h, at.base_offset);
+        Ok(at)
+    }
+
+    /// InitProducerId for an idempotent producer: a new id at epoch 0, or the same id with the
+    /// next epoch when `current` names it (KIP-360).
+    pub fn init_producer_id(&self, current: Option<(i64, i16)>) -> Result<(i64, i16)> {
+        self.producer_ids.init(current)
     }
 
     /// Publishes events: each goes to its partition (explicit, by key, or round-robin), one batch per

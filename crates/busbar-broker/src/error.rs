@@ -48,6 +48,10 @@ pub enum BrokerError {
     InvalidSessionTimeout(i64),
     #[error("group members support no common protocol")]
     InconsistentGroupProtocol,
+    #[error("out of order sequence: {0}")]
+    OutOfOrderSequence(String),
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
     #[error("storage unavailable: {0}")]
     Storage(String),
     #[error("the broker is shutting down")]

@@ -51,6 +51,7 @@ mod member;
 mod metadata;
 mod offsets;
 pub mod partitioner;
+mod producers;
 mod topic;
 
 pub use broker::{Broker, FetchResult, RecoverySummary};

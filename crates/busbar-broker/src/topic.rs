@@ -42,6 +42,7 @@ pub struct Partition {
     pub index: u32,
     pub log: Arc<Log>,
     pub appended: Notify,
+    pub producers: crate::producers::PartitionProducers,
 }
 
 /// A topic as the broker holds it in memory.

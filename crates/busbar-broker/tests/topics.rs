@@ -314,3 +314,56 @@ async fn orphan_directories_from_an_interrupted_create_are_removed() {
     assert!(!dir.path().join("topics/t/5").exists());
     assert_eq!(b.list_topics().len(), 1);
 }
+
+#[tokio::test]
+async fn idempotent_retries_are_deduplicated_across_a_restart() {
+    use busbar_log::batch::{self, BatchHeader, NewRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let idem = |seq: i32| {
+        let plain = batch::build(&[NewRecord {
+            value: Some(format!("s{seq}").into_bytes()),
+            ..NewRecord::default()
+        }]);
+        let h = BatchHeader::parse(&plain).unwrap();
+        batch::assemble(
+            &BatchHeader {
+                producer_id: 0,
+                producer_epoch: 0,
+                base_sequence: seq,
+                ..h
+            },
+            &plain[61..],
+        )
+    };
+    {
+        let b = open(dir.path());
+        b.create_topic("t", Some(1), cfg(&[])).await.unwrap();
+        assert_eq!(b.init_producer_id(None).unwrap(), (0, 0));
+        for seq in 0..3 {
+            assert_eq!(
+                b.produce("t", 0, idem(seq)).await.unwrap().base_offset,
+                seq as u64
+            );
+        }
+        // Dropped without close: a crash.
+    }
+    let b = open(dir.path());
+    assert_eq!(
+        b.produce("t", 0, idem(1)).await.unwrap().base_offset,
+        1,
+        "a retry after restart gets its original offset"
+    );
+    assert!(
+        matches!(
+            b.produce("t", 0, idem(7)).await,
+            Err(BrokerError::OutOfOrderSequence(_))
+        ),
+        "a gap is refused"
+    );
+    assert_eq!(b.produce("t", 0, idem(3)).await.unwrap().base_offset, 3);
+    assert_eq!(b.offsets_of("t", 0).unwrap().1, 4, "nothing stored twice");
+    assert!(
+        b.init_producer_id(None).unwrap().0 >= 1000,
+        "producer ids are never reused after a restart"
+    );
+}

@@ -63,6 +63,8 @@ impl From<BrokerError> for ApiError {
             B::IllegalGeneration { .. } => (S::CONFLICT, "illegal_generation"),
             B::MemberIdRequired(_) => (S::CONFLICT, "member_id_required"),
             B::InconsistentGroupProtocol => (S::CONFLICT, "inconsistent_group_protocol"),
+            B::OutOfOrderSequence(_) => (S::CONFLICT, "out_of_order_sequence"),
+            B::InvalidProducerEpoch(_) => (S::CONFLICT, "invalid_producer_epoch"),
             B::MessageTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "too_large"),
             B::OffsetOutOfRange { .. } => (S::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
             B::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down"),

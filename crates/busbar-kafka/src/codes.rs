@@ -31,6 +31,8 @@ pub fn of(e: &BrokerError) -> i16 {
         B::InvalidConfig { .. } => 40,
         B::InvalidRequest(_) => INVALID_REQUEST,
         B::Storage(_) => 56, // KAFKA_STORAGE_ERROR
+        B::OutOfOrderSequence(_) => 45,
+        B::InvalidProducerEpoch(_) => 47,
         B::GroupNotEmpty(_) => 68,
         B::UnknownGroup(_) => 69,
         B::MemberIdRequired(_) => 79,

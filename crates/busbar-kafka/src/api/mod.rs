@@ -13,6 +13,7 @@ mod describe_groups;
 mod fetch;
 mod find_coordinator;
 mod groups;
+mod init_producer_id;
 mod list_groups;
 mod list_offsets;
 mod metadata;
@@ -93,6 +94,9 @@ pub async fn dispatch(ctx: &Ctx<'_>, req: RequestKind) -> Option<ResponseKind> {
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(ctx, r))
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(ctx, r))
         }
         // `conn` only decodes advertised APIs, all of which are listed above.
         other => unreachable!("undispatched request {other:?}"),

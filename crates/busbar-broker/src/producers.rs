@@ -1,0 +1,315 @@
+//! Idempotent producers (shared/spec/kafka-protocol.md §4.1): producer ids from a durable,
+//! monotonic counter allocated in blocks; per (producer, partition) the epoch and the last five
+//! batches, so a retried batch is answered with its original offset instead of being stored twice,
+//! and gaps or stale epochs are refused.
+//!
+//! State is rebuilt at start-up from the batch headers of each partition's newest records (at most
+//! `REBUILD_RECORDS` of them, so start-up time does not grow with the log); a producer whose last
+//! batches are older than that has no state, and, as in Kafka, its next sequence is accepted.
+
+use crate::error::{BrokerError, Result};
+use busbar_log::batch::BatchHeader;
+use busbar_log::disk::{self, FileStorage, Storage};
+use busbar_log::Log;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+/// Batches remembered per producer and partition (Kafka's NUM_BATCHES_TO_RETAIN).
+pub const BATCHES_KEPT: usize = 5;
+/// How many of a partition's newest records are scanned at start-up to rebuild producer state.
+pub const REBUILD_RECORDS: u64 = 100_000;
+/// Producer ids are reserved durably this many at a time.
+const ID_BLOCK: i64 = 1000;
+const ID_FILE: &str = "producer-id-block";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Batch {
+    first_seq: i32,
+    last_seq: i32,
+    base_offset: u64,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    epoch: i16,
+    batches: VecDeque<Batch>,
+}
+
+/// What to do with an idempotent batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Store it.
+    Append,
+    /// Already stored at this base offset: answer with it, store nothing.
+    Duplicate(u64),
+}
+
+fn last_seq(h: &BatchHeader) -> i32 {
+    (i64::from(h.base_sequence) + i64::from(h.last_offset_delta))
+        .rem_euclid(i64::from(i32::MAX) + 1) as i32
+}
+
+/// The producer state of one partition.
+#[derive(Default)]
+pub struct PartitionProducers {
+    entries: Mutex<HashMap<i64, Entry>>,
+}
+
+impl PartitionProducers {
+    /// Checks an incoming batch against the producer's state (Kafka's checkProducerEpoch and
+    /// checkSequence).
+    pub fn check(&self, h: &BatchHeader) -> Result<Verdict> {
+        if h.producer_id < 0 {
+            return Ok(Verdict::Append);
+        }
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(e) = entries.get(&h.producer_id) else {
+            return Ok(Verdict::Append);
+        };
+        if h.producer_epoch < e.epoch {
+            return Err(BrokerError::InvalidProducerEpoch(format!(
+                "epoch {} is older than {}",
+                h.producer_epoch, e.epoch
+            )));
+        }
+        if h.producer_epoch > e.epoch {
+            return if h.base_sequence == 0 {
+                Ok(Verdict::Append)
+            } else {
+                Err(BrokerError::OutOfOrderSequence(format!(
+                    "a new epoch must start at sequence 0, not {}",
+                    h.base_sequence
+                )))
+            };
+        }
+        if let Some(b) = e
+            .batches
+            .iter()
+            .find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq(h))
+        {
+            return Ok(Verdict::Duplicate(b.base_offset));
+        }
+        let expected = e.batches.back().map_or(h.base_sequence, |b| {
+            if b.last_seq == i32::MAX {
+                0
+            } else {
+                b.last_seq + 1
+            }
+        });
+        if h.base_sequence != expected {
+            return Err(BrokerError::OutOfOrderSequence(format!(
+                "expected sequence {expected}, got {}",
+                h.base_sequence
+            )));
+        }
+        Ok(Verdict::Append)
+    }
+
+    /// Records a stored batch.
+    pub fn record(&self, h: &BatchHeader, base_offset: u64) {
+        if h.producer_id < 0 {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let e = entries.entry(h.producer_id).or_default();
+        if h.producer_epoch != e.epoch {
+            e.epoch = h.producer_epoch;
+            e.batches.clear();
+        }
+        e.batches.push_back(Batch {
+            first_seq: h.base_sequence,
+            last_seq: last_seq(h),
+            base_offset,
+        });
+        while e.batches.len() > BATCHES_KEPT {
+            e.batches.pop_front();
+        }
+    }
+
+    /// Rebuilds the state from the newest records of `log`.
+    pub fn rebuild(&self, log: &Log) -> Result<()> {
+        let s = log.stats();
+        let mut offset = s
+            .high_watermark
+            .saturating_sub(REBUILD_RECORDS)
+            .max(s.log_start);
+        while offset < s.high_watermark {
+            let r = log.read(offset, 1 << 20)?;
+            if r.data.is_empty() {
+                break;
+            }
+            let mut pos = 0;
+            while pos < r.data.len() {
+                let h = BatchHeader::parse(&r.data[pos..])
+                    .map_err(|e| BrokerError::Storage(e.to_string()))?;
+                if h.last_offset() as u64 >= offset {
+                    self.record(&h, h.base_offset as u64);
+                }
+                offset = h.last_offset() as u64 + 1;
+                pos += h.total_len().unwrap_or(r.data.len());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hands out producer ids, reserving them durably in blocks so none is ever reused.
+pub struct ProducerIds {
+    storage: FileStorage,
+    state: Mutex<(i64, i64)>, // (next id, end of the reserved block)
+    epochs: Mutex<HashMap<i64, i16>>,
+}
+
+impl ProducerIds {
+    pub fn open(storage: FileStorage) -> Result<Self> {
+        let stored = disk::read_all(&storage, ID_FILE)
+            .map_err(|e| BrokerError::Storage(format!("read producer ids: {e}")))?;
+        let next = match stored {
+            None => 0,
+            Some(b) => String::from_utf8_lossy(&b)
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| {
+                    BrokerError::Storage(format!("{} is damaged", storage.describe(ID_FILE)))
+                })?,
+        };
+        Ok(Self {
+            storage,
+            state: Mutex::new((next, next)),
+            epochs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn allocate(&self) -> Result<i64> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.0 == st.1 {
+            let end = st.1 + ID_BLOCK;
+            disk::write_atomic(&self.storage, ID_FILE, end.to_string().as_bytes())
+                .map_err(|e| BrokerError::Storage(format!("reserve producer ids: {e}")))?;
+            st.1 = end;
+        }
+        st.0 += 1;
+        Ok(st.0 - 1)
+    }
+
+    /// InitProducerId: a new id at epoch 0, or (KIP-360) the same id with the next epoch when the
+    /// caller proves it holds it.
+    pub fn init(&self, current: Option<(i64, i16)>) -> Result<(i64, i16)> {
+        let mut epochs = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((pid, epoch)) = current.filter(|(pid, _)| *pid >= 0) {
+            let known = epochs.get(&pid).copied();
+            if known.is_some_and(|k| k != epoch) {
+                return Err(BrokerError::InvalidProducerEpoch(format!(
+                    "producer {pid} is at epoch {}, not {epoch}",
+                    known.unwrap_or(0)
+                )));
+            }
+            if epoch < i16::MAX - 1 {
+                epochs.insert(pid, epoch + 1);
+                return Ok((pid, epoch + 1));
+            }
+        }
+        let pid = self.allocate()?;
+        epochs.insert(pid, 0);
+        Ok((pid, 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use busbar_log::batch::{self, NewRecord};
+
+    fn header(pid: i64, epoch: i16, seq: i32, n: i32) -> BatchHeader {
+        let recs: Vec<NewRecord> = (0..n).map(|_| NewRecord::default()).collect();
+        let h = BatchHeader::parse(&batch::build(&recs)).unwrap();
+        BatchHeader {
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            ..h
+        }
+    }
+
+    #[test]
+    fn sequences_duplicates_gaps_and_epochs() {
+        let p = PartitionProducers::default();
+        let b0 = header(7, 0, 0, 3);
+        assert_eq!(p.check(&b0).unwrap(), Verdict::Append);
+        p.record(&b0, 100);
+        assert_eq!(
+            p.check(&b0).unwrap(),
+            Verdict::Duplicate(100),
+            "a retry gets its original offset"
+        );
+        assert!(
+            matches!(
+                p.check(&header(7, 0, 4, 1)),
+                Err(BrokerError::OutOfOrderSequence(_))
+            ),
+            "gap"
+        );
+        let b1 = header(7, 0, 3, 2);
+        assert_eq!(p.check(&b1).unwrap(), Verdict::Append);
+        p.record(&b1, 103);
+        assert!(
+            matches!(
+                p.check(&header(7, 1, 5, 1)),
+                Err(BrokerError::OutOfOrderSequence(_))
+            ),
+            "new epoch starts at 0"
+        );
+        let e1 = header(7, 1, 0, 1);
+        assert_eq!(p.check(&e1).unwrap(), Verdict::Append);
+        p.record(&e1, 105);
+        assert!(
+            matches!(
+                p.check(&header(7, 0, 5, 1)),
+                Err(BrokerError::InvalidProducerEpoch(_))
+            ),
+            "fenced epoch"
+        );
+        for i in 1..=6 {
+            p.record(&header(7, 1, i, 1), 105 + i as u64);
+        }
+        assert!(
+            matches!(
+                p.check(&header(7, 1, 1, 1)),
+                Err(BrokerError::OutOfOrderSequence(_))
+            ),
+            "older than the kept batches"
+        );
+        assert_eq!(
+            p.check(&header(7, 1, 2, 1)).unwrap(),
+            Verdict::Duplicate(107),
+            "the fifth newest is still known"
+        );
+        assert_eq!(
+            p.check(&header(9, 0, 42, 1)).unwrap(),
+            Verdict::Append,
+            "unknown producers start anywhere"
+        );
+    }
+
+    #[test]
+    fn ids_are_never_reused_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ProducerIds::open(FileStorage::open(dir.path()).unwrap()).unwrap();
+        let (a, e) = ids.init(None).unwrap();
+        assert_eq!((a, e), (0, 0));
+        assert_eq!(
+            ids.init(Some((a, 0))).unwrap(),
+            (a, 1),
+            "KIP-360 epoch bump"
+        );
+        assert!(matches!(
+            ids.init(Some((a, 0))),
+            Err(BrokerError::InvalidProducerEpoch(_))
+        ));
+        let ids = ProducerIds::open(FileStorage::open(dir.path()).unwrap()).unwrap();
+        assert!(
+            ids.init(None).unwrap().0 >= ID_BLOCK,
+            "a restart skips the whole reserved block"
+        );
+    }
+}
