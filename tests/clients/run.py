@@ -142,6 +142,16 @@ def confluent_admin_creates_lists_and_deletes_topics(b):
     done = a.delete_records([TopicPartition("adm", 0, 4)])
     assert list(done.values())[0].result().low_watermark == 4
     assert b.get("/topics/adm")["partitions"][0]["log_start_offset"] == 4
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions("og", [TopicPartition("adm", 0, 7), TopicPartition("adm", 1, 0)])])["og"].result()
+    listed = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions("og")])["og"].result()
+    assert sorted((tp.partition, tp.offset) for tp in listed.topic_partitions) == [(0, 7), (1, 0)], listed
+    groups = a.list_consumer_groups().result()
+    assert "og" in [g.group_id for g in groups.valid], groups.valid
+    desc = a.describe_consumer_groups(["og"])["og"].result()
+    assert str(desc.state).endswith("EMPTY"), desc.state
+    a.delete_consumer_groups(["og"])["og"].result()
+    assert "og" not in [g.group_id for g in a.list_consumer_groups().result().valid]
     cluster = a.describe_cluster().result()
     assert cluster.controller.id == 0 and len(cluster.nodes) == 1, cluster
     a.delete_topics(["adm"])["adm"].result()

@@ -149,6 +149,18 @@ impl Broker {
         })
     }
 
+    /// Deletes the committed offsets of some partitions (Kafka's OffsetDelete); refused while the
+    /// group has members.
+    pub async fn delete_offsets(&self, group: &str, parts: &[(String, u32)]) -> Result<()> {
+        if self.groups.has_members(group) {
+            return Err(BrokerError::GroupNotEmpty(group.to_string()));
+        }
+        if self.offsets.group(group).is_empty() && self.groups.describe(group).is_none() {
+            return Err(BrokerError::UnknownGroup(group.to_string()));
+        }
+        self.offsets.delete_partitions(group, parts).await
+    }
+
     /// Deletes a group without members and its committed offsets.
     pub async fn delete_group(&self, group: &str) -> Result<()> {
         if self.groups.has_members(group) {

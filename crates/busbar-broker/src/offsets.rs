@@ -143,6 +143,15 @@ impl OffsetStore {
             .await
     }
 
+    /// Deletes the committed offsets of these partitions of `group`.
+    pub async fn delete_partitions(&self, group: &str, parts: &[(String, u32)]) -> Result<()> {
+        let rows = parts
+            .iter()
+            .map(|(t, p)| ((group.to_string(), t.clone(), *p), None))
+            .collect();
+        self.write(rows).await
+    }
+
     async fn write(&self, rows: Vec<(Key, Option<Committed>)>) -> Result<()> {
         if rows.is_empty() {
             return Ok(());

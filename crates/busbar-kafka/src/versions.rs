@@ -31,6 +31,8 @@ pub const ADVERTISED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// Produce versions advertised only for librdkafka's compression check; the crate cannot decode

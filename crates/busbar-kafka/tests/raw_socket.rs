@@ -1,5 +1,7 @@
-//! Bad input over a raw socket, one test per row of shared/spec/reliability.md §5.1: the exact
-//! error code or a closed connection, the log and high watermark unchanged, other connections fine.
+//! The Kafka front end over a raw socket. Bad input, one test per row of
+//! shared/spec/reliability.md §5.1: the exact error code or a closed connection, the log and high
+//! watermark unchanged, other connections fine. Also the APIs no client library in the suite sends
+//! (OffsetForLeaderEpoch while epochs are -1, OffsetDelete).
 
 use busbar_broker::{Broker, BrokerConfig};
 use busbar_kafka::{serve, KafkaConfig};
@@ -271,4 +273,80 @@ fn absurd_truncated_and_trailing_garbage_frames_close_only_their_connection() {
     assert!(c.read(&mut b).is_err(), "acks=0 gets no response");
     drop(bystander);
     still_healthy(&s, hw(&s));
+}
+
+#[test]
+fn offset_for_leader_epoch_answers_the_high_watermark() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+    let s = start();
+    for _ in 0..3 {
+        assert_eq!(produce_code(&s, good_batch(), -1), 0);
+    }
+    let mut p = OffsetForLeaderPartition::default();
+    p.partition = 0;
+    p.leader_epoch = 0;
+    p.current_leader_epoch = -1;
+    let mut t = OffsetForLeaderTopic::default();
+    t.topic = TopicName(StrBytes::from_static_str("t"));
+    t.partitions = vec![p];
+    let mut req = OffsetForLeaderEpochRequest::default();
+    req.topics = vec![t];
+    let mut c = connect(&s);
+    c.write_all(&frame(ApiKey::OffsetForLeaderEpoch, 4, &req))
+        .unwrap();
+    let mut resp = read_response(&mut c).unwrap();
+    ResponseHeader::decode(&mut resp, 1).unwrap();
+    let r = OffsetForLeaderEpochResponse::decode(&mut resp, 4).unwrap();
+    let e = &r.topics[0].partitions[0];
+    assert_eq!((e.error_code, e.end_offset), (0, 3));
+}
+
+#[test]
+fn offset_delete_removes_committed_offsets_of_an_empty_group() {
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    use kafka_protocol::messages::{GroupId, OffsetDeleteRequest, OffsetDeleteResponse};
+    let s = start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let commit = |p: u32| busbar_broker::OffsetCommit {
+        topic: "t".into(),
+        partition: p,
+        offset: 1,
+        metadata: String::new(),
+    };
+    rt.block_on(s.broker.commit_offsets("og", "", -1, vec![commit(0)]))
+        .unwrap();
+    let mut p = OffsetDeleteRequestPartition::default();
+    p.partition_index = 0;
+    let mut t = OffsetDeleteRequestTopic::default();
+    t.name = TopicName(StrBytes::from_static_str("t"));
+    t.partitions = vec![p];
+    let mut req = OffsetDeleteRequest::default();
+    req.group_id = GroupId(StrBytes::from_static_str("og"));
+    req.topics = vec![t];
+    let mut c = connect(&s);
+    c.write_all(&frame(ApiKey::OffsetDelete, 0, &req)).unwrap();
+    let mut resp = read_response(&mut c).unwrap();
+    ResponseHeader::decode(&mut resp, 0).unwrap();
+    let r = OffsetDeleteResponse::decode(&mut resp, 0).unwrap();
+    assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
+    assert!(s.broker.committed("og", "t", 0).is_none());
+    req.group_id = GroupId(StrBytes::from_static_str("nobody"));
+    c.write_all(&frame(ApiKey::OffsetDelete, 0, &req)).unwrap();
+    let mut resp = read_response(&mut c).unwrap();
+    ResponseHeader::decode(&mut resp, 0).unwrap();
+    assert_eq!(
+        OffsetDeleteResponse::decode(&mut resp, 0)
+            .unwrap()
+            .error_code,
+        69,
+        "GROUP_ID_NOT_FOUND"
+    );
 }

@@ -1,0 +1,43 @@
+//! OffsetDelete: removes a group's committed offsets for some partitions; a group with members is
+//! refused (NON_EMPTY_GROUP), an unknown one answers GROUP_ID_NOT_FOUND.
+
+use super::Ctx;
+use crate::codes;
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+
+pub async fn handle(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let parts: Vec<(String, u32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| p.partition_index >= 0)
+                .map(move |p| (t.name.0.as_str().to_string(), p.partition_index as u32))
+        })
+        .collect();
+    let mut r = OffsetDeleteResponse::default();
+    if let Err(e) = ctx
+        .shared
+        .broker
+        .delete_offsets(req.group_id.0.as_str(), &parts)
+        .await
+    {
+        r.error_code = codes::of(&e);
+        return r;
+    }
+    for t in req.topics {
+        let mut tr = OffsetDeleteResponseTopic::default();
+        for p in t.partitions {
+            let mut pr = OffsetDeleteResponsePartition::default();
+            pr.partition_index = p.partition_index;
+            tr.partitions.push(pr);
+        }
+        tr.name = t.name;
+        r.topics.push(tr);
+    }
+    r
+}
