@@ -628,16 +628,15 @@ impl Broker {
             .map_err(Into::into)
     }
 
+    fn all_topics(&self) -> Vec<Arc<Topic>> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics.values().cloned().collect()
+    }
+
     /// One round of background work: interval syncs, retention, compaction, offsets compaction,
     /// expired group members. Errors are per partition and do not stop the round.
     pub fn maintain(&self) -> Vec<BrokerError> {
-        let topics: Vec<Arc<Topic>> = self
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let topics = self.all_topics();
         let mut errors = Vec::new();
         for t in topics {
             for p in &t.partitions {
@@ -659,13 +658,7 @@ impl Broker {
 
     /// Clean shutdown: every log synced and marked clean. Later calls fail with `ShuttingDown`.
     pub fn close(&self) -> Result<()> {
-        let topics: Vec<Arc<Topic>> = self
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let topics = self.all_topics();
         let mut first = None;
         for t in topics {
             for p in &t.partitions {

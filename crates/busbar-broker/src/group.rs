@@ -374,10 +374,7 @@ impl Groups {
             let mut groups = self.lock();
             let g = groups
                 .get_mut(group)
-                .ok_or_else(|| BrokerError::UnknownMember {
-                    group: group.into(),
-                    member: member.into(),
-                })?;
+                .ok_or_else(|| unknown(group, member))?;
             check_member(g, group, member, generation)?;
             match g.state {
                 GroupState::PreparingRebalance | GroupState::Empty => {
@@ -410,10 +407,7 @@ impl Groups {
         let mut groups = self.lock();
         let g = groups
             .get_mut(group)
-            .ok_or_else(|| BrokerError::UnknownMember {
-                group: group.into(),
-                member: member.into(),
-            })?;
+            .ok_or_else(|| unknown(group, member))?;
         check_member(g, group, member, generation)?;
         g.members.get_mut(member).expect("checked").last_seen_ms = now;
         match g.state {
@@ -428,21 +422,12 @@ impl Groups {
         let mut groups = self.lock();
         let g = groups
             .get_mut(group)
-            .ok_or_else(|| BrokerError::UnknownMember {
-                group: group.into(),
-                member: member.into(),
-            })?;
+            .ok_or_else(|| unknown(group, member))?;
         let Some(m) = g.members.remove(member) else {
-            return Err(BrokerError::UnknownMember {
-                group: group.into(),
-                member: member.into(),
-            });
+            return Err(unknown(group, member));
         };
         if let Some(tx) = m.join_waiter {
-            let _ = tx.send(Err(BrokerError::UnknownMember {
-                group: group.into(),
-                member: member.into(),
-            }));
+            let _ = tx.send(Err(unknown(group, member)));
         }
         self.prepare_rebalance(g, now);
         self.maybe_complete_join(g, now);
@@ -545,12 +530,16 @@ impl Groups {
     }
 }
 
+fn unknown(group: &str, member: &str) -> BrokerError {
+    BrokerError::UnknownMember {
+        group: group.into(),
+        member: member.into(),
+    }
+}
+
 fn check_member(g: &Group, group: &str, member: &str, generation: i32) -> Result<()> {
     if !g.members.contains_key(member) {
-        return Err(BrokerError::UnknownMember {
-            group: group.into(),
-            member: member.into(),
-        });
+        return Err(unknown(group, member));
     }
     if generation != g.generation {
         return Err(BrokerError::IllegalGeneration {
