@@ -26,6 +26,13 @@ struct Server {
 }
 
 fn start() -> Server {
+    start_with(KafkaConfig {
+        frame_bytes_max: 1 << 20,
+        ..Default::default()
+    })
+}
+
+fn start_with(config: KafkaConfig) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -39,10 +46,6 @@ fn start() -> Server {
         })
         .unwrap(),
     );
-    let config = KafkaConfig {
-        frame_bytes_max: 1 << 20,
-        ..Default::default()
-    };
     let (addr, b) = rt.block_on(async {
         broker
             .create_topic(
@@ -93,9 +96,17 @@ fn read_response(c: &mut TcpStream) -> Option<Bytes> {
     Some(Bytes::from(body))
 }
 
+/// True when the server closed the connection (EOF or reset); false when it stays open (timeout).
 fn closed(c: &mut TcpStream) -> bool {
     let mut b = [0u8; 1];
-    matches!(c.read(&mut b), Ok(0) | Err(_))
+    match c.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
 }
 
 fn produce(batch: Vec<u8>, acks: i16) -> ProduceRequest {
@@ -349,4 +360,25 @@ fn offset_delete_removes_committed_offsets_of_an_empty_group() {
         69,
         "GROUP_ID_NOT_FOUND"
     );
+}
+
+#[test]
+fn idle_connections_are_closed_and_the_connection_limit_holds() {
+    let s = start_with(KafkaConfig {
+        idle_timeout: Duration::from_millis(300),
+        connections_max: 2,
+        ..Default::default()
+    });
+    let mut a = connect(&s);
+    let mut b = connect(&s);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut third = connect(&s);
+    assert!(
+        closed(&mut third),
+        "the connection over connections_max is closed at once"
+    );
+    // Silent past the idle timeout: closed, and their slots free again.
+    assert!(closed(&mut a) && closed(&mut b));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(produce_code(&s, good_batch(), -1), 0);
 }
