@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod groups;
 mod openapi;
+mod rules;
 pub mod time;
 mod topics;
 
@@ -111,6 +112,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/groups/{group}/offsets/reset",
         "Reset a group's offsets for a topic (group must be empty)",
     ),
+    (
+        "post",
+        "/rules/test",
+        "Test an event pattern against an event: {pattern, event} -> {match}",
+    ),
 ];
 
 async fn healthz() -> impl IntoResponse {
@@ -182,6 +188,7 @@ pub fn router(app: App) -> Router {
             "/topics/{topic}/partitions/{partition}/stream",
             get(consumers::stream_partition),
         )
+        .route("/rules/test", post(rules::test))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
         .with_state(app)

@@ -574,3 +574,50 @@ fn groups_list_describe_reset_delete() {
         "g",
     );
 }
+
+#[test]
+fn rules_test_answers_match_or_says_what_is_wrong() {
+    let s = Server::start();
+    let event =
+        json!({"source": "shop", "detail": {"total": 250, "items": [{"sku": "a"}, {"sku": "b"}]}});
+    let (st, r) = s.json("POST", "/rules/test", Some(json!({"pattern": {"source": ["shop"], "detail": {"total": [{"numeric": [">", 100]}]}}, "event": event})));
+    assert_eq!((st, r), (200, json!({"match": true})));
+    let (_, r) = s.json(
+        "POST",
+        "/rules/test",
+        Some(json!({"pattern": {"detail": {"items": {"sku": [{"prefix": "z"}]}}}, "event": event})),
+    );
+    assert_eq!(r, json!({"match": false}));
+    assert_error(
+        s.json(
+            "POST",
+            "/rules/test",
+            Some(
+                json!({"pattern": {"detail": {"total": [{"numeric": ["!", 1]}]}}, "event": event}),
+            ),
+        ),
+        400,
+        "invalid_pattern",
+        "detail.total[0]",
+    );
+    assert_error(
+        s.json(
+            "POST",
+            "/rules/test",
+            Some(json!({"pattern": {"a": "x"}, "event": {}})),
+        ),
+        400,
+        "invalid_pattern",
+        "at `a`",
+    );
+    assert_error(
+        s.json(
+            "POST",
+            "/rules/test",
+            Some(json!({"pattern": {"a": ["x"]}})),
+        ),
+        400,
+        "bad_request",
+        "event",
+    );
+}

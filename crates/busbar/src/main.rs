@@ -77,6 +77,9 @@ enum Command {
     /// Inspect and manage consumer groups.
     #[command(subcommand)]
     Group(cmd::group::GroupCmd),
+    /// Event patterns (content rules).
+    #[command(subcommand)]
+    Rule(cmd::rule::RuleCmd),
 }
 
 fn load(flags: ServeFlags) -> Result<config::Config, ExitCode> {
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         Command::Produce(a) => run_client(&|cl| cmd::produce::run(cl, a.clone())),
         Command::Consume(a) => run_client(&|cl| cmd::consume::run(cl, a.clone())),
         Command::Group(g) => run_client(&|cl| cmd::group::run(cl, g.clone())),
+        Command::Rule(r) => cmd::rule::run(cli.output, r),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -390,3 +390,58 @@ fn two_cli_group_consumers_share_a_topic_through_a_rebalance() {
     );
     assert_eq!(s.stop(), 0);
 }
+
+#[test]
+fn rule_test_from_the_cli() {
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    let event = r#"{"source": "shop", "detail": {"state": "paid", "total": 12}}"#;
+    let o = run(&[
+        "rule",
+        "test",
+        "--pattern",
+        r#"{"detail": {"state": ["paid"], "total": [{"numeric": ["<", 20]}]}}"#,
+        "--event",
+        event,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "match");
+    let o = run(&[
+        "--output",
+        "json",
+        "rule",
+        "test",
+        "--pattern",
+        r#"{"source": [{"prefix": "bank"}]}"#,
+        "--event",
+        event,
+    ]);
+    assert_eq!(stdout(&o).trim(), r#"{"match":false}"#);
+    let o = run(&[
+        "rule",
+        "test",
+        "--pattern",
+        r#"{"detail": {"state": "paid"}}"#,
+        "--event",
+        event,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("detail.state"), "{}", stderr(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("e.json");
+    std::fs::write(&file, event).unwrap();
+    let o = run(&[
+        "rule",
+        "test",
+        "--pattern",
+        r#"{"source": ["shop"]}"#,
+        "--event",
+        &format!("@{}", file.display()),
+    ]);
+    assert_eq!(stdout(&o).trim(), "match");
+    assert_eq!(
+        run(&["rule", "test", "--pattern", "{", "--event", "{}"])
+            .status
+            .code(),
+        Some(2)
+    );
+}

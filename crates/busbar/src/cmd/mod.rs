@@ -3,4 +3,5 @@
 pub mod consume;
 pub mod group;
 pub mod produce;
+pub mod rule;
 pub mod topic;

@@ -1,0 +1,32 @@
+//! `POST /rules/test`: does an event pattern match an event? Answers `{"match": bool}`, or 400 with
+//! the path of the invalid part of the pattern.
+
+use crate::body;
+use crate::error::{ApiError, ApiResult};
+use crate::App;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use busbar_rules::Pattern;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestRule {
+    pattern: Value,
+    event: Value,
+}
+
+pub async fn test(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    body::require_json(&headers)?;
+    let req: TestRule = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let pattern = Pattern::parse(&req.pattern)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_pattern", e.to_string()))?;
+    Ok(Json(json!({ "match": pattern.matches(&req.event) })))
+}

@@ -1,0 +1,40 @@
+//! `busbar rule test`: evaluates an event pattern against an event locally (no server needed),
+//! with the same engine the server uses. Prints whether it matches; an invalid pattern or event
+//! exits 2 with the path of the offending part.
+
+use crate::client::{CliError, CliResult, Output};
+use busbar_rules::Pattern;
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RuleCmd {
+    /// Does the pattern match the event? Each argument is JSON text or @FILE.
+    Test {
+        #[arg(long)]
+        pattern: String,
+        #[arg(long)]
+        event: String,
+    },
+}
+
+fn load(arg: &str, what: &str) -> CliResult<Value> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| CliError::Usage(format!("--{what} {path}: {e}")))?,
+        None => arg.to_string(),
+    };
+    serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("--{what} is not JSON: {e}")))
+}
+
+pub fn run(output: Output, cmd: RuleCmd) -> CliResult<()> {
+    let RuleCmd::Test { pattern, event } = cmd;
+    let p = Pattern::parse(&load(&pattern, "pattern")?)
+        .map_err(|e| CliError::Usage(format!("invalid pattern: {e}")))?;
+    let matched = p.matches(&load(&event, "event")?);
+    match output {
+        Output::Json => println!("{}", json!({ "match": matched })),
+        Output::Table => println!("{}", if matched { "match" } else { "no match" }),
+    }
+    Ok(())
+}
