@@ -42,4 +42,4 @@ cargo bench --workspace --no-run
 install_clients
 step "real Kafka clients against the real binary"
 cargo build -q -p busbar
-python3 tests/clients/run.py target/debug/busbar
+python3 tests/clients/run.py "${CARGO_TARGET_DIR:-target}/debug/busbar"

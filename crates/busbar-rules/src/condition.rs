@@ -14,7 +14,7 @@ pub enum Literal {
 }
 
 impl Literal {
-    fn of(v: &Value) -> Option<Literal> {
+    pub(crate) fn of(v: &Value) -> Option<Literal> {
         Some(match v {
             Value::String(s) => Literal::Str(s.clone()),
             Value::Number(n) => Literal::Num(n.as_f64()?),

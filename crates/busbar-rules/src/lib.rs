@@ -22,5 +22,9 @@
 
 mod condition;
 mod pattern;
+mod ruleset;
+mod transform;
 
 pub use pattern::{Pattern, PatternError, LIMITS};
+pub use ruleset::RuleSet;
+pub use transform::{Transform, VARIABLES_MAX};

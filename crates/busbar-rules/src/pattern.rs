@@ -1,7 +1,7 @@
 //! Patterns: the object tree of a parsed pattern, its validation (with the path of the offending
 //! part in every error, and limits on size and `$or` expansion), and array-consistent matching.
 
-use crate::condition::Condition;
+use crate::condition::{Condition, Literal};
 use serde_json::{Map, Value};
 
 /// Limits that bound the work a pattern can ask for.
@@ -230,6 +230,38 @@ impl Pattern {
     /// True when `event` matches.
     pub fn matches(&self, event: &Value) -> bool {
         match_node(&self.root, event)
+    }
+
+    /// A leaf reachable through plain object fields whose conditions are all exact literals: any
+    /// matching event holds one of these literals at this path (used to index rule sets).
+    pub(crate) fn anchor(&self) -> Option<(Vec<String>, Vec<Literal>)> {
+        fn walk(node: &Node, path: &mut Vec<String>) -> Option<(Vec<String>, Vec<Literal>)> {
+            for (k, child) in &node.fields {
+                path.push(k.clone());
+                let found = match child {
+                    Child::Leaf(conds) => {
+                        let lits: Option<Vec<Literal>> = conds
+                            .iter()
+                            .map(|c| {
+                                if let Condition::Exact(l) = c {
+                                    Some(l.clone())
+                                } else {
+                                    None
+                                }
+                            })
+                            .collect();
+                        lits.map(|l| (path.clone(), l))
+                    }
+                    Child::Object(inner) => walk(inner, path),
+                };
+                path.pop();
+                if found.is_some() {
+                    return found;
+                }
+            }
+            None
+        }
+        walk(&self.root, &mut Vec::new())
     }
 }
 
