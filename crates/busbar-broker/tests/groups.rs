@@ -39,6 +39,18 @@ fn req(member: &str, known: bool) -> JoinRequest {
     }
 }
 
+/// The first member of a new group: joins, waits out the initial rebalance delay on the manual clock.
+async fn first_member(b: &Arc<Broker>, clock: &ManualClock) -> busbar_broker::JoinResponse {
+    let j = tokio::spawn({
+        let b = b.clone();
+        async move { b.join_group(req("", false)).await }
+    });
+    settle().await;
+    clock.advance(3000);
+    b.tick_groups();
+    j.await.unwrap().unwrap()
+}
+
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(20)).await;
 }
@@ -146,14 +158,7 @@ async fn members_that_do_not_rejoin_in_time_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let b = broker(dir.path(), clock.clone());
-    let j = tokio::spawn({
-        let b = b.clone();
-        async move { b.join_group(req("", false)).await }
-    });
-    settle().await;
-    clock.advance(3000);
-    b.tick_groups();
-    let r1 = j.await.unwrap().unwrap();
+    let r1 = first_member(&b, &clock).await;
     b.sync_group("g", &r1.member_id, 1, vec![]).await.unwrap();
     // A newcomer triggers a rebalance; the old member never rejoins.
     let j2 = tokio::spawn({
@@ -228,14 +233,7 @@ async fn commits_are_fenced_and_offsets_listed_reset_and_deleted() {
         }]
     };
     b.commit_offsets("g", "", -1, commit(2)).await.unwrap();
-    let j = tokio::spawn({
-        let b = b.clone();
-        async move { b.join_group(req("", false)).await }
-    });
-    settle().await;
-    clock.advance(3000);
-    b.tick_groups();
-    let m = j.await.unwrap().unwrap();
+    let m = first_member(&b, &clock).await;
     b.sync_group("g", &m.member_id, 1, vec![]).await.unwrap();
     assert!(matches!(
         b.commit_offsets("g", "", -1, commit(3)).await,
