@@ -262,6 +262,62 @@ time.sleep(60)
 
 
 @test
+def librdkafka_2_0_turns_on_every_feature_and_kcat_balanced_consumer_works(b):
+    out = subprocess.run(["kcat", "-b", b.kafka, "-L", "-d", "feature"], capture_output=True, text=True, timeout=60).stderr
+    for feature in ["MsgVer2", "BrokerBalancedConsumer", "IdempotentProducer", "ZSTD", "LZ4", "OffsetTime"]:
+        assert feature in out, f"librdkafka did not enable {feature}: {out[-2000:]}"
+    kcat(b, "-P", "-t", "d9", stdin="".join(f"m{i}\n" for i in range(100)))
+    out = kcat(b, "-G", "g-kcat", "d9", "-o", "beginning", "-e")
+    assert sorted(out.split()) == sorted(f"m{i}" for i in range(100)), out[:200]
+    assert b.get("/groups/g-kcat")["lag"] == 0
+
+
+@test
+def a_member_that_leaves_hands_its_partitions_over_at_once(b):
+    from confluent_kafka import Consumer
+    produce_keyed(b, "lv", 600, 6)
+    conf = {"bootstrap.servers": b.kafka, "group.id": "lvg", "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    c1, c2 = Consumer(conf), Consumer(conf)
+    c1.subscribe(["lv"]); c2.subscribe(["lv"])
+    deadline = time.time() + 30
+    while time.time() < deadline and (len(c1.assignment()) + len(c2.assignment()) < 6 or not c1.assignment() or not c2.assignment()):
+        c1.poll(0.2); c2.poll(0.2)
+    assert sorted(p.partition for p in c1.assignment() + c2.assignment()) == list(range(6)), "disjoint and complete"
+    c2.close()  # LeaveGroup
+    start = time.time()
+    while time.time() - start < 10 and len(c1.assignment()) < 6:
+        c1.poll(0.2)
+    took = time.time() - start
+    assert len(c1.assignment()) == 6 and took < 3, f"reassigned in {took:.1f}s"
+    c1.close()
+
+
+@test
+def idempotent_producer_survives_a_broker_kill_mid_stream(b):
+    from confluent_kafka import Producer
+    b.post("/topics", {"name": "c4", "partitions": 3})
+    p = Producer({"bootstrap.servers": b.kafka, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+                  "message.timeout.ms": 120000, "retry.backoff.ms": 100, "reconnect.backoff.max.ms": 500})
+    n, errors = 20_000, []
+    for i in range(n):
+        p.produce("c4", key=f"k{i % 13}", value=str(i), on_delivery=lambda e, m: e and errors.append(e))
+        p.poll(0)
+        if i == n // 2:
+            b.restart(hard=True)  # SIGKILL mid-stream, then restart on the same port and data
+    assert p.flush(120) == 0 and not errors, errors[:3]
+    got = []
+    for part in range(3):
+        off = 0
+        while True:
+            evs = b.get(f"/topics/c4/partitions/{part}/events?offset={off}&limit=10000")["events"]
+            if not evs:
+                break
+            got.extend(e["value"] for e in evs)
+            off = evs[-1]["offset"] + 1
+    assert len(got) == n and sorted(got) == list(range(n)), f"{len(got)} stored for {n}: loss or duplicates"
+
+
+@test
 def kafka_python_produces_and_consumes_in_a_group(b):
     from kafka import KafkaProducer, KafkaConsumer
     p = KafkaProducer(bootstrap_servers=b.kafka, enable_idempotence=False, acks="all")
