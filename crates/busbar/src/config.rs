@@ -34,6 +34,8 @@ pub struct Http {
     pub publish_bytes_max: u64,
     /// Largest body of other JSON requests, bytes.
     pub json_bytes_max: u64,
+    /// On shutdown, how long in-flight requests (long polls, event streams) may take, milliseconds.
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +81,7 @@ impl Default for Config {
                 addr: "127.0.0.1:8080".into(),
                 publish_bytes_max: h.publish_bytes_max as u64,
                 json_bytes_max: h.json_bytes_max as u64,
+                shutdown_grace_ms: 10_000,
             },
             kafka: Kafka {
                 addr: "127.0.0.1:9092".into(),

@@ -90,8 +90,16 @@ async fn serve(config: Config) -> Result<()> {
         }
     }
     let _ = stop_tx.send(true);
-    // Stop accepting, let in-flight requests finish, then sync and mark the logs clean.
-    let _ = http.await;
+    // Stop accepting, let in-flight requests finish (open event streams and long polls get the
+    // grace period, then are cut), then sync and mark the logs clean.
+    let grace = std::time::Duration::from_millis(config.http.shutdown_grace_ms);
+    if tokio::time::timeout(grace, &mut http).await.is_err() {
+        eprintln!(
+            "busbar: cutting HTTP requests still open after {} ms",
+            grace.as_millis()
+        );
+        http.abort();
+    }
     let _ = kafka.await;
     let _ = background.await;
     tokio::task::spawn_blocking(move || broker.close())

@@ -444,3 +444,31 @@ fn rule_test_from_the_cli() {
         Some(2)
     );
 }
+
+#[test]
+fn shutdown_does_not_wait_forever_for_open_event_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[("BUSBAR_HTTP_SHUTDOWN_GRACE_MS", "300")]);
+    s.http("POST", "/topics", Some(json!({"name": "t"})));
+    let addr = s.addr;
+    let reader = std::thread::spawn(move || {
+        busbar_testkit::http::read_stream(
+            addr,
+            "/topics/t/partitions/0/stream",
+            std::time::Duration::from_secs(20),
+            |_| false,
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    assert_eq!(s.stop(), 0, "a clean exit even with a stream open");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    let _ = reader.join();
+    let s = Server::start(dir.path(), &[], &[]);
+    assert!(s.ready_line.contains("clean start"), "{}", s.ready_line);
+    assert_eq!(s.stop(), 0);
+}
