@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every Rust test, benches compiled (not run), and the
-# real-client tests (kcat, confluent-kafka, kafka-python) against the real binary.
+# real-client tests (kcat, confluent-kafka, kafka-python, aiokafka) against the real binary.
 # Does its own set-up on a fresh machine: installs kcat (Debian) and the Python clients (PyPI) when
 # missing. Extra args go to `cargo test`.
 set -euo pipefail
@@ -21,9 +21,9 @@ install_clients() {
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
   fi
-  if ! python3 -c 'import confluent_kafka, kafka' 2>/dev/null; then
-    step "installing confluent-kafka and kafka-python (PyPI)"
-    python3 -m pip install -q --disable-pip-version-check confluent-kafka kafka-python
+  if ! python3 -c 'import confluent_kafka, kafka, aiokafka' 2>/dev/null; then
+    step "installing confluent-kafka, kafka-python and aiokafka (PyPI)"
+    python3 -m pip install -q --disable-pip-version-check confluent-kafka kafka-python aiokafka
   fi
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Real Kafka clients against the real busbar binary: kcat (librdkafka 2.0.x from Debian),
-confluent-kafka (librdkafka from PyPI) and kafka-python. Each test starts its own busbar on free
+confluent-kafka (librdkafka from PyPI), kafka-python and aiokafka. Each test starts its own busbar on free
 loopback ports in a fresh data directory. Prints one line per test and a closing
 'N passed, N failed' line; exits non-zero on any failure.
 
@@ -332,6 +332,37 @@ def kafka_python_produces_and_consumes_in_a_group(b):
     assert sorted(int(m.value) for m in got) == list(range(500)), len(got)
     assert got[0].headers == [("h", b"1")]
     assert b.get("/groups/kpg")["lag"] == 0
+
+
+@test
+def aiokafka_idempotent_gzip_producer_and_group_consumer(b):
+    import asyncio
+    from aiokafka import AIOKafkaProducer, AIOKafkaConsumer
+
+    async def run():
+        p = AIOKafkaProducer(bootstrap_servers=b.kafka, enable_idempotence=True, compression_type="gzip")
+        await p.start()
+        for i in range(300):
+            await p.send("aio", key=f"k{i % 5}".encode(), value=str(i).encode(), headers=[("h", b"v")])
+        await p.flush()
+        await p.stop()
+        c = AIOKafkaConsumer("aio", bootstrap_servers=b.kafka, group_id="aiog", auto_offset_reset="earliest", enable_auto_commit=False)
+        await c.start()
+        got = []
+        try:
+            deadline = time.time() + 30
+            while len(got) < 300 and time.time() < deadline:
+                for msgs in (await c.getmany(timeout_ms=1000)).values():
+                    got.extend(m for m in msgs)
+            await c.commit()
+        finally:
+            await c.stop()
+        return got
+
+    got = asyncio.run(run())
+    assert sorted(int(m.value) for m in got) == list(range(300)), len(got)
+    assert got[0].headers == (("h", b"v"),) or list(got[0].headers) == [("h", b"v")], got[0].headers
+    assert b.get("/groups/aiog")["lag"] == 0
 
 
 @test
