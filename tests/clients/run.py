@@ -366,6 +366,40 @@ def aiokafka_idempotent_gzip_producer_and_group_consumer(b):
 
 
 @test
+def record_edge_cases_round_trip_exactly(b):
+    from confluent_kafka import Producer, Consumer, TopicPartition, KafkaError
+    b.post("/topics", {"name": "edge", "partitions": 1, "configs": {"max.message.bytes": "1100000"}})
+    p = Producer({"bootstrap.servers": b.kafka, "acks": "all", "message.max.bytes": 5_000_000})
+    big = b"b" * (1 << 20)
+    cases = [
+        dict(key=None, value=b"no key"),
+        dict(key=b"tomb", value=None),
+        dict(key=b"empty", value=b""),
+        dict(key=b"dup", value=b"h", headers=[("x", b"1"), ("x", b"2"), ("n", None)]),
+        dict(key=b"big", value=big),
+    ]
+    errors = []
+    for c in cases:
+        p.produce("edge", on_delivery=lambda e, m: e and errors.append(e), **c)
+    p.produce("edge", value=b"z" * 1_200_000, on_delivery=lambda e, m: errors.append(e))
+    p.flush(30)
+    assert len(errors) == 1 and errors[0].code() == KafkaError.MSG_SIZE_TOO_LARGE, errors
+    c = Consumer({"bootstrap.servers": b.kafka, "group.id": "edge", "fetch.message.max.bytes": 5_000_000})
+    c.assign([TopicPartition("edge", 0, 0)])
+    got = []
+    deadline = time.time() + 20
+    while len(got) < len(cases) and time.time() < deadline:
+        m = c.poll(1.0)
+        if m is not None and not m.error():
+            got.append(m)
+    c.close()
+    assert [(m.key(), m.value()) for m in got] == [(c["key"], c["value"]) for c in cases]
+    assert got[3].headers() == [("x", b"1"), ("x", b"2"), ("n", None)], got[3].headers()
+    evs = b.get("/topics/edge/partitions/0/events?limit=10")["events"]
+    assert evs[1]["value"] is None and evs[2]["value_base64"] == "" and [h["key"] for h in evs[3]["headers"]] == ["x", "x", "n"], evs[:4]
+
+
+@test
 def committed_offsets_survive_clean_and_kill_9_restarts(b):
     from confluent_kafka import Consumer, TopicPartition
     produce_keyed(b, "dur", 1000, 2)
