@@ -621,3 +621,53 @@ fn rules_test_answers_match_or_says_what_is_wrong() {
         "event",
     );
 }
+
+#[test]
+fn random_bodies_never_get_a_server_error() {
+    let s = Server::start();
+    s.json(
+        "POST",
+        "/topics",
+        Some(json!({"name": "t", "partitions": 1})),
+    );
+    let routes = [
+        ("POST", "/topics/t/events"),
+        ("POST", "/topics"),
+        ("PATCH", "/topics/t"),
+        ("POST", "/groups/g/offsets/reset"),
+        ("POST", "/rules/test"),
+        ("POST", "/groups/g/consumers"),
+    ];
+    let types = [
+        "application/json",
+        "application/cloudevents+json",
+        "application/cloudevents-batch+json",
+        "text/plain",
+    ];
+    busbar_testkit::for_each_seed(2, |seed| {
+        let mut rng = busbar_testkit::Rng::new(seed);
+        for i in 0..150 {
+            let (method, path) = routes[i % routes.len()];
+            let len = rng.below(200) as usize;
+            let mut body = rng.bytes(len);
+            if rng.chance(50) {
+                // JSON-ish noise goes deeper than the first parse error.
+                let pool = br#"{}[]:,"0123456789.-eE truefalsenull\u00"#;
+                body = body
+                    .iter()
+                    .map(|b| pool[*b as usize % pool.len()])
+                    .collect();
+            }
+            let ct = types[rng.below(types.len() as u64) as usize];
+            let r = s.call(method, path, &[("content-type", ct)], &body);
+            assert!(
+                r.status < 500,
+                "{method} {path} {ct} answered {} to {:?}",
+                r.status,
+                String::from_utf8_lossy(&body)
+            );
+        }
+    });
+    let (_, d) = s.json("GET", "/topics/t", None);
+    assert_eq!(d["partitions"].as_array().unwrap().len(), 1);
+}

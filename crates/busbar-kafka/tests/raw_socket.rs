@@ -382,3 +382,31 @@ fn idle_connections_are_closed_and_the_connection_limit_holds() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(produce_code(&s, good_batch(), -1), 0);
 }
+
+#[test]
+fn random_frames_never_take_the_broker_down() {
+    let s = start();
+    busbar_testkit::for_each_seed(3, |seed| {
+        let mut rng = busbar_testkit::Rng::new(seed);
+        for _ in 0..200 {
+            let mut c = connect(&s);
+            c.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let len = rng.below(300) as usize;
+            let mut body = rng.bytes(len);
+            if len >= 4 && rng.chance(70) {
+                // A real api key and a plausible version, so decoding goes deeper than the header.
+                let key = [0i16, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 18, 19, 20, 22]
+                    [rng.below(15) as usize];
+                body[0..2].copy_from_slice(&key.to_be_bytes());
+                body[2..4].copy_from_slice(&(rng.below(10) as i16).to_be_bytes());
+            }
+            let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+            frame.extend_from_slice(&body);
+            let _ = c.write_all(&frame);
+            let mut sink = [0u8; 1024];
+            let _ = c.read(&mut sink);
+        }
+        still_healthy(&s, hw(&s));
+    });
+}
