@@ -371,9 +371,12 @@ mod tests {
         assert_eq!(clean().to_jsonl().lines().count(), 8);
     }
 
+    /// Adds an anomaly to a clean history (and its final drain).
+    type Plant = Box<dyn Fn(&mut History, &mut Vec<(Tp, u64, u64)>)>;
+
     #[test]
     fn every_planted_anomaly_is_found() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut History, &mut Vec<(Tp, u64, u64)>)>)> = vec![
+        let cases: Vec<(&str, Plant)> = vec![
             (
                 "lost-write",
                 Box::new(|h, _| {
