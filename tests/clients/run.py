@@ -404,7 +404,7 @@ def committed_offsets_survive_clean_and_kill_9_restarts(b):
     from confluent_kafka import Consumer, TopicPartition
     produce_keyed(b, "dur", 1000, 2)
     c = Consumer({"bootstrap.servers": b.kafka, "group.id": "dg", "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.commit(offsets=[TopicPartition("dur", 0, 123), TopicPartition("dur", 1, 45)], asynchronous=False)
+    c.commit(offsets=[TopicPartition("dur", 0, 123, metadata="m-123"), TopicPartition("dur", 1, 45)], asynchronous=False)
     c.close()
     for hard in (False, True):
         b.restart(hard=hard)
@@ -412,6 +412,7 @@ def committed_offsets_survive_clean_and_kill_9_restarts(b):
         got = c.committed([TopicPartition("dur", 0), TopicPartition("dur", 1)], timeout=10)
         c.close()
         assert [tp.offset for tp in got] == [123, 45], (hard, got)
+        assert got[0].metadata == "m-123", (hard, got[0].metadata)
         total = sum(p["high_watermark"] for p in b.get("/topics/dur")["partitions"])
         assert total == 1000, (hard, total)
 
