@@ -318,6 +318,38 @@ def idempotent_producer_survives_a_broker_kill_mid_stream(b):
 
 
 @test
+def positioning_by_offset_time_and_mid_batch(b):
+    from confluent_kafka import Producer, Consumer, TopicPartition
+    b.post("/topics", {"name": "pos", "partitions": 1})
+    p = Producer({"bootstrap.servers": b.kafka, "linger.ms": 100, "batch.num.messages": 100})
+    base = 1_700_000_000_000
+    for i in range(1000):
+        p.produce("pos", value=str(i), timestamp=base + i * 10)
+    p.flush(30)
+    # Batches hold about 100 records; every start offset returns that record first (KIP-74 style).
+    for o in [0, 1, 50, 99, 999]:
+        c = Consumer({"bootstrap.servers": b.kafka, "group.id": f"pos-{o}", "enable.auto.commit": False})
+        c.assign([TopicPartition("pos", 0, o)])
+        m = None
+        deadline = time.time() + 10
+        while m is None and time.time() < deadline:
+            m = c.poll(0.5)
+        c.close()
+        assert m is not None and m.offset() == o and m.value() == str(o).encode(), (o, m and m.offset())
+    assert kcat(b, "-C", "-t", "pos", "-o", "-10", "-e", "-f", "%o\n").split() == [str(i) for i in range(990, 1000)]
+    out = kcat(b, "-C", "-t", "pos", "-o", f"s@{base + 5000}", "-e", "-c", "1", "-f", "%o\n")
+    assert out.strip() == "500", out
+    q = kcat(b, "-Q", "-t", f"pos:0:{base + 5005}")
+    assert "offset 501" in q, q
+    c = Consumer({"bootstrap.servers": b.kafka, "group.id": "pos-q"})
+    low, high = c.get_watermark_offsets(TopicPartition("pos", 0), timeout=10)
+    got = c.offsets_for_times([TopicPartition("pos", 0, base + 9999)], timeout=10)
+    c.close()
+    assert (low, high) == (0, 1000), (low, high)
+    assert got[0].offset == -1, f"no record at or after that time: Kafka answers -1, got {got[0].offset}"
+
+
+@test
 def kafka_python_produces_and_consumes_in_a_group(b):
     from kafka import KafkaProducer, KafkaConsumer
     p = KafkaProducer(bootstrap_servers=b.kafka, enable_idempotence=False, acks="all")
