@@ -6,7 +6,7 @@ loopback ports in a fresh data directory. Prints one line per test and a closing
 
 Usage: run.py PATH/TO/busbar [test-name-substring]
 """
-import json, os, re, signal, socket, subprocess, sys, tempfile, threading, time, traceback, urllib.request
+import json, os, re, signal, socket, subprocess, sys, tempfile, threading, time, traceback, urllib.error, urllib.request
 
 BIN = sys.argv[1]
 ONLY = sys.argv[2] if len(sys.argv) > 2 else ""
@@ -347,6 +347,93 @@ def positioning_by_offset_time_and_mid_batch(b):
     c.close()
     assert (low, high) == (0, 1000), (low, high)
     assert got[0].offset == -1, f"no record at or after that time: Kafka answers -1, got {got[0].offset}"
+
+
+@test
+def kafka_python_fetch_sessions_over_twenty_partitions(b):
+    from kafka import KafkaProducer, KafkaConsumer
+    b.post("/topics", {"name": "fs", "partitions": 20})
+    p = KafkaProducer(bootstrap_servers=b.kafka)
+    for i in range(200):
+        p.send("fs", value=str(i).encode(), partition=3 if i % 2 else 17)
+    p.flush(30)
+    p.close()
+    c = KafkaConsumer("fs", bootstrap_servers=b.kafka, group_id="fsg", auto_offset_reset="earliest", consumer_timeout_ms=8000)
+    got = sorted(int(m.value) for m in c)
+    c.close()
+    assert got == list(range(200)), len(got)
+
+
+@test
+def one_group_shared_by_three_client_libraries(b):
+    import asyncio
+    from confluent_kafka import Consumer
+    from kafka import KafkaConsumer
+    from aiokafka import AIOKafkaConsumer
+    produce_keyed(b, "mix", 3000, 6)
+    seen, lock, stop = set(), threading.Lock(), threading.Event()
+
+    def confluent():
+        c = Consumer({"bootstrap.servers": b.kafka, "group.id": "mixg", "auto.offset.reset": "earliest",
+                      "enable.auto.commit": False, "partition.assignment.strategy": "range"})
+        c.subscribe(["mix"])
+        while not stop.is_set():
+            msgs = [m for m in c.consume(200, 0.3) if not m.error()]
+            with lock:
+                seen.update((m.partition(), m.offset()) for m in msgs)
+            if msgs:
+                c.commit(asynchronous=False)
+        c.close()
+
+    def kpython():
+        c = KafkaConsumer("mix", bootstrap_servers=b.kafka, group_id="mixg", auto_offset_reset="earliest", enable_auto_commit=False)
+        while not stop.is_set():
+            batch = c.poll(timeout_ms=300)
+            for tp, msgs in batch.items():
+                with lock:
+                    seen.update((m.partition, m.offset) for m in msgs)
+            if batch:
+                c.commit()
+        c.close()
+
+    def aio():
+        async def run():
+            from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+            c = AIOKafkaConsumer("mix", bootstrap_servers=b.kafka, group_id="mixg", auto_offset_reset="earliest", enable_auto_commit=False,
+                                 partition_assignment_strategy=(RangePartitionAssignor,))
+            await c.start()
+            while not stop.is_set():
+                batch = await c.getmany(timeout_ms=300)
+                for msgs in batch.values():
+                    with lock:
+                        seen.update((m.partition, m.offset) for m in msgs)
+                if batch:
+                    await c.commit()
+            await c.stop()
+        asyncio.run(run())
+
+    threads = [threading.Thread(target=f) for f in (confluent, kpython, aio)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 90
+    members = 0
+    while time.time() < deadline:
+        try:
+            g = b.get("/groups/mixg")
+        except urllib.error.HTTPError:
+            time.sleep(0.5)  # the group does not exist until the first member joins
+            continue
+        members = max(members, len(g["members"]))
+        with lock:
+            done = len(seen) >= 3000
+        if done and g["lag"] == 0 and members == 3:
+            break
+        time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    assert members == 3, f"only {members} members joined together"
+    assert len(seen) == 3000, f"consumed {len(seen)} of 3000"
 
 
 @test
