@@ -171,6 +171,21 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
+/// Prints `v` as JSON, or its array field `field` as a table with `(header, key)` columns.
+pub fn print_list(c: &Client, v: &Value, field: &str, columns: &[(&str, &str)]) {
+    if c.output == Output::Json {
+        println!("{v}");
+        return;
+    }
+    let rows = v[field]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| columns.iter().map(|(_, key)| cell(&item[*key])).collect())
+        .collect();
+    table(&columns.iter().map(|(h, _)| *h).collect::<Vec<_>>(), rows);
+}
+
 /// A JSON value as a table cell.
 pub fn cell(v: &Value) -> String {
     match v {

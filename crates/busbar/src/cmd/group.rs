@@ -1,6 +1,6 @@
 //! `busbar group list|describe|reset-offsets|delete`.
 
-use crate::client::{cell, enc, table, CliError, CliResult, Client, Output};
+use crate::client::{cell, enc, print_list, table, CliError, CliResult, Client, Output};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -43,17 +43,7 @@ pub fn run(c: &Client, cmd: GroupCmd) -> CliResult<()> {
     match cmd {
         GroupCmd::List => {
             let v = c.call("GET", "/groups", None)?;
-            if c.output == Output::Json {
-                println!("{v}");
-            } else {
-                let rows = v["groups"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|g| vec![cell(&g["group"]), cell(&g["state"])])
-                    .collect();
-                table(&["group", "state"], rows);
-            }
+            print_list(c, &v, "groups", &[("group", "group"), ("state", "state")]);
         }
         GroupCmd::Describe { group } => {
             let d = c.call("GET", &format!("/groups/{}", enc(&group)), None)?;
@@ -114,17 +104,16 @@ pub fn run(c: &Client, cmd: GroupCmd) -> CliResult<()> {
                 &format!("/groups/{}/offsets/reset", enc(&group)),
                 &body,
             )?;
-            if c.output == Output::Json {
-                println!("{v}");
-            } else {
-                let rows = v["offsets"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|o| vec![cell(&o["topic"]), cell(&o["partition"]), cell(&o["offset"])])
-                    .collect();
-                table(&["topic", "partition", "new offset"], rows);
-            }
+            print_list(
+                c,
+                &v,
+                "offsets",
+                &[
+                    ("topic", "topic"),
+                    ("partition", "partition"),
+                    ("new offset", "offset"),
+                ],
+            );
         }
         GroupCmd::Delete { group } => {
             c.call("DELETE", &format!("/groups/{}", enc(&group)), None)?;

@@ -1,6 +1,6 @@
 //! `busbar topic create|list|describe|alter|delete`.
 
-use crate::client::{cell, enc, table, CliError, CliResult, Client, Output};
+use crate::client::{cell, enc, print_list, table, CliError, CliResult, Client, Output};
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
 
@@ -109,17 +109,12 @@ pub fn run(c: &Client, cmd: TopicCmd) -> CliResult<()> {
         }
         TopicCmd::List => {
             let v = c.call("GET", "/topics", None)?;
-            if c.output == Output::Json {
-                println!("{v}");
-            } else {
-                let rows = v["topics"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|t| vec![cell(&t["name"]), cell(&t["partitions"]), cell(&t["id"])])
-                    .collect();
-                table(&["name", "partitions", "id"], rows);
-            }
+            print_list(
+                c,
+                &v,
+                "topics",
+                &[("name", "name"), ("partitions", "partitions"), ("id", "id")],
+            );
         }
         TopicCmd::Describe { name } => {
             show(c, &c.call("GET", &format!("/topics/{}", enc(&name)), None)?)
