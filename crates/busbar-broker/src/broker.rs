@@ -691,7 +691,7 @@ impl Broker {
     }
 }
 
-fn last_offset(data: &[u8]) -> Option<u64> {
+pub(crate) fn last_offset(data: &[u8]) -> Option<u64> {
     let mut pos = 0;
     let mut last = None;
     while pos < data.len() {

@@ -41,20 +41,24 @@
 
 pub mod assignment;
 mod broker;
+pub mod bus;
 pub mod codec;
 pub mod config;
 mod consumer;
 mod error;
 pub mod event;
 mod group;
+mod kvlog;
 mod member;
 mod metadata;
 mod offsets;
 pub mod partitioner;
 mod producers;
+pub mod time;
 mod topic;
 
 pub use broker::{Broker, FetchResult, RecoverySummary};
+pub use bus::Bus;
 pub use busbar_log::{Clock, ManualClock, SystemClock};
 pub use config::{BrokerConfig, TopicConfig};
 pub use consumer::{GroupDescription, OffsetMap, PartitionLag, ResetTo};

@@ -4,10 +4,9 @@
 //! when acknowledged without costing one fsync each. The in-memory map applies a commit only if its
 //! log offset is newer than what it holds, so memory and replay agree on "last in log order wins".
 
-use crate::error::{BrokerError, Result};
-use busbar_log::batch::{self, BatchHeader, NewRecord, Records, HEADER_BYTES};
-use busbar_log::disk::{FileStorage, Storage};
-use busbar_log::{CleanupPolicy, Clock, Log, LogConfig};
+use crate::error::Result;
+use crate::kvlog::KvLog;
+use busbar_log::Clock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -41,7 +40,7 @@ struct Table {
 
 /// The durable store of committed offsets.
 pub struct OffsetStore {
-    log: Arc<Log>,
+    log: KvLog,
     table: Arc<Mutex<Table>>,
     clock: Arc<dyn Clock>,
 }
@@ -57,54 +56,25 @@ fn decode_key(b: &[u8]) -> Option<Key> {
 impl OffsetStore {
     /// Opens the store in `dir`, replaying its log.
     pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
-        let storage = FileStorage::open(dir)
-            .map_err(|e| BrokerError::Storage(format!("open {}: {e}", dir.display())))?;
-        let config = LogConfig {
-            cleanup: CleanupPolicy::Compact,
-            segment_bytes: 16 << 20,
-            retention_ms: None,
-            clock: clock.clone(),
-            ..LogConfig::default()
-        };
-        let log = Arc::new(Log::open(Arc::new(storage) as Arc<dyn Storage>, config)?);
         let store = Self {
-            log,
+            log: KvLog::open(dir, clock.clone())?,
             table: Arc::default(),
             clock,
         };
-        store.replay()?;
-        Ok(store)
-    }
-
-    fn replay(&self) -> Result<()> {
-        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let mut offset = self.log.stats().log_start;
-        loop {
-            let r = self.log.read(offset, 1 << 20)?;
-            if r.data.is_empty() {
-                return Ok(());
-            }
-            let mut pos = 0;
-            while pos < r.data.len() {
-                let h = BatchHeader::parse(&r.data[pos..])
-                    .map_err(|e| BrokerError::Storage(e.to_string()))?;
-                let len = h.total_len().unwrap_or(r.data.len() - pos);
-                for rec in Records::new(&r.data[pos + HEADER_BYTES..pos + len]).flatten() {
-                    let at = h.base_offset as u64 + rec.offset_delta as u64;
-                    let Some(key) = rec.key.and_then(decode_key) else {
-                        continue;
-                    };
+        {
+            let mut table = store.table.lock().unwrap_or_else(|e| e.into_inner());
+            store.log.replay(|at, key, value| {
+                if let Some(key) = decode_key(key) {
                     apply(
                         &mut table,
                         key,
                         at,
-                        rec.value.and_then(|v| serde_json::from_slice(v).ok()),
+                        value.and_then(|v| serde_json::from_slice(v).ok()),
                     );
                 }
-                offset = h.last_offset() as u64 + 1;
-                pos += len;
-            }
+            })?;
         }
+        Ok(store)
     }
 
     /// Commits offsets for `group` durably; all or nothing.
@@ -153,35 +123,24 @@ impl OffsetStore {
     }
 
     async fn write(&self, rows: Vec<(Key, Option<Committed>)>) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let now = self.clock.now_ms();
-        let recs: Vec<NewRecord> = rows
+        let encoded = rows
             .iter()
-            .map(|(k, v)| NewRecord {
-                key: Some(encode_key(k)),
-                value: v
+            .map(|(k, v)| {
+                let value = v
                     .as_ref()
-                    .map(|v| serde_json::to_vec(v).expect("offset encodes")),
-                headers: vec![],
-                timestamp: now,
+                    .map(|v| serde_json::to_vec(v).expect("offset encodes"));
+                (encode_key(k), value)
             })
             .collect();
-        let mut b = batch::build(&recs);
-        let (log, table) = (self.log.clone(), self.table.clone());
-        // Append and apply in one blocking task: a caller that stops waiting (a closed connection)
-        // cannot leave the log and the in-memory table disagreeing.
-        tokio::task::spawn_blocking(move || {
-            let at = log.append(&mut b)?;
-            let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
-            for (i, (k, v)) in rows.into_iter().enumerate() {
-                apply(&mut table, k, at.base_offset + i as u64, v);
-            }
-            Ok::<_, BrokerError>(())
-        })
-        .await
-        .map_err(|e| BrokerError::Storage(format!("commit task failed: {e}")))?
+        let table = self.table.clone();
+        self.log
+            .write(encoded, move |at| {
+                let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+                for (i, (k, v)) in rows.into_iter().enumerate() {
+                    apply(&mut table, k, at + i as u64, v);
+                }
+            })
+            .await
     }
 
     /// The committed offset of one partition.
@@ -218,13 +177,12 @@ impl OffsetStore {
 
     /// Compacts the offsets log.
     pub fn maintain(&self) -> Result<()> {
-        self.log.compact()?;
-        Ok(())
+        self.log.compact()
     }
 
     /// Clean shutdown of the offsets log.
     pub fn close(&self) -> Result<()> {
-        Ok(self.log.close()?)
+        self.log.close()
     }
 }
 

@@ -175,7 +175,7 @@ pub async fn publish(
 ) -> ApiResult<Json<Value>> {
     let media = body::media_type(&headers);
     let bytes = body::read(body, app.config.publish_bytes_max).await?;
-    let events = match media.as_deref() {
+    let mut events = match media.as_deref() {
         Some(m) if m.starts_with("application/cloudevents-batch") => cloudevents::batch(&bytes)?,
         Some(m) if m.starts_with("application/cloudevents") => cloudevents::structured(&bytes)?,
         _ if cloudevents::is_binary(&headers) => cloudevents::binary(&headers, &bytes)?,
@@ -186,12 +186,28 @@ pub async fn publish(
     if events.is_empty() {
         return Ok(Json(json!({"offsets": []})));
     }
+    add_trace_context(&headers, &mut events);
     let at = app.broker.publish(&topic, events).await?;
     let offsets: Vec<Value> = at
         .iter()
         .map(|p| json!({"partition": p.partition, "offset": p.offset}))
         .collect();
     Ok(Json(json!({ "offsets": offsets })))
+}
+
+/// The request's W3C trace context (`traceparent`, `tracestate`) becomes record headers of every
+/// event that does not carry its own, so the trace continues through subscriptions to targets.
+fn add_trace_context(headers: &HeaderMap, events: &mut [Event]) {
+    for name in ["traceparent", "tracestate"] {
+        let Some(v) = headers.get(name) else {
+            continue;
+        };
+        for e in events.iter_mut() {
+            if !e.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                e.headers.push((name.to_string(), v.as_bytes().to_vec()));
+            }
+        }
+    }
 }
 
 /// An event as JSON: `value` when the bytes are JSON, `value_base64` otherwise; the same for keys

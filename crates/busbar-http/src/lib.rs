@@ -8,9 +8,11 @@ mod consumers;
 mod error;
 mod events;
 mod groups;
+mod metrics;
 mod openapi;
 mod rules;
-pub mod time;
+mod subscriptions;
+pub use busbar_broker::time;
 mod topics;
 
 pub use error::ApiError;
@@ -20,7 +22,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use busbar_broker::Broker;
+use busbar_broker::{Broker, Bus};
 use serde_json::json;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +56,7 @@ impl Default for HttpConfig {
 #[derive(Clone)]
 pub struct App {
     pub broker: Arc<Broker>,
+    pub bus: Arc<Bus>,
     pub config: Arc<HttpConfig>,
     consumers: Arc<consumers::Consumers>,
     ready: Arc<AtomicBool>,
@@ -69,6 +72,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "Readiness: 200 while serving, 503 while starting or shutting down",
     ),
     ("get", "/openapi.json", "This API description"),
+    (
+        "get",
+        "/metrics",
+        "Prometheus metrics: per-subscription counters, lag, delivery latency",
+    ),
     (
         "post",
         "/topics",
@@ -117,6 +125,51 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/rules/test",
         "Test an event pattern against an event: {pattern, event} -> {match}",
     ),
+    (
+        "post",
+        "/subscriptions",
+        "Create a subscription: {name, sources, start, pattern, transform, target, delivery, dead_letter_topic}",
+    ),
+    ("get", "/subscriptions", "List subscriptions with their state, counters and lag"),
+    (
+        "get",
+        "/subscriptions/{name}",
+        "Describe a subscription: spec, state, counters, lag, events waiting for retry",
+    ),
+    (
+        "put",
+        "/subscriptions/{name}",
+        "Replace a subscription's spec (positions and retry state are kept)",
+    ),
+    (
+        "delete",
+        "/subscriptions/{name}",
+        "Delete a subscription, its positions and retry state (dead letters stay)",
+    ),
+    ("post", "/subscriptions/{name}/pause", "Stop delivering (positions kept)"),
+    ("post", "/subscriptions/{name}/resume", "Start delivering again"),
+    (
+        "post",
+        "/subscriptions/{name}/replays",
+        "Replay a time range through the subscription: {name, from, to, rate}",
+    ),
+    ("get", "/subscriptions/{name}/replays", "List replay runs"),
+    ("get", "/subscriptions/{name}/replays/{replay}", "A replay run's progress"),
+    (
+        "delete",
+        "/subscriptions/{name}/replays/{replay}",
+        "Cancel a replay run",
+    ),
+    (
+        "get",
+        "/dead-letters/{topic}",
+        "List dead letters: ?subscription= &reason= &partition= &from_offset= &to_offset= &limit=",
+    ),
+    (
+        "post",
+        "/dead-letters/{topic}/redrive",
+        "Deliver dead letters again through their subscriptions: {subscription, reason, partition, from_offset, to_offset, limit}",
+    ),
 ];
 
 async fn healthz() -> impl IntoResponse {
@@ -152,6 +205,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::handler))
+        .route("/metrics", get(metrics::handler))
         .route("/topics", post(topics::create).get(topics::list))
         .route(
             "/topics/{topic}",
@@ -189,6 +243,31 @@ pub fn router(app: App) -> Router {
             get(consumers::stream_partition),
         )
         .route("/rules/test", post(rules::test))
+        .route(
+            "/subscriptions",
+            post(subscriptions::create).get(subscriptions::list),
+        )
+        .route(
+            "/subscriptions/{name}",
+            get(subscriptions::describe)
+                .put(subscriptions::update)
+                .delete(subscriptions::delete),
+        )
+        .route("/subscriptions/{name}/pause", post(subscriptions::pause))
+        .route("/subscriptions/{name}/resume", post(subscriptions::resume))
+        .route(
+            "/subscriptions/{name}/replays",
+            post(subscriptions::start_replay).get(subscriptions::replays),
+        )
+        .route(
+            "/subscriptions/{name}/replays/{replay}",
+            get(subscriptions::replay).delete(subscriptions::cancel_replay),
+        )
+        .route("/dead-letters/{topic}", get(subscriptions::dead_letters))
+        .route(
+            "/dead-letters/{topic}/redrive",
+            post(subscriptions::redrive),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
         .with_state(app)
@@ -198,13 +277,14 @@ pub fn router(app: App) -> Router {
 /// in-flight requests and returns.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    broker: Arc<Broker>,
+    bus: Arc<Bus>,
     config: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let ready = Arc::new(AtomicBool::new(true));
     let app = App {
-        broker,
+        broker: bus.broker().clone(),
+        bus,
         config: Arc::new(config),
         consumers: Arc::default(),
         ready: ready.clone(),

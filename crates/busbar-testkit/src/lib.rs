@@ -1,12 +1,14 @@
 //! Dev-only test kit: a seeded, reproducible random number generator and seed plumbing.
 //!
 //! `http` is a tiny blocking HTTP client for end-to-end tests of the real server; `history` records
-//! Jepsen-style histories of queue operations and checks them for anomalies.
+//! Jepsen-style histories of queue operations and checks them for anomalies; `target` is a
+//! scripted HTTP target server for delivery tests.
 //! Random tests take their seeds from here so a failure prints the seed that reproduces it
 //! (`BUSBAR_SEED=<n>` re-runs one seed; `BUSBAR_SEEDS=<n>` changes how many seeds a test runs).
 
 pub mod history;
 pub mod http;
+pub mod target;
 
 /// SplitMix64: small, fast, and good enough for test schedules. Not for anything secret.
 #[derive(Debug, Clone)]

@@ -95,6 +95,7 @@ impl Client {
                 .post(&url)
                 .header("content-type", ct)
                 .send(&b[..]),
+            ("PUT", Some((ct, b))) => self.agent.put(&url).header("content-type", ct).send(&b[..]),
             ("PATCH", Some((ct, b))) => self
                 .agent
                 .patch(&url)

@@ -3,7 +3,8 @@
 //! `busbar.toml.example` at the repository root documents every key with its default and unit.
 
 use anyhow::{anyhow, bail, Context, Result};
-use busbar_broker::{BrokerConfig, TopicConfig};
+use busbar_broker::bus::SubscriptionSpec;
+use busbar_broker::{BrokerConfig, Bus, TopicConfig};
 use busbar_http::HttpConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,6 +24,10 @@ pub struct Config {
     pub broker: Broker,
     /// Defaults for new topics, by Kafka config name (`"retention.ms" = "604800000"`).
     pub topic_defaults: BTreeMap<String, String>,
+    /// Subscriptions to create or update at start-up (`[[subscriptions]]`, the fields of
+    /// `POST /subscriptions`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<SubscriptionSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +109,7 @@ impl Default for Config {
                     as u64,
             },
             topic_defaults: TopicConfig::default().entries(),
+            subscriptions: Vec::new(),
         }
     }
 }
@@ -304,6 +310,14 @@ impl Config {
         TopicConfig::default()
             .with_overrides(&self.topic_defaults)
             .map_err(|e| anyhow!("topic_defaults: {e}"))?;
+        for (i, s) in self.subscriptions.iter().enumerate() {
+            if self.subscriptions[..i].iter().any(|o| o.name == s.name) {
+                bail!("subscriptions[{i}]: name {:?} is used twice", s.name);
+            }
+            s.clone()
+                .compile()
+                .map_err(|e| anyhow!("subscriptions[{i}] ({:?}): {e}", s.name))?;
+        }
         Ok(())
     }
 
@@ -364,6 +378,35 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config encodes")
     }
+}
+
+/// Creates or updates the configured subscriptions (others are left alone), creating any topic
+/// they name that does not exist yet with the defaults.
+pub async fn apply_subscriptions(bus: &Bus, specs: &[SubscriptionSpec]) -> Result<()> {
+    for spec in specs {
+        for (_, topic) in spec.topics() {
+            match bus
+                .broker()
+                .create_topic(&topic, None, BTreeMap::new())
+                .await
+            {
+                Ok(_) | Err(busbar_broker::BrokerError::TopicExists(_)) => {}
+                Err(e) => {
+                    return Err(anyhow!(
+                        "subscription {:?}: topic {topic:?}: {e}",
+                        spec.name
+                    ))
+                }
+            }
+        }
+        let result = match bus.get(&spec.name).await {
+            Ok(v) if v.spec == *spec => continue,
+            Ok(_) => bus.update(&spec.name, spec.clone()).await,
+            Err(_) => bus.create(spec.clone()).await,
+        };
+        result.map_err(|e| anyhow!("subscription {:?}: {e}", spec.name))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

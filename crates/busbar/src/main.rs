@@ -80,6 +80,12 @@ enum Command {
     /// Event patterns (content rules).
     #[command(subcommand)]
     Rule(cmd::rule::RuleCmd),
+    /// Subscriptions: route events by content to a topic or an HTTP endpoint.
+    #[command(subcommand)]
+    Subscription(Box<cmd::subscription::SubscriptionCmd>),
+    /// Dead letters: list, show, redrive.
+    #[command(subcommand)]
+    Dlq(cmd::dlq::DlqCmd),
 }
 
 fn load(flags: ServeFlags) -> Result<config::Config, ExitCode> {
@@ -123,6 +129,8 @@ fn main() -> ExitCode {
         Command::Consume(a) => run_client(&|cl| cmd::consume::run(cl, a.clone())),
         Command::Group(g) => run_client(&|cl| cmd::group::run(cl, g.clone())),
         Command::Rule(r) => cmd::rule::run(cli.output, r),
+        Command::Subscription(s) => run_client(&|cl| cmd::subscription::run(cl, (*s).clone())),
+        Command::Dlq(d) => run_client(&|cl| cmd::dlq::run(cl, d.clone())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

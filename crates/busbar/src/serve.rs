@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use anyhow::{Context, Result};
-use busbar_broker::Broker;
+use busbar_broker::{Broker, Bus};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -33,6 +33,11 @@ async fn serve(config: Config) -> Result<()> {
         .await?
         .with_context(|| format!("open data directory {}", data_dir.display()))?;
     let broker = Arc::new(broker);
+    let bus = Arc::new(Bus::open(broker.clone()).context("open subscriptions")?);
+    crate::config::apply_subscriptions(&bus, &config.subscriptions)
+        .await
+        .context("subscriptions in the configuration")?;
+    bus.start().await;
     let listener = tokio::net::TcpListener::bind(&config.http.addr)
         .await
         .with_context(|| format!("bind HTTP on {}", config.http.addr))?;
@@ -57,7 +62,7 @@ async fn serve(config: Config) -> Result<()> {
     ));
     let mut http = tokio::spawn(busbar_http::serve(
         listener,
-        broker.clone(),
+        bus.clone(),
         config.http_config(),
         wait(stop_rx),
     ));
@@ -102,6 +107,7 @@ async fn serve(config: Config) -> Result<()> {
     }
     let _ = kafka.await;
     let _ = background.await;
+    bus.close().await.context("stop subscriptions")?;
     tokio::task::spawn_blocking(move || broker.close())
         .await?
         .context("clean shutdown")?;

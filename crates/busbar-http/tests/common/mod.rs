@@ -2,7 +2,7 @@
 //! runtime of its own, and offers JSON helpers over the test kit's blocking client.
 #![allow(dead_code)]
 
-use busbar_broker::{Broker, BrokerConfig};
+use busbar_broker::{Broker, BrokerConfig, Bus};
 use busbar_http::{serve, HttpConfig};
 use busbar_testkit::http::{request, Response};
 use serde_json::Value;
@@ -43,11 +43,14 @@ impl Server {
                 );
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
-                serve(listener, broker.clone(), config, async move {
+                let bus = Arc::new(Bus::open(broker.clone()).unwrap());
+                bus.start().await;
+                serve(listener, bus.clone(), config, async move {
                     let _ = stopped.await;
                 })
                 .await
                 .unwrap();
+                bus.close().await.unwrap();
                 broker.close().unwrap();
             });
         });

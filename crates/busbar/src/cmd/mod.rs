@@ -1,7 +1,9 @@
 //! Client subcommands, one file each; all talk to the server's HTTP API through `client::Client`.
 
 pub mod consume;
+pub mod dlq;
 pub mod group;
 pub mod produce;
 pub mod rule;
+pub mod subscription;
 pub mod topic;

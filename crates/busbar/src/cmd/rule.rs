@@ -2,10 +2,11 @@
 //! with the same engine the server uses. Prints whether it matches; an invalid pattern or event
 //! exits 2 with the path of the offending part.
 
+use super::subscription::json_arg;
 use crate::client::{CliError, CliResult, Output};
 use busbar_rules::Pattern;
 use clap::Subcommand;
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum RuleCmd {
@@ -18,20 +19,11 @@ pub enum RuleCmd {
     },
 }
 
-fn load(arg: &str, what: &str) -> CliResult<Value> {
-    let text = match arg.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| CliError::Usage(format!("--{what} {path}: {e}")))?,
-        None => arg.to_string(),
-    };
-    serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("--{what} is not JSON: {e}")))
-}
-
 pub fn run(output: Output, cmd: RuleCmd) -> CliResult<()> {
     let RuleCmd::Test { pattern, event } = cmd;
-    let p = Pattern::parse(&load(&pattern, "pattern")?)
+    let p = Pattern::parse(&json_arg(&pattern, "pattern")?)
         .map_err(|e| CliError::Usage(format!("invalid pattern: {e}")))?;
-    let matched = p.matches(&load(&event, "event")?);
+    let matched = p.matches(&json_arg(&event, "event")?);
     match output {
         Output::Json => println!("{}", json!({ "match": matched })),
         Output::Table => println!("{}", if matched { "match" } else { "no match" }),

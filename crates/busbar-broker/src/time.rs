@@ -80,6 +80,40 @@ pub fn format_rfc3339(ms: i64) -> String {
     )
 }
 
+/// Parses an HTTP date in the IMF-fixdate form (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7),
+/// as `Retry-After` carries it; the obsolete forms are not accepted.
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let parts: Vec<&str> = s.split(' ').collect();
+    let [wday, day, mon, year, clock, "GMT"] = parts[..] else {
+        return None;
+    };
+    if wday.len() != 4 || !wday.ends_with(',') || day.len() != 2 || year.len() != 4 {
+        return None;
+    }
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| *m == mon)? as i64 + 1;
+    let num = |t: &str| -> Option<i64> {
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (day, year) = (num(day)?, num(year)?);
+    let hms: Vec<i64> = clock.split(':').map(num).collect::<Option<_>>()?;
+    let [h, m, sec] = hms[..] else { return None };
+    if clock.len() != 8
+        || day < 1
+        || day > days_in_month(year, month)
+        || h > 23
+        || m > 59
+        || sec > 60
+    {
+        return None;
+    }
+    Some((days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + sec.min(59)) * 1000)
+}
+
 fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
@@ -150,6 +184,17 @@ mod tests {
             "yesterday",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777_000)
+        );
+        for bad in [
+            "",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
         }
         for ms in [0, 1, 951_782_400_000, 4_102_444_800_999] {
             assert_eq!(parse_rfc3339(&format_rfc3339(ms)), Some(ms));

@@ -1,0 +1,252 @@
+//! One delivery attempt to a target, and what its outcome means for the retry policy.
+//!
+//! HTTP (issue 5, EventBridge's rules): 2xx delivered; 429, 5xx, timeouts and connection errors
+//! are retried; any other status (1xx, 3xx, other 4xx) is dead-lettered at once. `Retry-After`
+//! (seconds or an HTTP date) is honoured: the next attempt waits for the longer of it and the
+//! backoff; a negative value stops retrying. Requests go over HTTP/1.1 with kept-alive connections
+//! pooled per host; the whole exchange (connect, send, response head and body) is bounded by the
+//! subscription's timeout, and a response body is read to at most 64 KiB, then dropped.
+//!
+//! Topic targets: the event is appended to the target topic (durable before the attempt counts as
+//! delivered); a storage error is retried, a vanished or too-small target is dead-lettered.
+
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::event::Event;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, Uri};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Most bytes of a target's response body read before it is dropped.
+const RESPONSE_BYTES_MAX: usize = 64 << 10;
+/// Most idle connections kept per target host.
+const IDLE_PER_HOST: usize = 64;
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again later (after at least `retry_after_ms`, when the target said so).
+    Retry {
+        failure: Failure,
+        retry_after_ms: Option<i64>,
+    },
+    /// Never retried: dead-letter now.
+    Fatal(Failure),
+}
+
+/// Why an attempt failed, as dead-letter headers report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// `http_status`, `timeout`, `connection`, `storage`, `target_gone`, `too_large`.
+    pub reason: &'static str,
+    pub status: Option<u16>,
+    pub error: String,
+}
+
+impl Failure {
+    fn new(reason: &'static str, status: Option<u16>, error: impl Into<String>) -> Self {
+        Self {
+            reason,
+            status,
+            error: error.into(),
+        }
+    }
+}
+
+/// An HTTP request to a target.
+pub struct HttpRequest {
+    pub uri: Uri,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+}
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// An HTTP/1.1 client with a pool of kept-alive connections per host.
+#[derive(Default)]
+pub struct HttpClient {
+    idle: Mutex<HashMap<String, Vec<Sender>>>,
+}
+
+fn authority(uri: &Uri) -> String {
+    let host = uri.host().unwrap_or("");
+    format!("{host}:{}", uri.port_u16().unwrap_or(80))
+}
+
+impl HttpClient {
+    /// POSTs `req`, classifying the answer.
+    pub async fn post(&self, req: HttpRequest) -> Outcome {
+        let timeout = req.timeout;
+        match tokio::time::timeout(timeout, self.exchange(req)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::Retry {
+                failure: Failure::new(
+                    "timeout",
+                    None,
+                    format!("no complete answer within {} ms", timeout.as_millis()),
+                ),
+                retry_after_ms: None,
+            },
+        }
+    }
+
+    async fn exchange(&self, req: HttpRequest) -> Outcome {
+        let key = authority(&req.uri);
+        let mut sender = match self.checkout(&key).await {
+            Some(s) => s,
+            None => match connect(&key).await {
+                Ok(s) => s,
+                Err(e) => return retry("connection", None, format!("connect {key}: {e}")),
+            },
+        };
+        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut builder = Request::post(path).header(hyper::header::HOST, key.as_str());
+        for (k, v) in req.headers {
+            builder = builder.header(k, v);
+        }
+        let request = match builder.body(Full::new(Bytes::from(req.body))) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Fatal(Failure::new("connection", None, e.to_string())),
+        };
+        let response = match sender.send_request(request).await {
+            Ok(r) => r,
+            Err(e) => return retry("connection", None, format!("send to {key}: {e}")),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body_ok = Limited::new(response.into_body(), RESPONSE_BYTES_MAX)
+            .collect()
+            .await
+            .is_ok();
+        if body_ok {
+            self.checkin(key, sender);
+        }
+        classify(status, retry_after)
+    }
+
+    async fn checkout(&self, key: &str) -> Option<Sender> {
+        loop {
+            let candidate = {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                idle.get_mut(key).and_then(Vec::pop)
+            }?;
+            let mut s = candidate;
+            if !s.is_closed() && s.ready().await.is_ok() {
+                return Some(s);
+            }
+        }
+    }
+
+    fn checkin(&self, key: String, sender: Sender) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(key).or_default();
+        if list.len() < IDLE_PER_HOST {
+            list.push(sender);
+        }
+    }
+}
+
+async fn connect(key: &str) -> Result<Sender, String> {
+    let stream = tokio::net::TcpStream::connect(key)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+fn retry(reason: &'static str, status: Option<u16>, error: String) -> Outcome {
+    Outcome::Retry {
+        failure: Failure::new(reason, status, error),
+        retry_after_ms: None,
+    }
+}
+
+/// Classifies an HTTP status (with its `Retry-After` in ms, if any).
+pub fn classify(status: u16, retry_after_ms: Option<i64>) -> Outcome {
+    let failure = || {
+        Failure::new(
+            "http_status",
+            Some(status),
+            format!("target answered {status}"),
+        )
+    };
+    match status {
+        200..=299 => Outcome::Delivered,
+        429 | 500..=599 => Outcome::Retry {
+            failure: failure(),
+            retry_after_ms,
+        },
+        _ => Outcome::Fatal(failure()),
+    }
+}
+
+/// `Retry-After` as milliseconds from now: delay-seconds (possibly negative: stop retrying) or an
+/// HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<i64> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<i64>() {
+        return Some(secs.saturating_mul(1000));
+    }
+    let at = crate::time::parse_http_date(v)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Some((at - now).max(0))
+}
+
+/// Appends `event` to `topic`.
+pub async fn to_topic(broker: &Broker, topic: &str, event: Event) -> Outcome {
+    match broker.publish(topic, vec![event]).await {
+        Ok(_) => Outcome::Delivered,
+        Err(e @ (BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. })) => {
+            Outcome::Fatal(Failure::new("target_gone", None, e.to_string()))
+        }
+        Err(e @ (BrokerError::MessageTooLarge { .. } | BrokerError::InvalidRecord(_))) => {
+            Outcome::Fatal(Failure::new("too_large", None, e.to_string()))
+        }
+        Err(e) => retry("storage", None, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_like_eventbridge() {
+        assert_eq!(classify(200, None), Outcome::Delivered);
+        assert_eq!(classify(204, None), Outcome::Delivered);
+        for s in [429, 500, 502, 503, 599] {
+            assert!(matches!(classify(s, None), Outcome::Retry { .. }), "{s}");
+        }
+        for s in [100, 301, 400, 404, 408, 410, 413] {
+            assert!(matches!(classify(s, None), Outcome::Fatal(_)), "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("3"), Some(3000));
+        assert_eq!(parse_retry_after("-1"), Some(-1000));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(0));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,265 @@
+//! The bus sees every event as a CloudEvent. A stored record is read with the CloudEvents Kafka
+//! binding (`shared/spec/bus-semantics.md` §2.3): structured when its `content-type` header starts
+//! with `application/cloudevents`, binary when it has a `ce_specversion` header. Any other record is
+//! given attributes by busbar (decision): `id` = `<partition>-<offset>` (stable across redeliveries),
+//! `source` = `/topics/<topic>`, `type` = `busbar.event`, `time` = the record timestamp,
+//! `partitionkey` = the key when it is UTF-8, and `datacontenttype` `application/json` when the value
+//! parses as JSON (else `application/octet-stream`).
+//!
+//! Patterns match the structured JSON form: the attributes plus `data` (the value as JSON when it is
+//! JSON). So `{"type": ["order.created"], "data": {"total": [{"numeric": [">", 100]}]}}`.
+
+use crate::event::StoredEvent;
+use base64::Engine;
+use serde_json::{Map, Value};
+
+/// Header names busbar adds to dead letters (all start with this).
+pub const DLQ_PREFIX: &str = "busbar-dlq-";
+/// Extension attribute (and Kafka header `ce_busbarreplay`) marking replayed events.
+pub const REPLAY_ATTR: &str = "busbarreplay";
+
+/// One event as a CloudEvent: context attributes and data bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub attrs: Map<String, Value>,
+    pub data: Option<Vec<u8>>,
+}
+
+fn header<'a>(e: &'a StoredEvent, name: &str) -> Option<&'a [u8]> {
+    e.headers
+        .iter()
+        .rev()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Where the event originally came from: a dead letter names its source in its headers, so a
+/// redriven event keeps its original id.
+pub fn origin(e: &StoredEvent) -> (String, u32, u64) {
+    let h =
+        |n: &str| header(e, &format!("{DLQ_PREFIX}{n}")).and_then(|v| std::str::from_utf8(v).ok());
+    match (
+        h("source-topic"),
+        h("source-partition").and_then(|p| p.parse().ok()),
+        h("source-offset").and_then(|o| o.parse().ok()),
+    ) {
+        (Some(t), Some(p), Some(o)) => (t.to_string(), p, o),
+        _ => (e.topic.clone(), e.partition, e.offset),
+    }
+}
+
+impl Envelope {
+    /// Reads a stored record as a CloudEvent.
+    pub fn of(e: &StoredEvent) -> Envelope {
+        let structured =
+            header(e, "content-type").is_some_and(|ct| ct.starts_with(b"application/cloudevents"));
+        if structured {
+            if let Some(env) = Self::structured(e) {
+                return env;
+            }
+        }
+        if header(e, "ce_specversion").is_some() {
+            return Self::binary(e);
+        }
+        Self::plain(e)
+    }
+
+    fn structured(e: &StoredEvent) -> Option<Envelope> {
+        let Value::Object(mut attrs) = serde_json::from_slice(e.value.as_deref()?).ok()? else {
+            return None;
+        };
+        let data = match (attrs.remove("data"), attrs.remove("data_base64")) {
+            (Some(Value::String(s)), None) if !is_json_type(&attrs) => Some(s.into_bytes()),
+            (Some(d), None) => Some(serde_json::to_vec(&d).expect("JSON encodes")),
+            (None, Some(Value::String(b))) => {
+                base64::engine::general_purpose::STANDARD.decode(b).ok()
+            }
+            _ => None,
+        };
+        Some(Envelope { attrs, data })
+    }
+
+    fn binary(e: &StoredEvent) -> Envelope {
+        let mut attrs = Map::new();
+        for (k, v) in &e.headers {
+            let Some(name) = k.strip_prefix("ce_") else {
+                continue;
+            };
+            attrs.insert(
+                name.to_string(),
+                Value::String(String::from_utf8_lossy(v).into_owned()),
+            );
+        }
+        if let Some(ct) = header(e, "content-type") {
+            attrs.insert(
+                "datacontenttype".into(),
+                Value::String(String::from_utf8_lossy(ct).into_owned()),
+            );
+        }
+        Envelope {
+            attrs,
+            data: e.value.clone(),
+        }
+    }
+
+    fn plain(e: &StoredEvent) -> Envelope {
+        let (topic, partition, offset) = origin(e);
+        let mut attrs = Map::new();
+        let mut put = |k: &str, v: String| {
+            attrs.insert(k.to_string(), Value::String(v));
+        };
+        put("specversion", "1.0".into());
+        put("id", format!("{partition}-{offset}"));
+        put("source", format!("/topics/{topic}"));
+        put("type", "busbar.event".into());
+        put("time", crate::time::format_rfc3339(e.timestamp));
+        if let Some(k) = e.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) {
+            if !k.is_empty() {
+                put("partitionkey", k.to_string());
+            }
+        }
+        if let Some(v) = &e.value {
+            let json = serde_json::from_slice::<serde::de::IgnoredAny>(v).is_ok();
+            let ct = if json {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            };
+            put("datacontenttype", ct.into());
+        }
+        Envelope {
+            attrs,
+            data: e.value.clone(),
+        }
+    }
+
+    /// The JSON document patterns are matched against: attributes plus `data` when it is JSON.
+    pub fn document(&self) -> Value {
+        let mut doc = self.attrs.clone();
+        if let Some(d) = self
+            .data
+            .as_deref()
+            .and_then(|d| serde_json::from_slice::<Value>(d).ok())
+        {
+            doc.insert("data".into(), d);
+        }
+        Value::Object(doc)
+    }
+
+    /// The structured-mode JSON body: attributes plus `data` (JSON) or `data_base64`.
+    pub fn structured_body(&self) -> Vec<u8> {
+        let mut doc = self.attrs.clone();
+        if let Some(d) = &self.data {
+            match serde_json::from_slice::<Value>(d) {
+                Ok(v) if is_json_type(&self.attrs) => {
+                    doc.insert("data".into(), v);
+                }
+                _ => match std::str::from_utf8(d) {
+                    Ok(s)
+                        if self
+                            .attr("datacontenttype")
+                            .is_some_and(|c| c.starts_with("text/")) =>
+                    {
+                        doc.insert("data".into(), Value::String(s.to_string()));
+                    }
+                    _ => {
+                        let b = base64::engine::general_purpose::STANDARD.encode(d);
+                        doc.insert("data_base64".into(), Value::String(b));
+                    }
+                },
+            }
+        }
+        serde_json::to_vec(&Value::Object(doc)).expect("JSON encodes")
+    }
+
+    /// An attribute as a string (non-string attributes in their JSON text).
+    pub fn attr(&self, name: &str) -> Option<String> {
+        self.attrs.get(name).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+}
+
+fn is_json_type(attrs: &Map<String, Value>) -> bool {
+    match attrs.get("datacontenttype") {
+        None => true,
+        Some(Value::String(ct)) => {
+            let ct = ct.split(';').next().unwrap_or("").trim();
+            ct == "application/json" || ct.ends_with("+json") || ct == "text/json"
+        }
+        Some(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stored(value: &[u8], headers: &[(&str, &str)]) -> StoredEvent {
+        StoredEvent {
+            topic: "orders".into(),
+            partition: 2,
+            offset: 41,
+            timestamp: 0,
+            key: Some(b"k1".to_vec()),
+            value: Some(value.to_vec()),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn plain_events_get_stable_attributes() {
+        let env = Envelope::of(&stored(br#"{"total":5}"#, &[]));
+        assert_eq!(
+            env.document(),
+            json!({"specversion": "1.0", "id": "2-41", "source": "/topics/orders",
+                   "type": "busbar.event", "time": "1970-01-01T00:00:00.000Z", "partitionkey": "k1",
+                   "datacontenttype": "application/json", "data": {"total": 5}})
+        );
+    }
+
+    #[test]
+    fn binary_and_structured_bindings_are_read() {
+        let b = Envelope::of(&stored(
+            b"hi",
+            &[
+                ("ce_specversion", "1.0"),
+                ("ce_id", "x"),
+                ("ce_type", "t"),
+                ("content-type", "text/plain"),
+            ],
+        ));
+        assert_eq!(b.attr("id").as_deref(), Some("x"));
+        assert_eq!(b.attr("datacontenttype").as_deref(), Some("text/plain"));
+        assert_eq!(b.data.as_deref(), Some(&b"hi"[..]));
+        let s = Envelope::of(&stored(
+            br#"{"specversion":"1.0","id":"y","source":"s","type":"t","data":{"a":1}}"#,
+            &[(
+                "content-type",
+                "application/cloudevents+json; charset=UTF-8",
+            )],
+        ));
+        assert_eq!(s.attr("id").as_deref(), Some("y"));
+        assert_eq!(s.document()["data"], json!({"a": 1}));
+        let body: Value = serde_json::from_slice(&s.structured_body()).unwrap();
+        assert_eq!(body["data"], json!({"a": 1}));
+    }
+
+    #[test]
+    fn dead_letters_keep_the_original_id() {
+        let e = stored(
+            b"{}",
+            &[
+                ("busbar-dlq-source-topic", "orders"),
+                ("busbar-dlq-source-partition", "0"),
+                ("busbar-dlq-source-offset", "7"),
+            ],
+        );
+        assert_eq!(Envelope::of(&e).attr("id").as_deref(), Some("0-7"));
+    }
+}

@@ -1,0 +1,538 @@
+//! The bus: subscriptions that route events by content from source topics to a target topic or an
+//! HTTP endpoint, with retries that never block a partition, dead letters, redrive and replay.
+//!
+//! [`Bus`] owns the subscriptions (stored in `meta/subscriptions.json`), their workers
+//! (`worker.rs`), the durable retry state (`internal/retries`), dead-letter listing and redrive
+//! (`dlq.rs`) and replay runs (`replay.rs`). Admin operations are serialised by one async mutex;
+//! each validates fully before changing anything.
+
+pub mod deliver;
+pub mod dlq;
+pub mod envelope;
+mod replay;
+pub mod request;
+pub mod spec;
+mod state;
+pub mod stats;
+mod worker;
+
+pub use dlq::{DeadLetter, Filter};
+pub use replay::{ReplaySpec, RunView};
+pub use spec::SubscriptionSpec;
+pub use stats::CounterSnapshot;
+pub use worker::group_of;
+
+use crate::broker::Broker;
+use crate::error::{BrokerError, Result};
+use crate::event::{self, StoredEvent};
+use crate::offsets::OffsetCommit;
+use serde::Serialize;
+use spec::{Compiled, Start};
+use state::{EventRef, RetryEntry, RetryStore, SubRecord, SubStore};
+use stats::Counters;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use worker::{Cmd, Ctx, Handle};
+
+/// Most dead letters one list or redrive call returns or handles.
+pub const DEAD_LETTERS_MAX: usize = 10_000;
+/// Most replay runs kept per subscription (finished ones are forgotten oldest first).
+pub const REPLAYS_KEPT: usize = 20;
+
+struct Entry {
+    record: SubRecord,
+    compiled: Arc<Compiled>,
+    counters: Arc<Counters>,
+    status: Arc<Mutex<String>>,
+    handle: Option<Handle>,
+    replays: BTreeMap<String, Arc<replay::Run>>,
+}
+
+/// What `GET /subscriptions/{name}` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriptionView {
+    #[serde(flatten)]
+    pub spec: SubscriptionSpec,
+    /// `running`, `paused`, `starting` or `error: ...`.
+    pub state: String,
+    pub created: String,
+    pub updated: String,
+    /// Events in the sources not yet read past (sum over partitions).
+    pub lag: u64,
+    /// Events waiting for another attempt or behind their key.
+    pub retrying: usize,
+    pub counters: CounterSnapshot,
+    pub consumer_group: String,
+}
+
+/// The bus.
+pub struct Bus {
+    ctx: Arc<Ctx>,
+    store: SubStore,
+    subs: tokio::sync::Mutex<BTreeMap<String, Entry>>,
+}
+
+fn invalid(path: &str, reason: impl Into<String>) -> BrokerError {
+    BrokerError::InvalidSubscription {
+        path: path.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Bus {
+    /// Opens the bus's state in the broker's data directory. Workers start with [`Bus::start`].
+    pub fn open(broker: Arc<Broker>) -> Result<Bus> {
+        let dir = broker.config().data_dir.clone();
+        let retries = RetryStore::open(
+            &dir.join("internal").join("retries"),
+            broker.config().clock.clone(),
+        )?;
+        let store = SubStore::open(&dir.join("meta"))?;
+        let mut subs = BTreeMap::new();
+        for record in store.load()? {
+            let compiled = record.spec.clone().compile()?;
+            let name = record.spec.name.clone();
+            let status = if record.paused { "paused" } else { "starting" };
+            subs.insert(
+                name,
+                Entry {
+                    record,
+                    compiled: Arc::new(compiled),
+                    counters: Arc::default(),
+                    status: Arc::new(Mutex::new(status.into())),
+                    handle: None,
+                    replays: BTreeMap::new(),
+                },
+            );
+        }
+        let ctx = Arc::new(Ctx {
+            broker,
+            retries,
+            http: deliver::HttpClient::default(),
+        });
+        Ok(Bus {
+            ctx,
+            store,
+            subs: tokio::sync::Mutex::new(subs),
+        })
+    }
+
+    /// The broker the bus runs on.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.ctx.broker
+    }
+
+    /// Starts the workers of every subscription not paused.
+    pub async fn start(&self) {
+        let mut subs = self.subs.lock().await;
+        for e in subs.values_mut() {
+            if !e.record.paused && e.handle.is_none() {
+                e.handle = Some(self.spawn(e));
+            }
+        }
+    }
+
+    fn spawn(&self, e: &Entry) -> Handle {
+        worker::spawn(
+            self.ctx.clone(),
+            e.compiled.clone(),
+            e.counters.clone(),
+            e.status.clone(),
+        )
+    }
+
+    fn now(&self) -> i64 {
+        self.ctx.broker.config().clock.now_ms()
+    }
+
+    /// Validates `spec` completely, including that its topics exist.
+    fn validate(&self, spec: SubscriptionSpec) -> Result<Compiled> {
+        let compiled = spec.compile()?;
+        for (path, topic) in compiled.spec.topics() {
+            if self.ctx.broker.topic(&topic).is_err() {
+                return Err(invalid(&path, format!("unknown topic {topic:?}")));
+            }
+        }
+        Ok(compiled)
+    }
+
+    /// Commits the start position of every source partition that has none yet.
+    async fn commit_start(&self, c: &Compiled) -> Result<()> {
+        let group = group_of(&c.spec.name);
+        let broker = &self.ctx.broker;
+        let mut commits = Vec::new();
+        for topic in &c.spec.sources {
+            let n = broker.topic(topic)?.partitions.len() as u32;
+            for p in 0..n {
+                if broker.offsets.get(&group, topic, p).is_some() {
+                    continue;
+                }
+                let (start, end) = broker.offsets_of(topic, p as i64)?;
+                let offset = match c.start {
+                    Start::Latest => end,
+                    Start::Earliest => start,
+                    Start::Time(ts) => broker.offset_for_timestamp(topic, p as i64, ts)?,
+                };
+                commits.push(OffsetCommit {
+                    topic: topic.clone(),
+                    partition: p,
+                    offset,
+                    metadata: String::new(),
+                });
+            }
+        }
+        broker.offsets.commit(&group, commits).await
+    }
+
+    fn save(&self, subs: &BTreeMap<String, Entry>) -> Result<()> {
+        let records: Vec<SubRecord> = subs.values().map(|e| e.record.clone()).collect();
+        self.store.save(&records)
+    }
+
+    /// Creates a subscription and starts it.
+    pub async fn create(&self, spec: SubscriptionSpec) -> Result<SubscriptionView> {
+        let compiled = self.validate(spec)?;
+        let name = compiled.spec.name.clone();
+        let mut subs = self.subs.lock().await;
+        if subs.contains_key(&name) {
+            return Err(BrokerError::SubscriptionExists(name));
+        }
+        // Positions left by an earlier subscription of this name would resume it; start fresh.
+        self.ctx
+            .broker
+            .offsets
+            .delete(&group_of(&name), None)
+            .await?;
+        self.ctx.retries.clear(&name).await?;
+        self.commit_start(&compiled).await?;
+        let now = self.now();
+        let mut entry = Entry {
+            record: SubRecord {
+                spec: compiled.spec.clone(),
+                paused: false,
+                created_ms: now,
+                updated_ms: now,
+            },
+            compiled: Arc::new(compiled),
+            counters: Arc::default(),
+            status: Arc::new(Mutex::new("starting".into())),
+            handle: None,
+            replays: BTreeMap::new(),
+        };
+        subs.insert(name.clone(), entry);
+        if let Err(e) = self.save(&subs) {
+            subs.remove(&name);
+            return Err(e);
+        }
+        entry = subs.remove(&name).expect("inserted");
+        entry.handle = Some(self.spawn(&entry));
+        subs.insert(name.clone(), entry);
+        Ok(self.view(&subs[&name]))
+    }
+
+    /// Replaces a subscription's spec (positions, retry state and counters are kept).
+    pub async fn update(&self, name: &str, spec: SubscriptionSpec) -> Result<SubscriptionView> {
+        if spec.name != name {
+            return Err(invalid("name", format!("must stay {name:?}")));
+        }
+        let compiled = Arc::new(self.validate(spec)?);
+        let mut subs = self.subs.lock().await;
+        let e = subs
+            .get_mut(name)
+            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))?;
+        let old = (e.record.clone(), e.compiled.clone());
+        e.record.spec = compiled.spec.clone();
+        e.record.updated_ms = self.now();
+        e.compiled = compiled.clone();
+        let handle = e.handle.take();
+        let saved = self.save(&subs);
+        let e = subs.get_mut(name).expect("present");
+        if let Err(err) = saved {
+            (e.record, e.compiled) = old;
+            e.handle = handle;
+            return Err(err);
+        }
+        if let Some(h) = handle {
+            h.stop().await;
+        }
+        self.commit_start(&compiled).await?;
+        if !e.record.paused {
+            e.handle = Some(self.spawn(e));
+        }
+        Ok(self.view(e))
+    }
+
+    /// Stops delivering (positions and retry state are kept) or starts again.
+    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<SubscriptionView> {
+        let mut subs = self.subs.lock().await;
+        let e = subs
+            .get_mut(name)
+            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))?;
+        if e.record.paused != paused {
+            e.record.paused = paused;
+            e.record.updated_ms = self.now();
+            if let Err(err) = self.save(&subs) {
+                let e = subs.get_mut(name).expect("present");
+                e.record.paused = !paused;
+                return Err(err);
+            }
+        }
+        let e = subs.get_mut(name).expect("present");
+        if paused {
+            if let Some(h) = e.handle.take() {
+                h.stop().await;
+            }
+            *e.status.lock().unwrap_or_else(|e| e.into_inner()) = "paused".into();
+        } else if e.handle.is_none() {
+            e.handle = Some(self.spawn(e));
+        }
+        Ok(self.view(e))
+    }
+
+    /// Deletes a subscription with its positions and retry state (dead letters stay).
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let mut subs = self.subs.lock().await;
+        let mut e = subs
+            .remove(name)
+            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))?;
+        if let Err(err) = self.save(&subs) {
+            subs.insert(name.into(), e);
+            return Err(err);
+        }
+        if let Some(h) = e.handle.take() {
+            h.stop().await;
+        }
+        for r in e.replays.values() {
+            r.cancel();
+        }
+        self.ctx
+            .broker
+            .offsets
+            .delete(&group_of(name), None)
+            .await?;
+        self.ctx.retries.clear(name).await
+    }
+
+    fn view(&self, e: &Entry) -> SubscriptionView {
+        let group = group_of(&e.record.spec.name);
+        let lag = e
+            .record
+            .spec
+            .sources
+            .iter()
+            .filter_map(|t| self.ctx.broker.lag(&group, t).ok())
+            .flat_map(|m| m.into_values())
+            .sum();
+        SubscriptionView {
+            spec: e.record.spec.clone(),
+            state: e.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            created: crate::time::format_rfc3339(e.record.created_ms),
+            updated: crate::time::format_rfc3339(e.record.updated_ms),
+            lag,
+            retrying: self.ctx.retries.entries(&e.record.spec.name).len(),
+            counters: e.counters.snapshot(),
+            consumer_group: group,
+        }
+    }
+
+    /// One subscription.
+    pub async fn get(&self, name: &str) -> Result<SubscriptionView> {
+        let subs = self.subs.lock().await;
+        subs.get(name)
+            .map(|e| self.view(e))
+            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))
+    }
+
+    /// Every subscription, by name.
+    pub async fn list(&self) -> Vec<SubscriptionView> {
+        let subs = self.subs.lock().await;
+        subs.values().map(|e| self.view(e)).collect()
+    }
+
+    /// Dead letters in `topic` passing `filter`, oldest first per partition, at most `limit`.
+    pub fn dead_letters(
+        &self,
+        topic: &str,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<(DeadLetter, StoredEvent)>> {
+        let broker = &self.ctx.broker;
+        let partitions = broker.topic(topic)?.partitions.len() as u32;
+        let limit = limit.min(DEAD_LETTERS_MAX);
+        let mut out = Vec::new();
+        for p in (0..partitions).filter(|p| filter.partition.is_none_or(|f| f == *p)) {
+            let (start, end) = broker.offsets_of(topic, p as i64)?;
+            let mut offset = filter.from_offset.unwrap_or(start).max(start);
+            let end = filter.to_offset.map_or(end, |t| t.min(end));
+            while offset < end && out.len() < limit {
+                let data = broker.read_now(topic, p as i64, offset, 1 << 20)?;
+                let Some(last) = crate::broker::last_offset(&data) else {
+                    break;
+                };
+                for ev in event::decode(topic, p, &data, offset)? {
+                    if ev.offset >= end || out.len() >= limit {
+                        break;
+                    }
+                    if let Some(d) = DeadLetter::of(&ev).filter(|d| d.passes(filter)) {
+                        out.push((d, ev));
+                    }
+                }
+                offset = last + 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends dead letters in `topic` passing `filter` back through the subscriptions that
+    /// dead-lettered them (each must still exist), as fresh deliveries with a new attempt count.
+    /// Answers how many were redriven per subscription.
+    pub async fn redrive(
+        &self,
+        topic: &str,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<BTreeMap<String, usize>> {
+        let letters = self.dead_letters(topic, filter, limit)?;
+        let subs = self.subs.lock().await;
+        for (d, _) in &letters {
+            if !subs.contains_key(&d.subscription) {
+                return Err(BrokerError::UnknownSubscription(d.subscription.clone()));
+            }
+        }
+        let now = self.now();
+        let mut by_sub: BTreeMap<String, Vec<(EventRef, Option<RetryEntry>)>> = BTreeMap::new();
+        for (d, _) in letters {
+            let r = EventRef {
+                topic: topic.to_string(),
+                partition: d.partition,
+                offset: d.offset,
+            };
+            let entry = RetryEntry {
+                attempts: 0,
+                first_ms: now,
+                last_ms: now,
+                due_ms: Some(now),
+                lane: None,
+                reason: "redrive".into(),
+                status: None,
+                error: String::new(),
+            };
+            by_sub
+                .entry(d.subscription)
+                .or_default()
+                .push((r, Some(entry)));
+        }
+        let mut counts = BTreeMap::new();
+        for (name, rows) in by_sub {
+            self.ctx.retries.put(&name, rows.clone()).await?;
+            counts.insert(name.clone(), rows.len());
+            if let Some(h) = subs.get(&name).and_then(|e| e.handle.as_ref()) {
+                for (r, e) in rows {
+                    let _ = h.cmd.send(Cmd::Schedule(r, e.expect("set above")));
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Starts a replay run of subscription `name`.
+    pub async fn start_replay(&self, name: &str, spec: ReplaySpec) -> Result<RunView> {
+        spec::check_name("name", &spec.name).map_err(|_| {
+            invalid(
+                "name",
+                "replay names are 1 to 200 of letters, digits, '.', '_', '-'",
+            )
+        })?;
+        let parse = |field: &str, v: &str| {
+            crate::time::parse_rfc3339(v)
+                .ok_or_else(|| invalid(field, format!("{v:?} is not an RFC 3339 time")))
+        };
+        let (from, to) = (parse("from", &spec.from)?, parse("to", &spec.to)?);
+        if to <= from {
+            return Err(invalid("to", "must be after `from`"));
+        }
+        if spec.rate == 0 || spec.rate > replay::RATE_MAX {
+            return Err(invalid(
+                "rate",
+                format!("{} is outside 1..={}", spec.rate, replay::RATE_MAX),
+            ));
+        }
+        let mut subs = self.subs.lock().await;
+        let e = subs
+            .get_mut(name)
+            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))?;
+        if e.replays.get(&spec.name).is_some_and(|r| r.running()) {
+            return Err(invalid(
+                "name",
+                format!("replay {:?} is running", spec.name),
+            ));
+        }
+        while e.replays.len() >= REPLAYS_KEPT {
+            let Some(oldest) = e
+                .replays
+                .values()
+                .filter(|r| !r.running())
+                .min_by_key(|r| r.started_ms)
+                .map(|r| r.name.clone())
+            else {
+                return Err(invalid(
+                    "name",
+                    format!("{REPLAYS_KEPT} replays are running"),
+                ));
+            };
+            e.replays.remove(&oldest);
+        }
+        let run = replay::Run::new(spec.name.clone(), from, to, spec.rate, self.now());
+        e.replays.insert(spec.name, run.clone());
+        tokio::spawn(replay::execute(
+            self.ctx.clone(),
+            e.compiled.clone(),
+            run.clone(),
+        ));
+        Ok(run.view())
+    }
+
+    /// The replay runs of subscription `name`.
+    pub async fn replays(&self, name: &str) -> Result<Vec<RunView>> {
+        let subs = self.subs.lock().await;
+        let e = subs
+            .get(name)
+            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))?;
+        Ok(e.replays.values().map(|r| r.view()).collect())
+    }
+
+    /// One replay run; `cancel` asks it to stop first.
+    pub async fn replay(&self, name: &str, run: &str, cancel: bool) -> Result<RunView> {
+        let subs = self.subs.lock().await;
+        let r = subs
+            .get(name)
+            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))?
+            .replays
+            .get(run)
+            .ok_or_else(|| BrokerError::UnknownReplay(run.into()))?;
+        if cancel {
+            r.cancel();
+            tokio::task::yield_now().await;
+        }
+        Ok(r.view())
+    }
+
+    /// Compacts the retry state.
+    pub fn maintain(&self) -> Result<()> {
+        self.ctx.retries.maintain()
+    }
+
+    /// Stops every worker (each commits its positions) and closes the retry state.
+    pub async fn close(&self) -> Result<()> {
+        let mut subs = self.subs.lock().await;
+        for e in subs.values_mut() {
+            if let Some(h) = e.handle.take() {
+                h.stop().await;
+            }
+            for r in e.replays.values() {
+                r.cancel();
+            }
+        }
+        self.ctx.retries.close()
+    }
+}

@@ -1,0 +1,232 @@
+//! What one delivery sends: the event (as its CloudEvent envelope, transformed if the subscription
+//! says so) shaped for the target. HTTP targets get the CloudEvents HTTP binding (binary: `ce-*`
+//! headers and `data` as the body; structured: the JSON event), the target's custom headers, and
+//! W3C trace context: the event's `traceparent` header continues as the parent of this delivery
+//! (same trace id, a new span id), `tracestate` is passed on, and a CloudEvents `traceparent`
+//! extension travels unchanged as `ce-traceparent` (the creation context, spec §5). Topic targets get
+//! the record itself (key, headers, timestamp), with the transformed value when there is a
+//! transform. Dead-letter headers of a redriven event are removed before it is delivered again.
+
+use super::deliver::{self, HttpClient, HttpRequest, Outcome};
+use super::envelope::{Envelope, DLQ_PREFIX, REPLAY_ATTR};
+use super::spec::{Compiled, Mode, Target};
+use crate::broker::Broker;
+use crate::event::{Event, StoredEvent};
+use hyper::header::{HeaderName, HeaderValue};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Kafka header that marks a replayed event on topic targets.
+pub const REPLAY_HEADER: &str = "busbar-replay";
+
+/// The event's envelope after the subscription's transform.
+fn shaped(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Envelope {
+    let mut env = Envelope::of(e);
+    if let Some(r) = replay {
+        env.attrs
+            .insert(REPLAY_ATTR.into(), Value::String(r.to_string()));
+    }
+    if let Some(t) = &sub.transform {
+        let out = t.apply(&env.document());
+        let ct = if serde_json::from_str::<serde::de::IgnoredAny>(&out).is_ok() {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        env.attrs
+            .insert("datacontenttype".into(), Value::String(ct.into()));
+        env.data = Some(out.into_bytes());
+    }
+    env
+}
+
+/// Does the subscription's pattern match this event?
+pub fn matches(sub: &Compiled, e: &StoredEvent) -> bool {
+    sub.pattern
+        .as_ref()
+        .is_none_or(|p| p.matches(&Envelope::of(e).document()))
+}
+
+/// Makes one delivery attempt of `e` through `sub`.
+pub async fn attempt(
+    broker: &Broker,
+    http: &HttpClient,
+    sub: &Compiled,
+    e: &StoredEvent,
+    replay: Option<&str>,
+) -> Outcome {
+    match &sub.spec.target {
+        Target::Topic { topic } => {
+            deliver::to_topic(broker, topic, topic_event(sub, e, replay)).await
+        }
+        Target::Http { headers, mode, .. } => {
+            let url = sub.url.clone().expect("HTTP targets have a parsed URL");
+            let env = shaped(sub, e, replay);
+            let mut out = trace_headers(e);
+            for (k, v) in headers {
+                if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v))
+                {
+                    out.push((k, v));
+                }
+            }
+            out.push(header(
+                "user-agent",
+                concat!("busbar/", env!("CARGO_PKG_VERSION")),
+            ));
+            let body = match mode {
+                Mode::Binary => binary(&env, &mut out),
+                Mode::Structured => {
+                    out.push(header(
+                        "content-type",
+                        "application/cloudevents+json; charset=UTF-8",
+                    ));
+                    env.structured_body()
+                }
+            };
+            let req = HttpRequest {
+                uri: url,
+                headers: out,
+                body,
+                timeout: Duration::from_millis(sub.spec.delivery.timeout_ms),
+            };
+            http.post(req).await
+        }
+    }
+}
+
+fn topic_event(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Event {
+    let mut headers: Vec<(String, Vec<u8>)> = e
+        .headers
+        .iter()
+        .filter(|(k, _)| !k.starts_with(DLQ_PREFIX) && k != REPLAY_HEADER)
+        .cloned()
+        .collect();
+    if let Some(r) = replay {
+        headers.push((REPLAY_HEADER.into(), r.as_bytes().to_vec()));
+    }
+    let value = match &sub.transform {
+        Some(_) => shaped(sub, e, None).data,
+        None => e.value.clone(),
+    };
+    Event {
+        key: e.key.clone(),
+        value,
+        headers,
+        timestamp: Some(e.timestamp),
+        partition: None,
+    }
+}
+
+fn header(k: &'static str, v: &str) -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static(k),
+        HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static("")),
+    )
+}
+
+/// Percent-encodes what an HTTP header value cannot carry (CloudEvents HTTP binding §3.1.3.2).
+fn header_value(s: &str) -> HeaderValue {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' && b != b'"' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&out).expect("printable ASCII is a valid header value")
+}
+
+fn binary(env: &Envelope, out: &mut Vec<(HeaderName, HeaderValue)>) -> Vec<u8> {
+    for name in env.attrs.keys() {
+        let value = env.attr(name).unwrap_or_default();
+        if name == "datacontenttype" {
+            out.push((
+                "content-type".parse().expect("static"),
+                header_value(&value),
+            ));
+        } else if let Ok(h) = HeaderName::try_from(format!("ce-{name}")) {
+            out.push((h, header_value(&value)));
+        }
+    }
+    env.data.clone().unwrap_or_default()
+}
+
+/// A W3C traceparent: (trace id, parent id, flags), checked (spec §5).
+fn parse_traceparent(v: &str) -> Option<(&str, &str, &str)> {
+    let parts: Vec<&str> = v.trim().split('-').collect();
+    let [version, trace, parent, flags] = parts[..] else {
+        return None;
+    };
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2);
+    valid.then_some((trace, parent, flags))
+}
+
+fn span_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    format!("{:016x}", h.finish() | 1)
+}
+
+/// `traceparent` for this delivery (a child of the event's), and `tracestate` passed on.
+fn trace_headers(e: &StoredEvent) -> Vec<(HeaderName, HeaderValue)> {
+    let get = |n: &str| {
+        e.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    };
+    let mut out = Vec::new();
+    let parent = get("traceparent").or_else(|| get("ce_traceparent"));
+    if let Some((trace, _, flags)) = parent.and_then(parse_traceparent) {
+        let v = format!("00-{trace}-{}-{flags}", span_id());
+        out.push(header("traceparent", &v));
+        if let Some(state) = get("tracestate") {
+            out.push(("tracestate".parse().expect("static"), header_value(state)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_validated() {
+        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            parse_traceparent(ok),
+            Some(("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "01"))
+        );
+        for bad in [
+            "",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_values_are_percent_encoded() {
+        assert_eq!(header_value("a b").to_str().unwrap(), "a b");
+        assert_eq!(header_value("€%\"").to_str().unwrap(), "%E2%82%AC%25%22");
+    }
+}

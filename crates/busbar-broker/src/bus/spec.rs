@@ -1,0 +1,423 @@
+//! What a subscription is (the shape shared by HTTP, the CLI and the config file) and its
+//! validation: every error names the offending field, and nothing is created when one is found.
+//!
+//! Decisions (defaults and ranges; EventBridge's where it has one):
+//! - `max_attempts` counts every delivery attempt including the first (1..=1000, default 20).
+//! - Backoff: `backoff_initial_ms` (1..=3,600,000, default 1,000) doubled per retry up to
+//!   `backoff_max_ms` (initial..=86,400,000, default 60,000), with "equal jitter" (a delay `d` becomes
+//!   `d/2 + random(0..=d/2)`), so a delay is never below half the nominal one.
+//! - `max_age_s` 1..=604,800 (7 days), default 86,400 (EventBridge's 24 h); `timeout_ms`
+//!   1..=300,000, default 5,000 (EventBridge's client timeout).
+//! - `ordering` `key` (default: events of one key in one partition are delivered in offset order;
+//!   a failing key holds back only that key; events without a key are unordered) or `none`.
+//! - `concurrency` 1..=1024 deliveries in flight per subscription, default 16.
+//! - A target or dead-letter topic must exist and must not be a source (no delivery loops).
+//! - HTTP targets are `http://` URLs (TLS to targets is not built yet; `https://` is refused with
+//!   that reason rather than accepted and failed later).
+
+use crate::error::{BrokerError, Result};
+use busbar_rules::{Pattern, Transform};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Most source topics of one subscription.
+pub const SOURCES_MAX: usize = 100;
+/// Most custom headers of an HTTP target.
+pub const HEADERS_MAX: usize = 64;
+/// Longest subscription name (and replay name), in bytes.
+pub const NAME_BYTES_MAX: usize = 200;
+
+/// A subscription as created or updated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionSpec {
+    pub name: String,
+    pub sources: Vec<String>,
+    /// `latest` (default), `earliest` or an RFC 3339 time: where reading starts on partitions that
+    /// have no position yet when the subscription is created or a source is added.
+    #[serde(default = "latest")]
+    pub start: String,
+    /// An event pattern; absent matches every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<TransformSpec>,
+    pub target: Target,
+    #[serde(default)]
+    pub delivery: Delivery,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
+}
+
+fn latest() -> String {
+    "latest".into()
+}
+
+/// An input transformer: variables by JSON path, and a template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSpec {
+    #[serde(default)]
+    pub paths: BTreeMap<String, String>,
+    pub template: String,
+}
+
+/// Where matched events go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum Target {
+    Topic {
+        topic: String,
+    },
+    Http {
+        url: String,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+        #[serde(default)]
+        mode: Mode,
+    },
+}
+
+/// CloudEvents HTTP binding mode of an HTTP target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Binary,
+    Structured,
+}
+
+/// Per-key ordering or none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ordering {
+    #[default]
+    Key,
+    None,
+}
+
+/// The delivery policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    pub max_attempts: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub max_age_s: u64,
+    pub timeout_ms: u64,
+    pub ordering: Ordering,
+    pub concurrency: u32,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            max_attempts: 20,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 60_000,
+            max_age_s: 86_400,
+            timeout_ms: 5_000,
+            ordering: Ordering::Key,
+            concurrency: 16,
+        }
+    }
+}
+
+/// Where a subscription starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Latest,
+    Earliest,
+    Time(i64),
+}
+
+/// A validated subscription: the spec and its compiled parts.
+pub struct Compiled {
+    pub spec: SubscriptionSpec,
+    pub pattern: Option<Pattern>,
+    pub transform: Option<Transform>,
+    pub start: Start,
+    pub url: Option<hyper::Uri>,
+}
+
+fn invalid(path: &str, reason: impl Into<String>) -> BrokerError {
+    BrokerError::InvalidSubscription {
+        path: path.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks a subscription or replay name: 1 to 200 of `[A-Za-z0-9._-]`.
+pub fn check_name(path: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > NAME_BYTES_MAX {
+        return Err(invalid(
+            path,
+            format!("must be 1 to {NAME_BYTES_MAX} bytes"),
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(invalid(
+            path,
+            format!("{name:?} has {c:?}; use letters, digits, '.', '_' and '-'"),
+        ));
+    }
+    Ok(())
+}
+
+fn in_range(path: &str, v: u64, lo: u64, hi: u64) -> Result<()> {
+    if v < lo || v > hi {
+        return Err(invalid(path, format!("{v} is outside {lo}..={hi}")));
+    }
+    Ok(())
+}
+
+fn check_delivery(d: &Delivery) -> Result<()> {
+    in_range("delivery.max_attempts", d.max_attempts.into(), 1, 1000)?;
+    in_range(
+        "delivery.backoff_initial_ms",
+        d.backoff_initial_ms,
+        1,
+        3_600_000,
+    )?;
+    in_range(
+        "delivery.backoff_max_ms",
+        d.backoff_max_ms,
+        d.backoff_initial_ms,
+        86_400_000,
+    )?;
+    in_range("delivery.max_age_s", d.max_age_s, 1, 604_800)?;
+    in_range("delivery.timeout_ms", d.timeout_ms, 1, 300_000)?;
+    in_range("delivery.concurrency", d.concurrency.into(), 1, 1024)
+}
+
+fn check_header(name: &str, value: &str) -> Result<()> {
+    let path = format!("target.headers.{name}");
+    if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(invalid(&path, "not a valid HTTP header name"));
+    }
+    if hyper::header::HeaderValue::from_str(value).is_err() {
+        return Err(invalid(&path, "not a valid HTTP header value"));
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("ce-")
+        || matches!(
+            lower.as_str(),
+            "content-type" | "content-length" | "host" | "traceparent" | "transfer-encoding"
+        )
+    {
+        return Err(invalid(&path, "set by busbar for every delivery"));
+    }
+    Ok(())
+}
+
+/// Parses and checks an HTTP target URL.
+pub fn parse_url(url: &str) -> Result<hyper::Uri> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| invalid("target.url", format!("{url:?} is not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(invalid(
+                "target.url",
+                "https targets are not supported yet (no TLS client); use http://",
+            ))
+        }
+        _ => {
+            return Err(invalid(
+                "target.url",
+                format!("{url:?} must start with http://"),
+            ))
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid("target.url", format!("{url:?} has no host")));
+    }
+    Ok(uri)
+}
+
+fn parse_start(s: &str) -> Result<Start> {
+    match s {
+        "latest" => Ok(Start::Latest),
+        "earliest" => Ok(Start::Earliest),
+        t => crate::time::parse_rfc3339(t)
+            .map(Start::Time)
+            .ok_or_else(|| {
+                invalid(
+                    "start",
+                    format!("{t:?} is not latest, earliest or an RFC 3339 time"),
+                )
+            }),
+    }
+}
+
+impl SubscriptionSpec {
+    /// Validates everything that does not depend on the broker's topics, and compiles.
+    pub fn compile(self) -> Result<Compiled> {
+        check_name("name", &self.name)?;
+        if self.sources.is_empty() || self.sources.len() > SOURCES_MAX {
+            return Err(invalid(
+                "sources",
+                format!("needs 1 to {SOURCES_MAX} topics"),
+            ));
+        }
+        for (i, s) in self.sources.iter().enumerate() {
+            if self.sources[..i].contains(s) {
+                return Err(invalid(
+                    &format!("sources[{i}]"),
+                    format!("{s:?} is listed twice"),
+                ));
+            }
+        }
+        let start = parse_start(&self.start)?;
+        let pattern = match &self.pattern {
+            None => None,
+            Some(p) => Some(Pattern::parse(p).map_err(|e| invalid("pattern", e.to_string()))?),
+        };
+        let transform = match &self.transform {
+            None => None,
+            Some(t) => {
+                Some(Transform::new(&t.paths, &t.template).map_err(|e| invalid("transform", e))?)
+            }
+        };
+        let url = match &self.target {
+            Target::Topic { topic } => {
+                self.check_not_source("target.topic", topic)?;
+                None
+            }
+            Target::Http { url, headers, .. } => {
+                if headers.len() > HEADERS_MAX {
+                    return Err(invalid(
+                        "target.headers",
+                        format!("at most {HEADERS_MAX} headers"),
+                    ));
+                }
+                for (k, v) in headers {
+                    check_header(k, v)?;
+                }
+                Some(parse_url(url)?)
+            }
+        };
+        if let Some(d) = &self.dead_letter_topic {
+            self.check_not_source("dead_letter_topic", d)?;
+        }
+        check_delivery(&self.delivery)?;
+        Ok(Compiled {
+            spec: self,
+            pattern,
+            transform,
+            start,
+            url,
+        })
+    }
+
+    fn check_not_source(&self, path: &str, topic: &str) -> Result<()> {
+        if self.sources.iter().any(|s| s == topic) {
+            return Err(invalid(
+                path,
+                format!("{topic:?} is also a source; that would deliver in a loop"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Topics this subscription needs to exist: sources, target topic, dead-letter topic, each with
+    /// the field that names it.
+    pub fn topics(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("sources[{i}]"), s.clone()))
+            .collect();
+        if let Target::Topic { topic } = &self.target {
+            out.push(("target.topic".into(), topic.clone()));
+        }
+        if let Some(d) = &self.dead_letter_topic {
+            out.push(("dead_letter_topic".into(), d.clone()));
+        }
+        out
+    }
+}
+
+/// Parses a subscription from JSON, with the path of the offending field in the error.
+pub fn from_json(v: &Value) -> Result<SubscriptionSpec> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        invalid(
+            if path == "." { "subscription" } else { &path },
+            e.inner().to_string(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: Value) -> Result<Compiled> {
+        from_json(&v)?.compile()
+    }
+
+    fn err(v: Value) -> String {
+        match spec(v) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn defaults_fill_everything_but_name_sources_and_target() {
+        let c = spec(json!({"name": "s", "sources": ["a"], "target": {"topic": "b"}})).unwrap();
+        assert_eq!(c.spec.delivery, Delivery::default());
+        assert_eq!(c.start, Start::Latest);
+        assert!(c.pattern.is_none());
+        let c = spec(json!({"name": "s", "sources": ["a"], "target": {"url": "http://h:1/x"}}))
+            .unwrap();
+        assert!(matches!(
+            c.spec.target,
+            Target::Http {
+                mode: Mode::Binary,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let base = |extra: Value| {
+            let mut v = json!({"name": "s", "sources": ["a"], "target": {"topic": "b"}});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            err(v)
+        };
+        assert!(base(json!({"name": "a b"})).contains("name:"));
+        assert!(base(json!({"sources": []})).contains("sources:"));
+        assert!(base(json!({"sources": ["a", "a"]})).contains("sources[1]"));
+        assert!(base(json!({"start": "yesterday"})).contains("start:"));
+        assert!(base(json!({"pattern": {"x": "notalist"}})).contains("pattern:"));
+        assert!(base(json!({"target": {"topic": "a"}})).contains("loop"));
+        assert!(base(json!({"target": {"url": "ftp://h/"}})).contains("target.url"));
+        assert!(base(json!({"target": {"url": "https://h/"}})).contains("TLS"));
+        assert!(
+            base(json!({"target": {"url": "http://h/", "headers": {"ce-id": "x"}}}))
+                .contains("target.headers.ce-id")
+        );
+        assert!(base(json!({"target": {"url": "http://h/", "mode": "batch"}})).contains("target"));
+        assert!(base(json!({"delivery": {"max_attempts": 0}})).contains("delivery.max_attempts"));
+        assert!(base(json!({"delivery": {"concurrency": 5000}})).contains("delivery.concurrency"));
+        assert!(
+            base(json!({"delivery": {"backoff_initial_ms": 10, "backoff_max_ms": 5}}))
+                .contains("delivery.backoff_max_ms")
+        );
+        assert!(base(json!({"delivery": {"retries": 3}})).contains("delivery"));
+        assert!(base(json!({"dead_letter_topic": "a"})).contains("dead_letter_topic"));
+        assert!(base(json!({"colour": "red"})).contains("colour"));
+    }
+}

@@ -1,0 +1,772 @@
+//! One running subscription: a durable consumer inside the broker (DESIGN.md data flow 3).
+//!
+//! The worker reads its source partitions from its committed positions (consumer group
+//! `busbar-subscription-<name>`, visible with `busbar group describe`), matches each event, and keeps
+//! up to `concurrency` deliveries in flight. A failed attempt that may be retried is written to the
+//! retry state (durably) before the partition's position may pass it, so the partition keeps flowing
+//! while the event waits for its next attempt on a timer. With `ordering: key`, an event whose key
+//! already has an event in flight or waiting is parked (also durably) behind it, and released in
+//! offset order when the one ahead is delivered or dead-lettered: a failing key holds back only
+//! that key. Exhausted or non-retriable events go to the dead-letter topic with headers saying why.
+//!
+//! The committed position of a partition is its lowest event that is read but neither settled
+//! (delivered, dead-lettered, not matched) nor in the retry state. After a crash, everything from
+//! there is delivered again: at-least-once, and every delivery carries the event's stable id.
+
+use super::deliver::{Failure, HttpClient, Outcome};
+use super::dlq;
+use super::request;
+use super::spec::{Compiled, Delivery, Ordering};
+use super::state::{EventRef, RetryEntry, RetryStore};
+use super::stats::Counters;
+use crate::broker::Broker;
+use crate::error::{BrokerError, Result};
+use crate::event::{self, StoredEvent};
+use crate::offsets::OffsetCommit;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+/// Most events matched (or skipped) in one pass before the worker looks at its other work.
+const EVENTS_PER_PASS: usize = 10_000;
+/// Bytes read from a partition at a time.
+const READ_BYTES: usize = 1 << 20;
+/// How often positions are committed while events flow.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
+
+/// What the rest of the bus shares with workers.
+pub struct Ctx {
+    pub broker: Arc<Broker>,
+    pub retries: RetryStore,
+    pub http: HttpClient,
+}
+
+/// Commands to a running worker.
+pub enum Cmd {
+    /// A durable retry entry was added (a redrive): schedule it.
+    Schedule(EventRef, RetryEntry),
+}
+
+/// The consumer group holding a subscription's positions.
+pub fn group_of(name: &str) -> String {
+    format!("busbar-subscription-{name}")
+}
+
+/// A running worker.
+pub struct Handle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    pub cmd: mpsc::UnboundedSender<Cmd>,
+}
+
+impl Handle {
+    /// Stops the worker (in-flight attempts are abandoned and delivered again later) and waits for
+    /// its last commit.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts a worker for `sub`.
+pub fn spawn(
+    ctx: Arc<Ctx>,
+    sub: Arc<Compiled>,
+    counters: Arc<Counters>,
+    status: Arc<Mutex<String>>,
+) -> Handle {
+    let (stop, stop_rx) = watch::channel(false);
+    let (cmd, cmd_rx) = mpsc::unbounded_channel();
+    let name = sub.spec.name.clone();
+    let worker = Worker {
+        group: group_of(&name),
+        name,
+        ctx,
+        sub,
+        counters,
+        status,
+        parts: Vec::new(),
+        inflight: JoinSet::new(),
+        timers: BTreeSet::new(),
+        entries: BTreeMap::new(),
+        lanes: HashMap::new(),
+        rr: 0,
+    };
+    let task = tokio::spawn(worker.run(stop_rx, cmd_rx));
+    Handle { stop, task, cmd }
+}
+
+type Lane = (String, u32, u64);
+
+struct Part {
+    topic: String,
+    partition: u32,
+    next: u64,
+    buffer: VecDeque<StoredEvent>,
+    outstanding: BTreeSet<u64>,
+    committed: Option<u64>,
+}
+
+struct Job {
+    r: EventRef,
+    /// The retry state this attempt continues, if any.
+    entry: Option<RetryEntry>,
+    lane: Option<Lane>,
+    from_source: bool,
+}
+
+struct Done {
+    job: Job,
+    event: Option<StoredEvent>,
+    outcome: Outcome,
+}
+
+struct Worker {
+    name: String,
+    group: String,
+    ctx: Arc<Ctx>,
+    sub: Arc<Compiled>,
+    counters: Arc<Counters>,
+    status: Arc<Mutex<String>>,
+    parts: Vec<Part>,
+    inflight: JoinSet<Done>,
+    /// (due ms, event) of scheduled retries.
+    timers: BTreeSet<(i64, EventRef)>,
+    /// This subscription's durable retry entries, mirrored.
+    entries: BTreeMap<EventRef, RetryEntry>,
+    /// Busy lanes, each with the events parked behind the one in flight or scheduled.
+    lanes: HashMap<Lane, VecDeque<EventRef>>,
+    rr: usize,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn random_below(n: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(n);
+    h.finish() % n.max(1)
+}
+
+/// The wait before retry number `attempts` (1 = after the first attempt): exponential from
+/// `backoff_initial_ms`, capped at `backoff_max_ms`, with equal jitter.
+pub fn backoff(d: &Delivery, attempts: u32) -> i64 {
+    let exp = attempts.saturating_sub(1).min(40);
+    let nominal = d
+        .backoff_initial_ms
+        .saturating_mul(1u64 << exp)
+        .min(d.backoff_max_ms);
+    (nominal / 2 + random_below(nominal / 2 + 1)) as i64
+}
+
+fn key_hash(k: &[u8]) -> u64 {
+    // FNV-1a: stable across restarts (lanes are rebuilt from stored hashes).
+    k.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Reads the one event at `r`; `None` when the log no longer has it.
+async fn read_one(broker: &Broker, r: &EventRef) -> Result<Option<StoredEvent>> {
+    let data = match broker.read_now(&r.topic, r.partition as i64, r.offset, READ_BYTES) {
+        Ok(d) => d,
+        Err(BrokerError::OffsetOutOfRange { .. }) | Err(BrokerError::UnknownTopic(_)) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let events = event::decode(&r.topic, r.partition, &data, r.offset)?;
+    Ok(events.into_iter().next().filter(|e| e.offset == r.offset))
+}
+
+impl Worker {
+    async fn run(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+        mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    ) {
+        while let Err(e) = self.init() {
+            self.set_status(format!("error: {e}"));
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        self.set_status("running".into());
+        let mut last_commit = tokio::time::Instant::now();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let progressed = match self.fill().await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.set_status(format!("error: {e}"));
+                    false
+                }
+            };
+            if last_commit.elapsed() >= COMMIT_EVERY {
+                self.commit().await;
+                last_commit = tokio::time::Instant::now();
+            }
+            if progressed && self.inflight.len() < self.limit() {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let wait = self.wait_time();
+            let positions = self.idle_positions();
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                Some(cmd) = cmds.recv() => self.on_cmd(cmd),
+                Some(done) = self.inflight.join_next(), if !self.inflight.is_empty() => {
+                    if let Ok(done) = done {
+                        self.on_done(done).await;
+                    }
+                }
+                _ = self.ctx.broker.wait_for_data(&positions, wait), if !positions.is_empty() => {}
+                _ = tokio::time::sleep(wait), if positions.is_empty() => {}
+            }
+        }
+        self.inflight.abort_all();
+        while self.inflight.join_next().await.is_some() {}
+        self.commit().await;
+    }
+
+    fn set_status(&self, s: String) {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    fn limit(&self) -> usize {
+        self.sub.spec.delivery.concurrency as usize
+    }
+
+    fn wait_time(&self) -> Duration {
+        let cap = Duration::from_millis(200);
+        match self.timers.first() {
+            Some((due, _)) => Duration::from_millis((due - now_ms()).max(0) as u64).min(cap),
+            None => cap,
+        }
+    }
+
+    /// Partitions worth waiting on: buffer drained and room for more deliveries.
+    fn idle_positions(&self) -> Vec<(String, i64, u64)> {
+        if self.inflight.len() >= self.limit() {
+            return Vec::new();
+        }
+        self.parts
+            .iter()
+            .filter(|p| p.buffer.is_empty())
+            .map(|p| (p.topic.clone(), p.partition as i64, p.next))
+            .collect()
+    }
+
+    /// Positions from the committed offsets (earliest where none), and the retry schedule.
+    fn init(&mut self) -> Result<()> {
+        let broker = &self.ctx.broker;
+        let mut parts = Vec::new();
+        for topic in &self.sub.spec.sources {
+            let t = broker.topic(topic)?;
+            for p in 0..t.partitions.len() as u32 {
+                let (start, end) = broker.offsets_of(topic, p as i64)?;
+                let committed = broker.offsets.get(&self.group, topic, p).map(|c| c.offset);
+                parts.push(Part {
+                    topic: topic.clone(),
+                    partition: p,
+                    next: committed.unwrap_or(start).clamp(start, end),
+                    buffer: VecDeque::new(),
+                    outstanding: BTreeSet::new(),
+                    committed,
+                });
+            }
+        }
+        self.parts = parts;
+        self.entries = self.ctx.retries.entries(&self.name);
+        let now = now_ms();
+        for (r, e) in &self.entries {
+            match e.lane {
+                Some(h) => {
+                    let lane = (r.topic.clone(), r.partition, h);
+                    match self.lanes.get_mut(&lane) {
+                        Some(q) => q.push_back(r.clone()),
+                        None => {
+                            self.lanes.insert(lane, VecDeque::new());
+                            self.timers.insert((e.due_ms.unwrap_or(now), r.clone()));
+                        }
+                    }
+                }
+                None => {
+                    self.timers.insert((e.due_ms.unwrap_or(now), r.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Schedule(r, e) => {
+                self.timers
+                    .insert((e.due_ms.unwrap_or_else(now_ms), r.clone()));
+                self.entries.insert(r, e);
+            }
+        }
+    }
+
+    /// Starts due retries, then reads and admits fresh events, until `concurrency` is in flight.
+    async fn fill(&mut self) -> Result<bool> {
+        let now = now_ms();
+        let mut progressed = false;
+        while self.inflight.len() < self.limit() {
+            let Some((due, _)) = self.timers.first() else {
+                break;
+            };
+            if *due > now {
+                break;
+            }
+            let (_, r) = self.timers.pop_first().expect("checked");
+            let Some(entry) = self.entries.get(&r).cloned() else {
+                continue;
+            };
+            let lane = entry.lane.map(|h| (r.topic.clone(), r.partition, h));
+            self.launch(
+                Job {
+                    r,
+                    entry: Some(entry),
+                    lane,
+                    from_source: false,
+                },
+                None,
+            );
+            progressed = true;
+        }
+        let n = self.parts.len();
+        let (mut idle, mut seen) = (0, 0);
+        while self.inflight.len() < self.limit() && idle < n && seen < EVENTS_PER_PASS {
+            let i = self.rr % n;
+            self.rr += 1;
+            match self.next_event(i)? {
+                None => idle += 1,
+                Some(ev) => {
+                    idle = 0;
+                    seen += 1;
+                    progressed = true;
+                    self.admit(i, ev).await?;
+                }
+            }
+        }
+        Ok(progressed)
+    }
+
+    fn next_event(&mut self, i: usize) -> Result<Option<StoredEvent>> {
+        let p = &mut self.parts[i];
+        if p.buffer.is_empty() {
+            let data =
+                match self
+                    .ctx
+                    .broker
+                    .read_now(&p.topic, p.partition as i64, p.next, READ_BYTES)
+                {
+                    Ok(d) => d,
+                    Err(BrokerError::OffsetOutOfRange { start, end, .. }) => {
+                        p.next = p.next.clamp(start, end);
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                };
+            if data.is_empty() {
+                return Ok(None);
+            }
+            p.buffer = event::decode(&p.topic, p.partition, &data, p.next)?.into();
+            if p.buffer.is_empty() {
+                p.next = crate::broker::last_offset(&data).map_or(p.next, |o| o + 1);
+                return Ok(None);
+            }
+        }
+        let ev = p.buffer.pop_front();
+        if let Some(e) = &ev {
+            p.next = e.offset + 1;
+        }
+        Ok(ev)
+    }
+
+    async fn admit(&mut self, i: usize, ev: StoredEvent) -> Result<()> {
+        let r = EventRef {
+            topic: ev.topic.clone(),
+            partition: ev.partition,
+            offset: ev.offset,
+        };
+        if self.entries.contains_key(&r) || !request::matches(&self.sub, &ev) {
+            return Ok(());
+        }
+        self.counters
+            .matched
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let lane = match self.sub.spec.delivery.ordering {
+            Ordering::Key => ev
+                .key
+                .as_deref()
+                .map(|k| (r.topic.clone(), r.partition, key_hash(k))),
+            Ordering::None => None,
+        };
+        if let Some(l) = &lane {
+            if self.lanes.contains_key(l) {
+                return self.park(r, l.clone()).await;
+            }
+            self.lanes.insert(l.clone(), VecDeque::new());
+        }
+        self.parts[i].outstanding.insert(r.offset);
+        self.launch(
+            Job {
+                r,
+                entry: None,
+                lane,
+                from_source: true,
+            },
+            Some(ev),
+        );
+        Ok(())
+    }
+
+    /// Parks `r` durably behind the event of its key that is in flight or scheduled.
+    async fn park(&mut self, r: EventRef, lane: Lane) -> Result<()> {
+        let now = now_ms();
+        let entry = RetryEntry {
+            attempts: 0,
+            first_ms: now,
+            last_ms: now,
+            due_ms: None,
+            lane: Some(lane.2),
+            reason: "waiting".into(),
+            status: None,
+            error: "waiting behind an earlier event with the same key".into(),
+        };
+        self.ctx
+            .retries
+            .put(&self.name, vec![(r.clone(), Some(entry.clone()))])
+            .await?;
+        self.lanes.entry(lane).or_default().push_back(r.clone());
+        self.entries.insert(r, entry);
+        Ok(())
+    }
+
+    fn launch(&mut self, job: Job, event: Option<StoredEvent>) {
+        let (ctx, sub) = (self.ctx.clone(), self.sub.clone());
+        self.inflight.spawn(async move {
+            let event = match event {
+                Some(e) => Ok(Some(e)),
+                None => read_one(&ctx.broker, &job.r).await,
+            };
+            match event {
+                Ok(Some(e)) => {
+                    let outcome = request::attempt(&ctx.broker, &ctx.http, &sub, &e, None).await;
+                    Done {
+                        job,
+                        event: Some(e),
+                        outcome,
+                    }
+                }
+                Ok(None) => Done {
+                    job,
+                    event: None,
+                    outcome: Outcome::Delivered,
+                },
+                Err(e) => Done {
+                    job,
+                    event: None,
+                    outcome: Outcome::Retry {
+                        failure: Failure {
+                            reason: "storage",
+                            status: None,
+                            error: e.to_string(),
+                        },
+                        retry_after_ms: None,
+                    },
+                },
+            }
+        });
+    }
+
+    async fn on_done(&mut self, done: Done) {
+        let Done {
+            job,
+            event,
+            outcome,
+        } = done;
+        let now = now_ms();
+        let Some(ev) = event else {
+            if matches!(outcome, Outcome::Delivered) {
+                // Gone from the log (retention, deleted records) before this attempt.
+                self.counters
+                    .expired
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return self.finish(job).await;
+            }
+            return self
+                .retry_later(job, outcome_failure(&outcome), now, None)
+                .await;
+        };
+        match outcome {
+            Outcome::Delivered => {
+                self.counters.delivered(now - ev.timestamp);
+                self.finish(job).await;
+            }
+            Outcome::Fatal(f) => {
+                let attempts = job.entry.as_ref().map_or(0, |e| e.attempts) + 1;
+                let first = first_attempt(&job, now);
+                let job = Job {
+                    entry: Some(entry_after(&job, attempts, first, now, None, &f)),
+                    ..job
+                };
+                self.dead_letter(job, &ev, f, "non_retriable").await;
+            }
+            Outcome::Retry {
+                failure,
+                retry_after_ms,
+            } => {
+                let policy = &self.sub.spec.delivery;
+                let attempts = job.entry.as_ref().map_or(0, |e| e.attempts) + 1;
+                let first = first_attempt(&job, now);
+                let delay = backoff(policy, attempts).max(retry_after_ms.unwrap_or(0));
+                let exhausted = if retry_after_ms.is_some_and(|ms| ms < 0) {
+                    Some("retry_after_negative")
+                } else if attempts >= policy.max_attempts {
+                    Some("max_attempts")
+                } else if now + delay - first > (policy.max_age_s * 1000) as i64 {
+                    Some("max_age")
+                } else {
+                    None
+                };
+                match exhausted {
+                    Some(why) => {
+                        let job = Job {
+                            entry: Some(entry_after(&job, attempts, first, now, None, &failure)),
+                            ..job
+                        };
+                        self.dead_letter(job, &ev, failure, why).await;
+                    }
+                    None => {
+                        self.counters
+                            .retried
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.retry_later(job, failure, now, Some((attempts, first, now + delay)))
+                            .await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the retry entry and schedules the next attempt. `next` is (attempts, first, due);
+    /// `None` keeps the attempt count and retries after the longest backoff (the event could not
+    /// even be read or dead-lettered).
+    async fn retry_later(
+        &mut self,
+        job: Job,
+        failure: Failure,
+        now: i64,
+        next: Option<(u32, i64, i64)>,
+    ) {
+        let policy = &self.sub.spec.delivery;
+        let (attempts, first, due) = next.unwrap_or_else(|| {
+            let attempts = job.entry.as_ref().map_or(0, |e| e.attempts);
+            (
+                attempts,
+                first_attempt(&job, now),
+                now + policy.backoff_max_ms as i64,
+            )
+        });
+        let entry = entry_after(&job, attempts, first, now, Some(due), &failure);
+        let written = self
+            .ctx
+            .retries
+            .put(&self.name, vec![(job.r.clone(), Some(entry.clone()))])
+            .await;
+        if written.is_ok() && job.from_source {
+            self.release(&job.r);
+        }
+        self.timers.insert((due, job.r.clone()));
+        self.entries.insert(job.r, entry);
+    }
+
+    async fn dead_letter(&mut self, job: Job, ev: &StoredEvent, f: Failure, why: &'static str) {
+        let now = now_ms();
+        let Some(topic) = self.sub.spec.dead_letter_topic.clone() else {
+            self.counters
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return self.finish(job).await;
+        };
+        let attempts = job.entry.as_ref().map_or(1, |e| e.attempts.max(1));
+        let first = first_attempt(&job, now);
+        let letter = dlq::letter(&self.sub, ev, &f, why, attempts, first, now);
+        match self.ctx.broker.publish(&topic, vec![letter]).await {
+            Ok(_) => {
+                self.counters
+                    .dead_lettered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.finish(job).await;
+            }
+            Err(e) => {
+                let failure = Failure {
+                    reason: "storage",
+                    status: None,
+                    error: format!("dead-letter topic {topic:?}: {e}"),
+                };
+                self.retry_later(job, failure, now, None).await;
+            }
+        }
+    }
+
+    /// The event is settled: end its retry state, free its position, release its lane.
+    async fn finish(&mut self, job: Job) {
+        if self.entries.remove(&job.r).is_some() {
+            // Losing this end in a crash only means one more delivery (at-least-once).
+            let _ = self
+                .ctx
+                .retries
+                .put(&self.name, vec![(job.r.clone(), None)])
+                .await;
+        }
+        if job.from_source {
+            self.release(&job.r);
+        }
+        let Some(lane) = job.lane else {
+            return;
+        };
+        let next = self.lanes.get_mut(&lane).and_then(VecDeque::pop_front);
+        match next {
+            Some(r) => {
+                let now = now_ms();
+                if let Some(e) = self.entries.get_mut(&r) {
+                    e.due_ms = Some(now);
+                }
+                self.timers.insert((now, r));
+            }
+            None => {
+                self.lanes.remove(&lane);
+            }
+        }
+    }
+
+    fn release(&mut self, r: &EventRef) {
+        if let Some(p) = self
+            .parts
+            .iter_mut()
+            .find(|p| p.topic == r.topic && p.partition == r.partition)
+        {
+            p.outstanding.remove(&r.offset);
+        }
+    }
+
+    async fn commit(&mut self) {
+        let commits: Vec<OffsetCommit> = self
+            .parts
+            .iter()
+            .filter_map(|p| {
+                let at = p.outstanding.first().copied().unwrap_or(p.next);
+                (p.committed != Some(at)).then(|| OffsetCommit {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    offset: at,
+                    metadata: String::new(),
+                })
+            })
+            .collect();
+        if commits.is_empty() {
+            return;
+        }
+        if self
+            .ctx
+            .broker
+            .offsets
+            .commit(&self.group, commits.clone())
+            .await
+            .is_ok()
+        {
+            for c in commits {
+                if let Some(p) = self
+                    .parts
+                    .iter_mut()
+                    .find(|p| p.topic == c.topic && p.partition == c.partition)
+                {
+                    p.committed = Some(c.offset);
+                }
+            }
+        }
+    }
+}
+
+fn outcome_failure(o: &Outcome) -> Failure {
+    match o {
+        Outcome::Retry { failure, .. } | Outcome::Fatal(failure) => failure.clone(),
+        Outcome::Delivered => Failure {
+            reason: "storage",
+            status: None,
+            error: "event unreadable".into(),
+        },
+    }
+}
+
+/// When the first attempt was made (this one, when there was none before).
+fn first_attempt(job: &Job, now: i64) -> i64 {
+    match &job.entry {
+        Some(e) if e.attempts > 0 => e.first_ms,
+        _ => now,
+    }
+}
+
+fn entry_after(
+    job: &Job,
+    attempts: u32,
+    first: i64,
+    now: i64,
+    due: Option<i64>,
+    f: &Failure,
+) -> RetryEntry {
+    RetryEntry {
+        attempts,
+        first_ms: first,
+        last_ms: now,
+        due_ms: due,
+        lane: job.lane.as_ref().map(|l| l.2),
+        reason: f.reason.to_string(),
+        status: f.status,
+        error: f.error.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_a_cap() {
+        let d = Delivery {
+            backoff_initial_ms: 100,
+            backoff_max_ms: 1000,
+            ..Delivery::default()
+        };
+        for _ in 0..200 {
+            let b1 = backoff(&d, 1);
+            assert!((50..=100).contains(&b1), "{b1}");
+            let b3 = backoff(&d, 3);
+            assert!((200..=400).contains(&b3), "{b3}");
+            let b9 = backoff(&d, 9);
+            assert!((500..=1000).contains(&b9), "{b9}");
+            assert!((500..=1000).contains(&backoff(&d, 1000)));
+        }
+    }
+
+    #[test]
+    fn key_hash_is_stable() {
+        assert_eq!(key_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(key_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

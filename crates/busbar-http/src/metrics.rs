@@ -1,0 +1,89 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4) of the bus's per-subscription
+//! counters: events matched, delivered, retried, dead-lettered, dropped and expired; lag and events
+//! waiting for retry; and the delivery latency histogram (event time to successful delivery, ms).
+//! Subscription names are `[A-Za-z0-9._-]`, so label values need no escaping.
+
+use crate::App;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use busbar_broker::bus::stats::LATENCY_BOUNDS_MS;
+use std::fmt::Write;
+
+const COUNTERS: &[(&str, &str)] = &[
+    ("matched", "Events that matched the subscription's pattern"),
+    ("delivered", "Events delivered to the target"),
+    ("retried", "Failed attempts scheduled for another attempt"),
+    ("dead_lettered", "Events written to the dead-letter topic"),
+    ("dropped", "Exhausted events dropped (no dead-letter topic)"),
+    ("expired", "Events gone from their topic before a retry"),
+];
+
+pub async fn handler(State(app): State<App>) -> impl IntoResponse {
+    let subs = app.bus.list().await;
+    let mut out = String::new();
+    for (name, help) in COUNTERS {
+        let _ = writeln!(out, "# HELP busbar_subscription_{name}_total {help}.");
+        let _ = writeln!(out, "# TYPE busbar_subscription_{name}_total counter");
+        for s in &subs {
+            let c = &s.counters;
+            let v = match *name {
+                "matched" => c.matched,
+                "delivered" => c.delivered,
+                "retried" => c.retried,
+                "dead_lettered" => c.dead_lettered,
+                "dropped" => c.dropped,
+                _ => c.expired,
+            };
+            let _ = writeln!(
+                out,
+                "busbar_subscription_{name}_total{{subscription=\"{}\"}} {v}",
+                s.spec.name
+            );
+        }
+    }
+    for (name, help) in [
+        ("lag", "Events in the sources not yet read past"),
+        (
+            "retrying",
+            "Events waiting for another attempt or behind their key",
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP busbar_subscription_{name} {help}.");
+        let _ = writeln!(out, "# TYPE busbar_subscription_{name} gauge");
+        for s in &subs {
+            let v = if name == "lag" {
+                s.lag
+            } else {
+                s.retrying as u64
+            };
+            let _ = writeln!(
+                out,
+                "busbar_subscription_{name}{{subscription=\"{}\"}} {v}",
+                s.spec.name
+            );
+        }
+    }
+    let h = "busbar_subscription_delivery_latency_ms";
+    let _ = writeln!(
+        out,
+        "# HELP {h} Event time to successful delivery, milliseconds."
+    );
+    let _ = writeln!(out, "# TYPE {h} histogram");
+    for s in &subs {
+        let n = &s.spec.name;
+        let c = &s.counters;
+        for (i, count) in c.latency_buckets.iter().enumerate() {
+            let le = LATENCY_BOUNDS_MS
+                .get(i)
+                .map_or("+Inf".to_string(), u64::to_string);
+            let _ = writeln!(
+                out,
+                "{h}_bucket{{subscription=\"{n}\",le=\"{le}\"}} {count}"
+            );
+        }
+        let _ = writeln!(out, "{h}_sum{{subscription=\"{n}\"}} {}", c.latency_sum_ms);
+        let _ = writeln!(out, "{h}_count{{subscription=\"{n}\"}} {}", c.delivered);
+    }
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

@@ -1,0 +1,138 @@
+//! `busbar dlq list|show|redrive`: dead letters in a dead-letter topic, filtered by subscription,
+//! reason, partition and offsets; redrive sends them back through their subscriptions.
+
+use crate::client::{enc, print_list, CliError, CliResult, Client, Output};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqCmd {
+    /// List dead letters.
+    List {
+        topic: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Show one dead letter with its event.
+    Show {
+        topic: String,
+        partition: u32,
+        offset: u64,
+    },
+    /// Deliver dead letters again through the subscriptions that dead-lettered them.
+    Redrive {
+        topic: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FilterArgs {
+    #[arg(long)]
+    pub subscription: Option<String>,
+    /// A reason (http_status, timeout, ...) or an exhausted condition (max_attempts, ...).
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub partition: Option<u32>,
+    #[arg(long)]
+    pub from_offset: Option<u64>,
+    #[arg(long)]
+    pub to_offset: Option<u64>,
+    #[arg(long)]
+    pub limit: Option<u64>,
+}
+
+impl FilterArgs {
+    fn json(&self) -> Value {
+        let mut v = json!({});
+        let mut put = |k: &str, x: Value| {
+            if !x.is_null() {
+                v[k] = x;
+            }
+        };
+        put("subscription", json!(self.subscription));
+        put("reason", json!(self.reason));
+        put("partition", json!(self.partition));
+        put("from_offset", json!(self.from_offset));
+        put("to_offset", json!(self.to_offset));
+        put("limit", json!(self.limit));
+        v
+    }
+
+    fn query(&self) -> String {
+        let v = self.json();
+        let parts: Vec<String> = v
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, x)| match x {
+                Value::String(s) => format!("{k}={}", enc(s)),
+                other => format!("{k}={other}"),
+            })
+            .collect();
+        parts.join("&")
+    }
+}
+
+const COLUMNS: &[(&str, &str)] = &[
+    ("partition", "partition"),
+    ("offset", "offset"),
+    ("subscription", "subscription"),
+    ("reason", "reason"),
+    ("exhausted", "exhausted"),
+    ("status", "status"),
+    ("attempts", "attempts"),
+    ("source_topic", "source_topic"),
+    ("source_offset", "source_offset"),
+    ("error", "error"),
+];
+
+pub fn run(c: &Client, cmd: DlqCmd) -> CliResult<()> {
+    match cmd {
+        DlqCmd::List { topic, filter } => {
+            let v = c.call(
+                "GET",
+                &format!("/dead-letters/{}?{}", enc(&topic), filter.query()),
+                None,
+            )?;
+            print_list(c, &v, "dead_letters", COLUMNS);
+        }
+        DlqCmd::Show {
+            topic,
+            partition,
+            offset,
+        } => {
+            let q = format!(
+                "/dead-letters/{}?partition={partition}&from_offset={offset}&to_offset={}",
+                enc(&topic),
+                offset + 1
+            );
+            let v = c.call("GET", &q, None)?;
+            let Some(d) = v["dead_letters"].get(0) else {
+                return Err(CliError::Usage(format!(
+                    "no dead letter at {topic} partition {partition} offset {offset}"
+                )));
+            };
+            if c.output == Output::Json {
+                println!("{d}");
+            } else {
+                println!("{}", serde_json::to_string_pretty(d).unwrap_or_default());
+            }
+        }
+        DlqCmd::Redrive { topic, filter } => {
+            let v = c.json(
+                "POST",
+                &format!("/dead-letters/{}/redrive", enc(&topic)),
+                &filter.json(),
+            )?;
+            if c.output == Output::Json {
+                println!("{v}");
+            } else {
+                println!("redriven {}", v["redriven"]);
+            }
+        }
+    }
+    Ok(())
+}

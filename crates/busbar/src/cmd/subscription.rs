@@ -1,0 +1,263 @@
+//! `busbar subscription create|update|list|get|pause|resume|delete|replay|replays`: the same fields
+//! as `POST /subscriptions`, from flags, from a JSON file (`--file`), or both (flags win).
+
+use crate::client::{cell, enc, print_list, CliError, CliResult, Client, Output};
+use clap::{Args, Subcommand};
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SubscriptionCmd {
+    /// Create a subscription.
+    Create(SpecArgs),
+    /// Replace a subscription's spec (positions and retry state are kept).
+    Update(SpecArgs),
+    /// List subscriptions with state, counters and lag.
+    List,
+    /// Show one subscription.
+    Get { name: String },
+    /// Stop delivering (positions kept).
+    Pause { name: String },
+    /// Start delivering again.
+    Resume { name: String },
+    /// Delete a subscription, its positions and retry state.
+    Delete { name: String },
+    /// Re-deliver a time range of the sources through the subscription, marked as a replay.
+    Replay {
+        name: String,
+        /// Name of the run.
+        #[arg(long = "run")]
+        run: String,
+        /// Start (RFC 3339, inclusive).
+        #[arg(long)]
+        from: String,
+        /// End (RFC 3339, exclusive).
+        #[arg(long)]
+        to: String,
+        /// Most events a second.
+        #[arg(long)]
+        rate: Option<u32>,
+    },
+    /// Show replay runs (or one run).
+    Replays { name: String, run: Option<String> },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SpecArgs {
+    /// Subscription name (may come from --file instead).
+    pub name: Option<String>,
+    /// A JSON spec (text or @FILE) to start from.
+    #[arg(long)]
+    pub file: Option<String>,
+    /// Source topic (repeatable).
+    #[arg(long = "source")]
+    pub sources: Vec<String>,
+    /// latest, earliest or an RFC 3339 time.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Event pattern (JSON text or @FILE).
+    #[arg(long)]
+    pub pattern: Option<String>,
+    /// Input transform {"paths": {...}, "template": "..."} (JSON text or @FILE).
+    #[arg(long)]
+    pub transform: Option<String>,
+    /// Deliver to this topic.
+    #[arg(long, conflicts_with = "to_url")]
+    pub to_topic: Option<String>,
+    /// Deliver to this HTTP endpoint (CloudEvents).
+    #[arg(long)]
+    pub to_url: Option<String>,
+    /// HTTP target header NAME=VALUE (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// binary or structured (HTTP targets).
+    #[arg(long)]
+    pub mode: Option<String>,
+    #[arg(long)]
+    pub max_attempts: Option<u64>,
+    #[arg(long)]
+    pub backoff_initial_ms: Option<u64>,
+    #[arg(long)]
+    pub backoff_max_ms: Option<u64>,
+    #[arg(long)]
+    pub max_age_s: Option<u64>,
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// key or none.
+    #[arg(long)]
+    pub ordering: Option<String>,
+    #[arg(long)]
+    pub concurrency: Option<u64>,
+    #[arg(long)]
+    pub dead_letter_topic: Option<String>,
+}
+
+/// JSON text or `@FILE`.
+pub fn json_arg(arg: &str, what: &str) -> CliResult<Value> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| CliError::Usage(format!("--{what} {path}: {e}")))?,
+        None => arg.to_string(),
+    };
+    serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("--{what} is not JSON: {e}")))
+}
+
+impl SpecArgs {
+    fn spec(&self) -> CliResult<Value> {
+        let mut m = match &self.file {
+            Some(f) => match json_arg(f, "file")? {
+                Value::Object(m) => m,
+                _ => return Err(CliError::Usage("--file must hold a JSON object".into())),
+            },
+            None => Map::new(),
+        };
+        if let Some(n) = &self.name {
+            m.insert("name".into(), json!(n));
+        }
+        if !self.sources.is_empty() {
+            m.insert("sources".into(), json!(self.sources));
+        }
+        if let Some(s) = &self.start {
+            m.insert("start".into(), json!(s));
+        }
+        if let Some(p) = &self.pattern {
+            m.insert("pattern".into(), json_arg(p, "pattern")?);
+        }
+        if let Some(t) = &self.transform {
+            m.insert("transform".into(), json_arg(t, "transform")?);
+        }
+        if let Some(t) = &self.to_topic {
+            m.insert("target".into(), json!({ "topic": t }));
+        }
+        if let Some(u) = &self.to_url {
+            let mut target = json!({ "url": u });
+            let mut headers = Map::new();
+            for h in &self.headers {
+                let (k, v) = h
+                    .split_once('=')
+                    .ok_or_else(|| CliError::Usage(format!("--header {h:?} must be NAME=VALUE")))?;
+                headers.insert(k.into(), json!(v));
+            }
+            if !headers.is_empty() {
+                target["headers"] = Value::Object(headers);
+            }
+            if let Some(mode) = &self.mode {
+                target["mode"] = json!(mode);
+            }
+            m.insert("target".into(), target);
+        }
+        let mut delivery = match m.remove("delivery") {
+            Some(Value::Object(d)) => d,
+            _ => Map::new(),
+        };
+        for (k, v) in [
+            ("max_attempts", self.max_attempts),
+            ("backoff_initial_ms", self.backoff_initial_ms),
+            ("backoff_max_ms", self.backoff_max_ms),
+            ("max_age_s", self.max_age_s),
+            ("timeout_ms", self.timeout_ms),
+            ("concurrency", self.concurrency),
+        ] {
+            if let Some(v) = v {
+                delivery.insert(k.into(), json!(v));
+            }
+        }
+        if let Some(o) = &self.ordering {
+            delivery.insert("ordering".into(), json!(o));
+        }
+        if !delivery.is_empty() {
+            m.insert("delivery".into(), Value::Object(delivery));
+        }
+        if let Some(d) = &self.dead_letter_topic {
+            m.insert("dead_letter_topic".into(), json!(d));
+        }
+        Ok(Value::Object(m))
+    }
+}
+
+fn show(c: &Client, v: &Value) {
+    if c.output == Output::Json {
+        println!("{v}");
+        return;
+    }
+    let counters = &v["counters"];
+    println!(
+        "subscription {}  state {}  lag {}  retrying {}",
+        cell(&v["name"]),
+        cell(&v["state"]),
+        cell(&v["lag"]),
+        cell(&v["retrying"])
+    );
+    println!("sources {}  target {}", v["sources"], v["target"]);
+    println!(
+        "matched {}  delivered {}  retried {}  dead-lettered {}  dropped {}",
+        cell(&counters["matched"]),
+        cell(&counters["delivered"]),
+        cell(&counters["retried"]),
+        cell(&counters["dead_lettered"]),
+        cell(&counters["dropped"])
+    );
+}
+
+pub fn run(c: &Client, cmd: SubscriptionCmd) -> CliResult<()> {
+    let path = |n: &str| format!("/subscriptions/{}", enc(n));
+    match cmd {
+        SubscriptionCmd::Create(a) => show(c, &c.json("POST", "/subscriptions", &a.spec()?)?),
+        SubscriptionCmd::Update(a) => {
+            let spec = a.spec()?;
+            let name = spec["name"]
+                .as_str()
+                .ok_or_else(|| CliError::Usage("update needs the subscription name".into()))?
+                .to_string();
+            show(c, &c.json("PUT", &path(&name), &spec)?);
+        }
+        SubscriptionCmd::List => {
+            let v = c.call("GET", "/subscriptions", None)?;
+            print_list(
+                c,
+                &v,
+                "subscriptions",
+                &[
+                    ("name", "name"),
+                    ("state", "state"),
+                    ("lag", "lag"),
+                    ("retrying", "retrying"),
+                ],
+            );
+        }
+        SubscriptionCmd::Get { name } => show(c, &c.call("GET", &path(&name), None)?),
+        SubscriptionCmd::Pause { name } => show(
+            c,
+            &c.json("POST", &format!("{}/pause", path(&name)), &json!({}))?,
+        ),
+        SubscriptionCmd::Resume { name } => show(
+            c,
+            &c.json("POST", &format!("{}/resume", path(&name)), &json!({}))?,
+        ),
+        SubscriptionCmd::Delete { name } => {
+            c.call("DELETE", &path(&name), None)?;
+            eprintln!("deleted subscription {name}");
+        }
+        SubscriptionCmd::Replay {
+            name,
+            run,
+            from,
+            to,
+            rate,
+        } => {
+            let mut body = json!({"name": run, "from": from, "to": to});
+            if let Some(r) = rate {
+                body["rate"] = json!(r);
+            }
+            let v = c.json("POST", &format!("{}/replays", path(&name)), &body)?;
+            println!("{v}");
+        }
+        SubscriptionCmd::Replays { name, run } => {
+            let v = match run {
+                Some(r) => c.call("GET", &format!("{}/replays/{}", path(&name), enc(&r)), None)?,
+                None => c.call("GET", &format!("{}/replays", path(&name)), None)?,
+            };
+            println!("{v}");
+        }
+    }
+    Ok(())
+}
