@@ -625,6 +625,92 @@ class FaultProxy:
             s_.close()
 
 
+class HookServer:
+    """An HTTP target recording every POST (path, headers, body); answers 200."""
+
+    def __init__(self):
+        import http.server
+        self.requests = []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                outer.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, n, timeout=30):
+        end = time.time() + timeout
+        while len(self.requests) < n and time.time() < end:
+            time.sleep(0.02)
+        assert len(self.requests) >= n, self.requests
+        return self.requests
+
+
+@test
+def cloudevents_cross_between_kafka_and_http_through_subscriptions(b):
+    """A binary-mode CloudEvent produced by a Kafka client and a structured one published over HTTP
+    both reach an HTTP target as CloudEvents (trace id kept) and a topic target that a Kafka
+    consumer reads with the CloudEvents Kafka binding intact."""
+    from confluent_kafka import Consumer, Producer
+    for t in ("ce-in", "ce-out"):
+        b.post("/topics", {"name": t, "partitions": 1})
+    hook = HookServer()
+    b.post("/subscriptions", {"name": "to-http", "sources": ["ce-in"], "target": {"url": hook.url + "/h"}})
+    b.post("/subscriptions", {"name": "to-topic", "sources": ["ce-in"], "target": {"topic": "ce-out"},
+                              "pattern": {"type": [{"suffix": ".made"}]}})
+    trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    p = Producer({"bootstrap.servers": b.kafka})
+    p.produce("ce-in", key=b"acct-9", value=b'{"amount": 3}', headers=[
+        ("ce_specversion", b"1.0"), ("ce_id", b"k-1"), ("ce_source", b"/kafka"),
+        ("ce_type", b"payment.made"), ("content-type", b"application/json"), ("traceparent", trace.encode())])
+    assert p.flush(10) == 0
+    req = urllib.request.Request(f"http://{b.http}/topics/ce-in/events", method="POST", data=json.dumps({
+        "specversion": "1.0", "id": "h-1", "source": "/web", "type": "refund.made",
+        "partitionkey": "acct-9", "data": {"amount": -1}}).encode(),
+        headers={"content-type": "application/cloudevents+json"})
+    urllib.request.urlopen(req, timeout=10).read()
+    got = {h["ce-id"]: (h, body) for _, h, body in hook.wait(2)}
+    h, body = got["k-1"]
+    assert h["ce-type"] == "payment.made" and h["ce-source"] == "/kafka", h
+    assert h["content-type"] == "application/json" and json.loads(body) == {"amount": 3}, (h, body)
+    assert h["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-"), h
+    h, body = got["h-1"]
+    assert h["ce-type"] == "refund.made" and h["ce-partitionkey"] == "acct-9", h
+    assert json.loads(body) == {"amount": -1}, body
+    c = Consumer({"bootstrap.servers": b.kafka, "group.id": "ce-reader", "auto.offset.reset": "earliest"})
+    c.subscribe(["ce-out", "ce-in"])
+    seen = {}
+    end = time.time() + 30
+    while len(seen) < 4 and time.time() < end:
+        m = c.poll(0.5)
+        if m is None or m.error():
+            continue
+        seen[(m.topic(), m.offset())] = (m.key(), dict(m.headers() or []), m.value())
+    c.close()
+    assert len(seen) == 4, seen
+    key, hdrs, value = seen[("ce-out", 0)]
+    assert key == b"acct-9" and hdrs["ce_id"] == b"k-1" and hdrs["traceparent"] == trace.encode(), hdrs
+    key, hdrs, value = seen[("ce-out", 1)]
+    assert key == b"acct-9", key
+    assert hdrs["content-type"].startswith(b"application/cloudevents+json"), hdrs
+    assert json.loads(value)["id"] == "h-1", value
+    # The event published over HTTP reads as a structured CloudEvent from Kafka, keyed by partitionkey.
+    key, hdrs, value = seen[("ce-in", 1)]
+    assert key == b"acct-9" and json.loads(value)["type"] == "refund.made", (key, value)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

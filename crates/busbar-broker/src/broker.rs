@@ -485,13 +485,41 @@ impl Broker {
             };
             events.len()
         ];
-        for (p, (idx, bytes)) in batches {
-            let at = Self::append(&t.partitions[p as usize], bytes).await?;
-            for (k, i) in idx.iter().enumerate() {
-                out[*i] = Published {
-                    partition: p,
-                    offset: at.base_offset + k as u64,
-                };
+        // Partitions are appended concurrently (their fsyncs overlap); batches of one partition
+        // stay in order.
+        let mut by_part: BTreeMap<u32, Vec<Chunk>> = BTreeMap::new();
+        for (p, chunk) in batches {
+            by_part.entry(p).or_default().push(chunk);
+        }
+        let tasks: Vec<_> = by_part
+            .into_iter()
+            .map(|(p, chunks)| {
+                let part = t.partitions[p as usize].clone();
+                tokio::spawn(async move {
+                    let mut done = Vec::new();
+                    for (idx, bytes) in chunks {
+                        done.push((idx, Self::append(&part, bytes).await?));
+                    }
+                    Ok::<_, BrokerError>((p, done))
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            let r = task
+                .await
+                .map_err(|e| BrokerError::Storage(format!("append task failed: {e}")))?;
+            results.push(r);
+        }
+        for r in results {
+            let (p, done) = r?;
+            for (idx, at) in done {
+                for (k, i) in idx.iter().enumerate() {
+                    out[*i] = Published {
+                        partition: p,
+                        offset: at.base_offset + k as u64,
+                    };
+                }
             }
         }
         Ok(out)
@@ -690,6 +718,9 @@ impl Broker {
             .collect())
     }
 }
+
+/// Indexes of the events in one encoded batch, and its bytes.
+type Chunk = (Vec<usize>, Vec<u8>);
 
 pub(crate) fn last_offset(data: &[u8]) -> Option<u64> {
     let mut pos = 0;

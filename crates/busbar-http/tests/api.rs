@@ -630,7 +630,14 @@ fn random_bodies_never_get_a_server_error() {
         "/topics",
         Some(json!({"name": "t", "partitions": 1})),
     );
+    s.json("POST", "/topics", Some(json!({"name": "u"})));
+    let sub = json!({"name": "s", "sources": ["t"], "target": {"topic": "u"}});
+    assert_eq!(s.json("POST", "/subscriptions", Some(sub)).0, 201);
     let routes = [
+        ("POST", "/subscriptions"),
+        ("PUT", "/subscriptions/s"),
+        ("POST", "/subscriptions/s/replays"),
+        ("POST", "/dead-letters/u/redrive"),
         ("POST", "/topics/t/events"),
         ("POST", "/topics"),
         ("PATCH", "/topics/t"),
@@ -670,4 +677,7 @@ fn random_bodies_never_get_a_server_error() {
     });
     let (_, d) = s.json("GET", "/topics/t", None);
     assert_eq!(d["partitions"].as_array().unwrap().len(), 1);
+    let (_, v) = s.json("GET", "/subscriptions", None);
+    assert_eq!(v["subscriptions"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["subscriptions"][0]["target"], json!({"topic": "u"}));
 }

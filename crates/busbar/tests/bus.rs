@@ -863,3 +863,46 @@ dead_letter_topic = "cfg-dlq"
         "{err}"
     );
 }
+
+#[test]
+fn unordered_delivery_respects_the_concurrency_limit_and_start_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("u", 4)]);
+    publish(&s, "u", json!([{"value": {"old": true}}]));
+    std::thread::sleep(Duration::from_millis(50));
+    let start = busbar_http::time::format_rfc3339(now_ms());
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Target::start(|_, _| Reply::After(Duration::from_millis(300), 200));
+    subscribe(
+        &s,
+        json!({"name": "par", "sources": ["u"], "start": start, "target": {"url": t.url("/u")},
+               "delivery": {"ordering": "none", "concurrency": 3}}),
+    );
+    publish(
+        &s,
+        "u",
+        Value::Array(
+            (0..9)
+                .map(|i| json!({"key": format!("k{i}"), "value": {"i": i}}))
+                .collect(),
+        ),
+    );
+    let got = t.wait(WAIT, |r| r.len() == 9);
+    assert!(
+        got.iter().all(|r| r.json()["old"].is_null()),
+        "start time skips older events"
+    );
+    // Each answer takes 300 ms: at most 3 requests may arrive within any 300 ms window.
+    let most = got
+        .iter()
+        .map(|a| {
+            got.iter()
+                .filter(|b| b.at >= a.at && b.at < a.at + Duration::from_millis(290))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert_eq!(most, 3, "three in flight at once, never more");
+    assert_eq!(s.stop(), 0);
+}

@@ -212,9 +212,67 @@ pub fn parse_retry_after(v: &str) -> Option<i64> {
     Some((at - now).max(0))
 }
 
+/// Most events appended together by a [`TopicSink`].
+const SINK_BATCH_MAX: usize = 1000;
+
+type SinkItem = (Event, tokio::sync::oneshot::Sender<Outcome>);
+
+/// Appends a subscription's deliveries to its target topic in batches: every delivery waiting
+/// when the previous append finished goes into the next one, so concurrent deliveries share one
+/// append (and fsync) per partition instead of one each. A batch refused as a whole (an event too
+/// large) is retried event by event, so only the bad event fails.
+pub struct TopicSink {
+    tx: tokio::sync::mpsc::UnboundedSender<SinkItem>,
+}
+
+impl TopicSink {
+    /// Starts the sink's task; it ends when the sink is dropped.
+    pub fn start(broker: std::sync::Arc<Broker>, topic: String) -> TopicSink {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<SinkItem>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut items = vec![first];
+                while items.len() < SINK_BATCH_MAX {
+                    match rx.try_recv() {
+                        Ok(item) => items.push(item),
+                        Err(_) => break,
+                    }
+                }
+                let (events, replies): (Vec<Event>, Vec<_>) = items.into_iter().unzip();
+                let outcome = to_topic_many(&broker, &topic, events.clone()).await;
+                if matches!(outcome, Outcome::Fatal(_)) && events.len() > 1 {
+                    for (e, reply) in events.into_iter().zip(replies) {
+                        let _ = reply.send(to_topic(&broker, &topic, e).await);
+                    }
+                } else {
+                    for reply in replies {
+                        let _ = reply.send(outcome.clone());
+                    }
+                }
+            }
+        });
+        TopicSink { tx }
+    }
+
+    /// Appends `event` with the next batch.
+    pub async fn send(&self, event: Event) -> Outcome {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self.tx.send((event, reply)).is_err() {
+            return retry("storage", None, "target sink stopped".into());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| retry("storage", None, "target sink stopped".into()))
+    }
+}
+
 /// Appends `event` to `topic`.
 pub async fn to_topic(broker: &Broker, topic: &str, event: Event) -> Outcome {
-    match broker.publish(topic, vec![event]).await {
+    to_topic_many(broker, topic, vec![event]).await
+}
+
+async fn to_topic_many(broker: &Broker, topic: &str, events: Vec<Event>) -> Outcome {
+    match broker.publish(topic, events).await {
         Ok(_) => Outcome::Delivered,
         Err(e @ (BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. })) => {
             Outcome::Fatal(Failure::new("target_gone", None, e.to_string()))

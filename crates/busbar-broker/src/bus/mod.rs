@@ -70,6 +70,7 @@ pub struct Bus {
     ctx: Arc<Ctx>,
     store: SubStore,
     subs: tokio::sync::Mutex<BTreeMap<String, Entry>>,
+    maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 fn invalid(path: &str, reason: impl Into<String>) -> BrokerError {
@@ -114,6 +115,7 @@ impl Bus {
             ctx,
             store,
             subs: tokio::sync::Mutex::new(subs),
+            maintenance: Mutex::new(None),
         })
     }
 
@@ -122,8 +124,29 @@ impl Bus {
         &self.ctx.broker
     }
 
-    /// Starts the workers of every subscription not paused.
+    /// Starts the workers of every subscription not paused, and the compaction of the retry state
+    /// every `maintenance_interval`.
     pub async fn start(&self) {
+        let ctx = self.ctx.clone();
+        let every = ctx.broker.config().maintenance_interval;
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let c = ctx.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || c.retries.maintain()).await
+                {
+                    eprintln!("busbar: compacting subscription retry state: {e}");
+                }
+            }
+        });
+        if let Some(old) = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(task)
+        {
+            old.abort();
+        }
         let mut subs = self.subs.lock().await;
         for e in subs.values_mut() {
             if !e.record.paused && e.handle.is_none() {
@@ -517,13 +540,16 @@ impl Bus {
         Ok(r.view())
     }
 
-    /// Compacts the retry state.
-    pub fn maintain(&self) -> Result<()> {
-        self.ctx.retries.maintain()
-    }
-
     /// Stops every worker (each commits its positions) and closes the retry state.
     pub async fn close(&self) -> Result<()> {
+        if let Some(t) = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            t.abort();
+        }
         let mut subs = self.subs.lock().await;
         for e in subs.values_mut() {
             if let Some(h) = e.handle.take() {

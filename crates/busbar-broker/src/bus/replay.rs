@@ -193,7 +193,8 @@ async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEve
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let outcome = request::attempt(&ctx.broker, &ctx.http, sub, ev, Some(&run.name)).await;
+        let outcome =
+            request::attempt(&ctx.broker, &ctx.http, None, sub, ev, Some(&run.name)).await;
         let (failure, why) = match outcome {
             Outcome::Delivered => {
                 run.counters.delivered(now_ms() - ev.timestamp);

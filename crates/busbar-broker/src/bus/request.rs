@@ -7,7 +7,7 @@
 //! the record itself (key, headers, timestamp), with the transformed value when there is a
 //! transform. Dead-letter headers of a redriven event are removed before it is delivered again.
 
-use super::deliver::{self, HttpClient, HttpRequest, Outcome};
+use super::deliver::{self, HttpClient, HttpRequest, Outcome, TopicSink};
 use super::envelope::{Envelope, DLQ_PREFIX, REPLAY_ATTR};
 use super::spec::{Compiled, Mode, Target};
 use crate::broker::Broker;
@@ -47,17 +47,22 @@ pub fn matches(sub: &Compiled, e: &StoredEvent) -> bool {
         .is_none_or(|p| p.matches(&Envelope::of(e).document()))
 }
 
-/// Makes one delivery attempt of `e` through `sub`.
+/// Makes one delivery attempt of `e` through `sub` (to a topic through `sink` when given).
 pub async fn attempt(
     broker: &Broker,
     http: &HttpClient,
+    sink: Option<&TopicSink>,
     sub: &Compiled,
     e: &StoredEvent,
     replay: Option<&str>,
 ) -> Outcome {
     match &sub.spec.target {
         Target::Topic { topic } => {
-            deliver::to_topic(broker, topic, topic_event(sub, e, replay)).await
+            let event = topic_event(sub, e, replay);
+            match sink {
+                Some(s) => s.send(event).await,
+                None => deliver::to_topic(broker, topic, event).await,
+            }
         }
         Target::Http { headers, mode, .. } => {
             let url = sub.url.clone().expect("HTTP targets have a parsed URL");

@@ -13,10 +13,10 @@
 //! (delivered, dead-lettered, not matched) nor in the retry state. After a crash, everything from
 //! there is delivered again: at-least-once, and every delivery carries the event's stable id.
 
-use super::deliver::{Failure, HttpClient, Outcome};
+use super::deliver::{Failure, HttpClient, Outcome, TopicSink};
 use super::dlq;
 use super::request;
-use super::spec::{Compiled, Delivery, Ordering};
+use super::spec::{Compiled, Delivery, Ordering, Target};
 use super::state::{EventRef, RetryEntry, RetryStore};
 use super::stats::Counters;
 use crate::broker::Broker;
@@ -80,7 +80,15 @@ pub fn spawn(
     let (stop, stop_rx) = watch::channel(false);
     let (cmd, cmd_rx) = mpsc::unbounded_channel();
     let name = sub.spec.name.clone();
+    let sink = match &sub.spec.target {
+        Target::Topic { topic } => Some(Arc::new(TopicSink::start(
+            ctx.broker.clone(),
+            topic.clone(),
+        ))),
+        Target::Http { .. } => None,
+    };
     let worker = Worker {
+        sink,
         group: group_of(&name),
         name,
         ctx,
@@ -124,6 +132,8 @@ struct Done {
 }
 
 struct Worker {
+    /// Batches appends to a target topic.
+    sink: Option<Arc<TopicSink>>,
     name: String,
     group: String,
     ctx: Arc<Ctx>,
@@ -205,7 +215,17 @@ impl Worker {
                 break;
             }
             let progressed = match self.fill().await {
-                Ok(p) => p,
+                Ok(p) => {
+                    if self
+                        .status
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .starts_with("error")
+                    {
+                        self.set_status("running".into());
+                    }
+                    p
+                }
                 Err(e) => {
                     self.set_status(format!("error: {e}"));
                     false
@@ -457,7 +477,7 @@ impl Worker {
     }
 
     fn launch(&mut self, job: Job, event: Option<StoredEvent>) {
-        let (ctx, sub) = (self.ctx.clone(), self.sub.clone());
+        let (ctx, sub, sink) = (self.ctx.clone(), self.sub.clone(), self.sink.clone());
         self.inflight.spawn(async move {
             let event = match event {
                 Some(e) => Ok(Some(e)),
@@ -465,7 +485,9 @@ impl Worker {
             };
             match event {
                 Ok(Some(e)) => {
-                    let outcome = request::attempt(&ctx.broker, &ctx.http, &sub, &e, None).await;
+                    let outcome =
+                        request::attempt(&ctx.broker, &ctx.http, sink.as_deref(), &sub, &e, None)
+                            .await;
                     Done {
                         job,
                         event: Some(e),
