@@ -164,6 +164,68 @@ impl History {
     }
 }
 
+/// A history read back from JSON lines in the form [`History::to_jsonl`] writes, plus lines
+/// `{"f": "drain", "records": [[topic, partition, offset, value], ...]}` holding the final read of
+/// every partition. A send's partition may be -1 when it is unknown. Errors name the line.
+pub fn from_jsonl(text: &str) -> Result<(History, Vec<(Tp, u64, u64)>), String> {
+    let mut h = History::default();
+    let mut drain = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let bad = |what: &str| format!("line {}: {what}", i + 1);
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
+        let u = |k: &str| v[k].as_u64().ok_or_else(|| bad(&format!("`{k}` is not a number")));
+        let tp = || -> Result<Tp, String> {
+            let topic = v["topic"].as_str().ok_or_else(|| bad("`topic` missing"))?;
+            Ok((topic.to_string(), v["partition"].as_i64().unwrap_or(-1) as u32))
+        };
+        let records = |k: &str| -> Result<Vec<(Tp, u64, u64)>, String> {
+            let arr = v[k].as_array().ok_or_else(|| bad(&format!("`{k}` is not a list")))?;
+            arr.iter()
+                .map(|r| match r.as_array().map(Vec::as_slice) {
+                    Some([t, p, o, val]) => Some((
+                        (t.as_str()?.to_string(), p.as_u64()? as u32),
+                        o.as_u64()?,
+                        val.as_u64()?,
+                    )),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad("a record is not [topic, partition, offset, value]"))
+        };
+        match v["f"].as_str() {
+            Some("send") => {
+                let outcome = match v["outcome"]["type"].as_str() {
+                    Some("ok") => Outcome::Ok(
+                        v["outcome"]["offset"]
+                            .as_u64()
+                            .ok_or_else(|| bad("ok send without offset"))?,
+                    ),
+                    Some("fail") => Outcome::Fail,
+                    _ => Outcome::Unknown,
+                };
+                h.send(u("process")?, tp()?, u("value")?, outcome);
+            }
+            Some("poll") => {
+                let reset = v["reset"].as_bool().unwrap_or(false);
+                h.poll(u("process")?, records("records")?, reset);
+            }
+            Some("commit") => {
+                let outcome = if v["ok"].as_bool() == Some(true) {
+                    Outcome::Ok(())
+                } else {
+                    Outcome::Unknown
+                };
+                let group = v["group"].as_str().ok_or_else(|| bad("`group` missing"))?;
+                let reset = v["reset"].as_bool().unwrap_or(false);
+                h.commit(group, tp()?, u("offset")?, outcome, reset);
+            }
+            Some("drain") => drain.extend(records("records")?),
+            _ => return Err(bad("`f` is not send, poll, commit or drain")),
+        }
+    }
+    Ok((h, drain))
+}
+
 /// Checks a history. `drain` is a final full read of every partition after the run (what is
 /// stored), or empty when the run had none.
 pub fn check(h: &History, drain: &[(Tp, u64, u64)]) -> Report {
@@ -362,6 +424,18 @@ mod tests {
         h.commit("g", tp(0), 2, Outcome::Ok(()), false);
         h.commit("g", tp(0), 3, Outcome::Ok(()), false);
         h
+    }
+
+    #[test]
+    fn jsonl_round_trips_and_bad_lines_are_named() {
+        let h = clean();
+        let mut text = h.to_jsonl();
+        text.push_str("{\"f\": \"drain\", \"records\": [[\"t\", 0, 0, 10]]}\n");
+        let (back, drain) = from_jsonl(&text).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(drain, vec![(tp(0), 0, 10)]);
+        assert!(from_jsonl("{}\n").unwrap_err().starts_with("line 1"));
+        assert!(from_jsonl("\nnot json").unwrap_err().starts_with("line 2"));
     }
 
     #[test]
