@@ -81,7 +81,7 @@ class Recorder:
 
 def kafka_writer(rec, broker, process, stop, counter):
     p = Producer({"bootstrap.servers": broker.kafka, "enable.idempotence": True, "acks": "all",
-                  "linger.ms": 2, "message.timeout.ms": 60000, "reconnect.backoff.max.ms": 200})
+                  "linger.ms": 2, "message.timeout.ms": 60000, "reconnect.backoff.max.ms": 200, "log_level": 0})
 
     def done(err, msg, value):
         if err is None:
@@ -132,7 +132,7 @@ def reader(rec, broker, process, stop):
 
     c = Consumer({"bootstrap.servers": broker.kafka, "group.id": "checker", "enable.auto.commit": False,
                   "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-                  "reconnect.backoff.max.ms": 200})
+                  "reconnect.backoff.max.ms": 200, "log_level": 0})
     c.subscribe([TOPIC], on_assign=on_assign)
     while not stop.is_set():
         msgs = c.consume(200, 0.2)
@@ -229,15 +229,35 @@ def main():
         f.write("\n".join(lines) + "\n")
     out = subprocess.run([args.checker, path], capture_output=True, text=True)
     report = json.loads(out.stdout)
+    blind = checker_is_blind(args.checker, rec.ops, final, path)
     sends_ok = sum(1 for op in rec.ops if op["f"] == "send" and op["outcome"]["type"] == "ok")
     polled = sum(len(op["records"]) for op in rec.ops if op["f"] == "poll")
     result = {"policy": args.policy, "signal": args.signal, "kills": args.kills, "seed": args.seed,
               "sends_ok": sends_ok, "polled": polled, "stored": len(final),
               "anomalies": report["counts"], "examples": report["examples"],
               "restart_ms_max": max(broker.restart_ms[1:] or [0]), "rss_peak_kib": broker.rss_peak_kib,
-              "clean": report["clean"], "history": path}
+              "clean": report["clean"] and not blind, "checker_blind": blind, "history": path}
     print(json.dumps(result))
-    sys.exit(0 if report["clean"] else 1)
+    sys.exit(0 if result["clean"] else 1)
+
+
+def checker_is_blind(checker, ops, final, path):
+    """Plants a lost write in a copy of this run's history (one acknowledged value removed from every
+    read) and answers whether the checker failed to notice it."""
+    victim = next((op["value"] for op in ops if op["f"] == "send" and op["outcome"]["type"] == "ok"), None)
+    if victim is None:
+        return True
+    planted = []
+    for op in ops:
+        if op["f"] == "poll":
+            op = dict(op, records=[r for r in op["records"] if r[3] != victim])
+        planted.append(json.dumps(op))
+    planted.append(json.dumps({"f": "drain", "records": [r for r in final if r[3] != victim]}))
+    with open(path + ".planted", "w") as f:
+        f.write("\n".join(planted) + "\n")
+    out = subprocess.run([checker, path + ".planted"], capture_output=True, text=True)
+    counts = json.loads(out.stdout)["counts"]
+    return counts.get("lost-write", 0) + counts.get("unseen", 0) == 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ use common::*;
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(2000), ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_are_refused_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
@@ -31,4 +31,12 @@ proptest! {
             Err(_) => prop_assert_eq!(s.fs().total_bytes(), before),
         }
     }
+}
+
+/// `PROPTEST_CASES` when set (the reliability battery's long tier raises it), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

@@ -216,9 +216,17 @@ impl NowForTest for ManualClock {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(200), ..ProptestConfig::default() })]
     #[test]
     fn the_log_matches_the_model(ops in proptest::collection::vec(op(), 1..80)) {
         run(ops);
     }
+}
+
+/// `PROPTEST_CASES` when set (the reliability battery's long tier raises it), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

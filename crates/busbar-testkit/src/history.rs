@@ -170,16 +170,28 @@ impl History {
 pub fn from_jsonl(text: &str) -> Result<(History, Vec<(Tp, u64, u64)>), String> {
     let mut h = History::default();
     let mut drain = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let bad = |what: &str| format!("line {}: {what}", i + 1);
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
-        let u = |k: &str| v[k].as_u64().ok_or_else(|| bad(&format!("`{k}` is not a number")));
+        let u = |k: &str| {
+            v[k].as_u64()
+                .ok_or_else(|| bad(&format!("`{k}` is not a number")))
+        };
         let tp = || -> Result<Tp, String> {
             let topic = v["topic"].as_str().ok_or_else(|| bad("`topic` missing"))?;
-            Ok((topic.to_string(), v["partition"].as_i64().unwrap_or(-1) as u32))
+            Ok((
+                topic.to_string(),
+                v["partition"].as_i64().unwrap_or(-1) as u32,
+            ))
         };
         let records = |k: &str| -> Result<Vec<(Tp, u64, u64)>, String> {
-            let arr = v[k].as_array().ok_or_else(|| bad(&format!("`{k}` is not a list")))?;
+            let arr = v[k]
+                .as_array()
+                .ok_or_else(|| bad(&format!("`{k}` is not a list")))?;
             arr.iter()
                 .map(|r| match r.as_array().map(Vec::as_slice) {
                     Some([t, p, o, val]) => Some((

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""The reliability battery (shared/spec/reliability.md §9, single-node tiers): runs every check and
+prints one table: test, runs, anomalies by kind, pass/fail, figures. The quick tier runs in CI (the
+README test command); `--long` runs the long tier (more kills, more seeds, more cases).
+
+Usage: battery.py BUSBAR CHECK-HISTORY [--long]
+Exit status 1 when any row fails.
+"""
+import json, os, subprocess, sys, time
+
+BIN, CHECKER = sys.argv[1], sys.argv[2]
+LONG = "--long" in sys.argv[3:]
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROWS = []
+
+
+def row(test, runs, anomalies, ok, figures):
+    ROWS.append((test, str(runs), anomalies, "pass" if ok else "FAIL", figures))
+    print(f"  {'pass' if ok else 'FAIL'}  {test}", flush=True)
+
+
+def kill_loop(test, policy, kills, signal="KILL", seed=1):
+    out = subprocess.run([sys.executable, os.path.join(HERE, "kill_loop.py"), BIN, CHECKER,
+                          "--policy", policy, "--kills", str(kills), "--signal", signal,
+                          "--seed", str(seed)], capture_output=True, text=True, timeout=1800)
+    try:
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        row(test, kills, "driver failed: " + out.stderr.strip()[-300:], False, "")
+        return
+    bad = {k: v for k, v in r["anomalies"].items() if v}
+    anomalies = ", ".join(f"{k}={v}" for k, v in bad.items()) or "none"
+    if r.get("checker_blind"):
+        anomalies += " (checker missed a planted lost write)"
+    figures = (f"{r['sends_ok']} acked, {r['stored']} stored; restart-to-ready max "
+               f"{r['restart_ms_max']} ms; RSS peak {r['rss_peak_kib'] // 1024} MiB")
+    row(test, kills, anomalies, r["clean"], figures)
+
+
+def cargo(test, args, env=None, runs=""):
+    start = time.time()
+    out = subprocess.run(["cargo", "test", "-q", *args], capture_output=True, text=True,
+                         env=dict(os.environ, **(env or {})), timeout=3600)
+    passed = sum(int(w) for w in __import__("re").findall(r"(\d+) passed", out.stdout))
+    failed = sum(int(w) for w in __import__("re").findall(r"(\d+) failed", out.stdout))
+    ok = out.returncode == 0 and passed > 0
+    anomalies = "none" if ok else (f"{failed} failing tests" if failed else out.stderr.strip()[-300:])
+    row(test, runs or passed, anomalies, ok, f"{passed} tests, {time.time() - start:.0f} s")
+
+
+def main():
+    kills = 50 if LONG else 10
+    seeds = "100000" if LONG else "1000"
+    cases = "20000" if LONG else "200"
+    print("reliability battery, " + ("long" if LONG else "quick") + " tier", flush=True)
+    kill_loop("D1 kill -9 loop, sync=batch (2 idempotent producers, HTTP, group)", "batch", kills)
+    kill_loop("D2 kill -9 loop, sync=interval(1s)", "interval", kills // 2)
+    kill_loop("D2 kill -9 loop, sync=never", "never", kills // 2)
+    kill_loop("D9 clean restart (SIGTERM) under load", "batch", kills // 3, signal="TERM")
+    cargo(f"D3 simulated power loss, log ({seeds} seeds)", ["-p", "busbar-log", "--test", "crash_sim"],
+          {"BUSBAR_SEEDS": seeds}, runs=seeds)
+    cargo("D3 log vs model under random ops and crashes (proptest)", ["-p", "busbar-log", "--test", "model"],
+          {"PROPTEST_CASES": cases}, runs=cases)
+    cargo("D6 on-disk corruption (bit flips, truncation, zeroed blocks)", ["-p", "busbar-log", "--test", "recovery"])
+    cargo("D7 I/O errors, failed fsync, disk full (fault-injecting disk)", ["-p", "busbar-log", "--test", "append_read"])
+    cargo("D1 kill -9 of a writer process, every sync policy (log)", ["-p", "busbar-log", "--test", "kill9"])
+    cargo("D8 group offsets and events across broker crashes (history)", ["-p", "busbar-broker", "--test", "history"])
+    cargo("I1 hostile record batches into validator and log (proptest)", ["-p", "busbar-log", "--test", "hostile_batches"],
+          {"PROPTEST_CASES": cases})
+    cargo("I2 malformed Kafka frames, limits, random frames (raw sockets)", ["-p", "busbar-kafka", "--test", "raw_socket"])
+    cargo("bus: kill -9 during delivery, retry state durable", ["-p", "busbar", "--test", "bus", "kill9"])
+    widths = [max(len(r[i]) for r in ROWS + [("test", "runs", "anomalies", "result", "figures")]) for i in range(5)]
+    print()
+    for r in [("test", "runs", "anomalies", "result", "figures")] + ROWS:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    failed = [r for r in ROWS if r[3] != "pass"]
+    print(f"\n{len(ROWS) - len(failed)} passed, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
