@@ -62,7 +62,13 @@ def main():
     cargo("D3 log vs model under random ops and crashes (proptest)", ["-p", "busbar-log", "--test", "model"],
           {"PROPTEST_CASES": cases}, runs=cases)
     cargo("D6 on-disk corruption (bit flips, truncation, zeroed blocks)", ["-p", "busbar-log", "--test", "recovery"])
+    cargo("D6 corruption in the real binary's data dir (segment, index, metadata, offsets)",
+          ["-p", "busbar", "--test", "corruption"])
     cargo("D7 I/O errors, failed fsync, disk full (fault-injecting disk)", ["-p", "busbar-log", "--test", "append_read"])
+    cargo("D7 real full file system (tmpfs): HTTP 507, reads work, resumes, kill -9 keeps acked",
+          ["-p", "busbar", "--test", "disk_full"])
+    cargo("D7 real full file system (tmpfs): Kafka produce answers 56, resumes",
+          ["-p", "busbar-kafka", "--test", "raw_socket", "full_disk"])
     cargo("D1 kill -9 of a writer process, every sync policy (log)", ["-p", "busbar-log", "--test", "kill9"])
     cargo("D8 group offsets and events across broker crashes (history)", ["-p", "busbar-broker", "--test", "history"])
     cargo("I1 hostile record batches into validator and log (proptest)", ["-p", "busbar-log", "--test", "hostile_batches"],

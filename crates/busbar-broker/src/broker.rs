@@ -302,6 +302,7 @@ impl Broker {
                     high_watermark: s.high_watermark,
                     size_bytes: s.size_bytes,
                     segments: s.segments,
+                    damaged_ranges: p.log.damage_count(),
                 }
             })
             .collect();

@@ -60,6 +60,8 @@ pub enum BrokerError {
     UnknownSubscription(String),
     #[error("unknown replay {0:?}")]
     UnknownReplay(String),
+    #[error("stored data is damaged and is not served: {0}")]
+    Damaged(String),
     #[error("storage unavailable: {0}")]
     Storage(String),
     #[error("the broker is shutting down")]
@@ -78,6 +80,7 @@ impl From<LogError> for BrokerError {
                 BrokerError::OffsetOutOfRange { offset, start, end }
             }
             LogError::Closed => BrokerError::ShuttingDown,
+            LogError::Corrupt { .. } => BrokerError::Damaged(e.to_string()),
             other => BrokerError::Storage(other.to_string()),
         }
     }

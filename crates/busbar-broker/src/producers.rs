@@ -134,7 +134,18 @@ impl PartitionProducers {
             .saturating_sub(REBUILD_RECORDS)
             .max(s.log_start);
         while offset < s.high_watermark {
-            let r = log.read(offset, 1 << 20)?;
+            let r = match log.read(offset, 1 << 20) {
+                Ok(r) => r,
+                // A damaged range is reported by reads; its producers simply have no state.
+                Err(busbar_log::LogError::Corrupt { .. }) => match log.next_segment_base(offset) {
+                    Some(next) => {
+                        offset = next;
+                        continue;
+                    }
+                    None => break,
+                },
+                Err(e) => return Err(e.into()),
+            };
             if r.data.is_empty() {
                 break;
             }

@@ -84,6 +84,8 @@ pub struct PartitionInfo {
     pub high_watermark: u64,
     pub size_bytes: u64,
     pub segments: usize,
+    /// Damaged ranges found in this partition's log since it was opened (never served).
+    pub damaged_ranges: u64,
 }
 
 /// A topic with its partitions and effective configs.

@@ -72,6 +72,7 @@ impl From<BrokerError> for ApiError {
             B::MessageTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "too_large"),
             B::OffsetOutOfRange { .. } => (S::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
             B::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down"),
+            B::Damaged(_) => (S::INTERNAL_SERVER_ERROR, "damaged_data"),
             B::Storage(detail) => {
                 eprintln!("busbar-http: storage error: {detail}");
                 return ApiError::new(

@@ -1,7 +1,8 @@
 //! `GET /metrics`: Prometheus text exposition (format 0.0.4) of the bus's per-subscription
 //! counters: events matched, delivered, retried, dead-lettered, dropped and expired; lag and events
 //! waiting for retry; and the delivery latency histogram (event time to successful delivery, ms).
-//! Subscription names are `[A-Za-z0-9._-]`, so label values need no escaping.
+//! Also the damaged log ranges per partition (an alert when above 0). Subscription and topic names
+//! are `[A-Za-z0-9._-]`, so label values need no escaping.
 
 use crate::App;
 use axum::extract::State;
@@ -84,6 +85,24 @@ pub async fn handler(State(app): State<App>) -> impl IntoResponse {
         }
         let _ = writeln!(out, "{h}_sum{{subscription=\"{n}\"}} {}", c.latency_sum_ms);
         let _ = writeln!(out, "{h}_count{{subscription=\"{n}\"}} {}", c.delivered);
+    }
+    let d = "busbar_partition_damaged_ranges";
+    let _ = writeln!(
+        out,
+        "# HELP {d} Damaged log ranges found (never served) since start-up."
+    );
+    let _ = writeln!(out, "# TYPE {d} gauge");
+    for t in app.broker.list_topics() {
+        let Ok(desc) = app.broker.describe_topic(&t.name) else {
+            continue;
+        };
+        for p in desc.partitions {
+            let _ = writeln!(
+                out,
+                "{d}{{topic=\"{}\",partition=\"{}\"}} {}",
+                t.name, p.partition, p.damaged_ranges
+            );
+        }
     }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

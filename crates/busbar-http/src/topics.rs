@@ -58,6 +58,7 @@ pub fn describe_json(d: &TopicDescription) -> Value {
             "log_start_offset": p.log_start,
             "high_watermark": p.high_watermark,
             "size_bytes": p.size_bytes,
+            "damaged_ranges": p.damaged_ranges,
         })).collect::<Vec<_>>(),
         "configs": d.configs,
         "overrides": d.overrides,

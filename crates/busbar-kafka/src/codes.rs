@@ -35,7 +35,7 @@ pub fn of(e: &BrokerError) -> i16 {
         | B::SubscriptionExists(_)
         | B::UnknownSubscription(_)
         | B::UnknownReplay(_) => INVALID_REQUEST,
-        B::Storage(_) => 56, // KAFKA_STORAGE_ERROR
+        B::Storage(_) | B::Damaged(_) => 56, // KAFKA_STORAGE_ERROR
         B::OutOfOrderSequence(_) => 45,
         B::InvalidProducerEpoch(_) => 47,
         B::GroupNotEmpty(_) => 68,

@@ -34,6 +34,10 @@ fn start() -> Server {
 
 fn start_with(config: KafkaConfig) -> Server {
     let dir = tempfile::tempdir().unwrap();
+    start_in(config, dir.path().into(), dir)
+}
+
+fn start_in(config: KafkaConfig, data: std::path::PathBuf, dir: tempfile::TempDir) -> Server {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -41,7 +45,7 @@ fn start_with(config: KafkaConfig) -> Server {
         .unwrap();
     let broker = Arc::new(
         Broker::open(BrokerConfig {
-            data_dir: dir.path().into(),
+            data_dir: data,
             ..Default::default()
         })
         .unwrap(),
@@ -409,4 +413,96 @@ fn random_frames_never_take_the_broker_down() {
         }
         still_healthy(&s, hw(&s));
     });
+}
+
+/// A batch of `n` records of `size` bytes each.
+fn big_batch(n: usize, size: usize) -> Vec<u8> {
+    let recs: Vec<NewRecord> = (0..n)
+        .map(|i| NewRecord {
+            key: Some(i.to_string().into_bytes()),
+            value: Some(vec![b'x'; size]),
+            headers: vec![],
+            timestamp: 1,
+        })
+        .collect();
+    batch::build(&recs)
+}
+
+/// Reliability D7: on a real full file system (size-limited tmpfs) produce answers
+/// KAFKA_STORAGE_ERROR (56), nothing acknowledged is lost, reads keep working, and produce works
+/// again as soon as space is freed.
+#[test]
+fn a_full_disk_answers_storage_error_keeps_reads_and_recovers() {
+    let Some(fs) = busbar_testkit::tmpfs::Tmpfs::mount(24 << 20) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root; CI runs as root)");
+        return;
+    };
+    // Room to free later.
+    std::fs::write(fs.join("filler"), vec![0u8; 4 << 20]).unwrap();
+    let s = start_in(
+        KafkaConfig {
+            frame_bytes_max: 4 << 20,
+            ..Default::default()
+        },
+        fs.join("data"),
+        tempfile::tempdir().unwrap(),
+    );
+    // Take all but about 256 KiB of what is left, so a few hundred produces fill the disk.
+    let df = std::process::Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(fs.path())
+        .output()
+        .unwrap();
+    let avail: u64 = String::from_utf8_lossy(&df.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::fs::write(
+        fs.join("filler2"),
+        vec![0u8; (avail - (256 << 10)) as usize],
+    )
+    .unwrap();
+    let mut acked = 0u64;
+    let mut refused = None;
+    for _ in 0..2000 {
+        match produce_code(&s, big_batch(1, 1900), -1) {
+            0 => acked += 1,
+            code => {
+                refused = Some(code);
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, Some(56), "a full disk answers KAFKA_STORAGE_ERROR");
+    // Everything acknowledged is there and readable; the failed write left nothing behind.
+    assert_eq!(hw(&s), acked);
+    let read = s
+        ._rt
+        .block_on(
+            s.broker
+                .read_events("t", 0, 0, acked as usize + 10, Duration::ZERO),
+        )
+        .unwrap();
+    assert_eq!(read.len() as u64, acked);
+    assert_eq!(produce_code(&s, big_batch(1, 1900), -1), 56, "still full");
+    std::fs::remove_file(fs.join("filler")).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        match produce_code(&s, big_batch(1, 1900), -1) {
+            0 => break,
+            56 if start.elapsed() < Duration::from_secs(1) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            other => panic!("after freeing space produce answered {other}"),
+        }
+    }
+    assert_eq!(
+        hw(&s),
+        acked + 1,
+        "writes resume within a second of space returning"
+    );
+    drop(s);
 }

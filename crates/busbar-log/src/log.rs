@@ -415,16 +415,7 @@ impl Log {
                 });
             }
             // Nothing at or after `offset` in this segment (compaction gap): go to the next one.
-            let next = {
-                let st = self.lock();
-                let bases = st
-                    .sealed
-                    .iter()
-                    .chain(std::iter::once(&st.active))
-                    .map(|s| s.base);
-                bases.into_iter().find(|b| *b > seg.base)
-            };
-            match next {
+            match self.next_segment_base(seg.base) {
                 Some(b) => offset = offset.max(b),
                 None => {
                     return Ok(ReadResult {
@@ -435,6 +426,18 @@ impl Log {
                 }
             }
         }
+    }
+
+    /// The base offset of the first segment starting after `offset`: where a reader skips to past
+    /// a damaged range it cannot read.
+    pub fn next_segment_base(&self, offset: u64) -> Option<u64> {
+        let st = self.lock();
+        let bases = st
+            .sealed
+            .iter()
+            .chain(std::iter::once(&st.active))
+            .map(|s| s.base);
+        bases.into_iter().find(|b| *b > offset)
     }
 
     /// Finds the segment holding `offset`, the position to start from and the visible end.

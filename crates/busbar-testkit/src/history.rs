@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// A partition: (topic, partition).
 pub type Tp = (String, u32);
 
+/// One record as read: (partition, offset, value).
+pub type Read = (Tp, u64, u64);
+
 /// How an operation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome<T> {
@@ -167,7 +170,7 @@ impl History {
 /// A history read back from JSON lines in the form [`History::to_jsonl`] writes, plus lines
 /// `{"f": "drain", "records": [[topic, partition, offset, value], ...]}` holding the final read of
 /// every partition. A send's partition may be -1 when it is unknown. Errors name the line.
-pub fn from_jsonl(text: &str) -> Result<(History, Vec<(Tp, u64, u64)>), String> {
+pub fn from_jsonl(text: &str) -> Result<(History, Vec<Read>), String> {
     let mut h = History::default();
     let mut drain = Vec::new();
     for (i, line) in text
@@ -188,7 +191,7 @@ pub fn from_jsonl(text: &str) -> Result<(History, Vec<(Tp, u64, u64)>), String> 
                 v["partition"].as_i64().unwrap_or(-1) as u32,
             ))
         };
-        let records = |k: &str| -> Result<Vec<(Tp, u64, u64)>, String> {
+        let records = |k: &str| -> Result<Vec<Read>, String> {
             let arr = v[k]
                 .as_array()
                 .ok_or_else(|| bad(&format!("`{k}` is not a list")))?;

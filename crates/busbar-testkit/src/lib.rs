@@ -9,6 +9,7 @@
 pub mod history;
 pub mod http;
 pub mod target;
+pub mod tmpfs;
 
 /// SplitMix64: small, fast, and good enough for test schedules. Not for anything secret.
 #[derive(Debug, Clone)]
