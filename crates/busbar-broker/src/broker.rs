@@ -13,10 +13,8 @@ use crate::metadata::{MetaStore, TopicMeta};
 use crate::offsets::OffsetStore;
 use crate::partitioner::{self, Sticky};
 use crate::topic::{self, Partition, PartitionInfo, Topic, TopicDescription, TopicInfo};
-use busbar_log::disk::{FileStorage, Storage};
 use busbar_log::{Appended, Log};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -72,23 +70,22 @@ fn new_id(name: &str, now: i64) -> String {
 impl Broker {
     /// Opens the broker's data directory (creating it), recovering every partition.
     pub fn open(config: BrokerConfig) -> Result<Self> {
-        let dir = config.data_dir.clone();
-        std::fs::create_dir_all(dir.join("topics"))
-            .map_err(|e| io_err(&format!("create {}", dir.display()), e))?;
-        let meta = MetaStore::open(&dir.join("meta"))?;
-        let offsets =
-            OffsetStore::open(&dir.join("internal").join("offsets"), config.clock.clone())?;
+        let data = config.data();
+        let dir = |rel: &str| {
+            data.storage(rel)
+                .map_err(|e| io_err(&format!("open {}", data.describe(rel)), e))
+        };
+        dir("topics")?;
+        let meta = MetaStore::open(dir("meta")?)?;
+        let offsets = OffsetStore::open(dir("internal/offsets")?, config.clock.clone())?;
         let mut topics = BTreeMap::new();
         for m in meta.load()? {
             let t = Self::open_topic(&config, &m)?;
             topics.insert(m.name.clone(), Arc::new(t));
         }
-        Self::remove_orphans(&dir.join("topics"), &topics)?;
+        Self::remove_orphans(data.as_ref(), &topics)?;
         let groups = crate::group::Groups::new(&config);
-        let id_dir = dir.join("meta");
-        let producer_ids = crate::producers::ProducerIds::open(
-            FileStorage::open(&id_dir).map_err(|e| io_err("open meta", e))?,
-        )?;
+        let producer_ids = crate::producers::ProducerIds::open(dir("meta")?)?;
         Ok(Self {
             config,
             topics: RwLock::new(topics),
@@ -101,12 +98,8 @@ impl Broker {
         })
     }
 
-    fn partition_dir(config: &BrokerConfig, topic: &str, p: u32) -> PathBuf {
-        config
-            .data_dir
-            .join("topics")
-            .join(topic)
-            .join(p.to_string())
+    fn partition_dir(topic: &str, p: u32) -> String {
+        format!("topics/{topic}/{p}")
     }
 
     fn open_partition(
@@ -115,13 +108,12 @@ impl Broker {
         p: u32,
         tc: &TopicConfig,
     ) -> Result<Arc<Partition>> {
-        let dir = Self::partition_dir(config, topic, p);
-        let storage =
-            FileStorage::open(&dir).map_err(|e| io_err(&format!("open {}", dir.display()), e))?;
-        let log = Log::open(
-            Arc::new(storage) as Arc<dyn Storage>,
-            tc.log_config(config.clock.clone()),
-        )?;
+        let data = config.data();
+        let rel = Self::partition_dir(topic, p);
+        let storage = data
+            .storage(&rel)
+            .map_err(|e| io_err(&format!("open {}", data.describe(&rel)), e))?;
+        let log = Log::open(storage, tc.log_config(config.clock.clone()))?;
         let producers = crate::producers::PartitionProducers::default();
         producers.rebuild(&log)?;
         Ok(Arc::new(Partition {
@@ -149,25 +141,28 @@ impl Broker {
 
     /// Deletes topic directories that the metadata does not list (a crash between a directory
     /// change and the metadata write that makes it official).
-    fn remove_orphans(dir: &std::path::Path, topics: &BTreeMap<String, Arc<Topic>>) -> Result<()> {
-        let entries = std::fs::read_dir(dir).map_err(|e| io_err("list topics", e))?;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let known = topics.get(&name).map(|t| t.partitions.len());
-            let path = entry.path();
-            match known {
-                None => std::fs::remove_dir_all(&path)
-                    .map_err(|e| io_err(&format!("remove {}", path.display()), e))?,
+    fn remove_orphans(
+        data: &dyn crate::datadir::DataDir,
+        topics: &BTreeMap<String, Arc<Topic>>,
+    ) -> Result<()> {
+        let names = data
+            .subdirs("topics")
+            .map_err(|e| io_err("list topics", e))?;
+        for name in names {
+            let rel = format!("topics/{name}");
+            let remove = |rel: &str| {
+                data.remove_dir(rel)
+                    .map_err(|e| io_err(&format!("remove {}", data.describe(rel)), e))
+            };
+            match topics.get(&name).map(|t| t.partitions.len()) {
+                None => remove(&rel)?,
                 Some(n) => {
-                    for p in std::fs::read_dir(&path)
-                        .map_err(|e| io_err("list partitions", e))?
-                        .flatten()
-                    {
-                        let idx: Option<usize> =
-                            p.file_name().to_str().and_then(|s| s.parse().ok());
-                        if idx.is_none_or(|i| i >= n) {
-                            std::fs::remove_dir_all(p.path())
-                                .map_err(|e| io_err("remove partition", e))?;
+                    let parts = data
+                        .subdirs(&rel)
+                        .map_err(|e| io_err("list partitions", e))?;
+                    for p in parts {
+                        if p.parse::<usize>().ok().is_none_or(|i| i >= n) {
+                            remove(&format!("{rel}/{p}"))?;
                         }
                     }
                 }
@@ -257,8 +252,7 @@ impl Broker {
             configs,
             created_ms: now,
         };
-        let dir = self.config.data_dir.join("topics").join(name);
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = self.config.data().remove_dir(&format!("topics/{name}"));
         let t = Arc::new(Self::open_topic(&self.config, &meta)?);
         let mut next = self
             .topics
@@ -335,8 +329,10 @@ impl Broker {
         for g in self.offsets.groups() {
             self.offsets.delete(&g, Some(name)).await?;
         }
-        let dir = self.config.data_dir.join("topics").join(name);
-        std::fs::remove_dir_all(&dir).map_err(|e| io_err(&format!("remove {}", dir.display()), e))
+        let data = self.config.data();
+        let rel = format!("topics/{name}");
+        data.remove_dir(&rel)
+            .map_err(|e| io_err(&format!("remove {}", data.describe(&rel)), e))
     }
 
     /// Raises a topic's partition count to `total` (never lowers it, as in Kafka).
@@ -352,8 +348,7 @@ impl Broker {
         }
         let mut partitions = t.partitions.clone();
         for p in have..total {
-            let dir = Self::partition_dir(&self.config, name, p);
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = self.config.data().remove_dir(&Self::partition_dir(name, p));
             partitions.push(Self::open_partition(&self.config, name, p, &t.config)?);
         }
         let nt = Arc::new(Topic {

@@ -220,6 +220,18 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay: Duration,
     /// Time source for retention, sessions and timestamps.
     pub clock: Arc<dyn Clock>,
+    /// Where the data lives when not on the real file system at `data_dir` (power-loss tests
+    /// give an in-memory, crashable one).
+    pub data: Option<Arc<dyn crate::datadir::DataDir>>,
+}
+
+impl BrokerConfig {
+    /// The data directory in use.
+    pub fn data(&self) -> Arc<dyn crate::datadir::DataDir> {
+        self.data
+            .clone()
+            .unwrap_or_else(|| Arc::new(crate::datadir::FsDataDir::new(self.data_dir.clone())))
+    }
 }
 
 impl Default for BrokerConfig {
@@ -236,6 +248,7 @@ impl Default for BrokerConfig {
             group_session_timeout_max: Duration::from_millis(1_800_000),
             group_initial_rebalance_delay: Duration::from_millis(3_000),
             clock: Arc::new(SystemClock),
+            data: None,
         }
     }
 }

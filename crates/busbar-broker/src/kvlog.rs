@@ -7,9 +7,8 @@
 
 use crate::error::{BrokerError, Result};
 use busbar_log::batch::{self, BatchHeader, NewRecord, Records, HEADER_BYTES};
-use busbar_log::disk::{FileStorage, Storage};
+use busbar_log::disk::Storage;
 use busbar_log::{CleanupPolicy, Clock, Log, LogConfig};
-use std::path::Path;
 use std::sync::Arc;
 
 /// One row: key, value (`None` deletes).
@@ -22,10 +21,8 @@ pub struct KvLog {
 }
 
 impl KvLog {
-    /// Opens (creating) the log in `dir`.
-    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
-        let storage = FileStorage::open(dir)
-            .map_err(|e| BrokerError::Storage(format!("open {}: {e}", dir.display())))?;
+    /// Opens the log in `storage`.
+    pub fn open(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Result<Self> {
         let config = LogConfig {
             cleanup: CleanupPolicy::Compact,
             segment_bytes: 16 << 20,
@@ -33,7 +30,7 @@ impl KvLog {
             clock: clock.clone(),
             ..LogConfig::default()
         };
-        let log = Arc::new(Log::open(Arc::new(storage) as Arc<dyn Storage>, config)?);
+        let log = Arc::new(Log::open(storage, config)?);
         Ok(Self { log, clock })
     }
 

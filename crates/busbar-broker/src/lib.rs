@@ -45,6 +45,7 @@ pub mod bus;
 pub mod codec;
 pub mod config;
 mod consumer;
+pub mod datadir;
 mod error;
 pub mod event;
 mod group;

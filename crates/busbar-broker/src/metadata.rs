@@ -4,10 +4,10 @@
 //! never silently reset.
 
 use crate::error::{BrokerError, Result};
-use busbar_log::disk::{self, FileStorage};
+use busbar_log::disk::{self, Storage};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::sync::Arc;
 
 const FILE: &str = "topics.json";
 const VERSION: u32 = 1;
@@ -32,7 +32,7 @@ struct Document {
 
 /// The metadata directory.
 pub struct MetaStore {
-    storage: FileStorage,
+    storage: Arc<dyn Storage>,
 }
 
 fn storage_err(what: &str, e: impl std::fmt::Display) -> BrokerError {
@@ -40,17 +40,15 @@ fn storage_err(what: &str, e: impl std::fmt::Display) -> BrokerError {
 }
 
 impl MetaStore {
-    /// Opens (creating) the metadata directory.
-    pub fn open(dir: &Path) -> Result<Self> {
-        let storage = FileStorage::open(dir)
-            .map_err(|e| storage_err(&format!("open {}", dir.display()), e))?;
+    /// The metadata directory.
+    pub fn open(storage: Arc<dyn Storage>) -> Result<Self> {
         Ok(Self { storage })
     }
 
     /// The stored topics (none on a fresh directory).
     pub fn load(&self) -> Result<Vec<TopicMeta>> {
-        let path = self.storage.path().join(FILE);
-        let Some(bytes) = disk::read_all(&self.storage, FILE)
+        let path = self.storage.describe(FILE);
+        let Some(bytes) = disk::read_all(self.storage.as_ref(), FILE)
             .map_err(|e| storage_err("read topic metadata", e))?
         else {
             return Ok(Vec::new());
@@ -59,14 +57,14 @@ impl MetaStore {
             storage_err(
                 &format!(
                     "{} is damaged (not overwritten; restore or remove it)",
-                    path.display()
+                    path
                 ),
                 e,
             )
         })?;
         if doc.version != VERSION {
             return Err(storage_err(
-                &path.display().to_string(),
+                &path.to_string(),
                 format!("metadata version {} is not {VERSION}", doc.version),
             ));
         }
@@ -81,7 +79,7 @@ impl MetaStore {
         };
         let bytes =
             serde_json::to_vec_pretty(&doc).map_err(|e| storage_err("encode topic metadata", e))?;
-        disk::write_atomic(&self.storage, FILE, &bytes)
+        disk::write_atomic(self.storage.as_ref(), FILE, &bytes)
             .map_err(|e| storage_err("write topic metadata", e))
     }
 }

@@ -6,10 +6,10 @@
 
 use crate::error::Result;
 use crate::kvlog::KvLog;
+use busbar_log::disk::Storage;
 use busbar_log::Clock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// A committed offset.
@@ -55,9 +55,9 @@ fn decode_key(b: &[u8]) -> Option<Key> {
 
 impl OffsetStore {
     /// Opens the store in `dir`, replaying its log.
-    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn open(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Result<Self> {
         let store = Self {
-            log: KvLog::open(dir, clock.clone())?,
+            log: KvLog::open(storage, clock.clone())?,
             table: Arc::default(),
             clock,
         };

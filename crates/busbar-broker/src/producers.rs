@@ -9,10 +9,10 @@
 
 use crate::error::{BrokerError, Result};
 use busbar_log::batch::BatchHeader;
-use busbar_log::disk::{self, FileStorage, Storage};
+use busbar_log::disk::{self, Storage};
 use busbar_log::Log;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Batches remembered per producer and partition (Kafka's NUM_BATCHES_TO_RETAIN).
 pub const BATCHES_KEPT: usize = 5;
@@ -166,14 +166,14 @@ impl PartitionProducers {
 
 /// Hands out producer ids, reserving them durably in blocks so none is ever reused.
 pub struct ProducerIds {
-    storage: FileStorage,
+    storage: Arc<dyn Storage>,
     state: Mutex<(i64, i64)>, // (next id, end of the reserved block)
     epochs: Mutex<HashMap<i64, i16>>,
 }
 
 impl ProducerIds {
-    pub fn open(storage: FileStorage) -> Result<Self> {
-        let stored = disk::read_all(&storage, ID_FILE)
+    pub fn open(storage: Arc<dyn Storage>) -> Result<Self> {
+        let stored = disk::read_all(storage.as_ref(), ID_FILE)
             .map_err(|e| BrokerError::Storage(format!("read producer ids: {e}")))?;
         let next = match stored {
             None => 0,
@@ -195,7 +195,7 @@ impl ProducerIds {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.0 == st.1 {
             let end = st.1 + ID_BLOCK;
-            disk::write_atomic(&self.storage, ID_FILE, end.to_string().as_bytes())
+            disk::write_atomic(self.storage.as_ref(), ID_FILE, end.to_string().as_bytes())
                 .map_err(|e| BrokerError::Storage(format!("reserve producer ids: {e}")))?;
             st.1 = end;
         }
@@ -305,7 +305,10 @@ mod tests {
     #[test]
     fn ids_are_never_reused_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
-        let ids = ProducerIds::open(FileStorage::open(dir.path()).unwrap()).unwrap();
+        let ids = ProducerIds::open(Arc::new(
+            busbar_log::disk::FileStorage::open(dir.path()).unwrap(),
+        ))
+        .unwrap();
         let (a, e) = ids.init(None).unwrap();
         assert_eq!((a, e), (0, 0));
         assert_eq!(
@@ -317,7 +320,10 @@ mod tests {
             ids.init(Some((a, 0))),
             Err(BrokerError::InvalidProducerEpoch(_))
         ));
-        let ids = ProducerIds::open(FileStorage::open(dir.path()).unwrap()).unwrap();
+        let ids = ProducerIds::open(Arc::new(
+            busbar_log::disk::FileStorage::open(dir.path()).unwrap(),
+        ))
+        .unwrap();
         assert!(
             ids.init(None).unwrap().0 >= ID_BLOCK,
             "a restart skips the whole reserved block"

@@ -83,12 +83,13 @@ fn invalid(path: &str, reason: impl Into<String>) -> BrokerError {
 impl Bus {
     /// Opens the bus's state in the broker's data directory. Workers start with [`Bus::start`].
     pub fn open(broker: Arc<Broker>) -> Result<Bus> {
-        let dir = broker.config().data_dir.clone();
-        let retries = RetryStore::open(
-            &dir.join("internal").join("retries"),
-            broker.config().clock.clone(),
-        )?;
-        let store = SubStore::open(&dir.join("meta"))?;
+        let data = broker.config().data();
+        let dir = |rel: &str| {
+            data.storage(rel)
+                .map_err(|e| BrokerError::Storage(format!("open {}: {e}", data.describe(rel))))
+        };
+        let retries = RetryStore::open(dir("internal/retries")?, broker.config().clock.clone())?;
+        let store = SubStore::open(dir("meta")?);
         let mut subs = BTreeMap::new();
         for record in store.load()? {
             let compiled = record.spec.clone().compile()?;

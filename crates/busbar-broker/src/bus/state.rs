@@ -8,11 +8,10 @@
 use super::spec::SubscriptionSpec;
 use crate::error::{BrokerError, Result};
 use crate::kvlog::KvLog;
-use busbar_log::disk::{self, FileStorage};
+use busbar_log::disk::{self, Storage};
 use busbar_log::Clock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 const FILE: &str = "subscriptions.json";
@@ -39,37 +38,35 @@ fn storage_err(what: &str, e: impl std::fmt::Display) -> BrokerError {
 
 /// The subscriptions document.
 pub struct SubStore {
-    storage: FileStorage,
+    storage: Arc<dyn Storage>,
 }
 
 impl SubStore {
-    /// Opens (creating) the metadata directory.
-    pub fn open(dir: &Path) -> Result<Self> {
-        let storage = FileStorage::open(dir)
-            .map_err(|e| storage_err(&format!("open {}", dir.display()), e))?;
-        Ok(Self { storage })
+    /// The metadata directory.
+    pub fn open(storage: Arc<dyn Storage>) -> Self {
+        Self { storage }
     }
 
     /// The stored subscriptions; a damaged document stops start-up (never silently reset).
     pub fn load(&self) -> Result<Vec<SubRecord>> {
-        let Some(bytes) = disk::read_all(&self.storage, FILE)
+        let Some(bytes) = disk::read_all(self.storage.as_ref(), FILE)
             .map_err(|e| storage_err("read subscriptions", e))?
         else {
             return Ok(Vec::new());
         };
-        let path = self.storage.path().join(FILE);
+        let path = self.storage.describe(FILE);
         let doc: Document = serde_json::from_slice(&bytes).map_err(|e| {
             storage_err(
                 &format!(
                     "{} is damaged (not overwritten; restore or remove it)",
-                    path.display()
+                    path
                 ),
                 e,
             )
         })?;
         if doc.version != VERSION {
             return Err(storage_err(
-                &path.display().to_string(),
+                &path.to_string(),
                 format!("subscriptions version {} is not {VERSION}", doc.version),
             ));
         }
@@ -83,7 +80,7 @@ impl SubStore {
             subscriptions: subs.to_vec(),
         };
         let bytes = serde_json::to_vec_pretty(&doc).expect("subscriptions encode");
-        disk::write_atomic(&self.storage, FILE, &bytes)
+        disk::write_atomic(self.storage.as_ref(), FILE, &bytes)
             .map_err(|e| storage_err("write subscriptions", e))
     }
 }
@@ -123,9 +120,9 @@ pub struct RetryStore {
 
 impl RetryStore {
     /// Opens the store in `dir`, replaying it.
-    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn open(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Result<Self> {
         let store = Self {
-            log: KvLog::open(dir, clock)?,
+            log: KvLog::open(storage, clock)?,
             table: Arc::default(),
         };
         {

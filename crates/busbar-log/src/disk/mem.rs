@@ -169,6 +169,21 @@ impl MemFs {
         }
     }
 
+    /// Names of every directory that exists now.
+    pub fn dir_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.lock().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Removes `name` and every directory under `name/` at once and durably (like `rm -r` of a
+    /// tree followed by a sync of its parent).
+    pub fn remove_tree(&self, name: &str) {
+        let prefix = format!("{name}/");
+        self.lock()
+            .retain(|d, _| d != name && !d.starts_with(&prefix));
+    }
+
     /// Total bytes currently stored (for tests that watch growth).
     pub fn total_bytes(&self) -> u64 {
         let dirs = self.lock();
