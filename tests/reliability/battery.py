@@ -75,6 +75,8 @@ def main():
     cargo("D8 group offsets and events across broker crashes (history)", ["-p", "busbar-broker", "--test", "history"])
     cargo("I1 hostile record batches into validator and log (proptest)", ["-p", "busbar-log", "--test", "hostile_batches"],
           {"PROPTEST_CASES": cases})
+    cargo("I3 Kafka frames declaring 2^31 array elements in 19 bytes (real binary)",
+          ["-p", "busbar", "--test", "hostile_frames"])
     cargo("I2 malformed Kafka frames, limits, random frames (raw sockets)", ["-p", "busbar-kafka", "--test", "raw_socket"])
     cargo("bus: kill -9 during delivery, retry state durable", ["-p", "busbar", "--test", "bus", "kill9"])
     widths = [max(len(r[i]) for r in ROWS + [("test", "runs", "anomalies", "result", "figures")]) for i in range(5)]

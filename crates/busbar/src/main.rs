@@ -2,6 +2,7 @@
 //! its HTTP API. Exit codes: 0 success, 1 the server refused the request, 2 bad usage or input or
 //! configuration, 3 the server could not be reached.
 
+mod alloc;
 mod client;
 mod cmd;
 mod config;
@@ -11,6 +12,9 @@ use clap::{Args, Parser, Subcommand};
 use client::{Client, Output};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Allocator = alloc::Allocator;
 
 #[derive(Debug, Parser)]
 #[command(

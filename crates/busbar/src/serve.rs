@@ -27,6 +27,9 @@ pub fn run(config: Config) -> Result<()> {
 
 async fn serve(config: Config) -> Result<()> {
     let started = std::time::Instant::now();
+    if let Some(w) = crate::alloc::overcommit_warning() {
+        eprintln!("busbar: warning: {w}");
+    }
     let data_dir = config.data_dir.clone();
     let broker_config = config.broker_config();
     let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config))

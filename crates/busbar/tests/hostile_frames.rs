@@ -1,0 +1,98 @@
+//! Kafka frames that declare enormous arrays in a few bytes, against the real binary: each closes
+//! only its own connection, and the server keeps serving. Regression test for a crash found while
+//! building the reliability battery: kafka-protocol 0.18 pre-allocates `count` elements before
+//! reading any, so a 19-byte Metadata request made busbar abort on a 154 GB allocation
+//! (`crates/busbar/src/alloc.rs`).
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as i32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+/// Request header v1 (api key, version, correlation id, client id).
+fn header_v1(key: i16, version: i16) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&key.to_be_bytes());
+    h.extend_from_slice(&version.to_be_bytes());
+    h.extend_from_slice(&7i32.to_be_bytes());
+    h.extend_from_slice(&1i16.to_be_bytes());
+    h.push(b'x');
+    h
+}
+
+/// Request header v2: v1 plus an empty tagged-field section.
+fn header_v2(key: i16, version: i16) -> Vec<u8> {
+    let mut h = header_v1(key, version);
+    h.push(0);
+    h
+}
+
+fn closed_without_answer(s: &Server, bytes: &[u8]) -> bool {
+    let mut c = TcpStream::connect(s.kafka).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(bytes).unwrap();
+    let mut buf = [0u8; 64];
+    matches!(c.read(&mut buf), Ok(0) | Err(_))
+}
+
+fn api_versions_answers(s: &Server) -> bool {
+    let mut c = TcpStream::connect(s.kafka).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(&frame(&header_v1(18, 0))).unwrap();
+    let mut len = [0u8; 4];
+    c.read_exact(&mut len).is_ok() && i32::from_be_bytes(len) > 0
+}
+
+#[test]
+fn frames_declaring_huge_arrays_close_their_connection_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    // Metadata v1, topics: Array with i32::MAX elements (each ~72 bytes in memory).
+    let mut b = header_v1(3, 1);
+    b.extend_from_slice(&i32::MAX.to_be_bytes());
+    cases.push(("metadata v1, 2^31-1 topics", frame(&b)));
+    // Metadata v9 (flexible), topics: CompactArray with varint 0xFFFFFFFF (2^32-2 elements).
+    let mut b = header_v2(3, 9);
+    b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    cases.push(("metadata v9, 2^32-2 topics", frame(&b)));
+    // Produce v8: transactional id null, acks, timeout, then 2^31-1 topics.
+    let mut b = header_v1(0, 8);
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&1000i32.to_be_bytes());
+    b.extend_from_slice(&i32::MAX.to_be_bytes());
+    cases.push(("produce v8, 2^31-1 topics", frame(&b)));
+    // OffsetCommit v2: group, generation, member, retention, then 2^31-1 topics.
+    let mut b = header_v1(8, 2);
+    for part in [
+        &b"\x00\x01g"[..],
+        &(-1i32).to_be_bytes(),
+        b"\x00\x00",
+        &(-1i64).to_be_bytes(),
+    ] {
+        b.extend_from_slice(part);
+    }
+    b.extend_from_slice(&i32::MAX.to_be_bytes());
+    cases.push(("offset commit v2, 2^31-1 topics", frame(&b)));
+    for (what, bytes) in cases {
+        assert!(
+            closed_without_answer(&s, &bytes),
+            "{what}: connection stayed open"
+        );
+        assert!(
+            api_versions_answers(&s),
+            "{what}: the broker stopped answering"
+        );
+    }
+    assert_eq!(s.http("GET", "/healthz", None).0, 200);
+    assert_eq!(s.stop(), 0, "still running and stops cleanly");
+}
