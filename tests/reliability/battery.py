@@ -3,13 +3,15 @@
 prints one table: test, runs, anomalies by kind, pass/fail, figures. The quick tier runs in CI (the
 README test command); `--long` runs the long tier (more kills, more seeds, more cases).
 
-Usage: battery.py BUSBAR CHECK-HISTORY [--long]
+Usage: battery.py BUSBAR CHECK-HISTORY [--long] [--fuzz]
+`--fuzz` adds libFuzzer runs of every target in fuzz/ (scripts/fuzz.sh, 60 s each).
 Exit status 1 when any row fails.
 """
 import json, os, subprocess, sys, time
 
 BIN, CHECKER = sys.argv[1], sys.argv[2]
 LONG = "--long" in sys.argv[3:]
+FUZZ = "--fuzz" in sys.argv[3:]
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROWS = []
 
@@ -48,6 +50,16 @@ def cargo(test, args, env=None, runs=""):
     row(test, runs or passed, anomalies, ok, f"{passed} tests, {time.time() - start:.0f} s")
 
 
+def fuzz(target):
+    start = time.time()
+    out = subprocess.run([os.path.join(HERE, "../../scripts/fuzz.sh"), target], capture_output=True,
+                         text=True, timeout=1800)
+    runs = __import__("re").findall(r"Done (\d+) runs", out.stdout + out.stderr)
+    ok = out.returncode == 0 and bool(runs)
+    row(f"I1 cargo fuzz {target} (libFuzzer, -rss_limit_mb=256 -timeout=1)", runs[0] if runs else 0,
+        "none" if ok else "crash: see fuzz/artifacts/" + target, ok, f"{time.time() - start:.0f} s")
+
+
 def main():
     kills = 50 if LONG else 10
     seeds = "100000" if LONG else "1000"
@@ -77,6 +89,15 @@ def main():
           {"PROPTEST_CASES": cases})
     cargo("I3 Kafka frames declaring 2^31 array elements in 19 bytes (real binary)",
           ["-p", "busbar", "--test", "hostile_frames"])
+    cargo("I1 Kafka request decoder on random and damaged frames (fuzz entry point)",
+          ["-p", "busbar-kafka", "--test", "decode_random"])
+    cargo("I1 event patterns on random input",
+          ["-p", "busbar-rules", "--test", "vectors", "random"])
+    cargo("I1 subscription bodies on random and damaged JSON", ["-p", "busbar-broker", "--test", "topics", "random"])
+    cargo("I1 config files on random and damaged TOML", ["-p", "busbar", "--bin", "busbar", "random"])
+    if FUZZ:
+        for target in ["kafka_request", "record_batch", "event_pattern", "subscription"]:
+            fuzz(target)
     cargo("I2 malformed Kafka frames, limits, random frames (raw sockets)", ["-p", "busbar-kafka", "--test", "raw_socket"])
     cargo("bus: kill -9 during delivery, retry state durable", ["-p", "busbar", "--test", "bus", "kill9"])
     widths = [max(len(r[i]) for r in ROWS + [("test", "runs", "anomalies", "result", "figures")]) for i in range(5)]

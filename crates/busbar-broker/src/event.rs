@@ -85,7 +85,10 @@ pub fn decode(topic: &str, partition: u32, data: &[u8], from: u64) -> Result<Vec
         let len = h
             .total_len()
             .ok_or_else(|| BrokerError::Storage("bad stored batch length".into()))?;
-        let bytes = &data[pos..pos + len];
+        let bytes = data
+            .get(pos..pos + len)
+            .filter(|b| b.len() >= HEADER_BYTES)
+            .ok_or_else(|| BrokerError::Storage("batch longer than the data read".into()))?;
         pos += len;
         if h.is_control() {
             continue;
@@ -104,7 +107,10 @@ pub fn decode(topic: &str, partition: u32, data: &[u8], from: u64) -> Result<Vec
         };
         for r in Records::new(&section) {
             let r = r.map_err(|e| BrokerError::Storage(e.to_string()))?;
-            let offset = h.base_offset as u64 + r.offset_delta as u64;
+            let offset = u64::try_from(h.base_offset)
+                .ok()
+                .and_then(|b| b.checked_add(u64::try_from(r.offset_delta).ok()?))
+                .ok_or_else(|| BrokerError::Storage("record offset out of range".into()))?;
             if offset < from {
                 continue;
             }
@@ -112,7 +118,7 @@ pub fn decode(topic: &str, partition: u32, data: &[u8], from: u64) -> Result<Vec
                 topic: topic.to_string(),
                 partition,
                 offset,
-                timestamp: h.base_timestamp + r.timestamp_delta,
+                timestamp: h.base_timestamp.wrapping_add(r.timestamp_delta),
                 key: r.key.map(<[u8]>::to_vec),
                 value: r.value.map(<[u8]>::to_vec),
                 headers: r
@@ -129,4 +135,28 @@ pub fn decode(topic: &str, partition: u32, data: &[u8], from: u64) -> Result<Vec
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Found by `fuzz/fuzz_targets/record_batch.rs`: a header whose length runs past the data.
+    #[test]
+    fn a_batch_longer_than_the_data_is_an_error_not_a_panic() {
+        let mut data = vec![0x01];
+        data.extend(std::iter::repeat_n(0x79u8, 30));
+        data.extend([0xff; 8]);
+        data.extend(std::iter::repeat_n(0x79u8, 24));
+        assert!(super::decode("t", 0, &data, 0).is_err());
+    }
+
+    /// Found by the same target: deltas that overflow the batch's base offset or timestamp.
+    #[test]
+    fn overflowing_deltas_are_an_error_not_a_panic() {
+        let crash = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/fuzz-record-overflow.bin"
+        ))
+        .unwrap();
+        let _ = super::decode("t", 0, &crash, 0);
+    }
 }

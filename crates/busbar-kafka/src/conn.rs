@@ -82,6 +82,36 @@ fn encode_response(
     Ok(buf.to_vec())
 }
 
+/// Decodes one request frame (without its length prefix) of an API and version busbar serves.
+/// Errors say what was wrong; nothing here panics or allocates more than the input warrants
+/// (apart from kafka-protocol's array pre-allocation, see `crates/busbar-kafka/src/alloc.rs`).
+pub fn decode_request(
+    key: ApiKey,
+    version: i16,
+    frame: Bytes,
+) -> Result<(kafka_protocol::messages::RequestHeader, RequestKind), String> {
+    if !versions::serves(key, version) {
+        return Err(format!("{key:?} v{version} is not served"));
+    }
+    let mut buf = frame;
+    let header =
+        decode_request_header_from_buffer(&mut buf).map_err(|e| format!("request header: {e}"))?;
+    let req = RequestKind::decode(key, &mut buf, version)
+        .map_err(|e| format!("{key:?} v{version} body: {e}"))?;
+    Ok((header, req))
+}
+
+/// Decodes a frame as the server would: the API key and version from its first four bytes.
+pub fn decode_frame(frame: Bytes) -> Result<RequestKind, String> {
+    if frame.len() < 4 {
+        return Err("frame shorter than a request header".into());
+    }
+    let key_raw = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let key = ApiKey::try_from(key_raw).map_err(|_| format!("unknown api key {key_raw}"))?;
+    decode_request(key, version, frame).map(|(_, r)| r)
+}
+
 /// Handles one frame; `Ok(None)` when no response is due (acks=0 produce).
 async fn handle(frame: Bytes, shared: &Shared, peer: SocketAddr) -> Result<Option<Vec<u8>>, Close> {
     if frame.len() < 4 {
@@ -101,14 +131,7 @@ async fn handle(frame: Bytes, shared: &Shared, peer: SocketAddr) -> Result<Optio
         let resp = api::api_versions::unsupported();
         return encode_response(correlation_id, 0, &resp).map(Some);
     }
-    if !versions::serves(key, version) {
-        return Err(Close::Bad(format!("{key:?} v{version} is not served")));
-    }
-    let mut buf = frame;
-    let header = decode_request_header_from_buffer(&mut buf)
-        .map_err(|e| Close::Bad(format!("request header: {e}")))?;
-    let req = RequestKind::decode(key, &mut buf, version)
-        .map_err(|e| Close::Bad(format!("{key:?} v{version} body: {e}")))?;
+    let (header, req) = decode_request(key, version, frame).map_err(Close::Bad)?;
     let ctx = api::Ctx {
         shared,
         version,

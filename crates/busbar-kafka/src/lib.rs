@@ -4,11 +4,13 @@
 //! crate, calling one `Broker` method, and encoding the answer. Record batches stay opaque bytes.
 //! [`serve`] takes an already-bound listener and a shutdown future, so tests bind port 0.
 
+pub mod alloc;
 mod api;
 mod codes;
 mod conn;
 mod versions;
 
+pub use conn::{decode_frame, decode_request};
 pub use versions::ADVERTISED;
 
 use busbar_broker::Broker;

@@ -39,3 +39,58 @@ fn every_vector_gives_the_expected_answer() {
         wrong.join("\n")
     );
 }
+
+/// Reliability I1 in CI: random and JSON-ish texts as patterns (and events) never panic; the same
+/// entry point `fuzz/fuzz_targets/event_pattern.rs` fuzzes with libFuzzer.
+#[test]
+fn random_pattern_texts_parse_to_ok_or_a_located_error() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let pool: &[&str] = &[
+        "{",
+        "}",
+        "[",
+        "]",
+        ":",
+        ",",
+        "\"a\"",
+        "\"b\"",
+        "0",
+        "-1",
+        "1e400",
+        "2.5",
+        "true",
+        "null",
+        "\"numeric\"",
+        "\">\"",
+        "\"<=\"",
+        "\"prefix\"",
+        "\"suffix\"",
+        "\"anything-but\"",
+        "\"$or\"",
+        "\"exists\"",
+        "\"wildcard\"",
+        "\"*\"",
+        "\"cidr\"",
+        "\"10.0.0.0/8\"",
+        "\"equals-ignore-case\"",
+    ];
+    for _ in 0..20_000 {
+        let len = 1 + next() % 40;
+        let text: String = (0..len)
+            .map(|_| pool[(next() % pool.len() as u64) as usize])
+            .collect();
+        match busbar_rules::Pattern::parse_str(&text) {
+            Ok(p) => {
+                let event = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+                let _ = p.matches(&event);
+            }
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+    }
+}

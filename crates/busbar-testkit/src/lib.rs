@@ -45,6 +45,66 @@ impl Rng {
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next_u64() as u8).collect()
     }
+
+    /// Text of `len` bytes drawn from JSON's and TOML's punctuation, digits and keywords, so a
+    /// parser gets past its first byte more often than with uniform noise.
+    pub fn json_ish(&mut self, len: usize) -> Vec<u8> {
+        const POOL: &[&[u8]] = &[
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b":",
+            b",",
+            b"\"",
+            b"\"a\"",
+            b"\"data\"",
+            b"0",
+            b"-1",
+            b"1e309",
+            b"2.5",
+            b"true",
+            b"null",
+            b"=",
+            b"\n",
+            b"[[x]]",
+            b"\"numeric\"",
+            b"\">\"",
+            b"\"prefix\"",
+            b"\"anything-but\"",
+            b"\"$or\"",
+            b"\"exists\"",
+            b"\"wildcard\"",
+            b"*",
+            b"\\",
+            b"\\u0000",
+            b" ",
+            b"\"cidr\"",
+            b"\"10.0.0.0/8\"",
+        ];
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            out.extend_from_slice(POOL[self.below(POOL.len() as u64) as usize]);
+        }
+        out
+    }
+
+    /// `input` with a few random byte flips, insertions and deletions.
+    pub fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut v = input.to_vec();
+        for _ in 0..1 + self.below(4) {
+            let at = self.below(v.len() as u64 + 1) as usize;
+            match self.below(3) {
+                0 if at < v.len() => v[at] ^= 1 << self.below(8),
+                1 => v.insert(at, self.next_u64() as u8),
+                _ if at < v.len() => {
+                    v.remove(at);
+                }
+                _ => {}
+            }
+        }
+        v
+    }
 }
 
 /// The seeds a randomized test should run: `BUSBAR_SEED` alone if set, else `default_count` seeds

@@ -450,6 +450,35 @@ mod tests {
         );
     }
 
+    /// Reliability I1 in CI: random and damaged config files load or are refused, never a panic.
+    #[test]
+    fn random_config_files_are_refused_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.toml");
+        let sample =
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../busbar.toml.example"))
+                .unwrap();
+        busbar_testkit::for_each_seed(10, |seed| {
+            let mut rng = busbar_testkit::Rng::new(seed);
+            for _ in 0..100 {
+                let text = if rng.chance(50) {
+                    rng.mutate(&sample)
+                } else {
+                    let n = rng.below(200) as usize;
+                    rng.json_ish(n)
+                };
+                std::fs::write(&file, &text).unwrap();
+                let flags = Flags {
+                    config: Some(file.clone()),
+                    ..Flags::default()
+                };
+                if let Err(e) = Config::load(&flags, env(&[])) {
+                    assert!(!format!("{e:#}").is_empty());
+                }
+            }
+        });
+    }
+
     #[test]
     fn the_sample_file_documents_exactly_the_defaults() {
         let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../busbar.toml.example");

@@ -2,7 +2,6 @@
 //! its HTTP API. Exit codes: 0 success, 1 the server refused the request, 2 bad usage or input or
 //! configuration, 3 the server could not be reached.
 
-mod alloc;
 mod client;
 mod cmd;
 mod config;
@@ -14,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[global_allocator]
-static ALLOCATOR: alloc::Allocator = alloc::Allocator;
+static ALLOCATOR: busbar_kafka::alloc::Allocator = busbar_kafka::alloc::Allocator;
 
 #[derive(Debug, Parser)]
 #[command(

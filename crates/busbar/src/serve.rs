@@ -27,7 +27,7 @@ pub fn run(config: Config) -> Result<()> {
 
 async fn serve(config: Config) -> Result<()> {
     let started = std::time::Instant::now();
-    if let Some(w) = crate::alloc::overcommit_warning() {
+    if let Some(w) = busbar_kafka::alloc::overcommit_warning() {
         eprintln!("busbar: warning: {w}");
     }
     let data_dir = config.data_dir.clone();

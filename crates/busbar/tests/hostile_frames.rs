@@ -2,7 +2,7 @@
 //! only its own connection, and the server keeps serving. Regression test for a crash found while
 //! building the reliability battery: kafka-protocol 0.18 pre-allocates `count` elements before
 //! reading any, so a 19-byte Metadata request made busbar abort on a 154 GB allocation
-//! (`crates/busbar/src/alloc.rs`).
+//! (`crates/busbar-kafka/src/alloc.rs`).
 
 mod common;
 

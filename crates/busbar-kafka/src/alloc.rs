@@ -1,4 +1,5 @@
-//! The process allocator: the system allocator, except that a single allocation of 1 GiB or more
+//! An allocator for processes that decode Kafka requests (the `busbar` binary declares it, and so
+//! do the fuzz targets): the system allocator, except that a single allocation of 1 GiB or more
 //! is an anonymous `MAP_NORESERVE` mapping (address space only; pages exist once written).
 //!
 //! Why: `kafka-protocol` 0.18 decodes an array by calling `Vec::with_capacity(count)` with the
@@ -7,7 +8,7 @@
 //! allocator refuses, and a refused allocation aborts the process. busbar never allocates 1 GiB on
 //! purpose (every buffer is bounded far below), so such a request can only be this: served from
 //! address space it costs nothing, the decode fails on the missing elements a moment later, and
-//! the mapping is returned. `tests/hostile_frames.rs` sends these frames to the real binary.
+//! the mapping is returned. `crates/busbar/tests/hostile_frames.rs` sends these frames to the real binary.
 //! With `vm.overcommit_memory = 2` the kernel refuses even these mappings; `busbar serve` warns.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -92,13 +93,16 @@ pub fn overcommit_warning() -> Option<String> {
     let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").ok()?;
     (mode.trim() == "2").then(|| {
         "vm.overcommit_memory is 2 (strict): a hostile Kafka request declaring a huge array can \
-         make an allocation fail and stop the process; see crates/busbar/src/alloc.rs"
+         make an allocation fail and stop the process; see crates/busbar-kafka/src/alloc.rs"
             .to_string()
     })
 }
 
 #[cfg(test)]
 mod tests {
+    #[global_allocator]
+    static ALLOCATOR: super::Allocator = super::Allocator;
+
     #[test]
     fn a_huge_capacity_is_address_space_only() {
         // 64 GiB reserved, a few bytes used, returned: no abort, nothing resident.
