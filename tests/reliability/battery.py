@@ -21,10 +21,10 @@ def row(test, runs, anomalies, ok, figures):
     print(f"  {'pass' if ok else 'FAIL'}  {test}", flush=True)
 
 
-def kill_loop(test, policy, kills, signal="KILL", seed=1):
+def kill_loop(test, policy, kills, signal="KILL", seed=1, extra=()):
     out = subprocess.run([sys.executable, os.path.join(HERE, "kill_loop.py"), BIN, CHECKER,
                           "--policy", policy, "--kills", str(kills), "--signal", signal,
-                          "--seed", str(seed)], capture_output=True, text=True, timeout=1800)
+                          "--seed", str(seed), *extra], capture_output=True, text=True, timeout=1800)
     try:
         r = json.loads(out.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -34,9 +34,12 @@ def kill_loop(test, policy, kills, signal="KILL", seed=1):
     anomalies = ", ".join(f"{k}={v}" for k, v in bad.items()) or "none"
     if r.get("checker_blind"):
         anomalies += " (checker missed a planted lost write)"
-    figures = (f"{r['sends_ok']} acked, {r['stored']} stored; restart-to-ready max "
-               f"{r['restart_ms_max']} ms; RSS peak {r['rss_peak_kib'] // 1024} MiB")
-    row(test, kills, anomalies, r["clean"], figures)
+    if not r.get("rss_within_budget", True):
+        anomalies += f" (RSS over the {r['rss_budget_mib']} MiB budget)"
+    restarts = f"restart-to-ready max {r['restart_ms_max']} ms; " if kills else ""
+    figures = (f"{r['sends_ok']} acked, {r['stored']} stored; {restarts}"
+               f"RSS peak {r['rss_peak_kib'] // 1024} MiB")
+    row(test, kills or 1, anomalies, r["clean"], figures)
 
 
 def cargo(test, args, env=None, runs=""):
@@ -69,6 +72,9 @@ def main():
     kill_loop("D2 kill -9 loop, sync=interval(1s)", "interval", kills // 2)
     kill_loop("D2 kill -9 loop, sync=never", "never", kills // 2)
     kill_loop("D9 clean restart (SIGTERM) under load", "batch", kills // 3, signal="TERM")
+    secs = "120" if LONG else "15"
+    kill_loop(f"L3/L4 overload {secs} s: 6 flooding producers, slow consumer, RSS budget 128 MiB",
+              "batch", 0, extra=("--overload", secs, "--rss-budget-mib", "128"))
     cargo(f"D3 simulated power loss, log ({seeds} seeds)", ["-p", "busbar-log", "--test", "crash_sim"],
           {"BUSBAR_SEEDS": seeds}, runs=seeds)
     cargo(f"D3 simulated power loss, whole broker: topics, metadata, offsets, ids, subscriptions ({seeds} seeds)",
@@ -88,7 +94,7 @@ def main():
     cargo("I1 hostile record batches into validator and log (proptest)", ["-p", "busbar-log", "--test", "hostile_batches"],
           {"PROPTEST_CASES": cases})
     cargo("I3 Kafka frames declaring 2^31 array elements in 19 bytes (real binary)",
-          ["-p", "busbar", "--test", "hostile_frames"])
+          ["-p", "busbar", "--test", "hostile_frames", "huge"])
     cargo("I1 Kafka request decoder on random and damaged frames (fuzz entry point)",
           ["-p", "busbar-kafka", "--test", "decode_random"])
     cargo("I1 event patterns on random input",
@@ -98,6 +104,8 @@ def main():
     if FUZZ:
         for target in ["kafka_request", "record_batch", "event_pattern", "subscription"]:
             fuzz(target)
+    cargo("I4 300 slowloris/garbage connections beside a normal client; idle timeout frees fds",
+          ["-p", "busbar", "--test", "hostile_frames", "slow"])
     cargo("I2 malformed Kafka frames, limits, random frames (raw sockets)", ["-p", "busbar-kafka", "--test", "raw_socket"])
     cargo("bus: kill -9 during delivery, retry state durable", ["-p", "busbar", "--test", "bus", "kill9"])
     widths = [max(len(r[i]) for r in ROWS + [("test", "runs", "anomalies", "result", "figures")]) for i in range(5)]

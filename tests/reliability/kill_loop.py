@@ -11,8 +11,13 @@ variant) and restarted on the same ports. At the end every partition is drained 
 A send whose callback reports success is `ok` at its partition and offset; any error is `info`
 (unknown: it may or may not have been stored). HTTP 2xx is `ok`, 4xx `fail`, anything else `info`.
 
+Overload (L3/L4): `--overload SECONDS` runs no kills; six producers write as fast as they can (well
+past what the disk sustains) while the reader is slowed into a growing backlog, under a request
+budget (`kafka.request_bytes_max` 16 MiB, frames 8 MiB, fetches 8 MiB); RSS is sampled every
+100 ms and must stay under `--rss-budget-mib`, and the history must still be clean.
+
 Usage: kill_loop.py BUSBAR CHECKER --policy batch|interval|never [--kills N] [--signal KILL|TERM]
-                    [--seed S] [--history FILE]
+                    [--seed S] [--history FILE] [--overload SECONDS --rss-budget-mib MIB]
 Prints one JSON line: {"policy", "kills", "sends_ok", "polled", "anomalies": {...},
 "restart_ms_max", "rss_peak_kib", "clean"}; exits 1 when the checker finds an anomaly.
 """
@@ -25,8 +30,9 @@ PARTITIONS = 8
 
 
 class Broker:
-    def __init__(self, binary, data, policy):
+    def __init__(self, binary, data, policy, extra_env=None):
         self.binary, self.data, self.policy = binary, data, policy
+        self.extra_env = extra_env or {}
         self.http = self.kafka = None
         self.restart_ms = []
         self.rss_peak_kib = 0
@@ -35,7 +41,7 @@ class Broker:
         http_port = self.http.split(":")[1] if self.http else "0"
         kafka_port = self.kafka.split(":")[1] if self.kafka else "0"
         env = dict(os.environ, BUSBAR_TOPIC_SYNC_POLICY=self.policy,
-                   BUSBAR_BROKER_GROUP_INITIAL_REBALANCE_DELAY_MS="300")
+                   BUSBAR_BROKER_GROUP_INITIAL_REBALANCE_DELAY_MS="300", **self.extra_env)
         if self.policy == "interval":
             env["BUSBAR_TOPIC_SYNC_INTERVAL_MS"] = "1000"
         t0 = time.time()
@@ -58,7 +64,7 @@ class Broker:
         try:
             with open(f"/proc/{self.proc.pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmHWM:"):
+                    if line.startswith("VmHWM:") or line.startswith("VmRSS:"):
                         self.rss_peak_kib = max(self.rss_peak_kib, int(line.split()[1]))
         except OSError:
             pass
@@ -79,9 +85,11 @@ class Recorder:
             self.ops.append(op)
 
 
-def kafka_writer(rec, broker, process, stop, counter):
+def kafka_writer(rec, broker, process, stop, counter, flood=False):
     p = Producer({"bootstrap.servers": broker.kafka, "enable.idempotence": True, "acks": "all",
-                  "linger.ms": 2, "message.timeout.ms": 60000, "reconnect.backoff.max.ms": 200, "log_level": 0})
+                  "linger.ms": 20 if flood else 2, "batch.size": 1000000 if flood else 16384,
+                  "message.timeout.ms": 120000, "reconnect.backoff.max.ms": 200, "log_level": 0})
+    pad = "x" * (1000 if flood else 0)
 
     def done(err, msg, value):
         if err is None:
@@ -94,14 +102,15 @@ def kafka_writer(rec, broker, process, stop, counter):
     while not stop.is_set():
         value = process * 1_000_000_000 + next(counter)
         try:
-            p.produce(TOPIC, key=str(value).encode(), value=str(value).encode(),
+            p.produce(TOPIC, key=str(value).encode(), value=(str(value) + (" " + pad if pad else "")).encode(),
                       on_delivery=lambda err, msg, v=value: done(err, msg, v))
         except BufferError:
             p.poll(0.05)
             continue
         p.poll(0)
-        time.sleep(0.0005)
-    p.flush(90)
+        if not flood:
+            time.sleep(0.0005)
+    p.flush(120)
 
 
 def http_writer(rec, broker, process, stop, counter):
@@ -124,7 +133,7 @@ def http_writer(rec, broker, process, stop, counter):
                  "value": value, "outcome": outcome})
 
 
-def reader(rec, broker, process, stop):
+def reader(rec, broker, process, stop, slow=False):
     assigned = {"reset": True}
 
     def on_assign(c, parts):
@@ -139,7 +148,9 @@ def reader(rec, broker, process, stop):
         records = []
         for m in msgs:
             if m.error() is None:
-                records.append([TOPIC, m.partition(), m.offset(), int(m.value())])
+                records.append([TOPIC, m.partition(), m.offset(), int(m.value().split()[0])])
+        if slow:
+            time.sleep(0.2)
         if not records:
             continue
         rec.add({"f": "poll", "process": process, "reset": assigned["reset"], "records": records})
@@ -170,7 +181,7 @@ def drain(broker):
         while got < hi and time.time() < deadline:
             for m in c.consume(1000, 0.5):
                 if m.error() is None:
-                    out.append([TOPIC, p, m.offset(), int(m.value())])
+                    out.append([TOPIC, p, m.offset(), int(m.value().split()[0])])
                     got = m.offset() + 1
         if got < hi:
             raise RuntimeError(f"drain of partition {p} stopped at {got} of {hi}")
@@ -194,18 +205,26 @@ def main():
     a.add_argument("--signal", default="KILL")
     a.add_argument("--seed", type=int, default=int(time.time()))
     a.add_argument("--history")
+    a.add_argument("--overload", type=float, default=0)
+    a.add_argument("--rss-budget-mib", type=int, default=0)
     args = a.parse_args()
+    if args.overload:
+        args.kills = 0
     rnd = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as data:
-        broker = Broker(args.busbar, data, args.policy)
+        limits = {"BUSBAR_KAFKA_REQUEST_BYTES_MAX": str(16 << 20), "BUSBAR_KAFKA_FRAME_BYTES_MAX": str(8 << 20),
+                  "BUSBAR_BROKER_FETCH_BYTES_MAX": str(8 << 20)} if args.overload else {}
+        broker = Broker(args.busbar, data, args.policy, limits)
         broker.start()
         req = urllib.request.Request(f"http://{broker.http}/topics", headers={"content-type": "application/json"},
                                      data=json.dumps({"name": TOPIC, "partitions": PARTITIONS}).encode())
         urllib.request.urlopen(req, timeout=10).read()
         rec, stop, stop_reader = Recorder(), threading.Event(), threading.Event()
-        threads = [threading.Thread(target=kafka_writer, args=(rec, broker, i, stop, counter())) for i in (1, 2)]
+        flood = bool(args.overload)
+        writers = (1, 2, 5, 6, 7, 8) if flood else (1, 2)
+        threads = [threading.Thread(target=kafka_writer, args=(rec, broker, i, stop, counter(), flood)) for i in writers]
         threads.append(threading.Thread(target=http_writer, args=(rec, broker, 3, stop, counter())))
-        reader_thread = threading.Thread(target=reader, args=(rec, broker, 4, stop_reader))
+        reader_thread = threading.Thread(target=reader, args=(rec, broker, 4, stop_reader, flood))
         for t in threads + [reader_thread]:
             t.start()
         sig = signal.SIGKILL if args.signal == "KILL" else signal.SIGTERM
@@ -213,6 +232,10 @@ def main():
             time.sleep(rnd.uniform(0.3, 1.5))
             broker.stop(sig)
             broker.start()
+        end = time.time() + args.overload
+        while time.time() < end:
+            broker.sample_rss()
+            time.sleep(0.1)
         time.sleep(1.0)
         stop.set()
         for t in threads:
@@ -236,7 +259,10 @@ def main():
               "sends_ok": sends_ok, "polled": polled, "stored": len(final),
               "anomalies": report["counts"], "examples": report["examples"],
               "restart_ms_max": max(broker.restart_ms[1:] or [0]), "rss_peak_kib": broker.rss_peak_kib,
-              "clean": report["clean"] and not blind, "checker_blind": blind, "history": path}
+              "clean": report["clean"] and not blind, "checker_blind": blind, "history": path,
+              "rss_budget_mib": args.rss_budget_mib,
+              "rss_within_budget": not args.rss_budget_mib or broker.rss_peak_kib <= args.rss_budget_mib * 1024}
+    result["clean"] = result["clean"] and result["rss_within_budget"]
     print(json.dumps(result))
     sys.exit(0 if result["clean"] else 1)
 

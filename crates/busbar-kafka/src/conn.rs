@@ -27,7 +27,10 @@ enum Close {
     Bad(String),
 }
 
-async fn read_frame(sock: &mut TcpStream, shared: &Shared) -> Result<Bytes, Close> {
+/// A frame and its share of `request_bytes_max`, held until its answer is written.
+type Frame = (Bytes, tokio::sync::OwnedSemaphorePermit);
+
+async fn read_frame(sock: &mut TcpStream, shared: &Shared) -> Result<Frame, Close> {
     let mut len = [0u8; 4];
     match tokio::time::timeout(shared.config.idle_timeout, sock.read_exact(&mut len)).await {
         Err(_) => return Err(Close::Idle),
@@ -38,12 +41,22 @@ async fn read_frame(sock: &mut TcpStream, shared: &Shared) -> Result<Bytes, Clos
     let declared = i32::from_be_bytes(len);
     let size = usize::try_from(declared)
         .map_err(|_| Close::Bad(format!("negative frame length {declared}")))?;
-    if size > shared.config.frame_bytes_max || size < 8 {
+    let most = shared
+        .config
+        .frame_bytes_max
+        .min(shared.config.request_bytes_max);
+    if size > most || size < 8 {
         return Err(Close::Bad(format!(
-            "frame length {size} outside [8, {}]",
-            shared.config.frame_bytes_max
+            "frame length {size} outside [8, {most}]"
         )));
     }
+    // Wait (reading nothing more from this socket) until the frame fits in the request budget.
+    let permit = shared
+        .request_bytes
+        .clone()
+        .acquire_many_owned(size as u32)
+        .await
+        .map_err(|_| Close::Io)?;
     let mut body = Vec::with_capacity(size.min(READ_CHUNK_BYTES));
     while body.len() < size {
         let want = (size - body.len()).min(READ_CHUNK_BYTES);
@@ -60,7 +73,7 @@ async fn read_frame(sock: &mut TcpStream, shared: &Shared) -> Result<Bytes, Clos
             Ok(Ok(_)) => {}
         }
     }
-    Ok(Bytes::from(body))
+    Ok((Bytes::from(body), permit))
 }
 
 fn encode_response(
@@ -160,10 +173,14 @@ pub async fn run(
             f = read_frame(&mut sock, &shared) => f,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let outcome = match frame {
-            Ok(frame) => handle(frame, &shared, peer).await,
-            Err(e) => Err(e),
+        let (frame, _held) = match frame {
+            Ok((frame, permit)) => (frame, permit),
+            Err(e) => {
+                log_close(peer, e);
+                return;
+            }
         };
+        let outcome = handle(frame, &shared, peer).await;
         match outcome {
             Ok(Some(bytes)) => {
                 if sock.write_all(&bytes).await.is_err() {
@@ -171,12 +188,16 @@ pub async fn run(
                 }
             }
             Ok(None) => {}
-            Err(Close::Eof) | Err(Close::Idle) => return,
-            Err(Close::Io) => return,
-            Err(Close::Bad(why)) => {
-                eprintln!("busbar-kafka: closing connection from {peer}: {why}");
+            Err(e) => {
+                log_close(peer, e);
                 return;
             }
         }
+    }
+}
+
+fn log_close(peer: SocketAddr, why: Close) {
+    if let Close::Bad(why) = why {
+        eprintln!("busbar-kafka: closing connection from {peer}: {why}");
     }
 }

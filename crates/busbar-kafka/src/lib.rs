@@ -35,6 +35,11 @@ pub struct KafkaConfig {
     pub frame_bytes_max: usize,
     /// Most open client connections; further ones are closed at once. Default 10,000.
     pub connections_max: usize,
+    /// Most bytes of requests held at once across all connections (read, being handled, or
+    /// answered): a connection whose next frame does not fit waits, without reading its socket,
+    /// so a flood becomes TCP backpressure instead of memory (Kafka's `queued.max.request.bytes`).
+    /// Default 256 MiB; a frame larger than this is refused like one over `frame_bytes_max`.
+    pub request_bytes_max: usize,
     /// A connection silent this long is closed. Default 10 minutes (Kafka's
     /// `connections.max.idle.ms`).
     pub idle_timeout: Duration,
@@ -52,6 +57,7 @@ impl Default for KafkaConfig {
             cluster_id: "busbar-cluster".into(),
             frame_bytes_max: 100 << 20,
             connections_max: 10_000,
+            request_bytes_max: 256 << 20,
             idle_timeout: Duration::from_secs(600),
             auto_create_topics: true,
         }
@@ -62,6 +68,8 @@ impl Default for KafkaConfig {
 pub(crate) struct Shared {
     pub broker: Arc<Broker>,
     pub config: KafkaConfig,
+    /// Permits = bytes of requests in flight (`request_bytes_max`).
+    pub request_bytes: Arc<Semaphore>,
 }
 
 /// Serves the Kafka protocol on `listener` until `shutdown` resolves; open connections then finish
@@ -73,7 +81,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limit = Arc::new(Semaphore::new(config.connections_max));
-    let shared = Arc::new(Shared { broker, config });
+    let request_bytes = Arc::new(Semaphore::new(config.request_bytes_max));
+    let shared = Arc::new(Shared {
+        broker,
+        config,
+        request_bytes,
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {

@@ -58,6 +58,8 @@ pub struct Kafka {
     pub frame_bytes_max: u64,
     /// Most open client connections.
     pub connections_max: u64,
+    /// Most bytes of Kafka requests held at once (a flood waits as TCP backpressure).
+    pub request_bytes_max: u64,
     /// Close connections silent this long, milliseconds.
     pub idle_timeout_ms: u64,
 }
@@ -95,6 +97,7 @@ impl Default for Config {
                 auto_create_topics: k.auto_create_topics,
                 frame_bytes_max: k.frame_bytes_max as u64,
                 connections_max: k.connections_max as u64,
+                request_bytes_max: k.request_bytes_max as u64,
                 idle_timeout_ms: k.idle_timeout.as_millis() as u64,
             },
             broker: Broker {
@@ -246,7 +249,13 @@ impl Config {
             .parse::<SocketAddr>()
             .map_err(|_| anyhow!("http.addr {:?} is not an IP:port address", self.http.addr))?;
         let b = &self.broker;
-        let checks: [(&str, u64, u64, u64); 9] = [
+        let checks: [(&str, u64, u64, u64); 10] = [
+            (
+                "kafka.request_bytes_max",
+                self.kafka.request_bytes_max,
+                self.kafka.frame_bytes_max,
+                u32::MAX as u64,
+            ),
             (
                 "kafka.frame_bytes_max",
                 self.kafka.frame_bytes_max,
@@ -369,6 +378,7 @@ impl Config {
             auto_create_topics: k.auto_create_topics,
             frame_bytes_max: k.frame_bytes_max as usize,
             connections_max: k.connections_max as usize,
+            request_bytes_max: k.request_bytes_max as usize,
             idle_timeout: Duration::from_millis(k.idle_timeout_ms),
             ..busbar_kafka::KafkaConfig::default()
         }

@@ -96,3 +96,55 @@ fn frames_declaring_huge_arrays_close_their_connection_and_nothing_else() {
     assert_eq!(s.http("GET", "/healthz", None).0, 200);
     assert_eq!(s.stop(), 0, "still running and stops cleanly");
 }
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Reliability I4: hundreds of slowloris connections (a byte now and then) and garbage connections
+/// cannot starve a well-behaved client, and the idle timeout closes them (file descriptors return).
+#[test]
+fn slow_and_garbage_connections_do_not_starve_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[("BUSBAR_KAFKA_IDLE_TIMEOUT_MS", "1000")]);
+    let pid = s.child.id();
+    let baseline = open_fds(pid);
+    let mut attackers = Vec::new();
+    for i in 0..300 {
+        let mut c = TcpStream::connect(s.kafka).unwrap();
+        if i % 3 == 0 {
+            // Garbage: a plausible length, then noise that never completes the frame.
+            c.write_all(&[0, 0, 0, 100, 0xde, 0xad, 0xbe, 0xef])
+                .unwrap();
+        } else {
+            c.write_all(&[0]).unwrap(); // the first byte of a length, then silence
+        }
+        attackers.push(c);
+    }
+    let start = std::time::Instant::now();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..50 {
+        let t = std::time::Instant::now();
+        assert!(
+            api_versions_answers(&s),
+            "a well-behaved client was starved"
+        );
+        slowest = slowest.max(t.elapsed());
+    }
+    eprintln!(
+        "50 requests beside 300 hostile connections in {:?}, slowest {slowest:?}",
+        start.elapsed()
+    );
+    // The idle timeout (1 s) closes every hostile connection although its client keeps it open.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open_fds(pid) > baseline + 5 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        open_fds(pid) <= baseline + 5,
+        "fds: {} vs {baseline}",
+        open_fds(pid)
+    );
+    drop(attackers);
+    assert_eq!(s.stop(), 0);
+}
