@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(kafka_request record_batch event_pattern subscription)
+[ ${#targets[@]} -gt 0 ] || targets=(kafka_request record_batch event_pattern subscription http_publish config_file)
 for t in "${targets[@]}"; do
   echo "== fuzz $t (${SECONDS_PER_TARGET:-60} s)"
   cargo fuzz run -s none "$t" -- -max_total_time="${SECONDS_PER_TARGET:-60}" -rss_limit_mb=256 -timeout=1

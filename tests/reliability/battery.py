@@ -100,9 +100,9 @@ def main():
     cargo("I1 event patterns on random input",
           ["-p", "busbar-rules", "--test", "vectors", "random"])
     cargo("I1 subscription bodies on random and damaged JSON", ["-p", "busbar-broker", "--test", "topics", "random"])
-    cargo("I1 config files on random and damaged TOML", ["-p", "busbar", "--bin", "busbar", "random"])
+    cargo("I1 config files on random and damaged TOML", ["-p", "busbar", "--lib", "random"])
     if FUZZ:
-        for target in ["kafka_request", "record_batch", "event_pattern", "subscription"]:
+        for target in ["kafka_request", "record_batch", "event_pattern", "subscription", "http_publish", "config_file"]:
             fuzz(target)
     cargo("I4 300 slowloris/garbage connections beside a normal client; idle timeout frees fds",
           ["-p", "busbar", "--test", "hostile_frames", "slow"])

@@ -16,6 +16,7 @@ pub use busbar_broker::time;
 mod topics;
 
 pub use error::ApiError;
+pub use events::decode_publish;
 
 use axum::extract::State;
 use axum::http::StatusCode;

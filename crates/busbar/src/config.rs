@@ -230,6 +230,19 @@ impl Config {
             );
         }
         merge(&mut table, flag_table, "")?;
+        Self::decode(table)
+    }
+
+    /// The configuration a `busbar.toml` with `text` gives over the defaults (no environment, no
+    /// flags): the file layer alone, as the fuzz target drives it.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let mut table = Table::try_from(Config::default()).context("encode defaults")?;
+        let over: Table = text.parse().map_err(|e| anyhow!("{e}"))?;
+        merge(&mut table, over, "")?;
+        Self::decode(table)
+    }
+
+    fn decode(table: Table) -> Result<Self> {
         let config: Config =
             serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
                 let path = e.path().to_string();
@@ -482,8 +495,13 @@ mod tests {
                     config: Some(file.clone()),
                     ..Flags::default()
                 };
-                if let Err(e) = Config::load(&flags, env(&[])) {
+                let loaded = Config::load(&flags, env(&[]));
+                if let Err(e) = &loaded {
                     assert!(!format!("{e:#}").is_empty());
+                }
+                let parsed = std::str::from_utf8(&text).ok().map(Config::from_toml);
+                if let Some(p) = parsed {
+                    assert_eq!(p.is_ok(), loaded.is_ok(), "file layer and from_toml agree");
                 }
             }
         });

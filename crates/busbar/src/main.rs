@@ -4,7 +4,7 @@
 
 mod client;
 mod cmd;
-mod config;
+use busbar::config;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};

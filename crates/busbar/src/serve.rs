@@ -1,8 +1,8 @@
 //! `busbar serve`: opens the broker, serves HTTP, runs background work, and on SIGINT/SIGTERM stops
 //! accepting, finishes in-flight requests, syncs every log and marks a clean shutdown.
 
-use crate::config::Config;
 use anyhow::{Context, Result};
+use busbar::config::Config;
 use busbar_broker::{Broker, Bus};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -37,7 +37,7 @@ async fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("open data directory {}", data_dir.display()))?;
     let broker = Arc::new(broker);
     let bus = Arc::new(Bus::open(broker.clone()).context("open subscriptions")?);
-    crate::config::apply_subscriptions(&bus, &config.subscriptions)
+    busbar::config::apply_subscriptions(&bus, &config.subscriptions)
         .await
         .context("subscriptions in the configuration")?;
     bus.start().await;

@@ -1,0 +1,5 @@
+//! The `busbar` binary's library part: its typed configuration (`busbar serve`'s defaults,
+//! `busbar.toml`, `BUSBAR_*` and flags). A library so the fuzz targets can drive the config parser;
+//! the rest of the binary lives in `main.rs`.
+
+pub mod config;
