@@ -2,6 +2,7 @@
 //! its HTTP API. Exit codes: 0 success, 1 the server refused the request, 2 bad usage or input or
 //! configuration, 3 the server could not be reached.
 
+mod bench;
 mod client;
 mod cmd;
 use busbar::config;
@@ -89,6 +90,8 @@ enum Command {
     /// Dead letters: list, show, redrive.
     #[command(subcommand)]
     Dlq(cmd::dlq::DlqCmd),
+    /// Load a running busbar over the Kafka protocol: produce, consume, e2e or fanout.
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn load(flags: ServeFlags) -> Result<config::Config, ExitCode> {
@@ -134,6 +137,15 @@ fn main() -> ExitCode {
         Command::Rule(r) => cmd::rule::run(cli.output, r),
         Command::Subscription(s) => run_client(&|cl| cmd::subscription::run(cl, (*s).clone())),
         Command::Dlq(d) => run_client(&|cl| cmd::dlq::run(cl, d.clone())),
+        Command::Bench(b) => {
+            return match bench::run(*b, cli.output) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("busbar bench: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,522 @@
+//! `busbar bench produce|consume|e2e|fanout`: load against a running busbar over the Kafka
+//! protocol, like `nats bench` or Kafka's perf-test tools. Message size, count or duration, fixed or
+//! max rate, partitions, acks, batch size and requests in flight; live progress on stderr; a final
+//! report of msgs/s, MB/s (payload bytes, 10^6) and latency p50/p99/p99.9/max from an HDR
+//! histogram (`--output json` for scripts).
+//!
+//! Latency: `produce` measures request sent → acknowledgement received, counted once per message;
+//! `e2e` measures the producer handing a message to the client → the consumer seeing it (a
+//! timestamp in the payload; the first second is left out as warm-up, as in
+//! `shared/spec/peers.md` W2). `consume` reads what is stored from the start (producing `--count`
+//! messages first when the topic holds fewer); `fanout` runs `--consumers` independent readers
+//! over the same messages while they are produced, and reports deliveries/s.
+
+mod client;
+
+use crate::client::Output;
+use anyhow::{bail, Context, Result};
+use busbar_log::batch::{self, BatchHeader, NewRecord};
+use bytes::Bytes;
+use client::{Window, FETCH_VERSION, PRODUCE_VERSION};
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::{ApiKey, FetchResponse, ProduceResponse};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    Produce,
+    Consume,
+    E2e,
+    Fanout,
+}
+
+/// Flags of `busbar bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    pub workload: Workload,
+    /// busbar's Kafka listener.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub kafka: String,
+    /// Topic (created when missing); default `bench-<workload>`.
+    #[arg(long)]
+    pub topic: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Messages to send (ignored with --duration).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub count: u64,
+    /// Run this many seconds instead of a fixed count.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Messages per second; 0 = as fast as acknowledgements allow.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Messages per request (one batch per partition).
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Requests in flight, unacknowledged.
+    #[arg(long, default_value_t = 10)]
+    pub window: usize,
+    /// all, 1 or 0.
+    #[arg(long, default_value = "all")]
+    pub acks: String,
+    /// Independent readers (fanout).
+    #[arg(long, default_value_t = 4)]
+    pub consumers: usize,
+}
+
+/// A latency histogram in microseconds.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+/// Live counters shared with the progress printer.
+#[derive(Default)]
+struct Progress {
+    sent: AtomicU64,
+    done: AtomicU64,
+}
+
+fn acks(a: &str) -> Result<i16> {
+    Ok(match a {
+        "all" | "-1" => -1,
+        "1" => 1,
+        "0" => 0,
+        other => bail!("--acks {other:?} must be all, 1 or 0"),
+    })
+}
+
+/// Runs the bench; prints the report.
+pub fn run(args: BenchArgs, output: Output) -> Result<()> {
+    if args.size < 8 || args.size > 1 << 20 {
+        bail!("--size {} must be 8..=1048576 bytes", args.size);
+    }
+    if args.batch == 0 || args.window == 0 || args.partitions < 1 || args.consumers == 0 {
+        bail!("--batch, --window, --partitions and --consumers must be at least 1");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start runtime")?;
+    let report = rt.block_on(async {
+        let topic = args
+            .topic
+            .clone()
+            .unwrap_or_else(|| format!("bench-{:?}", args.workload).to_lowercase());
+        let partitions = client::ensure_topic(&args.kafka, &topic, args.partitions).await?;
+        let b = Bench {
+            args: args.clone(),
+            topic,
+            partitions,
+            acks: acks(&args.acks)?,
+        };
+        match args.workload {
+            Workload::Produce => b.produce_workload().await,
+            Workload::Consume => b.consume_workload().await,
+            Workload::E2e => b.e2e_workload().await,
+            Workload::Fanout => b.fanout_workload().await,
+        }
+    })?;
+    report.print(output);
+    Ok(())
+}
+
+/// The final figures.
+pub struct Report {
+    workload: Workload,
+    messages: u64,
+    bytes: u64,
+    seconds: f64,
+    latency: Option<Histogram<u64>>,
+    extra: serde_json::Value,
+}
+
+impl Report {
+    fn print(&self, output: Output) {
+        let rate = self.messages as f64 / self.seconds.max(1e-9);
+        let mb = self.bytes as f64 / 1e6 / self.seconds.max(1e-9);
+        let lat = self.latency.as_ref().map(|h| {
+            json!({"p50_us": h.value_at_quantile(0.5), "p99_us": h.value_at_quantile(0.99),
+                   "p999_us": h.value_at_quantile(0.999), "max_us": h.max(), "samples": h.len()})
+        });
+        let j = json!({"workload": format!("{:?}", self.workload).to_lowercase(),
+            "messages": self.messages, "bytes": self.bytes, "seconds": self.seconds,
+            "msgs_per_s": rate, "mb_per_s": mb, "latency": lat, "details": self.extra});
+        match output {
+            Output::Json => println!("{j}"),
+            Output::Table => {
+                println!(
+                    "{:?}: {} messages in {:.2} s = {:.0} msg/s, {:.1} MB/s",
+                    self.workload, self.messages, self.seconds, rate, mb
+                );
+                if let Some(h) = &self.latency {
+                    println!(
+                        "latency p50 {} µs  p99 {} µs  p99.9 {} µs  max {} µs  ({} samples)",
+                        h.value_at_quantile(0.5),
+                        h.value_at_quantile(0.99),
+                        h.value_at_quantile(0.999),
+                        h.max(),
+                        h.len()
+                    );
+                }
+                if !self.extra.is_null() {
+                    println!("{}", self.extra);
+                }
+            }
+        }
+    }
+}
+
+struct Bench {
+    args: BenchArgs,
+    topic: String,
+    partitions: i32,
+    acks: i16,
+}
+
+/// Prints progress to stderr once a second until dropped.
+fn progress(what: &'static str, p: Arc<Progress>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let start = Instant::now();
+        let mut last = 0;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let done = p.done.load(Relaxed);
+            eprintln!(
+                "[{:>4.0} s] {what} {done} ({} /s)",
+                start.elapsed().as_secs_f64(),
+                done - last
+            );
+            last = done;
+        }
+    })
+}
+
+fn payload(size: usize, stamp_ns: u64) -> Vec<u8> {
+    let mut v = vec![b'x'; size];
+    v[..8].copy_from_slice(&stamp_ns.to_be_bytes());
+    v
+}
+
+impl Bench {
+    /// Sends `total` messages (or for `duration`) at the configured rate; calls `on_ack` per
+    /// acknowledged request with (messages, latency). Answers (messages sent, bytes, seconds).
+    async fn send_all(
+        &self,
+        total: u64,
+        clock: Instant,
+        p: &Progress,
+        hist: &mut Option<Histogram<u64>>,
+    ) -> Result<(u64, u64, f64)> {
+        let a = &self.args;
+        let (mut tx, mut rx) = client::connect(&a.kafka).await?;
+        let mut window: Window<(Instant, u64)> = Window::new();
+        let start = Instant::now();
+        let deadline = a.duration.map(|d| start + Duration::from_secs_f64(d));
+        let (mut sent, mut acked, mut part) = (0u64, 0u64, 0i32);
+        loop {
+            let more = match deadline {
+                Some(d) => Instant::now() < d,
+                None => sent < total,
+            };
+            if more && window.len() < a.window {
+                let n = match deadline {
+                    Some(_) => a.batch as u64,
+                    None => (a.batch as u64).min(total - sent),
+                };
+                if a.rate > 0 {
+                    let due = start + Duration::from_secs_f64(sent as f64 / a.rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let now_ns = clock.elapsed().as_nanos() as u64;
+                let recs: Vec<NewRecord> = (0..n)
+                    .map(|_| NewRecord {
+                        key: None,
+                        value: Some(payload(a.size, now_ns)),
+                        headers: vec![],
+                        timestamp: 0,
+                    })
+                    .collect();
+                let req = client::produce(
+                    &self.topic,
+                    part,
+                    self.acks,
+                    Bytes::from(batch::build(&recs)),
+                );
+                part = (part + 1) % self.partitions;
+                let id = tx.send(ApiKey::Produce, PRODUCE_VERSION, &req).await?;
+                sent += n;
+                p.sent.store(sent, Relaxed);
+                if self.acks == 0 {
+                    acked += n;
+                    p.done.store(acked, Relaxed);
+                    continue;
+                }
+                window.push_back((id, (Instant::now(), n)));
+                continue;
+            }
+            let Some((id, (at, n))) = window.pop_front() else {
+                break;
+            };
+            let resp: ProduceResponse = rx.recv(ApiKey::Produce, PRODUCE_VERSION, id).await?;
+            let (code, _) = client::produce_result(&resp);
+            if code != 0 {
+                bail!("produce failed with Kafka error {code}");
+            }
+            if let Some(h) = hist.as_mut() {
+                let us = at.elapsed().as_micros().max(1) as u64;
+                h.record_n(us.min(60_000_000), n).ok();
+            }
+            acked += n;
+            p.done.store(acked, Relaxed);
+        }
+        Ok((acked, acked * a.size as u64, start.elapsed().as_secs_f64()))
+    }
+
+    async fn produce_workload(&self) -> Result<Report> {
+        let p = Arc::new(Progress::default());
+        let shown = progress("acknowledged", p.clone());
+        let mut hist = Some(histogram());
+        let r = self
+            .send_all(self.args.count, Instant::now(), &p, &mut hist)
+            .await;
+        shown.abort();
+        let (messages, bytes, seconds) = r?;
+        Ok(Report {
+            workload: Workload::Produce,
+            messages,
+            bytes,
+            seconds,
+            latency: hist,
+            extra: json!({"acks": self.args.acks, "partitions": self.partitions,
+                          "batch": self.args.batch, "window": self.args.window}),
+        })
+    }
+
+    /// Reads every partition from offset 0 until `want` messages arrived (or `until` passes),
+    /// calling `seen(record count, data)` for each fetched chunk.
+    async fn read_from_start(
+        &self,
+        want: u64,
+        p: &Progress,
+        mut seen: impl FnMut(&Bytes),
+    ) -> Result<(u64, u64)> {
+        let (mut tx, mut rx) = client::connect(&self.args.kafka).await?;
+        let mut positions: Vec<(i32, i64)> = (0..self.partitions).map(|q| (q, 0)).collect();
+        let (mut got, mut bytes) = (0u64, 0u64);
+        while got < want {
+            let id = tx
+                .send(
+                    ApiKey::Fetch,
+                    FETCH_VERSION,
+                    &client::fetch(&self.topic, &positions, 500),
+                )
+                .await?;
+            let resp: FetchResponse = rx.recv(ApiKey::Fetch, FETCH_VERSION, id).await?;
+            for (part, data) in client::fetched(&resp)? {
+                let mut pos = 0;
+                while pos < data.len() {
+                    let Ok(h) = BatchHeader::parse(&data[pos..]) else {
+                        break;
+                    };
+                    let Some(len) = h.total_len().filter(|l| pos + l <= data.len()) else {
+                        break;
+                    };
+                    let slot = &mut positions[part as usize].1;
+                    if h.last_offset() >= *slot {
+                        let fresh = (h.last_offset() - (*slot).max(h.base_offset) + 1) as u64;
+                        got += fresh;
+                        bytes += fresh * self.args.size as u64;
+                        seen(&data.slice(pos..pos + len));
+                        *slot = h.last_offset() + 1;
+                    }
+                    pos += len;
+                }
+            }
+            p.done.store(got, Relaxed);
+        }
+        Ok((got, bytes))
+    }
+
+    async fn stored(&self) -> Result<u64> {
+        let (mut tx, mut rx) = client::connect(&self.args.kafka).await?;
+        let positions: Vec<(i32, i64)> = (0..self.partitions).map(|q| (q, 0)).collect();
+        let id = tx
+            .send(
+                ApiKey::Fetch,
+                FETCH_VERSION,
+                &client::fetch(&self.topic, &positions, 0),
+            )
+            .await?;
+        let resp: FetchResponse = rx.recv(ApiKey::Fetch, FETCH_VERSION, id).await?;
+        Ok(resp
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| p.high_watermark.max(0) as u64)
+            .sum())
+    }
+
+    async fn consume_workload(&self) -> Result<Report> {
+        let want = self.args.count;
+        let have = self.stored().await?;
+        let p = Arc::new(Progress::default());
+        if have < want {
+            eprintln!("storing {} messages to read back", want - have);
+            self.send_all(want - have, Instant::now(), &p, &mut None)
+                .await?;
+        }
+        let shown = progress("read", p.clone());
+        let start = Instant::now();
+        let r = self.read_from_start(want, &p, |_| {}).await;
+        shown.abort();
+        let (messages, bytes) = r?;
+        Ok(Report {
+            workload: Workload::Consume,
+            messages,
+            bytes,
+            seconds: start.elapsed().as_secs_f64(),
+            latency: None,
+            extra: json!({"partitions": self.partitions}),
+        })
+    }
+
+    async fn e2e_workload(&self) -> Result<Report> {
+        let clock = Instant::now();
+        let start_offsets = self.stored().await?;
+        if start_offsets > 0 && self.partitions > 1 {
+            bail!("e2e needs an empty topic with several partitions; pass a new --topic");
+        }
+        let duration = self.args.duration.unwrap_or(20.0);
+        let rate = if self.args.rate == 0 {
+            5000
+        } else {
+            self.args.rate
+        };
+        let bench = Bench {
+            args: BenchArgs {
+                duration: Some(duration),
+                rate,
+                batch: 1,
+                ..self.args.clone()
+            },
+            topic: self.topic.clone(),
+            partitions: self.partitions,
+            acks: self.acks,
+        };
+        let p = Arc::new(Progress::default());
+        let sender = Arc::new(Progress::default());
+        let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let shown = progress("delivered", p.clone());
+        let warmup_ns = 1_000_000_000u64;
+        let reader = {
+            let args = self.args.clone();
+            let (topic, partitions, p) = (self.topic.clone(), self.partitions, p.clone());
+            let (sender, sending) = (sender.clone(), sending.clone());
+            tokio::spawn(async move {
+                let mut hist = histogram();
+                let (mut tx, mut rx) = client::connect(&args.kafka).await?;
+                let mut positions: Vec<(i32, i64)> = (0..partitions).map(|q| (q, 0)).collect();
+                // Until everything sent arrived, or 5 s of nothing after the sender finished.
+                let (mut got, mut idle) = (0u64, 0);
+                while sending.load(Relaxed) || (got < sender.done.load(Relaxed) && idle < 50) {
+                    let id = tx
+                        .send(
+                            ApiKey::Fetch,
+                            FETCH_VERSION,
+                            &client::fetch(&topic, &positions, 100),
+                        )
+                        .await?;
+                    let resp: FetchResponse = rx.recv(ApiKey::Fetch, FETCH_VERSION, id).await?;
+                    let now_ns = clock.elapsed().as_nanos() as u64;
+                    let chunks = client::fetched(&resp)?;
+                    idle = if chunks.is_empty() { idle + 1 } else { 0 };
+                    for (part, data) in chunks {
+                        let from = positions[part as usize].1 as u64;
+                        for e in busbar_broker::event::decode(&topic, part as u32, &data, from)? {
+                            positions[part as usize].1 = e.offset as i64 + 1;
+                            got += 1;
+                            let Some(v) = e.value.as_deref().filter(|v| v.len() >= 8) else {
+                                continue;
+                            };
+                            let sent = u64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+                            if sent >= warmup_ns {
+                                let us = (now_ns.saturating_sub(sent) / 1000).max(1);
+                                hist.record(us.min(60_000_000)).ok();
+                            }
+                        }
+                    }
+                    p.done.store(got, Relaxed);
+                }
+                Ok::<_, anyhow::Error>((got, hist))
+            })
+        };
+        let sent = bench.send_all(0, clock, &sender, &mut None).await;
+        sending.store(false, Relaxed);
+        let (sent, _, seconds) = sent?;
+        let (got, hist) = reader.await.context("reader task")??;
+        shown.abort();
+        Ok(Report {
+            workload: Workload::E2e,
+            messages: got,
+            bytes: got * self.args.size as u64,
+            seconds,
+            latency: Some(hist),
+            extra: json!({"rate": rate, "sent": sent, "lost": sent.saturating_sub(got),
+                          "achieved_rate": sent as f64 / seconds, "warmup_s": 1}),
+        })
+    }
+
+    async fn fanout_workload(&self) -> Result<Report> {
+        if self.stored().await? > 0 {
+            bail!("fanout needs an empty topic; pass a new --topic");
+        }
+        let want = self.args.count;
+        let start = Instant::now();
+        let sender = Arc::new(Progress::default());
+        let shown = progress("produced", sender.clone());
+        let readers: Vec<_> = (0..self.args.consumers)
+            .map(|_| {
+                let b = Bench {
+                    args: self.args.clone(),
+                    topic: self.topic.clone(),
+                    partitions: self.partitions,
+                    acks: self.acks,
+                };
+                tokio::spawn(async move {
+                    let mine = Progress::default();
+                    b.read_from_start(want, &mine, |_| {})
+                        .await
+                        .map(|(n, _)| (n, Instant::now()))
+                })
+            })
+            .collect();
+        let (sent, _, send_s) = self
+            .send_all(want, Instant::now(), &sender, &mut None)
+            .await?;
+        let mut delivered = 0;
+        let mut last_delivery = start;
+        for r in readers {
+            let (n, at) = r.await.context("reader task")??;
+            delivered += n;
+            last_delivery = last_delivery.max(at);
+        }
+        shown.abort();
+        Ok(Report {
+            workload: Workload::Fanout,
+            messages: delivered,
+            bytes: delivered * self.args.size as u64,
+            seconds: (last_delivery - start).as_secs_f64(),
+            latency: None,
+            extra: json!({"consumers": self.args.consumers, "produced": sent,
+                          "producer_msgs_per_s": sent as f64 / send_s}),
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! `busbar bench` against the real binary: every workload reports what it did (checked against
+//! the server's own counts), and bad flags are refused.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn bench(s: &Server, args: &[&str]) -> Value {
+    let kafka = s.kafka.to_string();
+    let mut all = vec!["--output", "json", "bench"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--kafka", &kafka]);
+    let o = s.cli(&all);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    serde_json::from_str(stdout(&o).trim()).unwrap()
+}
+
+fn stored(s: &Server, topic: &str) -> u64 {
+    let (_, d) = s.http("GET", &format!("/topics/{topic}"), None);
+    d["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["high_watermark"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn every_workload_reports_what_it_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    let r = bench(
+        &s,
+        &[
+            "produce",
+            "--count",
+            "5000",
+            "--partitions",
+            "3",
+            "--size",
+            "200",
+        ],
+    );
+    assert_eq!(r["messages"], 5000);
+    assert_eq!(r["bytes"], 5000 * 200);
+    assert_eq!(
+        stored(&s, "bench-produce"),
+        5000,
+        "the server holds what was acknowledged"
+    );
+    let l = &r["latency"];
+    assert!(l["p50_us"].as_u64().unwrap() <= l["p99_us"].as_u64().unwrap());
+    assert!(l["p99_us"].as_u64().unwrap() <= l["max_us"].as_u64().unwrap());
+    assert_eq!(l["samples"], 5000);
+    let r = bench(
+        &s,
+        &[
+            "consume",
+            "--topic",
+            "bench-produce",
+            "--count",
+            "5000",
+            "--partitions",
+            "3",
+        ],
+    );
+    assert_eq!(r["messages"], 5000);
+    let r = bench(&s, &["e2e", "--duration", "2", "--rate", "500"]);
+    assert_eq!(r["details"]["lost"], 0, "{r}");
+    assert!(r["latency"]["samples"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["messages"], stored(&s, "bench-e2e"));
+    let r = bench(&s, &["fanout", "--count", "2000", "--consumers", "3"]);
+    assert_eq!(r["messages"], 6000, "every reader got every message");
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn bad_flags_and_no_server_are_refused() {
+    let o = cli_at(
+        "http://127.0.0.1:1",
+        &["bench", "produce", "--size", "4"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--size"), "{}", stderr(&o));
+    let o = cli_at(
+        "http://127.0.0.1:1",
+        &["bench", "produce", "--acks", "2"],
+        None,
+    );
+    assert!(!o.status.success());
+    let o = cli_at(
+        "http://127.0.0.1:1",
+        &["bench", "produce", "--kafka", "127.0.0.1:1"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("connect"), "{}", stderr(&o));
+}
