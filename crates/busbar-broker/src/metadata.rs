@@ -47,28 +47,8 @@ impl MetaStore {
 
     /// The stored topics (none on a fresh directory).
     pub fn load(&self) -> Result<Vec<TopicMeta>> {
-        let path = self.storage.describe(FILE);
-        let Some(bytes) = disk::read_all(self.storage.as_ref(), FILE)
-            .map_err(|e| storage_err("read topic metadata", e))?
-        else {
-            return Ok(Vec::new());
-        };
-        let doc: Document = serde_json::from_slice(&bytes).map_err(|e| {
-            storage_err(
-                &format!(
-                    "{} is damaged (not overwritten; restore or remove it)",
-                    path
-                ),
-                e,
-            )
-        })?;
-        if doc.version != VERSION {
-            return Err(storage_err(
-                &path.to_string(),
-                format!("metadata version {} is not {VERSION}", doc.version),
-            ));
-        }
-        Ok(doc.topics)
+        let doc: Option<Document> = load_versioned(self.storage.as_ref(), FILE, VERSION)?;
+        Ok(doc.map(|d| d.topics).unwrap_or_default())
     }
 
     /// Replaces the stored topics durably.
@@ -77,9 +57,43 @@ impl MetaStore {
             version: VERSION,
             topics: topics.to_vec(),
         };
-        let bytes =
-            serde_json::to_vec_pretty(&doc).map_err(|e| storage_err("encode topic metadata", e))?;
-        disk::write_atomic(self.storage.as_ref(), FILE, &bytes)
-            .map_err(|e| storage_err("write topic metadata", e))
+        save_json(self.storage.as_ref(), FILE, &doc)
     }
+}
+
+/// Reads a JSON document with a `version` field; `None` when the file does not exist. A damaged
+/// document or another version is an error naming the file (it is never overwritten or reset).
+pub(crate) fn load_versioned<T: serde::de::DeserializeOwned>(
+    storage: &dyn Storage,
+    file: &str,
+    version: u32,
+) -> Result<Option<T>> {
+    let path = storage.describe(file);
+    let Some(bytes) =
+        disk::read_all(storage, file).map_err(|e| storage_err(&format!("read {path}"), e))?
+    else {
+        return Ok(None);
+    };
+    let damaged = |e: &dyn std::fmt::Display| {
+        storage_err(
+            &format!("{path} is damaged (not overwritten; restore or remove it)"),
+            e,
+        )
+    };
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| damaged(&e))?;
+    let found = v.get("version").and_then(serde_json::Value::as_u64);
+    if found != Some(u64::from(version)) {
+        return Err(storage_err(
+            &path,
+            format!("format version {found:?} is not {version}"),
+        ));
+    }
+    serde_json::from_value(v).map(Some).map_err(|e| damaged(&e))
+}
+
+/// Replaces a JSON document durably (temp file, fsync, rename, directory fsync).
+pub(crate) fn save_json<T: Serialize>(storage: &dyn Storage, file: &str, doc: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(doc).expect("metadata encodes");
+    disk::write_atomic(storage, file, &bytes)
+        .map_err(|e| storage_err(&format!("write {}", storage.describe(file)), e))
 }

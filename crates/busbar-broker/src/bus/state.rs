@@ -6,9 +6,10 @@
 //! retry state is stored, never a copy of the event).
 
 use super::spec::SubscriptionSpec;
-use crate::error::{BrokerError, Result};
+use crate::error::Result;
 use crate::kvlog::KvLog;
-use busbar_log::disk::{self, Storage};
+use crate::metadata::{load_versioned, save_json};
+use busbar_log::disk::Storage;
 use busbar_log::Clock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -32,10 +33,6 @@ struct Document {
     subscriptions: Vec<SubRecord>,
 }
 
-fn storage_err(what: &str, e: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Storage(format!("{what}: {e}"))
-}
-
 /// The subscriptions document.
 pub struct SubStore {
     storage: Arc<dyn Storage>,
@@ -49,28 +46,8 @@ impl SubStore {
 
     /// The stored subscriptions; a damaged document stops start-up (never silently reset).
     pub fn load(&self) -> Result<Vec<SubRecord>> {
-        let Some(bytes) = disk::read_all(self.storage.as_ref(), FILE)
-            .map_err(|e| storage_err("read subscriptions", e))?
-        else {
-            return Ok(Vec::new());
-        };
-        let path = self.storage.describe(FILE);
-        let doc: Document = serde_json::from_slice(&bytes).map_err(|e| {
-            storage_err(
-                &format!(
-                    "{} is damaged (not overwritten; restore or remove it)",
-                    path
-                ),
-                e,
-            )
-        })?;
-        if doc.version != VERSION {
-            return Err(storage_err(
-                &path.to_string(),
-                format!("subscriptions version {} is not {VERSION}", doc.version),
-            ));
-        }
-        Ok(doc.subscriptions)
+        let doc: Option<Document> = load_versioned(self.storage.as_ref(), FILE, VERSION)?;
+        Ok(doc.map(|d| d.subscriptions).unwrap_or_default())
     }
 
     /// Replaces the stored subscriptions durably.
@@ -79,9 +56,7 @@ impl SubStore {
             version: VERSION,
             subscriptions: subs.to_vec(),
         };
-        let bytes = serde_json::to_vec_pretty(&doc).expect("subscriptions encode");
-        disk::write_atomic(self.storage.as_ref(), FILE, &bytes)
-            .map_err(|e| storage_err("write subscriptions", e))
+        save_json(self.storage.as_ref(), FILE, &doc)
     }
 }
 
