@@ -227,21 +227,32 @@ impl Bench {
                 None => sent < total,
             };
             if more && window.len() < a.window {
-                let n = match deadline {
+                let mut n = match deadline {
                     Some(_) => a.batch as u64,
                     None => (a.batch as u64).min(total - sent),
                 };
+                // At a fixed rate, each message is handed over at its scheduled time and waits
+                // there (like a client's linger) until the request that carries it goes out:
+                // everything due is sent at once, up to a batch.
+                let scheduled = |i: u64| start + Duration::from_secs_f64(i as f64 / a.rate as f64);
                 if a.rate > 0 {
-                    let due = start + Duration::from_secs_f64(sent as f64 / a.rate as f64);
-                    tokio::time::sleep_until(due.into()).await;
+                    tokio::time::sleep_until(scheduled(sent).into()).await;
+                    let due = (start.elapsed().as_secs_f64() * a.rate as f64) as u64 + 1;
+                    n = n.min(due.saturating_sub(sent).max(1));
                 }
-                let now_ns = clock.elapsed().as_nanos() as u64;
                 let recs: Vec<NewRecord> = (0..n)
-                    .map(|_| NewRecord {
-                        key: None,
-                        value: Some(payload(a.size, now_ns)),
-                        headers: vec![],
-                        timestamp: 0,
+                    .map(|i| {
+                        let handed = if a.rate > 0 {
+                            scheduled(sent + i)
+                        } else {
+                            Instant::now()
+                        };
+                        NewRecord {
+                            key: None,
+                            value: Some(payload(a.size, (handed - clock).as_nanos() as u64)),
+                            headers: vec![],
+                            timestamp: 0,
+                        }
                     })
                     .collect();
                 let req = client::produce(
@@ -404,7 +415,6 @@ impl Bench {
             args: BenchArgs {
                 duration: Some(duration),
                 rate,
-                batch: 1,
                 ..self.args.clone()
             },
             topic: self.topic.clone(),
