@@ -58,7 +58,7 @@ mod producers;
 pub mod time;
 mod topic;
 
-pub use broker::{Broker, FetchResult, RecoverySummary};
+pub use broker::{Broker, FetchResult, PendingAppend, RecoverySummary};
 pub use bus::Bus;
 pub use busbar_log::{Clock, ManualClock, SystemClock};
 pub use config::{BrokerConfig, TopicConfig};

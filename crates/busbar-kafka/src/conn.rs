@@ -9,11 +9,14 @@ use crate::Shared;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Bytes read at a time while a frame's body arrives.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -30,7 +33,10 @@ enum Close {
 /// A frame and its share of `request_bytes_max`, held until its answer is written.
 type Frame = (Bytes, tokio::sync::OwnedSemaphorePermit);
 
-async fn read_frame(sock: &mut TcpStream, shared: &Shared) -> Result<Frame, Close> {
+async fn read_frame(
+    sock: &mut tokio::net::tcp::OwnedReadHalf,
+    shared: &Shared,
+) -> Result<Frame, Close> {
     let mut len = [0u8; 4];
     match tokio::time::timeout(shared.config.idle_timeout, sock.read_exact(&mut len)).await {
         Err(_) => return Err(Close::Idle),
@@ -125,8 +131,14 @@ pub fn decode_frame(frame: Bytes) -> Result<RequestKind, String> {
     decode_request(key, version, frame).map(|(_, r)| r)
 }
 
-/// Handles one frame; `Ok(None)` when no response is due (acks=0 produce).
-async fn handle(frame: Bytes, shared: &Shared, peer: SocketAddr) -> Result<Option<Vec<u8>>, Close> {
+/// What a frame needs: an answer known at once (KIP-511 fallback) or a decoded request.
+enum Decoded {
+    Answer(Vec<u8>),
+    Request(Box<(kafka_protocol::messages::RequestHeader, i16, RequestKind)>),
+}
+
+/// Decodes one frame; an error closes the connection.
+fn decode(frame: Bytes) -> Result<Decoded, Close> {
     if frame.len() < 4 {
         return Err(Close::Bad("frame shorter than a request header".into()));
     }
@@ -142,56 +154,156 @@ async fn handle(frame: Bytes, shared: &Shared, peer: SocketAddr) -> Result<Optio
         }
         let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
         let resp = api::api_versions::unsupported();
-        return encode_response(correlation_id, 0, &resp).map(Some);
+        return encode_response(correlation_id, 0, &resp).map(Decoded::Answer);
     }
     let (header, req) = decode_request(key, version, frame).map_err(Close::Bad)?;
-    let ctx = api::Ctx {
-        shared,
-        version,
-        client_id: header
-            .client_id
-            .as_ref()
-            .map(|c| c.as_str().to_string())
-            .unwrap_or_default(),
-        peer,
-    };
-    match api::dispatch(&ctx, req).await {
-        Some(resp) => encode_response(header.correlation_id, version, &resp).map(Some),
-        None => Ok(None),
+    Ok(Decoded::Request(Box::new((header, version, req))))
+}
+
+/// A response to write, `None` when none is due (acks=0 produce).
+type Reply = Result<Option<Vec<u8>>, Close>;
+
+/// Most produce requests of one connection whose durability is awaited at once.
+const PIPELINE_MAX: usize = 16;
+
+async fn write(wr: &mut OwnedWriteHalf, reply: Reply, peer: SocketAddr) -> bool {
+    match reply {
+        Ok(Some(bytes)) => wr.write_all(&bytes).await.is_ok(),
+        Ok(None) => true,
+        Err(e) => {
+            log_close(peer, e);
+            false
+        }
     }
 }
 
+/// Writes every pending response in order; false when the connection must close.
+async fn drain(
+    pending: &mut VecDeque<JoinHandle<Reply>>,
+    wr: &mut OwnedWriteHalf,
+    peer: SocketAddr,
+) -> bool {
+    while let Some(h) = pending.pop_front() {
+        let reply = h
+            .await
+            .unwrap_or_else(|e| Err(Close::Bad(format!("request task: {e}"))));
+        if !write(wr, reply, peer).await {
+            return false;
+        }
+    }
+    true
+}
+
 /// Serves one connection until it closes, fails, idles out, or the server stops.
+///
+/// Requests are answered in the order they arrive. Produce requests are pipelined: each one's
+/// batches are written in arrival order (so a producer's batches keep their order and idempotent
+/// sequences hold), and the connection reads and writes the next ones while earlier ones wait for
+/// their fsync, so one fsync covers several requests. Any other request waits until every earlier
+/// one is answered, then runs alone (as Kafka handles a connection's requests one at a time).
 pub async fn run(
-    mut sock: TcpStream,
+    sock: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let frame = tokio::select! {
-            f = read_frame(&mut sock, &shared) => f,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        let (frame, _held) = match frame {
-            Ok((frame, permit)) => (frame, permit),
-            Err(e) => {
-                log_close(peer, e);
+    let (mut rd, mut wr) = sock.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame, Close>>(PIPELINE_MAX);
+    let reader_shared = shared.clone();
+    let reader = tokio::spawn(async move {
+        loop {
+            let f = read_frame(&mut rd, &reader_shared).await;
+            let end = f.is_err();
+            if tx.send(f).await.is_err() || end {
                 return;
             }
-        };
-        let outcome = handle(frame, &shared, peer).await;
-        match outcome {
-            Ok(Some(bytes)) => {
-                if sock.write_all(&bytes).await.is_err() {
+        }
+    });
+    serve_frames(&mut rx, &mut wr, peer, &shared, &mut stop).await;
+    reader.abort();
+}
+
+async fn serve_frames(
+    rx: &mut tokio::sync::mpsc::Receiver<Result<Frame, Close>>,
+    wr: &mut OwnedWriteHalf,
+    peer: SocketAddr,
+    shared: &Shared,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut pending: VecDeque<JoinHandle<Reply>> = VecDeque::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            done = async { pending.front_mut().expect("checked").await }, if !pending.is_empty() => {
+                pending.pop_front();
+                let reply = done.unwrap_or_else(|e| Err(Close::Bad(format!("request task: {e}"))));
+                if !write(wr, reply, peer).await {
                     return;
                 }
+                continue;
             }
-            Ok(None) => {}
+            _ = async { let _ = stop.wait_for(|s| *s).await; }, if pending.is_empty() => return,
+            f = rx.recv(), if pending.len() < PIPELINE_MAX => f,
+        };
+        let Some(Ok((frame, permit))) = next else {
+            // The reader stopped: answer what is pending, then close.
+            drain(&mut pending, wr, peer).await;
+            if let Some(Err(e)) = next {
+                log_close(peer, e);
+            }
+            return;
+        };
+        let (header, version, req) = match decode(frame) {
+            Ok(Decoded::Request(b)) => *b,
+            Ok(Decoded::Answer(bytes)) => {
+                if !drain(&mut pending, wr, peer).await || !write(wr, Ok(Some(bytes)), peer).await {
+                    return;
+                }
+                continue;
+            }
             Err(e) => {
+                drain(&mut pending, wr, peer).await;
                 log_close(peer, e);
                 return;
             }
+        };
+        let ctx = api::Ctx {
+            shared,
+            version,
+            client_id: header
+                .client_id
+                .as_ref()
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default(),
+            peer,
+        };
+        let id = header.correlation_id;
+        if let RequestKind::Produce(r) = req {
+            let durable = api::produce::start(&ctx, r).await;
+            pending.push_back(tokio::spawn(async move {
+                let _held = permit;
+                match durable.await {
+                    Some(resp) => encode_response(
+                        id,
+                        version,
+                        &kafka_protocol::messages::ResponseKind::Produce(resp),
+                    )
+                    .map(Some),
+                    None => Ok(None),
+                }
+            }));
+            continue;
+        }
+        if !drain(&mut pending, wr, peer).await {
+            return;
+        }
+        let reply = match api::dispatch(&ctx, req).await {
+            Some(resp) => encode_response(id, version, &resp).map(Some),
+            None => Ok(None),
+        };
+        drop(permit);
+        if !write(wr, reply, peer).await {
+            return;
         }
     }
 }

@@ -506,3 +506,41 @@ fn a_full_disk_answers_storage_error_keeps_reads_and_recovers() {
     );
     drop(s);
 }
+
+/// Produce requests sent back to back on one connection (as librdkafka pipelines them) are
+/// stored in the order sent and answered in that order, with other requests between them
+/// answered in their place.
+#[test]
+fn pipelined_produce_requests_keep_their_order() {
+    let s = start();
+    let mut c = connect(&s);
+    let mut expect = Vec::new();
+    let mut bytes = Vec::new();
+    for i in 0..12i32 {
+        let mut f = if i == 6 {
+            frame(ApiKey::ApiVersions, 3, &kafka_protocol::messages::ApiVersionsRequest::default())
+        } else {
+            frame(ApiKey::Produce, 8, &produce(good_batch(), -1))
+        };
+        f[8..12].copy_from_slice(&(100 + i).to_be_bytes()); // correlation id
+        bytes.extend_from_slice(&f);
+        expect.push(100 + i);
+    }
+    c.write_all(&bytes).unwrap();
+    let mut offsets = Vec::new();
+    for (i, want) in expect.iter().enumerate() {
+        let mut resp = read_response(&mut c).expect("a response");
+        let key = if i == 6 { ApiKey::ApiVersions } else { ApiKey::Produce };
+        let version = if i == 6 { 3 } else { 8 };
+        let h = ResponseHeader::decode(&mut resp, key.response_header_version(version)).unwrap();
+        assert_eq!(h.correlation_id, *want, "answers come in request order");
+        if i != 6 {
+            let r = ProduceResponse::decode(&mut resp, 8).unwrap();
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!(p.error_code, 0);
+            offsets.push(p.base_offset);
+        }
+    }
+    assert_eq!(offsets, (0..11).collect::<Vec<i64>>(), "stored in the order sent");
+    assert_eq!(hw(&s), 11);
+}

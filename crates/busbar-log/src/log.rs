@@ -148,6 +148,18 @@ impl Log {
     /// Returns once the bytes are as durable as the sync policy promises. On error nothing is
     /// acknowledged, and a refused batch wrote nothing.
     pub fn append(&self, batch: &mut [u8]) -> Result<Appended> {
+        let (appended, ticket) = self.append_start(batch)?;
+        if let Some(t) = ticket {
+            self.wait_durable(t)?;
+        }
+        Ok(appended)
+    }
+
+    /// The first half of [`Log::append`]: validates and writes the batch (in the order calls
+    /// arrive) and answers its offsets, plus, under the `batch` policy, a ticket to pass to
+    /// [`Log::wait_durable`] before acknowledging. Writes of later calls may proceed meanwhile, and
+    /// one fsync then covers them all.
+    pub fn append_start(&self, batch: &mut [u8]) -> Result<(Appended, Option<u64>)> {
         let cfg = self.config();
         let limit = cfg
             .batch_bytes_max
@@ -156,11 +168,7 @@ impl Log {
         let mut st = self.lock();
         let appended = self.write_locked(&mut st, batch, &header)?;
         match cfg.sync {
-            SyncPolicy::Batch => {
-                let ticket = st.written;
-                drop(st);
-                self.wait_synced(ticket)?;
-            }
+            SyncPolicy::Batch => return Ok((appended, Some(st.written))),
             SyncPolicy::Interval(ms) => {
                 st.high_watermark = st.next_offset;
                 st.visible = st.active.file.len();
@@ -175,7 +183,12 @@ impl Log {
                 st.visible = st.active.file.len();
             }
         }
-        Ok(appended)
+        Ok((appended, None))
+    }
+
+    /// Blocks until what was written up to `ticket` (from [`Log::append_start`]) is durable.
+    pub fn wait_durable(&self, ticket: u64) -> Result<()> {
+        self.wait_synced(ticket)
     }
 
     fn check_usable(st: &State) -> Result<()> {

@@ -21,7 +21,7 @@ mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
-mod produce;
+pub(crate) mod produce;
 
 use crate::Shared;
 use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};

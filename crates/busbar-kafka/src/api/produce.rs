@@ -32,12 +32,22 @@ fn check_client_batch(bytes: &[u8]) -> Result<(), (i16, String)> {
     Ok(())
 }
 
-async fn one(
+/// A partition's response so far, and its write awaiting durability (none when refused).
+type Started = (
+    PartitionProduceResponse,
+    Option<busbar_broker::PendingAppend>,
+);
+
+/// Phase one of a partition: checks and writes its batch (answering at once when refused).
+async fn start_one(
     ctx: &Ctx<'_>,
     topic_name: &str,
     partition: i32,
     records: Option<bytes::Bytes>,
-) -> PartitionProduceResponse {
+) -> (
+    PartitionProduceResponse,
+    Option<busbar_broker::PendingAppend>,
+) {
     let mut r = PartitionProduceResponse::default();
     r.index = partition;
     r.base_offset = -1;
@@ -47,49 +57,56 @@ async fn one(
     if let Err((code, msg)) = check_client_batch(&bytes) {
         r.error_code = code;
         r.error_message = Some(super::sb(msg));
-        return r;
+        return (r, None);
     }
-    match ctx
+    let started = ctx
         .shared
         .broker
-        .produce(topic_name, partition as i64, bytes.to_vec())
-        .await
-    {
-        Ok(at) => {
-            r.base_offset = at.base_offset as i64;
-            r.log_start_offset = ctx
-                .shared
-                .broker
-                .offsets_of(topic_name, partition as i64)
-                .map_or(-1, |(s, _)| s as i64);
-        }
+        .produce_start(topic_name, partition as i64, bytes.to_vec())
+        .await;
+    match started {
+        Ok(pending) => (r, Some(pending)),
         Err(e) => {
-            let (code, msg) = codes::with_message(&e);
-            r.error_code = code;
-            r.error_message = msg.map(super::sb);
+            fail(&mut r, &e);
+            (r, None)
         }
     }
-    r
 }
 
-pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
-    let acks = req.acks;
-    let mut responses = Vec::with_capacity(req.topic_data.len());
-    for t in req.topic_data {
-        let name = t.name.0.as_str().to_string();
+fn fail(r: &mut PartitionProduceResponse, e: &busbar_broker::BrokerError) {
+    let (code, msg) = codes::with_message(e);
+    r.error_code = code;
+    r.error_message = msg.map(super::sb);
+}
+
+/// The response once every written batch is durable (phase two), awaited concurrently.
+async fn finish(
+    broker: std::sync::Arc<busbar_broker::Broker>,
+    acks: i16,
+    started: Vec<(String, Vec<Started>)>,
+) -> Option<ProduceResponse> {
+    let mut responses = Vec::with_capacity(started.len());
+    for (name, parts) in started {
+        let waits: Vec<_> = parts
+            .into_iter()
+            .map(|(r, pending)| (r, pending.map(|p| tokio::spawn(p.durable()))))
+            .collect();
         let mut tr = TopicProduceResponse::default();
         tr.name = topic(name.clone());
-        for p in t.partition_data {
-            let pr = if (-1..=1).contains(&acks) {
-                one(ctx, &name, p.index, p.records).await
-            } else {
-                let mut pr = PartitionProduceResponse::default();
-                pr.index = p.index;
-                pr.error_code = codes::INVALID_REQUIRED_ACKS;
-                pr.base_offset = -1;
-                pr
-            };
-            tr.partition_responses.push(pr);
+        for (mut r, wait) in waits {
+            if let Some(w) = wait {
+                match w.await {
+                    Ok(Ok(at)) => {
+                        r.base_offset = at.base_offset as i64;
+                        r.log_start_offset = broker
+                            .offsets_of(&name, r.index as i64)
+                            .map_or(-1, |(s, _)| s as i64);
+                    }
+                    Ok(Err(e)) => fail(&mut r, &e),
+                    Err(e) => fail(&mut r, &busbar_broker::BrokerError::Storage(e.to_string())),
+                }
+            }
+            tr.partition_responses.push(r);
         }
         responses.push(tr);
     }
@@ -99,4 +116,37 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceRespons
     let mut r = ProduceResponse::default();
     r.responses = responses;
     Some(r)
+}
+
+/// Phase one of a request: every batch checked and written, in order. Answers phase two: a future
+/// of the response once they are durable, which the connection may await while it reads and
+/// starts its next produce requests.
+pub async fn start(
+    ctx: &Ctx<'_>,
+    req: ProduceRequest,
+) -> impl std::future::Future<Output = Option<ProduceResponse>> + Send + 'static {
+    let acks = req.acks;
+    let mut started = Vec::with_capacity(req.topic_data.len());
+    for t in req.topic_data {
+        let name = t.name.0.as_str().to_string();
+        let mut parts = Vec::with_capacity(t.partition_data.len());
+        for p in t.partition_data {
+            if (-1..=1).contains(&acks) {
+                parts.push(start_one(ctx, &name, p.index, p.records).await);
+            } else {
+                let mut pr = PartitionProduceResponse::default();
+                pr.index = p.index;
+                pr.error_code = codes::INVALID_REQUIRED_ACKS;
+                pr.base_offset = -1;
+                parts.push((pr, None));
+            }
+        }
+        started.push((name, parts));
+    }
+    finish(ctx.shared.broker.clone(), acks, started)
+}
+
+/// A whole request: both phases, one after the other.
+pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
+    start(ctx, req).await.await
 }
