@@ -518,7 +518,11 @@ fn pipelined_produce_requests_keep_their_order() {
     let mut bytes = Vec::new();
     for i in 0..12i32 {
         let mut f = if i == 6 {
-            frame(ApiKey::ApiVersions, 3, &kafka_protocol::messages::ApiVersionsRequest::default())
+            frame(
+                ApiKey::ApiVersions,
+                3,
+                &kafka_protocol::messages::ApiVersionsRequest::default(),
+            )
         } else {
             frame(ApiKey::Produce, 8, &produce(good_batch(), -1))
         };
@@ -530,7 +534,11 @@ fn pipelined_produce_requests_keep_their_order() {
     let mut offsets = Vec::new();
     for (i, want) in expect.iter().enumerate() {
         let mut resp = read_response(&mut c).expect("a response");
-        let key = if i == 6 { ApiKey::ApiVersions } else { ApiKey::Produce };
+        let key = if i == 6 {
+            ApiKey::ApiVersions
+        } else {
+            ApiKey::Produce
+        };
         let version = if i == 6 { 3 } else { 8 };
         let h = ResponseHeader::decode(&mut resp, key.response_header_version(version)).unwrap();
         assert_eq!(h.correlation_id, *want, "answers come in request order");
@@ -541,6 +549,10 @@ fn pipelined_produce_requests_keep_their_order() {
             offsets.push(p.base_offset);
         }
     }
-    assert_eq!(offsets, (0..11).collect::<Vec<i64>>(), "stored in the order sent");
+    assert_eq!(
+        offsets,
+        (0..11).collect::<Vec<i64>>(),
+        "stored in the order sent"
+    );
     assert_eq!(hw(&s), 11);
 }
