@@ -70,6 +70,31 @@ fn every_workload_reports_what_it_did() {
     assert_eq!(r["details"]["lost"], 0, "{r}");
     assert!(r["latency"]["samples"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(r["messages"], stored(&s, "bench-e2e"));
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("bench-{codec}");
+        let r = bench(
+            &s,
+            &[
+                "produce",
+                "--topic",
+                &topic,
+                "--count",
+                "1000",
+                "--compression",
+                codec,
+            ],
+        );
+        assert_eq!(r["messages"], 1000, "{codec}");
+        // Stored compressed as sent, and readable (decompressed) over HTTP.
+        let (_, v) = s.http(
+            "GET",
+            &format!("/topics/{topic}/partitions/0/events?offset=0&limit=1000"),
+            None,
+        );
+        assert_eq!(v["events"].as_array().unwrap().len(), 1000, "{codec}");
+        let r = bench(&s, &["consume", "--topic", &topic, "--count", "1000"]);
+        assert_eq!(r["messages"], 1000, "{codec}");
+    }
     let r = bench(&s, &["fanout", "--count", "2000", "--consumers", "3"]);
     assert_eq!(r["messages"], 6000, "every reader got every message");
     assert_eq!(s.stop(), 0);

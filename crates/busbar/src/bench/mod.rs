@@ -70,6 +70,32 @@ pub struct BenchArgs {
     /// Independent readers (fanout).
     #[arg(long, default_value_t = 4)]
     pub consumers: usize,
+    /// none, gzip, snappy, lz4 or zstd (batches are compressed by the bench, as a producer does).
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+}
+
+fn codec(name: &str) -> Result<u8> {
+    Ok(match name {
+        "none" => 0,
+        "gzip" => 1,
+        "snappy" => 2,
+        "lz4" => 3,
+        "zstd" => 4,
+        other => bail!("--compression {other:?} must be none, gzip, snappy, lz4 or zstd"),
+    })
+}
+
+/// An uncompressed batch rebuilt with its records section compressed by `codec`.
+fn compressed(plain: Vec<u8>, codec: u8) -> Result<Vec<u8>> {
+    if codec == 0 {
+        return Ok(plain);
+    }
+    let mut h = BatchHeader::parse(&plain).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let packed = busbar_broker::codec::compress(codec, &plain[batch::HEADER_BYTES..])
+        .map_err(|e| anyhow::anyhow!(e))?;
+    h.attributes |= i16::from(codec);
+    Ok(batch::assemble(&h, &packed))
 }
 
 /// A latency histogram in microseconds.
@@ -98,6 +124,7 @@ pub fn run(args: BenchArgs, output: Output) -> Result<()> {
     if args.size < 8 || args.size > 1 << 20 {
         bail!("--size {} must be 8..=1048576 bytes", args.size);
     }
+    codec(&args.compression)?;
     if args.batch == 0 || args.window == 0 || args.partitions < 1 || args.consumers == 0 {
         bail!("--batch, --window, --partitions and --consumers must be at least 1");
     }
@@ -259,7 +286,7 @@ impl Bench {
                     &self.topic,
                     part,
                     self.acks,
-                    Bytes::from(batch::build(&recs)),
+                    Bytes::from(compressed(batch::build(&recs), codec(&a.compression)?)?),
                 );
                 part = (part + 1) % self.partitions;
                 let id = tx.send(ApiKey::Produce, PRODUCE_VERSION, &req).await?;
@@ -307,7 +334,8 @@ impl Bench {
             seconds,
             latency: hist,
             extra: json!({"acks": self.args.acks, "partitions": self.partitions,
-                          "batch": self.args.batch, "window": self.args.window}),
+                          "batch": self.args.batch, "window": self.args.window,
+                          "compression": self.args.compression}),
         })
     }
 
