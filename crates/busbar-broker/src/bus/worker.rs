@@ -536,8 +536,10 @@ impl Worker {
         };
         match outcome {
             Outcome::Delivered => {
-                self.counters.delivered(now - ev.timestamp);
+                // Counted once its retry state is ended, so a reader never sees it delivered
+                // and still retrying.
                 self.finish(job).await;
+                self.counters.delivered(now - ev.timestamp);
             }
             Outcome::Fatal(f) => {
                 let attempts = job.entry.as_ref().map_or(0, |e| e.attempts) + 1;
@@ -620,20 +622,21 @@ impl Worker {
     async fn dead_letter(&mut self, job: Job, ev: &StoredEvent, f: Failure, why: &'static str) {
         let now = now_ms();
         let Some(topic) = self.sub.spec.dead_letter_topic.clone() else {
+            self.finish(job).await;
             self.counters
                 .dropped
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return self.finish(job).await;
+            return;
         };
         let attempts = job.entry.as_ref().map_or(1, |e| e.attempts.max(1));
         let first = first_attempt(&job, now);
         let letter = dlq::letter(&self.sub, ev, &f, why, attempts, first, now);
         match self.ctx.broker.publish(&topic, vec![letter]).await {
             Ok(_) => {
+                self.finish(job).await;
                 self.counters
                     .dead_lettered
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.finish(job).await;
             }
             Err(e) => {
                 let failure = Failure {
