@@ -16,16 +16,6 @@ fn bench(s: &Server, args: &[&str]) -> Value {
     serde_json::from_str(stdout(&o).trim()).unwrap()
 }
 
-fn stored(s: &Server, topic: &str) -> u64 {
-    let (_, d) = s.http("GET", &format!("/topics/{topic}"), None);
-    d["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["high_watermark"].as_u64().unwrap())
-        .sum()
-}
-
 #[test]
 fn every_workload_reports_what_it_did() {
     let dir = tempfile::tempdir().unwrap();
@@ -45,7 +35,7 @@ fn every_workload_reports_what_it_did() {
     assert_eq!(r["messages"], 5000);
     assert_eq!(r["bytes"], 5000 * 200);
     assert_eq!(
-        stored(&s, "bench-produce"),
+        s.events_stored("bench-produce"),
         5000,
         "the server holds what was acknowledged"
     );
@@ -69,7 +59,7 @@ fn every_workload_reports_what_it_did() {
     let r = bench(&s, &["e2e", "--duration", "2", "--rate", "500"]);
     assert_eq!(r["details"]["lost"], 0, "{r}");
     assert!(r["latency"]["samples"].as_u64().unwrap() > 0, "{r}");
-    assert_eq!(r["messages"], stored(&s, "bench-e2e"));
+    assert_eq!(r["messages"], s.events_stored("bench-e2e"));
     for codec in ["gzip", "snappy", "lz4", "zstd"] {
         let topic = format!("bench-{codec}");
         let r = bench(

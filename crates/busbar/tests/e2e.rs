@@ -168,17 +168,6 @@ fn exit_codes_scripts_can_rely_on() {
     assert_eq!(s.stop(), 0);
 }
 
-/// Sum of a topic's partitions' high watermarks.
-fn events_stored(s: &Server, topic: &str) -> u64 {
-    let (_, d) = s.http("GET", &format!("/topics/{topic}"), None);
-    d["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["high_watermark"].as_u64().unwrap())
-        .sum()
-}
-
 #[test]
 fn restarts_keep_topics_events_and_committed_offsets() {
     let dir = tempfile::tempdir().unwrap();
@@ -203,7 +192,7 @@ fn restarts_keep_topics_events_and_committed_offsets() {
     assert_eq!(s.stop(), 0, "SIGTERM exits cleanly");
 
     let s = Server::start(dir.path(), &[], &[]);
-    let total = events_stored(&s, "t");
+    let total = s.events_stored("t");
     assert_eq!(total, 100);
     let (_, g) = s.http("GET", "/groups/g", None);
     assert_eq!(g["offsets"][0]["committed_offset"], 7);
@@ -226,7 +215,7 @@ fn restarts_keep_topics_events_and_committed_offsets() {
         "{}",
         s.ready_line
     );
-    let total = events_stored(&s, "t");
+    let total = s.events_stored("t");
     assert_eq!(total, 150);
     let (_, g) = s.http("GET", "/groups/g", None);
     let committed: Vec<u64> = g["offsets"]

@@ -81,6 +81,17 @@ impl Server {
         }
     }
 
+    /// Sum of a topic's partitions' high watermarks.
+    pub fn events_stored(&self, topic: &str) -> u64 {
+        let (_, d) = self.http("GET", &format!("/topics/{topic}"), None);
+        d["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["high_watermark"].as_u64().unwrap())
+            .sum()
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
