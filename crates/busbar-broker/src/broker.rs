@@ -121,6 +121,7 @@ impl Broker {
             log: Arc::new(log),
             appended: tokio::sync::Notify::new(),
             producers,
+            sync: Default::default(),
         }))
     }
 

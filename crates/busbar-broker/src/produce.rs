@@ -3,7 +3,7 @@
 //! ([`PendingAppend`]), and producer ids for InitProducerId.
 
 use crate::broker::Broker;
-use crate::error::{BrokerError, Result};
+use crate::error::Result;
 use crate::topic::Partition;
 use busbar_log::Appended;
 use std::sync::Arc;
@@ -25,11 +25,7 @@ impl PendingAppend {
         match self {
             PendingAppend::Ready(r) => r,
             PendingAppend::Wait { p, at, ticket } => {
-                let log = p.log.clone();
-                tokio::task::spawn_blocking(move || log.wait_durable(ticket))
-                    .await
-                    .map_err(|e| BrokerError::Storage(format!("sync task failed: {e}")))??;
-                p.appended.notify_waiters();
+                crate::sync::durable(&p, ticket).await?;
                 Ok(at)
             }
         }
@@ -68,11 +64,10 @@ impl Broker {
                 last_offset: base + h.last_offset_delta.max(0) as u64,
             })));
         }
-        let log = p.log.clone();
         let mut batch = batch;
-        let (at, ticket) = tokio::task::spawn_blocking(move || log.append_start(&mut batch))
-            .await
-            .map_err(|e| BrokerError::Storage(format!("append task failed: {e}")))??;
+        // Inline, not on the blocking pool: the write goes to the page cache (microseconds), and
+        // a hand-off per request cost more than the write (docs/decisions.md, "produce path").
+        let (at, ticket) = p.log.append_start(&mut batch)?;
         p.producers.record(&h, at.base_offset);
         match ticket {
             Some(ticket) => Ok(PendingAppend::Wait { p, at, ticket }),

@@ -43,6 +43,8 @@ pub struct Partition {
     pub log: Arc<Log>,
     pub appended: Notify,
     pub producers: crate::producers::PartitionProducers,
+    /// Group-commit driver of the Kafka produce path.
+    pub sync: crate::sync::Syncer,
 }
 
 /// A topic as the broker holds it in memory.

@@ -163,8 +163,11 @@ fn decode(frame: Bytes) -> Result<Decoded, Close> {
 /// A response to write, `None` when none is due (acks=0 produce).
 type Reply = Result<Option<Vec<u8>>, Close>;
 
-/// Most produce requests of one connection whose durability is awaited at once.
-const PIPELINE_MAX: usize = 16;
+/// Most produce requests of one connection whose durability is awaited at once. librdkafka with
+/// `linger.ms=0` and 1,024 messages unacknowledged keeps about 30-50 small requests in flight;
+/// at 16 the rest waited in the socket and W1 ran at 420 k msg/s, at 64 about 650 k (256 was no
+/// better). Memory stays bounded by `kafka.request_bytes_max`.
+const PIPELINE_MAX: usize = 64;
 
 async fn write(wr: &mut OwnedWriteHalf, reply: Reply, peer: SocketAddr) -> bool {
     match reply {

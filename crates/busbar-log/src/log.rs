@@ -186,6 +186,11 @@ impl Log {
         Ok((appended, None))
     }
 
+    /// Bytes written since the log was opened: the ticket [`Log::append_start`] would hand out now.
+    pub fn written(&self) -> u64 {
+        self.lock().written
+    }
+
     /// Blocks until what was written up to `ticket` (from [`Log::append_start`]) is durable.
     pub fn wait_durable(&self, ticket: u64) -> Result<()> {
         self.wait_synced(ticket)
