@@ -211,12 +211,22 @@ def find_descendant(pid, comm):
     return None
 
 
+def with_overrides(args, over):
+    """`args` with each `--flag value` pair of `over` replacing the same flag's value."""
+    for flag, value in zip(over[::2], over[1::2]):
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    return args
+
+
 def run_one(row, wl, base, out):
     if (row, wl) in SKIP:
         return {"row": row, "wl": wl, "skipped": SKIP[(row, wl)]}
     system, _ = ROWS[row]
     pw, args, _ = WORKLOADS[wl]
-    args = list(args) + OVERRIDES.get((row, wl), [])
+    args = with_overrides(list(args), OVERRIDES.get((row, wl), []))
     busy = wait_idle()
     srv = Server(row, base)
     rec = {"row": row, "wl": wl, "cpu_busy_before": round(busy, 3)}

@@ -2,23 +2,23 @@
 //!
 //! Producer: `ThreadedProducer` whose delivery callback counts acks, `acks=all`, idempotence off (as the peers' clients), compression off,
 //! Nagle off. Acks mean on disk: busbar's default sync policy fsyncs before it answers.
-//! Subscriber: a `BaseConsumer` per consumer group polled as librdkafka intends (drain without
-//! blocking, then block in `poll` until messages arrive), the partition assigned from the beginning
+//! Subscriber: a `StreamConsumer` per consumer group (await a message, then drain what is queued
+//! without waiting), the partition assigned from the beginning
 //! (no rebalance wait), its position committed by auto-commit every second.
 
 use crate::common::{Ack, AckCounter, Consumer, Producer, System};
 use anyhow::{anyhow, Result};
 use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub const TOPIC: &str = "peerbench";
 
@@ -81,28 +81,28 @@ impl Producer for KProducer {
     }
 }
 
-pub struct KConsumer(BaseConsumer);
+pub struct KConsumer(StreamConsumer);
 
 /// Messages handed over per `recv` call at most.
 const DRAIN: usize = 1000;
 
 impl Consumer for KConsumer {
     async fn recv<F: FnMut(&[u8]) + Send>(&mut self, mut f: F) -> Result<usize> {
-        // librdkafka's own poll loop: drain what its fetcher queued without blocking; when
-        // nothing is queued, block this worker (block_in_place) in poll until a message arrives.
-        let mut n = 0;
+        // Await the first message, then drain what librdkafka already queued without waiting
+        // (one waker registration per batch instead of per message).
+        let mut stream = self.0.stream();
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| anyhow!("consumer stream ended"))??;
+        f(first.payload().unwrap_or_default());
+        drop(first);
+        let mut n = 1;
         while n < DRAIN {
-            let m = match self.0.poll(Duration::ZERO) {
-                Some(m) => m,
-                None if n > 0 => break,
-                None => {
-                    match tokio::task::block_in_place(|| self.0.poll(Duration::from_millis(100))) {
-                        Some(m) => m,
-                        None => break,
-                    }
-                }
-            };
-            f(m?.payload().unwrap_or_default());
+            match stream.next().now_or_never() {
+                Some(Some(m)) => f(m?.payload().unwrap_or_default()),
+                _ => break,
+            }
             n += 1;
         }
         Ok(n)
@@ -139,7 +139,7 @@ impl System for Busbar {
     }
 
     async fn consumer(&self, group: &str) -> Result<KConsumer> {
-        let c: BaseConsumer = self
+        let c: StreamConsumer = self
             .config()
             .set("group.id", group)
             .set("enable.auto.commit", "true")
