@@ -60,6 +60,25 @@ fn every_workload_reports_what_it_did() {
     assert_eq!(r["details"]["lost"], 0, "{r}");
     assert!(r["latency"]["samples"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(r["messages"], s.events_stored("bench-e2e"));
+    // Several producer connections: the count is split, every message acknowledged once.
+    let r = bench(
+        &s,
+        &[
+            "produce",
+            "--topic",
+            "bench-many",
+            "--count",
+            "3001",
+            "--producers",
+            "4",
+            "--batch",
+            "50",
+        ],
+    );
+    assert_eq!(r["messages"], 3001, "{r}");
+    assert_eq!(r["latency"]["samples"], 3001, "{r}");
+    assert_eq!(r["details"]["producers"], 4, "{r}");
+    assert_eq!(s.events_stored("bench-many"), 3001);
     for codec in ["gzip", "snappy", "lz4", "zstd"] {
         let topic = format!("bench-{codec}");
         let r = bench(
@@ -105,6 +124,15 @@ fn bad_flags_and_no_server_are_refused() {
         None,
     );
     assert!(!o.status.success());
+    for bad in ["0", "1025"] {
+        let o = cli_at(
+            "http://127.0.0.1:1",
+            &["bench", "produce", "--producers", bad],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("--producers"), "{}", stderr(&o));
+    }
     let o = cli_at(
         "http://127.0.0.1:1",
         &["bench", "produce", "--kafka", "127.0.0.1:1"],

@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// Independent readers (fanout).
     #[arg(long, default_value_t = 4)]
     pub consumers: usize,
+    /// Producer connections sending at once (produce, e2e, fanout and the fill of consume);
+    /// --count and --rate are split between them.
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
     /// none, gzip, snappy, lz4 or zstd (batches are compressed by the bench, as a producer does).
     #[arg(long, default_value = "none")]
     pub compression: String,
@@ -127,6 +131,9 @@ pub fn run(args: BenchArgs, output: Output) -> Result<()> {
     codec(&args.compression)?;
     if args.batch == 0 || args.window == 0 || args.partitions < 1 || args.consumers == 0 {
         bail!("--batch, --window, --partitions and --consumers must be at least 1");
+    }
+    if !(1..=1024).contains(&args.producers) {
+        bail!("--producers {} must be 1..=1024", args.producers);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -201,6 +208,7 @@ impl Report {
     }
 }
 
+#[derive(Clone)]
 struct Bench {
     args: BenchArgs,
     topic: String,
@@ -291,10 +299,10 @@ impl Bench {
                 part = (part + 1) % self.partitions;
                 let id = tx.send(ApiKey::Produce, PRODUCE_VERSION, &req).await?;
                 sent += n;
-                p.sent.store(sent, Relaxed);
+                p.sent.fetch_add(n, Relaxed);
                 if self.acks == 0 {
                     acked += n;
-                    p.done.store(acked, Relaxed);
+                    p.done.fetch_add(n, Relaxed);
                     continue;
                 }
                 window.push_back((id, (Instant::now(), n)));
@@ -313,20 +321,57 @@ impl Bench {
                 h.record_n(us.min(60_000_000), n).ok();
             }
             acked += n;
-            p.done.store(acked, Relaxed);
+            p.done.fetch_add(n, Relaxed);
         }
         Ok((acked, acked * a.size as u64, start.elapsed().as_secs_f64()))
+    }
+
+    /// [`Bench::send_all`] on `--producers` connections at once, `total` and `--rate` split
+    /// between them; answers (messages acknowledged, bytes, seconds of the slowest) and, with
+    /// `latency`, the merged histogram.
+    async fn send_parallel(
+        &self,
+        total: u64,
+        clock: Instant,
+        p: &Arc<Progress>,
+        latency: bool,
+    ) -> Result<(u64, u64, f64, Option<Histogram<u64>>)> {
+        let n = self.args.producers as u64;
+        let share = |all: u64, i: u64| all / n + u64::from(i < all % n);
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let mut b = self.clone();
+                b.args.rate = share(self.args.rate, i);
+                if self.args.rate > 0 && b.args.rate == 0 {
+                    b.args.rate = 1;
+                }
+                let (p, count) = (p.clone(), share(total, i));
+                tokio::spawn(async move {
+                    let mut hist = latency.then(histogram);
+                    let r = b.send_all(count, clock, &p, &mut hist).await;
+                    r.map(|r| (r, hist))
+                })
+            })
+            .collect();
+        let (mut msgs, mut bytes, mut secs, mut merged) = (0, 0, 0f64, latency.then(histogram));
+        for t in tasks {
+            let ((m, b, s), h) = t.await.context("producer task")??;
+            (msgs, bytes, secs) = (msgs + m, bytes + b, secs.max(s));
+            if let (Some(all), Some(h)) = (merged.as_mut(), h) {
+                all.add(&h).context("merge latency histograms")?;
+            }
+        }
+        Ok((msgs, bytes, secs, merged))
     }
 
     async fn produce_workload(&self) -> Result<Report> {
         let p = Arc::new(Progress::default());
         let shown = progress("acknowledged", p.clone());
-        let mut hist = Some(histogram());
         let r = self
-            .send_all(self.args.count, Instant::now(), &p, &mut hist)
+            .send_parallel(self.args.count, Instant::now(), &p, true)
             .await;
         shown.abort();
-        let (messages, bytes, seconds) = r?;
+        let (messages, bytes, seconds, hist) = r?;
         Ok(Report {
             workload: Workload::Produce,
             messages,
@@ -335,6 +380,7 @@ impl Bench {
             latency: hist,
             extra: json!({"acks": self.args.acks, "partitions": self.partitions,
                           "batch": self.args.batch, "window": self.args.window,
+                          "producers": self.args.producers,
                           "compression": self.args.compression}),
         })
     }
@@ -409,7 +455,7 @@ impl Bench {
         let p = Arc::new(Progress::default());
         if have < want {
             eprintln!("storing {} messages to read back", want - have);
-            self.send_all(want - have, Instant::now(), &p, &mut None)
+            self.send_parallel(want - have, Instant::now(), &p, false)
                 .await?;
         }
         let shown = progress("read", p.clone());
@@ -496,9 +542,9 @@ impl Bench {
                 Ok::<_, anyhow::Error>((got, hist))
             })
         };
-        let sent = bench.send_all(0, clock, &sender, &mut None).await;
+        let sent = bench.send_parallel(0, clock, &sender, false).await;
         sending.store(false, Relaxed);
-        let (sent, _, seconds) = sent?;
+        let (sent, _, seconds, _) = sent?;
         let (got, hist) = reader.await.context("reader task")??;
         shown.abort();
         Ok(Report {
@@ -536,8 +582,8 @@ impl Bench {
                 })
             })
             .collect();
-        let (sent, _, send_s) = self
-            .send_all(want, Instant::now(), &sender, &mut None)
+        let (sent, _, send_s, _) = self
+            .send_parallel(want, Instant::now(), &sender, false)
             .await?;
         let mut delivered = 0;
         let mut last_delivery = start;
