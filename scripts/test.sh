@@ -20,6 +20,11 @@ source scripts/clients.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "bench/peers (not built in CI): rustfmt, and the results table of docs/benchmarks.md"
+rustfmt --check --edition 2021 bench/peers/src/main.rs
+table=$(python3 bench/peers/run.py --table bench/peers/results/2026-11-27.jsonl)
+grep -q "busbar / best peer (rabbitmq): 1.23x" <<<"$table"
+
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
