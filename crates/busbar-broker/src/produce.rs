@@ -50,7 +50,7 @@ impl Broker {
         &self,
         topic: &str,
         partition: i64,
-        batch: Vec<u8>,
+        mut batch: Vec<u8>,
     ) -> Result<PendingAppend> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?.clone();
@@ -64,13 +64,15 @@ impl Broker {
                 last_offset: base + h.last_offset_delta.max(0) as u64,
             })));
         }
-        let mut batch = batch;
         // Inline, not on the blocking pool: the write goes to the page cache (microseconds), and
         // a hand-off per request cost more than the write (docs/decisions.md, "produce path").
         let (at, ticket) = p.log.append_start(&mut batch)?;
         p.producers.record(&h, at.base_offset);
         match ticket {
-            Some(ticket) => Ok(PendingAppend::Wait { p, at, ticket }),
+            Some(ticket) => {
+                crate::sync::kick(&p);
+                Ok(PendingAppend::Wait { p, at, ticket })
+            }
             None => {
                 p.appended.notify_waiters();
                 Ok(PendingAppend::Ready(Ok(at)))

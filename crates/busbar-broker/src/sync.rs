@@ -3,9 +3,11 @@
 //! A produce request's batch is written, then the request waits until an fsync covers it. Blocking
 //! a pool thread per waiting request (the first design) cost two thread hand-offs per request and
 //! woke every waiter on each fsync. Here one blocking task per partition (the *driver*) runs only
-//! while someone waits: it fsyncs everything written so far, publishes the synced position on a
-//! `watch` channel, and repeats until nothing written is unsynced. Waiters are async: they await
-//! the watch reaching their ticket. One fsync still covers every batch written while the previous
+//! while something written waits: it fsyncs everything written so far, publishes the synced
+//! position on a `watch` channel, and repeats until nothing written is unsynced. The writer starts
+//! it ([`kick`]) right after its write, so the fsync does not wait for the request's waiting task
+//! to be polled, and a request spanning partitions can await them one after the other while
+//! their fsyncs run together. Waiters are async: they await the watch reaching their ticket. One fsync still covers every batch written while the previous
 //! one ran ([`busbar_log::Log::wait_durable`] does the fsync and its bookkeeping).
 
 use crate::error::{BrokerError, Result};
@@ -30,13 +32,18 @@ impl Default for Syncer {
     }
 }
 
-/// Waits until the partition's log is durable up to `ticket` (from `Log::append_start`).
-pub async fn durable(p: &Arc<Partition>, ticket: u64) -> Result<()> {
-    let mut rx = p.sync.synced.subscribe();
+/// Makes sure the partition's driver runs; called right after a write that awaits an fsync.
+pub fn kick(p: &Arc<Partition>) {
     if !p.sync.running.swap(true, SeqCst) {
         let p = p.clone();
         tokio::task::spawn_blocking(move || drive(&p));
     }
+}
+
+/// Waits until the partition's log is durable up to `ticket` (from `Log::append_start`, after
+/// which the writer called [`kick`]).
+pub async fn durable(p: &Arc<Partition>, ticket: u64) -> Result<()> {
+    let mut rx = p.sync.synced.subscribe();
     let reached = rx
         .wait_for(|s| s.is_none_or(|s| s >= ticket))
         .await

@@ -128,7 +128,7 @@ pub fn run(args: BenchArgs, output: Output) -> Result<()> {
     if args.size < 8 || args.size > 1 << 20 {
         bail!("--size {} must be 8..=1048576 bytes", args.size);
     }
-    codec(&args.compression)?;
+    let codec = codec(&args.compression)?;
     if args.batch == 0 || args.window == 0 || args.partitions < 1 || args.consumers == 0 {
         bail!("--batch, --window, --partitions and --consumers must be at least 1");
     }
@@ -150,6 +150,7 @@ pub fn run(args: BenchArgs, output: Output) -> Result<()> {
             topic,
             partitions,
             acks: acks(&args.acks)?,
+            codec,
         };
         match args.workload {
             Workload::Produce => b.produce_workload().await,
@@ -211,6 +212,8 @@ impl Report {
 #[derive(Clone)]
 struct Bench {
     args: BenchArgs,
+    /// `--compression` as its Kafka codec number.
+    codec: u8,
     topic: String,
     partitions: i32,
     acks: i16,
@@ -294,7 +297,7 @@ impl Bench {
                     &self.topic,
                     part,
                     self.acks,
-                    Bytes::from(compressed(batch::build(&recs), codec(&a.compression)?)?),
+                    Bytes::from(compressed(batch::build(&recs), self.codec)?),
                 );
                 part = (part + 1) % self.partitions;
                 let id = tx.send(ApiKey::Produce, PRODUCE_VERSION, &req).await?;
@@ -485,16 +488,8 @@ impl Bench {
         } else {
             self.args.rate
         };
-        let bench = Bench {
-            args: BenchArgs {
-                duration: Some(duration),
-                rate,
-                ..self.args.clone()
-            },
-            topic: self.topic.clone(),
-            partitions: self.partitions,
-            acks: self.acks,
-        };
+        let mut bench = self.clone();
+        (bench.args.duration, bench.args.rate) = (Some(duration), rate);
         let p = Arc::new(Progress::default());
         let sender = Arc::new(Progress::default());
         let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -568,12 +563,7 @@ impl Bench {
         let shown = progress("produced", sender.clone());
         let readers: Vec<_> = (0..self.args.consumers)
             .map(|_| {
-                let b = Bench {
-                    args: self.args.clone(),
-                    topic: self.topic.clone(),
-                    partitions: self.partitions,
-                    acks: self.acks,
-                };
+                let b = self.clone();
                 tokio::spawn(async move {
                     let mine = Progress::default();
                     b.read_from_start(want, &mine, |_| {})
