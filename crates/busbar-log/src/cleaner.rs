@@ -4,6 +4,10 @@
 //! snapshot and to swap or drop segments, so appends and reads never wait for a pass. Passes are
 //! serialised by the `clean` mutex (taken before `state`). The caller (the broker) decides when to
 //! run them; nothing here spawns threads.
+//!
+//! A pass refuses to start on a log that is offline (a failed fdatasync) or closed, checks again
+//! between segments and before it publishes or swaps anything, and so stops at the next segment
+//! once `close` has been called (`close` then waits for it on `clean`).
 
 use crate::batch::{self, BatchHeader, Records, HEADER_BYTES as BATCH_HEADER_BYTES};
 use crate::disk::Storage;
@@ -49,9 +53,7 @@ impl Log {
     pub fn delete_records(&self, offset: u64) -> Result<u64> {
         let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
         let mut st = self.lock();
-        if let Some(why) = &st.failed {
-            return Err(LogError::Failed(why.clone()));
-        }
+        self.check_maintenance(&st)?;
         if offset > st.high_watermark {
             return Err(LogError::OffsetOutOfRange {
                 offset,
@@ -99,18 +101,20 @@ impl Log {
     /// Retention by time and size (when the cleanup policy deletes): drops the oldest sealed
     /// segments that are past `retention_ms` or keep the log above `retention_bytes`.
     pub fn enforce_retention(&self) -> Result<CleanReport> {
-        if !self.config().deletes() {
-            return Ok(CleanReport::default());
-        }
         let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
         let (sealed, active_len, log_start) = {
             let st = self.lock();
+            self.check_maintenance(&st)?;
             (st.sealed.clone(), st.active.file.len(), st.log_start)
         };
+        if !self.config().deletes() {
+            return Ok(CleanReport::default());
+        }
         let now = self.config().clock.now_ms();
         let mut size: u64 = sealed.iter().map(|s| s.file.len()).sum::<u64>() + active_len;
         let mut new_start = log_start;
         for (i, seg) in sealed.iter().enumerate() {
+            self.check_maintenance_now()?;
             let next_base = sealed.get(i + 1).map(|s| s.base);
             let max_ts = seg
                 .sealed_indexes(self.storage.as_ref(), self.config().index_interval_bytes)
@@ -131,6 +135,7 @@ impl Log {
         }
         if new_start > log_start {
             let mut st = self.lock();
+            self.check_maintenance(&st)?;
             if new_start > st.log_start {
                 st.log_start = new_start;
                 self.checkpoint_locked(&mut st, false)?;
@@ -143,12 +148,10 @@ impl Log {
     /// Key compaction of the sealed segments (when the cleanup policy compacts). See
     /// `docs/log-format.md` for what is kept.
     pub fn compact(&self) -> Result<CleanReport> {
-        if !self.config().compacts() {
-            return Ok(CleanReport::default());
-        }
         let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
         let (sealed, active, visible, log_start) = {
             let st = self.lock();
+            self.check_maintenance(&st)?;
             (
                 st.sealed.clone(),
                 st.active.clone(),
@@ -156,11 +159,12 @@ impl Log {
                 st.log_start,
             )
         };
-        if sealed.is_empty() {
+        if sealed.is_empty() || !self.config().compacts() {
             return Ok(CleanReport::default());
         }
         let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
         for seg in sealed.iter().chain(std::iter::once(&active)) {
+            self.check_maintenance_now()?;
             let end = if Arc::ptr_eq(seg, &active) {
                 visible
             } else {
@@ -184,6 +188,7 @@ impl Log {
         let horizon = self.config().clock.now_ms() - self.config().delete_retention_ms;
         let mut report = CleanReport::default();
         for seg in sealed.iter().filter(|s| s.damaged_from().is_none()) {
+            self.check_maintenance_now()?;
             self.compact_segment(seg, &latest, (horizon, log_start), &mut report)?;
         }
         Ok(report)
@@ -224,6 +229,7 @@ impl Log {
         if removed == 0 {
             return Ok(());
         }
+        self.check_maintenance_now()?;
         let storage = self.storage.as_ref();
         let name = segment::log_name(seg.base);
         let tmp = format!("{name}.cleaned");
@@ -237,6 +243,7 @@ impl Log {
         let new = Arc::new(Segment::new(seg.base, file));
         new.set_sealed_indexes(idx);
         let mut st = self.lock();
+        self.check_maintenance(&st)?;
         if let Some(slot) = st.sealed.iter_mut().find(|s| s.base == seg.base) {
             *slot = new;
         }

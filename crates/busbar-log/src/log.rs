@@ -13,7 +13,7 @@ use crate::error::{LogError, Result};
 use crate::index::Indexes;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{self, Cursor, Expect, Segment, HEADER_BYTES};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 /// Where an appended batch went.
@@ -73,6 +73,8 @@ pub struct Log {
     pub(crate) state: Mutex<State>,
     synced_cv: Condvar,
     pub(crate) clean: Mutex<()>,
+    /// Set by `close` before it waits for `clean`: a running pass stops at its next segment.
+    closing: AtomicBool,
     pub(crate) damage: AtomicU64,
     report: RecoveryReport,
 }
@@ -96,6 +98,7 @@ impl Log {
             state: Mutex::new(state),
             synced_cv: Condvar::new(),
             clean: Mutex::new(()),
+            closing: AtomicBool::new(false),
             damage: AtomicU64::new(report.damaged_segments.len() as u64),
             report,
         })
@@ -206,6 +209,22 @@ impl Log {
         Ok(())
     }
 
+    /// Maintenance (retention, delete-records, compaction, tick, checkpoints) runs only on a log
+    /// that is online and not closed or being closed. Cleaning passes call this before they start,
+    /// between segments and before they publish anything.
+    pub(crate) fn check_maintenance(&self, st: &State) -> Result<()> {
+        Self::check_usable(st)?;
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(LogError::Closed);
+        }
+        Ok(())
+    }
+
+    /// [`Log::check_maintenance`] taking the state lock for the check only.
+    pub(crate) fn check_maintenance_now(&self) -> Result<()> {
+        self.check_maintenance(&self.lock())
+    }
+
     fn write_locked(&self, st: &mut State, batch: &mut [u8], h: &BatchHeader) -> Result<Appended> {
         Self::check_usable(st)?;
         let len = batch.len() as u64;
@@ -296,6 +315,11 @@ impl Log {
             st.failed = Some(why.clone());
             return Err(LogError::Failed(why));
         }
+        if let Some(why) = &st.failed {
+            // Another operation failed meanwhile: a sync that "succeeds" after a failed one
+            // proves nothing, so nothing is published.
+            return Err(LogError::Failed(why.clone()));
+        }
         st.last_sync_ms = self.config().clock.now_ms();
         if snap.written > st.synced {
             st.synced = snap.written;
@@ -316,8 +340,10 @@ impl Log {
         self.wait_synced(ticket)
     }
 
-    /// Periodic work for the `interval` policy: syncs when the interval has passed.
+    /// Periodic work for the `interval` policy: syncs when the interval has passed. Fails (and
+    /// does nothing) on an offline or closed log, whatever the policy.
     pub fn tick(&self) -> Result<()> {
+        self.check_maintenance_now()?;
         if let SyncPolicy::Interval(ms) = self.config().sync {
             let st = self.lock();
             let due = st.written > st.synced
@@ -368,8 +394,11 @@ impl Log {
         self.checkpoint_locked(st, false)
     }
 
-    /// Syncs the active segment, writes its index files and a checkpoint at its end.
+    /// Syncs the active segment, writes its index files and a checkpoint at its end. Refused on an
+    /// offline or closed log: after a failed fdatasync a later one proves nothing, so nothing more
+    /// may be published (high watermark, visible length, checkpoint).
     pub(crate) fn checkpoint_locked(&self, st: &mut State, clean: bool) -> Result<()> {
+        Self::check_usable(st)?;
         let storage = self.storage.as_ref();
         let res = st
             .active
@@ -401,14 +430,19 @@ impl Log {
     }
 
     /// Clean shutdown: syncs, writes indexes and a clean checkpoint so the next open scans nothing.
+    ///
+    /// A running cleaning pass is told to stop at its next segment and `close` waits for it (the
+    /// `clean` mutex), so no maintenance writes a file into the directory once `close` returns.
+    /// The log is closed even when it is offline or the checkpoint fails (that error is answered);
+    /// every later operation answers [`LogError::Closed`].
     pub fn close(&self) -> Result<()> {
+        self.closing.store(true, Ordering::SeqCst);
         let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
         let mut st = self.lock();
-        Self::check_usable(&st)?;
-        self.checkpoint_locked(&mut st, true)?;
+        let res = self.checkpoint_locked(&mut st, true);
         st.closed = true;
         self.synced_cv.notify_all();
-        Ok(())
+        res
     }
 
     /// Whole stored batches starting with the one that contains `offset`, up to `max_bytes` (at
