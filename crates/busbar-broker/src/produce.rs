@@ -58,24 +58,32 @@ impl Broker {
             // The log refuses it with the precise reason.
             return Ok(PendingAppend::Ready(Self::append(&p, batch).await));
         };
-        if let crate::producers::Verdict::Duplicate(base) = p.producers.check(&h)? {
-            return Ok(PendingAppend::Ready(Ok(Appended {
-                base_offset: base,
-                last_offset: base + h.last_offset_delta.max(0) as u64,
-            })));
-        }
-        // Inline, not on the blocking pool: the write goes to the page cache (microseconds), and
-        // a hand-off per request cost more than the write (docs/decisions.md, "produce path").
-        let (at, ticket) = p.log.append_start(&mut batch)?;
-        p.producers.record(&h, at.base_offset);
-        match ticket {
+        // Check, write and record under the producer state's lock: a retry on another
+        // connection cannot pass the check while this write is under way. The write is inline,
+        // not on the blocking pool: it goes to the page cache (microseconds), and a hand-off per
+        // request cost more than the write (docs/decisions.md, "produce path").
+        let a = p
+            .producers
+            .admit(&h, || Ok(p.log.append_start(&mut batch)?))?;
+        match a.ticket {
             Some(ticket) => {
                 crate::sync::kick(&p);
-                Ok(PendingAppend::Wait { p, at, ticket })
+                Ok(PendingAppend::Wait {
+                    p,
+                    at: a.at,
+                    ticket,
+                })
+            }
+            None if a.duplicate => {
+                // The original is durable (or its policy does not wait): answer as it was, unless
+                // the log went offline since (then the retry learns the log's error).
+                // (`wait_durable(0)` never blocks: it only reports a failed log.)
+                p.log.wait_durable(0)?;
+                Ok(PendingAppend::Ready(Ok(a.at)))
             }
             None => {
                 p.appended.notify_waiters();
-                Ok(PendingAppend::Ready(Ok(at)))
+                Ok(PendingAppend::Ready(Ok(a.at)))
             }
         }
     }

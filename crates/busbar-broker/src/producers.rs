@@ -10,7 +10,7 @@
 use crate::error::{BrokerError, Result};
 use busbar_log::batch::BatchHeader;
 use busbar_log::disk::{self, Storage};
-use busbar_log::Log;
+use busbar_log::{Appended, Log};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -26,7 +26,10 @@ const ID_FILE: &str = "producer-id-block";
 struct Batch {
     first_seq: i32,
     last_seq: i32,
-    base_offset: u64,
+    at: Appended,
+    /// The log's durability ticket for the write (`None`: durable already, or a policy that does
+    /// not wait). A retry of this batch is acknowledged only once the same ticket is durable.
+    ticket: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -40,8 +43,18 @@ struct Entry {
 pub enum Verdict {
     /// Store it.
     Append,
-    /// Already stored at this base offset: answer with it, store nothing.
-    Duplicate(u64),
+    /// Already stored at these offsets (durable once `ticket` is): answer with them once the
+    /// original write is durable, store nothing.
+    Duplicate(Appended, Option<u64>),
+}
+
+/// The outcome of [`PartitionProducers::admit`]: where the batch is, the durability ticket to
+/// await before acknowledging it, and whether it was a retry of a stored batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    pub at: Appended,
+    pub ticket: Option<u64>,
+    pub duplicate: bool,
 }
 
 fn last_seq(h: &BatchHeader) -> i32 {
@@ -56,13 +69,52 @@ pub struct PartitionProducers {
 }
 
 impl PartitionProducers {
+    /// Checks, stores (through `append`) and records an incoming batch in one critical section, so
+    /// a retry arriving on another connection while the original is being written waits for it
+    /// and is then answered as a duplicate instead of being stored twice. A duplicate carries the
+    /// original write's durability ticket: it is acknowledged only when the original is durable,
+    /// and fails if the original's fsync failed.
+    pub fn admit(
+        &self,
+        h: &BatchHeader,
+        append: impl FnOnce() -> Result<(Appended, Option<u64>)>,
+    ) -> Result<Admitted> {
+        if h.producer_id < 0 {
+            let (at, ticket) = append()?;
+            return Ok(Admitted {
+                at,
+                ticket,
+                duplicate: false,
+            });
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Verdict::Duplicate(at, ticket) = Self::check_locked(&entries, h)? {
+            return Ok(Admitted {
+                at,
+                ticket,
+                duplicate: true,
+            });
+        }
+        let (at, ticket) = append()?;
+        Self::record_locked(&mut entries, h, at, ticket);
+        Ok(Admitted {
+            at,
+            ticket,
+            duplicate: false,
+        })
+    }
+
     /// Checks an incoming batch against the producer's state (Kafka's checkProducerEpoch and
-    /// checkSequence).
+    /// checkSequence) without storing anything.
     pub fn check(&self, h: &BatchHeader) -> Result<Verdict> {
         if h.producer_id < 0 {
             return Ok(Verdict::Append);
         }
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        Self::check_locked(&entries, h)
+    }
+
+    fn check_locked(entries: &HashMap<i64, Entry>, h: &BatchHeader) -> Result<Verdict> {
         let Some(e) = entries.get(&h.producer_id) else {
             return Ok(Verdict::Append);
         };
@@ -87,7 +139,7 @@ impl PartitionProducers {
             .iter()
             .find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq(h))
         {
-            return Ok(Verdict::Duplicate(b.base_offset));
+            return Ok(Verdict::Duplicate(b.at, b.ticket));
         }
         let expected = e.batches.back().map_or(h.base_sequence, |b| {
             if b.last_seq == i32::MAX {
@@ -105,12 +157,25 @@ impl PartitionProducers {
         Ok(Verdict::Append)
     }
 
-    /// Records a stored batch.
+    /// Records a stored batch that is already durable (rebuilt at start-up).
     pub fn record(&self, h: &BatchHeader, base_offset: u64) {
         if h.producer_id < 0 {
             return;
         }
+        let at = Appended {
+            base_offset,
+            last_offset: base_offset + h.last_offset_delta.max(0) as u64,
+        };
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        Self::record_locked(&mut entries, h, at, None);
+    }
+
+    fn record_locked(
+        entries: &mut HashMap<i64, Entry>,
+        h: &BatchHeader,
+        at: Appended,
+        ticket: Option<u64>,
+    ) {
         let e = entries.entry(h.producer_id).or_default();
         if h.producer_epoch != e.epoch {
             e.epoch = h.producer_epoch;
@@ -119,7 +184,8 @@ impl PartitionProducers {
         e.batches.push_back(Batch {
             first_seq: h.base_sequence,
             last_seq: last_seq(h),
-            base_offset,
+            at,
+            ticket,
         });
         while e.batches.len() > BATCHES_KEPT {
             e.batches.pop_front();
@@ -242,6 +308,16 @@ mod tests {
         }
     }
 
+    fn dup(base_offset: u64, n: u64) -> Verdict {
+        Verdict::Duplicate(
+            Appended {
+                base_offset,
+                last_offset: base_offset + n - 1,
+            },
+            None,
+        )
+    }
+
     #[test]
     fn sequences_duplicates_gaps_and_epochs() {
         let p = PartitionProducers::default();
@@ -250,7 +326,7 @@ mod tests {
         p.record(&b0, 100);
         assert_eq!(
             p.check(&b0).unwrap(),
-            Verdict::Duplicate(100),
+            dup(100, 3),
             "a retry gets its original offset"
         );
         assert!(
@@ -292,7 +368,7 @@ mod tests {
         );
         assert_eq!(
             p.check(&header(7, 1, 2, 1)).unwrap(),
-            Verdict::Duplicate(107),
+            dup(107, 1),
             "the fifth newest is still known"
         );
         assert_eq!(

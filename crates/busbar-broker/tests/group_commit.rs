@@ -134,3 +134,109 @@ async fn a_failed_fsync_fails_waiting_and_later_produces() {
     let (_, high) = b.offsets_of("t", 0).unwrap();
     assert_eq!(high, 1, "only the synced batch is visible");
 }
+
+/// An idempotent producer's batch: producer `pid`, epoch 0, sequence `seq`, one 700-byte event
+/// (two do not fit in a 1 KiB segment).
+fn idempotent(pid: i64, seq: i32, i: u32) -> Vec<u8> {
+    let plain = batch::build(&[NewRecord {
+        value: Some(format!("event {i:0>694}").into_bytes()),
+        ..NewRecord::default()
+    }]);
+    let h = batch::BatchHeader::parse(&plain).unwrap();
+    batch::assemble(
+        &batch::BatchHeader {
+            producer_id: pid,
+            producer_epoch: 0,
+            base_sequence: seq,
+            ..h
+        },
+        &plain[batch::HEADER_BYTES..],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_a_batch_whose_fsync_failed_is_not_acknowledged() {
+    let (b, _dir, plan) = setup().await;
+    let (pid, _) = b.init_producer_id(None).unwrap();
+    b.produce("t", 0, idempotent(pid, 0, 0)).await.unwrap();
+    plan.set_sync_delay(Duration::from_millis(100));
+    // The batch's append is the next mutating operation; its fsync, the one after.
+    plan.fail_nth(plan.ops() + 1);
+    let original = tokio::spawn({
+        let b = b.clone();
+        async move { b.produce("t", 0, idempotent(pid, 1, 1)).await }
+    });
+    // A retry while the original's fsync runs (a second connection), and one after it failed
+    // (the client retrying error 56 on its connection): neither may be acknowledged.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let during = b.produce("t", 0, idempotent(pid, 1, 1)).await;
+    let failed = original.await.unwrap();
+    assert!(failed.is_err(), "the original was acked: {failed:?}");
+    assert!(
+        during.is_err(),
+        "a retry racing a failing fsync was acked: {during:?}"
+    );
+    let after = b.produce("t", 0, idempotent(pid, 1, 1)).await;
+    assert!(
+        after.is_err(),
+        "a retry after the failed fsync was acked with the original offset: {after:?}"
+    );
+    let (_, high) = b.offsets_of("t", 0).unwrap();
+    assert_eq!(high, 1, "nothing past the synced batch is visible");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_waits_for_the_original_fsync_and_gets_its_offsets() {
+    let (b, _dir, plan) = setup().await;
+    let (pid, _) = b.init_producer_id(None).unwrap();
+    plan.set_sync_delay(Duration::from_millis(100));
+    let before = plan.syncs();
+    let original = tokio::spawn({
+        let b = b.clone();
+        async move { b.produce("t", 0, idempotent(pid, 0, 0)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let retry = b.produce("t", 0, idempotent(pid, 0, 0)).await.unwrap();
+    assert!(
+        plan.syncs() > before,
+        "the retry was acknowledged before the original's fsync finished"
+    );
+    assert_eq!(retry, original.await.unwrap().unwrap(), "same offsets");
+    let (_, high) = b.offsets_of("t", 0).unwrap();
+    assert_eq!(high, 1, "stored once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_of_one_idempotent_batch_are_stored_once() {
+    let (b, _dir, plan) = setup().await;
+    // Each batch rolls the segment, and a roll syncs under the log's lock: the first copy is in
+    // the middle of its write for 50 ms while the others arrive.
+    b.alter_configs(
+        "t",
+        [("segment.bytes".to_string(), Some("1024".to_string()))].into(),
+    )
+    .await
+    .unwrap();
+    let (pid, _) = b.init_producer_id(None).unwrap();
+    b.produce("t", 0, idempotent(pid, 0, 0)).await.unwrap();
+    plan.set_sync_delay(Duration::from_millis(50));
+    let copies: Vec<_> = (0..4)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move { b.produce("t", 0, idempotent(pid, 1, 1)).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for c in copies {
+        answers.push(c.await.unwrap().unwrap());
+    }
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "copies answered different offsets: {answers:?}"
+    );
+    let (_, high) = b.offsets_of("t", 0).unwrap();
+    assert_eq!(high, 2, "a copy was stored twice");
+    b.produce("t", 0, idempotent(pid, 2, 2))
+        .await
+        .expect("the next sequence is accepted");
+}
