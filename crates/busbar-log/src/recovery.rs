@@ -29,6 +29,9 @@ pub struct RecoveryReport {
     pub checkpoint_problem: Option<String>,
     /// Leftover temporary files deleted.
     pub removed_leftovers: u64,
+    /// Base offsets of new segments removed because a crash cut their header before it was synced
+    /// (a roll that never completed; they held no batch).
+    pub removed_torn_segments: Vec<u64>,
 }
 
 fn io(what: &str, storage: &dyn Storage, name: &str) -> impl Fn(std::io::Error) -> LogError {
@@ -63,27 +66,56 @@ fn tidy(storage: &dyn Storage, report: &mut RecoveryReport) -> Result<Vec<u64>> 
     Ok(bases)
 }
 
-fn open_segments(storage: &dyn Storage, bases: &[u64]) -> Result<Vec<Arc<Segment>>> {
+/// Opens every segment and checks its header (`docs/log-format.md`, "Recovery on open", step 1).
+///
+/// The last segment, when it is no longer than a header and that header is not whole and valid, is
+/// a roll cut by a crash before the new file's header was synced (no batch can follow an unsynced
+/// header): it is removed, and the segment before it is the active one again; when it is the only
+/// segment it is written again empty, so its base offset (the log start) is kept. Any other bad
+/// header is damage: the segment is reported, never served, and the rest of the log opens.
+fn open_segments(
+    storage: &dyn Storage,
+    bases: &mut Vec<u64>,
+    report: &mut RecoveryReport,
+) -> Result<Vec<Arc<Segment>>> {
     let mut segs = Vec::with_capacity(bases.len());
-    for (i, base) in bases.iter().enumerate() {
-        let name = segment::log_name(*base);
+    for (i, base) in bases.clone().into_iter().enumerate() {
+        let name = segment::log_name(base);
         let file = storage.open(&name).map_err(io("open", storage, &name))?;
-        let whole = segment::check_header(file.as_ref(), &storage.describe(&name))?;
-        if !whole {
-            if i + 1 != bases.len() {
-                return Err(LogError::Corrupt {
-                    file: storage.describe(&name),
-                    position: 0,
-                    reason: "sealed segment is shorter than its header".into(),
-                });
+        let header = segment::check_header(file.as_ref(), &storage.describe(&name));
+        let last = i + 1 == bases.len();
+        if last && file.len() <= HEADER_BYTES && !matches!(header, Ok(true)) {
+            if i > 0 {
+                drop(file);
+                storage
+                    .remove(&name)
+                    .map_err(io("remove", storage, &name))?;
+                storage
+                    .sync_dir()
+                    .map_err(|e| LogError::io("sync dir", e))?;
+                report.removed_torn_segments.push(base);
+                bases.pop();
+                break;
             }
-            // A roll torn before its sync: the segment is empty, write its header again.
             let fix = io("rewrite header of", storage, &name);
             file.truncate(0).map_err(&fix)?;
             file.append(&segment::header_bytes()).map_err(&fix)?;
             file.sync().map_err(&fix)?;
+            segs.push(Arc::new(Segment::new(base, file)));
+            continue;
         }
-        segs.push(Arc::new(Segment::new(*base, file)));
+        let seg = Arc::new(Segment::new(base, file));
+        let damage = match header {
+            Ok(true) => None,
+            Ok(false) => Some("segment is shorter than its header".to_string()),
+            Err(LogError::Corrupt { reason, .. }) => Some(reason),
+            Err(e) => return Err(e),
+        };
+        if let Some(reason) = damage {
+            seg.mark_damaged(0);
+            report.damaged_segments.push((base, 0, reason));
+        }
+        segs.push(seg);
     }
     Ok(segs)
 }
@@ -108,7 +140,7 @@ pub(crate) fn recover(
     config: &LogConfig,
 ) -> Result<(State, RecoveryReport)> {
     let mut report = RecoveryReport::default();
-    let bases = tidy(storage, &mut report)?;
+    let mut bases = tidy(storage, &mut report)?;
     let ckpt = load_checkpoint(storage, &mut report)?;
     if bases.is_empty() {
         if let Some(c) = ckpt {
@@ -136,7 +168,7 @@ pub(crate) fn recover(
         );
         return finish(storage, state, report, config);
     }
-    let mut segs = open_segments(storage, &bases)?;
+    let mut segs = open_segments(storage, &mut bases, &mut report)?;
     let active = segs.pop().expect("at least one segment");
     let log_start = ckpt.map_or(0, |c| c.log_start).max(bases[0]);
     let mut epoch = ckpt.map_or(0, |c| c.epoch);

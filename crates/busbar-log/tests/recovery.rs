@@ -169,11 +169,18 @@ fn leftovers_are_removed_and_unknown_versions_refused() {
     assert_eq!(log.recovery().removed_leftovers, 2);
     drop(log);
     let seg = names(&s, ".log")[0].clone();
+    // A damaged header is damage, contained to its segment; a newer version is refused.
     s.corrupt(&seg, 0, b"NOTALOG!").unwrap();
+    let log = reopen(&s, cfg.clone());
+    assert_eq!(log.recovery().damaged_segments[0].0, 0);
+    drop(log);
+    let mut v2 = b"BBSEGLOG\x00\x02\x00\x00".to_vec();
+    v2.extend_from_slice(&crc32c::crc32c(&v2).to_be_bytes());
+    s.corrupt(&seg, 0, &v2).unwrap();
     let err = busbar_log::Log::open(std::sync::Arc::new(s.clone()), cfg)
         .err()
         .unwrap();
-    assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
+    assert!(matches!(err, LogError::UnsupportedFormat { .. }), "{err}");
 }
 
 #[test]
@@ -243,4 +250,93 @@ fn a_truncated_sealed_segment_is_reported_on_read() {
     assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
     let next: u64 = segs[2].trim_end_matches(".log").parse().unwrap();
     assert!(!log.read(next, 10).unwrap().data.is_empty());
+}
+
+/// A log with a few segments left by a crash (no clean shutdown), then the file a roll was creating
+/// when the power went: its directory entry reached the disk, its header bytes did not.
+fn crash_during_roll(cfg: &LogConfig, torn_header: &[u8]) -> (MemStorage, u64, Vec<Event>) {
+    let (s, log) = mem_log(cfg.clone());
+    for i in 0..30 {
+        log.append(&mut batch_of(3, &format!("b{i}"), 7, i as i64))
+            .unwrap();
+    }
+    let next = log.stats().next_offset;
+    let before = read_all(&log);
+    drop(log);
+    s.fs().crash(None);
+    let name = format!("{next:020}.log");
+    let f = s.create(&name).unwrap();
+    f.append(torn_header).unwrap();
+    f.sync().unwrap();
+    s.sync_dir().unwrap();
+    (s, next, before)
+}
+
+#[test]
+fn a_new_segment_whose_zero_filled_header_was_cut_by_a_crash_is_removed_at_open() {
+    let cfg = small(1024);
+    for torn in [&[0u8; 16][..], &[0u8; 5][..], &[][..]] {
+        let (s, next, before) = crash_during_roll(&cfg, torn);
+        let segs_before = names(&s, ".log").len();
+        let log = reopen(&s, cfg.clone());
+        let torn_name = format!("{next:020}.log");
+        assert!(!names(&s, ".log").contains(&torn_name), "{torn:?}");
+        assert_eq!(names(&s, ".log").len(), segs_before - 1);
+        assert_eq!(log.recovery().removed_torn_segments, vec![next]);
+        assert!(log.recovery().damaged_segments.is_empty());
+        assert_eq!(log.stats().next_offset, next);
+        assert_eq!(read_all(&log), before, "earlier data reads fine");
+        // The next roll creates the segment again; appends carry on at the same offset.
+        let at = log.append(&mut batch_of(1, "after", 1, 1)).unwrap();
+        assert_eq!(at.base_offset, next);
+        for i in 0..20 {
+            log.append(&mut batch_of(3, &format!("c{i}"), 7, 1))
+                .unwrap();
+        }
+        drop(log);
+        let log = reopen(&s, cfg.clone());
+        assert_eq!(read_all(&log).len(), before.len() + 61);
+    }
+}
+
+#[test]
+fn the_only_segment_torn_at_creation_is_written_again_empty() {
+    let cfg = small(1024);
+    let s = MemStorage::new();
+    let f = s.create(&format!("{:020}.log", 0)).unwrap();
+    f.append(&[0u8; 16]).unwrap();
+    f.sync().unwrap();
+    s.sync_dir().unwrap();
+    let log = reopen(&s, cfg);
+    assert_eq!(log.stats().next_offset, 0);
+    assert_eq!(
+        log.append(&mut batch_of(1, "a", 1, 1)).unwrap().base_offset,
+        0
+    );
+}
+
+#[test]
+fn a_damaged_header_of_a_sealed_segment_is_reported_and_contained_to_that_segment() {
+    let cfg = small(1024);
+    let s = fill(&cfg, 60);
+    let segs = names(&s, ".log");
+    let victim = &segs[1];
+    s.corrupt(victim, 0, &[0u8; 16]).unwrap();
+    let log = reopen(&s, cfg.clone());
+    let base: u64 = victim.trim_end_matches(".log").parse().unwrap();
+    let damaged = &log.recovery().damaged_segments;
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert_eq!((damaged[0].0, damaged[0].1), (base, 0));
+    assert!(log.damage_count() >= 1);
+    let err = log.read(base, 100).unwrap_err();
+    assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
+    assert!(!log.read(0, 100).unwrap().data.is_empty());
+    let next: u64 = segs[2].trim_end_matches(".log").parse().unwrap();
+    assert_eq!(log.next_segment_base(base), Some(next));
+    assert!(!log.read(next, 100).unwrap().data.is_empty());
+    let end = log.stats().next_offset;
+    assert_eq!(
+        log.append(&mut batch_of(1, "x", 1, 1)).unwrap().base_offset,
+        end
+    );
 }
