@@ -99,7 +99,9 @@ impl Log {
     }
 
     /// Retention by time and size (when the cleanup policy deletes): drops the oldest sealed
-    /// segments that are past `retention_ms` or keep the log above `retention_bytes`.
+    /// segments that are past `retention_ms` or keep the log above `retention_bytes`. A segment's
+    /// age is measured from [`retention_anchor`]; one whose age is unknown is passed over, not a
+    /// stop, so one bad timestamp cannot hold time retention forever.
     pub fn enforce_retention(&self) -> Result<CleanReport> {
         let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
         let (sealed, active_len, log_start) = {
@@ -110,28 +112,36 @@ impl Log {
         if !self.config().deletes() {
             return Ok(CleanReport::default());
         }
-        let now = self.config().clock.now_ms();
+        let cfg = self.config();
+        let now = cfg.clock.now_ms();
         let mut size: u64 = sealed.iter().map(|s| s.file.len()).sum::<u64>() + active_len;
         let mut new_start = log_start;
+        // Bytes of segments of unknown age passed over: deleted only with a later segment.
+        let mut skipped: u64 = 0;
         for (i, seg) in sealed.iter().enumerate() {
             self.check_maintenance_now()?;
-            let next_base = sealed.get(i + 1).map(|s| s.base);
+            let len = seg.file.len();
             let max_ts = seg
-                .sealed_indexes(self.storage.as_ref(), self.config().index_interval_bytes)
+                .sealed_indexes(self.storage.as_ref(), cfg.index_interval_bytes)
                 .segment_max_timestamp();
-            let by_time = self
-                .config()
+            let anchor = retention_anchor(max_ts, now, seg);
+            let by_time = cfg
                 .retention_ms
-                .is_some_and(|ms| max_ts >= 0 && max_ts < now - ms);
-            let by_size = self
-                .config()
+                .is_some_and(|ms| anchor.is_some_and(|t| t < now.saturating_sub(ms)));
+            let by_size = cfg
                 .retention_bytes
-                .is_some_and(|b| size - seg.file.len() >= b);
-            if !(by_time || by_size) {
+                .is_some_and(|b| size - skipped - len >= b);
+            if by_time || by_size {
+                size -= skipped + len;
+                skipped = 0;
+                new_start = sealed
+                    .get(i + 1)
+                    .map_or_else(|| self.lock().active.base, |s| s.base);
+            } else if cfg.retention_ms.is_some() && anchor.is_none() {
+                skipped += len;
+            } else {
                 break;
             }
-            size -= seg.file.len();
-            new_start = next_base.unwrap_or_else(|| self.lock().active.base);
         }
         if new_start > log_start {
             let mut st = self.lock();
@@ -252,6 +262,18 @@ impl Log {
         report.bytes_freed += seg.file.len().saturating_sub(out.len() as u64);
         Ok(())
     }
+}
+
+/// The time from which time retention measures a sealed segment's age: its max timestamp when
+/// that lies between 0 and now; otherwise (a producer's clock in the future, or no or negative
+/// timestamps) the time its file was last written, which for a sealed segment is about when it
+/// rolled (as Kafka falls back on a segment's last-modified time). `None` when that is unknown
+/// too: retention then passes over the segment and deletes it only together with a later one.
+fn retention_anchor(max_ts: i64, now: i64, seg: &Segment) -> Option<i64> {
+    if (0..=now).contains(&max_ts) {
+        return Some(max_ts);
+    }
+    seg.file.modified_ms().ok().flatten()
 }
 
 /// Calls `f(key, offset, is_tombstone)` for every keyed record of an uncompressed data batch.

@@ -276,3 +276,83 @@ fn config_changes_apply_to_the_next_pass_and_bad_ones_are_refused() {
     assert!(matches!(log.set_config(cfg), Err(LogError::Config(_))));
     assert_eq!(log.config().retention_bytes, Some(2000));
 }
+
+/// A log on an in-memory disk whose file modification times follow `clock` (or are unknown).
+fn bad_timestamp_log(clock: Arc<ManualClock>, mtimes: bool) -> busbar_log::Log {
+    let fs = busbar_log::disk::MemFs::new();
+    if mtimes {
+        fs.set_clock(clock.clone());
+    }
+    let cfg = LogConfig {
+        clock,
+        retention_ms: Some(60_000),
+        ..small(1024)
+    };
+    busbar_log::Log::open(Arc::new(fs.dir("p")), cfg).unwrap()
+}
+
+fn one(log: &busbar_log::Log, ts: i64) -> u64 {
+    let mut b = batch::build(&[rec(Some(b"k"), Some(b"bad"), ts)]);
+    log.append(&mut b).unwrap().base_offset
+}
+
+#[test]
+fn a_future_or_negative_timestamp_does_not_stop_time_retention() {
+    for mtimes in [true, false] {
+        let clock = ManualClock::new(10_000_000);
+        let log = bad_timestamp_log(clock.clone(), mtimes);
+        for i in 0..20 {
+            log.append(&mut batch_of(2, "old", 2, 1_000_000 + i))
+                .unwrap();
+        }
+        let future = one(&log, i64::MAX);
+        for i in 0..20 {
+            log.append(&mut batch_of(2, "old", 2, 1_000_000 + i))
+                .unwrap();
+        }
+        let negative = one(&log, -5);
+        for i in 0..20 {
+            log.append(&mut batch_of(2, "old", 2, 1_000_000 + i))
+                .unwrap();
+        }
+        clock.advance(1_000_000);
+        let new_from = log.stats().next_offset;
+        for i in 0..20 {
+            log.append(&mut batch_of(2, "new", 2, 11_000_000 + i))
+                .unwrap();
+        }
+        let rep = log.enforce_retention().unwrap();
+        let start = log.stats().log_start;
+        assert!(
+            start > negative && start <= new_from,
+            "mtimes {mtimes}: log start {start}, bad records at {future} and {negative}, {rep:?}"
+        );
+        let news = read_all(&log)
+            .into_iter()
+            .filter(|e| e.2.as_deref().is_some_and(|v| v.starts_with(b"new")))
+            .count();
+        assert_eq!(news, 40);
+    }
+}
+
+#[test]
+fn a_future_timestamp_holds_retention_only_until_its_segment_file_ages_out() {
+    let clock = ManualClock::new(10_000_000);
+    let log = bad_timestamp_log(clock.clone(), true);
+    for i in 0..20 {
+        log.append(&mut batch_of(2, "old", 2, 1_000_000 + i))
+            .unwrap();
+    }
+    clock.advance(1_000_000);
+    let future = one(&log, i64::MAX); // written now: its segment's file is recent
+    for i in 0..20 {
+        log.append(&mut batch_of(2, "old", 2, 1_000_000 + i))
+            .unwrap();
+    }
+    log.enforce_retention().unwrap();
+    let start = log.stats().log_start;
+    assert!(start > 0 && start <= future, "{start} {future}");
+    clock.advance(120_000);
+    log.enforce_retention().unwrap();
+    assert!(log.stats().log_start > future);
+}

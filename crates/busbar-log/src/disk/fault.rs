@@ -148,6 +148,10 @@ impl File for FaultFile {
         self.plan.tick("truncate", false)?;
         self.inner.truncate(len)
     }
+
+    fn modified_ms(&self) -> io::Result<Option<i64>> {
+        self.inner.modified_ms()
+    }
 }
 
 impl<S: Storage> Storage for FaultStorage<S> {

@@ -67,6 +67,13 @@ impl File for DiskFile {
         self.len.store(len, Ordering::Release);
         Ok(())
     }
+
+    fn modified_ms(&self) -> io::Result<Option<i64>> {
+        let t = self.file.metadata()?.modified()?;
+        Ok(t.duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_millis() as i64))
+    }
 }
 
 fn wrap(file: fs::File) -> io::Result<Arc<dyn File>> {

@@ -5,9 +5,11 @@
 //! throws away everything not durable, like a power cut: unsynced appends vanish (or survive only up to
 //! a sector boundary when tearing is asked for), files whose directory entry was never synced vanish,
 //! removals and renames not followed by a directory sync are undone. Several directories share one
-//! `MemFs`, so one crash hits all of them at once.
+//! `MemFs`, so one crash hits all of them at once. With [`MemFs::set_clock`], files record when their
+//! data last changed (their mtime) on that clock; without it the time is unknown.
 
 use super::{File, Storage};
+use crate::config::Clock;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +19,7 @@ pub const SECTOR_BYTES: u64 = 512;
 
 #[derive(Default)]
 struct FileData {
+    modified_ms: Option<i64>,
     data: Vec<u8>,
     durable: Vec<u8>,
     /// False once a truncation made `durable` stop being a prefix of `data`.
@@ -33,6 +36,7 @@ struct Dir {
 #[derive(Clone, Default)]
 pub struct MemFs {
     dirs: Arc<Mutex<HashMap<String, Dir>>>,
+    clock: Arc<Mutex<Option<Arc<dyn Clock>>>>,
 }
 
 /// One directory of a [`MemFs`].
@@ -45,16 +49,26 @@ pub struct MemStorage {
 /// A file of a [`MemFs`].
 pub struct MemFile {
     state: Mutex<FileData>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl MemFile {
-    fn new() -> Arc<Self> {
+    fn new(clock: Option<Arc<dyn Clock>>) -> Arc<Self> {
+        let modified_ms = clock.as_ref().map(|c| c.now_ms());
         Arc::new(Self {
             state: Mutex::new(FileData {
                 durable_is_prefix: true,
+                modified_ms,
                 ..FileData::default()
             }),
+            clock,
         })
+    }
+
+    fn touch(&self, st: &mut FileData) {
+        if let Some(c) = &self.clock {
+            st.modified_ms = Some(c.now_ms());
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, FileData> {
@@ -90,7 +104,9 @@ impl File for MemFile {
     }
 
     fn append(&self, data: &[u8]) -> io::Result<()> {
-        self.lock().data.extend_from_slice(data);
+        let mut st = self.lock();
+        st.data.extend_from_slice(data);
+        self.touch(&mut st);
         Ok(())
     }
 
@@ -117,7 +133,12 @@ impl File for MemFile {
         if st.durable.len() > st.data.len() {
             st.durable_is_prefix = false;
         }
+        self.touch(&mut st);
         Ok(())
+    }
+
+    fn modified_ms(&self) -> io::Result<Option<i64>> {
+        Ok(self.lock().modified_ms)
     }
 }
 
@@ -138,6 +159,15 @@ impl MemFs {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Dir>> {
         self.dirs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Files created or written from now on record their modification time on `clock`.
+    pub fn set_clock(&self, clock: Arc<dyn Clock>) {
+        *self.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some(clock);
+    }
+
+    fn clock(&self) -> Option<Arc<dyn Clock>> {
+        self.clock.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// A power cut: every directory falls back to its durable entries and every file to its durable
@@ -247,7 +277,7 @@ impl Storage for MemStorage {
     }
 
     fn create(&self, name: &str) -> io::Result<Arc<dyn File>> {
-        let file = MemFile::new();
+        let file = MemFile::new(self.fs.clock());
         self.with_dir(|d| d.current.insert(name.to_string(), file.clone()));
         Ok(file)
     }

@@ -51,6 +51,12 @@ pub trait File: Send + Sync {
     fn sync(&self) -> io::Result<()>;
     /// Cuts the file to `len` bytes.
     fn truncate(&self, len: u64) -> io::Result<()>;
+    /// When the file's data was last changed, in milliseconds since the Unix epoch (its mtime),
+    /// or `None` when the storage does not know. Time retention falls back on it for a segment
+    /// whose max timestamp cannot be trusted.
+    fn modified_ms(&self) -> io::Result<Option<i64>> {
+        Ok(None)
+    }
 }
 
 /// Reads exactly `buf.len()` bytes at `pos`, or fails with `UnexpectedEof`.
