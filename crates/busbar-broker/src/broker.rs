@@ -48,6 +48,8 @@ pub struct Broker {
     pub(crate) groups: crate::group::Groups,
     pub(crate) producer_ids: crate::producers::ProducerIds,
     sticky: Sticky,
+    /// Held for the broker's life: no second process opens the same data directory.
+    _lock: Option<crate::datadir::DirLock>,
 }
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> BrokerError {
@@ -71,6 +73,12 @@ impl Broker {
     /// Opens the broker's data directory (creating it), recovering every partition.
     pub fn open(config: BrokerConfig) -> Result<Self> {
         let data = config.data();
+        let lock = data.lock().map_err(|e| match e {
+            held @ crate::datadir::LockError::Held { .. } => {
+                BrokerError::DataDirLocked(held.to_string())
+            }
+            other => BrokerError::Storage(other.to_string()),
+        })?;
         let dir = |rel: &str| {
             data.storage(rel)
                 .map_err(|e| io_err(&format!("open {}", data.describe(rel)), e))
@@ -79,7 +87,7 @@ impl Broker {
         let meta = MetaStore::open(dir("meta")?)?;
         let offsets = OffsetStore::open(dir("internal/offsets")?, config.clock.clone())?;
         let mut topics = BTreeMap::new();
-        for m in meta.load()? {
+        for m in Self::load_topics(data.as_ref(), &meta)? {
             let t = Self::open_topic(&config, &m)?;
             topics.insert(m.name.clone(), Arc::new(t));
         }
@@ -95,7 +103,33 @@ impl Broker {
             groups,
             producer_ids,
             sticky: Sticky::default(),
+            _lock: lock,
         })
+    }
+
+    /// The stored topics. A data directory without a topic document gets an empty one before any
+    /// topic directory can exist, so a missing document beside topic directories means the
+    /// metadata was lost: start-up refuses (never treats the data as orphans and deletes it).
+    fn load_topics(data: &dyn crate::datadir::DataDir, meta: &MetaStore) -> Result<Vec<TopicMeta>> {
+        if let Some(topics) = meta.load_existing()? {
+            return Ok(topics);
+        }
+        let found = data
+            .subdirs("topics")
+            .map_err(|e| io_err("list topics", e))?;
+        if !found.is_empty() {
+            return Err(BrokerError::Storage(format!(
+                "{} is missing but {} holds data of {} topic(s) ({}): the topic metadata is lost; \
+                 nothing was changed. Restore the file from a backup, or move the topic directories \
+                 away to start empty",
+                meta.describe(),
+                data.describe("topics"),
+                found.len(),
+                found.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        meta.save(&[])?;
+        Ok(Vec::new())
     }
 
     fn partition_dir(topic: &str, p: u32) -> String {
@@ -424,6 +458,10 @@ impl Broker {
     /// partition. Everything is validated before anything is stored. Answers in input order.
     pub async fn publish(&self, topic: &str, events: Vec<Event>) -> Result<Vec<Published>> {
         let t = self.topic(topic)?;
+        let now = self.config.clock.now_ms();
+        for ts in events.iter().filter_map(|e| e.timestamp) {
+            crate::validate::timestamp(ts, &t.config, now)?;
+        }
         let n = t.partitions.len() as u32;
         let sticky = self.sticky.next(n);
         let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
@@ -441,7 +479,6 @@ impl Broker {
             };
             by_partition.entry(p).or_default().push(i);
         }
-        let now = self.config.clock.now_ms();
         let limit = t.config.max_message_bytes;
         let mut batches = Vec::new();
         for (p, idx) in by_partition {

@@ -23,6 +23,12 @@ pub struct TopicConfig {
     pub sync: SyncPolicy,
     /// `sync.interval.ms` as set (used when the policy is `interval`); default 1000.
     pub sync_interval_ms: Option<u64>,
+    /// `message.timestamp.before.max.ms`: how far before now a produced record's timestamp may be
+    /// (default unlimited, as in Kafka).
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far after now (default one hour, Kafka 4's default):
+    /// a record stamped far in the future would otherwise hold time retention back.
+    pub timestamp_after_max_ms: i64,
 }
 
 impl Default for TopicConfig {
@@ -37,6 +43,8 @@ impl Default for TopicConfig {
             delete_retention_ms: 24 * 3600 * 1000,
             sync: SyncPolicy::Batch,
             sync_interval_ms: None,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
         }
     }
 }
@@ -52,6 +60,8 @@ pub const TOPIC_KEYS: &[&str] = &[
     "delete.retention.ms",
     "sync.policy",
     "sync.interval.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
 ];
 
 fn bad(key: &str, reason: impl Into<String>) -> BrokerError {
@@ -120,6 +130,12 @@ impl TopicConfig {
                 }
                 self.sync_interval_ms = Some(ms);
             }
+            "message.timestamp.before.max.ms" => {
+                self.timestamp_before_max_ms = int(key, v, 0, i64::MAX)?
+            }
+            "message.timestamp.after.max.ms" => {
+                self.timestamp_after_max_ms = int(key, v, 0, i64::MAX)?
+            }
             _ => return Err(bad(key, "unknown config key")),
         }
         Ok(())
@@ -176,6 +192,14 @@ impl TopicConfig {
             ),
             ("sync.policy".into(), sync.into()),
             ("sync.interval.ms".into(), self.interval_ms().to_string()),
+            (
+                "message.timestamp.before.max.ms".into(),
+                self.timestamp_before_max_ms.to_string(),
+            ),
+            (
+                "message.timestamp.after.max.ms".into(),
+                self.timestamp_after_max_ms.to_string(),
+            ),
         ])
     }
 

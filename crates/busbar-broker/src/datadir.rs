@@ -3,10 +3,16 @@
 //! `busbar-log`'s disk trait: on real files in production ([`FsDataDir`]), and on the crashable
 //! in-memory file system in power-loss tests ([`MemDataDir`]). Paths are relative and use `/`:
 //! `topics/<topic>/<partition>`, `meta`, `internal/offsets`, `internal/retries`.
+//!
+//! On real files, a directory created here is made durable before it is used: each new component's
+//! parent directory is fsynced after the `mkdir`, so a power cut cannot drop a partition directory
+//! whose files were synced. Removing a directory fsyncs its parent too. The data directory is
+//! locked for one process at a time ([`DataDir::lock`]: `flock` on `<data>/lock`, holding the
+//! holder's pid for the error message).
 
 use busbar_log::disk::{FileStorage, MemFs, Storage};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Directories of the broker's data.
@@ -19,6 +25,76 @@ pub trait DataDir: Send + Sync {
     fn remove_dir(&self, rel: &str) -> io::Result<()>;
     /// `rel` as a person reads it (for errors).
     fn describe(&self, rel: &str) -> String;
+    /// Takes the data directory for this process until the answer is dropped; fails when another
+    /// process holds it. `None`: this kind of directory cannot be shared (in memory).
+    fn lock(&self) -> Result<Option<DirLock>, LockError> {
+        Ok(None)
+    }
+}
+
+/// The data directory's lock, held for the broker's life (released by the kernel when the process
+/// ends, however it ends).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+/// Why the data directory could not be locked.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process holds it; its pid as it wrote it, when readable.
+    Held {
+        path: PathBuf,
+        pid: Option<u32>,
+    },
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::Held { path, pid } => {
+                let holder = pid.map_or("another process".to_string(), |p| format!("process {p}"));
+                write!(
+                    f,
+                    "data directory {} is in use by {holder} (lock file {}): stop it, or give this \
+                     server another --data-dir",
+                    path.parent().unwrap_or(path).display(),
+                    path.display()
+                )
+            }
+            LockError::Io { path, source } => write!(f, "lock {}: {source}", path.display()),
+        }
+    }
+}
+
+/// Creates `dir` and its missing parents below `root`, fsyncing each new directory's parent so
+/// the new entry survives a power cut.
+fn create_durable(root: &Path, rel: &str) -> io::Result<PathBuf> {
+    if !root.exists() {
+        std::fs::create_dir_all(root)?;
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    let mut at = root.to_path_buf();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        let next = at.join(part);
+        match std::fs::create_dir(&next) {
+            Ok(()) => sync_dir(&at)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        at = next;
+    }
+    Ok(at)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// A data directory on the real file system.
@@ -34,7 +110,8 @@ impl FsDataDir {
 
 impl DataDir for FsDataDir {
     fn storage(&self, rel: &str) -> io::Result<Arc<dyn Storage>> {
-        Ok(Arc::new(FileStorage::open(self.root.join(rel))?))
+        let dir = create_durable(&self.root, rel)?;
+        Ok(Arc::new(FileStorage::open(dir)?))
     }
 
     fn subdirs(&self, rel: &str) -> io::Result<Vec<String>> {
@@ -55,16 +132,52 @@ impl DataDir for FsDataDir {
     }
 
     fn remove_dir(&self, rel: &str) -> io::Result<()> {
-        match std::fs::remove_dir_all(self.root.join(rel)) {
+        let dir = self.root.join(rel);
+        match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
+            Err(e) => Err(e),
+            Ok(()) => sync_dir(dir.parent().unwrap_or(&self.root)),
         }
     }
 
     fn describe(&self, rel: &str) -> String {
         self.root.join(rel).display().to_string()
     }
+
+    fn lock(&self) -> Result<Option<DirLock>, LockError> {
+        let path = self.root.join(LOCK_FILE);
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        create_durable(&self.root, "").map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+                return Err(LockError::Held { path, pid });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        use std::io::Write;
+        file.set_len(0).map_err(io)?;
+        file.write_all(format!("{}\n", std::process::id()).as_bytes())
+            .map_err(io)?;
+        Ok(Some(DirLock { _file: file }))
+    }
 }
+
+/// The lock file in the data directory's root.
+pub const LOCK_FILE: &str = "lock";
 
 /// A data directory in a crashable in-memory file system (power-loss tests).
 pub struct MemDataDir {

@@ -64,6 +64,13 @@ pub enum BrokerError {
     Damaged(String),
     #[error("storage unavailable: {0}")]
     Storage(String),
+    /// A record's timestamp is outside the topic's accepted window (Kafka 32).
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
+    /// Another process holds the data directory's lock (two brokers on one directory would hand
+    /// out the same offsets).
+    #[error("{0}")]
+    DataDirLocked(String),
     #[error("the broker is shutting down")]
     ShuttingDown,
 }

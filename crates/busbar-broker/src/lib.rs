@@ -59,6 +59,7 @@ mod producers;
 mod sync;
 pub mod time;
 mod topic;
+pub mod validate;
 
 pub use broker::{Broker, FetchResult, RecoverySummary};
 pub use bus::Bus;

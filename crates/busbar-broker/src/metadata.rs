@@ -45,10 +45,15 @@ impl MetaStore {
         Ok(Self { storage })
     }
 
-    /// The stored topics (none on a fresh directory).
-    pub fn load(&self) -> Result<Vec<TopicMeta>> {
+    /// The stored topics; `None` when the document does not exist.
+    pub fn load_existing(&self) -> Result<Option<Vec<TopicMeta>>> {
         let doc: Option<Document> = load_versioned(self.storage.as_ref(), FILE, VERSION)?;
-        Ok(doc.map(|d| d.topics).unwrap_or_default())
+        Ok(doc.map(|d| d.topics))
+    }
+
+    /// The document's path as a person reads it.
+    pub fn describe(&self) -> String {
+        self.storage.describe(FILE)
     }
 
     /// Replaces the stored topics durably.

@@ -58,6 +58,7 @@ impl Broker {
             // The log refuses it with the precise reason.
             return Ok(PendingAppend::Ready(Self::append(&p, batch).await));
         };
+        crate::validate::produced(&batch, &h, &t.config, self.config.clock.now_ms())?;
         // Check, write and record under the producer state's lock: a retry on another
         // connection cannot pass the check while this write is under way. The write is inline,
         // not on the blocking pool: it goes to the page cache (microseconds), and a hand-off per

@@ -4,14 +4,35 @@
 //! final drain must show no lost write, no unseen acknowledged write, no inconsistent offset, no
 //! duplicate value at two offsets, no poll going backwards or skipping, no commit regression.
 
+use busbar_broker::datadir::{DataDir, FsDataDir};
 use busbar_broker::{Broker, BrokerConfig, ConsumerOptions, Event, GroupConsumer, StartAt};
 use busbar_testkit::history::{check, History, Outcome, Tp};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The real data directory without its lock: each "crash" below leaks the old broker instance
+/// (still holding the lock, as a process would until it is gone), so the restarted one must not
+/// take it.
+struct Unlocked(FsDataDir);
+
+impl DataDir for Unlocked {
+    fn storage(&self, rel: &str) -> std::io::Result<Arc<dyn busbar_log::disk::Storage>> {
+        self.0.storage(rel)
+    }
+    fn subdirs(&self, rel: &str) -> std::io::Result<Vec<String>> {
+        self.0.subdirs(rel)
+    }
+    fn remove_dir(&self, rel: &str) -> std::io::Result<()> {
+        self.0.remove_dir(rel)
+    }
+    fn describe(&self, rel: &str) -> String {
+        self.0.describe(rel)
+    }
+}
+
 fn open(dir: &std::path::Path) -> Arc<Broker> {
     let config = BrokerConfig {
-        data_dir: dir.into(),
+        data: Some(Arc::new(Unlocked(FsDataDir::new(dir)))),
         group_initial_rebalance_delay: Duration::from_millis(10),
         ..Default::default()
     };

@@ -52,6 +52,7 @@ impl From<BrokerError> for ApiError {
             B::InvalidConfig { .. } => (S::BAD_REQUEST, "invalid_config"),
             B::InvalidRequest(_) => (S::BAD_REQUEST, "bad_request"),
             B::InvalidRecord(_) | B::CorruptMessage(_) => (S::BAD_REQUEST, "invalid_record"),
+            B::InvalidTimestamp(_) => (S::BAD_REQUEST, "invalid_timestamp"),
             B::InvalidSessionTimeout(_) => (S::BAD_REQUEST, "invalid_session_timeout"),
             B::InvalidSubscription { .. } => (S::BAD_REQUEST, "invalid_subscription"),
             B::UnknownTopic(_) => (S::NOT_FOUND, "unknown_topic"),
@@ -73,7 +74,7 @@ impl From<BrokerError> for ApiError {
             B::OffsetOutOfRange { .. } => (S::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
             B::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down"),
             B::Damaged(_) => (S::INTERNAL_SERVER_ERROR, "damaged_data"),
-            B::Storage(detail) => {
+            B::Storage(detail) | B::DataDirLocked(detail) => {
                 eprintln!("busbar-http: storage error: {detail}");
                 return ApiError::new(
                     S::INSUFFICIENT_STORAGE,

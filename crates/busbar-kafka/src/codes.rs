@@ -35,13 +35,14 @@ pub fn of(e: &BrokerError) -> i16 {
         | B::SubscriptionExists(_)
         | B::UnknownSubscription(_)
         | B::UnknownReplay(_) => INVALID_REQUEST,
-        B::Storage(_) | B::Damaged(_) => 56, // KAFKA_STORAGE_ERROR
+        B::Storage(_) | B::Damaged(_) | B::DataDirLocked(_) => 56, // KAFKA_STORAGE_ERROR
         B::OutOfOrderSequence(_) => 45,
         B::InvalidProducerEpoch(_) => 47,
         B::GroupNotEmpty(_) => 68,
         B::UnknownGroup(_) => 69,
         B::MemberIdRequired(_) => 79,
         B::InvalidRecord(_) => INVALID_RECORD,
+        B::InvalidTimestamp(_) => 32, // INVALID_TIMESTAMP
     }
 }
 

@@ -191,7 +191,26 @@ fn batch_level_errors_get_their_codes_and_store_nothing() {
     }]);
     let mut two = good_batch();
     two.extend(good_batch());
+    // Compressed batches are decompressed and checked like uncompressed ones (valid CRCs here).
+    let gzip_garbage = assemble(&BatchHeader { attributes: 1, ..h }, b"not a gzip stream");
+    let offset_burner = assemble(
+        &BatchHeader {
+            attributes: 2,
+            last_offset_delta: i32::MAX - 2,
+            record_count: i32::MAX - 1,
+            ..h
+        },
+        &busbar_broker::codec::compress(2, &records).unwrap(),
+    );
+    let future = batch::build(&[NewRecord {
+        value: Some(b"v".to_vec()),
+        timestamp: i64::MAX,
+        ..NewRecord::default()
+    }]);
     let rows: Vec<(&str, Vec<u8>, i16, i16)> = vec![
+        ("compressed garbage", gzip_garbage, 1, 87),
+        ("compressed, lastOffsetDelta 2^31-2", offset_burner, 1, 87),
+        ("timestamp i64::MAX", future, 1, 32),
         ("bad CRC", bad_crc, 1, 2),
         ("non-zero base offset", nonzero_base, 1, 87),
         (
