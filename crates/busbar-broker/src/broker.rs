@@ -288,6 +288,9 @@ impl Broker {
             created_ms: now,
         };
         let _ = self.config.data().remove_dir(&format!("topics/{name}"));
+        // A deletion that failed or crashed after its metadata write may have left the old
+        // topic's committed offsets: they must not become the new topic's.
+        self.offsets.delete_topic(name).await?;
         let t = Arc::new(Self::open_topic(&self.config, &meta)?);
         let mut next = self
             .topics
@@ -344,7 +347,10 @@ impl Broker {
         })
     }
 
-    /// Deletes a topic and its data, and the committed offsets of every group for it.
+    /// Deletes a topic and its data, and the committed offsets of every group for it. The metadata
+    /// write is the commit point: once it is done the topic is gone, and offsets or directories a
+    /// failure leaves behind are removed later (directories at open as orphans, offsets when a
+    /// topic of that name is created again), so a deletion is all or nothing as users see it.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let _admin = self.admin.lock().await;
         let mut next = self
@@ -361,9 +367,7 @@ impl Broker {
             let _ = p.log.close();
             p.appended.notify_waiters();
         }
-        for g in self.offsets.groups() {
-            self.offsets.delete(&g, Some(name)).await?;
-        }
+        self.offsets.delete_topic(name).await?;
         let data = self.config.data();
         let rel = format!("topics/{name}");
         data.remove_dir(&rel)

@@ -11,6 +11,9 @@ use busbar_log::disk::Storage;
 use busbar_log::{CleanupPolicy, Clock, Log, LogConfig};
 use std::sync::Arc;
 
+/// Room left for a segment's own header when sizing batches.
+const SEGMENT_HEADER_ALLOWANCE: usize = 4096;
+
 /// One row: key, value (`None` deletes).
 pub type Row = (Vec<u8>, Option<Vec<u8>>);
 
@@ -62,12 +65,15 @@ impl KvLog {
         }
     }
 
-    /// Appends `rows` as one batch, durably, then calls `apply(first log offset)` on a blocking
-    /// thread: a caller that stops waiting cannot leave the log and its table disagreeing.
+    /// Appends `rows` durably, as one batch when they fit in the log's batch limit and as several
+    /// consecutive batches otherwise (each durable before the next is written), then calls
+    /// `apply(offsets)` on a blocking thread with the log offset of every row written: all of them,
+    /// or, when a batch failed, those of the batches before it (and the error is returned). A
+    /// caller that stops waiting cannot leave the log and its table disagreeing.
     pub async fn write(
         &self,
         rows: Vec<Row>,
-        apply: impl FnOnce(u64) + Send + 'static,
+        apply: impl FnOnce(Vec<u64>) + Send + 'static,
     ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
@@ -82,12 +88,25 @@ impl KvLog {
                 timestamp: now,
             })
             .collect();
-        let mut b = batch::build(&recs);
+        let cfg = self.log.config();
+        let limit = cfg
+            .batch_bytes_max
+            .min((cfg.segment_bytes as usize).saturating_sub(SEGMENT_HEADER_ALLOWANCE));
         let log = self.log.clone();
         tokio::task::spawn_blocking(move || {
-            let at = log.append(&mut b)?;
-            apply(at.base_offset);
-            Ok::<_, BrokerError>(())
+            let mut offsets = Vec::with_capacity(recs.len());
+            let mut result = Ok(());
+            for mut b in chunks(&recs, limit)? {
+                match log.append(&mut b) {
+                    Ok(at) => offsets.extend(at.base_offset..=at.last_offset),
+                    Err(e) => {
+                        result = Err(e.into());
+                        break;
+                    }
+                }
+            }
+            apply(offsets);
+            result
         })
         .await
         .map_err(|e| BrokerError::Storage(format!("internal log write failed: {e}")))?
@@ -103,4 +122,23 @@ impl KvLog {
     pub fn close(&self) -> Result<()> {
         Ok(self.log.close()?)
     }
+}
+
+/// `recs` as consecutive batches of at most `limit` bytes each. A single row larger than that is
+/// an error (nothing written).
+fn chunks(recs: &[NewRecord], limit: usize) -> Result<Vec<Vec<u8>>> {
+    let b = batch::build(recs);
+    if b.len() <= limit {
+        return Ok(vec![b]);
+    }
+    if recs.len() == 1 {
+        return Err(BrokerError::InvalidRequest(format!(
+            "an internal record of {} bytes exceeds the batch limit of {limit} bytes",
+            b.len()
+        )));
+    }
+    let (left, right) = recs.split_at(recs.len() / 2);
+    let mut out = chunks(left, limit)?;
+    out.extend(chunks(right, limit)?);
+    Ok(out)
 }

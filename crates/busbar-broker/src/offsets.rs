@@ -77,7 +77,9 @@ impl OffsetStore {
         Ok(store)
     }
 
-    /// Commits offsets for `group` durably; all or nothing.
+    /// Commits offsets for `group` durably: all or nothing when they fit in one batch of the
+    /// offsets log (1 MiB, some 10,000 partitions); a larger commit is written batch after batch,
+    /// and a failure part-way leaves the earlier batches committed (and answers the error).
     pub async fn commit(&self, group: &str, commits: Vec<OffsetCommit>) -> Result<()> {
         if commits.is_empty() {
             return Ok(());
@@ -113,6 +115,21 @@ impl OffsetStore {
             .await
     }
 
+    /// Deletes every group's committed offsets of `topic` (a topic deleted, or one created under a
+    /// name whose old offsets a crash or a failure part-way through a deletion left behind).
+    pub async fn delete_topic(&self, topic: &str) -> Result<()> {
+        let keys: Vec<Key> = {
+            let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+            t.entries
+                .iter()
+                .filter(|(k, (_, v))| v.is_some() && k.1 == topic)
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        self.write(keys.into_iter().map(|k| (k, None)).collect())
+            .await
+    }
+
     /// Deletes the committed offsets of these partitions of `group`.
     pub async fn delete_partitions(&self, group: &str, parts: &[(String, u32)]) -> Result<()> {
         let rows = parts
@@ -134,10 +151,10 @@ impl OffsetStore {
             .collect();
         let table = self.table.clone();
         self.log
-            .write(encoded, move |at| {
+            .write(encoded, move |offsets| {
                 let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
-                for (i, (k, v)) in rows.into_iter().enumerate() {
-                    apply(&mut table, k, at + i as u64, v);
+                for ((k, v), at) in rows.into_iter().zip(offsets) {
+                    apply(&mut table, k, at, v);
                 }
             })
             .await

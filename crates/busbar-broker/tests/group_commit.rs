@@ -4,7 +4,7 @@
 //! that was not synced.
 
 use busbar_broker::datadir::{DataDir, MemDataDir};
-use busbar_broker::{Broker, BrokerConfig};
+use busbar_broker::{Broker, BrokerConfig, OffsetCommit};
 use busbar_log::batch::{self, NewRecord};
 use busbar_log::disk::{FaultPlan, FaultStorage, MemFs, Storage};
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// An in-memory data directory whose partition logs go through a [`FaultStorage`].
+/// An in-memory data directory whose partition logs and offsets log go through a [`FaultStorage`].
 struct FaultyDir {
     mem: MemDataDir,
     fs: MemFs,
@@ -33,7 +33,7 @@ impl FaultyDir {
 
 impl DataDir for FaultyDir {
     fn storage(&self, rel: &str) -> io::Result<Arc<dyn Storage>> {
-        if !rel.starts_with("topics/") {
+        if !rel.starts_with("topics/") && rel != "internal/offsets" {
             return self.mem.storage(rel);
         }
         let s = FaultStorage::new(self.fs.dir(rel));
@@ -239,4 +239,56 @@ async fn concurrent_copies_of_one_idempotent_batch_are_stored_once() {
     b.produce("t", 0, idempotent(pid, 2, 2))
         .await
         .expect("the next sequence is accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offset_commit_larger_than_one_internal_batch_is_stored_whole() {
+    let (b, dir, _) = setup().await;
+    b.create_topic("wide", Some(300), BTreeMap::new())
+        .await
+        .unwrap();
+    // 300 commits with 4,000-byte metadata: about 1.2 MB, past the 1 MiB batch limit.
+    let commits: Vec<OffsetCommit> = (0..300)
+        .map(|p| OffsetCommit {
+            topic: "wide".into(),
+            partition: p,
+            offset: 0,
+            metadata: format!("{p:0>4000}"),
+        })
+        .collect();
+    b.commit_offsets("g", "", -1, commits).await.unwrap();
+    drop(b);
+    let b = Broker::open(BrokerConfig {
+        data: Some(dir.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    for p in 0..300 {
+        let c = b.committed("g", "wide", p).expect("kept across a restart");
+        assert_eq!(c.metadata, format!("{p:0>4000}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_that_fails_part_way_leaves_no_offsets_to_a_new_topic_of_the_name() {
+    let (b, dir, _) = setup().await;
+    let commit = OffsetCommit {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+        metadata: String::new(),
+    };
+    b.produce("t", 0, record(0)).await.unwrap();
+    b.commit_offsets("g", "", -1, vec![commit]).await.unwrap();
+    let offsets = dir.plan("internal/offsets");
+    offsets.fail_nth(offsets.ops());
+    let deleted = b.delete_topic("t").await;
+    assert!(deleted.is_err(), "the offsets write was to fail");
+    assert!(b.list_topics().is_empty(), "the topic is gone all the same");
+    b.create_topic("t", Some(1), BTreeMap::new()).await.unwrap();
+    assert_eq!(
+        b.committed("g", "t", 0),
+        None,
+        "the new topic inherited the deleted one's committed offset"
+    );
 }

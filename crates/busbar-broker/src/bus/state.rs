@@ -136,10 +136,10 @@ impl RetryStore {
             .collect();
         let (table, sub) = (self.table.clone(), sub.to_string());
         self.log
-            .write(encoded, move |at| {
+            .write(encoded, move |offsets| {
                 let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
-                for (i, (r, e)) in rows.into_iter().enumerate() {
-                    apply(&mut t, sub.clone(), r, at + i as u64, e);
+                for ((r, e), at) in rows.into_iter().zip(offsets) {
+                    apply(&mut t, sub.clone(), r, at, e);
                 }
             })
             .await
