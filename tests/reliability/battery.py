@@ -106,6 +106,12 @@ def main():
             fuzz(target)
     cargo("I4 300 slowloris/garbage connections beside a normal client; idle timeout frees fds",
           ["-p", "busbar", "--test", "hostile_frames", "slow"])
+    cargo("I4 header-only and trickling frames as large as the request budget beside a normal client; "
+          "read timeout frees them", ["-p", "busbar", "--test", "hostile_clients", "header_only"])
+    cargo("L4 stalled readers of 8 MiB fetches: RSS within the response budget, write timeout cuts them",
+          ["-p", "busbar", "--test", "hostile_clients", "stalled_readers"])
+    cargo("I4 file descriptors exhausted: Kafka accept backs off (no spin) and recovers",
+          ["-p", "busbar", "--test", "hostile_clients", "descriptor"])
     cargo("I2 malformed Kafka frames, limits, random frames (raw sockets)", ["-p", "busbar-kafka", "--test", "raw_socket"])
     cargo("bus: kill -9 during delivery, retry state durable", ["-p", "busbar", "--test", "bus", "kill9"])
     widths = [max(len(r[i]) for r in ROWS + [("test", "runs", "anomalies", "result", "figures")]) for i in range(5)]

@@ -1,13 +1,27 @@
 //! One client connection: frames (int32 length + header + body), version checks before decoding,
-//! one request at a time (as Kafka does: responses in request order), idle timeout, and clean
-//! close on anything unparseable. A declared length is never allocated up front: the body buffer
-//! grows only as bytes arrive, so a lying length costs nothing.
+//! requests answered in arrival order, and clean close on anything unparseable.
+//!
+//! Bounds, so a hostile or broken client costs its own connection and nothing else:
+//! - A declared length is never allocated or reserved up front. The body buffer grows in steps
+//!   (4 KiB, doubling, at most 1 MiB) as bytes arrive, each step reserved from the request budget
+//!   before it is filled (`budget.rs` explains why this cannot deadlock). A frame that declares
+//!   100 MiB and sends nothing holds 4 KiB.
+//! - Once a frame's length has arrived, the whole frame must arrive within `read_timeout` (waiting
+//!   for budget included), and no silence within it may exceed `idle_timeout`, or the connection is
+//!   closed and its bytes returned: a stalled or trickling request holds budget for a bounded time.
+//!   (Kafka clients abandon a request after `request.timeout.ms`, 30 s by default, so a request
+//!   slower than the default `read_timeout` of 30 s has no one waiting for its answer.)
+//! - Every response is counted in the response budget until written (`budget.rs`); a Fetch reserves
+//!   before it reads the log. A response not fully written within `write_timeout` closes the
+//!   connection, which frees its request and response bytes: a client that does not read cannot pin
+//!   memory. Responses are encoded once into a buffer sized in advance (Fetch) and written from it.
 
 use crate::api;
+use crate::budget;
 use crate::versions;
 use crate::Shared;
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -17,9 +31,12 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::{timeout_at, Instant};
 
-/// Bytes read at a time while a frame's body arrives.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// First growth step of a frame's body buffer; each later step is the size so far, up to
+/// `STEP_MAX_BYTES`, so a connection never holds more than one step it has not been sent.
+const STEP_MIN_BYTES: usize = 4 << 10;
+const STEP_MAX_BYTES: usize = 1 << 20;
 
 /// Why a connection ends early (for logs only).
 #[derive(Debug)]
@@ -27,11 +44,14 @@ enum Close {
     Eof,
     Idle,
     Io,
+    /// A request not received within `read_timeout`, or a response not taken within
+    /// `write_timeout`.
+    Slow,
     Bad(String),
 }
 
 /// A frame and its share of `request_bytes_max`, held until its answer is written.
-type Frame = (Bytes, tokio::sync::OwnedSemaphorePermit);
+type Frame = (Bytes, budget::Frame);
 
 async fn read_frame(
     sock: &mut tokio::net::tcp::OwnedReadHalf,
@@ -56,38 +76,40 @@ async fn read_frame(
             "frame length {size} outside [8, {most}]"
         )));
     }
-    // Wait (reading nothing more from this socket) until the frame fits in the request budget.
-    let permit = shared
-        .request_bytes
-        .clone()
-        .acquire_many_owned(size as u32)
-        .await
-        .map_err(|_| Close::Io)?;
-    let mut body = Vec::with_capacity(size.min(READ_CHUNK_BYTES));
+    let mut grant = shared.request_bytes.frame(size);
+    let mut body: Vec<u8> = Vec::new();
+    let deadline = Instant::now() + shared.config.read_timeout;
     while body.len() < size {
-        let want = (size - body.len()).min(READ_CHUNK_BYTES);
-        let start = body.len();
-        body.resize(start + want, 0);
-        let read = tokio::time::timeout(
-            shared.config.idle_timeout,
-            sock.read_exact(&mut body[start..]),
-        )
-        .await;
-        match read {
-            Err(_) => return Err(Close::Idle),
+        if body.len() == body.capacity() {
+            let step = (size - body.len()).min(body.len().clamp(STEP_MIN_BYTES, STEP_MAX_BYTES));
+            timeout_at(deadline, grant.grow(step))
+                .await
+                .map_err(|_| Close::Slow)?;
+            body.reserve_exact(step);
+        }
+        let room = (body.capacity() - body.len()).min(size - body.len());
+        let mut limited = (&mut *sock).take(room as u64);
+        // Silence longer than the idle timeout closes, as between requests; so does the deadline.
+        let silence = Instant::now() + shared.config.idle_timeout;
+        match timeout_at(deadline.min(silence), limited.read_buf(&mut body)).await {
+            Err(_) if silence < deadline => return Err(Close::Idle),
+            Err(_) => return Err(Close::Slow),
+            Ok(Ok(0)) => return Err(Close::Eof),
             Ok(Err(_)) => return Err(Close::Io),
             Ok(Ok(_)) => {}
         }
     }
-    Ok((Bytes::from(body), permit))
+    Ok((Bytes::from(body), grant))
 }
 
-fn encode_response(
-    correlation_id: i32,
-    version: i16,
-    resp: &kafka_protocol::messages::ResponseKind,
-) -> Result<Vec<u8>, Close> {
-    let mut buf = BytesMut::with_capacity(256);
+/// Encodes a response with its length prefix and header, into one buffer.
+fn encode_response(correlation_id: i32, version: i16, resp: &ResponseKind) -> Result<Bytes, Close> {
+    // A Fetch answer is sized first so its records are copied once, with no regrowth.
+    let body_bytes = match resp {
+        ResponseKind::Fetch(f) => f.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(body_bytes + 64);
     buf.extend_from_slice(&[0; 4]);
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
@@ -98,7 +120,7 @@ fn encode_response(
         .map_err(|e| Close::Bad(format!("encode response: {e}")))?;
     let len = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&len.to_be_bytes());
-    Ok(buf.to_vec())
+    Ok(buf.freeze())
 }
 
 /// Decodes one request frame (without its length prefix) of an API and version busbar serves.
@@ -133,7 +155,7 @@ pub fn decode_frame(frame: Bytes) -> Result<RequestKind, String> {
 
 /// What a frame needs: an answer known at once (KIP-511 fallback) or a decoded request.
 enum Decoded {
-    Answer(Vec<u8>),
+    Answer(Bytes),
     Request(Box<(kafka_protocol::messages::RequestHeader, i16, RequestKind)>),
 }
 
@@ -160,8 +182,18 @@ fn decode(frame: Bytes) -> Result<Decoded, Close> {
     Ok(Decoded::Request(Box::new((header, version, req))))
 }
 
+/// An encoded response and its share of the response budget, held until written.
+type Out = (Bytes, budget::Held);
+
 /// A response to write, `None` when none is due (acks=0 produce).
-type Reply = Result<Option<Vec<u8>>, Close>;
+type Reply = Result<Option<Out>, Close>;
+
+/// Encodes a response that is counted once built (all but Fetch, which reserves before reading).
+fn counted(shared: &Shared, id: i32, version: i16, resp: &ResponseKind) -> Result<Out, Close> {
+    let bytes = encode_response(id, version, resp)?;
+    let held = shared.response_bytes.charge(bytes.len());
+    Ok((bytes, held))
+}
 
 /// Most produce requests of one connection whose durability is awaited at once. librdkafka with
 /// `linger.ms=0` and 1,024 messages unacknowledged keeps about 30-50 small requests in flight;
@@ -169,9 +201,19 @@ type Reply = Result<Option<Vec<u8>>, Close>;
 /// better). Memory stays bounded by `kafka.request_bytes_max`.
 const PIPELINE_MAX: usize = 64;
 
-async fn write(wr: &mut OwnedWriteHalf, reply: Reply, peer: SocketAddr) -> bool {
+/// Writes one reply within `write_timeout`; false when the connection must close.
+async fn write(wr: &mut OwnedWriteHalf, reply: Reply, peer: SocketAddr, shared: &Shared) -> bool {
     match reply {
-        Ok(Some(bytes)) => wr.write_all(&bytes).await.is_ok(),
+        Ok(Some((bytes, _held))) => {
+            match tokio::time::timeout(shared.config.write_timeout, wr.write_all(&bytes)).await {
+                Ok(Ok(())) => true,
+                Ok(Err(_)) => false,
+                Err(_) => {
+                    log_close(peer, Close::Slow);
+                    false
+                }
+            }
+        }
         Ok(None) => true,
         Err(e) => {
             log_close(peer, e);
@@ -185,12 +227,13 @@ async fn drain(
     pending: &mut VecDeque<JoinHandle<Reply>>,
     wr: &mut OwnedWriteHalf,
     peer: SocketAddr,
+    shared: &Shared,
 ) -> bool {
     while let Some(h) = pending.pop_front() {
         let reply = h
             .await
             .unwrap_or_else(|e| Err(Close::Bad(format!("request task: {e}"))));
-        if !write(wr, reply, peer).await {
+        if !write(wr, reply, peer, shared).await {
             return false;
         }
     }
@@ -240,7 +283,7 @@ async fn serve_frames(
             done = async { pending.front_mut().expect("checked").await }, if !pending.is_empty() => {
                 pending.pop_front();
                 let reply = done.unwrap_or_else(|e| Err(Close::Bad(format!("request task: {e}"))));
-                if !write(wr, reply, peer).await {
+                if !write(wr, reply, peer, shared).await {
                     return;
                 }
                 continue;
@@ -250,7 +293,7 @@ async fn serve_frames(
         };
         let Some(Ok((frame, permit))) = next else {
             // The reader stopped: answer what is pending, then close.
-            drain(&mut pending, wr, peer).await;
+            drain(&mut pending, wr, peer, shared).await;
             if let Some(Err(e)) = next {
                 log_close(peer, e);
             }
@@ -259,13 +302,16 @@ async fn serve_frames(
         let (header, version, req) = match decode(frame) {
             Ok(Decoded::Request(b)) => *b,
             Ok(Decoded::Answer(bytes)) => {
-                if !drain(&mut pending, wr, peer).await || !write(wr, Ok(Some(bytes)), peer).await {
+                let held = shared.response_bytes.charge(bytes.len());
+                if !drain(&mut pending, wr, peer, shared).await
+                    || !write(wr, Ok(Some((bytes, held))), peer, shared).await
+                {
                     return;
                 }
                 continue;
             }
             Err(e) => {
-                drain(&mut pending, wr, peer).await;
+                drain(&mut pending, wr, peer, shared).await;
                 log_close(peer, e);
                 return;
             }
@@ -283,36 +329,51 @@ async fn serve_frames(
         let id = header.correlation_id;
         if let RequestKind::Produce(r) = req {
             let durable = api::produce::start(&ctx, r).await;
+            let responses = shared.response_bytes.clone();
             pending.push_back(tokio::spawn(async move {
                 let _held = permit;
                 match durable.await {
-                    Some(resp) => encode_response(
-                        id,
-                        version,
-                        &kafka_protocol::messages::ResponseKind::Produce(resp),
-                    )
-                    .map(Some),
+                    Some(resp) => {
+                        let bytes = encode_response(id, version, &ResponseKind::Produce(resp))?;
+                        let held = responses.charge(bytes.len());
+                        Ok(Some((bytes, held)))
+                    }
                     None => Ok(None),
                 }
             }));
             continue;
         }
-        if !drain(&mut pending, wr, peer).await {
+        if !drain(&mut pending, wr, peer, shared).await {
             return;
         }
-        let reply = match api::dispatch(&ctx, req).await {
-            Some(resp) => encode_response(id, version, &resp).map(Some),
-            None => Ok(None),
+        let reply = if let RequestKind::Fetch(r) = req {
+            // Reserved before the log was read; resized to the encoded answer, whose records
+            // are the only copy once the decoded response is dropped here.
+            let (resp, mut held) = api::fetch::handle(&ctx, r).await;
+            encode_response(id, version, &ResponseKind::Fetch(resp)).map(|bytes| {
+                held.resize(bytes.len());
+                Some((bytes, held))
+            })
+        } else {
+            match api::dispatch(&ctx, req).await {
+                Some(resp) => counted(shared, id, version, &resp).map(Some),
+                None => Ok(None),
+            }
         };
         drop(permit);
-        if !write(wr, reply, peer).await {
+        if !write(wr, reply, peer, shared).await {
             return;
         }
     }
 }
 
 fn log_close(peer: SocketAddr, why: Close) {
-    if let Close::Bad(why) = why {
-        eprintln!("busbar-kafka: closing connection from {peer}: {why}");
+    match why {
+        Close::Bad(why) => eprintln!("busbar-kafka: closing connection from {peer}: {why}"),
+        Close::Slow => eprintln!(
+            "busbar-kafka: closing connection from {peer}: a request or response was not \
+             transferred within kafka.read_timeout_ms / kafka.write_timeout_ms"
+        ),
+        Close::Eof | Close::Idle | Close::Io => {}
     }
 }

@@ -3,11 +3,15 @@
 //! become Kafka codes), and one file per API under `api/`, each decoding with the `kafka-protocol`
 //! crate, calling one `Broker` method, and encoding the answer. Record batches stay opaque bytes.
 //! [`serve`] takes an already-bound listener and a shutdown future, so tests bind port 0.
+//! Memory is bounded by two shared budgets (`budget`: requests and responses) and the read and
+//! write timeouts in `conn`; `fds` holds the descriptor-limit helpers the binary uses at start.
 
 pub mod alloc;
 mod api;
+mod budget;
 mod codes;
 mod conn;
+pub mod fds;
 mod versions;
 
 pub use conn::{decode_frame, decode_request};
@@ -18,6 +22,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+
+/// First pause after a failed accept (EMFILE, ENFILE, ENOBUFS...); it doubles up to
+/// `ACCEPT_BACKOFF_MAX` while accepts keep failing, so running out of descriptors costs no CPU.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Settings of the Kafka listener.
 #[derive(Debug, Clone)]
@@ -33,13 +42,26 @@ pub struct KafkaConfig {
     /// Largest request frame accepted, bytes; a larger declared length closes the connection
     /// before anything is allocated. Default 100 MiB (Kafka's `socket.request.max.bytes`).
     pub frame_bytes_max: usize,
-    /// Most open client connections; further ones are closed at once. Default 10,000.
+    /// Most open client connections; further ones are closed at once. Default 10,000 (`busbar
+    /// serve` lowers it to fit the descriptor limit, see `fds`).
     pub connections_max: usize,
-    /// Most bytes of requests held at once across all connections (read, being handled, or
-    /// answered): a connection whose next frame does not fit waits, without reading its socket,
-    /// so a flood becomes TCP backpressure instead of memory (Kafka's `queued.max.request.bytes`).
-    /// Default 256 MiB; a frame larger than this is refused like one over `frame_bytes_max`.
+    /// Most bytes of requests held at once across all connections (being read, handled, or
+    /// answered), counted as they arrive: a connection whose next bytes do not fit waits, without
+    /// reading its socket, so a flood becomes TCP backpressure instead of memory (Kafka's
+    /// `queued.max.request.bytes`). Default 256 MiB; a frame larger than this is refused like one
+    /// over `frame_bytes_max`.
     pub request_bytes_max: usize,
+    /// Most bytes of responses held at once across all connections (encoded, not yet written).
+    /// A Fetch waits for room before reading the log; other answers are counted, never delayed.
+    /// Default 256 MiB.
+    pub response_bytes_max: usize,
+    /// Once a request's length has arrived, the whole request must arrive within this (waiting
+    /// for the request budget included), or the connection is closed and its bytes returned. Default 30 s (Kafka clients'
+    /// `request.timeout.ms`: a request slower than this is abandoned by its client anyway).
+    pub read_timeout: Duration,
+    /// A response not fully written within this closes its connection, freeing its memory.
+    /// Default 30 s.
+    pub write_timeout: Duration,
     /// A connection silent this long is closed. Default 10 minutes (Kafka's
     /// `connections.max.idle.ms`).
     pub idle_timeout: Duration,
@@ -58,6 +80,9 @@ impl Default for KafkaConfig {
             frame_bytes_max: 100 << 20,
             connections_max: 10_000,
             request_bytes_max: 256 << 20,
+            response_bytes_max: 256 << 20,
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
             auto_create_topics: true,
         }
@@ -68,12 +93,16 @@ impl Default for KafkaConfig {
 pub(crate) struct Shared {
     pub broker: Arc<Broker>,
     pub config: KafkaConfig,
-    /// Permits = bytes of requests in flight (`request_bytes_max`).
-    pub request_bytes: Arc<Semaphore>,
+    /// Bytes of requests held (`request_bytes_max`).
+    pub request_bytes: Arc<budget::Requests>,
+    /// Bytes of responses held (`response_bytes_max`).
+    pub response_bytes: Arc<budget::Responses>,
 }
 
 /// Serves the Kafka protocol on `listener` until `shutdown` resolves; open connections then finish
-/// the request they are on and close.
+/// the request they are on and close. A failed accept is retried after a pause that doubles from
+/// `ACCEPT_BACKOFF_MIN` to `ACCEPT_BACKOFF_MAX` (errors of one aborted connection are retried at
+/// once); the first failure of a run of them is logged.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     broker: Arc<Broker>,
@@ -81,12 +110,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limit = Arc::new(Semaphore::new(config.connections_max));
-    let request_bytes = Arc::new(Semaphore::new(config.request_bytes_max));
     let shared = Arc::new(Shared {
+        request_bytes: budget::Requests::new(config.request_bytes_max),
+        response_bytes: budget::Responses::new(config.response_bytes_max),
         broker,
         config,
-        request_bytes,
     });
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -94,9 +124,21 @@ pub async fn serve(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
-                Err(_) => continue,
+                Err(e) if per_connection(&e) => continue,
+                Err(e) => {
+                    if backoff == ACCEPT_BACKOFF_MIN {
+                        eprintln!("busbar-kafka: accept failed: {e}; retrying with backoff");
+                    }
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    continue;
+                }
             },
         };
+        backoff = ACCEPT_BACKOFF_MIN;
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             drop(socket); // over connections_max: refuse at once
             continue;
@@ -110,4 +152,13 @@ pub async fn serve(
     }
     let _ = stop_tx.send(true);
     Ok(())
+}
+
+/// Accept errors that concern one connection (already gone), not the listener or the process.
+fn per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused
+    )
 }

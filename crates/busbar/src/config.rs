@@ -60,8 +60,15 @@ pub struct Kafka {
     pub connections_max: u64,
     /// Most bytes of Kafka requests held at once (a flood waits as TCP backpressure).
     pub request_bytes_max: u64,
+    /// Most bytes of Kafka responses held at once (fetches wait for room before reading).
+    pub response_bytes_max: u64,
     /// Close connections silent this long, milliseconds.
     pub idle_timeout_ms: u64,
+    /// A request must arrive whole within this once its length has arrived, milliseconds.
+    pub read_timeout_ms: u64,
+    /// A response must be taken by the client within this, milliseconds; else its connection is
+    /// closed and its memory freed.
+    pub write_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,7 +105,10 @@ impl Default for Config {
                 frame_bytes_max: k.frame_bytes_max as u64,
                 connections_max: k.connections_max as u64,
                 request_bytes_max: k.request_bytes_max as u64,
+                response_bytes_max: k.response_bytes_max as u64,
                 idle_timeout_ms: k.idle_timeout.as_millis() as u64,
+                read_timeout_ms: k.read_timeout.as_millis() as u64,
+                write_timeout_ms: k.write_timeout.as_millis() as u64,
             },
             broker: Broker {
                 default_partitions: b.default_partitions,
@@ -262,7 +272,7 @@ impl Config {
             .parse::<SocketAddr>()
             .map_err(|_| anyhow!("http.addr {:?} is not an IP:port address", self.http.addr))?;
         let b = &self.broker;
-        let checks: [(&str, u64, u64, u64); 10] = [
+        let checks: [(&str, u64, u64, u64); 13] = [
             (
                 "kafka.request_bytes_max",
                 self.kafka.request_bytes_max,
@@ -282,10 +292,28 @@ impl Config {
                 1_000_000,
             ),
             (
+                "kafka.response_bytes_max",
+                self.kafka.response_bytes_max,
+                1 << 20,
+                1 << 40,
+            ),
+            (
                 "kafka.idle_timeout_ms",
                 self.kafka.idle_timeout_ms,
                 1000,
                 86_400_000,
+            ),
+            (
+                "kafka.read_timeout_ms",
+                self.kafka.read_timeout_ms,
+                100,
+                3_600_000,
+            ),
+            (
+                "kafka.write_timeout_ms",
+                self.kafka.write_timeout_ms,
+                100,
+                3_600_000,
             ),
             (
                 "broker.default_partitions",
@@ -392,9 +420,24 @@ impl Config {
             frame_bytes_max: k.frame_bytes_max as usize,
             connections_max: k.connections_max as usize,
             request_bytes_max: k.request_bytes_max as usize,
+            response_bytes_max: k.response_bytes_max as usize,
             idle_timeout: Duration::from_millis(k.idle_timeout_ms),
+            read_timeout: Duration::from_millis(k.read_timeout_ms),
+            write_timeout: Duration::from_millis(k.write_timeout_ms),
             ..busbar_kafka::KafkaConfig::default()
         }
+    }
+
+    /// Lowers `kafka.connections_max` to what `descriptors` (the open-file limit) leaves after the
+    /// reserve for the log and the rest of the process (`busbar_kafka::fds`); returns the
+    /// configured value when it was lowered.
+    pub fn fit_descriptors(&mut self, descriptors: u64) -> Option<u64> {
+        let fits = busbar_kafka::fds::connections_fitting(descriptors).max(1);
+        let configured = self.kafka.connections_max;
+        (configured > fits).then(|| {
+            self.kafka.connections_max = fits;
+            configured
+        })
     }
 
     /// The effective configuration as TOML.
@@ -519,6 +562,19 @@ mod tests {
         for key in TopicConfig::default().entries().keys() {
             assert!(text.contains(&format!("\"{key}\"")), "sample lacks {key}");
         }
+    }
+
+    #[test]
+    fn connections_fit_the_descriptor_limit() {
+        let mut c = Config::default();
+        assert_eq!(c.fit_descriptors(1 << 20), None, "10,000 fits in 2^20");
+        assert_eq!(c.kafka.connections_max, 10_000);
+        assert_eq!(c.fit_descriptors(4096), Some(10_000));
+        assert_eq!(c.kafka.connections_max, 4096 - 1024);
+        assert_eq!(c.fit_descriptors(128), Some(3072));
+        assert_eq!(c.kafka.connections_max, 64);
+        assert_eq!(c.fit_descriptors(1), Some(64));
+        assert_eq!(c.kafka.connections_max, 1);
     }
 
     #[test]

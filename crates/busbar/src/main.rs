@@ -101,6 +101,24 @@ fn load(flags: ServeFlags) -> Result<config::Config, ExitCode> {
     })
 }
 
+/// Raises the open-file soft limit to the hard limit and lowers `kafka.connections_max` to fit it,
+/// keeping descriptors for the log (`busbar_kafka::fds`); says so when it lowers the setting.
+fn fit_descriptors(config: &mut config::Config) {
+    match busbar_kafka::fds::raise_descriptor_limit() {
+        Ok((_, limit)) => {
+            if let Some(configured) = config.fit_descriptors(limit) {
+                eprintln!(
+                    "busbar: kafka.connections_max lowered from {configured} to {} to fit the \
+                     open-file limit of {limit} (descriptors kept for the log: {})",
+                    config.kafka.connections_max,
+                    limit - busbar_kafka::fds::connections_fitting(limit)
+                );
+            }
+        }
+        Err(e) => eprintln!("busbar: warning: cannot raise the open-file limit: {e}"),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let run_client = |f: &dyn Fn(&Client) -> client::CliResult<()>| -> client::CliResult<()> {
@@ -109,10 +127,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(flags) => {
-            let config = match load(flags) {
+            let mut config = match load(flags) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            fit_descriptors(&mut config);
             return match serve::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

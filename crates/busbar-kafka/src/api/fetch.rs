@@ -2,8 +2,14 @@
 //! larger than the limits, KIP-74), long-polling until `min_bytes` or `max_wait_ms`. A full response
 //! lists exactly the requested partitions. No fetch sessions (session id 0 = none). Batch leader
 //! epochs are rewritten to -1 on the way out (see metadata.rs).
+//!
+//! Memory: each read of the log first reserves what it may return from the response budget
+//! (`budget.rs`): as much of the request's limit as is free, waiting until at least
+//! `FETCH_BYTES_LEAST` (or the whole limit, if smaller) is. The reservation is held with the answer
+//! until it is written; nothing is held while a long poll waits.
 
 use super::{topic, Ctx};
+use crate::budget::Held;
 use crate::codes;
 use busbar_broker::BrokerError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -92,7 +98,24 @@ fn read_once(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> usize {
     total
 }
 
-pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
+/// Least of the response budget a Fetch waits for before reading (when it asks for more): under
+/// pressure consumers get smaller answers instead of waiting for their whole limit.
+const FETCH_BYTES_LEAST: usize = 1 << 20;
+
+/// Reserves what a read may return and reads; the answer's total bytes and the reservation.
+async fn read_reserved(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> (usize, Held) {
+    let mut held = ctx
+        .shared
+        .response_bytes
+        .reserve(FETCH_BYTES_LEAST, total_max)
+        .await;
+    let got = read_once(ctx, slots, held.bytes());
+    held.resize(got);
+    (got, held)
+}
+
+/// Answers a Fetch; the second value holds the answer's share of the response budget.
+pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Held) {
     let mut slots: Vec<Slot> = req
         .topics
         .iter()
@@ -107,7 +130,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         })
         .collect();
     let total_max = (req.max_bytes.max(1) as usize).min(ctx.shared.broker.config().fetch_bytes_max);
-    let got = read_once(ctx, &mut slots, total_max);
+    let (got, mut held) = read_reserved(ctx, &mut slots, total_max).await;
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64)
         .min(ctx.shared.broker.config().fetch_wait_max);
     if got < req.min_bytes.max(1) as usize && !wait.is_zero() {
@@ -117,8 +140,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
             .map(|s| (s.topic.clone(), s.partition as i64, s.offset as u64))
             .collect();
         if !parts.is_empty() {
+            drop(held); // under `min_bytes`: little or nothing, not worth holding while waiting
             ctx.shared.broker.wait_for_data(&parts, wait).await;
-            read_once(ctx, &mut slots, total_max);
+            held = read_reserved(ctx, &mut slots, total_max).await.1;
         }
     }
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
@@ -136,5 +160,5 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     }
     let mut r = FetchResponse::default();
     r.responses = responses;
-    r
+    (r, held)
 }
