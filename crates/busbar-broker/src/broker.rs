@@ -93,7 +93,8 @@ impl Broker {
         }
         Self::remove_orphans(data.as_ref(), &topics)?;
         let groups = crate::group::Groups::new(&config);
-        let producer_ids = crate::producers::ProducerIds::open(dir("meta")?)?;
+        let producer_ids =
+            crate::producers::ProducerIds::open_with(dir("meta")?, config.producers_max)?;
         Ok(Self {
             config,
             topics: RwLock::new(topics),
@@ -148,7 +149,7 @@ impl Broker {
             .storage(&rel)
             .map_err(|e| io_err(&format!("open {}", data.describe(&rel)), e))?;
         let log = Log::open(storage, tc.log_config(config.clock.clone()))?;
-        let producers = crate::producers::PartitionProducers::default();
+        let producers = crate::producers::PartitionProducers::new(config.producers_max);
         producers.rebuild(&log)?;
         Ok(Arc::new(Partition {
             index: p,

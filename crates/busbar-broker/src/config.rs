@@ -244,6 +244,11 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay: Duration,
     /// Time source for retention, sessions and timestamps.
     pub clock: Arc<dyn Clock>,
+    /// Idempotent producers remembered per partition (and producer ids whose epoch is
+    /// remembered for KIP-360 bumps); past it the least recently active is forgotten.
+    pub producers_max: usize,
+    /// Longest metadata string of a committed offset, bytes (Kafka's `offset.metadata.max.bytes`).
+    pub offset_metadata_bytes_max: usize,
     /// Where the data lives when not on the real file system at `data_dir` (power-loss tests
     /// give an in-memory, crashable one).
     pub data: Option<Arc<dyn crate::datadir::DataDir>>,
@@ -272,6 +277,8 @@ impl Default for BrokerConfig {
             group_session_timeout_max: Duration::from_millis(1_800_000),
             group_initial_rebalance_delay: Duration::from_millis(3_000),
             clock: Arc::new(SystemClock),
+            producers_max: crate::producers::PRODUCERS_MAX,
+            offset_metadata_bytes_max: 4096,
             data: None,
         }
     }

@@ -85,8 +85,15 @@ impl Broker {
             ));
         }
         self.groups.check_commit(group, member, generation)?;
+        let limit = self.config.offset_metadata_bytes_max;
         for c in &commits {
             self.topic(&c.topic)?.partition(c.partition as i64)?;
+            if c.metadata.len() > limit {
+                return Err(BrokerError::OffsetMetadataTooLarge {
+                    size: c.metadata.len(),
+                    limit,
+                });
+            }
         }
         self.offsets.commit(group, commits).await
     }

@@ -64,6 +64,12 @@ pub enum BrokerError {
     Damaged(String),
     #[error("storage unavailable: {0}")]
     Storage(String),
+    /// A batch names a producer id InitProducerId never handed out (Kafka 59).
+    #[error("unknown producer id: {0}")]
+    UnknownProducerId(String),
+    /// Commit metadata longer than `offset_metadata_bytes_max` (Kafka 12).
+    #[error("offset commit metadata of {size} bytes exceeds the limit of {limit} bytes")]
+    OffsetMetadataTooLarge { size: usize, limit: usize },
     /// A record's timestamp is outside the topic's accepted window (Kafka 32).
     #[error("invalid timestamp: {0}")]
     InvalidTimestamp(String),

@@ -58,6 +58,13 @@ impl Broker {
             // The log refuses it with the precise reason.
             return Ok(PendingAppend::Ready(Self::append(&p, batch).await));
         };
+        if h.producer_id >= 0 && !self.producer_ids.issued(h.producer_id) {
+            // Only ids InitProducerId handed out get state: a forged id cannot grow it.
+            return Err(crate::error::BrokerError::UnknownProducerId(format!(
+                "producer id {} was never issued by InitProducerId",
+                h.producer_id
+            )));
+        }
         crate::validate::produced(&batch, &h, &t.config, self.config.clock.now_ms())?;
         // Check, write and record under the producer state's lock: a retry on another
         // connection cannot pass the check while this write is under way. The write is inline,

@@ -36,6 +36,8 @@ struct Batch {
 struct Entry {
     epoch: i16,
     batches: VecDeque<Batch>,
+    /// When this producer last stored a batch here (a counter, for eviction).
+    used: u64,
 }
 
 /// What to do with an idempotent batch.
@@ -62,13 +64,38 @@ fn last_seq(h: &BatchHeader) -> i32 {
         .rem_euclid(i64::from(i32::MAX) + 1) as i32
 }
 
-/// The producer state of one partition.
-#[derive(Default)]
+/// The producer state of one partition: at most `limit` producers; past that, the one that stored
+/// least recently is forgotten (as Kafka forgets producers after `producer.id.expiration.ms`: its
+/// next batch is accepted at any sequence).
 pub struct PartitionProducers {
-    entries: Mutex<HashMap<i64, Entry>>,
+    entries: Mutex<Entries>,
+    limit: usize,
 }
 
+#[derive(Default)]
+struct Entries {
+    map: HashMap<i64, Entry>,
+    clock: u64,
+}
+
+impl Default for PartitionProducers {
+    fn default() -> Self {
+        Self::new(PRODUCERS_MAX)
+    }
+}
+
+/// Default of `BrokerConfig::producers_max`.
+pub const PRODUCERS_MAX: usize = 10_000;
+
 impl PartitionProducers {
+    /// Producer state remembering at most `limit` producers.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            entries: Mutex::default(),
+            limit: limit.max(1),
+        }
+    }
+
     /// Checks, stores (through `append`) and records an incoming batch in one critical section, so
     /// a retry arriving on another connection while the original is being written waits for it
     /// and is then answered as a duplicate instead of being stored twice. A duplicate carries the
@@ -88,7 +115,7 @@ impl PartitionProducers {
             });
         }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Verdict::Duplicate(at, ticket) = Self::check_locked(&entries, h)? {
+        if let Verdict::Duplicate(at, ticket) = Self::check_locked(&entries.map, h)? {
             return Ok(Admitted {
                 at,
                 ticket,
@@ -96,7 +123,7 @@ impl PartitionProducers {
             });
         }
         let (at, ticket) = append()?;
-        Self::record_locked(&mut entries, h, at, ticket);
+        self.record_locked(&mut entries, h, at, ticket);
         Ok(Admitted {
             at,
             ticket,
@@ -111,7 +138,7 @@ impl PartitionProducers {
             return Ok(Verdict::Append);
         }
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        Self::check_locked(&entries, h)
+        Self::check_locked(&entries.map, h)
     }
 
     fn check_locked(entries: &HashMap<i64, Entry>, h: &BatchHeader) -> Result<Verdict> {
@@ -167,16 +194,45 @@ impl PartitionProducers {
             last_offset: base_offset + h.last_offset_delta.max(0) as u64,
         };
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        Self::record_locked(&mut entries, h, at, None);
+        self.record_locked(&mut entries, h, at, None);
+    }
+
+    /// Producers remembered now.
+    pub fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .len()
+    }
+
+    /// Whether no producer is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn record_locked(
-        entries: &mut HashMap<i64, Entry>,
+        &self,
+        entries: &mut Entries,
         h: &BatchHeader,
         at: Appended,
         ticket: Option<u64>,
     ) {
-        let e = entries.entry(h.producer_id).or_default();
+        if !entries.map.contains_key(&h.producer_id) && entries.map.len() >= self.limit {
+            // O(limit), but only when a new producer arrives at a full table.
+            let oldest = entries
+                .map
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                entries.map.remove(&k);
+            }
+        }
+        entries.clock += 1;
+        let used = entries.clock;
+        let e = entries.map.entry(h.producer_id).or_default();
+        e.used = used;
         if h.producer_epoch != e.epoch {
             e.epoch = h.producer_epoch;
             e.batches.clear();
@@ -234,11 +290,21 @@ impl PartitionProducers {
 pub struct ProducerIds {
     storage: Arc<dyn Storage>,
     state: Mutex<(i64, i64)>, // (next id, end of the reserved block)
-    epochs: Mutex<HashMap<i64, i16>>,
+    epochs: Mutex<Epochs>,
+    limit: usize,
+}
+
+/// The epoch each recently initialised producer id is at (for KIP-360's proof of holding), the
+/// oldest forgotten past the limit: a forgotten id is bumped without proof, as after a restart.
+#[derive(Default)]
+struct Epochs {
+    map: HashMap<i64, i16>,
+    order: VecDeque<i64>,
 }
 
 impl ProducerIds {
-    pub fn open(storage: Arc<dyn Storage>) -> Result<Self> {
+    /// Opens the allocator remembering the epochs of at most `limit` producer ids.
+    pub fn open_with(storage: Arc<dyn Storage>, limit: usize) -> Result<Self> {
         let stored = disk::read_all(storage.as_ref(), ID_FILE)
             .map_err(|e| BrokerError::Storage(format!("read producer ids: {e}")))?;
         let next = match stored {
@@ -253,8 +319,16 @@ impl ProducerIds {
         Ok(Self {
             storage,
             state: Mutex::new((next, next)),
-            epochs: Mutex::new(HashMap::new()),
+            epochs: Mutex::default(),
+            limit: limit.max(1),
         })
+    }
+
+    /// Whether `pid` was handed out by InitProducerId (now or before a restart): ids are
+    /// allocated in order, so every id below the next one was.
+    pub fn issued(&self, pid: i64) -> bool {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (0..st.0).contains(&pid)
     }
 
     fn allocate(&self) -> Result<i64> {
@@ -274,7 +348,12 @@ impl ProducerIds {
     pub fn init(&self, current: Option<(i64, i16)>) -> Result<(i64, i16)> {
         let mut epochs = self.epochs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((pid, epoch)) = current.filter(|(pid, _)| *pid >= 0) {
-            let known = epochs.get(&pid).copied();
+            if !self.issued(pid) {
+                return Err(BrokerError::InvalidProducerEpoch(format!(
+                    "producer id {pid} was never issued"
+                )));
+            }
+            let known = epochs.map.get(&pid).copied();
             if known.is_some_and(|k| k != epoch) {
                 return Err(BrokerError::InvalidProducerEpoch(format!(
                     "producer {pid} is at epoch {}, not {epoch}",
@@ -282,13 +361,25 @@ impl ProducerIds {
                 )));
             }
             if epoch < i16::MAX - 1 {
-                epochs.insert(pid, epoch + 1);
+                self.remember(&mut epochs, pid, epoch + 1);
                 return Ok((pid, epoch + 1));
             }
         }
         let pid = self.allocate()?;
-        epochs.insert(pid, 0);
+        self.remember(&mut epochs, pid, 0);
         Ok((pid, 0))
+    }
+
+    fn remember(&self, epochs: &mut Epochs, pid: i64, epoch: i16) {
+        if epochs.map.insert(pid, epoch).is_none() {
+            epochs.order.push_back(pid);
+        }
+        while epochs.map.len() > self.limit {
+            match epochs.order.pop_front() {
+                Some(old) => epochs.map.remove(&old),
+                None => break,
+            };
+        }
     }
 }
 
@@ -381,9 +472,10 @@ mod tests {
     #[test]
     fn ids_are_never_reused_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
-        let ids = ProducerIds::open(Arc::new(
-            busbar_log::disk::FileStorage::open(dir.path()).unwrap(),
-        ))
+        let ids = ProducerIds::open_with(
+            Arc::new(busbar_log::disk::FileStorage::open(dir.path()).unwrap()),
+            PRODUCERS_MAX,
+        )
         .unwrap();
         let (a, e) = ids.init(None).unwrap();
         assert_eq!((a, e), (0, 0));
@@ -396,13 +488,52 @@ mod tests {
             ids.init(Some((a, 0))),
             Err(BrokerError::InvalidProducerEpoch(_))
         ));
-        let ids = ProducerIds::open(Arc::new(
-            busbar_log::disk::FileStorage::open(dir.path()).unwrap(),
-        ))
+        let ids = ProducerIds::open_with(
+            Arc::new(busbar_log::disk::FileStorage::open(dir.path()).unwrap()),
+            PRODUCERS_MAX,
+        )
         .unwrap();
         assert!(
             ids.init(None).unwrap().0 >= ID_BLOCK,
             "a restart skips the whole reserved block"
         );
+    }
+
+    #[test]
+    fn state_is_bounded_and_only_issued_ids_count() {
+        let p = PartitionProducers::new(2);
+        for pid in 1..=3 {
+            p.record(&header(pid, 0, 0, 1), pid as u64);
+        }
+        assert_eq!(
+            p.len(),
+            2,
+            "the least recently active producer is forgotten"
+        );
+        assert_eq!(
+            p.check(&header(1, 0, 42, 1)).unwrap(),
+            Verdict::Append,
+            "a forgotten producer starts anywhere"
+        );
+        assert_eq!(p.check(&header(3, 0, 0, 1)).unwrap(), dup(3, 1));
+
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(busbar_log::disk::FileStorage::open(dir.path()).unwrap());
+        let ids = ProducerIds::open_with(storage, 2).unwrap();
+        assert!(!ids.issued(0));
+        for _ in 0..5 {
+            ids.init(None).unwrap();
+        }
+        assert!(ids.issued(4) && !ids.issued(5) && !ids.issued(-1));
+        assert_eq!(
+            ids.epochs.lock().unwrap().map.len(),
+            2,
+            "epochs are bounded"
+        );
+        assert!(matches!(
+            ids.init(Some((77, 0))),
+            Err(BrokerError::InvalidProducerEpoch(_))
+        ));
+        assert_eq!(ids.init(Some((0, 3))).unwrap(), (0, 4), "forgotten: bumped");
     }
 }

@@ -257,6 +257,19 @@ async fn an_offset_commit_larger_than_one_internal_batch_is_stored_whole() {
         })
         .collect();
     b.commit_offsets("g", "", -1, commits).await.unwrap();
+    let too_long = OffsetCommit {
+        topic: "wide".into(),
+        partition: 0,
+        offset: 1,
+        metadata: "m".repeat(4097),
+    };
+    assert!(
+        matches!(
+            b.commit_offsets("g", "", -1, vec![too_long]).await,
+            Err(busbar_broker::BrokerError::OffsetMetadataTooLarge { size: 4097, .. })
+        ),
+        "commit metadata is bounded (offset.metadata.max.bytes)"
+    );
     drop(b);
     let b = Broker::open(BrokerConfig {
         data: Some(dir.clone()),

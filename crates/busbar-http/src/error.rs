@@ -53,6 +53,8 @@ impl From<BrokerError> for ApiError {
             B::InvalidRequest(_) => (S::BAD_REQUEST, "bad_request"),
             B::InvalidRecord(_) | B::CorruptMessage(_) => (S::BAD_REQUEST, "invalid_record"),
             B::InvalidTimestamp(_) => (S::BAD_REQUEST, "invalid_timestamp"),
+            B::UnknownProducerId(_) => (S::BAD_REQUEST, "unknown_producer_id"),
+            B::OffsetMetadataTooLarge { .. } => (S::BAD_REQUEST, "offset_metadata_too_large"),
             B::InvalidSessionTimeout(_) => (S::BAD_REQUEST, "invalid_session_timeout"),
             B::InvalidSubscription { .. } => (S::BAD_REQUEST, "invalid_subscription"),
             B::UnknownTopic(_) => (S::NOT_FOUND, "unknown_topic"),

@@ -43,6 +43,8 @@ pub fn of(e: &BrokerError) -> i16 {
         B::MemberIdRequired(_) => 79,
         B::InvalidRecord(_) => INVALID_RECORD,
         B::InvalidTimestamp(_) => 32, // INVALID_TIMESTAMP
+        B::UnknownProducerId(_) => 59,
+        B::OffsetMetadataTooLarge { .. } => 12,
     }
 }
 

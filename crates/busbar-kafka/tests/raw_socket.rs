@@ -207,7 +207,17 @@ fn batch_level_errors_get_their_codes_and_store_nothing() {
         timestamp: i64::MAX,
         ..NewRecord::default()
     }]);
+    let forged_pid = assemble(
+        &BatchHeader {
+            producer_id: 999_999,
+            producer_epoch: 0,
+            base_sequence: 0,
+            ..h
+        },
+        &records,
+    );
     let rows: Vec<(&str, Vec<u8>, i16, i16)> = vec![
+        ("producer id never issued", forged_pid, 1, 59),
         ("compressed garbage", gzip_garbage, 1, 87),
         ("compressed, lastOffsetDelta 2^31-2", offset_burner, 1, 87),
         ("timestamp i64::MAX", future, 1, 32),

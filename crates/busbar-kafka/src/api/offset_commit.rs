@@ -27,6 +27,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
                 bad.push((name.clone(), p.partition_index, codes::of(&e)));
                 continue;
             }
+            let metadata_len = p.committed_metadata.as_ref().map_or(0, |m| m.len());
+            if metadata_len > ctx.shared.broker.config().offset_metadata_bytes_max {
+                bad.push((name.clone(), p.partition_index, 12)); // OFFSET_METADATA_TOO_LARGE
+                continue;
+            }
             commits.push(OffsetCommit {
                 topic: name.clone(),
                 partition: p.partition_index as u32,
