@@ -225,19 +225,30 @@ impl Broker {
 
     /// The background loop an embedding program runs until `shutdown` resolves: group timers every
     /// 100 ms, maintenance (interval syncs, retention, compaction) every `maintenance_interval`.
+    /// A maintenance pass runs on the blocking pool beside the group timers (sessions keep
+    /// expiring during a long compaction); a pass still running when the next is due is not
+    /// doubled, the next starts after it.
     pub async fn run_background(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut groups = tokio::time::interval(Duration::from_millis(100));
         let mut maint = tokio::time::interval(self.config.maintenance_interval);
+        let mut pass: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             tokio::select! {
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => break,
                 _ = groups.tick() => self.tick_groups(),
                 _ = maint.tick() => {
-                    let b = self.clone();
-                    let _ = tokio::task::spawn_blocking(move || b.maintain()).await;
+                    if pass.as_ref().is_none_or(|p| p.is_finished()) {
+                        let b = self.clone();
+                        pass = Some(tokio::task::spawn_blocking(move || {
+                            let _ = b.maintain();
+                        }));
+                    }
                 }
             }
+        }
+        if let Some(p) = pass {
+            let _ = p.await;
         }
     }
 }

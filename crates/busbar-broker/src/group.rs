@@ -101,6 +101,9 @@ struct Member {
     sync_waiter: Option<oneshot::Sender<Result<Vec<u8>>>>,
 }
 
+/// Member ids handed out by MemberIdRequired and not yet used, per group.
+pub const PENDING_MAX: usize = 1000;
+
 struct Group {
     state: GroupState,
     generation: i32,
@@ -108,14 +111,23 @@ struct Group {
     protocol: String,
     leader: String,
     members: BTreeMap<String, Member>,
-    /// Ids handed out by MemberIdRequired, not yet used to join.
-    pending: HashSet<String>,
+    /// Ids handed out by MemberIdRequired, not yet used to join, with the time (ms) they expire:
+    /// the session timeout of the join that got them, as in Kafka. At most [`PENDING_MAX`].
+    pending: HashMap<String, i64>,
     rebalance_deadline_ms: i64,
     /// A new group's first rebalance waits at least until then for more members.
     initial_until_ms: i64,
 }
 
 impl Group {
+    /// Nothing worth keeping: forgotten by the next tick.
+    fn is_idle(&self) -> bool {
+        self.state == GroupState::Empty
+            && self.members.is_empty()
+            && self.pending.is_empty()
+            && self.generation == 0
+    }
+
     fn new() -> Self {
         Self {
             state: GroupState::Empty,
@@ -124,7 +136,7 @@ impl Group {
             protocol: String::new(),
             leader: String::new(),
             members: BTreeMap::new(),
-            pending: HashSet::new(),
+            pending: HashMap::new(),
             rebalance_deadline_ms: 0,
             initial_until_ms: 0,
         }
@@ -186,7 +198,7 @@ impl Groups {
                         BrokerError::RebalanceInProgress("join was abandoned".into())
                     })?
                 }
-                Err(_) => self.tick(),
+                Err(_) => self.tick_one(&group),
             }
         }
     }
@@ -243,11 +255,24 @@ impl Groups {
         let member_id = if req.member_id.is_empty() {
             let id = self.new_member_id(&req.client_id);
             if req.require_known_member_id {
-                g.pending.insert(id.clone());
+                if g.pending.len() >= PENDING_MAX {
+                    // A client looping on first joins: the id closest to expiry goes first.
+                    let first = g
+                        .pending
+                        .iter()
+                        .min_by_key(|(_, t)| **t)
+                        .map(|(k, _)| k.clone());
+                    if let Some(k) = first {
+                        g.pending.remove(&k);
+                    }
+                }
+                g.pending.insert(id.clone(), now + req.session_timeout_ms);
                 return Err(BrokerError::MemberIdRequired(id));
             }
             id
-        } else if g.members.contains_key(&req.member_id) || g.pending.remove(&req.member_id) {
+        } else if g.members.contains_key(&req.member_id)
+            || g.pending.remove(&req.member_id).is_some()
+        {
             req.member_id.clone()
         } else {
             return Err(BrokerError::UnknownMember {
@@ -434,11 +459,31 @@ impl Groups {
         Ok(())
     }
 
-    /// Expires sessions and ends rebalances whose deadline passed.
+    /// Expires sessions and pending member ids, and ends rebalances whose deadline passed.
     pub fn tick(&self) {
         let now = self.clock.now_ms();
         let mut groups = self.lock();
         for g in groups.values_mut() {
+            self.tick_group(g, now);
+        }
+        groups.retain(|_, g| !g.is_idle());
+    }
+
+    /// [`Groups::tick`] for one group (a waiting join wakes for its own group only).
+    fn tick_one(&self, group: &str) {
+        let now = self.clock.now_ms();
+        let mut groups = self.lock();
+        if let Some(g) = groups.get_mut(group) {
+            self.tick_group(g, now);
+            if g.is_idle() {
+                groups.remove(group);
+            }
+        }
+    }
+
+    fn tick_group(&self, g: &mut Group, now: i64) {
+        g.pending.retain(|_, expires| *expires >= now);
+        {
             let expired: Vec<String> = g
                 .members
                 .iter()
@@ -455,12 +500,6 @@ impl Groups {
             }
             self.maybe_complete_join(g, now);
         }
-        groups.retain(|_, g| {
-            g.state != GroupState::Empty
-                || !g.members.is_empty()
-                || !g.pending.is_empty()
-                || g.generation > 0
-        });
     }
 
     /// Checks that a commit comes from a current member, or is a "simple" commit to a group with

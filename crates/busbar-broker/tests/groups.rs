@@ -286,3 +286,29 @@ async fn commits_are_fenced_and_offsets_listed_reset_and_deleted() {
         Err(BrokerError::UnknownGroup(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_ids_handed_out_and_never_used_expire_with_the_session_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let b = broker(dir.path(), clock.clone());
+    let id = match b.join_group(req("", true)).await {
+        Err(BrokerError::MemberIdRequired(id)) => id,
+        other => panic!("{other:?}"),
+    };
+    // The id is kept for the session timeout (10 s in `req`), then forgotten.
+    clock.advance(10_001);
+    b.tick_groups();
+    assert!(
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), b.join_group(req(&id, true))).await,
+            Ok(Err(BrokerError::UnknownMember { .. }))
+        ),
+        "an expired pending id was still accepted"
+    );
+    b.tick_groups();
+    assert!(
+        b.list_groups().iter().all(|(g, _)| g != "g"),
+        "a group holding only expired ids is forgotten"
+    );
+}
