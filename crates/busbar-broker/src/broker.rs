@@ -348,6 +348,11 @@ impl Broker {
         })
     }
 
+    /// A topic's effective configuration.
+    pub fn topic_config(&self, name: &str) -> Result<TopicConfig> {
+        Ok(self.topic(name)?.config.clone())
+    }
+
     /// Deletes a topic and its data, and the committed offsets of every group for it. The metadata
     /// write is the commit point: once it is done the topic is gone, and offsets or directories a
     /// failure leaves behind are removed later (directories at open as orphans, offsets when a

@@ -141,6 +141,28 @@ impl TopicConfig {
         Ok(())
     }
 
+    /// What `after` weakens of this config's durability (a sync policy that acknowledges before
+    /// data is on disk, or a longer sync interval), as `key: before -> after`; `None` when it keeps
+    /// or strengthens it. Front ends log it with the peer's address (issue 12 item 19).
+    pub fn weakening(&self, after: &TopicConfig) -> Option<String> {
+        fn rank(s: SyncPolicy) -> (u8, u64) {
+            match s {
+                SyncPolicy::Batch => (0, 0),
+                SyncPolicy::Interval(ms) => (1, ms),
+                SyncPolicy::Never => (2, 0),
+            }
+        }
+        fn show(s: SyncPolicy) -> String {
+            match s {
+                SyncPolicy::Batch => "batch".into(),
+                SyncPolicy::Interval(ms) => format!("interval ({ms} ms)"),
+                SyncPolicy::Never => "never".into(),
+            }
+        }
+        (rank(after.sync) > rank(self.sync))
+            .then(|| format!("sync.policy: {} -> {}", show(self.sync), show(after.sync)))
+    }
+
     fn interval_ms(&self) -> u64 {
         self.sync_interval_ms.unwrap_or(1000)
     }

@@ -294,7 +294,10 @@ pub async fn serve(
         shutdown.await;
         ready.store(false, Ordering::SeqCst);
     };
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -4,7 +4,7 @@ use crate::body;
 use crate::error::{ApiError, ApiResult};
 use crate::App;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,6 +12,7 @@ use busbar_broker::TopicDescription;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,17 +66,30 @@ pub fn describe_json(d: &TopicDescription) -> Value {
     })
 }
 
-pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+pub async fn create(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     body::require_json(&headers)?;
     let req: CreateTopic = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
-    let configs = req
+    let configs: BTreeMap<String, String> = req
         .configs
         .into_iter()
         .map(|(k, v)| (k, v.into_string()))
         .collect();
+    let defaults = &app.broker.config().topic_defaults;
+    let weaker = defaults
+        .with_overrides(&configs)
+        .ok()
+        .and_then(|after| defaults.weakening(&after));
     app.broker
         .create_topic(&req.name, req.partitions, configs)
         .await?;
+    if let Some(w) = weaker {
+        warn_weaker(peer, &req.name, &w);
+    }
     let d = app.broker.describe_topic(&req.name)?;
     Ok((StatusCode::CREATED, Json(describe_json(&d))).into_response())
 }
@@ -94,8 +108,15 @@ pub async fn describe(State(app): State<App>, Path(topic): Path<String>) -> ApiR
     Ok(Json(describe_json(&app.broker.describe_topic(&topic)?)))
 }
 
+/// Durability-weakening config changes are logged with who made them (issue 12 item 19; the
+/// security issue puts them behind authorization).
+fn warn_weaker(peer: SocketAddr, topic: &str, what: &str) {
+    eprintln!("busbar-http: warning: {peer} weakened the durability of topic {topic:?}: {what}");
+}
+
 pub async fn alter(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(topic): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -121,10 +142,12 @@ pub async fn alter(
             None => overrides.remove(k),
         };
     }
-    app.broker
+    let after = app
+        .broker
         .config()
         .topic_defaults
         .with_overrides(&overrides)?;
+    let before = app.broker.topic_config(&topic)?;
     let have = current.partitions.len() as i64;
     if let Some(n) = req.partitions.filter(|n| *n != have) {
         if n < have {
@@ -138,6 +161,9 @@ pub async fn alter(
     }
     if !changes.is_empty() {
         app.broker.alter_configs(&topic, changes).await?;
+        if let Some(w) = before.weakening(&after) {
+            warn_weaker(peer, &topic, &w);
+        }
     }
     Ok(Json(describe_json(&app.broker.describe_topic(&topic)?)))
 }

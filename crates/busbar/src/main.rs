@@ -136,7 +136,14 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("busbar: {e:#}");
-                    ExitCode::FAILURE
+                    // A data directory in use is a usage error (exit 2), like a bad flag.
+                    let locked = e.chain().any(|c| {
+                        matches!(
+                            c.downcast_ref(),
+                            Some(busbar_broker::BrokerError::DataDirLocked(_))
+                        )
+                    });
+                    ExitCode::from(if locked { 2 } else { 1 })
                 }
             };
         }

@@ -123,9 +123,17 @@ async fn apply(
                 None => overrides.remove(k),
             };
         }
-        broker.config().topic_defaults.with_overrides(&overrides)?;
+        let after = broker.config().topic_defaults.with_overrides(&overrides)?;
         if !validate_only {
+            let before = broker.topic_config(topic)?;
             broker.alter_configs(topic, changes).await?;
+            if let Some(w) = before.weakening(&after) {
+                eprintln!(
+                    "busbar-kafka: warning: {} (client {:?}) weakened the durability of topic \
+                     {topic:?}: {w}",
+                    ctx.peer, ctx.client_id
+                );
+            }
         }
         Ok(())
     }

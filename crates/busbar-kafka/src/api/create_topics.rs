@@ -51,11 +51,25 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
                 })
                 .map_err(|e| (codes::of(&e), e.to_string()))
         } else {
-            broker
+            let weaker = broker
+                .config()
+                .topic_defaults
+                .with_overrides(&configs)
+                .ok()
+                .and_then(|after| broker.config().topic_defaults.weakening(&after));
+            let created = broker
                 .create_topic(&name, partitions, configs)
                 .await
                 .map(|_| ())
-                .map_err(|e| (codes::of(&e), e.to_string()))
+                .map_err(|e| (codes::of(&e), e.to_string()));
+            if let (Ok(()), Some(w)) = (&created, weaker) {
+                eprintln!(
+                    "busbar-kafka: warning: {} (client {:?}) created topic {name:?} with weaker \
+                     durability than the default: {w}",
+                    ctx.peer, ctx.client_id
+                );
+            }
+            created
         };
         match outcome {
             Ok(()) => {

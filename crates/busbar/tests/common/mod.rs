@@ -18,6 +18,8 @@ pub struct Server {
     pub kafka: SocketAddr,
     pub data: PathBuf,
     pub ready_line: String,
+    /// Every line the server wrote to stderr so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -44,9 +46,12 @@ impl Server {
             .expect("busbar starts");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line.clone());
                 if line.contains(" ready in ") {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(line.clone());
@@ -78,7 +83,14 @@ impl Server {
             kafka,
             data: data.to_path_buf(),
             ready_line: line,
+            log,
         }
+    }
+
+    /// The server's stderr lines so far that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 
     /// Sum of a topic's partitions' high watermarks.
