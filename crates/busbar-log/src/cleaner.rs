@@ -62,8 +62,13 @@ impl Log {
             });
         }
         if offset > st.log_start {
-            st.log_start = offset;
-            self.checkpoint_locked(&mut st, false)?;
+            let old = std::mem::replace(&mut st.log_start, offset);
+            if let Err(e) = self.checkpoint_locked(&mut st, false) {
+                if crate::log::is_transient(&e) {
+                    st.log_start = old; // not durable: not moved
+                }
+                return Err(e);
+            }
         }
         let start = st.log_start;
         drop(st);
@@ -86,9 +91,9 @@ impl Log {
         drop(st);
         let mut report = CleanReport::default();
         for seg in &gone {
-            remove_segment_files(self.storage.as_ref(), seg.base)?;
+            seg.retire(|| remove_segment_files(self.storage.as_ref(), seg.base))?;
             report.segments_deleted += 1;
-            report.bytes_freed += seg.file.len();
+            report.bytes_freed += seg.len();
         }
         if !gone.is_empty() {
             self.storage
@@ -107,23 +112,21 @@ impl Log {
         let (sealed, active_len, log_start) = {
             let st = self.lock();
             self.check_maintenance(&st)?;
-            (st.sealed.clone(), st.active.file.len(), st.log_start)
+            (st.sealed.clone(), st.active_file.len(), st.log_start)
         };
         if !self.config().deletes() {
             return Ok(CleanReport::default());
         }
         let cfg = self.config();
         let now = cfg.clock.now_ms();
-        let mut size: u64 = sealed.iter().map(|s| s.file.len()).sum::<u64>() + active_len;
+        let mut size: u64 = sealed.iter().map(|s| s.len()).sum::<u64>() + active_len;
         let mut new_start = log_start;
         // Bytes of segments of unknown age passed over: deleted only with a later segment.
         let mut skipped: u64 = 0;
         for (i, seg) in sealed.iter().enumerate() {
             self.check_maintenance_now()?;
-            let len = seg.file.len();
-            let max_ts = seg
-                .sealed_indexes(self.storage.as_ref(), cfg.index_interval_bytes)
-                .segment_max_timestamp();
+            let len = seg.len();
+            let max_ts = seg.max_timestamp(cfg.index_interval_bytes)?;
             let anchor = retention_anchor(max_ts, now, seg);
             let by_time = cfg
                 .retention_ms
@@ -147,8 +150,13 @@ impl Log {
             let mut st = self.lock();
             self.check_maintenance(&st)?;
             if new_start > st.log_start {
-                st.log_start = new_start;
-                self.checkpoint_locked(&mut st, false)?;
+                let old = std::mem::replace(&mut st.log_start, new_start);
+                if let Err(e) = self.checkpoint_locked(&mut st, false) {
+                    if crate::log::is_transient(&e) {
+                        st.log_start = old;
+                    }
+                    return Err(e);
+                }
             }
         }
         let start = self.lock().log_start;
@@ -178,15 +186,12 @@ impl Log {
             let end = if Arc::ptr_eq(seg, &active) {
                 visible
             } else {
-                seg.file.len()
+                seg.len()
             };
             let end = seg.damaged_from().map_or(end, |d| d.min(end));
-            let mut cursor = Cursor::new(
-                seg.file.as_ref(),
-                HEADER_BYTES,
-                end,
-                Expect::AtLeast(seg.base),
-            );
+            let file = seg.file()?;
+            let mut cursor =
+                Cursor::new(file.as_ref(), HEADER_BYTES, end, Expect::AtLeast(seg.base));
             while let Ok(Some((_, bytes))) = cursor.next_batch() {
                 for_each_keyed(bytes, |key, offset, _| {
                     if offset >= log_start {
@@ -214,10 +219,12 @@ impl Log {
         let mut out = segment::header_bytes();
         let mut idx = Indexes::new(HEADER_BYTES);
         let mut removed = 0u64;
+        let old_len = seg.len();
+        let old = seg.file()?;
         let mut cursor = Cursor::new(
-            seg.file.as_ref(),
+            old.as_ref(),
             HEADER_BYTES,
-            seg.file.len(),
+            old_len,
             Expect::AtLeast(seg.base),
         );
         while let Ok(Some((_, bytes))) = cursor.next_batch() {
@@ -247,11 +254,18 @@ impl Log {
         let file = storage.create(&tmp).map_err(io)?;
         file.append(&out).map_err(io)?;
         file.sync().map_err(io)?;
-        storage.rename(&tmp, &name).map_err(io)?;
+        // From the rename on, the name holds the new file: the old segment is retired so that no
+        // reader reopens it by name (readers still holding it keep the old file open).
+        seg.retire(|| storage.rename(&tmp, &name).map_err(io))?;
         storage.sync_dir().map_err(io)?;
         segment::write_indexes(storage, seg.base, &idx)?;
-        let new = Arc::new(Segment::new(seg.base, file));
-        new.set_sealed_indexes(idx);
+        let new = Arc::new(Segment::new(
+            seg.base,
+            file,
+            self.storage.clone(),
+            self.cache.clone(),
+        ));
+        new.seal(Some(idx));
         let mut st = self.lock();
         self.check_maintenance(&st)?;
         if let Some(slot) = st.sealed.iter_mut().find(|s| s.base == seg.base) {
@@ -259,7 +273,7 @@ impl Log {
         }
         report.segments_rewritten += 1;
         report.records_removed += removed;
-        report.bytes_freed += seg.file.len().saturating_sub(out.len() as u64);
+        report.bytes_freed += old_len.saturating_sub(out.len() as u64);
         Ok(())
     }
 }
@@ -273,7 +287,7 @@ fn retention_anchor(max_ts: i64, now: i64, seg: &Segment) -> Option<i64> {
     if (0..=now).contains(&max_ts) {
         return Some(max_ts);
     }
-    seg.file.modified_ms().ok().flatten()
+    seg.file().ok()?.modified_ms().ok().flatten()
 }
 
 /// Calls `f(key, offset, is_tombstone)` for every keyed record of an uncompressed data batch.

@@ -3,6 +3,7 @@
 //! Every limit is named with its unit last (`segment_bytes`, `retention_ms`). `LogConfig::validate`
 //! is the one place that checks ranges; the log calls it on open.
 
+use crate::cache::SegmentCache;
 use crate::error::{LogError, Result};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -103,6 +104,11 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// The clock used for rolls, retention and sync intervals.
     pub clock: Arc<dyn Clock>,
+    /// Where sealed segments keep their open files and loaded indexes: a bounded cache
+    /// (`open_files_max`, `indexes_max`) shared by every log given the same one. Default: the
+    /// process-wide [`SegmentCache::shared`]. Read when the log opens; `set_config` does not move
+    /// an open log to another cache.
+    pub segment_cache: Arc<SegmentCache>,
 }
 
 impl Default for LogConfig {
@@ -119,6 +125,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             delete_retention_ms: 24 * 3600 * 1000,
             clock: Arc::new(SystemClock),
+            segment_cache: SegmentCache::shared(),
         }
     }
 }
@@ -133,6 +140,7 @@ impl std::fmt::Debug for LogConfig {
             .field("cleanup", &self.cleanup)
             .field("retention_ms", &self.retention_ms)
             .field("retention_bytes", &self.retention_bytes)
+            .field("segment_cache", &self.segment_cache)
             .finish_non_exhaustive()
     }
 }

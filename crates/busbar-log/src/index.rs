@@ -139,6 +139,20 @@ impl Indexes {
     }
 }
 
+impl Indexes {
+    /// The segment's max timestamp from a time index file alone (its last entry; -1 when it has
+    /// none), after the same checks as [`Indexes::decode`] and that it covers `covered` bytes.
+    pub fn decode_max_timestamp(base: u64, times: &[u8], covered: u64, name: &str) -> Result<i64> {
+        let (n, tcovered, body) = open(times, TIME_MAGIC, base, 12, name)?;
+        if tcovered != covered {
+            return Err(damaged(name, "time index covers another length"));
+        }
+        Ok(body.chunks_exact(12).take(n).next_back().map_or(-1, |e| {
+            i64::from_be_bytes(e[0..8].try_into().unwrap_or_default())
+        }))
+    }
+}
+
 fn header(magic: &[u8; 8], n: usize, base: u64, covered: u64) -> Vec<u8> {
     let mut b = Vec::with_capacity(FILE_HEADER_BYTES + n * 12 + 4);
     b.extend_from_slice(magic);

@@ -25,6 +25,7 @@
 //! ```
 
 pub mod batch;
+mod cache;
 mod checkpoint;
 mod cleaner;
 mod config;
@@ -35,6 +36,7 @@ mod log;
 mod recovery;
 mod segment;
 
+pub use cache::{SegmentCache, INDEXES_MAX_DEFAULT, OPEN_FILES_MAX_DEFAULT};
 pub use cleaner::CleanReport;
 pub use config::{CleanupPolicy, Clock, LogConfig, ManualClock, SyncPolicy, SystemClock};
 pub use error::{BatchError, LogError, Result};

@@ -2,10 +2,13 @@
 //!
 //! Locking: one `Mutex<State>` guards the segment list and all positions; appends write under it
 //! (so offsets and bytes are in the same order), readers take it only to snapshot what to read.
-//! The sync itself runs outside the lock (group commit); rolls and checkpoints sync under it.
-//! The compactor's `clean` mutex is always taken before `state`, never after.
+//! The group-commit sync and the periodic checkpoint run outside the lock; rolls, `close` and the
+//! checkpoints of cleaning passes sync under it. Lock order: `clean` → `state` → `ckpt` (the
+//! checkpoint writer's mutex, also taken alone by the periodic checkpoint). Details and the list
+//! of what holds which lock during I/O: `docs/ARCHITECTURE.md`.
 
 use crate::batch::{self, BatchHeader, Records, HEADER_BYTES as BATCH_HEADER_BYTES};
+use crate::cache::SegmentCache;
 use crate::checkpoint::Checkpoint;
 use crate::config::{LogConfig, SyncPolicy};
 use crate::disk::{File, Storage};
@@ -48,6 +51,8 @@ pub struct LogStats {
 pub(crate) struct State {
     pub sealed: Vec<Arc<Segment>>,
     pub active: Arc<Segment>,
+    /// The active segment's file (also held by `active`): appends use it without a lock of its own.
+    pub active_file: Arc<dyn File>,
     pub active_index: Indexes,
     pub active_created_ms: i64,
     pub next_offset: u64,
@@ -64,14 +69,25 @@ pub(crate) struct State {
     pub since_checkpoint: u64,
     pub failed: Option<String>,
     pub closed: bool,
+    /// Sequence number of the latest checkpoint started (see `Log::ckpt`).
+    pub ckpt_seq: u64,
+    /// A periodic checkpoint is running outside the lock.
+    pub checkpointing: bool,
 }
 
 /// An append-only log of record batches in one directory.
 pub struct Log {
     pub(crate) storage: Arc<dyn Storage>,
+    /// The shared cache of sealed segments' files and indexes (from the config at open).
+    pub(crate) cache: Arc<SegmentCache>,
     config: RwLock<Arc<LogConfig>>,
     pub(crate) state: Mutex<State>,
     synced_cv: Condvar,
+    /// Serialises writes of the checkpoint and of the active segment's index files; holds the
+    /// sequence number of the newest one written, so an older snapshot is never written over a
+    /// newer one. Taken after `state` (rolls, close, cleaning passes) or alone (the periodic
+    /// checkpoint), never before `state`.
+    ckpt: Mutex<u64>,
     pub(crate) clean: Mutex<()>,
     /// Set by `close` before it waits for `clean`: a running pass stops at its next segment.
     closing: AtomicBool,
@@ -91,12 +107,14 @@ impl Log {
     /// Opens (recovering if needed) or creates the log in `storage`.
     pub fn open(storage: Arc<dyn Storage>, config: LogConfig) -> Result<Self> {
         config.validate()?;
-        let (state, report) = recovery::recover(storage.as_ref(), &config)?;
+        let (state, report) = recovery::recover(&storage, &config)?;
         Ok(Self {
             storage,
+            cache: config.segment_cache.clone(),
             config: RwLock::new(Arc::new(config)),
             state: Mutex::new(state),
             synced_cv: Condvar::new(),
+            ckpt: Mutex::new(0),
             clean: Mutex::new(()),
             closing: AtomicBool::new(false),
             damage: AtomicU64::new(report.damaged_segments.len() as u64),
@@ -142,7 +160,7 @@ impl Log {
             high_watermark: st.high_watermark,
             next_offset: st.next_offset,
             segments: st.sealed.len() + 1,
-            size_bytes: st.sealed.iter().map(|s| s.file.len()).sum::<u64>() + st.active.file.len(),
+            size_bytes: st.sealed.iter().map(|s| s.len()).sum::<u64>() + st.active_file.len(),
             epoch: st.epoch,
         }
     }
@@ -174,7 +192,7 @@ impl Log {
             SyncPolicy::Batch => return Ok((appended, Some(st.written))),
             SyncPolicy::Interval(ms) => {
                 st.high_watermark = st.next_offset;
-                st.visible = st.active.file.len();
+                st.visible = st.active_file.len();
                 let due = cfg.clock.now_ms() - st.last_sync_ms >= ms as i64;
                 drop(st);
                 if due {
@@ -183,7 +201,7 @@ impl Log {
             }
             SyncPolicy::Never => {
                 st.high_watermark = st.next_offset;
-                st.visible = st.active.file.len();
+                st.visible = st.active_file.len();
             }
         }
         Ok((appended, None))
@@ -229,20 +247,20 @@ impl Log {
         Self::check_usable(st)?;
         let len = batch.len() as u64;
         let now = self.config().clock.now_ms();
-        let has_data = st.active.file.len() > HEADER_BYTES;
+        let has_data = st.active_file.len() > HEADER_BYTES;
         let too_old = now - st.active_created_ms >= self.config().segment_ms;
         // A damaged active segment is sealed so new batches land where they can be served.
         let damaged = st.active.damaged_from().is_some();
         // Index entries hold offsets relative to the segment base in 32 bits (as Kafka's do).
         let rel_end = st.next_offset + h.last_offset_delta as u64 - st.active.base;
         let full =
-            st.active.file.len() + len > self.config().segment_bytes || rel_end > u32::MAX as u64;
+            st.active_file.len() + len > self.config().segment_bytes || rel_end > u32::MAX as u64;
         if has_data && (full || too_old || damaged) {
             self.roll_locked(st)?;
         }
         let base_offset = st.next_offset;
         batch::patch(batch, base_offset, st.epoch);
-        let file = st.active.file.clone();
+        let file = st.active_file.clone();
         let pos = file.len();
         if let Err(e) = file.append(batch) {
             if let Err(t) = file.truncate(pos) {
@@ -295,11 +313,11 @@ impl Log {
     /// Becomes the syncer: syncs the active segment outside the lock, then publishes the result.
     fn run_sync<'a>(&'a self, mut st: MutexGuard<'a, State>) -> Result<MutexGuard<'a, State>> {
         let snap = SyncSnapshot {
-            file: st.active.file.clone(),
+            file: st.active_file.clone(),
             written: st.written,
             next_offset: st.next_offset,
             segment: st.active.base,
-            len: st.active.file.len(),
+            len: st.active_file.len(),
         };
         st.syncing = true;
         drop(st);
@@ -328,10 +346,90 @@ impl Log {
                 st.visible = st.visible.max(snap.len);
             }
         }
-        if st.since_checkpoint >= self.config().checkpoint_interval_bytes {
-            self.checkpoint_locked(&mut st, false)?;
+        if st.since_checkpoint >= self.config().checkpoint_interval_bytes && !st.checkpointing {
+            drop(st);
+            match self.checkpoint_unlocked() {
+                // The appends this sync covers are durable; the checkpoint is retried later.
+                Err(e) if is_transient(&e) => {}
+                r => r?,
+            }
+            st = self.lock();
         }
         Ok(st)
+    }
+
+    fn ckpt_lock(&self) -> MutexGuard<'_, u64> {
+        self.ckpt.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The periodic checkpoint (every `checkpoint_interval_bytes`), run without holding `state`
+    /// during its I/O: a snapshot under `state`, then the active segment's fdatasync, its index
+    /// files and the checkpoint (under `ckpt` only), then the result published under `state`.
+    fn checkpoint_unlocked(&self) -> Result<()> {
+        let (snap, idx, log_start, epoch, seq, bytes) = {
+            let mut st = self.lock();
+            self.check_maintenance(&st)?;
+            if st.checkpointing {
+                return Ok(());
+            }
+            st.checkpointing = true;
+            st.ckpt_seq += 1;
+            let bytes = std::mem::take(&mut st.since_checkpoint);
+            let snap = SyncSnapshot {
+                file: st.active_file.clone(),
+                written: st.written,
+                next_offset: st.next_offset,
+                segment: st.active.base,
+                len: st.active_file.len(),
+            };
+            let idx = st.active_index.clone();
+            (snap, idx, st.log_start, st.epoch, st.ckpt_seq, bytes)
+        };
+        let storage = self.storage.as_ref();
+        let synced = snap.file.sync();
+        let res = match synced {
+            Err(e) => Err(LogError::io("sync at checkpoint", e)),
+            // A sync that failed elsewhere meanwhile makes this one prove nothing.
+            Ok(()) => self.check_maintenance_now().and_then(|_| {
+                let mut stored = self.ckpt_lock();
+                if seq <= *stored {
+                    return Ok(()); // a roll or a later checkpoint superseded this one
+                }
+                segment::write_indexes(storage, snap.segment, &idx)?;
+                Checkpoint {
+                    clean: false,
+                    epoch,
+                    segment: snap.segment,
+                    position: snap.len,
+                    next_offset: snap.next_offset,
+                    log_start,
+                }
+                .store(storage)?;
+                *stored = seq;
+                Ok(())
+            }),
+        };
+        let mut st = self.lock();
+        st.checkpointing = false;
+        match res {
+            Ok(()) if st.failed.is_none() => {
+                if snap.written > st.synced {
+                    st.synced = snap.written;
+                    st.high_watermark = st.high_watermark.max(snap.next_offset);
+                    if st.active.base == snap.segment {
+                        st.visible = st.visible.max(snap.len);
+                    }
+                }
+                Ok(())
+            }
+            Ok(()) => Err(LogError::Failed(st.failed.clone().unwrap_or_default())),
+            Err(LogError::Closed) => Err(LogError::Closed),
+            Err(e) if is_transient(&e) || matches!(e, LogError::Failed(_)) => {
+                st.since_checkpoint += bytes;
+                Err(e)
+            }
+            Err(e) => Err(Self::fail(&mut st, "checkpoint", e)),
+        }
     }
 
     /// Syncs everything written so far (used by `interval`, `tick` and callers that want it).
@@ -362,36 +460,63 @@ impl Log {
         LogError::Failed(why)
     }
 
+    /// Fails the log for `e`, unless `e` is a transient lack of resources (see [`is_transient`]):
+    /// that is answered as it is and the log stays online.
+    fn fail_unless_transient(st: &mut State, what: &str, e: LogError) -> LogError {
+        if is_transient(&e) {
+            return e;
+        }
+        Self::fail(st, what, e)
+    }
+
     /// Seals the active segment and starts a new one (protocol in `docs/log-format.md`).
+    ///
+    /// Nothing in `st` changes until the new segment exists and the directory is synced, so a roll
+    /// that fails leaves the log as it was: a failed sync fails the log; running out of file
+    /// descriptors (EMFILE, ENFILE) only answers the error, and the next append tries the roll
+    /// again (re-creating the new file, which may exist empty already); any other I/O error fails
+    /// the log. Once switched, a checkpoint that fails for lack of descriptors is left for the next
+    /// sync to write.
     pub(crate) fn roll_locked(&self, st: &mut State) -> Result<()> {
         let storage = self.storage.as_ref();
         let old = st.active.clone();
-        if let Err(e) = old.file.sync() {
+        if let Err(e) = st.active_file.sync() {
             return Err(Self::fail(st, "sync before roll", LogError::io("sync", e)));
         }
-        if let Err(e) = segment::write_indexes(storage, old.base, &st.active_index) {
-            return Err(Self::fail(st, "index write at roll", e));
-        }
-        let new = match Segment::create(storage, st.next_offset) {
-            Ok(s) => s,
-            Err(e) => return Err(Self::fail(st, "segment creation", e)),
+        let indexed = {
+            let mut stored = self.ckpt_lock();
+            st.ckpt_seq += 1;
+            *stored = st.ckpt_seq; // a periodic checkpoint of the old segment is now stale
+            segment::write_indexes(storage, old.base, &st.active_index)
         };
+        if let Err(e) = indexed {
+            return Err(Self::fail_unless_transient(st, "index write at roll", e));
+        }
+        let new = match Segment::create(&self.storage, &self.cache, st.next_offset) {
+            Ok(s) => s,
+            Err(e) => return Err(Self::fail_unless_transient(st, "segment creation", e)),
+        };
+        let new_file = new.file()?;
         if let Err(e) = storage.sync_dir() {
-            return Err(Self::fail(
-                st,
-                "directory sync at roll",
-                LogError::io("sync dir", e),
-            ));
+            let e = LogError::io("sync dir", e);
+            return Err(Self::fail_unless_transient(st, "directory sync at roll", e));
         }
         let idx = std::mem::replace(&mut st.active_index, Indexes::new(HEADER_BYTES));
-        old.set_sealed_indexes(idx);
+        old.seal(Some(idx));
         st.sealed.push(old);
         st.active = Arc::new(new);
+        st.active_file = new_file;
         st.active_created_ms = self.config().clock.now_ms();
         st.synced = st.written;
         st.high_watermark = st.next_offset;
         st.visible = HEADER_BYTES;
-        self.checkpoint_locked(st, false)
+        match self.checkpoint_locked(st, false) {
+            Err(e) if is_transient(&e) => {
+                st.since_checkpoint = self.config().checkpoint_interval_bytes;
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     /// Syncs the active segment, writes its index files and a checkpoint at its end. Refused on an
@@ -400,9 +525,11 @@ impl Log {
     pub(crate) fn checkpoint_locked(&self, st: &mut State, clean: bool) -> Result<()> {
         Self::check_usable(st)?;
         let storage = self.storage.as_ref();
+        let mut stored = self.ckpt_lock();
+        st.ckpt_seq += 1;
+        let seq = st.ckpt_seq;
         let res = st
-            .active
-            .file
+            .active_file
             .sync()
             .map_err(|e| LogError::io("sync at checkpoint", e))
             .and_then(|_| segment::write_indexes(storage, st.active.base, &st.active_index))
@@ -411,7 +538,7 @@ impl Log {
                     clean,
                     epoch: st.epoch,
                     segment: st.active.base,
-                    position: st.active.file.len(),
+                    position: st.active_file.len(),
                     next_offset: st.next_offset,
                     log_start: st.log_start,
                 }
@@ -419,13 +546,14 @@ impl Log {
             });
         match res {
             Ok(()) => {
+                *stored = seq;
                 st.synced = st.written;
                 st.high_watermark = st.next_offset;
-                st.visible = st.active.file.len();
+                st.visible = st.active_file.len();
                 st.since_checkpoint = 0;
                 Ok(())
             }
-            Err(e) => Err(Self::fail(st, "checkpoint", e)),
+            Err(e) => Err(Self::fail_unless_transient(st, "checkpoint", e)),
         }
     }
 
@@ -531,12 +659,12 @@ impl Log {
             .saturating_sub(1);
         let seg = st.sealed[i].clone();
         drop(st);
-        let idx = seg.sealed_indexes(self.storage.as_ref(), self.config().index_interval_bytes);
+        let idx = seg.sealed_indexes(self.config().index_interval_bytes)?;
         let rel = (offset - seg.base) as u32;
         let start = idx
             .position_for(rel)
             .map_or(HEADER_BYTES, |(_, p)| p as u64);
-        let end = seg.file.len();
+        let end = seg.len();
         Ok((Some(seg), start, end, hw, log_start, false))
     }
 
@@ -549,7 +677,8 @@ impl Log {
         max_bytes: usize,
     ) -> Result<Vec<u8>> {
         let end = seg.damaged_from().map_or(end, |d| d.min(end));
-        let mut cursor = Cursor::new(seg.file.as_ref(), start, end, Expect::AtLeast(seg.base));
+        let file = seg.file()?;
+        let mut cursor = Cursor::new(file.as_ref(), start, end, Expect::AtLeast(seg.base));
         let mut out = Vec::new();
         loop {
             match cursor.next_batch() {
@@ -596,17 +725,24 @@ impl Log {
             let st = self.lock();
             let mut segs = st.sealed.clone();
             segs.push(st.active.clone());
-            (segs, st.active_index.clone(), st.visible, st.log_start)
+            (
+                segs,
+                Arc::new(st.active_index.clone()),
+                st.visible,
+                st.log_start,
+            )
         };
+        let interval = self.config().index_interval_bytes;
         let last = segs.len() - 1;
         for (i, seg) in segs.iter().enumerate() {
+            // A sealed segment's max timestamp is kept per segment (read from its time index file
+            // once), so segments that cannot hold `ts` are skipped without loading their indexes.
             let (idx, end) = if i == last {
-                (&active_idx, visible)
+                (active_idx.clone(), visible)
+            } else if seg.max_timestamp(interval)? < ts {
+                continue;
             } else {
-                (
-                    seg.sealed_indexes(self.storage.as_ref(), self.config().index_interval_bytes),
-                    seg.file.len(),
-                )
+                (seg.sealed_indexes(interval)?, seg.len())
             };
             if idx.segment_max_timestamp() < ts {
                 continue;
@@ -616,7 +752,8 @@ impl Log {
                 .position_for(rel)
                 .map_or(HEADER_BYTES, |(_, p)| p as u64);
             let end = seg.damaged_from().map_or(end, |d| d.min(end));
-            let mut cursor = Cursor::new(seg.file.as_ref(), start, end, Expect::AtLeast(seg.base));
+            let file = seg.file()?;
+            let mut cursor = Cursor::new(file.as_ref(), start, end, Expect::AtLeast(seg.base));
             while let Ok(Some((_, bytes))) = cursor.next_batch() {
                 if let Some(o) = first_at_or_after(bytes, ts, log_start) {
                     return Ok(Some(o));
@@ -625,6 +762,13 @@ impl Log {
         }
         Ok(None)
     }
+}
+
+/// True for an error that says the process ran out of a resource for a moment (EMFILE, ENFILE:
+/// no file descriptor) rather than that the disk failed: the operation is answered with it and
+/// retried later, and the log stays online.
+pub(crate) fn is_transient(e: &LogError) -> bool {
+    matches!(e, LogError::Io { source, .. } if matches!(source.raw_os_error(), Some(23 | 24)))
 }
 
 /// The first offset at or above `min` in the batch whose timestamp is at or after `ts`.

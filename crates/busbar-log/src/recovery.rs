@@ -3,6 +3,7 @@
 //! Rules in `docs/log-format.md`, "Recovery on open". Start-up reads nothing of the segments before
 //! the checkpoint, so its time does not grow with the log; after a crash it verifies only the tail.
 
+use crate::cache::SegmentCache;
 use crate::checkpoint::Checkpoint;
 use crate::config::LogConfig;
 use crate::disk::Storage;
@@ -73,12 +74,19 @@ fn tidy(storage: &dyn Storage, report: &mut RecoveryReport) -> Result<Vec<u64>> 
 /// header): it is removed, and the segment before it is the active one again; when it is the only
 /// segment it is written again empty, so its base offset (the log start) is kept. Any other bad
 /// header is damage: the segment is reported, never served, and the rest of the log opens.
+///
+/// Every segment but the last is sealed at once, so its file goes to the bounded cache (which may
+/// close it) and opening a long log never holds more descriptors than the cache allows.
 fn open_segments(
-    storage: &dyn Storage,
+    shared: &Arc<dyn Storage>,
+    cache: &Arc<SegmentCache>,
     bases: &mut Vec<u64>,
     report: &mut RecoveryReport,
 ) -> Result<Vec<Arc<Segment>>> {
-    let mut segs = Vec::with_capacity(bases.len());
+    let storage = shared.as_ref();
+    let new_seg =
+        |base: u64, file| Arc::new(Segment::new(base, file, shared.clone(), cache.clone()));
+    let mut segs: Vec<Arc<Segment>> = Vec::with_capacity(bases.len());
     for (i, base) in bases.clone().into_iter().enumerate() {
         let name = segment::log_name(base);
         let file = storage.open(&name).map_err(io("open", storage, &name))?;
@@ -95,16 +103,29 @@ fn open_segments(
                     .map_err(|e| LogError::io("sync dir", e))?;
                 report.removed_torn_segments.push(base);
                 bases.pop();
+                // The segment before it is the active one again.
+                if let Some(prev) = segs.pop() {
+                    let name = segment::log_name(prev.base);
+                    let file = storage.open(&name).map_err(io("open", storage, &name))?;
+                    let seg = new_seg(prev.base, file);
+                    if let Some(d) = prev.damaged_from() {
+                        seg.mark_damaged(d);
+                    }
+                    segs.push(seg);
+                }
                 break;
             }
             let fix = io("rewrite header of", storage, &name);
             file.truncate(0).map_err(&fix)?;
             file.append(&segment::header_bytes()).map_err(&fix)?;
             file.sync().map_err(&fix)?;
-            segs.push(Arc::new(Segment::new(base, file)));
+            segs.push(new_seg(base, file));
             continue;
         }
-        let seg = Arc::new(Segment::new(base, file));
+        let seg = new_seg(base, file);
+        if !last {
+            seg.seal(None);
+        }
         let damage = match header {
             Ok(true) => None,
             Ok(false) => Some("segment is shorter than its header".to_string()),
@@ -136,9 +157,11 @@ fn load_checkpoint(
 
 /// Opens the log in `storage`, recovering after a crash.
 pub(crate) fn recover(
-    storage: &dyn Storage,
+    shared: &Arc<dyn Storage>,
     config: &LogConfig,
 ) -> Result<(State, RecoveryReport)> {
+    let storage = shared.as_ref();
+    let cache = &config.segment_cache;
     let mut report = RecoveryReport::default();
     let mut bases = tidy(storage, &mut report)?;
     let ckpt = load_checkpoint(storage, &mut report)?;
@@ -153,7 +176,7 @@ pub(crate) fn recover(
                 ),
             });
         }
-        let seg = Segment::create(storage, 0)?;
+        let seg = Segment::create(shared, cache, 0)?;
         storage
             .sync_dir()
             .map_err(|e| LogError::io("sync dir", e))?;
@@ -165,15 +188,15 @@ pub(crate) fn recover(
             0,
             0,
             config,
-        );
+        )?;
         return finish(storage, state, report, config);
     }
-    let mut segs = open_segments(storage, &mut bases, &mut report)?;
+    let mut segs = open_segments(shared, cache, &mut bases, &mut report)?;
     let active = segs.pop().expect("at least one segment");
     let log_start = ckpt.map_or(0, |c| c.log_start).max(bases[0]);
     let mut epoch = ckpt.map_or(0, |c| c.epoch);
     if let Some(c) =
-        ckpt.filter(|c| c.clean && c.segment == active.base && c.position == active.file.len())
+        ckpt.filter(|c| c.clean && c.segment == active.base && c.position == active.len())
     {
         report.clean = true;
         let idx =
@@ -188,11 +211,11 @@ pub(crate) fn recover(
                         Indexes::new(HEADER_BYTES),
                         config,
                         &mut report,
-                    );
+                    )?;
                     s.indexes
                 }
             };
-        let state = new_state(segs, active, idx, c.next_offset, log_start, epoch, config);
+        let state = new_state(segs, active, idx, c.next_offset, log_start, epoch, config)?;
         return finish(storage, state, report, config);
     }
     epoch = epoch.wrapping_add(1);
@@ -200,7 +223,7 @@ pub(crate) fn recover(
     let (segs, idx, next) = recover_tail(storage, segs, ckpt, config, &mut report)?;
     let mut segs = segs;
     let active = segs.pop().expect("at least one segment");
-    let state = new_state(segs, active, idx, next, log_start, epoch, config);
+    let state = new_state(segs, active, idx, next, log_start, epoch, config)?;
     finish(storage, state, report, config)
 }
 
@@ -211,9 +234,10 @@ fn scan_segment(
     idx: Indexes,
     config: &LogConfig,
     report: &mut RecoveryReport,
-) -> segment::Scan {
+) -> Result<segment::Scan> {
+    let file = seg.file()?;
     let s = segment::scan(
-        seg.file.as_ref(),
+        file.as_ref(),
         seg.base,
         from,
         expect,
@@ -221,7 +245,7 @@ fn scan_segment(
         config.index_interval_bytes,
     );
     report.scanned_bytes += s.end - from;
-    s
+    Ok(s)
 }
 
 /// Verifies every segment from the recovery point on; truncates a torn tail of the last one.
@@ -238,7 +262,7 @@ fn recover_tail(
                 .position(|s| s.base == c.segment)
                 .map(|i| (i, c))
         })
-        .filter(|(i, c)| c.position >= HEADER_BYTES && c.position <= segs[*i].file.len());
+        .filter(|(i, c)| c.position >= HEADER_BYTES && c.position <= segs[*i].len());
     let first = start.map_or(0, |(i, _)| i);
     let last = segs.len() - 1;
     let mut next = segs[first].base;
@@ -271,18 +295,19 @@ fn recover_tail(
                 Expect::Exactly(o) | Expect::AtLeast(o) => o,
             })
         };
-        let scan = scan_segment(seg, from, expect, idx, config, report);
+        let scan = scan_segment(seg, from, expect, idx, config, report)?;
         next = scan.next_offset.max(seg.base);
         if let Some((pos, reason)) = scan.error {
             if i == last {
-                let len = seg.file.len();
+                let file = seg.file()?;
+                let len = file.len();
                 let fix = io(
                     "truncate torn tail of",
                     storage,
                     &segment::log_name(seg.base),
                 );
-                seg.file.truncate(pos).map_err(&fix)?;
-                seg.file.sync().map_err(&fix)?;
+                file.truncate(pos).map_err(&fix)?;
+                file.sync().map_err(&fix)?;
                 report.truncated_bytes += len - pos;
             } else {
                 seg.mark_damaged(pos);
@@ -309,12 +334,14 @@ fn new_state(
     log_start: u64,
     epoch: u32,
     config: &LogConfig,
-) -> State {
+) -> Result<State> {
     let now = config.clock.now_ms();
-    let visible = active.file.len();
-    State {
+    let active_file = active.file()?;
+    let visible = active_file.len();
+    Ok(State {
         sealed,
         active,
+        active_file,
         active_index,
         active_created_ms: now,
         next_offset,
@@ -329,7 +356,9 @@ fn new_state(
         since_checkpoint: 0,
         failed: None,
         closed: false,
-    }
+        ckpt_seq: 0,
+        checkpointing: false,
+    })
 }
 
 /// Syncs the active segment and records the new recovery point (clean flag off).
@@ -340,13 +369,13 @@ fn finish(
     _config: &LogConfig,
 ) -> Result<(State, RecoveryReport)> {
     let fix = io("sync", storage, &segment::log_name(state.active.base));
-    state.active.file.sync().map_err(&fix)?;
+    state.active_file.sync().map_err(&fix)?;
     segment::write_indexes(storage, state.active.base, &state.active_index)?;
     Checkpoint {
         clean: false,
         epoch: state.epoch,
         segment: state.active.base,
-        position: state.active.file.len(),
+        position: state.active_file.len(),
         next_offset: state.next_offset,
         log_start: state.log_start,
     }

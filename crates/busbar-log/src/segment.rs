@@ -1,15 +1,18 @@
 //! One segment file: naming, header, and the cursor that walks and verifies its batches.
 //!
 //! A segment is shared (`Arc`) between the log, readers and the compactor; a reader holding one keeps
-//! reading it even after retention or compaction replaced it. Every batch leaving this module has
-//! passed `validate_stored` and the offset-order check, so corrupt bytes are never served.
+//! reading it even after retention or compaction replaced it (a retired segment keeps its old file
+//! open). Sealed segments' files and indexes are held by the bounded, shared [`SegmentCache`] and
+//! reopened or reloaded on demand. Every batch leaving this module has passed `validate_stored` and
+//! the offset-order check, so corrupt bytes are never served.
 
 use crate::batch::{self, BatchHeader, LOG_OVERHEAD};
+use crate::cache::SegmentCache;
 use crate::disk::{self, File, Storage};
 use crate::error::{LogError, Result};
 use crate::index::Indexes;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Bytes of the segment file header.
 pub const HEADER_BYTES: u64 = 16;
@@ -83,63 +86,205 @@ pub fn check_header(file: &dyn File, name: &str) -> Result<bool> {
 }
 
 /// A segment of the log.
+///
+/// While active, the segment holds its file open itself (appends never wait for the cache). Once
+/// sealed, its file and indexes live in the shared [`SegmentCache`] (bounded, least recently used
+/// first) and are reopened or reloaded on demand. When a segment is replaced (compaction) or
+/// deleted (retention), it is retired: it keeps its old file open until the last reader drops it,
+/// and is never reopened by name, since the name may already hold another file.
 pub struct Segment {
     pub base: u64,
-    pub file: Arc<dyn File>,
-    /// Indexes of a sealed segment, loaded or rebuilt on first use.
-    sealed: OnceLock<Indexes>,
+    id: u64,
+    storage: Arc<dyn Storage>,
+    cache: Arc<SegmentCache>,
+    slot: Mutex<Slot>,
+    /// Length of a sealed segment (`ACTIVE` while active: ask the file).
+    sealed_len: AtomicU64,
+    /// Max timestamp of a sealed segment's batches (`UNKNOWN_TS` until known).
+    max_ts: AtomicI64,
     damaged_from: AtomicU64,
 }
 
+struct Slot {
+    /// The file, held here while active or retired.
+    pinned: Option<Arc<dyn File>>,
+    retired: bool,
+}
+
+const ACTIVE: u64 = u64::MAX;
+const UNKNOWN_TS: i64 = i64::MIN;
+
 impl Segment {
-    /// Wraps an open segment file.
-    pub fn new(base: u64, file: Arc<dyn File>) -> Self {
+    /// Wraps an open segment file; the segment is active until [`Segment::seal`].
+    pub fn new(
+        base: u64,
+        file: Arc<dyn File>,
+        storage: Arc<dyn Storage>,
+        cache: Arc<SegmentCache>,
+    ) -> Self {
         Self {
             base,
-            file,
-            sealed: OnceLock::new(),
+            id: cache.new_id(),
+            storage,
+            cache,
+            slot: Mutex::new(Slot {
+                pinned: Some(file),
+                retired: false,
+            }),
+            sealed_len: AtomicU64::new(ACTIVE),
+            max_ts: AtomicI64::new(UNKNOWN_TS),
             damaged_from: AtomicU64::new(NO_DAMAGE),
         }
     }
 
     /// Creates a new empty segment file with its header, synced (the caller syncs the directory).
-    pub fn create(storage: &dyn Storage, base: u64) -> Result<Self> {
+    pub fn create(
+        storage: &Arc<dyn Storage>,
+        cache: &Arc<SegmentCache>,
+        base: u64,
+    ) -> Result<Self> {
         let name = log_name(base);
         let io = |e| LogError::io(format!("create {}", storage.describe(&name)), e);
         let file = storage.create(&name).map_err(io)?;
         file.append(&header_bytes()).map_err(io)?;
         file.sync().map_err(io)?;
-        Ok(Self::new(base, file))
+        Ok(Self::new(base, file, storage.clone(), cache.clone()))
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Seals the segment: its length is fixed, its file moves into the shared cache (which may close
+    /// it at once), and `idx` (when given) becomes its cached indexes.
+    pub fn seal(&self, idx: Option<Indexes>) {
+        let file = self.slot().pinned.take();
+        if let Some(file) = file {
+            self.sealed_len.store(file.len(), Ordering::SeqCst);
+            self.cache.put_file(self.id, file);
+        }
+        if let Some(idx) = idx {
+            self.set_sealed_indexes(idx);
+        }
+    }
+
+    /// Bytes in the segment (a sealed segment's length never changes).
+    pub fn len(&self) -> u64 {
+        match self.sealed_len.load(Ordering::SeqCst) {
+            ACTIVE => self.slot().pinned.as_ref().map_or(0, |f| f.len()),
+            len => len,
+        }
+    }
+
+    /// The segment's file: its own while active or retired, else from the cache, reopened by name
+    /// when it was evicted. A failed reopen (EMFILE included) is an I/O error for the caller only.
+    pub fn file(&self) -> Result<Arc<dyn File>> {
+        let slot = self.slot();
+        if let Some(f) = &slot.pinned {
+            return Ok(f.clone());
+        }
+        if let Some(f) = self.cache.file(self.id) {
+            return Ok(f);
+        }
+        let name = log_name(self.base);
+        if slot.retired {
+            return Err(LogError::io(
+                format!("reopen {}", self.storage.describe(&name)),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the segment was deleted or replaced",
+                ),
+            ));
+        }
+        // Under the slot lock, so `retire` cannot rename or remove the name meanwhile.
+        let f = self
+            .storage
+            .open(&name)
+            .map_err(|e| LogError::io(format!("reopen {}", self.storage.describe(&name)), e))?;
+        self.cache.count_reopen();
+        self.cache.put_file(self.id, f.clone());
+        Ok(f)
+    }
+
+    /// Retires the segment and runs `replace` (the rename or removal of its file) while no reader
+    /// can reopen it by name. The old file stays open for readers that still hold the segment
+    /// (best effort: when it cannot be opened, they get an I/O error instead).
+    pub fn retire(&self, replace: impl FnOnce() -> Result<()>) -> Result<()> {
+        let old = self.file().ok();
+        let mut slot = self.slot();
+        replace()?;
+        slot.retired = true;
+        if slot.pinned.is_none() {
+            slot.pinned = old;
+        }
+        drop(slot);
+        self.cache.forget(self.id);
+        Ok(())
     }
 
     /// Marks a sealed segment's indexes as known.
     pub fn set_sealed_indexes(&self, idx: Indexes) {
-        let _ = self.sealed.set(idx);
+        self.max_ts
+            .store(idx.segment_max_timestamp(), Ordering::SeqCst);
+        self.cache.put_indexes(self.id, Arc::new(idx), false);
     }
 
-    /// The indexes of a sealed segment: from its files, or rebuilt by a scan when they are missing,
-    /// damaged or describe another length.
-    pub fn sealed_indexes(&self, storage: &dyn Storage, interval: u64) -> &Indexes {
-        self.sealed.get_or_init(|| {
-            let len = self.file.len();
-            if let Some(idx) = load_indexes(storage, self.base).filter(|i| i.covered == len) {
-                return idx;
+    /// The indexes of a sealed segment: cached, or from its files, or rebuilt by a scan when they
+    /// are missing, damaged or describe another length.
+    pub fn sealed_indexes(&self, interval: u64) -> Result<Arc<Indexes>> {
+        if let Some(idx) = self.cache.indexes(self.id) {
+            return Ok(idx);
+        }
+        let storage = self.storage.as_ref();
+        let len = self.len();
+        let idx = match load_indexes(storage, self.base).filter(|i| i.covered == len) {
+            Some(idx) => idx,
+            None => {
+                let file = self.file()?;
+                let scan = scan(
+                    file.as_ref(),
+                    self.base,
+                    HEADER_BYTES,
+                    Expect::AtLeast(self.base),
+                    Indexes::new(HEADER_BYTES),
+                    interval,
+                );
+                if let Some((pos, _)) = scan.error {
+                    self.mark_damaged(pos);
+                } else {
+                    let _ = write_indexes(storage, self.base, &scan.indexes);
+                }
+                scan.indexes
             }
-            let scan = scan(
-                self.file.as_ref(),
-                self.base,
-                HEADER_BYTES,
-                Expect::AtLeast(self.base),
-                Indexes::new(HEADER_BYTES),
-                interval,
-            );
-            if let Some((pos, _)) = scan.error {
-                self.mark_damaged(pos);
-            } else {
-                let _ = write_indexes(storage, self.base, &scan.indexes);
-            }
-            scan.indexes
-        })
+        };
+        let idx = Arc::new(idx);
+        self.max_ts
+            .store(idx.segment_max_timestamp(), Ordering::SeqCst);
+        self.cache.put_indexes(self.id, idx.clone(), true);
+        Ok(idx)
+    }
+
+    /// The largest max timestamp of a sealed segment's batches (-1 when it holds none). Kept for
+    /// the segment's life once known; found from the time index file alone (its last entry),
+    /// loading the whole indexes only when that file is missing or damaged.
+    pub fn max_timestamp(&self, interval: u64) -> Result<i64> {
+        let known = self.max_ts.load(Ordering::SeqCst);
+        if known != UNKNOWN_TS {
+            return Ok(known);
+        }
+        let storage = self.storage.as_ref();
+        let from_file = disk::read_all(storage, &time_name(self.base))
+            .ok()
+            .flatten()
+            .and_then(|b| {
+                Indexes::decode_max_timestamp(self.base, &b, self.len(), &time_name(self.base)).ok()
+            });
+        let ts = match from_file {
+            Some(ts) => ts,
+            None => self.sealed_indexes(interval)?.segment_max_timestamp(),
+        };
+        self.max_ts.store(ts, Ordering::SeqCst);
+        Ok(ts)
     }
 
     /// Records that bytes from `pos` on are damaged; they are never served.
@@ -151,6 +296,12 @@ impl Segment {
     pub fn damaged_from(&self) -> Option<u64> {
         let d = self.damaged_from.load(Ordering::SeqCst);
         (d != NO_DAMAGE).then_some(d)
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        self.cache.forget(self.id);
     }
 }
 

@@ -169,3 +169,38 @@ fn closing_cancels_a_long_compaction_between_segments_and_waits_for_it() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn the_periodic_checkpoint_does_not_hold_the_state_lock_during_its_fsyncs() {
+    let storage = FaultStorage::new(MemStorage::new());
+    let plan = storage.plan();
+    let cfg = LogConfig {
+        checkpoint_interval_bytes: 1, // every sync is followed by a checkpoint
+        ..small(1 << 20)
+    };
+    let log = Arc::new(Log::open(Arc::new(storage), cfg).unwrap());
+    log.append(&mut batch_of(2, "a", 2, 1)).unwrap();
+    let delay = std::time::Duration::from_millis(400);
+    plan.set_sync_delay(delay);
+    let start = plan.syncs();
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || log.append(&mut batch_of(2, "b", 2, 1)).unwrap())
+    };
+    // The group-commit sync is done: the writer is now in the checkpoint (four more fsyncs).
+    while plan.syncs() == start {
+        std::thread::yield_now();
+    }
+    let t = std::time::Instant::now();
+    let stats = log.stats();
+    let waited = t.elapsed();
+    writer.join().unwrap();
+    assert!(
+        waited < delay * 3 / 4,
+        "stats waited {waited:?} for the checkpoint's fsyncs"
+    );
+    assert_eq!(
+        stats.high_watermark, 4,
+        "the appended batch is visible once synced"
+    );
+}

@@ -4,11 +4,13 @@
 //! 0 in the order they happen across every file of the wrapped directory. [`FaultPlan::fail_nth`]
 //! makes operation N fail with EIO (a failed append first writes half its bytes, as a real short
 //! write can); [`FaultPlan::set_disk_full`] makes appends and creates fail with ENOSPC, writing
-//! nothing, until it is turned off.
+//! nothing, until it is turned off; [`FaultPlan::set_descriptors_exhausted`] makes opens, creates and
+//! directory syncs fail with EMFILE (no file descriptor left) until turned off.
+//! [`FaultPlan::open_files`] counts the files opened through the storage that are still open.
 
 use super::{File, Storage};
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// What to fail, shared by a [`FaultStorage`] and every file it opened.
@@ -20,6 +22,8 @@ pub struct FaultPlan {
     disk_full: AtomicBool,
     syncs: AtomicU64,
     sync_delay_us: AtomicU64,
+    no_descriptors: AtomicBool,
+    open_files: AtomicI64,
 }
 
 impl Default for FaultPlan {
@@ -31,6 +35,8 @@ impl Default for FaultPlan {
             disk_full: AtomicBool::new(false),
             syncs: AtomicU64::new(0),
             sync_delay_us: AtomicU64::new(0),
+            no_descriptors: AtomicBool::new(false),
+            open_files: AtomicI64::new(0),
         }
     }
 }
@@ -50,6 +56,32 @@ impl FaultPlan {
     pub fn set_sync_delay(&self, delay: std::time::Duration) {
         self.sync_delay_us
             .store(delay.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Makes opens, creates and directory syncs fail with EMFILE while `on`.
+    pub fn set_descriptors_exhausted(&self, on: bool) {
+        self.no_descriptors.store(on, Ordering::SeqCst);
+    }
+
+    /// Files opened or created through the storage and not yet dropped (closed).
+    pub fn open_files(&self) -> i64 {
+        self.open_files.load(Ordering::SeqCst)
+    }
+
+    fn need_descriptor(&self) -> io::Result<()> {
+        if self.no_descriptors.load(Ordering::SeqCst) {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            return Err(io::Error::from_raw_os_error(24)); // EMFILE
+        }
+        Ok(())
+    }
+
+    fn wrap(plan: &Arc<Self>, inner: Arc<dyn File>) -> Arc<dyn File> {
+        plan.open_files.fetch_add(1, Ordering::SeqCst);
+        Arc::new(FaultFile {
+            inner,
+            plan: plan.clone(),
+        })
     }
 
     /// File syncs that succeeded so far.
@@ -113,6 +145,12 @@ struct FaultFile {
     plan: Arc<FaultPlan>,
 }
 
+impl Drop for FaultFile {
+    fn drop(&mut self) {
+        self.plan.open_files.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl File for FaultFile {
     fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read_at(pos, buf)
@@ -156,20 +194,16 @@ impl File for FaultFile {
 
 impl<S: Storage> Storage for FaultStorage<S> {
     fn open(&self, name: &str) -> io::Result<Arc<dyn File>> {
+        self.plan.need_descriptor()?;
         let inner = self.inner.open(name)?;
-        Ok(Arc::new(FaultFile {
-            inner,
-            plan: self.plan.clone(),
-        }))
+        Ok(FaultPlan::wrap(&self.plan, inner))
     }
 
     fn create(&self, name: &str) -> io::Result<Arc<dyn File>> {
+        self.plan.need_descriptor()?;
         self.plan.tick("create", true)?;
         let inner = self.inner.create(name)?;
-        Ok(Arc::new(FaultFile {
-            inner,
-            plan: self.plan.clone(),
-        }))
+        Ok(FaultPlan::wrap(&self.plan, inner))
     }
 
     fn list(&self) -> io::Result<Vec<String>> {
@@ -187,6 +221,7 @@ impl<S: Storage> Storage for FaultStorage<S> {
     }
 
     fn sync_dir(&self) -> io::Result<()> {
+        self.plan.need_descriptor()?;
         self.plan.tick("sync_dir", false)?;
         self.inner.sync_dir()
     }

@@ -183,7 +183,7 @@ impl MemFs {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             let end = start + rng % (extra + 1);
-            let cut = if rng % 4 == 0 {
+            let cut = if rng.is_multiple_of(4) {
                 start + extra
             } else {
                 end - end % SECTOR_BYTES
