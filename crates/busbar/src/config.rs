@@ -82,6 +82,8 @@ pub struct Broker {
     pub group_session_timeout_min_ms: u64,
     pub group_session_timeout_max_ms: u64,
     pub group_initial_rebalance_delay_ms: u64,
+    pub producers_max: u64,
+    pub offset_metadata_bytes_max: u64,
 }
 
 impl Default for Config {
@@ -120,6 +122,8 @@ impl Default for Config {
                 group_session_timeout_max_ms: b.group_session_timeout_max.as_millis() as u64,
                 group_initial_rebalance_delay_ms: b.group_initial_rebalance_delay.as_millis()
                     as u64,
+                producers_max: b.producers_max as u64,
+                offset_metadata_bytes_max: b.offset_metadata_bytes_max as u64,
             },
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
@@ -272,7 +276,7 @@ impl Config {
             .parse::<SocketAddr>()
             .map_err(|_| anyhow!("http.addr {:?} is not an IP:port address", self.http.addr))?;
         let b = &self.broker;
-        let checks: [(&str, u64, u64, u64); 13] = [
+        let checks: [(&str, u64, u64, u64); 15] = [
             (
                 "kafka.request_bytes_max",
                 self.kafka.request_bytes_max,
@@ -328,6 +332,13 @@ impl Config {
                 3_600_000,
             ),
             ("broker.fetch_bytes_max", b.fetch_bytes_max, 1024, 1 << 30),
+            ("broker.producers_max", b.producers_max, 1, 10_000_000),
+            (
+                "broker.offset_metadata_bytes_max",
+                b.offset_metadata_bytes_max,
+                0,
+                1 << 20,
+            ),
             (
                 "broker.maintenance_interval_ms",
                 b.maintenance_interval_ms,
@@ -389,6 +400,8 @@ impl Config {
             group_initial_rebalance_delay: Duration::from_millis(
                 b.group_initial_rebalance_delay_ms,
             ),
+            producers_max: b.producers_max as usize,
+            offset_metadata_bytes_max: b.offset_metadata_bytes_max as usize,
             ..BrokerConfig::default()
         }
     }
