@@ -87,10 +87,13 @@ async fn run_instance(
     key: (String, String),
     app: App,
 ) {
+    // A deadline, not a sleep re-created on each turn: the heartbeat tick below must not keep
+    // pushing the idle timeout back (only a command does).
+    let mut idle_at = tokio::time::Instant::now() + idle;
     loop {
         let cmd = tokio::select! {
             cmd = rx.recv() => cmd,
-            _ = tokio::time::sleep(idle) => None,
+            _ = tokio::time::sleep_until(idle_at) => None,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 if c.tick().await.is_err() {
                     break;
@@ -124,6 +127,8 @@ async fn run_instance(
             }
             None => break,
         }
+        // Idle time counts from the end of the last command (a long poll is use, not idleness).
+        idle_at = tokio::time::Instant::now() + idle;
     }
     app.consumers
         .map

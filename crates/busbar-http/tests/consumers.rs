@@ -7,7 +7,7 @@ mod common;
 use common::{assert_error, Server};
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn poll_all(s: &Server, path: &str, seen: &mut Vec<Value>) -> usize {
     let (st, r) = s.json("GET", &format!("{path}/events?max=500&wait_ms=200"), None);
@@ -179,8 +179,10 @@ fn bad_consumer_requests_are_refused_precisely() {
 
 #[test]
 fn idle_consumer_instances_leave_their_group() {
+    // Above the instance task's 500 ms heartbeat tick, so a tick cannot stand in for the timeout.
+    let idle = Duration::from_millis(1500);
     let s = Server::start_with(busbar_http::HttpConfig {
-        consumer_idle_timeout: Duration::from_millis(300),
+        consumer_idle_timeout: idle,
         consumers_max: 1,
         ..Default::default()
     });
@@ -194,6 +196,7 @@ fn idle_consumer_instances_leave_their_group() {
         "/groups/g/consumers",
         Some(json!({"topics": ["t"]})),
     );
+    let created = Instant::now();
     assert_error(
         s.json(
             "POST",
@@ -204,7 +207,26 @@ fn idle_consumer_instances_leave_their_group() {
         "too_many_consumers",
         "limit",
     );
-    std::thread::sleep(Duration::from_millis(1200));
+    let members = || {
+        let (_, g) = s.json("GET", "/groups/g", None);
+        g["members"].as_array().unwrap().len()
+    };
+    // Past several ticks but short of the timeout: still a member (the group route does not use it).
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(members(), 1);
+    while members() > 0 {
+        assert!(
+            created.elapsed() < idle + Duration::from_secs(3),
+            "the idle instance is still a member after {:?}",
+            created.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        created.elapsed() >= idle,
+        "left after {:?}",
+        created.elapsed()
+    );
     let path = format!("/groups/g/consumers/{}", c["consumer_id"].as_str().unwrap());
     assert_error(
         s.json("GET", &format!("{path}/events"), None),
@@ -212,8 +234,13 @@ fn idle_consumer_instances_leave_their_group() {
         "unknown_consumer",
         "",
     );
-    let (_, g) = s.json("GET", "/groups/g", None);
-    assert_eq!(g["members"].as_array().unwrap().len(), 0, "{g}");
+    // Its slot is free again.
+    let (st, c) = s.json(
+        "POST",
+        "/groups/g/consumers",
+        Some(json!({"topics": ["t"]})),
+    );
+    assert_eq!(st, 201, "{c}");
 }
 
 #[test]

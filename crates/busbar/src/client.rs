@@ -1,6 +1,7 @@
 //! The command-line client's HTTP calls and output. Exit codes scripts can rely on:
 //! 0 success, 1 the server refused the request (its error code and message on stderr),
-//! 2 bad usage or input, 3 the server could not be reached.
+//! 2 bad usage or input, 3 the server could not be reached, 128 + the signal's number when a command
+//! that cleans up on the server first (`consume --group`) was stopped by SIGHUP, SIGINT or SIGTERM.
 
 use serde_json::Value;
 use std::fmt;
@@ -17,6 +18,11 @@ pub enum CliError {
         message: String,
     },
     Connect(String),
+    /// Stopped by a signal after cleaning up (`signal` is its number; the message says what was done).
+    Stopped {
+        signal: i32,
+        message: String,
+    },
 }
 
 impl CliError {
@@ -25,6 +31,7 @@ impl CliError {
             CliError::Server { .. } => 1,
             CliError::Usage(_) => 2,
             CliError::Connect(_) => 3,
+            CliError::Stopped { signal, .. } => 128 + signal,
         }
     }
 }
@@ -38,7 +45,7 @@ impl fmt::Display for CliError {
                 code,
                 message,
             } => write!(f, "{message} ({code}, HTTP {status})"),
-            CliError::Connect(m) => write!(f, "{m}"),
+            CliError::Connect(m) | CliError::Stopped { message: m, .. } => write!(f, "{m}"),
         }
     }
 }

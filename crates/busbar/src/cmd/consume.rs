@@ -1,10 +1,16 @@
 //! `busbar consume`: read a topic's partitions from the beginning, an offset or a time; with
 //! `--follow`, keep waiting for new events. JSON values print as JSON, other bytes as text.
+//! With `--group` the member lives on the server (an HTTP consumer instance), so a stopping signal
+//! is caught and the instance deleted before exit: a member left behind would hold its partitions
+//! until the server's idle timeout. Committed positions never pass what was printed.
 
 use crate::client::{enc, CliError, CliResult, Client, Output};
 use base64::Engine;
 use clap::Args;
 use serde_json::Value;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Debug, Clone, Args)]
 pub struct ConsumeArgs {
@@ -29,6 +35,12 @@ pub struct ConsumeArgs {
     print_key: bool,
     /// Consume as a member of this consumer group (partitions shared with its other members,
     /// positions committed after each batch is printed).
+    ///
+    /// Stopped by SIGINT (Ctrl-C), SIGTERM or SIGHUP, the command leaves the group before it exits,
+    /// so the group's other or next members get its partitions at once, and exits with 128 + the
+    /// signal's number (130, 143, 129). Events fetched but not printed when the signal arrives are
+    /// not committed: the group's next member gets them. A second signal exits at once without
+    /// leaving (the server then drops the member after its consumer idle timeout).
     #[arg(short, long, conflicts_with_all = ["partition", "offset", "time"])]
     group: Option<String>,
     /// With --group: where to start on partitions the group has no committed offset for.
@@ -58,7 +70,84 @@ fn print(c: &Client, e: &Value, with_key: bool) {
     }
 }
 
+/// The stopping signals (SIGHUP, SIGINT, SIGTERM), caught from `catch` on by a thread of their own
+/// instead of ending the process, so the command can clean up; a second one ends it at once with
+/// 128 + its number.
+struct Signals {
+    /// The number of the first signal received; 0 before.
+    got: Arc<AtomicI32>,
+}
+
+impl Signals {
+    fn catch() -> std::io::Result<Signals> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        // Registered here, before returning, so no signal between `catch` and the thread's start
+        // is missed.
+        let (mut hup, mut int, mut term) = {
+            let _in_rt = rt.enter();
+            (
+                signal(SignalKind::hangup())?,
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            )
+        };
+        let got = Arc::new(AtomicI32::new(0));
+        let seen = got.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    loop {
+                        let kind = tokio::select! {
+                            _ = hup.recv() => SignalKind::hangup(),
+                            _ = int.recv() => SignalKind::interrupt(),
+                            _ = term.recv() => SignalKind::terminate(),
+                        };
+                        let n = kind.as_raw_value();
+                        if seen.swap(n, Ordering::SeqCst) != 0 {
+                            std::process::exit(128 + n);
+                        }
+                    }
+                })
+            })?;
+        Ok(Signals { got })
+    }
+
+    /// A stand-in when signals cannot be caught: they keep their default action.
+    fn uncaught() -> Signals {
+        Signals {
+            got: Arc::new(AtomicI32::new(0)),
+        }
+    }
+
+    fn received(&self) -> Option<i32> {
+        match self.got.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+}
+
+fn signal_name(n: i32) -> String {
+    match n {
+        n if n == SignalKind::hangup().as_raw_value() => "SIGHUP".into(),
+        n if n == SignalKind::interrupt().as_raw_value() => "SIGINT".into(),
+        n if n == SignalKind::terminate().as_raw_value() => "SIGTERM".into(),
+        n => format!("signal {n}"),
+    }
+}
+
 fn run_group(c: &Client, a: &ConsumeArgs, group: &str) -> CliResult<()> {
+    // Caught before joining: a signal during the join still leaves once the join is answered.
+    let signals = Signals::catch().unwrap_or_else(|e| {
+        eprintln!(
+            "busbar: warning: cannot catch signals ({e}); a signal will leave this member in \
+             group {group:?} until the server's consumer idle timeout"
+        );
+        Signals::uncaught()
+    });
     let created = c.json(
         "POST",
         &format!("/groups/{}/consumers", enc(group)),
@@ -69,16 +158,27 @@ fn run_group(c: &Client, a: &ConsumeArgs, group: &str) -> CliResult<()> {
         .unwrap_or_default()
         .to_string();
     let base = format!("/groups/{}/consumers/{}", enc(group), enc(&id));
+    let stopped = |signal| CliError::Stopped {
+        signal,
+        message: String::new(),
+    };
     let result = (|| {
         let limit = a.limit.unwrap_or(usize::MAX);
         let mut printed = 0;
         loop {
+            if let Some(n) = signals.received() {
+                return Err(stopped(n));
+            }
             let want = (limit - printed).min(500);
             let r = c.call(
                 "GET",
                 &format!("{base}/events?max={want}&wait_ms=1000"),
                 None,
             )?;
+            // A batch that arrives after the signal is neither printed nor committed.
+            if let Some(n) = signals.received() {
+                return Err(stopped(n));
+            }
             let events = r["events"].as_array().cloned().unwrap_or_default();
             for e in &events {
                 print(c, e, a.print_key);
@@ -96,8 +196,24 @@ fn run_group(c: &Client, a: &ConsumeArgs, group: &str) -> CliResult<()> {
             }
         }
     })();
-    let _ = c.call("DELETE", &base, None);
-    result
+    let left = c.call("DELETE", &base, None);
+    match result {
+        Err(CliError::Stopped { signal, .. }) => {
+            let name = signal_name(signal);
+            let message = match left {
+                Ok(_) => format!(
+                    "stopped by {name}: left group {group:?}, positions committed up to the \
+                     last event printed"
+                ),
+                Err(e) => format!(
+                    "stopped by {name}: could not leave group {group:?} ({e}); its member keeps \
+                     its partitions until the server's consumer idle timeout"
+                ),
+            };
+            Err(CliError::Stopped { signal, message })
+        }
+        other => other,
+    }
 }
 
 pub fn run(c: &Client, a: ConsumeArgs) -> CliResult<()> {
