@@ -95,6 +95,14 @@ impl Broker {
         let groups = crate::group::Groups::new(&config);
         let producer_ids =
             crate::producers::ProducerIds::open_with(dir("meta")?, config.producers_max)?;
+        let newest = topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| p.producers.max_producer_id())
+            .max();
+        if let Some(pid) = newest {
+            producer_ids.reserve_through(pid)?;
+        }
         Ok(Self {
             config,
             topics: RwLock::new(topics),
@@ -221,6 +229,17 @@ impl Broker {
             s.damaged_segments += r.damaged_segments.len();
         }
         s
+    }
+
+    /// Damage found in the broker's internal logs at open and contained (committed offsets
+    /// written in a damaged range are lost; their groups fall back to older commits, so events
+    /// are delivered again, never skipped). For the operator: `busbar serve` prints each.
+    pub fn internal_damage(&self) -> Vec<String> {
+        self.offsets
+            .damage()
+            .iter()
+            .map(|d| format!("committed-offsets log: {d}"))
+            .collect()
     }
 
     /// The broker's configuration.

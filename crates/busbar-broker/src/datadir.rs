@@ -75,9 +75,20 @@ impl std::fmt::Display for LockError {
 /// the new entry survives a power cut.
 fn create_durable(root: &Path, rel: &str) -> io::Result<PathBuf> {
     if !root.exists() {
-        std::fs::create_dir_all(root)?;
-        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
+        // Each missing ancestor is created and its parent fsynced in turn ("" is the current
+        // directory: `busbar-data` by default).
+        let missing: Vec<&Path> = root
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+            .collect();
+        for dir in missing.into_iter().rev() {
+            match std::fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+            sync_dir(parent.unwrap_or(Path::new(".")))?;
         }
     }
     let mut at = root.to_path_buf();

@@ -174,13 +174,12 @@ impl Groups {
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let salt = self.clock.now_ms() as u64 ^ (n << 20) ^ u64::from(std::process::id());
+        // At most 64 characters of the client id: a member id is kept (and sent to every member)
+        // for the group's life, and a client id may be 32 KiB.
+        let prefix: String = client_id.chars().take(64).collect();
         format!(
             "{}-{n}-{salt:x}",
-            if client_id.is_empty() {
-                "member"
-            } else {
-                client_id
-            }
+            if prefix.is_empty() { "member" } else { &prefix }
         )
     }
 

@@ -1,7 +1,7 @@
 //! An internal compacted log of key/value records (like Kafka's `__consumer_offsets`): the broker's
 //! durable tables (committed offsets, subscription retry state) are each one of these. A write is
-//! one batch appended through group commit, so it is durable when acknowledged without costing one
-//! fsync per row; a `None` value is a tombstone. Replay yields every row in log order, and each row
+//! one batch (several consecutive ones past the log's batch limit) appended through group commit,
+//! so it is durable when acknowledged without costing one fsync per row; a `None` value is a tombstone. Replay yields every row in log order, and each row
 //! carries its log offset so a table can apply "last in log order wins" even when a late write is
 //! applied after a newer one.
 
@@ -37,13 +37,35 @@ impl KvLog {
         Ok(Self { log, clock })
     }
 
-    /// Calls `f(log offset, key, value)` for every stored row, in log order.
-    pub fn replay(&self, mut f: impl FnMut(u64, &[u8], Option<&[u8]>)) -> Result<()> {
+    /// Calls `f(log offset, key, value)` for every stored row, in log order. A damaged range is
+    /// skipped (to the next segment) and described in the answer, so one bad batch costs the rows
+    /// written there, not the whole table: a key whose newest row was in it falls back to its
+    /// previous row (for committed offsets: an older position, so events are delivered again,
+    /// never skipped).
+    pub fn replay(&self, mut f: impl FnMut(u64, &[u8], Option<&[u8]>)) -> Result<Vec<String>> {
         let mut offset = self.log.stats().log_start;
+        let mut damage = Vec::new();
         loop {
-            let r = self.log.read(offset, 1 << 20)?;
+            let r = match self.log.read(offset, 1 << 20) {
+                Ok(r) => r,
+                Err(e @ busbar_log::LogError::Corrupt { .. }) => {
+                    let next = self.log.next_segment_base(offset);
+                    damage.push(format!(
+                        "{e}; rows from offset {offset} to {} skipped",
+                        next.map_or("the end".to_string(), |n| (n - 1).to_string())
+                    ));
+                    match next {
+                        Some(n) => {
+                            offset = n;
+                            continue;
+                        }
+                        None => return Ok(damage),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
             if r.data.is_empty() {
-                return Ok(());
+                return Ok(damage);
             }
             let mut pos = 0;
             while pos < r.data.len() {

@@ -43,6 +43,8 @@ pub struct OffsetStore {
     log: KvLog,
     table: Arc<Mutex<Table>>,
     clock: Arc<dyn Clock>,
+    /// Damaged ranges skipped at open (their commits are lost; groups fall back to older ones).
+    damage: Vec<String>,
 }
 
 fn encode_key(k: &Key) -> Vec<u8> {
@@ -56,14 +58,15 @@ fn decode_key(b: &[u8]) -> Option<Key> {
 impl OffsetStore {
     /// Opens the store in `dir`, replaying its log.
     pub fn open(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Result<Self> {
-        let store = Self {
+        let mut store = Self {
             log: KvLog::open(storage, clock.clone())?,
             table: Arc::default(),
             clock,
+            damage: Vec::new(),
         };
         {
             let mut table = store.table.lock().unwrap_or_else(|e| e.into_inner());
-            store.log.replay(|at, key, value| {
+            store.damage = store.log.replay(|at, key, value| {
                 if let Some(key) = decode_key(key) {
                     apply(
                         &mut table,
@@ -75,6 +78,11 @@ impl OffsetStore {
             })?;
         }
         Ok(store)
+    }
+
+    /// Damaged ranges of the offsets log skipped when it was opened.
+    pub fn damage(&self) -> &[String] {
+        &self.damage
     }
 
     /// Commits offsets for `group` durably: all or nothing when they fit in one batch of the

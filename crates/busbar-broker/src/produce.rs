@@ -65,7 +65,18 @@ impl Broker {
                 h.producer_id
             )));
         }
-        crate::validate::produced(&batch, &h, &t.config, self.config.clock.now_ms())?;
+        let now = self.config.clock.now_ms();
+        if h.compression() == 0 {
+            crate::validate::produced(&batch, &h, &t.config, now)?;
+        } else {
+            // Decompression is CPU work bounded by size, not microseconds: off the async workers.
+            let config = t.config.clone();
+            batch = tokio::task::spawn_blocking(move || {
+                crate::validate::produced(&batch, &h, &config, now).map(|()| batch)
+            })
+            .await
+            .map_err(|e| crate::error::BrokerError::Storage(format!("validation failed: {e}")))??;
+        }
         // Check, write and record under the producer state's lock: a retry on another
         // connection cannot pass the check while this write is under way. The write is inline,
         // not on the blocking pool: it goes to the page cache (microseconds), and a hand-off per

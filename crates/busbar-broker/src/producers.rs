@@ -11,7 +11,7 @@ use crate::error::{BrokerError, Result};
 use busbar_log::batch::BatchHeader;
 use busbar_log::disk::{self, Storage};
 use busbar_log::{Appended, Log};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Batches remembered per producer and partition (Kafka's NUM_BATCHES_TO_RETAIN).
@@ -75,6 +75,8 @@ pub struct PartitionProducers {
 #[derive(Default)]
 struct Entries {
     map: HashMap<i64, Entry>,
+    /// Producer ids by their entry's `used`, oldest first (eviction in O(log n)).
+    by_use: BTreeMap<u64, i64>,
     clock: u64,
 }
 
@@ -206,6 +208,12 @@ impl PartitionProducers {
             .len()
     }
 
+    /// The highest producer id remembered.
+    pub fn max_producer_id(&self) -> Option<i64> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.map.keys().max().copied()
+    }
+
     /// Whether no producer is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -219,20 +227,16 @@ impl PartitionProducers {
         ticket: Option<u64>,
     ) {
         if !entries.map.contains_key(&h.producer_id) && entries.map.len() >= self.limit {
-            // O(limit), but only when a new producer arrives at a full table.
-            let oldest = entries
-                .map
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                entries.map.remove(&k);
+            if let Some((_, oldest)) = entries.by_use.pop_first() {
+                entries.map.remove(&oldest);
             }
         }
         entries.clock += 1;
         let used = entries.clock;
         let e = entries.map.entry(h.producer_id).or_default();
-        e.used = used;
+        let before = std::mem::replace(&mut e.used, used);
+        entries.by_use.remove(&before);
+        entries.by_use.insert(used, h.producer_id);
         if h.producer_epoch != e.epoch {
             e.epoch = h.producer_epoch;
             e.batches.clear();
@@ -322,6 +326,21 @@ impl ProducerIds {
             epochs: Mutex::default(),
             limit: limit.max(1),
         })
+    }
+
+    /// Makes sure ids up to `pid` are never handed out again (a producer-id file that is missing or
+    /// older than the logs, say restored from a backup, beside producers found in the logs: a reused
+    /// id would have its first batches answered as duplicates of the old producer's).
+    pub fn reserve_through(&self, pid: i64) -> Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.0 > pid {
+            return Ok(());
+        }
+        let end = (pid / ID_BLOCK + 1) * ID_BLOCK;
+        disk::write_atomic(self.storage.as_ref(), ID_FILE, end.to_string().as_bytes())
+            .map_err(|e| BrokerError::Storage(format!("reserve producer ids: {e}")))?;
+        *st = (pid + 1, end);
+        Ok(())
     }
 
     /// Whether `pid` was handed out by InitProducerId (now or before a restart): ids are
@@ -535,5 +554,22 @@ mod tests {
             Err(BrokerError::InvalidProducerEpoch(_))
         ));
         assert_eq!(ids.init(Some((0, 3))).unwrap(), (0, 4), "forgotten: bumped");
+    }
+
+    #[test]
+    fn eviction_stays_cheap_when_the_table_is_full() {
+        // A start-up rebuild can record 100,000 one-batch producers into a full table.
+        let p = PartitionProducers::new(10_000);
+        let t = std::time::Instant::now();
+        for pid in 0..100_000 {
+            p.record(&header(pid, 0, 0, 1), pid as u64);
+        }
+        assert_eq!(p.len(), 10_000);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(p.check(&header(99_999, 0, 0, 1)).unwrap(), dup(99_999, 1));
     }
 }

@@ -366,6 +366,14 @@ async fn idempotent_retries_are_deduplicated_across_a_restart() {
         b.init_producer_id(None).unwrap().0 >= 1000,
         "producer ids are never reused after a restart"
     );
+    drop(b);
+    // The producer-id file lost (or restored from an older backup) beside logs holding producer
+    // 0's batches: id 0 must not be handed out again, or its first batch would be answered as a
+    // duplicate of the old producer's and dropped.
+    std::fs::remove_file(dir.path().join("meta/producer-id-block")).unwrap();
+    let b = open(dir.path());
+    let (pid, _) = b.init_producer_id(None).unwrap();
+    assert!(pid > 0, "producer id {pid} reused");
 }
 
 /// Reliability I1 in CI: random JSON-ish subscription bodies are refused with a field path or

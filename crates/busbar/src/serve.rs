@@ -69,6 +69,9 @@ async fn serve(config: Config) -> Result<()> {
         config.http_config(),
         wait(stop_rx),
     ));
+    for d in broker.internal_damage() {
+        eprintln!("busbar: warning: damaged data skipped at start: {d}");
+    }
     let r = broker.recovery_summary();
     let recovery = if r.clean == r.partitions {
         format!("clean start, {} partitions", r.partitions)

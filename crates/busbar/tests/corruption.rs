@@ -2,7 +2,8 @@
 //! in a sealed segment, a garbage index, a damaged metadata document, a damaged offsets log) and
 //! restart. Damaged bytes are never served, the damage is reported (error naming the file, a
 //! per-partition count in the topic and /metrics), everything else keeps working, and damaged
-//! metadata or committed offsets stop start-up with a clear error instead of being reset.
+//! metadata stops start-up with a clear error instead of being reset; a damaged batch of the
+//! committed-offsets log is contained (its commits fall back to older ones) and reported.
 
 mod common;
 
@@ -166,11 +167,30 @@ fn damage_is_never_served_is_reported_and_stops_nothing_else() {
     );
     std::fs::write(&meta, good).unwrap();
 
-    // A damaged committed-offsets log: refused, never silently reset.
+    // A damaged batch in the committed-offsets log: contained, not fatal. Its commits are lost
+    // (the group falls back to an older commit or none: events are delivered again, never
+    // skipped), the damage is reported at start, and the broker serves everything else.
     let offsets = files(&data.join("internal/offsets"), "log");
     let len = std::fs::metadata(&offsets[0]).unwrap().len();
     flip(&offsets[0], len - 20);
-    let (code, err) = refused_start(&data);
-    assert_ne!(code, 0, "{err}");
-    assert!(err.contains("offsets") && err.contains("corrupt"), "{err}");
+    let s = Server::start(&data, &[], &[]);
+    let warned = s.log_lines("damaged data skipped at start: committed-offsets log");
+    assert_eq!(warned.len(), 1, "the damage is reported");
+    let (_, g) = s.http("GET", "/groups/g", None);
+    let back = g["offsets"][0]["committed_offset"].as_u64();
+    assert!(
+        back.is_none_or(|o| o <= 50),
+        "a lost commit falls back, never forward: {g}"
+    );
+    let (status, body) = s.http(
+        "POST",
+        "/groups/g/offsets/reset",
+        Some(json!({"topic": "c", "to": {"offset": 7}})),
+    );
+    assert_eq!(status, 200, "new commits work: {body}");
+    assert_eq!(s.stop(), 0);
+    let s = Server::start(&data, &[], &[]);
+    let (_, g) = s.http("GET", "/groups/g", None);
+    assert_eq!(g["offsets"][0]["committed_offset"], 7, "{g}");
+    assert_eq!(s.stop(), 0);
 }

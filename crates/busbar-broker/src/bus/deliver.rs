@@ -280,6 +280,11 @@ async fn to_topic_many(broker: &Broker, topic: &str, events: Vec<Event>) -> Outc
         Err(e @ (BrokerError::MessageTooLarge { .. } | BrokerError::InvalidRecord(_))) => {
             Outcome::Fatal(Failure::new("too_large", None, e.to_string()))
         }
+        // The target topic's timestamp window refuses the event: retrying cannot help, and a
+        // retry would fail the valid events batched with it.
+        Err(e @ BrokerError::InvalidTimestamp(_)) => {
+            Outcome::Fatal(Failure::new("invalid_timestamp", None, e.to_string()))
+        }
         Err(e) => retry("storage", None, e.to_string()),
     }
 }
@@ -298,6 +303,28 @@ mod tests {
         for s in [100, 301, 400, 404, 408, 410, 413] {
             assert!(matches!(classify(s, None), Outcome::Fatal(_)), "{s}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_event_outside_the_target_timestamp_window_is_fatal_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(crate::BrokerConfig {
+            data_dir: dir.path().into(),
+            ..Default::default()
+        })
+        .unwrap();
+        b.create_topic("dst", Some(1), Default::default())
+            .await
+            .unwrap();
+        let far = b.config().clock.now_ms() + 2 * 3_600_000;
+        let e = Event {
+            timestamp: Some(far),
+            ..Event::value("v")
+        };
+        assert!(
+            matches!(to_topic(&b, "dst", e).await, Outcome::Fatal(ref f) if f.reason == "invalid_timestamp"),
+            "an invalid timestamp must not be retried as a storage error"
+        );
     }
 
     #[test]

@@ -102,13 +102,21 @@ impl RetryStore {
         };
         {
             let mut t = store.table.lock().unwrap_or_else(|e| e.into_inner());
-            store.log.replay(|at, key, value| {
+            let damage = store.log.replay(|at, key, value| {
                 let Ok((sub, r)) = serde_json::from_slice::<(String, EventRef)>(key) else {
                     return;
                 };
                 let v = value.and_then(|v| serde_json::from_slice(v).ok());
                 apply(&mut t, sub, r, at, v);
             })?;
+            // Unlike committed offsets, a lost retry entry is a lost event (its subscription's
+            // position already passed it): refuse to start rather than drop it silently.
+            if !damage.is_empty() {
+                return Err(crate::error::BrokerError::Storage(format!(
+                    "the retry-state log is damaged: {}",
+                    damage.join("; ")
+                )));
+            }
         }
         Ok(store)
     }
