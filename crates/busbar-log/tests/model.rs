@@ -140,7 +140,8 @@ fn run(ops: Vec<Op>) {
                     .map(|i| {
                         m.seq += 1;
                         let key = format!("k{}", m.seq % key_space as u64).into_bytes();
-                        let val = (!m.seq.is_multiple_of(7)).then(|| format!("v{}", m.seq).into_bytes());
+                        let val =
+                            (!m.seq.is_multiple_of(7)).then(|| format!("v{}", m.seq).into_bytes());
                         (m.next + i as u64, Some(key), val, ts)
                     })
                     .collect();
