@@ -203,6 +203,23 @@ impl MemDataDir {
 
 impl DataDir for MemDataDir {
     fn storage(&self, rel: &str) -> io::Result<Arc<dyn Storage>> {
+        // As on real files: each new component's entry is made durable by syncing its parent.
+        let names = self.fs.dir_names();
+        let mut at = String::new();
+        for part in rel.split('/').filter(|p| !p.is_empty()) {
+            let parent = at.clone();
+            at = if at.is_empty() {
+                part.to_string()
+            } else {
+                format!("{at}/{part}")
+            };
+            if !names.contains(&at) {
+                self.fs.dir(&at);
+                if !parent.is_empty() {
+                    self.fs.dir(&parent).sync_dir()?;
+                }
+            }
+        }
         Ok(Arc::new(self.fs.dir(rel)))
     }
 

@@ -232,3 +232,27 @@ fn simulate(seed: u64) {
 fn power_loss_never_loses_acknowledged_records() {
     for_each_seed(1000, simulate);
 }
+
+/// The crash model of directories themselves: a nested directory whose entry was never synced into
+/// its parent vanishes with its (even synced) files; once the parent is synced it survives.
+#[test]
+fn an_unsynced_nested_directory_vanishes_in_a_crash() {
+    let fs = MemFs::new();
+    let parent = fs.dir("topics");
+    let lost = fs.dir("topics/a");
+    lost.create("f").unwrap().append(b"x").unwrap();
+    lost.open("f").unwrap().sync().unwrap();
+    lost.sync_dir().unwrap();
+    fs.crash(None);
+    assert!(
+        !fs.dir_names().contains(&"topics/a".to_string()),
+        "a directory whose parent was never synced survived a crash"
+    );
+    let kept = fs.dir("topics/b");
+    kept.create("f").unwrap().append(b"y").unwrap();
+    kept.open("f").unwrap().sync().unwrap();
+    kept.sync_dir().unwrap();
+    parent.sync_dir().unwrap();
+    fs.crash(None);
+    assert_eq!(fs.dir("topics/b").list().unwrap(), vec!["f".to_string()]);
+}

@@ -4,7 +4,9 @@
 //! keeps its current entries and its durable entries (as of its last `sync_dir`). [`MemFs::crash`]
 //! throws away everything not durable, like a power cut: unsynced appends vanish (or survive only up to
 //! a sector boundary when tearing is asked for), files whose directory entry was never synced vanish,
-//! removals and renames not followed by a directory sync are undone. Several directories share one
+//! removals and renames not followed by a directory sync are undone; a nested directory (`a/b`)
+//! created and never made durable by a sync of its parent (`a`) vanishes with all it holds.
+//! Several directories share one
 //! `MemFs`, so one crash hits all of them at once. With [`MemFs::set_clock`], files record when their
 //! data last changed (their mtime) on that clock; without it the time is unknown.
 
@@ -30,6 +32,14 @@ struct FileData {
 struct Dir {
     current: BTreeMap<String, Arc<MemFile>>,
     durable: BTreeMap<String, Arc<MemFile>>,
+    /// Whether this directory's own entry in its parent is durable: a nested directory
+    /// (`a/b`) becomes durable when its parent (`a`) is synced; top-level ones always are.
+    entry_durable: bool,
+}
+
+/// The parent of a nested directory name (`a/b` → `a`); `None` at the top level.
+fn parent_of(name: &str) -> Option<&str> {
+    name.rsplit_once('/').map(|(p, _)| p)
 }
 
 /// An in-memory file system shared by any number of [`MemStorage`] directories.
@@ -150,7 +160,10 @@ impl MemFs {
 
     /// The directory `name` (created empty on first use).
     pub fn dir(&self, name: &str) -> MemStorage {
-        self.lock().entry(name.to_string()).or_default();
+        self.lock().entry(name.to_string()).or_insert_with(|| Dir {
+            entry_durable: parent_of(name).is_none(),
+            ..Dir::default()
+        });
         MemStorage {
             fs: self.clone(),
             dir: name.to_string(),
@@ -191,6 +204,25 @@ impl MemFs {
             cut.saturating_sub(start)
         };
         let mut dirs = self.lock();
+        // A directory whose entry (or an ancestor's) was never synced into its parent vanishes
+        // with everything in it.
+        let lost: Vec<String> = dirs
+            .keys()
+            .filter(|name| {
+                let mut at = Some(name.as_str());
+                while let Some(d) = at {
+                    if dirs.get(d).is_some_and(|dir| !dir.entry_durable) {
+                        return true;
+                    }
+                    at = parent_of(d);
+                }
+                false
+            })
+            .cloned()
+            .collect();
+        for name in lost {
+            dirs.remove(&name);
+        }
         for dir in dirs.values_mut() {
             dir.current = dir.durable.clone();
             for file in dir.current.values() {
@@ -304,7 +336,14 @@ impl Storage for MemStorage {
     }
 
     fn sync_dir(&self) -> io::Result<()> {
-        self.with_dir(|d| d.durable = d.current.clone());
+        let mut dirs = self.fs.lock();
+        let d = dirs.entry(self.dir.clone()).or_default();
+        d.durable = d.current.clone();
+        for (name, d) in dirs.iter_mut() {
+            if parent_of(name) == Some(self.dir.as_str()) {
+                d.entry_durable = true;
+            }
+        }
         Ok(())
     }
 
