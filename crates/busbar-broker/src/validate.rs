@@ -11,8 +11,7 @@
 use crate::config::TopicConfig;
 use crate::error::{BrokerError, Result};
 use crate::event::DECOMPRESSED_BYTES_MAX;
-use busbar_log::batch::{compute_crc, BatchHeader, Records, HEADER_BYTES};
-use std::borrow::Cow;
+use busbar_log::batch::{compute_crc, timestamp_deltas, BatchHeader, Records, HEADER_BYTES};
 
 /// How much larger than its compressed bytes a batch may decompress to. Kafka sets no bound;
 /// real event data compresses 3-20x (highly repetitive data some 100x), while a decompression
@@ -36,15 +35,32 @@ pub fn produced(batch: &[u8], h: &BatchHeader, topic: &TopicConfig, now_ms: i64)
     if h.total_len() != Some(batch.len()) || compute_crc(batch) != h.crc || h.is_control() {
         return Ok(());
     }
-    let section = match h.compression() {
-        0 => Cow::Borrowed(&batch[HEADER_BYTES..]),
-        codec => Cow::Owned(
-            crate::codec::decompress(codec, &batch[HEADER_BYTES..], decompressed_max(batch.len()))
-                .map_err(|e| BrokerError::InvalidRecord(format!("compressed batch: {e}")))?,
-        ),
-    };
     let bounds = Bounds::of(topic, now_ms);
-    bounds.check(h.max_timestamp, "the batch's max timestamp")?;
+    bounds.check(h.max_timestamp, || "the batch's max timestamp".into())?;
+    let record_ts = |count: i64, delta: i64| {
+        let ts = h.base_timestamp.checked_add(delta).ok_or_else(|| {
+            BrokerError::InvalidRecord(format!("record {count}: timestamp overflows"))
+        })?;
+        // A record may be later than the header's maxTimestamp (kafkajs leaves messages without
+        // an explicit timestamp out of it; Kafka recomputes the maximum rather than refusing):
+        // each record is held to the topic's window itself.
+        bounds.check(ts, || format!("record {count}'s timestamp"))
+    };
+    if h.compression() == 0 {
+        // The log checks the framing, count and offset deltas of an uncompressed batch; only the
+        // timestamps are read here, skipping each record's body.
+        for (count, delta) in timestamp_deltas(&batch[HEADER_BYTES..]).enumerate() {
+            let delta = delta.map_err(|e| BrokerError::InvalidRecord(e.to_string()))?;
+            record_ts(count as i64, delta)?;
+        }
+        return Ok(());
+    }
+    let section = crate::codec::decompress(
+        h.compression(),
+        &batch[HEADER_BYTES..],
+        decompressed_max(batch.len()),
+    )
+    .map_err(|e| BrokerError::InvalidRecord(format!("compressed batch: {e}")))?;
     let mut count: i64 = 0;
     for r in Records::new(&section) {
         let r = r.map_err(|e| BrokerError::InvalidRecord(format!("record {count}: {e}")))?;
@@ -54,16 +70,7 @@ pub fn produced(batch: &[u8], h: &BatchHeader, topic: &TopicConfig, now_ms: i64)
                 r.offset_delta
             )));
         }
-        let ts = h
-            .base_timestamp
-            .checked_add(r.timestamp_delta)
-            .ok_or_else(|| {
-                BrokerError::InvalidRecord(format!("record {count}: timestamp overflows"))
-            })?;
-        // A record may be later than the header's maxTimestamp (kafkajs leaves messages without
-        // an explicit timestamp out of it; Kafka recomputes the maximum rather than refusing):
-        // each record is held to the topic's window itself.
-        bounds.check(ts, &format!("record {count}'s timestamp"))?;
+        record_ts(count, r.timestamp_delta)?;
         count += 1;
     }
     if count != i64::from(h.last_offset_delta) + 1 || count != i64::from(h.record_count) {
@@ -77,7 +84,7 @@ pub fn produced(batch: &[u8], h: &BatchHeader, topic: &TopicConfig, now_ms: i64)
 
 /// Checks one published event's timestamp against the topic's window (HTTP publish and the bus).
 pub fn timestamp(ts: i64, topic: &TopicConfig, now_ms: i64) -> Result<()> {
-    Bounds::of(topic, now_ms).check(ts, "the event's timestamp")
+    Bounds::of(topic, now_ms).check(ts, || "the event's timestamp".into())
 }
 
 /// The accepted timestamp window of a topic at one instant.
@@ -96,7 +103,8 @@ impl Bounds {
         }
     }
 
-    fn check(&self, ts: i64, what: &str) -> Result<()> {
+    /// `what` names the timestamp in the error (built only on error: this runs per record).
+    fn check(&self, ts: i64, what: impl Fn() -> String) -> Result<()> {
         if ts == NO_TIMESTAMP {
             return Ok(());
         }
@@ -105,14 +113,18 @@ impl Bounds {
         // i64::MAX is "unlimited" (the default), whatever the timestamp.
         if self.before_max_ms != i64::MAX && behind > i128::from(self.before_max_ms) {
             return Err(BrokerError::InvalidTimestamp(format!(
-                "{what} {ts} is more than message.timestamp.before.max.ms ({}) before now ({})",
-                self.before_max_ms, self.now_ms
+                "{} {ts} is more than message.timestamp.before.max.ms ({}) before now ({})",
+                what(),
+                self.before_max_ms,
+                self.now_ms
             )));
         }
         if self.after_max_ms != i64::MAX && -behind > i128::from(self.after_max_ms) {
             return Err(BrokerError::InvalidTimestamp(format!(
-                "{what} {ts} is more than message.timestamp.after.max.ms ({}) after now ({})",
-                self.after_max_ms, self.now_ms
+                "{} {ts} is more than message.timestamp.after.max.ms ({}) after now ({})",
+                what(),
+                self.after_max_ms,
+                self.now_ms
             )));
         }
         Ok(())

@@ -315,6 +315,33 @@ fn read_uvarint(buf: &[u8], pos: &mut usize, max_bytes: usize) -> Result<u64, Ba
     Err(BatchError::Record("varint is too long".into()))
 }
 
+/// The timestamp delta of each record of an uncompressed records section, reading only each
+/// record's length, attributes and delta and skipping the rest: a cheap pass for callers that check
+/// timestamps (the full framing is checked by [`validate_new`]). Yields an error once and stops.
+pub fn timestamp_deltas(section: &[u8]) -> impl Iterator<Item = Result<i64, BatchError>> + '_ {
+    let mut pos = 0usize;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || pos >= section.len() {
+            return None;
+        }
+        let one = (|| {
+            let len = read_varint(section, &mut pos)?;
+            let body = usize::try_from(len)
+                .ok()
+                .filter(|l| *l >= 1 && pos + *l <= section.len())
+                .ok_or_else(|| BatchError::Record(format!("record length {len} is invalid")))?;
+            let end = pos + body;
+            let mut at = pos + 1; // attributes
+            let delta = read_varlong(&section[..end], &mut at)?;
+            pos = end;
+            Ok(delta)
+        })();
+        failed = one.is_err();
+        Some(one)
+    })
+}
+
 fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, BatchError> {
     let v = read_uvarint(buf, pos, 5)? as u32;
     Ok(((v >> 1) as i32) ^ -((v & 1) as i32))
