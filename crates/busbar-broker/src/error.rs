@@ -64,6 +64,10 @@ pub enum BrokerError {
     Damaged(String),
     #[error("storage unavailable: {0}")]
     Storage(String),
+    /// The partition already remembers `producers_max` producers, all active recently (Kafka 7,
+    /// retriable: the client retries once one has been idle long enough).
+    #[error("too many active producers: {0}")]
+    ProducerStateFull(String),
     /// A batch names a producer id InitProducerId never handed out (Kafka 59).
     #[error("unknown producer id: {0}")]
     UnknownProducerId(String),

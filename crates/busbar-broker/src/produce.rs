@@ -83,7 +83,7 @@ impl Broker {
         // request cost more than the write (docs/decisions.md, "produce path").
         let a = p
             .producers
-            .admit(&h, || Ok(p.log.append_start(&mut batch)?))?;
+            .admit(&h, now, || Ok(p.log.append_start(&mut batch)?))?;
         match a.ticket {
             Some(ticket) => {
                 crate::sync::kick(&p);

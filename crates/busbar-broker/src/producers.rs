@@ -38,6 +38,8 @@ struct Entry {
     batches: VecDeque<Batch>,
     /// When this producer last stored a batch here (a counter, for eviction).
     used: u64,
+    /// ...and the clock's time then (`i64::MIN` for state rebuilt at start-up).
+    last_ms: i64,
 }
 
 /// What to do with an idempotent batch.
@@ -86,6 +88,10 @@ impl Default for PartitionProducers {
     }
 }
 
+/// A producer that stored a batch this recently is never forgotten to make room for a new one
+/// (Kafka's `delivery.timeout.ms` default is two minutes: a producer retries within it).
+pub const PRODUCER_ACTIVE_MS: i64 = 5 * 60 * 1000;
+
 /// Default of `BrokerConfig::producers_max`.
 pub const PRODUCERS_MAX: usize = 10_000;
 
@@ -103,9 +109,15 @@ impl PartitionProducers {
     /// and is then answered as a duplicate instead of being stored twice. A duplicate carries the
     /// original write's durability ticket: it is acknowledged only when the original is durable,
     /// and fails if the original's fsync failed.
+    ///
+    /// A new producer arriving at a full table takes the place of the least recently active one
+    /// only if that one has been idle for [`PRODUCER_ACTIVE_MS`]; otherwise it is refused (a
+    /// retriable error), so a flood of new producers cannot push out the state of one that is
+    /// still retrying and break its exactly-once.
     pub fn admit(
         &self,
         h: &BatchHeader,
+        now_ms: i64,
         append: impl FnOnce() -> Result<(Appended, Option<u64>)>,
     ) -> Result<Admitted> {
         if h.producer_id < 0 {
@@ -124,8 +136,21 @@ impl PartitionProducers {
                 duplicate: true,
             });
         }
+        if !entries.map.contains_key(&h.producer_id) && entries.map.len() >= self.limit {
+            let oldest = entries.by_use.first_key_value().map(|(_, pid)| *pid);
+            let last_ms = oldest
+                .and_then(|pid| entries.map.get(&pid))
+                .map_or(i64::MIN, |e| e.last_ms);
+            if last_ms > now_ms.saturating_sub(PRODUCER_ACTIVE_MS) {
+                return Err(BrokerError::ProducerStateFull(format!(
+                    "{} producers active on this partition in the last {} s (producers_max)",
+                    self.limit,
+                    PRODUCER_ACTIVE_MS / 1000
+                )));
+            }
+        }
         let (at, ticket) = append()?;
-        self.record_locked(&mut entries, h, at, ticket);
+        self.record_locked(&mut entries, h, at, ticket, now_ms);
         Ok(Admitted {
             at,
             ticket,
@@ -196,7 +221,7 @@ impl PartitionProducers {
             last_offset: base_offset + h.last_offset_delta.max(0) as u64,
         };
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        self.record_locked(&mut entries, h, at, None);
+        self.record_locked(&mut entries, h, at, None, i64::MIN);
     }
 
     /// Producers remembered now.
@@ -225,6 +250,7 @@ impl PartitionProducers {
         h: &BatchHeader,
         at: Appended,
         ticket: Option<u64>,
+        now_ms: i64,
     ) {
         if !entries.map.contains_key(&h.producer_id) && entries.map.len() >= self.limit {
             if let Some((_, oldest)) = entries.by_use.pop_first() {
@@ -234,6 +260,7 @@ impl PartitionProducers {
         entries.clock += 1;
         let used = entries.clock;
         let e = entries.map.entry(h.producer_id).or_default();
+        e.last_ms = now_ms;
         let before = std::mem::replace(&mut e.used, used);
         entries.by_use.remove(&before);
         entries.by_use.insert(used, h.producer_id);
@@ -571,5 +598,34 @@ mod tests {
             t.elapsed()
         );
         assert_eq!(p.check(&header(99_999, 0, 0, 1)).unwrap(), dup(99_999, 1));
+    }
+
+    #[test]
+    fn an_active_producer_is_never_pushed_out_by_new_ones() {
+        let p = PartitionProducers::new(2);
+        let at = |b| {
+            Ok((
+                Appended {
+                    base_offset: b,
+                    last_offset: b,
+                },
+                None,
+            ))
+        };
+        let now = 10_000_000;
+        p.admit(&header(1, 0, 0, 1), now, || at(0)).unwrap();
+        p.admit(&header(2, 0, 0, 1), now, || at(1)).unwrap();
+        assert!(
+            matches!(
+                p.admit(&header(3, 0, 0, 1), now + 1000, || at(2)),
+                Err(BrokerError::ProducerStateFull(_))
+            ),
+            "producer 1 is still active"
+        );
+        assert_eq!(p.check(&header(1, 0, 0, 1)).unwrap(), dup(0, 1));
+        let later = now + PRODUCER_ACTIVE_MS + 1;
+        p.admit(&header(3, 0, 0, 1), later, || at(2)).unwrap();
+        assert_eq!(p.len(), 2, "idle producer 1 made room");
+        assert_eq!(p.check(&header(1, 0, 5, 1)).unwrap(), Verdict::Append);
     }
 }

@@ -44,6 +44,7 @@ pub fn of(e: &BrokerError) -> i16 {
         B::InvalidRecord(_) => INVALID_RECORD,
         B::InvalidTimestamp(_) => 32, // INVALID_TIMESTAMP
         B::UnknownProducerId(_) => 59,
+        B::ProducerStateFull(_) => 7, // REQUEST_TIMED_OUT: retriable
         B::OffsetMetadataTooLarge { .. } => 12,
     }
 }

@@ -10,7 +10,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -26,26 +25,6 @@ fn flip(path: &Path, at: u64) {
     let mut b = std::fs::read(path).unwrap();
     b[at as usize] ^= 0x40;
     std::fs::write(path, b).unwrap();
-}
-
-/// `busbar serve` that must fail: its exit code and stderr.
-fn refused_start(data: &Path) -> (i32, String) {
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--kafka-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn events(s: &Server, offset: u64) -> (u16, Value) {

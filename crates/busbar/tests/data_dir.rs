@@ -7,45 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// `busbar serve` that must fail: its exit code and stderr. One that is still running after 20 s
-/// started when it should not have: it is killed and the test fails.
-fn refused_start(data: &Path) -> (i32, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--kafka-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "busbar serve started on a data directory it must refuse: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use std::time::Duration;
 
 fn publish(s: &Server, n: usize) {
     let events: Vec<_> = (0..n).map(|i| json!({"value": {"i": i}})).collect();
