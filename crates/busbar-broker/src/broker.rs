@@ -156,7 +156,10 @@ impl Broker {
         let storage = data
             .storage(&rel)
             .map_err(|e| io_err(&format!("open {}", data.describe(&rel)), e))?;
-        let log = Log::open(storage, tc.log_config(config.clock.clone()))?;
+        let log = Log::open(
+            storage,
+            tc.log_config(config.clock.clone(), config.segment_cache.clone()),
+        )?;
         let producers = crate::producers::PartitionProducers::new(config.producers_max);
         producers.rebuild(&log)?;
         Ok(Arc::new(Partition {
@@ -460,7 +463,9 @@ impl Broker {
         }
         let tc = self.config.topic_defaults.with_overrides(&overrides)?;
         for p in &t.partitions {
-            p.log.set_config(tc.log_config(self.config.clock.clone()))?;
+            p.log.set_config(
+                tc.log_config(self.config.clock.clone(), self.config.segment_cache.clone()),
+            )?;
         }
         let nt = Arc::new(Topic {
             name: t.name.clone(),

@@ -3,7 +3,7 @@
 //! place that parses and checks them.
 
 use crate::error::{BrokerError, Result};
-use busbar_log::{CleanupPolicy, Clock, LogConfig, SyncPolicy, SystemClock};
+use busbar_log::{CleanupPolicy, Clock, LogConfig, SegmentCache, SyncPolicy, SystemClock};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -225,9 +225,11 @@ impl TopicConfig {
         ])
     }
 
-    /// The log settings for a partition of this topic.
-    pub fn log_config(&self, clock: Arc<dyn Clock>) -> LogConfig {
+    /// The log settings for a partition of this topic; its sealed segments' files and indexes
+    /// are held in `cache` (shared by every partition of the broker).
+    pub fn log_config(&self, clock: Arc<dyn Clock>, cache: Arc<SegmentCache>) -> LogConfig {
         LogConfig {
+            segment_cache: cache,
             sync: self.sync,
             segment_bytes: self.segment_bytes,
             segment_ms: self.segment_ms,
@@ -271,6 +273,9 @@ pub struct BrokerConfig {
     pub producers_max: usize,
     /// Longest metadata string of a committed offset, bytes (Kafka's `offset.metadata.max.bytes`).
     pub offset_metadata_bytes_max: usize,
+    /// Open files and loaded indexes of sealed segments, across all partitions (least recently
+    /// used closed or dropped past the limits; active segments are not counted).
+    pub segment_cache: Arc<SegmentCache>,
     /// Where the data lives when not on the real file system at `data_dir` (power-loss tests
     /// give an in-memory, crashable one).
     pub data: Option<Arc<dyn crate::datadir::DataDir>>,
@@ -301,6 +306,7 @@ impl Default for BrokerConfig {
             clock: Arc::new(SystemClock),
             producers_max: crate::producers::PRODUCERS_MAX,
             offset_metadata_bytes_max: 4096,
+            segment_cache: SegmentCache::shared(),
             data: None,
         }
     }

@@ -84,6 +84,8 @@ pub struct Broker {
     pub group_initial_rebalance_delay_ms: u64,
     pub producers_max: u64,
     pub offset_metadata_bytes_max: u64,
+    pub open_files_max: u64,
+    pub indexes_max: u64,
 }
 
 impl Default for Config {
@@ -124,6 +126,8 @@ impl Default for Config {
                     as u64,
                 producers_max: b.producers_max as u64,
                 offset_metadata_bytes_max: b.offset_metadata_bytes_max as u64,
+                open_files_max: busbar_log::OPEN_FILES_MAX_DEFAULT as u64,
+                indexes_max: busbar_log::INDEXES_MAX_DEFAULT as u64,
             },
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
@@ -276,7 +280,7 @@ impl Config {
             .parse::<SocketAddr>()
             .map_err(|_| anyhow!("http.addr {:?} is not an IP:port address", self.http.addr))?;
         let b = &self.broker;
-        let checks: [(&str, u64, u64, u64); 15] = [
+        let checks: [(&str, u64, u64, u64); 17] = [
             (
                 "kafka.request_bytes_max",
                 self.kafka.request_bytes_max,
@@ -333,6 +337,8 @@ impl Config {
             ),
             ("broker.fetch_bytes_max", b.fetch_bytes_max, 1024, 1 << 30),
             ("broker.producers_max", b.producers_max, 1, 10_000_000),
+            ("broker.open_files_max", b.open_files_max, 1, 1_000_000),
+            ("broker.indexes_max", b.indexes_max, 1, 1_000_000),
             (
                 "broker.offset_metadata_bytes_max",
                 b.offset_metadata_bytes_max,
@@ -402,6 +408,10 @@ impl Config {
             ),
             producers_max: b.producers_max as usize,
             offset_metadata_bytes_max: b.offset_metadata_bytes_max as usize,
+            segment_cache: busbar_log::SegmentCache::new(
+                b.open_files_max as usize,
+                b.indexes_max as usize,
+            ),
             ..BrokerConfig::default()
         }
     }
@@ -527,6 +537,20 @@ mod tests {
             Config::load(&Flags::default(), env(&[])).unwrap(),
             Config::default()
         );
+        // The broker's limits reach it.
+        let c = Config::load(
+            &Flags::default(),
+            env(&[
+                ("BUSBAR_BROKER_OPEN_FILES_MAX", "7"),
+                ("BUSBAR_BROKER_INDEXES_MAX", "9"),
+                ("BUSBAR_BROKER_PRODUCERS_MAX", "11"),
+            ]),
+        )
+        .unwrap();
+        let b = c.broker_config();
+        assert_eq!(b.segment_cache.open_files_max(), 7);
+        assert_eq!(b.segment_cache.indexes_max(), 9);
+        assert_eq!(b.producers_max, 11);
     }
 
     /// Reliability I1 in CI: random and damaged config files load or are refused, never a panic.
@@ -597,6 +621,7 @@ mod tests {
             ("[http]\nadr = \"x\"\n", "adr"),
             ("[http]\naddr = \"nowhere\"\n", "http.addr"),
             ("[broker]\ndefault_partitions = 0\n", "default_partitions"),
+            ("[broker]\nopen_files_max = 0\n", "open_files_max"),
             (
                 "[broker]\nfetch_wait_max_ms = \"soon\"\n",
                 "fetch_wait_max_ms",
