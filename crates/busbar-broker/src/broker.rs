@@ -52,7 +52,7 @@ pub struct Broker {
     _lock: Option<crate::datadir::DirLock>,
 }
 
-fn io_err(what: &str, e: impl std::fmt::Display) -> BrokerError {
+pub(crate) fn io_err(what: &str, e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Storage(format!("{what}: {e}"))
 }
 
@@ -116,31 +116,6 @@ impl Broker {
         })
     }
 
-    /// The stored topics. A data directory without a topic document gets an empty one before any
-    /// topic directory can exist, so a missing document beside topic directories means the
-    /// metadata was lost: start-up refuses (never treats the data as orphans and deletes it).
-    fn load_topics(data: &dyn crate::datadir::DataDir, meta: &MetaStore) -> Result<Vec<TopicMeta>> {
-        if let Some(topics) = meta.load_existing()? {
-            return Ok(topics);
-        }
-        let found = data
-            .subdirs("topics")
-            .map_err(|e| io_err("list topics", e))?;
-        if !found.is_empty() {
-            return Err(BrokerError::Storage(format!(
-                "{} is missing but {} holds data of {} topic(s) ({}): the topic metadata is lost; \
-                 nothing was changed. Restore the file from a backup, or move the topic directories \
-                 away to start empty",
-                meta.describe(),
-                data.describe("topics"),
-                found.len(),
-                found.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
-        meta.save(&[])?;
-        Ok(Vec::new())
-    }
-
     fn partition_dir(topic: &str, p: u32) -> String {
         format!("topics/{topic}/{p}")
     }
@@ -184,38 +159,6 @@ impl Broker {
             partitions,
             created_ms: m.created_ms,
         })
-    }
-
-    /// Deletes topic directories that the metadata does not list (a crash between a directory
-    /// change and the metadata write that makes it official).
-    fn remove_orphans(
-        data: &dyn crate::datadir::DataDir,
-        topics: &BTreeMap<String, Arc<Topic>>,
-    ) -> Result<()> {
-        let names = data
-            .subdirs("topics")
-            .map_err(|e| io_err("list topics", e))?;
-        for name in names {
-            let rel = format!("topics/{name}");
-            let remove = |rel: &str| {
-                data.remove_dir(rel)
-                    .map_err(|e| io_err(&format!("remove {}", data.describe(rel)), e))
-            };
-            match topics.get(&name).map(|t| t.partitions.len()) {
-                None => remove(&rel)?,
-                Some(n) => {
-                    let parts = data
-                        .subdirs(&rel)
-                        .map_err(|e| io_err("list partitions", e))?;
-                    for p in parts {
-                        if p.parse::<usize>().ok().is_none_or(|i| i >= n) {
-                            remove(&format!("{rel}/{p}"))?;
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 
     /// What opening the partition logs found: after a clean shutdown every log is clean and nothing

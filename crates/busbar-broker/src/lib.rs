@@ -56,6 +56,7 @@ mod offsets;
 pub mod partitioner;
 mod produce;
 mod producers;
+mod startup;
 mod sync;
 pub mod time;
 mod topic;

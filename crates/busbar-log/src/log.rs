@@ -103,6 +103,19 @@ struct SyncSnapshot {
     len: u64,
 }
 
+impl SyncSnapshot {
+    /// What a sync of the active segment covers, as of `st`.
+    fn of(st: &State) -> Self {
+        SyncSnapshot {
+            file: st.active_file.clone(),
+            written: st.written,
+            next_offset: st.next_offset,
+            segment: st.active.base,
+            len: st.active_file.len(),
+        }
+    }
+}
+
 impl Log {
     /// Opens (recovering if needed) or creates the log in `storage`.
     pub fn open(storage: Arc<dyn Storage>, config: LogConfig) -> Result<Self> {
@@ -312,13 +325,7 @@ impl Log {
 
     /// Becomes the syncer: syncs the active segment outside the lock, then publishes the result.
     fn run_sync<'a>(&'a self, mut st: MutexGuard<'a, State>) -> Result<MutexGuard<'a, State>> {
-        let snap = SyncSnapshot {
-            file: st.active_file.clone(),
-            written: st.written,
-            next_offset: st.next_offset,
-            segment: st.active.base,
-            len: st.active_file.len(),
-        };
+        let snap = SyncSnapshot::of(&st);
         st.syncing = true;
         drop(st);
         let res = snap.file.sync();
@@ -375,13 +382,7 @@ impl Log {
             st.checkpointing = true;
             st.ckpt_seq += 1;
             let bytes = std::mem::take(&mut st.since_checkpoint);
-            let snap = SyncSnapshot {
-                file: st.active_file.clone(),
-                written: st.written,
-                next_offset: st.next_offset,
-                segment: st.active.base,
-                len: st.active_file.len(),
-            };
+            let snap = SyncSnapshot::of(&st);
             let idx = st.active_index.clone();
             (snap, idx, st.log_start, st.epoch, st.ckpt_seq, bytes)
         };

@@ -283,20 +283,9 @@ fn configuration_is_layered_checked_and_printed() {
     // A data directory that cannot be used: a clear error, exit 1.
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, "x").unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--kafka-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&blocker)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("data directory"), "{}", stderr(&out));
+    let (code, err) = refused_start(&blocker);
+    assert_eq!(code, 1);
+    assert!(err.contains("data directory"), "{err}");
     // The configured defaults reach the broker.
     std::fs::write(&file, "[broker]\ndefault_partitions = 3\n").unwrap();
     let s = Server::start(
