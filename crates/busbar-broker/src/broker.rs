@@ -36,6 +36,11 @@ pub struct RecoverySummary {
     pub scanned_bytes: u64,
     pub truncated_bytes: u64,
     pub damaged_segments: usize,
+    /// Partitions whose producer state was loaded from its snapshot (the rest scanned their
+    /// newest records).
+    pub producer_snapshots: usize,
+    /// Offsets whose batch headers were read to restore producer state.
+    pub producer_scanned: u64,
 }
 
 /// The broker core.
@@ -132,16 +137,18 @@ impl Broker {
             .storage(&rel)
             .map_err(|e| io_err(&format!("open {}", data.describe(&rel)), e))?;
         let log = Log::open(
-            storage,
+            storage.clone(),
             tc.log_config(config.clock.clone(), config.segment_cache.clone()),
         )?;
         let producers = crate::producers::PartitionProducers::new(config.producers_max);
-        producers.rebuild(&log)?;
+        let restored = producers.restore(storage.as_ref(), &log)?;
         Ok(Arc::new(Partition {
             index: p,
             log: Arc::new(log),
+            dir: storage,
             appended: tokio::sync::Notify::new(),
             producers,
+            restored,
             sync: Default::default(),
         }))
     }
@@ -173,6 +180,8 @@ impl Broker {
             s.scanned_bytes += r.scanned_bytes;
             s.truncated_bytes += r.truncated_bytes;
             s.damaged_segments += r.damaged_segments.len();
+            s.producer_snapshots += usize::from(p.restored.from_snapshot);
+            s.producer_scanned += p.restored.scanned;
         }
         s
     }
@@ -180,12 +189,30 @@ impl Broker {
     /// Damage found in the broker's internal logs at open and contained (committed offsets
     /// written in a damaged range are lost; their groups fall back to older commits, so events
     /// are delivered again, never skipped). For the operator: `busbar serve` prints each.
+    ///
+    /// Also each producer-state snapshot found unusable and removed (the partition's producer
+    /// state was rebuilt from its newest records instead).
     pub fn internal_damage(&self) -> Vec<String> {
-        self.offsets
+        let mut out: Vec<String> = self
+            .offsets
             .damage()
             .iter()
             .map(|d| format!("committed-offsets log: {d}"))
-            .collect()
+            .collect();
+        for t in self.all_topics() {
+            for p in &t.partitions {
+                if let Some(why) = &p.restored.problem {
+                    out.push(format!(
+                        "producer-state snapshot of {}/{} not used ({why}); rebuilt from the \
+                         newest {} records",
+                        t.name,
+                        p.index,
+                        crate::producers::REBUILD_RECORDS
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// The broker's configuration.
@@ -335,6 +362,9 @@ impl Broker {
         self.save_meta(&next)?;
         *self.topics.write().unwrap_or_else(|e| e.into_inner()) = next;
         for p in &t.partitions {
+            // No snapshot write after this: the directory is about to go, and a topic created
+            // again under this name must not find this one's producer state.
+            p.producers.seal();
             let _ = p.log.close();
             p.appended.notify_waiters();
         }
@@ -646,8 +676,8 @@ impl Broker {
         topics.values().cloned().collect()
     }
 
-    /// One round of background work: interval syncs, retention, compaction, offsets compaction,
-    /// expired group members. Errors are per partition and do not stop the round.
+    /// One round of background work: interval syncs, retention, compaction, producer-state
+    /// snapshots, offsets compaction. Errors are per partition and do not stop the round.
     pub fn maintain(&self) -> Vec<BrokerError> {
         let topics = self.all_topics();
         let mut errors = Vec::new();
@@ -661,6 +691,10 @@ impl Broker {
                 if let Err(e) = r {
                     errors.push(BrokerError::from(e));
                 }
+                let lag = crate::producers::SNAPSHOT_LAG;
+                if let Err(e) = p.producers.save(p.dir.as_ref(), &p.log, lag) {
+                    errors.push(e);
+                }
             }
         }
         if let Err(e) = self.offsets.maintain() {
@@ -669,12 +703,18 @@ impl Broker {
         errors
     }
 
-    /// Clean shutdown: every log synced and marked clean. Later calls fail with `ShuttingDown`.
+    /// Clean shutdown: every partition's producer state snapshotted, every log synced and marked
+    /// clean. Later calls fail with `ShuttingDown`.
     pub fn close(&self) -> Result<()> {
         let topics = self.all_topics();
         let mut first = None;
         for t in topics {
             for p in &t.partitions {
+                // At the high watermark, so the next start reads no batch header at all.
+                if let Err(e) = p.producers.save(p.dir.as_ref(), &p.log, 1) {
+                    first.get_or_insert(e);
+                }
+                p.producers.seal();
                 if let Err(e) = p.log.close() {
                     first.get_or_insert(BrokerError::from(e));
                 }

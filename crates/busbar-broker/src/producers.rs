@@ -3,9 +3,15 @@
 //! batches, so a retried batch is answered with its original offset instead of being stored twice,
 //! and gaps or stale epochs are refused.
 //!
-//! State is rebuilt at start-up from the batch headers of each partition's newest records (at most
-//! `REBUILD_RECORDS` of them, so start-up time does not grow with the log); a producer whose last
-//! batches are older than that has no state, and, as in Kafka, its next sequence is accepted.
+//! State survives restarts through a per-partition snapshot (`snapshot.rs`, the file
+//! `producers.snapshot` in the partition's directory): it holds the state as of an offset C at or
+//! below the high watermark, and start-up loads it and replays batch headers only from C to the end
+//! of the log, so start-up time does not grow with the log. The broker writes it in each
+//! maintenance pass when the state changed (or the log moved on by [`SNAPSHOT_LAG`] records), and
+//! at clean shutdown. Without a usable snapshot (none yet, damaged, or C outside the log after a
+//! crash cut its tail or retention passed it) the state is rebuilt from the batch headers of the
+//! newest [`REBUILD_RECORDS`] records; a producer whose last batches are older than that has no
+//! state, and, as in Kafka, its next sequence is accepted.
 
 use crate::error::{BrokerError, Result};
 use busbar_log::batch::BatchHeader;
@@ -14,10 +20,17 @@ use busbar_log::{Appended, Log};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+mod snapshot;
+pub use snapshot::Restored;
+
 /// Batches remembered per producer and partition (Kafka's NUM_BATCHES_TO_RETAIN).
 pub const BATCHES_KEPT: usize = 5;
-/// How many of a partition's newest records are scanned at start-up to rebuild producer state.
+/// How many of a partition's newest records are scanned at start-up to rebuild producer state
+/// when there is no usable snapshot.
 pub const REBUILD_RECORDS: u64 = 100_000;
+/// A maintenance pass writes a new snapshot when the state changed, or when the log grew this many
+/// records past the last one (appends without a producer id), so start-up replays a bounded tail.
+pub const SNAPSHOT_LAG: u64 = 10_000;
 /// Producer ids are reserved durably this many at a time.
 const ID_BLOCK: i64 = 1000;
 const ID_FILE: &str = "producer-id-block";
@@ -70,6 +83,8 @@ fn last_seq(h: &BatchHeader) -> i32 {
 /// least recently is forgotten (as Kafka forgets producers after `producer.id.expiration.ms`: its
 /// next batch is accepted at any sequence).
 pub struct PartitionProducers {
+    /// The snapshot on disk; taken before `entries` (see `snapshot.rs`).
+    mark: Mutex<snapshot::Mark>,
     entries: Mutex<Entries>,
     limit: usize,
 }
@@ -99,6 +114,7 @@ impl PartitionProducers {
     /// Producer state remembering at most `limit` producers.
     pub fn new(limit: usize) -> Self {
         Self {
+            mark: Mutex::default(),
             entries: Mutex::default(),
             limit: limit.max(1),
         }
@@ -279,14 +295,23 @@ impl PartitionProducers {
         }
     }
 
-    /// Rebuilds the state from the newest records of `log`.
-    pub fn rebuild(&self, log: &Log) -> Result<()> {
+    /// Rebuilds the state from the newest [`REBUILD_RECORDS`] records of `log` (no snapshot);
+    /// answers the offsets scanned.
+    pub fn rebuild(&self, log: &Log) -> Result<u64> {
         let s = log.stats();
-        let mut offset = s
+        let from = s
             .high_watermark
             .saturating_sub(REBUILD_RECORDS)
             .max(s.log_start);
-        while offset < s.high_watermark {
+        self.replay(log, from)
+    }
+
+    /// Records the batches of `log` from `from` to its end, reading only their headers; answers
+    /// the offsets scanned.
+    fn replay(&self, log: &Log, from: u64) -> Result<u64> {
+        let end = log.stats().high_watermark;
+        let mut offset = from;
+        while offset < end {
             let r = match log.read(offset, 1 << 20) {
                 Ok(r) => r,
                 // A damaged range is reported by reads; its producers simply have no state.
@@ -313,7 +338,7 @@ impl PartitionProducers {
                 pos += h.total_len().unwrap_or(r.data.len());
             }
         }
-        Ok(())
+        Ok(offset.saturating_sub(from))
     }
 }
 

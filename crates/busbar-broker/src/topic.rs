@@ -3,6 +3,7 @@
 
 use crate::config::TopicConfig;
 use crate::error::{BrokerError, Result};
+use busbar_log::disk::Storage;
 use busbar_log::Log;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,8 +42,12 @@ pub fn validate_name(name: &str) -> Result<()> {
 pub struct Partition {
     pub index: u32,
     pub log: Arc<Log>,
+    /// The partition's directory (the log's, and the producer-state snapshot's).
+    pub dir: Arc<dyn Storage>,
     pub appended: Notify,
     pub producers: crate::producers::PartitionProducers,
+    /// How `producers` was restored at open.
+    pub restored: crate::producers::Restored,
     /// Group-commit driver of the Kafka produce path.
     pub sync: crate::sync::Syncer,
 }
