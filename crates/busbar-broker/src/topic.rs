@@ -1,6 +1,8 @@
 //! Topics and partitions: name rules, the partition handle (its log and the wake-up for long-polling
-//! fetches), and the descriptions the broker answers with.
+//! fetches), the descriptions the broker answers with, and lookups by record timestamp (Kafka's
+//! ListOffsets by time and max timestamp).
 
+use crate::broker::Broker;
 use crate::config::TopicConfig;
 use crate::error::{BrokerError, Result};
 use busbar_log::disk::Storage;
@@ -36,6 +38,86 @@ pub fn validate_name(name: &str) -> Result<()> {
         return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
     }
     Ok(())
+}
+
+/// The name `name` collides with once `.` and `_` are treated alike (Kafka refuses the second
+/// of two such names: they map to the same metric names), if any.
+fn collides(name: &str, other: &str) -> bool {
+    name != other && name.len() == other.len() && name.replace('.', "_") == other.replace('.', "_")
+}
+
+/// Most bytes read at once while scanning a partition for its largest timestamp.
+const SCAN_BYTES: usize = 1 << 20;
+
+impl Broker {
+    /// An existing topic whose name collides with `name` once `.` and `_` are treated alike.
+    pub fn colliding_topic(&self, name: &str) -> Option<String> {
+        self.list_topics()
+            .into_iter()
+            .map(|t| t.name)
+            .find(|t| collides(name, t))
+    }
+
+    /// The offset and timestamp of the first record whose timestamp is at or after `ts` (Kafka's
+    /// ListOffsets by time), exact to the record in compressed batches too; `None` when none.
+    pub fn find_timestamp(
+        &self,
+        topic: &str,
+        partition: i64,
+        ts: i64,
+    ) -> Result<Option<(u64, i64)>> {
+        let (_, hw) = self.offsets_of(topic, partition)?;
+        let at = self.offset_for_timestamp(topic, partition, ts)?;
+        if at >= hw {
+            return Ok(None);
+        }
+        let data = self.read_now(topic, partition, at, 1)?;
+        let events = crate::event::decode(topic, partition as u32, &data, at)?;
+        Ok(events
+            .iter()
+            .find(|e| e.timestamp >= ts)
+            .or(events.first())
+            .map(|e| (e.offset, e.timestamp)))
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp (the first of equal
+    /// ones), Kafka's ListOffsets -3; `None` for an empty partition. Reads every batch header
+    /// from the log start (a full scan: busbar-log keeps per-segment maxima but does not expose
+    /// them yet) and decodes only the winning batch.
+    pub fn max_timestamp(&self, topic: &str, partition: i64) -> Result<Option<(u64, i64)>> {
+        let (start, hw) = self.offsets_of(topic, partition)?;
+        let mut best: Option<(i64, Vec<u8>)> = None;
+        let mut at = start;
+        while at < hw {
+            let data = self.read_now(topic, partition, at, SCAN_BYTES)?;
+            if data.is_empty() {
+                break;
+            }
+            let mut pos = 0;
+            while pos < data.len() {
+                let h = busbar_log::batch::BatchHeader::parse(&data[pos..])
+                    .map_err(|e| BrokerError::Storage(e.to_string()))?;
+                let len = h
+                    .total_len()
+                    .filter(|l| pos + l <= data.len())
+                    .ok_or_else(|| BrokerError::Storage("bad stored batch length".into()))?;
+                if !h.is_control() && best.as_ref().is_none_or(|(m, _)| h.max_timestamp > *m) {
+                    best = Some((h.max_timestamp, data[pos..pos + len].to_vec()));
+                }
+                at = at.max(h.last_offset() as u64 + 1);
+                pos += len;
+            }
+        }
+        let Some((max, batch)) = best else {
+            return Ok(None);
+        };
+        let events = crate::event::decode(topic, partition as u32, &batch, start)?;
+        Ok(events
+            .iter()
+            .find(|e| e.timestamp == max)
+            .or(events.last())
+            .map(|e| (e.offset, e.timestamp)))
+    }
 }
 
 /// One partition: its log and the signal that wakes fetches waiting for new data.
@@ -110,6 +192,17 @@ pub struct TopicDescription {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dots_and_underscores_collide() {
+        assert!(collides("a.b_x", "a_b_x"));
+        assert!(collides("a_b", "a.b"));
+        assert!(
+            !collides("a.b", "a.b"),
+            "the same name is an existing topic, not a collision"
+        );
+        assert!(!collides("a.b", "a-b"));
+    }
 
     #[test]
     fn names_follow_kafkas_rules() {

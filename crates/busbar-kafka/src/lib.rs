@@ -9,6 +9,7 @@
 pub mod alloc;
 mod api;
 mod budget;
+mod cluster;
 mod codes;
 mod conn;
 pub mod fds;
@@ -37,7 +38,8 @@ pub struct KafkaConfig {
     pub advertised_port: u16,
     /// This broker's node id (also the controller and every partition's leader).
     pub node_id: i32,
-    /// Cluster id reported in Metadata.
+    /// Cluster id reported in Metadata and DescribeCluster. Empty (the default): the data
+    /// directory's own, made once and kept in `<data>/kafka/cluster.id` (see `cluster`).
     pub cluster_id: String,
     /// Largest request frame accepted, bytes; a larger declared length closes the connection
     /// before anything is allocated. Default 100 MiB (Kafka's `socket.request.max.bytes`).
@@ -76,7 +78,7 @@ impl Default for KafkaConfig {
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
             node_id: 0,
-            cluster_id: "busbar-cluster".into(),
+            cluster_id: String::new(),
             frame_bytes_max: 100 << 20,
             connections_max: 10_000,
             request_bytes_max: 256 << 20,
@@ -106,9 +108,12 @@ pub(crate) struct Shared {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     broker: Arc<Broker>,
-    config: KafkaConfig,
+    mut config: KafkaConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    if config.cluster_id.is_empty() {
+        config.cluster_id = cluster::load_or_create(&broker)?;
+    }
     let limit = Arc::new(Semaphore::new(config.connections_max));
     let shared = Arc::new(Shared {
         request_bytes: budget::Requests::new(config.request_bytes_max),

@@ -1,18 +1,100 @@
 //! CreateTopics: partitions (-1: the default), replication factor -1 or 1 (one node), configs by
-//! Kafka name; `validate_only` checks without creating.
+//! Kafka name; `validate_only` runs every check creation would (name, collision, partition count,
+//! configs, existence) without creating. A name that collides with an existing topic once `.` and
+//! `_` are treated alike is refused (17), as Kafka does: both map to the same metric names.
+//!
+//! The answer carries the topic's configs with a valid `config_source` for each (the Java admin
+//! client maps it with `ConfigSource.forId`, which throws on -1).
 
+use super::configs::topic_source;
 use super::{sb, topic_id, Ctx};
 use crate::codes;
+use busbar_broker::BrokerError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use std::collections::BTreeMap;
 
+/// Kafka's INVALID_TOPIC_EXCEPTION.
+const INVALID_TOPIC: i16 = 17;
+
+/// The checks creation makes, in Kafka's order, without creating anything.
+fn check(
+    ctx: &Ctx<'_>,
+    name: &str,
+    t: &CreatableTopic,
+    configs: &BTreeMap<String, String>,
+) -> Result<(), (i16, String)> {
+    let broker = &ctx.shared.broker;
+    let err = |e: BrokerError| (codes::of(&e), e.to_string());
+    busbar_broker::validate_name(name).map_err(err)?;
+    if broker.describe_topic(name).is_ok() {
+        return Err(err(BrokerError::TopicExists(name.to_string())));
+    }
+    if let Some(other) = broker.colliding_topic(name) {
+        return Err((
+            INVALID_TOPIC,
+            format!("topic {name:?} collides with existing topic {other:?} ('.' and '_' collide)"),
+        ));
+    }
+    let max = broker.config().partitions_max;
+    if t.num_partitions != -1 && (t.num_partitions < 1 || t.num_partitions as i64 > max as i64) {
+        return Err(err(BrokerError::InvalidPartitions(format!(
+            "{} is outside [1, {max}]",
+            t.num_partitions
+        ))));
+    }
+    if !matches!(t.replication_factor, -1 | 1) {
+        return Err((
+            codes::INVALID_REPLICATION_FACTOR,
+            format!(
+                "replication factor {} is not possible on one node",
+                t.replication_factor
+            ),
+        ));
+    }
+    broker
+        .config()
+        .topic_defaults
+        .with_overrides(configs)
+        .map(|_| ())
+        .map_err(err)
+}
+
+async fn create(
+    ctx: &Ctx<'_>,
+    name: &str,
+    t: &CreatableTopic,
+    configs: BTreeMap<String, String>,
+) -> Result<(), (i16, String)> {
+    let broker = &ctx.shared.broker;
+    let weaker = broker
+        .config()
+        .topic_defaults
+        .with_overrides(&configs)
+        .ok()
+        .and_then(|after| broker.config().topic_defaults.weakening(&after));
+    let partitions = (t.num_partitions != -1).then_some(i64::from(t.num_partitions));
+    broker
+        .create_topic(name, partitions, configs)
+        .await
+        .map_err(|e| (codes::of(&e), e.to_string()))?;
+    if let Some(w) = weaker {
+        eprintln!(
+            "busbar-kafka: warning: {} (client {:?}) created topic {name:?} with weaker \
+             durability than the default: {w}",
+            ctx.peer, ctx.client_id
+        );
+    }
+    Ok(())
+}
+
 pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let broker = &ctx.shared.broker;
     let mut r = CreateTopicsResponse::default();
-    for t in req.topics {
+    for t in &req.topics {
         let name = t.name.0.as_str().to_string();
         let mut res = CreatableTopicResult::default();
         res.name = t.name.clone();
@@ -27,72 +109,48 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
                     .map(|v| (c.name.as_str().to_string(), v.as_str().to_string()))
             })
             .collect();
-        let partitions = (t.num_partitions != -1).then_some(i64::from(t.num_partitions));
-        let outcome = if !matches!(t.replication_factor, -1 | 1) {
-            Err((
-                codes::INVALID_REPLICATION_FACTOR,
-                format!(
-                    "replication factor {} is not possible on one node",
-                    t.replication_factor
-                ),
-            ))
-        } else if req.validate_only {
-            busbar_broker::validate_name(&name)
-                .and_then(|_| {
-                    broker
-                        .config()
-                        .topic_defaults
-                        .with_overrides(&configs)
-                        .map(|_| ())
-                })
-                .and_then(|_| match broker.describe_topic(&name) {
-                    Ok(_) => Err(busbar_broker::BrokerError::TopicExists(name.clone())),
-                    Err(_) => Ok(()),
-                })
-                .map_err(|e| (codes::of(&e), e.to_string()))
-        } else {
-            let weaker = broker
-                .config()
-                .topic_defaults
-                .with_overrides(&configs)
-                .ok()
-                .and_then(|after| broker.config().topic_defaults.weakening(&after));
-            let created = broker
-                .create_topic(&name, partitions, configs)
-                .await
-                .map(|_| ())
-                .map_err(|e| (codes::of(&e), e.to_string()));
-            if let (Ok(()), Some(w)) = (&created, weaker) {
-                eprintln!(
-                    "busbar-kafka: warning: {} (client {:?}) created topic {name:?} with weaker \
-                     durability than the default: {w}",
-                    ctx.peer, ctx.client_id
-                );
-            }
-            created
-        };
+        let mut outcome = check(ctx, &name, t, &configs);
+        if outcome.is_ok() && !req.validate_only {
+            outcome = create(ctx, &name, t, configs.clone()).await;
+        }
         match outcome {
             Ok(()) => {
-                if let Ok(d) = broker.describe_topic(&name) {
-                    res.topic_id = topic_id(&d.id);
-                    res.num_partitions = d.partitions.len() as i32;
-                    res.replication_factor = 1;
-                    res.configs = Some(
-                        d.configs
-                            .into_iter()
-                            .map(|(k, v)| {
-                                let mut c = CreatableTopicConfigs::default();
-                                c.name = sb(k);
-                                c.value = Some(sb(v));
-                                c
-                            })
-                            .collect(),
-                    );
-                } else {
-                    res.num_partitions =
-                        partitions.unwrap_or(i64::from(broker.config().default_partitions)) as i32;
-                    res.replication_factor = 1;
-                }
+                res.replication_factor = 1;
+                let (partitions, effective, overrides) = match broker.describe_topic(&name) {
+                    Ok(d) if !req.validate_only => {
+                        res.topic_id = topic_id(&d.id);
+                        (d.partitions.len() as i32, d.configs, d.overrides)
+                    }
+                    _ => {
+                        let p = if t.num_partitions == -1 {
+                            broker.config().default_partitions as i32
+                        } else {
+                            t.num_partitions
+                        };
+                        let effective = broker
+                            .config()
+                            .topic_defaults
+                            .with_overrides(&configs)
+                            .map(|c| c.entries())
+                            .unwrap_or_default();
+                        (p, effective, configs)
+                    }
+                };
+                res.num_partitions = partitions;
+                res.configs = Some(
+                    effective
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let mut c = CreatableTopicConfigs::default();
+                            c.config_source = topic_source(&k, &overrides, ctx);
+                            c.read_only = false;
+                            c.is_sensitive = false;
+                            c.name = sb(k);
+                            c.value = Some(sb(v));
+                            c
+                        })
+                        .collect(),
+                );
             }
             Err((code, msg)) => {
                 res.error_code = code;

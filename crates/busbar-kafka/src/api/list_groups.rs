@@ -1,18 +1,26 @@
-//! ListGroups: every group with live members or committed offsets.
+//! ListGroups: every group with live members or committed offsets. v4 filters by state, v5 by type
+//! (busbar's groups are all `classic`; KIP-848 `consumer` groups are not served), both
+//! case-insensitive as in Kafka.
 
 use super::{sb, Ctx};
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
+/// The type of every group busbar runs.
+const GROUP_TYPE: &str = "classic";
+
 pub fn handle(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse {
-    let filter: Vec<String> = req
-        .states_filter
-        .iter()
-        .map(|s| s.as_str().to_ascii_lowercase())
-        .collect();
+    let lower = |v: &[kafka_protocol::protocol::StrBytes]| -> Vec<String> {
+        v.iter().map(|s| s.as_str().to_ascii_lowercase()).collect()
+    };
+    let states = lower(&req.states_filter);
+    let types = lower(&req.types_filter);
     let mut r = ListGroupsResponse::default();
+    if !types.is_empty() && !types.iter().any(|t| t == GROUP_TYPE) {
+        return r;
+    }
     for (group, state) in ctx.shared.broker.list_groups() {
-        if !filter.is_empty() && !filter.contains(&state.to_ascii_lowercase()) {
+        if !states.is_empty() && !states.contains(&state.to_ascii_lowercase()) {
             continue;
         }
         let protocol_type = ctx
@@ -27,7 +35,7 @@ pub fn handle(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse {
         g.group_id = GroupId(sb(group));
         g.protocol_type = sb(protocol_type);
         g.group_state = sb(state);
-        g.group_type = sb("classic");
+        g.group_type = sb(GROUP_TYPE);
         r.groups.push(g);
     }
     r

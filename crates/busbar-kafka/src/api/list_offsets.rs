@@ -1,5 +1,8 @@
-//! ListOffsets: -1 latest (high watermark), -2 earliest (log start), otherwise the first offset
-//! whose timestamp is at or after the given one (-1 when there is none).
+//! ListOffsets (v1–9): -1 latest (high watermark), -2 earliest (log start), -3 the record with the
+//! largest timestamp (v7), -4 earliest local (v8: the log start, all data is local), -5 latest
+//! tiered (v9: -1, nothing is tiered), otherwise the first record whose timestamp is at or after
+//! the given one. A found record is answered with its own offset and timestamp; none found is
+//! offset -1, timestamp -1, as in Kafka.
 
 use super::{topic, Ctx};
 use crate::codes;
@@ -8,8 +11,33 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-pub fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+/// (offset, timestamp) for one partition; `Ok(None)` is an invalid query.
+fn lookup(
+    ctx: &Ctx<'_>,
+    name: &str,
+    partition: i64,
+    ts: i64,
+) -> busbar_broker::Result<Option<(i64, i64)>> {
     let broker = &ctx.shared.broker;
+    let (start, hw) = broker.offsets_of(name, partition)?;
+    let found = |f: Option<(u64, i64)>| f.map_or((-1, -1), |(o, t)| (o as i64, t));
+    Ok(Some(match ts {
+        LATEST => (hw as i64, -1),
+        EARLIEST | EARLIEST_LOCAL => (start as i64, -1),
+        MAX_TIMESTAMP => found(broker.max_timestamp(name, partition)?),
+        LATEST_TIERED => (-1, -1),
+        ts if ts >= 0 => found(broker.find_timestamp(name, partition, ts)?),
+        _ => return Ok(None),
+    }))
+}
+
+pub fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut r = ListOffsetsResponse::default();
     for t in req.topics {
         let name = t.name.0.as_str().to_string();
@@ -21,25 +49,8 @@ pub fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
             pr.leader_epoch = -1;
             pr.timestamp = -1;
             pr.offset = -1;
-            let answer =
-                broker
-                    .offsets_of(&name, p.partition_index as i64)
-                    .and_then(|(start, hw)| match p.timestamp {
-                        -1 => Ok(Some(hw)),
-                        -2 => Ok(Some(start)),
-                        ts if ts >= 0 => broker
-                            .offset_for_timestamp(&name, p.partition_index as i64, ts)
-                            .map(|o| (o < hw).then_some(o)),
-                        _ => Ok(None),
-                    });
-            match answer {
-                Ok(Some(o)) => {
-                    pr.offset = o as i64;
-                    if p.timestamp >= 0 {
-                        pr.timestamp = p.timestamp;
-                    }
-                }
-                Ok(None) if p.timestamp >= 0 || p.timestamp == -3 => {}
+            match lookup(ctx, &name, p.partition_index as i64, p.timestamp) {
+                Ok(Some((offset, timestamp))) => (pr.offset, pr.timestamp) = (offset, timestamp),
                 Ok(None) => pr.error_code = codes::INVALID_REQUEST,
                 Err(e) => pr.error_code = codes::of(&e),
             }
