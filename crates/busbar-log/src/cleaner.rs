@@ -52,35 +52,30 @@ impl Log {
     /// longer served, and segments wholly below it are deleted. Returns the new log start offset.
     pub fn delete_records(&self, offset: u64) -> Result<u64> {
         let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
-        let mut st = self.lock();
-        self.check_maintenance(&st)?;
-        if offset > st.high_watermark {
-            return Err(LogError::OffsetOutOfRange {
-                offset,
-                start: st.log_start,
-                end: st.high_watermark,
-            });
-        }
-        if offset > st.log_start {
-            let old = std::mem::replace(&mut st.log_start, offset);
-            if let Err(e) = self.checkpoint_locked(&mut st, false) {
-                if crate::log::is_transient(&e) {
-                    st.log_start = old; // not durable: not moved
-                }
-                return Err(e);
+        {
+            let st = self.lock();
+            self.check_maintenance(&st)?;
+            if offset > st.high_watermark {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    start: st.log_start,
+                    end: st.high_watermark,
+                });
             }
         }
-        let start = st.log_start;
-        drop(st);
+        // The checkpoint recording it is written outside `state`; the start moves once durable.
+        self.move_log_start(offset)?;
+        let start = self.lock().log_start;
         self.drop_segments_below(start)?;
         Ok(start)
     }
 
-    /// Deletes sealed segments whose every offset is below `start`.
+    /// Deletes sealed segments whose every offset is below `start`, up to the first segment rolled
+    /// since the last checkpoint (its index files are still to be written).
     fn drop_segments_below(&self, start: u64) -> Result<CleanReport> {
         let mut st = self.lock();
         let mut n = 0;
-        while n < st.sealed.len() {
+        while n < st.sealed.len() && !st.is_pending(st.sealed[n].base) {
             let end = st.sealed.get(n + 1).map_or(st.active.base, |s| s.base);
             if end > start {
                 break;
@@ -109,10 +104,20 @@ impl Log {
     /// stop, so one bad timestamp cannot hold time retention forever.
     pub fn enforce_retention(&self) -> Result<CleanReport> {
         let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
-        let (sealed, active_len, log_start) = {
+        let (sealed, next_base, active_len, log_start) = {
             let st = self.lock();
             self.check_maintenance(&st)?;
-            (st.sealed.clone(), st.active_file.len(), st.log_start)
+            // Segments rolled since the last checkpoint are left to a later pass.
+            let settled = st.sealed.len().saturating_sub(st.pending.len());
+            let next_base = st.sealed.get(settled).map_or(st.active.base, |s| s.base);
+            let pending_len: u64 = st.pending.iter().map(|p| p.seg.len()).sum();
+            let sealed = st.sealed[..settled].to_vec();
+            (
+                sealed,
+                next_base,
+                st.active_file.len() + pending_len,
+                st.log_start,
+            )
         };
         if !self.config().deletes() {
             return Ok(CleanReport::default());
@@ -137,9 +142,7 @@ impl Log {
             if by_time || by_size {
                 size -= skipped + len;
                 skipped = 0;
-                new_start = sealed
-                    .get(i + 1)
-                    .map_or_else(|| self.lock().active.base, |s| s.base);
+                new_start = sealed.get(i + 1).map_or(next_base, |s| s.base);
             } else if cfg.retention_ms.is_some() && anchor.is_none() {
                 skipped += len;
             } else {
@@ -147,17 +150,7 @@ impl Log {
             }
         }
         if new_start > log_start {
-            let mut st = self.lock();
-            self.check_maintenance(&st)?;
-            if new_start > st.log_start {
-                let old = std::mem::replace(&mut st.log_start, new_start);
-                if let Err(e) = self.checkpoint_locked(&mut st, false) {
-                    if crate::log::is_transient(&e) {
-                        st.log_start = old;
-                    }
-                    return Err(e);
-                }
-            }
+            self.move_log_start(new_start)?;
         }
         let start = self.lock().log_start;
         self.drop_segments_below(start)
@@ -167,27 +160,23 @@ impl Log {
     /// `docs/log-format.md` for what is kept.
     pub fn compact(&self) -> Result<CleanReport> {
         let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
-        let (sealed, active, visible, log_start) = {
+        let (segs, ends, settled, log_start) = {
             let st = self.lock();
             self.check_maintenance(&st)?;
-            (
-                st.sealed.clone(),
-                st.active.clone(),
-                st.visible,
-                st.log_start,
-            )
+            let mut segs = st.sealed.clone();
+            segs.push(st.active.clone());
+            let ends: Vec<u64> = segs.iter().map(|s| st.read_end(s)).collect();
+            let settled = st.sealed.len().saturating_sub(st.pending.len());
+            (segs, ends, settled, st.log_start)
         };
+        // Segments rolled since the last checkpoint are only read, not rewritten.
+        let sealed = &segs[..settled];
         if sealed.is_empty() || !self.config().compacts() {
             return Ok(CleanReport::default());
         }
         let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
-        for seg in sealed.iter().chain(std::iter::once(&active)) {
+        for (seg, end) in segs.iter().zip(ends) {
             self.check_maintenance_now()?;
-            let end = if Arc::ptr_eq(seg, &active) {
-                visible
-            } else {
-                seg.len()
-            };
             let end = seg.damaged_from().map_or(end, |d| d.min(end));
             let file = seg.file()?;
             let mut cursor =

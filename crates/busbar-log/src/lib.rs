@@ -35,6 +35,7 @@ mod index;
 mod log;
 mod recovery;
 mod segment;
+mod sync;
 
 pub use cache::{SegmentCache, INDEXES_MAX_DEFAULT, OPEN_FILES_MAX_DEFAULT};
 pub use cleaner::CleanReport;

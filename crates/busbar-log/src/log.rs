@@ -2,14 +2,14 @@
 //!
 //! Locking: one `Mutex<State>` guards the segment list and all positions; appends write under it
 //! (so offsets and bytes are in the same order), readers take it only to snapshot what to read.
-//! The group-commit sync and the periodic checkpoint run outside the lock; rolls, `close` and the
-//! checkpoints of cleaning passes sync under it. Lock order: `clean` → `state` → `ckpt` (the
-//! checkpoint writer's mutex, also taken alone by the periodic checkpoint). Details and the list
-//! of what holds which lock during I/O: `docs/ARCHITECTURE.md`.
+//! Nothing fsyncs while holding it but `close`: a roll only creates the new file and switches to
+//! it, leaving the old segment's bytes and the new directory entry to the next sync, and every
+//! sync and checkpoint runs outside the lock (`sync.rs`). Lock order: `clean` → `state` → `ckpt`
+//! (the checkpoint writer's mutex, taken alone by checkpoints and under `state` only by `close`).
+//! Details and the list of what holds which lock during I/O: `docs/ARCHITECTURE.md`.
 
 use crate::batch::{self, BatchHeader, Records, HEADER_BYTES as BATCH_HEADER_BYTES};
 use crate::cache::SegmentCache;
-use crate::checkpoint::Checkpoint;
 use crate::config::{LogConfig, SyncPolicy};
 use crate::disk::{File, Storage};
 use crate::error::{LogError, Result};
@@ -73,6 +73,47 @@ pub(crate) struct State {
     pub ckpt_seq: u64,
     /// A periodic checkpoint is running outside the lock.
     pub checkpointing: bool,
+    /// A delete-records or retention pass is writing the checkpoint of a new log start: periodic
+    /// checkpoints (which would record the old one) are skipped meanwhile.
+    pub moving_start: bool,
+    /// Sealed segments rolled since the last checkpoint, oldest first (a suffix of `sealed`).
+    pub pending: Vec<Pending>,
+    /// A roll created a segment file whose directory entry is not yet synced.
+    pub dir_dirty: bool,
+    /// Rolls since open: tells a sync whether a roll happened after its snapshot.
+    pub rolls: u64,
+}
+
+/// A segment sealed by a roll that is not yet covered by a checkpoint: its bytes may not be synced
+/// yet (the next sync does that, outside the lock) and its index files are not written yet (the
+/// next checkpoint does that). Retention and compaction leave it alone.
+pub(crate) struct Pending {
+    pub seg: Arc<Segment>,
+    /// Held open until the sync: the cache may close the sealed segment's own handle.
+    pub file: Arc<dyn File>,
+    pub idx: Arc<Indexes>,
+    /// Bytes readers may see while `synced` is false.
+    pub visible: u64,
+    pub synced: bool,
+}
+
+impl State {
+    /// Where reads of `seg` stop: a sealed segment whose bytes are not synced yet is read only as
+    /// far as they were published.
+    pub(crate) fn read_end(&self, seg: &Arc<Segment>) -> u64 {
+        if Arc::ptr_eq(seg, &self.active) {
+            return self.visible;
+        }
+        match self.pending.iter().find(|p| Arc::ptr_eq(&p.seg, seg)) {
+            Some(p) if !p.synced => p.visible,
+            _ => seg.len(),
+        }
+    }
+
+    /// True when `base` is a segment rolled since the last checkpoint.
+    pub(crate) fn is_pending(&self, base: u64) -> bool {
+        self.pending.iter().any(|p| p.seg.base == base)
+    }
 }
 
 /// An append-only log of record batches in one directory.
@@ -82,38 +123,16 @@ pub struct Log {
     pub(crate) cache: Arc<SegmentCache>,
     config: RwLock<Arc<LogConfig>>,
     pub(crate) state: Mutex<State>,
-    synced_cv: Condvar,
-    /// Serialises writes of the checkpoint and of the active segment's index files; holds the
-    /// sequence number of the newest one written, so an older snapshot is never written over a
-    /// newer one. Taken after `state` (rolls, close, cleaning passes) or alone (the periodic
-    /// checkpoint), never before `state`.
-    ckpt: Mutex<u64>,
+    pub(crate) synced_cv: Condvar,
+    /// Serialises writes of the checkpoint and of index files of the active and rolled segments;
+    /// holds the sequence number of the newest one written, so an older snapshot is never written
+    /// over a newer one. Taken alone (checkpoints) or after `state` (`close`), never before it.
+    pub(crate) ckpt: Mutex<u64>,
     pub(crate) clean: Mutex<()>,
     /// Set by `close` before it waits for `clean`: a running pass stops at its next segment.
     closing: AtomicBool,
     pub(crate) damage: AtomicU64,
     report: RecoveryReport,
-}
-
-struct SyncSnapshot {
-    file: Arc<dyn File>,
-    written: u64,
-    next_offset: u64,
-    segment: u64,
-    len: u64,
-}
-
-impl SyncSnapshot {
-    /// What a sync of the active segment covers, as of `st`.
-    fn of(st: &State) -> Self {
-        SyncSnapshot {
-            file: st.active_file.clone(),
-            written: st.written,
-            next_offset: st.next_offset,
-            segment: st.active.base,
-            len: st.active_file.len(),
-        }
-    }
 }
 
 impl Log {
@@ -200,22 +219,21 @@ impl Log {
             .min((cfg.segment_bytes - HEADER_BYTES) as usize);
         let header = batch::validate_new(batch, limit)?;
         let mut st = self.lock();
+        let rolls = st.rolls;
         let appended = self.write_locked(&mut st, batch, &header)?;
-        match cfg.sync {
+        // A roll left the old segment's bytes and the new file's directory entry unsynced: under
+        // `batch` the caller's wait syncs them; otherwise this append does, after the lock.
+        let rolled = st.rolls != rolls;
+        let due = match cfg.sync {
             SyncPolicy::Batch => return Ok((appended, Some(st.written))),
-            SyncPolicy::Interval(ms) => {
-                st.high_watermark = st.next_offset;
-                st.visible = st.active_file.len();
-                let due = cfg.clock.now_ms() - st.last_sync_ms >= ms as i64;
-                drop(st);
-                if due {
-                    self.sync()?;
-                }
-            }
-            SyncPolicy::Never => {
-                st.high_watermark = st.next_offset;
-                st.visible = st.active_file.len();
-            }
+            SyncPolicy::Interval(ms) => rolled || cfg.clock.now_ms() - st.last_sync_ms >= ms as i64,
+            SyncPolicy::Never => rolled,
+        };
+        st.high_watermark = st.next_offset;
+        st.visible = st.active_file.len();
+        drop(st);
+        if due {
+            self.sync()?;
         }
         Ok((appended, None))
     }
@@ -230,7 +248,7 @@ impl Log {
         self.wait_synced(ticket)
     }
 
-    fn check_usable(st: &State) -> Result<()> {
+    pub(crate) fn check_usable(st: &State) -> Result<()> {
         if let Some(why) = &st.failed {
             return Err(LogError::Failed(why.clone()));
         }
@@ -305,157 +323,7 @@ impl Log {
         })
     }
 
-    /// Blocks until everything written before `ticket` is synced (group commit).
-    fn wait_synced(&self, ticket: u64) -> Result<()> {
-        let mut st = self.lock();
-        loop {
-            if let Some(why) = &st.failed {
-                return Err(LogError::Failed(why.clone()));
-            }
-            if st.synced >= ticket {
-                return Ok(());
-            }
-            if st.syncing {
-                st = self.synced_cv.wait(st).unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            st = self.run_sync(st)?;
-        }
-    }
-
-    /// Becomes the syncer: syncs the active segment outside the lock, then publishes the result.
-    fn run_sync<'a>(&'a self, mut st: MutexGuard<'a, State>) -> Result<MutexGuard<'a, State>> {
-        let snap = SyncSnapshot::of(&st);
-        st.syncing = true;
-        drop(st);
-        let res = snap.file.sync();
-        let mut st = self.lock();
-        st.syncing = false;
-        self.synced_cv.notify_all();
-        if let Err(e) = res {
-            let why = format!(
-                "fdatasync of {} failed: {e}",
-                self.storage.describe(&segment::log_name(snap.segment))
-            );
-            st.failed = Some(why.clone());
-            return Err(LogError::Failed(why));
-        }
-        if let Some(why) = &st.failed {
-            // Another operation failed meanwhile: a sync that "succeeds" after a failed one
-            // proves nothing, so nothing is published.
-            return Err(LogError::Failed(why.clone()));
-        }
-        st.last_sync_ms = self.config().clock.now_ms();
-        if snap.written > st.synced {
-            st.synced = snap.written;
-            st.high_watermark = st.high_watermark.max(snap.next_offset);
-            if st.active.base == snap.segment {
-                st.visible = st.visible.max(snap.len);
-            }
-        }
-        if st.since_checkpoint >= self.config().checkpoint_interval_bytes && !st.checkpointing {
-            drop(st);
-            match self.checkpoint_unlocked() {
-                // The appends this sync covers are durable; the checkpoint is retried later.
-                Err(e) if is_transient(&e) => {}
-                r => r?,
-            }
-            st = self.lock();
-        }
-        Ok(st)
-    }
-
-    fn ckpt_lock(&self) -> MutexGuard<'_, u64> {
-        self.ckpt.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The periodic checkpoint (every `checkpoint_interval_bytes`), run without holding `state`
-    /// during its I/O: a snapshot under `state`, then the active segment's fdatasync, its index
-    /// files and the checkpoint (under `ckpt` only), then the result published under `state`.
-    fn checkpoint_unlocked(&self) -> Result<()> {
-        let (snap, idx, log_start, epoch, seq, bytes) = {
-            let mut st = self.lock();
-            self.check_maintenance(&st)?;
-            if st.checkpointing {
-                return Ok(());
-            }
-            st.checkpointing = true;
-            st.ckpt_seq += 1;
-            let bytes = std::mem::take(&mut st.since_checkpoint);
-            let snap = SyncSnapshot::of(&st);
-            let idx = st.active_index.clone();
-            (snap, idx, st.log_start, st.epoch, st.ckpt_seq, bytes)
-        };
-        let storage = self.storage.as_ref();
-        let synced = snap.file.sync();
-        let res = match synced {
-            Err(e) => Err(LogError::io("sync at checkpoint", e)),
-            // A sync that failed elsewhere meanwhile makes this one prove nothing.
-            Ok(()) => self.check_maintenance_now().and_then(|_| {
-                let mut stored = self.ckpt_lock();
-                if seq <= *stored {
-                    return Ok(()); // a roll or a later checkpoint superseded this one
-                }
-                segment::write_indexes(storage, snap.segment, &idx)?;
-                Checkpoint {
-                    clean: false,
-                    epoch,
-                    segment: snap.segment,
-                    position: snap.len,
-                    next_offset: snap.next_offset,
-                    log_start,
-                }
-                .store(storage)?;
-                *stored = seq;
-                Ok(())
-            }),
-        };
-        let mut st = self.lock();
-        st.checkpointing = false;
-        match res {
-            Ok(()) if st.failed.is_none() => {
-                if snap.written > st.synced {
-                    st.synced = snap.written;
-                    st.high_watermark = st.high_watermark.max(snap.next_offset);
-                    if st.active.base == snap.segment {
-                        st.visible = st.visible.max(snap.len);
-                    }
-                }
-                Ok(())
-            }
-            Ok(()) => Err(LogError::Failed(st.failed.clone().unwrap_or_default())),
-            Err(LogError::Closed) => Err(LogError::Closed),
-            Err(e) if is_transient(&e) || matches!(e, LogError::Failed(_)) => {
-                st.since_checkpoint += bytes;
-                Err(e)
-            }
-            Err(e) => Err(Self::fail(&mut st, "checkpoint", e)),
-        }
-    }
-
-    /// Syncs everything written so far (used by `interval`, `tick` and callers that want it).
-    pub fn sync(&self) -> Result<()> {
-        let ticket = self.lock().written;
-        self.wait_synced(ticket)
-    }
-
-    /// Periodic work for the `interval` policy: syncs when the interval has passed. Fails (and
-    /// does nothing) on an offline or closed log, whatever the policy.
-    pub fn tick(&self) -> Result<()> {
-        self.check_maintenance_now()?;
-        if let SyncPolicy::Interval(ms) = self.config().sync {
-            let st = self.lock();
-            let due = st.written > st.synced
-                && self.config().clock.now_ms() - st.last_sync_ms >= ms as i64;
-            drop(st);
-            if due {
-                return self.sync();
-            }
-        }
-        Ok(())
-    }
-
-    fn fail(st: &mut State, what: &str, e: LogError) -> LogError {
+    pub(crate) fn fail(st: &mut State, what: &str, e: LogError) -> LogError {
         let why = format!("{what}: {e}");
         st.failed = Some(why.clone());
         LogError::Failed(why)
@@ -463,99 +331,50 @@ impl Log {
 
     /// Fails the log for `e`, unless `e` is a transient lack of resources (see [`is_transient`]):
     /// that is answered as it is and the log stays online.
-    fn fail_unless_transient(st: &mut State, what: &str, e: LogError) -> LogError {
+    pub(crate) fn fail_unless_transient(st: &mut State, what: &str, e: LogError) -> LogError {
         if is_transient(&e) {
             return e;
         }
         Self::fail(st, what, e)
     }
 
-    /// Seals the active segment and starts a new one (protocol in `docs/log-format.md`).
+    /// Seals the active segment and starts a new one (protocol in `docs/log-format.md`), with no
+    /// fsync: it creates the new file with its header and switches to it. The old segment becomes
+    /// [`Pending`]: the next sync makes its bytes, the new directory entry and the new file durable
+    /// (in that order, outside the lock) before anything after them is acknowledged or visible,
+    /// and the next checkpoint writes its index files.
     ///
-    /// Nothing in `st` changes until the new segment exists and the directory is synced, so a roll
-    /// that fails leaves the log as it was: a failed sync fails the log; running out of file
-    /// descriptors (EMFILE, ENFILE) only answers the error, and the next append tries the roll
-    /// again (re-creating the new file, which may exist empty already); any other I/O error fails
-    /// the log. Once switched, a checkpoint that fails for lack of descriptors is left for the next
-    /// sync to write.
+    /// Nothing in `st` changes until the new file exists with its header, so a roll that fails
+    /// leaves the log as it was: running out of file descriptors (EMFILE, ENFILE) only answers the
+    /// error, and the next append tries the roll again (re-creating the new file, which may exist
+    /// empty already); any other I/O error fails the log.
     pub(crate) fn roll_locked(&self, st: &mut State) -> Result<()> {
-        let storage = self.storage.as_ref();
-        let old = st.active.clone();
-        if let Err(e) = st.active_file.sync() {
-            return Err(Self::fail(st, "sync before roll", LogError::io("sync", e)));
-        }
-        let indexed = {
-            let mut stored = self.ckpt_lock();
-            st.ckpt_seq += 1;
-            *stored = st.ckpt_seq; // a periodic checkpoint of the old segment is now stale
-            segment::write_indexes(storage, old.base, &st.active_index)
-        };
-        if let Err(e) = indexed {
-            return Err(Self::fail_unless_transient(st, "index write at roll", e));
-        }
         let new = match Segment::create(&self.storage, &self.cache, st.next_offset) {
             Ok(s) => s,
             Err(e) => return Err(Self::fail_unless_transient(st, "segment creation", e)),
         };
         let new_file = new.file()?;
-        if let Err(e) = storage.sync_dir() {
-            let e = LogError::io("sync dir", e);
-            return Err(Self::fail_unless_transient(st, "directory sync at roll", e));
-        }
+        let old = std::mem::replace(&mut st.active, Arc::new(new));
+        let old_file = std::mem::replace(&mut st.active_file, new_file);
         let idx = std::mem::replace(&mut st.active_index, Indexes::new(HEADER_BYTES));
-        old.seal(Some(idx));
-        st.sealed.push(old);
-        st.active = Arc::new(new);
-        st.active_file = new_file;
+        old.seal(Some(idx.clone()));
+        st.sealed.push(old.clone());
+        st.pending.push(Pending {
+            seg: old,
+            file: old_file,
+            idx: Arc::new(idx),
+            visible: st.visible,
+            synced: false,
+        });
+        st.dir_dirty = true;
+        st.rolls += 1;
         st.active_created_ms = self.config().clock.now_ms();
-        st.synced = st.written;
-        st.high_watermark = st.next_offset;
         st.visible = HEADER_BYTES;
-        match self.checkpoint_locked(st, false) {
-            Err(e) if is_transient(&e) => {
-                st.since_checkpoint = self.config().checkpoint_interval_bytes;
-                Ok(())
-            }
-            r => r,
-        }
-    }
-
-    /// Syncs the active segment, writes its index files and a checkpoint at its end. Refused on an
-    /// offline or closed log: after a failed fdatasync a later one proves nothing, so nothing more
-    /// may be published (high watermark, visible length, checkpoint).
-    pub(crate) fn checkpoint_locked(&self, st: &mut State, clean: bool) -> Result<()> {
-        Self::check_usable(st)?;
-        let storage = self.storage.as_ref();
-        let mut stored = self.ckpt_lock();
-        st.ckpt_seq += 1;
-        let seq = st.ckpt_seq;
-        let res = st
-            .active_file
-            .sync()
-            .map_err(|e| LogError::io("sync at checkpoint", e))
-            .and_then(|_| segment::write_indexes(storage, st.active.base, &st.active_index))
-            .and_then(|_| {
-                Checkpoint {
-                    clean,
-                    epoch: st.epoch,
-                    segment: st.active.base,
-                    position: st.active_file.len(),
-                    next_offset: st.next_offset,
-                    log_start: st.log_start,
-                }
-                .store(storage)
-            });
-        match res {
-            Ok(()) => {
-                *stored = seq;
-                st.synced = st.written;
-                st.high_watermark = st.next_offset;
-                st.visible = st.active_file.len();
-                st.since_checkpoint = 0;
-                Ok(())
-            }
-            Err(e) => Err(Self::fail_unless_transient(st, "checkpoint", e)),
-        }
+        // The next sync also writes a checkpoint, so recovery does not scan the old segment.
+        st.since_checkpoint = st
+            .since_checkpoint
+            .max(self.config().checkpoint_interval_bytes);
+        Ok(())
     }
 
     /// Clean shutdown: syncs, writes indexes and a clean checkpoint so the next open scans nothing.
@@ -659,13 +478,13 @@ impl Log {
             .partition_point(|s| s.base <= offset)
             .saturating_sub(1);
         let seg = st.sealed[i].clone();
+        let end = st.read_end(&seg);
         drop(st);
         let idx = seg.sealed_indexes(self.config().index_interval_bytes)?;
         let rel = (offset - seg.base) as u32;
         let start = idx
             .position_for(rel)
             .map_or(HEADER_BYTES, |(_, p)| p as u64);
-        let end = seg.len();
         Ok((Some(seg), start, end, hw, log_start, false))
     }
 
@@ -722,28 +541,25 @@ impl Log {
     /// The first offset whose record timestamp is at or after `ts`, or `None` when no such record.
     /// Precise to the record for uncompressed batches, to the batch for compressed ones.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<u64>> {
-        let (segs, active_idx, visible, log_start) = {
+        let (segs, ends, active_idx, log_start) = {
             let st = self.lock();
             let mut segs = st.sealed.clone();
             segs.push(st.active.clone());
-            (
-                segs,
-                Arc::new(st.active_index.clone()),
-                st.visible,
-                st.log_start,
-            )
+            let ends: Vec<u64> = segs.iter().map(|s| st.read_end(s)).collect();
+            (segs, ends, Arc::new(st.active_index.clone()), st.log_start)
         };
         let interval = self.config().index_interval_bytes;
         let last = segs.len() - 1;
         for (i, seg) in segs.iter().enumerate() {
             // A sealed segment's max timestamp is kept per segment (read from its time index file
             // once), so segments that cannot hold `ts` are skipped without loading their indexes.
-            let (idx, end) = if i == last {
-                (active_idx.clone(), visible)
+            let end = ends[i];
+            let idx = if i == last {
+                active_idx.clone()
             } else if seg.max_timestamp(interval)? < ts {
                 continue;
             } else {
-                (seg.sealed_indexes(interval)?, seg.len())
+                seg.sealed_indexes(interval)?
             };
             if idx.segment_max_timestamp() < ts {
                 continue;

@@ -30,8 +30,9 @@ pub struct RecoveryReport {
     pub checkpoint_problem: Option<String>,
     /// Leftover temporary files deleted.
     pub removed_leftovers: u64,
-    /// Base offsets of new segments removed because a crash cut their header before it was synced
-    /// (a roll that never completed; they held no batch).
+    /// Base offsets of segments removed because a crash left them past the log's end: a new
+    /// segment whose header was cut before it was synced (a roll that never completed), or
+    /// segments rolled after bytes that never became durable. None held an acknowledged batch.
     pub removed_torn_segments: Vec<u64>,
 }
 
@@ -248,10 +249,18 @@ fn scan_segment(
     Ok(s)
 }
 
-/// Verifies every segment from the recovery point on; truncates a torn tail of the last one.
+/// Verifies every segment from the recovery point on and cuts the log at its torn end.
+///
+/// With a checkpoint, every byte after its position may be one a roll left unsynced (a roll does
+/// not sync; the next sync does), so the first sign of a crash there ends the log: an invalid
+/// batch (the segment is truncated before it), a later segment whose header is not whole or whose
+/// base offset does not follow on (the log ends before it). Segments after the end are removed:
+/// they were written after bytes that never became durable, so none of their batches was
+/// acknowledged. Without a usable checkpoint nothing tells a torn write from damage: an invalid
+/// batch in a segment other than the last marks the rest of that segment damaged, as before.
 fn recover_tail(
     storage: &dyn Storage,
-    segs: Vec<Arc<Segment>>,
+    mut segs: Vec<Arc<Segment>>,
     ckpt: Option<Checkpoint>,
     config: &LogConfig,
     report: &mut RecoveryReport,
@@ -263,11 +272,17 @@ fn recover_tail(
                 .map(|i| (i, c))
         })
         .filter(|(i, c)| c.position >= HEADER_BYTES && c.position <= segs[*i].len());
+    let anchored = start.is_some();
     let first = start.map_or(0, |(i, _)| i);
     let last = segs.len() - 1;
     let mut next = segs[first].base;
-    let mut active_idx = Indexes::new(HEADER_BYTES);
+    let mut end_idx = Indexes::new(HEADER_BYTES);
+    let mut end = last;
     for (i, seg) in segs.iter().enumerate().skip(first) {
+        if anchored && i > first && (seg.damaged_from() == Some(0) || seg.base != next) {
+            end = i - 1; // the segment before ends the log; `end_idx` holds its indexes
+            break;
+        }
         let (from, idx, expect) = match start {
             Some((ci, c)) if ci == i => {
                 match segment::load_indexes(storage, seg.base).filter(|x| x.covered == c.position) {
@@ -288,42 +303,92 @@ fn recover_tail(
                 Expect::Exactly(next.max(seg.base)),
             ),
         };
-        let expect = if i == last {
-            expect
-        } else {
-            Expect::AtLeast(match expect {
-                Expect::Exactly(o) | Expect::AtLeast(o) => o,
-            })
+        // Compacted segments have offset gaps; none lies after a checkpoint's segment.
+        let expect = match expect {
+            Expect::Exactly(o) | Expect::AtLeast(o) if i != last && !anchored => Expect::AtLeast(o),
+            e => e,
         };
         let scan = scan_segment(seg, from, expect, idx, config, report)?;
         next = scan.next_offset.max(seg.base);
         if let Some((pos, reason)) = scan.error {
-            if i == last {
-                let file = seg.file()?;
-                let len = file.len();
-                let fix = io(
-                    "truncate torn tail of",
-                    storage,
-                    &segment::log_name(seg.base),
-                );
-                file.truncate(pos).map_err(&fix)?;
-                file.sync().map_err(&fix)?;
-                report.truncated_bytes += len - pos;
-            } else {
-                seg.mark_damaged(pos);
-                report.damaged_segments.push((seg.base, pos, reason));
+            if i == last || anchored {
+                truncate_torn_tail(storage, seg, pos, report)?;
+                end = i;
+                end_idx = scan.indexes;
+                break;
             }
+            seg.mark_damaged(pos);
+            report.damaged_segments.push((seg.base, pos, reason));
         }
-        if i == last {
-            active_idx = scan.indexes;
-        } else {
-            if seg.damaged_from().is_none() {
-                segment::write_indexes(storage, seg.base, &scan.indexes)?;
-            }
+        if i != last && seg.damaged_from().is_none() {
+            segment::write_indexes(storage, seg.base, &scan.indexes)?;
+        }
+        if i != last && !anchored {
             seg.set_sealed_indexes(scan.indexes);
+        } else {
+            if i != last {
+                seg.set_sealed_indexes(scan.indexes.clone());
+            }
+            end_idx = scan.indexes;
         }
     }
-    Ok((segs, active_idx, next))
+    if end != last {
+        remove_after(storage, &mut segs, end, report)?;
+    }
+    Ok((segs, end_idx, next))
+}
+
+/// Cuts the torn tail of `seg` at `pos` (the first invalid batch) and syncs it.
+fn truncate_torn_tail(
+    storage: &dyn Storage,
+    seg: &Segment,
+    pos: u64,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let file = seg.file()?;
+    let len = file.len();
+    let fix = io(
+        "truncate torn tail of",
+        storage,
+        &segment::log_name(seg.base),
+    );
+    file.truncate(pos).map_err(&fix)?;
+    file.sync().map_err(&fix)?;
+    report.truncated_bytes += len - pos;
+    Ok(())
+}
+
+/// Removes every segment after `segs[end]` (files and index files, then a directory sync) and
+/// makes `segs[end]` the active segment again.
+fn remove_after(
+    storage: &dyn Storage,
+    segs: &mut Vec<Arc<Segment>>,
+    end: usize,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    for seg in segs.drain(end + 1..) {
+        report.truncated_bytes += seg.len();
+        report.removed_torn_segments.push(seg.base);
+        report.damaged_segments.retain(|d| d.0 != seg.base);
+        for name in [
+            segment::log_name(seg.base),
+            segment::index_name(seg.base),
+            segment::time_name(seg.base),
+        ] {
+            match storage.remove(&name) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io("remove", storage, &name)(e));
+                }
+                _ => {}
+            }
+        }
+    }
+    storage
+        .sync_dir()
+        .map_err(|e| LogError::io("sync dir", e))?;
+    let active = segs[end].reopen_active()?;
+    segs[end] = Arc::new(active);
+    Ok(())
 }
 
 fn new_state(
@@ -358,6 +423,10 @@ fn new_state(
         closed: false,
         ckpt_seq: 0,
         checkpointing: false,
+        moving_start: false,
+        pending: Vec::new(),
+        dir_dirty: false,
+        rolls: 0,
     })
 }
 

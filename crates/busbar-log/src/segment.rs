@@ -137,7 +137,8 @@ impl Segment {
         }
     }
 
-    /// Creates a new empty segment file with its header, synced (the caller syncs the directory).
+    /// Creates a new empty segment file with its header, not synced: the caller syncs the file
+    /// and the directory before anything in it is acknowledged.
     pub fn create(
         storage: &Arc<dyn Storage>,
         cache: &Arc<SegmentCache>,
@@ -147,8 +148,22 @@ impl Segment {
         let io = |e| LogError::io(format!("create {}", storage.describe(&name)), e);
         let file = storage.create(&name).map_err(io)?;
         file.append(&header_bytes()).map_err(io)?;
-        file.sync().map_err(io)?;
         Ok(Self::new(base, file, storage.clone(), cache.clone()))
+    }
+
+    /// A new active handle on this segment, its file opened again by name: recovery makes a sealed
+    /// segment the active one again when it cuts the log's end before the last segment.
+    pub fn reopen_active(&self) -> Result<Segment> {
+        let name = log_name(self.base);
+        let file = self
+            .storage
+            .open(&name)
+            .map_err(|e| LogError::io(format!("open {}", self.storage.describe(&name)), e))?;
+        let seg = Segment::new(self.base, file, self.storage.clone(), self.cache.clone());
+        if let Some(d) = self.damaged_from() {
+            seg.mark_damaged(d);
+        }
+        Ok(seg)
     }
 
     fn slot(&self) -> MutexGuard<'_, Slot> {

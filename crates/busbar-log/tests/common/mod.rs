@@ -1,6 +1,8 @@
 //! Helpers shared by the busbar-log crate tests: building batches and decoding what a read returns.
 #![allow(dead_code)]
 
+pub mod gate;
+
 use busbar_log::batch::{self, BatchHeader, NewRecord, Records, HEADER_BYTES};
 use busbar_log::disk::{MemStorage, Storage};
 use busbar_log::{Log, LogConfig};
