@@ -7,7 +7,7 @@ static ALLOCATOR: busbar_kafka::alloc::Allocator = busbar_kafka::alloc::Allocato
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-        if let Ok(spec) = busbar_broker::bus::spec::from_json(&v) {
+        if let Ok(spec) = busbar_bus::spec::from_json(&v) {
             let _ = spec.compile();
         }
     }

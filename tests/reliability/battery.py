@@ -78,7 +78,7 @@ def main():
     cargo(f"D3 simulated power loss, log ({seeds} seeds)", ["-p", "busbar-log", "--test", "crash_sim"],
           {"BUSBAR_SEEDS": seeds}, runs=seeds)
     cargo(f"D3 simulated power loss, whole broker: topics, metadata, offsets, ids, subscriptions ({seeds} seeds)",
-          ["-p", "busbar-broker", "--test", "power_loss"], {"BUSBAR_SEEDS": seeds}, runs=seeds)
+          ["-p", "busbar-bus", "--test", "power_loss"], {"BUSBAR_SEEDS": seeds}, runs=seeds)
     cargo("D3 log vs model under random ops and crashes (proptest)", ["-p", "busbar-log", "--test", "model"],
           {"PROPTEST_CASES": cases}, runs=cases)
     cargo("D6 on-disk corruption (bit flips, truncation, zeroed blocks)", ["-p", "busbar-log", "--test", "recovery"])

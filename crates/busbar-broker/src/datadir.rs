@@ -1,8 +1,10 @@
 //! The broker's data directory behind a narrow trait, so every byte the broker keeps (partition
 //! logs, metadata, committed offsets, producer ids, subscriptions and their retry state) goes through
 //! `busbar-log`'s disk trait: on real files in production ([`FsDataDir`]), and on the crashable
-//! in-memory file system in power-loss tests ([`MemDataDir`]). Paths are relative and use `/`:
-//! `topics/<topic>/<partition>`, `meta`, `internal/offsets`, `internal/retries`.
+//! in-memory file system in power-loss tests ([`MemDataDir`]), with faults injected into chosen
+//! directories in fault tests ([`FaultDataDir`]). Paths are relative and use `/`:
+//! `topics/<topic>/<partition>`, `meta`, `internal/offsets`, `internal/retries`,
+//! `internal/positions`.
 //!
 //! On real files, a directory created here is made durable before it is used: each new component's
 //! parent directory is fsynced after the `mkdir`, so a power cut cannot drop a partition directory
@@ -10,7 +12,7 @@
 //! locked for one process at a time ([`DataDir::lock`]: `flock` on `<data>/lock`, holding the
 //! holder's pid for the error message).
 
-use busbar_log::disk::{FileStorage, MemFs, Storage};
+use busbar_log::disk::{FaultPlan, FaultStorage, FileStorage, MemFs, Storage};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -243,5 +245,62 @@ impl DataDir for MemDataDir {
 
     fn describe(&self, rel: &str) -> String {
         format!("mem:{rel}")
+    }
+}
+
+/// A [`MemDataDir`] whose directories matching a prefix go through [`FaultStorage`], each with
+/// its own [`FaultPlan`] (fault tests: a failing fsync, a full disk, exhausted descriptors in one
+/// partition or one internal log while the rest works).
+pub struct FaultDataDir {
+    mem: MemDataDir,
+    fs: MemFs,
+    prefixes: Vec<String>,
+    plans: std::sync::Mutex<Vec<(String, Arc<FaultPlan>)>>,
+}
+
+impl FaultDataDir {
+    /// Faults may be injected into directories starting with one of `prefixes`.
+    pub fn new(fs: MemFs, prefixes: &[&str]) -> Self {
+        Self {
+            mem: MemDataDir::new(fs.clone()),
+            fs,
+            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            plans: Default::default(),
+        }
+    }
+
+    /// The plan of directory `rel` as last opened (`None`: not opened, or not faulted).
+    pub fn plan(&self, rel: &str) -> Option<Arc<FaultPlan>> {
+        let plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        plans
+            .iter()
+            .rev()
+            .find(|(r, _)| r == rel)
+            .map(|(_, p)| p.clone())
+    }
+}
+
+impl DataDir for FaultDataDir {
+    fn storage(&self, rel: &str) -> io::Result<Arc<dyn Storage>> {
+        let inner = self.mem.storage(rel)?;
+        if !self.prefixes.iter().any(|p| rel.starts_with(p.as_str())) {
+            return Ok(inner);
+        }
+        let s = FaultStorage::new(self.fs.dir(rel));
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        plans.push((rel.to_string(), s.plan()));
+        Ok(Arc::new(s))
+    }
+
+    fn subdirs(&self, rel: &str) -> io::Result<Vec<String>> {
+        self.mem.subdirs(rel)
+    }
+
+    fn remove_dir(&self, rel: &str) -> io::Result<()> {
+        self.mem.remove_dir(rel)
+    }
+
+    fn describe(&self, rel: &str) -> String {
+        self.mem.describe(rel)
     }
 }

@@ -52,14 +52,6 @@ pub enum BrokerError {
     OutOfOrderSequence(String),
     #[error("invalid producer epoch: {0}")]
     InvalidProducerEpoch(String),
-    #[error("invalid subscription: {path}: {reason}")]
-    InvalidSubscription { path: String, reason: String },
-    #[error("subscription {0:?} already exists")]
-    SubscriptionExists(String),
-    #[error("unknown subscription {0:?}")]
-    UnknownSubscription(String),
-    #[error("unknown replay {0:?}")]
-    UnknownReplay(String),
     #[error("stored data is damaged and is not served: {0}")]
     Damaged(String),
     #[error("storage unavailable: {0}")]

@@ -1,7 +1,9 @@
 //! busbar-broker: the core of busbar and the embeddable library. Topics with partitions stored by
 //! `busbar-log`, publish (events, partitioned like Kafka's default partitioner) and produce (Kafka
 //! record batches as received), long-polling fetch, consumer groups with Kafka's classic protocol,
-//! durable committed offsets, and background maintenance.
+//! durable committed offsets, and background maintenance. The routing bus (subscriptions) is the
+//! `busbar-bus` crate above this one; it uses the public `kvlog` and `metadata` modules for its
+//! own durable state.
 //!
 //! It knows nothing of HTTP or the Kafka wire format; front ends call these methods and map
 //! [`BrokerError`] to their codes.
@@ -41,7 +43,6 @@
 
 pub mod assignment;
 mod broker;
-pub mod bus;
 pub mod codec;
 pub mod config;
 mod consumer;
@@ -49,9 +50,9 @@ pub mod datadir;
 mod error;
 pub mod event;
 mod group;
-mod kvlog;
+pub mod kvlog;
 mod member;
-mod metadata;
+pub mod metadata;
 mod offsets;
 pub mod partitioner;
 mod produce;
@@ -63,7 +64,6 @@ mod topic;
 pub mod validate;
 
 pub use broker::{Broker, FetchResult, RecoverySummary};
-pub use bus::Bus;
 pub use busbar_log::{Clock, ManualClock, SystemClock};
 pub use config::{BrokerConfig, TopicConfig};
 pub use consumer::{GroupDescription, OffsetMap, PartitionLag, ResetTo};

@@ -68,7 +68,7 @@ impl MetaStore {
 
 /// Reads a JSON document with a `version` field; `None` when the file does not exist. A damaged
 /// document or another version is an error naming the file (it is never overwritten or reset).
-pub(crate) fn load_versioned<T: serde::de::DeserializeOwned>(
+pub fn load_versioned<T: serde::de::DeserializeOwned>(
     storage: &dyn Storage,
     file: &str,
     version: u32,
@@ -97,7 +97,7 @@ pub(crate) fn load_versioned<T: serde::de::DeserializeOwned>(
 }
 
 /// Replaces a JSON document durably (temp file, fsync, rename, directory fsync).
-pub(crate) fn save_json<T: Serialize>(storage: &dyn Storage, file: &str, doc: &T) -> Result<()> {
+pub fn save_json<T: Serialize>(storage: &dyn Storage, file: &str, doc: &T) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(doc).expect("metadata encodes");
     disk::write_atomic(storage, file, &bytes)
         .map_err(|e| storage_err(&format!("write {}", storage.describe(file)), e))

@@ -1,10 +1,11 @@
-//! The one place where broker errors become HTTP statuses. Every error answer is
+//! The one place where broker and bus errors become HTTP statuses. Every error answer is
 //! `{"error": {"code", "message"}}`; storage details are logged, not sent.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use busbar_broker::BrokerError;
+use busbar_bus::BusError;
 use serde_json::json;
 
 /// An error answer.
@@ -57,11 +58,7 @@ impl From<BrokerError> for ApiError {
             B::ProducerStateFull(_) => (S::SERVICE_UNAVAILABLE, "producer_state_full"),
             B::OffsetMetadataTooLarge { .. } => (S::BAD_REQUEST, "offset_metadata_too_large"),
             B::InvalidSessionTimeout(_) => (S::BAD_REQUEST, "invalid_session_timeout"),
-            B::InvalidSubscription { .. } => (S::BAD_REQUEST, "invalid_subscription"),
             B::UnknownTopic(_) => (S::NOT_FOUND, "unknown_topic"),
-            B::UnknownSubscription(_) => (S::NOT_FOUND, "unknown_subscription"),
-            B::UnknownReplay(_) => (S::NOT_FOUND, "unknown_replay"),
-            B::SubscriptionExists(_) => (S::CONFLICT, "subscription_exists"),
             B::UnknownPartition { .. } => (S::NOT_FOUND, "unknown_partition"),
             B::UnknownGroup(_) => (S::NOT_FOUND, "unknown_group"),
             B::UnknownMember { .. } => (S::NOT_FOUND, "unknown_consumer"),
@@ -77,17 +74,40 @@ impl From<BrokerError> for ApiError {
             B::OffsetOutOfRange { .. } => (S::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
             B::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down"),
             B::Damaged(_) => (S::INTERNAL_SERVER_ERROR, "damaged_data"),
-            B::Storage(detail) | B::DataDirLocked(detail) => {
-                eprintln!("busbar-http: storage error: {detail}");
-                return ApiError::new(
-                    S::INSUFFICIENT_STORAGE,
-                    "storage_error",
-                    "the event could not be stored durably; retry later",
-                );
-            }
+            B::Storage(detail) | B::DataDirLocked(detail) => return storage_error(detail),
         };
         ApiError::new(status, code, e.to_string())
     }
+}
+
+impl From<BusError> for ApiError {
+    fn from(e: BusError) -> Self {
+        use BusError as E;
+        use StatusCode as S;
+        let e = match e {
+            E::Broker(b) => return b.into(),
+            E::Storage(detail) => return storage_error(&detail),
+            e => e,
+        };
+        let (status, code) = match &e {
+            E::InvalidSubscription { .. } => (S::BAD_REQUEST, "invalid_subscription"),
+            E::UnknownSubscription(_) => (S::NOT_FOUND, "unknown_subscription"),
+            E::UnknownReplay(_) => (S::NOT_FOUND, "unknown_replay"),
+            E::SubscriptionExists(_) => (S::CONFLICT, "subscription_exists"),
+            E::Broker(_) | E::Storage(_) => unreachable!("answered above"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// 507 for a write that could not be made durable; the detail goes to the log, not the client.
+fn storage_error(detail: &str) -> ApiError {
+    eprintln!("busbar-http: storage error: {detail}");
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "storage_error",
+        "the event could not be stored durably; retry later",
+    )
 }
 
 /// Result of handlers.

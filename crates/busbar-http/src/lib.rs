@@ -23,7 +23,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use busbar_broker::{Broker, Bus};
+use busbar_broker::Broker;
+use busbar_bus::Bus;
 use serde_json::json;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -151,6 +152,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/subscriptions/{name}/resume", "Start delivering again"),
     (
         "post",
+        "/subscriptions/{name}/reset",
+        "Move the positions: {to: earliest|latest} | {to: time, time} | {to: offsets, offsets: [{topic, partition, offset}]}",
+    ),
+    (
+        "post",
         "/subscriptions/{name}/replays",
         "Replay a time range through the subscription: {name, from, to, rate}",
     ),
@@ -256,6 +262,7 @@ pub fn router(app: App) -> Router {
         )
         .route("/subscriptions/{name}/pause", post(subscriptions::pause))
         .route("/subscriptions/{name}/resume", post(subscriptions::resume))
+        .route("/subscriptions/{name}/reset", post(subscriptions::reset))
         .route(
             "/subscriptions/{name}/replays",
             post(subscriptions::start_replay).get(subscriptions::replays),

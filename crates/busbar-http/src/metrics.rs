@@ -8,7 +8,7 @@ use crate::App;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use busbar_broker::bus::stats::LATENCY_BOUNDS_MS;
+use busbar_bus::stats::LATENCY_BOUNDS_MS;
 use std::fmt::Write;
 
 const COUNTERS: &[(&str, &str)] = &[

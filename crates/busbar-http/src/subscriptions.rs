@@ -10,8 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use busbar_broker::bus::{self, Filter, ReplaySpec};
-use busbar_broker::BrokerError;
+use busbar_bus::{self as bus, BusError, Filter, ReplaySpec, ResetTo};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -72,9 +71,23 @@ pub async fn resume(State(app): State<App>, Path(name): Path<String>) -> ApiResu
     Ok(Json(view_json(&app.bus.set_paused(&name, false).await?)))
 }
 
+/// Moves the positions; answers `{"positions": [{topic, partition, offset}]}`.
+pub async fn reset(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let v = json_body(&app, &headers, body).await?;
+    let to: ResetTo = serde_path_to_error::deserialize(&v).map_err(bad_field)?;
+    Ok(Json(
+        json!({ "positions": app.bus.reset(&name, to).await? }),
+    ))
+}
+
 fn bad_field(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = e.path().to_string();
-    ApiError::from(BrokerError::InvalidSubscription {
+    ApiError::from(BusError::InvalidSubscription {
         path: if path == "." { "body".into() } else { path },
         reason: e.inner().to_string(),
     })

@@ -3,8 +3,8 @@
 //! `busbar.toml.example` at the repository root documents every key with its default and unit.
 
 use anyhow::{anyhow, bail, Context, Result};
-use busbar_broker::bus::SubscriptionSpec;
-use busbar_broker::{BrokerConfig, Bus, TopicConfig};
+use busbar_broker::{BrokerConfig, TopicConfig};
+use busbar_bus::{Bus, SubscriptionSpec};
 use busbar_http::HttpConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -3,7 +3,8 @@
 
 use anyhow::{Context, Result};
 use busbar::config::Config;
-use busbar_broker::{Broker, Bus};
+use busbar_broker::Broker;
+use busbar_bus::Bus;
 use std::sync::Arc;
 use tokio::sync::watch;
 

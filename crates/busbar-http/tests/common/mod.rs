@@ -2,7 +2,8 @@
 //! runtime of its own, and offers JSON helpers over the test kit's blocking client.
 #![allow(dead_code)]
 
-use busbar_broker::{Broker, BrokerConfig, Bus};
+use busbar_broker::{Broker, BrokerConfig};
+use busbar_bus::Bus;
 use busbar_http::{serve, HttpConfig};
 use busbar_testkit::http::{request, Response};
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! `busbar subscription create|update|list|get|pause|resume|delete|replay|replays`: the same fields
+//! `busbar subscription create|update|list|get|pause|resume|reset|delete|replay|replays`: the same fields
 //! as `POST /subscriptions`, from flags, from a JSON file (`--file`), or both (flags win).
 
 use crate::client::{cell, enc, print_list, CliError, CliResult, Client, Output};
@@ -19,6 +19,16 @@ pub enum SubscriptionCmd {
     Pause { name: String },
     /// Start delivering again.
     Resume { name: String },
+    /// Move the subscription's positions (its retry state on the moved partitions is dropped).
+    Reset {
+        name: String,
+        /// earliest, latest or an RFC 3339 time (every source partition).
+        #[arg(long, conflicts_with = "offsets", required_unless_present = "offsets")]
+        to: Option<String>,
+        /// TOPIC:PARTITION:OFFSET for one partition (repeatable).
+        #[arg(long = "offset")]
+        offsets: Vec<String>,
+    },
     /// Delete a subscription, its positions and retry state.
     Delete { name: String },
     /// Re-deliver a time range of the sources through the subscription, marked as a replay.
@@ -198,6 +208,39 @@ fn show(c: &Client, v: &Value) {
     );
 }
 
+/// The body of `POST /subscriptions/{name}/reset` from `--to` or `--offset` flags.
+fn reset_body(to: Option<&str>, offsets: &[String]) -> CliResult<Value> {
+    match to {
+        Some("earliest" | "latest") => Ok(json!({ "to": to })),
+        Some(t) if busbar_http::time::parse_rfc3339(t).is_some() => {
+            Ok(json!({"to": "time", "time": t}))
+        }
+        Some(other) => Err(CliError::Usage(format!(
+            "--to {other:?} is not earliest, latest or an RFC 3339 time"
+        ))),
+        None => {
+            let parsed = offsets.iter().map(|o| parse_offset(o));
+            let list = parsed.collect::<CliResult<Vec<Value>>>()?;
+            Ok(json!({"to": "offsets", "offsets": list}))
+        }
+    }
+}
+
+/// `TOPIC:PARTITION:OFFSET` (the topic may hold ':'; the last two fields are numbers).
+fn parse_offset(arg: &str) -> CliResult<Value> {
+    let bad = || CliError::Usage(format!("--offset {arg:?} is not TOPIC:PARTITION:OFFSET"));
+    let mut it = arg.rsplitn(3, ':');
+    let (offset, partition, topic) = (it.next(), it.next(), it.next());
+    let (Some(o), Some(p), Some(t)) = (offset, partition, topic) else {
+        return Err(bad());
+    };
+    let (p, o) = (p.parse::<u32>(), o.parse::<u64>());
+    match (p, o) {
+        (Ok(p), Ok(o)) if !t.is_empty() => Ok(json!({"topic": t, "partition": p, "offset": o})),
+        _ => Err(bad()),
+    }
+}
+
 pub fn run(c: &Client, cmd: SubscriptionCmd) -> CliResult<()> {
     let path = |n: &str| format!("/subscriptions/{}", enc(n));
     match cmd {
@@ -233,6 +276,16 @@ pub fn run(c: &Client, cmd: SubscriptionCmd) -> CliResult<()> {
             c,
             &c.json("POST", &format!("{}/resume", path(&name)), &json!({}))?,
         ),
+        SubscriptionCmd::Reset { name, to, offsets } => {
+            let body = reset_body(to.as_deref(), &offsets)?;
+            let v = c.json("POST", &format!("{}/reset", path(&name)), &body)?;
+            let cols = [
+                ("topic", "topic"),
+                ("partition", "partition"),
+                ("new offset", "offset"),
+            ];
+            print_list(c, &v, "positions", &cols);
+        }
         SubscriptionCmd::Delete { name } => {
             c.call("DELETE", &path(&name), None)?;
             eprintln!("deleted subscription {name}");

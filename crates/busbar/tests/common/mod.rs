@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use busbar_testkit::http::{request, Response};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -239,4 +239,40 @@ pub fn refused_start(data: &Path) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// How long bus tests wait for deliveries.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn topics(s: &Server, names: &[(&str, u32)]) {
+    for (n, p) in names {
+        let (st, v) = s.http("POST", "/topics", Some(json!({"name": n, "partitions": p})));
+        assert_eq!(st, 201, "{v}");
+    }
+}
+
+pub fn subscribe(s: &Server, spec: Value) -> Value {
+    let (st, v) = s.http("POST", "/subscriptions", Some(spec));
+    assert_eq!(st, 201, "{v}");
+    v
+}
+
+pub fn publish(s: &Server, topic: &str, events: Value) {
+    let (st, v) = s.http("POST", &format!("/topics/{topic}/events"), Some(events));
+    assert_eq!(st, 200, "{v}");
+}
+
+pub fn wait_sub(s: &Server, name: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let end = Instant::now() + WAIT;
+    loop {
+        let (_, v) = s.http("GET", &format!("/subscriptions/{name}"), None);
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "subscription {name} never got there: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

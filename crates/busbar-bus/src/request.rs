@@ -10,8 +10,8 @@
 use super::deliver::{self, HttpClient, HttpRequest, Outcome, TopicSink};
 use super::envelope::{Envelope, DLQ_PREFIX, REPLAY_ATTR};
 use super::spec::{Compiled, Mode, Target};
-use crate::broker::Broker;
-use crate::event::{Event, StoredEvent};
+use busbar_broker::event::{Event, StoredEvent};
+use busbar_broker::Broker;
 use hyper::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 use std::time::Duration;

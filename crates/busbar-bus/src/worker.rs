@@ -1,7 +1,7 @@
 //! One running subscription: a durable consumer inside the broker (DESIGN.md data flow 3).
 //!
-//! The worker reads its source partitions from its committed positions (consumer group
-//! `busbar-subscription-<name>`, visible with `busbar group describe`), matches each event, and keeps
+//! The worker reads its source partitions from its stored positions (`positions.rs`, the bus's own
+//! internal log, not a consumer group), matches each event, and keeps
 //! up to `concurrency` deliveries in flight. A failed attempt that may be retried is written to the
 //! retry state (durably) before the partition's position may pass it, so the partition keeps flowing
 //! while the event waits for its next attempt on a timer. With `ordering: key`, an event whose key
@@ -19,10 +19,11 @@ use super::request;
 use super::spec::{Compiled, Delivery, Ordering, Target};
 use super::state::{EventRef, RetryEntry, RetryStore};
 use super::stats::Counters;
-use crate::broker::Broker;
-use crate::error::{BrokerError, Result};
-use crate::event::{self, StoredEvent};
-use crate::offsets::OffsetCommit;
+use crate::error::{BusError, Result};
+use crate::positions::{legacy_group, PartKey, Position, PositionStore};
+use busbar_broker::event::{self, StoredEvent};
+use busbar_broker::Broker;
+use busbar_broker::BrokerError;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,11 +36,14 @@ const EVENTS_PER_PASS: usize = 10_000;
 const READ_BYTES: usize = 1 << 20;
 /// How often positions are committed while events flow.
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
+/// How often the worker checks that its source topics are the ones it started on.
+const SOURCES_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// What the rest of the bus shares with workers.
 pub struct Ctx {
     pub broker: Arc<Broker>,
     pub retries: RetryStore,
+    pub positions: PositionStore,
     pub http: HttpClient,
 }
 
@@ -47,11 +51,6 @@ pub struct Ctx {
 pub enum Cmd {
     /// A durable retry entry was added (a redrive): schedule it.
     Schedule(EventRef, RetryEntry),
-}
-
-/// The consumer group holding a subscription's positions.
-pub fn group_of(name: &str) -> String {
-    format!("busbar-subscription-{name}")
 }
 
 /// A running worker.
@@ -89,7 +88,6 @@ pub fn spawn(
     };
     let worker = Worker {
         sink,
-        group: group_of(&name),
         name,
         ctx,
         sub,
@@ -110,6 +108,8 @@ type Lane = (String, u32, u64);
 
 struct Part {
     topic: String,
+    /// The id of the topic incarnation `next` belongs to.
+    topic_id: String,
     partition: u32,
     next: u64,
     buffer: VecDeque<StoredEvent>,
@@ -135,7 +135,6 @@ struct Worker {
     /// Batches appends to a target topic.
     sink: Option<Arc<TopicSink>>,
     name: String,
-    group: String,
     ctx: Arc<Ctx>,
     sub: Arc<Compiled>,
     counters: Arc<Counters>,
@@ -189,31 +188,59 @@ async fn read_one(broker: &Broker, r: &EventRef) -> Result<Option<StoredEvent>> 
         Err(BrokerError::OffsetOutOfRange { .. }) | Err(BrokerError::UnknownTopic(_)) => {
             return Ok(None)
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let events = event::decode(&r.topic, r.partition, &data, r.offset)?;
     Ok(events.into_iter().next().filter(|e| e.offset == r.offset))
 }
 
 impl Worker {
+    /// Serves the subscription until stopped; starts over from the stored state whenever a source
+    /// topic is deleted, created again or grows partitions.
     async fn run(
         mut self,
         mut stop: watch::Receiver<bool>,
         mut cmds: mpsc::UnboundedReceiver<Cmd>,
     ) {
-        while let Err(e) = self.init() {
-            self.set_status(format!("error: {e}"));
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        loop {
+            while let Err(e) = self.init() {
+                self.set_status(format!("error: {e}"));
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(SOURCES_CHECK_EVERY) => {}
+                }
             }
+            self.set_status("running".into());
+            let again = self.serve(&mut stop, &mut cmds).await;
+            self.inflight.abort_all();
+            while self.inflight.join_next().await.is_some() {}
+            if !again {
+                self.commit().await;
+                return;
+            }
+            // In-flight attempts are abandoned (delivered again: at-least-once); positions of
+            // the old topic stay behind under its id and no longer apply.
+            self.parts.clear();
+            self.timers.clear();
+            self.entries.clear();
+            self.lanes.clear();
         }
-        self.set_status("running".into());
+    }
+
+    /// The delivery loop; answers `true` when the sources changed and the worker must start over,
+    /// `false` when stopped.
+    async fn serve(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        cmds: &mut mpsc::UnboundedReceiver<Cmd>,
+    ) -> bool {
         let mut last_commit = tokio::time::Instant::now();
+        let mut last_check = tokio::time::Instant::now();
         loop {
             if *stop.borrow() {
-                break;
+                return false;
             }
+            let mut suspect = false;
             let progressed = match self.fill().await {
                 Ok(p) => {
                     if self
@@ -227,6 +254,7 @@ impl Worker {
                     p
                 }
                 Err(e) => {
+                    suspect = matches!(e, BusError::Broker(BrokerError::UnknownTopic(_)));
                     self.set_status(format!("error: {e}"));
                     false
                 }
@@ -234,6 +262,12 @@ impl Worker {
             if last_commit.elapsed() >= COMMIT_EVERY {
                 self.commit().await;
                 last_commit = tokio::time::Instant::now();
+            }
+            if suspect || last_check.elapsed() >= SOURCES_CHECK_EVERY {
+                last_check = tokio::time::Instant::now();
+                if self.sources_changed() {
+                    return true;
+                }
             }
             if progressed && self.inflight.len() < self.limit() {
                 tokio::task::yield_now().await;
@@ -243,7 +277,7 @@ impl Worker {
             let positions = self.idle_positions();
             tokio::select! {
                 biased;
-                _ = stop.changed() => break,
+                _ = stop.changed() => return false,
                 Some(cmd) = cmds.recv() => self.on_cmd(cmd),
                 Some(done) = self.inflight.join_next(), if !self.inflight.is_empty() => {
                     if let Ok(done) = done {
@@ -254,9 +288,19 @@ impl Worker {
                 _ = tokio::time::sleep(wait), if positions.is_empty() => {}
             }
         }
-        self.inflight.abort_all();
-        while self.inflight.join_next().await.is_some() {}
-        self.commit().await;
+    }
+
+    /// Whether a source topic is gone, was created again (another id) or has another partition
+    /// count than when the worker started.
+    fn sources_changed(&self) -> bool {
+        let mut seen: BTreeMap<&str, (&str, u32)> = BTreeMap::new();
+        for p in &self.parts {
+            let e = seen.entry(&p.topic).or_insert((&p.topic_id, 0));
+            e.1 += 1;
+        }
+        seen.into_iter().any(|(topic, (id, n))| {
+            topic_layout(&self.ctx.broker, topic).map_or(true, |now| now != (id.to_string(), n))
+        })
     }
 
     fn set_status(&self, s: String) {
@@ -287,17 +331,19 @@ impl Worker {
             .collect()
     }
 
-    /// Positions from the committed offsets (earliest where none), and the retry schedule.
+    /// Positions from the stored ones (the log start where none applies to the topic as it is
+    /// now), and the retry schedule.
     fn init(&mut self) -> Result<()> {
         let broker = &self.ctx.broker;
         let mut parts = Vec::new();
         for topic in &self.sub.spec.sources {
-            let t = broker.topic(topic)?;
-            for p in 0..t.partitions.len() as u32 {
+            let (id, n) = topic_layout(broker, topic)?;
+            for p in 0..n {
                 let (start, end) = broker.offsets_of(topic, p as i64)?;
-                let committed = broker.offsets.get(&self.group, topic, p).map(|c| c.offset);
+                let committed = stored_position(&self.ctx, &self.name, topic, p, &id);
                 parts.push(Part {
                     topic: topic.clone(),
+                    topic_id: id.clone(),
                     partition: p,
                     next: committed.unwrap_or(start).clamp(start, end),
                     buffer: VecDeque::new(),
@@ -377,7 +423,14 @@ impl Worker {
                     idle = 0;
                     seen += 1;
                     progressed = true;
-                    self.admit(i, ev).await?;
+                    let offset = ev.offset;
+                    if let Err(e) = self.admit(i, ev).await {
+                        // Not parked: read it again, so no position passes it.
+                        let p = &mut self.parts[i];
+                        p.buffer.clear();
+                        p.next = offset;
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -398,14 +451,14 @@ impl Worker {
                         p.next = p.next.clamp(start, end);
                         return Ok(None);
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 };
             if data.is_empty() {
                 return Ok(None);
             }
             p.buffer = event::decode(&p.topic, p.partition, &data, p.next)?.into();
             if p.buffer.is_empty() {
-                p.next = crate::broker::last_offset(&data).map_or(p.next, |o| o + 1);
+                p.next = crate::last_offset(&data).map_or(p.next, |o| o + 1);
                 return Ok(None);
             }
         }
@@ -425,9 +478,6 @@ impl Worker {
         if self.entries.contains_key(&r) || !request::matches(&self.sub, &ev) {
             return Ok(());
         }
-        self.counters
-            .matched
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let lane = match self.sub.spec.delivery.ordering {
             Ordering::Key => ev
                 .key
@@ -437,10 +487,13 @@ impl Worker {
         };
         if let Some(l) = &lane {
             if self.lanes.contains_key(l) {
-                return self.park(r, l.clone()).await;
+                self.park(r, l.clone()).await?;
+                self.count_matched();
+                return Ok(());
             }
             self.lanes.insert(l.clone(), VecDeque::new());
         }
+        self.count_matched();
         self.parts[i].outstanding.insert(r.offset);
         self.launch(
             Job {
@@ -452,6 +505,12 @@ impl Worker {
             Some(ev),
         );
         Ok(())
+    }
+
+    fn count_matched(&self) {
+        self.counters
+            .matched
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Parks `r` durably behind the event of its key that is in flight or scheduled.
@@ -691,37 +750,38 @@ impl Worker {
     }
 
     async fn commit(&mut self) {
-        let commits: Vec<OffsetCommit> = self
+        let rows: Vec<(PartKey, Option<Position>)> = self
             .parts
             .iter()
             .filter_map(|p| {
                 let at = p.outstanding.first().copied().unwrap_or(p.next);
-                (p.committed != Some(at)).then(|| OffsetCommit {
-                    topic: p.topic.clone(),
-                    partition: p.partition,
-                    offset: at,
-                    metadata: String::new(),
+                (p.committed != Some(at)).then(|| {
+                    let k = (p.topic.clone(), p.partition);
+                    let pos = Position {
+                        offset: at,
+                        topic_id: p.topic_id.clone(),
+                    };
+                    (k, Some(pos))
                 })
             })
             .collect();
-        if commits.is_empty() {
+        if rows.is_empty() {
             return;
         }
         if self
             .ctx
-            .broker
-            .offsets
-            .commit(&self.group, commits.clone())
+            .positions
+            .put(&self.name, rows.clone())
             .await
             .is_ok()
         {
-            for c in commits {
+            for ((topic, partition), pos) in rows {
                 if let Some(p) = self
                     .parts
                     .iter_mut()
-                    .find(|p| p.topic == c.topic && p.partition == c.partition)
+                    .find(|p| p.topic == topic && p.partition == partition)
                 {
-                    p.committed = Some(c.offset);
+                    p.committed = pos.map(|pos| pos.offset);
                 }
             }
         }
@@ -764,6 +824,31 @@ fn entry_after(
         reason: f.reason.to_string(),
         status: f.status,
         error: f.error.clone(),
+    }
+}
+
+/// The id and partition count of `topic` as it is now.
+pub(crate) fn topic_layout(broker: &Broker, topic: &str) -> Result<(String, u32)> {
+    let d = broker.describe_topic(topic)?;
+    Ok((d.id, d.partitions.len() as u32))
+}
+
+/// The stored position of `sub` on one partition if it belongs to the topic incarnation `id`;
+/// with no stored position at all, the offset committed by an older busbar in the legacy group.
+pub(crate) fn stored_position(
+    ctx: &Ctx,
+    sub: &str,
+    topic: &str,
+    partition: u32,
+    id: &str,
+) -> Option<u64> {
+    match ctx.positions.get(sub, topic, partition) {
+        Some(p) => (p.topic_id == id).then_some(p.offset),
+        None if ctx.positions.of(sub).is_empty() => ctx
+            .broker
+            .committed(&legacy_group(sub), topic, partition)
+            .map(|c| c.offset),
+        None => None,
     }
 }
 

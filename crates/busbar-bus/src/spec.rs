@@ -15,7 +15,7 @@
 //! - HTTP targets are `http://` URLs (TLS to targets is not built yet; `https://` is refused with
 //!   that reason rather than accepted and failed later).
 
-use crate::error::{BrokerError, Result};
+use crate::error::{BusError, Result};
 use busbar_rules::{Pattern, Transform};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -141,8 +141,8 @@ pub struct Compiled {
     pub url: Option<hyper::Uri>,
 }
 
-fn invalid(path: &str, reason: impl Into<String>) -> BrokerError {
-    BrokerError::InvalidSubscription {
+fn invalid(path: &str, reason: impl Into<String>) -> BusError {
+    BusError::InvalidSubscription {
         path: path.to_string(),
         reason: reason.into(),
     }
@@ -244,7 +244,7 @@ fn parse_start(s: &str) -> Result<Start> {
     match s {
         "latest" => Ok(Start::Latest),
         "earliest" => Ok(Start::Earliest),
-        t => crate::time::parse_rfc3339(t)
+        t => busbar_broker::time::parse_rfc3339(t)
             .map(Start::Time)
             .ok_or_else(|| {
                 invalid(

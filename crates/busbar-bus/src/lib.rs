@@ -9,6 +9,8 @@
 pub mod deliver;
 pub mod dlq;
 pub mod envelope;
+mod error;
+pub mod positions;
 mod replay;
 pub mod request;
 pub mod spec;
@@ -17,15 +19,17 @@ pub mod stats;
 mod worker;
 
 pub use dlq::{DeadLetter, Filter};
+pub use error::{BusError, Result};
+pub use positions::{ResetPosition, ResetTo};
 pub use replay::{ReplaySpec, RunView};
 pub use spec::SubscriptionSpec;
 pub use stats::CounterSnapshot;
-pub use worker::group_of;
 
-use crate::broker::Broker;
-use crate::error::{BrokerError, Result};
-use crate::event::{self, StoredEvent};
-use crate::offsets::OffsetCommit;
+use busbar_broker::Broker;
+
+use busbar_broker::event::{self, StoredEvent};
+use busbar_broker::BrokerError;
+use positions::{Position, PositionStore};
 use serde::Serialize;
 use spec::{Compiled, Start};
 use state::{EventRef, RetryEntry, RetryStore, SubRecord, SubStore};
@@ -62,7 +66,6 @@ pub struct SubscriptionView {
     /// Events waiting for another attempt or behind their key.
     pub retrying: usize,
     pub counters: CounterSnapshot,
-    pub consumer_group: String,
 }
 
 /// The bus.
@@ -73,8 +76,8 @@ pub struct Bus {
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-fn invalid(path: &str, reason: impl Into<String>) -> BrokerError {
-    BrokerError::InvalidSubscription {
+fn invalid(path: &str, reason: impl Into<String>) -> BusError {
+    BusError::InvalidSubscription {
         path: path.into(),
         reason: reason.into(),
     }
@@ -86,9 +89,11 @@ impl Bus {
         let data = broker.config().data();
         let dir = |rel: &str| {
             data.storage(rel)
-                .map_err(|e| BrokerError::Storage(format!("open {}: {e}", data.describe(rel))))
+                .map_err(|e| BusError::Storage(format!("open {}: {e}", data.describe(rel))))
         };
-        let retries = RetryStore::open(dir("internal/retries")?, broker.config().clock.clone())?;
+        let clock = broker.config().clock.clone();
+        let retries = RetryStore::open(dir("internal/retries")?, clock.clone())?;
+        let positions = PositionStore::open(dir("internal/positions")?, clock)?;
         let store = SubStore::open(dir("meta")?);
         let mut subs = BTreeMap::new();
         for record in store.load()? {
@@ -110,6 +115,7 @@ impl Bus {
         let ctx = Arc::new(Ctx {
             broker,
             retries,
+            positions,
             http: deliver::HttpClient::default(),
         });
         Ok(Bus {
@@ -134,9 +140,13 @@ impl Bus {
             loop {
                 tokio::time::sleep(every).await;
                 let c = ctx.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || c.retries.maintain()).await
-                {
-                    eprintln!("busbar: compacting subscription retry state: {e}");
+                let done = tokio::task::spawn_blocking(move || {
+                    (c.retries.maintain(), c.positions.maintain())
+                });
+                if let Ok((r, p)) = done.await {
+                    for e in [r.err(), p.err()].into_iter().flatten() {
+                        eprintln!("busbar: compacting subscription state: {e}");
+                    }
                 }
             }
         });
@@ -173,22 +183,23 @@ impl Bus {
     fn validate(&self, spec: SubscriptionSpec) -> Result<Compiled> {
         let compiled = spec.compile()?;
         for (path, topic) in compiled.spec.topics() {
-            if self.ctx.broker.topic(&topic).is_err() {
+            if self.ctx.broker.describe_topic(&topic).is_err() {
                 return Err(invalid(&path, format!("unknown topic {topic:?}")));
             }
         }
         Ok(compiled)
     }
 
-    /// Commits the start position of every source partition that has none yet.
+    /// Stores the start position of every source partition that has none yet (for the topic as
+    /// it is now).
     async fn commit_start(&self, c: &Compiled) -> Result<()> {
-        let group = group_of(&c.spec.name);
+        let name = &c.spec.name;
         let broker = &self.ctx.broker;
-        let mut commits = Vec::new();
+        let mut rows = Vec::new();
         for topic in &c.spec.sources {
-            let n = broker.topic(topic)?.partitions.len() as u32;
+            let (id, n) = worker::topic_layout(broker, topic)?;
             for p in 0..n {
-                if broker.offsets.get(&group, topic, p).is_some() {
+                if worker::stored_position(&self.ctx, name, topic, p, &id).is_some() {
                     continue;
                 }
                 let (start, end) = broker.offsets_of(topic, p as i64)?;
@@ -197,15 +208,28 @@ impl Bus {
                     Start::Earliest => start,
                     Start::Time(ts) => broker.offset_for_timestamp(topic, p as i64, ts)?,
                 };
-                commits.push(OffsetCommit {
-                    topic: topic.clone(),
-                    partition: p,
+                let pos = Position {
                     offset,
-                    metadata: String::new(),
-                });
+                    topic_id: id.clone(),
+                };
+                rows.push(((topic.clone(), p), Some(pos)));
             }
         }
-        broker.offsets.commit(&group, commits).await
+        self.ctx.positions.put(name, rows).await
+    }
+
+    /// Forgets every position of `name`, with any an older busbar kept in its legacy group.
+    async fn forget_positions(&self, name: &str) -> Result<()> {
+        self.ctx.positions.clear(name).await?;
+        match self
+            .ctx
+            .broker
+            .delete_group(&positions::legacy_group(name))
+            .await
+        {
+            Ok(()) | Err(BrokerError::UnknownGroup(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn save(&self, subs: &BTreeMap<String, Entry>) -> Result<()> {
@@ -219,14 +243,10 @@ impl Bus {
         let name = compiled.spec.name.clone();
         let mut subs = self.subs.lock().await;
         if subs.contains_key(&name) {
-            return Err(BrokerError::SubscriptionExists(name));
+            return Err(BusError::SubscriptionExists(name));
         }
         // Positions left by an earlier subscription of this name would resume it; start fresh.
-        self.ctx
-            .broker
-            .offsets
-            .delete(&group_of(&name), None)
-            .await?;
+        self.forget_positions(&name).await?;
         self.ctx.retries.clear(&name).await?;
         self.commit_start(&compiled).await?;
         let now = self.now();
@@ -263,7 +283,7 @@ impl Bus {
         let mut subs = self.subs.lock().await;
         let e = subs
             .get_mut(name)
-            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))?;
+            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
         let old = (e.record.clone(), e.compiled.clone());
         e.record.spec = compiled.spec.clone();
         e.record.updated_ms = self.now();
@@ -291,7 +311,7 @@ impl Bus {
         let mut subs = self.subs.lock().await;
         let e = subs
             .get_mut(name)
-            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))?;
+            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
         if e.record.paused != paused {
             e.record.paused = paused;
             e.record.updated_ms = self.now();
@@ -313,12 +333,102 @@ impl Bus {
         Ok(self.view(e))
     }
 
+    /// Moves the positions of subscription `name` (the only way to move them: they are not
+    /// consumer-group offsets). The worker stops while they move and starts again after, unless
+    /// paused; the retry state of every partition moved is dropped (the new position decides what
+    /// is delivered). Answers the new position of each partition moved.
+    pub async fn reset(&self, name: &str, to: ResetTo) -> Result<Vec<ResetPosition>> {
+        let mut subs = self.subs.lock().await;
+        let e = subs
+            .get_mut(name)
+            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
+        let moved = self.reset_targets(&e.record.spec, &to)?;
+        if let Some(h) = e.handle.take() {
+            h.stop().await;
+        }
+        let res = self.write_reset(name, &moved).await;
+        if !e.record.paused {
+            e.handle = Some(self.spawn(e));
+        }
+        res.map(|()| moved)
+    }
+
+    /// The positions `to` names, each checked against its topic as it is now.
+    fn reset_targets(&self, spec: &SubscriptionSpec, to: &ResetTo) -> Result<Vec<ResetPosition>> {
+        let broker = &self.ctx.broker;
+        if let ResetTo::Offsets { offsets } = to {
+            let mut out = Vec::new();
+            for (i, o) in offsets.iter().enumerate() {
+                let path = format!("offsets[{i}]");
+                if !spec.sources.contains(&o.topic) {
+                    return Err(invalid(&path, format!("{:?} is not a source", o.topic)));
+                }
+                let (start, end) = broker.offsets_of(&o.topic, o.partition as i64)?;
+                if !(start..=end).contains(&o.offset) {
+                    let why = format!("offset {} is outside [{start}, {end}]", o.offset);
+                    return Err(invalid(&format!("{path}.offset"), why));
+                }
+                out.push(o.clone());
+            }
+            return Ok(out);
+        }
+        let ts = match to {
+            ResetTo::Time { time } => Some(
+                busbar_broker::time::parse_rfc3339(time)
+                    .ok_or_else(|| invalid("time", format!("{time:?} is not an RFC 3339 time")))?,
+            ),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        for topic in &spec.sources {
+            let (_, n) = worker::topic_layout(broker, topic)?;
+            for p in 0..n {
+                let (start, end) = broker.offsets_of(topic, p as i64)?;
+                let offset = match (to, ts) {
+                    (ResetTo::Earliest {}, _) => start,
+                    (_, Some(ts)) => broker.offset_for_timestamp(topic, p as i64, ts)?,
+                    _ => end,
+                };
+                out.push(ResetPosition {
+                    topic: topic.clone(),
+                    partition: p,
+                    offset,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores the new positions, then ends the retry entries of the partitions moved. In this
+    /// order a failure between the two leaves entries that deliver an event again, never a
+    /// position past an event that lost its entry.
+    async fn write_reset(&self, name: &str, moved: &[ResetPosition]) -> Result<()> {
+        let mut rows = Vec::new();
+        for m in moved {
+            let (id, _) = worker::topic_layout(&self.ctx.broker, &m.topic)?;
+            let pos = Position {
+                offset: m.offset,
+                topic_id: id,
+            };
+            rows.push(((m.topic.clone(), m.partition), Some(pos)));
+        }
+        self.ctx.positions.put(name, rows).await?;
+        let hit = |r: &EventRef| {
+            moved
+                .iter()
+                .any(|m| m.topic == r.topic && m.partition == r.partition)
+        };
+        let ended = self.ctx.retries.entries(name).into_keys().filter(hit);
+        let rows: Vec<_> = ended.map(|r| (r, None)).collect();
+        self.ctx.retries.put(name, rows).await
+    }
+
     /// Deletes a subscription with its positions and retry state (dead letters stay).
     pub async fn delete(&self, name: &str) -> Result<()> {
         let mut subs = self.subs.lock().await;
         let mut e = subs
             .remove(name)
-            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))?;
+            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
         if let Err(err) = self.save(&subs) {
             subs.insert(name.into(), e);
             return Err(err);
@@ -329,34 +439,41 @@ impl Bus {
         for r in e.replays.values() {
             r.cancel();
         }
-        self.ctx
-            .broker
-            .offsets
-            .delete(&group_of(name), None)
-            .await?;
+        self.forget_positions(name).await?;
         self.ctx.retries.clear(name).await
     }
 
     fn view(&self, e: &Entry) -> SubscriptionView {
-        let group = group_of(&e.record.spec.name);
-        let lag = e
-            .record
-            .spec
-            .sources
-            .iter()
-            .filter_map(|t| self.ctx.broker.lag(&group, t).ok())
-            .flat_map(|m| m.into_values())
-            .sum();
+        let lag = self.lag(&e.record.spec);
         SubscriptionView {
             spec: e.record.spec.clone(),
             state: e.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            created: crate::time::format_rfc3339(e.record.created_ms),
-            updated: crate::time::format_rfc3339(e.record.updated_ms),
+            created: busbar_broker::time::format_rfc3339(e.record.created_ms),
+            updated: busbar_broker::time::format_rfc3339(e.record.updated_ms),
             lag,
             retrying: self.ctx.retries.entries(&e.record.spec.name).len(),
             counters: e.counters.snapshot(),
-            consumer_group: group,
         }
+    }
+
+    /// Events in the sources of `spec` not yet read past: per partition, the high watermark less
+    /// the stored position (the log start where none applies).
+    fn lag(&self, spec: &SubscriptionSpec) -> u64 {
+        let broker = &self.ctx.broker;
+        let mut lag = 0;
+        for topic in &spec.sources {
+            let Ok((id, n)) = worker::topic_layout(broker, topic) else {
+                continue;
+            };
+            for p in 0..n {
+                let Ok((start, end)) = broker.offsets_of(topic, p as i64) else {
+                    continue;
+                };
+                let at = worker::stored_position(&self.ctx, &spec.name, topic, p, &id);
+                lag += end.saturating_sub(at.unwrap_or(start).max(start));
+            }
+        }
+        lag
     }
 
     /// One subscription.
@@ -364,7 +481,7 @@ impl Bus {
         let subs = self.subs.lock().await;
         subs.get(name)
             .map(|e| self.view(e))
-            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))
+            .ok_or_else(|| BusError::UnknownSubscription(name.into()))
     }
 
     /// Every subscription, by name.
@@ -381,7 +498,7 @@ impl Bus {
         limit: usize,
     ) -> Result<Vec<(DeadLetter, StoredEvent)>> {
         let broker = &self.ctx.broker;
-        let partitions = broker.topic(topic)?.partitions.len() as u32;
+        let (_, partitions) = worker::topic_layout(broker, topic)?;
         let limit = limit.min(DEAD_LETTERS_MAX);
         let mut out = Vec::new();
         for p in (0..partitions).filter(|p| filter.partition.is_none_or(|f| f == *p)) {
@@ -390,7 +507,7 @@ impl Bus {
             let end = filter.to_offset.map_or(end, |t| t.min(end));
             while offset < end && out.len() < limit {
                 let data = broker.read_now(topic, p as i64, offset, 1 << 20)?;
-                let Some(last) = crate::broker::last_offset(&data) else {
+                let Some(last) = crate::last_offset(&data) else {
                     break;
                 };
                 for ev in event::decode(topic, p, &data, offset)? {
@@ -420,7 +537,7 @@ impl Bus {
         let subs = self.subs.lock().await;
         for (d, _) in &letters {
             if !subs.contains_key(&d.subscription) {
-                return Err(BrokerError::UnknownSubscription(d.subscription.clone()));
+                return Err(BusError::UnknownSubscription(d.subscription.clone()));
             }
         }
         let now = self.now();
@@ -468,7 +585,7 @@ impl Bus {
             )
         })?;
         let parse = |field: &str, v: &str| {
-            crate::time::parse_rfc3339(v)
+            busbar_broker::time::parse_rfc3339(v)
                 .ok_or_else(|| invalid(field, format!("{v:?} is not an RFC 3339 time")))
         };
         let (from, to) = (parse("from", &spec.from)?, parse("to", &spec.to)?);
@@ -484,7 +601,7 @@ impl Bus {
         let mut subs = self.subs.lock().await;
         let e = subs
             .get_mut(name)
-            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))?;
+            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
         if e.replays.get(&spec.name).is_some_and(|r| r.running()) {
             return Err(invalid(
                 "name",
@@ -521,7 +638,7 @@ impl Bus {
         let subs = self.subs.lock().await;
         let e = subs
             .get(name)
-            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))?;
+            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
         Ok(e.replays.values().map(|r| r.view()).collect())
     }
 
@@ -530,10 +647,10 @@ impl Bus {
         let subs = self.subs.lock().await;
         let r = subs
             .get(name)
-            .ok_or_else(|| BrokerError::UnknownSubscription(name.into()))?
+            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?
             .replays
             .get(run)
-            .ok_or_else(|| BrokerError::UnknownReplay(run.into()))?;
+            .ok_or_else(|| BusError::UnknownReplay(run.into()))?;
         if cancel {
             r.cancel();
             tokio::task::yield_now().await;
@@ -560,6 +677,19 @@ impl Bus {
                 r.cancel();
             }
         }
-        self.ctx.retries.close()
+        let retries = self.ctx.retries.close();
+        self.ctx.positions.close().and(retries)
     }
+}
+
+/// The offset of the last record in `data` (whole record batches), or `None` if it holds none.
+pub(crate) fn last_offset(data: &[u8]) -> Option<u64> {
+    let mut pos = 0;
+    let mut last = None;
+    while pos < data.len() {
+        let h = busbar_log::batch::BatchHeader::parse(&data[pos..]).ok()?;
+        last = Some(h.last_offset() as u64);
+        pos += h.total_len()?;
+    }
+    last
 }

@@ -7,8 +7,8 @@
 
 use super::spec::SubscriptionSpec;
 use crate::error::Result;
-use crate::kvlog::KvLog;
-use crate::metadata::{load_versioned, save_json};
+use busbar_broker::kvlog::KvLog;
+use busbar_broker::metadata::{load_versioned, save_json};
 use busbar_log::disk::Storage;
 use busbar_log::Clock;
 use serde::{Deserialize, Serialize};
@@ -56,7 +56,7 @@ impl SubStore {
             version: VERSION,
             subscriptions: subs.to_vec(),
         };
-        save_json(self.storage.as_ref(), FILE, &doc)
+        Ok(save_json(self.storage.as_ref(), FILE, &doc)?)
     }
 }
 
@@ -112,7 +112,7 @@ impl RetryStore {
             // Unlike committed offsets, a lost retry entry is a lost event (its subscription's
             // position already passed it): refuse to start rather than drop it silently.
             if !damage.is_empty() {
-                return Err(crate::error::BrokerError::Storage(format!(
+                return Err(crate::error::BusError::Storage(format!(
                     "the retry-state log is damaged: {}",
                     damage.join("; ")
                 )));
@@ -150,7 +150,8 @@ impl RetryStore {
                     apply(&mut t, sub.clone(), r, at, e);
                 }
             })
-            .await
+            .await?;
+        Ok(())
     }
 
     /// Ends every entry of `sub`.
@@ -161,12 +162,12 @@ impl RetryStore {
 
     /// Compacts the log.
     pub fn maintain(&self) -> Result<()> {
-        self.log.compact()
+        Ok(self.log.compact()?)
     }
 
     /// Clean shutdown.
     pub fn close(&self) -> Result<()> {
-        self.log.close()
+        Ok(self.log.close()?)
     }
 }
 

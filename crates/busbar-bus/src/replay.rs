@@ -16,7 +16,7 @@ use super::stats::Counters;
 use super::worker::{backoff, Ctx};
 use super::{dlq, request};
 use crate::error::Result;
-use crate::event;
+use busbar_broker::event;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -113,11 +113,12 @@ impl Run {
             name: self.name.clone(),
             state,
             error,
-            from: crate::time::format_rfc3339(self.from_ms),
-            to: crate::time::format_rfc3339(self.to_ms),
+            from: busbar_broker::time::format_rfc3339(self.from_ms),
+            to: busbar_broker::time::format_rfc3339(self.to_ms),
             rate: self.rate,
-            started: crate::time::format_rfc3339(self.started_ms),
-            last_replayed_time: (last > 0).then(|| crate::time::format_rfc3339(last as i64)),
+            started: busbar_broker::time::format_rfc3339(self.started_ms),
+            last_replayed_time: (last > 0)
+                .then(|| busbar_broker::time::format_rfc3339(last as i64)),
             matched: c.matched,
             delivered: c.delivered,
             retried: c.retried,
@@ -144,7 +145,7 @@ async fn replay_all(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<()> {
     let pace = Duration::from_secs_f64(1.0 / f64::from(run.rate.max(1)));
     let mut next_slot = tokio::time::Instant::now();
     for topic in &sub.spec.sources {
-        let partitions = ctx.broker.topic(topic)?.partitions.len() as u32;
+        let (_, partitions) = crate::worker::topic_layout(&ctx.broker, topic)?;
         for p in 0..partitions {
             let mut offset = ctx
                 .broker
@@ -158,7 +159,7 @@ async fn replay_all(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<()> {
                     break;
                 }
                 let events = event::decode(topic, p, &data, offset)?;
-                offset = crate::broker::last_offset(&data).map_or(end, |o| o + 1);
+                offset = crate::last_offset(&data).map_or(end, |o| o + 1);
                 for ev in events {
                     if ev.offset >= end {
                         break;

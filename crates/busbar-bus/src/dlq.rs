@@ -13,8 +13,8 @@
 use super::deliver::Failure;
 use super::envelope::{origin, DLQ_PREFIX};
 use super::spec::{Compiled, Target};
-use crate::event::{Event, StoredEvent};
-use crate::time::format_rfc3339;
+use busbar_broker::event::{Event, StoredEvent};
+use busbar_broker::time::format_rfc3339;
 use serde::{Deserialize, Serialize};
 
 /// Builds the dead letter of `ev`.

@@ -6,9 +6,10 @@
 //! event at its offset with its bytes, every committed offset, subscriptions; and producer ids are
 //! never handed out twice. `BUSBAR_SEEDS=<n>` runs more seeds; a failure prints the seed.
 
-use busbar_broker::bus::spec::from_json;
 use busbar_broker::datadir::MemDataDir;
-use busbar_broker::{Broker, BrokerConfig, Bus, Event, OffsetCommit};
+use busbar_broker::{Broker, BrokerConfig, Event, OffsetCommit};
+use busbar_bus::spec::from_json;
+use busbar_bus::Bus;
 use busbar_log::disk::MemFs;
 use busbar_testkit::{for_each_seed, Rng};
 use serde_json::json;

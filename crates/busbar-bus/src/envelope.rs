@@ -9,8 +9,8 @@
 //! Patterns match the structured JSON form: the attributes plus `data` (the value as JSON when it is
 //! JSON). So `{"type": ["order.created"], "data": {"total": [{"numeric": [">", 100]}]}}`.
 
-use crate::event::StoredEvent;
 use base64::Engine;
+use busbar_broker::event::StoredEvent;
 use serde_json::{Map, Value};
 
 /// Header names busbar adds to dead letters (all start with this).
@@ -112,7 +112,7 @@ impl Envelope {
         put("id", format!("{partition}-{offset}"));
         put("source", format!("/topics/{topic}"));
         put("type", "busbar.event".into());
-        put("time", crate::time::format_rfc3339(e.timestamp));
+        put("time", busbar_broker::time::format_rfc3339(e.timestamp));
         if let Some(k) = e.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) {
             if !k.is_empty() {
                 put("partitionkey", k.to_string());

@@ -10,9 +10,9 @@
 //! Topic targets: the event is appended to the target topic (durable before the attempt counts as
 //! delivered); a storage error is retried, a vanished or too-small target is dead-lettered.
 
-use crate::broker::Broker;
-use crate::error::BrokerError;
-use crate::event::Event;
+use busbar_broker::event::Event;
+use busbar_broker::Broker;
+use busbar_broker::BrokerError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
@@ -205,7 +205,7 @@ pub fn parse_retry_after(v: &str) -> Option<i64> {
     if let Ok(secs) = v.parse::<i64>() {
         return Some(secs.saturating_mul(1000));
     }
-    let at = crate::time::parse_http_date(v)?;
+    let at = busbar_broker::time::parse_http_date(v)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
@@ -308,7 +308,7 @@ mod tests {
     #[tokio::test]
     async fn an_event_outside_the_target_timestamp_window_is_fatal_not_retried() {
         let dir = tempfile::tempdir().unwrap();
-        let b = Broker::open(crate::BrokerConfig {
+        let b = Broker::open(busbar_broker::BrokerConfig {
             data_dir: dir.path().into(),
             ..Default::default()
         })

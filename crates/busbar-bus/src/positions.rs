@@ -1,0 +1,177 @@
+//! Where each subscription has read to, per source partition: the bus's own compacted internal log
+//! (`internal/positions`), one row per (subscription, topic, partition) holding the next offset to
+//! read and the id of the topic it belongs to. Positions are not consumer-group offsets: `busbar
+//! group reset-offsets` or `group delete` cannot move or erase them; only the subscription API
+//! (create, reset, delete) does.
+//!
+//! The topic id makes a position belong to one incarnation of its topic: after a topic is deleted
+//! and created again under the same name, the old position no longer applies and the worker reads
+//! the new topic from its beginning.
+//!
+//! A data directory written before this store existed kept positions as the committed offsets of
+//! consumer group `busbar-subscription-<name>`; a subscription with no row here takes its position
+//! from there once (see [`legacy_group`]).
+
+use crate::error::{BusError, Result};
+use busbar_broker::kvlog::KvLog;
+use busbar_log::disk::Storage;
+use busbar_log::Clock;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// A source partition of a subscription.
+pub type PartKey = (String, u32);
+
+/// Where a subscription reads a partition from next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub offset: u64,
+    /// The id of the topic incarnation the offset belongs to.
+    pub topic_id: String,
+}
+
+/// Where `POST /subscriptions/{name}/reset` moves a subscription: `{"to": "earliest"}`,
+/// `{"to": "latest"}`, `{"to": "time", "time": "<RFC 3339>"}` (the first event at or after it) or
+/// `{"to": "offsets", "offsets": [{"topic", "partition", "offset"}]}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "to", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ResetTo {
+    // Struct variants: serde lets unit variants of a tagged enum carry unknown fields.
+    Earliest {},
+    Latest {},
+    Time { time: String },
+    Offsets { offsets: Vec<ResetPosition> },
+}
+
+/// One partition's position, as a reset names or answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPosition {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// Per subscription, per partition: (log offset of the row, position).
+type Table = HashMap<String, BTreeMap<PartKey, (u64, Position)>>;
+
+/// The consumer group in which busbar before `internal/positions` kept a subscription's
+/// positions; read once when a subscription has no stored position.
+pub fn legacy_group(name: &str) -> String {
+    format!("busbar-subscription-{name}")
+}
+
+/// The durable positions of every subscription.
+pub struct PositionStore {
+    log: KvLog,
+    table: Arc<Mutex<Table>>,
+}
+
+impl PositionStore {
+    /// Opens the store in `storage`, replaying it. A damaged log stops start-up: a lost position
+    /// would move a subscription back to its start (or skip ahead), silently.
+    pub fn open(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Result<Self> {
+        let store = Self {
+            log: KvLog::open(storage, clock)?,
+            table: Arc::default(),
+        };
+        let damage = {
+            let mut t = store.lock();
+            store.log.replay(|at, key, value| {
+                let Ok((sub, topic, partition)) = serde_json::from_slice(key) else {
+                    return;
+                };
+                let v = value.and_then(|v| serde_json::from_slice(v).ok());
+                apply(&mut t, sub, (topic, partition), at, v);
+            })?
+        };
+        if !damage.is_empty() {
+            return Err(BusError::Storage(format!(
+                "the subscription-position log is damaged: {}",
+                damage.join("; ")
+            )));
+        }
+        Ok(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The stored position of one partition of `sub`.
+    pub fn get(&self, sub: &str, topic: &str, partition: u32) -> Option<Position> {
+        let t = self.lock();
+        t.get(sub)?
+            .get(&(topic.to_string(), partition))
+            .map(|(_, p)| p.clone())
+    }
+
+    /// Every stored position of `sub`.
+    pub fn of(&self, sub: &str) -> BTreeMap<PartKey, Position> {
+        let t = self.lock();
+        t.get(sub)
+            .map(|m| m.iter().map(|(k, (_, p))| (k.clone(), p.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Writes (or with `None` removes) positions of `sub`, durably; the table changes only once
+    /// the write is durable.
+    pub async fn put(&self, sub: &str, rows: Vec<(PartKey, Option<Position>)>) -> Result<()> {
+        let encoded = rows
+            .iter()
+            .map(|((topic, p), v)| {
+                let key = serde_json::to_vec(&(sub, topic, p)).expect("key encodes");
+                (
+                    key,
+                    v.as_ref().map(|v| serde_json::to_vec(v).expect("encodes")),
+                )
+            })
+            .collect();
+        let (table, sub) = (self.table.clone(), sub.to_string());
+        self.log
+            .write(encoded, move |offsets| {
+                let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+                for ((k, v), at) in rows.into_iter().zip(offsets) {
+                    apply(&mut t, sub.clone(), k, at, v);
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Removes every position of `sub`.
+    pub async fn clear(&self, sub: &str) -> Result<()> {
+        let rows = self.of(sub).into_keys().map(|k| (k, None)).collect();
+        self.put(sub, rows).await
+    }
+
+    /// Compacts the log.
+    pub fn maintain(&self) -> Result<()> {
+        Ok(self.log.compact()?)
+    }
+
+    /// Clean shutdown.
+    pub fn close(&self) -> Result<()> {
+        Ok(self.log.close()?)
+    }
+}
+
+/// Applies a row unless a newer one (by log offset) is held.
+fn apply(t: &mut Table, sub: String, k: PartKey, at: u64, v: Option<Position>) {
+    let m = t.entry(sub.clone()).or_default();
+    if m.get(&k).is_some_and(|(o, _)| *o > at) {
+        return;
+    }
+    match v {
+        Some(v) => {
+            m.insert(k, (at, v));
+        }
+        None => {
+            m.remove(&k);
+            if m.is_empty() {
+                t.remove(&sub);
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Subscription positions through the real binary: they are the bus's own (not a consumer group
+//! that `busbar group` commands can move or delete), move only through the subscription reset API
+//! and CLI, follow a source topic that is deleted and created again, and are taken over once from
+//! the consumer group where an older busbar kept them.
+
+mod common;
+
+use busbar_testkit::target::Target;
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn sub(name: &str, url: &str) -> Value {
+    json!({"name": name, "sources": ["src"], "start": "earliest", "target": {"url": url}})
+}
+
+fn ns(got: &[busbar_testkit::target::Received]) -> Vec<i64> {
+    got.iter()
+        .map(|r| r.json()["n"].as_i64().unwrap())
+        .collect()
+}
+
+fn publish_n(s: &Server, from: i64, to: i64) {
+    let events: Vec<Value> = (from..to).map(|n| json!({"value": {"n": n}})).collect();
+    publish(s, "src", Value::Array(events));
+}
+
+/// Waits a little and asserts nothing more arrived.
+fn quiet(t: &Target, n: usize) {
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(t.received().len(), n, "{:?}", ns(&t.received()));
+}
+
+#[test]
+fn group_commands_cannot_move_a_subscription_and_reset_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("src", 1)]);
+    let t = Target::ok();
+    subscribe(&s, sub("p", &t.url("/p")));
+    publish_n(&s, 0, 3);
+    t.wait(WAIT, |r| r.len() == 3);
+    wait_sub(&s, "p", |v| v["lag"] == 0);
+    let (_, groups) = s.http("GET", "/groups", None);
+    assert!(
+        !groups.to_string().contains("busbar-subscription"),
+        "{groups}"
+    );
+    // What a user of the old layout would try: neither moves nor erases the subscription's place.
+    let o = s.cli(&[
+        "group",
+        "reset-offsets",
+        "busbar-subscription-p",
+        "--topic",
+        "src",
+        "--to",
+        "earliest",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(s
+        .cli(&["group", "delete", "busbar-subscription-p"])
+        .status
+        .success());
+    assert_eq!(s.stop(), 0);
+    let s = Server::start(dir.path(), &[], &[]);
+    quiet(&t, 3);
+    // The subscription API moves it: back to the start, then to one offset.
+    let o = s.cli(&["subscription", "reset", "p", "--to", "earliest"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("src"), "{}", stdout(&o));
+    t.wait(WAIT, |r| r.len() == 6);
+    let (st, v) = s.http(
+        "POST",
+        "/subscriptions/p/reset",
+        Some(json!({"to": "offsets", "offsets": [{"topic": "src", "partition": 0, "offset": 2}]})),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["positions"],
+        json!([{"topic": "src", "partition": 0, "offset": 2}])
+    );
+    let got = t.wait(WAIT, |r| r.len() == 7);
+    let mut again = ns(&got[3..6]);
+    again.sort();
+    assert_eq!((again, ns(&got[6..])), (vec![0, 1, 2], vec![2]));
+    let (st, v) = s.http(
+        "POST",
+        "/subscriptions/p/reset",
+        Some(json!({"to": "latest"})),
+    );
+    assert_eq!(
+        (st, v["positions"][0]["offset"].as_u64()),
+        (200, Some(3)),
+        "{v}"
+    );
+    quiet(&t, 7);
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn bad_resets_get_precise_errors_and_move_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("src", 1), ("other", 1)]);
+    let t = Target::ok();
+    subscribe(&s, sub("p", &t.url("/p")));
+    publish_n(&s, 0, 2);
+    t.wait(WAIT, |r| r.len() == 2);
+    let cases = [
+        (json!({"to": "sideways"}), 400, "invalid_subscription"),
+        (
+            json!({"to": "time", "time": "yesterday"}),
+            400,
+            "invalid_subscription",
+        ),
+        (
+            json!({"to": "earliest", "extra": 1}),
+            400,
+            "invalid_subscription",
+        ),
+        (
+            json!({"to": "offsets", "offsets": [{"topic": "other", "partition": 0, "offset": 0}]}),
+            400,
+            "invalid_subscription",
+        ),
+        (
+            json!({"to": "offsets", "offsets": [{"topic": "src", "partition": 0, "offset": 99}]}),
+            400,
+            "invalid_subscription",
+        ),
+        (
+            json!({"to": "offsets", "offsets": [{"topic": "src", "partition": 7, "offset": 0}]}),
+            404,
+            "unknown_partition",
+        ),
+        (json!([1, 2]), 400, "invalid_subscription"),
+    ];
+    for (body, status, code) in cases {
+        let (st, v) = s.http("POST", "/subscriptions/p/reset", Some(body.clone()));
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {v}"
+        );
+    }
+    let (st, v) = s.http(
+        "POST",
+        "/subscriptions/nope/reset",
+        Some(json!({"to": "earliest"})),
+    );
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (404, Some("unknown_subscription"))
+    );
+    for args in [
+        &["subscription", "reset", "p", "--to", "yesterday"][..],
+        &["subscription", "reset", "p", "--offset", "src:zero:1"],
+        &["subscription", "reset", "p", "--offset", "src:1"],
+        &["subscription", "reset", "p"],
+    ] {
+        let o = s.cli(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+    quiet(&t, 2);
+    assert_eq!(wait_sub(&s, "p", |v| v["state"] == "running")["lag"], 0);
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn a_source_topic_created_again_is_read_from_its_beginning() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("src", 1)]);
+    let t = Target::ok();
+    subscribe(&s, sub("p", &t.url("/p")));
+    publish_n(&s, 0, 5);
+    t.wait(WAIT, |r| r.len() == 5);
+    let (st, _) = s.http("DELETE", "/topics/src", None);
+    assert_eq!(st, 204);
+    wait_sub(&s, "p", |v| {
+        v["state"].as_str().unwrap_or("").starts_with("error")
+    });
+    topics(&s, &[("src", 2)]);
+    publish_n(&s, 100, 103);
+    let got = t.wait(WAIT, |r| r.len() == 8);
+    let mut fresh = ns(&got[5..]);
+    fresh.sort();
+    assert_eq!(fresh, [100, 101, 102]);
+    wait_sub(&s, "p", |v| v["state"] == "running" && v["lag"] == 0);
+    // Without a pause in between (delete and create inside one check interval) as well.
+    let (st, _) = s.http("DELETE", "/topics/src", None);
+    assert_eq!(st, 204);
+    topics(&s, &[("src", 1)]);
+    publish_n(&s, 200, 201);
+    let got = t.wait(WAIT, |r| r.len() == 9);
+    assert_eq!(ns(&got[8..]), [200]);
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn positions_kept_by_an_older_busbar_in_a_consumer_group_are_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("src", 1)]);
+    let t = Target::ok();
+    subscribe(&s, sub("old", &t.url("/p")));
+    publish_n(&s, 0, 5);
+    t.wait(WAIT, |r| r.len() == 5);
+    assert!(s.cli(&["subscription", "pause", "old"]).status.success());
+    assert_eq!(s.stop(), 0);
+    // The layout before `internal/positions`: the place is the legacy group's committed offset.
+    std::fs::remove_dir_all(dir.path().join("internal/positions")).unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    let o = s.cli(&[
+        "group",
+        "reset-offsets",
+        "busbar-subscription-old",
+        "--topic",
+        "src",
+        "--to",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(s.cli(&["subscription", "resume", "old"]).status.success());
+    let got = t.wait(WAIT, |r| r.len() == 7);
+    let mut taken = ns(&got[5..]);
+    taken.sort();
+    assert_eq!(taken, [3, 4]);
+    quiet(&t, 7);
+    assert_eq!(s.stop(), 0);
+}
