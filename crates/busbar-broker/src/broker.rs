@@ -3,8 +3,9 @@
 //! ends call these methods with domain types.
 //!
 //! Locking: `topics` (a `RwLock` over the topic map) is held only to look up or swap entries; admin
-//! operations that change the map also hold `admin` (a tokio mutex) across their disk work, taken
-//! before `topics`. Appends run on blocking threads (the log blocks until durable).
+//! operations (`admin.rs`) hold `admin` (a tokio mutex) across their disk work, which runs on the
+//! blocking pool, and take it before `topics`. Appends run on blocking threads (the log blocks
+//! until durable).
 
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::error::{BrokerError, Result};
@@ -12,7 +13,7 @@ use crate::event::{self, Event, Published, StoredEvent};
 use crate::metadata::{MetaStore, TopicMeta};
 use crate::offsets::OffsetStore;
 use crate::partitioner::{self, Sticky};
-use crate::topic::{self, Partition, PartitionInfo, Topic, TopicDescription, TopicInfo};
+use crate::topic::{Partition, PartitionInfo, Topic, TopicDescription, TopicInfo};
 use busbar_log::{Appended, Log};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -46,9 +47,10 @@ pub struct RecoverySummary {
 /// The broker core.
 pub struct Broker {
     pub(crate) config: BrokerConfig,
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    admin: tokio::sync::Mutex<()>,
-    meta: MetaStore,
+    topics: Arc<RwLock<TopicMap>>,
+    /// Held by admin operations from start to end, across their work on the blocking pool.
+    admin: Arc<tokio::sync::Mutex<()>>,
+    meta: Arc<MetaStore>,
     pub(crate) offsets: OffsetStore,
     pub(crate) groups: crate::group::Groups,
     pub(crate) producer_ids: crate::producers::ProducerIds,
@@ -57,21 +59,13 @@ pub struct Broker {
     _lock: Option<crate::datadir::DirLock>,
 }
 
+/// Topics by name.
+type TopicMap = BTreeMap<String, Arc<Topic>>;
+
+mod admin;
+
 pub(crate) fn io_err(what: &str, e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Storage(format!("{what}: {e}"))
-}
-
-fn new_id(name: &str, now: i64) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::with_capacity(32);
-    for salt in 0..2u8 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write(name.as_bytes());
-        h.write_i64(now);
-        h.write_u8(salt);
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
 }
 
 impl Broker {
@@ -110,9 +104,9 @@ impl Broker {
         }
         Ok(Self {
             config,
-            topics: RwLock::new(topics),
-            admin: tokio::sync::Mutex::new(()),
-            meta,
+            topics: Arc::new(RwLock::new(topics)),
+            admin: Arc::default(),
+            meta: Arc::new(meta),
             offsets,
             groups,
             producer_ids,
@@ -228,78 +222,6 @@ impl Broker {
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))
     }
 
-    fn save_meta(&self, topics: &BTreeMap<String, Arc<Topic>>) -> Result<()> {
-        let metas: Vec<TopicMeta> = topics
-            .values()
-            .map(|t| TopicMeta {
-                name: t.name.clone(),
-                id: t.id.clone(),
-                partitions: t.partitions.len() as u32,
-                configs: t.overrides.clone(),
-                created_ms: t.created_ms,
-            })
-            .collect();
-        self.meta.save(&metas)
-    }
-
-    fn check_partitions(&self, n: i64) -> Result<u32> {
-        if n < 1 || n > self.config.partitions_max as i64 {
-            return Err(BrokerError::InvalidPartitions(format!(
-                "{n} is outside [1, {}]",
-                self.config.partitions_max
-            )));
-        }
-        Ok(n as u32)
-    }
-
-    /// Creates a topic with `partitions` (the default when `None`) and config overrides.
-    pub async fn create_topic(
-        &self,
-        name: &str,
-        partitions: Option<i64>,
-        configs: BTreeMap<String, String>,
-    ) -> Result<TopicInfo> {
-        topic::validate_name(name)?;
-        let n =
-            self.check_partitions(partitions.unwrap_or(self.config.default_partitions as i64))?;
-        self.config.topic_defaults.with_overrides(&configs)?;
-        let _admin = self.admin.lock().await;
-        if self
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(name)
-        {
-            return Err(BrokerError::TopicExists(name.to_string()));
-        }
-        let now = self.config.clock.now_ms();
-        let meta = TopicMeta {
-            name: name.to_string(),
-            id: new_id(name, now),
-            partitions: n,
-            configs,
-            created_ms: now,
-        };
-        let _ = self.config.data().remove_dir(&format!("topics/{name}"));
-        // A deletion that failed or crashed after its metadata write may have left the old
-        // topic's committed offsets: they must not become the new topic's.
-        self.offsets.delete_topic(name).await?;
-        let t = Arc::new(Self::open_topic(&self.config, &meta)?);
-        let mut next = self
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        next.insert(name.to_string(), t);
-        self.save_meta(&next)?;
-        *self.topics.write().unwrap_or_else(|e| e.into_inner()) = next;
-        Ok(TopicInfo {
-            name: name.to_string(),
-            id: meta.id,
-            partitions: n,
-        })
-    }
-
     /// Every topic, by name.
     pub fn list_topics(&self) -> Vec<TopicInfo> {
         let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
@@ -343,113 +265,6 @@ impl Broker {
     /// A topic's effective configuration.
     pub fn topic_config(&self, name: &str) -> Result<TopicConfig> {
         Ok(self.topic(name)?.config.clone())
-    }
-
-    /// Deletes a topic and its data, and the committed offsets of every group for it. The metadata
-    /// write is the commit point: once it is done the topic is gone, and offsets or directories a
-    /// failure leaves behind are removed later (directories at open as orphans, offsets when a
-    /// topic of that name is created again), so a deletion is all or nothing as users see it.
-    pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        let _admin = self.admin.lock().await;
-        let mut next = self
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let t = next
-            .remove(name)
-            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        self.save_meta(&next)?;
-        *self.topics.write().unwrap_or_else(|e| e.into_inner()) = next;
-        for p in &t.partitions {
-            // No snapshot write after this: the directory is about to go, and a topic created
-            // again under this name must not find this one's producer state.
-            p.producers.seal();
-            let _ = p.log.close();
-            p.appended.notify_waiters();
-        }
-        self.offsets.delete_topic(name).await?;
-        let data = self.config.data();
-        let rel = format!("topics/{name}");
-        data.remove_dir(&rel)
-            .map_err(|e| io_err(&format!("remove {}", data.describe(&rel)), e))
-    }
-
-    /// Raises a topic's partition count to `total` (never lowers it, as in Kafka).
-    pub async fn add_partitions(&self, name: &str, total: i64) -> Result<TopicInfo> {
-        let total = self.check_partitions(total)?;
-        let _admin = self.admin.lock().await;
-        let t = self.topic(name)?;
-        let have = t.partitions.len() as u32;
-        if total <= have {
-            return Err(BrokerError::InvalidPartitions(format!(
-                "topic {name:?} has {have} partitions; the count can only grow"
-            )));
-        }
-        let mut partitions = t.partitions.clone();
-        for p in have..total {
-            let _ = self.config.data().remove_dir(&Self::partition_dir(name, p));
-            partitions.push(Self::open_partition(&self.config, name, p, &t.config)?);
-        }
-        let nt = Arc::new(Topic {
-            name: t.name.clone(),
-            id: t.id.clone(),
-            config: t.config.clone(),
-            overrides: t.overrides.clone(),
-            partitions,
-            created_ms: t.created_ms,
-        });
-        self.swap_topic(nt)?;
-        Ok(TopicInfo {
-            name: name.to_string(),
-            id: t.id.clone(),
-            partitions: total,
-        })
-    }
-
-    fn swap_topic(&self, nt: Arc<Topic>) -> Result<()> {
-        let mut next = self
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        next.insert(nt.name.clone(), nt);
-        self.save_meta(&next)?;
-        *self.topics.write().unwrap_or_else(|e| e.into_inner()) = next;
-        Ok(())
-    }
-
-    /// Sets (`Some`) or removes (`None`, back to the default) topic configs, all or nothing.
-    pub async fn alter_configs(
-        &self,
-        name: &str,
-        changes: BTreeMap<String, Option<String>>,
-    ) -> Result<TopicDescription> {
-        let _admin = self.admin.lock().await;
-        let t = self.topic(name)?;
-        let mut overrides = t.overrides.clone();
-        for (k, v) in changes {
-            match v {
-                Some(v) => overrides.insert(k, v),
-                None => overrides.remove(&k),
-            };
-        }
-        let tc = self.config.topic_defaults.with_overrides(&overrides)?;
-        for p in &t.partitions {
-            p.log.set_config(
-                tc.log_config(self.config.clock.clone(), self.config.segment_cache.clone()),
-            )?;
-        }
-        let nt = Arc::new(Topic {
-            name: t.name.clone(),
-            id: t.id.clone(),
-            config: tc,
-            overrides,
-            partitions: t.partitions.clone(),
-            created_ms: t.created_ms,
-        });
-        self.swap_topic(nt)?;
-        self.describe_topic(name)
     }
 
     pub(crate) async fn append(p: &Arc<Partition>, mut batch: Vec<u8>) -> Result<Appended> {
