@@ -5,7 +5,7 @@
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
 use crate::group::{GroupInfo, GroupState, JoinRequest, JoinResponse};
-use crate::offsets::{Committed, OffsetCommit};
+use crate::offsets::{Committed, OffsetCommit, RawCommit};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -79,12 +79,47 @@ impl Broker {
         generation: i32,
         commits: Vec<OffsetCommit>,
     ) -> Result<()> {
+        let raw = commits.into_iter().map(RawCommit::from).collect();
+        self.commit(group, member, generation, raw).await
+    }
+
+    /// [`Broker::commit_offsets`] with offsets as a Kafka client sends them, (topic, partition,
+    /// offset, metadata): Kafka stores any value, negative ones included (kafkajs commits -1 and
+    /// -2 when it resets a position). A negative commit is answered back by
+    /// [`Broker::committed_raw`] and reads as no position everywhere else.
+    pub async fn commit_raw_offsets(
+        &self,
+        group: &str,
+        member: &str,
+        generation: i32,
+        commits: Vec<(String, u32, i64, String)>,
+    ) -> Result<()> {
+        let raw = commits
+            .into_iter()
+            .map(|(topic, partition, offset, metadata)| RawCommit {
+                topic,
+                partition,
+                offset,
+                metadata,
+            })
+            .collect();
+        self.commit(group, member, generation, raw).await
+    }
+
+    async fn commit(
+        &self,
+        group: &str,
+        member: &str,
+        generation: i32,
+        commits: Vec<RawCommit>,
+    ) -> Result<()> {
         if group.is_empty() {
             return Err(BrokerError::InvalidRequest(
                 "group id must not be empty".into(),
             ));
         }
-        self.groups.check_commit(group, member, generation)?;
+        let known = !self.offsets.group_raw(group).is_empty();
+        self.groups.check_commit(group, member, generation, known)?;
         let limit = self.config.offset_metadata_bytes_max;
         for c in &commits {
             self.topic(&c.topic)?.partition(c.partition as i64)?;
@@ -96,6 +131,20 @@ impl Broker {
             }
         }
         self.offsets.commit(group, commits).await
+    }
+
+    /// One partition's commit as the client sent it, (offset, metadata), negative included.
+    pub fn committed_raw(&self, group: &str, topic: &str, partition: u32) -> Option<(i64, String)> {
+        self.offsets.get_raw(group, topic, partition)
+    }
+
+    /// Every commit of `group` as sent, (topic, partition, offset, metadata), in order.
+    pub fn committed_raw_all(&self, group: &str) -> Vec<(String, u32, i64, String)> {
+        self.offsets
+            .group_raw(group)
+            .into_iter()
+            .map(|c| (c.topic, c.partition, c.offset, c.metadata))
+            .collect()
     }
 
     /// The committed offset of one partition.
@@ -125,7 +174,7 @@ impl Broker {
     pub fn describe_group(&self, group: &str) -> Result<GroupDescription> {
         let live = self.groups.describe(group);
         let committed = self.offsets.group(group);
-        if live.is_none() && committed.is_empty() {
+        if live.is_none() && self.offsets.group_raw(group).is_empty() {
             return Err(BrokerError::UnknownGroup(group.to_string()));
         }
         let offsets = committed
@@ -162,7 +211,7 @@ impl Broker {
         if self.groups.has_members(group) {
             return Err(BrokerError::GroupNotEmpty(group.to_string()));
         }
-        if self.offsets.group(group).is_empty() && self.groups.describe(group).is_none() {
+        if self.offsets.group_raw(group).is_empty() && self.groups.describe(group).is_none() {
             return Err(BrokerError::UnknownGroup(group.to_string()));
         }
         self.offsets.delete_partitions(group, parts).await
@@ -173,7 +222,7 @@ impl Broker {
         if self.groups.has_members(group) {
             return Err(BrokerError::GroupNotEmpty(group.to_string()));
         }
-        if self.groups.describe(group).is_none() && self.offsets.group(group).is_empty() {
+        if self.groups.describe(group).is_none() && self.offsets.group_raw(group).is_empty() {
             return Err(BrokerError::UnknownGroup(group.to_string()));
         }
         self.offsets.delete(group, None).await?;
@@ -207,11 +256,13 @@ impl Broker {
         }
         let commits = out
             .iter()
-            .map(|(p, o)| OffsetCommit {
-                topic: topic.to_string(),
-                partition: *p,
-                offset: *o,
-                metadata: String::new(),
+            .map(|(p, o)| {
+                RawCommit::from(OffsetCommit {
+                    topic: topic.to_string(),
+                    partition: *p,
+                    offset: *o,
+                    metadata: String::new(),
+                })
             })
             .collect();
         self.offsets.commit(group, commits).await?;

@@ -501,18 +501,37 @@ impl Groups {
         }
     }
 
-    /// Checks that a commit comes from a current member, or is a "simple" commit to a group with
-    /// no members (generation -1, empty member id).
-    pub fn check_commit(&self, group: &str, member: &str, generation: i32) -> Result<()> {
+    /// Checks a commit as Kafka's classic coordinator does: a group without members takes only
+    /// "simple" commits (generation < 0, from `assign()` users and admin tools); a member's commit
+    /// needs its id and the current generation. `known` says whether the group exists through
+    /// committed offsets (an Empty group in Kafka). A commit with a generation >= 0 answers
+    /// UNKNOWN_MEMBER_ID to a group that exists without that member, and ILLEGAL_GENERATION to
+    /// one that does not exist at all (OffsetCommit v8 and below, as Kafka).
+    pub fn check_commit(
+        &self,
+        group: &str,
+        member: &str,
+        generation: i32,
+        known: bool,
+    ) -> Result<()> {
         let groups = self.lock();
-        let Some(g) = groups.get(group).filter(|g| !g.members.is_empty()) else {
-            return Ok(());
-        };
-        check_member(g, group, member, generation)?;
-        if g.state == GroupState::CompletingRebalance {
-            return Err(BrokerError::RebalanceInProgress(group.into()));
+        let g = groups.get(group);
+        match g.filter(|g| !g.members.is_empty()) {
+            None if generation < 0 => Ok(()),
+            None if g.is_none() && !known => Err(BrokerError::IllegalGeneration {
+                group: group.into(),
+                got: generation,
+                current: -1,
+            }),
+            None => Err(unknown(group, member)),
+            Some(g) => {
+                check_member(g, group, member, generation)?;
+                if g.state == GroupState::CompletingRebalance {
+                    return Err(BrokerError::RebalanceInProgress(group.into()));
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// True when the group has live members.

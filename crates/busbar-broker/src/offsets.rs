@@ -3,6 +3,12 @@
 //! deletes. Concurrent commits share fsyncs through the log's group commit, so a commit is durable
 //! when acknowledged without costing one fsync each. The in-memory map applies a commit only if its
 //! log offset is newer than what it holds, so memory and replay agree on "last in log order wins".
+//!
+//! Kafka stores whatever offset a client commits, negative ones included (kafkajs commits -1 and
+//! -2 when it resets a position), and answers them back: so does busbar ([`RawCommit`]). A negative
+//! value is not a position, so [`Committed`] (what busbar's own consumers and lag read) holds only
+//! offsets >= 0 and a negative commit reads as none there. On disk the value is a JSON number
+//! either way: records written when offsets were unsigned load unchanged.
 
 use crate::error::Result;
 use crate::kvlog::KvLog;
@@ -12,12 +18,52 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-/// A committed offset.
+/// A committed position (offset >= 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Committed {
     pub offset: u64,
     pub metadata: String,
     pub commit_ms: i64,
+}
+
+/// A commit as stored: any offset a Kafka client sends. Same JSON field names as `Committed`
+/// always had, so old records (unsigned offsets) decode into it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Stored {
+    offset: i64,
+    metadata: String,
+    commit_ms: i64,
+}
+
+impl Stored {
+    fn position(&self) -> Option<Committed> {
+        Some(Committed {
+            offset: u64::try_from(self.offset).ok()?,
+            metadata: self.metadata.clone(),
+            commit_ms: self.commit_ms,
+        })
+    }
+}
+
+/// An offset as a Kafka client commits and fetches it: any i64, negative values included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawCommit {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub metadata: String,
+}
+
+impl From<OffsetCommit> for RawCommit {
+    fn from(c: OffsetCommit) -> Self {
+        Self {
+            topic: c.topic,
+            partition: c.partition,
+            // Offsets past i64::MAX do not exist in a log; saturate rather than wrap negative.
+            offset: i64::try_from(c.offset).unwrap_or(i64::MAX),
+            metadata: c.metadata,
+        }
+    }
 }
 
 /// One offset to commit.
@@ -35,7 +81,7 @@ type Key = (String, String, u32);
 struct Table {
     /// (group, topic, partition) -> (log offset of the record, value; `None` once deleted, kept so
     /// an older commit applied late cannot resurrect it).
-    entries: HashMap<Key, (u64, Option<Committed>)>,
+    entries: HashMap<Key, (u64, Option<Stored>)>,
 }
 
 /// The durable store of committed offsets.
@@ -88,15 +134,15 @@ impl OffsetStore {
     /// Commits offsets for `group` durably: all or nothing when they fit in one batch of the
     /// offsets log (1 MiB, some 10,000 partitions); a larger commit is written batch after batch,
     /// and a failure part-way leaves the earlier batches committed (and answers the error).
-    pub async fn commit(&self, group: &str, commits: Vec<OffsetCommit>) -> Result<()> {
+    pub(crate) async fn commit(&self, group: &str, commits: Vec<RawCommit>) -> Result<()> {
         if commits.is_empty() {
             return Ok(());
         }
         let now = self.clock.now_ms();
-        let rows: Vec<(Key, Option<Committed>)> = commits
+        let rows: Vec<(Key, Option<Stored>)> = commits
             .into_iter()
             .map(|c| {
-                let value = Committed {
+                let value = Stored {
                     offset: c.offset,
                     metadata: c.metadata,
                     commit_ms: now,
@@ -147,7 +193,7 @@ impl OffsetStore {
         self.write(rows).await
     }
 
-    async fn write(&self, rows: Vec<(Key, Option<Committed>)>) -> Result<()> {
+    async fn write(&self, rows: Vec<(Key, Option<Stored>)>) -> Result<()> {
         let encoded = rows
             .iter()
             .map(|(k, v)| {
@@ -168,22 +214,56 @@ impl OffsetStore {
             .await
     }
 
-    /// The committed offset of one partition.
+    /// The committed position of one partition (`None` also when the commit is negative).
     pub fn get(&self, group: &str, topic: &str, partition: u32) -> Option<Committed> {
         let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         t.entries
             .get(&(group.to_string(), topic.to_string(), partition))
-            .and_then(|(_, c)| c.clone())
+            .and_then(|(_, c)| c.as_ref()?.position())
     }
 
-    /// Every committed offset of `group`, by (topic, partition).
+    /// The commit of one partition as the client sent it (negative offsets included).
+    pub(crate) fn get_raw(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Option<(i64, String)> {
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.entries
+            .get(&(group.to_string(), topic.to_string(), partition))
+            .and_then(|(_, c)| c.as_ref().map(|c| (c.offset, c.metadata.clone())))
+    }
+
+    /// Every committed position of `group`, by (topic, partition).
     pub fn group(&self, group: &str) -> BTreeMap<(String, u32), Committed> {
         let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         t.entries
             .iter()
             .filter(|(k, _)| k.0 == group)
-            .filter_map(|(k, (_, c))| c.clone().map(|c| ((k.1.clone(), k.2), c)))
+            .filter_map(|(k, (_, c))| c.as_ref()?.position().map(|c| ((k.1.clone(), k.2), c)))
             .collect()
+    }
+
+    /// Every commit of `group` as the client sent it (negative offsets included), in
+    /// (topic, partition) order.
+    pub(crate) fn group_raw(&self, group: &str) -> Vec<RawCommit> {
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<RawCommit> = t
+            .entries
+            .iter()
+            .filter(|(k, _)| k.0 == group)
+            .filter_map(|(k, (_, c))| {
+                c.as_ref().map(|c| RawCommit {
+                    topic: k.1.clone(),
+                    partition: k.2,
+                    offset: c.offset,
+                    metadata: c.metadata.clone(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        out
     }
 
     /// Groups with at least one committed offset.
@@ -211,9 +291,35 @@ impl OffsetStore {
     }
 }
 
-fn apply(table: &mut Table, key: Key, at: u64, value: Option<Committed>) {
+fn apply(table: &mut Table, key: Key, at: u64, value: Option<Stored>) {
     if table.entries.get(&key).is_some_and(|(o, _)| *o > at) {
         return;
     }
     table.entries.insert(key, (at, value));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_written_with_unsigned_offsets_still_load() {
+        // What the store wrote when offsets were u64 (the same JSON, any value up to i64::MAX).
+        let old = serde_json::to_vec(&Committed {
+            offset: 42,
+            metadata: "m".into(),
+            commit_ms: 7,
+        })
+        .unwrap();
+        let stored: Stored = serde_json::from_slice(&old).unwrap();
+        assert_eq!(stored.position().unwrap().offset, 42);
+        let negative = serde_json::to_vec(&Stored {
+            offset: -2,
+            metadata: String::new(),
+            commit_ms: 7,
+        })
+        .unwrap();
+        let back: Stored = serde_json::from_slice(&negative).unwrap();
+        assert_eq!((back.offset, back.position()), (-2, None));
+    }
 }

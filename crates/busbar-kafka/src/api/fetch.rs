@@ -1,7 +1,18 @@
-//! Fetch: whole stored batches per partition (the one holding the offset first, at least one even if
-//! larger than the limits, KIP-74), long-polling until `min_bytes` or `max_wait_ms`. A full response
-//! lists exactly the requested partitions. No fetch sessions (session id 0 = none). Batch leader
-//! epochs are rewritten to -1 on the way out (see metadata.rs).
+//! Fetch: whole stored batches per partition (the one holding the offset first), long-polling until
+//! `min_bytes` or `max_wait_ms`. A full response lists exactly the requested partitions. No fetch
+//! sessions (session id 0 = none). Batch leader epochs are rewritten to -1 on the way out (see
+//! metadata.rs).
+//!
+//! Limits as Kafka applies them (KIP-74, `ReplicaManager.readFromLocalLog`): partitions are read in
+//! request order, each up to the smaller of its `partition_max_bytes` and what is left of
+//! `max_bytes`; the first partition that has data returns at least one batch however large, and
+//! after it no partition goes past its limit (a batch that does not fit is left for a later fetch;
+//! clients rotate their partition order, so each gets its turn first).
+//!
+//! A damaged range (a batch that fails its checks on read) answers CORRUPT_MESSAGE (2), as Kafka
+//! answers a corrupt read: the Java consumer raises it from `poll()` and librdkafka reports a
+//! consumer error, so the application learns of it and can seek past, instead of a retriable
+//! KAFKA_STORAGE_ERROR (56) that clients retry forever.
 //!
 //! Memory: each read of the log first reserves what it may return from the response budget
 //! (`budget.rs`): as much of the request's limit as is free, waiting until at least
@@ -27,6 +38,9 @@ fn clear_epochs(data: &mut [u8]) {
     }
 }
 
+/// Kafka's CORRUPT_MESSAGE.
+const CORRUPT_MESSAGE: i16 = 2;
+
 struct Slot {
     topic: String,
     partition: i32,
@@ -45,9 +59,12 @@ fn read_once(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> usize {
         pd.last_stable_offset = -1;
         pd.log_start_offset = -1;
         let broker = &ctx.shared.broker;
+        // Until a partition has answered data the limits may be passed by one batch (`read_now`
+        // returns at least one); after that a partition's answer must fit.
+        let first = total == 0;
         let budget = (s.max_bytes.max(1) as usize)
             .min(total_max.saturating_sub(total))
-            .max(if total == 0 { 1 } else { 0 });
+            .max(usize::from(first));
         let result = if s.offset < 0 {
             Err(BrokerError::OffsetOutOfRange {
                 offset: 0,
@@ -72,6 +89,13 @@ fn read_once(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> usize {
                     }
                     broker
                         .read_now(&s.topic, s.partition as i64, at, budget)
+                        .map(|d| {
+                            if !first && d.len() > budget {
+                                Vec::new()
+                            } else {
+                                d
+                            }
+                        })
                         .map(|d| (d, l, h))
                 })
         };
@@ -85,7 +109,10 @@ fn read_once(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> usize {
                 pd.records = Some(bytes::Bytes::from(data));
             }
             Err(e) => {
-                pd.error_code = codes::of(&e);
+                pd.error_code = match e {
+                    BrokerError::Damaged(_) => CORRUPT_MESSAGE,
+                    e => codes::of(&e),
+                };
                 if let Ok((l, h)) = broker.offsets_of(&s.topic, s.partition as i64) {
                     pd.high_watermark = h as i64;
                     pd.log_start_offset = l as i64;
@@ -130,20 +157,31 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Held) {
         })
         .collect();
     let total_max = (req.max_bytes.max(1) as usize).min(ctx.shared.broker.config().fetch_bytes_max);
-    let (got, mut held) = read_reserved(ctx, &mut slots, total_max).await;
+    let (mut got, mut held) = read_reserved(ctx, &mut slots, total_max).await;
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64)
         .min(ctx.shared.broker.config().fetch_wait_max);
-    if got < req.min_bytes.max(1) as usize && !wait.is_zero() {
+    let deadline = tokio::time::Instant::now() + wait;
+    let min_bytes = req.min_bytes.max(1) as usize;
+    // Under `min_bytes`: wait for appends past what each partition has now, read again, until
+    // enough has arrived or `max_wait_ms` is over (Kafka's DelayedFetch).
+    while got < min_bytes {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let parts: Vec<(String, i64, u64)> = slots
             .iter()
-            .filter(|s| s.answer.as_ref().is_some_and(|a| a.error_code == 0) && s.offset >= 0)
-            .map(|s| (s.topic.clone(), s.partition as i64, s.offset as u64))
+            .filter_map(|s| {
+                let a = s.answer.as_ref()?;
+                (a.error_code == 0 && s.offset >= 0).then(|| {
+                    let end = a.high_watermark.max(s.offset) as u64;
+                    (s.topic.clone(), s.partition as i64, end)
+                })
+            })
             .collect();
-        if !parts.is_empty() {
-            drop(held); // under `min_bytes`: little or nothing, not worth holding while waiting
-            ctx.shared.broker.wait_for_data(&parts, wait).await;
-            held = read_reserved(ctx, &mut slots, total_max).await.1;
+        if parts.is_empty() || left.is_zero() {
+            break;
         }
+        drop(held); // under `min_bytes`: little or nothing, not worth holding while waiting
+        ctx.shared.broker.wait_for_data(&parts, left).await;
+        (got, held) = read_reserved(ctx, &mut slots, total_max).await;
     }
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
     for s in slots {

@@ -1,5 +1,6 @@
 //! JoinGroup, SyncGroup, Heartbeat and LeaveGroup: the classic group protocol, decided by the
-//! broker's coordinator; this file only maps fields and errors.
+//! broker's coordinator; this file only maps fields and errors. An empty group id is
+//! INVALID_GROUP_ID (24) for all four, as in Kafka.
 
 use super::{sb, Ctx};
 use crate::codes;
@@ -11,7 +12,17 @@ use kafka_protocol::messages::{
     LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
 };
 
+/// Kafka's INVALID_GROUP_ID.
+pub const INVALID_GROUP_ID: i16 = 24;
+
 pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
+    if req.group_id.is_empty() {
+        let mut r = JoinGroupResponse::default();
+        r.generation_id = -1;
+        r.error_code = INVALID_GROUP_ID;
+        r.protocol_name = (ctx.version < 7).then(|| sb(""));
+        return r;
+    }
     let session = i64::from(req.session_timeout_ms);
     let rebalance = if ctx.version >= 1 {
         i64::from(req.rebalance_timeout_ms)
@@ -74,6 +85,10 @@ pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
         .collect();
     let group = req.group_id.0.as_str().to_string();
     let mut r = SyncGroupResponse::default();
+    if group.is_empty() {
+        r.error_code = INVALID_GROUP_ID;
+        return r;
+    }
     match ctx
         .shared
         .broker
@@ -99,7 +114,9 @@ pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
 
 pub fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
     let mut r = HeartbeatResponse::default();
-    if let Err(e) = ctx.shared.broker.heartbeat(
+    if req.group_id.is_empty() {
+        r.error_code = INVALID_GROUP_ID;
+    } else if let Err(e) = ctx.shared.broker.heartbeat(
         req.group_id.0.as_str(),
         req.member_id.as_str(),
         req.generation_id,
@@ -112,6 +129,10 @@ pub fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
 pub fn leave(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
     let group = req.group_id.0.as_str();
     let mut r = LeaveGroupResponse::default();
+    if group.is_empty() {
+        r.error_code = INVALID_GROUP_ID;
+        return r;
+    }
     if ctx.version < 3 {
         if let Err(e) = ctx.shared.broker.leave_group(group, req.member_id.as_str()) {
             r.error_code = codes::of(&e);

@@ -1,6 +1,8 @@
 //! Metadata: this broker (node, controller, leader of every partition) and the topics asked for,
-//! creating unknown ones when the request and the config allow it. Leader epochs are reported as -1
-//! (busbar does not serve OffsetForLeaderEpoch yet, so clients must not validate with it).
+//! creating unknown ones when the request and the config allow it. An invalid name, or one that
+//! collides with an existing topic once `.` and `_` are treated alike, is INVALID_TOPIC_EXCEPTION
+//! (17), as in Kafka. Leader epochs are reported as -1 (busbar does not serve
+//! OffsetForLeaderEpoch yet, so clients must not validate with it).
 
 use super::{sb, topic, topic_id, Ctx};
 use crate::codes;
@@ -12,6 +14,10 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 fn describe(ctx: &Ctx<'_>, name: &str) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
     t.name = Some(topic(name));
+    if let Err(e) = busbar_broker::validate_name(name) {
+        t.error_code = codes::of(&e); // INVALID_TOPIC_EXCEPTION, as Kafka answers a bad name
+        return t;
+    }
     let node = BrokerId(ctx.shared.config.node_id);
     match ctx.shared.broker.describe_topic(name) {
         Ok(d) => {
@@ -56,6 +62,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             && broker.describe_topic(&name).is_err()
             && busbar_broker::validate_name(&name).is_ok()
         {
+            if broker.colliding_topic(&name).is_some() {
+                let mut t = MetadataResponseTopic::default();
+                t.name = Some(topic(name.as_str()));
+                t.error_code = 17; // INVALID_TOPIC_EXCEPTION
+                topics.push(t);
+                continue;
+            }
             let _ = broker.create_topic(&name, None, Default::default()).await;
         }
         topics.push(describe(ctx, &name));

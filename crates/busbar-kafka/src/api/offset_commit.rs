@@ -1,9 +1,10 @@
 //! OffsetCommit: durable commits for the current generation's members, or "simple" commits
 //! (generation -1) to a group without members. All partitions of a request share one outcome.
+//! Any offset is stored as sent, negative ones included: Kafka does, and kafkajs commits -1 / -2
+//! when it resets a position (OFFSET_OUT_OF_RANGE recovery, `admin.resetOffsets`).
 
 use super::{topic, Ctx};
 use crate::codes;
-use busbar_broker::OffsetCommit;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -15,7 +16,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
     for t in &req.topics {
         let name = t.name.0.as_str().to_string();
         for p in &t.partitions {
-            if p.committed_offset < 0 || p.partition_index < 0 {
+            if p.partition_index < 0 {
                 bad.push((name.clone(), p.partition_index, codes::INVALID_REQUEST));
                 continue;
             }
@@ -32,31 +33,35 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
                 bad.push((name.clone(), p.partition_index, 12)); // OFFSET_METADATA_TOO_LARGE
                 continue;
             }
-            commits.push(OffsetCommit {
-                topic: name.clone(),
-                partition: p.partition_index as u32,
-                offset: p.committed_offset as u64,
-                metadata: p
-                    .committed_metadata
+            commits.push((
+                name.clone(),
+                p.partition_index as u32,
+                p.committed_offset,
+                p.committed_metadata
                     .as_ref()
                     .map(|m| m.as_str().to_string())
                     .unwrap_or_default(),
-            });
+            ));
         }
     }
-    let outcome = ctx
-        .shared
-        .broker
-        .commit_offsets(
-            req.group_id.0.as_str(),
-            req.member_id.as_str(),
-            req.generation_id_or_member_epoch,
-            commits,
-        )
-        .await
-        .map_err(|e| codes::of(&e))
-        .err()
-        .unwrap_or(codes::NONE);
+    // Kafka still takes commits for the empty group id (for pre-0.9 clients); busbar keeps no
+    // offsets for it and answers INVALID_GROUP_ID, which clients report by name.
+    let outcome = if req.group_id.is_empty() {
+        super::groups::INVALID_GROUP_ID
+    } else {
+        ctx.shared
+            .broker
+            .commit_raw_offsets(
+                req.group_id.0.as_str(),
+                req.member_id.as_str(),
+                req.generation_id_or_member_epoch,
+                commits,
+            )
+            .await
+            .map_err(|e| codes::of(&e))
+            .err()
+            .unwrap_or(codes::NONE)
+    };
     let mut r = OffsetCommitResponse::default();
     for t in req.topics {
         let name = t.name.0.as_str().to_string();

@@ -1,5 +1,6 @@
-//! OffsetFetch (v1–7, one group per request): committed offsets, -1 where none; a null topic list
-//! (v2+) means every partition the group has committed.
+//! OffsetFetch (v1–7, one group per request): committed offsets as the clients committed them
+//! (negative ones included, as Kafka keeps them), -1 where none; a null topic list (v2+) means
+//! every partition the group has committed.
 
 use super::{sb, topic, Ctx};
 use kafka_protocol::messages::offset_fetch_response::{
@@ -18,10 +19,8 @@ pub fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
             .collect(),
         None => {
             let mut all: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-            if let Ok(d) = broker.describe_group(&group) {
-                for o in d.offsets {
-                    all.entry(o.topic).or_default().push(o.partition as i32);
-                }
+            for (topic, partition, _, _) in broker.committed_raw_all(&group) {
+                all.entry(topic).or_default().push(partition as i32);
             }
             all
         }
@@ -36,12 +35,12 @@ pub fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
             pr.committed_leader_epoch = -1;
             pr.committed_offset = -1;
             pr.metadata = Some(sb(""));
-            if let Some(c) = u32::try_from(p)
+            if let Some((offset, metadata)) = u32::try_from(p)
                 .ok()
-                .and_then(|p| broker.committed(&group, &name, p))
+                .and_then(|p| broker.committed_raw(&group, &name, p))
             {
-                pr.committed_offset = c.offset as i64;
-                pr.metadata = Some(sb(c.metadata));
+                pr.committed_offset = offset;
+                pr.metadata = Some(sb(metadata));
             }
             tr.partitions.push(pr);
         }

@@ -130,3 +130,16 @@ pub fn produce_at(s: &Server, topic: &str, timestamps: &[i64]) -> u64 {
 pub fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
+
+/// Stores one batch of one record with a `value_bytes`-byte value in `topic` / `partition`; its
+/// base offset.
+pub fn produce_sized(s: &Server, topic: &str, partition: i64, value_bytes: usize) -> u64 {
+    let rec = NewRecord {
+        value: Some(vec![b'x'; value_bytes]),
+        timestamp: 1,
+        ..NewRecord::default()
+    };
+    s.rt.block_on(s.broker.produce(topic, partition, batch::build(&[rec])))
+        .unwrap()
+        .base_offset
+}
