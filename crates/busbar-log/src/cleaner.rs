@@ -1,4 +1,5 @@
-//! Background cleaning: retention by time and size, delete-records, key compaction.
+//! Background cleaning: retention by time and size, delete-records (key compaction is in
+//! `compact.rs`).
 //!
 //! Each pass works on sealed segments through shared handles, taking the state lock only to read a
 //! snapshot and to swap or drop segments, so appends and reads never wait for a pass. Passes are
@@ -9,13 +10,10 @@
 //! between segments and before it publishes or swaps anything, and so stops at the next segment
 //! once `close` has been called (`close` then waits for it on `clean`).
 
-use crate::batch::{self, BatchHeader, Records, HEADER_BYTES as BATCH_HEADER_BYTES};
 use crate::disk::Storage;
 use crate::error::{LogError, Result};
-use crate::index::Indexes;
 use crate::log::Log;
-use crate::segment::{self, Cursor, Expect, Segment, HEADER_BYTES};
-use std::collections::HashMap;
+use crate::segment::{self, Segment};
 use std::sync::Arc;
 
 /// What a cleaning pass did.
@@ -25,6 +23,10 @@ pub struct CleanReport {
     pub segments_rewritten: u64,
     pub records_removed: u64,
     pub bytes_freed: u64,
+    /// Compaction passes run (each maps keys into a map bounded by `compaction_map_bytes`).
+    pub compaction_passes: u64,
+    /// The largest a pass's key map grew, in bytes as counted against `compaction_map_bytes`.
+    pub map_bytes_peak: u64,
 }
 
 fn remove_segment_files(storage: &dyn Storage, base: u64) -> Result<()> {
@@ -155,116 +157,6 @@ impl Log {
         let start = self.lock().log_start;
         self.drop_segments_below(start)
     }
-
-    /// Key compaction of the sealed segments (when the cleanup policy compacts). See
-    /// `docs/log-format.md` for what is kept.
-    pub fn compact(&self) -> Result<CleanReport> {
-        let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
-        let (segs, ends, settled, log_start) = {
-            let st = self.lock();
-            self.check_maintenance(&st)?;
-            let mut segs = st.sealed.clone();
-            segs.push(st.active.clone());
-            let ends: Vec<u64> = segs.iter().map(|s| st.read_end(s)).collect();
-            let settled = st.sealed.len().saturating_sub(st.pending.len());
-            (segs, ends, settled, st.log_start)
-        };
-        // Segments rolled since the last checkpoint are only read, not rewritten.
-        let sealed = &segs[..settled];
-        if sealed.is_empty() || !self.config().compacts() {
-            return Ok(CleanReport::default());
-        }
-        let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
-        for (seg, end) in segs.iter().zip(ends) {
-            self.check_maintenance_now()?;
-            let end = seg.damaged_from().map_or(end, |d| d.min(end));
-            let file = seg.file()?;
-            let mut cursor =
-                Cursor::new(file.as_ref(), HEADER_BYTES, end, Expect::AtLeast(seg.base));
-            while let Ok(Some((_, bytes))) = cursor.next_batch() {
-                for_each_keyed(bytes, |key, offset, _| {
-                    if offset >= log_start {
-                        latest.insert(key.to_vec(), offset);
-                    }
-                });
-            }
-        }
-        let horizon = self.config().clock.now_ms() - self.config().delete_retention_ms;
-        let mut report = CleanReport::default();
-        for seg in sealed.iter().filter(|s| s.damaged_from().is_none()) {
-            self.check_maintenance_now()?;
-            self.compact_segment(seg, &latest, (horizon, log_start), &mut report)?;
-        }
-        Ok(report)
-    }
-
-    fn compact_segment(
-        &self,
-        seg: &Arc<Segment>,
-        latest: &HashMap<Vec<u8>, u64>,
-        (horizon, log_start): (i64, u64),
-        report: &mut CleanReport,
-    ) -> Result<()> {
-        let mut out = segment::header_bytes();
-        let mut idx = Indexes::new(HEADER_BYTES);
-        let mut removed = 0u64;
-        let old_len = seg.len();
-        let old = seg.file()?;
-        let mut cursor = Cursor::new(
-            old.as_ref(),
-            HEADER_BYTES,
-            old_len,
-            Expect::AtLeast(seg.base),
-        );
-        while let Ok(Some((_, bytes))) = cursor.next_batch() {
-            let (kept, dropped) = filter_batch(bytes, latest, horizon, log_start);
-            removed += dropped;
-            if let Some(b) = kept {
-                let h = BatchHeader::parse(&b).expect("built batch");
-                let rel = (h.base_offset as u64 - seg.base) as u32;
-                idx.add(
-                    rel,
-                    out.len() as u64,
-                    b.len() as u64,
-                    h.max_timestamp,
-                    self.config().index_interval_bytes,
-                );
-                out.extend_from_slice(&b);
-            }
-        }
-        if removed == 0 {
-            return Ok(());
-        }
-        self.check_maintenance_now()?;
-        let storage = self.storage.as_ref();
-        let name = segment::log_name(seg.base);
-        let tmp = format!("{name}.cleaned");
-        let io = |e| LogError::io(format!("write {}", storage.describe(&tmp)), e);
-        let file = storage.create(&tmp).map_err(io)?;
-        file.append(&out).map_err(io)?;
-        file.sync().map_err(io)?;
-        // From the rename on, the name holds the new file: the old segment is retired so that no
-        // reader reopens it by name (readers still holding it keep the old file open).
-        seg.retire(|| storage.rename(&tmp, &name).map_err(io))?;
-        storage.sync_dir().map_err(io)?;
-        segment::write_indexes(storage, seg.base, &idx)?;
-        let new = Arc::new(Segment::new(
-            seg.base,
-            file,
-            self.storage.clone(),
-            self.cache.clone(),
-        ));
-        new.seal(Some(idx));
-        let mut st = self.lock();
-        self.check_maintenance(&st)?;
-        if let Some(slot) = st.sealed.iter_mut().find(|s| s.base == seg.base) {
-            *slot = new;
-        }
-        report.segments_rewritten += 1;
-        report.records_removed += removed;
-        report.bytes_freed += old_len.saturating_sub(out.len() as u64);
-        Ok(())
-    }
 }
 
 /// The time from which time retention measures a sealed segment's age: its max timestamp when
@@ -277,72 +169,4 @@ fn retention_anchor(max_ts: i64, now: i64, seg: &Segment) -> Option<i64> {
         return Some(max_ts);
     }
     seg.file().ok()?.modified_ms().ok().flatten()
-}
-
-/// Calls `f(key, offset, is_tombstone)` for every keyed record of an uncompressed data batch.
-fn for_each_keyed(bytes: &[u8], mut f: impl FnMut(&[u8], u64, bool)) {
-    let Ok(h) = BatchHeader::parse(bytes) else {
-        return;
-    };
-    if h.compression() != 0 || h.is_control() {
-        return;
-    }
-    for r in Records::new(&bytes[BATCH_HEADER_BYTES..]).flatten() {
-        if let Some(key) = r.key {
-            f(
-                key,
-                h.base_offset as u64 + r.offset_delta as u64,
-                r.value.is_none(),
-            );
-        }
-    }
-}
-
-/// The batch with superseded records, expired tombstones and records below the log start removed
-/// (`None` when nothing is left), and how many records were removed. Compressed and control batches
-/// are kept whole.
-fn filter_batch(
-    bytes: &[u8],
-    latest: &HashMap<Vec<u8>, u64>,
-    horizon: i64,
-    log_start: u64,
-) -> (Option<Vec<u8>>, u64) {
-    let Ok(h) = BatchHeader::parse(bytes) else {
-        return (Some(bytes.to_vec()), 0);
-    };
-    if h.compression() != 0 || h.is_control() {
-        return (Some(bytes.to_vec()), 0);
-    }
-    let mut kept = Vec::with_capacity(bytes.len());
-    let (mut n_kept, mut removed) = (0i32, 0u64);
-    for r in Records::new(&bytes[BATCH_HEADER_BYTES..]).flatten() {
-        let offset = h.base_offset as u64 + r.offset_delta as u64;
-        let keep = offset >= log_start
-            && match r.key {
-                None => true,
-                Some(k) => {
-                    let newest = latest.get(k).is_none_or(|o| *o == offset);
-                    let expired =
-                        r.value.is_none() && h.base_timestamp + r.timestamp_delta < horizon;
-                    newest && !expired
-                }
-            };
-        if keep {
-            kept.extend_from_slice(r.raw);
-            n_kept += 1;
-        } else {
-            removed += 1;
-        }
-    }
-    match (removed, n_kept) {
-        (0, _) => (Some(bytes.to_vec()), 0),
-        (_, 0) => (None, removed),
-        _ => {
-            let header = BatchHeader {
-                record_count: n_kept,
-                ..h
-            };
-            (Some(batch::assemble(&header, &kept)), removed)
-        }
-    }
 }

@@ -102,6 +102,10 @@ pub struct LogConfig {
     pub retention_bytes: Option<u64>,
     /// How long compaction keeps tombstones. Default 1 day.
     pub delete_retention_ms: i64,
+    /// Memory for one compaction pass's key map: each distinct key counts its length plus
+    /// [`crate::ENTRY_OVERHEAD_BYTES`]. A log with more keys is compacted in several passes (a
+    /// pass always takes at least one key). Default 16 MiB (about 200,000 keys of 16 bytes).
+    pub compaction_map_bytes: u64,
     /// The clock used for rolls, retention and sync intervals.
     pub clock: Arc<dyn Clock>,
     /// Where sealed segments keep their open files and loaded indexes: a bounded cache
@@ -124,6 +128,7 @@ impl Default for LogConfig {
             retention_ms: Some(7 * 24 * 3600 * 1000),
             retention_bytes: None,
             delete_retention_ms: 24 * 3600 * 1000,
+            compaction_map_bytes: 16 << 20,
             clock: Arc::new(SystemClock),
             segment_cache: SegmentCache::shared(),
         }
@@ -140,6 +145,7 @@ impl std::fmt::Debug for LogConfig {
             .field("cleanup", &self.cleanup)
             .field("retention_ms", &self.retention_ms)
             .field("retention_bytes", &self.retention_bytes)
+            .field("compaction_map_bytes", &self.compaction_map_bytes)
             .field("segment_cache", &self.segment_cache)
             .finish_non_exhaustive()
     }
@@ -169,9 +175,14 @@ impl LogConfig {
                 self.batch_bytes_max
             ));
         }
-        if self.index_interval_bytes == 0 || self.checkpoint_interval_bytes == 0 {
+        if self.index_interval_bytes == 0
+            || self.checkpoint_interval_bytes == 0
+            || self.compaction_map_bytes == 0
+        {
             return bad(
-                "index_interval_bytes and checkpoint_interval_bytes must be positive".into(),
+                "index_interval_bytes, checkpoint_interval_bytes and compaction_map_bytes \
+                 must be positive"
+                    .into(),
             );
         }
         if matches!(self.retention_ms, Some(ms) if ms < 0) || self.delete_retention_ms < 0 {

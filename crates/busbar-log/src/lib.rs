@@ -28,6 +28,7 @@ pub mod batch;
 mod cache;
 mod checkpoint;
 mod cleaner;
+mod compact;
 mod config;
 pub mod disk;
 mod error;
@@ -39,6 +40,7 @@ mod sync;
 
 pub use cache::{SegmentCache, INDEXES_MAX_DEFAULT, OPEN_FILES_MAX_DEFAULT};
 pub use cleaner::CleanReport;
+pub use compact::{ENTRY_OVERHEAD_BYTES, REWRITE_CHUNK_BYTES};
 pub use config::{CleanupPolicy, Clock, LogConfig, ManualClock, SyncPolicy, SystemClock};
 pub use error::{BatchError, LogError, Result};
 pub use log::{Appended, Log, LogStats, ReadResult};

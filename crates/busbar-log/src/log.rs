@@ -10,6 +10,7 @@
 
 use crate::batch::{self, BatchHeader, Records, HEADER_BYTES as BATCH_HEADER_BYTES};
 use crate::cache::SegmentCache;
+use crate::compact::CleanState;
 use crate::config::{LogConfig, SyncPolicy};
 use crate::disk::{File, Storage};
 use crate::error::{LogError, Result};
@@ -128,7 +129,8 @@ pub struct Log {
     /// holds the sequence number of the newest one written, so an older snapshot is never written
     /// over a newer one. Taken alone (checkpoints) or after `state` (`close`), never before it.
     pub(crate) ckpt: Mutex<u64>,
-    pub(crate) clean: Mutex<()>,
+    /// Serialises cleaning passes and `close`; holds what compaction remembers between passes.
+    pub(crate) clean: Mutex<CleanState>,
     /// Set by `close` before it waits for `clean`: a running pass stops at its next segment.
     closing: AtomicBool,
     pub(crate) damage: AtomicU64,
@@ -147,7 +149,7 @@ impl Log {
             state: Mutex::new(state),
             synced_cv: Condvar::new(),
             ckpt: Mutex::new(0),
-            clean: Mutex::new(()),
+            clean: Mutex::new(CleanState::default()),
             closing: AtomicBool::new(false),
             damage: AtomicU64::new(report.damaged_segments.len() as u64),
             report,

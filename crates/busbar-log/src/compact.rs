@@ -1,0 +1,469 @@
+//! Key compaction in bounded passes (Kafka's log cleaner, with exact keys instead of digests).
+//!
+//! A pass maps key → latest offset over the dirty range (from where the previous pass stopped
+//! mapping to the end of the settled segments: sealed and covered by a checkpoint) into a map of
+//! at most `compaction_map_bytes` (each distinct key costs its length plus [`ENTRY_OVERHEAD_BYTES`];
+//! a pass always takes one key, so progress never stalls on a huge key). Mapping stops where the
+//! map is full, at offset `upto`. The pass then rewrites the settled segments that start below
+//! `upto`: a record below `upto` is dropped when the map holds a later offset for its key, when it
+//! is a tombstone older than `delete_retention_ms` or when it lies below the log start; records at
+//! or after `upto` are kept for a later pass. [`Log::compact`] runs passes until the dirty range
+//! is mapped, so memory is bounded whatever the number of keys, and runs none when nothing new was
+//! settled and no kept tombstone has expired. Exact keys mean no digest collision can ever drop the
+//! newest value of a key.
+//!
+//! Rewrites stream: a segment is copied into `<segment>.cleaned` only from its first removed
+//! record on (its unchanged prefix copied in chunks), kept batches are written in chunks of at
+//! most [`REWRITE_CHUNK_BYTES`] plus one batch, and its indexes are built as it goes. Passes run
+//! under `clean` and take `state` only for snapshots and the swap; they never touch the segments
+//! rolled since the last checkpoint, nor damaged ones.
+
+use crate::batch::{self, BatchHeader, Records, HEADER_BYTES as BATCH_HEADER_BYTES};
+use crate::cleaner::CleanReport;
+use crate::disk::{self, File, Storage};
+use crate::error::{LogError, Result};
+use crate::index::Indexes;
+use crate::log::Log;
+use crate::segment::{self, Cursor, Expect, Segment, HEADER_BYTES};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Bytes a key-map entry is counted as on top of its key: the key's `Vec` header, the offset and
+/// the hash table's slot and spare capacity (an estimate, on the safe side).
+pub const ENTRY_OVERHEAD_BYTES: u64 = 64;
+/// Kept bytes buffered before a rewrite writes them (and the piece size of a prefix copy).
+pub const REWRITE_CHUNK_BYTES: usize = 256 * 1024;
+
+/// What compaction remembers between passes (guarded by the `clean` mutex; reset at open, so the
+/// first pass after a restart maps from the log start again).
+#[derive(Debug, Default)]
+pub(crate) struct CleanState {
+    /// Where the next pass starts mapping.
+    pub dirty_from: u64,
+    /// Timestamp of the oldest tombstone the last full pass kept: a pass is due when it expires.
+    pub oldest_tombstone_ts: Option<i64>,
+}
+
+/// Key → latest offset, bounded in bytes.
+struct KeyMap {
+    map: HashMap<Vec<u8>, u64>,
+    bytes: u64,
+    budget: u64,
+}
+
+impl KeyMap {
+    fn new(budget: u64) -> Self {
+        Self {
+            map: HashMap::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    /// Records `offset` as the latest of `key`. False (nothing recorded) when a new key would take
+    /// the map past its budget; an empty map takes any key.
+    fn put(&mut self, key: &[u8], offset: u64) -> bool {
+        if let Some(o) = self.map.get_mut(key) {
+            *o = offset;
+            return true;
+        }
+        let cost = key.len() as u64 + ENTRY_OVERHEAD_BYTES;
+        if !self.map.is_empty() && self.bytes + cost > self.budget {
+            return false;
+        }
+        self.map.insert(key.to_vec(), offset);
+        self.bytes += cost;
+        true
+    }
+
+    fn get(&self, key: &[u8]) -> Option<u64> {
+        self.map.get(key).copied()
+    }
+}
+
+/// The settled segments a pass works on.
+struct Snapshot {
+    settled: Vec<Arc<Segment>>,
+    /// Base offset of the first segment that is not settled: where the dirty range ends.
+    settled_end: u64,
+    log_start: u64,
+}
+
+/// Which records of a batch a pass keeps.
+struct Filter<'a> {
+    map: &'a KeyMap,
+    horizon: i64,
+    log_start: u64,
+    upto: u64,
+}
+
+/// What [`Filter::batch`] kept of a batch.
+enum Kept {
+    Whole,
+    Rebuilt(Vec<u8>),
+    Nothing,
+}
+
+impl Filter<'_> {
+    /// The batch with superseded records, expired tombstones and records below the log start
+    /// removed, how many were removed, and the oldest tombstone kept. Compressed and control
+    /// batches are kept whole.
+    fn batch(&self, bytes: &[u8]) -> (Kept, u64, Option<i64>) {
+        let Ok(h) = BatchHeader::parse(bytes) else {
+            return (Kept::Whole, 0, None);
+        };
+        if h.compression() != 0 || h.is_control() {
+            return (Kept::Whole, 0, None);
+        }
+        let mut kept = Vec::with_capacity(bytes.len());
+        let (mut n_kept, mut removed, mut tomb) = (0i32, 0u64, None::<i64>);
+        for r in Records::new(&bytes[BATCH_HEADER_BYTES..]).flatten() {
+            let offset = h.base_offset as u64 + r.offset_delta as u64;
+            let ts = h.base_timestamp + r.timestamp_delta;
+            let keep = offset >= self.log_start
+                && (offset >= self.upto
+                    || r.key.is_none_or(|k| {
+                        let superseded = self.map.get(k).is_some_and(|o| o > offset);
+                        let expired = r.value.is_none() && ts < self.horizon;
+                        !(superseded || expired)
+                    }));
+            if keep {
+                if r.key.is_some() && r.value.is_none() {
+                    tomb = Some(tomb.map_or(ts, |t| t.min(ts)));
+                }
+                kept.extend_from_slice(r.raw);
+                n_kept += 1;
+            } else {
+                removed += 1;
+            }
+        }
+        let kept = match (removed, n_kept) {
+            (0, _) => Kept::Whole,
+            (_, 0) => Kept::Nothing,
+            _ => Kept::Rebuilt(batch::assemble(
+                &BatchHeader {
+                    record_count: n_kept,
+                    ..h
+                },
+                &kept,
+            )),
+        };
+        (kept, removed, tomb)
+    }
+}
+
+impl Log {
+    /// Key compaction of the settled segments (when the cleanup policy compacts), in passes of
+    /// bounded memory until the dirty range is done. See `docs/log-format.md` for what is kept.
+    pub fn compact(&self) -> Result<CleanReport> {
+        let mut cs = self.clean.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_maintenance_now()?;
+        let mut report = CleanReport::default();
+        if !self.config().compacts() {
+            return Ok(report);
+        }
+        loop {
+            let snap = self.compaction_snapshot()?;
+            let from = cs.dirty_from.max(snap.log_start);
+            let horizon = self.config().clock.now_ms() - self.config().delete_retention_ms;
+            let expiring = cs.oldest_tombstone_ts.is_some_and(|ts| ts < horizon);
+            if snap.settled.is_empty() || (from >= snap.settled_end && !expiring) {
+                return Ok(report);
+            }
+            let (map, upto) = self.map_keys(&snap, from)?;
+            report.compaction_passes += 1;
+            report.map_bytes_peak = report.map_bytes_peak.max(map.bytes);
+            let filter = Filter {
+                map: &map,
+                horizon,
+                log_start: snap.log_start,
+                upto,
+            };
+            let mut tomb = None;
+            for seg in snap.settled.iter().filter(|s| s.base < upto) {
+                self.check_maintenance_now()?;
+                if seg.damaged_from().is_none() {
+                    self.compact_segment(seg, &filter, &mut tomb, &mut report)?;
+                }
+            }
+            cs.dirty_from = upto;
+            if upto >= snap.settled_end {
+                cs.oldest_tombstone_ts = tomb;
+                return Ok(report);
+            }
+        }
+    }
+
+    fn compaction_snapshot(&self) -> Result<Snapshot> {
+        let st = self.lock();
+        self.check_maintenance(&st)?;
+        let n = st.sealed.len().saturating_sub(st.pending.len());
+        Ok(Snapshot {
+            settled: st.sealed[..n].to_vec(),
+            settled_end: st.sealed.get(n).map_or(st.active.base, |s| s.base),
+            log_start: st.log_start,
+        })
+    }
+
+    /// Maps keys from offset `from` on until the map is full or the settled segments end; answers
+    /// the map and the offset where mapping stopped.
+    fn map_keys(&self, snap: &Snapshot, from: u64) -> Result<(KeyMap, u64)> {
+        let cfg = self.config();
+        let mut map = KeyMap::new(cfg.compaction_map_bytes);
+        for (i, seg) in snap.settled.iter().enumerate() {
+            let next_base = snap.settled.get(i + 1).map_or(snap.settled_end, |s| s.base);
+            if next_base <= from {
+                continue;
+            }
+            self.check_maintenance_now()?;
+            let start = if from > seg.base {
+                let idx = seg.sealed_indexes(cfg.index_interval_bytes)?;
+                let rel = u32::try_from(from - seg.base).unwrap_or(u32::MAX);
+                idx.position_for(rel)
+                    .map_or(HEADER_BYTES, |(_, p)| p as u64)
+            } else {
+                HEADER_BYTES
+            };
+            let end = seg.damaged_from().map_or(seg.len(), |d| d.min(seg.len()));
+            let file = seg.file()?;
+            let mut cursor = Cursor::new(file.as_ref(), start, end, Expect::AtLeast(seg.base));
+            while let Ok(Some((_, bytes))) = cursor.next_batch() {
+                let mut full_at = None;
+                for_each_keyed(bytes, |key, offset| {
+                    if full_at.is_none()
+                        && offset >= from.max(snap.log_start)
+                        && !map.put(key, offset)
+                    {
+                        full_at = Some(offset);
+                    }
+                });
+                if let Some(upto) = full_at {
+                    return Ok((map, upto));
+                }
+            }
+        }
+        Ok((map, snap.settled_end))
+    }
+
+    /// Rewrites one settled segment through `filter` (when it removes anything) and swaps it in.
+    fn compact_segment(
+        &self,
+        seg: &Arc<Segment>,
+        filter: &Filter<'_>,
+        tomb: &mut Option<i64>,
+        report: &mut CleanReport,
+    ) -> Result<()> {
+        let storage = self.storage.as_ref();
+        let old_len = seg.len();
+        let old = seg.file()?;
+        let mut w = Rewrite::new(self, seg.base, old.clone());
+        let res = self.filter_segment(seg, old.as_ref(), filter, &mut w, tomb);
+        let (removed, done) = match res.and_then(|removed| Ok((removed, w.finish()?))) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = storage.remove(&w.tmp); // best effort; open deletes leftovers too
+                return Err(e);
+            }
+        };
+        let Some((file, idx, new_len)) = done else {
+            return Ok(()); // nothing removed (or damage found): the segment stays as it is
+        };
+        self.check_maintenance_now()?;
+        let name = segment::log_name(seg.base);
+        let io = |e| LogError::io(format!("write {}", storage.describe(&w.tmp)), e);
+        // From the rename on, the name holds the new file: the old segment is retired so that no
+        // reader reopens it by name (readers still holding it keep the old file open).
+        seg.retire(|| storage.rename(&w.tmp, &name).map_err(io))?;
+        storage.sync_dir().map_err(io)?;
+        segment::write_indexes(storage, seg.base, &idx)?;
+        let new = Arc::new(Segment::new(
+            seg.base,
+            file,
+            self.storage.clone(),
+            self.cache.clone(),
+        ));
+        new.seal(Some(idx));
+        let mut st = self.lock();
+        self.check_maintenance(&st)?;
+        if let Some(slot) = st.sealed.iter_mut().find(|s| s.base == seg.base) {
+            *slot = new;
+        }
+        report.segments_rewritten += 1;
+        report.records_removed += removed;
+        report.bytes_freed += old_len.saturating_sub(new_len);
+        Ok(())
+    }
+
+    /// Feeds every batch of `seg` through `filter` into `w`; answers the records removed. Damage
+    /// found on the way marks the segment (from there) and abandons its rewrite.
+    fn filter_segment(
+        &self,
+        seg: &Segment,
+        old: &dyn File,
+        filter: &Filter<'_>,
+        w: &mut Rewrite<'_>,
+        tomb: &mut Option<i64>,
+    ) -> Result<u64> {
+        let mut cursor = Cursor::new(old, HEADER_BYTES, seg.len(), Expect::AtLeast(seg.base));
+        let mut removed = 0;
+        loop {
+            match cursor.next_batch() {
+                Ok(Some((pos, bytes))) => {
+                    let (kept, n, t) = filter.batch(bytes);
+                    removed += n;
+                    *tomb = match (*tomb, t) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    w.push(pos, bytes, kept)?;
+                }
+                Ok(None) => return Ok(removed),
+                Err((pos, _)) => {
+                    seg.mark_damaged(pos);
+                    self.damage.fetch_add(1, Ordering::SeqCst);
+                    w.abandon();
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+/// A finished rewrite: the synced new file, its indexes and its length.
+type Rewritten = (Arc<dyn File>, Indexes, u64);
+
+/// A segment's rewrite into `<segment>.cleaned`, started at its first removed record.
+struct Rewrite<'a> {
+    log: &'a Log,
+    base: u64,
+    old: Arc<dyn File>,
+    tmp: String,
+    file: Option<Arc<dyn File>>,
+    abandoned: bool,
+    buf: Vec<u8>,
+    /// Length of the new segment so far: written, buffered, or (before it starts) the unchanged
+    /// prefix it will copy.
+    len: u64,
+    idx: Indexes,
+}
+
+impl<'a> Rewrite<'a> {
+    fn new(log: &'a Log, base: u64, old: Arc<dyn File>) -> Self {
+        Self {
+            log,
+            base,
+            old,
+            tmp: format!("{}.cleaned", segment::log_name(base)),
+            file: None,
+            abandoned: false,
+            buf: Vec::new(),
+            len: HEADER_BYTES,
+            idx: Indexes::new(HEADER_BYTES),
+        }
+    }
+
+    fn io(&self) -> impl Fn(std::io::Error) -> LogError + '_ {
+        move |e| LogError::io(format!("write {}", self.log.storage.describe(&self.tmp)), e)
+    }
+
+    /// Takes the batch at `pos` of the old segment, of which `kept` is kept.
+    fn push(&mut self, pos: u64, bytes: &[u8], kept: Kept) -> Result<()> {
+        debug_assert!(self.file.is_some() || pos == self.len);
+        if self.file.is_none() {
+            if let Kept::Whole = kept {
+                return self.add(bytes, false);
+            }
+            self.start(pos)?;
+        }
+        match kept {
+            Kept::Whole => self.add(bytes, true),
+            Kept::Rebuilt(b) => self.add(&b, true),
+            Kept::Nothing => Ok(()),
+        }
+    }
+
+    /// Indexes `b` at the current end and (once started) buffers it, writing full chunks.
+    fn add(&mut self, b: &[u8], write: bool) -> Result<()> {
+        if let Ok(h) = BatchHeader::parse(b) {
+            let rel = u32::try_from(h.base_offset as u64 - self.base).unwrap_or(u32::MAX);
+            let interval = self.log.config().index_interval_bytes;
+            self.idx
+                .add(rel, self.len, b.len() as u64, h.max_timestamp, interval);
+        }
+        self.len += b.len() as u64;
+        if write {
+            self.buf.extend_from_slice(b);
+            if self.buf.len() >= REWRITE_CHUNK_BYTES {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the new file and copies the old segment's unchanged bytes before `pos` into it.
+    fn start(&mut self, pos: u64) -> Result<()> {
+        let storage: &dyn Storage = self.log.storage.as_ref();
+        let file = storage.create(&self.tmp).map_err(self.io())?;
+        file.append(&segment::header_bytes()).map_err(self.io())?;
+        let mut chunk = vec![0u8; REWRITE_CHUNK_BYTES];
+        let mut at = HEADER_BYTES;
+        while at < pos {
+            let n = REWRITE_CHUNK_BYTES.min((pos - at) as usize);
+            disk::read_exact_at(self.old.as_ref(), at, &mut chunk[..n])
+                .map_err(|e| LogError::io(format!("read {}", segment::log_name(self.base)), e))?;
+            file.append(&chunk[..n]).map_err(self.io())?;
+            at += n as u64;
+        }
+        self.file = Some(file);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if let Some(f) = &self.file {
+            f.append(&self.buf).map_err(self.io())?;
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn abandon(&mut self) {
+        self.abandoned = true;
+    }
+
+    /// The synced new file, its indexes and length; `None` when nothing was removed or the rewrite
+    /// was abandoned (its file, if any, removed).
+    fn finish(&mut self) -> Result<Option<Rewritten>> {
+        if self.abandoned {
+            if self.file.take().is_some() {
+                let _ = self.log.storage.remove(&self.tmp);
+            }
+            return Ok(None);
+        }
+        if self.file.is_none() {
+            return Ok(None);
+        }
+        self.flush()?;
+        let Some(file) = self.file.take() else {
+            return Ok(None);
+        };
+        file.sync().map_err(self.io())?;
+        let idx = std::mem::replace(&mut self.idx, Indexes::new(HEADER_BYTES));
+        Ok(Some((file, idx, self.len)))
+    }
+}
+
+/// Calls `f(key, offset)` for every keyed record of an uncompressed data batch.
+fn for_each_keyed(bytes: &[u8], mut f: impl FnMut(&[u8], u64)) {
+    let Ok(h) = BatchHeader::parse(bytes) else {
+        return;
+    };
+    if h.compression() != 0 || h.is_control() {
+        return;
+    }
+    for r in Records::new(&bytes[BATCH_HEADER_BYTES..]).flatten() {
+        if let Some(key) = r.key {
+            f(key, h.base_offset as u64 + r.offset_delta as u64);
+        }
+    }
+}
