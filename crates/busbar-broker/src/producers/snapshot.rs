@@ -259,16 +259,24 @@ impl PartitionProducers {
         if mark.sealed {
             return Ok(false);
         }
-        let (snap, clock, log_start) = self.export(log);
+        // Decided before copying the table: most passes over most partitions write nothing.
+        let (clock, known) = {
+            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            (entries.clock, !entries.map.is_empty())
+        };
+        let s = log.stats();
         let due = match mark.on_disk {
-            None => !snap.entries.is_empty() || snap.upto > log_start,
+            None => known || s.high_watermark > s.log_start,
             Some((at, upto)) => {
-                at != clock || upto < log_start || snap.upto.saturating_sub(upto) >= lag.max(1)
+                at != clock
+                    || upto < s.log_start
+                    || s.high_watermark.saturating_sub(upto) >= lag.max(1)
             }
         };
         if !due {
             return Ok(false);
         }
+        let (snap, clock) = self.export(log);
         disk::write_atomic(dir, SNAPSHOT_FILE, &encode(&snap)).map_err(|e| {
             BrokerError::Storage(format!("write {}: {e}", dir.describe(SNAPSHOT_FILE)))
         })?;
@@ -282,12 +290,11 @@ impl PartitionProducers {
         self.mark.lock().unwrap_or_else(|e| e.into_inner()).sealed = true;
     }
 
-    /// The state as of the high watermark C (batches at or beyond it left out), the table's
-    /// clock, and the log start. The table is locked first, so every batch below C is in it.
-    fn export(&self, log: &Log) -> (Snapshot, u64, u64) {
+    /// The state as of the high watermark C (batches at or beyond it left out) and the table's
+    /// clock. The table is locked first, so every batch below C is in it.
+    fn export(&self, log: &Log) -> (Snapshot, u64) {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let s = log.stats();
-        let upto = s.high_watermark;
+        let upto = log.stats().high_watermark;
         let list = entries
             .by_use
             .values()
@@ -310,7 +317,7 @@ impl PartitionProducers {
             upto,
             entries: list,
         };
-        (snap, entries.clock, s.log_start)
+        (snap, entries.clock)
     }
 
     /// Loads a snapshot into an empty table (the newest `limit` producers of it), and marks it
@@ -406,6 +413,58 @@ mod tests {
         let crc = crc32c::crc32c(&b[..n]);
         b[n..].copy_from_slice(&crc.to_be_bytes());
         assert!(decode(&b).unwrap_err().contains("more than its size"));
+    }
+
+    #[test]
+    fn a_pass_writes_only_when_something_changed() {
+        use busbar_log::batch::{self, BatchHeader, NewRecord};
+        let fs = busbar_log::disk::MemFs::new();
+        let dir = fs.dir("p");
+        let log = Log::open(std::sync::Arc::new(dir.clone()), Default::default()).unwrap();
+        let p = PartitionProducers::new(10);
+        assert!(!p.save(&dir, &log, 1).unwrap(), "empty: nothing to keep");
+        let append = |pid: i64, seq: i32| {
+            let plain = batch::build(&[NewRecord::default()]);
+            let h = BatchHeader::parse(&plain).unwrap();
+            let h = BatchHeader {
+                producer_id: pid,
+                base_sequence: seq,
+                ..h
+            };
+            let mut b = batch::assemble(&h, &plain[batch::HEADER_BYTES..]);
+            let at = log.append(&mut b).unwrap();
+            p.record(&h, at.base_offset);
+        };
+        append(1, 0);
+        assert!(p.save(&dir, &log, 1).unwrap());
+        assert!(!p.save(&dir, &log, 1).unwrap(), "unchanged");
+        append(1, 1);
+        assert!(p.save(&dir, &log, 1).unwrap());
+        let mut plain = batch::build(&[NewRecord::default()]);
+        log.append(&mut plain).unwrap();
+        assert!(!p.save(&dir, &log, 2).unwrap(), "one record past C, lag 2");
+        assert!(p.save(&dir, &log, 1).unwrap(), "lag 1");
+        p.seal();
+        append(1, 2);
+        assert!(!p.save(&dir, &log, 1).unwrap(), "sealed");
+        let q = PartitionProducers::new(10);
+        let r = q.restore(&dir, &log).unwrap();
+        assert!(r.from_snapshot && r.problem.is_none());
+        assert_eq!(r.scanned, 1, "the batch after the last snapshot");
+        assert_eq!(
+            q.check(&header_of(1, 2)).unwrap(),
+            p.check(&header_of(1, 2)).unwrap()
+        );
+    }
+
+    fn header_of(pid: i64, seq: i32) -> busbar_log::batch::BatchHeader {
+        use busbar_log::batch::{self, BatchHeader, NewRecord};
+        let h = BatchHeader::parse(&batch::build(&[NewRecord::default()])).unwrap();
+        BatchHeader {
+            producer_id: pid,
+            base_sequence: seq,
+            ..h
+        }
     }
 
     #[test]
