@@ -35,9 +35,20 @@ class Busbar:
             if m:
                 self.ready_line = line
                 self.http, self.kafka = m.group(1), m.group(2)
-                threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+                self.log = []  # what busbar writes to stderr once ready, line by line
+                threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True).start()
                 return
         raise RuntimeError("busbar did not become ready")
+
+    def wait_log(self, pattern, timeout=10):
+        """The first stderr line (since ready) matching `pattern`; fails after `timeout` s."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for line in list(self.log):
+                if re.search(pattern, line):
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"no busbar log line matches {pattern!r}; got: {''.join(self.log)[-2000:]}")
 
     def restart(self, hard=False):
         port = int(self.kafka.split(":")[1])
@@ -161,6 +172,42 @@ def confluent_admin_creates_lists_and_deletes_topics(b):
     assert cluster.controller.id == 0 and len(cluster.nodes) == 1, cluster
     a.delete_topics(["adm"])["adm"].result()
     assert "adm" not in a.list_topics(timeout=10).topics
+
+
+@test
+def refused_requests_are_named_in_the_broker_log(b):
+    # kafkajs and the Java tools tell their user to "see the broker logs": the log names the API,
+    # the reason, the client id and the peer of each refused request.
+    from confluent_kafka.admin import AdminClient, NewTopic
+    a = AdminClient({"bootstrap.servers": b.kafka, "client.id": "refusal-test"})
+    try:
+        a.create_topics([NewTopic("bad name", 1, 1)])["bad name"].result()
+        raise AssertionError("an invalid topic name was accepted")
+    except Exception as e:
+        assert "TOPIC_EXCEPTION" in str(e), e
+    line = b.wait_log(r"refused CreateTopics v\d+ from 127\.0\.0\.1:\d+ \(client \"refusal-test\"\)")
+    assert "InvalidTopicException (17)" in line and "bad name" in line, line
+    # A request busbar cannot serve at all (an API key it does not know) is named too.
+    with socket.create_connection(tuple(b.kafka.rsplit(":", 1)), timeout=10) as s:
+        body = (999).to_bytes(2, "big", signed=True) + (0).to_bytes(2, "big") + (1).to_bytes(4, "big") \
+            + (6).to_bytes(2, "big") + b"probe1"
+        s.sendall(len(body).to_bytes(4, "big") + body)
+        assert s.recv(1) == b"", "the connection is closed"
+    line = b.wait_log(r"refused a request .*\(client \"probe1\"\): unknown api key 999")
+    assert "connection closed" in line, line
+
+
+KAFKAJS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kafkajs")
+
+
+@test
+def kafkajs_admin_idempotent_producer_group_and_out_of_range_recovery(b):
+    # kafkajs 2.2.4 (npm), installed into tests/clients/kafkajs on first use.
+    if not os.path.isdir(os.path.join(KAFKAJS, "node_modules", "kafkajs")):
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=KAFKAJS, check=True,
+                       capture_output=True, timeout=300)
+    out = subprocess.run(["node", "suite.js", b.kafka], cwd=KAFKAJS, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr + "".join(b.log)[-3000:]
 
 
 def produce_keyed(b, topic, n, partitions):

@@ -299,6 +299,7 @@ async fn serve_frames(
             }
             return;
         };
+        let client = peek_client_id(&frame);
         let (header, version, req) = match decode(frame) {
             Ok(Decoded::Request(b)) => *b,
             Ok(Decoded::Answer(bytes)) => {
@@ -312,7 +313,15 @@ async fn serve_frames(
             }
             Err(e) => {
                 drain(&mut pending, wr, peer, shared).await;
-                log_close(peer, e);
+                match e {
+                    Close::Bad(why) => shared.refusals.log(
+                        peer,
+                        &client,
+                        "a request",
+                        &format!("{why}; connection closed"),
+                    ),
+                    e => log_close(peer, e),
+                }
                 return;
             }
         };
@@ -330,11 +339,14 @@ async fn serve_frames(
         if let RequestKind::Produce(r) = req {
             let durable = api::produce::start(&ctx, r).await;
             let responses = shared.response_bytes.clone();
+            let (refusals, client_id) = (shared.refusals.clone(), ctx.client_id.clone());
             pending.push_back(tokio::spawn(async move {
                 let _held = permit;
                 match durable.await {
                     Some(resp) => {
-                        let bytes = encode_response(id, version, &ResponseKind::Produce(resp))?;
+                        let resp = ResponseKind::Produce(resp);
+                        refusals.answered(peer, &client_id, version, &resp);
+                        let bytes = encode_response(id, version, &resp)?;
                         let held = responses.charge(bytes.len());
                         Ok(Some((bytes, held)))
                     }
@@ -350,13 +362,22 @@ async fn serve_frames(
             // Reserved before the log was read; resized to the encoded answer, whose records
             // are the only copy once the decoded response is dropped here.
             let (resp, mut held) = api::fetch::handle(&ctx, r).await;
-            encode_response(id, version, &ResponseKind::Fetch(resp)).map(|bytes| {
+            let resp = ResponseKind::Fetch(resp);
+            shared
+                .refusals
+                .answered(peer, &ctx.client_id, version, &resp);
+            encode_response(id, version, &resp).map(|bytes| {
                 held.resize(bytes.len());
                 Some((bytes, held))
             })
         } else {
             match api::dispatch(&ctx, req).await {
-                Some(resp) => counted(shared, id, version, &resp).map(Some),
+                Some(resp) => {
+                    shared
+                        .refusals
+                        .answered(peer, &ctx.client_id, version, &resp);
+                    counted(shared, id, version, &resp).map(Some)
+                }
                 None => Ok(None),
             }
         };
@@ -364,6 +385,19 @@ async fn serve_frames(
         if !write(wr, reply, peer, shared).await {
             return;
         }
+    }
+}
+
+/// The client id of a request header (v1+: after key, version and correlation id), read without
+/// decoding the request, for the log of a request that cannot be decoded; "?" when unreadable.
+fn peek_client_id(frame: &[u8]) -> String {
+    let Some(len) = frame.get(8..10).map(|b| i16::from_be_bytes([b[0], b[1]])) else {
+        return "?".into();
+    };
+    let end = 10 + len.max(0) as usize;
+    match frame.get(10..end.min(10 + 256)) {
+        Some(id) if len >= 0 => String::from_utf8_lossy(id).into_owned(),
+        _ => "?".into(),
     }
 }
 

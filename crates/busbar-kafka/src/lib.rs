@@ -5,6 +5,7 @@
 //! [`serve`] takes an already-bound listener and a shutdown future, so tests bind port 0.
 //! Memory is bounded by two shared budgets (`budget`: requests and responses) and the read and
 //! write timeouts in `conn`; `fds` holds the descriptor-limit helpers the binary uses at start.
+//! Every refused request is logged, rate-limited (`refusals`).
 
 pub mod alloc;
 mod api;
@@ -13,6 +14,7 @@ mod cluster;
 mod codes;
 mod conn;
 pub mod fds;
+mod refusals;
 mod versions;
 
 pub use conn::{decode_frame, decode_request};
@@ -99,6 +101,8 @@ pub(crate) struct Shared {
     pub request_bytes: Arc<budget::Requests>,
     /// Bytes of responses held (`response_bytes_max`).
     pub response_bytes: Arc<budget::Responses>,
+    /// The rate-limited log of refused requests.
+    pub refusals: Arc<refusals::Refusals>,
 }
 
 /// Serves the Kafka protocol on `listener` until `shutdown` resolves; open connections then finish
@@ -118,6 +122,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         request_bytes: budget::Requests::new(config.request_bytes_max),
         response_bytes: budget::Responses::new(config.response_bytes_max),
+        refusals: Arc::default(),
         broker,
         config,
     });
