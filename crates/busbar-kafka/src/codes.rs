@@ -30,11 +30,6 @@ pub fn of(e: &BrokerError) -> i16 {
         B::InvalidPartitions(_) => 37,
         B::InvalidConfig { .. } => 40,
         B::InvalidRequest(_) => INVALID_REQUEST,
-        // Subscriptions are not reachable over the Kafka protocol; listed so the match stays total.
-        B::InvalidSubscription { .. }
-        | B::SubscriptionExists(_)
-        | B::UnknownSubscription(_)
-        | B::UnknownReplay(_) => INVALID_REQUEST,
         B::Storage(_) | B::Damaged(_) | B::DataDirLocked(_) => 56, // KAFKA_STORAGE_ERROR
         B::OutOfOrderSequence(_) => 45,
         B::InvalidProducerEpoch(_) => 47,
