@@ -274,32 +274,34 @@ impl Bus {
         Ok(self.view(&subs[&name]))
     }
 
-    /// Replaces a subscription's spec (positions, retry state and counters are kept).
+    /// Replaces a subscription's spec (positions, retry state and counters are kept). All or
+    /// nothing: every step that can fail (validation, start positions of new sources, saving the
+    /// spec) runs before the old worker stops, so a failed update leaves it running unchanged.
     pub async fn update(&self, name: &str, spec: SubscriptionSpec) -> Result<SubscriptionView> {
         if spec.name != name {
             return Err(invalid("name", format!("must stay {name:?}")));
         }
         let compiled = Arc::new(self.validate(spec)?);
         let mut subs = self.subs.lock().await;
-        let e = subs
-            .get_mut(name)
-            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
+        if !subs.contains_key(name) {
+            return Err(BusError::UnknownSubscription(name.into()));
+        }
+        // Positions only for partitions that have none: harmless if the update fails later.
+        self.commit_start(&compiled).await?;
+        let e = subs.get_mut(name).expect("checked");
         let old = (e.record.clone(), e.compiled.clone());
         e.record.spec = compiled.spec.clone();
         e.record.updated_ms = self.now();
         e.compiled = compiled.clone();
-        let handle = e.handle.take();
         let saved = self.save(&subs);
         let e = subs.get_mut(name).expect("present");
         if let Err(err) = saved {
             (e.record, e.compiled) = old;
-            e.handle = handle;
             return Err(err);
         }
-        if let Some(h) = handle {
+        if let Some(h) = e.handle.take() {
             h.stop().await;
         }
-        self.commit_start(&compiled).await?;
         if !e.record.paused {
             e.handle = Some(self.spawn(e));
         }

@@ -98,6 +98,7 @@ pub fn spawn(
         timers: BTreeSet::new(),
         entries: BTreeMap::new(),
         lanes: HashMap::new(),
+        held: BTreeSet::new(),
         rr: 0,
     };
     let task = tokio::spawn(worker.run(stop_rx, cmd_rx));
@@ -122,7 +123,6 @@ struct Job {
     /// The retry state this attempt continues, if any.
     entry: Option<RetryEntry>,
     lane: Option<Lane>,
-    from_source: bool,
 }
 
 struct Done {
@@ -147,6 +147,10 @@ struct Worker {
     entries: BTreeMap<EventRef, RetryEntry>,
     /// Busy lanes, each with the events parked behind the one in flight or scheduled.
     lanes: HashMap<Lane, VecDeque<EventRef>>,
+    /// Lanes restored at start whose parked events all lie at or past the partition's position:
+    /// an earlier event of the key may still be read from the source, so none of them is due
+    /// until the reader has passed the first (or such an event takes the lane's head).
+    held: BTreeSet<Lane>,
     rr: usize,
 }
 
@@ -224,6 +228,7 @@ impl Worker {
             self.timers.clear();
             self.entries.clear();
             self.lanes.clear();
+            self.held.clear();
         }
     }
 
@@ -355,12 +360,21 @@ impl Worker {
         self.parts = parts;
         self.entries = self.ctx.retries.entries(&self.name);
         let now = now_ms();
+        let starts: HashMap<(&str, u32), u64> = (self.parts.iter())
+            .map(|p| ((p.topic.as_str(), p.partition), p.next))
+            .collect();
+        let at =
+            |r: &EventRef| (starts.get(&(r.topic.as_str(), r.partition)).copied()).unwrap_or(0);
         for (r, e) in &self.entries {
             match e.lane {
                 Some(h) => {
                     let lane = (r.topic.clone(), r.partition, h);
                     match self.lanes.get_mut(&lane) {
                         Some(q) => q.push_back(r.clone()),
+                        None if r.offset >= at(r) => {
+                            self.lanes.insert(lane.clone(), VecDeque::from([r.clone()]));
+                            self.held.insert(lane);
+                        }
                         None => {
                             self.lanes.insert(lane, VecDeque::new());
                             self.timers.insert((e.due_ms.unwrap_or(now), r.clone()));
@@ -406,7 +420,6 @@ impl Worker {
                     r,
                     entry: Some(entry),
                     lane,
-                    from_source: false,
                 },
                 None,
             );
@@ -434,7 +447,43 @@ impl Worker {
                 }
             }
         }
+        self.release_held();
         Ok(progressed)
+    }
+
+    /// Where the reader of `r`'s partition is (0 when it does not read it).
+    fn position_of(&self, r: &EventRef) -> u64 {
+        self.parts
+            .iter()
+            .find(|p| p.topic == r.topic && p.partition == r.partition)
+            .map_or(0, |p| p.next)
+    }
+
+    /// Schedules the first event of every held lane the reader has passed: no earlier event of
+    /// its key is left to read.
+    fn release_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let passed: Vec<Lane> = (self.held.iter())
+            .filter(|l| {
+                let front = self.lanes.get(*l).and_then(|q| q.front());
+                front.is_none_or(|r| r.offset < self.position_of(r))
+            })
+            .cloned()
+            .collect();
+        let now = now_ms();
+        for l in passed {
+            self.held.remove(&l);
+            match self.lanes.get_mut(&l).and_then(VecDeque::pop_front) {
+                Some(r) => {
+                    self.timers.insert((now, r));
+                }
+                None => {
+                    self.lanes.remove(&l);
+                }
+            }
+        }
     }
 
     fn next_event(&mut self, i: usize) -> Result<Option<StoredEvent>> {
@@ -486,6 +535,20 @@ impl Worker {
             Ordering::None => None,
         };
         if let Some(l) = &lane {
+            if self.held.remove(l) {
+                // Read before the key's restored events: it goes first, they stay queued.
+                self.count_matched();
+                self.parts[i].outstanding.insert(r.offset);
+                self.launch(
+                    Job {
+                        r,
+                        entry: None,
+                        lane,
+                    },
+                    Some(ev),
+                );
+                return Ok(());
+            }
             if self.lanes.contains_key(l) {
                 self.park(r, l.clone()).await?;
                 self.count_matched();
@@ -500,7 +563,6 @@ impl Worker {
                 r,
                 entry: None,
                 lane,
-                from_source: true,
             },
             Some(ev),
         );
@@ -671,7 +733,9 @@ impl Worker {
             .retries
             .put(&self.name, vec![(job.r.clone(), Some(entry.clone()))])
             .await;
-        if written.is_ok() && job.from_source {
+        // Until the entry is durable the event holds its partition's position (a later attempt
+        // or write releases it, without a restart).
+        if written.is_ok() {
             self.release(&job.r);
         }
         self.timers.insert((due, job.r.clone()));
@@ -718,9 +782,7 @@ impl Worker {
                 .put(&self.name, vec![(job.r.clone(), None)])
                 .await;
         }
-        if job.from_source {
-            self.release(&job.r);
-        }
+        self.release(&job.r);
         let Some(lane) = job.lane else {
             return;
         };

@@ -1,6 +1,6 @@
 //! The bus on a disk that fails: a subscription's internal writes (retry state, positions) fail
 //! for a while and no event is lost or reordered (issue 14: no position passes an event that is
-//! not durably parked, delivered or dead-lettered).
+//! not durably parked, delivered or dead-lettered), and restarts keep each key's order.
 
 use busbar_broker::datadir::FaultDataDir;
 use busbar_broker::{Broker, BrokerConfig, Event};
@@ -65,5 +65,130 @@ async fn events_that_could_not_be_parked_are_read_again_not_skipped() {
     assert_eq!(ns(&got), [0, 1, 2]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(t.received().len(), 3, "each delivered once");
+    bus.close().await.unwrap();
+}
+
+async fn setup(dir: Arc<FaultDataDir>) -> (Arc<Broker>, Bus) {
+    let b = Arc::new(
+        Broker::open(BrokerConfig {
+            data: Some(dir),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    if b.describe_topic("src").is_err() {
+        b.create_topic("src", Some(1), BTreeMap::new())
+            .await
+            .unwrap();
+    }
+    let bus = Bus::open(b.clone()).unwrap();
+    bus.start().await;
+    (b, bus)
+}
+
+fn keyed_sub(url: &str) -> serde_json::Value {
+    json!({"name": "s", "sources": ["src"], "start": "earliest",
+        "target": {"url": url}, "delivery": {"ordering": "key"}})
+}
+
+/// The head of a key is in flight (no retry entry) when the worker stops; the events behind it
+/// are parked durably. After the restart the head is read again from the source and must still go
+/// first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_key_order_behind_an_in_flight_head() {
+    let fs = MemFs::new();
+    let dir = Arc::new(FaultDataDir::new(fs.clone(), &[]));
+    let (b, bus) = setup(dir.clone()).await;
+    let t = Target::start(|_, n| match n {
+        0 => Reply::After(Duration::from_secs(5), 200),
+        _ => Reply::Status(200),
+    });
+    bus.create(from_json(&keyed_sub(&t.url("/"))).unwrap())
+        .await
+        .unwrap();
+    let event = |n: i64| Event::keyed("k", json!({ "n": n }).to_string());
+    b.publish("src", vec![event(0), event(1), event(2)])
+        .await
+        .unwrap();
+    wait_for(&t, 1).await;
+    // 1 and 2 are parked behind 0 (durably) before the worker stops.
+    let end = Instant::now() + Duration::from_secs(10);
+    while bus.get("s").await.unwrap().retrying < 2 {
+        assert!(Instant::now() < end, "never parked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bus.close().await.unwrap();
+    let bus = Bus::open(b.clone()).unwrap();
+    bus.start().await;
+    let got = wait_for(&t, 4).await;
+    assert_eq!(
+        ns(&got[1..]),
+        [0, 1, 2],
+        "after the restart: {:?}",
+        ns(&got)
+    );
+    bus.close().await.unwrap();
+}
+
+/// An attempt fails while its retry entry cannot be written; once the disk is back and the event
+/// is delivered, the position moves on without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_retry_state_write_does_not_freeze_the_position() {
+    let dir = Arc::new(FaultDataDir::new(MemFs::new(), &["internal/retries"]));
+    let (b, bus) = setup(dir.clone()).await;
+    let t = Target::start(|_, n| match n {
+        0 => Reply::Status(500),
+        _ => Reply::Status(200),
+    });
+    let spec = json!({"name": "s", "sources": ["src"], "start": "earliest",
+        "target": {"url": t.url("/")},
+        "delivery": {"backoff_initial_ms": 100, "backoff_max_ms": 200}});
+    bus.create(from_json(&spec).unwrap()).await.unwrap();
+    let plan = dir.plan("internal/retries").expect("faulted");
+    plan.set_disk_full(true);
+    b.publish("src", vec![Event::keyed("k", r#"{"n":0}"#)])
+        .await
+        .unwrap();
+    wait_for(&t, 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    plan.set_disk_full(false);
+    wait_for(&t, 2).await;
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = bus.get("s").await.unwrap();
+        if v.lag == 0 && v.retrying == 0 {
+            break;
+        }
+        assert!(Instant::now() < end, "position frozen: lag {}", v.lag);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bus.close().await.unwrap();
+}
+
+/// An update that fails half-way (the start positions of a new source cannot be stored) leaves
+/// the old worker delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_update_keeps_the_old_worker_running() {
+    let dir = Arc::new(FaultDataDir::new(MemFs::new(), &["internal/positions"]));
+    let (b, bus) = setup(dir.clone()).await;
+    b.create_topic("src2", Some(1), BTreeMap::new())
+        .await
+        .unwrap();
+    let t = Target::ok();
+    let spec = json!({"name": "s", "sources": ["src"], "start": "earliest",
+        "target": {"url": t.url("/")}});
+    bus.create(from_json(&spec).unwrap()).await.unwrap();
+    let plan = dir.plan("internal/positions").expect("faulted");
+    plan.set_disk_full(true);
+    let wider = json!({"name": "s", "sources": ["src", "src2"], "start": "earliest",
+        "target": {"url": t.url("/")}});
+    assert!(bus.update("s", from_json(&wider).unwrap()).await.is_err());
+    plan.set_disk_full(false);
+    let v = bus.get("s").await.unwrap();
+    assert_eq!((v.spec.sources.len(), v.state.as_str()), (1, "running"));
+    b.publish("src", vec![Event::keyed("k", r#"{"n":7}"#)])
+        .await
+        .unwrap();
+    assert_eq!(ns(&wait_for(&t, 1).await), [7]);
     bus.close().await.unwrap();
 }

@@ -768,6 +768,53 @@ fn kill9_during_delivery_loses_nothing_and_keeps_retry_state() {
     assert_eq!(s.stop(), 0);
 }
 
+/// Hot keys with `ordering: key`: the head of every key is in flight (its target hangs) and the
+/// rest of each key is parked behind it when the server is killed with -9. After the restart each
+/// key's events arrive in order, head first (the parked ones must not overtake the head, which
+/// has no retry entry and is read again from the topic).
+#[test]
+fn kill9_with_hot_keys_keeps_each_keys_order() {
+    const KEYS: i64 = 8;
+    const PER_KEY: i64 = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("h", 2)]);
+    let t = Target::start(|req, n| {
+        let ev = req.json()["n"].as_i64().unwrap_or(-1);
+        if n < KEYS as usize && ev < KEYS {
+            return Reply::Hang(Duration::from_secs(30));
+        }
+        Reply::Status(200)
+    });
+    subscribe(
+        &s,
+        json!({"name": "hot", "sources": ["h"], "start": "earliest", "target": {"url": t.url("/h")},
+               "delivery": {"ordering": "key", "concurrency": 32}}),
+    );
+    let evs: Vec<Value> = (0..KEYS * PER_KEY)
+        .map(|n| json!({"key": format!("k{}", n % KEYS), "value": {"n": n}}))
+        .collect();
+    publish(&s, "h", Value::Array(evs));
+    t.wait(WAIT, |r| r.len() == KEYS as usize);
+    wait_sub(&s, "hot", |v| v["retrying"] == KEYS * (PER_KEY - 1));
+    std::thread::sleep(Duration::from_millis(300)); // positions committed
+    s.kill9();
+    let s = Server::start(dir.path(), &[], &[]);
+    let all = (KEYS * (PER_KEY + 1)) as usize;
+    let got = t.wait(WAIT, |r| r.len() >= all);
+    wait_sub(&s, "hot", |v| v["lag"] == 0 && v["retrying"] == 0);
+    let mut per_key: HashMap<i64, Vec<i64>> = HashMap::new();
+    for r in &got[KEYS as usize..] {
+        let n = r.json()["n"].as_i64().unwrap();
+        per_key.entry(n % KEYS).or_default().push(n);
+    }
+    for k in 0..KEYS {
+        let want: Vec<i64> = (0..PER_KEY).map(|i| k + i * KEYS).collect();
+        assert_eq!(per_key[&k], want, "key k{k} after the restart");
+    }
+    assert_eq!(s.stop(), 0);
+}
+
 #[test]
 fn subscriptions_from_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
