@@ -1,12 +1,16 @@
-# Installs the real clients the tests drive, when missing: kcat (Debian) and confluent-kafka,
-# kafka-python, aiokafka (PyPI). Sourced by test.sh and reliability.sh.
+# Installs the real clients the tests drive, when missing: kcat and Node.js with npm (Debian),
+# confluent-kafka, kafka-python, aiokafka (PyPI); kafkajs (npm) installs on first use in run.py. Sourced by test.sh and reliability.sh.
 
 install_clients() {
-  if ! command -v kcat >/dev/null; then
-    printf '\n== installing kcat (Debian)\n'
+  local debs=()
+  command -v kcat >/dev/null || debs+=(kcat)
+  command -v node >/dev/null || debs+=(nodejs)
+  command -v npm >/dev/null || debs+=(npm)
+  if [ "${#debs[@]}" -gt 0 ]; then
+    printf '\n== installing %s (Debian)\n' "${debs[*]}"
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${debs[@]}" >/dev/null
   fi
   if ! python3 -c 'import confluent_kafka, kafka, aiokafka' 2>/dev/null; then
     printf '\n== installing confluent-kafka, kafka-python and aiokafka (PyPI)\n'
