@@ -227,7 +227,9 @@ impl Bus {
             .delete_group(&positions::legacy_group(name))
             .await
         {
-            Ok(()) | Err(BrokerError::UnknownGroup(_)) => Ok(()),
+            // A Kafka client may have joined a group of that name: it is not the bus's (positions
+            // no longer live there), so its members do not block the subscription.
+            Ok(()) | Err(BrokerError::UnknownGroup(_) | BrokerError::GroupNotEmpty(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -286,7 +288,10 @@ impl Bus {
         if !subs.contains_key(name) {
             return Err(BusError::UnknownSubscription(name.into()));
         }
-        // Positions only for partitions that have none: harmless if the update fails later.
+        // Positions only for partitions that have none: harmless if the update fails later. An
+        // older busbar's positions of the current sources are taken over first.
+        let sources = subs[name].record.spec.sources.clone();
+        worker::take_over_legacy(&self.ctx, name, &sources).await?;
         self.commit_start(&compiled).await?;
         let e = subs.get_mut(name).expect("checked");
         let old = (e.record.clone(), e.compiled.clone());
@@ -348,7 +353,11 @@ impl Bus {
         if let Some(h) = e.handle.take() {
             h.stop().await;
         }
-        let res = self.write_reset(name, &moved).await;
+        let sources = e.record.spec.sources.clone();
+        let res = match worker::take_over_legacy(&self.ctx, name, &sources).await {
+            Ok(()) => self.write_reset(name, &moved).await,
+            Err(err) => Err(err),
+        };
         if !e.record.paused {
             e.handle = Some(self.spawn(e));
         }
@@ -359,9 +368,18 @@ impl Bus {
     fn reset_targets(&self, spec: &SubscriptionSpec, to: &ResetTo) -> Result<Vec<ResetPosition>> {
         let broker = &self.ctx.broker;
         if let ResetTo::Offsets { offsets } = to {
-            let mut out = Vec::new();
+            if offsets.is_empty() {
+                return Err(invalid("offsets", "name at least one partition"));
+            }
+            let mut out: Vec<ResetPosition> = Vec::new();
             for (i, o) in offsets.iter().enumerate() {
                 let path = format!("offsets[{i}]");
+                if out
+                    .iter()
+                    .any(|m| m.topic == o.topic && m.partition == o.partition)
+                {
+                    return Err(invalid(&path, "names a partition named before"));
+                }
                 if !spec.sources.contains(&o.topic) {
                     return Err(invalid(&path, format!("{:?} is not a source", o.topic)));
                 }
@@ -415,11 +433,10 @@ impl Bus {
             rows.push(((m.topic.clone(), m.partition), Some(pos)));
         }
         self.ctx.positions.put(name, rows).await?;
-        let hit = |r: &EventRef| {
-            moved
-                .iter()
-                .any(|m| m.topic == r.topic && m.partition == r.partition)
-        };
+        let moved: std::collections::HashSet<(&str, u32)> = (moved.iter())
+            .map(|m| (m.topic.as_str(), m.partition))
+            .collect();
+        let hit = |r: &EventRef| moved.contains(&(r.topic.as_str(), r.partition));
         let ended = self.ctx.retries.entries(name).into_keys().filter(hit);
         let rows: Vec<_> = ended.map(|r| (r, None)).collect();
         self.ctx.retries.put(name, rows).await

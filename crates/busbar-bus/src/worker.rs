@@ -36,6 +36,8 @@ const EVENTS_PER_PASS: usize = 10_000;
 const READ_BYTES: usize = 1 << 20;
 /// How often positions are committed while events flow.
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
+/// The pause after a failed pass (reading a source, parking an event) before the next.
+const ERROR_BACKOFF: Duration = Duration::from_millis(200);
 /// How often the worker checks that its source topics are the ones it started on.
 const SOURCES_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -207,7 +209,7 @@ impl Worker {
         mut cmds: mpsc::UnboundedReceiver<Cmd>,
     ) {
         loop {
-            while let Err(e) = self.init() {
+            while let Err(e) = self.init().await {
                 self.set_status(format!("error: {e}"));
                 tokio::select! {
                     _ = stop.changed() => return,
@@ -261,6 +263,11 @@ impl Worker {
                 Err(e) => {
                     suspect = matches!(e, BusError::Broker(BrokerError::UnknownTopic(_)));
                     self.set_status(format!("error: {e}"));
+                    // A failing disk or source is not retried in a busy loop.
+                    tokio::select! {
+                        _ = stop.changed() => return false,
+                        _ = tokio::time::sleep(ERROR_BACKOFF) => {}
+                    }
                     false
                 }
             };
@@ -318,6 +325,10 @@ impl Worker {
 
     fn wait_time(&self) -> Duration {
         let cap = Duration::from_millis(200);
+        if self.inflight.len() >= self.limit() {
+            // No due retry can start before an attempt ends, which wakes the loop anyway.
+            return cap;
+        }
         match self.timers.first() {
             Some((due, _)) => Duration::from_millis((due - now_ms()).max(0) as u64).min(cap),
             None => cap,
@@ -337,12 +348,16 @@ impl Worker {
     }
 
     /// Positions from the stored ones (the log start where none applies to the topic as it is
-    /// now), and the retry schedule.
-    fn init(&mut self) -> Result<()> {
+    /// now), and the retry schedule. Positions an older busbar kept in the legacy consumer group
+    /// are taken over first; retry entries of a source topic that was deleted and created again
+    /// belong to the old topic and end.
+    async fn init(&mut self) -> Result<()> {
+        take_over_legacy(&self.ctx, &self.name, &self.sub.spec.sources).await?;
         let broker = &self.ctx.broker;
         let mut parts = Vec::new();
         for topic in &self.sub.spec.sources {
             let (id, n) = topic_layout(broker, topic)?;
+            forget_old_incarnation(&self.ctx, &self.name, topic, &id).await?;
             for p in 0..n {
                 let (start, end) = broker.offsets_of(topic, p as i64)?;
                 let committed = stored_position(&self.ctx, &self.name, topic, p, &id);
@@ -363,15 +378,15 @@ impl Worker {
         let starts: HashMap<(&str, u32), u64> = (self.parts.iter())
             .map(|p| ((p.topic.as_str(), p.partition), p.next))
             .collect();
-        let at =
-            |r: &EventRef| (starts.get(&(r.topic.as_str(), r.partition)).copied()).unwrap_or(0);
+        // Not read any more (a source removed by an update): nothing earlier is left to read.
+        let at = |r: &EventRef| starts.get(&(r.topic.as_str(), r.partition)).copied();
         for (r, e) in &self.entries {
             match e.lane {
                 Some(h) => {
                     let lane = (r.topic.clone(), r.partition, h);
                     match self.lanes.get_mut(&lane) {
                         Some(q) => q.push_back(r.clone()),
-                        None if r.offset >= at(r) => {
+                        None if at(r).is_some_and(|start| r.offset >= start) => {
                             self.lanes.insert(lane.clone(), VecDeque::from([r.clone()]));
                             self.held.insert(lane);
                         }
@@ -451,12 +466,23 @@ impl Worker {
         Ok(progressed)
     }
 
-    /// Where the reader of `r`'s partition is (0 when it does not read it).
+    /// Where the reader of `r`'s partition is (`u64::MAX` when it does not read it).
     fn position_of(&self, r: &EventRef) -> u64 {
         self.parts
             .iter()
             .find(|p| p.topic == r.topic && p.partition == r.partition)
-            .map_or(0, |p| p.next)
+            .map_or(u64::MAX, |p| p.next)
+    }
+
+    /// When a lane's next event is due once the one ahead of it is settled: at once, or at its
+    /// own stored due time if that is later (a restored retry keeps its backoff).
+    fn due_next(&mut self, r: &EventRef, now: i64) -> i64 {
+        let Some(e) = self.entries.get_mut(r) else {
+            return now;
+        };
+        let due = e.due_ms.map_or(now, |d| d.max(now));
+        e.due_ms = Some(due);
+        due
     }
 
     /// Schedules the first event of every held lane the reader has passed: no earlier event of
@@ -477,7 +503,8 @@ impl Worker {
             self.held.remove(&l);
             match self.lanes.get_mut(&l).and_then(VecDeque::pop_front) {
                 Some(r) => {
-                    self.timers.insert((now, r));
+                    let due = self.due_next(&r, now);
+                    self.timers.insert((due, r));
                 }
                 None => {
                     self.lanes.remove(&l);
@@ -592,7 +619,9 @@ impl Worker {
             .retries
             .put(&self.name, vec![(r.clone(), Some(entry.clone()))])
             .await?;
-        self.lanes.entry(lane).or_default().push_back(r.clone());
+        // In offset order: an event read again after a restart may precede restored ones.
+        let q = self.lanes.entry(lane).or_default();
+        q.insert(q.partition_point(|x| x.offset < r.offset), r.clone());
         self.entries.insert(r, entry);
         Ok(())
     }
@@ -789,11 +818,8 @@ impl Worker {
         let next = self.lanes.get_mut(&lane).and_then(VecDeque::pop_front);
         match next {
             Some(r) => {
-                let now = now_ms();
-                if let Some(e) = self.entries.get_mut(&r) {
-                    e.due_ms = Some(now);
-                }
-                self.timers.insert((now, r));
+                let due = self.due_next(&r, now_ms());
+                self.timers.insert((due, r));
             }
             None => {
                 self.lanes.remove(&lane);
@@ -893,6 +919,52 @@ fn entry_after(
 pub(crate) fn topic_layout(broker: &Broker, topic: &str) -> Result<(String, u32)> {
     let d = broker.describe_topic(topic)?;
     Ok((d.id, d.partitions.len() as u32))
+}
+
+/// Takes over, once, the positions an older busbar kept as the committed offsets of consumer
+/// group `busbar-subscription-<sub>`: when `sub` has no stored position at all, every source
+/// partition's position is written in one durable write (the legacy offset, or the log start).
+pub(crate) async fn take_over_legacy(ctx: &Ctx, sub: &str, sources: &[String]) -> Result<()> {
+    if !ctx.positions.of(sub).is_empty() {
+        return Ok(());
+    }
+    let group = legacy_group(sub);
+    let mut rows = Vec::new();
+    let mut any = false;
+    for topic in sources {
+        let (id, n) = topic_layout(&ctx.broker, topic)?;
+        for p in 0..n {
+            let legacy = ctx.broker.committed(&group, topic, p).map(|c| c.offset);
+            any |= legacy.is_some();
+            let (start, _) = ctx.broker.offsets_of(topic, p as i64)?;
+            let pos = Position {
+                offset: legacy.unwrap_or(start),
+                topic_id: id.clone(),
+            };
+            rows.push(((topic.clone(), p), Some(pos)));
+        }
+    }
+    if any {
+        ctx.positions.put(sub, rows).await?;
+    }
+    Ok(())
+}
+
+/// When `topic` was deleted and created again (its stored positions name another id), ends the
+/// retry entries `sub` holds on it: they point at offsets of the old topic.
+async fn forget_old_incarnation(ctx: &Ctx, sub: &str, topic: &str, id: &str) -> Result<()> {
+    let stale =
+        (ctx.positions.of(sub).iter()).any(|((t, _), pos)| t == topic && pos.topic_id != id);
+    if !stale {
+        return Ok(());
+    }
+    let ended = ctx
+        .retries
+        .entries(sub)
+        .into_keys()
+        .filter(|r| r.topic == topic);
+    let rows: Vec<_> = ended.map(|r| (r, None)).collect();
+    ctx.retries.put(sub, rows).await
 }
 
 /// The stored position of `sub` on one partition if it belongs to the topic incarnation `id`;

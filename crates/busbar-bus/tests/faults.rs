@@ -192,3 +192,107 @@ async fn a_failed_update_keeps_the_old_worker_running() {
     assert_eq!(ns(&wait_for(&t, 1).await), [7]);
     bus.close().await.unwrap();
 }
+
+/// Key K: K1 delivered, K2 in flight, K3 parked, while an event of another key at the partition's
+/// position is in flight (so K1 and K2 are read again after the restart). After it K's events
+/// still go K1, K2, K3: the ones read again queue in offset order before the restored K3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_read_again_after_a_restart_queue_in_offset_order() {
+    let dir = Arc::new(FaultDataDir::new(MemFs::new(), &[]));
+    let (b, bus) = setup(dir).await;
+    let hung: Arc<std::sync::Mutex<std::collections::HashSet<i64>>> = Arc::default();
+    let h = hung.clone();
+    let t = Target::start(move |req, _| {
+        let n = req.json()["n"].as_i64().unwrap_or(-1);
+        if (n == 0 || n == 2) && h.lock().unwrap().insert(n) {
+            return Reply::Hang(Duration::from_secs(30));
+        }
+        Reply::Status(200)
+    });
+    bus.create(from_json(&keyed_sub(&t.url("/"))).unwrap())
+        .await
+        .unwrap();
+    let ev = |key: &str, n: i64| Event::keyed(key, json!({ "n": n }).to_string());
+    b.publish("src", vec![ev("j", 0), ev("k", 1)])
+        .await
+        .unwrap();
+    wait_for(&t, 2).await;
+    b.publish("src", vec![ev("k", 2), ev("k", 3)])
+        .await
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while bus.get("s").await.unwrap().retrying < 1 {
+        assert!(Instant::now() < end, "3 never parked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bus.close().await.unwrap();
+    let bus = Bus::open(b.clone()).unwrap();
+    bus.start().await;
+    let got = wait_for(&t, 7).await;
+    let k: Vec<i64> = ns(&got[3..]).into_iter().filter(|n| *n != 0).collect();
+    assert_eq!(k, [1, 2, 3], "key k after the restart: {:?}", ns(&got));
+    bus.close().await.unwrap();
+}
+
+/// A retry entry of a source topic that is then deleted and created again belongs to the old
+/// topic: the new topic's event at the same offset is delivered at once, in key order, not held
+/// until the old entry's due time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_entries_of_a_deleted_topic_do_not_capture_the_new_topics_events() {
+    let dir = Arc::new(FaultDataDir::new(MemFs::new(), &[]));
+    let (b, bus) = setup(dir).await;
+    let t = Target::start(|req, _| match req.json()["n"].as_i64() {
+        Some(n) if n < 100 => Reply::Status(500),
+        _ => Reply::Status(200),
+    });
+    let spec = json!({"name": "s", "sources": ["src"], "start": "earliest",
+        "target": {"url": t.url("/")}, "delivery": {"ordering": "key",
+        "backoff_initial_ms": 600000, "backoff_max_ms": 600000}});
+    bus.create(from_json(&spec).unwrap()).await.unwrap();
+    let ev = |n: i64| Event::keyed("k", json!({ "n": n }).to_string());
+    b.publish("src", vec![ev(0)]).await.unwrap();
+    wait_for(&t, 1).await;
+    let end = Instant::now() + Duration::from_secs(10);
+    while bus.get("s").await.unwrap().retrying < 1 {
+        assert!(Instant::now() < end, "never scheduled for a retry");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    b.delete_topic("src").await.unwrap();
+    b.create_topic("src", Some(1), BTreeMap::new())
+        .await
+        .unwrap();
+    b.publish("src", vec![ev(100), ev(101), ev(102)])
+        .await
+        .unwrap();
+    let got = wait_for(&t, 4).await;
+    assert_eq!(ns(&got[1..]), [100, 101, 102]);
+    let v = bus.get("s").await.unwrap();
+    assert_eq!(v.retrying, 0, "the old topic's entry ended");
+    bus.close().await.unwrap();
+}
+
+/// A Kafka client that joined the group where an older busbar kept a subscription's positions
+/// blocks neither creating nor deleting that subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_the_legacy_group_blocks_nothing() {
+    let dir = Arc::new(FaultDataDir::new(MemFs::new(), &[]));
+    let (b, bus) = setup(dir).await;
+    b.join_group(busbar_broker::JoinRequest {
+        group: "busbar-subscription-foo".into(),
+        member_id: String::new(),
+        client_id: "squatter".into(),
+        client_host: "127.0.0.1".into(),
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Vec::new())],
+        session_timeout_ms: 30_000,
+        rebalance_timeout_ms: 30_000,
+        require_known_member_id: false,
+    })
+    .await
+    .unwrap();
+    let spec = json!({"name": "foo", "sources": ["src"], "target": {"url": "http://127.0.0.1:9/"}});
+    bus.create(from_json(&spec).unwrap()).await.unwrap();
+    bus.delete("foo").await.unwrap();
+    bus.create(from_json(&spec).unwrap()).await.unwrap();
+    bus.close().await.unwrap();
+}
