@@ -99,7 +99,7 @@ def main():
           ["-p", "busbar-kafka", "--test", "decode_random"])
     cargo("I1 event patterns on random input",
           ["-p", "busbar-rules", "--test", "vectors", "random"])
-    cargo("I1 subscription bodies on random and damaged JSON", ["-p", "busbar-broker", "--test", "topics", "random"])
+    cargo("I1 subscription bodies on random and damaged JSON", ["-p", "busbar-bus", "--test", "spec_fuzz"])
     cargo("I1 config files on random and damaged TOML", ["-p", "busbar", "--lib", "random"])
     if FUZZ:
         for target in ["kafka_request", "record_batch", "event_pattern", "subscription", "http_publish", "config_file"]:

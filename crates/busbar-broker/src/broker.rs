@@ -562,7 +562,8 @@ impl Broker {
 /// Indexes of the events in one encoded batch, and its bytes.
 type Chunk = (Vec<usize>, Vec<u8>);
 
-pub(crate) fn last_offset(data: &[u8]) -> Option<u64> {
+/// The offset of the last record in `data` (whole record batches), or `None` if it holds none.
+pub fn last_offset(data: &[u8]) -> Option<u64> {
     let mut pos = 0;
     let mut last = None;
     while pos < data.len() {

@@ -3,53 +3,13 @@
 //! a failed fsync fails the waiting produces and every later one, and nothing is acknowledged
 //! that was not synced.
 
-use busbar_broker::datadir::{DataDir, MemDataDir};
+use busbar_broker::datadir::FaultDataDir;
 use busbar_broker::{Broker, BrokerConfig, OffsetCommit};
 use busbar_log::batch::{self, NewRecord};
-use busbar_log::disk::{FaultPlan, FaultStorage, MemFs, Storage};
+use busbar_log::disk::{FaultPlan, MemFs};
 use std::collections::BTreeMap;
-use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// An in-memory data directory whose partition logs and offsets log go through a [`FaultStorage`].
-struct FaultyDir {
-    mem: MemDataDir,
-    fs: MemFs,
-    plans: Mutex<Vec<(String, Arc<FaultPlan>)>>,
-}
-
-impl FaultyDir {
-    fn plan(&self, rel: &str) -> Arc<FaultPlan> {
-        let plans = self.plans.lock().unwrap();
-        plans
-            .iter()
-            .find(|(r, _)| r == rel)
-            .expect("opened")
-            .1
-            .clone()
-    }
-}
-
-impl DataDir for FaultyDir {
-    fn storage(&self, rel: &str) -> io::Result<Arc<dyn Storage>> {
-        if !rel.starts_with("topics/") && rel != "internal/offsets" {
-            return self.mem.storage(rel);
-        }
-        let s = FaultStorage::new(self.fs.dir(rel));
-        self.plans.lock().unwrap().push((rel.to_string(), s.plan()));
-        Ok(Arc::new(s))
-    }
-    fn subdirs(&self, rel: &str) -> io::Result<Vec<String>> {
-        self.mem.subdirs(rel)
-    }
-    fn remove_dir(&self, rel: &str) -> io::Result<()> {
-        self.mem.remove_dir(rel)
-    }
-    fn describe(&self, rel: &str) -> String {
-        self.mem.describe(rel)
-    }
-}
 
 fn record(i: u32) -> Vec<u8> {
     batch::build(&[NewRecord {
@@ -58,20 +18,16 @@ fn record(i: u32) -> Vec<u8> {
     }])
 }
 
-async fn setup() -> (Arc<Broker>, Arc<FaultyDir>, Arc<FaultPlan>) {
-    let fs = MemFs::new();
-    let dir = Arc::new(FaultyDir {
-        mem: MemDataDir::new(fs.clone()),
-        fs,
-        plans: Mutex::new(Vec::new()),
-    });
+async fn setup() -> (Arc<Broker>, Arc<FaultDataDir>, Arc<FaultPlan>) {
+    let faulted = ["topics/", "internal/offsets"];
+    let dir = Arc::new(FaultDataDir::new(MemFs::new(), &faulted));
     let b = Broker::open(BrokerConfig {
         data: Some(dir.clone()),
         ..Default::default()
     })
     .unwrap();
     b.create_topic("t", Some(1), BTreeMap::new()).await.unwrap();
-    let plan = dir.plan("topics/t/0");
+    let plan = dir.plan("topics/t/0").expect("opened");
     (Arc::new(b), dir, plan)
 }
 
@@ -293,7 +249,7 @@ async fn a_deletion_that_fails_part_way_leaves_no_offsets_to_a_new_topic_of_the_
     };
     b.produce("t", 0, record(0)).await.unwrap();
     b.commit_offsets("g", "", -1, vec![commit]).await.unwrap();
-    let offsets = dir.plan("internal/offsets");
+    let offsets = dir.plan("internal/offsets").expect("opened");
     offsets.fail_nth(offsets.ops());
     let deleted = b.delete_topic("t").await;
     assert!(deleted.is_err(), "the offsets write was to fail");

@@ -28,7 +28,7 @@ pub use stats::CounterSnapshot;
 use busbar_broker::Broker;
 
 use busbar_broker::event::{self, StoredEvent};
-use busbar_broker::BrokerError;
+use busbar_broker::{last_offset, BrokerError};
 use positions::{Position, PositionStore};
 use serde::Serialize;
 use spec::{Compiled, Start};
@@ -526,7 +526,7 @@ impl Bus {
             let end = filter.to_offset.map_or(end, |t| t.min(end));
             while offset < end && out.len() < limit {
                 let data = broker.read_now(topic, p as i64, offset, 1 << 20)?;
-                let Some(last) = crate::last_offset(&data) else {
+                let Some(last) = last_offset(&data) else {
                     break;
                 };
                 for ev in event::decode(topic, p, &data, offset)? {
@@ -699,16 +699,4 @@ impl Bus {
         let retries = self.ctx.retries.close();
         self.ctx.positions.close().and(retries)
     }
-}
-
-/// The offset of the last record in `data` (whole record batches), or `None` if it holds none.
-pub(crate) fn last_offset(data: &[u8]) -> Option<u64> {
-    let mut pos = 0;
-    let mut last = None;
-    while pos < data.len() {
-        let h = busbar_log::batch::BatchHeader::parse(&data[pos..]).ok()?;
-        last = Some(h.last_offset() as u64);
-        pos += h.total_len()?;
-    }
-    last
 }

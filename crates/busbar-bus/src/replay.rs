@@ -159,7 +159,7 @@ async fn replay_all(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<()> {
                     break;
                 }
                 let events = event::decode(topic, p, &data, offset)?;
-                offset = crate::last_offset(&data).map_or(end, |o| o + 1);
+                offset = busbar_broker::last_offset(&data).map_or(end, |o| o + 1);
                 for ev in events {
                     if ev.offset >= end {
                         break;

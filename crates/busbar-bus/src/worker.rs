@@ -534,7 +534,7 @@ impl Worker {
             }
             p.buffer = event::decode(&p.topic, p.partition, &data, p.next)?.into();
             if p.buffer.is_empty() {
-                p.next = crate::last_offset(&data).map_or(p.next, |o| o + 1);
+                p.next = busbar_broker::last_offset(&data).map_or(p.next, |o| o + 1);
                 return Ok(None);
             }
         }
@@ -562,26 +562,14 @@ impl Worker {
             Ordering::None => None,
         };
         if let Some(l) = &lane {
-            if self.held.remove(l) {
-                // Read before the key's restored events: it goes first, they stay queued.
-                self.count_matched();
-                self.parts[i].outstanding.insert(r.offset);
-                self.launch(
-                    Job {
-                        r,
-                        entry: None,
-                        lane,
-                    },
-                    Some(ev),
-                );
-                return Ok(());
-            }
-            if self.lanes.contains_key(l) {
+            // A held lane: read before the key's restored events, this one goes first and they
+            // stay queued behind it.
+            if !self.held.remove(l) && self.lanes.contains_key(l) {
                 self.park(r, l.clone()).await?;
                 self.count_matched();
                 return Ok(());
             }
-            self.lanes.insert(l.clone(), VecDeque::new());
+            self.lanes.entry(l.clone()).or_default();
         }
         self.count_matched();
         self.parts[i].outstanding.insert(r.offset);
