@@ -202,8 +202,15 @@ pub fn classify(status: u16, retry_after_ms: Option<i64>) -> Outcome {
 /// HTTP date.
 pub fn parse_retry_after(v: &str) -> Option<i64> {
     let v = v.trim();
-    if let Ok(secs) = v.parse::<i64>() {
-        return Some(secs.saturating_mul(1000));
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        // Any length: a number past i64 saturates (and is capped by the policy later).
+        let ms = match v.parse::<i128>() {
+            Ok(secs) => secs.saturating_mul(1000),
+            Err(_) if v.starts_with('-') => i128::MIN,
+            Err(_) => i128::MAX,
+        };
+        return Some(ms.clamp(i64::MIN.into(), i64::MAX.into()) as i64);
     }
     let at = busbar_broker::time::parse_http_date(v)?;
     let now = std::time::SystemTime::now()
@@ -333,5 +340,12 @@ mod tests {
         assert_eq!(parse_retry_after("-1"), Some(-1000));
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(0));
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("99999999999999999999"), Some(i64::MAX));
+        assert_eq!(parse_retry_after(&"9".repeat(60)), Some(i64::MAX));
+        assert_eq!(
+            parse_retry_after(&format!("-{}", "9".repeat(60))),
+            Some(i64::MIN)
+        );
+        assert_eq!(parse_retry_after("0"), Some(0));
     }
 }

@@ -13,7 +13,7 @@
 use super::deliver::Outcome;
 use super::spec::Compiled;
 use super::stats::Counters;
-use super::worker::{backoff, Ctx};
+use super::worker::{verdict, Ctx, Verdict};
 use super::{dlq, request};
 use crate::error::Result;
 use busbar_broker::event;
@@ -205,21 +205,14 @@ async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEve
             Outcome::Retry {
                 failure,
                 retry_after_ms,
-            } => {
-                let delay = backoff(policy, attempts).max(retry_after_ms.unwrap_or(0));
-                let why = if retry_after_ms.is_some_and(|ms| ms < 0) {
-                    "retry_after_negative"
-                } else if attempts >= policy.max_attempts {
-                    "max_attempts"
-                } else if now_ms() + delay - first > (policy.max_age_s * 1000) as i64 {
-                    "max_age"
-                } else {
+            } => match verdict(policy, attempts, first, now_ms(), retry_after_ms) {
+                Verdict::Exhausted(why) => (failure, why),
+                Verdict::RetryIn(delay) => {
                     run.counters.retried.fetch_add(1, Relaxed);
                     tokio::time::sleep(Duration::from_millis(delay as u64)).await;
                     continue;
-                };
-                (failure, why)
-            }
+                }
+            },
         };
         let Some(topic) = &sub.spec.dead_letter_topic else {
             run.counters.dropped.fetch_add(1, Relaxed);

@@ -6,6 +6,10 @@
 //! - Backoff: `backoff_initial_ms` (1..=3,600,000, default 1,000) doubled per retry up to
 //!   `backoff_max_ms` (initial..=86,400,000, default 60,000), with "equal jitter" (a delay `d` becomes
 //!   `d/2 + random(0..=d/2)`), so a delay is never below half the nominal one.
+//! - `retry_after_max_ms` 0..=86,400,000, default 3,600,000 (1 h): a target's `Retry-After` is
+//!   honoured up to this long, plus up to 10% jitter so that a crowd of events told the same time
+//!   does not come back at once; a longer one is cut to it (never trusted to park an event for
+//!   days), a negative one dead-letters with `retry_after_negative`.
 //! - `max_age_s` 1..=604,800 (7 days), default 86,400 (EventBridge's 24 h); `timeout_ms`
 //!   1..=300,000, default 5,000 (EventBridge's client timeout).
 //! - `ordering` `key` (default: events of one key in one partition are delivered in offset order;
@@ -104,6 +108,7 @@ pub struct Delivery {
     pub max_attempts: u32,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
+    pub retry_after_max_ms: u64,
     pub max_age_s: u64,
     pub timeout_ms: u64,
     pub ordering: Ordering,
@@ -116,6 +121,7 @@ impl Default for Delivery {
             max_attempts: 20,
             backoff_initial_ms: 1_000,
             backoff_max_ms: 60_000,
+            retry_after_max_ms: 3_600_000,
             max_age_s: 86_400,
             timeout_ms: 5_000,
             ordering: Ordering::Key,
@@ -187,6 +193,12 @@ fn check_delivery(d: &Delivery) -> Result<()> {
         "delivery.backoff_max_ms",
         d.backoff_max_ms,
         d.backoff_initial_ms,
+        86_400_000,
+    )?;
+    in_range(
+        "delivery.retry_after_max_ms",
+        d.retry_after_max_ms,
+        0,
         86_400_000,
     )?;
     in_range("delivery.max_age_s", d.max_age_s, 1, 604_800)?;

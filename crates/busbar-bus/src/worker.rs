@@ -169,6 +169,44 @@ fn random_below(n: u64) -> u64 {
     h.finish() % n.max(1)
 }
 
+/// What to do after failed attempt number `attempts` of an event first tried at `first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Try again after this many milliseconds.
+    RetryIn(i64),
+    /// Give up; the dead-letter reason.
+    Exhausted(&'static str),
+}
+
+/// The retry policy, evaluated in one place for deliveries and replays: a negative `Retry-After`
+/// ends retrying, then `max_attempts`, then `max_age_s` (measured to when the next attempt would
+/// run). The wait is the backoff, or the target's `Retry-After` when longer, capped at
+/// `retry_after_max_ms` plus up to 10% jitter; all arithmetic saturates.
+pub fn verdict(
+    d: &Delivery,
+    attempts: u32,
+    first: i64,
+    now: i64,
+    retry_after: Option<i64>,
+) -> Verdict {
+    if retry_after.is_some_and(|ms| ms < 0) {
+        return Verdict::Exhausted("retry_after_negative");
+    }
+    if attempts >= d.max_attempts {
+        return Verdict::Exhausted("max_attempts");
+    }
+    let asked = retry_after.map_or(0, |ms| {
+        let capped = ms.min(d.retry_after_max_ms as i64) as u64;
+        (capped + random_below(capped / 10 + 1)) as i64
+    });
+    let delay = backoff(d, attempts).max(asked);
+    let age = now.saturating_add(delay).saturating_sub(first);
+    if age > (d.max_age_s as i64).saturating_mul(1000) {
+        return Verdict::Exhausted("max_age");
+    }
+    Verdict::RetryIn(delay)
+}
+
 /// The wait before retry number `attempts` (1 = after the first attempt): exponential from
 /// `backoff_initial_ms`, capped at `backoff_max_ms`, with equal jitter.
 pub fn backoff(d: &Delivery, attempts: u32) -> i64 {
@@ -695,29 +733,20 @@ impl Worker {
                 let policy = &self.sub.spec.delivery;
                 let attempts = job.entry.as_ref().map_or(0, |e| e.attempts) + 1;
                 let first = first_attempt(&job, now);
-                let delay = backoff(policy, attempts).max(retry_after_ms.unwrap_or(0));
-                let exhausted = if retry_after_ms.is_some_and(|ms| ms < 0) {
-                    Some("retry_after_negative")
-                } else if attempts >= policy.max_attempts {
-                    Some("max_attempts")
-                } else if now + delay - first > (policy.max_age_s * 1000) as i64 {
-                    Some("max_age")
-                } else {
-                    None
-                };
-                match exhausted {
-                    Some(why) => {
+                match verdict(policy, attempts, first, now, retry_after_ms) {
+                    Verdict::Exhausted(why) => {
                         let job = Job {
                             entry: Some(entry_after(&job, attempts, first, now, None, &failure)),
                             ..job
                         };
                         self.dead_letter(job, &ev, failure, why).await;
                     }
-                    None => {
+                    Verdict::RetryIn(delay) => {
                         self.counters
                             .retried
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        self.retry_later(job, failure, now, Some((attempts, first, now + delay)))
+                        let due = now.saturating_add(delay);
+                        self.retry_later(job, failure, now, Some((attempts, first, due)))
                             .await;
                     }
                 }
@@ -741,7 +770,7 @@ impl Worker {
             (
                 attempts,
                 first_attempt(&job, now),
-                now + policy.backoff_max_ms as i64,
+                now.saturating_add(policy.backoff_max_ms as i64),
             )
         });
         let entry = entry_after(&job, attempts, first, now, Some(due), &failure);
@@ -994,6 +1023,46 @@ mod tests {
             assert!((500..=1000).contains(&b9), "{b9}");
             assert!((500..=1000).contains(&backoff(&d, 1000)));
         }
+    }
+
+    #[test]
+    fn retry_after_is_capped_jittered_and_never_overflows() {
+        let d = Delivery {
+            backoff_initial_ms: 100,
+            backoff_max_ms: 1000,
+            retry_after_max_ms: 60_000,
+            max_age_s: 604_800,
+            ..Delivery::default()
+        };
+        let now = 1_000_000;
+        let huge = crate::deliver::parse_retry_after("99999999999999999999");
+        for asked in [Some(i64::MAX), huge, Some(10_000_000_000)] {
+            match verdict(&d, 1, now, now, asked) {
+                Verdict::RetryIn(ms) => assert!((60_000..=66_000).contains(&ms), "{ms}"),
+                v => panic!("{asked:?}: {v:?}"),
+            }
+        }
+        let waits: std::collections::HashSet<i64> = (0..50)
+            .filter_map(|_| match verdict(&d, 1, now, now, Some(30_000)) {
+                Verdict::RetryIn(ms) => Some(ms),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            waits.iter().all(|w| (30_000..=33_000).contains(w)),
+            "{waits:?}"
+        );
+        assert!(waits.len() > 1, "jittered: {waits:?}");
+        let far = verdict(&d, 1, i64::MIN, i64::MAX, Some(i64::MAX));
+        assert_eq!(far, Verdict::Exhausted("max_age"));
+        assert_eq!(
+            verdict(&d, 1, now, now, Some(-1)),
+            Verdict::Exhausted("retry_after_negative")
+        );
+        assert_eq!(
+            verdict(&d, d.max_attempts, now, now, None),
+            Verdict::Exhausted("max_attempts")
+        );
     }
 
     #[test]
