@@ -283,6 +283,10 @@ impl Bus {
         if spec.name != name {
             return Err(invalid("name", format!("must stay {name:?}")));
         }
+        let mut spec = spec;
+        if let Some(e) = self.subs.lock().await.get(name) {
+            spec.keep_masked_from(&e.record.spec)?;
+        }
         let compiled = Arc::new(self.validate(spec)?);
         let mut subs = self.subs.lock().await;
         if !subs.contains_key(name) {

@@ -267,7 +267,40 @@ fn parse_start(s: &str) -> Result<Start> {
     }
 }
 
+/// What an HTTP target's header values read as (they often carry credentials).
+pub const MASK: &str = "***";
+
 impl SubscriptionSpec {
+    /// The spec as it is shown (HTTP, CLI): every HTTP target header value reads [`MASK`]; the
+    /// names stay visible.
+    pub fn masked(&self) -> SubscriptionSpec {
+        let mut s = self.clone();
+        if let Target::Http { headers, .. } = &mut s.target {
+            headers.values_mut().for_each(|v| *v = MASK.to_string());
+        }
+        s
+    }
+
+    /// For an update read back masked and sent again: a header whose value is [`MASK`] keeps the
+    /// value `old` has for it; one `old` does not have is refused.
+    pub fn keep_masked_from(&mut self, old: &SubscriptionSpec) -> Result<()> {
+        let Target::Http { headers, .. } = &mut self.target else {
+            return Ok(());
+        };
+        let kept = match &old.target {
+            Target::Http { headers, .. } => headers.clone(),
+            Target::Topic { .. } => BTreeMap::new(),
+        };
+        for (name, v) in headers.iter_mut().filter(|(_, v)| *v == MASK) {
+            let Some(old) = kept.get(name) else {
+                let why = format!("{MASK:?} keeps a stored value, and there is none for {name:?}");
+                return Err(invalid(&format!("target.headers.{name}"), why));
+            };
+            *v = old.clone();
+        }
+        Ok(())
+    }
+
     /// Validates everything that does not depend on the broker's topics, and compiles.
     pub fn compile(self) -> Result<Compiled> {
         check_name("name", &self.name)?;

@@ -19,8 +19,14 @@ async fn json_body(app: &App, headers: &HeaderMap, body: Body) -> ApiResult<Valu
     body::json(&body::read(body, app.config.json_bytes_max).await?)
 }
 
+/// A subscription as answered: header values of an HTTP target are masked (names shown); a PUT
+/// may send the mask back to keep a value.
 fn view_json(v: &bus::SubscriptionView) -> Value {
-    serde_json::to_value(v).expect("view encodes")
+    let shown = bus::SubscriptionView {
+        spec: v.spec.masked(),
+        ..v.clone()
+    };
+    serde_json::to_value(shown).expect("view encodes")
 }
 
 pub async fn create(

@@ -815,6 +815,54 @@ fn kill9_with_hot_keys_keeps_each_keys_order() {
     assert_eq!(s.stop(), 0);
 }
 
+/// Header values of HTTP targets often carry credentials: they read as `***` over HTTP and in the
+/// CLI, the target still gets the real value, and a spec read back and sent again keeps it.
+#[test]
+fn secret_header_values_are_masked_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("src", 1)]);
+    let t = Target::ok();
+    let v = subscribe(
+        &s,
+        json!({"name": "m", "sources": ["src"], "start": "earliest",
+               "target": {"url": t.url("/m"), "headers": {"x-api-key": "s3cret"}}}),
+    );
+    assert_eq!(v["target"]["headers"]["x-api-key"], "***", "{v}");
+    let (_, list) = s.http("GET", "/subscriptions", None);
+    let o = s.cli(&["--output", "json", "subscription", "get", "m"]);
+    for shown in [
+        list.to_string(),
+        stdout(&o),
+        s.http("GET", "/subscriptions/m", None).1.to_string(),
+    ] {
+        assert!(
+            !shown.contains("s3cret") && shown.contains("x-api-key"),
+            "{shown}"
+        );
+    }
+    // Read, change one field, send back: the masked value is kept.
+    let (_, view) = s.http("GET", "/subscriptions/m", None);
+    let fields = ["name", "sources", "start", "target", "delivery"];
+    let spec = fields.map(|f| (f.to_string(), view[f].clone()));
+    let mut spec = Value::Object(spec.into_iter().collect());
+    spec["delivery"]["max_attempts"] = json!(3);
+    let (st, v) = s.http("PUT", "/subscriptions/m", Some(spec.clone()));
+    assert_eq!(st, 200, "{v}");
+    publish(&s, "src", json!({"value": {"n": 1}}));
+    let got = t.wait(WAIT, |r| r.len() == 1);
+    assert_eq!(got[0].header("x-api-key"), Some("s3cret"));
+    spec["target"]["headers"]["x-other"] = json!("***");
+    let (st, v) = s.http("PUT", "/subscriptions/m", Some(spec));
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (400, Some("invalid_subscription")),
+        "{v}"
+    );
+    assert!(v.to_string().contains("target.headers.x-other"), "{v}");
+    assert_eq!(s.stop(), 0);
+}
+
 #[test]
 fn subscriptions_from_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
