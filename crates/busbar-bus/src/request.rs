@@ -5,7 +5,8 @@
 //! (same trace id, a new span id), `tracestate` is passed on, and a CloudEvents `traceparent`
 //! extension travels unchanged as `ce-traceparent` (the creation context, spec §5). Topic targets get
 //! the record itself (key, headers, timestamp), with the transformed value when there is a
-//! transform. Dead-letter headers of a redriven event are removed before it is delivered again.
+//! transform, and the source event's CloudEvent identity as `ce_*` headers unless the record is
+//! a structured CloudEvent that travels unchanged. Dead-letter headers of a redriven event are removed before it is delivered again.
 
 use super::deliver::{self, HttpClient, HttpRequest, Outcome, TopicSink};
 use super::envelope::{Envelope, DLQ_PREFIX, REPLAY_ATTR};
@@ -109,16 +110,39 @@ fn topic_event(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Event {
     if let Some(r) = replay {
         headers.push((REPLAY_HEADER.into(), r.as_bytes().to_vec()));
     }
+    let env = Envelope::of(e);
+    let structured = e
+        .headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v.starts_with(b"application/cloudevents"));
     let value = match &sub.transform {
         Some(_) => shaped(sub, e, None).data,
         None => e.value.clone(),
     };
+    if sub.transform.is_some() || !structured {
+        keep_identity(&mut headers, &env);
+    }
     Event {
         key: e.key.clone(),
         value,
         headers,
         timestamp: Some(e.timestamp),
         partition: None,
+    }
+}
+
+/// The source event's CloudEvent identity travels with a copy to a topic (binary mode: `ce_*`
+/// headers), so readers of the target see the source's `id` and `source` and can deduplicate,
+/// not an id made from the copy's own partition and offset. Headers already there are kept.
+fn keep_identity(headers: &mut Vec<(String, Vec<u8>)>, env: &Envelope) {
+    for attr in ["specversion", "id", "source", "type", "time", "subject"] {
+        let name = format!("ce_{attr}");
+        let Some(Value::String(v)) = env.attrs.get(attr) else {
+            continue;
+        };
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(&name)) {
+            headers.push((name, v.as_bytes().to_vec()));
+        }
     }
 }
 

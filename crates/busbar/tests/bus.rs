@@ -391,6 +391,50 @@ fn fan_out_to_many_subscriptions_and_a_topic_target() {
     assert_eq!(s.stop(), 0);
 }
 
+/// An event routed topic to topic keeps its CloudEvent identity: a reader of the target (here a
+/// second subscription) sees the source event's id and source, so copies can be deduplicated.
+#[test]
+fn topic_targets_keep_the_source_events_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("src", 1), ("dst", 1)]);
+    let t = Target::ok();
+    for (name, from, target, pattern) in [
+        (
+            "copy",
+            "src",
+            json!({"topic": "dst"}),
+            json!({"data": {"kind": ["b"]}}),
+        ),
+        (
+            "out",
+            "dst",
+            json!({"url": t.url("/out")}),
+            json!({"data": {"kind": ["b"]}}),
+        ),
+    ] {
+        subscribe(
+            &s,
+            json!({"name": name, "sources": [from], "start": "earliest", "target": target,
+                   "pattern": pattern}),
+        );
+    }
+    publish(
+        &s,
+        "src",
+        json!([{"value": {"kind": "a"}}, {"value": {"kind": "b"}}]),
+    );
+    let got = t.wait(WAIT, |r| r.len() == 1);
+    assert_eq!(
+        (got[0].header("ce-id"), got[0].header("ce-source")),
+        (Some("0-1"), Some("/topics/src")),
+        "{:?}",
+        got[0].headers
+    );
+    assert_eq!(got[0].json()["kind"], "b");
+    assert_eq!(s.stop(), 0);
+}
+
 #[test]
 fn replay_redelivers_a_time_range_marked_and_rate_limited() {
     let dir = tempfile::tempdir().unwrap();
