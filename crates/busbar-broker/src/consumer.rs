@@ -47,6 +47,26 @@ impl Broker {
         self.groups.join(req).await
     }
 
+    /// JoinGroup as a static member (KIP-345) when `instance` is set; see [`crate::group::Groups::join_as`].
+    pub async fn join_group_as(
+        &self,
+        req: JoinRequest,
+        instance: Option<String>,
+    ) -> Result<JoinResponse> {
+        self.groups.join_as(req, instance).await
+    }
+
+    /// True when the static member `instance` is now held by a member id other than `member`
+    /// (Kafka's FENCED_INSTANCE_ID).
+    pub fn instance_fenced(&self, group: &str, instance: &str, member: &str) -> bool {
+        self.groups.fenced(group, instance, member)
+    }
+
+    /// LeaveGroup by instance id; `Ok(false)` when `member` is not the id holding it (fenced).
+    pub fn leave_group_instance(&self, group: &str, instance: &str, member: &str) -> Result<bool> {
+        self.groups.leave_instance(group, instance, member)
+    }
+
     /// SyncGroup; the leader passes assignments, every member gets its own.
     pub async fn sync_group(
         &self,

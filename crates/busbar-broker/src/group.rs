@@ -99,6 +99,8 @@ struct Member {
     assignment: Vec<u8>,
     join_waiter: Option<oneshot::Sender<Result<JoinResponse>>>,
     sync_waiter: Option<oneshot::Sender<Result<Vec<u8>>>>,
+    /// KIP-345's `group.instance.id` of a static member.
+    instance_id: Option<String>,
 }
 
 /// Member ids handed out by MemberIdRequired and not yet used, per group.
@@ -114,6 +116,8 @@ struct Group {
     /// Ids handed out by MemberIdRequired, not yet used to join, with the time (ms) they expire:
     /// the session timeout of the join that got them, as in Kafka. At most [`PENDING_MAX`].
     pending: HashMap<String, i64>,
+    /// Static members: instance id → the member id that holds it now (live members only).
+    statics: HashMap<String, String>,
     rebalance_deadline_ms: i64,
     /// A new group's first rebalance waits at least until then for more members.
     initial_until_ms: i64,
@@ -137,6 +141,7 @@ impl Group {
             leader: String::new(),
             members: BTreeMap::new(),
             pending: HashMap::new(),
+            statics: HashMap::new(),
             rebalance_deadline_ms: 0,
             initial_until_ms: 0,
         }
@@ -187,8 +192,23 @@ impl Groups {
     /// Joins drive their own rebalance timers: a waiting join wakes at the group's next deadline and
     /// ticks, so groups make progress without a background loop (which still expires sessions).
     pub async fn join(&self, req: JoinRequest) -> Result<JoinResponse> {
+        self.join_as(req, None).await
+    }
+
+    /// [`Groups::join`] for a static member (KIP-345) when `instance` is set: it joins without
+    /// MemberIdRequired; joining again with an empty member id replaces the member that holds the
+    /// instance id (whose id is fenced from then on) and, in a Stable group whose chosen protocol
+    /// stays the same, without a rebalance: the new id gets the current generation (and the
+    /// previous leader id, so it acts as a follower) and its predecessor's assignment on SyncGroup.
+    /// A member id other than the one holding the instance id answers UNKNOWN_MEMBER_ID here, and
+    /// [`Groups::fenced`] tells front ends to answer FENCED_INSTANCE_ID instead.
+    pub async fn join_as(
+        &self,
+        req: JoinRequest,
+        instance: Option<String>,
+    ) -> Result<JoinResponse> {
         let group = req.group.clone();
-        let mut rx = self.join_register(req)?;
+        let mut rx = self.join_register(req, instance.filter(|i| !i.is_empty()))?;
         loop {
             let wake = self.wake_in(&group);
             match tokio::time::timeout(wake, &mut rx).await {
@@ -221,7 +241,11 @@ impl Groups {
         std::time::Duration::from_millis(ms as u64)
     }
 
-    fn join_register(&self, req: JoinRequest) -> Result<oneshot::Receiver<Result<JoinResponse>>> {
+    fn join_register(
+        &self,
+        req: JoinRequest,
+        instance: Option<String>,
+    ) -> Result<oneshot::Receiver<Result<JoinResponse>>> {
         if req.session_timeout_ms < self.session_min_ms
             || req.session_timeout_ms > self.session_max_ms
         {
@@ -251,9 +275,18 @@ impl Groups {
         {
             return Err(BrokerError::InconsistentGroupProtocol);
         }
+        let held = instance.as_ref().and_then(|i| g.statics.get(i)).cloned();
+        if let Some(old) = &held {
+            if req.member_id.is_empty() {
+                return Ok(self.replace_static(g, req, old.clone(), now));
+            }
+            if *old != req.member_id {
+                return Err(unknown(&req.group, &req.member_id));
+            }
+        }
         let member_id = if req.member_id.is_empty() {
             let id = self.new_member_id(&req.client_id);
-            if req.require_known_member_id {
+            if req.require_known_member_id && instance.is_none() {
                 if g.pending.len() >= PENDING_MAX {
                     // A client looping on first joins: the id closest to expiry goes first.
                     let first = g
@@ -297,7 +330,15 @@ impl Groups {
                 assignment: Vec::new(),
                 join_waiter: None,
                 sync_waiter: None,
+                instance_id: None,
             });
+        if let Some(i) = &instance {
+            if member.instance_id.is_none() {
+                member.instance_id = Some(i.clone());
+                g.statics.insert(i.clone(), member_id.clone());
+            }
+        }
+        let member = g.members.get_mut(&member_id).expect("inserted above");
         member.protocols = req.protocols;
         member.session_timeout_ms = req.session_timeout_ms;
         member.rebalance_timeout_ms = req.rebalance_timeout_ms.max(req.session_timeout_ms);
@@ -323,6 +364,69 @@ impl Groups {
         }
         self.maybe_complete_join(g, now);
         Ok(rx)
+    }
+
+    /// A static member joining again with an empty member id: a new id takes the old one's place
+    /// (its assignment, and leadership); the old id's waiting requests end (fenced).
+    fn replace_static(
+        &self,
+        g: &mut Group,
+        req: JoinRequest,
+        old_id: String,
+        now: i64,
+    ) -> oneshot::Receiver<Result<JoinResponse>> {
+        let new_id = self.new_member_id(&req.client_id);
+        let mut m = g
+            .members
+            .remove(&old_id)
+            .expect("statics name live members");
+        if let Some(tx) = m.join_waiter.take() {
+            let _ = tx.send(Err(unknown(&req.group, &old_id)));
+        }
+        if let Some(tx) = m.sync_waiter.take() {
+            let _ = tx.send(Err(unknown(&req.group, &old_id)));
+        }
+        let previous_leader = g.leader.clone();
+        if g.leader == old_id {
+            g.leader = new_id.clone();
+        }
+        let changed = m.protocols != req.protocols;
+        m.client_id = req.client_id;
+        m.client_host = req.client_host;
+        m.protocols = req.protocols;
+        m.session_timeout_ms = req.session_timeout_ms;
+        m.rebalance_timeout_ms = req.rebalance_timeout_ms.max(req.session_timeout_ms);
+        m.last_seen_ms = now;
+        let (tx, rx) = oneshot::channel();
+        m.join_waiter = Some(tx);
+        if let Some(i) = &m.instance_id {
+            g.statics.insert(i.clone(), new_id.clone());
+        }
+        g.members.insert(new_id.clone(), m);
+        match g.state {
+            GroupState::Stable
+                if !changed
+                    && choose_protocol(g.members.values().map(|m| &m.protocols)) == g.protocol =>
+            {
+                // As Kafka: the current generation, and the previous leader's id so that the new
+                // id does not take itself for the leader (a Stable group would not pass on its
+                // assignment); SyncGroup answers the predecessor's assignment.
+                let mut resp = response(g, &new_id);
+                resp.leader = previous_leader;
+                resp.members.clear();
+                if let Some(tx) = g
+                    .members
+                    .get_mut(&new_id)
+                    .and_then(|m| m.join_waiter.take())
+                {
+                    let _ = tx.send(Ok(resp));
+                }
+            }
+            GroupState::PreparingRebalance => {}
+            _ => self.prepare_rebalance(g, now),
+        }
+        self.maybe_complete_join(g, now);
+        rx
     }
 
     fn prepare_rebalance(&self, g: &mut Group, now: i64) {
@@ -360,7 +464,11 @@ impl Groups {
         if !(expired || (all_joined && delay_over)) {
             return;
         }
-        g.members.retain(|_, m| m.join_waiter.is_some());
+        // Dynamic members that did not rejoin leave; static ones stay (until their session
+        // expires or they leave), as in Kafka.
+        g.members
+            .retain(|_, m| m.join_waiter.is_some() || m.instance_id.is_some());
+        forget_statics(g);
         g.generation += 1;
         if g.members.is_empty() {
             g.state = GroupState::Empty;
@@ -447,9 +555,14 @@ impl Groups {
         let g = groups
             .get_mut(group)
             .ok_or_else(|| unknown(group, member))?;
+        self.leave_in(g, group, member, now)
+    }
+
+    fn leave_in(&self, g: &mut Group, group: &str, member: &str, now: i64) -> Result<()> {
         let Some(m) = g.members.remove(member) else {
             return Err(unknown(group, member));
         };
+        forget_statics(g);
         if let Some(tx) = m.join_waiter {
             let _ = tx.send(Err(unknown(group, member)));
         }
@@ -494,10 +607,36 @@ impl Groups {
             for id in &expired {
                 g.members.remove(id);
             }
+            forget_statics(g);
             if !expired.is_empty() && g.state != GroupState::PreparingRebalance {
                 self.prepare_rebalance(g, now);
             }
             self.maybe_complete_join(g, now);
+        }
+    }
+
+    /// KIP-345 fencing: true when `instance` is held by a member id other than `member`; front
+    /// ends answer FENCED_INSTANCE_ID then (the old id of a static member that joined again).
+    pub fn fenced(&self, group: &str, instance: &str, member: &str) -> bool {
+        self.lock()
+            .get(group)
+            .and_then(|g| g.statics.get(instance))
+            .is_some_and(|id| id != member)
+    }
+
+    /// LeaveGroup by instance id (v3+): removes the member holding `instance` when `member` is
+    /// empty or is that member's id. `Ok(false)`: the member id is another (fenced); an unknown
+    /// instance id is UNKNOWN_MEMBER_ID.
+    pub fn leave_instance(&self, group: &str, instance: &str, member: &str) -> Result<bool> {
+        let now = self.clock.now_ms();
+        let mut groups = self.lock();
+        let Some(g) = groups.get_mut(group) else {
+            return Err(unknown(group, member));
+        };
+        match g.statics.get(instance).cloned() {
+            None => Err(unknown(group, member)),
+            Some(id) if !member.is_empty() && id != member => Ok(false),
+            Some(id) => self.leave_in(g, group, &id, now).map(|()| true),
         }
     }
 
@@ -585,6 +724,12 @@ impl Groups {
         groups.remove(group);
         Ok(())
     }
+}
+
+/// Drops the instance ids of members no longer in the group.
+fn forget_statics(g: &mut Group) {
+    let members = &g.members;
+    g.statics.retain(|_, id| members.contains_key(id));
 }
 
 fn unknown(group: &str, member: &str) -> BrokerError {

@@ -14,6 +14,27 @@ use kafka_protocol::messages::{
 
 /// Kafka's INVALID_GROUP_ID.
 pub const INVALID_GROUP_ID: i16 = 24;
+/// Kafka's FENCED_INSTANCE_ID: a static member's old member id after the instance joined again.
+pub const FENCED_INSTANCE_ID: i16 = 82;
+
+/// The wire code of `e` for a request naming `instance` (KIP-345): an unknown member id whose
+/// instance id another member id holds now is fenced (82), as Kafka answers.
+pub fn code_for(
+    ctx: &Ctx<'_>,
+    e: &BrokerError,
+    group: &str,
+    instance: Option<&str>,
+    member: &str,
+) -> i16 {
+    match (e, instance) {
+        (BrokerError::UnknownMember { .. }, Some(i))
+            if !i.is_empty() && ctx.shared.broker.instance_fenced(group, i, member) =>
+        {
+            FENCED_INSTANCE_ID
+        }
+        _ => codes::of(e),
+    }
+}
 
 pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
     if req.group_id.is_empty() {
@@ -46,7 +67,12 @@ pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
     };
     let mut r = JoinGroupResponse::default();
     r.generation_id = -1;
-    match ctx.shared.broker.join_group(jr).await {
+    let instance = req
+        .group_instance_id
+        .as_ref()
+        .filter(|_| ctx.version >= 5)
+        .map(|i| i.as_str().to_string());
+    match ctx.shared.broker.join_group_as(jr, instance.clone()).await {
         Ok(j) => {
             r.generation_id = j.generation;
             r.protocol_type = Some(sb(j.protocol_type));
@@ -68,7 +94,15 @@ pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
             r.error_code = 79;
             r.member_id = sb(id);
         }
-        Err(e) => r.error_code = codes::of(&e),
+        Err(e) => {
+            r.error_code = code_for(
+                ctx,
+                &e,
+                req.group_id.0.as_str(),
+                instance.as_deref(),
+                req.member_id.as_str(),
+            )
+        }
     }
     if ctx.version < 7 {
         r.protocol_type = None;
@@ -107,7 +141,15 @@ pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
                 r.protocol_name = req.protocol_name;
             }
         }
-        Err(e) => r.error_code = codes::of(&e),
+        Err(e) => {
+            r.error_code = code_for(
+                ctx,
+                &e,
+                &group,
+                req.group_instance_id.as_deref(),
+                req.member_id.as_str(),
+            )
+        }
     }
     r
 }
@@ -121,7 +163,13 @@ pub fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
         req.member_id.as_str(),
         req.generation_id,
     ) {
-        r.error_code = codes::of(&e);
+        r.error_code = code_for(
+            ctx,
+            &e,
+            req.group_id.0.as_str(),
+            req.group_instance_id.as_deref(),
+            req.member_id.as_str(),
+        );
     }
     r
 }
@@ -141,7 +189,25 @@ pub fn leave(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
     }
     for m in req.members {
         let mut mr = MemberResponse::default();
-        if let Err(e) = ctx.shared.broker.leave_group(group, m.member_id.as_str()) {
+        let instance = m
+            .group_instance_id
+            .as_ref()
+            .map(|i| i.as_str())
+            .filter(|i| !i.is_empty());
+        let outcome = match instance {
+            // KIP-345: by instance id; the member id may be empty (Kafka's tools leave that way).
+            Some(i) => ctx
+                .shared
+                .broker
+                .leave_group_instance(group, i, m.member_id.as_str())
+                .map(|held| {
+                    if !held {
+                        mr.error_code = FENCED_INSTANCE_ID;
+                    }
+                }),
+            None => ctx.shared.broker.leave_group(group, m.member_id.as_str()),
+        };
+        if let Err(e) = outcome {
             mr.error_code = codes::of(&e);
         }
         mr.member_id = m.member_id;

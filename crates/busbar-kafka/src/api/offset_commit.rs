@@ -58,7 +58,15 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
                 commits,
             )
             .await
-            .map_err(|e| codes::of(&e))
+            .map_err(|e| {
+                super::groups::code_for(
+                    ctx,
+                    &e,
+                    req.group_id.0.as_str(),
+                    req.group_instance_id.as_deref(),
+                    req.member_id.as_str(),
+                )
+            })
             .err()
             .unwrap_or(codes::NONE)
     };
