@@ -15,6 +15,9 @@ pub enum BusError {
     UnknownSubscription(String),
     #[error("unknown replay {0:?}")]
     UnknownReplay(String),
+    /// A configured limit (`bus.subscriptions_max`) is reached.
+    #[error("{what} limit of {limit} reached")]
+    LimitReached { what: &'static str, limit: usize },
     /// The bus's own state (subscriptions, retry entries) could not be read or written.
     #[error("storage unavailable: {0}")]
     Storage(String),

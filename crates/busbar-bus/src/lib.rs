@@ -43,6 +43,22 @@ pub const DEAD_LETTERS_MAX: usize = 10_000;
 /// Most replay runs kept per subscription (finished ones are forgotten oldest first).
 pub const REPLAYS_KEPT: usize = 20;
 
+/// The bus's limits (`[bus]` in `busbar.toml`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusConfig {
+    /// Most subscriptions; creating one more is refused (`LimitReached`). Each runs a worker and
+    /// holds positions and retry state, so their count is bounded like every other resource.
+    pub subscriptions_max: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            subscriptions_max: 1000,
+        }
+    }
+}
+
 struct Entry {
     record: SubRecord,
     compiled: Arc<Compiled>,
@@ -74,6 +90,7 @@ pub struct Bus {
     store: SubStore,
     subs: tokio::sync::Mutex<BTreeMap<String, Entry>>,
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    config: BusConfig,
 }
 
 fn invalid(path: &str, reason: impl Into<String>) -> BusError {
@@ -84,8 +101,15 @@ fn invalid(path: &str, reason: impl Into<String>) -> BusError {
 }
 
 impl Bus {
-    /// Opens the bus's state in the broker's data directory. Workers start with [`Bus::start`].
+    /// Opens the bus's state in the broker's data directory with default limits. Workers start
+    /// with [`Bus::start`].
     pub fn open(broker: Arc<Broker>) -> Result<Bus> {
+        Self::open_with(broker, BusConfig::default())
+    }
+
+    /// Opens the bus with `config`'s limits (subscriptions already stored above a lowered limit
+    /// stay; only new ones are refused).
+    pub fn open_with(broker: Arc<Broker>, config: BusConfig) -> Result<Bus> {
         let data = broker.config().data();
         let dir = |rel: &str| {
             data.storage(rel)
@@ -123,6 +147,7 @@ impl Bus {
             store,
             subs: tokio::sync::Mutex::new(subs),
             maintenance: Mutex::new(None),
+            config,
         })
     }
 
@@ -246,6 +271,13 @@ impl Bus {
         let mut subs = self.subs.lock().await;
         if subs.contains_key(&name) {
             return Err(BusError::SubscriptionExists(name));
+        }
+        if subs.len() >= self.config.subscriptions_max {
+            let limit = self.config.subscriptions_max;
+            return Err(BusError::LimitReached {
+                what: "bus.subscriptions_max",
+                limit,
+            });
         }
         // Positions left by an earlier subscription of this name would resume it; start fresh.
         self.forget_positions(&name).await?;

@@ -94,6 +94,7 @@ impl From<BusError> for ApiError {
             E::UnknownSubscription(_) => (S::NOT_FOUND, "unknown_subscription"),
             E::UnknownReplay(_) => (S::NOT_FOUND, "unknown_replay"),
             E::SubscriptionExists(_) => (S::CONFLICT, "subscription_exists"),
+            E::LimitReached { .. } => (S::CONFLICT, "limit_reached"),
             E::Broker(_) | E::Storage(_) => unreachable!("answered above"),
         };
         ApiError::new(status, code, e.to_string())

@@ -4,7 +4,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use busbar_broker::{BrokerConfig, TopicConfig};
-use busbar_bus::{Bus, SubscriptionSpec};
+use busbar_bus::{Bus, BusConfig, SubscriptionSpec};
 use busbar_http::HttpConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,6 +22,7 @@ pub struct Config {
     pub http: Http,
     pub kafka: Kafka,
     pub broker: Broker,
+    pub bus: BusSection,
     /// Defaults for new topics, by Kafka config name (`"retention.ms" = "604800000"`).
     pub topic_defaults: BTreeMap<String, String>,
     /// Subscriptions to create or update at start-up (`[[subscriptions]]`, the fields of
@@ -69,6 +70,14 @@ pub struct Kafka {
     /// A response must be taken by the client within this, milliseconds; else its connection is
     /// closed and its memory freed.
     pub write_timeout_ms: u64,
+}
+
+/// `[bus]`: the routing bus's limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusSection {
+    /// Most subscriptions (1..=100,000).
+    pub subscriptions_max: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +137,9 @@ impl Default for Config {
                 offset_metadata_bytes_max: b.offset_metadata_bytes_max as u64,
                 open_files_max: busbar_log::OPEN_FILES_MAX_DEFAULT as u64,
                 indexes_max: busbar_log::INDEXES_MAX_DEFAULT as u64,
+            },
+            bus: BusSection {
+                subscriptions_max: BusConfig::default().subscriptions_max as u64,
             },
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
@@ -191,7 +203,7 @@ fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
                 .insert(k.replace('_', "."), Value::String(raw));
         } else if let Some((section, key)) = rest
             .split_once('_')
-            .filter(|(s, _)| matches!(*s, "http" | "kafka" | "broker"))
+            .filter(|(s, _)| matches!(*s, "http" | "kafka" | "broker" | "bus"))
         {
             let entry = t
                 .entry(section)
@@ -280,7 +292,7 @@ impl Config {
             .parse::<SocketAddr>()
             .map_err(|_| anyhow!("http.addr {:?} is not an IP:port address", self.http.addr))?;
         let b = &self.broker;
-        let checks: [(&str, u64, u64, u64); 17] = [
+        let checks: [(&str, u64, u64, u64); 18] = [
             (
                 "kafka.request_bytes_max",
                 self.kafka.request_bytes_max,
@@ -337,6 +349,12 @@ impl Config {
             ),
             ("broker.fetch_bytes_max", b.fetch_bytes_max, 1024, 1 << 30),
             ("broker.producers_max", b.producers_max, 1, 10_000_000),
+            (
+                "bus.subscriptions_max",
+                self.bus.subscriptions_max,
+                1,
+                100_000,
+            ),
             ("broker.open_files_max", b.open_files_max, 1, 1_000_000),
             ("broker.indexes_max", b.indexes_max, 1, 1_000_000),
             (
@@ -389,6 +407,13 @@ impl Config {
     }
 
     /// The broker's settings.
+    /// The bus's limits.
+    pub fn bus_config(&self) -> BusConfig {
+        BusConfig {
+            subscriptions_max: self.bus.subscriptions_max as usize,
+        }
+    }
+
     pub fn broker_config(&self) -> BrokerConfig {
         let b = &self.broker;
         BrokerConfig {

@@ -37,7 +37,8 @@ async fn serve(config: Config) -> Result<()> {
         .await?
         .with_context(|| format!("open data directory {}", data_dir.display()))?;
     let broker = Arc::new(broker);
-    let bus = Arc::new(Bus::open(broker.clone()).context("open subscriptions")?);
+    let bus = Bus::open_with(broker.clone(), config.bus_config());
+    let bus = Arc::new(bus.context("open subscriptions")?);
     busbar::config::apply_subscriptions(&bus, &config.subscriptions)
         .await
         .context("subscriptions in the configuration")?;

@@ -907,6 +907,34 @@ fn secret_header_values_are_masked_on_read() {
     assert_eq!(s.stop(), 0);
 }
 
+/// The number of subscriptions is bounded (`bus.subscriptions_max`): one past it is refused with
+/// a clear error and creates nothing; deleting one makes room again.
+#[test]
+fn subscriptions_are_bounded_by_subscriptions_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("BUSBAR_BUS_SUBSCRIPTIONS_MAX", "2")];
+    let s = Server::start(dir.path(), &[], &env);
+    topics(&s, &[("src", 1)]);
+    let spec =
+        |n: &str| json!({"name": n, "sources": ["src"], "target": {"url": "http://127.0.0.1:9/"}});
+    subscribe(&s, spec("a"));
+    subscribe(&s, spec("b"));
+    let (st, v) = s.http("POST", "/subscriptions", Some(spec("c")));
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (409, Some("limit_reached")),
+        "{v}"
+    );
+    assert!(v.to_string().contains("bus.subscriptions_max"), "{v}");
+    assert_eq!(s.http("GET", "/subscriptions/c", None).0, 404);
+    assert_eq!(s.http("DELETE", "/subscriptions/a", None).0, 204);
+    subscribe(&s, spec("c"));
+    assert_eq!(s.stop(), 0);
+    let (code, err) = refused_start_with(dir.path(), &[("BUSBAR_BUS_SUBSCRIPTIONS_MAX", "0")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bus.subscriptions_max"), "{err}");
+}
+
 #[test]
 fn subscriptions_from_the_config_file() {
     let dir = tempfile::tempdir().unwrap();

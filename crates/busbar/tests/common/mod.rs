@@ -208,7 +208,13 @@ pub fn json_out(o: &Output) -> Value {
 /// `busbar serve` that must fail: its exit code and stderr. One that is still running after 20 s
 /// started when it should not have: it is killed and the test fails.
 pub fn refused_start(data: &Path) -> (i32, String) {
+    refused_start_with(data, &[])
+}
+
+/// [`refused_start`] with extra environment (`BUSBAR_*` settings).
+pub fn refused_start_with(data: &Path, env: &[(&str, &str)]) -> (i32, String) {
     let mut child = Command::new(BIN)
+        .envs(env.iter().copied())
         .args([
             "serve",
             "--http-addr",
