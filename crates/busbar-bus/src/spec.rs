@@ -13,7 +13,9 @@
 //! - `max_age_s` 1..=604,800 (7 days), default 86,400 (EventBridge's 24 h); `timeout_ms`
 //!   1..=300,000, default 5,000 (EventBridge's client timeout).
 //! - `ordering` `key` (default: events of one key in one partition are delivered in offset order;
-//!   a failing key holds back only that key; events without a key are unordered) or `none`.
+//!   a failing key holds back only that key; events without a key keep partition order: they
+//!   share one lane per partition, so a failing keyless event holds back the partition's keyless
+//!   events) or `none`.
 //! - `concurrency` 1..=1024 deliveries in flight per subscription, default 16.
 //! - A target or dead-letter topic must exist and must not be a source (no delivery loops).
 //! - HTTP targets are `http://` URLs (TLS to targets is not built yet; `https://` is refused with

@@ -218,6 +218,10 @@ pub fn backoff(d: &Delivery, attempts: u32) -> i64 {
     (nominal / 2 + random_below(nominal / 2 + 1)) as i64
 }
 
+/// The lane of events without a key (no FNV-1a hash of a key is expected to land on it; one
+/// that did would only share its lane, never reorder).
+const KEYLESS_LANE: u64 = u64::MAX;
+
 fn key_hash(k: &[u8]) -> u64 {
     // FNV-1a: stable across restarts (lanes are rebuilt from stored hashes).
     k.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -593,10 +597,11 @@ impl Worker {
             return Ok(());
         }
         let lane = match self.sub.spec.delivery.ordering {
-            Ordering::Key => ev
-                .key
-                .as_deref()
-                .map(|k| (r.topic.clone(), r.partition, key_hash(k))),
+            // Keyless events share one lane per partition: they keep partition order.
+            Ordering::Key => {
+                let h = ev.key.as_deref().map_or(KEYLESS_LANE, key_hash);
+                Some((r.topic.clone(), r.partition, h))
+            }
             Ordering::None => None,
         };
         if let Some(l) = &lane {

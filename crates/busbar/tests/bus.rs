@@ -435,6 +435,40 @@ fn topic_targets_keep_the_source_events_identity() {
     assert_eq!(s.stop(), 0);
 }
 
+/// With `ordering: key` (the default), events without a key keep partition order, also when
+/// routed topic to topic.
+#[test]
+fn keyless_events_keep_partition_order_topic_to_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("src", 1), ("dst", 1)]);
+    subscribe(
+        &s,
+        json!({"name": "copy", "sources": ["src"], "start": "earliest",
+               "target": {"topic": "dst"}, "pattern": {"data": {"n": [{"exists": true}]}}}),
+    );
+    for chunk in 0..4 {
+        let evs: Vec<Value> = (0..50)
+            .map(|i| json!({"value": {"n": chunk * 50 + i}}))
+            .collect();
+        publish(&s, "src", Value::Array(evs));
+    }
+    wait_sub(&s, "copy", |v| v["counters"]["delivered"] == 200);
+    let (_, v) = s.http(
+        "GET",
+        "/topics/dst/partitions/0/events?offset=0&limit=500",
+        None,
+    );
+    let got: Vec<i64> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, (0..200).collect::<Vec<i64>>());
+    assert_eq!(s.stop(), 0);
+}
+
 #[test]
 fn replay_redelivers_a_time_range_marked_and_rate_limited() {
     let dir = tempfile::tempdir().unwrap();
