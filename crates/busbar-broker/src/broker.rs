@@ -431,7 +431,9 @@ impl Broker {
         let _ = tokio::time::timeout(timeout, AnyOf(waits)).await;
     }
 
-    /// Up to `limit` events from `offset` (waiting up to `max_wait` for the first one).
+    /// Up to `limit` events from `offset` (waiting up to `max_wait` for the first one), and no
+    /// more than `fetch_bytes_max` of stored batches past the first (at least one event is always
+    /// answered): a count alone would let `limit` large events fill memory.
     pub async fn read_events(
         &self,
         topic: &str,
@@ -443,11 +445,13 @@ impl Broker {
         let mut out = Vec::new();
         let mut next = offset;
         let mut wait = max_wait;
-        while out.len() < limit {
+        let mut bytes = 0;
+        while out.len() < limit && (out.is_empty() || bytes < self.config.fetch_bytes_max) {
             let r = self.fetch(topic, partition, next, 1 << 20, 1, wait).await?;
             if r.data.is_empty() {
                 break;
             }
+            bytes += r.data.len();
             let evs = event::decode(topic, partition as u32, &r.data, next)?;
             next = last_offset(&r.data).map_or(next, |o| o + 1);
             out.extend(evs.into_iter().take(limit - out.len()));

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::process::Command;
 
 #[test]
@@ -448,5 +448,48 @@ fn shutdown_does_not_wait_forever_for_open_event_streams() {
     let _ = reader.join();
     let s = Server::start(dir.path(), &[], &[]);
     assert!(s.ready_line.contains("clean start"), "{}", s.ready_line);
+    assert_eq!(s.stop(), 0);
+}
+
+/// HTTP reads are bounded in bytes, not only in events: `limit=10000` of large events answers
+/// about `broker.fetch_bytes_max` and a `next_offset` to go on from.
+#[test]
+fn http_reads_are_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("BUSBAR_BROKER_FETCH_BYTES_MAX", "1048576")];
+    let s = Server::start(dir.path(), &[], &env);
+    let (st, _) = s.http(
+        "POST",
+        "/topics",
+        Some(json!({"name": "big", "partitions": 1})),
+    );
+    assert_eq!(st, 201);
+    let blob = "x".repeat(200_000);
+    for _ in 0..5 {
+        let evs: Vec<Value> = (0..4).map(|_| json!({"value": blob})).collect();
+        let (st, v) = s.http("POST", "/topics/big/events", Some(Value::Array(evs)));
+        assert_eq!(st, 200, "{v}");
+    }
+    let (st, v) = s.http(
+        "GET",
+        "/topics/big/partitions/0/events?offset=0&limit=10000",
+        None,
+    );
+    assert_eq!(st, 200);
+    let n = v["events"].as_array().unwrap().len();
+    assert!((1..=11).contains(&n), "{n} events of 200 kB in one answer");
+    assert_eq!(v["next_offset"], n);
+    let mut at = n;
+    while at < 20 {
+        let (_, v) = s.http(
+            "GET",
+            &format!("/topics/big/partitions/0/events?offset={at}&limit=10000"),
+            None,
+        );
+        let got = v["events"].as_array().unwrap().len();
+        assert!(got >= 1);
+        at += got;
+    }
+    assert_eq!(at, 20);
     assert_eq!(s.stop(), 0);
 }
