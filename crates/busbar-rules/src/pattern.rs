@@ -272,16 +272,31 @@ fn match_node(node: &Node, v: &Value) -> bool {
     match v {
         Value::Array(items) => items.iter().any(|e| match_node(node, e)),
         Value::Object(obj) => {
-            node.fields.iter().all(|(k, child)| match child {
-                Child::Leaf(conds) => match_leaf(conds, obj.get(k)),
-                Child::Object(inner) => obj.get(k).is_some_and(|c| match_node(inner, c)),
-            }) && node
-                .ors
+            node.fields
                 .iter()
-                .all(|alts| alts.iter().any(|a| match_node(a, v)))
+                .all(|(k, child)| match (child, obj.get(k)) {
+                    (Child::Leaf(conds), found) => match_leaf(conds, found),
+                    (Child::Object(inner), Some(c)) => match_node(inner, c),
+                    (Child::Object(inner), None) => matches_absent(inner),
+                })
+                && node
+                    .ors
+                    .iter()
+                    .all(|alts| alts.iter().any(|a| match_node(a, v)))
         }
-        _ => false,
+        // A scalar where the pattern nests has none of the nested fields.
+        _ => matches_absent(node),
     }
+}
+
+/// A pattern object against a path the event does not have at all: as event-ruler matches the
+/// event's flattened field paths, it matches only when every leaf below matches absence
+/// (`{"a": {"b": [{"exists": false}]}}` matches `{"c": 1}`).
+fn matches_absent(node: &Node) -> bool {
+    node.fields.iter().all(|(_, child)| match child {
+        Child::Leaf(conds) => match_leaf(conds, None),
+        Child::Object(inner) => matches_absent(inner),
+    }) && node.ors.iter().all(|alts| alts.iter().any(matches_absent))
 }
 
 /// Every leaf value at a path: arrays (also nested) are crushed into their elements.
@@ -309,6 +324,23 @@ fn match_leaf(conds: &[Condition], v: Option<&Value>) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn exists_false_matches_a_missing_parent() {
+        let p = Pattern::parse(&json!({"a": {"b": [{"exists": false}]}})).unwrap();
+        for (event, want) in [
+            (json!({"c": 1}), true),
+            (json!({"a": {"c": 1}}), true),
+            (json!({"a": 5}), true),
+            (json!({"a": {"b": 1}}), false),
+            (json!({"a": [{"b": 1}]}), false),
+        ] {
+            assert_eq!(p.matches(&event), want, "{event}");
+        }
+        let both = json!({"a": {"b": [{"exists": false}], "c": ["x"]}});
+        let p = Pattern::parse(&both).unwrap();
+        assert!(!p.matches(&json!({"d": 1})), "a.c must be present");
+    }
 
     #[test]
     fn errors_point_at_the_offending_part() {
