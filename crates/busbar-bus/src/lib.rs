@@ -10,6 +10,7 @@ pub mod deliver;
 pub mod dlq;
 pub mod envelope;
 mod error;
+pub mod policy;
 pub mod positions;
 mod replay;
 pub mod request;
@@ -222,9 +223,9 @@ impl Bus {
         let broker = &self.ctx.broker;
         let mut rows = Vec::new();
         for topic in &c.spec.sources {
-            let (id, n) = worker::topic_layout(broker, topic)?;
+            let (id, n) = positions::topic_layout(broker, topic)?;
             for p in 0..n {
-                if worker::stored_position(&self.ctx, name, topic, p, &id).is_some() {
+                if positions::stored_position(&self.ctx, name, topic, p, &id).is_some() {
                     continue;
                 }
                 let (start, end) = broker.offsets_of(topic, p as i64)?;
@@ -327,7 +328,7 @@ impl Bus {
         // Positions only for partitions that have none: harmless if the update fails later. An
         // older busbar's positions of the current sources are taken over first.
         let sources = subs[name].record.spec.sources.clone();
-        worker::take_over_legacy(&self.ctx, name, &sources).await?;
+        positions::take_over_legacy(&self.ctx, name, &sources).await?;
         self.commit_start(&compiled).await?;
         let e = subs.get_mut(name).expect("checked");
         let old = (e.record.clone(), e.compiled.clone());
@@ -390,7 +391,7 @@ impl Bus {
             h.stop().await;
         }
         let sources = e.record.spec.sources.clone();
-        let res = match worker::take_over_legacy(&self.ctx, name, &sources).await {
+        let res = match positions::take_over_legacy(&self.ctx, name, &sources).await {
             Ok(()) => self.write_reset(name, &moved).await,
             Err(err) => Err(err),
         };
@@ -437,7 +438,7 @@ impl Bus {
         };
         let mut out = Vec::new();
         for topic in &spec.sources {
-            let (_, n) = worker::topic_layout(broker, topic)?;
+            let (_, n) = positions::topic_layout(broker, topic)?;
             for p in 0..n {
                 let (start, end) = broker.offsets_of(topic, p as i64)?;
                 let offset = match (to, ts) {
@@ -461,7 +462,7 @@ impl Bus {
     async fn write_reset(&self, name: &str, moved: &[ResetPosition]) -> Result<()> {
         let mut rows = Vec::new();
         for m in moved {
-            let (id, _) = worker::topic_layout(&self.ctx.broker, &m.topic)?;
+            let (id, _) = positions::topic_layout(&self.ctx.broker, &m.topic)?;
             let pos = Position {
                 offset: m.offset,
                 topic_id: id,
@@ -517,14 +518,14 @@ impl Bus {
         let broker = &self.ctx.broker;
         let mut lag = 0;
         for topic in &spec.sources {
-            let Ok((id, n)) = worker::topic_layout(broker, topic) else {
+            let Ok((id, n)) = positions::topic_layout(broker, topic) else {
                 continue;
             };
             for p in 0..n {
                 let Ok((start, end)) = broker.offsets_of(topic, p as i64) else {
                     continue;
                 };
-                let at = worker::stored_position(&self.ctx, &spec.name, topic, p, &id);
+                let at = positions::stored_position(&self.ctx, &spec.name, topic, p, &id);
                 lag += end.saturating_sub(at.unwrap_or(start).max(start));
             }
         }
@@ -553,7 +554,7 @@ impl Bus {
         limit: usize,
     ) -> Result<Vec<(DeadLetter, StoredEvent)>> {
         let broker = &self.ctx.broker;
-        let (_, partitions) = worker::topic_layout(broker, topic)?;
+        let (_, partitions) = positions::topic_layout(broker, topic)?;
         let limit = limit.min(DEAD_LETTERS_MAX);
         let mut out = Vec::new();
         for p in (0..partitions).filter(|p| filter.partition.is_none_or(|f| f == *p)) {

@@ -13,7 +13,9 @@
 //! from there once (see [`legacy_group`]).
 
 use crate::error::{BusError, Result};
+use crate::worker::Ctx;
 use busbar_broker::kvlog::KvLog;
+use busbar_broker::Broker;
 use busbar_log::disk::Storage;
 use busbar_log::Clock;
 use serde::{Deserialize, Serialize};
@@ -173,5 +175,81 @@ fn apply(t: &mut Table, sub: String, k: PartKey, at: u64, v: Option<Position>) {
                 t.remove(&sub);
             }
         }
+    }
+}
+
+/// The id and partition count of `topic` as it is now.
+pub(crate) fn topic_layout(broker: &Broker, topic: &str) -> Result<(String, u32)> {
+    let d = broker.describe_topic(topic)?;
+    Ok((d.id, d.partitions.len() as u32))
+}
+
+/// Takes over, once, the positions an older busbar kept as the committed offsets of consumer
+/// group `busbar-subscription-<sub>`: when `sub` has no stored position at all, every source
+/// partition's position is written in one durable write (the legacy offset, or the log start).
+pub(crate) async fn take_over_legacy(ctx: &Ctx, sub: &str, sources: &[String]) -> Result<()> {
+    if !ctx.positions.of(sub).is_empty() {
+        return Ok(());
+    }
+    let group = legacy_group(sub);
+    let mut rows = Vec::new();
+    let mut any = false;
+    for topic in sources {
+        let (id, n) = topic_layout(&ctx.broker, topic)?;
+        for p in 0..n {
+            let legacy = ctx.broker.committed(&group, topic, p).map(|c| c.offset);
+            any |= legacy.is_some();
+            let (start, _) = ctx.broker.offsets_of(topic, p as i64)?;
+            let pos = Position {
+                offset: legacy.unwrap_or(start),
+                topic_id: id.clone(),
+            };
+            rows.push(((topic.clone(), p), Some(pos)));
+        }
+    }
+    if any {
+        ctx.positions.put(sub, rows).await?;
+    }
+    Ok(())
+}
+
+/// When `topic` was deleted and created again (its stored positions name another id), ends the
+/// retry entries `sub` holds on it: they point at offsets of the old topic.
+pub(crate) async fn forget_old_incarnation(
+    ctx: &Ctx,
+    sub: &str,
+    topic: &str,
+    id: &str,
+) -> Result<()> {
+    let stale =
+        (ctx.positions.of(sub).iter()).any(|((t, _), pos)| t == topic && pos.topic_id != id);
+    if !stale {
+        return Ok(());
+    }
+    let ended = ctx
+        .retries
+        .entries(sub)
+        .into_keys()
+        .filter(|r| r.topic == topic);
+    let rows: Vec<_> = ended.map(|r| (r, None)).collect();
+    ctx.retries.put(sub, rows).await
+}
+
+/// The stored position of `sub` on one partition if it belongs to the topic incarnation `id`;
+/// with no stored position at all, the offset committed by an older busbar in the legacy group.
+pub(crate) fn stored_position(
+    ctx: &Ctx,
+    sub: &str,
+    topic: &str,
+    partition: u32,
+    id: &str,
+) -> Option<u64> {
+    match ctx.positions.get(sub, topic, partition) {
+        Some(p) => (p.topic_id == id).then_some(p.offset),
+        None if ctx.positions.of(sub).is_empty() => ctx
+            .broker
+            .committed(&legacy_group(sub), topic, partition)
+            .map(|c| c.offset),
+        None => None,
     }
 }

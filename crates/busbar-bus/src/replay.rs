@@ -11,9 +11,10 @@
 //! States follow EventBridge: `RUNNING`, `COMPLETED`, `CANCELLED`, `FAILED`.
 
 use super::deliver::Outcome;
+use super::policy::{verdict, Verdict};
 use super::spec::Compiled;
 use super::stats::Counters;
-use super::worker::{verdict, Ctx, Verdict};
+use super::worker::Ctx;
 use super::{dlq, request};
 use crate::error::Result;
 use busbar_broker::event;
@@ -145,7 +146,7 @@ async fn replay_all(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<()> {
     let pace = Duration::from_secs_f64(1.0 / f64::from(run.rate.max(1)));
     let mut next_slot = tokio::time::Instant::now();
     for topic in &sub.spec.sources {
-        let (_, partitions) = crate::worker::topic_layout(&ctx.broker, topic)?;
+        let (_, partitions) = crate::positions::topic_layout(&ctx.broker, topic)?;
         for p in 0..partitions {
             let mut offset = ctx
                 .broker

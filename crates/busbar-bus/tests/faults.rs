@@ -184,7 +184,13 @@ async fn a_failed_update_keeps_the_old_worker_running() {
         "target": {"url": t.url("/")}});
     assert!(bus.update("s", from_json(&wider).unwrap()).await.is_err());
     plan.set_disk_full(false);
-    let v = bus.get("s").await.unwrap();
+    // The worker may still be starting (its first pass reads positions); it must get to running.
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut v = bus.get("s").await.unwrap();
+    while v.state == "starting" && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        v = bus.get("s").await.unwrap();
+    }
     assert_eq!((v.spec.sources.len(), v.state.as_str()), (1, "running"));
     b.publish("src", vec![Event::keyed("k", r#"{"n":7}"#)])
         .await
