@@ -16,7 +16,9 @@
 //! record on (its unchanged prefix copied in chunks), kept batches are written in chunks of at
 //! most [`REWRITE_CHUNK_BYTES`] plus one batch, and its indexes are built as it goes. Passes run
 //! under `clean` and take `state` only for snapshots and the swap; they never touch the segments
-//! rolled since the last checkpoint, nor damaged ones.
+//! rolled since the last checkpoint, nor damaged ones. A damaged segment keeps every record,
+//! older values included, so once a pass meets one (marked before, or found while rewriting) no
+//! tombstone after it expires in that pass: removing the tombstone would bring the key back.
 
 use crate::batch::{self, BatchHeader, Records, HEADER_BYTES as BATCH_HEADER_BYTES};
 use crate::cleaner::CleanReport;
@@ -174,22 +176,29 @@ impl Log {
             let (map, upto) = self.map_keys(&snap, from)?;
             report.compaction_passes += 1;
             report.map_bytes_peak = report.map_bytes_peak.max(map.bytes);
-            let filter = Filter {
+            let mut filter = Filter {
                 map: &map,
                 horizon,
                 log_start: snap.log_start,
                 upto,
             };
-            let mut tomb = None;
+            let (mut tomb, mut blocked) = (None, false);
             for seg in snap.settled.iter().filter(|s| s.base < upto) {
                 self.check_maintenance_now()?;
                 if seg.damaged_from().is_none() {
                     self.compact_segment(seg, &filter, &mut tomb, &mut report)?;
                 }
+                if seg.damaged_from().is_some() {
+                    // Its records stay as they are (older values of any key included): no
+                    // tombstone after it may expire in this pass.
+                    filter.horizon = i64::MIN;
+                    blocked = true;
+                }
             }
             cs.dirty_from = upto;
             if upto >= snap.settled_end {
-                cs.oldest_tombstone_ts = tomb;
+                // Kept only because of damage: no pass is due for these tombstones alone.
+                cs.oldest_tombstone_ts = if blocked { None } else { tomb };
                 return Ok(report);
             }
         }

@@ -198,3 +198,46 @@ fn random_log(seed: u64) {
 fn random_logs_compact_to_the_latest_record_per_key() {
     for_each_seed(60, random_log);
 }
+
+/// A damaged segment is never rewritten, so an older value of a key can survive in it; a pass
+/// that meets one must not drop an expired tombstone after it, or the deleted key comes back.
+#[test]
+fn an_expired_tombstone_is_kept_when_an_older_value_lies_in_a_damaged_segment() {
+    let clock = ManualClock::new(1_000);
+    let cfg = LogConfig {
+        clock: clock.clone(),
+        ..compacting(1 << 20, 4096)
+    };
+    let (s, log) = mem_log(cfg);
+    let first = batch::build(&[rec(Some(b"gone"), Some(b"old value"), 1_000)]);
+    log.append(&mut first.clone()).unwrap();
+    for _ in 0..5 {
+        log.append(&mut batch::build(&[rec(None, Some(b"filler"), 1_000)]))
+            .unwrap();
+    }
+    settle(&log);
+    let tomb = log
+        .append(&mut batch::build(&[rec(Some(b"gone"), None, 1_000)]))
+        .unwrap()
+        .base_offset;
+    settle(&log);
+    // Damage the first segment just after the old value (inside the next batch's body).
+    let segment_header = 16;
+    s.corrupt(
+        &format!("{:020}.log", 0),
+        segment_header + first.len() as u64 + 30,
+        &[0x55; 4],
+    )
+    .unwrap();
+    clock.advance(2_000_000);
+    log.compact().unwrap();
+    let old = events(&log.read(0, 1).unwrap().data);
+    assert_eq!(old[0].2.as_deref(), Some(&b"old value"[..]), "{old:?}");
+    let at_tomb = events(&log.read(tomb, 1).unwrap().data);
+    assert!(
+        at_tomb
+            .iter()
+            .any(|e| e.0 == tomb && e.1.as_deref() == Some(b"gone") && e.2.is_none()),
+        "the tombstone must stay while the older value cannot be removed: {at_tomb:?}"
+    );
+}
