@@ -64,7 +64,18 @@ pub struct JoinResponse {
     pub leader: String,
     pub member_id: String,
     /// Every member and its metadata for the chosen protocol: for the leader only.
-    pub members: Vec<(String, Vec<u8>)>,
+    pub members: Vec<JoinMember>,
+}
+
+/// A member as the leader's JoinGroup answer lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinMember {
+    pub member_id: String,
+    /// KIP-345's `group.instance.id` of a static member (Kafka's assignors use it to keep a
+    /// restarted member's partitions).
+    pub instance_id: Option<String>,
+    /// The member's metadata for the chosen protocol.
+    pub metadata: Vec<u8>,
 }
 
 /// A member as `describe` shows it.
@@ -75,6 +86,8 @@ pub struct MemberInfo {
     pub client_host: String,
     pub metadata: Vec<u8>,
     pub assignment: Vec<u8>,
+    /// KIP-345's `group.instance.id` of a static member.
+    pub instance_id: Option<String>,
 }
 
 /// A group as `describe` shows it.
@@ -710,6 +723,7 @@ impl Groups {
                         .map(|(_, md)| md.clone())
                         .unwrap_or_default(),
                     assignment: m.assignment.clone(),
+                    instance_id: m.instance_id.clone(),
                 })
                 .collect(),
         })
@@ -757,14 +771,15 @@ fn response(g: &Group, member: &str) -> JoinResponse {
     let members = if member == g.leader {
         g.members
             .iter()
-            .map(|(id, m)| {
-                let md = m
+            .map(|(id, m)| JoinMember {
+                member_id: id.clone(),
+                instance_id: m.instance_id.clone(),
+                metadata: m
                     .protocols
                     .iter()
                     .find(|(p, _)| *p == g.protocol)
                     .map(|(_, md)| md.clone())
-                    .unwrap_or_default();
-                (id.clone(), md)
+                    .unwrap_or_default(),
             })
             .collect()
     } else {

@@ -69,7 +69,7 @@ pub use config::{BrokerConfig, TopicConfig};
 pub use consumer::{GroupDescription, OffsetMap, PartitionLag, ResetTo};
 pub use error::{BrokerError, Result};
 pub use event::{Event, Published, StoredEvent};
-pub use group::{GroupInfo, GroupState, JoinRequest, JoinResponse, MemberInfo};
+pub use group::{GroupInfo, GroupState, JoinMember, JoinRequest, JoinResponse, MemberInfo};
 pub use member::{ConsumerOptions, GroupConsumer, StartAt};
 pub use offsets::{Committed, OffsetCommit};
 pub use produce::PendingAppend;

@@ -155,10 +155,10 @@ impl GroupConsumer {
             let members: Vec<(String, Vec<String>)> = resp
                 .members
                 .iter()
-                .map(|(id, md)| {
+                .map(|m| {
                     (
-                        id.clone(),
-                        assignment::decode_subscription(md).unwrap_or_default(),
+                        m.member_id.clone(),
+                        assignment::decode_subscription(&m.metadata).unwrap_or_default(),
                     )
                 })
                 .collect();

@@ -82,7 +82,14 @@ async fn rebalances_on_join_leave_and_session_expiry() {
         (r1.generation, r1.leader.as_str(), r1.protocol.as_str()),
         (1, id1.as_str(), "range")
     );
-    assert_eq!(r1.members, vec![(id1.clone(), b"meta".to_vec())]);
+    assert_eq!(
+        r1.members,
+        vec![busbar_broker::JoinMember {
+            member_id: id1.clone(),
+            instance_id: None,
+            metadata: b"meta".to_vec()
+        }]
+    );
     assert_eq!(
         b.sync_group("g", &id1, 1, vec![(id1.clone(), b"all".to_vec())])
             .await

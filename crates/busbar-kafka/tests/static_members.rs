@@ -104,6 +104,8 @@ struct Joined {
     a: String,
     b: String,
     generation: i32,
+    /// The leader's JoinGroup member list: (member id, group instance id).
+    listed: Vec<(String, Option<String>)>,
 }
 
 /// Static members "a" (the leader, assigned "pa") and "b" (assigned "pb") in a Stable group.
@@ -141,7 +143,65 @@ fn two_static_members(s: &Server) -> Joined {
     });
     assert_eq!(ra.assignment.as_ref(), b"pa");
     assert_eq!(rb.assignment.as_ref(), b"pb");
-    Joined { a, b, generation }
+    let listed = ja
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.to_string(),
+                m.group_instance_id.as_ref().map(|i| i.to_string()),
+            )
+        })
+        .collect();
+    Joined {
+        a,
+        b,
+        generation,
+        listed,
+    }
+}
+
+fn describe(s: &Server, version: i16) -> Vec<(String, Option<String>)> {
+    let mut req = DescribeGroupsRequest::default();
+    req.groups.push(sb(GROUP).into());
+    let r: DescribeGroupsResponse = call(s, ApiKey::DescribeGroups, version, &req);
+    let mut members: Vec<_> = r.groups[0]
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.to_string(),
+                m.group_instance_id.as_ref().map(|i| i.to_string()),
+            )
+        })
+        .collect();
+    members.sort();
+    members
+}
+
+/// The leader's member list (JoinGroup v5+) and DescribeGroups (v4+) carry each static member's
+/// `group.instance.id`: the Java client's assignors and `kafka-consumer-groups --describe
+/// --members` read it (before: null for every member).
+#[test]
+fn the_leader_and_describe_groups_see_each_members_instance_id() {
+    let (s, _dir) = server();
+    let g = two_static_members(&s);
+    let mut listed = g.listed.clone();
+    listed.sort();
+    let mut want = vec![
+        (g.a.clone(), Some("a".to_string())),
+        (g.b.clone(), Some("b".to_string())),
+    ];
+    want.sort();
+    assert_eq!(listed, want, "the leader's JoinGroup member list");
+    assert_eq!(describe(&s, 5), want, "DescribeGroups v5");
+    assert_eq!(describe(&s, 4), want, "DescribeGroups v4");
+    let no_field: Vec<_> = want.iter().map(|(m, _)| (m.clone(), None)).collect();
+    assert_eq!(
+        describe(&s, 3),
+        no_field,
+        "DescribeGroups v3 has no such field"
+    );
 }
 
 /// The Java client restarting with `group.instance.id`: JoinGroup with the instance id and no

@@ -21,6 +21,8 @@ pub fn handle(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGroupsRespon
                     .map(|m| {
                         let mut dm = DescribedGroupMember::default();
                         dm.member_id = sb(m.member_id);
+                        // v4+ carry a static member's instance id (KIP-345).
+                        dm.group_instance_id = m.instance_id.filter(|_| ctx.version >= 4).map(sb);
                         dm.client_id = sb(m.client_id);
                         dm.client_host = sb(m.client_host);
                         dm.member_metadata = m.metadata.into();

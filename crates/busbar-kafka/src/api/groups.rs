@@ -82,10 +82,12 @@ pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
             r.members = j
                 .members
                 .into_iter()
-                .map(|(id, md)| {
+                .map(|jm| {
                     let mut m = JoinGroupResponseMember::default();
-                    m.member_id = sb(id);
-                    m.metadata = md.into();
+                    m.member_id = sb(jm.member_id);
+                    // KIP-345: the leader's assignor sees which members are static (v5+).
+                    m.group_instance_id = jm.instance_id.filter(|_| ctx.version >= 5).map(sb);
+                    m.metadata = jm.metadata.into();
                     m
                 })
                 .collect();
