@@ -2,10 +2,13 @@
 //! 0 success, 1 the server refused the request (its error code and message on stderr),
 //! 2 bad usage or input, 3 the server could not be reached, 128 + the signal's number when a command
 //! that cleans up on the server first (`consume --group`) was stopped by SIGHUP, SIGINT or SIGTERM.
+//! Output goes through [`outln!`]: a reader that closed the pipe (`busbar consume t | head -2`)
+//! ends the command quietly with status 0.
 
 use serde_json::Value;
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// A failed command, with its exit code.
@@ -23,16 +26,34 @@ pub enum CliError {
         signal: i32,
         message: String,
     },
+    /// The reader closed standard output (EPIPE): it has what it wanted. Exit 0, nothing printed.
+    Closed,
+    /// Standard output failed otherwise (a full disk): exit 2, as for bad input.
+    Output(String),
 }
 
 impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Server { .. } => 1,
-            CliError::Usage(_) => 2,
+            CliError::Usage(_) | CliError::Output(_) => 2,
             CliError::Connect(_) => 3,
             CliError::Stopped { signal, .. } => 128 + signal,
+            CliError::Closed => 0,
         }
+    }
+
+    /// Says why on stderr (nothing for a closed output).
+    pub fn say(&self) {
+        if !matches!(self, CliError::Closed) {
+            eprintln!("busbar: {self}");
+        }
+    }
+
+    /// Says why and answers the exit code.
+    pub fn report(&self) -> ExitCode {
+        self.say();
+        ExitCode::from(self.exit_code() as u8)
     }
 }
 
@@ -46,11 +67,43 @@ impl fmt::Display for CliError {
                 message,
             } => write!(f, "{message} ({code}, HTTP {status})"),
             CliError::Connect(m) | CliError::Stopped { message: m, .. } => write!(f, "{m}"),
+            CliError::Closed => write!(f, "standard output was closed"),
+            CliError::Output(m) => write!(f, "writing standard output failed: {m}"),
         }
     }
 }
 
 pub type CliResult<T> = Result<T, CliError>;
+
+/// Writes one line to standard output; a closed pipe is [`CliError::Closed`].
+pub fn write_line(args: fmt::Arguments<'_>) -> CliResult<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|_| out.write_all(b"\n")) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(CliError::Closed),
+        Err(e) => Err(CliError::Output(e.to_string())),
+    }
+}
+
+/// [`write_line`] for output with nothing to clean up after it: a failed write ends the process
+/// with its exit code (0, quietly, when the reader closed the pipe).
+pub fn line(args: fmt::Arguments<'_>) {
+    if let Err(e) = write_line(args) {
+        e.say();
+        std::process::exit(e.exit_code());
+    }
+}
+
+/// `println!` for client output: see [`line`].
+macro_rules! outln {
+    () => {
+        $crate::client::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::client::line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
 
 /// Output style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -171,7 +224,7 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) {
             .enumerate()
             .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        outln!("{}", s.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_uppercase()).collect());
     for r in rows {
@@ -182,7 +235,7 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) {
 /// Prints `v` as JSON, or its array field `field` as a table with `(header, key)` columns.
 pub fn print_list(c: &Client, v: &Value, field: &str, columns: &[(&str, &str)]) {
     if c.output == Output::Json {
-        println!("{v}");
+        outln!("{v}");
         return;
     }
     let rows = v[field]

@@ -150,7 +150,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(flags) => {
             return match load(flags) {
                 Ok(c) => {
-                    print!("{}", c.to_toml());
+                    client::outln!("{}", c.to_toml().trim_end());
                     ExitCode::SUCCESS
                 }
                 Err(code) => code,
@@ -175,9 +175,6 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("busbar: {e}");
-            ExitCode::from(e.exit_code() as u8)
-        }
+        Err(e) => e.report(),
     }
 }

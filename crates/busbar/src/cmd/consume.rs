@@ -4,7 +4,7 @@
 //! is caught and the instance deleted before exit: a member left behind would hold its partitions
 //! until the server's idle timeout. Committed positions never pass what was printed.
 
-use crate::client::{enc, CliError, CliResult, Client, Output};
+use crate::client::{enc, write_line, CliError, CliResult, Client, Output};
 use base64::Engine;
 use clap::Args;
 use serde_json::Value;
@@ -62,11 +62,16 @@ fn text_of(e: &Value, field: &str) -> String {
     }
 }
 
-fn print(c: &Client, e: &Value, with_key: bool) {
+/// Prints one event; a closed output is an error, so a group member still leaves its group.
+fn print(c: &Client, e: &Value, with_key: bool) -> CliResult<()> {
     match c.output {
-        Output::Json => println!("{e}"),
-        Output::Table if with_key => println!("{}\t{}", text_of(e, "key"), text_of(e, "value")),
-        Output::Table => println!("{}", text_of(e, "value")),
+        Output::Json => write_line(format_args!("{e}")),
+        Output::Table if with_key => write_line(format_args!(
+            "{}\t{}",
+            text_of(e, "key"),
+            text_of(e, "value")
+        )),
+        Output::Table => write_line(format_args!("{}", text_of(e, "value"))),
     }
 }
 
@@ -181,7 +186,7 @@ fn run_group(c: &Client, a: &ConsumeArgs, group: &str) -> CliResult<()> {
             }
             let events = r["events"].as_array().cloned().unwrap_or_default();
             for e in &events {
-                print(c, e, a.print_key);
+                print(c, e, a.print_key)?;
             }
             printed += events.len();
             if !events.is_empty() {
@@ -253,7 +258,7 @@ pub fn run(c: &Client, a: ConsumeArgs) -> CliResult<()> {
             );
             let r = c.call("GET", &path, None)?;
             for e in r["events"].as_array().into_iter().flatten() {
-                print(c, e, a.print_key);
+                print(c, e, a.print_key)?;
                 printed += 1;
                 got_any = true;
             }

@@ -1,7 +1,7 @@
 //! `busbar dlq list|show|redrive`: dead letters in a dead-letter topic, filtered by subscription,
 //! reason, partition and offsets; redrive sends them back through their subscriptions.
 
-use crate::client::{enc, print_list, CliError, CliResult, Client, Output};
+use crate::client::{enc, outln, print_list, CliError, CliResult, Client, Output};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
@@ -116,9 +116,9 @@ pub fn run(c: &Client, cmd: DlqCmd) -> CliResult<()> {
                 )));
             };
             if c.output == Output::Json {
-                println!("{d}");
+                outln!("{d}");
             } else {
-                println!("{}", serde_json::to_string_pretty(d).unwrap_or_default());
+                outln!("{}", serde_json::to_string_pretty(d).unwrap_or_default());
             }
         }
         DlqCmd::Redrive { topic, filter } => {
@@ -128,9 +128,9 @@ pub fn run(c: &Client, cmd: DlqCmd) -> CliResult<()> {
                 &filter.json(),
             )?;
             if c.output == Output::Json {
-                println!("{v}");
+                outln!("{v}");
             } else {
-                println!("redriven {}", v["redriven"]);
+                outln!("redriven {}", v["redriven"]);
             }
         }
     }

@@ -1,6 +1,6 @@
 //! `busbar group list|describe|reset-offsets|delete`.
 
-use crate::client::{cell, enc, print_list, table, CliError, CliResult, Client, Output};
+use crate::client::{cell, enc, outln, print_list, table, CliError, CliResult, Client, Output};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
@@ -48,10 +48,10 @@ pub fn run(c: &Client, cmd: GroupCmd) -> CliResult<()> {
         GroupCmd::Describe { group } => {
             let d = c.call("GET", &format!("/groups/{}", enc(&group)), None)?;
             if c.output == Output::Json {
-                println!("{d}");
+                outln!("{d}");
                 return Ok(());
             }
-            println!(
+            outln!(
                 "group {}  state {}  generation {}  lag {}",
                 cell(&d["group"]),
                 cell(&d["state"]),
@@ -70,7 +70,7 @@ pub fn run(c: &Client, cmd: GroupCmd) -> CliResult<()> {
                 })
                 .collect();
             table(&["member", "host", "assignment"], rows);
-            println!();
+            outln!();
             let offsets = d["offsets"].as_array().cloned().unwrap_or_default();
             let rows = offsets
                 .iter()
@@ -118,9 +118,9 @@ pub fn run(c: &Client, cmd: GroupCmd) -> CliResult<()> {
         GroupCmd::Delete { group } => {
             c.call("DELETE", &format!("/groups/{}", enc(&group)), None)?;
             if c.output == Output::Json {
-                println!("{}", json!({"deleted": group}));
+                outln!("{}", json!({"deleted": group}));
             } else {
-                println!("deleted group {group}");
+                outln!("deleted group {group}");
             }
         }
     }

@@ -1,7 +1,7 @@
 //! `busbar produce`: events from arguments or from standard input (one per line), sent in batches.
 //! A value that parses as JSON is sent as JSON; anything else as its raw bytes.
 
-use crate::client::{enc, CliError, CliResult, Client, Output};
+use crate::client::{enc, outln, CliError, CliResult, Client, Output};
 use crate::cmd::topic::pairs;
 use base64::Engine;
 use clap::Args;
@@ -118,10 +118,10 @@ pub fn run(c: &Client, a: ProduceArgs) -> CliResult<()> {
         }
     }
     match c.output {
-        Output::Json => println!("{}", json!({ "offsets": offsets })),
+        Output::Json => outln!("{}", json!({ "offsets": offsets })),
         Output::Table => {
             for o in &offsets {
-                println!("partition {} offset {}", o["partition"], o["offset"]);
+                outln!("partition {} offset {}", o["partition"], o["offset"]);
             }
             eprintln!("produced {} events to {}", offsets.len(), a.topic);
         }

@@ -3,7 +3,7 @@
 //! exits 2 with the path of the offending part.
 
 use super::subscription::json_arg;
-use crate::client::{CliError, CliResult, Output};
+use crate::client::{outln, CliError, CliResult, Output};
 use busbar_rules::Pattern;
 use clap::Subcommand;
 use serde_json::json;
@@ -25,8 +25,8 @@ pub fn run(output: Output, cmd: RuleCmd) -> CliResult<()> {
         .map_err(|e| CliError::Usage(format!("invalid pattern: {e}")))?;
     let matched = p.matches(&json_arg(&event, "event")?);
     match output {
-        Output::Json => println!("{}", json!({ "match": matched })),
-        Output::Table => println!("{}", if matched { "match" } else { "no match" }),
+        Output::Json => outln!("{}", json!({ "match": matched })),
+        Output::Table => outln!("{}", if matched { "match" } else { "no match" }),
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `busbar subscription create|update|list|get|pause|resume|reset|delete|replay|replays`: the same fields
 //! as `POST /subscriptions`, from flags, from a JSON file (`--file`), or both (flags win).
 
-use crate::client::{cell, enc, print_list, CliError, CliResult, Client, Output};
+use crate::client::{cell, enc, outln, print_list, CliError, CliResult, Client, Output};
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 
@@ -186,19 +186,19 @@ impl SpecArgs {
 
 fn show(c: &Client, v: &Value) {
     if c.output == Output::Json {
-        println!("{v}");
+        outln!("{v}");
         return;
     }
     let counters = &v["counters"];
-    println!(
+    outln!(
         "subscription {}  state {}  lag {}  retrying {}",
         cell(&v["name"]),
         cell(&v["state"]),
         cell(&v["lag"]),
         cell(&v["retrying"])
     );
-    println!("sources {}  target {}", v["sources"], v["target"]);
-    println!(
+    outln!("sources {}  target {}", v["sources"], v["target"]);
+    outln!(
         "matched {}  delivered {}  retried {}  dead-lettered {}  dropped {}",
         cell(&counters["matched"]),
         cell(&counters["delivered"]),
@@ -302,14 +302,14 @@ pub fn run(c: &Client, cmd: SubscriptionCmd) -> CliResult<()> {
                 body["rate"] = json!(r);
             }
             let v = c.json("POST", &format!("{}/replays", path(&name)), &body)?;
-            println!("{v}");
+            outln!("{v}");
         }
         SubscriptionCmd::Replays { name, run } => {
             let v = match run {
                 Some(r) => c.call("GET", &format!("{}/replays/{}", path(&name), enc(&r)), None)?,
                 None => c.call("GET", &format!("{}/replays", path(&name)), None)?,
             };
-            println!("{v}");
+            outln!("{v}");
         }
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! `busbar topic create|list|describe|alter|delete`.
 
-use crate::client::{cell, enc, print_list, table, CliError, CliResult, Client, Output};
+use crate::client::{cell, enc, outln, print_list, table, CliError, CliResult, Client, Output};
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
 
@@ -50,10 +50,10 @@ pub fn pairs(items: &[String], what: &str) -> CliResult<Vec<(String, String)>> {
 
 fn show(c: &Client, d: &Value) {
     if c.output == Output::Json {
-        println!("{d}");
+        outln!("{d}");
         return;
     }
-    println!("topic {}  id {}", cell(&d["name"]), cell(&d["id"]));
+    outln!("topic {}  id {}", cell(&d["name"]), cell(&d["id"]));
     let rows = d["partitions"]
         .as_array()
         .into_iter()
@@ -68,7 +68,7 @@ fn show(c: &Client, d: &Value) {
         })
         .collect();
     table(&["partition", "log start", "high watermark", "bytes"], rows);
-    println!();
+    outln!();
     let overrides = d["overrides"].as_object().cloned().unwrap_or_default();
     let rows = d["configs"]
         .as_object()
@@ -144,9 +144,9 @@ pub fn run(c: &Client, cmd: TopicCmd) -> CliResult<()> {
         TopicCmd::Delete { name } => {
             c.call("DELETE", &format!("/topics/{}", enc(&name)), None)?;
             if c.output == Output::Json {
-                println!("{}", json!({"deleted": name}));
+                outln!("{}", json!({"deleted": name}));
             } else {
-                println!("deleted topic {name}");
+                outln!("deleted topic {name}");
             }
         }
     }
