@@ -10,6 +10,13 @@ pub enum BrokerError {
     InvalidTopicName { name: String, reason: String },
     #[error("topic {0:?} already exists")]
     TopicExists(String),
+    /// The name equals an existing topic's once `.` and `_` are treated alike (Kafka 17: both
+    /// map to the same metric names, so Kafka refuses the second).
+    #[error(
+        "topic {name:?} collides with existing topic {existing:?}: names that differ only in '.' \
+         and '_' are not allowed together"
+    )]
+    TopicCollides { name: String, existing: String },
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),
     #[error("topic {topic:?} has no partition {partition}")]

@@ -40,9 +40,9 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The name `name` collides with once `.` and `_` are treated alike (Kafka refuses the second
-/// of two such names: they map to the same metric names), if any.
-fn collides(name: &str, other: &str) -> bool {
+/// True when `name` and `other` differ but are equal once `.` and `_` are treated alike (Kafka
+/// refuses the second of two such names: they map to the same metric names).
+pub(crate) fn collides(name: &str, other: &str) -> bool {
     name != other && name.len() == other.len() && name.replace('.', "_") == other.replace('.', "_")
 }
 

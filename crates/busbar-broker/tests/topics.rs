@@ -96,6 +96,66 @@ async fn topic_lifecycle_and_validation() {
     assert!(!dir.path().join("topics/orders").exists());
 }
 
+/// Names equal once `.` and `_` are treated alike collide (Kafka refuses the second): the broker
+/// checks under the lock that creates topics, so of two concurrent creations exactly one wins,
+/// whichever front end sent them (before: the check lived in the Kafka front end only, and both
+/// were created).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn colliding_topic_names_are_refused_even_when_created_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(open(dir.path()));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        for name in [format!("race{i}.x"), format!("race{i}_x")] {
+            let b = b.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = b.create_topic(&name, Some(1), cfg(&[])).await;
+                (name, r)
+            }));
+        }
+    }
+    let mut created = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (name, Ok(_)) => created.push(name),
+            (name, Err(BrokerError::TopicCollides { name: n, existing })) => {
+                assert_eq!(n, name);
+                assert_eq!(existing.replace('.', "_"), name.replace('.', "_"));
+            }
+            (name, Err(e)) => panic!("{name}: {e}"),
+        }
+    }
+    assert_eq!(created.len(), 8, "one of each pair: {created:?}");
+    let e = b
+        .create_topic("race0.x", Some(1), cfg(&[]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BrokerError::TopicExists(_) | BrokerError::TopicCollides { .. }
+        ),
+        "{e}"
+    );
+    let e = b.create_topic("a_b", Some(1), cfg(&[])).await.map(|_| ());
+    assert!(e.is_ok());
+    let e = b.create_topic("a.b", Some(1), cfg(&[])).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "topic \"a.b\" collides with existing topic \"a_b\": names that differ only in '.' and \
+         '_' are not allowed together"
+    );
+    assert_eq!(
+        b.list_topics().len(),
+        9,
+        "refused creations changed nothing"
+    );
+    assert!(
+        b.create_topic("a-b", Some(1), cfg(&[])).await.is_ok(),
+        "'-' is no '.'"
+    );
+}
+
 #[tokio::test]
 async fn keyed_events_land_where_kafka_would_put_them() {
     let dir = tempfile::tempdir().unwrap();

@@ -38,6 +38,23 @@ fn topic_routes_work_end_to_end() {
     );
 }
 
+/// A name equal to an existing topic's once `.` and `_` are treated alike is refused with 409
+/// naming the existing topic, as the Kafka front end refuses it (before: HTTP created both).
+#[test]
+fn topic_names_colliding_on_dot_and_underscore_answer_409() {
+    let s = Server::start();
+    let (st, body) = s.json("POST", "/topics", Some(json!({"name": "orders.eu"})));
+    assert_eq!(st, 201, "{body}");
+    assert_error(
+        s.json("POST", "/topics", Some(json!({"name": "orders_eu"}))),
+        409,
+        "topic_collides",
+        "collides with existing topic \"orders.eu\"",
+    );
+    let (_, list) = s.json("GET", "/topics", None);
+    assert_eq!(list["topics"].as_array().unwrap().len(), 1, "{list}");
+}
+
 #[test]
 fn bad_topic_requests_get_precise_errors_and_change_nothing() {
     let s = Server::start();

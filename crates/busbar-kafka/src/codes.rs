@@ -20,7 +20,7 @@ pub fn of(e: &BrokerError) -> i16 {
         B::UnknownTopic(_) | B::UnknownPartition { .. } => UNKNOWN_TOPIC_OR_PARTITION,
         B::ShuttingDown => 6, // NOT_LEADER_OR_FOLLOWER: retriable, clients refresh metadata
         B::MessageTooLarge { .. } => 10,
-        B::InvalidTopicName { .. } => 17,
+        B::InvalidTopicName { .. } | B::TopicCollides { .. } => 17, // INVALID_TOPIC_EXCEPTION
         B::IllegalGeneration { .. } => 22,
         B::InconsistentGroupProtocol => 23,
         B::UnknownMember { .. } => 25,

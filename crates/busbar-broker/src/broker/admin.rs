@@ -97,6 +97,22 @@ impl Broker {
         Ok(n as u32)
     }
 
+    /// `name` is free for a new topic: no topic has it (TopicExists) or collides with it once
+    /// `.` and `_` are treated alike (TopicCollides). Callers hold the admin lock.
+    pub(crate) fn check_new_name(&self, name: &str) -> Result<()> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        if topics.contains_key(name) {
+            return Err(BrokerError::TopicExists(name.to_string()));
+        }
+        match topics.keys().find(|t| topic::collides(name, t)) {
+            Some(existing) => Err(BrokerError::TopicCollides {
+                name: name.to_string(),
+                existing: existing.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Creates a topic with `partitions` (the default when `None`) and config overrides.
     pub async fn create_topic(
         &self,
@@ -109,14 +125,9 @@ impl Broker {
             self.check_partitions(partitions.unwrap_or(self.config.default_partitions as i64))?;
         self.config.topic_defaults.with_overrides(&configs)?;
         let admin = self.lock_admin().await;
-        if self
-            .topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(name)
-        {
-            return Err(BrokerError::TopicExists(name.to_string()));
-        }
+        // Under the admin lock, which every topic creation holds until its topic is in the map:
+        // two concurrent creations of colliding names cannot both pass.
+        self.check_new_name(name)?;
         let now = self.config.clock.now_ms();
         let meta = TopicMeta {
             name: name.to_string(),

@@ -1,7 +1,8 @@
 //! CreateTopics: partitions (-1: the default), replication factor -1 or 1 (one node), configs by
 //! Kafka name; `validate_only` runs every check creation would (name, collision, partition count,
 //! configs, existence) without creating. A name that collides with an existing topic once `.` and
-//! `_` are treated alike is refused (17), as Kafka does: both map to the same metric names.
+//! `_` are treated alike is refused (17), as Kafka does: the broker decides, under the lock that
+//! creates topics, so concurrent creations cannot both pass.
 //!
 //! The answer carries the topic's configs with a valid `config_source` for each (the Java admin
 //! client maps it with `ConfigSource.forId`, which throws on -1).
@@ -17,9 +18,6 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use std::collections::BTreeMap;
 
-/// Kafka's INVALID_TOPIC_EXCEPTION.
-const INVALID_TOPIC: i16 = 17;
-
 /// The checks creation makes, in Kafka's order, without creating anything.
 fn check(
     ctx: &Ctx<'_>,
@@ -33,11 +31,12 @@ fn check(
     if broker.describe_topic(name).is_ok() {
         return Err(err(BrokerError::TopicExists(name.to_string())));
     }
-    if let Some(other) = broker.colliding_topic(name) {
-        return Err((
-            INVALID_TOPIC,
-            format!("topic {name:?} collides with existing topic {other:?} ('.' and '_' collide)"),
-        ));
+    if let Some(existing) = broker.colliding_topic(name) {
+        // Creation checks again under the broker's admin lock; this is for `validate_only`.
+        return Err(err(BrokerError::TopicCollides {
+            name: name.to_string(),
+            existing,
+        }));
     }
     let max = broker.config().partitions_max;
     if t.num_partitions != -1 && (t.num_partitions < 1 || t.num_partitions as i64 > max as i64) {

@@ -6,6 +6,7 @@
 
 use super::{sb, topic, topic_id, Ctx};
 use crate::codes;
+use busbar_broker::BrokerError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -62,14 +63,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             && broker.describe_topic(&name).is_err()
             && busbar_broker::validate_name(&name).is_ok()
         {
-            if broker.colliding_topic(&name).is_some() {
+            let created = broker.create_topic(&name, None, Default::default()).await;
+            if let Err(e @ BrokerError::TopicCollides { .. }) = created {
                 let mut t = MetadataResponseTopic::default();
                 t.name = Some(topic(name.as_str()));
-                t.error_code = 17; // INVALID_TOPIC_EXCEPTION
+                t.error_code = codes::of(&e);
                 topics.push(t);
                 continue;
             }
-            let _ = broker.create_topic(&name, None, Default::default()).await;
         }
         topics.push(describe(ctx, &name));
     }
