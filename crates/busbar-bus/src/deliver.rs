@@ -6,10 +6,20 @@
 //! backoff; a negative value stops retrying. Requests go over HTTP/1.1 with kept-alive connections
 //! pooled per host; the whole exchange (connect, send, response head and body) is bounded by the
 //! subscription's timeout, and a response body is read to at most 64 KiB, then dropped.
+//! `https://` targets go over TLS (`tls.rs`); TLS errors are retried like connection errors
+//! (reason `tls`).
+//!
+//! Every new connection obeys the target policy (`targets.rs`): the host name and each address
+//! it resolves to are checked, and the connection goes to a checked address; a refused target is
+//! dead-lettered at once with reason `target_forbidden`. Failures are reported with a short
+//! reason only (`connection refused`, `connection failed`, a TLS verdict), never the OS error
+//! text: dead letters are readable by users who must not learn the network's layout from them.
 //!
 //! Topic targets: the event is appended to the target topic (durable before the attempt counts as
 //! delivered); a storage error is retried, a vanished or too-small target is dead-lettered.
 
+use crate::targets::{self, Forbidden, TargetPolicy};
+use crate::tls;
 use busbar_broker::event::Event;
 use busbar_broker::Broker;
 use busbar_broker::BrokerError;
@@ -19,6 +29,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Uri};
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -43,7 +55,8 @@ pub enum Outcome {
 /// Why an attempt failed, as dead-letter headers report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    /// `http_status`, `timeout`, `connection`, `storage`, `target_gone`, `too_large`.
+    /// `http_status`, `timeout`, `connection`, `tls`, `target_forbidden`, `storage`,
+    /// `target_gone`, `too_large`.
     pub reason: &'static str,
     pub status: Option<u16>,
     pub error: String,
@@ -65,22 +78,62 @@ pub struct HttpRequest {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Vec<u8>,
     pub timeout: Duration,
+    /// For `https://`: trust only the certificates of this PEM file (else the Mozilla roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 type Sender = SendRequest<Full<Bytes>>;
 
-/// An HTTP/1.1 client with a pool of kept-alive connections per host.
+/// An HTTP/1.1 client with a pool of kept-alive connections per target endpoint, that connects
+/// only to addresses the [`TargetPolicy`] allows.
 #[derive(Default)]
 pub struct HttpClient {
     idle: Mutex<HashMap<String, Vec<Sender>>>,
+    policy: TargetPolicy,
 }
 
-fn authority(uri: &Uri) -> String {
-    let host = uri.host().unwrap_or("");
-    format!("{host}:{}", uri.port_u16().unwrap_or(80))
+/// Where a request goes: scheme, host and port, and the trust of its TLS.
+struct Endpoint<'a> {
+    https: bool,
+    host: &'a str,
+    port: u16,
+    ca_file: Option<&'a Path>,
+}
+
+impl<'a> Endpoint<'a> {
+    fn of(req: &'a HttpRequest) -> Self {
+        let https = req.uri.scheme_str() == Some("https");
+        Endpoint {
+            https,
+            host: req.uri.host().unwrap_or(""),
+            port: req.uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            ca_file: req.ca_file.as_deref(),
+        }
+    }
+
+    /// The `Host` header.
+    fn authority(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The pool key: connections are shared only by requests with the same scheme, endpoint and
+    /// trust.
+    fn key(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        let ca = self.ca_file.map(|p| p.display().to_string());
+        format!("{scheme}://{}#{}", self.authority(), ca.unwrap_or_default())
+    }
 }
 
 impl HttpClient {
+    /// A client whose connections obey `policy`.
+    pub fn new(policy: TargetPolicy) -> Self {
+        Self {
+            idle: Mutex::default(),
+            policy,
+        }
+    }
+
     /// POSTs `req`, classifying the answer.
     pub async fn post(&self, req: HttpRequest) -> Outcome {
         let timeout = req.timeout;
@@ -98,16 +151,17 @@ impl HttpClient {
     }
 
     async fn exchange(&self, req: HttpRequest) -> Outcome {
-        let key = authority(&req.uri);
+        let end = Endpoint::of(&req);
+        let key = end.key();
         let mut sender = match self.checkout(&key).await {
             Some(s) => s,
-            None => match connect(&key).await {
+            None => match self.connect(&end).await {
                 Ok(s) => s,
-                Err(e) => return retry("connection", None, format!("connect {key}: {e}")),
+                Err(outcome) => return outcome,
             },
         };
         let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut builder = Request::post(path).header(hyper::header::HOST, key.as_str());
+        let mut builder = Request::post(path).header(hyper::header::HOST, end.authority());
         for (k, v) in req.headers {
             builder = builder.header(k, v);
         }
@@ -117,7 +171,13 @@ impl HttpClient {
         };
         let response = match sender.send_request(request).await {
             Ok(r) => r,
-            Err(e) => return retry("connection", None, format!("send to {key}: {e}")),
+            Err(_) => {
+                return retry(
+                    "connection",
+                    None,
+                    "the connection ended before an answer".into(),
+                )
+            }
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -155,17 +215,82 @@ impl HttpClient {
             list.push(sender);
         }
     }
+
+    /// The addresses of `end` the policy allows: its name and every address it resolves to are
+    /// checked (any refused one refuses the target); a refusal is final, a failed lookup is
+    /// retried. Errors say no more than a short reason (dead letters are readable by users).
+    async fn resolve(&self, end: &Endpoint<'_>) -> Result<Vec<SocketAddr>, Outcome> {
+        let forbidden =
+            |f: Forbidden| Outcome::Fatal(Failure::new("target_forbidden", None, f.to_string()));
+        let addrs = match targets::literal(end.host) {
+            Some(ip) => vec![SocketAddr::new(ip, end.port)],
+            None => {
+                self.policy.check_name(end.host).map_err(forbidden)?;
+                let found = tokio::net::lookup_host((end.host, end.port)).await;
+                match found {
+                    Ok(a) => a.collect(),
+                    Err(_) => Vec::new(),
+                }
+            }
+        };
+        if addrs.is_empty() {
+            return Err(retry(
+                "connection",
+                None,
+                format!("{:?} did not resolve", end.host),
+            ));
+        }
+        // Which address and rule refused it is not said: that would map the network.
+        if addrs
+            .iter()
+            .any(|a| self.policy.check_addr(a.ip()).is_err())
+        {
+            let why = "an address of the target is forbidden by bus.targets";
+            return Err(Outcome::Fatal(Failure::new("target_forbidden", None, why)));
+        }
+        Ok(addrs)
+    }
+
+    /// A new connection to an address [`Self::resolve`] checked, with TLS for `https`.
+    async fn connect(&self, end: &Endpoint<'_>) -> Result<Sender, Outcome> {
+        let addrs = self.resolve(end).await?;
+        let mut refused = false;
+        let mut stream = None;
+        for a in addrs {
+            match tokio::net::TcpStream::connect(a).await {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => refused |= e.kind() == std::io::ErrorKind::ConnectionRefused,
+            }
+        }
+        let Some(stream) = stream else {
+            let why = if refused {
+                "connection refused"
+            } else {
+                "connection failed"
+            };
+            return Err(retry("connection", None, why.into()));
+        };
+        let _ = stream.set_nodelay(true);
+        if !end.https {
+            return handshake(stream).await;
+        }
+        match tls::connect(stream, end.host, end.ca_file).await {
+            Ok(s) => handshake(s).await,
+            Err(tls::TlsError(e)) => Err(retry("tls", None, e)),
+        }
+    }
 }
 
-async fn connect(key: &str) -> Result<Sender, String> {
-    let stream = tokio::net::TcpStream::connect(key)
+async fn handshake<S>(io: S) -> Result<Sender, Outcome>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
         .await
-        .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
+        .map_err(|_| retry("connection", None, "HTTP handshake failed".into()))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });

@@ -17,6 +17,8 @@ pub mod request;
 pub mod spec;
 mod state;
 pub mod stats;
+pub mod targets;
+mod tls;
 mod worker;
 
 pub use dlq::{DeadLetter, Filter};
@@ -25,6 +27,7 @@ pub use positions::{ResetPosition, ResetTo};
 pub use replay::{ReplaySpec, RunView};
 pub use spec::SubscriptionSpec;
 pub use stats::CounterSnapshot;
+pub use targets::TargetPolicy;
 
 use busbar_broker::Broker;
 
@@ -50,12 +53,15 @@ pub struct BusConfig {
     /// Most subscriptions; creating one more is refused (`LimitReached`). Each runs a worker and
     /// holds positions and retry state, so their count is bounded like every other resource.
     pub subscriptions_max: usize,
+    /// Which hosts and addresses HTTP targets may reach (`[bus.targets]`).
+    pub targets: TargetPolicy,
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
         Self {
             subscriptions_max: 1000,
+            targets: TargetPolicy::default(),
         }
     }
 }
@@ -141,7 +147,7 @@ impl Bus {
             broker,
             retries,
             positions,
-            http: deliver::HttpClient::default(),
+            http: deliver::HttpClient::new(config.targets.clone()),
         });
         Ok(Bus {
             ctx,
@@ -205,9 +211,13 @@ impl Bus {
         self.ctx.broker.config().clock.now_ms()
     }
 
-    /// Validates `spec` completely, including that its topics exist.
+    /// Validates `spec` completely, including that its topics exist, that the target policy
+    /// allows its HTTP target's host and that its CA file holds certificates. (Stored
+    /// subscriptions are not refused at start-up by a policy changed since: their deliveries are
+    /// dead-lettered with reason `target_forbidden` instead.)
     fn validate(&self, spec: SubscriptionSpec) -> Result<Compiled> {
         let compiled = spec.compile()?;
+        compiled.check_target(&self.config.targets)?;
         for (path, topic) in compiled.spec.topics() {
             if self.ctx.broker.describe_topic(&topic).is_err() {
                 return Err(invalid(&path, format!("unknown topic {topic:?}")));

@@ -94,6 +94,7 @@ pub async fn attempt(
                 headers: out,
                 body,
                 timeout: Duration::from_millis(sub.spec.delivery.timeout_ms),
+                ca_file: sub.ca_file().map(Into::into),
             };
             http.post(req).await
         }

@@ -4,7 +4,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use busbar_broker::{BrokerConfig, TopicConfig};
-use busbar_bus::{Bus, BusConfig, SubscriptionSpec};
+use busbar_bus::{Bus, BusConfig, SubscriptionSpec, TargetPolicy};
 use busbar_http::HttpConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -78,6 +78,19 @@ pub struct Kafka {
 pub struct BusSection {
     /// Most subscriptions (1..=100,000).
     pub subscriptions_max: u64,
+    pub targets: Targets,
+}
+
+/// `[bus.targets]`: which hosts and addresses HTTP targets may reach. The built-in deny list
+/// (link-local, cloud metadata, unspecified addresses) always applies; `deny` adds to it, `allow`
+/// overrides it (the most specific rule decides).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    /// CIDRs, addresses and host names (`*.domain` for names below it) targets may reach.
+    pub allow: Vec<String>,
+    /// CIDRs, addresses and host names targets may not reach.
+    pub deny: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +153,7 @@ impl Default for Config {
             },
             bus: BusSection {
                 subscriptions_max: BusConfig::default().subscriptions_max as u64,
+                targets: Targets::default(),
             },
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
@@ -201,6 +215,23 @@ fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
                 .as_table_mut()
                 .expect("table")
                 .insert(k.replace('_', "."), Value::String(raw));
+        } else if let Some(list) = rest.strip_prefix("bus_targets_") {
+            // A list, comma-separated: BUSBAR_BUS_TARGETS_DENY=10.0.0.0/8,db.internal
+            let items = raw
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()));
+            let bus = t.entry("bus").or_insert_with(|| Value::Table(Table::new()));
+            let targets = bus
+                .as_table_mut()
+                .expect("table")
+                .entry("targets")
+                .or_insert_with(|| Value::Table(Table::new()));
+            targets
+                .as_table_mut()
+                .expect("table")
+                .insert(list.into(), Value::Array(items.collect()));
         } else if let Some((section, key)) = rest
             .split_once('_')
             .filter(|(s, _)| matches!(*s, "http" | "kafka" | "broker" | "bus"))
@@ -395,6 +426,7 @@ impl Config {
         TopicConfig::default()
             .with_overrides(&self.topic_defaults)
             .map_err(|e| anyhow!("topic_defaults: {e}"))?;
+        self.target_policy().map_err(|e| anyhow!("{e}"))?;
         for (i, s) in self.subscriptions.iter().enumerate() {
             if self.subscriptions[..i].iter().any(|o| o.name == s.name) {
                 bail!("subscriptions[{i}]: name {:?} is used twice", s.name);
@@ -411,7 +443,12 @@ impl Config {
     pub fn bus_config(&self) -> BusConfig {
         BusConfig {
             subscriptions_max: self.bus.subscriptions_max as usize,
+            targets: self.target_policy().expect("validated"),
         }
+    }
+
+    fn target_policy(&self) -> Result<TargetPolicy, String> {
+        TargetPolicy::new(&self.bus.targets.allow, &self.bus.targets.deny)
     }
 
     pub fn broker_config(&self) -> BrokerConfig {

@@ -585,8 +585,15 @@ fn bad_subscriptions_get_precise_errors_and_create_nothing() {
         (with("target", json!({"topic": "a"})), "loop"),
         (with("target", json!({"url": "not a url"})), "target.url"),
         (
-            with("target", json!({"url": "https://example.com/"})),
-            "TLS",
+            with(
+                "target",
+                json!({"url": "http://example.com/", "tls": {"ca_file": "/ca.pem"}}),
+            ),
+            "target.tls: only https:// targets use TLS",
+        ),
+        (
+            with("target", json!({"url": "http://169.254.169.254/"})),
+            "target.url: host 169.254.169.254 is forbidden by bus.targets",
         ),
         (with("target", json!({"queue": "x"})), "target"),
         (
