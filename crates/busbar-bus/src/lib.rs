@@ -599,7 +599,9 @@ impl Bus {
         filter: &Filter,
         limit: usize,
     ) -> Result<BTreeMap<String, usize>> {
-        let letters = self.dead_letters(topic, filter, limit)?;
+        let mut letters = self.dead_letters(topic, filter, limit)?;
+        // An undecodable batch has nothing to deliver: its letter stays as the record of it.
+        letters.retain(|(d, _)| d.reason != dlq::UNDECODABLE);
         let subs = self.subs.lock().await;
         for (d, _) in &letters {
             if !subs.contains_key(&d.subscription) {

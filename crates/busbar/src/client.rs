@@ -1,6 +1,8 @@
 //! The command-line client's HTTP calls and output. Exit codes scripts can rely on:
-//! 0 success, 1 the server refused the request (its error code and message on stderr),
-//! 2 bad usage or input, 3 the server could not be reached, 128 + the signal's number when a command
+//! 0 success, 1 the server refused the request (its error code and message on stderr) or has no
+//! such thing, 2 bad usage or input, 3 the server could not be reached or does not answer as busbar
+//! does (a 2xx answer must be a JSON object with the fields the command reads), 128 + the signal's
+//! number when a command
 //! that cleans up on the server first (`consume --group`) was stopped by SIGHUP, SIGINT or SIGTERM.
 //! Output goes through [`outln!`]: a reader that closed the pipe (`busbar consume t | head -2`)
 //! ends the command quietly with status 0.
@@ -21,6 +23,10 @@ pub enum CliError {
         message: String,
     },
     Connect(String),
+    /// The server has no such thing (found by the client, not answered as an HTTP error).
+    Refused(String),
+    /// A 2xx answer not shaped as busbar's (another server at --server): exit 3.
+    NotBusbar(String),
     /// Stopped by a signal after cleaning up (`signal` is its number; the message says what was done).
     Stopped {
         signal: i32,
@@ -35,9 +41,9 @@ pub enum CliError {
 impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Server { .. } => 1,
+            CliError::Server { .. } | CliError::Refused(_) => 1,
             CliError::Usage(_) | CliError::Output(_) => 2,
-            CliError::Connect(_) => 3,
+            CliError::Connect(_) | CliError::NotBusbar(_) => 3,
             CliError::Stopped { signal, .. } => 128 + signal,
             CliError::Closed => 0,
         }
@@ -66,7 +72,10 @@ impl fmt::Display for CliError {
                 code,
                 message,
             } => write!(f, "{message} ({code}, HTTP {status})"),
-            CliError::Connect(m) | CliError::Stopped { message: m, .. } => write!(f, "{m}"),
+            CliError::Connect(m) | CliError::Refused(m) | CliError::Stopped { message: m, .. } => {
+                write!(f, "{m}")
+            }
+            CliError::NotBusbar(m) => write!(f, "{m}: not a busbar server (check --server)"),
             CliError::Closed => write!(f, "standard output was closed"),
             CliError::Output(m) => write!(f, "writing standard output failed: {m}"),
         }
@@ -177,7 +186,11 @@ impl Client {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         if (200..300).contains(&status) {
-            return Ok(v);
+            return match v {
+                Value::Object(_) => Ok(v),
+                Value::Null if status == 204 => Ok(v),
+                _ => Err(self.not_busbar(method, path, &format!("HTTP {status} with {v}"))),
+            };
         }
         Err(CliError::Server {
             status,
@@ -187,6 +200,37 @@ impl Client {
                 .map(str::to_string)
                 .unwrap_or_else(|| v.to_string()),
         })
+    }
+
+    fn not_busbar(&self, method: &str, path: &str, what: &str) -> CliError {
+        let mut what = what.to_string();
+        if what.len() > 80 {
+            let cut = (0..=80)
+                .rev()
+                .find(|i| what.is_char_boundary(*i))
+                .unwrap_or(0);
+            what.truncate(cut);
+            what.push('…');
+        }
+        CliError::NotBusbar(format!(
+            "{} answered {method} {path} with {what}",
+            self.base
+        ))
+    }
+
+    /// `v` when it has every field in `fields` (busbar's answers always do), else
+    /// [`CliError::NotBusbar`].
+    pub fn expect(&self, v: Value, path: &str, fields: &[&str]) -> CliResult<Value> {
+        match fields.iter().find(|f| v.get(**f).is_none()) {
+            None => Ok(v),
+            Some(f) => Err(self.not_busbar("GET", path, &format!("no field `{f}`"))),
+        }
+    }
+
+    /// A GET whose answer must have `fields`.
+    pub fn get(&self, path: &str, fields: &[&str]) -> CliResult<Value> {
+        let v = self.call("GET", path, None)?;
+        self.expect(v, path, fields)
     }
 
     pub fn json(&self, method: &str, path: &str, body: &Value) -> CliResult<Value> {
@@ -232,19 +276,25 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-/// Prints `v` as JSON, or its array field `field` as a table with `(header, key)` columns.
-pub fn print_list(c: &Client, v: &Value, field: &str, columns: &[(&str, &str)]) {
+/// Prints `v` as JSON, or its array field `field` as a table with `(header, key)` columns; an
+/// answer without that array is not busbar's.
+pub fn print_list(c: &Client, v: &Value, field: &str, columns: &[(&str, &str)]) -> CliResult<()> {
+    let Some(items) = v[field].as_array() else {
+        return Err(CliError::NotBusbar(format!(
+            "{} answered without a `{field}` list",
+            c.base
+        )));
+    };
     if c.output == Output::Json {
         outln!("{v}");
-        return;
+        return Ok(());
     }
-    let rows = v[field]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows = items
+        .iter()
         .map(|item| columns.iter().map(|(_, key)| cell(&item[*key])).collect())
         .collect();
     table(&columns.iter().map(|(h, _)| *h).collect::<Vec<_>>(), rows);
+    Ok(())
 }
 
 /// A JSON value as a table cell.

@@ -163,15 +163,7 @@ fn main() -> ExitCode {
         Command::Rule(r) => cmd::rule::run(cli.output, r),
         Command::Subscription(s) => run_client(&|cl| cmd::subscription::run(cl, (*s).clone())),
         Command::Dlq(d) => run_client(&|cl| cmd::dlq::run(cl, d.clone())),
-        Command::Bench(b) => {
-            return match bench::run(*b, cli.output) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("busbar bench: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
+        Command::Bench(b) => bench::run(*b, cli.output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

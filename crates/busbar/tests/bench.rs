@@ -116,7 +116,7 @@ fn bad_flags_and_no_server_are_refused() {
         &["bench", "produce", "--size", "4"],
         None,
     );
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "bad usage");
     assert!(stderr(&o).contains("--size"), "{}", stderr(&o));
     let o = cli_at(
         "http://127.0.0.1:1",
@@ -130,7 +130,7 @@ fn bad_flags_and_no_server_are_refused() {
             &["bench", "produce", "--producers", bad],
             None,
         );
-        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(o.status.code(), Some(2), "bad usage");
         assert!(stderr(&o).contains("--producers"), "{}", stderr(&o));
     }
     let o = cli_at(
@@ -138,6 +138,6 @@ fn bad_flags_and_no_server_are_refused() {
         &["bench", "produce", "--kafka", "127.0.0.1:1"],
         None,
     );
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3), "server unreachable");
     assert!(stderr(&o).contains("connect"), "{}", stderr(&o));
 }

@@ -47,3 +47,100 @@ fn a_closed_output_pipe_ends_commands_quietly() {
     let (_, g) = s.http("GET", "/groups/g", None);
     assert_eq!(g["members"], json!([]), "{g}");
 }
+
+/// A server that is not busbar: answers every request with 200 and `body`.
+fn impostor(body: &'static str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                use std::io::{BufRead, BufReader, Write};
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                // Headers up to the blank line; the requests these commands send have no body.
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_server_that_is_not_busbar_is_named_and_exits_3() {
+    for body in ["", "{}", "[]", "<html>hello</html>"] {
+        let url = impostor(body);
+        for args in [
+            &["topic", "list"][..],
+            &["topic", "describe", "t"],
+            &["consume", "t"],
+            &["group", "list"],
+            &["group", "describe", "g"],
+            &["subscription", "list"],
+            &["subscription", "get", "s"],
+            &["dlq", "list", "d"],
+        ] {
+            let o = cli_at(&url, args, None);
+            assert_eq!(
+                o.status.code(),
+                Some(3),
+                "{body:?} {args:?}: {}",
+                stdout(&o)
+            );
+            assert!(
+                stderr(&o).contains("not a busbar server"),
+                "{body:?} {args:?}: {}",
+                stderr(&o)
+            );
+            assert_eq!(stdout(&o), "", "{body:?} {args:?}: no empty table");
+        }
+    }
+}
+
+#[test]
+fn exit_codes_follow_the_readme_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("dlq", 1)]);
+    // A dead letter that does not exist is refused like any missing thing (1), not bad usage (2).
+    let o = s.cli(&["dlq", "show", "dlq", "0", "5"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no dead letter"), "{}", stderr(&o));
+    // bench: bad flags are usage (2) even with no server; an unreachable server is 3.
+    let kafka = s.kafka.to_string();
+    for bad in [
+        &["--size", "1"][..],
+        &["--acks", "7"],
+        &["--compression", "brotli"],
+        &["--producers", "0"],
+        &["--batch", "0"],
+    ] {
+        let mut args = vec!["bench", "produce", "--kafka", "127.0.0.1:1"];
+        args.extend_from_slice(bad);
+        let o = s.cli(&args);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+    }
+    let o = s.cli(&[
+        "bench",
+        "produce",
+        "--kafka",
+        "127.0.0.1:1",
+        "--count",
+        "10",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    // A bench the server refuses (a topic name Kafka cannot have) is 1.
+    let o = s.cli(&[
+        "bench", "produce", "--kafka", &kafka, "--count", "10", "--topic", "bad name",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}

@@ -13,7 +13,7 @@
 
 mod client;
 
-use crate::client::Output;
+use crate::client::{outln, CliError, CliResult, Output};
 use anyhow::{bail, Context, Result};
 use busbar_log::batch::{self, BatchHeader, NewRecord};
 use bytes::Bytes;
@@ -123,8 +123,9 @@ fn acks(a: &str) -> Result<i16> {
     })
 }
 
-/// Runs the bench; prints the report.
-pub fn run(args: BenchArgs, output: Output) -> Result<()> {
+/// The flags' values checked before anything is sent: `--compression` as its codec number and
+/// `--acks` as Kafka's.
+fn check(args: &BenchArgs) -> Result<(u8, i16)> {
     if args.size < 8 || args.size > 1 << 20 {
         bail!("--size {} must be 8..=1048576 bytes", args.size);
     }
@@ -135,11 +136,34 @@ pub fn run(args: BenchArgs, output: Output) -> Result<()> {
     if !(1..=1024).contains(&args.producers) {
         bail!("--producers {} must be 1..=1024", args.producers);
     }
+    Ok((codec, acks(&args.acks)?))
+}
+
+/// Runs the bench and prints the report. Exit codes as every client command: bad flags 2, a
+/// server that cannot be reached or drops the connection 3, any other failure 1.
+pub fn run(args: BenchArgs, output: Output) -> CliResult<()> {
+    let (codec, acks) = check(&args).map_err(|e| CliError::Usage(format!("bench: {e:#}")))?;
+    let report = load(args, codec, acks).map_err(|e| {
+        let io = e
+            .chain()
+            .any(|c| c.downcast_ref::<std::io::Error>().is_some());
+        let message = format!("bench: {e:#}");
+        if io {
+            CliError::Connect(message)
+        } else {
+            CliError::Refused(message)
+        }
+    })?;
+    report.print(output);
+    Ok(())
+}
+
+fn load(args: BenchArgs, codec: u8, acks: i16) -> Result<Report> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start runtime")?;
-    let report = rt.block_on(async {
+    rt.block_on(async {
         let topic = args
             .topic
             .clone()
@@ -149,7 +173,7 @@ pub fn run(args: BenchArgs, output: Output) -> Result<()> {
             args: args.clone(),
             topic,
             partitions,
-            acks: acks(&args.acks)?,
+            acks,
             codec,
         };
         match args.workload {
@@ -158,9 +182,7 @@ pub fn run(args: BenchArgs, output: Output) -> Result<()> {
             Workload::E2e => b.e2e_workload().await,
             Workload::Fanout => b.fanout_workload().await,
         }
-    })?;
-    report.print(output);
-    Ok(())
+    })
 }
 
 /// The final figures.
@@ -185,14 +207,18 @@ impl Report {
             "messages": self.messages, "bytes": self.bytes, "seconds": self.seconds,
             "msgs_per_s": rate, "mb_per_s": mb, "latency": lat, "details": self.extra});
         match output {
-            Output::Json => println!("{j}"),
+            Output::Json => outln!("{j}"),
             Output::Table => {
-                println!(
+                outln!(
                     "{:?}: {} messages in {:.2} s = {:.0} msg/s, {:.1} MB/s",
-                    self.workload, self.messages, self.seconds, rate, mb
+                    self.workload,
+                    self.messages,
+                    self.seconds,
+                    rate,
+                    mb
                 );
                 if let Some(h) = &self.latency {
-                    println!(
+                    outln!(
                         "latency p50 {} µs  p99 {} µs  p99.9 {} µs  max {} µs  ({} samples)",
                         h.value_at_quantile(0.5),
                         h.value_at_quantile(0.99),
@@ -202,7 +228,7 @@ impl Report {
                     );
                 }
                 if !self.extra.is_null() {
-                    println!("{}", self.extra);
+                    outln!("{}", self.extra);
                 }
             }
         }

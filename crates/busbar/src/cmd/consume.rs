@@ -158,6 +158,7 @@ fn run_group(c: &Client, a: &ConsumeArgs, group: &str) -> CliResult<()> {
         &format!("/groups/{}/consumers", enc(group)),
         &serde_json::json!({"topics": [a.topic], "start": a.start, "client_id": "busbar-cli"}),
     )?;
+    let created = c.expect(created, "/groups/{group}/consumers", &["consumer_id"])?;
     let id = created["consumer_id"]
         .as_str()
         .unwrap_or_default()
@@ -175,10 +176,9 @@ fn run_group(c: &Client, a: &ConsumeArgs, group: &str) -> CliResult<()> {
                 return Err(stopped(n));
             }
             let want = (limit - printed).min(500);
-            let r = c.call(
-                "GET",
+            let r = c.get(
                 &format!("{base}/events?max={want}&wait_ms=1000"),
-                None,
+                &["events"],
             )?;
             // A batch that arrives after the signal is neither printed nor committed.
             if let Some(n) = signals.received() {
@@ -228,7 +228,7 @@ pub fn run(c: &Client, a: ConsumeArgs) -> CliResult<()> {
     if a.offset.is_some() && a.partition.is_none() {
         return Err(CliError::Usage("--offset needs --partition".into()));
     }
-    let topic = c.call("GET", &format!("/topics/{}", enc(&a.topic)), None)?;
+    let topic = c.get(&format!("/topics/{}", enc(&a.topic)), &["partitions"])?;
     let count = topic["partitions"].as_array().map_or(0, Vec::len) as u32;
     let partitions: Vec<u32> = match a.partition {
         Some(p) => vec![p],
@@ -256,7 +256,7 @@ pub fn run(c: &Client, a: ConsumeArgs) -> CliResult<()> {
                 "/topics/{}/partitions/{p}/events?{from}&limit={want}&wait_ms={wait}",
                 enc(&a.topic)
             );
-            let r = c.call("GET", &path, None)?;
+            let r = c.get(&path, &["events"])?;
             for e in r["events"].as_array().into_iter().flatten() {
                 print(c, e, a.print_key)?;
                 printed += 1;

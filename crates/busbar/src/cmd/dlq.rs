@@ -97,7 +97,7 @@ pub fn run(c: &Client, cmd: DlqCmd) -> CliResult<()> {
                 &format!("/dead-letters/{}?{}", enc(&topic), filter.query()),
                 None,
             )?;
-            print_list(c, &v, "dead_letters", COLUMNS);
+            print_list(c, &v, "dead_letters", COLUMNS)?;
         }
         DlqCmd::Show {
             topic,
@@ -110,8 +110,9 @@ pub fn run(c: &Client, cmd: DlqCmd) -> CliResult<()> {
                 offset + 1
             );
             let v = c.call("GET", &q, None)?;
+            let v = c.expect(v, &q, &["dead_letters"])?;
             let Some(d) = v["dead_letters"].get(0) else {
-                return Err(CliError::Usage(format!(
+                return Err(CliError::Refused(format!(
                     "no dead letter at {topic} partition {partition} offset {offset}"
                 )));
             };

@@ -43,10 +43,10 @@ pub fn run(c: &Client, cmd: GroupCmd) -> CliResult<()> {
     match cmd {
         GroupCmd::List => {
             let v = c.call("GET", "/groups", None)?;
-            print_list(c, &v, "groups", &[("group", "group"), ("state", "state")]);
+            print_list(c, &v, "groups", &[("group", "group"), ("state", "state")])?;
         }
         GroupCmd::Describe { group } => {
-            let d = c.call("GET", &format!("/groups/{}", enc(&group)), None)?;
+            let d = c.get(&format!("/groups/{}", enc(&group)), &["group", "members"])?;
             if c.output == Output::Json {
                 outln!("{d}");
                 return Ok(());
@@ -113,7 +113,7 @@ pub fn run(c: &Client, cmd: GroupCmd) -> CliResult<()> {
                     ("partition", "partition"),
                     ("new offset", "offset"),
                 ],
-            );
+            )?;
         }
         GroupCmd::Delete { group } => {
             c.call("DELETE", &format!("/groups/{}", enc(&group)), None)?;

@@ -265,9 +265,9 @@ pub fn run(c: &Client, cmd: SubscriptionCmd) -> CliResult<()> {
                     ("lag", "lag"),
                     ("retrying", "retrying"),
                 ],
-            );
+            )?;
         }
-        SubscriptionCmd::Get { name } => show(c, &c.call("GET", &path(&name), None)?),
+        SubscriptionCmd::Get { name } => show(c, &c.get(&path(&name), &["name", "state"])?),
         SubscriptionCmd::Pause { name } => show(
             c,
             &c.json("POST", &format!("{}/pause", path(&name)), &json!({}))?,
@@ -284,7 +284,7 @@ pub fn run(c: &Client, cmd: SubscriptionCmd) -> CliResult<()> {
                 ("partition", "partition"),
                 ("new offset", "offset"),
             ];
-            print_list(c, &v, "positions", &cols);
+            print_list(c, &v, "positions", &cols)?;
         }
         SubscriptionCmd::Delete { name } => {
             c.call("DELETE", &path(&name), None)?;

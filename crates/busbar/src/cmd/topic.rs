@@ -114,11 +114,12 @@ pub fn run(c: &Client, cmd: TopicCmd) -> CliResult<()> {
                 &v,
                 "topics",
                 &[("name", "name"), ("partitions", "partitions"), ("id", "id")],
-            );
+            )?;
         }
-        TopicCmd::Describe { name } => {
-            show(c, &c.call("GET", &format!("/topics/{}", enc(&name)), None)?)
-        }
+        TopicCmd::Describe { name } => show(
+            c,
+            &c.get(&format!("/topics/{}", enc(&name)), &["name", "partitions"])?,
+        ),
         TopicCmd::Alter {
             name,
             partitions,
