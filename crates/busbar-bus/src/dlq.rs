@@ -4,11 +4,15 @@
 //! reason, partition and offset range, for listing and for redrive.
 //!
 //! Headers: `subscription`, `target`, `reason` (`http_status`, `timeout`, `connection`, `storage`,
-//! `target_gone`, `too_large`), `exhausted` (`max_attempts`, `max_age`, `non_retriable`,
+//! `target_gone`, `too_large`, `undecodable`), `exhausted` (`max_attempts`, `max_age`, `non_retriable`,
 //! `retry_after_negative`), `status` (last HTTP status, when there was one), `error`, `attempts`,
 //! `first-attempt` and `last-attempt` (RFC 3339), `source-topic`, `source-partition`,
 //! `source-offset`, `source-time` — each prefixed `busbar-dlq-`. A dead letter redriven and failed
 //! again keeps its original source.
+//!
+//! A stored batch whose records cannot be read (reason `undecodable`) is set aside as one letter
+//! without key or value (its bytes stay in the source topic): `source-offset` is its first offset
+//! and `source-last-offset` its last. Such letters are listed but never redriven.
 
 use super::deliver::Failure;
 use super::envelope::{origin, DLQ_PREFIX};
@@ -67,6 +71,43 @@ pub fn letter(
         timestamp: Some(now),
         partition: None,
     }
+}
+
+/// A stored batch of a source partition whose records cannot be read.
+pub struct Undecodable {
+    pub topic: String,
+    pub partition: u32,
+    pub first: u64,
+    pub last: u64,
+    pub timestamp: i64,
+    pub error: String,
+}
+
+/// The reason of an undecodable batch's letter.
+pub const UNDECODABLE: &str = "undecodable";
+
+/// Builds the dead letter of an undecodable batch.
+pub fn undecodable_letter(sub: &Compiled, bad: &Undecodable, now: i64) -> Event {
+    let stand_in = StoredEvent {
+        topic: bad.topic.clone(),
+        partition: bad.partition,
+        offset: bad.first,
+        timestamp: bad.timestamp,
+        key: None,
+        value: None,
+        headers: Vec::new(),
+    };
+    let f = Failure {
+        reason: UNDECODABLE,
+        status: None,
+        error: bad.error.clone(),
+    };
+    let mut l = letter(sub, &stand_in, &f, "non_retriable", 0, now, now);
+    l.headers.push((
+        format!("{DLQ_PREFIX}source-last-offset"),
+        bad.last.to_string().into_bytes(),
+    ));
+    l
 }
 
 /// Which dead letters a list or redrive is about.

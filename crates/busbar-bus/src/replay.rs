@@ -6,7 +6,10 @@
 //!
 //! Decisions: a run delivers one event at a time in (topic, partition, offset) order, retrying a
 //! failed event in place with the subscription's policy (a replay is a bulk job; holding it back is
-//! acceptable where holding back a live partition is not), and dead-letters what is exhausted.
+//! acceptable where holding back a live partition is not), and dead-letters what is exhausted; a
+//! dead letter that cannot be written ends the run `FAILED` (an event neither delivered nor
+//! dead-lettered is never reported `COMPLETED`). Undecodable batches are counted and skipped (the
+//! live subscription dead-letters them).
 //! Runs live in memory: a restart ends them (start a new run from `last_replayed_time`).
 //! States follow EventBridge: `RUNNING`, `COMPLETED`, `CANCELLED`, `FAILED`.
 
@@ -16,7 +19,7 @@ use super::spec::Compiled;
 use super::stats::Counters;
 use super::worker::Ctx;
 use super::{dlq, request};
-use crate::error::Result;
+use crate::error::{BusError, Result};
 use busbar_broker::event;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -159,9 +162,17 @@ async fn replay_all(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<()> {
                 if data.is_empty() {
                     break;
                 }
-                let events = event::decode(topic, p, &data, offset)?;
+                let events = event::decode_each(topic, p, &data, offset)?;
                 offset = busbar_broker::last_offset(&data).map_or(end, |o| o + 1);
                 for ev in events {
+                    let ev = match ev {
+                        event::Decoded::Event(ev) => ev,
+                        // Set aside by the subscription itself (dead-lettered); counted here.
+                        event::Decoded::Undecodable { .. } => {
+                            run.counters.undecodable.fetch_add(1, Relaxed);
+                            continue;
+                        }
+                    };
                     if ev.offset >= end {
                         break;
                     }
@@ -174,7 +185,7 @@ async fn replay_all(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<()> {
                     run.counters.matched.fetch_add(1, Relaxed);
                     tokio::time::sleep_until(next_slot).await;
                     next_slot = next_slot.max(tokio::time::Instant::now()) + pace;
-                    deliver_one(ctx, sub, run, &ev).await;
+                    deliver_one(ctx, sub, run, &ev).await?;
                     run.last_time.store(ev.timestamp.max(1) as u64, Relaxed);
                 }
             }
@@ -189,7 +200,9 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEvent) {
+/// Delivers `ev` (with retries), or dead-letters it; an error when its dead letter cannot be
+/// written, which ends the run `FAILED` (an event neither delivered nor dead-lettered).
+async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEvent) -> Result<()> {
     let policy = &sub.spec.delivery;
     let first = now_ms();
     let mut attempts = 0;
@@ -200,7 +213,7 @@ async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEve
         let (failure, why) = match outcome {
             Outcome::Delivered => {
                 run.counters.delivered(now_ms() - ev.timestamp);
-                return;
+                return Ok(());
             }
             Outcome::Fatal(f) => (f, "non_retriable"),
             Outcome::Retry {
@@ -217,13 +230,16 @@ async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEve
         };
         let Some(topic) = &sub.spec.dead_letter_topic else {
             run.counters.dropped.fetch_add(1, Relaxed);
-            return;
+            return Ok(());
         };
         let letter = dlq::letter(sub, ev, &failure, why, attempts, first, now_ms());
-        match ctx.broker.publish(topic, vec![letter]).await {
-            Ok(_) => run.counters.dead_lettered.fetch_add(1, Relaxed),
-            Err(_) => run.counters.dropped.fetch_add(1, Relaxed),
-        };
-        return;
+        ctx.broker.publish(topic, vec![letter]).await.map_err(|e| {
+            BusError::Storage(format!(
+                "dead letter of {}/{}@{} to {topic:?}: {e}",
+                ev.topic, ev.partition, ev.offset
+            ))
+        })?;
+        run.counters.dead_lettered.fetch_add(1, Relaxed);
+        return Ok(());
     }
 }

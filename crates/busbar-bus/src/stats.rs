@@ -1,6 +1,7 @@
 //! Per-subscription counters (since the process started) for `GET /subscriptions/{name}` and the
 //! metrics endpoint: events matched, delivered, retried, dead-lettered, dropped (exhausted with no
-//! dead-letter topic), expired (gone from the log before a retry), and the delivery latency (event
+//! dead-letter topic), expired (gone from the log before a retry), undecodable (stored batches
+//! whose records cannot be read, set aside), and the delivery latency (event
 //! time to successful delivery) as a histogram.
 
 use serde::Serialize;
@@ -18,6 +19,7 @@ pub struct Counters {
     pub dead_lettered: AtomicU64,
     pub dropped: AtomicU64,
     pub expired: AtomicU64,
+    pub undecodable: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
     latency_sum_ms: AtomicU64,
 }
@@ -31,6 +33,7 @@ pub struct CounterSnapshot {
     pub dead_lettered: u64,
     pub dropped: u64,
     pub expired: u64,
+    pub undecodable: u64,
     /// Cumulative counts per bucket of `LATENCY_BOUNDS_MS` and +Inf (Prometheus style).
     pub latency_buckets: Vec<u64>,
     pub latency_sum_ms: u64,
@@ -67,6 +70,7 @@ impl Counters {
             dead_lettered: self.dead_lettered.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             expired: self.expired.load(Relaxed),
+            undecodable: self.undecodable.load(Relaxed),
             latency_buckets,
             latency_sum_ms: self.latency_sum_ms.load(Relaxed),
         }

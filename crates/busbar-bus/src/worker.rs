@@ -25,7 +25,7 @@ use crate::positions::{
     forget_old_incarnation, stored_position, take_over_legacy, topic_layout, PartKey, Position,
     PositionStore,
 };
-use busbar_broker::event::{self, StoredEvent};
+use busbar_broker::event::{self, Decoded, StoredEvent};
 use busbar_broker::Broker;
 use busbar_broker::BrokerError;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -119,7 +119,7 @@ struct Part {
     topic_id: String,
     partition: u32,
     next: u64,
-    buffer: VecDeque<StoredEvent>,
+    buffer: VecDeque<Decoded>,
     outstanding: BTreeSet<u64>,
     committed: Option<u64>,
 }
@@ -437,7 +437,32 @@ impl Worker {
             self.rr += 1;
             match self.next_event(i)? {
                 None => idle += 1,
-                Some(ev) => {
+                Some(Decoded::Undecodable {
+                    first,
+                    last,
+                    timestamp,
+                    error,
+                }) => {
+                    idle = 0;
+                    seen += 1;
+                    progressed = true;
+                    let bad = dlq::Undecodable {
+                        topic: self.parts[i].topic.clone(),
+                        partition: self.parts[i].partition,
+                        first,
+                        last,
+                        timestamp,
+                        error,
+                    };
+                    if let Err(e) = self.set_aside(&bad).await {
+                        // Not dead-lettered: read it again, so no position passes it.
+                        let p = &mut self.parts[i];
+                        p.buffer.clear();
+                        p.next = first;
+                        return Err(e);
+                    }
+                }
+                Some(Decoded::Event(ev)) => {
                     idle = 0;
                     seen += 1;
                     progressed = true;
@@ -503,7 +528,7 @@ impl Worker {
         }
     }
 
-    fn next_event(&mut self, i: usize) -> Result<Option<StoredEvent>> {
+    fn next_event(&mut self, i: usize) -> Result<Option<Decoded>> {
         let p = &mut self.parts[i];
         if p.buffer.is_empty() {
             let data =
@@ -522,17 +547,38 @@ impl Worker {
             if data.is_empty() {
                 return Ok(None);
             }
-            p.buffer = event::decode(&p.topic, p.partition, &data, p.next)?.into();
+            p.buffer = event::decode_each(&p.topic, p.partition, &data, p.next)?.into();
             if p.buffer.is_empty() {
                 p.next = busbar_broker::last_offset(&data).map_or(p.next, |o| o + 1);
                 return Ok(None);
             }
         }
         let ev = p.buffer.pop_front();
-        if let Some(e) = &ev {
-            p.next = e.offset + 1;
+        match &ev {
+            Some(Decoded::Event(e)) => p.next = e.offset + 1,
+            Some(Decoded::Undecodable { last, .. }) => p.next = last + 1,
+            None => {}
         }
         Ok(ev)
+    }
+
+    /// A stored batch no record of which can be read: dead-lettered (reason `undecodable`)
+    /// before the position passes it, or dropped and counted when there is no dead-letter topic.
+    /// It is never matched against the filter (its events cannot be read) nor delivered.
+    async fn set_aside(&mut self, bad: &dlq::Undecodable) -> Result<()> {
+        let counter = match self.sub.spec.dead_letter_topic.clone() {
+            Some(topic) => {
+                let letter = dlq::undecodable_letter(&self.sub, bad, now_ms());
+                self.ctx.broker.publish(&topic, vec![letter]).await?;
+                &self.counters.dead_lettered
+            }
+            None => &self.counters.dropped,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters
+            .undecodable
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     async fn admit(&mut self, i: usize, ev: StoredEvent) -> Result<()> {

@@ -302,3 +302,54 @@ async fn a_member_of_the_legacy_group_blocks_nothing() {
     bus.create(from_json(&spec).unwrap()).await.unwrap();
     bus.close().await.unwrap();
 }
+
+/// A replay whose dead letter cannot be written ends `FAILED`, naming the event, instead of
+/// `COMPLETED` with the event counted as dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_whose_dead_letter_fails_ends_failed() {
+    let dir = Arc::new(FaultDataDir::new(MemFs::new(), &["topics/dlq"]));
+    let (b, bus) = setup(dir.clone()).await;
+    b.create_topic("dlq", Some(1), BTreeMap::new())
+        .await
+        .unwrap();
+    b.publish("src", vec![Event::value(json!({"n": 0}).to_string())])
+        .await
+        .unwrap();
+    let t = Target::start(|_, _| Reply::Status(400));
+    let spec = json!({"name": "s", "sources": ["src"], "start": "latest",
+        "target": {"url": t.url("/")}, "dead_letter_topic": "dlq"});
+    bus.create(from_json(&spec).unwrap()).await.unwrap();
+    dir.plan("topics/dlq/0")
+        .expect("faulted")
+        .set_disk_full(true);
+    let to = busbar_broker::time::format_rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            + 60_000,
+    );
+    let spec: busbar_bus::ReplaySpec =
+        serde_json::from_value(json!({"name": "r", "from": "2000-01-01T00:00:00Z", "to": to}))
+            .unwrap();
+    bus.start_replay("s", spec).await.unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    let run = loop {
+        let run = bus.replay("s", "r", false).await.unwrap();
+        if run.state != "RUNNING" {
+            break run;
+        }
+        assert!(Instant::now() < end, "still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(run.state, "FAILED", "{run:?}");
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("dead letter of src/0@0"),
+        "{run:?}"
+    );
+    assert_eq!(run.dropped, 0);
+    bus.close().await.unwrap();
+}

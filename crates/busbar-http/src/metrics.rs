@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text exposition (format 0.0.4) of the bus's per-subscription
-//! counters: events matched, delivered, retried, dead-lettered, dropped and expired; lag and events
+//! counters: events matched, delivered, retried, dead-lettered, dropped, expired and
+//! undecodable; lag and events
 //! waiting for retry; and the delivery latency histogram (event time to successful delivery, ms).
 //! Also the damaged log ranges per partition (an alert when above 0). Subscription and topic names
 //! are `[A-Za-z0-9._-]`, so label values need no escaping.
@@ -18,6 +19,10 @@ const COUNTERS: &[(&str, &str)] = &[
     ("dead_lettered", "Events written to the dead-letter topic"),
     ("dropped", "Exhausted events dropped (no dead-letter topic)"),
     ("expired", "Events gone from their topic before a retry"),
+    (
+        "undecodable",
+        "Stored batches whose records cannot be read, set aside",
+    ),
 ];
 
 pub async fn handler(State(app): State<App>) -> impl IntoResponse {
@@ -34,6 +39,7 @@ pub async fn handler(State(app): State<App>) -> impl IntoResponse {
                 "retried" => c.retried,
                 "dead_lettered" => c.dead_lettered,
                 "dropped" => c.dropped,
+                "undecodable" => c.undecodable,
                 _ => c.expired,
             };
             let _ = writeln!(
