@@ -2,6 +2,7 @@
 //! its HTTP API. Exit codes: 0 success, 1 the server refused the request, 2 bad usage or input or
 //! configuration, 3 the server could not be reached.
 
+mod args;
 mod bench;
 mod client;
 mod cmd;

@@ -144,3 +144,30 @@ fn exit_codes_follow_the_readme_table() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
+
+#[test]
+fn consume_takes_relative_times_and_errors_name_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("t", 1)]);
+    publish(&s, "t", json!([{ "value": 1 }, { "value": 2 }]));
+    for time in ["5m", "2h", "1d", "30s", "2020-01-01T00:00:00Z", "0"] {
+        let o = s.cli(&["consume", "t", "--time", time]);
+        assert!(o.status.success(), "{time}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "1\n2\n", "{time}");
+    }
+    // A time after the events: nothing.
+    let o = s.cli(&["consume", "t", "--time", "2999-01-01T00:00:00Z"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    for bad in ["yesterday", "5 m", "5w", "2026-13-01T00:00:00Z"] {
+        let o = s.cli(&["consume", "t", "--time", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("--time"), "{bad}: {err}");
+        assert!(!err.contains("timestamp"), "{bad}: {err}");
+    }
+    // The other time flags take the same forms.
+    let o = s.cli(&["group", "reset-offsets", "g", "--topic", "t", "--to", "1h"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

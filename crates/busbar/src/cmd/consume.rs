@@ -21,7 +21,8 @@ pub struct ConsumeArgs {
     /// Start at this offset (needs --partition).
     #[arg(long, conflicts_with = "time")]
     offset: Option<u64>,
-    /// Start at the first event at or after this time (RFC 3339 or milliseconds).
+    /// Start at the first event at or after this time: RFC 3339, milliseconds since the epoch,
+    /// or an age (30s, 5m, 2h, 1d: that long ago).
     #[arg(long)]
     time: Option<String>,
     /// Stop after this many events.
@@ -228,6 +229,10 @@ pub fn run(c: &Client, a: ConsumeArgs) -> CliResult<()> {
     if a.offset.is_some() && a.partition.is_none() {
         return Err(CliError::Usage("--offset needs --partition".into()));
     }
+    let time = match &a.time {
+        Some(t) => Some(crate::args::time_ms("--time", t)?),
+        None => None,
+    };
     let topic = c.get(&format!("/topics/{}", enc(&a.topic)), &["partitions"])?;
     let count = topic["partitions"].as_array().map_or(0, Vec::len) as u32;
     let partitions: Vec<u32> = match a.partition {
@@ -247,9 +252,9 @@ pub fn run(c: &Client, a: ConsumeArgs) -> CliResult<()> {
             } else {
                 0
             };
-            let from = match (next[i], &a.time) {
+            let from = match (next[i], time) {
                 (Some(o), _) => format!("offset={o}"),
-                (None, Some(t)) => format!("timestamp={}", enc(t)),
+                (None, Some(t)) => format!("timestamp={t}"),
                 (None, None) => String::new(),
             };
             let path = format!(

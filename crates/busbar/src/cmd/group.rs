@@ -15,7 +15,8 @@ pub enum GroupCmd {
         group: String,
         #[arg(long)]
         topic: String,
-        /// earliest, latest, an offset number, or a time (RFC 3339) to start from.
+        /// earliest, latest, an offset number, or a time to start from (RFC 3339 or an age: 30s,
+        /// 5m, 2h, 1d).
         #[arg(long)]
         to: String,
         /// Only these partitions (repeatable; all when absent).
@@ -30,12 +31,15 @@ fn target(to: &str) -> CliResult<Value> {
     Ok(match to {
         "earliest" | "latest" => json!(to),
         n if n.parse::<u64>().is_ok() => json!({"offset": n.parse::<u64>().unwrap_or(0)}),
-        t if busbar_http::time::parse_rfc3339(t).is_some() => json!({"timestamp": t}),
-        other => {
-            return Err(CliError::Usage(format!(
-                "--to {other:?} is not earliest, latest, an offset or an RFC 3339 time"
-            )))
-        }
+        t => match crate::args::time_rfc3339("--to", t) {
+            Ok(time) => json!({ "timestamp": time }),
+            Err(_) => {
+                return Err(CliError::Usage(format!(
+                    "--to {t:?} is not earliest, latest, an offset or {}",
+                    crate::args::TIME_FORMS
+                )))
+            }
+        },
     })
 }
 

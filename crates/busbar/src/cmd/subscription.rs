@@ -22,7 +22,8 @@ pub enum SubscriptionCmd {
     /// Move the subscription's positions (its retry state on the moved partitions is dropped).
     Reset {
         name: String,
-        /// earliest, latest or an RFC 3339 time (every source partition).
+        /// earliest, latest or a time: RFC 3339 or an age (30s, 5m, 2h, 1d) (every source
+        /// partition).
         #[arg(long, conflicts_with = "offsets", required_unless_present = "offsets")]
         to: Option<String>,
         /// TOPIC:PARTITION:OFFSET for one partition (repeatable).
@@ -37,10 +38,10 @@ pub enum SubscriptionCmd {
         /// Name of the run.
         #[arg(long = "run")]
         run: String,
-        /// Start (RFC 3339, inclusive).
+        /// Start, inclusive: RFC 3339, milliseconds since the epoch or an age (30s, 5m, 2h, 1d).
         #[arg(long)]
         from: String,
-        /// End (RFC 3339, exclusive).
+        /// End, exclusive: as --from (`0s` is now).
         #[arg(long)]
         to: String,
         /// Most events a second.
@@ -212,12 +213,13 @@ fn show(c: &Client, v: &Value) {
 fn reset_body(to: Option<&str>, offsets: &[String]) -> CliResult<Value> {
     match to {
         Some("earliest" | "latest") => Ok(json!({ "to": to })),
-        Some(t) if busbar_http::time::parse_rfc3339(t).is_some() => {
-            Ok(json!({"to": "time", "time": t}))
-        }
-        Some(other) => Err(CliError::Usage(format!(
-            "--to {other:?} is not earliest, latest or an RFC 3339 time"
-        ))),
+        Some(t) => match crate::args::time_rfc3339("--to", t) {
+            Ok(time) => Ok(json!({"to": "time", "time": time})),
+            Err(_) => Err(CliError::Usage(format!(
+                "--to {t:?} is not earliest, latest or {}",
+                crate::args::TIME_FORMS
+            ))),
+        },
         None => {
             let parsed = offsets.iter().map(|o| parse_offset(o));
             let list = parsed.collect::<CliResult<Vec<Value>>>()?;
@@ -297,6 +299,8 @@ pub fn run(c: &Client, cmd: SubscriptionCmd) -> CliResult<()> {
             to,
             rate,
         } => {
+            let from = crate::args::time_rfc3339("--from", &from)?;
+            let to = crate::args::time_rfc3339("--to", &to)?;
             let mut body = json!({"name": run, "from": from, "to": to});
             if let Some(r) = rate {
                 body["rate"] = json!(r);
