@@ -23,7 +23,9 @@ pub struct Config {
     pub kafka: Kafka,
     pub broker: Broker,
     pub bus: BusSection,
-    /// Defaults for new topics, by Kafka config name (`"retention.ms" = "604800000"`).
+    /// Defaults for new topics, by Kafka config name (`"retention.ms" = 604800000`; TOML
+    /// integers and booleans are read as their text).
+    #[serde(deserialize_with = "scalar_texts")]
     pub topic_defaults: BTreeMap<String, String>,
     /// Subscriptions to create or update at start-up (`[[subscriptions]]`, the fields of
     /// `POST /subscriptions`).
@@ -158,6 +160,55 @@ impl Default for Config {
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
         }
+    }
+}
+
+/// A map of TOML strings, integers, floats or booleans, each kept as its text.
+fn scalar_texts<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let map = BTreeMap::<String, ScalarText>::deserialize(d)?;
+    Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect())
+}
+
+/// The text of a TOML string, integer, float or boolean.
+struct ScalarText(String);
+
+impl<'de> Deserialize<'de> for ScalarText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ScalarText;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, integer or boolean")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A listen address: `IP:port` or `host:port` with a host name that resolves.
+fn listen_address(key: &str, addr: &str) -> Result<()> {
+    use std::net::ToSocketAddrs;
+    match addr.to_socket_addrs().map(|mut found| found.next()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => bail!("{key} {addr:?} resolves to no address"),
+        Err(e) => bail!("{key} {addr:?} is not a HOST:PORT address ({e})"),
     }
 }
 
@@ -318,10 +369,8 @@ impl Config {
 
     /// Range checks that serde cannot express.
     pub fn validate(&self) -> Result<()> {
-        self.http
-            .addr
-            .parse::<SocketAddr>()
-            .map_err(|_| anyhow!("http.addr {:?} is not an IP:port address", self.http.addr))?;
+        listen_address("http.addr", &self.http.addr)?;
+        listen_address("kafka.addr", &self.kafka.addr)?;
         let b = &self.broker;
         let checks: [(&str, u64, u64, u64); 18] = [
             (

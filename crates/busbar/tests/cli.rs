@@ -145,6 +145,61 @@ fn exit_codes_follow_the_readme_table() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
 
+/// `busbar check-config` (or `serve`, when `serve` is given) with `args`: exit code, stdout, stderr.
+fn busbar(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (o.status.code().unwrap_or(-1), stdout(&o), stderr(&o))
+}
+
+#[test]
+fn listen_addresses_may_be_host_names() {
+    let (code, out, err) = busbar(&[
+        "check-config",
+        "--http-addr",
+        "localhost:8080",
+        "--kafka-addr",
+        "localhost:9092",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("addr = \"localhost:8080\""), "{out}");
+    // And serve binds them.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--http-addr", "localhost:0", "--kafka-addr", "localhost:0"]);
+    let s = Server::spawn(cmd, &[], dir.path());
+    assert!(s.addr.ip().is_loopback(), "{}", s.ready_line);
+    assert_eq!(s.http("GET", "/topics", None).0, 200);
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn topic_defaults_take_toml_numbers_and_booleans() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("busbar.toml");
+    std::fs::write(
+        &file,
+        "[topic_defaults]\n\"retention.ms\" = 604800001\n\"segment.bytes\" = 1048576\n\
+         \"cleanup.policy\" = \"delete\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = busbar(&["check-config", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"retention.ms\" = \"604800001\""), "{out}");
+    assert!(out.contains("\"segment.bytes\" = \"1048576\""), "{out}");
+    // A value of the wrong kind is still refused with its name.
+    std::fs::write(&file, "[topic_defaults]\n\"retention.ms\" = [1]\n").unwrap();
+    let (code, _, err) = busbar(&["check-config", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("retention.ms"), "{err}");
+}
+
 #[test]
 fn consume_takes_relative_times_and_errors_name_the_flag() {
     let dir = tempfile::tempdir().unwrap();
