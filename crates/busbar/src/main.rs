@@ -137,14 +137,16 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("busbar: {e:#}");
-                    // A data directory in use is a usage error (exit 2), like a bad flag.
-                    let locked = e.chain().any(|c| {
-                        matches!(
-                            c.downcast_ref(),
-                            Some(busbar_broker::BrokerError::DataDirLocked(_))
-                        )
+                    // A data directory or a listen address in use is a usage error (exit 2),
+                    // like a bad flag.
+                    let usage = e.chain().any(|c| {
+                        c.is::<serve::Unbindable>()
+                            || matches!(
+                                c.downcast_ref(),
+                                Some(busbar_broker::BrokerError::DataDirLocked(_))
+                            )
                     });
-                    ExitCode::from(if locked { 2 } else { 1 })
+                    ExitCode::from(if usage { 2 } else { 1 })
                 }
             };
         }

@@ -1,5 +1,7 @@
 //! `busbar serve`: opens the broker, serves HTTP, runs background work, and on SIGINT/SIGTERM stops
-//! accepting, finishes in-flight requests, syncs every log and marks a clean shutdown.
+//! accepting, finishes in-flight requests, syncs every log and marks a clean shutdown. Both
+//! listeners are bound before the data directory is touched, so an address that cannot be had
+//! ([`Unbindable`], exit 2) leaves no trace.
 
 use anyhow::{Context, Result};
 use busbar::config::Config;
@@ -17,6 +19,49 @@ async fn signal() {
     }
 }
 
+/// A listen address that could not be bound (in use, not local, no permission): a configuration
+/// error, reported before anything else happens.
+#[derive(Debug)]
+pub struct Unbindable(String);
+
+impl std::fmt::Display for Unbindable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unbindable {}
+
+async fn bind(what: &str, key: &str, addr: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Unbindable(format!("cannot listen for {what} on {addr} ({key}): {e}")).into())
+}
+
+/// A data directory that does not exist yet or holds nothing: this start is its first.
+fn first_start(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none())
+}
+
+/// What the ready line says of the start: first, clean, or recovered after a crash.
+fn recovery_summary(broker: &Broker, first: bool) -> String {
+    let r = broker.recovery_summary();
+    if first {
+        "first start, new data directory".into()
+    } else if r.clean == r.partitions {
+        format!("clean start, {} partitions", r.partitions)
+    } else {
+        format!(
+            "recovered {} of {} partitions after a crash: scanned {} bytes, cut {} torn bytes, {} damaged segments",
+            r.partitions - r.clean,
+            r.partitions,
+            r.scanned_bytes,
+            r.truncated_bytes,
+            r.damaged_segments
+        )
+    }
+}
+
 /// Runs until a signal, then shuts down cleanly.
 pub fn run(config: Config) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -31,25 +76,24 @@ async fn serve(config: Config) -> Result<()> {
     if let Some(w) = busbar_kafka::alloc::overcommit_warning() {
         eprintln!("busbar: warning: {w}");
     }
+    let listener = bind("HTTP", "http.addr", &config.http.addr).await?;
+    let kafka_listener = bind("Kafka", "kafka.addr", &config.kafka.addr).await?;
+    let first = first_start(&config.data_dir);
     let data_dir = config.data_dir.clone();
     let broker_config = config.broker_config();
     let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config))
         .await?
         .with_context(|| format!("open data directory {}", data_dir.display()))?;
     let broker = Arc::new(broker);
+    // Taken before the configured subscriptions create their topics: those are new, not recovered.
+    let recovery = recovery_summary(&broker, first);
     let bus = Bus::open_with(broker.clone(), config.bus_config());
     let bus = Arc::new(bus.context("open subscriptions")?);
     busbar::config::apply_subscriptions(&bus, &config.subscriptions)
         .await
         .context("subscriptions in the configuration")?;
     bus.start().await;
-    let listener = tokio::net::TcpListener::bind(&config.http.addr)
-        .await
-        .with_context(|| format!("bind HTTP on {}", config.http.addr))?;
     let http_addr = listener.local_addr().context("HTTP listener address")?;
-    let kafka_listener = tokio::net::TcpListener::bind(&config.kafka.addr)
-        .await
-        .with_context(|| format!("bind Kafka on {}", config.kafka.addr))?;
     let kafka_addr = kafka_listener
         .local_addr()
         .context("Kafka listener address")?;
@@ -74,19 +118,6 @@ async fn serve(config: Config) -> Result<()> {
     for d in broker.internal_damage() {
         eprintln!("busbar: warning: damaged data skipped at start: {d}");
     }
-    let r = broker.recovery_summary();
-    let recovery = if r.clean == r.partitions {
-        format!("clean start, {} partitions", r.partitions)
-    } else {
-        format!(
-            "recovered {} of {} partitions after a crash: scanned {} bytes, cut {} torn bytes, {} damaged segments",
-            r.partitions - r.clean,
-            r.partitions,
-            r.scanned_bytes,
-            r.truncated_bytes,
-            r.damaged_segments
-        )
-    };
     eprintln!(
         "busbar {} ready in {} ms: http://{} kafka {} data {} ({recovery})",
         env!("CARGO_PKG_VERSION"),

@@ -201,6 +201,70 @@ fn topic_defaults_take_toml_numbers_and_booleans() {
 }
 
 #[test]
+fn every_listen_address_is_checked_before_the_data_directory_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = busbar(&["check-config", "--kafka-addr", "nowhere"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("kafka.addr"), "{err}");
+    let data = dir.path().join("data");
+    let (code, _, err) = busbar(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--http-addr",
+        "127.0.0.1:0",
+        "--kafka-addr",
+        "nowhere",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("kafka.addr"), "{err}");
+    assert!(!data.exists(), "the data directory was created: {err}");
+    // An address another process holds: refused before the data directory is opened, as usage.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    for (flag, other) in [("--kafka-addr", "--http-addr"), ("--http-addr", "--kafka-addr")] {
+        let (code, _, err) = busbar(&[
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            flag,
+            &taken,
+            other,
+            "127.0.0.1:0",
+        ]);
+        assert_eq!(code, 2, "{flag}: {err}");
+        assert!(err.contains(&taken), "{err}");
+        assert!(!data.exists(), "{flag}: the data directory was created: {err}");
+    }
+}
+
+#[test]
+fn a_first_start_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("busbar.toml");
+    std::fs::write(
+        &file,
+        "[[subscriptions]]\nname = \"copy\"\nsources = [\"a\"]\ntarget = { topic = \"b\" }\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let s = Server::start(&data, &["--config", file.to_str().unwrap()], &[]);
+    assert!(s.ready_line.contains("first start"), "{}", s.ready_line);
+    assert!(!s.ready_line.contains("crash"), "{}", s.ready_line);
+    assert_eq!(s.stop(), 0);
+    let s = Server::start(&data, &["--config", file.to_str().unwrap()], &[]);
+    assert!(
+        s.ready_line.contains("clean start, 2 partitions"),
+        "{}",
+        s.ready_line
+    );
+    s.kill9();
+    let s = Server::start(&data, &["--config", file.to_str().unwrap()], &[]);
+    assert!(s.ready_line.contains("after a crash"), "{}", s.ready_line);
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
 fn consume_takes_relative_times_and_errors_name_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[], &[]);
