@@ -57,7 +57,12 @@ pub struct Broker {
     sticky: Sticky,
     /// Held for the broker's life: no second process opens the same data directory.
     _lock: Option<crate::datadir::DirLock>,
+    /// Asked before a topic is deleted (under the admin lock): `Some(why)` refuses it.
+    deletion_guard: std::sync::RwLock<Option<DeletionGuard>>,
 }
+
+/// Says why a topic may not be deleted now, or `None` (see [`Broker::set_deletion_guard`]).
+pub type DeletionGuard = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Topics by name.
 type TopicMap = BTreeMap<String, Arc<Topic>>;
@@ -112,6 +117,7 @@ impl Broker {
             producer_ids,
             sticky: Sticky::default(),
             _lock: lock,
+            deletion_guard: Default::default(),
         })
     }
 

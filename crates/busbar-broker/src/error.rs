@@ -17,6 +17,10 @@ pub enum BrokerError {
          and '_' are not allowed together"
     )]
     TopicCollides { name: String, existing: String },
+    /// Deleting the topic is refused while something depends on it (a subscription's
+    /// dead-letter topic); `by` names what.
+    #[error("topic {name:?} is in use: {by}")]
+    TopicInUse { name: String, by: String },
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),
     #[error("topic {topic:?} has no partition {partition}")]

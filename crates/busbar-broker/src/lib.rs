@@ -63,7 +63,7 @@ pub mod time;
 mod topic;
 pub mod validate;
 
-pub use broker::{last_offset, Broker, FetchResult, RecoverySummary};
+pub use broker::{last_offset, Broker, DeletionGuard, FetchResult, RecoverySummary};
 pub use busbar_log::{Clock, ManualClock, SystemClock};
 pub use config::{BrokerConfig, TopicConfig};
 pub use consumer::{GroupDescription, OffsetMap, PartitionLag, ResetTo};

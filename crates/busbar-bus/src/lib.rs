@@ -98,6 +98,21 @@ pub struct Bus {
     subs: tokio::sync::Mutex<BTreeMap<String, Entry>>,
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
     config: BusConfig,
+    /// Dead-letter topic → the subscriptions naming it, as last saved: the broker refuses to
+    /// delete those topics (its deletion guard reads this without the async lock).
+    dlq_users: Arc<Mutex<DlqUsers>>,
+}
+
+type DlqUsers = BTreeMap<String, Vec<String>>;
+
+fn dlq_users(subs: &BTreeMap<String, Entry>) -> DlqUsers {
+    let mut out = DlqUsers::new();
+    for (name, e) in subs {
+        if let Some(t) = &e.record.spec.dead_letter_topic {
+            out.entry(t.clone()).or_default().push(name.clone());
+        }
+    }
+    out
 }
 
 fn invalid(path: &str, reason: impl Into<String>) -> BusError {
@@ -149,12 +164,24 @@ impl Bus {
             positions,
             http: deliver::HttpClient::new(config.targets.clone()),
         });
+        let users = Arc::new(Mutex::new(dlq_users(&subs)));
+        let guard = users.clone();
+        ctx.broker.set_deletion_guard(Arc::new(move |topic: &str| {
+            let users = guard.lock().unwrap_or_else(|e| e.into_inner());
+            users.get(topic).map(|names| {
+                format!(
+                    "it is the dead-letter topic of subscription(s) {}; change or delete them first",
+                    names.join(", ")
+                )
+            })
+        }));
         Ok(Bus {
             ctx,
             store,
             subs: tokio::sync::Mutex::new(subs),
             maintenance: Mutex::new(None),
             config,
+            dlq_users: users,
         })
     }
 
@@ -272,7 +299,9 @@ impl Bus {
 
     fn save(&self, subs: &BTreeMap<String, Entry>) -> Result<()> {
         let records: Vec<SubRecord> = subs.values().map(|e| e.record.clone()).collect();
-        self.store.save(&records)
+        self.store.save(&records)?;
+        *self.dlq_users.lock().unwrap_or_else(|e| e.into_inner()) = dlq_users(subs);
+        Ok(())
     }
 
     /// Creates a subscription and starts it.
@@ -625,6 +654,7 @@ impl Bus {
                 reason: "redrive".into(),
                 status: None,
                 error: String::new(),
+                dead_letter: None,
             };
             by_sub
                 .entry(d.subscription)

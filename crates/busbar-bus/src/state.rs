@@ -83,6 +83,11 @@ pub struct RetryEntry {
     pub reason: String,
     pub status: Option<u16>,
     pub error: String,
+    /// Set when the event is settled as a dead letter (the value says why: `max_attempts`,
+    /// `non_retriable`, ...) but the letter could not be written yet: the next attempt writes
+    /// the letter again instead of delivering the event again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<String>,
 }
 
 type Table = HashMap<String, BTreeMap<EventRef, (u64, RetryEntry)>>;

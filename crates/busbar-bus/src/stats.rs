@@ -1,7 +1,8 @@
 //! Per-subscription counters (since the process started) for `GET /subscriptions/{name}` and the
 //! metrics endpoint: events matched, delivered, retried, dead-lettered, dropped (exhausted with no
 //! dead-letter topic), expired (gone from the log before a retry), undecodable (stored batches
-//! whose records cannot be read, set aside), and the delivery latency (event
+//! whose records cannot be read, set aside), dead-letter failures (letters the dead-letter topic
+//! refused; written again later), and the delivery latency (event
 //! time to successful delivery) as a histogram.
 
 use serde::Serialize;
@@ -20,6 +21,7 @@ pub struct Counters {
     pub dropped: AtomicU64,
     pub expired: AtomicU64,
     pub undecodable: AtomicU64,
+    pub dead_letter_failures: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
     latency_sum_ms: AtomicU64,
 }
@@ -34,6 +36,7 @@ pub struct CounterSnapshot {
     pub dropped: u64,
     pub expired: u64,
     pub undecodable: u64,
+    pub dead_letter_failures: u64,
     /// Cumulative counts per bucket of `LATENCY_BOUNDS_MS` and +Inf (Prometheus style).
     pub latency_buckets: Vec<u64>,
     pub latency_sum_ms: u64,
@@ -71,6 +74,7 @@ impl Counters {
             dropped: self.dropped.load(Relaxed),
             expired: self.expired.load(Relaxed),
             undecodable: self.undecodable.load(Relaxed),
+            dead_letter_failures: self.dead_letter_failures.load(Relaxed),
             latency_buckets,
             latency_sum_ms: self.latency_sum_ms.load(Relaxed),
         }

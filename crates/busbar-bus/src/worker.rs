@@ -42,6 +42,8 @@ const READ_BYTES: usize = 1 << 20;
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
 /// The pause after a failed pass (reading a source, parking an event) before the next.
 const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+/// The wait before writing a dead letter again after the dead-letter topic refused it.
+const DEAD_LETTER_RETRY: Duration = Duration::from_secs(5);
 /// How often the worker checks that its source topics are the ones it started on.
 const SOURCES_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -245,6 +247,7 @@ impl Worker {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .starts_with("error")
+                        && !self.entries.values().any(|e| e.dead_letter.is_some())
                     {
                         self.set_status("running".into());
                     }
@@ -639,6 +642,7 @@ impl Worker {
             reason: "waiting".into(),
             status: None,
             error: "waiting behind an earlier event with the same key".into(),
+            dead_letter: None,
         };
         self.ctx
             .retries
@@ -658,7 +662,14 @@ impl Worker {
                 Some(e) => Ok(Some(e)),
                 None => read_one(&ctx.broker, &job.r).await,
             };
+            let letter_due = job.entry.as_ref().and_then(|e| e.dead_letter.as_ref());
             match event {
+                Ok(Some(e)) if letter_due.is_some() => Done {
+                    // Settled already: only its dead letter is left to write (in `on_done`).
+                    outcome: Outcome::Fatal(stored_failure(job.entry.as_ref().expect("set"))),
+                    job,
+                    event: Some(e),
+                },
                 Ok(Some(e)) => {
                     let outcome =
                         request::attempt(&ctx.broker, &ctx.http, sink.as_deref(), &sub, &e, None)
@@ -709,6 +720,10 @@ impl Worker {
                 .retry_later(job, outcome_failure(&outcome), now, None)
                 .await;
         };
+        if let Some(why) = job.entry.as_ref().and_then(|e| e.dead_letter.clone()) {
+            let f = outcome_failure(&outcome);
+            return self.dead_letter(job, &ev, f, &why).await;
+        }
         match outcome {
             Outcome::Delivered => {
                 // Counted once its retry state is ended, so a reader never sees it delivered
@@ -787,7 +802,7 @@ impl Worker {
         self.entries.insert(job.r, entry);
     }
 
-    async fn dead_letter(&mut self, job: Job, ev: &StoredEvent, f: Failure, why: &'static str) {
+    async fn dead_letter(&mut self, job: Job, ev: &StoredEvent, f: Failure, why: &str) {
         let now = now_ms();
         let Some(topic) = self.sub.spec.dead_letter_topic.clone() else {
             self.finish(job).await;
@@ -807,14 +822,38 @@ impl Worker {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             Err(e) => {
-                let failure = Failure {
-                    reason: "storage",
-                    status: None,
-                    error: format!("dead-letter topic {topic:?}: {e}"),
-                };
-                self.retry_later(job, failure, now, None).await;
+                // Settled, but not written: the letter (not a delivery) is tried again.
+                self.counters
+                    .dead_letter_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.set_status(format!(
+                    "error: dead-letter topic {topic:?} cannot be written: {e}"
+                ));
+                self.letter_later(job, f, why, now).await;
             }
         }
+    }
+
+    /// Stores that `job`'s event is settled as a dead letter (`why`) still to be written, and
+    /// schedules the write in [`DEAD_LETTER_RETRY`]. The failure it keeps is the delivery's.
+    async fn letter_later(&mut self, job: Job, f: Failure, why: &str, now: i64) {
+        let attempts = job.entry.as_ref().map_or(1, |e| e.attempts.max(1));
+        let first = first_attempt(&job, now);
+        let due = now.saturating_add(DEAD_LETTER_RETRY.as_millis() as i64);
+        let entry = RetryEntry {
+            dead_letter: Some(why.to_string()),
+            ..entry_after(&job, attempts, first, now, Some(due), &f)
+        };
+        let written = self
+            .ctx
+            .retries
+            .put(&self.name, vec![(job.r.clone(), Some(entry.clone()))])
+            .await;
+        if written.is_ok() {
+            self.release(&job.r);
+        }
+        self.timers.insert((due, job.r.clone()));
+        self.entries.insert(job.r, entry);
     }
 
     /// The event is settled: end its retry state, free its position, release its lane.
@@ -903,6 +942,26 @@ fn outcome_failure(o: &Outcome) -> Failure {
     }
 }
 
+/// The delivery failure a stored entry recorded.
+fn stored_failure(e: &RetryEntry) -> Failure {
+    Failure {
+        reason: [
+            "http_status",
+            "timeout",
+            "connection",
+            "tls",
+            "target_forbidden",
+            "target_gone",
+            "too_large",
+        ]
+        .into_iter()
+        .find(|r| *r == e.reason)
+        .unwrap_or("storage"),
+        status: e.status,
+        error: e.error.clone(),
+    }
+}
+
 /// When the first attempt was made (this one, when there was none before).
 fn first_attempt(job: &Job, now: i64) -> i64 {
     match &job.entry {
@@ -928,6 +987,7 @@ fn entry_after(
         reason: f.reason.to_string(),
         status: f.status,
         error: f.error.clone(),
+        dead_letter: None,
     }
 }
 

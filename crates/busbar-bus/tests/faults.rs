@@ -353,3 +353,82 @@ async fn a_replay_whose_dead_letter_fails_ends_failed() {
     assert_eq!(run.dropped, 0);
     bus.close().await.unwrap();
 }
+
+/// The dead-letter topic refuses writes (disk full): the exhausted event is not delivered again;
+/// its letter is written again later, the failure shows in the state and counters, and once the
+/// disk is back the letter lands and the state is `running` again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_dead_letter_write_is_retried_without_redelivering() {
+    let dir = Arc::new(FaultDataDir::new(MemFs::new(), &["topics/dlq"]));
+    let (b, bus) = setup(dir.clone()).await;
+    b.create_topic("dlq", Some(1), BTreeMap::new())
+        .await
+        .unwrap();
+    let t = Target::start(|_, _| Reply::Status(400));
+    let spec = json!({"name": "s", "sources": ["src"], "start": "earliest",
+        "target": {"url": t.url("/")}, "dead_letter_topic": "dlq"});
+    bus.create(from_json(&spec).unwrap()).await.unwrap();
+    let plan = dir.plan("topics/dlq/0").expect("faulted");
+    plan.set_disk_full(true);
+    b.publish("src", vec![Event::value(json!({"n": 0}).to_string())])
+        .await
+        .unwrap();
+    wait_for(&t, 1).await;
+    let end = Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let v = bus.get("s").await.unwrap();
+        if v.counters.dead_letter_failures > 0 {
+            break v;
+        }
+        assert!(Instant::now() < end, "no dead-letter failure seen: {v:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        view.state.starts_with("error: dead-letter topic"),
+        "{view:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(bus.get("s").await.unwrap().state.starts_with("error"));
+    plan.set_disk_full(false);
+    let end = Instant::now() + Duration::from_secs(20);
+    while bus
+        .dead_letters("dlq", &busbar_bus::Filter::default(), 10)
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < end, "the letter never landed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let v = bus.get("s").await.unwrap();
+    assert_eq!((v.counters.dead_lettered, v.retrying), (1, 0), "{v:?}");
+    assert_eq!(t.received().len(), 1, "the event was delivered again");
+    let end = Instant::now() + Duration::from_secs(5);
+    while bus.get("s").await.unwrap().state != "running" {
+        assert!(Instant::now() < end, "state stays in error");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bus.close().await.unwrap();
+}
+
+/// A topic a subscription dead-letters to cannot be deleted while the subscription names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_topic_in_use_cannot_be_deleted() {
+    let dir = Arc::new(FaultDataDir::new(MemFs::new(), &[]));
+    let (b, bus) = setup(dir.clone()).await;
+    b.create_topic("dlq", Some(1), BTreeMap::new())
+        .await
+        .unwrap();
+    let t = Target::start(|_, _| Reply::Status(200));
+    let spec = json!({"name": "s", "sources": ["src"], "target": {"url": t.url("/")},
+        "dead_letter_topic": "dlq"});
+    bus.create(from_json(&spec).unwrap()).await.unwrap();
+    let err = b.delete_topic("dlq").await.unwrap_err();
+    assert!(
+        matches!(&err, busbar_broker::BrokerError::TopicInUse { by, .. } if by.contains("s")),
+        "{err:?}"
+    );
+    assert!(b.describe_topic("dlq").is_ok());
+    bus.delete("s").await.unwrap();
+    b.delete_topic("dlq").await.unwrap();
+    bus.close().await.unwrap();
+}

@@ -64,6 +64,7 @@ impl From<BrokerError> for ApiError {
             B::UnknownMember { .. } => (S::NOT_FOUND, "unknown_consumer"),
             B::TopicExists(_) => (S::CONFLICT, "topic_exists"),
             B::TopicCollides { .. } => (S::CONFLICT, "topic_collides"),
+            B::TopicInUse { .. } => (S::CONFLICT, "topic_in_use"),
             B::GroupNotEmpty(_) => (S::CONFLICT, "group_not_empty"),
             B::RebalanceInProgress(_) => (S::CONFLICT, "rebalance_in_progress"),
             B::IllegalGeneration { .. } => (S::CONFLICT, "illegal_generation"),

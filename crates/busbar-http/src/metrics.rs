@@ -1,6 +1,6 @@
 //! `GET /metrics`: Prometheus text exposition (format 0.0.4) of the bus's per-subscription
-//! counters: events matched, delivered, retried, dead-lettered, dropped, expired and
-//! undecodable; lag and events
+//! counters: events matched, delivered, retried, dead-lettered, dropped, expired,
+//! undecodable and dead-letter failures; lag and events
 //! waiting for retry; and the delivery latency histogram (event time to successful delivery, ms).
 //! Also the damaged log ranges per partition (an alert when above 0). Subscription and topic names
 //! are `[A-Za-z0-9._-]`, so label values need no escaping.
@@ -23,6 +23,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "undecodable",
         "Stored batches whose records cannot be read, set aside",
     ),
+    (
+        "dead_letter_failures",
+        "Dead letters the dead-letter topic refused (written again later)",
+    ),
 ];
 
 pub async fn handler(State(app): State<App>) -> impl IntoResponse {
@@ -40,6 +44,7 @@ pub async fn handler(State(app): State<App>) -> impl IntoResponse {
                 "dead_lettered" => c.dead_lettered,
                 "dropped" => c.dropped,
                 "undecodable" => c.undecodable,
+                "dead_letter_failures" => c.dead_letter_failures,
                 _ => c.expired,
             };
             let _ = writeln!(

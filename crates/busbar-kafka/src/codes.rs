@@ -27,6 +27,7 @@ pub fn of(e: &BrokerError) -> i16 {
         B::InvalidSessionTimeout(_) => 26,
         B::RebalanceInProgress(_) => 27,
         B::TopicExists(_) => 36,
+        B::TopicInUse { .. } => 44, // POLICY_VIOLATION
         B::InvalidPartitions(_) => 37,
         B::InvalidConfig { .. } => 40,
         B::InvalidRequest(_) => INVALID_REQUEST,

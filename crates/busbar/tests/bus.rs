@@ -976,6 +976,31 @@ fn subscriptions_are_bounded_by_subscriptions_max() {
     assert!(err.contains("bus.subscriptions_max"), "{err}");
 }
 
+/// DELETE of a topic a subscription dead-letters to answers 409 naming the subscription, and
+/// the topic stays; once the subscription is gone it can be deleted (issue 14 item 5).
+#[test]
+fn a_dead_letter_topic_in_use_is_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("src", 1), ("dlq", 1)]);
+    subscribe(
+        &s,
+        json!({"name": "keeper", "sources": ["src"], "target": {"url": "http://127.0.0.1:9/"},
+            "dead_letter_topic": "dlq"}),
+    );
+    let (st, v) = s.http("DELETE", "/topics/dlq", None);
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (409, Some("topic_in_use")),
+        "{v}"
+    );
+    assert!(v.to_string().contains("keeper"), "{v}");
+    assert_eq!(s.http("GET", "/topics/dlq", None).0, 200);
+    assert_eq!(s.http("DELETE", "/subscriptions/keeper", None).0, 204);
+    assert_eq!(s.http("DELETE", "/topics/dlq", None).0, 204);
+    assert_eq!(s.stop(), 0);
+}
+
 #[test]
 fn subscriptions_from_the_config_file() {
     let dir = tempfile::tempdir().unwrap();

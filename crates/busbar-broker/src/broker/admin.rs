@@ -159,6 +159,29 @@ impl Broker {
         })
     }
 
+    /// Installs the check asked before every topic deletion (the bus refuses deleting a topic
+    /// that a subscription dead-letters to). It runs under the admin lock, so it must not block.
+    pub fn set_deletion_guard(&self, guard: super::DeletionGuard) {
+        *self
+            .deletion_guard
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(guard);
+    }
+
+    fn check_deletion(&self, name: &str) -> Result<()> {
+        let guard = self
+            .deletion_guard
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref().and_then(|g| g(name)) {
+            Some(by) => Err(BrokerError::TopicInUse {
+                name: name.to_string(),
+                by,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Deletes a topic and its data, and the committed offsets of every group for it. The metadata
     /// write is the commit point: once it is done the topic is gone, and offsets or directories a
     /// failure leaves behind are removed later (directories at open as orphans, offsets when a
@@ -166,6 +189,7 @@ impl Broker {
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let admin = self.lock_admin().await;
         let t = self.topic(name)?;
+        self.check_deletion(name)?;
         let shared = self.shared();
         let ((), admin) = blocking(admin, move || {
             shared.commit(|m| {
