@@ -46,9 +46,6 @@ pub(crate) fn collides(name: &str, other: &str) -> bool {
     name != other && name.len() == other.len() && name.replace('.', "_") == other.replace('.', "_")
 }
 
-/// Most bytes read at once while scanning a partition for its largest timestamp.
-const SCAN_BYTES: usize = 1 << 20;
-
 impl Broker {
     /// An existing topic whose name collides with `name` once `.` and `_` are treated alike.
     pub fn colliding_topic(&self, name: &str) -> Option<String> {
@@ -81,42 +78,24 @@ impl Broker {
     }
 
     /// The offset and timestamp of the record with the largest timestamp (the first of equal
-    /// ones), Kafka's ListOffsets -3; `None` for an empty partition. Reads every batch header
-    /// from the log start (a full scan: busbar-log keeps per-segment maxima but does not expose
-    /// them yet) and decodes only the winning batch.
+    /// ones), Kafka's ListOffsets -3; `None` for an empty partition. The log finds the batch from
+    /// each segment's kept maximum (reading only that batch, in the common case); only it is
+    /// decoded. Compaction keeps a batch's max timestamp when it removes the record that set it:
+    /// then the batch's latest remaining record answers, as close as the batch allows.
     pub fn max_timestamp(&self, topic: &str, partition: i64) -> Result<Option<(u64, i64)>> {
-        let (start, hw) = self.offsets_of(topic, partition)?;
-        let mut best: Option<(i64, Vec<u8>)> = None;
-        let mut at = start;
-        while at < hw {
-            let data = self.read_now(topic, partition, at, SCAN_BYTES)?;
-            if data.is_empty() {
-                break;
-            }
-            let mut pos = 0;
-            while pos < data.len() {
-                let h = busbar_log::batch::BatchHeader::parse(&data[pos..])
-                    .map_err(|e| BrokerError::Storage(e.to_string()))?;
-                let len = h
-                    .total_len()
-                    .filter(|l| pos + l <= data.len())
-                    .ok_or_else(|| BrokerError::Storage("bad stored batch length".into()))?;
-                if !h.is_control() && best.as_ref().is_none_or(|(m, _)| h.max_timestamp > *m) {
-                    best = Some((h.max_timestamp, data[pos..pos + len].to_vec()));
-                }
-                at = at.max(h.last_offset() as u64 + 1);
-                pos += len;
-            }
-        }
-        let Some((max, batch)) = best else {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        let Some(found) = p.log.max_timestamp()? else {
             return Ok(None);
         };
-        let events = crate::event::decode(topic, partition as u32, &batch, start)?;
-        Ok(events
-            .iter()
-            .find(|e| e.timestamp == max)
-            .or(events.last())
-            .map(|e| (e.offset, e.timestamp)))
+        let start = p.log.stats().log_start;
+        let events = crate::event::decode(topic, partition as u32, &found.batch, start)?;
+        let exact = events.iter().find(|e| e.timestamp == found.timestamp);
+        let latest = || {
+            let max = events.iter().map(|e| e.timestamp).max()?;
+            events.iter().find(|e| e.timestamp == max)
+        };
+        Ok(exact.or_else(latest).map(|e| (e.offset, e.timestamp)))
     }
 }
 

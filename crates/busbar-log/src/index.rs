@@ -75,6 +75,26 @@ impl Indexes {
         self.max_timestamp.map_or(-1, |(ts, _)| ts)
     }
 
+    /// Where a max-timestamp scan of the batches below relative offset `hi` may resume: the
+    /// position of the last indexed batch starting below `hi`, and the running maximum
+    /// (timestamp, relative offset of the first batch reaching it) of every batch up to and
+    /// including that one. `None` when no indexed batch starts below `hi`.
+    ///
+    /// A time entry is pushed with each offset entry whenever the maximum grew, so the last time
+    /// entry whose batch is at or before the indexed batch is the maximum up to it.
+    pub fn running_max_before(&self, hi: u32) -> Option<(u64, (i64, u32))> {
+        let i = self
+            .offsets
+            .partition_point(|(r, _)| *r < hi)
+            .checked_sub(1)?;
+        let (rel, pos) = self.offsets[i];
+        let j = self
+            .times
+            .partition_point(|(_, r)| *r <= rel)
+            .checked_sub(1)?;
+        Some((u64::from(pos), self.times[j]))
+    }
+
     /// Encodes the offset index file.
     pub fn encode_offsets(&self, base: u64) -> Vec<u8> {
         let mut b = header(OFFSET_MAGIC, self.offsets.len(), base, self.covered);
@@ -140,15 +160,24 @@ impl Indexes {
 }
 
 impl Indexes {
-    /// The segment's max timestamp from a time index file alone (its last entry; -1 when it has
-    /// none), after the same checks as [`Indexes::decode`] and that it covers `covered` bytes.
-    pub fn decode_max_timestamp(base: u64, times: &[u8], covered: u64, name: &str) -> Result<i64> {
+    /// The segment's max timestamp and the relative offset of the first batch reaching it, from
+    /// a time index file alone (its last entry; `None` when it has none), after the same checks
+    /// as [`Indexes::decode`] and that it covers `covered` bytes.
+    pub fn decode_max_timestamp(
+        base: u64,
+        times: &[u8],
+        covered: u64,
+        name: &str,
+    ) -> Result<Option<(i64, u32)>> {
         let (n, tcovered, body) = open(times, TIME_MAGIC, base, 12, name)?;
         if tcovered != covered {
             return Err(damaged(name, "time index covers another length"));
         }
-        Ok(body.chunks_exact(12).take(n).next_back().map_or(-1, |e| {
-            i64::from_be_bytes(e[0..8].try_into().unwrap_or_default())
+        Ok(body.chunks_exact(12).take(n).next_back().map(|e| {
+            (
+                i64::from_be_bytes(e[0..8].try_into().unwrap_or_default()),
+                u32::from_be_bytes(e[8..12].try_into().unwrap_or_default()),
+            )
         }))
     }
 }
@@ -229,6 +258,32 @@ mod tests {
         let again = Indexes::decode(7, &idx.encode_offsets(7), &idx.encode_times(7), "x").unwrap();
         assert_eq!(again.offsets, idx.offsets);
         assert_eq!(again.segment_max_timestamp(), 1099);
+        let file_max = Indexes::decode_max_timestamp(7, &idx.encode_times(7), idx.covered, "x");
+        assert_eq!(file_max.unwrap(), Some((1099, 198)));
+    }
+
+    #[test]
+    fn running_max_before_is_the_maximum_up_to_the_last_indexed_batch() {
+        // Batches of 100 bytes at relative offsets 0, 1, 2...; an entry every 300 bytes (every
+        // third batch); timestamps rise to 50 at rel 4, fall, then reach 60 at rel 10.
+        let ts = [10, 20, 5, 30, 50, 40, 45, 50, 1, 2, 60, 3];
+        let mut idx = Indexes::new(16);
+        for (i, t) in ts.iter().enumerate() {
+            idx.add(i as u32, 16 + 100 * i as u64, 100, *t, 300);
+        }
+        assert_eq!(idx.running_max_before(0), None);
+        assert_eq!(idx.running_max_before(1), Some((16, (10, 0))));
+        assert_eq!(idx.running_max_before(4), Some((316, (30, 3))));
+        // The last entry below 10 is rel 9 (its batch at 916); the maximum up to it: 50 at 4.
+        assert_eq!(idx.running_max_before(10), Some((916, (50, 4))));
+        assert_eq!(idx.running_max_before(u32::MAX), Some((916, (50, 4))));
+        for hi in 1..ts.len() as u32 {
+            let (pos, (max, rel)) = idx.running_max_before(hi).unwrap();
+            let upto = ((pos - 16) / 100) as usize;
+            let want = *ts[..=upto].iter().max().unwrap();
+            let first = ts.iter().position(|t| *t == want).unwrap();
+            assert_eq!((max, rel as usize), (want, first), "hi {hi}");
+        }
     }
 
     #[test]

@@ -11,8 +11,8 @@ use crate::cache::SegmentCache;
 use crate::disk::{self, File, Storage};
 use crate::error::{LogError, Result};
 use crate::index::Indexes;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Bytes of the segment file header.
 pub const HEADER_BYTES: u64 = 16;
@@ -100,8 +100,9 @@ pub struct Segment {
     slot: Mutex<Slot>,
     /// Length of a sealed segment (`ACTIVE` while active: ask the file).
     sealed_len: AtomicU64,
-    /// Max timestamp of a sealed segment's batches (`UNKNOWN_TS` until known).
-    max_ts: AtomicI64,
+    /// A sealed segment's max timestamp and the relative offset of the first batch reaching it
+    /// (`None` inside: no batch), once known. A sealed segment's bytes never change.
+    max: OnceLock<Option<(i64, u32)>>,
     damaged_from: AtomicU64,
 }
 
@@ -112,7 +113,6 @@ struct Slot {
 }
 
 const ACTIVE: u64 = u64::MAX;
-const UNKNOWN_TS: i64 = i64::MIN;
 
 impl Segment {
     /// Wraps an open segment file; the segment is active until [`Segment::seal`].
@@ -132,7 +132,7 @@ impl Segment {
                 retired: false,
             }),
             sealed_len: AtomicU64::new(ACTIVE),
-            max_ts: AtomicI64::new(UNKNOWN_TS),
+            max: OnceLock::new(),
             damaged_from: AtomicU64::new(NO_DAMAGE),
         }
     }
@@ -239,8 +239,7 @@ impl Segment {
 
     /// Marks a sealed segment's indexes as known.
     pub fn set_sealed_indexes(&self, idx: Indexes) {
-        self.max_ts
-            .store(idx.segment_max_timestamp(), Ordering::SeqCst);
+        let _ = self.max.set(idx.max_timestamp);
         self.cache.put_indexes(self.id, Arc::new(idx), false);
     }
 
@@ -273,19 +272,24 @@ impl Segment {
             }
         };
         let idx = Arc::new(idx);
-        self.max_ts
-            .store(idx.segment_max_timestamp(), Ordering::SeqCst);
+        let _ = self.max.set(idx.max_timestamp);
         self.cache.put_indexes(self.id, idx.clone(), true);
         Ok(idx)
     }
 
-    /// The largest max timestamp of a sealed segment's batches (-1 when it holds none). Kept for
-    /// the segment's life once known; found from the time index file alone (its last entry),
-    /// loading the whole indexes only when that file is missing or damaged.
+    /// The largest max timestamp of a sealed segment's batches (-1 when it holds none).
     pub fn max_timestamp(&self, interval: u64) -> Result<i64> {
-        let known = self.max_ts.load(Ordering::SeqCst);
-        if known != UNKNOWN_TS {
-            return Ok(known);
+        Ok(self.max_record(interval)?.map_or(-1, |(ts, _)| ts))
+    }
+
+    /// A sealed segment's largest batch max timestamp and the relative offset of the first batch
+    /// reaching it (`None` when it holds no batch). Kept for the segment's life once known (set
+    /// at seal, or when its indexes are loaded); else found from the time index file alone (its
+    /// last entry), loading the whole indexes only when that file is missing or damaged. Never
+    /// reads the segment file unless its indexes must be rebuilt.
+    pub fn max_record(&self, interval: u64) -> Result<Option<(i64, u32)>> {
+        if let Some(known) = self.max.get() {
+            return Ok(*known);
         }
         let storage = self.storage.as_ref();
         let from_file = disk::read_all(storage, &time_name(self.base))
@@ -294,12 +298,11 @@ impl Segment {
             .and_then(|b| {
                 Indexes::decode_max_timestamp(self.base, &b, self.len(), &time_name(self.base)).ok()
             });
-        let ts = match from_file {
-            Some(ts) => ts,
-            None => self.sealed_indexes(interval)?.segment_max_timestamp(),
+        let max = match from_file {
+            Some(max) => max,
+            None => self.sealed_indexes(interval)?.max_timestamp,
         };
-        self.max_ts.store(ts, Ordering::SeqCst);
-        Ok(ts)
+        Ok(*self.max.get_or_init(|| max))
     }
 
     /// Records that bytes from `pos` on are damaged; they are never served.

@@ -1,8 +1,10 @@
 //! A [`Storage`] wrapper for lock and I/O-shape tests: file and directory syncs can be held at a
-//! gate (to show what still runs while an fsync is stuck), and the largest single append is
-//! recorded (to show a rewrite is written in bounded pieces).
+//! gate (to show what still runs while an fsync is stuck), the largest single append is
+//! recorded (to show a rewrite is written in bounded pieces), and bytes read are counted per
+//! file name (to show what a look-up reads).
 
 use busbar_log::disk::{File, Storage};
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +15,8 @@ struct GateState {
     /// Syncs that arrived at the closed gate (each counted once).
     blocked: u64,
     max_append: usize,
+    /// Bytes read, per file name.
+    reads: BTreeMap<String, u64>,
 }
 
 /// Shared by a [`GatedStorage`] and every file it opened.
@@ -59,6 +63,21 @@ impl Gate {
         std::mem::take(&mut self.state.lock().unwrap().max_append)
     }
 
+    /// Bytes read per file name since the last call; resets the count.
+    pub fn take_reads(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut self.state.lock().unwrap().reads)
+    }
+
+    fn read(&self, name: &str, n: usize) {
+        *self
+            .state
+            .lock()
+            .unwrap()
+            .reads
+            .entry(name.to_string())
+            .or_default() += n as u64;
+    }
+
     fn pass(&self) {
         let mut st = self.state.lock().unwrap();
         if st.closed {
@@ -86,10 +105,11 @@ impl<S: Storage> GatedStorage<S> {
         Self { inner, gate }
     }
 
-    fn wrap(&self, f: Arc<dyn File>) -> Arc<dyn File> {
+    fn wrap(&self, name: &str, f: Arc<dyn File>) -> Arc<dyn File> {
         Arc::new(GatedFile {
             inner: f,
             gate: self.gate.clone(),
+            name: name.to_string(),
         })
     }
 }
@@ -97,11 +117,15 @@ impl<S: Storage> GatedStorage<S> {
 struct GatedFile {
     inner: Arc<dyn File>,
     gate: Arc<Gate>,
+    /// The name it was opened or created by (a rename does not change it).
+    name: String,
 }
 
 impl File for GatedFile {
     fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read_at(pos, buf)
+        let n = self.inner.read_at(pos, buf)?;
+        self.gate.read(&self.name, n);
+        Ok(n)
     }
     fn append(&self, data: &[u8]) -> io::Result<()> {
         self.gate.appended(data.len());
@@ -124,10 +148,10 @@ impl File for GatedFile {
 
 impl<S: Storage> Storage for GatedStorage<S> {
     fn open(&self, name: &str) -> io::Result<Arc<dyn File>> {
-        self.inner.open(name).map(|f| self.wrap(f))
+        self.inner.open(name).map(|f| self.wrap(name, f))
     }
     fn create(&self, name: &str) -> io::Result<Arc<dyn File>> {
-        self.inner.create(name).map(|f| self.wrap(f))
+        self.inner.create(name).map(|f| self.wrap(name, f))
     }
     fn list(&self) -> io::Result<Vec<String>> {
         self.inner.list()
