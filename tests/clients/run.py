@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Real Kafka clients against the real busbar binary: kcat (librdkafka 2.0.x from Debian),
-confluent-kafka (librdkafka from PyPI), kafka-python and aiokafka. Each test starts its own busbar on free
+confluent-kafka (librdkafka from PyPI), kafka-python, aiokafka and kafkajs (npm, tests/clients/kafkajs). Each test starts its own busbar on free
 loopback ports in a fresh data directory. Prints one line per test and a closing
 'N passed, N failed' line; exits non-zero on any failure.
 
@@ -203,11 +203,98 @@ KAFKAJS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kafkajs")
 @test
 def kafkajs_admin_idempotent_producer_group_and_out_of_range_recovery(b):
     # kafkajs 2.2.4 (npm), installed into tests/clients/kafkajs on first use.
+    kafkajs_ready()
+    out = subprocess.run(["node", "suite.js", b.kafka], cwd=KAFKAJS, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr + "".join(b.log)[-3000:]
+
+
+def kafkajs_ready():
     if not os.path.isdir(os.path.join(KAFKAJS, "node_modules", "kafkajs")):
         subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=KAFKAJS, check=True,
                        capture_output=True, timeout=300)
-    out = subprocess.run(["node", "suite.js", b.kafka], cwd=KAFKAJS, capture_output=True, text=True, timeout=240)
-    assert out.returncode == 0, out.stdout + out.stderr + "".join(b.log)[-3000:]
+
+
+class KjsMember:
+    """One kafkajs group consumer in its own node process (tests/clients/kafkajs/group3.js)."""
+
+    def __init__(self, b, topic, group, name):
+        self.name = name
+        self.lines = []
+        self.proc = subprocess.Popen(["node", "group3.js", "member", b.kafka, topic, group, name], cwd=KAFKAJS,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
+
+    def assignment(self):
+        """The partitions of the latest rebalance, or None before the first."""
+        got = [json.loads(line.split(" ", 1)[1]) for line in list(self.lines) if line.startswith("assigned ")]
+        return got[-1] if got else None
+
+    def values(self):
+        return {line.split()[3] for line in list(self.lines) if line.startswith("msg ")}
+
+
+def wait_for(what, check, members, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    logs = {m.name: "".join(m.lines)[-1500:] for m in members}
+    raise AssertionError(f"timed out waiting for {what}; members said: {logs}")
+
+
+@test
+def kafkajs_group_of_3_survives_a_member_leaving_and_one_killed(b):
+    # Three kafkajs consumers (one node process each) share a 6-partition topic. One leaves cleanly
+    # (disconnect: LeaveGroup), one is killed with SIGKILL (its session expires); the last ends up
+    # owning all 6 partitions and every produced message is consumed at least once.
+    kafkajs_ready()
+    b.post("/topics", {"name": "kjs3", "partitions": 6})
+    members = [KjsMember(b, "kjs3", "kjs3-g", n) for n in ("leaver", "killed", "survivor")]
+    leaver, killed, survivor = members
+    produced = set()
+
+    def produce(prefix, n):
+        out = subprocess.run(["node", "group3.js", "produce", b.kafka, "kjs3", prefix, str(n)], cwd=KAFKAJS,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        produced.update(f"{prefix}-{i}" for i in range(n))
+
+    def owned(ms):
+        return sorted(p for m in ms for p in (m.assignment() or []))
+
+    def consumed():
+        return produced <= set().union(*(m.values() for m in members))
+
+    try:
+        wait_for("three members sharing 6 partitions",
+                 lambda: all(m.assignment() for m in members) and owned(members) == list(range(6)), members)
+        produce("one", 300)
+        wait_for("every message of the first batch", consumed, members)
+        leaver.proc.send_signal(signal.SIGTERM)
+        assert leaver.proc.wait(30) == 0 and "left\n" in leaver.lines, "".join(leaver.lines)[-1500:]
+        wait_for("two members sharing 6 partitions after the leave",
+                 lambda: owned([killed, survivor]) == list(range(6)) and len(killed.assignment()) > 0
+                 and len(survivor.assignment()) > 0 and len(killed.assignment()) + len(survivor.assignment()) == 6,
+                 members)
+        produce("two", 300)
+        wait_for("every message of the second batch", consumed, members)
+        killed.proc.send_signal(signal.SIGKILL)
+        killed.proc.wait(30)
+        produce("three", 300)
+        wait_for("the survivor owning all 6 partitions", lambda: survivor.assignment() == list(range(6)), members)
+        wait_for("every message consumed at least once", consumed, members)
+        assert {v for v in produced if v.startswith("three-")} <= survivor.values(), "the survivor read the rest"
+        assert not any(line.startswith("crash") for line in survivor.lines), "".join(survivor.lines)[-1500:]
+        # Its commits reach the end of every partition (kafkajs commits after each batch).
+        wait_for("commits at the end of every partition", lambda: b.get("/groups/kjs3-g")["lag"] == 0, members, 30)
+        g = b.get("/groups/kjs3-g")
+        assert len(g["members"]) == 1 and len(g["offsets"]) == 6, g
+    finally:
+        for m in members:
+            if m.proc.poll() is None:
+                m.proc.kill()
+                m.proc.wait(10)
 
 
 def produce_keyed(b, topic, n, partitions):
