@@ -1,6 +1,7 @@
 //! The bus sees every event as a CloudEvent. A stored record is read with the CloudEvents Kafka
 //! binding (`shared/spec/bus-semantics.md` §2.3): structured when its `content-type` header starts
-//! with `application/cloudevents`, binary when it has a `ce_specversion` header. Any other record is
+//! with `application/cloudevents`, binary when it has a `ce_specversion` header (header names and
+//! the media type compared case-insensitively, attribute names lower-cased). Any other record is
 //! given attributes by busbar (decision): `id` = `<partition>-<offset>` (stable across redeliveries),
 //! `source` = `/topics/<topic>`, `type` = `busbar.event`, `time` = the record timestamp,
 //! `partitionkey` = the key when it is UTF-8, and `datacontenttype` `application/json` when the value
@@ -51,8 +52,10 @@ pub fn origin(e: &StoredEvent) -> (String, u32, u64) {
 impl Envelope {
     /// Reads a stored record as a CloudEvent.
     pub fn of(e: &StoredEvent) -> Envelope {
-        let structured =
-            header(e, "content-type").is_some_and(|ct| ct.starts_with(b"application/cloudevents"));
+        let structured = header(e, "content-type").is_some_and(|ct| {
+            const CE: &[u8] = b"application/cloudevents";
+            ct.len() >= CE.len() && ct[..CE.len()].eq_ignore_ascii_case(CE)
+        });
         if structured {
             if let Some(env) = Self::structured(e) {
                 return env;
@@ -82,13 +85,14 @@ impl Envelope {
     fn binary(e: &StoredEvent) -> Envelope {
         let mut attrs = Map::new();
         for (k, v) in &e.headers {
-            let Some(name) = k.strip_prefix("ce_") else {
-                continue;
+            // Header names are case-insensitive: `CE_ID` and `ce_id` are the attribute `id`.
+            let name = match k.get(..3) {
+                Some(p) if p.eq_ignore_ascii_case("ce_") && k.len() > 3 => {
+                    k[3..].to_ascii_lowercase()
+                }
+                _ => continue,
             };
-            attrs.insert(
-                name.to_string(),
-                Value::String(String::from_utf8_lossy(v).into_owned()),
-            );
+            attrs.insert(name, Value::String(String::from_utf8_lossy(v).into_owned()));
         }
         if let Some(ct) = header(e, "content-type") {
             attrs.insert(
@@ -248,6 +252,22 @@ mod tests {
         assert_eq!(s.document()["data"], json!({"a": 1}));
         let body: Value = serde_json::from_slice(&s.structured_body()).unwrap();
         assert_eq!(body["data"], json!({"a": 1}));
+    }
+
+    #[test]
+    fn ce_headers_and_the_media_type_are_case_insensitive() {
+        let b = Envelope::of(&stored(
+            b"hi",
+            &[("CE_SPECVERSION", "1.0"), ("Ce_Id", "x"), ("ce_TYPE", "t")],
+        ));
+        assert_eq!(b.attr("id").as_deref(), Some("x"));
+        assert_eq!(b.attr("type").as_deref(), Some("t"));
+        assert_eq!(b.attr("specversion").as_deref(), Some("1.0"));
+        let s = Envelope::of(&stored(
+            br#"{"specversion":"1.0","id":"y","source":"s","type":"t"}"#,
+            &[("Content-Type", "Application/CloudEvents+JSON")],
+        ));
+        assert_eq!(s.attr("id").as_deref(), Some("y"));
     }
 
     #[test]

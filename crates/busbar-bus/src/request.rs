@@ -17,6 +17,9 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 use std::time::Duration;
 
+/// Media types of structured CloudEvents start with this (compared case-insensitively).
+const CE_MEDIA: &[u8] = b"application/cloudevents";
+
 /// Kafka header that marks a replayed event on topic targets.
 pub const REPLAY_HEADER: &str = "busbar-replay";
 
@@ -112,10 +115,11 @@ fn topic_event(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Event {
         headers.push((REPLAY_HEADER.into(), r.as_bytes().to_vec()));
     }
     let env = Envelope::of(e);
-    let structured = e
-        .headers
-        .iter()
-        .any(|(k, v)| k == "content-type" && v.starts_with(b"application/cloudevents"));
+    let structured = e.headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("content-type")
+            && v.len() >= CE_MEDIA.len()
+            && v[..CE_MEDIA.len()].eq_ignore_ascii_case(CE_MEDIA)
+    });
     let value = match &sub.transform {
         Some(_) => shaped(sub, e, None).data,
         None => e.value.clone(),
@@ -154,11 +158,12 @@ fn header(k: &'static str, v: &str) -> (HeaderName, HeaderValue) {
     )
 }
 
-/// Percent-encodes what an HTTP header value cannot carry (CloudEvents HTTP binding §3.1.3.2).
-fn header_value(s: &str) -> HeaderValue {
+/// A `ce-*` header value, percent-encoded as the CloudEvents HTTP binding (§3.1.3.2) says: the
+/// UTF-8 bytes of space, `"`, `%` and everything outside U+0021..U+007E, in upper-case hex.
+fn ce_value(s: &str) -> HeaderValue {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' && b != b'"' {
+        if (0x21..0x7f).contains(&b) && b != b'%' && b != b'"' {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -171,12 +176,13 @@ fn binary(env: &Envelope, out: &mut Vec<(HeaderName, HeaderValue)>) -> Vec<u8> {
     for name in env.attrs.keys() {
         let value = env.attr(name).unwrap_or_default();
         if name == "datacontenttype" {
-            out.push((
-                "content-type".parse().expect("static"),
-                header_value(&value),
-            ));
+            // Content-Type is an HTTP header of its own, not percent-encoded; a media type it
+            // cannot carry is left out (the receiver then sees data without a type).
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                out.push((hyper::header::CONTENT_TYPE, v));
+            }
         } else if let Ok(h) = HeaderName::try_from(format!("ce-{name}")) {
-            out.push((h, header_value(&value)));
+            out.push((h, ce_value(&value)));
         }
     }
     env.data.clone().unwrap_or_default()
@@ -224,8 +230,10 @@ fn trace_headers(e: &StoredEvent) -> Vec<(HeaderName, HeaderValue)> {
     if let Some((trace, _, flags)) = parent.and_then(parse_traceparent) {
         let v = format!("00-{trace}-{}-{flags}", span_id());
         out.push(header("traceparent", &v));
-        if let Some(state) = get("tracestate") {
-            out.push(("tracestate".parse().expect("static"), header_value(state)));
+        // Passed on as it came (W3C syntax, not the CloudEvents encoding); one no header can
+        // carry is dropped.
+        if let Some(state) = get("tracestate").and_then(|s| HeaderValue::from_str(s).ok()) {
+            out.push((HeaderName::from_static("tracestate"), state));
         }
     }
     out
@@ -255,8 +263,14 @@ mod tests {
     }
 
     #[test]
-    fn header_values_are_percent_encoded() {
-        assert_eq!(header_value("a b").to_str().unwrap(), "a b");
-        assert_eq!(header_value("€%\"").to_str().unwrap(), "%E2%82%AC%25%22");
+    fn ce_header_values_are_percent_encoded() {
+        assert_eq!(ce_value("a b").to_str().unwrap(), "a%20b");
+        assert_eq!(ce_value("€%\"").to_str().unwrap(), "%E2%82%AC%25%22");
+        assert_eq!(
+            ce_value("Euro € 😀").to_str().unwrap(),
+            "Euro%20%E2%82%AC%20%F0%9F%98%80"
+        );
+        assert_eq!(ce_value("/a:b?c=d~").to_str().unwrap(), "/a:b?c=d~");
+        assert_eq!(ce_value("\t\u{7f}").to_str().unwrap(), "%09%7F");
     }
 }

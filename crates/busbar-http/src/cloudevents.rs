@@ -29,7 +29,51 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-/// Checks the context attributes every CloudEvent needs, and the optional ones' types.
+/// Attributes whose CloudEvents type has a string form only (String, URI, URI-reference,
+/// Timestamp): JSON numbers or booleans there are not CloudEvents.
+const STRING_ATTRIBUTES: [&str; 8] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "datacontenttype",
+    "dataschema",
+    "subject",
+    "time",
+];
+
+/// A character a CloudEvents String must not hold: C0 and C1 controls, noncharacters.
+fn forbidden_char(c: char) -> bool {
+    let n = u32::from(c);
+    c.is_control() || (0xFDD0..=0xFDEF).contains(&n) || (n & 0xFFFE) == 0xFFFE
+}
+
+/// One attribute's value against the CloudEvents type system: strings without forbidden
+/// characters, integers in 32 bits, booleans; the string-only attributes as strings.
+fn check_value(name: &str, value: &Value, what: &str) -> ApiResult<()> {
+    let fail = |why: String| Err(bad(format!("{what}: attribute `{name}` {why}")));
+    match value {
+        Value::Null => Ok(()),
+        Value::String(s) => match s.chars().find(|c| forbidden_char(*c)) {
+            Some(c) => fail(format!(
+                "holds U+{:04X}, which a CloudEvents string must not contain",
+                u32::from(c)
+            )),
+            None => Ok(()),
+        },
+        _ if STRING_ATTRIBUTES.contains(&name) => fail("must be a string".into()),
+        Value::Bool(_) => Ok(()),
+        Value::Number(n) => match n.as_i64().and_then(|i| i32::try_from(i).ok()) {
+            Some(_) => Ok(()),
+            None => fail(format!(
+                "is {n}; a CloudEvents integer is a whole number in 32 bits"
+            )),
+        },
+        Value::Object(_) | Value::Array(_) => fail("must be a string, integer or boolean".into()),
+    }
+}
+
+/// Checks the context attributes every CloudEvent needs, and every attribute's name and type.
 fn check_attributes(attrs: &Map<String, Value>, what: &str) -> ApiResult<()> {
     match attrs.get("specversion") {
         Some(Value::String(v)) if v == "1.0" => {}
@@ -73,6 +117,7 @@ fn check_attributes(attrs: &Map<String, Value>, what: &str) -> ApiResult<()> {
                 "{what}: attribute name `{name}` must be lower-case letters and digits"
             )));
         }
+        check_value(name, value, what)?;
         match (name.as_str(), value) {
             (_, Value::Null) => {}
             ("time", Value::String(t)) if parse_rfc3339(t).is_none() => {
@@ -82,11 +127,6 @@ fn check_attributes(attrs: &Map<String, Value>, what: &str) -> ApiResult<()> {
             }
             ("dataschema" | "subject" | "datacontenttype", Value::String(s)) if s.is_empty() => {
                 return Err(bad(format!("{what}: attribute `{name}` must not be empty")))
-            }
-            (_, Value::Object(_) | Value::Array(_)) => {
-                return Err(bad(format!(
-                    "{what}: attribute `{name}` must be a string, number or boolean"
-                )))
             }
             _ => {}
         }
@@ -201,13 +241,20 @@ pub fn is_binary(headers: &HeaderMap) -> bool {
     headers.contains_key("ce-specversion")
 }
 
-/// Binary mode: `ce-` headers are the attributes, the body is `data`, `Content-Type` is
-/// `datacontenttype`.
+/// Binary mode: `ce-` headers (names case-insensitive, values percent-decoded) are the
+/// attributes, the body is `data`, `Content-Type` is `datacontenttype`.
 pub fn binary(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<Event>> {
     if headers.contains_key("ce-datacontenttype") {
         return Err(bad(
             "binary mode: use Content-Type, not a ce-datacontenttype header",
         ));
+    }
+    for h in ["ce-data", "ce-data_base64"] {
+        if headers.contains_key(h) {
+            return Err(bad(format!(
+                "binary mode: the body is the data; a {h} header is not an attribute"
+            )));
+        }
     }
     let mut attrs = Map::new();
     for (name, value) in headers {
@@ -275,10 +322,21 @@ mod tests {
             (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","Bad-Name":"x"}"#, "Bad-Name"),
             (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":1,"data_base64":"AA=="}"#, "both"),
             (br#"[1]"#, "object"),
+            (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","time":1700000000}"#, "`time` must be a string"),
+            (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","subject":5}"#, "`subject` must be a string"),
+            (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","dataschema":false}"#, "`dataschema` must be a string"),
+            (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":1}"#, "`datacontenttype` must be a string"),
+            (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","ratio":1.5}"#, "`ratio` is 1.5"),
+            (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","big":3000000000}"#, "`big` is 3000000000"),
+            (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","note":"a\u0001b"}"#, "`note` holds U+0001"),
+            (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","note":"\ufdd0"}"#, "`note` holds U+FDD0"),
+            (br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","list":[1]}"#, "`list` must be a string, integer or boolean"),
         ] {
             let err = structured(body).unwrap_err();
             assert!(err.message.contains(needle), "{} lacks {needle}", err.message);
         }
+        let ok = br#"{"specversion":"1.0","id":"1","source":"/s","type":"t","n":-2147483648,"flag":true,"gone":null}"#;
+        assert!(structured(ok).is_ok());
         assert_eq!(batch(b"[]").unwrap().len(), 0);
         assert!(batch(br#"{"a":1}"#).is_err());
     }
