@@ -80,7 +80,8 @@ struct Entry {
 pub struct SubscriptionView {
     #[serde(flatten)]
     pub spec: SubscriptionSpec,
-    /// `running`, `paused`, `starting` or `error: ...`.
+    /// `running`, `paused`, `starting`, `backpressure: ...` (`delivery.waiting_max` events wait)
+    /// or `error: ...`.
     pub state: String,
     pub created: String,
     pub updated: String,

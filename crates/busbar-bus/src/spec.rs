@@ -17,6 +17,11 @@
 //!   share one lane per partition, so a failing keyless event holds back the partition's keyless
 //!   events) or `none`.
 //! - `concurrency` 1..=1024 deliveries in flight per subscription, default 16.
+//! - `waiting_max` 1..=1,000,000, default 10,000: events of the subscription waiting for another
+//!   attempt, behind an earlier event of their key, or for their dead letter. At the limit the
+//!   worker stops reading new events (backpressure: the log is the buffer, the lag grows and the
+//!   state says `backpressure: ...`) until some settle; deliveries in flight may add at most
+//!   `concurrency` more.
 //! - A target or dead-letter topic must exist and must not be a source (no delivery loops).
 //! - HTTP targets are `http://` or `https://` URLs. An `https://` target may name
 //!   `tls.ca_file`, a PEM file whose certificates are then its only trust roots (else the Mozilla
@@ -130,6 +135,7 @@ pub struct Delivery {
     pub timeout_ms: u64,
     pub ordering: Ordering,
     pub concurrency: u32,
+    pub waiting_max: u32,
 }
 
 impl Default for Delivery {
@@ -143,6 +149,7 @@ impl Default for Delivery {
             timeout_ms: 5_000,
             ordering: Ordering::Key,
             concurrency: 16,
+            waiting_max: 10_000,
         }
     }
 }
@@ -220,7 +227,8 @@ fn check_delivery(d: &Delivery) -> Result<()> {
     )?;
     in_range("delivery.max_age_s", d.max_age_s, 1, 604_800)?;
     in_range("delivery.timeout_ms", d.timeout_ms, 1, 300_000)?;
-    in_range("delivery.concurrency", d.concurrency.into(), 1, 1024)
+    in_range("delivery.concurrency", d.concurrency.into(), 1, 1024)?;
+    in_range("delivery.waiting_max", d.waiting_max.into(), 1, 1_000_000)
 }
 
 fn check_header(name: &str, value: &str) -> Result<()> {

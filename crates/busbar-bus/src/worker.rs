@@ -330,7 +330,7 @@ impl Worker {
 
     /// Partitions worth waiting on: buffer drained and room for more deliveries.
     fn idle_positions(&self) -> Vec<(String, i64, u64)> {
-        if self.inflight.len() >= self.limit() {
+        if self.inflight.len() >= self.limit() || self.entries.len() >= self.waiting_max() {
             return Vec::new();
         }
         self.parts
@@ -433,9 +433,16 @@ impl Worker {
             );
             progressed = true;
         }
+        if self.backpressure() {
+            return Ok(progressed);
+        }
         let n = self.parts.len();
         let (mut idle, mut seen) = (0, 0);
-        while self.inflight.len() < self.limit() && idle < n && seen < EVENTS_PER_PASS {
+        while self.inflight.len() < self.limit()
+            && idle < n
+            && seen < EVENTS_PER_PASS
+            && self.entries.len() < self.waiting_max()
+        {
             let i = self.rr % n;
             self.rr += 1;
             match self.next_event(i)? {
@@ -482,6 +489,30 @@ impl Worker {
         }
         self.release_held();
         Ok(progressed)
+    }
+
+    fn waiting_max(&self) -> usize {
+        self.sub.spec.delivery.waiting_max as usize
+    }
+
+    /// Whether `delivery.waiting_max` events wait (for a retry, behind their key, for their dead
+    /// letter): then no new event is read until some settle. Keeps the state saying so.
+    fn backpressure(&self) -> bool {
+        let (waiting, max) = (self.entries.len(), self.waiting_max());
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting >= max {
+            if !status.starts_with("error") {
+                *status = format!(
+                    "backpressure: {waiting} events wait (delivery.waiting_max {max}); \
+                     reading is paused until some are delivered or dead-lettered"
+                );
+            }
+            return true;
+        }
+        if status.starts_with("backpressure") {
+            *status = "running".into();
+        }
+        false
     }
 
     /// Where the reader of `r`'s partition is (`u64::MAX` when it does not read it).

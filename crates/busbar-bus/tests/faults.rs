@@ -432,3 +432,58 @@ async fn a_dead_letter_topic_in_use_cannot_be_deleted() {
     b.delete_topic("dlq").await.unwrap();
     bus.close().await.unwrap();
 }
+
+/// A target that is down does not park the whole backlog: at `delivery.waiting_max` waiting
+/// events the worker stops reading (backpressure, shown in the state), and once the target is
+/// back every event is delivered and the state is `running` again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_events_are_bounded_by_backpressure() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let dir = Arc::new(FaultDataDir::new(MemFs::new(), &[]));
+    let (b, bus) = setup(dir.clone()).await;
+    let up = Arc::new(AtomicBool::new(false));
+    let target_up = up.clone();
+    let t =
+        Target::start(move |_, _| Reply::Status(if target_up.load(SeqCst) { 200 } else { 503 }));
+    let spec = json!({"name": "s", "sources": ["src"], "start": "earliest",
+        "target": {"url": t.url("/")},
+        "delivery": {"ordering": "none", "concurrency": 2, "waiting_max": 5,
+            "backoff_initial_ms": 100, "backoff_max_ms": 200, "max_attempts": 1000}});
+    bus.create(from_json(&spec).unwrap()).await.unwrap();
+    let events = (0..50)
+        .map(|n| Event::value(json!({ "n": n }).to_string()))
+        .collect();
+    b.publish("src", events).await.unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = bus.get("s").await.unwrap();
+        if v.state.starts_with("backpressure") {
+            break;
+        }
+        assert!(Instant::now() < end, "never backpressured: {v:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A while later it still waits on at most waiting_max + concurrency events.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let v = bus.get("s").await.unwrap();
+    assert!(v.retrying <= 7, "{v:?}");
+    assert!(v.state.starts_with("backpressure"), "{v:?}");
+    let tried: std::collections::BTreeSet<i64> = ns(&t.received()).into_iter().collect();
+    assert!(tried.len() <= 7, "read past the limit: {tried:?}");
+    up.store(true, SeqCst);
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got: std::collections::BTreeSet<i64> = ns(&t.received()).into_iter().collect();
+        if got.len() == 50 {
+            break;
+        }
+        assert!(Instant::now() < end, "only {} delivered", got.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    while bus.get("s").await.unwrap().state != "running" {
+        assert!(Instant::now() < end, "state stays in backpressure");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bus.close().await.unwrap();
+}
