@@ -89,7 +89,22 @@ pub struct SubscriptionView {
     pub lag: u64,
     /// Events waiting for another attempt or behind their key.
     pub retrying: usize,
+    /// The most recent failed attempt of an event still waiting for another (none when nothing
+    /// waits): a TLS, connection or HTTP failure shows here before it ends in a dead letter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<LastFailure>,
     pub counters: CounterSnapshot,
+}
+
+/// A failed attempt as `GET /subscriptions/{name}` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastFailure {
+    /// As in dead letters: `tls`, `connection`, `http_status`, `timeout`, ...
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub error: String,
+    pub at: String,
 }
 
 /// The bus.
@@ -541,13 +556,24 @@ impl Bus {
 
     fn view(&self, e: &Entry) -> SubscriptionView {
         let lag = self.lag(&e.record.spec);
+        let waiting = self.ctx.retries.entries(&e.record.spec.name);
+        let last_failure = (waiting.values())
+            .filter(|r| r.attempts > 0)
+            .max_by_key(|r| r.last_ms)
+            .map(|r| LastFailure {
+                reason: r.reason.clone(),
+                status: r.status,
+                error: r.error.clone(),
+                at: busbar_broker::time::format_rfc3339(r.last_ms),
+            });
         SubscriptionView {
             spec: e.record.spec.clone(),
             state: e.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             created: busbar_broker::time::format_rfc3339(e.record.created_ms),
             updated: busbar_broker::time::format_rfc3339(e.record.updated_ms),
             lag,
-            retrying: self.ctx.retries.entries(&e.record.spec.name).len(),
+            retrying: waiting.len(),
+            last_failure,
             counters: e.counters.snapshot(),
         }
     }

@@ -250,6 +250,9 @@ fn https_targets_are_verified_with_the_subscriptions_ca_file() {
     // Without the CA file the Mozilla roots do not know the certificate: retried, then a dead
     // letter saying why.
     subscribe(&s, to("untrusted", &url));
+    let mut patient = to("patient", &url);
+    patient["delivery"] = json!({"max_attempts": 100, "backoff_initial_ms": 60000});
+    subscribe(&s, patient);
     let bad = dir.path().join("not-a-ca.pem");
     std::fs::write(&bad, "hello").unwrap();
     let mut broken = to("broken", &url);
@@ -266,6 +269,16 @@ fn https_targets_are_verified_with_the_subscriptions_ca_file() {
     assert_eq!(d["attempts"], 2, "{d}");
     let error = d["error"].as_str().unwrap();
     assert!(error.contains("certificate"), "{error}");
+    // Still retrying: the subscription shows why.
+    let v = wait_sub(&s, "patient", |v| v["retrying"] == 1);
+    assert_eq!(v["last_failure"]["reason"], "tls", "{v}");
+    assert!(
+        v["last_failure"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("certificate"),
+        "{v}"
+    );
     assert_eq!(t.requests.load(Ordering::SeqCst), 2);
     assert_eq!(s.stop(), 0);
 }
