@@ -3,8 +3,9 @@
 //! from. Listing reads them back with those headers parsed; a filter selects by subscription,
 //! reason, partition and offset range, for listing and for redrive.
 //!
-//! Headers: `subscription`, `target`, `reason` (`http_status`, `timeout`, `connection`, `storage`,
-//! `target_gone`, `too_large`, `undecodable`), `exhausted` (`max_attempts`, `max_age`, `non_retriable`,
+//! Headers: `subscription`, `target`, `reason` (`http_status`, `timeout`, `connection`, `tls`,
+//! `target_forbidden`, `storage`, `target_gone`, `too_large`, `undecodable`), `exhausted`
+//! (`max_attempts`, `max_age`, `non_retriable`,
 //! `retry_after_negative`), `status` (last HTTP status, when there was one), `error`, `attempts`,
 //! `first-attempt` and `last-attempt` (RFC 3339), `source-topic`, `source-partition`,
 //! `source-offset`, `source-time` — each prefixed `busbar-dlq-`. A dead letter redriven and failed
