@@ -24,8 +24,8 @@ pub struct MaxTimestamp {
     pub batch: Vec<u8>,
 }
 
-/// How many times a look-up is tried again when the batch it chose was removed or rewritten
-/// (retention, compaction) before it was read.
+/// How many times a look-up is tried when the batch it chose was removed or rewritten
+/// (retention, compaction) before it was read, or turned out damaged.
 const ATTEMPTS: usize = 3;
 
 /// What the active segment's index answers, taken under the state lock (it changes with appends).
@@ -72,7 +72,13 @@ impl Log {
             };
             let read = match self.read(base.max(bounds.lo), 1) {
                 Ok(r) => r,
-                Err(LogError::OffsetOutOfRange { .. }) if attempt < ATTEMPTS => continue,
+                // Gone meanwhile, or damage found by this read (the segment is marked now, so
+                // the next attempt answers from what is left before the damage).
+                Err(LogError::OffsetOutOfRange { .. } | LogError::Corrupt { .. })
+                    if attempt < ATTEMPTS =>
+                {
+                    continue
+                }
                 Err(e) => return Err(e),
             };
             let Some(h) = BatchHeader::parse(&read.data).ok() else {

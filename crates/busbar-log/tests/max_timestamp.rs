@@ -217,3 +217,66 @@ fn only_the_segment_holding_the_maximum_is_read() {
         "maxima are kept: no index is read twice: {again:?}"
     );
 }
+
+/// The batch holding the maximum turns out damaged when it is read (the index, written before the
+/// damage, still names it): the answer is the largest of what readers may still see, nothing after
+/// the damage in that segment (a 40,000 just after it), and no error.
+#[test]
+fn a_damaged_maximum_is_passed_over() {
+    let storage = MemStorage::new();
+    let log = reopen(&storage, config());
+    let mut n = 0;
+    let mut marked = Vec::new();
+    while log.stats().segments < 8 {
+        let seg = log.stats().segments;
+        let ts = match marked.len() {
+            0 if seg == 4 && n % 7 == 6 => 50_000,
+            1 => 40_000,
+            _ => 1_000 + n,
+        };
+        let mut b = batch::build(&[rec(None, Some(&[b'v'; 100]), ts)]);
+        let at = log.append(&mut b).unwrap();
+        if ts > 30_000 {
+            marked.push((at.base_offset, b));
+        }
+        n += 1;
+    }
+    let last = log.stats().high_watermark - 1;
+    log.close().unwrap();
+    drop(log);
+    let (_, max_batch) = &marked[0];
+    let holder = storage
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.ends_with(".log"))
+        .find(|f| {
+            let file = storage.open(f).unwrap();
+            let mut bytes = vec![0; file.len() as usize];
+            busbar_log::disk::read_exact_at(file.as_ref(), 0, &mut bytes).unwrap();
+            bytes
+                .windows(max_batch.len())
+                .any(|w| w == max_batch.as_slice())
+        })
+        .unwrap();
+    let file = storage.open(&holder).unwrap();
+    let mut bytes = vec![0; file.len() as usize];
+    busbar_log::disk::read_exact_at(file.as_ref(), 0, &mut bytes).unwrap();
+    let pos = bytes
+        .windows(max_batch.len())
+        .position(|w| w == max_batch.as_slice())
+        .unwrap();
+    storage
+        .corrupt(&holder, (pos + max_batch.len() - 5) as u64, &[0xAA])
+        .unwrap();
+    let log = reopen(&storage, config());
+    let m = log.max_timestamp().unwrap().unwrap();
+    let h = BatchHeader::parse(&m.batch).unwrap();
+    assert_eq!((m.timestamp, h.base_offset as u64), (h.max_timestamp, last));
+    assert!(m.timestamp < 40_000, "{}", m.timestamp);
+    assert_eq!(
+        log.max_timestamp().unwrap(),
+        Some(m),
+        "the same once the damage is known"
+    );
+}
