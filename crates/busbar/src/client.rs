@@ -276,8 +276,8 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-/// Prints `v` as JSON, or its array field `field` as a table with `(header, key)` columns; an
-/// answer without that array is not busbar's.
+/// Prints `v` as JSON, or its array field `field` as a table with `(header, key)` columns (a key
+/// `a.b` is field `b` of field `a`); an answer without that array is not busbar's.
 pub fn print_list(c: &Client, v: &Value, field: &str, columns: &[(&str, &str)]) -> CliResult<()> {
     let Some(items) = v[field].as_array() else {
         return Err(CliError::NotBusbar(format!(
@@ -291,7 +291,12 @@ pub fn print_list(c: &Client, v: &Value, field: &str, columns: &[(&str, &str)]) 
     }
     let rows = items
         .iter()
-        .map(|item| columns.iter().map(|(_, key)| cell(&item[*key])).collect())
+        .map(|item| {
+            columns
+                .iter()
+                .map(|(_, key)| cell(key.split('.').fold(item, |v, k| &v[k])))
+                .collect()
+        })
         .collect();
     table(&columns.iter().map(|(h, _)| *h).collect::<Vec<_>>(), rows);
     Ok(())

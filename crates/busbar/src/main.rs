@@ -7,9 +7,10 @@ mod bench;
 mod client;
 mod cmd;
 use busbar::config;
+mod help;
 mod serve;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 use client::{Client, Output};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +94,10 @@ enum Command {
     Dlq(cmd::dlq::DlqCmd),
     /// Load a running busbar over the Kafka protocol: produce, consume, e2e or fanout.
     Bench(Box<bench::BenchArgs>),
+    /// Print a shell completion script (e.g. `busbar completions bash > /etc/bash_completion.d/busbar`).
+    Completions(help::CompletionsArgs),
+    /// Print the man page busbar(1), or write every command's page with --dir.
+    Man(help::ManArgs),
 }
 
 fn load(flags: ServeFlags) -> Result<config::Config, ExitCode> {
@@ -121,7 +126,8 @@ fn fit_descriptors(config: &mut config::Config) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = help::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let run_client = |f: &dyn Fn(&Client) -> client::CliResult<()>| -> client::CliResult<()> {
         let c = Client::new(&cli.server, cli.output)?;
         f(&c)
@@ -153,12 +159,20 @@ fn main() -> ExitCode {
         Command::CheckConfig(flags) => {
             return match load(flags) {
                 Ok(c) => {
-                    client::outln!("{}", c.to_toml().trim_end());
+                    match cli.output {
+                        Output::Json => client::outln!("{}", serde_json::json!(c)),
+                        Output::Table => client::outln!("{}", c.to_toml().trim_end()),
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(code) => code,
             };
         }
+        Command::Completions(a) => {
+            help::completions(a);
+            return ExitCode::SUCCESS;
+        }
+        Command::Man(a) => help::man(a).map_err(|e| client::CliError::Output(e.to_string())),
         Command::Topic(c) => run_client(&|cl| cmd::topic::run(cl, c.clone())),
         Command::Produce(a) => run_client(&|cl| cmd::produce::run(cl, a.clone())),
         Command::Consume(a) => run_client(&|cl| cmd::consume::run(cl, a.clone())),

@@ -290,3 +290,121 @@ fn consume_takes_relative_times_and_errors_name_the_flag() {
     let o = s.cli(&["group", "reset-offsets", "g", "--topic", "t", "--to", "1h"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// `busbar ARGS` with no server: exit code, stdout, stderr.
+fn offline(args: &[&str]) -> (i32, String, String) {
+    busbar(args)
+}
+
+#[test]
+fn shell_completions_and_a_man_page_come_from_the_flags() {
+    let subcommands = ["serve", "topic", "produce", "consume", "group", "subscription", "dlq"];
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = offline(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        for sub in subcommands {
+            assert!(out.contains(sub), "{shell} completions lack {sub}");
+        }
+        assert!(out.contains("max-attempts"), "{shell}: nested flags");
+    }
+    let (_, bash, _) = offline(&["completions", "bash"]);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("busbar.bash");
+    std::fs::write(&script, &bash).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    assert!(check.status.success(), "bash -n: {}", stderr(&check));
+    assert_eq!(offline(&["completions", "tcsh"]).0, 2);
+    let (code, man, err) = offline(&["man"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(man.starts_with(".ie") || man.contains(".TH busbar"), "{man}");
+    for sub in subcommands {
+        assert!(man.contains(sub), "the man page lacks {sub}");
+    }
+    // One page per command into a directory.
+    let pages = dir.path().join("man");
+    let (code, _, err) = offline(&["man", "--dir", pages.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for page in ["busbar.1", "busbar-topic-create.1", "busbar-subscription-create.1"] {
+        let text = std::fs::read_to_string(pages.join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page}");
+    }
+}
+
+#[test]
+fn help_lists_each_commands_own_flags_with_defaults() {
+    let (code, out, _) = offline(&["serve", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--data-dir"), "{out}");
+    for client_flag in ["--server", "--output"] {
+        assert!(!out.contains(client_flag), "serve --help lists {client_flag}: {out}");
+    }
+    let (code, _, err) = offline(&["serve", "--server", "http://x:1"]);
+    assert_eq!(code, 2, "{err}");
+    let (_, out, _) = offline(&["subscription", "create", "--help"]);
+    for (flag, default) in [
+        ("--max-attempts", "20"),
+        ("--backoff-initial-ms", "1000"),
+        ("--backoff-max-ms", "60000"),
+        ("--max-age-s", "86400"),
+        ("--timeout-ms", "5000"),
+        ("--concurrency", "16"),
+    ] {
+        let line = out
+            .lines()
+            .skip_while(|l| !l.contains(flag))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            line.contains(&format!("default {default}")),
+            "{flag}: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn output_json_is_honoured_by_every_command() {
+    let (code, out, err) = offline(&["--output", "json", "check-config"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["http"]["addr"], "127.0.0.1:8080");
+    assert!(offline(&["check-config"]).1.contains("[http]"), "TOML by default");
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("src", 1), ("dst", 1)]);
+    subscribe(
+        &s,
+        json!({"name": "copy", "sources": ["src"], "target": {"topic": "dst"}}),
+    );
+    let replay = [
+        "subscription",
+        "replay",
+        "copy",
+        "--run",
+        "r1",
+        "--from",
+        "1h",
+        "--to",
+        "0s",
+    ];
+    let v = json_out(&s.cli(&[&["--output", "json"][..], &replay].concat()));
+    assert_eq!(v["name"], "r1", "{v}");
+    let o = s.cli(&replay.map(|a| if a == "r1" { "r2" } else { a }));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(serde_json::from_slice::<serde_json::Value>(&o.stdout).is_err(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("r2"), "{}", stdout(&o));
+    let v = json_out(&s.cli(&["--output", "json", "subscription", "replays", "copy"]));
+    assert_eq!(v["replays"].as_array().unwrap().len(), 2, "{v}");
+    let table = stdout(&s.cli(&["subscription", "replays", "copy"]));
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("r1") && table.contains("r2"), "{table}");
+    let table = stdout(&s.cli(&["subscription", "replays", "copy", "r1"]));
+    assert!(table.starts_with("NAME") && table.contains("r1"), "{table}");
+    // subscription list shows the counters its help promises.
+    let table = stdout(&s.cli(&["subscription", "list"]));
+    let header = table.lines().next().unwrap();
+    for column in ["NAME", "STATE", "LAG", "MATCHED", "DELIVERED", "DEAD-LETTERED"] {
+        assert!(header.contains(column), "{header}");
+    }
+}

@@ -44,6 +44,7 @@ pub struct BenchArgs {
     /// Topic (created when missing); default `bench-<workload>`.
     #[arg(long)]
     pub topic: Option<String>,
+    /// Partitions of a topic the bench creates.
     #[arg(long, default_value_t = 1)]
     pub partitions: i32,
     /// Payload bytes per message.

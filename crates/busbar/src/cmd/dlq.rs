@@ -29,17 +29,22 @@ pub enum DlqCmd {
 
 #[derive(Debug, Clone, Args)]
 pub struct FilterArgs {
+    /// Only letters of this subscription (all when absent).
     #[arg(long)]
     pub subscription: Option<String>,
     /// A reason (http_status, timeout, ...) or an exhausted condition (max_attempts, ...).
     #[arg(long)]
     pub reason: Option<String>,
+    /// Only this partition of the dead-letter topic (all when absent).
     #[arg(long)]
     pub partition: Option<u32>,
+    /// Only letters at or after this offset (from the start when absent).
     #[arg(long)]
     pub from_offset: Option<u64>,
+    /// Only letters before this offset (to the end when absent).
     #[arg(long)]
     pub to_offset: Option<u64>,
+    /// At most this many letters (default: list 100, redrive 10000; at most 10000).
     #[arg(long)]
     pub limit: Option<u64>,
 }

@@ -13,6 +13,7 @@ pub enum GroupCmd {
     /// Move a group's committed offsets (the group must have no members).
     ResetOffsets {
         group: String,
+        /// The topic whose committed offsets move.
         #[arg(long)]
         topic: String,
         /// earliest, latest, an offset number, or a time to start from (RFC 3339 or an age: 30s,

@@ -12,8 +12,10 @@ use serde_json::json;
 pub enum RuleCmd {
     /// Does the pattern match the event? Each argument is JSON text or @FILE.
     Test {
+        /// The event pattern (EventBridge syntax), JSON text or @FILE.
         #[arg(long)]
         pattern: String,
+        /// The event to match, JSON text or @FILE.
         #[arg(long)]
         event: String,
     },

@@ -49,7 +49,11 @@ pub enum SubscriptionCmd {
         rate: Option<u32>,
     },
     /// Show replay runs (or one run).
-    Replays { name: String, run: Option<String> },
+    Replays {
+        name: String,
+        /// Only this run.
+        run: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -62,7 +66,7 @@ pub struct SpecArgs {
     /// Source topic (repeatable).
     #[arg(long = "source")]
     pub sources: Vec<String>,
-    /// latest, earliest or an RFC 3339 time.
+    /// latest, earliest or an RFC 3339 time (default latest on create).
     #[arg(long)]
     pub start: Option<String>,
     /// Event pattern (JSON text or @FILE).
@@ -80,24 +84,34 @@ pub struct SpecArgs {
     /// HTTP target header NAME=VALUE (repeatable).
     #[arg(long = "header")]
     pub headers: Vec<String>,
-    /// binary or structured (HTTP targets).
+    /// binary or structured (HTTP targets; default binary on create).
     #[arg(long)]
     pub mode: Option<String>,
+    /// Deliveries tried before an event is dead-lettered (default 20 on create).
     #[arg(long)]
     pub max_attempts: Option<u64>,
+    /// Wait before the first retry, doubling up to --backoff-max-ms, milliseconds (default 1000 on
+    /// create).
     #[arg(long)]
     pub backoff_initial_ms: Option<u64>,
+    /// Longest wait between retries, milliseconds (default 60000 on create).
     #[arg(long)]
     pub backoff_max_ms: Option<u64>,
+    /// Dead-letter an event still undelivered this long after it was read, seconds (default 86400
+    /// on create).
     #[arg(long)]
     pub max_age_s: Option<u64>,
+    /// One HTTP delivery attempt may take this long, milliseconds (default 5000 on create).
     #[arg(long)]
     pub timeout_ms: Option<u64>,
-    /// key or none.
+    /// key (each key's events in order) or none (default key on create).
     #[arg(long)]
     pub ordering: Option<String>,
+    /// Deliveries in flight at once (default 16 on create).
     #[arg(long)]
     pub concurrency: Option<u64>,
+    /// Topic that takes events whose delivery failed for good (default: none, they are dropped
+    /// and counted).
     #[arg(long)]
     pub dead_letter_topic: Option<String>,
 }
@@ -209,6 +223,28 @@ fn show(c: &Client, v: &Value) {
     );
 }
 
+/// Columns of replay runs.
+const REPLAY_COLUMNS: &[(&str, &str)] = &[
+    ("name", "name"),
+    ("state", "state"),
+    ("from", "from"),
+    ("to", "to"),
+    ("rate", "rate"),
+    ("matched", "matched"),
+    ("delivered", "delivered"),
+    ("retried", "retried"),
+    ("error", "error"),
+];
+
+/// One replay run: as answered (JSON) or as a one-row table.
+fn show_run(c: &Client, run: &Value) -> CliResult<()> {
+    if c.output == Output::Json {
+        outln!("{run}");
+        return Ok(());
+    }
+    print_list(c, &json!({ "replays": [run] }), "replays", REPLAY_COLUMNS)
+}
+
 /// The body of `POST /subscriptions/{name}/reset` from `--to` or `--offset` flags.
 fn reset_body(to: Option<&str>, offsets: &[String]) -> CliResult<Value> {
     match to {
@@ -266,6 +302,11 @@ pub fn run(c: &Client, cmd: SubscriptionCmd) -> CliResult<()> {
                     ("state", "state"),
                     ("lag", "lag"),
                     ("retrying", "retrying"),
+                    ("matched", "counters.matched"),
+                    ("delivered", "counters.delivered"),
+                    ("retried", "counters.retried"),
+                    ("dead-lettered", "counters.dead_lettered"),
+                    ("dropped", "counters.dropped"),
                 ],
             )?;
         }
@@ -306,15 +347,18 @@ pub fn run(c: &Client, cmd: SubscriptionCmd) -> CliResult<()> {
                 body["rate"] = json!(r);
             }
             let v = c.json("POST", &format!("{}/replays", path(&name)), &body)?;
-            outln!("{v}");
+            show_run(c, &v)?;
         }
-        SubscriptionCmd::Replays { name, run } => {
-            let v = match run {
-                Some(r) => c.call("GET", &format!("{}/replays/{}", path(&name), enc(&r)), None)?,
-                None => c.call("GET", &format!("{}/replays", path(&name)), None)?,
-            };
-            outln!("{v}");
-        }
+        SubscriptionCmd::Replays { name, run } => match run {
+            Some(r) => show_run(
+                c,
+                &c.call("GET", &format!("{}/replays/{}", path(&name), enc(&r)), None)?,
+            )?,
+            None => {
+                let v = c.call("GET", &format!("{}/replays", path(&name)), None)?;
+                print_list(c, &v, "replays", REPLAY_COLUMNS)?;
+            }
+        },
     }
     Ok(())
 }

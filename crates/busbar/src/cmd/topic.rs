@@ -23,6 +23,7 @@ pub enum TopicCmd {
     /// Change configs or grow the partition count.
     Alter {
         name: String,
+        /// Grow to this many partitions (unchanged when absent; never shrinks).
         #[arg(short, long)]
         partitions: Option<i64>,
         /// Set a config, `key=value` (repeatable).
