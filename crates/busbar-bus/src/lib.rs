@@ -613,37 +613,17 @@ impl Bus {
     }
 
     /// Dead letters in `topic` passing `filter`, oldest first per partition, at most `limit`.
-    pub fn dead_letters(
+    /// The scan reads the topic from disk: it runs on the blocking pool, not on an async worker.
+    pub async fn dead_letters(
         &self,
         topic: &str,
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<(DeadLetter, StoredEvent)>> {
-        let broker = &self.ctx.broker;
-        let (_, partitions) = positions::topic_layout(broker, topic)?;
-        let limit = limit.min(DEAD_LETTERS_MAX);
-        let mut out = Vec::new();
-        for p in (0..partitions).filter(|p| filter.partition.is_none_or(|f| f == *p)) {
-            let (start, end) = broker.offsets_of(topic, p as i64)?;
-            let mut offset = filter.from_offset.unwrap_or(start).max(start);
-            let end = filter.to_offset.map_or(end, |t| t.min(end));
-            while offset < end && out.len() < limit {
-                let data = broker.read_now(topic, p as i64, offset, 1 << 20)?;
-                let Some(last) = last_offset(&data) else {
-                    break;
-                };
-                for ev in event::decode(topic, p, &data, offset)? {
-                    if ev.offset >= end || out.len() >= limit {
-                        break;
-                    }
-                    if let Some(d) = DeadLetter::of(&ev).filter(|d| d.passes(filter)) {
-                        out.push((d, ev));
-                    }
-                }
-                offset = last + 1;
-            }
-        }
-        Ok(out)
+        let (broker, topic, filter) = (self.ctx.broker.clone(), topic.to_string(), filter.clone());
+        tokio::task::spawn_blocking(move || scan_dead_letters(&broker, &topic, &filter, limit))
+            .await
+            .map_err(|e| BusError::Storage(format!("dead-letter scan failed: {e}")))?
     }
 
     /// Sends dead letters in `topic` passing `filter` back through the subscriptions that
@@ -655,7 +635,7 @@ impl Bus {
         filter: &Filter,
         limit: usize,
     ) -> Result<BTreeMap<String, usize>> {
-        let mut letters = self.dead_letters(topic, filter, limit)?;
+        let mut letters = self.dead_letters(topic, filter, limit).await?;
         // An undecodable batch has nothing to deliver: its letter stays as the record of it.
         letters.retain(|(d, _)| d.reason != dlq::UNDECODABLE);
         let subs = self.subs.lock().await;
@@ -805,4 +785,37 @@ impl Bus {
         let retries = self.ctx.retries.close();
         self.ctx.positions.close().and(retries)
     }
+}
+
+/// The scan behind [`Bus::dead_letters`].
+fn scan_dead_letters(
+    broker: &Broker,
+    topic: &str,
+    filter: &Filter,
+    limit: usize,
+) -> Result<Vec<(DeadLetter, StoredEvent)>> {
+    let (_, partitions) = positions::topic_layout(broker, topic)?;
+    let limit = limit.min(DEAD_LETTERS_MAX);
+    let mut out = Vec::new();
+    for p in (0..partitions).filter(|p| filter.partition.is_none_or(|f| f == *p)) {
+        let (start, end) = broker.offsets_of(topic, p as i64)?;
+        let mut offset = filter.from_offset.unwrap_or(start).max(start);
+        let end = filter.to_offset.map_or(end, |t| t.min(end));
+        while offset < end && out.len() < limit {
+            let data = broker.read_now(topic, p as i64, offset, 1 << 20)?;
+            let Some(last) = last_offset(&data) else {
+                break;
+            };
+            for ev in event::decode(topic, p, &data, offset)? {
+                if ev.offset >= end || out.len() >= limit {
+                    break;
+                }
+                if let Some(d) = DeadLetter::of(&ev).filter(|d| d.passes(filter)) {
+                    out.push((d, ev));
+                }
+            }
+            offset = last + 1;
+        }
+    }
+    Ok(out)
 }

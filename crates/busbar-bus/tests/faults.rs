@@ -393,6 +393,7 @@ async fn a_failing_dead_letter_write_is_retried_without_redelivering() {
     let end = Instant::now() + Duration::from_secs(20);
     while bus
         .dead_letters("dlq", &busbar_bus::Filter::default(), 10)
+        .await
         .unwrap()
         .is_empty()
     {

@@ -85,7 +85,10 @@ async fn an_undecodable_batch_is_dead_lettered_and_the_partition_goes_on() {
         .map(|r| r.json()["n"].as_i64().unwrap())
         .collect();
     assert_eq!(ns, [0, 2]);
-    let letters = bus.dead_letters("dlq", &Filter::default(), 10).unwrap();
+    let letters = bus
+        .dead_letters("dlq", &Filter::default(), 10)
+        .await
+        .unwrap();
     assert_eq!(letters.len(), 1, "{letters:?}");
     let (d, ev) = &letters[0];
     assert_eq!((d.reason.as_str(), d.source_offset), ("undecodable", 1));

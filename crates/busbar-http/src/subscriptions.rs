@@ -159,7 +159,8 @@ pub async fn dead_letters(
     let (filter, limit) = filter_of(&q)?;
     let letters: Vec<Value> = app
         .bus
-        .dead_letters(&topic, &filter, limit)?
+        .dead_letters(&topic, &filter, limit)
+        .await?
         .iter()
         .map(|(d, ev)| {
             let mut v = json!(d);
