@@ -556,23 +556,20 @@ impl Bus {
 
     fn view(&self, e: &Entry) -> SubscriptionView {
         let lag = self.lag(&e.record.spec);
-        let waiting = self.ctx.retries.entries(&e.record.spec.name);
-        let last_failure = (waiting.values())
-            .filter(|r| r.attempts > 0)
-            .max_by_key(|r| r.last_ms)
-            .map(|r| LastFailure {
-                reason: r.reason.clone(),
-                status: r.status,
-                error: r.error.clone(),
-                at: busbar_broker::time::format_rfc3339(r.last_ms),
-            });
+        let (waiting, newest) = self.ctx.retries.summary(&e.record.spec.name);
+        let last_failure = newest.map(|r| LastFailure {
+            at: busbar_broker::time::format_rfc3339(r.last_ms),
+            reason: r.reason,
+            status: r.status,
+            error: r.error,
+        });
         SubscriptionView {
             spec: e.record.spec.clone(),
             state: e.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             created: busbar_broker::time::format_rfc3339(e.record.created_ms),
             updated: busbar_broker::time::format_rfc3339(e.record.updated_ms),
             lag,
-            retrying: waiting.len(),
+            retrying: waiting,
             last_failure,
             counters: e.counters.snapshot(),
         }

@@ -134,6 +134,19 @@ impl RetryStore {
             .unwrap_or_default()
     }
 
+    /// How many entries `sub` has, and its newest entry after a failed attempt (by last attempt
+    /// time): what a subscription's view shows, without copying every entry.
+    pub fn summary(&self, sub: &str) -> (usize, Option<RetryEntry>) {
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(m) = t.get(sub) else {
+            return (0, None);
+        };
+        let newest = (m.values().map(|(_, e)| e))
+            .filter(|e| e.attempts > 0)
+            .max_by_key(|e| e.last_ms);
+        (m.len(), newest.cloned())
+    }
+
     /// Writes (or with `None` ends) entries of `sub`, durably.
     pub async fn put(&self, sub: &str, rows: Vec<(EventRef, Option<RetryEntry>)>) -> Result<()> {
         let encoded = rows
