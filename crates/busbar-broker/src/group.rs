@@ -10,10 +10,13 @@
 //! after a restart members rejoin, as they do when a Kafka coordinator moves; committed offsets are
 //! durable in the offset store.
 
+mod protocol;
+
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
 use busbar_log::Clock;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use protocol::{choose_protocol, common_protocol};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
@@ -793,44 +796,4 @@ fn response(g: &Group, member: &str) -> JoinResponse {
         member_id: member.to_string(),
         members,
     }
-}
-
-fn common_protocol<'a>(all: impl Iterator<Item = &'a Vec<(String, Vec<u8>)>>) -> bool {
-    let mut common: Option<HashSet<&str>> = None;
-    for protocols in all {
-        let names: HashSet<&str> = protocols.iter().map(|(n, _)| n.as_str()).collect();
-        common = Some(match common {
-            None => names,
-            Some(c) => c.intersection(&names).copied().collect(),
-        });
-    }
-    common.is_some_and(|c| !c.is_empty())
-}
-
-/// Kafka's vote: among the protocols every member supports, each member votes for its most
-/// preferred one; the most votes wins (ties: the first member's preference order).
-fn choose_protocol<'a>(all: impl Iterator<Item = &'a Vec<(String, Vec<u8>)>> + Clone) -> String {
-    let mut candidates: Option<Vec<String>> = None;
-    for protocols in all.clone() {
-        let names: Vec<String> = protocols.iter().map(|(n, _)| n.clone()).collect();
-        candidates = Some(match candidates {
-            None => names,
-            Some(c) => c.into_iter().filter(|n| names.contains(n)).collect(),
-        });
-    }
-    let candidates = candidates.unwrap_or_default();
-    let mut votes: Vec<(String, usize)> = candidates.iter().map(|c| (c.clone(), 0)).collect();
-    for protocols in all {
-        if let Some((name, _)) = protocols.iter().find(|(n, _)| candidates.contains(n)) {
-            if let Some(v) = votes.iter_mut().find(|(c, _)| c == name) {
-                v.1 += 1;
-            }
-        }
-    }
-    let best = votes.iter().map(|(_, n)| *n).max().unwrap_or(0);
-    votes
-        .into_iter()
-        .find(|(_, n)| *n == best)
-        .map(|(c, _)| c)
-        .unwrap_or_default()
 }
