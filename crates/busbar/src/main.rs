@@ -8,6 +8,7 @@ mod client;
 mod cmd;
 use busbar::config;
 mod help;
+mod progress;
 mod serve;
 
 use clap::{Args, FromArgMatches, Parser, Subcommand};

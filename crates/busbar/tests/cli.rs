@@ -408,3 +408,70 @@ fn output_json_is_honoured_by_every_command() {
         assert!(header.contains(column), "{header}");
     }
 }
+
+/// Runs `busbar --server URL ARGS < stdin_file` with stdout and stderr on a terminal (a pty from
+/// `script`); answers everything the terminal showed.
+fn on_a_terminal(s: &Server, args: &[&str], stdin_file: &std::path::Path) -> String {
+    let quote = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+    let mut line = format!("{} --server {}", quote(BIN), quote(&s.url()));
+    for a in args {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    line.push_str(&format!(" < {}", quote(stdin_file.to_str().unwrap())));
+    let o = Command::new("script")
+        .args(["-qefc", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{line}: {}{}", stdout(&o), stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn produce_prints_a_summary_and_progress_only_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("t", 2)]);
+    let lines: String = (0..5000).map(|i| format!("{{\"n\": {i}}}\n")).collect();
+    // Piped: one summary line, nothing on stderr.
+    let o = s.cli_stdin(&["produce", "t", "--batch", "100"], &lines);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("produced 5000 events to t in "), "{out}");
+    assert_eq!(stderr(&o), "");
+    // --verbose: each event's partition and offset first.
+    let o = s.cli_stdin(&["produce", "t", "--verbose"], "a\nb\n");
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(out.lines().next().unwrap().starts_with("partition "), "{out}");
+    // On a terminal: a progress line (cleared at the end), then the summary.
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, lines.repeat(4)).unwrap();
+    let shown = on_a_terminal(&s, &["produce", "t", "--batch", "50"], &input);
+    assert!(shown.contains("events produced"), "{shown}");
+    assert!(shown.contains("produced 20000 events to t in "), "{shown}");
+    assert_eq!(s.events_stored("t"), 25002);
+    // consume into a pipe with stderr piped too: the events alone.
+    let o = s.cli(&["consume", "t", "-p", "0", "-n", "3"]);
+    assert_eq!(stdout(&o).lines().count(), 3);
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
+fn a_group_member_says_it_is_joining_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("t", 1)]);
+    publish(&s, "t", json!([{ "value": 1 }]));
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    let shown = on_a_terminal(&s, &["consume", "t", "--group", "g", "-n", "1"], &empty);
+    assert!(shown.contains("joining group g…"), "{shown}");
+    // Piped: no such line.
+    let o = s.cli(&["consume", "t", "--group", "h", "-n", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "1\n");
+    assert_eq!(stderr(&o), "");
+}

@@ -72,7 +72,11 @@ fn cli_manages_topics_produces_and_consumes() {
         &["produce", "orders", "--key-separator", ":"],
         "a:first\nb:second\nc:{\"x\":true}\n",
     );
-    assert!(stderr(&o).contains("produced 3 events"), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("produced 3 events to orders in "),
+        "{}",
+        stdout(&o)
+    );
     let out = stdout(&s.cli(&["consume", "orders", "--print-key"]));
     for want in [
         "user-1\thello",

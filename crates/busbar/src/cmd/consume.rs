@@ -3,8 +3,10 @@
 //! With `--group` the member lives on the server (an HTTP consumer instance), so a stopping signal
 //! is caught and the instance deleted before exit: a member left behind would hold its partitions
 //! until the server's idle timeout. Committed positions never pass what was printed.
+//! Into a file or pipe with stderr on a terminal, a progress line counts the events read.
 
 use crate::client::{enc, write_line, CliError, CliResult, Client, Output};
+use crate::progress::Progress;
 use base64::Engine;
 use clap::Args;
 use serde_json::Value;
@@ -36,6 +38,10 @@ pub struct ConsumeArgs {
     print_key: bool,
     /// Consume as a member of this consumer group (partitions shared with its other members,
     /// positions committed after each batch is printed).
+    ///
+    /// Joining a group that has no members yet waits the server's
+    /// broker.group_initial_rebalance_delay_ms (default 3000) for others to join; on a terminal
+    /// the command says "joining group NAME…" meanwhile.
     ///
     /// Stopped by SIGINT (Ctrl-C), SIGTERM or SIGHUP, the command leaves the group before it exits,
     /// so the group's other or next members get its partitions at once, and exits with 128 + the
@@ -74,6 +80,13 @@ fn print(c: &Client, e: &Value, with_key: bool) -> CliResult<()> {
         )),
         Output::Table => write_line(format_args!("{}", text_of(e, "value"))),
     }
+}
+
+/// Progress of the events read, shown when they go to a file or pipe (on a terminal the events
+/// themselves show it).
+fn read_progress() -> Progress {
+    use std::io::IsTerminal;
+    Progress::new("events read", !std::io::stdout().is_terminal())
 }
 
 /// The stopping signals (SIGHUP, SIGINT, SIGTERM), caught from `catch` on by a thread of their own
@@ -154,6 +167,9 @@ fn run_group(c: &Client, a: &ConsumeArgs, group: &str) -> CliResult<()> {
         );
         Signals::uncaught()
     });
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("joining group {group}…");
+    }
     let created = c.json(
         "POST",
         &format!("/groups/{}/consumers", enc(group)),
@@ -172,6 +188,7 @@ fn run_group(c: &Client, a: &ConsumeArgs, group: &str) -> CliResult<()> {
     let result = (|| {
         let limit = a.limit.unwrap_or(usize::MAX);
         let mut printed = 0;
+        let progress = read_progress();
         loop {
             if let Some(n) = signals.received() {
                 return Err(stopped(n));
@@ -190,6 +207,7 @@ fn run_group(c: &Client, a: &ConsumeArgs, group: &str) -> CliResult<()> {
                 print(c, e, a.print_key)?;
             }
             printed += events.len();
+            progress.add(events.len() as u64);
             if !events.is_empty() {
                 c.call(
                     "POST",
@@ -243,6 +261,7 @@ pub fn run(c: &Client, a: ConsumeArgs) -> CliResult<()> {
     let mut next: Vec<Option<u64>> = partitions.iter().map(|_| a.offset).collect();
     let mut printed = 0usize;
     let limit = a.limit.unwrap_or(usize::MAX);
+    let progress = read_progress();
     loop {
         let mut got_any = false;
         for (i, p) in partitions.iter().enumerate() {
@@ -265,6 +284,7 @@ pub fn run(c: &Client, a: ConsumeArgs) -> CliResult<()> {
             for e in r["events"].as_array().into_iter().flatten() {
                 print(c, e, a.print_key)?;
                 printed += 1;
+                progress.add(1);
                 got_any = true;
             }
             next[i] = r["next_offset"].as_u64();

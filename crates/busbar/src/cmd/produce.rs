@@ -1,8 +1,10 @@
 //! `busbar produce`: events from arguments or from standard input (one per line), sent in batches.
-//! A value that parses as JSON is sent as JSON; anything else as its raw bytes.
+//! A value that parses as JSON is sent as JSON; anything else as its raw bytes. Prints a summary
+//! (`--verbose`: each event's partition and offset first); a progress line on a terminal.
 
 use crate::client::{enc, outln, CliError, CliResult, Client, Output};
 use crate::cmd::topic::pairs;
+use crate::progress::Progress;
 use base64::Engine;
 use clap::Args;
 use serde_json::{json, Map, Value};
@@ -29,6 +31,9 @@ pub struct ProduceArgs {
     /// Events per request when reading standard input.
     #[arg(long, default_value_t = 500)]
     batch: usize,
+    /// Print each event's partition and offset before the summary (table output).
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 fn event(
@@ -74,6 +79,7 @@ pub fn run(c: &Client, a: ProduceArgs) -> CliResult<()> {
     if a.batch == 0 {
         return Err(CliError::Usage("--batch must be at least 1".into()));
     }
+    let started = Instant::now();
     let mut offsets = Vec::new();
     if !a.values.is_empty() {
         let events = a
@@ -83,8 +89,7 @@ pub fn run(c: &Client, a: ProduceArgs) -> CliResult<()> {
             .collect();
         offsets = send(c, &a.topic, events)?;
     } else {
-        let started = Instant::now();
-        let mut last_report = Instant::now();
+        let progress = Progress::new("events produced", true);
         let mut pending = Vec::new();
         for line in std::io::stdin().lock().lines() {
             let line = line.map_err(|e| CliError::Usage(format!("reading standard input: {e}")))?;
@@ -102,15 +107,9 @@ pub fn run(c: &Client, a: ProduceArgs) -> CliResult<()> {
             };
             pending.push(event(&value, key.as_deref(), &headers, a.partition));
             if pending.len() >= a.batch {
-                offsets.extend(send(c, &a.topic, std::mem::take(&mut pending))?);
-                if last_report.elapsed().as_secs() >= 2 {
-                    eprintln!(
-                        "produced {} events ({:.0}/s)",
-                        offsets.len(),
-                        offsets.len() as f64 / started.elapsed().as_secs_f64()
-                    );
-                    last_report = Instant::now();
-                }
+                let sent = send(c, &a.topic, std::mem::take(&mut pending))?;
+                progress.add(sent.len() as u64);
+                offsets.extend(sent);
             }
         }
         if !pending.is_empty() {
@@ -120,10 +119,17 @@ pub fn run(c: &Client, a: ProduceArgs) -> CliResult<()> {
     match c.output {
         Output::Json => outln!("{}", json!({ "offsets": offsets })),
         Output::Table => {
-            for o in &offsets {
-                outln!("partition {} offset {}", o["partition"], o["offset"]);
+            if a.verbose {
+                for o in &offsets {
+                    outln!("partition {} offset {}", o["partition"], o["offset"]);
+                }
             }
-            eprintln!("produced {} events to {}", offsets.len(), a.topic);
+            outln!(
+                "produced {} events to {} in {:.1} s",
+                offsets.len(),
+                a.topic,
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(())
