@@ -169,10 +169,12 @@ fn listen_addresses_may_be_host_names() {
     // And serve binds them.
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--http-addr", "localhost:0", "--kafka-addr", "localhost:0"]);
+    cmd.arg("serve").arg("--data-dir").arg(dir.path()).args([
+        "--http-addr",
+        "localhost:0",
+        "--kafka-addr",
+        "localhost:0",
+    ]);
     let s = Server::spawn(cmd, &[], dir.path());
     assert!(s.addr.ip().is_loopback(), "{}", s.ready_line);
     assert_eq!(s.http("GET", "/topics", None).0, 200);
@@ -222,7 +224,10 @@ fn every_listen_address_is_checked_before_the_data_directory_is_touched() {
     // An address another process holds: refused before the data directory is opened, as usage.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
-    for (flag, other) in [("--kafka-addr", "--http-addr"), ("--http-addr", "--kafka-addr")] {
+    for (flag, other) in [
+        ("--kafka-addr", "--http-addr"),
+        ("--http-addr", "--kafka-addr"),
+    ] {
         let (code, _, err) = busbar(&[
             "serve",
             "--data-dir",
@@ -234,7 +239,10 @@ fn every_listen_address_is_checked_before_the_data_directory_is_touched() {
         ]);
         assert_eq!(code, 2, "{flag}: {err}");
         assert!(err.contains(&taken), "{err}");
-        assert!(!data.exists(), "{flag}: the data directory was created: {err}");
+        assert!(
+            !data.exists(),
+            "{flag}: the data directory was created: {err}"
+        );
     }
 }
 
@@ -298,7 +306,15 @@ fn offline(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn shell_completions_and_a_man_page_come_from_the_flags() {
-    let subcommands = ["serve", "topic", "produce", "consume", "group", "subscription", "dlq"];
+    let subcommands = [
+        "serve",
+        "topic",
+        "produce",
+        "consume",
+        "group",
+        "subscription",
+        "dlq",
+    ];
     for shell in ["bash", "zsh", "fish"] {
         let (code, out, err) = offline(&["completions", shell]);
         assert_eq!(code, 0, "{shell}: {err}");
@@ -311,12 +327,19 @@ fn shell_completions_and_a_man_page_come_from_the_flags() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("busbar.bash");
     std::fs::write(&script, &bash).unwrap();
-    let check = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
     assert!(check.status.success(), "bash -n: {}", stderr(&check));
     assert_eq!(offline(&["completions", "tcsh"]).0, 2);
     let (code, man, err) = offline(&["man"]);
     assert_eq!(code, 0, "{err}");
-    assert!(man.starts_with(".ie") || man.contains(".TH busbar"), "{man}");
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH busbar"),
+        "{man}"
+    );
     for sub in subcommands {
         assert!(man.contains(sub), "the man page lacks {sub}");
     }
@@ -324,7 +347,11 @@ fn shell_completions_and_a_man_page_come_from_the_flags() {
     let pages = dir.path().join("man");
     let (code, _, err) = offline(&["man", "--dir", pages.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    for page in ["busbar.1", "busbar-topic-create.1", "busbar-subscription-create.1"] {
+    for page in [
+        "busbar.1",
+        "busbar-topic-create.1",
+        "busbar-subscription-create.1",
+    ] {
         let text = std::fs::read_to_string(pages.join(page)).unwrap();
         assert!(text.contains(".TH"), "{page}");
     }
@@ -336,7 +363,10 @@ fn help_lists_each_commands_own_flags_with_defaults() {
     assert_eq!(code, 0);
     assert!(out.contains("--data-dir"), "{out}");
     for client_flag in ["--server", "--output"] {
-        assert!(!out.contains(client_flag), "serve --help lists {client_flag}: {out}");
+        assert!(
+            !out.contains(client_flag),
+            "serve --help lists {client_flag}: {out}"
+        );
     }
     let (code, _, err) = offline(&["serve", "--server", "http://x:1"]);
     assert_eq!(code, 2, "{err}");
@@ -368,7 +398,10 @@ fn output_json_is_honoured_by_every_command() {
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(v["http"]["addr"], "127.0.0.1:8080");
-    assert!(offline(&["check-config"]).1.contains("[http]"), "TOML by default");
+    assert!(
+        offline(&["check-config"]).1.contains("[http]"),
+        "TOML by default"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[], &[]);
@@ -392,7 +425,11 @@ fn output_json_is_honoured_by_every_command() {
     assert_eq!(v["name"], "r1", "{v}");
     let o = s.cli(&replay.map(|a| if a == "r1" { "r2" } else { a }));
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(serde_json::from_slice::<serde_json::Value>(&o.stdout).is_err(), "{}", stdout(&o));
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).is_err(),
+        "{}",
+        stdout(&o)
+    );
     assert!(stdout(&o).contains("r2"), "{}", stdout(&o));
     let v = json_out(&s.cli(&["--output", "json", "subscription", "replays", "copy"]));
     assert_eq!(v["replays"].as_array().unwrap().len(), 2, "{v}");
@@ -404,7 +441,14 @@ fn output_json_is_honoured_by_every_command() {
     // subscription list shows the counters its help promises.
     let table = stdout(&s.cli(&["subscription", "list"]));
     let header = table.lines().next().unwrap();
-    for column in ["NAME", "STATE", "LAG", "MATCHED", "DELIVERED", "DEAD-LETTERED"] {
+    for column in [
+        "NAME",
+        "STATE",
+        "LAG",
+        "MATCHED",
+        "DELIVERED",
+        "DEAD-LETTERED",
+    ] {
         assert!(header.contains(column), "{header}");
     }
 }
@@ -445,7 +489,10 @@ fn produce_prints_a_summary_and_progress_only_on_a_terminal() {
     let o = s.cli_stdin(&["produce", "t", "--verbose"], "a\nb\n");
     let out = stdout(&o);
     assert_eq!(out.lines().count(), 3, "{out}");
-    assert!(out.lines().next().unwrap().starts_with("partition "), "{out}");
+    assert!(
+        out.lines().next().unwrap().starts_with("partition "),
+        "{out}"
+    );
     // On a terminal: a progress line (cleared at the end), then the summary.
     let input = dir.path().join("in.txt");
     std::fs::write(&input, lines.repeat(4)).unwrap();
