@@ -1,0 +1,285 @@
+//! How a worker settles events: the outcome of an attempt (delivered, retried later, dead-lettered),
+//! the dead letter written (or, when the dead-letter topic refuses it, written again later without
+//! delivering the event again), undecodable batches set aside, and a settled event's retry entry,
+//! position and key lane released.
+
+use super::{now_ms, Done, Job, Worker, DEAD_LETTER_RETRY};
+use crate::deliver::{Failure, Outcome};
+use crate::dlq;
+use crate::error::Result;
+use crate::policy::{verdict, Verdict};
+use crate::state::{EventRef, RetryEntry};
+use busbar_broker::event::StoredEvent;
+use std::collections::VecDeque;
+
+impl Worker {
+    /// A stored batch no record of which can be read: dead-lettered (reason `undecodable`)
+    /// before the position passes it, or dropped and counted when there is no dead-letter topic.
+    /// It is never matched against the filter (its events cannot be read) nor delivered.
+    pub(super) async fn set_aside(&mut self, bad: &dlq::Undecodable) -> Result<()> {
+        let counter = match self.sub.spec.dead_letter_topic.clone() {
+            Some(topic) => {
+                let letter = dlq::undecodable_letter(&self.sub, bad, now_ms());
+                self.ctx.broker.publish(&topic, vec![letter]).await?;
+                &self.counters.dead_lettered
+            }
+            None => &self.counters.dropped,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters
+            .undecodable
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(super) async fn on_done(&mut self, done: Done) {
+        let Done {
+            job,
+            event,
+            outcome,
+        } = done;
+        let now = now_ms();
+        let Some(ev) = event else {
+            if matches!(outcome, Outcome::Delivered) {
+                // Gone from the log (retention, deleted records) before this attempt.
+                self.counters
+                    .expired
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return self.finish(job).await;
+            }
+            return self
+                .retry_later(job, outcome_failure(&outcome), now, None)
+                .await;
+        };
+        if let Some(why) = job.entry.as_ref().and_then(|e| e.dead_letter.clone()) {
+            let f = outcome_failure(&outcome);
+            return self.dead_letter(job, &ev, f, &why).await;
+        }
+        match outcome {
+            Outcome::Delivered => {
+                // Counted once its retry state is ended, so a reader never sees it delivered
+                // and still retrying.
+                self.finish(job).await;
+                self.counters.delivered(now - ev.timestamp);
+            }
+            Outcome::Fatal(f) => {
+                let attempts = job.entry.as_ref().map_or(0, |e| e.attempts) + 1;
+                let first = first_attempt(&job, now);
+                let job = Job {
+                    entry: Some(entry_after(&job, attempts, first, now, None, &f)),
+                    ..job
+                };
+                self.dead_letter(job, &ev, f, "non_retriable").await;
+            }
+            Outcome::Retry {
+                failure,
+                retry_after_ms,
+            } => {
+                let policy = &self.sub.spec.delivery;
+                let attempts = job.entry.as_ref().map_or(0, |e| e.attempts) + 1;
+                let first = first_attempt(&job, now);
+                match verdict(policy, attempts, first, now, retry_after_ms) {
+                    Verdict::Exhausted(why) => {
+                        let job = Job {
+                            entry: Some(entry_after(&job, attempts, first, now, None, &failure)),
+                            ..job
+                        };
+                        self.dead_letter(job, &ev, failure, why).await;
+                    }
+                    Verdict::RetryIn(delay) => {
+                        self.counters
+                            .retried
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let due = now.saturating_add(delay);
+                        self.retry_later(job, failure, now, Some((attempts, first, due)))
+                            .await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the retry entry and schedules the next attempt. `next` is (attempts, first, due);
+    /// `None` keeps the attempt count and retries after the longest backoff (the event could not
+    /// even be read or dead-lettered).
+    pub(super) async fn retry_later(
+        &mut self,
+        job: Job,
+        failure: Failure,
+        now: i64,
+        next: Option<(u32, i64, i64)>,
+    ) {
+        let policy = &self.sub.spec.delivery;
+        let (attempts, first, due) = next.unwrap_or_else(|| {
+            let attempts = job.entry.as_ref().map_or(0, |e| e.attempts);
+            (
+                attempts,
+                first_attempt(&job, now),
+                now.saturating_add(policy.backoff_max_ms as i64),
+            )
+        });
+        let entry = entry_after(&job, attempts, first, now, Some(due), &failure);
+        let written = self
+            .ctx
+            .retries
+            .put(&self.name, vec![(job.r.clone(), Some(entry.clone()))])
+            .await;
+        // Until the entry is durable the event holds its partition's position (a later attempt
+        // or write releases it, without a restart).
+        if written.is_ok() {
+            self.release(&job.r);
+        }
+        self.timers.insert((due, job.r.clone()));
+        self.entries.insert(job.r, entry);
+    }
+
+    pub(super) async fn dead_letter(&mut self, job: Job, ev: &StoredEvent, f: Failure, why: &str) {
+        let now = now_ms();
+        let Some(topic) = self.sub.spec.dead_letter_topic.clone() else {
+            self.finish(job).await;
+            self.counters
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        };
+        let attempts = job.entry.as_ref().map_or(1, |e| e.attempts.max(1));
+        let first = first_attempt(&job, now);
+        let letter = dlq::letter(&self.sub, ev, &f, why, attempts, first, now);
+        match self.ctx.broker.publish(&topic, vec![letter]).await {
+            Ok(_) => {
+                self.finish(job).await;
+                self.counters
+                    .dead_lettered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Settled, but not written: the letter (not a delivery) is tried again.
+                self.counters
+                    .dead_letter_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.set_status(format!(
+                    "error: dead-letter topic {topic:?} cannot be written: {e}"
+                ));
+                self.letter_later(job, f, why, now).await;
+            }
+        }
+    }
+
+    /// Stores that `job`'s event is settled as a dead letter (`why`) still to be written, and
+    /// schedules the write in [`DEAD_LETTER_RETRY`]. The failure it keeps is the delivery's.
+    pub(super) async fn letter_later(&mut self, job: Job, f: Failure, why: &str, now: i64) {
+        let attempts = job.entry.as_ref().map_or(1, |e| e.attempts.max(1));
+        let first = first_attempt(&job, now);
+        let due = now.saturating_add(DEAD_LETTER_RETRY.as_millis() as i64);
+        let entry = RetryEntry {
+            dead_letter: Some(why.to_string()),
+            ..entry_after(&job, attempts, first, now, Some(due), &f)
+        };
+        let written = self
+            .ctx
+            .retries
+            .put(&self.name, vec![(job.r.clone(), Some(entry.clone()))])
+            .await;
+        if written.is_ok() {
+            self.release(&job.r);
+        }
+        self.timers.insert((due, job.r.clone()));
+        self.entries.insert(job.r, entry);
+    }
+
+    /// The event is settled: end its retry state, free its position, release its lane.
+    pub(super) async fn finish(&mut self, job: Job) {
+        if self.entries.remove(&job.r).is_some() {
+            // Losing this end in a crash only means one more delivery (at-least-once).
+            let _ = self
+                .ctx
+                .retries
+                .put(&self.name, vec![(job.r.clone(), None)])
+                .await;
+        }
+        self.release(&job.r);
+        let Some(lane) = job.lane else {
+            return;
+        };
+        let next = self.lanes.get_mut(&lane).and_then(VecDeque::pop_front);
+        match next {
+            Some(r) => {
+                let due = self.due_next(&r, now_ms());
+                self.timers.insert((due, r));
+            }
+            None => {
+                self.lanes.remove(&lane);
+            }
+        }
+    }
+
+    pub(super) fn release(&mut self, r: &EventRef) {
+        if let Some(p) = self
+            .parts
+            .iter_mut()
+            .find(|p| p.topic == r.topic && p.partition == r.partition)
+        {
+            p.outstanding.remove(&r.offset);
+        }
+    }
+}
+
+fn outcome_failure(o: &Outcome) -> Failure {
+    match o {
+        Outcome::Retry { failure, .. } | Outcome::Fatal(failure) => failure.clone(),
+        Outcome::Delivered => Failure {
+            reason: "storage",
+            status: None,
+            error: "event unreadable".into(),
+        },
+    }
+}
+
+/// The delivery failure a stored entry recorded.
+pub(super) fn stored_failure(e: &RetryEntry) -> Failure {
+    Failure {
+        reason: [
+            "http_status",
+            "timeout",
+            "connection",
+            "tls",
+            "target_forbidden",
+            "target_gone",
+            "too_large",
+        ]
+        .into_iter()
+        .find(|r| *r == e.reason)
+        .unwrap_or("storage"),
+        status: e.status,
+        error: e.error.clone(),
+    }
+}
+
+/// When the first attempt was made (this one, when there was none before).
+fn first_attempt(job: &Job, now: i64) -> i64 {
+    match &job.entry {
+        Some(e) if e.attempts > 0 => e.first_ms,
+        _ => now,
+    }
+}
+
+fn entry_after(
+    job: &Job,
+    attempts: u32,
+    first: i64,
+    now: i64,
+    due: Option<i64>,
+    f: &Failure,
+) -> RetryEntry {
+    RetryEntry {
+        attempts,
+        first_ms: first,
+        last_ms: now,
+        due_ms: due,
+        lane: job.lane.as_ref().map(|l| l.2),
+        reason: f.reason.to_string(),
+        status: f.status,
+        error: f.error.clone(),
+        dead_letter: None,
+    }
+}
