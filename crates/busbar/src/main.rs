@@ -1,6 +1,7 @@
 //! The `busbar` binary: `busbar serve` runs the event bus; the other subcommands are a client of
-//! its HTTP API. Exit codes: 0 success, 1 the server refused the request, 2 bad usage or input or
-//! configuration, 3 the server could not be reached.
+//! its HTTP API. Exit codes (the README's table): 0 success (also when the reader of the output
+//! closed the pipe), 1 the server refused the request, 2 bad usage or input or configuration, 3 the
+//! server could not be reached or is not busbar; 128 + signal for `consume --group` stopped by one.
 
 mod args;
 mod bench;

@@ -438,6 +438,12 @@ fn output_json_is_honoured_by_every_command() {
     assert!(table.contains("r1") && table.contains("r2"), "{table}");
     let table = stdout(&s.cli(&["subscription", "replays", "copy", "r1"]));
     assert!(table.starts_with("NAME") && table.contains("r1"), "{table}");
+    let v = json_out(&s.cli(&["--output", "json", "subscription", "delete", "copy"]));
+    assert_eq!(v, json!({ "deleted": "copy" }));
+    subscribe(
+        &s,
+        json!({"name": "copy", "sources": ["src"], "target": {"topic": "dst"}}),
+    );
     // subscription list shows the counters its help promises.
     let table = stdout(&s.cli(&["subscription", "list"]));
     let header = table.lines().next().unwrap();

@@ -331,7 +331,10 @@ pub fn run(c: &Client, cmd: SubscriptionCmd) -> CliResult<()> {
         }
         SubscriptionCmd::Delete { name } => {
             c.call("DELETE", &path(&name), None)?;
-            eprintln!("deleted subscription {name}");
+            match c.output {
+                Output::Json => outln!("{}", json!({ "deleted": name })),
+                Output::Table => outln!("deleted subscription {name}"),
+            }
         }
         SubscriptionCmd::Replay {
             name,
