@@ -194,17 +194,11 @@ async fn replay_all(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<()> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Delivers `ev` (with retries), or dead-letters it; an error when its dead letter cannot be
 /// written, which ends the run `FAILED` (an event neither delivered nor dead-lettered).
 async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEvent) -> Result<()> {
     let policy = &sub.spec.delivery;
-    let first = now_ms();
+    let first = ctx.broker.config().clock.now_ms();
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -212,14 +206,21 @@ async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEve
             request::attempt(&ctx.broker, &ctx.http, None, sub, ev, Some(&run.name)).await;
         let (failure, why) = match outcome {
             Outcome::Delivered => {
-                run.counters.delivered(now_ms() - ev.timestamp);
+                run.counters
+                    .delivered(ctx.broker.config().clock.now_ms() - ev.timestamp);
                 return Ok(());
             }
             Outcome::Fatal(f) => (f, "non_retriable"),
             Outcome::Retry {
                 failure,
                 retry_after_ms,
-            } => match verdict(policy, attempts, first, now_ms(), retry_after_ms) {
+            } => match verdict(
+                policy,
+                attempts,
+                first,
+                ctx.broker.config().clock.now_ms(),
+                retry_after_ms,
+            ) {
                 Verdict::Exhausted(why) => (failure, why),
                 Verdict::RetryIn(delay) => {
                     run.counters.retried.fetch_add(1, Relaxed);
@@ -232,7 +233,15 @@ async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEve
             run.counters.dropped.fetch_add(1, Relaxed);
             return Ok(());
         };
-        let letter = dlq::letter(sub, ev, &failure, why, attempts, first, now_ms());
+        let letter = dlq::letter(
+            sub,
+            ev,
+            &failure,
+            why,
+            attempts,
+            first,
+            ctx.broker.config().clock.now_ms(),
+        );
         ctx.broker.publish(topic, vec![letter]).await.map_err(|e| {
             BusError::Storage(format!(
                 "dead letter of {}/{}@{} to {topic:?}: {e}",

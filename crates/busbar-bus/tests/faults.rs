@@ -488,3 +488,45 @@ async fn waiting_events_are_bounded_by_backpressure() {
     }
     bus.close().await.unwrap();
 }
+
+/// The bus runs on the broker's clock: with a manual clock, a retry an hour away is made due by
+/// advancing the clock, not by waiting (STYLE rule 7: injected clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backoff_follows_the_brokers_clock() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let clock = busbar_log::ManualClock::new(now);
+    let b = Arc::new(
+        Broker::open(BrokerConfig {
+            data: Some(Arc::new(FaultDataDir::new(MemFs::new(), &[]))),
+            clock: clock.clone(),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    b.create_topic("src", Some(1), BTreeMap::new())
+        .await
+        .unwrap();
+    let bus = Bus::open(b.clone()).unwrap();
+    bus.start().await;
+    let t = Target::start(|_, n| Reply::Status(if n == 0 { 503 } else { 200 }));
+    let spec = json!({"name": "s", "sources": ["src"], "start": "earliest",
+        "target": {"url": t.url("/")},
+        "delivery": {"backoff_initial_ms": 3_600_000, "backoff_max_ms": 3_600_000}});
+    bus.create(from_json(&spec).unwrap()).await.unwrap();
+    b.publish("src", vec![Event::value(json!({"n": 0}).to_string())])
+        .await
+        .unwrap();
+    wait_for(&t, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(t.received().len(), 1, "retried before its backoff");
+    clock.advance(2 * 3_600_000);
+    let end = Instant::now() + Duration::from_secs(5);
+    while t.received().len() < 2 {
+        assert!(Instant::now() < end, "the retry did not follow the clock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bus.close().await.unwrap();
+}

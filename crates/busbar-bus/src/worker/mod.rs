@@ -163,12 +163,6 @@ struct Worker {
     rr: usize,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The lane of events without a key (no FNV-1a hash of a key is expected to land on it; one
 /// that did would only share its lane, never reorder).
 const KEYLESS_LANE: u64 = u64::MAX;
@@ -309,6 +303,12 @@ impl Worker {
         })
     }
 
+    /// The broker's clock (injected: tests drive backoff with a manual clock, no real waits
+    /// beyond the loop's 200 ms tick).
+    fn now(&self) -> i64 {
+        self.ctx.broker.config().clock.now_ms()
+    }
+
     fn set_status(&self, s: String) {
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
@@ -324,7 +324,7 @@ impl Worker {
             return cap;
         }
         match self.timers.first() {
-            Some((due, _)) => Duration::from_millis((due - now_ms()).max(0) as u64).min(cap),
+            Some((due, _)) => Duration::from_millis((due - self.now()).max(0) as u64).min(cap),
             None => cap,
         }
     }
@@ -368,7 +368,7 @@ impl Worker {
         }
         self.parts = parts;
         self.entries = self.ctx.retries.entries(&self.name);
-        let now = now_ms();
+        let now = self.now();
         let starts: HashMap<(&str, u32), u64> = (self.parts.iter())
             .map(|p| ((p.topic.as_str(), p.partition), p.next))
             .collect();
@@ -401,8 +401,8 @@ impl Worker {
     fn on_cmd(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Schedule(r, e) => {
-                self.timers
-                    .insert((e.due_ms.unwrap_or_else(now_ms), r.clone()));
+                let due = e.due_ms.unwrap_or_else(|| self.now());
+                self.timers.insert((due, r.clone()));
                 self.entries.insert(r, e);
             }
         }
@@ -410,7 +410,7 @@ impl Worker {
 
     /// Starts due retries, then reads and admits fresh events, until `concurrency` is in flight.
     async fn fill(&mut self) -> Result<bool> {
-        let now = now_ms();
+        let now = self.now();
         let mut progressed = false;
         while self.inflight.len() < self.limit() {
             let Some((due, _)) = self.timers.first() else {
@@ -548,7 +548,7 @@ impl Worker {
             })
             .cloned()
             .collect();
-        let now = now_ms();
+        let now = self.now();
         for l in passed {
             self.held.remove(&l);
             match self.lanes.get_mut(&l).and_then(VecDeque::pop_front) {
@@ -645,7 +645,7 @@ impl Worker {
 
     /// Parks `r` durably behind the event of its key that is in flight or scheduled.
     async fn park(&mut self, r: EventRef, lane: Lane) -> Result<()> {
-        let now = now_ms();
+        let now = self.now();
         let entry = RetryEntry {
             attempts: 0,
             first_ms: now,

@@ -3,7 +3,7 @@
 //! delivering the event again), undecodable batches set aside, and a settled event's retry entry,
 //! position and key lane released.
 
-use super::{now_ms, Done, Job, Worker, DEAD_LETTER_RETRY};
+use super::{Done, Job, Worker, DEAD_LETTER_RETRY};
 use crate::deliver::{Failure, Outcome};
 use crate::dlq;
 use crate::error::Result;
@@ -19,7 +19,7 @@ impl Worker {
     pub(super) async fn set_aside(&mut self, bad: &dlq::Undecodable) -> Result<()> {
         let counter = match self.sub.spec.dead_letter_topic.clone() {
             Some(topic) => {
-                let letter = dlq::undecodable_letter(&self.sub, bad, now_ms());
+                let letter = dlq::undecodable_letter(&self.sub, bad, self.now());
                 self.ctx.broker.publish(&topic, vec![letter]).await?;
                 &self.counters.dead_lettered
             }
@@ -38,7 +38,7 @@ impl Worker {
             event,
             outcome,
         } = done;
-        let now = now_ms();
+        let now = self.now();
         let Some(ev) = event else {
             if matches!(outcome, Outcome::Delivered) {
                 // Gone from the log (retention, deleted records) before this attempt.
@@ -134,7 +134,7 @@ impl Worker {
     }
 
     pub(super) async fn dead_letter(&mut self, job: Job, ev: &StoredEvent, f: Failure, why: &str) {
-        let now = now_ms();
+        let now = self.now();
         let Some(topic) = self.sub.spec.dead_letter_topic.clone() else {
             self.finish(job).await;
             self.counters
@@ -204,7 +204,7 @@ impl Worker {
         let next = self.lanes.get_mut(&lane).and_then(VecDeque::pop_front);
         match next {
             Some(r) => {
-                let due = self.due_next(&r, now_ms());
+                let due = self.due_next(&r, self.now());
                 self.timers.insert((due, r));
             }
             None => {
