@@ -142,6 +142,9 @@ pub struct DeadLetter {
     pub source_partition: u32,
     pub source_offset: u64,
     pub source_time: String,
+    /// When it was last redriven (RFC 3339); absent when it never was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redriven_at: Option<String>,
 }
 
 impl DeadLetter {
@@ -171,6 +174,7 @@ impl DeadLetter {
             source_partition: h("source-partition")?.parse().ok()?,
             source_offset: h("source-offset")?.parse().ok()?,
             source_time: h("source-time").unwrap_or_default(),
+            redriven_at: None,
         })
     }
 

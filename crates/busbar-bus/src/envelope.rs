@@ -3,7 +3,8 @@
 //! with `application/cloudevents`, binary when it has a `ce_specversion` header (header names and
 //! the media type compared case-insensitively, attribute names lower-cased). Any other record is
 //! given attributes by busbar (decision): `id` = `<partition>-<offset>` (stable across redeliveries),
-//! `source` = `/topics/<topic>`, `type` = `busbar.event`, `time` = the record timestamp,
+//! `source` = `/topics/<topic>`, `type` = `busbar.event`, `time` = the record timestamp (a redriven
+//! dead letter's: its source event's, from `busbar-dlq-source-time`),
 //! `partitionkey` = the key when it is UTF-8, and `datacontenttype` `application/json` when the value
 //! parses as JSON (else `application/octet-stream`).
 //!
@@ -47,6 +48,15 @@ pub fn origin(e: &StoredEvent) -> (String, u32, u64) {
         (Some(t), Some(p), Some(o)) => (t.to_string(), p, o),
         _ => (e.topic.clone(), e.partition, e.offset),
     }
+}
+
+/// When the event originally happened: a dead letter keeps its source event's time in its
+/// headers (its own timestamp is when it was dead-lettered), so a redriven event keeps its time.
+pub fn origin_time(e: &StoredEvent) -> i64 {
+    header(e, &format!("{DLQ_PREFIX}source-time"))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(busbar_broker::time::parse_rfc3339)
+        .unwrap_or(e.timestamp)
 }
 
 impl Envelope {
@@ -116,7 +126,7 @@ impl Envelope {
         put("id", format!("{partition}-{offset}"));
         put("source", format!("/topics/{topic}"));
         put("type", "busbar.event".into());
-        put("time", busbar_broker::time::format_rfc3339(e.timestamp));
+        put("time", busbar_broker::time::format_rfc3339(origin_time(e)));
         if let Some(k) = e.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) {
             if !k.is_empty() {
                 put("partitionkey", k.to_string());

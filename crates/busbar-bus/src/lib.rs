@@ -2,9 +2,9 @@
 //! HTTP endpoint, with retries that never block a partition, dead letters, redrive and replay.
 //!
 //! [`Bus`] owns the subscriptions (stored in `meta/subscriptions.json`), their workers
-//! (`worker.rs`), the durable retry state (`internal/retries`), dead-letter listing and redrive
-//! (`dlq.rs`) and replay runs (`replay.rs`). Admin operations are serialised by one async mutex;
-//! each validates fully before changing anything.
+//! (`worker/`), the durable retry state (`internal/retries`), dead-letter listing and redrive
+//! (`dlq.rs`, `redrive.rs`) and replay runs (`replay.rs`). Admin operations are serialised by one
+//! async mutex; each validates fully before changing anything.
 
 pub mod deliver;
 pub mod dlq;
@@ -12,6 +12,7 @@ pub mod envelope;
 mod error;
 pub mod policy;
 pub mod positions;
+mod redrive;
 mod replay;
 pub mod request;
 pub mod spec;
@@ -24,6 +25,7 @@ mod worker;
 pub use dlq::{DeadLetter, Filter};
 pub use error::{BusError, Result};
 pub use positions::{ResetPosition, ResetTo};
+pub use redrive::RedriveSummary;
 pub use replay::{ReplaySpec, RunView};
 pub use spec::SubscriptionSpec;
 pub use stats::CounterSnapshot;
@@ -31,16 +33,15 @@ pub use targets::TargetPolicy;
 
 use busbar_broker::Broker;
 
-use busbar_broker::event::{self, StoredEvent};
-use busbar_broker::{last_offset, BrokerError};
+use busbar_broker::BrokerError;
 use positions::{Position, PositionStore};
 use serde::Serialize;
 use spec::{Compiled, Start};
-use state::{EventRef, RetryEntry, RetryStore, SubRecord, SubStore};
+use state::{EventRef, RetryStore, SubRecord, SubStore};
 use stats::Counters;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use worker::{Cmd, Ctx, Handle};
+use worker::{Ctx, Handle};
 
 /// Most dead letters one list or redrive call returns or handles.
 pub const DEAD_LETTERS_MAX: usize = 10_000;
@@ -206,14 +207,17 @@ impl Bus {
         &self.ctx.broker
     }
 
-    /// Starts the workers of every subscription not paused, and the compaction of the retry state
-    /// every `maintenance_interval`.
+    /// Starts the workers of every subscription not paused, and every `maintenance_interval` the
+    /// pruning of redrive records and the compaction of the retry state and positions.
     pub async fn start(&self) {
         let ctx = self.ctx.clone();
         let every = ctx.broker.config().maintenance_interval;
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
+                if let Err(e) = redrive::prune(&ctx).await {
+                    eprintln!("busbar: pruning redrive records: {e}");
+                }
                 let c = ctx.clone();
                 let done = tokio::task::spawn_blocking(move || {
                     (c.retries.maintain(), c.positions.maintain())
@@ -609,75 +613,6 @@ impl Bus {
         subs.values().map(|e| self.view(e)).collect()
     }
 
-    /// Dead letters in `topic` passing `filter`, oldest first per partition, at most `limit`.
-    /// The scan reads the topic from disk: it runs on the blocking pool, not on an async worker.
-    pub async fn dead_letters(
-        &self,
-        topic: &str,
-        filter: &Filter,
-        limit: usize,
-    ) -> Result<Vec<(DeadLetter, StoredEvent)>> {
-        let (broker, topic, filter) = (self.ctx.broker.clone(), topic.to_string(), filter.clone());
-        tokio::task::spawn_blocking(move || scan_dead_letters(&broker, &topic, &filter, limit))
-            .await
-            .map_err(|e| BusError::Storage(format!("dead-letter scan failed: {e}")))?
-    }
-
-    /// Sends dead letters in `topic` passing `filter` back through the subscriptions that
-    /// dead-lettered them (each must still exist), as fresh deliveries with a new attempt count.
-    /// Answers how many were redriven per subscription.
-    pub async fn redrive(
-        &self,
-        topic: &str,
-        filter: &Filter,
-        limit: usize,
-    ) -> Result<BTreeMap<String, usize>> {
-        let mut letters = self.dead_letters(topic, filter, limit).await?;
-        // An undecodable batch has nothing to deliver: its letter stays as the record of it.
-        letters.retain(|(d, _)| d.reason != dlq::UNDECODABLE);
-        let subs = self.subs.lock().await;
-        for (d, _) in &letters {
-            if !subs.contains_key(&d.subscription) {
-                return Err(BusError::UnknownSubscription(d.subscription.clone()));
-            }
-        }
-        let now = self.now();
-        let mut by_sub: BTreeMap<String, Vec<(EventRef, Option<RetryEntry>)>> = BTreeMap::new();
-        for (d, _) in letters {
-            let r = EventRef {
-                topic: topic.to_string(),
-                partition: d.partition,
-                offset: d.offset,
-            };
-            let entry = RetryEntry {
-                attempts: 0,
-                first_ms: now,
-                last_ms: now,
-                due_ms: Some(now),
-                lane: None,
-                reason: "redrive".into(),
-                status: None,
-                error: String::new(),
-                dead_letter: None,
-            };
-            by_sub
-                .entry(d.subscription)
-                .or_default()
-                .push((r, Some(entry)));
-        }
-        let mut counts = BTreeMap::new();
-        for (name, rows) in by_sub {
-            self.ctx.retries.put(&name, rows.clone()).await?;
-            counts.insert(name.clone(), rows.len());
-            if let Some(h) = subs.get(&name).and_then(|e| e.handle.as_ref()) {
-                for (r, e) in rows {
-                    let _ = h.cmd.send(Cmd::Schedule(r, e.expect("set above")));
-                }
-            }
-        }
-        Ok(counts)
-    }
-
     /// Starts a replay run of subscription `name`.
     pub async fn start_replay(&self, name: &str, spec: ReplaySpec) -> Result<RunView> {
         spec::check_name("name", &spec.name).map_err(|_| {
@@ -782,37 +717,4 @@ impl Bus {
         let retries = self.ctx.retries.close();
         self.ctx.positions.close().and(retries)
     }
-}
-
-/// The scan behind [`Bus::dead_letters`].
-fn scan_dead_letters(
-    broker: &Broker,
-    topic: &str,
-    filter: &Filter,
-    limit: usize,
-) -> Result<Vec<(DeadLetter, StoredEvent)>> {
-    let (_, partitions) = positions::topic_layout(broker, topic)?;
-    let limit = limit.min(DEAD_LETTERS_MAX);
-    let mut out = Vec::new();
-    for p in (0..partitions).filter(|p| filter.partition.is_none_or(|f| f == *p)) {
-        let (start, end) = broker.offsets_of(topic, p as i64)?;
-        let mut offset = filter.from_offset.unwrap_or(start).max(start);
-        let end = filter.to_offset.map_or(end, |t| t.min(end));
-        while offset < end && out.len() < limit {
-            let data = broker.read_now(topic, p as i64, offset, 1 << 20)?;
-            let Some(last) = last_offset(&data) else {
-                break;
-            };
-            for ev in event::decode(topic, p, &data, offset)? {
-                if ev.offset >= end || out.len() >= limit {
-                    break;
-                }
-                if let Some(d) = DeadLetter::of(&ev).filter(|d| d.passes(filter)) {
-                    out.push((d, ev));
-                }
-            }
-            offset = last + 1;
-        }
-    }
-    Ok(out)
 }

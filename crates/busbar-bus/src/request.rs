@@ -131,7 +131,7 @@ fn topic_event(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Event {
         key: e.key.clone(),
         value,
         headers,
-        timestamp: Some(e.timestamp),
+        timestamp: Some(super::envelope::origin_time(e)),
         partition: None,
     }
 }

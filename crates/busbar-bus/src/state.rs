@@ -4,6 +4,13 @@
 //! waiting behind its key), keyed by (subscription, topic, partition, offset); a tombstone ends it.
 //! The event itself stays in its topic and is read back by offset when due (NATS-style: only the
 //! retry state is stored, never a copy of the event).
+//!
+//! The same log holds the redrive records: one row per dead letter redriven, keyed by the letter's
+//! place (dead-letter topic, its incarnation's id, partition, offset) as a JSON object, where retry
+//! rows have a JSON array key. A redrive writes each letter's record just before its retry entry,
+//! in one write: one batch is all or nothing, and when a large write is split the batches land in
+//! order, so no retry entry of a redrive is ever durable without its record (see
+//! `docs/decisions.md`, "Redrive records").
 
 use super::spec::SubscriptionSpec;
 use crate::error::Result;
@@ -92,10 +99,77 @@ pub struct RetryEntry {
 
 type Table = HashMap<String, BTreeMap<EventRef, (u64, RetryEntry)>>;
 
-/// The retry-state log and its table.
+/// A dead letter's place: its partition and offset in one incarnation (`topic_id`) of its
+/// dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LetterRef {
+    pub topic: String,
+    pub topic_id: String,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// The record of a dead letter's latest redrive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redriven {
+    /// The subscription it was sent back through.
+    pub subscription: String,
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+}
+
+/// A redrive record's key: an object, so it never reads as a retry row's `[sub, event]` array.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedriveKey {
+    redriven: LetterRef,
+}
+
+/// One row of the log.
+enum Row {
+    Retry(String, EventRef, Option<RetryEntry>),
+    Redrive(LetterRef, Option<Redriven>),
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("row encodes")
+}
+
+impl Row {
+    fn encode(&self) -> (Vec<u8>, Option<Vec<u8>>) {
+        match self {
+            Row::Retry(sub, r, e) => (json(&(sub, r)), e.as_ref().map(json)),
+            Row::Redrive(l, v) => (
+                json(&RedriveKey {
+                    redriven: l.clone(),
+                }),
+                v.as_ref().map(json),
+            ),
+        }
+    }
+
+    /// Decodes a stored row; `None` for a key of neither kind (skipped, as before).
+    fn decode(key: &[u8], value: Option<&[u8]>) -> Option<Row> {
+        if let Ok((sub, r)) = serde_json::from_slice::<(String, EventRef)>(key) {
+            let v = value.and_then(|v| serde_json::from_slice(v).ok());
+            return Some(Row::Retry(sub, r, v));
+        }
+        let k = serde_json::from_slice::<RedriveKey>(key).ok()?;
+        let v = value.and_then(|v| serde_json::from_slice(v).ok());
+        Some(Row::Redrive(k.redriven, v))
+    }
+}
+
+#[derive(Default)]
+struct Tables {
+    retries: Table,
+    redriven: BTreeMap<LetterRef, (u64, Redriven)>,
+}
+
+/// The retry-state log and its tables.
 pub struct RetryStore {
     log: KvLog,
-    table: Arc<Mutex<Table>>,
+    tables: Arc<Mutex<Tables>>,
 }
 
 impl RetryStore {
@@ -103,16 +177,14 @@ impl RetryStore {
     pub fn open(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Result<Self> {
         let store = Self {
             log: KvLog::open(storage, clock)?,
-            table: Arc::default(),
+            tables: Arc::default(),
         };
         {
-            let mut t = store.table.lock().unwrap_or_else(|e| e.into_inner());
+            let mut t = store.lock();
             let damage = store.log.replay(|at, key, value| {
-                let Ok((sub, r)) = serde_json::from_slice::<(String, EventRef)>(key) else {
-                    return;
-                };
-                let v = value.and_then(|v| serde_json::from_slice(v).ok());
-                apply(&mut t, sub, r, at, v);
+                if let Some(row) = Row::decode(key, value) {
+                    t.apply(at, row);
+                }
             })?;
             // Unlike committed offsets, a lost retry entry is a lost event (its subscription's
             // position already passed it): refuse to start rather than drop it silently.
@@ -126,10 +198,15 @@ impl RetryStore {
         Ok(store)
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Every live entry of `sub`, by event.
     pub fn entries(&self, sub: &str) -> BTreeMap<EventRef, RetryEntry> {
-        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        t.get(sub)
+        let t = self.lock();
+        t.retries
+            .get(sub)
             .map(|m| m.iter().map(|(r, (_, e))| (r.clone(), e.clone())).collect())
             .unwrap_or_default()
     }
@@ -137,8 +214,8 @@ impl RetryStore {
     /// How many entries `sub` has, and its newest entry after a failed attempt (by last attempt
     /// time): what a subscription's view shows, without copying every entry.
     pub fn summary(&self, sub: &str) -> (usize, Option<RetryEntry>) {
-        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(m) = t.get(sub) else {
+        let t = self.lock();
+        let Some(m) = t.retries.get(sub) else {
             return (0, None);
         };
         let newest = (m.values().map(|(_, e)| e))
@@ -149,33 +226,67 @@ impl RetryStore {
 
     /// Writes (or with `None` ends) entries of `sub`, durably.
     pub async fn put(&self, sub: &str, rows: Vec<(EventRef, Option<RetryEntry>)>) -> Result<()> {
-        let encoded = rows
-            .iter()
-            .map(|(r, e)| {
-                let key = serde_json::to_vec(&(sub, r)).expect("key encodes");
-                (
-                    key,
-                    e.as_ref()
-                        .map(|e| serde_json::to_vec(e).expect("entry encodes")),
-                )
-            })
+        let rows = rows
+            .into_iter()
+            .map(|(r, e)| Row::Retry(sub.to_string(), r, e))
             .collect();
-        let (table, sub) = (self.table.clone(), sub.to_string());
-        self.log
-            .write(encoded, move |offsets| {
-                let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
-                for ((r, e), at) in rows.into_iter().zip(offsets) {
-                    apply(&mut t, sub.clone(), r, at, e);
-                }
-            })
-            .await?;
-        Ok(())
+        self.write(rows).await
     }
 
     /// Ends every entry of `sub`.
     pub async fn clear(&self, sub: &str) -> Result<()> {
         let rows = self.entries(sub).into_keys().map(|r| (r, None)).collect();
         self.put(sub, rows).await
+    }
+
+    /// The redrive records of the letters in one incarnation of dead-letter topic `topic`.
+    pub fn redriven(&self, topic: &str, topic_id: &str) -> BTreeMap<(u32, u64), Redriven> {
+        let t = self.lock();
+        (t.redriven.iter())
+            .filter(|(l, _)| l.topic == topic && l.topic_id == topic_id)
+            .map(|(l, (_, v))| ((l.partition, l.offset), v.clone()))
+            .collect()
+    }
+
+    /// Every letter with a redrive record.
+    pub fn redriven_letters(&self) -> Vec<LetterRef> {
+        self.lock().redriven.keys().cloned().collect()
+    }
+
+    /// Records the redrive of each letter and writes the retry entry sending its event back
+    /// through the subscription, durably, in one write: each record lands before its entry.
+    /// On an error the rows written (a prefix) stay and are in the tables.
+    pub async fn redrive(
+        &self,
+        letters: Vec<(LetterRef, Redriven, EventRef, RetryEntry)>,
+    ) -> Result<()> {
+        let mut rows = Vec::with_capacity(letters.len() * 2);
+        for (l, rec, r, e) in letters {
+            let sub = rec.subscription.clone();
+            rows.push(Row::Redrive(l, Some(rec)));
+            rows.push(Row::Retry(sub, r, Some(e)));
+        }
+        self.write(rows).await
+    }
+
+    /// Removes the redrive records of `letters`.
+    pub async fn forget_redrives(&self, letters: Vec<LetterRef>) -> Result<()> {
+        let rows = letters.into_iter().map(|l| Row::Redrive(l, None)).collect();
+        self.write(rows).await
+    }
+
+    async fn write(&self, rows: Vec<Row>) -> Result<()> {
+        let encoded = rows.iter().map(Row::encode).collect();
+        let tables = self.tables.clone();
+        self.log
+            .write(encoded, move |offsets| {
+                let mut t = tables.lock().unwrap_or_else(|e| e.into_inner());
+                for (row, at) in rows.into_iter().zip(offsets) {
+                    t.apply(at, row);
+                }
+            })
+            .await?;
+        Ok(())
     }
 
     /// Compacts the log.
@@ -189,19 +300,28 @@ impl RetryStore {
     }
 }
 
-/// Applies a row unless a newer one is held. Ended entries are dropped from memory: writes about
-/// one event come from one worker, one at a time, so an older row cannot arrive after its end.
-fn apply(t: &mut Table, sub: String, r: EventRef, at: u64, v: Option<RetryEntry>) {
-    let m = t.entry(sub).or_default();
-    if m.get(&r).is_some_and(|(o, _)| *o > at) {
+impl Tables {
+    /// Applies a row unless a newer one is held. Ended entries are dropped from memory: writes
+    /// about one event come from one worker, one at a time, so an older row cannot arrive after
+    /// its end (redrive records are written under the bus's admin lock, likewise one at a time).
+    fn apply(&mut self, at: u64, row: Row) {
+        match row {
+            Row::Retry(sub, r, v) => apply(self.retries.entry(sub).or_default(), r, at, v),
+            Row::Redrive(l, v) => apply(&mut self.redriven, l, at, v),
+        }
+    }
+}
+
+fn apply<K: Ord, V>(m: &mut BTreeMap<K, (u64, V)>, k: K, at: u64, v: Option<V>) {
+    if m.get(&k).is_some_and(|(o, _)| *o > at) {
         return;
     }
     match v {
         Some(v) => {
-            m.insert(r, (at, v));
+            m.insert(k, (at, v));
         }
         None => {
-            m.remove(&r);
+            m.remove(&k);
         }
     }
 }

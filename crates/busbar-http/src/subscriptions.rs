@@ -185,6 +185,12 @@ pub async fn redrive(
             .ok_or_else(|| ApiError::bad_request("limit: must be a positive integer"))?
             as usize,
     };
+    let force = match v.as_object_mut().and_then(|m| m.remove("force")) {
+        None => false,
+        Some(f) => f
+            .as_bool()
+            .ok_or_else(|| ApiError::bad_request("force: must be true or false"))?,
+    };
     let filter: Filter = serde_path_to_error::deserialize(&v)
         .map_err(|e| ApiError::bad_request(format!("{}: {}", e.path(), e.inner())))?;
     if limit == 0 || limit > bus::DEAD_LETTERS_MAX {
@@ -193,9 +199,6 @@ pub async fn redrive(
             bus::DEAD_LETTERS_MAX
         )));
     }
-    let counts = app.bus.redrive(&topic, &filter, limit).await?;
-    let total: usize = counts.values().sum();
-    Ok(Json(
-        json!({ "redriven": total, "by_subscription": counts }),
-    ))
+    let summary = app.bus.redrive(&topic, &filter, limit, force).await?;
+    Ok(Json(json!(summary)))
 }

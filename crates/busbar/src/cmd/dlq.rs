@@ -1,5 +1,6 @@
 //! `busbar dlq list|show|redrive`: dead letters in a dead-letter topic, filtered by subscription,
-//! reason, partition and offsets; redrive sends them back through their subscriptions.
+//! reason, partition and offsets; redrive sends them back through their subscriptions, once per
+//! letter unless forced.
 
 use crate::client::{enc, outln, print_list, CliError, CliResult, Client, Output};
 use clap::{Args, Subcommand};
@@ -19,11 +20,15 @@ pub enum DlqCmd {
         partition: u32,
         offset: u64,
     },
-    /// Deliver dead letters again through the subscriptions that dead-lettered them.
+    /// Deliver dead letters again through the subscriptions that dead-lettered them (letters
+    /// redriven before are skipped unless --force).
     Redrive {
         topic: String,
         #[command(flatten)]
         filter: FilterArgs,
+        /// Redrive letters that were redriven before too.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -91,6 +96,7 @@ const COLUMNS: &[(&str, &str)] = &[
     ("attempts", "attempts"),
     ("source_topic", "source_topic"),
     ("source_offset", "source_offset"),
+    ("redriven", "redriven_at"),
     ("error", "error"),
 ];
 
@@ -127,16 +133,27 @@ pub fn run(c: &Client, cmd: DlqCmd) -> CliResult<()> {
                 outln!("{}", serde_json::to_string_pretty(d).unwrap_or_default());
             }
         }
-        DlqCmd::Redrive { topic, filter } => {
-            let v = c.json(
-                "POST",
-                &format!("/dead-letters/{}/redrive", enc(&topic)),
-                &filter.json(),
-            )?;
+        DlqCmd::Redrive {
+            topic,
+            filter,
+            force,
+        } => {
+            let mut body = filter.json();
+            if force {
+                body["force"] = json!(true);
+            }
+            let path = format!("/dead-letters/{}/redrive", enc(&topic));
+            let v = c.json("POST", &path, &body)?;
             if c.output == Output::Json {
                 outln!("{v}");
             } else {
                 outln!("redriven {}", v["redriven"]);
+                if v["skipped"].as_u64().is_some_and(|n| n > 0) {
+                    outln!(
+                        "skipped {} (redriven before; --force to send them again)",
+                        v["skipped"]
+                    );
+                }
             }
         }
     }
