@@ -49,6 +49,16 @@ pub fn unsupported(media: &str) -> ApiError {
     )
 }
 
+/// A JSON document's text, checked but not decoded (so values keep their bytes).
+pub fn json_raw(bytes: &[u8]) -> ApiResult<&serde_json::value::RawValue> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "request body is empty; a JSON document is required",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
+}
+
 /// Decodes JSON into `T`; the 400 message says which field is wrong and why.
 pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -9,6 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::time::parse_rfc3339;
 use axum::http::HeaderMap;
 use busbar_broker::Event;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Content type of structured events as stored.
@@ -153,8 +154,11 @@ fn key_and_time(attrs: &Map<String, Value>) -> (Option<Vec<u8>>, Option<i64>) {
     (key, time)
 }
 
-/// One structured event (a JSON object) to store.
-fn structured_event(v: Value, what: &str) -> ApiResult<Event> {
+/// One structured event (a JSON object) to store: checked as decoded, stored as its JSON text
+/// as sent (so `data` keeps its bytes: no key reordering, no number rewriting).
+fn structured_event(raw: &RawValue, what: &str) -> ApiResult<Event> {
+    let v: Value =
+        serde_json::from_str(raw.get()).map_err(|e| bad(format!("{what}: malformed JSON: {e}")))?;
     let Value::Object(attrs) = v else {
         return Err(bad(format!("{what}: a CloudEvent must be a JSON object")));
     };
@@ -173,7 +177,7 @@ fn structured_event(v: Value, what: &str) -> ApiResult<Event> {
     let (key, timestamp) = key_and_time(&attrs);
     Ok(Event {
         key,
-        value: Some(serde_json::to_vec(&Value::Object(attrs)).expect("JSON encodes")),
+        value: Some(raw.get().as_bytes().to_vec()),
         headers: vec![("content-type".into(), STRUCTURED.as_bytes().to_vec())],
         timestamp,
         partition: None,
@@ -182,16 +186,20 @@ fn structured_event(v: Value, what: &str) -> ApiResult<Event> {
 
 /// `application/cloudevents+json`: one event.
 pub fn structured(body: &[u8]) -> ApiResult<Vec<Event>> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("malformed JSON: {e}")))?;
-    Ok(vec![structured_event(v, "event")?])
+    let raw: &RawValue =
+        serde_json::from_slice(body).map_err(|e| bad(format!("malformed JSON: {e}")))?;
+    Ok(vec![structured_event(raw, "event")?])
 }
 
 /// `application/cloudevents-batch+json`: an array of events (possibly empty).
 pub fn batch(body: &[u8]) -> ApiResult<Vec<Event>> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("malformed JSON: {e}")))?;
-    let Value::Array(items) = v else {
+    let raw: &RawValue =
+        serde_json::from_slice(body).map_err(|e| bad(format!("malformed JSON: {e}")))?;
+    if !raw.get().starts_with('[') {
         return Err(bad("a CloudEvents batch must be a JSON array"));
-    };
+    }
+    let items: Vec<&RawValue> =
+        serde_json::from_str(raw.get()).map_err(|e| bad(format!("malformed JSON: {e}")))?;
     items
         .into_iter()
         .enumerate()

@@ -7,7 +7,8 @@
 
 use crate::body;
 use crate::error::{ApiError, ApiResult};
-use crate::events::{event_json, only_params, partition_param, query_int};
+use crate::events::{only_params, partition_param, query_int};
+use crate::render::{views, Encoding, EventView};
 use crate::App;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -17,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use busbar_broker::{Broker, BrokerError, ConsumerOptions, GroupConsumer, StartAt, StoredEvent};
 use futures_util::stream::{self, Stream};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -241,20 +242,26 @@ async fn send<T>(
     Ok(r?)
 }
 
-/// `GET /groups/{group}/consumers/{id}/events?max=&wait_ms=`
+/// A poll's answer (a struct, not a `Value`, so values keep their JSON text).
+#[derive(Serialize)]
+struct Polled<'a> {
+    events: Vec<EventView<'a>>,
+}
+
+/// `GET /groups/{group}/consumers/{id}/events?max=&wait_ms=&encoding=`
 pub async fn poll(
     State(app): State<App>,
     Path((group, id)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    only_params(&q, &["max", "wait_ms"])?;
+) -> ApiResult<Response> {
+    only_params(&q, &["max", "wait_ms", Encoding::PARAM])?;
+    let encoding = Encoding::from_query(&q)?;
     let max = query_int(&q, "max", 1, 10_000)?.unwrap_or(100) as usize;
     let wait_max = app.broker.config().fetch_wait_max.as_millis() as i64;
     let wait = Duration::from_millis(query_int(&q, "wait_ms", 0, wait_max)?.unwrap_or(0) as u64);
     let events = send(&app, &group, &id, |reply| Cmd::Poll { max, wait, reply }).await?;
-    Ok(Json(
-        json!({"events": events.iter().map(event_json).collect::<Vec<_>>()}),
-    ))
+    let events = views(&events, encoding);
+    Ok(Json(Polled { events }).into_response())
 }
 
 /// `POST /groups/{group}/consumers/{id}/commit`: commits the positions of everything polled.
@@ -286,11 +293,11 @@ pub async fn close(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn sse_event(e: &StoredEvent) -> SseEvent {
+fn sse_event(e: &StoredEvent, encoding: Encoding) -> SseEvent {
     SseEvent::default()
         .id(format!("{}/{}/{}", e.topic, e.partition, e.offset))
         .event("event")
-        .data(event_json(e).to_string())
+        .data(EventView::new(e, encoding).to_json())
 }
 
 fn error_event(e: BrokerError) -> SseEvent {
@@ -300,14 +307,15 @@ fn error_event(e: BrokerError) -> SseEvent {
         .data(json!({"error": {"code": api.code, "message": api.message}}).to_string())
 }
 
-/// `GET /topics/{topic}/partitions/{partition}/stream?offset=`: every event from the offset (default
+/// `GET /topics/{topic}/partitions/{partition}/stream?offset=&encoding=`: every event from the offset (default
 /// the end) and then new ones as they arrive.
 pub async fn stream_partition(
     State(app): State<App>,
     Path((topic, partition)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    only_params(&q, &["offset"])?;
+    only_params(&q, &["offset", Encoding::PARAM])?;
+    let encoding = Encoding::from_query(&q)?;
     let p = partition_param(&partition)?;
     let (start, hw) = app.broker.offsets_of(&topic, p)?;
     let offset = query_int(&q, "offset", 0, i64::MAX)?.map_or(hw, |o| o as u64);
@@ -322,7 +330,7 @@ pub async fn stream_partition(
     let state = (app.broker.clone(), topic, p, offset, false);
     let s = stream::unfold(
         state,
-        |(broker, topic, p, offset, done): (Arc<Broker>, String, i64, u64, bool)| async move {
+        move |(broker, topic, p, offset, done): (Arc<Broker>, String, i64, u64, bool)| async move {
             if done {
                 return None;
             }
@@ -333,7 +341,7 @@ pub async fn stream_partition(
                 Ok(evs) => {
                     let next = evs.last().map_or(offset, |e| e.offset + 1);
                     let items: Vec<Result<SseEvent, Infallible>> =
-                        evs.iter().map(|e| Ok(sse_event(e))).collect();
+                        evs.iter().map(|e| Ok(sse_event(e, encoding))).collect();
                     Some((stream::iter(items), (broker, topic, p, next, false)))
                 }
                 Err(e) => Some((
@@ -346,14 +354,15 @@ pub async fn stream_partition(
     Ok(Sse::new(futures_util::StreamExt::flatten(s)).keep_alive(KeepAlive::default()))
 }
 
-/// `GET /groups/{group}/stream?topics=a,b&start=earliest|latest`: joins the group for the life of
+/// `GET /groups/{group}/stream?topics=a,b&start=earliest|latest&encoding=`: joins the group for the life of
 /// the stream; a batch is committed when the next one is requested (at-least-once).
 pub async fn stream_group(
     State(app): State<App>,
     Path(group): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    only_params(&q, &["topics", "start"])?;
+    only_params(&q, &["topics", "start", Encoding::PARAM])?;
+    let encoding = Encoding::from_query(&q)?;
     let topics: Vec<String> = q
         .get("topics")
         .map(|t| {
@@ -378,7 +387,7 @@ pub async fn stream_group(
     .await?;
     let s = stream::unfold(
         (Some(c), false),
-        |(c, polled): (Option<GroupConsumer>, bool)| async move {
+        move |(c, polled): (Option<GroupConsumer>, bool)| async move {
             let mut c = c?;
             if polled {
                 if let Err(e) = c.commit().await {
@@ -388,7 +397,7 @@ pub async fn stream_group(
             match c.poll(500, Duration::from_secs(15)).await {
                 Ok(evs) => {
                     let items: Vec<Result<SseEvent, Infallible>> =
-                        evs.iter().map(|e| Ok(sse_event(e))).collect();
+                        evs.iter().map(|e| Ok(sse_event(e, encoding))).collect();
                     Some((stream::iter(items), (Some(c), true)))
                 }
                 Err(e) => Some((stream::iter(vec![Ok(error_event(e))]), (None, false))),

@@ -4,36 +4,50 @@
 use crate::body;
 use crate::cloudevents;
 use crate::error::{ApiError, ApiResult};
-use crate::time::{format_rfc3339, parse_rfc3339};
+use crate::plain;
+use crate::render::{views, Encoding, EventView};
+use crate::time::parse_rfc3339;
 use crate::App;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use busbar_broker::{Event, StoredEvent};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use busbar_broker::Event;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// One JSON event of a publish body. `key` and `value` borrow their JSON text from the request, so
+/// a value is stored exactly as it was sent (no reordering, no number rewriting).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct JsonEvent {
-    key: Option<String>,
+struct JsonEvent<'a> {
+    #[serde(borrow, default)]
+    key: Option<&'a RawValue>,
     key_base64: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    value: Option<Value>,
+    /// `value` absent and `value: null` both mean a null value (a tombstone).
+    #[serde(borrow, default)]
+    value: Option<&'a RawValue>,
     value_base64: Option<String>,
     headers: Option<Headers>,
     partition: Option<i64>,
     timestamp: Option<Timestamp>,
 }
 
-/// `value` absent and `value: null` both mean a null value (a tombstone).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Ok(Some(Value::deserialize(d)?).filter(|v| !v.is_null()))
+/// A JSON key's bytes: a string key is its text (without the quotes, as Kafka clients key by
+/// strings); any other JSON key is its JSON text as sent.
+fn key_bytes(raw: &RawValue, field: &str) -> ApiResult<Vec<u8>> {
+    if !raw.get().starts_with('"') {
+        return Ok(raw.get().as_bytes().to_vec());
+    }
+    let s: String = serde_json::from_str(raw.get())
+        .map_err(|e| ApiError::bad_request(format!("field `{field}`: {e}")))?;
+    Ok(s.into_bytes())
 }
 
 #[derive(Deserialize)]
@@ -72,7 +86,7 @@ fn to_event(e: JsonEvent, at: &str) -> ApiResult<Event> {
                 field("key_base64")
             )))
         }
-        (Some(k), None) => Some(k.into_bytes()),
+        (Some(k), None) => Some(key_bytes(k, &field("key"))?),
         (None, Some(b)) => Some(decode_b64(&field("key_base64"), &b)?),
         (None, None) => None,
     };
@@ -84,7 +98,7 @@ fn to_event(e: JsonEvent, at: &str) -> ApiResult<Event> {
                 field("value_base64")
             )))
         }
-        (Some(v), None) => Some(serde_json::to_vec(&v).expect("JSON encodes")),
+        (Some(v), None) => Some(v.get().as_bytes().to_vec()),
         (None, Some(b)) => Some(decode_b64(&field("value_base64"), &b)?),
         (None, None) => None,
     };
@@ -130,65 +144,96 @@ fn to_event(e: JsonEvent, at: &str) -> ApiResult<Event> {
     })
 }
 
-fn json_events(bytes: &[u8]) -> ApiResult<Vec<Event>> {
-    let doc: Value = body::json(bytes)?;
-    let one = |v: Value, at: String| -> ApiResult<Event> {
-        if !v.is_object() {
-            return Err(ApiError::bad_request(format!(
-                "{}an event must be a JSON object",
-                if at.is_empty() {
-                    String::new()
-                } else {
-                    format!("{at}: ")
-                }
-            )));
-        }
-        let e: JsonEvent = serde_path_to_error::deserialize(v).map_err(|err| {
-            let path = err.path().to_string();
-            ApiError::bad_request(format!(
-                "field `{at}{}`: {}",
-                if path == "." { String::new() } else { path },
-                err.into_inner()
-            ))
-        })?;
-        to_event(e, &at)
-    };
-    match doc {
-        Value::Array(items) if items.is_empty() => {
-            Err(ApiError::bad_request("the event array is empty"))
-        }
-        Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| one(v, format!("[{i}].")))
-            .collect(),
-        v => Ok(vec![one(v, String::new())?]),
+/// One event object of a JSON publish body; `at` prefixes field names in errors (`[2].`).
+fn json_event(raw: &RawValue, at: &str) -> ApiResult<Event> {
+    if !raw.get().starts_with('{') {
+        let place = if at.is_empty() {
+            String::new()
+        } else {
+            format!("{at}: ")
+        };
+        return Err(ApiError::bad_request(format!(
+            "{place}an event must be a JSON object"
+        )));
     }
+    let de = &mut serde_json::Deserializer::from_str(raw.get());
+    let e: JsonEvent = serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        ApiError::bad_request(format!(
+            "field `{at}{}`: {}",
+            if path == "." { String::new() } else { path },
+            err.into_inner()
+        ))
+    })?;
+    to_event(e, at)
 }
 
-/// The events of a publish body, by its media type: JSON events (one or an array), or CloudEvents
-/// in batch, structured or binary mode. Errors name the offending part. (Also the entry point of
+fn json_events(bytes: &[u8]) -> ApiResult<Vec<Event>> {
+    let doc: &RawValue = body::json_raw(bytes)?;
+    if !doc.get().starts_with('[') {
+        return Ok(vec![json_event(doc, "")?]);
+    }
+    let items: Vec<&RawValue> = serde_json::from_str(doc.get())
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    if items.is_empty() {
+        return Err(ApiError::bad_request("the event array is empty"));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| json_event(v, &format!("[{i}].")))
+        .collect()
+}
+
+/// The events of a publish body, by its media type: JSON events (one or an array), CloudEvents
+/// in batch, structured or binary mode, or one plain event (`text/plain`,
+/// `application/octet-stream`). Errors name the offending part. (Also the entry point of
 /// `fuzz/fuzz_targets/http_publish.rs`.)
 pub fn decode_publish(headers: &HeaderMap, bytes: &[u8]) -> ApiResult<Vec<Event>> {
+    decode_publish_with(headers, &HashMap::new(), bytes)
+}
+
+/// [`decode_publish`] with the request's query (`?key=`, `?partition=` of a plain body).
+pub fn decode_publish_with(
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    bytes: &[u8],
+) -> ApiResult<Vec<Event>> {
+    only_params(q, &plain::PARAMS)?;
     let media = body::media_type(headers);
-    match media.as_deref() {
-        Some(m) if m.starts_with("application/cloudevents-batch") => cloudevents::batch(bytes),
-        Some(m) if m.starts_with("application/cloudevents") => cloudevents::structured(bytes),
-        _ if cloudevents::is_binary(headers) => cloudevents::binary(headers, bytes),
-        None | Some("application/json") => json_events(bytes),
-        Some(other) => Err(body::unsupported(other)),
+    let m = media.as_deref().unwrap_or("application/json");
+    let plain_body = plain::is_plain(m);
+    if plain_body && !plain::has_ce_headers(headers) {
+        return Ok(vec![plain::event(headers, q, bytes)?]);
+    }
+    plain::refuse_on_other_bodies(headers, q, m)?;
+    match m {
+        m if m.starts_with("application/cloudevents-batch") => cloudevents::batch(bytes),
+        m if m.starts_with("application/cloudevents") => cloudevents::structured(bytes),
+        _ if plain_body || cloudevents::is_binary(headers) => cloudevents::binary(headers, bytes),
+        "application/json" => json_events(bytes),
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "content type {other:?} is not supported here; send application/json (events), \
+                 application/cloudevents+json, application/cloudevents-batch+json, text/plain or \
+                 application/octet-stream (one event whose value is the body)"
+            ),
+        )),
     }
 }
 
-/// `POST /topics/{topic}/events`
+/// `POST /topics/{topic}/events?key=&partition=` (the query only for plain bodies)
 pub async fn publish(
     State(app): State<App>,
     Path(topic): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let bytes = body::read(body, app.config.publish_bytes_max).await?;
-    let mut events = decode_publish(&headers, &bytes)?;
+    let mut events = decode_publish_with(&headers, &q, &bytes)?;
     app.broker.describe_topic(&topic)?;
     if events.is_empty() {
         return Ok(Json(json!({"offsets": []})));
@@ -215,42 +260,6 @@ fn add_trace_context(headers: &HeaderMap, events: &mut [Event]) {
             }
         }
     }
-}
-
-/// An event as JSON: `value` when the bytes are JSON, `value_base64` otherwise; the same for keys
-/// with UTF-8; headers as a list (Kafka allows repeated keys).
-pub fn event_json(e: &StoredEvent) -> Value {
-    let mut m = Map::new();
-    m.insert("topic".into(), json!(e.topic));
-    m.insert("partition".into(), json!(e.partition));
-    m.insert("offset".into(), json!(e.offset));
-    m.insert("timestamp".into(), json!(e.timestamp));
-    m.insert("time".into(), json!(format_rfc3339(e.timestamp)));
-    match e.key.as_deref().map(std::str::from_utf8) {
-        None => m.insert("key".into(), Value::Null),
-        Some(Ok(k)) => m.insert("key".into(), json!(k)),
-        Some(Err(_)) => m.insert(
-            "key_base64".into(),
-            json!(B64.encode(e.key.as_deref().unwrap_or_default())),
-        ),
-    };
-    match e.value.as_deref() {
-        None => m.insert("value".into(), Value::Null),
-        Some(v) => match serde_json::from_slice::<Value>(v) {
-            Ok(j) => m.insert("value".into(), j),
-            Err(_) => m.insert("value_base64".into(), json!(B64.encode(v))),
-        },
-    };
-    let headers: Vec<Value> = e
-        .headers
-        .iter()
-        .map(|(k, v)| match std::str::from_utf8(v) {
-            Ok(s) => json!({"key": k, "value": s}),
-            Err(_) => json!({"key": k, "value_base64": B64.encode(v)}),
-        })
-        .collect();
-    m.insert("headers".into(), Value::Array(headers));
-    Value::Object(m)
 }
 
 /// Parses an integer query parameter with bounds; the error names it.
@@ -294,13 +303,25 @@ pub fn partition_param(raw: &str) -> ApiResult<i64> {
         .map_err(|_| ApiError::bad_request(format!("partition {raw:?} is not a partition number")))
 }
 
-/// `GET /topics/{topic}/partitions/{partition}/events?offset=&timestamp=&limit=&wait_ms=`
+/// A page of a partition read (a struct, not a `Value`, so values keep their JSON text).
+#[derive(Serialize)]
+struct Page<'a> {
+    events: Vec<EventView<'a>>,
+    next_offset: u64,
+    high_watermark: u64,
+}
+
+/// `GET /topics/{topic}/partitions/{partition}/events?offset=&timestamp=&limit=&wait_ms=&encoding=`
 pub async fn read(
     State(app): State<App>,
     Path((topic, partition)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    only_params(&q, &["offset", "timestamp", "limit", "wait_ms"])?;
+) -> ApiResult<Response> {
+    only_params(
+        &q,
+        &["offset", "timestamp", "limit", "wait_ms", Encoding::PARAM],
+    )?;
+    let encoding = Encoding::from_query(&q)?;
     let p = partition_param(&partition)?;
     let (log_start, hw) = app.broker.offsets_of(&topic, p)?;
     let offset = match (query_int(&q, "offset", 0, i64::MAX)?, q.get("timestamp")) {
@@ -327,9 +348,10 @@ pub async fn read(
         .await?;
     let next = events.last().map_or(offset, |e| e.offset + 1);
     let hw = app.broker.offsets_of(&topic, p).map_or(hw, |(_, h)| h);
-    Ok(Json(json!({
-        "events": events.iter().map(event_json).collect::<Vec<_>>(),
-        "next_offset": next,
-        "high_watermark": hw,
-    })))
+    let page = Page {
+        events: views(&events, encoding),
+        next_offset: next,
+        high_watermark: hw,
+    };
+    Ok(Json(page).into_response())
 }

@@ -10,13 +10,15 @@ mod events;
 mod groups;
 mod metrics;
 mod openapi;
+mod plain;
+mod render;
 mod rules;
 mod subscriptions;
 pub use busbar_broker::time;
 mod topics;
 
 pub use error::ApiError;
-pub use events::decode_publish;
+pub use events::{decode_publish, decode_publish_with};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -99,12 +101,14 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "post",
         "/topics/{topic}/events",
-        "Publish JSON events (one or an array) or CloudEvents (binary, structured, batch)",
+        "Publish JSON events (one or an array), CloudEvents (binary, structured, batch) or one \
+         text/plain or application/octet-stream event (?key=, ?partition=, x-busbar-header-*)",
     ),
     (
         "get",
         "/topics/{topic}/partitions/{partition}/events",
-        "Read events from ?offset= or ?timestamp=, up to ?limit=, waiting up to ?wait_ms=",
+        "Read events from ?offset= or ?timestamp=, up to ?limit=, waiting up to ?wait_ms=, \
+         shown as ?encoding=auto|json|utf8|base64",
     ),
     ("get", "/groups", "List consumer groups"),
     (

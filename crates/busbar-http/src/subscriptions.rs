@@ -4,13 +4,16 @@
 
 use crate::body;
 use crate::error::{ApiError, ApiResult};
-use crate::events::{event_json, query_int};
+use crate::events::query_int;
+use crate::render::{Encoding, EventView};
 use crate::App;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use busbar_bus::{self as bus, BusError, Filter, ReplaySpec, ResetTo};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -133,7 +136,13 @@ fn filter_of(q: &HashMap<String, String>) -> ApiResult<(Filter, usize)> {
     for k in q.keys() {
         if !matches!(
             k.as_str(),
-            "subscription" | "reason" | "partition" | "from_offset" | "to_offset" | "limit"
+            "subscription"
+                | "reason"
+                | "partition"
+                | "from_offset"
+                | "to_offset"
+                | "limit"
+                | "encoding"
         ) {
             return Err(ApiError::bad_request(format!(
                 "unknown query parameter {k:?}"
@@ -151,24 +160,35 @@ fn filter_of(q: &HashMap<String, String>) -> ApiResult<(Filter, usize)> {
     Ok((filter, limit))
 }
 
+/// A dead letter with its event (a struct, not a `Value`, so values keep their JSON text).
+#[derive(Serialize)]
+struct Letter<'a> {
+    #[serde(flatten)]
+    letter: &'a bus::DeadLetter,
+    event: EventView<'a>,
+}
+
+#[derive(Serialize)]
+struct Letters<'a> {
+    dead_letters: Vec<Letter<'a>>,
+}
+
 pub async fn dead_letters(
     State(app): State<App>,
     Path(topic): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let (filter, limit) = filter_of(&q)?;
-    let letters: Vec<Value> = app
-        .bus
-        .dead_letters(&topic, &filter, limit)
-        .await?
+    let encoding = Encoding::from_query(&q)?;
+    let found = app.bus.dead_letters(&topic, &filter, limit).await?;
+    let dead_letters = found
         .iter()
-        .map(|(d, ev)| {
-            let mut v = json!(d);
-            v["event"] = event_json(ev);
-            v
+        .map(|(letter, ev)| Letter {
+            letter,
+            event: EventView::new(ev, encoding),
         })
         .collect();
-    Ok(Json(json!({ "dead_letters": letters })))
+    Ok(Json(Letters { dead_letters }).into_response())
 }
 
 pub async fn redrive(

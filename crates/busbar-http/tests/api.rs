@@ -291,7 +291,12 @@ fn bad_event_requests_get_precise_errors_and_store_nothing() {
             "bad_request",
             "timestamp",
         ),
-        (json!({"key": 7}), 400, "bad_request", "key"),
+        (
+            json!({"key": "k", "key_base64": "aw=="}),
+            400,
+            "bad_request",
+            "key_base64",
+        ),
         (
             json!({"value": "x".repeat(2000)}),
             413,
