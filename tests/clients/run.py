@@ -68,6 +68,11 @@ class Busbar:
         with urllib.request.urlopen(f"http://{self.http}{path}", timeout=30) as r:
             return json.loads(r.read())
 
+    def post_raw(self, path, body, content_type):
+        req = urllib.request.Request(f"http://{self.http}{path}", data=body, headers={"content-type": content_type})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
     def post(self, path, body):
         req = urllib.request.Request(f"http://{self.http}{path}", data=json.dumps(body).encode(),
                                      headers={"content-type": "application/json"})
@@ -675,7 +680,7 @@ def http_and_kafka_see_the_same_events(b):
     b.post("/topics", {"name": "x", "partitions": 1})
     b.post("/topics/x/events", {"key": "hk", "value": {"a": 1}, "headers": {"trace": "t1"}, "timestamp": 1700000000123})
     out = kcat(b, "-C", "-t", "x", "-e", "-o", "beginning", "-f", "%k|%s|%h|%T\n")
-    assert out.strip() == 'hk|{"a":1}|trace=t1|1700000000123', out
+    assert out.strip() == 'hk|{"a": 1}|trace=t1|1700000000123', out  # the JSON text as sent
     kcat(b, "-P", "-t", "x", "-K", ":", stdin="kk:from-kafka\n")
     evs = b.get("/topics/x/partitions/0/events?offset=1")["events"]
     assert evs[0]["key"] == "kk" and evs[0]["value_base64"] == "ZnJvbS1rYWZrYQ==", evs
@@ -685,6 +690,21 @@ def http_and_kafka_see_the_same_events(b):
     c.commit(offsets=[TopicPartition("x", 0, 2)], asynchronous=False)
     c.close()
     assert b.get("/groups/shared")["offsets"][0]["committed_offset"] == 2
+
+
+@test
+def http_json_and_cloudevents_reach_kafka_as_sent(b):
+    """Issue 15 items 1-2: JSON keys and values, structured CloudEvents and text/plain bodies
+    published over HTTP are the bytes a Kafka consumer reads."""
+    b.post("/topics", {"name": "sent", "partitions": 1})
+    body = '[{"key": {"id": 7}, "value": {"b": 1,  "a": 2}}, {"key": "k", "value": 1e3}, {"value": 12345678901234567890123}]'
+    b.post_raw("/topics/sent/events", body.encode(), "application/json")
+    ce = '{"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "data": {"z": 1.50}}'
+    b.post_raw("/topics/sent/events", ce.encode(), "application/cloudevents+json")
+    b.post_raw("/topics/sent/events?key=pk", b"plain  text", "text/plain")
+    out = kcat(b, "-C", "-t", "sent", "-e", "-o", "beginning", "-f", "%k|%s\n")
+    assert out.splitlines() == ['{"id": 7}|{"b": 1,  "a": 2}', "k|1e3", "|12345678901234567890123", "|" + ce,
+                               "pk|plain  text"], out
 
 
 class FaultProxy:
