@@ -4,11 +4,30 @@
 
 use crate::spec::Delivery;
 
-fn random_below(n: u64) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(n);
-    h.finish() % n.max(1)
+/// The jitter source: SplitMix64 from a seed, so a test that fixes the seed sees the same waits
+/// every run (STYLE rule 7). Workers and replay runs seed theirs from the process's entropy.
+#[derive(Debug, Clone)]
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// Seeded from the standard library's per-process random keys.
+    pub fn from_entropy() -> Self {
+        use std::hash::BuildHasher;
+        Self(std::collections::hash_map::RandomState::new().hash_one(0u64))
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n.max(1)
+    }
 }
 
 /// What to do after failed attempt number `attempts` of an event first tried at `first`.
@@ -30,6 +49,7 @@ pub fn verdict(
     first: i64,
     now: i64,
     retry_after: Option<i64>,
+    jitter: &mut Jitter,
 ) -> Verdict {
     if retry_after.is_some_and(|ms| ms < 0) {
         return Verdict::Exhausted("retry_after_negative");
@@ -39,9 +59,9 @@ pub fn verdict(
     }
     let asked = retry_after.map_or(0, |ms| {
         let capped = ms.min(d.retry_after_max_ms as i64) as u64;
-        (capped + random_below(capped / 10 + 1)) as i64
+        (capped + jitter.below(capped / 10 + 1)) as i64
     });
-    let delay = backoff(d, attempts).max(asked);
+    let delay = backoff(d, attempts, jitter).max(asked);
     let age = now.saturating_add(delay).saturating_sub(first);
     if age > (d.max_age_s as i64).saturating_mul(1000) {
         return Verdict::Exhausted("max_age");
@@ -51,18 +71,22 @@ pub fn verdict(
 
 /// The wait before retry number `attempts` (1 = after the first attempt): exponential from
 /// `backoff_initial_ms`, capped at `backoff_max_ms`, with equal jitter.
-pub fn backoff(d: &Delivery, attempts: u32) -> i64 {
+pub fn backoff(d: &Delivery, attempts: u32, jitter: &mut Jitter) -> i64 {
     let exp = attempts.saturating_sub(1).min(40);
     let nominal = d
         .backoff_initial_ms
         .saturating_mul(1u64 << exp)
         .min(d.backoff_max_ms);
-    (nominal / 2 + random_below(nominal / 2 + 1)) as i64
+    (nominal / 2 + jitter.below(nominal / 2 + 1)) as i64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn j() -> Jitter {
+        Jitter::new(7)
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_a_cap() {
@@ -71,14 +95,15 @@ mod tests {
             backoff_max_ms: 1000,
             ..Delivery::default()
         };
+        let mut r = j();
         for _ in 0..200 {
-            let b1 = backoff(&d, 1);
+            let b1 = backoff(&d, 1, &mut r);
             assert!((50..=100).contains(&b1), "{b1}");
-            let b3 = backoff(&d, 3);
+            let b3 = backoff(&d, 3, &mut r);
             assert!((200..=400).contains(&b3), "{b3}");
-            let b9 = backoff(&d, 9);
+            let b9 = backoff(&d, 9, &mut r);
             assert!((500..=1000).contains(&b9), "{b9}");
-            assert!((500..=1000).contains(&backoff(&d, 1000)));
+            assert!((500..=1000).contains(&backoff(&d, 1000, &mut r)));
         }
     }
 
@@ -92,15 +117,16 @@ mod tests {
             ..Delivery::default()
         };
         let now = 1_000_000;
+        let mut r = j();
         let huge = crate::deliver::parse_retry_after("99999999999999999999");
         for asked in [Some(i64::MAX), huge, Some(10_000_000_000)] {
-            match verdict(&d, 1, now, now, asked) {
+            match verdict(&d, 1, now, now, asked, &mut r) {
                 Verdict::RetryIn(ms) => assert!((60_000..=66_000).contains(&ms), "{ms}"),
                 v => panic!("{asked:?}: {v:?}"),
             }
         }
         let waits: std::collections::HashSet<i64> = (0..50)
-            .filter_map(|_| match verdict(&d, 1, now, now, Some(30_000)) {
+            .filter_map(|_| match verdict(&d, 1, now, now, Some(30_000), &mut r) {
                 Verdict::RetryIn(ms) => Some(ms),
                 _ => None,
             })
@@ -110,15 +136,26 @@ mod tests {
             "{waits:?}"
         );
         assert!(waits.len() > 1, "jittered: {waits:?}");
-        let far = verdict(&d, 1, i64::MIN, i64::MAX, Some(i64::MAX));
+        let far = verdict(&d, 1, i64::MIN, i64::MAX, Some(i64::MAX), &mut r);
         assert_eq!(far, Verdict::Exhausted("max_age"));
         assert_eq!(
-            verdict(&d, 1, now, now, Some(-1)),
+            verdict(&d, 1, now, now, Some(-1), &mut r),
             Verdict::Exhausted("retry_after_negative")
         );
         assert_eq!(
-            verdict(&d, d.max_attempts, now, now, None),
+            verdict(&d, d.max_attempts, now, now, None, &mut r),
             Verdict::Exhausted("max_attempts")
         );
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_waits() {
+        let d = Delivery::default();
+        let waits = |seed| {
+            let mut r = Jitter::new(seed);
+            (1..20).map(|a| backoff(&d, a, &mut r)).collect::<Vec<_>>()
+        };
+        assert_eq!(waits(1), waits(1));
+        assert_ne!(waits(1), waits(2));
     }
 }

@@ -168,10 +168,11 @@ async fn replay_all(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<()> {
                     let ev = match ev {
                         event::Decoded::Event(ev) => ev,
                         // Set aside by the subscription itself (dead-lettered); counted here.
-                        event::Decoded::Undecodable { .. } => {
+                        event::Decoded::Undecodable { first, .. } if first < end => {
                             run.counters.undecodable.fetch_add(1, Relaxed);
                             continue;
                         }
+                        event::Decoded::Undecodable { .. } => break,
                     };
                     if ev.offset >= end {
                         break;
@@ -199,6 +200,7 @@ async fn replay_all(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<()> {
 async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEvent) -> Result<()> {
     let policy = &sub.spec.delivery;
     let first = ctx.broker.config().clock.now_ms();
+    let mut jitter = crate::policy::Jitter::from_entropy();
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -220,6 +222,7 @@ async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEve
                 first,
                 ctx.broker.config().clock.now_ms(),
                 retry_after_ms,
+                &mut jitter,
             ) {
                 Verdict::Exhausted(why) => (failure, why),
                 Verdict::RetryIn(delay) => {

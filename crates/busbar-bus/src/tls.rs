@@ -41,18 +41,33 @@ fn default_config() -> Arc<ClientConfig> {
         .clone()
 }
 
-/// The trust roots a CA file gives: every certificate in it (at least one).
+/// The trust roots a CA file gives: every certificate in it (at least one). Only a regular file
+/// of at most [`CA_FILE_BYTES_MAX`] is read (a FIFO would block, a device never end), and errors
+/// do not carry the OS's reason: whoever creates subscriptions must not learn which server paths
+/// exist.
 pub fn load_ca(path: &Path) -> Result<RootCertStore, String> {
+    use std::io::Read;
     let shown = path.display();
-    let len = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?
-        .len();
-    if len > CA_FILE_BYTES_MAX {
-        return Err(format!(
-            "{shown} is {len} bytes, more than {CA_FILE_BYTES_MAX}"
-        ));
+    let unreadable = || {
+        format!(
+            "cannot read {shown}: the CA file must be a regular file readable by busbar, at \
+             most {CA_FILE_BYTES_MAX} bytes"
+        )
+    };
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return Err(unreadable());
     }
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let file = std::fs::File::open(path).map_err(|_| unreadable())?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(unreadable());
+    }
+    let mut pem = Vec::new();
+    file.take(CA_FILE_BYTES_MAX + 1)
+        .read_to_end(&mut pem)
+        .map_err(|_| unreadable())?;
+    if pem.len() as u64 > CA_FILE_BYTES_MAX {
+        return Err(format!("{shown} is more than {CA_FILE_BYTES_MAX} bytes"));
+    }
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| format!("{shown} is not valid PEM: {e}"))?;

@@ -106,3 +106,43 @@ async fn an_undecodable_batch_is_dead_lettered_and_the_partition_goes_on() {
     assert_eq!(t.received().len(), 2);
     bus.close().await.unwrap();
 }
+
+/// Event 0 fails once; the batch after it is undecodable. Its retry reads from offset 0 and must
+/// not fail on the batch after it (it retried as `storage` forever before, holding the key's
+/// events behind it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_next_to_an_undecodable_batch_is_delivered() {
+    let dir = Arc::new(MemDataDir::new(MemFs::new()));
+    let b = open(&dir);
+    for t in ["src", "dlq"] {
+        b.create_topic(t, Some(1), BTreeMap::new()).await.unwrap();
+    }
+    let event = |n: i64| Event::value(json!({ "n": n }).to_string());
+    b.publish("src", vec![event(0)]).await.unwrap();
+    b.close().unwrap();
+    drop(b);
+    append_garbage(&dir);
+    let b = open(&dir);
+    b.publish("src", vec![event(2)]).await.unwrap();
+    let bus = Bus::open(b.clone()).unwrap();
+    bus.start().await;
+    let t = Target::start(|_, n| Reply::Status(if n == 0 { 503 } else { 200 }));
+    let spec = json!({"name": "s", "sources": ["src"], "start": "earliest",
+        "target": {"url": t.url("/")}, "dead_letter_topic": "dlq",
+        "delivery": {"backoff_initial_ms": 100, "backoff_max_ms": 200}});
+    bus.create(from_json(&spec).unwrap()).await.unwrap();
+    let got = wait_for(&t, 3).await;
+    let mut ns: Vec<i64> = got
+        .iter()
+        .map(|r| r.json()["n"].as_i64().unwrap())
+        .collect();
+    ns.sort();
+    assert_eq!(ns, [0, 0, 2]);
+    let v = bus.get("s").await.unwrap();
+    assert_eq!(
+        (v.counters.delivered, v.counters.undecodable),
+        (2, 1),
+        "{v:?}"
+    );
+    bus.close().await.unwrap();
+}

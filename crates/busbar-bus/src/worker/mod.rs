@@ -20,6 +20,7 @@ use super::spec::{Compiled, Ordering, Target};
 use super::state::{EventRef, RetryEntry, RetryStore};
 use super::stats::Counters;
 use crate::error::{BusError, Result};
+use crate::policy::Jitter;
 use crate::positions::{
     forget_old_incarnation, stored_position, take_over_legacy, topic_layout, PartKey, Position,
     PositionStore,
@@ -109,6 +110,7 @@ pub fn spawn(
         lanes: HashMap::new(),
         held: BTreeSet::new(),
         rr: 0,
+        jitter: Jitter::from_entropy(),
     };
     let task = tokio::spawn(worker.run(stop_rx, cmd_rx));
     Handle { stop, task, cmd }
@@ -124,6 +126,10 @@ struct Part {
     next: u64,
     buffer: VecDeque<Decoded>,
     outstanding: BTreeSet<u64>,
+    /// Restored events settled before the reader reached them again (a retry or parked event
+    /// ahead of the position after a restart): the reader skips them, so they are not delivered
+    /// twice. At most the retry entries there were.
+    settled_ahead: BTreeSet<u64>,
     committed: Option<u64>,
 }
 
@@ -161,6 +167,7 @@ struct Worker {
     /// until the reader has passed the first (or such an event takes the lane's head).
     held: BTreeSet<Lane>,
     rr: usize,
+    jitter: Jitter,
 }
 
 /// The lane of events without a key (no FNV-1a hash of a key is expected to land on it; one
@@ -174,8 +181,9 @@ fn key_hash(k: &[u8]) -> u64 {
     })
 }
 
-/// Reads the one event at `r`; `None` when the log no longer has it.
-async fn read_one(broker: &Broker, r: &EventRef) -> Result<Option<StoredEvent>> {
+/// Reads the one event at `r`: the event, or the undecodable batch holding its offset (other
+/// batches in the same read do not matter); `None` when the log no longer has it.
+async fn read_one(broker: &Broker, r: &EventRef) -> Result<Option<Decoded>> {
     let data = match broker.read_now(&r.topic, r.partition as i64, r.offset, READ_BYTES) {
         Ok(d) => d,
         Err(BrokerError::OffsetOutOfRange { .. }) | Err(BrokerError::UnknownTopic(_)) => {
@@ -183,8 +191,24 @@ async fn read_one(broker: &Broker, r: &EventRef) -> Result<Option<StoredEvent>> 
         }
         Err(e) => return Err(e.into()),
     };
-    let events = event::decode(&r.topic, r.partition, &data, r.offset)?;
-    Ok(events.into_iter().next().filter(|e| e.offset == r.offset))
+    let found = event::decode_each(&r.topic, r.partition, &data, r.offset)?;
+    Ok(found.into_iter().next().filter(|d| match d {
+        Decoded::Event(e) => e.offset == r.offset,
+        Decoded::Undecodable { first, last, .. } => (*first..=*last).contains(&r.offset),
+    }))
+}
+
+/// What a letter carries for an event that cannot be read (no key, value or headers).
+pub(crate) fn stand_in(r: &EventRef, timestamp: i64) -> StoredEvent {
+    StoredEvent {
+        topic: r.topic.clone(),
+        partition: r.partition,
+        offset: r.offset,
+        timestamp,
+        key: None,
+        value: None,
+        headers: Vec::new(),
+    }
 }
 
 impl Worker {
@@ -331,7 +355,9 @@ impl Worker {
 
     /// Partitions worth waiting on: buffer drained and room for more deliveries.
     fn idle_positions(&self) -> Vec<(String, i64, u64)> {
-        if self.inflight.len() >= self.limit() || self.entries.len() >= self.waiting_max() {
+        if self.inflight.len() >= self.limit()
+            || (self.entries.len() >= self.waiting_max() && self.held.is_empty())
+        {
             return Vec::new();
         }
         self.parts
@@ -362,6 +388,7 @@ impl Worker {
                     next: committed.unwrap_or(start).clamp(start, end),
                     buffer: VecDeque::new(),
                     outstanding: BTreeSet::new(),
+                    settled_ahead: BTreeSet::new(),
                     committed,
                 });
             }
@@ -442,7 +469,7 @@ impl Worker {
         while self.inflight.len() < self.limit()
             && idle < n
             && seen < EVENTS_PER_PASS
-            && self.entries.len() < self.waiting_max()
+            && (self.entries.len() < self.waiting_max() || !self.held.is_empty())
         {
             let i = self.rr % n;
             self.rr += 1;
@@ -498,8 +525,12 @@ impl Worker {
 
     /// Whether `delivery.waiting_max` events wait (for a retry, behind their key, for their dead
     /// letter): then no new event is read until some settle. Keeps the state saying so.
+    /// Held lanes (restored at start) wait for the reader to pass their key's first event, so
+    /// reading goes on while any is held, whatever the count: else a restart with the limit
+    /// reached by parked events alone would wait forever.
     fn backpressure(&self) -> bool {
         let (waiting, max) = (self.entries.len(), self.waiting_max());
+        let waiting = if self.held.is_empty() { waiting } else { 0 };
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if waiting >= max {
             if !status.starts_with("error") {
@@ -575,6 +606,8 @@ impl Worker {
                     Ok(d) => d,
                     Err(BrokerError::OffsetOutOfRange { start, end, .. }) => {
                         p.next = p.next.clamp(start, end);
+                        let next = p.next;
+                        p.settled_ahead.retain(|o| *o >= next);
                         return Ok(None);
                     }
                     Err(e) => return Err(e.into()),
@@ -603,7 +636,10 @@ impl Worker {
             partition: ev.partition,
             offset: ev.offset,
         };
-        if self.entries.contains_key(&r) || !request::matches(&self.sub, &ev) {
+        if self.parts[i].settled_ahead.remove(&r.offset)
+            || self.entries.contains_key(&r)
+            || !request::matches(&self.sub, &ev)
+        {
             return Ok(());
         }
         let lane = match self.sub.spec.delivery.ordering {
@@ -673,7 +709,31 @@ impl Worker {
         self.inflight.spawn(async move {
             let event = match event {
                 Some(e) => Ok(Some(e)),
-                None => read_one(&ctx.broker, &job.r).await,
+                None => match read_one(&ctx.broker, &job.r).await {
+                    Ok(Some(Decoded::Undecodable {
+                        timestamp, error, ..
+                    })) if job.entry.as_ref().is_none_or(|e| e.dead_letter.is_none()) => {
+                        // Nothing to deliver: dead-lettered at once as undecodable.
+                        let f = Failure {
+                            reason: dlq::UNDECODABLE,
+                            status: None,
+                            error,
+                        };
+                        let event = Some(stand_in(&job.r, timestamp));
+                        let outcome = Outcome::Fatal(f);
+                        return Done {
+                            job,
+                            event,
+                            outcome,
+                        };
+                    }
+                    Ok(Some(Decoded::Undecodable { timestamp, .. })) => {
+                        Ok(Some(stand_in(&job.r, timestamp)))
+                    }
+                    Ok(Some(Decoded::Event(e))) => Ok(Some(e)),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                },
             };
             let letter_due = job.entry.as_ref().and_then(|e| e.dead_letter.as_ref());
             match event {

@@ -39,19 +39,28 @@ impl Worker {
             outcome,
         } = done;
         let now = self.now();
-        let Some(ev) = event else {
-            if matches!(outcome, Outcome::Delivered) {
+        let pending_letter = job.entry.as_ref().and_then(|e| e.dead_letter.clone());
+        let ev = match event {
+            Some(ev) => ev,
+            None if matches!(outcome, Outcome::Delivered) => {
                 // Gone from the log (retention, deleted records) before this attempt.
                 self.counters
                     .expired
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return self.finish(job).await;
             }
-            return self
-                .retry_later(job, outcome_failure(&outcome), now, None)
-                .await;
+            None => {
+                if let Some(why) = &pending_letter {
+                    // Its letter waits for the event's bytes: tried again later, still a letter.
+                    let f = stored_failure(job.entry.as_ref().expect("pending"));
+                    return self.letter_later(job, f, why, now).await;
+                }
+                // Unreadable (a storage error): an attempt like any failed one, so the retry
+                // policy ends it in a dead letter (without its bytes) instead of looping.
+                super::stand_in(&job.r, now)
+            }
         };
-        if let Some(why) = job.entry.as_ref().and_then(|e| e.dead_letter.clone()) {
+        if let Some(why) = pending_letter {
             let f = outcome_failure(&outcome);
             return self.dead_letter(job, &ev, f, &why).await;
         }
@@ -63,6 +72,11 @@ impl Worker {
                 self.counters.delivered(now - ev.timestamp);
             }
             Outcome::Fatal(f) => {
+                if f.reason == dlq::UNDECODABLE {
+                    self.counters
+                        .undecodable
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let attempts = job.entry.as_ref().map_or(0, |e| e.attempts) + 1;
                 let first = first_attempt(&job, now);
                 let job = Job {
@@ -78,7 +92,14 @@ impl Worker {
                 let policy = &self.sub.spec.delivery;
                 let attempts = job.entry.as_ref().map_or(0, |e| e.attempts) + 1;
                 let first = first_attempt(&job, now);
-                match verdict(policy, attempts, first, now, retry_after_ms) {
+                match verdict(
+                    policy,
+                    attempts,
+                    first,
+                    now,
+                    retry_after_ms,
+                    &mut self.jitter,
+                ) {
                     Verdict::Exhausted(why) => {
                         let job = Job {
                             entry: Some(entry_after(&job, attempts, first, now, None, &failure)),
@@ -189,6 +210,12 @@ impl Worker {
 
     /// The event is settled: end its retry state, free its position, release its lane.
     pub(super) async fn finish(&mut self, job: Job) {
+        if let Some(p) = (self.parts.iter_mut())
+            .find(|p| p.topic == job.r.topic && p.partition == job.r.partition)
+            .filter(|p| job.r.offset >= p.next)
+        {
+            p.settled_ahead.insert(job.r.offset);
+        }
         if self.entries.remove(&job.r).is_some() {
             // Losing this end in a crash only means one more delivery (at-least-once).
             let _ = self
@@ -246,6 +273,8 @@ pub(super) fn stored_failure(e: &RetryEntry) -> Failure {
             "target_forbidden",
             "target_gone",
             "too_large",
+            "invalid_timestamp",
+            dlq::UNDECODABLE,
         ]
         .into_iter()
         .find(|r| *r == e.reason)
