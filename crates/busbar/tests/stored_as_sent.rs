@@ -247,3 +247,42 @@ fn reads_show_json_text_or_base64_and_encoding_forces_one() {
     assert_eq!(evs[0]["value_base64"], "eyJhIjoxfQ==");
     assert_eq!(s.stop(), 0);
 }
+
+/// `busbar produce` sends each JSON argument as typed; `null` is the 4-byte text; `--tombstone`
+/// sends a value-less event (issue 15 item 1, the CLI side).
+#[test]
+fn the_cli_produces_values_as_typed_and_tombstones_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("t", 1)]);
+    let args = [
+        "produce",
+        "t",
+        "-k",
+        "k",
+        r#"{"b": 1,  "a": 2}"#,
+        "1e3",
+        "1.50",
+        "null",
+    ];
+    let out = s.cli(&args);
+    assert!(out.status.success(), "{out:?}");
+    let out = s.cli_stdin(&["produce", "t", "--tombstone"], "gone\n");
+    assert!(out.status.success(), "{out:?}");
+    let out = s.cli(&["produce", "t", "--tombstone", "-k", "also-gone"]);
+    assert!(out.status.success(), "{out:?}");
+    let evs = events(&s, "/topics/t/partitions/0/events?encoding=base64");
+    assert_eq!(evs.len(), 6, "{evs:?}");
+    let sent: Vec<String> = evs[..4]
+        .iter()
+        .map(|e| unbase64(&e["value_base64"]))
+        .collect();
+    assert_eq!(sent, [r#"{"b": 1,  "a": 2}"#, "1e3", "1.50", "null"]);
+    for (e, key) in evs[4..].iter().zip(["gone", "also-gone"]) {
+        assert_eq!(unbase64(&e["key_base64"]), key, "{e}");
+        assert!(
+            e["value"].is_null() && e.get("value_base64").is_none(),
+            "{e}"
+        );
+    }
+}

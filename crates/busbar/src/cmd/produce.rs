@@ -1,5 +1,8 @@
 //! `busbar produce`: events from arguments or from standard input (one per line), sent in batches.
-//! A value that parses as JSON is sent as JSON; anything else as its raw bytes. Prints a summary
+//! A value that parses as JSON is sent as its JSON text exactly as typed (spacing, key order and
+//! number spelling kept: the server stores it byte for byte); anything else as its raw bytes. The
+//! text `null` is the 4 bytes `null`, not a tombstone: `--tombstone` sends events without a value
+//! (deletes for compacted topics). Prints a summary
 //! (`--verbose`: each event's partition and offset first); a progress line on a terminal.
 
 use crate::client::{enc, outln, CliError, CliResult, Client, Output};
@@ -7,6 +10,8 @@ use crate::cmd::topic::pairs;
 use crate::progress::Progress;
 use base64::Engine;
 use clap::Args;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::io::BufRead;
 use std::time::Instant;
@@ -34,39 +39,68 @@ pub struct ProduceArgs {
     /// Print each event's partition and offset before the summary (table output).
     #[arg(short, long)]
     verbose: bool,
+    /// Send tombstones (no value; a delete on a compacted topic) instead of values: one per key
+    /// given with --key, or per stdin line read as a key.
+    #[arg(long, conflicts_with_all = ["values", "key_separator"])]
+    tombstone: bool,
 }
 
+/// One event of the request body; its value is the argument's own JSON text.
+#[derive(Serialize)]
+struct Out<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<Val<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    headers: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition: Option<u32>,
+}
+
+/// A value as typed, or `null` (a tombstone).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Val<'a> {
+    Raw(&'a RawValue),
+    Tombstone(()),
+}
+
+/// The JSON text of one event: a value that parses as JSON (other than `null`) goes as typed,
+/// anything else base64-encoded; `None` is a tombstone.
 fn event(
-    value: &str,
+    value: Option<&str>,
     key: Option<&str>,
     headers: &Map<String, Value>,
     partition: Option<u32>,
-) -> Value {
-    let mut e = Map::new();
-    match serde_json::from_str::<Value>(value) {
-        Ok(v) => e.insert("value".into(), v),
-        Err(_) => e.insert(
-            "value_base64".into(),
-            json!(base64::engine::general_purpose::STANDARD.encode(value)),
-        ),
+) -> String {
+    let raw = value
+        .filter(|v| v.trim() != "null")
+        .and_then(|v| serde_json::from_str::<&RawValue>(v.trim()).ok());
+    let out = Out {
+        value: match value {
+            None => Some(Val::Tombstone(())),
+            Some(_) => raw.map(Val::Raw),
+        },
+        value_base64: match (value, raw) {
+            (Some(v), None) => Some(base64::engine::general_purpose::STANDARD.encode(v)),
+            _ => None,
+        },
+        key,
+        headers,
+        partition,
     };
-    if let Some(k) = key {
-        e.insert("key".into(), json!(k));
-    }
-    if !headers.is_empty() {
-        e.insert("headers".into(), Value::Object(headers.clone()));
-    }
-    if let Some(p) = partition {
-        e.insert("partition".into(), json!(p));
-    }
-    Value::Object(e)
+    serde_json::to_string(&out).expect("an event encodes")
 }
 
-fn send(c: &Client, topic: &str, events: Vec<Value>) -> CliResult<Vec<Value>> {
-    let r = c.json(
+fn send(c: &Client, topic: &str, events: Vec<String>) -> CliResult<Vec<Value>> {
+    let body = format!("[{}]", events.join(","));
+    let r = c.call(
         "POST",
         &format!("/topics/{}/events", enc(topic)),
-        &Value::Array(events),
+        Some(("application/json", body.into_bytes())),
     )?;
     Ok(r["offsets"].as_array().cloned().unwrap_or_default())
 }
@@ -81,11 +115,14 @@ pub fn run(c: &Client, a: ProduceArgs) -> CliResult<()> {
     }
     let started = Instant::now();
     let mut offsets = Vec::new();
-    if !a.values.is_empty() {
+    if a.tombstone && a.key.is_some() {
+        let e = event(None, a.key.as_deref(), &headers, a.partition);
+        offsets = send(c, &a.topic, vec![e])?;
+    } else if !a.values.is_empty() {
         let events = a
             .values
             .iter()
-            .map(|v| event(v, a.key.as_deref(), &headers, a.partition))
+            .map(|v| event(Some(v), a.key.as_deref(), &headers, a.partition))
             .collect();
         offsets = send(c, &a.topic, events)?;
     } else {
@@ -103,9 +140,11 @@ pub fn run(c: &Client, a: ProduceArgs) -> CliResult<()> {
                         )))
                     }
                 },
+                None if a.tombstone => (Some(line), String::new()),
                 None => (a.key.clone(), line),
             };
-            pending.push(event(&value, key.as_deref(), &headers, a.partition));
+            let value = (!a.tombstone).then_some(value.as_str());
+            pending.push(event(value, key.as_deref(), &headers, a.partition));
             if pending.len() >= a.batch {
                 let sent = send(c, &a.topic, std::mem::take(&mut pending))?;
                 progress.add(sent.len() as u64);
