@@ -80,7 +80,7 @@ fn cli_manages_topics_produces_and_consumes() {
     let out = stdout(&s.cli(&["consume", "orders", "--print-key"]));
     for want in [
         "user-1\thello",
-        "user-1\t{\"n\":1}",
+        "user-1\t{\"n\": 1}", // as typed
         "a\tfirst",
         "b\tsecond",
         "c\t{\"x\":true}",

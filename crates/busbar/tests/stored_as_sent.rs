@@ -286,3 +286,24 @@ fn the_cli_produces_values_as_typed_and_tombstones_on_request() {
         );
     }
 }
+
+/// `busbar consume` prints each value as stored: JSON as it was sent, text without quotes.
+#[test]
+fn the_cli_consumes_values_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("t", 1)]);
+    let out = s.cli(&[
+        "produce",
+        "t",
+        r#"{"b": 1,  "a": 2}"#,
+        "plain words",
+        "1.50",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = s.cli(&["consume", "t", "-n", "3"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, [r#"{"b": 1,  "a": 2}"#, "plain words", "1.50"]);
+}

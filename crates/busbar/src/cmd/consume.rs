@@ -55,6 +55,15 @@ pub struct ConsumeArgs {
     start: String,
 }
 
+/// The reads' `encoding`: table output asks for text, so a value prints exactly as stored (JSON
+/// as it was sent, text as is); binary comes as base64 and prints lossily.
+fn encoding(c: &Client) -> &'static str {
+    match c.output {
+        Output::Table => "&encoding=utf8",
+        Output::Json => "",
+    }
+}
+
 fn text_of(e: &Value, field: &str) -> String {
     if let Some(b) = e[format!("{field}_base64")].as_str() {
         let raw = base64::engine::general_purpose::STANDARD
@@ -64,7 +73,7 @@ fn text_of(e: &Value, field: &str) -> String {
     }
     match &e[field] {
         Value::Null => "null".into(),
-        Value::String(s) if field == "key" => s.clone(),
+        Value::String(s) => s.clone(),
         v => v.to_string(),
     }
 }
@@ -195,7 +204,7 @@ fn run_group(c: &Client, a: &ConsumeArgs, group: &str) -> CliResult<()> {
             }
             let want = (limit - printed).min(500);
             let r = c.get(
-                &format!("{base}/events?max={want}&wait_ms=1000"),
+                &format!("{base}/events?max={want}&wait_ms=1000{}", encoding(c)),
                 &["events"],
             )?;
             // A batch that arrives after the signal is neither printed nor committed.
@@ -277,8 +286,9 @@ pub fn run(c: &Client, a: ConsumeArgs) -> CliResult<()> {
                 (None, None) => String::new(),
             };
             let path = format!(
-                "/topics/{}/partitions/{p}/events?{from}&limit={want}&wait_ms={wait}",
-                enc(&a.topic)
+                "/topics/{}/partitions/{p}/events?{from}&limit={want}&wait_ms={wait}{}",
+                enc(&a.topic),
+                encoding(c)
             );
             let r = c.get(&path, &["events"])?;
             for e in r["events"].as_array().into_iter().flatten() {
