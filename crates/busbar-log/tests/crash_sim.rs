@@ -256,3 +256,31 @@ fn an_unsynced_nested_directory_vanishes_in_a_crash() {
     fs.crash(None);
     assert_eq!(fs.dir("topics/b").list().unwrap(), vec!["f".to_string()]);
 }
+
+/// A power cut kills the process: a log of the old process that a test keeps alive (its runtime
+/// still runs the old tasks) must not write into the files the reopened log recovered. Before the
+/// fix its append landed in the shared file after recovery had counted the offsets, so the new log
+/// served a batch past its high watermark and a reader stepping past it got `OffsetOutOfRange`.
+#[test]
+fn a_log_opened_before_a_crash_cannot_write_into_the_recovered_files() {
+    let fs = MemFs::new();
+    let mem = fs.dir("log");
+    let cfg = LogConfig::default();
+    let old = Log::open(Arc::new(mem.clone()), cfg.clone()).unwrap();
+    old.append(&mut batch::build(&[rec(Some(b"k"), Some(b"a"), 1)]))
+        .unwrap();
+    old.sync().unwrap();
+    fs.crash(None);
+    let new = Log::open(Arc::new(fs.dir("log")), cfg).unwrap();
+    let late = old.append(&mut batch::build(&[rec(Some(b"k"), Some(b"b"), 2)]));
+    assert!(late.is_err(), "the dead process appended: {late:?}");
+    let r = new.read(0, 1 << 20).unwrap();
+    assert_eq!(r.high_watermark, 1);
+    let h = batch::BatchHeader::parse(&r.data).unwrap();
+    assert_eq!(h.total_len().unwrap(), r.data.len(), "one batch served");
+    new.read(h.last_offset() as u64 + 1, 1 << 20)
+        .expect("reading on at the last served batch's end works");
+    new.append(&mut batch::build(&[rec(Some(b"k"), Some(b"c"), 3)]))
+        .unwrap();
+    assert_eq!(new.read(1, 1 << 20).unwrap().high_watermark, 2);
+}

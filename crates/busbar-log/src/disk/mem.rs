@@ -6,7 +6,9 @@
 //! a sector boundary when tearing is asked for), files whose directory entry was never synced vanish,
 //! removals and renames not followed by a directory sync are undone; a nested directory (`a/b`)
 //! created and never made durable by a sync of its parent (`a`) vanishes with all it holds.
-//! Several directories share one
+//! Every file handle opened before a crash dies with the process that held it: its appends,
+//! syncs and truncations fail, so a task of the old process still running (a test keeps its
+//! runtime) cannot write into the files a reopened log is recovering. Several directories share one
 //! `MemFs`, so one crash hits all of them at once. With [`MemFs::set_clock`], files record when their
 //! data last changed (their mtime) on that clock; without it the time is unknown.
 
@@ -26,6 +28,8 @@ struct FileData {
     durable: Vec<u8>,
     /// False once a truncation made `durable` stop being a prefix of `data`.
     durable_is_prefix: bool,
+    /// Set by a crash: this handle belonged to the process the power cut killed.
+    dead: bool,
 }
 
 #[derive(Default)]
@@ -85,9 +89,10 @@ impl MemFile {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Replaces the contents with what survives a crash. `keep_unsynced(n)` says how many of the
-    /// `n` unsynced bytes past the durable prefix survive.
-    fn crash(&self, keep_unsynced: &mut dyn FnMut(u64, u64) -> u64) {
+    /// What survives a crash, as a new file: `keep_unsynced(start, n)` says how many of the `n`
+    /// unsynced bytes past the durable prefix survive. This handle dies (see [`MemFile::alive`]):
+    /// the process that held it is gone, so nothing it still runs can change the new file.
+    fn crash(&self, keep_unsynced: &mut dyn FnMut(u64, u64) -> u64) -> Arc<MemFile> {
         let mut st = self.lock();
         let mut survived = st.durable.clone();
         if st.durable_is_prefix && st.data.len() > st.durable.len() {
@@ -96,9 +101,27 @@ impl MemFile {
             let keep = keep_unsynced(start, extra).min(extra) as usize;
             survived.extend_from_slice(&st.data[start as usize..start as usize + keep]);
         }
-        st.data = survived.clone();
-        st.durable = survived;
-        st.durable_is_prefix = true;
+        st.dead = true;
+        Arc::new(Self {
+            state: Mutex::new(FileData {
+                modified_ms: st.modified_ms,
+                data: survived.clone(),
+                durable: survived,
+                durable_is_prefix: true,
+                dead: false,
+            }),
+            clock: self.clock.clone(),
+        })
+    }
+
+    /// Refuses a change through a handle opened before a crash.
+    fn alive(st: &FileData) -> io::Result<()> {
+        if st.dead {
+            return Err(io::Error::other(
+                "file handle opened before a power cut: its process is gone",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -115,6 +138,7 @@ impl File for MemFile {
 
     fn append(&self, data: &[u8]) -> io::Result<()> {
         let mut st = self.lock();
+        Self::alive(&st)?;
         st.data.extend_from_slice(data);
         self.touch(&mut st);
         Ok(())
@@ -126,6 +150,7 @@ impl File for MemFile {
 
     fn sync(&self) -> io::Result<()> {
         let mut st = self.lock();
+        Self::alive(&st)?;
         if st.durable_is_prefix {
             let from = st.durable.len();
             let tail = st.data[from..].to_vec();
@@ -139,6 +164,7 @@ impl File for MemFile {
 
     fn truncate(&self, len: u64) -> io::Result<()> {
         let mut st = self.lock();
+        Self::alive(&st)?;
         st.data.resize(len as usize, 0);
         if st.durable.len() > st.data.len() {
             st.durable_is_prefix = false;
@@ -224,10 +250,21 @@ impl MemFs {
             dirs.remove(&name);
         }
         for dir in dirs.values_mut() {
-            dir.current = dir.durable.clone();
-            for file in dir.current.values() {
-                file.crash(&mut keep);
+            // Every handle opened before the cut dies; what survives is in new files (a file
+            // listed under two durable names keeps being one file).
+            let mut survivors: HashMap<*const MemFile, Arc<MemFile>> = HashMap::new();
+            let durable = std::mem::take(&mut dir.durable);
+            for (name, file) in durable {
+                let new = survivors
+                    .entry(Arc::as_ptr(&file))
+                    .or_insert_with(|| file.crash(&mut keep))
+                    .clone();
+                dir.durable.insert(name, new);
             }
+            for file in dir.current.values() {
+                file.lock().dead = true;
+            }
+            dir.current = dir.durable.clone();
         }
     }
 
