@@ -561,6 +561,8 @@ async fn a_restart_under_backpressure_does_not_deadlock_a_held_lane() {
         assert!(Instant::now() < end, "never backpressured");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The hanging request must be the first worker's, not the restarted one's.
+    wait_for(&t, 1).await;
     bus.close().await.unwrap();
     let bus = Bus::open(b.clone()).unwrap();
     bus.start().await;

@@ -278,7 +278,11 @@ impl Log {
         let Some((file, idx, new_len)) = done else {
             return Ok(()); // nothing removed (or damage found): the segment stays as it is
         };
-        self.check_maintenance_now()?;
+        if let Err(e) = self.check_maintenance_now() {
+            // Closed (or failed) while the rewrite was written: it is not swapped in.
+            let _ = storage.remove(&w.tmp);
+            return Err(e);
+        }
         let name = segment::log_name(seg.base);
         let io = |e| LogError::io(format!("write {}", storage.describe(&w.tmp)), e);
         // From the rename on, the name holds the new file: the old segment is retired so that no
