@@ -59,8 +59,9 @@ fn append_garbage(dir: &MemDataDir) {
     log.close().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_undecodable_batch_is_dead_lettered_and_the_partition_goes_on() {
+/// A bus over `src` holding {"n":0} at offset 0, an undecodable batch at 1 and {"n":2} at 2,
+/// and a `dlq` topic.
+async fn src_with_a_bad_batch() -> Bus {
     let dir = Arc::new(MemDataDir::new(MemFs::new()));
     let b = open(&dir);
     for t in ["src", "dlq"] {
@@ -75,6 +76,12 @@ async fn an_undecodable_batch_is_dead_lettered_and_the_partition_goes_on() {
     b.publish("src", vec![event(2)]).await.unwrap();
     let bus = Bus::open(b.clone()).unwrap();
     bus.start().await;
+    bus
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_batch_is_dead_lettered_and_the_partition_goes_on() {
+    let bus = src_with_a_bad_batch().await;
     let t = Target::start(|_, _| Reply::Status(200));
     let spec = json!({"name": "s", "sources": ["src"], "start": "earliest",
         "target": {"url": t.url("/")}, "dead_letter_topic": "dlq"});
@@ -112,20 +119,7 @@ async fn an_undecodable_batch_is_dead_lettered_and_the_partition_goes_on() {
 /// events behind it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_next_to_an_undecodable_batch_is_delivered() {
-    let dir = Arc::new(MemDataDir::new(MemFs::new()));
-    let b = open(&dir);
-    for t in ["src", "dlq"] {
-        b.create_topic(t, Some(1), BTreeMap::new()).await.unwrap();
-    }
-    let event = |n: i64| Event::value(json!({ "n": n }).to_string());
-    b.publish("src", vec![event(0)]).await.unwrap();
-    b.close().unwrap();
-    drop(b);
-    append_garbage(&dir);
-    let b = open(&dir);
-    b.publish("src", vec![event(2)]).await.unwrap();
-    let bus = Bus::open(b.clone()).unwrap();
-    bus.start().await;
+    let bus = src_with_a_bad_batch().await;
     let t = Target::start(|_, n| Reply::Status(if n == 0 { 503 } else { 200 }));
     let spec = json!({"name": "s", "sources": ["src"], "start": "earliest",
         "target": {"url": t.url("/")}, "dead_letter_topic": "dlq",

@@ -140,18 +140,22 @@ impl Worker {
             )
         });
         let entry = entry_after(&job, attempts, first, now, Some(due), &failure);
+        self.schedule(job.r, entry, due).await;
+    }
+
+    /// Writes `entry` for `r` and schedules it at `due`. Until the entry is durable the event
+    /// holds its partition's position (a later attempt or write releases it, without a restart).
+    async fn schedule(&mut self, r: EventRef, entry: RetryEntry, due: i64) {
         let written = self
             .ctx
             .retries
-            .put(&self.name, vec![(job.r.clone(), Some(entry.clone()))])
+            .put(&self.name, vec![(r.clone(), Some(entry.clone()))])
             .await;
-        // Until the entry is durable the event holds its partition's position (a later attempt
-        // or write releases it, without a restart).
         if written.is_ok() {
-            self.release(&job.r);
+            self.release(&r);
         }
-        self.timers.insert((due, job.r.clone()));
-        self.entries.insert(job.r, entry);
+        self.timers.insert((due, r.clone()));
+        self.entries.insert(r, entry);
     }
 
     pub(super) async fn dead_letter(&mut self, job: Job, ev: &StoredEvent, f: Failure, why: &str) {
@@ -196,16 +200,7 @@ impl Worker {
             dead_letter: Some(why.to_string()),
             ..entry_after(&job, attempts, first, now, Some(due), &f)
         };
-        let written = self
-            .ctx
-            .retries
-            .put(&self.name, vec![(job.r.clone(), Some(entry.clone()))])
-            .await;
-        if written.is_ok() {
-            self.release(&job.r);
-        }
-        self.timers.insert((due, job.r.clone()));
-        self.entries.insert(job.r, entry);
+        self.schedule(job.r, entry, due).await;
     }
 
     /// The event is settled: end its retry state, free its position, release its lane.
