@@ -227,7 +227,12 @@ fn scan_dead_letters(
             let Some(last) = last_offset(&data) else {
                 break;
             };
-            for ev in event::decode(topic, p, &data, offset)? {
+            // An undecodable batch holds no readable letter: skipped, not fatal to the listing.
+            let events = event::decode_each(topic, p, &data, offset)?;
+            for ev in events.into_iter().filter_map(|d| match d {
+                event::Decoded::Event(ev) => Some(ev),
+                event::Decoded::Undecodable { .. } => None,
+            }) {
                 if ev.offset >= end || out.len() >= limit {
                     break;
                 }

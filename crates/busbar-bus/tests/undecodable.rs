@@ -38,7 +38,11 @@ fn open(dir: &Arc<MemDataDir>) -> Arc<Broker> {
 /// Appends, straight to the partition's log, a gzip batch of one record whose payload is not
 /// gzip (its CRC is right, so the log takes it).
 fn append_garbage(dir: &MemDataDir) {
-    let log = Log::open(dir.storage("topics/src/0").unwrap(), LogConfig::default()).unwrap();
+    append_garbage_to(dir, "topics/src/0");
+}
+
+fn append_garbage_to(dir: &MemDataDir, partition: &str) {
+    let log = Log::open(dir.storage(partition).unwrap(), LogConfig::default()).unwrap();
     let h = BatchHeader {
         base_offset: 0,
         batch_length: 0,
@@ -138,5 +142,42 @@ async fn a_retry_next_to_an_undecodable_batch_is_delivered() {
         (2, 1),
         "{v:?}"
     );
+    bus.close().await.unwrap();
+}
+
+/// An undecodable batch in the dead-letter topic itself does not break listing the letters
+/// around it (the whole listing failed before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_batch_in_the_dead_letter_topic_is_skipped_when_listing() {
+    let dir = Arc::new(MemDataDir::new(MemFs::new()));
+    let b = open(&dir);
+    for t in ["src", "dlq"] {
+        b.create_topic(t, Some(1), BTreeMap::new()).await.unwrap();
+    }
+    b.close().unwrap();
+    drop(b);
+    append_garbage_to(&dir, "topics/dlq/0");
+    let b = open(&dir);
+    let bus = Bus::open(b.clone()).unwrap();
+    bus.start().await;
+    let t = Target::start(|_, _| Reply::Status(400));
+    let spec = json!({"name": "s", "sources": ["src"], "start": "earliest",
+        "target": {"url": t.url("/")}, "dead_letter_topic": "dlq"});
+    bus.create(from_json(&spec).unwrap()).await.unwrap();
+    b.publish("src", vec![Event::value(json!({"n": 0}).to_string())])
+        .await
+        .unwrap();
+    wait_for(&t, 1).await;
+    let end = Instant::now() + Duration::from_secs(10);
+    while bus.get("s").await.unwrap().counters.dead_lettered == 0 {
+        assert!(Instant::now() < end, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let letters = bus
+        .dead_letters("dlq", &Filter::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].0.offset, 1);
     bus.close().await.unwrap();
 }
