@@ -34,6 +34,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+mod lanes;
 mod settle;
 
 /// Most events matched (or skipped) in one pass before the worker looks at its other work.
@@ -519,81 +520,6 @@ impl Worker {
         Ok(progressed)
     }
 
-    fn waiting_max(&self) -> usize {
-        self.sub.spec.delivery.waiting_max as usize
-    }
-
-    /// Whether `delivery.waiting_max` events wait (for a retry, behind their key, for their dead
-    /// letter): then no new event is read until some settle. Keeps the state saying so.
-    /// Held lanes (restored at start) wait for the reader to pass their key's first event, so
-    /// reading goes on while any is held, whatever the count: else a restart with the limit
-    /// reached by parked events alone would wait forever.
-    fn backpressure(&self) -> bool {
-        let (waiting, max) = (self.entries.len(), self.waiting_max());
-        let waiting = if self.held.is_empty() { waiting } else { 0 };
-        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        if waiting >= max {
-            if !status.starts_with("error") {
-                *status = format!(
-                    "backpressure: {waiting} events wait (delivery.waiting_max {max}); \
-                     reading is paused until some are delivered or dead-lettered"
-                );
-            }
-            return true;
-        }
-        if status.starts_with("backpressure") {
-            *status = "running".into();
-        }
-        false
-    }
-
-    /// Where the reader of `r`'s partition is (`u64::MAX` when it does not read it).
-    fn position_of(&self, r: &EventRef) -> u64 {
-        self.parts
-            .iter()
-            .find(|p| p.topic == r.topic && p.partition == r.partition)
-            .map_or(u64::MAX, |p| p.next)
-    }
-
-    /// When a lane's next event is due once the one ahead of it is settled: at once, or at its
-    /// own stored due time if that is later (a restored retry keeps its backoff).
-    fn due_next(&mut self, r: &EventRef, now: i64) -> i64 {
-        let Some(e) = self.entries.get_mut(r) else {
-            return now;
-        };
-        let due = e.due_ms.map_or(now, |d| d.max(now));
-        e.due_ms = Some(due);
-        due
-    }
-
-    /// Schedules the first event of every held lane the reader has passed: no earlier event of
-    /// its key is left to read.
-    fn release_held(&mut self) {
-        if self.held.is_empty() {
-            return;
-        }
-        let passed: Vec<Lane> = (self.held.iter())
-            .filter(|l| {
-                let front = self.lanes.get(*l).and_then(|q| q.front());
-                front.is_none_or(|r| r.offset < self.position_of(r))
-            })
-            .cloned()
-            .collect();
-        let now = self.now();
-        for l in passed {
-            self.held.remove(&l);
-            match self.lanes.get_mut(&l).and_then(VecDeque::pop_front) {
-                Some(r) => {
-                    let due = self.due_next(&r, now);
-                    self.timers.insert((due, r));
-                }
-                None => {
-                    self.lanes.remove(&l);
-                }
-            }
-        }
-    }
-
     fn next_event(&mut self, i: usize) -> Result<Option<Decoded>> {
         let p = &mut self.parts[i];
         if p.buffer.is_empty() {
@@ -677,31 +603,6 @@ impl Worker {
         self.counters
             .matched
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Parks `r` durably behind the event of its key that is in flight or scheduled.
-    async fn park(&mut self, r: EventRef, lane: Lane) -> Result<()> {
-        let now = self.now();
-        let entry = RetryEntry {
-            attempts: 0,
-            first_ms: now,
-            last_ms: now,
-            due_ms: None,
-            lane: Some(lane.2),
-            reason: "waiting".into(),
-            status: None,
-            error: "waiting behind an earlier event with the same key".into(),
-            dead_letter: None,
-        };
-        self.ctx
-            .retries
-            .put(&self.name, vec![(r.clone(), Some(entry.clone()))])
-            .await?;
-        // In offset order: an event read again after a restart may precede restored ones.
-        let q = self.lanes.entry(lane).or_default();
-        q.insert(q.partition_point(|x| x.offset < r.offset), r.clone());
-        self.entries.insert(r, entry);
-        Ok(())
     }
 
     fn launch(&mut self, job: Job, event: Option<StoredEvent>) {
