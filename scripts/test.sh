@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every Rust test, benches compiled (not run), and the
-# real-client tests (kcat, confluent-kafka, kafka-python, aiokafka) against the real binary.
+# real-client tests (kcat, confluent-kafka, kafka-python, aiokafka) against the real binary, and
+# every shell block of the README (tests/readme/run.py).
 # Does its own set-up on a fresh machine: installs kcat (Debian) and the Python clients (PyPI) when
 # missing. Ends with the quick tier of the reliability battery. Extra args go to `cargo test`.
 set -euo pipefail
@@ -41,6 +42,15 @@ install_clients
 step "real Kafka clients against the real binary"
 cargo build -q -p busbar
 python3 tests/clients/run.py "${CARGO_TARGET_DIR:-target}/debug/busbar"
+
+step "the README's shell blocks, in order, against a fresh server on 8080/9092; its links"
+if ! command -v jq >/dev/null; then
+  printf '\n== installing jq (Debian), which the README uses\n'
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq jq >/dev/null
+fi
+python3 tests/readme/run.py "${CARGO_TARGET_DIR:-target}/debug/busbar"
 
 step "reliability battery, quick tier"
 ./scripts/reliability.sh
