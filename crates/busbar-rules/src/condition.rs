@@ -36,17 +36,26 @@ impl Literal {
 }
 
 /// A glob with `*` (zero or more characters), anchored at both ends.
+///
+/// Kept as the literal pieces between the stars. Matching is linear in the text: the first piece
+/// is a prefix, the last a suffix, and each middle piece is found leftmost after the one before
+/// (the leftmost choice leaves the most text for the rest, so no backtracking is needed). Each
+/// search is the standard library's linear-time substring search, and searches only move forward.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Wildcard(Vec<Option<char>>); // None = `*`
+pub struct Wildcard {
+    /// The literal pieces between stars; one piece means no star at all.
+    pieces: Vec<String>,
+}
 
 impl Wildcard {
     pub fn parse(s: &str) -> Result<Self, String> {
-        let mut out = Vec::new();
+        let mut pieces = vec![String::new()];
         let mut chars = s.chars();
+        let mut after_star = false;
         while let Some(c) = chars.next() {
-            match c {
+            let literal = match c {
                 '\\' => match chars.next() {
-                    Some(e @ ('*' | '\\')) => out.push(Some(e)),
+                    Some(e @ ('*' | '\\')) => e,
                     other => {
                         return Err(format!(
                             "wildcard {s:?}: `\\{}` is not an escape (only \\* and \\\\)",
@@ -54,39 +63,41 @@ impl Wildcard {
                         ))
                     }
                 },
-                '*' if out.last() == Some(&None) => {
+                '*' if after_star => {
                     return Err(format!("wildcard {s:?}: consecutive `**` are not allowed"))
                 }
-                '*' => out.push(None),
-                c => out.push(Some(c)),
-            }
+                '*' => {
+                    after_star = true;
+                    pieces.push(String::new());
+                    continue;
+                }
+                c => c,
+            };
+            after_star = false;
+            pieces.last_mut().expect("never empty").push(literal);
         }
-        Ok(Self(out))
+        Ok(Self { pieces })
     }
 
     pub fn matches(&self, text: &str) -> bool {
-        let t: Vec<char> = text.chars().collect();
-        let p = &self.0;
-        // Iterative glob with backtracking to the last star: linear in practice.
-        let (mut ti, mut pi) = (0, 0);
-        let (mut star, mut mark) = (None, 0);
-        while ti < t.len() {
-            if pi < p.len() && p[pi] == Some(t[ti]) {
-                ti += 1;
-                pi += 1;
-            } else if pi < p.len() && p[pi].is_none() {
-                star = Some(pi);
-                mark = ti;
-                pi += 1;
-            } else if let Some(s) = star {
-                pi = s + 1;
-                mark += 1;
-                ti = mark;
-            } else {
-                return false;
+        let (first, rest) = self.pieces.split_first().expect("never empty");
+        let Some((last, middle)) = rest.split_last() else {
+            return text == first;
+        };
+        if text.len() < first.len() + last.len()
+            || !text.starts_with(first.as_str())
+            || !text.ends_with(last.as_str())
+        {
+            return false;
+        }
+        let mut window = &text[first.len()..text.len() - last.len()];
+        for piece in middle {
+            match window.find(piece.as_str()) {
+                Some(at) => window = &window[at + piece.len()..],
+                None => return false,
             }
         }
-        p[pi..].iter().all(Option::is_none)
+        true
     }
 }
 
@@ -374,6 +385,61 @@ mod tests {
         assert!(!Wildcard::parse("a\\*b").unwrap().matches("axb"));
         assert!(Wildcard::parse("a**b").is_err() && Wildcard::parse("a\\nb").is_err());
         assert!(Wildcard::parse("*/lib/*").unwrap().matches("/usr/lib/x"));
+    }
+
+    /// Reference glob matcher by dynamic programming over (pattern, text) prefixes.
+    fn reference(pattern: &[Option<char>], text: &[char]) -> bool {
+        let mut m = vec![vec![false; text.len() + 1]; pattern.len() + 1];
+        m[0][0] = true;
+        for (i, p) in pattern.iter().enumerate() {
+            for j in 0..=text.len() {
+                m[i + 1][j] = match p {
+                    None => m[i][j] || (j > 0 && m[i + 1][j - 1]),
+                    Some(c) => j > 0 && m[i][j - 1] && text[j - 1] == *c,
+                };
+            }
+        }
+        m[pattern.len()][text.len()]
+    }
+
+    /// Every string over {a, b} up to `len` characters.
+    fn words(alphabet: &[char], len: usize) -> Vec<Vec<char>> {
+        let mut all = vec![vec![]];
+        let mut last = vec![vec![]];
+        for _ in 0..len {
+            last = last
+                .iter()
+                .flat_map(|w: &Vec<char>| {
+                    alphabet.iter().map(move |c| {
+                        let mut w = w.clone();
+                        w.push(*c);
+                        w
+                    })
+                })
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn wildcards_agree_with_a_reference_matcher_on_every_small_case() {
+        for p in words(&['a', 'b', '*'], 5) {
+            let glob: String = p.iter().collect();
+            let Ok(w) = Wildcard::parse(&glob) else {
+                assert!(glob.contains("**"), "{glob:?} refused");
+                continue;
+            };
+            let pattern: Vec<Option<char>> = p.iter().map(|c| (*c != '*').then_some(*c)).collect();
+            for t in words(&['a', 'b'], 7) {
+                let text: String = t.iter().collect();
+                assert_eq!(
+                    w.matches(&text),
+                    reference(&pattern, &t),
+                    "{glob:?} vs {text:?}"
+                );
+            }
+        }
     }
 
     #[test]
