@@ -12,7 +12,11 @@
 //! A URL is checked when the subscription is created or updated (its host name, or its literal
 //! address), and again at every connect on each address the name resolves to, so a name that
 //! later resolves elsewhere (DNS rebinding) is caught; the connection goes to an address that was
-//! checked, never to a second lookup. IPv4-mapped IPv6 addresses are checked as IPv4.
+//! checked, never to a second lookup. IPv4-mapped IPv6 addresses are checked as IPv4. An IPv6
+//! address that carries an IPv4 address a translator or tunnel would reach (NAT64's well-known
+//! prefix `64:ff9b::/96`, 6to4 `2002::/16`, Teredo `2001::/32`'s client address, the deprecated
+//! IPv4-compatible `::a.b.c.d`) is checked as itself and as that IPv4 address: both must pass, so
+//! `64:ff9b::a9fe:a9fe` is refused like `169.254.169.254`.
 
 use std::net::IpAddr;
 
@@ -205,9 +209,18 @@ impl TargetPolicy {
         }
     }
 
-    /// Checks one address a target resolved to (or was written as).
+    /// Checks one address a target resolved to (or was written as), and the IPv4 address it
+    /// carries, if any.
     pub fn check_addr(&self, ip: IpAddr) -> Result<(), Forbidden> {
         let ip = canonical(ip);
+        self.check_one(ip)?;
+        match embedded_v4(ip) {
+            Some(v4) => self.check_one(IpAddr::V4(v4)),
+            None => Ok(()),
+        }
+    }
+
+    fn check_one(&self, ip: IpAddr) -> Result<(), Forbidden> {
         self.decide(|r| match r {
             Rule::Net(n) => n.contains(ip).then_some(n.prefix.into()),
             Rule::Name(_) => None,
@@ -230,6 +243,23 @@ impl TargetPolicy {
             Some(ip) => self.check_addr(ip),
             None => self.check_name(host),
         }
+    }
+}
+
+/// The IPv4 address an IPv6 address carries to a translator or tunnel: NAT64 (`64:ff9b::/96`, the
+/// last 32 bits), 6to4 (`2002::/16`, bits 16..48), Teredo (`2001:0::/32`, the client address:
+/// the last 32 bits inverted), IPv4-compatible (`::/96` other than `::` and `::1`).
+fn embedded_v4(ip: IpAddr) -> Option<std::net::Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else { return None };
+    let bits = u128::from(v6);
+    let s = v6.segments();
+    let last = bits as u32;
+    match s {
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(last.into()),
+        [0x2002, ..] => Some(((bits >> 80) as u32).into()),
+        [0x2001, 0, ..] => Some((!last).into()),
+        [0, 0, 0, 0, 0, 0, _, _] if last > 1 => Some(last.into()),
+        _ => None,
     }
 }
 
@@ -273,6 +303,27 @@ mod tests {
         assert!(p.check_name("example.com").is_ok());
         assert!(p.check_host("[fe80::1]").is_err());
         assert!(p.check_host("localhost").is_ok());
+    }
+
+    #[test]
+    fn ipv6_forms_of_a_denied_ipv4_address_are_denied() {
+        let p = TargetPolicy::default();
+        for bad in [
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::169.254.1.1",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378:8000:63bf:5601:5601",
+            "::169.254.169.254",
+            "::0.0.0.2",
+        ] {
+            assert!(p.check_addr(ip(bad)).is_err(), "{bad}");
+        }
+        for good in ["64:ff9b::808:808", "2002:808:808::1", "2001:db8::1", "::1"] {
+            assert!(p.check_addr(ip(good)).is_ok(), "{good}");
+        }
+        let strict = TargetPolicy::new(&[] as &[&str], &["10.0.0.0/8"]).unwrap();
+        assert!(strict.check_addr(ip("64:ff9b::a00:1")).is_err());
+        assert!(strict.check_host("[2002:a00:1::]").is_err());
     }
 
     #[test]
