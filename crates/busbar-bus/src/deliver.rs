@@ -56,14 +56,14 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// `http_status`, `timeout`, `connection`, `tls`, `target_forbidden`, `storage`,
-    /// `target_gone`, `too_large`.
+    /// `target_gone`, `too_large`, `transform_too_large`.
     pub reason: &'static str,
     pub status: Option<u16>,
     pub error: String,
 }
 
 impl Failure {
-    fn new(reason: &'static str, status: Option<u16>, error: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: &'static str, status: Option<u16>, error: impl Into<String>) -> Self {
         Self {
             reason,
             status,

@@ -8,7 +8,7 @@
 //! transform, and the source event's CloudEvent identity as `ce_*` headers unless the record is
 //! a structured CloudEvent that travels unchanged. Dead-letter headers of a redriven event are removed before it is delivered again.
 
-use super::deliver::{self, HttpClient, HttpRequest, Outcome, TopicSink};
+use super::deliver::{self, Failure, HttpClient, HttpRequest, Outcome, TopicSink};
 use super::envelope::{Envelope, DLQ_PREFIX, REPLAY_ATTR};
 use super::spec::{Compiled, Mode, Target};
 use busbar_broker::event::{Event, StoredEvent};
@@ -23,15 +23,18 @@ const CE_MEDIA: &[u8] = b"application/cloudevents";
 /// Kafka header that marks a replayed event on topic targets.
 pub const REPLAY_HEADER: &str = "busbar-replay";
 
-/// The event's envelope after the subscription's transform.
-fn shaped(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Envelope {
+/// The event's envelope after the subscription's transform; a transform whose output passes its
+/// cap fails the delivery for good (reason `transform_too_large`).
+fn shaped(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Result<Envelope, Failure> {
     let mut env = Envelope::of(e);
     if let Some(r) = replay {
         env.attrs
             .insert(REPLAY_ATTR.into(), Value::String(r.to_string()));
     }
     if let Some(t) = &sub.transform {
-        let out = t.apply(&env.document());
+        let out = t
+            .apply(&env.document())
+            .map_err(|e| Failure::new("transform_too_large", None, e.to_string()))?;
         let ct = if serde_json::from_str::<serde::de::IgnoredAny>(&out).is_ok() {
             "application/json"
         } else {
@@ -41,7 +44,7 @@ fn shaped(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Envelope {
             .insert("datacontenttype".into(), Value::String(ct.into()));
         env.data = Some(out.into_bytes());
     }
-    env
+    Ok(env)
 }
 
 /// Does the subscription's pattern match this event?
@@ -62,7 +65,10 @@ pub async fn attempt(
 ) -> Outcome {
     match &sub.spec.target {
         Target::Topic { topic } => {
-            let event = topic_event(sub, e, replay);
+            let event = match topic_event(sub, e, replay) {
+                Ok(event) => event,
+                Err(f) => return Outcome::Fatal(f),
+            };
             match sink {
                 Some(s) => s.send(event).await,
                 None => deliver::to_topic(broker, topic, event).await,
@@ -70,7 +76,10 @@ pub async fn attempt(
         }
         Target::Http { headers, mode, .. } => {
             let url = sub.url.clone().expect("HTTP targets have a parsed URL");
-            let env = shaped(sub, e, replay);
+            let env = match shaped(sub, e, replay) {
+                Ok(env) => env,
+                Err(f) => return Outcome::Fatal(f),
+            };
             let mut out = trace_headers(e);
             for (k, v) in headers {
                 if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v))
@@ -104,7 +113,7 @@ pub async fn attempt(
     }
 }
 
-fn topic_event(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Event {
+fn topic_event(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Result<Event, Failure> {
     let mut headers: Vec<(String, Vec<u8>)> = e
         .headers
         .iter()
@@ -121,19 +130,19 @@ fn topic_event(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Event {
             && v[..CE_MEDIA.len()].eq_ignore_ascii_case(CE_MEDIA)
     });
     let value = match &sub.transform {
-        Some(_) => shaped(sub, e, None).data,
+        Some(_) => shaped(sub, e, None)?.data,
         None => e.value.clone(),
     };
     if sub.transform.is_some() || !structured {
         keep_identity(&mut headers, &env);
     }
-    Event {
+    Ok(Event {
         key: e.key.clone(),
         value,
         headers,
         timestamp: Some(super::envelope::origin_time(e)),
         partition: None,
-    }
+    })
 }
 
 /// The source event's CloudEvent identity travels with a copy to a topic (binary mode: `ce_*`

@@ -28,6 +28,10 @@
 //!   roots); the file must hold a certificate when the subscription is created or updated.
 //! - The target policy (`[bus.targets]`, `targets.rs`) is checked on create and update: a URL
 //!   whose host name or literal address it denies is refused, naming the rule.
+//! - A transform's template is at most 8,192 bytes (EventBridge's limit) with at most 100
+//!   variables; `transform.output_bytes_max` 1..=16,777,216, default 1,048,576 (1 MiB), caps one
+//!   transformed event: an event whose output would be larger is dead-lettered at once with
+//!   reason `transform_too_large` (a template can name a large value many times).
 
 use crate::error::{BusError, Result};
 use crate::targets::TargetPolicy;
@@ -76,6 +80,13 @@ pub struct TransformSpec {
     #[serde(default)]
     pub paths: BTreeMap<String, String>,
     pub template: String,
+    /// Most bytes of one transformed event (see the module doc).
+    #[serde(default = "output_bytes_max")]
+    pub output_bytes_max: u32,
+}
+
+fn output_bytes_max() -> u32 {
+    busbar_rules::OUTPUT_BYTES_MAX as u32
 }
 
 /// Where matched events go.
@@ -342,7 +353,15 @@ impl SubscriptionSpec {
         let transform = match &self.transform {
             None => None,
             Some(t) => {
-                Some(Transform::new(&t.paths, &t.template).map_err(|e| invalid("transform", e))?)
+                in_range(
+                    "transform.output_bytes_max",
+                    t.output_bytes_max.into(),
+                    1,
+                    16 << 20,
+                )?;
+                let tr =
+                    Transform::new(&t.paths, &t.template).map_err(|e| invalid("transform", e))?;
+                Some(tr.with_output_max(t.output_bytes_max as usize))
             }
         };
         let url = match &self.target {

@@ -27,4 +27,6 @@ mod transform;
 
 pub use pattern::{Pattern, PatternError, LIMITS};
 pub use ruleset::RuleSet;
-pub use transform::{Transform, VARIABLES_MAX};
+pub use transform::{
+    OutputTooLarge, Transform, OUTPUT_BYTES_MAX, TEMPLATE_BYTES_MAX, VARIABLES_MAX,
+};

@@ -8,12 +8,25 @@ use std::collections::BTreeMap;
 
 /// Most variables in one transformer (EventBridge's limit).
 pub const VARIABLES_MAX: usize = 100;
+/// Longest template, in bytes (EventBridge's input template limit is 8,192 characters).
+pub const TEMPLATE_BYTES_MAX: usize = 8192;
+/// Default cap on one transformed output, in bytes: a template may name a large value many times,
+/// so the output is bounded on its own (1 MiB, Kafka's default `max.message.bytes`).
+pub const OUTPUT_BYTES_MAX: usize = 1 << 20;
 
 /// A validated input transformer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transform {
     paths: BTreeMap<String, Vec<Step>>,
     template: String,
+    output_max: usize,
+}
+
+/// A transform whose output would pass its byte cap; nothing is produced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("transform output is over {max} bytes")]
+pub struct OutputTooLarge {
+    pub max: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +95,12 @@ fn resolve<'a>(v: &'a Value, steps: &[Step]) -> Option<&'a Value> {
 impl Transform {
     /// Validates the paths map and the template's placeholders.
     pub fn new(paths: &BTreeMap<String, String>, template: &str) -> Result<Self, String> {
+        if template.len() > TEMPLATE_BYTES_MAX {
+            return Err(format!(
+                "template is {} bytes; at most {TEMPLATE_BYTES_MAX}",
+                template.len()
+            ));
+        }
         if paths.len() > VARIABLES_MAX {
             return Err(format!(
                 "at most {VARIABLES_MAX} variables, got {}",
@@ -107,28 +126,33 @@ impl Transform {
         Ok(Self {
             paths: parsed,
             template: template.to_string(),
+            output_max: OUTPUT_BYTES_MAX,
         })
     }
 
-    /// The template with every `<var>` replaced from `event`.
-    pub fn apply(&self, event: &Value) -> String {
-        let mut out = String::with_capacity(self.template.len());
+    /// The same transform with another cap on its output (bytes).
+    pub fn with_output_max(mut self, max: usize) -> Self {
+        self.output_max = max;
+        self
+    }
+
+    /// The template with every `<var>` replaced from `event`, or an error once the output would
+    /// pass the cap. Linear in the template and the output: the next `>` is searched for once
+    /// per placeholder candidate, not once per `<`.
+    pub fn apply(&self, event: &Value) -> Result<String, OutputTooLarge> {
+        let t = self.template.as_str();
+        let mut out = String::with_capacity(t.len().min(self.output_max));
         let mut in_quotes = false;
-        let mut rest = self.template.as_str();
-        while let Some(c) = rest.chars().next() {
+        let (mut at, mut close) = (0, None::<Option<usize>>);
+        while let Some(c) = t[at..].chars().next() {
             if c == '<' {
-                if let Some(end) = rest.find('>') {
-                    let name = &rest[1..end];
-                    if let Some(steps) = self.paths.get(name) {
-                        let v = resolve(event, steps);
-                        match (in_quotes, v) {
-                            (true, Some(Value::String(s))) => out.push_str(s),
-                            (true, Some(other)) => out.push_str(&other.to_string()),
-                            (true, None) => {}
-                            (false, Some(v)) => out.push_str(&v.to_string()),
-                            (false, None) => out.push_str("null"),
-                        }
-                        rest = &rest[end + 1..];
+                if close.is_none_or(|found| found.is_some_and(|end| end < at)) {
+                    close = Some(t[at..].find('>').map(|i| at + i));
+                }
+                if let Some(Some(end)) = close {
+                    if let Some(steps) = self.paths.get(&t[at + 1..end]) {
+                        self.substitute(&mut out, in_quotes, resolve(event, steps))?;
+                        at = end + 1;
                         continue;
                     }
                 }
@@ -136,10 +160,36 @@ impl Transform {
             if c == '"' && !out.ends_with('\\') {
                 in_quotes = !in_quotes;
             }
-            out.push(c);
-            rest = &rest[c.len_utf8()..];
+            self.push(&mut out, c.encode_utf8(&mut [0; 4]))?;
+            at += c.len_utf8();
         }
-        out
+        Ok(out)
+    }
+
+    /// Writes one variable's value: raw text inside quotes, JSON outside.
+    fn substitute(
+        &self,
+        out: &mut String,
+        in_quotes: bool,
+        v: Option<&Value>,
+    ) -> Result<(), OutputTooLarge> {
+        match (in_quotes, v) {
+            (true, Some(Value::String(s))) => self.push(out, s),
+            (true, Some(other)) => self.push(out, &other.to_string()),
+            (true, None) => Ok(()),
+            (false, Some(v)) => self.push(out, &v.to_string()),
+            (false, None) => self.push(out, "null"),
+        }
+    }
+
+    fn push(&self, out: &mut String, s: &str) -> Result<(), OutputTooLarge> {
+        if out.len() + s.len() > self.output_max {
+            return Err(OutputTooLarge {
+                max: self.output_max,
+            });
+        }
+        out.push_str(s);
+        Ok(())
     }
 }
 
@@ -172,13 +222,15 @@ mod tests {
             ],
             r#"{"s": "<state>", "j": <state>, "n": <total>, "r": "<r>", "o": <odd>, "x": <none>, "y": "<none>"}"#,
         );
-        let out: Value = serde_json::from_str(&tr.apply(&event)).unwrap();
+        let out: Value = serde_json::from_str(&tr.apply(&event).unwrap()).unwrap();
         assert_eq!(
             out,
             json!({"s": "paid", "j": "paid", "n": 12, "r": "r1", "o": true, "x": null, "y": ""})
         );
         assert_eq!(
-            t(&[("s", "$.detail.state")], "order is <s> now").apply(&event),
+            t(&[("s", "$.detail.state")], "order is <s> now")
+                .apply(&event)
+                .unwrap(),
             "order is \"paid\" now"
         );
     }
@@ -200,5 +252,26 @@ mod tests {
             .map(|i| (format!("v{i}"), "$.x".to_string()))
             .collect();
         assert!(Transform::new(&many, "").unwrap_err().contains("100"));
+        let long = "x".repeat(TEMPLATE_BYTES_MAX + 1);
+        assert!(Transform::new(&m("a", "$.x"), &long)
+            .unwrap_err()
+            .contains("8192"));
+        assert!(Transform::new(&m("a", "$.x"), &long[1..]).is_ok());
+    }
+
+    #[test]
+    fn output_is_capped_and_placeholders_survive_stray_brackets() {
+        let event = json!({"big": "y".repeat(1000)});
+        let many = "<v>".repeat(2000);
+        let tr = t(&[("v", "$.big")], &many).with_output_max(100_000);
+        assert_eq!(tr.apply(&event), Err(OutputTooLarge { max: 100_000 }));
+        let tr = t(&[("v", "$.big")], "<v>").with_output_max(1002);
+        assert_eq!(tr.apply(&event).unwrap().len(), 1002);
+        // `<` without a `>`, and `<` before a `>` that closes a later placeholder.
+        let tr = t(&[("v", "$.n")], "a < b <<v> <x> c<");
+        assert_eq!(tr.apply(&json!({"n": 1})).unwrap(), "a < b <1 <x> c<");
+        // Many `<` and no `>`: one search, not one per `<`.
+        let tr = t(&[("v", "$.n")], &"<".repeat(TEMPLATE_BYTES_MAX));
+        assert_eq!(tr.apply(&json!({})).unwrap().len(), TEMPLATE_BYTES_MAX);
     }
 }

@@ -435,6 +435,40 @@ fn topic_targets_keep_the_source_events_identity() {
     assert_eq!(s.stop(), 0);
 }
 
+/// A transform whose output would pass `transform.output_bytes_max` dead-letters that event at
+/// once with reason `transform_too_large`; smaller events are delivered transformed.
+#[test]
+fn an_oversized_transform_output_is_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("src", 1), ("dst", 1), ("dlq", 1)]);
+    subscribe(
+        &s,
+        json!({"name": "t", "sources": ["src"], "start": "earliest", "target": {"topic": "dst"},
+               "dead_letter_topic": "dlq",
+               "transform": {"paths": {"v": "$.data.v"}, "template": "<v><v><v>",
+                             "output_bytes_max": 100}}),
+    );
+    publish(
+        &s,
+        "src",
+        json!([{"value": {"v": "y".repeat(40)}}, {"value": {"v": "x"}}]),
+    );
+    let d = dead_letter_of(&s, "t");
+    assert_eq!(d["reason"], "transform_too_large", "{d}");
+    let v = wait_sub(&s, "t", |v| v["counters"]["delivered"] == 1);
+    assert_eq!(v["counters"]["dead_lettered"], 1, "{v}");
+    let (st, got) = s.http(
+        "GET",
+        "/topics/dst/partitions/0/events?offset=0&limit=10&encoding=utf8",
+        None,
+    );
+    assert_eq!(st, 200, "{got}");
+    assert_eq!(got["events"].as_array().unwrap().len(), 1, "{got}");
+    assert_eq!(got["events"][0]["value"], "\"x\"\"x\"\"x\"", "{got}");
+    assert_eq!(s.stop(), 0);
+}
+
 /// With `ordering: key` (the default), events without a key keep partition order, also when
 /// routed topic to topic.
 #[test]
@@ -607,6 +641,14 @@ fn bad_subscriptions_get_precise_errors_and_create_nothing() {
                 json!({"paths": {"x": "nodollar"}, "template": "<x>"}),
             ),
             "transform",
+        ),
+        (
+            with("transform", json!({"template": "x".repeat(8193)})),
+            "transform: template is 8193 bytes; at most 8192",
+        ),
+        (
+            with("transform", json!({"template": "x", "output_bytes_max": 0})),
+            "transform.output_bytes_max",
         ),
         (
             with("delivery", json!({"max_attempts": 0})),
