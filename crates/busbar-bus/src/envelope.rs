@@ -74,7 +74,29 @@ impl Envelope {
         if header(e, "ce_specversion").is_some() {
             return Self::binary(e);
         }
-        Self::plain(e)
+        let json = e.value.as_deref().map(is_json);
+        Self::plain(e, json)
+    }
+
+    /// The document patterns match, as `Envelope::of(e).document()`, with the value of a plain
+    /// record parsed once (not checked as JSON first and then parsed).
+    pub fn document_of(e: &StoredEvent) -> Value {
+        if header(e, "content-type").is_some() || header(e, "ce_specversion").is_some() {
+            return Self::of(e).document();
+        }
+        let parsed = e.value.as_deref().map(serde_json::from_slice::<Value>);
+        // JSON a `Value` cannot hold (a number past f64) still makes the type JSON.
+        let json = match (&parsed, e.value.as_deref()) {
+            (Some(Ok(_)), _) => Some(true),
+            (Some(Err(_)), Some(v)) => Some(is_json(v)),
+            _ => None,
+        };
+        let env = Self::plain(e, json);
+        let mut doc = env.attrs;
+        if let Some(Ok(d)) = parsed {
+            doc.insert("data".into(), d);
+        }
+        Value::Object(doc)
     }
 
     fn structured(e: &StoredEvent) -> Option<Envelope> {
@@ -116,7 +138,8 @@ impl Envelope {
         }
     }
 
-    fn plain(e: &StoredEvent) -> Envelope {
+    /// `json`: whether the value (when there is one) is JSON.
+    fn plain(e: &StoredEvent, json: Option<bool>) -> Envelope {
         let (topic, partition, offset) = origin(e);
         let mut attrs = Map::new();
         let mut put = |k: &str, v: String| {
@@ -132,8 +155,7 @@ impl Envelope {
                 put("partitionkey", k.to_string());
             }
         }
-        if let Some(v) = &e.value {
-            let json = serde_json::from_slice::<serde::de::IgnoredAny>(v).is_ok();
+        if let Some(json) = json {
             let ct = if json {
                 "application/json"
             } else {
@@ -193,6 +215,10 @@ impl Envelope {
             other => other.to_string(),
         })
     }
+}
+
+fn is_json(v: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(v).is_ok()
 }
 
 fn is_json_type(attrs: &Map<String, Value>) -> bool {
@@ -278,6 +304,33 @@ mod tests {
             &[("Content-Type", "Application/CloudEvents+JSON")],
         ));
         assert_eq!(s.attr("id").as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn document_of_is_the_envelopes_document() {
+        let structured = [("content-type", "application/cloudevents+json")];
+        let cases: Vec<StoredEvent> = vec![
+            stored(br#"{"total":5}"#, &[]),
+            stored(b"[1e400]", &[]),
+            stored(b"not json", &[]),
+            stored(b" 7 ", &[("content-type", "text/plain")]),
+            stored(b"hi", &[("ce_specversion", "1.0"), ("ce_id", "x")]),
+            stored(
+                br#"{"specversion":"1.0","id":"y","data":{"a":1}}"#,
+                &structured,
+            ),
+            StoredEvent {
+                value: None,
+                ..stored(b"", &[])
+            },
+        ];
+        for e in &cases {
+            assert_eq!(
+                Envelope::document_of(e),
+                Envelope::of(e).document(),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]

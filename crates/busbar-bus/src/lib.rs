@@ -30,6 +30,7 @@ pub use replay::{ReplaySpec, RunView};
 pub use spec::SubscriptionSpec;
 pub use stats::CounterSnapshot;
 pub use targets::TargetPolicy;
+pub use worker::ReadStats;
 
 use busbar_broker::Broker;
 
@@ -56,6 +57,9 @@ pub struct BusConfig {
     pub subscriptions_max: usize,
     /// Which hosts and addresses HTTP targets may reach (`[bus.targets]`).
     pub targets: TargetPolicy,
+    /// Most bytes of decoded source events the subscriptions of a topic share (one read, decode
+    /// and parse per event for all of them); `0` turns sharing off (`worker/shared.rs`).
+    pub read_cache_bytes: usize,
 }
 
 impl Default for BusConfig {
@@ -63,6 +67,7 @@ impl Default for BusConfig {
         Self {
             subscriptions_max: 1000,
             targets: TargetPolicy::default(),
+            read_cache_bytes: 64 << 20,
         }
     }
 }
@@ -180,6 +185,7 @@ impl Bus {
             retries,
             positions,
             http: deliver::HttpClient::new(config.targets.clone()),
+            shared: worker::Shared::new(config.read_cache_bytes),
         });
         let users = Arc::new(Mutex::new(dlq_users(&subs)));
         let guard = users.clone();
@@ -205,6 +211,11 @@ impl Bus {
     /// The broker the bus runs on.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.ctx.broker
+    }
+
+    /// How much the workers read, decoded and parsed so far (shared by all subscriptions).
+    pub fn read_stats(&self) -> ReadStats {
+        self.ctx.shared.stats()
     }
 
     /// Starts the workers of every subscription not paused, and every `maintenance_interval` the

@@ -80,6 +80,9 @@ pub struct Kafka {
 pub struct BusSection {
     /// Most subscriptions (1..=100,000).
     pub subscriptions_max: u64,
+    /// Most bytes of decoded source events the subscriptions of a topic share (0..=16 GiB; 0
+    /// turns sharing off).
+    pub read_cache_bytes: u64,
     pub targets: Targets,
 }
 
@@ -155,6 +158,7 @@ impl Default for Config {
             },
             bus: BusSection {
                 subscriptions_max: BusConfig::default().subscriptions_max as u64,
+                read_cache_bytes: BusConfig::default().read_cache_bytes as u64,
                 targets: Targets::default(),
             },
             topic_defaults: TopicConfig::default().entries(),
@@ -372,7 +376,7 @@ impl Config {
         listen_address("http.addr", &self.http.addr)?;
         listen_address("kafka.addr", &self.kafka.addr)?;
         let b = &self.broker;
-        let checks: [(&str, u64, u64, u64); 18] = [
+        let checks: [(&str, u64, u64, u64); 19] = [
             (
                 "kafka.request_bytes_max",
                 self.kafka.request_bytes_max,
@@ -435,6 +439,12 @@ impl Config {
                 1,
                 100_000,
             ),
+            (
+                "bus.read_cache_bytes",
+                self.bus.read_cache_bytes,
+                0,
+                16 << 30,
+            ),
             ("broker.open_files_max", b.open_files_max, 1, 1_000_000),
             ("broker.indexes_max", b.indexes_max, 1, 1_000_000),
             (
@@ -492,6 +502,7 @@ impl Config {
     pub fn bus_config(&self) -> BusConfig {
         BusConfig {
             subscriptions_max: self.bus.subscriptions_max as usize,
+            read_cache_bytes: self.bus.read_cache_bytes as usize,
             targets: self.target_policy().expect("validated"),
         }
     }

@@ -1,7 +1,9 @@
 //! One running subscription: a durable consumer inside the broker (DESIGN.md data flow 3).
 //!
 //! The worker reads its source partitions from its stored positions (`positions.rs`, the bus's own
-//! internal log, not a consumer group), matches each event, and keeps
+//! internal log, not a consumer group) through chunks every subscription of the topic shares
+//! (`shared.rs`: each event read, decoded, parsed and matched against all their patterns once;
+//! `read.rs` takes this subscription's matching events from them), and keeps
 //! up to `concurrency` deliveries in flight. A failed attempt that may be retried is written to the
 //! retry state (durably) before the partition's position may pass it, so the partition keeps flowing
 //! while the event waits for its next attempt on a timer. With `ordering: key`, an event whose key
@@ -35,12 +37,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 mod lanes;
+mod read;
 mod settle;
+mod shared;
+
+pub use shared::{ReadStats, Shared};
 
 /// Most events matched (or skipped) in one pass before the worker looks at its other work.
 const EVENTS_PER_PASS: usize = 10_000;
-/// Bytes read from a partition at a time.
-const READ_BYTES: usize = 1 << 20;
+use shared::READ_BYTES;
 /// How often positions are committed while events flow.
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
 /// The pause after a failed pass (reading a source, parking an event) before the next.
@@ -56,6 +61,8 @@ pub struct Ctx {
     pub retries: RetryStore,
     pub positions: PositionStore,
     pub http: HttpClient,
+    /// What the workers of a topic share: its decoded events and their match results.
+    pub shared: Arc<Shared>,
 }
 
 /// Commands to a running worker.
@@ -98,6 +105,7 @@ pub fn spawn(
         Target::Http { .. } => None,
     };
     let worker = Worker {
+        reg: ctx.shared.register(sub.clone()),
         sink,
         name,
         ctx,
@@ -124,8 +132,11 @@ struct Part {
     /// The id of the topic incarnation `next` belongs to.
     topic_id: String,
     partition: u32,
+    /// (topic, topic id, partition): where its chunks are cached.
+    key: shared::PartKey,
     next: u64,
-    buffer: VecDeque<Decoded>,
+    /// The chunk being read.
+    view: Option<read::View>,
     outstanding: BTreeSet<u64>,
     /// Restored events settled before the reader reached them again (a retry or parked event
     /// ahead of the position after a restart): the reader skips them, so they are not delivered
@@ -148,6 +159,8 @@ struct Done {
 }
 
 struct Worker {
+    /// The subscription's pattern among its topics' rules (unregistered when the worker ends).
+    reg: shared::Registration,
     /// Batches appends to a target topic.
     sink: Option<Arc<TopicSink>>,
     name: String,
@@ -363,7 +376,7 @@ impl Worker {
         }
         self.parts
             .iter()
-            .filter(|p| p.buffer.is_empty())
+            .filter(|p| p.view.is_none())
             .map(|p| (p.topic.clone(), p.partition as i64, p.next))
             .collect()
     }
@@ -383,11 +396,12 @@ impl Worker {
                 let (start, end) = broker.offsets_of(topic, p as i64)?;
                 let committed = stored_position(&self.ctx, &self.name, topic, p, &id);
                 parts.push(Part {
+                    key: (topic.clone(), id.clone(), p),
                     topic: topic.clone(),
                     topic_id: id.clone(),
                     partition: p,
                     next: committed.unwrap_or(start).clamp(start, end),
-                    buffer: VecDeque::new(),
+                    view: None,
                     outstanding: BTreeSet::new(),
                     settled_ahead: BTreeSet::new(),
                     committed,
@@ -475,8 +489,13 @@ impl Worker {
             let i = self.rr % n;
             self.rr += 1;
             match self.next_event(i)? {
-                None => idle += 1,
-                Some(Decoded::Undecodable {
+                read::Next::Idle => idle += 1,
+                read::Next::Skipped(n) => {
+                    idle = 0;
+                    seen += n;
+                    progressed = true;
+                }
+                read::Next::Item(Decoded::Undecodable {
                     first,
                     last,
                     timestamp,
@@ -496,12 +515,12 @@ impl Worker {
                     if let Err(e) = self.set_aside(&bad).await {
                         // Not dead-lettered: read it again, so no position passes it.
                         let p = &mut self.parts[i];
-                        p.buffer.clear();
+                        p.view = None;
                         p.next = first;
                         return Err(e);
                     }
                 }
-                Some(Decoded::Event(ev)) => {
+                read::Next::Item(Decoded::Event(ev)) => {
                     idle = 0;
                     seen += 1;
                     progressed = true;
@@ -509,7 +528,7 @@ impl Worker {
                     if let Err(e) = self.admit(i, ev).await {
                         // Not parked: read it again, so no position passes it.
                         let p = &mut self.parts[i];
-                        p.buffer.clear();
+                        p.view = None;
                         p.next = offset;
                         return Err(e);
                     }
@@ -520,52 +539,14 @@ impl Worker {
         Ok(progressed)
     }
 
-    fn next_event(&mut self, i: usize) -> Result<Option<Decoded>> {
-        let p = &mut self.parts[i];
-        if p.buffer.is_empty() {
-            let data =
-                match self
-                    .ctx
-                    .broker
-                    .read_now(&p.topic, p.partition as i64, p.next, READ_BYTES)
-                {
-                    Ok(d) => d,
-                    Err(BrokerError::OffsetOutOfRange { start, end, .. }) => {
-                        p.next = p.next.clamp(start, end);
-                        let next = p.next;
-                        p.settled_ahead.retain(|o| *o >= next);
-                        return Ok(None);
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-            if data.is_empty() {
-                return Ok(None);
-            }
-            p.buffer = event::decode_each(&p.topic, p.partition, &data, p.next)?.into();
-            if p.buffer.is_empty() {
-                p.next = busbar_broker::last_offset(&data).map_or(p.next, |o| o + 1);
-                return Ok(None);
-            }
-        }
-        let ev = p.buffer.pop_front();
-        match &ev {
-            Some(Decoded::Event(e)) => p.next = e.offset + 1,
-            Some(Decoded::Undecodable { last, .. }) => p.next = last + 1,
-            None => {}
-        }
-        Ok(ev)
-    }
-
     async fn admit(&mut self, i: usize, ev: StoredEvent) -> Result<()> {
         let r = EventRef {
             topic: ev.topic.clone(),
             partition: ev.partition,
             offset: ev.offset,
         };
-        if self.parts[i].settled_ahead.remove(&r.offset)
-            || self.entries.contains_key(&r)
-            || !request::matches(&self.sub, &ev)
-        {
+        // Matched already (read.rs hands over only the events the pattern matches).
+        if self.parts[i].settled_ahead.remove(&r.offset) || self.entries.contains_key(&r) {
             return Ok(());
         }
         let lane = match self.sub.spec.delivery.ordering {

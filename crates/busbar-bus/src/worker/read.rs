@@ -1,0 +1,122 @@
+//! How a worker reads its partitions: through the chunks its topic's subscriptions share
+//! (`shared.rs`), taking from each only the items its subscription must handle (the events its
+//! pattern matches and undecodable batches) and passing the rest in one step.
+
+use super::shared::Chunk;
+use super::Worker;
+use crate::error::Result;
+use busbar_broker::event::Decoded;
+use busbar_broker::BrokerError;
+use std::sync::Arc;
+
+/// The part of a chunk a worker is reading.
+pub(super) struct View {
+    chunk: Arc<Chunk>,
+    /// Indexes of the items to handle, in offset order, and how many were taken.
+    wanted: Vec<u32>,
+    taken: usize,
+}
+
+/// What reading a partition gave.
+pub(super) enum Next {
+    /// Nothing to read now.
+    Idle,
+    /// Events passed without handling (none matched): how many.
+    Skipped(usize),
+    /// An item to handle.
+    Item(Decoded),
+}
+
+impl Worker {
+    /// The next item partition `i` must handle, reading a chunk when its last one is done.
+    pub(super) fn next_event(&mut self, i: usize) -> Result<Next> {
+        if self.parts[i].view.is_none() {
+            if let Some(next) = self.open_view(i)? {
+                return Ok(next);
+            }
+        }
+        let p = &mut self.parts[i];
+        let v = p.view.as_mut().expect("opened");
+        let Some(&j) = v.wanted.get(v.taken) else {
+            let passed = v.chunk.items.iter().filter(|d| last(d) >= p.next).count();
+            let end = v.chunk.end.max(p.next);
+            p.pass(end);
+            p.view = None;
+            return Ok(if passed > 0 {
+                Next::Skipped(passed)
+            } else {
+                Next::Idle
+            });
+        };
+        v.taken += 1;
+        let mut item = v.chunk.items[j as usize].clone();
+        let last = v.chunk.last_of(j);
+        match &mut item {
+            Decoded::Event(e) => p.pass(e.offset),
+            // Only what is left of it from the reader's position on.
+            Decoded::Undecodable { first, .. } => {
+                *first = (*first).max(p.next);
+                p.pass(*first);
+            }
+        }
+        p.next = last + 1;
+        Ok(Next::Item(item))
+    }
+
+    /// Finds the chunk holding partition `i`'s position; answers what to report instead when
+    /// there is none (nothing new, or the position was outside the log and moved into it).
+    fn open_view(&mut self, i: usize) -> Result<Option<Next>> {
+        let broker = &self.ctx.broker;
+        let p = &mut self.parts[i];
+        let (start, end) = broker.offsets_of(&p.topic, p.partition as i64)?;
+        if p.next < start || p.next > end {
+            p.clamp(start, end);
+            return Ok(Some(Next::Idle));
+        }
+        if p.next == end {
+            return Ok(Some(Next::Idle));
+        }
+        let chunk = match self.ctx.shared.chunk_at(broker, &p.key, p.next) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(Some(Next::Idle)),
+            Err(BrokerError::OffsetOutOfRange { start, end, .. }) => {
+                p.clamp(start, end);
+                return Ok(Some(Next::Idle));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let wanted = self.ctx.shared.wanted(&chunk, &p.topic, &self.reg, p.next);
+        p.view = Some(View {
+            chunk,
+            wanted,
+            taken: 0,
+        });
+        Ok(None)
+    }
+}
+
+fn last(d: &Decoded) -> u64 {
+    match d {
+        Decoded::Event(e) => e.offset,
+        Decoded::Undecodable { last, .. } => *last,
+    }
+}
+
+impl super::Part {
+    /// Moves the reader to `to` (not back), past events it does not handle: restored events
+    /// settled ahead of it there are behind it now.
+    fn pass(&mut self, to: u64) {
+        if to > self.next && !self.settled_ahead.is_empty() {
+            let from = self.next;
+            self.settled_ahead.retain(|o| *o < from || *o >= to);
+        }
+        self.next = self.next.max(to);
+    }
+
+    /// The position moved into the log's range `[start, end]`.
+    fn clamp(&mut self, start: u64, end: u64) {
+        self.next = self.next.clamp(start, end);
+        let next = self.next;
+        self.settled_ahead.retain(|o| *o >= next);
+    }
+}

@@ -1,0 +1,559 @@
+//! What the subscriptions of a topic share when they read it: one read, one decode and one
+//! JSON parse per event, and one evaluation of all their patterns together (the indexed
+//! [`RuleSet`] of busbar-rules), however many subscriptions read the topic.
+//!
+//! **Chunks.** A worker that needs the events of a partition from offset `o` asks for the chunk
+//! holding `o`: what one read of [`READ_BYTES`] from some offset `<= o` returned, decoded
+//! (events and undecodable batches), covering `[start, end)`. Chunks live in a cache keyed by
+//! (topic, topic id, partition) and start offset, so a recreated topic (another id) never sees
+//! its old incarnation's events. When no cached chunk holds `o`, the worker reads one itself
+//! under the partition's fill lock (workers waiting on the same lock find it cached when they
+//! get it): workers near the head share the chunks of new events, and a lagging worker fills the
+//! cache at its own position. The cache is bounded by `bus.read_cache_bytes` (the decoded size of
+//! its events); past it, the chunks inserted first are dropped (a worker still reading one keeps
+//! it alive until done). `0` turns sharing off: each subscription reads, decodes and matches on its
+//! own, as busbar did before (kept for comparison, `benches/fanout.rs`).
+//!
+//! **Rules.** Each running worker registers its subscription under every source topic with a
+//! fresh registration id (a restart or an update registers again: the id names one compiled
+//! pattern for good). A topic's [`TopicRules`] are rebuilt on the next read after any
+//! registration changes, with a new generation number. A chunk keeps the match result of the
+//! rules it was last evaluated with; a worker uses that result only when its own registration id
+//! is in those rules (so it was computed with exactly its pattern), else it evaluates the chunk
+//! again with the topic's current rules (one more parse of each event, shared by all). A stale
+//! result, from before an update of a subscription, is therefore never used.
+//!
+//! [`ReadStats`] counts reads, decoded events and parsed documents (tests show N subscriptions
+//! cost one parse per event, not N).
+
+use crate::envelope::Envelope;
+use crate::request;
+use crate::spec::Compiled;
+use busbar_broker::event::{self, Decoded};
+use busbar_broker::{Broker, BrokerError};
+use busbar_rules::RuleSet;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Bytes read from a partition at a time (one chunk at most this much stored data).
+pub const READ_BYTES: usize = 1 << 20;
+/// What a decoded event costs in the cache beyond its key, value and headers.
+const EVENT_OVERHEAD: usize = 96;
+
+/// (topic, topic id, partition): one incarnation of a partition.
+pub type PartKey = (String, String, u32);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How much reading and matching the bus did (since it was opened).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReadStats {
+    /// Reads of source partitions by workers.
+    pub reads: u64,
+    /// Events decoded from those reads.
+    pub events_decoded: u64,
+    /// Events read as CloudEvents and parsed into the JSON document patterns match.
+    pub documents_parsed: u64,
+    /// Chunks a worker found in the cache instead of reading.
+    pub cache_hits: u64,
+}
+
+/// How a registered subscription is matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// No pattern: every event.
+    All,
+    /// Rule `i` of the rule set.
+    At(u32),
+}
+
+/// The patterns of every subscription reading a topic, indexed together.
+pub struct TopicRules {
+    generation: u64,
+    set: RuleSet<u32>,
+    rules: HashMap<u64, Rule>,
+}
+
+impl TopicRules {
+    fn build<'a>(generation: u64, regs: impl Iterator<Item = (u64, &'a Compiled)>) -> Self {
+        let mut set = RuleSet::new();
+        let mut rules = HashMap::new();
+        for (id, c) in regs {
+            let rule = match &c.pattern {
+                None => Rule::All,
+                Some(p) => {
+                    let i = set.len() as u32;
+                    set.add(i, p.clone());
+                    Rule::At(i)
+                }
+            };
+            rules.insert(id, rule);
+        }
+        TopicRules {
+            generation,
+            set,
+            rules,
+        }
+    }
+}
+
+/// A chunk's match result: per rule, the indexes of its matching events.
+struct Matches {
+    rules: Arc<TopicRules>,
+    /// Rule → the indexes of the events it matches (rules without a match are left out).
+    by_rule: HashMap<u32, Vec<u32>>,
+}
+
+/// One read of a partition, decoded.
+pub struct Chunk {
+    pub start: u64,
+    /// The offset after the last stored batch read.
+    pub end: u64,
+    pub items: Vec<Decoded>,
+    /// Indexes of the undecodable batches in `items` (every subscription sets them aside).
+    bad: Vec<u32>,
+    bytes: usize,
+    matches: Mutex<Option<Arc<Matches>>>,
+}
+
+impl Chunk {
+    /// The last offset item `j` covers.
+    pub fn last_of(&self, j: u32) -> u64 {
+        match &self.items[j as usize] {
+            Decoded::Event(e) => e.offset,
+            Decoded::Undecodable { last, .. } => *last,
+        }
+    }
+}
+
+#[derive(Default)]
+struct TopicRegs {
+    regs: BTreeMap<u64, Arc<Compiled>>,
+    built: Option<Arc<TopicRules>>,
+}
+
+#[derive(Default)]
+struct Cache {
+    parts: HashMap<PartKey, BTreeMap<u64, Arc<Chunk>>>,
+    fills: HashMap<PartKey, Arc<Mutex<()>>>,
+    /// Chunks in the order they were inserted (evicted first to last).
+    order: VecDeque<(PartKey, u64)>,
+    bytes: usize,
+}
+
+impl Cache {
+    fn lookup(&self, key: &PartKey, at: u64) -> Option<Arc<Chunk>> {
+        let (_, c) = self.parts.get(key)?.range(..=at).next_back()?;
+        (c.end > at).then(|| c.clone())
+    }
+
+    fn insert(&mut self, key: &PartKey, chunk: Arc<Chunk>, cap: usize) {
+        self.bytes += chunk.bytes;
+        let start = chunk.start;
+        let old = (self.parts.entry(key.clone()).or_default()).insert(start, chunk);
+        if let Some(old) = old {
+            self.bytes -= old.bytes;
+        }
+        self.order.push_back((key.clone(), start));
+        while self.bytes > cap {
+            let Some((k, s)) = self.order.pop_front() else {
+                break;
+            };
+            self.evict(&k, s);
+        }
+        self.tidy_order();
+    }
+
+    /// Drops the entries of `order` whose chunk is gone (a topic forgotten, a chunk replaced),
+    /// once they are as many as the chunks: the queue stays bounded by the chunks cached.
+    fn tidy_order(&mut self) {
+        let chunks: usize = self.parts.values().map(BTreeMap::len).sum();
+        if self.order.len() <= 2 * chunks + 64 {
+            return;
+        }
+        let mut seen = std::collections::HashSet::new();
+        let parts = &self.parts;
+        self.order.retain(|(k, s)| {
+            parts.get(k).is_some_and(|m| m.contains_key(s)) && seen.insert((k.clone(), *s))
+        });
+    }
+
+    fn forget_topic(&mut self, topic: &str) {
+        let keys: Vec<PartKey> = (self.parts.keys())
+            .filter(|k| k.0 == topic)
+            .cloned()
+            .collect();
+        for k in keys {
+            let starts: Vec<u64> = self.parts[&k].keys().copied().collect();
+            for s in starts {
+                self.evict(&k, s);
+            }
+        }
+    }
+
+    fn evict(&mut self, key: &PartKey, start: u64) {
+        let Some(chunks) = self.parts.get_mut(key) else {
+            return;
+        };
+        if let Some(c) = chunks.remove(&start) {
+            self.bytes -= c.bytes;
+        }
+        if chunks.is_empty() {
+            self.parts.remove(key);
+            if self
+                .fills
+                .get(key)
+                .is_some_and(|f| Arc::strong_count(f) == 1)
+            {
+                self.fills.remove(key);
+            }
+        }
+    }
+}
+
+/// The read cache and the topics' rules, shared by every worker of a bus.
+pub struct Shared {
+    cap: usize,
+    next_id: AtomicU64,
+    generation: AtomicU64,
+    topics: Mutex<HashMap<String, TopicRegs>>,
+    cache: Mutex<Cache>,
+    reads: AtomicU64,
+    events_decoded: AtomicU64,
+    documents_parsed: AtomicU64,
+    cache_hits: AtomicU64,
+}
+
+/// A worker's subscription registered under its source topics; dropping it unregisters.
+pub struct Registration {
+    shared: Arc<Shared>,
+    id: u64,
+    sub: Arc<Compiled>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.unregister(self.id, &self.sub.spec.sources);
+    }
+}
+
+impl Shared {
+    /// A cache of at most `cap` bytes of decoded events (`0`: no sharing).
+    pub fn new(cap: usize) -> Arc<Shared> {
+        Arc::new(Shared {
+            cap,
+            next_id: AtomicU64::new(1),
+            generation: AtomicU64::new(1),
+            topics: Mutex::default(),
+            cache: Mutex::default(),
+            reads: AtomicU64::new(0),
+            events_decoded: AtomicU64::new(0),
+            documents_parsed: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+        })
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> ReadStats {
+        ReadStats {
+            reads: self.reads.load(Relaxed),
+            events_decoded: self.events_decoded.load(Relaxed),
+            documents_parsed: self.documents_parsed.load(Relaxed),
+            cache_hits: self.cache_hits.load(Relaxed),
+        }
+    }
+
+    /// Registers `sub` under each of its sources, with a new id.
+    pub fn register(self: &Arc<Self>, sub: Arc<Compiled>) -> Registration {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let mut topics = lock(&self.topics);
+        for t in &sub.spec.sources {
+            let regs = topics.entry(t.clone()).or_default();
+            regs.regs.insert(id, sub.clone());
+            regs.built = None;
+        }
+        Registration {
+            shared: self.clone(),
+            id,
+            sub,
+        }
+    }
+
+    fn unregister(&self, id: u64, sources: &[String]) {
+        let mut topics = lock(&self.topics);
+        for t in sources {
+            if let Some(regs) = topics.get_mut(t) {
+                regs.regs.remove(&id);
+                regs.built = None;
+                if regs.regs.is_empty() {
+                    // No subscription reads it any more: its chunks go now, not when evicted.
+                    topics.remove(t);
+                    lock(&self.cache).forget_topic(t);
+                }
+            }
+        }
+    }
+
+    /// The current rules of `topic` (built again after a registration changed).
+    fn rules_of(&self, topic: &str) -> Arc<TopicRules> {
+        let mut topics = lock(&self.topics);
+        let regs = topics.entry(topic.to_string()).or_default();
+        if let Some(b) = &regs.built {
+            return b.clone();
+        }
+        let generation = self.generation.fetch_add(1, Relaxed);
+        let it = regs.regs.iter().map(|(id, c)| (*id, c.as_ref()));
+        let built = Arc::new(TopicRules::build(generation, it));
+        regs.built = Some(built.clone());
+        built
+    }
+
+    /// The chunk of `key` holding offset `at`: cached, or read (and cached) now. `None` when
+    /// the partition has nothing at `at`.
+    pub fn chunk_at(
+        &self,
+        broker: &Broker,
+        key: &PartKey,
+        at: u64,
+    ) -> Result<Option<Arc<Chunk>>, BrokerError> {
+        if self.cap == 0 {
+            return self.read(broker, key, at);
+        }
+        if let Some(c) = lock(&self.cache).lookup(key, at) {
+            self.cache_hits.fetch_add(1, Relaxed);
+            return Ok(Some(c));
+        }
+        let fill = lock(&self.cache)
+            .fills
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _filling = lock(&fill);
+        if let Some(c) = lock(&self.cache).lookup(key, at) {
+            self.cache_hits.fetch_add(1, Relaxed);
+            return Ok(Some(c));
+        }
+        let Some(chunk) = self.read(broker, key, at)? else {
+            return Ok(None);
+        };
+        if chunk.end > chunk.start {
+            lock(&self.cache).insert(key, chunk.clone(), self.cap);
+        }
+        Ok(Some(chunk))
+    }
+
+    fn read(
+        &self,
+        broker: &Broker,
+        key: &PartKey,
+        at: u64,
+    ) -> Result<Option<Arc<Chunk>>, BrokerError> {
+        let (topic, _, partition) = key;
+        let data = broker.read_now(topic, *partition as i64, at, READ_BYTES)?;
+        self.reads.fetch_add(1, Relaxed);
+        if data.is_empty() {
+            return Ok(None);
+        }
+        let items = event::decode_each(topic, *partition, &data, at)?;
+        let end = busbar_broker::last_offset(&data)
+            .map_or(at, |o| o + 1)
+            .max(at);
+        let mut bytes = EVENT_OVERHEAD;
+        let mut bad = Vec::new();
+        for (j, item) in items.iter().enumerate() {
+            bytes += EVENT_OVERHEAD;
+            match item {
+                Decoded::Event(e) => {
+                    self.events_decoded.fetch_add(1, Relaxed);
+                    bytes += e.key.as_ref().map_or(0, Vec::len)
+                        + e.value.as_ref().map_or(0, Vec::len)
+                        + e.headers
+                            .iter()
+                            .map(|(k, v)| k.len() + v.len())
+                            .sum::<usize>();
+                }
+                Decoded::Undecodable { error, .. } => {
+                    bytes += error.len();
+                    bad.push(j as u32);
+                }
+            }
+        }
+        Ok(Some(Arc::new(Chunk {
+            start: at,
+            end,
+            items,
+            bad,
+            bytes,
+            matches: Mutex::default(),
+        })))
+    }
+
+    /// The items of `chunk` at or past offset `from` that `reg`'s subscription must handle: the
+    /// events its pattern matches and every undecodable batch, in offset order.
+    pub fn wanted(&self, chunk: &Chunk, topic: &str, reg: &Registration, from: u64) -> Vec<u32> {
+        let m = self.matches(chunk, topic, reg);
+        let mut out: Vec<u32> = match m.rules.rules.get(&reg.id) {
+            Some(Rule::At(i)) => {
+                let hits = m.by_rule.get(i).map_or(&[][..], Vec::as_slice);
+                let mut v: Vec<u32> = hits.iter().chain(&chunk.bad).copied().collect();
+                v.sort_unstable();
+                v
+            }
+            Some(Rule::All) | None => (0..chunk.items.len() as u32).collect(),
+        };
+        out.retain(|j| chunk.last_of(*j) >= from);
+        out
+    }
+
+    /// The match result of `chunk` that holds `reg`'s pattern: kept from an earlier evaluation
+    /// that included it, else evaluated now with the topic's current rules.
+    fn matches(&self, chunk: &Chunk, topic: &str, reg: &Registration) -> Arc<Matches> {
+        let mut slot = lock(&chunk.matches);
+        if let Some(m) = slot
+            .as_ref()
+            .filter(|m| m.rules.rules.contains_key(&reg.id))
+        {
+            return m.clone();
+        }
+        let m = Arc::new(if self.cap == 0 {
+            self.evaluate_alone(chunk, reg)
+        } else {
+            self.evaluate(chunk, self.rules_of(topic))
+        });
+        if !m.rules.rules.contains_key(&reg.id) {
+            // Not registered under this topic (never so: a worker registers all its sources).
+            return Arc::new(self.evaluate_alone(chunk, reg));
+        }
+        // Kept for the workers after this one unless a newer generation's result is there.
+        if slot
+            .as_ref()
+            .is_none_or(|old| old.rules.generation <= m.rules.generation)
+        {
+            *slot = Some(m.clone());
+        }
+        m
+    }
+
+    /// Every event of `chunk` parsed once and matched against all of `rules` at once.
+    fn evaluate(&self, chunk: &Chunk, rules: Arc<TopicRules>) -> Matches {
+        let mut by_rule: HashMap<u32, Vec<u32>> = HashMap::new();
+        if !rules.set.is_empty() {
+            for (j, item) in chunk.items.iter().enumerate() {
+                let Decoded::Event(e) = item else { continue };
+                let doc = Envelope::document_of(e);
+                self.documents_parsed.fetch_add(1, Relaxed);
+                for i in rules.set.matching(&doc) {
+                    by_rule.entry(*i).or_default().push(j as u32);
+                }
+            }
+        }
+        Matches { rules, by_rule }
+    }
+
+    /// Sharing off: `reg`'s pattern alone, as each subscription matched before sharing.
+    fn evaluate_alone(&self, chunk: &Chunk, reg: &Registration) -> Matches {
+        let rule = if reg.sub.pattern.is_some() {
+            Rule::At(0)
+        } else {
+            Rule::All
+        };
+        let mut hits = Vec::new();
+        if rule != Rule::All {
+            for (j, item) in chunk.items.iter().enumerate() {
+                let Decoded::Event(e) = item else { continue };
+                self.documents_parsed.fetch_add(1, Relaxed);
+                if request::matches(&reg.sub, e) {
+                    hits.push(j as u32);
+                }
+            }
+        }
+        let rules = Arc::new(TopicRules {
+            generation: 0,
+            set: RuleSet::new(),
+            rules: HashMap::from([(reg.id, rule)]),
+        });
+        Matches {
+            rules,
+            by_rule: HashMap::from([(0, hits)]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::SubscriptionSpec;
+
+    fn compiled(name: &str, pattern: serde_json::Value) -> Arc<Compiled> {
+        let spec: SubscriptionSpec = serde_json::from_value(serde_json::json!({
+            "name": name, "sources": ["t"], "pattern": pattern,
+            "target": {"topic": "out"},
+        }))
+        .unwrap();
+        Arc::new(spec.compile().unwrap())
+    }
+
+    #[test]
+    fn rules_are_rebuilt_with_a_new_generation_when_registrations_change() {
+        let shared = Shared::new(1 << 20);
+        let a = shared.register(compiled("a", serde_json::json!({"type": ["x"]})));
+        let g1 = shared.rules_of("t");
+        assert!(Arc::ptr_eq(&g1, &shared.rules_of("t")), "built once");
+        let b = shared.register(compiled("b", serde_json::json!({"type": ["y"]})));
+        let g2 = shared.rules_of("t");
+        assert!(g2.generation > g1.generation);
+        assert_eq!(g2.rules.len(), 2);
+        drop(a);
+        let g3 = shared.rules_of("t");
+        assert!(g3.generation > g2.generation);
+        assert_eq!(g3.rules.keys().copied().collect::<Vec<_>>(), vec![b.id]);
+        let key: PartKey = ("t".into(), "id".into(), 0);
+        let chunk = Arc::new(Chunk {
+            start: 0,
+            end: 1,
+            items: Vec::new(),
+            bad: Vec::new(),
+            bytes: 10,
+            matches: Mutex::default(),
+        });
+        lock(&shared.cache).insert(&key, chunk, 100);
+        drop(b);
+        assert!(lock(&shared.topics).is_empty(), "nothing left registered");
+        let cache = lock(&shared.cache);
+        assert!(cache.lookup(&key, 0).is_none(), "its chunks are gone");
+        assert_eq!(cache.bytes, 0);
+    }
+
+    #[test]
+    fn the_cache_drops_its_oldest_chunks_past_its_bytes() {
+        let chunk = |start: u64| {
+            Arc::new(Chunk {
+                start,
+                end: start + 10,
+                items: Vec::new(),
+                bad: Vec::new(),
+                bytes: 100,
+                matches: Mutex::default(),
+            })
+        };
+        let key: PartKey = ("t".into(), "id".into(), 0);
+        let mut cache = Cache::default();
+        for s in [0, 10, 20] {
+            cache.insert(&key, chunk(s), 250);
+        }
+        assert_eq!(cache.bytes, 200);
+        assert!(
+            cache.lookup(&key, 5).is_none(),
+            "the first chunk went first"
+        );
+        assert_eq!(cache.lookup(&key, 15).map(|c| c.start), Some(10));
+        assert_eq!(cache.lookup(&key, 29).map(|c| c.start), Some(20));
+        assert!(cache.lookup(&key, 30).is_none());
+        let other: PartKey = ("t".into(), "new-id".into(), 0);
+        assert!(cache.lookup(&other, 15).is_none(), "another incarnation");
+    }
+}
