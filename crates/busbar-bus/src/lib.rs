@@ -26,7 +26,7 @@ pub use dlq::{DeadLetter, Filter};
 pub use error::{BusError, Result};
 pub use positions::{ResetPosition, ResetTo};
 pub use redrive::RedriveSummary;
-pub use replay::{ReplaySpec, RunView};
+pub use replay::{ReplaySpec, RunCounts, RunState, RunView};
 pub use spec::SubscriptionSpec;
 pub use stats::CounterSnapshot;
 pub use targets::TargetPolicy;
@@ -46,7 +46,7 @@ use worker::{Ctx, Handle};
 
 /// Most dead letters one list or redrive call returns or handles.
 pub const DEAD_LETTERS_MAX: usize = 10_000;
-/// Most replay runs kept per subscription (finished ones are forgotten oldest first).
+/// Most replay runs kept per subscription, durably (finished ones are forgotten oldest first).
 pub const REPLAYS_KEPT: usize = 20;
 
 /// The bus's limits (`[bus]` in `busbar.toml`).
@@ -187,6 +187,9 @@ impl Bus {
             http: deliver::HttpClient::new(config.targets.clone()),
             shared: worker::Shared::new(config.read_cache_bytes),
         });
+        for (name, e) in subs.iter_mut() {
+            e.replays = replay::Run::restore(&ctx, name);
+        }
         let users = Arc::new(Mutex::new(dlq_users(&subs)));
         let guard = users.clone();
         ctx.broker.set_deletion_guard(Arc::new(move |topic: &str| {
@@ -249,6 +252,7 @@ impl Bus {
             old.abort();
         }
         let mut subs = self.subs.lock().await;
+        self.forget_deleted(&subs).await;
         for e in subs.values_mut() {
             if !e.record.paused && e.handle.is_none() {
                 e.handle = Some(self.spawn(e));
@@ -411,6 +415,9 @@ impl Bus {
             (e.record, e.compiled) = old;
             return Err(err);
         }
+        // A run would go on with the old pattern and target: it ends, to be resumed anew.
+        let why = "the subscription was updated";
+        replay::stop_all(&e.replays, replay::RunState::Stopped, why).await;
         if let Some(h) = e.handle.take() {
             h.stop().await;
         }
@@ -437,6 +444,8 @@ impl Bus {
         }
         let e = subs.get_mut(name).expect("present");
         if paused {
+            let why = "the subscription was paused";
+            replay::stop_all(&e.replays, replay::RunState::Stopped, why).await;
             if let Some(h) = e.handle.take() {
                 h.stop().await;
             }
@@ -549,7 +558,11 @@ impl Bus {
         self.ctx.retries.put(name, rows).await
     }
 
-    /// Deletes a subscription with its positions and retry state (dead letters stay).
+    /// Deletes a subscription with its positions, retry state and replay runs (dead letters
+    /// stay). Saving the subscriptions without it is the commit point: if that fails nothing
+    /// changed (it keeps running; delete again). What is left after it is removed here, or, if a
+    /// write fails or the process dies first, when the bus starts or the name is created again;
+    /// until then it is unused (no worker reads another subscription's state).
     pub async fn delete(&self, name: &str) -> Result<()> {
         let mut subs = self.subs.lock().await;
         let mut e = subs
@@ -562,11 +575,27 @@ impl Bus {
         if let Some(h) = e.handle.take() {
             h.stop().await;
         }
-        for r in e.replays.values() {
-            r.cancel();
+        replay::stop_all(&e.replays, replay::RunState::Cancelled, "deleted").await;
+        if let Err(err) = self.forget(name).await {
+            eprintln!("busbar: subscription {name:?} deleted; its state is removed later: {err}");
         }
+        Ok(())
+    }
+
+    /// Removes the positions, retry entries and replay runs of `name`.
+    async fn forget(&self, name: &str) -> Result<()> {
         self.forget_positions(name).await?;
         self.ctx.retries.clear(name).await
+    }
+
+    /// Removes what a deletion interrupted left of subscriptions that no longer exist.
+    async fn forget_deleted(&self, subs: &BTreeMap<String, Entry>) {
+        let stored = self.ctx.retries.subscriptions();
+        for name in stored.iter().filter(|n| !subs.contains_key(*n)) {
+            if let Err(e) = self.forget(name).await {
+                eprintln!("busbar: removing the state of deleted subscription {name:?}: {e}");
+            }
+        }
     }
 
     fn view(&self, e: &Entry) -> SubscriptionView {
@@ -624,89 +653,8 @@ impl Bus {
         subs.values().map(|e| self.view(e)).collect()
     }
 
-    /// Starts a replay run of subscription `name`.
-    pub async fn start_replay(&self, name: &str, spec: ReplaySpec) -> Result<RunView> {
-        spec::check_name("name", &spec.name).map_err(|_| {
-            invalid(
-                "name",
-                "replay names are 1 to 200 of letters, digits, '.', '_', '-'",
-            )
-        })?;
-        let parse = |field: &str, v: &str| {
-            busbar_broker::time::parse_rfc3339(v)
-                .ok_or_else(|| invalid(field, format!("{v:?} is not an RFC 3339 time")))
-        };
-        let (from, to) = (parse("from", &spec.from)?, parse("to", &spec.to)?);
-        if to <= from {
-            return Err(invalid("to", "must be after `from`"));
-        }
-        if spec.rate == 0 || spec.rate > replay::RATE_MAX {
-            return Err(invalid(
-                "rate",
-                format!("{} is outside 1..={}", spec.rate, replay::RATE_MAX),
-            ));
-        }
-        let mut subs = self.subs.lock().await;
-        let e = subs
-            .get_mut(name)
-            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
-        if e.replays.get(&spec.name).is_some_and(|r| r.running()) {
-            return Err(invalid(
-                "name",
-                format!("replay {:?} is running", spec.name),
-            ));
-        }
-        while e.replays.len() >= REPLAYS_KEPT {
-            let Some(oldest) = e
-                .replays
-                .values()
-                .filter(|r| !r.running())
-                .min_by_key(|r| r.started_ms)
-                .map(|r| r.name.clone())
-            else {
-                return Err(invalid(
-                    "name",
-                    format!("{REPLAYS_KEPT} replays are running"),
-                ));
-            };
-            e.replays.remove(&oldest);
-        }
-        let run = replay::Run::new(spec.name.clone(), from, to, spec.rate, self.now());
-        e.replays.insert(spec.name, run.clone());
-        tokio::spawn(replay::execute(
-            self.ctx.clone(),
-            e.compiled.clone(),
-            run.clone(),
-        ));
-        Ok(run.view())
-    }
-
-    /// The replay runs of subscription `name`.
-    pub async fn replays(&self, name: &str) -> Result<Vec<RunView>> {
-        let subs = self.subs.lock().await;
-        let e = subs
-            .get(name)
-            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
-        Ok(e.replays.values().map(|r| r.view()).collect())
-    }
-
-    /// One replay run; `cancel` asks it to stop first.
-    pub async fn replay(&self, name: &str, run: &str, cancel: bool) -> Result<RunView> {
-        let subs = self.subs.lock().await;
-        let r = subs
-            .get(name)
-            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?
-            .replays
-            .get(run)
-            .ok_or_else(|| BusError::UnknownReplay(run.into()))?;
-        if cancel {
-            r.cancel();
-            tokio::task::yield_now().await;
-        }
-        Ok(r.view())
-    }
-
-    /// Stops every worker (each commits its positions) and closes the retry state.
+    /// Stops every worker (each commits its positions) and replay run (each writes its progress,
+    /// `INTERRUPTED`), then closes the retry state.
     pub async fn close(&self) -> Result<()> {
         if let Some(t) = self
             .maintenance
@@ -721,9 +669,8 @@ impl Bus {
             if let Some(h) = e.handle.take() {
                 h.stop().await;
             }
-            for r in e.replays.values() {
-                r.cancel();
-            }
+            let why = replay::interrupted();
+            replay::stop_all(&e.replays, replay::RunState::Interrupted, &why).await;
         }
         let retries = self.ctx.retries.close();
         self.ctx.positions.close().and(retries)

@@ -11,7 +11,12 @@
 //! in one write: one batch is all or nothing, and when a large write is split the batches land in
 //! order, so no retry entry of a redrive is ever durable without its record (see
 //! `docs/decisions.md`, "Redrive records").
+//!
+//! It also holds the replay runs (`replay.rs`): one row per run, keyed by subscription and run name
+//! as `{"replay": [sub, name]}`, holding its range, state, counts and progress. At most
+//! [`crate::REPLAYS_KEPT`] per subscription; deleting (or creating) a subscription ends its rows.
 
+use super::replay::RunRecord;
 use super::spec::SubscriptionSpec;
 use crate::error::Result;
 use busbar_broker::kvlog::KvLog;
@@ -125,10 +130,19 @@ struct RedriveKey {
     redriven: LetterRef,
 }
 
+/// A replay run's key: an object with another field name than a redrive record's.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunKey {
+    replay: (String, String),
+}
+
 /// One row of the log.
 enum Row {
     Retry(String, EventRef, Option<RetryEntry>),
     Redrive(LetterRef, Option<Redriven>),
+    /// (subscription, run name): the run's record.
+    Run(String, String, Option<RunRecord>),
 }
 
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -145,6 +159,12 @@ impl Row {
                 }),
                 v.as_ref().map(json),
             ),
+            Row::Run(sub, name, v) => (
+                json(&RunKey {
+                    replay: (sub.clone(), name.clone()),
+                }),
+                v.as_ref().map(json),
+            ),
         }
     }
 
@@ -154,9 +174,13 @@ impl Row {
             let v = value.and_then(|v| serde_json::from_slice(v).ok());
             return Some(Row::Retry(sub, r, v));
         }
-        let k = serde_json::from_slice::<RedriveKey>(key).ok()?;
+        if let Ok(k) = serde_json::from_slice::<RedriveKey>(key) {
+            let v = value.and_then(|v| serde_json::from_slice(v).ok());
+            return Some(Row::Redrive(k.redriven, v));
+        }
+        let k = serde_json::from_slice::<RunKey>(key).ok()?;
         let v = value.and_then(|v| serde_json::from_slice(v).ok());
-        Some(Row::Redrive(k.redriven, v))
+        Some(Row::Run(k.replay.0, k.replay.1, v))
     }
 }
 
@@ -164,6 +188,8 @@ impl Row {
 struct Tables {
     retries: Table,
     redriven: BTreeMap<LetterRef, (u64, Redriven)>,
+    /// (subscription, run name) → record.
+    runs: BTreeMap<(String, String), (u64, RunRecord)>,
 }
 
 /// The retry-state log and its tables.
@@ -233,10 +259,42 @@ impl RetryStore {
         self.write(rows).await
     }
 
-    /// Ends every entry of `sub`.
+    /// Ends every entry and replay run of `sub` (in batches when they are many: a crash between
+    /// two leaves some, which the next `clear` of the name or [`Self::subscriptions`] finds).
     pub async fn clear(&self, sub: &str) -> Result<()> {
-        let rows = self.entries(sub).into_keys().map(|r| (r, None)).collect();
-        self.put(sub, rows).await
+        let mut rows: Vec<Row> = (self.entries(sub).into_keys())
+            .map(|r| Row::Retry(sub.to_string(), r, None))
+            .collect();
+        let runs = self.runs(sub).into_iter();
+        rows.extend(runs.map(|r| Row::Run(sub.to_string(), r.name, None)));
+        self.write(rows).await
+    }
+
+    /// Every subscription name with retry entries or replay runs stored.
+    pub fn subscriptions(&self) -> std::collections::BTreeSet<String> {
+        let t = self.lock();
+        let with_entries = t.retries.iter().filter(|(_, m)| !m.is_empty());
+        (with_entries.map(|(s, _)| s.clone()))
+            .chain(t.runs.keys().map(|(s, _)| s.clone()))
+            .collect()
+    }
+
+    /// The stored replay runs of `sub`, by name.
+    pub fn runs(&self, sub: &str) -> Vec<RunRecord> {
+        let t = self.lock();
+        let of_sub = t.runs.range((sub.to_string(), String::new())..);
+        of_sub
+            .take_while(|((s, _), _)| s == sub)
+            .map(|(_, (_, r))| r.clone())
+            .collect()
+    }
+
+    /// Writes (or with `None` removes) replay runs of `sub`, durably, in one write.
+    pub async fn put_runs(&self, sub: &str, runs: Vec<(String, Option<RunRecord>)>) -> Result<()> {
+        let rows = (runs.into_iter())
+            .map(|(name, r)| Row::Run(sub.to_string(), name, r))
+            .collect();
+        self.write(rows).await
     }
 
     /// The redrive records of the letters in one incarnation of dead-letter topic `topic`.
@@ -308,6 +366,7 @@ impl Tables {
         match row {
             Row::Retry(sub, r, v) => apply(self.retries.entry(sub).or_default(), r, at, v),
             Row::Redrive(l, v) => apply(&mut self.redriven, l, at, v),
+            Row::Run(sub, name, v) => apply(&mut self.runs, (sub, name), at, v),
         }
     }
 }

@@ -336,13 +336,13 @@ async fn a_replay_whose_dead_letter_fails_ends_failed() {
     let end = Instant::now() + Duration::from_secs(20);
     let run = loop {
         let run = bus.replay("s", "r", false).await.unwrap();
-        if run.state != "RUNNING" {
+        if run.state != busbar_bus::RunState::Running {
             break run;
         }
         assert!(Instant::now() < end, "still running");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(run.state, "FAILED", "{run:?}");
+    assert_eq!(run.state, busbar_bus::RunState::Failed, "{run:?}");
     assert!(
         run.error
             .as_deref()
@@ -350,7 +350,7 @@ async fn a_replay_whose_dead_letter_fails_ends_failed() {
             .contains("dead letter of src/0@0"),
         "{run:?}"
     );
-    assert_eq!(run.dropped, 0);
+    assert_eq!(run.counts.dropped, 0);
     bus.close().await.unwrap();
 }
 

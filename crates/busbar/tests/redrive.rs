@@ -157,3 +157,47 @@ fn a_redriven_event_keeps_the_source_events_time() {
     assert_eq!(got[0].header("ce-id"), got[1].header("ce-id"));
     assert_eq!(s.stop(), 0);
 }
+
+/// 6,000 letters in one redrive (issue 14 item 9): their records and retry entries are more than
+/// one 1 MiB internal batch (it failed with 507 at ~4,900). All are redriven and marked, so a
+/// second redrive skips them all. (That each is delivered once: busbar-bus --test redrive_faults.)
+#[test]
+fn a_redrive_of_six_thousand_letters_is_written_whole() {
+    const N: i64 = 6000;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("in", 1), ("dlq", 1)]);
+    let t = Target::ok();
+    subscribe(
+        &s,
+        json!({"name": "s", "sources": ["in"], "target": {"url": t.url("/")},
+               "dead_letter_topic": "dlq"}),
+    );
+    // Letters as the subscription writes them, in one request.
+    let letter = |n: i64| {
+        json!({"value": {"n": n}, "headers": {
+            "busbar-dlq-subscription": "s", "busbar-dlq-reason": "http_status",
+            "busbar-dlq-source-topic": "in", "busbar-dlq-source-partition": "0",
+            "busbar-dlq-source-offset": n.to_string()}})
+    };
+    publish(&s, "dlq", Value::Array((0..N).map(letter).collect()));
+    let v = redrive(&s, json!({"subscription": "s"}));
+    assert_eq!(
+        (v["redriven"].as_i64(), v["skipped"].as_i64()),
+        (Some(N), Some(0)),
+        "{v}"
+    );
+    t.wait(WAIT, |r| !r.is_empty());
+    let (st, v) = s.http("GET", "/dead-letters/dlq?limit=10000", None);
+    assert_eq!(st, 200);
+    let listed = v["dead_letters"].as_array().unwrap();
+    assert_eq!(listed.len(), N as usize);
+    assert!(listed.iter().all(|d| d["redriven_at"].is_string()));
+    let v = redrive(&s, json!({"subscription": "s"}));
+    assert_eq!(
+        (v["redriven"].as_i64(), v["skipped"].as_i64()),
+        (Some(0), Some(N)),
+        "{v}"
+    );
+    assert_eq!(s.stop(), 0);
+}
