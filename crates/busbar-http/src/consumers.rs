@@ -4,6 +4,9 @@
 //! An instance not used for `consumer_idle_timeout` leaves its group and is removed.
 //! Also Server-Sent Events: a partition from an offset, or a group (an instance for the stream's
 //! life that commits each batch once the next one is requested).
+//! Instances and event streams together are bounded by `http.consumers_max`: each holds a
+//! [`Slot`], taken before anything is joined or read and given back when it ends, so concurrent
+//! requests cannot pass the limit between a check and an insert.
 
 use crate::body;
 use crate::error::{ApiError, ApiResult};
@@ -22,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -53,6 +56,38 @@ enum Cmd {
 pub struct Consumers {
     map: Mutex<HashMap<(String, String), mpsc::Sender<Cmd>>>,
     next: AtomicU64,
+    /// Instances and event streams held (each owns a [`Slot`]).
+    held: AtomicUsize,
+}
+
+/// One of `http.consumers_max` places, held by an instance or an event stream for its life.
+pub struct Slot(Arc<Consumers>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Takes a place, or answers 429 when `http.consumers_max` are held.
+fn reserve(app: &App) -> ApiResult<Slot> {
+    let max = app.config.consumers_max;
+    app.consumers
+        .held
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .map(|_| Slot(app.consumers.clone()))
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_consumers",
+                format!(
+                    "the server holds its limit of {max} consumer instances and event streams \
+                     (http.consumers_max); close some"
+                ),
+            )
+        })
 }
 
 #[derive(Deserialize)]
@@ -87,6 +122,7 @@ async fn run_instance(
     idle: Duration,
     key: (String, String),
     app: App,
+    _slot: Slot,
 ) {
     // A deadline, not a sleep re-created on each turn: the heartbeat tick below must not keep
     // pushing the idle timeout back (only a command does).
@@ -161,23 +197,7 @@ pub async fn create(
     body::require_json(&headers)?;
     let req: Create = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
     let start = start_at(req.start.as_deref())?;
-    if app
-        .consumers
-        .map
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .len()
-        >= app.config.consumers_max
-    {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_consumers",
-            format!(
-                "the server holds its limit of {} consumer instances; close some",
-                app.config.consumers_max
-            ),
-        ));
-    }
+    let slot = reserve(&app)?;
     let opts = options(start, req.session_timeout_ms, req.client_id);
     let c = GroupConsumer::join(app.broker.clone(), &group, req.topics, opts).await?;
     let id = {
@@ -200,6 +220,7 @@ pub async fn create(
         app.config.consumer_idle_timeout,
         key,
         app.clone(),
+        slot,
     ));
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -327,27 +348,31 @@ pub async fn stream_partition(
         }
         .into());
     }
+    let slot = reserve(&app)?;
     let state = (app.broker.clone(), topic, p, offset, false);
     let s = stream::unfold(
         state,
-        move |(broker, topic, p, offset, done): (Arc<Broker>, String, i64, u64, bool)| async move {
-            if done {
-                return None;
-            }
-            match broker
-                .read_events(&topic, p, offset, 500, Duration::from_secs(15))
-                .await
-            {
-                Ok(evs) => {
-                    let next = evs.last().map_or(offset, |e| e.offset + 1);
-                    let items: Vec<Result<SseEvent, Infallible>> =
-                        evs.iter().map(|e| Ok(sse_event(e, encoding))).collect();
-                    Some((stream::iter(items), (broker, topic, p, next, false)))
+        move |(broker, topic, p, offset, done): (Arc<Broker>, String, i64, u64, bool)| {
+            let _held_for_the_stream = &slot;
+            async move {
+                if done {
+                    return None;
                 }
-                Err(e) => Some((
-                    stream::iter(vec![Ok(error_event(e))]),
-                    (broker, topic, p, offset, true),
-                )),
+                match broker
+                    .read_events(&topic, p, offset, 500, Duration::from_secs(15))
+                    .await
+                {
+                    Ok(evs) => {
+                        let next = evs.last().map_or(offset, |e| e.offset + 1);
+                        let items: Vec<Result<SseEvent, Infallible>> =
+                            evs.iter().map(|e| Ok(sse_event(e, encoding))).collect();
+                        Some((stream::iter(items), (broker, topic, p, next, false)))
+                    }
+                    Err(e) => Some((
+                        stream::iter(vec![Ok(error_event(e))]),
+                        (broker, topic, p, offset, true),
+                    )),
+                }
             }
         },
     );
@@ -378,6 +403,7 @@ pub async fn stream_group(
         ));
     }
     let start = start_at(q.get("start").map(String::as_str))?;
+    let slot = reserve(&app)?;
     let c = GroupConsumer::join(
         app.broker.clone(),
         &group,
@@ -387,20 +413,23 @@ pub async fn stream_group(
     .await?;
     let s = stream::unfold(
         (Some(c), false),
-        move |(c, polled): (Option<GroupConsumer>, bool)| async move {
-            let mut c = c?;
-            if polled {
-                if let Err(e) = c.commit().await {
-                    return Some((stream::iter(vec![Ok(error_event(e))]), (None, false)));
+        move |(c, polled): (Option<GroupConsumer>, bool)| {
+            let _held_for_the_stream = &slot;
+            async move {
+                let mut c = c?;
+                if polled {
+                    if let Err(e) = c.commit().await {
+                        return Some((stream::iter(vec![Ok(error_event(e))]), (None, false)));
+                    }
                 }
-            }
-            match c.poll(500, Duration::from_secs(15)).await {
-                Ok(evs) => {
-                    let items: Vec<Result<SseEvent, Infallible>> =
-                        evs.iter().map(|e| Ok(sse_event(e, encoding))).collect();
-                    Some((stream::iter(items), (Some(c), true)))
+                match c.poll(500, Duration::from_secs(15)).await {
+                    Ok(evs) => {
+                        let items: Vec<Result<SseEvent, Infallible>> =
+                            evs.iter().map(|e| Ok(sse_event(e, encoding))).collect();
+                        Some((stream::iter(items), (Some(c), true)))
+                    }
+                    Err(e) => Some((stream::iter(vec![Ok(error_event(e))]), (None, false))),
                 }
-                Err(e) => Some((stream::iter(vec![Ok(error_event(e))]), (None, false))),
             }
         },
     );

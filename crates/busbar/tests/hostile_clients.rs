@@ -450,3 +450,78 @@ fn descriptor_exhaustion_does_not_spin_and_recovers() {
     normal_round(s.kafka, None);
     assert_eq!(s.stop(), 0);
 }
+
+/// Opens an event stream on a raw connection and returns it once the server answered 200, or
+/// the status it answered.
+fn open_stream(addr: SocketAddr, path: &str) -> Result<TcpStream, String> {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    write!(c, "GET {path} HTTP/1.1\r\nHost: busbar\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head).to_string();
+    if head.ends_with("200") {
+        Ok(c)
+    } else {
+        Err(head)
+    }
+}
+
+/// Consumer instances and event streams share `http.consumers_max`: concurrent creates cannot
+/// pass it (the place is taken before the group is joined, which waits the initial rebalance
+/// delay), both event streams count, and a closed stream gives its place back.
+#[test]
+fn consumer_instances_and_event_streams_share_consumers_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[("BUSBAR_HTTP_CONSUMERS_MAX", "3")]);
+    topics(&s, &[("t", 1)]);
+    let codes: Vec<u16> = std::thread::scope(|scope| {
+        let s = &s;
+        let all: Vec<_> = (0..8)
+            .map(|i| {
+                scope.spawn(move || {
+                    let body = json!({"topics": ["t"]});
+                    s.http("POST", &format!("/groups/g{i}/consumers"), Some(body))
+                        .0
+                })
+            })
+            .collect();
+        all.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(codes.iter().filter(|c| **c == 201).count(), 3, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 5, "{codes:?}");
+    let (st, v) = s.http("GET", "/groups/g0/consumers/nope", None);
+    assert_eq!(st, 404, "{v}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[("BUSBAR_HTTP_CONSUMERS_MAX", "2")]);
+    topics(&s, &[("t", 1)]);
+    let one = open_stream(s.addr, "/topics/t/partitions/0/stream").unwrap();
+    let _two = open_stream(s.addr, "/groups/sse/stream?topics=t").unwrap();
+    assert!(open_stream(s.addr, "/topics/t/partitions/0/stream")
+        .unwrap_err()
+        .ends_with("429"));
+    let (st, v) = s.http(
+        "POST",
+        "/groups/g/consumers",
+        Some(json!({"topics": ["t"]})),
+    );
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (429, Some("too_many_consumers")),
+        "{v}"
+    );
+    drop(one);
+    let end = Instant::now() + WAIT;
+    loop {
+        match open_stream(s.addr, "/topics/t/partitions/0/stream") {
+            Ok(_) => break,
+            Err(e) => assert!(
+                Instant::now() < end,
+                "the closed stream's place never came back: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(s.stop(), 0);
+}
