@@ -120,12 +120,65 @@ pub struct Bus {
     subs: tokio::sync::Mutex<BTreeMap<String, Entry>>,
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
     config: BusConfig,
-    /// Dead-letter topic → the subscriptions naming it, as last saved: the broker refuses to
-    /// delete those topics (its deletion guard reads this without the async lock).
-    dlq_users: Arc<Mutex<DlqUsers>>,
+    /// Dead-letter topic → the subscriptions naming it, as last saved, and the claims of
+    /// creates and updates in progress: the broker refuses to delete those topics (its deletion
+    /// guard reads this without the async lock).
+    dlq_users: Arc<Mutex<DlqGuard>>,
 }
 
 type DlqUsers = BTreeMap<String, Vec<String>>;
+
+/// What the broker's deletion guard consults.
+#[derive(Default)]
+struct DlqGuard {
+    saved: DlqUsers,
+    /// (topic, subscription) claimed by a create or update not yet saved.
+    pending: Vec<(String, String)>,
+}
+
+impl DlqGuard {
+    /// Why `topic` may not be deleted, or `None`.
+    fn refusal(&self, topic: &str) -> Option<String> {
+        let mut names: Vec<&str> = self
+            .saved
+            .get(topic)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        names.extend(
+            self.pending
+                .iter()
+                .filter(|p| p.0 == topic)
+                .map(|p| p.1.as_str()),
+        );
+        (!names.is_empty()).then(|| {
+            format!(
+                "it is the dead-letter topic of subscription(s) {}; change or delete them first",
+                names.join(", ")
+            )
+        })
+    }
+}
+
+/// A dead-letter topic claimed for the length of a create or update (see
+/// [`Broker::topic_changes_settled`]); dropping it ends the claim, by which time a save has
+/// recorded the subscription as the topic's user or the change failed.
+struct Claim {
+    guard: Arc<Mutex<DlqGuard>>,
+    entry: Option<(String, String)>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(e) = self.entry.take() {
+            let mut g = self.guard.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = g.pending.iter().position(|p| *p == e) {
+                g.pending.swap_remove(i);
+            }
+        }
+    }
+}
 
 fn dlq_users(subs: &BTreeMap<String, Entry>) -> DlqUsers {
     let mut out = DlqUsers::new();
@@ -190,16 +243,16 @@ impl Bus {
         for (name, e) in subs.iter_mut() {
             e.replays = replay::Run::restore(&ctx, name);
         }
-        let users = Arc::new(Mutex::new(dlq_users(&subs)));
+        let users = Arc::new(Mutex::new(DlqGuard {
+            saved: dlq_users(&subs),
+            pending: Vec::new(),
+        }));
         let guard = users.clone();
         ctx.broker.set_deletion_guard(Arc::new(move |topic: &str| {
-            let users = guard.lock().unwrap_or_else(|e| e.into_inner());
-            users.get(topic).map(|names| {
-                format!(
-                    "it is the dead-letter topic of subscription(s) {}; change or delete them first",
-                    names.join(", ")
-                )
-            })
+            guard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .refusal(topic)
         }));
         Ok(Bus {
             ctx,
@@ -277,6 +330,27 @@ impl Bus {
     /// allows its HTTP target's host and that its CA file holds certificates. (Stored
     /// subscriptions are not refused at start-up by a policy changed since: their deliveries are
     /// dead-lettered with reason `target_forbidden` instead.)
+    /// Claims `spec`'s dead-letter topic in the deletion guard before it is checked to exist, and
+    /// waits out a deletion that passed the guard before the claim.
+    async fn claim(&self, spec: &SubscriptionSpec) -> Claim {
+        let entry = spec
+            .dead_letter_topic
+            .clone()
+            .map(|topic| (topic, spec.name.clone()));
+        if let Some(e) = &entry {
+            self.dlq_users
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pending
+                .push(e.clone());
+            self.ctx.broker.topic_changes_settled().await;
+        }
+        Claim {
+            guard: self.dlq_users.clone(),
+            entry,
+        }
+    }
+
     fn validate(&self, spec: SubscriptionSpec) -> Result<Compiled> {
         let compiled = spec.compile()?;
         compiled.check_target(&self.config.targets)?;
@@ -335,12 +409,16 @@ impl Bus {
     fn save(&self, subs: &BTreeMap<String, Entry>) -> Result<()> {
         let records: Vec<SubRecord> = subs.values().map(|e| e.record.clone()).collect();
         self.store.save(&records)?;
-        *self.dlq_users.lock().unwrap_or_else(|e| e.into_inner()) = dlq_users(subs);
+        self.dlq_users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .saved = dlq_users(subs);
         Ok(())
     }
 
     /// Creates a subscription and starts it.
     pub async fn create(&self, spec: SubscriptionSpec) -> Result<SubscriptionView> {
+        let _claim = self.claim(&spec).await;
         let compiled = self.validate(spec)?;
         let name = compiled.spec.name.clone();
         let mut subs = self.subs.lock().await;
@@ -394,6 +472,7 @@ impl Bus {
         if let Some(e) = self.subs.lock().await.get(name) {
             spec.keep_masked_from(&e.record.spec)?;
         }
+        let _claim = self.claim(&spec).await;
         let compiled = Arc::new(self.validate(spec)?);
         let mut subs = self.subs.lock().await;
         if !subs.contains_key(name) {
@@ -672,6 +751,8 @@ impl Bus {
             let why = replay::interrupted();
             replay::stop_all(&e.replays, replay::RunState::Interrupted, &why).await;
         }
+        // A closed bus delivers nothing, so it no longer holds dead-letter topics.
+        self.ctx.broker.set_deletion_guard(Arc::new(|_: &str| None));
         let retries = self.ctx.retries.close();
         self.ctx.positions.close().and(retries)
     }

@@ -442,6 +442,50 @@ async fn a_dead_letter_topic_in_use_cannot_be_deleted() {
     bus.close().await.unwrap();
 }
 
+/// A topic deleted while a subscription naming it as its dead-letter topic is being created:
+/// either the create fails (the topic is gone) or the delete is refused, never both succeed
+/// (a subscription whose dead-letter topic was deleted under it). Once the bus is closed its
+/// guard no longer holds the broker's topics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_a_subscription_races_no_dead_letter_topic_deletion() {
+    let dir = Arc::new(FaultDataDir::new(MemFs::new(), &[]));
+    let (b, bus) = setup(dir.clone()).await;
+    let t = Target::start(|_, _| Reply::Status(200));
+    let (mut created, mut deleted, mut held) = (0, 0, None);
+    for i in 0..40 {
+        let dlq = format!("dlq{i}");
+        b.create_topic(&dlq, Some(1), BTreeMap::new())
+            .await
+            .unwrap();
+        let spec = json!({"name": format!("s{i}"), "sources": ["src"],
+            "target": {"url": t.url("/")}, "dead_letter_topic": dlq});
+        let b2 = b.clone();
+        let name = dlq.clone();
+        let delete = tokio::spawn(async move {
+            for _ in 0..i % 8 {
+                tokio::task::yield_now().await;
+            }
+            b2.delete_topic(&name).await
+        });
+        let create = bus.create(from_json(&spec).unwrap()).await;
+        let delete = delete.await.unwrap();
+        assert!(
+            create.is_err() || delete.is_err(),
+            "round {i}: the subscription was created and its dead-letter topic deleted"
+        );
+        created += usize::from(create.is_ok());
+        deleted += usize::from(delete.is_ok());
+        if create.is_ok() {
+            held = Some(dlq);
+        }
+    }
+    eprintln!("created {created}, deleted {deleted} of 40");
+    let held = held.expect("some create won its race");
+    assert!(b.delete_topic(&held).await.is_err());
+    bus.close().await.unwrap();
+    b.delete_topic(&held).await.unwrap();
+}
+
 /// A target that is down does not park the whole backlog: at `delivery.waiting_max` waiting
 /// events the worker stops reading (backpressure, shown in the state), and once the target is
 /// back every event is delivered and the state is `running` again.

@@ -168,6 +168,14 @@ impl Broker {
             .unwrap_or_else(|e| e.into_inner()) = Some(guard);
     }
 
+    /// Waits until no topic change (create, delete, alter) is in progress, so one that passed
+    /// its checks before this call is complete when it returns. The bus claims a dead-letter
+    /// topic in its deletion guard, then waits here before checking that the topic exists: a
+    /// deletion either saw the claim (refused) or is over (the check sees the topic gone).
+    pub async fn topic_changes_settled(&self) {
+        drop(self.lock_admin().await);
+    }
+
     fn check_deletion(&self, name: &str) -> Result<()> {
         let guard = self
             .deletion_guard
