@@ -9,7 +9,8 @@
 //! run. events/s = events published / (publish start .. the last marker delivered).
 //!
 //! `cargo bench -p busbar-bus --bench fanout [-- RUNS [SUBSCRIPTIONS...]]` (default 3 runs of 1,
-//! 100 and 1000); prints one line per case with the median and every run.
+//! 100 and 1000); prints one line per case with the median and every run. `FANOUT_EVENTS=N` sets
+//! the events of a run, `FANOUT_MODE=shared|alone` runs one mode only.
 
 use busbar_broker::datadir::MemDataDir;
 use busbar_broker::{Broker, BrokerConfig, Event};
@@ -21,8 +22,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Events per run for `n` subscriptions: runs of a few seconds with sharing off.
+/// Events per run for `n` subscriptions: runs of a few seconds with sharing off
+/// (`FANOUT_EVENTS` sets it for every case).
 fn events_for(n: usize) -> usize {
+    if let Some(e) = std::env::var("FANOUT_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return e;
+    }
     match n {
         0..=10 => 100_000,
         11..=200 => 20_000,
@@ -129,7 +137,12 @@ fn main() {
     rt.block_on(async {
         for subs in cases {
             let events = events_for(subs);
-            for (mode, cache) in [("shared", 64 << 20), ("alone", 0)] {
+            let modes = match std::env::var("FANOUT_MODE").as_deref() {
+                Ok("shared") => vec![("shared", 64 << 20)],
+                Ok("alone") => vec![("alone", 0)],
+                _ => vec![("shared", 64 << 20), ("alone", 0)],
+            };
+            for (mode, cache) in modes {
                 let bus = bus(subs, cache).await;
                 let mut rates = Vec::new();
                 for _ in 0..runs {

@@ -15,6 +15,8 @@ pub(super) struct View {
     /// Indexes of the items to handle, in offset order, and how many were taken.
     wanted: Vec<u32>,
     taken: usize,
+    /// Items past the reader's position when opened that it does not handle.
+    passed: usize,
 }
 
 /// What reading a partition gave.
@@ -38,8 +40,7 @@ impl Worker {
         let p = &mut self.parts[i];
         let v = p.view.as_mut().expect("opened");
         let Some(&j) = v.wanted.get(v.taken) else {
-            let passed = v.chunk.items.iter().filter(|d| last(d) >= p.next).count();
-            let end = v.chunk.end.max(p.next);
+            let (end, passed) = (v.chunk.end.max(p.next), v.passed);
             p.pass(end);
             p.view = None;
             return Ok(if passed > 0 {
@@ -86,7 +87,10 @@ impl Worker {
             Err(e) => return Err(e.into()),
         };
         let wanted = self.ctx.shared.wanted(&chunk, &p.topic, &self.reg, p.next);
+        // Items are in offset order.
+        let ahead = chunk.items.len() - chunk.items.partition_point(|d| last(d) < p.next);
         p.view = Some(View {
+            passed: ahead.saturating_sub(wanted.len()),
             chunk,
             wanted,
             taken: 0,
