@@ -11,11 +11,13 @@
 //! durable in the offset store.
 
 mod protocol;
+mod statics;
 
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
 use busbar_log::Clock;
 use protocol::{choose_protocol, common_protocol};
+use statics::forget_statics;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
@@ -382,69 +384,6 @@ impl Groups {
         Ok(rx)
     }
 
-    /// A static member joining again with an empty member id: a new id takes the old one's place
-    /// (its assignment, and leadership); the old id's waiting requests end (fenced).
-    fn replace_static(
-        &self,
-        g: &mut Group,
-        req: JoinRequest,
-        old_id: String,
-        now: i64,
-    ) -> oneshot::Receiver<Result<JoinResponse>> {
-        let new_id = self.new_member_id(&req.client_id);
-        let mut m = g
-            .members
-            .remove(&old_id)
-            .expect("statics name live members");
-        if let Some(tx) = m.join_waiter.take() {
-            let _ = tx.send(Err(unknown(&req.group, &old_id)));
-        }
-        if let Some(tx) = m.sync_waiter.take() {
-            let _ = tx.send(Err(unknown(&req.group, &old_id)));
-        }
-        let previous_leader = g.leader.clone();
-        if g.leader == old_id {
-            g.leader = new_id.clone();
-        }
-        let changed = m.protocols != req.protocols;
-        m.client_id = req.client_id;
-        m.client_host = req.client_host;
-        m.protocols = req.protocols;
-        m.session_timeout_ms = req.session_timeout_ms;
-        m.rebalance_timeout_ms = req.rebalance_timeout_ms.max(req.session_timeout_ms);
-        m.last_seen_ms = now;
-        let (tx, rx) = oneshot::channel();
-        m.join_waiter = Some(tx);
-        if let Some(i) = &m.instance_id {
-            g.statics.insert(i.clone(), new_id.clone());
-        }
-        g.members.insert(new_id.clone(), m);
-        match g.state {
-            GroupState::Stable
-                if !changed
-                    && choose_protocol(g.members.values().map(|m| &m.protocols)) == g.protocol =>
-            {
-                // As Kafka: the current generation, and the previous leader's id so that the new
-                // id does not take itself for the leader (a Stable group would not pass on its
-                // assignment); SyncGroup answers the predecessor's assignment.
-                let mut resp = response(g, &new_id);
-                resp.leader = previous_leader;
-                resp.members.clear();
-                if let Some(tx) = g
-                    .members
-                    .get_mut(&new_id)
-                    .and_then(|m| m.join_waiter.take())
-                {
-                    let _ = tx.send(Ok(resp));
-                }
-            }
-            GroupState::PreparingRebalance => {}
-            _ => self.prepare_rebalance(g, now),
-        }
-        self.maybe_complete_join(g, now);
-        rx
-    }
-
     fn prepare_rebalance(&self, g: &mut Group, now: i64) {
         if g.state == GroupState::CompletingRebalance {
             for m in g.members.values_mut() {
@@ -455,12 +394,7 @@ impl Groups {
                 }
             }
         }
-        let timeout = g
-            .members
-            .values()
-            .map(|m| m.rebalance_timeout_ms)
-            .max()
-            .unwrap_or(0);
+        let timeout = rebalance_timeout(g);
         if g.state == GroupState::Empty {
             g.initial_until_ms = now + self.initial_delay_ms.min(timeout);
         }
@@ -485,6 +419,12 @@ impl Groups {
         g.members
             .retain(|_, m| m.join_waiter.is_some() || m.instance_id.is_some());
         forget_statics(g);
+        if !g.members.is_empty() && !elect_joined_leader(g) {
+            // Only static members that did not rejoin are left: as Kafka, the rebalance waits
+            // another rebalance timeout (their sessions expire meanwhile, or they come back).
+            g.rebalance_deadline_ms = now + rebalance_timeout(g);
+            return;
+        }
         g.generation += 1;
         if g.members.is_empty() {
             g.state = GroupState::Empty;
@@ -493,9 +433,6 @@ impl Groups {
             return;
         }
         g.protocol = choose_protocol(g.members.values().map(|m| &m.protocols));
-        if !g.members.contains_key(&g.leader) {
-            g.leader = g.members.keys().next().cloned().unwrap_or_default();
-        }
         g.state = GroupState::CompletingRebalance;
         let ids: Vec<String> = g.members.keys().cloned().collect();
         for id in ids {
@@ -631,31 +568,6 @@ impl Groups {
         }
     }
 
-    /// KIP-345 fencing: true when `instance` is held by a member id other than `member`; front
-    /// ends answer FENCED_INSTANCE_ID then (the old id of a static member that joined again).
-    pub fn fenced(&self, group: &str, instance: &str, member: &str) -> bool {
-        self.lock()
-            .get(group)
-            .and_then(|g| g.statics.get(instance))
-            .is_some_and(|id| id != member)
-    }
-
-    /// LeaveGroup by instance id (v3+): removes the member holding `instance` when `member` is
-    /// empty or is that member's id. `Ok(false)`: the member id is another (fenced); an unknown
-    /// instance id is UNKNOWN_MEMBER_ID.
-    pub fn leave_instance(&self, group: &str, instance: &str, member: &str) -> Result<bool> {
-        let now = self.clock.now_ms();
-        let mut groups = self.lock();
-        let Some(g) = groups.get_mut(group) else {
-            return Err(unknown(group, member));
-        };
-        match g.statics.get(instance).cloned() {
-            None => Err(unknown(group, member)),
-            Some(id) if !member.is_empty() && id != member => Ok(false),
-            Some(id) => self.leave_in(g, group, &id, now).map(|()| true),
-        }
-    }
-
     /// Checks a commit as Kafka's classic coordinator does: a group without members takes only
     /// "simple" commits (generation < 0, from `assign()` users and admin tools); a member's commit
     /// needs its id and the current generation. `known` says whether the group exists through
@@ -743,10 +655,30 @@ impl Groups {
     }
 }
 
-/// Drops the instance ids of members no longer in the group.
-fn forget_statics(g: &mut Group) {
-    let members = &g.members;
-    g.statics.retain(|_, id| members.contains_key(id));
+/// The longest rebalance timeout among the members: how long a rebalance waits for them.
+fn rebalance_timeout(g: &Group) -> i64 {
+    g.members
+        .values()
+        .map(|m| m.rebalance_timeout_ms)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Kafka's `maybeElectNewJoinedLeader`: the leader stays when it rejoined; otherwise a member that
+/// rejoined leads (a static leader that did not rejoin stays a member, but cannot assign for a
+/// generation it does not know of). False when no member rejoined.
+fn elect_joined_leader(g: &mut Group) -> bool {
+    let joined = |m: &Member| m.join_waiter.is_some();
+    if g.members.get(&g.leader).is_some_and(joined) {
+        return true;
+    }
+    match g.members.iter().find(|(_, m)| joined(m)) {
+        Some((id, _)) => {
+            g.leader = id.clone();
+            true
+        }
+        None => false,
+    }
 }
 
 fn unknown(group: &str, member: &str) -> BrokerError {
