@@ -52,6 +52,13 @@ if ! command -v jq >/dev/null; then
 fi
 python3 tests/readme/run.py "${CARGO_TARGET_DIR:-target}/debug/busbar"
 
+step "the served /openapi.json is valid OpenAPI (openapi-spec-validator)"
+if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+  printf '\n== installing openapi-spec-validator (PyPI)\n'
+  python3 -m pip install -q --disable-pip-version-check openapi-spec-validator
+fi
+python3 tests/openapi/validate.py "${CARGO_TARGET_DIR:-target}/debug/busbar"
+
 step "reliability battery, quick tier"
 ./scripts/reliability.sh
 step "done"

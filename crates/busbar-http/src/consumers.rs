@@ -90,8 +90,9 @@ fn reserve(app: &App) -> ApiResult<Slot> {
         })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ConsumerCreate)]
 struct Create {
     topics: Vec<String>,
     /// "earliest" or "latest" (default): where to start without a committed offset.
@@ -188,6 +189,15 @@ fn options(start: StartAt, session_ms: Option<u64>, client_id: Option<String>) -
 }
 
 /// `POST /groups/{group}/consumers`: joins the group; answers once the instance has partitions.
+#[utoipa::path(post, path = "/groups/{group}/consumers", operation_id = "create_consumer", tag = "groups", params(("group" = String, Path)),
+    request_body = Create, responses(
+        (status = 201, description = "Joined", body = crate::schemas::ConsumerInstance),
+        (status = 400, description = "Bad body"),
+        (status = 404, description = "No such topic"),
+        (status = 413, description = "Body over `http.json_bytes_max`"),
+        (status = 415, description = "Not application/json"),
+        (status = 429, description = "`http.consumers_max` instances and streams held"),
+        (status = 503, description = "Shutting down")))]
 pub async fn create(
     State(app): State<App>,
     Path(group): Path<String>,
@@ -270,6 +280,17 @@ struct Polled<'a> {
 }
 
 /// `GET /groups/{group}/consumers/{id}/events?max=&wait_ms=&encoding=`
+#[utoipa::path(get, path = "/groups/{group}/consumers/{consumer}/events", operation_id = "poll_consumer", tag = "groups",
+    params(("group" = String, Path), ("consumer" = String, Path, description = "The `consumer_id` the create answered"),
+        ("max" = Option<u32>, Query, description = "1..=10000, default 100"),
+        ("wait_ms" = Option<u64>, Query,
+            description = "Wait for events up to this long (at most broker.fetch_wait_max_ms)"),
+        ("encoding" = Option<String>, Query, description = "auto (default), json, utf8 or base64")),
+    responses(
+        (status = 200, description = "Events", body = crate::schemas::Polled),
+        (status = 400, description = "Bad query parameter"),
+        (status = 404, description = "No such consumer instance (closed or idle too long)"),
+        (status = 409, description = "The group is rebalancing")))]
 pub async fn poll(
     State(app): State<App>,
     Path((group, id)): Path<(String, String)>,
@@ -286,6 +307,12 @@ pub async fn poll(
 }
 
 /// `POST /groups/{group}/consumers/{id}/commit`: commits the positions of everything polled.
+#[utoipa::path(post, path = "/groups/{group}/consumers/{consumer}/commit", operation_id = "commit_consumer", tag = "groups",
+    params(("group" = String, Path), ("consumer" = String, Path, description = "The `consumer_id` the create answered")), responses(
+        (status = 200, description = "Committed", body = crate::schemas::Committed),
+        (status = 404, description = "No such consumer instance"),
+        (status = 409, description = "The group is rebalancing"),
+        (status = 503, description = "Shutting down or storage offline")))]
 pub async fn commit(
     State(app): State<App>,
     Path((group, id)): Path<(String, String)>,
@@ -295,6 +322,10 @@ pub async fn commit(
 }
 
 /// `GET /groups/{group}/consumers/{id}`: member id, generation, partitions and positions.
+#[utoipa::path(get, path = "/groups/{group}/consumers/{consumer}", operation_id = "describe_consumer", tag = "groups",
+    params(("group" = String, Path), ("consumer" = String, Path, description = "The `consumer_id` the create answered")), responses(
+        (status = 200, description = "The instance", body = crate::schemas::ConsumerInstance),
+        (status = 404, description = "No such consumer instance")))]
 pub async fn describe(
     State(app): State<App>,
     Path((group, id)): Path<(String, String)>,
@@ -306,6 +337,10 @@ pub async fn describe(
 }
 
 /// `DELETE /groups/{group}/consumers/{id}`: leaves the group.
+#[utoipa::path(delete, path = "/groups/{group}/consumers/{consumer}", operation_id = "close_consumer", tag = "groups",
+    params(("group" = String, Path), ("consumer" = String, Path, description = "The `consumer_id` the create answered")), responses(
+        (status = 204, description = "Left the group"),
+        (status = 404, description = "No such consumer instance")))]
 pub async fn close(
     State(app): State<App>,
     Path((group, id)): Path<(String, String)>,
@@ -330,6 +365,18 @@ fn error_event(e: BrokerError) -> SseEvent {
 
 /// `GET /topics/{topic}/partitions/{partition}/stream?offset=&encoding=`: every event from the offset (default
 /// the end) and then new ones as they arrive.
+#[utoipa::path(get, path = "/topics/{topic}/partitions/{partition}/stream", operation_id = "stream_partition", tag = "topics",
+    description = "Server-Sent Events: `event: event` with an event as `data` (as reads show \
+        it) and `id` topic/partition/offset; `event: error` ends the stream.",
+    params(("topic" = String, Path), ("partition" = u32, Path),
+        ("offset" = Option<u64>, Query, description = "Default: the end (new events only)"),
+        ("encoding" = Option<String>, Query, description = "auto (default), json, utf8 or base64")),
+    responses(
+        (status = 200, description = "The stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Bad query parameter"),
+        (status = 404, description = "No such topic or partition"),
+        (status = 416, description = "Offset out of range"),
+        (status = 429, description = "`http.consumers_max` instances and streams held")))]
 pub async fn stream_partition(
     State(app): State<App>,
     Path((topic, partition)): Path<(String, String)>,
@@ -381,6 +428,20 @@ pub async fn stream_partition(
 
 /// `GET /groups/{group}/stream?topics=a,b&start=earliest|latest&encoding=`: joins the group for the life of
 /// the stream; a batch is committed when the next one is requested (at-least-once).
+#[utoipa::path(get, path = "/groups/{group}/stream", operation_id = "stream_group", tag = "groups",
+    description = "Server-Sent Events as a group member for the stream's life: `event: event` \
+        with an event as `data`; a batch is committed when the next is requested.",
+    params(("group" = String, Path),
+        ("topics" = String, Query, description = "Comma-separated topics"),
+        ("start" = Option<String>, Query,
+            description = "earliest or latest: where to start without a committed offset"),
+        ("encoding" = Option<String>, Query, description = "auto (default), json, utf8 or base64")),
+    responses(
+        (status = 200, description = "The stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Bad query parameter"),
+        (status = 404, description = "No such topic"),
+        (status = 429, description = "`http.consumers_max` instances and streams held"),
+        (status = 503, description = "Shutting down")))]
 pub async fn stream_group(
     State(app): State<App>,
     Path(group): Path<String>,

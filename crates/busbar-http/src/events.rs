@@ -225,6 +225,29 @@ pub fn decode_publish_with(
 }
 
 /// `POST /topics/{topic}/events?key=&partition=` (the query only for plain bodies)
+#[utoipa::path(post, path = "/topics/{topic}/events", operation_id = "publish", tag = "topics",
+    description = "Publishes JSON events (one or an array), CloudEvents (binary mode: `ce-*` \
+        headers and any body; structured; batch) or one text/plain or application/octet-stream \
+        event. A plain body takes `?key=`, `?partition=` and `x-busbar-header-NAME` headers.",
+    params(("topic" = String, Path),
+        ("key" = Option<String>, Query, description = "Key of a plain body's event"),
+        ("partition" = Option<u32>, Query, description = "Partition of a plain body's event")),
+    request_body(content(
+        (crate::schemas::PublishBody = "application/json"),
+        (crate::schemas::CloudEvent = "application/cloudevents+json"),
+        (Vec<crate::schemas::CloudEvent> = "application/cloudevents-batch+json"),
+        (String = "text/plain"),
+        (String = "application/octet-stream"))),
+    responses(
+        (status = 200, description = "Stored (durable per the topic's sync.policy)",
+            body = crate::schemas::Published),
+        (status = 400, description = "Bad event (the field is named) or CloudEvent"),
+        (status = 404, description = "No such topic or partition"),
+        (status = 413, description = "Body over `http.publish_bytes_max` or an event over \
+            max.message.bytes"),
+        (status = 415, description = "Another content type"),
+        (status = 503, description = "Shutting down or storage offline"),
+        (status = 507, description = "Out of disk space")))]
 pub async fn publish(
     State(app): State<App>,
     Path(topic): Path<String>,
@@ -312,6 +335,22 @@ struct Page<'a> {
 }
 
 /// `GET /topics/{topic}/partitions/{partition}/events?offset=&timestamp=&limit=&wait_ms=&encoding=`
+#[utoipa::path(get, path = "/topics/{topic}/partitions/{partition}/events", operation_id = "read_partition", tag = "topics",
+    description = "Reads a partition from `offset` (default: the log start) or the first event \
+        at or after `timestamp`.",
+    params(("topic" = String, Path), ("partition" = u32, Path),
+        ("offset" = Option<u64>, Query),
+        ("timestamp" = Option<String>, Query, description = "Milliseconds or RFC 3339"),
+        ("limit" = Option<u32>, Query, description = "1..=10000, default 100"),
+        ("wait_ms" = Option<u64>, Query,
+            description = "Wait for events up to this long (at most broker.fetch_wait_max_ms)"),
+        ("encoding" = Option<String>, Query, description = "auto (default), json, utf8 or base64")),
+    responses(
+        (status = 200, description = "A page of events", body = crate::schemas::EventPage),
+        (status = 400, description = "Bad query parameter"),
+        (status = 404, description = "No such topic or partition"),
+        (status = 416, description = "Offset out of range"),
+        (status = 500, description = "Stored data that cannot be read")))]
 pub async fn read(
     State(app): State<App>,
     Path((topic, partition)): Path<(String, String)>,

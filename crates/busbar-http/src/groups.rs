@@ -11,7 +11,11 @@ use axum::Json;
 use busbar_broker::{GroupDescription, ResetTo};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
+/// Lists consumer groups.
+#[utoipa::path(get, path = "/groups", operation_id = "list_groups", tag = "groups",
+    responses((status = 200, description = "The groups", body = crate::schemas::GroupList)))]
 pub async fn list(State(app): State<App>) -> Json<Value> {
     let groups: Vec<Value> = app
         .broker
@@ -57,31 +61,57 @@ pub fn describe_json(d: &GroupDescription) -> Value {
     })
 }
 
+/// Describes a group: members, assignments, committed offsets, lag.
+#[utoipa::path(get, path = "/groups/{group}", operation_id = "describe_group", tag = "groups", params(("group" = String, Path)),
+    responses(
+        (status = 200, description = "The group", body = crate::schemas::Group),
+        (status = 404, description = "No such group")))]
 pub async fn describe(State(app): State<App>, Path(group): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(describe_json(&app.broker.describe_group(&group)?)))
 }
 
+/// Deletes a group without members, and its offsets.
+#[utoipa::path(delete, path = "/groups/{group}", operation_id = "delete_group", tag = "groups", params(("group" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such group"),
+        (status = 409, description = "The group has members"),
+        (status = 503, description = "Shutting down or storage offline")))]
 pub async fn delete(State(app): State<App>, Path(group): Path<String>) -> ApiResult<StatusCode> {
     app.broker.delete_group(&group).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = GroupReset)]
 struct Reset {
     topic: String,
+    /// Default: every partition of the topic.
     partitions: Option<Vec<u32>>,
     to: To,
 }
 
-#[derive(Deserialize)]
+/// `"earliest"`, `"latest"`, `{"offset": n}` or `{"timestamp": ms or RFC 3339}`.
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
+#[schema(as = GroupResetTo)]
 enum To {
     Named(String),
     Offset { offset: u64 },
     Timestamp { timestamp: Value },
 }
 
+/// Resets a group's offsets for a topic (the group must have no members).
+#[utoipa::path(post, path = "/groups/{group}/offsets/reset", operation_id = "reset_group_offsets", tag = "groups",
+    params(("group" = String, Path)), request_body = Reset, responses(
+        (status = 200, description = "The offsets moved to", body = crate::schemas::GroupOffsets),
+        (status = 400, description = "Bad body"),
+        (status = 404, description = "No such topic or partition"),
+        (status = 409, description = "The group has members"),
+        (status = 413, description = "Body over `http.json_bytes_max`"),
+        (status = 415, description = "Not application/json"),
+        (status = 503, description = "Shutting down or storage offline")))]
 pub async fn reset(
     State(app): State<App>,
     Path(group): Path<String>,

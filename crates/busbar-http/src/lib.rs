@@ -13,6 +13,7 @@ mod openapi;
 mod plain;
 mod render;
 mod rules;
+mod schemas;
 mod subscriptions;
 pub use busbar_broker::time;
 mod topics;
@@ -23,7 +24,6 @@ pub use events::{decode_publish, decode_publish_with};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use busbar_broker::Broker;
 use busbar_bus::Bus;
@@ -31,6 +31,9 @@ use serde_json::json;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Limits of the HTTP front end.
 #[derive(Debug, Clone)]
@@ -66,127 +69,17 @@ pub struct App {
     ready: Arc<AtomicBool>,
 }
 
-/// The routes: (method, path, summary). `openapi.json` is generated from this table, and the router
-/// below must serve exactly these (a test checks both directions).
-pub const ROUTES: &[(&str, &str, &str)] = &[
-    ("get", "/healthz", "Liveness: the process answers"),
-    (
-        "get",
-        "/readyz",
-        "Readiness: 200 while serving, 503 while starting or shutting down",
-    ),
-    ("get", "/openapi.json", "This API description"),
-    (
-        "get",
-        "/metrics",
-        "Prometheus metrics: per-subscription counters, lag, delivery latency",
-    ),
-    (
-        "post",
-        "/topics",
-        "Create a topic: {name, partitions, configs}",
-    ),
-    ("get", "/topics", "List topics"),
-    (
-        "get",
-        "/topics/{topic}",
-        "Describe a topic: partitions with offsets and size, configs",
-    ),
-    (
-        "patch",
-        "/topics/{topic}",
-        "Alter a topic: {configs: {key: value|null}, partitions}",
-    ),
-    ("delete", "/topics/{topic}", "Delete a topic and its events"),
-    (
-        "post",
-        "/topics/{topic}/events",
-        "Publish JSON events (one or an array), CloudEvents (binary, structured, batch) or one \
-         text/plain or application/octet-stream event (?key=, ?partition=, x-busbar-header-*)",
-    ),
-    (
-        "get",
-        "/topics/{topic}/partitions/{partition}/events",
-        "Read events from ?offset= or ?timestamp=, up to ?limit=, waiting up to ?wait_ms=, \
-         shown as ?encoding=auto|json|utf8|base64",
-    ),
-    ("get", "/groups", "List consumer groups"),
-    (
-        "get",
-        "/groups/{group}",
-        "Describe a group: members, assignments, committed offsets, lag",
-    ),
-    (
-        "delete",
-        "/groups/{group}",
-        "Delete a group without members and its offsets",
-    ),
-    (
-        "post",
-        "/groups/{group}/offsets/reset",
-        "Reset a group's offsets for a topic (group must be empty)",
-    ),
-    (
-        "post",
-        "/rules/test",
-        "Test an event pattern against an event: {pattern, event} -> {match}",
-    ),
-    (
-        "post",
-        "/subscriptions",
-        "Create a subscription: {name, sources, start, pattern, transform, target, delivery, dead_letter_topic}",
-    ),
-    ("get", "/subscriptions", "List subscriptions with their state, counters and lag"),
-    (
-        "get",
-        "/subscriptions/{name}",
-        "Describe a subscription: spec, state, counters, lag, events waiting for retry",
-    ),
-    (
-        "put",
-        "/subscriptions/{name}",
-        "Replace a subscription's spec (positions and retry state are kept)",
-    ),
-    (
-        "delete",
-        "/subscriptions/{name}",
-        "Delete a subscription, its positions and retry state (dead letters stay)",
-    ),
-    ("post", "/subscriptions/{name}/pause", "Stop delivering (positions kept)"),
-    ("post", "/subscriptions/{name}/resume", "Start delivering again"),
-    (
-        "post",
-        "/subscriptions/{name}/reset",
-        "Move the positions: {to: earliest|latest} | {to: time, time} | {to: offsets, offsets: [{topic, partition, offset}]}",
-    ),
-    (
-        "post",
-        "/subscriptions/{name}/replays",
-        "Replay a time range through the subscription: {name, from, to, rate}",
-    ),
-    ("get", "/subscriptions/{name}/replays", "List replay runs"),
-    ("get", "/subscriptions/{name}/replays/{replay}", "A replay run's progress"),
-    (
-        "delete",
-        "/subscriptions/{name}/replays/{replay}",
-        "Cancel a replay run",
-    ),
-    (
-        "get",
-        "/dead-letters/{topic}",
-        "List dead letters: ?subscription= &reason= &partition= &from_offset= &to_offset= &limit=",
-    ),
-    (
-        "post",
-        "/dead-letters/{topic}/redrive",
-        "Deliver dead letters again through their subscriptions: {subscription, reason, partition, from_offset, to_offset, limit}",
-    ),
-];
-
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = schemas::Health)))]
 async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+/// Readiness: 200 while serving, 503 while starting or shutting down.
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health", responses(
+    (status = 200, description = "Serving", body = schemas::Health),
+    (status = 503, description = "Starting or shutting down", body = schemas::Health)))]
 async fn readyz(State(app): State<App>) -> impl IntoResponse {
     if app.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, Json(json!({"status": "ready"})))
@@ -210,76 +103,50 @@ async fn not_allowed() -> ApiError {
     )
 }
 
+/// Every route, each from its handler's `#[utoipa::path]`: the router and `/openapi.json` are
+/// both built from this, so neither can list a route the other lacks. Add routes only here and
+/// only with `routes!` (a test reads this file for any other way in).
+fn api() -> OpenApiRouter<App> {
+    use subscriptions as subs;
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(openapi::handler))
+        .routes(routes!(metrics::handler))
+        .routes(routes!(topics::create, topics::list))
+        .routes(routes!(topics::describe, topics::alter, topics::delete))
+        .routes(routes!(events::publish))
+        .routes(routes!(events::read))
+        .routes(routes!(consumers::stream_partition))
+        .routes(routes!(groups::list))
+        .routes(routes!(groups::describe, groups::delete))
+        .routes(routes!(groups::reset))
+        .routes(routes!(consumers::create))
+        .routes(routes!(consumers::describe, consumers::close))
+        .routes(routes!(consumers::poll))
+        .routes(routes!(consumers::commit))
+        .routes(routes!(consumers::stream_group))
+        .routes(routes!(rules::test))
+        .routes(routes!(subs::create, subs::list))
+        .routes(routes!(subs::describe, subs::update, subs::delete))
+        .routes(routes!(subs::pause))
+        .routes(routes!(subs::resume))
+        .routes(routes!(subs::reset))
+        .routes(routes!(subs::start_replay, subs::replays))
+        .routes(routes!(subs::replay, subs::cancel_replay))
+        .routes(routes!(subs::dead_letters))
+        .routes(routes!(subs::redrive))
+}
+
+/// The OpenAPI document `GET /openapi.json` answers.
+pub fn openapi_document() -> &'static serde_json::Value {
+    openapi::document()
+}
+
 /// The router over `app`.
 pub fn router(app: App) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/openapi.json", get(openapi::handler))
-        .route("/metrics", get(metrics::handler))
-        .route("/topics", post(topics::create).get(topics::list))
-        .route(
-            "/topics/{topic}",
-            get(topics::describe)
-                .patch(topics::alter)
-                .delete(topics::delete),
-        )
-        .route("/topics/{topic}/events", post(events::publish))
-        .route(
-            "/topics/{topic}/partitions/{partition}/events",
-            get(events::read),
-        )
-        .route("/groups", get(groups::list))
-        .route(
-            "/groups/{group}",
-            get(groups::describe).delete(groups::delete),
-        )
-        .route("/groups/{group}/offsets/reset", post(groups::reset))
-        .route("/groups/{group}/consumers", post(consumers::create))
-        .route(
-            "/groups/{group}/consumers/{consumer}",
-            get(consumers::describe).delete(consumers::close),
-        )
-        .route(
-            "/groups/{group}/consumers/{consumer}/events",
-            get(consumers::poll),
-        )
-        .route(
-            "/groups/{group}/consumers/{consumer}/commit",
-            post(consumers::commit),
-        )
-        .route("/groups/{group}/stream", get(consumers::stream_group))
-        .route(
-            "/topics/{topic}/partitions/{partition}/stream",
-            get(consumers::stream_partition),
-        )
-        .route("/rules/test", post(rules::test))
-        .route(
-            "/subscriptions",
-            post(subscriptions::create).get(subscriptions::list),
-        )
-        .route(
-            "/subscriptions/{name}",
-            get(subscriptions::describe)
-                .put(subscriptions::update)
-                .delete(subscriptions::delete),
-        )
-        .route("/subscriptions/{name}/pause", post(subscriptions::pause))
-        .route("/subscriptions/{name}/resume", post(subscriptions::resume))
-        .route("/subscriptions/{name}/reset", post(subscriptions::reset))
-        .route(
-            "/subscriptions/{name}/replays",
-            post(subscriptions::start_replay).get(subscriptions::replays),
-        )
-        .route(
-            "/subscriptions/{name}/replays/{replay}",
-            get(subscriptions::replay).delete(subscriptions::cancel_replay),
-        )
-        .route("/dead-letters/{topic}", get(subscriptions::dead_letters))
-        .route(
-            "/dead-letters/{topic}/redrive",
-            post(subscriptions::redrive),
-        )
+    let (routes, _) = api().split_for_parts();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
         .with_state(app)

@@ -29,6 +29,9 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Prometheus metrics: per-subscription counters, lag, delivery latency.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health", responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn handler(State(app): State<App>) -> impl IntoResponse {
     let subs = app.bus.list().await;
     let mut out = String::new();

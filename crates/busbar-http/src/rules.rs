@@ -11,14 +11,21 @@ use axum::Json;
 use busbar_rules::Pattern;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TestRule {
     pattern: Value,
     event: Value,
 }
 
+/// Tests an event pattern (EventBridge syntax) against an event.
+#[utoipa::path(post, path = "/rules/test", operation_id = "test_pattern", tag = "rules", request_body = TestRule, responses(
+    (status = 200, description = "Whether it matches", body = crate::schemas::RuleMatch),
+    (status = 400, description = "Bad body, or an invalid pattern (its path named)"),
+    (status = 413, description = "Body over `http.json_bytes_max`"),
+    (status = 415, description = "Not application/json")))]
 pub async fn test(
     State(app): State<App>,
     headers: HeaderMap,

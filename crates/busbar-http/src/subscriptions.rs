@@ -32,6 +32,15 @@ fn view_json(v: &bus::SubscriptionView) -> Value {
     serde_json::to_value(shown).expect("view encodes")
 }
 
+/// Creates a subscription.
+#[utoipa::path(post, path = "/subscriptions", operation_id = "create_subscription", tag = "subscriptions",
+    request_body = crate::schemas::SubscriptionSpec, responses(
+        (status = 201, description = "Created", body = crate::schemas::Subscription),
+        (status = 400, description = "Invalid spec (the field is named)"),
+        (status = 409, description = "The subscription exists, or a limit is reached"),
+        (status = 413, description = "Body over `http.json_bytes_max`"),
+        (status = 415, description = "Not application/json"),
+        (status = 503, description = "Shutting down or storage offline")))]
 pub async fn create(
     State(app): State<App>,
     headers: HeaderMap,
@@ -42,16 +51,33 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view_json(&v))))
 }
 
+/// Lists subscriptions with their state, counters and lag.
+#[utoipa::path(get, path = "/subscriptions", operation_id = "list_subscriptions", tag = "subscriptions",
+    responses((status = 200, description = "The subscriptions", body = crate::schemas::SubscriptionList)))]
 pub async fn list(State(app): State<App>) -> Json<Value> {
     let subs: Vec<Value> = app.bus.list().await.iter().map(view_json).collect();
     Json(json!({ "subscriptions": subs }))
 }
 
+/// Describes a subscription: spec, state, counters, lag, events waiting for retry.
+#[utoipa::path(get, path = "/subscriptions/{name}", operation_id = "describe_subscription", tag = "subscriptions", params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The subscription", body = crate::schemas::Subscription),
+        (status = 404, description = "No such subscription")))]
 pub async fn describe(State(app): State<App>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(view_json(&app.bus.get(&name).await?)))
 }
 
 /// `PUT` replaces the whole spec; `name` may be left out of the body.
+#[utoipa::path(put, path = "/subscriptions/{name}", operation_id = "replace_subscription", tag = "subscriptions", params(("name" = String, Path)),
+    description = "Replaces the spec (positions and retry state are kept).",
+    request_body = crate::schemas::SubscriptionReplace, responses(
+        (status = 200, description = "The subscription", body = crate::schemas::Subscription),
+        (status = 400, description = "Invalid spec (the field is named)"),
+        (status = 404, description = "No such subscription"),
+        (status = 413, description = "Body over `http.json_bytes_max`"),
+        (status = 415, description = "Not application/json"),
+        (status = 503, description = "Shutting down or storage offline")))]
 pub async fn update(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -67,20 +93,44 @@ pub async fn update(
     Ok(Json(view_json(&app.bus.update(&name, spec).await?)))
 }
 
+/// Deletes a subscription, its positions and retry state (dead letters stay).
+#[utoipa::path(delete, path = "/subscriptions/{name}", operation_id = "delete_subscription", tag = "subscriptions", params(("name" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such subscription"),
+        (status = 503, description = "Shutting down or storage offline")))]
 pub async fn delete(State(app): State<App>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     app.bus.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Stops delivering (positions kept).
+#[utoipa::path(post, path = "/subscriptions/{name}/pause", operation_id = "pause_subscription", tag = "subscriptions", params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The subscription", body = crate::schemas::Subscription),
+        (status = 404, description = "No such subscription")))]
 pub async fn pause(State(app): State<App>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(view_json(&app.bus.set_paused(&name, true).await?)))
 }
 
+/// Starts delivering again.
+#[utoipa::path(post, path = "/subscriptions/{name}/resume", operation_id = "resume_subscription", tag = "subscriptions", params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The subscription", body = crate::schemas::Subscription),
+        (status = 404, description = "No such subscription")))]
 pub async fn resume(State(app): State<App>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(view_json(&app.bus.set_paused(&name, false).await?)))
 }
 
 /// Moves the positions; answers `{"positions": [{topic, partition, offset}]}`.
+#[utoipa::path(post, path = "/subscriptions/{name}/reset", operation_id = "reset_subscription", tag = "subscriptions", params(("name" = String, Path)),
+    request_body = crate::schemas::SubscriptionReset, responses(
+        (status = 200, description = "The new positions", body = crate::schemas::Positions),
+        (status = 400, description = "Bad body (the field is named)"),
+        (status = 404, description = "No such subscription"),
+        (status = 413, description = "Body over `http.json_bytes_max`"),
+        (status = 415, description = "Not application/json"),
+        (status = 503, description = "Shutting down or storage offline")))]
 pub async fn reset(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -102,6 +152,16 @@ fn bad_field(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     })
 }
 
+/// Replays a time range through the subscription, at most `rate` events a second.
+#[utoipa::path(post, path = "/subscriptions/{name}/replays", operation_id = "start_replay", tag = "subscriptions",
+    params(("name" = String, Path)), request_body = crate::schemas::ReplayRequest, responses(
+        (status = 202, description = "Started", body = crate::schemas::ReplayRun),
+        (status = 400, description = "Bad body (the field is named)"),
+        (status = 404, description = "No such subscription"),
+        (status = 409, description = "A run of that name exists, or a limit is reached"),
+        (status = 413, description = "Body over `http.json_bytes_max`"),
+        (status = 415, description = "Not application/json"),
+        (status = 503, description = "Shutting down or storage offline")))]
 pub async fn start_replay(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -114,10 +174,20 @@ pub async fn start_replay(
     Ok((StatusCode::ACCEPTED, Json(json!(run))))
 }
 
+/// Lists the subscription's replay runs.
+#[utoipa::path(get, path = "/subscriptions/{name}/replays", operation_id = "list_replays", tag = "subscriptions", params(("name" = String, Path)),
+    responses(
+        (status = 200, description = "The runs", body = crate::schemas::ReplayList),
+        (status = 404, description = "No such subscription")))]
 pub async fn replays(State(app): State<App>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!({ "replays": app.bus.replays(&name).await? })))
 }
 
+/// A replay run's progress.
+#[utoipa::path(get, path = "/subscriptions/{name}/replays/{replay}", operation_id = "describe_replay", tag = "subscriptions",
+    params(("name" = String, Path), ("replay" = String, Path)), responses(
+        (status = 200, description = "The run", body = crate::schemas::ReplayRun),
+        (status = 404, description = "No such subscription or run")))]
 pub async fn replay(
     State(app): State<App>,
     Path((name, run)): Path<(String, String)>,
@@ -125,6 +195,11 @@ pub async fn replay(
     Ok(Json(json!(app.bus.replay(&name, &run, false).await?)))
 }
 
+/// Cancels a replay run; answers the run as it ended.
+#[utoipa::path(delete, path = "/subscriptions/{name}/replays/{replay}", operation_id = "cancel_replay", tag = "subscriptions",
+    params(("name" = String, Path), ("replay" = String, Path)), responses(
+        (status = 200, description = "The run", body = crate::schemas::ReplayRun),
+        (status = 404, description = "No such subscription or run")))]
 pub async fn cancel_replay(
     State(app): State<App>,
     Path((name, run)): Path<(String, String)>,
@@ -173,6 +248,20 @@ struct Letters<'a> {
     dead_letters: Vec<Letter<'a>>,
 }
 
+/// Lists dead letters with their events.
+#[utoipa::path(get, path = "/dead-letters/{topic}", operation_id = "list_dead_letters", tag = "subscriptions",
+    params(("topic" = String, Path, description = "A dead-letter topic"),
+        ("subscription" = Option<String>, Query), ("reason" = Option<String>, Query),
+        ("partition" = Option<u32>, Query),
+        ("from_offset" = Option<u64>, Query, description = "Inclusive, in each partition"),
+        ("to_offset" = Option<u64>, Query, description = "Exclusive, in each partition"),
+        ("limit" = Option<u32>, Query, description = "Default 100"),
+        ("encoding" = Option<String>, Query, description = "auto (default), json, utf8 or base64")),
+    responses(
+        (status = 200, description = "The letters", body = crate::schemas::DeadLetters),
+        (status = 400, description = "Bad query parameter"),
+        (status = 404, description = "No such topic"),
+        (status = 500, description = "Stored data that cannot be read")))]
 pub async fn dead_letters(
     State(app): State<App>,
     Path(topic): Path<String>,
@@ -191,6 +280,16 @@ pub async fn dead_letters(
     Ok(Json(Letters { dead_letters }).into_response())
 }
 
+/// Delivers dead letters again through their subscriptions, once each unless `force`.
+#[utoipa::path(post, path = "/dead-letters/{topic}/redrive", operation_id = "redrive_dead_letters", tag = "subscriptions",
+    params(("topic" = String, Path, description = "A dead-letter topic")),
+    request_body = crate::schemas::RedriveRequest, responses(
+        (status = 200, description = "What was redriven", body = crate::schemas::RedriveSummary),
+        (status = 400, description = "Bad body"),
+        (status = 404, description = "No such topic"),
+        (status = 413, description = "Body over `http.json_bytes_max`"),
+        (status = 415, description = "Not application/json"),
+        (status = 503, description = "Shutting down or storage offline")))]
 pub async fn redrive(
     State(app): State<App>,
     Path(topic): Path<String>,

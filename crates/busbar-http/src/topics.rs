@@ -13,13 +13,17 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTopic {
     name: String,
+    /// Default: the broker's `num_partitions`.
     partitions: Option<i64>,
+    /// Kafka's config names; values as strings or numbers.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, crate::schemas::ConfigValue>)]
     configs: BTreeMap<String, ConfigValue>,
 }
 
@@ -40,11 +44,12 @@ impl ConfigValue {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AlterTopic {
     /// A value sets the config; `null` returns it to the default.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, crate::schemas::ConfigChange>)]
     configs: BTreeMap<String, Option<ConfigValue>>,
     /// New total partition count (can only grow).
     partitions: Option<i64>,
@@ -66,6 +71,15 @@ pub fn describe_json(d: &TopicDescription) -> Value {
     })
 }
 
+/// Creates a topic.
+#[utoipa::path(post, path = "/topics", operation_id = "create_topic", tag = "topics", request_body = CreateTopic, responses(
+    (status = 201, description = "Created", body = crate::schemas::Topic),
+    (status = 400, description = "Bad name, partitions or config"),
+    (status = 409, description = "The topic exists"),
+    (status = 413, description = "Body over `http.json_bytes_max`"),
+    (status = 415, description = "Not application/json"),
+    (status = 503, description = "Shutting down or storage offline"),
+    (status = 507, description = "Out of disk space")))]
 pub async fn create(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -94,6 +108,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(describe_json(&d))).into_response())
 }
 
+/// Lists topics.
+#[utoipa::path(get, path = "/topics", operation_id = "list_topics", tag = "topics",
+    responses((status = 200, description = "The topics", body = crate::schemas::TopicList)))]
 pub async fn list(State(app): State<App>) -> Json<Value> {
     let topics: Vec<Value> = app
         .broker
@@ -104,6 +121,11 @@ pub async fn list(State(app): State<App>) -> Json<Value> {
     Json(json!({ "topics": topics }))
 }
 
+/// Describes a topic: partitions with offsets and size, configs.
+#[utoipa::path(get, path = "/topics/{topic}", operation_id = "describe_topic", tag = "topics", params(("topic" = String, Path)),
+    responses(
+        (status = 200, description = "The topic", body = crate::schemas::Topic),
+        (status = 404, description = "No such topic")))]
 pub async fn describe(State(app): State<App>, Path(topic): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(describe_json(&app.broker.describe_topic(&topic)?)))
 }
@@ -114,6 +136,16 @@ fn warn_weaker(peer: SocketAddr, topic: &str, what: &str) {
     eprintln!("busbar-http: warning: {peer} weakened the durability of topic {topic:?}: {what}");
 }
 
+/// Alters a topic: configs (`null` returns one to its default) and partitions (can only grow).
+#[utoipa::path(patch, path = "/topics/{topic}", operation_id = "alter_topic", tag = "topics", params(("topic" = String, Path)),
+    request_body = AlterTopic, responses(
+        (status = 200, description = "The topic as altered", body = crate::schemas::Topic),
+        (status = 400, description = "Bad config, fewer partitions, or nothing to change"),
+        (status = 404, description = "No such topic"),
+        (status = 413, description = "Body over `http.json_bytes_max`"),
+        (status = 415, description = "Not application/json"),
+        (status = 503, description = "Shutting down or storage offline"),
+        (status = 507, description = "Out of disk space")))]
 pub async fn alter(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -168,6 +200,13 @@ pub async fn alter(
     Ok(Json(describe_json(&app.broker.describe_topic(&topic)?)))
 }
 
+/// Deletes a topic and its events.
+#[utoipa::path(delete, path = "/topics/{topic}", operation_id = "delete_topic", tag = "topics", params(("topic" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such topic"),
+        (status = 409, description = "A subscription uses it as its dead-letter topic"),
+        (status = 503, description = "Shutting down or storage offline")))]
 pub async fn delete(State(app): State<App>, Path(topic): Path<String>) -> ApiResult<StatusCode> {
     app.broker.delete_topic(&topic).await?;
     Ok(StatusCode::NO_CONTENT)
