@@ -322,18 +322,34 @@ impl Bus {
     }
 }
 
-/// Runs `run` to its end (or until it is stopped) and writes how it ended.
+/// Runs `run` to its end (or until it is stopped), writing its progress every
+/// [`CHECKPOINT_INTERVAL`] and how it ended. Writes happen here only, one after the other and
+/// never cut short by a stop, so the last one written is the newest.
 async fn execute(ctx: Arc<Ctx>, sub: Arc<Compiled>, run: Arc<Run>, mut stop: watch::Receiver<End>) {
     let work = replay_all(&ctx, &sub, &run);
-    let (state, error) = tokio::select! {
-        r = work => match r {
-            Ok(()) => (RunState::Completed, None),
-            Err(e) => (RunState::Failed, Some(e.to_string())),
-        },
-        end = stop.wait_for(Option::is_some) => match end.ok().and_then(|e| e.clone()) {
-            Some((state, why)) => (state, (state != RunState::Cancelled).then_some(why)),
-            None => (RunState::Interrupted, Some(interrupted())),
-        },
+    tokio::pin!(work);
+    let mut every = tokio::time::interval(CHECKPOINT_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    let mut saved = run.record();
+    let (state, error) = loop {
+        tokio::select! {
+            r = &mut work => break match r {
+                Ok(()) => (RunState::Completed, None),
+                Err(e) => (RunState::Failed, Some(e.to_string())),
+            },
+            end = stop.wait_for(Option::is_some) => break match end.ok().and_then(|e| e.clone()) {
+                Some((state, why)) => (state, (state != RunState::Cancelled).then_some(why)),
+                None => (RunState::Interrupted, Some(interrupted())),
+            },
+            _ = every.tick() => {}
+        }
+        let now = run.record();
+        if now != saved {
+            // A failed checkpoint costs repeated work after a crash, not the run.
+            let _ = checkpoint(&ctx, &run).await;
+            saved = now;
+        }
     };
     {
         let mut r = run.lock();
@@ -403,7 +419,6 @@ async fn replay_all(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<()> {
         next: tokio::time::Instant::now(),
     };
     let (mut t, mut width) = (from, SLICE_MS);
-    let mut saved = tokio::time::Instant::now();
     while t < to {
         let (end_t, ends) = next_slice(ctx, &parts, t, to, &mut width, u64::from(rate))?;
         for (part, end) in parts.iter_mut().zip(ends) {
@@ -411,11 +426,6 @@ async fn replay_all(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<()> {
         }
         t = end_t;
         run.lock().replayed_to_ms = Some(t);
-        if saved.elapsed() >= CHECKPOINT_INTERVAL {
-            // A failed checkpoint costs repeated work after a crash, not the run.
-            let _ = checkpoint(ctx, run).await;
-            saved = tokio::time::Instant::now();
-        }
         tokio::task::yield_now().await;
     }
     Ok(())
