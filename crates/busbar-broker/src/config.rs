@@ -266,6 +266,9 @@ pub struct BrokerConfig {
     pub group_session_timeout_max: Duration,
     /// How long a new group waits for more members before its first rebalance completes.
     pub group_initial_rebalance_delay: Duration,
+    /// How long a group without members and without committed offsets stays listed (and in
+    /// memory) after it became Empty; then it is forgotten, as Kafka's periodic group cleanup does.
+    pub group_empty_retention: Duration,
     /// Time source for retention, sessions and timestamps.
     pub clock: Arc<dyn Clock>,
     /// Idempotent producers remembered per partition (and producer ids whose epoch is
@@ -303,6 +306,7 @@ impl Default for BrokerConfig {
             group_session_timeout_min: Duration::from_millis(6_000),
             group_session_timeout_max: Duration::from_millis(1_800_000),
             group_initial_rebalance_delay: Duration::from_millis(3_000),
+            group_empty_retention: Duration::from_secs(600),
             clock: Arc::new(SystemClock),
             producers_max: crate::producers::PRODUCERS_MAX,
             offset_metadata_bytes_max: 4096,

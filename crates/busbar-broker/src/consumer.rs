@@ -291,7 +291,7 @@ impl Broker {
 
     /// Expires group sessions and ends timed-out rebalances (call often; `run_background` does).
     pub fn tick_groups(&self) {
-        self.groups.tick();
+        self.groups.tick(|g| self.offsets.has_group(g));
     }
 
     /// The background loop an embedding program runs until `shutdown` resolves: group timers every

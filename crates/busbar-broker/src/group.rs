@@ -139,15 +139,20 @@ struct Group {
     rebalance_deadline_ms: i64,
     /// A new group's first rebalance waits at least until then for more members.
     initial_until_ms: i64,
+    /// Since when (ms) the group is Empty without members or pending ids: forgotten after
+    /// `group_empty_retention` unless it has committed offsets.
+    empty_since_ms: Option<i64>,
 }
 
 impl Group {
-    /// Nothing worth keeping: forgotten by the next tick.
+    /// Empty, without members or pending member ids.
+    fn is_vacant(&self) -> bool {
+        self.state == GroupState::Empty && self.members.is_empty() && self.pending.is_empty()
+    }
+
+    /// Nothing worth keeping (never had a generation): forgotten by the next tick.
     fn is_idle(&self) -> bool {
-        self.state == GroupState::Empty
-            && self.members.is_empty()
-            && self.pending.is_empty()
-            && self.generation == 0
+        self.is_vacant() && self.generation == 0
     }
 
     fn new() -> Self {
@@ -162,6 +167,7 @@ impl Group {
             statics: HashMap::new(),
             rebalance_deadline_ms: 0,
             initial_until_ms: 0,
+            empty_since_ms: None,
         }
     }
 }
@@ -173,6 +179,7 @@ pub struct Groups {
     session_min_ms: i64,
     session_max_ms: i64,
     initial_delay_ms: i64,
+    empty_retention_ms: i64,
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -184,6 +191,7 @@ impl Groups {
             session_min_ms: config.group_session_timeout_min.as_millis() as i64,
             session_max_ms: config.group_session_timeout_max.as_millis() as i64,
             initial_delay_ms: config.group_initial_rebalance_delay.as_millis() as i64,
+            empty_retention_ms: config.group_empty_retention.as_millis() as i64,
             next_id: std::sync::atomic::AtomicU64::new(1),
         }
     }
@@ -525,13 +533,29 @@ impl Groups {
     }
 
     /// Expires sessions and pending member ids, and ends rebalances whose deadline passed.
-    pub fn tick(&self) {
+    /// Forgets groups that never had a generation once vacant, and, as Kafka's periodic cleanup,
+    /// groups Empty for `group_empty_retention` unless `has_offsets` says they have committed
+    /// offsets (asked at most once per retention period and group).
+    pub fn tick(&self, has_offsets: impl Fn(&str) -> bool) {
         let now = self.clock.now_ms();
         let mut groups = self.lock();
         for g in groups.values_mut() {
             self.tick_group(g, now);
         }
-        groups.retain(|_, g| !g.is_idle());
+        let retention = self.empty_retention_ms;
+        groups.retain(|name, g| {
+            if g.is_idle() {
+                return false;
+            }
+            let due = g
+                .empty_since_ms
+                .is_some_and(|t| now.saturating_sub(t) >= retention);
+            if due && has_offsets(name) {
+                g.empty_since_ms = Some(now);
+                return true;
+            }
+            !due
+        });
     }
 
     /// [`Groups::tick`] for one group (a waiting join wakes for its own group only).
@@ -548,6 +572,7 @@ impl Groups {
 
     fn tick_group(&self, g: &mut Group, now: i64) {
         g.pending.retain(|_, expires| *expires >= now);
+        g.empty_since_ms = g.is_vacant().then(|| g.empty_since_ms.unwrap_or(now));
         {
             let expired: Vec<String> = g
                 .members

@@ -266,6 +266,14 @@ impl OffsetStore {
         out
     }
 
+    /// True when `group` has at least one committed offset.
+    pub(crate) fn has_group(&self, group: &str) -> bool {
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.entries
+            .iter()
+            .any(|(k, (_, v))| k.0 == group && v.is_some())
+    }
+
     /// Groups with at least one committed offset.
     pub fn groups(&self) -> Vec<String> {
         let t = self.table.lock().unwrap_or_else(|e| e.into_inner());

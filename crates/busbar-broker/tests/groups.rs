@@ -319,3 +319,70 @@ async fn member_ids_handed_out_and_never_used_expire_with_the_session_timeout() 
         "a group holding only expired ids is forgotten"
     );
 }
+
+/// A remote client joins and leaves groups under fresh names (no offsets committed): each one
+/// stayed in the broker's memory and in ListGroups for good, however long the clock ran. Now an
+/// Empty group without offsets is forgotten once `group_empty_retention` passed; one with
+/// committed offsets keeps its live state (generation) as in Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_left_by_every_member_without_offsets_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let b = Arc::new(
+        Broker::open(BrokerConfig {
+            data_dir: dir.path().into(),
+            clock: clock.clone(),
+            group_initial_rebalance_delay: Duration::ZERO,
+            group_empty_retention: Duration::from_secs(600),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    b.create_topic("t", Some(1), Default::default())
+        .await
+        .unwrap();
+    for i in 0..50 {
+        let g = if i == 0 {
+            "kept".into()
+        } else {
+            format!("g{i}")
+        };
+        let r = b
+            .join_group(JoinRequest {
+                group: g.clone(),
+                client_id: "c".into(),
+                client_host: "h".into(),
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), vec![])],
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if i == 0 {
+            b.sync_group(&g, &r.member_id, r.generation, vec![])
+                .await
+                .unwrap();
+            let c = OffsetCommit {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+                metadata: String::new(),
+            };
+            b.commit_offsets(&g, &r.member_id, r.generation, vec![c])
+                .await
+                .unwrap();
+        }
+        b.leave_group(&g, &r.member_id).unwrap();
+    }
+    clock.advance(599_000);
+    b.tick_groups();
+    assert_eq!(b.list_groups().len(), 50, "kept for the retention");
+    clock.advance(7 * 24 * 3600 * 1000);
+    b.tick_groups();
+    let left = b.list_groups();
+    assert_eq!(left, vec![("kept".to_string(), "Empty".to_string())]);
+    let live = b.describe_group("kept").unwrap().live;
+    assert_eq!(live.map(|l| l.generation), Some(2), "live state kept");
+}
