@@ -101,12 +101,14 @@ struct Create {
     client_id: Option<String>,
 }
 
+/// Where a consumer without a committed offset starts: `latest` unless told `earliest`, the one
+/// rule of every consumer that lives on the server (as Kafka clients' `auto.offset.reset`).
 fn start_at(s: Option<&str>) -> ApiResult<StartAt> {
     match s {
         None | Some("latest") => Ok(StartAt::Latest),
         Some("earliest") => Ok(StartAt::Earliest),
         Some(other) => Err(ApiError::bad_request(format!(
-            "field `start`: {other:?} is not \"earliest\" or \"latest\""
+            "`start`: {other:?} is not \"earliest\" or \"latest\""
         ))),
     }
 }
@@ -363,13 +365,16 @@ fn error_event(e: BrokerError) -> SseEvent {
         .data(json!({"error": {"code": api.code, "message": api.message}}).to_string())
 }
 
-/// `GET /topics/{topic}/partitions/{partition}/stream?offset=&encoding=`: every event from the offset (default
-/// the end) and then new ones as they arrive.
+/// `GET /topics/{topic}/partitions/{partition}/stream?offset=|start=&encoding=`: every event from
+/// the offset, or from `start` (`latest`, the default: the end; `earliest`: the log start), and
+/// then new ones as they arrive.
 #[utoipa::path(get, path = "/topics/{topic}/partitions/{partition}/stream", operation_id = "stream_partition", tag = "topics",
     description = "Server-Sent Events: `event: event` with an event as `data` (as reads show \
         it) and `id` topic/partition/offset; `event: error` ends the stream.",
     params(("topic" = String, Path), ("partition" = u32, Path),
-        ("offset" = Option<u64>, Query, description = "Default: the end (new events only)"),
+        ("offset" = Option<u64>, Query, description = "Default: as `start`"),
+        ("start" = Option<String>, Query,
+            description = "latest (default: new events only) or earliest (from the log start)"),
         ("encoding" = Option<String>, Query, description = "auto (default), json, utf8 or base64")),
     responses(
         (status = 200, description = "The stream", content_type = "text/event-stream", body = String),
@@ -382,11 +387,19 @@ pub async fn stream_partition(
     Path((topic, partition)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    only_params(&q, &["offset", Encoding::PARAM])?;
+    only_params(&q, &["offset", "start", Encoding::PARAM])?;
     let encoding = Encoding::from_query(&q)?;
     let p = partition_param(&partition)?;
+    let from = start_at(q.get("start").map(String::as_str))?;
     let (start, hw) = app.broker.offsets_of(&topic, p)?;
-    let offset = query_int(&q, "offset", 0, i64::MAX)?.map_or(hw, |o| o as u64);
+    let offset = match (query_int(&q, "offset", 0, i64::MAX)?, from) {
+        (Some(_), _) if q.contains_key("start") => {
+            return Err(ApiError::bad_request("give `offset` or `start`, not both"))
+        }
+        (Some(o), _) => o as u64,
+        (None, StartAt::Earliest) => start,
+        (None, StartAt::Latest) => hw,
+    };
     if offset < start || offset > hw {
         return Err(BrokerError::OffsetOutOfRange {
             offset,

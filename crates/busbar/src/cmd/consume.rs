@@ -1,5 +1,5 @@
-//! `busbar consume`: read a topic's partitions from the beginning, an offset or a time; with
-//! `--follow`, keep waiting for new events. JSON values print as JSON, other bytes as text.
+//! `busbar consume`: read a topic's partitions from the beginning (like `kcat -o beginning`), the
+//! end (`--start latest`), an offset or a time; with `--follow`, keep waiting for new events. JSON values print as JSON, other bytes as text.
 //! With `--group` the member lives on the server (an HTTP consumer instance), so a stopping signal
 //! is caught and the instance deleted before exit: a member left behind would hold its partitions
 //! until the server's idle timeout. Committed positions never pass what was printed.
@@ -50,8 +50,12 @@ pub struct ConsumeArgs {
     /// leaving (the server then drops the member after its consumer idle timeout).
     #[arg(short, long, conflicts_with_all = ["partition", "offset", "time"])]
     group: Option<String>,
-    /// With --group: where to start on partitions the group has no committed offset for.
-    #[arg(long, default_value = "earliest", value_parser = ["earliest", "latest"])]
+    /// Where to start: earliest, the beginning (like kcat -o beginning), or latest, only events
+    /// that arrive after the command starts. With --group, only on partitions the group has no
+    /// committed offset for. Consumers that live on the server (HTTP consumer instances, event
+    /// streams, subscriptions) start at latest instead, as Kafka clients do.
+    #[arg(long, default_value = "earliest", value_parser = ["earliest", "latest"],
+          conflicts_with_all = ["offset", "time"])]
     start: String,
 }
 
@@ -268,6 +272,16 @@ pub fn run(c: &Client, a: ConsumeArgs) -> CliResult<()> {
     };
     // Next offset per partition; `None` until the first read decides it.
     let mut next: Vec<Option<u64>> = partitions.iter().map(|_| a.offset).collect();
+    if a.start == "latest" {
+        let list = topic["partitions"].as_array().cloned().unwrap_or_default();
+        let end = |p: u32| {
+            let found = list
+                .iter()
+                .find(|d| d["partition"].as_u64() == Some(p.into()));
+            found.and_then(|d| d["high_watermark"].as_u64())
+        };
+        next = partitions.iter().map(|p| end(*p)).collect();
+    }
     let mut printed = 0usize;
     let limit = a.limit.unwrap_or(usize::MAX);
     let progress = read_progress();
