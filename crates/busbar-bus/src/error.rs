@@ -15,6 +15,12 @@ pub enum BusError {
     UnknownSubscription(String),
     #[error("unknown replay {0:?}")]
     UnknownReplay(String),
+    /// The subscription is declared in a configuration file, which owns it (`owner.rs`).
+    #[error(
+        "subscription {name:?} is declared in {file} ([[subscriptions]]); change or remove it \
+         there and restart busbar"
+    )]
+    OwnedByConfig { name: String, file: String },
     /// A configured limit (`bus.subscriptions_max`) is reached.
     #[error("{what} limit of {limit} reached")]
     LimitReached { what: &'static str, limit: usize },

@@ -10,6 +10,8 @@ pub mod deliver;
 pub mod dlq;
 pub mod envelope;
 mod error;
+mod owner;
+pub mod patch;
 pub mod policy;
 pub mod positions;
 mod redrive;
@@ -24,6 +26,7 @@ mod worker;
 
 pub use dlq::{DeadLetter, Filter};
 pub use error::{BusError, Result};
+pub use owner::Owner;
 pub use positions::{ResetPosition, ResetTo};
 pub use redrive::RedriveSummary;
 pub use replay::{ReplaySpec, RunCounts, RunState, RunView};
@@ -100,6 +103,11 @@ pub struct SubscriptionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<LastFailure>,
     pub counters: CounterSnapshot,
+    /// `config` when a configuration file declares it (`config_file`): the API may not change or
+    /// delete it (`owner.rs`); else `api`.
+    pub owner: Owner,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<String>,
 }
 
 /// A failed attempt as `GET /subscriptions/{name}` shows it.
@@ -124,6 +132,8 @@ pub struct Bus {
     /// creates and updates in progress: the broker refuses to delete those topics (its deletion
     /// guard reads this without the async lock).
     dlq_users: Arc<Mutex<DlqGuard>>,
+    /// The subscriptions a configuration file declares.
+    owners: owner::Owners,
 }
 
 type DlqUsers = BTreeMap<String, Vec<String>>;
@@ -261,6 +271,7 @@ impl Bus {
             maintenance: Mutex::new(None),
             config,
             dlq_users: users,
+            owners: owner::Owners::default(),
         })
     }
 
@@ -465,6 +476,7 @@ impl Bus {
     /// nothing: every step that can fail (validation, start positions of new sources, saving the
     /// spec) runs before the old worker stops, so a failed update leaves it running unchanged.
     pub async fn update(&self, name: &str, spec: SubscriptionSpec) -> Result<SubscriptionView> {
+        self.owners.check(name)?;
         if spec.name != name {
             return Err(invalid("name", format!("must stay {name:?}")));
         }
@@ -643,6 +655,7 @@ impl Bus {
     /// write fails or the process dies first, when the bus starts or the name is created again;
     /// until then it is unused (no worker reads another subscription's state).
     pub async fn delete(&self, name: &str) -> Result<()> {
+        self.owners.check(name)?;
         let mut subs = self.subs.lock().await;
         let mut e = subs
             .remove(name)
@@ -686,6 +699,7 @@ impl Bus {
             status: r.status,
             error: r.error,
         });
+        let config_file = self.owners.file_of(&e.record.spec.name);
         SubscriptionView {
             spec: e.record.spec.clone(),
             state: e.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
@@ -695,6 +709,12 @@ impl Bus {
             retrying: waiting,
             last_failure,
             counters: e.counters.snapshot(),
+            owner: if config_file.is_some() {
+                Owner::Config
+            } else {
+                Owner::Api
+            },
+            config_file,
         }
     }
 
@@ -716,6 +736,27 @@ impl Bus {
             }
         }
         lag
+    }
+
+    /// Changes the fields `patch` gives (a JSON merge patch of the spec, `patch.rs`); the rest
+    /// keeps its value. Then as [`Bus::update`]; a patch that changes nothing restarts nothing.
+    pub async fn patch(&self, name: &str, patch: &serde_json::Value) -> Result<SubscriptionView> {
+        self.owners.check(name)?;
+        let current = match self.subs.lock().await.get(name) {
+            Some(e) => e.record.spec.clone(),
+            None => return Err(BusError::UnknownSubscription(name.into())),
+        };
+        let spec = patch::merge(&current, patch)?;
+        if spec == current {
+            return self.get(name).await;
+        }
+        self.update(name, spec).await
+    }
+
+    /// Marks `names` as declared in the configuration file `file` (replacing earlier marks): the
+    /// API may no longer change or delete them ([`BusError::OwnedByConfig`]).
+    pub fn set_config_owned(&self, names: impl IntoIterator<Item = String>, file: &str) {
+        self.owners.set(names, file);
     }
 
     /// One subscription.

@@ -97,6 +97,7 @@ impl From<BusError> for ApiError {
             E::UnknownReplay(_) => (S::NOT_FOUND, "unknown_replay"),
             E::SubscriptionExists(_) => (S::CONFLICT, "subscription_exists"),
             E::LimitReached { .. } => (S::CONFLICT, "limit_reached"),
+            E::OwnedByConfig { .. } => (S::CONFLICT, "owned_by_config"),
             E::Broker(_) | E::Storage(_) => unreachable!("answered above"),
         };
         ApiError::new(status, code, e.to_string())

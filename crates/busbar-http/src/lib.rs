@@ -128,7 +128,12 @@ fn api() -> OpenApiRouter<App> {
         .routes(routes!(consumers::stream_group))
         .routes(routes!(rules::test))
         .routes(routes!(subs::create, subs::list))
-        .routes(routes!(subs::describe, subs::update, subs::delete))
+        .routes(routes!(
+            subs::describe,
+            subs::update,
+            subs::patch,
+            subs::delete
+        ))
         .routes(routes!(subs::pause))
         .routes(routes!(subs::resume))
         .routes(routes!(subs::reset))

@@ -68,13 +68,15 @@ pub async fn describe(State(app): State<App>, Path(name): Path<String>) -> ApiRe
     Ok(Json(view_json(&app.bus.get(&name).await?)))
 }
 
-/// `PUT` replaces the whole spec; `name` may be left out of the body.
+/// `PUT` replaces the whole spec; `name` may be left out of the body, and the read-only fields
+/// a `GET` adds (state, counters, ...) are ignored, so a read can be sent back as it is.
 #[utoipa::path(put, path = "/subscriptions/{name}", operation_id = "replace_subscription", tag = "subscriptions", params(("name" = String, Path)),
     description = "Replaces the spec (positions and retry state are kept).",
     request_body = crate::schemas::SubscriptionReplace, responses(
         (status = 200, description = "The subscription", body = crate::schemas::Subscription),
         (status = 400, description = "Invalid spec (the field is named)"),
         (status = 404, description = "No such subscription"),
+        (status = 409, description = "Declared in the configuration file, which owns it"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
         (status = 503, description = "Shutting down or storage offline")))]
@@ -85,6 +87,7 @@ pub async fn update(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let mut v = json_body(&app, &headers, body).await?;
+    bus::patch::without_view_fields(&mut v);
     if let Value::Object(m) = &mut v {
         m.entry("name")
             .or_insert_with(|| Value::String(name.clone()));
@@ -93,11 +96,42 @@ pub async fn update(
     Ok(Json(view_json(&app.bus.update(&name, spec).await?)))
 }
 
+/// `PATCH` changes the fields the body gives (a JSON merge patch of the spec: objects merge,
+/// `null` removes or resets to the default; `busbar_bus::patch`) and keeps the others.
+#[utoipa::path(patch, path = "/subscriptions/{name}", tag = "subscriptions", params(("name" = String, Path)),
+    description = "Changes the fields given (JSON merge patch, RFC 7396: objects merge field by \
+        field, null removes an optional field or resets one to its default; a target of the other \
+        kind replaces the target; read-only fields of a read are ignored). Positions and retry \
+        state are kept.",
+    request_body(content(
+        (Object = "application/json"),
+        (Object = "application/merge-patch+json"))), responses(
+        (status = 200, description = "The subscription", body = crate::schemas::Subscription),
+        (status = 400, description = "Invalid patch or result (the field is named); nothing changed"),
+        (status = 404, description = "No such subscription"),
+        (status = 409, description = "Declared in the configuration file, which owns it"),
+        (status = 413, description = "Body over `http.json_bytes_max`"),
+        (status = 415, description = "Not application/json or application/merge-patch+json"),
+        (status = 503, description = "Shutting down or storage offline")))]
+pub async fn patch(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    if body::media_type(&headers).as_deref() != Some("application/merge-patch+json") {
+        body::require_json(&headers)?;
+    }
+    let v = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    Ok(Json(view_json(&app.bus.patch(&name, &v).await?)))
+}
+
 /// Deletes a subscription, its positions and retry state (dead letters stay).
 #[utoipa::path(delete, path = "/subscriptions/{name}", operation_id = "delete_subscription", tag = "subscriptions", params(("name" = String, Path)),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such subscription"),
+        (status = 409, description = "Declared in the configuration file, which owns it"),
         (status = 503, description = "Shutting down or storage offline")))]
 pub async fn delete(State(app): State<App>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     app.bus.delete(&name).await?;

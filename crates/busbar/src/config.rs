@@ -28,9 +28,13 @@ pub struct Config {
     #[serde(deserialize_with = "scalar_texts")]
     pub topic_defaults: BTreeMap<String, String>,
     /// Subscriptions to create or update at start-up (`[[subscriptions]]`, the fields of
-    /// `POST /subscriptions`).
+    /// `POST /subscriptions`). The file owns them: the API may not change or delete them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<SubscriptionSpec>,
+    /// The file this configuration was read from, as an absolute path (none without one). Not a
+    /// setting: it names the owner of the `[[subscriptions]]` in the API's answers.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +170,7 @@ impl Default for Config {
             },
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
+            file: None,
         }
     }
 }
@@ -317,8 +322,8 @@ impl Config {
                 .exists()
                 .then(|| "busbar.toml".into())
         });
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(&path)
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path)
                 .with_context(|| format!("read config file {}", path.display()))?;
             let over: Table = text
                 .parse()
@@ -349,7 +354,9 @@ impl Config {
             );
         }
         merge(&mut table, flag_table, "")?;
-        Self::decode(table)
+        let mut config = Self::decode(table)?;
+        config.file = file.map(|f| std::path::absolute(&f).unwrap_or(f));
+        Ok(config)
     }
 
     /// The configuration a `busbar.toml` with `text` gives over the defaults (no environment, no
@@ -597,8 +604,10 @@ impl Config {
 }
 
 /// Creates or updates the configured subscriptions (others are left alone), creating any topic
-/// they name that does not exist yet with the defaults.
-pub async fn apply_subscriptions(bus: &Bus, specs: &[SubscriptionSpec]) -> Result<()> {
+/// they name that does not exist yet with the defaults; then marks them as owned by the file, so
+/// the API may not change or delete them (a subscription dropped from the file is the API's again).
+pub async fn apply_subscriptions(bus: &Bus, config: &Config) -> Result<()> {
+    let specs = &config.subscriptions;
     for spec in specs {
         for (_, topic) in spec.topics() {
             match bus
@@ -622,6 +631,14 @@ pub async fn apply_subscriptions(bus: &Bus, specs: &[SubscriptionSpec]) -> Resul
         };
         result.map_err(|e| anyhow!("subscription {:?}: {e}", spec.name))?;
     }
+    let file = config
+        .file
+        .as_deref()
+        .unwrap_or(Path::new("the configuration"));
+    bus.set_config_owned(
+        specs.iter().map(|s| s.name.clone()),
+        &file.display().to_string(),
+    );
     Ok(())
 }
 
@@ -721,7 +738,18 @@ mod tests {
             config: Some(sample.clone()),
             ..Flags::default()
         };
-        assert_eq!(Config::load(&flags, env(&[])).unwrap(), Config::default());
+        let loaded = Config::load(&flags, env(&[])).unwrap();
+        assert_eq!(
+            loaded.file.as_deref(),
+            Some(std::path::absolute(&sample).unwrap().as_path())
+        );
+        assert_eq!(
+            Config {
+                file: None,
+                ..loaded
+            },
+            Config::default()
+        );
         let text = std::fs::read_to_string(sample).unwrap();
         let (mut listed, mut all) = (vec![], vec![]);
         keys(&text.parse::<Table>().unwrap(), "", &mut listed);

@@ -89,7 +89,7 @@ async fn serve(config: Config) -> Result<()> {
     let recovery = recovery_summary(&broker, first);
     let bus = Bus::open_with(broker.clone(), config.bus_config());
     let bus = Arc::new(bus.context("open subscriptions")?);
-    busbar::config::apply_subscriptions(&bus, &config.subscriptions)
+    busbar::config::apply_subscriptions(&bus, &config)
         .await
         .context("subscriptions in the configuration")?;
     bus.start().await;

@@ -1,5 +1,6 @@
 //! `busbar consume`: read a topic's partitions from the beginning (like `kcat -o beginning`), the
-//! end (`--start latest`), an offset or a time; with `--follow`, keep waiting for new events. JSON values print as JSON, other bytes as text.
+//! end (`--start latest`), an offset or a time; with `--follow`, keep waiting for new events. JSON
+//! values print as JSON, other bytes as text.
 //! With `--group` the member lives on the server (an HTTP consumer instance), so a stopping signal
 //! is caught and the instance deleted before exit: a member left behind would hold its partitions
 //! until the server's idle timeout. Committed positions never pass what was printed.

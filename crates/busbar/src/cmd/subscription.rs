@@ -1,5 +1,7 @@
 //! `busbar subscription create|update|list|get|pause|resume|reset|delete|replay|replays`: the same fields
-//! as `POST /subscriptions`, from flags, from a JSON file (`--file`), or both (flags win).
+//! as `POST /subscriptions`, from flags, from a JSON file (`--file`), or both (flags win). `update`
+//! sends only what it is given (`PATCH`, a JSON merge patch), so the other fields keep their
+//! values; what `get --output json` prints is a valid `--file` (its read-only fields are ignored).
 
 use crate::client::{cell, enc, outln, print_list, CliError, CliResult, Client, Output};
 use clap::{Args, Subcommand};
@@ -9,7 +11,8 @@ use serde_json::{json, Map, Value};
 pub enum SubscriptionCmd {
     /// Create a subscription.
     Create(SpecArgs),
-    /// Replace a subscription's spec (positions and retry state are kept).
+    /// Change the fields given by flags or --file; the others keep their values (positions and
+    /// retry state are kept). `get --output json` output is a valid --file.
     Update(SpecArgs),
     /// List subscriptions with state, counters and lag.
     List,
@@ -60,7 +63,8 @@ pub enum SubscriptionCmd {
 pub struct SpecArgs {
     /// Subscription name (may come from --file instead).
     pub name: Option<String>,
-    /// A JSON spec (text or @FILE) to start from.
+    /// A JSON spec (text or @FILE) to start from; on update, the fields to change (read-only
+    /// fields of `get --output json`, such as state and counters, are ignored).
     #[arg(long)]
     pub file: Option<String>,
     /// Source topic (repeatable).
@@ -81,10 +85,10 @@ pub struct SpecArgs {
     /// Deliver to this HTTP endpoint (CloudEvents).
     #[arg(long)]
     pub to_url: Option<String>,
-    /// HTTP target header NAME=VALUE (repeatable).
+    /// HTTP target header NAME=VALUE (repeatable; with --to-url).
     #[arg(long = "header")]
     pub headers: Vec<String>,
-    /// binary or structured (HTTP targets; default binary on create).
+    /// binary or structured (with --to-url; default binary on create).
     #[arg(long)]
     pub mode: Option<String>,
     /// Deliveries tried before an event is dead-lettered (default 20 on create).
@@ -128,6 +132,12 @@ pub fn json_arg(arg: &str, what: &str) -> CliResult<Value> {
 
 impl SpecArgs {
     fn spec(&self) -> CliResult<Value> {
+        if self.to_url.is_none() && (!self.headers.is_empty() || self.mode.is_some()) {
+            // They describe an HTTP target: alone they would be dropped, not applied.
+            return Err(CliError::Usage(
+                "--header and --mode need --to-url (they describe an HTTP target)".into(),
+            ));
+        }
         let mut m = match &self.file {
             Some(f) => match json_arg(f, "file")? {
                 Value::Object(m) => m,
@@ -213,6 +223,9 @@ fn show(c: &Client, v: &Value) {
         cell(&v["retrying"])
     );
     outln!("sources {}  target {}", v["sources"], v["target"]);
+    if let Some(file) = v["config_file"].as_str() {
+        outln!("declared in {file} (change or delete it there)");
+    }
     outln!(
         "matched {}  delivered {}  retried {}  dead-lettered {}  dropped {}",
         cell(&counters["matched"]),
@@ -289,7 +302,7 @@ pub fn run(c: &Client, cmd: SubscriptionCmd) -> CliResult<()> {
                 .as_str()
                 .ok_or_else(|| CliError::Usage("update needs the subscription name".into()))?
                 .to_string();
-            show(c, &c.json("PUT", &path(&name), &spec)?);
+            show(c, &c.json("PATCH", &path(&name), &spec)?);
         }
         SubscriptionCmd::List => {
             let v = c.call("GET", "/subscriptions", None)?;

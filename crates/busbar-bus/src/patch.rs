@@ -1,0 +1,183 @@
+//! Changing a subscription by parts (`PATCH /subscriptions/{name}`, `busbar subscription
+//! update`): the body is a JSON merge patch (RFC 7396) of the spec. Given fields replace, absent
+//! ones keep their value, objects (`delivery`, `target`, `target.headers`, `transform`) merge
+//! field by field, and `null` removes a field: an optional one (`pattern`, `transform`,
+//! `dead_letter_topic`, `target.tls`, one target header) is gone, one with a default (`start`,
+//! `delivery.*`, `target.mode`) takes its default again, and a required one (`name`, `sources`,
+//! `target`) is refused. A `target` of the other kind (`topic` given for an HTTP target, `url`
+//! for a topic target) replaces the whole target, since the two kinds share no field.
+//!
+//! What a read adds to the spec ([`VIEW_FIELDS`]: state, counters, ...) is read-only: updates
+//! (PATCH and PUT) drop it, so what `GET` answers can be sent back as it is. Nothing here reads
+//! or writes state; the bus validates the result like any update.
+
+use crate::error::{BusError, Result};
+use crate::spec::{self, SubscriptionSpec};
+use serde_json::{Map, Value};
+
+/// The fields `GET /subscriptions/{name}` shows beside the spec. Updates ignore them.
+pub const VIEW_FIELDS: &[&str] = &[
+    "state",
+    "created",
+    "updated",
+    "lag",
+    "retrying",
+    "last_failure",
+    "counters",
+    "owner",
+    "config_file",
+];
+
+/// Fields a spec cannot do without: a patch may change them, not remove them.
+const REQUIRED: &[&str] = &["name", "sources", "target"];
+
+fn invalid(path: &str, reason: impl Into<String>) -> BusError {
+    BusError::InvalidSubscription {
+        path: path.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Removes the read-only [`VIEW_FIELDS`] from an update body.
+pub fn without_view_fields(body: &mut Value) {
+    if let Value::Object(m) = body {
+        for k in VIEW_FIELDS {
+            m.remove(*k);
+        }
+    }
+}
+
+/// `current` with `patch` merged in. The result is parsed (every error names its field) but not
+/// yet validated against the broker's topics: [`crate::Bus::patch`] does that.
+pub fn merge(current: &SubscriptionSpec, patch: &Value) -> Result<SubscriptionSpec> {
+    let Value::Object(fields) = patch else {
+        return Err(invalid(
+            "body",
+            "a merge patch must be a JSON object of the fields to change",
+        ));
+    };
+    let mut patch = Value::Object(fields.clone());
+    without_view_fields(&mut patch);
+    for k in REQUIRED {
+        if patch.get(*k).is_some_and(Value::is_null) {
+            return Err(invalid(k, "is required; null would remove it"));
+        }
+    }
+    let mut doc = serde_json::to_value(current).expect("a spec encodes");
+    if target_kind(&patch["target"]).is_some_and(|k| Some(k) != target_kind(&doc["target"])) {
+        doc["target"] = Value::Object(Map::new());
+    }
+    merge_into(&mut doc, &patch);
+    spec::from_json(&doc)
+}
+
+/// `url` or `topic`: the field that tells a target's kind.
+fn target_kind(target: &Value) -> Option<&'static str> {
+    ["url", "topic"]
+        .into_iter()
+        .find(|k| target.get(k).is_some())
+}
+
+/// RFC 7396 MergePatch: objects merge, `null` removes, anything else replaces.
+fn merge_into(doc: &mut Value, patch: &Value) {
+    let Value::Object(fields) = patch else {
+        *doc = patch.clone();
+        return;
+    };
+    if !doc.is_object() {
+        *doc = Value::Object(Map::new());
+    }
+    let doc = doc.as_object_mut().expect("made an object above");
+    for (k, v) in fields {
+        if v.is_null() {
+            doc.remove(k);
+        } else {
+            merge_into(doc.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn current() -> SubscriptionSpec {
+        spec::from_json(&json!({
+            "name": "s", "sources": ["a"], "pattern": {"x": [1]},
+            "target": {"url": "http://h/p", "headers": {"k": "v", "j": "w"}},
+            "delivery": {"max_attempts": 9, "timeout_ms": 100}, "dead_letter_topic": "d"}))
+        .unwrap()
+    }
+
+    fn merged(patch: Value) -> Value {
+        serde_json::to_value(merge(&current(), &patch).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn given_fields_replace_objects_merge_and_null_removes_or_resets() {
+        let v = merged(json!({"delivery": {"max_attempts": 3, "timeout_ms": null},
+                               "target": {"headers": {"k": null, "n": "m"}},
+                               "pattern": null, "sources": ["b", "c"]}));
+        assert_eq!(v["delivery"]["max_attempts"], 3);
+        assert_eq!(
+            v["delivery"]["timeout_ms"], 5000,
+            "null resets to the default"
+        );
+        assert_eq!(v["target"]["url"], "http://h/p");
+        assert_eq!(v["target"]["headers"], json!({"j": "w", "n": "m"}));
+        assert!(v.get("pattern").is_none());
+        assert_eq!(v["sources"], json!(["b", "c"]));
+        assert_eq!(v["dead_letter_topic"], "d");
+        assert_eq!(merged(json!({})), serde_json::to_value(current()).unwrap());
+    }
+
+    #[test]
+    fn view_fields_are_exactly_what_a_read_adds_to_the_spec() {
+        let view = crate::SubscriptionView {
+            spec: current(),
+            state: String::new(),
+            created: String::new(),
+            updated: String::new(),
+            lag: 0,
+            retrying: 0,
+            last_failure: Some(crate::LastFailure {
+                reason: String::new(),
+                status: None,
+                error: String::new(),
+                at: String::new(),
+            }),
+            counters: Default::default(),
+            owner: crate::Owner::Config,
+            config_file: Some(String::new()),
+        };
+        let read = serde_json::to_value(view).unwrap();
+        let spec = serde_json::to_value(current()).unwrap();
+        let mut added: Vec<&str> = (read.as_object().unwrap().keys())
+            .map(String::as_str)
+            .filter(|k| spec.get(k).is_none())
+            .collect();
+        let mut want = VIEW_FIELDS.to_vec();
+        added.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(added, want);
+    }
+
+    #[test]
+    fn a_target_of_the_other_kind_replaces_the_target() {
+        let v = merged(json!({"target": {"topic": "t"}}));
+        assert_eq!(v["target"], json!({"topic": "t"}));
+    }
+
+    #[test]
+    fn read_only_fields_are_ignored_and_bad_patches_name_the_field() {
+        let v = merged(json!({"state": "paused", "counters": {}, "owner": "api", "lag": 3}));
+        assert_eq!(v, serde_json::to_value(current()).unwrap());
+        let err = |p: Value| merge(&current(), &p).unwrap_err().to_string();
+        assert!(err(json!([1])).contains("body"));
+        assert!(err(json!({"sources": null})).contains("sources: is required"));
+        assert!(err(json!({"delivery": {"max_attempts": "x"}})).contains("delivery.max_attempts"));
+        assert!(err(json!({"colour": 1})).contains("colour"));
+        assert!(err(json!({"target": {"topic": "t", "url": "http://h/"}})).contains("target"));
+    }
+}
