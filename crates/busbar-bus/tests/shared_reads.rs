@@ -98,6 +98,46 @@ async fn without_sharing_each_subscription_decodes_and_parses_every_event() {
     bus.close().await.unwrap();
 }
 
+/// A cache smaller than one chunk keeps nothing: every worker reads for itself, and each event is
+/// still delivered once by the one subscription it is addressed to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_smaller_than_a_chunk_still_delivers_each_event_once() {
+    let bus = fan_out(1).await;
+    let stats = bus.read_stats();
+    assert!(stats.events_decoded >= EVENTS as u64, "{stats:?}");
+    bus.close().await.unwrap();
+}
+
+/// A source topic deleted and created again is read from its own beginning: the cached chunks of
+/// the old topic (same offsets) are never served for the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_topic_is_not_served_from_the_old_topics_chunks() {
+    let bus = bus_with(&["src", "out"], 64 << 20).await;
+    let spec = json!({"name": "a", "sources": ["src"], "start": "earliest",
+        "target": {"topic": "out"}});
+    bus.create(from_json(&spec).unwrap()).await.unwrap();
+    let publish = |incarnation: u64| {
+        (0..5)
+            .map(|n| Event::value(json!({"incarnation": incarnation, "n": n}).to_string()))
+            .collect::<Vec<_>>()
+    };
+    let b = bus.broker().clone();
+    b.publish("src", publish(1)).await.unwrap();
+    values(&b, "out", 5).await;
+    b.delete_topic("src").await.unwrap();
+    b.create_topic("src", Some(1), BTreeMap::new())
+        .await
+        .unwrap();
+    b.publish("src", publish(2)).await.unwrap();
+    let got = values(&b, "out", 10).await;
+    let seen: Vec<u64> = got
+        .iter()
+        .map(|v| v["incarnation"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seen, [1, 1, 1, 1, 1, 2, 2, 2, 2, 2]);
+    bus.close().await.unwrap();
+}
+
 /// A subscription updated with a new pattern and moved back reads the cached events again and
 /// matches them with its new pattern: the result cached for its old pattern is not used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
