@@ -482,7 +482,13 @@ fn walk_subscriptions(w: &mut Walk) {
     );
     w.call("put", one, "/subscriptions/nope", Body::Json(replace), 404);
     let patch = json!({"delivery": {"max_attempts": 5}});
-    w.call("patch", one, "/subscriptions/s", Body::Json(patch.clone()), 200);
+    w.call(
+        "patch",
+        one,
+        "/subscriptions/s",
+        Body::Json(patch.clone()),
+        200,
+    );
     let bad = json!({"sources": null});
     w.call("patch", one, "/subscriptions/s", Body::Json(bad), 400);
     w.call("patch", one, "/subscriptions/nope", Body::Json(patch), 404);
