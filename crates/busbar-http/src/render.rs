@@ -1,8 +1,7 @@
 //! How reads show an event's key and value (`?encoding=auto|json|utf8|base64`). `auto` (the
 //! default) shows bytes that are a JSON document as that JSON, exactly as stored (the text is copied
 //! into the answer, never re-encoded, so `1e3` stays `1e3`), other UTF-8 text (no control
-//! characters but tab, LF, CR) as a string (keys now; values once `VALUE_AUTO_TEXT` is on), and
-//! anything else as `value_base64`. A forced encoding an event does not fit gives that event
+//! characters but tab, LF, CR) as a string, and anything else as `value_base64`. A forced encoding an event does not fit gives that event
 //! `value_base64` plus `value_error` (never a failed read, so a poll or stream cannot stick on one
 //! event). `null` in a read always means "no key" / "no value (tombstone)": in `auto` a stored
 //! 4-byte text `null` shows as the string `"null"`.
@@ -16,11 +15,6 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
-
-/// Whether `auto` shows a value that is text but not JSON as a string. Off until the CLI's
-/// `consume` prints string values unquoted (it prints `value` as JSON today): until then such a
-/// value shows as `value_base64`, as before (docs/decisions.md, "Reads show events").
-const VALUE_AUTO_TEXT: bool = false;
 
 /// The `?encoding=` of a read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -165,7 +159,7 @@ impl Serialize for EventView<'_> {
             "value",
             e.value.as_deref(),
             self.encoding,
-            VALUE_AUTO_TEXT,
+            true,
         )?;
         let headers: Vec<Header> = e.headers.iter().map(|(k, v)| Header(k, v)).collect();
         m.serialize_entry("headers", &headers)?;

@@ -412,7 +412,7 @@ fn cloudevents_in_every_mode() {
     let (_, r) = s.json("GET", "/topics/ce/partitions/0/events", None);
     let evs = r["events"].as_array().unwrap();
     assert_eq!(evs.len(), 4);
-    assert_eq!(evs[0]["value_base64"], "aGVsbG8=");
+    assert_eq!(evs[0]["value"], "hello");
     let h = &evs[0]["headers"];
     assert!(
         h.as_array()

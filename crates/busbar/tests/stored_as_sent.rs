@@ -197,12 +197,11 @@ fn reads_show_json_text_or_base64_and_encoding_forces_one() {
 
     let pick = |evs: &[Value], f: &str| evs.iter().map(|e| e[f].clone()).collect::<Vec<_>>();
     let auto = events(&s, "/topics/r/partitions/0/events");
-    // Values that are not JSON show as base64 by default for now (render.rs, VALUE_AUTO_TEXT).
+    // JSON as JSON, other text as a string (the stored text `null` too), binary as base64.
     assert_eq!(auto[0]["value"], json!({"a": 1}));
-    assert_eq!(
-        pick(&auto[1..4], "value_base64"),
-        ["cGxhaW4gdGV4dA==", "/w==", "bnVsbA=="]
-    );
+    assert_eq!(auto[1]["value"], "plain text");
+    assert_eq!(auto[2]["value_base64"], "/w==");
+    assert_eq!(auto[3]["value"], "null");
     assert_eq!(auto[4]["value"], Value::Null, "a tombstone is null");
     assert_eq!(pick(&auto, "key")[..2], [json!(42), json!("k")]);
 
