@@ -5,6 +5,7 @@
 use crate::broker::Broker;
 use crate::config::TopicConfig;
 use crate::error::{BrokerError, Result};
+use busbar_log::batch::BatchHeader;
 use busbar_log::disk::Storage;
 use busbar_log::Log;
 use std::collections::BTreeMap;
@@ -63,41 +64,75 @@ impl Broker {
         partition: i64,
         ts: i64,
     ) -> Result<Option<(u64, i64)>> {
-        let (_, hw) = self.offsets_of(topic, partition)?;
-        let at = self.offset_for_timestamp(topic, partition, ts)?;
-        if at >= hw {
-            return Ok(None);
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        let hw = p.log.stats().high_watermark;
+        let mut from = 0;
+        // The log answers to the batch for compressed ones; when the decoded batch holds no
+        // record at or after `ts` from there (its match lies below the log start: DeleteRecords
+        // cut it), the search goes on after that batch.
+        while let Some(at) = p.log.offset_for_timestamp_from(ts, from)? {
+            if at >= hw {
+                break;
+            }
+            let data = p.log.read(at, 1)?.data;
+            let events = crate::event::decode(topic, partition as u32, &data, at)?;
+            if let Some(e) = events.iter().find(|e| e.timestamp >= ts) {
+                return Ok(Some((e.offset, e.timestamp)));
+            }
+            let next = BatchHeader::parse(&data).map_or(at + 1, |h| h.next_offset().max(0) as u64);
+            from = next.max(at + 1);
         }
-        let data = self.read_now(topic, partition, at, 1)?;
-        let events = crate::event::decode(topic, partition as u32, &data, at)?;
-        Ok(events
-            .iter()
-            .find(|e| e.timestamp >= ts)
-            .or(events.first())
-            .map(|e| (e.offset, e.timestamp)))
+        Ok(None)
     }
 
     /// The offset and timestamp of the record with the largest timestamp (the first of equal
     /// ones), Kafka's ListOffsets -3; `None` for an empty partition. The log finds the batch from
     /// each segment's kept maximum (reading only that batch, in the common case); only it is
-    /// decoded. Compaction keeps a batch's max timestamp when it removes the record that set it:
-    /// then the batch's latest remaining record answers, as close as the batch allows.
+    /// decoded. A batch header's maximum may name a record readers cannot see (below the log
+    /// start after DeleteRecords cut the batch; compacted away by busbar before compaction
+    /// rewrote headers): then that batch ranks by its visible records and the log is asked again
+    /// without it, up to [`MAX_TIMESTAMP_RERANKS`] times.
     pub fn max_timestamp(&self, topic: &str, partition: i64) -> Result<Option<(u64, i64)>> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
-        let Some(found) = p.log.max_timestamp()? else {
-            return Ok(None);
-        };
         let start = p.log.stats().log_start;
-        let events = crate::event::decode(topic, partition as u32, &found.batch, start)?;
-        let exact = events.iter().find(|e| e.timestamp == found.timestamp);
-        let latest = || {
-            let max = events.iter().map(|e| e.timestamp).max()?;
-            events.iter().find(|e| e.timestamp == max)
-        };
-        Ok(exact.or_else(latest).map(|e| (e.offset, e.timestamp)))
+        let mut skip = Vec::new();
+        let mut best: Option<(u64, i64)> = None;
+        for _ in 0..MAX_TIMESTAMP_RERANKS {
+            let Some(found) = p.log.max_timestamp_skipping(&skip)? else {
+                break;
+            };
+            let base = BatchHeader::parse(&found.batch).map_or(0, |h| h.base_offset.max(0) as u64);
+            // Every batch left claims at most `found.timestamp`: a visible record reaching it
+            // already (an earlier one on ties) cannot be beaten.
+            if best.is_some_and(|(o, t)| t > found.timestamp || (t == found.timestamp && o < base))
+            {
+                break;
+            }
+            let events = crate::event::decode(topic, partition as u32, &found.batch, start)?;
+            let top = events.iter().fold(None::<(u64, i64)>, |m, e| match m {
+                Some((_, t)) if t >= e.timestamp => m,
+                _ => Some((e.offset, e.timestamp)),
+            });
+            if let Some((o, t)) = top {
+                if best.is_none_or(|(bo, bt)| t > bt || (t == bt && o < bo)) {
+                    best = Some((o, t));
+                }
+                if t >= found.timestamp {
+                    break;
+                }
+            }
+            skip.push(base);
+        }
+        Ok(best)
     }
 }
+
+/// How many batches [`Broker::max_timestamp`] ranks again by their visible records before it
+/// answers the best found so far (each costs a look-up that may scan one segment). Only a batch
+/// cut by the log start, or compacted before headers were rewritten, needs it.
+pub const MAX_TIMESTAMP_RERANKS: usize = 16;
 
 /// One partition: its log and the signal that wakes fetches waiting for new data.
 pub struct Partition {

@@ -93,6 +93,12 @@ impl BatchHeader {
     pub fn is_control(&self) -> bool {
         self.attributes & CONTROL_FLAG != 0
     }
+
+    /// True when the batch's timestamps are the broker's append time (attribute bit 3): then
+    /// `max_timestamp` is that time, whatever the records say.
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & 0x08 != 0
+    }
 }
 
 /// The CRC-32C a batch's `crc` field must hold.
@@ -369,6 +375,25 @@ fn write_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
             out.extend_from_slice(b);
         }
     }
+}
+
+/// `r` encoded again (length prefix included) with another timestamp delta: for a batch rebuilt
+/// with a new base timestamp. Offset delta, key, value and headers stay as they are.
+pub fn encode_record(r: &Record<'_>, timestamp_delta: i64) -> Vec<u8> {
+    let mut rec = vec![0u8]; // attributes (unused in v2)
+    write_varlong(&mut rec, timestamp_delta);
+    write_varlong(&mut rec, i64::from(r.offset_delta));
+    write_bytes(&mut rec, r.key);
+    write_bytes(&mut rec, r.value);
+    write_varlong(&mut rec, r.headers.len() as i64);
+    for (k, v) in &r.headers {
+        write_bytes(&mut rec, Some(k));
+        write_bytes(&mut rec, *v);
+    }
+    let mut out = Vec::with_capacity(rec.len() + 5);
+    write_varlong(&mut out, rec.len() as i64);
+    out.extend_from_slice(&rec);
+    out
 }
 
 /// One event to put in a batch with [`build`].

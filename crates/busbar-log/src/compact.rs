@@ -20,7 +20,7 @@
 //! older values included, so once a pass meets one (marked before, or found while rewriting) no
 //! tombstone after it expires in that pass: removing the tombstone would bring the key back.
 
-use crate::batch::{self, BatchHeader, Records, HEADER_BYTES as BATCH_HEADER_BYTES};
+use crate::batch::{self, BatchHeader, Record, Records, HEADER_BYTES as BATCH_HEADER_BYTES};
 use crate::cleaner::CleanReport;
 use crate::disk::{self, File, Storage};
 use crate::error::{LogError, Result};
@@ -118,8 +118,8 @@ impl Filter<'_> {
         if h.compression() != 0 || h.is_control() {
             return (Kept::Whole, 0, None);
         }
-        let mut kept = Vec::with_capacity(bytes.len());
-        let (mut n_kept, mut removed, mut tomb) = (0i32, 0u64, None::<i64>);
+        let mut kept = Vec::new();
+        let (mut removed, mut tomb) = (0u64, None::<i64>);
         for r in Records::new(&bytes[BATCH_HEADER_BYTES..]).flatten() {
             let offset = h.base_offset as u64 + r.offset_delta as u64;
             let ts = h.base_timestamp + r.timestamp_delta;
@@ -134,25 +134,52 @@ impl Filter<'_> {
                 if r.key.is_some() && r.value.is_none() {
                     tomb = Some(tomb.map_or(ts, |t| t.min(ts)));
                 }
-                kept.extend_from_slice(r.raw);
-                n_kept += 1;
+                kept.push((r, ts));
             } else {
                 removed += 1;
             }
         }
-        let kept = match (removed, n_kept) {
+        let kept = match (removed, kept.len()) {
             (0, _) => Kept::Whole,
             (_, 0) => Kept::Nothing,
-            _ => Kept::Rebuilt(batch::assemble(
-                &BatchHeader {
-                    record_count: n_kept,
-                    ..h
-                },
-                &kept,
-            )),
+            _ => Kept::Rebuilt(rebuild(&h, &kept)),
         };
         (kept, removed, tomb)
     }
+}
+
+/// A batch of the `kept` records (with their timestamps) of the batch `h`. As Kafka's cleaner
+/// builds a new batch from the kept records, its header is theirs: base timestamp the first kept
+/// record's, max timestamp their largest (a batch stamped with the broker's append time keeps
+/// both). Offsets, producer fields and the last offset delta stay.
+fn rebuild(h: &BatchHeader, kept: &[(Record<'_>, i64)]) -> Vec<u8> {
+    let (base_ts, max_ts) = if h.is_log_append_time() {
+        (h.base_timestamp, h.max_timestamp)
+    } else {
+        let max = kept
+            .iter()
+            .map(|(_, ts)| *ts)
+            .max()
+            .unwrap_or(h.max_timestamp);
+        (kept.first().map_or(h.base_timestamp, |(_, ts)| *ts), max)
+    };
+    let mut section = Vec::new();
+    for (r, ts) in kept {
+        if base_ts == h.base_timestamp {
+            section.extend_from_slice(r.raw);
+        } else {
+            section.extend_from_slice(&batch::encode_record(r, ts - base_ts));
+        }
+    }
+    batch::assemble(
+        &BatchHeader {
+            record_count: kept.len() as i32,
+            base_timestamp: base_ts,
+            max_timestamp: max_ts,
+            ..*h
+        },
+        &section,
+    )
 }
 
 impl Log {

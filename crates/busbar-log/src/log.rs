@@ -543,6 +543,13 @@ impl Log {
     /// The first offset whose record timestamp is at or after `ts`, or `None` when no such record.
     /// Precise to the record for uncompressed batches, to the batch for compressed ones.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<u64>> {
+        self.offset_for_timestamp_from(ts, 0)
+    }
+
+    /// [`Log::offset_for_timestamp`] among offsets at or after `from`: a caller that decoded a
+    /// compressed batch and found its matching record below the log start (or below `from`)
+    /// goes on from the batch's next offset.
+    pub fn offset_for_timestamp_from(&self, ts: i64, from: u64) -> Result<Option<u64>> {
         let (segs, ends, active_idx, log_start) = {
             let st = self.lock();
             let mut segs = st.sealed.clone();
@@ -550,12 +557,16 @@ impl Log {
             let ends: Vec<u64> = segs.iter().map(|s| st.read_end(s)).collect();
             (segs, ends, Arc::new(st.active_index.clone()), st.log_start)
         };
+        let min = log_start.max(from);
         let interval = self.config().index_interval_bytes;
         let last = segs.len() - 1;
         for (i, seg) in segs.iter().enumerate() {
             // A sealed segment's max timestamp is kept per segment (read from its time index file
             // once), so segments that cannot hold `ts` are skipped without loading their indexes.
             let end = ends[i];
+            if segs.get(i + 1).is_some_and(|next| next.base <= min) {
+                continue;
+            }
             let idx = if i == last {
                 active_idx.clone()
             } else if seg.max_timestamp(interval)? < ts {
@@ -566,15 +577,17 @@ impl Log {
             if idx.segment_max_timestamp() < ts {
                 continue;
             }
-            let rel = idx.scan_start_for_time(ts);
-            let start = idx
-                .position_for(rel)
-                .map_or(HEADER_BYTES, |(_, p)| p as u64);
+            let position = |rel: u32| {
+                idx.position_for(rel)
+                    .map_or(HEADER_BYTES, |(_, p)| p as u64)
+            };
+            let from_rel = min.saturating_sub(seg.base).min(u64::from(u32::MAX)) as u32;
+            let start = position(idx.scan_start_for_time(ts)).max(position(from_rel));
             let end = seg.damaged_from().map_or(end, |d| d.min(end));
             let file = seg.file()?;
             let mut cursor = Cursor::new(file.as_ref(), start, end, Expect::AtLeast(seg.base));
             while let Ok(Some((_, bytes))) = cursor.next_batch() {
-                if let Some(o) = first_at_or_after(bytes, ts, log_start) {
+                if let Some(o) = first_at_or_after(bytes, ts, min) {
                     return Ok(Some(o));
                 }
             }

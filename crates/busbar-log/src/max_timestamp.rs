@@ -56,6 +56,14 @@ impl Log {
     /// indexes of segments whose maximum is not known yet and, in the common case, nothing of a
     /// segment file but the winning batch (see the module doc for when one segment is scanned).
     pub fn max_timestamp(&self) -> Result<Option<MaxTimestamp>> {
+        self.max_timestamp_skipping(&[])
+    }
+
+    /// [`Log::max_timestamp`] among the batches whose base offset is not in `skip`. A caller that
+    /// finds the answer's maximum among none of the batch's visible records (the record that set
+    /// it lies below the log start, or was compacted away before compaction rewrote headers)
+    /// skips that batch and asks again.
+    pub fn max_timestamp_skipping(&self, skip: &[u64]) -> Result<Option<MaxTimestamp>> {
         for attempt in 1..=ATTEMPTS {
             let (parts, bounds) = self.max_parts()?;
             let interval = self.config().index_interval_bytes;
@@ -63,7 +71,7 @@ impl Log {
             // Newest first, so that an older segment reaching the same maximum takes its place.
             for part in parts.iter().rev() {
                 let beat = best.map(|(ts, _)| ts);
-                if let Some(found) = segment_max(part, bounds, beat, interval)? {
+                if let Some(found) = segment_max(part, bounds, beat, interval, skip)? {
                     best = Some(found);
                 }
             }
@@ -164,6 +172,7 @@ fn segment_max(
     b: Bounds,
     beat: Option<i64>,
     interval: u64,
+    skip: &[u64],
 ) -> Result<Option<(i64, u64)>> {
     let seg = &part.seg;
     let max = match &part.active {
@@ -174,7 +183,7 @@ fn segment_max(
         return Ok(None);
     };
     let base = seg.base + u64::from(r);
-    if base >= b.lo && base < b.hi && seg.damaged_from().is_none() {
+    if base >= b.lo && base < b.hi && seg.damaged_from().is_none() && !skip.contains(&base) {
         return Ok(Some((ts, base)));
     }
     if b.hi <= seg.base {
@@ -193,30 +202,35 @@ fn segment_max(
     // The index's running maximum stands for every batch up to its last entry below the high
     // watermark when the batch reaching it is at or after the log start and before the damage.
     let (from, init) = match resume {
-        Some((pos, (ts, r))) if seg.base + u64::from(r) >= b.lo && pos < part.end => {
+        Some((pos, (ts, r)))
+            if seg.base + u64::from(r) >= b.lo
+                && pos < part.end
+                && !skip.contains(&(seg.base + u64::from(r))) =>
+        {
             (pos, Some((ts, seg.base + u64::from(r))))
         }
         _ => (start_pos, None),
     };
-    let found = scan_max(seg, from, part.end, init, b.lo)?;
+    let found = scan_max(seg, from, part.end, init, b.lo, skip)?;
     Ok(found.filter(|(ts, _)| beat.is_none_or(|m| *ts >= m)))
 }
 
 /// The largest batch max timestamp (first reaching it) of the valid batches between `from` and
-/// `end` that hold offsets at or after `lo`, starting from `init`.
+/// `end` that hold offsets at or after `lo` and are not in `skip`, starting from `init`.
 fn scan_max(
     seg: &Segment,
     from: u64,
     end: u64,
     init: Option<(i64, u64)>,
     lo: u64,
+    skip: &[u64],
 ) -> Result<Option<(i64, u64)>> {
     let file = seg.file()?;
     let mut best = init;
     let mut cursor = Cursor::new(file.as_ref(), from, end, Expect::AtLeast(seg.base));
     while let Ok(Some((_, bytes))) = cursor.next_batch() {
         let h = BatchHeader::parse(bytes).expect("verified batch");
-        if (h.last_offset() as u64) < lo {
+        if (h.last_offset() as u64) < lo || skip.contains(&(h.base_offset as u64)) {
             continue;
         }
         if best.is_none_or(|(ts, _)| h.max_timestamp > ts) {

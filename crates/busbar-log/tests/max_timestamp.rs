@@ -280,3 +280,46 @@ fn a_damaged_maximum_is_passed_over() {
         "the same once the damage is known"
     );
 }
+
+/// Compaction rebuilds a batch with the header of the records it kept (as Kafka's cleaner builds
+/// a new batch): batch [k1@1000, k2@10] loses k1 to a later k1@500, and the rebuilt batch says
+/// base and max timestamp 10, so the log's maximum is 500. Before, the rebuilt batch kept max
+/// 1000 in its header and the log answered it.
+#[test]
+fn a_batch_compaction_rebuilds_carries_its_kept_records_timestamps() {
+    let cfg = LogConfig {
+        cleanup: CleanupPolicy::Compact,
+        delete_retention_ms: 0,
+        clock: ManualClock::new(10_000),
+        ..config()
+    };
+    let (_storage, log) = mem_log(cfg);
+    log.append(&mut batch::build(&[
+        rec(Some(b"k1"), Some(b"a"), 1_000),
+        rec(Some(b"k2"), Some(b"b"), 10),
+    ]))
+    .unwrap();
+    log.append(&mut batch::build(&[rec(Some(b"k1"), Some(b"c"), 500)]))
+        .unwrap();
+    for i in 0..40 {
+        let key = format!("f{i}");
+        log.append(&mut batch::build(&[rec(
+            Some(key.as_bytes()),
+            Some(&[b'v'; 200]),
+            1,
+        )]))
+        .unwrap();
+    }
+    log.compact().unwrap();
+    let first = batches(&log.read(0, 1).unwrap().data).remove(0).0;
+    assert_eq!(
+        (
+            first.record_count,
+            first.base_timestamp,
+            first.max_timestamp
+        ),
+        (1, 10, 10)
+    );
+    assert_eq!(read_all(&log)[0].3, 10, "the kept record's own timestamp");
+    assert_eq!(log.max_timestamp().unwrap().unwrap().timestamp, 500);
+}
