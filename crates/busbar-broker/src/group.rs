@@ -309,6 +309,10 @@ impl Groups {
             if *old != req.member_id {
                 return Err(unknown(&req.group, &req.member_id));
             }
+        } else if instance.is_some() && !req.member_id.is_empty() {
+            // Kafka's groupInstanceIdNotFound: a member id with an instance id nobody holds
+            // (a dynamic member naming one, or an id from before a restart) resets its id.
+            return Err(unknown(&req.group, &req.member_id));
         }
         let member_id = if req.member_id.is_empty() {
             let id = self.new_member_id(&req.client_id);

@@ -296,3 +296,46 @@ fn leave_group_by_instance_id_removes_the_member() {
     let d = s.broker.describe_group(GROUP).unwrap().live;
     assert!(d.is_none_or(|d| d.members.is_empty()), "the group is empty");
 }
+
+/// A member id naming another member's instance id on Heartbeat, SyncGroup and OffsetCommit is
+/// FENCED_INSTANCE_ID (82), as Kafka's `isStaticMemberFenced` (busbar answered 0).
+#[test]
+fn a_member_naming_another_members_instance_id_is_fenced() {
+    let (s, _dir) = server();
+    let j = two_static_members(&s);
+    assert_eq!(heartbeat(&s, "b", &j.a, j.generation), 82);
+    assert_eq!(sync(&s, "b", &j.a, j.generation, &[]).error_code, 82);
+    assert_eq!(commit(&s, "b", &j.a, j.generation), 82);
+    assert_eq!(
+        heartbeat(&s, "a", &j.a, j.generation),
+        0,
+        "its own still works"
+    );
+}
+
+/// A known dynamic member joining with an instance id nobody holds is UNKNOWN_MEMBER_ID (25), as
+/// Kafka's `doCurrentMemberJoinGroup` (groupInstanceIdNotFound); busbar made it static.
+#[test]
+fn a_known_member_with_an_instance_id_nobody_holds_is_unknown() {
+    let (s, _dir) = server();
+    let mut req = JoinGroupRequest::default();
+    req.group_id = sb(GROUP).into();
+    req.session_timeout_ms = 30_000;
+    req.rebalance_timeout_ms = 30_000;
+    req.protocol_type = sb("consumer");
+    let mut p = join_group_request::JoinGroupRequestProtocol::default();
+    p.name = sb("range");
+    p.metadata = b"subscription".to_vec().into();
+    req.protocols.push(p);
+    let first: JoinGroupResponse = call(&s, ApiKey::JoinGroup, 5, &req);
+    assert_eq!(first.error_code, 79);
+    req.member_id = first.member_id.clone();
+    let joined: JoinGroupResponse = call(&s, ApiKey::JoinGroup, 5, &req);
+    assert_eq!(joined.error_code, 0);
+    let again = join(&s, "nobody", first.member_id.as_str());
+    assert_eq!(again.error_code, 25);
+    assert!(
+        describe(&s, 4).iter().all(|(_, i)| i.is_none()),
+        "still dynamic"
+    );
+}

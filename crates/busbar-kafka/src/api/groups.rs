@@ -36,6 +36,12 @@ pub fn code_for(
     }
 }
 
+/// Kafka's `isStaticMemberFenced`, checked before anything else on Heartbeat, SyncGroup and
+/// OffsetCommit: the request names an instance id that another member id holds.
+pub fn fenced(ctx: &Ctx<'_>, group: &str, instance: Option<&str>, member: &str) -> bool {
+    instance.is_some_and(|i| !i.is_empty() && ctx.shared.broker.instance_fenced(group, i, member))
+}
+
 pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
     if req.group_id.is_empty() {
         let mut r = JoinGroupResponse::default();
@@ -125,6 +131,15 @@ pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
         r.error_code = INVALID_GROUP_ID;
         return r;
     }
+    if fenced(
+        ctx,
+        &group,
+        req.group_instance_id.as_deref(),
+        req.member_id.as_str(),
+    ) {
+        r.error_code = FENCED_INSTANCE_ID;
+        return r;
+    }
     match ctx
         .shared
         .broker
@@ -160,6 +175,13 @@ pub fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
     let mut r = HeartbeatResponse::default();
     if req.group_id.is_empty() {
         r.error_code = INVALID_GROUP_ID;
+    } else if fenced(
+        ctx,
+        req.group_id.0.as_str(),
+        req.group_instance_id.as_deref(),
+        req.member_id.as_str(),
+    ) {
+        r.error_code = FENCED_INSTANCE_ID;
     } else if let Err(e) = ctx.shared.broker.heartbeat(
         req.group_id.0.as_str(),
         req.member_id.as_str(),

@@ -48,6 +48,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
     // offsets for it and answers INVALID_GROUP_ID, which clients report by name.
     let outcome = if req.group_id.is_empty() {
         super::groups::INVALID_GROUP_ID
+    } else if super::groups::fenced(
+        ctx,
+        req.group_id.0.as_str(),
+        req.group_instance_id.as_deref(),
+        req.member_id.as_str(),
+    ) {
+        super::groups::FENCED_INSTANCE_ID
     } else {
         ctx.shared
             .broker
