@@ -59,20 +59,23 @@ impl<T> Default for RuleSet<T> {
     }
 }
 
-fn walk<'a>(v: &'a Value, path: &mut String, out: &mut impl FnMut(&str, &'a Value)) {
+/// Calls `out` with each leaf and its path: the keys from the top joined by `\0`, as patterns
+/// are indexed (`depth` says whether a separator goes before the next key, so an empty key
+/// still counts as a component).
+fn walk<'a>(v: &'a Value, path: &mut String, depth: usize, out: &mut impl FnMut(&str, &'a Value)) {
     match v {
         Value::Object(m) => {
             for (k, child) in m {
                 let len = path.len();
-                if !path.is_empty() {
+                if depth > 0 {
                     path.push('\0');
                 }
                 path.push_str(k);
-                walk(child, path, out);
+                walk(child, path, depth + 1, out);
                 path.truncate(len);
             }
         }
-        Value::Array(items) => items.iter().for_each(|i| walk(i, path, out)),
+        Value::Array(items) => items.iter().for_each(|i| walk(i, path, depth, out)),
         leaf => out(path, leaf),
     }
 }
@@ -115,7 +118,7 @@ impl<T> RuleSet<T> {
     pub fn matching(&self, event: &Value) -> Vec<&T> {
         let mut candidates: Vec<usize> = self.unanchored.clone();
         let mut path = String::new();
-        walk(event, &mut path, &mut |p, v| {
+        walk(event, &mut path, 0, &mut |p, v| {
             if let (Some(by_value), Some(k)) = (self.index.get(p), Key::of_value(v)) {
                 if let Some(ids) = by_value.get(&k) {
                     candidates.extend_from_slice(ids);
@@ -167,5 +170,20 @@ mod tests {
             let got: Vec<usize> = set.matching(e).into_iter().copied().collect();
             assert_eq!(got, want, "{e}");
         }
+    }
+
+    #[test]
+    fn an_empty_top_level_key_is_indexed_like_the_event_walks_it() {
+        // Shared reads match with the RuleSet; a worker passes what it does not return.
+        // A structured CloudEvent may carry any attribute name, including "".
+        let p = json!({"": {"b": ["v"]}});
+        let mut set = RuleSet::new();
+        set.add(0, Pattern::parse(&p).unwrap());
+        let e = json!({"specversion": "1.0", "": {"b": "v"}});
+        assert!(
+            Pattern::parse(&p).unwrap().matches(&e),
+            "the pattern matches"
+        );
+        assert_eq!(set.matching(&e), vec![&0], "the index must not drop it");
     }
 }
