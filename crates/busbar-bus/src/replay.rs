@@ -279,6 +279,14 @@ impl Bus {
         if to_ms <= from_ms {
             return Err(invalid("to", "must be after `from`"));
         }
+        // A run covers what is stored when it starts (each partition's end is fixed then); a
+        // later `to` would be claimed as replayed (`last_replayed_time`) without being read.
+        if to_ms > self.now() {
+            return Err(invalid(
+                "to",
+                "is in the future: a replay covers events already stored (give a time up to now)",
+            ));
+        }
         if spec.rate == 0 || spec.rate > RATE_MAX {
             let why = format!("{} is outside 1..={RATE_MAX}", spec.rate);
             return Err(invalid("rate", why));

@@ -240,3 +240,32 @@ async fn the_last_runs_are_kept_across_a_restart() {
     assert_eq!(names, kept);
     bus.close().await.unwrap();
 }
+
+/// A run whose `to` is still in the future could not replay what is stored after it starts,
+/// yet would claim it (`last_replayed_time` = `to`): such a run is refused, naming `to`; a run up
+/// to now is accepted and claims no more than now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_to_the_future_is_refused() {
+    let fs = MemFs::new();
+    let (b, bus) = open(&fs).await;
+    let t = Target::ok();
+    let base = setup(&b, &bus, &t).await;
+    let err = bus
+        .start_replay("s", replay("r", base, now_ms() + 3_600_000, 1000))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, busbar_bus::BusError::InvalidSubscription { path, reason }
+            if path == "to" && reason.contains("future")),
+        "{err:?}"
+    );
+    let to = now_ms();
+    bus.start_replay("s", replay("r", base, to, 1000))
+        .await
+        .unwrap();
+    let r = wait_done(&bus, "r").await;
+    assert_eq!(r.state, RunState::Completed, "{r:?}");
+    let claimed = parse_rfc3339(r.last_replayed_time.as_deref().unwrap()).unwrap();
+    assert!(claimed <= to, "{r:?}");
+    bus.close().await.unwrap();
+}
