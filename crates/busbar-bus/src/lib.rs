@@ -480,42 +480,7 @@ impl Bus {
         if spec.name != name {
             return Err(invalid("name", format!("must stay {name:?}")));
         }
-        let mut spec = spec;
-        if let Some(e) = self.subs.lock().await.get(name) {
-            spec.keep_masked_from(&e.record.spec)?;
-        }
-        let _claim = self.claim(&spec).await;
-        let compiled = Arc::new(self.validate(spec)?);
-        let mut subs = self.subs.lock().await;
-        if !subs.contains_key(name) {
-            return Err(BusError::UnknownSubscription(name.into()));
-        }
-        // Positions only for partitions that have none: harmless if the update fails later. An
-        // older busbar's positions of the current sources are taken over first.
-        let sources = subs[name].record.spec.sources.clone();
-        positions::take_over_legacy(&self.ctx, name, &sources).await?;
-        self.commit_start(&compiled).await?;
-        let e = subs.get_mut(name).expect("checked");
-        let old = (e.record.clone(), e.compiled.clone());
-        e.record.spec = compiled.spec.clone();
-        e.record.updated_ms = self.now();
-        e.compiled = compiled.clone();
-        let saved = self.save(&subs);
-        let e = subs.get_mut(name).expect("present");
-        if let Err(err) = saved {
-            (e.record, e.compiled) = old;
-            return Err(err);
-        }
-        // A run would go on with the old pattern and target: it ends, to be resumed anew.
-        let why = "the subscription was updated";
-        replay::stop_all(&e.replays, replay::RunState::Stopped, why).await;
-        if let Some(h) = e.handle.take() {
-            h.stop().await;
-        }
-        if !e.record.paused {
-            e.handle = Some(self.spawn(e));
-        }
-        Ok(self.view(e))
+        self.change(name, |_| Ok(spec.clone()), false).await
     }
 
     /// Stops delivering (positions and retry state are kept) or starts again.
@@ -739,18 +704,11 @@ impl Bus {
     }
 
     /// Changes the fields `patch` gives (a JSON merge patch of the spec, `patch.rs`); the rest
-    /// keeps its value. Then as [`Bus::update`]; a patch that changes nothing restarts nothing.
+    /// keeps its value. Then as [`Bus::update`]; a patch that changes nothing restarts nothing. The
+    /// merge reads the spec under the same lock that writes it, so concurrent patches all land.
     pub async fn patch(&self, name: &str, patch: &serde_json::Value) -> Result<SubscriptionView> {
-        self.owners.check(name)?;
-        let current = match self.subs.lock().await.get(name) {
-            Some(e) => e.record.spec.clone(),
-            None => return Err(BusError::UnknownSubscription(name.into())),
-        };
-        let spec = patch::merge(&current, patch)?;
-        if spec == current {
-            return self.get(name).await;
-        }
-        self.update(name, spec).await
+        self.change(name, |current| patch::merge(current, patch), true)
+            .await
     }
 
     /// Marks `names` as declared in the configuration file `file` (replacing earlier marks): the

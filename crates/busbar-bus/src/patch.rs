@@ -9,11 +9,13 @@
 //!
 //! What a read adds to the spec ([`VIEW_FIELDS`]: state, counters, ...) is read-only: updates
 //! (PATCH and PUT) drop it, so what `GET` answers can be sent back as it is. Nothing here reads
-//! or writes state; the bus validates the result like any update.
+//! or writes state but [`crate::Bus::change`], which reads, merges and writes a spec in one step
+//! under the subscriptions lock (shared by PUT and PATCH), so concurrent patches all land.
 
 use crate::error::{BusError, Result};
 use crate::spec::{self, SubscriptionSpec};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// The fields `GET /subscriptions/{name}` shows beside the spec. Updates ignore them.
 pub const VIEW_FIELDS: &[&str] = &[
@@ -93,6 +95,72 @@ fn merge_into(doc: &mut Value, patch: &Value) {
             doc.remove(k);
         } else {
             merge_into(doc.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+impl crate::Bus {
+    /// Replaces `name`'s spec by `make(current spec)` (positions, retry state and counters are
+    /// kept): the read of the current spec, `make` and the write happen under one hold of the
+    /// subscriptions lock, so concurrent changes apply one after another and none is lost. With
+    /// `skip_unchanged`, a result equal to the current spec changes (and restarts) nothing.
+    ///
+    /// All or nothing: every step that can fail (validation, start positions of new sources,
+    /// saving the spec) runs before the old worker stops, so a failed change leaves it running.
+    pub(crate) async fn change(
+        &self,
+        name: &str,
+        make: impl Fn(&SubscriptionSpec) -> Result<SubscriptionSpec>,
+        skip_unchanged: bool,
+    ) -> Result<crate::SubscriptionView> {
+        self.owners.check(name)?;
+        loop {
+            // The dead-letter topic is claimed before the lock (the claim waits out topic
+            // deletions); a change in between that moved it means claiming again.
+            let planned = match self.subs.lock().await.get(name) {
+                Some(e) => make(&e.record.spec)?,
+                None => return Err(BusError::UnknownSubscription(name.into())),
+            };
+            let _claim = self.claim(&planned).await;
+            let mut subs = self.subs.lock().await;
+            let Some(e) = subs.get(name) else {
+                return Err(BusError::UnknownSubscription(name.into()));
+            };
+            let mut spec = make(&e.record.spec)?;
+            if skip_unchanged && spec == e.record.spec {
+                return Ok(self.view(e));
+            }
+            spec.keep_masked_from(&e.record.spec)?;
+            if spec.dead_letter_topic != planned.dead_letter_topic {
+                continue;
+            }
+            let compiled = Arc::new(self.validate(spec)?);
+            // Positions only for partitions that have none: harmless if the change fails later.
+            // An older busbar's positions of the current sources are taken over first.
+            let sources = e.record.spec.sources.clone();
+            crate::positions::take_over_legacy(&self.ctx, name, &sources).await?;
+            self.commit_start(&compiled).await?;
+            let e = subs.get_mut(name).expect("checked");
+            let old = (e.record.clone(), e.compiled.clone());
+            e.record.spec = compiled.spec.clone();
+            e.record.updated_ms = self.now();
+            e.compiled = compiled.clone();
+            let saved = self.save(&subs);
+            let e = subs.get_mut(name).expect("present");
+            if let Err(err) = saved {
+                (e.record, e.compiled) = old;
+                return Err(err);
+            }
+            // A run would go on with the old pattern and target: it ends, to be resumed anew.
+            let why = "the subscription was updated";
+            crate::replay::stop_all(&e.replays, crate::replay::RunState::Stopped, why).await;
+            if let Some(h) = e.handle.take() {
+                h.stop().await;
+            }
+            if !e.record.paused {
+                e.handle = Some(self.spawn(e));
+            }
+            return Ok(self.view(e));
         }
     }
 }
