@@ -34,7 +34,7 @@ use busbar_broker::{Broker, BrokerError};
 use busbar_rules::RuleSet;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Bytes read from a partition at a time (one chunk at most this much stored data).
@@ -108,6 +108,16 @@ struct Matches {
     by_rule: HashMap<u32, Vec<u32>>,
 }
 
+impl Matches {
+    /// About what this result holds in memory: it grows with subscriptions × events, so the
+    /// cache counts it against `bus.read_cache_bytes` like the events themselves.
+    fn bytes(&self) -> usize {
+        64 + (self.by_rule.values())
+            .map(|v| 48 + 4 * v.capacity())
+            .sum::<usize>()
+    }
+}
+
 /// One read of a partition, decoded.
 pub struct Chunk {
     pub start: u64,
@@ -118,9 +128,17 @@ pub struct Chunk {
     bad: Vec<u32>,
     bytes: usize,
     matches: Mutex<Option<Arc<Matches>>>,
+    /// The bytes of the match result kept in `matches` that the cache counts (changed only
+    /// under the cache's lock).
+    match_bytes: AtomicUsize,
 }
 
 impl Chunk {
+    /// What the cache counts for this chunk: its events and its kept match result.
+    fn held(&self) -> usize {
+        self.bytes + self.match_bytes.load(Relaxed)
+    }
+
     /// The last offset item `j` covers.
     pub fn last_of(&self, j: u32) -> u64 {
         match &self.items[j as usize] {
@@ -152,20 +170,38 @@ impl Cache {
     }
 
     fn insert(&mut self, key: &PartKey, chunk: Arc<Chunk>, cap: usize) {
-        self.bytes += chunk.bytes;
+        self.bytes += chunk.held();
         let start = chunk.start;
         let old = (self.parts.entry(key.clone()).or_default()).insert(start, chunk);
         if let Some(old) = old {
-            self.bytes -= old.bytes;
+            self.bytes -= old.held();
         }
         self.order.push_back((key.clone(), start));
+        self.shrink(cap);
+        self.tidy_order();
+    }
+
+    /// Counts a new match result of `chunk` (`size` bytes, replacing the one it held) if the
+    /// chunk is still cached, then drops the oldest chunks past `cap`.
+    fn count_matches(&mut self, chunk: &Chunk, size: usize, cap: usize) {
+        let cached = (self.parts.values())
+            .filter_map(|m| m.get(&chunk.start))
+            .any(|c| std::ptr::eq(Arc::as_ptr(c), chunk));
+        if !cached {
+            return;
+        }
+        self.bytes -= chunk.match_bytes.swap(size, Relaxed);
+        self.bytes += size;
+        self.shrink(cap);
+    }
+
+    fn shrink(&mut self, cap: usize) {
         while self.bytes > cap {
             let Some((k, s)) = self.order.pop_front() else {
                 break;
             };
             self.evict(&k, s);
         }
-        self.tidy_order();
     }
 
     /// Drops the entries of `order` whose chunk is gone (a topic forgotten, a chunk replaced),
@@ -200,7 +236,7 @@ impl Cache {
             return;
         };
         if let Some(c) = chunks.remove(&start) {
-            self.bytes -= c.bytes;
+            self.bytes -= c.held();
         }
         if chunks.is_empty() {
             self.parts.remove(key);
@@ -389,6 +425,7 @@ impl Shared {
             bad,
             bytes,
             matches: Mutex::default(),
+            match_bytes: AtomicUsize::new(0),
         })))
     }
 
@@ -434,6 +471,10 @@ impl Shared {
             .is_none_or(|old| old.rules.generation <= m.rules.generation)
         {
             *slot = Some(m.clone());
+            if self.cap > 0 {
+                // Lock order: a chunk's `matches`, then the cache.
+                lock(&self.cache).count_matches(chunk, m.bytes(), self.cap);
+            }
         }
         m
     }
@@ -519,6 +560,7 @@ mod tests {
             bad: Vec::new(),
             bytes: 10,
             matches: Mutex::default(),
+            match_bytes: AtomicUsize::new(0),
         });
         lock(&shared.cache).insert(&key, chunk, 100);
         drop(b);
@@ -538,6 +580,7 @@ mod tests {
                 bad: Vec::new(),
                 bytes: 100,
                 matches: Mutex::default(),
+                match_bytes: AtomicUsize::new(0),
             })
         };
         let key: PartKey = ("t".into(), "id".into(), 0);
@@ -555,5 +598,50 @@ mod tests {
         assert!(cache.lookup(&key, 30).is_none());
         let other: PartKey = ("t".into(), "new-id".into(), 0);
         assert!(cache.lookup(&other, 15).is_none(), "another incarnation");
+    }
+
+    /// What a chunk keeps is what the cache counts: its match result (per rule, the indexes of
+    /// the events it matches) grows with subscriptions x events and must be within the bound.
+    #[tokio::test]
+    async fn a_chunks_match_result_counts_against_the_cache_bound() {
+        use busbar_broker::datadir::MemDataDir;
+        use busbar_broker::{BrokerConfig, Event};
+        use busbar_log::disk::MemFs;
+        let b = Broker::open(BrokerConfig {
+            data: Some(Arc::new(MemDataDir::new(MemFs::new()))),
+            ..Default::default()
+        })
+        .unwrap();
+        b.create_topic("t", Some(1), Default::default())
+            .await
+            .unwrap();
+        let events: Vec<Event> = (0..5000).map(|_| Event::value("{}")).collect();
+        b.publish("t", events).await.unwrap();
+        let shared = Shared::new(64 << 20);
+        let regs: Vec<Registration> = (0..500)
+            .map(|i| {
+                shared.register(compiled(
+                    &format!("s{i}"),
+                    serde_json::json!({"type": ["busbar.event"]}),
+                ))
+            })
+            .collect();
+        let id = crate::positions::topic_layout(&b, "t").unwrap().0;
+        let key: PartKey = ("t".into(), id, 0);
+        let chunk = shared.chunk_at(&b, &key, 0).unwrap().unwrap();
+        let n = chunk.items.len();
+        assert_eq!(shared.wanted(&chunk, "t", &regs[0], 0).len(), n);
+        let kept: usize = lock(&chunk.matches)
+            .as_ref()
+            .unwrap()
+            .by_rule
+            .values()
+            .map(|v| v.len() * 4)
+            .sum();
+        let counted = lock(&shared.cache).bytes;
+        assert!(
+            kept <= counted,
+            "{n} events: match result {kept} bytes, the cache counts {counted}"
+        );
     }
 }
