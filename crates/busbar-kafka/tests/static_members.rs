@@ -339,3 +339,14 @@ fn a_known_member_with_an_instance_id_nobody_holds_is_unknown() {
         "still dynamic"
     );
 }
+
+/// A group.instance.id Kafka's clients would refuse (longer than 249 characters, or outside
+/// `[a-zA-Z0-9._-]`) is INVALID_REQUEST (42) and not kept; busbar took up to 32 KiB per member.
+#[test]
+fn an_invalid_instance_id_is_refused() {
+    let (s, _dir) = server();
+    assert_eq!(join(&s, &"x".repeat(250), "").error_code, 42);
+    assert_eq!(join(&s, "foo bar", "").error_code, 42);
+    assert!(describe(&s, 4).is_empty(), "nobody joined");
+    assert_eq!(join(&s, &"x".repeat(249), "").error_code, 0);
+}

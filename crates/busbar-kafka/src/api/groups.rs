@@ -78,6 +78,17 @@ pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
         .as_ref()
         .filter(|_| ctx.version >= 5)
         .map(|i| i.as_str().to_string());
+    // Kafka's clients refuse a group.instance.id that is not a valid name of at most 249
+    // characters (JoinGroupRequest.validateGroupInstanceId, the topic-name rules); the broker
+    // answers such a request INVALID_REQUEST rather than keep and echo up to 32 KiB per member.
+    if instance
+        .as_deref()
+        .is_some_and(|i| !i.is_empty() && busbar_broker::validate_name(i).is_err())
+    {
+        r.error_code = codes::INVALID_REQUEST;
+        r.protocol_name = (ctx.version < 7).then(|| sb(""));
+        return r;
+    }
     match ctx.shared.broker.join_group_as(jr, instance.clone()).await {
         Ok(j) => {
             r.generation_id = j.generation;
