@@ -22,6 +22,7 @@ mod state;
 pub mod stats;
 pub mod targets;
 mod tls;
+mod view;
 mod worker;
 
 pub use dlq::{DeadLetter, Filter};
@@ -33,13 +34,13 @@ pub use replay::{ReplaySpec, RunCounts, RunState, RunView};
 pub use spec::SubscriptionSpec;
 pub use stats::CounterSnapshot;
 pub use targets::TargetPolicy;
+pub use view::{LastFailure, SubState, SubscriptionView};
 pub use worker::ReadStats;
 
 use busbar_broker::Broker;
 
 use busbar_broker::BrokerError;
 use positions::{Position, PositionStore};
-use serde::Serialize;
 use spec::{Compiled, Start};
 use state::{EventRef, RetryStore, SubRecord, SubStore};
 use stats::Counters;
@@ -79,46 +80,9 @@ struct Entry {
     record: SubRecord,
     compiled: Arc<Compiled>,
     counters: Arc<Counters>,
-    status: Arc<Mutex<String>>,
+    status: Arc<Mutex<SubState>>,
     handle: Option<Handle>,
     replays: BTreeMap<String, Arc<replay::Run>>,
-}
-
-/// What `GET /subscriptions/{name}` shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct SubscriptionView {
-    #[serde(flatten)]
-    pub spec: SubscriptionSpec,
-    /// `running`, `paused`, `starting`, `backpressure: ...` (`delivery.waiting_max` events wait)
-    /// or `error: ...`.
-    pub state: String,
-    pub created: String,
-    pub updated: String,
-    /// Events in the sources not yet read past (sum over partitions).
-    pub lag: u64,
-    /// Events waiting for another attempt or behind their key.
-    pub retrying: usize,
-    /// The most recent failed attempt of an event still waiting for another (none when nothing
-    /// waits): a TLS, connection or HTTP failure shows here before it ends in a dead letter.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_failure: Option<LastFailure>,
-    pub counters: CounterSnapshot,
-    /// `config` when a configuration file declares it (`config_file`): the API may not change or
-    /// delete it (`owner.rs`); else `api`.
-    pub owner: Owner,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub config_file: Option<String>,
-}
-
-/// A failed attempt as `GET /subscriptions/{name}` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct LastFailure {
-    /// As in dead letters: `tls`, `connection`, `http_status`, `timeout`, ...
-    pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    pub error: String,
-    pub at: String,
 }
 
 /// The bus.
@@ -230,14 +194,18 @@ impl Bus {
         for record in store.load()? {
             let compiled = record.spec.clone().compile()?;
             let name = record.spec.name.clone();
-            let status = if record.paused { "paused" } else { "starting" };
+            let status = if record.paused {
+                SubState::Paused
+            } else {
+                SubState::Starting
+            };
             subs.insert(
                 name,
                 Entry {
                     record,
                     compiled: Arc::new(compiled),
                     counters: Arc::default(),
-                    status: Arc::new(Mutex::new(status.into())),
+                    status: Arc::new(Mutex::new(status)),
                     handle: None,
                     replays: BTreeMap::new(),
                 },
@@ -457,7 +425,7 @@ impl Bus {
             },
             compiled: Arc::new(compiled),
             counters: Arc::default(),
-            status: Arc::new(Mutex::new("starting".into())),
+            status: Arc::new(Mutex::new(SubState::Starting)),
             handle: None,
             replays: BTreeMap::new(),
         };
@@ -505,7 +473,7 @@ impl Bus {
             if let Some(h) = e.handle.take() {
                 h.stop().await;
             }
-            *e.status.lock().unwrap_or_else(|e| e.into_inner()) = "paused".into();
+            *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Paused;
         } else if e.handle.is_none() {
             e.handle = Some(self.spawn(e));
         }

@@ -204,7 +204,7 @@ mod tests {
     fn view_fields_are_exactly_what_a_read_adds_to_the_spec() {
         let view = crate::SubscriptionView {
             spec: current(),
-            state: String::new(),
+            state: crate::SubState::Running,
             created: String::new(),
             updated: String::new(),
             lag: 0,

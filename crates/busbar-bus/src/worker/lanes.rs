@@ -5,6 +5,7 @@
 use super::{Lane, Worker};
 use crate::error::Result;
 use crate::state::{EventRef, RetryEntry};
+use crate::SubState;
 use std::collections::VecDeque;
 
 impl Worker {
@@ -22,16 +23,13 @@ impl Worker {
         let waiting = if self.held.is_empty() { waiting } else { 0 };
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if waiting >= max {
-            if !status.starts_with("error") {
-                *status = format!(
-                    "backpressure: {waiting} events wait (delivery.waiting_max {max}); \
-                     reading is paused until some are delivered or dead-lettered"
-                );
+            if !status.is_error() {
+                *status = SubState::Backpressure { waiting, max };
             }
             return true;
         }
-        if status.starts_with("backpressure") {
-            *status = "running".into();
+        if matches!(*status, SubState::Backpressure { .. }) {
+            *status = SubState::Running;
         }
         false
     }

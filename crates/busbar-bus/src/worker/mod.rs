@@ -27,6 +27,7 @@ use crate::positions::{
     forget_old_incarnation, stored_position, take_over_legacy, topic_layout, PartKey, Position,
     PositionStore,
 };
+use crate::SubState;
 use busbar_broker::event::{self, Decoded, StoredEvent};
 use busbar_broker::Broker;
 use busbar_broker::BrokerError;
@@ -92,7 +93,7 @@ pub fn spawn(
     ctx: Arc<Ctx>,
     sub: Arc<Compiled>,
     counters: Arc<Counters>,
-    status: Arc<Mutex<String>>,
+    status: Arc<Mutex<SubState>>,
 ) -> Handle {
     let (stop, stop_rx) = watch::channel(false);
     let (cmd, cmd_rx) = mpsc::unbounded_channel();
@@ -167,7 +168,7 @@ struct Worker {
     ctx: Arc<Ctx>,
     sub: Arc<Compiled>,
     counters: Arc<Counters>,
-    status: Arc<Mutex<String>>,
+    status: Arc<Mutex<SubState>>,
     parts: Vec<Part>,
     inflight: JoinSet<Done>,
     /// (due ms, event) of scheduled retries.
@@ -235,13 +236,15 @@ impl Worker {
     ) {
         loop {
             while let Err(e) = self.init().await {
-                self.set_status(format!("error: {e}"));
+                self.set_status(SubState::Error {
+                    detail: e.to_string(),
+                });
                 tokio::select! {
                     _ = stop.changed() => return,
                     _ = tokio::time::sleep(SOURCES_CHECK_EVERY) => {}
                 }
             }
-            self.set_status("running".into());
+            self.set_status(SubState::Running);
             let again = self.serve(&mut stop, &mut cmds).await;
             self.inflight.abort_all();
             while self.inflight.join_next().await.is_some() {}
@@ -279,16 +282,18 @@ impl Worker {
                         .status
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .starts_with("error")
+                        .is_error()
                         && !self.entries.values().any(|e| e.dead_letter.is_some())
                     {
-                        self.set_status("running".into());
+                        self.set_status(SubState::Running);
                     }
                     p
                 }
                 Err(e) => {
                     suspect = matches!(e, BusError::Broker(BrokerError::UnknownTopic(_)));
-                    self.set_status(format!("error: {e}"));
+                    self.set_status(SubState::Error {
+                        detail: e.to_string(),
+                    });
                     // A failing disk or source is not retried in a busy loop.
                     tokio::select! {
                         _ = stop.changed() => return false,
@@ -347,7 +352,7 @@ impl Worker {
         self.ctx.broker.config().clock.now_ms()
     }
 
-    fn set_status(&self, s: String) {
+    fn set_status(&self, s: SubState) {
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 

@@ -9,6 +9,7 @@ use crate::dlq;
 use crate::error::Result;
 use crate::policy::{verdict, Verdict};
 use crate::state::{EventRef, RetryEntry};
+use crate::SubState;
 use busbar_broker::event::StoredEvent;
 use std::collections::VecDeque;
 
@@ -182,9 +183,10 @@ impl Worker {
                 self.counters
                     .dead_letter_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.set_status(format!(
-                    "error: dead-letter topic {topic:?} cannot be written: {e}"
-                ));
+                self.set_status(SubState::DeadLetterFailing {
+                    topic: topic.clone(),
+                    error: e.to_string(),
+                });
                 self.letter_later(job, f, why, now).await;
             }
         }
