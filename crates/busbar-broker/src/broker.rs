@@ -471,12 +471,10 @@ impl Broker {
 
     /// The first offset with a timestamp at or after `ts`, or the high watermark when none.
     pub fn offset_for_timestamp(&self, topic: &str, partition: i64, ts: i64) -> Result<u64> {
-        let t = self.topic(topic)?;
-        let p = t.partition(partition)?;
-        Ok(match p.log.offset_for_timestamp(ts)? {
-            Some(o) => o,
-            None => p.log.stats().high_watermark,
-        })
+        match self.find_timestamp(topic, partition, ts)? {
+            Some((o, _)) => Ok(o),
+            None => Ok(self.offsets_of(topic, partition)?.1),
+        }
     }
 
     /// (log start, high watermark) of a partition.

@@ -72,6 +72,8 @@ fn time_lookup_passes_a_compressed_batch_whose_match_is_below_the_log_start() {
     produce_at(&s, "t", &[500]); // offset 2
     s.rt.block_on(s.broker.delete_records("t", 0, 1)).unwrap();
     assert_eq!(by_time(&s, "t", 500), (0, 2, 500));
+    // Resets and replays by time use the same lookup.
+    assert_eq!(s.broker.offset_for_timestamp("t", 0, 500).unwrap(), 2);
 }
 
 /// A compacted topic: batch A [k1@1000, k2@10] (offsets 0-1), then k1@500 (offset 2) supersedes
