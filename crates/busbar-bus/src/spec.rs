@@ -263,6 +263,14 @@ fn check_header(name: &str, value: &str) -> Result<()> {
 }
 
 /// Parses and checks an HTTP target URL.
+/// The scheme, host and port of a target URL (`None` when it does not parse).
+fn origin(url: &str) -> Option<(String, String, Option<u16>)> {
+    let u: hyper::Uri = url.parse().ok()?;
+    let scheme = u.scheme_str()?.to_ascii_lowercase();
+    let host = u.host()?.to_ascii_lowercase();
+    Some((scheme, host, u.port_u16()))
+}
+
 pub fn parse_url(url: &str) -> Result<hyper::Uri> {
     let uri: hyper::Uri = url
         .parse()
@@ -309,20 +317,34 @@ impl SubscriptionSpec {
     }
 
     /// For an update read back masked and sent again: a header whose value is [`MASK`] keeps the
-    /// value `old` has for it; one `old` does not have is refused.
+    /// value `old` has for it while the target stays at the same origin (scheme, host, port); one
+    /// `old` does not have, or one that would follow the target to another origin, is refused
+    /// (a value nobody can read must not be sent somewhere new).
     pub fn keep_masked_from(&mut self, old: &SubscriptionSpec) -> Result<()> {
-        let Target::Http { headers, .. } = &mut self.target else {
+        let Target::Http { url, headers, .. } = &mut self.target else {
             return Ok(());
         };
-        let kept = match &old.target {
-            Target::Http { headers, .. } => headers.clone(),
-            Target::Topic { .. } => BTreeMap::new(),
+        let (kept, same_origin) = match &old.target {
+            Target::Http {
+                url: old_url,
+                headers,
+                ..
+            } => (headers.clone(), origin(old_url) == origin(url)),
+            Target::Topic { .. } => (BTreeMap::new(), false),
         };
         for (name, v) in headers.iter_mut().filter(|(_, v)| *v == MASK) {
+            let path = format!("target.headers.{name}");
             let Some(old) = kept.get(name) else {
                 let why = format!("{MASK:?} keeps a stored value, and there is none for {name:?}");
-                return Err(invalid(&format!("target.headers.{name}"), why));
+                return Err(invalid(&path, why));
             };
+            if !same_origin {
+                let why = format!(
+                    "{MASK:?} keeps a stored value only while the target stays at the same \
+                     scheme, host and port; give {name:?} again for the new URL"
+                );
+                return Err(invalid(&path, why));
+            }
             *v = old.clone();
         }
         Ok(())

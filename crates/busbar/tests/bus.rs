@@ -987,6 +987,22 @@ fn secret_header_values_are_masked_on_read() {
         "{v}"
     );
     assert!(v.to_string().contains("target.headers.x-other"), "{v}");
+    // A masked value does not follow the target to another host (nobody could read what it
+    // would send there), by PUT or by PATCH; the same host with another path keeps it.
+    let elsewhere = Target::ok();
+    let moved = json!({"target": {"url": elsewhere.url("/m").replace("127.0.0.1", "localhost"),
+                                  "headers": {"x-api-key": "***"}}});
+    let (st, v) = s.http("PATCH", "/subscriptions/m", Some(moved));
+    assert_eq!(st, 400, "{v}");
+    assert!(v.to_string().contains("same scheme, host and port"), "{v}");
+    let mut put = view.clone();
+    put["target"]["url"] = json!(elsewhere.url("/m").replace("127.0.0.1", "localhost"));
+    let (st, v) = s.http("PUT", "/subscriptions/m", Some(put));
+    assert_eq!(st, 400, "{v}");
+    let same = json!({"target": {"url": t.url("/other"), "headers": {"x-api-key": "***"}}});
+    let (st, v) = s.http("PATCH", "/subscriptions/m", Some(same));
+    assert_eq!(st, 200, "{v}");
+    assert!(elsewhere.received().is_empty());
     assert_eq!(s.stop(), 0);
 }
 
