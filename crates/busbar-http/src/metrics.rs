@@ -2,8 +2,11 @@
 //! counters: events matched, delivered, retried, dead-lettered, dropped, expired,
 //! undecodable and dead-letter failures; lag and events
 //! waiting for retry; and the delivery latency histogram (event time to successful delivery, ms).
-//! Also the damaged log ranges per partition (an alert when above 0). Subscription and topic names
-//! are `[A-Za-z0-9._-]`, so label values need no escaping.
+//! Also the reads all subscriptions share (`busbar_bus_reads_total`, `busbar_bus_events_decoded_total`,
+//! `busbar_bus_documents_parsed_total`, `busbar_bus_read_cache_hits_total`: one read, decode and
+//! parse per event for every subscription of a topic) and the damaged log ranges per partition (an
+//! alert when above 0). Subscription and topic names are `[A-Za-z0-9._-]`, so label values need no
+//! escaping.
 
 use crate::App;
 use axum::extract::State;
@@ -28,6 +31,36 @@ const COUNTERS: &[(&str, &str)] = &[
         "Dead letters the dead-letter topic refused (written again later)",
     ),
 ];
+
+/// Writes the bus's shared read counters (`Bus::read_stats`).
+fn read_counters(out: &mut String, r: &busbar_bus::ReadStats) {
+    for (name, help, v) in [
+        (
+            "reads",
+            "Reads of source partitions by subscription workers",
+            r.reads,
+        ),
+        (
+            "events_decoded",
+            "Source events decoded (once for all subscriptions of a topic)",
+            r.events_decoded,
+        ),
+        (
+            "documents_parsed",
+            "Source events parsed into the document patterns match (once for all subscriptions)",
+            r.documents_parsed,
+        ),
+        (
+            "read_cache_hits",
+            "Chunks a worker found in the shared read cache instead of reading",
+            r.cache_hits,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP busbar_bus_{name}_total {help}.");
+        let _ = writeln!(out, "# TYPE busbar_bus_{name}_total counter");
+        let _ = writeln!(out, "busbar_bus_{name}_total {v}");
+    }
+}
 
 /// Prometheus metrics: per-subscription counters, lag, delivery latency.
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health", responses(
@@ -100,6 +133,7 @@ pub async fn handler(State(app): State<App>) -> impl IntoResponse {
         let _ = writeln!(out, "{h}_sum{{subscription=\"{n}\"}} {}", c.latency_sum_ms);
         let _ = writeln!(out, "{h}_count{{subscription=\"{n}\"}} {}", c.delivered);
     }
+    read_counters(&mut out, &app.bus.read_stats());
     let d = "busbar_partition_damaged_ranges";
     let _ = writeln!(
         out,
