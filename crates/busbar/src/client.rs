@@ -7,7 +7,9 @@
 //! Output goes through [`outln!`]: a reader that closed the pipe (`busbar consume t | head -2`)
 //! ends the command quietly with status 0.
 
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -94,6 +96,17 @@ pub fn write_line(args: fmt::Arguments<'_>) -> CliResult<()> {
     }
 }
 
+/// Writes one JSON document exactly as the server sent it, on one line: a line break in it is JSON
+/// whitespace (a JSON string cannot hold a raw one), so it becomes a space and no value changes.
+pub fn write_raw(raw: &RawValue) -> CliResult<()> {
+    let text = raw.get();
+    if text.contains(['\n', '\r']) {
+        write_line(format_args!("{}", text.replace(['\n', '\r'], " ")))
+    } else {
+        write_line(format_args!("{text}"))
+    }
+}
+
 /// [`write_line`] for output with nothing to clean up after it: a failed write ends the process
 /// with its exit code (0, quietly, when the reader closed the pipe).
 pub fn line(args: fmt::Arguments<'_>) {
@@ -155,6 +168,17 @@ impl Client {
         path: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> CliResult<Value> {
+        self.call_text(method, path, body).map(|(v, _)| v)
+    }
+
+    /// [`Client::call`] with the answer's text as the server sent it, for output that must
+    /// show values verbatim (a parsed [`Value`] turns `1e3` into `1000.0`).
+    pub fn call_text(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> CliResult<(Value, String)> {
         let url = format!("{}{path}", self.base);
         let res = match (method, body) {
             ("GET", _) => self.agent.get(&url).call(),
@@ -183,12 +207,12 @@ impl Client {
         let v: Value = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()))
         };
         if (200..300).contains(&status) {
             return match v {
-                Value::Object(_) => Ok(v),
-                Value::Null if status == 204 => Ok(v),
+                Value::Object(_) => Ok((v, text)),
+                Value::Null if status == 204 => Ok((v, text)),
                 _ => Err(self.not_busbar(method, path, &format!("HTTP {status} with {v}"))),
             };
         }
@@ -231,6 +255,27 @@ impl Client {
     pub fn get(&self, path: &str, fields: &[&str]) -> CliResult<Value> {
         let v = self.call("GET", path, None)?;
         self.expect(v, path, fields)
+    }
+
+    /// [`Client::get`] with the answer's text as sent.
+    pub fn get_text(&self, path: &str, fields: &[&str]) -> CliResult<(Value, String)> {
+        let (v, text) = self.call_text("GET", path, None)?;
+        Ok((self.expect(v, path, fields)?, text))
+    }
+
+    /// The raw text of each item of the answer's array field `field` (`text` answered `path`),
+    /// exactly as the server wrote it.
+    pub fn raw_items<'t>(
+        &self,
+        path: &str,
+        text: &'t str,
+        field: &str,
+    ) -> CliResult<Vec<&'t RawValue>> {
+        let not_list = || self.not_busbar("GET", path, &format!("`{field}` that is not a list"));
+        let fields: HashMap<String, &RawValue> =
+            serde_json::from_str(text).map_err(|_| not_list())?;
+        let items = fields.get(field).map_or("null", |v| v.get());
+        serde_json::from_str(items).map_err(|_| not_list())
     }
 
     pub fn json(&self, method: &str, path: &str, body: &Value) -> CliResult<Value> {

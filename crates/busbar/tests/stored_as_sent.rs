@@ -306,3 +306,52 @@ fn the_cli_consumes_values_as_stored() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines, [r#"{"b": 1,  "a": 2}"#, "plain words", "1.50"]);
 }
+
+/// The raw text of each event of a read answer, as the server sent it.
+fn raw_events(body: &str) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Page<'a> {
+        #[serde(borrow)]
+        events: Vec<&'a serde_json::value::RawValue>,
+    }
+    let page: Page = serde_json::from_str(body).unwrap();
+    page.events.iter().map(|e| e.get().to_string()).collect()
+}
+
+/// `busbar --output json consume` prints each event exactly as the server answered it: numbers
+/// keep their text (`1e3`, a 23-digit integer), text shows as a string; with and without a group.
+#[test]
+fn the_cli_prints_events_as_json_exactly_as_the_server_sent_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("t", 1)]);
+    let sent = r#"{"b": 1e3, "n": 12345678901234567890123}"#;
+    let out = s.cli(&["produce", "t", "-k", "k1", sent, "plain text"]);
+    assert!(out.status.success(), "{out:?}");
+    let (st, body) = get(&s, "/topics/t/partitions/0/events?offset=0&limit=10");
+    assert_eq!(st, 200, "{body}");
+    let want = raw_events(&body);
+    assert_eq!(want.len(), 2, "{body}");
+    assert!(
+        want[0].contains(&format!(r#""value":{sent}"#)),
+        "{}",
+        want[0]
+    );
+    assert!(want[1].contains(r#""value":"plain text""#), "{}", want[1]);
+    let want = want.join("\n") + "\n";
+    let out = s.cli(&["--output", "json", "consume", "t", "-n", "2"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), want);
+    let out = s.cli(&[
+        "--output", "json", "consume", "t", "--group", "g", "-n", "2",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].contains(&format!(r#""value":{sent}"#)),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].contains(r#""value":"plain text""#), "{}", lines[1]);
+}

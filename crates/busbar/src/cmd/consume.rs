@@ -1,15 +1,17 @@
 //! `busbar consume`: read a topic's partitions from the beginning (like `kcat -o beginning`), the
 //! end (`--start latest`), an offset or a time; with `--follow`, keep waiting for new events. JSON
-//! values print as JSON, other bytes as text.
+//! values print as JSON, other bytes as text; `--output json` prints each event exactly as the
+//! server answered it (one per line).
 //! With `--group` the member lives on the server (an HTTP consumer instance), so a stopping signal
 //! is caught and the instance deleted before exit: a member left behind would hold its partitions
 //! until the server's idle timeout. Committed positions never pass what was printed.
 //! Into a file or pipe with stderr on a terminal, a progress line counts the events read.
 
-use crate::client::{enc, write_line, CliError, CliResult, Client, Output};
+use crate::client::{enc, write_line, write_raw, CliError, CliResult, Client, Output};
 use crate::progress::Progress;
 use base64::Engine;
 use clap::Args;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -83,10 +85,11 @@ fn text_of(e: &Value, field: &str) -> String {
     }
 }
 
-/// Prints one event; a closed output is an error, so a group member still leaves its group.
-fn print(c: &Client, e: &Value, with_key: bool) -> CliResult<()> {
+/// Prints one event (`raw`: its text as the server sent it, which `--output json` prints as it is,
+/// so `1e3` stays `1e3`); a closed output is an error, so a group member still leaves its group.
+fn print(c: &Client, e: &Value, raw: &RawValue, with_key: bool) -> CliResult<()> {
     match c.output {
-        Output::Json => write_line(format_args!("{e}")),
+        Output::Json => write_raw(raw),
         Output::Table if with_key => write_line(format_args!(
             "{}\t{}",
             text_of(e, "key"),
@@ -208,17 +211,16 @@ fn run_group(c: &Client, a: &ConsumeArgs, group: &str) -> CliResult<()> {
                 return Err(stopped(n));
             }
             let want = (limit - printed).min(500);
-            let r = c.get(
-                &format!("{base}/events?max={want}&wait_ms=1000{}", encoding(c)),
-                &["events"],
-            )?;
+            let path = format!("{base}/events?max={want}&wait_ms=1000{}", encoding(c));
+            let (r, text) = c.get_text(&path, &["events"])?;
             // A batch that arrives after the signal is neither printed nor committed.
             if let Some(n) = signals.received() {
                 return Err(stopped(n));
             }
             let events = r["events"].as_array().cloned().unwrap_or_default();
-            for e in &events {
-                print(c, e, a.print_key)?;
+            let raw = c.raw_items(&path, &text, "events")?;
+            for (e, raw) in events.iter().zip(raw) {
+                print(c, e, raw, a.print_key)?;
             }
             printed += events.len();
             progress.add(events.len() as u64);
@@ -305,9 +307,10 @@ pub fn run(c: &Client, a: ConsumeArgs) -> CliResult<()> {
                 enc(&a.topic),
                 encoding(c)
             );
-            let r = c.get(&path, &["events"])?;
-            for e in r["events"].as_array().into_iter().flatten() {
-                print(c, e, a.print_key)?;
+            let (r, text) = c.get_text(&path, &["events"])?;
+            let raw = c.raw_items(&path, &text, "events")?;
+            for (e, raw) in r["events"].as_array().into_iter().flatten().zip(raw) {
+                print(c, e, raw, a.print_key)?;
                 printed += 1;
                 progress.add(1);
                 got_any = true;
