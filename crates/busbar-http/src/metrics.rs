@@ -2,6 +2,7 @@
 //! counters: events matched, delivered, retried, dead-lettered, dropped, expired,
 //! undecodable and dead-letter failures; lag and events
 //! waiting for retry; and the delivery latency histogram (event time to successful delivery, ms).
+//! The state of each subscription (`busbar_subscription_state{state="running"|...}` 1 or 0).
 //! Also the reads all subscriptions share (`busbar_bus_reads_total`, `busbar_bus_events_decoded_total`,
 //! `busbar_bus_documents_parsed_total`, `busbar_bus_read_cache_hits_total`: one read, decode and
 //! parse per event for every subscription of a topic) and the damaged log ranges per partition (an
@@ -31,6 +32,27 @@ const COUNTERS: &[(&str, &str)] = &[
         "Dead letters the dead-letter topic refused (written again later)",
     ),
 ];
+
+/// The kinds of [`busbar_bus::SubState`], one series each per subscription.
+const STATES: [&str; 5] = ["starting", "running", "paused", "backpressure", "error"];
+
+/// Writes `busbar_subscription_state`: 1 for each subscription's current state kind, else 0.
+fn states(out: &mut String, subs: &[busbar_bus::SubscriptionView]) {
+    let g = "busbar_subscription_state";
+    let _ = writeln!(
+        out,
+        "# HELP {g} The subscription's state (1 for the current one): {}.",
+        STATES.join(", ")
+    );
+    let _ = writeln!(out, "# TYPE {g} gauge");
+    for s in subs {
+        for kind in STATES {
+            let v = u8::from(s.state.kind() == kind);
+            let n = &s.spec.name;
+            let _ = writeln!(out, "{g}{{subscription=\"{n}\",state=\"{kind}\"}} {v}");
+        }
+    }
+}
 
 /// Writes the bus's shared read counters (`Bus::read_stats`).
 fn read_counters(out: &mut String, r: &busbar_bus::ReadStats) {
@@ -133,6 +155,7 @@ pub async fn handler(State(app): State<App>) -> impl IntoResponse {
         let _ = writeln!(out, "{h}_sum{{subscription=\"{n}\"}} {}", c.latency_sum_ms);
         let _ = writeln!(out, "{h}_count{{subscription=\"{n}\"}} {}", c.delivered);
     }
+    states(&mut out, &subs);
     read_counters(&mut out, &app.bus.read_stats());
     let d = "busbar_partition_damaged_ranges";
     let _ = writeln!(

@@ -60,4 +60,9 @@ fn shared_read_counters_grow_as_two_subscriptions_read_a_topic() {
     // Shared: each event is decoded and parsed once for both subscriptions.
     assert_eq!(after[1] - before[1], 10, "decoded: {before:?} -> {after:?}");
     assert_eq!(after[2] - before[2], 10, "parsed: {before:?} -> {after:?}");
+    let text = s.call("GET", "/metrics", &[], b"").text();
+    for (state, v) in [("running", 1), ("error", 0), ("paused", 0)] {
+        let line = format!("busbar_subscription_state{{subscription=\"a\",state=\"{state}\"}} {v}");
+        assert!(text.lines().any(|l| l == line), "{line} not in {text}");
+    }
 }
