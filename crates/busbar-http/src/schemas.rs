@@ -269,6 +269,32 @@ pub struct SubscriptionReplace {
     dead_letter_topic: Option<String>,
 }
 
+/// `PATCH /subscriptions/{name}`: a JSON merge patch (RFC 7396) of the subscription's fields.
+/// Given fields replace, absent ones keep their value, objects (`delivery`, `target`,
+/// `target.headers`, `transform`) merge field by field, and `null` removes an optional field or
+/// resets one to its default (`name`, `sources` and `target` cannot be null). The read-only
+/// fields of a read (`state`, `counters`, `owner`, ...) are ignored, so a read can be sent back.
+#[derive(Serialize, ToSchema)]
+pub struct SubscriptionPatch {
+    /// Must stay the subscription's name.
+    name: Option<String>,
+    sources: Option<Vec<String>>,
+    /// `latest`, `earliest` or an RFC 3339 time (for partitions without a position).
+    start: Option<String>,
+    /// An event pattern (EventBridge syntax); null matches every event.
+    pattern: Option<Value>,
+    /// Merged field by field into the transform (`paths`, `template`, `output_bytes_max`); null
+    /// removes it.
+    transform: Option<Value>,
+    /// Merged field by field into the target (`url`, `mode`, `headers`, `tls`, or `topic`); one
+    /// of the other kind (`topic` for an HTTP target, `url` for a topic target) replaces it.
+    target: Option<Value>,
+    /// Merged field by field into the delivery settings; null resets a field to its default.
+    delivery: Option<Value>,
+    /// Null removes it.
+    dead_letter_topic: Option<String>,
+}
+
 /// An input transformer: variables by JSON path, and a template.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -334,7 +360,9 @@ pub struct Subscription {
     /// `running`, `paused`, `starting`, `backpressure: ...` or `error: ...`.
     state: String,
     /// `api`, or `config` when `busbar.toml` declares it (changes over the API are refused).
-    owner: Option<String>,
+    owner: String,
+    /// The configuration file that declares it (only when `owner` is `config`).
+    config_file: Option<String>,
     created: String,
     updated: String,
     lag: u64,

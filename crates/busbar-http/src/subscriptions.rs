@@ -104,8 +104,8 @@ pub async fn update(
         kind replaces the target; read-only fields of a read are ignored). Positions and retry \
         state are kept.",
     request_body(content(
-        (Object = "application/json"),
-        (Object = "application/merge-patch+json"))), responses(
+        (crate::schemas::SubscriptionPatch = "application/json"),
+        (crate::schemas::SubscriptionPatch = "application/merge-patch+json"))), responses(
         (status = 200, description = "The subscription", body = crate::schemas::Subscription),
         (status = 400, description = "Invalid patch or result (the field is named); nothing changed"),
         (status = 404, description = "No such subscription"),

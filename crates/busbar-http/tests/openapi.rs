@@ -531,7 +531,7 @@ fn walk_subscriptions(w: &mut Walk) {
         400,
     );
     let replays = "/subscriptions/{name}/replays";
-    let run = json!({"name": "r1", "from": "2020-01-01T00:00:00Z", "to": "2030-01-01T00:00:00Z", "rate": 1000});
+    let run = json!({"name": "r1", "from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z", "rate": 1000});
     w.call(
         "post",
         replays,
@@ -720,4 +720,47 @@ fn the_router_is_built_only_from_annotated_routes() {
         );
     }
     assert!(lib.contains(".routes(routes!("));
+}
+
+/// Every request body has a schema with its fields (not a bare `object`: the PATCH body is a
+/// merge patch of the subscription's fields), and the `Subscription` schema has every field a read
+/// adds to the spec (`busbar_bus::patch::VIEW_FIELDS`: `owner`, `config_file`, ...).
+#[test]
+fn request_bodies_and_subscriptions_have_their_fields_described() {
+    let doc = busbar_http::openapi_document();
+    for (method, path) in documented_operations(doc) {
+        let content = &doc["paths"][&path][&method]["requestBody"]["content"];
+        for (ct, c) in content.as_object().into_iter().flatten() {
+            assert_ne!(
+                c["schema"],
+                json!({"type": "object"}),
+                "{method} {path} {ct}: body schema without fields"
+            );
+        }
+    }
+    let patch = &doc["paths"]["/subscriptions/{name}"]["patch"]["requestBody"]["content"];
+    assert_eq!(
+        patch["application/merge-patch+json"]["schema"]["$ref"],
+        "#/components/schemas/SubscriptionPatch"
+    );
+    let fields = &doc["components"]["schemas"]["SubscriptionPatch"]["properties"];
+    for f in [
+        "name",
+        "sources",
+        "start",
+        "pattern",
+        "transform",
+        "target",
+        "delivery",
+    ] {
+        assert!(fields[f].is_object(), "SubscriptionPatch lacks {f}");
+    }
+    let sub = &doc["components"]["schemas"]["Subscription"];
+    let text = sub.to_string();
+    for f in busbar_bus::patch::VIEW_FIELDS {
+        assert!(
+            text.contains(&format!("\"{f}\":")),
+            "Subscription lacks {f}: {sub}"
+        );
+    }
 }
