@@ -524,7 +524,8 @@ fn replay_redelivers_a_time_range_marked_and_rate_limited() {
         ),
     );
     t.wait(WAIT, |r| r.len() == 10);
-    let to = busbar_http::time::format_rfc3339(now_ms() + 1000);
+    let to = busbar_http::time::format_rfc3339(now_ms());
+    let future = busbar_http::time::format_rfc3339(now_ms() + 60_000);
     let (st, v) = s.http(
         "POST",
         "/subscriptions/rs/replays",
@@ -565,6 +566,7 @@ fn replay_redelivers_a_time_range_marked_and_rate_limited() {
     assert_eq!(run["delivered"], 10);
     for (body, path) in [
         (json!({"name": "x", "from": to, "to": from}), "to"),
+        (json!({"name": "x", "from": from, "to": future}), "future"),
         (
             json!({"name": "x", "from": from, "to": to, "rate": 0}),
             "rate",
