@@ -154,13 +154,7 @@ impl Serialize for EventView<'_> {
         m.serialize_entry("timestamp", &e.timestamp)?;
         m.serialize_entry("time", &format_rfc3339(e.timestamp))?;
         entry(&mut m, "key", e.key.as_deref(), self.encoding, true)?;
-        entry(
-            &mut m,
-            "value",
-            e.value.as_deref(),
-            self.encoding,
-            true,
-        )?;
+        entry(&mut m, "value", e.value.as_deref(), self.encoding, true)?;
         let headers: Vec<Header> = e.headers.iter().map(|(k, v)| Header(k, v)).collect();
         m.serialize_entry("headers", &headers)?;
         m.end()

@@ -10,8 +10,7 @@ fn every_vector_gives_the_expected_answer() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/event-pattern-vectors.json"
     );
-    let text =
-        std::fs::read_to_string(path).expect("tests/data/event-pattern-vectors.json");
+    let text = std::fs::read_to_string(path).expect("tests/data/event-pattern-vectors.json");
     let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
     assert!(cases.len() >= 40);
     let mut wrong = Vec::new();
