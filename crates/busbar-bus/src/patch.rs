@@ -127,6 +127,9 @@ impl crate::Bus {
                 return Err(BusError::UnknownSubscription(name.into()));
             };
             let mut spec = make(&e.record.spec)?;
+            if spec.name != name {
+                return Err(invalid("name", format!("must stay {name:?}")));
+            }
             if skip_unchanged && spec == e.record.spec {
                 return Ok(self.view(e));
             }
