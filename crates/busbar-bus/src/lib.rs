@@ -41,7 +41,7 @@ use busbar_broker::Broker;
 
 use busbar_broker::BrokerError;
 use positions::{Position, PositionStore};
-use spec::{Compiled, Start};
+use spec::{invalid, Compiled, Start};
 use state::{EventRef, RetryStore, SubRecord, SubStore};
 use stats::Counters;
 use std::collections::BTreeMap;
@@ -162,13 +162,6 @@ fn dlq_users(subs: &BTreeMap<String, Entry>) -> DlqUsers {
         }
     }
     out
-}
-
-fn invalid(path: &str, reason: impl Into<String>) -> BusError {
-    BusError::InvalidSubscription {
-        path: path.into(),
-        reason: reason.into(),
-    }
 }
 
 impl Bus {

@@ -13,7 +13,7 @@
 //! under the subscriptions lock (shared by PUT and PATCH), so concurrent patches all land.
 
 use crate::error::{BusError, Result};
-use crate::spec::{self, SubscriptionSpec};
+use crate::spec::{self, invalid, SubscriptionSpec};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -32,13 +32,6 @@ pub const VIEW_FIELDS: &[&str] = &[
 
 /// Fields a spec cannot do without: a patch may change them, not remove them.
 const REQUIRED: &[&str] = &["name", "sources", "target"];
-
-fn invalid(path: &str, reason: impl Into<String>) -> BusError {
-    BusError::InvalidSubscription {
-        path: path.into(),
-        reason: reason.into(),
-    }
-}
 
 /// Removes the read-only [`VIEW_FIELDS`] from an update body.
 pub fn without_view_fields(body: &mut Value) {

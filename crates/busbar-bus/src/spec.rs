@@ -182,7 +182,8 @@ pub struct Compiled {
     pub url: Option<hyper::Uri>,
 }
 
-fn invalid(path: &str, reason: impl Into<String>) -> BusError {
+/// A spec error naming the offending field (`delivery.max_attempts`).
+pub(crate) fn invalid(path: &str, reason: impl Into<String>) -> BusError {
     BusError::InvalidSubscription {
         path: path.to_string(),
         reason: reason.into(),
