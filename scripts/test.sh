@@ -8,7 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Each step prints the seconds the previous ones took, so a slow step shows in the CI log.
-step() { printf '\n== [%ds] %s\n' "$SECONDS" "$*"; }
+# It also prints the free space left where the build goes: a full disk fails a link.
+step() {
+  printf '\n== [%ds] %s (free: %s)\n' "$SECONDS" "$*" \
+    "$(df -h --output=avail . 2>/dev/null | tail -1 | tr -d " ")"
+}
 
 if ! command -v cargo >/dev/null; then
   echo "cargo is required (https://rustup.rs)" >&2
