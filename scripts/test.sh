@@ -55,6 +55,8 @@ if ! command -v jq >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq jq >/dev/null
 fi
 python3 tests/readme/run.py "${CARGO_TARGET_DIR:-target}/debug/busbar"
+# The runner's own tests: flags checked for real, no process outlives it (even on SIGTERM).
+BUSBAR_BIN="${CARGO_TARGET_DIR:-target}/debug/busbar" python3 tests/readme/test_run.py
 
 step "the served /openapi.json is valid OpenAPI (openapi-spec-validator)"
 if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then

@@ -15,8 +15,12 @@ How blocks are marked (the fence's info string; GitHub highlights by its first w
                       server exits.
   ```sh test=stream   one command that runs until stopped (`--follow`, Server-Sent Events): started,
                       it must still be running after STREAM_SECONDS, then gets SIGINT.
-  ```sh test=flags    long-running load (benchmarks): each `busbar ...` command is run with `--help`
-                      appended, so its subcommand and every flag are checked without the load.
+  ```sh test=flags    long-running load (benchmarks): each `busbar ...` command runs as written
+                      against the started server and must exit 0 or still be running after
+                      FLAGS_SECONDS (then its process group gets SIGINT). busbar checks every flag
+                      and their combination before it sends anything and exits 2 on a bad one, so
+                      a wrong flag, value or combination fails the block, without minutes of load.
+                      (Appending `--help` would check only that the flags exist.)
   ```sh test=skip     needs its own setup or would recurse (the full test suite, `cargo install`,
                       starting peer systems): not run. Say why next to the block.
 Other info strings (toml, text, none) are not shell and are not run; a shell fence (sh, bash,
@@ -28,18 +32,77 @@ using `curl --fail`. The README's other tools (curl, jq, kcat) must be installed
 installs them. The ports 8080 and 9092 must be free (the README uses the defaults).
 Each block gets BLOCK_TIMEOUT seconds.
 
+Processes: everything the runner starts (the server, each block's bash, each test=flags command)
+gets its own session, so its own process group. When a block ends, its group is killed, so a
+command it left in the background does not outlive it; on exit, including SIGTERM, SIGINT or
+SIGHUP of the runner, every group still alive gets SIGTERM, then SIGKILL after GRACE_SECONDS.
+
 Links: every Markdown link `[..](target)` that is not a URL or an anchor, and every path in
-backticks in the prose whose first part is a top-level entry of the repository (`docs/...`,
-`crates/...`), must exist inside the repository; a path in backticks starting with `../` (outside
+backticks in the prose whose first part is a top-level entry git tracks (`docs/...`,
+`crates/...`; not build output such as `target/...`), must exist inside the repository; a path in backticks starting with `../` (outside
 the repository) is an error.
 """
 import os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
 STREAM_SECONDS = 3
+FLAGS_SECONDS = 3
 BLOCK_TIMEOUT = 180
+GRACE_SECONDS = 5
 SHELLS = {"sh", "bash", "shell"}
 TAGS = {None, "server", "stream", "flags", "skip"}
 ROOT = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+STARTED = []  # every process started, each the leader of its own process group
+
+
+def spawn(args, **kwargs):
+    """Starts `args` in a new session (its own process group), remembered for cleanup."""
+    proc = subprocess.Popen(args, start_new_session=True, **kwargs)
+    STARTED.append(proc)
+    return proc
+
+
+def signal_group(proc, sig):
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def end_group(proc, sig=signal.SIGKILL):
+    """Sends `sig` to `proc`'s group, waits up to GRACE_SECONDS for `proc`, then kills what is left
+    of the group (background children included)."""
+    if proc.poll() is None:
+        signal_group(proc, sig)
+        try:
+            proc.wait(GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+    signal_group(proc, signal.SIGKILL)
+    try:
+        proc.wait(GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def cleanup():
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the cleanup short
+    while STARTED:
+        end_group(STARTED.pop(), signal.SIGTERM)
+
+
+class Stopped(BaseException):
+    """The runner got SIGTERM, SIGINT or SIGHUP."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def on_signal(signum, _frame):
+    raise Stopped(signum)
 
 
 class Block:
@@ -78,10 +141,21 @@ def blocks(markdown):
     return found, "\n".join(prose)
 
 
+def tracked_top_level():
+    """The repository's top-level entries: what git tracks, so build output such as
+    `target/release/busbar` (a path the README names, made by a build) is not taken for one."""
+    try:
+        names = subprocess.run(["git", "-C", ROOT, "ls-files"], capture_output=True, text=True,
+                               check=True).stdout.split("\n")
+        return {n.split("/")[0] for n in names if n}
+    except (OSError, subprocess.CalledProcessError):
+        return set(os.listdir(ROOT)) - {"target"}
+
+
 def check_links(markdown, prose):
     """Errors for relative links and repository paths that do not resolve inside the repository."""
     errors = []
-    top = set(os.listdir(ROOT))
+    top = tracked_top_level()
 
     def inside(target):
         path = os.path.realpath(os.path.join(ROOT, target))
@@ -116,8 +190,8 @@ class Server:
             if not free(port):
                 sys.exit(f"port {port} is in use; the README's commands need busbar on it")
         self.log = open(os.path.join(cwd, "busbar.log"), "w+")
-        self.proc = subprocess.Popen([binary, "serve"], cwd=cwd, stdout=self.log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = spawn([binary, "serve"], cwd=cwd, stdout=self.log,
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -129,9 +203,7 @@ class Server:
         self.fail("busbar did not become ready in 60 s")
 
     def fail(self, why):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        end_group(self.proc)
         self.log.seek(0)
         sys.exit(f"{why}; its output:\n{self.log.read()[-3000:]}")
 
@@ -144,8 +216,8 @@ class Server:
         try:
             rc = self.proc.wait(30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
             self.fail("busbar did not stop within 30 s of SIGTERM")
+        end_group(self.proc)
         if rc != 0:
             self.fail(f"busbar exited {rc} on SIGTERM")
 
@@ -158,14 +230,13 @@ def script(block):
 
 
 def run_block(block, cwd, env):
-    proc = subprocess.Popen(["bash", "-c", script(block)], cwd=cwd, env=env,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = spawn(["bash", "-c", script(block)], cwd=cwd, env=env, stdin=subprocess.DEVNULL)
     try:
         rc = proc.wait(BLOCK_TIMEOUT)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        end_group(proc)
         return f"still running after {BLOCK_TIMEOUT} s (a command that waits belongs in a test=stream block)"
+    end_group(proc)  # what the block left in the background ends with it
     return None if rc == 0 else f"exit {rc}"
 
 
@@ -178,19 +249,19 @@ def commands(text):
 def run_stream(block, cwd, env):
     if len(commands(block.text)) != 1:
         return "a test=stream block holds exactly one command"
-    proc = subprocess.Popen(["bash", "-c", script(block)], cwd=cwd, env=env,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = spawn(["bash", "-c", script(block)], cwd=cwd, env=env, stdin=subprocess.DEVNULL)
     try:
         rc = proc.wait(STREAM_SECONDS)
+        end_group(proc)
         return f"ended (exit {rc}) within {STREAM_SECONDS} s; test=stream is for commands that run until stopped"
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGINT)
+        signal_group(proc, signal.SIGINT)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            end_group(proc)
             return "did not stop within 10 s of SIGINT"
+    end_group(proc)
     print()
     return None
 
@@ -200,11 +271,18 @@ def run_flags(block, cwd, env):
         if not command.startswith("busbar "):
             return f"test=flags runs busbar commands only, not {command!r}"
         command = re.sub(r"\s+#.*$", "", command)
-        r = subprocess.run(["bash", "-c", command + " --help"], cwd=cwd, env=env,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True, timeout=60)
-        if r.returncode != 0:
-            return f"{command!r} does not parse (exit {r.returncode}): {r.stderr.strip()}"
+        with tempfile.TemporaryFile("w+") as err:
+            proc = spawn(["bash", "-c", "exec " + command], cwd=cwd, env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            try:
+                rc = proc.wait(FLAGS_SECONDS)
+            except subprocess.TimeoutExpired:
+                rc = None  # accepted its flags and is loading: enough
+            end_group(proc, signal.SIGINT)
+            if rc:
+                err.seek(0)
+                return f"{command!r} exit {rc}: {err.read().strip()[-2000:]}"
+        print(f"{command}: {'ran' if rc == 0 else f'running after {FLAGS_SECONDS} s, stopped'}")
     return None
 
 
@@ -224,6 +302,19 @@ def tools(work, binary):
 
 
 def main():
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    try:
+        run()
+    except Stopped as e:
+        cleanup()
+        print(f"stopped by signal {e.signum}; every process started was ended", file=sys.stderr)
+        sys.exit(128 + e.signum)
+    finally:
+        cleanup()
+
+
+def run():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     binary = os.path.abspath(sys.argv[1])
@@ -261,9 +352,7 @@ def main():
                 server.stop()
                 server = None
         finally:
-            if server:
-                server.proc.kill()
-                server.proc.wait()
+            cleanup()
     print(f"\nREADME: {ran} blocks ran as written, links resolve inside the repository")
 
 

@@ -436,12 +436,14 @@ impl Bus {
     /// Replaces a subscription's spec (positions, retry state and counters are kept). All or
     /// nothing: every step that can fail (validation, start positions of new sources, saving the
     /// spec) runs before the old worker stops, so a failed update leaves it running unchanged.
+    /// A spec equal to the current one (header values sent as `***` resolved) restarts nothing.
     pub async fn update(&self, name: &str, spec: SubscriptionSpec) -> Result<SubscriptionView> {
         self.owners.check(name)?;
         if spec.name != name {
             return Err(invalid("name", format!("must stay {name:?}")));
         }
-        self.change(name, |_| Ok(spec.clone()), false).await
+        self.change(name, &serde_json::Value::Null, |_| Ok(spec.clone()))
+            .await
     }
 
     /// Stops delivering (positions and retry state are kept) or starts again.
@@ -668,7 +670,7 @@ impl Bus {
     /// keeps its value. Then as [`Bus::update`]; a patch that changes nothing restarts nothing. The
     /// merge reads the spec under the same lock that writes it, so concurrent patches all land.
     pub async fn patch(&self, name: &str, patch: &serde_json::Value) -> Result<SubscriptionView> {
-        self.change(name, |current| patch::merge(current, patch), true)
+        self.change(name, patch, |current| patch::merge(current, patch))
             .await
     }
 

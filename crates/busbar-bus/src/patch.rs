@@ -7,17 +7,22 @@
 //! `target`) is refused. A `target` of the other kind (`topic` given for an HTTP target, `url`
 //! for a topic target) replaces the whole target, since the two kinds share no field.
 //!
+//! A patch that moves an HTTP target to another origin (scheme, host, port) must give every
+//! stored header again or remove it (`spec.rs`: stored values stay with their origin).
+//!
 //! What a read adds to the spec ([`VIEW_FIELDS`]: state, counters, ...) is read-only: updates
-//! (PATCH and PUT) drop it, so what `GET` answers can be sent back as it is. Nothing here reads
-//! or writes state but [`crate::Bus::change`], which reads, merges and writes a spec in one step
-//! under the subscriptions lock (shared by PUT and PATCH), so concurrent patches all land.
+//! (PATCH and PUT) accept it with a value a read could show now, so what `GET` answers can be
+//! sent back as it is, and refuse any other value, naming the field ([`check_view_fields`]), so
+//! `{"state": "paused"}` is not taken for a pause. Nothing here reads or writes state but
+//! [`crate::Bus::change`], which reads, merges and writes a spec in one step under the
+//! subscriptions lock (shared by PUT and PATCH), so concurrent patches all land.
 
 use crate::error::{BusError, Result};
-use crate::spec::{self, invalid, SubscriptionSpec};
+use crate::spec::{self, invalid, SubscriptionSpec, Target};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-/// The fields `GET /subscriptions/{name}` shows beside the spec. Updates ignore them.
+/// The fields `GET /subscriptions/{name}` shows beside the spec. Updates check and drop them.
 pub const VIEW_FIELDS: &[&str] = &[
     "state",
     "created",
@@ -63,7 +68,104 @@ pub fn merge(current: &SubscriptionSpec, patch: &Value) -> Result<SubscriptionSp
         doc["target"] = Value::Object(Map::new());
     }
     merge_into(&mut doc, &patch);
-    spec::from_json(&doc)
+    let merged = spec::from_json(&doc)?;
+    check_moved_headers(current, &patch, &merged)?;
+    Ok(merged)
+}
+
+/// Stored header values stay with the origin they were given for: when `merged` moves an HTTP
+/// target to another scheme, host or port, every stored header it still has must be given again
+/// by `patch` (a `***` given is refused later, by `keep_masked_from`).
+fn check_moved_headers(
+    current: &SubscriptionSpec,
+    patch: &Value,
+    merged: &SubscriptionSpec,
+) -> Result<()> {
+    let (
+        Target::Http {
+            url: old,
+            headers: stored,
+            ..
+        },
+        Target::Http { url, headers, .. },
+    ) = (&current.target, &merged.target)
+    else {
+        return Ok(());
+    };
+    if spec::same_origin(old, url) {
+        return Ok(());
+    }
+    let given = &patch["target"]["headers"];
+    match headers
+        .keys()
+        .find(|k| stored.contains_key(*k) && given.get(*k).is_none())
+    {
+        None => Ok(()),
+        Some(name) => Err(invalid(
+            &format!("target.headers.{name}"),
+            format!(
+                "the target moves to another scheme, host or port, and a stored header value \
+                 stays with the origin it was given for: give {name:?} again, or null to remove it"
+            ),
+        )),
+    }
+}
+
+/// What a read shows in `state` (the part before `:`) while the subscription is not paused.
+const ACTIVE_STATES: &[&str] = &["starting", "running", "backpressure", "error"];
+
+/// Refuses a read-only field ([`VIEW_FIELDS`]) that `given` (an update body) sets to a value no
+/// read of the subscription could show now, naming the field: `created`, `owner` and
+/// `config_file` must be as they are; `state` must say `paused` exactly when the subscription is
+/// paused (pausing and resuming are their own operations); the fields that move on their own
+/// (`updated`, `lag`, `retrying`, `last_failure`, `counters`) need only the shape a read gives
+/// them, since they change between a read and the write that sends it back.
+/// `view` makes the current read (only when `given` has a read-only field).
+pub fn check_view_fields(
+    given: &Value,
+    view: impl FnOnce() -> crate::SubscriptionView,
+    paused: bool,
+) -> Result<()> {
+    let Value::Object(fields) = given else {
+        return Ok(());
+    };
+    if !VIEW_FIELDS.iter().any(|k| fields.contains_key(*k)) {
+        return Ok(());
+    }
+    let now = serde_json::to_value(view()).expect("a view encodes");
+    for (k, v) in VIEW_FIELDS
+        .iter()
+        .filter_map(|k| Some((*k, fields.get(*k)?)))
+    {
+        let fits = match k {
+            "state" => v.as_str().is_some_and(|s| match paused {
+                true => s == "paused",
+                false => ACTIVE_STATES.contains(&s.split(':').next().unwrap_or("").trim()),
+            }),
+            "created" | "owner" | "config_file" => *v == now[k],
+            "updated" => v.is_string(),
+            "lag" | "retrying" => v.is_u64(),
+            "last_failure" => v.is_null() || v.is_object(),
+            _ => v.is_object(),
+        };
+        if !fits {
+            return Err(invalid(k, read_only_why(k, &now[k])));
+        }
+    }
+    Ok(())
+}
+
+fn read_only_why(field: &str, now: &Value) -> String {
+    match field {
+        "state" => format!(
+            "read-only (it is {now}); pausing and resuming are their own operations \
+             (POST /subscriptions/{{name}}/pause or /resume, `busbar subscription pause`)"
+        ),
+        "created" | "owner" | "config_file" => {
+            format!("read-only; it is {now}: send it as read or leave it out")
+        }
+        _ => "read-only and set by busbar; send it as read or leave it out".to_string(),
+    }
 }
 
 /// `url` or `topic`: the field that tells a target's kind.
@@ -93,18 +195,41 @@ fn merge_into(doc: &mut Value, patch: &Value) {
 }
 
 impl crate::Bus {
+    /// `PUT`: replaces `name`'s spec by `body` (`name` may be left out; the read-only fields of a
+    /// read are checked by [`check_view_fields`] and dropped, so a read can be sent back).
+    pub async fn replace(&self, name: &str, body: &Value) -> Result<crate::SubscriptionView> {
+        self.owners.check(name)?;
+        let mut v = body.clone();
+        let Value::Object(m) = &mut v else {
+            return Err(invalid(
+                "body",
+                "must be a JSON object: the subscription's fields",
+            ));
+        };
+        m.entry("name")
+            .or_insert_with(|| Value::String(name.into()));
+        without_view_fields(&mut v);
+        let spec = spec::from_json(&v)?;
+        if spec.name != name {
+            return Err(invalid("name", format!("must stay {name:?}")));
+        }
+        self.change(name, body, |_| Ok(spec.clone())).await
+    }
+
     /// Replaces `name`'s spec by `make(current spec)` (positions, retry state and counters are
     /// kept): the read of the current spec, `make` and the write happen under one hold of the
-    /// subscriptions lock, so concurrent changes apply one after another and none is lost. With
-    /// `skip_unchanged`, a result equal to the current spec changes (and restarts) nothing.
+    /// subscriptions lock, so concurrent changes apply one after another and none is lost.
+    /// `given` is the request's body, whose read-only fields are checked ([`check_view_fields`];
+    /// `Null` when there is none). A result equal to the current spec once `***` header values
+    /// are resolved changes (and restarts) nothing: a read sent back keeps the worker running.
     ///
     /// All or nothing: every step that can fail (validation, start positions of new sources,
     /// saving the spec) runs before the old worker stops, so a failed change leaves it running.
     pub(crate) async fn change(
         &self,
         name: &str,
+        given: &Value,
         make: impl Fn(&SubscriptionSpec) -> Result<SubscriptionSpec>,
-        skip_unchanged: bool,
     ) -> Result<crate::SubscriptionView> {
         self.owners.check(name)?;
         loop {
@@ -123,10 +248,11 @@ impl crate::Bus {
             if spec.name != name {
                 return Err(invalid("name", format!("must stay {name:?}")));
             }
-            if skip_unchanged && spec == e.record.spec {
+            spec.keep_masked_from(&e.record.spec)?;
+            check_view_fields(given, || self.view(e), e.record.paused)?;
+            if spec == e.record.spec {
                 return Ok(self.view(e));
             }
-            spec.keep_masked_from(&e.record.spec)?;
             if spec.dead_letter_topic != planned.dead_letter_topic {
                 continue;
             }
@@ -196,9 +322,8 @@ mod tests {
         assert_eq!(merged(json!({})), serde_json::to_value(current()).unwrap());
     }
 
-    #[test]
-    fn view_fields_are_exactly_what_a_read_adds_to_the_spec() {
-        let view = crate::SubscriptionView {
+    fn view() -> crate::SubscriptionView {
+        crate::SubscriptionView {
             spec: current(),
             state: crate::SubState::Running,
             created: String::new(),
@@ -214,8 +339,12 @@ mod tests {
             counters: Default::default(),
             owner: crate::Owner::Config,
             config_file: Some(String::new()),
-        };
-        let read = serde_json::to_value(view).unwrap();
+        }
+    }
+
+    #[test]
+    fn view_fields_are_exactly_what_a_read_adds_to_the_spec() {
+        let read = serde_json::to_value(view()).unwrap();
         let spec = serde_json::to_value(current()).unwrap();
         let mut added: Vec<&str> = (read.as_object().unwrap().keys())
             .map(String::as_str)
@@ -243,5 +372,59 @@ mod tests {
         assert!(err(json!({"delivery": {"max_attempts": "x"}})).contains("delivery.max_attempts"));
         assert!(err(json!({"colour": 1})).contains("colour"));
         assert!(err(json!({"target": {"topic": "t", "url": "http://h/"}})).contains("target"));
+    }
+
+    #[test]
+    fn a_moved_target_must_give_its_stored_headers_again() {
+        let err = |p: Value| merge(&current(), &p).unwrap_err().to_string();
+        // Only the URL, to another host: the stored values would follow it.
+        let e = err(json!({"target": {"url": "http://other/p"}}));
+        assert!(e.contains("target.headers.j"), "{e}");
+        // One given again is not enough while another is left to follow.
+        let e = err(json!({"target": {"url": "https://h/p", "headers": {"j": "new"}}}));
+        assert!(e.contains("target.headers.k"), "{e}");
+        assert!(err(json!({"target": {"url": "http://h:8080/p"}})).contains("target.headers"));
+        // Given again or removed: accepted.
+        let v = merged(json!({"target": {"url": "http://other/p",
+                                         "headers": {"j": "new", "k": null}}}));
+        assert_eq!(v["target"]["headers"], json!({"j": "new"}));
+        let v = merged(json!({"target": {"url": "http://other/p", "headers": null}}));
+        assert!(v["target"].get("headers").is_none(), "{v}");
+        // The same origin (another path, the default port written out) keeps them.
+        let v = merged(json!({"target": {"url": "http://H:80/q"}}));
+        assert_eq!(v["target"]["headers"], json!({"k": "v", "j": "w"}));
+    }
+
+    #[test]
+    fn read_only_fields_are_refused_only_with_a_value_a_read_could_not_show() {
+        let read = serde_json::to_value(view()).unwrap();
+        let check = |body: Value, paused: bool| check_view_fields(&body, view, paused);
+        // A read sent back, and its moving fields with other values of their shape.
+        check(read.clone(), false).unwrap();
+        check(
+            json!({"lag": 7, "retrying": 2, "updated": "x", "last_failure": null}),
+            false,
+        )
+        .unwrap();
+        check(json!({"state": "backpressure: 3 waiting"}), false).unwrap();
+        check(json!({"state": "paused"}), true).unwrap();
+        for (body, paused, field) in [
+            (json!({"state": "paused"}), false, "state"),
+            (json!({"state": "running"}), true, "state"),
+            (json!({"state": "sleeping"}), false, "state"),
+            (json!({"state": null}), false, "state"),
+            (json!({"owner": "api"}), false, "owner"),
+            (json!({"created": "2020-01-01T00:00:00Z"}), false, "created"),
+            (json!({"config_file": null}), false, "config_file"),
+            (json!({"lag": -1}), false, "lag"),
+            (json!({"counters": 5}), false, "counters"),
+            (json!({"last_failure": "x"}), false, "last_failure"),
+        ] {
+            let e = check(body.clone(), paused).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("{field}:")) || e.contains(&format!(" {field}:")),
+                "{body}: {e}"
+            );
+        }
     }
 }

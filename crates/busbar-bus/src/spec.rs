@@ -26,6 +26,11 @@
 //! - HTTP targets are `http://` or `https://` URLs. An `https://` target may name
 //!   `tls.ca_file`, a PEM file whose certificates are then its only trust roots (else the Mozilla
 //!   roots); the file must hold a certificate when the subscription is created or updated.
+//! - An HTTP target's header values (often credentials) stay with the origin (scheme, host,
+//!   port; a default port counts as given) they were given for: an update that moves the target
+//!   to another origin must give every header's value again, or remove it; one left to keep its
+//!   stored value (left out of a PATCH, or sent as `***`) is refused, naming the header. Refused
+//!   rather than dropped: a silent drop would deliver without the credential the target needs.
 //! - The target policy (`[bus.targets]`, `targets.rs`) is checked on create and update: a URL
 //!   whose host name or literal address it denies is refused, naming the rule.
 //! - A transform's template is at most 8,192 bytes (EventBridge's limit) with at most 100
@@ -263,15 +268,27 @@ fn check_header(name: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// Parses and checks an HTTP target URL.
-/// The scheme, host and port of a target URL (`None` when it does not parse).
-fn origin(url: &str) -> Option<(String, String, Option<u16>)> {
+/// The scheme, host and port of a target URL, the port filled in from the scheme when the URL
+/// leaves it out (`None` when it does not parse).
+fn origin(url: &str) -> Option<(String, String, u16)> {
     let u: hyper::Uri = url.parse().ok()?;
     let scheme = u.scheme_str()?.to_ascii_lowercase();
     let host = u.host()?.to_ascii_lowercase();
-    Some((scheme, host, u.port_u16()))
+    let port = u.port_u16().or(match scheme.as_str() {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    })?;
+    Some((scheme, host, port))
 }
 
+/// Whether two target URLs share scheme, host and port: stored header values (credentials) stay
+/// with the origin they were given for. A URL that does not parse shares no origin.
+pub fn same_origin(a: &str, b: &str) -> bool {
+    origin(a).is_some_and(|o| Some(o) == origin(b))
+}
+
+/// Parses and checks an HTTP target URL.
 pub fn parse_url(url: &str) -> Result<hyper::Uri> {
     let uri: hyper::Uri = url
         .parse()
@@ -330,7 +347,7 @@ impl SubscriptionSpec {
                 url: old_url,
                 headers,
                 ..
-            } => (headers.clone(), origin(old_url) == origin(url)),
+            } => (headers.clone(), same_origin(old_url, url)),
             Target::Topic { .. } => (BTreeMap::new(), false),
         };
         for (name, v) in headers.iter_mut().filter(|(_, v)| *v == MASK) {
@@ -485,8 +502,21 @@ impl Compiled {
     }
 }
 
+/// The fields whose value is an object of named fields. serde would also take a JSON array for
+/// them, field by field in order (`"delivery": [1]` as `max_attempts` 1), which nobody means.
+const OBJECTS: &[&str] = &["delivery", "transform", "target", "target.tls"];
+
 /// Parses a subscription from JSON, with the path of the offending field in the error.
 pub fn from_json(v: &Value) -> Result<SubscriptionSpec> {
+    if !v.is_object() {
+        return Err(invalid("subscription", "must be a JSON object"));
+    }
+    for path in OBJECTS {
+        let at = path.split('.').try_fold(v, |v, k| v.get(k));
+        if at.is_some_and(|x| !x.is_object() && !x.is_null()) {
+            return Err(invalid(path, "must be a JSON object of named fields"));
+        }
+    }
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         invalid(
@@ -563,5 +593,12 @@ mod tests {
         assert!(base(json!({"delivery": {"retries": 3}})).contains("delivery"));
         assert!(base(json!({"dead_letter_topic": "a"})).contains("dead_letter_topic"));
         assert!(base(json!({"colour": "red"})).contains("colour"));
+        // A struct as an array (serde would fill its fields in order) is refused.
+        assert!(base(json!({"delivery": [1]})).contains("delivery:"));
+        assert!(base(json!({"target": ["b"]})).contains("target:"));
+        assert!(base(json!({"transform": ["t"]})).contains("transform:"));
+        let tls = json!({"url": "https://h/", "tls": ["/ca"]});
+        assert!(base(json!({"target": tls})).contains("target.tls:"));
+        assert!(err(json!([])).contains("subscription:"));
     }
 }

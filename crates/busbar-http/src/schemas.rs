@@ -273,7 +273,9 @@ pub struct SubscriptionReplace {
 /// Given fields replace, absent ones keep their value, objects (`delivery`, `target`,
 /// `target.headers`, `transform`) merge field by field, and `null` removes an optional field or
 /// resets one to its default (`name`, `sources` and `target` cannot be null). The read-only
-/// fields of a read (`state`, `counters`, `owner`, ...) are ignored, so a read can be sent back.
+/// fields of a read (`state`, `counters`, `owner`, ...) are accepted with a value a read could
+/// show now (so a read can be sent back) and refused with any other, naming the field. A target
+/// moved to another scheme, host or port must give each stored header again or null it.
 #[derive(Serialize, ToSchema)]
 pub struct SubscriptionPatch {
     /// Must stay the subscription's name.

@@ -40,7 +40,8 @@ fn view_json(v: &bus::SubscriptionView) -> Value {
         (status = 409, description = "The subscription exists, or a limit is reached"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn create(
     State(app): State<App>,
     headers: HeaderMap,
@@ -69,9 +70,12 @@ pub async fn describe(State(app): State<App>, Path(name): Path<String>) -> ApiRe
 }
 
 /// `PUT` replaces the whole spec; `name` may be left out of the body, and the read-only fields
-/// a `GET` adds (state, counters, ...) are ignored, so a read can be sent back as it is.
+/// a `GET` adds (state, counters, ...) are accepted with a value a read could show now and
+/// dropped (`busbar_bus::patch::check_view_fields`), so a read can be sent back as it is.
 #[utoipa::path(put, path = "/subscriptions/{name}", operation_id = "replace_subscription", tag = "subscriptions", params(("name" = String, Path)),
-    description = "Replaces the spec (positions and retry state are kept).",
+    description = "Replaces the spec (positions and retry state are kept; a body equal to the \
+        current spec, `***` header values resolved, restarts nothing). Read-only fields of a read \
+        are accepted only with a value a read could show now.",
     request_body = crate::schemas::SubscriptionReplace, responses(
         (status = 200, description = "The subscription", body = crate::schemas::Subscription),
         (status = 400, description = "Invalid spec (the field is named)"),
@@ -79,21 +83,16 @@ pub async fn describe(State(app): State<App>, Path(name): Path<String>) -> ApiRe
         (status = 409, description = "Declared in the configuration file, which owns it"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn update(
     State(app): State<App>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let mut v = json_body(&app, &headers, body).await?;
-    bus::patch::without_view_fields(&mut v);
-    if let Value::Object(m) = &mut v {
-        m.entry("name")
-            .or_insert_with(|| Value::String(name.clone()));
-    }
-    let spec = bus::spec::from_json(&v)?;
-    Ok(Json(view_json(&app.bus.update(&name, spec).await?)))
+    let v = json_body(&app, &headers, body).await?;
+    Ok(Json(view_json(&app.bus.replace(&name, &v).await?)))
 }
 
 /// `PATCH` changes the fields the body gives (a JSON merge patch of the spec: objects merge,
@@ -101,8 +100,11 @@ pub async fn update(
 #[utoipa::path(patch, path = "/subscriptions/{name}", tag = "subscriptions", params(("name" = String, Path)),
     description = "Changes the fields given (JSON merge patch, RFC 7396: objects merge field by \
         field, null removes an optional field or resets one to its default; a target of the other \
-        kind replaces the target; read-only fields of a read are ignored). Positions and retry \
-        state are kept.",
+        kind replaces the target; read-only fields of a read are accepted only with a value a \
+        read could show now, so `{\"state\": \"paused\"}` is refused: pause has its own route). \
+        A target moved to another scheme, host or port must give each stored header again (or \
+        null to remove it). Positions and retry state are kept; a patch that changes nothing \
+        restarts nothing.",
     request_body(content(
         (crate::schemas::SubscriptionPatch = "application/json"),
         (crate::schemas::SubscriptionPatch = "application/merge-patch+json"))), responses(
@@ -112,7 +114,8 @@ pub async fn update(
         (status = 409, description = "Declared in the configuration file, which owns it"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json or application/merge-patch+json"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn patch(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -132,7 +135,8 @@ pub async fn patch(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such subscription"),
         (status = 409, description = "Declared in the configuration file, which owns it"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn delete(State(app): State<App>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     app.bus.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -142,7 +146,9 @@ pub async fn delete(State(app): State<App>, Path(name): Path<String>) -> ApiResu
 #[utoipa::path(post, path = "/subscriptions/{name}/pause", operation_id = "pause_subscription", tag = "subscriptions", params(("name" = String, Path)),
     responses(
         (status = 200, description = "The subscription", body = crate::schemas::Subscription),
-        (status = 404, description = "No such subscription")))]
+        (status = 404, description = "No such subscription"),
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn pause(State(app): State<App>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(view_json(&app.bus.set_paused(&name, true).await?)))
 }
@@ -151,7 +157,9 @@ pub async fn pause(State(app): State<App>, Path(name): Path<String>) -> ApiResul
 #[utoipa::path(post, path = "/subscriptions/{name}/resume", operation_id = "resume_subscription", tag = "subscriptions", params(("name" = String, Path)),
     responses(
         (status = 200, description = "The subscription", body = crate::schemas::Subscription),
-        (status = 404, description = "No such subscription")))]
+        (status = 404, description = "No such subscription"),
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn resume(State(app): State<App>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(view_json(&app.bus.set_paused(&name, false).await?)))
 }
@@ -164,7 +172,8 @@ pub async fn resume(State(app): State<App>, Path(name): Path<String>) -> ApiResu
         (status = 404, description = "No such subscription"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn reset(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -195,7 +204,8 @@ fn bad_field(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         (status = 409, description = "A run of that name exists, or a limit is reached"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn start_replay(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -323,7 +333,8 @@ pub async fn dead_letters(
         (status = 404, description = "No such topic"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn redrive(
     State(app): State<App>,
     Path(topic): Path<String>,

@@ -764,3 +764,33 @@ fn request_bodies_and_subscriptions_have_their_fields_described() {
         );
     }
 }
+
+/// Every route that writes subscription state (create, PUT, PATCH, delete, pause, resume, reset,
+/// replay, redrive) documents 507 (not stored durably: disk full or storage offline, as those
+/// writes answer; busbar's `subscription_update` test fills a disk and checks the answers) and
+/// 503 (shutting down) apart. Pause and resume listed neither; the others called a full disk 503.
+#[test]
+fn subscription_writes_document_507_for_storage_and_503_for_shutting_down() {
+    let doc = busbar_http::openapi_document();
+    let writes = documented_operations(doc).into_iter().filter(|(m, p)| {
+        m != "get"
+            && (p.starts_with("/subscriptions") || p.starts_with("/dead-letters"))
+            && !(m == "delete" && p.contains("/replays/"))
+    });
+    let mut checked = 0;
+    for (method, path) in writes {
+        let responses = &doc["paths"][&path][&method]["responses"];
+        let storage = responses["507"]["description"].as_str().unwrap_or_default();
+        assert!(
+            storage.contains("disk full"),
+            "{method} {path}: 507 {storage:?}"
+        );
+        let down = responses["503"]["description"].as_str().unwrap_or_default();
+        assert_eq!(down, "Shutting down", "{method} {path}: 503");
+        checked += 1;
+    }
+    assert_eq!(
+        checked, 9,
+        "create, PUT, PATCH, delete, pause, resume, reset, replay, redrive"
+    );
+}

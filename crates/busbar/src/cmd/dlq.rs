@@ -1,9 +1,11 @@
 //! `busbar dlq list|show|redrive`: dead letters in a dead-letter topic, filtered by subscription,
 //! reason, partition and offsets; redrive sends them back through their subscriptions, once per
-//! letter unless forced.
+//! letter unless forced. `--output json` prints the server's JSON as it was sent (values keep
+//! their text: `1e3` stays `1e3`), as `consume` does.
 
-use crate::client::{enc, outln, print_list, CliError, CliResult, Client, Output};
+use crate::client::{enc, outln, print_list, write_raw, CliError, CliResult, Client, Output};
 use clap::{Args, Subcommand};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Subcommand)]
@@ -103,11 +105,14 @@ const COLUMNS: &[(&str, &str)] = &[
 pub fn run(c: &Client, cmd: DlqCmd) -> CliResult<()> {
     match cmd {
         DlqCmd::List { topic, filter } => {
-            let v = c.call(
-                "GET",
-                &format!("/dead-letters/{}?{}", enc(&topic), filter.query()),
-                None,
-            )?;
+            let q = format!("/dead-letters/{}?{}", enc(&topic), filter.query());
+            let (v, text) = c.call_text("GET", &q, None)?;
+            if c.output == Output::Json {
+                // The letters as the server wrote them: a parsed value would turn 1e3 into 1000.0.
+                c.raw_items(&q, &text, "dead_letters")?;
+                let raw: &RawValue = serde_json::from_str(&text).expect("parsed by raw_items");
+                return write_raw(raw);
+            }
             print_list(c, &v, "dead_letters", COLUMNS)?;
         }
         DlqCmd::Show {
@@ -120,15 +125,15 @@ pub fn run(c: &Client, cmd: DlqCmd) -> CliResult<()> {
                 enc(&topic),
                 offset + 1
             );
-            let v = c.call("GET", &q, None)?;
-            let v = c.expect(v, &q, &["dead_letters"])?;
-            let Some(d) = v["dead_letters"].get(0) else {
+            let (v, text) = c.get_text(&q, &["dead_letters"])?;
+            let letters = c.raw_items(&q, &text, "dead_letters")?;
+            let (Some(d), Some(raw)) = (v["dead_letters"].get(0), letters.first()) else {
                 return Err(CliError::Refused(format!(
                     "no dead letter at {topic} partition {partition} offset {offset}"
                 )));
             };
             if c.output == Output::Json {
-                outln!("{d}");
+                write_raw(raw)?;
             } else {
                 outln!("{}", serde_json::to_string_pretty(d).unwrap_or_default());
             }

@@ -1,7 +1,9 @@
 //! `busbar subscription create|update|list|get|pause|resume|reset|delete|replay|replays`: the same fields
 //! as `POST /subscriptions`, from flags, from a JSON file (`--file`), or both (flags win). `update`
 //! sends only what it is given (`PATCH`, a JSON merge patch), so the other fields keep their
-//! values; what `get --output json` prints is a valid `--file` (its read-only fields are ignored).
+//! values; what `get --output json` prints is a valid `--file` (its read-only fields are checked
+//! by the server and dropped). What `--file` holds is sent as it is, wrong types included, so the
+//! server's error (exit 1) names the field instead of the CLI dropping it.
 
 use crate::client::{cell, enc, outln, print_list, CliError, CliResult, Client, Output};
 use clap::{Args, Subcommand};
@@ -64,7 +66,7 @@ pub struct SpecArgs {
     /// Subscription name (may come from --file instead).
     pub name: Option<String>,
     /// A JSON spec (text or @FILE) to start from; on update, the fields to change (read-only
-    /// fields of `get --output json`, such as state and counters, are ignored).
+    /// fields of `get --output json`, such as state and counters, must stay as read).
     #[arg(long)]
     pub file: Option<String>,
     /// Source topic (repeatable).
@@ -180,10 +182,18 @@ impl SpecArgs {
             }
             m.insert("target".into(), target);
         }
-        let mut delivery = match m.remove("delivery") {
-            Some(Value::Object(d)) => d,
-            _ => Map::new(),
-        };
+        self.add_delivery(&mut m)?;
+        if let Some(d) = &self.dead_letter_topic {
+            m.insert("dead_letter_topic".into(), json!(d));
+        }
+        Ok(Value::Object(m))
+    }
+
+    /// The delivery flags merged into `m`'s `delivery` (from `--file`). A `delivery` that is not
+    /// an object is sent as it is for the server to refuse, naming it; flags cannot be merged
+    /// into it, so both together are a usage error.
+    fn add_delivery(&self, m: &mut Map<String, Value>) -> CliResult<()> {
+        let mut flags = Map::new();
         for (k, v) in [
             ("max_attempts", self.max_attempts),
             ("backoff_initial_ms", self.backoff_initial_ms),
@@ -193,19 +203,25 @@ impl SpecArgs {
             ("concurrency", self.concurrency),
         ] {
             if let Some(v) = v {
-                delivery.insert(k.into(), json!(v));
+                flags.insert(k.into(), json!(v));
             }
         }
         if let Some(o) = &self.ordering {
-            delivery.insert("ordering".into(), json!(o));
+            flags.insert("ordering".into(), json!(o));
         }
-        if !delivery.is_empty() {
-            m.insert("delivery".into(), Value::Object(delivery));
+        if flags.is_empty() {
+            return Ok(());
         }
-        if let Some(d) = &self.dead_letter_topic {
-            m.insert("dead_letter_topic".into(), json!(d));
+        match m.entry("delivery").or_insert_with(|| json!({})) {
+            Value::Object(d) => d.extend(flags),
+            other => {
+                return Err(CliError::Usage(format!(
+                    "--file's delivery is {other}, not an object: the delivery flags cannot be \
+                     merged into it"
+                )))
+            }
         }
-        Ok(Value::Object(m))
+        Ok(())
     }
 }
 
