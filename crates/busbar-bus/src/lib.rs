@@ -192,12 +192,13 @@ impl Bus {
             } else {
                 SubState::Starting
             };
+            let counters = positions.counters(&name).unwrap_or_default();
             subs.insert(
                 name,
                 Entry {
+                    counters: Arc::new(Counters::restore(&counters)),
                     record,
                     compiled: Arc::new(compiled),
-                    counters: Arc::default(),
                     status: Arc::new(Mutex::new(status)),
                     handle: None,
                     replays: BTreeMap::new(),

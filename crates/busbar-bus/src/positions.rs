@@ -8,11 +8,17 @@
 //! and created again under the same name, the old position no longer applies and the worker reads
 //! the new topic from its beginning.
 //!
+//! The same log holds each subscription's counters (`stats.rs`), one row keyed
+//! `{"counters": <subscription>}` (an object, where position rows have an array key), written in
+//! the same durable write as the positions they go with: they are as durable as the positions and
+//! never newer. A log written before counters were stored has no such row: they start at zero.
+//!
 //! A data directory written before this store existed kept positions as the committed offsets of
 //! consumer group `busbar-subscription-<name>`; a subscription with no row here takes its position
 //! from there once (see [`legacy_group`]).
 
 use crate::error::{BusError, Result};
+use crate::stats::CounterSnapshot;
 use crate::worker::Ctx;
 use busbar_broker::kvlog::KvLog;
 use busbar_broker::Broker;
@@ -58,6 +64,43 @@ pub struct ResetPosition {
 /// Per subscription, per partition: (log offset of the row, position).
 type Table = HashMap<String, BTreeMap<PartKey, (u64, Position)>>;
 
+/// The key of a subscription's counters row.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountersKey {
+    counters: String,
+}
+
+#[derive(Default)]
+struct Tables {
+    positions: Table,
+    /// Per subscription: (log offset of the row, counters).
+    counters: HashMap<String, (u64, CounterSnapshot)>,
+}
+
+impl Tables {
+    /// Applies a stored row (skipping keys of neither kind).
+    fn apply_row(&mut self, at: u64, key: &[u8], value: Option<&[u8]>) {
+        if let Ok((sub, topic, partition)) = serde_json::from_slice(key) {
+            let v = value.and_then(|v| serde_json::from_slice(v).ok());
+            apply(&mut self.positions, sub, (topic, partition), at, v);
+        } else if let Ok(k) = serde_json::from_slice::<CountersKey>(key) {
+            let v = value.and_then(|v| serde_json::from_slice(v).ok());
+            self.apply_counters(k.counters, at, v);
+        }
+    }
+
+    fn apply_counters(&mut self, sub: String, at: u64, v: Option<CounterSnapshot>) {
+        if self.counters.get(&sub).is_some_and(|(o, _)| *o > at) {
+            return;
+        }
+        match v {
+            Some(v) => self.counters.insert(sub, (at, v)),
+            None => self.counters.remove(&sub),
+        };
+    }
+}
+
 /// The consumer group in which busbar before `internal/positions` kept a subscription's
 /// positions; read once when a subscription has no stored position.
 pub fn legacy_group(name: &str) -> String {
@@ -67,7 +110,7 @@ pub fn legacy_group(name: &str) -> String {
 /// The durable positions of every subscription.
 pub struct PositionStore {
     log: KvLog,
-    table: Arc<Mutex<Table>>,
+    table: Arc<Mutex<Tables>>,
 }
 
 impl PositionStore {
@@ -80,13 +123,9 @@ impl PositionStore {
         };
         let damage = {
             let mut t = store.lock();
-            store.log.replay(|at, key, value| {
-                let Ok((sub, topic, partition)) = serde_json::from_slice(key) else {
-                    return;
-                };
-                let v = value.and_then(|v| serde_json::from_slice(v).ok());
-                apply(&mut t, sub, (topic, partition), at, v);
-            })?
+            store
+                .log
+                .replay(|at, key, value| t.apply_row(at, key, value))?
         };
         if !damage.is_empty() {
             return Err(BusError::Storage(format!(
@@ -97,14 +136,15 @@ impl PositionStore {
         Ok(store)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The stored position of one partition of `sub`.
     pub fn get(&self, sub: &str, topic: &str, partition: u32) -> Option<Position> {
         let t = self.lock();
-        t.get(sub)?
+        t.positions
+            .get(sub)?
             .get(&(topic.to_string(), partition))
             .map(|(_, p)| p.clone())
     }
@@ -112,7 +152,8 @@ impl PositionStore {
     /// Every stored position of `sub`.
     pub fn of(&self, sub: &str) -> BTreeMap<PartKey, Position> {
         let t = self.lock();
-        t.get(sub)
+        t.positions
+            .get(sub)
             .map(|m| m.iter().map(|(k, (_, p))| (k.clone(), p.clone())).collect())
             .unwrap_or_default()
     }
@@ -120,7 +161,33 @@ impl PositionStore {
     /// Writes (or with `None` removes) positions of `sub`, durably; the table changes only once
     /// the write is durable.
     pub async fn put(&self, sub: &str, rows: Vec<(PartKey, Option<Position>)>) -> Result<()> {
-        let encoded = rows
+        self.write(sub, rows, None).await
+    }
+
+    /// As [`Self::put`], with `sub`'s counters in the same write (after the positions: a write
+    /// split in batches never leaves counters newer than their positions).
+    pub async fn put_with_counters(
+        &self,
+        sub: &str,
+        rows: Vec<(PartKey, Option<Position>)>,
+        counters: CounterSnapshot,
+    ) -> Result<()> {
+        self.write(sub, rows, Some(Some(counters))).await
+    }
+
+    /// The stored counters of `sub` (`None`: none stored yet).
+    pub fn counters(&self, sub: &str) -> Option<CounterSnapshot> {
+        self.lock().counters.get(sub).map(|(_, c)| c.clone())
+    }
+
+    /// `counters`: `None` leaves them; `Some(None)` removes them.
+    async fn write(
+        &self,
+        sub: &str,
+        rows: Vec<(PartKey, Option<Position>)>,
+        counters: Option<Option<CounterSnapshot>>,
+    ) -> Result<()> {
+        let mut encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = rows
             .iter()
             .map(|((topic, p), v)| {
                 let key = serde_json::to_vec(&(sub, topic, p)).expect("key encodes");
@@ -130,22 +197,38 @@ impl PositionStore {
                 )
             })
             .collect();
+        if let Some(c) = &counters {
+            let key = CountersKey {
+                counters: sub.to_string(),
+            };
+            let key = serde_json::to_vec(&key).expect("key encodes");
+            encoded.push((
+                key,
+                c.as_ref().map(|c| serde_json::to_vec(c).expect("encodes")),
+            ));
+        }
         let (table, sub) = (self.table.clone(), sub.to_string());
         self.log
             .write(encoded, move |offsets| {
                 let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
-                for ((k, v), at) in rows.into_iter().zip(offsets) {
-                    apply(&mut t, sub.clone(), k, at, v);
+                // On a failed write, `offsets` holds those of the rows written (a prefix).
+                let mut offsets = offsets.into_iter();
+                for ((k, v), at) in rows.into_iter().zip(offsets.by_ref()) {
+                    apply(&mut t.positions, sub.clone(), k, at, v);
+                }
+                if let (Some(c), Some(at)) = (counters, offsets.next()) {
+                    t.apply_counters(sub, at, c);
                 }
             })
             .await?;
         Ok(())
     }
 
-    /// Removes every position of `sub`.
+    /// Removes every position and the counters of `sub`.
     pub async fn clear(&self, sub: &str) -> Result<()> {
         let rows = self.of(sub).into_keys().map(|k| (k, None)).collect();
-        self.put(sub, rows).await
+        let counters = self.counters(sub).is_some().then_some(None);
+        self.write(sub, rows, counters).await
     }
 
     /// Compacts the log.
@@ -251,5 +334,75 @@ pub(crate) fn stored_position(
             .committed(&legacy_group(sub), topic, partition)
             .map(|c| c.offset),
         None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use busbar_log::disk::MemFs;
+
+    fn open(fs: &MemFs) -> PositionStore {
+        PositionStore::open(Arc::new(fs.dir("p")), Arc::new(busbar_log::SystemClock)).unwrap()
+    }
+
+    fn pos(offset: u64) -> Option<Position> {
+        Some(Position {
+            offset,
+            topic_id: "id".into(),
+        })
+    }
+
+    /// A log written before counters were stored (position rows only, as an older busbar wrote
+    /// them) loads: positions as stored, no counters.
+    #[tokio::test]
+    async fn positions_written_without_counters_load() {
+        let fs = MemFs::new();
+        {
+            let log =
+                KvLog::open(Arc::new(fs.dir("p")), Arc::new(busbar_log::SystemClock)).unwrap();
+            let key = serde_json::to_vec(&("s", "src", 0u32)).unwrap();
+            let value = br#"{"offset":7,"topic_id":"id"}"#.to_vec();
+            log.write(vec![(key, Some(value))], |_| {}).await.unwrap();
+            log.close().unwrap();
+        }
+        let store = open(&fs);
+        assert_eq!(store.get("s", "src", 0), pos(7));
+        assert_eq!(store.counters("s"), None);
+    }
+
+    /// Counters are stored with positions, survive a reopen, and go with the subscription.
+    #[tokio::test]
+    async fn counters_are_stored_with_the_positions_and_cleared_with_them() {
+        let fs = MemFs::new();
+        let store = open(&fs);
+        let counters = CounterSnapshot {
+            delivered: 5,
+            dead_lettered: 2,
+            ..Default::default()
+        };
+        let rows = vec![(("src".to_string(), 0), pos(9))];
+        store
+            .put_with_counters("s", rows, counters.clone())
+            .await
+            .unwrap();
+        store
+            .put("t", vec![(("src".to_string(), 0), pos(1))])
+            .await
+            .unwrap();
+        store.close().unwrap();
+        let store = open(&fs);
+        assert_eq!(store.get("s", "src", 0), pos(9));
+        assert_eq!(store.counters("s"), Some(counters));
+        assert_eq!(store.counters("t"), None, "another subscription's");
+        store.clear("s").await.unwrap();
+        assert_eq!(store.counters("s"), None);
+        store.close().unwrap();
+        let store = open(&fs);
+        assert_eq!(
+            (store.get("s", "src", 0), store.counters("s")),
+            (None, None)
+        );
+        assert_eq!(store.get("t", "src", 0), pos(1));
     }
 }

@@ -4,22 +4,33 @@
 //! `ce-busbarreplay`) or the Kafka header `busbar-replay` on topic targets, set to the run's name,
 //! and it keeps its stable `id`, so receivers can tell replays apart and deduplicate.
 //!
-//! Decisions: a run walks its range in time slices, every source partition through one slice before
-//! the next, so `last_replayed_time` is a true resume point (every event stored before it is
-//! replayed, for timestamps in offset order). A slice spans at most about `rate` events (one second
-//! of work) and grows over empty stretches. Events go one at a time; a failed event is retried in
-//! place with the subscription's policy (a replay is a bulk job; holding it back is acceptable where
-//! holding back a live partition is not), and what is exhausted is dead-lettered; a dead letter that
-//! cannot be written ends the run `FAILED` (an event neither delivered nor dead-lettered is never
-//! reported `COMPLETED`). Undecodable batches are counted and skipped (the live subscription
-//! dead-letters them).
+//! Decisions: a run walks each source partition in offset order, from the first event stamped at
+//! or after `from` to the partition's end when the run started (what it covers), and delivers the
+//! events stamped inside `[from, to)`: producers may set any CreateTime, so an event inside the
+//! range can be stored after one stamped past `to`, and the run reads on to the end for it (the
+//! rate limits deliveries, not reads). It walks the stretch up to the first event stamped at or
+//! after `to` in time slices, every source partition through one slice before the next, so
+//! `last_replayed_time` is a resume point when timestamps are in offset order (every event
+//! stored before it is replayed); it does not move during the stretch after. A slice spans at
+//! most about `rate` events (one second of work) and grows over empty stretches. Events go one at
+//! a time; a failed event is retried in place with the subscription's policy (a replay is a bulk
+//! job; holding it back is acceptable where holding back a live partition is not), and what is
+//! exhausted is dead-lettered; a dead letter that cannot be written ends the run `FAILED` (an
+//! event neither delivered nor dead-lettered is never reported `COMPLETED`). Undecodable batches
+//! are counted and skipped (the live subscription dead-letters them).
 //!
 //! Runs are durable (`state.rs`): written when they start, every [`CHECKPOINT_INTERVAL`] while they
-//! run and when they end, the last [`crate::REPLAYS_KEPT`] per subscription. A run ends `STOPPED`
+//! run and when they end, the last [`crate::REPLAYS_KEPT`] per subscription, with the run's exact
+//! place in each partition ([`Cursor`]: offsets, whatever the timestamps). A run ends `STOPPED`
 //! when its subscription is paused or updated (it would deliver with a spec that no longer
-//! applies), `INTERRUPTED` when the bus closes or the process dies; either way a new run from its
-//! `last_replayed_time` finishes the job. States follow EventBridge: `RUNNING`, `COMPLETED`,
-//! `CANCELLED`, `FAILED`, plus those two.
+//! applies), `INTERRUPTED` when the bus closes or the process dies. A stop lets the event being
+//! delivered finish (at most `delivery.timeout_ms` per attempt; a wait between retries is cut
+//! short and the event stays ahead), so the place written last is exact: starting the run again
+//! under its name with the same `from` and `to` goes on from there and delivers every event of the
+//! range exactly once in all (after a crash, from the last checkpoint: what was delivered since is
+//! delivered again, at-least-once). Its counts go on too. A new run from `last_replayed_time`
+//! also finishes the job when timestamps are in offset order. States follow EventBridge:
+//! `RUNNING`, `COMPLETED`, `CANCELLED`, `FAILED`, plus those two.
 
 use super::deliver::Outcome;
 use super::policy::{verdict, Verdict};
@@ -27,6 +38,7 @@ use super::spec::Compiled;
 use super::worker::Ctx;
 use super::{dlq, request};
 use crate::error::{BusError, Result};
+use crate::worker::{read_pinned, READ_BYTES};
 use crate::{invalid, Bus, REPLAYS_KEPT};
 use busbar_broker::event::{self, Decoded};
 use busbar_broker::time::{format_rfc3339, parse_rfc3339};
@@ -106,6 +118,31 @@ pub struct RunRecord {
     pub ended_ms: Option<i64>,
     #[serde(default)]
     pub counts: RunCounts,
+    /// Where the run is in each source partition (none before it first ran).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cursors: Vec<Cursor>,
+}
+
+/// Where a run is in one source partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub topic: String,
+    /// The topic incarnation its offsets belong to.
+    pub topic_id: String,
+    pub partition: u32,
+    /// The next offset to replay: every event before it is done.
+    pub next: u64,
+    /// The partition's end when the run started: the run covers what is stored before it.
+    pub limit: u64,
+}
+
+impl RunRecord {
+    /// Whether a new request `new` (same name) goes on with this run instead of replacing it:
+    /// the run was stopped or interrupted, and the range is the same.
+    fn resumed_by(&self, new: &RunRecord) -> bool {
+        matches!(self.state, RunState::Stopped | RunState::Interrupted)
+            && (self.from_ms, self.to_ms) == (new.from_ms, new.to_ms)
+    }
 }
 
 /// What `GET .../replays/{name}` shows.
@@ -223,8 +260,9 @@ pub(crate) async fn stop_all(runs: &BTreeMap<String, Arc<Run>>, state: RunState,
 }
 
 impl Bus {
-    /// Starts a replay run of subscription `name`, once its record is durable. A finished run of
-    /// the same name is replaced; past [`REPLAYS_KEPT`] runs the oldest finished one is forgotten.
+    /// Starts a replay run of subscription `name`, once its record is durable. A stopped or
+    /// interrupted run of the same name and range goes on where it stopped; another run of the
+    /// same name is replaced; past [`REPLAYS_KEPT`] runs the oldest finished one is forgotten.
     pub async fn start_replay(&self, name: &str, spec: ReplaySpec) -> Result<RunView> {
         let record = self.replay_record(&spec)?;
         let mut subs = self.subs.lock().await;
@@ -238,6 +276,16 @@ impl Bus {
             let why = format!("replay {:?} is running", spec.name);
             return Err(invalid("name", why));
         }
+        let record = match e.replays.get(&spec.name).map(|r| r.record()) {
+            Some(old) if old.resumed_by(&record) => RunRecord {
+                state: RunState::Running,
+                error: None,
+                ended_ms: None,
+                rate: record.rate,
+                ..old
+            },
+            _ => record,
+        };
         let mut kept: Vec<_> = (e.replays.values())
             .filter(|r| r.record().name != spec.name)
             .map(|r| r.record())
@@ -302,6 +350,7 @@ impl Bus {
             replayed_to_ms: None,
             ended_ms: None,
             counts: RunCounts::default(),
+            cursors: Vec::new(),
         })
     }
 
@@ -332,9 +381,11 @@ impl Bus {
 
 /// Runs `run` to its end (or until it is stopped), writing its progress every
 /// [`CHECKPOINT_INTERVAL`] and how it ended. Writes happen here only, one after the other and
-/// never cut short by a stop, so the last one written is the newest.
-async fn execute(ctx: Arc<Ctx>, sub: Arc<Compiled>, run: Arc<Run>, mut stop: watch::Receiver<End>) {
-    let work = replay_all(&ctx, &sub, &run);
+/// never cut short by a stop, so the last one written is the newest. A stop is seen by the work
+/// itself between events, so what it delivered is in the record before the last write.
+async fn execute(ctx: Arc<Ctx>, sub: Arc<Compiled>, run: Arc<Run>, stop: watch::Receiver<End>) {
+    let mut seen = stop.clone();
+    let work = replay_all(&ctx, &sub, &run, &mut seen);
     tokio::pin!(work);
     let mut every = tokio::time::interval(CHECKPOINT_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -343,12 +394,9 @@ async fn execute(ctx: Arc<Ctx>, sub: Arc<Compiled>, run: Arc<Run>, mut stop: wat
     let (state, error) = loop {
         tokio::select! {
             r = &mut work => break match r {
-                Ok(()) => (RunState::Completed, None),
+                Ok(true) => (RunState::Completed, None),
+                Ok(false) => end_asked(&stop),
                 Err(e) => (RunState::Failed, Some(e.to_string())),
-            },
-            end = stop.wait_for(Option::is_some) => break match end.ok().and_then(|e| e.clone()) {
-                Some((state, why)) => (state, (state != RunState::Cancelled).then_some(why)),
-                None => (RunState::Interrupted, Some(interrupted())),
             },
             _ = every.tick() => {}
         }
@@ -373,20 +421,26 @@ async fn execute(ctx: Arc<Ctx>, sub: Arc<Compiled>, run: Arc<Run>, mut stop: wat
     let _ = checkpoint(&ctx, &run).await;
 }
 
+/// How the run was asked to end: as its stop says, or `INTERRUPTED` when its bus is gone.
+fn end_asked(stop: &watch::Receiver<End>) -> (RunState, Option<String>) {
+    let end = stop.borrow().clone();
+    match end {
+        Some((state, why)) => (state, (state != RunState::Cancelled).then_some(why)),
+        None => (RunState::Interrupted, Some(interrupted())),
+    }
+}
+
+/// Whether the run was asked to end (or its bus is gone).
+fn ended(stop: &watch::Receiver<End>) -> bool {
+    stop.borrow().is_some() || stop.has_changed().is_err()
+}
+
 /// Writes the run's record as it is now.
 async fn checkpoint(ctx: &Ctx, run: &Run) -> Result<()> {
     let r = run.record();
     ctx.retries
         .put_runs(&run.sub, vec![(r.name.clone(), Some(r))])
         .await
-}
-
-/// One source partition of a run: the next offset to replay and the end of the run's range.
-struct Part {
-    topic: String,
-    partition: u32,
-    next: u64,
-    limit: u64,
 }
 
 /// Spaces deliveries `1/rate` s apart.
@@ -402,48 +456,101 @@ impl Pace {
     }
 }
 
-async fn replay_all(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<()> {
-    let (from, to, rate) = {
-        let r = run.record();
-        (r.from_ms, r.to_ms, r.rate.max(1))
-    };
-    let mut parts = Vec::new();
+/// The run's place in each source partition: as stored for the topic incarnation of now, else
+/// from the first event at or after `from` to the partition's end now.
+fn cursors(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<Vec<Cursor>> {
+    let r = run.record();
+    let mut out = Vec::new();
     for topic in &sub.spec.sources {
-        let (_, n) = crate::positions::topic_layout(&ctx.broker, topic)?;
+        let (id, n) = crate::positions::topic_layout(&ctx.broker, topic)?;
         for partition in 0..n {
-            let at = |ts| ctx.broker.offset_for_timestamp(topic, partition as i64, ts);
-            let (next, limit) = (at(from)?, at(to)?);
-            let topic = topic.clone();
-            parts.push(Part {
-                topic,
-                partition,
-                next,
-                limit,
-            });
+            let kept = (r.cursors.iter())
+                .find(|c| c.topic == *topic && c.topic_id == id && c.partition == partition);
+            let c = match kept {
+                Some(c) => c.clone(),
+                None => Cursor {
+                    topic: topic.clone(),
+                    topic_id: id.clone(),
+                    partition,
+                    next: ctx
+                        .broker
+                        .offset_for_timestamp(topic, partition as i64, r.from_ms)?,
+                    limit: ctx.broker.offsets_of(topic, partition as i64)?.1,
+                },
+            };
+            out.push(c);
         }
     }
+    Ok(out)
+}
+
+/// Replays the run's range; `false` when it was stopped first.
+async fn replay_all(
+    ctx: &Ctx,
+    sub: &Compiled,
+    run: &Run,
+    stop: &mut watch::Receiver<End>,
+) -> Result<bool> {
+    let (from, to, rate, resumed) = {
+        let r = run.record();
+        (r.from_ms, r.to_ms, r.rate.max(1), r.replayed_to_ms)
+    };
+    let mut parts = cursors(ctx, sub, run)?;
+    run.lock().cursors = parts.clone();
     let mut pace = Pace {
         every: Duration::from_secs_f64(1.0 / f64::from(rate)),
         next: tokio::time::Instant::now(),
     };
-    let (mut t, mut width) = (from, SLICE_MS);
+    let (mut t, mut width) = (resumed.unwrap_or(from).clamp(from, to), SLICE_MS);
     while t < to {
         let (end_t, ends) = next_slice(ctx, &parts, t, to, &mut width, u64::from(rate))?;
-        for (part, end) in parts.iter_mut().zip(ends) {
-            replay_range(ctx, sub, run, part, end, &mut pace).await?;
+        for (i, end) in ends.into_iter().enumerate() {
+            if !replay_range(
+                ctx,
+                sub,
+                run,
+                (parts.as_mut_slice(), i),
+                end,
+                &mut pace,
+                stop,
+            )
+            .await?
+            {
+                return Ok(false);
+            }
         }
         t = end_t;
-        run.lock().replayed_to_ms = Some(t);
+        if t < to {
+            run.lock().replayed_to_ms = Some(t);
+        }
         tokio::task::yield_now().await;
     }
-    Ok(())
+    // Past the first event stamped at or after `to`, events stamped inside the range may still
+    // be stored (a producer sets any CreateTime): read on to what the run covers.
+    for i in 0..parts.len() {
+        let limit = parts[i].limit;
+        if !replay_range(
+            ctx,
+            sub,
+            run,
+            (parts.as_mut_slice(), i),
+            limit,
+            &mut pace,
+            stop,
+        )
+        .await?
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The next slice `[t, end)` and where it ends in each partition: at most about `events` offsets
 /// in all (unless it is down to 1 ms), widened for the slice after when it is empty.
 fn next_slice(
     ctx: &Ctx,
-    parts: &[Part],
+    parts: &[Cursor],
     t: i64,
     to: i64,
     width: &mut i64,
@@ -468,54 +575,82 @@ fn next_slice(
     }
 }
 
-/// Replays offsets `[part.next, end)` of one partition.
+/// Replays offsets `[next, end)` of cursor `i`, moving it (and the run's record) past each event
+/// done; `false` when the run was stopped first (the cursor is then at the first event not done).
 async fn replay_range(
     ctx: &Ctx,
     sub: &Compiled,
     run: &Run,
-    part: &mut Part,
+    (parts, i): (&mut [Cursor], usize),
     end: u64,
     pace: &mut Pace,
-) -> Result<()> {
-    let (topic, p) = (part.topic.as_str(), part.partition);
+    stop: &mut watch::Receiver<End>,
+) -> Result<bool> {
+    let part = &mut parts[i];
+    let key = (part.topic.clone(), part.topic_id.clone(), part.partition);
     let (from, to) = {
         let r = run.lock();
         (r.from_ms, r.to_ms)
     };
+    let advance = |part: &mut Cursor, next: u64| {
+        part.next = part.next.max(next);
+        if let Some(c) = run.lock().cursors.get_mut(i) {
+            c.next = part.next;
+        }
+    };
     'read: while part.next < end {
-        let data = ctx.broker.read_now(topic, p as i64, part.next, 1 << 20)?;
+        if ended(stop) {
+            return Ok(false);
+        }
+        let data = read_pinned(&ctx.broker, &key, part.next, READ_BYTES).await?;
         let Some(last) = busbar_broker::last_offset(&data) else {
             break;
         };
+        let (topic, p) = (key.0.as_str(), key.2);
         for d in event::decode_each(topic, p, &data, part.next)? {
             let ev = match d {
                 Decoded::Undecodable { first, .. } if first >= end => break 'read,
                 // Set aside by the subscription itself (dead-lettered); counted here.
                 Decoded::Undecodable { last, .. } => {
                     run.count(|c| c.undecodable += 1);
-                    part.next = last + 1;
+                    advance(part, last + 1);
                     continue;
                 }
                 Decoded::Event(ev) if ev.offset >= end => break 'read,
                 Decoded::Event(ev) => ev,
             };
             if ev.timestamp >= from && ev.timestamp < to && request::matches(sub, &ev) {
+                if ended(stop) {
+                    return Ok(false);
+                }
+                tokio::select! {
+                    _ = pace.wait() => {}
+                    _ = stop.wait_for(Option::is_some) => return Ok(false),
+                }
+                if !deliver_one(ctx, sub, run, &ev, stop).await? {
+                    return Ok(false);
+                }
                 run.count(|c| c.matched += 1);
-                pace.wait().await;
-                deliver_one(ctx, sub, run, &ev).await?;
             }
-            part.next = ev.offset + 1;
+            advance(part, ev.offset + 1);
         }
-        part.next = part.next.max((last + 1).min(end));
+        advance(part, (last + 1).min(end));
     }
-    // Past the data read: what is left of the slice holds no event (or is gone from the log).
-    part.next = part.next.max(end);
-    Ok(())
+    // Past the data read: what is left of the stretch holds no event (or is gone from the log).
+    advance(part, end);
+    Ok(true)
 }
 
 /// Delivers `ev` (with retries), or dead-letters it; an error when its dead letter cannot be
-/// written, which ends the run `FAILED` (an event neither delivered nor dead-lettered).
-async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEvent) -> Result<()> {
+/// written, which ends the run `FAILED` (an event neither delivered nor dead-lettered); `false`
+/// when the run is stopped while it waits to try again (the event is not done).
+async fn deliver_one(
+    ctx: &Ctx,
+    sub: &Compiled,
+    run: &Run,
+    ev: &event::StoredEvent,
+    stop: &mut watch::Receiver<End>,
+) -> Result<bool> {
     let policy = &sub.spec.delivery;
     let clock = ctx.broker.config().clock.clone();
     let first = clock.now_ms();
@@ -528,7 +663,7 @@ async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEve
         let (failure, why) = match outcome {
             Outcome::Delivered => {
                 run.count(|c| c.delivered += 1);
-                return Ok(());
+                return Ok(true);
             }
             Outcome::Fatal(f) => (f, "non_retriable"),
             Outcome::Retry {
@@ -540,15 +675,18 @@ async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEve
                     Verdict::Exhausted(why) => (failure, why),
                     Verdict::RetryIn(delay) => {
                         run.count(|c| c.retried += 1);
-                        tokio::time::sleep(Duration::from_millis(delay as u64)).await;
-                        continue;
+                        let wait = tokio::time::sleep(Duration::from_millis(delay as u64));
+                        tokio::select! {
+                            _ = wait => continue,
+                            _ = stop.wait_for(Option::is_some) => return Ok(false),
+                        }
                     }
                 }
             }
         };
         let Some(topic) = &sub.spec.dead_letter_topic else {
             run.count(|c| c.dropped += 1);
-            return Ok(());
+            return Ok(true);
         };
         let letter = dlq::letter(sub, ev, &failure, why, attempts, first, clock.now_ms());
         ctx.broker.publish(topic, vec![letter]).await.map_err(|e| {
@@ -558,6 +696,6 @@ async fn deliver_one(ctx: &Ctx, sub: &Compiled, run: &Run, ev: &event::StoredEve
             ))
         })?;
         run.count(|c| c.dead_lettered += 1);
-        return Ok(());
+        return Ok(true);
     }
 }

@@ -269,3 +269,70 @@ async fn a_run_to_the_future_is_refused() {
     assert!(claimed <= to, "{r:?}");
     bus.close().await.unwrap();
 }
+
+/// Suspected S2: producers may set any CreateTime, so timestamps need not follow offsets. Events
+/// stamped in a scrambled order (`n` stored at offset `n`, stamped `base + (7n mod 30)` s); the run
+/// `[base + 5 s, base + 25 s)` is interrupted (bus closed) after a few deliveries and started again
+/// under its name after a restart: every event stamped in the range arrives exactly once, none
+/// outside it. (Failed before: the run ended at the first event stamped at or after `to`, so an
+/// in-range event stored after it was never replayed, and the second start replayed from the
+/// beginning again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_scrambled_timestamps_delivers_each_event_once_across_a_restart() {
+    let fs = MemFs::new();
+    let (b, bus) = open(&fs).await;
+    let t = Target::ok();
+    b.create_topic("src", Some(1), BTreeMap::new())
+        .await
+        .unwrap();
+    let base = now_ms() - 120_000;
+    let stamp = |n: i64| base + (7 * n % 30) * 1000;
+    let events = (0..30)
+        .map(|n| Event {
+            timestamp: Some(stamp(n)),
+            ..Event::value(json!({ "n": n }).to_string())
+        })
+        .collect();
+    b.publish("src", events).await.unwrap();
+    bus.create(from_json(&sub(&t, 5000)).unwrap())
+        .await
+        .unwrap();
+    let (from, to) = (base + 5_000, base + 25_000);
+    let expected: BTreeSet<i64> = (0..30)
+        .filter(|n| (from..to).contains(&stamp(*n)))
+        .collect();
+    assert_eq!(expected.len(), 20);
+    bus.start_replay("s", replay("r", from, to, 8))
+        .await
+        .unwrap();
+    t.wait(Duration::from_secs(20), |r| r.len() >= 5);
+    bus.close().await.unwrap();
+    let sent = t.received().len();
+    assert!(sent < 20, "the run was not interrupted: {sent} sent");
+    let closed = bus.replay("s", "r", false).await.unwrap();
+    assert_eq!(closed.state, RunState::Interrupted, "{closed:?}");
+    drop(bus);
+    drop(b);
+
+    let (_b, bus) = open(&fs).await;
+    let again = bus
+        .start_replay("s", replay("r", from, to, 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.counts.delivered, sent as u64,
+        "its counts go on: {again:?}"
+    );
+    let r = wait_done(&bus, "r").await;
+    assert_eq!(r.state, RunState::Completed, "{r:?}");
+    let got = ns(&t.received());
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        expected.iter().copied().collect::<Vec<_>>(),
+        "each in-range event once: {got:?}"
+    );
+    assert_eq!(r.counts.delivered, 20, "{r:?}");
+    bus.close().await.unwrap();
+}

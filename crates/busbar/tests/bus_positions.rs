@@ -264,3 +264,75 @@ fn positions_kept_by_an_older_busbar_in_a_consumer_group_are_taken_over() {
     quiet(&t, 10);
     assert_eq!(s.stop(), 0);
 }
+
+fn counters(s: &Server, name: &str) -> Value {
+    let (st, v) = s.http("GET", &format!("/subscriptions/{name}"), None);
+    assert_eq!(st, 200, "{v}");
+    v["counters"].clone()
+}
+
+/// Issue 14 item 11, counters: `GET /subscriptions/{name}` counts survive restarts. They are
+/// written with the positions: a SIGTERM keeps them exactly; after a kill -9 they are those of
+/// the last position commit, and what is delivered again from that position is counted again, so
+/// every event is counted at least once and no more often than the target received it.
+#[test]
+fn counters_survive_a_restart_and_a_kill9_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("src", 1), ("dlq", 1)]);
+    // n % 5 == 0 is refused for good (400: dead-lettered); the rest is delivered, slowly.
+    let t = Target::start(|r, _| match r.json()["n"].as_i64().unwrap() {
+        n if n % 5 == 0 => busbar_testkit::target::Reply::Status(400),
+        _ => busbar_testkit::target::Reply::After(Duration::from_millis(15), 200),
+    });
+    let mut spec = sub("c", &t.url("/c"));
+    spec["dead_letter_topic"] = json!("dlq");
+    spec["delivery"] = json!({"concurrency": 1});
+    subscribe(&s, spec);
+    publish_n(&s, 0, 10);
+    wait_sub(&s, "c", |v| {
+        v["counters"]["delivered"] == 8 && v["counters"]["dead_lettered"] == 2
+    });
+    let before = counters(&s, "c");
+    assert_eq!(before["matched"], 10, "{before}");
+    assert_eq!(s.stop(), 0);
+    let s = Server::start(dir.path(), &[], &[]);
+    let after = counters(&s, "c");
+    assert_eq!(after, before, "a clean restart shows the same counts");
+    quiet(&t, 10);
+    assert_eq!(counters(&s, "c"), before, "nothing delivered again");
+
+    // kill -9 midway through 40 more (32 delivered, 8 dead-lettered).
+    publish_n(&s, 10, 50);
+    t.wait(WAIT, |r| r.len() >= 25);
+    s.kill9();
+    let s = Server::start(dir.path(), &[], &[]);
+    let restored = counters(&s, "c");
+    let v = wait_sub(&s, "c", |v| v["lag"] == 0 && v["retrying"] == 0);
+    let got = t.wait(WAIT, |r| {
+        let mut seen: Vec<i64> = ns(r);
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len() == 50
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let end = counters(&s, "c");
+    let received = |dead: bool| {
+        (got.iter())
+            .filter(|r| (r.json()["n"].as_i64().unwrap() % 5 == 0) == dead)
+            .count() as u64
+    };
+    let (delivered, dead) = (
+        end["delivered"].as_u64().unwrap(),
+        end["dead_lettered"].as_u64().unwrap(),
+    );
+    assert!(
+        (40..=received(false)).contains(&delivered),
+        "{v} restored {restored}: delivered {delivered}, the target answered 200 to {}",
+        received(false)
+    );
+    assert!((10..=received(true)).contains(&dead), "{end}");
+    assert!(restored["delivered"].as_u64().unwrap() >= 8, "{restored}");
+    assert!(end["matched"].as_u64().unwrap() >= 50, "{end}");
+    assert_eq!(s.stop(), 0);
+}

@@ -14,13 +14,14 @@
 //! The committed position of a partition is its lowest event that is read but neither settled
 //! (delivered, dead-lettered, not matched) nor in the retry state. After a crash, everything from
 //! there is delivered again: at-least-once, and every delivery carries the event's stable id.
+//! The subscription's counters are written in the same write as the positions (`stats.rs`).
 
 use super::deliver::{Failure, HttpClient, Outcome, TopicSink};
 use super::dlq;
 use super::request;
 use super::spec::{Compiled, Ordering, Target};
 use super::state::{EventRef, RetryEntry, RetryStore};
-use super::stats::Counters;
+use super::stats::{CounterSnapshot, Counters};
 use crate::error::{BusError, Result};
 use crate::policy::Jitter;
 use crate::positions::{
@@ -46,7 +47,7 @@ pub use shared::{ReadStats, Shared};
 
 /// Most events matched (or skipped) in one pass before the worker looks at its other work.
 const EVENTS_PER_PASS: usize = 10_000;
-use shared::READ_BYTES;
+pub(crate) use shared::{read_pinned, READ_BYTES};
 /// How often positions are committed while events flow.
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
 /// The pause after a failed pass (reading a source, parking an event) before the next.
@@ -106,6 +107,7 @@ pub fn spawn(
         Target::Http { .. } => None,
     };
     let worker = Worker {
+        saved_counters: ctx.positions.counters(&name),
         reg: ctx.shared.register(sub.clone()),
         sink,
         name,
@@ -168,6 +170,8 @@ struct Worker {
     ctx: Arc<Ctx>,
     sub: Arc<Compiled>,
     counters: Arc<Counters>,
+    /// The counters as last written with the positions.
+    saved_counters: Option<CounterSnapshot>,
     status: Arc<Mutex<SubState>>,
     parts: Vec<Part>,
     inflight: JoinSet<Done>,
@@ -196,10 +200,23 @@ fn key_hash(k: &[u8]) -> u64 {
     })
 }
 
-/// Reads the one event at `r`: the event, or the undecodable batch holding its offset (other
-/// batches in the same read do not matter); `None` when the log no longer has it.
-async fn read_one(broker: &Broker, r: &EventRef) -> Result<Option<Decoded>> {
-    let data = match broker.read_now(&r.topic, r.partition as i64, r.offset, READ_BYTES) {
+/// Reads the one event at `r` of the topic incarnation `topic_id` (when the worker still reads the
+/// topic; else of whatever topic has the name): the event, or the undecodable batch holding its
+/// offset (other batches in the same read do not matter); `None` when the log (or that
+/// incarnation) no longer has it.
+async fn read_one(
+    broker: &Arc<Broker>,
+    r: &EventRef,
+    topic_id: Option<String>,
+) -> Result<Option<Decoded>> {
+    let read = match topic_id {
+        Some(id) => {
+            let key = (r.topic.clone(), id, r.partition);
+            shared::read_pinned(broker, &key, r.offset, READ_BYTES).await
+        }
+        None => broker.read_now(&r.topic, r.partition as i64, r.offset, READ_BYTES),
+    };
+    let data = match read {
         Ok(d) => d,
         Err(BrokerError::OffsetOutOfRange { .. }) | Err(BrokerError::UnknownTopic(_)) => {
             return Ok(None)
@@ -493,7 +510,7 @@ impl Worker {
         {
             let i = self.rr % n;
             self.rr += 1;
-            match self.next_event(i)? {
+            match self.next_event(i).await? {
                 read::Next::Idle => idle += 1,
                 read::Next::Skipped(n) => {
                     idle = 0;
@@ -593,10 +610,13 @@ impl Worker {
 
     fn launch(&mut self, job: Job, event: Option<StoredEvent>) {
         let (ctx, sub, sink) = (self.ctx.clone(), self.sub.clone(), self.sink.clone());
+        let topic_id = (self.parts.iter())
+            .find(|p| p.topic == job.r.topic)
+            .map(|p| p.topic_id.clone());
         self.inflight.spawn(async move {
             let event = match event {
                 Some(e) => Ok(Some(e)),
-                None => match read_one(&ctx.broker, &job.r).await {
+                None => match read_one(&ctx.broker, &job.r, topic_id).await {
                     Ok(Some(Decoded::Undecodable {
                         timestamp, error, ..
                     })) if job.entry.as_ref().is_none_or(|e| e.dead_letter.is_none()) => {
@@ -679,16 +699,16 @@ impl Worker {
                 })
             })
             .collect();
-        if rows.is_empty() {
+        // Taken with the positions (nothing settles in between): stored in the same write, the
+        // counters never count past what the stored positions say was done.
+        let counters = self.counters.snapshot();
+        if rows.is_empty() && self.saved_counters.as_ref() == Some(&counters) {
             return;
         }
-        if self
-            .ctx
-            .positions
-            .put(&self.name, rows.clone())
-            .await
-            .is_ok()
-        {
+        let write =
+            (self.ctx.positions).put_with_counters(&self.name, rows.clone(), counters.clone());
+        if write.await.is_ok() {
+            self.saved_counters = Some(counters);
             for ((topic, partition), pos) in rows {
                 if let Some(p) = self
                     .parts

@@ -31,9 +31,9 @@ pub(super) enum Next {
 
 impl Worker {
     /// The next item partition `i` must handle, reading a chunk when its last one is done.
-    pub(super) fn next_event(&mut self, i: usize) -> Result<Next> {
+    pub(super) async fn next_event(&mut self, i: usize) -> Result<Next> {
         if self.parts[i].view.is_none() {
-            if let Some(next) = self.open_view(i)? {
+            if let Some(next) = self.open_view(i).await? {
                 return Ok(next);
             }
         }
@@ -65,8 +65,9 @@ impl Worker {
     }
 
     /// Finds the chunk holding partition `i`'s position; answers what to report instead when
-    /// there is none (nothing new, or the position was outside the log and moved into it).
-    fn open_view(&mut self, i: usize) -> Result<Option<Next>> {
+    /// there is none (nothing new, another worker still reading it, or the position was outside the
+    /// log and moved into it).
+    async fn open_view(&mut self, i: usize) -> Result<Option<Next>> {
         let broker = &self.ctx.broker;
         let p = &mut self.parts[i];
         let (start, end) = broker.offsets_of(&p.topic, p.partition as i64)?;
@@ -77,7 +78,7 @@ impl Worker {
         if p.next == end {
             return Ok(Some(Next::Idle));
         }
-        let chunk = match self.ctx.shared.chunk_at(broker, &p.key, p.next) {
+        let chunk = match self.ctx.shared.chunk_at(broker, &p.key, p.next).await {
             Ok(Some(c)) => c,
             Ok(None) => return Ok(Some(Next::Idle)),
             Err(BrokerError::OffsetOutOfRange { start, end, .. }) => {

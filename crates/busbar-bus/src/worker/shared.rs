@@ -6,10 +6,20 @@
 //! holding `o`: what one read of [`READ_BYTES`] from some offset `<= o` returned, decoded
 //! (events and undecodable batches), covering `[start, end)`. Chunks live in a cache keyed by
 //! (topic, topic id, partition) and start offset, so a recreated topic (another id) never sees
-//! its old incarnation's events. When no cached chunk holds `o`, the worker reads one itself
-//! under the partition's fill lock (workers waiting on the same lock find it cached when they
-//! get it): workers near the head share the chunks of new events, and a lagging worker fills the
-//! cache at its own position. The cache is bounded by `bus.read_cache_bytes` (the decoded size of
+//! its old incarnation's events. Every read is pinned to the incarnation its key names: the
+//! topic's id is checked before and after the read (ids are never reused), so a worker still on a
+//! deleted topic never reads (nor caches under the old id) the events of the topic created again
+//! under its name before its next sources check; it gets `UnknownTopic` and starts over. When no
+//! cached chunk holds `o`, the worker reads one itself under the partition's fill lock (workers
+//! waiting on the same lock find it cached when they get it): workers near the head share the
+//! chunks of new events, and a lagging worker fills the cache at its own position.
+//!
+//! **No blocking read on an async thread.** The read itself runs on tokio's blocking pool
+//! (`spawn_blocking`), and the fill lock is an async lock: a slow or stuck disk read holds only
+//! the reading worker's task, never an executor thread. Other workers of the partition wait for
+//! it at most [`FILL_WAIT`], then treat the partition as having nothing new for now (they serve
+//! their in-flight deliveries, retries and other partitions, and ask again on their next pass).
+//! At most one blocking read per partition is in flight for the shared cache. The cache is bounded by `bus.read_cache_bytes` (the decoded size of
 //! its events); past it, the chunks inserted first are dropped (a worker still reading one keeps
 //! it alive until done). `0` turns sharing off: each subscription reads, decodes and matches on its
 //! own, as busbar did before (kept for comparison, `benches/fanout.rs`).
@@ -41,6 +51,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub const READ_BYTES: usize = 1 << 20;
 /// What a decoded event costs in the cache beyond its key, value and headers.
 const EVENT_OVERHEAD: usize = 96;
+/// Longest a worker waits for another worker's read of the same partition before it moves on
+/// (and asks again on its next pass): a slow disk read delays only the reader.
+pub const FILL_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// (topic, topic id, partition): one incarnation of a partition.
 pub type PartKey = (String, String, u32);
@@ -157,7 +170,7 @@ struct TopicRegs {
 #[derive(Default)]
 struct Cache {
     parts: HashMap<PartKey, BTreeMap<u64, Arc<Chunk>>>,
-    fills: HashMap<PartKey, Arc<Mutex<()>>>,
+    fills: HashMap<PartKey, Arc<tokio::sync::Mutex<()>>>,
     /// Chunks in the order they were inserted (evicted first to last).
     order: VecDeque<(PartKey, u64)>,
     bytes: usize,
@@ -349,15 +362,16 @@ impl Shared {
     }
 
     /// The chunk of `key` holding offset `at`: cached, or read (and cached) now. `None` when
-    /// the partition has nothing at `at`.
-    pub fn chunk_at(
+    /// the partition has nothing at `at`, or another worker has been reading it for longer
+    /// than [`FILL_WAIT`] (ask again later). `UnknownTopic` when `key`'s incarnation is gone.
+    pub async fn chunk_at(
         &self,
-        broker: &Broker,
+        broker: &Arc<Broker>,
         key: &PartKey,
         at: u64,
     ) -> Result<Option<Arc<Chunk>>, BrokerError> {
         if self.cap == 0 {
-            return self.read(broker, key, at);
+            return self.read(broker, key, at).await;
         }
         if let Some(c) = lock(&self.cache).lookup(key, at) {
             self.cache_hits.fetch_add(1, Relaxed);
@@ -368,12 +382,14 @@ impl Shared {
             .entry(key.clone())
             .or_default()
             .clone();
-        let _filling = lock(&fill);
+        let Ok(_filling) = tokio::time::timeout(FILL_WAIT, fill.lock()).await else {
+            return Ok(None);
+        };
         if let Some(c) = lock(&self.cache).lookup(key, at) {
             self.cache_hits.fetch_add(1, Relaxed);
             return Ok(Some(c));
         }
-        let Some(chunk) = self.read(broker, key, at)? else {
+        let Some(chunk) = self.read(broker, key, at).await? else {
             return Ok(None);
         };
         if chunk.end > chunk.start {
@@ -382,14 +398,14 @@ impl Shared {
         Ok(Some(chunk))
     }
 
-    fn read(
+    async fn read(
         &self,
-        broker: &Broker,
+        broker: &Arc<Broker>,
         key: &PartKey,
         at: u64,
     ) -> Result<Option<Arc<Chunk>>, BrokerError> {
         let (topic, _, partition) = key;
-        let data = broker.read_now(topic, *partition as i64, at, READ_BYTES)?;
+        let data = read_pinned(broker, key, at, READ_BYTES).await?;
         self.reads.fetch_add(1, Relaxed);
         if data.is_empty() {
             return Ok(None);
@@ -524,6 +540,33 @@ impl Shared {
     }
 }
 
+/// Stored batches of `key`'s partition from `at` (up to `max` bytes, at least one batch), read on
+/// the blocking pool, from the incarnation `key` names only: `UnknownTopic` when the topic is
+/// gone or is another incarnation (another id) before or after the read.
+pub(crate) async fn read_pinned(
+    broker: &Arc<Broker>,
+    key: &PartKey,
+    at: u64,
+    max: usize,
+) -> Result<Vec<u8>, BrokerError> {
+    let (broker, key) = (broker.clone(), key.clone());
+    tokio::task::spawn_blocking(move || {
+        let (topic, id, partition) = &key;
+        let same = |b: &Broker| -> Result<(), BrokerError> {
+            if b.describe_topic(topic)?.id != *id {
+                return Err(BrokerError::UnknownTopic(topic.clone()));
+            }
+            Ok(())
+        };
+        same(&broker)?;
+        let data = broker.read_now(topic, *partition as i64, at, max)?;
+        same(&broker)?;
+        Ok(data)
+    })
+    .await
+    .map_err(|e| BrokerError::Storage(format!("read task failed: {e}")))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,11 +650,13 @@ mod tests {
         use busbar_broker::datadir::MemDataDir;
         use busbar_broker::{BrokerConfig, Event};
         use busbar_log::disk::MemFs;
-        let b = Broker::open(BrokerConfig {
-            data: Some(Arc::new(MemDataDir::new(MemFs::new()))),
-            ..Default::default()
-        })
-        .unwrap();
+        let b = Arc::new(
+            Broker::open(BrokerConfig {
+                data: Some(Arc::new(MemDataDir::new(MemFs::new()))),
+                ..Default::default()
+            })
+            .unwrap(),
+        );
         b.create_topic("t", Some(1), Default::default())
             .await
             .unwrap();
@@ -628,7 +673,7 @@ mod tests {
             .collect();
         let id = crate::positions::topic_layout(&b, "t").unwrap().0;
         let key: PartKey = ("t".into(), id, 0);
-        let chunk = shared.chunk_at(&b, &key, 0).unwrap().unwrap();
+        let chunk = shared.chunk_at(&b, &key, 0).await.unwrap().unwrap();
         let n = chunk.items.len();
         assert_eq!(shared.wanted(&chunk, "t", &regs[0], 0).len(), n);
         let kept: usize = lock(&chunk.matches)
@@ -643,5 +688,216 @@ mod tests {
             kept <= counted,
             "{n} events: match result {kept} bytes, the cache counts {counted}"
         );
+    }
+
+    fn mem_broker(data: Arc<dyn busbar_broker::datadir::DataDir>) -> Arc<Broker> {
+        let config = busbar_broker::BrokerConfig {
+            data: Some(data),
+            ..Default::default()
+        };
+        Arc::new(Broker::open(config).unwrap())
+    }
+
+    fn values(chunk: &Chunk) -> Vec<String> {
+        (chunk.items.iter())
+            .map(|d| match d {
+                Decoded::Event(e) => {
+                    String::from_utf8_lossy(e.value.as_deref().unwrap_or_default()).into_owned()
+                }
+                Decoded::Undecodable { .. } => "undecodable".into(),
+            })
+            .collect()
+    }
+
+    /// Suspected S1: a topic deleted and created again within a worker's sources-check interval.
+    /// The cache key has the topic id, so the new incarnation's workers never see the old
+    /// chunks; but the read itself went by name, so a lagging worker of the old incarnation read
+    /// the new topic's events (and cached them under the old id) as if they were the old ones.
+    #[tokio::test]
+    async fn a_read_never_crosses_topic_incarnations() {
+        use busbar_broker::datadir::MemDataDir;
+        use busbar_broker::Event;
+        use busbar_log::disk::MemFs;
+        let b = mem_broker(Arc::new(MemDataDir::new(MemFs::new())));
+        let publish = |vals: &'static [&'static str]| {
+            let b = b.clone();
+            async move {
+                let evs = vals.iter().map(|v| Event::value(*v)).collect();
+                b.publish("t", evs).await.unwrap();
+            }
+        };
+        b.create_topic("t", Some(1), Default::default())
+            .await
+            .unwrap();
+        publish(&["old0", "old1"]).await;
+        let shared = Shared::new(64 << 20);
+        let _reg = shared.register(compiled("a", serde_json::json!(null)));
+        let old_id = crate::positions::topic_layout(&b, "t").unwrap().0;
+        let old: PartKey = ("t".into(), old_id, 0);
+        let first = shared.chunk_at(&b, &old, 0).await.unwrap().unwrap();
+        assert_eq!(values(&first), ["old0", "old1"]);
+        b.delete_topic("t").await.unwrap();
+        b.create_topic("t", Some(1), Default::default())
+            .await
+            .unwrap();
+        publish(&["new0", "new1", "new2", "new3"]).await;
+        let new_id = crate::positions::topic_layout(&b, "t").unwrap().0;
+        let new: PartKey = ("t".into(), new_id, 0);
+        let fresh = shared.chunk_at(&b, &new, 0).await.unwrap().unwrap();
+        assert_eq!(
+            values(&fresh),
+            ["new0", "new1", "new2", "new3"],
+            "no old chunk"
+        );
+        // The old incarnation's worker, past its cached chunk: nothing of the new topic.
+        match shared.chunk_at(&b, &old, 2).await {
+            Err(BrokerError::UnknownTopic(t)) => assert_eq!(t, "t"),
+            Ok(c) => panic!("read {:?} for the old incarnation", c.map(|c| values(&c))),
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            lock(&shared.cache).lookup(&old, 2).is_none(),
+            "nothing cached"
+        );
+        let off = Shared::new(0);
+        let _r = off.register(compiled("b", serde_json::json!(null)));
+        assert!(matches!(
+            off.chunk_at(&b, &old, 0).await,
+            Err(BrokerError::UnknownTopic(_))
+        ));
+    }
+
+    /// A data directory whose partition reads take `delay` while `slow` is set (a slow disk).
+    struct SlowDir {
+        mem: busbar_broker::datadir::MemDataDir,
+        slow: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    struct SlowStorage(
+        Arc<dyn busbar_log::disk::Storage>,
+        Arc<std::sync::atomic::AtomicBool>,
+    );
+
+    struct SlowFile(
+        Arc<dyn busbar_log::disk::File>,
+        Arc<std::sync::atomic::AtomicBool>,
+    );
+
+    const DELAY: std::time::Duration = std::time::Duration::from_millis(1500);
+
+    impl busbar_log::disk::File for SlowFile {
+        fn read_at(&self, pos: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.1.load(Relaxed) {
+                std::thread::sleep(DELAY);
+            }
+            self.0.read_at(pos, buf)
+        }
+        fn append(&self, data: &[u8]) -> std::io::Result<()> {
+            self.0.append(data)
+        }
+        fn len(&self) -> u64 {
+            self.0.len()
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.0.sync()
+        }
+        fn truncate(&self, len: u64) -> std::io::Result<()> {
+            self.0.truncate(len)
+        }
+    }
+
+    impl busbar_log::disk::Storage for SlowStorage {
+        fn open(&self, name: &str) -> std::io::Result<Arc<dyn busbar_log::disk::File>> {
+            Ok(Arc::new(SlowFile(self.0.open(name)?, self.1.clone())))
+        }
+        fn create(&self, name: &str) -> std::io::Result<Arc<dyn busbar_log::disk::File>> {
+            Ok(Arc::new(SlowFile(self.0.create(name)?, self.1.clone())))
+        }
+        fn list(&self) -> std::io::Result<Vec<String>> {
+            self.0.list()
+        }
+        fn remove(&self, name: &str) -> std::io::Result<()> {
+            self.0.remove(name)
+        }
+        fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+            self.0.rename(from, to)
+        }
+        fn sync_dir(&self) -> std::io::Result<()> {
+            self.0.sync_dir()
+        }
+        fn describe(&self, name: &str) -> String {
+            self.0.describe(name)
+        }
+    }
+
+    impl busbar_broker::datadir::DataDir for SlowDir {
+        fn storage(&self, rel: &str) -> std::io::Result<Arc<dyn busbar_log::disk::Storage>> {
+            let inner = self.mem.storage(rel)?;
+            if !rel.starts_with("topics") {
+                return Ok(inner);
+            }
+            Ok(Arc::new(SlowStorage(inner, self.slow.clone())))
+        }
+        fn subdirs(&self, rel: &str) -> std::io::Result<Vec<String>> {
+            self.mem.subdirs(rel)
+        }
+        fn remove_dir(&self, rel: &str) -> std::io::Result<()> {
+            self.mem.remove_dir(rel)
+        }
+        fn describe(&self, rel: &str) -> String {
+            self.mem.describe(rel)
+        }
+    }
+
+    /// Suspected S3: the fill lock was a std mutex held across a synchronous read of the log,
+    /// on the async thread. With one executor thread, a slow read stalled every task (a timer
+    /// of 20 ms fired only after the read), and a second worker of the partition waited for the
+    /// whole read. Now the read runs on the blocking pool and the second worker waits at most
+    /// `FILL_WAIT`.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_slow_read_blocks_neither_the_executor_nor_the_other_readers() {
+        use busbar_broker::Event;
+        use std::time::Instant;
+        let slow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dir = SlowDir {
+            mem: busbar_broker::datadir::MemDataDir::new(busbar_log::disk::MemFs::new()),
+            slow: slow.clone(),
+        };
+        let b = mem_broker(Arc::new(dir));
+        b.create_topic("t", Some(1), Default::default())
+            .await
+            .unwrap();
+        b.publish("t", vec![Event::value("a"), Event::value("b")])
+            .await
+            .unwrap();
+        let shared = Shared::new(64 << 20);
+        let _reg = shared.register(compiled("a", serde_json::json!(null)));
+        let key: PartKey = (
+            "t".into(),
+            crate::positions::topic_layout(&b, "t").unwrap().0,
+            0,
+        );
+        slow.store(true, Relaxed);
+        let started = Instant::now();
+        let reader = {
+            let (shared, b, key) = (shared.clone(), b.clone(), key.clone());
+            tokio::spawn(async move { shared.chunk_at(&b, &key, 0).await })
+        };
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            started.elapsed()
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let second = shared.chunk_at(&b, &key, 0).await;
+        let waited = started.elapsed();
+        let fired = timer.await.unwrap();
+        assert!(fired < DELAY / 2, "a 20 ms timer fired after {fired:?}");
+        assert!(waited < DELAY / 2, "the second reader waited {waited:?}");
+        assert!(matches!(second, Ok(None)), "nothing yet: ask again later");
+        let chunk = reader.await.unwrap().unwrap().unwrap();
+        assert_eq!(values(&chunk), ["a", "b"]);
+        slow.store(false, Relaxed);
+        let cached = shared.chunk_at(&b, &key, 1).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&chunk, &cached), "the first read is shared");
     }
 }
