@@ -52,6 +52,7 @@ pub struct Broker {
     admin: Arc<tokio::sync::Mutex<()>>,
     meta: Arc<MetaStore>,
     pub(crate) offsets: OffsetStore,
+    auth: crate::auth::Auth,
     pub(crate) groups: crate::group::Groups,
     pub(crate) producer_ids: crate::producers::ProducerIds,
     sticky: Sticky,
@@ -90,6 +91,9 @@ impl Broker {
         dir("topics")?;
         let meta = MetaStore::open(dir("meta")?)?;
         let offsets = OffsetStore::open(dir("internal/offsets")?, config.clock.clone())?;
+        let users =
+            crate::auth::users::UserStore::open(dir("internal/users")?, config.clock.clone())?;
+        let auth = crate::auth::Auth::new(config.auth.clone(), users);
         let mut topics = BTreeMap::new();
         for m in Self::load_topics(data.as_ref(), &meta)? {
             let t = Self::open_topic(&config, &m)?;
@@ -113,6 +117,7 @@ impl Broker {
             admin: Arc::default(),
             meta: Arc::new(meta),
             offsets,
+            auth,
             groups,
             producer_ids,
             sticky: Sticky::default(),
@@ -199,6 +204,13 @@ impl Broker {
             .iter()
             .map(|d| format!("committed-offsets log: {d}"))
             .collect();
+        out.extend(
+            self.auth
+                .users()
+                .damage()
+                .iter()
+                .map(|d| format!("users log: {d}")),
+        );
         for t in self.all_topics() {
             for p in &t.partitions {
                 if let Some(why) = &p.restored.problem {
@@ -213,6 +225,11 @@ impl Broker {
             }
         }
         out
+    }
+
+    /// Authentication: settings, users, failed-login backoff.
+    pub fn auth(&self) -> &crate::auth::Auth {
+        &self.auth
     }
 
     /// The broker's configuration.
@@ -523,6 +540,9 @@ impl Broker {
         if let Err(e) = self.offsets.maintain() {
             errors.push(e);
         }
+        if let Err(e) = self.auth.users().maintain() {
+            errors.push(e);
+        }
         errors
     }
 
@@ -545,6 +565,9 @@ impl Broker {
             }
         }
         if let Err(e) = self.offsets.close() {
+            first.get_or_insert(e);
+        }
+        if let Err(e) = self.auth.users().close() {
             first.get_or_insert(e);
         }
         first.map_or(Ok(()), Err)

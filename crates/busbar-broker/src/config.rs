@@ -282,6 +282,8 @@ pub struct BrokerConfig {
     /// Where the data lives when not on the real file system at `data_dir` (power-loss tests
     /// give an in-memory, crashable one).
     pub data: Option<Arc<dyn crate::datadir::DataDir>>,
+    /// `[auth]`: whether and how clients authenticate (off by default).
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl BrokerConfig {
@@ -312,6 +314,7 @@ impl Default for BrokerConfig {
             offset_metadata_bytes_max: 4096,
             segment_cache: SegmentCache::shared(),
             data: None,
+            auth: Default::default(),
         }
     }
 }

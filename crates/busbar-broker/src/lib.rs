@@ -42,6 +42,7 @@
 //! ```
 
 pub mod assignment;
+pub mod auth;
 mod broker;
 pub mod codec;
 pub mod config;

@@ -1,7 +1,9 @@
 //! busbar-http: the HTTP front end. It translates requests into `Broker` calls and answers JSON;
 //! it decides nothing itself. Errors map to statuses in `error.rs` only. [`serve`] takes an
-//! already-bound listener and a shutdown future, so tests bind port 0.
+//! already-bound listener and a shutdown future, so tests bind port 0. With `auth.enabled`, every
+//! route but the probes needs HTTP Basic credentials (`auth`).
 
+mod auth;
 mod body;
 mod cloudevents;
 mod consumers;
@@ -17,6 +19,7 @@ mod schemas;
 mod subscriptions;
 pub use busbar_broker::time;
 mod topics;
+mod users;
 
 pub use error::ApiError;
 pub use events::{decode_publish, decode_publish_with};
@@ -141,6 +144,8 @@ fn api() -> OpenApiRouter<App> {
         .routes(routes!(subs::replay, subs::cancel_replay))
         .routes(routes!(subs::dead_letters))
         .routes(routes!(subs::redrive))
+        .routes(routes!(users::create, users::list))
+        .routes(routes!(users::delete))
 }
 
 /// The OpenAPI document `GET /openapi.json` answers.
@@ -154,6 +159,10 @@ pub fn router(app: App) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::check,
+        ))
         .with_state(app)
 }
 

@@ -27,6 +27,7 @@ use utoipa::OpenApi;
         (name = "groups", description = "Consumer groups, consumer instances and group streams"),
         (name = "rules", description = "Event patterns"),
         (name = "subscriptions", description = "Routing: subscriptions, replays, dead letters"),
+        (name = "users", description = "Users (SCRAM credentials shared with Kafka SASL)"),
     )
 )]
 pub struct ApiDoc;
@@ -39,6 +40,7 @@ pub fn document() -> &'static Value {
         doc.info.version = env!("CARGO_PKG_VERSION").into();
         let mut doc = serde_json::to_value(doc).expect("the OpenAPI document encodes");
         error_bodies(&mut doc);
+        authentication(&mut doc);
         doc
     })
 }
@@ -63,6 +65,32 @@ fn error_bodies(doc: &mut Value) {
             if error && answer.get("content").is_none() {
                 answer["content"] = body.clone();
             }
+        }
+    }
+}
+
+/// With `auth.enabled` every route but the probes answers 401 without valid HTTP Basic
+/// credentials (`auth.rs`): the document says so once per operation and names the scheme.
+fn authentication(doc: &mut Value) {
+    let unauthorized = json!({
+        "description": "No or bad credentials while auth.enabled (HTTP Basic)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    });
+    doc["components"]["securitySchemes"] = json!({"basic": {"type": "http", "scheme": "basic"}});
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if crate::auth::OPEN.contains(&path.as_str()) {
+            continue;
+        }
+        for op in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|i| i.values_mut())
+        {
+            op["responses"]["401"] = unauthorized.clone();
+            op["security"] = json!([{"basic": []}]);
         }
     }
 }

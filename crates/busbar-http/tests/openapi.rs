@@ -611,6 +611,19 @@ fn walk_dead_letters(w: &mut Walk) {
     );
 }
 
+fn walk_users(w: &mut Walk) {
+    let alice = json!({"name": "alice", "password": "secret-1"});
+    w.call("post", "/users", "/users", Body::Json(alice.clone()), 201);
+    w.call("post", "/users", "/users", Body::Json(alice), 200);
+    let bad = json!({"name": "a:b", "password": "x"});
+    w.call("post", "/users", "/users", Body::Json(bad), 400);
+    let listed = w.call("get", "/users", "/users", Body::None, 200);
+    assert_eq!(listed["users"][0]["name"], "alice");
+    assert!(!listed.to_string().contains("secret-1"));
+    w.call("delete", "/users/{name}", "/users/alice", Body::None, 204);
+    w.call("delete", "/users/{name}", "/users/alice", Body::None, 404);
+}
+
 #[test]
 fn every_documented_operation_answers_as_documented_and_nothing_else_is_served() {
     let server = Server::start();
@@ -626,6 +639,7 @@ fn every_documented_operation_answers_as_documented_and_nothing_else_is_served()
     walk_topics_and_events(&mut w);
     walk_groups(&mut w);
     walk_subscriptions(&mut w);
+    walk_users(&mut w);
     for op in documented_operations(&w.doc) {
         let statuses = w.seen.get(&op).cloned().unwrap_or_default();
         assert!(

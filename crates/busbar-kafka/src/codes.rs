@@ -1,5 +1,6 @@
 //! The one place broker errors become Kafka error codes (values from Kafka's `Errors.java`).
 
+use busbar_broker::auth::AuthError;
 use busbar_broker::BrokerError;
 
 pub const NONE: i16 = 0;
@@ -10,6 +11,15 @@ pub const UNSUPPORTED_VERSION: i16 = 35;
 pub const INVALID_REPLICATION_FACTOR: i16 = 38;
 pub const INVALID_REQUEST: i16 = 42;
 pub const INVALID_RECORD: i16 = 87;
+pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+pub const RESOURCE_NOT_FOUND: i16 = 91;
+pub const DUPLICATE_RESOURCE: i16 = 92;
+pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
+
+/// The message of CLUSTER_AUTHORIZATION_FAILED on user management (until ACLs exist).
+pub const SUPER_USERS_ONLY: &str =
+    "only super users (auth.super_users) may describe or alter SCRAM credentials";
 
 /// The Kafka error code for a broker error.
 pub fn of(e: &BrokerError) -> i16 {
@@ -42,6 +52,18 @@ pub fn of(e: &BrokerError) -> i16 {
         B::UnknownProducerId(_) => 59,
         B::ProducerStateFull(_) => 7, // REQUEST_TIMED_OUT: retriable
         B::OffsetMetadataTooLarge { .. } => 12,
+    }
+}
+
+/// The Kafka error code for an authentication or user-store error.
+pub fn of_auth(e: &AuthError) -> i16 {
+    match e {
+        AuthError::Failed { .. } => crate::sasl::SASL_AUTHENTICATION_FAILED,
+        AuthError::InvalidName(_) | AuthError::InvalidPassword(_) | AuthError::Unacceptable(_) => {
+            UNACCEPTABLE_CREDENTIAL
+        }
+        AuthError::UnknownUser(_) | AuthError::UnknownCredential { .. } => RESOURCE_NOT_FOUND,
+        AuthError::Storage(b) => of(b),
     }
 }
 

@@ -18,13 +18,15 @@
 
 use crate::api;
 use crate::budget;
+use crate::sasl;
 use crate::versions;
-use crate::Shared;
+use crate::{Listener, Security, Shared};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -53,9 +55,12 @@ enum Close {
 /// A frame and its share of `request_bytes_max`, held until its answer is written.
 type Frame = (Bytes, budget::Frame);
 
+/// Reads one frame. `cap` bounds it further (`kafka.sasl_bytes_max` before SASL authentication,
+/// when raw tokens of a few bytes are also valid frames), read once the length has arrived.
 async fn read_frame(
     sock: &mut tokio::net::tcp::OwnedReadHalf,
     shared: &Shared,
+    cap: &AtomicUsize,
 ) -> Result<Frame, Close> {
     let mut len = [0u8; 4];
     match tokio::time::timeout(shared.config.idle_timeout, sock.read_exact(&mut len)).await {
@@ -67,11 +72,14 @@ async fn read_frame(
     let declared = i32::from_be_bytes(len);
     let size = usize::try_from(declared)
         .map_err(|_| Close::Bad(format!("negative frame length {declared}")))?;
+    let cap = cap.load(Ordering::Acquire);
     let most = shared
         .config
         .frame_bytes_max
-        .min(shared.config.request_bytes_max);
-    if size > most || size < 8 {
+        .min(shared.config.request_bytes_max)
+        .min(cap);
+    let least = if cap == usize::MAX { 8 } else { 1 };
+    if size > most || size < least {
         return Err(Close::Bad(format!(
             "frame length {size} outside [8, {most}]"
         )));
@@ -251,31 +259,67 @@ pub async fn run(
     sock: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    listener: Arc<Listener>,
     mut stop: watch::Receiver<bool>,
 ) {
     let (mut rd, mut wr) = sock.into_split();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame, Close>>(PIPELINE_MAX);
     let reader_shared = shared.clone();
+    let sasl = match listener.security {
+        Security::SaslPlaintext => Some(sasl::Session::default()),
+        Security::Plaintext => None,
+    };
+    let cap = Arc::new(AtomicUsize::new(if sasl.is_some() {
+        shared.config.sasl_bytes_max
+    } else {
+        usize::MAX
+    }));
+    let reader_cap = cap.clone();
     let reader = tokio::spawn(async move {
         loop {
-            let f = read_frame(&mut rd, &reader_shared).await;
+            let f = read_frame(&mut rd, &reader_shared, &reader_cap).await;
             let end = f.is_err();
             if tx.send(f).await.is_err() || end {
                 return;
             }
         }
     });
-    serve_frames(&mut rx, &mut wr, peer, &shared, &mut stop).await;
+    let mut conn = Conn {
+        peer,
+        shared: &shared,
+        listener: &listener,
+        sasl,
+        cap: &cap,
+    };
+    serve_frames(&mut rx, &mut wr, &mut conn, &mut stop).await;
     reader.abort();
+}
+
+/// What the frame loop knows of its connection.
+struct Conn<'a> {
+    peer: SocketAddr,
+    shared: &'a Shared,
+    listener: &'a Listener,
+    /// `Some` on a SASL listener.
+    sasl: Option<sasl::Session>,
+    /// The reader's frame cap (lifted once authenticated).
+    cap: &'a AtomicUsize,
+}
+
+impl Conn<'_> {
+    /// True while a SASL listener's client has not authenticated.
+    fn unauthenticated(&self) -> bool {
+        self.sasl.as_ref().is_some_and(|s| s.principal().is_none())
+    }
 }
 
 async fn serve_frames(
     rx: &mut tokio::sync::mpsc::Receiver<Result<Frame, Close>>,
     wr: &mut OwnedWriteHalf,
-    peer: SocketAddr,
-    shared: &Shared,
+    conn: &mut Conn<'_>,
     stop: &mut watch::Receiver<bool>,
 ) {
+    let (peer, shared) = (conn.peer, conn.shared);
     let mut pending: VecDeque<JoinHandle<Reply>> = VecDeque::new();
     loop {
         let next = tokio::select! {
@@ -299,6 +343,14 @@ async fn serve_frames(
             }
             return;
         };
+        if conn.unauthenticated() {
+            // Nothing is pipelined before authentication, so nothing is pending here.
+            drop(permit);
+            if !sasl_step(conn, frame, wr).await {
+                return;
+            }
+            continue;
+        }
         let client = peek_client_id(&frame);
         let (header, version, req) = match decode(frame) {
             Ok(Decoded::Request(b)) => *b,
@@ -334,6 +386,8 @@ async fn serve_frames(
                 .map(|c| c.as_str().to_string())
                 .unwrap_or_default(),
             peer,
+            listener: conn.listener,
+            principal: conn.sasl.as_ref().and_then(|s| s.principal()),
         };
         let id = header.correlation_id;
         if let RequestKind::Produce(r) = req {
@@ -386,6 +440,90 @@ async fn serve_frames(
             return;
         }
     }
+}
+
+/// One frame before SASL authentication completes: a raw token after a v0 handshake, or
+/// ApiVersions, SaslHandshake or SaslAuthenticate. Anything else closes the connection, as does any
+/// failure (after its answer, held back by the failed-login backoff). False: close.
+async fn sasl_step(conn: &mut Conn<'_>, frame: Bytes, wr: &mut OwnedWriteHalf) -> bool {
+    let (peer, shared) = (conn.peer, conn.shared);
+    let auth = shared.broker.auth();
+    let Some(session) = conn.sasl.as_mut() else {
+        return false;
+    };
+    if session.raw() {
+        let step = session.authenticate(auth, &frame, peer.ip());
+        if let Some(why) = &step.why {
+            tokio::time::sleep(step.delay).await;
+            // A v0 exchange cannot carry an error: Kafka closes too.
+            shared.refusals.log(
+                peer,
+                "?",
+                "a SASL token",
+                &format!("{why}; connection closed"),
+            );
+            return false;
+        }
+        if session.principal().is_some() {
+            conn.cap.store(usize::MAX, Ordering::Release);
+        }
+        let mut out = BytesMut::with_capacity(4 + step.token.len());
+        out.extend_from_slice(&(step.token.len() as i32).to_be_bytes());
+        out.extend_from_slice(&step.token);
+        let held = shared.response_bytes.charge(out.len());
+        return write(wr, Ok(Some((out.freeze(), held))), peer, shared).await;
+    }
+    let client = peek_client_id(&frame);
+    let (header, version, req) = match decode(frame) {
+        Ok(Decoded::Request(b)) => *b,
+        Ok(Decoded::Answer(bytes)) => {
+            let held = shared.response_bytes.charge(bytes.len());
+            return write(wr, Ok(Some((bytes, held))), peer, shared).await;
+        }
+        Err(Close::Bad(why)) => {
+            let why = format!("{why}; connection closed");
+            shared.refusals.log(peer, &client, "a request", &why);
+            return false;
+        }
+        Err(e) => {
+            log_close(peer, e);
+            return false;
+        }
+    };
+    let (resp, keep) = match req {
+        RequestKind::ApiVersions(_) => {
+            (ResponseKind::ApiVersions(api::api_versions::handle()), true)
+        }
+        RequestKind::SaslHandshake(r) => {
+            let resp = session.handshake(&r, version);
+            let ok = resp.error_code == 0;
+            (ResponseKind::SaslHandshake(resp), ok)
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let step = session.authenticate(auth, &r.auth_bytes, peer.ip());
+            if let Some(why) = &step.why {
+                tokio::time::sleep(step.delay).await;
+                let why = format!("{why}; connection closed");
+                shared.refusals.log(peer, &client, "SaslAuthenticate", &why);
+            }
+            (
+                ResponseKind::SaslAuthenticate(step.response()),
+                step.why.is_none(),
+            )
+        }
+        _ => {
+            let what = ApiKey::try_from(header.request_api_key)
+                .map_or_else(|_| "a request".to_string(), |k| format!("{k:?}"));
+            let why = "sent before SASL authentication; connection closed";
+            shared.refusals.log(peer, &client, &what, why);
+            return false;
+        }
+    };
+    if session.principal().is_some() {
+        conn.cap.store(usize::MAX, Ordering::Release);
+    }
+    let reply = counted(shared, header.correlation_id, version, &resp).map(Some);
+    write(wr, reply, peer, shared).await && keep
 }
 
 /// The client id of a request header (v1+: after key, version and correlation id), read without

@@ -5,7 +5,8 @@
 //! [`serve`] takes an already-bound listener and a shutdown future, so tests bind port 0.
 //! Memory is bounded by two shared budgets (`budget`: requests and responses) and the read and
 //! write timeouts in `conn`; `fds` holds the descriptor-limit helpers the binary uses at start.
-//! Every refused request is logged, rate-limited (`refusals`).
+//! Every refused request is logged, rate-limited (`refusals`). Listeners are PLAINTEXT or
+//! SASL_PLAINTEXT ([`Security`]); on a SASL one, `sasl` authenticates each connection first.
 
 pub mod alloc;
 mod api;
@@ -15,6 +16,7 @@ mod codes;
 mod conn;
 pub mod fds;
 mod refusals;
+mod sasl;
 mod versions;
 
 pub use conn::{decode_frame, decode_request};
@@ -72,6 +74,38 @@ pub struct KafkaConfig {
     /// Create unknown topics named in Metadata requests that allow it (Kafka's
     /// `auto.create.topics.enable`). Default true.
     pub auto_create_topics: bool,
+    /// Largest frame accepted from a client that has not completed SASL authentication yet, bytes
+    /// (Kafka's `sasl.server.max.receive.size`). Default 512 KiB.
+    pub sasl_bytes_max: usize,
+}
+
+/// How a listener's clients authenticate (Kafka's security protocols without TLS; SSL and
+/// SASL_SSL are not served yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// No authentication.
+    Plaintext,
+    /// SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) before any other request.
+    SaslPlaintext,
+}
+
+impl Security {
+    /// Kafka's name (`SASL_PLAINTEXT`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Security::Plaintext => "PLAINTEXT",
+            Security::SaslPlaintext => "SASL_PLAINTEXT",
+        }
+    }
+}
+
+/// One listener: how its clients authenticate and the address Metadata and FindCoordinator
+/// give to clients that connected through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub security: Security,
+    pub advertised_host: String,
+    pub advertised_port: u16,
 }
 
 impl Default for KafkaConfig {
@@ -89,6 +123,7 @@ impl Default for KafkaConfig {
             write_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
             auto_create_topics: true,
+            sasl_bytes_max: 512 << 10,
         }
     }
 }
@@ -112,6 +147,22 @@ pub(crate) struct Shared {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     broker: Arc<Broker>,
+    config: KafkaConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let plain = Listener {
+        security: Security::Plaintext,
+        advertised_host: config.advertised_host.clone(),
+        advertised_port: config.advertised_port,
+    };
+    serve_listeners(vec![(listener, plain)], broker, config, shutdown).await
+}
+
+/// [`serve`] on several listeners at once, sharing `connections_max` and the memory budgets;
+/// each connection is served as its listener says (security, advertised address).
+pub async fn serve_listeners(
+    listeners: Vec<(tokio::net::TcpListener, Listener)>,
+    broker: Arc<Broker>,
     mut config: KafkaConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -126,8 +177,41 @@ pub async fn serve(
         broker,
         config,
     });
-    let mut backoff = ACCEPT_BACKOFF_MIN;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|(socket, info)| {
+            let accepting = accept(
+                socket,
+                Arc::new(info),
+                shared.clone(),
+                limit.clone(),
+                stop_rx.clone(),
+            );
+            tokio::spawn(accepting)
+        })
+        .collect();
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for l in loops {
+        let _ = l.await;
+    }
+    Ok(())
+}
+
+/// Accepts connections on one listener until `stop`.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    info: Arc<Listener>,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut stopping = stop_rx.clone();
+    let shutdown = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -154,14 +238,12 @@ pub async fn serve(
             continue;
         };
         let _ = socket.set_nodelay(true);
-        let (shared, stop) = (shared.clone(), stop_rx.clone());
+        let (shared, stop, info) = (shared.clone(), stop_rx.clone(), info.clone());
         tokio::spawn(async move {
-            conn::run(socket, peer, shared, stop).await;
+            conn::run(socket, peer, shared, info, stop).await;
             drop(permit);
         });
     }
-    let _ = stop_tx.send(true);
-    Ok(())
 }
 
 /// Accept errors that concern one connection (already gone), not the listener or the process.

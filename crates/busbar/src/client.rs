@@ -139,6 +139,8 @@ pub struct Client {
     base: String,
     agent: ureq::Agent,
     pub output: Output,
+    /// `Basic ...` when --user/--password were given.
+    authorization: Option<String>,
 }
 
 impl Client {
@@ -158,7 +160,42 @@ impl Client {
             base,
             agent,
             output,
+            authorization: None,
         })
+    }
+
+    /// Sends HTTP Basic credentials with every request (`--user`, `--password`).
+    pub fn with_credentials(
+        mut self,
+        user: Option<&str>,
+        password: Option<&str>,
+    ) -> CliResult<Self> {
+        use base64::Engine;
+        match (user, password) {
+            (None, None) => {}
+            (Some(u), Some(p)) => {
+                let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+                self.authorization = Some(format!("Basic {token}"));
+            }
+            (Some(_), None) => {
+                return Err(CliError::Usage(
+                    "--user needs --password (or BUSBAR_PASSWORD)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(CliError::Usage(
+                    "--password needs --user (or BUSBAR_USER)".into(),
+                ))
+            }
+        }
+        Ok(self)
+    }
+
+    fn authorized<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(a) => r.header("authorization", a),
+            None => r,
+        }
     }
 
     /// Sends a request; a JSON answer on success, the server's error otherwise.
@@ -181,17 +218,18 @@ impl Client {
     ) -> CliResult<(Value, String)> {
         let url = format!("{}{path}", self.base);
         let res = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
-            ("DELETE", _) => self.agent.delete(&url).call(),
+            ("GET", _) => self.authorized(self.agent.get(&url)).call(),
+            ("DELETE", _) => self.authorized(self.agent.delete(&url)).call(),
             ("POST", Some((ct, b))) => self
-                .agent
-                .post(&url)
+                .authorized(self.agent.post(&url))
                 .header("content-type", ct)
                 .send(&b[..]),
-            ("PUT", Some((ct, b))) => self.agent.put(&url).header("content-type", ct).send(&b[..]),
+            ("PUT", Some((ct, b))) => self
+                .authorized(self.agent.put(&url))
+                .header("content-type", ct)
+                .send(&b[..]),
             ("PATCH", Some((ct, b))) => self
-                .agent
-                .patch(&url)
+                .authorized(self.agent.patch(&url))
                 .header("content-type", ct)
                 .send(&b[..]),
             (m, _) => return Err(CliError::Usage(format!("unsupported method {m}"))),

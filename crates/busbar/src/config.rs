@@ -23,6 +23,7 @@ pub struct Config {
     pub kafka: Kafka,
     pub broker: Broker,
     pub bus: BusSection,
+    pub auth: AuthSection,
     /// Defaults for new topics, by Kafka config name (`"retention.ms" = 604800000`; TOML
     /// integers and booleans are read as their text).
     #[serde(deserialize_with = "scalar_texts")]
@@ -55,8 +56,13 @@ pub struct Http {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Kafka {
-    /// Address of the Kafka protocol listener.
+    /// Address of the Kafka protocol listener (when `listeners` is empty).
     pub addr: String,
+    /// Listeners in Kafka's forms (`SASL_PLAINTEXT://127.0.0.1:9094`, `PLAINTEXT://...`); empty:
+    /// one PLAINTEXT listener on `addr`.
+    pub listeners: Vec<String>,
+    /// Largest frame before SASL authentication completes, bytes.
+    pub sasl_bytes_max: u64,
     /// Host clients are told to connect to; empty: the listener's IP.
     pub advertised_host: String,
     /// Port clients are told to connect to; 0: the listener's port.
@@ -78,6 +84,24 @@ pub struct Kafka {
     /// A response must be taken by the client within this, milliseconds; else its connection is
     /// closed and its memory freed.
     pub write_timeout_ms: u64,
+}
+
+/// `[auth]`: authentication (off by default: every request is allowed, as before).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Check credentials: SASL on SASL listeners, HTTP Basic on the HTTP API.
+    pub enabled: bool,
+    /// User names allowed everything (`User:` prefix accepted).
+    pub super_users: Vec<String>,
+    /// Allow what no ACL covers (applies once ACLs exist).
+    pub allow_if_no_acl: bool,
+    /// PBKDF2 iterations of credentials made from a password (4096..=16384).
+    pub scram_iterations: u32,
+    /// Longest failed-login backoff of one (user, address), milliseconds.
+    pub backoff_max_ms: u64,
+    /// Most (user, address) pairs whose failed logins are remembered.
+    pub backoff_entries_max: u64,
 }
 
 /// `[bus]`: the routing bus's limits.
@@ -126,6 +150,7 @@ impl Default for Config {
         let b = BrokerConfig::default();
         let h = HttpConfig::default();
         let k = busbar_kafka::KafkaConfig::default();
+        let a = busbar_broker::auth::AuthConfig::default();
         Self {
             data_dir: b.data_dir.clone(),
             http: Http {
@@ -137,6 +162,8 @@ impl Default for Config {
             },
             kafka: Kafka {
                 addr: "127.0.0.1:9092".into(),
+                listeners: Vec::new(),
+                sasl_bytes_max: k.sasl_bytes_max as u64,
                 advertised_host: String::new(),
                 advertised_port: 0,
                 auto_create_topics: k.auto_create_topics,
@@ -167,6 +194,14 @@ impl Default for Config {
                 subscriptions_max: BusConfig::default().subscriptions_max as u64,
                 read_cache_bytes: BusConfig::default().read_cache_bytes as u64,
                 targets: Targets::default(),
+            },
+            auth: AuthSection {
+                enabled: a.enabled,
+                super_users: a.super_users.clone(),
+                allow_if_no_acl: a.allow_if_no_acl,
+                scram_iterations: a.scram_iterations,
+                backoff_max_ms: a.backoff_max.as_millis() as u64,
+                backoff_entries_max: a.backoff_entries_max as u64,
             },
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
@@ -215,7 +250,7 @@ impl<'de> Deserialize<'de> for ScalarText {
 }
 
 /// A listen address: `IP:port` or `host:port` with a host name that resolves.
-fn listen_address(key: &str, addr: &str) -> Result<()> {
+pub(crate) fn listen_address(key: &str, addr: &str) -> Result<()> {
     use std::net::ToSocketAddrs;
     match addr.to_socket_addrs().map(|mut found| found.next()) {
         Ok(Some(_)) => Ok(()),
@@ -278,6 +313,24 @@ fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
                 .as_table_mut()
                 .expect("table")
                 .insert(k.replace('_', "."), Value::String(raw));
+        } else if let Some((section, key)) = match rest.as_str() {
+            "kafka_listeners" => Some(("kafka", "listeners")),
+            "auth_super_users" => Some(("auth", "super_users")),
+            _ => None,
+        } {
+            // A list, comma-separated: BUSBAR_KAFKA_LISTENERS=SASL_PLAINTEXT://0.0.0.0:9094
+            let items = raw
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()));
+            let entry = t
+                .entry(section)
+                .or_insert_with(|| Value::Table(Table::new()));
+            entry
+                .as_table_mut()
+                .expect("table")
+                .insert(key.into(), Value::Array(items.collect()));
         } else if let Some(list) = rest.strip_prefix("bus_targets_") {
             // A list, comma-separated: BUSBAR_BUS_TARGETS_DENY=10.0.0.0/8,db.internal
             let items = raw
@@ -297,7 +350,7 @@ fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
                 .insert(list.into(), Value::Array(items.collect()));
         } else if let Some((section, key)) = rest
             .split_once('_')
-            .filter(|(s, _)| matches!(*s, "http" | "kafka" | "broker" | "bus"))
+            .filter(|(s, _)| matches!(*s, "http" | "kafka" | "broker" | "bus" | "auth"))
         {
             let entry = t
                 .entry(section)
@@ -306,7 +359,10 @@ fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
                 .as_table_mut()
                 .expect("table")
                 .insert(key.into(), env_value(&raw));
-        } else if !matches!(rest.as_str(), "seed" | "seeds" | "server" | "output") {
+        } else if !matches!(
+            rest.as_str(),
+            "seed" | "seeds" | "server" | "output" | "admin_password" | "user" | "password"
+        ) {
             bail!("environment variable {name} is not a busbar setting (see busbar.toml.example)");
         }
     }
@@ -345,12 +401,13 @@ impl Config {
             );
         }
         if let Some(a) = &flags.kafka_addr {
+            // `--kafka-addr X` is `listeners = ["PLAINTEXT://X"]`.
             flag_table.insert(
                 "kafka".into(),
-                Value::Table(Table::from_iter([(
-                    "addr".to_string(),
-                    Value::String(a.clone()),
-                )])),
+                Value::Table(Table::from_iter([
+                    ("addr".to_string(), Value::String(a.clone())),
+                    ("listeners".to_string(), Value::Array(Vec::new())),
+                ])),
             );
         }
         merge(&mut table, flag_table, "")?;
@@ -385,6 +442,18 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         listen_address("http.addr", &self.http.addr)?;
         listen_address("kafka.addr", &self.kafka.addr)?;
+        let listeners = self.listeners()?;
+        if listeners.len() > 1 && self.kafka.advertised_port != 0 {
+            bail!("kafka.advertised_port applies to a single listener; leave it 0 with several kafka.listeners");
+        }
+        let sasl = listeners
+            .iter()
+            .find(|l| l.security == busbar_kafka::Security::SaslPlaintext);
+        if let Some(l) = sasl.filter(|_| !self.auth.enabled) {
+            bail!("kafka.listeners has {l} but auth.enabled is false: set auth.enabled = true to authenticate clients");
+        }
+        busbar_broker::auth::scram::check_iterations(self.auth.scram_iterations as i64)
+            .map_err(|e| anyhow!("auth.scram_iterations: {e}"))?;
         let b = &self.broker;
         let checks: &[(&str, u64, u64, u64)] = &[
             (
@@ -482,6 +551,24 @@ impl Config {
                 1 << 30,
             ),
             ("http.consumers_max", self.http.consumers_max, 1, 1_000_000),
+            (
+                "kafka.sasl_bytes_max",
+                self.kafka.sasl_bytes_max,
+                1024,
+                self.kafka.frame_bytes_max,
+            ),
+            (
+                "auth.backoff_max_ms",
+                self.auth.backoff_max_ms,
+                100,
+                3_600_000,
+            ),
+            (
+                "auth.backoff_entries_max",
+                self.auth.backoff_entries_max,
+                1,
+                10_000_000,
+            ),
         ];
         for &(key, v, min, max) in checks {
             if v < min || v > max {
@@ -545,8 +632,21 @@ impl Config {
                 b.open_files_max as usize,
                 b.indexes_max as usize,
             ),
+            auth: busbar_broker::auth::AuthConfig {
+                enabled: self.auth.enabled,
+                super_users: self.auth.super_users.clone(),
+                allow_if_no_acl: self.auth.allow_if_no_acl,
+                scram_iterations: self.auth.scram_iterations,
+                backoff_max: Duration::from_millis(self.auth.backoff_max_ms),
+                backoff_entries_max: self.auth.backoff_entries_max as usize,
+            },
             ..BrokerConfig::default()
         }
+    }
+
+    /// The Kafka listeners to bind (`kafka.listeners`, or PLAINTEXT on `kafka.addr`).
+    pub fn listeners(&self) -> Result<Vec<crate::listeners::ListenerSpec>> {
+        crate::listeners::resolve(&self.kafka.listeners, &self.kafka.addr)
     }
 
     /// The HTTP front end's settings.
@@ -581,7 +681,23 @@ impl Config {
             idle_timeout: Duration::from_millis(k.idle_timeout_ms),
             read_timeout: Duration::from_millis(k.read_timeout_ms),
             write_timeout: Duration::from_millis(k.write_timeout_ms),
+            sasl_bytes_max: k.sasl_bytes_max as usize,
             ..busbar_kafka::KafkaConfig::default()
+        }
+    }
+
+    /// One listener's settings; its advertised address defaults to the bound one
+    /// (`kafka.advertised_host` applies to every listener, `advertised_port` only to a single one).
+    pub fn listener(
+        &self,
+        security: busbar_kafka::Security,
+        bound: SocketAddr,
+    ) -> busbar_kafka::Listener {
+        let c = self.kafka_config(bound);
+        busbar_kafka::Listener {
+            security,
+            advertised_host: c.advertised_host,
+            advertised_port: c.advertised_port,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The command line describing itself: shell completions and man pages generated from the clap
 //! definitions (`busbar completions SHELL`, `busbar man`), and the global client flags (`--server`,
-//! `--output`) taken out of the commands that do not use them, so their `--help` lists only their
-//! own flags.
+//! `--output`, `--user`, `--password`) taken out of the commands that do not use them, so their
+//! `--help` lists only their own flags.
 
 use clap::{Arg, CommandFactory};
 use std::path::PathBuf;
@@ -51,7 +51,7 @@ pub fn command() -> clap::Command {
     let mut cmd = crate::Cli::command();
     for (sub, keeps) in OFFLINE {
         cmd = cmd.mut_subcommand(*sub, |mut c| {
-            for global in ["server", "output"] {
+            for global in ["server", "output", "user", "password"] {
                 if !keeps.contains(&global) {
                     c = c.arg(refused(global));
                 }

@@ -3,3 +3,4 @@
 //! the rest of the binary lives in `main.rs`.
 
 pub mod config;
+pub mod listeners;

@@ -38,6 +38,12 @@ struct Cli {
     /// Output style of client commands.
     #[arg(long, global = true, env = "BUSBAR_OUTPUT", value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// User for HTTP Basic authentication (client commands; needs --password).
+    #[arg(long, global = true, env = "BUSBAR_USER")]
+    user: Option<String>,
+    /// Password of --user.
+    #[arg(long, global = true, env = "BUSBAR_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -94,6 +100,9 @@ enum Command {
     /// Dead letters: list, show, redrive.
     #[command(subcommand)]
     Dlq(cmd::dlq::DlqCmd),
+    /// Users of the HTTP API and Kafka SASL: create, delete, list.
+    #[command(subcommand)]
+    User(cmd::user::UserCmd),
     /// Load a running busbar over the Kafka protocol: produce, consume, e2e or fanout.
     Bench(Box<bench::BenchArgs>),
     /// Print a shell completion script (e.g. `busbar completions bash > /etc/bash_completion.d/busbar`).
@@ -131,7 +140,8 @@ fn main() -> ExitCode {
     let matches = help::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let run_client = |f: &dyn Fn(&Client) -> client::CliResult<()>| -> client::CliResult<()> {
-        let c = Client::new(&cli.server, cli.output)?;
+        let c = Client::new(&cli.server, cli.output)?
+            .with_credentials(cli.user.as_deref(), cli.password.as_deref())?;
         f(&c)
     };
     let result = match cli.command {
@@ -149,6 +159,7 @@ fn main() -> ExitCode {
                     // like a bad flag.
                     let usage = e.chain().any(|c| {
                         c.is::<serve::Unbindable>()
+                            || c.is::<serve::NoAdmin>()
                             || matches!(
                                 c.downcast_ref(),
                                 Some(busbar_broker::BrokerError::DataDirLocked(_))
@@ -182,6 +193,7 @@ fn main() -> ExitCode {
         Command::Rule(r) => cmd::rule::run(cli.output, r),
         Command::Subscription(s) => run_client(&|cl| cmd::subscription::run(cl, (*s).clone())),
         Command::Dlq(d) => run_client(&|cl| cmd::dlq::run(cl, d.clone())),
+        Command::User(u) => run_client(&|cl| cmd::user::run(cl, u.clone())),
         Command::Bench(b) => bench::run(*b, cli.output),
     };
     match result {

@@ -32,6 +32,49 @@ impl std::fmt::Display for Unbindable {
 
 impl std::error::Error for Unbindable {}
 
+/// Authentication is on, no user exists and `BUSBAR_ADMIN_PASSWORD` is not set: a configuration
+/// error (exit 2).
+#[derive(Debug)]
+pub struct NoAdmin;
+
+impl std::fmt::Display for NoAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "auth.enabled is true and no user exists: set BUSBAR_ADMIN_PASSWORD to create the \
+             super user \"admin\" on this first start",
+        )
+    }
+}
+
+impl std::error::Error for NoAdmin {}
+
+/// The user made on the first start with authentication on.
+const ADMIN: &str = "admin";
+
+/// With authentication on and no user yet, creates `admin` from `BUSBAR_ADMIN_PASSWORD` (a super
+/// user when `auth.super_users` names it; a warning says so otherwise).
+async fn bootstrap_admin(broker: &Broker) -> Result<()> {
+    let auth = broker.auth();
+    if !auth.enabled() || !auth.users().is_empty() {
+        return Ok(());
+    }
+    let Ok(password) = std::env::var("BUSBAR_ADMIN_PASSWORD") else {
+        return Err(NoAdmin.into());
+    };
+    auth.set_password(ADMIN, &password)
+        .await
+        .context("create user admin from BUSBAR_ADMIN_PASSWORD")?;
+    if !auth.is_super(ADMIN) {
+        eprintln!(
+            "busbar: warning: user \"admin\" created, but auth.super_users does not name it: \
+             add it to manage users"
+        );
+    } else {
+        eprintln!("busbar: created super user \"admin\" from BUSBAR_ADMIN_PASSWORD");
+    }
+    Ok(())
+}
+
 async fn bind(what: &str, key: &str, addr: &str) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
@@ -77,7 +120,13 @@ async fn serve(config: Config) -> Result<()> {
         eprintln!("busbar: warning: {w}");
     }
     let listener = bind("HTTP", "http.addr", &config.http.addr).await?;
-    let kafka_listener = bind("Kafka", "kafka.addr", &config.kafka.addr).await?;
+    let specs = config.listeners()?;
+    let mut kafka_listeners = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let l = bind("Kafka", "kafka.listeners", &spec.addr).await?;
+        let bound = l.local_addr().context("Kafka listener address")?;
+        kafka_listeners.push((l, config.listener(spec.security, bound)));
+    }
     let first = first_start(&config.data_dir);
     let data_dir = config.data_dir.clone();
     let broker_config = config.broker_config();
@@ -85,6 +134,12 @@ async fn serve(config: Config) -> Result<()> {
         .await?
         .with_context(|| format!("open data directory {}", data_dir.display()))?;
     let broker = Arc::new(broker);
+    if let Err(e) = bootstrap_admin(&broker).await {
+        // Nothing was served: close cleanly so the next start needs no recovery.
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || b.close()).await;
+        return Err(e);
+    }
     // Taken before the configured subscriptions create their topics: those are new, not recovered.
     let recovery = recovery_summary(&broker, first);
     let bus = Bus::open_with(broker.clone(), config.bus_config());
@@ -94,17 +149,19 @@ async fn serve(config: Config) -> Result<()> {
         .context("subscriptions in the configuration")?;
     bus.start().await;
     let http_addr = listener.local_addr().context("HTTP listener address")?;
-    let kafka_addr = kafka_listener
+    let kafka_addr = kafka_listeners[0]
+        .0
         .local_addr()
         .context("Kafka listener address")?;
+    let kafka_all = busbar::listeners::describe(&kafka_listeners);
     let (stop_tx, stop_rx) = watch::channel(false);
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let background = tokio::spawn(broker.clone().run_background(wait(stop_rx.clone())));
     let kafka_config = config.kafka_config(kafka_addr);
-    let kafka = tokio::spawn(busbar_kafka::serve(
-        kafka_listener,
+    let kafka = tokio::spawn(busbar_kafka::serve_listeners(
+        kafka_listeners,
         broker.clone(),
         kafka_config,
         wait(stop_rx.clone()),
@@ -119,7 +176,7 @@ async fn serve(config: Config) -> Result<()> {
         eprintln!("busbar: warning: damaged data skipped at start: {d}");
     }
     eprintln!(
-        "busbar {} ready in {} ms: http://{} kafka {} data {} ({recovery})",
+        "busbar {} ready in {} ms: http://{} kafka {}{kafka_all} data {} ({recovery})",
         env!("CARGO_PKG_VERSION"),
         started.elapsed().as_millis(),
         http_addr,

@@ -8,8 +8,8 @@ pub fn handle(ctx: &Ctx<'_>, _req: DescribeClusterRequest) -> DescribeClusterRes
     let c = &ctx.shared.config;
     let mut b = DescribeClusterBroker::default();
     b.broker_id = BrokerId(c.node_id);
-    b.host = sb(c.advertised_host.clone());
-    b.port = i32::from(c.advertised_port);
+    b.host = sb(ctx.listener.advertised_host.clone());
+    b.port = i32::from(ctx.listener.advertised_port);
     let mut r = DescribeClusterResponse::default();
     r.cluster_id = sb(c.cluster_id.clone());
     r.controller_id = BrokerId(c.node_id);

@@ -6,7 +6,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 pub fn handle(ctx: &Ctx<'_>, _req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let mut r = FindCoordinatorResponse::default();
     r.node_id = BrokerId(ctx.shared.config.node_id);
-    r.host = sb(ctx.shared.config.advertised_host.clone());
-    r.port = i32::from(ctx.shared.config.advertised_port);
+    r.host = sb(ctx.listener.advertised_host.clone());
+    r.port = i32::from(ctx.listener.advertised_port);
     r
 }

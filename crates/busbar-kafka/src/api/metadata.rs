@@ -76,8 +76,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     }
     let mut b = MetadataResponseBroker::default();
     b.node_id = BrokerId(ctx.shared.config.node_id);
-    b.host = sb(ctx.shared.config.advertised_host.clone());
-    b.port = i32::from(ctx.shared.config.advertised_port);
+    b.host = sb(ctx.listener.advertised_host.clone());
+    b.port = i32::from(ctx.listener.advertised_port);
     let mut r = MetadataResponse::default();
     r.brokers = vec![b];
     r.cluster_id = Some(sb(ctx.shared.config.cluster_id.clone()));

@@ -1,6 +1,7 @@
 //! One file per Kafka API, same shape in each: take the decoded request, call the broker, build the
 //! response. `dispatch` routes a decoded request to its file.
 
+mod alter_user_scram_credentials;
 pub mod api_versions;
 mod configs;
 mod create_partitions;
@@ -11,6 +12,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_user_scram_credentials;
 pub(crate) mod fetch;
 mod find_coordinator;
 mod groups;
@@ -23,6 +25,8 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 pub(crate) mod produce;
+mod sasl_authenticate;
+mod sasl_handshake;
 
 use crate::Shared;
 use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
@@ -35,6 +39,10 @@ pub struct Ctx<'a> {
     pub version: i16,
     pub client_id: String,
     pub peer: SocketAddr,
+    /// The listener the client connected to (its advertised address goes into Metadata).
+    pub listener: &'a crate::Listener,
+    /// The authenticated user; `None` on a PLAINTEXT listener.
+    pub principal: Option<&'a str>,
 }
 
 /// Owned `StrBytes` from a string.
@@ -110,6 +118,16 @@ pub async fn dispatch(ctx: &Ctx<'_>, req: RequestKind) -> Option<ResponseKind> {
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, r))
         }
+        RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(sasl_handshake::handle()),
+        RequestKind::SaslAuthenticate(_) => {
+            ResponseKind::SaslAuthenticate(sasl_authenticate::handle())
+        }
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            describe_user_scram_credentials::handle(ctx, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            alter_user_scram_credentials::handle(ctx, r).await,
+        ),
         // `conn` only decodes advertised APIs, all of which are listed above.
         other => unreachable!("undispatched request {other:?}"),
     })

@@ -7,3 +7,4 @@ pub mod produce;
 pub mod rule;
 pub mod subscription;
 pub mod topic;
+pub mod user;

@@ -1,0 +1,219 @@
+//! Authentication shared by every front end: the `[auth]` settings, the durable user store
+//! (SCRAM credentials, `users`), the SCRAM algorithm (`scram`) and the failed-login backoff
+//! (`backoff`). Front ends carry the protocol (Kafka SASL, HTTP Basic) and ask here; they map
+//! [`AuthError`] to their codes. With `enabled = false` (the default) nothing is checked.
+//!
+//! Principals are user names (`alice`; Kafka's `User:alice`). Until ACLs exist, only super users
+//! may manage users when authentication is on.
+
+pub mod backoff;
+pub mod scram;
+pub mod users;
+
+use crate::error::BrokerError;
+use scram::{Credential, Mechanism};
+use std::net::IpAddr;
+use std::time::Duration;
+use users::{UserInfo, UserStore};
+
+/// `[auth]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Check credentials on SASL listeners and HTTP. Default false (everything is allowed).
+    pub enabled: bool,
+    /// Principals allowed everything (user names; a `User:` prefix is accepted).
+    pub super_users: Vec<String>,
+    /// Allow what no ACL covers (parsed now; applies once ACLs exist). Default false.
+    pub allow_if_no_acl: bool,
+    /// PBKDF2 iterations of credentials made from a password (HTTP, CLI, start-up admin).
+    /// Default 4096 (Kafka's minimum and `kafka-configs`' default).
+    pub scram_iterations: u32,
+    /// Longest failed-login backoff of one (user, address). Default 5 s.
+    pub backoff_max: Duration,
+    /// Most (user, address) pairs whose failures are remembered. Default 10,000.
+    pub backoff_entries_max: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            super_users: Vec::new(),
+            allow_if_no_acl: false,
+            scram_iterations: scram::ITERATIONS_MIN,
+            backoff_max: Duration::from_secs(5),
+            backoff_entries_max: 10_000,
+        }
+    }
+}
+
+/// What an authentication or user operation can answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Bad or unknown credentials, or a key backing off; `delay` is how long to hold the answer.
+    #[error("authentication failed: invalid user name or password")]
+    Failed { delay: Duration },
+    #[error("invalid user name {0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    InvalidPassword(String),
+    #[error("unknown user {0:?}")]
+    UnknownUser(String),
+    #[error("user {user:?} has no {mechanism} credential")]
+    UnknownCredential {
+        user: String,
+        mechanism: &'static str,
+    },
+    #[error("unacceptable credential: {0}")]
+    Unacceptable(#[from] scram::ScramError),
+    #[error(transparent)]
+    Storage(BrokerError),
+}
+
+/// Authentication state: settings, users, backoff.
+pub struct Auth {
+    config: AuthConfig,
+    users: UserStore,
+    backoff: backoff::Backoff,
+}
+
+impl Auth {
+    pub(crate) fn new(config: AuthConfig, users: UserStore) -> Self {
+        let backoff = backoff::Backoff::new(config.backoff_max, config.backoff_entries_max);
+        Self {
+            config,
+            users,
+            backoff,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// Whether credentials are checked.
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    /// Whether `user` is a super user.
+    pub fn is_super(&self, user: &str) -> bool {
+        self.config
+            .super_users
+            .iter()
+            .any(|s| s.strip_prefix("User:").unwrap_or(s) == user)
+    }
+
+    /// May `principal` manage users? Everyone while authentication is off; super users only
+    /// while it is on (until ACLs exist).
+    pub fn may_manage_users(&self, principal: Option<&str>) -> bool {
+        !self.enabled() || principal.is_some_and(|p| self.is_super(p))
+    }
+
+    /// The user store.
+    pub fn users(&self) -> &UserStore {
+        &self.users
+    }
+
+    /// The failed-login backoff.
+    pub fn backoff(&self) -> &backoff::Backoff {
+        &self.backoff
+    }
+
+    /// Every user (names and mechanisms).
+    pub fn list_users(&self) -> Vec<UserInfo> {
+        self.users.list()
+    }
+
+    /// Checks a password (PLAIN, HTTP Basic) from `ip`, with backoff.
+    pub fn authenticate_password(
+        &self,
+        user: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> Result<(), AuthError> {
+        if !self.backoff.blocked(user, ip) && self.users.verify_password(user, password) {
+            self.backoff.succeeded(user, ip);
+            return Ok(());
+        }
+        Err(AuthError::Failed {
+            delay: self.backoff.failed(user, ip),
+        })
+    }
+
+    /// Records the outcome of a SCRAM exchange for `user` from `ip`; a failure answers the delay.
+    pub fn scram_outcome(&self, user: &str, ip: IpAddr, ok: bool) -> Result<(), AuthError> {
+        if ok {
+            self.backoff.succeeded(user, ip);
+            Ok(())
+        } else {
+            Err(AuthError::Failed {
+                delay: self.backoff.failed(user, ip),
+            })
+        }
+    }
+
+    /// Creates `user` or changes its password: a fresh credential for every mechanism. Answers
+    /// true when the user is new.
+    pub async fn set_password(&self, user: &str, password: &str) -> Result<bool, AuthError> {
+        users::validate_name(user)?;
+        users::validate_password(password)?;
+        let i = self.config.scram_iterations as i64;
+        let mut fresh = users::User::new();
+        for m in Mechanism::ALL {
+            fresh.insert(m, Credential::generate(m, password, i)?);
+        }
+        let mut created = false;
+        self.users
+            .change(user, |old| {
+                created = old.is_none();
+                Ok(Some(fresh))
+            })
+            .await?;
+        Ok(created)
+    }
+
+    /// Deletes `user` and all its credentials.
+    pub async fn delete_user(&self, user: &str) -> Result<(), AuthError> {
+        self.users
+            .change(user, |old| match old {
+                Some(_) => Ok(None),
+                None => Err(AuthError::UnknownUser(user.to_string())),
+            })
+            .await
+    }
+
+    /// Adds or replaces one mechanism's credential of `user` (Kafka's AlterUserScramCredentials).
+    pub async fn upsert_credential(
+        &self,
+        user: &str,
+        m: Mechanism,
+        c: Credential,
+    ) -> Result<(), AuthError> {
+        users::validate_name(user)?;
+        self.users
+            .change(user, |old| {
+                let mut u = old.unwrap_or_default();
+                u.insert(m, c);
+                Ok(Some(u))
+            })
+            .await
+    }
+
+    /// Removes one mechanism's credential of `user`; the user goes with its last one.
+    pub async fn delete_credential(&self, user: &str, m: Mechanism) -> Result<(), AuthError> {
+        self.users
+            .change(user, |old| {
+                let mut u = old.unwrap_or_default();
+                if u.remove(&m).is_none() {
+                    return Err(AuthError::UnknownCredential {
+                        user: user.to_string(),
+                        mechanism: m.name(),
+                    });
+                }
+                Ok((!u.is_empty()).then_some(u))
+            })
+            .await
+    }
+}

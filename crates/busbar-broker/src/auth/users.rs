@@ -1,0 +1,208 @@
+//! The durable user store: SCRAM credentials only (salt, iterations, StoredKey, ServerKey per
+//! mechanism; never a password), one row per user in the internal compacted log
+//! `internal/users` (a tombstone deletes). Writes are serialised by one lock and applied to the
+//! in-memory table only once durable, so a failed write answers an error and changes nothing.
+
+use super::scram::{Credential, Mechanism};
+use super::AuthError;
+use crate::kvlog::KvLog;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use busbar_log::disk::Storage;
+use busbar_log::Clock;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Longest user name, bytes.
+pub const USER_NAME_BYTES_MAX: usize = 255;
+/// Longest password, bytes.
+pub const PASSWORD_BYTES_MAX: usize = 1024;
+
+/// A user's credentials, by mechanism.
+pub type User = BTreeMap<Mechanism, Credential>;
+
+/// A user as listed: the name and each mechanism's iteration count (never a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub mechanisms: Vec<(Mechanism, u32)>,
+}
+
+/// One credential as stored (base64 fields).
+#[derive(Serialize, Deserialize)]
+struct StoredCredential {
+    salt: String,
+    iterations: u32,
+    stored_key: String,
+    server_key: String,
+}
+
+fn encode(user: &User) -> Vec<u8> {
+    let map: BTreeMap<&str, StoredCredential> = user
+        .iter()
+        .map(|(m, c)| {
+            let s = StoredCredential {
+                salt: B64.encode(&c.salt),
+                iterations: c.iterations,
+                stored_key: B64.encode(&c.stored_key),
+                server_key: B64.encode(&c.server_key),
+            };
+            (m.name(), s)
+        })
+        .collect();
+    serde_json::to_vec(&map).expect("credentials encode")
+}
+
+fn decode(bytes: &[u8]) -> Option<User> {
+    let map: BTreeMap<String, StoredCredential> = serde_json::from_slice(bytes).ok()?;
+    map.into_iter()
+        .map(|(name, s)| {
+            let c = Credential {
+                salt: B64.decode(s.salt).ok()?,
+                iterations: s.iterations,
+                stored_key: B64.decode(s.stored_key).ok()?,
+                server_key: B64.decode(s.server_key).ok()?,
+            };
+            Some((Mechanism::from_name(&name)?, c))
+        })
+        .collect()
+}
+
+/// Checks a user name: 1 to `USER_NAME_BYTES_MAX` bytes, no control characters, no `:` (HTTP
+/// Basic splits there).
+pub fn validate_name(name: &str) -> Result<(), AuthError> {
+    let why = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > USER_NAME_BYTES_MAX {
+        "it is longer than 255 bytes"
+    } else if name.chars().any(|c| c.is_control() || c == ':') {
+        "it contains ':' or a control character"
+    } else {
+        return Ok(());
+    };
+    Err(AuthError::InvalidName(format!("{name:?}: {why}")))
+}
+
+/// Checks a password: 1 to `PASSWORD_BYTES_MAX` bytes.
+pub fn validate_password(password: &str) -> Result<(), AuthError> {
+    if password.is_empty() || password.len() > PASSWORD_BYTES_MAX {
+        return Err(AuthError::InvalidPassword(format!(
+            "a password must have 1 to {PASSWORD_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// The durable store of users.
+pub struct UserStore {
+    log: KvLog,
+    table: Arc<Mutex<BTreeMap<String, User>>>,
+    /// Held across each write, so writes apply in log order and read-modify-write is atomic.
+    writing: tokio::sync::Mutex<()>,
+    damage: Vec<String>,
+}
+
+impl UserStore {
+    /// Opens the store in `storage`, replaying its log.
+    pub fn open(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> crate::Result<Self> {
+        let log = KvLog::open(storage, clock)?;
+        let mut table = BTreeMap::new();
+        let damage = log.replay(|_, key, value| {
+            let Ok(name) = std::str::from_utf8(key) else {
+                return;
+            };
+            match value.and_then(decode) {
+                Some(u) => table.insert(name.to_string(), u),
+                None => table.remove(name),
+            };
+        })?;
+        Ok(Self {
+            log,
+            table: Arc::new(Mutex::new(table)),
+            writing: Default::default(),
+            damage,
+        })
+    }
+
+    /// Damaged ranges of the users log skipped when it was opened.
+    pub fn damage(&self) -> &[String] {
+        &self.damage
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, User>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// No user exists.
+    pub fn is_empty(&self) -> bool {
+        self.table().is_empty()
+    }
+
+    /// One credential of a user.
+    pub fn credential(&self, name: &str, m: Mechanism) -> Option<Credential> {
+        self.table().get(name)?.get(&m).cloned()
+    }
+
+    /// Whether the user exists (with any credential).
+    pub fn exists(&self, name: &str) -> bool {
+        self.table().contains_key(name)
+    }
+
+    /// Every user, by name.
+    pub fn list(&self) -> Vec<UserInfo> {
+        self.table()
+            .iter()
+            .map(|(name, u)| UserInfo {
+                name: name.clone(),
+                mechanisms: u.iter().map(|(m, c)| (*m, c.iterations)).collect(),
+            })
+            .collect()
+    }
+
+    /// True when `password` is the user's (checked against the first of its credentials).
+    pub fn verify_password(&self, name: &str, password: &str) -> bool {
+        let first = self
+            .table()
+            .get(name)
+            .and_then(|u| u.iter().next().map(|(m, c)| (*m, c.clone())));
+        first.is_some_and(|(m, c)| c.verify_password(m, password))
+    }
+
+    /// Changes one user's row with `f` (which sees the current credentials, `None` when the user
+    /// does not exist, and answers the new ones, `None` deleting), durably.
+    pub async fn change(
+        &self,
+        name: &str,
+        f: impl FnOnce(Option<User>) -> Result<Option<User>, AuthError>,
+    ) -> Result<(), AuthError> {
+        let _w = self.writing.lock().await;
+        let current = self.table().get(name).cloned();
+        let next = f(current)?;
+        let row = (name.as_bytes().to_vec(), next.as_ref().map(encode));
+        let table = self.table.clone();
+        let key = name.to_string();
+        self.log
+            .write(vec![row], move |written| {
+                if written.len() == 1 {
+                    let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+                    match next {
+                        Some(u) => t.insert(key, u),
+                        None => t.remove(&key),
+                    };
+                }
+            })
+            .await
+            .map_err(AuthError::Storage)
+    }
+
+    /// Compacts the log.
+    pub fn maintain(&self) -> crate::Result<()> {
+        self.log.compact()
+    }
+
+    /// Clean shutdown.
+    pub fn close(&self) -> crate::Result<()> {
+        self.log.close()
+    }
+}

@@ -1,0 +1,94 @@
+//! HTTP authentication: with `auth.enabled`, every route but `/healthz` and `/readyz` needs
+//! `Authorization: Basic` with a user's password, checked against its SCRAM credential (the
+//! store Kafka SASL uses) with the shared failed-login backoff. Without or with bad credentials
+//! the answer is 401 `unauthorized` with `WWW-Authenticate: Basic realm="busbar"`. The principal
+//! goes into the request's extensions for the routes that check it.
+
+use crate::error::ApiError;
+use crate::App;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use busbar_broker::auth::AuthError;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Routes served without credentials (probes).
+pub const OPEN: &[&str] = &["/healthz", "/readyz"];
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct Principal(pub String);
+
+/// 401 with `message`.
+pub fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+fn challenge(e: ApiError) -> Response {
+    let mut r = e.into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"busbar\""),
+    );
+    r
+}
+
+/// The (user, password) of an `Authorization: Basic` header; `Err` names what is wrong.
+fn basic(headers: &HeaderMap) -> Result<(String, String), &'static str> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or("authentication required: send Authorization: Basic")?;
+    let value = value
+        .to_str()
+        .map_err(|_| "malformed Authorization header")?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or("malformed Authorization header")?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err("unsupported Authorization scheme: use Basic");
+    }
+    let decoded = B64
+        .decode(token.trim())
+        .map_err(|_| "malformed Basic credentials")?;
+    let text = String::from_utf8(decoded).map_err(|_| "malformed Basic credentials")?;
+    let (user, password) = text.split_once(':').ok_or("malformed Basic credentials")?;
+    Ok((user.to_string(), password.to_string()))
+}
+
+/// The middleware: passes requests through while authentication is off.
+pub async fn check(State(app): State<App>, mut req: Request, next: Next) -> Response {
+    let auth = app.broker.auth();
+    if !auth.enabled() || OPEN.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip());
+    let (user, password) = match basic(req.headers()) {
+        Ok(c) => c,
+        Err(why) => return challenge(unauthorized(why)),
+    };
+    let broker = app.broker.clone();
+    let name = user.clone();
+    // PBKDF2 takes milliseconds: off the async threads.
+    let checked = tokio::task::spawn_blocking(move || {
+        broker.auth().authenticate_password(&name, &password, ip)
+    })
+    .await;
+    match checked {
+        Ok(Ok(())) => {
+            req.extensions_mut().insert(Principal(user));
+            next.run(req).await
+        }
+        Ok(Err(AuthError::Failed { delay })) => {
+            tokio::time::sleep(delay).await;
+            challenge(unauthorized("invalid user name or password"))
+        }
+        Ok(Err(e)) => challenge(unauthorized(&e.to_string())),
+        Err(_) => challenge(unauthorized("authentication was interrupted")),
+    }
+}

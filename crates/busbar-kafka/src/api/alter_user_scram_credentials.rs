@@ -1,0 +1,128 @@
+//! AlterUserScramCredentials (KIP-554): upserts carry the client-computed SaltedPassword, from
+//! which the StoredKey and ServerKey are kept (never the password); deletions remove one
+//! mechanism's credential. One result per user named, as Kafka answers: UNSUPPORTED_SASL_MECHANISM
+//! (33), UNACCEPTABLE_CREDENTIAL (93: iterations outside 4096-16384, an empty name or salt),
+//! RESOURCE_NOT_FOUND (91: deleting what does not exist), DUPLICATE_RESOURCE (92: a user and
+//! mechanism named twice). A user's changes are checked before any is written. While
+//! authentication is on only super users may alter (31), until ACLs exist.
+
+use super::{sb, Ctx};
+use crate::codes;
+use busbar_broker::auth::scram::{Credential, Mechanism};
+use busbar_broker::auth::users;
+use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+use kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
+};
+
+/// One change to a user's credentials.
+enum Change {
+    Upsert(Mechanism, Credential),
+    Delete(Mechanism),
+}
+
+type Refusal = (i16, String);
+
+fn mechanism(t: i8) -> Result<Mechanism, Refusal> {
+    Mechanism::from_kafka_type(t).ok_or((
+        codes::UNSUPPORTED_SASL_MECHANISM,
+        format!("Unknown SCRAM mechanism type {t}"),
+    ))
+}
+
+/// Every user named, in order of first appearance, with its checked changes or the refusal.
+fn plan(req: AlterUserScramCredentialsRequest) -> Vec<(String, Result<Vec<Change>, Refusal>)> {
+    let mut out: Vec<(String, Result<Vec<Change>, Refusal>)> = Vec::new();
+    let mut seen: Vec<(String, i8)> = Vec::new();
+    let mut add = |name: String, t: i8, change: Result<Change, Refusal>| {
+        let dup = seen.contains(&(name.clone(), t));
+        seen.push((name.clone(), t));
+        let slot = match out.iter().position(|(n, _)| *n == name) {
+            Some(i) => &mut out[i].1,
+            None => {
+                out.push((name.clone(), Ok(Vec::new())));
+                &mut out.last_mut().expect("pushed").1
+            }
+        };
+        let Ok(changes) = slot else { return };
+        match change {
+            _ if dup => {
+                let why = format!(
+                    "A user credential cannot be altered twice in the same request: {name}"
+                );
+                *slot = Err((codes::DUPLICATE_RESOURCE, why));
+            }
+            Ok(c) => changes.push(c),
+            Err(refusal) => *slot = Err(refusal),
+        }
+    };
+    for d in req.deletions {
+        let name = d.name.as_str().to_string();
+        add(
+            name,
+            d.mechanism,
+            mechanism(d.mechanism).map(Change::Delete),
+        );
+    }
+    for u in req.upsertions {
+        let name = u.name.as_str().to_string();
+        let change = mechanism(u.mechanism).and_then(|m| {
+            users::validate_name(&name)
+                .map_err(|e| (codes::UNACCEPTABLE_CREDENTIAL, e.to_string()))?;
+            Credential::from_salted(m, &u.salt, i64::from(u.iterations), &u.salted_password)
+                .map(|c| Change::Upsert(m, c))
+                .map_err(|e| (codes::UNACCEPTABLE_CREDENTIAL, e.to_string()))
+        });
+        add(name, u.mechanism, change);
+    }
+    out
+}
+
+fn result(user: &str, refusal: Option<Refusal>) -> AlterUserScramCredentialsResult {
+    let mut r = AlterUserScramCredentialsResult::default();
+    r.user = sb(user);
+    if let Some((code, message)) = refusal {
+        r.error_code = code;
+        r.error_message = Some(sb(message));
+    }
+    r
+}
+
+pub async fn handle(
+    ctx: &Ctx<'_>,
+    req: AlterUserScramCredentialsRequest,
+) -> AlterUserScramCredentialsResponse {
+    let auth = ctx.shared.broker.auth();
+    let allowed = auth.may_manage_users(ctx.principal);
+    let mut resp = AlterUserScramCredentialsResponse::default();
+    for (name, changes) in plan(req) {
+        if !allowed {
+            let refusal = (
+                codes::CLUSTER_AUTHORIZATION_FAILED,
+                codes::SUPER_USERS_ONLY.to_string(),
+            );
+            resp.results.push(result(&name, Some(refusal)));
+            continue;
+        }
+        let changes = match changes {
+            Ok(c) => c,
+            Err(refusal) => {
+                resp.results.push(result(&name, Some(refusal)));
+                continue;
+            }
+        };
+        let mut refusal = None;
+        for change in changes {
+            let done = match change {
+                Change::Upsert(m, c) => auth.upsert_credential(&name, m, c).await,
+                Change::Delete(m) => auth.delete_credential(&name, m).await,
+            };
+            if let Err(e) = done {
+                refusal = Some((codes::of_auth(&e), e.to_string()));
+                break;
+            }
+        }
+        resp.results.push(result(&name, refusal));
+    }
+    resp
+}

@@ -1,0 +1,248 @@
+//! Authentication through the real binary: `[kafka] listeners` and `[auth]` at start-up (TLS
+//! listeners refused for now, a SASL listener needs auth.enabled, the first admin from
+//! BUSBAR_ADMIN_PASSWORD), HTTP Basic on every route but the probes, users over HTTP and the CLI,
+//! kept across a restart. Kafka SASL with real clients is in tests/clients/run.py.
+
+mod common;
+
+use base64::Engine;
+use busbar_testkit::http::request;
+use common::{stderr, stdout, Server, BIN};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const ADMIN_PW: &str = "admin-secret-1";
+
+fn env_on() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("BUSBAR_AUTH_ENABLED", "true"),
+        ("BUSBAR_AUTH_SUPER_USERS", "admin"),
+        ("BUSBAR_ADMIN_PASSWORD", ADMIN_PW),
+        (
+            "BUSBAR_KAFKA_LISTENERS",
+            "SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0",
+        ),
+    ]
+}
+
+/// `busbar serve` without `--kafka-addr` (which would replace the listeners).
+fn serve(data: &Path, env: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--http-addr", "127.0.0.1:0"]);
+    Server::spawn(cmd, env, data)
+}
+
+/// `busbar serve` that must refuse to start: its exit code and stderr.
+fn refused(data: &Path, env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .envs(env.iter().copied())
+        .env_remove("BUSBAR_ADMIN_PASSWORD")
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = out.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+/// `method path` with optional credentials: status and JSON body.
+fn call(
+    s: &Server,
+    method: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let header = auth.map(|(u, p)| basic(u, p));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(h) = &header {
+        headers.push(("authorization", h.as_str()));
+    }
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let r = request(s.addr, method, path, &headers, &bytes).unwrap();
+    if r.status == 401 {
+        assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"busbar\""));
+    }
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+fn cli(s: &Server, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["--server", &s.url()])
+        .args(args)
+        .env_remove("BUSBAR_USER")
+        .env_remove("BUSBAR_PASSWORD")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn tls_listeners_and_sasl_without_auth_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for tls in ["SSL://127.0.0.1:0", "SASL_SSL://127.0.0.1:0"] {
+        let (code, err) = refused(dir.path(), &[("BUSBAR_KAFKA_LISTENERS", tls)]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("not supported yet"), "{err}");
+    }
+    let sasl = [("BUSBAR_KAFKA_LISTENERS", "SASL_PLAINTEXT://127.0.0.1:0")];
+    let (code, err) = refused(dir.path(), &sasl);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("auth.enabled"), "{err}");
+    let (code, err) = refused(
+        dir.path(),
+        &[("BUSBAR_KAFKA_LISTENERS", "NOPE://127.0.0.1:0")],
+    );
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn auth_on_without_users_needs_the_admin_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = refused(dir.path(), &[("BUSBAR_AUTH_ENABLED", "true")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("BUSBAR_ADMIN_PASSWORD"), "{err}");
+}
+
+#[test]
+fn every_listener_is_served_and_named_in_the_ready_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // The CLI's credentials in the environment are not settings of `serve`.
+    let mut env = env_on();
+    env.extend([("BUSBAR_USER", "admin"), ("BUSBAR_PASSWORD", "x")]);
+    let s = serve(dir.path(), &env);
+    let listed = s.ready_line.split(" listeners ").nth(1).unwrap();
+    let listed = listed.split_whitespace().next().unwrap();
+    let urls: Vec<&str> = listed.split(',').collect();
+    assert_eq!(urls.len(), 2, "{}", s.ready_line);
+    assert_eq!(urls[0], format!("SASL_PLAINTEXT://{}", s.kafka));
+    let plain: std::net::SocketAddr = urls[1]
+        .strip_prefix("PLAINTEXT://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::net::TcpStream::connect(plain).unwrap();
+    std::net::TcpStream::connect(s.kafka).unwrap();
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn http_basic_is_checked_against_the_users_which_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &env_on());
+    let admin = Some(("admin", ADMIN_PW));
+    assert_eq!(call(&s, "GET", "/healthz", None, None).0, 200);
+    assert_eq!(call(&s, "GET", "/readyz", None, None).0, 200);
+    let (status, body) = call(&s, "GET", "/topics", None, None);
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(
+        call(&s, "GET", "/topics", Some(("admin", "wrong")), None).0,
+        401
+    );
+    assert_eq!(
+        call(&s, "GET", "/topics", Some(("nobody", "x")), None).0,
+        401
+    );
+    assert_eq!(call(&s, "GET", "/topics", admin, None).0, 200);
+    let bob = json!({"name": "bob", "password": "bob-pw-1"});
+    let (status, created) = call(&s, "POST", "/users", admin, Some(bob));
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["mechanisms"][0]["mechanism"], "SCRAM-SHA-256");
+    assert_eq!(created["mechanisms"][1]["mechanism"], "SCRAM-SHA-512");
+    assert_eq!(
+        call(&s, "GET", "/topics", Some(("bob", "bob-pw-1")), None).0,
+        200
+    );
+    let carol = json!({"name": "carol", "password": "x"});
+    let (status, body) = call(&s, "POST", "/users", Some(("bob", "bob-pw-1")), Some(carol));
+    assert_eq!(status, 403, "only super users manage users: {body}");
+    let (status, list) = call(&s, "GET", "/users", admin, None);
+    assert_eq!(status, 200);
+    let names: Vec<&str> = list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin", "bob"]);
+    assert!(!list.to_string().contains("bob-pw-1") && !list.to_string().contains("salt"));
+    assert_eq!(s.stop(), 0);
+    // Users are durable; the admin password is only read when no user exists.
+    let mut env = env_on();
+    env.retain(|(k, _)| *k != "BUSBAR_ADMIN_PASSWORD");
+    let s = serve(dir.path(), &env);
+    assert_eq!(
+        call(&s, "GET", "/topics", Some(("bob", "bob-pw-1")), None).0,
+        200
+    );
+    assert_eq!(call(&s, "DELETE", "/users/bob", admin, None).0, 204);
+    assert_eq!(
+        call(&s, "GET", "/topics", Some(("bob", "bob-pw-1")), None).0,
+        401
+    );
+    assert_eq!(call(&s, "DELETE", "/users/bob", admin, None).0, 404);
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn the_cli_manages_users_with_its_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &env_on());
+    let me = ["--user", "admin", "--password", ADMIN_PW];
+    let out = cli(
+        &s,
+        &[
+            &me[..],
+            &["user", "create", "carol", "--new-password", "carol-pw"],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("SCRAM-SHA-512"), "{}", stdout(&out));
+    let out = cli(&s, &[&me[..], &["user", "list"]].concat());
+    assert!(stdout(&out).contains("carol"), "{}", stdout(&out));
+    assert_eq!(
+        call(&s, "GET", "/topics", Some(("carol", "carol-pw")), None).0,
+        200
+    );
+    let out = cli(&s, &["user", "list"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+    let out = cli(&s, &["--user", "admin", "user", "list"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--user without --password: {}",
+        stderr(&out)
+    );
+    let out = Command::new(BIN)
+        .args(["--server", &s.url(), "user", "delete", "carol"])
+        .env("BUSBAR_USER", "admin")
+        .env("BUSBAR_PASSWORD", ADMIN_PW)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        call(&s, "GET", "/topics", Some(("carol", "carol-pw")), None).0,
+        401
+    );
+    assert_eq!(s.stop(), 0);
+}
