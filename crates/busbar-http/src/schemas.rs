@@ -255,7 +255,8 @@ pub struct SubscriptionSpec {
     dead_letter_topic: Option<String>,
 }
 
-/// `PUT /subscriptions/{name}`: the whole spec; `name` may be left out.
+/// `PUT /subscriptions/{name}`: the whole spec; `name` may be left out. The read-only fields of
+/// a read may be sent back (see each).
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionReplace {
@@ -267,6 +268,25 @@ pub struct SubscriptionReplace {
     target: Target,
     delivery: Option<Delivery>,
     dead_letter_topic: Option<String>,
+    /// Read-only (as a read shows it): accepted only as `paused` while paused, else a state a read
+    /// shows; pause and resume have their own routes.
+    state: Option<String>,
+    /// Read-only: accepted only with the value a read shows.
+    owner: Option<String>,
+    /// Read-only: accepted only with the value a read shows.
+    config_file: Option<String>,
+    /// Read-only: accepted only with the value a read shows.
+    created: Option<String>,
+    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    updated: Option<String>,
+    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    lag: Option<u64>,
+    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    retrying: Option<u64>,
+    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    last_failure: Option<LastFailure>,
+    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    counters: Option<Counters>,
 }
 
 /// `PATCH /subscriptions/{name}`: a JSON merge patch (RFC 7396) of the subscription's fields.
@@ -295,6 +315,25 @@ pub struct SubscriptionPatch {
     delivery: Option<Value>,
     /// Null removes it.
     dead_letter_topic: Option<String>,
+    /// Read-only (as a read shows it): accepted only as `paused` while paused, else a state a read
+    /// shows; pause and resume have their own routes.
+    state: Option<String>,
+    /// Read-only: accepted only with the value a read shows.
+    owner: Option<String>,
+    /// Read-only: accepted only with the value a read shows.
+    config_file: Option<String>,
+    /// Read-only: accepted only with the value a read shows.
+    created: Option<String>,
+    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    updated: Option<String>,
+    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    lag: Option<u64>,
+    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    retrying: Option<u64>,
+    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    last_failure: Option<LastFailure>,
+    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    counters: Option<Counters>,
 }
 
 /// An input transformer: variables by JSON path, and a template.
