@@ -110,7 +110,7 @@ fn storage_error(detail: &str) -> ApiError {
     ApiError::new(
         StatusCode::INSUFFICIENT_STORAGE,
         "storage_error",
-        "the event could not be stored durably; retry later",
+        "the write could not be stored durably (disk full or storage offline); nothing changed, retry later",
     )
 }
 

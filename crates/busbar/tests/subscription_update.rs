@@ -522,6 +522,8 @@ fn subscription_writes_on_a_full_disk_answer_507_as_documented() {
         }
         assert_eq!(st, 507, "{method} {path}: {v}");
         assert_eq!(v["error"]["code"], "storage_error", "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("disk full") && !msg.contains("event"), "{msg}");
     }
     assert_eq!(
         spec(&s, "s"),
