@@ -314,7 +314,8 @@ pub async fn poll(
         (status = 200, description = "Committed", body = crate::schemas::Committed),
         (status = 404, description = "No such consumer instance"),
         (status = 409, description = "The group is rebalancing"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn commit(
     State(app): State<App>,
     Path((group, id)): Path<(String, String)>,

@@ -246,8 +246,8 @@ pub fn decode_publish_with(
         (status = 413, description = "Body over `http.publish_bytes_max` or an event over \
             max.message.bytes"),
         (status = 415, description = "Another content type"),
-        (status = 503, description = "Shutting down or storage offline"),
-        (status = 507, description = "Out of disk space")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn publish(
     State(app): State<App>,
     Path(topic): Path<String>,

@@ -76,7 +76,8 @@ pub async fn describe(State(app): State<App>, Path(group): Path<String>) -> ApiR
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such group"),
         (status = 409, description = "The group has members"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn delete(State(app): State<App>, Path(group): Path<String>) -> ApiResult<StatusCode> {
     app.broker.delete_group(&group).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -111,7 +112,8 @@ enum To {
         (status = 409, description = "The group has members"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn reset(
     State(app): State<App>,
     Path(group): Path<String>,

@@ -78,8 +78,8 @@ pub fn describe_json(d: &TopicDescription) -> Value {
     (status = 409, description = "The topic exists"),
     (status = 413, description = "Body over `http.json_bytes_max`"),
     (status = 415, description = "Not application/json"),
-    (status = 503, description = "Shutting down or storage offline"),
-    (status = 507, description = "Out of disk space")))]
+    (status = 503, description = "Shutting down"),
+    (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn create(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -144,8 +144,8 @@ fn warn_weaker(peer: SocketAddr, topic: &str, what: &str) {
         (status = 404, description = "No such topic"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
-        (status = 503, description = "Shutting down or storage offline"),
-        (status = 507, description = "Out of disk space")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn alter(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -206,7 +206,8 @@ pub async fn alter(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such topic"),
         (status = 409, description = "A subscription uses it as its dead-letter topic"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn delete(State(app): State<App>, Path(topic): Path<String>) -> ApiResult<StatusCode> {
     app.broker.delete_topic(&topic).await?;
     Ok(StatusCode::NO_CONTENT)

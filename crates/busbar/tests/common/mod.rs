@@ -146,6 +146,17 @@ impl Server {
     }
 }
 
+/// A test that fails (or forgets `stop`) must not leave `busbar serve` running: it would hold its
+/// ports and data directory after the test binary exits.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn unsafe_kill(pid: u32, sig: &str) {
     Command::new("kill")
         .arg(format!("-{sig}"))
