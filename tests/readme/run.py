@@ -7,7 +7,10 @@ Usage: run.py PATH/TO/busbar [README.md]
 How blocks are marked (the fence's info string; GitHub highlights by its first word only):
   ```sh               runs as written. Blocks run in README order, each in its own `bash` with
                       `set -eo pipefail`, so any failing command (or pipeline) fails the test, which
-                      then names the README line and the command.
+                      then names the README line and the command. Not caught (bash's rules), so
+                      the README does not use them: a failing `$(...)` inside another command's
+                      arguments, and a failing background job. Output is not compared: a
+                      `# -> ...` comment in a block is an illustration, kept true by review.
   ```sh test=server   starts the server (`busbar serve`): not run; the runner starts the binary it was
                       given with `serve` and the default addresses (127.0.0.1:8080, 127.0.0.1:9092)
                       in a fresh temporary directory, so its data goes to ./busbar-data there. The
@@ -84,6 +87,8 @@ def end_group(proc, sig=signal.SIGKILL):
         proc.wait(GRACE_SECONDS)
     except subprocess.TimeoutExpired:
         pass
+    if proc in STARTED:  # ended: its group id may be reused, so never signal it again
+        STARTED.remove(proc)
 
 
 def cleanup():
@@ -331,7 +336,10 @@ def run():
     runners = {None: run_block, "stream": run_stream, "flags": run_flags}
     server, ran = None, 0
     with tempfile.TemporaryDirectory() as work:
-        env = dict(os.environ, PATH=tools(work, binary) + os.pathsep + os.environ["PATH"])
+        # The caller's BUSBAR_* settings (BUSBAR_SERVER, BUSBAR_OUTPUT, ...) would point the
+        # README's commands elsewhere or change what they print.
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("BUSBAR_")}
+        env = dict(clean, PATH=tools(work, binary) + os.pathsep + os.environ["PATH"])
         cwd = os.path.join(work, "cwd")
         os.mkdir(cwd)
         try:

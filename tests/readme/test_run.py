@@ -100,6 +100,30 @@ class Runner(unittest.TestCase):
         left = [p for p in self.pids() if alive(p)]
         self.assertEqual(left, [], "processes left running after the runner was stopped")
 
+    def test_the_callers_busbar_settings_do_not_reach_the_blocks(self):
+        self.env["BUSBAR_SERVER"] = "http://127.0.0.1:1"
+        readme = self.readme('```sh\ntest -z "${BUSBAR_SERVER:-}"\n```\n')
+        rc, out = self.run_runner(readme)
+        self.assertEqual(rc, 0, out)
+
+    def test_an_ended_group_is_never_signalled_again(self):
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("runner_under_test", RUN)
+        runner = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(runner)
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        self.addCleanup(lambda: [signal.signal(k, v) for k, v in saved.items()])
+        proc = runner.spawn(["true"])
+        proc.wait()
+        runner.end_group(proc)
+        sent = []
+        real, runner.os.killpg = runner.os.killpg, lambda pid, sig: sent.append(pid)
+        try:
+            runner.cleanup()
+        finally:
+            runner.os.killpg = real
+        self.assertEqual(sent, [], "cleanup signalled a group that had already ended")
+
 
 if __name__ == "__main__":
     unittest.main()

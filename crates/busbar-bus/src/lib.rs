@@ -471,6 +471,9 @@ impl Bus {
             }
             *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Paused;
         } else if e.handle.is_none() {
+            // The answer (and a read before the worker's first step) says `starting`, never
+            // `paused`: sent back as an update, it must be accepted.
+            *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Starting;
             e.handle = Some(self.spawn(e));
         }
         Ok(self.view(e))

@@ -119,7 +119,9 @@ const ACTIVE_STATES: &[&str] = &["starting", "running", "backpressure", "error"]
 /// `config_file` must be as they are; `state` must say `paused` exactly when the subscription is
 /// paused (pausing and resuming are their own operations); the fields that move on their own
 /// (`updated`, `lag`, `retrying`, `last_failure`, `counters`) need only the shape a read gives
-/// them, since they change between a read and the write that sends it back.
+/// them, since they change between a read and the write that sends it back. Null on any of them
+/// is ignored (a merge patch's "remove", which a read-only field cannot do; the OpenAPI document
+/// shows them nullable).
 /// `view` makes the current read (only when `given` has a read-only field).
 pub fn check_view_fields(
     given: &Value,
@@ -136,6 +138,7 @@ pub fn check_view_fields(
     for (k, v) in VIEW_FIELDS
         .iter()
         .filter_map(|k| Some((*k, fields.get(*k)?)))
+        .filter(|(_, v)| !v.is_null())
     {
         let fits = match k {
             "state" => v.as_str().is_some_and(|s| match paused {

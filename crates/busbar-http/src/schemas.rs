@@ -269,23 +269,23 @@ pub struct SubscriptionReplace {
     delivery: Option<Delivery>,
     dead_letter_topic: Option<String>,
     /// Read-only (as a read shows it): accepted only as `paused` while paused, else a state a read
-    /// shows; pause and resume have their own routes.
+    /// shows (null is ignored); pause and resume have their own routes.
     state: Option<String>,
-    /// Read-only: accepted only with the value a read shows.
+    /// Read-only: accepted only with the value a read shows (null is ignored).
     owner: Option<String>,
-    /// Read-only: accepted only with the value a read shows.
+    /// Read-only: accepted only with the value a read shows (null is ignored).
     config_file: Option<String>,
-    /// Read-only: accepted only with the value a read shows.
+    /// Read-only: accepted only with the value a read shows (null is ignored).
     created: Option<String>,
-    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     updated: Option<String>,
-    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     lag: Option<u64>,
-    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     retrying: Option<u64>,
-    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     last_failure: Option<LastFailure>,
-    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     counters: Option<Counters>,
 }
 
@@ -316,23 +316,23 @@ pub struct SubscriptionPatch {
     /// Null removes it.
     dead_letter_topic: Option<String>,
     /// Read-only (as a read shows it): accepted only as `paused` while paused, else a state a read
-    /// shows; pause and resume have their own routes.
+    /// shows (null is ignored); pause and resume have their own routes.
     state: Option<String>,
-    /// Read-only: accepted only with the value a read shows.
+    /// Read-only: accepted only with the value a read shows (null is ignored).
     owner: Option<String>,
-    /// Read-only: accepted only with the value a read shows.
+    /// Read-only: accepted only with the value a read shows (null is ignored).
     config_file: Option<String>,
-    /// Read-only: accepted only with the value a read shows.
+    /// Read-only: accepted only with the value a read shows (null is ignored).
     created: Option<String>,
-    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     updated: Option<String>,
-    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     lag: Option<u64>,
-    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     retrying: Option<u64>,
-    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     last_failure: Option<LastFailure>,
-    /// Read-only; moves on its own, so any value of this type is accepted and ignored.
+    /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     counters: Option<Counters>,
 }
 
