@@ -93,7 +93,11 @@ impl Broker {
         let offsets = OffsetStore::open(dir("internal/offsets")?, config.clock.clone())?;
         let users =
             crate::auth::users::UserStore::open(dir("internal/users")?, config.clock.clone())?;
-        let auth = crate::auth::Auth::new(config.auth.clone(), users);
+        let tokens = crate::auth::tokens::TokenStore::open(
+            dir("internal/tokens")?,
+            config.clock.clone(),
+        )?;
+        let auth = crate::auth::Auth::new(config.auth.clone(), users, tokens);
         let mut topics = BTreeMap::new();
         for m in Self::load_topics(data.as_ref(), &meta)? {
             let t = Self::open_topic(&config, &m)?;
@@ -543,6 +547,9 @@ impl Broker {
         if let Err(e) = self.auth.users().maintain() {
             errors.push(e);
         }
+        if let Err(e) = self.auth.tokens().maintain() {
+            errors.push(e);
+        }
         errors
     }
 
@@ -568,6 +575,9 @@ impl Broker {
             first.get_or_insert(e);
         }
         if let Err(e) = self.auth.users().close() {
+            first.get_or_insert(e);
+        }
+        if let Err(e) = self.auth.tokens().close() {
             first.get_or_insert(e);
         }
         first.map_or(Ok(()), Err)

@@ -1,6 +1,7 @@
 //! HTTP authentication: with `auth.enabled`, every route but `/healthz` and `/readyz` needs
 //! `Authorization: Basic` with a user's password, checked against its SCRAM credential (the
-//! store Kafka SASL uses) with the shared failed-login backoff. Without or with bad credentials
+//! store Kafka SASL uses) with the shared failed-login backoff, or `Authorization: Bearer` with a
+//! live API token (`tokens.rs`), which acts as its user. Without or with bad credentials
 //! the answer is 401 `unauthorized` with `WWW-Authenticate: Basic realm="busbar"`. The principal
 //! goes into the request's extensions for the routes that check it.
 
@@ -36,26 +37,35 @@ fn challenge(e: ApiError) -> Response {
     r
 }
 
-/// The (user, password) of an `Authorization: Basic` header; `Err` names what is wrong.
-fn basic(headers: &HeaderMap) -> Result<(String, String), &'static str> {
+/// Credentials of a request.
+enum Credentials {
+    Basic(String, String),
+    Bearer(String),
+}
+
+/// The credentials of the `Authorization` header; `Err` names what is wrong.
+fn credentials(headers: &HeaderMap) -> Result<Credentials, &'static str> {
     let value = headers
         .get(header::AUTHORIZATION)
-        .ok_or("authentication required: send Authorization: Basic")?;
+        .ok_or("authentication required: send Authorization: Basic or Bearer")?;
     let value = value
         .to_str()
         .map_err(|_| "malformed Authorization header")?;
     let (scheme, token) = value
         .split_once(' ')
         .ok_or("malformed Authorization header")?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(Credentials::Bearer(token.trim().to_string()));
+    }
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err("unsupported Authorization scheme: use Basic");
+        return Err("unsupported Authorization scheme: use Basic or Bearer");
     }
     let decoded = B64
         .decode(token.trim())
         .map_err(|_| "malformed Basic credentials")?;
     let text = String::from_utf8(decoded).map_err(|_| "malformed Basic credentials")?;
     let (user, password) = text.split_once(':').ok_or("malformed Basic credentials")?;
-    Ok((user.to_string(), password.to_string()))
+    Ok(Credentials::Basic(user.to_string(), password.to_string()))
 }
 
 /// The middleware: passes requests through while authentication is off.
@@ -68,8 +78,17 @@ pub async fn check(State(app): State<App>, mut req: Request, next: Next) -> Resp
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip());
-    let (user, password) = match basic(req.headers()) {
-        Ok(c) => c,
+    let (user, password) = match credentials(req.headers()) {
+        Ok(Credentials::Basic(user, password)) => (user, password),
+        Ok(Credentials::Bearer(token)) => {
+            return match auth.authenticate_token(&token) {
+                Some(user) => {
+                    req.extensions_mut().insert(Principal(user));
+                    next.run(req).await
+                }
+                None => challenge(unauthorized("invalid, expired or revoked token")),
+            };
+        }
         Err(why) => return challenge(unauthorized(why)),
     };
     let broker = app.broker.clone();

@@ -18,6 +18,7 @@ mod rules;
 mod schemas;
 mod subscriptions;
 pub use busbar_broker::time;
+mod tokens;
 mod topics;
 mod users;
 
@@ -146,6 +147,8 @@ fn api() -> OpenApiRouter<App> {
         .routes(routes!(subs::redrive))
         .routes(routes!(users::create, users::list))
         .routes(routes!(users::delete))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::revoke))
 }
 
 /// The OpenAPI document `GET /openapi.json` answers.

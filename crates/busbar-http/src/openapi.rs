@@ -73,10 +73,13 @@ fn error_bodies(doc: &mut Value) {
 /// credentials (`auth.rs`): the document says so once per operation and names the scheme.
 fn authentication(doc: &mut Value) {
     let unauthorized = json!({
-        "description": "No or bad credentials while auth.enabled (HTTP Basic)",
+        "description": "No or bad credentials while auth.enabled (HTTP Basic or a Bearer token)",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
     });
-    doc["components"]["securitySchemes"] = json!({"basic": {"type": "http", "scheme": "basic"}});
+    doc["components"]["securitySchemes"] = json!({
+        "basic": {"type": "http", "scheme": "basic"},
+        "bearer": {"type": "http", "scheme": "bearer"}
+    });
     let Some(paths) = doc["paths"].as_object_mut() else {
         return;
     };
@@ -90,7 +93,7 @@ fn authentication(doc: &mut Value) {
             .flat_map(|i| i.values_mut())
         {
             op["responses"]["401"] = unauthorized.clone();
-            op["security"] = json!([{"basic": []}]);
+            op["security"] = json!([{"basic": []}, {"bearer": []}]);
         }
     }
 }

@@ -51,8 +51,11 @@ pub fn error(e: AuthError) -> ApiError {
         AuthError::InvalidName(_) | AuthError::InvalidPassword(_) | AuthError::Unacceptable(_) => {
             ApiError::bad_request(e.to_string())
         }
-        AuthError::UnknownUser(_) | AuthError::UnknownCredential { .. } => {
-            ApiError::not_found(e.to_string())
+        AuthError::UnknownUser(_)
+        | AuthError::UnknownCredential { .. }
+        | AuthError::UnknownToken(_) => ApiError::not_found(e.to_string()),
+        AuthError::TokenExists(_) => {
+            ApiError::new(StatusCode::CONFLICT, "token_exists", e.to_string())
         }
         AuthError::Failed { .. } => crate::auth::unauthorized("invalid user name or password"),
         AuthError::Storage(b) => b.into(),
@@ -60,7 +63,7 @@ pub fn error(e: AuthError) -> ApiError {
 }
 
 /// 403 unless `principal` may manage users.
-fn allowed(app: &App, principal: Option<&Principal>) -> ApiResult<()> {
+pub fn allowed(app: &App, principal: Option<&Principal>) -> ApiResult<()> {
     let name = principal.map(|p| p.0.as_str());
     if app.broker.auth().may_manage_users(name) {
         return Ok(());

@@ -633,6 +633,26 @@ fn walk_users(w: &mut Walk) {
     let listed = w.call("get", "/users", "/users", Body::None, 200);
     assert_eq!(listed["users"][0]["name"], "alice");
     assert!(!listed.to_string().contains("secret-1"));
+    // Tokens: with authentication off the user is named.
+    let ci = json!({"name": "ci", "user": "alice", "expires_in_s": 60});
+    let made = w.call("post", "/tokens", "/tokens", Body::Json(ci.clone()), 201);
+    assert!(
+        made["token"].as_str().is_some_and(|t| t.len() >= 40),
+        "{made}"
+    );
+    w.call("post", "/tokens", "/tokens", Body::Json(ci), 409);
+    let nobody = json!({"name": "x"});
+    w.call("post", "/tokens", "/tokens", Body::Json(nobody), 400);
+    let listed = w.call("get", "/tokens", "/tokens?user=alice", Body::None, 200);
+    assert_eq!(listed["tokens"][0]["name"], "ci");
+    assert!(
+        listed["tokens"][0].get("token").is_none(),
+        "the secret is shown once"
+    );
+    w.call("get", "/tokens", "/tokens", Body::None, 400);
+    let one = "/tokens/{name}";
+    w.call("delete", one, "/tokens/ci?user=alice", Body::None, 204);
+    w.call("delete", one, "/tokens/ci?user=alice", Body::None, 404);
     w.call("delete", "/users/{name}", "/users/alice", Body::None, 204);
     w.call("delete", "/users/{name}", "/users/alice", Body::None, 404);
 }

@@ -62,7 +62,10 @@ pub fn of_auth(e: &AuthError) -> i16 {
         AuthError::InvalidName(_) | AuthError::InvalidPassword(_) | AuthError::Unacceptable(_) => {
             UNACCEPTABLE_CREDENTIAL
         }
-        AuthError::UnknownUser(_) | AuthError::UnknownCredential { .. } => RESOURCE_NOT_FOUND,
+        AuthError::UnknownUser(_)
+        | AuthError::UnknownCredential { .. }
+        | AuthError::UnknownToken(_) => RESOURCE_NOT_FOUND,
+        AuthError::TokenExists(_) => DUPLICATE_RESOURCE,
         AuthError::Storage(b) => of(b),
     }
 }

@@ -139,7 +139,7 @@ pub struct Client {
     base: String,
     agent: ureq::Agent,
     pub output: Output,
-    /// `Basic ...` when --user/--password were given.
+    /// `Basic ...` or `Bearer ...` when --user/--password or --token were given.
     authorization: Option<String>,
 }
 
@@ -164,13 +164,22 @@ impl Client {
         })
     }
 
-    /// Sends HTTP Basic credentials with every request (`--user`, `--password`).
+    /// Sends HTTP Basic credentials (`--user`, `--password`) or a Bearer token (`--token`) with
+    /// every request.
     pub fn with_credentials(
         mut self,
         user: Option<&str>,
         password: Option<&str>,
+        token: Option<&str>,
     ) -> CliResult<Self> {
         use base64::Engine;
+        if let Some(t) = token {
+            if user.is_some() {
+                return Err(CliError::Usage("give --token or --user, not both".into()));
+            }
+            self.authorization = Some(format!("Bearer {t}"));
+            return Ok(self);
+        }
         match (user, password) {
             (None, None) => {}
             (Some(u), Some(p)) => {

@@ -102,6 +102,8 @@ pub struct AuthSection {
     pub backoff_max_ms: u64,
     /// Most (user, address) pairs whose failed logins are remembered.
     pub backoff_entries_max: u64,
+    /// Longest life of an HTTP API token (`POST /tokens`), seconds.
+    pub token_ttl_max_s: u64,
 }
 
 /// `[bus]`: the routing bus's limits.
@@ -202,6 +204,7 @@ impl Default for Config {
                 scram_iterations: a.scram_iterations,
                 backoff_max_ms: a.backoff_max.as_millis() as u64,
                 backoff_entries_max: a.backoff_entries_max as u64,
+                token_ttl_max_s: a.token_ttl_max.as_secs(),
             },
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
@@ -361,7 +364,14 @@ fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
                 .insert(key.into(), env_value(&raw));
         } else if !matches!(
             rest.as_str(),
-            "seed" | "seeds" | "server" | "output" | "admin_password" | "user" | "password"
+            "seed"
+                | "seeds"
+                | "server"
+                | "output"
+                | "admin_password"
+                | "user"
+                | "password"
+                | "token"
         ) {
             bail!("environment variable {name} is not a busbar setting (see busbar.toml.example)");
         }
@@ -569,6 +579,12 @@ impl Config {
                 1,
                 10_000_000,
             ),
+            (
+                "auth.token_ttl_max_s",
+                self.auth.token_ttl_max_s,
+                1,
+                10 * 366 * 86_400,
+            ),
         ];
         for &(key, v, min, max) in checks {
             if v < min || v > max {
@@ -639,6 +655,7 @@ impl Config {
                 scram_iterations: self.auth.scram_iterations,
                 backoff_max: Duration::from_millis(self.auth.backoff_max_ms),
                 backoff_entries_max: self.auth.backoff_entries_max as usize,
+                token_ttl_max: Duration::from_secs(self.auth.token_ttl_max_s),
             },
             ..BrokerConfig::default()
         }

@@ -1,6 +1,6 @@
 //! The command line describing itself: shell completions and man pages generated from the clap
 //! definitions (`busbar completions SHELL`, `busbar man`), and the global client flags (`--server`,
-//! `--output`, `--user`, `--password`) taken out of the commands that do not use them, so their
+//! `--output`, `--user`, `--password`, `--token`) taken out of the commands that do not use them, so their
 //! `--help` lists only their own flags.
 
 use clap::{Arg, CommandFactory};
@@ -51,7 +51,7 @@ pub fn command() -> clap::Command {
     let mut cmd = crate::Cli::command();
     for (sub, keeps) in OFFLINE {
         cmd = cmd.mut_subcommand(*sub, |mut c| {
-            for global in ["server", "output", "user", "password"] {
+            for global in ["server", "output", "user", "password", "token"] {
                 if !keeps.contains(&global) {
                     c = c.arg(refused(global));
                 }

@@ -44,6 +44,9 @@ struct Cli {
     /// Password of --user.
     #[arg(long, global = true, env = "BUSBAR_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    /// API token (POST /tokens) sent as Authorization: Bearer, instead of --user/--password.
+    #[arg(long, global = true, env = "BUSBAR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -140,8 +143,11 @@ fn main() -> ExitCode {
     let matches = help::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let run_client = |f: &dyn Fn(&Client) -> client::CliResult<()>| -> client::CliResult<()> {
-        let c = Client::new(&cli.server, cli.output)?
-            .with_credentials(cli.user.as_deref(), cli.password.as_deref())?;
+        let c = Client::new(&cli.server, cli.output)?.with_credentials(
+            cli.user.as_deref(),
+            cli.password.as_deref(),
+            cli.token.as_deref(),
+        )?;
         f(&c)
     };
     let result = match cli.command {

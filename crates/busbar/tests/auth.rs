@@ -202,6 +202,87 @@ fn http_basic_is_checked_against_the_users_which_survive_a_restart() {
     assert_eq!(s.stop(), 0);
 }
 
+/// `method path` with a Bearer token: the status.
+fn bearer(s: &Server, method: &str, path: &str, token: &str) -> u16 {
+    let auth = format!("Bearer {token}");
+    let headers = [("authorization", auth.as_str())];
+    request(s.addr, method, path, &headers, b"").unwrap().status
+}
+
+#[test]
+fn api_tokens_expire_are_revoked_and_act_as_their_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &env_on());
+    let admin = Some(("admin", ADMIN_PW));
+    let bob_pw = Some(("bob", "bob-pw-1"));
+    let bob = json!({"name": "bob", "password": "bob-pw-1"});
+    assert_eq!(call(&s, "POST", "/users", admin, Some(bob)).0, 201);
+    let short = json!({"name": "short", "expires_in_s": 1});
+    let (status, made) = call(&s, "POST", "/tokens", bob_pw, Some(short));
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["user"], "bob");
+    let short = made["token"].as_str().unwrap().to_string();
+    assert_eq!(bearer(&s, "GET", "/topics", &short), 200);
+    let (status, made) = call(&s, "POST", "/tokens", bob_pw, Some(json!({"name": "ci"})));
+    assert_eq!(status, 201, "{made}");
+    let ci = made["token"].as_str().unwrap().to_string();
+    // A token acts as its user: bob is no super user.
+    let (status, _) = call(&s, "GET", "/users", None, None);
+    assert_eq!(status, 401);
+    assert_eq!(bearer(&s, "GET", "/users", &ci), 403);
+    let theirs = json!({"name": "x", "user": "admin"});
+    assert_eq!(call(&s, "POST", "/tokens", bob_pw, Some(theirs)).0, 403);
+    let too_long = json!({"name": "y", "expires_in_s": 7776001});
+    assert_eq!(call(&s, "POST", "/tokens", bob_pw, Some(too_long)).0, 400);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(bearer(&s, "GET", "/topics", &short), 401, "expired");
+    let (_, listed) = call(&s, "GET", "/tokens", bob_pw, None);
+    let names: Vec<&str> = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ci"]);
+    assert!(
+        !listed.to_string().contains(&ci),
+        "the secret is shown once"
+    );
+    assert_eq!(bearer(&s, "GET", "/topics", "not-a-token"), 401);
+    assert_eq!(s.stop(), 0);
+    // Tokens are durable; revoking one, or deleting its user, ends it.
+    let mut env = env_on();
+    env.retain(|(k, _)| *k != "BUSBAR_ADMIN_PASSWORD");
+    let s = serve(dir.path(), &env);
+    assert_eq!(bearer(&s, "GET", "/topics", &ci), 200);
+    assert_eq!(bearer(&s, "DELETE", "/tokens/ci", &ci), 204);
+    assert_eq!(bearer(&s, "GET", "/topics", &ci), 401, "revoked");
+    let (_, made) = call(
+        &s,
+        "POST",
+        "/tokens",
+        bob_pw,
+        Some(json!({"name": "again"})),
+    );
+    let again = made["token"].as_str().unwrap().to_string();
+    assert_eq!(bearer(&s, "GET", "/topics", &again), 200);
+    let out = cli(&s, &["--token", &again, "topic", "list"]);
+    assert!(
+        out.status.success(),
+        "the CLI sends --token: {}",
+        stderr(&out)
+    );
+    let out = cli(&s, &["--token", "nope", "topic", "list"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(call(&s, "DELETE", "/users/bob", admin, None).0, 204);
+    assert_eq!(
+        bearer(&s, "GET", "/topics", &again),
+        401,
+        "its user is gone"
+    );
+    assert_eq!(s.stop(), 0);
+}
+
 #[test]
 fn the_cli_manages_users_with_its_credentials() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod scram;
+pub mod tokens;
 pub mod users;
 
 use crate::error::BrokerError;
@@ -32,6 +33,8 @@ pub struct AuthConfig {
     pub backoff_max: Duration,
     /// Most (user, address) pairs whose failures are remembered. Default 10,000.
     pub backoff_entries_max: usize,
+    /// Longest life of an HTTP API token. Default 90 days.
+    pub token_ttl_max: Duration,
 }
 
 impl Default for AuthConfig {
@@ -43,6 +46,7 @@ impl Default for AuthConfig {
             scram_iterations: scram::ITERATIONS_MIN,
             backoff_max: Duration::from_secs(5),
             backoff_entries_max: 10_000,
+            token_ttl_max: Duration::from_secs(90 * 86_400),
         }
     }
 }
@@ -64,6 +68,10 @@ pub enum AuthError {
         user: String,
         mechanism: &'static str,
     },
+    #[error("token {0:?} already exists")]
+    TokenExists(String),
+    #[error("unknown token {0:?}")]
+    UnknownToken(String),
     #[error("unacceptable credential: {0}")]
     Unacceptable(#[from] scram::ScramError),
     #[error(transparent)]
@@ -74,17 +82,48 @@ pub enum AuthError {
 pub struct Auth {
     config: AuthConfig,
     users: UserStore,
+    tokens: tokens::TokenStore,
     backoff: backoff::Backoff,
 }
 
 impl Auth {
-    pub(crate) fn new(config: AuthConfig, users: UserStore) -> Self {
+    pub(crate) fn new(config: AuthConfig, users: UserStore, tokens: tokens::TokenStore) -> Self {
         let backoff = backoff::Backoff::new(config.backoff_max, config.backoff_entries_max);
         Self {
             config,
             users,
+            tokens,
             backoff,
         }
+    }
+
+    /// The HTTP API tokens.
+    pub fn tokens(&self) -> &tokens::TokenStore {
+        &self.tokens
+    }
+
+    /// The user of a live HTTP API token (`Authorization: Bearer`).
+    pub fn authenticate_token(&self, secret: &str) -> Option<String> {
+        self.tokens.user_of(secret).filter(|u| self.users.exists(u))
+    }
+
+    /// Makes token `name` for `user` (who must exist), valid `ttl` (at most `token_ttl_max`).
+    pub async fn create_token(
+        &self,
+        user: &str,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<tokens::NewToken, AuthError> {
+        if !self.users.exists(user) {
+            return Err(AuthError::UnknownUser(user.to_string()));
+        }
+        if ttl.is_zero() || ttl > self.config.token_ttl_max {
+            return Err(AuthError::InvalidPassword(format!(
+                "a token lives 1 s to auth.token_ttl_max_s ({} s)",
+                self.config.token_ttl_max.as_secs()
+            )));
+        }
+        self.tokens.create(user, name, ttl.as_millis() as i64).await
     }
 
     /// The settings.
@@ -174,14 +213,16 @@ impl Auth {
         Ok(created)
     }
 
-    /// Deletes `user` and all its credentials.
+    /// Deletes `user` and all its credentials, then its tokens (which stop working at once: a
+    /// token works only while its user exists).
     pub async fn delete_user(&self, user: &str) -> Result<(), AuthError> {
         self.users
             .change(user, |old| match old {
                 Some(_) => Ok(None),
                 None => Err(AuthError::UnknownUser(user.to_string())),
             })
-            .await
+            .await?;
+        self.tokens.revoke_all(user).await
     }
 
     /// Adds or replaces one mechanism's credential of `user` (Kafka's AlterUserScramCredentials).

@@ -1,0 +1,200 @@
+//! HTTP API tokens: named, expiring, revocable, each bound to a user. The secret is 32 random
+//! bytes (base64url), shown once; only its SHA-256 is stored, as the key of a row in the internal
+//! compacted log `internal/tokens` (a tombstone revokes). Writes are serialised and applied to
+//! memory only once durable, so a failed write changes nothing. An expired token stops working at
+//! once and its row is dropped with the next token written.
+
+use super::AuthError;
+use crate::kvlog::KvLog;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use busbar_log::disk::Storage;
+use busbar_log::Clock;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Bytes of randomness in a token's secret.
+const SECRET_BYTES: usize = 32;
+/// Longest token name, bytes.
+pub const TOKEN_NAME_BYTES_MAX: usize = 128;
+
+/// A token as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub user: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+}
+
+/// A new token: its description and the secret, shown this once.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub info: TokenInfo,
+    pub secret: String,
+}
+
+fn digest(secret: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+type Table = HashMap<String, TokenInfo>;
+
+/// The durable token store.
+pub struct TokenStore {
+    log: KvLog,
+    clock: Arc<dyn Clock>,
+    /// SHA-256 of the secret (hex) -> token.
+    table: Arc<Mutex<Table>>,
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl TokenStore {
+    /// Opens the store, replaying its log.
+    pub fn open(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> crate::Result<Self> {
+        let log = KvLog::open(storage, clock.clone())?;
+        let mut table = HashMap::new();
+        log.replay(|_, key, value| {
+            let Ok(key) = std::str::from_utf8(key) else {
+                return;
+            };
+            match value.and_then(|v| serde_json::from_slice::<TokenInfo>(v).ok()) {
+                Some(t) => table.insert(key.to_string(), t),
+                None => table.remove(key),
+            };
+        })?;
+        Ok(Self {
+            log,
+            clock,
+            table: Arc::new(Mutex::new(table)),
+            writing: Default::default(),
+        })
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The user a live token belongs to.
+    pub fn user_of(&self, secret: &str) -> Option<String> {
+        let now = self.clock.now_ms();
+        let t = self.table();
+        t.get(&digest(secret))
+            .filter(|t| t.expires_ms > now)
+            .map(|t| t.user.clone())
+    }
+
+    /// `user`'s live tokens, by name.
+    pub fn list(&self, user: &str) -> Vec<TokenInfo> {
+        let now = self.clock.now_ms();
+        let mut out: Vec<TokenInfo> = self
+            .table()
+            .values()
+            .filter(|t| t.user == user && t.expires_ms > now)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Writes `rows` (key, token or `None`) durably, then applies them.
+    async fn write(&self, rows: Vec<(String, Option<TokenInfo>)>) -> Result<(), AuthError> {
+        let encoded = rows
+            .iter()
+            .map(|(k, v)| {
+                let value = v
+                    .as_ref()
+                    .map(|t| serde_json::to_vec(t).expect("token encodes"));
+                (k.as_bytes().to_vec(), value)
+            })
+            .collect();
+        let table = self.table.clone();
+        let n = rows.len();
+        self.log
+            .write(encoded, move |written| {
+                if written.len() == n {
+                    let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+                    for (k, v) in rows {
+                        match v {
+                            Some(info) => t.insert(k, info),
+                            None => t.remove(&k),
+                        };
+                    }
+                }
+            })
+            .await
+            .map_err(AuthError::Storage)
+    }
+
+    /// Makes token `name` for `user`, valid for `ttl_ms`; expired tokens are dropped with it.
+    pub async fn create(&self, user: &str, name: &str, ttl_ms: i64) -> Result<NewToken, AuthError> {
+        if name.is_empty()
+            || name.len() > TOKEN_NAME_BYTES_MAX
+            || name.chars().any(|c| c.is_control() || c == '/')
+        {
+            return Err(AuthError::InvalidName(format!(
+                "token name {name:?}: 1 to {TOKEN_NAME_BYTES_MAX} bytes, no '/' or control \
+                 characters"
+            )));
+        }
+        let _w = self.writing.lock().await;
+        if self.list(user).iter().any(|t| t.name == name) {
+            return Err(AuthError::TokenExists(name.to_string()));
+        }
+        let now = self.clock.now_ms();
+        let mut rows: Vec<(String, Option<TokenInfo>)> = self
+            .table()
+            .iter()
+            .filter(|(_, t)| t.expires_ms <= now)
+            .map(|(k, _)| (k.clone(), None))
+            .collect();
+        let secret = B64URL.encode(super::scram::random(SECRET_BYTES)?);
+        let info = TokenInfo {
+            name: name.to_string(),
+            user: user.to_string(),
+            created_ms: now,
+            expires_ms: now.saturating_add(ttl_ms),
+        };
+        rows.push((digest(&secret), Some(info.clone())));
+        self.write(rows).await?;
+        Ok(NewToken { info, secret })
+    }
+
+    /// Revokes `user`'s token `name`.
+    pub async fn revoke(&self, user: &str, name: &str) -> Result<(), AuthError> {
+        let _w = self.writing.lock().await;
+        let key = self
+            .table()
+            .iter()
+            .find(|(_, t)| t.user == user && t.name == name)
+            .map(|(k, _)| k.clone());
+        let Some(key) = key else {
+            return Err(AuthError::UnknownToken(name.to_string()));
+        };
+        self.write(vec![(key, None)]).await
+    }
+
+    /// Revokes every token of `user` (the user was deleted).
+    pub async fn revoke_all(&self, user: &str) -> Result<(), AuthError> {
+        let _w = self.writing.lock().await;
+        let rows: Vec<_> = self
+            .table()
+            .iter()
+            .filter(|(_, t)| t.user == user)
+            .map(|(k, _)| (k.clone(), None))
+            .collect();
+        self.write(rows).await
+    }
+
+    /// Compacts the log.
+    pub fn maintain(&self) -> crate::Result<()> {
+        self.log.compact()
+    }
+
+    /// Clean shutdown.
+    pub fn close(&self) -> crate::Result<()> {
+        self.log.close()
+    }
+}
