@@ -26,7 +26,8 @@
 //! applies), `INTERRUPTED` when the bus closes or the process dies. A stop lets the event being
 //! delivered finish (at most `delivery.timeout_ms` per attempt; a wait between retries is cut
 //! short and the event stays ahead), so the place written last is exact: starting the run again
-//! under its name with the same `from` and `to` goes on from there and delivers every event of the
+//! under its name with the same `from` and `to` (also after `FAILED`: the event whose letter
+//! failed is still ahead) goes on from there and delivers every event of the
 //! range exactly once in all (after a crash, from the last checkpoint: what was delivered since is
 //! delivered again, at-least-once). Its counts go on too. A new run from `last_replayed_time`
 //! also finishes the job when timestamps are in offset order. States follow EventBridge:
@@ -138,10 +139,13 @@ pub struct Cursor {
 
 impl RunRecord {
     /// Whether a new request `new` (same name) goes on with this run instead of replacing it:
-    /// the run was stopped or interrupted, and the range is the same.
+    /// the run did not finish (stopped, interrupted, or failed on an event it left ahead of its
+    /// place), and the range is the same.
     fn resumed_by(&self, new: &RunRecord) -> bool {
-        matches!(self.state, RunState::Stopped | RunState::Interrupted)
-            && (self.from_ms, self.to_ms) == (new.from_ms, new.to_ms)
+        matches!(
+            self.state,
+            RunState::Stopped | RunState::Interrupted | RunState::Failed
+        ) && (self.from_ms, self.to_ms) == (new.from_ms, new.to_ms)
     }
 }
 

@@ -315,7 +315,13 @@ async fn a_replay_whose_dead_letter_fails_ends_failed() {
     b.publish("src", vec![Event::value(json!({"n": 0}).to_string())])
         .await
         .unwrap();
-    let t = Target::start(|_, _| Reply::Status(400));
+    let t = Target::start(|r, _| match r.json()["n"].as_i64() {
+        Some(1) => Reply::Status(400),
+        _ => Reply::Status(200),
+    });
+    b.publish("src", vec![Event::value(json!({"n": 1}).to_string())])
+        .await
+        .unwrap();
     let spec = json!({"name": "s", "sources": ["src"], "start": "latest",
         "target": {"url": t.url("/")}, "dead_letter_topic": "dlq"});
     bus.create(from_json(&spec).unwrap()).await.unwrap();
@@ -348,10 +354,32 @@ async fn a_replay_whose_dead_letter_fails_ends_failed() {
         run.error
             .as_deref()
             .unwrap_or("")
-            .contains("dead letter of src/0@0"),
+            .contains("dead letter of src/0@1"),
         "{run:?}"
     );
     assert_eq!(run.counts.dropped, 0);
+    // The disk is back: the same request goes on from the event whose letter failed (its
+    // letter lands); event 0, delivered before, is not replayed twice.
+    dir.plan("topics/dlq/0").unwrap().set_disk_full(false);
+    let spec: busbar_bus::ReplaySpec =
+        serde_json::from_value(json!({"name": "r", "from": "2000-01-01T00:00:00Z", "to": to}))
+            .unwrap();
+    bus.start_replay("s", spec).await.unwrap();
+    let run = loop {
+        let run = bus.replay("s", "r", false).await.unwrap();
+        if run.state != busbar_bus::RunState::Running {
+            break run;
+        }
+        assert!(Instant::now() < end, "still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(run.state, busbar_bus::RunState::Completed, "{run:?}");
+    assert_eq!((run.counts.dead_lettered, run.counts.delivered), (1, 1));
+    assert_eq!(ns(&t.received()), [0, 1, 1], "1 tried again for its letter");
+    assert_eq!(
+        b.describe_topic("dlq").unwrap().partitions[0].high_watermark,
+        1
+    );
     bus.close().await.unwrap();
 }
 

@@ -134,7 +134,7 @@ async fn a_recreated_topic_is_not_served_from_the_old_topics_chunks() {
         .iter()
         .map(|v| v["incarnation"].as_u64().unwrap())
         .collect();
-    assert_eq!(seen, [1, 1, 1, 1, 1, 2, 2, 2, 2, 2]);
+    assert_eq!(seen, [1, 1, 1, 1, 1, 2, 2, 2, 2, 2], "{got:?}");
     bus.close().await.unwrap();
 }
 

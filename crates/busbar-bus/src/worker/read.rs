@@ -2,7 +2,7 @@
 //! (`shared.rs`), taking from each only the items its subscription must handle (the events its
 //! pattern matches and undecodable batches) and passing the rest in one step.
 
-use super::shared::Chunk;
+use super::shared::{same_incarnation, Chunk};
 use super::Worker;
 use crate::error::Result;
 use busbar_broker::event::Decoded;
@@ -71,11 +71,15 @@ impl Worker {
         let broker = &self.ctx.broker;
         let p = &mut self.parts[i];
         let (start, end) = broker.offsets_of(&p.topic, p.partition as i64)?;
-        if p.next < start || p.next > end {
-            p.clamp(start, end);
+        if p.next == end {
             return Ok(Some(Next::Idle));
         }
-        if p.next == end {
+        // Offsets by name are those of the topic as it is now: if it was deleted and created
+        // again, they must neither move this incarnation's position nor lead it to its cached
+        // chunks (`UnknownTopic`: the worker starts over on the new incarnation).
+        same_incarnation(broker, &p.topic, &p.topic_id)?;
+        if p.next < start || p.next > end {
+            p.clamp(start, end);
             return Ok(Some(Next::Idle));
         }
         let chunk = match self.ctx.shared.chunk_at(broker, &p.key, p.next).await {

@@ -16,10 +16,11 @@
 //!
 //! **No blocking read on an async thread.** The read itself runs on tokio's blocking pool
 //! (`spawn_blocking`), and the fill lock is an async lock: a slow or stuck disk read holds only
-//! the reading worker's task, never an executor thread. Other workers of the partition wait for
-//! it at most [`FILL_WAIT`], then treat the partition as having nothing new for now (they serve
-//! their in-flight deliveries, retries and other partitions, and ask again on their next pass).
-//! At most one blocking read per partition is in flight for the shared cache. The cache is bounded by `bus.read_cache_bytes` (the decoded size of
+//! a fill task, never an executor thread nor a worker: every worker of the partition, the one
+//! that started the read included, waits for it at most [`FILL_WAIT`], then treats the partition
+//! as having nothing new for now (it serves its in-flight deliveries, retries and other
+//! partitions, and finds the chunk cached on a later pass). At most one blocking read per
+//! partition is in flight for the shared cache; with sharing off each worker waits for its own. The cache is bounded by `bus.read_cache_bytes` (the decoded size of
 //! its events); past it, the chunks inserted first are dropped (a worker still reading one keeps
 //! it alive until done). `0` turns sharing off: each subscription reads, decodes and matches on its
 //! own, as busbar did before (kept for comparison, `benches/fanout.rs`).
@@ -362,10 +363,10 @@ impl Shared {
     }
 
     /// The chunk of `key` holding offset `at`: cached, or read (and cached) now. `None` when
-    /// the partition has nothing at `at`, or another worker has been reading it for longer
-    /// than [`FILL_WAIT`] (ask again later). `UnknownTopic` when `key`'s incarnation is gone.
+    /// the partition has nothing at `at`, or its read (this worker's or another's) takes longer
+    /// than [`FILL_WAIT`] (ask again later: it is cached when done). `UnknownTopic` when `key`'s incarnation is gone.
     pub async fn chunk_at(
-        &self,
+        self: &Arc<Self>,
         broker: &Arc<Broker>,
         key: &PartKey,
         at: u64,
@@ -382,20 +383,29 @@ impl Shared {
             .entry(key.clone())
             .or_default()
             .clone();
-        let Ok(_filling) = tokio::time::timeout(FILL_WAIT, fill.lock()).await else {
+        let Ok(filling) = tokio::time::timeout(FILL_WAIT, fill.lock_owned()).await else {
             return Ok(None);
         };
         if let Some(c) = lock(&self.cache).lookup(key, at) {
             self.cache_hits.fetch_add(1, Relaxed);
             return Ok(Some(c));
         }
-        let Some(chunk) = self.read(broker, key, at).await? else {
-            return Ok(None);
-        };
-        if chunk.end > chunk.start {
-            lock(&self.cache).insert(key, chunk.clone(), self.cap);
+        // The fill runs on its own, holding the partition's fill lock until its chunk is cached:
+        // a read that takes longer than `FILL_WAIT` (a slow or stuck disk) holds back no worker,
+        // not even this one, which finds the chunk cached on a later pass.
+        let (me, b, k) = (self.clone(), broker.clone(), key.clone());
+        let mut fill = tokio::spawn(async move {
+            let _filling = filling;
+            let chunk = me.read(&b, &k, at).await?;
+            if let Some(c) = chunk.as_ref().filter(|c| c.end > c.start) {
+                lock(&me.cache).insert(&k, c.clone(), me.cap);
+            }
+            Ok(chunk)
+        });
+        match tokio::time::timeout(FILL_WAIT, &mut fill).await {
+            Ok(done) => done.map_err(|e| BrokerError::Storage(format!("read task failed: {e}")))?,
+            Err(_) => Ok(None),
         }
-        Ok(Some(chunk))
     }
 
     async fn read(
@@ -540,6 +550,15 @@ impl Shared {
     }
 }
 
+/// `UnknownTopic` unless `topic` is the incarnation `id` (after anything read of it by name, this
+/// says the read was of that incarnation: ids are never reused).
+pub(crate) fn same_incarnation(broker: &Broker, topic: &str, id: &str) -> Result<(), BrokerError> {
+    if broker.describe_topic(topic)?.id != id {
+        return Err(BrokerError::UnknownTopic(topic.to_string()));
+    }
+    Ok(())
+}
+
 /// Stored batches of `key`'s partition from `at` (up to `max` bytes, at least one batch), read on
 /// the blocking pool, from the incarnation `key` names only: `UnknownTopic` when the topic is
 /// gone or is another incarnation (another id) before or after the read.
@@ -552,15 +571,9 @@ pub(crate) async fn read_pinned(
     let (broker, key) = (broker.clone(), key.clone());
     tokio::task::spawn_blocking(move || {
         let (topic, id, partition) = &key;
-        let same = |b: &Broker| -> Result<(), BrokerError> {
-            if b.describe_topic(topic)?.id != *id {
-                return Err(BrokerError::UnknownTopic(topic.clone()));
-            }
-            Ok(())
-        };
-        same(&broker)?;
+        same_incarnation(&broker, topic, id)?;
         let data = broker.read_now(topic, *partition as i64, at, max)?;
-        same(&broker)?;
+        same_incarnation(&broker, topic, id)?;
         Ok(data)
     })
     .await
@@ -851,9 +864,9 @@ mod tests {
 
     /// Suspected S3: the fill lock was a std mutex held across a synchronous read of the log,
     /// on the async thread. With one executor thread, a slow read stalled every task (a timer
-    /// of 20 ms fired only after the read), and a second worker of the partition waited for the
-    /// whole read. Now the read runs on the blocking pool and the second worker waits at most
-    /// `FILL_WAIT`.
+    /// of 20 ms fired only after the read), and every worker of the partition waited for the
+    /// whole read. Now the read runs on the blocking pool in a fill task, and each worker (the
+    /// one that started it too) waits at most `FILL_WAIT`, finding the chunk cached later.
     #[tokio::test(flavor = "current_thread")]
     async fn a_slow_read_blocks_neither_the_executor_nor_the_other_readers() {
         use busbar_broker::Event;
@@ -879,23 +892,27 @@ mod tests {
         );
         slow.store(true, Relaxed);
         let started = Instant::now();
-        let reader = {
-            let (shared, b, key) = (shared.clone(), b.clone(), key.clone());
-            tokio::spawn(async move { shared.chunk_at(&b, &key, 0).await })
-        };
         let timer = tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             started.elapsed()
         });
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let first = shared.chunk_at(&b, &key, 0).await;
+        assert!(matches!(first, Ok(None)), "still reading: ask again later");
         let second = shared.chunk_at(&b, &key, 0).await;
         let waited = started.elapsed();
         let fired = timer.await.unwrap();
         assert!(fired < DELAY / 2, "a 20 ms timer fired after {fired:?}");
-        assert!(waited < DELAY / 2, "the second reader waited {waited:?}");
+        assert!(waited < DELAY / 2, "the two readers waited {waited:?}");
         assert!(matches!(second, Ok(None)), "nothing yet: ask again later");
-        let chunk = reader.await.unwrap().unwrap().unwrap();
+        let end = Instant::now() + 4 * DELAY;
+        let chunk = loop {
+            if let Some(c) = shared.chunk_at(&b, &key, 0).await.unwrap() {
+                break c;
+            }
+            assert!(Instant::now() < end, "the read never landed");
+        };
         assert_eq!(values(&chunk), ["a", "b"]);
+        assert_eq!(shared.stats().reads, 1, "one read for all");
         slow.store(false, Relaxed);
         let cached = shared.chunk_at(&b, &key, 1).await.unwrap().unwrap();
         assert!(Arc::ptr_eq(&chunk, &cached), "the first read is shared");
