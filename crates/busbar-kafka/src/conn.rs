@@ -523,7 +523,11 @@ async fn sasl_step(conn: &mut Conn<'_>, frame: Bytes, wr: &mut OwnedWriteHalf) -
         conn.cap.store(usize::MAX, Ordering::Release);
     }
     let reply = counted(shared, header.correlation_id, version, &resp).map(Some);
-    write(wr, reply, peer, shared).await && keep
+    let written = write(wr, reply, peer, shared).await;
+    if written && !keep {
+        tokio::time::sleep(sasl::CLOSE_DELAY).await;
+    }
+    written && keep
 }
 
 /// The client id of a request header (v1+: after key, version and correlation id), read without

@@ -24,6 +24,12 @@ pub const ILLEGAL_SASL_STATE: i16 = 34;
 /// Kafka's SASL_AUTHENTICATION_FAILED.
 pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
 
+/// How long a connection stays open after a failed handshake or authentication was answered,
+/// before it is closed (Kafka's `connection.failed.authentication.delay.ms` default): a client
+/// that sees the close before it has read the answer reports a lost connection instead of the
+/// authentication error (kafka-python 3 does).
+pub const CLOSE_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The mechanisms offered, in the order SaslHandshake lists them.
 pub const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
