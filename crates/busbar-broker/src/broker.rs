@@ -93,10 +93,8 @@ impl Broker {
         let offsets = OffsetStore::open(dir("internal/offsets")?, config.clock.clone())?;
         let users =
             crate::auth::users::UserStore::open(dir("internal/users")?, config.clock.clone())?;
-        let tokens = crate::auth::tokens::TokenStore::open(
-            dir("internal/tokens")?,
-            config.clock.clone(),
-        )?;
+        let tokens =
+            crate::auth::tokens::TokenStore::open(dir("internal/tokens")?, config.clock.clone())?;
         let auth = crate::auth::Auth::new(config.auth.clone(), users, tokens);
         let mut topics = BTreeMap::new();
         for m in Self::load_topics(data.as_ref(), &meta)? {

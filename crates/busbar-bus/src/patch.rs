@@ -412,7 +412,11 @@ mod tests {
         check(json!({"state": "backpressure: 3 waiting"}), false).unwrap();
         check(json!({"state": "paused"}), true).unwrap();
         // Null on a read-only field is ignored (the OpenAPI document shows them nullable).
-        check(json!({"state": null, "config_file": null, "owner": null}), false).unwrap();
+        check(
+            json!({"state": null, "config_file": null, "owner": null}),
+            false,
+        )
+        .unwrap();
         for (body, paused, field) in [
             (json!({"state": "paused"}), false, "state"),
             (json!({"state": "running"}), true, "state"),
