@@ -4,7 +4,7 @@ AdminClient's SCRAM credential calls, wrong and unknown credentials, and hostile
 (a request before authentication, garbage SaslAuthenticate bytes, an oversized SASL frame,
 1,000 failed logins while the server stays responsive). Registered into run.py's tests.
 """
-import base64, json, logging, os, re, socket, struct, subprocess, threading, time, urllib.error, urllib.request
+import base64, hashlib, hmac, json, logging, os, re, socket, struct, subprocess, threading, time, urllib.error, urllib.request
 
 ADMIN_PW = "admin-secret-1"
 MECHS = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
@@ -18,8 +18,8 @@ def sasl_server(Busbar):
             env = dict(os.environ, BUSBAR_BROKER_GROUP_INITIAL_REBALANCE_DELAY_MS="500",
                        BUSBAR_AUTH_ENABLED="true", BUSBAR_AUTH_SUPER_USERS="admin",
                        BUSBAR_ADMIN_PASSWORD=ADMIN_PW, BUSBAR_AUTH_BACKOFF_MAX_MS="200",
-                       BUSBAR_KAFKA_LISTENERS="SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0",
-                       **self.extra_env)
+                       BUSBAR_KAFKA_LISTENERS="SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0")
+            env.update(self.extra_env)
             self.proc = subprocess.Popen([BIN_PATH[0], "serve", "--data-dir", self.data, "--http-addr",
                                           f"127.0.0.1:{http_port}"],
                                          stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
@@ -143,6 +143,36 @@ def plain_login(addr, user, password):
         assert handshake(s, "PLAIN") == 0
         r = authenticate(s, b"\0" + user.encode() + b"\0" + password.encode())
         return None if r is None else r[0]
+
+
+def scram_first(addr, user, nonce, mech="SCRAM-SHA-256"):
+    """Opens a SCRAM exchange: (socket, client-first-bare, error code, server-first)."""
+    host, port = addr.split(":")
+    s = socket.create_connection((host, int(port)), timeout=30)
+    assert handshake(s, mech) == 0
+    bare = f"n={user},r={nonce}"
+    error, _, server_first = authenticate(s, ("n,," + bare).encode())
+    return s, bare, error, server_first.decode()
+
+
+def scram_final(opened, password, corr=3):
+    """Sends client-final with `password`'s proof on an exchange scram_first opened: the error code."""
+    s, bare, _, server_first = opened
+    attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    without_proof = f"c=biws,r={attrs['r']}"
+    message = f"{bare},{server_first},{without_proof}".encode()
+    signature = hmac.new(stored_key, message, hashlib.sha256).digest()
+    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature))).decode()
+    r = authenticate(s, f"{without_proof},p={proof}".encode(), corr)
+    return None if r is None else r[0]
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS"))
 
 
 def register(test, Busbar, bin_path):
@@ -387,5 +417,89 @@ def register(test, Busbar, bin_path):
             assert took > 1.5, f"1,000 failed logins took {took:.1f}s: no backoff"
             print(f"        1,000 failed logins in {took:.1f}s; a good login took {good * 1000:.0f} ms meanwhile",
                   flush=True)
+        finally:
+            b.stop()
+
+    @own
+    def sasl_scram_exchange_opened_before_a_backoff_fails_unchecked_while_it_lasts(_):
+        # Exchanges opened before (admin, address) began backing off must not check proofs while it
+        # backs off: else pre-opened exchanges give an attacker parallel guesses.
+        b = Sasl(extra_env={"BUSBAR_AUTH_BACKOFF_MAX_MS": "5000"})
+        try:
+            opened = [scram_first(b.sasl, "admin", f"n{i}") for i in range(10)]
+            assert all(o[2] == 0 for o in opened), [o[2] for o in opened]
+            wrong = []
+            threads = [threading.Thread(target=lambda o=o: wrong.append(scram_final(o, "guess")))
+                       for o in opened[:9]]
+            for t in threads:
+                t.start()
+            time.sleep(0.3)  # the nine guesses are checked; their answers are held back (up to 5 s)
+            right = scram_final(opened[9], ADMIN_PW)
+            assert right == 58, f"the right password on a pre-opened exchange while backing off: {right}"
+            for t in threads:
+                t.join(30)
+            assert wrong == [58] * 9, wrong
+            # The refused right password was held back as long as the backoff it extended lasts.
+            time.sleep(0.5)
+            again = scram_first(b.sasl, "admin", "later")
+            assert scram_final(again, ADMIN_PW) == 0, "once the backoff is over the password works"
+        finally:
+            b.stop()
+
+    @own
+    def sasl_failed_logins_with_huge_user_names_are_not_remembered_in_full(_):
+        # 600 PLAIN logins with distinct 400 KiB user names (under kafka.sasl_bytes_max): the backoff
+        # table must not keep the names (~240 MiB).
+        b = Sasl()
+        try:
+            host, port = b.sasl.split(":")
+
+            def attempt(i):
+                with socket.create_connection((host, int(port)), timeout=30) as s:
+                    assert handshake(s, "PLAIN") == 0
+                    name = (b"%06d" % i) + b"u" * (400 << 10)
+                    r = authenticate(s, b"\0" + name + b"\0wrong")
+                    assert r is None or r[0] == 58, r[:2]
+
+            def worker(k):
+                for i in range(k, 600, 16):
+                    attempt(i)
+
+            time.sleep(0.5)
+            before = rss_mib(b.proc.pid)
+            threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            time.sleep(1)
+            after = rss_mib(b.proc.pid)
+            assert after - before < 50, f"RSS {before} MiB before, {after} MiB after 600 huge failed logins"
+            assert plain_login(b.sasl, "admin", ADMIN_PW) == 0
+        finally:
+            b.stop()
+
+    @own
+    def sasl_admin_client_refused_alteration_changes_nothing_of_that_user(_):
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                           UserScramCredentialDeletion, UserScramCredentialUpsertion)
+        b = Sasl()
+        try:
+            admin = AdminClient(confluent_conf(b, "SCRAM-SHA-512", "admin", ADMIN_PW))
+            up = UserScramCredentialUpsertion("alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
+                                              b"alice-pw", b"salt1234")
+            admin.alter_user_scram_credentials([up])["alice"].result(timeout=20)
+            # One request: delete alice's SHA-256 (exists) and her SHA-512 (does not): refused whole.
+            req = [UserScramCredentialDeletion("alice", ScramMechanism.SCRAM_SHA_256),
+                   UserScramCredentialDeletion("alice", ScramMechanism.SCRAM_SHA_512)]
+            try:
+                admin.alter_user_scram_credentials(req)["alice"].result(timeout=20)
+                raise AssertionError("deleting a missing credential was accepted")
+            except KafkaException as e:
+                assert e.args[0].code() == 91, e  # RESOURCE_NOT_FOUND
+            desc = admin.describe_user_scram_credentials(["alice"])["alice"].result(timeout=20)
+            infos = [(i.mechanism, i.iterations) for i in desc.scram_credential_infos]
+            assert infos == [(ScramMechanism.SCRAM_SHA_256, 4096)], f"the refused request changed alice: {infos}"
         finally:
             b.stop()

@@ -3,7 +3,8 @@
 //! tokens (or, after a v0 handshake, raw size-prefixed tokens). Until a mechanism completes, only
 //! ApiVersions, SaslHandshake and SaslAuthenticate are served; `conn` closes the connection on
 //! anything else. Any failure answers SASL_AUTHENTICATION_FAILED (58) with Kafka's message, held
-//! back by the failed-login backoff, and the connection is closed.
+//! back by the failed-login backoff, and the connection is closed. While a (user, address) backs
+//! off, both SCRAM steps fail unchecked: also exchanges opened before the backoff began.
 //!
 //! Credentials come from the broker's user store; this file only frames the exchange.
 
@@ -284,6 +285,12 @@ impl Session {
         peer: IpAddr,
     ) -> Step {
         let mech = Mech::Scram(exchange.mechanism());
+        if auth.backoff().blocked(&user, peer) {
+            // The exchange may have opened before the backoff began: while it lasts, no proof is
+            // checked (else pre-opened exchanges are parallel guesses), as for PLAIN.
+            let delay = fail_delay(auth, &user, peer);
+            return Step::failed(mech, &format!("user {user:?} is backing off"), delay, peer);
+        }
         let outcome = exchange.finish(token);
         match auth.scram_outcome(&user, peer, outcome.is_ok()) {
             Ok(()) => {

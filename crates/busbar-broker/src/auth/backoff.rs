@@ -4,9 +4,13 @@
 //! brute force costs no PBKDF2 and gains nothing from parallel connections), and every failure
 //! answer is held back by the current delay. A success clears the key.
 //!
+//! Keys hold the SHA-256 of the user name, never the name: a name is whatever a client sent (up
+//! to a SASL frame or an HTTP header), and 10,000 remembered 400 KiB names would hold 4 GiB.
+//!
 //! The map is bounded by `entries_max`: when full, keys idle for [`FORGET_AFTER`] are dropped,
 //! then the least recently failed one. Time is tokio's, so tests can pause it.
 
+use ring::digest;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -18,6 +22,15 @@ pub const DELAY_MIN: Duration = Duration::from_millis(100);
 /// A key with no failure for this long is forgotten when room is needed.
 pub const FORGET_AFTER: Duration = Duration::from_secs(60);
 
+/// A table key: the user name's SHA-256 and the client address (fixed size, whatever was sent).
+type Key = ([u8; 32], IpAddr);
+
+fn key(user: &str, ip: IpAddr) -> Key {
+    let mut hash = [0; 32];
+    hash.copy_from_slice(digest::digest(&digest::SHA256, user.as_bytes()).as_ref());
+    (hash, ip)
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     delay: Duration,
@@ -27,7 +40,7 @@ struct Entry {
 
 /// The backoff table.
 pub struct Backoff {
-    entries: Mutex<HashMap<(String, IpAddr), Entry>>,
+    entries: Mutex<HashMap<Key, Entry>>,
     max: Duration,
     entries_max: usize,
 }
@@ -42,7 +55,7 @@ impl Backoff {
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(String, IpAddr), Entry>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -50,7 +63,7 @@ impl Backoff {
     pub fn blocked(&self, user: &str, ip: IpAddr) -> bool {
         let now = Instant::now();
         self.map()
-            .get(&(user.to_string(), ip))
+            .get(&key(user, ip))
             .is_some_and(|e| now < e.until)
     }
 
@@ -58,7 +71,7 @@ impl Backoff {
     pub fn failed(&self, user: &str, ip: IpAddr) -> Duration {
         let now = Instant::now();
         let mut map = self.map();
-        let key = (user.to_string(), ip);
+        let key = key(user, ip);
         if !map.contains_key(&key) && map.len() >= self.entries_max {
             evict(&mut map, now);
         }
@@ -79,7 +92,7 @@ impl Backoff {
 
     /// Clears `user` from `ip` after a successful authentication.
     pub fn succeeded(&self, user: &str, ip: IpAddr) {
-        self.map().remove(&(user.to_string(), ip));
+        self.map().remove(&key(user, ip));
     }
 
     /// Keys tracked now.
@@ -94,17 +107,13 @@ impl Backoff {
 }
 
 /// Makes room for one key: drops the idle ones, else the least recently failed.
-fn evict(map: &mut HashMap<(String, IpAddr), Entry>, now: Instant) {
+fn evict(map: &mut HashMap<Key, Entry>, now: Instant) {
     let before = map.len();
     map.retain(|_, e| now.duration_since(e.last) < FORGET_AFTER);
     if map.len() < before {
         return;
     }
-    if let Some(oldest) = map
-        .iter()
-        .min_by_key(|(_, e)| e.last)
-        .map(|(k, _)| k.clone())
-    {
+    if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.last).map(|(k, _)| *k) {
         map.remove(&oldest);
     }
 }

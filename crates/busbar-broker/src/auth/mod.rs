@@ -225,36 +225,64 @@ impl Auth {
         self.tokens.revoke_all(user).await
     }
 
-    /// Adds or replaces one mechanism's credential of `user` (Kafka's AlterUserScramCredentials).
+    /// Adds or replaces one mechanism's credential of `user`.
     pub async fn upsert_credential(
         &self,
         user: &str,
         m: Mechanism,
         c: Credential,
     ) -> Result<(), AuthError> {
-        users::validate_name(user)?;
-        self.users
-            .change(user, |old| {
-                let mut u = old.unwrap_or_default();
-                u.insert(m, c);
-                Ok(Some(u))
-            })
+        self.alter_credentials(user, vec![CredentialChange::Upsert(m, c)])
             .await
     }
 
     /// Removes one mechanism's credential of `user`; the user goes with its last one.
     pub async fn delete_credential(&self, user: &str, m: Mechanism) -> Result<(), AuthError> {
+        self.alter_credentials(user, vec![CredentialChange::Delete(m)])
+            .await
+    }
+
+    /// Applies all of `changes` to `user`'s credentials in one write, or none of them (Kafka's
+    /// AlterUserScramCredentials: every change of a user is checked before any is written). The
+    /// user goes with its last credential; deleting a credential it lacks refuses the whole.
+    pub async fn alter_credentials(
+        &self,
+        user: &str,
+        changes: Vec<CredentialChange>,
+    ) -> Result<(), AuthError> {
+        if changes
+            .iter()
+            .any(|c| matches!(c, CredentialChange::Upsert(..)))
+        {
+            users::validate_name(user)?;
+        }
         self.users
             .change(user, |old| {
                 let mut u = old.unwrap_or_default();
-                if u.remove(&m).is_none() {
-                    return Err(AuthError::UnknownCredential {
-                        user: user.to_string(),
-                        mechanism: m.name(),
-                    });
+                for change in changes {
+                    match change {
+                        CredentialChange::Upsert(m, c) => {
+                            u.insert(m, c);
+                        }
+                        CredentialChange::Delete(m) if u.remove(&m).is_none() => {
+                            return Err(AuthError::UnknownCredential {
+                                user: user.to_string(),
+                                mechanism: m.name(),
+                            });
+                        }
+                        CredentialChange::Delete(_) => {}
+                    }
                 }
                 Ok((!u.is_empty()).then_some(u))
             })
             .await
     }
+}
+
+/// One change to a user's SCRAM credentials ([`Auth::alter_credentials`]).
+pub enum CredentialChange {
+    /// Add or replace this mechanism's credential.
+    Upsert(Mechanism, Credential),
+    /// Remove this mechanism's credential (which must exist).
+    Delete(Mechanism),
 }

@@ -3,23 +3,18 @@
 //! mechanism's credential. One result per user named, as Kafka answers: UNSUPPORTED_SASL_MECHANISM
 //! (33), UNACCEPTABLE_CREDENTIAL (93: iterations outside 4096-16384, an empty name or salt),
 //! RESOURCE_NOT_FOUND (91: deleting what does not exist), DUPLICATE_RESOURCE (92: a user and
-//! mechanism named twice). A user's changes are checked before any is written. While
+//! mechanism named twice). A user's changes are checked before any is written, and written in one
+//! record (all or none). While
 //! authentication is on only super users may alter (31), until ACLs exist.
 
 use super::{sb, Ctx};
 use crate::codes;
 use busbar_broker::auth::scram::{Credential, Mechanism};
-use busbar_broker::auth::users;
+use busbar_broker::auth::{users, CredentialChange as Change};
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
 };
-
-/// One change to a user's credentials.
-enum Change {
-    Upsert(Mechanism, Credential),
-    Delete(Mechanism),
-}
 
 type Refusal = (i16, String);
 
@@ -111,17 +106,12 @@ pub async fn handle(
                 continue;
             }
         };
-        let mut refusal = None;
-        for change in changes {
-            let done = match change {
-                Change::Upsert(m, c) => auth.upsert_credential(&name, m, c).await,
-                Change::Delete(m) => auth.delete_credential(&name, m).await,
-            };
-            if let Err(e) = done {
-                refusal = Some((codes::of_auth(&e), e.to_string()));
-                break;
-            }
-        }
+        // All of one user's changes in one write: a refused one leaves the user as it was.
+        let refusal = auth
+            .alter_credentials(&name, changes)
+            .await
+            .err()
+            .map(|e| (codes::of_auth(&e), e.to_string()));
         resp.results.push(result(&name, refusal));
     }
     resp
