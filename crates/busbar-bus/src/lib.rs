@@ -17,6 +17,7 @@ pub mod positions;
 mod redrive;
 mod replay;
 pub mod request;
+mod runrecord;
 pub mod spec;
 mod state;
 pub mod stats;

@@ -39,10 +39,12 @@ use super::spec::Compiled;
 use super::worker::Ctx;
 use super::{dlq, request};
 use crate::error::{BusError, Result};
+use crate::runrecord::RUN_RECORD_BYTES_MAX;
 use crate::worker::{read_pinned, READ_BYTES};
 use crate::{invalid, Bus, REPLAYS_KEPT};
 use busbar_broker::event::{self, Decoded};
 use busbar_broker::time::{format_rfc3339, parse_rfc3339};
+use busbar_broker::BrokerError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -99,6 +101,10 @@ pub struct RunCounts {
     pub dropped: u64,
     #[serde(default)]
     pub undecodable: u64,
+    /// Events of the range gone from the log before the run reached them (retention or
+    /// DeleteRecords): the run moves on from the log start, as the live worker does.
+    #[serde(default)]
+    pub expired: u64,
 }
 
 /// A run as stored in the retry-state log.
@@ -120,8 +126,15 @@ pub struct RunRecord {
     #[serde(default)]
     pub counts: RunCounts,
     /// Where the run is in each source partition (none before it first ran).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "crate::runrecord"
+    )]
     pub cursors: Vec<Cursor>,
+    /// The identity of the subscription spec the run runs under ([`crate::runrecord::spec_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_id: Option<String>,
 }
 
 /// Where a run is in one source partition.
@@ -140,12 +153,15 @@ pub struct Cursor {
 impl RunRecord {
     /// Whether a new request `new` (same name) goes on with this run instead of replacing it:
     /// the run did not finish (stopped, interrupted, or failed on an event it left ahead of its
-    /// place), and the range is the same.
+    /// place), the range is the same, and so is the subscription spec (after an update, events
+    /// before its place may match now: the run starts over from `from`).
     fn resumed_by(&self, new: &RunRecord) -> bool {
         matches!(
             self.state,
             RunState::Stopped | RunState::Interrupted | RunState::Failed
         ) && (self.from_ms, self.to_ms) == (new.from_ms, new.to_ms)
+            && self.spec_id.is_some()
+            && self.spec_id == new.spec_id
     }
 }
 
@@ -268,7 +284,7 @@ impl Bus {
     /// interrupted run of the same name and range goes on where it stopped; another run of the
     /// same name is replaced; past [`REPLAYS_KEPT`] runs the oldest finished one is forgotten.
     pub async fn start_replay(&self, name: &str, spec: ReplaySpec) -> Result<RunView> {
-        let record = self.replay_record(&spec)?;
+        let mut record = self.replay_record(&spec)?;
         let mut subs = self.subs.lock().await;
         let e = subs
             .get_mut(name)
@@ -280,6 +296,8 @@ impl Bus {
             let why = format!("replay {:?} is running", spec.name);
             return Err(invalid("name", why));
         }
+        record.spec_id = Some(crate::runrecord::spec_id(&e.compiled.spec));
+        fits(&self.ctx, &e.compiled, &record)?;
         let record = match e.replays.get(&spec.name).map(|r| r.record()) {
             Some(old) if old.resumed_by(&record) => RunRecord {
                 state: RunState::Running,
@@ -355,6 +373,7 @@ impl Bus {
             ended_ms: None,
             counts: RunCounts::default(),
             cursors: Vec::new(),
+            spec_id: None,
         })
     }
 
@@ -421,8 +440,62 @@ async fn execute(ctx: Arc<Ctx>, sub: Arc<Compiled>, run: Arc<Run>, stop: watch::
         }
     }
     // Not written (a failing disk): the stored record shows the last checkpoint, and after a
-    // restart the run reads `INTERRUPTED` from there; nothing is lost but repeated work.
-    let _ = checkpoint(&ctx, &run).await;
+    // restart the run reads `INTERRUPTED` from there; nothing is lost but repeated work. The
+    // run's error says so while this process lives.
+    if let Err(e) = checkpoint(&ctx, &run).await {
+        let mut r = run.lock();
+        let why = format!(
+            "its end could not be written ({e}); after a restart it shows its last checkpoint"
+        );
+        r.error = Some(match r.error.take() {
+            Some(before) => format!("{before}; {why}"),
+            None => why,
+        });
+    }
+}
+
+/// Refuses a run whose record could outgrow one internal row ([`RUN_RECORD_BYTES_MAX`]): one
+/// cursor per source partition, each at most its partition's end.
+fn fits(ctx: &Ctx, sub: &Compiled, record: &RunRecord) -> Result<()> {
+    let mut r = record.clone();
+    for topic in &sub.spec.sources {
+        let Ok((id, n)) = crate::positions::topic_layout(&ctx.broker, topic) else {
+            continue;
+        };
+        for partition in 0..n {
+            let end =
+                (ctx.broker.offsets_of(topic, partition as i64)).map_or(u64::MAX, |(_, end)| end);
+            let (topic, topic_id) = (topic.clone(), id.clone());
+            r.cursors.push(Cursor {
+                topic,
+                topic_id,
+                partition,
+                next: end,
+                limit: end,
+            });
+        }
+    }
+    r.counts = RunCounts {
+        matched: u64::MAX,
+        delivered: u64::MAX,
+        retried: u64::MAX,
+        dead_lettered: u64::MAX,
+        dropped: u64::MAX,
+        undecodable: u64::MAX,
+        expired: u64::MAX,
+    };
+    r.error = Some("x".repeat(1024));
+    r.replayed_to_ms = Some(i64::MAX);
+    r.ended_ms = Some(i64::MAX);
+    let len = crate::runrecord::encoded_len(&r);
+    if len > RUN_RECORD_BYTES_MAX {
+        let why = format!(
+            "the run's record ({len} bytes: one place per source partition) would exceed \
+             {RUN_RECORD_BYTES_MAX} bytes; replay fewer or shorter-named source topics"
+        );
+        return Err(invalid("name", why));
+    }
+    Ok(())
 }
 
 /// How the run was asked to end: as its stop says, or `INTERRUPTED` when its bus is gone.
@@ -471,7 +544,12 @@ fn cursors(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<Vec<Cursor>> {
             let kept = (r.cursors.iter())
                 .find(|c| c.topic == *topic && c.topic_id == id && c.partition == partition);
             let c = match kept {
-                Some(c) => c.clone(),
+                Some(c) => {
+                    let mut c = c.clone();
+                    let start = ctx.broker.offsets_of(topic, partition as i64)?.0;
+                    expire(run, &mut c.next, start.min(c.limit));
+                    c
+                }
                 None => Cursor {
                     topic: topic.clone(),
                     topic_id: id.clone(),
@@ -606,7 +684,24 @@ async fn replay_range(
         if ended(stop) {
             return Ok(false);
         }
-        let data = read_pinned(&ctx.broker, &key, part.next, READ_BYTES).await?;
+        let start = ctx.broker.offsets_of(&key.0, key.2 as i64)?.0;
+        if part.next < start {
+            let mut next = part.next;
+            expire(run, &mut next, start.min(end));
+            advance(part, next);
+            continue;
+        }
+        let data = match read_pinned(&ctx.broker, &key, part.next, READ_BYTES).await {
+            Ok(data) => data,
+            // Deleted since the check above.
+            Err(BrokerError::OffsetOutOfRange { start, .. }) if start > part.next => {
+                let mut next = part.next;
+                expire(run, &mut next, start.min(end));
+                advance(part, next);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let Some(last) = busbar_broker::last_offset(&data) else {
             break;
         };
@@ -643,6 +738,16 @@ async fn replay_range(
     // Past the data read: what is left of the stretch holds no event (or is gone from the log).
     advance(part, end);
     Ok(true)
+}
+
+/// Moves a place `next` below the log's start up to `start`, counting the events it skips as
+/// `expired` (gone before the run reached them).
+fn expire(run: &Run, next: &mut u64, start: u64) {
+    if *next < start {
+        let gone = start - *next;
+        run.count(|c| c.expired += gone);
+        *next = start;
+    }
 }
 
 /// Delivers `ev` (with retries), or dead-letters it; an error when its dead letter cannot be

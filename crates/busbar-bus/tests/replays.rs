@@ -336,3 +336,117 @@ async fn a_run_over_scrambled_timestamps_delivers_each_event_once_across_a_resta
     assert_eq!(r.counts.delivered, 20, "{r:?}");
     bus.close().await.unwrap();
 }
+
+/// R14f-1: a STOPPED run whose cursor is now below the log start (DeleteRecords, or retention
+/// deleting the oldest segment while the run was stopped) cannot go on: the resumed run reads at
+/// its cursor, gets OffsetOutOfRange and ends FAILED, where the live worker moves to the log start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r14f_a_resumed_run_below_the_log_start_completes() {
+    let fs = MemFs::new();
+    let (b, bus) = open(&fs).await;
+    let t = Target::ok();
+    let base = setup(&b, &bus, &t).await;
+    let end = base + EVENTS * 1000;
+    bus.start_replay("s", replay("r", base, end, 4))
+        .await
+        .unwrap();
+    t.wait(Duration::from_secs(20), |r| r.len() >= 2);
+    bus.set_paused("s", true).await.unwrap();
+    let stopped = bus.replay("s", "r", false).await.unwrap();
+    assert_eq!(stopped.state, RunState::Stopped, "{stopped:?}");
+    let sent = t.received().len();
+    assert!(sent < 10, "{sent}");
+    b.delete_records("src", 0, 10).await.unwrap();
+    bus.set_paused("s", false).await.unwrap();
+    bus.start_replay("s", replay("r", base, end, 100))
+        .await
+        .unwrap();
+    let r = wait_done(&bus, "r").await;
+    assert_eq!(r.state, RunState::Completed, "{r:?}");
+    let got: BTreeSet<i64> = ns(&t.received()[sent..]).into_iter().collect();
+    assert_eq!(got, (10..EVENTS).collect(), "what is left of the range");
+    assert_eq!(
+        r.counts.expired as usize,
+        10 - sent,
+        "gone before the run reached them"
+    );
+    bus.close().await.unwrap();
+}
+
+/// R14f-2: a run STOPPED by an update is resumed (same name and range) with the new spec from
+/// the old cursor: events before the cursor that only the new pattern matches are never replayed,
+/// yet the run ends COMPLETED with last_replayed_time = to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r14f_a_run_resumed_after_an_update_replays_what_the_new_spec_matches() {
+    let fs = MemFs::new();
+    let (b, bus) = open(&fs).await;
+    let t = Target::ok();
+    let base = setup(&b, &bus, &t).await;
+    let with = |pattern: Value| {
+        let mut v = sub(&t, 5000);
+        v["pattern"] = pattern;
+        from_json(&v).unwrap()
+    };
+    bus.update("s", with(json!({"data": {"n": [{"numeric": [">=", 10]}]}})))
+        .await
+        .unwrap();
+    let end = base + EVENTS * 1000;
+    bus.start_replay("s", replay("r", base, end, 4))
+        .await
+        .unwrap();
+    t.wait(Duration::from_secs(20), |r| r.len() >= 2);
+    bus.update("s", with(json!({"data": {"n": [{"numeric": ["<", 10]}]}})))
+        .await
+        .unwrap();
+    let stopped = bus.replay("s", "r", false).await.unwrap();
+    assert_eq!(stopped.state, RunState::Stopped, "{stopped:?}");
+    let sent = t.received().len();
+    bus.start_replay("s", replay("r", base, end, 100))
+        .await
+        .unwrap();
+    let r = wait_done(&bus, "r").await;
+    assert_eq!(r.state, RunState::Completed, "{r:?}");
+    let got: BTreeSet<i64> = ns(&t.received()[sent..]).into_iter().collect();
+    assert_eq!(
+        got,
+        (0..10).collect(),
+        "the range through the current pattern: {r:?}"
+    );
+    bus.close().await.unwrap();
+}
+
+/// R14f-3: a run's record carries one cursor per source partition, written as ONE internal row
+/// (checkpoints and the end, errors ignored). Past the 1 MiB batch limit (here: 4,000 partitions
+/// of a 200-char topic, inside partitions_max = 10,000) no write of the run lands: the run ends
+/// COMPLETED in memory, but after a restart it reads INTERRUPTED with no progress, and resuming
+/// it under its name replays the whole range again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r14f_a_run_over_many_partitions_is_durable() {
+    let fs = MemFs::new();
+    let (b, bus) = open(&fs).await;
+    let t = Target::ok();
+    let topic = "t".repeat(200);
+    b.create_topic(&topic, Some(4000), BTreeMap::new())
+        .await
+        .unwrap();
+    let base = now_ms() - 60_000;
+    let ev = Event {
+        timestamp: Some(base),
+        ..Event::value(json!({ "n": 0 }).to_string())
+    };
+    b.publish(&topic, vec![ev]).await.unwrap();
+    let v =
+        json!({"name": "s", "sources": [topic], "start": "latest", "target": {"url": t.url("/")}});
+    bus.create(from_json(&v).unwrap()).await.unwrap();
+    bus.start_replay("s", replay("r", base, base + 1000, 100))
+        .await
+        .unwrap();
+    let r = wait_done(&bus, "r").await;
+    assert_eq!(r.state, RunState::Completed, "{r:?}");
+    bus.close().await.unwrap();
+    drop(bus);
+    drop(b);
+    let (_b, bus) = open(&fs).await;
+    let r = bus.replay("s", "r", false).await.unwrap();
+    assert_eq!(r.state, RunState::Completed, "after a restart: {r:?}");
+}

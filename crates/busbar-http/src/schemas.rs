@@ -493,6 +493,9 @@ pub struct ReplayRun {
     dropped: u64,
     /// Events in batches that could not be decoded (set aside as dead letters).
     undecodable: Option<u64>,
+    /// Events of the range gone from the log (retention, DeleteRecords) before the run reached
+    /// them: it went on from the log start.
+    expired: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]

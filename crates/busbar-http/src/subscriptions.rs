@@ -195,13 +195,17 @@ fn bad_field(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     })
 }
 
-/// Replays a time range through the subscription, at most `rate` events a second.
+/// Replays a time range through the subscription, at most `rate` events a second. A `STOPPED`,
+/// `INTERRUPTED` or `FAILED` run started again under its name with the same `from` and `to`, while
+/// the subscription's spec is unchanged, goes on from its place (its counts too); after a change
+/// of the spec it starts over from `from`. Any other request under a finished run's name replaces
+/// it. Events gone from the log before the run reaches them are counted as `expired`.
 #[utoipa::path(post, path = "/subscriptions/{name}/replays", operation_id = "start_replay", tag = "subscriptions",
     params(("name" = String, Path)), request_body = crate::schemas::ReplayRequest, responses(
         (status = 202, description = "Started", body = crate::schemas::ReplayRun),
-        (status = 400, description = "Bad body (the field is named)"),
+        (status = 400, description = "Bad body (the field is named); the subscription is paused; a run of that name is running; or the run's record would exceed 1,000,000 bytes (too many source partitions)"),
         (status = 404, description = "No such subscription"),
-        (status = 409, description = "A run of that name exists, or a limit is reached"),
+        (status = 409, description = "A limit is reached"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
         (status = 503, description = "Shutting down"),

@@ -38,6 +38,10 @@ pub enum SubscriptionCmd {
     /// Delete a subscription, its positions and retry state.
     Delete { name: String },
     /// Re-deliver a time range of the sources through the subscription, marked as a replay.
+    ///
+    /// A stopped, interrupted or failed run started again with the same --run, --from and --to
+    /// goes on where it stopped (if the subscription's spec is unchanged; after a change it
+    /// starts over from --from); another request under a finished run's name replaces it.
     Replay {
         name: String,
         /// Name of the run.
