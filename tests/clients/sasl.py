@@ -503,3 +503,30 @@ def register(test, Busbar, bin_path):
             assert infos == [(ScramMechanism.SCRAM_SHA_256, 4096)], f"the refused request changed alice: {infos}"
         finally:
             b.stop()
+
+    @own
+    def sasl_connections_that_do_not_authenticate_in_time_are_closed(_):
+        # kafka.sasl_timeout_ms: a SASL listener's connection not authenticated by then is closed
+        # (silent, or stuck after the handshake); an authenticated one stays open past it.
+        b = Sasl(extra_env={"BUSBAR_KAFKA_SASL_TIMEOUT_MS": "1000"})
+        try:
+            host, port = b.sasl.split(":")
+            addr = (host, int(port))
+            with socket.create_connection(addr, timeout=10) as silent, \
+                    socket.create_connection(addr, timeout=10) as stuck, \
+                    socket.create_connection(addr, timeout=10) as good:
+                t0 = time.time()
+                assert handshake(stuck, "PLAIN") == 0
+                assert handshake(good, "PLAIN") == 0
+                assert authenticate(good, b"\0admin\0" + ADMIN_PW.encode())[0] == 0
+                assert closed(silent, 5), "a silent connection outlived kafka.sasl_timeout_ms"
+                assert closed(stuck, 5), "a connection stuck after SaslHandshake outlived it"
+                took = time.time() - t0
+                assert 0.8 < took < 3, f"closed after {took:.1f}s, kafka.sasl_timeout_ms is 1 s"
+                time.sleep(0.5)
+                good.sendall(frame(3, 1, 9, struct.pack(">i", -1)))
+                reply = read_frame(good)
+                assert reply is not None and struct.unpack(">i", reply[:4])[0] == 9, "authenticated one closed"
+            b.wait_log(r"not authenticated within kafka.sasl_timeout_ms")
+        finally:
+            b.stop()

@@ -321,9 +321,15 @@ async fn serve_frames(
 ) {
     let (peer, shared) = (conn.peer, conn.shared);
     let mut pending: VecDeque<JoinHandle<Reply>> = VecDeque::new();
+    let sasl_deadline = Instant::now() + shared.config.sasl_timeout;
     loop {
         let next = tokio::select! {
             biased;
+            _ = tokio::time::sleep_until(sasl_deadline), if conn.unauthenticated() => {
+                let why = "not authenticated within kafka.sasl_timeout_ms; connection closed";
+                shared.refusals.log(peer, "?", "a connection", why);
+                return;
+            }
             done = async { pending.front_mut().expect("checked").await }, if !pending.is_empty() => {
                 pending.pop_front();
                 let reply = done.unwrap_or_else(|e| Err(Close::Bad(format!("request task: {e}"))));

@@ -77,6 +77,10 @@ pub struct KafkaConfig {
     /// Largest frame accepted from a client that has not completed SASL authentication yet, bytes
     /// (Kafka's `sasl.server.max.receive.size`). Default 512 KiB.
     pub sasl_bytes_max: usize,
+    /// A SASL listener's connection not authenticated within this of its accept is closed (else
+    /// it would be held up to `idle_timeout`). Default 10 s (busbar's choice: a client
+    /// authenticates in a few round trips; Kafka itself bounds this only by its idle timeout).
+    pub sasl_timeout: Duration,
 }
 
 /// How a listener's clients authenticate (Kafka's security protocols without TLS; SSL and
@@ -124,6 +128,7 @@ impl Default for KafkaConfig {
             idle_timeout: Duration::from_secs(600),
             auto_create_topics: true,
             sasl_bytes_max: 512 << 10,
+            sasl_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct Kafka {
     pub listeners: Vec<String>,
     /// Largest frame before SASL authentication completes, bytes.
     pub sasl_bytes_max: u64,
+    /// Close a SASL listener's connection not authenticated within this, milliseconds.
+    pub sasl_timeout_ms: u64,
     /// Host clients are told to connect to; empty: the listener's IP.
     pub advertised_host: String,
     /// Port clients are told to connect to; 0: the listener's port.
@@ -166,6 +168,7 @@ impl Default for Config {
                 addr: "127.0.0.1:9092".into(),
                 listeners: Vec::new(),
                 sasl_bytes_max: k.sasl_bytes_max as u64,
+                sasl_timeout_ms: k.sasl_timeout.as_millis() as u64,
                 advertised_host: String::new(),
                 advertised_port: 0,
                 auto_create_topics: k.auto_create_topics,
@@ -568,6 +571,12 @@ impl Config {
                 self.kafka.frame_bytes_max,
             ),
             (
+                "kafka.sasl_timeout_ms",
+                self.kafka.sasl_timeout_ms,
+                100,
+                3_600_000,
+            ),
+            (
                 "auth.backoff_max_ms",
                 self.auth.backoff_max_ms,
                 100,
@@ -699,6 +708,7 @@ impl Config {
             read_timeout: Duration::from_millis(k.read_timeout_ms),
             write_timeout: Duration::from_millis(k.write_timeout_ms),
             sasl_bytes_max: k.sasl_bytes_max as usize,
+            sasl_timeout: Duration::from_millis(k.sasl_timeout_ms),
             ..busbar_kafka::KafkaConfig::default()
         }
     }
