@@ -613,9 +613,11 @@ impl Bus {
         self.ctx.retries.clear(name).await
     }
 
-    /// Removes what a deletion interrupted left of subscriptions that no longer exist.
+    /// Removes what a deletion interrupted left of subscriptions that no longer exist: retry
+    /// entries, replay runs, positions and counters.
     async fn forget_deleted(&self, subs: &BTreeMap<String, Entry>) {
-        let stored = self.ctx.retries.subscriptions();
+        let mut stored = self.ctx.retries.subscriptions();
+        stored.extend(self.ctx.positions.subscriptions());
         for name in stored.iter().filter(|n| !subs.contains_key(*n)) {
             if let Err(e) = self.forget(name).await {
                 eprintln!("busbar: removing the state of deleted subscription {name:?}: {e}");

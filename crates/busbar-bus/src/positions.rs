@@ -224,6 +224,15 @@ impl PositionStore {
         Ok(())
     }
 
+    /// Every subscription name with positions or counters stored.
+    pub fn subscriptions(&self) -> std::collections::BTreeSet<String> {
+        let t = self.lock();
+        let with_positions = t.positions.iter().filter(|(_, m)| !m.is_empty());
+        (with_positions.map(|(s, _)| s.clone()))
+            .chain(t.counters.keys().cloned())
+            .collect()
+    }
+
     /// Removes every position and the counters of `sub`.
     pub async fn clear(&self, sub: &str) -> Result<()> {
         let rows = self.of(sub).into_keys().map(|k| (k, None)).collect();

@@ -917,4 +917,42 @@ mod tests {
         let cached = shared.chunk_at(&b, &key, 1).await.unwrap().unwrap();
         assert!(Arc::ptr_eq(&chunk, &cached), "the first read is shared");
     }
+
+    /// Issue 14 item 18: listing (and redriving) dead letters scans the dead-letter topic with
+    /// synchronous log reads. On one executor thread a slow read there stalled every task; the
+    /// scan runs on the blocking pool, so a 20 ms timer fires while it reads.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_slow_dead_letter_scan_does_not_block_the_executor() {
+        use busbar_broker::Event;
+        use std::time::Instant;
+        let slow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dir = SlowDir {
+            mem: busbar_broker::datadir::MemDataDir::new(busbar_log::disk::MemFs::new()),
+            slow: slow.clone(),
+        };
+        let b = mem_broker(Arc::new(dir));
+        b.create_topic("dlq", Some(1), Default::default())
+            .await
+            .unwrap();
+        b.publish("dlq", vec![Event::value("a")]).await.unwrap();
+        let bus = crate::Bus::open(b.clone()).unwrap();
+        slow.store(true, Relaxed);
+        let started = Instant::now();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            started.elapsed()
+        });
+        let filter = crate::Filter::default();
+        let (listed, redriven) = tokio::join!(
+            bus.dead_letters("dlq", &filter, 10),
+            bus.redrive("dlq", &filter, 10, false)
+        );
+        let scanned = started.elapsed();
+        slow.store(false, Relaxed);
+        let fired = timer.await.unwrap();
+        assert!(scanned >= DELAY, "the scans read slowly: {scanned:?}");
+        assert!(fired < DELAY / 2, "a 20 ms timer fired after {fired:?}");
+        assert!(listed.unwrap().is_empty(), "not a dead letter");
+        redriven.unwrap();
+    }
 }
