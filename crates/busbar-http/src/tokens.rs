@@ -91,7 +91,8 @@ fn subject(app: &App, p: Option<&Principal>, named: Option<String>) -> ApiResult
         (status = 409, description = "The user has a token of that name"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn create(
     State(app): State<App>,
     principal: Option<Extension<Principal>>,
@@ -144,7 +145,8 @@ pub async fn list(
         (status = 400, description = "No user named while authentication is off"),
         (status = 403, description = "Another user's token, and not a super user"),
         (status = 404, description = "No such token"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn revoke(
     State(app): State<App>,
     principal: Option<Extension<Principal>>,

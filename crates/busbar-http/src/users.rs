@@ -108,7 +108,8 @@ fn view(info: busbar_broker::auth::users::UserInfo) -> User {
         (status = 403, description = "Not a super user"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn create(
     State(app): State<App>,
     principal: Option<Extension<Principal>>,
@@ -158,7 +159,8 @@ pub async fn list(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Not a super user"),
         (status = 404, description = "No such user"),
-        (status = 503, description = "Shutting down or storage offline")))]
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn delete(
     State(app): State<App>,
     principal: Option<Extension<Principal>>,
