@@ -18,6 +18,7 @@ mod redrive;
 mod replay;
 pub mod request;
 mod runrecord;
+mod runs;
 pub mod spec;
 mod state;
 pub mod stats;
