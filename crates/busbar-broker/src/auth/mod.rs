@@ -6,6 +6,7 @@
 //! Principals are user names (`alice`; Kafka's `User:alice`). Until ACLs exist, only super users
 //! may manage users when authentication is on.
 
+pub mod acl;
 pub mod backoff;
 pub mod scram;
 pub mod tokens;
