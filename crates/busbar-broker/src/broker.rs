@@ -95,7 +95,12 @@ impl Broker {
             crate::auth::users::UserStore::open(dir("internal/users")?, config.clock.clone())?;
         let tokens =
             crate::auth::tokens::TokenStore::open(dir("internal/tokens")?, config.clock.clone())?;
-        let auth = crate::auth::Auth::new(config.auth.clone(), users, tokens);
+        let acls = crate::auth::acls::AclStore::open(
+            dir("internal/acls")?,
+            config.clock.clone(),
+            config.auth.acls_max,
+        )?;
+        let auth = crate::auth::Auth::new(config.auth.clone(), users, tokens, acls);
         let mut topics = BTreeMap::new();
         for m in Self::load_topics(data.as_ref(), &meta)? {
             let t = Self::open_topic(&config, &m)?;
@@ -212,6 +217,13 @@ impl Broker {
                 .damage()
                 .iter()
                 .map(|d| format!("users log: {d}")),
+        );
+        out.extend(
+            self.auth
+                .acls()
+                .damage()
+                .iter()
+                .map(|d| format!("ACL log: {d}")),
         );
         for t in self.all_topics() {
             for p in &t.partitions {
@@ -548,6 +560,9 @@ impl Broker {
         if let Err(e) = self.auth.tokens().maintain() {
             errors.push(e);
         }
+        if let Err(e) = self.auth.acls().maintain() {
+            errors.push(e);
+        }
         errors
     }
 
@@ -576,6 +591,9 @@ impl Broker {
             first.get_or_insert(e);
         }
         if let Err(e) = self.auth.tokens().close() {
+            first.get_or_insert(e);
+        }
+        if let Err(e) = self.auth.acls().close() {
             first.get_or_insert(e);
         }
         first.map_or(Ok(()), Err)

@@ -48,7 +48,10 @@ pub struct UserList {
 /// Maps a user-store error to its answer (the one place for `AuthError`).
 pub fn error(e: AuthError) -> ApiError {
     match e {
-        AuthError::InvalidName(_) | AuthError::InvalidPassword(_) | AuthError::Unacceptable(_) => {
+        AuthError::InvalidName(_)
+        | AuthError::InvalidPassword(_)
+        | AuthError::Unacceptable(_)
+        | AuthError::InvalidAcl(_) => {
             ApiError::bad_request(e.to_string())
         }
         AuthError::UnknownUser(_)

@@ -106,6 +106,8 @@ pub struct AuthSection {
     pub backoff_entries_max: u64,
     /// Longest life of an HTTP API token (`POST /tokens`), seconds.
     pub token_ttl_max_s: u64,
+    /// Most ACLs that may exist.
+    pub acls_max: u64,
 }
 
 /// `[bus]`: the routing bus's limits.
@@ -208,6 +210,7 @@ impl Default for Config {
                 backoff_max_ms: a.backoff_max.as_millis() as u64,
                 backoff_entries_max: a.backoff_entries_max as u64,
                 token_ttl_max_s: a.token_ttl_max.as_secs(),
+                acls_max: a.acls_max as u64,
             },
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
@@ -594,6 +597,7 @@ impl Config {
                 1,
                 10 * 366 * 86_400,
             ),
+            ("auth.acls_max", self.auth.acls_max, 1, 1_000_000),
         ];
         for &(key, v, min, max) in checks {
             if v < min || v > max {
@@ -665,6 +669,7 @@ impl Config {
                 backoff_max: Duration::from_millis(self.auth.backoff_max_ms),
                 backoff_entries_max: self.auth.backoff_entries_max as usize,
                 token_ttl_max: Duration::from_secs(self.auth.token_ttl_max_s),
+                acls_max: self.auth.acls_max as usize,
             },
             ..BrokerConfig::default()
         }

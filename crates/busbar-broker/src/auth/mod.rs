@@ -7,6 +7,7 @@
 //! may manage users when authentication is on.
 
 pub mod acl;
+pub mod acls;
 pub mod backoff;
 pub mod scram;
 pub mod tokens;
@@ -36,6 +37,8 @@ pub struct AuthConfig {
     pub backoff_entries_max: usize,
     /// Longest life of an HTTP API token. Default 90 days.
     pub token_ttl_max: Duration,
+    /// Most ACLs that may exist. Default 10,000.
+    pub acls_max: usize,
 }
 
 impl Default for AuthConfig {
@@ -48,6 +51,7 @@ impl Default for AuthConfig {
             backoff_max: Duration::from_secs(5),
             backoff_entries_max: 10_000,
             token_ttl_max: Duration::from_secs(90 * 86_400),
+            acls_max: 10_000,
         }
     }
 }
@@ -75,6 +79,8 @@ pub enum AuthError {
     UnknownToken(String),
     #[error("unacceptable credential: {0}")]
     Unacceptable(#[from] scram::ScramError),
+    #[error("invalid ACL: {0}")]
+    InvalidAcl(String),
     #[error(transparent)]
     Storage(BrokerError),
 }
@@ -85,17 +91,65 @@ pub struct Auth {
     users: UserStore,
     tokens: tokens::TokenStore,
     backoff: backoff::Backoff,
+    acls: acls::AclStore,
 }
 
 impl Auth {
-    pub(crate) fn new(config: AuthConfig, users: UserStore, tokens: tokens::TokenStore) -> Self {
+    pub(crate) fn new(
+        config: AuthConfig,
+        users: UserStore,
+        tokens: tokens::TokenStore,
+        acls: acls::AclStore,
+    ) -> Self {
         let backoff = backoff::Backoff::new(config.backoff_max, config.backoff_entries_max);
         Self {
             config,
             users,
             tokens,
             backoff,
+            acls,
         }
+    }
+
+    /// The ACLs.
+    pub fn acls(&self) -> &acls::AclStore {
+        &self.acls
+    }
+
+    /// Decides whether `user` (`None`: unauthenticated, [`acl::ANONYMOUS`]) connecting from
+    /// `host` may do `op` on resource `name` of type `ty`: everything while authentication is
+    /// off, super users always, else the ACLs (see [`acl::AclSet::authorize`]).
+    pub fn authorize(
+        &self,
+        user: Option<&str>,
+        host: IpAddr,
+        op: acl::Operation,
+        ty: acl::ResourceType,
+        name: &str,
+    ) -> acl::Decision {
+        let who = acl::Requester {
+            user: user.unwrap_or(acl::ANONYMOUS),
+            host,
+        };
+        acl::decide(&self.acls.snapshot(), &self.config, who, op, ty, name)
+    }
+
+    /// Whether `user` may do `op` on some resource of type `ty` (idempotent producers: WRITE on
+    /// any topic, KIP-679).
+    pub fn authorize_any(
+        &self,
+        user: Option<&str>,
+        host: IpAddr,
+        op: acl::Operation,
+        ty: acl::ResourceType,
+    ) -> bool {
+        let who = acl::Requester {
+            user: user.unwrap_or(acl::ANONYMOUS),
+            host,
+        };
+        !self.config.enabled
+            || acl::is_super(&self.config, who.user)
+            || self.acls.snapshot().allows_any(who, op, ty)
     }
 
     /// The HTTP API tokens.

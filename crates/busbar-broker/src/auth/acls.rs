@@ -1,0 +1,234 @@
+//! The durable ACL store: one row per ACL in the internal compacted log `internal/acls` (the key
+//! is the ACL itself as JSON, the value a marker; a tombstone deletes). Writes are serialised by
+//! one lock and the in-memory [`AclSet`] is swapped only for rows made durable, so a failed write
+//! answers an error and changes nothing. At most `auth.acls_max` ACLs exist.
+
+use super::acl::{AclBinding, AclFilter, AclSet, Operation, PatternType, Permission, ResourceType};
+use super::AuthError;
+use crate::kvlog::KvLog;
+use busbar_log::disk::Storage;
+use busbar_log::Clock;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+
+/// An ACL as stored (Kafka's names for the enums).
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    resource_type: String,
+    resource_name: String,
+    pattern: String,
+    principal: String,
+    host: String,
+    operation: String,
+    permission: String,
+}
+
+fn encode(b: &AclBinding) -> Vec<u8> {
+    let s = Stored {
+        resource_type: b.resource_type.name().into(),
+        resource_name: b.resource_name.clone(),
+        pattern: b.pattern.name().into(),
+        principal: b.principal.clone(),
+        host: b.host.clone(),
+        operation: b.operation.name().into(),
+        permission: b.permission.name().into(),
+    };
+    serde_json::to_vec(&s).expect("acl encodes")
+}
+
+fn decode(bytes: &[u8]) -> Option<AclBinding> {
+    let s: Stored = serde_json::from_slice(bytes).ok()?;
+    Some(AclBinding {
+        resource_type: ResourceType::of_name(&s.resource_type)?,
+        resource_name: s.resource_name,
+        pattern: PatternType::of_name(&s.pattern)?,
+        principal: s.principal,
+        host: s.host,
+        operation: Operation::of_name(&s.operation)?,
+        permission: Permission::of_name(&s.permission)?,
+    })
+}
+
+/// The durable store of ACLs.
+pub struct AclStore {
+    log: KvLog,
+    /// The current set; readers clone the `Arc` and decide without a lock held.
+    set: Arc<RwLock<Arc<AclSet>>>,
+    writing: tokio::sync::Mutex<()>,
+    max: usize,
+    damage: Vec<String>,
+}
+
+impl AclStore {
+    /// Opens the store in `storage`, replaying its log; at most `max` ACLs may exist.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        max: usize,
+    ) -> crate::Result<Self> {
+        let log = KvLog::open(storage, clock)?;
+        let mut all = BTreeSet::new();
+        let damage = log.replay(|_, key, value| {
+            let Some(b) = decode(key) else { return };
+            match value {
+                Some(_) => all.insert(b),
+                None => all.remove(&b),
+            };
+        })?;
+        Ok(Self {
+            log,
+            set: Arc::new(RwLock::new(Arc::new(AclSet::new(
+                all.into_iter().collect(),
+            )))),
+            writing: Default::default(),
+            max,
+            damage,
+        })
+    }
+
+    /// Damaged ranges of the ACL log skipped when it was opened.
+    pub fn damage(&self) -> &[String] {
+        &self.damage
+    }
+
+    /// The current ACLs.
+    pub fn snapshot(&self) -> Arc<AclSet> {
+        self.set.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Adds `acls` (each validated first; already present ones are kept as they are). All are
+    /// written in one durable write or, on a failed write, as many as were made durable; the
+    /// error is answered. Refuses the whole when the store would pass `auth.acls_max`.
+    pub async fn create(&self, acls: Vec<AclBinding>) -> Result<(), AuthError> {
+        for b in &acls {
+            b.validate().map_err(AuthError::InvalidAcl)?;
+        }
+        let _w = self.writing.lock().await;
+        let current = self.snapshot();
+        let have: BTreeSet<&AclBinding> = current.all().iter().collect();
+        let fresh: BTreeSet<AclBinding> = acls.into_iter().filter(|b| !have.contains(b)).collect();
+        if current.all().len() + fresh.len() > self.max {
+            return Err(AuthError::InvalidAcl(format!(
+                "at most auth.acls_max ({}) ACLs may exist; {} do",
+                self.max,
+                current.all().len()
+            )));
+        }
+        let rows: Vec<_> = fresh
+            .iter()
+            .map(|b| (encode(b), Some(b"1".to_vec())))
+            .collect();
+        self.write(rows, fresh.into_iter().collect(), true).await
+    }
+
+    /// Deletes every ACL passing `filter`; answers those deleted (none when the write failed,
+    /// or those made durable before it failed, with the error).
+    pub async fn delete(&self, filter: &AclFilter) -> Result<Vec<AclBinding>, AuthError> {
+        let _w = self.writing.lock().await;
+        let gone: Vec<AclBinding> = self.snapshot().matching(filter).cloned().collect();
+        let rows: Vec<_> = gone.iter().map(|b| (encode(b), None)).collect();
+        self.write(rows, gone.clone(), false).await?;
+        Ok(gone)
+    }
+
+    /// Writes `rows` (one per ACL of `acls`, same order) and applies those made durable.
+    async fn write(
+        &self,
+        rows: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        acls: Vec<AclBinding>,
+        add: bool,
+    ) -> Result<(), AuthError> {
+        let set = self.set.clone();
+        self.log
+            .write(rows, move |written| {
+                let done: BTreeSet<AclBinding> = acls.into_iter().take(written.len()).collect();
+                let mut guard = set.write().unwrap_or_else(|e| e.into_inner());
+                let mut all: BTreeSet<AclBinding> = guard.all().iter().cloned().collect();
+                if add {
+                    all.extend(done);
+                } else {
+                    all.retain(|b| !done.contains(b));
+                }
+                *guard = Arc::new(AclSet::new(all.into_iter().collect()));
+            })
+            .await
+            .map_err(AuthError::Storage)
+    }
+
+    /// Compacts the log.
+    pub fn maintain(&self) -> crate::Result<()> {
+        self.log.compact()
+    }
+
+    /// Clean shutdown.
+    pub fn close(&self) -> crate::Result<()> {
+        self.log.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use busbar_log::disk::MemStorage;
+
+    fn acl(name: &str, perm: Permission) -> AclBinding {
+        AclBinding {
+            resource_type: ResourceType::Topic,
+            resource_name: name.into(),
+            pattern: PatternType::Literal,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: Operation::Read,
+            permission: perm,
+        }
+    }
+
+    #[test]
+    fn stored_acls_round_trip() {
+        let b = acl("t", Permission::Deny);
+        assert_eq!(decode(&encode(&b)), Some(b));
+        assert_eq!(decode(b"{}"), None);
+    }
+
+    #[tokio::test]
+    async fn acls_survive_reopen_and_deletes_apply() {
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::default());
+        let clock: Arc<dyn Clock> = Arc::new(busbar_log::SystemClock);
+        let s = AclStore::open(storage.clone(), clock.clone(), 3).unwrap();
+        s.create(vec![
+            acl("a", Permission::Allow),
+            acl("b", Permission::Allow),
+        ])
+        .await
+        .unwrap();
+        s.create(vec![acl("a", Permission::Allow)]).await.unwrap();
+        assert_eq!(s.snapshot().all().len(), 2);
+        let over = s
+            .create(vec![
+                acl("c", Permission::Allow),
+                acl("d", Permission::Allow),
+            ])
+            .await;
+        assert!(matches!(over, Err(AuthError::InvalidAcl(m)) if m.contains("acls_max")));
+        let f = AclFilter {
+            resource_name: Some("a".into()),
+            ..Default::default()
+        };
+        assert_eq!(s.delete(&f).await.unwrap().len(), 1);
+        s.close().unwrap();
+        let s = AclStore::open(storage, clock, 3).unwrap();
+        assert_eq!(s.snapshot().all(), &[acl("b", Permission::Allow)]);
+    }
+
+    #[tokio::test]
+    async fn invalid_acls_are_refused_whole() {
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::default());
+        let s = AclStore::open(storage, Arc::new(busbar_log::SystemClock), 10).unwrap();
+        let mut bad = acl("x", Permission::Allow);
+        bad.principal = "alice".into();
+        let r = s.create(vec![acl("ok", Permission::Allow), bad]).await;
+        assert!(matches!(r, Err(AuthError::InvalidAcl(_))));
+        assert!(s.snapshot().all().is_empty());
+    }
+}
