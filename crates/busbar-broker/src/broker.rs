@@ -55,6 +55,7 @@ pub struct Broker {
     auth: crate::auth::Auth,
     pub(crate) groups: crate::group::Groups,
     pub(crate) producer_ids: crate::producers::ProducerIds,
+    audit: crate::audit::Audit,
     sticky: Sticky,
     /// Held for the broker's life: no second process opens the same data directory.
     _lock: Option<crate::datadir::DirLock>,
@@ -118,6 +119,9 @@ impl Broker {
         if let Some(pid) = newest {
             producer_ids.reserve_through(pid)?;
         }
+        let audit_dir = config.data.is_none().then_some(config.data_dir.as_path());
+        let audit = crate::audit::Audit::start(&config.audit, audit_dir, config.clock.clone())
+            .map_err(|e| io_err("open the audit log", e))?;
         Ok(Self {
             config,
             topics: Arc::new(RwLock::new(topics)),
@@ -127,6 +131,7 @@ impl Broker {
             auth,
             groups,
             producer_ids,
+            audit,
             sticky: Sticky::default(),
             _lock: lock,
             deletion_guard: Default::default(),
@@ -244,6 +249,11 @@ impl Broker {
     /// Authentication: settings, users, failed-login backoff.
     pub fn auth(&self) -> &crate::auth::Auth {
         &self.auth
+    }
+
+    /// The audit log (authentication failures, denials, administrative changes).
+    pub fn audit(&self) -> &crate::audit::Audit {
+        &self.audit
     }
 
     /// The broker's configuration.
@@ -596,6 +606,7 @@ impl Broker {
         if let Err(e) = self.auth.acls().close() {
             first.get_or_insert(e);
         }
+        self.audit.flush();
         first.map_or(Ok(()), Err)
     }
 

@@ -284,6 +284,8 @@ pub struct BrokerConfig {
     pub data: Option<Arc<dyn crate::datadir::DataDir>>,
     /// `[auth]`: whether and how clients authenticate (off by default).
     pub auth: crate::auth::AuthConfig,
+    /// `[audit]`: where the audit log goes and how it rotates.
+    pub audit: crate::audit::AuditConfig,
 }
 
 impl BrokerConfig {
@@ -315,6 +317,7 @@ impl Default for BrokerConfig {
             segment_cache: SegmentCache::shared(),
             data: None,
             auth: Default::default(),
+            audit: Default::default(),
         }
     }
 }

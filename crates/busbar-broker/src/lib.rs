@@ -42,6 +42,7 @@
 //! ```
 
 pub mod assignment;
+pub mod audit;
 pub mod auth;
 mod broker;
 pub mod codec;
