@@ -1,0 +1,246 @@
+//! Sliding-window rates as Kafka measures quotas (`org.apache.kafka.common.metrics.stats.Rate`
+//! over `SampledStat`): `window_num` samples of `window` each; a sample opens at the first record
+//! after the previous one is complete, samples older than the whole span are dropped, and the rate
+//! is the sum of the live samples over the elapsed span, counted as at least `window_num - 1` full
+//! windows (so a new client is not judged on its first millisecond). The throttle time is Kafka's:
+//! `(rate - quota) / quota × span`, the time until the rate falls back to the quota if nothing
+//! more is recorded, bounded by the whole span.
+//!
+//! [`Trackers`] holds one rate per tracked key, at most `trackers_max`: idle ones (nothing left in
+//! their span) are dropped when room is needed, and keys beyond the limit share one overflow
+//! rate, so many client ids can neither grow memory nor escape a quota.
+
+use std::collections::{HashMap, VecDeque};
+
+/// The window shape (Kafka's `quota.window.num` and `quota.window.size.seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub window_num: u32,
+    pub window_ms: u64,
+}
+
+impl Shape {
+    /// The whole span the samples cover, milliseconds.
+    pub fn span_ms(&self) -> u64 {
+        self.window_ms * u64::from(self.window_num)
+    }
+}
+
+/// One sliding-window rate: (sample start, sum) pairs, oldest first.
+#[derive(Debug, Default, Clone)]
+pub struct Rate {
+    samples: VecDeque<(u64, f64)>,
+}
+
+impl Rate {
+    fn purge(&mut self, shape: Shape, now: u64) {
+        let span = shape.span_ms();
+        while self
+            .samples
+            .front()
+            .is_some_and(|(start, _)| now.saturating_sub(*start) >= span)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Adds `value` at `now` (ms).
+    pub fn record(&mut self, shape: Shape, now: u64, value: f64) {
+        self.purge(shape, now);
+        match self.samples.back_mut() {
+            Some((start, sum)) if now.saturating_sub(*start) < shape.window_ms => *sum += value,
+            _ => {
+                self.samples.push_back((now, value));
+                if self.samples.len() > shape.window_num as usize {
+                    self.samples.pop_front();
+                }
+            }
+        }
+    }
+
+    /// The elapsed span the rate divides by, milliseconds (Kafka's `Rate.windowSize`).
+    pub fn span(&self, shape: Shape, now: u64) -> u64 {
+        let oldest = self.samples.front().map_or(now, |(start, _)| *start);
+        let mut elapsed = now.saturating_sub(oldest);
+        let full = elapsed / shape.window_ms;
+        let min_full = u64::from(shape.window_num.saturating_sub(1));
+        if full < min_full {
+            elapsed += (min_full - full) * shape.window_ms;
+        }
+        elapsed.max(1)
+    }
+
+    /// The rate at `now`, per second.
+    pub fn per_second(&mut self, shape: Shape, now: u64) -> f64 {
+        self.purge(shape, now);
+        let total: f64 = self.samples.iter().map(|(_, v)| v).sum();
+        total * 1000.0 / self.span(shape, now) as f64
+    }
+
+    /// How long to throttle at `now` against `quota` (per second): zero within it.
+    pub fn throttle_ms(&mut self, shape: Shape, now: u64, quota: f64) -> u64 {
+        let rate = self.per_second(shape, now);
+        if rate <= quota || quota <= 0.0 {
+            return 0;
+        }
+        let ms = (rate - quota) / quota * self.span(shape, now) as f64;
+        (ms.round() as u64).min(shape.span_ms())
+    }
+
+    /// True when nothing recorded is left in the span.
+    fn idle(&mut self, shape: Shape, now: u64) -> bool {
+        self.purge(shape, now);
+        self.samples.is_empty()
+    }
+}
+
+/// Rates by key, bounded.
+pub struct Trackers<K> {
+    shape: Shape,
+    max: usize,
+    rates: HashMap<K, Rate>,
+    overflow: Rate,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Trackers<K> {
+    pub fn new(shape: Shape, max: usize) -> Self {
+        Self {
+            shape,
+            max,
+            rates: HashMap::new(),
+            overflow: Rate::default(),
+        }
+    }
+
+    /// How many keys are tracked (the overflow rate not counted).
+    pub fn len(&self) -> usize {
+        self.rates.len()
+    }
+
+    /// True when no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.rates.is_empty()
+    }
+
+    /// The rate of `key`, made when missing: after dropping idle ones when full, and the shared
+    /// overflow rate when still full.
+    pub fn rate(&mut self, key: &K, now: u64) -> &mut Rate {
+        if !self.rates.contains_key(key) && self.rates.len() >= self.max {
+            let shape = self.shape;
+            self.rates.retain(|_, r| !r.idle(shape, now));
+            if self.rates.len() >= self.max {
+                return &mut self.overflow;
+            }
+        }
+        self.rates.entry(key.clone()).or_default()
+    }
+
+    /// Records `value` for `key` at `now` and answers the throttle time against `quota`. With
+    /// `keep_over` false, a value that puts the rate over the quota is taken back (Kafka's
+    /// "unrecord" of a throttled fetch, whose answer carries no data).
+    pub fn record(&mut self, key: &K, now: u64, value: f64, quota: f64, keep_over: bool) -> u64 {
+        let shape = self.shape;
+        let rate = self.rate(key, now);
+        rate.record(shape, now, value);
+        let ms = rate.throttle_ms(shape, now, quota);
+        if ms > 0 && !keep_over {
+            rate.record(shape, now, -value);
+        }
+        ms
+    }
+
+    /// The throttle time of `key` at `now` without recording anything.
+    pub fn throttle_now(&mut self, key: &K, now: u64, quota: f64) -> u64 {
+        let shape = self.shape;
+        self.rate(key, now).throttle_ms(shape, now, quota)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHAPE: Shape = Shape {
+        window_num: 11,
+        window_ms: 1000,
+    };
+
+    #[test]
+    fn a_new_rate_divides_by_at_least_ten_windows() {
+        let mut r = Rate::default();
+        r.record(SHAPE, 0, 10_000.0);
+        // 10,000 in the first millisecond: over 10 s, not 1 ms.
+        assert_eq!(r.span(SHAPE, 0), 10_000);
+        assert!((r.per_second(SHAPE, 0) - 1000.0).abs() < 1e-9);
+        // 5.5 s later: 5.5 s elapsed, 5 full windows, so 5 more are added.
+        assert_eq!(r.span(SHAPE, 5_500), 10_500);
+    }
+
+    #[test]
+    fn throttle_is_the_time_until_the_rate_is_back_at_the_quota() {
+        let mut r = Rate::default();
+        r.record(SHAPE, 0, 20_000.0);
+        // 2,000/s over a 10 s span against 1,000/s: (2000-1000)/1000 × 10 s = 10 s.
+        assert_eq!(r.throttle_ms(SHAPE, 0, 1000.0), 10_000);
+        // Within the quota: none.
+        assert_eq!(r.throttle_ms(SHAPE, 0, 2000.0), 0);
+        // Bounded by the whole span.
+        r.record(SHAPE, 0, 1e9);
+        assert_eq!(r.throttle_ms(SHAPE, 0, 1.0), SHAPE.span_ms());
+    }
+
+    #[test]
+    fn samples_older_than_the_span_are_forgotten() {
+        let mut r = Rate::default();
+        r.record(SHAPE, 0, 5_000.0);
+        r.record(SHAPE, 500, 5_000.0); // same sample
+        r.record(SHAPE, 1_200, 1_000.0); // a new one
+        assert_eq!(r.samples.len(), 2);
+        // 11,000 over 1.2 s elapsed, raised to 10.2 s (1 full window, 9 added).
+        assert!((r.per_second(SHAPE, 1_200) - 11_000.0 / 10.2).abs() < 1e-9);
+        // 11 s after the first sample opened it is gone; the second one (at 1.2 s) is not, and
+        // its 9.8 s count as 10.8 (9 full windows, raised to 10).
+        assert!((r.per_second(SHAPE, 11_000) - 1000.0 / 10.8).abs() < 1e-9);
+        assert_eq!(r.samples.len(), 1);
+        assert!(r.idle(SHAPE, 12_200));
+    }
+
+    #[test]
+    fn a_steady_sender_below_the_quota_is_never_throttled_and_one_above_is() {
+        let mut t: Trackers<&str> = Trackers::new(SHAPE, 10);
+        // 900/s in 10 ms steps for 30 s against 1,000/s.
+        for ms in (0..30_000u64).step_by(10) {
+            assert_eq!(t.record(&"a", ms, 9.0, 1000.0, true), 0, "at {ms} ms");
+        }
+        // Then 1,500/s: throttled within the span, each time by about the excess.
+        let mut last = 0;
+        for ms in (30_000..45_000u64).step_by(10) {
+            last = t.record(&"a", ms, 15.0, 1000.0, true);
+        }
+        // 15 s at 1,500/s fills the 11 s span: (1500 - 1000) / 1000 × ~11 s.
+        assert!((5_000..6_000).contains(&last), "{last}");
+    }
+
+    #[test]
+    fn an_unkept_record_over_the_quota_is_taken_back() {
+        let mut t: Trackers<&str> = Trackers::new(SHAPE, 10);
+        assert!(t.record(&"a", 0, 50_000.0, 1000.0, false) > 0);
+        assert_eq!(t.throttle_now(&"a", 0, 1000.0), 0, "nothing left recorded");
+        assert!(t.record(&"a", 0, 50_000.0, 1000.0, true) > 0);
+        assert!(t.throttle_now(&"a", 0, 1000.0) > 0);
+    }
+
+    #[test]
+    fn trackers_are_bounded_idle_ones_dropped_and_the_rest_share_the_overflow() {
+        let mut t: Trackers<u32> = Trackers::new(SHAPE, 2);
+        t.record(&1, 0, 1.0, 1e9, true);
+        t.record(&2, 0, 1.0, 1e9, true);
+        // Full with live keys: key 3 and key 4 share the overflow rate.
+        t.record(&3, 100, 20_000.0, 1e9, true);
+        assert_eq!(t.len(), 2);
+        assert!(t.throttle_now(&4, 100, 1000.0) > 0, "4 shares 3's overflow");
+        // Once 1 and 2 are idle (a whole span later), a new key takes a slot of its own.
+        assert_eq!(t.throttle_now(&5, 11_000, 1000.0), 0);
+        assert_eq!(t.len(), 1);
+    }
+}
