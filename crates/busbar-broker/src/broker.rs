@@ -53,6 +53,7 @@ pub struct Broker {
     meta: Arc<MetaStore>,
     pub(crate) offsets: OffsetStore,
     auth: crate::auth::Auth,
+    quotas: crate::quota::Quotas,
     pub(crate) groups: crate::group::Groups,
     pub(crate) producer_ids: crate::producers::ProducerIds,
     audit: crate::audit::Audit,
@@ -102,6 +103,11 @@ impl Broker {
             config.auth.acls_max,
         )?;
         let auth = crate::auth::Auth::new(config.auth.clone(), users, tokens, acls);
+        let quotas = crate::quota::Quotas::open(
+            dir("internal/quotas")?,
+            config.clock.clone(),
+            config.quotas.clone(),
+        )?;
         let mut topics = BTreeMap::new();
         for m in Self::load_topics(data.as_ref(), &meta)? {
             let t = Self::open_topic(&config, &m)?;
@@ -129,6 +135,7 @@ impl Broker {
             meta: Arc::new(meta),
             offsets,
             auth,
+            quotas,
             groups,
             producer_ids,
             audit,
@@ -223,6 +230,8 @@ impl Broker {
                 .iter()
                 .map(|d| format!("users log: {d}")),
         );
+        let quota_damage = self.quotas.damage().iter();
+        out.extend(quota_damage.map(|d| format!("quotas log: {d}")));
         out.extend(
             self.auth
                 .acls()
@@ -254,6 +263,11 @@ impl Broker {
     /// The audit log (authentication failures, denials, administrative changes).
     pub fn audit(&self) -> &crate::audit::Audit {
         &self.audit
+    }
+
+    /// Client quotas: the stored quotas and the measured rates.
+    pub fn quotas(&self) -> &crate::quota::Quotas {
+        &self.quotas
     }
 
     /// The broker's configuration.
@@ -570,6 +584,9 @@ impl Broker {
         if let Err(e) = self.auth.tokens().maintain() {
             errors.push(e);
         }
+        if let Err(e) = self.quotas.maintain() {
+            errors.push(e);
+        }
         if let Err(e) = self.auth.acls().maintain() {
             errors.push(e);
         }
@@ -601,6 +618,9 @@ impl Broker {
             first.get_or_insert(e);
         }
         if let Err(e) = self.auth.tokens().close() {
+            first.get_or_insert(e);
+        }
+        if let Err(e) = self.quotas.close() {
             first.get_or_insert(e);
         }
         if let Err(e) = self.auth.acls().close() {

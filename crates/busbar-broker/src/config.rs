@@ -284,6 +284,8 @@ pub struct BrokerConfig {
     pub data: Option<Arc<dyn crate::datadir::DataDir>>,
     /// `[auth]`: whether and how clients authenticate (off by default).
     pub auth: crate::auth::AuthConfig,
+    /// Client quota windows and limits (`broker.quota_*`).
+    pub quotas: crate::quota::QuotaConfig,
     /// `[audit]`: where the audit log goes and how it rotates.
     pub audit: crate::audit::AuditConfig,
 }
@@ -317,6 +319,7 @@ impl Default for BrokerConfig {
             segment_cache: SegmentCache::shared(),
             data: None,
             auth: Default::default(),
+            quotas: Default::default(),
             audit: Default::default(),
         }
     }

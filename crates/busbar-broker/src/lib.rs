@@ -59,6 +59,7 @@ mod offsets;
 pub mod partitioner;
 mod produce;
 mod producers;
+pub mod quota;
 mod startup;
 mod sync;
 pub mod time;
