@@ -75,23 +75,23 @@ def main():
     secs = "120" if LONG else "15"
     kill_loop(f"L3/L4 overload {secs} s: 6 flooding producers, slow consumer, RSS budget 128 MiB",
               "batch", 0, extra=("--overload", secs, "--rss-budget-mib", "128"))
-    cargo(f"D3 simulated power loss, log ({seeds} seeds)", ["-p", "busbar-log", "--test", "crash_sim"],
+    cargo(f"D3 simulated power loss, log ({seeds} seeds)", ["-p", "busbar-log", "--test", "it", "crash_sim::"],
           {"BUSBAR_SEEDS": seeds}, runs=seeds)
     cargo(f"D3 simulated power loss, whole broker: topics, metadata, offsets, ids, subscriptions ({seeds} seeds)",
           ["-p", "busbar-bus", "--test", "power_loss"], {"BUSBAR_SEEDS": seeds}, runs=seeds)
-    cargo("D3 log vs model under random ops and crashes (proptest)", ["-p", "busbar-log", "--test", "model"],
+    cargo("D3 log vs model under random ops and crashes (proptest)", ["-p", "busbar-log", "--test", "it", "model::"],
           {"PROPTEST_CASES": cases}, runs=cases)
-    cargo("D6 on-disk corruption (bit flips, truncation, zeroed blocks)", ["-p", "busbar-log", "--test", "recovery"])
+    cargo("D6 on-disk corruption (bit flips, truncation, zeroed blocks)", ["-p", "busbar-log", "--test", "it", "recovery::"])
     cargo("D6 corruption in the real binary's data dir (segment, index, metadata, offsets)",
           ["-p", "busbar", "--test", "corruption"])
-    cargo("D7 I/O errors, failed fsync, disk full (fault-injecting disk)", ["-p", "busbar-log", "--test", "append_read"])
+    cargo("D7 I/O errors, failed fsync, disk full (fault-injecting disk)", ["-p", "busbar-log", "--test", "it", "append_read::"])
     cargo("D7 real full file system (tmpfs): HTTP 507, reads work, resumes, kill -9 keeps acked",
           ["-p", "busbar", "--test", "disk_full"])
     cargo("D7 real full file system (tmpfs): Kafka produce answers 56, resumes",
           ["-p", "busbar-kafka", "--test", "raw_socket", "full_disk"])
-    cargo("D1 kill -9 of a writer process, every sync policy (log)", ["-p", "busbar-log", "--test", "kill9"])
+    cargo("D1 kill -9 of a writer process, every sync policy (log)", ["-p", "busbar-log", "--test", "it", "kill9::"])
     cargo("D8 group offsets and events across broker crashes (history)", ["-p", "busbar-broker", "--test", "history"])
-    cargo("I1 hostile record batches into validator and log (proptest)", ["-p", "busbar-log", "--test", "hostile_batches"],
+    cargo("I1 hostile record batches into validator and log (proptest)", ["-p", "busbar-log", "--test", "it", "hostile_batches::"],
           {"PROPTEST_CASES": cases})
     cargo("I3 Kafka frames declaring 2^31 array elements in 19 bytes (real binary)",
           ["-p", "busbar", "--test", "hostile_frames", "huge"])

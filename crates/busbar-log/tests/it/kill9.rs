@@ -3,11 +3,9 @@
 //! checks every acknowledged record is there, for every sync policy (a process crash loses nothing
 //! under any policy: acknowledged bytes were written to the OS before the ack).
 
-mod common;
-
+use crate::common::*;
 use busbar_log::disk::{FileStorage, Storage};
 use busbar_log::{Log, LogConfig, SyncPolicy};
-use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -73,7 +71,7 @@ fn acknowledged_appends_survive_kill_9() {
             let mut child = Command::new(std::env::current_exe().unwrap())
                 .args([
                     "--exact",
-                    "kill9_child_writer",
+                    "kill9::kill9_child_writer",
                     "--nocapture",
                     "--test-threads=1",
                 ])

@@ -1,10 +1,8 @@
 //! Arbitrary bytes and mutated real batches into the batch validator and the log: never a panic,
 //! and a refused batch writes nothing.
 
-mod common;
-
+use crate::common::*;
 use busbar_log::batch;
-use common::*;
 use proptest::prelude::*;
 
 proptest! {

@@ -1,11 +1,9 @@
 //! Retention by time and size, delete-records and key compaction, through the public API, with a
 //! manual clock.
 
-mod common;
-
+use crate::common::*;
 use busbar_log::batch;
 use busbar_log::{CleanupPolicy, LogConfig, LogError, ManualClock};
-use common::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 

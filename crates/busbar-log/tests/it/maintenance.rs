@@ -1,11 +1,9 @@
 //! Maintenance (retention, delete-records, compaction, tick) on logs that are offline or closed, and
 //! cancelling a long pass by closing the log. Fault-injecting disk over the in-memory file system.
 
-mod common;
-
+use crate::common::*;
 use busbar_log::disk::{self, FaultStorage, MemStorage, Storage};
 use busbar_log::{batch, CleanupPolicy, Log, LogConfig, LogError, ManualClock};
-use common::*;
 use std::sync::Arc;
 
 /// Everything a maintenance pass could change on disk: file names and the checkpoint bytes.

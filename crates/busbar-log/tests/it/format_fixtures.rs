@@ -1,11 +1,9 @@
 //! Logs written by every released format version must keep opening. `fixtures/v1` was written by
 //! this build's format 1 (regenerate only when adding a version: `BUSBAR_WRITE_FIXTURES=1`).
 
-mod common;
-
+use crate::common::*;
 use busbar_log::disk::{FileStorage, Storage};
 use busbar_log::{Log, LogConfig};
-use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -1,10 +1,8 @@
 //! Recovery after clean shutdown, crashes, torn tails and on-disk damage, through the public API.
 
-mod common;
-
+use crate::common::*;
 use busbar_log::disk::{MemStorage, Storage};
 use busbar_log::{LogConfig, LogError};
-use common::*;
 
 fn names(s: &MemStorage, ext: &str) -> Vec<String> {
     let mut v: Vec<_> = s

@@ -2,13 +2,11 @@
 //! several passes to exactly the latest record per key, the map never grows past its budget, a
 //! rewrite is written in bounded pieces, and random logs compact to what a simple model says.
 
-mod common;
-
+use crate::common::gate::{Gate, GatedStorage};
+use crate::common::*;
 use busbar_log::disk::{MemStorage, Storage};
 use busbar_log::{batch, CleanupPolicy, Clock, Log, LogConfig, ManualClock, REWRITE_CHUNK_BYTES};
 use busbar_testkit::{for_each_seed, Rng};
-use common::gate::{Gate, GatedStorage};
-use common::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 

@@ -2,11 +2,9 @@
 //! running out of descriptors (EMFILE) without taking the log offline, and time look-ups beyond the
 //! log's max timestamp that load no sealed index.
 
-mod common;
-
+use crate::common::*;
 use busbar_log::disk::{FaultStorage, MemStorage, Storage};
 use busbar_log::{Log, LogConfig, LogError, SegmentCache};
-use common::*;
 use std::sync::Arc;
 
 fn cached(cache: &Arc<SegmentCache>) -> LogConfig {

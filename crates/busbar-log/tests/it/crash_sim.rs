@@ -7,13 +7,11 @@
 //! was appended; offsets contiguous; the log start never moves back; an unclean recovery bumps the
 //! epoch. 1,000 seeds by default (`BUSBAR_SEEDS=n` for more, `BUSBAR_SEED=s` to re-run one).
 
-mod common;
-
+use crate::common::*;
 use busbar_log::batch;
 use busbar_log::disk::{FaultStorage, MemFs, MemStorage, Storage};
 use busbar_log::{Log, LogConfig, LogError, ManualClock, SyncPolicy};
 use busbar_testkit::{for_each_seed, Rng};
-use common::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -1,11 +1,9 @@
 //! Append, read, roll and time look-up through the public API, on memory and on the real disk.
 
-mod common;
-
+use crate::common::*;
 use busbar_log::batch;
 use busbar_log::disk::{FaultStorage, FileStorage, MemStorage, Storage};
 use busbar_log::{BatchError, Log, LogConfig, LogError, SyncPolicy};
-use common::*;
 use std::sync::Arc;
 
 #[test]

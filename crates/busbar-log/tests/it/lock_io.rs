@@ -2,13 +2,11 @@
 //! fsync is stuck, reads, stats and appends on other threads still complete; and rolls that leave
 //! unsynced bytes behind (synced later, outside the lock) lose no acknowledged record in a crash.
 
-mod common;
-
+use crate::common::gate::{within, Gate, GatedStorage};
+use crate::common::*;
 use busbar_log::disk::{FaultStorage, MemFs, MemStorage, Storage};
 use busbar_log::{batch, CleanupPolicy, Log, LogConfig, LogError, ManualClock};
 use busbar_testkit::{for_each_seed, Rng};
-use common::gate::{within, Gate, GatedStorage};
-use common::*;
 use std::sync::Arc;
 use std::time::Duration;
 

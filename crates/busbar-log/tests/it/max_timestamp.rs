@@ -3,14 +3,12 @@
 //! crashed), delete-records inside a segment, retention, compaction and unsynced appends; and it
 //! reads no segment file but the one holding the maximum.
 
-mod common;
-
+use crate::common::gate::{Gate, GatedStorage};
+use crate::common::*;
 use busbar_log::batch::{self, BatchHeader};
 use busbar_log::disk::{MemStorage, Storage};
 use busbar_log::{CleanupPolicy, Log, LogConfig, ManualClock, SyncPolicy};
 use busbar_testkit::{for_each_seed, Rng};
-use common::gate::{Gate, GatedStorage};
-use common::*;
 use std::sync::Arc;
 
 /// What a scan of every batch readers may see finds: the largest max timestamp of a batch

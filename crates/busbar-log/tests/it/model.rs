@@ -5,11 +5,9 @@
 //! one holding the offset; cleaning may only remove what its rule allows, and what it removed
 //! becomes the model.
 
-mod common;
-
+use crate::common::*;
 use busbar_log::batch::BatchHeader;
 use busbar_log::{CleanupPolicy, Log, LogConfig, ManualClock};
-use common::*;
 use proptest::prelude::*;
 use std::collections::HashMap;
 
