@@ -426,11 +426,13 @@ impl Quotas {
         self.trackers().throttle_now(&a.key, now, a.quota)
     }
 
-    /// Most bytes one fetch may answer under (user, client)'s consumer quota (Kafka's
-    /// `getMaxValueInQuotaWindow`: the quota over `window_num - 1` windows), `None` without one.
+    /// Most bytes one fetch may answer under (user, client)'s consumer quota: half of Kafka's
+    /// `getMaxValueInQuotaWindow` (the quota over `window_num - 1` windows), leaving room for the
+    /// answer's own bytes so an answer at the cap is not itself over the quota (and emptied, again
+    /// and again). `None` without a quota.
     pub fn fetch_bytes_max(&self, user: &str, client: &str) -> Option<usize> {
         let a = self.applied(user, client, Kind::Fetch)?;
-        let windows = f64::from(self.config.window_num.max(2) - 1);
+        let windows = f64::from(self.config.window_num.max(2) - 1) / 2.0;
         let bytes = a.quota * windows * self.config.window_ms.max(1) as f64 / 1000.0;
         Some(bytes.clamp(1.0, usize::MAX as f64) as usize)
     }

@@ -18,6 +18,7 @@
 
 use crate::api;
 use crate::budget;
+use crate::quota;
 use crate::sasl;
 use crate::versions;
 use crate::{Listener, Security, Shared};
@@ -321,6 +322,8 @@ async fn serve_frames(
 ) {
     let (peer, shared) = (conn.peer, conn.shared);
     let mut pending: VecDeque<JoinHandle<Reply>> = VecDeque::new();
+    // Over a client quota the connection takes no request for a while (`quota.rs`).
+    let mute = quota::Mute::default();
     let sasl_deadline = Instant::now() + shared.config.sasl_timeout;
     loop {
         let next = tokio::select! {
@@ -339,7 +342,8 @@ async fn serve_frames(
                 continue;
             }
             _ = async { let _ = stop.wait_for(|s| *s).await; }, if pending.is_empty() => return,
-            f = rx.recv(), if pending.len() < PIPELINE_MAX => f,
+            _ = mute.wait(), if mute.deadline().is_some() => continue,
+            f = rx.recv(), if pending.len() < PIPELINE_MAX && mute.deadline().is_none() => f,
         };
         let Some(Ok((frame, permit))) = next else {
             // The reader stopped: answer what is pending, then close.
@@ -358,6 +362,7 @@ async fn serve_frames(
             continue;
         }
         let client = peek_client_id(&frame);
+        let frame_bytes = frame.len();
         let (header, version, req) = match decode(frame) {
             Ok(Decoded::Request(b)) => *b,
             Ok(Decoded::Answer(bytes)) => {
@@ -396,15 +401,20 @@ async fn serve_frames(
             principal: conn.sasl.as_ref().and_then(|s| s.principal()),
         };
         let id = header.correlation_id;
+        let key = ApiKey::try_from(header.request_api_key).unwrap_or(ApiKey::ApiVersions);
+        let started = Instant::now();
         if let RequestKind::Produce(r) = req {
             let durable = api::produce::start(&ctx, r).await;
+            let (throttle, hold) = quota::produced(&ctx, frame_bytes, started.elapsed(), &mute);
             let responses = shared.response_bytes.clone();
             let (refusals, client_id) = (shared.refusals.clone(), ctx.client_id.clone());
             pending.push_back(tokio::spawn(async move {
                 let _held = permit;
                 match durable.await {
                     Some(resp) => {
-                        let resp = ResponseKind::Produce(resp);
+                        let mut resp = ResponseKind::Produce(resp);
+                        quota::set_throttle(&mut resp, throttle);
+                        tokio::time::sleep(hold).await;
                         refusals.answered(peer, &client_id, version, &resp);
                         let bytes = encode_response(id, version, &resp)?;
                         let held = responses.charge(bytes.len());
@@ -418,11 +428,17 @@ async fn serve_frames(
         if !drain(&mut pending, wr, peer, shared).await {
             return;
         }
-        let reply = if let RequestKind::Fetch(r) = req {
+        let mut hold = std::time::Duration::ZERO;
+        let reply = if let RequestKind::Fetch(mut r) = req {
+            quota::cap_fetch(&ctx, &mut r);
             // Reserved before the log was read; resized to the encoded answer, whose records
             // are the only copy once the decoded response is dropped here.
-            let (resp, mut held) = api::fetch::handle(&ctx, r).await;
-            let resp = ResponseKind::Fetch(resp);
+            let (mut resp, mut held) = api::fetch::handle(&ctx, r).await;
+            let bytes_ms = quota::fetch(&ctx, &mut resp);
+            let mut resp = ResponseKind::Fetch(resp);
+            // A fetch's wait for data is not request time.
+            let no_time = std::time::Duration::ZERO;
+            hold = quota::finish(&ctx, key, &mut resp, no_time, bytes_ms, &mute);
             shared
                 .refusals
                 .answered(peer, &ctx.client_id, version, &resp);
@@ -432,7 +448,8 @@ async fn serve_frames(
             })
         } else {
             match api::dispatch(&ctx, req).await {
-                Some(resp) => {
+                Some(mut resp) => {
+                    hold = quota::finish(&ctx, key, &mut resp, started.elapsed(), 0, &mute);
                     shared
                         .refusals
                         .answered(peer, &ctx.client_id, version, &resp);
@@ -442,6 +459,7 @@ async fn serve_frames(
             }
         };
         drop(permit);
+        tokio::time::sleep(hold).await;
         if !write(wr, reply, peer, shared).await {
             return;
         }

@@ -15,6 +15,7 @@ mod cluster;
 mod codes;
 mod conn;
 pub mod fds;
+mod quota;
 mod refusals;
 mod sasl;
 mod versions;

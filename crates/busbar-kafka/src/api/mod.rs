@@ -1,6 +1,7 @@
 //! One file per Kafka API, same shape in each: take the decoded request, call the broker, build the
 //! response. `dispatch` routes a decoded request to its file.
 
+mod alter_client_quotas;
 mod alter_user_scram_credentials;
 pub mod api_versions;
 mod configs;
@@ -9,6 +10,7 @@ mod create_topics;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_client_quotas;
 mod describe_cluster;
 mod describe_groups;
 mod describe_log_dirs;
@@ -128,6 +130,12 @@ pub async fn dispatch(ctx: &Ctx<'_>, req: RequestKind) -> Option<ResponseKind> {
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             alter_user_scram_credentials::handle(ctx, r).await,
         ),
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(describe_client_quotas::handle(ctx, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(alter_client_quotas::handle(ctx, r).await)
+        }
         // `conn` only decodes advertised APIs, all of which are listed above.
         other => unreachable!("undispatched request {other:?}"),
     })
