@@ -1,4 +1,5 @@
-//! HTTP authentication: with `auth.enabled`, every route but `/healthz` and `/readyz` needs
+//! HTTP authentication: with `auth.enabled`, every route but `/healthz` and `/readyz` (and
+//! `/metrics` while `auth.metrics_public`, the default) needs
 //! `Authorization: Basic` with a user's password, checked against its SCRAM credential (the
 //! store Kafka SASL uses) with the shared failed-login backoff, or `Authorization: Bearer` with a
 //! live API token (`tokens.rs`), which acts as its user. Without or with bad credentials
@@ -18,6 +19,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Routes served without credentials (probes).
 pub const OPEN: &[&str] = &["/healthz", "/readyz"];
+/// Served without credentials while `auth.metrics_public`.
+pub const METRICS: &str = "/metrics";
+
+/// Whether `path` is served to anyone, without credentials or ACLs: the probes, and `/metrics`
+/// while `auth.metrics_public`.
+pub fn public(app: &App, path: &str) -> bool {
+    OPEN.contains(&path) || (path == METRICS && app.broker.auth().config().metrics_public)
+}
 
 /// The authenticated user of a request.
 #[derive(Debug, Clone)]
@@ -71,7 +80,7 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials, &'static str> {
 /// The middleware: passes requests through while authentication is off.
 pub async fn check(State(app): State<App>, mut req: Request, next: Next) -> Response {
     let auth = app.broker.auth();
-    if !auth.enabled() || OPEN.contains(&req.uri().path()) {
+    if !auth.enabled() || public(&app, req.uri().path()) {
         return next.run(req).await;
     }
     let ip = req
@@ -86,10 +95,19 @@ pub async fn check(State(app): State<App>, mut req: Request, next: Next) -> Resp
                     req.extensions_mut().insert(Principal(user));
                     next.run(req).await
                 }
-                None => challenge(unauthorized("invalid, expired or revoked token")),
+                None => {
+                    let why = "invalid, expired or revoked token";
+                    crate::audit::auth_failure(&app, &req, "Bearer", "", why);
+                    challenge(unauthorized(why))
+                }
             };
         }
-        Err(why) => return challenge(unauthorized(why)),
+        Err(why) => {
+            if req.headers().contains_key(header::AUTHORIZATION) {
+                crate::audit::auth_failure(&app, &req, "Authorization", "", why);
+            }
+            return challenge(unauthorized(why));
+        }
     };
     let broker = app.broker.clone();
     let name = user.clone();
@@ -104,10 +122,15 @@ pub async fn check(State(app): State<App>, mut req: Request, next: Next) -> Resp
             next.run(req).await
         }
         Ok(Err(AuthError::Failed { delay })) => {
+            let why = "invalid user name or password";
+            crate::audit::auth_failure(&app, &req, "Basic", &user, why);
             tokio::time::sleep(delay).await;
-            challenge(unauthorized("invalid user name or password"))
+            challenge(unauthorized(why))
         }
-        Ok(Err(e)) => challenge(unauthorized(&e.to_string())),
+        Ok(Err(e)) => {
+            crate::audit::auth_failure(&app, &req, "Basic", &user, &e.to_string());
+            challenge(unauthorized(&e.to_string()))
+        }
         Err(_) => challenge(unauthorized("authentication was interrupted")),
     }
 }

@@ -3,6 +3,7 @@
 //! already-bound listener and a shutdown future, so tests bind port 0. With `auth.enabled`, every
 //! route but the probes needs HTTP Basic credentials (`auth`).
 
+mod audit;
 mod auth;
 mod body;
 mod cloudevents;
@@ -162,6 +163,10 @@ pub fn router(app: App) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            audit::admin,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::check,

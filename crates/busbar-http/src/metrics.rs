@@ -175,5 +175,6 @@ pub async fn handler(State(app): State<App>) -> impl IntoResponse {
             );
         }
     }
+    crate::audit::metrics(&mut out, app.broker.audit().stats());
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

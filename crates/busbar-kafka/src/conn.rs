@@ -470,7 +470,7 @@ async fn serve_frames(
 /// ApiVersions, SaslHandshake or SaslAuthenticate. Anything else closes the connection, as does any
 /// failure (after its answer, held back by the failed-login backoff). False: close.
 async fn sasl_step(conn: &mut Conn<'_>, frame: Bytes, wr: &mut OwnedWriteHalf) -> bool {
-    let (peer, shared) = (conn.peer, conn.shared);
+    let (peer, shared, listener) = (conn.peer, conn.shared, conn.listener);
     let auth = shared.broker.auth();
     let Some(session) = conn.sasl.as_mut() else {
         return false;
@@ -478,6 +478,8 @@ async fn sasl_step(conn: &mut Conn<'_>, frame: Bytes, wr: &mut OwnedWriteHalf) -
     if session.raw() {
         let step = session.authenticate(auth, &frame, peer.ip());
         if let Some(why) = &step.why {
+            let user = session.claimed();
+            api::audit::auth_failure(shared, peer, listener, "SaslAuthenticate", user, why);
             tokio::time::sleep(step.delay).await;
             // A v0 exchange cannot carry an error: Kafka closes too.
             shared.refusals.log(
@@ -521,11 +523,21 @@ async fn sasl_step(conn: &mut Conn<'_>, frame: Bytes, wr: &mut OwnedWriteHalf) -
         RequestKind::SaslHandshake(r) => {
             let resp = session.handshake(&r, version);
             let ok = resp.error_code == 0;
+            if !ok {
+                let why = format!(
+                    "mechanism {:?} refused (error {})",
+                    r.mechanism.as_str(),
+                    resp.error_code
+                );
+                api::audit::auth_failure(shared, peer, listener, "SaslHandshake", "", &why);
+            }
             (ResponseKind::SaslHandshake(resp), ok)
         }
         RequestKind::SaslAuthenticate(r) => {
             let step = session.authenticate(auth, &r.auth_bytes, peer.ip());
             if let Some(why) = &step.why {
+                let user = session.claimed();
+                api::audit::auth_failure(shared, peer, listener, "SaslAuthenticate", user, why);
                 tokio::time::sleep(step.delay).await;
                 let why = format!("{why}; connection closed");
                 shared.refusals.log(peer, &client, "SaslAuthenticate", &why);
@@ -539,6 +551,7 @@ async fn sasl_step(conn: &mut Conn<'_>, frame: Bytes, wr: &mut OwnedWriteHalf) -
             let what = ApiKey::try_from(header.request_api_key)
                 .map_or_else(|_| "a request".to_string(), |k| format!("{k:?}"));
             let why = "sent before SASL authentication; connection closed";
+            api::audit::auth_failure(shared, peer, listener, &what, "", why);
             shared.refusals.log(peer, &client, &what, why);
             return false;
         }

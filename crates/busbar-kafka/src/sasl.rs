@@ -125,17 +125,25 @@ impl Step {
 /// One connection's SASL state.
 pub struct Session {
     state: State,
+    /// The user name the client sent last (for the audit log), empty before one was read.
+    claimed: String,
 }
 
 impl Default for Session {
     fn default() -> Self {
         Self {
             state: State::Start,
+            claimed: String::new(),
         }
     }
 }
 
 impl Session {
+    /// The user name the client sent last, whatever came of it (empty before one was read).
+    pub fn claimed(&self) -> &str {
+        &self.claimed
+    }
+
     /// The authenticated user, once done.
     pub fn principal(&self) -> Option<&str> {
         match &self.state {
@@ -222,6 +230,7 @@ impl Session {
             let delay = fail_delay(auth, "", peer);
             return Step::failed(mech, "PLAIN token is not UTF-8", delay, peer);
         };
+        self.claimed = user.to_string();
         if !authz.is_empty() && authz != user {
             let delay = fail_delay(auth, user, peer);
             return Step::failed(mech, "authorization id differs from the user", delay, peer);
@@ -255,6 +264,7 @@ impl Session {
             Err(e) => return Step::failed(mech, &e.to_string(), fail_delay(auth, "", peer), peer),
         };
         let user = first.user.clone();
+        self.claimed = user.clone();
         if auth.backoff().blocked(&user, peer) {
             let delay = fail_delay(auth, &user, peer);
             return Step::failed(mech, &format!("user {user:?} is backing off"), delay, peer);

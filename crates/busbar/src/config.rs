@@ -24,6 +24,8 @@ pub struct Config {
     pub broker: Broker,
     pub bus: BusSection,
     pub auth: AuthSection,
+    /// `[audit]`: the audit log's file and rotation.
+    pub audit: crate::audit::AuditSection,
     /// Defaults for new topics, by Kafka config name (`"retention.ms" = 604800000`; TOML
     /// integers and booleans are read as their text).
     #[serde(deserialize_with = "scalar_texts")]
@@ -108,6 +110,8 @@ pub struct AuthSection {
     pub token_ttl_max_s: u64,
     /// Most ACLs that may exist.
     pub acls_max: u64,
+    /// `/metrics` answers without credentials (false: like every other route).
+    pub metrics_public: bool,
 }
 
 /// `[bus]`: the routing bus's limits.
@@ -211,7 +215,9 @@ impl Default for Config {
                 backoff_entries_max: a.backoff_entries_max as u64,
                 token_ttl_max_s: a.token_ttl_max.as_secs(),
                 acls_max: a.acls_max as u64,
+                metrics_public: a.metrics_public,
             },
+            audit: crate::audit::AuditSection::default(),
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
             file: None,
@@ -359,7 +365,7 @@ fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
                 .insert(list.into(), Value::Array(items.collect()));
         } else if let Some((section, key)) = rest
             .split_once('_')
-            .filter(|(s, _)| matches!(*s, "http" | "kafka" | "broker" | "bus" | "auth"))
+            .filter(|(s, _)| matches!(*s, "http" | "kafka" | "broker" | "bus" | "auth" | "audit"))
         {
             let entry = t
                 .entry(section)
@@ -470,6 +476,7 @@ impl Config {
         }
         busbar_broker::auth::scram::check_iterations(self.auth.scram_iterations as i64)
             .map_err(|e| anyhow!("auth.scram_iterations: {e}"))?;
+        self.audit.validate()?;
         let b = &self.broker;
         let checks: &[(&str, u64, u64, u64)] = &[
             (
@@ -670,7 +677,9 @@ impl Config {
                 backoff_entries_max: self.auth.backoff_entries_max as usize,
                 token_ttl_max: Duration::from_secs(self.auth.token_ttl_max_s),
                 acls_max: self.auth.acls_max as usize,
+                metrics_public: self.auth.metrics_public,
             },
+            audit: self.audit.broker_config(),
             ..BrokerConfig::default()
         }
     }

@@ -2,5 +2,6 @@
 //! `busbar.toml`, `BUSBAR_*` and flags). A library so the fuzz targets can drive the config parser;
 //! the rest of the binary lives in `main.rs`.
 
+pub mod audit;
 pub mod config;
 pub mod listeners;

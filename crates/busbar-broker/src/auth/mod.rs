@@ -39,6 +39,9 @@ pub struct AuthConfig {
     pub token_ttl_max: Duration,
     /// Most ACLs that may exist. Default 10,000.
     pub acls_max: usize,
+    /// `/metrics` answers without credentials (true, the default); false: it needs them like
+    /// every other route.
+    pub metrics_public: bool,
 }
 
 impl Default for AuthConfig {
@@ -52,6 +55,7 @@ impl Default for AuthConfig {
             backoff_entries_max: 10_000,
             token_ttl_max: Duration::from_secs(90 * 86_400),
             acls_max: 10_000,
+            metrics_public: true,
         }
     }
 }

@@ -4,6 +4,7 @@
 mod alter_client_quotas;
 mod alter_user_scram_credentials;
 pub mod api_versions;
+pub(crate) mod audit;
 mod configs;
 mod create_partitions;
 mod create_topics;
@@ -62,8 +63,18 @@ pub fn topic_id(hex: &str) -> uuid::Uuid {
     uuid::Uuid::from_u128(u128::from_str_radix(hex, 16).unwrap_or(0))
 }
 
-/// Routes a request; `None` when no response is sent (acks=0 produce).
+/// Routes a request; `None` when no response is sent (acks=0 produce). Administrative requests
+/// are audited here, from their responses (`audit.rs`).
 pub async fn dispatch(ctx: &Ctx<'_>, req: RequestKind) -> Option<ResponseKind> {
+    let pending = audit::Pending::of(&req);
+    let resp = route(ctx, req).await;
+    if let (Some(p), Some(r)) = (pending, &resp) {
+        p.finish(ctx, r);
+    }
+    resp
+}
+
+async fn route(ctx: &Ctx<'_>, req: RequestKind) -> Option<ResponseKind> {
     Some(match req {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r).await),
