@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/clients.sh
 source scripts/clients.sh
 install_clients
-cargo build -q -p busbar -p busbar-testkit --bins
+# The workspace's test build (what `cargo test --workspace` made; also target/debug/busbar and
+# check-history): a `cargo build -p ...` would resolve features differently and rebuild.
+cargo test -q --workspace --no-run
 T="${CARGO_TARGET_DIR:-target}/debug"
 python3 tests/reliability/battery.py "$T/busbar" "$T/check-history" "$@"

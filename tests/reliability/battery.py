@@ -42,10 +42,39 @@ def kill_loop(test, policy, kills, signal="KILL", seed=1, extra=()):
     row(test, kills or 1, anomalies, r["clean"], figures)
 
 
+_EXES = None
+
+
+def test_executables():
+    """(package, kind, target) -> (executable, package dir) of every test binary, from one
+    `cargo test --workspace --no-run`: the build `cargo test --workspace` already made (nothing is
+    rebuilt). Running `cargo test -p X` per row instead would rebuild: a single package resolves
+    its dependencies' features differently from the workspace (tokio's test-util, signal)."""
+    global _EXES
+    if _EXES is None:
+        out = subprocess.run(["cargo", "test", "--workspace", "--no-run", "-q", "--message-format=json"],
+                             capture_output=True, text=True, check=True, timeout=3600)
+        _EXES = {}
+        for line in out.stdout.splitlines():
+            m = json.loads(line)
+            if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+                pkg_dir = os.path.dirname(m["manifest_path"])
+                kind = "lib" if "lib" in m["target"]["kind"] else m["target"]["kind"][0]
+                _EXES[(os.path.basename(pkg_dir), kind, m["target"]["name"])] = (m["executable"], pkg_dir)
+    return _EXES
+
+
 def cargo(test, args, env=None, runs=""):
+    """One row from a test binary: args are `-p PKG --test NAME [FILTER...]` or `-p PKG --lib [FILTER...]`."""
     start = time.time()
-    out = subprocess.run(["cargo", "test", "-q", *args], capture_output=True, text=True,
-                         env=dict(os.environ, **(env or {})), timeout=3600)
+    pkg = args[1]
+    if args[2] == "--lib":
+        key, filters = (pkg, "lib", pkg.replace("-", "_")), args[3:]
+    else:
+        key, filters = (pkg, "test", args[3]), args[4:]
+    exe, pkg_dir = test_executables()[key]
+    out = subprocess.run([exe, *filters], capture_output=True, text=True, cwd=pkg_dir,
+                         env=dict(os.environ, CARGO_MANIFEST_DIR=pkg_dir, **(env or {})), timeout=3600)
     passed = sum(int(w) for w in __import__("re").findall(r"(\d+) passed", out.stdout))
     failed = sum(int(w) for w in __import__("re").findall(r"(\d+) failed", out.stdout))
     ok = out.returncode == 0 and passed > 0
