@@ -14,6 +14,7 @@ mod groups;
 mod metrics;
 mod openapi;
 mod plain;
+mod quotas;
 mod render;
 mod rules;
 mod schemas;
@@ -150,6 +151,7 @@ fn api() -> OpenApiRouter<App> {
         .routes(routes!(users::delete))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
+        .routes(routes!(quotas::list, quotas::set, quotas::delete))
 }
 
 /// The OpenAPI document `GET /openapi.json` answers.
@@ -161,6 +163,10 @@ pub fn openapi_document() -> &'static serde_json::Value {
 pub fn router(app: App) -> Router {
     let (routes, _) = api().split_for_parts();
     routes
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            quotas::enforce,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -28,6 +28,7 @@ use utoipa::OpenApi;
         (name = "rules", description = "Event patterns"),
         (name = "subscriptions", description = "Routing: subscriptions, replays, dead letters"),
         (name = "users", description = "Users (SCRAM credentials shared with Kafka SASL)"),
+        (name = "quotas", description = "Client quotas (Kafka's model; see docs/security.md)"),
     )
 )]
 pub struct ApiDoc;

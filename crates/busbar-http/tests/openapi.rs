@@ -657,6 +657,25 @@ fn walk_users(w: &mut Walk) {
     w.call("delete", "/users/{name}", "/users/alice", Body::None, 404);
 }
 
+fn walk_quotas(w: &mut Walk) {
+    let alice = json!({"entity": {"user": "alice"}, "values": {"producer_byte_rate": 1048576.0}});
+    let set = w.call("put", "/quotas", "/quotas", Body::Json(alice), 200);
+    assert_eq!(set["values"]["producer_byte_rate"], 1048576.0);
+    let bad = json!({"entity": {"ip": "10.0.0.1"}, "values": {"producer_byte_rate": 1.0}});
+    w.call("put", "/quotas", "/quotas", Body::Json(bad), 400);
+    let listed = w.call("get", "/quotas", "/quotas", Body::None, 200);
+    assert_eq!(listed["quotas"][0]["entity"]["user"], "alice");
+    let gone = json!({"entity": {"user": "alice"}});
+    w.call(
+        "delete",
+        "/quotas",
+        "/quotas",
+        Body::Json(gone.clone()),
+        204,
+    );
+    w.call("delete", "/quotas", "/quotas", Body::Json(gone), 404);
+}
+
 #[test]
 fn every_documented_operation_answers_as_documented_and_nothing_else_is_served() {
     let server = Server::start();
@@ -673,6 +692,7 @@ fn every_documented_operation_answers_as_documented_and_nothing_else_is_served()
     walk_groups(&mut w);
     walk_subscriptions(&mut w);
     walk_users(&mut w);
+    walk_quotas(&mut w);
     for op in documented_operations(&w.doc) {
         let statuses = w.seen.get(&op).cloned().unwrap_or_default();
         assert!(
