@@ -153,6 +153,11 @@ pub struct Broker {
     pub offset_metadata_bytes_max: u64,
     pub open_files_max: u64,
     pub indexes_max: u64,
+    /// Client quotas: samples of a rate, their length, most rates tracked, most quota entities.
+    pub quota_window_num: u32,
+    pub quota_window_ms: u64,
+    pub quota_trackers_max: u64,
+    pub quota_entities_max: u64,
 }
 
 impl Default for Config {
@@ -200,6 +205,10 @@ impl Default for Config {
                 offset_metadata_bytes_max: b.offset_metadata_bytes_max as u64,
                 open_files_max: busbar_log::OPEN_FILES_MAX_DEFAULT as u64,
                 indexes_max: busbar_log::INDEXES_MAX_DEFAULT as u64,
+                quota_window_num: b.quotas.window_num,
+                quota_window_ms: b.quotas.window_ms,
+                quota_trackers_max: b.quotas.trackers_max as u64,
+                quota_entities_max: b.quotas.entities_max as u64,
             },
             bus: BusSection {
                 subscriptions_max: BusConfig::default().subscriptions_max as u64,
@@ -549,6 +558,20 @@ impl Config {
             ),
             ("broker.open_files_max", b.open_files_max, 1, 1_000_000),
             ("broker.indexes_max", b.indexes_max, 1, 1_000_000),
+            ("broker.quota_window_num", b.quota_window_num.into(), 2, 100),
+            ("broker.quota_window_ms", b.quota_window_ms, 100, 3_600_000),
+            (
+                "broker.quota_trackers_max",
+                b.quota_trackers_max,
+                1,
+                10_000_000,
+            ),
+            (
+                "broker.quota_entities_max",
+                b.quota_entities_max,
+                1,
+                1_000_000,
+            ),
             (
                 "broker.offset_metadata_bytes_max",
                 b.offset_metadata_bytes_max,
@@ -664,6 +687,12 @@ impl Config {
             ),
             producers_max: b.producers_max as usize,
             offset_metadata_bytes_max: b.offset_metadata_bytes_max as usize,
+            quotas: busbar_broker::quota::QuotaConfig {
+                window_num: b.quota_window_num,
+                window_ms: b.quota_window_ms,
+                trackers_max: b.quota_trackers_max as usize,
+                entities_max: b.quota_entities_max as usize,
+            },
             segment_cache: busbar_log::SegmentCache::new(
                 b.open_files_max as usize,
                 b.indexes_max as usize,
@@ -936,6 +965,7 @@ mod tests {
             ("[http]\naddr = \"nowhere\"\n", "http.addr"),
             ("[broker]\ndefault_partitions = 0\n", "default_partitions"),
             ("[broker]\nopen_files_max = 0\n", "open_files_max"),
+            ("[broker]\nquota_window_num = 1\n", "quota_window_num"),
             (
                 "[broker]\nfetch_wait_max_ms = \"soon\"\n",
                 "fetch_wait_max_ms",
