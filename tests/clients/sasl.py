@@ -12,12 +12,16 @@ MECHS = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
 
 def sasl_server(Busbar):
     class SaslBusbar(Busbar):
-        """busbar with auth on, a SASL_PLAINTEXT and a PLAINTEXT listener, `admin` a super user."""
+        """busbar with auth on, a SASL_PLAINTEXT and a PLAINTEXT listener, `admin` a super user,
+        `auth.allow_if_no_acl` on unless `extra_env` says otherwise."""
 
         def start(self, kafka_port=0, http_port=0):
             env = dict(os.environ, BUSBAR_BROKER_GROUP_INITIAL_REBALANCE_DELAY_MS="500",
                        BUSBAR_AUTH_ENABLED="true", BUSBAR_AUTH_SUPER_USERS="admin",
                        BUSBAR_ADMIN_PASSWORD=ADMIN_PW, BUSBAR_AUTH_BACKOFF_MAX_MS="200",
+                       # These tests are about authentication: what no ACL names is allowed
+                       # (acl.py tests ACLs with allow_if_no_acl off).
+                       BUSBAR_AUTH_ALLOW_IF_NO_ACL="true",
                        BUSBAR_KAFKA_LISTENERS="SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0")
             env.update(self.extra_env)
             self.proc = subprocess.Popen([BIN_PATH[0], "serve", "--data-dir", self.data, "--http-addr",
@@ -289,7 +293,8 @@ def register(test, Busbar, bin_path):
     @own
     def sasl_admin_client_alters_and_describes_scram_credentials(_):
         from confluent_kafka import KafkaException, Producer
-        from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+        from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, AdminClient,
+                                           ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
                                            UserScramCredentialDeletion, UserScramCredentialUpsertion)
         b = Sasl()
         try:
@@ -314,15 +319,25 @@ def register(test, Busbar, bin_path):
                 assert e.args[0].code() == 93, e  # UNACCEPTABLE_CREDENTIAL
             b.user("alice", "alice-pw")
             alice = AdminClient(confluent_conf(b, "PLAIN", "alice", "alice-pw"))
+            # Managing users needs ALTER on the cluster. An ACL names the cluster, so
+            # auth.allow_if_no_acl (on in these tests) does not grant it.
+            cluster = lambda who, op: AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL,
+                                                 f"User:{who}", "*", op, AclPermissionType.ALLOW)
+            for f in admin.create_acls([cluster("dave", AclOperation.DESCRIBE)]).values():
+                f.result(20)
             zed = UserScramCredentialUpsertion("zed", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), b"pw")
             try:
                 alice.alter_user_scram_credentials([zed])["zed"].result(timeout=20)
-                raise AssertionError("a user that is not a super user altered credentials")
+                raise AssertionError("a user without ALTER on the cluster altered credentials")
             except KafkaException as e:
                 assert e.args[0].code() == 31, e  # CLUSTER_AUTHORIZATION_FAILED
             # (Not describe_user_scram_credentials as alice: confluent-kafka 2.16 crashes the process
             # on that API's top-level error code, which busbar sends as Kafka does.)
             assert "zed" not in json.dumps(b.call("GET", "/users")[1])
+            for f in admin.create_acls([cluster("alice", AclOperation.ALTER)]).values():
+                f.result(20)
+            alice.alter_user_scram_credentials([zed])["zed"].result(timeout=20)
+            assert "zed" in json.dumps(b.call("GET", "/users")[1]), "ALTER on the cluster lets alice"
             gone = UserScramCredentialDeletion("dave", ScramMechanism.SCRAM_SHA_256)
             admin.alter_user_scram_credentials([gone])["dave"].result(timeout=20)
             try:

@@ -17,9 +17,11 @@ pub const RESOURCE_NOT_FOUND: i16 = 91;
 pub const DUPLICATE_RESOURCE: i16 = 92;
 pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
 
-/// The message of CLUSTER_AUTHORIZATION_FAILED on user management (until ACLs exist).
-pub const SUPER_USERS_ONLY: &str =
-    "only super users (auth.super_users) may describe or alter SCRAM credentials";
+/// The message of CLUSTER_AUTHORIZATION_FAILED on DescribeUserScramCredentials.
+pub const DESCRIBE_USERS_DENIED: &str =
+    "DESCRIBE on the cluster is needed to describe SCRAM credentials";
+/// The message of CLUSTER_AUTHORIZATION_FAILED on AlterUserScramCredentials.
+pub const ALTER_USERS_DENIED: &str = "ALTER on the cluster is needed to alter SCRAM credentials";
 
 /// The Kafka error code for a broker error.
 pub fn of(e: &BrokerError) -> i16 {

@@ -10,6 +10,7 @@
 
 pub mod alloc;
 mod api;
+mod authz;
 mod budget;
 mod cluster;
 mod codes;

@@ -4,10 +4,10 @@
 //! (33), UNACCEPTABLE_CREDENTIAL (93: iterations outside 4096-16384, an empty name or salt),
 //! RESOURCE_NOT_FOUND (91: deleting what does not exist), DUPLICATE_RESOURCE (92: a user and
 //! mechanism named twice). A user's changes are checked before any is written, and written in one
-//! record (all or none). While
-//! authentication is on only super users may alter (31), until ACLs exist.
+//! record (all or none). While authentication is on it needs ALTER on the cluster (else 31).
 
 use super::{sb, Ctx};
+use crate::authz::{Authz, Op};
 use crate::codes;
 use busbar_broker::auth::scram::{Credential, Mechanism};
 use busbar_broker::auth::{users, CredentialChange as Change};
@@ -88,13 +88,13 @@ pub async fn handle(
     req: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
     let auth = ctx.shared.broker.auth();
-    let allowed = auth.may_manage_users(ctx.principal);
+    let allowed = Authz::new(ctx, "AlterUserScramCredentials").cluster(Op::Alter);
     let mut resp = AlterUserScramCredentialsResponse::default();
     for (name, changes) in plan(req) {
         if !allowed {
             let refusal = (
                 codes::CLUSTER_AUTHORIZATION_FAILED,
-                codes::SUPER_USERS_ONLY.to_string(),
+                codes::ALTER_USERS_DENIED.to_string(),
             );
             resp.results.push(result(&name, Some(refusal)));
             continue;

@@ -9,7 +9,9 @@
 //! `include_synonyms` each entry lists that chain, most specific first.
 
 use super::{sb, Ctx};
+use crate::authz::{Authz, Op, Res};
 use crate::codes;
+use busbar_broker::auth::acl::CLUSTER_NAME;
 use busbar_broker::{BrokerError, TopicConfig};
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
@@ -258,14 +260,38 @@ fn broker_entries(ctx: &Ctx<'_>, synonyms: bool) -> Vec<DescribeConfigsResourceR
     out
 }
 
+const API_ALTER: &str = "AlterConfigs";
+const API_INCREMENTAL: &str = "IncrementalAlterConfigs";
+
+/// The denial code when the principal may not DESCRIBE_CONFIGS (or, `alter`, ALTER_CONFIGS) the
+/// topic (29) or the broker (the cluster, 31). Other resource types are refused elsewhere.
+fn denied(authz: &Authz<'_>, resource_type: i8, name: &str, alter: bool) -> Option<i16> {
+    let op = if alter {
+        Op::AlterConfigs
+    } else {
+        Op::DescribeConfigs
+    };
+    match resource_type {
+        TOPIC => authz.check(op, Res::Topic, name).err(),
+        BROKER => authz.check(op, Res::Cluster, CLUSTER_NAME).err(),
+        _ => None,
+    }
+}
+
 pub fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let broker = &ctx.shared.broker;
     let broker_defaults = broker.config().topic_defaults.entries();
     let mut r = DescribeConfigsResponse::default();
+    let authz = Authz::new(ctx, "DescribeConfigs");
     for res in req.resources {
         let mut out = DescribeConfigsResult::default();
         out.resource_type = res.resource_type;
         out.resource_name = res.resource_name.clone();
+        if let Some(code) = denied(&authz, res.resource_type, res.resource_name.as_str(), false) {
+            out.error_code = code;
+            r.results.push(out);
+            continue;
+        }
         let wanted = |k: &str| {
             res.configuration_keys
                 .as_ref()
@@ -307,11 +333,15 @@ pub fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsRe
 /// Applies `changes` (key → value, or None to reset) to a topic, all or nothing.
 async fn apply(
     ctx: &Ctx<'_>,
+    api: &'static str,
     resource_type: i8,
     topic: &str,
     changes: BTreeMap<String, Option<String>>,
     validate_only: bool,
 ) -> (i16, Option<String>) {
+    if let Some(code) = denied(&Authz::new(ctx, api), resource_type, topic, true) {
+        return (code, None);
+    }
     if resource_type != TOPIC {
         return (
             codes::INVALID_REQUEST,
@@ -367,7 +397,15 @@ pub async fn alter(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsRespo
                 c.value.as_ref().map(|v| v.as_str().to_string()),
             );
         }
-        let (code, msg) = apply(ctx, res.resource_type, &topic, changes, req.validate_only).await;
+        let (code, msg) = apply(
+            ctx,
+            API_ALTER,
+            res.resource_type,
+            &topic,
+            changes,
+            req.validate_only,
+        )
+        .await;
         let mut out = AlterConfigsResourceResponse::default();
         out.error_code = code;
         out.error_message = msg.map(sb);
@@ -458,7 +496,17 @@ pub async fn incremental(
         }
         let (code, msg) = match bad {
             Some((code, m)) => (code, Some(m)),
-            None => apply(ctx, res.resource_type, &topic, changes, req.validate_only).await,
+            None => {
+                apply(
+                    ctx,
+                    API_INCREMENTAL,
+                    res.resource_type,
+                    &topic,
+                    changes,
+                    req.validate_only,
+                )
+                .await
+            }
         };
         let mut out = IncResult::default();
         out.error_code = code;

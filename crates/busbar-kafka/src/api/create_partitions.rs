@@ -2,6 +2,7 @@
 //! one node and must be absent or name this node).
 
 use super::{sb, Ctx};
+use crate::authz::{Authz, Op, Res};
 use crate::codes;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
@@ -9,9 +10,16 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let broker = &ctx.shared.broker;
     let mut r = CreatePartitionsResponse::default();
+    let authz = Authz::new(ctx, "CreatePartitions");
     for t in req.topics {
         let name = t.name.0.as_str().to_string();
         let mut res = CreatePartitionsTopicResult::default();
+        if let Err(code) = authz.check(Op::Alter, Res::Topic, &name) {
+            res.error_code = code;
+            res.name = t.name;
+            r.results.push(res);
+            continue;
+        }
         let outcome = match broker.describe_topic(&name) {
             Err(e) => Err(e),
             Ok(d) if i64::from(t.count) <= d.partitions.len() as i64 => {

@@ -9,6 +9,7 @@
 
 use super::configs::topic_source;
 use super::{sb, topic_id, Ctx};
+use crate::authz::{self, Authz};
 use crate::codes;
 use busbar_broker::BrokerError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -93,6 +94,7 @@ async fn create(
 pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let broker = &ctx.shared.broker;
     let mut r = CreateTopicsResponse::default();
+    let authz = Authz::new(ctx, "CreateTopics");
     for t in &req.topics {
         let name = t.name.0.as_str().to_string();
         let mut res = CreatableTopicResult::default();
@@ -108,7 +110,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
                     .map(|v| (c.name.as_str().to_string(), v.as_str().to_string()))
             })
             .collect();
-        let mut outcome = check(ctx, &name, t, &configs);
+        let mut outcome = if authz.may_create_topic(&name) {
+            check(ctx, &name, t, &configs)
+        } else {
+            Err((
+                authz::TOPIC_DENIED,
+                "CREATE on the cluster or the topic is needed".into(),
+            ))
+        };
         if outcome.is_ok() && !req.validate_only {
             outcome = create(ctx, &name, t, configs.clone()).await;
         }

@@ -1,6 +1,7 @@
 //! DeleteRecords: raises partitions' log start offsets (-1: up to the high watermark).
 
 use super::Ctx;
+use crate::authz::{Authz, Op, Res};
 use crate::codes;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -10,13 +11,20 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 pub async fn handle(ctx: &Ctx<'_>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let broker = &ctx.shared.broker;
     let mut r = DeleteRecordsResponse::default();
+    let authz = Authz::new(ctx, "DeleteRecords");
     for t in req.topics {
         let name = t.name.0.as_str().to_string();
         let mut tr = DeleteRecordsTopicResult::default();
+        let denied = authz.check(Op::Delete, Res::Topic, &name).err();
         for p in t.partitions {
             let mut pr = DeleteRecordsPartitionResult::default();
             pr.partition_index = p.partition_index;
             pr.low_watermark = -1;
+            if let Some(code) = denied {
+                pr.error_code = code;
+                tr.partitions.push(pr);
+                continue;
+            }
             let target = match p.offset {
                 -1 => broker
                     .offsets_of(&name, p.partition_index as i64)

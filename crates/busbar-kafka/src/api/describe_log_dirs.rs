@@ -4,6 +4,7 @@
 //! reassignment between directories). v4's volume totals come from statvfs (-1 if unknown).
 
 use super::{sb, topic, Ctx};
+use crate::authz::{Authz, Op, CLUSTER_DENIED};
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
@@ -26,6 +27,12 @@ fn volume(dir: &std::path::Path) -> (i64, i64) {
 
 pub fn handle(ctx: &Ctx<'_>, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     let broker = &ctx.shared.broker;
+    if !Authz::new(ctx, "DescribeLogDirs").cluster(Op::Describe) {
+        // As Kafka: no results, and the code from v3 (v1-2 have no field for it).
+        let mut r = DescribeLogDirsResponse::default();
+        r.error_code = CLUSTER_DENIED;
+        return r;
+    }
     let wanted: BTreeMap<String, Option<Vec<i32>>> = match req.topics {
         None => broker
             .list_topics()

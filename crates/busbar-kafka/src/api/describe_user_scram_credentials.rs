@@ -1,9 +1,10 @@
 //! DescribeUserScramCredentials (KIP-554): each user's mechanisms and iteration counts, never a
 //! secret. All users when the list is null or empty; RESOURCE_NOT_FOUND (91) for an unknown one,
-//! DUPLICATE_RESOURCE (92) for a name asked twice. While authentication is on only super users may
-//! ask (CLUSTER_AUTHORIZATION_FAILED, 31), until ACLs exist.
+//! DUPLICATE_RESOURCE (92) for a name asked twice. It needs DESCRIBE on the cluster (else
+//! CLUSTER_AUTHORIZATION_FAILED, 31).
 
 use super::{sb, Ctx};
+use crate::authz::{Authz, Op};
 use crate::codes;
 use kafka_protocol::messages::describe_user_scram_credentials_response::{
     CredentialInfo, DescribeUserScramCredentialsResult,
@@ -26,17 +27,23 @@ pub fn handle(
 ) -> DescribeUserScramCredentialsResponse {
     let auth = ctx.shared.broker.auth();
     let mut resp = DescribeUserScramCredentialsResponse::default();
-    if !auth.may_manage_users(ctx.principal) {
+    if !Authz::new(ctx, "DescribeUserScramCredentials").cluster(Op::Describe) {
         // As Kafka's getErrorResponse: the error at the top and for each user asked (librdkafka
         // 2.16 crashes on an error answer without per-user results).
         let code = codes::CLUSTER_AUTHORIZATION_FAILED;
         resp.error_code = code;
-        resp.error_message = Some(sb(codes::SUPER_USERS_ONLY));
+        resp.error_message = Some(sb(codes::DESCRIBE_USERS_DENIED));
         resp.results = req
             .users
             .unwrap_or_default()
             .iter()
-            .map(|u| result(u.name.as_str(), code, Some(codes::SUPER_USERS_ONLY.into())))
+            .map(|u| {
+                result(
+                    u.name.as_str(),
+                    code,
+                    Some(codes::DESCRIBE_USERS_DENIED.into()),
+                )
+            })
             .collect();
         return resp;
     }

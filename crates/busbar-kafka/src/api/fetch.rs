@@ -1,4 +1,5 @@
-//! Fetch: whole stored batches per partition (the one holding the offset first), long-polling until
+//! Fetch: READ on each topic (else TOPIC_AUTHORIZATION_FAILED, 29, for its partitions); whole
+//! stored batches per partition (the one holding the offset first), long-polling until
 //! `min_bytes` or `max_wait_ms`. A full response lists exactly the requested partitions. No fetch
 //! sessions (session id 0 = none). Batch leader epochs are rewritten to -1 on the way out (see
 //! metadata.rs).
@@ -20,6 +21,7 @@
 //! until it is written; nothing is held while a long poll waits.
 
 use super::{topic, Ctx};
+use crate::authz::{Authz, Op, Res};
 use crate::budget::Held;
 use crate::codes;
 use busbar_broker::BrokerError;
@@ -46,6 +48,8 @@ struct Slot {
     partition: i32,
     offset: i64,
     max_bytes: i32,
+    /// TOPIC_AUTHORIZATION_FAILED when the principal may not READ the topic.
+    denied: Option<i16>,
     answer: Option<PartitionData>,
 }
 
@@ -58,6 +62,12 @@ fn read_once(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> usize {
         pd.high_watermark = -1;
         pd.last_stable_offset = -1;
         pd.log_start_offset = -1;
+        if let Some(code) = s.denied {
+            pd.error_code = code;
+            pd.records = Some(bytes::Bytes::new());
+            s.answer = Some(pd);
+            continue;
+        }
         let broker = &ctx.shared.broker;
         // Until a partition has answered data the limits may be passed by one batch (`read_now`
         // returns at least one); after that a partition's answer must fit.
@@ -143,15 +153,18 @@ async fn read_reserved(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> (
 
 /// Answers a Fetch; the second value holds the answer's share of the response budget.
 pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Held) {
+    let authz = Authz::new(ctx, "Fetch");
     let mut slots: Vec<Slot> = req
         .topics
         .iter()
         .flat_map(|t| {
+            let denied = authz.check(Op::Read, Res::Topic, t.topic.0.as_str()).err();
             t.partitions.iter().map(move |p| Slot {
                 topic: t.topic.0.as_str().to_string(),
                 partition: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
+                denied,
                 answer: None,
             })
         })

@@ -3,6 +3,7 @@
 //! INVALID_GROUP_ID (24) for all four, as in Kafka.
 
 use super::{sb, Ctx};
+use crate::authz::{Authz, Op, Res};
 use crate::codes;
 use busbar_broker::{BrokerError, JoinRequest};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -42,11 +43,27 @@ pub fn fenced(ctx: &Ctx<'_>, group: &str, instance: Option<&str>, member: &str) 
     instance.is_some_and(|i| !i.is_empty() && ctx.shared.broker.instance_fenced(group, i, member))
 }
 
+/// GROUP_AUTHORIZATION_FAILED (audited) unless the principal may READ `group` (Join, Sync,
+/// Heartbeat, Leave; an empty group id is answered INVALID_GROUP_ID first).
+pub fn read_denied(ctx: &Ctx<'_>, api: &'static str, group: &str) -> Option<i16> {
+    if group.is_empty() {
+        return None;
+    }
+    Authz::new(ctx, api)
+        .check(Op::Read, Res::Group, group)
+        .err()
+}
+
 pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
-    if req.group_id.is_empty() {
+    let refused = if req.group_id.is_empty() {
+        Some(INVALID_GROUP_ID)
+    } else {
+        read_denied(ctx, "JoinGroup", req.group_id.0.as_str())
+    };
+    if let Some(code) = refused {
         let mut r = JoinGroupResponse::default();
         r.generation_id = -1;
-        r.error_code = INVALID_GROUP_ID;
+        r.error_code = code;
         r.protocol_name = (ctx.version < 7).then(|| sb(""));
         return r;
     }
@@ -142,6 +159,10 @@ pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
         r.error_code = INVALID_GROUP_ID;
         return r;
     }
+    if let Some(code) = read_denied(ctx, "SyncGroup", &group) {
+        r.error_code = code;
+        return r;
+    }
     if fenced(
         ctx,
         &group,
@@ -186,6 +207,8 @@ pub fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
     let mut r = HeartbeatResponse::default();
     if req.group_id.is_empty() {
         r.error_code = INVALID_GROUP_ID;
+    } else if let Some(code) = read_denied(ctx, "Heartbeat", req.group_id.0.as_str()) {
+        r.error_code = code;
     } else if fenced(
         ctx,
         req.group_id.0.as_str(),
@@ -214,6 +237,10 @@ pub fn leave(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
     let mut r = LeaveGroupResponse::default();
     if group.is_empty() {
         r.error_code = INVALID_GROUP_ID;
+        return r;
+    }
+    if let Some(code) = read_denied(ctx, "LeaveGroup", group) {
+        r.error_code = code;
         return r;
     }
     if ctx.version < 3 {

@@ -3,6 +3,8 @@
 //! case-insensitive as in Kafka.
 
 use super::{sb, Ctx};
+use crate::authz::{Authz, Op, Res};
+use busbar_broker::auth::acl::CLUSTER_NAME;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
@@ -16,11 +18,17 @@ pub fn handle(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse {
     let states = lower(&req.states_filter);
     let types = lower(&req.types_filter);
     let mut r = ListGroupsResponse::default();
+    // All groups with DESCRIBE on the cluster, else those the principal may DESCRIBE.
+    let authz = Authz::new(ctx, "ListGroups");
+    let all = authz.quietly(Op::Describe, Res::Cluster, CLUSTER_NAME);
     if !types.is_empty() && !types.iter().any(|t| t == GROUP_TYPE) {
         return r;
     }
     for (group, state) in ctx.shared.broker.list_groups() {
         if !states.is_empty() && !states.contains(&state.to_ascii_lowercase()) {
+            continue;
+        }
+        if !all && !authz.quietly(Op::Describe, Res::Group, &group) {
             continue;
         }
         let protocol_type = ctx

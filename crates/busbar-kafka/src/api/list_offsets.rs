@@ -5,6 +5,7 @@
 //! offset -1, timestamp -1, as in Kafka.
 
 use super::{topic, Ctx};
+use crate::authz::{Authz, Op, Res};
 use crate::codes;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -39,8 +40,10 @@ fn lookup(
 
 pub fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut r = ListOffsetsResponse::default();
+    let authz = Authz::new(ctx, "ListOffsets");
     for t in req.topics {
         let name = t.name.0.as_str().to_string();
+        let denied = authz.check(Op::Describe, Res::Topic, &name).err();
         let mut tr = ListOffsetsTopicResponse::default();
         tr.name = topic(name.clone());
         for p in t.partitions {
@@ -49,6 +52,11 @@ pub fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
             pr.leader_epoch = -1;
             pr.timestamp = -1;
             pr.offset = -1;
+            if let Some(code) = denied {
+                pr.error_code = code;
+                tr.partitions.push(pr);
+                continue;
+            }
             match lookup(ctx, &name, p.partition_index as i64, p.timestamp) {
                 Ok(Some((offset, timestamp))) => (pr.offset, pr.timestamp) = (offset, timestamp),
                 Ok(None) => pr.error_code = codes::INVALID_REQUEST,

@@ -3,8 +3,13 @@
 //! collides with an existing topic once `.` and `_` are treated alike, is INVALID_TOPIC_EXCEPTION
 //! (17), as in Kafka. Leader epochs are reported as -1 (busbar does not serve
 //! OffsetForLeaderEpoch yet, so clients must not validate with it).
+//!
+//! ACLs: a listing of all topics shows only those the principal may DESCRIBE; a named topic it
+//! may not DESCRIBE answers TOPIC_AUTHORIZATION_FAILED (29) whether or not it exists, and
+//! auto-creation needs CREATE on the cluster or the topic (else 29).
 
 use super::{sb, topic, topic_id, Ctx};
+use crate::authz::{self, Authz, Op, Res};
 use crate::codes;
 use busbar_broker::BrokerError;
 use kafka_protocol::messages::metadata_response::{
@@ -42,14 +47,30 @@ fn describe(ctx: &Ctx<'_>, name: &str) -> MetadataResponseTopic {
     t
 }
 
+/// TOPIC_AUTHORIZATION_FAILED for `name`.
+fn denied(name: &str) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(topic(name));
+    t.error_code = authz::TOPIC_DENIED;
+    t
+}
+
 pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.shared.broker;
     // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let authz = Authz::new(ctx, "Metadata");
+    // Listing all topics shows only those the principal may DESCRIBE (no audit lines).
+    let all = || {
+        broker
+            .list_topics()
+            .into_iter()
+            .map(|t| t.name)
+            .filter(|n| authz.quietly(Op::Describe, Res::Topic, n))
+            .collect()
+    };
     let names: Vec<String> = match req.topics {
-        None => broker.list_topics().into_iter().map(|t| t.name).collect(),
-        Some(ts) if ts.is_empty() && ctx.version == 0 => {
-            broker.list_topics().into_iter().map(|t| t.name).collect()
-        }
+        None => all(),
+        Some(ts) if ts.is_empty() && ctx.version == 0 => all(),
         Some(ts) => ts
             .into_iter()
             .filter_map(|t| t.name.map(|n| n.0.as_str().to_string()))
@@ -59,10 +80,19 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
         ctx.shared.config.auto_create_topics && (ctx.version < 4 || req.allow_auto_topic_creation);
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
+        // A named topic the principal may not DESCRIBE is 29 whether or not it exists.
+        if !authz.allows(Op::Describe, Res::Topic, &name) {
+            topics.push(denied(&name));
+            continue;
+        }
         if auto
             && broker.describe_topic(&name).is_err()
             && busbar_broker::validate_name(&name).is_ok()
         {
+            if !authz.may_create_topic(&name) {
+                topics.push(denied(&name));
+                continue;
+            }
             let created = broker.create_topic(&name, None, Default::default()).await;
             if let Err(e @ BrokerError::TopicCollides { .. }) = created {
                 let mut t = MetadataResponseTopic::default();

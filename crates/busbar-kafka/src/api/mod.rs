@@ -6,11 +6,14 @@ mod alter_user_scram_credentials;
 pub mod api_versions;
 pub(crate) mod audit;
 mod configs;
+mod create_acls;
 mod create_partitions;
 mod create_topics;
+mod delete_acls;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_acls;
 mod describe_client_quotas;
 mod describe_cluster;
 mod describe_groups;
@@ -141,6 +144,9 @@ async fn route(ctx: &Ctx<'_>, req: RequestKind) -> Option<ResponseKind> {
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             alter_user_scram_credentials::handle(ctx, r).await,
         ),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(describe_acls::handle(ctx, r)),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(create_acls::handle(ctx, r).await),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(delete_acls::handle(ctx, r).await),
         RequestKind::DescribeClientQuotas(r) => {
             ResponseKind::DescribeClientQuotas(describe_client_quotas::handle(ctx, r))
         }

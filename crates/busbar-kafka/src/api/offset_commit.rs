@@ -4,6 +4,7 @@
 //! when it resets a position (OFFSET_OUT_OF_RANGE recovery, `admin.resetOffsets`).
 
 use super::{topic, Ctx};
+use crate::authz::{Authz, Op, Res};
 use crate::codes;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -13,9 +14,25 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let mut commits = Vec::new();
     let mut bad: Vec<(String, i32, i16)> = Vec::new();
+    let authz = Authz::new(ctx, "OffsetCommit");
+    let group_denied = if req.group_id.is_empty() {
+        None
+    } else {
+        authz
+            .check(Op::Read, Res::Group, req.group_id.0.as_str())
+            .err()
+    };
     for t in &req.topics {
         let name = t.name.0.as_str().to_string();
+        let topic_denied = match group_denied {
+            Some(_) => None,
+            None => authz.check(Op::Read, Res::Topic, &name).err(),
+        };
         for p in &t.partitions {
+            if let Some(code) = topic_denied {
+                bad.push((name.clone(), p.partition_index, code));
+                continue;
+            }
             if p.partition_index < 0 {
                 bad.push((name.clone(), p.partition_index, codes::INVALID_REQUEST));
                 continue;
@@ -48,6 +65,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
     // offsets for it and answers INVALID_GROUP_ID, which clients report by name.
     let outcome = if req.group_id.is_empty() {
         super::groups::INVALID_GROUP_ID
+    } else if let Some(code) = group_denied {
+        code
     } else if super::groups::fenced(
         ctx,
         req.group_id.0.as_str(),
@@ -85,10 +104,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
         for p in t.partitions {
             let mut pr = OffsetCommitResponsePartition::default();
             pr.partition_index = p.partition_index;
-            pr.error_code = bad
-                .iter()
-                .find(|(n, i, _)| *n == name && *i == p.partition_index)
-                .map_or(outcome, |b| b.2);
+            pr.error_code = group_denied.unwrap_or_else(|| {
+                bad.iter()
+                    .find(|(n, i, _)| *n == name && *i == p.partition_index)
+                    .map_or(outcome, |b| b.2)
+            });
             tr.partitions.push(pr);
         }
         r.topics.push(tr);

@@ -1,9 +1,11 @@
 //! Produce: one record batch per partition, stored as received after the checks of
 //! shared/spec/reliability.md §5.1 (the log checks the header and CRC; this file checks what only
-//! the Kafka path knows: acks, client base offset 0, no client control batches). acks=0 gets no
+//! the Kafka path knows: acks, client base offset 0, no client control batches). Needs WRITE on
+//! each topic (29) and, for a transactional producer, on its transactional id (53). acks=0 gets no
 //! response. An answer is sent only once the batch is durable per the topic's sync policy.
 
 use super::{topic, Ctx};
+use crate::authz::{self, Authz, Op, Res};
 use crate::codes;
 use busbar_log::batch::BatchHeader;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -70,6 +72,17 @@ async fn start_one(
     }
 }
 
+/// A partition's answer refused before writing.
+fn refused(partition: i32, code: i16) -> PartitionProduceResponse {
+    let mut pr = PartitionProduceResponse::default();
+    pr.index = partition;
+    pr.error_code = code;
+    pr.base_offset = -1;
+    pr.log_append_time_ms = -1;
+    pr.log_start_offset = -1;
+    pr
+}
+
 fn fail(r: &mut PartitionProduceResponse, e: &busbar_broker::BrokerError) {
     let (code, msg) = codes::with_message(e);
     r.error_code = code;
@@ -119,19 +132,25 @@ pub async fn start(
     req: ProduceRequest,
 ) -> impl std::future::Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = req.acks;
+    let authz = Authz::new(ctx, "Produce");
+    let txn = req.transactional_id.as_ref().filter(|t| !t.is_empty());
+    let txn_denied = txn.is_some_and(|t| !authz.allows(Op::Write, Res::TransactionalId, t));
     let mut started = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
         let name = t.name.0.as_str().to_string();
+        let denied = if txn_denied {
+            Some(authz::TXN_DENIED)
+        } else {
+            authz.check(Op::Write, Res::Topic, &name).err()
+        };
         let mut parts = Vec::with_capacity(t.partition_data.len());
         for p in t.partition_data {
-            if (-1..=1).contains(&acks) {
+            if let Some(code) = denied {
+                parts.push((refused(p.index, code), None));
+            } else if (-1..=1).contains(&acks) {
                 parts.push(start_one(ctx, &name, p.index, p.records).await);
             } else {
-                let mut pr = PartitionProduceResponse::default();
-                pr.index = p.index;
-                pr.error_code = codes::INVALID_REQUIRED_ACKS;
-                pr.base_offset = -1;
-                parts.push((pr, None));
+                parts.push((refused(p.index, codes::INVALID_REQUIRED_ACKS), None));
             }
         }
         started.push((name, parts));

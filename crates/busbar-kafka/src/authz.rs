@@ -1,0 +1,131 @@
+//! ACL checks for the Kafka handlers (Kafka's per-API table, shared/spec/wave2-facts.md §3.5).
+//!
+//! A handler makes one [`Authz`] per request: it takes one snapshot of the ACLs (none at all while
+//! authentication is off, when everything is allowed) and decides each resource against it, so a
+//! request costs one lock and no allocation per partition. The principal is the connection's
+//! (SASL user or mapped certificate), `User:ANONYMOUS` when there is none.
+//!
+//! Each denial of a resource the client named is one audit line (`outcome: denied`, the operation
+//! in `detail`); filtering checks (Metadata listing all topics, ListGroups) deny silently, as
+//! Kafka's `logIfDenied = false` does.
+
+use crate::api::Ctx;
+use busbar_broker::audit::AuditEvent;
+use busbar_broker::auth::acl::{self, AclSet, Operation, Requester, ResourceType};
+use std::sync::Arc;
+
+pub use busbar_broker::auth::acl::Operation as Op;
+pub use busbar_broker::auth::acl::ResourceType as Res;
+
+/// Kafka's TOPIC_AUTHORIZATION_FAILED.
+pub const TOPIC_DENIED: i16 = 29;
+/// Kafka's GROUP_AUTHORIZATION_FAILED.
+pub const GROUP_DENIED: i16 = 30;
+/// Kafka's CLUSTER_AUTHORIZATION_FAILED.
+pub const CLUSTER_DENIED: i16 = 31;
+/// Kafka's TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+pub const TXN_DENIED: i16 = 53;
+
+/// The error code of a denial on a resource of type `ty`.
+pub fn denied_code(ty: ResourceType) -> i16 {
+    match ty {
+        ResourceType::Topic => TOPIC_DENIED,
+        ResourceType::Group => GROUP_DENIED,
+        ResourceType::TransactionalId => TXN_DENIED,
+        ResourceType::Cluster | ResourceType::Subscription => CLUSTER_DENIED,
+    }
+}
+
+/// The checks of one request.
+pub struct Authz<'a> {
+    ctx: &'a Ctx<'a>,
+    /// The API name for the audit log (`Produce`).
+    api: &'static str,
+    /// `None` while authentication is off: everything is allowed.
+    acls: Option<Arc<AclSet>>,
+}
+
+impl<'a> Authz<'a> {
+    /// The checks of a request of `api` (its name, for the audit log).
+    pub fn new(ctx: &'a Ctx<'a>, api: &'static str) -> Self {
+        let auth = ctx.shared.broker.auth();
+        let acls = auth.enabled().then(|| auth.acls().snapshot());
+        Self { ctx, api, acls }
+    }
+
+    fn who(&self) -> Requester<'_> {
+        Requester {
+            user: self.ctx.principal.unwrap_or(acl::ANONYMOUS),
+            host: self.ctx.peer.ip(),
+        }
+    }
+
+    /// Whether `op` on `name` of `ty` is allowed, without auditing a denial.
+    pub fn quietly(&self, op: Operation, ty: ResourceType, name: &str) -> bool {
+        let Some(acls) = &self.acls else { return true };
+        let config = self.ctx.shared.broker.auth().config();
+        acl::decide(acls, config, self.who(), op, ty, name).allowed()
+    }
+
+    /// Whether `op` on `name` of `ty` is allowed; a denial is audited.
+    pub fn allows(&self, op: Operation, ty: ResourceType, name: &str) -> bool {
+        let ok = self.quietly(op, ty, name);
+        if !ok {
+            self.audit_denial(op, ty, name);
+        }
+        ok
+    }
+
+    /// `Ok` when allowed, else the denial's error code (audited).
+    pub fn check(&self, op: Operation, ty: ResourceType, name: &str) -> Result<(), i16> {
+        if self.allows(op, ty, name) {
+            Ok(())
+        } else {
+            Err(denied_code(ty))
+        }
+    }
+
+    /// Whether `op` on the cluster is allowed (a denial is audited).
+    pub fn cluster(&self, op: Operation) -> bool {
+        self.allows(op, ResourceType::Cluster, acl::CLUSTER_NAME)
+    }
+
+    /// Whether `op` on some resource of `ty` is allowed (KIP-679: WRITE on any topic lets a
+    /// producer be idempotent); a denial is audited against `ty:*`.
+    pub fn any(&self, op: Operation, ty: ResourceType) -> bool {
+        let Some(acls) = &self.acls else { return true };
+        let config = self.ctx.shared.broker.auth().config();
+        let who = self.who();
+        let ok = acl::is_super(config, who.user) || acls.allows_any(who, op, ty);
+        if !ok {
+            self.audit_denial(op, ty, "*");
+        }
+        ok
+    }
+
+    /// CREATE on the cluster or, failing that, on topic `name` (CreateTopics, auto-creation).
+    pub fn may_create_topic(&self, name: &str) -> bool {
+        self.quietly(Operation::Create, ResourceType::Cluster, acl::CLUSTER_NAME)
+            || self.allows(Operation::Create, ResourceType::Topic, name)
+    }
+
+    fn audit_denial(&self, op: Operation, ty: ResourceType, name: &str) {
+        let ctx = self.ctx;
+        let principal = format!("User:{}", ctx.principal.unwrap_or(acl::ANONYMOUS));
+        let l = ctx.listener;
+        ctx.shared.broker.audit().record(AuditEvent {
+            principal,
+            peer: Some(ctx.peer),
+            listener: format!(
+                "{}://{}:{}",
+                l.security.name(),
+                l.advertised_host,
+                l.advertised_port
+            ),
+            operation: self.api.to_string(),
+            resource: format!("{}:{name}", ty.name()),
+            outcome: "denied".into(),
+            detail: Some(op.name().to_string()),
+        });
+    }
+}
