@@ -922,6 +922,8 @@ def kafka_python_idempotent_by_default(b):
 
 import sasl  # tests/clients/sasl.py: SASL_PLAINTEXT with real clients (issue 16)
 sasl.register(test, Busbar, BIN)
+import quotas  # tests/clients/quotas.py: client quotas with real clients (issue 16)
+quotas.register(test, Busbar)
 import acl  # tests/clients/acl.py: ACLs on the Kafka protocol with real clients (issue 16)
 acl.register(test, Busbar)
 import audit  # tests/clients/audit.py: the audit log on the Kafka protocol (issue 16)
