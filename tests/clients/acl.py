@@ -188,6 +188,9 @@ def register(test, Busbar):
                          ("User:alice", "DescribeAcls", "CLUSTER:kafka-cluster"),
                          ("User:ANONYMOUS", "Metadata", "TOPIC:orders")]:
                 assert line in denied, (line, denied[-20:])
+            # alice's refused CreateAcls is one line (the admin request's own), not one per check.
+            assert [d for d in denied if d[:2] == ("User:alice", "CreateAcls")] == \
+                [("User:alice", "CreateAcls", "TOPIC:secret")], denied
             # Listing all topics hides silently: no line for the topics alice was not shown.
             assert ("User:ANONYMOUS", "Metadata", "TOPIC:secret") not in denied, "the listing audited"
         except BaseException:

@@ -38,7 +38,8 @@ def register(test, Busbar):
         from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                            NewPartitions, NewTopic, ResourceType, ScramCredentialInfo,
                                            ScramMechanism, UserScramCredentialUpsertion)
-        b = Sasl()
+        # allow_if_no_acl off: alice (no ACL) may not alter credentials.
+        b = Sasl(extra_env={"BUSBAR_AUTH_ALLOW_IF_NO_ACL": "false"})
         try:
             assert sasl.plain_login(b.sasl, "mallory", "guess-pw-1") == 58
             opened = sasl.scram_first(b.sasl, "ghost", "nonce-1")

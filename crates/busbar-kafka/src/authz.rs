@@ -7,7 +7,8 @@
 //!
 //! Each denial of a resource the client named is one audit line (`outcome: denied`, the operation
 //! in `detail`); filtering checks (Metadata listing all topics, ListGroups) deny silently, as
-//! Kafka's `logIfDenied = false` does.
+//! Kafka's `logIfDenied = false` does. The administrative APIs are audited once per resource from
+//! their responses (`api/audit.rs`, denials included), so their checks write no line here.
 
 use crate::api::Ctx;
 use busbar_broker::audit::AuditEvent;
@@ -35,6 +36,21 @@ pub fn denied_code(ty: ResourceType) -> i16 {
         ResourceType::Cluster | ResourceType::Subscription => CLUSTER_DENIED,
     }
 }
+
+/// The APIs whose every outcome `api/audit.rs` records from the response (denials included).
+const CENTRALLY_AUDITED: &[&str] = &[
+    "AlterConfigs",
+    "AlterUserScramCredentials",
+    "CreateAcls",
+    "CreatePartitions",
+    "CreateTopics",
+    "DeleteAcls",
+    "DeleteGroups",
+    "DeleteRecords",
+    "DeleteTopics",
+    "IncrementalAlterConfigs",
+    "OffsetDelete",
+];
 
 /// The checks of one request.
 pub struct Authz<'a> {
@@ -110,6 +126,9 @@ impl<'a> Authz<'a> {
     }
 
     fn audit_denial(&self, op: Operation, ty: ResourceType, name: &str) {
+        if CENTRALLY_AUDITED.contains(&self.api) {
+            return;
+        }
         let ctx = self.ctx;
         let principal = format!("User:{}", ctx.principal.unwrap_or(acl::ANONYMOUS));
         let l = ctx.listener;
