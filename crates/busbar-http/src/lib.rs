@@ -1,10 +1,13 @@
 //! busbar-http: the HTTP front end. It translates requests into `Broker` calls and answers JSON;
 //! it decides nothing itself. Errors map to statuses in `error.rs` only. [`serve`] takes an
 //! already-bound listener and a shutdown future, so tests bind port 0. With `auth.enabled`, every
-//! route but the probes needs HTTP Basic credentials (`auth`).
+//! route but the probes needs HTTP Basic credentials (`auth`) and passes its ACL check
+//! (`authz`).
 
+mod acls;
 mod audit;
 mod auth;
+mod authz;
 mod body;
 mod cloudevents;
 mod consumers;
@@ -152,6 +155,7 @@ fn api() -> OpenApiRouter<App> {
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
         .routes(routes!(quotas::list, quotas::set, quotas::delete))
+        .routes(routes!(acls::list, acls::create, acls::delete))
 }
 
 /// The OpenAPI document `GET /openapi.json` answers.
@@ -166,6 +170,10 @@ pub fn router(app: App) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             quotas::enforce,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            authz::enforce,
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)

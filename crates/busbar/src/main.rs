@@ -106,6 +106,9 @@ enum Command {
     /// Users of the HTTP API and Kafka SASL: create, delete, list.
     #[command(subcommand)]
     User(cmd::user::UserCmd),
+    /// ACLs (Kafka's model) of the HTTP API, Kafka clients and the bus: create, list, delete.
+    #[command(subcommand)]
+    Acl(cmd::acl::AclCmd),
     /// Load a running busbar over the Kafka protocol: produce, consume, e2e or fanout.
     Bench(Box<bench::BenchArgs>),
     /// Print a shell completion script (e.g. `busbar completions bash > /etc/bash_completion.d/busbar`).
@@ -200,6 +203,7 @@ fn main() -> ExitCode {
         Command::Subscription(s) => run_client(&|cl| cmd::subscription::run(cl, (*s).clone())),
         Command::Dlq(d) => run_client(&|cl| cmd::dlq::run(cl, d.clone())),
         Command::User(u) => run_client(&|cl| cmd::user::run(cl, u.clone())),
+        Command::Acl(a) => run_client(&|cl| cmd::acl::run(cl, a.clone())),
         Command::Bench(b) => bench::run(*b, cli.output),
     };
     match result {

@@ -260,9 +260,6 @@ fn broker_entries(ctx: &Ctx<'_>, synonyms: bool) -> Vec<DescribeConfigsResourceR
     out
 }
 
-const API_ALTER: &str = "AlterConfigs";
-const API_INCREMENTAL: &str = "IncrementalAlterConfigs";
-
 /// The denial code when the principal may not DESCRIBE_CONFIGS (or, `alter`, ALTER_CONFIGS) the
 /// topic (29) or the broker (the cluster, 31). Other resource types are refused elsewhere.
 fn denied(authz: &Authz<'_>, resource_type: i8, name: &str, alter: bool) -> Option<i16> {
@@ -333,13 +330,13 @@ pub fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsRe
 /// Applies `changes` (key → value, or None to reset) to a topic, all or nothing.
 async fn apply(
     ctx: &Ctx<'_>,
-    api: &'static str,
+    authz: &Authz<'_>,
     resource_type: i8,
     topic: &str,
     changes: BTreeMap<String, Option<String>>,
     validate_only: bool,
 ) -> (i16, Option<String>) {
-    if let Some(code) = denied(&Authz::new(ctx, api), resource_type, topic, true) {
+    if let Some(code) = denied(authz, resource_type, topic, true) {
         return (code, None);
     }
     if resource_type != TOPIC {
@@ -383,6 +380,7 @@ async fn apply(
 
 pub async fn alter(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut r = AlterConfigsResponse::default();
+    let authz = Authz::new(ctx, "AlterConfigs");
     for res in req.resources {
         let topic = res.resource_name.as_str().to_string();
         // AlterConfigs replaces the whole set: keys not given go back to their defaults.
@@ -399,7 +397,7 @@ pub async fn alter(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsRespo
         }
         let (code, msg) = apply(
             ctx,
-            API_ALTER,
+            &authz,
             res.resource_type,
             &topic,
             changes,
@@ -448,6 +446,7 @@ pub async fn incremental(
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut r = IncrementalAlterConfigsResponse::default();
+    let authz = Authz::new(ctx, "IncrementalAlterConfigs");
     for res in req.resources {
         let topic = res.resource_name.as_str().to_string();
         let effective = ctx
@@ -499,7 +498,7 @@ pub async fn incremental(
             None => {
                 apply(
                     ctx,
-                    API_INCREMENTAL,
+                    &authz,
                     res.resource_type,
                     &topic,
                     changes,

@@ -1,5 +1,6 @@
 //! Client subcommands, one file each; all talk to the server's HTTP API through `client::Client`.
 
+pub mod acl;
 pub mod consume;
 pub mod dlq;
 pub mod group;
