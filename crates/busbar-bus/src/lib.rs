@@ -6,6 +6,7 @@
 //! (`dlq.rs`, `redrive.rs`) and replay runs (`replay.rs`). Admin operations are serialised by one
 //! async mutex; each validates fully before changing anything.
 
+mod creator;
 pub mod deliver;
 pub mod dlq;
 pub mod envelope;
@@ -27,6 +28,7 @@ mod tls;
 mod view;
 mod worker;
 
+pub use creator::Creator;
 pub use dlq::{DeadLetter, Filter};
 pub use error::{BusError, Result};
 pub use owner::Owner;
@@ -294,6 +296,7 @@ impl Bus {
             e.compiled.clone(),
             e.counters.clone(),
             e.status.clone(),
+            e.record.creator.clone(),
         )
     }
 
@@ -391,8 +394,18 @@ impl Bus {
         Ok(())
     }
 
-    /// Creates a subscription and starts it.
+    /// Creates a subscription and starts it; it runs unchecked (no creator).
     pub async fn create(&self, spec: SubscriptionSpec) -> Result<SubscriptionView> {
+        self.create_as(spec, None).await
+    }
+
+    /// Creates a subscription that runs as `creator` (`creator.rs`; `None`: unchecked) and
+    /// starts it.
+    pub async fn create_as(
+        &self,
+        spec: SubscriptionSpec,
+        creator: Option<Creator>,
+    ) -> Result<SubscriptionView> {
         let _claim = self.claim(&spec).await;
         let compiled = self.validate(spec)?;
         let name = compiled.spec.name.clone();
@@ -418,6 +431,7 @@ impl Bus {
                 paused: false,
                 created_ms: now,
                 updated_ms: now,
+                creator,
             },
             compiled: Arc::new(compiled),
             counters: Arc::default(),
@@ -651,6 +665,7 @@ impl Bus {
                 Owner::Api
             },
             config_file,
+            creator: e.record.creator.clone(),
         }
     }
 

@@ -33,6 +33,7 @@ pub const VIEW_FIELDS: &[&str] = &[
     "counters",
     "owner",
     "config_file",
+    "creator",
 ];
 
 /// Fields a spec cannot do without: a patch may change them, not remove them.
@@ -112,7 +113,13 @@ fn check_moved_headers(
 }
 
 /// What a read shows in `state` (the part before `:`) while the subscription is not paused.
-const ACTIVE_STATES: &[&str] = &["starting", "running", "backpressure", "error"];
+const ACTIVE_STATES: &[&str] = &[
+    "starting",
+    "running",
+    "unauthorized",
+    "backpressure",
+    "error",
+];
 
 /// Refuses a read-only field ([`VIEW_FIELDS`]) that `given` (an update body) sets to a value no
 /// read of the subscription could show now, naming the field: `created`, `owner` and
@@ -145,7 +152,7 @@ pub fn check_view_fields(
                 true => s == "paused",
                 false => ACTIVE_STATES.contains(&s.split(':').next().unwrap_or("").trim()),
             }),
-            "created" | "owner" | "config_file" => *v == now[k],
+            "created" | "owner" | "config_file" | "creator" => *v == now[k],
             "updated" => v.is_string(),
             "lag" | "retrying" => v.is_u64(),
             "last_failure" => v.is_null() || v.is_object(),
@@ -164,7 +171,7 @@ fn read_only_why(field: &str, now: &Value) -> String {
             "read-only (it is {now}); pausing and resuming are their own operations \
              (POST /subscriptions/{{name}}/pause or /resume, `busbar subscription pause`)"
         ),
-        "created" | "owner" | "config_file" => {
+        "created" | "owner" | "config_file" | "creator" => {
             format!("read-only; it is {now}: send it as read or leave it out")
         }
         _ => "read-only and set by busbar; send it as read or leave it out".to_string(),
@@ -342,6 +349,10 @@ mod tests {
             counters: Default::default(),
             owner: crate::Owner::Config,
             config_file: Some(String::new()),
+            creator: Some(crate::Creator {
+                user: "alice".into(),
+                host: std::net::Ipv4Addr::LOCALHOST.into(),
+            }),
         }
     }
 

@@ -37,6 +37,10 @@ pub struct SubRecord {
     pub paused: bool,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// Who made it through the API with authentication on; it runs as them (`creator.rs`).
+    /// Absent in documents of earlier versions and for subscriptions made with auth off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<crate::Creator>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -1,7 +1,8 @@
 //! What `GET /subscriptions/{name}` shows: [`SubscriptionView`], its [`LastFailure`] and the
 //! subscription's state, [`SubState`]. The state is an enum everywhere inside busbar; only its
 //! wire form (`Display` and `Serialize`) is a string: `starting`, `running`, `paused`,
-//! `backpressure: ...` or `error: ...`, the text of earlier releases, so clients keep working.
+//! `unauthorized`, `backpressure: ...` or `error: ...`, the text of earlier releases (and
+//! `unauthorized`, new), so clients keep working.
 
 use crate::stats::CounterSnapshot;
 use crate::{Owner, SubscriptionSpec};
@@ -17,6 +18,9 @@ pub enum SubState {
     Running,
     /// Paused through the API: nothing is read or delivered.
     Paused,
+    /// The creator may no longer READ a source topic: nothing is read or delivered (positions
+    /// stay) until it may again (`creator.rs`).
+    Unauthorized,
     /// `waiting` events wait (for a retry, behind their key, for their dead letter), at least
     /// `delivery.waiting_max` (`max`): no new event is read until some settle.
     Backpressure { waiting: usize, max: usize },
@@ -35,6 +39,7 @@ impl SubState {
             SubState::Starting => "starting",
             SubState::Running => "running",
             SubState::Paused => "paused",
+            SubState::Unauthorized => "unauthorized",
             SubState::Backpressure { .. } => "backpressure",
             SubState::DeadLetterFailing { .. } | SubState::Error { .. } => "error",
         }
@@ -116,6 +121,9 @@ pub struct SubscriptionView {
     pub owner: Owner,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_file: Option<String>,
+    /// Who it runs as (`creator.rs`); absent when it runs unchecked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creator: Option<crate::Creator>,
 }
 
 /// A failed attempt as `GET /subscriptions/{name}` shows it.

@@ -8,6 +8,7 @@
 //! [`Slot`], taken before anything is joined or read and given back when it ends, so concurrent
 //! requests cannot pass the limit between a check and an insert.
 
+use crate::authz::Caller;
 use crate::body;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{only_params, partition_param, query_int};
@@ -19,6 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use busbar_broker::auth::acl::{Operation, ResourceType};
 use busbar_broker::{Broker, BrokerError, ConsumerOptions, GroupConsumer, StartAt, StoredEvent};
 use futures_util::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
@@ -178,6 +180,13 @@ async fn run_instance(
     let _ = c.leave();
 }
 
+/// 403 unless the caller may READ every topic a group consumer names (Kafka's Fetch).
+fn may_read(app: &App, caller: &Caller, topics: &[String]) -> ApiResult<()> {
+    topics
+        .iter()
+        .try_for_each(|t| caller.require(app, Operation::Read, ResourceType::Topic, t))
+}
+
 fn options(start: StartAt, session_ms: Option<u64>, client_id: Option<String>) -> ConsumerOptions {
     let session_timeout = Duration::from_millis(session_ms.unwrap_or(10_000));
     ConsumerOptions {
@@ -203,11 +212,13 @@ fn options(start: StartAt, session_ms: Option<u64>, client_id: Option<String>) -
 pub async fn create(
     State(app): State<App>,
     Path(group): Path<String>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     body::require_json(&headers)?;
     let req: Create = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    may_read(&app, &caller, &req.topics)?;
     let start = start_at(req.start.as_deref())?;
     let slot = reserve(&app)?;
     let opts = options(start, req.session_timeout_ms, req.client_id);
@@ -459,6 +470,7 @@ pub async fn stream_partition(
 pub async fn stream_group(
     State(app): State<App>,
     Path(group): Path<String>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     only_params(&q, &["topics", "start", Encoding::PARAM])?;
@@ -477,6 +489,7 @@ pub async fn stream_group(
             "query parameter `topics` (comma-separated) is required",
         ));
     }
+    may_read(&app, &caller, &topics)?;
     let start = start_at(q.get("start").map(String::as_str))?;
     let slot = reserve(&app)?;
     let c = GroupConsumer::join(

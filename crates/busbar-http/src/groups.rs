@@ -1,5 +1,6 @@
 //! Consumer-group routes: list, describe (members, committed offsets, lag), reset offsets, delete.
 
+use crate::authz::Caller;
 use crate::body;
 use crate::error::{ApiError, ApiResult};
 use crate::time::parse_rfc3339;
@@ -8,19 +9,21 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use busbar_broker::auth::acl::{Operation, ResourceType};
 use busbar_broker::{GroupDescription, ResetTo};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-/// Lists consumer groups.
+/// Lists the consumer groups the caller may DESCRIBE.
 #[utoipa::path(get, path = "/groups", operation_id = "list_groups", tag = "groups",
     responses((status = 200, description = "The groups", body = crate::schemas::GroupList)))]
-pub async fn list(State(app): State<App>) -> Json<Value> {
+pub async fn list(State(app): State<App>, caller: Caller) -> Json<Value> {
     let groups: Vec<Value> = app
         .broker
         .list_groups()
         .into_iter()
+        .filter(|(g, _)| caller.may(&app, Operation::Describe, ResourceType::Group, g))
         .map(|(g, s)| json!({"group": g, "state": s}))
         .collect();
     Json(json!({ "groups": groups }))
@@ -117,11 +120,13 @@ enum To {
 pub async fn reset(
     State(app): State<App>,
     Path(group): Path<String>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
     body::require_json(&headers)?;
     let req: Reset = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    caller.require(&app, Operation::Read, ResourceType::Topic, &req.topic)?;
     let to = match req.to {
         To::Named(n) if n == "earliest" => ResetTo::Earliest,
         To::Named(n) if n == "latest" => ResetTo::Latest,

@@ -34,7 +34,14 @@ const COUNTERS: &[(&str, &str)] = &[
 ];
 
 /// The kinds of [`busbar_bus::SubState`], one series each per subscription.
-const STATES: [&str; 5] = ["starting", "running", "paused", "backpressure", "error"];
+const STATES: [&str; 6] = [
+    "starting",
+    "running",
+    "paused",
+    "unauthorized",
+    "backpressure",
+    "error",
+];
 
 /// Writes `busbar_subscription_state`: 1 for each subscription's current state kind, else 0.
 fn states(out: &mut String, subs: &[busbar_bus::SubscriptionView]) {

@@ -29,6 +29,7 @@ use utoipa::OpenApi;
         (name = "subscriptions", description = "Routing: subscriptions, replays, dead letters"),
         (name = "users", description = "Users (SCRAM credentials shared with Kafka SASL)"),
         (name = "quotas", description = "Client quotas (Kafka's model; see docs/security.md)"),
+        (name = "acls", description = "ACLs (Kafka's model; see docs/security.md)"),
     )
 )]
 pub struct ApiDoc;
@@ -42,6 +43,7 @@ pub fn document() -> &'static Value {
         let mut doc = serde_json::to_value(doc).expect("the OpenAPI document encodes");
         error_bodies(&mut doc);
         authentication(&mut doc);
+        crate::authz::document(&mut doc);
         doc
     })
 }

@@ -276,6 +276,8 @@ pub struct SubscriptionReplace {
     /// Read-only: accepted only with the value a read shows (null is ignored).
     config_file: Option<String>,
     /// Read-only: accepted only with the value a read shows (null is ignored).
+    creator: Option<Creator>,
+    /// Read-only: accepted only with the value a read shows (null is ignored).
     created: Option<String>,
     /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     updated: Option<String>,
@@ -322,6 +324,8 @@ pub struct SubscriptionPatch {
     owner: Option<String>,
     /// Read-only: accepted only with the value a read shows (null is ignored).
     config_file: Option<String>,
+    /// Read-only: accepted only with the value a read shows (null is ignored).
+    creator: Option<Creator>,
     /// Read-only: accepted only with the value a read shows (null is ignored).
     created: Option<String>,
     /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
@@ -398,12 +402,15 @@ pub struct Delivery {
 pub struct Subscription {
     #[serde(flatten)]
     spec: SubscriptionSpec,
-    /// `running`, `paused`, `starting`, `backpressure: ...` or `error: ...`.
+    /// `running`, `paused`, `starting`, `unauthorized` (its creator may not READ a source:
+    /// nothing is delivered until it may), `backpressure: ...` or `error: ...`.
     state: String,
     /// `api`, or `config` when `busbar.toml` declares it (changes over the API are refused).
     owner: String,
     /// The configuration file that declares it (only when `owner` is `config`).
     config_file: Option<String>,
+    /// Who it runs as: the user that created it while authentication was on (absent: unchecked).
+    creator: Option<Creator>,
     created: String,
     updated: String,
     lag: u64,
@@ -411,6 +418,15 @@ pub struct Subscription {
     retrying: u64,
     last_failure: Option<LastFailure>,
     counters: Counters,
+}
+
+/// The principal a subscription runs as: the user that created it and its client address.
+#[derive(Serialize, ToSchema)]
+pub struct Creator {
+    /// The user (`User:<user>` in ACLs).
+    user: String,
+    /// The client IP address of the create request (ACL host filters apply to it).
+    host: String,
 }
 
 #[derive(Serialize, ToSchema)]

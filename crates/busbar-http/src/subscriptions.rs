@@ -2,6 +2,7 @@
 //! delete; replay runs; and dead letters (list with filters, redrive). Bodies are validated by the
 //! bus, whose errors name the offending field (`invalid_subscription`).
 
+use crate::authz::Caller;
 use crate::body;
 use crate::error::{ApiError, ApiResult};
 use crate::events::query_int;
@@ -12,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use busbar_broker::auth::acl::{Operation, ResourceType};
 use busbar_bus::{self as bus, BusError, Filter, ReplaySpec, ResetTo};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -20,6 +22,29 @@ use std::collections::HashMap;
 async fn json_body(app: &App, headers: &HeaderMap, body: Body) -> ApiResult<Value> {
     body::require_json(headers)?;
     body::json(&body::read(body, app.config.json_bytes_max).await?)
+}
+
+/// 403 unless the caller may READ every source of `spec` and WRITE its target topic and its
+/// dead-letter topic: a subscription moves events the caller could move itself, no more.
+fn may_route(app: &App, caller: &Caller, spec: &bus::SubscriptionSpec) -> ApiResult<()> {
+    spec.topics().iter().try_for_each(|(field, topic)| {
+        let op = match field.starts_with("sources") {
+            true => Operation::Read,
+            false => Operation::Write,
+        };
+        caller.require(app, op, ResourceType::Topic, topic)
+    })
+}
+
+/// The spec a PUT body would make (as `Bus::replace` reads it), to check before it is applied.
+fn replaced_spec(name: &str, body: &Value) -> ApiResult<bus::SubscriptionSpec> {
+    let mut v = body.clone();
+    if let Value::Object(m) = &mut v {
+        m.entry("name")
+            .or_insert_with(|| Value::String(name.into()));
+    }
+    bus::patch::without_view_fields(&mut v);
+    Ok(bus::spec::from_json(&v)?)
 }
 
 /// A subscription as answered: header values of an HTTP target are masked (names shown); a PUT
@@ -44,19 +69,40 @@ fn view_json(v: &bus::SubscriptionView) -> Value {
         (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn create(
     State(app): State<App>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let spec = bus::spec::from_json(&json_body(&app, &headers, body).await?)?;
-    let v = app.bus.create(spec).await?;
+    caller.require(
+        &app,
+        Operation::Create,
+        ResourceType::Subscription,
+        &spec.name,
+    )?;
+    may_route(&app, &caller, &spec)?;
+    // With authentication on, it runs as its creator (busbar_bus::Creator).
+    let creator = (caller.user.clone())
+        .filter(|_| app.broker.auth().enabled())
+        .map(|user| bus::Creator {
+            user,
+            host: caller.host,
+        });
+    let v = app.bus.create_as(spec, creator).await?;
     Ok((StatusCode::CREATED, Json(view_json(&v))))
 }
 
-/// Lists subscriptions with their state, counters and lag.
+/// Lists the subscriptions the caller may DESCRIBE, with their state, counters and lag.
 #[utoipa::path(get, path = "/subscriptions", operation_id = "list_subscriptions", tag = "subscriptions",
     responses((status = 200, description = "The subscriptions", body = crate::schemas::SubscriptionList)))]
-pub async fn list(State(app): State<App>) -> Json<Value> {
-    let subs: Vec<Value> = app.bus.list().await.iter().map(view_json).collect();
+pub async fn list(State(app): State<App>, caller: Caller) -> Json<Value> {
+    let subs: Vec<Value> = (app.bus.list().await.iter())
+        .filter(|v| {
+            let name = &v.spec.name;
+            caller.may(&app, Operation::Describe, ResourceType::Subscription, name)
+        })
+        .map(view_json)
+        .collect();
     Json(json!({ "subscriptions": subs }))
 }
 
@@ -88,10 +134,14 @@ pub async fn describe(State(app): State<App>, Path(name): Path<String>) -> ApiRe
 pub async fn update(
     State(app): State<App>,
     Path(name): Path<String>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let v = json_body(&app, &headers, body).await?;
+    if app.broker.auth().enabled() {
+        may_route(&app, &caller, &replaced_spec(&name, &v)?)?;
+    }
     Ok(Json(view_json(&app.bus.replace(&name, &v).await?)))
 }
 
@@ -119,6 +169,7 @@ pub async fn update(
 pub async fn patch(
     State(app): State<App>,
     Path(name): Path<String>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
@@ -126,6 +177,10 @@ pub async fn patch(
         body::require_json(&headers)?;
     }
     let v = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    if app.broker.auth().enabled() {
+        let current = app.bus.get(&name).await?.spec;
+        may_route(&app, &caller, &bus::patch::merge(&current, &v)?)?;
+    }
     Ok(Json(view_json(&app.bus.patch(&name, &v).await?)))
 }
 
@@ -342,6 +397,7 @@ pub async fn dead_letters(
 pub async fn redrive(
     State(app): State<App>,
     Path(topic): Path<String>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
@@ -361,6 +417,9 @@ pub async fn redrive(
     };
     let filter: Filter = serde_path_to_error::deserialize(&v)
         .map_err(|e| ApiError::bad_request(format!("{}: {}", e.path(), e.inner())))?;
+    // Redriving delivers again through a subscription: ALTER on it (on all without a name).
+    let sub = filter.subscription.as_deref().unwrap_or("*");
+    caller.require(&app, Operation::Alter, ResourceType::Subscription, sub)?;
     if limit == 0 || limit > bus::DEAD_LETTERS_MAX {
         return Err(ApiError::bad_request(format!(
             "limit: {limit} is outside 1..={}",

@@ -1,18 +1,20 @@
 //! API token routes: `POST /tokens` makes a named, expiring token for a user (the secret is in
 //! this answer only), `GET /tokens` lists a user's live tokens, `DELETE /tokens/{name}` revokes
 //! one. A token is sent as `Authorization: Bearer <token>` and acts as its user (`auth.rs`). The
-//! user is the caller by default; naming another (`"user"` in the body, `?user=` in the query)
-//! needs a super user, or authentication off (where the user must be named).
+//! user is the caller by default, whose own tokens need no ACL; naming another (`"user"` in the
+//! body, `?user=` in the query) needs ALTER on the cluster (DESCRIBE to list), or authentication
+//! off (where the user must be named).
 
-use crate::auth::Principal;
+use crate::authz::Caller;
 use crate::body;
 use crate::error::{ApiError, ApiResult};
-use crate::users::{allowed, error};
+use crate::users::error;
 use crate::App;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::{Extension, Json};
+use axum::Json;
+use busbar_broker::auth::acl::Operation;
 use busbar_broker::auth::tokens::TokenInfo;
 use busbar_broker::time::format_rfc3339;
 use serde::{Deserialize, Serialize};
@@ -65,17 +67,14 @@ fn view(t: TokenInfo, secret: Option<String>) -> Token {
     }
 }
 
-/// The user a request acts on: `named`, or the caller; another user than the caller needs the
-/// right to manage users.
-fn subject(app: &App, p: Option<&Principal>, named: Option<String>) -> ApiResult<String> {
-    let caller = p.map(|p| p.0.clone());
-    match (named, caller) {
-        (Some(n), Some(c)) if n == c => Ok(n),
-        (Some(n), c) => allowed(app, p).map(|_| n).map_err(|e| match c {
-            None => ApiError::bad_request("name the token's user"),
-            Some(_) => e,
-        }),
-        (None, Some(c)) => Ok(c),
+/// The user a request acts on: `named`, or the caller. The caller's own tokens need no ACL;
+/// another user's need `op` on the cluster.
+fn subject(app: &App, caller: &Caller, named: Option<String>, op: Operation) -> ApiResult<String> {
+    match (named, &caller.user) {
+        (Some(n), Some(c)) if &n == c => Ok(n),
+        (Some(n), Some(_)) => caller.require_cluster(app, op).map(|_| n),
+        (Some(n), None) => Ok(n),
+        (None, Some(c)) => Ok(c.clone()),
         (None, None) => Err(ApiError::bad_request(
             "authentication is off: name the token's user (`user`)",
         )),
@@ -87,7 +86,7 @@ fn subject(app: &App, p: Option<&Principal>, named: Option<String>) -> ApiResult
     request_body = TokenCreate, responses(
         (status = 201, description = "Created; `token` is the secret, shown only here", body = Token),
         (status = 400, description = "Bad name, life or body; no such user"),
-        (status = 403, description = "Another user's token, and not a super user"),
+        (status = 403, description = "Another user's token, without ALTER on the cluster"),
         (status = 409, description = "The user has a token of that name"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
@@ -95,13 +94,13 @@ fn subject(app: &App, p: Option<&Principal>, named: Option<String>) -> ApiResult
         (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn create(
     State(app): State<App>,
-    principal: Option<Extension<Principal>>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Token>)> {
     body::require_json(&headers)?;
     let req: TokenCreate = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
-    let user = subject(&app, principal.as_deref(), req.user)?;
+    let user = subject(&app, &caller, req.user, Operation::Alter)?;
     let ttl = req.expires_in_s.map_or(TTL_DEFAULT, Duration::from_secs);
     let made = app
         .broker
@@ -124,13 +123,13 @@ pub async fn create(
     responses(
         (status = 200, description = "The tokens", body = TokenList),
         (status = 400, description = "No user named while authentication is off"),
-        (status = 403, description = "Another user's tokens, and not a super user")))]
+        (status = 403, description = "Another user's tokens, without DESCRIBE on the cluster")))]
 pub async fn list(
     State(app): State<App>,
-    principal: Option<Extension<Principal>>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<TokenList>> {
-    let user = subject(&app, principal.as_deref(), q.get("user").cloned())?;
+    let user = subject(&app, &caller, q.get("user").cloned(), Operation::Describe)?;
     let tokens = app.broker.auth().tokens().list(&user);
     let tokens = tokens.into_iter().map(|t| view(t, None)).collect();
     Ok(Json(TokenList { tokens }))
@@ -143,17 +142,17 @@ pub async fn list(
     responses(
         (status = 204, description = "Revoked"),
         (status = 400, description = "No user named while authentication is off"),
-        (status = 403, description = "Another user's token, and not a super user"),
+        (status = 403, description = "Another user's token, without ALTER on the cluster"),
         (status = 404, description = "No such token"),
         (status = 503, description = "Shutting down"),
         (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn revoke(
     State(app): State<App>,
-    principal: Option<Extension<Principal>>,
+    caller: Caller,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<StatusCode> {
-    let user = subject(&app, principal.as_deref(), q.get("user").cloned())?;
+    let user = subject(&app, &caller, q.get("user").cloned(), Operation::Alter)?;
     app.broker
         .auth()
         .tokens()

@@ -1,5 +1,6 @@
 //! Topic routes: create, list, describe, alter (configs, partitions), delete.
 
+use crate::authz::Caller;
 use crate::body;
 use crate::error::{ApiError, ApiResult};
 use crate::App;
@@ -8,6 +9,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use busbar_broker::auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 use busbar_broker::TopicDescription;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -83,11 +85,16 @@ pub fn describe_json(d: &TopicDescription) -> Value {
 pub async fn create(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     body::require_json(&headers)?;
     let req: CreateTopic = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    // Kafka's CreateTopics: CREATE on the cluster, or on the topic.
+    if !caller.may(&app, Operation::Create, ResourceType::Cluster, CLUSTER_NAME) {
+        caller.require(&app, Operation::Create, ResourceType::Topic, &req.name)?;
+    }
     let configs: BTreeMap<String, String> = req
         .configs
         .into_iter()
@@ -108,14 +115,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(describe_json(&d))).into_response())
 }
 
-/// Lists topics.
+/// Lists the topics the caller may DESCRIBE.
 #[utoipa::path(get, path = "/topics", operation_id = "list_topics", tag = "topics",
     responses((status = 200, description = "The topics", body = crate::schemas::TopicList)))]
-pub async fn list(State(app): State<App>) -> Json<Value> {
+pub async fn list(State(app): State<App>, caller: Caller) -> Json<Value> {
     let topics: Vec<Value> = app
         .broker
         .list_topics()
         .into_iter()
+        .filter(|t| caller.may(&app, Operation::Describe, ResourceType::Topic, &t.name))
         .map(|t| json!({"name": t.name, "id": t.id, "partitions": t.partitions}))
         .collect();
     Json(json!({ "topics": topics }))

@@ -1,16 +1,15 @@
 //! User routes: `POST /users` (create, or change the password of, a user), `GET /users` (names
 //! and mechanisms, never a secret), `DELETE /users/{name}`. Users are stored as SCRAM credentials
-//! only (`busbar_broker::auth`), shared with Kafka SASL. While authentication is on, only super
-//! users may manage users (403 otherwise), until ACLs exist.
+//! only (`busbar_broker::auth`), shared with Kafka SASL. While authentication is on, listing
+//! needs DESCRIBE and changes need ALTER on the cluster (`authz.rs`; super users may do both).
 
-use crate::auth::Principal;
 use crate::body;
 use crate::error::{ApiError, ApiResult};
 use crate::App;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::{Extension, Json};
+use axum::Json;
 use busbar_broker::auth::AuthError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -51,9 +50,7 @@ pub fn error(e: AuthError) -> ApiError {
         AuthError::InvalidName(_)
         | AuthError::InvalidPassword(_)
         | AuthError::Unacceptable(_)
-        | AuthError::InvalidAcl(_) => {
-            ApiError::bad_request(e.to_string())
-        }
+        | AuthError::InvalidAcl(_) => ApiError::bad_request(e.to_string()),
         AuthError::UnknownUser(_)
         | AuthError::UnknownCredential { .. }
         | AuthError::UnknownToken(_) => ApiError::not_found(e.to_string()),
@@ -63,19 +60,6 @@ pub fn error(e: AuthError) -> ApiError {
         AuthError::Failed { .. } => crate::auth::unauthorized("invalid user name or password"),
         AuthError::Storage(b) => b.into(),
     }
-}
-
-/// 403 unless `principal` may manage users.
-pub fn allowed(app: &App, principal: Option<&Principal>) -> ApiResult<()> {
-    let name = principal.map(|p| p.0.as_str());
-    if app.broker.auth().may_manage_users(name) {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        "only super users (auth.super_users) may manage users",
-    ))
 }
 
 fn user(app: &App, name: &str) -> Option<User> {
@@ -108,18 +92,16 @@ fn view(info: busbar_broker::auth::users::UserInfo) -> User {
         (status = 201, description = "Created", body = User),
         (status = 200, description = "The password was changed", body = User),
         (status = 400, description = "Bad name, password or body"),
-        (status = 403, description = "Not a super user"),
+        (status = 403, description = "No ALTER on the cluster"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
         (status = 503, description = "Shutting down"),
         (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn create(
     State(app): State<App>,
-    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    allowed(&app, principal.as_deref())?;
     body::require_json(&headers)?;
     let req: UserCreate = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
     let created = app
@@ -140,12 +122,8 @@ pub async fn create(
 /// Lists users: names and mechanisms.
 #[utoipa::path(get, path = "/users", operation_id = "list_users", tag = "users", responses(
     (status = 200, description = "The users", body = UserList),
-    (status = 403, description = "Not a super user")))]
-pub async fn list(
-    State(app): State<App>,
-    principal: Option<Extension<Principal>>,
-) -> ApiResult<Json<UserList>> {
-    allowed(&app, principal.as_deref())?;
+    (status = 403, description = "No DESCRIBE on the cluster")))]
+pub async fn list(State(app): State<App>) -> ApiResult<Json<UserList>> {
     let users = app
         .broker
         .auth()
@@ -160,16 +138,11 @@ pub async fn list(
 #[utoipa::path(delete, path = "/users/{name}", operation_id = "delete_user", tag = "users",
     params(("name" = String, Path)), responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "Not a super user"),
+        (status = 403, description = "No ALTER on the cluster"),
         (status = 404, description = "No such user"),
         (status = 503, description = "Shutting down"),
         (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
-pub async fn delete(
-    State(app): State<App>,
-    principal: Option<Extension<Principal>>,
-    Path(name): Path<String>,
-) -> ApiResult<StatusCode> {
-    allowed(&app, principal.as_deref())?;
+pub async fn delete(State(app): State<App>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     app.broker.auth().delete_user(&name).await.map_err(error)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -624,6 +624,34 @@ fn walk_dead_letters(w: &mut Walk) {
     );
 }
 
+fn walk_acls(w: &mut Walk) {
+    let acl = json!({"resource_type": "TOPIC", "resource_name": "t", "principal": "User:alice",
+                     "operation": "READ", "permission": "ALLOW"});
+    w.call("post", "/acls", "/acls", Body::Json(acl.clone()), 201);
+    w.call("post", "/acls", "/acls", Body::Json(json!([acl])), 201);
+    let bad = json!({"resource_type": "TOPIC", "resource_name": "t", "principal": "alice",
+                     "operation": "READ", "permission": "ALLOW"});
+    w.call("post", "/acls", "/acls", Body::Json(bad), 400);
+    let listed = w.call(
+        "get",
+        "/acls",
+        "/acls?principal=User:alice",
+        Body::None,
+        200,
+    );
+    assert_eq!(listed["acls"].as_array().unwrap().len(), 1, "{listed}");
+    w.call("get", "/acls", "/acls?operation=FLY", Body::None, 400);
+    w.call("delete", "/acls", "/acls", Body::None, 400);
+    let gone = w.call(
+        "delete",
+        "/acls",
+        "/acls?resource_type=ANY",
+        Body::None,
+        200,
+    );
+    assert_eq!(gone["acls"].as_array().unwrap().len(), 1, "{gone}");
+}
+
 fn walk_users(w: &mut Walk) {
     let alice = json!({"name": "alice", "password": "secret-1"});
     w.call("post", "/users", "/users", Body::Json(alice.clone()), 201);
@@ -692,6 +720,7 @@ fn every_documented_operation_answers_as_documented_and_nothing_else_is_served()
     walk_groups(&mut w);
     walk_subscriptions(&mut w);
     walk_users(&mut w);
+    walk_acls(&mut w);
     walk_quotas(&mut w);
     for op in documented_operations(&w.doc) {
         let statuses = w.seen.get(&op).cloned().unwrap_or_default();

@@ -95,6 +95,7 @@ pub fn spawn(
     sub: Arc<Compiled>,
     counters: Arc<Counters>,
     status: Arc<Mutex<SubState>>,
+    creator: Option<crate::Creator>,
 ) -> Handle {
     let (stop, stop_rx) = watch::channel(false);
     let (cmd, cmd_rx) = mpsc::unbounded_channel();
@@ -115,6 +116,7 @@ pub fn spawn(
         sub,
         counters,
         status,
+        gate: crate::creator::Gate::new(creator),
         parts: Vec::new(),
         inflight: JoinSet::new(),
         timers: BTreeSet::new(),
@@ -173,6 +175,8 @@ struct Worker {
     /// The counters as last written with the positions.
     saved_counters: Option<CounterSnapshot>,
     status: Arc<Mutex<SubState>>,
+    /// Whether the creator may READ the sources (no reading or delivering while not).
+    gate: crate::creator::Gate,
     parts: Vec<Part>,
     inflight: JoinSet<Done>,
     /// (due ms, event) of scheduled retries.
@@ -293,17 +297,10 @@ impl Worker {
                 return false;
             }
             let mut suspect = false;
-            let progressed = match self.fill().await {
+            let denied = self.gate.denied(&self.ctx.broker, &self.sub.spec.sources);
+            let progressed = match self.fill_if(denied.is_none()).await {
                 Ok(p) => {
-                    if self
-                        .status
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .is_error()
-                        && !self.entries.values().any(|e| e.dead_letter.is_some())
-                    {
-                        self.set_status(SubState::Running);
-                    }
+                    self.settle_status(denied.as_deref());
                     p
                 }
                 Err(e) => {
@@ -334,7 +331,11 @@ impl Worker {
                 continue;
             }
             let wait = self.wait_time();
-            let positions = self.idle_positions();
+            // While denied, new data must not wake the loop: it would not be read.
+            let positions = match denied {
+                Some(_) => Vec::new(),
+                None => self.idle_positions(),
+            };
             tokio::select! {
                 biased;
                 _ = stop.changed() => return false,
@@ -367,6 +368,39 @@ impl Worker {
     /// beyond the loop's 200 ms tick).
     fn now(&self) -> i64 {
         self.ctx.broker.config().clock.now_ms()
+    }
+
+    /// Fills when `allowed` (the creator may READ the sources); else reads and starts nothing,
+    /// so no position moves past an event not delivered.
+    async fn fill_if(&mut self, allowed: bool) -> Result<bool> {
+        match allowed {
+            true => self.fill().await,
+            false => Ok(false),
+        }
+    }
+
+    /// The status after a pass that did not fail: `unauthorized` while the creator may not READ
+    /// source `denied` (with an audit line when that starts or ends); `running` again once
+    /// allowed or once an error passed (unless a dead letter still cannot be written).
+    fn settle_status(&self, denied: Option<&str>) {
+        let now = self
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let (broker, name) = (&self.ctx.broker, &self.name);
+        if let Some(topic) = denied {
+            if now != SubState::Unauthorized {
+                self.gate.audit(broker, name, topic, false);
+                self.set_status(SubState::Unauthorized);
+            }
+        } else if now == SubState::Unauthorized {
+            let sources = self.sub.spec.sources.join(",");
+            self.gate.audit(broker, name, &sources, true);
+            self.set_status(SubState::Running);
+        } else if now.is_error() && !self.entries.values().any(|e| e.dead_letter.is_some()) {
+            self.set_status(SubState::Running);
+        }
     }
 
     fn set_status(&self, s: SubState) {
