@@ -853,3 +853,42 @@ fn with_auth_off_subscriptions_have_no_creator_and_nothing_is_checked() {
     let (st, _) = s.http("GET", "/users", None);
     assert_eq!(st, 200);
 }
+
+/// The shell example of docs/security.md "HTTP and the bus", run as written (the server's
+/// address in place of 127.0.0.1:8080): it leaves alice's prefixed READ on `orders`.
+#[test]
+fn the_guide_example_runs() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/security.md"
+    ))
+    .unwrap();
+    let start = doc.find("\n## HTTP and the bus\n").expect("the section");
+    let section = &doc[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let body = &section[section.find("```sh\n").expect("a sh block") + 6..];
+    let script = &body[..body.find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("BUSBAR_AUTH_ENABLED", "true"),
+        ("BUSBAR_AUTH_SUPER_USERS", "admin"),
+        ("BUSBAR_ADMIN_PASSWORD", "change-me"),
+    ];
+    let s = Server::start(dir.path(), &[], &env);
+    let script = script.replace("http://127.0.0.1:8080", &s.url());
+    let bin_dir = std::path::Path::new(common::BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let out = std::process::Command::new("sh")
+        .args(["-e", "-c", &script])
+        .env("PATH", path)
+        .env("BUSBAR_SERVER", s.url())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("User:bob"), "{}", stdout(&out));
+    let (_, v) = call(&s, ("admin", "change-me"), "GET", "/acls", None);
+    let mut want = acl("TOPIC", "orders", "READ");
+    want["pattern_type"] = json!("PREFIXED");
+    want["host"] = json!("*");
+    assert_eq!(v["acls"], json!([want]));
+}
