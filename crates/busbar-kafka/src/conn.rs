@@ -276,8 +276,12 @@ pub async fn run(
         usize::MAX
     }));
     let reader_cap = cap.clone();
+    // Over a client quota the socket is not read for a while (KIP-219's mute, `quota.rs`).
+    let mute = Arc::new(quota::Mute::default());
+    let reader_mute = mute.clone();
     let reader = tokio::spawn(async move {
         loop {
+            reader_mute.wait().await;
             let f = read_frame(&mut rd, &reader_shared, &reader_cap).await;
             let end = f.is_err();
             if tx.send(f).await.is_err() || end {
@@ -291,6 +295,7 @@ pub async fn run(
         listener: &listener,
         sasl,
         cap: &cap,
+        mute: &mute,
     };
     serve_frames(&mut rx, &mut wr, &mut conn, &mut stop).await;
     reader.abort();
@@ -305,6 +310,8 @@ struct Conn<'a> {
     sasl: Option<sasl::Session>,
     /// The reader's frame cap (lifted once authenticated).
     cap: &'a AtomicUsize,
+    /// Over a client quota: until when nothing is read or handled.
+    mute: &'a quota::Mute,
 }
 
 impl Conn<'_> {
@@ -322,8 +329,7 @@ async fn serve_frames(
 ) {
     let (peer, shared) = (conn.peer, conn.shared);
     let mut pending: VecDeque<JoinHandle<Reply>> = VecDeque::new();
-    // Over a client quota the connection takes no request for a while (`quota.rs`).
-    let mute = quota::Mute::default();
+    let mute = conn.mute;
     let sasl_deadline = Instant::now() + shared.config.sasl_timeout;
     loop {
         let next = tokio::select! {
@@ -405,7 +411,7 @@ async fn serve_frames(
         let started = Instant::now();
         if let RequestKind::Produce(r) = req {
             let durable = api::produce::start(&ctx, r).await;
-            let (throttle, hold) = quota::produced(&ctx, frame_bytes, started.elapsed(), &mute);
+            let (throttle, hold) = quota::produced(&ctx, frame_bytes, started.elapsed(), mute);
             let responses = shared.response_bytes.clone();
             let (refusals, client_id) = (shared.refusals.clone(), ctx.client_id.clone());
             pending.push_back(tokio::spawn(async move {
@@ -438,7 +444,7 @@ async fn serve_frames(
             let mut resp = ResponseKind::Fetch(resp);
             // A fetch's wait for data is not request time.
             let no_time = std::time::Duration::ZERO;
-            hold = quota::finish(&ctx, key, &mut resp, no_time, bytes_ms, &mute);
+            hold = quota::finish(&ctx, key, &mut resp, no_time, bytes_ms, mute);
             shared
                 .refusals
                 .answered(peer, &ctx.client_id, version, &resp);
@@ -449,7 +455,7 @@ async fn serve_frames(
         } else {
             match api::dispatch(&ctx, req).await {
                 Some(mut resp) => {
-                    hold = quota::finish(&ctx, key, &mut resp, started.elapsed(), 0, &mute);
+                    hold = quota::finish(&ctx, key, &mut resp, started.elapsed(), 0, mute);
                     shared
                         .refusals
                         .answered(peer, &ctx.client_id, version, &resp);

@@ -323,3 +323,39 @@ fn a_fetch_over_its_quota_answers_no_data_and_the_throttle() {
     }
     assert!(got >= 8_000, "{got}");
 }
+
+/// `request_percentage` covers every API: a client id over its share of request time gets
+/// `throttle_time_ms` on a Metadata answer too (set by the one function for every response type).
+#[test]
+fn request_time_over_its_percentage_throttles_any_api() {
+    let s = start();
+    let tiny = [("request_percentage", 0.0001, false)];
+    assert_eq!(
+        alter(
+            &s,
+            vec![entry(&[("client-id", Some(CLIENT))], &tiny)],
+            false
+        ),
+        [0]
+    );
+    let mut c = connect(&s);
+    let mut throttled = None;
+    for _ in 0..50 {
+        let r: MetadataResponse =
+            call_on(&mut c, ApiKey::Metadata, 12, &MetadataRequest::default()).unwrap();
+        if r.throttle_time_ms > 0 {
+            throttled = Some(r.throttle_time_ms);
+            break;
+        }
+    }
+    assert!(
+        throttled.is_some(),
+        "50 Metadata requests never exceeded 0.0001 % of a thread"
+    );
+    // The rate is the client id's, not the connection's: a new connection is still over.
+    let r: MetadataResponse = call(&s, ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(
+        r.throttle_time_ms > 0,
+        "a new connection of the same client id"
+    );
+}
