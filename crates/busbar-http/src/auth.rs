@@ -87,6 +87,13 @@ pub async fn check(State(app): State<App>, mut req: Request, next: Next) -> Resp
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip());
+    if !req.headers().contains_key(header::AUTHORIZATION) {
+        // mTLS: a verified client certificate stands for its user when no credentials are sent.
+        if let Some(crate::accept::ClientCert(user)) = req.extensions().get().cloned() {
+            req.extensions_mut().insert(Principal(user));
+            return next.run(req).await;
+        }
+    }
     let (user, password) = match credentials(req.headers()) {
         Ok(Credentials::Basic(user, password)) => (user, password),
         Ok(Credentials::Bearer(token)) => {

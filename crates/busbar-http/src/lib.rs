@@ -4,6 +4,7 @@
 //! route but the probes needs HTTP Basic credentials (`auth`) and passes its ACL check
 //! (`authz`).
 
+mod accept;
 mod acls;
 mod audit;
 mod auth;
@@ -27,6 +28,7 @@ mod tokens;
 mod topics;
 mod users;
 
+pub use accept::{CertPrincipal, HttpTls};
 pub use error::ApiError;
 pub use events::{decode_publish, decode_publish_with};
 
@@ -55,6 +57,13 @@ pub struct HttpConfig {
     pub consumers_max: usize,
     /// A consumer instance unused this long leaves its group. Default 5 minutes.
     pub consumer_idle_timeout: std::time::Duration,
+    /// A request's headers (and, with HTTPS, the TLS handshake) must arrive within this; an idle
+    /// keep-alive connection is closed after it too. Default 30 s (hyper's own default).
+    pub header_read_timeout: std::time::Duration,
+    /// Most open connections from one client address. Default 1,000.
+    pub connections_per_ip: usize,
+    /// Serve HTTPS with this (`http.tls`); `None`: plain HTTP.
+    pub tls: Option<HttpTls>,
 }
 
 impl Default for HttpConfig {
@@ -64,6 +73,9 @@ impl Default for HttpConfig {
             json_bytes_max: 1 << 20,
             consumers_max: 1000,
             consumer_idle_timeout: std::time::Duration::from_secs(300),
+            header_read_timeout: std::time::Duration::from_secs(30),
+            connections_per_ip: 1_000,
+            tls: None,
         }
     }
 }
@@ -200,7 +212,7 @@ pub async fn serve(
     let app = App {
         broker: bus.broker().clone(),
         bus,
-        config: Arc::new(config),
+        config: Arc::new(config.clone()),
         consumers: Arc::default(),
         ready: ready.clone(),
     };
@@ -208,10 +220,5 @@ pub async fn serve(
         shutdown.await;
         ready.store(false, Ordering::SeqCst);
     };
-    axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    accept::serve(listener, router(app), &config, shutdown).await
 }

@@ -21,7 +21,7 @@ use crate::budget;
 use crate::quota;
 use crate::sasl;
 use crate::versions;
-use crate::{Listener, Security, Shared};
+use crate::{Listener, Shared};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable};
@@ -29,9 +29,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
@@ -59,7 +57,7 @@ type Frame = (Bytes, budget::Frame);
 /// Reads one frame. `cap` bounds it further (`kafka.sasl_bytes_max` before SASL authentication,
 /// when raw tokens of a few bytes are also valid frames), read once the length has arrived.
 async fn read_frame(
-    sock: &mut tokio::net::tcp::OwnedReadHalf,
+    sock: &mut (impl AsyncRead + Unpin),
     shared: &Shared,
     cap: &AtomicUsize,
 ) -> Result<Frame, Close> {
@@ -211,10 +209,20 @@ fn counted(shared: &Shared, id: i32, version: i16, resp: &ResponseKind) -> Resul
 const PIPELINE_MAX: usize = 64;
 
 /// Writes one reply within `write_timeout`; false when the connection must close.
-async fn write(wr: &mut OwnedWriteHalf, reply: Reply, peer: SocketAddr, shared: &Shared) -> bool {
+async fn write<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    reply: Reply,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> bool {
     match reply {
         Ok(Some((bytes, _held))) => {
-            match tokio::time::timeout(shared.config.write_timeout, wr.write_all(&bytes)).await {
+            // Flushed: a TLS stream may hold the tail of a record until flushed (a no-op on TCP).
+            let sent = async {
+                wr.write_all(&bytes).await?;
+                wr.flush().await
+            };
+            match tokio::time::timeout(shared.config.write_timeout, sent).await {
                 Ok(Ok(())) => true,
                 Ok(Err(_)) => false,
                 Err(_) => {
@@ -232,9 +240,9 @@ async fn write(wr: &mut OwnedWriteHalf, reply: Reply, peer: SocketAddr, shared: 
 }
 
 /// Writes every pending response in order; false when the connection must close.
-async fn drain(
+async fn drain<W: AsyncWrite + Unpin>(
     pending: &mut VecDeque<JoinHandle<Reply>>,
-    wr: &mut OwnedWriteHalf,
+    wr: &mut W,
     peer: SocketAddr,
     shared: &Shared,
 ) -> bool {
@@ -256,20 +264,24 @@ async fn drain(
 /// sequences hold), and the connection reads and writes the next ones while earlier ones wait for
 /// their fsync, so one fsync covers several requests. Any other request waits until every earlier
 /// one is answered, then runs alone (as Kafka handles a connection's requests one at a time).
-pub async fn run(
-    sock: TcpStream,
+///
+/// `rd` and `wr` are the two halves of the socket, or of its TLS stream; `tls_principal` is the
+/// principal of an SSL listener's connection (its mapped client certificate, or anonymous).
+pub async fn run<R, W>(
+    mut rd: R,
+    mut wr: W,
     peer: SocketAddr,
     shared: Arc<Shared>,
     listener: Arc<Listener>,
+    tls_principal: Option<String>,
     mut stop: watch::Receiver<bool>,
-) {
-    let (mut rd, mut wr) = sock.into_split();
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame, Close>>(PIPELINE_MAX);
     let reader_shared = shared.clone();
-    let sasl = match listener.security {
-        Security::SaslPlaintext => Some(sasl::Session::default()),
-        Security::Plaintext => None,
-    };
+    let sasl = listener.security.sasl().then(sasl::Session::default);
     let cap = Arc::new(AtomicUsize::new(if sasl.is_some() {
         shared.config.sasl_bytes_max
     } else {
@@ -294,6 +306,7 @@ pub async fn run(
         shared: &shared,
         listener: &listener,
         sasl,
+        tls_principal,
         cap: &cap,
         mute: &mute,
     };
@@ -308,6 +321,8 @@ struct Conn<'a> {
     listener: &'a Listener,
     /// `Some` on a SASL listener.
     sasl: Option<sasl::Session>,
+    /// `Some` on an SSL listener: the client certificate's mapped name, or anonymous.
+    tls_principal: Option<String>,
     /// The reader's frame cap (lifted once authenticated).
     cap: &'a AtomicUsize,
     /// Over a client quota: until when nothing is read or handled.
@@ -319,11 +334,20 @@ impl Conn<'_> {
     fn unauthenticated(&self) -> bool {
         self.sasl.as_ref().is_some_and(|s| s.principal().is_none())
     }
+
+    /// Who is asking: the SASL user, the SSL listener's certificate principal, or `None` on a
+    /// PLAINTEXT listener.
+    fn principal(&self) -> Option<&str> {
+        match &self.sasl {
+            Some(s) => s.principal(),
+            None => self.tls_principal.as_deref(),
+        }
+    }
 }
 
-async fn serve_frames(
+async fn serve_frames<W: AsyncWrite + Unpin>(
     rx: &mut tokio::sync::mpsc::Receiver<Result<Frame, Close>>,
-    wr: &mut OwnedWriteHalf,
+    wr: &mut W,
     conn: &mut Conn<'_>,
     stop: &mut watch::Receiver<bool>,
 ) {
@@ -404,7 +428,7 @@ async fn serve_frames(
                 .unwrap_or_default(),
             peer,
             listener: conn.listener,
-            principal: conn.sasl.as_ref().and_then(|s| s.principal()),
+            principal: conn.principal(),
         };
         let id = header.correlation_id;
         let key = ApiKey::try_from(header.request_api_key).unwrap_or(ApiKey::ApiVersions);
@@ -475,7 +499,7 @@ async fn serve_frames(
 /// One frame before SASL authentication completes: a raw token after a v0 handshake, or
 /// ApiVersions, SaslHandshake or SaslAuthenticate. Anything else closes the connection, as does any
 /// failure (after its answer, held back by the failed-login backoff). False: close.
-async fn sasl_step(conn: &mut Conn<'_>, frame: Bytes, wr: &mut OwnedWriteHalf) -> bool {
+async fn sasl_step<W: AsyncWrite + Unpin>(conn: &mut Conn<'_>, frame: Bytes, wr: &mut W) -> bool {
     let (peer, shared, listener) = (conn.peer, conn.shared, conn.listener);
     let auth = shared.broker.auth();
     let Some(session) = conn.sasl.as_mut() else {

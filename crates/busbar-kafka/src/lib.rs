@@ -5,8 +5,9 @@
 //! [`serve`] takes an already-bound listener and a shutdown future, so tests bind port 0.
 //! Memory is bounded by two shared budgets (`budget`: requests and responses) and the read and
 //! write timeouts in `conn`; `fds` holds the descriptor-limit helpers the binary uses at start.
-//! Every refused request is logged, rate-limited (`refusals`). Listeners are PLAINTEXT or
-//! SASL_PLAINTEXT ([`Security`]); on a SASL one, `sasl` authenticates each connection first.
+//! Every refused request is logged, rate-limited (`refusals`). Listeners are Kafka's PLAINTEXT,
+//! SASL_PLAINTEXT, SSL and SASL_SSL ([`Security`]); on a SASL one, `sasl` authenticates each
+//! connection first; on a TLS one, `tls` runs the handshake in the connection's task.
 
 pub mod alloc;
 mod api;
@@ -19,9 +20,11 @@ pub mod fds;
 mod quota;
 mod refusals;
 mod sasl;
+mod tls;
 mod versions;
 
 pub use conn::{decode_frame, decode_request};
+pub use tls::{CertPrincipal, Tls};
 pub use versions::ADVERTISED;
 
 use busbar_broker::Broker;
@@ -83,16 +86,29 @@ pub struct KafkaConfig {
     /// it would be held up to `idle_timeout`). Default 10 s (busbar's choice: a client
     /// authenticates in a few round trips; Kafka itself bounds this only by its idle timeout).
     pub sasl_timeout: Duration,
+    /// Certificate, key and client verifier of the SSL and SASL_SSL listeners (`[tls]`); `None`
+    /// when none is configured (such listeners are then refused at start by `busbar serve`).
+    pub tls: Option<Tls>,
+    /// A TLS handshake not finished within this of the accept closes its connection. Default
+    /// 10 s (busbar's choice, like `sasl_timeout`: a handshake takes two round trips).
+    pub tls_handshake_timeout: Duration,
+    /// Most open connections from one client address, across all Kafka listeners; further ones
+    /// are closed at once (logged, rate-limited). Default 1,000.
+    pub connections_per_ip: usize,
 }
 
-/// How a listener's clients authenticate (Kafka's security protocols without TLS; SSL and
-/// SASL_SSL are not served yet).
+/// How a listener's clients authenticate and whether the connection is encrypted (Kafka's
+/// security protocols).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Security {
     /// No authentication.
     Plaintext,
     /// SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) before any other request.
     SaslPlaintext,
+    /// TLS; the principal is the client certificate's mapped name, or anonymous.
+    Ssl,
+    /// SASL over TLS.
+    SaslSsl,
 }
 
 impl Security {
@@ -101,7 +117,19 @@ impl Security {
         match self {
             Security::Plaintext => "PLAINTEXT",
             Security::SaslPlaintext => "SASL_PLAINTEXT",
+            Security::Ssl => "SSL",
+            Security::SaslSsl => "SASL_SSL",
         }
+    }
+
+    /// True for the listeners that authenticate with SASL.
+    pub fn sasl(self) -> bool {
+        matches!(self, Security::SaslPlaintext | Security::SaslSsl)
+    }
+
+    /// True for the listeners that speak TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, Security::Ssl | Security::SaslSsl)
     }
 }
 
@@ -131,6 +159,9 @@ impl Default for KafkaConfig {
             auto_create_topics: true,
             sasl_bytes_max: 512 << 10,
             sasl_timeout: Duration::from_secs(10),
+            tls: None,
+            tls_handshake_timeout: Duration::from_secs(10),
+            connections_per_ip: 1_000,
         }
     }
 }
@@ -145,6 +176,8 @@ pub(crate) struct Shared {
     pub response_bytes: Arc<budget::Responses>,
     /// The rate-limited log of refused requests.
     pub refusals: Arc<refusals::Refusals>,
+    /// Open connections per client address (`connections_per_ip`).
+    pub per_ip: Arc<tls::PerIp>,
 }
 
 /// Serves the Kafka protocol on `listener` until `shutdown` resolves; open connections then finish
@@ -181,6 +214,7 @@ pub async fn serve_listeners(
         request_bytes: budget::Requests::new(config.request_bytes_max),
         response_bytes: budget::Responses::new(config.response_bytes_max),
         refusals: Arc::default(),
+        per_ip: tls::PerIp::new(config.connections_per_ip),
         broker,
         config,
     });
@@ -244,13 +278,57 @@ async fn accept(
             drop(socket); // over connections_max: refuse at once
             continue;
         };
+        let Some(slot) = shared.per_ip.acquire(peer.ip()) else {
+            drop(socket);
+            let why = format!(
+                "over limits.connections_per_ip ({}); connection closed",
+                shared.config.connections_per_ip
+            );
+            shared.refusals.log(peer, "?", "a connection", &why);
+            continue;
+        };
         let _ = socket.set_nodelay(true);
         let (shared, stop, info) = (shared.clone(), stop_rx.clone(), info.clone());
         tokio::spawn(async move {
-            conn::run(socket, peer, shared, info, stop).await;
-            drop(permit);
+            open(socket, peer, shared, info, stop).await;
+            drop((permit, slot));
         });
     }
+}
+
+/// Serves one accepted connection: over TLS after a bounded handshake on a TLS listener, else
+/// as it is.
+async fn open(
+    socket: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    info: Arc<Listener>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    if !info.security.tls() {
+        let (rd, wr) = socket.into_split();
+        return conn::run(rd, wr, peer, shared, info, None, stop).await;
+    }
+    let Some(tls) = shared.config.tls.clone() else {
+        return; // refused at start: a TLS listener needs [tls]
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+    let limit = shared.config.tls_handshake_timeout;
+    let stream = match tokio::time::timeout(limit, acceptor.accept(socket)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let why = format!("TLS handshake failed: {e}; connection closed");
+            return shared.refusals.log(peer, "?", "a connection", &why);
+        }
+        Err(_) => {
+            let why = "TLS handshake not finished within kafka.tls_handshake_timeout_ms; \
+                       connection closed";
+            return shared.refusals.log(peer, "?", "a connection", why);
+        }
+    };
+    let principal = (info.security == Security::Ssl).then(|| tls.principal_of(stream.get_ref().1));
+    let (rd, wr) = tokio::io::split(stream);
+    conn::run(rd, wr, peer, shared, info, principal, stop).await;
 }
 
 /// Accept errors that concern one connection (already gone), not the listener or the process.

@@ -12,7 +12,9 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A failed command, with its exit code.
@@ -134,6 +136,25 @@ pub enum Output {
     Json,
 }
 
+/// The certificates of a PEM file (`--ca-file`); a usage error naming the file when it cannot be
+/// read or holds none.
+fn ca_certs(path: &Path) -> CliResult<Vec<ureq::tls::Certificate<'static>>> {
+    let bad = |why: String| CliError::Usage(format!("--ca-file {}: {why}", path.display()));
+    let text = std::fs::read(path).map_err(|e| bad(format!("cannot read ({e})")))?;
+    let certs: Vec<_> = ureq::tls::parse_pem(&text)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(format!("bad PEM ({e})")))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(certs)
+}
+
 /// Talks to one busbar server.
 pub struct Client {
     base: String,
@@ -144,16 +165,23 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(server: &str, output: Output) -> CliResult<Self> {
+    /// A client of `server` (`http://` or `https://`); an `https://` server's certificate must
+    /// chain to `ca_file` (PEM, `--ca-file`) when given, else to the Mozilla roots.
+    pub fn new(server: &str, output: Output, ca_file: Option<&Path>) -> CliResult<Self> {
         let base = server.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
+        if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(CliError::Usage(format!(
-                "--server {server:?} must be an http:// URL"
+                "--server {server:?} must be an http:// or https:// URL"
             )));
+        }
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(path) = ca_file {
+            tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(ca_certs(path)?)));
         }
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
+            .tls_config(tls.build())
             .build()
             .into();
         Ok(Self {

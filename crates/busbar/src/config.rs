@@ -24,6 +24,10 @@ pub struct Config {
     pub broker: Broker,
     pub bus: BusSection,
     pub auth: AuthSection,
+    /// `[tls]`: certificate, key and client CA of the TLS listeners and HTTPS.
+    pub tls: crate::tls::TlsSection,
+    /// `[limits]`: limits of the accept paths.
+    pub limits: Limits,
     /// `[audit]`: the audit log's file and rotation.
     pub audit: crate::audit::AuditSection,
     /// Defaults for new topics, by Kafka config name (`"retention.ms" = 604800000`; TOML
@@ -53,6 +57,19 @@ pub struct Http {
     pub shutdown_grace_ms: u64,
     /// Most consumer instances and event streams held at once.
     pub consumers_max: u64,
+    /// Serve HTTPS with `[tls]`.
+    pub tls: bool,
+    /// A request's headers must arrive whole within this, milliseconds (slowloris).
+    pub header_read_timeout_ms: u64,
+}
+
+/// `[limits]`: limits of the accept paths (Kafka and HTTP listeners).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Most open connections from one client address; the Kafka listeners and the HTTP listener
+    /// count separately.
+    pub connections_per_ip: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +105,8 @@ pub struct Kafka {
     /// A response must be taken by the client within this, milliseconds; else its connection is
     /// closed and its memory freed.
     pub write_timeout_ms: u64,
+    /// A TLS handshake must finish within this of the accept, milliseconds.
+    pub tls_handshake_timeout_ms: u64,
 }
 
 /// `[auth]`: authentication (off by default: every request is allowed, as before).
@@ -174,6 +193,8 @@ impl Default for Config {
                 json_bytes_max: h.json_bytes_max as u64,
                 shutdown_grace_ms: 10_000,
                 consumers_max: h.consumers_max as u64,
+                tls: false,
+                header_read_timeout_ms: h.header_read_timeout.as_millis() as u64,
             },
             kafka: Kafka {
                 addr: "127.0.0.1:9092".into(),
@@ -190,6 +211,7 @@ impl Default for Config {
                 idle_timeout_ms: k.idle_timeout.as_millis() as u64,
                 read_timeout_ms: k.read_timeout.as_millis() as u64,
                 write_timeout_ms: k.write_timeout.as_millis() as u64,
+                tls_handshake_timeout_ms: k.tls_handshake_timeout.as_millis() as u64,
             },
             broker: Broker {
                 default_partitions: b.default_partitions,
@@ -214,6 +236,10 @@ impl Default for Config {
                 subscriptions_max: BusConfig::default().subscriptions_max as u64,
                 read_cache_bytes: BusConfig::default().read_cache_bytes as u64,
                 targets: Targets::default(),
+            },
+            tls: crate::tls::TlsSection::default(),
+            limits: Limits {
+                connections_per_ip: k.connections_per_ip as u64,
             },
             auth: AuthSection {
                 enabled: a.enabled,
@@ -372,10 +398,12 @@ fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
                 .as_table_mut()
                 .expect("table")
                 .insert(list.into(), Value::Array(items.collect()));
-        } else if let Some((section, key)) = rest
-            .split_once('_')
-            .filter(|(s, _)| matches!(*s, "http" | "kafka" | "broker" | "bus" | "auth" | "audit"))
-        {
+        } else if let Some((section, key)) = rest.split_once('_').filter(|(s, _)| {
+            matches!(
+                *s,
+                "http" | "kafka" | "broker" | "bus" | "auth" | "tls" | "limits" | "audit"
+            )
+        }) {
             let entry = t
                 .entry(section)
                 .or_insert_with(|| Value::Table(Table::new()));
@@ -393,6 +421,7 @@ fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
                 | "user"
                 | "password"
                 | "token"
+                | "ca_file"
         ) {
             bail!("environment variable {name} is not a busbar setting (see busbar.toml.example)");
         }
@@ -477,12 +506,11 @@ impl Config {
         if listeners.len() > 1 && self.kafka.advertised_port != 0 {
             bail!("kafka.advertised_port applies to a single listener; leave it 0 with several kafka.listeners");
         }
-        let sasl = listeners
-            .iter()
-            .find(|l| l.security == busbar_kafka::Security::SaslPlaintext);
+        let sasl = listeners.iter().find(|l| l.security.sasl());
         if let Some(l) = sasl.filter(|_| !self.auth.enabled) {
             bail!("kafka.listeners has {l} but auth.enabled is false: set auth.enabled = true to authenticate clients");
         }
+        self.check_tls(&listeners)?;
         busbar_broker::auth::scram::check_iterations(self.auth.scram_iterations as i64)
             .map_err(|e| anyhow!("auth.scram_iterations: {e}"))?;
         self.audit.validate()?;
@@ -597,6 +625,24 @@ impl Config {
                 1 << 30,
             ),
             ("http.consumers_max", self.http.consumers_max, 1, 1_000_000),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+                100,
+                3_600_000,
+            ),
+            (
+                "kafka.tls_handshake_timeout_ms",
+                self.kafka.tls_handshake_timeout_ms,
+                100,
+                3_600_000,
+            ),
+            (
+                "limits.connections_per_ip",
+                self.limits.connections_per_ip,
+                1,
+                10_000_000,
+            ),
             (
                 "kafka.sasl_bytes_max",
                 self.kafka.sasl_bytes_max,
@@ -713,6 +759,20 @@ impl Config {
         }
     }
 
+    /// `[tls]` read and checked: TLS listeners and `http.tls` need a certificate.
+    fn check_tls(&self, listeners: &[crate::listeners::ListenerSpec]) -> Result<()> {
+        let loaded = self.tls.load()?.is_some();
+        if let Some(l) = listeners.iter().find(|l| l.security.tls() && !loaded) {
+            bail!("kafka.listeners has {l} but [tls] has no certificate: set tls.cert_file and tls.key_file");
+        }
+        if self.http.tls && !loaded {
+            bail!(
+                "http.tls is true but [tls] has no certificate: set tls.cert_file and tls.key_file"
+            );
+        }
+        Ok(())
+    }
+
     /// The Kafka listeners to bind (`kafka.listeners`, or PLAINTEXT on `kafka.addr`).
     pub fn listeners(&self) -> Result<Vec<crate::listeners::ListenerSpec>> {
         crate::listeners::resolve(&self.kafka.listeners, &self.kafka.addr)
@@ -724,6 +784,8 @@ impl Config {
             publish_bytes_max: self.http.publish_bytes_max as usize,
             json_bytes_max: self.http.json_bytes_max as usize,
             consumers_max: self.http.consumers_max as usize,
+            header_read_timeout: Duration::from_millis(self.http.header_read_timeout_ms),
+            connections_per_ip: self.limits.connections_per_ip as usize,
             ..HttpConfig::default()
         }
     }
@@ -752,6 +814,8 @@ impl Config {
             write_timeout: Duration::from_millis(k.write_timeout_ms),
             sasl_bytes_max: k.sasl_bytes_max as usize,
             sasl_timeout: Duration::from_millis(k.sasl_timeout_ms),
+            tls_handshake_timeout: Duration::from_millis(k.tls_handshake_timeout_ms),
+            connections_per_ip: self.limits.connections_per_ip as usize,
             ..busbar_kafka::KafkaConfig::default()
         }
     }

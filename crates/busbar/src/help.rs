@@ -28,6 +28,7 @@ const OFFLINE: &[(&str, &[&str])] = &[
     ("check-config", &["output"]),
     ("rule", &["output"]),
     ("bench", &["output"]),
+    ("tls", &[]),
     ("completions", &[]),
     ("man", &[]),
 ];

@@ -4,4 +4,6 @@
 
 pub mod audit;
 pub mod config;
+pub mod dn;
 pub mod listeners;
+pub mod tls;

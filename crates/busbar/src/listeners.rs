@@ -1,7 +1,7 @@
-//! `[kafka] listeners`: Kafka's `PROTOCOL://HOST:PORT` forms, parsed and checked at start-up.
-//! PLAINTEXT and SASL_PLAINTEXT are served; SSL and SASL_SSL are refused with a clear message
-//! (TLS is not served yet). An empty list means one PLAINTEXT listener on `kafka.addr`, which is
-//! also what `--kafka-addr X` sets (`["PLAINTEXT://X"]`).
+//! `[kafka] listeners`: Kafka's `PROTOCOL://HOST:PORT` forms (PLAINTEXT, SASL_PLAINTEXT, SSL,
+//! SASL_SSL), parsed and checked at start-up; SSL and SASL_SSL need `[tls]` (checked in
+//! `config`). An empty list means one PLAINTEXT listener on `kafka.addr`, which is also what
+//! `--kafka-addr X` sets (`["PLAINTEXT://X"]`).
 
 use anyhow::{bail, Result};
 use busbar_kafka::Security;
@@ -28,12 +28,11 @@ pub fn parse(text: &str) -> Result<ListenerSpec> {
     let security = match protocol.to_ascii_uppercase().as_str() {
         "PLAINTEXT" => Security::Plaintext,
         "SASL_PLAINTEXT" => Security::SaslPlaintext,
-        "SSL" | "SASL_SSL" => bail!(
-            "kafka.listeners: {text:?}: {protocol} (TLS) listeners are not supported yet; use \
-             PLAINTEXT or SASL_PLAINTEXT"
-        ),
+        "SSL" => Security::Ssl,
+        "SASL_SSL" => Security::SaslSsl,
         _ => bail!(
-            "kafka.listeners: {text:?}: unknown protocol {protocol:?} (PLAINTEXT, SASL_PLAINTEXT)"
+            "kafka.listeners: {text:?}: unknown protocol {protocol:?} (PLAINTEXT, SASL_PLAINTEXT, \
+             SSL, SASL_SSL)"
         ),
     };
     crate::config::listen_address("kafka.listeners", addr)?;
@@ -85,7 +84,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kafka_forms_are_parsed_and_tls_is_refused_for_now() {
+    fn kafka_forms_are_parsed() {
         let l = resolve(
             &[
                 "SASL_PLAINTEXT://127.0.0.1:9094".into(),
@@ -97,10 +96,13 @@ mod tests {
         assert_eq!(l[0].security, Security::SaslPlaintext);
         assert_eq!(l[0].addr, "127.0.0.1:9094");
         assert_eq!(l[1].to_string(), "PLAINTEXT://127.0.0.1:9092");
-        for tls in ["SSL://127.0.0.1:9093", "SASL_SSL://127.0.0.1:9093"] {
-            let e = parse(tls).unwrap_err().to_string();
-            assert!(e.contains("not supported yet"), "{e}");
-        }
+        assert_eq!(
+            parse("SSL://127.0.0.1:9093").unwrap().security,
+            Security::Ssl
+        );
+        let sasl_ssl = parse("sasl_ssl://127.0.0.1:9093").unwrap();
+        assert_eq!(sasl_ssl.security, Security::SaslSsl);
+        assert_eq!(sasl_ssl.to_string(), "SASL_SSL://127.0.0.1:9093");
         assert!(parse("127.0.0.1:9092").is_err());
         assert!(parse("GSSAPI://127.0.0.1:9092").is_err());
         assert!(parse("PLAINTEXT://nowhere").is_err());

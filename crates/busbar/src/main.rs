@@ -47,6 +47,10 @@ struct Cli {
     /// API token (POST /tokens) sent as Authorization: Bearer, instead of --user/--password.
     #[arg(long, global = true, env = "BUSBAR_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM CA certificates an https:// --server's certificate must chain to (default: the
+    /// Mozilla roots).
+    #[arg(long, global = true, env = "BUSBAR_CA_FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -109,6 +113,9 @@ enum Command {
     /// ACLs (Kafka's model) of the HTTP API, Kafka clients and the bus: create, list, delete.
     #[command(subcommand)]
     Acl(cmd::acl::AclCmd),
+    /// Development TLS certificates (a CA, a server and client certificates) for [tls].
+    #[command(subcommand)]
+    Tls(cmd::tls::TlsCmd),
     /// Load a running busbar over the Kafka protocol: produce, consume, e2e or fanout.
     Bench(Box<bench::BenchArgs>),
     /// Print a shell completion script (e.g. `busbar completions bash > /etc/bash_completion.d/busbar`).
@@ -146,7 +153,7 @@ fn main() -> ExitCode {
     let matches = help::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let run_client = |f: &dyn Fn(&Client) -> client::CliResult<()>| -> client::CliResult<()> {
-        let c = Client::new(&cli.server, cli.output)?.with_credentials(
+        let c = Client::new(&cli.server, cli.output, cli.ca_file.as_deref())?.with_credentials(
             cli.user.as_deref(),
             cli.password.as_deref(),
             cli.token.as_deref(),
@@ -169,6 +176,7 @@ fn main() -> ExitCode {
                     let usage = e.chain().any(|c| {
                         c.is::<serve::Unbindable>()
                             || c.is::<serve::NoAdmin>()
+                            || c.is::<serve::BadTls>()
                             || matches!(
                                 c.downcast_ref(),
                                 Some(busbar_broker::BrokerError::DataDirLocked(_))
@@ -204,6 +212,7 @@ fn main() -> ExitCode {
         Command::Dlq(d) => run_client(&|cl| cmd::dlq::run(cl, d.clone())),
         Command::User(u) => run_client(&|cl| cmd::user::run(cl, u.clone())),
         Command::Acl(a) => run_client(&|cl| cmd::acl::run(cl, a.clone())),
+        Command::Tls(t) => cmd::tls::run(t),
         Command::Bench(b) => bench::run(*b, cli.output),
     };
     match result {

@@ -32,6 +32,19 @@ impl std::fmt::Display for Unbindable {
 
 impl std::error::Error for Unbindable {}
 
+/// `[tls]` names a file that cannot be read, holds no usable PEM, or a key that does not fit
+/// its certificate: a configuration error (exit 2).
+#[derive(Debug)]
+pub struct BadTls(String);
+
+impl std::fmt::Display for BadTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadTls {}
+
 /// Authentication is on, no user exists and `BUSBAR_ADMIN_PASSWORD` is not set: a configuration
 /// error (exit 2).
 #[derive(Debug)]
@@ -119,6 +132,7 @@ async fn serve(config: Config) -> Result<()> {
     if let Some(w) = busbar_kafka::alloc::overcommit_warning() {
         eprintln!("busbar: warning: {w}");
     }
+    let tls = config.tls.load().map_err(|e| BadTls(format!("{e:#}")))?;
     let listener = bind("HTTP", "http.addr", &config.http.addr).await?;
     let specs = config.listeners()?;
     let mut kafka_listeners = Vec::with_capacity(specs.len());
@@ -159,7 +173,15 @@ async fn serve(config: Config) -> Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let background = tokio::spawn(broker.clone().run_background(wait(stop_rx.clone())));
-    let kafka_config = config.kafka_config(kafka_addr);
+    let mut kafka_config = config.kafka_config(kafka_addr);
+    kafka_config.tls = tls.as_ref().map(|t| t.kafka());
+    let mut http_config = config.http_config();
+    http_config.tls = tls.as_ref().filter(|_| config.http.tls).map(|t| t.http());
+    let scheme = if http_config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let kafka = tokio::spawn(busbar_kafka::serve_listeners(
         kafka_listeners,
         broker.clone(),
@@ -169,14 +191,14 @@ async fn serve(config: Config) -> Result<()> {
     let mut http = tokio::spawn(busbar_http::serve(
         listener,
         bus.clone(),
-        config.http_config(),
+        http_config,
         wait(stop_rx),
     ));
     for d in broker.internal_damage() {
         eprintln!("busbar: warning: damaged data skipped at start: {d}");
     }
     eprintln!(
-        "busbar {} ready in {} ms: http://{} kafka {}{kafka_all} data {} ({recovery})",
+        "busbar {} ready in {} ms: {scheme}://{} kafka {}{kafka_all} data {} ({recovery})",
         env!("CARGO_PKG_VERSION"),
         started.elapsed().as_millis(),
         http_addr,

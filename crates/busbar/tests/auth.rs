@@ -95,12 +95,16 @@ fn cli(s: &Server, args: &[&str]) -> Output {
 }
 
 #[test]
-fn tls_listeners_and_sasl_without_auth_are_refused_at_start() {
+fn tls_listeners_without_tls_and_sasl_without_auth_are_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     for tls in ["SSL://127.0.0.1:0", "SASL_SSL://127.0.0.1:0"] {
-        let (code, err) = refused(dir.path(), &[("BUSBAR_KAFKA_LISTENERS", tls)]);
+        let env = [
+            ("BUSBAR_KAFKA_LISTENERS", tls),
+            ("BUSBAR_AUTH_ENABLED", "true"),
+        ];
+        let (code, err) = refused(dir.path(), &env);
         assert_eq!(code, 2, "{err}");
-        assert!(err.contains("not supported yet"), "{err}");
+        assert!(err.contains("[tls] has no certificate"), "{err}");
     }
     let sasl = [("BUSBAR_KAFKA_LISTENERS", "SASL_PLAINTEXT://127.0.0.1:0")];
     let (code, err) = refused(dir.path(), &sasl);

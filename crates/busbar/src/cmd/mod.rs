@@ -7,5 +7,6 @@ pub mod group;
 pub mod produce;
 pub mod rule;
 pub mod subscription;
+pub mod tls;
 pub mod topic;
 pub mod user;

@@ -64,7 +64,7 @@ impl Server {
             .recv_timeout(Duration::from_secs(60))
             .expect("busbar printed its ready line");
         let addr = line
-            .split("http://")
+            .split("://") // http:// or https://, the first address of the line
             .nth(1)
             .and_then(|r| r.split_whitespace().next())
             .unwrap()

@@ -1,0 +1,296 @@
+//! The HTTP accept path: one task per connection, HTTP/1.1 served by hyper with a header-read
+//! timeout (`http.header_read_timeout_ms`: a client that sends its headers a byte at a time, or
+//! nothing at all, is closed when it runs out; an idle keep-alive connection too), an optional
+//! TLS handshake (HTTPS) bounded by the same timeout and run in the connection's task, so a
+//! stalled handshake never holds up accepts, and a cap on open connections per client address
+//! (`limits.connections_per_ip`). Closes for these reasons are logged at most
+//! [`LINES_PER_SECOND`] times a second.
+//!
+//! A verified client certificate (mTLS) names the connection's principal, which `auth` uses for a
+//! request without an `Authorization` header.
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+
+/// Most lines a second of the accept-path log; the rest are counted and summarised.
+pub const LINES_PER_SECOND: u32 = 20;
+
+/// Maps a verified client certificate (DER, end entity) to a user name.
+pub type CertPrincipal = Arc<dyn Fn(&[u8]) -> Option<String> + Send + Sync>;
+
+/// HTTPS settings (`http.tls` with `[tls]`).
+#[derive(Clone)]
+pub struct HttpTls {
+    pub server: Arc<rustls::ServerConfig>,
+    /// How a verified client certificate becomes a principal (`tls.principal_mapping`).
+    pub principal: CertPrincipal,
+}
+
+impl std::fmt::Debug for HttpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTls").finish_non_exhaustive()
+    }
+}
+
+/// The user a verified client certificate names, for requests of its connection.
+#[derive(Debug, Clone)]
+pub struct ClientCert(pub String);
+
+/// What every connection task needs.
+struct Settings {
+    router: Router,
+    tls: Option<HttpTls>,
+    header_read_timeout: Duration,
+    per_ip: PerIp,
+    per_ip_max: usize,
+    log: RateLog,
+}
+
+/// Accepts on `listener` until `shutdown`, then lets every open connection finish its request
+/// (graceful close) and returns once all are gone.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    config: &crate::HttpConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let settings = Arc::new(Settings {
+        router,
+        tls: config.tls.clone(),
+        header_read_timeout: config.header_read_timeout,
+        per_ip: PerIp::default(),
+        per_ip_max: config.connections_per_ip,
+        log: RateLog::default(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = settings.per_ip.acquire(peer.ip(), settings.per_ip_max) else {
+            drop(socket);
+            let max = settings.per_ip_max;
+            settings.log.line(&format!(
+                "closed a connection from {peer}: over limits.connections_per_ip ({max})"
+            ));
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let (settings, stop, open) = (settings.clone(), stop_rx.clone(), open_tx.clone());
+        tokio::spawn(async move {
+            connection(socket, peer, &settings, stop).await;
+            drop((slot, open));
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(open_tx);
+    // Every connection task holds a sender: this returns once the last one has finished.
+    let _ = open_rx.recv().await;
+    Ok(())
+}
+
+/// A failed accept: one aborted connection is skipped, anything else (out of descriptors)
+/// pauses accepting for a second, as axum's own loop does.
+async fn accept_failed(e: &std::io::Error) {
+    use std::io::ErrorKind::*;
+    if !matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused
+    ) {
+        eprintln!("busbar-http: accept failed: {e}; retrying in 1 s");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// One connection: the TLS handshake when HTTPS is on, then HTTP until it closes.
+async fn connection(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    settings: &Settings,
+    stop: watch::Receiver<bool>,
+) {
+    let Some(tls) = &settings.tls else {
+        return http(socket, peer, None, settings, stop).await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+    let stream =
+        match tokio::time::timeout(settings.header_read_timeout, acceptor.accept(socket)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let line = format!("closed a connection from {peer}: TLS handshake failed: {e}");
+                return settings.log.line(&line);
+            }
+            Err(_) => {
+                return settings.log.line(&format!(
+                    "closed a connection from {peer}: TLS handshake not finished within \
+                     http.header_read_timeout_ms"
+                ));
+            }
+        };
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|c| (tls.principal)(c.as_ref()));
+    http(stream, peer, cert, settings, stop).await;
+}
+
+/// Serves HTTP/1.1 on `io` until the client closes, a header read times out, or the server stops
+/// (then the request in progress finishes first).
+async fn http<IO>(
+    io: IO,
+    peer: SocketAddr,
+    cert: Option<String>,
+    settings: &Settings,
+    mut stop: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let router = settings.router.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let mut router = router.clone();
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(user) = &cert {
+            req.extensions_mut().insert(ClientCert(user.clone()));
+        }
+        async move {
+            use tower_service::Service;
+            type Req = axum::extract::Request;
+            std::future::poll_fn(|cx| Service::<Req>::poll_ready(&mut router, cx)).await?;
+            Service::<Req>::call(&mut router, req).await
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                if e.is_timeout() {
+                    settings.log.line(&format!(
+                        "closed a connection from {peer}: headers not received within \
+                         http.header_read_timeout_ms"
+                    ));
+                }
+            }
+        }
+        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Open connections per client address.
+#[derive(Default)]
+struct PerIp {
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One counted connection; dropping it frees its place.
+struct IpSlot {
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn acquire(&self, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            open: self.open.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A log of at most [`LINES_PER_SECOND`] lines a second.
+struct RateLog {
+    window: Mutex<(Instant, u32, u64)>,
+}
+
+impl Default for RateLog {
+    fn default() -> Self {
+        Self {
+            window: Mutex::new((Instant::now(), 0, 0)),
+        }
+    }
+}
+
+impl RateLog {
+    fn line(&self, text: &str) {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if w.0.elapsed() >= Duration::from_secs(1) {
+            if w.2 > 0 {
+                eprintln!(
+                    "busbar-http: {} more closed connections not logged (at most \
+                     {LINES_PER_SECOND} lines a second)",
+                    w.2
+                );
+            }
+            *w = (Instant::now(), 0, 0);
+        }
+        if w.1 >= LINES_PER_SECOND {
+            w.2 += 1;
+            return;
+        }
+        w.1 += 1;
+        eprintln!("busbar-http: {text}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_ip_counts_each_address_and_frees_on_drop() {
+        let limit = PerIp::default();
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let s1 = limit.acquire(a, 2).unwrap();
+        let _s2 = limit.acquire(a, 2).unwrap();
+        assert!(limit.acquire(a, 2).is_none());
+        assert!(limit.acquire("10.0.0.1".parse().unwrap(), 2).is_some());
+        drop(s1);
+        assert!(limit.acquire(a, 2).is_some());
+    }
+}
