@@ -928,6 +928,8 @@ import acl  # tests/clients/acl.py: ACLs on the Kafka protocol with real clients
 acl.register(test, Busbar)
 import audit  # tests/clients/audit.py: the audit log on the Kafka protocol (issue 16)
 audit.register(test, Busbar)
+import tls  # tests/clients/tls.py: SSL/SASL_SSL listeners and HTTPS with real clients (issue 16)
+tls.register(test, Busbar, BIN)
 
 
 def main():
