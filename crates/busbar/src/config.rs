@@ -28,10 +28,6 @@ pub struct Config {
     pub tls: crate::tls::TlsSection,
     /// `[limits]`: limits of the accept paths.
     pub limits: Limits,
-    /// `[tls]`: certificate, key and client CA of the TLS listeners and HTTPS.
-    pub tls: crate::tls::TlsSection,
-    /// `[limits]`: limits of the accept paths.
-    pub limits: Limits,
     /// `[audit]`: the audit log's file and rotation.
     pub audit: crate::audit::AuditSection,
     /// Defaults for new topics, by Kafka config name (`"retention.ms" = 604800000`; TOML
@@ -199,8 +195,6 @@ impl Default for Config {
                 consumers_max: h.consumers_max as u64,
                 tls: false,
                 header_read_timeout_ms: h.header_read_timeout.as_millis() as u64,
-                tls: false,
-                header_read_timeout_ms: h.header_read_timeout.as_millis() as u64,
             },
             kafka: Kafka {
                 addr: "127.0.0.1:9092".into(),
@@ -217,7 +211,6 @@ impl Default for Config {
                 idle_timeout_ms: k.idle_timeout.as_millis() as u64,
                 read_timeout_ms: k.read_timeout.as_millis() as u64,
                 write_timeout_ms: k.write_timeout.as_millis() as u64,
-                tls_handshake_timeout_ms: k.tls_handshake_timeout.as_millis() as u64,
                 tls_handshake_timeout_ms: k.tls_handshake_timeout.as_millis() as u64,
             },
             broker: Broker {
@@ -243,10 +236,6 @@ impl Default for Config {
                 subscriptions_max: BusConfig::default().subscriptions_max as u64,
                 read_cache_bytes: BusConfig::default().read_cache_bytes as u64,
                 targets: Targets::default(),
-            },
-            tls: crate::tls::TlsSection::default(),
-            limits: Limits {
-                connections_per_ip: k.connections_per_ip as u64,
             },
             tls: crate::tls::TlsSection::default(),
             limits: Limits {
@@ -433,7 +422,6 @@ fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
                 | "password"
                 | "token"
                 | "ca_file"
-                | "ca_file"
         ) {
             bail!("environment variable {name} is not a busbar setting (see busbar.toml.example)");
         }
@@ -522,7 +510,6 @@ impl Config {
         if let Some(l) = sasl.filter(|_| !self.auth.enabled) {
             bail!("kafka.listeners has {l} but auth.enabled is false: set auth.enabled = true to authenticate clients");
         }
-        self.check_tls(&listeners)?;
         self.check_tls(&listeners)?;
         busbar_broker::auth::scram::check_iterations(self.auth.scram_iterations as i64)
             .map_err(|e| anyhow!("auth.scram_iterations: {e}"))?;
@@ -638,24 +625,6 @@ impl Config {
                 1 << 30,
             ),
             ("http.consumers_max", self.http.consumers_max, 1, 1_000_000),
-            (
-                "http.header_read_timeout_ms",
-                self.http.header_read_timeout_ms,
-                100,
-                3_600_000,
-            ),
-            (
-                "kafka.tls_handshake_timeout_ms",
-                self.kafka.tls_handshake_timeout_ms,
-                100,
-                3_600_000,
-            ),
-            (
-                "limits.connections_per_ip",
-                self.limits.connections_per_ip,
-                1,
-                10_000_000,
-            ),
             (
                 "http.header_read_timeout_ms",
                 self.http.header_read_timeout_ms,
@@ -804,20 +773,6 @@ impl Config {
         Ok(())
     }
 
-    /// `[tls]` read and checked: TLS listeners and `http.tls` need a certificate.
-    fn check_tls(&self, listeners: &[crate::listeners::ListenerSpec]) -> Result<()> {
-        let loaded = self.tls.load()?.is_some();
-        if let Some(l) = listeners.iter().find(|l| l.security.tls() && !loaded) {
-            bail!("kafka.listeners has {l} but [tls] has no certificate: set tls.cert_file and tls.key_file");
-        }
-        if self.http.tls && !loaded {
-            bail!(
-                "http.tls is true but [tls] has no certificate: set tls.cert_file and tls.key_file"
-            );
-        }
-        Ok(())
-    }
-
     /// The Kafka listeners to bind (`kafka.listeners`, or PLAINTEXT on `kafka.addr`).
     pub fn listeners(&self) -> Result<Vec<crate::listeners::ListenerSpec>> {
         crate::listeners::resolve(&self.kafka.listeners, &self.kafka.addr)
@@ -829,8 +784,6 @@ impl Config {
             publish_bytes_max: self.http.publish_bytes_max as usize,
             json_bytes_max: self.http.json_bytes_max as usize,
             consumers_max: self.http.consumers_max as usize,
-            header_read_timeout: Duration::from_millis(self.http.header_read_timeout_ms),
-            connections_per_ip: self.limits.connections_per_ip as usize,
             header_read_timeout: Duration::from_millis(self.http.header_read_timeout_ms),
             connections_per_ip: self.limits.connections_per_ip as usize,
             ..HttpConfig::default()
