@@ -33,6 +33,7 @@
 //! also finishes the job when timestamps are in offset order. States follow EventBridge:
 //! `RUNNING`, `COMPLETED`, `CANCELLED`, `FAILED`, plus those two.
 
+use super::creator::Gate;
 use super::deliver::Outcome;
 use super::policy::{verdict, Verdict};
 use super::spec::Compiled;
@@ -51,6 +52,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// How often a run waiting for its creator's READ looks again.
+const GATE_WAIT: Duration = Duration::from_millis(200);
 /// Most events a second a replay may deliver; the default is 100.
 pub const RATE_MAX: u32 = 100_000;
 /// How often a running replay writes its progress: a crash repeats at most this much of its work
@@ -206,7 +209,8 @@ impl Bus {
         }
         let run = Run::new(name, record);
         let (ctx, sub, stop) = (self.ctx.clone(), e.compiled.clone(), run.stop.subscribe());
-        let task = tokio::spawn(execute(ctx, sub, run.clone(), stop));
+        let gate = Gate::new(e.record.creator.clone());
+        let task = tokio::spawn(execute(ctx, sub, run.clone(), stop, gate));
         *run.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         e.replays.insert(spec.name, run.clone());
         Ok(run.view())
@@ -284,9 +288,15 @@ impl Bus {
 /// [`CHECKPOINT_INTERVAL`] and how it ended. Writes happen here only, one after the other and
 /// never cut short by a stop, so the last one written is the newest. A stop is seen by the work
 /// itself between events, so what it delivered is in the record before the last write.
-async fn execute(ctx: Arc<Ctx>, sub: Arc<Compiled>, run: Arc<Run>, stop: watch::Receiver<End>) {
+async fn execute(
+    ctx: Arc<Ctx>,
+    sub: Arc<Compiled>,
+    run: Arc<Run>,
+    stop: watch::Receiver<End>,
+    gate: Gate,
+) {
     let mut seen = stop.clone();
-    let work = replay_all(&ctx, &sub, &run, &mut seen);
+    let work = replay_all(&ctx, &sub, &run, &mut seen, gate);
     tokio::pin!(work);
     let mut every = tokio::time::interval(CHECKPOINT_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -402,6 +412,8 @@ async fn checkpoint(ctx: &Ctx, run: &Run) -> Result<()> {
 struct Pace {
     every: Duration,
     next: tokio::time::Instant,
+    /// The subscription's creator must be allowed to READ its sources: the run waits while it may not.
+    gate: Gate,
 }
 
 impl Pace {
@@ -450,6 +462,7 @@ async fn replay_all(
     sub: &Compiled,
     run: &Run,
     stop: &mut watch::Receiver<End>,
+    gate: Gate,
 ) -> Result<bool> {
     let (from, to, rate, resumed) = {
         let r = run.record();
@@ -460,6 +473,7 @@ async fn replay_all(
     let mut pace = Pace {
         every: Duration::from_secs_f64(1.0 / f64::from(rate)),
         next: tokio::time::Instant::now(),
+        gate,
     };
     let (mut t, mut width) = (resumed.unwrap_or(from).clamp(from, to), SLICE_MS);
     while t < to {
@@ -599,6 +613,13 @@ async fn replay_range(
             if ev.timestamp >= from && ev.timestamp < to && request::matches(sub, &ev) {
                 if ended(stop) {
                     return Ok(false);
+                }
+                // Runs as the subscription's creator (`creator.rs`): waits while it may not read.
+                while pace.gate.denied(&ctx.broker, &sub.spec.sources).is_some() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(GATE_WAIT) => {}
+                        _ = stop.wait_for(Option::is_some) => return Ok(false),
+                    }
                 }
                 tokio::select! {
                     _ = pace.wait() => {}

@@ -892,3 +892,76 @@ fn the_guide_example_runs() {
     want["host"] = json!("*");
     assert_eq!(v["acls"], json!([want]));
 }
+
+/// A replay run delivers as the subscription's creator too: it waits, delivering nothing, while
+/// the creator may not READ the sources, and completes once it may.
+#[test]
+fn a_replay_waits_while_the_creator_may_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    for t in ["src", "dst"] {
+        admin_ok(
+            &s,
+            "POST",
+            "/topics",
+            Some(json!({"name": t, "partitions": 1})),
+        );
+    }
+    let read = acl("TOPIC", "src", "READ");
+    grant(
+        &s,
+        &[
+            acl("SUBSCRIPTION", "fwd", "ALL"),
+            read.clone(),
+            acl("TOPIC", "dst", "WRITE"),
+        ],
+    );
+    let spec =
+        json!({"name": "fwd", "sources": ["src"], "target": {"topic": "dst"}, "start": "earliest"});
+    let (st, v) = call(&s, ALICE, "POST", "/subscriptions", Some(spec));
+    assert_eq!(st, 201, "{v}");
+    admin_ok(
+        &s,
+        "POST",
+        "/topics/src/events",
+        Some(json!([{"value": 1}, {"value": 2}, {"value": 3}])),
+    );
+    wait_state(&s, "fwd", |v| v["counters"]["delivered"] == 3);
+    let (st, _) = call(
+        &s,
+        ADMIN,
+        "DELETE",
+        "/acls?resource_name=src&operation=READ",
+        None,
+    );
+    assert_eq!(st, 200);
+    wait_state(&s, "fwd", |v| v["state"] == "unauthorized");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let to = busbar_broker::time::format_rfc3339(now);
+    let run = json!({"name": "r1", "from": "2020-01-01T00:00:00Z", "to": to, "rate": 1000});
+    let (st, v) = call(&s, ADMIN, "POST", "/subscriptions/fwd/replays", Some(run));
+    assert_eq!(st, 202, "{v}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, v) = call(&s, ADMIN, "GET", "/subscriptions/fwd/replays/r1", None);
+    assert_eq!(
+        (v["state"].as_str(), v["delivered"].as_u64()),
+        (Some("RUNNING"), Some(0)),
+        "{v}"
+    );
+    assert_eq!(stored(&s, "dst"), 3);
+    grant(&s, &[read]);
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, v) = call(&s, ADMIN, "GET", "/subscriptions/fwd/replays/r1", None);
+        if v["state"] == "COMPLETED" {
+            assert_eq!(v["delivered"], 3, "{v}");
+            break;
+        }
+        assert!(Instant::now() < end, "{v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(stored(&s, "dst"), 6);
+}
