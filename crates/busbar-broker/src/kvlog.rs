@@ -134,6 +134,11 @@ impl KvLog {
         .map_err(|e| BrokerError::Storage(format!("internal log write failed: {e}")))?
     }
 
+    /// Whether any row was ever written (offsets are never reused, so compaction keeps this).
+    pub fn ever_written(&self) -> bool {
+        self.log.stats().next_offset > 0
+    }
+
     /// Compacts the log (latest row per key).
     pub fn compact(&self) -> Result<()> {
         self.log.compact()?;

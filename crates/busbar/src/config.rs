@@ -131,6 +131,10 @@ pub struct AuthSection {
     pub acls_max: u64,
     /// `/metrics` answers without credentials (false: like every other route).
     pub metrics_public: bool,
+    /// Successful password checks remembered (HTTP Basic); 0: none.
+    pub password_cache_entries: u64,
+    /// How long one is remembered, milliseconds.
+    pub password_cache_ttl_ms: u64,
 }
 
 /// `[bus]`: the routing bus's limits.
@@ -251,6 +255,8 @@ impl Default for Config {
                 token_ttl_max_s: a.token_ttl_max.as_secs(),
                 acls_max: a.acls_max as u64,
                 metrics_public: a.metrics_public,
+                password_cache_entries: a.password_cache_entries as u64,
+                password_cache_ttl_ms: a.password_cache_ttl.as_millis() as u64,
             },
             audit: crate::audit::AuditSection::default(),
             topic_defaults: TopicConfig::default().entries(),
@@ -674,6 +680,18 @@ impl Config {
                 10 * 366 * 86_400,
             ),
             ("auth.acls_max", self.auth.acls_max, 1, 1_000_000),
+            (
+                "auth.password_cache_entries",
+                self.auth.password_cache_entries,
+                0,
+                1_000_000,
+            ),
+            (
+                "auth.password_cache_ttl_ms",
+                self.auth.password_cache_ttl_ms,
+                1000,
+                86_400_000,
+            ),
         ];
         for &(key, v, min, max) in checks {
             if v < min || v > max {
@@ -753,6 +771,8 @@ impl Config {
                 token_ttl_max: Duration::from_secs(self.auth.token_ttl_max_s),
                 acls_max: self.auth.acls_max as usize,
                 metrics_public: self.auth.metrics_public,
+                password_cache_entries: self.auth.password_cache_entries as usize,
+                password_cache_ttl: Duration::from_millis(self.auth.password_cache_ttl_ms),
             },
             audit: self.audit.broker_config(),
             ..BrokerConfig::default()

@@ -64,11 +64,20 @@ impl std::error::Error for NoAdmin {}
 /// The user made on the first start with authentication on.
 const ADMIN: &str = "admin";
 
-/// With authentication on and no user yet, creates `admin` from `BUSBAR_ADMIN_PASSWORD` (a super
-/// user when `auth.super_users` names it; a warning says so otherwise).
+/// With authentication on and a users log never written (the first start), creates `admin` from
+/// `BUSBAR_ADMIN_PASSWORD` (a super user when `auth.super_users` names it; a warning says so
+/// otherwise). Deleting every user later does not make it come back (a warning says no one can
+/// log in with a password).
 async fn bootstrap_admin(broker: &Broker) -> Result<()> {
     let auth = broker.auth();
-    if !auth.enabled() || !auth.users().is_empty() {
+    if auth.enabled() && auth.users().is_empty() && !auth.users().fresh() {
+        eprintln!(
+            "busbar: warning: auth.enabled is true and every user was deleted: no one can log in \
+             with a password (BUSBAR_ADMIN_PASSWORD applies only to the first start; see \
+             docs/security.md)"
+        );
+    }
+    if !auth.enabled() || !auth.users().fresh() {
         return Ok(());
     }
     let Ok(password) = std::env::var("BUSBAR_ADMIN_PASSWORD") else {

@@ -308,7 +308,18 @@ impl AclBinding {
     /// Whether this ACL applies to `user` connecting from `host`.
     fn applies_to(&self, user: &str, host: IpAddr) -> bool {
         let who = self.principal.strip_prefix("User:").unwrap_or("");
-        (who == "*" || who == user) && (self.host == "*" || self.host.parse() == Ok(host))
+        (who == "*" || who == user)
+            && (self.host == "*"
+                || self.host.parse::<IpAddr>().map(canonical_ip) == Ok(canonical_ip(host)))
+    }
+}
+
+/// `ip` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, how an IPv4 client appears on a
+/// `[::]` listener) written as the IPv4 address, so host ACLs match either form.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
 
@@ -595,6 +606,32 @@ mod tests {
         assert_eq!(
             set.authorize(other, Read, Topic, "t", false),
             Decision::Allowed
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_peers_and_hosts_match_their_ipv4_form() {
+        let mapped = |user| Requester {
+            user,
+            host: "::ffff:127.0.0.1".parse().unwrap(),
+        };
+        let mut deny = acl(Topic, "t", Literal, "alice", Read, Deny);
+        deny.host = "127.0.0.1".into();
+        let mut allow = acl(Topic, "t", Literal, "alice", Read, Allow);
+        allow.host = "*".into();
+        let set = AclSet::new(vec![deny, allow]);
+        assert_eq!(
+            set.authorize(mapped("alice"), Read, Topic, "t", false),
+            Decision::Denied,
+            "an IPv4 client on a [::] listener is still 127.0.0.1"
+        );
+        let mut b = acl(Topic, "u", Literal, "alice", Read, Allow);
+        b.host = "::ffff:10.0.0.1".into();
+        let set = AclSet::new(vec![b]);
+        assert_eq!(
+            set.authorize(me("alice"), Read, Topic, "u", false),
+            Decision::Allowed,
+            "an ACL host in mapped form covers the IPv4 peer"
         );
     }
 

@@ -7,11 +7,21 @@
 //! Keys hold the SHA-256 of the user name, never the name: a name is whatever a client sent (up
 //! to a SASL frame or an HTTP header), and 10,000 remembered 400 KiB names would hold 4 GiB.
 //!
-//! The map is bounded by `entries_max`: when full, keys idle for [`FORGET_AFTER`] are dropped,
-//! then the least recently failed one. Time is tokio's, so tests can pause it.
+//! The table is bounded by `entries_max` without favouring attackers: a key is forgotten only
+//! once it has [`expired`](FORGET_AFTER) (its delay passed and no failure for `FORGET_AFTER`),
+//! found in O(log n) through an index by expiry. Junk names cannot push a live key out (which
+//! would reset its delay): while the table is full of live keys, a key not in it is treated as
+//! blocked (its attempts fail unchecked, held back `backoff_max`) and reported on stderr. The
+//! price: while `entries_max` distinct keys failed within the last minute, users that did not
+//! fail before cannot log in either; raise `auth.backoff_entries_max` if that is a risk.
+//!
+//! In-flight password checks are counted per key ([`Backoff::begin`]): at most
+//! [`IN_FLIGHT_MAX`] run at once for one key; more fail unchecked (as blocked), so N parallel
+//! guesses started before the first failure is recorded cost N-[`IN_FLIGHT_MAX`] nothing.
+//! Time is tokio's, so tests can pause it.
 
 use ring::digest;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -19,8 +29,12 @@ use tokio::time::Instant;
 
 /// The first failure's delay (Kafka's `connection.failed.authentication.delay.ms` default).
 pub const DELAY_MIN: Duration = Duration::from_millis(100);
-/// A key with no failure for this long is forgotten when room is needed.
+/// A key with no failure for this long (and whose delay passed) may be forgotten.
 pub const FORGET_AFTER: Duration = Duration::from_secs(60);
+/// Password checks of one key that may run at once (a client's connections may log in together).
+pub const IN_FLIGHT_MAX: u32 = 4;
+/// The table-full report is printed at most this often.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// A table key: the user name's SHA-256 and the client address (fixed size, whatever was sent).
 type Key = ([u8; 32], IpAddr);
@@ -38,44 +52,147 @@ struct Entry {
     last: Instant,
 }
 
+impl Entry {
+    /// When this entry may be forgotten.
+    fn expires(&self) -> Instant {
+        self.until.max(self.last + FORGET_AFTER)
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    entries: HashMap<Key, Entry>,
+    /// `(expires, key)` of every entry: the first is the next to expire.
+    by_expiry: BTreeSet<(Instant, Key)>,
+    /// Password checks running per key (entries only while above 0).
+    in_flight: HashMap<Key, u32>,
+    reported: Option<Instant>,
+}
+
+impl Table {
+    fn remove(&mut self, k: &Key) {
+        if let Some(e) = self.entries.remove(k) {
+            self.by_expiry.remove(&(e.expires(), *k));
+        }
+    }
+
+    fn put(&mut self, k: Key, e: Entry) {
+        self.remove(&k);
+        self.by_expiry.insert((e.expires(), k));
+        self.entries.insert(k, e);
+    }
+
+    /// Forgets expired entries until one slot is free; false when every entry is live.
+    fn make_room(&mut self, max: usize, now: Instant) -> bool {
+        while self.entries.len() >= max {
+            match self.by_expiry.first().copied() {
+                Some((at, k)) if at <= now => self.remove(&k),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// True when `k` is not tracked and cannot be (the table is full of live entries).
+    fn no_room_for(&mut self, k: &Key, max: usize, now: Instant) -> bool {
+        if self.entries.contains_key(k) || self.make_room(max, now) {
+            return false;
+        }
+        if self
+            .reported
+            .is_none_or(|at| now.duration_since(at) >= REPORT_EVERY)
+        {
+            self.reported = Some(now);
+            eprintln!(
+                "busbar: the failed-login table is full ({max} keys failed within {} s, \
+                 auth.backoff_entries_max): logins of other users and addresses fail until keys expire",
+                FORGET_AFTER.as_secs()
+            );
+        }
+        true
+    }
+}
+
 /// The backoff table.
 pub struct Backoff {
-    entries: Mutex<HashMap<Key, Entry>>,
+    table: Mutex<Table>,
     max: Duration,
     entries_max: usize,
+}
+
+/// A password check in flight for one key ([`Backoff::begin`]); ends when dropped.
+pub struct Attempt<'a> {
+    backoff: &'a Backoff,
+    key: Key,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut t = self.backoff.table();
+        if let Some(n) = t.in_flight.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                t.in_flight.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Backoff {
     /// A table holding at most `entries_max` keys, delays up to `max`.
     pub fn new(max: Duration, entries_max: usize) -> Self {
         Self {
-            entries: Mutex::default(),
+            table: Mutex::default(),
             max: max.max(DELAY_MIN),
             entries_max: entries_max.max(1),
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// True while `user` from `ip` is backing off: the attempt must fail unchecked.
+    /// True while `user` from `ip` is backing off (or cannot be tracked: the table is full of
+    /// live keys): the attempt must fail unchecked.
     pub fn blocked(&self, user: &str, ip: IpAddr) -> bool {
         let now = Instant::now();
-        self.map()
-            .get(&key(user, ip))
-            .is_some_and(|e| now < e.until)
+        let k = key(user, ip);
+        let mut t = self.table();
+        t.entries.get(&k).is_some_and(|e| now < e.until) || t.no_room_for(&k, self.entries_max, now)
     }
 
-    /// Records a failure; answers how long to hold the failure answer back.
+    /// Starts a password check of `user` from `ip`: `None` when it must fail unchecked (backing
+    /// off, or [`IN_FLIGHT_MAX`] checks of the key already running).
+    pub fn begin(&self, user: &str, ip: IpAddr) -> Option<Attempt<'_>> {
+        let now = Instant::now();
+        let k = key(user, ip);
+        let mut t = self.table();
+        let blocked = t.entries.get(&k).is_some_and(|e| now < e.until)
+            || t.no_room_for(&k, self.entries_max, now);
+        let running = t.in_flight.entry(k).or_insert(0);
+        if blocked || *running >= IN_FLIGHT_MAX {
+            if *running == 0 {
+                t.in_flight.remove(&k);
+            }
+            return None;
+        }
+        *running += 1;
+        Some(Attempt {
+            backoff: self,
+            key: k,
+        })
+    }
+
+    /// Records a failure; answers how long to hold the failure answer back (`backoff_max` for a
+    /// key the full table cannot track).
     pub fn failed(&self, user: &str, ip: IpAddr) -> Duration {
         let now = Instant::now();
-        let mut map = self.map();
-        let key = key(user, ip);
-        if !map.contains_key(&key) && map.len() >= self.entries_max {
-            evict(&mut map, now);
+        let k = key(user, ip);
+        let mut t = self.table();
+        if t.no_room_for(&k, self.entries_max, now) {
+            return self.max;
         }
-        let e = map.entry(key).or_insert(Entry {
+        let mut e = t.entries.get(&k).copied().unwrap_or(Entry {
             delay: Duration::ZERO,
             until: now,
             last: now,
@@ -87,34 +204,23 @@ impl Backoff {
         };
         e.until = now + e.delay;
         e.last = now;
+        t.put(k, e);
         e.delay
     }
 
     /// Clears `user` from `ip` after a successful authentication.
     pub fn succeeded(&self, user: &str, ip: IpAddr) {
-        self.map().remove(&key(user, ip));
+        self.table().remove(&key(user, ip));
     }
 
     /// Keys tracked now.
     pub fn len(&self) -> usize {
-        self.map().len()
+        self.table().entries.len()
     }
 
     /// No key is tracked.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// Makes room for one key: drops the idle ones, else the least recently failed.
-fn evict(map: &mut HashMap<Key, Entry>, now: Instant) {
-    let before = map.len();
-    map.retain(|_, e| now.duration_since(e.last) < FORGET_AFTER);
-    if map.len() < before {
-        return;
-    }
-    if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.last).map(|(k, _)| *k) {
-        map.remove(&oldest);
     }
 }
 
@@ -139,14 +245,61 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_table_is_bounded() {
+    async fn the_table_is_bounded_and_forgets_only_expired_keys() {
         let b = Backoff::new(Duration::from_secs(5), 3);
         for i in 0..100 {
             b.failed(&format!("u{i}"), IP);
             tokio::time::advance(Duration::from_millis(1)).await;
         }
         assert_eq!(b.len(), 3);
-        assert!(b.blocked("u99", IP), "the newest is kept");
-        assert!(!b.blocked("u0", IP), "the oldest went");
+        assert!(
+            b.blocked("u99", IP),
+            "an untracked key is blocked while the table is full"
+        );
+        assert_eq!(
+            b.failed("u99", IP),
+            Duration::from_secs(5),
+            "held back the longest"
+        );
+        tokio::time::advance(FORGET_AFTER).await;
+        assert!(!b.blocked("u99", IP), "expired keys make room");
+        assert_eq!(b.failed("u99", IP), DELAY_MIN);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.failed("u1", IP), DELAY_MIN * 2, "a live key is kept");
+    }
+
+    /// R16 review (a): eviction dropped the least recently failed key, so an attacker reset its
+    /// own delay by failing with junk names until its key was pushed out.
+    #[tokio::test(start_paused = true)]
+    async fn junk_names_do_not_evict_a_live_key() {
+        let b = Backoff::new(Duration::from_secs(5), 10);
+        for _ in 0..3 {
+            b.failed("alice", IP);
+        }
+        tokio::time::advance(Duration::from_millis(500)).await;
+        for i in 0..1_000 {
+            b.failed(&format!("junk-{i}"), IP);
+        }
+        assert_eq!(b.len(), 10);
+        assert_eq!(
+            b.failed("alice", IP),
+            Duration::from_millis(800),
+            "the delay goes on"
+        );
+    }
+
+    /// R16 review (b): blocked() was checked, then the password, then the failure recorded, so N
+    /// concurrent guesses were all checked.
+    #[tokio::test(start_paused = true)]
+    async fn at_most_in_flight_max_checks_of_one_key_run_at_once() {
+        let b = Backoff::new(Duration::from_secs(5), 10);
+        let running: Vec<_> = (0..10).filter_map(|_| b.begin("alice", IP)).collect();
+        assert_eq!(running.len(), IN_FLIGHT_MAX as usize);
+        assert!(b.begin("bob", IP).is_some(), "per key");
+        drop(running);
+        let one = b.begin("alice", IP).expect("room again");
+        b.failed("alice", IP);
+        drop(one);
+        assert!(b.begin("alice", IP).is_none(), "backing off");
     }
 }

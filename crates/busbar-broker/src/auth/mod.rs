@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod scram;
 pub mod tokens;
 pub mod users;
+pub mod verified;
 
 use crate::error::BrokerError;
 use scram::{Credential, Mechanism};
@@ -42,6 +43,11 @@ pub struct AuthConfig {
     /// `/metrics` answers without credentials (true, the default); false: it needs them like
     /// every other route.
     pub metrics_public: bool,
+    /// Successful password checks remembered (HTTP Basic sends the password with every request;
+    /// `verified.rs`). Default 1,000; 0 turns the cache off.
+    pub password_cache_entries: usize,
+    /// How long one is remembered. Default 5 minutes.
+    pub password_cache_ttl: Duration,
 }
 
 impl Default for AuthConfig {
@@ -56,6 +62,8 @@ impl Default for AuthConfig {
             token_ttl_max: Duration::from_secs(90 * 86_400),
             acls_max: 10_000,
             metrics_public: true,
+            password_cache_entries: 1_000,
+            password_cache_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -96,6 +104,7 @@ pub struct Auth {
     tokens: tokens::TokenStore,
     backoff: backoff::Backoff,
     acls: acls::AclStore,
+    verified: verified::Verified,
 }
 
 impl Auth {
@@ -106,7 +115,10 @@ impl Auth {
         acls: acls::AclStore,
     ) -> Self {
         let backoff = backoff::Backoff::new(config.backoff_max, config.backoff_entries_max);
+        let verified =
+            verified::Verified::new(config.password_cache_entries, config.password_cache_ttl);
         Self {
+            verified,
             config,
             users,
             tokens,
@@ -224,20 +236,45 @@ impl Auth {
         self.users.list()
     }
 
-    /// Checks a password (PLAIN, HTTP Basic) from `ip`, with backoff.
+    /// Checks a password (PLAIN, HTTP Basic) from `ip`, with backoff: unchecked while the key
+    /// backs off or [`backoff::IN_FLIGHT_MAX`] checks of it run; a check that succeeded within
+    /// `password_cache_ttl` is not repeated (no PBKDF2).
     pub fn authenticate_password(
         &self,
         user: &str,
         password: &str,
         ip: IpAddr,
     ) -> Result<(), AuthError> {
-        if !self.backoff.blocked(user, ip) && self.users.verify_password(user, password) {
-            self.backoff.succeeded(user, ip);
-            return Ok(());
-        }
-        Err(AuthError::Failed {
+        let failed = || AuthError::Failed {
             delay: self.backoff.failed(user, ip),
-        })
+        };
+        if self.backoff.blocked(user, ip) {
+            return Err(failed());
+        }
+        let salt = self.users.password_salt(user);
+        if let Some(salt) = salt.as_deref() {
+            if self.verified.hit(user, password, salt) {
+                self.backoff.succeeded(user, ip);
+                return Ok(());
+            }
+        }
+        // Held until the outcome is recorded, so a concurrent guess sees it.
+        let Some(_attempt) = self.backoff.begin(user, ip) else {
+            return Err(failed());
+        };
+        if !self.users.verify_password(user, password) {
+            return Err(failed());
+        }
+        if let Some(salt) = salt.as_deref() {
+            self.verified.insert(user, password, salt);
+        }
+        self.backoff.succeeded(user, ip);
+        Ok(())
+    }
+
+    /// The cache of successful password checks.
+    pub fn verified(&self) -> &verified::Verified {
+        &self.verified
     }
 
     /// Records the outcome of a SCRAM exchange for `user` from `ip`; a failure answers the delay.
@@ -263,12 +300,15 @@ impl Auth {
             fresh.insert(m, Credential::generate(m, password, i)?);
         }
         let mut created = false;
-        self.users
+        let changed = self
+            .users
             .change(user, |old| {
                 created = old.is_none();
                 Ok(Some(fresh))
             })
-            .await?;
+            .await;
+        self.verified.forget_user(user);
+        changed?;
         Ok(created)
     }
 
@@ -281,6 +321,7 @@ impl Auth {
                 None => Err(AuthError::UnknownUser(user.to_string())),
             })
             .await?;
+        self.verified.forget_user(user);
         self.tokens.revoke_all(user).await
     }
 
@@ -335,6 +376,7 @@ impl Auth {
                 Ok((!u.is_empty()).then_some(u))
             })
             .await
+            .inspect(|_| self.verified.forget_user(user))
     }
 }
 

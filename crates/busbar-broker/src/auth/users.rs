@@ -12,6 +12,7 @@ use busbar_log::disk::Storage;
 use busbar_log::Clock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Longest user name, bytes.
@@ -101,6 +102,7 @@ pub struct UserStore {
     /// Held across each write, so writes apply in log order and read-modify-write is atomic.
     writing: tokio::sync::Mutex<()>,
     damage: Vec<String>,
+    password_checks: AtomicU64,
 }
 
 impl UserStore {
@@ -122,6 +124,7 @@ impl UserStore {
             table: Arc::new(Mutex::new(table)),
             writing: Default::default(),
             damage,
+            password_checks: AtomicU64::new(0),
         })
     }
 
@@ -161,7 +164,29 @@ impl UserStore {
     }
 
     /// True when `password` is the user's (checked against the first of its credentials).
+    /// Whether no user was ever written here (the first start): a table emptied by deleting
+    /// every user is not fresh.
+    pub fn fresh(&self) -> bool {
+        !self.log.ever_written()
+    }
+
+    /// Passwords checked so far ([`UserStore::verify_password`], one PBKDF2 each).
+    pub fn password_checks(&self) -> u64 {
+        self.password_checks.load(Ordering::Relaxed)
+    }
+
+    /// The salt of the credential [`UserStore::verify_password`] checks a password against
+    /// (`None`: no such user).
+    pub fn password_salt(&self, name: &str) -> Option<Vec<u8>> {
+        let table = self.table();
+        table
+            .get(name)
+            .and_then(|u| u.values().next().map(|c| c.salt.clone()))
+    }
+
+    /// Checks `password` against `name`'s first credential (a PBKDF2; counted).
     pub fn verify_password(&self, name: &str, password: &str) -> bool {
+        self.password_checks.fetch_add(1, Ordering::Relaxed);
         let first = self
             .table()
             .get(name)

@@ -15,6 +15,7 @@ use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserSc
 use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
 };
+use std::collections::{HashMap, HashSet};
 
 type Refusal = (i16, String);
 
@@ -28,17 +29,16 @@ fn mechanism(t: i8) -> Result<Mechanism, Refusal> {
 /// Every user named, in order of first appearance, with its checked changes or the refusal.
 fn plan(req: AlterUserScramCredentialsRequest) -> Vec<(String, Result<Vec<Change>, Refusal>)> {
     let mut out: Vec<(String, Result<Vec<Change>, Refusal>)> = Vec::new();
-    let mut seen: Vec<(String, i8)> = Vec::new();
+    // Hashed, so a request of n entries costs O(n), not O(n^2) (R16 review d).
+    let mut seen: HashSet<(String, i8)> = HashSet::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
     let mut add = |name: String, t: i8, change: Result<Change, Refusal>| {
-        let dup = seen.contains(&(name.clone(), t));
-        seen.push((name.clone(), t));
-        let slot = match out.iter().position(|(n, _)| *n == name) {
-            Some(i) => &mut out[i].1,
-            None => {
-                out.push((name.clone(), Ok(Vec::new())));
-                &mut out.last_mut().expect("pushed").1
-            }
-        };
+        let dup = !seen.insert((name.clone(), t));
+        let i = *index.entry(name.clone()).or_insert_with(|| {
+            out.push((name.clone(), Ok(Vec::new())));
+            out.len() - 1
+        });
+        let slot = &mut out[i].1;
         let Ok(changes) = slot else { return };
         match change {
             _ if dup => {
@@ -115,4 +115,36 @@ pub async fn handle(
         resp.results.push(result(&name, refusal));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialDeletion;
+
+    /// R16 review (d): the duplicate checks scanned every earlier entry (O(n^2)).
+    #[test]
+    fn a_request_with_many_entries_is_planned_in_linear_time() {
+        let mut req = AlterUserScramCredentialsRequest::default();
+        for i in 0..60_000 {
+            let mut d = ScramCredentialDeletion::default();
+            d.name = sb(format!("user-{i}"));
+            d.mechanism = 1;
+            req.deletions.push(d);
+        }
+        let mut again = ScramCredentialDeletion::default();
+        again.name = sb("user-7");
+        again.mechanism = 1;
+        req.deletions.push(again);
+        let started = std::time::Instant::now();
+        let planned = plan(req);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(planned.len(), 60_000);
+        assert!(matches!(&planned[7].1, Err((code, _)) if *code == codes::DUPLICATE_RESOURCE));
+        assert!(planned[8].1.is_ok());
+    }
 }

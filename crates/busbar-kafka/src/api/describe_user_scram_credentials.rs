@@ -12,6 +12,7 @@ use kafka_protocol::messages::describe_user_scram_credentials_response::{
 use kafka_protocol::messages::{
     DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
 };
+use std::collections::{HashMap, HashSet};
 
 fn result(user: &str, code: i16, message: Option<String>) -> DescribeUserScramCredentialsResult {
     let mut r = DescribeUserScramCredentialsResult::default();
@@ -55,16 +56,24 @@ pub fn handle(
             .collect(),
         _ => users.iter().map(|u| u.name.clone()).collect(),
     };
-    for (i, name) in asked.iter().enumerate() {
-        if asked.iter().filter(|n| *n == name).count() > 1 {
-            if !asked[..i].contains(name) {
+    // Hashed, so a request of n names costs O(n), not O(n^2) (R16 review d).
+    let mut times: HashMap<&str, usize> = HashMap::new();
+    for name in &asked {
+        *times.entry(name.as_str()).or_default() += 1;
+    }
+    let by_name: HashMap<&str, &busbar_broker::auth::users::UserInfo> =
+        users.iter().map(|u| (u.name.as_str(), u)).collect();
+    let mut reported: HashSet<&str> = HashSet::new();
+    for name in &asked {
+        if times[name.as_str()] > 1 {
+            if reported.insert(name.as_str()) {
                 let why = format!("Cannot describe SCRAM credentials for the same user twice in a single request: {name}");
                 resp.results
                     .push(result(name, codes::DUPLICATE_RESOURCE, Some(why)));
             }
             continue;
         }
-        let Some(info) = users.iter().find(|u| &u.name == name) else {
+        let Some(info) = by_name.get(name.as_str()) else {
             let why = format!("Attempt to describe a user credential that does not exist: {name}");
             resp.results
                 .push(result(name, codes::RESOURCE_NOT_FOUND, Some(why)));
