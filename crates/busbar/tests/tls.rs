@@ -643,3 +643,51 @@ fn the_security_guide_tls_setup_runs() {
     ));
     assert_eq!(o, "401");
 }
+
+#[test]
+fn bench_runs_over_tls_with_scram() {
+    let s = Setup::start("");
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["bench", "produce", "--count", "2000", "--kafka"])
+            .arg(s.listener("SASL_SSL").to_string())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let ca = s.certs.join("ca.pem").display().to_string();
+    for mech in ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] {
+        let o = run(&[
+            "--tls",
+            "--ca-file",
+            &ca,
+            "--sasl",
+            mech,
+            "--sasl-user",
+            "admin",
+            "--sasl-password",
+            ADMIN_PASSWORD,
+        ]);
+        assert!(o.status.success(), "{mech}: {}", stderr(&o));
+        assert!(stdout(&o).contains("2000 messages"), "{}", stdout(&o));
+    }
+    let wrong = run(&[
+        "--tls",
+        "--ca-file",
+        &ca,
+        "--sasl",
+        "SCRAM-SHA-256",
+        "--sasl-user",
+        "admin",
+        "--sasl-password",
+        "wrong",
+    ]);
+    assert!(!wrong.status.success());
+    assert!(
+        stderr(&wrong).contains("SASL authentication failed"),
+        "{}",
+        stderr(&wrong)
+    );
+    let no_ca = run(&["--tls"]);
+    assert_eq!(no_ca.status.code(), Some(2), "{}", stderr(&no_ca));
+}

@@ -15,8 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::collections::VecDeque;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub const PRODUCE_VERSION: i16 = 8;
@@ -26,31 +25,54 @@ const CREATE_TOPICS_VERSION: i16 = 4;
 
 /// The writing half: encodes and sends requests.
 pub struct Sender {
-    w: OwnedWriteHalf,
+    w: Box<dyn AsyncWrite + Unpin + Send>,
     next_id: i32,
     buf: BytesMut,
 }
 
 /// The reading half: reads response frames in order.
 pub struct Receiver {
-    r: OwnedReadHalf,
+    r: Box<dyn AsyncRead + Unpin + Send>,
 }
 
-/// Connects to `addr`.
+/// Connects to `addr`: over TLS with `--tls`, authenticated first with `--sasl`
+/// (`super::secure`).
 pub async fn connect(addr: &str) -> Result<(Sender, Receiver)> {
     let s = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connect to busbar's Kafka listener at {addr}"))?;
     s.set_nodelay(true)?;
-    let (r, w) = s.into_split();
-    Ok((
-        Sender {
-            w,
-            next_id: 1,
-            buf: BytesMut::with_capacity(1 << 16),
-        },
-        Receiver { r },
-    ))
+    let security = super::secure::get();
+    let (r, w): (
+        Box<dyn AsyncRead + Unpin + Send>,
+        Box<dyn AsyncWrite + Unpin + Send>,
+    ) = match security.and_then(|s| s.tls.clone()) {
+        None => {
+            let (r, w) = s.into_split();
+            (Box::new(r), Box::new(w))
+        }
+        Some(config) => {
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string();
+            let name = rustls::pki_types::ServerName::try_from(host)
+                .map_err(|e| anyhow!("--kafka {addr}: {e}"))?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, s)
+                .await
+                .with_context(|| format!("TLS handshake with {addr}"))?;
+            let (r, w) = tokio::io::split(tls);
+            (Box::new(r), Box::new(w))
+        }
+    };
+    let mut sender = Sender {
+        w,
+        next_id: 1,
+        buf: BytesMut::with_capacity(1 << 16),
+    };
+    let mut receiver = Receiver { r };
+    if let Some(sasl) = security.and_then(|s| s.sasl.as_ref()) {
+        super::secure::authenticate(&mut sender, &mut receiver, sasl).await?;
+    }
+    Ok((sender, receiver))
 }
 
 impl Sender {
@@ -70,6 +92,7 @@ impl Sender {
         let len = (self.buf.len() - 4) as i32;
         self.buf[..4].copy_from_slice(&len.to_be_bytes());
         self.w.write_all(&self.buf).await?;
+        self.w.flush().await?;
         Ok(id)
     }
 }

@@ -12,6 +12,7 @@
 //! over the same messages while they are produced, and reports deliveries/s.
 
 mod client;
+mod secure;
 
 use crate::client::{outln, CliError, CliResult, Output};
 use anyhow::{bail, Context, Result};
@@ -78,6 +79,22 @@ pub struct BenchArgs {
     /// none, gzip, snappy, lz4 or zstd (batches are compressed by the bench, as a producer does).
     #[arg(long, default_value = "none")]
     pub compression: String,
+    /// Connect over TLS (an SSL or SASL_SSL listener); needs --ca-file.
+    #[arg(long)]
+    pub tls: bool,
+    /// PEM CA certificates busbar's certificate must chain to (with --tls).
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Authenticate each connection with SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (a SASL
+    /// listener); needs --sasl-user and --sasl-password.
+    #[arg(long)]
+    pub sasl: Option<String>,
+    /// SASL user (with --sasl).
+    #[arg(long)]
+    pub sasl_user: Option<String>,
+    /// SASL password (with --sasl).
+    #[arg(long)]
+    pub sasl_password: Option<String>,
 }
 
 fn codec(name: &str) -> Result<u8> {
@@ -144,6 +161,14 @@ fn check(args: &BenchArgs) -> Result<(u8, i16)> {
 /// server that cannot be reached or drops the connection 3, any other failure 1.
 pub fn run(args: BenchArgs, output: Output) -> CliResult<()> {
     let (codec, acks) = check(&args).map_err(|e| CliError::Usage(format!("bench: {e:#}")))?;
+    secure::set(
+        args.tls,
+        args.ca_file.as_deref(),
+        args.sasl.as_deref(),
+        args.sasl_user.as_deref(),
+        args.sasl_password.as_deref(),
+    )
+    .map_err(|e| CliError::Usage(format!("bench: {e:#}")))?;
     let report = load(args, codec, acks).map_err(|e| {
         let io = e
             .chain()
