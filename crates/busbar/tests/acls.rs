@@ -386,6 +386,27 @@ fn every_route_is_refused_without_its_acl_and_allowed_with_it() {
             vec![cluster("ALTER")],
             204,
         ),
+        case(
+            "GET",
+            "/quotas",
+            None,
+            vec![cluster("DESCRIBE_CONFIGS")],
+            200,
+        ),
+        case(
+            "PUT",
+            "/quotas",
+            Some(json!({"entity": {"user": "bob"}, "values": {"producer_byte_rate": 1048576}})),
+            vec![cluster("ALTER_CONFIGS")],
+            200,
+        ),
+        case(
+            "DELETE",
+            "/quotas",
+            Some(json!({"entity": {"user": "bob"}})),
+            vec![cluster("ALTER_CONFIGS")],
+            204,
+        ),
         case("GET", "/acls", None, vec![cluster("DESCRIBE")], 200),
         case(
             "POST",

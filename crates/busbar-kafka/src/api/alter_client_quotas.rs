@@ -60,12 +60,12 @@ async fn apply(ctx: &Ctx<'_>, entry: &Entry, validate_only: bool) -> Result<(), 
 }
 
 pub async fn handle(ctx: &Ctx<'_>, req: AlterClientQuotasRequest) -> AlterClientQuotasResponse {
-    let auth = ctx.shared.broker.auth();
-    let allowed = !auth.enabled() || ctx.principal.is_some_and(|p| auth.is_super(p));
+    let authz = crate::authz::Authz::new(ctx, "AlterClientQuotas");
+    let allowed = authz.cluster(busbar_broker::auth::acl::Operation::AlterConfigs);
     let mut resp = AlterClientQuotasResponse::default();
     for entry in &req.entries {
         let refusal = if !allowed {
-            let why = "Cluster authorization failed (ALTER_CONFIGS on CLUSTER; super users only)";
+            let why = "Cluster authorization failed (ALTER_CONFIGS on CLUSTER)";
             Some((codes::CLUSTER_AUTHORIZATION_FAILED, why.to_string()))
         } else {
             apply(ctx, entry, req.validate_only)

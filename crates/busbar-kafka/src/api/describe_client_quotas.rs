@@ -40,11 +40,11 @@ fn refused(code: i16, message: String) -> DescribeClientQuotasResponse {
 }
 
 pub fn handle(ctx: &Ctx<'_>, req: DescribeClientQuotasRequest) -> DescribeClientQuotasResponse {
-    let auth = ctx.shared.broker.auth();
-    if auth.enabled() && !ctx.principal.is_some_and(|p| auth.is_super(p)) {
+    let authz = crate::authz::Authz::new(ctx, "DescribeClientQuotas");
+    if !authz.cluster(busbar_broker::auth::acl::Operation::DescribeConfigs) {
         return refused(
             codes::CLUSTER_AUTHORIZATION_FAILED,
-            "Cluster authorization failed (DESCRIBE_CONFIGS on CLUSTER; super users only)".into(),
+            "Cluster authorization failed (DESCRIBE_CONFIGS on CLUSTER)".into(),
         );
     }
     let found = filter(&req).and_then(|f| {
