@@ -69,6 +69,10 @@ struct ServeFlags {
     /// Kafka protocol listen address (default 127.0.0.1:9092).
     #[arg(long)]
     kafka_addr: Option<String>,
+    /// Serve even when the ACL or users log is damaged (rows after the damage are lost; with
+    /// auth.enabled the start is refused otherwise).
+    #[arg(long)]
+    accept_damaged_acls: bool,
 }
 
 impl ServeFlags {
@@ -162,12 +166,13 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(flags) => {
+            let accept_damaged_acls = flags.accept_damaged_acls;
             let mut config = match load(flags) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             fit_descriptors(&mut config);
-            return match serve::run(config) {
+            return match serve::run(config, accept_damaged_acls) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("busbar: {e:#}");
@@ -177,6 +182,7 @@ fn main() -> ExitCode {
                         c.is::<serve::Unbindable>()
                             || c.is::<serve::NoAdmin>()
                             || c.is::<serve::BadTls>()
+                            || c.is::<serve::DamagedAuth>()
                             || matches!(
                                 c.downcast_ref(),
                                 Some(busbar_broker::BrokerError::DataDirLocked(_))

@@ -45,6 +45,43 @@ impl std::fmt::Display for BadTls {
 
 impl std::error::Error for BadTls {}
 
+/// Authentication is on and the ACL or users log holds damage: the rows after it (an
+/// acknowledged DENY, a tombstone) would be silently missing, so the start is refused (exit 2)
+/// unless `--accept-damaged-acls` accepts the loss.
+#[derive(Debug)]
+pub struct DamagedAuth(String);
+
+impl std::fmt::Display for DamagedAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DamagedAuth {}
+
+/// Refuses a start with authentication on and a damaged ACL or users log (fail closed), unless
+/// `accept` (the `--accept-damaged-acls` flag).
+fn refuse_damaged_auth(broker: &Broker, data_dir: &std::path::Path, accept: bool) -> Result<()> {
+    let auth = broker.auth();
+    let damage: Vec<String> = broker
+        .internal_damage()
+        .into_iter()
+        .filter(|d| d.starts_with("ACL log") || d.starts_with("users log"))
+        .collect();
+    if !auth.enabled() || damage.is_empty() || accept {
+        return Ok(());
+    }
+    Err(DamagedAuth(format!(
+        "auth.enabled is true and the ACL or users log is damaged ({}): rows after the damage \
+         (ACLs, DENYs, deletions, users) are lost, so serving would decide without them. Start \
+         with --accept-damaged-acls to serve with what remains and check it (busbar acl list), \
+         or delete {}/internal/acls (every ACL) and re-create the ACLs (docs/security.md)",
+        damage.join("; "),
+        data_dir.display()
+    ))
+    .into())
+}
+
 /// Authentication is on, no user exists and `BUSBAR_ADMIN_PASSWORD` is not set: a configuration
 /// error (exit 2).
 #[derive(Debug)]
@@ -128,15 +165,16 @@ fn recovery_summary(broker: &Broker, first: bool) -> String {
 }
 
 /// Runs until a signal, then shuts down cleanly.
-pub fn run(config: Config) -> Result<()> {
+/// `accept_damaged_acls`: serve even when the ACL or users log is damaged (see [`DamagedAuth`]).
+pub fn run(config: Config, accept_damaged_acls: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start runtime")?;
-    rt.block_on(serve(config))
+    rt.block_on(serve(config, accept_damaged_acls))
 }
 
-async fn serve(config: Config) -> Result<()> {
+async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     let started = std::time::Instant::now();
     if let Some(w) = busbar_kafka::alloc::overcommit_warning() {
         eprintln!("busbar: warning: {w}");
@@ -157,7 +195,11 @@ async fn serve(config: Config) -> Result<()> {
         .await?
         .with_context(|| format!("open data directory {}", data_dir.display()))?;
     let broker = Arc::new(broker);
-    if let Err(e) = bootstrap_admin(&broker).await {
+    let checked = match refuse_damaged_auth(&broker, &config.data_dir, accept_damaged_acls) {
+        Ok(()) => bootstrap_admin(&broker).await,
+        refused => refused,
+    };
+    if let Err(e) = checked {
         // Nothing was served: close cleanly so the next start needs no recovery.
         let b = broker.clone();
         let _ = tokio::task::spawn_blocking(move || b.close()).await;
