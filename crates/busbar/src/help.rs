@@ -27,7 +27,7 @@ const OFFLINE: &[(&str, &[&str])] = &[
     ("serve", &[]),
     ("check-config", &["output"]),
     ("rule", &["output"]),
-    ("bench", &["output"]),
+    ("bench", &["output", "ca_file"]),
     ("tls", &[]),
     ("completions", &[]),
     ("man", &[]),
@@ -37,12 +37,14 @@ const OFFLINE: &[(&str, &[&str])] = &[
 /// name out of a command that does not use it (clap does not copy a global flag into a command
 /// that has one of that name).
 fn refused(name: &'static str) -> Arg {
+    // The id is the field name (`ca_file`), the flag its kebab form (`--ca-file`).
+    let long = if name == "ca_file" { "ca-file" } else { name };
     Arg::new(name)
-        .long(name)
+        .long(long)
         .hide(true)
         .value_parser(move |_: &str| -> Result<String, String> {
             Err(format!(
-                "--{name} is for commands that talk to a busbar server"
+                "--{long} is for commands that talk to a busbar server"
             ))
         })
 }
@@ -52,7 +54,7 @@ pub fn command() -> clap::Command {
     let mut cmd = crate::Cli::command();
     for (sub, keeps) in OFFLINE {
         cmd = cmd.mut_subcommand(*sub, |mut c| {
-            for global in ["server", "output", "user", "password", "token"] {
+            for global in ["server", "output", "user", "password", "token", "ca_file"] {
                 if !keeps.contains(&global) {
                     c = c.arg(refused(global));
                 }

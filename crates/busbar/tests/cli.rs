@@ -362,7 +362,7 @@ fn help_lists_each_commands_own_flags_with_defaults() {
     let (code, out, _) = offline(&["serve", "--help"]);
     assert_eq!(code, 0);
     assert!(out.contains("--data-dir"), "{out}");
-    for client_flag in ["--server", "--output"] {
+    for client_flag in ["--server", "--output", "--ca-file"] {
         assert!(
             !out.contains(client_flag),
             "serve --help lists {client_flag}: {out}"
