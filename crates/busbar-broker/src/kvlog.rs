@@ -97,6 +97,26 @@ impl KvLog {
         rows: Vec<Row>,
         apply: impl FnOnce(Vec<u64>) + Send + 'static,
     ) -> Result<()> {
+        self.write_batches(rows, false, apply).await
+    }
+
+    /// [`write`](Self::write) all-or-nothing: `rows` that do not fit one batch of the log are
+    /// refused ([`BrokerError::InvalidRequest`], nothing written). A failed sync still leaves
+    /// the outcome unknown (the batch may be on disk after a restart), as for every write.
+    pub async fn write_whole(
+        &self,
+        rows: Vec<Row>,
+        apply: impl FnOnce(Vec<u64>) + Send + 'static,
+    ) -> Result<()> {
+        self.write_batches(rows, true, apply).await
+    }
+
+    async fn write_batches(
+        &self,
+        rows: Vec<Row>,
+        whole: bool,
+        apply: impl FnOnce(Vec<u64>) + Send + 'static,
+    ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -118,7 +138,14 @@ impl KvLog {
         tokio::task::spawn_blocking(move || {
             let mut offsets = Vec::with_capacity(recs.len());
             let mut result = Ok(());
-            for mut b in chunks(&recs, limit)? {
+            let batches = chunks(&recs, limit)?;
+            if whole && batches.len() > 1 {
+                return Err(BrokerError::InvalidRequest(format!(
+                    "{} rows take more than one batch of at most {limit} bytes",
+                    recs.len()
+                )));
+            }
+            for mut b in batches {
                 match log.append(&mut b) {
                     Ok(at) => offsets.extend(at.base_offset..=at.last_offset),
                     Err(e) => {

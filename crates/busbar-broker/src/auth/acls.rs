@@ -1,7 +1,8 @@
 //! The durable ACL store: one row per ACL in the internal compacted log `internal/acls` (the key
 //! is the ACL itself as JSON, the value a marker; a tombstone deletes). Writes are serialised by
-//! one lock and the in-memory [`AclSet`] is swapped only for rows made durable, so a failed write
-//! answers an error and changes nothing. At most `auth.acls_max` ACLs exist.
+//! one lock; each write is one batch (a request whose rows need more is refused), and the in-memory
+//! [`AclSet`] is swapped only once it is durable, so a failed write answers an error and changes
+//! nothing in memory. At most `auth.acls_max` ACLs exist.
 
 use super::acl::{AclBinding, AclFilter, AclSet, Operation, PatternType, Permission, ResourceType};
 use super::AuthError;
@@ -97,9 +98,8 @@ impl AclStore {
         self.set.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Adds `acls` (each validated first; already present ones are kept as they are). All are
-    /// written in one durable write or, on a failed write, as many as were made durable; the
-    /// error is answered. Refuses the whole when the store would pass `auth.acls_max`.
+    /// Adds `acls` (each validated first; already present ones are kept as they are) in one
+    /// durable write: all or none (more than one batch holds is refused). Refuses the whole when the store would pass `auth.acls_max`.
     pub async fn create(&self, acls: Vec<AclBinding>) -> Result<(), AuthError> {
         for b in &acls {
             b.validate().map_err(AuthError::InvalidAcl)?;
@@ -122,17 +122,33 @@ impl AclStore {
         self.write(rows, fresh.into_iter().collect(), true).await
     }
 
-    /// Deletes every ACL passing `filter`; answers those deleted (none when the write failed,
-    /// or those made durable before it failed, with the error).
+    /// Deletes every ACL passing `filter`; answers those deleted (none when the write failed).
     pub async fn delete(&self, filter: &AclFilter) -> Result<Vec<AclBinding>, AuthError> {
-        let _w = self.writing.lock().await;
-        let gone: Vec<AclBinding> = self.snapshot().matching(filter).cloned().collect();
-        let rows: Vec<_> = gone.iter().map(|b| (encode(b), None)).collect();
-        self.write(rows, gone.clone(), false).await?;
-        Ok(gone)
+        let mut gone = self.delete_each(std::slice::from_ref(filter)).await?;
+        Ok(gone.pop().unwrap_or_default())
     }
 
-    /// Writes `rows` (one per ACL of `acls`, same order) and applies those made durable.
+    /// Deletes every ACL passing any of `filters` in one write (all or nothing); answers, per
+    /// filter, the ACLs it matched (an ACL matched by two filters is listed by both).
+    pub async fn delete_each(
+        &self,
+        filters: &[AclFilter],
+    ) -> Result<Vec<Vec<AclBinding>>, AuthError> {
+        let _w = self.writing.lock().await;
+        let current = self.snapshot();
+        let per: Vec<Vec<AclBinding>> = filters
+            .iter()
+            .map(|f| current.matching(f).cloned().collect())
+            .collect();
+        let gone: BTreeSet<AclBinding> = per.iter().flatten().cloned().collect();
+        let rows: Vec<_> = gone.iter().map(|b| (encode(b), None)).collect();
+        self.write(rows, gone.into_iter().collect(), false).await?;
+        Ok(per)
+    }
+
+    /// Writes `rows` (one per ACL of `acls`, same order) in one batch and applies them once
+    /// durable: all or nothing (rows over one batch are refused with nothing written; a failed
+    /// sync leaves the outcome unknown until a restart, as for every internal log).
     async fn write(
         &self,
         rows: Vec<(Vec<u8>, Option<Vec<u8>>)>,
@@ -140,8 +156,9 @@ impl AclStore {
         add: bool,
     ) -> Result<(), AuthError> {
         let set = self.set.clone();
+        let n = rows.len();
         self.log
-            .write(rows, move |written| {
+            .write_whole(rows, move |written| {
                 let done: BTreeSet<AclBinding> = acls.into_iter().take(written.len()).collect();
                 let mut guard = set.write().unwrap_or_else(|e| e.into_inner());
                 let mut all: BTreeSet<AclBinding> = guard.all().iter().cloned().collect();
@@ -153,7 +170,13 @@ impl AclStore {
                 *guard = Arc::new(AclSet::new(all.into_iter().collect()));
             })
             .await
-            .map_err(AuthError::Storage)
+            .map_err(|e| match e {
+                crate::BrokerError::InvalidRequest(why) => AuthError::InvalidAcl(format!(
+                    "{n} ACLs are too many for one write ({why}, the internal log's batch \
+                     limit): send fewer per request"
+                )),
+                e => AuthError::Storage(e),
+            })
     }
 
     /// Compacts the log.

@@ -1,13 +1,14 @@
-//! DeleteAcls (31): each filter deletes every ACL passing it (see `describe_acls` for filters) in
-//! one durable write and answers those deleted; a bad filter answers INVALID_REQUEST (42) and a
-//! failed write its error, deleting nothing of that filter. Needs ALTER on the cluster (else
+//! DeleteAcls (31): each filter deletes every ACL passing it (see `describe_acls` for filters) and
+//! answers those deleted; the valid filters of a request delete in one durable write (all or
+//! nothing: over one batch of the ACL log is refused with INVALID_REQUEST, 42). A bad filter
+//! answers INVALID_REQUEST and a failed write its error for every valid filter. Needs ALTER on the cluster (else
 //! CLUSTER_AUTHORIZATION_FAILED, 31, for every filter).
 
 use super::describe_acls::{filter, RawFilter};
 use super::{sb, Ctx};
 use crate::authz::{Authz, Op, CLUSTER_DENIED};
 use crate::codes;
-use busbar_broker::auth::acl::AclBinding;
+use busbar_broker::auth::acl::{AclBinding, AclFilter};
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::delete_acls_response::{
     DeleteAclsFilterResult, DeleteAclsMatchingAcl,
@@ -21,8 +22,8 @@ fn failed(code: i16, message: String) -> DeleteAclsFilterResult {
     r
 }
 
-async fn delete_one(ctx: &Ctx<'_>, f: &DeleteAclsFilter) -> DeleteAclsFilterResult {
-    let raw = RawFilter {
+fn parse(f: &DeleteAclsFilter) -> Result<AclFilter, String> {
+    filter(&RawFilter {
         resource_type: f.resource_type_filter,
         resource_name: f.resource_name_filter.as_ref(),
         pattern: f.pattern_type_filter,
@@ -30,19 +31,32 @@ async fn delete_one(ctx: &Ctx<'_>, f: &DeleteAclsFilter) -> DeleteAclsFilterResu
         host: f.host_filter.as_ref(),
         operation: f.operation,
         permission: f.permission_type,
-    };
-    let parsed = match filter(&raw) {
-        Ok(p) => p,
-        Err(why) => return failed(codes::INVALID_REQUEST, why),
-    };
+    })
+}
+
+/// Deletes what the valid filters match in one write; answers per filter (in order).
+async fn delete_all(ctx: &Ctx<'_>, filters: &[DeleteAclsFilter]) -> Vec<DeleteAclsFilterResult> {
+    let parsed: Vec<Result<AclFilter, String>> = filters.iter().map(parse).collect();
+    let valid: Vec<AclFilter> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
     let store = ctx.shared.broker.auth().acls();
-    if store.snapshot().matching(&parsed).next().is_none() {
-        return deleted(Vec::new()); // nothing to delete: no write
-    }
-    match store.delete(&parsed).await {
-        Ok(gone) => deleted(gone),
-        Err(e) => failed(codes::of_auth(&e), e.to_string()),
-    }
+    let snapshot = store.snapshot();
+    let outcome = if valid.iter().all(|f| snapshot.matching(f).next().is_none()) {
+        Ok(vec![Vec::new(); valid.len()]) // nothing to delete: no write
+    } else {
+        store.delete_each(&valid).await
+    };
+    let mut gone = match outcome {
+        Ok(per) => Ok(per.into_iter()),
+        Err(e) => Err((codes::of_auth(&e), e.to_string())),
+    };
+    parsed
+        .into_iter()
+        .map(|p| match (p, &mut gone) {
+            (Err(why), _) => failed(codes::INVALID_REQUEST, why),
+            (Ok(_), Ok(per)) => deleted(per.next().unwrap_or_default()),
+            (Ok(_), Err((code, why))) => failed(*code, why.clone()),
+        })
+        .collect()
 }
 
 /// The answer of a filter that deleted `gone`.
@@ -78,8 +92,6 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteAclsRequest) -> DeleteAclsResponse
             .collect();
         return r;
     }
-    for f in &req.filters {
-        r.filter_results.push(delete_one(ctx, f).await);
-    }
+    r.filter_results = delete_all(ctx, &req.filters).await;
     r
 }
