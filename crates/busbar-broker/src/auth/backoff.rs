@@ -7,13 +7,14 @@
 //! Keys hold the SHA-256 of the user name, never the name: a name is whatever a client sent (up
 //! to a SASL frame or an HTTP header), and 10,000 remembered 400 KiB names would hold 4 GiB.
 //!
-//! The table is bounded by `entries_max` without favouring attackers: a key is forgotten only
-//! once it has [`expired`](FORGET_AFTER) (its delay passed and no failure for `FORGET_AFTER`),
-//! found in O(log n) through an index by expiry. Junk names cannot push a live key out (which
-//! would reset its delay): while the table is full of live keys, a key not in it is treated as
-//! blocked (its attempts fail unchecked, held back `backoff_max`) and reported on stderr. The
-//! price: while `entries_max` distinct keys failed within the last minute, users that did not
-//! fail before cannot log in either; raise `auth.backoff_entries_max` if that is a risk.
+//! The table is bounded by `entries_max` without favouring attackers and without locking anyone
+//! out: to make room, expired keys go first ([`FORGET_AFTER`]: delay passed and no failure for
+//! that long), then the live key with the *smallest* delay (fewest failures; the oldest among
+//! equals), both found in O(log n) through indexes. Junk names that failed once therefore push
+//! out each other, never a key that has failed more often (a brute-forced key keeps its delay):
+//! to evict a key that failed k times an attacker must first fail `entries_max` other keys k
+//! times each. A key not in the table is never blocked, so users that did not fail log in
+//! whatever an attacker does; a full table is reported on stderr.
 //!
 //! In-flight password checks are counted per key ([`Backoff::begin`]): at most
 //! [`IN_FLIGHT_MAX`] run at once for one key; more fail unchecked (as blocked), so N parallel
@@ -64,6 +65,8 @@ struct Table {
     entries: HashMap<Key, Entry>,
     /// `(expires, key)` of every entry: the first is the next to expire.
     by_expiry: BTreeSet<(Instant, Key)>,
+    /// `(delay, last failure, key)` of every entry: the first is the least failed (oldest).
+    by_weight: BTreeSet<(Duration, Instant, Key)>,
     /// Password checks running per key (entries only while above 0).
     in_flight: HashMap<Key, u32>,
     reported: Option<Instant>,
@@ -73,31 +76,39 @@ impl Table {
     fn remove(&mut self, k: &Key) {
         if let Some(e) = self.entries.remove(k) {
             self.by_expiry.remove(&(e.expires(), *k));
+            self.by_weight.remove(&(e.delay, e.last, *k));
         }
     }
 
     fn put(&mut self, k: Key, e: Entry) {
         self.remove(&k);
         self.by_expiry.insert((e.expires(), k));
+        self.by_weight.insert((e.delay, e.last, k));
         self.entries.insert(k, e);
     }
 
-    /// Forgets expired entries until one slot is free; false when every entry is live.
-    fn make_room(&mut self, max: usize, now: Instant) -> bool {
-        while self.entries.len() >= max {
-            match self.by_expiry.first().copied() {
-                Some((at, k)) if at <= now => self.remove(&k),
-                _ => return false,
-            }
+    /// Frees one slot for `k` when the table is full: an expired entry, else the least failed
+    /// live one (reported on stderr, at most every [`REPORT_EVERY`]).
+    fn make_room_for(&mut self, k: &Key, max: usize, now: Instant) {
+        if self.entries.contains_key(k) {
+            return;
         }
-        true
+        while self.entries.len() >= max {
+            let victim = match self.by_expiry.first().copied() {
+                Some((at, expired)) if at <= now => expired,
+                _ => {
+                    self.report_full(max, now);
+                    match self.by_weight.first().copied() {
+                        Some((_, _, least)) => least,
+                        None => return,
+                    }
+                }
+            };
+            self.remove(&victim);
+        }
     }
 
-    /// True when `k` is not tracked and cannot be (the table is full of live entries).
-    fn no_room_for(&mut self, k: &Key, max: usize, now: Instant) -> bool {
-        if self.entries.contains_key(k) || self.make_room(max, now) {
-            return false;
-        }
+    fn report_full(&mut self, max: usize, now: Instant) {
         if self
             .reported
             .is_none_or(|at| now.duration_since(at) >= REPORT_EVERY)
@@ -105,11 +116,10 @@ impl Table {
             self.reported = Some(now);
             eprintln!(
                 "busbar: the failed-login table is full ({max} keys failed within {} s, \
-                 auth.backoff_entries_max): logins of other users and addresses fail until keys expire",
+                 auth.backoff_entries_max): the least failed keys are forgotten to make room",
                 FORGET_AFTER.as_secs()
             );
         }
-        true
     }
 }
 
@@ -152,13 +162,11 @@ impl Backoff {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// True while `user` from `ip` is backing off (or cannot be tracked: the table is full of
-    /// live keys): the attempt must fail unchecked.
+    /// True while `user` from `ip` is backing off: the attempt must fail unchecked.
     pub fn blocked(&self, user: &str, ip: IpAddr) -> bool {
         let now = Instant::now();
         let k = key(user, ip);
-        let mut t = self.table();
-        t.entries.get(&k).is_some_and(|e| now < e.until) || t.no_room_for(&k, self.entries_max, now)
+        self.table().entries.get(&k).is_some_and(|e| now < e.until)
     }
 
     /// Starts a password check of `user` from `ip`: `None` when it must fail unchecked (backing
@@ -167,8 +175,7 @@ impl Backoff {
         let now = Instant::now();
         let k = key(user, ip);
         let mut t = self.table();
-        let blocked = t.entries.get(&k).is_some_and(|e| now < e.until)
-            || t.no_room_for(&k, self.entries_max, now);
+        let blocked = t.entries.get(&k).is_some_and(|e| now < e.until);
         let running = t.in_flight.entry(k).or_insert(0);
         if blocked || *running >= IN_FLIGHT_MAX {
             if *running == 0 {
@@ -183,15 +190,12 @@ impl Backoff {
         })
     }
 
-    /// Records a failure; answers how long to hold the failure answer back (`backoff_max` for a
-    /// key the full table cannot track).
+    /// Records a failure; answers how long to hold the failure answer back.
     pub fn failed(&self, user: &str, ip: IpAddr) -> Duration {
         let now = Instant::now();
         let k = key(user, ip);
         let mut t = self.table();
-        if t.no_room_for(&k, self.entries_max, now) {
-            return self.max;
-        }
+        t.make_room_for(&k, self.entries_max, now);
         let mut e = t.entries.get(&k).copied().unwrap_or(Entry {
             delay: Duration::ZERO,
             until: now,
@@ -245,7 +249,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_table_is_bounded_and_forgets_only_expired_keys() {
+    async fn the_table_is_bounded_and_a_full_table_locks_nobody_out() {
         let b = Backoff::new(Duration::from_secs(5), 3);
         for i in 0..100 {
             b.failed(&format!("u{i}"), IP);
@@ -253,19 +257,17 @@ mod tests {
         }
         assert_eq!(b.len(), 3);
         assert!(
-            b.blocked("u99", IP),
-            "an untracked key is blocked while the table is full"
+            !b.blocked("newcomer", IP),
+            "a key that never failed is not blocked by a full table"
         );
+        assert!(b.begin("newcomer", IP).is_some());
         assert_eq!(
-            b.failed("u99", IP),
-            Duration::from_secs(5),
-            "held back the longest"
+            b.failed("newcomer", IP),
+            DELAY_MIN,
+            "tracked from its first failure"
         );
-        tokio::time::advance(FORGET_AFTER).await;
-        assert!(!b.blocked("u99", IP), "expired keys make room");
-        assert_eq!(b.failed("u99", IP), DELAY_MIN);
         assert_eq!(b.len(), 3);
-        assert_eq!(b.failed("u1", IP), DELAY_MIN * 2, "a live key is kept");
+        assert!(b.blocked("newcomer", IP));
     }
 
     /// R16 review (a): eviction dropped the least recently failed key, so an attacker reset its
@@ -286,6 +288,7 @@ mod tests {
             Duration::from_millis(800),
             "the delay goes on"
         );
+        assert!(!b.blocked("bob", IP), "and others still log in");
     }
 
     /// R16 review (b): blocked() was checked, then the password, then the failure recorded, so N
