@@ -11,6 +11,7 @@
 //! resource and `allow_if_no_acl` is set, the action is allowed; else it is denied.
 //! Storage and the wire APIs live elsewhere; this file decides.
 
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 /// The principal of an unauthenticated client (a PLAINTEXT listener while auth is on).
@@ -396,15 +397,76 @@ pub struct Requester<'a> {
     pub host: IpAddr,
 }
 
-/// Every ACL, with the settings that decide with them.
+/// Where the ACLs of one resource type are, by pattern: a check looks up the literal name, the
+/// literal `*` ones and each prefix of the name, so it costs about the name's length, not the
+/// number of ACLs.
+#[derive(Debug, Clone, Default)]
+struct TypeIndex {
+    /// Literal names (not `*`) -> positions in [`AclSet::acls`].
+    literal: HashMap<String, Vec<usize>>,
+    /// Literal `*`.
+    wildcard: Vec<usize>,
+    /// Prefixed patterns -> positions.
+    prefixed: HashMap<String, Vec<usize>>,
+    /// The distinct lengths (bytes) of the prefixes in `prefixed`.
+    prefix_lens: BTreeSet<usize>,
+}
+
+impl TypeIndex {
+    fn add(&mut self, i: usize, b: &AclBinding) {
+        let name = b.resource_name.clone();
+        match b.pattern {
+            PatternType::Literal if name == "*" => self.wildcard.push(i),
+            PatternType::Literal => self.literal.entry(name).or_default().push(i),
+            PatternType::Prefixed => {
+                self.prefix_lens.insert(name.len());
+                self.prefixed.entry(name).or_default().push(i);
+            }
+        }
+    }
+
+    /// Positions of every ACL whose pattern covers `name`.
+    fn covering<'a>(&'a self, name: &'a str) -> impl Iterator<Item = usize> + 'a {
+        let prefixes = self
+            .prefix_lens
+            .range(..=name.len())
+            .filter(|&&n| name.is_char_boundary(n))
+            .filter_map(|&n| self.prefixed.get(&name[..n]));
+        self.wildcard
+            .iter()
+            .chain(self.literal.get(name).into_iter().flatten())
+            .chain(prefixes.flatten())
+            .copied()
+    }
+}
+
+/// Every ACL, indexed by resource type and pattern (see [`TypeIndex`]).
 #[derive(Debug, Clone, Default)]
 pub struct AclSet {
     acls: Vec<AclBinding>,
+    index: HashMap<ResourceType, TypeIndex>,
 }
 
 impl AclSet {
     pub fn new(acls: Vec<AclBinding>) -> Self {
-        Self { acls }
+        let mut index: HashMap<ResourceType, TypeIndex> = HashMap::new();
+        for (i, b) in acls.iter().enumerate() {
+            index.entry(b.resource_type).or_default().add(i, b);
+        }
+        Self { acls, index }
+    }
+
+    /// The ACLs whose pattern covers resource `name` of type `ty` (found through the index).
+    pub fn covering<'a>(
+        &'a self,
+        ty: ResourceType,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a AclBinding> + 'a {
+        self.index
+            .get(&ty)
+            .into_iter()
+            .flat_map(move |t| t.covering(name))
+            .map(|i| &self.acls[i])
     }
 
     /// Every ACL.
@@ -429,7 +491,7 @@ impl AclSet {
     ) -> Decision {
         let mut any = false;
         let mut allowed = false;
-        for b in self.acls.iter().filter(|b| b.covers(ty, name)) {
+        for b in self.covering(ty, name) {
             any = true;
             if !b.applies_to(who.user, who.host) {
                 continue;
@@ -633,6 +695,30 @@ mod tests {
             Decision::Allowed,
             "an ACL host in mapped form covers the IPv4 peer"
         );
+    }
+
+    #[test]
+    fn a_check_visits_only_the_acls_covering_the_name() {
+        let mut acls: Vec<AclBinding> = (0..10_000)
+            .map(|i| acl(Topic, &format!("p{i:05}-"), Prefixed, "alice", Read, Allow))
+            .collect();
+        acls.push(acl(Topic, "p00042-x", Literal, "alice", Read, Deny));
+        acls.push(acl(Topic, "*", Literal, "*", Describe, Allow));
+        acls.push(acl(Group, "p", Prefixed, "alice", Read, Allow));
+        let set = AclSet::new(acls);
+        let seen: Vec<_> = set.covering(Topic, "p00042-x").collect();
+        assert_eq!(seen.len(), 3, "the prefix, the literal and *: {seen:?}");
+        assert_eq!(set.covering(Topic, "p00042-y").count(), 2);
+        assert_eq!(set.covering(Topic, "q").count(), 1);
+        assert_eq!(set.covering(Group, "p1").count(), 1);
+        let d = |name| set.authorize(me("alice"), Read, Topic, name, false);
+        assert_eq!(d("p00042-x"), Decision::Denied);
+        assert_eq!(d("p09999-z"), Decision::Allowed);
+        assert_eq!(d("p1"), Decision::NotAllowed);
+        // Non-ASCII names: prefixes are cut at character boundaries only.
+        let set = AclSet::new(vec![acl(Topic, "é", Prefixed, "alice", Read, Allow)]);
+        assert_eq!(set.covering(Topic, "éa").count(), 1);
+        assert_eq!(set.covering(Topic, "e\u{301}").count(), 0);
     }
 
     #[test]
