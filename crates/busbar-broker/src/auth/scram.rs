@@ -281,6 +281,8 @@ pub struct Exchange {
     client_first_bare: String,
     server_first: String,
     nonce: String,
+    /// Bytes of `nonce` that are the client's (its start).
+    client_nonce_len: usize,
 }
 
 impl Exchange {
@@ -301,6 +303,7 @@ impl Exchange {
         credential: Credential,
         server_nonce: &str,
     ) -> (Self, String) {
+        let client_nonce_len = first.nonce.len();
         let nonce = format!("{}{server_nonce}", first.nonce);
         let server_first = format!(
             "r={nonce},s={},i={}",
@@ -313,6 +316,7 @@ impl Exchange {
             client_first_bare: first.bare,
             server_first: server_first.clone(),
             nonce,
+            client_nonce_len,
         };
         (x, server_first)
     }
@@ -320,6 +324,18 @@ impl Exchange {
     /// The exchange's mechanism.
     pub fn mechanism(&self) -> Mechanism {
         self.mechanism
+    }
+
+    /// Whether a client-final `r=` is this exchange's nonce: exactly (RFC 5802), or the client
+    /// nonce followed by it, which librdkafka before 2.1 sends (Debian's kcat: it prefixes the
+    /// server-first nonce with its own again). Kafka accepts any nonce ending with the exchange's
+    /// (`ScramSaslServer`: `endsWith`); this accepts only those two forms. The proof covers the
+    /// message as sent, so either form proves the same exchange.
+    fn nonce_matches(&self, nonce: &str) -> bool {
+        let doubled = nonce
+            .strip_suffix(self.nonce.as_str())
+            .is_some_and(|prefix| prefix == &self.nonce[..self.client_nonce_len]);
+        same(nonce.as_bytes(), self.nonce.as_bytes()) || doubled
     }
 
     /// Checks `c=biws,r=<nonce>[,...],p=<proof>`; answers the server-final `v=<signature>`.
@@ -341,7 +357,7 @@ impl Exchange {
             .next()
             .and_then(|p| p.strip_prefix("r="))
             .ok_or(ScramError::Malformed("missing r=<nonce>"))?;
-        if !same(nonce.as_bytes(), self.nonce.as_bytes()) {
+        if !self.nonce_matches(nonce) {
             return Err(ScramError::Nonce);
         }
         let proof = B64
@@ -429,6 +445,38 @@ mod tests {
         );
         assert!(x.finish(b"garbage").is_err());
         assert!(x.finish(&[0xff, 0xfe]).is_err());
+    }
+
+    /// A client's proof of `without_proof` in the test exchange (RFC 5802 §3, client side).
+    fn prove(m: Mechanism, password: &str, without_proof: &str) -> String {
+        let salted = salted_password(m, password, &B64.decode(SALT).unwrap(), 4096);
+        let client_key = mac(m, &salted, b"Client Key");
+        let auth = format!(
+            "n=user,r=rOprNGfwEbeRWgbNEkqO,r=rOprNGfwEbeRWgbNEkqO{SERVER_NONCE},s={SALT},i=4096,\
+             {without_proof}"
+        );
+        let sig = mac(m, &hash(m, &client_key), auth.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
+        format!("{without_proof},p={}", B64.encode(proof))
+    }
+
+    /// librdkafka before 2.1 (Debian's kcat) sends `r=<client nonce><server-first nonce>`; Kafka
+    /// accepts it, so must busbar (it answered "nonce does not match"). Other prefixes still fail.
+    #[test]
+    fn librdkafkas_doubled_client_nonce_is_accepted_and_nothing_else() {
+        let (x, _) = exchange(Mechanism::Sha256, "pencil");
+        let doubled = format!("c=biws,r=rOprNGfwEbeRWgbNEkqOrOprNGfwEbeRWgbNEkqO{SERVER_NONCE}");
+        assert!(x
+            .finish(prove(Mechanism::Sha256, "pencil", &doubled).as_bytes())
+            .is_ok());
+        let other = format!("c=biws,r=XXrOprNGfwEbeRWgbNEkqO{SERVER_NONCE}");
+        let msg = prove(Mechanism::Sha256, "pencil", &other);
+        assert_eq!(x.finish(msg.as_bytes()), Err(ScramError::Nonce));
+        let exact = format!("c=biws,r=rOprNGfwEbeRWgbNEkqO{SERVER_NONCE}");
+        let msg = prove(Mechanism::Sha256, "pencil", &exact);
+        assert!(x.finish(msg.as_bytes()).is_ok(), "the RFC form still works");
+        let msg = prove(Mechanism::Sha256, "wrong", &doubled);
+        assert_eq!(x.finish(msg.as_bytes()), Err(ScramError::Proof));
     }
 
     #[test]
