@@ -26,6 +26,17 @@ pub const GROUP_DENIED: i16 = 30;
 pub const CLUSTER_DENIED: i16 = 31;
 /// Kafka's TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 pub const TXN_DENIED: i16 = 53;
+/// Kafka's SECURITY_DISABLED: the ACL APIs while authentication is off (Kafka without an
+/// authorizer), so no one can store ACLs that would take effect once it is turned on.
+pub const SECURITY_DISABLED: i16 = 54;
+/// Its message.
+pub const SECURITY_DISABLED_WHY: &str =
+    "ACLs are not in use: auth.enabled is false on this broker (no authorizer)";
+
+/// Whether the ACL APIs answer [`SECURITY_DISABLED`].
+pub fn acls_disabled(ctx: &Ctx<'_>) -> bool {
+    !ctx.shared.broker.auth().enabled()
+}
 
 /// The error code of a denial on a resource of type `ty`.
 pub fn denied_code(ty: ResourceType) -> i16 {

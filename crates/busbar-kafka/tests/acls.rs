@@ -475,3 +475,31 @@ fn without_acls_a_plaintext_client_is_refused_by_every_api() {
         .collect();
     assert_eq!(names, ["t"], "READ implies DESCRIBE; secret stays hidden");
 }
+
+#[test]
+fn acl_apis_answer_security_disabled_while_auth_is_off() {
+    let s = common::start(); // auth.enabled = false
+    let (ty, pat, op, perm) = VALID;
+    let answers = create(&s, vec![creation(ty, "t", pat, "User:*", "*", op, perm)]);
+    assert_eq!(answers[0].0, 54, "SECURITY_DISABLED: {answers:?}");
+    assert!(answers[0]
+        .1
+        .as_ref()
+        .is_some_and(|m| m.contains("auth.enabled")));
+    assert!(acls(&s).is_empty(), "nothing stored");
+    s.rt.block_on(s.broker.auth().acls().create(vec![anonymous(
+        ResourceType::Topic,
+        "t",
+        Operation::Read,
+    )]))
+    .unwrap();
+    let resp = delete(&s, vec![filter(1, None, 1, 1, 1)]);
+    assert_eq!(resp.filter_results[0].error_code, 54, "{resp:?}");
+    assert_eq!(acls(&s).len(), 1, "nothing deleted");
+    let mut req = DescribeAclsRequest::default();
+    (req.resource_type_filter, req.pattern_type_filter) = (1, 1);
+    (req.operation, req.permission_type) = (1, 1);
+    let resp: DescribeAclsResponse = call(&s, ApiKey::DescribeAcls, 2, &req);
+    assert_eq!(resp.error_code, 54, "{resp:?}");
+    assert!(resp.resources.is_empty());
+}

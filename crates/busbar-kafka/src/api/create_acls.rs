@@ -5,7 +5,9 @@
 //! (else CLUSTER_AUTHORIZATION_FAILED, 31, for every creation).
 
 use super::{sb, Ctx};
-use crate::authz::{Authz, Op, CLUSTER_DENIED};
+use crate::authz::{
+    acls_disabled, Authz, Op, CLUSTER_DENIED, SECURITY_DISABLED, SECURITY_DISABLED_WHY,
+};
 use crate::codes;
 use busbar_broker::auth::acl::{AclBinding, Operation, PatternType, Permission, ResourceType};
 use kafka_protocol::messages::create_acls_request::AclCreation;
@@ -44,6 +46,15 @@ fn result(code: i16, message: Option<String>) -> AclCreationResult {
 
 pub async fn handle(ctx: &Ctx<'_>, req: CreateAclsRequest) -> CreateAclsResponse {
     let mut r = CreateAclsResponse::default();
+    if acls_disabled(ctx) {
+        let why = SECURITY_DISABLED_WHY;
+        r.results = req
+            .creations
+            .iter()
+            .map(|_| result(SECURITY_DISABLED, Some(why.into())))
+            .collect();
+        return r;
+    }
     if !Authz::new(ctx, "CreateAcls").cluster(Op::Alter) {
         let why = "ALTER on the cluster is needed to create ACLs";
         r.results = req

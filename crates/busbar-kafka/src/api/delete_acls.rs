@@ -6,7 +6,9 @@
 
 use super::describe_acls::{filter, RawFilter};
 use super::{sb, Ctx};
-use crate::authz::{Authz, Op, CLUSTER_DENIED};
+use crate::authz::{
+    acls_disabled, Authz, Op, CLUSTER_DENIED, SECURITY_DISABLED, SECURITY_DISABLED_WHY,
+};
 use crate::codes;
 use busbar_broker::auth::acl::{AclBinding, AclFilter};
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
@@ -83,6 +85,14 @@ fn deleted(gone: Vec<AclBinding>) -> DeleteAclsFilterResult {
 
 pub async fn handle(ctx: &Ctx<'_>, req: DeleteAclsRequest) -> DeleteAclsResponse {
     let mut r = DeleteAclsResponse::default();
+    if acls_disabled(ctx) {
+        r.filter_results = req
+            .filters
+            .iter()
+            .map(|_| failed(SECURITY_DISABLED, SECURITY_DISABLED_WHY.into()))
+            .collect();
+        return r;
+    }
     if !Authz::new(ctx, "DeleteAcls").cluster(Op::Alter) {
         let why = "ALTER on the cluster is needed to delete ACLs";
         r.filter_results = req

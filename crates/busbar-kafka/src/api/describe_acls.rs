@@ -5,7 +5,9 @@
 //! INVALID_REQUEST (42) saying which; the same parsing serves DeleteAcls.
 
 use super::{sb, Ctx};
-use crate::authz::{Authz, Op, CLUSTER_DENIED};
+use crate::authz::{
+    acls_disabled, Authz, Op, CLUSTER_DENIED, SECURITY_DISABLED, SECURITY_DISABLED_WHY,
+};
 use crate::codes;
 use busbar_broker::auth::acl::{
     AclBinding, AclFilter, Operation, PatternFilter, PatternType, Permission, ResourceType,
@@ -87,6 +89,11 @@ fn grouped<'b>(acls: impl Iterator<Item = &'b AclBinding>) -> Vec<DescribeAclsRe
 pub fn handle(ctx: &Ctx<'_>, req: DescribeAclsRequest) -> DescribeAclsResponse {
     let mut r = DescribeAclsResponse::default();
     r.error_message = None;
+    if acls_disabled(ctx) {
+        r.error_code = SECURITY_DISABLED;
+        r.error_message = Some(sb(SECURITY_DISABLED_WHY));
+        return r;
+    }
     if !Authz::new(ctx, "DescribeAcls").cluster(Op::Describe) {
         r.error_code = CLUSTER_DENIED;
         r.error_message = Some(sb("DESCRIBE on the cluster is needed to describe ACLs"));
