@@ -397,17 +397,20 @@ pub struct Requester<'a> {
     pub host: IpAddr,
 }
 
+/// The ACLs of one pattern, by principal's user name (`*` for `User:*`).
+type Bucket = HashMap<String, Vec<usize>>;
+
 /// Where the ACLs of one resource type are, by pattern: a check looks up the literal name, the
-/// literal `*` ones and each prefix of the name, so it costs about the name's length, not the
-/// number of ACLs.
+/// literal `*` ones and each prefix of the name, then the requester's and `User:*`'s ACLs in
+/// each, so it costs about the name's length, not the number of ACLs.
 #[derive(Debug, Clone, Default)]
 struct TypeIndex {
-    /// Literal names (not `*`) -> positions in [`AclSet::acls`].
-    literal: HashMap<String, Vec<usize>>,
+    /// Literal names (not `*`).
+    literal: HashMap<String, Bucket>,
     /// Literal `*`.
-    wildcard: Vec<usize>,
-    /// Prefixed patterns -> positions.
-    prefixed: HashMap<String, Vec<usize>>,
+    wildcard: Bucket,
+    /// Prefixed patterns.
+    prefixed: HashMap<String, Bucket>,
     /// The distinct lengths (bytes) of the prefixes in `prefixed`.
     prefix_lens: BTreeSet<usize>,
 }
@@ -415,28 +418,29 @@ struct TypeIndex {
 impl TypeIndex {
     fn add(&mut self, i: usize, b: &AclBinding) {
         let name = b.resource_name.clone();
-        match b.pattern {
-            PatternType::Literal if name == "*" => self.wildcard.push(i),
-            PatternType::Literal => self.literal.entry(name).or_default().push(i),
+        let bucket = match b.pattern {
+            PatternType::Literal if name == "*" => &mut self.wildcard,
+            PatternType::Literal => self.literal.entry(name).or_default(),
             PatternType::Prefixed => {
                 self.prefix_lens.insert(name.len());
-                self.prefixed.entry(name).or_default().push(i);
+                self.prefixed.entry(name).or_default()
             }
-        }
+        };
+        let who = b.principal.strip_prefix("User:").unwrap_or("");
+        bucket.entry(who.to_string()).or_default().push(i);
     }
 
-    /// Positions of every ACL whose pattern covers `name`.
-    fn covering<'a>(&'a self, name: &'a str) -> impl Iterator<Item = usize> + 'a {
+    /// The non-empty buckets of every pattern covering `name`.
+    fn covering<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Bucket> + 'a {
         let prefixes = self
             .prefix_lens
             .range(..=name.len())
             .filter(|&&n| name.is_char_boundary(n))
             .filter_map(|&n| self.prefixed.get(&name[..n]));
-        self.wildcard
-            .iter()
-            .chain(self.literal.get(name).into_iter().flatten())
-            .chain(prefixes.flatten())
-            .copied()
+        std::iter::once(&self.wildcard)
+            .chain(self.literal.get(name))
+            .chain(prefixes)
+            .filter(|b| !b.is_empty())
     }
 }
 
@@ -456,17 +460,45 @@ impl AclSet {
         Self { acls, index }
     }
 
+    fn buckets<'a>(&'a self, ty: ResourceType, name: &'a str) -> impl Iterator<Item = &'a Bucket> {
+        self.index
+            .get(&ty)
+            .into_iter()
+            .flat_map(move |t| t.covering(name))
+    }
+
     /// The ACLs whose pattern covers resource `name` of type `ty` (found through the index).
     pub fn covering<'a>(
         &'a self,
         ty: ResourceType,
         name: &'a str,
     ) -> impl Iterator<Item = &'a AclBinding> + 'a {
-        self.index
-            .get(&ty)
-            .into_iter()
-            .flat_map(move |t| t.covering(name))
-            .map(|i| &self.acls[i])
+        self.buckets(ty, name)
+            .flat_map(|b| b.values().flatten())
+            .map(|&i| &self.acls[i])
+    }
+
+    /// Whether any ACL covers `name`, and those of them naming `user` or `User:*` (what a check
+    /// visits: see [`TypeIndex`]).
+    pub fn candidates<'a>(
+        &'a self,
+        ty: ResourceType,
+        name: &'a str,
+        user: &'a str,
+    ) -> (bool, Vec<&'a AclBinding>) {
+        let mut any = false;
+        let mut out = Vec::new();
+        for bucket in self.buckets(ty, name) {
+            any = true;
+            let mine = bucket.get(user).into_iter().flatten();
+            let all = bucket
+                .get("*")
+                .filter(|_| user != "*")
+                .into_iter()
+                .flatten();
+            out.extend(mine.chain(all).map(|&i| &self.acls[i]));
+        }
+        (any, out)
     }
 
     /// Every ACL.
@@ -489,10 +521,9 @@ impl AclSet {
         name: &str,
         allow_if_no_acl: bool,
     ) -> Decision {
-        let mut any = false;
         let mut allowed = false;
-        for b in self.covering(ty, name) {
-            any = true;
+        let (any, candidates) = self.candidates(ty, name, who.user);
+        for b in candidates {
             if !b.applies_to(who.user, who.host) {
                 continue;
             }
@@ -711,6 +742,9 @@ mod tests {
         assert_eq!(set.covering(Topic, "p00042-y").count(), 2);
         assert_eq!(set.covering(Topic, "q").count(), 1);
         assert_eq!(set.covering(Group, "p1").count(), 1);
+        let (any, seen) = set.candidates(Topic, "p00042-x", "bob");
+        assert!(any);
+        assert_eq!(seen.len(), 1, "only User:* applies to bob: {seen:?}");
         let d = |name| set.authorize(me("alice"), Read, Topic, name, false);
         assert_eq!(d("p00042-x"), Decision::Denied);
         assert_eq!(d("p09999-z"), Decision::Allowed);
