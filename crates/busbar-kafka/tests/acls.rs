@@ -411,7 +411,8 @@ fn without_acls_a_plaintext_client_is_refused_by_every_api() {
         1,
         &DescribeClusterRequest::default(),
     );
-    assert_eq!(resp.error_code, 31);
+    // Kafka checks nothing for DescribeCluster (it only fills authorized operations).
+    assert_eq!((resp.error_code, resp.brokers.len()), (0, 1));
     let resp: DescribeLogDirsResponse = call(
         &s,
         ApiKey::DescribeLogDirs,
