@@ -260,17 +260,24 @@ pub struct AclBinding {
 /// Longest resource name, principal or host in an ACL, bytes.
 pub const ACL_FIELD_BYTES_MAX: usize = 1024;
 
+/// Most bytes of a client's field quoted in an error message.
+pub const SHOWN_BYTES_MAX: usize = 100;
+
+/// `v` quoted for an error message: escaped, at most [`SHOWN_BYTES_MAX`] bytes of it (cut at a
+/// character boundary, `...` marks the cut), so an answer never echoes a large field.
+pub fn shown(v: &str) -> String {
+    let mut end = v.len().min(SHOWN_BYTES_MAX);
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = if end < v.len() { "..." } else { "" };
+    format!("{:?}{cut}", &v[..end])
+}
+
 impl AclBinding {
     /// Checks the fields a client sent: a `User:` principal (`User:*` for everyone), a host of
     /// `*` or an IP address, a non-empty bounded resource name, `kafka-cluster` for CLUSTER.
     pub fn validate(&self) -> Result<(), String> {
-        let user = self
-            .principal
-            .strip_prefix("User:")
-            .ok_or_else(|| format!("principal {:?} must be User:<name>", self.principal))?;
-        if user.is_empty() {
-            return Err("principal User: names no user".into());
-        }
         for (what, v) in [
             ("resource name", &self.resource_name),
             ("principal", &self.principal),
@@ -280,13 +287,20 @@ impl AclBinding {
                 return Err(format!("{what} longer than {ACL_FIELD_BYTES_MAX} bytes"));
             }
         }
+        let user = self
+            .principal
+            .strip_prefix("User:")
+            .ok_or_else(|| format!("principal {} must be User:<name>", shown(&self.principal)))?;
+        if user.is_empty() {
+            return Err("principal User: names no user".into());
+        }
         if self.resource_name.is_empty() {
             return Err("empty resource name".into());
         }
         if self.host != "*" && self.host.parse::<IpAddr>().is_err() {
             return Err(format!(
-                "host {:?} is neither * nor an IP address",
-                self.host
+                "host {} is neither * nor an IP address",
+                shown(&self.host)
             ));
         }
         if self.resource_type == ResourceType::Cluster
@@ -753,6 +767,21 @@ mod tests {
         let set = AclSet::new(vec![acl(Topic, "é", Prefixed, "alice", Read, Allow)]);
         assert_eq!(set.covering(Topic, "éa").count(), 1);
         assert_eq!(set.covering(Topic, "e\u{301}").count(), 0);
+    }
+
+    #[test]
+    fn validation_errors_echo_at_most_a_short_piece_of_a_field() {
+        let mut b = acl(Topic, "t", Literal, "alice", Read, Allow);
+        b.principal = "\u{1}".repeat(1_000_000);
+        let why = b.validate().unwrap_err();
+        assert!(why.len() < 200, "{} bytes", why.len());
+        b.principal = format!("x{}", "é".repeat(80));
+        let why = b.validate().unwrap_err();
+        assert!(why.len() < 250 && why.contains("must be User:"), "{why}");
+        b.principal = "User:a".into();
+        b.host = "h".repeat(500);
+        let why = b.validate().unwrap_err();
+        assert!(why.len() < 200 && why.contains("neither"), "{why}");
     }
 
     #[test]
