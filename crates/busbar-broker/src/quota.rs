@@ -40,8 +40,9 @@ pub struct QuotaConfig {
     /// Length of one sample, milliseconds (Kafka's `quota.window.size.seconds` × 1000). Default
     /// 1000.
     pub window_ms: u64,
-    /// Most rates tracked at once; past it, idle ones are dropped, and new keys share one rate.
-    /// Default 100,000.
+    /// Most rates tracked at once (each keyed by a 32-byte digest of its names, a few hundred
+    /// bytes). Ones idle for a whole span are dropped as time passes; past the limit new keys
+    /// share one rate. Default 100,000.
     pub trackers_max: usize,
     /// Most quota entities stored. Default 10,000.
     pub entities_max: usize,
@@ -277,9 +278,28 @@ impl Filter {
     }
 }
 
-/// What a rate is tracked under: the kind and the matched entity's names (defaults replaced by
-/// the actual ones, absent components empty), as Kafka's quota metric tags.
-type TrackerKey = (Kind, String, String);
+/// What a rate is tracked under: the kind and a SHA-256 digest of the matched entity's names
+/// (defaults replaced by the actual ones, absent components marked absent), as Kafka's quota
+/// metric tags. Fixed-size: a client id can be 32 KiB, and 100,000 trackers must stay small.
+type TrackerKey = (Kind, [u8; 32]);
+
+/// The digest of a tracker's names: each component absent (0) or present (1, length, bytes).
+fn tracker_digest(user: Option<&str>, client: Option<&str>) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [user, client] {
+        match part {
+            None => ctx.update(&[0]),
+            Some(name) => {
+                ctx.update(&[1]);
+                ctx.update(&(name.len() as u64).to_be_bytes());
+                ctx.update(name.as_bytes());
+            }
+        }
+    }
+    let mut out = [0; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
 
 type Table = BTreeMap<Entity, Values>;
 
@@ -384,11 +404,11 @@ impl Quotas {
         let table = self.table();
         precedence(user, client).into_iter().find_map(|e| {
             let quota = *table.get(&e)?.get(kind.key())?;
-            let tag = |n: &Option<Name>, actual: &str| match n {
-                None => String::new(),
-                Some(_) => actual.to_string(),
-            };
-            let key = (kind, tag(&e.user, user), tag(&e.client_id, client));
+            let tag = |n: &Option<Name>, actual| n.as_ref().map(|_| actual);
+            let key = (
+                kind,
+                tracker_digest(tag(&e.user, user), tag(&e.client_id, client)),
+            );
             Some(Applied {
                 quota,
                 entity: e,

@@ -6,11 +6,17 @@
 //! `(rate - quota) / quota × span`, the time until the rate falls back to the quota if nothing
 //! more is recorded, bounded by the whole span.
 //!
-//! [`Trackers`] holds one rate per tracked key, at most `trackers_max`: idle ones (nothing left in
-//! their span) are dropped when room is needed, and keys beyond the limit share one overflow
-//! rate, so many client ids can neither grow memory nor escape a quota.
+//! [`Trackers`] holds one rate per tracked key, at most `trackers_max`. An index by last record
+//! time drops idle ones (nothing recorded for a whole span) as time passes, a few per call
+//! (amortised, O(log n) each, never a scan of the map), and at once when room is needed; keys
+//! beyond the limit share one overflow rate, so many client ids can neither grow memory nor
+//! escape a quota.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+/// Most idle trackers one call drops beyond the one it may need room for: bounds the time a
+/// call holds the lock, yet outpaces growth (each call adds at most one tracker).
+const SWEEP_PER_CALL: usize = 64;
 
 /// The window shape (Kafka's `quota.window.num` and `quota.window.size.seconds`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,28 +92,33 @@ impl Rate {
         let ms = (rate - quota) / quota * self.span(shape, now) as f64;
         (ms.round() as u64).min(shape.span_ms())
     }
-
-    /// True when nothing recorded is left in the span.
-    fn idle(&mut self, shape: Shape, now: u64) -> bool {
-        self.purge(shape, now);
-        self.samples.is_empty()
-    }
 }
 
-/// Rates by key, bounded.
+/// A tracked rate and when it was last recorded to (its place in the idle index).
+#[derive(Debug, Default)]
+struct Tracked {
+    rate: Rate,
+    last: u64,
+}
+
+/// Rates by key, bounded in number; keys should be small and fixed-size (the quota store keys
+/// them by a digest of the names).
 pub struct Trackers<K> {
     shape: Shape,
     max: usize,
-    rates: HashMap<K, Rate>,
+    rates: HashMap<K, Tracked>,
+    /// (last record time, key) of every tracked key, oldest first.
+    by_last: BTreeSet<(u64, K)>,
     overflow: Rate,
 }
 
-impl<K: std::hash::Hash + Eq + Clone> Trackers<K> {
+impl<K: std::hash::Hash + Eq + Ord + Clone> Trackers<K> {
     pub fn new(shape: Shape, max: usize) -> Self {
         Self {
             shape,
             max,
             rates: HashMap::new(),
+            by_last: BTreeSet::new(),
             overflow: Rate::default(),
         }
     }
@@ -122,17 +133,47 @@ impl<K: std::hash::Hash + Eq + Clone> Trackers<K> {
         self.rates.is_empty()
     }
 
-    /// The rate of `key`, made when missing: after dropping idle ones when full, and the shared
-    /// overflow rate when still full.
-    pub fn rate(&mut self, key: &K, now: u64) -> &mut Rate {
-        if !self.rates.contains_key(key) && self.rates.len() >= self.max {
-            let shape = self.shape;
-            self.rates.retain(|_, r| !r.idle(shape, now));
-            if self.rates.len() >= self.max {
-                return &mut self.overflow;
+    /// Drops the oldest tracker if nothing was recorded to it for a whole span (then all its
+    /// samples are gone). True when one was dropped.
+    fn drop_oldest_idle(&mut self, now: u64) -> bool {
+        let span = self.shape.span_ms();
+        match self.by_last.first() {
+            Some((last, _)) if now.saturating_sub(*last) >= span => {
+                let (_, key) = self.by_last.pop_first().expect("first exists");
+                self.rates.remove(&key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn sweep(&mut self, now: u64) {
+        for _ in 0..SWEEP_PER_CALL {
+            if !self.drop_oldest_idle(now) {
+                break;
             }
         }
-        self.rates.entry(key.clone()).or_default()
+    }
+
+    /// The rate to record `key`'s values to at `now`, made when missing (after dropping an idle
+    /// one when full); the shared overflow rate when still full.
+    fn rate_for_record(&mut self, key: &K, now: u64) -> &mut Rate {
+        self.sweep(now);
+        if let Some(t) = self.rates.get_mut(key) {
+            if t.last != now {
+                self.by_last.remove(&(t.last, key.clone()));
+                t.last = now;
+                self.by_last.insert((now, key.clone()));
+            }
+            return &mut self.rates.get_mut(key).expect("tracked").rate;
+        }
+        if self.rates.len() >= self.max && !self.drop_oldest_idle(now) {
+            return &mut self.overflow;
+        }
+        self.by_last.insert((now, key.clone()));
+        let t = self.rates.entry(key.clone()).or_default();
+        t.last = now;
+        &mut t.rate
     }
 
     /// Records `value` for `key` at `now` and answers the throttle time against `quota`. With
@@ -140,7 +181,7 @@ impl<K: std::hash::Hash + Eq + Clone> Trackers<K> {
     /// "unrecord" of a throttled fetch, whose answer carries no data).
     pub fn record(&mut self, key: &K, now: u64, value: f64, quota: f64, keep_over: bool) -> u64 {
         let shape = self.shape;
-        let rate = self.rate(key, now);
+        let rate = self.rate_for_record(key, now);
         rate.record(shape, now, value);
         let ms = rate.throttle_ms(shape, now, quota);
         if ms > 0 && !keep_over {
@@ -149,10 +190,18 @@ impl<K: std::hash::Hash + Eq + Clone> Trackers<K> {
         ms
     }
 
-    /// The throttle time of `key` at `now` without recording anything.
+    /// The throttle time of `key` at `now` without recording anything (nor tracking the key: an
+    /// untracked key has nothing recorded, unless the map is full and it shares the overflow).
     pub fn throttle_now(&mut self, key: &K, now: u64, quota: f64) -> u64 {
         let shape = self.shape;
-        self.rate(key, now).throttle_ms(shape, now, quota)
+        self.sweep(now);
+        if let Some(t) = self.rates.get_mut(key) {
+            return t.rate.throttle_ms(shape, now, quota);
+        }
+        if self.rates.len() >= self.max {
+            return self.overflow.throttle_ms(shape, now, quota);
+        }
+        0
     }
 }
 
@@ -202,7 +251,8 @@ mod tests {
         // its 9.8 s count as 10.8 (9 full windows, raised to 10).
         assert!((r.per_second(SHAPE, 11_000) - 1000.0 / 10.8).abs() < 1e-9);
         assert_eq!(r.samples.len(), 1);
-        assert!(r.idle(SHAPE, 12_200));
+        r.purge(SHAPE, 12_200);
+        assert!(r.samples.is_empty());
     }
 
     #[test]
@@ -231,6 +281,25 @@ mod tests {
     }
 
     #[test]
+    fn idle_trackers_are_dropped_as_time_passes_not_only_when_full() {
+        let mut t: Trackers<u32> = Trackers::new(SHAPE, 1_000);
+        for k in 0..100 {
+            t.record(&k, 0, 1.0, 1e9, true);
+        }
+        // A whole span later nothing is left in their samples: records sweep them, a bounded
+        // number per call (SWEEP_PER_CALL), so two calls drop all 100.
+        t.record(&1_000, SHAPE.span_ms() + 1, 1.0, 1e9, true);
+        t.record(&1_000, SHAPE.span_ms() + 2, 1.0, 1e9, true);
+        assert_eq!(t.len(), 1);
+        // A key recorded again stays while live, and its older index entry is not a leak.
+        t.record(&1_000, 2 * SHAPE.span_ms(), 1.0, 1e9, true);
+        t.record(&7, 2 * SHAPE.span_ms() + 2, 1.0, 1e9, true);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.throttle_now(&99, 2 * SHAPE.span_ms() + 3, 1e9), 0);
+        assert_eq!(t.len(), 2, "asking about a key does not track it");
+    }
+
+    #[test]
     fn trackers_are_bounded_idle_ones_dropped_and_the_rest_share_the_overflow() {
         let mut t: Trackers<u32> = Trackers::new(SHAPE, 2);
         t.record(&1, 0, 1.0, 1e9, true);
@@ -240,7 +309,7 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert!(t.throttle_now(&4, 100, 1000.0) > 0, "4 shares 3's overflow");
         // Once 1 and 2 are idle (a whole span later), a new key takes a slot of its own.
-        assert_eq!(t.throttle_now(&5, 11_000, 1000.0), 0);
+        assert_eq!(t.record(&5, 11_000, 1.0, 1000.0, true), 0);
         assert_eq!(t.len(), 1);
     }
 }
