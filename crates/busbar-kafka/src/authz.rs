@@ -123,7 +123,8 @@ impl<'a> Authz<'a> {
         let Some(acls) = &self.acls else { return true };
         let config = self.ctx.shared.broker.auth().config();
         let who = self.who();
-        let ok = acl::is_super(config, who.user) || acls.allows_any(who, op, ty);
+        let ok =
+            acl::is_super(config, who.user) || acls.allows_any(who, op, ty, config.allow_if_no_acl);
         if !ok {
             self.audit_denial(op, ty, "*");
         }

@@ -458,6 +458,10 @@ impl TypeIndex {
     }
 }
 
+/// The resource name [`AclSet::allows_any`] authorizes first (Kafka's
+/// `authorizeByResourceType` uses the same one).
+pub const HYPOTHETICAL_NAME: &str = "hardcode";
+
 /// Every ACL, indexed by resource type and pattern (see [`TypeIndex`]).
 #[derive(Debug, Clone, Default)]
 pub struct AclSet {
@@ -560,7 +564,21 @@ impl AclSet {
     /// `authorizeByResourceType`, used for idempotent producers since KIP-679: WRITE on any
     /// topic): an ALLOW of `op` for `who` on some pattern that no DENY for `who` covers whole
     /// (a literal `*` DENY, or a DENY prefix of the ALLOW's name).
-    pub fn allows_any(&self, who: Requester<'_>, op: Operation, ty: ResourceType) -> bool {
+    /// With `allow_if_no_acl`, as Kafka, first a hypothetical resource named
+    /// [`HYPOTHETICAL_NAME`] is authorized: allowed when no ACL covers it.
+    pub fn allows_any(
+        &self,
+        who: Requester<'_>,
+        op: Operation,
+        ty: ResourceType,
+        allow_if_no_acl: bool,
+    ) -> bool {
+        if self
+            .authorize(who, op, ty, HYPOTHETICAL_NAME, allow_if_no_acl)
+            .allowed()
+        {
+            return true;
+        }
         let mine = |b: &&AclBinding| b.resource_type == ty && b.applies_to(who.user, who.host);
         let denies: Vec<&AclBinding> = self
             .acls
@@ -832,9 +850,16 @@ mod tests {
             acl(Topic, "a", Literal, "alice", Write, Deny),
             acl(Topic, "b", Prefixed, "bob", Write, Allow),
         ]);
-        assert!(!set.allows_any(me("alice"), Write, Topic));
-        assert!(set.allows_any(me("bob"), Write, Topic));
-        assert!(!set.allows_any(me("carol"), Write, Topic));
+        assert!(!set.allows_any(me("alice"), Write, Topic, false));
+        assert!(set.allows_any(me("bob"), Write, Topic, false));
+        assert!(!set.allows_any(me("carol"), Write, Topic, false));
+        // allow_if_no_acl: as Kafka, a hypothetical topic no ACL names is allowed...
+        assert!(set.allows_any(me("carol"), Write, Topic, true));
+        // ...unless an ACL covers it (here literal `*`).
+        let mut acls = set.all().to_vec();
+        acls.push(acl(Topic, "*", Literal, "bob", Read, Allow));
+        let set = AclSet::new(acls);
+        assert!(!set.allows_any(me("carol"), Write, Topic, true));
     }
 
     #[test]

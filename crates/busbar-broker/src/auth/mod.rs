@@ -165,7 +165,7 @@ impl Auth {
         };
         !self.config.enabled
             || acl::is_super(&self.config, who.user)
-            || self.acls.snapshot().allows_any(who, op, ty)
+            || (self.acls.snapshot()).allows_any(who, op, ty, self.config.allow_if_no_acl)
     }
 
     /// The HTTP API tokens.
