@@ -70,6 +70,40 @@ pub struct Authz<'a> {
     api: &'static str,
     /// `None` while authentication is off: everything is allowed.
     acls: Option<Arc<AclSet>>,
+    /// Denials not yet audited: one line per operation and resource type is written when the
+    /// request's checks end (on drop), so a request naming 20,000 topics is one line, not 20,000.
+    denials: std::sync::Mutex<Vec<Denials>>,
+}
+
+/// Most resource names one denial audit line lists (the rest are counted).
+pub const AUDIT_NAMES_MAX: usize = 10;
+
+/// The denials of one operation on one resource type within a request.
+struct Denials {
+    op: Operation,
+    ty: ResourceType,
+    /// The first [`AUDIT_NAMES_MAX`] names.
+    names: Vec<String>,
+    count: usize,
+}
+
+impl Drop for Authz<'_> {
+    fn drop(&mut self) {
+        let denials = std::mem::take(self.denials.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for d in denials {
+            let (resource, detail) = if d.count == 1 {
+                (
+                    format!("{}:{}", d.ty.name(), d.names[0]),
+                    d.op.name().into(),
+                )
+            } else {
+                let listed = d.names.len();
+                let detail = format!("{}; {} denied, first {listed} listed", d.op.name(), d.count);
+                (format!("{}:{}", d.ty.name(), d.names.join(",")), detail)
+            };
+            self.audit(resource, detail);
+        }
+    }
 }
 
 impl<'a> Authz<'a> {
@@ -77,7 +111,12 @@ impl<'a> Authz<'a> {
     pub fn new(ctx: &'a Ctx<'a>, api: &'static str) -> Self {
         let auth = ctx.shared.broker.auth();
         let acls = auth.enabled().then(|| auth.acls().snapshot());
-        Self { ctx, api, acls }
+        Self {
+            ctx,
+            api,
+            acls,
+            denials: Default::default(),
+        }
     }
 
     fn who(&self) -> Requester<'_> {
@@ -137,10 +176,32 @@ impl<'a> Authz<'a> {
             || self.allows(Operation::Create, ResourceType::Topic, name)
     }
 
+    /// Notes a denial, audited with the request's others of `op` and `ty` on drop.
     fn audit_denial(&self, op: Operation, ty: ResourceType, name: &str) {
         if CENTRALLY_AUDITED.contains(&self.api) {
             return;
         }
+        let mut all = self.denials.lock().unwrap_or_else(|e| e.into_inner());
+        let i = match all.iter().position(|d| d.op == op && d.ty == ty) {
+            Some(i) => i,
+            None => {
+                all.push(Denials {
+                    op,
+                    ty,
+                    names: Vec::new(),
+                    count: 0,
+                });
+                all.len() - 1
+            }
+        };
+        let d = &mut all[i];
+        if d.names.len() < AUDIT_NAMES_MAX {
+            d.names.push(name.to_string());
+        }
+        d.count += 1;
+    }
+
+    fn audit(&self, resource: String, detail: String) {
         let ctx = self.ctx;
         let principal = format!("User:{}", ctx.principal.unwrap_or(acl::ANONYMOUS));
         let l = ctx.listener;
@@ -154,9 +215,9 @@ impl<'a> Authz<'a> {
                 l.advertised_port
             ),
             operation: self.api.to_string(),
-            resource: format!("{}:{name}", ty.name()),
+            resource,
             outcome: "denied".into(),
-            detail: Some(op.name().to_string()),
+            detail: Some(detail),
         });
     }
 }

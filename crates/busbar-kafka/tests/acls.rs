@@ -504,3 +504,46 @@ fn acl_apis_answer_security_disabled_while_auth_is_off() {
     assert_eq!(resp.error_code, 54, "{resp:?}");
     assert!(resp.resources.is_empty());
 }
+
+#[test]
+fn one_denial_audit_line_per_request_and_operation_not_per_topic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let audit = tmp.path().join("audit.log");
+    let s = common::start_at(
+        tmp.path().join("data"),
+        BrokerConfig {
+            auth: AuthConfig {
+                enabled: true,
+                ..AuthConfig::default()
+            },
+            audit: busbar_broker::audit::AuditConfig {
+                target: busbar_broker::audit::AuditTarget::File(audit.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    let mut md = MetadataRequest::default();
+    md.topics = Some(
+        (0..50)
+            .map(|i| {
+                let mut t = metadata_request::MetadataRequestTopic::default();
+                t.name = Some(TopicName(sb(&format!("topic-{i}"))));
+                t
+            })
+            .collect(),
+    );
+    let resp: MetadataResponse = call(&s, ApiKey::Metadata, 12, &md);
+    assert!(resp.topics.iter().all(|t| t.error_code == 29));
+    s.broker.audit().flush();
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("Metadata")).collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("TOPIC:topic-0"), "{}", lines[0]);
+    assert!(lines[0].contains("50 denied"), "{}", lines[0]);
+    assert!(
+        !lines[0].contains("topic-49"),
+        "at most 10 listed: {}",
+        lines[0]
+    );
+}
