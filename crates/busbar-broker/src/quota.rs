@@ -437,6 +437,17 @@ impl Quotas {
             .record(&a.key, now, value, a.quota, keep_over)
     }
 
+    /// Admits a request of (user, client) costing `value` now: `Err(throttle ms)` while over its
+    /// quota, else `value` is recorded at once, under the same lock as the check, so concurrent
+    /// requests see each other's reservations ([`rate::Trackers::admit`]).
+    pub fn admit(&self, user: &str, client: &str, kind: Kind, value: f64) -> Result<(), u64> {
+        let Some(a) = self.applied(user, client, kind) else {
+            return Ok(());
+        };
+        let now = self.now_ms();
+        self.trackers().admit(&a.key, now, value, a.quota)
+    }
+
     /// The throttle time (ms) of (user, client) for `kind` now, recording nothing.
     pub fn throttle_now(&self, user: &str, client: &str, kind: Kind) -> u64 {
         let Some(a) = self.applied(user, client, kind) else {

@@ -6,9 +6,14 @@
 //!
 //! [`enforce`] applies the byte-rate quotas to the event routes per user (the authenticated one,
 //! `ANONYMOUS` without authentication; HTTP has no client id, so `clients/<default>` applies
-//! too): publishing counts its body against `producer_byte_rate`, reading counts its answer
-//! against `consumer_byte_rate`. A user over its quota is answered 429 `throttled` with
-//! `Retry-After` (seconds) and nothing is stored or read.
+//! too): publishing counts its body against `producer_byte_rate`, reading (partition reads,
+//! consumer polls, dead letters) and streaming (the partition and group SSE streams) count their
+//! answer against `consumer_byte_rate`. A user over its quota is answered 429 `throttled` with
+//! `Retry-After` (seconds) and nothing is stored or read. A publish's `Content-Length` is
+//! recorded as it is admitted, under the same lock as the check (taken back if it is refused),
+//! so concurrent publishes see each other; a chunked body counts as it is read, an answer as it
+//! is produced. A stream is never cut: a chunk that puts the rate over the quota is held for the
+//! throttle time before it is sent.
 
 use crate::auth::Principal;
 use crate::body;
@@ -26,8 +31,6 @@ use busbar_broker::quota::{Entity, Kind, Values};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use utoipa::ToSchema;
 
 /// An entity: `"user"` and/or `"client-id"`, each a name or `null` for `<default>`.
@@ -136,13 +139,27 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// How an event route is measured.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Metered {
+    /// Publishing: its body against the produce rate.
+    Publish,
+    /// A read answered whole: its answer against the fetch rate.
+    Read,
+    /// A read streamed (server-sent events): each chunk against the fetch rate, paced.
+    Stream,
+}
+
 /// The quota an event route is measured against: publish (POST) counts its body against the
-/// produce rate, reads count their answer against the fetch rate.
-fn kind_of(method: &Method, path: &str) -> Option<Kind> {
+/// produce rate, reads and streams count their answer against the fetch rate.
+fn metered(method: &Method, path: &str) -> Option<Metered> {
     match (method, path) {
-        (&Method::POST, "/topics/{topic}/events") => Some(Kind::Produce),
+        (&Method::POST, "/topics/{topic}/events") => Some(Metered::Publish),
         (&Method::GET, "/topics/{topic}/partitions/{partition}/events")
-        | (&Method::GET, "/groups/{group}/consumers/{consumer}/events") => Some(Kind::Fetch),
+        | (&Method::GET, "/groups/{group}/consumers/{consumer}/events")
+        | (&Method::GET, "/dead-letters/{topic}") => Some(Metered::Read),
+        (&Method::GET, "/topics/{topic}/partitions/{partition}/stream")
+        | (&Method::GET, "/groups/{group}/stream") => Some(Metered::Stream),
         _ => None,
     }
 }
@@ -159,37 +176,74 @@ fn throttled(ms: u64) -> Response {
 
 /// The quota middleware of the event routes (see the module documentation).
 pub async fn enforce(State(app): State<App>, req: Request, next: Next) -> Response {
-    let quotas = app.broker.quotas();
     let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str());
-    let kind = path.and_then(|p| kind_of(req.method(), p));
-    let Some(kind) = kind.filter(|_| quotas.any()) else {
+    let how = path.and_then(|p| metered(req.method(), p));
+    let Some(how) = how.filter(|_| app.broker.quotas().any()) else {
         return next.run(req).await;
     };
     let user = req
         .extensions()
         .get::<Principal>()
         .map_or(ANONYMOUS.to_string(), |p| p.0.clone());
-    let ms = quotas.throttle_now(&user, "", kind);
-    if ms > 0 {
+    let kind = match how {
+        Metered::Publish => Kind::Produce,
+        Metered::Read | Metered::Stream => Kind::Fetch,
+    };
+    // A publish's declared length is reserved as it is admitted, so concurrent ones see it.
+    let declared = (how == Metered::Publish)
+        .then(|| req.body().size_hint().exact())
+        .flatten();
+    let reserved = declared.unwrap_or(0) as f64;
+    if let Err(ms) = app.broker.quotas().admit(&user, "", kind, reserved) {
         return throttled(ms);
     }
-    // The body's bytes as the handler takes them (chunked or not).
-    let sent = Arc::new(AtomicU64::new(0));
-    let counter = sent.clone();
-    let (parts, body) = req.into_parts();
-    let body = body.into_data_stream().inspect(move |chunk| {
-        if let Ok(b) = chunk {
-            counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+    let req = if how == Metered::Publish && declared.is_none() {
+        // Chunked: its bytes count as the handler reads them.
+        let (parts, body) = req.into_parts();
+        Request::from_parts(parts, meter(body, &app, &user, kind, false))
+    } else {
+        req
+    };
+    let resp = next.run(req).await;
+    let quotas = app.broker.quotas();
+    if !resp.status().is_success() {
+        // A refused publish stored nothing: its reservation is taken back.
+        quotas.record(&user, "", kind, -reserved, true);
+        return resp;
+    }
+    match (how, resp.body().size_hint().exact()) {
+        (Metered::Publish, _) => resp,
+        (Metered::Read, Some(bytes)) => {
+            quotas.record(&user, "", kind, bytes as f64, true);
+            resp
+        }
+        (Metered::Read | Metered::Stream, _) => {
+            let (parts, body) = resp.into_parts();
+            let paced = how == Metered::Stream;
+            Response::from_parts(parts, meter(body, &app, &user, kind, paced))
+        }
+    }
+}
+
+/// `body` with each chunk recorded against `user`'s `kind` quota as it passes; with `pace`, a
+/// chunk that puts the rate over the quota is held for the throttle time (a stream slows down
+/// rather than failing midway).
+fn meter(body: Body, app: &App, user: &str, kind: Kind, pace: bool) -> Body {
+    let (app, user) = (app.clone(), user.to_string());
+    let stream = body.into_data_stream().then(move |chunk| {
+        let ms = match &chunk {
+            Ok(b) => app
+                .broker
+                .quotas()
+                .record(&user, "", kind, b.len() as f64, true),
+            Err(_) => 0,
+        };
+        async move {
+            if pace && ms > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            chunk
         }
     });
-    let req = Request::from_parts(parts, Body::from_stream(body));
-    let resp = next.run(req).await;
-    if resp.status().is_success() {
-        let bytes = match kind {
-            Kind::Produce => sent.load(Ordering::Relaxed),
-            _ => resp.body().size_hint().exact().unwrap_or(0),
-        };
-        quotas.record(&user, "", kind, bytes as f64, true);
-    }
-    resp
+    Body::from_stream(stream)
 }

@@ -190,6 +190,21 @@ impl<K: std::hash::Hash + Eq + Ord + Clone> Trackers<K> {
         ms
     }
 
+    /// Admits a request of `value` for `key` at `now`: refused with the throttle time while the
+    /// rate is over `quota`, else `value` is recorded at once (a reservation concurrent requests
+    /// see), even when it puts the rate over the quota (the next ones wait, as Kafka throttles
+    /// after the request that went over).
+    pub fn admit(&mut self, key: &K, now: u64, value: f64, quota: f64) -> Result<(), u64> {
+        let ms = self.throttle_now(key, now, quota);
+        if ms > 0 {
+            return Err(ms);
+        }
+        if value != 0.0 {
+            self.record(key, now, value, quota, true);
+        }
+        Ok(())
+    }
+
     /// The throttle time of `key` at `now` without recording anything (nor tracking the key: an
     /// untracked key has nothing recorded, unless the map is full and it shares the overflow).
     pub fn throttle_now(&mut self, key: &K, now: u64, quota: f64) -> u64 {
