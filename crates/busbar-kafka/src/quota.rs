@@ -9,7 +9,8 @@
 //! answer that much later instead.
 //!
 //! Request time is the wall time busbar spends handling a request; a Fetch's wait for data
-//! (`max_wait_ms`) and a Produce's wait for its fsync are not counted, as Kafka counts neither.
+//! (`max_wait_ms`), a JoinGroup's or SyncGroup's wait for the rebalance and a Produce's wait for
+//! its fsync are not counted, as Kafka counts none (its request time is request-thread time).
 
 use crate::api::Ctx;
 use busbar_broker::auth::acl::ANONYMOUS;
@@ -95,13 +96,24 @@ pub fn fetch(ctx: &Ctx<'_>, resp: &mut FetchResponse) -> u64 {
     ms
 }
 
+/// Whether a request's wall time is mostly a wait for others, not work: JoinGroup and SyncGroup
+/// wait for the rebalance (`group.initial.rebalance.delay`, the other members), as a Fetch waits
+/// for data. Kafka parks them in purgatory, off the request threads its quota measures; their
+/// own work is a few microseconds, so busbar counts none of their time.
+fn waits(key: ApiKey) -> bool {
+    matches!(key, ApiKey::JoinGroup | ApiKey::SyncGroup | ApiKey::Fetch)
+}
+
 /// Records `elapsed` handling time of a request (percent-seconds of one thread); answers the
-/// throttle, milliseconds. The SASL exchange and ApiVersions are not measured.
+/// throttle, milliseconds. The SASL exchange, ApiVersions and the waiting APIs ([`waits`]) are
+/// not measured.
 pub fn request_time(ctx: &Ctx<'_>, key: ApiKey, elapsed: Duration) -> u64 {
-    if matches!(
-        key,
-        ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
-    ) {
+    if waits(key)
+        || matches!(
+            key,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        )
+    {
         return 0;
     }
     let q = ctx.shared.broker.quotas();

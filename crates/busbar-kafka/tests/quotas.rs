@@ -359,3 +359,36 @@ fn request_time_over_its_percentage_throttles_any_api() {
         "a new connection of the same client id"
     );
 }
+
+/// `request_percentage` counts the time a request is worked on, not its wait: a JoinGroup's
+/// wait for the rebalance (`group.initial.rebalance.delay`, 3 s) is not request time (Kafka's
+/// request time is request-thread time; a waiting join sits in purgatory), so a lone consumer
+/// far under a quarter thread is not throttled for joining.
+#[test]
+fn a_joingroups_rebalance_wait_is_not_request_time() {
+    let s = start();
+    let quarter = [("request_percentage", 25.0, false)];
+    let entity = entry(&[("client-id", Some(CLIENT))], &quarter);
+    assert_eq!(alter(&s, vec![entity], false), [0]);
+    let mut join = JoinGroupRequest::default();
+    join.group_id = GroupId(kafka_protocol::protocol::StrBytes::from_static_str("g"));
+    join.session_timeout_ms = 10_000;
+    join.rebalance_timeout_ms = 10_000;
+    join.protocol_type = kafka_protocol::protocol::StrBytes::from_static_str("consumer");
+    let mut p = join_group_request::JoinGroupRequestProtocol::default();
+    p.name = kafka_protocol::protocol::StrBytes::from_static_str("range");
+    join.protocols = vec![p];
+    let mut c = connect(&s);
+    let started = Instant::now();
+    let r: JoinGroupResponse = call_on(&mut c, ApiKey::JoinGroup, 3, &join).unwrap();
+    assert_eq!(r.error_code, 0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(2_500),
+        "it waited"
+    );
+    // 3 s of wall time over the 10 s minimum span would be 30 % of a thread.
+    assert_eq!(r.throttle_time_ms, 0, "the join's wait was counted");
+    let m: MetadataResponse =
+        call_on(&mut c, ApiKey::Metadata, 12, &MetadataRequest::default()).unwrap();
+    assert_eq!(m.throttle_time_ms, 0);
+}
