@@ -2,9 +2,11 @@
 //! timeout (`http.header_read_timeout_ms`: a client that sends its headers a byte at a time, or
 //! nothing at all, is closed when it runs out; an idle keep-alive connection too), an optional
 //! TLS handshake (HTTPS) bounded by the same timeout and run in the connection's task, so a
-//! stalled handshake never holds up accepts, and a cap on open connections per client address
-//! (`limits.connections_per_ip`). Closes for these reasons are logged at most
-//! [`LINES_PER_SECOND`] times a second.
+//! stalled handshake never holds up accepts, a cap on open connections per client address
+//! (`limits.connections_per_ip`) and in all (`http.connections_max`, so many addresses cannot use
+//! up the descriptors the Kafka listeners need), and a read deadline on every request body
+//! (`http.body_read_timeout_ms`, [`crate::body::Deadline`]: a 408 answer closes the connection).
+//! Closes for these reasons are logged at most [`LINES_PER_SECOND`] times a second.
 //!
 //! A verified client certificate (mTLS) names the connection's principal, which `auth` uses for a
 //! request without an `Authorization` header.
@@ -18,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 /// Most lines a second of the accept-path log; the rest are counted and summarised.
 pub const LINES_PER_SECOND: u32 = 20;
@@ -51,6 +53,10 @@ struct Settings {
     header_read_timeout: Duration,
     per_ip: PerIp,
     per_ip_max: usize,
+    /// Places for open connections in all (`http.connections_max`).
+    total: Arc<Semaphore>,
+    total_max: usize,
+    body_read_timeout: Duration,
     log: RateLog,
 }
 
@@ -68,6 +74,9 @@ pub async fn serve(
         header_read_timeout: config.header_read_timeout,
         per_ip: PerIp::default(),
         per_ip_max: config.connections_per_ip,
+        total: Arc::new(Semaphore::new(config.connections_max)),
+        total_max: config.connections_max,
+        body_read_timeout: config.body_read_timeout,
         log: RateLog::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -84,6 +93,14 @@ pub async fn serve(
                 }
             },
         };
+        let Ok(place) = settings.total.clone().try_acquire_owned() else {
+            drop(socket);
+            let max = settings.total_max;
+            settings.log.line(&format!(
+                "closed a connection from {peer}: over http.connections_max ({max})"
+            ));
+            continue;
+        };
         let Some(slot) = settings.per_ip.acquire(peer.ip(), settings.per_ip_max) else {
             drop(socket);
             let max = settings.per_ip_max;
@@ -96,7 +113,7 @@ pub async fn serve(
         let (settings, stop, open) = (settings.clone(), stop_rx.clone(), open_tx.clone());
         tokio::spawn(async move {
             connection(socket, peer, &settings, stop).await;
-            drop((slot, open));
+            drop((slot, place, open));
         });
     }
     drop(listener);
@@ -166,9 +183,11 @@ async fn http<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let router = settings.router.clone();
+    let body_timeout = settings.body_read_timeout;
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let mut router = router.clone();
-        let mut req = req.map(axum::body::Body::new);
+        let mut req =
+            req.map(|b| axum::body::Body::new(crate::body::Deadline::new(b, body_timeout)));
         req.extensions_mut().insert(ConnectInfo(peer));
         if let Some(user) = &cert {
             req.extensions_mut().insert(ClientCert(user.clone()));
@@ -177,7 +196,15 @@ async fn http<IO>(
             use tower_service::Service;
             type Req = axum::extract::Request;
             std::future::poll_fn(|cx| Service::<Req>::poll_ready(&mut router, cx)).await?;
-            Service::<Req>::call(&mut router, req).await
+            let mut response = Service::<Req>::call(&mut router, req).await?;
+            if response.status() == axum::http::StatusCode::REQUEST_TIMEOUT {
+                // The body was not read whole: the connection cannot be reused.
+                let close = axum::http::HeaderValue::from_static("close");
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::CONNECTION, close);
+            }
+            Ok::<_, std::convert::Infallible>(response)
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -7,6 +7,10 @@
 //! Instances and event streams together are bounded by `http.consumers_max`: each holds a
 //! [`Slot`], taken before anything is joined or read and given back when it ends, so concurrent
 //! requests cannot pass the limit between a check and an insert.
+//! Reads are authorized again on every use, as Kafka checks every Fetch and OffsetCommit: each
+//! poll, commit and stream batch needs READ on the group and on every topic it reads - whatever
+//! the group leader assigned - and the creating user must still exist ([`Reader`]). An instance
+//! answers only its creating principal (any other gets 404).
 
 use crate::authz::Caller;
 use crate::body;
@@ -32,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-type Reply<T> = oneshot::Sender<Result<T, BrokerError>>;
+type Reply<T> = oneshot::Sender<ApiResult<T>>;
 /// (topic, partition, next offset) of each assigned partition.
 type Positions = Vec<(String, u32, u64)>;
 
@@ -40,9 +44,11 @@ enum Cmd {
     Poll {
         max: usize,
         wait: Duration,
+        reader: Reader,
         reply: Reply<Vec<StoredEvent>>,
     },
     Commit {
+        reader: Reader,
         reply: Reply<Vec<(String, u32, u64)>>,
     },
     Describe {
@@ -53,10 +59,16 @@ enum Cmd {
     },
 }
 
+/// A live instance: its task's mailbox and the principal that created it.
+struct Entry {
+    tx: mpsc::Sender<Cmd>,
+    owner: Option<String>,
+}
+
 /// The live consumer instances.
 #[derive(Default)]
 pub struct Consumers {
-    map: Mutex<HashMap<(String, String), mpsc::Sender<Cmd>>>,
+    map: Mutex<HashMap<(String, String), Entry>>,
     next: AtomicU64,
     /// Instances and event streams held (each owns a [`Slot`]).
     held: AtomicUsize,
@@ -144,11 +156,28 @@ async fn run_instance(
             }
         };
         match cmd {
-            Some(Cmd::Poll { max, wait, reply }) => {
-                let _ = reply.send(c.poll(max, wait).await);
-            }
-            Some(Cmd::Commit { reply }) => {
-                let r = c.commit().await.map(|_| c.assignment());
+            Some(Cmd::Poll {
+                max,
+                wait,
+                reader,
+                reply,
+            }) => match checked_poll(&mut c, &app, &reader, &key.0, max, wait).await {
+                Ok(evs) => {
+                    let _ = reply.send(Ok(evs));
+                }
+                Err(Denied::Refuse(e)) => {
+                    let _ = reply.send(Err(e));
+                }
+                Err(Denied::Close(e)) => {
+                    let _ = reply.send(Err(e));
+                    break;
+                }
+            },
+            Some(Cmd::Commit { reader, reply }) => {
+                let r = match reader.check_assigned(&app, &key.0, &c.assignment()) {
+                    Ok(()) => c.commit().await.map(|_| c.assignment()).map_err(Into::into),
+                    Err(e) => Err(e),
+                };
                 let _ = reply.send(r);
             }
             Some(Cmd::Describe { reply }) => {
@@ -164,7 +193,7 @@ async fn run_instance(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&key);
-                let _ = reply.send(c.leave());
+                let _ = reply.send(c.leave().map_err(Into::into));
                 return;
             }
             None => break,
@@ -185,6 +214,90 @@ fn may_read(app: &App, caller: &Caller, topics: &[String]) -> ApiResult<()> {
     topics
         .iter()
         .try_for_each(|t| caller.require(app, Operation::Read, ResourceType::Topic, t))
+}
+
+/// Who reads through an instance or stream, authorized again on every use: READ on the group
+/// and on each topic read (Kafka checks every Fetch), and a stored user that still exists (a
+/// deleted user's reads end; a certificate's principal is no stored user and is not looked up).
+#[derive(Clone)]
+pub(crate) struct Reader {
+    caller: Caller,
+    stored: bool,
+}
+
+impl Reader {
+    fn new(app: &App, caller: Caller) -> Self {
+        let stored = (caller.user.as_deref())
+            .is_some_and(|u| app.broker.auth().enabled() && app.broker.auth().users().exists(u));
+        Self { caller, stored }
+    }
+
+    /// 403 unless the user still exists and may READ `group` (if any) and every topic.
+    fn check<'a>(
+        &self,
+        app: &App,
+        group: Option<&str>,
+        topics: impl IntoIterator<Item = &'a str>,
+    ) -> ApiResult<()> {
+        if let Some(user) = self.caller.user.as_deref().filter(|_| self.stored) {
+            if !app.broker.auth().users().exists(user) {
+                return Err(crate::authz::forbidden(format!(
+                    "User:{user} no longer exists"
+                )));
+            }
+        }
+        if let Some(g) = group {
+            self.caller
+                .require(app, Operation::Read, ResourceType::Group, g)?;
+        }
+        topics.into_iter().try_for_each(|t| {
+            self.caller
+                .require(app, Operation::Read, ResourceType::Topic, t)
+        })
+    }
+
+    /// [`Reader::check`] for the group and every topic of an assignment.
+    fn check_assigned(&self, app: &App, group: &str, a: &[(String, u32, u64)]) -> ApiResult<()> {
+        self.check(app, Some(group), a.iter().map(|(t, _, _)| t.as_str()))
+    }
+}
+
+/// Why a checked poll read nothing for the caller.
+enum Denied {
+    /// Refused before reading: nothing read, no position moved.
+    Refuse(ApiError),
+    /// The group rebalanced during the poll's wait and events of a topic the caller may not
+    /// READ were read: they are dropped and the instance leaves the group without committing
+    /// (its positions moved past events it never delivered).
+    Close(ApiError),
+}
+
+impl From<BrokerError> for Denied {
+    fn from(e: BrokerError) -> Self {
+        Denied::Refuse(e.into())
+    }
+}
+
+/// One poll that reads only what the reader may READ now: the heartbeat first (so a rebalance
+/// lands before the check), the group and the assignment checked (403 naming the topic, nothing
+/// read), the poll, and its events checked again in case the group rebalanced while it waited.
+async fn checked_poll(
+    c: &mut GroupConsumer,
+    app: &App,
+    reader: &Reader,
+    group: &str,
+    max: usize,
+    wait: Duration,
+) -> Result<Vec<StoredEvent>, Denied> {
+    c.tick().await?;
+    reader
+        .check_assigned(app, group, &c.assignment())
+        .map_err(Denied::Refuse)?;
+    let evs = c.poll(max, wait).await?;
+    reader
+        .check(app, Some(group), evs.iter().map(|e| e.topic.as_str()))
+        .map_err(Denied::Close)?;
+    Ok(evs)
 }
 
 fn options(start: StartAt, session_ms: Option<u64>, client_id: Option<String>) -> ConsumerOptions {
@@ -231,12 +344,16 @@ pub async fn create(
     };
     let (tx, rx) = mpsc::channel(16);
     let key = (group.clone(), id.clone());
+    let entry = Entry {
+        tx,
+        owner: caller.user.clone(),
+    };
     let body = json!({"group": group, "consumer_id": id, "member_id": c.member_id(), "generation": c.generation(), "assignment": positions(&c.assignment())});
     app.consumers
         .map
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(key.clone(), tx);
+        .insert(key.clone(), entry);
     tokio::spawn(run_instance(
         c,
         rx,
@@ -248,8 +365,11 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+/// Sends a command to an instance: 404 when there is none, or when `caller` did not create it
+/// (the same answer: another principal learns nothing of it).
 async fn send<T>(
     app: &App,
+    caller: &Caller,
     group: &str,
     id: &str,
     make: impl FnOnce(Reply<T>) -> Cmd,
@@ -260,7 +380,8 @@ async fn send<T>(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&(group.to_string(), id.to_string()))
-        .cloned();
+        .filter(|e| e.owner == caller.user)
+        .map(|e| e.tx.clone());
     let tx = tx.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -283,7 +404,7 @@ async fn send<T>(
             format!("consumer instance {id:?} has closed"),
         )
     })?;
-    Ok(r?)
+    r
 }
 
 /// A poll's answer (a struct, not a `Value`, so values keep their JSON text).
@@ -307,6 +428,7 @@ struct Polled<'a> {
 pub async fn poll(
     State(app): State<App>,
     Path((group, id)): Path<(String, String)>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     only_params(&q, &["max", "wait_ms", Encoding::PARAM])?;
@@ -314,7 +436,14 @@ pub async fn poll(
     let max = query_int(&q, "max", 1, 10_000)?.unwrap_or(100) as usize;
     let wait_max = app.broker.config().fetch_wait_max.as_millis() as i64;
     let wait = Duration::from_millis(query_int(&q, "wait_ms", 0, wait_max)?.unwrap_or(0) as u64);
-    let events = send(&app, &group, &id, |reply| Cmd::Poll { max, wait, reply }).await?;
+    let reader = Reader::new(&app, caller.clone());
+    let events = send(&app, &caller, &group, &id, |reply| Cmd::Poll {
+        max,
+        wait,
+        reader,
+        reply,
+    })
+    .await?;
     let events = views(&events, encoding);
     Ok(Json(Polled { events }).into_response())
 }
@@ -330,8 +459,14 @@ pub async fn poll(
 pub async fn commit(
     State(app): State<App>,
     Path((group, id)): Path<(String, String)>,
+    caller: Caller,
 ) -> ApiResult<Json<Value>> {
-    let committed = send(&app, &group, &id, |reply| Cmd::Commit { reply }).await?;
+    let reader = Reader::new(&app, caller.clone());
+    let committed = send(&app, &caller, &group, &id, |reply| Cmd::Commit {
+        reader,
+        reply,
+    })
+    .await?;
     Ok(Json(json!({ "committed": positions(&committed) })))
 }
 
@@ -343,8 +478,10 @@ pub async fn commit(
 pub async fn describe(
     State(app): State<App>,
     Path((group, id)): Path<(String, String)>,
+    caller: Caller,
 ) -> ApiResult<Json<Value>> {
-    let (member, generation, a) = send(&app, &group, &id, |reply| Cmd::Describe { reply }).await?;
+    let (member, generation, a) =
+        send(&app, &caller, &group, &id, |reply| Cmd::Describe { reply }).await?;
     Ok(Json(
         json!({"group": group, "consumer_id": id, "member_id": member, "generation": generation, "assignment": positions(&a)}),
     ))
@@ -358,10 +495,14 @@ pub async fn describe(
 pub async fn close(
     State(app): State<App>,
     Path((group, id)): Path<(String, String)>,
+    caller: Caller,
 ) -> ApiResult<StatusCode> {
-    send(&app, &group, &id, |reply| Cmd::Close { reply }).await?;
+    send(&app, &caller, &group, &id, |reply| Cmd::Close { reply }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// How long a stream waits for events before it authorizes its reader again.
+const RECHECK: Duration = Duration::from_secs(1);
 
 fn sse_event(e: &StoredEvent, encoding: Encoding) -> SseEvent {
     SseEvent::default()
@@ -370,8 +511,8 @@ fn sse_event(e: &StoredEvent, encoding: Encoding) -> SseEvent {
         .data(EventView::new(e, encoding).to_json())
 }
 
-fn error_event(e: BrokerError) -> SseEvent {
-    let api = ApiError::from(e);
+fn error_event(e: impl Into<ApiError>) -> SseEvent {
+    let api: ApiError = e.into();
     SseEvent::default()
         .event("error")
         .data(json!({"error": {"code": api.code, "message": api.message}}).to_string())
@@ -397,6 +538,7 @@ fn error_event(e: BrokerError) -> SseEvent {
 pub async fn stream_partition(
     State(app): State<App>,
     Path((topic, partition)): Path<(String, String)>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     only_params(&q, &["offset", "start", Encoding::PARAM])?;
@@ -421,19 +563,22 @@ pub async fn stream_partition(
         .into());
     }
     let slot = reserve(&app)?;
+    let reader = Reader::new(&app, caller);
     let state = (app.broker.clone(), topic, p, offset, false);
     let s = stream::unfold(
         state,
         move |(broker, topic, p, offset, done): (Arc<Broker>, String, i64, u64, bool)| {
             let _held_for_the_stream = &slot;
+            let (app, reader) = (app.clone(), reader.clone());
             async move {
                 if done {
                     return None;
                 }
-                match broker
-                    .read_events(&topic, p, offset, 500, Duration::from_secs(15))
-                    .await
-                {
+                if let Err(e) = reader.check(&app, None, [topic.as_str()]) {
+                    let end = (broker, topic, p, offset, true);
+                    return Some((stream::iter(vec![Ok(error_event(e))]), end));
+                }
+                match broker.read_events(&topic, p, offset, 500, RECHECK).await {
                     Ok(evs) => {
                         let next = evs.last().map_or(offset, |e| e.offset + 1);
                         let items: Vec<Result<SseEvent, Infallible>> =
@@ -492,6 +637,7 @@ pub async fn stream_group(
     may_read(&app, &caller, &topics)?;
     let start = start_at(q.get("start").map(String::as_str))?;
     let slot = reserve(&app)?;
+    let reader = Reader::new(&app, caller);
     let c = GroupConsumer::join(
         app.broker.clone(),
         &group,
@@ -503,20 +649,31 @@ pub async fn stream_group(
         (Some(c), false),
         move |(c, polled): (Option<GroupConsumer>, bool)| {
             let _held_for_the_stream = &slot;
+            let (app, reader, group) = (app.clone(), reader.clone(), group.clone());
             async move {
                 let mut c = c?;
+                let end =
+                    |e: ApiError| Some((stream::iter(vec![Ok(error_event(e))]), (None, false)));
+                // Checked before the commit too: a caller that lost READ commits nothing.
+                if let Err(e) = c.tick().await {
+                    return end(e.into());
+                }
+                if let Err(e) = reader.check_assigned(&app, &group, &c.assignment()) {
+                    return end(e);
+                }
                 if polled {
                     if let Err(e) = c.commit().await {
-                        return Some((stream::iter(vec![Ok(error_event(e))]), (None, false)));
+                        return end(e.into());
                     }
                 }
-                match c.poll(500, Duration::from_secs(15)).await {
+                match checked_poll(&mut c, &app, &reader, &group, 500, RECHECK).await {
                     Ok(evs) => {
                         let items: Vec<Result<SseEvent, Infallible>> =
                             evs.iter().map(|e| Ok(sse_event(e, encoding))).collect();
-                        Some((stream::iter(items), (Some(c), true)))
+                        let polled = !items.is_empty();
+                        Some((stream::iter(items), (Some(c), polled)))
                     }
-                    Err(e) => Some((stream::iter(vec![Ok(error_event(e))]), (None, false))),
+                    Err(Denied::Refuse(e) | Denied::Close(e)) => end(e),
                 }
             }
         },

@@ -62,6 +62,12 @@ pub struct HttpConfig {
     pub header_read_timeout: std::time::Duration,
     /// Most open connections from one client address. Default 1,000.
     pub connections_per_ip: usize,
+    /// Most open HTTP connections in all (`http.connections_max`); more are closed at once.
+    /// Default 1,000.
+    pub connections_max: usize,
+    /// A request's body must arrive whole within this from its headers, or it answers 408 and
+    /// the connection closes (`http.body_read_timeout_ms`). Default 30 s.
+    pub body_read_timeout: std::time::Duration,
     /// Serve HTTPS with this (`http.tls`); `None`: plain HTTP.
     pub tls: Option<HttpTls>,
 }
@@ -75,6 +81,8 @@ impl Default for HttpConfig {
             consumer_idle_timeout: std::time::Duration::from_secs(300),
             header_read_timeout: std::time::Duration::from_secs(30),
             connections_per_ip: 1_000,
+            connections_max: 1_000,
+            body_read_timeout: std::time::Duration::from_secs(30),
             tls: None,
         }
     }

@@ -61,6 +61,11 @@ pub struct Http {
     pub tls: bool,
     /// A request's headers must arrive whole within this, milliseconds (slowloris).
     pub header_read_timeout_ms: u64,
+    /// A request's body must arrive whole within this, milliseconds, or it answers 408 and the
+    /// connection closes.
+    pub body_read_timeout_ms: u64,
+    /// Most open HTTP connections in all; more are closed at once.
+    pub connections_max: u64,
 }
 
 /// `[limits]`: limits of the accept paths (Kafka and HTTP listeners).
@@ -199,6 +204,8 @@ impl Default for Config {
                 consumers_max: h.consumers_max as u64,
                 tls: false,
                 header_read_timeout_ms: h.header_read_timeout.as_millis() as u64,
+                body_read_timeout_ms: h.body_read_timeout.as_millis() as u64,
+                connections_max: h.connections_max as u64,
             },
             kafka: Kafka {
                 addr: "127.0.0.1:9092".into(),
@@ -638,6 +645,18 @@ impl Config {
                 3_600_000,
             ),
             (
+                "http.body_read_timeout_ms",
+                self.http.body_read_timeout_ms,
+                100,
+                3_600_000,
+            ),
+            (
+                "http.connections_max",
+                self.http.connections_max,
+                1,
+                10_000_000,
+            ),
+            (
                 "kafka.tls_handshake_timeout_ms",
                 self.kafka.tls_handshake_timeout_ms,
                 100,
@@ -806,6 +825,8 @@ impl Config {
             consumers_max: self.http.consumers_max as usize,
             header_read_timeout: Duration::from_millis(self.http.header_read_timeout_ms),
             connections_per_ip: self.limits.connections_per_ip as usize,
+            connections_max: self.http.connections_max as usize,
+            body_read_timeout: Duration::from_millis(self.http.body_read_timeout_ms),
             ..HttpConfig::default()
         }
     }

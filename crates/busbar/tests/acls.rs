@@ -478,16 +478,15 @@ fn consumer_instance_routes(s: &Server) {
         ),
     );
     let one = format!("{base}/{}", made["consumer_id"].as_str().unwrap());
-    for (m, p, want) in [
-        ("GET", one.clone(), 200),
-        ("GET", format!("{one}/events?max=1"), 200),
-        ("POST", format!("{one}/commit"), 200),
-        ("DELETE", one.clone(), 204),
+    // Polls and commits read the assigned partitions: READ on topic `t` too (Kafka's Fetch).
+    let reads = vec![acl("GROUP", "g2", "READ"), acl("TOPIC", "t", "READ")];
+    for (m, p, want, needs) in [
+        ("GET", one.clone(), 200, vec![acl("GROUP", "g2", "READ")]),
+        ("GET", format!("{one}/events?max=1"), 200, reads.clone()),
+        ("POST", format!("{one}/commit"), 200, reads),
+        ("DELETE", one.clone(), 204, vec![acl("GROUP", "g2", "READ")]),
     ] {
-        check(
-            s,
-            &case(m, &p, None, vec![acl("GROUP", "g2", "READ")], want),
-        );
+        check(s, &case(m, &p, None, needs, want));
     }
 }
 
@@ -985,4 +984,152 @@ fn a_replay_waits_while_the_creator_may_not_read() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(stored(&s, "dst"), 6);
+}
+
+const BOB: (&str, &str) = ("bob", "bob-secret-1");
+
+fn add_bob(s: &Server) {
+    let body = json!({"name": BOB.0, "password": BOB.1});
+    let (st, v) = call(s, ADMIN, "POST", "/users", Some(body));
+    assert_eq!(st, 201, "{v}");
+}
+
+/// Opens a Server-Sent Events stream as `who` (status 200 checked); the reader of its lines.
+fn open_stream(s: &Server, who: (&str, &str), path: &str) -> BufReader<TcpStream> {
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        basic(who)
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    let mut r = BufReader::new(c);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.contains(" 200 "), "{path}: {line}");
+    r
+}
+
+/// Reads a stream until its `event: error` (the stream's end): the error's data line, and
+/// how long it took. Panics when the stream ends, or runs 15 s, without one.
+fn until_error(r: &mut BufReader<TcpStream>) -> (String, Duration) {
+    let t = Instant::now();
+    let mut error = false;
+    loop {
+        let mut line = String::new();
+        let n = r
+            .read_line(&mut line)
+            .expect("the stream ends with an error event");
+        assert!(n > 0, "the stream closed without an error event");
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "no error event in 15 s"
+        );
+        if line.trim() == "event: error" {
+            error = true;
+        } else if error && line.starts_with("data:") {
+            return (line, t.elapsed());
+        }
+    }
+}
+
+#[test]
+fn a_consumer_instance_answers_only_its_creator() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    add_bob(&s);
+    admin_ok(
+        &s,
+        "POST",
+        "/topics",
+        Some(json!({"name": "t", "partitions": 1})),
+    );
+    let both = |u: &str| {
+        [("TOPIC", "t"), ("GROUP", "g")].map(|(ty, n)| {
+            json!({"resource_type": ty, "resource_name": n, "principal": format!("User:{u}"),
+                   "operation": "READ", "permission": "ALLOW"})
+        })
+    };
+    grant(&s, &[both("alice"), both("bob")].concat());
+    let join = json!({"topics": ["t"], "start": "earliest"});
+    let (st, made) = call(&s, ALICE, "POST", "/groups/g/consumers", Some(join));
+    assert_eq!(st, 201, "{made}");
+    let one = format!(
+        "/groups/g/consumers/{}",
+        made["consumer_id"].as_str().unwrap()
+    );
+    for (m, p) in [
+        ("GET", one.clone()),
+        ("GET", format!("{one}/events")),
+        ("POST", format!("{one}/commit")),
+        ("DELETE", one.clone()),
+    ] {
+        let (st, v) = call(&s, BOB, m, &p, None);
+        assert_eq!(st, 404, "bob {m} {p}: {v}");
+        assert_eq!(v["error"]["code"], "unknown_consumer", "{v}");
+    }
+    let (st, v) = call(&s, ALICE, "GET", &format!("{one}/events"), None);
+    assert_eq!(st, 200, "the creator still polls: {v}");
+    let (st, _) = call(&s, ALICE, "DELETE", &one, None);
+    assert_eq!(st, 204);
+}
+
+#[test]
+fn revoked_read_stops_polls_commits_and_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    admin_ok(
+        &s,
+        "POST",
+        "/topics",
+        Some(json!({"name": "t", "partitions": 1})),
+    );
+    admin_ok(&s, "POST", "/topics/t/events", Some(json!([{"value": 1}])));
+    let reads = ["g", "g2"].map(|g| acl("GROUP", g, "READ"));
+    grant(&s, &[acl("TOPIC", "t", "READ")]);
+    grant(&s, &reads);
+    let join = json!({"topics": ["t"], "start": "earliest"});
+    let (st, made) = call(&s, ALICE, "POST", "/groups/g/consumers", Some(join));
+    assert_eq!(st, 201, "{made}");
+    let one = format!(
+        "/groups/g/consumers/{}",
+        made["consumer_id"].as_str().unwrap()
+    );
+    let mut part = open_stream(&s, ALICE, "/topics/t/partitions/0/stream?start=earliest");
+    let mut group = open_stream(&s, ALICE, "/groups/g2/stream?topics=t&start=earliest");
+    std::thread::sleep(Duration::from_millis(500));
+    // Only the topic's READ goes: the route table's GROUP check still passes.
+    revoke_all(&s);
+    grant(&s, &reads);
+    for p in [format!("{one}/events"), format!("{one}/commit")] {
+        let m = if p.ends_with("commit") { "POST" } else { "GET" };
+        let (st, v) = call(&s, ALICE, m, &p, None);
+        assert_eq!(st, 403, "{m} {p} after the revoke: {v}");
+    }
+    for r in [&mut part, &mut group] {
+        let (data, took) = until_error(r);
+        assert!(data.contains("forbidden"), "{data}");
+        assert!(took < Duration::from_secs(5), "ended after {took:?}");
+    }
+}
+
+#[test]
+fn a_deleted_users_stream_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    admin_ok(
+        &s,
+        "POST",
+        "/topics",
+        Some(json!({"name": "t", "partitions": 1})),
+    );
+    // ACLs stay after the user goes (Kafka keeps them too): only the deletion ends the stream.
+    grant(&s, &[acl("TOPIC", "t", "READ")]);
+    let mut part = open_stream(&s, ALICE, "/topics/t/partitions/0/stream");
+    std::thread::sleep(Duration::from_millis(300));
+    let (st, v) = call(&s, ADMIN, "DELETE", "/users/alice", None);
+    assert!(st == 204 || st == 200, "{st} {v}");
+    let (data, took) = until_error(&mut part);
+    assert!(data.contains("no longer exists"), "{data}");
+    assert!(took < Duration::from_secs(5), "ended after {took:?}");
 }
