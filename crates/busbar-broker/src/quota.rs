@@ -309,7 +309,9 @@ pub struct Quotas {
     table: Arc<RwLock<Table>>,
     /// True while any quota exists: without one nothing is measured.
     any: Arc<AtomicBool>,
-    writing: tokio::sync::Mutex<()>,
+    /// Held from an alter's read of the table until its write is applied, even when the caller
+    /// stops waiting (the guard moves into the write's completion).
+    writing: Arc<tokio::sync::Mutex<()>>,
     trackers: Mutex<rate::Trackers<TrackerKey>>,
     config: QuotaConfig,
     epoch: Instant,
@@ -471,7 +473,7 @@ impl Quotas {
     /// Applies `ops` to `entity`'s quotas durably (or only checks them, `validate_only`): all or
     /// none. Removing a key not set is no error (as Kafka).
     pub async fn alter(&self, entity: &Entity, ops: &[Op], validate_only: bool) -> Result<()> {
-        let _w = self.writing.lock().await;
+        let held = self.writing.clone().lock_owned().await;
         let mut next = self.table().get(entity).cloned().unwrap_or_default();
         for (i, op) in ops.iter().enumerate() {
             let key = match op {
@@ -505,7 +507,7 @@ impl Quotas {
         if validate_only || (fresh && next.is_empty()) {
             return Ok(());
         }
-        self.write(entity, next).await
+        self.write(entity, next, held).await
     }
 
     /// Replaces `entity`'s quotas by `values` (none: removes it), durably.
@@ -524,7 +526,12 @@ impl Quotas {
         self.alter(entity, &ops, false).await
     }
 
-    async fn write(&self, entity: &Entity, values: Values) -> Result<()> {
+    async fn write(
+        &self,
+        entity: &Entity,
+        values: Values,
+        held: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<()> {
         let value = (!values.is_empty()).then(|| serde_json::to_vec(&values).expect("encodes"));
         let row = (entity.key(), value);
         let (table, any, entity) = (self.table.clone(), self.any.clone(), entity.clone());
@@ -532,6 +539,7 @@ impl Quotas {
         // cannot leave the log and the table disagreeing.
         self.log
             .write(vec![row], move |written| {
+                let _held = held;
                 if written.len() != 1 {
                     return;
                 }

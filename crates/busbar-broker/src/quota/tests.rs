@@ -154,3 +154,30 @@ fn filters_match_exact_default_any_and_strict() {
     assert!(q.describe(&dup).is_err());
     assert!(q.describe(&f(vec![("group", Match::Any)], false)).is_err());
 }
+
+#[test]
+fn a_cancelled_alter_holds_the_write_lock_until_its_write_is_applied() {
+    let q = quotas();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for i in 0..20 {
+            let e = entity(&[("user", Some(&format!("u{i}")))]);
+            let first = [Op::Set("producer_byte_rate".into(), 1000.0)];
+            // Polled once: it takes the lock and starts its write, then its caller stops waiting.
+            // (When it happens to finish within that poll, the check below holds trivially.)
+            let _ =
+                tokio::time::timeout(std::time::Duration::ZERO, q.alter(&e, &first, false)).await;
+            // The next alter of the entity must build on the first once it is applied, not on
+            // the table as it was (which lost the first key).
+            let second = [Op::Set("consumer_byte_rate".into(), 2000.0)];
+            q.alter(&e, &second, false).await.unwrap();
+            let values = q.describe(&Filter::default()).unwrap();
+            let (_, v) = values.iter().find(|(x, _)| *x == e).unwrap();
+            assert_eq!(v.len(), 2, "user u{i}: {v:?}");
+        }
+    });
+}
