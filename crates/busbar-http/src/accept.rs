@@ -57,6 +57,7 @@ struct Settings {
     total: Arc<Semaphore>,
     total_max: usize,
     body_read_timeout: Duration,
+    body_budget: crate::body::Budget,
     log: RateLog,
 }
 
@@ -77,6 +78,7 @@ pub async fn serve(
         total: Arc::new(Semaphore::new(config.connections_max)),
         total_max: config.connections_max,
         body_read_timeout: config.body_read_timeout,
+        body_budget: crate::body::Budget::new(config.body_bytes_budget),
         log: RateLog::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -183,11 +185,12 @@ async fn http<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let router = settings.router.clone();
-    let body_timeout = settings.body_read_timeout;
+    let (body_timeout, budget) = (settings.body_read_timeout, settings.body_budget.clone());
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let mut router = router.clone();
-        let mut req =
-            req.map(|b| axum::body::Body::new(crate::body::Deadline::new(b, body_timeout)));
+        let mut req = req.map(|b| {
+            axum::body::Body::new(crate::body::Deadline::new(b, body_timeout, budget.clone()))
+        });
         req.extensions_mut().insert(ConnectInfo(peer));
         if let Some(user) = &cert {
             req.extensions_mut().insert(ClientCert(user.clone()));
@@ -197,8 +200,10 @@ async fn http<IO>(
             type Req = axum::extract::Request;
             std::future::poll_fn(|cx| Service::<Req>::poll_ready(&mut router, cx)).await?;
             let mut response = Service::<Req>::call(&mut router, req).await?;
-            if response.status() == axum::http::StatusCode::REQUEST_TIMEOUT {
-                // The body was not read whole: the connection cannot be reused.
+            use axum::http::StatusCode;
+            let status = response.status();
+            if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::SERVICE_UNAVAILABLE {
+                // The body may not have been read whole: the connection cannot be reused.
                 let close = axum::http::HeaderValue::from_static("close");
                 response
                     .headers_mut()

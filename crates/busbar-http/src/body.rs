@@ -1,6 +1,8 @@
 //! Reading request bodies: the size limit (413 before the body is buffered past it), the read
 //! deadline (`http.body_read_timeout_ms`: [`Deadline`] wraps every request body in the accept
-//! path; a body not received in time answers 408 and the connection is closed), media types
+//! path; a body not received in time answers 408 and the connection is closed), the shared budget
+//! of body bytes being read (`http.body_bytes_budget`: a body that would pass it answers 503 and
+//! the connection is closed, so stalled bodies cannot hold unbounded memory), media types
 //! (415), and JSON decoding whose 400 message names the offending field (`serde_path_to_error`).
 
 use crate::error::{ApiError, ApiResult};
@@ -10,8 +12,10 @@ use hyper::body::{Frame, SizeHint};
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Reads at most `limit` bytes of `body`: 413 past the limit, 408 past the read deadline.
 pub async fn read(body: Body, limit: usize) -> ApiResult<Bytes> {
@@ -23,6 +27,17 @@ pub async fn read(body: Body, limit: usize) -> ApiResult<Bytes> {
                 format!(
                     "request body not received within http.body_read_timeout_ms ({} ms)",
                     late.0.as_millis()
+                ),
+            );
+        }
+        if let Some(budget) = over_budget(&e) {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!(
+                    "request bodies being read hold the whole http.body_bytes_budget ({} bytes); \
+                     retry later",
+                    budget.0
                 ),
             );
         }
@@ -46,11 +61,37 @@ impl std::fmt::Display for BodyTimedOut {
 
 impl std::error::Error for BodyTimedOut {}
 
+/// The bodies being read hold the whole shared budget (its size in bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyOverBudget(pub usize);
+
+impl std::fmt::Display for BodyOverBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "request bodies hold the whole budget of {} bytes",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for BodyOverBudget {}
+
 /// The [`BodyTimedOut`] somewhere in `e`'s chain of sources.
 fn timed_out(e: &(dyn std::error::Error + 'static)) -> Option<BodyTimedOut> {
+    find(e)
+}
+
+/// The [`BodyOverBudget`] somewhere in `e`'s chain of sources.
+fn over_budget(e: &(dyn std::error::Error + 'static)) -> Option<BodyOverBudget> {
+    find(e)
+}
+
+/// The first `T` in `e`'s chain of sources.
+fn find<T: std::error::Error + Copy + 'static>(e: &(dyn std::error::Error + 'static)) -> Option<T> {
     let mut next = Some(e);
     while let Some(e) = next {
-        if let Some(t) = e.downcast_ref::<BodyTimedOut>() {
+        if let Some(t) = e.downcast_ref::<T>() {
             return Some(*t);
         }
         next = e.source();
@@ -58,21 +99,60 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> Option<BodyTimedOut> {
     None
 }
 
-/// A request body that fails with [`BodyTimedOut`] once its deadline passes before its end.
+/// Bytes of request bodies being read, across all connections (`http.body_bytes_budget`).
+#[derive(Clone)]
+pub struct Budget {
+    bytes: Arc<Semaphore>,
+    size: usize,
+}
+
+impl Budget {
+    /// A budget of `size` bytes.
+    pub fn new(size: usize) -> Self {
+        let size = size.min(Semaphore::MAX_PERMITS);
+        Self {
+            bytes: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
+}
+
+/// A request body that fails with [`BodyTimedOut`] once its deadline passes before its end, and
+/// with [`BodyOverBudget`] when a frame does not fit the shared [`Budget`]; the bytes it read stay
+/// counted until it is dropped.
 pub struct Deadline<B> {
     inner: B,
     sleep: Pin<Box<tokio::time::Sleep>>,
     timeout: Duration,
+    budget: Budget,
+    held: Option<OwnedSemaphorePermit>,
 }
 
 impl<B> Deadline<B> {
-    /// `inner`, which must be read whole within `timeout` from now.
-    pub fn new(inner: B, timeout: Duration) -> Self {
+    /// `inner`, which must be read whole within `timeout` from now, its bytes counted in `budget`.
+    pub fn new(inner: B, timeout: Duration, budget: Budget) -> Self {
         Self {
             inner,
             sleep: Box::pin(tokio::time::sleep(timeout)),
             timeout,
+            budget,
+            held: None,
         }
+    }
+
+    /// Counts `n` more bytes; false when the budget does not have them.
+    fn hold(&mut self, n: usize) -> bool {
+        let Ok(n) = u32::try_from(n) else {
+            return false;
+        };
+        let Ok(permit) = self.budget.bytes.clone().try_acquire_many_owned(n) else {
+            return false;
+        };
+        match &mut self.held {
+            Some(held) => held.merge(permit),
+            None => self.held = Some(permit),
+        }
+        true
     }
 }
 
@@ -90,6 +170,14 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            let len = match &frame {
+                Some(Ok(f)) => f.data_ref().map_or(0, Bytes::len),
+                _ => 0,
+            };
+            if len > 0 && !this.hold(len) {
+                let over = BodyOverBudget(this.budget.size);
+                return Poll::Ready(Some(Err(Box::new(over))));
+            }
             return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
         }
         if this.sleep.as_mut().poll(cx).is_ready() {

@@ -66,6 +66,8 @@ pub struct Http {
     pub body_read_timeout_ms: u64,
     /// Most open HTTP connections in all; more are closed at once.
     pub connections_max: u64,
+    /// Most bytes of request bodies being read at once, across all connections (503 over it).
+    pub body_bytes_budget: u64,
 }
 
 /// `[limits]`: limits of the accept paths (Kafka and HTTP listeners).
@@ -206,6 +208,7 @@ impl Default for Config {
                 header_read_timeout_ms: h.header_read_timeout.as_millis() as u64,
                 body_read_timeout_ms: h.body_read_timeout.as_millis() as u64,
                 connections_max: h.connections_max as u64,
+                body_bytes_budget: h.body_bytes_budget as u64,
             },
             kafka: Kafka {
                 addr: "127.0.0.1:9092".into(),
@@ -657,6 +660,12 @@ impl Config {
                 10_000_000,
             ),
             (
+                "http.body_bytes_budget",
+                self.http.body_bytes_budget,
+                65_536,
+                1 << 40,
+            ),
+            (
                 "kafka.tls_handshake_timeout_ms",
                 self.kafka.tls_handshake_timeout_ms,
                 100,
@@ -827,6 +836,7 @@ impl Config {
             connections_per_ip: self.limits.connections_per_ip as usize,
             connections_max: self.http.connections_max as usize,
             body_read_timeout: Duration::from_millis(self.http.body_read_timeout_ms),
+            body_bytes_budget: self.http.body_bytes_budget as usize,
             ..HttpConfig::default()
         }
     }

@@ -82,3 +82,51 @@ fn connections_over_http_connections_max_are_closed_and_a_freed_place_serves() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(s.http("GET", "/healthz", None).0, 200);
 }
+
+/// One request on a new connection: (status line, the whole answer).
+fn one_request(s: &Server, head: &str, body: &[u8]) -> String {
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(body).unwrap();
+    read_until_closed(&mut c, Duration::from_secs(5)).expect("answered and closed")
+}
+
+#[test]
+fn bodies_being_read_share_http_body_bytes_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &[],
+        &[("BUSBAR_HTTP_BODY_BYTES_BUDGET", "1048576")],
+    );
+    // A stalled body holds 900,000 bytes of the budget of 1 MiB.
+    let mut stalled = TcpStream::connect(s.addr).unwrap();
+    stalled
+        .write_all(
+            b"POST /topics HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 1000000\r\n\r\n",
+        )
+        .unwrap();
+    stalled.write_all(&vec![b' '; 900_000]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut body = br#"{"name": "fits"}"#.to_vec();
+    body.resize(200_000, b' ');
+    let head = format!(
+        "POST /topics HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let answer = one_request(&s, &head, &body);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("http.body_bytes_budget"), "{answer}");
+    assert_eq!(
+        s.http("GET", "/topics/fits", None).0,
+        404,
+        "nothing created"
+    );
+    // Once the stalled body is gone its bytes are free again.
+    drop(stalled);
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = one_request(&s, &head, &body);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
