@@ -72,6 +72,13 @@ impl Bus {
         let skip = (!force).then(|| self.ctx.retries.redriven(topic, &id));
         let (mut letters, mut skipped) = self.scan(topic, &id, filter, limit, skip).await?;
         let subs = self.subs.lock().await;
+        own_dead_letter_topic(&subs, topic, filter.subscription.as_deref())?;
+        // A letter is an event with busbar-dlq-* headers: anyone who may write a topic can make
+        // one. Only letters in the dead-letter topic of the subscription they name are its own.
+        letters.retain(|(d, _)| {
+            subs.get(&d.subscription)
+                .is_none_or(|e| e.record.spec.dead_letter_topic.as_deref() == Some(topic))
+        });
         if let Some(d) = (letters.iter()).find(|(d, _)| !subs.contains_key(&d.subscription)) {
             return Err(BusError::UnknownSubscription(d.0.subscription.clone()));
         }
@@ -280,6 +287,30 @@ pub(crate) async fn prune(ctx: &Ctx) -> Result<usize> {
     Ok(n)
 }
 
+/// A redrive reads a subscription's own dead-letter topic only: `topic` must be the
+/// `dead_letter_topic` of `named` (when a subscription is named) or of some subscription, else
+/// 400 and nothing is redriven (any other topic's events could be forged letters).
+fn own_dead_letter_topic(subs: &Subs, topic: &str, named: Option<&str>) -> Result<()> {
+    let dlq_of = |e: &crate::Entry| e.record.spec.dead_letter_topic.as_deref() == Some(topic);
+    let ok = match named {
+        Some(n) => subs.get(n).is_none_or(dlq_of),
+        None => subs.values().any(dlq_of),
+    };
+    if ok {
+        return Ok(());
+    }
+    let whose = named.map_or("any subscription".to_string(), |n| {
+        format!("subscription {n:?}")
+    });
+    Err(BusError::InvalidSubscription {
+        path: "topic".into(),
+        reason: format!(
+            "{topic:?} is not the dead_letter_topic of {whose}: a redrive reads only a \
+             subscription's own dead-letter topic"
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,8 +362,8 @@ mod tests {
                 .unwrap();
         }
         let bus = Bus::open(b.clone()).unwrap();
-        let spec =
-            json!({"name": "s", "sources": ["in"], "target": {"url": "http://127.0.0.1:9/"}});
+        let spec = json!({"name": "s", "sources": ["in"], "target": {"url": "http://127.0.0.1:9/"},
+                          "dead_letter_topic": "dlq"});
         bus.create(from_json(&spec).unwrap()).await.unwrap();
         b.publish("dlq", (0..3).map(letter).collect())
             .await
@@ -349,10 +380,13 @@ mod tests {
         let old_id = topic_layout(&b, "dlq").unwrap().0;
         assert_eq!(marked(&bus), [(old_id.clone(), 2)]);
 
+        // A dead-letter topic in use cannot be deleted: the subscription goes and comes back.
+        bus.delete("s").await.unwrap();
         b.delete_topic("dlq").await.unwrap();
         b.create_topic("dlq", Some(1), Default::default())
             .await
             .unwrap();
+        bus.create(from_json(&spec).unwrap()).await.unwrap();
         b.publish("dlq", vec![letter(7)]).await.unwrap();
         // Offset 0 of the new topic is another letter than offset 0 of the old one.
         let listed = bus.dead_letters("dlq", &all, 10).await.unwrap();

@@ -66,7 +66,8 @@ async fn a_redrive_written_in_part_sends_each_letter_once() {
     let bus = Bus::open(b.clone()).unwrap();
     bus.start().await;
     let t = Target::ok();
-    let spec = json!({"name": "s", "sources": ["in"], "target": {"url": t.url("/")}});
+    let spec = json!({"name": "s", "sources": ["in"], "target": {"url": t.url("/")},
+                      "dead_letter_topic": "dlq"});
     bus.create(from_json(&spec).unwrap()).await.unwrap();
     b.publish("dlq", (0..LETTERS).map(letter).collect())
         .await

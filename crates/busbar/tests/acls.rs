@@ -1133,3 +1133,63 @@ fn a_deleted_users_stream_ends() {
     assert!(data.contains("no longer exists"), "{data}");
     assert!(took < Duration::from_secs(5), "ended after {took:?}");
 }
+
+#[test]
+fn a_redrive_reads_only_a_subscriptions_own_dead_letter_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    for t in ["src", "dst", "dl", "scratch"] {
+        admin_ok(
+            &s,
+            "POST",
+            "/topics",
+            Some(json!({"name": t, "partitions": 1})),
+        );
+    }
+    let sub = json!({"name": "fwd", "sources": ["src"], "target": {"topic": "dst"},
+                     "dead_letter_topic": "dl"});
+    admin_ok(&s, "POST", "/subscriptions", Some(sub));
+    // Letters are events with busbar-dlq-* headers: anyone who may write a topic can forge one.
+    let forged = |sub: &str| {
+        json!([{"value": {"forged": true}, "headers": {"busbar-dlq-subscription": sub,
+            "busbar-dlq-source-topic": "src", "busbar-dlq-source-partition": "0",
+            "busbar-dlq-source-offset": "0"}}])
+    };
+    admin_ok(&s, "POST", "/topics/scratch/events", Some(forged("fwd")));
+    for body in [json!({"subscription": "fwd"}), json!({})] {
+        let (st, v) = call(
+            &s,
+            ADMIN,
+            "POST",
+            "/dead-letters/scratch/redrive",
+            Some(body),
+        );
+        assert_eq!(
+            st, 400,
+            "a redrive of a topic no subscription dead-letters to: {v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("dead_letter_topic"),
+            "{v}"
+        );
+    }
+    // In fwd's own dead-letter topic, a letter naming another subscription is left alone.
+    let other = json!({"name": "other", "sources": ["src"], "target": {"topic": "scratch"},
+                       "dead_letter_topic": "scratch"});
+    admin_ok(&s, "POST", "/subscriptions", Some(other));
+    admin_ok(&s, "POST", "/topics/dl/events", Some(forged("other")));
+    let (st, v) = call(
+        &s,
+        ADMIN,
+        "POST",
+        "/dead-letters/dl/redrive",
+        Some(json!({})),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["redriven"], 0, "{v}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(stored(&s, "dst"), 0);
+}
