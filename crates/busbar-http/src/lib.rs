@@ -2,7 +2,8 @@
 //! it decides nothing itself. Errors map to statuses in `error.rs` only. [`serve`] takes an
 //! already-bound listener and a shutdown future, so tests bind port 0. With `auth.enabled`, every
 //! route but the probes needs HTTP Basic credentials (`auth`) and passes its ACL check
-//! (`authz`).
+//! (`authz`). The accept path (HTTPS, the header-read timeout, connections per address) is in
+//! `accept`.
 
 mod accept;
 mod acls;
