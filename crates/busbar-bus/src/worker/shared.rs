@@ -931,11 +931,19 @@ mod tests {
             slow: slow.clone(),
         };
         let b = mem_broker(Arc::new(dir));
-        b.create_topic("dlq", Some(1), Default::default())
-            .await
-            .unwrap();
+        for t in ["in", "dlq"] {
+            b.create_topic(t, Some(1), Default::default())
+                .await
+                .unwrap();
+        }
         b.publish("dlq", vec![Event::value("a")]).await.unwrap();
         let bus = crate::Bus::open(b.clone()).unwrap();
+        // A redrive reads only a subscription's own dead-letter topic.
+        let spec = serde_json::json!({"name": "s", "sources": ["in"],
+            "target": {"url": "http://127.0.0.1:9/"}, "dead_letter_topic": "dlq"});
+        bus.create(crate::spec::from_json(&spec).unwrap())
+            .await
+            .unwrap();
         slow.store(true, Relaxed);
         let started = Instant::now();
         let timer = tokio::spawn(async move {

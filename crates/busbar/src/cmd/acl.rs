@@ -80,6 +80,7 @@ pub enum AclCmd {
     List {
         #[command(flatten)]
         fields: Fields,
+        /// Only ACLs of this operation (READ, WRITE, ALL, ...).
         #[arg(long)]
         operation: Option<String>,
     },
@@ -87,6 +88,7 @@ pub enum AclCmd {
     Delete {
         #[command(flatten)]
         fields: Fields,
+        /// Only ACLs of this operation (READ, WRITE, ALL, ...).
         #[arg(long)]
         operation: Option<String>,
     },
