@@ -191,8 +191,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<AclList>)> {
-    body::require_json(&headers)?;
-    let given: AclCreate = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let given: AclCreate = body::json_request(&headers, body, app.config.json_bytes_max).await?;
     let given = match given {
         AclCreate::One(a) => vec![a],
         AclCreate::Many(l) => l,

@@ -255,3 +255,14 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
         }
     })
 }
+
+/// A JSON request body: `Content-Type: application/json` (else 415), at most `limit` bytes
+/// (else 413), parsed into `T` (else 400).
+pub async fn json_request<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> ApiResult<T> {
+    require_json(headers)?;
+    json(&read(body, limit).await?)
+}

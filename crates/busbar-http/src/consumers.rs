@@ -329,8 +329,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    body::require_json(&headers)?;
-    let req: Create = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let req: Create = body::json_request(&headers, body, app.config.json_bytes_max).await?;
     may_read(&app, &caller, &req.topics)?;
     let start = start_at(req.start.as_deref())?;
     let slot = reserve(&app)?;

@@ -124,8 +124,7 @@ pub async fn reset(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    body::require_json(&headers)?;
-    let req: Reset = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let req: Reset = body::json_request(&headers, body, app.config.json_bytes_max).await?;
     caller.require(&app, Operation::Read, ResourceType::Topic, &req.topic)?;
     let to = match req.to {
         To::Named(n) if n == "earliest" => ResetTo::Earliest,

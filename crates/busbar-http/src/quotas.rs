@@ -104,8 +104,7 @@ pub async fn list(State(app): State<App>) -> ApiResult<Json<QuotaList>> {
         (status = 503, description = "Shutting down"),
         (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn set(State(app): State<App>, headers: HeaderMap, body: Body) -> ApiResult<Json<Quota>> {
-    body::require_json(&headers)?;
-    let req: QuotaSet = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let req: QuotaSet = body::json_request(&headers, body, app.config.json_bytes_max).await?;
     let e = entity(&req.entity)?;
     let values: Values = req.values.into_iter().collect();
     app.broker.quotas().replace(&e, values.clone()).await?;
@@ -128,8 +127,7 @@ pub async fn delete(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<StatusCode> {
-    body::require_json(&headers)?;
-    let req: QuotaDelete = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let req: QuotaDelete = body::json_request(&headers, body, app.config.json_bytes_max).await?;
     let e = entity(&req.entity)?;
     let quotas = app.broker.quotas();
     if !quotas.list().iter().any(|(x, _)| *x == e) {

@@ -31,8 +31,7 @@ pub async fn test(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    body::require_json(&headers)?;
-    let req: TestRule = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let req: TestRule = body::json_request(&headers, body, app.config.json_bytes_max).await?;
     let pattern = Pattern::parse(&req.pattern)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_pattern", e.to_string()))?;
     Ok(Json(json!({ "match": pattern.matches(&req.event) })))

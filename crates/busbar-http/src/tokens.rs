@@ -98,8 +98,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Token>)> {
-    body::require_json(&headers)?;
-    let req: TokenCreate = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let req: TokenCreate = body::json_request(&headers, body, app.config.json_bytes_max).await?;
     let user = subject(&app, &caller, req.user, Operation::Alter)?;
     let ttl = req.expires_in_s.map_or(TTL_DEFAULT, Duration::from_secs);
     let made = app

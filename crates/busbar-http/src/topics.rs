@@ -89,8 +89,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    body::require_json(&headers)?;
-    let req: CreateTopic = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let req: CreateTopic = body::json_request(&headers, body, app.config.json_bytes_max).await?;
     // Kafka's CreateTopics: CREATE on the cluster, or on the topic.
     if !caller.may(&app, Operation::Create, ResourceType::Cluster, CLUSTER_NAME) {
         caller.require(&app, Operation::Create, ResourceType::Topic, &req.name)?;
@@ -161,8 +160,7 @@ pub async fn alter(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    body::require_json(&headers)?;
-    let req: AlterTopic = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let req: AlterTopic = body::json_request(&headers, body, app.config.json_bytes_max).await?;
     if req.configs.is_empty() && req.partitions.is_none() {
         return Err(ApiError::bad_request(
             "nothing to change: give `configs` and/or `partitions`",

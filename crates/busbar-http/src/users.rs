@@ -102,8 +102,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    body::require_json(&headers)?;
-    let req: UserCreate = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
+    let req: UserCreate = body::json_request(&headers, body, app.config.json_bytes_max).await?;
     let created = app
         .broker
         .auth()
