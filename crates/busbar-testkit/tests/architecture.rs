@@ -12,8 +12,17 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("busbar-rules", &[][..]),
         ("busbar-broker", &["busbar-log"][..]),
         (
-            "busbar-bus",
+            "busbar-schema",
             &["busbar-broker", "busbar-log", "busbar-rules"][..],
+        ),
+        (
+            "busbar-bus",
+            &[
+                "busbar-broker",
+                "busbar-log",
+                "busbar-rules",
+                "busbar-schema",
+            ][..],
         ),
         (
             "busbar-kafka",
@@ -21,7 +30,13 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         (
             "busbar-http",
-            &["busbar-broker", "busbar-bus", "busbar-log", "busbar-rules"][..],
+            &[
+                "busbar-broker",
+                "busbar-bus",
+                "busbar-log",
+                "busbar-rules",
+                "busbar-schema",
+            ][..],
         ),
         (
             "busbar",
@@ -32,6 +47,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "busbar-rules",
                 "busbar-kafka",
                 "busbar-http",
+                "busbar-schema",
             ][..],
         ),
         (
