@@ -399,3 +399,28 @@ fn describe_configs_lists_synonyms() {
         vec![("log.cleanup.policy".into(), "delete".into(), 5)]
     );
 }
+
+fn init_producer_id(s: &Server, current: (i64, i16)) -> InitProducerIdResponse {
+    let mut ip = InitProducerIdRequest::default();
+    ip.transactional_id = None;
+    ip.transaction_timeout_ms = 1000;
+    ip.producer_id = ProducerId(current.0);
+    ip.producer_epoch = current.1;
+    call(s, ApiKey::InitProducerId, 4, &ip)
+}
+
+/// Kafka answers an InitProducerId without a transactional id with a new producer id at epoch 0,
+/// whatever id and epoch the request names (idempotent producers bump their epoch themselves,
+/// KIP-360): naming another producer's id must not bump its epoch and fence it.
+#[test]
+fn init_producer_id_without_transactional_id_never_bumps_a_named_producer() {
+    let s = start();
+    let first = init_producer_id(&s, (-1, -1));
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    let other = init_producer_id(&s, (first.producer_id.0, 0));
+    assert_eq!(other.error_code, 0);
+    assert_ne!(other.producer_id, first.producer_id, "a new id, not a bump");
+    assert_eq!(other.producer_epoch, 0);
+    let unknown = init_producer_id(&s, (1_000_000, 3));
+    assert_eq!((unknown.error_code, unknown.producer_epoch), (0, 0));
+}

@@ -1,6 +1,8 @@
-//! InitProducerId for idempotent producers (no transactional id): a new producer id at epoch 0, or,
-//! from v3 (KIP-360), the caller's id with the next epoch. Transactions are not served yet, so a
-//! transactional id gets INVALID_REQUEST (a retriable code would make clients retry forever).
+//! InitProducerId for idempotent producers (no transactional id): always a new producer id at
+//! epoch 0, whatever id and epoch a v3+ request names, as Kafka answers (idempotent producers
+//! bump their epoch themselves, KIP-360): bumping the named id would let any client fence another
+//! principal's producer by guessing its small, sequential id. Transactions are not served yet, so
+//! a transactional id gets INVALID_REQUEST (a retriable code would make clients retry forever).
 
 use super::Ctx;
 use crate::authz::{Authz, Op, Res, CLUSTER_DENIED};
@@ -28,9 +30,7 @@ pub fn handle(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerIdRespon
         r.error_code = CLUSTER_DENIED;
         return r;
     }
-    let current = (ctx.version >= 3 && req.producer_id.0 >= 0)
-        .then_some((req.producer_id.0, req.producer_epoch));
-    match ctx.shared.broker.init_producer_id(current) {
+    match ctx.shared.broker.init_producer_id(None) {
         Ok((pid, epoch)) => {
             r.producer_id = ProducerId(pid);
             r.producer_epoch = epoch;
