@@ -1,0 +1,407 @@
+//! The registry's writes (register, deletes, compatibility levels, modes) and the reads that
+//! decide like a write would (lookup, compatibility check). Each write decides under the write
+//! lock on the tables as they are, then commits its rows (see `registry.rs`).
+
+use super::{Prepared, Registry};
+use crate::error::{Result, SchemaError};
+use crate::model::{check_subject, Compatibility, Mode, SchemaInput, Version};
+use crate::schema;
+use crate::store::{Row, Tables};
+
+/// The outcome of a registration.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The version (new, or the existing one holding the same schema), schema text canonical.
+    pub version: Version,
+    /// Whether anything was written.
+    pub created: bool,
+}
+
+impl Registry {
+    /// Registers `input` under `subject`: the existing version when the subject already holds
+    /// the same schema, else a new version after the compatibility check (40901 when refused).
+    pub async fn register(&self, subject: &str, input: SchemaInput) -> Result<Registration> {
+        check_subject(subject, &self.limits)?;
+        let guard = self.write.clone().lock_owned().await;
+        let (version, rows) = {
+            let t = self.read();
+            let mode = Self::writable(&t, subject)?;
+            let prepared = self.prepare(&t, &input)?;
+            if let Some(v) = Self::holding(&t, subject, &prepared, false) {
+                return Ok(Registration {
+                    version: Self::served(&t, v),
+                    created: false,
+                });
+            }
+            self.plan_register(&t, subject, &input, prepared, mode)?
+        };
+        self.commit(guard, rows).await?;
+        let t = self.read();
+        let version = Self::served(&t, &version);
+        Ok(Registration {
+            version,
+            created: true,
+        })
+    }
+
+    fn holding<'t>(
+        t: &'t Tables,
+        subject: &str,
+        p: &Prepared,
+        deleted: bool,
+    ) -> Option<&'t Version> {
+        let id = t.by_content.get(&p.key)?;
+        t.versions(subject, deleted)
+            .into_iter()
+            .rev()
+            .find(|v| v.id == *id)
+    }
+
+    fn plan_register(
+        &self,
+        t: &Tables,
+        subject: &str,
+        input: &SchemaInput,
+        prepared: Prepared,
+        mode: Mode,
+    ) -> Result<(Version, Vec<Row>)> {
+        let import = mode == Mode::Import;
+        if !import && (input.id.is_some_and(|i| i >= 0) || input.version.is_some_and(|v| v >= 0)) {
+            return Err(SchemaError::OperationNotPermitted(
+                "An id or a version may only be given in IMPORT mode".into(),
+            ));
+        }
+        if !import {
+            let level = Self::level(t, subject);
+            let messages =
+                schema::check_level(level, &prepared.parsed, &self.parsed_versions(t, subject));
+            if !messages.is_empty() {
+                return Err(SchemaError::Incompatible {
+                    subject: crate::shown(subject),
+                    messages,
+                });
+            }
+        }
+        self.check_room(t, subject, &prepared)?;
+        let id = self.pick_id(t, input, &prepared, import)?;
+        let all = t.versions(subject, true);
+        let version = match input.version.filter(|_| import) {
+            Some(v) => {
+                let v = u32::try_from(v)
+                    .ok()
+                    .filter(|v| (1..=i32::MAX as u32).contains(v))
+                    .ok_or_else(|| SchemaError::InvalidVersion(v.to_string()))?;
+                if all.iter().any(|x| x.version == v) {
+                    return Err(SchemaError::IdMismatch(format!(
+                        "Version {v} of subject {} already holds another schema",
+                        crate::shown(subject)
+                    )));
+                }
+                v
+            }
+            None => all.last().map_or(1, |v| v.version + 1),
+        };
+        let v = Version {
+            subject: subject.to_string(),
+            version,
+            id,
+            schema_type: prepared.key.schema_type,
+            schema: input.schema.clone(),
+            references: input.references.clone(),
+            metadata: input.metadata.clone(),
+            rule_set: input.rule_set.clone(),
+            deleted: false,
+        };
+        let mut rows = vec![Row::Schema(subject.to_string(), version, Some(v.clone()))];
+        if id > t.id_high {
+            rows.push(Row::IdHigh(id));
+        }
+        Ok((v, rows))
+    }
+
+    fn check_room(&self, t: &Tables, subject: &str, p: &Prepared) -> Result<()> {
+        let l = &self.limits;
+        let versions = t.subjects.get(subject).map_or(0, |m| m.len());
+        if versions == 0 && t.subjects.len() >= l.subjects_max {
+            return Err(SchemaError::TooLarge(format!(
+                "The registry holds schema_registry.subjects_max ({}) subjects",
+                l.subjects_max
+            )));
+        }
+        if versions >= l.versions_per_subject_max {
+            return Err(SchemaError::TooLarge(format!(
+                "Subject {} holds schema_registry.versions_per_subject_max ({}) versions",
+                crate::shown(subject),
+                l.versions_per_subject_max
+            )));
+        }
+        if !t.by_content.contains_key(&p.key) && t.ids.len() >= l.schemas_max {
+            return Err(SchemaError::TooLarge(format!(
+                "The registry holds schema_registry.schemas_max ({}) schemas",
+                l.schemas_max
+            )));
+        }
+        Ok(())
+    }
+
+    fn pick_id(&self, t: &Tables, input: &SchemaInput, p: &Prepared, import: bool) -> Result<u32> {
+        let existing = t.by_content.get(&p.key).copied();
+        let wanted = input.id.filter(|i| *i >= 0 && import);
+        match (wanted, existing) {
+            (None, Some(id)) => Ok(id),
+            (None, None) => t
+                .id_high
+                .checked_add(1)
+                .filter(|id| *id <= i32::MAX as u32)
+                .ok_or_else(|| SchemaError::TooLarge("Every schema id is used".into())),
+            (Some(w), _) => {
+                let w = u32::try_from(w)
+                    .ok()
+                    .filter(|w| *w >= 1 && *w <= i32::MAX as u32)
+                    .ok_or_else(|| SchemaError::IdMismatch(format!("Invalid id {w}")))?;
+                match (t.ids.get(&w), existing) {
+                    (Some(b), _) if b.key != p.key => Err(SchemaError::IdMismatch(format!(
+                        "Overwrite new schema with id {w} failed: the id already names another schema"
+                    ))),
+                    (None, Some(e)) => Err(SchemaError::IdMismatch(format!(
+                        "The schema already has id {e}, not {w}"
+                    ))),
+                    _ => Ok(w),
+                }
+            }
+        }
+    }
+
+    /// The version of `subject` holding `input` (40401 no subject, 40403 not there).
+    pub fn lookup(&self, subject: &str, input: &SchemaInput, deleted: bool) -> Result<Version> {
+        let t = self.read();
+        if t.versions(subject, deleted).is_empty() {
+            return Err(SchemaError::SubjectNotFound(crate::shown(subject)));
+        }
+        let prepared = self.prepare(&t, input)?;
+        Self::holding(&t, subject, &prepared, deleted)
+            .map(|v| Self::served(&t, v))
+            .ok_or_else(|| SchemaError::SchemaNotFound("Schema not found".into()))
+    }
+
+    /// Checks `input` against `subject`: with `version` `None`, the versions its level implies
+    /// (compatible when the subject has none); with `Some(v)`, version `v` (`Some(None)`: the
+    /// latest) in the level's directions. Answers the incompatibilities (empty: compatible).
+    pub fn check(
+        &self,
+        subject: &str,
+        version: Option<Option<u32>>,
+        input: &SchemaInput,
+    ) -> Result<Vec<String>> {
+        let t = self.read();
+        let prepared = self.prepare(&t, input)?;
+        let level = Self::level(&t, subject);
+        let previous = self.parsed_versions(&t, subject);
+        let Some(version) = version else {
+            return Ok(schema::check_level(level, &prepared.parsed, &previous));
+        };
+        let target = Self::find(&t, subject, version, false)?.version;
+        let one: Vec<_> = previous.into_iter().filter(|(v, _)| *v == target).collect();
+        let level = match level {
+            Compatibility::BackwardTransitive => Compatibility::Backward,
+            Compatibility::ForwardTransitive => Compatibility::Forward,
+            Compatibility::FullTransitive => Compatibility::Full,
+            other => other,
+        };
+        Ok(schema::check_level(level, &prepared.parsed, &one))
+    }
+
+    /// Deletes a version: soft (flagged; 40406 if it already is), or with `permanent` for good
+    /// (40407 unless soft deleted first). 42206 while another schema references it.
+    pub async fn delete_version(
+        &self,
+        subject: &str,
+        version: Option<u32>,
+        permanent: bool,
+    ) -> Result<u32> {
+        let guard = self.write.clone().lock_owned().await;
+        let (row, n) = {
+            let t = self.read();
+            Self::writable(&t, subject)?;
+            let v = match (version, permanent) {
+                (None, _) => Self::find(&t, subject, None, false)?,
+                (Some(n), _) => Self::find(&t, subject, Some(n), true)?,
+            };
+            let refs = Self::referrers(&t, subject, v.version);
+            if !refs.is_empty() {
+                return Err(SchemaError::ReferenceExists(format!(
+                    "One or more references exist to the schema {{subject={}, version={}}}: ids {refs:?}",
+                    crate::shown(subject), v.version
+                )));
+            }
+            let row = match (permanent, v.deleted) {
+                (false, true) => {
+                    return Err(SchemaError::VersionSoftDeleted(
+                        crate::shown(subject),
+                        v.version,
+                    ))
+                }
+                (true, false) => {
+                    return Err(SchemaError::VersionNotSoftDeleted(
+                        crate::shown(subject),
+                        v.version,
+                    ))
+                }
+                (false, false) => {
+                    let mut d = v.clone();
+                    d.deleted = true;
+                    Row::Schema(subject.to_string(), v.version, Some(d))
+                }
+                (true, true) => Row::Schema(subject.to_string(), v.version, None),
+            };
+            (row, v.version)
+        };
+        self.commit(guard, vec![row]).await?;
+        Ok(n)
+    }
+
+    /// Deletes a subject: soft (every live version flagged; 40404 if none is live), or with
+    /// `permanent` every version and its level and mode for good (40405 unless soft deleted).
+    pub async fn delete_subject(&self, subject: &str, permanent: bool) -> Result<Vec<u32>> {
+        let guard = self.write.clone().lock_owned().await;
+        let (rows, versions) = {
+            let t = self.read();
+            Self::writable(&t, subject)?;
+            let all = t.versions(subject, true);
+            if all.is_empty() {
+                return Err(SchemaError::SubjectNotFound(crate::shown(subject)));
+            }
+            let live: Vec<&Version> = all.iter().copied().filter(|v| !v.deleted).collect();
+            for v in &all {
+                let refs = Self::referrers(&t, subject, v.version);
+                if !refs.is_empty() {
+                    return Err(SchemaError::ReferenceExists(format!(
+                        "One or more references exist to the schema {{subject={}, version={}}}: ids {refs:?}",
+                        crate::shown(subject), v.version
+                    )));
+                }
+            }
+            match (permanent, live.is_empty()) {
+                (false, true) => {
+                    return Err(SchemaError::SubjectSoftDeleted(crate::shown(subject)))
+                }
+                (true, false) => {
+                    return Err(SchemaError::SubjectNotSoftDeleted(crate::shown(subject)))
+                }
+                (false, false) => {
+                    let rows = live.iter().map(|v| {
+                        let mut d = (*v).clone();
+                        d.deleted = true;
+                        Row::Schema(subject.to_string(), v.version, Some(d))
+                    });
+                    (
+                        rows.collect::<Vec<_>>(),
+                        live.iter().map(|v| v.version).collect::<Vec<_>>(),
+                    )
+                }
+                (true, true) => {
+                    let mut rows: Vec<Row> = all
+                        .iter()
+                        .map(|v| Row::Schema(subject.to_string(), v.version, None))
+                        .collect();
+                    rows.push(Row::Config(Some(subject.to_string()), None));
+                    rows.push(Row::Mode(Some(subject.to_string()), None));
+                    (rows, all.iter().map(|v| v.version).collect())
+                }
+            }
+        };
+        self.commit(guard, rows).await?;
+        Ok(versions)
+    }
+
+    /// The level of `subject` (`None`: global). A subject without its own answers 40408 unless
+    /// `default_to_global`.
+    pub fn config(&self, subject: Option<&str>, default_to_global: bool) -> Result<Compatibility> {
+        let t = self.read();
+        match subject {
+            None => Ok(t
+                .configs
+                .get(&None)
+                .copied()
+                .unwrap_or(Compatibility::Backward)),
+            Some(s) => match t.configs.get(&Some(s.to_string())) {
+                Some(l) => Ok(*l),
+                None if default_to_global => Ok(Self::level(&t, s)),
+                None => Err(SchemaError::NoSubjectConfig(crate::shown(s))),
+            },
+        }
+    }
+
+    /// Sets the level of `subject` (`None`: global).
+    pub async fn set_config(&self, subject: Option<&str>, level: Compatibility) -> Result<()> {
+        if let Some(s) = subject {
+            check_subject(s, &self.limits)?;
+        }
+        let guard = self.write.clone().lock_owned().await;
+        self.commit(
+            guard,
+            vec![Row::Config(subject.map(str::to_string), Some(level))],
+        )
+        .await
+    }
+
+    /// Removes the level of `subject` (`None`: the global one, back to BACKWARD); answers the
+    /// level it had.
+    pub async fn delete_config(&self, subject: Option<&str>) -> Result<Compatibility> {
+        let guard = self.write.clone().lock_owned().await;
+        let old = self.config(subject, subject.is_none())?;
+        self.commit(guard, vec![Row::Config(subject.map(str::to_string), None)])
+            .await?;
+        Ok(old)
+    }
+
+    /// The mode of `subject` (`None`: global); 40409 for a subject without its own unless
+    /// `default_to_global`.
+    pub fn mode(&self, subject: Option<&str>, default_to_global: bool) -> Result<Mode> {
+        let t = self.read();
+        match subject {
+            None => Ok(t.modes.get(&None).copied().unwrap_or(Mode::Readwrite)),
+            Some(s) => match t.modes.get(&Some(s.to_string())) {
+                Some(m) => Ok(*m),
+                None if default_to_global => Ok(Self::mode_of(&t, s)),
+                None => Err(SchemaError::NoSubjectMode(crate::shown(s))),
+            },
+        }
+    }
+
+    /// Sets the mode of `subject` (`None`: global). IMPORT needs no schemas in scope unless
+    /// `force` (42205).
+    pub async fn set_mode(&self, subject: Option<&str>, mode: Mode, force: bool) -> Result<()> {
+        if let Some(s) = subject {
+            check_subject(s, &self.limits)?;
+        }
+        let guard = self.write.clone().lock_owned().await;
+        if mode == Mode::Import && !force {
+            let t = self.read();
+            let occupied = match subject {
+                None => !t.subjects.is_empty(),
+                Some(s) => t.subjects.contains_key(s),
+            };
+            if occupied {
+                return Err(SchemaError::OperationNotPermitted(
+                    "Cannot import since found existing subjects (set force=true to override)"
+                        .into(),
+                ));
+            }
+        }
+        self.commit(
+            guard,
+            vec![Row::Mode(subject.map(str::to_string), Some(mode))],
+        )
+        .await
+    }
+
+    /// Removes the mode of `subject` (`None`: global, back to READWRITE); answers the old one.
+    pub async fn delete_mode(&self, subject: Option<&str>) -> Result<Mode> {
+        let guard = self.write.clone().lock_owned().await;
+        let old = self.mode(subject, subject.is_none())?;
+        self.commit(guard, vec![Row::Mode(subject.map(str::to_string), None)])
+            .await?;
+        Ok(old)
+    }
+}

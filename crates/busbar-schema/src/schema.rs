@@ -1,0 +1,140 @@
+//! A submitted schema made ready for the registry: size-checked, parsed for its type (Avro by
+//! hand in `avro`, JSON Schema as JSON), its references resolved, and its canonical text computed
+//! (what equality and ids are decided on, and what reads answer). Compatibility between two
+//! parsed schemas dispatches here by type; JSON Schema's rules are `json_compat`'s.
+
+use crate::avro::{self, Avro};
+use crate::error::{Result, SchemaError};
+use crate::model::{Compatibility, Reference, SchemaType};
+use serde_json::Value;
+
+/// A parsed schema.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    Avro(Avro),
+    Json(Value),
+}
+
+/// What identifies a schema's content: same key, same id (in any subject).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContentKey {
+    pub schema_type: SchemaType,
+    pub canonical: String,
+    pub references: Vec<Reference>,
+}
+
+/// The canonical text of `text` of type `ty` (no reference resolution: the text's own form).
+pub fn canonical(ty: SchemaType, value: &Value) -> String {
+    match ty {
+        SchemaType::Avro => avro::canonical(value),
+        _ => json_canonical(value),
+    }
+}
+
+/// Compact JSON with object keys sorted, whatever serde_json's map order.
+pub fn json_canonical(value: &Value) -> String {
+    match value {
+        Value::Object(obj) => {
+            let mut keys: Vec<&String> = obj.keys().collect();
+            keys.sort();
+            let body: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), json_canonical(&obj[k])))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        }
+        Value::Array(items) => {
+            let body: Vec<String> = items.iter().map(json_canonical).collect();
+            format!("[{}]", body.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Parses `text` as `ty`, with the named types of `known` (resolved references) in scope.
+pub fn parse(
+    ty: SchemaType,
+    text: &str,
+    known: &Avro,
+    depth_max: usize,
+) -> Result<(Parsed, String)> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        SchemaError::InvalidSchema(format!("the {} schema is not JSON: {e}", ty.as_str()))
+    })?;
+    match ty {
+        SchemaType::Avro => {
+            let parsed = Avro::parse(text, known, depth_max).map_err(SchemaError::InvalidSchema)?;
+            Ok((Parsed::Avro(parsed), avro::canonical(&value)))
+        }
+        SchemaType::Json => {
+            if !matches!(value, Value::Object(_) | Value::Bool(_)) {
+                return Err(SchemaError::InvalidSchema(
+                    "a JSON schema must be an object or a boolean".into(),
+                ));
+            }
+            if depth(&value) > depth_max {
+                return Err(SchemaError::InvalidSchema(format!(
+                    "the JSON schema is nested more than {depth_max} deep (schema_registry.depth_max)"
+                )));
+            }
+            let canonical = json_canonical(&value);
+            Ok((Parsed::Json(value), canonical))
+        }
+        SchemaType::Protobuf => Err(SchemaError::InvalidSchema(
+            "PROTOBUF schemas are not supported by this busbar yet (AVRO and JSON are)".into(),
+        )),
+    }
+}
+
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Whether data written with `writer` can be read with `reader`.
+pub fn can_read(reader: &Parsed, writer: &Parsed) -> std::result::Result<(), Vec<String>> {
+    match (reader, writer) {
+        (Parsed::Avro(r), Parsed::Avro(w)) => avro::can_read(r, w),
+        (Parsed::Json(r), Parsed::Json(w)) => crate::json_compat::can_read(r, w),
+        _ => Err(vec!["the schema types differ".into()]),
+    }
+}
+
+/// The messages of `candidate` against `previous` (newest first) under `level`: empty when
+/// compatible. Non-transitive levels look only at the newest.
+pub fn check_level(
+    level: Compatibility,
+    candidate: &Parsed,
+    previous: &[(u32, Parsed)],
+) -> Vec<String> {
+    let (backward, forward) = level.directions();
+    let take = if level.transitive() {
+        previous.len()
+    } else {
+        previous.len().min(1)
+    };
+    let mut messages = Vec::new();
+    for (version, old) in &previous[..take] {
+        if backward {
+            if let Err(m) = can_read(candidate, old) {
+                messages.extend(m.into_iter().map(|m| {
+                    format!("the new schema cannot read data written with version {version}: {m}")
+                }));
+            }
+        }
+        if forward {
+            if let Err(m) = can_read(old, candidate) {
+                messages.extend(m.into_iter().map(|m| {
+                    format!("version {version} cannot read data written with the new schema: {m}")
+                }));
+            }
+        }
+    }
+    if !messages.is_empty() {
+        messages.push(format!("{{compatibility: '{}'}}", level.as_str()));
+    }
+    messages
+}

@@ -1,0 +1,181 @@
+//! The registry's durable rows and the in-memory tables rebuilt from them. Rows live in an
+//! internal compacted log (`internal/schemas`), keyed like Confluent's `_schemas` topic: one row
+//! per subject version (`SCHEMA`), per compatibility level (`CONFIG`) and per mode (`MODE`), plus
+//! `ID_HIGH`, the highest id ever issued, so a hard delete never lets an id be issued again,
+//! across restarts too. Soft delete rewrites a version with `deleted: true`; hard delete writes
+//! its tombstone. Tables are only changed by [`Tables::apply`], in log order.
+
+use crate::model::{Compatibility, Mode, Version};
+use crate::schema::ContentKey;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// One change to the registry's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Row {
+    /// A version written (or `None`: the version of `subject` removed for good).
+    Schema(String, u32, Option<Version>),
+    /// A compatibility level set (or removed); subject `None` is the global level.
+    Config(Option<String>, Option<Compatibility>),
+    /// A mode set (or removed); subject `None` is the global mode.
+    Mode(Option<String>, Option<Mode>),
+    /// The highest id ever issued.
+    IdHigh(u32),
+}
+
+impl Row {
+    /// The row as a log key and value.
+    pub fn encode(&self) -> (Vec<u8>, Option<Vec<u8>>) {
+        let (key, value) = match self {
+            Row::Schema(s, v, version) => (
+                json!({"keytype": "SCHEMA", "magic": 1, "subject": s, "version": v}),
+                version
+                    .as_ref()
+                    .map(|v| serde_json::to_value(v).unwrap_or(Value::Null)),
+            ),
+            Row::Config(s, level) => (
+                json!({"keytype": "CONFIG", "magic": 0, "subject": s}),
+                level.map(|l| json!({"compatibilityLevel": l.as_str()})),
+            ),
+            Row::Mode(s, mode) => (
+                json!({"keytype": "MODE", "magic": 0, "subject": s}),
+                mode.map(|m| json!({"mode": m.as_str()})),
+            ),
+            Row::IdHigh(id) => (
+                json!({"keytype": "ID_HIGH", "magic": 0}),
+                Some(json!({"id": id})),
+            ),
+        };
+        (
+            crate::schema::json_canonical(&key).into_bytes(),
+            value.map(|v| crate::schema::json_canonical(&v).into_bytes()),
+        )
+    }
+
+    /// Decodes a stored row: `Ok(None)` for a key type this version does not know (kept for a
+    /// newer busbar), `Err` for a row that does not decode.
+    pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Option<Row>, String> {
+        let key: Value = serde_json::from_slice(key).map_err(|e| format!("key: {e}"))?;
+        let value: Option<Value> = value
+            .map(serde_json::from_slice)
+            .transpose()
+            .map_err(|e| format!("value: {e}"))?;
+        let subject = || key["subject"].as_str().map(str::to_string);
+        let field = |name: &str| {
+            value
+                .as_ref()
+                .and_then(|v| v[name].as_str().map(str::to_string))
+        };
+        Ok(Some(match key["keytype"].as_str() {
+            Some("SCHEMA") => {
+                let s = subject().ok_or("SCHEMA key without a subject")?;
+                let v = key["version"]
+                    .as_u64()
+                    .ok_or("SCHEMA key without a version")? as u32;
+                let version = value
+                    .map(serde_json::from_value::<Version>)
+                    .transpose()
+                    .map_err(|e| format!("version: {e}"))?;
+                Row::Schema(s, v, version)
+            }
+            Some("CONFIG") => {
+                let level = field("compatibilityLevel")
+                    .map(|l| Compatibility::parse(&l).map_err(|e| e.to_string()))
+                    .transpose()?;
+                Row::Config(subject(), level)
+            }
+            Some("MODE") => {
+                let mode = field("mode")
+                    .map(|m| Mode::parse(&m).map_err(|e| e.to_string()))
+                    .transpose()?;
+                Row::Mode(subject(), mode)
+            }
+            Some("ID_HIGH") => Row::IdHigh(
+                value
+                    .and_then(|v| v["id"].as_u64())
+                    .ok_or("ID_HIGH without an id")? as u32,
+            ),
+            _ => return Ok(None),
+        }))
+    }
+}
+
+/// A schema by id: its content and how many versions (in any subject) hold it.
+#[derive(Debug, Clone)]
+pub struct ById {
+    pub key: ContentKey,
+    pub holders: BTreeSet<(String, u32)>,
+}
+
+/// The registry's state in memory.
+#[derive(Debug, Default)]
+pub struct Tables {
+    pub subjects: BTreeMap<String, BTreeMap<u32, Version>>,
+    pub configs: BTreeMap<Option<String>, Compatibility>,
+    pub modes: BTreeMap<Option<String>, Mode>,
+    pub id_high: u32,
+    pub ids: BTreeMap<u32, ById>,
+    pub by_content: HashMap<ContentKey, u32>,
+}
+
+impl Tables {
+    /// Applies one row. `key_of` gives a version's content key (parsing its schema).
+    pub fn apply(&mut self, row: Row, key_of: &dyn Fn(&Version) -> ContentKey) {
+        match row {
+            Row::Schema(s, v, version) => {
+                self.remove_version(&s, v);
+                if let Some(version) = version {
+                    self.add_version(version, key_of);
+                }
+            }
+            Row::Config(s, Some(l)) => _ = self.configs.insert(s, l),
+            Row::Config(s, None) => _ = self.configs.remove(&s),
+            Row::Mode(s, Some(m)) => _ = self.modes.insert(s, m),
+            Row::Mode(s, None) => _ = self.modes.remove(&s),
+            Row::IdHigh(id) => self.id_high = self.id_high.max(id),
+        }
+    }
+
+    fn add_version(&mut self, version: Version, key_of: &dyn Fn(&Version) -> ContentKey) {
+        let holder = (version.subject.clone(), version.version);
+        let entry = self.ids.entry(version.id).or_insert_with(|| ById {
+            key: key_of(&version),
+            holders: BTreeSet::new(),
+        });
+        entry.holders.insert(holder);
+        self.by_content.insert(entry.key.clone(), version.id);
+        self.id_high = self.id_high.max(version.id);
+        (self.subjects.entry(version.subject.clone()).or_default())
+            .insert(version.version, version);
+    }
+
+    fn remove_version(&mut self, subject: &str, v: u32) {
+        let Some(versions) = self.subjects.get_mut(subject) else {
+            return;
+        };
+        let Some(old) = versions.remove(&v) else {
+            return;
+        };
+        if versions.is_empty() {
+            self.subjects.remove(subject);
+        }
+        if let Some(by_id) = self.ids.get_mut(&old.id) {
+            by_id.holders.remove(&(subject.to_string(), v));
+            if by_id.holders.is_empty() {
+                let key = by_id.key.clone();
+                self.ids.remove(&old.id);
+                if self.by_content.get(&key) == Some(&old.id) {
+                    self.by_content.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The live (or with `deleted`, all) versions of `subject`, oldest first.
+    pub fn versions(&self, subject: &str, deleted: bool) -> Vec<&Version> {
+        (self.subjects.get(subject).into_iter())
+            .flat_map(|m| m.values())
+            .filter(|v| deleted || !v.deleted)
+            .collect()
+    }
+}

@@ -1,0 +1,359 @@
+//! The registry through its public API on an in-memory disk: the compatibility vectors of
+//! `shared/spec/schema-compat-vectors.json` through registration and the check, global and
+//! stable ids, durability across a crash, soft and hard deletes with Confluent's codes, modes,
+//! and the limits and hostile inputs (huge, deeply nested, malformed, unknown type).
+
+use busbar_log::disk::MemFs;
+use busbar_schema::{Compatibility, Limits, Mode, Registry, SchemaInput};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn open(fs: &MemFs, limits: Limits) -> Registry {
+    Registry::open(
+        Arc::new(fs.dir("schemas")),
+        Arc::new(busbar_log::SystemClock),
+        limits,
+    )
+    .expect("opens")
+}
+
+fn avro(schema: &Value) -> SchemaInput {
+    SchemaInput {
+        schema: schema.to_string(),
+        ..SchemaInput::default()
+    }
+}
+
+fn record(fields: Value) -> Value {
+    json!({"type": "record", "name": "myrecord", "fields": fields})
+}
+
+fn vectors() -> Vec<Value> {
+    let text = include_str!("../../../../shared/spec/schema-compat-vectors.json");
+    serde_json::from_str(text).expect("vectors parse")
+}
+
+async fn run_vector(v: &Value) -> Result<(), String> {
+    let fs = MemFs::new();
+    let r = open(&fs, Limits::default());
+    let id = v["id"].as_str().unwrap();
+    let input = |s: &Value| SchemaInput {
+        schema: s.to_string(),
+        schema_type: Some(v["format"].as_str().unwrap().to_string()),
+        ..SchemaInput::default()
+    };
+    r.set_config(Some("s"), Compatibility::None).await.unwrap();
+    for old in v["history"].as_array().unwrap() {
+        r.register("s", input(old))
+            .await
+            .map_err(|e| format!("{id}: history: {e}"))?;
+    }
+    let level = Compatibility::parse(v["mode"].as_str().unwrap()).unwrap();
+    r.set_config(Some("s"), level).await.unwrap();
+    let new = input(&v["new_schema"]);
+    let messages = r
+        .check("s", None, &new)
+        .map_err(|e| format!("{id}: check: {e}"))?;
+    let registered = r.register("s", new).await;
+    let want = v["compatible"].as_bool().unwrap();
+    if messages.is_empty() != want {
+        return Err(format!(
+            "{id}: check said {messages:?}, vector says compatible={want}"
+        ));
+    }
+    match (registered, want) {
+        (Ok(_), true) => Ok(()),
+        (Err(e), false) if e.code() == 40901 => Ok(()),
+        (other, _) => Err(format!(
+            "{id}: register answered {other:?}, vector says compatible={want}"
+        )),
+    }
+}
+
+async fn run_format(format: &str) {
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for v in vectors().iter().filter(|v| v["format"] == format) {
+        n += 1;
+        if let Err(e) = run_vector(v).await {
+            failures.push(e);
+        }
+    }
+    assert!(n > 0);
+    assert!(
+        failures.is_empty(),
+        "{} of {n} {format} vectors fail: {failures:#?}",
+        failures.len()
+    );
+}
+
+#[tokio::test]
+async fn every_avro_vector_passes_through_the_check_and_registration() {
+    run_format("AVRO").await;
+}
+
+#[tokio::test]
+async fn every_json_vector_passes_through_the_check_and_registration() {
+    run_format("JSON").await;
+}
+
+#[tokio::test]
+async fn ids_are_global_and_stable_and_survive_a_crash() {
+    let fs = MemFs::new();
+    let r = open(&fs, Limits::default());
+    let v1 = record(json!([{"name": "f1", "type": "string"}]));
+    let a = r.register("a-value", avro(&v1)).await.unwrap();
+    assert_eq!((a.version.id, a.version.version, a.created), (1, 1, true));
+    // Same schema, other whitespace and key order, in another subject: same id, its own version.
+    let spaced = r#"{ "fields": [{"type": {"type": "string"}, "name": "f1"}], "name": "myrecord", "type": "record" }"#;
+    let b = r
+        .register(
+            "b-value",
+            SchemaInput {
+                schema: spaced.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((b.version.id, b.version.version), (1, 1));
+    // Again in the same subject: the existing version, nothing written.
+    let again = r.register("a-value", avro(&v1)).await.unwrap();
+    assert_eq!(
+        (again.version.id, again.version.version, again.created),
+        (1, 1, false)
+    );
+    let v2 = record(
+        json!([{"name": "f1", "type": "string"}, {"name": "f2", "type": "int", "default": 0}]),
+    );
+    assert_eq!(
+        r.register("a-value", avro(&v2)).await.unwrap().version.id,
+        2
+    );
+    // Served canonical: {"type":"string"} reads back as "string".
+    assert_eq!(
+        r.by_id(1).unwrap().schema,
+        r#"{"type":"record","name":"myrecord","fields":[{"name":"f1","type":"string"}]}"#
+    );
+    fs.crash(None);
+    let r = open(&fs, Limits::default());
+    assert_eq!(r.subjects(false, ""), vec!["a-value", "b-value"]);
+    assert_eq!(r.versions("a-value", false).unwrap(), vec![1, 2]);
+    assert_eq!(r.version("a-value", None, false).unwrap().id, 2);
+    assert_eq!(
+        r.holders(1, false).unwrap(),
+        vec![("a-value".to_string(), 1), ("b-value".to_string(), 1)]
+    );
+}
+
+#[tokio::test]
+async fn a_hard_deleted_id_is_never_issued_again_even_after_a_restart() {
+    let fs = MemFs::new();
+    let r = open(&fs, Limits::default());
+    let v1 = record(json!([{"name": "f1", "type": "string"}]));
+    assert_eq!(r.register("s", avro(&v1)).await.unwrap().version.id, 1);
+    assert_eq!(r.delete_subject("s", false).await.unwrap(), vec![1]);
+    assert_eq!(r.delete_subject("s", true).await.unwrap(), vec![1]);
+    assert_eq!(r.by_id(1).unwrap_err().code(), 40403);
+    fs.crash(None);
+    let r = open(&fs, Limits::default());
+    let other = record(json!([{"name": "g", "type": "long"}]));
+    let again = r.register("t", avro(&other)).await.unwrap();
+    assert_eq!(again.version.id, 2, "id 1 was issued before");
+}
+
+#[tokio::test]
+async fn deletes_follow_confluents_rules_and_codes() {
+    let fs = MemFs::new();
+    let r = open(&fs, Limits::default());
+    let v1 = record(json!([{"name": "f1", "type": "string"}]));
+    let v2 = record(
+        json!([{"name": "f1", "type": "string"}, {"name": "f2", "type": "int", "default": 1}]),
+    );
+    r.register("s", avro(&v1)).await.unwrap();
+    r.register("s", avro(&v2)).await.unwrap();
+    let code = |e: busbar_schema::SchemaError| e.code();
+    assert_eq!(
+        r.delete_version("s", Some(1), true).await.map_err(code),
+        Err(40407)
+    );
+    assert_eq!(r.delete_version("s", Some(1), false).await, Ok(1));
+    assert_eq!(
+        r.delete_version("s", Some(1), false).await.map_err(code),
+        Err(40406)
+    );
+    assert_eq!(r.version("s", Some(1), false).map_err(code), Err(40402));
+    assert_eq!(r.version("s", Some(1), true).unwrap().deleted, true);
+    assert_eq!(r.versions("s", false).unwrap(), vec![2]);
+    assert_eq!(r.versions("s", true).unwrap(), vec![1, 2]);
+    // The id of a soft-deleted version still answers (consumers read old data).
+    assert!(r.by_id(1).is_ok());
+    assert_eq!(r.delete_subject("s", true).await.map_err(code), Err(40405));
+    assert_eq!(r.delete_subject("s", false).await, Ok(vec![2]));
+    assert_eq!(r.delete_subject("s", false).await.map_err(code), Err(40404));
+    assert!(r.subjects(false, "").is_empty());
+    assert_eq!(r.subjects(true, ""), vec!["s"]);
+    assert_eq!(r.delete_subject("s", true).await, Ok(vec![1, 2]));
+    assert_eq!(r.delete_subject("s", false).await.map_err(code), Err(40401));
+    assert_eq!(r.versions("nope", true).map_err(code), Err(40401));
+    // A new registration starts again at version 1.
+    assert_eq!(r.register("s", avro(&v1)).await.unwrap().version.version, 1);
+}
+
+#[tokio::test]
+async fn levels_and_modes_are_kept_and_enforced() {
+    let fs = MemFs::new();
+    let r = open(&fs, Limits::default());
+    assert_eq!(r.config(None, false).unwrap(), Compatibility::Backward);
+    assert_eq!(r.config(Some("s"), false).unwrap_err().code(), 40408);
+    assert_eq!(r.config(Some("s"), true).unwrap(), Compatibility::Backward);
+    r.set_config(None, Compatibility::Full).await.unwrap();
+    r.set_config(Some("s"), Compatibility::None).await.unwrap();
+    assert_eq!(r.mode(Some("s"), false).unwrap_err().code(), 40409);
+    r.set_mode(Some("ro"), Mode::Readonly, false).await.unwrap();
+    let v1 = record(json!([{"name": "f1", "type": "string"}]));
+    assert_eq!(r.register("ro", avro(&v1)).await.unwrap_err().code(), 42205);
+    // IMPORT with explicit ids; an id naming another schema is 42207.
+    r.set_mode(Some("imp"), Mode::Import, false).await.unwrap();
+    let with_id = |s: &Value, id: i64| SchemaInput {
+        schema: s.to_string(),
+        id: Some(id),
+        ..Default::default()
+    };
+    assert_eq!(
+        r.register("imp", with_id(&v1, 100))
+            .await
+            .unwrap()
+            .version
+            .id,
+        100
+    );
+    let v2 = record(json!([{"name": "x", "type": "int"}]));
+    assert_eq!(
+        r.register("imp", with_id(&v2, 100))
+            .await
+            .unwrap_err()
+            .code(),
+        42207
+    );
+    // An id outside IMPORT mode is refused.
+    assert_eq!(
+        r.register("s", with_id(&v2, 7)).await.unwrap_err().code(),
+        42205
+    );
+    // New ids continue above the imported one.
+    assert_eq!(r.register("s", avro(&v2)).await.unwrap().version.id, 101);
+    fs.crash(None);
+    let r = open(&fs, Limits::default());
+    assert_eq!(r.config(None, false).unwrap(), Compatibility::Full);
+    assert_eq!(r.config(Some("s"), false).unwrap(), Compatibility::None);
+    assert_eq!(r.mode(Some("ro"), false).unwrap(), Mode::Readonly);
+    assert_eq!(
+        r.delete_config(Some("s")).await.unwrap(),
+        Compatibility::None
+    );
+    assert_eq!(r.config(Some("s"), false).unwrap_err().code(), 40408);
+}
+
+#[tokio::test]
+async fn limits_and_hostile_schemas_answer_422s() {
+    let fs = MemFs::new();
+    let limits = Limits {
+        schema_bytes_max: 4096,
+        subjects_max: 2,
+        versions_per_subject_max: 2,
+        depth_max: 16,
+        ..Limits::default()
+    };
+    let r = open(&fs, limits);
+    let code = |i: SchemaInput| async { r.register("s", i).await.unwrap_err().code() };
+    let huge = json!({"type": "enum", "name": "e", "symbols": (0..2000).map(|i| format!("S{i}")).collect::<Vec<_>>()});
+    assert_eq!(code(avro(&huge)).await, 42209);
+    let mut nested = json!("string");
+    for _ in 0..40 {
+        nested = json!({"type": "array", "items": nested});
+    }
+    assert_eq!(code(avro(&nested)).await, 42201);
+    let malformed = SchemaInput {
+        schema: "{\"type\": \"record\", ".into(),
+        ..Default::default()
+    };
+    assert_eq!(code(malformed).await, 42201);
+    assert_eq!(code(avro(&json!({"type": "nosuchtype"}))).await, 42201);
+    assert_eq!(
+        code(avro(
+            &json!({"type": "record", "name": "r", "fields": [{"name": "a", "type": "Missing"}]})
+        ))
+        .await,
+        42201
+    );
+    let bad_type = SchemaInput {
+        schema: "\"string\"".into(),
+        schema_type: Some("XML".into()),
+        ..Default::default()
+    };
+    assert_eq!(code(bad_type).await, 42201);
+    let proto = SchemaInput {
+        schema: "syntax = \"proto3\";".into(),
+        schema_type: Some("PROTOBUF".into()),
+        ..Default::default()
+    };
+    assert_eq!(code(proto).await, 42201);
+    assert_eq!(
+        r.register("", avro(&json!("string")))
+            .await
+            .unwrap_err()
+            .code(),
+        42208
+    );
+    // Counting limits.
+    r.set_config(None, Compatibility::None).await.unwrap();
+    r.register("s", avro(&json!("string"))).await.unwrap();
+    r.register("s", avro(&json!("int"))).await.unwrap();
+    assert_eq!(code(avro(&json!("long"))).await, 42209);
+    r.register("t", avro(&json!("long"))).await.unwrap();
+    assert_eq!(
+        r.register("u", avro(&json!("long")))
+            .await
+            .unwrap_err()
+            .code(),
+        42209
+    );
+    // A recursive type parses and checks without looping.
+    let list = json!({"type": "record", "name": "Node", "fields": [
+        {"name": "value", "type": "int"}, {"name": "next", "type": ["null", "Node"]}]});
+    r.set_config(Some("t"), Compatibility::Full).await.unwrap();
+    assert_eq!(r.check("t", None, &avro(&list)).unwrap().is_empty(), false);
+}
+
+#[tokio::test]
+async fn references_resolve_named_types_of_other_subjects() {
+    let fs = MemFs::new();
+    let r = open(&fs, Limits::default());
+    let address = json!({"type": "record", "name": "Address", "namespace": "acme", "fields": [{"name": "city", "type": "string"}]});
+    r.register("address", avro(&address)).await.unwrap();
+    let order = json!({"type": "record", "name": "Order", "namespace": "acme", "fields": [{"name": "to", "type": "Address"}]});
+    let with_ref = SchemaInput {
+        schema: order.to_string(),
+        references: vec![busbar_schema::Reference {
+            name: "acme.Address".into(),
+            subject: "address".into(),
+            version: 1,
+        }],
+        ..Default::default()
+    };
+    let id = r.register("order", with_ref).await.unwrap().version.id;
+    assert_eq!(r.referenced_by("address", Some(1)).unwrap(), vec![id]);
+    assert_eq!(
+        r.delete_version("address", Some(1), false)
+            .await
+            .unwrap_err()
+            .code(),
+        42206
+    );
+    // Without the reference the name is unknown.
+    assert_eq!(
+        r.register("order2", avro(&order)).await.unwrap_err().code(),
+        42201
+    );
+}
