@@ -930,6 +930,8 @@ import audit  # tests/clients/audit.py: the audit log on the Kafka protocol (iss
 audit.register(test, Busbar)
 import tls  # tests/clients/tls.py: SSL/SASL_SSL listeners and HTTPS with real clients (issue 16)
 tls.register(test, Busbar, BIN)
+import security_guide  # tests/clients/security_guide.py: every example of docs/security.md (issue 16)
+security_guide.register(test, BIN)
 
 
 def main():
