@@ -296,7 +296,7 @@ impl Bus {
             e.compiled.clone(),
             e.counters.clone(),
             e.status.clone(),
-            e.record.creator.clone(),
+            e.record.gate(),
         )
     }
 
@@ -425,6 +425,8 @@ impl Bus {
         self.ctx.retries.clear(&name).await?;
         self.commit_start(&compiled).await?;
         let now = self.now();
+        let users = self.ctx.broker.auth().users();
+        let creator_is_user = (creator.as_ref()).is_some_and(|c| users.exists(&c.user));
         let mut entry = Entry {
             record: SubRecord {
                 spec: compiled.spec.clone(),
@@ -432,6 +434,7 @@ impl Bus {
                 created_ms: now,
                 updated_ms: now,
                 creator,
+                creator_is_user,
             },
             compiled: Arc::new(compiled),
             counters: Arc::default(),

@@ -209,7 +209,7 @@ impl Bus {
         }
         let run = Run::new(name, record);
         let (ctx, sub, stop) = (self.ctx.clone(), e.compiled.clone(), run.stop.subscribe());
-        let gate = Gate::new(e.record.creator.clone());
+        let gate = e.record.gate();
         let task = tokio::spawn(execute(ctx, sub, run.clone(), stop, gate));
         *run.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         e.replays.insert(spec.name, run.clone());
@@ -614,8 +614,9 @@ async fn replay_range(
                 if ended(stop) {
                     return Ok(false);
                 }
-                // Runs as the subscription's creator (`creator.rs`): waits while it may not read.
-                while pace.gate.denied(&ctx.broker, &sub.spec.sources).is_some() {
+                // Runs as the subscription's creator (`creator.rs`): waits while it may not read
+                // the sources or write the target or dead-letter topic.
+                while pace.gate.denied(&ctx.broker, &sub.spec).is_some() {
                     tokio::select! {
                         _ = tokio::time::sleep(GATE_WAIT) => {}
                         _ = stop.wait_for(Option::is_some) => return Ok(false),

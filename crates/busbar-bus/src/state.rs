@@ -41,6 +41,17 @@ pub struct SubRecord {
     /// Absent in documents of earlier versions and for subscriptions made with auth off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creator: Option<crate::Creator>,
+    /// Whether the creator was a stored user when it made the subscription: such a
+    /// subscription pauses once that user is deleted (`creator.rs`). False in earlier documents.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub creator_is_user: bool,
+}
+
+impl SubRecord {
+    /// The gate its worker and replay runs decide with: they run as its creator.
+    pub(crate) fn gate(&self) -> crate::creator::Gate {
+        crate::creator::Gate::new(self.creator.clone(), self.creator_is_user)
+    }
 }
 
 #[derive(Serialize, Deserialize)]

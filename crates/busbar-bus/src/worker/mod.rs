@@ -22,6 +22,7 @@ use super::request;
 use super::spec::{Compiled, Ordering, Target};
 use super::state::{EventRef, RetryEntry, RetryStore};
 use super::stats::{CounterSnapshot, Counters};
+use crate::creator::Denial;
 use crate::error::{BusError, Result};
 use crate::policy::Jitter;
 use crate::positions::{
@@ -95,7 +96,7 @@ pub fn spawn(
     sub: Arc<Compiled>,
     counters: Arc<Counters>,
     status: Arc<Mutex<SubState>>,
-    creator: Option<crate::Creator>,
+    gate: crate::creator::Gate,
 ) -> Handle {
     let (stop, stop_rx) = watch::channel(false);
     let (cmd, cmd_rx) = mpsc::unbounded_channel();
@@ -116,7 +117,7 @@ pub fn spawn(
         sub,
         counters,
         status,
-        gate: crate::creator::Gate::new(creator),
+        gate,
         parts: Vec::new(),
         inflight: JoinSet::new(),
         timers: BTreeSet::new(),
@@ -175,7 +176,8 @@ struct Worker {
     /// The counters as last written with the positions.
     saved_counters: Option<CounterSnapshot>,
     status: Arc<Mutex<SubState>>,
-    /// Whether the creator may READ the sources (no reading or delivering while not).
+    /// Whether the creator may run the subscription: READ the sources, WRITE the target and
+    /// dead-letter topics, still exist (no reading, delivering or dead-lettering while not).
     gate: crate::creator::Gate,
     parts: Vec<Part>,
     inflight: JoinSet<Done>,
@@ -297,10 +299,10 @@ impl Worker {
                 return false;
             }
             let mut suspect = false;
-            let denied = self.gate.denied(&self.ctx.broker, &self.sub.spec.sources);
+            let denied = self.gate.denied(&self.ctx.broker, &self.sub.spec);
             let progressed = match self.fill_if(denied.is_none()).await {
                 Ok(p) => {
-                    self.settle_status(denied.as_deref());
+                    self.settle_status(denied.as_ref());
                     p
                 }
                 Err(e) => {
@@ -370,8 +372,9 @@ impl Worker {
         self.ctx.broker.config().clock.now_ms()
     }
 
-    /// Fills when `allowed` (the creator may READ the sources); else reads and starts nothing,
-    /// so no position moves past an event not delivered.
+    /// Fills when `allowed` (the creator may run the subscription); else reads and starts
+    /// nothing (no due retry, no dead letter waiting to be written), so no position moves past
+    /// an event not delivered.
     async fn fill_if(&mut self, allowed: bool) -> Result<bool> {
         match allowed {
             true => self.fill().await,
@@ -379,26 +382,23 @@ impl Worker {
         }
     }
 
-    /// The status after a pass that did not fail: `unauthorized` while the creator may not READ
-    /// source `denied` (with an audit line when that starts or ends); `running` again once
-    /// allowed or once an error passed (unless a dead letter still cannot be written).
-    fn settle_status(&self, denied: Option<&str>) {
+    /// The status after a pass that did not fail: `unauthorized` while the creator may not run
+    /// the subscription (`denied`; an audit line when a denial starts or ends, `creator.rs`);
+    /// `running` again once allowed or once an error passed (unless a dead letter still cannot
+    /// be written).
+    fn settle_status(&mut self, denied: Option<&Denial>) {
         let now = self
             .status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let (broker, name) = (&self.ctx.broker, &self.name);
-        if let Some(topic) = denied {
+        self.gate.report(&self.ctx.broker, &self.name, denied);
+        let letter_waits = || self.entries.values().any(|e| e.dead_letter.is_some());
+        if denied.is_some() {
             if now != SubState::Unauthorized {
-                self.gate.audit(broker, name, topic, false);
                 self.set_status(SubState::Unauthorized);
             }
-        } else if now == SubState::Unauthorized {
-            let sources = self.sub.spec.sources.join(",");
-            self.gate.audit(broker, name, &sources, true);
-            self.set_status(SubState::Running);
-        } else if now.is_error() && !self.entries.values().any(|e| e.dead_letter.is_some()) {
+        } else if now == SubState::Unauthorized || (now.is_error() && !letter_waits()) {
             self.set_status(SubState::Running);
         }
     }

@@ -1,7 +1,9 @@
 //! How a worker settles events: the outcome of an attempt (delivered, retried later, dead-lettered),
 //! the dead letter written (or, when the dead-letter topic refuses it, written again later without
 //! delivering the event again), undecodable batches set aside, and a settled event's retry entry,
-//! position and key lane released.
+//! position and key lane released. A letter is written as the subscription's creator: while the
+//! creator may not run the subscription (`creator.rs`), it is kept to be written later, never
+//! written nor dropped.
 
 use super::{Done, Job, Worker, DEAD_LETTER_RETRY};
 use crate::deliver::{Failure, Outcome};
@@ -168,6 +170,10 @@ impl Worker {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return;
         };
+        if self.gate.denied(&self.ctx.broker, &self.sub.spec).is_some() {
+            // Written once the creator may again (the worker is paused `unauthorized` meanwhile).
+            return self.letter_later(job, f, why, now).await;
+        }
         let attempts = job.entry.as_ref().map_or(1, |e| e.attempts.max(1));
         let first = first_attempt(&job, now);
         let letter = dlq::letter(&self.sub, ev, &f, why, attempts, first, now);
