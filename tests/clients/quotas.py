@@ -3,6 +3,7 @@
 message classes), kept across a restart and shown by GET /quotas; a confluent-kafka producer under
 producer_byte_rate and a consumer under consumer_byte_rate, each measured within 20 % of its
 quota (KIP-219: librdkafka waits out throttle_time_ms, the broker mutes the connection).
+`producer_rate` measures a producer; tls.py uses it for a per-user quota over SASL_SSL.
 Registered into run.py's tests.
 """
 import socket, struct, time
@@ -88,6 +89,42 @@ def describe(addr, components=(), strict=False):
     return code, found
 
 
+def rate_of(samples):
+    """Bytes per second between the first and the last (time, cumulative bytes) sample."""
+    (t0, b0), (t1, b1) = samples[0], samples[-1]
+    return (b1 - b0) / (t1 - t0)
+
+
+def producer_rate(conf, topic, seconds=6):
+    """The steady rate (B/s, from the first second on) at which a confluent-kafka producer with
+    `conf` has 1 KB values acknowledged while it produces as fast as it can for `seconds`."""
+    from confluent_kafka import Producer
+    p = Producer({**conf, "linger.ms": 5, "batch.size": 16384, "acks": "all",
+                  "queue.buffering.max.messages": 1000})
+    value, done, samples = b"v" * 1000, [0], []
+
+    def delivered(err, msg):
+        if err is not None:  # purged at the end
+            return
+        done[0] += len(msg.value())
+        samples.append((time.time(), done[0]))
+
+    start = time.time()
+    while time.time() - start < seconds:
+        try:
+            p.produce(topic, value=value, on_delivery=delivered)
+        except BufferError:
+            p.poll(0.05)
+        p.poll(0)
+    measured = list(samples)
+    p.purge()  # what is still queued is not measured
+    p.flush(10)
+    # From the first second on: the first sample is the burst a rate allows at once.
+    steady = [s for s in measured if s[0] - start >= 1.0]
+    assert len(steady) >= 2, f"{len(measured)} deliveries in {seconds} s"
+    return rate_of(steady)
+
+
 def register(test, Busbar):
     def own(fn):
         fn.own_server = True
@@ -117,41 +154,14 @@ def register(test, Busbar):
         assert alter(b.kafka, [([("user", "alice")], [("producer_byte_rate", 0.0, True)])]) == [0]
         assert (("user", "alice"),) not in describe(b.kafka)[1]
 
-    def rate_of(samples):
-        """Bytes per second between the first and the last (time, cumulative bytes) sample."""
-        (t0, b0), (t1, b1) = samples[0], samples[-1]
-        return (b1 - b0) / (t1 - t0)
-
     @own
     def quotas_confluent_producer_is_held_to_its_byte_rate(_):
-        from confluent_kafka import Producer
         b = Busbar(extra_env=WINDOWS)
         try:
             b.post("/topics", {"name": "qp", "partitions": 1})
             assert alter(b.kafka, [([("client-id", "quota-producer")], [("producer_byte_rate", float(QUOTA), False)])]) == [0]
-            p = Producer({"bootstrap.servers": b.kafka, "client.id": "quota-producer", "linger.ms": 5,
-                          "batch.size": 16384, "acks": "all", "queue.buffering.max.messages": 1000})
-            value, done, samples = b"v" * 1000, [0], []
-
-            def delivered(err, msg):
-                if err is not None:  # purged at the end
-                    return
-                done[0] += len(msg.value())
-                samples.append((time.time(), done[0]))
-
-            start = time.time()
-            while time.time() - start < 6:
-                try:
-                    p.produce("qp", value=value, on_delivery=delivered)
-                except BufferError:
-                    p.poll(0.05)
-                p.poll(0)
-            measured = list(samples)
-            p.purge()  # what is still queued is not measured
-            p.flush(10)
-            # From the first second on: the first sample is the burst a rate allows at once.
-            steady = [s for s in measured if s[0] - start >= 1.0]
-            rate = rate_of(steady)
+            conf = {"bootstrap.servers": b.kafka, "client.id": "quota-producer"}
+            rate = producer_rate(conf, "qp")
             print(f"        producer: {rate / 1000:.0f} KB/s under a {QUOTA / 1000:.0f} KB/s quota", flush=True)
             assert abs(rate - QUOTA) <= 0.2 * QUOTA, f"{rate:.0f} B/s for a quota of {QUOTA}"
         finally:
