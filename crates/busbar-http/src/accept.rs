@@ -3,7 +3,7 @@
 //! nothing at all, is closed when it runs out; an idle keep-alive connection too), an optional
 //! TLS handshake (HTTPS) bounded by the same timeout and run in the connection's task, so a
 //! stalled handshake never holds up accepts, a cap on open connections per client address
-//! (`limits.connections_per_ip`) and in all (`http.connections_max`, so many addresses cannot use
+//! (`limits.connections_per_ip`; IPv6 per /64, IPv4-mapped as IPv4) and in all (`http.connections_max`, so many addresses cannot use
 //! up the descriptors the Kafka listeners need), and a read deadline on every request body
 //! (`http.body_read_timeout_ms`, [`crate::body::Deadline`]: a 408 answer closes the connection).
 //! Closes for these reasons are logged at most [`LINES_PER_SECOND`] times a second.
@@ -236,7 +236,7 @@ async fn http<IO>(
     }
 }
 
-/// Open connections per client address.
+/// Open connections per client address (IPv6: per /64, [`counted_as`]).
 #[derive(Default)]
 struct PerIp {
     open: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -248,8 +248,26 @@ struct IpSlot {
     ip: IpAddr,
 }
 
+/// The address a connection from `ip` counts against: an IPv4 address itself (also when it comes
+/// IPv4-mapped, `::ffff:a.b.c.d`), an IPv6 address its /64 (the low 64 bits zeroed). One host is
+/// commonly given a whole /64 and can pick any address in it, so counting per /128 would let one
+/// client open `connections_per_ip` connections from each of 2^64 addresses. (The Kafka front
+/// end counts the same way; front ends share no code.)
+fn counted_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
 impl PerIp {
+    /// A place for one more connection from `ip`; `None` when its address (IPv6: its /64)
+    /// already has `max`.
     fn acquire(&self, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let ip = counted_as(ip);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(ip).or_insert(0);
         if *n >= max {
@@ -324,5 +342,27 @@ mod tests {
         assert!(limit.acquire("10.0.0.1".parse().unwrap(), 2).is_some());
         drop(s1);
         assert!(limit.acquire(a, 2).is_some());
+    }
+
+    #[test]
+    fn per_ip_counts_ipv6_per_64_and_mapped_ipv4_as_ipv4() {
+        let limit = PerIp::default();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _a = limit.acquire(ip("2001:db8:1:2::1"), 2).unwrap();
+        let _b = limit.acquire(ip("2001:db8:1:2:ffff::9"), 2).unwrap();
+        assert!(
+            limit.acquire(ip("2001:db8:1:2:abcd::1"), 2).is_none(),
+            "a third address of the same /64 is over the limit"
+        );
+        assert!(
+            limit.acquire(ip("2001:db8:1:3::1"), 2).is_some(),
+            "another /64"
+        );
+        let _v4 = limit.acquire(ip("192.0.2.7"), 2).unwrap();
+        let _mapped = limit.acquire(ip("::ffff:192.0.2.7"), 2).unwrap();
+        assert!(
+            limit.acquire(ip("192.0.2.7"), 2).is_none(),
+            "an IPv4-mapped address counts as its IPv4 address"
+        );
     }
 }

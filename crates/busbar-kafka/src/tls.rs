@@ -1,5 +1,6 @@
 //! TLS on `SSL` and `SASL_SSL` listeners (rustls, ring provider) and the per-address connection
-//! limit every listener applies.
+//! limit every listener applies (an IPv6 client counts per /64, an IPv4-mapped one as its IPv4
+//! address: [`counted_as`]).
 //!
 //! The handshake runs in the connection's own task, never in the accept loop, and must finish
 //! within `kafka.tls_handshake_timeout_ms`: a client that stalls or sends anything but a TLS
@@ -43,7 +44,22 @@ impl Tls {
     }
 }
 
-/// Open connections per client address, capped (`limits.connections_per_ip`).
+/// The address a connection from `ip` counts against: an IPv4 address itself (also when it comes
+/// IPv4-mapped, `::ffff:a.b.c.d`), an IPv6 address its /64 (the low 64 bits zeroed). One host is
+/// commonly given a whole /64 and can pick any address in it, so counting per /128 would let one
+/// client open `connections_per_ip` connections from each of 2^64 addresses.
+pub fn counted_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
+/// Open connections per client address (IPv6: per /64, [`counted_as`]), capped
+/// (`limits.connections_per_ip`).
 #[derive(Debug)]
 pub struct PerIp {
     max: usize,
@@ -66,8 +82,10 @@ impl PerIp {
         })
     }
 
-    /// A place for one more connection from `ip`; `None` when it already has `max`.
+    /// A place for one more connection from `ip`; `None` when its address (IPv6: its /64)
+    /// already has `max`.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let ip = counted_as(ip);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(ip).or_insert(0);
         if *n >= self.max {
@@ -110,5 +128,27 @@ mod tests {
         assert!(limit.acquire(a).is_some());
         drop(_other);
         assert!(!limit.open.lock().unwrap().contains_key(&b));
+    }
+
+    #[test]
+    fn per_ip_counts_ipv6_per_64_and_mapped_ipv4_as_ipv4() {
+        let limit = PerIp::new(2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _a = limit.acquire(ip("2001:db8:1:2::1")).unwrap();
+        let _b = limit.acquire(ip("2001:db8:1:2:ffff::9")).unwrap();
+        assert!(
+            limit.acquire(ip("2001:db8:1:2:abcd::1")).is_none(),
+            "a third address of the same /64 is over the limit"
+        );
+        assert!(
+            limit.acquire(ip("2001:db8:1:3::1")).is_some(),
+            "another /64"
+        );
+        let _v4 = limit.acquire(ip("192.0.2.7")).unwrap();
+        let _mapped = limit.acquire(ip("::ffff:192.0.2.7")).unwrap();
+        assert!(
+            limit.acquire(ip("192.0.2.7")).is_none(),
+            "an IPv4-mapped address counts as its IPv4 address"
+        );
     }
 }

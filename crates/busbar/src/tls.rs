@@ -100,12 +100,7 @@ impl TlsSection {
             bail!("tls.cert_file and tls.key_file must be set together");
         }
         let chain = certificates("tls.cert_file", &self.cert_file)?;
-        let key = PrivateKeyDer::from_pem_file(&self.key_file).map_err(|e| {
-            anyhow!(
-                "tls.key_file {}: no usable PEM private key ({e})",
-                self.key_file
-            )
-        })?;
+        let key = private_key(&self.key_file)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -159,6 +154,33 @@ fn certificates(key: &str, path: &str) -> Result<Vec<CertificateDer<'static>>> {
         bail!("{key} {path}: no PEM certificate in it");
     }
     Ok(certs)
+}
+
+/// The private key of a PEM file. Errors name the file and say what is wrong: it cannot be read,
+/// it is encrypted (PKCS#8 `ENCRYPTED PRIVATE KEY`, or a legacy PEM with `Proc-Type: 4,ENCRYPTED`:
+/// busbar has no passphrase to open it with), or it holds no complete private key (none, or one
+/// cut short).
+fn private_key(path: &str) -> Result<PrivateKeyDer<'static>> {
+    let text =
+        std::fs::read(path).map_err(|e| anyhow!("tls.key_file {path}: cannot read ({e})"))?;
+    if encrypted(&text) {
+        bail!(
+            "tls.key_file {path} is encrypted; busbar needs an unencrypted key (PKCS#8, PKCS#1 or \
+             SEC1; e.g. `openssl pkey -in {path} -out plain.key`)"
+        );
+    }
+    PrivateKeyDer::from_pem_slice(&text).map_err(|e| {
+        anyhow!(
+            "tls.key_file {path} has no complete PEM private key ({e}; expected a \
+             -----BEGIN PRIVATE KEY----- block, or RSA / EC PRIVATE KEY, with its END line)"
+        )
+    })
+}
+
+/// True when a PEM file holds an encrypted private key.
+fn encrypted(pem: &[u8]) -> bool {
+    let has = |needle: &[u8]| pem.windows(needle.len()).any(|w| w == needle);
+    has(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") || has(b"Proc-Type: 4,ENCRYPTED")
 }
 
 impl Loaded {

@@ -691,3 +691,55 @@ fn bench_runs_over_tls_with_scram() {
     let no_ca = run(&["--tls"]);
     assert_eq!(no_ca.status.code(), Some(2), "{}", stderr(&no_ca));
 }
+
+/// An encrypted key (PKCS#8 `ENCRYPTED PRIVATE KEY`, or a legacy PEM with `Proc-Type:
+/// 4,ENCRYPTED`) and a truncated one each refuse the start (exit 2) with a message that says
+/// which, not "no usable key".
+#[test]
+fn encrypted_or_truncated_key_files_are_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    dev_certs(&certs);
+    let key = std::fs::read_to_string(certs.join("server.key")).unwrap();
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let pkcs8 = format!(
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\n{body}\n-----END ENCRYPTED PRIVATE KEY-----\n"
+    );
+    let legacy = format!(
+        "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
+         DEK-Info: AES-128-CBC,0123456789ABCDEF0123456789ABCDEF\n\n{body}\n\
+         -----END RSA PRIVATE KEY-----\n"
+    );
+    let truncated = key[..key.len() / 2].to_string();
+    let cert = certs.join("server.pem").display().to_string();
+    let cases = [
+        (
+            "pkcs8.key",
+            pkcs8,
+            "is encrypted; busbar needs an unencrypted key",
+        ),
+        (
+            "legacy.key",
+            legacy,
+            "is encrypted; busbar needs an unencrypted key",
+        ),
+        (
+            "truncated.key",
+            truncated,
+            "has no complete PEM private key",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let path = certs.join(name);
+        std::fs::write(&path, text).unwrap();
+        let path = path.display().to_string();
+        let env = [
+            ("BUSBAR_TLS_CERT_FILE", cert.as_str()),
+            ("BUSBAR_TLS_KEY_FILE", path.as_str()),
+        ];
+        let (code, err) = refused_start_with(&dir.path().join("data"), &env);
+        assert_eq!(code, 2, "{name}: {err}");
+        let want = format!("tls.key_file {path} {needle}");
+        assert!(err.contains(&want), "{name}: wanted {want:?} in {err}");
+    }
+}
