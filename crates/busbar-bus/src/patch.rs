@@ -226,6 +226,32 @@ impl crate::Bus {
         self.change(name, body, |_| Ok(spec.clone())).await
     }
 
+    /// [`crate::Bus::patch`] that stores the merged spec only if `check` accepts it: `check` sees
+    /// the spec the patch makes of the spec actually stored, under the lock that writes it, so a
+    /// concurrent change between a caller's check and the write cannot slip past it (the HTTP
+    /// front end checks the caller's ACLs here). `Ok(Err(e))`: `check` refused, nothing changed.
+    pub async fn patch_checked<E>(
+        &self,
+        name: &str,
+        patch: &Value,
+        check: impl Fn(&SubscriptionSpec) -> std::result::Result<(), E>,
+    ) -> Result<std::result::Result<crate::SubscriptionView, E>> {
+        let refused = std::sync::Mutex::new(None);
+        let make = |current: &SubscriptionSpec| {
+            let merged = merge(current, patch)?;
+            check(&merged).map_err(|e| {
+                *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                invalid("", "refused by the caller's check")
+            })?;
+            Ok(merged)
+        };
+        let changed = self.change(name, patch, make).await;
+        match refused.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Ok(Err(e)),
+            None => changed.map(Ok),
+        }
+    }
+
     /// Replaces `name`'s spec by `make(current spec)` (positions, retry state and counters are
     /// kept): the read of the current spec, `make` and the write happen under one hold of the
     /// subscriptions lock, so concurrent changes apply one after another and none is lost.

@@ -4,6 +4,11 @@
 //! those passing a filter (at least one parameter is required, so a bare DELETE cannot wipe
 //! every ACL). Names are Kafka's (`TOPIC`, `READ`, `PREFIXED`, `ALLOW`), case-insensitive.
 //! Who may call them is in `authz.rs` (DESCRIBE / ALTER on the cluster).
+//!
+//! While `auth.enabled` is false no ACL is enforced, so every route answers 409
+//! `security_disabled` and changes nothing (Kafka's ACL APIs answer SECURITY_DISABLED, 54, then):
+//! no one can believe an ACL protects anything, nor store ACLs that would start to apply, unseen,
+//! once authentication is turned on.
 
 use crate::body;
 use crate::error::{ApiError, ApiResult};
@@ -77,6 +82,22 @@ fn view(b: &AclBinding) -> Acl {
         permission: b.permission.name().into(),
     }
 }
+
+/// 409 `security_disabled` while authentication (and so authorization) is off.
+fn require_security(app: &App) -> ApiResult<()> {
+    if app.broker.auth().enabled() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "security_disabled",
+        "ACLs are not in use: auth.enabled is false on this server, so nothing is checked; \
+         turn authentication on to manage ACLs",
+    ))
+}
+
+const DISABLED: &str = "auth.enabled is false: ACLs are not in use (code `security_disabled`); \
+    nothing changed";
 
 fn parsed<T>(field: &str, v: &str, f: impl Fn(&str) -> Option<T>) -> ApiResult<T> {
     f(v).ok_or_else(|| ApiError::bad_request(format!("{field}: unknown value {v:?}")))
@@ -166,11 +187,13 @@ fn filter(q: &HashMap<String, String>) -> ApiResult<AclFilter> {
         ("operation" = Option<String>, Query), ("permission" = Option<String>, Query)),
     responses(
         (status = 200, description = "The ACLs", body = AclList),
-        (status = 400, description = "Bad filter parameter (named)")))]
+        (status = 400, description = "Bad filter parameter (named)"),
+        (status = 409, description = DISABLED)))]
 pub async fn list(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<AclList>> {
+    require_security(&app)?;
     let f = filter(&q)?;
     let set = app.broker.auth().acls().snapshot();
     let acls = set.matching(&f).map(view).collect();
@@ -182,6 +205,7 @@ pub async fn list(
     request_body = AclCreate, responses(
         (status = 201, description = "Every ACL given now exists", body = AclList),
         (status = 400, description = "A bad ACL (named) or more than auth.acls_max; nothing changed"),
+        (status = 409, description = DISABLED),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
         (status = 503, description = "Shutting down"),
@@ -191,6 +215,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<AclList>)> {
+    require_security(&app)?;
     let given: AclCreate = body::json_request(&headers, body, app.config.json_bytes_max).await?;
     let given = match given {
         AclCreate::One(a) => vec![a],
@@ -222,12 +247,14 @@ pub async fn create(
     responses(
         (status = 200, description = "The ACLs deleted", body = AclList),
         (status = 400, description = "Bad or no filter parameter; nothing changed"),
+        (status = 409, description = DISABLED),
         (status = 503, description = "Shutting down"),
         (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn delete(
     State(app): State<App>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<AclList>> {
+    require_security(&app)?;
     if q.is_empty() {
         return Err(ApiError::bad_request(
             "give at least one filter parameter (resource_type=ANY matches every ACL)",

@@ -5,6 +5,9 @@
 //! is copied into `docs/security.md` ("HTTP and the bus"). A route without a row is refused (403):
 //! deny by default, and a test walks the OpenAPI document for routes without one.
 //!
+//! `HEAD` follows the `GET` row of the same path (axum answers HEAD with the GET handler, body
+//! dropped), so it needs exactly what GET needs.
+//!
 //! The principal is the authenticated user (`auth.rs`'s [`Principal`]), the host the peer's IP
 //! address. While authentication is off everything is allowed, as before.
 
@@ -82,7 +85,10 @@ const fn cluster(op: Operation) -> Access {
     Access::Check(T::Cluster, op, Name::Cluster)
 }
 
+const TOPIC_ALTER: &str = "ALTER on the topic to add partitions (Kafka's CreatePartitions), \
+    ALTER_CONFIGS on it to change configs; both when the body does both";
 const GROUP_TOPICS: &str = "READ on each topic it names";
+const GROUP_OFFSETS: &str = "shows the offsets and assignments of the topics with DESCRIBE only";
 const SUB_SPEC: &str = "READ on each source, WRITE on the target topic and the dead-letter topic";
 
 /// Every route's ACL check (method, path as routed, access, what the handler checks too).
@@ -110,11 +116,7 @@ pub const TABLE: &[Row] = &[
         "lists the topics with DESCRIBE",
     ),
     row("GET", "/topics/{topic}", on(T::Topic, O::Describe, "topic")),
-    row(
-        "PATCH",
-        "/topics/{topic}",
-        on(T::Topic, O::AlterConfigs, "topic"),
-    ),
+    also("PATCH", "/topics/{topic}", Access::Handler, TOPIC_ALTER),
     row(
         "DELETE",
         "/topics/{topic}",
@@ -141,7 +143,12 @@ pub const TABLE: &[Row] = &[
         Access::Handler,
         "lists the groups with DESCRIBE",
     ),
-    row("GET", "/groups/{group}", on(T::Group, O::Describe, "group")),
+    also(
+        "GET",
+        "/groups/{group}",
+        on(T::Group, O::Describe, "group"),
+        GROUP_OFFSETS,
+    ),
     row(
         "DELETE",
         "/groups/{group}",
@@ -296,8 +303,12 @@ pub const TABLE: &[Row] = &[
     row("DELETE", "/quotas", cluster(O::AlterConfigs)),
 ];
 
-/// The row of `method` on the routed `path`, if any.
+/// The row of `method` on the routed `path`, if any; `HEAD` has the row of `GET`.
 pub fn row_of(method: &Method, path: &str) -> Option<&'static Row> {
+    let method = match *method {
+        Method::HEAD => Method::GET,
+        ref m => m.clone(),
+    };
     TABLE
         .iter()
         .find(|r| r.path == path && r.method == method.as_str())
@@ -475,6 +486,19 @@ mod tests {
             .map(|r| (r.method, r.path))
             .collect();
         assert!(extra.is_empty(), "rows of routes not served: {extra:?}");
+    }
+
+    #[test]
+    fn head_has_the_row_of_get() {
+        for path in ["/topics/{topic}", "/users", "/healthz"] {
+            let head = row_of(&Method::HEAD, path).unwrap();
+            assert_eq!(head.method, "GET");
+            assert_eq!(head.access, row_of(&Method::GET, path).unwrap().access);
+        }
+        assert!(
+            row_of(&Method::HEAD, "/tokens/{name}").is_none(),
+            "no GET row"
+        );
     }
 
     #[test]

@@ -1,4 +1,6 @@
 //! Consumer-group routes: list, describe (members, committed offsets, lag), reset offsets, delete.
+//! A description shows only the topics the caller may DESCRIBE (offsets, lag and member
+//! assignments of other topics are left out), as Kafka's OffsetFetch refuses them per topic.
 
 use crate::authz::Caller;
 use crate::body;
@@ -27,6 +29,20 @@ pub async fn list(State(app): State<App>, caller: Caller) -> Json<Value> {
         .map(|(g, s)| json!({"group": g, "state": s}))
         .collect();
     Json(json!({ "groups": groups }))
+}
+
+/// `d` without what concerns a topic `visible` refuses: its committed offsets (and so its lag)
+/// and its partitions in member assignments.
+fn visible_part(d: GroupDescription, visible: impl Fn(&str) -> bool) -> GroupDescription {
+    let mut d = d;
+    d.offsets.retain(|o| visible(&o.topic));
+    for m in d.live.iter_mut().flat_map(|l| l.members.iter_mut()) {
+        if let Some(a) = busbar_broker::assignment::decode(&m.assignment) {
+            let kept: Vec<_> = a.into_iter().filter(|(t, _)| visible(t)).collect();
+            m.assignment = busbar_broker::assignment::encode(&kept);
+        }
+    }
+    d
 }
 
 pub fn describe_json(d: &GroupDescription) -> Value {
@@ -69,8 +85,14 @@ pub fn describe_json(d: &GroupDescription) -> Value {
     responses(
         (status = 200, description = "The group", body = crate::schemas::Group),
         (status = 404, description = "No such group")))]
-pub async fn describe(State(app): State<App>, Path(group): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(describe_json(&app.broker.describe_group(&group)?)))
+pub async fn describe(
+    State(app): State<App>,
+    Path(group): Path<String>,
+    caller: Caller,
+) -> ApiResult<Json<Value>> {
+    let d = app.broker.describe_group(&group)?;
+    let visible = |t: &str| caller.may(&app, Operation::Describe, ResourceType::Topic, t);
+    Ok(Json(describe_json(&visible_part(d, visible))))
 }
 
 /// Deletes a group without members, and its offsets.

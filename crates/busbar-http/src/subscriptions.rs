@@ -177,11 +177,15 @@ pub async fn patch(
         body::require_json(&headers)?;
     }
     let v = body::json(&body::read(body, app.config.json_bytes_max).await?)?;
-    if app.broker.auth().enabled() {
-        let current = app.bus.get(&name).await?.spec;
-        may_route(&app, &caller, &bus::patch::merge(&current, &v)?)?;
+    if !app.broker.auth().enabled() {
+        return Ok(Json(view_json(&app.bus.patch(&name, &v).await?)));
     }
-    Ok(Json(view_json(&app.bus.patch(&name, &v).await?)))
+    // Checked on the spec the patch makes of the stored one, under the lock that stores it: a
+    // concurrent change cannot land between the check and the write.
+    let check = |merged: &bus::SubscriptionSpec| may_route(&app, &caller, merged);
+    Ok(Json(view_json(
+        &app.bus.patch_checked(&name, &v, check).await??,
+    )))
 }
 
 /// Deletes a subscription, its positions and retry state (dead letters stay).

@@ -87,7 +87,9 @@ fn subject(app: &App, caller: &Caller, named: Option<String>, op: Operation) -> 
         (status = 201, description = "Created; `token` is the secret, shown only here", body = Token),
         (status = 400, description = "Bad name, life or body; no such user"),
         (status = 403, description = "Another user's token, without ALTER on the cluster"),
-        (status = 409, description = "The user has a token of that name"),
+        (status = 409, description = "The user has a token of that name (`token_exists`), or \
+            `auth.tokens_per_user_max` live tokens, or all users `auth.tokens_max` \
+            (`limit_reached`); nothing stored"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),
         (status = 503, description = "Shutting down"),

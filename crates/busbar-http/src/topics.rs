@@ -143,6 +143,19 @@ fn warn_weaker(peer: SocketAddr, topic: &str, what: &str) {
     eprintln!("busbar-http: warning: {peer} weakened the durability of topic {topic:?}: {what}");
 }
 
+/// 403 unless the caller may do what `req` asks (`authz.rs`, row `PATCH /topics/{topic}`): ALTER
+/// on the topic to give `partitions` (Kafka's CreatePartitions), ALTER_CONFIGS to give
+/// `configs`; both for both. Checked before the topic is looked up, as the middleware would.
+fn may_alter(app: &App, caller: &Caller, topic: &str, req: &AlterTopic) -> ApiResult<()> {
+    if req.partitions.is_some() {
+        caller.require(app, Operation::Alter, ResourceType::Topic, topic)?;
+    }
+    if !req.configs.is_empty() {
+        caller.require(app, Operation::AlterConfigs, ResourceType::Topic, topic)?;
+    }
+    Ok(())
+}
+
 /// Alters a topic: configs (`null` returns one to its default) and partitions (can only grow).
 #[utoipa::path(patch, path = "/topics/{topic}", operation_id = "alter_topic", tag = "topics", params(("topic" = String, Path)),
     request_body = AlterTopic, responses(
@@ -157,6 +170,7 @@ pub async fn alter(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(topic): Path<String>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
@@ -166,6 +180,7 @@ pub async fn alter(
             "nothing to change: give `configs` and/or `partitions`",
         ));
     }
+    may_alter(&app, &caller, &topic, &req)?;
     // Check everything before changing anything, so a bad half refuses the whole request.
     let current = app.broker.describe_topic(&topic)?;
     let changes: BTreeMap<String, Option<String>> = req

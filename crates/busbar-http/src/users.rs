@@ -57,6 +57,9 @@ pub fn error(e: AuthError) -> ApiError {
         AuthError::TokenExists(_) => {
             ApiError::new(StatusCode::CONFLICT, "token_exists", e.to_string())
         }
+        AuthError::LimitReached { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "limit_reached", e.to_string())
+        }
         AuthError::Failed { .. } => crate::auth::unauthorized("invalid user name or password"),
         AuthError::Storage(b) => b.into(),
     }

@@ -624,33 +624,32 @@ fn walk_dead_letters(w: &mut Walk) {
     );
 }
 
+/// Authentication is off here, so the ACL routes answer 409 `security_disabled` and change
+/// nothing; their 2xx answers (with authentication on) are walked by busbar's tests/acls.rs.
 fn walk_acls(w: &mut Walk) {
     let acl = json!({"resource_type": "TOPIC", "resource_name": "t", "principal": "User:alice",
                      "operation": "READ", "permission": "ALLOW"});
-    w.call("post", "/acls", "/acls", Body::Json(acl.clone()), 201);
-    w.call("post", "/acls", "/acls", Body::Json(json!([acl])), 201);
-    let bad = json!({"resource_type": "TOPIC", "resource_name": "t", "principal": "alice",
-                     "operation": "READ", "permission": "ALLOW"});
-    w.call("post", "/acls", "/acls", Body::Json(bad), 400);
-    let listed = w.call(
+    let v = w.call("post", "/acls", "/acls", Body::Json(acl), 409);
+    assert_eq!(v["error"]["code"], "security_disabled", "{v}");
+    w.call(
         "get",
         "/acls",
         "/acls?principal=User:alice",
         Body::None,
-        200,
+        409,
     );
-    assert_eq!(listed["acls"].as_array().unwrap().len(), 1, "{listed}");
-    w.call("get", "/acls", "/acls?operation=FLY", Body::None, 400);
-    w.call("delete", "/acls", "/acls", Body::None, 400);
-    let gone = w.call(
+    w.call(
         "delete",
         "/acls",
         "/acls?resource_type=ANY",
         Body::None,
-        200,
+        409,
     );
-    assert_eq!(gone["acls"].as_array().unwrap().len(), 1, "{gone}");
 }
+
+/// Operations that cannot answer 2xx in this walk (authentication off): see [`walk_acls`].
+const NO_2XX_WITHOUT_AUTH: [(&str, &str); 3] =
+    [("get", "/acls"), ("post", "/acls"), ("delete", "/acls")];
 
 fn walk_users(w: &mut Walk) {
     let alice = json!({"name": "alice", "password": "secret-1"});
@@ -723,6 +722,9 @@ fn every_documented_operation_answers_as_documented_and_nothing_else_is_served()
     walk_acls(&mut w);
     walk_quotas(&mut w);
     for op in documented_operations(&w.doc) {
+        if NO_2XX_WITHOUT_AUTH.contains(&(op.0.as_str(), op.1.as_str())) {
+            continue;
+        }
         let statuses = w.seen.get(&op).cloned().unwrap_or_default();
         assert!(
             statuses.iter().any(|s| (200..300).contains(s)),

@@ -68,7 +68,8 @@ pub fn of_auth(e: &AuthError) -> i16 {
         | AuthError::UnknownCredential { .. }
         | AuthError::UnknownToken(_) => RESOURCE_NOT_FOUND,
         AuthError::TokenExists(_) => DUPLICATE_RESOURCE,
-        AuthError::InvalidAcl(_) => 42, // INVALID_REQUEST
+        AuthError::InvalidAcl(_) => 42,       // INVALID_REQUEST
+        AuthError::LimitReached { .. } => 44, // POLICY_VIOLATION
         AuthError::Storage(b) => of(b),
     }
 }

@@ -139,6 +139,10 @@ pub struct AuthSection {
     /// `/metrics` answers without credentials (false: like every other route).
     pub metrics_public: bool,
     /// Successful password checks remembered (HTTP Basic); 0: none.
+    /// Most live API tokens one user may have (`POST /tokens` answers 409 past it).
+    pub tokens_per_user_max: u64,
+    /// Most live API tokens of all users together.
+    pub tokens_max: u64,
     pub password_cache_entries: u64,
     /// How long one is remembered, milliseconds.
     pub password_cache_ttl_ms: u64,
@@ -269,6 +273,8 @@ impl Default for Config {
                 password_cache_ttl_ms: a.password_cache_ttl.as_millis() as u64,
             },
             audit: crate::audit::AuditSection::default(),
+                tokens_per_user_max: a.tokens_per_user_max as u64,
+                tokens_max: a.tokens_max as u64,
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
             file: None,
@@ -740,6 +746,13 @@ impl Config {
                 bail!("subscriptions[{i}]: name {:?} is used twice", s.name);
             }
             s.clone()
+            (
+                "auth.tokens_per_user_max",
+                self.auth.tokens_per_user_max,
+                1,
+                100_000,
+            ),
+            ("auth.tokens_max", self.auth.tokens_max, 1, 10_000_000),
                 .compile()
                 .map_err(|e| anyhow!("subscriptions[{i}] ({:?}): {e}", s.name))?;
         }
@@ -830,6 +843,8 @@ impl Config {
     pub fn http_config(&self) -> HttpConfig {
         HttpConfig {
             publish_bytes_max: self.http.publish_bytes_max as usize,
+                tokens_per_user_max: self.auth.tokens_per_user_max as usize,
+                tokens_max: self.auth.tokens_max as usize,
             json_bytes_max: self.http.json_bytes_max as usize,
             consumers_max: self.http.consumers_max as usize,
             header_read_timeout: Duration::from_millis(self.http.header_read_timeout_ms),

@@ -331,3 +331,203 @@ fn the_cli_manages_users_with_its_credentials() {
     );
     assert_eq!(s.stop(), 0);
 }
+
+const ALICE_PW: &str = "alice-pw-1";
+
+/// A server with authentication on, user `alice` (no ACL yet) and topics `t` and `hidden`.
+fn with_alice(data: &Path, extra: &[(&'static str, &'static str)]) -> Server {
+    let mut env = env_on();
+    env.extend_from_slice(extra);
+    let s = serve(data, &env);
+    let admin = Some(("admin", ADMIN_PW));
+    let alice = json!({"name": "alice", "password": ALICE_PW});
+    assert_eq!(call(&s, "POST", "/users", admin, Some(alice)).0, 201);
+    for t in ["t", "hidden"] {
+        let (st, v) = call(&s, "POST", "/topics", admin, Some(json!({"name": t})));
+        assert_eq!(st, 201, "{v}");
+    }
+    s
+}
+
+/// Grants alice `op` on topic `name` (admin).
+fn grant_alice(s: &Server, name: &str, op: &str) {
+    let acl = json!({"resource_type": "TOPIC", "resource_name": name, "principal": "User:alice",
+                     "operation": op, "permission": "ALLOW"});
+    let (st, v) = call(s, "POST", "/acls", Some(("admin", ADMIN_PW)), Some(acl));
+    assert_eq!(st, 201, "{v}");
+}
+
+fn revoke_alice(s: &Server) {
+    let path = "/acls?principal=User:alice";
+    let (st, v) = call(s, "DELETE", path, Some(("admin", ADMIN_PW)), None);
+    assert_eq!(st, 200, "{v}");
+}
+
+#[test]
+fn api_tokens_are_capped_per_user_and_in_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let caps = [
+        ("BUSBAR_AUTH_TOKENS_PER_USER_MAX", "2"),
+        ("BUSBAR_AUTH_TOKENS_MAX", "3"),
+    ];
+    let s = with_alice(dir.path(), &caps);
+    let alice = Some(("alice", ALICE_PW));
+    let admin = Some(("admin", ADMIN_PW));
+    for n in ["a1", "a2"] {
+        let (st, v) = call(&s, "POST", "/tokens", alice, Some(json!({"name": n})));
+        assert_eq!(st, 201, "{v}");
+    }
+    let (st, v) = call(&s, "POST", "/tokens", alice, Some(json!({"name": "a3"})));
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(v["error"]["code"], "limit_reached", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("auth.tokens_per_user_max"), "{msg}");
+    let (_, listed) = call(&s, "GET", "/tokens", alice, None);
+    assert_eq!(
+        listed["tokens"].as_array().unwrap().len(),
+        2,
+        "nothing stored"
+    );
+    // Another user still may, up to the total.
+    let (st, v) = call(&s, "POST", "/tokens", admin, Some(json!({"name": "b1"})));
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = call(&s, "POST", "/tokens", admin, Some(json!({"name": "b2"})));
+    assert_eq!(st, 409, "{v}");
+    assert!(v.to_string().contains("auth.tokens_max"), "{v}");
+    // Revoking one makes room again.
+    assert_eq!(call(&s, "DELETE", "/tokens/a1", alice, None).0, 204);
+    let (st, v) = call(&s, "POST", "/tokens", alice, Some(json!({"name": "a3"})));
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn head_needs_what_get_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_alice(dir.path(), &[]);
+    let alice = Some(("alice", ALICE_PW));
+    assert_eq!(call(&s, "HEAD", "/healthz", None, None).0, 200);
+    assert_eq!(call(&s, "HEAD", "/topics/t", None, None).0, 401);
+    assert_eq!(call(&s, "HEAD", "/topics/t", alice, None).0, 403);
+    grant_alice(&s, "t", "DESCRIBE");
+    assert_eq!(call(&s, "HEAD", "/topics/t", alice, None).0, 200);
+    assert_eq!(call(&s, "GET", "/topics/t", alice, None).0, 200);
+    assert_eq!(call(&s, "HEAD", "/topics", alice, None).0, 200);
+    let admin = Some(("admin", ADMIN_PW));
+    assert_eq!(call(&s, "HEAD", "/users", admin, None).0, 200);
+    assert_eq!(call(&s, "HEAD", "/users", alice, None).0, 403);
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn adding_partitions_needs_alter_and_configs_need_alter_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_alice(dir.path(), &[]);
+    let alice = Some(("alice", ALICE_PW));
+    let grow = |n: u32| Some(json!({"partitions": n}));
+    let configs = Some(json!({"configs": {"segment.ms": "3600000"}}));
+    let both = Some(json!({"partitions": 3, "configs": {"segment.ms": "7200000"}}));
+    grant_alice(&s, "t", "ALTER_CONFIGS");
+    let (st, v) = call(&s, "PATCH", "/topics/t", alice, grow(2));
+    assert_eq!(st, 403, "ALTER_CONFIGS does not add partitions: {v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("ALTER"),
+        "{v}"
+    );
+    assert_eq!(
+        call(&s, "PATCH", "/topics/t", alice, configs.clone()).0,
+        200
+    );
+    assert_eq!(call(&s, "PATCH", "/topics/t", alice, both.clone()).0, 403);
+    revoke_alice(&s);
+    grant_alice(&s, "t", "ALTER");
+    assert_eq!(call(&s, "PATCH", "/topics/t", alice, configs).0, 403);
+    assert_eq!(call(&s, "PATCH", "/topics/t", alice, both.clone()).0, 403);
+    let (st, v) = call(&s, "PATCH", "/topics/t", alice, grow(2));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["partitions"].as_array().unwrap().len(), 2, "{v}");
+    grant_alice(&s, "t", "ALTER_CONFIGS");
+    let (st, v) = call(&s, "PATCH", "/topics/t", alice, both);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["partitions"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn a_group_description_shows_only_topics_the_caller_may_describe() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_alice(dir.path(), &[]);
+    let admin = Some(("admin", ADMIN_PW));
+    let alice = Some(("alice", ALICE_PW));
+    for t in ["t", "hidden"] {
+        let reset = json!({"topic": t, "to": "earliest"});
+        let (st, v) = call(&s, "POST", "/groups/g/offsets/reset", admin, Some(reset));
+        assert_eq!(st, 200, "{v}");
+    }
+    let acl = json!({"resource_type": "GROUP", "resource_name": "g", "principal": "User:alice",
+                     "operation": "DESCRIBE", "permission": "ALLOW"});
+    assert_eq!(call(&s, "POST", "/acls", admin, Some(acl)).0, 201);
+    grant_alice(&s, "t", "DESCRIBE");
+    let topics = |v: &Value| -> Vec<String> {
+        let mut t: Vec<String> = (v["offsets"].as_array().unwrap().iter())
+            .map(|o| o["topic"].as_str().unwrap().to_string())
+            .collect();
+        t.dedup();
+        t
+    };
+    let (st, all) = call(&s, "GET", "/groups/g", admin, None);
+    assert_eq!(st, 200, "{all}");
+    assert_eq!(topics(&all), ["hidden", "t"], "{all}");
+    let (st, mine) = call(&s, "GET", "/groups/g", alice, None);
+    assert_eq!(st, 200, "{mine}");
+    assert_eq!(topics(&mine), ["t"], "{mine}");
+    assert!(!mine.to_string().contains("hidden"), "{mine}");
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn acl_routes_answer_security_disabled_while_auth_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &[]);
+    let acl = json!({"resource_type": "TOPIC", "resource_name": "t", "principal": "User:alice",
+                     "operation": "READ", "permission": "ALLOW"});
+    for (method, path, body) in [
+        ("POST", "/acls", Some(acl)),
+        ("GET", "/acls", None),
+        ("DELETE", "/acls?resource_type=ANY", None),
+    ] {
+        let (st, v) = call(&s, method, path, None, body);
+        assert_eq!(st, 409, "{method} {path}: {v}");
+        assert_eq!(v["error"]["code"], "security_disabled", "{v}");
+        assert!(v.to_string().contains("auth.enabled"), "{v}");
+    }
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn a_deleted_users_tokens_stay_dead_across_a_restart_and_a_new_user_of_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_alice(dir.path(), &[]);
+    let admin = Some(("admin", ADMIN_PW));
+    let alice = Some(("alice", ALICE_PW));
+    let (_, made) = call(&s, "POST", "/tokens", alice, Some(json!({"name": "ci"})));
+    let secret = made["token"].as_str().unwrap().to_string();
+    assert_eq!(bearer(&s, "GET", "/topics", &secret), 200);
+    assert_eq!(call(&s, "DELETE", "/users/alice", admin, None).0, 204);
+    assert_eq!(bearer(&s, "GET", "/topics", &secret), 401);
+    s.kill9();
+    let mut env = env_on();
+    env.retain(|(k, _)| *k != "BUSBAR_ADMIN_PASSWORD");
+    let s = serve(dir.path(), &env);
+    assert_eq!(
+        bearer(&s, "GET", "/topics", &secret),
+        401,
+        "after a restart"
+    );
+    let again = json!({"name": "alice", "password": "another-pw"});
+    assert_eq!(call(&s, "POST", "/users", admin, Some(again)).0, 201);
+    assert_eq!(bearer(&s, "GET", "/topics", &secret), 401, "a new alice");
+    let (_, listed) = call(&s, "GET", "/tokens", Some(("alice", "another-pw")), None);
+    assert_eq!(listed["tokens"], json!([]), "{listed}");
+    assert_eq!(s.stop(), 0);
+}

@@ -38,6 +38,10 @@ pub struct AuthConfig {
     pub backoff_entries_max: usize,
     /// Longest life of an HTTP API token. Default 90 days.
     pub token_ttl_max: Duration,
+    /// Most live API tokens one user may have. Default 100.
+    pub tokens_per_user_max: usize,
+    /// Most live API tokens in all (every user's). Default 100,000.
+    pub tokens_max: usize,
     /// Most ACLs that may exist. Default 10,000.
     pub acls_max: usize,
     /// `/metrics` answers without credentials (true, the default); false: it needs them like
@@ -60,6 +64,8 @@ impl Default for AuthConfig {
             backoff_max: Duration::from_secs(5),
             backoff_entries_max: 10_000,
             token_ttl_max: Duration::from_secs(90 * 86_400),
+            tokens_per_user_max: 100,
+            tokens_max: 100_000,
             acls_max: 10_000,
             metrics_public: true,
             password_cache_entries: 1_000,
@@ -89,6 +95,13 @@ pub enum AuthError {
     TokenExists(String),
     #[error("unknown token {0:?}")]
     UnknownToken(String),
+    /// A configured limit (`auth.tokens_per_user_max`, ...) is reached; nothing was stored.
+    #[error("{what}: the limit of {limit} is reached ({setting})")]
+    LimitReached {
+        what: String,
+        limit: usize,
+        setting: &'static str,
+    },
     #[error("unacceptable credential: {0}")]
     Unacceptable(#[from] scram::ScramError),
     #[error("invalid ACL: {0}")]
@@ -173,28 +186,37 @@ impl Auth {
         &self.tokens
     }
 
-    /// The user of a live HTTP API token (`Authorization: Bearer`).
+    /// The user of a live HTTP API token (`Authorization: Bearer`). A token of a user that does
+    /// not exist never works (a crash between deleting a user and revoking its tokens leaves
+    /// them stored; they are revoked before a user of that name is created again).
     pub fn authenticate_token(&self, secret: &str) -> Option<String> {
         self.tokens.user_of(secret).filter(|u| self.users.exists(u))
     }
 
-    /// Makes token `name` for `user` (who must exist), valid `ttl` (at most `token_ttl_max`).
+    /// Makes token `name` for `user` (who must exist), valid `ttl` (at most `token_ttl_max`),
+    /// unless `user` has `tokens_per_user_max` live tokens or all users `tokens_max`. The user
+    /// is checked under the token store's write lock, so a token is never written after
+    /// [`Auth::delete_user`] revoked the user's tokens.
     pub async fn create_token(
         &self,
         user: &str,
         name: &str,
         ttl: Duration,
     ) -> Result<tokens::NewToken, AuthError> {
-        if !self.users.exists(user) {
-            return Err(AuthError::UnknownUser(user.to_string()));
-        }
         if ttl.is_zero() || ttl > self.config.token_ttl_max {
             return Err(AuthError::InvalidPassword(format!(
                 "a token lives 1 s to auth.token_ttl_max_s ({} s)",
                 self.config.token_ttl_max.as_secs()
             )));
         }
-        self.tokens.create(user, name, ttl.as_millis() as i64).await
+        let limits = tokens::Limits {
+            per_user: self.config.tokens_per_user_max,
+            total: self.config.tokens_max,
+        };
+        let exists = || self.users.exists(user);
+        (self.tokens)
+            .create(user, name, ttl.as_millis() as i64, limits, exists)
+            .await
     }
 
     /// The settings.
@@ -299,6 +321,7 @@ impl Auth {
         for m in Mechanism::ALL {
             fresh.insert(m, Credential::generate(m, password, i)?);
         }
+        self.revoke_leftover_tokens(user).await?;
         let mut created = false;
         let changed = self
             .users
@@ -312,8 +335,10 @@ impl Auth {
         Ok(created)
     }
 
-    /// Deletes `user` and all its credentials, then its tokens (which stop working at once: a
-    /// token works only while its user exists).
+    /// Deletes `user` and all its credentials, then its tokens. Two durable writes, in an order
+    /// that is safe to stop between: the tokens stop working with the user (a token works only
+    /// while its user exists), and tokens left by a crash (or a failed second write) are revoked
+    /// before a user of that name exists again ([`Auth::revoke_leftover_tokens`]).
     pub async fn delete_user(&self, user: &str) -> Result<(), AuthError> {
         self.users
             .change(user, |old| match old {
@@ -322,6 +347,16 @@ impl Auth {
             })
             .await?;
         self.verified.forget_user(user);
+        self.tokens.revoke_all(user).await
+    }
+
+    /// Revokes the tokens stored for `user` while no such user exists (left by a deletion that
+    /// stopped between its two writes), so a new user of the name does not inherit them. Called
+    /// before every write that may create a user; nothing to do (no write) when there are none.
+    async fn revoke_leftover_tokens(&self, user: &str) -> Result<(), AuthError> {
+        if self.users.exists(user) || !self.tokens.has_any(user) {
+            return Ok(());
+        }
         self.tokens.revoke_all(user).await
     }
 
@@ -355,7 +390,9 @@ impl Auth {
             .any(|c| matches!(c, CredentialChange::Upsert(..)))
         {
             users::validate_name(user)?;
+            self.revoke_leftover_tokens(user).await?;
         }
+        let mut deleted = false;
         self.users
             .change(user, |old| {
                 let mut u = old.unwrap_or_default();
@@ -373,10 +410,16 @@ impl Auth {
                         CredentialChange::Delete(_) => {}
                     }
                 }
+                deleted = u.is_empty();
                 Ok((!u.is_empty()).then_some(u))
             })
             .await
-            .inspect(|_| self.verified.forget_user(user))
+            .inspect(|_| self.verified.forget_user(user))?;
+        // The user went with its last credential: its tokens go too, as with delete_user.
+        match deleted {
+            true => self.tokens.revoke_all(user).await,
+            false => Ok(()),
+        }
     }
 }
 

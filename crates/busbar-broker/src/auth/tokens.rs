@@ -2,7 +2,9 @@
 //! bytes (base64url), shown once; only its SHA-256 is stored, as the key of a row in the internal
 //! compacted log `internal/tokens` (a tombstone revokes). Writes are serialised and applied to
 //! memory only once durable, so a failed write changes nothing. An expired token stops working at
-//! once and its row is dropped with the next token written.
+//! once and its row is dropped with the next token written. At most [`Limits`] live tokens exist
+//! (`auth.tokens_per_user_max` per user, `auth.tokens_max` in all), so memory and the log are
+//! bounded whatever the number of users.
 
 use super::AuthError;
 use crate::kvlog::KvLog;
@@ -41,6 +43,13 @@ fn digest(secret: &str) -> String {
 }
 
 type Table = HashMap<String, TokenInfo>;
+
+/// How many live tokens may exist (`auth.tokens_per_user_max`, `auth.tokens_max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub per_user: usize,
+    pub total: usize,
+}
 
 /// The durable token store.
 pub struct TokenStore {
@@ -128,8 +137,47 @@ impl TokenStore {
             .map_err(AuthError::Storage)
     }
 
-    /// Makes token `name` for `user`, valid for `ttl_ms`; expired tokens are dropped with it.
-    pub async fn create(&self, user: &str, name: &str, ttl_ms: i64) -> Result<NewToken, AuthError> {
+    /// Whether any token (live or expired) of `user` is stored.
+    pub fn has_any(&self, user: &str) -> bool {
+        self.table().values().any(|t| t.user == user)
+    }
+
+    /// Refuses a new token of `user` when it would pass `limits` (expired tokens, dropped with
+    /// the new one, do not count).
+    fn check_limits(&self, user: &str, limits: Limits) -> Result<(), AuthError> {
+        let now = self.clock.now_ms();
+        let t = self.table();
+        let live = || t.values().filter(|t| t.expires_ms > now);
+        let mine = live().filter(|t| t.user == user).count();
+        if mine >= limits.per_user {
+            return Err(AuthError::LimitReached {
+                what: format!("user {user:?} has {mine} live API tokens"),
+                limit: limits.per_user,
+                setting: "auth.tokens_per_user_max",
+            });
+        }
+        let all = live().count();
+        if all >= limits.total {
+            return Err(AuthError::LimitReached {
+                what: format!("{all} live API tokens exist"),
+                limit: limits.total,
+                setting: "auth.tokens_max",
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes token `name` for `user`, valid for `ttl_ms`, within `limits`; expired tokens are
+    /// dropped with it. `exists` tells whether the user exists, asked under the write lock (which
+    /// [`TokenStore::revoke_all`] takes too), so no token outlives its user's revocation.
+    pub async fn create(
+        &self,
+        user: &str,
+        name: &str,
+        ttl_ms: i64,
+        limits: Limits,
+        exists: impl FnOnce() -> bool,
+    ) -> Result<NewToken, AuthError> {
         if name.is_empty()
             || name.len() > TOKEN_NAME_BYTES_MAX
             || name.chars().any(|c| c.is_control() || c == '/')
@@ -140,9 +188,13 @@ impl TokenStore {
             )));
         }
         let _w = self.writing.lock().await;
+        if !exists() {
+            return Err(AuthError::UnknownUser(user.to_string()));
+        }
         if self.list(user).iter().any(|t| t.name == name) {
             return Err(AuthError::TokenExists(name.to_string()));
         }
+        self.check_limits(user, limits)?;
         let now = self.clock.now_ms();
         let mut rows: Vec<(String, Option<TokenInfo>)> = self
             .table()
@@ -185,6 +237,9 @@ impl TokenStore {
             .filter(|(_, t)| t.user == user)
             .map(|(k, _)| (k.clone(), None))
             .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
         self.write(rows).await
     }
 
