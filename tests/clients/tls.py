@@ -600,6 +600,9 @@ def register(test, Busbar, bin_path):
         s = requests.Session()
         s.trust_env = False  # else REQUESTS_CA_BUNDLE, when set, overrides s.verify
         s.verify = b.ca
+        # No keep-alive: this server closes connections idle for http.header_read_timeout_ms (1 s),
+        # which may race a pooled connection's next request.
+        s.headers["connection"] = "close"
         bob = ("rq-bob", "bob-pw")
         assert b.call("POST", "/users", {"name": bob[0], "password": bob[1]})[0] in (200, 201)
         for auth in (None, (bob[0], "wrong"), ("rq-nobody", "pw")):
