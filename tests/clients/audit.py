@@ -1,6 +1,7 @@
 """The audit log (issue 16) on the Kafka protocol with real clients against the real binary: failed
 SASL logins (PLAIN and SCRAM, never the password) and the AdminClient's administrative requests
-(CreateTopics, CreatePartitions, IncrementalAlterConfigs, DeleteTopics, AlterUserScramCredentials)
+(CreateTopics, CreatePartitions, IncrementalAlterConfigs, DeleteTopics, AlterUserScramCredentials,
+CreateAcls, DeleteAcls, AlterClientQuotas)
 become one JSON line per resource in <data-dir>/audit.log with their outcome. Registered into
 run.py's tests; the server comes from sasl.py.
 """
@@ -94,5 +95,50 @@ def register(test, Busbar):
             with open(os.path.join(b.data, "audit.log")) as f:
                 raw = f.read()
             assert "guess-pw-1" not in raw and "zed-pw" not in raw, "no password is written"
+        finally:
+            b.stop()
+
+    @own
+    def audit_kafka_acl_and_quota_changes_are_logged(_):
+        """A4: CreateAcls, DeleteAcls (confluent-kafka AdminClient) and AlterClientQuotas (a raw
+        frame after a PLAIN login: librdkafka has no quota call) each write a success line."""
+        import socket, struct
+        import quotas
+        from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                           AdminClient, ResourcePatternType, ResourceType)
+        b = Sasl()
+        try:
+            admin = AdminClient(sasl.confluent_conf(b, "SCRAM-SHA-256", "admin", ADMIN_PW))
+            acl = AclBinding(ResourceType.TOPIC, "orders-", ResourcePatternType.PREFIXED, "User:alice", "*",
+                             AclOperation.WRITE, AclPermissionType.ALLOW)
+            for f in admin.create_acls([acl]).values():
+                f.result(timeout=20)
+            gone = AclBindingFilter(ResourceType.TOPIC, "orders-", ResourcePatternType.PREFIXED, "User:alice",
+                                    None, AclOperation.ANY, AclPermissionType.ANY)
+            for f in admin.delete_acls([gone]).values():
+                assert len(f.result(timeout=20)) == 1
+            host, port = b.sasl.split(":")
+            with socket.create_connection((host, int(port)), timeout=30) as s:
+                assert sasl.handshake(s, "PLAIN") == 0
+                assert sasl.authenticate(s, b"\0admin\0" + ADMIN_PW.encode())[0] == 0
+                entity = quotas.string("user") + quotas.nullable("alice")
+                op = quotas.string("producer_byte_rate") + struct.pack(">d?", 1048576.0, False)
+                body = struct.pack(">i", 1) + struct.pack(">i", 1) + entity + struct.pack(">i", 1) + op
+                s.sendall(sasl.frame(49, 0, 3, body + struct.pack(">?", False)))
+                r = quotas.Reader(sasl.read_frame(s)[4:])
+                r.take(">i")
+                assert r.take(">i") == 1 and r.take(">h") == 0, "AlterClientQuotas answered an error"
+
+            def kafka(lines):
+                return [(l["principal"], l["operation"], l["outcome"]) for l in lines
+                        if l["listener"].startswith("SASL_PLAINTEXT://")]
+            want = [("User:admin", "CreateAcls", "success"), ("User:admin", "DeleteAcls", "success"),
+                    ("User:admin", "AlterClientQuotas", "success")]
+            lines = audit_lines(b, lambda ls: all(w in kafka(ls) for w in want))
+            assert [w for w in kafka(lines) if w in want] == want, json.dumps(lines, indent=1)
+            by = {l["operation"]: l for l in lines}
+            assert "orders-" in by["CreateAcls"]["resource"], by["CreateAcls"]
+            assert "orders-" in by["DeleteAcls"]["resource"], by["DeleteAcls"]
+            assert "alice" in by["AlterClientQuotas"]["resource"], by["AlterClientQuotas"]
         finally:
             b.stop()

@@ -1,7 +1,9 @@
 //! The audit log through the real binary (issue 16): failed HTTP logins and administrative HTTP
 //! requests become JSON lines in `<data-dir>/audit.log`, the file rotates at `audit.max_bytes`
-//! under 10,000 failed logins while the server stays responsive, and `auth.metrics_public`.
-//! Kafka's side (SASL failures, admin APIs) is in tests/clients/audit.py.
+//! under 10,000 failed logins while the server stays responsive, ACL, token, quota and
+//! subscription changes write their success lines, `audit.file = "stdout"` writes to standard
+//! output, and `auth.metrics_public`. Kafka's side (SASL failures, admin APIs, CreateAcls,
+//! DeleteAcls, AlterClientQuotas) is in tests/clients/audit.py.
 
 mod common;
 
@@ -282,4 +284,131 @@ fn audit_settings_are_checked_at_start_and_the_file_may_be_elsewhere() {
     }
     assert_eq!(lines_of(&elsewhere)[0]["principal"], "User:nobody");
     assert!(!dir.path().join("data/audit.log").exists());
+}
+
+/// A4: the success lines of ACL, token, quota and subscription changes over HTTP, each naming
+/// the route, the path, the principal and the status (Kafka's CreateAcls, DeleteAcls and
+/// AlterClientQuotas: tests/clients/audit.py).
+#[test]
+fn acl_token_quota_and_subscription_changes_are_audit_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &[]);
+    let acl = r#"{"resource_type":"TOPIC","resource_name":"orders","principal":"User:alice","operation":"READ","permission":"ALLOW"}"#;
+    let quota = r#"{"entity":{"user":"alice"},"values":{"producer_byte_rate":1048576}}"#;
+    let sub = r#"{"name":"fwd","sources":["src"],"target":{"topic":"dst"}}"#;
+    let steps = [
+        ("POST", "/topics", r#"{"name":"src","partitions":1}"#, 201),
+        ("POST", "/topics", r#"{"name":"dst","partitions":1}"#, 201),
+        ("POST", "/acls", acl, 201),
+        ("DELETE", "/acls?principal=User:alice", "", 200),
+        ("POST", "/tokens", r#"{"name":"ci","expires_in_s":60}"#, 201),
+        ("DELETE", "/tokens/ci", "", 204),
+        ("PUT", "/quotas", quota, 200),
+        ("DELETE", "/quotas", r#"{"entity":{"user":"alice"}}"#, 204),
+        ("POST", "/subscriptions", sub, 201),
+        ("DELETE", "/subscriptions/fwd", "", 204),
+    ];
+    for (method, path, body, status) in steps {
+        assert_eq!(admin(&s, method, path, body), status, "{method} {path}");
+    }
+    let want = [
+        ("POST /acls", "/acls", "201"),
+        ("DELETE /acls", "/acls", "200"),
+        ("POST /tokens", "/tokens", "201"),
+        ("DELETE /tokens/{name}", "/tokens/ci", "204"),
+        ("PUT /quotas", "/quotas", "200"),
+        ("DELETE /quotas", "/quotas", "204"),
+        ("POST /subscriptions", "/subscriptions", "201"),
+        ("DELETE /subscriptions/{name}", "/subscriptions/fwd", "204"),
+    ];
+    wait_line(dir.path(), |l| {
+        l["operation"] == "DELETE /subscriptions/{name}"
+    });
+    let got: Vec<(String, String, String)> = lines_of(&dir.path().join("audit.log"))
+        .iter()
+        .filter(|l| l["principal"] == "User:admin" && l["resource"] != "/topics")
+        .map(|l| {
+            let field = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+            (field("operation"), field("resource"), field("outcome"))
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(o, r, c)| (o.to_string(), r.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// A5: `audit.file = "stdout"` writes the lines to standard output, and no file.
+#[test]
+fn audit_file_stdout_writes_the_lines_to_standard_output() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--kafka-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .envs(env_on())
+        .env("BUSBAR_AUDIT_FILE", "stdout")
+        .env_remove("BUSBAR_SERVER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut ready = String::new();
+    while !ready.contains(" ready in ") {
+        ready.clear();
+        assert!(stderr.read_line(&mut ready).unwrap() > 0, "exited early");
+    }
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let addr: std::net::SocketAddr = ready
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let status = request(
+        addr,
+        "GET",
+        "/topics",
+        &[("authorization", &basic("nobody", "x"))],
+        b"",
+    )
+    .unwrap()
+    .status;
+    assert_eq!(status, 401);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("an audit line on stdout");
+    let _ = child.kill();
+    let _ = child.wait();
+    let l: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    assert_eq!(l["principal"], "User:nobody", "{l}");
+    assert_eq!(l["outcome"], "failed", "{l}");
+    assert!(
+        !dir.path().join("audit.log").exists(),
+        "no file besides stdout"
+    );
+    assert!(
+        !dir.path().join("stdout").exists(),
+        "not a file named stdout"
+    );
 }
