@@ -932,6 +932,8 @@ import tls  # tests/clients/tls.py: SSL/SASL_SSL listeners and HTTPS with real c
 tls.register(test, Busbar, BIN)
 import security_guide  # tests/clients/security_guide.py: every example of docs/security.md (issue 16)
 security_guide.register(test, BIN)
+import schema_registry  # tests/clients/schema_registry.py: Confluent's Avro serializers (issue 17)
+schema_registry.register(test, Busbar, free_port)
 
 
 def main():

@@ -22,6 +22,7 @@ mod plain;
 mod quotas;
 mod render;
 mod rules;
+mod schema_registry;
 mod schemas;
 mod subscriptions;
 pub use busbar_broker::time;
@@ -39,6 +40,7 @@ use axum::response::IntoResponse;
 use axum::{Json, Router};
 use busbar_broker::Broker;
 use busbar_bus::Bus;
+use busbar_schema::Registry;
 use serde_json::json;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,6 +108,8 @@ pub struct App {
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "health",
     responses((status = 200, description = "Alive", body = schemas::Health)))]
+    /// The schema registry's routes, served under `/schema-registry/` (`None`: not running).
+    schema_registry: Option<Router>,
 async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
@@ -125,8 +129,8 @@ async fn readyz(State(app): State<App>) -> impl IntoResponse {
     }
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found("no such route; see GET /openapi.json")
+fn not_found_response() -> axum::response::Response {
+    ApiError::not_found("no such route; see GET /openapi.json").into_response()
 }
 
 async fn not_allowed() -> ApiError {
@@ -200,7 +204,7 @@ pub fn router(app: App) -> Router {
             app.clone(),
             authz::enforce,
         ))
-        .fallback(not_found)
+        .fallback(schema_registry::fallback)
         .method_not_allowed_fallback(not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -221,17 +225,47 @@ pub async fn serve(
     config: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let ready = Arc::new(AtomicBool::new(true));
-    let app = App {
-        broker: bus.broker().clone(),
+    serve_with(listener, bus, None, config, shutdown).await
+}
+
+fn app(bus: Arc<Bus>, registry: Option<Arc<Registry>>, config: &HttpConfig) -> App {
+    let broker = bus.broker().clone();
+    App {
+        schema_registry: registry.map(|r| schema_registry::mounted(r, broker.clone())),
+        broker,
         bus,
         config: Arc::new(config.clone()),
         consumers: Arc::default(),
-        ready: ready.clone(),
-    };
+        ready: Arc::new(AtomicBool::new(true)),
+    }
+}
+
+/// [`serve`] with the schema registry under `/schema-registry/` when `registry` is given.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    bus: Arc<Bus>,
+    registry: Option<Arc<Registry>>,
+    config: HttpConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(bus, registry, &config);
+    let ready = app.ready.clone();
     let shutdown = async move {
         shutdown.await;
         ready.store(false, Ordering::SeqCst);
     };
     accept::serve(listener, router(app), &config, shutdown).await
+}
+
+/// Serves the schema registry alone on `listener` (`schema_registry.addr`), with the main API's
+/// authentication, audit and connection limits, until `shutdown` resolves.
+pub async fn serve_schema_registry(
+    listener: tokio::net::TcpListener,
+    bus: Arc<Bus>,
+    registry: Arc<Registry>,
+    config: HttpConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(bus, None, &config);
+    schema_registry::serve(listener, app, registry, shutdown).await
 }

@@ -100,6 +100,11 @@ impl Registry {
         Self::open(storage, broker.config().clock.clone(), limits)
     }
 
+    /// Clean shutdown of the log.
+    pub fn close(&self) -> Result<()> {
+        self.log.close().map_err(store_err)
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits

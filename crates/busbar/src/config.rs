@@ -30,6 +30,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[audit]`: the audit log's file and rotation.
     pub audit: crate::audit::AuditSection,
+    /// `[schema_registry]`: the schema registry's listener and limits.
+    pub schema_registry: crate::schema_config::SchemaRegistrySection,
     /// Defaults for new topics, by Kafka config name (`"retention.ms" = 604800000`; TOML
     /// integers and booleans are read as their text).
     #[serde(deserialize_with = "scalar_texts")]
@@ -273,6 +275,7 @@ impl Default for Config {
                 password_cache_ttl_ms: a.password_cache_ttl.as_millis() as u64,
             },
             audit: crate::audit::AuditSection::default(),
+            schema_registry: crate::schema_config::SchemaRegistrySection::default(),
                 tokens_per_user_max: a.tokens_per_user_max as u64,
                 tokens_max: a.tokens_max as u64,
             topic_defaults: TopicConfig::default().entries(),
@@ -338,6 +341,8 @@ pub struct Flags {
     pub data_dir: Option<PathBuf>,
     pub http_addr: Option<String>,
     pub kafka_addr: Option<String>,
+    /// `--schema-registry-addr` (`schema_registry.addr`; empty disables the listener).
+    pub schema_registry_addr: Option<String>,
 }
 
 fn merge(base: &mut Table, over: Table, path: &str) -> Result<()> {
@@ -420,6 +425,14 @@ fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
                 .as_table_mut()
                 .expect("table")
                 .insert(list.into(), Value::Array(items.collect()));
+        } else if let Some(key) = rest.strip_prefix("schema_registry_") {
+            let entry = t
+                .entry("schema_registry")
+                .or_insert_with(|| Value::Table(Table::new()));
+            entry
+                .as_table_mut()
+                .expect("table")
+                .insert(key.into(), env_value(&raw));
         } else if let Some((section, key)) = rest.split_once('_').filter(|(s, _)| {
             matches!(
                 *s,
@@ -482,6 +495,15 @@ impl Config {
                 )])),
             );
         }
+        if let Some(a) = &flags.schema_registry_addr {
+            flag_table.insert(
+                "schema_registry".into(),
+                Value::Table(Table::from_iter([(
+                    "addr".to_string(),
+                    Value::String(a.clone()),
+                )])),
+            );
+        }
         if let Some(a) = &flags.kafka_addr {
             // `--kafka-addr X` is `listeners = ["PLAINTEXT://X"]`.
             flag_table.insert(
@@ -536,6 +558,7 @@ impl Config {
         busbar_broker::auth::scram::check_iterations(self.auth.scram_iterations as i64)
             .map_err(|e| anyhow!("auth.scram_iterations: {e}"))?;
         self.audit.validate()?;
+        self.schema_registry.validate()?;
         let b = &self.broker;
         let checks: &[(&str, u64, u64, u64)] = &[
             (

@@ -6,4 +6,5 @@ pub mod audit;
 pub mod config;
 pub mod dn;
 pub mod listeners;
+pub mod schema_config;
 pub mod tls;

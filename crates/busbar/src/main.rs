@@ -69,6 +69,10 @@ struct ServeFlags {
     /// Kafka protocol listen address (default 127.0.0.1:9092).
     #[arg(long)]
     kafka_addr: Option<String>,
+    /// Schema registry listen address (default 127.0.0.1:8081; "" serves it only under
+    /// /schema-registry/ on the HTTP API).
+    #[arg(long)]
+    schema_registry_addr: Option<String>,
     /// Serve even when the ACL or users log is damaged (rows after the damage are lost; with
     /// auth.enabled the start is refused otherwise).
     #[arg(long)]
@@ -82,6 +86,7 @@ impl ServeFlags {
             data_dir: self.data_dir,
             http_addr: self.http_addr,
             kafka_addr: self.kafka_addr,
+            schema_registry_addr: self.schema_registry_addr,
         }
     }
 }

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use busbar::config::Config;
 use busbar_broker::Broker;
 use busbar_bus::Bus;
+use busbar_schema::Registry;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -140,6 +141,27 @@ async fn bind(what: &str, key: &str, addr: &str) -> Result<tokio::net::TcpListen
         .map_err(|e| Unbindable(format!("cannot listen for {what} on {addr} ({key}): {e}")).into())
 }
 
+/// The schema registry's own listener: `None` when `schema_registry.addr` is empty, or when the
+/// default address (not one configured) is in use, which is logged: the registry is still served
+/// under `/schema-registry/` on the HTTP API (so several default instances can share a machine).
+async fn bind_schema_registry(addr: &str) -> Result<Option<tokio::net::TcpListener>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let default = busbar::schema_config::SchemaRegistrySection::default().addr;
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if addr == default && e.kind() == std::io::ErrorKind::AddrInUse => {
+            eprintln!("busbar: warning: the schema registry's default address {addr} is in use ({e}); serving it only under /schema-registry/ on the HTTP API (set schema_registry.addr)");
+            Ok(None)
+        }
+        Err(e) => Err(Unbindable(format!(
+            "cannot listen for the schema registry on {addr} (schema_registry.addr): {e}"
+        ))
+        .into()),
+    }
+}
+
 /// A data directory that does not exist yet or holds nothing: this start is its first.
 fn first_start(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none())
@@ -181,6 +203,7 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     }
     let tls = config.tls.load().map_err(|e| BadTls(format!("{e:#}")))?;
     let listener = bind("HTTP", "http.addr", &config.http.addr).await?;
+    let sr_listener = bind_schema_registry(&config.schema_registry.addr).await?;
     let specs = config.listeners()?;
     let mut kafka_listeners = Vec::with_capacity(specs.len());
     for spec in &specs {
@@ -213,6 +236,12 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
         .await
         .context("subscriptions in the configuration")?;
     bus.start().await;
+    let limits = config.schema_registry.limits();
+    let b = broker.clone();
+    let registry = tokio::task::spawn_blocking(move || Registry::open_for(&b, limits))
+        .await?
+        .context("open the schema registry (internal/schemas)")?;
+    let registry = Arc::new(registry);
     let http_addr = listener.local_addr().context("HTTP listener address")?;
     let kafka_addr = kafka_listeners[0]
         .0
@@ -239,9 +268,26 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
         kafka_config,
         wait(stop_rx.clone()),
     ));
-    let mut http = tokio::spawn(busbar_http::serve(
+    let sr_addr = match &sr_listener {
+        Some(l) => format!(
+            "{scheme}://{}",
+            l.local_addr().context("schema registry address")?
+        ),
+        None => "off".into(),
+    };
+    let sr = sr_listener.map(|l| {
+        tokio::spawn(busbar_http::serve_schema_registry(
+            l,
+            bus.clone(),
+            registry.clone(),
+            http_config.clone(),
+            wait(stop_rx.clone()),
+        ))
+    });
+    let mut http = tokio::spawn(busbar_http::serve_with(
         listener,
         bus.clone(),
+        Some(registry.clone()),
         http_config,
         wait(stop_rx),
     ));
@@ -249,7 +295,7 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
         eprintln!("busbar: warning: damaged data skipped at start: {d}");
     }
     eprintln!(
-        "busbar {} ready in {} ms: {scheme}://{} kafka {}{kafka_all} data {} ({recovery})",
+        "busbar {} ready in {} ms: {scheme}://{} kafka {}{kafka_all} data {} ({recovery}) schema-registry {sr_addr}",
         env!("CARGO_PKG_VERSION"),
         started.elapsed().as_millis(),
         http_addr,
@@ -274,8 +320,14 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
         );
         http.abort();
     }
+    if let Some(sr) = sr {
+        if tokio::time::timeout(grace, sr).await.is_err() {
+            eprintln!("busbar: cutting schema registry requests still open");
+        }
+    }
     let _ = kafka.await;
     let _ = background.await;
+    registry.close().context("close the schema registry")?;
     bus.close().await.context("stop subscriptions")?;
     tokio::task::spawn_blocking(move || broker.close())
         .await?

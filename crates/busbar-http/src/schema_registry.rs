@@ -1,0 +1,528 @@
+//! The schema registry's REST API, Confluent's exactly (paths, `application/vnd.schemaregistry.v1+json`,
+//! `{"error_code","message"}` bodies and codes, Python's `True`/`False` query booleans, `%2F` in
+//! subjects, the trailing-slash compatibility path, `compatibilityLevel` on read and
+//! `compatibility` on write). It translates to `busbar_schema::Registry` calls and decides nothing.
+//!
+//! Served two ways: on its own listener ([`serve`], `schema_registry.addr`) and under
+//! `/schema-registry/` on the main API ([`fallback`]: the main router's fallback hands those paths
+//! here, so the API's OpenAPI document stays busbar's own). Both apply the same authentication
+//! (`auth::check`) and this module's interim authorization: with auth on, reads need an
+//! authenticated principal and writes ALTER on the CLUSTER (until a SUBJECT resource exists).
+//! Every write is an audit line (listener `schema-registry`, or `http` under the main API).
+
+use crate::auth::Principal;
+use crate::App;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use busbar_broker::audit::AuditEvent;
+use busbar_broker::auth::acl::{Operation, ResourceType, ANONYMOUS, CLUSTER_NAME};
+use busbar_broker::Broker;
+use busbar_schema::model::parse_version;
+use busbar_schema::{Compatibility, Mode, Registry, SchemaError, SchemaInput, Version};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+/// The media type of every answer.
+pub const MEDIA_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+/// Where the registry is mounted on the main API.
+pub const PREFIX: &str = "/schema-registry";
+
+/// What the registry's handlers share.
+#[derive(Clone)]
+pub struct Sr {
+    registry: Arc<Registry>,
+    broker: Arc<Broker>,
+    listener: &'static str,
+}
+
+type Q = Query<HashMap<String, String>>;
+
+/// An answer in the registry's media type.
+pub struct Answer(StatusCode, Value);
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, self.1.to_string()).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
+        r
+    }
+}
+
+fn ok(v: Value) -> Answer {
+    Answer(StatusCode::OK, v)
+}
+
+fn error(status: u16, code: u32, message: impl Into<String>) -> Answer {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Answer(
+        status,
+        json!({"error_code": code, "message": message.into()}),
+    )
+}
+
+impl From<SchemaError> for Answer {
+    fn from(e: SchemaError) -> Self {
+        error(e.status(), e.code(), e.to_string())
+    }
+}
+
+type Res = Result<Answer, Answer>;
+
+/// A query boolean as Java (`true`) or Python (`True`) sends it; absent is false.
+fn flag(q: &HashMap<String, String>, name: &str) -> bool {
+    q.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+fn version_arg(v: &str) -> Result<Option<u32>, Answer> {
+    parse_version(v).map_err(Answer::from)
+}
+
+fn id_arg(id: &str) -> Result<u32, Answer> {
+    id.parse::<u32>().map_err(|_| {
+        error(
+            404,
+            40403,
+            format!("Schema {} not found", busbar_schema::shown(id)),
+        )
+    })
+}
+
+fn body_json(body: &Bytes) -> Result<Value, Answer> {
+    if body.is_empty() {
+        return Err(error(400, 400, "a JSON body is required"));
+    }
+    serde_json::from_slice(body).map_err(|e| error(400, 400, format!("malformed JSON body: {e}")))
+}
+
+fn schema_input(body: &Bytes) -> Result<SchemaInput, Answer> {
+    let v = body_json(body)?;
+    if !v.is_object() || !v["schema"].is_string() {
+        return Err(error(
+            422,
+            42201,
+            "Invalid schema: the body needs a string \"schema\"",
+        ));
+    }
+    serde_json::from_value(v).map_err(|e| error(422, 42201, format!("Invalid schema: {e}")))
+}
+
+/// A version as Confluent answers it: `schemaType` only when not AVRO, `references` when any.
+fn version_json(v: &Version) -> Value {
+    let mut out =
+        json!({"subject": v.subject, "version": v.version, "id": v.id, "schema": v.schema});
+    schema_fields(&mut out, v.schema_type, &v.references);
+    if let Some(m) = &v.metadata {
+        out["metadata"] = m.clone();
+    }
+    if let Some(r) = &v.rule_set {
+        out["ruleSet"] = r.clone();
+    }
+    if v.deleted {
+        out["deleted"] = json!(true);
+    }
+    out
+}
+
+fn schema_fields(
+    out: &mut Value,
+    ty: busbar_schema::SchemaType,
+    refs: &[busbar_schema::Reference],
+) {
+    if ty != busbar_schema::SchemaType::Avro {
+        out["schemaType"] = json!(ty.as_str());
+    }
+    if !refs.is_empty() {
+        out["references"] = json!(refs);
+    }
+}
+
+async fn root() -> Answer {
+    ok(json!({}))
+}
+
+async fn types() -> Answer {
+    ok(json!(["JSON", "AVRO"]))
+}
+
+async fn contexts() -> Answer {
+    ok(json!(["."]))
+}
+
+async fn schema_by_id(State(s): State<Sr>, Path(id): Path<String>) -> Res {
+    let found = s.registry.by_id(id_arg(&id)?)?;
+    let mut out = json!({"schema": found.schema});
+    schema_fields(&mut out, found.schema_type, &found.references);
+    Ok(ok(out))
+}
+
+async fn raw_schema_by_id(State(s): State<Sr>, Path(id): Path<String>) -> Res {
+    let found = s.registry.by_id(id_arg(&id)?)?;
+    Ok(ok(
+        serde_json::from_str(&found.schema).unwrap_or(Value::String(found.schema))
+    ))
+}
+
+async fn subjects_of_id(State(s): State<Sr>, Path(id): Path<String>, Query(q): Q) -> Res {
+    let holders = s.registry.holders(id_arg(&id)?, flag(&q, "deleted"))?;
+    let mut subjects: Vec<String> = holders.into_iter().map(|(s, _)| s).collect();
+    subjects.dedup();
+    Ok(ok(json!(subjects)))
+}
+
+async fn versions_of_id(State(s): State<Sr>, Path(id): Path<String>, Query(q): Q) -> Res {
+    let holders = s.registry.holders(id_arg(&id)?, flag(&q, "deleted"))?;
+    let list: Vec<Value> = (holders.into_iter())
+        .map(|(subject, version)| json!({"subject": subject, "version": version}))
+        .collect();
+    Ok(ok(json!(list)))
+}
+
+async fn subjects(State(s): State<Sr>, Query(q): Q) -> Answer {
+    let prefix = q.get("subjectPrefix").map_or("", String::as_str);
+    let deleted = flag(&q, "deleted") || flag(&q, "deletedOnly");
+    let mut list = s.registry.subjects(deleted, prefix);
+    if flag(&q, "deletedOnly") {
+        let live = s.registry.subjects(false, prefix);
+        list.retain(|x| !live.contains(x));
+    }
+    ok(json!(list))
+}
+
+async fn versions(State(s): State<Sr>, Path(subject): Path<String>, Query(q): Q) -> Res {
+    Ok(ok(json!(s
+        .registry
+        .versions(&subject, flag(&q, "deleted"))?)))
+}
+
+async fn register(State(s): State<Sr>, Path(subject): Path<String>, body: Bytes) -> Res {
+    let input = schema_input(&body)?;
+    let r = s.registry.register(&subject, input).await?;
+    Ok(ok(version_json(&r.version)))
+}
+
+async fn lookup(State(s): State<Sr>, Path(subject): Path<String>, Query(q): Q, body: Bytes) -> Res {
+    let input = schema_input(&body)?;
+    let v = s.registry.lookup(&subject, &input, flag(&q, "deleted"))?;
+    Ok(ok(version_json(&v)))
+}
+
+async fn delete_subject(State(s): State<Sr>, Path(subject): Path<String>, Query(q): Q) -> Res {
+    Ok(ok(json!(
+        s.registry
+            .delete_subject(&subject, flag(&q, "permanent"))
+            .await?
+    )))
+}
+
+async fn get_version(
+    State(s): State<Sr>,
+    Path((subject, v)): Path<(String, String)>,
+    Query(q): Q,
+) -> Res {
+    let v = s
+        .registry
+        .version(&subject, version_arg(&v)?, flag(&q, "deleted"))?;
+    Ok(ok(version_json(&v)))
+}
+
+async fn raw_version(
+    State(s): State<Sr>,
+    Path((subject, v)): Path<(String, String)>,
+    Query(q): Q,
+) -> Res {
+    let v = s
+        .registry
+        .version(&subject, version_arg(&v)?, flag(&q, "deleted"))?;
+    Ok(ok(
+        serde_json::from_str(&v.schema).unwrap_or(Value::String(v.schema))
+    ))
+}
+
+async fn referenced_by(State(s): State<Sr>, Path((subject, v)): Path<(String, String)>) -> Res {
+    Ok(ok(json!(s
+        .registry
+        .referenced_by(&subject, version_arg(&v)?)?)))
+}
+
+async fn delete_version(
+    State(s): State<Sr>,
+    Path((subject, v)): Path<(String, String)>,
+    Query(q): Q,
+) -> Res {
+    let n = s
+        .registry
+        .delete_version(&subject, version_arg(&v)?, flag(&q, "permanent"))
+        .await?;
+    Ok(ok(json!(n)))
+}
+
+fn compat_answer(messages: Vec<String>, q: &HashMap<String, String>) -> Answer {
+    let mut out = json!({"is_compatible": messages.is_empty()});
+    if flag(q, "verbose") {
+        out["messages"] = json!(messages);
+    }
+    ok(out)
+}
+
+async fn compat_version(
+    State(s): State<Sr>,
+    Path((subject, v)): Path<(String, String)>,
+    Query(q): Q,
+    body: Bytes,
+) -> Res {
+    let input = schema_input(&body)?;
+    let messages = s.registry.check(&subject, Some(version_arg(&v)?), &input)?;
+    Ok(compat_answer(messages, &q))
+}
+
+async fn compat_all(
+    State(s): State<Sr>,
+    Path(subject): Path<String>,
+    Query(q): Q,
+    body: Bytes,
+) -> Res {
+    let input = schema_input(&body)?;
+    Ok(compat_answer(s.registry.check(&subject, None, &input)?, &q))
+}
+
+fn field(body: &Bytes, name: &str) -> Result<String, Answer> {
+    let v = body_json(body)?;
+    v[name]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| error(422, 422, format!("the body needs a string \"{name}\"")))
+}
+
+async fn get_config(State(s): State<Sr>, subject: Option<Path<String>>, Query(q): Q) -> Res {
+    let subject = subject.map(|Path(s)| s);
+    let level = s
+        .registry
+        .config(subject.as_deref(), flag(&q, "defaultToGlobal"))?;
+    Ok(ok(json!({"compatibilityLevel": level.as_str()})))
+}
+
+async fn put_config(State(s): State<Sr>, subject: Option<Path<String>>, body: Bytes) -> Res {
+    let subject = subject.map(|Path(s)| s);
+    let level = Compatibility::parse(&field(&body, "compatibility")?)?;
+    s.registry.set_config(subject.as_deref(), level).await?;
+    Ok(ok(json!({"compatibility": level.as_str()})))
+}
+
+async fn delete_config(State(s): State<Sr>, subject: Option<Path<String>>) -> Res {
+    let subject = subject.map(|Path(s)| s);
+    let old = s.registry.delete_config(subject.as_deref()).await?;
+    Ok(ok(json!({"compatibilityLevel": old.as_str()})))
+}
+
+async fn get_mode(State(s): State<Sr>, subject: Option<Path<String>>, Query(q): Q) -> Res {
+    let subject = subject.map(|Path(s)| s);
+    let mode = s
+        .registry
+        .mode(subject.as_deref(), flag(&q, "defaultToGlobal"))?;
+    Ok(ok(json!({"mode": mode.as_str()})))
+}
+
+async fn put_mode(
+    State(s): State<Sr>,
+    subject: Option<Path<String>>,
+    Query(q): Q,
+    body: Bytes,
+) -> Res {
+    let subject = subject.map(|Path(s)| s);
+    let mode = Mode::parse(&field(&body, "mode")?)?;
+    s.registry
+        .set_mode(subject.as_deref(), mode, flag(&q, "force"))
+        .await?;
+    Ok(ok(json!({"mode": mode.as_str()})))
+}
+
+async fn delete_mode(State(s): State<Sr>, subject: Option<Path<String>>) -> Res {
+    let subject = subject.map(|Path(s)| s);
+    let old = s.registry.delete_mode(subject.as_deref()).await?;
+    Ok(ok(json!({"mode": old.as_str()})))
+}
+
+async fn no_route() -> Answer {
+    error(404, 404, "HTTP 404 Not Found")
+}
+
+async fn no_method() -> Answer {
+    error(405, 405, "HTTP 405 Method Not Allowed")
+}
+
+/// The registry's routes over `state`, without authentication (the caller adds it).
+fn routes(state: Sr) -> Router {
+    let subject = "/subjects/{subject}";
+    let version = "/subjects/{subject}/versions/{version}";
+    Router::new()
+        .route("/", get(root).post(root))
+        .route("/schemas/types", get(types))
+        .route("/contexts", get(contexts))
+        .route("/schemas/ids/{id}", get(schema_by_id))
+        .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
+        .route("/schemas/ids/{id}/subjects", get(subjects_of_id))
+        .route("/schemas/ids/{id}/versions", get(versions_of_id))
+        .route("/subjects", get(subjects))
+        .route(subject, post(lookup).delete(delete_subject))
+        .route("/subjects/{subject}/versions", get(versions).post(register))
+        .route(version, get(get_version).delete(delete_version))
+        .route(&format!("{version}/schema"), get(raw_version))
+        .route(&format!("{version}/referencedby"), get(referenced_by))
+        .route(
+            "/compatibility/subjects/{subject}/versions",
+            post(compat_all),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/",
+            post(compat_all),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(compat_version),
+        )
+        .route(
+            "/config",
+            get(get_config).put(put_config).delete(delete_config),
+        )
+        .route(
+            "/config/{subject}",
+            get(get_config).put(put_config).delete(delete_config),
+        )
+        .route("/mode", get(get_mode).put(put_mode).delete(delete_mode))
+        .route(
+            "/mode/{subject}",
+            get(get_mode).put(put_mode).delete(delete_mode),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .with_state(state)
+}
+
+/// Interim authorization (docs/security.md) and the audit line of every write.
+async fn guard(State(s): State<Sr>, req: Request, next: Next) -> Response {
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // POSTs that only read: lookup, the compatibility check, the root probe.
+    let path = req.uri().path();
+    let read_only_post = req.method() == Method::POST
+        && (path.starts_with("/compatibility/") || !path.ends_with("/versions"));
+    let user = req.extensions().get::<Principal>().map(|p| p.0.clone());
+    let auth = s.broker.auth();
+    if auth.enabled() && write && !read_only_post {
+        let host = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip());
+        let allowed = auth
+            .authorize(
+                user.as_deref(),
+                host,
+                Operation::Alter,
+                ResourceType::Cluster,
+                CLUSTER_NAME,
+            )
+            .allowed();
+        if !allowed {
+            let who = user.as_deref().unwrap_or(ANONYMOUS);
+            let m = format!(
+                "User:{who} may not change the schema registry: it needs ALTER on the CLUSTER"
+            );
+            return error(403, 40301, m).into_response();
+        }
+    }
+    if !write || read_only_post {
+        return next.run(req).await;
+    }
+    let audit = s.broker.audit();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let operation = format!("{} {PREFIX}{route}", req.method());
+    let resource = req.uri().path().to_string();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let resp = next.run(req).await;
+    if audit.enabled() {
+        audit.record(AuditEvent {
+            principal: format!("User:{}", user.as_deref().unwrap_or(ANONYMOUS)),
+            peer,
+            listener: s.listener.into(),
+            operation,
+            resource,
+            outcome: resp.status().as_u16().to_string(),
+            detail: None,
+        });
+    }
+    resp
+}
+
+/// The registry's router for the main API (no authentication: the main router has it).
+pub fn mounted(registry: Arc<Registry>, broker: Arc<Broker>) -> Router {
+    routes(Sr {
+        registry,
+        broker,
+        listener: crate::audit::LISTENER,
+    })
+}
+
+/// The main router's fallback: `/schema-registry/...` goes to the registry (when one runs),
+/// anything else is the API's 404.
+pub async fn fallback(State(app): State<App>, mut req: Request) -> Response {
+    let path = req.uri().path();
+    let Some(rest) = path
+        .strip_prefix(PREFIX)
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+    else {
+        return crate::not_found_response();
+    };
+    let Some(router) = app.schema_registry.clone() else {
+        return error(404, 404, "the schema registry is not enabled").into_response();
+    };
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let pq = match req.uri().query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    match pq.parse() {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(_) => return error(400, 400, "malformed path").into_response(),
+    }
+    let mut router = router;
+    match tower_service::Service::call(&mut router, req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// Serves the registry alone on `listener` (`schema_registry.addr`), with the main API's
+/// authentication and limits, until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: App,
+    registry: Arc<Registry>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = Sr {
+        registry,
+        broker: app.broker.clone(),
+        listener: "schema-registry",
+    };
+    let router = routes(state).layer(axum::middleware::from_fn_with_state(
+        app.clone(),
+        crate::auth::check,
+    ));
+    let config = app.config.clone();
+    crate::accept::serve(listener, router, &config, shutdown).await
+}

@@ -1,0 +1,390 @@
+//! The schema registry's REST API through both mounts of the real HTTP front end (its own
+//! listener and `/schema-registry/` on the main API): Confluent's media type, paths (`%2F` in
+//! subjects, the trailing-slash compatibility path), Python's `True`/`False` booleans, the
+//! `compatibilityLevel`/`compatibility` pair, error bodies and codes, unknown fields ignored and
+//! `metadata` kept, deletes, and malformed or oversized bodies.
+
+use busbar_broker::{Broker, BrokerConfig};
+use busbar_bus::Bus;
+use busbar_http::HttpConfig;
+use busbar_schema::{Limits, Registry};
+use busbar_testkit::http::request;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+struct Server {
+    main: SocketAddr,
+    sr: SocketAddr,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(limits: Limits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let broker = Arc::new(
+                    Broker::open(BrokerConfig {
+                        data_dir: data,
+                        ..Default::default()
+                    })
+                    .unwrap(),
+                );
+                let registry = Arc::new(Registry::open_for(&broker, limits).unwrap());
+                let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let sr = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send((main.local_addr().unwrap(), sr.local_addr().unwrap()))
+                    .unwrap();
+                let bus = Arc::new(Bus::open(broker.clone()).unwrap());
+                let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                let one = busbar_http::serve_schema_registry(
+                    sr,
+                    bus.clone(),
+                    registry.clone(),
+                    HttpConfig::default(),
+                    wait(stopped.clone()),
+                );
+                let two = busbar_http::serve_with(
+                    main,
+                    bus.clone(),
+                    Some(registry.clone()),
+                    HttpConfig::default(),
+                    wait(stopped),
+                );
+                let (a, b) = tokio::join!(one, two);
+                a.unwrap();
+                b.unwrap();
+                registry.close().unwrap();
+                bus.close().await.unwrap();
+                broker.close().unwrap();
+            });
+        });
+        let (main, sr) = rx.recv().unwrap();
+        Self {
+            main,
+            sr,
+            _dir: dir,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// A request to the registry's own listener (`main` false) or under `/schema-registry`.
+    fn call(&self, main: bool, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let (addr, path) = if main {
+            (self.main, format!("/schema-registry{path}"))
+        } else {
+            (self.sr, path.to_string())
+        };
+        let ct = [("content-type", "application/vnd.schemaregistry.v1+json")];
+        let headers: &[(&str, &str)] = if body.is_some() { &ct } else { &[] };
+        let r = request(addr, method, &path, headers, body.unwrap_or("").as_bytes()).unwrap();
+        let media = r
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.clone());
+        assert_eq!(
+            media.as_deref(),
+            Some("application/vnd.schemaregistry.v1+json"),
+            "{method} {path}"
+        );
+        let v =
+            serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("not JSON: {}", r.text()));
+        (r.status, v)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(true);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn schema_body(schema: &Value, extra: Value) -> String {
+    let mut body = json!({"schema": schema.to_string()});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body.to_string()
+}
+
+fn v(fields: Value) -> Value {
+    json!({"type": "record", "name": "R", "fields": fields})
+}
+
+fn code(got: (u16, Value)) -> (u16, u64) {
+    (got.0, got.1["error_code"].as_u64().unwrap_or(0))
+}
+
+#[test]
+fn both_mounts_answer_confluents_api() {
+    let s = Server::start(Limits::default());
+    let v1 = v(json!([{"name": "a", "type": "string"}]));
+    // Registered on the registry's listener, with fields a newer client sends and one unknown.
+    let extra = json!({"schemaType": "AVRO", "references": [], "metadata": {"properties": {"owner": "shop"}},
+        "ruleSet": null, "someFutureField": 1});
+    let (st, reg) = s.call(
+        false,
+        "POST",
+        "/subjects/team%2Forders/versions?normalize=False",
+        Some(&schema_body(&v1, extra)),
+    );
+    assert_eq!(
+        (st, reg["id"].clone(), reg["version"].clone()),
+        (200, json!(1), json!(1)),
+        "{reg}"
+    );
+    // Read back under /schema-registry/ on the main API, the subject's '/' sent as %2F.
+    let (st, got) = s.call(true, "GET", "/subjects/team%2Forders/versions/latest", None);
+    assert_eq!(st, 200, "{got}");
+    assert_eq!(got["subject"], "team/orders");
+    assert_eq!(got["metadata"]["properties"]["owner"], "shop");
+    assert!(got.get("schemaType").is_none(), "AVRO is not named: {got}");
+    assert_eq!(
+        s.call(true, "GET", "/subjects", None),
+        (200, json!(["team/orders"]))
+    );
+    assert_eq!(
+        s.call(false, "GET", "/schemas/types", None).1,
+        json!(["JSON", "AVRO"])
+    );
+    let (_, by_id) = s.call(false, "GET", "/schemas/ids/1?subject=team%2Forders", None);
+    assert_eq!(
+        by_id["schema"],
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#
+    );
+    // Lookup, and the compatibility check with and without a version, trailing slash, verbose=True.
+    assert_eq!(
+        s.call(
+            false,
+            "POST",
+            "/subjects/team%2Forders",
+            Some(&schema_body(&v1, json!({})))
+        )
+        .1["version"],
+        1
+    );
+    let v3 = v(json!([{"name": "a", "type": "string"}, {"name": "b", "type": "int"}]));
+    for path in [
+        "/compatibility/subjects/team%2Forders/versions/",
+        "/compatibility/subjects/team%2Forders/versions",
+        "/compatibility/subjects/team%2Forders/versions/latest?verbose=True",
+    ] {
+        let (st, c) = s.call(false, "POST", path, Some(&schema_body(&v3, json!({}))));
+        assert_eq!(
+            (st, c["is_compatible"].clone()),
+            (200, json!(false)),
+            "{path}: {c}"
+        );
+    }
+    let (_, c) = s.call(
+        false,
+        "POST",
+        "/compatibility/subjects/team%2Forders/versions/1?verbose=true",
+        Some(&schema_body(&v3, json!({}))),
+    );
+    assert!(c["messages"][0].as_str().unwrap().contains("\"b\""), "{c}");
+    assert_eq!(
+        code(s.call(
+            false,
+            "POST",
+            "/subjects/team%2Forders/versions",
+            Some(&schema_body(&v3, json!({})))
+        )),
+        (409, 40901)
+    );
+    // Config: read compatibilityLevel, write compatibility; defaultToGlobal as Python sends it.
+    assert_eq!(
+        s.call(false, "GET", "/config", None).1,
+        json!({"compatibilityLevel": "BACKWARD"})
+    );
+    assert_eq!(
+        code(s.call(false, "GET", "/config/team%2Forders", None)),
+        (404, 40408)
+    );
+    assert_eq!(
+        s.call(
+            false,
+            "GET",
+            "/config/team%2Forders?defaultToGlobal=True",
+            None
+        )
+        .1,
+        json!({"compatibilityLevel": "BACKWARD"})
+    );
+    assert_eq!(
+        s.call(
+            true,
+            "PUT",
+            "/config/team%2Forders",
+            Some(r#"{"compatibility":"none"}"#)
+        )
+        .1,
+        json!({"compatibility": "NONE"})
+    );
+    assert_eq!(
+        code(s.call(
+            false,
+            "PUT",
+            "/config",
+            Some(r#"{"compatibility":"SIDEWAYS"}"#)
+        )),
+        (422, 42203)
+    );
+    assert_eq!(
+        s.call(
+            false,
+            "POST",
+            "/subjects/team%2Forders/versions",
+            Some(&schema_body(&v3, json!({})))
+        )
+        .1["id"],
+        2
+    );
+    assert_eq!(
+        code(s.call(false, "PUT", "/mode", Some(r#"{"mode":"SOMETIMES"}"#))),
+        (422, 42204)
+    );
+    // Errors.
+    assert_eq!(
+        code(s.call(false, "GET", "/subjects/nope/versions", None)),
+        (404, 40401)
+    );
+    assert_eq!(
+        code(s.call(false, "GET", "/subjects/team%2Forders/versions/9", None)),
+        (404, 40402)
+    );
+    assert_eq!(
+        code(s.call(false, "GET", "/subjects/team%2Forders/versions/0", None)),
+        (422, 42202)
+    );
+    assert_eq!(
+        code(s.call(false, "GET", "/schemas/ids/77", None)),
+        (404, 40403)
+    );
+    assert_eq!(
+        code(s.call(
+            false,
+            "POST",
+            "/subjects/x/versions",
+            Some(r#"{"schema":"{\"type\":\"nope\"}"}"#)
+        )),
+        (422, 42201)
+    );
+    assert_eq!(
+        code(s.call(false, "POST", "/subjects/x/versions", Some("{not json"))),
+        (400, 400)
+    );
+    assert_eq!(s.call(true, "GET", "/no/such/route", None).0, 404);
+    // Deletes: soft, then permanent; version numbers answered.
+    assert_eq!(
+        code(s.call(
+            false,
+            "DELETE",
+            "/subjects/team%2Forders?permanent=true",
+            None
+        )),
+        (404, 40405)
+    );
+    assert_eq!(
+        s.call(false, "DELETE", "/subjects/team%2Forders/versions/2", None),
+        (200, json!(2))
+    );
+    assert_eq!(
+        s.call(
+            false,
+            "GET",
+            "/subjects/team%2Forders/versions?deleted=True",
+            None
+        )
+        .1,
+        json!([1, 2])
+    );
+    assert_eq!(
+        s.call(false, "DELETE", "/subjects/team%2Forders", None),
+        (200, json!([1]))
+    );
+    assert_eq!(
+        s.call(
+            false,
+            "DELETE",
+            "/subjects/team%2Forders?permanent=True",
+            None
+        ),
+        (200, json!([1, 2]))
+    );
+    assert_eq!(
+        s.call(false, "GET", "/subjects?deleted=true", None).1,
+        json!([])
+    );
+}
+
+#[test]
+fn oversized_and_hostile_bodies_answer_422() {
+    let s = Server::start(Limits {
+        schema_bytes_max: 2048,
+        depth_max: 16,
+        ..Limits::default()
+    });
+    let big = json!({"type": "enum", "name": "E", "symbols": (0..500).map(|i| format!("S{i}")).collect::<Vec<_>>()});
+    assert_eq!(
+        code(s.call(
+            false,
+            "POST",
+            "/subjects/s/versions",
+            Some(&schema_body(&big, json!({})))
+        )),
+        (422, 42209)
+    );
+    let mut nested = json!("int");
+    for _ in 0..60 {
+        nested = json!({"type": "array", "items": nested});
+    }
+    assert_eq!(
+        code(s.call(
+            false,
+            "POST",
+            "/subjects/s/versions",
+            Some(&schema_body(&nested, json!({})))
+        )),
+        (422, 42201)
+    );
+    assert_eq!(
+        code(s.call(
+            false,
+            "POST",
+            "/subjects/s/versions",
+            Some(r#"{"schema": 5}"#)
+        )),
+        (422, 42201)
+    );
+    assert_eq!(
+        code(s.call(
+            false,
+            "POST",
+            "/subjects/s/versions",
+            Some(r#"{"schema":"\"int\"","schemaType":"XML"}"#)
+        )),
+        (422, 42201)
+    );
+    assert_eq!(s.call(false, "GET", "/subjects", None), (200, json!([])));
+}

@@ -1,0 +1,114 @@
+"""The schema registry (issue 17) with confluent-kafka-python's SchemaRegistryClient, AvroSerializer
+and AvroDeserializer against the real binary: schema.registry.url at busbar's own registry listener,
+events produced and consumed through busbar's Kafka listener, the evolution flow (v1, compatible v2,
+incompatible v3 refused with 409/40901, a consumer reading both), the same registry under
+/schema-registry/ on the HTTP API, and kill -9: ids and versions unchanged, no id reused.
+Registered into run.py's tests.
+"""
+import json, urllib.request
+
+V1 = json.dumps({"type": "record", "name": "Order", "namespace": "shop",
+                 "fields": [{"name": "id", "type": "string"}]})
+V2 = json.dumps({"type": "record", "name": "Order", "namespace": "shop",
+                 "fields": [{"name": "id", "type": "string"},
+                            {"name": "amount", "type": "double", "default": 0.0}]})
+# Incompatible under BACKWARD: a new field without a default cannot be filled from v2 data.
+V3 = json.dumps({"type": "record", "name": "Order", "namespace": "shop",
+                 "fields": [{"name": "id", "type": "string"},
+                            {"name": "amount", "type": "double", "default": 0.0},
+                            {"name": "customer", "type": "string"}]})
+
+
+def register(test, Busbar, free_port):
+    def start():
+        port = free_port()
+        b = Busbar(extra_env={"BUSBAR_SCHEMA_REGISTRY_ADDR": f"127.0.0.1:{port}"})
+        assert f"schema-registry http://127.0.0.1:{port}" in b.ready_line, b.ready_line
+        return b, f"http://127.0.0.1:{port}"
+
+    def produce(b, sr, schema, values):
+        from confluent_kafka import Producer
+        from confluent_kafka.schema_registry.avro import AvroSerializer
+        from confluent_kafka.serialization import SerializationContext, MessageField
+        ser = AvroSerializer(sr, schema)
+        p = Producer({"bootstrap.servers": b.kafka})
+        for v in values:
+            p.produce("orders", value=ser(v, SerializationContext("orders", MessageField.VALUE)))
+        assert p.flush(30) == 0
+
+    def consume(b, sr, n):
+        from confluent_kafka import Consumer
+        from confluent_kafka.schema_registry.avro import AvroDeserializer
+        from confluent_kafka.serialization import SerializationContext, MessageField
+        de = AvroDeserializer(sr)
+        c = Consumer({"bootstrap.servers": b.kafka, "group.id": "sr-check", "auto.offset.reset": "earliest"})
+        c.subscribe(["orders"])
+        got = []
+        for _ in range(60):
+            for m in c.consume(10, 1.0):
+                assert not m.error(), m.error()
+                got.append(de(m.value(), SerializationContext("orders", MessageField.VALUE)))
+            if len(got) >= n:
+                break
+        c.close()
+        return got
+
+    def http_json(url):
+        with urllib.request.urlopen(url, timeout=30) as r:
+            assert r.headers["content-type"] == "application/vnd.schemaregistry.v1+json", r.headers
+            return json.loads(r.read())
+
+    @test
+    def schema_registry_avro_evolution_with_confluent_serializers_and_kill_9(_):
+        from confluent_kafka.schema_registry import SchemaRegistryClient, Schema
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+        b, url = start()
+        try:
+            sr = SchemaRegistryClient({"url": url})
+            produce(b, sr, V1, [{"id": "a"}])
+            produce(b, sr, V2, [{"id": "b", "amount": 2.5}])
+            try:
+                sr.register_schema("orders-value", Schema(V3, "AVRO"))
+                raise AssertionError("v3 should be refused")
+            except SchemaRegistryError as e:
+                assert (e.http_status_code, e.error_code) == (409, 40901), (e.http_status_code, e.error_code, e)
+            assert sr.test_compatibility("orders-value", Schema(V3, "AVRO")) is False
+            assert sr.test_compatibility("orders-value", Schema(V2, "AVRO")) is True
+            got = consume(b, sr, 2)
+            assert got == [{"id": "a"}, {"id": "b", "amount": 2.5}], got
+            assert sr.get_versions("orders-value") == [1, 2]
+            latest = sr.get_latest_version("orders-value")
+            assert (latest.version, latest.schema_id) == (2, 2), latest
+            # The same registry under /schema-registry/ on the HTTP API, %2F in a subject name.
+            assert http_json(f"http://{b.http}/schema-registry/subjects") == ["orders-value"]
+            sr.register_schema("team/orders", Schema(V1, "AVRO"))
+            assert http_json(f"http://{b.http}/schema-registry/subjects/team%2Forders/versions/1")["id"] == 1
+            b.restart(hard=True)  # kill -9
+            sr = SchemaRegistryClient({"url": url})  # no cache
+            assert sr.get_versions("orders-value") == [1, 2]
+            latest = sr.get_latest_version("orders-value")
+            assert (latest.version, latest.schema_id) == (2, 2), latest
+            assert json.loads(sr.get_schema(1).schema_str) == json.loads(V1)
+            assert sr.register_schema("orders-value", Schema(V2, "AVRO")) == 2, "same schema, same id"
+            # A new group reads everything again, old and new events, with a fresh deserializer.
+            produce(b, sr, V2, [{"id": "c", "amount": 1.0}])
+            from confluent_kafka import Consumer
+            c = Consumer({"bootstrap.servers": b.kafka, "group.id": "sr-after", "auto.offset.reset": "earliest"})
+            c.subscribe(["orders"])
+            from confluent_kafka.schema_registry.avro import AvroDeserializer
+            from confluent_kafka.serialization import SerializationContext, MessageField
+            de = AvroDeserializer(sr)
+            seen = []
+            for _ in range(60):
+                seen += [de(m.value(), SerializationContext("orders", MessageField.VALUE)) for m in c.consume(10, 1.0)]
+                if len(seen) >= 3:
+                    break
+            c.close()
+            assert seen == [{"id": "a"}, {"id": "b", "amount": 2.5}, {"id": "c", "amount": 1.0}], seen
+            # A new schema after the restart gets a new id, never one issued before.
+            new = json.dumps({"type": "record", "name": "Other", "fields": [{"name": "x", "type": "int"}]})
+            assert sr.register_schema("other-value", Schema(new, "AVRO")) == 3
+        finally:
+            b.stop()
+
+    schema_registry_avro_evolution_with_confluent_serializers_and_kill_9.own_server = True
