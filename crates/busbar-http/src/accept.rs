@@ -6,6 +6,10 @@
 //! (`limits.connections_per_ip`; IPv6 per /64, IPv4-mapped as IPv4) and in all (`http.connections_max`, so many addresses cannot use
 //! up the descriptors the Kafka listeners need), and a read deadline on every request body
 //! (`http.body_read_timeout_ms`, [`crate::body::Deadline`]: a 408 answer closes the connection).
+//! Every write to a connection's socket (HTTP, or TLS records) that makes no progress for
+//! `http.write_timeout_ms` fails ([`WriteDeadline`]) and closes the connection: a client that
+//! sends requests and never reads its answers cannot pin a task and its buffers. Progress resets
+//! it, so a slow but reading client (an SSE stream) is kept.
 //! Closes for these reasons are logged at most [`LINES_PER_SECOND`] times a second.
 //!
 //! A verified client certificate (mTLS) names the connection's principal, which `auth` uses for a
@@ -16,10 +20,14 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 /// Most lines a second of the accept-path log; the rest are counted and summarised.
@@ -57,6 +65,8 @@ struct Settings {
     total: Arc<Semaphore>,
     total_max: usize,
     body_read_timeout: Duration,
+    /// A write stalled this long closes the connection (`http.write_timeout_ms`).
+    write_timeout: Duration,
     body_budget: crate::body::Budget,
     log: RateLog,
 }
@@ -78,6 +88,7 @@ pub async fn serve(
         total: Arc::new(Semaphore::new(config.connections_max)),
         total_max: config.connections_max,
         body_read_timeout: config.body_read_timeout,
+        write_timeout: config.write_timeout,
         body_budget: crate::body::Budget::new(config.body_bytes_budget),
         log: RateLog::default(),
     });
@@ -146,8 +157,11 @@ async fn connection(
     settings: &Settings,
     stop: watch::Receiver<bool>,
 ) {
+    let stalled = Arc::new(AtomicBool::new(false));
+    let socket = WriteDeadline::new(socket, settings.write_timeout, stalled.clone());
     let Some(tls) = &settings.tls else {
-        return http(socket, peer, None, settings, stop).await;
+        http(socket, peer, None, settings, stop).await;
+        return log_stalled(&stalled, peer, settings);
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
     let stream =
@@ -171,6 +185,107 @@ async fn connection(
         .and_then(|chain| chain.first())
         .and_then(|c| (tls.principal)(c.as_ref()));
     http(stream, peer, cert, settings, stop).await;
+    log_stalled(&stalled, peer, settings);
+}
+
+/// Logs a connection closed because its client did not take what was written.
+fn log_stalled(stalled: &AtomicBool, peer: SocketAddr, settings: &Settings) {
+    if stalled.load(Ordering::Relaxed) {
+        settings.log.line(&format!(
+            "closed a connection from {peer}: its client took nothing written for \
+             http.write_timeout_ms"
+        ));
+    }
+}
+
+/// A socket whose writes (and flushes) fail with `TimedOut` once they have made no progress for
+/// `limit`, setting `stalled`; reads pass through. Under TLS it is the TCP stream, so TLS records
+/// are bounded the same way.
+struct WriteDeadline<IO> {
+    io: IO,
+    limit: Duration,
+    /// Armed when a write or flush first returns pending; cleared by any progress.
+    since: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: Arc<AtomicBool>,
+}
+
+impl<IO> WriteDeadline<IO> {
+    fn new(io: IO, limit: Duration, stalled: Arc<AtomicBool>) -> Self {
+        Self {
+            io,
+            limit,
+            since: None,
+            stalled,
+        }
+    }
+
+    /// Passes `r` on, or a `TimedOut` error once pending has lasted `limit`.
+    fn bounded<T>(&mut self, r: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.since = None;
+            return r;
+        }
+        let limit = self.limit;
+        let since = self
+            .since
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if since.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.stalled.store(true, Ordering::Relaxed);
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no write progress within http.write_timeout_ms",
+        )))
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for WriteDeadline<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.bounded(r, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.bounded(r, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        this.bounded(r, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.bounded(r, cx)
+    }
 }
 
 /// Serves HTTP/1.1 on `io` until the client closes, a header read times out, or the server stops

@@ -71,6 +71,10 @@ pub struct HttpConfig {
     /// A request's body must arrive whole within this from its headers, or it answers 408 and
     /// the connection closes (`http.body_read_timeout_ms`). Default 30 s.
     pub body_read_timeout: std::time::Duration,
+    /// A response write that makes no progress for this long closes the connection
+    /// (`http.write_timeout_ms`): a client that does not read cannot pin a task and its
+    /// buffers. Default 30 s (as `kafka.write_timeout_ms`).
+    pub write_timeout: std::time::Duration,
     /// Most bytes of request bodies being read at once, across all connections
     /// (`http.body_bytes_budget`); a body that would pass it answers 503. Default 256 MiB.
     pub body_bytes_budget: usize,
@@ -89,6 +93,7 @@ impl Default for HttpConfig {
             connections_per_ip: 1_000,
             connections_max: 1_000,
             body_read_timeout: std::time::Duration::from_secs(30),
+            write_timeout: std::time::Duration::from_secs(30),
             body_bytes_budget: 256 << 20,
             tls: None,
         }

@@ -66,6 +66,9 @@ pub struct Http {
     /// A request's body must arrive whole within this, milliseconds, or it answers 408 and the
     /// connection closes.
     pub body_read_timeout_ms: u64,
+    /// A response write that makes no progress for this long closes the connection,
+    /// milliseconds (a client that does not read).
+    pub write_timeout_ms: u64,
     /// Most open HTTP connections in all; more are closed at once.
     pub connections_max: u64,
     /// Most bytes of request bodies being read at once, across all connections (503 over it).
@@ -213,6 +216,7 @@ impl Default for Config {
                 tls: false,
                 header_read_timeout_ms: h.header_read_timeout.as_millis() as u64,
                 body_read_timeout_ms: h.body_read_timeout.as_millis() as u64,
+                write_timeout_ms: h.write_timeout.as_millis() as u64,
                 connections_max: h.connections_max as u64,
                 body_bytes_budget: h.body_bytes_budget as u64,
             },
@@ -677,6 +681,12 @@ impl Config {
                 3_600_000,
             ),
             (
+                "http.write_timeout_ms",
+                self.http.write_timeout_ms,
+                100,
+                3_600_000,
+            ),
+            (
                 "http.body_read_timeout_ms",
                 self.http.body_read_timeout_ms,
                 100,
@@ -874,6 +884,7 @@ impl Config {
             connections_per_ip: self.limits.connections_per_ip as usize,
             connections_max: self.http.connections_max as usize,
             body_read_timeout: Duration::from_millis(self.http.body_read_timeout_ms),
+            write_timeout: Duration::from_millis(self.http.write_timeout_ms),
             body_bytes_budget: self.http.body_bytes_budget as usize,
             ..HttpConfig::default()
         }

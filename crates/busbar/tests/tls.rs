@@ -163,6 +163,11 @@ struct Setup {
 
 impl Setup {
     fn start(extra: &str) -> Setup {
+        Setup::start_env(extra, &[])
+    }
+
+    /// [`Setup::start`] with more environment variables.
+    fn start_env(extra: &str, env: &[(&str, &str)]) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         dev_certs(&certs);
@@ -199,7 +204,7 @@ super_users = ["admin"]
         cmd.arg("serve").arg("--config").arg(&file);
         let server = Server::spawn(
             cmd,
-            &[("BUSBAR_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+            &[&[("BUSBAR_ADMIN_PASSWORD", ADMIN_PASSWORD)], env].concat(),
             &dir.path().join("data"),
         );
         assert!(
@@ -742,4 +747,46 @@ fn encrypted_or_truncated_key_files_are_named_as_such() {
         let want = format!("tls.key_file {path} {needle}");
         assert!(err.contains(&want), "{name}: wanted {want:?} in {err}");
     }
+}
+
+/// A TLS client that sends many requests for a large answer and never reads: once the server's
+/// writes have made no progress for `http.write_timeout_ms` the connection is closed (logged),
+/// so it does not pin a task and its buffers; when the client finally reads, the answers stop
+/// short.
+#[test]
+fn tls_clients_that_never_read_are_closed_after_the_write_timeout() {
+    let s = Setup::start_env(
+        "",
+        &[
+            ("BUSBAR_HTTP_WRITE_TIMEOUT_MS", "1000"),
+            ("BUSBAR_HTTP_HEADER_READ_TIMEOUT_MS", "60000"),
+        ],
+    );
+    let tls = s.trusted(Some("admin"));
+    let mut c = connect(s.server.addr, &tls).unwrap();
+    let req = "GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    const ASKED: usize = 400;
+    for _ in 0..ASKED {
+        c.write_all(req.as_bytes()).unwrap();
+    }
+    c.flush().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    let answered = raw.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
+    assert!(
+        answered < ASKED,
+        "all {answered} answers were written to a client that did not read for 4 s"
+    );
+    assert!(
+        !s.server.log_lines("http.write_timeout_ms").is_empty(),
+        "the close is logged"
+    );
 }
