@@ -72,7 +72,7 @@ class Guide:
         errors = []
         for b in self.blocks:
             if b.mark and b.mark.startswith("run by "):
-                _, path, fn = b.mark.split(" ", 2)[0], *b.mark.split(" ")[2:4]
+                path, fn = b.mark.split(" ")[2:4]
                 full = os.path.join(ROOT, path)
                 src = open(full).read() if os.path.isfile(full) else ""
                 if f"fn {fn}(" not in src or "docs/security.md" not in src:
