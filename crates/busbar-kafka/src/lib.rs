@@ -312,7 +312,10 @@ async fn open(
     let Some(tls) = shared.config.tls.clone() else {
         return; // refused at start: a TLS listener needs [tls]
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(match info.security {
+        Security::SaslSsl => tls.sasl_server.clone(),
+        _ => tls.server.clone(),
+    });
     let limit = shared.config.tls_handshake_timeout;
     let stream = match tokio::time::timeout(limit, acceptor.accept(socket)).await {
         Ok(Ok(s)) => s,

@@ -21,8 +21,11 @@ pub type CertPrincipal = Arc<dyn Fn(&[u8]) -> Option<String> + Send + Sync>;
 /// TLS settings of the `SSL` and `SASL_SSL` listeners.
 #[derive(Clone)]
 pub struct Tls {
-    /// The server certificate, key and client-certificate verifier.
+    /// The server certificate, key and client-certificate verifier of SSL listeners.
     pub server: Arc<rustls::ServerConfig>,
+    /// The same for SASL_SSL listeners: a client certificate is never required there, as in
+    /// Kafka, where a broker-wide `ssl.client.auth=required` skips SASL_SSL listeners (KIP-684).
+    pub sasl_server: Arc<rustls::ServerConfig>,
     /// How a verified client certificate becomes a principal (`tls.principal_mapping`).
     pub principal: CertPrincipal,
 }

@@ -60,7 +60,10 @@ impl Mapping {
 /// `[tls]` loaded: the rustls server configuration and the principal mapping.
 #[derive(Clone)]
 pub struct Loaded {
+    /// SSL listeners and HTTPS: a client certificate as `tls.client_auth` says.
     pub server: Arc<ServerConfig>,
+    /// SASL_SSL listeners: a client certificate is verified when offered, never needed.
+    pub sasl_server: Arc<ServerConfig>,
     pub mapping: Mapping,
 }
 
@@ -101,6 +104,28 @@ impl TlsSection {
         }
         let chain = certificates("tls.cert_file", &self.cert_file)?;
         let key = private_key(&self.key_file)?;
+        let server = self.server_config(chain.clone(), key.clone_key(), required)?;
+        // Kafka does not apply a broker-wide `ssl.client.auth=required` to SASL_SSL listeners
+        // (KIP-684): SASL authenticates there, a certificate is verified when one is offered.
+        let sasl_server = match required && !self.client_ca_file.is_empty() {
+            true => self.server_config(chain, key, false)?,
+            false => server.clone(),
+        };
+        Ok(Some(Loaded {
+            server,
+            sasl_server,
+            mapping,
+        }))
+    }
+
+    /// The rustls server configuration: the certificate chain and key, and a client-certificate
+    /// verifier when `tls.client_ca_file` is set (a certificate is needed when `required`).
+    fn server_config(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        required: bool,
+    ) -> Result<Arc<ServerConfig>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -136,10 +161,7 @@ impl TlsSection {
                 self.cert_file
             )
         })?;
-        Ok(Some(Loaded {
-            server: Arc::new(server),
-            mapping,
-        }))
+        Ok(Arc::new(server))
     }
 }
 
@@ -189,6 +211,7 @@ impl Loaded {
         let mapping = self.mapping;
         busbar_kafka::Tls {
             server: self.server.clone(),
+            sasl_server: self.sasl_server.clone(),
             principal: Arc::new(move |der: &[u8]| mapping.name(der)),
         }
     }
