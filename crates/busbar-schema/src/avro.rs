@@ -606,7 +606,7 @@ impl Check<'_> {
             let found = wf
                 .iter()
                 .find(|w| w.name == f.name)
-                .or_else(|| wf.iter().find(|w| f.aliases.iter().any(|a| *a == w.name)));
+                .or_else(|| wf.iter().find(|w| f.aliases.contains(&w.name)));
             match found {
                 Some(w) => self.types(&f.ty, &w.ty, &format!("{at}/fields/{}", f.name)),
                 None if f.has_default => {}

@@ -183,7 +183,7 @@ async fn deletes_follow_confluents_rules_and_codes() {
         Err(40406)
     );
     assert_eq!(r.version("s", Some(1), false).map_err(code), Err(40402));
-    assert_eq!(r.version("s", Some(1), true).unwrap().deleted, true);
+    assert!(r.version("s", Some(1), true).unwrap().deleted);
     assert_eq!(r.versions("s", false).unwrap(), vec![2]);
     assert_eq!(r.versions("s", true).unwrap(), vec![1, 2]);
     // The id of a soft-deleted version still answers (consumers read old data).
@@ -323,7 +323,7 @@ async fn limits_and_hostile_schemas_answer_422s() {
     let list = json!({"type": "record", "name": "Node", "fields": [
         {"name": "value", "type": "int"}, {"name": "next", "type": ["null", "Node"]}]});
     r.set_config(Some("t"), Compatibility::Full).await.unwrap();
-    assert_eq!(r.check("t", None, &avro(&list)).unwrap().is_empty(), false);
+    assert!(!r.check("t", None, &avro(&list)).unwrap().is_empty());
 }
 
 #[tokio::test]
