@@ -3,9 +3,10 @@ and AvroDeserializer against the real binary: schema.registry.url at busbar's ow
 events produced and consumed through busbar's Kafka listener, the evolution flow (v1, compatible v2,
 incompatible v3 refused with 409/40901, a consumer reading both), the same registry under
 /schema-registry/ on the HTTP API, and kill -9: ids and versions unchanged, no id reused.
+Schema changes are audit lines. The curl walk-through of docs/schema-registry.md runs as written.
 Registered into run.py's tests.
 """
-import json, urllib.request
+import json, os, re, subprocess, time, urllib.request
 
 V1 = json.dumps({"type": "record", "name": "Order", "namespace": "shop",
                  "fields": [{"name": "id", "type": "string"}]})
@@ -53,6 +54,18 @@ def register(test, Busbar, free_port):
         c.close()
         return got
 
+    def audit_lines(b, want, timeout=10):
+        path = os.path.join(b.data, "audit.log")
+        deadline = time.time() + timeout
+        while True:
+            lines = []
+            if os.path.exists(path):
+                with open(path) as f:
+                    lines = [json.loads(line) for line in f]
+            if want(lines) or time.time() > deadline:
+                return lines
+            time.sleep(0.05)
+
     def http_json(url):
         with urllib.request.urlopen(url, timeout=30) as r:
             assert r.headers["content-type"] == "application/vnd.schemaregistry.v1+json", r.headers
@@ -72,6 +85,12 @@ def register(test, Busbar, free_port):
                 raise AssertionError("v3 should be refused")
             except SchemaRegistryError as e:
                 assert (e.http_status_code, e.error_code) == (409, 40901), (e.http_status_code, e.error_code, e)
+            audit = audit_lines(b, lambda ls: any(l["outcome"] == "409" for l in ls))
+            writes = [(l["listener"], l["operation"], l["resource"], l["outcome"]) for l in audit
+                      if "schema-registry" in l["operation"]]
+            route = "POST /schema-registry/subjects/{subject}/versions"
+            assert ("schema-registry", route, "/subjects/orders-value/versions", "200") in writes, writes
+            assert ("schema-registry", route, "/subjects/orders-value/versions", "409") in writes, writes
             assert sr.test_compatibility("orders-value", Schema(V3, "AVRO")) is False
             assert sr.test_compatibility("orders-value", Schema(V2, "AVRO")) is True
             got = consume(b, sr, 2)
@@ -112,3 +131,41 @@ def register(test, Busbar, free_port):
             b.stop()
 
     schema_registry_avro_evolution_with_confluent_serializers_and_kill_9.own_server = True
+
+    @test
+    def schema_registry_docs_walk_through_runs_as_written(_):
+        """The curl commands of docs/schema-registry.md's five-minute walk-through, with $SR at this
+        server's registry: each answers what its comment says."""
+        doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "schema-registry.md")).read()
+        block = doc.split("## Five minutes with curl", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+        commands, cur = [], ""
+        for line in block.splitlines():
+            line = line.split("  #", 1)[0].rstrip() if not line.lstrip().startswith("#") else ""
+            if not line or line.startswith(("busbar serve", "SR=", "CT=")):
+                continue
+            cur += line[:-1] + " " if line.endswith("\\") else line
+            if not line.endswith("\\"):
+                commands.append(cur)
+                cur = ""
+        b, url = start()
+        try:
+            env = dict(os.environ, SR=url, CT="Content-Type: application/vnd.schemaregistry.v1+json")
+            out = []
+            for c in commands:
+                c = c.replace("http://127.0.0.1:8080", f"http://{b.http}")
+                r = subprocess.run(["bash", "-c", c], capture_output=True, text=True, env=env, timeout=30)
+                assert r.returncode == 0, (c, r.stderr)
+                out.append(json.loads(r.stdout))
+            assert len(out) == 10, out
+            assert out[0] == {"id": 1} or out[0]["id"] == 1, out[0]
+            assert out[1]["id"] == 2 and out[1]["version"] == 2, out[1]
+            assert out[2]["is_compatible"] is False and out[2]["messages"], out[2]
+            assert out[3] == ["orders-value"] and out[4] == [1, 2], out[3:5]
+            assert json.loads(out[5]["schema"])["name"] == "Order", out[5]
+            assert out[6] == {"compatibilityLevel": "BACKWARD"} and out[7] == {"compatibility": "FULL"}, out[6:8]
+            assert out[8] == ["orders-value"], out[8]
+            assert out[9]["error_code"] == 40901, out[9]
+        finally:
+            b.stop()
+
+    schema_registry_docs_walk_through_runs_as_written.own_server = True
