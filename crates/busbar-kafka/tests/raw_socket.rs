@@ -1,7 +1,8 @@
 //! The Kafka front end over a raw socket. Bad input, one test per row of
 //! shared/spec/reliability.md §5.1: the exact error code or a closed connection, the log and high
 //! watermark unchanged, other connections fine. Also the APIs no client library in the suite sends
-//! (OffsetForLeaderEpoch while epochs are -1, OffsetDelete).
+//! (OffsetForLeaderEpoch while epochs are -1, OffsetDelete). Issue 16: every advertised API against
+//! Kafka's authorization table, SaslAuthenticate v0-v2 and raw v0 tokens, ACL host filters.
 
 use busbar_broker::{Broker, BrokerConfig};
 use busbar_kafka::{serve, KafkaConfig};
@@ -584,4 +585,224 @@ fn pipelined_produce_requests_keep_their_order() {
         "stored in the order sent"
     );
     assert_eq!(hw(&s), 11);
+}
+
+// Issue 16 over raw frames: every advertised API against Kafka's authorization table (K14),
+// SaslAuthenticate v0-v2 and raw v0 tokens (K4), ACL host filters (K11).
+
+#[path = "common/api_acls.rs"]
+mod api_acls;
+mod common;
+#[path = "common/secure.rs"]
+mod secure;
+
+use busbar_broker::auth::acl::{Operation as Op, Permission, ResourceType as Ty};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, SaslAuthenticateResponse};
+use secure::{SecureServer, PASSWORD};
+
+/// Each advertised API has a row; without ACLs a PLAINTEXT client gets the row's codes, and with
+/// only the row's ACLs it gets the allowed ones (each row's ACLs are taken back after it).
+#[test]
+fn every_advertised_api_answers_kafkas_authorization_codes_without_and_with_its_acls() {
+    let missing: Vec<_> = busbar_kafka::ADVERTISED
+        .iter()
+        .filter(|(key, _, _)| !api_acls::ROWS.iter().any(|r| r.key == *key))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "advertised APIs without a row in api_acls::ROWS: {missing:?}"
+    );
+    for row in api_acls::ROWS {
+        let (lo, hi) = busbar_kafka::ADVERTISED
+            .iter()
+            .find(|(k, _, _)| *k == row.key)
+            .map(|(_, lo, hi)| (*lo, *hi))
+            .unwrap_or_else(|| panic!("{:?} has a row but is not advertised", row.key));
+        assert!(
+            (lo..=hi).contains(&row.version),
+            "{:?} v{}",
+            row.key,
+            row.version
+        );
+    }
+    let s = SecureServer::start();
+    s.rt.block_on(s.broker.create_topic("doomed", Some(1), Default::default()))
+        .unwrap();
+    let mut group = api_acls::Group::default();
+    for row in api_acls::ROWS {
+        let got = api_acls::probe(&mut secure::connect(s.plain), row, &mut group);
+        assert_eq!(
+            got, row.denied,
+            "{:?} v{} without ACLs",
+            row.key, row.version
+        );
+    }
+    assert!(s.broker.describe_topic("new").is_err(), "nothing created");
+    assert!(s.broker.describe_topic("doomed").is_ok(), "nothing deleted");
+    assert!(s.broker.auth().acls().snapshot().all().is_empty());
+    for row in api_acls::ROWS {
+        let needs = row
+            .needs
+            .iter()
+            .map(|(ty, name, op)| secure::anonymous(*ty, name, *op));
+        let needs: Vec<_> = needs.collect();
+        if !needs.is_empty() {
+            s.grant(needs);
+        }
+        let got = api_acls::probe(&mut secure::connect(s.plain), row, &mut group);
+        assert_eq!(
+            got, row.allowed,
+            "{:?} v{} with {:?}",
+            row.key, row.version, row.needs
+        );
+        s.revoke_all();
+    }
+    assert!(
+        s.broker.describe_topic("new").is_ok(),
+        "created once allowed"
+    );
+    assert!(
+        s.broker.describe_topic("doomed").is_err(),
+        "deleted once allowed"
+    );
+}
+
+const PLAIN_FAILED: &str = "Authentication failed: Invalid username or password";
+const SCRAM_FAILED: &str = "Authentication failed during authentication due to invalid \
+                            credentials with SASL mechanism SCRAM-SHA-256";
+
+/// An authenticated connection is served: Metadata answers.
+fn served(c: &mut TcpStream) -> bool {
+    let mut md = MetadataRequest::default();
+    md.topics = None;
+    let r: Option<MetadataResponse> = common::call_on(c, ApiKey::Metadata, 12, &md);
+    r.is_some()
+}
+
+/// A failed step: 58, Kafka's message, no session, then the connection is closed.
+fn refused(c: &mut TcpStream, r: Option<SaslAuthenticateResponse>, message: &str, v: i16) {
+    let r = r.unwrap_or_else(|| panic!("v{v}: closed before the answer"));
+    assert_eq!(r.error_code, 58, "v{v}: {r:?}");
+    assert_eq!(r.error_message.as_deref(), Some(message), "v{v}");
+    assert_eq!((r.session_lifetime_ms, r.auth_bytes.len()), (0, 0), "v{v}");
+    assert!(secure::closed(c), "v{v}: closed after a failure");
+}
+
+/// SaslAuthenticate v0 (after a v1 handshake), v1 and v2 (flexible): PLAIN and SCRAM-SHA-256
+/// succeed with the right password (session lifetime 0: no re-authentication) and answer 58 with
+/// Kafka's message, then close, with a wrong one.
+#[test]
+fn sasl_authenticate_v0_to_v2_with_plain_and_scram_succeeds_and_fails_as_kafka() {
+    let s = SecureServer::start();
+    for v in 0..=2 {
+        let mut c = secure::connect(s.sasl);
+        assert_eq!(secure::handshake(&mut c, 1, "PLAIN"), 0);
+        let r = secure::authenticate(&mut c, v, &secure::plain_token("alice", PASSWORD)).unwrap();
+        // Kafka leaves the message at its default, "" (the schema's default, not null).
+        assert_eq!(r.error_code, 0, "v{v}: {r:?}");
+        assert_eq!(r.error_message.as_deref().unwrap_or(""), "", "v{v}");
+        assert_eq!((r.session_lifetime_ms, r.auth_bytes.len()), (0, 0), "v{v}");
+        assert!(served(&mut c), "v{v}: PLAIN authenticated");
+
+        let mut c = secure::connect(s.sasl);
+        assert_eq!(secure::handshake(&mut c, 1, "PLAIN"), 0);
+        let r = secure::authenticate(&mut c, v, &secure::plain_token("bob", "wrong"));
+        refused(&mut c, r, PLAIN_FAILED, v);
+
+        for (password, ok) in [(PASSWORD, true), ("wrong", false)] {
+            let user = if ok { "alice" } else { "bob" };
+            let scram = secure::ScramClient::new(user, password);
+            let mut c = secure::connect(s.sasl);
+            assert_eq!(secure::handshake(&mut c, 1, "SCRAM-SHA-256"), 0);
+            let first = secure::authenticate(&mut c, v, &scram.first()).unwrap();
+            assert_eq!(first.error_code, 0, "v{v}: {first:?}");
+            let text = String::from_utf8_lossy(&first.auth_bytes).into_owned();
+            assert!(
+                text.starts_with("r=rOprNGfwEbeRWgbNEkqO") && text.contains(",i=4096"),
+                "{text}"
+            );
+            let last = secure::authenticate(&mut c, v, &scram.last(&first.auth_bytes));
+            if !ok {
+                refused(&mut c, last, SCRAM_FAILED, v);
+                continue;
+            }
+            let last = last.unwrap();
+            assert_eq!(
+                (last.error_code, last.session_lifetime_ms),
+                (0, 0),
+                "v{v}: {last:?}"
+            );
+            assert!(last.auth_bytes.starts_with(b"v="), "v{v}: server-final");
+            assert!(served(&mut c), "v{v}: SCRAM authenticated");
+        }
+    }
+}
+
+/// After a SaslHandshake v0 the tokens travel raw (size-prefixed, no Kafka header): PLAIN answers
+/// an empty token, SCRAM its server-first and server-final, then Kafka requests are served; a
+/// wrong password closes the connection without an answer (v0 cannot carry an error).
+#[test]
+fn raw_sasl_tokens_after_a_v0_handshake_authenticate_or_close() {
+    let s = SecureServer::start();
+    let mut c = secure::connect(s.sasl);
+    assert_eq!(secure::handshake(&mut c, 0, "PLAIN"), 0);
+    let answer = secure::raw_token(&mut c, &secure::plain_token("alice", PASSWORD));
+    assert_eq!(answer, Some(vec![]), "an empty token");
+    assert!(served(&mut c));
+
+    let mut c = secure::connect(s.sasl);
+    assert_eq!(secure::handshake(&mut c, 0, "PLAIN"), 0);
+    assert_eq!(
+        secure::raw_token(&mut c, &secure::plain_token("bob", "wrong")),
+        None
+    );
+
+    let scram = secure::ScramClient::new("alice", PASSWORD);
+    let mut c = secure::connect(s.sasl);
+    assert_eq!(secure::handshake(&mut c, 0, "SCRAM-SHA-256"), 0);
+    let first = secure::raw_token(&mut c, &scram.first()).expect("server-first");
+    let last = secure::raw_token(&mut c, &scram.last(&first)).expect("server-final");
+    assert!(
+        last.starts_with(b"v="),
+        "{}",
+        String::from_utf8_lossy(&last)
+    );
+    assert!(served(&mut c));
+
+    let scram = secure::ScramClient::new("bob", "wrong");
+    let mut c = secure::connect(s.sasl);
+    assert_eq!(secure::handshake(&mut c, 0, "SCRAM-SHA-256"), 0);
+    let first = secure::raw_token(&mut c, &scram.first()).expect("server-first");
+    assert_eq!(
+        secure::raw_token(&mut c, &scram.last(&first)),
+        None,
+        "closed"
+    );
+}
+
+/// The PLAINTEXT client connects from 127.0.0.1: an ALLOW for that host lets it fetch, one for
+/// another host does not, and a DENY for 127.0.0.1 beats an ALLOW for every host.
+#[test]
+fn acl_host_filters_match_the_clients_address() {
+    let s = SecureServer::start();
+    let row = api_acls::ROWS
+        .iter()
+        .find(|r| r.key == ApiKey::Fetch)
+        .unwrap();
+    let fetch = || api_acls::probe(&mut secure::connect(s.plain), row, &mut Default::default());
+    let read = |host: &str, permission| {
+        secure::acl("ANONYMOUS", host, permission, (Ty::Topic, "t", Op::Read))
+    };
+    s.grant(vec![read("10.0.0.1", Permission::Allow)]);
+    assert_eq!(fetch(), [29], "an ALLOW for another host");
+    s.grant(vec![read("127.0.0.1", Permission::Allow)]);
+    assert_eq!(fetch(), [0], "an ALLOW for 127.0.0.1");
+    s.revoke_all();
+    s.grant(vec![
+        read("*", Permission::Allow),
+        read("10.0.0.1", Permission::Deny),
+    ]);
+    assert_eq!(fetch(), [0], "a DENY for another host");
+    s.grant(vec![read("127.0.0.1", Permission::Deny)]);
+    assert_eq!(fetch(), [29], "a DENY for 127.0.0.1 wins");
 }
