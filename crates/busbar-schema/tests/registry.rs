@@ -357,3 +357,31 @@ async fn references_resolve_named_types_of_other_subjects() {
         42201
     );
 }
+
+#[tokio::test]
+async fn a_damaged_log_refuses_to_open_naming_it() {
+    use busbar_log::disk::{MemStorage, Storage};
+    let storage = Arc::new(MemStorage::new());
+    let clock: Arc<dyn busbar_log::Clock> = Arc::new(busbar_log::SystemClock);
+    let r = Registry::open(storage.clone(), clock.clone(), Limits::default()).unwrap();
+    r.register("a", avro(&json!("string"))).await.unwrap();
+    r.register("b", avro(&json!("long"))).await.unwrap();
+    r.close().unwrap();
+    drop(r);
+    let seg = (storage.list().unwrap().into_iter())
+        .find(|n| n.ends_with(".log"))
+        .expect("a segment");
+    // A flipped byte inside the first batch's records (after the segment's and batch's headers):
+    // its CRC no longer matches.
+    let len = storage.open(&seg).unwrap().len();
+    let mut byte = [0u8; 1];
+    let at = (len / 4).max(100);
+    busbar_log::disk::read_exact_at(storage.open(&seg).unwrap().as_ref(), at, &mut byte).unwrap();
+    storage.corrupt(&seg, at, &[byte[0] ^ 0xff]).unwrap();
+    let err = Registry::open(storage, clock, Limits::default()).unwrap_err();
+    assert_eq!(err.code(), 50001);
+    assert!(
+        err.to_string().contains("internal/schemas") && err.to_string().contains("damaged"),
+        "{err}"
+    );
+}
