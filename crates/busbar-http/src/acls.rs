@@ -187,7 +187,7 @@ fn filter(q: &HashMap<String, String>) -> ApiResult<AclFilter> {
         ("operation" = Option<String>, Query), ("permission" = Option<String>, Query)),
     responses(
         (status = 200, description = "The ACLs", body = AclList),
-        (status = 400, description = "Bad filter parameter (named)"),
+        (status = 400, description = "Bad filter parameter (named), or an answer over `auth.acls_answer_bytes_max`"),
         (status = 409, description = DISABLED)))]
 pub async fn list(
     State(app): State<App>,
@@ -195,8 +195,12 @@ pub async fn list(
 ) -> ApiResult<Json<AclList>> {
     require_security(&app)?;
     let f = filter(&q)?;
-    let set = app.broker.auth().acls().snapshot();
-    let acls = set.matching(&f).map(view).collect();
+    let auth = app.broker.auth();
+    let set = auth.acls().snapshot();
+    let found = set
+        .matching_within(&f, auth.config().acls_answer_bytes_max)
+        .map_err(|too_big| ApiError::bad_request(too_big.to_string()))?;
+    let acls = found.into_iter().map(view).collect();
     Ok(Json(AclList { acls }))
 }
 

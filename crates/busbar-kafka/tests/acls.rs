@@ -547,3 +547,44 @@ fn one_denial_audit_line_per_request_and_operation_not_per_topic() {
         lines[0]
     );
 }
+
+/// A DescribeAcls whose answer would pass `auth.acls_answer_bytes_max` answers
+/// INVALID_REQUEST saying how many ACLs match, and builds nothing; a narrower filter answers.
+#[test]
+fn describe_acls_past_the_answer_budget_is_refused_and_a_narrow_filter_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = common::start_at(
+        tmp.path().into(),
+        BrokerConfig {
+            auth: AuthConfig {
+                enabled: true,
+                acls_answer_bytes_max: 2_000,
+                ..AuthConfig::default()
+            },
+            ..Default::default()
+        },
+    );
+    let_anonymous_manage_acls(&s);
+    let long: Vec<AclBinding> = (0..20)
+        .map(|i| anonymous(ResourceType::Topic, &format!("{i:0>100}"), Operation::Read))
+        .collect();
+    s.rt.block_on(s.broker.auth().acls().create(long)).unwrap();
+    let mut req = DescribeAclsRequest::default();
+    (req.resource_type_filter, req.pattern_type_filter) = (1, 1);
+    (req.operation, req.permission_type) = (1, 1);
+    (
+        req.resource_name_filter,
+        req.principal_filter,
+        req.host_filter,
+    ) = (None, None, None);
+    let resp: DescribeAclsResponse = call(&s, ApiKey::DescribeAcls, 2, &req);
+    assert_eq!(resp.error_code, 42, "{resp:?}");
+    let why = resp.error_message.as_ref().unwrap().as_str();
+    assert!(why.contains("22 ACLs match"), "{why}");
+    assert!(why.contains("auth.acls_answer_bytes_max"), "{why}");
+    assert!(resp.resources.is_empty());
+    req.resource_type_filter = 4; // CLUSTER: the two ACLs letting ANONYMOUS manage ACLs
+    let resp: DescribeAclsResponse = call(&s, ApiKey::DescribeAcls, 2, &req);
+    assert_eq!((resp.error_code, resp.resources.len()), (0, 1), "{resp:?}");
+    assert_eq!(resp.resources[0].acls.len(), 2);
+}

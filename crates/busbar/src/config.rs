@@ -139,15 +139,17 @@ pub struct AuthSection {
     pub backoff_entries_max: u64,
     /// Longest life of an HTTP API token (`POST /tokens`), seconds.
     pub token_ttl_max_s: u64,
-    /// Most ACLs that may exist.
-    pub acls_max: u64,
-    /// `/metrics` answers without credentials (false: like every other route).
-    pub metrics_public: bool,
-    /// Successful password checks remembered (HTTP Basic); 0: none.
     /// Most live API tokens one user may have (`POST /tokens` answers 409 past it).
     pub tokens_per_user_max: u64,
     /// Most live API tokens of all users together.
     pub tokens_max: u64,
+    /// Most ACLs that may exist.
+    pub acls_max: u64,
+    /// Largest answer of one ACL describe (Kafka DescribeAcls, `GET /acls`), bytes.
+    pub acls_answer_bytes_max: u64,
+    /// `/metrics` answers without credentials (false: like every other route).
+    pub metrics_public: bool,
+    /// Successful password checks remembered (HTTP Basic); 0: none.
     pub password_cache_entries: u64,
     /// How long one is remembered, milliseconds.
     pub password_cache_ttl_ms: u64,
@@ -273,15 +275,16 @@ impl Default for Config {
                 backoff_max_ms: a.backoff_max.as_millis() as u64,
                 backoff_entries_max: a.backoff_entries_max as u64,
                 token_ttl_max_s: a.token_ttl_max.as_secs(),
+                tokens_per_user_max: a.tokens_per_user_max as u64,
+                tokens_max: a.tokens_max as u64,
                 acls_max: a.acls_max as u64,
+                acls_answer_bytes_max: a.acls_answer_bytes_max as u64,
                 metrics_public: a.metrics_public,
                 password_cache_entries: a.password_cache_entries as u64,
                 password_cache_ttl_ms: a.password_cache_ttl.as_millis() as u64,
             },
             audit: crate::audit::AuditSection::default(),
             schema_registry: crate::schema_config::SchemaRegistrySection::default(),
-                tokens_per_user_max: a.tokens_per_user_max as u64,
-                tokens_max: a.tokens_max as u64,
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
             file: None,
@@ -746,7 +749,20 @@ impl Config {
                 1,
                 10 * 366 * 86_400,
             ),
+            (
+                "auth.tokens_per_user_max",
+                self.auth.tokens_per_user_max,
+                1,
+                100_000,
+            ),
+            ("auth.tokens_max", self.auth.tokens_max, 1, 10_000_000),
             ("auth.acls_max", self.auth.acls_max, 1, 1_000_000),
+            (
+                "auth.acls_answer_bytes_max",
+                self.auth.acls_answer_bytes_max,
+                64 << 10,
+                1 << 30,
+            ),
             (
                 "auth.password_cache_entries",
                 self.auth.password_cache_entries,
@@ -779,13 +795,6 @@ impl Config {
                 bail!("subscriptions[{i}]: name {:?} is used twice", s.name);
             }
             s.clone()
-            (
-                "auth.tokens_per_user_max",
-                self.auth.tokens_per_user_max,
-                1,
-                100_000,
-            ),
-            ("auth.tokens_max", self.auth.tokens_max, 1, 10_000_000),
                 .compile()
                 .map_err(|e| anyhow!("subscriptions[{i}] ({:?}): {e}", s.name))?;
         }
@@ -843,7 +852,10 @@ impl Config {
                 backoff_max: Duration::from_millis(self.auth.backoff_max_ms),
                 backoff_entries_max: self.auth.backoff_entries_max as usize,
                 token_ttl_max: Duration::from_secs(self.auth.token_ttl_max_s),
+                tokens_per_user_max: self.auth.tokens_per_user_max as usize,
+                tokens_max: self.auth.tokens_max as usize,
                 acls_max: self.auth.acls_max as usize,
+                acls_answer_bytes_max: self.auth.acls_answer_bytes_max as usize,
                 metrics_public: self.auth.metrics_public,
                 password_cache_entries: self.auth.password_cache_entries as usize,
                 password_cache_ttl: Duration::from_millis(self.auth.password_cache_ttl_ms),
@@ -876,8 +888,6 @@ impl Config {
     pub fn http_config(&self) -> HttpConfig {
         HttpConfig {
             publish_bytes_max: self.http.publish_bytes_max as usize,
-                tokens_per_user_max: self.auth.tokens_per_user_max as usize,
-                tokens_max: self.auth.tokens_max as usize,
             json_bytes_max: self.http.json_bytes_max as usize,
             consumers_max: self.http.consumers_max as usize,
             header_read_timeout: Duration::from_millis(self.http.header_read_timeout_ms),

@@ -257,6 +257,36 @@ pub struct AclBinding {
     pub permission: Permission,
 }
 
+impl AclBinding {
+    /// The bytes this ACL adds to a describe answer: its strings plus a fixed allowance for the
+    /// codes and framing (Kafka's DescribeAcls or the HTTP API's JSON).
+    pub fn answer_bytes(&self) -> usize {
+        self.principal.len() + self.host.len() + self.resource_name.len() + 64
+    }
+}
+
+/// A describe whose answer would pass `auth.acls_answer_bytes_max`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerTooBig {
+    /// ACLs matching the filter.
+    pub count: usize,
+    /// Their answer bytes.
+    pub bytes: usize,
+    /// The limit.
+    pub bytes_max: usize,
+}
+
+impl std::fmt::Display for AnswerTooBig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ACLs match, about {} bytes to answer, over auth.acls_answer_bytes_max ({}): \
+             narrow the filter",
+            self.count, self.bytes, self.bytes_max
+        )
+    }
+}
+
 /// Longest resource name, principal or host in an ACL, bytes.
 pub const ACL_FIELD_BYTES_MAX: usize = 1024;
 
@@ -527,6 +557,30 @@ impl AclSet {
     /// The ACLs passing `filter`.
     pub fn matching<'a>(&'a self, filter: &'a AclFilter) -> impl Iterator<Item = &'a AclBinding> {
         self.acls.iter().filter(move |b| filter.matches(b))
+    }
+
+    /// The ACLs passing `filter` when their answer fits in `bytes_max` (counted by
+    /// [`AclBinding::answer_bytes`]); else how many match and their bytes, so a describe can
+    /// refuse at once instead of building an answer of any size (`auth.acls_answer_bytes_max`).
+    pub fn matching_within<'a>(
+        &'a self,
+        filter: &'a AclFilter,
+        bytes_max: usize,
+    ) -> Result<Vec<&'a AclBinding>, AnswerTooBig> {
+        let mut bytes = 0usize;
+        let mut out = Vec::new();
+        for b in self.matching(filter) {
+            bytes += b.answer_bytes();
+            out.push(b);
+        }
+        match bytes <= bytes_max {
+            true => Ok(out),
+            false => Err(AnswerTooBig {
+                count: out.len(),
+                bytes,
+                bytes_max,
+            }),
+        }
     }
 
     /// Decides one action of `who` (not a super user: callers check that first, see

@@ -44,6 +44,9 @@ pub struct AuthConfig {
     pub tokens_max: usize,
     /// Most ACLs that may exist. Default 10,000.
     pub acls_max: usize,
+    /// Largest answer of one ACL describe (Kafka DescribeAcls, `GET /acls`), counted by
+    /// `AclBinding::answer_bytes`; a filter matching more is refused. Default 16 MiB.
+    pub acls_answer_bytes_max: usize,
     /// `/metrics` answers without credentials (true, the default); false: it needs them like
     /// every other route.
     pub metrics_public: bool,
@@ -67,6 +70,7 @@ impl Default for AuthConfig {
             tokens_per_user_max: 100,
             tokens_max: 100_000,
             acls_max: 10_000,
+            acls_answer_bytes_max: 16 << 20,
             metrics_public: true,
             password_cache_entries: 1_000,
             password_cache_ttl: Duration::from_secs(300),

@@ -2,7 +2,8 @@
 //! the cluster (else CLUSTER_AUTHORIZATION_FAILED, 31). A filter is Kafka's: ANY (1) for any
 //! value of a code, MATCH (2) for every pattern that applies to the named resource, null for any
 //! name, principal or host. An unknown code or a type busbar has no ACLs for answers
-//! INVALID_REQUEST (42) saying which; the same parsing serves DeleteAcls.
+//! INVALID_REQUEST (42) saying which; the same parsing serves DeleteAcls. A filter whose answer
+//! would pass `auth.acls_answer_bytes_max` also answers INVALID_REQUEST, saying how many match.
 
 use super::{sb, Ctx};
 use crate::authz::{
@@ -110,8 +111,15 @@ pub fn handle(ctx: &Ctx<'_>, req: DescribeAclsRequest) -> DescribeAclsResponse {
     };
     match filter(&raw) {
         Ok(f) => {
-            let acls = ctx.shared.broker.auth().acls().snapshot();
-            r.resources = grouped(acls.matching(&f));
+            let auth = ctx.shared.broker.auth();
+            let acls = auth.acls().snapshot();
+            match acls.matching_within(&f, auth.config().acls_answer_bytes_max) {
+                Ok(found) => r.resources = grouped(found.into_iter()),
+                Err(too_big) => {
+                    r.error_code = codes::INVALID_REQUEST;
+                    r.error_message = Some(sb(too_big.to_string()));
+                }
+            }
         }
         Err(why) => {
             r.error_code = codes::INVALID_REQUEST;
