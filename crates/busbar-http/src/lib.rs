@@ -108,13 +108,13 @@ pub struct App {
     pub config: Arc<HttpConfig>,
     consumers: Arc<consumers::Consumers>,
     ready: Arc<AtomicBool>,
+    /// The schema registry's routes, served under `/schema-registry/` (`None`: not running).
+    schema_registry: Option<Router>,
 }
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "health",
     responses((status = 200, description = "Alive", body = schemas::Health)))]
-    /// The schema registry's routes, served under `/schema-registry/` (`None`: not running).
-    schema_registry: Option<Router>,
 async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
