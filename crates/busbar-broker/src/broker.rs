@@ -94,7 +94,8 @@ impl Broker {
         let meta = MetaStore::open(dir("meta")?)?;
         let offsets = OffsetStore::open(dir("internal/offsets")?, config.clock.clone())?;
         let users =
-            crate::auth::users::UserStore::open(dir("internal/users")?, config.clock.clone())?;
+            crate::auth::users::UserStore::open(dir("internal/users")?, config.clock.clone())?
+                .with_users_max(config.auth.users_max);
         let tokens =
             crate::auth::tokens::TokenStore::open(dir("internal/tokens")?, config.clock.clone())?;
         let acls = crate::auth::acls::AclStore::open(

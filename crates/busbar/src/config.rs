@@ -139,6 +139,8 @@ pub struct AuthSection {
     pub backoff_entries_max: u64,
     /// Longest life of an HTTP API token (`POST /tokens`), seconds.
     pub token_ttl_max_s: u64,
+    /// Most users that may exist (`POST /users` answers 409 past it).
+    pub users_max: u64,
     /// Most live API tokens one user may have (`POST /tokens` answers 409 past it).
     pub tokens_per_user_max: u64,
     /// Most live API tokens of all users together.
@@ -275,6 +277,7 @@ impl Default for Config {
                 backoff_max_ms: a.backoff_max.as_millis() as u64,
                 backoff_entries_max: a.backoff_entries_max as u64,
                 token_ttl_max_s: a.token_ttl_max.as_secs(),
+                users_max: a.users_max as u64,
                 tokens_per_user_max: a.tokens_per_user_max as u64,
                 tokens_max: a.tokens_max as u64,
                 acls_max: a.acls_max as u64,
@@ -749,6 +752,7 @@ impl Config {
                 1,
                 10 * 366 * 86_400,
             ),
+            ("auth.users_max", self.auth.users_max, 1, 1_000_000),
             (
                 "auth.tokens_per_user_max",
                 self.auth.tokens_per_user_max,
@@ -852,6 +856,7 @@ impl Config {
                 backoff_max: Duration::from_millis(self.auth.backoff_max_ms),
                 backoff_entries_max: self.auth.backoff_entries_max as usize,
                 token_ttl_max: Duration::from_secs(self.auth.token_ttl_max_s),
+                users_max: self.auth.users_max as usize,
                 tokens_per_user_max: self.auth.tokens_per_user_max as usize,
                 tokens_max: self.auth.tokens_max as usize,
                 acls_max: self.auth.acls_max as usize,

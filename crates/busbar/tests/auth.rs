@@ -531,3 +531,28 @@ fn a_deleted_users_tokens_stay_dead_across_a_restart_and_a_new_user_of_the_name(
     assert_eq!(listed["tokens"], json!([]), "{listed}");
     assert_eq!(s.stop(), 0);
 }
+
+#[test]
+fn users_are_capped_by_auth_users_max() {
+    let dir = tempfile::tempdir().unwrap();
+    // admin and alice exist: a third user is one too many.
+    let s = with_alice(dir.path(), &[("BUSBAR_AUTH_USERS_MAX", "2")]);
+    let admin = Some(("admin", ADMIN_PW));
+    let body = json!({"name": "carol", "password": "carol-password"});
+    let (st, v) = call(&s, "POST", "/users", admin, Some(body));
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(v["error"]["code"], "limit_reached", "{v}");
+    assert!(v.to_string().contains("auth.users_max"), "{v}");
+    let (_, listed) = call(&s, "GET", "/users", admin, None);
+    assert!(
+        !listed.to_string().contains("carol"),
+        "nothing stored: {listed}"
+    );
+    // Changing an existing user's password is no new user.
+    let body = json!({"name": "alice", "password": "another-password"});
+    let (st, v) = call(&s, "POST", "/users", admin, Some(body));
+    assert!(st == 200 || st == 201, "{st} {v}");
+    assert_eq!(call(&s, "DELETE", "/users/alice", admin, None).0, 204);
+    let body = json!({"name": "carol", "password": "carol-password"});
+    assert_eq!(call(&s, "POST", "/users", admin, Some(body)).0, 201);
+}

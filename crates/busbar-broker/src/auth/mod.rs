@@ -38,6 +38,8 @@ pub struct AuthConfig {
     pub backoff_entries_max: usize,
     /// Longest life of an HTTP API token. Default 90 days.
     pub token_ttl_max: Duration,
+    /// Most users that may exist (creating one more is refused). Default 10,000.
+    pub users_max: usize,
     /// Most live API tokens one user may have. Default 100.
     pub tokens_per_user_max: usize,
     /// Most live API tokens in all (every user's). Default 100,000.
@@ -67,6 +69,7 @@ impl Default for AuthConfig {
             backoff_max: Duration::from_secs(5),
             backoff_entries_max: 10_000,
             token_ttl_max: Duration::from_secs(90 * 86_400),
+            users_max: 10_000,
             tokens_per_user_max: 100,
             tokens_max: 100_000,
             acls_max: 10_000,

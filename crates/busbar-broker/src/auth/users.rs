@@ -103,6 +103,8 @@ pub struct UserStore {
     writing: tokio::sync::Mutex<()>,
     damage: Vec<String>,
     password_checks: AtomicU64,
+    /// Most users that may exist (`auth.users_max`); creating one more is refused.
+    users_max: usize,
 }
 
 impl UserStore {
@@ -125,7 +127,15 @@ impl UserStore {
             writing: Default::default(),
             damage,
             password_checks: AtomicU64::new(0),
+            users_max: usize::MAX,
         })
+    }
+
+    /// Sets `auth.users_max`: a write creating a user past it is refused (users stored by an
+    /// earlier configuration stay).
+    pub fn with_users_max(mut self, users_max: usize) -> Self {
+        self.users_max = users_max;
+        self
     }
 
     /// Damaged ranges of the users log skipped when it was opened.
@@ -203,7 +213,15 @@ impl UserStore {
     ) -> Result<(), AuthError> {
         let _w = self.writing.lock().await;
         let current = self.table().get(name).cloned();
+        let creates = current.is_none();
         let next = f(current)?;
+        if creates && next.is_some() && self.table().len() >= self.users_max {
+            return Err(AuthError::LimitReached {
+                what: format!("user {name:?}"),
+                limit: self.users_max,
+                setting: "auth.users_max",
+            });
+        }
         let row = (name.as_bytes().to_vec(), next.as_ref().map(encode));
         let table = self.table.clone();
         let key = name.to_string();
