@@ -870,7 +870,11 @@ fn with_auth_off_subscriptions_have_no_creator_and_nothing_is_checked() {
     assert!(v.get("creator").is_none(), "{v}");
     // As Kafka answers SECURITY_DISABLED: no ACL is stored that nothing would enforce.
     let (st, v) = s.http("POST", "/acls", Some(acl("TOPIC", "a", "READ")));
-    assert_eq!((st, &v["error"]["code"]), (409, &json!("security_disabled")), "{v}");
+    assert_eq!(
+        (st, &v["error"]["code"]),
+        (409, &json!("security_disabled")),
+        "{v}"
+    );
     let (st, _) = s.http("GET", "/users", None);
     assert_eq!(st, 200);
 }
