@@ -29,7 +29,7 @@ fn record(fields: Value) -> Value {
 }
 
 fn vectors() -> Vec<Value> {
-    let text = include_str!("../../../../shared/spec/schema-compat-vectors.json");
+    let text = include_str!("data/schema-compat-vectors.json");
     serde_json::from_str(text).expect("vectors parse")
 }
 
