@@ -114,24 +114,42 @@ impl Registry {
         self.tables.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes `rows` durably as one batch and applies them; the write lock is released once
-    /// they are applied.
-    async fn commit(&self, guard: tokio::sync::OwnedMutexGuard<()>, rows: Vec<Row>) -> Result<()> {
+    /// Writes `rows` durably and applies them; the write lock is released once they are
+    /// applied. `whole`: one batch, all or nothing (else consecutive batches, each row
+    /// idempotent, and the rows of the batches written before a failure are applied). Whatever
+    /// the outcome, the in-memory id high-water mark passes every id in `rows`: a failed write's
+    /// batch may still be on disk, so its ids are never issued again.
+    async fn commit(
+        &self,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+        rows: Vec<Row>,
+        whole: bool,
+    ) -> Result<()> {
         let encoded = rows.iter().map(Row::encode).collect();
         let tables = self.tables.clone();
-        let n = rows.len();
-        self.log
-            .write_whole(encoded, move |offsets| {
-                if offsets.len() == n {
-                    let mut t = tables.write().unwrap_or_else(|e| e.into_inner());
-                    for row in rows {
-                        t.apply(row, &key_of);
-                    }
-                }
-                drop(guard);
-            })
-            .await
-            .map_err(store_err)
+        let high = rows.iter().filter_map(Row::id).max();
+        let apply = move |offsets: Vec<u64>| {
+            let mut t = tables.write().unwrap_or_else(|e| e.into_inner());
+            for row in rows.into_iter().take(offsets.len()) {
+                t.apply(row, &key_of);
+            }
+            if let Some(id) = high {
+                t.apply(Row::IdHigh(id), &key_of);
+            }
+            drop(guard);
+        };
+        let written = if whole {
+            self.log.write_whole(encoded, apply).await
+        } else {
+            self.log.write(encoded, apply).await
+        };
+        if written.is_err() {
+            if let Some(id) = high {
+                let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+                t.apply(Row::IdHigh(id), &key_of);
+            }
+        }
+        written.map_err(store_err)
     }
 
     /// Subjects with a live version (with `deleted`, soft-deleted ones too), starting with
@@ -261,19 +279,79 @@ impl Registry {
             return Err(SchemaError::InvalidSchema("Empty schema".into()));
         }
         let ty = SchemaType::parse(input.schema_type.as_deref())?;
+        let references = (input.references.iter())
+            .map(|r| Self::pin(t, r))
+            .collect::<Result<Vec<_>>>()?;
+        self.parse(t, ty, &input.schema, references)
+    }
+
+    /// Parses `text` with the named types of `references` (already pinned) known.
+    fn parse(
+        &self,
+        t: &Tables,
+        ty: SchemaType,
+        text: &str,
+        references: Vec<Reference>,
+    ) -> Result<Prepared> {
         let mut known = Avro::default();
-        for r in &input.references {
+        for r in &references {
             self.resolve(t, r, &mut known, 1)?;
         }
-        let (parsed, canonical) = schema::parse(ty, &input.schema, &known, self.limits.depth_max)?;
+        let (parsed, canonical) = schema::parse(ty, text, &known, self.limits.depth_max)?;
         Ok(Prepared {
             parsed,
             key: ContentKey {
                 schema_type: ty,
                 canonical,
-                references: input.references.clone(),
+                references,
             },
         })
+    }
+
+    /// `r` with its version made concrete, as Confluent stores it: `-1` becomes the subject's
+    /// latest live version; any other version must be in 1..=2^31-1 (42201 otherwise, and when
+    /// the subject or version does not exist, like Confluent's unresolvable reference).
+    fn pin(t: &Tables, r: &Reference) -> Result<Reference> {
+        let version = Self::reference_version(t, r)?;
+        Self::find(t, &r.subject, Some(version), true).map_err(|_| {
+            SchemaError::InvalidSchema(format!(
+                "reference {:?} to subject {:?} version {} not found",
+                crate::shown(&r.name),
+                crate::shown(&r.subject),
+                r.version
+            ))
+        })?;
+        Ok(Reference {
+            version: i64::from(version),
+            ..r.clone()
+        })
+    }
+
+    /// The concrete version `r` names (`-1`: the latest live one; a `-1` stored by an older
+    /// busbar is read the same way).
+    fn reference_version(t: &Tables, r: &Reference) -> Result<u32> {
+        let invalid = || {
+            SchemaError::InvalidSchema(format!(
+                "reference {:?} to subject {:?}: version {} is not valid (allowed: 1 to 2^31-1, or -1 for the latest)",
+                crate::shown(&r.name),
+                crate::shown(&r.subject),
+                r.version
+            ))
+        };
+        if r.version == -1 {
+            let latest = t.versions(&r.subject, false).last().map(|v| v.version);
+            return latest.ok_or_else(|| {
+                SchemaError::InvalidSchema(format!(
+                    "reference {:?}: subject {:?} has no live version",
+                    crate::shown(&r.name),
+                    crate::shown(&r.subject)
+                ))
+            });
+        }
+        u32::try_from(r.version)
+            .ok()
+            .filter(|v| (1..=i32::MAX as u32).contains(v))
+            .ok_or_else(invalid)
     }
 
     /// Adds the named types of reference `r` (and of its own references) to `known`.
@@ -284,12 +362,8 @@ impl Registry {
                 self.limits.depth_max
             )));
         }
-        let version = if r.version == -1 {
-            None
-        } else {
-            u32::try_from(r.version).ok()
-        };
-        let target = Self::find(t, &r.subject, version, true).map_err(|_| {
+        let version = Self::reference_version(t, r)?;
+        let target = Self::find(t, &r.subject, Some(version), true).map_err(|_| {
             SchemaError::InvalidSchema(format!(
                 "reference {:?} to subject {:?} version {} not found",
                 crate::shown(&r.name),
@@ -313,22 +387,67 @@ impl Registry {
         Ok(())
     }
 
-    fn parsed_versions(&self, t: &Tables, subject: &str) -> Vec<(u32, Parsed)> {
-        let mut out: Vec<(u32, Parsed)> = t
-            .versions(subject, false)
-            .into_iter()
-            .filter_map(|v| {
-                let input = SchemaInput {
-                    schema: v.schema.clone(),
-                    schema_type: Some(v.schema_type.as_str().into()),
-                    references: v.references.clone(),
-                    ..SchemaInput::default()
-                };
-                self.prepare(t, &input).ok().map(|p| (v.version, p.parsed))
-            })
-            .collect();
-        out.reverse();
-        out
+    /// The live versions of `subject` that `level` checks a new schema against, newest first,
+    /// parsed again (without `schema_bytes_max`: they were accepted under the limit of their
+    /// day). A version that does not parse any more (a lowered `depth_max`, a reference gone)
+    /// fails the check with 42201 naming it: skipping it would let any schema through.
+    fn parsed_versions(
+        &self,
+        t: &Tables,
+        subject: &str,
+        level: Compatibility,
+    ) -> Result<Vec<(u32, Parsed)>> {
+        let take = match level {
+            Compatibility::None => 0,
+            l if l.transitive() => usize::MAX,
+            _ => 1,
+        };
+        (t.versions(subject, false).into_iter().rev().take(take))
+            .map(|v| self.parsed_version(t, v).map(|p| (v.version, p)))
+            .collect()
+    }
+
+    /// Stored version `v` parsed again (42201 naming it when it no longer parses).
+    fn parsed_version(&self, t: &Tables, v: &Version) -> Result<Parsed> {
+        let parsed = self.parse(t, v.schema_type, &v.schema, v.references.clone());
+        parsed.map(|p| p.parsed).map_err(|e| {
+            SchemaError::InvalidSchema(format!(
+                "version {} of subject {} no longer parses, so nothing can be checked against it ({e}); \
+                 delete that version or set the subject's compatibility to NONE",
+                v.version,
+                crate::shown(&v.subject)
+            ))
+        })
+    }
+
+    /// Subjects the registry knows: with a version, a level or a mode of their own. Each counts
+    /// against `subjects_max`.
+    fn known_subjects(t: &Tables) -> usize {
+        let extra = |k: &Option<String>| k.as_ref().is_some_and(|s| !t.subjects.contains_key(s));
+        let mut only: std::collections::BTreeSet<&String> = Default::default();
+        for k in t.configs.keys().chain(t.modes.keys()).filter(|k| extra(k)) {
+            only.extend(k.as_ref());
+        }
+        t.subjects.len() + only.len()
+    }
+
+    /// Whether `subject` is known (see [`Self::known_subjects`]).
+    fn is_known(t: &Tables, subject: &str) -> bool {
+        let key = Some(subject.to_string());
+        t.subjects.contains_key(subject)
+            || t.configs.contains_key(&key)
+            || t.modes.contains_key(&key)
+    }
+
+    /// 42209 when `subject` is new and the registry already knows `subjects_max` subjects.
+    fn check_subject_room(&self, t: &Tables, subject: &str) -> Result<()> {
+        if Self::is_known(t, subject) || Self::known_subjects(t) < self.limits.subjects_max {
+            return Ok(());
+        }
+        Err(SchemaError::TooLarge(format!(
+            "The registry holds schema_registry.subjects_max ({}) subjects (with a version, a level or a mode)",
+            self.limits.subjects_max
+        )))
     }
 
     /// The compatibility level that applies to `subject`.

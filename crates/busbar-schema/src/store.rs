@@ -10,6 +10,13 @@ use crate::schema::ContentKey;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// Largest encoded row (key plus value) the registry writes: the internal log's batch limit
+/// (1 MiB + 12 bytes, `batch_bytes_max` of busbar-log) less 1 KiB for the batch's and record's
+/// framing. A version's row holds its schema text escaped inside JSON, so it is larger than
+/// the schema; a version whose row would pass this is refused with 42209 before anything is
+/// written.
+pub const ROW_BYTES_MAX: usize = (1 << 20) - 1024;
+
 /// One change to the registry's state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Row {
@@ -50,6 +57,21 @@ impl Row {
             crate::schema::json_canonical(&key).into_bytes(),
             value.map(|v| crate::schema::json_canonical(&v).into_bytes()),
         )
+    }
+
+    /// The size of the encoded row, key plus value.
+    pub fn encoded_len(&self) -> usize {
+        let (key, value) = self.encode();
+        key.len() + value.map_or(0, |v| v.len())
+    }
+
+    /// The schema id the row issues or records, if any.
+    pub fn id(&self) -> Option<u32> {
+        match self {
+            Row::Schema(_, _, Some(v)) => Some(v.id),
+            Row::IdHigh(id) => Some(*id),
+            _ => None,
+        }
     }
 
     /// Decodes a stored row: `Ok(None)` for a key type this version does not know (kept for a

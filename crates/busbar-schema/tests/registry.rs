@@ -385,3 +385,286 @@ async fn a_damaged_log_refuses_to_open_naming_it() {
         "{err}"
     );
 }
+
+fn with_refs(schema: &Value, refs: &[(&str, &str, i64)]) -> SchemaInput {
+    SchemaInput {
+        schema: schema.to_string(),
+        references: (refs.iter())
+            .map(|(name, subject, version)| busbar_schema::Reference {
+                name: name.to_string(),
+                subject: subject.to_string(),
+                version: *version,
+            })
+            .collect(),
+        ..SchemaInput::default()
+    }
+}
+
+#[tokio::test]
+async fn reference_versions_are_pinned_at_registration_and_invalid_ones_refused() {
+    let fs = MemFs::new();
+    let r = open(&fs, Limits::default());
+    let dep = json!({"type": "record", "name": "Dep", "fields": [{"name": "c", "type": "int"}]});
+    r.register("dep", avro(&dep)).await.unwrap();
+    let user = json!({"type": "record", "name": "U", "fields": [{"name": "d", "type": "Dep"}]});
+    for bad in [-5, 0, -2, 1 << 40, 7] {
+        let e = r
+            .register("user", with_refs(&user, &[("Dep", "dep", bad)]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), 42201, "version {bad}: {e}");
+    }
+    let v = r
+        .register("user", with_refs(&user, &[("Dep", "dep", -1)]))
+        .await
+        .unwrap()
+        .version;
+    assert_eq!(
+        v.references[0].version, 1,
+        "-1 is stored as the latest version"
+    );
+    assert_eq!(r.referenced_by("dep", Some(1)).unwrap(), vec![v.id]);
+    // The same body again (what serializers send) is the same version, also after dep moves on.
+    r.set_config(Some("dep"), Compatibility::None)
+        .await
+        .unwrap();
+    let other =
+        json!({"type": "record", "name": "Other", "fields": [{"name": "c", "type": "int"}]});
+    r.register("dep", avro(&other)).await.unwrap();
+    let again = r
+        .register("user", with_refs(&user, &[("Dep", "dep", 1)]))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    // A record replaced by a string is still refused under BACKWARD.
+    let e = r
+        .register("user", avro(&json!("string")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 40901, "{e}");
+    assert!(!r
+        .check("user", None, &avro(&json!("string")))
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn an_earlier_version_that_no_longer_parses_fails_the_check_instead_of_passing_it() {
+    let fs = MemFs::new();
+    let r = open(&fs, Limits::default());
+    let mut nested = json!("int");
+    for _ in 0..10 {
+        nested = json!({"type": "array", "items": nested});
+    }
+    r.register("s", avro(&nested)).await.unwrap();
+    r.close().unwrap();
+    drop(r);
+    // A lowered depth_max: version 1 no longer parses.
+    let r = open(
+        &fs,
+        Limits {
+            depth_max: 4,
+            ..Limits::default()
+        },
+    );
+    let e = r.check("s", None, &avro(&json!("int"))).unwrap_err();
+    assert_eq!(e.code(), 42201, "{e}");
+    assert!(e.to_string().contains("version 1"), "{e}");
+    let e = r
+        .check("s", Some(Some(1)), &avro(&json!("int")))
+        .unwrap_err();
+    assert_eq!(e.code(), 42201, "{e}");
+    let e = r.register("s", avro(&json!("int"))).await.unwrap_err();
+    assert_eq!(e.code(), 42201, "{e}");
+    // NONE checks nothing, so it needs no earlier version.
+    r.set_config(Some("s"), Compatibility::None).await.unwrap();
+    r.register("s", avro(&json!("int"))).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reference_to_its_own_subject_is_pinned_and_cannot_make_a_cycle() {
+    let fs = MemFs::new();
+    let r = open(&fs, Limits::default());
+    r.set_config(Some("cyc"), Compatibility::None)
+        .await
+        .unwrap();
+    let t1 = json!({"type": "record", "name": "T1", "fields": [{"name": "c", "type": "int"}]});
+    r.register("cyc", avro(&t1)).await.unwrap();
+    let t2 = json!({"type": "record", "name": "T2", "fields": [{"name": "t", "type": "T1"}]});
+    let body = with_refs(&t2, &[("T1", "cyc", -1)]);
+    let v2 = r.register("cyc", body.clone()).await.unwrap().version;
+    assert_eq!((v2.version, v2.references[0].version), (2, 1));
+    // The body as stored (version 1) is the same version; the -1 body now means v2.
+    let pinned = with_refs(&t2, &[("T1", "cyc", 1)]);
+    let again = r.register("cyc", pinned).await.unwrap();
+    assert_eq!((again.created, again.version.version), (false, 2));
+    let u = json!({"type": "record", "name": "U", "fields": [{"name": "t", "type": "T2"}]});
+    r.register("user", with_refs(&u, &[("T2", "cyc", -1)]))
+        .await
+        .expect("a reference to cyc at latest resolves");
+    // A reference to a version of the subject that does not exist yet is refused.
+    let e = r
+        .register("cyc", with_refs(&t2, &[("T1", "cyc", 9)]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 42201, "{e}");
+    // v1 is what v2 uses: protected; v2 is not its own referrer.
+    assert_eq!(
+        r.delete_version("cyc", Some(1), false)
+            .await
+            .unwrap_err()
+            .code(),
+        42206
+    );
+    assert!(!r.referenced_by("cyc", Some(2)).unwrap().contains(&v2.id));
+    // Whatever the -1 body does now, it never references its own new version.
+    if let Ok(reg) = r.register("cyc", body).await {
+        assert!(reg.version.references[0].version < i64::from(reg.version.version));
+        r.delete_version("cyc", Some(reg.version.version), false)
+            .await
+            .expect("a version is not its own referrer");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_store_write_never_lets_an_id_be_issued_twice() {
+    use busbar_log::disk::FaultStorage;
+    let fs = MemFs::new();
+    let storage = FaultStorage::new(fs.dir("schemas"));
+    let plan = storage.plan();
+    let r = Registry::open(
+        Arc::new(storage),
+        Arc::new(busbar_log::SystemClock),
+        Limits::default(),
+    )
+    .unwrap();
+    let first = r.register("a", avro(&json!("string"))).await.unwrap();
+    assert_eq!(first.version.id, 1);
+    // The next write's sync fails: its batch may be on disk all the same.
+    let mut failed = false;
+    for extra in 0..4 {
+        plan.fail_nth(plan.ops() + extra);
+        if r.register("b", avro(&json!("long"))).await.is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "an injected fault fails a registration");
+    plan.fail_nth(u64::MAX);
+    let mut next = None;
+    for _ in 0..3 {
+        if let Ok(reg) = r.register("c", avro(&json!("int"))).await {
+            next = Some(reg.version.id);
+            break;
+        }
+    }
+    let next = next.expect("a later registration succeeds");
+    assert!(
+        next > 2,
+        "id 2 went to the failed write, the next got {next}"
+    );
+}
+
+#[tokio::test]
+async fn a_schema_too_big_for_one_stored_row_answers_42209_and_big_subjects_soft_delete() {
+    let fs = MemFs::new();
+    let r = open(
+        &fs,
+        Limits {
+            schema_bytes_max: 4 << 20,
+            ..Limits::default()
+        },
+    );
+    let fields: Vec<Value> = (0..30_000)
+        .map(|i| json!({"name": format!("f{i}"), "type": "int"}))
+        .collect();
+    let big = json!({"type": "record", "name": "Big", "fields": fields});
+    let e = r.register("big", avro(&big)).await.unwrap_err();
+    assert_eq!(e.code(), 42209, "{e}");
+    // Versions totalling more than one batch of the internal log soft delete and hard delete.
+    r.set_config(Some("many"), Compatibility::None)
+        .await
+        .unwrap();
+    for n in 0..3 {
+        let fields: Vec<Value> = (0..10_000)
+            .map(|i| json!({"name": format!("g{n}_{i}"), "type": "int"}))
+            .collect();
+        let s = json!({"type": "record", "name": "M", "fields": fields});
+        r.register("many", avro(&s)).await.unwrap();
+    }
+    assert_eq!(
+        r.delete_subject("many", false).await.unwrap(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(r.delete_subject("many", true).await.unwrap(), vec![1, 2, 3]);
+    r.close().unwrap();
+    drop(r);
+    let r = open(&fs, Limits::default());
+    assert_eq!(r.versions("many", true).unwrap_err().code(), 40401);
+}
+
+#[tokio::test]
+async fn subject_configs_and_modes_count_against_subjects_max() {
+    let fs = MemFs::new();
+    let r = open(
+        &fs,
+        Limits {
+            subjects_max: 2,
+            ..Limits::default()
+        },
+    );
+    r.register("s1", avro(&json!("string"))).await.unwrap();
+    r.set_config(Some("c1"), Compatibility::None).await.unwrap();
+    let e = r
+        .set_config(Some("c2"), Compatibility::None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 42209, "{e}");
+    let e = r
+        .set_mode(Some("m1"), Mode::Readonly, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 42209, "{e}");
+    // Known subjects keep working, and the config-only subject may get versions.
+    r.set_config(Some("s1"), Compatibility::Full).await.unwrap();
+    r.set_mode(Some("c1"), Mode::Readwrite, false)
+        .await
+        .unwrap();
+    r.register("c1", avro(&json!("int"))).await.unwrap();
+    let e = r.register("s3", avro(&json!("int"))).await.unwrap_err();
+    assert_eq!(e.code(), 42209, "{e}");
+}
+
+#[tokio::test]
+async fn import_refuses_the_last_version_and_id_and_versions_never_pass_2_31_minus_1() {
+    let fs = MemFs::new();
+    let r = open(&fs, Limits::default());
+    r.set_mode(Some("vv"), Mode::Import, false).await.unwrap();
+    let imported = |id: i64, version: i64, s: &str| SchemaInput {
+        schema: s.into(),
+        id: Some(id),
+        version: Some(version),
+        ..SchemaInput::default()
+    };
+    let max = i32::MAX as i64;
+    let e = (r.register("vv", imported(5000, max, "\"string\"")).await).unwrap_err();
+    assert_eq!(e.code(), 42209, "{e}");
+    let e = (r.register("vv", imported(max, 1, "\"string\"")).await).unwrap_err();
+    assert_eq!(e.code(), 42209, "{e}");
+    r.register("vv", imported(max - 1, max - 1, "\"string\""))
+        .await
+        .unwrap();
+    r.set_mode(Some("vv"), Mode::Readwrite, false)
+        .await
+        .unwrap();
+    r.set_config(Some("vv"), Compatibility::None).await.unwrap();
+    let v = r.register("vv", avro(&json!("int"))).await.unwrap().version;
+    assert_eq!((v.version, v.id), (max as u32, max as u32));
+    let e = r.register("vv", avro(&json!("long"))).await.unwrap_err();
+    assert_eq!(e.code(), 42209, "{e}");
+    assert!(r
+        .versions("vv", false)
+        .unwrap()
+        .iter()
+        .all(|v| *v <= max as u32));
+}

@@ -6,7 +6,7 @@ use super::{Prepared, Registry};
 use crate::error::{Result, SchemaError};
 use crate::model::{check_subject, Compatibility, Mode, SchemaInput, Version};
 use crate::schema;
-use crate::store::{Row, Tables};
+use crate::store::{Row, Tables, ROW_BYTES_MAX};
 
 /// The outcome of a registration.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ impl Registry {
             }
             self.plan_register(&t, subject, &input, prepared, mode)?
         };
-        self.commit(guard, rows).await?;
+        self.commit(guard, rows, true).await?;
         let t = self.read();
         let version = Self::served(&t, &version);
         Ok(Registration {
@@ -71,10 +71,13 @@ impl Registry {
                 "An id or a version may only be given in IMPORT mode".into(),
             ));
         }
+        if import {
+            Self::check_import_room(input)?;
+        }
         if !import {
             let level = Self::level(t, subject);
-            let messages =
-                schema::check_level(level, &prepared.parsed, &self.parsed_versions(t, subject));
+            let previous = self.parsed_versions(t, subject, level)?;
+            let messages = schema::check_level(level, &prepared.parsed, &previous);
             if !messages.is_empty() {
                 return Err(SchemaError::Incompatible {
                     subject: crate::shown(subject),
@@ -99,7 +102,7 @@ impl Registry {
                 }
                 v
             }
-            None => all.last().map_or(1, |v| v.version + 1),
+            None => Self::next_version(subject, &all)?,
         };
         let v = Version {
             subject: subject.to_string(),
@@ -107,27 +110,58 @@ impl Registry {
             id,
             schema_type: prepared.key.schema_type,
             schema: input.schema.clone(),
-            references: input.references.clone(),
+            references: prepared.key.references.clone(),
             metadata: input.metadata.clone(),
             rule_set: input.rule_set.clone(),
             deleted: false,
         };
-        let mut rows = vec![Row::Schema(subject.to_string(), version, Some(v.clone()))];
+        let row = Row::Schema(subject.to_string(), version, Some(v.clone()));
+        if row.encoded_len() > ROW_BYTES_MAX {
+            return Err(SchemaError::TooLarge(format!(
+                "Schema of {} bytes takes {} bytes stored (its text escaped inside the version's \
+                 JSON), more than one row of the registry's internal log holds ({ROW_BYTES_MAX})",
+                input.schema.len(),
+                row.encoded_len()
+            )));
+        }
+        let mut rows = vec![row];
         if id > t.id_high {
             rows.push(Row::IdHigh(id));
         }
         Ok((v, rows))
     }
 
+    /// The version after the last of `all` (1 for none); 42209 past 2^31-1, the largest version
+    /// Confluent's clients can address.
+    fn next_version(subject: &str, all: &[&Version]) -> Result<u32> {
+        let next = all.last().map_or(1, |v| v.version + 1);
+        if next > i32::MAX as u32 {
+            return Err(SchemaError::TooLarge(format!(
+                "Subject {} holds version 2^31-1, the last one",
+                crate::shown(subject)
+            )));
+        }
+        Ok(next)
+    }
+
+    /// IMPORT may not take version or id 2^31-1, the last one: nothing could follow it
+    /// (42209).
+    fn check_import_room(input: &SchemaInput) -> Result<()> {
+        let last = i64::from(i32::MAX);
+        if input.version == Some(last) || input.id == Some(last) {
+            return Err(SchemaError::TooLarge(
+                "IMPORT of version or id 2^31-1 refused: no version or id could follow it; \
+                 at most 2^31-2"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn check_room(&self, t: &Tables, subject: &str, p: &Prepared) -> Result<()> {
         let l = &self.limits;
         let versions = t.subjects.get(subject).map_or(0, |m| m.len());
-        if versions == 0 && t.subjects.len() >= l.subjects_max {
-            return Err(SchemaError::TooLarge(format!(
-                "The registry holds schema_registry.subjects_max ({}) subjects",
-                l.subjects_max
-            )));
-        }
+        self.check_subject_room(t, subject)?;
         if versions >= l.versions_per_subject_max {
             return Err(SchemaError::TooLarge(format!(
                 "Subject {} holds schema_registry.versions_per_subject_max ({}) versions",
@@ -196,12 +230,12 @@ impl Registry {
         let t = self.read();
         let prepared = self.prepare(&t, input)?;
         let level = Self::level(&t, subject);
-        let previous = self.parsed_versions(&t, subject);
         let Some(version) = version else {
+            let previous = self.parsed_versions(&t, subject, level)?;
             return Ok(schema::check_level(level, &prepared.parsed, &previous));
         };
-        let target = Self::find(&t, subject, version, false)?.version;
-        let one: Vec<_> = previous.into_iter().filter(|(v, _)| *v == target).collect();
+        let target = Self::find(&t, subject, version, false)?;
+        let one = vec![(target.version, self.parsed_version(&t, target)?)];
         let level = match level {
             Compatibility::BackwardTransitive => Compatibility::Backward,
             Compatibility::ForwardTransitive => Compatibility::Forward,
@@ -256,7 +290,7 @@ impl Registry {
             };
             (row, v.version)
         };
-        self.commit(guard, vec![row]).await?;
+        self.commit(guard, vec![row], true).await?;
         Ok(n)
     }
 
@@ -310,7 +344,7 @@ impl Registry {
                 }
             }
         };
-        self.commit(guard, rows).await?;
+        self.commit(guard, rows, false).await?;
         Ok(versions)
     }
 
@@ -332,15 +366,20 @@ impl Registry {
         }
     }
 
-    /// Sets the level of `subject` (`None`: global).
+    /// Sets the level of `subject` (`None`: global). Like Confluent, a subject without versions
+    /// may have one; it then counts against `subjects_max` (42209 past it).
     pub async fn set_config(&self, subject: Option<&str>, level: Compatibility) -> Result<()> {
         if let Some(s) = subject {
             check_subject(s, &self.limits)?;
         }
         let guard = self.write.clone().lock_owned().await;
+        if let Some(s) = subject {
+            self.check_subject_room(&self.read(), s)?;
+        }
         self.commit(
             guard,
             vec![Row::Config(subject.map(str::to_string), Some(level))],
+            true,
         )
         .await
     }
@@ -350,8 +389,12 @@ impl Registry {
     pub async fn delete_config(&self, subject: Option<&str>) -> Result<Compatibility> {
         let guard = self.write.clone().lock_owned().await;
         let old = self.config(subject, subject.is_none())?;
-        self.commit(guard, vec![Row::Config(subject.map(str::to_string), None)])
-            .await?;
+        self.commit(
+            guard,
+            vec![Row::Config(subject.map(str::to_string), None)],
+            true,
+        )
+        .await?;
         Ok(old)
     }
 
@@ -370,12 +413,15 @@ impl Registry {
     }
 
     /// Sets the mode of `subject` (`None`: global). IMPORT needs no schemas in scope unless
-    /// `force` (42205).
+    /// `force` (42205). A subject without versions counts against `subjects_max` (42209).
     pub async fn set_mode(&self, subject: Option<&str>, mode: Mode, force: bool) -> Result<()> {
         if let Some(s) = subject {
             check_subject(s, &self.limits)?;
         }
         let guard = self.write.clone().lock_owned().await;
+        if let Some(s) = subject {
+            self.check_subject_room(&self.read(), s)?;
+        }
         if mode == Mode::Import && !force {
             let t = self.read();
             let occupied = match subject {
@@ -392,6 +438,7 @@ impl Registry {
         self.commit(
             guard,
             vec![Row::Mode(subject.map(str::to_string), Some(mode))],
+            true,
         )
         .await
     }
@@ -400,8 +447,12 @@ impl Registry {
     pub async fn delete_mode(&self, subject: Option<&str>) -> Result<Mode> {
         let guard = self.write.clone().lock_owned().await;
         let old = self.mode(subject, subject.is_none())?;
-        self.commit(guard, vec![Row::Mode(subject.map(str::to_string), None)])
-            .await?;
+        self.commit(
+            guard,
+            vec![Row::Mode(subject.map(str::to_string), None)],
+            true,
+        )
+        .await?;
         Ok(old)
     }
 }
