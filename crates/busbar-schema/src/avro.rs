@@ -5,10 +5,13 @@
 //!
 //! Named types live in [`Avro::named`] and are referred to by full name inside the tree, so
 //! recursive types are finite and compatibility memoises each (reader, writer) pair of names.
-//! Parsing is bounded by the caller's depth limit; nothing here panics on input.
+//! A name may be defined again only identically (a type shared by two references, as Java's
+//! parser allows). Field defaults must match their types as Java Avro validates them.
+//! Parsing is bounded by the caller's depth limit; a comparison by [`Limits`] (steps, and the
+//! depth of named types compared inside one another); nothing here panics on input.
 
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// A type in a schema tree.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,11 +85,17 @@ impl Avro {
             root: None,
             named: known.named.clone(),
         };
-        let root = Parser {
+        let mut parser = Parser {
             named: &mut out.named,
             depth_max,
+            defining: HashSet::new(),
+            defaults: Vec::new(),
+        };
+        let root = parser.ty(&value, "", 0)?;
+        let defaults = std::mem::take(&mut parser.defaults);
+        for d in &defaults {
+            d.validate(&out.named)?;
         }
-        .ty(&value, "", 0)?;
         out.root = Some(root);
         Ok(out)
     }
@@ -103,6 +112,64 @@ impl Avro {
 struct Parser<'a> {
     named: &'a mut BTreeMap<String, Def>,
     depth_max: usize,
+    /// Records whose fields are being parsed: defining one again inside itself is refused.
+    defining: HashSet<String>,
+    /// Every field default met, checked once all named types are complete.
+    defaults: Vec<FieldDefault>,
+}
+
+/// A field's default, to check against the field's type.
+struct FieldDefault {
+    record: String,
+    field: String,
+    ty: Type,
+    value: Value,
+}
+
+impl FieldDefault {
+    /// Java Avro's `Schema.isValidDefault`: refused with 42201 by Confluent.
+    fn validate(&self, named: &BTreeMap<String, Def>) -> Result<(), String> {
+        if valid_default(named, &self.ty, &self.value) {
+            return Ok(());
+        }
+        let value = crate::shown(&self.value.to_string());
+        Err(format!(
+            "invalid default for field \"{}\" of {}: {value} is not a {} (a union's default must match its first type)",
+            self.field,
+            self.record,
+            branch_key(&self.ty)
+        ))
+    }
+}
+
+/// Whether `v` is a valid default for `ty`, as Java Avro's `Schema.isValidValue` decides.
+fn valid_default(named: &BTreeMap<String, Def>, ty: &Type, v: &Value) -> bool {
+    match ty {
+        Type::Null => v.is_null(),
+        Type::Boolean => v.is_boolean(),
+        Type::Int => v.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+        Type::Long => v.is_i64(),
+        Type::Float | Type::Double => v.is_number(),
+        Type::Bytes(_) | Type::String => v.is_string(),
+        Type::Array(items) => {
+            (v.as_array()).is_some_and(|a| a.iter().all(|x| valid_default(named, items, x)))
+        }
+        Type::Map(values) => {
+            (v.as_object()).is_some_and(|o| o.values().all(|x| valid_default(named, values, x)))
+        }
+        Type::Union(branches) => branches.first().is_some_and(|b| valid_default(named, b, v)),
+        Type::Named(n) => match named.get(n).map(|d| &d.kind) {
+            Some(Named::Record { fields }) => v.as_object().is_some_and(|o| {
+                fields.iter().all(|f| match o.get(&f.name) {
+                    Some(x) => valid_default(named, &f.ty, x),
+                    // Java uses the field's own default, which is checked on its own.
+                    None => f.has_default,
+                })
+            }),
+            Some(Named::Enum { .. } | Named::Fixed { .. }) => v.is_string(),
+            None => false,
+        },
+    }
 }
 
 fn full_name(name: &str, namespace: &str) -> String {
@@ -232,9 +299,11 @@ impl Parser<'_> {
         if !valid_name(&full) {
             return Err(format!("invalid name \"{full}\""));
         }
-        if primitive(&full).is_some() || self.named.contains_key(&full) {
-            return Err(format!("the name \"{full}\" is already defined"));
+        let already = format!("the name \"{full}\" is already defined");
+        if primitive(&full).is_some() || self.defining.contains(&full) {
+            return Err(already);
         }
+        let earlier = self.named.get(&full).cloned();
         let inner_ns = namespace_of(&full).to_string();
         let aliases = aliases(obj, &inner_ns)?;
         let kind = match kind {
@@ -246,26 +315,49 @@ impl Parser<'_> {
                     .ok_or("a fixed needs a non-negative integer \"size\"")?,
                 decimal: decimal(obj)?,
             },
-            _ => {
-                // Defined before its fields so they can refer to it (recursive types).
-                self.named.insert(
-                    full.clone(),
-                    Def {
-                        aliases: aliases.clone(),
-                        kind: Named::Record { fields: vec![] },
-                    },
-                );
-                Named::Record {
-                    fields: self.fields(obj, &inner_ns, depth)?,
-                }
-            }
+            _ => self.record(&full, &aliases, earlier.is_none(), obj, depth)?,
         };
-        self.named.insert(full.clone(), Def { aliases, kind });
+        let def = Def { aliases, kind };
+        match earlier {
+            // A type shared by two references (a diamond) is defined twice, identically.
+            Some(earlier) if earlier == def => {}
+            Some(_) => return Err(already),
+            None => {
+                self.named.insert(full.clone(), def);
+            }
+        }
         Ok(Type::Named(full))
+    }
+
+    /// A record's fields; `placeholder` when the name is new, so its fields can refer to it
+    /// (recursive types) before it is complete.
+    fn record(
+        &mut self,
+        full: &str,
+        aliases: &[String],
+        placeholder: bool,
+        obj: &Map<String, Value>,
+        depth: usize,
+    ) -> Result<Named, String> {
+        if placeholder {
+            let def = Def {
+                aliases: aliases.to_vec(),
+                kind: Named::Record { fields: vec![] },
+            };
+            self.named.insert(full.to_string(), def);
+        }
+        self.defining.insert(full.to_string());
+        let fields = self.fields(full, obj, namespace_of(full), depth);
+        self.defining.remove(full);
+        if fields.is_err() && placeholder {
+            self.named.remove(full);
+        }
+        Ok(Named::Record { fields: fields? })
     }
 
     fn fields(
         &mut self,
+        record: &str,
         obj: &Map<String, Value>,
         ns: &str,
         depth: usize,
@@ -275,6 +367,7 @@ impl Parser<'_> {
             .and_then(Value::as_array)
             .ok_or("a record needs an array \"fields\"")?;
         let mut out: Vec<Field> = Vec::with_capacity(list.len());
+        let mut names = HashSet::with_capacity(list.len());
         for f in list {
             let f = f.as_object().ok_or("a field must be an object")?;
             let name = f
@@ -284,16 +377,25 @@ impl Parser<'_> {
             if !valid_name(name) || name.contains('.') {
                 return Err(format!("invalid field name \"{name}\""));
             }
-            if out.iter().any(|o| o.name == name) {
+            if !names.insert(name) {
                 return Err(format!("duplicate field \"{name}\""));
             }
             let ty = f
                 .get("type")
                 .ok_or_else(|| format!("field \"{name}\" needs \"type\""))?;
+            let ty = self.ty(ty, ns, depth + 1)?;
+            if let Some(value) = f.get("default") {
+                self.defaults.push(FieldDefault {
+                    record: record.to_string(),
+                    field: name.to_string(),
+                    ty: ty.clone(),
+                    value: value.clone(),
+                });
+            }
             out.push(Field {
                 name: name.to_string(),
                 aliases: aliases(f, "")?,
-                ty: self.ty(ty, ns, depth + 1)?,
+                ty,
                 has_default: f.contains_key("default"),
             });
         }
@@ -336,9 +438,10 @@ fn enumeration(obj: &Map<String, Value>) -> Result<Named, String> {
         .and_then(Value::as_array)
         .ok_or("an enum needs an array \"symbols\"")?;
     let mut out: Vec<String> = Vec::with_capacity(symbols.len());
+    let mut seen = HashSet::with_capacity(symbols.len());
     for s in symbols {
         let s = s.as_str().ok_or("enum symbols must be strings")?;
-        if !valid_name(s) || s.contains('.') || out.iter().any(|o| o == s) {
+        if !valid_name(s) || s.contains('.') || !seen.insert(s) {
             return Err(format!("invalid or duplicate enum symbol \"{s}\""));
         }
         out.push(s.to_string());
@@ -446,31 +549,78 @@ fn write_list(items: &[Value], out: &mut String, order: &[&str]) {
     out.push(']');
 }
 
+/// Bounds on one comparison; exceeding one answers `Err` naming it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most type-pair comparisons in one check (default 200,000; large real-world schemas take
+    /// a few thousand, as each pair of named types is compared once).
+    pub steps_max: usize,
+    /// Deepest chain of named types compared inside one another (default 128).
+    pub depth_max: usize,
+}
+
+impl std::default::Default for Limits {
+    fn default() -> Self {
+        Limits {
+            steps_max: 200_000,
+            depth_max: 128,
+        }
+    }
+}
+
 /// Whether data written with `writer` can always be read with `reader`; `Err` says why not.
 pub fn can_read(reader: &Avro, writer: &Avro) -> Result<(), Vec<String>> {
+    can_read_with(reader, writer, &Limits::default())
+}
+
+/// [`can_read`] within explicit limits.
+pub fn can_read_with(reader: &Avro, writer: &Avro, limits: &Limits) -> Result<(), Vec<String>> {
     let (Some(r), Some(w)) = (&reader.root, &writer.root) else {
         return Err(vec!["an empty schema".into()]);
     };
-    let mut check = Check {
-        reader,
-        writer,
-        seen: BTreeSet::new(),
-        errors: Vec::new(),
-    };
+    let mut check = Check::new(reader, writer, limits);
     check.types(r, w, "");
-    if check.errors.is_empty() {
-        Ok(())
-    } else {
-        Err(check.errors)
+    match check.stop {
+        Some(Stop::Steps) => Err(vec![format!(
+            "the schemas are too complex to compare: the check takes more than {} steps",
+            limits.steps_max
+        )]),
+        Some(Stop::Depth) => Err(vec![format!(
+            "the schemas are too deep to compare: named types nest more than {} deep",
+            limits.depth_max
+        )]),
+        None if check.errors.is_empty() => Ok(()),
+        None => Err(check.errors),
     }
 }
+
+/// Why a comparison stopped before its end.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Steps,
+    Depth,
+}
+
+/// A (reader, writer) pair of named types' full names.
+type Pair<'a> = (&'a str, &'a str);
 
 struct Check<'a> {
     reader: &'a Avro,
     writer: &'a Avro,
-    /// (reader name, writer name) pairs being or already checked: recursion ends there.
-    seen: BTreeSet<(String, String)>,
+    limits: &'a Limits,
+    steps: usize,
+    stop: Option<Stop>,
+    /// Final results of pairs: compatible, or the first reason not.
+    memo: HashMap<Pair<'a>, Result<(), String>>,
+    /// Pairs being compared, each with its position in the chain: met again, they are taken as
+    /// compatible (recursive types).
+    active: HashMap<Pair<'a>, usize>,
+    /// The earliest active pair the current comparison took as compatible (`usize::MAX`: none).
+    /// A compatible result that relied on an earlier pair is provisional and not memoised.
+    low: usize,
     errors: Vec<String>,
+    /// The comparison stops once it has this many errors (one when trying a union branch).
+    errors_cap: usize,
 }
 
 fn short(name: &str) -> &str {
@@ -489,37 +639,114 @@ fn promotable(r: &Type, w: &Type) -> bool {
     )
 }
 
-impl Check<'_> {
+/// A reader union's branches by the writer types they can match: named branches by the short
+/// names of their name and aliases, the rest in one list (at most ten, one per kind).
+struct UnionIndex<'a> {
+    by_name: HashMap<&'a str, Vec<usize>>,
+    unnamed: Vec<usize>,
+}
+
+impl<'a> UnionIndex<'a> {
+    fn new(reader: &'a Avro, branches: &'a [Type]) -> Self {
+        let mut index = UnionIndex {
+            by_name: HashMap::new(),
+            unnamed: Vec::new(),
+        };
+        for (i, b) in branches.iter().enumerate() {
+            let Type::Named(n) = b else {
+                index.unnamed.push(i);
+                continue;
+            };
+            let aliases = reader.named.get(n).map_or(&[][..], |d| &d.aliases[..]);
+            let mut keys: Vec<&str> = aliases.iter().map(|a| short(a)).collect();
+            keys.push(short(n));
+            keys.sort_unstable();
+            keys.dedup();
+            for k in keys {
+                index.by_name.entry(k).or_default().push(i);
+            }
+        }
+        index
+    }
+
+    /// The branches that may match writer type `w`, in union order.
+    fn candidates(&self, w: &Type) -> &[usize] {
+        match w {
+            Type::Named(n) => self.by_name.get(short(n)).map_or(&[], |v| &v[..]),
+            _ => &self.unnamed,
+        }
+    }
+}
+
+impl<'a> Check<'a> {
+    fn new(reader: &'a Avro, writer: &'a Avro, limits: &'a Limits) -> Self {
+        Check {
+            reader,
+            writer,
+            limits,
+            steps: 0,
+            stop: None,
+            memo: HashMap::new(),
+            active: HashMap::new(),
+            low: usize::MAX,
+            errors: Vec::new(),
+            errors_cap: usize::MAX,
+        }
+    }
+
     fn fail(&mut self, at: &str, msg: String) {
         let at = if at.is_empty() { "/" } else { at };
         self.errors.push(format!("{msg} at {at}"));
     }
 
-    /// Whether the pair matches, without recording errors (for choosing union branches).
-    fn matches(&mut self, r: &Type, w: &Type) -> bool {
+    fn stopped(&self) -> bool {
+        self.stop.is_some() || self.errors.len() >= self.errors_cap
+    }
+
+    /// Spends `n` steps of the budget; false (and stopped) past it.
+    fn spend(&mut self, n: usize) -> bool {
+        self.steps = self.steps.saturating_add(n);
+        if self.steps > self.limits.steps_max {
+            self.stop = Some(Stop::Steps);
+        }
+        self.stop.is_none()
+    }
+
+    /// Whether the pair matches, without recording errors (for choosing union branches). What
+    /// it learns about named pairs is kept.
+    fn matches(&mut self, r: &'a Type, w: &'a Type) -> bool {
         let before = self.errors.len();
-        let seen = self.seen.clone();
+        let cap = std::mem::replace(&mut self.errors_cap, before + 1);
         self.types(r, w, "");
-        let ok = self.errors.len() == before;
+        self.errors_cap = cap;
+        let ok = self.errors.len() == before && self.stop.is_none();
         self.errors.truncate(before);
-        self.seen = seen;
         ok
     }
 
-    fn types(&mut self, r: &Type, w: &Type, at: &str) {
+    fn types(&mut self, r: &'a Type, w: &'a Type, at: &str) {
+        if self.stopped() || !self.spend(1) {
+            return;
+        }
         match (r, w) {
+            (Type::Union(rs), Type::Union(ws)) => {
+                if !self.spend(rs.len()) {
+                    return;
+                }
+                let index = UnionIndex::new(self.reader, rs);
+                for (i, wb) in ws.iter().enumerate() {
+                    self.in_union(rs, &index, wb, &format!("{at}/writer-union/{i}"));
+                }
+            }
             (_, Type::Union(ws)) => {
                 for (i, wb) in ws.iter().enumerate() {
                     self.types(r, wb, &format!("{at}/writer-union/{i}"));
                 }
             }
             (Type::Union(rs), w) => {
-                let rs = rs.clone();
-                if !rs.iter().any(|rb| self.matches(rb, w)) {
-                    self.fail(
-                        at,
-                        format!("reader union lacks writer type {}", branch_key(w)),
-                    );
+                if self.spend(rs.len()) {
+                    let index = UnionIndex::new(self.reader, rs);
+                    self.in_union(rs, &index, w, at);
                 }
             }
             (Type::Array(ri), Type::Array(wi)) => self.types(ri, wi, &format!("{at}/items")),
@@ -540,11 +767,80 @@ impl Check<'_> {
         }
     }
 
-    fn named(&mut self, rn: &str, wn: &str, at: &str) {
-        if !self.seen.insert((rn.to_string(), wn.to_string())) {
+    /// Writer type `w` against the reader union `rs`: some branch must read it.
+    fn in_union(&mut self, rs: &'a [Type], index: &UnionIndex<'_>, w: &'a Type, at: &str) {
+        if self.stopped() {
             return;
         }
-        let (Some(rd), Some(wd)) = (self.reader.named.get(rn), self.writer.named.get(wn)) else {
+        let candidates = index.candidates(w);
+        let found = candidates.iter().any(|&i| self.matches(&rs[i], w));
+        if !found && self.stop.is_none() {
+            let why = self.why_not(candidates.first().map(|&i| &rs[i]), w);
+            self.fail(
+                at,
+                format!("reader union lacks writer type {}{why}", branch_key(w)),
+            );
+        }
+    }
+
+    /// Why the same-named reader branch `r` could not read `w`, when known (for the message).
+    fn why_not(&self, r: Option<&'a Type>, w: &'a Type) -> String {
+        match (r, w) {
+            (Some(Type::Named(rn)), Type::Named(wn)) => {
+                match self.memo.get(&(rn.as_str(), wn.as_str())) {
+                    Some(Err(first)) => format!(" (its type of that name: {first})"),
+                    _ => String::new(),
+                }
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// A pair of named types, each pair compared once: its result is memoised unless it relied
+    /// on an enclosing pair still being compared.
+    fn named(&mut self, rn: &'a str, wn: &'a str, at: &str) {
+        let key = (rn, wn);
+        if let Some(result) = self.memo.get(&key) {
+            if let Err(first) = result {
+                let m = format!("reader type {rn} cannot read writer type {wn} ({first})");
+                self.fail(at, m);
+            }
+            return;
+        }
+        if let Some(&position) = self.active.get(&key) {
+            self.low = self.low.min(position);
+            return;
+        }
+        let position = self.active.len();
+        if position >= self.limits.depth_max {
+            self.stop = Some(Stop::Depth);
+            return;
+        }
+        self.active.insert(key, position);
+        let outer_low = std::mem::replace(&mut self.low, usize::MAX);
+        let before = self.errors.len();
+        self.named_body(rn, wn, at);
+        self.active.remove(&key);
+        let low = self.low;
+        self.low = if low < position {
+            outer_low.min(low)
+        } else {
+            outer_low
+        };
+        if self.stop.is_some() {
+            return;
+        }
+        // Incompatible even taking the enclosing pairs as compatible: incompatible for good.
+        if let Some(first) = self.errors.get(before) {
+            self.memo.insert(key, Err(first.clone()));
+        } else if low >= position {
+            self.memo.insert(key, Ok(()));
+        }
+    }
+
+    fn named_body(&mut self, rn: &'a str, wn: &'a str, at: &str) {
+        let (reader, writer) = (self.reader, self.writer);
+        let (Some(rd), Some(wd)) = (reader.named.get(rn), writer.named.get(wn)) else {
             return self.fail(at, format!("undefined type {rn} or {wn}"));
         };
         let same_name =
@@ -556,10 +852,7 @@ impl Check<'_> {
             );
         }
         match (&rd.kind, &wd.kind) {
-            (Named::Record { fields: rf }, Named::Record { fields: wf }) => {
-                let (rf, wf) = (rf.clone(), wf.clone());
-                self.record(&rf, &wf, at)
-            }
+            (Named::Record { fields: rf }, Named::Record { fields: wf }) => self.record(rf, wf, at),
             (
                 Named::Enum {
                     symbols: rs,
@@ -568,7 +861,8 @@ impl Check<'_> {
                 Named::Enum { symbols: ws, .. },
             ) => {
                 if default.is_none() {
-                    let missing: Vec<&String> = ws.iter().filter(|s| !rs.contains(s)).collect();
+                    let known: HashSet<&String> = rs.iter().collect();
+                    let missing: Vec<&String> = ws.iter().filter(|s| !known.contains(s)).collect();
                     if !missing.is_empty() {
                         let m = format!("reader enum {rn} lacks writer symbols {missing:?}");
                         self.fail(at, m);
@@ -601,14 +895,26 @@ impl Check<'_> {
         }
     }
 
-    fn record(&mut self, rf: &[Field], wf: &[Field], at: &str) {
+    fn record(&mut self, rf: &'a [Field], wf: &'a [Field], at: &str) {
+        if !self.spend(wf.len()) {
+            return;
+        }
+        let by_name: HashMap<&str, usize> = (wf.iter().enumerate())
+            .map(|(i, w)| (w.name.as_str(), i))
+            .collect();
         for f in rf {
-            let found = wf
-                .iter()
-                .find(|w| w.name == f.name)
-                .or_else(|| wf.iter().find(|w| f.aliases.contains(&w.name)));
+            if self.stopped() {
+                return;
+            }
+            // By name, else the first writer field named by one of the reader field's aliases.
+            let found = (by_name.get(f.name.as_str()).copied()).or_else(|| {
+                (f.aliases.iter())
+                    .filter_map(|a| by_name.get(a.as_str()))
+                    .min()
+                    .copied()
+            });
             match found {
-                Some(w) => self.types(&f.ty, &w.ty, &format!("{at}/fields/{}", f.name)),
+                Some(i) => self.types(&f.ty, &wf[i].ty, &format!("{at}/fields/{}", f.name)),
                 None if f.has_default => {}
                 None => self.fail(
                     at,
