@@ -78,8 +78,25 @@ const PRIMITIVES: &[&str] = &[
 
 impl Avro {
     /// Parses `text` with the named types of `known` (its references, already parsed) in scope.
-    /// `depth_max` bounds the nesting of types.
+    /// `depth_max` bounds the nesting of types. A name already defined is refused.
     pub fn parse(text: &str, known: &Avro, depth_max: usize) -> Result<Avro, String> {
+        Self::parse_with(text, known, depth_max, false)
+    }
+
+    /// [`Avro::parse`], but a name already defined (in `known` or earlier in `text`) may be
+    /// defined again identically, as Java's `Schema.Parser` allows: a type shared by two
+    /// references (a diamond). Only for callers that resolve each reference once; one that
+    /// re-resolves every path of a diamond chain would parse exponentially often.
+    pub fn parse_shared(text: &str, known: &Avro, depth_max: usize) -> Result<Avro, String> {
+        Self::parse_with(text, known, depth_max, true)
+    }
+
+    fn parse_with(
+        text: &str,
+        known: &Avro,
+        depth_max: usize,
+        redefine: bool,
+    ) -> Result<Avro, String> {
         let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
         let mut out = Avro {
             root: None,
@@ -88,6 +105,7 @@ impl Avro {
         let mut parser = Parser {
             named: &mut out.named,
             depth_max,
+            redefine,
             defining: HashSet::new(),
             defaults: Vec::new(),
         };
@@ -112,6 +130,8 @@ impl Avro {
 struct Parser<'a> {
     named: &'a mut BTreeMap<String, Def>,
     depth_max: usize,
+    /// Whether a name may be defined again identically.
+    redefine: bool,
     /// Records whose fields are being parsed: defining one again inside itself is refused.
     defining: HashSet<String>,
     /// Every field default met, checked once all named types are complete.
@@ -304,6 +324,9 @@ impl Parser<'_> {
             return Err(already);
         }
         let earlier = self.named.get(&full).cloned();
+        if earlier.is_some() && !self.redefine {
+            return Err(already);
+        }
         let inner_ns = namespace_of(&full).to_string();
         let aliases = aliases(obj, &inner_ns)?;
         let kind = match kind {

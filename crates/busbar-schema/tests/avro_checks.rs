@@ -1,7 +1,8 @@
 //! The Avro checker's bounds and Confluent's parse rules, through the public API: the
 //! compatibility check stays fast on schemas built to blow it up (records nested in unions, huge
-//! unions) and stops at its step budget; references may share a type (diamonds); field defaults
-//! must match their types as Java Avro validates them.
+//! unions) and stops at its step budget; `parse_shared` accepts a type defined again identically
+//! (what diamond references need); field defaults must match their types as Java Avro validates
+//! them.
 
 use busbar_log::disk::MemFs;
 use busbar_schema::avro::{self, Avro};
@@ -161,40 +162,24 @@ fn recursive_types_are_compared_to_the_end() {
     assert!(avro::can_read(&narrower, &old).is_err());
 }
 
-#[tokio::test]
-async fn diamond_references_share_a_type() {
-    let fs = MemFs::new();
-    let r = open(&fs);
-    let common =
-        json!({"type": "record", "name": "Common", "fields": [{"name": "c", "type": "int"}]});
-    r.register("common", input(&common, &[])).await.unwrap();
-    let a = json!({"type": "record", "name": "A", "fields": [{"name": "c", "type": "Common"}]});
-    r.register("ra", input(&a, &[("Common", "common", 1)]))
-        .await
-        .unwrap();
-    let top = json!({"type": "record", "name": "Top", "fields": [
-        {"name": "a", "type": "A"}, {"name": "c", "type": "Common"}]});
-    for refs in [
-        [("Common", "common", 1), ("A", "ra", 1)],
-        [("A", "ra", 1), ("Common", "common", 1)],
-    ] {
-        r.register("top", input(&top, &refs))
-            .await
-            .expect("diamond");
-    }
-}
-
 #[test]
 fn a_name_redefined_differently_is_still_refused() {
     let e = |symbols: Value| json!({"type": "enum", "name": "E", "symbols": symbols});
     let same = json!([{"type": "array", "items": e(json!(["A"]))}, {"type": "map", "values": e(json!(["A"]))}]);
-    assert!(Avro::parse(&same.to_string(), &Avro::default(), 64).is_ok());
+    assert!(Avro::parse_shared(&same.to_string(), &Avro::default(), 64).is_ok());
+    let err = Avro::parse(&same.to_string(), &Avro::default(), 64).unwrap_err();
+    assert!(err.contains("already defined"), "{err}");
     let differs = json!([{"type": "array", "items": e(json!(["A"]))}, {"type": "map", "values": e(json!(["B"]))}]);
-    let err = Avro::parse(&differs.to_string(), &Avro::default(), 64).unwrap_err();
+    let err = Avro::parse_shared(&differs.to_string(), &Avro::default(), 64).unwrap_err();
     assert!(err.contains("already defined"), "{err}");
     let inner_same_name = json!({"type": "record", "name": "R", "fields": [
         {"name": "r", "type": {"type": "record", "name": "R", "fields": []}}]});
-    assert!(Avro::parse(&inner_same_name.to_string(), &Avro::default(), 64).is_err());
+    assert!(Avro::parse_shared(&inner_same_name.to_string(), &Avro::default(), 64).is_err());
+    let common =
+        json!({"type": "record", "name": "Common", "fields": [{"name": "c", "type": "int"}]});
+    let known = parse(&common);
+    let again = Avro::parse_shared(&common.to_string(), &known, 64).expect("identical");
+    assert_eq!(again.named, known.named);
 }
 
 fn field(ty: Value, default: Value) -> Value {
