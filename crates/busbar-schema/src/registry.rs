@@ -13,6 +13,7 @@ use busbar_broker::kvlog::KvLog;
 use busbar_log::disk::Storage;
 use busbar_log::Clock;
 use serde_json::Value;
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use tokio::sync::Mutex;
 
@@ -294,8 +295,9 @@ impl Registry {
         references: Vec<Reference>,
     ) -> Result<Prepared> {
         let mut known = Avro::default();
+        let mut resolved = HashSet::new();
         for r in &references {
-            self.resolve(t, r, &mut known, 1)?;
+            self.resolve(t, r, &mut known, &mut resolved, 1)?;
         }
         let (parsed, canonical) = schema::parse(ty, text, &known, self.limits.depth_max)?;
         Ok(Prepared {
@@ -355,7 +357,17 @@ impl Registry {
     }
 
     /// Adds the named types of reference `r` (and of its own references) to `known`.
-    fn resolve(&self, t: &Tables, r: &Reference, known: &mut Avro, depth: usize) -> Result<()> {
+    /// Each (subject, version) is resolved once (`resolved`, filled after its own references, so
+    /// a cycle still reaches the depth limit), as Confluent's `resolveReferences` does: a diamond
+    /// is parsed once, and a chain of diamonds is linear, not exponential.
+    fn resolve(
+        &self,
+        t: &Tables,
+        r: &Reference,
+        known: &mut Avro,
+        resolved: &mut HashSet<(String, u32)>,
+        depth: usize,
+    ) -> Result<()> {
         if depth > self.limits.depth_max {
             return Err(SchemaError::InvalidSchema(format!(
                 "references nested more than {} deep (schema_registry.depth_max), or a cycle",
@@ -363,6 +375,9 @@ impl Registry {
             )));
         }
         let version = Self::reference_version(t, r)?;
+        if resolved.contains(&(r.subject.clone(), version)) {
+            return Ok(());
+        }
         let target = Self::find(t, &r.subject, Some(version), true).map_err(|_| {
             SchemaError::InvalidSchema(format!(
                 "reference {:?} to subject {:?} version {} not found",
@@ -372,11 +387,11 @@ impl Registry {
             ))
         })?;
         for inner in &target.references {
-            self.resolve(t, inner, known, depth + 1)?;
+            self.resolve(t, inner, known, resolved, depth + 1)?;
         }
         if target.schema_type == SchemaType::Avro {
             let parsed =
-                Avro::parse(&target.schema, known, self.limits.depth_max).map_err(|e| {
+                Avro::parse_shared(&target.schema, known, self.limits.depth_max).map_err(|e| {
                     SchemaError::InvalidSchema(format!(
                         "reference {:?}: {e}",
                         crate::shown(&r.name)
@@ -384,6 +399,7 @@ impl Registry {
                 })?;
             known.named.extend(parsed.named);
         }
+        resolved.insert((r.subject.clone(), version));
         Ok(())
     }
 

@@ -240,3 +240,46 @@ async fn field_defaults_must_match_their_types() {
             .expect("valid default");
     }
 }
+#[tokio::test]
+async fn diamond_references_share_a_type() {
+    let fs = MemFs::new();
+    let r = open(&fs);
+    let common =
+        json!({"type": "record", "name": "Common", "fields": [{"name": "c", "type": "int"}]});
+    r.register("common", input(&common, &[])).await.unwrap();
+    let a = json!({"type": "record", "name": "A", "fields": [{"name": "c", "type": "Common"}]});
+    r.register("ra", input(&a, &[("Common", "common", 1)]))
+        .await
+        .unwrap();
+    let top = json!({"type": "record", "name": "Top", "fields": [
+        {"name": "a", "type": "A"}, {"name": "c", "type": "Common"}]});
+    for refs in [
+        [("Common", "common", 1), ("A", "ra", 1)],
+        [("A", "ra", 1), ("Common", "common", 1)],
+    ] {
+        r.register("top", input(&top, &refs))
+            .await
+            .expect("diamond");
+    }
+}
+
+#[tokio::test]
+async fn a_chain_of_diamond_references_resolves_each_reference_once() {
+    // L{i} references L{i-1} under two names: resolving every path would parse L0 2^n times.
+    let fs = MemFs::new();
+    let r = open(&fs);
+    let l0 = json!({"type": "record", "name": "L0", "fields": [{"name": "c", "type": "int"}]});
+    r.register("l0", input(&l0, &[])).await.unwrap();
+    let start = Instant::now();
+    for i in 1..=18 {
+        let prev = format!("l{}", i - 1);
+        let schema = json!({"type": "record", "name": format!("L{i}"),
+            "fields": [{"name": "p", "type": format!("L{}", i - 1)}]});
+        let refs = [("a", prev.as_str(), 1), ("b", prev.as_str(), 1)];
+        r.register(&format!("l{i}"), input(&schema, &refs))
+            .await
+            .expect("registers");
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "18 levels took {took:?}");
+}
