@@ -53,7 +53,7 @@ impl SchemaRegistrySection {
                 "schema_registry.schema_bytes_max",
                 self.schema_bytes_max,
                 1024,
-                64 << 20,
+                1 << 20,
             ),
             (
                 "schema_registry.subjects_max",
