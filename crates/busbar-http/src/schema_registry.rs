@@ -103,7 +103,11 @@ fn body_json(body: &Bytes) -> Result<Value, Answer> {
 }
 
 fn schema_input(body: &Bytes) -> Result<SchemaInput, Answer> {
-    let v = body_json(body)?;
+    let mut v = body_json(body)?;
+    if let Some(fields) = v.as_object_mut() {
+        // Null optional fields read as absent, as Confluent's entities do.
+        fields.retain(|_, value| !value.is_null());
+    }
     if !v.is_object() || !v["schema"].is_string() {
         return Err(error(
             422,

@@ -388,3 +388,23 @@ fn oversized_and_hostile_bodies_answer_422() {
     );
     assert_eq!(s.call(false, "GET", "/subjects", None), (200, json!([])));
 }
+
+/// Null optional fields read as absent, as Confluent's entities do: `"references": null` and
+/// `"schemaType": null` register an Avro schema without references.
+#[test]
+fn null_optional_fields_read_as_absent() {
+    let s = Server::start(Limits::default());
+    let v1 = v(json!([{"name": "a", "type": "string"}]));
+    let extra = json!({"schemaType": null, "references": null, "metadata": null});
+    let (st, reg) = s.call(
+        false,
+        "POST",
+        "/subjects/nulls/versions",
+        Some(&schema_body(&v1, extra)),
+    );
+    assert_eq!((st, reg["id"].clone()), (200, json!(1)), "{reg}");
+    let (st, got) = s.call(false, "GET", "/subjects/nulls/versions/1", None);
+    assert_eq!(st, 200, "{got}");
+    assert!(got.get("schemaType").is_none(), "AVRO: {got}");
+    assert!(got.get("references").is_none(), "{got}");
+}
