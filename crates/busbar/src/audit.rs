@@ -2,7 +2,7 @@
 //! `<data-dir>/audit.log`, `"stdout"`, or a path) and how it rotates; checked here and turned into
 //! the broker's [`AuditConfig`]. The writer itself is `busbar_broker::audit`.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use busbar_broker::audit::{AuditConfig, AuditTarget};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -41,12 +41,7 @@ impl AuditSection {
             ("audit.files_kept", self.files_kept, 0, 1000),
             ("audit.queue_max", self.queue_max, 1, 10_000_000),
         ];
-        for &(key, v, min, max) in checks {
-            if v < min || v > max {
-                bail!("{key} = {v} is outside [{min}, {max}]");
-            }
-        }
-        Ok(())
+        crate::config::check_ranges(checks)
     }
 
     /// The broker's settings.

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::{Table, Value};
 
+pub use crate::auth_config::AuthSection;
+
 /// The whole configuration of `busbar serve`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,42 +123,6 @@ pub struct Kafka {
     pub tls_handshake_timeout_ms: u64,
 }
 
-/// `[auth]`: authentication (off by default: every request is allowed, as before).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthSection {
-    /// Check credentials: SASL on SASL listeners, HTTP Basic on the HTTP API.
-    pub enabled: bool,
-    /// User names allowed everything (`User:` prefix accepted).
-    pub super_users: Vec<String>,
-    /// Allow what no ACL covers (applies once ACLs exist).
-    pub allow_if_no_acl: bool,
-    /// PBKDF2 iterations of credentials made from a password (4096..=16384).
-    pub scram_iterations: u32,
-    /// Longest failed-login backoff of one (user, address), milliseconds.
-    pub backoff_max_ms: u64,
-    /// Most (user, address) pairs whose failed logins are remembered.
-    pub backoff_entries_max: u64,
-    /// Longest life of an HTTP API token (`POST /tokens`), seconds.
-    pub token_ttl_max_s: u64,
-    /// Most users that may exist (`POST /users` answers 409 past it).
-    pub users_max: u64,
-    /// Most live API tokens one user may have (`POST /tokens` answers 409 past it).
-    pub tokens_per_user_max: u64,
-    /// Most live API tokens of all users together.
-    pub tokens_max: u64,
-    /// Most ACLs that may exist.
-    pub acls_max: u64,
-    /// Largest answer of one ACL describe (Kafka DescribeAcls, `GET /acls`), bytes.
-    pub acls_answer_bytes_max: u64,
-    /// `/metrics` answers without credentials (false: like every other route).
-    pub metrics_public: bool,
-    /// Successful password checks remembered (HTTP Basic); 0: none.
-    pub password_cache_entries: u64,
-    /// How long one is remembered, milliseconds.
-    pub password_cache_ttl_ms: u64,
-}
-
 /// `[bus]`: the routing bus's limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -208,7 +174,6 @@ impl Default for Config {
         let b = BrokerConfig::default();
         let h = HttpConfig::default();
         let k = busbar_kafka::KafkaConfig::default();
-        let a = busbar_broker::auth::AuthConfig::default();
         Self {
             data_dir: b.data_dir.clone(),
             http: Http {
@@ -269,23 +234,7 @@ impl Default for Config {
             limits: Limits {
                 connections_per_ip: k.connections_per_ip as u64,
             },
-            auth: AuthSection {
-                enabled: a.enabled,
-                super_users: a.super_users.clone(),
-                allow_if_no_acl: a.allow_if_no_acl,
-                scram_iterations: a.scram_iterations,
-                backoff_max_ms: a.backoff_max.as_millis() as u64,
-                backoff_entries_max: a.backoff_entries_max as u64,
-                token_ttl_max_s: a.token_ttl_max.as_secs(),
-                users_max: a.users_max as u64,
-                tokens_per_user_max: a.tokens_per_user_max as u64,
-                tokens_max: a.tokens_max as u64,
-                acls_max: a.acls_max as u64,
-                acls_answer_bytes_max: a.acls_answer_bytes_max as u64,
-                metrics_public: a.metrics_public,
-                password_cache_entries: a.password_cache_entries as u64,
-                password_cache_ttl_ms: a.password_cache_ttl.as_millis() as u64,
-            },
+            auth: AuthSection::default(),
             audit: crate::audit::AuditSection::default(),
             schema_registry: crate::schema_config::SchemaRegistrySection::default(),
             topic_defaults: TopicConfig::default().entries(),
@@ -474,6 +423,16 @@ fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<Table> {
     Ok(t)
 }
 
+/// Each `(key, value, min, max)` within its bounds, else an error naming the key.
+pub fn check_ranges(checks: &[(&str, u64, u64, u64)]) -> Result<()> {
+    for &(key, v, min, max) in checks {
+        if v < min || v > max {
+            bail!("{key} = {v} is outside [{min}, {max}]");
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// Loads the effective configuration from `flags`, the file and `vars` (the environment).
     pub fn load(flags: &Flags, vars: impl Iterator<Item = (String, String)>) -> Result<Self> {
@@ -565,8 +524,7 @@ impl Config {
             bail!("kafka.listeners has {l} but auth.enabled is false: set auth.enabled = true to authenticate clients");
         }
         self.check_tls(&listeners)?;
-        busbar_broker::auth::scram::check_iterations(self.auth.scram_iterations as i64)
-            .map_err(|e| anyhow!("auth.scram_iterations: {e}"))?;
+        self.auth.validate()?;
         self.audit.validate()?;
         self.schema_registry.validate()?;
         let b = &self.broker;
@@ -734,57 +692,8 @@ impl Config {
                 100,
                 3_600_000,
             ),
-            (
-                "auth.backoff_max_ms",
-                self.auth.backoff_max_ms,
-                100,
-                3_600_000,
-            ),
-            (
-                "auth.backoff_entries_max",
-                self.auth.backoff_entries_max,
-                1,
-                10_000_000,
-            ),
-            (
-                "auth.token_ttl_max_s",
-                self.auth.token_ttl_max_s,
-                1,
-                10 * 366 * 86_400,
-            ),
-            ("auth.users_max", self.auth.users_max, 1, 1_000_000),
-            (
-                "auth.tokens_per_user_max",
-                self.auth.tokens_per_user_max,
-                1,
-                100_000,
-            ),
-            ("auth.tokens_max", self.auth.tokens_max, 1, 10_000_000),
-            ("auth.acls_max", self.auth.acls_max, 1, 1_000_000),
-            (
-                "auth.acls_answer_bytes_max",
-                self.auth.acls_answer_bytes_max,
-                64 << 10,
-                1 << 30,
-            ),
-            (
-                "auth.password_cache_entries",
-                self.auth.password_cache_entries,
-                0,
-                1_000_000,
-            ),
-            (
-                "auth.password_cache_ttl_ms",
-                self.auth.password_cache_ttl_ms,
-                1000,
-                86_400_000,
-            ),
         ];
-        for &(key, v, min, max) in checks {
-            if v < min || v > max {
-                bail!("{key} = {v} is outside [{min}, {max}]");
-            }
-        }
+        check_ranges(checks)?;
         if b.group_session_timeout_min_ms > b.group_session_timeout_max_ms {
             bail!(
                 "broker.group_session_timeout_min_ms exceeds broker.group_session_timeout_max_ms"
@@ -848,23 +757,7 @@ impl Config {
                 b.open_files_max as usize,
                 b.indexes_max as usize,
             ),
-            auth: busbar_broker::auth::AuthConfig {
-                enabled: self.auth.enabled,
-                super_users: self.auth.super_users.clone(),
-                allow_if_no_acl: self.auth.allow_if_no_acl,
-                scram_iterations: self.auth.scram_iterations,
-                backoff_max: Duration::from_millis(self.auth.backoff_max_ms),
-                backoff_entries_max: self.auth.backoff_entries_max as usize,
-                token_ttl_max: Duration::from_secs(self.auth.token_ttl_max_s),
-                users_max: self.auth.users_max as usize,
-                tokens_per_user_max: self.auth.tokens_per_user_max as usize,
-                tokens_max: self.auth.tokens_max as usize,
-                acls_max: self.auth.acls_max as usize,
-                acls_answer_bytes_max: self.auth.acls_answer_bytes_max as usize,
-                metrics_public: self.auth.metrics_public,
-                password_cache_entries: self.auth.password_cache_entries as usize,
-                password_cache_ttl: Duration::from_millis(self.auth.password_cache_ttl_ms),
-            },
+            auth: self.auth.broker_config(),
             audit: self.audit.broker_config(),
             ..BrokerConfig::default()
         }

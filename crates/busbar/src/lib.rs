@@ -3,6 +3,7 @@
 //! the rest of the binary lives in `main.rs`.
 
 pub mod audit;
+pub mod auth_config;
 pub mod config;
 pub mod dn;
 pub mod listeners;

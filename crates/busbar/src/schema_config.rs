@@ -2,7 +2,7 @@
 //! with every `busbar serve`: on its own listener (`addr`, empty disables it) and under
 //! `/schema-registry/` on the HTTP API.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use busbar_schema::Limits;
 use serde::{Deserialize, Serialize};
 
@@ -81,12 +81,7 @@ impl SchemaRegistrySection {
                 1 << 20,
             ),
         ];
-        for &(key, v, min, max) in checks {
-            if v < min || v > max {
-                bail!("{key} = {v} is outside [{min}, {max}]");
-            }
-        }
-        Ok(())
+        crate::config::check_ranges(checks)
     }
 
     /// The registry's limits.
