@@ -14,6 +14,7 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 pub use crate::auth_config::AuthSection;
+pub use crate::kafka_config::Kafka;
 
 /// The whole configuration of `busbar serve`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,43 +87,6 @@ pub struct Limits {
     pub connections_per_ip: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Kafka {
-    /// Address of the Kafka protocol listener (when `listeners` is empty).
-    pub addr: String,
-    /// Listeners in Kafka's forms (`SASL_PLAINTEXT://127.0.0.1:9094`, `PLAINTEXT://...`); empty:
-    /// one PLAINTEXT listener on `addr`.
-    pub listeners: Vec<String>,
-    /// Largest frame before SASL authentication completes, bytes.
-    pub sasl_bytes_max: u64,
-    /// Close a SASL listener's connection not authenticated within this, milliseconds.
-    pub sasl_timeout_ms: u64,
-    /// Host clients are told to connect to; empty: the listener's IP.
-    pub advertised_host: String,
-    /// Port clients are told to connect to; 0: the listener's port.
-    pub advertised_port: u16,
-    /// Create unknown topics on Metadata requests that allow it.
-    pub auto_create_topics: bool,
-    /// Largest request frame, bytes.
-    pub frame_bytes_max: u64,
-    /// Most open client connections.
-    pub connections_max: u64,
-    /// Most bytes of Kafka requests held at once (a flood waits as TCP backpressure).
-    pub request_bytes_max: u64,
-    /// Most bytes of Kafka responses held at once (fetches wait for room before reading).
-    pub response_bytes_max: u64,
-    /// Close connections silent this long, milliseconds.
-    pub idle_timeout_ms: u64,
-    /// A request must arrive whole within this once its length has arrived, milliseconds.
-    pub read_timeout_ms: u64,
-    /// A response must be taken by the client within this, milliseconds; else its connection is
-    /// closed and its memory freed.
-    pub write_timeout_ms: u64,
-    /// A TLS handshake must finish within this of the accept, milliseconds.
-    pub tls_handshake_timeout_ms: u64,
-}
-
 /// `[bus]`: the routing bus's limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,23 +153,7 @@ impl Default for Config {
                 connections_max: h.connections_max as u64,
                 body_bytes_budget: h.body_bytes_budget as u64,
             },
-            kafka: Kafka {
-                addr: "127.0.0.1:9092".into(),
-                listeners: Vec::new(),
-                sasl_bytes_max: k.sasl_bytes_max as u64,
-                sasl_timeout_ms: k.sasl_timeout.as_millis() as u64,
-                advertised_host: String::new(),
-                advertised_port: 0,
-                auto_create_topics: k.auto_create_topics,
-                frame_bytes_max: k.frame_bytes_max as u64,
-                connections_max: k.connections_max as u64,
-                request_bytes_max: k.request_bytes_max as u64,
-                response_bytes_max: k.response_bytes_max as u64,
-                idle_timeout_ms: k.idle_timeout.as_millis() as u64,
-                read_timeout_ms: k.read_timeout.as_millis() as u64,
-                write_timeout_ms: k.write_timeout.as_millis() as u64,
-                tls_handshake_timeout_ms: k.tls_handshake_timeout.as_millis() as u64,
-            },
+            kafka: Kafka::default(),
             broker: Broker {
                 default_partitions: b.default_partitions,
                 partitions_max: b.partitions_max,
@@ -524,53 +472,12 @@ impl Config {
             bail!("kafka.listeners has {l} but auth.enabled is false: set auth.enabled = true to authenticate clients");
         }
         self.check_tls(&listeners)?;
+        self.kafka.validate()?;
         self.auth.validate()?;
         self.audit.validate()?;
         self.schema_registry.validate()?;
         let b = &self.broker;
         let checks: &[(&str, u64, u64, u64)] = &[
-            (
-                "kafka.request_bytes_max",
-                self.kafka.request_bytes_max,
-                self.kafka.frame_bytes_max,
-                u32::MAX as u64,
-            ),
-            (
-                "kafka.frame_bytes_max",
-                self.kafka.frame_bytes_max,
-                1024,
-                1 << 31,
-            ),
-            (
-                "kafka.connections_max",
-                self.kafka.connections_max,
-                1,
-                1_000_000,
-            ),
-            (
-                "kafka.response_bytes_max",
-                self.kafka.response_bytes_max,
-                1 << 20,
-                1 << 40,
-            ),
-            (
-                "kafka.idle_timeout_ms",
-                self.kafka.idle_timeout_ms,
-                1000,
-                86_400_000,
-            ),
-            (
-                "kafka.read_timeout_ms",
-                self.kafka.read_timeout_ms,
-                100,
-                3_600_000,
-            ),
-            (
-                "kafka.write_timeout_ms",
-                self.kafka.write_timeout_ms,
-                100,
-                3_600_000,
-            ),
             (
                 "broker.default_partitions",
                 b.default_partitions as u64,
@@ -669,28 +576,10 @@ impl Config {
                 1 << 40,
             ),
             (
-                "kafka.tls_handshake_timeout_ms",
-                self.kafka.tls_handshake_timeout_ms,
-                100,
-                3_600_000,
-            ),
-            (
                 "limits.connections_per_ip",
                 self.limits.connections_per_ip,
                 1,
                 10_000_000,
-            ),
-            (
-                "kafka.sasl_bytes_max",
-                self.kafka.sasl_bytes_max,
-                1024,
-                self.kafka.frame_bytes_max,
-            ),
-            (
-                "kafka.sasl_timeout_ms",
-                self.kafka.sasl_timeout_ms,
-                100,
-                3_600_000,
             ),
         ];
         check_ranges(checks)?;
@@ -800,32 +689,8 @@ impl Config {
 
     /// The Kafka listener's settings; the advertised address defaults to the bound one.
     pub fn kafka_config(&self, bound: SocketAddr) -> busbar_kafka::KafkaConfig {
-        let k = &self.kafka;
-        busbar_kafka::KafkaConfig {
-            advertised_host: if k.advertised_host.is_empty() {
-                bound.ip().to_string()
-            } else {
-                k.advertised_host.clone()
-            },
-            advertised_port: if k.advertised_port == 0 {
-                bound.port()
-            } else {
-                k.advertised_port
-            },
-            auto_create_topics: k.auto_create_topics,
-            frame_bytes_max: k.frame_bytes_max as usize,
-            connections_max: k.connections_max as usize,
-            request_bytes_max: k.request_bytes_max as usize,
-            response_bytes_max: k.response_bytes_max as usize,
-            idle_timeout: Duration::from_millis(k.idle_timeout_ms),
-            read_timeout: Duration::from_millis(k.read_timeout_ms),
-            write_timeout: Duration::from_millis(k.write_timeout_ms),
-            sasl_bytes_max: k.sasl_bytes_max as usize,
-            sasl_timeout: Duration::from_millis(k.sasl_timeout_ms),
-            tls_handshake_timeout: Duration::from_millis(k.tls_handshake_timeout_ms),
-            connections_per_ip: self.limits.connections_per_ip as usize,
-            ..busbar_kafka::KafkaConfig::default()
-        }
+        self.kafka
+            .kafka_config(bound, self.limits.connections_per_ip)
     }
 
     /// One listener's settings; its advertised address defaults to the bound one

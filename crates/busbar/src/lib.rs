@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth_config;
 pub mod config;
 pub mod dn;
+pub mod kafka_config;
 pub mod listeners;
 pub mod schema_config;
 pub mod tls;
