@@ -45,6 +45,7 @@ pub mod assignment;
 pub mod audit;
 pub mod auth;
 mod broker;
+pub mod client_address;
 pub mod codec;
 pub mod config;
 mod consumer;

@@ -351,7 +351,7 @@ async fn http<IO>(
     }
 }
 
-/// Open connections per client address (IPv6: per /64, [`counted_as`]).
+/// Open connections per client address (IPv6: per /64, [`client_address`](busbar_broker::client_address)).
 #[derive(Default)]
 struct PerIp {
     open: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -363,26 +363,11 @@ struct IpSlot {
     ip: IpAddr,
 }
 
-/// The address a connection from `ip` counts against: an IPv4 address itself (also when it comes
-/// IPv4-mapped, `::ffff:a.b.c.d`), an IPv6 address its /64 (the low 64 bits zeroed). One host is
-/// commonly given a whole /64 and can pick any address in it, so counting per /128 would let one
-/// client open `connections_per_ip` connections from each of 2^64 addresses. (The Kafka front
-/// end counts the same way; front ends share no code.)
-fn counted_as(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        },
-    }
-}
-
 impl PerIp {
     /// A place for one more connection from `ip`; `None` when its address (IPv6: its /64)
     /// already has `max`.
     fn acquire(&self, ip: IpAddr, max: usize) -> Option<IpSlot> {
-        let ip = counted_as(ip);
+        let ip = busbar_broker::client_address::client_address(ip);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(ip).or_insert(0);
         if *n >= max {

@@ -1,6 +1,6 @@
 //! TLS on `SSL` and `SASL_SSL` listeners (rustls, ring provider) and the per-address connection
 //! limit every listener applies (an IPv6 client counts per /64, an IPv4-mapped one as its IPv4
-//! address: [`counted_as`]).
+//! address: [`client_address`](busbar_broker::client_address)).
 //!
 //! The handshake runs in the connection's own task, never in the accept loop, and must finish
 //! within `kafka.tls_handshake_timeout_ms`: a client that stalls or sends anything but a TLS
@@ -47,21 +47,7 @@ impl Tls {
     }
 }
 
-/// The address a connection from `ip` counts against: an IPv4 address itself (also when it comes
-/// IPv4-mapped, `::ffff:a.b.c.d`), an IPv6 address its /64 (the low 64 bits zeroed). One host is
-/// commonly given a whole /64 and can pick any address in it, so counting per /128 would let one
-/// client open `connections_per_ip` connections from each of 2^64 addresses.
-pub fn counted_as(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        },
-    }
-}
-
-/// Open connections per client address (IPv6: per /64, [`counted_as`]), capped
+/// Open connections per client address (IPv6: per /64, [`client_address`](busbar_broker::client_address)), capped
 /// (`limits.connections_per_ip`).
 #[derive(Debug)]
 pub struct PerIp {
@@ -88,7 +74,7 @@ impl PerIp {
     /// A place for one more connection from `ip`; `None` when its address (IPv6: its /64)
     /// already has `max`.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        let ip = counted_as(ip);
+        let ip = busbar_broker::client_address::client_address(ip);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(ip).or_insert(0);
         if *n >= self.max {

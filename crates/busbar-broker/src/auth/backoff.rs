@@ -21,6 +21,7 @@
 //! guesses started before the first failure is recorded cost N-[`IN_FLIGHT_MAX`] nothing.
 //! Time is tokio's, so tests can pause it.
 
+use crate::client_address::client_address;
 use ring::digest;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -37,13 +38,15 @@ pub const IN_FLIGHT_MAX: u32 = 4;
 /// The table-full report is printed at most this often.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-/// A table key: the user name's SHA-256 and the client address (fixed size, whatever was sent).
+/// A table key: the user name's SHA-256 and the client address as the per-address limits count
+/// it (an IPv6 /64, an IPv4-mapped address as IPv4: [`client_address`]); fixed size, whatever
+/// was sent.
 type Key = ([u8; 32], IpAddr);
 
 fn key(user: &str, ip: IpAddr) -> Key {
     let mut hash = [0; 32];
     hash.copy_from_slice(digest::digest(&digest::SHA256, user.as_bytes()).as_ref());
-    (hash, ip)
+    (hash, client_address(ip))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -246,6 +249,22 @@ mod tests {
         assert!(!b.blocked("u", IP));
         b.succeeded("u", IP);
         assert_eq!(b.failed("u", IP), DELAY_MIN);
+    }
+
+    /// A client holding an IPv6 /64 cannot start each guess afresh from a new address, nor an
+    /// IPv4 client by writing its address IPv4-mapped: both count as the address the
+    /// connection limits count (`client_address`).
+    #[tokio::test(start_paused = true)]
+    async fn addresses_of_one_ipv6_64_and_mapped_ipv4_share_a_backoff() {
+        let b = Backoff::new(Duration::from_millis(500), 10);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        b.failed("u", a);
+        assert_eq!(b.failed("u", same_64).as_millis(), 200);
+        assert!(!b.blocked("u", other_64));
+        b.failed("u", IP);
+        assert!(b.blocked("u", "::ffff:127.0.0.1".parse().unwrap()));
     }
 
     #[tokio::test(start_paused = true)]
