@@ -103,6 +103,7 @@ impl Broker {
             config.clock.clone(),
             config.auth.acls_max,
         )?;
+        let acls = acls.with_answer_bytes_max(config.auth.acls_answer_bytes_max);
         let auth = crate::auth::Auth::new(config.auth.clone(), users, tokens, acls);
         let quotas = crate::quota::Quotas::open(
             dir("internal/quotas")?,

@@ -58,6 +58,8 @@ pub struct AclStore {
     set: Arc<RwLock<Arc<AclSet>>>,
     writing: tokio::sync::Mutex<()>,
     max: usize,
+    /// Largest answer of one delete (`auth.acls_answer_bytes_max`).
+    answer_bytes_max: usize,
     damage: Vec<String>,
 }
 
@@ -84,8 +86,16 @@ impl AclStore {
             )))),
             writing: Default::default(),
             max,
+            answer_bytes_max: usize::MAX,
             damage,
         })
+    }
+
+    /// Sets `auth.acls_answer_bytes_max`: a delete whose answer (each filter's matches, counted
+    /// by [`AclBinding::answer_bytes`]) would pass it is refused whole.
+    pub fn with_answer_bytes_max(mut self, answer_bytes_max: usize) -> Self {
+        self.answer_bytes_max = answer_bytes_max;
+        self
     }
 
     /// Damaged ranges of the ACL log skipped when it was opened.
@@ -140,6 +150,15 @@ impl AclStore {
             .iter()
             .map(|f| current.matching(f).cloned().collect())
             .collect();
+        let bytes: usize = per.iter().flatten().map(AclBinding::answer_bytes).sum();
+        if bytes > self.answer_bytes_max {
+            return Err(AuthError::InvalidAcl(format!(
+                "the filters match {} ACLs, about {bytes} bytes to answer, over \
+                 auth.acls_answer_bytes_max ({}): delete with narrower filters",
+                per.iter().map(Vec::len).sum::<usize>(),
+                self.answer_bytes_max
+            )));
+        }
         let gone: BTreeSet<AclBinding> = per.iter().flatten().cloned().collect();
         let rows: Vec<_> = gone.iter().map(|b| (encode(b), None)).collect();
         self.write(rows, gone.into_iter().collect(), false).await?;
@@ -253,5 +272,27 @@ mod tests {
         let r = s.create(vec![acl("ok", Permission::Allow), bad]).await;
         assert!(matches!(r, Err(AuthError::InvalidAcl(_))));
         assert!(s.snapshot().all().is_empty());
+    }
+
+    /// A DeleteAcls answer lists each filter's matches, so many filters matching the same ACLs
+    /// multiply it: past `auth.acls_answer_bytes_max` the delete is refused whole.
+    #[tokio::test]
+    async fn a_delete_whose_answer_passes_the_budget_is_refused_whole() {
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::default());
+        let s = AclStore::open(storage, Arc::new(busbar_log::SystemClock), 100)
+            .unwrap()
+            .with_answer_bytes_max(1_000);
+        let acls: Vec<_> = (0..5)
+            .map(|i| acl(&format!("{i:0>40}"), Permission::Allow))
+            .collect();
+        s.create(acls).await.unwrap();
+        let any = AclFilter::default();
+        let r = s.delete_each(&vec![any.clone(); 3]).await;
+        assert!(
+            matches!(&r, Err(AuthError::InvalidAcl(m)) if m.contains("auth.acls_answer_bytes_max")),
+            "{r:?}"
+        );
+        assert_eq!(s.snapshot().all().len(), 5, "nothing deleted");
+        assert_eq!(s.delete_each(&[any]).await.unwrap()[0].len(), 5);
     }
 }
