@@ -1,13 +1,15 @@
 //! busbar's schema registry: subjects and their versions, global schema ids, compatibility levels
 //! and modes, with Confluent Schema Registry's rules and error codes, kept in an internal
 //! compacted log under the data directory (`store`) and in memory (`registry`). Avro by hand
-//! (`avro`), JSON Schema compatibility in `json_compat`; Protobuf is not supported yet.
+//! (`avro`), JSON Schema compatibility in `json_compat`, PROTOBUF (parsing, compatibility, the
+//! wire format's message indexes, JSON mapping) in `protobuf`.
 //! Pure registry logic: no HTTP (the REST API lives in busbar-http's `schema_registry`).
 
 pub mod avro;
 pub mod error;
 pub mod json_compat;
 pub mod model;
+pub mod protobuf;
 pub mod registry;
 pub mod schema;
 pub mod store;

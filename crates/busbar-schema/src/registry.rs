@@ -12,7 +12,6 @@ use crate::store::{Row, Tables};
 use busbar_broker::kvlog::KvLog;
 use busbar_log::disk::Storage;
 use busbar_log::Clock;
-use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use tokio::sync::Mutex;
@@ -50,12 +49,9 @@ struct Prepared {
 }
 
 fn key_of(v: &Version) -> ContentKey {
-    let canonical = serde_json::from_str::<Value>(&v.schema)
-        .map(|value| schema::canonical(v.schema_type, &value))
-        .unwrap_or_else(|_| v.schema.clone());
     ContentKey {
         schema_type: v.schema_type,
-        canonical,
+        canonical: schema::canonical_text(v.schema_type, &v.schema),
         references: v.references.clone(),
     }
 }
@@ -294,7 +290,7 @@ impl Registry {
         text: &str,
         references: Vec<Reference>,
     ) -> Result<Prepared> {
-        let mut known = Avro::default();
+        let mut known = schema::Known::default();
         let mut resolved = HashSet::new();
         for r in &references {
             self.resolve(t, r, &mut known, &mut resolved, 1)?;
@@ -364,7 +360,7 @@ impl Registry {
         &self,
         t: &Tables,
         r: &Reference,
-        known: &mut Avro,
+        known: &mut schema::Known,
         resolved: &mut HashSet<(String, u32)>,
         depth: usize,
     ) -> Result<()> {
@@ -389,15 +385,19 @@ impl Registry {
         for inner in &target.references {
             self.resolve(t, inner, known, resolved, depth + 1)?;
         }
-        if target.schema_type == SchemaType::Avro {
-            let parsed =
-                Avro::parse_shared(&target.schema, known, self.limits.depth_max).map_err(|e| {
-                    SchemaError::InvalidSchema(format!(
-                        "reference {:?}: {e}",
-                        crate::shown(&r.name)
-                    ))
-                })?;
-            known.named.extend(parsed.named);
+        match target.schema_type {
+            SchemaType::Avro => {
+                let parsed = Avro::parse_shared(&target.schema, &known.avro, self.limits.depth_max)
+                    .map_err(|e| {
+                        SchemaError::InvalidSchema(format!(
+                            "reference {:?}: {e}",
+                            crate::shown(&r.name)
+                        ))
+                    })?;
+                known.avro.named.extend(parsed.named);
+            }
+            SchemaType::Protobuf => known.protobuf.push((r.name.clone(), target.schema.clone())),
+            SchemaType::Json => {}
         }
         resolved.insert((r.subject.clone(), version));
         Ok(())

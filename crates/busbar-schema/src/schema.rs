@@ -1,11 +1,14 @@
 //! A submitted schema made ready for the registry: size-checked, parsed for its type (Avro by
-//! hand in `avro`, JSON Schema as JSON), its references resolved, and its canonical text computed
-//! (what equality and ids are decided on, and what reads answer). Compatibility between two
-//! parsed schemas dispatches here by type; JSON Schema's rules are `json_compat`'s.
+//! hand in `avro`, JSON Schema as JSON, PROTOBUF compiled by `protobuf`), its references
+//! resolved, and its canonical text computed (what equality and ids are decided on, and what
+//! reads answer; a PROTOBUF schema's is its text as submitted). Compatibility between two parsed
+//! schemas dispatches here by type; JSON Schema's rules are `json_compat`'s, PROTOBUF's
+//! `protobuf`'s.
 
 use crate::avro::{self, Avro};
 use crate::error::{Result, SchemaError};
 use crate::model::{Compatibility, Reference, SchemaType};
+use crate::protobuf::Protobuf;
 use serde_json::Value;
 
 /// A parsed schema.
@@ -13,6 +16,15 @@ use serde_json::Value;
 pub enum Parsed {
     Avro(Avro),
     Json(Value),
+    Protobuf(Protobuf),
+}
+
+/// What a schema's resolved references put in scope: Avro's named types, and the files a
+/// PROTOBUF schema imports as `(import path, text)`.
+#[derive(Debug, Default)]
+pub struct Known {
+    pub avro: Avro,
+    pub protobuf: Vec<(String, String)>,
 }
 
 /// What identifies a schema's content: same key, same id (in any subject).
@@ -29,6 +41,17 @@ pub fn canonical(ty: SchemaType, value: &Value) -> String {
         SchemaType::Avro => avro::canonical(value),
         _ => json_canonical(value),
     }
+}
+
+/// The canonical text of stored schema `text` of type `ty`: a PROTOBUF schema's own text, a
+/// JSON one's [`canonical`] form (the text itself when it is not JSON).
+pub fn canonical_text(ty: SchemaType, text: &str) -> String {
+    if ty == SchemaType::Protobuf {
+        return text.to_string();
+    }
+    serde_json::from_str::<Value>(text)
+        .map(|value| canonical(ty, &value))
+        .unwrap_or_else(|_| text.to_string())
 }
 
 /// Compact JSON with object keys sorted, whatever serde_json's map order.
@@ -51,22 +74,27 @@ pub fn json_canonical(value: &Value) -> String {
     }
 }
 
-/// Parses `text` as `ty`, with the named types of `known` (resolved references) in scope.
+/// Parses `text` as `ty`, with what `known` (resolved references) holds in scope.
 pub fn parse(
     ty: SchemaType,
     text: &str,
-    known: &Avro,
+    known: &Known,
     depth_max: usize,
 ) -> Result<(Parsed, String)> {
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        SchemaError::InvalidSchema(format!("the {} schema is not JSON: {e}", ty.as_str()))
-    })?;
     match ty {
+        SchemaType::Protobuf => {
+            let parsed = Protobuf::parse(text, &known.protobuf, depth_max)
+                .map_err(SchemaError::InvalidSchema)?;
+            Ok((Parsed::Protobuf(parsed), canonical_text(ty, text)))
+        }
         SchemaType::Avro => {
-            let parsed = Avro::parse(text, known, depth_max).map_err(SchemaError::InvalidSchema)?;
+            let value = json_of(ty, text)?;
+            let parsed =
+                Avro::parse(text, &known.avro, depth_max).map_err(SchemaError::InvalidSchema)?;
             Ok((Parsed::Avro(parsed), avro::canonical(&value)))
         }
         SchemaType::Json => {
+            let value = json_of(ty, text)?;
             if !matches!(value, Value::Object(_) | Value::Bool(_)) {
                 return Err(SchemaError::InvalidSchema(
                     "a JSON schema must be an object or a boolean".into(),
@@ -80,10 +108,13 @@ pub fn parse(
             let canonical = json_canonical(&value);
             Ok((Parsed::Json(value), canonical))
         }
-        SchemaType::Protobuf => Err(SchemaError::InvalidSchema(
-            "PROTOBUF schemas are not supported by this busbar yet (AVRO and JSON are)".into(),
-        )),
     }
+}
+
+fn json_of(ty: SchemaType, text: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| {
+        SchemaError::InvalidSchema(format!("the {} schema is not JSON: {e}", ty.as_str()))
+    })
 }
 
 fn depth(v: &Value) -> usize {
@@ -99,6 +130,7 @@ pub fn can_read(reader: &Parsed, writer: &Parsed) -> std::result::Result<(), Vec
     match (reader, writer) {
         (Parsed::Avro(r), Parsed::Avro(w)) => avro::can_read(r, w),
         (Parsed::Json(r), Parsed::Json(w)) => crate::json_compat::can_read(r, w),
+        (Parsed::Protobuf(r), Parsed::Protobuf(w)) => crate::protobuf::can_read(r, w),
         _ => Err(vec!["the schema types differ".into()]),
     }
 }

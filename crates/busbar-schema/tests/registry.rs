@@ -294,7 +294,7 @@ async fn limits_and_hostile_schemas_answer_422s() {
     };
     assert_eq!(code(bad_type).await, 42201);
     let proto = SchemaInput {
-        schema: "syntax = \"proto3\";".into(),
+        schema: "syntax = \"proto3\"; message {".into(),
         schema_type: Some("PROTOBUF".into()),
         ..Default::default()
     };
