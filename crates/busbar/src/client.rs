@@ -253,6 +253,43 @@ impl Client {
         path: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> CliResult<(Value, String)> {
+        let (status, v, text) = self.send(method, path, body)?;
+        if (200..300).contains(&status) {
+            return match v {
+                Value::Object(_) => Ok((v, text)),
+                Value::Null if status == 204 => Ok((v, text)),
+                _ => Err(self.not_busbar(method, path, &format!("HTTP {status} with {v}"))),
+            };
+        }
+        Err(refusal(status, &v))
+    }
+
+    /// [`Client::call_text`] for an API whose answers may be any JSON value (the schema
+    /// registry answers lists and numbers too); a 2xx answer that is not JSON is not busbar's.
+    pub fn call_any(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> CliResult<(Value, String)> {
+        let (status, v, text) = self.send(method, path, body)?;
+        if !(200..300).contains(&status) {
+            return Err(refusal(status, &v));
+        }
+        match serde_json::from_str::<Value>(&text) {
+            Ok(_) => Ok((v, text)),
+            Err(_) => Err(self.not_busbar(method, path, &format!("HTTP {status} with {v}"))),
+        }
+    }
+
+    /// Sends a request: the answer's status, its JSON (a string when it is not JSON, null when
+    /// empty) and its text.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> CliResult<(u16, Value, String)> {
         let url = format!("{}{path}", self.base);
         let res = match (method, body) {
             ("GET", _) => self.authorized(self.agent.get(&url)).call(),
@@ -284,24 +321,11 @@ impl Client {
         } else {
             serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()))
         };
-        if (200..300).contains(&status) {
-            return match v {
-                Value::Object(_) => Ok((v, text)),
-                Value::Null if status == 204 => Ok((v, text)),
-                _ => Err(self.not_busbar(method, path, &format!("HTTP {status} with {v}"))),
-            };
-        }
-        Err(CliError::Server {
-            status,
-            code: v["error"]["code"].as_str().unwrap_or("error").to_string(),
-            message: v["error"]["message"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| v.to_string()),
-        })
+        Ok((status, v, text))
     }
 
-    fn not_busbar(&self, method: &str, path: &str, what: &str) -> CliError {
+    /// [`CliError::NotBusbar`] for an answer to `method path` described by `what`.
+    pub fn not_busbar(&self, method: &str, path: &str, what: &str) -> CliError {
         let mut what = what.to_string();
         if what.len() > 80 {
             let cut = (0..=80)
@@ -359,6 +383,26 @@ impl Client {
             path,
             Some(("application/json", body.to_string().into_bytes())),
         )
+    }
+}
+
+/// The server's refusal `v` (answered with `status`): busbar's `{"error": {"code", "message"}}`,
+/// or the schema registry's `{"error_code": N, "message"}` (Confluent's), whose code is the number.
+fn refusal(status: u16, v: &Value) -> CliError {
+    let (code, message) = match v.get("error_code") {
+        Some(code) if v["error"].is_null() => (code.to_string(), &v["message"]),
+        _ => (
+            v["error"]["code"].as_str().unwrap_or("error").to_string(),
+            &v["error"]["message"],
+        ),
+    };
+    CliError::Server {
+        status,
+        code,
+        message: message
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string()),
     }
 }
 

@@ -116,6 +116,10 @@ enum Command {
     /// Dead letters: list, show, redrive.
     #[command(subcommand)]
     Dlq(cmd::dlq::DlqCmd),
+    /// Schema registry: register, get, list, delete, check, config, mode (through --server's
+    /// /schema-registry/).
+    #[command(subcommand)]
+    Schema(cmd::schema::SchemaCmd),
     /// Users of the HTTP API and Kafka SASL: create, delete, list.
     #[command(subcommand)]
     User(cmd::user::UserCmd),
@@ -221,6 +225,7 @@ fn main() -> ExitCode {
         Command::Rule(r) => cmd::rule::run(cli.output, r),
         Command::Subscription(s) => run_client(&|cl| cmd::subscription::run(cl, (*s).clone())),
         Command::Dlq(d) => run_client(&|cl| cmd::dlq::run(cl, d.clone())),
+        Command::Schema(sc) => run_client(&|cl| cmd::schema::run(cl, sc.clone())),
         Command::User(u) => run_client(&|cl| cmd::user::run(cl, u.clone())),
         Command::Acl(a) => run_client(&|cl| cmd::acl::run(cl, a.clone())),
         Command::Tls(t) => cmd::tls::run(t),

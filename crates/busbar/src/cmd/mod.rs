@@ -6,6 +6,7 @@ pub mod dlq;
 pub mod group;
 pub mod produce;
 pub mod rule;
+pub mod schema;
 pub mod subscription;
 pub mod tls;
 pub mod topic;
