@@ -934,6 +934,8 @@ import security_guide  # tests/clients/security_guide.py: every example of docs/
 security_guide.register(test, BIN)
 import schema_registry  # tests/clients/schema_registry.py: Confluent's Avro serializers (issue 17)
 schema_registry.register(test, Busbar, free_port)
+import schema_registry_protobuf  # tests/clients/schema_registry_protobuf.py: Confluent's Protobuf serializers (issue 17)
+schema_registry_protobuf.register(test, Busbar, free_port)
 
 
 def main():
