@@ -13,6 +13,7 @@ use crate::event::{self, Event, Published, StoredEvent};
 use crate::metadata::{MetaStore, TopicMeta};
 use crate::offsets::OffsetStore;
 use crate::partitioner::{self, Sticky};
+use crate::schema_rules::{BatchCheck, Failures, SchemaChecker};
 use crate::topic::{Partition, PartitionInfo, Topic, TopicDescription, TopicInfo};
 use busbar_log::{Appended, Log};
 use std::collections::{BTreeMap, HashMap};
@@ -62,6 +63,10 @@ pub struct Broker {
     _lock: Option<crate::datadir::DirLock>,
     /// Asked before a topic is deleted (under the admin lock): `Some(why)` refuses it.
     deletion_guard: std::sync::RwLock<Option<DeletionGuard>>,
+    /// The schema registry's record check (see `schema_rules`), once installed.
+    schema_checker: std::sync::RwLock<Option<Arc<dyn SchemaChecker>>>,
+    /// Records refused by schema checks, per topic and reason.
+    pub(crate) schema_failures: Arc<Failures>,
 }
 
 /// Says why a topic may not be deleted now, or `None` (see [`Broker::set_deletion_guard`]).
@@ -144,7 +149,33 @@ impl Broker {
             sticky: Sticky::default(),
             _lock: lock,
             deletion_guard: Default::default(),
+            schema_checker: Default::default(),
+            schema_failures: Default::default(),
         })
+    }
+
+    /// Installs the schema registry's record check (the binary does, once the registry is open):
+    /// topics with `{key,value}.schema.validation` other than `none` are checked by it.
+    pub fn set_schema_checker(&self, checker: Arc<dyn SchemaChecker>) {
+        *self
+            .schema_checker
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(checker);
+    }
+
+    /// The installed schema check, if any.
+    pub(crate) fn schema_checker(&self) -> Option<Arc<dyn SchemaChecker>> {
+        (self
+            .schema_checker
+            .read()
+            .unwrap_or_else(|e| e.into_inner()))
+        .clone()
+    }
+
+    /// Records refused by schema checks: (topic, reason, count), for
+    /// `busbar_schema_validation_failures_total`.
+    pub fn schema_failures(&self) -> Vec<(String, &'static str, u64)> {
+        self.schema_failures.snapshot()
     }
 
     fn partition_dir(topic: &str, p: u32) -> String {
@@ -347,6 +378,7 @@ impl Broker {
         for ts in events.iter().filter_map(|e| e.timestamp) {
             crate::validate::timestamp(ts, &t.config, now)?;
         }
+        let events = self.check_events(&t, events).await?;
         let n = t.partitions.len() as u32;
         let sticky = self.sticky.next(n);
         let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
@@ -416,6 +448,33 @@ impl Broker {
             }
         }
         Ok(out)
+    }
+
+    /// Checks published events against the topic's schema settings; `strict` decoding runs on the
+    /// blocking pool (CPU work bounded by the events' size).
+    async fn check_events(&self, t: &Topic, events: Vec<Event>) -> Result<Vec<Event>> {
+        let rules = t.config.schema;
+        if !rules.active() {
+            return Ok(events);
+        }
+        let (name, checker, failures) = (
+            t.name.clone(),
+            self.schema_checker(),
+            self.schema_failures.clone(),
+        );
+        let check = move || {
+            let mut check = BatchCheck::new(&name, rules, checker.as_deref());
+            for (i, e) in events.iter().enumerate() {
+                check.record(i, e.key.as_deref(), e.value.as_deref());
+            }
+            check.finish(&failures, "events").map(|()| events)
+        };
+        if !rules.strict() {
+            return check();
+        }
+        tokio::task::spawn_blocking(check)
+            .await
+            .map_err(|e| BrokerError::Storage(format!("schema check failed: {e}")))?
     }
 
     /// Whole stored batches from `offset`, waiting up to `max_wait` (capped by `fetch_wait_max`)

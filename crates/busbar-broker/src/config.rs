@@ -3,6 +3,7 @@
 //! place that parses and checks them.
 
 use crate::error::{BrokerError, Result};
+use crate::schema_rules::{SchemaRules, SubjectStrategy, Validation};
 use busbar_log::{CleanupPolicy, Clock, LogConfig, SegmentCache, SyncPolicy, SystemClock};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ pub struct TopicConfig {
     /// `message.timestamp.after.max.ms`: how far after now (default one hour, Kafka 4's default):
     /// a record stamped far in the future would otherwise hold time retention back.
     pub timestamp_after_max_ms: i64,
+    /// `{key,value}.schema.validation` and `{key,value}.subject.name.strategy` (and their
+    /// Confluent and Redpanda aliases): what the schema registry checks in produced records.
+    pub schema: SchemaRules,
 }
 
 impl Default for TopicConfig {
@@ -45,6 +49,7 @@ impl Default for TopicConfig {
             sync_interval_ms: None,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
+            schema: SchemaRules::default(),
         }
     }
 }
@@ -62,6 +67,42 @@ pub const TOPIC_KEYS: &[&str] = &[
     "sync.interval.ms",
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
+    "key.schema.validation",
+    "value.schema.validation",
+    "key.subject.name.strategy",
+    "value.subject.name.strategy",
+];
+
+/// Other products' names for the schema keys, accepted so existing topic configs work:
+/// Confluent Server's and Redpanda's switches (`true` = `id`, `false` = `none`) and their
+/// strategy keys. Stored as given; `describe` lists the effective value under busbar's name.
+pub const SCHEMA_KEY_ALIASES: &[(&str, &str)] = &[
+    ("confluent.key.schema.validation", "key.schema.validation"),
+    (
+        "confluent.value.schema.validation",
+        "value.schema.validation",
+    ),
+    ("redpanda.key.schema.id.validation", "key.schema.validation"),
+    (
+        "redpanda.value.schema.id.validation",
+        "value.schema.validation",
+    ),
+    (
+        "confluent.key.subject.name.strategy",
+        "key.subject.name.strategy",
+    ),
+    (
+        "confluent.value.subject.name.strategy",
+        "value.subject.name.strategy",
+    ),
+    (
+        "redpanda.key.subject.name.strategy",
+        "key.subject.name.strategy",
+    ),
+    (
+        "redpanda.value.subject.name.strategy",
+        "value.subject.name.strategy",
+    ),
 ];
 
 fn bad(key: &str, reason: impl Into<String>) -> BrokerError {
@@ -136,6 +177,43 @@ impl TopicConfig {
             "message.timestamp.after.max.ms" => {
                 self.timestamp_after_max_ms = int(key, v, 0, i64::MAX)?
             }
+            _ => return self.set_schema(key, v),
+        }
+        Ok(())
+    }
+
+    /// Sets one of the schema keys (or an alias of one).
+    fn set_schema(&mut self, key: &str, v: &str) -> Result<()> {
+        let alias = SCHEMA_KEY_ALIASES.iter().find(|(a, _)| *a == key);
+        let target = alias.map_or(key, |(_, k)| k);
+        let rule = match target.split_once('.') {
+            Some(("key", _)) => &mut self.schema.key,
+            Some(("value", _)) => &mut self.schema.value,
+            _ => return Err(bad(key, "unknown config key")),
+        };
+        match target {
+            "key.schema.validation" | "value.schema.validation" if alias.is_some() => {
+                rule.validation = match v.trim() {
+                    "true" => Validation::Id,
+                    "false" => Validation::None,
+                    _ => return Err(bad(key, format!("{v:?} is not true or false"))),
+                }
+            }
+            "key.schema.validation" | "value.schema.validation" => {
+                rule.validation = Validation::parse(v)
+                    .ok_or_else(|| bad(key, format!("{v:?} is not none, id or strict")))?
+            }
+            "key.subject.name.strategy" | "value.subject.name.strategy" => {
+                rule.strategy = SubjectStrategy::parse(v).ok_or_else(|| {
+                    bad(
+                        key,
+                        format!(
+                            "{v:?} is not TopicNameStrategy, RecordNameStrategy or \
+                             TopicRecordNameStrategy"
+                        ),
+                    )
+                })?
+            }
             _ => return Err(bad(key, "unknown config key")),
         }
         Ok(())
@@ -174,7 +252,13 @@ impl TopicConfig {
         if let Some(v) = overrides.get("sync.interval.ms") {
             c.set("sync.interval.ms", v)?;
         }
-        for (k, v) in overrides.iter().filter(|(k, _)| *k != "sync.interval.ms") {
+        // Aliases before busbar's own schema keys: with both set, busbar's name wins.
+        let alias = |k: &str| SCHEMA_KEY_ALIASES.iter().any(|(a, _)| *a == k);
+        let (aliases, own): (Vec<_>, Vec<_>) = overrides
+            .iter()
+            .filter(|(k, _)| *k != "sync.interval.ms")
+            .partition(|(k, _)| alias(k));
+        for (k, v) in aliases.into_iter().chain(own) {
             c.set(k, v)?;
         }
         // A batch larger than a segment is refused at produce time (the log's limit is the smaller
@@ -221,6 +305,22 @@ impl TopicConfig {
             (
                 "message.timestamp.after.max.ms".into(),
                 self.timestamp_after_max_ms.to_string(),
+            ),
+            (
+                "key.schema.validation".into(),
+                self.schema.key.validation.as_str().into(),
+            ),
+            (
+                "value.schema.validation".into(),
+                self.schema.value.validation.as_str().into(),
+            ),
+            (
+                "key.subject.name.strategy".into(),
+                self.schema.key.strategy.as_str().into(),
+            ),
+            (
+                "value.subject.name.strategy".into(),
+                self.schema.value.strategy.as_str().into(),
             ),
         ])
     }

@@ -86,6 +86,14 @@ pub enum BrokerError {
     DataDirLocked(String),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// Records the topic's schema settings refuse (Kafka 87 with `RecordErrors`, HTTP 422):
+    /// `records` lists (index in the batch or request, why), at most
+    /// [`crate::schema_rules::RECORD_ERRORS_MAX`].
+    #[error("{message}")]
+    SchemaRefused {
+        message: String,
+        records: Vec<(usize, String)>,
+    },
 }
 
 impl From<LogError> for BrokerError {

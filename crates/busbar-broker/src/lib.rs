@@ -58,6 +58,7 @@ mod member;
 pub mod metadata;
 mod offsets;
 pub mod partitioner;
+pub mod schema_rules;
 mod produce;
 mod producers;
 pub mod quota;

@@ -1,9 +1,10 @@
 //! The Kafka produce path of the [`Broker`]: a batch stored as received, checked against its
-//! idempotent producer's sequence, written in call order and acknowledged once durable
+//! idempotent producer's sequence and the topic's schema settings (`schema_rules`), written in call order and acknowledged once durable
 //! ([`PendingAppend`]), and producer ids for InitProducerId.
 
 use crate::broker::Broker;
 use crate::error::Result;
+use crate::schema_rules::{BatchCheck, SchemaChecker, SchemaRules};
 use crate::topic::Partition;
 use busbar_log::Appended;
 use std::sync::Arc;
@@ -66,13 +67,32 @@ impl Broker {
             )));
         }
         let now = self.config.clock.now_ms();
-        if h.compression() == 0 {
-            crate::validate::produced(&batch, &h, &t.config, now)?;
+        let rules = t.config.schema;
+        if h.compression() == 0 && !rules.strict() {
+            let checked = crate::validate::produced(&batch, &h, &t.config, now)?;
+            if rules.active() {
+                let checker = self.schema_checker();
+                self.check_schema(&t.name, rules, checker.as_deref(), &batch, &checked)?;
+            }
         } else {
-            // Decompression is CPU work bounded by size, not microseconds: off the async workers.
+            // Decompression and decoding are CPU work bounded by size, not microseconds: off the
+            // async workers.
             let config = t.config.clone();
+            let (name, checker, failures) = (
+                t.name.clone(),
+                self.schema_checker(),
+                self.schema_failures.clone(),
+            );
             batch = tokio::task::spawn_blocking(move || {
-                crate::validate::produced(&batch, &h, &config, now).map(|()| batch)
+                let checked = crate::validate::produced(&batch, &h, &config, now)?;
+                if rules.active() {
+                    let mut check = BatchCheck::new(&name, rules, checker.as_deref());
+                    if let Some(section) = checked.records(&batch) {
+                        check.section(section);
+                    }
+                    check.finish(&failures, "records")?;
+                }
+                Ok::<_, crate::error::BrokerError>(batch)
             })
             .await
             .map_err(|e| crate::error::BrokerError::Storage(format!("validation failed: {e}")))??;
@@ -105,6 +125,22 @@ impl Broker {
                 Ok(PendingAppend::Ready(Ok(a.at)))
             }
         }
+    }
+
+    /// Checks the records of a produced batch against the topic's schema settings.
+    fn check_schema(
+        &self,
+        topic: &str,
+        rules: SchemaRules,
+        checker: Option<&dyn SchemaChecker>,
+        batch: &[u8],
+        checked: &crate::validate::Checked,
+    ) -> Result<()> {
+        let mut check = BatchCheck::new(topic, rules, checker);
+        if let Some(section) = checked.records(batch) {
+            check.section(section);
+        }
+        check.finish(&self.schema_failures, "records")
     }
 
     /// InitProducerId for an idempotent producer: a new id at epoch 0, or the same id with the

@@ -29,11 +29,37 @@ pub fn decompressed_max(len: usize) -> usize {
 /// A record without a timestamp (Kafka's NO_TIMESTAMP): not checked against the bounds.
 const NO_TIMESTAMP: i64 = -1;
 
+/// What [`produced`] read of a batch: its records section when it checked the batch.
+pub enum Checked {
+    /// A batch the log refuses anyway (bad length or CRC) or a control batch: not read.
+    Unchecked,
+    /// An uncompressed batch: its records are the bytes after the header.
+    Plain,
+    /// A compressed batch's records, decompressed.
+    Decompressed(Vec<u8>),
+}
+
+impl Checked {
+    /// The records section of `batch`, when it was checked.
+    pub fn records<'a>(&'a self, batch: &'a [u8]) -> Option<&'a [u8]> {
+        match self {
+            Checked::Unchecked => None,
+            Checked::Plain => Some(&batch[HEADER_BYTES..]),
+            Checked::Decompressed(section) => Some(section),
+        }
+    }
+}
+
 /// Checks a produced batch (see the module docs). A batch the log would refuse anyway (bad length
 /// or CRC) passes through here unchecked, so the client gets the log's precise error.
-pub fn produced(batch: &[u8], h: &BatchHeader, topic: &TopicConfig, now_ms: i64) -> Result<()> {
+pub fn produced(
+    batch: &[u8],
+    h: &BatchHeader,
+    topic: &TopicConfig,
+    now_ms: i64,
+) -> Result<Checked> {
     if h.total_len() != Some(batch.len()) || compute_crc(batch) != h.crc || h.is_control() {
-        return Ok(());
+        return Ok(Checked::Unchecked);
     }
     let bounds = Bounds::of(topic, now_ms);
     bounds.check(h.max_timestamp, || "the batch's max timestamp".into())?;
@@ -53,7 +79,7 @@ pub fn produced(batch: &[u8], h: &BatchHeader, topic: &TopicConfig, now_ms: i64)
             let delta = delta.map_err(|e| BrokerError::InvalidRecord(e.to_string()))?;
             record_ts(count as i64, delta)?;
         }
-        return Ok(());
+        return Ok(Checked::Plain);
     }
     let section = crate::codec::decompress(
         h.compression(),
@@ -79,7 +105,7 @@ pub fn produced(batch: &[u8], h: &BatchHeader, topic: &TopicConfig, now_ms: i64)
             h.record_count, h.last_offset_delta
         )));
     }
-    Ok(())
+    Ok(Checked::Decompressed(section))
 }
 
 /// Checks one published event's timestamp against the topic's window (HTTP publish and the bus).
@@ -153,7 +179,7 @@ mod tests {
     }
 
     fn check(b: &[u8], now: i64, t: &TopicConfig) -> Result<()> {
-        produced(b, &BatchHeader::parse(b).unwrap(), t, now)
+        produced(b, &BatchHeader::parse(b).unwrap(), t, now).map(|_| ())
     }
 
     /// `b` with its records section compressed by `codec` and the header kept (CRC recomputed).

@@ -54,6 +54,7 @@ impl From<BrokerError> for ApiError {
             B::InvalidRequest(_) => (S::BAD_REQUEST, "bad_request"),
             B::InvalidRecord(_) | B::CorruptMessage(_) => (S::BAD_REQUEST, "invalid_record"),
             B::InvalidTimestamp(_) => (S::BAD_REQUEST, "invalid_timestamp"),
+            B::SchemaRefused { .. } => (S::UNPROCESSABLE_ENTITY, "schema_invalid"),
             B::UnknownProducerId(_) => (S::BAD_REQUEST, "unknown_producer_id"),
             B::ProducerStateFull(_) => (S::SERVICE_UNAVAILABLE, "producer_state_full"),
             B::OffsetMetadataTooLarge { .. } => (S::BAD_REQUEST, "offset_metadata_too_large"),

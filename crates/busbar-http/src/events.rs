@@ -246,6 +246,9 @@ pub fn decode_publish_with(
         (status = 413, description = "Body over `http.publish_bytes_max` or an event over \
             max.message.bytes"),
         (status = 415, description = "Another content type"),
+        (status = 422, description = "Refused by the topic's `{key,value}.schema.validation` \
+            (`schema_invalid`): the message names each refused event's index and why; nothing \
+            was stored"),
         (status = 503, description = "Shutting down"),
         (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
 pub async fn publish(

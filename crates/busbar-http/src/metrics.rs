@@ -6,7 +6,8 @@
 //! Also the reads all subscriptions share (`busbar_bus_reads_total`, `busbar_bus_events_decoded_total`,
 //! `busbar_bus_documents_parsed_total`, `busbar_bus_read_cache_hits_total`: one read, decode and
 //! parse per event for every subscription of a topic) and the damaged log ranges per partition (an
-//! alert when above 0). Subscription and topic names are `[A-Za-z0-9._-]`, so label values need no
+//! alert when above 0), and the records schema enforcement refused per topic and reason (M9).
+//! Subscription and topic names are `[A-Za-z0-9._-]`, so label values need no
 //! escaping.
 
 use crate::App;
@@ -42,6 +43,28 @@ const STATES: [&str; 6] = [
     "backpressure",
     "error",
 ];
+
+/// Writes `busbar_schema_validation_failures_total{topic,reason}` (M9): records refused by the
+/// topics' schema settings, every reason listed for every topic that refused any.
+fn schema_failures(out: &mut String, failures: &[(String, &'static str, u64)]) {
+    let c = "busbar_schema_validation_failures_total";
+    let _ = writeln!(
+        out,
+        "# HELP {c} Records refused by schema enforcement, by reason: {}.",
+        busbar_broker::schema_rules::REASONS.join(", ")
+    );
+    let _ = writeln!(out, "# TYPE {c} counter");
+    let mut topics: Vec<&str> = failures.iter().map(|(t, _, _)| t.as_str()).collect();
+    topics.dedup();
+    for t in topics {
+        for reason in busbar_broker::schema_rules::REASONS {
+            let n = (failures.iter())
+                .find(|(ft, r, _)| ft == t && r == reason)
+                .map_or(0, |f| f.2);
+            let _ = writeln!(out, "{c}{{topic=\"{t}\",reason=\"{reason}\"}} {n}");
+        }
+    }
+}
 
 /// Writes `busbar_subscription_state`: 1 for each subscription's current state kind, else 0.
 fn states(out: &mut String, subs: &[busbar_bus::SubscriptionView]) {
@@ -182,6 +205,7 @@ pub async fn handler(State(app): State<App>) -> impl IntoResponse {
             );
         }
     }
+    schema_failures(&mut out, &app.broker.schema_failures());
     crate::audit::metrics(&mut out, app.broker.audit().stats());
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

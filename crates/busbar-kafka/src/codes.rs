@@ -49,7 +49,7 @@ pub fn of(e: &BrokerError) -> i16 {
         B::GroupNotEmpty(_) => 68,
         B::UnknownGroup(_) => 69,
         B::MemberIdRequired(_) => 79,
-        B::InvalidRecord(_) => INVALID_RECORD,
+        B::InvalidRecord(_) | B::SchemaRefused { .. } => INVALID_RECORD,
         B::InvalidTimestamp(_) => 32, // INVALID_TIMESTAMP
         B::UnknownProducerId(_) => 59,
         B::ProducerStateFull(_) => 7, // REQUEST_TIMED_OUT: retriable

@@ -8,7 +8,9 @@ use super::{topic, Ctx};
 use crate::authz::{self, Authz, Op, Res};
 use crate::codes;
 use busbar_log::batch::BatchHeader;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 fn check_client_batch(bytes: &[u8]) -> Result<(), (i16, String)> {
@@ -67,9 +69,28 @@ async fn start_one(
         Ok(pending) => (r, Some(pending)),
         Err(e) => {
             fail(&mut r, &e);
+            if ctx.version >= 8 {
+                r.record_errors = record_errors(&e);
+            }
             (r, None)
         }
     }
+}
+
+/// The bad records a schema refusal names (KIP-467 `RecordErrors`, Produce v8+): each record's
+/// index in its batch and why.
+fn record_errors(e: &busbar_broker::BrokerError) -> Vec<BatchIndexAndErrorMessage> {
+    let busbar_broker::BrokerError::SchemaRefused { records, .. } = e else {
+        return Vec::new();
+    };
+    (records.iter())
+        .map(|(index, why)| {
+            let mut b = BatchIndexAndErrorMessage::default();
+            b.batch_index = i32::try_from(*index).unwrap_or(i32::MAX);
+            b.batch_index_error_message = Some(super::sb(why.clone()));
+            b
+        })
+        .collect()
 }
 
 /// A partition's answer refused before writing.
