@@ -8,6 +8,7 @@
 pub mod avro;
 pub mod error;
 pub mod json_compat;
+pub mod json_validate;
 pub mod model;
 pub mod protobuf;
 pub mod registry;

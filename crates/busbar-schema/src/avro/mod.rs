@@ -498,7 +498,9 @@ fn branch_key(t: &Type) -> String {
     }
 }
 
+pub mod binary;
 mod canonical;
 mod compat;
+pub use binary::CodecLimits;
 pub use canonical::canonical;
 pub use compat::{can_read, can_read_with, Limits};
