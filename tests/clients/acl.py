@@ -222,3 +222,55 @@ def register(test, Busbar):
             assert produce_error(alice, "free") is None
         finally:
             b.stop()
+
+    @own
+    def acl_subject_type_101_round_trips_with_kafka_python_and_guards_the_registry(_):
+        """busbar's SUBJECT resource (code 101, issue 17) through kafka-python's raw CreateAcls,
+        DescribeAcls and DeleteAcls (its ACL classes know only Kafka's types), then enforced by
+        the schema registry under /schema-registry/: alice, with READ on the prefix `orders-`,
+        lists and reads only those subjects, until the ACL is deleted over Kafka."""
+        from kafka.admin import KafkaAdminClient
+        from kafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest
+        b = Sasl(extra_env={"BUSBAR_AUTH_ALLOW_IF_NO_ACL": "false", "BUSBAR_SCHEMA_REGISTRY_ADDR": ""})
+        try:
+            b.user("alice", "alice-pw")
+            kadmin = KafkaAdminClient(bootstrap_servers=b.sasl, security_protocol="SASL_PLAINTEXT",
+                                      sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="admin",
+                                      sasl_plain_password=ADMIN_PW)
+            send = lambda req: kadmin._manager.run(kadmin._manager.send, req)
+            SUBJECT, PREFIXED, LITERAL, ANY, READ, ALLOW = 101, 4, 3, 1, 3, 3
+            creation = CreateAclsRequest.AclCreation(
+                resource_type=SUBJECT, resource_name="orders-", resource_pattern_type=PREFIXED,
+                principal="User:alice", host="*", operation=READ, permission_type=ALLOW)
+            created = send(CreateAclsRequest(creations=[creation]))
+            assert [r.error_code for r in created.results] == [0], created
+            described = send(DescribeAclsRequest(
+                resource_type_filter=SUBJECT, resource_name_filter=None, pattern_type_filter=ANY,
+                principal_filter=None, host_filter=None, operation=ANY, permission_type=ANY))
+            assert described.error_code == 0, described
+            got = [(r.resource_type, r.resource_name, r.pattern_type) for r in described.resources]
+            assert got == [(SUBJECT, "orders-", PREFIXED)], got
+            status, acls = b.call("GET", "/acls?resource_type=SUBJECT")
+            assert status == 200 and [a["resource_name"] for a in acls["acls"]] == ["orders-"], acls
+            for subject in ["orders-value", "payments-value"]:
+                status, body = b.call("POST", f"/schema-registry/subjects/{subject}/versions",
+                                      {"schema": '"string"'})
+                assert status == 200, (status, body)
+            alice = dict(user="alice", password="alice-pw")
+            assert b.call("GET", "/schema-registry/subjects", **alice) == (200, ["orders-value"])
+            assert b.call("GET", "/schema-registry/subjects/orders-value/versions", **alice) == (200, [1])
+            status, body = b.call("GET", "/schema-registry/subjects/payments-value/versions", **alice)
+            assert (status, body["error_code"]) == (403, 40301), (status, body)
+            gone = send(DeleteAclsRequest(filters=[DeleteAclsRequest.DeleteAclsFilter(
+                resource_type_filter=SUBJECT, resource_name_filter="orders-",
+                pattern_type_filter=PREFIXED, principal_filter=None, host_filter=None,
+                operation=ANY, permission_type=ANY)]))
+            result = gone.filter_results[0]
+            assert result.error_code == 0 and len(result.matching_acls) == 1, gone
+            assert result.matching_acls[0].resource_type == SUBJECT, gone
+            assert b.call("GET", "/schema-registry/subjects", **alice) == (200, [])
+        except BaseException:
+            print("".join(getattr(b, "log", []))[-4000:])
+            raise
+        finally:
+            b.stop()

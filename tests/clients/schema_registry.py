@@ -89,8 +89,8 @@ def register(test, Busbar, free_port):
             writes = [(l["listener"], l["operation"], l["resource"], l["outcome"]) for l in audit
                       if "schema-registry" in l["operation"]]
             route = "POST /schema-registry/subjects/{subject}/versions"
-            assert ("schema-registry", route, "/subjects/orders-value/versions", "200") in writes, writes
-            assert ("schema-registry", route, "/subjects/orders-value/versions", "409") in writes, writes
+            assert ("schema-registry", route, "SUBJECT:orders-value", "200") in writes, writes
+            assert ("schema-registry", route, "SUBJECT:orders-value", "409") in writes, writes
             assert sr.test_compatibility("orders-value", Schema(V3, "AVRO")) is False
             assert sr.test_compatibility("orders-value", Schema(V2, "AVRO")) is True
             got = consume(b, sr, 2)

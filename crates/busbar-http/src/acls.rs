@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Acl {
-    /// `TOPIC`, `GROUP`, `CLUSTER`, `TRANSACTIONAL_ID` or `SUBSCRIPTION`.
+    /// `TOPIC`, `GROUP`, `CLUSTER`, `TRANSACTIONAL_ID`, `SUBSCRIPTION` or `SUBJECT`.
     resource_type: String,
     /// The name (`*`: every resource of the type, when LITERAL); `kafka-cluster` for CLUSTER.
     resource_name: String,
@@ -179,7 +179,7 @@ fn filter(q: &HashMap<String, String>) -> ApiResult<AclFilter> {
 /// Lists the ACLs passing the filter.
 #[utoipa::path(get, path = "/acls", operation_id = "list_acls", tag = "acls",
     params(
-        ("resource_type" = Option<String>, Query, description = "TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID, SUBSCRIPTION or ANY"),
+        ("resource_type" = Option<String>, Query, description = "TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID, SUBSCRIPTION, SUBJECT or ANY"),
         ("resource_name" = Option<String>, Query),
         ("pattern_type" = Option<String>, Query, description = "LITERAL, PREFIXED, MATCH (every ACL that applies to resource_name) or ANY"),
         ("principal" = Option<String>, Query, description = "User:<name>"),

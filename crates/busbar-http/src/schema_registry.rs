@@ -6,27 +6,30 @@
 //! Served two ways: on its own listener ([`serve`], `schema_registry.addr`) and under
 //! `/schema-registry/` on the main API ([`fallback`]: the main router's fallback hands those paths
 //! here, so the API's OpenAPI document stays busbar's own). Both apply the same authentication
-//! (`auth::check`) and this module's interim authorization: with auth on, reads need an
-//! authenticated principal and writes ALTER on the CLUSTER (until a SUBJECT resource exists).
-//! Every write is an audit line (listener `schema-registry`, or `http` under the main API).
+//! (`auth::check`) and the same authorization ([`access`]: the SUBJECT resource, READ, WRITE,
+//! DELETE and ALTER, lists and schema ids filtered by what the caller may READ). Every change,
+//! denied or not, is an audit line naming the subject (listener `schema-registry`, or `http`
+//! under the main API).
 
-use crate::auth::Principal;
+mod access;
+
 use crate::App;
+use access::Caller;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use busbar_broker::audit::AuditEvent;
-use busbar_broker::auth::acl::{Operation, ResourceType, ANONYMOUS, CLUSTER_NAME};
+use busbar_broker::auth::acl::{Operation, ResourceType};
 use busbar_broker::Broker;
 use busbar_schema::model::parse_version;
 use busbar_schema::{Compatibility, Mode, Registry, SchemaError, SchemaInput, Version};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The media type of every answer.
@@ -44,28 +47,47 @@ pub struct Sr {
 
 type Q = Query<HashMap<String, String>>;
 
-/// An answer in the registry's media type.
-pub struct Answer(StatusCode, Value);
+/// An answer in the registry's media type, with what the audit line of a change says of it.
+pub struct Answer(StatusCode, Value, Option<String>);
+
+/// The response extension carrying an answer's audit detail to [`guard`].
+#[derive(Debug, Clone)]
+struct Detail(String);
+
+impl Answer {
+    /// This answer with `detail` for its audit line (changes only: other lines are not written).
+    fn noted(mut self, detail: String) -> Self {
+        self.2 = Some(detail);
+        self
+    }
+}
 
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
         let mut r = (self.0, self.1.to_string()).into_response();
         r.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
+        if let Some(d) = self.2 {
+            r.extensions_mut().insert(Detail(d));
+        }
         r
     }
 }
 
 fn ok(v: Value) -> Answer {
-    Answer(StatusCode::OK, v)
+    Answer(StatusCode::OK, v, None)
 }
 
 fn error(status: u16, code: u32, message: impl Into<String>) -> Answer {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    Answer(
-        status,
-        json!({"error_code": code, "message": message.into()}),
-    )
+    let message = message.into();
+    let body = json!({"error_code": code, "message": message});
+    Answer(status, body, Some(message))
+}
+
+/// 403 with Confluent's code for an authorization failure.
+fn forbidden(message: String) -> Answer {
+    error(403, 40301, message)
 }
 
 impl From<SchemaError> for Answer {
@@ -160,36 +182,80 @@ async fn contexts() -> Answer {
     ok(json!(["."]))
 }
 
-async fn schema_by_id(State(s): State<Sr>, Path(id): Path<String>) -> Res {
-    let found = s.registry.by_id(id_arg(&id)?)?;
+/// 403 unless the caller may READ a subject holding schema `id` (Confluent's SCHEMA_READ);
+/// an unknown id is 40403 first.
+fn require_id(s: &Sr, caller: &Caller, id: u32) -> Result<(), Answer> {
+    let holders = s.registry.holders(id, true)?;
+    if holders
+        .iter()
+        .any(|(subject, _)| caller.may_subject(&s.broker, Operation::Read, subject))
+    {
+        return Ok(());
+    }
+    Err(forbidden(format!(
+        "{} may not READ any subject holding schema {id} (no ACL allows it)",
+        caller.principal()
+    )))
+}
+
+/// The holders of schema `id` the caller may READ; 403 when it may READ none of them.
+fn readable_holders(
+    s: &Sr,
+    caller: &Caller,
+    id: u32,
+    deleted: bool,
+) -> Result<Vec<(String, u32)>, Answer> {
+    require_id(s, caller, id)?;
+    let mut holders = s.registry.holders(id, deleted)?;
+    holders.retain(|(subject, _)| caller.may_subject(&s.broker, Operation::Read, subject));
+    Ok(holders)
+}
+
+async fn schema_by_id(State(s): State<Sr>, caller: Caller, Path(id): Path<String>) -> Res {
+    let id = id_arg(&id)?;
+    let found = s.registry.by_id(id)?;
+    require_id(&s, &caller, id)?;
     let mut out = json!({"schema": found.schema});
     schema_fields(&mut out, found.schema_type, &found.references);
     Ok(ok(out))
 }
 
-async fn raw_schema_by_id(State(s): State<Sr>, Path(id): Path<String>) -> Res {
-    let found = s.registry.by_id(id_arg(&id)?)?;
+async fn raw_schema_by_id(State(s): State<Sr>, caller: Caller, Path(id): Path<String>) -> Res {
+    let id = id_arg(&id)?;
+    let found = s.registry.by_id(id)?;
+    require_id(&s, &caller, id)?;
     Ok(ok(
         serde_json::from_str(&found.schema).unwrap_or(Value::String(found.schema))
     ))
 }
 
-async fn subjects_of_id(State(s): State<Sr>, Path(id): Path<String>, Query(q): Q) -> Res {
-    let holders = s.registry.holders(id_arg(&id)?, flag(&q, "deleted"))?;
+async fn subjects_of_id(
+    State(s): State<Sr>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Res {
+    let holders = readable_holders(&s, &caller, id_arg(&id)?, flag(&q, "deleted"))?;
     let mut subjects: Vec<String> = holders.into_iter().map(|(s, _)| s).collect();
     subjects.dedup();
     Ok(ok(json!(subjects)))
 }
 
-async fn versions_of_id(State(s): State<Sr>, Path(id): Path<String>, Query(q): Q) -> Res {
-    let holders = s.registry.holders(id_arg(&id)?, flag(&q, "deleted"))?;
+async fn versions_of_id(
+    State(s): State<Sr>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Res {
+    let holders = readable_holders(&s, &caller, id_arg(&id)?, flag(&q, "deleted"))?;
     let list: Vec<Value> = (holders.into_iter())
         .map(|(subject, version)| json!({"subject": subject, "version": version}))
         .collect();
     Ok(ok(json!(list)))
 }
 
-async fn subjects(State(s): State<Sr>, Query(q): Q) -> Answer {
+/// The subjects the caller may DESCRIBE (as Kafka's Metadata hides topics).
+async fn subjects(State(s): State<Sr>, caller: Caller, Query(q): Q) -> Answer {
     let prefix = q.get("subjectPrefix").map_or("", String::as_str);
     let deleted = flag(&q, "deleted") || flag(&q, "deletedOnly");
     let mut list = s.registry.subjects(deleted, prefix);
@@ -197,6 +263,7 @@ async fn subjects(State(s): State<Sr>, Query(q): Q) -> Answer {
         let live = s.registry.subjects(false, prefix);
         list.retain(|x| !live.contains(x));
     }
+    list.retain(|x| caller.may_subject(&s.broker, Operation::Describe, x));
     ok(json!(list))
 }
 
@@ -206,10 +273,28 @@ async fn versions(State(s): State<Sr>, Path(subject): Path<String>, Query(q): Q)
         .versions(&subject, flag(&q, "deleted"))?)))
 }
 
-async fn register(State(s): State<Sr>, Path(subject): Path<String>, body: Bytes) -> Res {
+async fn register(
+    State(s): State<Sr>,
+    caller: Caller,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Res {
     let input = schema_input(&body)?;
+    // A reference makes the registry read the subject it names: the caller must be able to.
+    for r in &input.references {
+        caller
+            .require(
+                &s.broker,
+                &[Operation::Read],
+                ResourceType::Subject,
+                &r.subject,
+            )
+            .map_err(forbidden)?;
+    }
     let r = s.registry.register(&subject, input).await?;
-    Ok(ok(version_json(&r.version)))
+    let v = &r.version;
+    let detail = format!("version {}, id {}", v.version, v.id);
+    Ok(ok(version_json(v)).noted(detail))
 }
 
 async fn lookup(State(s): State<Sr>, Path(subject): Path<String>, Query(q): Q, body: Bytes) -> Res {
@@ -218,12 +303,21 @@ async fn lookup(State(s): State<Sr>, Path(subject): Path<String>, Query(q): Q, b
     Ok(ok(version_json(&v)))
 }
 
+/// `soft` or `permanent`, for audit lines.
+fn how(q: &HashMap<String, String>) -> &'static str {
+    if flag(q, "permanent") {
+        "permanent"
+    } else {
+        "soft"
+    }
+}
+
 async fn delete_subject(State(s): State<Sr>, Path(subject): Path<String>, Query(q): Q) -> Res {
-    Ok(ok(json!(
-        s.registry
-            .delete_subject(&subject, flag(&q, "permanent"))
-            .await?
-    )))
+    let gone = (s.registry)
+        .delete_subject(&subject, flag(&q, "permanent"))
+        .await?;
+    let detail = format!("{} delete of versions {gone:?}", how(&q));
+    Ok(ok(json!(gone)).noted(detail))
 }
 
 async fn get_version(
@@ -265,7 +359,7 @@ async fn delete_version(
         .registry
         .delete_version(&subject, version_arg(&v)?, flag(&q, "permanent"))
         .await?;
-    Ok(ok(json!(n)))
+    Ok(ok(json!(n)).noted(format!("{} delete of version {n}", how(&q))))
 }
 
 fn compat_answer(messages: Vec<String>, q: &HashMap<String, String>) -> Answer {
@@ -317,13 +411,15 @@ async fn put_config(State(s): State<Sr>, subject: Option<Path<String>>, body: By
     let subject = subject.map(|Path(s)| s);
     let level = Compatibility::parse(&field(&body, "compatibility")?)?;
     s.registry.set_config(subject.as_deref(), level).await?;
-    Ok(ok(json!({"compatibility": level.as_str()})))
+    let detail = format!("compatibility set to {}", level.as_str());
+    Ok(ok(json!({"compatibility": level.as_str()})).noted(detail))
 }
 
 async fn delete_config(State(s): State<Sr>, subject: Option<Path<String>>) -> Res {
     let subject = subject.map(|Path(s)| s);
     let old = s.registry.delete_config(subject.as_deref()).await?;
-    Ok(ok(json!({"compatibilityLevel": old.as_str()})))
+    let detail = format!("compatibility {} deleted", old.as_str());
+    Ok(ok(json!({"compatibilityLevel": old.as_str()})).noted(detail))
 }
 
 async fn get_mode(State(s): State<Sr>, subject: Option<Path<String>>, Query(q): Q) -> Res {
@@ -345,13 +441,15 @@ async fn put_mode(
     s.registry
         .set_mode(subject.as_deref(), mode, flag(&q, "force"))
         .await?;
-    Ok(ok(json!({"mode": mode.as_str()})))
+    let detail = format!("mode set to {}", mode.as_str());
+    Ok(ok(json!({"mode": mode.as_str()})).noted(detail))
 }
 
 async fn delete_mode(State(s): State<Sr>, subject: Option<Path<String>>) -> Res {
     let subject = subject.map(|Path(s)| s);
     let old = s.registry.delete_mode(subject.as_deref()).await?;
-    Ok(ok(json!({"mode": old.as_str()})))
+    let detail = format!("mode {} deleted", old.as_str());
+    Ok(ok(json!({"mode": old.as_str()})).noted(detail))
 }
 
 async fn no_route() -> Answer {
@@ -411,62 +509,72 @@ fn routes(state: Sr) -> Router {
         .with_state(state)
 }
 
-/// Interim authorization (docs/security.md) and the audit line of every write.
-async fn guard(State(s): State<Sr>, req: Request, next: Next) -> Response {
-    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    // POSTs that only read: lookup, the compatibility check, the root probe.
-    let path = req.uri().path();
-    let read_only_post = req.method() == Method::POST
-        && (path.starts_with("/compatibility/") || !path.ends_with("/versions"));
-    let user = req.extensions().get::<Principal>().map(|p| p.0.clone());
-    let auth = s.broker.auth();
-    if auth.enabled() && write && !read_only_post {
-        let host = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip());
-        let allowed = auth
-            .authorize(
-                user.as_deref(),
-                host,
-                Operation::Alter,
-                ResourceType::Cluster,
-                CLUSTER_NAME,
-            )
-            .allowed();
-        if !allowed {
-            let who = user.as_deref().unwrap_or(ANONYMOUS);
-            let m = format!(
-                "User:{who} may not change the schema registry: it needs ALTER on the CLUSTER"
-            );
-            return error(403, 40301, m).into_response();
-        }
-    }
-    if !write || read_only_post {
-        return next.run(req).await;
-    }
-    let audit = s.broker.audit();
-    let route = req
-        .extensions()
+/// The `{subject}` path parameter of a route that has one (percent-decoded, as the handlers
+/// see it).
+async fn subject_of(
+    parts: &mut axum::http::request::Parts,
+    s: &Sr,
+) -> Result<Option<String>, Answer> {
+    let route = parts
+        .extensions
         .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    if !route.is_some_and(|r| r.contains("{subject}")) {
+        return Ok(None);
+    }
+    match Path::<HashMap<String, String>>::from_request_parts(parts, s).await {
+        Ok(Path(mut params)) => Ok(params.remove("subject")),
+        Err(e) => Err(error(400, 400, e.body_text())),
+    }
+}
+
+/// Authorization by [`access::TABLE`] (deny by default, nothing checked while auth is off) and
+/// the audit line of every change, denied ones included: `SUBJECT:<subject>` (or the CLUSTER
+/// for the registry-wide config and mode) as the resource, the status as the outcome, what
+/// changed or why not as the detail.
+async fn guard(State(s): State<Sr>, req: Request, next: Next) -> Response {
+    let route = (req.extensions().get::<MatchedPath>())
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
+    let enabled = s.broker.auth().enabled();
+    let Some(row) = access::row_of(req.method(), &route) else {
+        if !enabled {
+            return next.run(req).await;
+        }
+        let why = format!(
+            "{} {route} has no authorization rule; refused",
+            req.method()
+        );
+        return forbidden(why).into_response();
+    };
     let operation = format!("{} {PREFIX}{route}", req.method());
-    let resource = req.uri().path().to_string();
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    let resp = next.run(req).await;
-    if audit.enabled() {
+    let (mut parts, body) = req.into_parts();
+    let subject = match subject_of(&mut parts, &s).await {
+        Ok(subject) => subject,
+        Err(e) => return e.into_response(),
+    };
+    let caller = Caller::of(&parts.extensions);
+    let peer = (parts.extensions.get::<ConnectInfo<SocketAddr>>()).map(|c| c.0);
+    let resource = access::resource(row.need, subject.as_deref())
+        .unwrap_or_else(|| parts.uri.path().to_string());
+    let verdict = match enabled {
+        true => caller.check(&s.broker, row.need, subject.as_deref()),
+        false => Ok(()),
+    };
+    let resp = match verdict {
+        Ok(()) => next.run(Request::from_parts(parts, body)).await,
+        Err(why) => forbidden(why).into_response(),
+    };
+    let audit = s.broker.audit();
+    if row.change && audit.enabled() {
         audit.record(AuditEvent {
-            principal: format!("User:{}", user.as_deref().unwrap_or(ANONYMOUS)),
+            principal: caller.principal(),
             peer,
             listener: s.listener.into(),
             operation,
             resource,
             outcome: resp.status().as_u16().to_string(),
-            detail: None,
+            detail: resp.extensions().get::<Detail>().map(|d| d.0.clone()),
         });
     }
     resp

@@ -44,7 +44,10 @@ pub fn denied_code(ty: ResourceType) -> i16 {
         ResourceType::Topic => TOPIC_DENIED,
         ResourceType::Group => GROUP_DENIED,
         ResourceType::TransactionalId => TXN_DENIED,
-        ResourceType::Cluster | ResourceType::Subscription => CLUSTER_DENIED,
+        // Kafka's APIs check neither busbar type; a denial of one is the cluster's.
+        ResourceType::Cluster | ResourceType::Subscription | ResourceType::Subject => {
+            CLUSTER_DENIED
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! The schema registry through the real binary (issue 17): its own listener from
 //! `--schema-registry-addr` named in the ready line, `""` turning it off, a configured address that
-//! cannot be bound stopping the start, and, with `auth.enabled`, the interim rule on both mounts
-//! (no credentials 401; reads for any authenticated user; changes need ALTER on the CLUSTER, else
-//! 403 with error_code 40301).
+//! cannot be bound stopping the start, and, with `auth.enabled`, the SUBJECT ACLs on both mounts
+//! (no credentials 401; READ, WRITE, DELETE and ALTER on the subject, lists and schema ids
+//! filtered, 403 with error_code 40301) and the audit line of every change, refused ones too.
 
 mod common;
 
@@ -37,7 +37,7 @@ fn call(
 ) -> (u16, Value) {
     let header = user.map(|(u, p)| basic(u, p));
     // busbar's own routes take application/json; the registry's any JSON type.
-    let ct = if path == "/users" {
+    let ct = if path == "/users" || path == "/acls" {
         "application/json"
     } else {
         "application/vnd.schemaregistry.v1+json"
@@ -54,8 +54,73 @@ fn call(
     )
 }
 
+/// `user` may do `op` on the subjects named `name` (`PREFIXED` when `prefixed`).
+fn grant(s: &Server, user: &str, name: &str, prefixed: bool, op: &str) {
+    let pattern = if prefixed { "PREFIXED" } else { "LITERAL" };
+    let body = json!([{"resource_type": "SUBJECT", "resource_name": name, "pattern_type": pattern,
+        "principal": format!("User:{user}"), "operation": op, "permission": "ALLOW"}]);
+    let made = call(
+        s.addr,
+        "POST",
+        "/acls",
+        Some(("admin", ADMIN_PW)),
+        Some(&body),
+    );
+    assert!(made.0 == 200 || made.0 == 201, "{made:?}");
+}
+
+fn create_user(s: &Server, name: &str, password: &str) {
+    let body = json!({"name": name, "password": password});
+    let created = call(
+        s.addr,
+        "POST",
+        "/users",
+        Some(("admin", ADMIN_PW)),
+        Some(&body),
+    );
+    assert_eq!(created.0, 201, "{}", created.1);
+}
+
+/// A 403 with Confluent's 40301 whose message has `needle`.
+fn assert_denied(got: (u16, Value), needle: &str) {
+    assert_eq!(
+        (got.0, got.1["error_code"].clone()),
+        (403, json!(40301)),
+        "{}",
+        got.1
+    );
+    let m = got.1["message"].as_str().unwrap_or_default();
+    assert!(m.contains(needle), "{m:?} lacks {needle:?}");
+}
+
+/// The audit lines of `data` (none when the file does not exist yet).
+fn audit_lines(data: &std::path::Path) -> Vec<Value> {
+    (std::fs::read_to_string(data.join("audit.log"))
+        .unwrap_or_default()
+        .lines())
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+/// Waits for an audit line with these fields (the writer runs behind the answers).
+fn wait_audit(data: &std::path::Path, want: &[(&str, &str)]) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let lines = audit_lines(data);
+        let hit = lines.iter().find(|l| want.iter().all(|(k, v)| l[*k] == *v));
+        if let Some(l) = hit {
+            return l.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {want:?} in {lines:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
-fn with_auth_reads_need_a_user_and_changes_need_alter_on_the_cluster() {
+fn subject_acls_decide_the_registry_routes_on_both_mounts() {
     let dir = tempfile::tempdir().unwrap();
     let env = [
         ("BUSBAR_AUTH_ENABLED", "true"),
@@ -65,78 +130,209 @@ fn with_auth_reads_need_a_user_and_changes_need_alter_on_the_cluster() {
     let s = Server::start(dir.path(), &["--schema-registry-addr", "127.0.0.1:0"], &env);
     let sr = registry_addr(&s);
     let admin = Some(("admin", ADMIN_PW));
+    let alice = Some(("alice", "alice-pw-1"));
     let bob = Some(("bob", "bob-pw-1"));
-    let created = call(
-        s.addr,
-        "POST",
-        "/users",
-        admin,
-        Some(&json!({"name": "bob", "password": "bob-pw-1"})),
-    );
-    assert_eq!(created.0, 201, "{}", created.1);
+    create_user(&s, "alice", "alice-pw-1");
+    create_user(&s, "bob", "bob-pw-1");
+    // READ on the prefix orders- through the CLI (`busbar acl create --subject`).
+    let out = s.cli(&[
+        "--user",
+        "admin",
+        "--password",
+        ADMIN_PW,
+        "acl",
+        "create",
+        "--subject",
+        "orders-",
+        "--pattern-type",
+        "PREFIXED",
+        "--principal",
+        "User:alice",
+        "--operation",
+        "READ",
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
     let schema = json!({"schema": "\"string\""});
+    let other = json!({"schema": "\"int\""});
+    // Schema 1 in orders-value and secret-value, schema 2 only in payments-value.
+    for (subject, body) in [
+        ("orders-value", &schema),
+        ("secret-value", &schema),
+        ("payments-value", &other),
+    ] {
+        let path = format!("/subjects/{subject}/versions");
+        assert_eq!(
+            call(sr, "POST", &path, admin, Some(body)).0,
+            200,
+            "{subject}"
+        );
+    }
+    // Compatible with "string" under BACKWARD: a union that reads it.
+    let v2 = json!({"schema": "[\"null\",\"string\"]"});
     for (addr, prefix) in [(sr, ""), (s.addr, "/schema-registry")] {
         let path = |p: &str| format!("{prefix}{p}");
+        let get = |user, p: &str| call(addr, "GET", &path(p), user, None);
+        assert_eq!(get(None, "/subjects").0, 401, "{prefix}");
+        // The list and the ids show only what alice may READ (DESCRIBE).
         assert_eq!(
-            call(addr, "GET", &path("/subjects"), None, None).0,
-            401,
+            get(alice, "/subjects"),
+            (200, json!(["orders-value"])),
             "{prefix}"
         );
-        let refused = call(
-            addr,
-            "POST",
-            &path("/subjects/s/versions"),
-            bob,
-            Some(&schema),
-        );
-        assert_eq!(refused.0, 403, "{prefix}: {}", refused.1);
-        assert_eq!(refused.1["error_code"], 40301, "{}", refused.1);
-        assert!(refused.1["message"]
-            .as_str()
-            .unwrap()
-            .contains("ALTER on the CLUSTER"));
+        assert_eq!(get(bob, "/subjects"), (200, json!([])), "{prefix}");
+        assert_eq!(get(admin, "/subjects").1.as_array().map(Vec::len), Some(3));
         assert_eq!(
-            call(
-                addr,
-                "PUT",
-                &path("/config"),
-                bob,
-                Some(&json!({"compatibility": "NONE"}))
-            )
-            .0,
-            403
+            get(alice, "/subjects/orders-value/versions"),
+            (200, json!([1]))
         );
-        let registered = call(
-            addr,
-            "POST",
-            &path("/subjects/s/versions"),
-            admin,
-            Some(&schema),
-        );
+        assert_eq!(get(alice, "/schemas/ids/1").1["schema"], "\"string\"");
         assert_eq!(
-            (registered.0, registered.1["id"].clone()),
-            (200, json!(1)),
-            "{}",
-            registered.1
+            get(alice, "/schemas/ids/1/subjects"),
+            (200, json!(["orders-value"]))
         );
-        assert_eq!(
-            call(addr, "GET", &path("/subjects"), bob, None),
-            (200, json!(["s"]))
+        assert_denied(get(alice, "/schemas/ids/2"), "schema 2");
+        assert_denied(get(bob, "/schemas/ids/1"), "User:bob");
+        assert_eq!(get(alice, "/schemas/ids/99").1["error_code"], 40403);
+        assert_denied(
+            get(alice, "/subjects/payments-value/versions"),
+            "READ SUBJECT",
+        );
+        assert_denied(
+            get(alice, "/subjects/payments-value/versions/1"),
+            "payments-value",
         );
         // A lookup and a compatibility check only read.
-        assert_eq!(
-            call(addr, "POST", &path("/subjects/s"), bob, Some(&schema)).1["version"],
-            1
-        );
-        let check = call(
+        let looked = call(
             addr,
             "POST",
-            &path("/compatibility/subjects/s/versions/latest"),
-            bob,
+            &path("/subjects/orders-value"),
+            alice,
             Some(&schema),
         );
-        assert_eq!(check, (200, json!({"is_compatible": true})));
+        assert_eq!(looked.1["version"], 1, "{}", looked.1);
+        let check = "/compatibility/subjects/orders-value/versions/latest";
+        assert_eq!(
+            call(addr, "POST", &path(check), alice, Some(&schema)),
+            (200, json!({"is_compatible": true}))
+        );
+        // READ does not register, delete or configure.
+        let register = path("/subjects/orders-value/versions");
+        assert_denied(
+            call(addr, "POST", &register, alice, Some(&v2)),
+            "WRITE SUBJECT \"orders-value\"",
+        );
+        let config = path("/config/orders-value");
+        let full = json!({"compatibility": "NONE"});
+        assert_denied(
+            call(addr, "PUT", &config, alice, Some(&full)),
+            "ALTER SUBJECT",
+        );
+        assert_denied(
+            call(addr, "PUT", &path("/config"), alice, Some(&full)),
+            "ALTER the CLUSTER",
+        );
+        assert_denied(
+            call(addr, "DELETE", &path("/subjects/orders-value"), alice, None),
+            "DELETE",
+        );
     }
+    grant(&s, "alice", "orders-value", false, "WRITE");
+    let registered = call(
+        sr,
+        "POST",
+        "/subjects/orders-value/versions",
+        alice,
+        Some(&v2),
+    );
+    assert_eq!(
+        (registered.0, registered.1["version"].clone()),
+        (200, json!(2)),
+        "{}",
+        registered.1
+    );
+    // WRITE alone does not delete: DELETE does.
+    assert_denied(
+        call(
+            sr,
+            "DELETE",
+            "/subjects/orders-value/versions/2",
+            alice,
+            None,
+        ),
+        "DELETE",
+    );
+    grant(&s, "alice", "orders-value", false, "ALTER");
+    let full = json!({"compatibility": "FULL"});
+    let put = call(
+        s.addr,
+        "PUT",
+        "/schema-registry/config/orders-value",
+        alice,
+        Some(&full),
+    );
+    assert_eq!(put, (200, json!({"compatibility": "FULL"})));
+    assert_eq!(
+        call(sr, "GET", "/config/orders-value", alice, None),
+        (200, json!({"compatibilityLevel": "FULL"}))
+    );
+    // Changes, allowed and refused, are audit lines naming the subject.
+    let data = dir.path();
+    let ok = wait_audit(
+        data,
+        &[
+            ("principal", "User:alice"),
+            ("resource", "SUBJECT:orders-value"),
+            (
+                "operation",
+                "POST /schema-registry/subjects/{subject}/versions",
+            ),
+            ("outcome", "200"),
+        ],
+    );
+    assert_eq!(ok["listener"], "schema-registry");
+    assert_eq!(ok["detail"], "version 2, id 3", "{ok}");
+    let refused = wait_audit(
+        data,
+        &[
+            ("principal", "User:alice"),
+            ("resource", "SUBJECT:orders-value"),
+            (
+                "operation",
+                "DELETE /schema-registry/subjects/{subject}/versions/{version}",
+            ),
+            ("outcome", "403"),
+        ],
+    );
+    assert!(
+        refused["detail"].as_str().unwrap().contains("DELETE"),
+        "{refused}"
+    );
+    let config = wait_audit(
+        data,
+        &[
+            ("resource", "SUBJECT:orders-value"),
+            ("operation", "PUT /schema-registry/config/{subject}"),
+            ("outcome", "200"),
+        ],
+    );
+    assert_eq!(
+        (config["listener"].as_str(), config["detail"].as_str()),
+        (Some("http"), Some("compatibility set to FULL"))
+    );
+    wait_audit(
+        data,
+        &[
+            ("principal", "User:alice"),
+            ("resource", "CLUSTER:kafka-cluster"),
+            ("operation", "PUT /schema-registry/config"),
+            ("outcome", "403"),
+        ],
+    );
+    // Reads are not audited.
+    assert!(!audit_lines(data).iter().any(|l| l["operation"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("GET /schema-registry")));
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Kafka's ACL model, as a pure in-memory decision: resources (TOPIC, GROUP, CLUSTER,
-//! TRANSACTIONAL_ID, and busbar's own SUBSCRIPTION), literal and prefixed patterns (`*` is the
+//! TRANSACTIONAL_ID, and busbar's own SUBSCRIPTION and SUBJECT), literal and prefixed patterns (`*` is the
 //! literal wildcard), operations with their implied operations, ALLOW/DENY with DENY winning,
 //! host filters, super users and `allow_if_no_acl`. Codes are Kafka's (`AclOperation.java`,
 //! `ResourceType.java`, `PatternType.java`, `AclPermissionType.java`).
@@ -18,6 +18,9 @@ use std::net::IpAddr;
 pub const ANONYMOUS: &str = "ANONYMOUS";
 /// busbar's own resource type code for subscriptions (Kafka uses 0..=7).
 pub const SUBSCRIPTION_CODE: i8 = 100;
+/// busbar's own resource type code for schema registry subjects (after [`SUBSCRIPTION_CODE`];
+/// Kafka has no subject type, and Confluent keeps its registry ACLs outside Kafka's).
+pub const SUBJECT_CODE: i8 = 101;
 
 /// What an ACL is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,15 +31,18 @@ pub enum ResourceType {
     TransactionalId,
     /// busbar's: a bus subscription, by name.
     Subscription,
+    /// busbar's: a schema registry subject (`orders-value`), by name.
+    Subject,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 5] = [
+    pub const ALL: [ResourceType; 6] = [
         Self::Topic,
         Self::Group,
         Self::Cluster,
         Self::TransactionalId,
         Self::Subscription,
+        Self::Subject,
     ];
 
     /// Kafka's code.
@@ -47,6 +53,7 @@ impl ResourceType {
             Self::Cluster => 4,
             Self::TransactionalId => 5,
             Self::Subscription => SUBSCRIPTION_CODE,
+            Self::Subject => SUBJECT_CODE,
         }
     }
 
@@ -63,6 +70,7 @@ impl ResourceType {
             Self::Cluster => "CLUSTER",
             Self::TransactionalId => "TRANSACTIONAL_ID",
             Self::Subscription => "SUBSCRIPTION",
+            Self::Subject => "SUBJECT",
         }
     }
 
@@ -839,6 +847,26 @@ mod tests {
         let set = AclSet::new(vec![acl(Topic, "é", Prefixed, "alice", Read, Allow)]);
         assert_eq!(set.covering(Topic, "éa").count(), 1);
         assert_eq!(set.covering(Topic, "e\u{301}").count(), 0);
+    }
+
+    #[test]
+    fn subjects_are_busbars_type_101_with_prefixed_patterns() {
+        assert_eq!(ResourceType::of_code(101), Some(Subject));
+        assert_eq!(ResourceType::of_name("subject"), Some(Subject));
+        assert_eq!(Subject.name(), "SUBJECT");
+        let set = AclSet::new(vec![acl(
+            Subject, "orders-", Prefixed, "alice", Read, Allow,
+        )]);
+        let d = |op, name| set.authorize(me("alice"), op, Subject, name, false);
+        assert_eq!(d(Read, "orders-value"), Decision::Allowed);
+        assert_eq!(d(Describe, "orders-value"), Decision::Allowed);
+        assert_eq!(d(Write, "orders-value"), Decision::NotAllowed);
+        assert_eq!(d(Read, "payments-value"), Decision::NotAllowed);
+        // A topic ACL of the same name says nothing about the subject, and back.
+        let topic = AclSet::new(vec![acl(Topic, "orders-", Prefixed, "alice", Read, Allow)]);
+        assert!(!topic
+            .authorize(me("alice"), Read, Subject, "orders-value", false)
+            .allowed());
     }
 
     #[test]

@@ -125,6 +125,7 @@ fn resource_of(ty: i8, name: &str) -> String {
         7 => "USER",
         8 => "BROKER_LOGGER",
         100 => "SUBSCRIPTION",
+        101 => "SUBJECT",
         _ => "UNKNOWN",
     };
     // AlterConfigs names a broker (type 4) by its id.

@@ -1,5 +1,5 @@
 //! `busbar acl create|list|delete`: Kafka-model ACLs through the HTTP API (`/acls`), with
-//! `kafka-acls`-like flags: a resource (`--topic`, `--group`, `--subscription`,
+//! `kafka-acls`-like flags: a resource (`--topic`, `--group`, `--subscription`, `--subject`,
 //! `--transactional-id` or `--cluster`), `--principal User:<name>`, `--operation`, `--host`,
 //! `--permission` and `--pattern-type`. The server checks every value (400 names a bad one).
 //! Needs ALTER on the cluster to change ACLs, DESCRIBE to list them, while auth is on.
@@ -21,6 +21,9 @@ pub struct Resource {
     /// A bus subscription (busbar's SUBSCRIPTION resource).
     #[arg(long)]
     subscription: Option<String>,
+    /// A schema registry subject (busbar's SUBJECT resource, e.g. `orders-value`).
+    #[arg(long)]
+    subject: Option<String>,
     /// A transactional id.
     #[arg(long)]
     transactional_id: Option<String>,
@@ -36,6 +39,7 @@ impl Resource {
             ("TOPIC", &self.topic),
             ("GROUP", &self.group),
             ("SUBSCRIPTION", &self.subscription),
+            ("SUBJECT", &self.subject),
             ("TRANSACTIONAL_ID", &self.transactional_id),
         ];
         if self.cluster {
@@ -122,7 +126,7 @@ fn query(f: &Fields, operation: Option<&String>) -> String {
 fn acls(f: &Fields, operations: &[String]) -> CliResult<Value> {
     let (t, n) = f.resource.pair().ok_or_else(|| {
         CliError::Usage(
-            "name a resource: --topic, --group, --subscription, --transactional-id or --cluster"
+            "name a resource: --topic, --group, --subscription, --subject, --transactional-id or --cluster"
                 .into(),
         )
     })?;
