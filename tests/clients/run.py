@@ -936,6 +936,10 @@ import schema_registry  # tests/clients/schema_registry.py: Confluent's Avro ser
 schema_registry.register(test, Busbar, free_port)
 import schema_registry_protobuf  # tests/clients/schema_registry_protobuf.py: Confluent's Protobuf serializers (issue 17)
 schema_registry_protobuf.register(test, Busbar, free_port)
+import schema_enforcement  # tests/clients/schema_enforcement.py: id/strict checks on every way in (issue 17)
+schema_enforcement.register(test, Busbar, free_port)
+import schema_bus  # tests/clients/schema_bus.py: the bus matches decoded Avro and JSON Schema events (issue 17)
+schema_bus.register(test, Busbar, free_port, HookServer)
 
 
 def main():

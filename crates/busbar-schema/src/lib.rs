@@ -6,6 +6,7 @@
 //! Pure registry logic: no HTTP (the REST API lives in busbar-http's `schema_registry`).
 
 pub mod avro;
+pub mod enforce;
 pub mod error;
 pub mod json_compat;
 pub mod json_validate;

@@ -493,5 +493,8 @@ impl Registry {
     }
 }
 
+mod by_id;
 mod write;
+
+pub use by_id::ParsedById;
 pub use write::Registration;

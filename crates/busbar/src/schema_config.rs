@@ -3,6 +3,7 @@
 //! `/schema-registry/` on the HTTP API.
 
 use anyhow::Result;
+use busbar_schema::avro::binary::CodecLimits;
 use busbar_schema::Limits;
 use serde::{Deserialize, Serialize};
 
@@ -25,11 +26,17 @@ pub struct SchemaRegistrySection {
     pub depth_max: u64,
     /// Longest subject name, bytes.
     pub subject_bytes_max: u64,
+    /// Deepest nesting of values when a payload is decoded or encoded (strict enforcement,
+    /// `?schema=`, `?decode=schema`).
+    pub codec_depth_max: u64,
+    /// Most array items and map entries in one decoded or encoded value.
+    pub codec_items_max: u64,
 }
 
 impl Default for SchemaRegistrySection {
     fn default() -> Self {
         let l = Limits::default();
+        let c = CodecLimits::default();
         Self {
             addr: "127.0.0.1:8081".into(),
             schema_bytes_max: l.schema_bytes_max as u64,
@@ -38,6 +45,8 @@ impl Default for SchemaRegistrySection {
             schemas_max: l.schemas_max as u64,
             depth_max: l.depth_max as u64,
             subject_bytes_max: l.subject_bytes_max as u64,
+            codec_depth_max: c.depth_max as u64,
+            codec_items_max: c.items_max as u64,
         }
     }
 }
@@ -80,8 +89,28 @@ impl SchemaRegistrySection {
                 1,
                 1 << 20,
             ),
+            (
+                "schema_registry.codec_depth_max",
+                self.codec_depth_max,
+                1,
+                1000,
+            ),
+            (
+                "schema_registry.codec_items_max",
+                self.codec_items_max,
+                1,
+                100_000_000,
+            ),
         ];
         crate::config::check_ranges(checks)
+    }
+
+    /// The bounds of decoding and encoding one payload.
+    pub fn codec_limits(&self) -> CodecLimits {
+        CodecLimits {
+            depth_max: self.codec_depth_max as usize,
+            items_max: self.codec_items_max as usize,
+        }
     }
 
     /// The registry's limits.

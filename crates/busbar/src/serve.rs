@@ -162,6 +162,32 @@ async fn bind_schema_registry(addr: &str) -> Result<Option<tokio::net::TcpListen
     }
 }
 
+/// The bus's decode hook (issue 17): patterns match schema-framed values by their decoded
+/// content, decoded by an enforcer of its own over `registry` (with the registry's codec
+/// limits). `dataschema` names the schema on the registry's own listener when there is one,
+/// else under `/schema-registry/` on the HTTP API.
+fn schema_decoder(
+    registry: &Arc<Registry>,
+    config: &Config,
+    sr: Option<&tokio::net::TcpListener>,
+    http: &tokio::net::TcpListener,
+    https: bool,
+) -> busbar_bus::decode::Decoder {
+    let scheme = if https { "https" } else { "http" };
+    let base = match sr.and_then(|l| l.local_addr().ok()) {
+        Some(a) => format!("{scheme}://{a}/schemas/ids/"),
+        None => match http.local_addr() {
+            Ok(a) => format!("{scheme}://{a}/schema-registry/schemas/ids/"),
+            Err(_) => "/schema-registry/schemas/ids/".into(),
+        },
+    };
+    let enforcer = busbar_schema::enforce::Enforcer::new(
+        registry.clone(),
+        config.schema_registry.codec_limits(),
+    );
+    busbar_bus::decode::Decoder::new(base, move |v: &[u8]| enforcer.decode_json(v).ok())
+}
+
 /// A data directory that does not exist yet or holds nothing: this start is its first.
 fn first_start(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none())
@@ -230,18 +256,27 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     }
     // Taken before the configured subscriptions create their topics: those are new, not recovered.
     let recovery = recovery_summary(&broker, first);
-    let bus = Bus::open_with(broker.clone(), config.bus_config());
-    let bus = Arc::new(bus.context("open subscriptions")?);
-    busbar::config::apply_subscriptions(&bus, &config)
-        .await
-        .context("subscriptions in the configuration")?;
-    bus.start().await;
+    // The registry's check is installed before anything writes: the bus's topic targets and
+    // every client produce are checked from the first record.
     let limits = config.schema_registry.limits();
     let b = broker.clone();
     let registry = tokio::task::spawn_blocking(move || Registry::open_for(&b, limits))
         .await?
         .context("open the schema registry (internal/schemas)")?;
     let registry = Arc::new(registry);
+    broker.set_schema_checker(Arc::new(busbar_schema::enforce::Enforcer::new(
+        registry.clone(),
+        config.schema_registry.codec_limits(),
+    )));
+    let bus = Bus::open_with(broker.clone(), config.bus_config());
+    let bus = Arc::new(bus.context("open subscriptions")?);
+    let https = tls.is_some() && config.http.tls;
+    let decoder = schema_decoder(&registry, &config, sr_listener.as_ref(), &listener, https);
+    bus.set_decoder(Some(decoder));
+    busbar::config::apply_subscriptions(&bus, &config)
+        .await
+        .context("subscriptions in the configuration")?;
+    bus.start().await;
     let http_addr = listener.local_addr().context("HTTP listener address")?;
     let kafka_addr = kafka_listeners[0]
         .0

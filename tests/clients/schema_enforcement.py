@@ -1,0 +1,214 @@
+"""Schema enforcement on every way in (issue 17) against the real binary, with real clients:
+confluent-kafka's Producer (plain and gzip batches), AdminClient topic configs, its
+SchemaRegistryClient and AvroSerializer, and HTTP publish. Topics with
+`value.schema.validation = id | strict` (and Confluent's `confluent.value.schema.validation=true`
+alias) refuse unframed bytes, unknown ids, ids of another subject and (strict) payloads that do
+not decode with INVALID_RECORD (87) on Kafka and 422 on HTTP; a refused batch stores nothing,
+good batches on the same connection are accepted, null values pass, and
+`busbar_schema_validation_failures_total{topic,reason}` counts each refusal.
+Registered into run.py's tests.
+"""
+import base64, json, struct, urllib.error, urllib.request
+
+ORDER = json.dumps({"type": "record", "name": "Order", "namespace": "shop",
+                    "fields": [{"name": "id", "type": "string"}, {"name": "qty", "type": "int"}]})
+OTHER = json.dumps({"type": "record", "name": "Other", "fields": [{"name": "x", "type": "long"}]})
+
+
+def register(test, Busbar, free_port):
+    def start():
+        port = free_port()
+        b = Busbar(extra_env={"BUSBAR_SCHEMA_REGISTRY_ADDR": f"127.0.0.1:{port}"})
+        return b, f"http://127.0.0.1:{port}"
+
+    def create_topics(b, topics):
+        from confluent_kafka.admin import AdminClient, NewTopic
+        admin = AdminClient({"bootstrap.servers": b.kafka})
+        fs = admin.create_topics([NewTopic(name, 1, 1, config=cfg) for name, cfg in topics])
+        for f in fs.values():
+            f.result(30)
+
+    def send(b, topic, values, **conf):
+        """Produces `values` (bytes or None) in one flush; answers each delivery's error code
+        (None when stored)."""
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": b.kafka, "linger.ms": 50, "retries": 0, **conf})
+        results = [None] * len(values)
+
+        def done(i):
+            def cb(err, _msg):
+                results[i] = err.code() if err else "ok"
+            return cb
+        for i, v in enumerate(values):
+            p.produce(topic, key=b"k", value=v, on_delivery=done(i))
+        assert p.flush(30) == 0
+        return [None if r == "ok" else r for r in results]
+
+    def stored(b, topic):
+        from confluent_kafka import Consumer, TopicPartition
+        c = Consumer({"bootstrap.servers": b.kafka, "group.id": "count"})
+        low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+        c.close()
+        return high - low
+
+    def publish(b, topic, events):
+        req = urllib.request.Request(f"http://{b.http}/topics/{topic}/events",
+                                     data=json.dumps(events).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def failures(b):
+        with urllib.request.urlopen(f"http://{b.http}/metrics", timeout=30) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("busbar_schema_validation_failures_total{"):
+                labels, n = line.rsplit(" ", 1)
+                out[labels[len("busbar_schema_validation_failures_total"):]] = int(n)
+        return out
+
+    def framed(schema_id, body):
+        return b"\0" + struct.pack(">I", schema_id) + body
+
+    @test
+    def schema_enforcement_refuses_bad_records_on_kafka_and_http_and_counts_them(_):
+        from confluent_kafka import KafkaError
+        from confluent_kafka.schema_registry import SchemaRegistryClient, Schema
+        from confluent_kafka.schema_registry.avro import AvroSerializer
+        from confluent_kafka.serialization import SerializationContext, MessageField
+        b, url = start()
+        try:
+            create_topics(b, [("orders", {"value.schema.validation": "id"}),
+                              ("strict", {"value.schema.validation": "strict"}),
+                              ("legacy", {"confluent.value.schema.validation": "true"}),
+                              ("free", {})])
+            sr = SchemaRegistryClient({"url": url})
+            other_id = sr.register_schema("other-value", Schema(OTHER, "AVRO"))
+
+            def ser(topic):
+                s = AvroSerializer(sr, ORDER)
+                return lambda v: s(v, SerializationContext(topic, MessageField.VALUE))
+            good = ser("orders")({"id": "a", "qty": 1})
+            order_id = struct.unpack(">I", good[1:5])[0]
+            INVALID = KafkaError.INVALID_RECORD
+            assert INVALID == 87
+
+            # id: a serialized event passes; a tombstone passes; unframed, unknown id and another
+            # subject's id are refused with 87 and nothing of theirs is stored.
+            assert send(b, "orders", [good, None]) == [None, None]
+            assert send(b, "orders", [b"plain bytes"]) == [INVALID]
+            assert send(b, "orders", [framed(99999, b"x")]) == [INVALID]
+            assert send(b, "orders", [framed(other_id, b"\x02")]) == [INVALID]
+            assert stored(b, "orders") == 2
+            # A gzip batch of five with one bad record is refused whole; the same producer's next
+            # batch is accepted.
+            from confluent_kafka import Producer
+            p = Producer({"bootstrap.servers": b.kafka, "linger.ms": 200, "retries": 0,
+                          "compression.type": "gzip"})
+            codes = []
+            for v in [good, good, b"bad", good, good]:
+                p.produce("orders", value=v, on_delivery=lambda e, m: codes.append(e.code() if e else None))
+            assert p.flush(30) == 0
+            assert codes == [INVALID] * 5, codes
+            p.produce("orders", value=good, on_delivery=lambda e, m: codes.append(e.code() if e else None))
+            assert p.flush(30) == 0
+            assert codes[-1] is None, codes
+            assert stored(b, "orders") == 3
+
+            # The alias turns on id checks as well; a topic without settings takes anything.
+            assert send(b, "legacy", [b"plain"]) == [INVALID]
+            assert send(b, "free", [b"plain"]) == [None]
+
+            # strict: the id must be the subject's and the body must decode as Avro.
+            strict_good = ser("strict")({"id": "b", "qty": 2})
+            strict_id = struct.unpack(">I", strict_good[1:5])[0]
+            assert send(b, "strict", [strict_good]) == [None]
+            # "b" as an Avro string, then a truncated int: does not decode.
+            assert send(b, "strict", [framed(strict_id, b"\x02b")]) == [INVALID]
+            # trailing bytes after a whole value are refused too
+            assert send(b, "strict", [strict_good + b"\x00"]) == [INVALID]
+            # the same bytes pass an id-only topic (the id is registered under orders-value)
+            assert send(b, "orders", [framed(order_id, b"\x02b")]) == [None]
+            assert stored(b, "strict") == 1
+
+            # HTTP publish: 422 naming the refused events; nothing stored; good events pass.
+            ok = base64.b64encode(good).decode()
+            status, body = publish(b, "orders", [{"value_base64": ok}, {"value": "not framed"},
+                                                 {"value_base64": ok}, {"value": {"json": 1}}])
+            assert status == 422, (status, body)
+            assert body["error"]["code"] == "schema_invalid", body
+            msg = body["error"]["message"]
+            assert msg.startswith("2 events refused by the schema registry, nothing stored"), msg
+            assert "event 1: value: not in the schema registry's wire format" in msg, msg
+            assert "event 3: value:" in msg, msg
+            assert "event 0" not in msg and "event 2" not in msg, msg
+            assert stored(b, "orders") == 4
+            status, body = publish(b, "orders", [{"value_base64": ok}, {"key": "tombstone"}])
+            assert status == 200, (status, body)
+            assert stored(b, "orders") == 6
+
+            f = failures(b)
+            assert f['{topic="orders",reason="unframed"}'] == 1 + 1 + 2, f
+            assert f['{topic="orders",reason="unknown_id"}'] == 1, f
+            assert f['{topic="orders",reason="wrong_subject"}'] == 1, f
+            assert f['{topic="strict",reason="invalid_payload"}'] == 2, f
+            assert f['{topic="legacy",reason="unframed"}'] == 1, f
+            assert not any('topic="free"' in k for k in f), f
+
+            # The setting is a topic config like the others: described, changed, turned off.
+            from confluent_kafka.admin import AdminClient, ConfigResource
+            admin = AdminClient({"bootstrap.servers": b.kafka})
+            res = ConfigResource(ConfigResource.Type.TOPIC, "orders")
+            desc = admin.describe_configs([res])[res].result(30)
+            assert desc["value.schema.validation"].value == "id", desc
+            assert desc["value.subject.name.strategy"].value == "TopicNameStrategy", desc
+            res.set_config("value.schema.validation", "none")
+            admin.alter_configs([res])[res].result(30)
+            assert send(b, "orders", [b"plain bytes"]) == [None]
+            # A bad value is refused with the key named.
+            bad = ConfigResource(ConfigResource.Type.TOPIC, "orders")
+            bad.set_config("value.schema.validation", "sometimes")
+            try:
+                admin.alter_configs([bad])[bad].result(30)
+                raise AssertionError("an unknown validation mode was accepted")
+            except Exception as e:  # KafkaException(INVALID_CONFIG)
+                assert "none, id or strict" in str(e), e
+        finally:
+            b.stop()
+
+    @test
+    def schema_enforcement_record_name_strategy_and_keys(_):
+        from confluent_kafka import KafkaError
+        from confluent_kafka.schema_registry import SchemaRegistryClient, Schema
+        b, url = start()
+        try:
+            create_topics(b, [("mixed", {"value.schema.validation": "strict",
+                                         "value.subject.name.strategy":
+                                             "io.confluent.kafka.serializers.subject.RecordNameStrategy",
+                                         "key.schema.validation": "id"})])
+            sr = SchemaRegistryClient({"url": url})
+            order_id = sr.register_schema("shop.Order", Schema(ORDER, "AVRO"))
+            key_id = sr.register_schema("mixed-key", Schema('"string"', "AVRO"))
+            # topic-named subject does not hold the order schema: only the record name does
+            sr.register_schema("mixed-value", Schema(OTHER, "AVRO"))
+            from confluent_kafka import Producer
+            codes = []
+            p = Producer({"bootstrap.servers": b.kafka, "retries": 0})
+
+            def put(key, value):
+                p.produce("mixed", key=key, value=value,
+                          on_delivery=lambda e, m: codes.append(e.code() if e else None))
+                assert p.flush(30) == 0
+                return codes[-1]
+            body = b"\x02a\x04"  # {"id": "a", "qty": 2}
+            key = framed(key_id, b"\x02k")
+            assert put(key, framed(order_id, body)) is None
+            assert put(b"unframed key", framed(order_id, body)) == KafkaError.INVALID_RECORD
+            assert put(None, framed(order_id, body)) is None  # a null key passes
+            assert put(key, framed(key_id, b"\x02k")) == KafkaError.INVALID_RECORD
+        finally:
+            b.stop()
