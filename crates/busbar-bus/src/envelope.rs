@@ -10,7 +10,11 @@
 //!
 //! Patterns match the structured JSON form: the attributes plus `data` (the value as JSON when it is
 //! JSON). So `{"type": ["order.created"], "data": {"total": [{"numeric": [">", 100]}]}}`.
+//! With a [`Decoder`] installed, a schema-framed value (Avro, Protobuf, JSON Schema) that decodes
+//! is `data` as its decoded JSON, with `dataschema` naming its schema ([`Envelope::document_with`],
+//! `decode.rs`).
 
+use crate::decode::{framed_id, Decoder};
 use base64::Engine;
 use busbar_broker::event::StoredEvent;
 use serde_json::{Map, Value};
@@ -91,12 +95,37 @@ impl Envelope {
             (Some(Err(_)), Some(v)) => Some(is_json(v)),
             _ => None,
         };
-        let env = Self::plain(e, json);
-        let mut doc = env.attrs;
+        let mut doc = Self::plain_attrs(e, json);
         if let Some(Ok(d)) = parsed {
             doc.insert("data".into(), d);
         }
         Value::Object(doc)
+    }
+
+    /// The document patterns match, with a framed value decoded by `decoder` when there is one
+    /// and it decodes (see `decode.rs`); otherwise as [`Envelope::document_of`].
+    pub fn document_with(e: &StoredEvent, decoder: Option<&Decoder>) -> Value {
+        match decoder.and_then(|d| Self::decoded_document(e, d)) {
+            Some(doc) => doc,
+            None => Self::document_of(e),
+        }
+    }
+
+    /// The document of a record whose value is framed and decodes; `None` otherwise. A framed
+    /// value (first byte 0) is never JSON, so the record is a binary-mode CloudEvent or plain.
+    fn decoded_document(e: &StoredEvent, decoder: &Decoder) -> Option<Value> {
+        let value = e.value.as_deref()?;
+        framed_id(value)?;
+        let (id, data) = decoder.decode(value)?;
+        let mut attrs = if header(e, "ce_specversion").is_some() {
+            Self::binary_attrs(e)
+        } else {
+            Self::plain_attrs(e, Some(true))
+        };
+        let uri = Value::String(decoder.dataschema(id));
+        attrs.entry("dataschema").or_insert(uri);
+        attrs.insert("data".into(), data);
+        Some(Value::Object(attrs))
     }
 
     fn structured(e: &StoredEvent) -> Option<Envelope> {
@@ -115,6 +144,14 @@ impl Envelope {
     }
 
     fn binary(e: &StoredEvent) -> Envelope {
+        Envelope {
+            attrs: Self::binary_attrs(e),
+            data: e.value.clone(),
+        }
+    }
+
+    /// The attributes of a binary-mode record: its `ce_` headers and `content-type`.
+    fn binary_attrs(e: &StoredEvent) -> Map<String, Value> {
         let mut attrs = Map::new();
         for (k, v) in &e.headers {
             // Header names are case-insensitive: `CE_ID` and `ce_id` are the attribute `id`.
@@ -132,14 +169,19 @@ impl Envelope {
                 Value::String(String::from_utf8_lossy(ct).into_owned()),
             );
         }
-        Envelope {
-            attrs,
-            data: e.value.clone(),
-        }
+        attrs
     }
 
     /// `json`: whether the value (when there is one) is JSON.
     fn plain(e: &StoredEvent, json: Option<bool>) -> Envelope {
+        Envelope {
+            attrs: Self::plain_attrs(e, json),
+            data: e.value.clone(),
+        }
+    }
+
+    /// The attributes busbar gives a plain record (see the module docs).
+    fn plain_attrs(e: &StoredEvent, json: Option<bool>) -> Map<String, Value> {
         let (topic, partition, offset) = origin(e);
         let mut attrs = Map::new();
         let mut put = |k: &str, v: String| {
@@ -163,10 +205,7 @@ impl Envelope {
             };
             put("datacontenttype", ct.into());
         }
-        Envelope {
-            attrs,
-            data: e.value.clone(),
-        }
+        attrs
     }
 
     /// The JSON document patterns are matched against: attributes plus `data` when it is JSON.
@@ -331,6 +370,72 @@ mod tests {
                 "{e:?}"
             );
         }
+    }
+
+    /// A decoder knowing schema id 7 only: its body is `{"qty": <first body byte>}`.
+    fn decoder() -> Decoder {
+        Decoder::new("http://sr/schemas/ids/", |v: &[u8]| match v {
+            [0, 0, 0, 0, 7, q, ..] => Some(json!({"qty": q})),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_framed_value_that_decodes_is_data() {
+        let e = stored(b"\0\0\0\0\x07\x09", &[]);
+        let doc = Envelope::document_with(&e, Some(&decoder()));
+        assert_eq!(
+            doc,
+            json!({"specversion": "1.0", "id": "2-41", "source": "/topics/orders",
+                   "type": "busbar.event", "time": "1970-01-01T00:00:00.000Z", "partitionkey": "k1",
+                   "datacontenttype": "application/json",
+                   "dataschema": "http://sr/schemas/ids/7", "data": {"qty": 9}})
+        );
+    }
+
+    #[test]
+    fn what_does_not_decode_is_matched_as_before() {
+        let cases = [
+            stored(b"\0\0\0\0\x08\x09", &[]),
+            stored(b"\0\0\0", &[]),
+            stored(br#"{"qty":9}"#, &[]),
+            stored(
+                br#"{"specversion":"1.0","id":"y","data":{"qty":9}}"#,
+                &[("content-type", "application/cloudevents+json")],
+            ),
+            StoredEvent {
+                value: None,
+                ..stored(b"", &[])
+            },
+        ];
+        for e in &cases {
+            let doc = Envelope::document_with(e, Some(&decoder()));
+            assert_eq!(doc, Envelope::document_of(e), "{e:?}");
+            assert_eq!(Envelope::document_with(e, None), doc);
+        }
+        let unknown = Envelope::document_with(&cases[0], Some(&decoder()));
+        assert_eq!(unknown["datacontenttype"], "application/octet-stream");
+        assert!(unknown.get("data").is_none());
+    }
+
+    #[test]
+    fn a_binary_cloudevent_keeps_its_own_dataschema_and_content_type() {
+        let e = stored(
+            b"\0\0\0\0\x07\x02",
+            &[
+                ("ce_specversion", "1.0"),
+                ("ce_id", "x"),
+                ("ce_dataschema", "urn:mine"),
+                ("content-type", "application/avro"),
+            ],
+        );
+        let doc = Envelope::document_with(&e, Some(&decoder()));
+        assert_eq!(doc["data"], json!({"qty": 2}));
+        assert_eq!(doc["dataschema"], "urn:mine");
+        assert_eq!(doc["datacontenttype"], "application/avro");
+        let e = stored(b"\0\0\0\0\x07\x02", &[("ce_specversion", "1.0")]);
+        let doc = Envelope::document_with(&e, Some(&decoder()));
+        assert_eq!(doc["dataschema"], "http://sr/schemas/ids/7");
     }
 
     #[test]

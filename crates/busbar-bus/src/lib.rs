@@ -7,6 +7,7 @@
 //! async mutex; each validates fully before changing anything.
 
 mod creator;
+pub mod decode;
 pub mod deliver;
 pub mod dlq;
 pub mod envelope;
@@ -244,6 +245,13 @@ impl Bus {
     /// The broker the bus runs on.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.ctx.broker
+    }
+
+    /// Installs the hook that decodes schema-framed values (magic byte 0, schema id) so that
+    /// patterns match their decoded content (`decode.rs`); `None` removes it. Install it before
+    /// [`Bus::start`]: events matched earlier are not matched again.
+    pub fn set_decoder(&self, decoder: Option<decode::Decoder>) {
+        self.ctx.shared.set_decoder(decoder);
     }
 
     /// How much the workers read, decoded and parsed so far (shared by all subscriptions).

@@ -566,6 +566,7 @@ async fn replay_range(
         let r = run.lock();
         (r.from_ms, r.to_ms)
     };
+    let decoder = ctx.shared.decoder();
     let advance = |part: &mut Cursor, next: u64| {
         part.next = part.next.max(next);
         if let Some(c) = run.lock().cursors.get_mut(i) {
@@ -610,7 +611,10 @@ async fn replay_range(
                 Decoded::Event(ev) if ev.offset >= end => break 'read,
                 Decoded::Event(ev) => ev,
             };
-            if ev.timestamp >= from && ev.timestamp < to && request::matches(sub, &ev) {
+            if ev.timestamp >= from
+                && ev.timestamp < to
+                && request::matches(sub, &ev, decoder.as_ref())
+            {
                 if ended(stop) {
                     return Ok(false);
                 }

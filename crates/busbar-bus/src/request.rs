@@ -8,6 +8,7 @@
 //! transform, and the source event's CloudEvent identity as `ce_*` headers unless the record is
 //! a structured CloudEvent that travels unchanged. Dead-letter headers of a redriven event are removed before it is delivered again.
 
+use super::decode::Decoder;
 use super::deliver::{self, Failure, HttpClient, HttpRequest, Outcome, TopicSink};
 use super::envelope::{Envelope, DLQ_PREFIX, REPLAY_ATTR};
 use super::spec::{Compiled, Mode, Target};
@@ -47,11 +48,11 @@ fn shaped(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Result<Envel
     Ok(env)
 }
 
-/// Does the subscription's pattern match this event?
-pub fn matches(sub: &Compiled, e: &StoredEvent) -> bool {
+/// Does the subscription's pattern match this event (a framed value decoded by `decoder`)?
+pub fn matches(sub: &Compiled, e: &StoredEvent, decoder: Option<&Decoder>) -> bool {
     sub.pattern
         .as_ref()
-        .is_none_or(|p| p.matches(&Envelope::of(e).document()))
+        .is_none_or(|p| p.matches(&Envelope::document_with(e, decoder)))
 }
 
 /// Makes one delivery attempt of `e` through `sub` (to a topic through `sink` when given).

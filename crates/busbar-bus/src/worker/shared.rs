@@ -34,9 +34,15 @@
 //! again with the topic's current rules (one more parse of each event, shared by all). A stale
 //! result, from before an update of a subscription, is therefore never used.
 //!
+//! **Decoding.** With a [`Decoder`] installed (`Bus::set_decoder`), a schema-framed value is
+//! decoded while its document is built, in the same single evaluation: once per event for all
+//! the subscriptions of the topic. The decoded value is not kept (only the match result is), so
+//! the cache's bound is unchanged.
+//!
 //! [`ReadStats`] counts reads, decoded events and parsed documents (tests show N subscriptions
 //! cost one parse per event, not N).
 
+use crate::decode::Decoder;
 use crate::envelope::Envelope;
 use crate::request;
 use crate::spec::Compiled;
@@ -272,6 +278,7 @@ pub struct Shared {
     generation: AtomicU64,
     topics: Mutex<HashMap<String, TopicRegs>>,
     cache: Mutex<Cache>,
+    decoder: Mutex<Option<Decoder>>,
     reads: AtomicU64,
     events_decoded: AtomicU64,
     documents_parsed: AtomicU64,
@@ -300,6 +307,7 @@ impl Shared {
             generation: AtomicU64::new(1),
             topics: Mutex::default(),
             cache: Mutex::default(),
+            decoder: Mutex::default(),
             reads: AtomicU64::new(0),
             events_decoded: AtomicU64::new(0),
             documents_parsed: AtomicU64::new(0),
@@ -315,6 +323,24 @@ impl Shared {
             documents_parsed: self.documents_parsed.load(Relaxed),
             cache_hits: self.cache_hits.load(Relaxed),
         }
+    }
+
+    /// Installs the hook that decodes schema-framed values for matching. Match results kept
+    /// from before are dropped with the cached chunks (they were computed without it).
+    pub fn set_decoder(&self, decoder: Option<Decoder>) {
+        *lock(&self.decoder) = decoder;
+        let mut cache = lock(&self.cache);
+        let keys: Vec<(PartKey, u64)> = (cache.parts.iter())
+            .flat_map(|(k, m)| m.keys().map(move |s| (k.clone(), *s)))
+            .collect();
+        for (k, s) in keys {
+            cache.evict(&k, s);
+        }
+    }
+
+    /// The decode hook installed, if any.
+    pub fn decoder(&self) -> Option<Decoder> {
+        lock(&self.decoder).clone()
     }
 
     /// Registers `sub` under each of its sources, with a new id.
@@ -509,9 +535,10 @@ impl Shared {
     fn evaluate(&self, chunk: &Chunk, rules: Arc<TopicRules>) -> Matches {
         let mut by_rule: HashMap<u32, Vec<u32>> = HashMap::new();
         if !rules.set.is_empty() {
+            let decoder = self.decoder();
             for (j, item) in chunk.items.iter().enumerate() {
                 let Decoded::Event(e) = item else { continue };
-                let doc = Envelope::document_of(e);
+                let doc = Envelope::document_with(e, decoder.as_ref());
                 self.documents_parsed.fetch_add(1, Relaxed);
                 for i in rules.set.matching(&doc) {
                     by_rule.entry(*i).or_default().push(j as u32);
@@ -530,10 +557,11 @@ impl Shared {
         };
         let mut hits = Vec::new();
         if rule != Rule::All {
+            let decoder = self.decoder();
             for (j, item) in chunk.items.iter().enumerate() {
                 let Decoded::Event(e) = item else { continue };
                 self.documents_parsed.fetch_add(1, Relaxed);
-                if request::matches(&reg.sub, e) {
+                if request::matches(&reg.sub, e, decoder.as_ref()) {
                     hits.push(j as u32);
                 }
             }

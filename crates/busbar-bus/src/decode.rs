@@ -1,0 +1,106 @@
+//! The decode hook: how subscription patterns see schema-framed events by their content.
+//!
+//! A value in the schema registry's wire format (magic byte `0`, a big-endian 4-byte schema id,
+//! then the Avro, Protobuf or JSON body) is bytes to the bus. The binary installs a [`Decoder`]
+//! ([`crate::Bus::set_decoder`]) that turns such a value into JSON with its schema (the
+//! registry's enforcer); busbar-bus itself knows nothing of schemas and stays free of the
+//! registry's dependencies.
+//!
+//! In the document patterns match, a framed value that decodes is `data` (the decoded JSON),
+//! with `datacontenttype` `application/json` (the media type of that `data`) and `dataschema`
+//! the URI of its schema in the registry (`<schema_uri><id>`; a binary-mode CloudEvent keeps
+//! the `dataschema` and `datacontenttype` its producer gave). A value that is not framed, or
+//! does not decode (an unknown id, a body its schema does not read), is matched as before:
+//! no `data` unless the bytes are JSON. Decoding never fails a delivery: the event is still
+//! routed by its other attributes. See docs/decisions.md (issue 17).
+
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Decodes a framed value to JSON (`None`: not decodable).
+pub type DecodeFn = dyn Fn(&[u8]) -> Option<Value> + Send + Sync;
+
+/// The wire format's header: magic byte and schema id.
+pub const FRAME_HEADER: usize = 5;
+
+/// The hook the bus decodes schema-framed values with.
+#[derive(Clone)]
+pub struct Decoder {
+    decode: Arc<DecodeFn>,
+    schema_uri: String,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("schema_uri", &self.schema_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The schema id of a value in the wire format (magic byte 0 and at least the 4 id bytes).
+pub fn framed_id(value: &[u8]) -> Option<u32> {
+    match value {
+        [0, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+impl Decoder {
+    /// A decoder calling `decode` for framed values; `schema_uri` followed by the schema id is
+    /// the `dataschema` of a decoded event (e.g. `http://127.0.0.1:8081/schemas/ids/`).
+    pub fn new(
+        schema_uri: impl Into<String>,
+        decode: impl Fn(&[u8]) -> Option<Value> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            decode: Arc::new(decode),
+            schema_uri: schema_uri.into(),
+        }
+    }
+
+    /// The schema id and decoded JSON of `value`, when it is framed and decodes.
+    pub fn decode(&self, value: &[u8]) -> Option<(u32, Value)> {
+        let id = framed_id(value)?;
+        (self.decode)(value).map(|v| (id, v))
+    }
+
+    /// The `dataschema` URI of schema `id`.
+    pub fn dataschema(&self, id: u32) -> String {
+        format!("{}{id}", self.schema_uri)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_framed_values_reach_the_hook() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let d = Decoder::new("s:", move |_: &[u8]| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(json!({"qty": 1}))
+        });
+        for v in [
+            &b""[..],
+            b"\0",
+            b"\0\0\0\0",
+            b"\x01\0\0\0\x07",
+            br#"{"qty":1}"#,
+        ] {
+            assert_eq!(d.decode(v), None, "{v:?}");
+        }
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(d.decode(b"\0\0\0\x01\x07"), Some((263, json!({"qty": 1}))));
+        assert_eq!(d.dataschema(263), "s:263");
+    }
+
+    #[test]
+    fn a_value_the_hook_refuses_is_not_decoded() {
+        let d = Decoder::new("s:", |_: &[u8]| None);
+        assert_eq!(d.decode(b"\0\0\0\0\x09\x02"), None);
+    }
+}
