@@ -4,8 +4,9 @@ binary with confluent-kafka's AvroSerializer and JSONSerializer: a subscription 
 ones to a target topic and to an HTTP target (both get the stored bytes, which Avro consumers
 read back); events that are not framed still match as JSON; a framed event with an unknown id
 is not matched on `data` and does not stop the subscription; `dataschema` names the schema in
-the registry; JSON Schema framed events match the same way.
-Registered into run.py's tests.
+the registry; JSON Schema and Protobuf (ProtobufSerializer, message indexes [1]) framed events
+match the same way. Registered into run.py's tests; run with
+`python3 tests/clients/run.py target/debug/busbar bus_patterns`.
 """
 import json, struct, time
 
@@ -119,5 +120,27 @@ def register(test, Busbar, free_port, HookServer):
             values = [ser({"id": f"j{q}", "qty": q}, ctx) for q in (3, 8, 5, 12)]
             produce(b, "orders-j", values)
             assert read(b, "big-j", 2) == [values[1], values[3]]
+        finally:
+            b.stop()
+
+    @own
+    def bus_patterns_match_protobuf_events_by_their_decoded_content(_):
+        from google.protobuf import descriptor_pb2
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+        from confluent_kafka.serialization import SerializationContext, MessageField
+        from schema_registry_protobuf import order_class  # shop.Order, message indexes [1]
+        b, url = start()
+        try:
+            for t in ("orders-p", "big-p"):
+                b.post("/topics", {"name": t, "partitions": 1})
+            b.post("/subscriptions", {"name": "big-p", "sources": ["orders-p"], "pattern": BIG,
+                                      "target": {"topic": "big-p"}})
+            cls = order_class(extra_fields=[("qty", 3, descriptor_pb2.FieldDescriptorProto.TYPE_INT32)])
+            ser = ProtobufSerializer(cls, SchemaRegistryClient({"url": url}), {"use.deprecated.format": False})
+            ctx = SerializationContext("orders-p", MessageField.VALUE)
+            values = [ser(cls(id=f"p{q}", qty=q), ctx) for q in (2, 9, 4, 6)]
+            produce(b, "orders-p", values)
+            assert read(b, "big-p", 2) == [values[1], values[3]]
         finally:
             b.stop()
