@@ -55,6 +55,15 @@ impl Protobuf {
         &self.pool
     }
 
+    /// The schema's own file as a base64 `FileDescriptorProto` (what `?format=serialized` answers
+    /// and confluent-kafka-python's deserializer parses), whatever form it was submitted in. Its
+    /// `dependency` list names the imports, as the references do.
+    pub fn serialized(&self) -> String {
+        use base64::Engine;
+        let bytes = prost_reflect::prost::Message::encode_to_vec(self.file.file_descriptor_proto());
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
     /// The message that `indexes` name: the first index among the file's top-level messages,
     /// each next one among the previous message's nested messages (declaration order).
     pub fn message_by_indexes(&self, indexes: &[i32]) -> Option<MessageDescriptor> {
