@@ -133,6 +133,25 @@ fn bad_flags_and_no_server_are_refused() {
         assert_eq!(o.status.code(), Some(2), "bad usage");
         assert!(stderr(&o).contains("--producers"), "{}", stderr(&o));
     }
+    // Schema framing and topic configs: checked before any connection.
+    for (bad, says) in [
+        (
+            &["--topic-config", "value.schema.validation"][..],
+            "--topic-config",
+        ),
+        (&["--topic-config", "=id"][..], "--topic-config"),
+        (&["--schema-id", "0"][..], "--schema-id"),
+        (&["--schema-id", "2147483648"][..], "--schema-id"),
+        (&["--schema-id", "x"][..], "--schema-id"),
+        (&["--schema-id", "1", "--size", "13"][..], "at least 14"),
+        (&["--schema-id", "1", "--size", "70"][..], "use 69 or 71"),
+    ] {
+        let mut args = vec!["bench", "produce", "--kafka", "127.0.0.1:1"];
+        args.extend_from_slice(bad);
+        let o = cli_at("http://127.0.0.1:1", &args, None);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{bad:?}: {}", stderr(&o));
+    }
     let o = cli_at(
         "http://127.0.0.1:1",
         &["bench", "produce", "--kafka", "127.0.0.1:1"],
@@ -140,4 +159,95 @@ fn bad_flags_and_no_server_are_refused() {
     );
     assert_eq!(o.status.code(), Some(3), "server unreachable");
     assert!(stderr(&o).contains("connect"), "{}", stderr(&o));
+}
+
+/// Registers the Avro schema `"bytes"` under `subject` through the HTTP API's registry mount;
+/// answers its id.
+fn register_bytes(s: &Server, subject: &str) -> u64 {
+    let (status, v) = s.http(
+        "POST",
+        &format!("/schema-registry/subjects/{subject}/versions"),
+        Some(serde_json::json!({"schema": "\"bytes\""})),
+    );
+    assert_eq!(status, 200, "{v}");
+    v["id"].as_u64().unwrap()
+}
+
+#[test]
+fn framed_payloads_pass_topics_that_enforce_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--schema-registry-addr", ""], &[]);
+    let kafka = s.kafka.to_string();
+    for mode in ["id", "strict"] {
+        let topic = format!("bench-{mode}");
+        let id = register_bytes(&s, &format!("{topic}-value")).to_string();
+        let config = format!("value.schema.validation={mode}");
+        let flags = ["--topic", &topic, "--topic-config", &config];
+        let mut args = vec!["produce", "--count", "2000", "--schema-id", &id];
+        args.extend_from_slice(&flags);
+        let r = bench(&s, &args);
+        assert_eq!(r["messages"], 2000, "{mode}: {r}");
+        assert_eq!(s.events_stored(&topic), 2000, "{mode}");
+        // Plain payloads, and an id the registry does not have, are refused by the topic.
+        for extra in [&[][..], &["--schema-id", "999"][..]] {
+            let mut args = vec!["--output", "json", "bench", "produce", "--count", "10"];
+            args.extend_from_slice(&["--topic", &topic, "--kafka", &kafka]);
+            args.extend_from_slice(extra);
+            let o = s.cli(&args);
+            assert_eq!(o.status.code(), Some(1), "{mode} {extra:?}");
+            assert!(stderr(&o).contains("Kafka error 87"), "{}", stderr(&o));
+        }
+    }
+    // e2e finds its timestamp after the framing.
+    let id = register_bytes(&s, "bench-e2e-strict-value").to_string();
+    let r = bench(
+        &s,
+        &[
+            "e2e",
+            "--duration",
+            "2",
+            "--rate",
+            "500",
+            "--topic",
+            "bench-e2e-strict",
+            "--topic-config",
+            "value.schema.validation=strict",
+            "--schema-id",
+            &id,
+        ],
+    );
+    assert_eq!(r["details"]["lost"], 0, "{r}");
+    assert!(r["latency"]["samples"].as_u64().unwrap() > 0, "{r}");
+    // A config the server refuses names itself; one given for an existing topic is not applied.
+    let o = s.cli(&[
+        "bench",
+        "produce",
+        "--topic",
+        "bench-bad-config",
+        "--topic-config",
+        "value.schema.validation=sometimes",
+        "--kafka",
+        &kafka,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("value.schema.validation"),
+        "{}",
+        stderr(&o)
+    );
+    let o = s.cli(&[
+        "bench",
+        "produce",
+        "--count",
+        "10",
+        "--topic",
+        "bench-id",
+        "--topic-config",
+        "value.schema.validation=none",
+        "--kafka",
+        &kafka,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "still id: plain payloads refused");
+    assert!(stderr(&o).contains("not applied"), "{}", stderr(&o));
+    assert_eq!(s.stop(), 0);
 }

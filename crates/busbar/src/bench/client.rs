@@ -5,7 +5,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -128,20 +128,44 @@ async fn call<T: Decodable>(
     r.recv(key, version, id).await
 }
 
-/// Creates `topic` with `partitions` (an existing topic is fine); answers its partition count.
-pub async fn ensure_topic(addr: &str, topic: &str, partitions: i32) -> Result<i32> {
+/// Creates `topic` with `partitions` and `configs` (an existing topic is fine, and keeps its
+/// configs: said on stderr when some were asked for); answers its partition count.
+pub async fn ensure_topic(
+    addr: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(String, String)],
+) -> Result<i32> {
     let mut t = CreatableTopic::default();
     t.name = TopicName(StrBytes::from_string(topic.to_string()));
     t.num_partitions = partitions;
     t.replication_factor = 1;
+    t.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut c = CreatableTopicConfig::default();
+            c.name = StrBytes::from_string(k.clone());
+            c.value = Some(StrBytes::from_string(v.clone()));
+            c
+        })
+        .collect();
     let mut req = CreateTopicsRequest::default();
     req.topics = vec![t];
     req.timeout_ms = 10_000;
     let resp: CreateTopicsResponse =
         call(addr, ApiKey::CreateTopics, CREATE_TOPICS_VERSION, &req).await?;
-    let code = resp.topics.first().map_or(0, |t| t.error_code);
+    let (code, why) = resp.topics.first().map_or((0, None), |t| {
+        (
+            t.error_code,
+            t.error_message.as_ref().map(|m| m.to_string()),
+        )
+    });
+    if code == 36 && !configs.is_empty() {
+        eprintln!("topic {topic:?} exists: --topic-config not applied, it keeps its own configs");
+    }
     if code != 0 && code != 36 {
-        bail!("creating topic {topic:?} failed with Kafka error {code}");
+        let why = why.map_or_else(String::new, |m| format!(": {m}"));
+        bail!("creating topic {topic:?} failed with Kafka error {code}{why}");
     }
     let mut m = MetadataRequest::default();
     let mut mt = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
@@ -176,6 +200,24 @@ pub fn produce_result(r: &ProduceResponse) -> (i16, i64) {
         .first()
         .and_then(|t| t.partition_responses.first())
         .map_or((-1, -1), |p| (p.error_code, p.base_offset))
+}
+
+/// Most characters of a server's error message the bench repeats (a refusal can list every
+/// record of a batch).
+const ERROR_MESSAGE_CHARS_MAX: usize = 300;
+
+/// The error message of a one-partition Produce response, as `": <message>"` (or nothing), cut
+/// at [`ERROR_MESSAGE_CHARS_MAX`] characters.
+pub fn produce_error(r: &ProduceResponse) -> String {
+    let Some(m) = (r.responses.first())
+        .and_then(|t| t.partition_responses.first())
+        .and_then(|p| p.error_message.as_ref())
+    else {
+        return String::new();
+    };
+    let cut: String = m.chars().take(ERROR_MESSAGE_CHARS_MAX).collect();
+    let more = if cut.len() < m.len() { " ..." } else { "" };
+    format!(": {cut}{more}")
 }
 
 /// A Fetch request for `positions` ((partition, offset)) of `topic`.

@@ -10,8 +10,13 @@
 //! `shared/spec/peers.md` W2). `consume` reads what is stored from the start (producing `--count`
 //! messages first when the topic holds fewer); `fanout` runs `--consumers` independent readers
 //! over the same messages while they are produced, and reports deliveries/s.
+//!
+//! `--topic-config key=value` sets configs of the topic the bench creates (an existing topic keeps
+//! its own); `--schema-id N` frames each payload as a schema-registry client does (`framing`), so
+//! topics with `value.schema.validation` can be measured against plain ones.
 
 mod client;
+mod framing;
 mod secure;
 
 use crate::client::{outln, CliError, CliResult, Output};
@@ -95,6 +100,14 @@ pub struct BenchArgs {
     /// SASL password (with --sasl).
     #[arg(long)]
     pub sasl_password: Option<String>,
+    /// A config of the topic the bench creates, `key=value` (repeatable), e.g.
+    /// value.schema.validation=id; a topic that exists already keeps its own.
+    #[arg(long = "topic-config", value_name = "KEY=VALUE")]
+    pub topic_configs: Vec<String>,
+    /// Frame payloads for a schema registry: magic byte 0, this schema id (big-endian), then an
+    /// Avro `bytes` value filling --size; the schema registered under it must be "bytes".
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    pub schema_id: Option<u32>,
 }
 
 fn codec(name: &str) -> Result<u8> {
@@ -141,9 +154,27 @@ fn acks(a: &str) -> Result<i16> {
     })
 }
 
-/// The flags' values checked before anything is sent: `--compression` as its codec number and
-/// `--acks` as Kafka's.
-fn check(args: &BenchArgs) -> Result<(u8, i16)> {
+/// `--topic-config` values as (key, value).
+fn topic_configs(all: &[String]) -> Result<Vec<(String, String)>> {
+    all.iter()
+        .map(|c| match c.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => bail!("--topic-config {c:?} must be key=value"),
+        })
+        .collect()
+}
+
+/// The flags' values checked before anything is sent.
+struct Checked {
+    /// `--compression` as its codec number.
+    codec: u8,
+    /// `--acks` as Kafka's.
+    acks: i16,
+    configs: Vec<(String, String)>,
+    frame: Option<framing::Frame>,
+}
+
+fn check(args: &BenchArgs) -> Result<Checked> {
     if args.size < 8 || args.size > 1 << 20 {
         bail!("--size {} must be 8..=1048576 bytes", args.size);
     }
@@ -154,13 +185,21 @@ fn check(args: &BenchArgs) -> Result<(u8, i16)> {
     if !(1..=1024).contains(&args.producers) {
         bail!("--producers {} must be 1..=1024", args.producers);
     }
-    Ok((codec, acks(&args.acks)?))
+    let frame = (args.schema_id)
+        .map(|id| framing::Frame::new(id, args.size))
+        .transpose()?;
+    Ok(Checked {
+        codec,
+        acks: acks(&args.acks)?,
+        configs: topic_configs(&args.topic_configs)?,
+        frame,
+    })
 }
 
 /// Runs the bench and prints the report. Exit codes as every client command: bad flags 2, a
 /// server that cannot be reached or drops the connection 3, any other failure 1.
 pub fn run(args: BenchArgs, output: Output) -> CliResult<()> {
-    let (codec, acks) = check(&args).map_err(|e| CliError::Usage(format!("bench: {e:#}")))?;
+    let checked = check(&args).map_err(|e| CliError::Usage(format!("bench: {e:#}")))?;
     secure::set(
         args.tls,
         args.ca_file.as_deref(),
@@ -169,7 +208,7 @@ pub fn run(args: BenchArgs, output: Output) -> CliResult<()> {
         args.sasl_password.as_deref(),
     )
     .map_err(|e| CliError::Usage(format!("bench: {e:#}")))?;
-    let report = load(args, codec, acks).map_err(|e| {
+    let report = load(args, checked).map_err(|e| {
         let io = e
             .chain()
             .any(|c| c.downcast_ref::<std::io::Error>().is_some());
@@ -184,7 +223,7 @@ pub fn run(args: BenchArgs, output: Output) -> CliResult<()> {
     Ok(())
 }
 
-fn load(args: BenchArgs, codec: u8, acks: i16) -> Result<Report> {
+fn load(args: BenchArgs, c: Checked) -> Result<Report> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -194,13 +233,15 @@ fn load(args: BenchArgs, codec: u8, acks: i16) -> Result<Report> {
             .topic
             .clone()
             .unwrap_or_else(|| format!("bench-{:?}", args.workload).to_lowercase());
-        let partitions = client::ensure_topic(&args.kafka, &topic, args.partitions).await?;
+        let partitions =
+            client::ensure_topic(&args.kafka, &topic, args.partitions, &c.configs).await?;
         let b = Bench {
             args: args.clone(),
             topic,
             partitions,
-            acks,
-            codec,
+            acks: c.acks,
+            codec: c.codec,
+            frame: c.frame,
         };
         match args.workload {
             Workload::Produce => b.produce_workload().await,
@@ -269,6 +310,8 @@ struct Bench {
     topic: String,
     partitions: i32,
     acks: i16,
+    /// `--schema-id`'s header, when payloads are framed.
+    frame: Option<framing::Frame>,
 }
 
 /// Prints progress to stderr once a second until dropped.
@@ -289,9 +332,18 @@ fn progress(what: &'static str, p: Arc<Progress>) -> tokio::task::JoinHandle<()>
     })
 }
 
-fn payload(size: usize, stamp_ns: u64) -> Vec<u8> {
+/// Where a payload's timestamp starts: after the schema framing, if any.
+fn stamp_at(frame: Option<&framing::Frame>) -> usize {
+    frame.map_or(0, framing::Frame::len)
+}
+
+fn payload(size: usize, stamp_ns: u64, frame: Option<&framing::Frame>) -> Vec<u8> {
     let mut v = vec![b'x'; size];
-    v[..8].copy_from_slice(&stamp_ns.to_be_bytes());
+    let at = stamp_at(frame);
+    if let Some(f) = frame {
+        f.write(&mut v);
+    }
+    v[at..at + 8].copy_from_slice(&stamp_ns.to_be_bytes());
     v
 }
 
@@ -339,7 +391,11 @@ impl Bench {
                         };
                         NewRecord {
                             key: None,
-                            value: Some(payload(a.size, (handed - clock).as_nanos() as u64)),
+                            value: Some(payload(
+                                a.size,
+                                (handed - clock).as_nanos() as u64,
+                                self.frame.as_ref(),
+                            )),
                             headers: vec![],
                             timestamp: 0,
                         }
@@ -369,7 +425,8 @@ impl Bench {
             let resp: ProduceResponse = rx.recv(ApiKey::Produce, PRODUCE_VERSION, id).await?;
             let (code, _) = client::produce_result(&resp);
             if code != 0 {
-                bail!("produce failed with Kafka error {code}");
+                let why = client::produce_error(&resp);
+                bail!("produce failed with Kafka error {code}{why}");
             }
             if let Some(h) = hist.as_mut() {
                 let us = at.elapsed().as_micros().max(1) as u64;
@@ -550,6 +607,7 @@ impl Bench {
         let reader = {
             let args = self.args.clone();
             let (topic, partitions, p) = (self.topic.clone(), self.partitions, p.clone());
+            let at = stamp_at(self.frame.as_ref());
             let (sender, sending) = (sender.clone(), sending.clone());
             tokio::spawn(async move {
                 let mut hist = histogram();
@@ -574,10 +632,11 @@ impl Bench {
                         for e in busbar_broker::event::decode(&topic, part as u32, &data, from)? {
                             positions[part as usize].1 = e.offset as i64 + 1;
                             got += 1;
-                            let Some(v) = e.value.as_deref().filter(|v| v.len() >= 8) else {
+                            let Some(v) = e.value.as_deref().filter(|v| v.len() >= at + 8) else {
                                 continue;
                             };
-                            let sent = u64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+                            let stamp = v[at..at + 8].try_into().expect("8 bytes");
+                            let sent = u64::from_be_bytes(stamp);
                             if sent >= warmup_ns {
                                 let us = (now_ns.saturating_sub(sent) / 1000).max(1);
                                 hist.record(us.min(60_000_000)).ok();
