@@ -51,12 +51,19 @@ def register(test, Busbar, free_port):
         c.close()
         return high - low
 
-    def publish(b, topic, events):
-        req = urllib.request.Request(f"http://{b.http}/topics/{topic}/events",
+    def publish(b, topic, events, query=""):
+        req = urllib.request.Request(f"http://{b.http}/topics/{topic}/events{query}",
                                      data=json.dumps(events).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def get(b, path):
+        try:
+            with urllib.request.urlopen(f"http://{b.http}{path}", timeout=30) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read())
@@ -210,5 +217,64 @@ def register(test, Busbar, free_port):
             assert put(b"unframed key", framed(order_id, body)) == KafkaError.INVALID_RECORD
             assert put(None, framed(order_id, body)) is None  # a null key passes
             assert put(key, framed(key_id, b"\x02k")) == KafkaError.INVALID_RECORD
+        finally:
+            b.stop()
+
+    @test
+    def http_publish_encodes_with_schema_and_reads_decode(_):
+        from confluent_kafka import Consumer
+        from confluent_kafka.schema_registry import SchemaRegistryClient, Schema
+        from confluent_kafka.schema_registry.avro import AvroDeserializer
+        from confluent_kafka.serialization import SerializationContext, MessageField
+        b, url = start()
+        try:
+            create_topics(b, [("orders", {"value.schema.validation": "strict"})])
+            sr = SchemaRegistryClient({"url": url})
+            order_id = sr.register_schema("orders-value", Schema(ORDER, "AVRO"))
+            status, body = publish(b, "orders", [{"key": "k1", "value": {"id": "a", "qty": 3}},
+                                                 {"key": "k2"}], "?schema=latest")
+            assert status == 200, (status, body)
+            status, body = publish(b, "orders", [{"value": {"id": "b", "qty": 4}}], f"?schema=id:{order_id}")
+            assert status == 200, (status, body)
+            # Events that do not fit the schema refuse the request, each named; nothing stored.
+            status, body = publish(b, "orders", [{"value": {"id": "c", "qty": 1}}, {"value": {"id": 5}},
+                                                 {"value": "not a record"}], "?schema=1")
+            assert status == 422, (status, body)
+            msg = body["error"]["message"]
+            assert msg.startswith("2 events do not encode"), msg
+            assert "event 1:" in msg and "event 2:" in msg and "event 0" not in msg, msg
+            status, body = publish(b, "orders", [{"value": {"id": "c", "qty": 1}}], "?schema=9")
+            assert status == 422 and "Version 9 not found" in body["error"]["message"], body
+            status, body = publish(b, "orders", [{"value": {"id": "c", "qty": 1}}], "?schema=id:4242")
+            assert status == 422 and "4242 is not registered" in body["error"]["message"], body
+            status, body = publish(b, "orders", [{"value": 1}], "?subject=x")
+            assert status == 400, (status, body)
+
+            # A Kafka consumer with Confluent's deserializer reads what HTTP encoded.
+            de = AvroDeserializer(sr)
+            c = Consumer({"bootstrap.servers": b.kafka, "group.id": "enc", "auto.offset.reset": "earliest"})
+            c.subscribe(["orders"])
+            got = []
+            for _ in range(30):
+                for m in c.consume(10, 1.0):
+                    assert not m.error(), m.error()
+                    got.append(None if m.value() is None else
+                               de(m.value(), SerializationContext("orders", MessageField.VALUE)))
+                if len(got) >= 3:
+                    break
+            c.close()
+            assert got == [{"id": "a", "qty": 3}, None, {"id": "b", "qty": 4}], got
+
+            # HTTP reads decode on request.
+            status, page = get(b, "/topics/orders/partitions/0/events?decode=schema")
+            assert status == 200, page
+            ev = page["events"]
+            assert ev[0]["value"] == {"id": "a", "qty": 3} and ev[0]["value_schema_id"] == order_id, ev[0]
+            assert ev[0]["key"] == "k1" and "key_schema_id" not in ev[0], ev[0]
+            assert ev[1]["value"] is None, ev[1]
+            status, page = get(b, "/topics/orders/partitions/0/events")
+            assert "value_schema_id" not in page["events"][0], page
+            status, body = get(b, "/topics/orders/partitions/0/events?decode=avro")
+            assert status == 400 and "decode" in body["error"]["message"], body
         finally:
             b.stop()

@@ -6,6 +6,7 @@ use crate::cloudevents;
 use crate::error::{ApiError, ApiResult};
 use crate::plain;
 use crate::render::{views, Encoding, EventView};
+use crate::schema_codec;
 use crate::time::parse_rfc3339;
 use crate::App;
 use axum::body::Body;
@@ -231,7 +232,13 @@ pub fn decode_publish_with(
         event. A plain body takes `?key=`, `?partition=` and `x-busbar-header-NAME` headers.",
     params(("topic" = String, Path),
         ("key" = Option<String>, Query, description = "Key of a plain body's event"),
-        ("partition" = Option<u32>, Query, description = "Partition of a plain body's event")),
+        ("partition" = Option<u32>, Query, description = "Partition of a plain body's event"),
+        ("schema" = Option<String>, Query, description = "Encode each JSON value with this \
+            schema of the subject (`latest`, a version, or `id:<n>`) and store it framed"),
+        ("subject" = Option<String>, Query, description = "Subject of `schema` (default \
+            `<topic>-value`)"),
+        ("message" = Option<String>, Query, description = "Protobuf message of `schema` (full \
+            name; default the file's first)")),
     request_body(content(
         (crate::schemas::PublishBody = "application/json"),
         (crate::schemas::CloudEvent = "application/cloudevents+json"),
@@ -254,15 +261,19 @@ pub fn decode_publish_with(
 pub async fn publish(
     State(app): State<App>,
     Path(topic): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    Query(mut q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let bytes = body::read(body, app.config.publish_bytes_max).await?;
+    let encode = schema_codec::Encode::take(&mut q)?;
     let mut events = decode_publish_with(&headers, &q, &bytes)?;
     app.broker.describe_topic(&topic)?;
     if events.is_empty() {
         return Ok(Json(json!({"offsets": []})));
+    }
+    if let Some(encode) = encode {
+        events = encode.apply(&app, &topic, events).await?;
     }
     add_trace_context(&headers, &mut events);
     let at = app.broker.publish(&topic, events).await?;
@@ -347,7 +358,9 @@ struct Page<'a> {
         ("limit" = Option<u32>, Query, description = "1..=10000, default 100"),
         ("wait_ms" = Option<u64>, Query,
             description = "Wait for events up to this long (at most broker.fetch_wait_max_ms)"),
-        ("encoding" = Option<String>, Query, description = "auto (default), json, utf8 or base64")),
+        ("encoding" = Option<String>, Query, description = "auto (default), json, utf8 or base64"),
+        ("decode" = Option<String>, Query, description = "`schema`: framed keys and values with a \
+            registered schema are shown decoded, with `key_schema_id` / `value_schema_id`")),
     responses(
         (status = 200, description = "A page of events", body = crate::schemas::EventPage),
         (status = 400, description = "Bad query parameter"),
@@ -357,8 +370,9 @@ struct Page<'a> {
 pub async fn read(
     State(app): State<App>,
     Path((topic, partition)): Path<(String, String)>,
-    Query(q): Query<HashMap<String, String>>,
+    Query(mut q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
+    let decode = schema_codec::take_decode(&mut q)?;
     only_params(
         &q,
         &["offset", "timestamp", "limit", "wait_ms", Encoding::PARAM],
@@ -390,8 +404,15 @@ pub async fn read(
         .await?;
     let next = events.last().map_or(offset, |e| e.offset + 1);
     let hw = app.broker.offsets_of(&topic, p).map_or(hw, |(_, h)| h);
+    let decoded = match decode {
+        true => schema_codec::decode_all(&app, &events)?,
+        false => Vec::new(),
+    };
     let page = Page {
-        events: views(&events, encoding),
+        events: match decode {
+            true => crate::render::decoded_views(&events, encoding, decoded),
+            false => views(&events, encoding),
+        },
         next_offset: next,
         high_watermark: hw,
     };

@@ -22,6 +22,7 @@ mod plain;
 mod quotas;
 mod render;
 mod rules;
+mod schema_codec;
 mod schema_registry;
 mod schemas;
 mod subscriptions;
@@ -40,6 +41,7 @@ use axum::response::IntoResponse;
 use axum::{Json, Router};
 use busbar_broker::Broker;
 use busbar_bus::Bus;
+use busbar_schema::enforce::Enforcer;
 use busbar_schema::Registry;
 use serde_json::json;
 use std::future::Future;
@@ -110,6 +112,8 @@ pub struct App {
     ready: Arc<AtomicBool>,
     /// The schema registry's routes, served under `/schema-registry/` (`None`: not running).
     schema_registry: Option<Router>,
+    /// Encodes and decodes framed payloads (`?schema=`, `?decode=schema`); `None`: no registry.
+    schemas: Option<Arc<Enforcer>>,
 }
 
 /// Liveness: the process answers.
@@ -233,10 +237,12 @@ pub async fn serve(
     serve_with(listener, bus, None, config, shutdown).await
 }
 
-fn app(bus: Arc<Bus>, registry: Option<Arc<Registry>>, config: &HttpConfig) -> App {
+fn app(bus: Arc<Bus>, schemas: Option<Arc<Enforcer>>, config: &HttpConfig) -> App {
     let broker = bus.broker().clone();
     App {
-        schema_registry: registry.map(|r| schema_registry::mounted(r, broker.clone())),
+        schema_registry: (schemas.as_ref())
+            .map(|s| schema_registry::mounted(s.registry().clone(), broker.clone())),
+        schemas,
         broker,
         bus,
         config: Arc::new(config.clone()),
@@ -245,7 +251,8 @@ fn app(bus: Arc<Bus>, registry: Option<Arc<Registry>>, config: &HttpConfig) -> A
     }
 }
 
-/// [`serve`] with the schema registry under `/schema-registry/` when `registry` is given.
+/// [`serve`] with the schema registry under `/schema-registry/` when `registry` is given (and
+/// `?schema=` / `?decode=schema` with the default codec limits).
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     bus: Arc<Bus>,
@@ -253,7 +260,20 @@ pub async fn serve_with(
     config: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(bus, registry, &config);
+    let schemas = registry.map(|r| Arc::new(Enforcer::new(r, Default::default())));
+    serve_with_schemas(listener, bus, schemas, config, shutdown).await
+}
+
+/// [`serve`] with the schema registry of `schemas` under `/schema-registry/`, encoding
+/// publishes with `?schema=` and decoding reads with `?decode=schema` through it.
+pub async fn serve_with_schemas(
+    listener: tokio::net::TcpListener,
+    bus: Arc<Bus>,
+    schemas: Option<Arc<Enforcer>>,
+    config: HttpConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(bus, schemas, &config);
     let ready = app.ready.clone();
     let shutdown = async move {
         shutdown.await;

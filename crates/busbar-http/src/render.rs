@@ -7,6 +7,7 @@
 //! 4-byte text `null` shows as the string `"null"`.
 
 use crate::error::{ApiError, ApiResult};
+use crate::schema_codec::Decoded;
 use crate::time::format_rfc3339;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -131,11 +132,17 @@ impl Serialize for Header<'_> {
 pub struct EventView<'a> {
     pub event: &'a StoredEvent,
     pub encoding: Encoding,
+    /// The key and value decoded with their schemas (`?decode=schema`), shown instead.
+    pub decoded: (Decoded, Decoded),
 }
 
 impl<'a> EventView<'a> {
     pub fn new(event: &'a StoredEvent, encoding: Encoding) -> Self {
-        EventView { event, encoding }
+        EventView {
+            event,
+            encoding,
+            decoded: (None, None),
+        }
     }
 
     /// The view as JSON text (for SSE `data:` lines).
@@ -153,12 +160,36 @@ impl Serialize for EventView<'_> {
         m.serialize_entry("offset", &e.offset)?;
         m.serialize_entry("timestamp", &e.timestamp)?;
         m.serialize_entry("time", &format_rfc3339(e.timestamp))?;
-        entry(&mut m, "key", e.key.as_deref(), self.encoding, true)?;
-        entry(&mut m, "value", e.value.as_deref(), self.encoding, true)?;
+        for (name, bytes, decoded) in [
+            ("key", e.key.as_deref(), &self.decoded.0),
+            ("value", e.value.as_deref(), &self.decoded.1),
+        ] {
+            match decoded {
+                Some((id, v)) => {
+                    m.serialize_entry(name, v)?;
+                    m.serialize_entry(&format!("{name}_schema_id"), id)?;
+                }
+                None => entry(&mut m, name, bytes, self.encoding, true)?,
+            }
+        }
         let headers: Vec<Header> = e.headers.iter().map(|(k, v)| Header(k, v)).collect();
         m.serialize_entry("headers", &headers)?;
         m.end()
     }
+}
+
+/// Views of `events` in one encoding, with their decoded keys and values (`?decode=schema`).
+pub fn decoded_views(
+    events: &[StoredEvent],
+    encoding: Encoding,
+    decoded: Vec<(Decoded, Decoded)>,
+) -> Vec<EventView<'_>> {
+    (events.iter().zip(decoded))
+        .map(|(e, d)| EventView {
+            decoded: d,
+            ..EventView::new(e, encoding)
+        })
+        .collect()
 }
 
 /// Views of `events` in one encoding.

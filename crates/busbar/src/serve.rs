@@ -264,10 +264,11 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
         .await?
         .context("open the schema registry (internal/schemas)")?;
     let registry = Arc::new(registry);
-    broker.set_schema_checker(Arc::new(busbar_schema::enforce::Enforcer::new(
+    let schemas = Arc::new(busbar_schema::enforce::Enforcer::new(
         registry.clone(),
         config.schema_registry.codec_limits(),
-    )));
+    ));
+    broker.set_schema_checker(schemas.clone());
     let bus = Bus::open_with(broker.clone(), config.bus_config());
     let bus = Arc::new(bus.context("open subscriptions")?);
     let https = tls.is_some() && config.http.tls;
@@ -319,10 +320,10 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
             wait(stop_rx.clone()),
         ))
     });
-    let mut http = tokio::spawn(busbar_http::serve_with(
+    let mut http = tokio::spawn(busbar_http::serve_with_schemas(
         listener,
         bus.clone(),
-        Some(registry.clone()),
+        Some(schemas),
         http_config,
         wait(stop_rx),
     ));
