@@ -236,6 +236,11 @@ fn subject_acls_decide_the_registry_routes_on_both_mounts() {
             "DELETE",
         );
     }
+    // A lookup in a subject named `versions` is a lookup (READ), not a registration (the
+    // interim rule took it for a write by its path).
+    grant(&s, "alice", "versions", false, "READ");
+    let lookup = call(sr, "POST", "/subjects/versions", alice, Some(&schema));
+    assert_eq!(lookup.1["error_code"], 40401, "{}", lookup.1);
     grant(&s, "alice", "orders-value", false, "WRITE");
     let registered = call(
         sr,
