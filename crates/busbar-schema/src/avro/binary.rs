@@ -17,10 +17,14 @@
 //! beyond the input. Errors name the path of the failing value (`field order.items[3].price:
 //! ...`). Nothing here panics on any input.
 
+mod encode;
+
 use super::{Avro, Named, Type};
 use serde_json::{Map, Number, Value};
 use std::collections::HashMap;
 use std::fmt::Write as _;
+
+pub use encode::encode;
 
 /// Bounds on one value, decoded or encoded; exceeding one answers `Err` naming it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -39,6 +39,8 @@ pub struct Field {
     pub aliases: Vec<String>,
     pub ty: Type,
     pub has_default: bool,
+    /// The default as written in the schema (what encoding a value without the field uses).
+    pub default: Option<Value>,
 }
 
 /// A named type's definition.
@@ -420,6 +422,7 @@ impl Parser<'_> {
                 aliases: aliases(f, "")?,
                 ty,
                 has_default: f.contains_key("default"),
+                default: f.get("default").cloned(),
             });
         }
         Ok(out)
