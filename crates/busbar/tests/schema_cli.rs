@@ -174,6 +174,25 @@ fn register_get_list_and_delete() {
     assert_eq!(schema_json(&s, &["list", "--deleted"]), json!(["other"]));
     let v = schema_json(&s, &["delete", "other"]);
     assert_eq!(v, json!([1]));
+
+    // --type: a JSON Schema, answered with its schemaType.
+    let js = r#"{"type": "object", "properties": {"id": {"type": "string"}}}"#;
+    let js = file(dir.path(), "order.json", js);
+    let reg = [
+        "register",
+        "orders-json",
+        "--type",
+        "json",
+        "-f",
+        js.to_str().unwrap(),
+    ];
+    assert_eq!(ok(&schema(&s, &reg)).trim(), "orders-json: version 1, id 3");
+    let out = ok(&schema(&s, &["get", "orders-json"]));
+    assert!(
+        out.starts_with("subject orders-json  version 1  id 3  type JSON\n"),
+        "{out}"
+    );
+    assert_eq!(schema_json(&s, &["get", "--id", "3"])["schemaType"], "JSON");
 }
 
 #[test]
@@ -193,7 +212,7 @@ fn check_says_why_and_an_incompatible_registration_is_refused() {
     let out = ok(&schema(&s, &["check", "orders-value", "--file", v2]));
     assert_eq!(
         out.trim(),
-        "compatible with orders-value (the versions its level names)"
+        "compatible with orders-value (the versions its compatibility level checks)"
     );
     let out = ok(&schema(
         &s,
@@ -518,4 +537,60 @@ fn bad_arguments_are_refused_before_any_request() {
         None,
     );
     assert_eq!(failed(&o).0, 3);
+}
+
+/// A server that is not busbar: answers every request with 200 and `body`.
+fn impostor(body: &'static str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                use std::io::{BufRead, BufReader, Write};
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_server_that_is_not_busbar_is_named_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = file(dir.path(), "good.avsc", V1);
+    let good = good.to_str().unwrap();
+    for body in ["", "{}", "\"x\"", "[{}]", "<html>hello</html>"] {
+        let url = impostor(body);
+        for args in [
+            &["list"][..],
+            &["list", "s"],
+            &["get", "s"],
+            &["get", "--id", "1"],
+            &["delete", "s"],
+            &["register", "s", "--file", good],
+            &["check", "s", "--file", good],
+            &["config", "s"],
+            &["mode", "--set", "READONLY"],
+        ] {
+            let o = cli_at(&url, &[&["schema"], args].concat(), None);
+            let (code, err) = failed(&o);
+            assert_eq!(code, 3, "{body:?} {args:?}: {err}");
+            assert!(
+                err.contains("not a busbar server"),
+                "{body:?} {args:?}: {err}"
+            );
+            assert_eq!(stdout(&o), "", "{body:?} {args:?}");
+        }
+    }
 }

@@ -281,10 +281,6 @@ fn strings(v: &Value) -> bool {
     v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
 }
 
-fn is_object(v: &Value) -> bool {
-    v.is_object()
-}
-
 fn numbers(v: &Value) -> bool {
     v.as_array().is_some_and(|a| a.iter().all(Value::is_u64))
 }
@@ -526,7 +522,7 @@ fn delete(c: &Client, subject: &str, version: Option<&str>, permanent: bool) -> 
         Some(v) => format!("{}/versions/{v}{q}", subject_path(subject)),
         None => format!("{}{q}", subject_path(subject)),
     };
-    let (v, text) = call(c, "DELETE", &path, None, |v| v.is_u64() || v.is_array())?;
+    let (v, text) = call(c, "DELETE", &path, None, |v| v.is_u64() || numbers(v))?;
     if c.output == Output::Json {
         return print_raw(&text);
     }
@@ -571,7 +567,7 @@ fn check(
     if c.output == Output::Json {
         print_raw(&text)?;
     } else {
-        let which = version.map_or("the versions its level names".into(), |v| {
+        let which = version.map_or("the versions its compatibility level checks".into(), |v| {
             format!("version {v}")
         });
         let verdict = if compatible {
@@ -604,8 +600,10 @@ fn check(
 struct Setting {
     /// `/config` or `/mode`.
     path: &'static str,
-    /// The field of its answers (`compatibilityLevel`, `mode`).
+    /// The field of its answers to reads and deletes (`compatibilityLevel`, `mode`).
     field: &'static str,
+    /// The field of its answers to a change, as of its request (`compatibility`, `mode`).
+    set_field: &'static str,
     /// What it is called in output.
     what: &'static str,
     /// The registry's code for "this subject has none of its own".
@@ -615,6 +613,7 @@ struct Setting {
 const CONFIG: Setting = Setting {
     path: "/config",
     field: "compatibilityLevel",
+    set_field: "compatibility",
     what: "level",
     unset_code: "40408",
 };
@@ -622,6 +621,7 @@ const CONFIG: Setting = Setting {
 const MODE: Setting = Setting {
     path: "/mode",
     field: "mode",
+    set_field: "mode",
     what: "mode",
     unset_code: "40409",
 };
@@ -699,15 +699,16 @@ fn setting(
     let (v, text) = match (set, delete) {
         (Some(body), _) => {
             let q = if force { "?force=true" } else { "" };
-            call(
-                c,
-                "PUT",
-                &format!("{}{q}", s.at(subject)),
-                Some(&body),
-                is_object,
-            )?
+            let path = format!("{}{q}", s.at(subject));
+            let (v, text) = call(c, "PUT", &path, Some(&body), |v| v[s.set_field].is_string())?;
+            (v[s.set_field].clone(), text)
         }
-        (None, true) => call(c, "DELETE", &s.at(subject), None, is_object)?,
+        (None, true) => {
+            let (v, text) = call(c, "DELETE", &s.at(subject), None, |v| {
+                v[s.field].is_string()
+            })?;
+            (v[s.field].clone(), text)
+        }
         (None, false) => {
             let e = effective(c, s, subject)?;
             match c.output {
@@ -723,10 +724,7 @@ fn setting(
     if c.output == Output::Json {
         return print_raw(&text);
     }
-    let value = v
-        .as_object()
-        .and_then(|o| o.values().next())
-        .map_or_else(|| "?".into(), cell);
+    let value = cell(&v);
     match delete {
         true => outln!("{name}: {} {value} removed", s.what),
         false => outln!("{name}: {} set to {value}", s.what),
