@@ -163,12 +163,11 @@ async fn bind_schema_registry(addr: &str) -> Result<Option<tokio::net::TcpListen
 }
 
 /// The bus's decode hook (issue 17): patterns match schema-framed values by their decoded
-/// content, decoded by an enforcer of its own over `registry` (with the registry's codec
+/// content, decoded by the broker's enforcer (one cache of parsed schemas, the registry's codec
 /// limits). `dataschema` names the schema on the registry's own listener when there is one,
 /// else under `/schema-registry/` on the HTTP API.
 fn schema_decoder(
-    registry: &Arc<Registry>,
-    config: &Config,
+    enforcer: Arc<busbar_schema::enforce::Enforcer>,
     sr: Option<&tokio::net::TcpListener>,
     http: &tokio::net::TcpListener,
     https: bool,
@@ -181,10 +180,6 @@ fn schema_decoder(
             Err(_) => "/schema-registry/schemas/ids/".into(),
         },
     };
-    let enforcer = busbar_schema::enforce::Enforcer::new(
-        registry.clone(),
-        config.schema_registry.codec_limits(),
-    );
     busbar_bus::decode::Decoder::new(base, move |v: &[u8]| enforcer.decode_json(v).ok())
 }
 
@@ -272,7 +267,7 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     let bus = Bus::open_with(broker.clone(), config.bus_config());
     let bus = Arc::new(bus.context("open subscriptions")?);
     let https = tls.is_some() && config.http.tls;
-    let decoder = schema_decoder(&registry, &config, sr_listener.as_ref(), &listener, https);
+    let decoder = schema_decoder(schemas.clone(), sr_listener.as_ref(), &listener, https);
     bus.set_decoder(Some(decoder));
     busbar::config::apply_subscriptions(&bus, &config)
         .await
