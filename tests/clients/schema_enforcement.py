@@ -278,3 +278,39 @@ def register(test, Busbar, free_port):
             assert status == 400 and "decode" in body["error"]["message"], body
         finally:
             b.stop()
+
+    @test
+    def schema_refusal_by_a_topic_target_dead_letters_only_the_bad_event(_):
+        """A subscription's topic target that enforces schemas: the refused event is a permanent
+        failure (dead letter, reason schema_invalid) and the framed events batched with it are
+        delivered at once, not retried."""
+        import time
+        from confluent_kafka.schema_registry import SchemaRegistryClient, Schema
+        b, url = start()
+        try:
+            create_topics(b, [("src", {}), ("checked", {"value.schema.validation": "id"}), ("dlq", {})])
+            sr = SchemaRegistryClient({"url": url})
+            sid = sr.register_schema("checked-value", Schema(ORDER, "AVRO"))
+            req = urllib.request.Request(f"http://{b.http}/subscriptions", method="POST",
+                                         headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"name": "fwd", "sources": ["src"],
+                                                          "target": {"topic": "checked"},
+                                                          "dead_letter_topic": "dlq"}).encode())
+            urllib.request.urlopen(req, timeout=30).read()
+            good = base64.b64encode(framed(sid, b"\x02a\x02")).decode()
+            status, body = publish(b, "src", [{"value_base64": good}, {"value": "unframed"},
+                                              {"value_base64": good}])
+            assert status == 200, (status, body)
+            deadline = time.time() + 30
+            while time.time() < deadline and (stored(b, "checked") < 2 or stored(b, "dlq") < 1):
+                time.sleep(0.2)
+            assert stored(b, "checked") == 2 and stored(b, "dlq") == 1, (stored(b, "checked"), stored(b, "dlq"))
+            status, page = get(b, "/topics/dlq/partitions/0/events?encoding=utf8")
+            hdrs = {h["key"]: h["value"] for h in page["events"][0]["headers"]}
+            assert any("schema_invalid" in v for v in hdrs.values()), hdrs
+            with urllib.request.urlopen(f"http://{b.http}/metrics", timeout=30) as r:
+                text = r.read().decode()
+            assert 'busbar_subscription_retried_total{subscription="fwd"} 0' in text, text
+            assert 'busbar_subscription_delivered_total{subscription="fwd"} 2' in text, text
+        finally:
+            b.stop()

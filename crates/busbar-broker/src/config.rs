@@ -193,7 +193,8 @@ impl TopicConfig {
         };
         match target {
             "key.schema.validation" | "value.schema.validation" if alias.is_some() => {
-                rule.validation = match v.trim() {
+                // Kafka reads booleans without regard to case.
+                rule.validation = match v.trim().to_ascii_lowercase().as_str() {
                     "true" => Validation::Id,
                     "false" => Validation::None,
                     _ => return Err(bad(key, format!("{v:?} is not true or false"))),

@@ -68,7 +68,7 @@ impl Broker {
         }
         let now = self.config.clock.now_ms();
         let rules = t.config.schema;
-        if h.compression() == 0 && !rules.strict() {
+        if h.compression() == 0 && !rules.heavy() {
             let checked = crate::validate::produced(&batch, &h, &t.config, now)?;
             if rules.active() {
                 let checker = self.schema_checker();

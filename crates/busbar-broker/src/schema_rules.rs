@@ -117,9 +117,14 @@ pub struct SchemaRules {
 }
 
 impl SchemaRules {
-    /// Whether a payload is decoded (not only its id checked).
-    pub fn strict(&self) -> bool {
-        self.key.validation == Validation::Strict || self.value.validation == Validation::Strict
+    /// Whether checking a record may parse a schema or decode a payload (strict, or a record
+    /// name strategy, which reads the schema to name the subject): such checks run on the
+    /// blocking pool.
+    pub fn heavy(&self) -> bool {
+        [self.key, self.value].iter().any(|r| {
+            r.validation == Validation::Strict
+                || (r.validation == Validation::Id && r.strategy != SubjectStrategy::TopicName)
+        })
     }
 
     /// Whether any record of the topic is checked.

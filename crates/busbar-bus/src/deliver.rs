@@ -417,6 +417,11 @@ async fn to_topic_many(broker: &Broker, topic: &str, events: Vec<Event>) -> Outc
         Err(e @ BrokerError::InvalidTimestamp(_)) => {
             Outcome::Fatal(Failure::new("invalid_timestamp", None, e.to_string()))
         }
+        // The target topic's schema settings refuse the event: as permanent as a bad timestamp
+        // (the batch is split and its valid events delivered).
+        Err(e @ BrokerError::SchemaRefused { .. }) => {
+            Outcome::Fatal(Failure::new("schema_invalid", None, e.to_string()))
+        }
         Err(e) => retry("storage", None, e.to_string()),
     }
 }

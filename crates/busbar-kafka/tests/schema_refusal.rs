@@ -147,3 +147,33 @@ fn a_compressed_batch_with_one_bad_record_is_refused_whole() {
     let failures = s.broker.schema_failures();
     assert_eq!(failures, vec![("s".to_string(), "unframed", 1)]);
 }
+
+#[test]
+fn the_refusal_detail_of_one_answer_is_bounded() {
+    let s = checked_topic();
+    let values: Vec<&[u8]> = vec![b"x"; 100];
+    let bad = batch::build(&records(&values));
+    let mut req = request(bad);
+    let entry = req.topic_data[0].partition_data[0].clone();
+    req.topic_data[0].partition_data = vec![entry; 400];
+    let r: ProduceResponse = call_on(&mut connect(&s), ApiKey::Produce, 8, &req).unwrap();
+    let parts = &r.responses[0].partition_responses;
+    assert_eq!(parts.len(), 400);
+    assert!(parts.iter().all(|p| p.error_code == 87));
+    let detail: usize = (parts.iter())
+        .map(|p| {
+            let listed: usize = (p.record_errors.iter())
+                .map(|e| 4 + e.batch_index_error_message.as_ref().map_or(0, |m| m.len()))
+                .sum();
+            listed + p.error_message.as_ref().map_or(0, |m| m.len())
+        })
+        .sum();
+    // Unbounded, 400 refusals of 100 records each would carry about 4 MB of detail.
+    assert!(detail <= (1 << 20) + 400 * 400, "{detail} bytes of detail");
+    assert!(
+        parts[0].record_errors.len() == 100,
+        "the first answers are whole"
+    );
+    assert!(parts[399].record_errors.is_empty(), "the last are cut");
+    assert_eq!(stored(&s), 0);
+}

@@ -11,7 +11,8 @@
 //! - `strict`: also the rest of the payload decodes against that schema: Avro binary (exactly all
 //!   bytes), JSON validated by the schema, Protobuf as the message its indexes name.
 //!
-//! Parsed schemas are cached per id (ids never change content), at most [`CACHE_MAX`] of them.
+//! Parsed schemas are cached per id, at most [`CACHE_MAX`] of them, and dropped whenever the
+//! registry changes (a hard-deleted id can be imported again with other content).
 //! Checks never write and never panic on input; their cost is bounded by the payload's size and
 //! the codec limits.
 
@@ -45,8 +46,15 @@ enum Compiled {
 /// The broker's schema check, over the registry.
 pub struct Enforcer {
     registry: Arc<Registry>,
-    cache: Mutex<HashMap<u32, Arc<Compiled>>>,
+    cache: Mutex<Cache>,
     codec: CodecLimits,
+}
+
+/// Parsed schemas by id, valid for one registry generation.
+#[derive(Default)]
+struct Cache {
+    generation: u64,
+    by_id: HashMap<u32, Arc<Compiled>>,
 }
 
 fn refusal(reason: &'static str, message: impl Into<String>) -> Refusal {
@@ -82,7 +90,10 @@ impl Enforcer {
     }
 
     fn compiled(&self, id: u32) -> Result<Arc<Compiled>, Refusal> {
-        if let Some(c) = self.lock().get(&id) {
+        // Read before parsing: a write landing meanwhile leaves a stale generation in the cache,
+        // which the next lookup clears.
+        let generation = self.registry.generation();
+        if let Some(c) = self.lock(generation).by_id.get(&id) {
             return Ok(c.clone());
         }
         let p = self.registry.parsed_by_id(id).map_err(|e| match e {
@@ -102,16 +113,27 @@ impl Enforcer {
             },
             Parsed::Protobuf(p) => Compiled::Protobuf(p),
         });
-        let mut cache = self.lock();
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
+        let mut cache = self.lock(generation);
+        if cache.by_id.len() >= CACHE_MAX {
+            // One out, not all: a client cycling through more ids than fit misses on a few
+            // records, not on every one.
+            let victim = cache.by_id.keys().next().copied();
+            victim.map(|v| cache.by_id.remove(&v));
         }
-        cache.insert(id, compiled.clone());
+        if cache.generation == generation {
+            cache.by_id.insert(id, compiled.clone());
+        }
         Ok(compiled)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<Compiled>>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    /// The cache, emptied first when the registry changed since it was filled.
+    fn lock(&self, generation: u64) -> std::sync::MutexGuard<'_, Cache> {
+        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.generation != generation {
+            c.by_id.clear();
+            c.generation = generation;
+        }
+        c
     }
 
     /// The subject the record must be registered under.

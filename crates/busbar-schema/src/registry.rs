@@ -22,6 +22,9 @@ pub struct Registry {
     tables: Arc<RwLock<Tables>>,
     write: Arc<Mutex<()>>,
     limits: Limits,
+    /// Bumped by every write (applied or not): readers that cache what an id means start over
+    /// (an id hard-deleted and imported again names other content).
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -85,6 +88,7 @@ impl Registry {
             tables: Arc::new(RwLock::new(tables)),
             write: Arc::default(),
             limits,
+            generation: Arc::default(),
         })
     }
 
@@ -100,6 +104,11 @@ impl Registry {
     /// Clean shutdown of the log.
     pub fn close(&self) -> Result<()> {
         self.log.close().map_err(store_err)
+    }
+
+    /// A number that changes whenever the registry's content does (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The limits in force.
@@ -124,6 +133,7 @@ impl Registry {
     ) -> Result<()> {
         let encoded = rows.iter().map(Row::encode).collect();
         let tables = self.tables.clone();
+        let generation = self.generation.clone();
         let high = rows.iter().filter_map(Row::id).max();
         let apply = move |offsets: Vec<u64>| {
             let mut t = tables.write().unwrap_or_else(|e| e.into_inner());
@@ -133,6 +143,7 @@ impl Registry {
             if let Some(id) = high {
                 t.apply(Row::IdHigh(id), &key_of);
             }
+            generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             drop(guard);
         };
         let written = if whole {

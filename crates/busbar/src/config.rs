@@ -253,6 +253,7 @@ pub struct Flags {
 }
 
 fn merge(base: &mut Table, over: Table, path: &str) -> Result<()> {
+    let given: Vec<String> = over.keys().cloned().collect();
     for (k, v) in over {
         let here = if path.is_empty() {
             k.clone()
@@ -263,11 +264,26 @@ fn merge(base: &mut Table, over: Table, path: &str) -> Result<()> {
             (Some(Value::Table(b)), Value::Table(o)) => merge(b, o, &here)?,
             (Some(Value::Table(_)), _) => bail!("`{here}` must be a table"),
             (_, v) => {
+                if path == "topic_defaults" {
+                    drop_shadowed_default(base, &k, &given);
+                }
                 base.insert(k, v);
             }
         }
     }
     Ok(())
+}
+
+/// A schema key alias set in `[topic_defaults]` (`confluent.value.schema.validation`, ...)
+/// replaces the default of busbar's own key, which would otherwise win over it (busbar's key is
+/// applied after its aliases); unless the same layer sets busbar's key too.
+fn drop_shadowed_default(defaults: &mut Table, key: &str, given: &[String]) {
+    let aliases = busbar_broker::config::SCHEMA_KEY_ALIASES;
+    if let Some((_, own)) = aliases.iter().find(|(a, _)| *a == key) {
+        if !given.iter().any(|g| g == own) {
+            defaults.remove(*own);
+        }
+    }
 }
 
 /// A TOML value from an environment string: an integer or boolean when it reads as one.
@@ -892,6 +908,29 @@ mod tests {
         assert_eq!(c.kafka.connections_max, 64);
         assert_eq!(c.fit_descriptors(1), Some(64));
         assert_eq!(c.kafka.connections_max, 1);
+    }
+
+    #[test]
+    fn schema_aliases_in_topic_defaults_take_effect() {
+        use busbar_broker::schema_rules::Validation;
+        let c = Config::from_toml(
+            "[topic_defaults]\n\"confluent.value.schema.validation\" = \"TRUE\"\n",
+        )
+        .unwrap();
+        let t = c.broker_config().topic_defaults;
+        assert_eq!(t.schema.value.validation, Validation::Id);
+        let both = "[topic_defaults]\n\"redpanda.key.schema.id.validation\" = true\n\
+                    \"key.schema.validation\" = \"strict\"\n";
+        let t = Config::from_toml(both)
+            .unwrap()
+            .broker_config()
+            .topic_defaults;
+        assert_eq!(t.schema.key.validation, Validation::Strict);
+        let t = Config::from_toml("")
+            .unwrap()
+            .broker_config()
+            .topic_defaults;
+        assert_eq!(t.schema.value.validation, Validation::None);
     }
 
     #[test]

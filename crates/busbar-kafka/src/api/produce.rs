@@ -48,6 +48,7 @@ async fn start_one(
     topic_name: &str,
     partition: i32,
     records: Option<bytes::Bytes>,
+    detail: &mut usize,
 ) -> Started {
     let mut r = PartitionProduceResponse::default();
     r.index = partition;
@@ -72,9 +73,36 @@ async fn start_one(
             if ctx.version >= 8 {
                 r.record_errors = record_errors(&e);
             }
+            bound_detail(&mut r, detail);
             (r, None)
         }
     }
+}
+
+/// Most bytes of error messages and record errors one produce answer carries; past it a
+/// partition's answer keeps only the start of its message (a request listing many partitions of
+/// bad records would otherwise get an answer many times its own size).
+pub const REFUSAL_DETAIL_BYTES_MAX: usize = 1 << 20;
+
+/// Charges `r`'s message and record errors to the request's `left` budget, cutting them once it
+/// is spent.
+fn bound_detail(r: &mut PartitionProduceResponse, left: &mut usize) {
+    let listed: usize = (r.record_errors.iter())
+        .map(|e| 4 + e.batch_index_error_message.as_ref().map_or(0, |m| m.len()))
+        .sum();
+    let message = r.error_message.as_ref().map_or(0, |m| m.len());
+    if listed + message <= *left {
+        *left -= listed + message;
+        return;
+    }
+    r.record_errors.clear();
+    if let Some(m) = &r.error_message {
+        let cut = busbar_broker::schema_rules::clip(m, 200);
+        r.error_message = Some(super::sb(format!(
+            "{cut} (details left out: this answer reached {REFUSAL_DETAIL_BYTES_MAX} bytes of them)"
+        )));
+    }
+    *left = left.saturating_sub(r.error_message.as_ref().map_or(0, |m| m.len()));
 }
 
 /// The bad records a schema refusal names (KIP-467 `RecordErrors`, Produce v8+): each record's
@@ -157,6 +185,7 @@ pub async fn start(
     let txn = req.transactional_id.as_ref().filter(|t| !t.is_empty());
     let txn_denied = txn.is_some_and(|t| !authz.allows(Op::Write, Res::TransactionalId, t));
     let mut started = Vec::with_capacity(req.topic_data.len());
+    let mut detail = REFUSAL_DETAIL_BYTES_MAX;
     for t in req.topic_data {
         let name = t.name.0.as_str().to_string();
         let denied = if txn_denied {
@@ -169,7 +198,7 @@ pub async fn start(
             if let Some(code) = denied {
                 parts.push((refused(p.index, code), None));
             } else if (-1..=1).contains(&acks) {
-                parts.push(start_one(ctx, &name, p.index, p.records).await);
+                parts.push(start_one(ctx, &name, p.index, p.records, &mut detail).await);
             } else {
                 parts.push((refused(p.index, codes::INVALID_REQUIRED_ACKS), None));
             }
