@@ -122,16 +122,26 @@ pub fn take_decode(q: &mut HashMap<String, String>) -> ApiResult<bool> {
 /// A key or value decoded with its schema: (schema id, JSON).
 pub type Decoded = Option<(u32, Value)>;
 
-/// The decoded key and value of each event (when asked and when framed with a known schema).
+/// Most payload bytes one read decodes; later keys and values are shown as stored (decoded JSON
+/// takes many times its Avro size in memory).
+pub const DECODE_BYTES_MAX: usize = 4 << 20;
+
+/// The decoded key and value of each event (when asked and when framed with a known schema),
+/// decoding at most [`DECODE_BYTES_MAX`] bytes of payload.
 pub fn decode_all(app: &App, events: &[StoredEvent]) -> ApiResult<Vec<(Decoded, Decoded)>> {
     let schemas = schemas(app)?;
-    let one = |b: &Option<Vec<u8>>| -> Decoded {
+    let mut left = DECODE_BYTES_MAX;
+    let mut one = |b: &Option<Vec<u8>>| -> Decoded {
         let b = b.as_deref()?;
         let (id, _) = busbar_schema::enforce::framed(b).ok()?;
+        left = left.checked_sub(b.len())?;
         schemas.decode_json(b).ok().map(|v| (id, v))
     };
     Ok(events
         .iter()
-        .map(|e| (one(&e.key), one(&e.value)))
+        .map(|e| {
+            let key = one(&e.key);
+            (key, one(&e.value))
+        })
         .collect())
 }

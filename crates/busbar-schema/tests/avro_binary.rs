@@ -236,13 +236,24 @@ fn a_huge_declared_count_fails_fast_without_allocating() {
     );
     // Items of zero bytes (nulls) are bounded by items_max alone.
     let limits = CodecLimits {
-        items_max: 1000,
+        items_max: 100,
         ..CodecLimits::default()
     };
     let schema = parse(&json!({"type": "array", "items": "null"}));
-    let err = decode(&schema, &[zz(600), zz(600), vec![0]].concat(), &limits)
+    let err = decode(&schema, &[zz(60), zz(60), vec![0]].concat(), &limits)
         .expect_err("over items_max");
     assert!(err.contains("schema_registry.codec_items_max"), "{err}");
+    // ... and by the input's size: a million nulls from four bytes would be a million values
+    // per record of a batch (found by the adversarial review).
+    let err = fast(|| {
+        let b = [zz(1_000_000), vec![0]].concat();
+        dec(&json!({"type": "array", "items": "null"}), &b)
+    })
+    .expect_err("a million nulls from 4 bytes");
+    assert!(err.contains("more than 8 items per byte"), "{err}");
+    let b = [zz(256), vec![0]].concat();
+    let v = dec(&json!({"type": "array", "items": "null"}), &b).expect("256 nulls pass");
+    assert_eq!(v.as_array().map(Vec::len), Some(256));
     // Lengths beyond the input.
     let err = fast(|| dec(&json!("bytes"), &zz(1 << 60))).expect_err("huge");
     assert_eq!(

@@ -108,6 +108,14 @@ impl Failure {
 
 type Res<T> = Result<T, Failure>;
 
+/// Most array items and map entries one byte of input may stand for (plus [`ITEMS_SLACK`]): a
+/// value's items are bounded by its size, so decoding a batch costs at most this many values per
+/// byte, whatever its items are made of.
+pub const ITEMS_PER_INPUT_BYTE: u64 = 8;
+
+/// Items any value may hold whatever its size.
+pub const ITEMS_SLACK: u64 = 256;
+
 /// Decodes `bytes`, the Avro binary encoding of one value of `avro`'s root type, to its
 /// natural JSON (see the module docs). All bytes must be consumed.
 pub fn decode(avro: &Avro, bytes: &[u8], limits: &CodecLimits) -> Result<Value, String> {
@@ -281,6 +289,19 @@ impl<'a> Reader<'a> {
         if count.saturating_mul(min) > left {
             return Err(Failure::new(format!(
                 "a block declares {count} {what} of at least {min} bytes each, but {left} bytes are left"
+            )));
+        }
+        // Items of zero bytes (nulls, empty records) cost no input: without this bound a few
+        // bytes could ask for items_max values each, and a batch of such records for
+        // items_max times its record count.
+        let per_input = (self.bytes.len() as u64)
+            .saturating_mul(ITEMS_PER_INPUT_BYTE)
+            .saturating_add(ITEMS_SLACK);
+        if (self.items as u64).saturating_add(count) > per_input {
+            return Err(Failure::new(format!(
+                "{} {what} for {} bytes of input: more than {ITEMS_PER_INPUT_BYTE} items per byte",
+                self.items as u64 + count,
+                self.bytes.len()
             )));
         }
         // count <= room <= items_max, a usize.
