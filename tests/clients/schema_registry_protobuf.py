@@ -135,6 +135,14 @@ def register(test, Busbar, free_port):
             stored = get(f"{url}/schemas/ids/{body['id']}")
             assert stored["schema"] == order and stored["schemaType"] == "PROTOBUF", stored
             assert stored["references"] == ref, stored
+            # format=serialized answers the .proto text as a base64 FileDescriptorProto.
+            import base64
+            from google.protobuf import descriptor_pb2
+            ser = get(f"{url}/schemas/ids/{body['id']}?format=serialized")
+            fd = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(ser["schema"]))
+            assert [m.name for m in fd.message_type] == ["Order"], fd
+            assert list(fd.dependency) == ["common/money.proto"], fd
+            assert "PROTOBUF" in get(f"{url}/schemas/types"), get(f"{url}/schemas/types")
             # The same text again: the same id.
             status, again = post(f"{url}/subjects/orders-value/versions",
                                  {"schema": order, "schemaType": "PROTOBUF", "references": ref})

@@ -175,7 +175,7 @@ async fn root() -> Answer {
 }
 
 async fn types() -> Answer {
-    ok(json!(["JSON", "AVRO"]))
+    ok(json!(["JSON", "PROTOBUF", "AVRO"]))
 }
 
 async fn contexts() -> Answer {
@@ -211,11 +211,27 @@ fn readable_holders(
     Ok(holders)
 }
 
-async fn schema_by_id(State(s): State<Sr>, caller: Caller, Path(id): Path<String>) -> Res {
+async fn schema_by_id(
+    State(s): State<Sr>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Q,
+) -> Res {
     let id = id_arg(&id)?;
     let found = s.registry.by_id(id)?;
     require_id(&s, &caller, id)?;
-    let mut out = json!({"schema": found.schema});
+    let mut text = found.schema;
+    // `format=serialized`: a PROTOBUF schema as a base64 FileDescriptorProto, whatever form it
+    // was registered in (confluent-kafka-python's deserializer asks for it); other formats and
+    // types answer the schema as stored, as Confluent does.
+    if q.get("format").map(String::as_str) == Some("serialized")
+        && found.schema_type == busbar_schema::SchemaType::Protobuf
+    {
+        if let busbar_schema::schema::Parsed::Protobuf(p) = s.registry.parsed_by_id(id)?.parsed {
+            text = p.serialized();
+        }
+    }
+    let mut out = json!({"schema": text});
     schema_fields(&mut out, found.schema_type, &found.references);
     Ok(ok(out))
 }

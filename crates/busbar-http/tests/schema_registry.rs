@@ -165,7 +165,7 @@ fn both_mounts_answer_confluents_api() {
     );
     assert_eq!(
         s.call(false, "GET", "/schemas/types", None).1,
-        json!(["JSON", "AVRO"])
+        json!(["JSON", "PROTOBUF", "AVRO"])
     );
     let (_, by_id) = s.call(false, "GET", "/schemas/ids/1?subject=team%2Forders", None);
     assert_eq!(
