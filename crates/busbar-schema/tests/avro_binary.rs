@@ -240,8 +240,8 @@ fn a_huge_declared_count_fails_fast_without_allocating() {
         ..CodecLimits::default()
     };
     let schema = parse(&json!({"type": "array", "items": "null"}));
-    let err = decode(&schema, &[zz(60), zz(60), vec![0]].concat(), &limits)
-        .expect_err("over items_max");
+    let err =
+        decode(&schema, &[zz(60), zz(60), vec![0]].concat(), &limits).expect_err("over items_max");
     assert!(err.contains("schema_registry.codec_items_max"), "{err}");
     // ... and by the input's size: a million nulls from four bytes would be a million values
     // per record of a batch (found by the adversarial review).
