@@ -17,7 +17,7 @@
 //! the codec limits.
 
 use crate::avro::binary::{self, CodecLimits};
-use crate::avro::{Avro, Type};
+use crate::avro::Avro;
 use crate::json_validate::JsonValidator;
 use crate::protobuf::{self, Protobuf};
 use crate::registry::Registry;
@@ -274,23 +274,9 @@ fn record_name(c: &Compiled, body: &[u8]) -> Result<String, String> {
     }
 }
 
-/// The Avro root's full name, or a primitive root's type name.
+/// The Avro root's full name, or a primitive or complex root's type name.
 fn avro_name(a: &Avro) -> Option<String> {
-    let name = match a.root.as_ref()? {
-        Type::Named(n) => return Some(n.clone()),
-        Type::Null => "null",
-        Type::Boolean => "boolean",
-        Type::Int => "int",
-        Type::Long => "long",
-        Type::Float => "float",
-        Type::Double => "double",
-        Type::Bytes(_) => "bytes",
-        Type::String => "string",
-        Type::Array(_) => "array",
-        Type::Map(_) => "map",
-        Type::Union(_) => "union",
-    };
-    Some(name.into())
+    a.root.as_ref().map(crate::avro::type_name)
 }
 
 impl SchemaChecker for Enforcer {

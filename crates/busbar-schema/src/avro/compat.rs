@@ -216,8 +216,8 @@ impl<'a> Check<'a> {
                 at,
                 format!(
                     "reader type {} does not match writer type {}",
-                    branch_key(r),
-                    branch_key(w)
+                    type_name(r),
+                    type_name(w)
                 ),
             ),
         }
@@ -234,7 +234,7 @@ impl<'a> Check<'a> {
             let why = self.why_not(candidates.first().map(|&i| &rs[i]), w);
             self.fail(
                 at,
-                format!("reader union lacks writer type {}{why}", branch_key(w)),
+                format!("reader union lacks writer type {}{why}", type_name(w)),
             );
         }
     }

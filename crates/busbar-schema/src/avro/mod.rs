@@ -159,7 +159,7 @@ impl FieldDefault {
             "invalid default for field \"{}\" of {}: {value} is not a {} (a union's default must match its first type)",
             self.field,
             self.record,
-            branch_key(&self.ty)
+            type_name(&self.ty)
         ))
     }
 }
@@ -266,8 +266,8 @@ impl Parser<'_> {
             if matches!(t, Type::Union(_)) {
                 return Err("a union may not contain a union".into());
             }
-            if !seen.insert(branch_key(&t)) {
-                return Err(format!("duplicate type {} in a union", branch_key(&t)));
+            if !seen.insert(type_name(&t)) {
+                return Err(format!("duplicate type {} in a union", type_name(&t)));
             }
             out.push(t);
         }
@@ -483,8 +483,10 @@ fn enumeration(obj: &Map<String, Value>) -> Result<Named, String> {
     })
 }
 
-/// What identifies a union branch (two branches may not share it).
-fn branch_key(t: &Type) -> String {
+/// A type's name: a named type's full name, else the primitive or complex type's own name. What
+/// identifies a union branch (two branches may not share it), what Avro's JSON encoding wraps a
+/// union value in, and the record name a primitive root gives RecordNameStrategy.
+pub(crate) fn type_name(t: &Type) -> String {
     match t {
         Type::Null => "null".into(),
         Type::Boolean => "boolean".into(),

@@ -180,7 +180,7 @@ impl<'a> Writer<'a> {
                 return Ok((i, inner));
             }
         }
-        let names: Vec<String> = branches.iter().map(branch_name).collect();
+        let names: Vec<String> = branches.iter().map(super::super::type_name).collect();
         Err(Failure::new(format!(
             "{} fits no branch of the union [{}]",
             shown_value(v),
@@ -339,24 +339,7 @@ fn fits(avro: &Avro, ty: &Type, v: &Value, exact: bool, look: usize) -> bool {
 fn names_branch(ty: &Type, key: &str) -> bool {
     match ty {
         Type::Named(full) => full == key || full.rsplit('.').next() == Some(key),
-        other => branch_name(other) == key,
-    }
-}
-
-fn branch_name(ty: &Type) -> String {
-    match ty {
-        Type::Null => "null".into(),
-        Type::Boolean => "boolean".into(),
-        Type::Int => "int".into(),
-        Type::Long => "long".into(),
-        Type::Float => "float".into(),
-        Type::Double => "double".into(),
-        Type::Bytes(_) => "bytes".into(),
-        Type::String => "string".into(),
-        Type::Array(_) => "array".into(),
-        Type::Map(_) => "map".into(),
-        Type::Union(_) => "union".into(),
-        Type::Named(n) => n.clone(),
+        other => super::super::type_name(other) == key,
     }
 }
 
