@@ -97,20 +97,25 @@ fn start_request(s: &Server, head: &str, body: &[u8]) -> std::net::TcpStream {
     c
 }
 
-/// The status of the answer on `c`.
-fn status_of(c: &mut std::net::TcpStream) -> u16 {
+/// The status of the answer on `c`, or `None` when the server reset the connection: a
+/// request refused before its body was read is answered and closed at once, and the reset that
+/// the unread body causes can discard that answer on the client's side.
+fn status_of(c: &mut std::net::TcpStream) -> Option<u16> {
     use std::io::Read;
     c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
     let mut got = Vec::new();
     let mut buf = [0; 1024];
     while !got.windows(2).any(|w| w == b"\r\n") {
-        let n = c.read(&mut buf).unwrap();
-        assert!(n > 0, "closed without an answer");
-        got.extend_from_slice(&buf[..n]);
+        match c.read(&mut buf) {
+            Ok(0) => panic!("closed without an answer"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("reading the answer: {e}"),
+        }
     }
     let line = String::from_utf8_lossy(&got);
-    line.split(' ').nth(1).unwrap().parse().unwrap()
+    Some(line.split(' ').nth(1).unwrap().parse().unwrap())
 }
 
 #[test]
@@ -133,11 +138,19 @@ fn concurrent_publishes_see_each_others_bytes_when_admitted() {
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(300));
     for c in &mut conns {
-        c.write_all(&body.as_bytes()[1..]).unwrap();
+        // On a loaded machine a request's headers may only be read after another publish was
+        // stored; it is then refused at once and its body meets a closed socket.
+        if let Err(e) = c.write_all(&body.as_bytes()[1..]) {
+            let refused = [
+                std::io::ErrorKind::BrokenPipe,
+                std::io::ErrorKind::ConnectionReset,
+            ];
+            assert!(refused.contains(&e.kind()), "sending the body: {e}");
+        }
     }
     let ok = conns
         .iter_mut()
-        .map(status_of)
+        .filter_map(status_of)
         .filter(|st| *st == 200)
         .count();
     // The first one admitted goes over the quota (as Kafka, it is served and then throttled);
