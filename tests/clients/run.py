@@ -940,6 +940,8 @@ import schema_enforcement  # tests/clients/schema_enforcement.py: id/strict chec
 schema_enforcement.register(test, Busbar, free_port)
 import schema_bus  # tests/clients/schema_bus.py: the bus matches decoded Avro and JSON Schema events (issue 17)
 schema_bus.register(test, Busbar, free_port, HookServer)
+import transactions  # tests/clients/transactions.py: transactional producers, read_committed, fencing (issue 18)
+transactions.register(test, Busbar)
 
 
 def main():

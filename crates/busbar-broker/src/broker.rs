@@ -15,6 +15,7 @@ use crate::offsets::OffsetStore;
 use crate::partitioner::{self, Sticky};
 use crate::schema_rules::{BatchCheck, Failures, SchemaChecker};
 use crate::topic::{Partition, PartitionInfo, Topic, TopicDescription, TopicInfo};
+use crate::txn::Isolation;
 use busbar_log::{Appended, Log};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -57,6 +58,8 @@ pub struct Broker {
     quotas: crate::quota::Quotas,
     pub(crate) groups: crate::group::Groups,
     pub(crate) producer_ids: crate::producers::ProducerIds,
+    /// The transaction coordinator (`txn.rs`).
+    pub(crate) txns: crate::txn::Transactions,
     audit: crate::audit::Audit,
     sticky: Sticky,
     /// Held for the broker's life: no second process opens the same data directory.
@@ -132,10 +135,15 @@ impl Broker {
         if let Some(pid) = newest {
             producer_ids.reserve_through(pid)?;
         }
+        let txns = crate::txn::Transactions::open(
+            dir("internal/transactions")?,
+            config.clock.clone(),
+            config.transactions.clone(),
+        )?;
         let audit_dir = config.data.is_none().then_some(config.data_dir.as_path());
         let audit = crate::audit::Audit::start(&config.audit, audit_dir, config.clock.clone())
             .map_err(|e| io_err("open the audit log", e))?;
-        Ok(Self {
+        let broker = Self {
             config,
             topics: Arc::new(RwLock::new(topics)),
             admin: Arc::default(),
@@ -145,13 +153,17 @@ impl Broker {
             quotas,
             groups,
             producer_ids,
+            txns,
             audit,
             sticky: Sticky::default(),
             _lock: lock,
             deletion_guard: Default::default(),
             schema_checker: Default::default(),
             schema_failures: Default::default(),
-        })
+        };
+        broker.attach_aborted();
+        broker.sync_open_transactions();
+        Ok(broker)
     }
 
     /// Installs the schema registry's record check (the binary does, once the registry is open):
@@ -207,6 +219,7 @@ impl Broker {
             producers,
             restored,
             sync: Default::default(),
+            txns: Default::default(),
         }))
     }
 
@@ -488,6 +501,27 @@ impl Broker {
         min_bytes: usize,
         max_wait: Duration,
     ) -> Result<FetchResult> {
+        let iso = Isolation::ReadUncommitted;
+        self.fetch_isolated(
+            topic, partition, offset, max_bytes, min_bytes, max_wait, iso,
+        )
+        .await
+    }
+
+    /// [`Broker::fetch`] at an isolation level: ReadCommitted answers only batches below the
+    /// last stable offset (transaction markers and aborted batches included: the caller filters
+    /// them, `PartitionTxns::committed_only`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fetch_isolated(
+        &self,
+        topic: &str,
+        partition: i64,
+        offset: u64,
+        max_bytes: usize,
+        min_bytes: usize,
+        max_wait: Duration,
+        isolation: Isolation,
+    ) -> Result<FetchResult> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?.clone();
         drop(t);
@@ -497,16 +531,17 @@ impl Broker {
             let notified = p.appended.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let r = p.log.read(offset, max_bytes)?;
-            if r.data.len() >= min_bytes.max(1) || Instant::now() >= deadline {
-                return Ok(FetchResult {
-                    data: r.data,
-                    high_watermark: r.high_watermark,
-                    log_start: r.log_start,
-                });
+            let r = self.read_isolated(topic, partition, offset, max_bytes, isolation)?;
+            let result = FetchResult {
+                data: r.data,
+                high_watermark: r.high_watermark,
+                log_start: r.log_start,
+            };
+            if result.data.len() >= min_bytes.max(1) || Instant::now() >= deadline {
+                return Ok(result);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let r = p.log.read(offset, max_bytes)?;
+                let r = self.read_isolated(topic, partition, offset, max_bytes, isolation)?;
                 return Ok(FetchResult {
                     data: r.data,
                     high_watermark: r.high_watermark,
@@ -530,7 +565,12 @@ impl Broker {
 
     /// Waits until any of `parts` ((topic, partition, offset)) has data at or past its offset, or
     /// `timeout` passes. Unknown topics or partitions are ignored.
-    pub async fn wait_for_data(&self, parts: &[(String, i64, u64)], timeout: Duration) {
+    pub async fn wait_for_data(
+        &self,
+        parts: &[(String, i64, u64)],
+        timeout: Duration,
+        isolation: Isolation,
+    ) {
         let found: Vec<(Arc<Partition>, u64)> = parts
             .iter()
             .filter_map(|(t, p, o)| {
@@ -547,7 +587,14 @@ impl Broker {
         for w in &mut waits {
             w.as_mut().enable();
         }
-        if found.iter().any(|(p, o)| p.log.stats().high_watermark > *o) {
+        let readable = |p: &Partition| {
+            let hw = p.log.stats().high_watermark;
+            match isolation {
+                Isolation::ReadUncommitted => hw,
+                Isolation::ReadCommitted => p.txns.last_stable(hw),
+            }
+        };
+        if found.iter().any(|(p, o)| readable(p) > *o) {
             return;
         }
         let _ = tokio::time::timeout(timeout, AnyOf(waits)).await;
@@ -568,13 +615,26 @@ impl Broker {
         let mut next = offset;
         let mut wait = max_wait;
         let mut bytes = 0;
+        let p = self.topic(topic)?.partition(partition)?.clone();
         while out.len() < limit && (out.is_empty() || bytes < self.config.fetch_bytes_max) {
-            let r = self.fetch(topic, partition, next, 1 << 20, 1, wait).await?;
+            let r = self
+                .fetch_isolated(
+                    topic,
+                    partition,
+                    next,
+                    1 << 20,
+                    1,
+                    wait,
+                    Isolation::ReadCommitted,
+                )
+                .await?;
             if r.data.is_empty() {
                 break;
             }
             bytes += r.data.len();
-            let evs = event::decode(topic, partition as u32, &r.data, next)?;
+            // Transaction markers and aborted transactions are never shown.
+            let committed = p.txns.committed_only(&r.data);
+            let evs = event::decode(topic, partition as u32, &committed, next)?;
             next = last_offset(&r.data).map_or(next, |o| o + 1);
             out.extend(evs.into_iter().take(limit - out.len()));
             wait = Duration::ZERO;
@@ -610,7 +670,7 @@ impl Broker {
             .map_err(Into::into)
     }
 
-    fn all_topics(&self) -> Vec<Arc<Topic>> {
+    pub(crate) fn all_topics(&self) -> Vec<Arc<Topic>> {
         let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
         topics.values().cloned().collect()
     }
@@ -651,6 +711,9 @@ impl Broker {
         if let Err(e) = self.auth.acls().maintain() {
             errors.push(e);
         }
+        if let Err(e) = self.txns.compact() {
+            errors.push(e);
+        }
         errors
     }
 
@@ -685,6 +748,9 @@ impl Broker {
             first.get_or_insert(e);
         }
         if let Err(e) = self.auth.acls().close() {
+            first.get_or_insert(e);
+        }
+        if let Err(e) = self.txns.close() {
             first.get_or_insert(e);
         }
         self.audit.flush();

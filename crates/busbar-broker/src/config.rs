@@ -389,6 +389,8 @@ pub struct BrokerConfig {
     pub quotas: crate::quota::QuotaConfig,
     /// `[audit]`: where the audit log goes and how it rotates.
     pub audit: crate::audit::AuditConfig,
+    /// `[transactions]`: the transaction coordinator's limits.
+    pub transactions: crate::txn::TxnConfig,
 }
 
 impl BrokerConfig {
@@ -422,6 +424,7 @@ impl Default for BrokerConfig {
             auth: Default::default(),
             quotas: Default::default(),
             audit: Default::default(),
+            transactions: Default::default(),
         }
     }
 }

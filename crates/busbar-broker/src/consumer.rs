@@ -304,9 +304,17 @@ impl Broker {
         let mut groups = tokio::time::interval(Duration::from_millis(100));
         let mut maint = tokio::time::interval(self.config.maintenance_interval);
         let mut pass: Option<tokio::task::JoinHandle<()>> = None;
+        let mut txn_timer = tokio::time::interval(TXN_TICK);
+        let mut txn_pass: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                _ = txn_timer.tick() => {
+                    if txn_pass.as_ref().is_none_or(|p| p.is_finished()) {
+                        let b = self.clone();
+                        txn_pass = Some(tokio::spawn(async move { b.tick_transactions().await }));
+                    }
+                }
                 _ = groups.tick() => self.tick_groups(),
                 _ = maint.tick() => {
                     if pass.as_ref().is_none_or(|p| p.is_finished()) {
@@ -321,8 +329,16 @@ impl Broker {
         if let Some(p) = pass {
             let _ = p.await;
         }
+        if let Some(p) = txn_pass {
+            // Stopping mid-way is safe: a prepared transaction is completed at the next start.
+            p.abort();
+        }
     }
 }
+
+/// How often the transaction coordinator's timer runs (completing prepared transactions,
+/// aborting timed-out ones, forgetting idle ids).
+pub const TXN_TICK: Duration = Duration::from_millis(1000);
 
 /// Committed offsets by (topic, partition), for callers that want the whole map.
 pub type OffsetMap = BTreeMap<(String, u32), Committed>;

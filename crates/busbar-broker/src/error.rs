@@ -86,6 +86,28 @@ pub enum BrokerError {
     DataDirLocked(String),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// A transactional request out of turn (Kafka 48 INVALID_TXN_STATE).
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
+    /// The transactional id has no producer, or another one (Kafka 49).
+    #[error("invalid producer id mapping: {0}")]
+    InvalidProducerIdMapping(String),
+    /// `transaction.timeout.ms` above the broker's maximum (Kafka 50).
+    #[error("invalid transaction timeout: {0}")]
+    InvalidTransactionTimeout(String),
+    /// The previous transaction is still completing: retry (Kafka 51, retriable).
+    #[error("concurrent transactions: {0}")]
+    ConcurrentTransactions(String),
+    /// A newer producer with the same transactional id took over (Kafka 90, or 47
+    /// INVALID_PRODUCER_EPOCH at API versions before PRODUCER_FENCED).
+    #[error("producer fenced: {0}")]
+    ProducerFenced(String),
+    /// `transactions.ids_max` transactional ids are in use (Kafka 44 POLICY_VIOLATION).
+    #[error("too many transactional ids: {0}")]
+    TooManyTransactions(String),
+    /// Not attempted because another part of the request failed (Kafka 55).
+    #[error("operation not attempted: {0}")]
+    OperationNotAttempted(String),
     /// Records the topic's schema settings refuse (Kafka 87 with `RecordErrors`, HTTP 422):
     /// `records` lists (index in the batch or request, why), at most
     /// [`crate::schema_rules::RECORD_ERRORS_MAX`].

@@ -66,6 +66,7 @@ mod startup;
 mod sync;
 pub mod time;
 mod topic;
+pub mod txn;
 pub mod validate;
 
 pub use broker::{last_offset, Broker, DeletionGuard, FetchResult, RecoverySummary};
@@ -79,3 +80,4 @@ pub use member::{ConsumerOptions, GroupConsumer, StartAt};
 pub use offsets::{Committed, OffsetCommit};
 pub use produce::PendingAppend;
 pub use topic::{validate_name, PartitionInfo, TopicDescription, TopicInfo, TOPIC_NAME_BYTES_MAX};
+pub use txn::Isolation;

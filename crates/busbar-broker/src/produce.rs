@@ -101,9 +101,17 @@ impl Broker {
         // connection cannot pass the check while this write is under way. The write is inline,
         // not on the blocking pool: it goes to the page cache (microseconds), and a hand-off per
         // request cost more than the write (docs/decisions.md, "produce path").
-        let a = p
-            .producers
-            .admit(&h, now, || Ok(p.log.append_start(&mut batch)?))?;
+        let a = if h.producer_id >= 0 {
+            // A producer's transaction cannot change state between its check and the write
+            // (`txn.rs`, Locking).
+            let txns = self.txns.read();
+            crate::txn::Transactions::check_produce(&txns, &h, &t.name, p.index)?;
+            p.producers
+                .admit(&h, now, || Ok(p.log.append_start(&mut batch)?))?
+        } else {
+            p.producers
+                .admit(&h, now, || Ok(p.log.append_start(&mut batch)?))?
+        };
         match a.ticket {
             Some(ticket) => {
                 crate::sync::kick(&p);

@@ -229,7 +229,8 @@ impl PartitionProducers {
 
     /// Records a stored batch that is already durable (rebuilt at start-up).
     pub fn record(&self, h: &BatchHeader, base_offset: u64) {
-        if h.producer_id < 0 {
+        // A transaction marker carries the producer's id but no sequence.
+        if h.producer_id < 0 || h.is_control() {
             return;
         }
         let at = Appended {

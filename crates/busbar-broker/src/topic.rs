@@ -146,6 +146,8 @@ pub struct Partition {
     pub restored: crate::producers::Restored,
     /// Group-commit driver of the Kafka produce path.
     pub sync: crate::sync::Syncer,
+    /// Open and aborted transactions here (kept by the coordinator, `txn.rs`).
+    pub txns: crate::txn::PartitionTxns,
 }
 
 /// A topic as the broker holds it in memory.

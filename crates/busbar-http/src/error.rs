@@ -76,6 +76,14 @@ impl From<BrokerError> for ApiError {
             B::MessageTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "too_large"),
             B::OffsetOutOfRange { .. } => (S::RANGE_NOT_SATISFIABLE, "offset_out_of_range"),
             B::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down"),
+            B::InvalidTxnState(_) | B::OperationNotAttempted(_) => {
+                (S::CONFLICT, "invalid_transaction_state")
+            }
+            B::InvalidProducerIdMapping(_) => (S::NOT_FOUND, "unknown_transactional_id"),
+            B::InvalidTransactionTimeout(_) => (S::BAD_REQUEST, "invalid_transaction_timeout"),
+            B::ConcurrentTransactions(_) => (S::CONFLICT, "concurrent_transactions"),
+            B::ProducerFenced(_) => (S::CONFLICT, "producer_fenced"),
+            B::TooManyTransactions(_) => (S::CONFLICT, "limit_reached"),
             B::Damaged(_) => (S::INTERNAL_SERVER_ERROR, "damaged_data"),
             B::Storage(detail) | B::DataDirLocked(detail) => return storage_error(detail),
         };

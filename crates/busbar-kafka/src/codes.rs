@@ -23,6 +23,20 @@ pub const DESCRIBE_USERS_DENIED: &str =
 /// The message of CLUSTER_AUTHORIZATION_FAILED on AlterUserScramCredentials.
 pub const ALTER_USERS_DENIED: &str = "ALTER on the cluster is needed to alter SCRAM credentials";
 
+/// PRODUCER_FENCED; APIs at versions before it answer INVALID_PRODUCER_EPOCH ([`fenced`]).
+pub const PRODUCER_FENCED: i16 = 90;
+/// INVALID_PRODUCER_EPOCH.
+pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+
+/// [`of`], with PRODUCER_FENCED answered as INVALID_PRODUCER_EPOCH where the API version
+/// predates it (`fenced_from`: the first version that knows PRODUCER_FENCED).
+pub fn of_versioned(e: &BrokerError, version: i16, fenced_from: i16) -> i16 {
+    match of(e) {
+        PRODUCER_FENCED if version < fenced_from => INVALID_PRODUCER_EPOCH,
+        code => code,
+    }
+}
+
 /// The Kafka error code for a broker error.
 pub fn of(e: &BrokerError) -> i16 {
     use BrokerError as B;
@@ -54,6 +68,13 @@ pub fn of(e: &BrokerError) -> i16 {
         B::UnknownProducerId(_) => 59,
         B::ProducerStateFull(_) => 7, // REQUEST_TIMED_OUT: retriable
         B::OffsetMetadataTooLarge { .. } => 12,
+        B::InvalidTxnState(_) => 48,
+        B::InvalidProducerIdMapping(_) => 49,
+        B::InvalidTransactionTimeout(_) => 50,
+        B::ConcurrentTransactions(_) => 51,
+        B::ProducerFenced(_) => PRODUCER_FENCED,
+        B::TooManyTransactions(_) => 44, // POLICY_VIOLATION
+        B::OperationNotAttempted(_) => 55,
     }
 }
 

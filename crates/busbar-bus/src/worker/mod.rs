@@ -347,7 +347,7 @@ impl Worker {
                         self.on_done(done).await;
                     }
                 }
-                _ = self.ctx.broker.wait_for_data(&positions, wait), if !positions.is_empty() => {}
+                _ = self.ctx.broker.wait_for_data(&positions, wait, busbar_broker::Isolation::ReadCommitted), if !positions.is_empty() => {}
                 _ = tokio::time::sleep(wait), if positions.is_empty() => {}
             }
         }

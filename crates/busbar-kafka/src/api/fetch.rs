@@ -15,6 +15,11 @@
 //! consumer error, so the application learns of it and can seek past, instead of a retriable
 //! KAFKA_STORAGE_ERROR (56) that clients retry forever.
 //!
+//! Transactions: `isolation_level` 1 (read_committed) answers only batches below the last stable
+//! offset, with the aborted transactions that overlap them (from the partition state read after
+//! the last stable offset, `busbar_broker::txn`); both levels report the last stable offset, and
+//! a read_committed long poll waits for it to move.
+//!
 //! Memory: each read of the log first reserves what it may return from the response budget
 //! (`budget.rs`): as much of the request's limit as is free, waiting until at least
 //! `FETCH_BYTES_LEAST` (or the whole limit, if smaller) is. The reservation is held with the answer
@@ -24,8 +29,11 @@ use super::{topic, Ctx};
 use crate::authz::{Authz, Op, Res};
 use crate::budget::Held;
 use crate::codes;
-use busbar_broker::BrokerError;
+use busbar_broker::txn::IsolatedRead;
+use busbar_broker::{BrokerError, Isolation};
+use kafka_protocol::messages::fetch_response::AbortedTransaction;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use std::time::Duration;
 
@@ -53,7 +61,7 @@ struct Slot {
     answer: Option<PartitionData>,
 }
 
-fn read_once(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> usize {
+fn read_once(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize, iso: Isolation) -> usize {
     let mut total = 0usize;
     for s in slots.iter_mut() {
         let mut pd = PartitionData::default();
@@ -82,9 +90,16 @@ fn read_once(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> usize {
                 end: 0,
             })
         } else if budget == 0 {
-            broker
-                .offsets_of(&s.topic, s.partition as i64)
-                .map(|(l, h)| (Vec::new(), l, h))
+            let (topic, index) = (&s.topic, s.partition as i64);
+            broker.offsets_of(topic, index).and_then(|(l, h)| {
+                let lso = broker.last_stable_offset(topic, index)?;
+                Ok(IsolatedRead {
+                    high_watermark: h,
+                    log_start: l,
+                    last_stable: lso,
+                    ..Default::default()
+                })
+            })
         } else {
             broker
                 .offsets_of(&s.topic, s.partition as i64)
@@ -98,24 +113,33 @@ fn read_once(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> usize {
                         });
                     }
                     broker
-                        .read_now(&s.topic, s.partition as i64, at, budget)
-                        .map(|d| {
-                            if !first && d.len() > budget {
-                                Vec::new()
-                            } else {
-                                d
+                        .read_isolated(&s.topic, s.partition as i64, at, budget, iso)
+                        .map(|mut r| {
+                            if !first && r.data.len() > budget {
+                                r.data = Vec::new();
+                                r.aborted.clear();
                             }
+                            r
                         })
-                        .map(|d| (d, l, h))
                 })
         };
         match result {
-            Ok((mut data, log_start, hw)) => {
+            Ok(r) => {
+                let mut data = r.data;
                 clear_epochs(&mut data);
                 total += data.len();
-                pd.high_watermark = hw as i64;
-                pd.last_stable_offset = hw as i64;
-                pd.log_start_offset = log_start as i64;
+                pd.high_watermark = r.high_watermark as i64;
+                pd.last_stable_offset = r.last_stable as i64;
+                pd.log_start_offset = r.log_start as i64;
+                if iso == Isolation::ReadCommitted {
+                    let aborted = r.aborted.iter().map(|a| {
+                        let mut t = AbortedTransaction::default();
+                        t.producer_id = ProducerId(a.producer_id);
+                        t.first_offset = a.first as i64;
+                        t
+                    });
+                    pd.aborted_transactions = Some(aborted.collect());
+                }
                 pd.records = Some(bytes::Bytes::from(data));
             }
             Err(e) => {
@@ -140,13 +164,18 @@ fn read_once(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> usize {
 const FETCH_BYTES_LEAST: usize = 1 << 20;
 
 /// Reserves what a read may return and reads; the answer's total bytes and the reservation.
-async fn read_reserved(ctx: &Ctx<'_>, slots: &mut [Slot], total_max: usize) -> (usize, Held) {
+async fn read_reserved(
+    ctx: &Ctx<'_>,
+    slots: &mut [Slot],
+    total_max: usize,
+    iso: Isolation,
+) -> (usize, Held) {
     let mut held = ctx
         .shared
         .response_bytes
         .reserve(FETCH_BYTES_LEAST, total_max)
         .await;
-    let got = read_once(ctx, slots, held.bytes());
+    let got = read_once(ctx, slots, held.bytes(), iso);
     held.resize(got);
     (got, held)
 }
@@ -170,7 +199,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Held) {
         })
         .collect();
     let total_max = (req.max_bytes.max(1) as usize).min(ctx.shared.broker.config().fetch_bytes_max);
-    let (mut got, mut held) = read_reserved(ctx, &mut slots, total_max).await;
+    // Kafka's isolation_level: 1 is read_committed.
+    let iso = if req.isolation_level == 1 {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    };
+    let (mut got, mut held) = read_reserved(ctx, &mut slots, total_max, iso).await;
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64)
         .min(ctx.shared.broker.config().fetch_wait_max);
     let deadline = tokio::time::Instant::now() + wait;
@@ -184,7 +219,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Held) {
             .filter_map(|s| {
                 let a = s.answer.as_ref()?;
                 (a.error_code == 0 && s.offset >= 0).then(|| {
-                    let end = a.high_watermark.max(s.offset) as u64;
+                    let end = a.last_stable_offset.max(s.offset) as u64;
                     (s.topic.clone(), s.partition as i64, end)
                 })
             })
@@ -193,8 +228,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Held) {
             break;
         }
         drop(held); // under `min_bytes`: little or nothing, not worth holding while waiting
-        ctx.shared.broker.wait_for_data(&parts, left).await;
-        (got, held) = read_reserved(ctx, &mut slots, total_max).await;
+        ctx.shared.broker.wait_for_data(&parts, left, iso).await;
+        (got, held) = read_reserved(ctx, &mut slots, total_max, iso).await;
     }
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
     for s in slots {

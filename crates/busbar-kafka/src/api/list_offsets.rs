@@ -2,7 +2,8 @@
 //! largest timestamp (v7), -4 earliest local (v8: the log start, all data is local), -5 latest
 //! tiered (v9: -1, nothing is tiered), otherwise the first record whose timestamp is at or after
 //! the given one. A found record is answered with its own offset and timestamp; none found is
-//! offset -1, timestamp -1, as in Kafka.
+//! offset -1, timestamp -1, as in Kafka. At `isolation_level` 1 (read_committed, v2+) latest is the
+//! last stable offset.
 
 use super::{topic, Ctx};
 use crate::authz::{Authz, Op, Res};
@@ -24,11 +25,13 @@ fn lookup(
     name: &str,
     partition: i64,
     ts: i64,
+    committed: bool,
 ) -> busbar_broker::Result<Option<(i64, i64)>> {
     let broker = &ctx.shared.broker;
     let (start, hw) = broker.offsets_of(name, partition)?;
     let found = |f: Option<(u64, i64)>| f.map_or((-1, -1), |(o, t)| (o as i64, t));
     Ok(Some(match ts {
+        LATEST if committed => (broker.last_stable_offset(name, partition)? as i64, -1),
         LATEST => (hw as i64, -1),
         EARLIEST | EARLIEST_LOCAL => (start as i64, -1),
         MAX_TIMESTAMP => found(broker.max_timestamp(name, partition)?),
@@ -57,7 +60,8 @@ pub fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
                 tr.partitions.push(pr);
                 continue;
             }
-            match lookup(ctx, &name, p.partition_index as i64, p.timestamp) {
+            let committed = req.isolation_level == 1;
+            match lookup(ctx, &name, p.partition_index as i64, p.timestamp, committed) {
                 Ok(Some((offset, timestamp))) => (pr.offset, pr.timestamp) = (offset, timestamp),
                 Ok(None) => pr.error_code = codes::INVALID_REQUEST,
                 Err(e) => pr.error_code = codes::of(&e),

@@ -1,6 +1,8 @@
 //! One file per Kafka API, same shape in each: take the decoded request, call the broker, build the
 //! response. `dispatch` routes a decoded request to its file.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_client_quotas;
 mod alter_user_scram_credentials;
 pub mod api_versions;
@@ -19,6 +21,7 @@ mod describe_cluster;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_user_scram_credentials;
+mod end_txn;
 pub(crate) mod fetch;
 mod find_coordinator;
 mod groups;
@@ -33,6 +36,7 @@ mod offset_for_leader_epoch;
 pub(crate) mod produce;
 mod sasl_authenticate;
 mod sasl_handshake;
+mod txn_offset_commit;
 
 use crate::Shared;
 use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
@@ -126,7 +130,7 @@ async fn route(ctx: &Ctx<'_>, req: RequestKind) -> Option<ResponseKind> {
             ResponseKind::DescribeLogDirs(describe_log_dirs::handle(ctx, r))
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(ctx, r))
+            ResponseKind::InitProducerId(init_producer_id::handle(ctx, r).await)
         }
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(offset_delete::handle(ctx, r).await)
@@ -152,6 +156,16 @@ async fn route(ctx: &Ctx<'_>, req: RequestKind) -> Option<ResponseKind> {
         }
         RequestKind::AlterClientQuotas(r) => {
             ResponseKind::AlterClientQuotas(alter_client_quotas::handle(ctx, r).await)
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(ctx, r).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, r).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(ctx, r).await),
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(ctx, r).await)
         }
         // `conn` only decodes advertised APIs, all of which are listed above.
         other => unreachable!("undispatched request {other:?}"),

@@ -1,6 +1,8 @@
 //! OffsetFetch (v1–7, one group per request): committed offsets as the clients committed them
 //! (negative ones included, as Kafka keeps them), -1 where none; a null topic list (v2+) means
-//! every partition the group has committed.
+//! every partition the group has committed. With `require_stable` (v7), a partition with
+//! transactional offsets not yet committed or aborted answers UNSTABLE_OFFSET_COMMIT (88, the
+//! client retries).
 
 use super::{sb, topic, Ctx};
 use crate::authz::{Authz, Op, Res};
@@ -9,6 +11,9 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 use std::collections::BTreeMap;
+
+/// Kafka's UNSTABLE_OFFSET_COMMIT (retriable).
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 
 /// GROUP_AUTHORIZATION_FAILED: at the top (v2+) and for each partition asked (v1 has no
 /// top-level code).
@@ -55,6 +60,11 @@ pub fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
             all
         }
     };
+    let pending = if req.require_stable {
+        broker.pending_txn_offsets(&group)
+    } else {
+        Vec::new()
+    };
     let mut r = OffsetFetchResponse::default();
     for (name, parts) in wanted {
         let mut tr = OffsetFetchResponseTopic::default();
@@ -68,6 +78,14 @@ pub fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
             pr.metadata = Some(sb(""));
             if let Some(code) = denied {
                 pr.error_code = code;
+                tr.partitions.push(pr);
+                continue;
+            }
+            if pending
+                .iter()
+                .any(|(t, q)| *t == name && i64::from(*q) == i64::from(p))
+            {
+                pr.error_code = UNSTABLE_OFFSET_COMMIT;
                 tr.partitions.push(pr);
                 continue;
             }

@@ -1,0 +1,600 @@
+//! The [`Broker`]'s transaction operations, the Kafka APIs' semantics (`txn.rs` has the states):
+//! InitProducerId with a transactional id, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit,
+//! EndTxn, the coordinator's timer (completing interrupted transactions, aborting timed-out ones,
+//! forgetting idle ids, pruning the aborted index), and isolated reads (`read_committed`: data
+//! below the last stable offset and the aborted transactions that overlap it).
+
+use super::{Aborted, PendingOffset, Transactions, Txn, TxnPartition, TxnState};
+use crate::broker::Broker;
+use crate::error::{BrokerError, Result};
+use crate::topic::Partition;
+use busbar_log::batch::BatchHeader;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// How a read treats transactions (Kafka's `isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Everything up to the high watermark.
+    #[default]
+    ReadUncommitted,
+    /// Only below the last stable offset; aborted transactions are listed (Kafka) or left out
+    /// (busbar's own readers).
+    ReadCommitted,
+}
+
+/// One partition's answer to AddPartitionsToTxn / TxnOffsetCommit: `None` when accepted.
+pub type PartitionAdd = (String, i32, Option<BrokerError>);
+
+/// Longest transactional id, bytes.
+pub const TRANSACTIONAL_ID_BYTES_MAX: usize = 4096;
+
+/// What an isolated read answers: whole batches from the offset asked for, and the partition's
+/// positions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IsolatedRead {
+    pub data: Vec<u8>,
+    pub high_watermark: u64,
+    pub last_stable: u64,
+    pub log_start: u64,
+    /// ReadCommitted only: aborted transactions overlapping `data`.
+    pub aborted: Vec<Aborted>,
+}
+
+fn owner(t: &Txn, pid: i64, epoch: i16) -> Result<()> {
+    if t.producer_id != pid {
+        return Err(BrokerError::InvalidProducerIdMapping(format!(
+            "the transactional id belongs to producer {}, not {pid}",
+            t.producer_id
+        )));
+    }
+    if t.epoch != epoch {
+        return Err(BrokerError::ProducerFenced(format!(
+            "epoch {epoch} is not the current epoch {}: a newer producer with this \
+             transactional id fenced this one",
+            t.epoch
+        )));
+    }
+    Ok(())
+}
+
+fn unknown_id(id: &str) -> BrokerError {
+    BrokerError::InvalidProducerIdMapping(format!(
+        "transactional id '{}' has no producer: call InitProducerId first",
+        id.chars().take(200).collect::<String>()
+    ))
+}
+
+/// The offset after the last batch in `data`, and `data` cut before the first batch at or past
+/// `limit`.
+fn cut_at(data: &mut Vec<u8>, limit: u64) {
+    let mut pos = 0;
+    while pos < data.len() {
+        let Ok(h) = BatchHeader::parse(&data[pos..]) else {
+            break;
+        };
+        if h.base_offset as u64 >= limit {
+            data.truncate(pos);
+            return;
+        }
+        pos += h.total_len().unwrap_or(data.len());
+    }
+}
+
+impl Broker {
+    /// InitProducerId with a transactional id: a new id gets a new producer id at epoch 0; a
+    /// known one keeps its producer id with the next epoch (fencing the previous producer),
+    /// after completing or aborting the transaction it left open. `current` (KIP-360) must name
+    /// the current producer and epoch when given.
+    pub async fn init_transactional(
+        &self,
+        id: &str,
+        timeout_ms: i64,
+        current: Option<(i64, i16)>,
+    ) -> Result<(i64, i16)> {
+        if id.is_empty() || id.len() > TRANSACTIONAL_ID_BYTES_MAX {
+            return Err(BrokerError::InvalidRequest(format!(
+                "a transactional id has 1 to {TRANSACTIONAL_ID_BYTES_MAX} bytes"
+            )));
+        }
+        let max = self.txns.config.max_timeout_ms;
+        if timeout_ms <= 0 || timeout_ms > max {
+            return Err(BrokerError::InvalidTransactionTimeout(format!(
+                "transaction.timeout.ms {timeout_ms} is not within 1..={max} \
+                 (the broker's transactions.max_timeout_ms)"
+            )));
+        }
+        let _g = self.txns.lock_id(id).await;
+        let now = self.config.clock.now_ms();
+        let Some(mut t) = self.txns.get(id) else {
+            if self.txns.read().txns.len() >= self.txns.config.ids_max {
+                return Err(BrokerError::TooManyTransactions(format!(
+                    "{} transactional ids are in use (transactions.ids_max)",
+                    self.txns.config.ids_max
+                )));
+            }
+            let (pid, _) = self.producer_ids.init(None)?;
+            let t = Txn {
+                producer_id: pid,
+                epoch: 0,
+                timeout_ms,
+                state: TxnState::Empty,
+                partitions: vec![],
+                groups: vec![],
+                offsets: vec![],
+                started_ms: now,
+                updated_ms: now,
+            };
+            self.txns.put(id, Some(t), vec![]).await?;
+            return Ok((pid, 0));
+        };
+        if let Some((pid, epoch)) = current.filter(|(pid, _)| *pid >= 0) {
+            owner(&t, pid, epoch)?;
+        }
+        if t.state.preparing() {
+            t = self.complete(id, t).await?;
+        }
+        if t.state == TxnState::Ongoing {
+            t = self.finish(id, t, false).await?;
+        }
+        self.bump(&mut t)?;
+        t.state = TxnState::Empty;
+        t.timeout_ms = timeout_ms;
+        t.updated_ms = now;
+        self.txns.put(id, Some(t.clone()), vec![]).await?;
+        Ok((t.producer_id, t.epoch))
+    }
+
+    /// The next epoch of `t`, or a new producer id at epoch 0 when the epoch is exhausted.
+    fn bump(&self, t: &mut Txn) -> Result<()> {
+        if t.epoch >= i16::MAX - 1 {
+            t.producer_id = self.producer_ids.init(None)?.0;
+            t.epoch = 0;
+        } else {
+            t.epoch += 1;
+        }
+        Ok(())
+    }
+
+    /// Starts the next transaction of `t` when none is open.
+    fn begin(t: &mut Txn, now: i64) {
+        if t.state != TxnState::Ongoing {
+            t.state = TxnState::Ongoing;
+            t.partitions.clear();
+            t.groups.clear();
+            t.offsets.clear();
+            t.started_ms = now;
+        }
+    }
+
+    /// AddPartitionsToTxn: the partitions join the producer's transaction (starting one). Answers
+    /// per partition; when one is unknown nothing is added and the others are not attempted.
+    pub async fn add_partitions_to_txn(
+        &self,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        parts: Vec<(String, i32)>,
+    ) -> Result<Vec<PartitionAdd>> {
+        let _g = self.txns.lock_id(id).await;
+        let mut t = self.txns.get(id).ok_or_else(|| unknown_id(id))?;
+        owner(&t, pid, epoch)?;
+        if t.state.preparing() {
+            return Err(BrokerError::ConcurrentTransactions(
+                "the previous transaction is still completing".into(),
+            ));
+        }
+        let mut found = Vec::with_capacity(parts.len());
+        let mut errors: Vec<PartitionAdd> = Vec::new();
+        for (topic, index) in &parts {
+            match self
+                .topic(topic)
+                .and_then(|tt| Ok((tt.id.clone(), tt.partition(i64::from(*index))?.clone())))
+            {
+                Ok(found_one) => found.push((topic.clone(), *index, found_one)),
+                Err(e) => errors.push((topic.clone(), *index, Some(e))),
+            }
+        }
+        if !errors.is_empty() {
+            let skipped = found.into_iter().map(|(t, i, _)| {
+                let e = BrokerError::OperationNotAttempted("another partition failed".into());
+                (t, i, Some(e))
+            });
+            errors.extend(skipped);
+            return Ok(errors);
+        }
+        let now = self.config.clock.now_ms();
+        Self::begin(&mut t, now);
+        let mut joined = Vec::new();
+        for (topic, index, (topic_id, p)) in &found {
+            if !t.has_partition(topic, *index as u32) {
+                let first = p.log.stats().next_offset;
+                t.partitions.push(TxnPartition {
+                    topic: topic.clone(),
+                    topic_id: topic_id.clone(),
+                    partition: *index as u32,
+                    first,
+                });
+            }
+            joined.push(p.clone());
+        }
+        if t.partitions.len() > self.txns.config.partitions_max {
+            return Err(BrokerError::InvalidRequest(format!(
+                "a transaction holds at most {} partitions (transactions.partitions_max)",
+                self.txns.config.partitions_max
+            )));
+        }
+        t.updated_ms = now;
+        self.txns.put(id, Some(t.clone()), vec![]).await?;
+        for (p, tp) in joined.iter().zip(&found) {
+            if let Some(first) = t
+                .partitions
+                .iter()
+                .find(|x| x.topic == tp.0 && x.partition == tp.1 as u32)
+                .map(|x| x.first)
+            {
+                p.txns.open(pid, first);
+            }
+        }
+        Ok(found.into_iter().map(|(t, i, _)| (t, i, None)).collect())
+    }
+
+    /// AddOffsetsToTxn: the group's offsets join the producer's transaction (starting one).
+    pub async fn add_offsets_to_txn(
+        &self,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        group: &str,
+    ) -> Result<()> {
+        if group.is_empty() {
+            return Err(BrokerError::InvalidRequest(
+                "group id must not be empty".into(),
+            ));
+        }
+        let _g = self.txns.lock_id(id).await;
+        let mut t = self.txns.get(id).ok_or_else(|| unknown_id(id))?;
+        owner(&t, pid, epoch)?;
+        if t.state.preparing() {
+            return Err(BrokerError::ConcurrentTransactions(
+                "the previous transaction is still completing".into(),
+            ));
+        }
+        let now = self.config.clock.now_ms();
+        Self::begin(&mut t, now);
+        if !t.groups.iter().any(|g| g == group) {
+            if t.groups.len() >= self.txns.config.partitions_max {
+                return Err(BrokerError::InvalidRequest(format!(
+                    "a transaction holds at most {} groups (transactions.partitions_max)",
+                    self.txns.config.partitions_max
+                )));
+            }
+            t.groups.push(group.to_string());
+        }
+        t.updated_ms = now;
+        self.txns.put(id, Some(t), vec![]).await
+    }
+
+    /// TxnOffsetCommit: stages consumer offsets in the producer's transaction, applied when it
+    /// commits and dropped when it aborts. `member` (v3+: member id and generation) is checked
+    /// against the group as a commit would be.
+    pub async fn txn_offset_commit(
+        &self,
+        id: &str,
+        group: &str,
+        pid: i64,
+        epoch: i16,
+        member: Option<(&str, i32)>,
+        offsets: Vec<(String, i32, i64, String)>,
+    ) -> Result<Vec<PartitionAdd>> {
+        let _g = self.txns.lock_id(id).await;
+        let mut t = self.txns.get(id).ok_or_else(|| unknown_id(id))?;
+        owner(&t, pid, epoch)?;
+        if t.state != TxnState::Ongoing || !t.groups.iter().any(|g| g == group) {
+            return Err(BrokerError::InvalidTxnState(format!(
+                "group '{}' is not in an ongoing transaction (AddOffsetsToTxn first)",
+                group.chars().take(200).collect::<String>()
+            )));
+        }
+        if let Some((member, generation)) = member.filter(|(m, g)| !m.is_empty() || *g >= 0) {
+            let known = !self.offsets.group_raw(group).is_empty();
+            self.groups.check_commit(group, member, generation, known)?;
+        }
+        let limit = self.config.offset_metadata_bytes_max;
+        let mut answers = Vec::with_capacity(offsets.len());
+        for (topic, index, offset, metadata) in offsets {
+            let checked = self
+                .topic(&topic)
+                .and_then(|tt| tt.partition(i64::from(index)).map(|_| ()))
+                .and(match metadata.len() {
+                    size if size > limit => {
+                        Err(BrokerError::OffsetMetadataTooLarge { size, limit })
+                    }
+                    _ => Ok(()),
+                });
+            if let Err(e) = checked {
+                answers.push((topic, index, Some(e)));
+                continue;
+            }
+            t.offsets
+                .retain(|o| !(o.group == group && o.topic == topic && o.partition == index as u32));
+            t.offsets.push(PendingOffset {
+                group: group.to_string(),
+                topic: topic.clone(),
+                partition: index as u32,
+                offset,
+                metadata,
+            });
+            answers.push((topic, index, None));
+        }
+        if t.offsets.len() > self.txns.config.partitions_max {
+            return Err(BrokerError::InvalidRequest(format!(
+                "a transaction holds at most {} offsets (transactions.partitions_max)",
+                self.txns.config.partitions_max
+            )));
+        }
+        t.updated_ms = self.config.clock.now_ms();
+        self.txns.put(id, Some(t), vec![]).await?;
+        Ok(answers)
+    }
+
+    /// EndTxn: commits or aborts the producer's transaction. Only the producer and epoch that own
+    /// the ongoing transaction may end it (a delayed EndTxn of an earlier one cannot end a later
+    /// one: it is answered as a retry of what it asked, or refused). A retry after completion
+    /// answers success when it asks the same outcome.
+    pub async fn end_txn(&self, id: &str, pid: i64, epoch: i16, commit: bool) -> Result<()> {
+        let _g = self.txns.lock_id(id).await;
+        let t = self.txns.get(id).ok_or_else(|| unknown_id(id))?;
+        owner(&t, pid, epoch)?;
+        match (t.state, commit) {
+            (TxnState::Ongoing, _) => self.finish(id, t, commit).await.map(drop),
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(()),
+            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
+                self.complete(id, t).await.map(drop)
+            }
+            (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => Err(
+                BrokerError::ConcurrentTransactions("the transaction is completing".into()),
+            ),
+            (state, _) => Err(BrokerError::InvalidTxnState(format!(
+                "cannot {} a transaction in state {}",
+                if commit { "commit" } else { "abort" },
+                state.name()
+            ))),
+        }
+    }
+
+    /// Prepares the outcome durably, then completes it.
+    async fn finish(&self, id: &str, mut t: Txn, commit: bool) -> Result<Txn> {
+        t.state = if commit {
+            TxnState::PrepareCommit
+        } else {
+            TxnState::PrepareAbort
+        };
+        t.updated_ms = self.config.clock.now_ms();
+        self.txns.put(id, Some(t.clone()), vec![]).await?;
+        self.complete(id, t).await
+    }
+
+    /// Completes a prepared transaction: a durable marker on every partition, the pending
+    /// offsets committed (commit) and the aborted index written (abort), then the Complete
+    /// state. Safe to repeat after a crash at any point: a second marker of an ended
+    /// transaction is skipped by every reader.
+    async fn complete(&self, id: &str, mut t: Txn) -> Result<Txn> {
+        let commit = t.state == TxnState::PrepareCommit;
+        let mut aborted = Vec::new();
+        let mut touched = Vec::new();
+        for tp in &t.partitions {
+            let Some(p) = self.txn_partition(tp) else {
+                continue;
+            };
+            let last = self
+                .write_marker(&p, t.producer_id, t.epoch, commit)
+                .await?;
+            let entry = Aborted {
+                producer_id: t.producer_id,
+                first: tp.first,
+                last,
+            };
+            if !commit {
+                aborted.push((tp.clone(), entry));
+            }
+            touched.push((p, (!commit).then_some(entry)));
+        }
+        if commit {
+            let mut by_group: BTreeMap<&str, Vec<crate::offsets::RawCommit>> = BTreeMap::new();
+            for o in &t.offsets {
+                by_group
+                    .entry(o.group.as_str())
+                    .or_default()
+                    .push(crate::offsets::RawCommit {
+                        topic: o.topic.clone(),
+                        partition: o.partition,
+                        offset: o.offset,
+                        metadata: o.metadata.clone(),
+                    });
+            }
+            for (group, commits) in by_group {
+                self.offsets.commit(group, commits).await?;
+            }
+        }
+        t.state = if commit {
+            TxnState::CompleteCommit
+        } else {
+            TxnState::CompleteAbort
+        };
+        t.updated_ms = self.config.clock.now_ms();
+        let rows = Transactions::aborted_rows(&aborted);
+        self.txns.put(id, Some(t.clone()), rows).await?;
+        for (p, entry) in touched {
+            p.txns.close(t.producer_id, entry);
+            p.appended.notify_waiters();
+        }
+        Ok(t)
+    }
+
+    /// The partition of `tp` if its topic still exists (the same topic, not a new one with its
+    /// name).
+    fn txn_partition(&self, tp: &TxnPartition) -> Option<Arc<Partition>> {
+        let t = self.topic(&tp.topic).ok().filter(|t| t.id == tp.topic_id)?;
+        t.partition(i64::from(tp.partition)).ok().cloned()
+    }
+
+    /// Appends a marker and waits until it is durable; answers its offset.
+    async fn write_marker(
+        &self,
+        p: &Arc<Partition>,
+        pid: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<u64> {
+        let mut b = super::marker::build(pid, epoch, commit, self.config.clock.now_ms());
+        let (at, ticket) = p.log.append_start(&mut b)?;
+        if let Some(ticket) = ticket {
+            crate::sync::kick(p);
+            crate::sync::durable(p, ticket).await?;
+        }
+        Ok(at.base_offset)
+    }
+
+    /// Registers every open transaction with its partitions (at start-up, and after a caller
+    /// stopped waiting between a durable AddPartitionsToTxn and that step).
+    pub(crate) fn sync_open_transactions(&self) {
+        let open: Vec<(i64, TxnPartition)> = self
+            .txns
+            .read()
+            .txns
+            .values()
+            .filter(|t| t.state == TxnState::Ongoing || t.state.preparing())
+            .flat_map(|t| t.partitions.iter().map(|p| (t.producer_id, p.clone())))
+            .collect();
+        for (pid, tp) in open {
+            if let Some(p) = self.txn_partition(&tp) {
+                p.txns.open(pid, tp.first);
+            }
+        }
+    }
+
+    /// Attaches the aborted index read at open to the partitions; rows of topics that are gone
+    /// are kept aside for the timer to delete.
+    pub(crate) fn attach_aborted(&self) {
+        let mut stale = Vec::new();
+        for (topic, topic_id, partition, a) in self.txns.take_loaded_aborted() {
+            let tp = TxnPartition {
+                topic,
+                topic_id: topic_id.clone(),
+                partition,
+                first: a.first,
+            };
+            match self.txn_partition(&tp) {
+                Some(p) => p.txns.add_aborted(a),
+                None => stale.push((tp.topic, topic_id, partition, a)),
+            }
+        }
+        self.txns.keep_stale(stale);
+    }
+
+    /// The coordinator's timer: completes transactions left prepared, aborts (and fences) those
+    /// past their timeout, forgets idle transactional ids, prunes the aborted index below each
+    /// log start. Errors are left for the next tick.
+    pub async fn tick_transactions(&self) {
+        self.sync_open_transactions();
+        let now = self.config.clock.now_ms();
+        for (id, _) in self.txns.list() {
+            let _g = self.txns.lock_id(&id).await;
+            let Some(t) = self.txns.get(&id) else {
+                continue;
+            };
+            let _ = match t.state {
+                s if s.preparing() => self.complete(&id, t).await.map(drop),
+                TxnState::Ongoing if now.saturating_sub(t.started_ms) > t.timeout_ms => {
+                    self.expire(&id, t).await
+                }
+                TxnState::Ongoing => Ok(()),
+                _ if now.saturating_sub(t.updated_ms) > self.txns.config.id_expiration_ms => {
+                    self.txns.put(&id, None, vec![]).await
+                }
+                _ => Ok(()),
+            };
+        }
+        let mut gone = Vec::new();
+        for t in self.all_topics() {
+            for p in &t.partitions {
+                if p.txns.aborted_len() > 0 {
+                    let start = p.log.stats().log_start;
+                    gone.extend(
+                        p.txns
+                            .prune(start)
+                            .into_iter()
+                            .map(|a| (t.id.clone(), p.index, a)),
+                    );
+                }
+            }
+        }
+        let stale = self.txns.take_loaded_aborted();
+        gone.extend(stale.into_iter().map(|(_, tid, p, a)| (tid, p, a)));
+        if !gone.is_empty() {
+            let _ = self.txns.forget_aborted(gone).await;
+        }
+    }
+
+    /// Aborts a transaction past its timeout and bumps the epoch, so the producer that let it
+    /// expire is fenced.
+    async fn expire(&self, id: &str, t: Txn) -> Result<()> {
+        let mut t = self.finish(id, t, false).await?;
+        self.bump(&mut t)?;
+        t.updated_ms = self.config.clock.now_ms();
+        self.txns.put(id, Some(t), vec![]).await
+    }
+
+    /// The transactional ids and their records (for `busbar` and the HTTP API).
+    pub fn transactions(&self) -> Vec<(String, Txn)> {
+        self.txns.list()
+    }
+
+    /// Partitions of `group` with transactional offsets that are neither committed nor aborted
+    /// yet (OffsetFetch `require_stable` answers UNSTABLE_OFFSET_COMMIT for them).
+    pub fn pending_txn_offsets(&self, group: &str) -> Vec<(String, u32)> {
+        self.txns.pending_offsets(group)
+    }
+
+    /// The last stable offset of a partition: below it every transaction has ended.
+    pub fn last_stable_offset(&self, topic: &str, partition: i64) -> Result<u64> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        Ok(p.txns.last_stable(p.log.stats().high_watermark))
+    }
+
+    /// Whole stored batches from `offset`, up to `max_bytes` (at least one batch), without
+    /// waiting; ReadCommitted stops at the last stable offset and lists the aborted
+    /// transactions that overlap what it answers (computed from the same partition state, after
+    /// the last stable offset, so a transaction that ended between the two is seen whole).
+    pub fn read_isolated(
+        &self,
+        topic: &str,
+        partition: i64,
+        offset: u64,
+        max_bytes: usize,
+        isolation: Isolation,
+    ) -> Result<IsolatedRead> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        let hw_before = p.log.stats().high_watermark;
+        let last_stable = p.txns.last_stable(hw_before);
+        let r = p.log.read(offset, max_bytes)?;
+        let mut data = r.data;
+        let mut aborted = Vec::new();
+        if isolation == Isolation::ReadCommitted {
+            cut_at(&mut data, last_stable);
+            if let Some(last) = crate::broker::last_offset(&data) {
+                aborted = p.txns.aborted_in(offset, last);
+            }
+        }
+        Ok(IsolatedRead {
+            data,
+            high_watermark: r.high_watermark,
+            last_stable: last_stable.min(r.high_watermark),
+            log_start: r.log_start,
+            aborted,
+        })
+    }
+}
