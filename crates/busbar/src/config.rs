@@ -131,6 +131,13 @@ pub struct Broker {
     pub quota_window_ms: u64,
     pub quota_trackers_max: u64,
     pub quota_entities_max: u64,
+    /// Transactions (docs/transactions.md): longest `transaction.timeout.ms` a producer may ask
+    /// for, how long an idle transactional id is kept, most ids, most partitions (and offsets) in
+    /// one transaction.
+    pub transaction_max_timeout_ms: u64,
+    pub transactional_id_expiration_ms: u64,
+    pub transactional_ids_max: u64,
+    pub transaction_partitions_max: u64,
 }
 
 impl Default for Config {
@@ -172,6 +179,10 @@ impl Default for Config {
                 quota_window_ms: b.quotas.window_ms,
                 quota_trackers_max: b.quotas.trackers_max as u64,
                 quota_entities_max: b.quotas.entities_max as u64,
+                transaction_max_timeout_ms: b.transactions.max_timeout_ms as u64,
+                transactional_id_expiration_ms: b.transactions.id_expiration_ms as u64,
+                transactional_ids_max: b.transactions.ids_max as u64,
+                transaction_partitions_max: b.transactions.partitions_max as u64,
             },
             bus: BusSection {
                 subscriptions_max: BusConfig::default().subscriptions_max as u64,
@@ -525,6 +536,30 @@ impl Config {
             ("broker.quota_window_num", b.quota_window_num.into(), 2, 100),
             ("broker.quota_window_ms", b.quota_window_ms, 100, 3_600_000),
             (
+                "broker.transaction_max_timeout_ms",
+                b.transaction_max_timeout_ms,
+                1000,
+                86_400_000,
+            ),
+            (
+                "broker.transactional_id_expiration_ms",
+                b.transactional_id_expiration_ms,
+                1000,
+                365 * 86_400_000,
+            ),
+            (
+                "broker.transactional_ids_max",
+                b.transactional_ids_max,
+                1,
+                10_000_000,
+            ),
+            (
+                "broker.transaction_partitions_max",
+                b.transaction_partitions_max,
+                1,
+                1_000_000,
+            ),
+            (
                 "broker.quota_trackers_max",
                 b.quota_trackers_max,
                 1,
@@ -664,6 +699,12 @@ impl Config {
             ),
             auth: self.auth.broker_config(),
             audit: self.audit.broker_config(),
+            transactions: busbar_broker::txn::TxnConfig {
+                max_timeout_ms: b.transaction_max_timeout_ms as i64,
+                id_expiration_ms: b.transactional_id_expiration_ms as i64,
+                ids_max: b.transactional_ids_max as usize,
+                partitions_max: b.transaction_partitions_max as usize,
+            },
             ..BrokerConfig::default()
         }
     }

@@ -218,8 +218,9 @@ pub const ROWS: &[Row] = &[
         &[(Ty::Group, "g", Op::Delete)],
         &[0],
     ),
-    // Cluster and transactional ids. InitProducerId: [without a transactional id, with "tx"];
-    // once WRITE on "tx" passes, busbar refuses transactions themselves with 42 (init_producer_id.rs).
+    // Cluster and transactional ids. InitProducerId: [without a transactional id, with "tx"].
+    // The transactional APIs name producer -1: once their ACLs pass, the coordinator answers
+    // INVALID_PRODUCER_ID_MAPPING (49).
     row(
         ApiKey::DescribeLogDirs,
         4,
@@ -235,7 +236,45 @@ pub const ROWS: &[Row] = &[
             (Ty::Cluster, C, Op::IdempotentWrite),
             (Ty::TransactionalId, "tx", Op::Write),
         ],
-        &[0, 42],
+        &[0, 0],
+    ),
+    row(
+        ApiKey::AddPartitionsToTxn,
+        3,
+        &[53],
+        &[
+            (Ty::TransactionalId, "tx", Op::Write),
+            (Ty::Topic, "t", Op::Write),
+        ],
+        &[49],
+    ),
+    row(
+        ApiKey::AddOffsetsToTxn,
+        3,
+        &[53],
+        &[
+            (Ty::TransactionalId, "tx", Op::Write),
+            (Ty::Group, "g", Op::Read),
+        ],
+        &[49],
+    ),
+    row(
+        ApiKey::EndTxn,
+        3,
+        &[53],
+        &[(Ty::TransactionalId, "tx", Op::Write)],
+        &[49],
+    ),
+    row(
+        ApiKey::TxnOffsetCommit,
+        3,
+        &[53],
+        &[
+            (Ty::TransactionalId, "tx", Op::Write),
+            (Ty::Group, "g", Op::Read),
+            (Ty::Topic, "t", Op::Read),
+        ],
+        &[49],
     ),
     row(
         ApiKey::DescribeUserScramCredentials,
@@ -328,6 +367,10 @@ pub fn probe(c: &mut TcpStream, row: &Row, g: &mut Group) -> Vec<i16> {
         ApiKey::DeleteGroups => delete_groups(c, v),
         ApiKey::DescribeLogDirs => describe_log_dirs(c, v),
         ApiKey::InitProducerId => init_producer_id(c, v),
+        ApiKey::AddPartitionsToTxn => add_partitions_to_txn(c, v),
+        ApiKey::AddOffsetsToTxn => add_offsets_to_txn(c, v),
+        ApiKey::EndTxn => end_txn(c, v),
+        ApiKey::TxnOffsetCommit => txn_offset_commit(c, v),
         ApiKey::DescribeUserScramCredentials => describe_scram(c, v),
         ApiKey::AlterUserScramCredentials => alter_scram(c, v),
         ApiKey::DescribeClientQuotas => describe_quotas(c, v),
@@ -631,6 +674,57 @@ fn init_producer_id(c: &mut TcpStream, v: i16) -> Vec<i16> {
     req.transactional_id = Some(TransactionalId(sb("tx")));
     let transactional: InitProducerIdResponse = send(c, ApiKey::InitProducerId, v, &req);
     vec![idempotent.error_code, transactional.error_code]
+}
+
+fn txn_id() -> TransactionalId {
+    TransactionalId(sb("tx"))
+}
+
+fn add_partitions_to_txn(c: &mut TcpStream, v: i16) -> Vec<i16> {
+    let mut req = AddPartitionsToTxnRequest::default();
+    let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+    (t.name, t.partitions) = (topic(), vec![0]);
+    req.v3_and_below_transactional_id = txn_id();
+    req.v3_and_below_producer_id = ProducerId(-1);
+    req.v3_and_below_topics = vec![t];
+    let r: AddPartitionsToTxnResponse = send(c, ApiKey::AddPartitionsToTxn, v, &req);
+    r.results_by_topic_v3_and_below
+        .iter()
+        .flat_map(|t| {
+            t.results_by_partition
+                .iter()
+                .map(|p| p.partition_error_code)
+        })
+        .collect()
+}
+
+fn add_offsets_to_txn(c: &mut TcpStream, v: i16) -> Vec<i16> {
+    let mut req = AddOffsetsToTxnRequest::default();
+    (req.transactional_id, req.producer_id, req.group_id) = (txn_id(), ProducerId(-1), group());
+    let r: AddOffsetsToTxnResponse = send(c, ApiKey::AddOffsetsToTxn, v, &req);
+    vec![r.error_code]
+}
+
+fn end_txn(c: &mut TcpStream, v: i16) -> Vec<i16> {
+    let mut req = EndTxnRequest::default();
+    (req.transactional_id, req.producer_id, req.committed) = (txn_id(), ProducerId(-1), true);
+    let r: EndTxnResponse = send(c, ApiKey::EndTxn, v, &req);
+    vec![r.error_code]
+}
+
+fn txn_offset_commit(c: &mut TcpStream, v: i16) -> Vec<i16> {
+    let mut p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
+    (p.partition_index, p.committed_offset) = (0, 1);
+    let mut t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
+    (t.name, t.partitions) = (topic(), vec![p]);
+    let mut req = TxnOffsetCommitRequest::default();
+    (req.transactional_id, req.group_id, req.producer_id) = (txn_id(), group(), ProducerId(-1));
+    (req.generation_id, req.topics) = (-1, vec![t]);
+    let r: TxnOffsetCommitResponse = send(c, ApiKey::TxnOffsetCommit, v, &req);
+    r.topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+        .collect()
 }
 
 fn describe_scram(c: &mut TcpStream, v: i16) -> Vec<i16> {
