@@ -235,3 +235,46 @@ def register(test, Busbar):
         asyncio.run(aio())
         assert _read_all(b, "kp", "read_committed", 2) == ["aiokafka-commit", "kafka-python-commit"]
         assert len(_read_all(b, "kp", "read_uncommitted", 4)) == 4
+
+    @test
+    def transactions_http_reads_groups_and_the_bus_see_committed_events_only(b):
+        import json, urllib.request
+        _create(b, "src", 1)
+        _create(b, "copy", 1)
+        # A subscription copying every event of "src" to "copy", and an HTTP group consumer.
+        b.post("/subscriptions", {"name": "copier", "sources": ["src"], "target": {"topic": "copy"}})
+        c = b.post("/groups/hg/consumers", {"topics": ["src"], "start": "earliest"})
+        p = _producer(b, "bus-1")
+        for i in range(4):
+            p.begin_transaction()
+            p.produce("src", value=f"v{i}")
+            if i % 2:
+                p.abort_transaction(30)
+            else:
+                p.commit_transaction(30)
+        # The partition ends in a marker: a page read from the start goes on past it.
+        page = b.get("/topics/src/partitions/0/events?limit=100")
+        assert [e["value"] for e in page["events"]] == ["v0", "v2"], page
+        assert page["next_offset"] == page["high_watermark"], page
+        after = b.get(f"/topics/src/partitions/0/events?offset={page['next_offset']}")
+        assert after["events"] == [], after
+        # The HTTP group consumer gets the committed events once, then nothing (no spin on markers).
+        got = []
+        deadline = time.time() + 20
+        while len(got) < 2 and time.time() < deadline:
+            polled = b.get(f"/groups/hg/consumers/{c['consumer_id']}/events?wait_ms=500")
+            got += [e["value"] for e in polled["events"]]
+        assert got == ["v0", "v2"], got
+        polled = b.get(f"/groups/hg/consumers/{c['consumer_id']}/events?wait_ms=1000")
+        assert polled["events"] == [], polled
+        # The bus delivered only the committed ones, never a marker.
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            copied = b.get("/topics/copy/partitions/0/events?limit=100")["events"]
+            if len(copied) >= 2:
+                break
+            time.sleep(0.2)
+        time.sleep(1)
+        copied = b.get("/topics/copy/partitions/0/events?limit=100")["events"]
+        assert [e["value"] for e in copied] == ["v0", "v2"], copied
+

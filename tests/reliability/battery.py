@@ -45,6 +45,23 @@ def kill_loop(test, policy, kills, signal="KILL", seed=1, extra=()):
 _EXES = None
 
 
+def txn_loop(test, cycles):
+    start = time.time()
+    out = subprocess.run([sys.executable, os.path.join(HERE, "txn_loop.py"), BIN, "--cycles", str(cycles)],
+                         capture_output=True, text=True, timeout=1800)
+    try:
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        row(test, cycles, "driver failed: " + (out.stdout + out.stderr).strip()[-300:], False, "")
+        return
+    bad = {k: v for k, v in r["anomalies"].items() if v}
+    anomalies = ", ".join(f"{k}={v}" for k, v in bad.items()) or "none"
+    figures = (f"{r['values']} inputs, {r['attempts']} transactions ({r['committed']} committed), "
+               f"kills {r['kills']}, {r['aborted_records_skipped']} aborted records skipped; "
+               f"checker found every planted anomaly; {time.time() - start:.0f} s")
+    row(test, cycles, anomalies, out.returncode == 0 and not bad, figures)
+
+
 def test_executables():
     """(package, kind, target) -> (executable, package dir) of every test binary, from one
     `cargo test --workspace --no-run`: the build `cargo test --workspace` already made (nothing is
@@ -104,6 +121,8 @@ def main():
     secs = "120" if LONG else "15"
     kill_loop(f"L3/L4 overload {secs} s: 6 flooding producers, slow consumer, RSS budget 128 MiB",
               "batch", 0, extra=("--overload", secs, "--rss-budget-mib", "128"))
+    txn_loop("T1 exactly-once consume-transform-produce (transactions), kill -9 of broker and client",
+             50 if LONG else 20)
     cargo(f"D3 simulated power loss, log ({seeds} seeds)", ["-p", "busbar-log", "--test", "it", "crash_sim::"],
           {"BUSBAR_SEEDS": seeds}, runs=seeds)
     cargo(f"D3 simulated power loss, whole broker: topics, metadata, offsets, ids, subscriptions ({seeds} seeds)",

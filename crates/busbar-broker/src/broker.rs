@@ -143,6 +143,9 @@ impl Broker {
         let audit_dir = config.data.is_none().then_some(config.data_dir.as_path());
         let audit = crate::audit::Audit::start(&config.audit, audit_dir, config.clock.clone())
             .map_err(|e| io_err("open the audit log", e))?;
+        if let Some(pid) = txns.max_producer_id() {
+            producer_ids.reserve_through(pid)?;
+        }
         let broker = Self {
             config,
             topics: Arc::new(RwLock::new(topics)),
@@ -527,31 +530,32 @@ impl Broker {
         drop(t);
         let deadline = Instant::now() + max_wait.min(self.config.fetch_wait_max);
         let max_bytes = max_bytes.clamp(1, self.config.fetch_bytes_max);
+        let read = || {
+            self.read_isolated(topic, partition, offset, max_bytes, isolation)
+                .map(|r| FetchResult {
+                    data: r.data,
+                    high_watermark: r.high_watermark,
+                    log_start: r.log_start,
+                })
+        };
         loop {
             let notified = p.appended.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let r = self.read_isolated(topic, partition, offset, max_bytes, isolation)?;
-            let result = FetchResult {
-                data: r.data,
-                high_watermark: r.high_watermark,
-                log_start: r.log_start,
-            };
+            let result = read()?;
             if result.data.len() >= min_bytes.max(1) || Instant::now() >= deadline {
                 return Ok(result);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let r = self.read_isolated(topic, partition, offset, max_bytes, isolation)?;
-                return Ok(FetchResult {
-                    data: r.data,
-                    high_watermark: r.high_watermark,
-                    log_start: r.log_start,
-                });
+                return read();
             }
         }
     }
 
-    /// Whole stored batches from `offset` up to `max_bytes` (at least one batch), without waiting.
+    /// Whole stored batches from `offset` up to `max_bytes` (at least one batch), without
+    /// waiting, below the last stable offset only (no batch of an open transaction): decode them
+    /// with [`Broker::decode_committed`], which leaves out markers and aborted transactions, and
+    /// take the position after them from the batches themselves ([`last_offset`]).
     pub fn read_now(
         &self,
         topic: &str,
@@ -559,8 +563,25 @@ impl Broker {
         offset: u64,
         max_bytes: usize,
     ) -> Result<Vec<u8>> {
+        let iso = Isolation::ReadCommitted;
+        Ok(self
+            .read_isolated(topic, partition, offset, max_bytes, iso)?
+            .data)
+    }
+
+    /// The events of `data` (whole batches read from `topic`/`partition` at `from`, below the
+    /// last stable offset) as [`event::decode_each`] finds them, without transaction markers and
+    /// without batches of aborted transactions.
+    pub fn decode_committed(
+        &self,
+        topic: &str,
+        partition: u32,
+        data: &[u8],
+        from: u64,
+    ) -> Result<Vec<event::Decoded>> {
         let t = self.topic(topic)?;
-        Ok(t.partition(partition)?.log.read(offset, max_bytes)?.data)
+        let p = t.partition(i64::from(partition))?;
+        event::decode_each(topic, partition, &p.txns.committed_only(data), from)
     }
 
     /// Waits until any of `parts` ((topic, partition, offset)) has data at or past its offset, or
@@ -611,7 +632,24 @@ impl Broker {
         limit: usize,
         max_wait: Duration,
     ) -> Result<Vec<StoredEvent>> {
-        let mut out = Vec::new();
+        let (events, _) = self
+            .read_events_next(topic, partition, offset, limit, max_wait)
+            .await?;
+        Ok(events)
+    }
+
+    /// [`Broker::read_events`], and the offset to read on from: past the last event answered,
+    /// or past transaction markers and aborted batches that answered no event (so a reader that
+    /// goes on from it never reads them again).
+    pub async fn read_events_next(
+        &self,
+        topic: &str,
+        partition: i64,
+        offset: u64,
+        limit: usize,
+        max_wait: Duration,
+    ) -> Result<(Vec<StoredEvent>, u64)> {
+        let mut out: Vec<StoredEvent> = Vec::new();
         let mut next = offset;
         let mut wait = max_wait;
         let mut bytes = 0;
@@ -635,14 +673,20 @@ impl Broker {
             // Transaction markers and aborted transactions are never shown.
             let committed = p.txns.committed_only(&r.data);
             let evs = event::decode(topic, partition as u32, &committed, next)?;
-            next = last_offset(&r.data).map_or(next, |o| o + 1);
-            out.extend(evs.into_iter().take(limit - out.len()));
+            let room = limit - out.len();
+            if evs.len() > room {
+                out.extend(evs.into_iter().take(room));
+                next = out.last().map_or(next, |e| e.offset + 1);
+                break;
+            }
+            out.extend(evs);
+            next = last_offset(&r.data).map_or(next, |o| o + 1).max(next);
             wait = Duration::ZERO;
             if next >= r.high_watermark {
                 break;
             }
         }
-        Ok(out)
+        Ok((out, next))
     }
 
     /// The first offset with a timestamp at or after `ts`, or the high watermark when none.

@@ -250,12 +250,12 @@ impl GroupConsumer {
             }
             let (topic, p) = &keys[(self.turn + i) % keys.len()];
             let at = self.positions[&(topic.clone(), *p)];
-            let events = match self
+            let (events, next) = match self
                 .broker
-                .read_events(topic, *p as i64, at, max - out.len(), Duration::ZERO)
+                .read_events_next(topic, *p as i64, at, max - out.len(), Duration::ZERO)
                 .await
             {
-                Ok(e) => e,
+                Ok(read) => read,
                 Err(BrokerError::OffsetOutOfRange { start, end, .. }) => {
                     let reset = if self.options.start == StartAt::Earliest {
                         start
@@ -270,8 +270,9 @@ impl GroupConsumer {
                 }
                 Err(e) => return Err(e),
             };
-            if let Some(last) = events.last() {
-                self.positions.insert((topic.clone(), *p), last.offset + 1);
+            // Past markers and aborted batches too, which answer no event.
+            if next > at {
+                self.positions.insert((topic.clone(), *p), next);
             }
             out.extend(events);
         }
@@ -298,10 +299,11 @@ impl GroupConsumer {
         for w in &mut waits {
             w.as_mut().enable();
         }
+        // Committed data only: an open transaction's batches wake nothing until it ends.
         let has_data = self.positions.iter().any(|((t, p), at)| {
             self.broker
-                .offsets_of(t, *p as i64)
-                .is_ok_and(|(_, hw)| hw > *at)
+                .last_stable_offset(t, *p as i64)
+                .is_ok_and(|lso| lso > *at)
         });
         if has_data {
             return;

@@ -102,12 +102,17 @@ impl Broker {
         // not on the blocking pool: it goes to the page cache (microseconds), and a hand-off per
         // request cost more than the write (docs/decisions.md, "produce path").
         let a = if h.producer_id >= 0 {
-            // A producer's transaction cannot change state between its check and the write
-            // (`txn.rs`, Locking).
+            // A transactional producer's transaction cannot change state between its check and
+            // the write (`txn.rs`, Locking); other producers (never transactional: a
+            // transactional id gets producer ids of its own) do not hold the lock while they write.
             let txns = self.txns.read();
-            crate::txn::Transactions::check_produce(&txns, &h, &t.name, p.index)?;
-            p.producers
-                .admit(&h, now, || Ok(p.log.append_start(&mut batch)?))?
+            crate::txn::Transactions::check_produce(&txns, &h, &t.name, &t.id, p.index)?;
+            let held = txns.by_pid.contains_key(&h.producer_id).then_some(txns);
+            let a = p
+                .producers
+                .admit(&h, now, || Ok(p.log.append_start(&mut batch)?))?;
+            drop(held);
+            a
         } else {
             p.producers
                 .admit(&h, now, || Ok(p.log.append_start(&mut batch)?))?

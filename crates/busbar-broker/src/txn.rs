@@ -128,13 +128,18 @@ pub struct Txn {
     pub started_ms: i64,
     /// When the record last changed.
     pub updated_ms: i64,
+    /// Bump the epoch when the transaction completes (it timed out): set before it is prepared,
+    /// so a completion after a crash still fences the producer that let it expire.
+    #[serde(default)]
+    pub fence: bool,
 }
 
 impl Txn {
-    fn has_partition(&self, topic: &str, partition: u32) -> bool {
+    /// Whether the partition (of this incarnation of its topic) is in the transaction.
+    fn has_partition(&self, topic_id: &str, partition: u32) -> bool {
         self.partitions
             .iter()
-            .any(|p| p.topic == topic && p.partition == partition)
+            .any(|p| p.topic_id == topic_id && p.partition == partition)
     }
 }
 
@@ -173,6 +178,11 @@ impl State {
         }
     }
 }
+
+/// Largest encoded record of one transactional id: it must fit one batch of the coordinator's
+/// log (1 MiB) in every state, so a transaction that would grow past it is refused while it
+/// grows (AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit), never when it completes.
+pub const RECORD_BYTES_MAX: usize = 900 * 1024;
 
 /// Stripes of the per-id operation lock.
 const LOCK_STRIPES: usize = 64;
@@ -263,6 +273,21 @@ impl Transactions {
         self.locks[h.finish() as usize % LOCK_STRIPES].lock().await
     }
 
+    /// [`Transactions::lock_id`] if free now (the timer skips an id that is busy).
+    pub(crate) fn try_lock_id(&self, id: &str) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        self.locks[h.finish() as usize % LOCK_STRIPES]
+            .try_lock()
+            .ok()
+    }
+
+    /// The highest producer id the coordinator holds (start-up reserves ids past it).
+    pub(crate) fn max_producer_id(&self) -> Option<i64> {
+        self.read().by_pid.keys().max().copied()
+    }
+
     /// The record of `id`.
     pub fn get(&self, id: &str) -> Option<Txn> {
         self.read().txns.get(id).cloned()
@@ -291,6 +316,19 @@ impl Transactions {
         let value = txn
             .as_ref()
             .map(|t| serde_json::to_vec(t).expect("a transaction record encodes"));
+        // Only an ongoing transaction grows; its later states differ by a few bytes.
+        let growing = txn.as_ref().is_some_and(|t| t.state == TxnState::Ongoing);
+        if let Some(v) = value
+            .as_ref()
+            .filter(|v| growing && v.len() > RECORD_BYTES_MAX)
+        {
+            return Err(BrokerError::InvalidRequest(format!(
+                "the transaction would take {} bytes of coordinator state, more than {} \
+                 (fewer partitions, groups or offsets, or shorter offset metadata)",
+                v.len(),
+                RECORD_BYTES_MAX
+            )));
+        }
         let mut rows = vec![(txn_key(id), value)];
         let count = 1 + extra.len();
         rows.extend(extra);
@@ -322,6 +360,11 @@ impl Transactions {
                 (aborted_key(&p.topic_id, p.partition, a), Some(v))
             })
             .collect()
+    }
+
+    /// Writes aborted-index rows durably (before the transaction that aborted is Complete).
+    pub(crate) async fn add_aborted_rows(&self, rows: Vec<Row>) -> Result<()> {
+        self.log.write(rows, |_| {}).await
     }
 
     /// Removes aborted-index rows (pruned partitions).
@@ -363,6 +406,7 @@ impl Transactions {
         state: &State,
         h: &busbar_log::batch::BatchHeader,
         topic: &str,
+        topic_id: &str,
         partition: u32,
     ) -> Result<()> {
         let transactional = marker::is_transactional(h);
@@ -391,7 +435,7 @@ impl Transactions {
             (true, Some(t))
                 if t.state != TxnState::Ongoing
                     || h.producer_epoch != t.epoch
-                    || !t.has_partition(topic, partition) =>
+                    || !t.has_partition(topic_id, partition) =>
             {
                 Err(BrokerError::InvalidTxnState(format!(
                     "partition {topic}-{partition} is not in an ongoing transaction of producer {} \

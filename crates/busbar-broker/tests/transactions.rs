@@ -206,23 +206,36 @@ async fn end_txn_retries_succeed_and_out_of_turn_calls_are_refused() {
     assert!(matches!(e, BrokerError::InvalidTxnState(_)), "{e}");
 }
 
-#[tokio::test]
-async fn the_timer_aborts_a_transaction_past_its_timeout_and_fences_its_producer() {
-    let clock = ManualClock::new(1_000_000);
+/// A broker on `dir` with the injected clock and a topic "t" of one partition.
+async fn timed(clock: Arc<ManualClock>, dir: Arc<dyn busbar_broker::datadir::DataDir>) -> Broker {
     let b = Broker::open(BrokerConfig {
-        data: Some(Arc::new(MemDataDir::new(MemFs::new()))),
-        clock: clock.clone(),
+        data: Some(dir),
+        clock,
         ..Default::default()
     })
     .unwrap();
     b.create_topic("t", Some(1), Default::default())
         .await
         .unwrap();
+    b
+}
+
+/// Transactional id "x" with a 5 s timeout and an open transaction holding one batch on t-0;
+/// answers its producer id (epoch 0).
+async fn open_for_5s(b: &Broker) -> i64 {
     let (pid, _) = b.init_transactional("x", 5_000, None).await.unwrap();
     b.add_partitions_to_txn("x", pid, 0, vec![("t".into(), 0)])
         .await
         .unwrap();
     b.produce("t", 0, txn_batch(pid, 0, 0)).await.unwrap();
+    pid
+}
+
+#[tokio::test]
+async fn the_timer_aborts_a_transaction_past_its_timeout_and_fences_its_producer() {
+    let clock = ManualClock::new(1_000_000);
+    let b = timed(clock.clone(), Arc::new(MemDataDir::new(MemFs::new()))).await;
+    let pid = open_for_5s(&b).await;
     b.tick_transactions().await;
     assert_eq!(state(&b, "x"), TxnState::Ongoing, "not yet timed out");
     clock.advance(5_001);
@@ -260,4 +273,96 @@ async fn init_producer_id_checks_the_timeout_and_the_id_limit() {
     assert!(matches!(e, BrokerError::TooManyTransactions(_)), "{e}");
     // A known id is not a new one.
     b.init_transactional("a", 1000, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_transaction_that_would_outgrow_its_record_is_refused_and_still_completes() {
+    let b = broker_with_topic().await;
+    let (pid, epoch) = started(&b, "x").await;
+    b.create_topic("big", Some(300), Default::default())
+        .await
+        .unwrap();
+    b.add_offsets_to_txn("x", pid, epoch, "g").await.unwrap();
+    // 300 offsets with 4,000 bytes of metadata each: past the record limit (900 KiB).
+    let offsets: Vec<_> = (0..300)
+        .map(|i| ("big".to_string(), i, i64::from(i), "m".repeat(4000)))
+        .collect();
+    let e = b
+        .txn_offset_commit("x", "g", pid, epoch, None, offsets)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BrokerError::InvalidRequest(_)), "{e}");
+    // Nothing was staged, and the transaction commits.
+    assert!(b.pending_txn_offsets("g").is_empty());
+    b.end_txn("x", pid, epoch, true).await.unwrap();
+    assert_eq!(state(&b, "x"), TxnState::CompleteCommit);
+}
+
+#[tokio::test]
+async fn a_topic_created_again_mid_transaction_is_another_partition() {
+    let b = broker_with_topic().await;
+    let (pid, epoch) = started(&b, "x").await;
+    b.delete_topic("t").await.unwrap();
+    b.create_topic("t", Some(2), Default::default())
+        .await
+        .unwrap();
+    // The new t-0 did not join the transaction (the old one did).
+    let e = b
+        .produce("t", 0, txn_batch(pid, epoch, 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BrokerError::InvalidTxnState(_)), "{e}");
+    let added = b
+        .add_partitions_to_txn("x", pid, epoch, vec![("t".into(), 0)])
+        .await
+        .unwrap();
+    assert!(added.iter().all(|(_, _, e)| e.is_none()), "{added:?}");
+    assert_eq!(b.last_stable_offset("t", 0).unwrap(), 0);
+    b.produce("t", 0, txn_batch(pid, epoch, 1)).await.unwrap();
+    b.end_txn("x", pid, epoch, false).await.unwrap();
+    let r = b
+        .read_isolated("t", 0, 0, 1 << 20, Isolation::ReadCommitted)
+        .unwrap();
+    assert_eq!(r.last_stable, 2, "the batch and its marker");
+    assert_eq!(r.aborted.len(), 1);
+}
+
+#[tokio::test]
+async fn a_timed_out_transaction_whose_abort_failed_is_still_fenced_when_it_completes() {
+    let clock = ManualClock::new(1_000_000);
+    let faulty = Arc::new(FaultDataDir::new(MemFs::new(), &["topics/t"]));
+    let b = timed(clock.clone(), faulty.clone()).await;
+    let pid = open_for_5s(&b).await;
+    clock.advance(5_001);
+    faulty.plan("topics/t/0").unwrap().set_disk_full(true);
+    b.tick_transactions().await;
+    assert_eq!(state(&b, "x"), TxnState::PrepareAbort, "the marker failed");
+    faulty.plan("topics/t/0").unwrap().set_disk_full(false);
+    b.tick_transactions().await;
+    assert_eq!(state(&b, "x"), TxnState::CompleteAbort);
+    let e = b.end_txn("x", pid, 0, true).await.unwrap_err();
+    assert!(matches!(e, BrokerError::ProducerFenced(_)), "{e}");
+    let (_, epoch) = b.init_transactional("x", 5_000, None).await.unwrap();
+    assert_eq!(epoch, 2, "fenced once by the timeout, once by this init");
+}
+
+#[tokio::test]
+async fn a_marker_is_durable_even_on_a_topic_that_never_syncs() {
+    let fs = MemFs::new();
+    let b = Broker::open(config(Arc::new(MemDataDir::new(fs.clone())))).unwrap();
+    let never = [("sync.policy".to_string(), "never".to_string())];
+    b.create_topic("t", Some(1), never.into_iter().collect())
+        .await
+        .unwrap();
+    let (pid, epoch) = started(&b, "x").await;
+    b.end_txn("x", pid, epoch, false).await.unwrap();
+    fs.crash(None);
+    drop(b);
+    let b = Broker::open(config(Arc::new(MemDataDir::new(fs)))).unwrap();
+    // The batch (never synced on its own) went to disk with the marker, which is there.
+    let r = b
+        .read_isolated("t", 0, 0, 1 << 20, Isolation::ReadCommitted)
+        .unwrap();
+    assert_eq!(r.last_stable, 2);
+    assert_eq!(r.aborted.len(), 1);
 }

@@ -235,7 +235,7 @@ fn scan_dead_letters(
                 break;
             };
             // An undecodable batch holds no readable letter: skipped, not fatal to the listing.
-            let events = event::decode_each(topic, p, &data, offset)?;
+            let events = broker.decode_committed(topic, p, &data, offset)?;
             for ev in events.into_iter().filter_map(|d| match d {
                 event::Decoded::Event(ev) => Some(ev),
                 event::Decoded::Undecodable { .. } => None,

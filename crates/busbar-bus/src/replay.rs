@@ -596,10 +596,19 @@ async fn replay_range(
             Err(e) => return Err(e.into()),
         };
         let Some(last) = busbar_broker::last_offset(&data) else {
+            // Nothing readable below the end: an open transaction holds the last stable offset
+            // here. Its events are not passed over: the run waits for it to end.
+            if ctx.broker.last_stable_offset(&key.0, key.2 as i64)? <= part.next {
+                tokio::select! {
+                    _ = tokio::time::sleep(TXN_WAIT) => {}
+                    _ = stop.wait_for(Option::is_some) => return Ok(false),
+                }
+                continue;
+            }
             break;
         };
         let (topic, p) = (key.0.as_str(), key.2);
-        for d in event::decode_each(topic, p, &data, part.next)? {
+        for d in ctx.broker.decode_committed(topic, p, &data, part.next)? {
             let ev = match d {
                 Decoded::Undecodable { first, .. } if first >= end => break 'read,
                 // Set aside by the subscription itself (dead-lettered); counted here.
@@ -643,6 +652,9 @@ async fn replay_range(
     advance(part, end);
     Ok(true)
 }
+
+/// How often a replay held at an open transaction looks again.
+const TXN_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Moves a place `next` below the log's start up to `start`, counting the events it skips as
 /// `expired` (gone before the run reached them).

@@ -577,9 +577,11 @@ pub async fn stream_partition(
                     let end = (broker, topic, p, offset, true);
                     return Some((stream::iter(vec![Ok(error_event(e))]), end));
                 }
-                match broker.read_events(&topic, p, offset, 500, RECHECK).await {
-                    Ok(evs) => {
-                        let next = evs.last().map_or(offset, |e| e.offset + 1);
+                match broker
+                    .read_events_next(&topic, p, offset, 500, RECHECK)
+                    .await
+                {
+                    Ok((evs, next)) => {
                         let items: Vec<Result<SseEvent, Infallible>> =
                             evs.iter().map(|e| Ok(sse_event(e, encoding))).collect();
                         Some((stream::iter(items), (broker, topic, p, next, false)))

@@ -398,11 +398,10 @@ pub async fn read(
     let limit = query_int(&q, "limit", 1, 10_000)?.unwrap_or(100) as usize;
     let wait_max = app.broker.config().fetch_wait_max.as_millis() as i64;
     let wait = query_int(&q, "wait_ms", 0, wait_max)?.unwrap_or(0);
-    let events = app
+    let (events, next) = app
         .broker
-        .read_events(&topic, p, offset, limit, Duration::from_millis(wait as u64))
+        .read_events_next(&topic, p, offset, limit, Duration::from_millis(wait as u64))
         .await?;
-    let next = events.last().map_or(offset, |e| e.offset + 1);
     let hw = app.broker.offsets_of(&topic, p).map_or(hw, |(_, h)| h);
     let decoded = match decode {
         true => schema_codec::decode_all(&app, &events)?,

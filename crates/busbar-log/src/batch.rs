@@ -16,6 +16,8 @@ const CRC_START: usize = 21;
 const COMPRESSION_MASK: i16 = 0x07;
 /// Control-batch bit of the attributes field.
 const CONTROL_FLAG: i16 = 0x20;
+/// Transactional bit of the attributes field.
+const TRANSACTIONAL_FLAG: i16 = 0x10;
 
 /// The fixed header of a RecordBatch v2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +94,11 @@ impl BatchHeader {
     /// True for a control batch (transaction markers).
     pub fn is_control(&self) -> bool {
         self.attributes & CONTROL_FLAG != 0
+    }
+
+    /// True for a batch written inside a transaction (attribute bit 4).
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_FLAG != 0
     }
 
     /// True when the batch's timestamps are the broker's append time (attribute bit 3): then

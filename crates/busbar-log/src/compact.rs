@@ -109,13 +109,14 @@ enum Kept {
 
 impl Filter<'_> {
     /// The batch with superseded records, expired tombstones and records below the log start
-    /// removed, how many were removed, and the oldest tombstone kept. Compressed and control
-    /// batches are kept whole.
+    /// removed, how many were removed, and the oldest tombstone kept. Compressed, control and
+    /// transactional batches are kept whole (a transactional record may belong to a transaction
+    /// that aborted, or that is still open: it neither loses records nor supersedes any).
     fn batch(&self, bytes: &[u8]) -> (Kept, u64, Option<i64>) {
         let Ok(h) = BatchHeader::parse(bytes) else {
             return (Kept::Whole, 0, None);
         };
-        if h.compression() != 0 || h.is_control() {
+        if h.compression() != 0 || h.is_control() || h.is_transactional() {
             return (Kept::Whole, 0, None);
         }
         let mut kept = Vec::new();
@@ -493,12 +494,13 @@ impl<'a> Rewrite<'a> {
     }
 }
 
-/// Calls `f(key, offset)` for every keyed record of an uncompressed data batch.
+/// Calls `f(key, offset)` for every keyed record of an uncompressed, non-transactional data batch
+/// (a record of a transaction that may abort must not make an earlier committed value obsolete).
 fn for_each_keyed(bytes: &[u8], mut f: impl FnMut(&[u8], u64)) {
     let Ok(h) = BatchHeader::parse(bytes) else {
         return;
     };
-    if h.compression() != 0 || h.is_control() {
+    if h.compression() != 0 || h.is_control() || h.is_transactional() {
         return;
     }
     for r in Records::new(&bytes[BATCH_HEADER_BYTES..]).flatten() {

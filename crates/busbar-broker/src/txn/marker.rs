@@ -6,14 +6,12 @@
 
 use busbar_log::batch::{self, BatchHeader, NewRecord};
 
-/// The transactional bit of a batch's attributes.
-const TRANSACTIONAL_FLAG: i16 = 0x10;
-/// The control bit.
-const CONTROL_FLAG: i16 = 0x20;
+/// The control (bit 5) and transactional (bit 4) attribute bits of a marker.
+const MARKER_ATTRIBUTES: i16 = 0x20 | 0x10;
 
 /// True for a batch written inside a transaction (attribute bit 4).
 pub fn is_transactional(h: &BatchHeader) -> bool {
-    h.attributes & TRANSACTIONAL_FLAG != 0
+    h.is_transactional()
 }
 
 /// The marker of a transaction's end on one partition.
@@ -28,7 +26,7 @@ pub fn build(producer_id: i64, producer_epoch: i16, commit: bool, now_ms: i64) -
     };
     let plain = batch::build(&[record]);
     let mut h = BatchHeader::parse(&plain).expect("a built batch parses");
-    h.attributes = CONTROL_FLAG | TRANSACTIONAL_FLAG;
+    h.attributes = MARKER_ATTRIBUTES;
     h.producer_id = producer_id;
     h.producer_epoch = producer_epoch;
     h.base_sequence = -1;

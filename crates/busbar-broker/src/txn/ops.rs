@@ -124,6 +124,7 @@ impl Broker {
                 offsets: vec![],
                 started_ms: now,
                 updated_ms: now,
+                fence: false,
             };
             self.txns.put(id, Some(t), vec![]).await?;
             return Ok((pid, 0));
@@ -156,6 +157,19 @@ impl Broker {
         Ok(())
     }
 
+    /// The record of `id` when `pid` at `epoch` owns it and may add to its transaction (not while
+    /// the previous one completes).
+    fn joinable(&self, id: &str, pid: i64, epoch: i16) -> Result<Txn> {
+        let t = self.txns.get(id).ok_or_else(|| unknown_id(id))?;
+        owner(&t, pid, epoch)?;
+        if t.state.preparing() {
+            return Err(BrokerError::ConcurrentTransactions(
+                "the previous transaction is still completing".into(),
+            ));
+        }
+        Ok(t)
+    }
+
     /// Starts the next transaction of `t` when none is open.
     fn begin(t: &mut Txn, now: i64) {
         if t.state != TxnState::Ongoing {
@@ -177,13 +191,7 @@ impl Broker {
         parts: Vec<(String, i32)>,
     ) -> Result<Vec<PartitionAdd>> {
         let _g = self.txns.lock_id(id).await;
-        let mut t = self.txns.get(id).ok_or_else(|| unknown_id(id))?;
-        owner(&t, pid, epoch)?;
-        if t.state.preparing() {
-            return Err(BrokerError::ConcurrentTransactions(
-                "the previous transaction is still completing".into(),
-            ));
-        }
+        let mut t = self.joinable(id, pid, epoch)?;
         let mut found = Vec::with_capacity(parts.len());
         let mut errors: Vec<PartitionAdd> = Vec::new();
         for (topic, index) in &parts {
@@ -205,36 +213,46 @@ impl Broker {
         }
         let now = self.config.clock.now_ms();
         Self::begin(&mut t, now);
-        let mut joined = Vec::new();
+        // Partitions new to the transaction hold the last stable offset from before the write
+        // that records them (a produce on another connection may follow that write at once);
+        // if the write fails they are released again.
+        let mut opened = Vec::new();
         for (topic, index, (topic_id, p)) in &found {
-            if !t.has_partition(topic, *index as u32) {
-                let first = p.log.stats().next_offset;
-                t.partitions.push(TxnPartition {
-                    topic: topic.clone(),
-                    topic_id: topic_id.clone(),
-                    partition: *index as u32,
-                    first,
-                });
+            let index = *index as u32;
+            if t.has_partition(topic_id, index) {
+                continue;
             }
-            joined.push(p.clone());
+            // A topic deleted and created again under the same name is another topic: its old
+            // entry has no partition to mark any more.
+            t.partitions
+                .retain(|x| !(x.topic == *topic && x.partition == index));
+            let first = p.log.stats().next_offset;
+            t.partitions.push(TxnPartition {
+                topic: topic.clone(),
+                topic_id: topic_id.clone(),
+                partition: index,
+                first,
+            });
+            if !p.txns.is_open(pid) {
+                p.txns.open(pid, first);
+                opened.push(p.clone());
+            }
         }
         if t.partitions.len() > self.txns.config.partitions_max {
+            for p in &opened {
+                p.txns.close(pid, None);
+            }
             return Err(BrokerError::InvalidRequest(format!(
                 "a transaction holds at most {} partitions (transactions.partitions_max)",
                 self.txns.config.partitions_max
             )));
         }
         t.updated_ms = now;
-        self.txns.put(id, Some(t.clone()), vec![]).await?;
-        for (p, tp) in joined.iter().zip(&found) {
-            if let Some(first) = t
-                .partitions
-                .iter()
-                .find(|x| x.topic == tp.0 && x.partition == tp.1 as u32)
-                .map(|x| x.first)
-            {
-                p.txns.open(pid, first);
+        if let Err(e) = self.txns.put(id, Some(t.clone()), vec![]).await {
+            for p in &opened {
+                p.txns.close(pid, None);
             }
+            return Err(e);
         }
         Ok(found.into_iter().map(|(t, i, _)| (t, i, None)).collect())
     }
@@ -253,13 +271,7 @@ impl Broker {
             ));
         }
         let _g = self.txns.lock_id(id).await;
-        let mut t = self.txns.get(id).ok_or_else(|| unknown_id(id))?;
-        owner(&t, pid, epoch)?;
-        if t.state.preparing() {
-            return Err(BrokerError::ConcurrentTransactions(
-                "the previous transaction is still completing".into(),
-            ));
-        }
+        let mut t = self.joinable(id, pid, epoch)?;
         let now = self.config.clock.now_ms();
         Self::begin(&mut t, now);
         if !t.groups.iter().any(|g| g == group) {
@@ -390,9 +402,15 @@ impl Broker {
             let last = self
                 .write_marker(&p, t.producer_id, t.epoch, commit)
                 .await?;
+            // The registered first offset may be lower than the record's: clamped to the log
+            // end found at start-up (`sync_open_transactions`).
+            let first = p
+                .txns
+                .first_of(t.producer_id)
+                .map_or(tp.first, |f| f.min(tp.first));
             let entry = Aborted {
                 producer_id: t.producer_id,
-                first: tp.first,
+                first,
                 last,
             };
             if !commit {
@@ -423,10 +441,17 @@ impl Broker {
             TxnState::CompleteAbort
         };
         t.updated_ms = self.config.clock.now_ms();
-        let rows = Transactions::aborted_rows(&aborted);
-        self.txns.put(id, Some(t.clone()), rows).await?;
+        let pid = t.producer_id;
+        if std::mem::take(&mut t.fence) {
+            self.bump(&mut t)?;
+        }
+        // The index rows first (written in as many batches as they take), then the state.
+        self.txns
+            .add_aborted_rows(Transactions::aborted_rows(&aborted))
+            .await?;
+        self.txns.put(id, Some(t.clone()), vec![]).await?;
         for (p, entry) in touched {
-            p.txns.close(t.producer_id, entry);
+            p.txns.close(pid, entry);
             p.appended.notify_waiters();
         }
         Ok(t)
@@ -449,27 +474,44 @@ impl Broker {
     ) -> Result<u64> {
         let mut b = super::marker::build(pid, epoch, commit, self.config.clock.now_ms());
         let (at, ticket) = p.log.append_start(&mut b)?;
-        if let Some(ticket) = ticket {
-            crate::sync::kick(p);
-            crate::sync::durable(p, ticket).await?;
+        match ticket {
+            Some(ticket) => {
+                crate::sync::kick(p);
+                crate::sync::durable(p, ticket).await?;
+            }
+            // The topic's policy does not wait (interval, never), but a marker must be durable
+            // before the outcome is: else a lost marker leaves an aborted-index entry whose range
+            // the producer's next transaction could fall into.
+            None => {
+                let log = p.log.clone();
+                tokio::task::spawn_blocking(move || log.sync())
+                    .await
+                    .map_err(|e| BrokerError::Storage(format!("marker sync failed: {e}")))??;
+            }
         }
         Ok(at.base_offset)
     }
 
     /// Registers every open transaction with its partitions (at start-up, and after a caller
     /// stopped waiting between a durable AddPartitionsToTxn and that step).
+    ///
+    /// The coordinator's state stays read-locked throughout: a transaction completing meanwhile
+    /// records its Complete state (write lock) before it closes its partitions, so a transaction
+    /// seen open here cannot be closed before it is registered, and stay open forever.
     pub(crate) fn sync_open_transactions(&self) {
-        let open: Vec<(i64, TxnPartition)> = self
-            .txns
-            .read()
+        let state = self.txns.read();
+        let open = state
             .txns
             .values()
-            .filter(|t| t.state == TxnState::Ongoing || t.state.preparing())
-            .flat_map(|t| t.partitions.iter().map(|p| (t.producer_id, p.clone())))
-            .collect();
-        for (pid, tp) in open {
-            if let Some(p) = self.txn_partition(&tp) {
-                p.txns.open(pid, tp.first);
+            .filter(|t| t.state == TxnState::Ongoing || t.state.preparing());
+        for t in open {
+            for tp in &t.partitions {
+                if let Some(p) = self.txn_partition(tp) {
+                    // After a power loss the log may have come back shorter than the end it had
+                    // when the partition joined: the transaction's batches start at most there.
+                    let end = p.log.stats().next_offset;
+                    p.txns.open(t.producer_id, tp.first.min(end));
+                }
             }
         }
     }
@@ -478,6 +520,7 @@ impl Broker {
     /// are kept aside for the timer to delete.
     pub(crate) fn attach_aborted(&self) {
         let mut stale = Vec::new();
+        let mut found: Vec<(Arc<Partition>, Aborted)> = Vec::new();
         for (topic, topic_id, partition, a) in self.txns.take_loaded_aborted() {
             let tp = TxnPartition {
                 topic,
@@ -486,9 +529,23 @@ impl Broker {
                 first: a.first,
             };
             match self.txn_partition(&tp) {
-                Some(p) => p.txns.add_aborted(a),
+                Some(p) => found.push((p, a)),
                 None => stale.push((tp.topic, topic_id, partition, a)),
             }
+        }
+        let mut by_partition: std::collections::HashMap<
+            *const Partition,
+            (Arc<Partition>, Vec<_>),
+        > = std::collections::HashMap::new();
+        for (p, a) in found {
+            by_partition
+                .entry(Arc::as_ptr(&p))
+                .or_insert_with(|| (p.clone(), Vec::new()))
+                .1
+                .push(a);
+        }
+        for (p, list) in by_partition.into_values() {
+            p.txns.add_aborted_many(list);
         }
         self.txns.keep_stale(stale);
     }
@@ -499,8 +556,30 @@ impl Broker {
     pub async fn tick_transactions(&self) {
         self.sync_open_transactions();
         let now = self.config.clock.now_ms();
-        for (id, _) in self.txns.list() {
-            let _g = self.txns.lock_id(&id).await;
+        let expiry = self.txns.config.id_expiration_ms;
+        let due = |t: &Txn| match t.state {
+            s if s.preparing() => true,
+            TxnState::Ongoing => now.saturating_sub(t.started_ms) > t.timeout_ms,
+            _ => now.saturating_sub(t.updated_ms) > expiry,
+        };
+        // Only the ids with something to do are locked (a producer's own calls wait on the lock).
+        let candidates: Vec<String> = {
+            let state = self.txns.read();
+            let mut ids: Vec<String> = state
+                .txns
+                .iter()
+                .filter(|(_, t)| due(t))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.sort();
+            ids
+        };
+        for id in candidates {
+            // A busy id (its producer's call under way, or a completion stuck on a slow disk)
+            // waits for the next tick: it does not hold up the others.
+            let Some(_g) = self.txns.try_lock_id(&id) else {
+                continue;
+            };
             let Some(t) = self.txns.get(&id) else {
                 continue;
             };
@@ -539,11 +618,14 @@ impl Broker {
 
     /// Aborts a transaction past its timeout and bumps the epoch, so the producer that let it
     /// expire is fenced.
-    async fn expire(&self, id: &str, t: Txn) -> Result<()> {
-        let mut t = self.finish(id, t, false).await?;
-        self.bump(&mut t)?;
-        t.updated_ms = self.config.clock.now_ms();
-        self.txns.put(id, Some(t), vec![]).await
+    async fn expire(&self, id: &str, mut t: Txn) -> Result<()> {
+        t.fence = true;
+        self.finish(id, t, false).await.map(drop)
+    }
+
+    /// The transactional id producer `pid` belongs to, if any.
+    pub fn transactional_id_of(&self, pid: i64) -> Option<String> {
+        self.txns.read().by_pid.get(&pid).cloned()
     }
 
     /// The transactional ids and their records (for `busbar` and the HTTP API).

@@ -47,6 +47,11 @@ impl PartitionTxns {
         *at = (*at).min(first);
     }
 
+    /// The first offset registered for `pid`'s open transaction here.
+    pub fn first_of(&self, pid: i64) -> Option<u64> {
+        self.lock().open.get(&pid).copied()
+    }
+
     /// Whether `pid` has an open transaction here.
     pub fn is_open(&self, pid: i64) -> bool {
         self.lock().open.contains_key(&pid)
@@ -62,9 +67,18 @@ impl PartitionTxns {
         }
     }
 
-    /// Adds an aborted transaction (loading the durable index).
+    /// Adds an aborted transaction.
     pub fn add_aborted(&self, a: Aborted) {
         Self::insert(&mut self.lock(), a);
+    }
+
+    /// Adds many aborted transactions at once (loading the durable index): one sort, not one
+    /// insertion each.
+    pub fn add_aborted_many(&self, mut more: Vec<Aborted>) {
+        let mut g = self.lock();
+        g.aborted.append(&mut more);
+        g.aborted.sort_by_key(|a| (a.last, a.producer_id, a.first));
+        g.aborted.dedup();
     }
 
     fn insert(g: &mut Inner, a: Aborted) {
@@ -112,7 +126,20 @@ impl PartitionTxns {
     /// `data` (whole batches read from `from`) without control batches and without batches of
     /// aborted transactions: what a committed reader sees.
     pub fn committed_only(&self, data: &[u8]) -> Vec<u8> {
-        let g = self.lock();
+        // Only the aborted transactions that overlap `data`, by producer.
+        let span = BatchHeader::parse(data)
+            .ok()
+            .zip(crate::broker::last_offset(data))
+            .map(|(h, last)| (h.base_offset.max(0) as u64, last));
+        let mut by_pid: HashMap<i64, Vec<(u64, u64)>> = HashMap::new();
+        if let Some((from, to)) = span {
+            for a in self.aborted_in(from, to) {
+                by_pid
+                    .entry(a.producer_id)
+                    .or_default()
+                    .push((a.first, a.last));
+            }
+        }
         let mut out = Vec::with_capacity(data.len());
         let mut pos = 0;
         while pos < data.len() {
@@ -123,12 +150,11 @@ impl PartitionTxns {
             let end = h
                 .total_len()
                 .map_or(data.len(), |l| (pos + l).min(data.len()));
+            let base = h.base_offset.max(0) as u64;
             let aborted = super::marker::is_transactional(&h)
-                && g.aborted.iter().any(|a| {
-                    a.producer_id == h.producer_id
-                        && a.first <= h.base_offset as u64
-                        && h.base_offset as u64 <= a.last
-                });
+                && by_pid
+                    .get(&h.producer_id)
+                    .is_some_and(|r| r.iter().any(|(f, l)| *f <= base && base <= *l));
             if !h.is_control() && !aborted {
                 out.extend_from_slice(&data[pos..end]);
             }

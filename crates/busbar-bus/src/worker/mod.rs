@@ -30,7 +30,7 @@ use crate::positions::{
     PositionStore,
 };
 use crate::SubState;
-use busbar_broker::event::{self, Decoded, StoredEvent};
+use busbar_broker::event::{Decoded, StoredEvent};
 use busbar_broker::Broker;
 use busbar_broker::BrokerError;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -229,7 +229,7 @@ async fn read_one(
         }
         Err(e) => return Err(e.into()),
     };
-    let found = event::decode_each(&r.topic, r.partition, &data, r.offset)?;
+    let found = broker.decode_committed(&r.topic, r.partition, &data, r.offset)?;
     Ok(found.into_iter().next().filter(|d| match d {
         Decoded::Event(e) => e.offset == r.offset,
         Decoded::Undecodable { first, last, .. } => (*first..=*last).contains(&r.offset),

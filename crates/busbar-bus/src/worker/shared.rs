@@ -46,7 +46,7 @@ use crate::decode::Decoder;
 use crate::envelope::Envelope;
 use crate::request;
 use crate::spec::Compiled;
-use busbar_broker::event::{self, Decoded};
+use busbar_broker::event::Decoded;
 use busbar_broker::{Broker, BrokerError};
 use busbar_rules::RuleSet;
 use serde::Serialize;
@@ -446,7 +446,7 @@ impl Shared {
         if data.is_empty() {
             return Ok(None);
         }
-        let items = event::decode_each(topic, *partition, &data, at)?;
+        let items = broker.decode_committed(topic, *partition, &data, at)?;
         let end = busbar_broker::last_offset(&data)
             .map_or(at, |o| o + 1)
             .max(at);

@@ -219,7 +219,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Held) {
             .filter_map(|s| {
                 let a = s.answer.as_ref()?;
                 (a.error_code == 0 && s.offset >= 0).then(|| {
-                    let end = a.last_stable_offset.max(s.offset) as u64;
+                    // What this isolation level can read up to now: wait for it to move.
+                    let readable = match iso {
+                        Isolation::ReadCommitted => a.last_stable_offset,
+                        Isolation::ReadUncommitted => a.high_watermark,
+                    };
+                    let end = readable.max(s.offset) as u64;
                     (s.topic.clone(), s.partition as i64, end)
                 })
             })

@@ -36,6 +36,28 @@ fn check_client_batch(bytes: &[u8]) -> Result<(), (i16, String)> {
     Ok(())
 }
 
+/// A transactional batch's producer id must belong to the request's transactional id (the one
+/// whose WRITE was checked): else a principal allowed to write the topic could put batches into
+/// another principal's transaction by naming its (small, sequential) producer id.
+fn owns(ctx: &Ctx<'_>, bytes: &[u8], txn: Option<&str>) -> Result<(), (i16, String)> {
+    let Ok(h) = BatchHeader::parse(bytes) else {
+        return Ok(());
+    };
+    if !busbar_broker::txn::marker::is_transactional(&h) {
+        return Ok(());
+    }
+    match ctx.shared.broker.transactional_id_of(h.producer_id) {
+        Some(owner) if Some(owner.as_str()) != txn => Err((
+            authz::TXN_DENIED,
+            format!(
+                "producer id {} belongs to another transactional id than the request's",
+                h.producer_id
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A partition's response so far, and its write awaiting durability (none when refused).
 type Started = (
     PartitionProduceResponse,
@@ -48,6 +70,7 @@ async fn start_one(
     topic_name: &str,
     partition: i32,
     records: Option<bytes::Bytes>,
+    txn: Option<&str>,
     detail: &mut usize,
 ) -> Started {
     let mut r = PartitionProduceResponse::default();
@@ -56,7 +79,7 @@ async fn start_one(
     r.log_append_time_ms = -1;
     r.log_start_offset = -1;
     let bytes = records.unwrap_or_default();
-    if let Err((code, msg)) = check_client_batch(&bytes) {
+    if let Err((code, msg)) = check_client_batch(&bytes).and_then(|()| owns(ctx, &bytes, txn)) {
         r.error_code = code;
         r.error_message = Some(super::sb(msg));
         return (r, None);
@@ -198,7 +221,8 @@ pub async fn start(
             if let Some(code) = denied {
                 parts.push((refused(p.index, code), None));
             } else if (-1..=1).contains(&acks) {
-                parts.push(start_one(ctx, &name, p.index, p.records, &mut detail).await);
+                let txn = txn.map(|t| t.as_str());
+                parts.push(start_one(ctx, &name, p.index, p.records, txn, &mut detail).await);
             } else {
                 parts.push((refused(p.index, codes::INVALID_REQUIRED_ACKS), None));
             }

@@ -354,3 +354,56 @@ fn a_future_timestamp_holds_retention_only_until_its_segment_file_ages_out() {
     log.enforce_retention().unwrap();
     assert!(log.stats().log_start > future);
 }
+
+/// A transactional record (of a transaction that may abort) neither supersedes an earlier value
+/// of its key nor is compacted away; plain records after it still supersede both.
+#[test]
+fn transactional_records_never_make_a_value_obsolete_and_are_kept_whole() {
+    let clock = ManualClock::new(1_000);
+    let (_s, log) = mem_log(compacting(clock.clone()));
+    let committed = log
+        .append(&mut batch::build(&[rec(Some(b"k"), Some(b"v1"), 1000)]))
+        .unwrap();
+    for i in 0..60u64 {
+        // Fills segments: the transactional batch below lands in a sealed one.
+        let val = format!("f{i}").into_bytes();
+        log.append(&mut batch::build(&[rec(Some(b"filler"), Some(&val), 1000)]))
+            .unwrap();
+    }
+    let plain = batch::build(&[rec(Some(b"k"), Some(b"v2-aborted"), 1000)]);
+    let h = batch::BatchHeader::parse(&plain).unwrap();
+    let mut txn = batch::assemble(
+        &batch::BatchHeader {
+            attributes: 0x10,
+            producer_id: 7,
+            producer_epoch: 0,
+            base_sequence: 0,
+            ..h
+        },
+        &plain[batch::HEADER_BYTES..],
+    );
+    let aborted = log.append(&mut txn).unwrap();
+    for i in 0..60u64 {
+        let val = format!("g{i}").into_bytes();
+        log.append(&mut batch::build(&[rec(Some(b"filler"), Some(&val), 1000)]))
+            .unwrap();
+    }
+    log.compact().unwrap();
+    let after = read_all(&log);
+    let at = |o: u64| {
+        after
+            .iter()
+            .find(|e| e.0 == o)
+            .map(|e| e.2.clone().unwrap())
+    };
+    assert_eq!(
+        at(committed.base_offset),
+        Some(b"v1".to_vec()),
+        "still the committed value"
+    );
+    assert_eq!(
+        at(aborted.base_offset),
+        Some(b"v2-aborted".to_vec()),
+        "kept whole"
+    );
+}
