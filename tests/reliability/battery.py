@@ -45,10 +45,10 @@ def kill_loop(test, policy, kills, signal="KILL", seed=1, extra=()):
 _EXES = None
 
 
-def txn_loop(test, cycles):
+def txn_loop(test, cycles, values):
     start = time.time()
-    out = subprocess.run([sys.executable, os.path.join(HERE, "txn_loop.py"), BIN, "--cycles", str(cycles)],
-                         capture_output=True, text=True, timeout=1800)
+    out = subprocess.run([sys.executable, os.path.join(HERE, "txn_loop.py"), BIN, "--cycles", str(cycles),
+                          "--values", str(values)], capture_output=True, text=True, timeout=1800)
     try:
         r = json.loads(out.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -122,7 +122,7 @@ def main():
     kill_loop(f"L3/L4 overload {secs} s: 6 flooding producers, slow consumer, RSS budget 128 MiB",
               "batch", 0, extra=("--overload", secs, "--rss-budget-mib", "128"))
     txn_loop("T1 exactly-once consume-transform-produce (transactions), kill -9 of broker and client",
-             50 if LONG else 20)
+             50 if LONG else 10, 4000 if LONG else 1000)
     cargo(f"D3 simulated power loss, log ({seeds} seeds)", ["-p", "busbar-log", "--test", "it", "crash_sim::"],
           {"BUSBAR_SEEDS": seeds}, runs=seeds)
     cargo(f"D3 simulated power loss, whole broker: topics, metadata, offsets, ids, subscriptions ({seeds} seeds)",

@@ -81,8 +81,10 @@ def self_test():
 
 def transform(kafka, journal_path, txn_id):
     from confluent_kafka import Consumer, KafkaException, Producer
+    # A short session: a killed transformer's partitions go to the next one within seconds.
     c = Consumer({"bootstrap.servers": kafka, "group.id": "eos", "auto.offset.reset": "earliest",
-                  "enable.auto.commit": False, "isolation.level": "read_committed", "log_level": 0})
+                  "enable.auto.commit": False, "isolation.level": "read_committed", "log_level": 0,
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
     c.subscribe([IN])
     p = Producer({"bootstrap.servers": kafka, "transactional.id": txn_id, "log_level": 0,
                   "transaction.timeout.ms": 10000, "message.timeout.ms": 10000})
