@@ -11,13 +11,18 @@ use busbar_schema::Registry;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-async fn signal() {
+/// SIGINT and SIGTERM handlers, installed before the ready line is printed: a signal sent as soon
+/// as the line is read must find them (before it, the default action kills the process uncleanly).
+fn stop_signals() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 /// A listen address that could not be bound (in use, not local, no permission): a configuration
@@ -325,6 +330,7 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     for d in broker.internal_damage() {
         eprintln!("busbar: warning: damaged data skipped at start: {d}");
     }
+    let signal = stop_signals()?;
     eprintln!(
         "busbar {} ready in {} ms: {scheme}://{} kafka {}{kafka_all} data {} ({recovery}) schema-registry {sr_addr}",
         env!("CARGO_PKG_VERSION"),
@@ -334,7 +340,7 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
         config.data_dir.display()
     );
     tokio::select! {
-        _ = signal() => eprintln!("busbar: shutting down"),
+        _ = signal => eprintln!("busbar: shutting down"),
         r = &mut http => {
             r??;
             anyhow::bail!("HTTP server stopped unexpectedly");
