@@ -62,6 +62,22 @@ def txn_loop(test, cycles, values):
     row(test, cycles, anomalies, out.returncode == 0 and not bad, figures)
 
 
+def bus_eos_loop(test, cycles):
+    start = time.time()
+    out = subprocess.run([sys.executable, os.path.join(HERE, "bus_eos_loop.py"), BIN, "--cycles", str(cycles)],
+                         capture_output=True, text=True, timeout=1800)
+    try:
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        row(test, cycles, "driver failed: " + (out.stdout + out.stderr).strip()[-300:], False, "")
+        return
+    bad = {k: v for k, v in r["anomalies"].items() if v}
+    anomalies = ", ".join(f"{k}={v}" for k, v in bad.items()) or "none"
+    figures = (f"{r['src']} source events, {r['dst']} in the target, {r['aborted_records_skipped']} "
+               f"aborted records skipped; checker found every planted anomaly; {time.time() - start:.0f} s")
+    row(test, cycles, anomalies, out.returncode == 0 and not bad, figures)
+
+
 def test_executables():
     """(package, kind, target) -> (executable, package dir) of every test binary, from one
     `cargo test --workspace --no-run`: the build `cargo test --workspace` already made (nothing is
@@ -123,6 +139,8 @@ def main():
               "batch", 0, extra=("--overload", secs, "--rss-budget-mib", "128"))
     txn_loop("T1 exactly-once consume-transform-produce (transactions), kill -9 of broker and client",
              50 if LONG else 10, 4000 if LONG else 1000)
+    bus_eos_loop("T2 exactly-once topic target of a subscription, kill -9 of busbar while publishing",
+                 50 if LONG else 10)
     cargo(f"D3 simulated power loss, log ({seeds} seeds)", ["-p", "busbar-log", "--test", "it", "crash_sim::"],
           {"BUSBAR_SEEDS": seeds}, runs=seeds)
     cargo(f"D3 simulated power loss, whole broker: topics, metadata, offsets, ids, subscriptions ({seeds} seeds)",

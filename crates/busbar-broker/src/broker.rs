@@ -9,11 +9,11 @@
 
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::error::{BrokerError, Result};
-use crate::event::{self, Event, Published, StoredEvent};
+use crate::event::{self, StoredEvent};
 use crate::metadata::{MetaStore, TopicMeta};
 use crate::offsets::OffsetStore;
-use crate::partitioner::{self, Sticky};
-use crate::schema_rules::{BatchCheck, Failures, SchemaChecker};
+use crate::partitioner::Sticky;
+use crate::schema_rules::{Failures, SchemaChecker};
 use crate::topic::{Partition, PartitionInfo, Topic, TopicDescription, TopicInfo};
 use crate::txn::Isolation;
 use busbar_log::{Appended, Log};
@@ -79,6 +79,7 @@ pub type DeletionGuard = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 type TopicMap = BTreeMap<String, Arc<Topic>>;
 
 mod admin;
+pub(crate) mod publish;
 
 pub(crate) fn io_err(what: &str, e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Storage(format!("{what}: {e}"))
@@ -384,113 +385,6 @@ impl Broker {
             .map_err(|e| BrokerError::Storage(format!("append task failed: {e}")))??;
         p.appended.notify_waiters();
         Ok(at)
-    }
-
-    /// Publishes events: each goes to its partition (explicit, by key, or round-robin), one batch per
-    /// partition. Everything is validated before anything is stored. Answers in input order.
-    pub async fn publish(&self, topic: &str, events: Vec<Event>) -> Result<Vec<Published>> {
-        let t = self.topic(topic)?;
-        let now = self.config.clock.now_ms();
-        for ts in events.iter().filter_map(|e| e.timestamp) {
-            crate::validate::timestamp(ts, &t.config, now)?;
-        }
-        let events = self.check_events(&t, events).await?;
-        let n = t.partitions.len() as u32;
-        let sticky = self.sticky.next(n);
-        let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-        for (i, e) in events.iter().enumerate() {
-            let p = match (e.partition, &e.key) {
-                (Some(p), _) if p >= n => {
-                    return Err(BrokerError::UnknownPartition {
-                        topic: topic.to_string(),
-                        partition: p as i64,
-                    })
-                }
-                (Some(p), _) => p,
-                (None, Some(k)) => partitioner::for_key(k, n),
-                (None, None) => sticky,
-            };
-            by_partition.entry(p).or_default().push(i);
-        }
-        let limit = t.config.max_message_bytes;
-        let mut batches = Vec::new();
-        for (p, idx) in by_partition {
-            for chunk in split_to_fit(&events, &idx, limit, now)? {
-                batches.push((p, chunk));
-            }
-        }
-        let mut out = vec![
-            Published {
-                partition: 0,
-                offset: 0
-            };
-            events.len()
-        ];
-        // Partitions are appended concurrently (their fsyncs overlap); batches of one partition
-        // stay in order.
-        let mut by_part: BTreeMap<u32, Vec<Chunk>> = BTreeMap::new();
-        for (p, chunk) in batches {
-            by_part.entry(p).or_default().push(chunk);
-        }
-        let tasks: Vec<_> = by_part
-            .into_iter()
-            .map(|(p, chunks)| {
-                let part = t.partitions[p as usize].clone();
-                tokio::spawn(async move {
-                    let mut done = Vec::new();
-                    for (idx, bytes) in chunks {
-                        done.push((idx, Self::append(&part, bytes).await?));
-                    }
-                    Ok::<_, BrokerError>((p, done))
-                })
-            })
-            .collect();
-        let mut results = Vec::new();
-        for task in tasks {
-            let r = task
-                .await
-                .map_err(|e| BrokerError::Storage(format!("append task failed: {e}")))?;
-            results.push(r);
-        }
-        for r in results {
-            let (p, done) = r?;
-            for (idx, at) in done {
-                for (k, i) in idx.iter().enumerate() {
-                    out[*i] = Published {
-                        partition: p,
-                        offset: at.base_offset + k as u64,
-                    };
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Checks published events against the topic's schema settings; `strict` decoding runs on the
-    /// blocking pool (CPU work bounded by the events' size).
-    async fn check_events(&self, t: &Topic, events: Vec<Event>) -> Result<Vec<Event>> {
-        let rules = t.config.schema;
-        if !rules.active() {
-            return Ok(events);
-        }
-        let (name, checker, failures) = (
-            t.name.clone(),
-            self.schema_checker(),
-            self.schema_failures.clone(),
-        );
-        let check = move || {
-            let mut check = BatchCheck::new(&name, rules, checker.as_deref());
-            for (i, e) in events.iter().enumerate() {
-                check.record(i, e.key.as_deref(), e.value.as_deref());
-            }
-            check.finish(&failures, "events").map(|()| events)
-        };
-        if !rules.heavy() {
-            return check();
-        }
-        tokio::task::spawn_blocking(check)
-            .await
-            .map_err(|e| BrokerError::Storage(format!("schema check failed: {e}")))?
     }
 
     /// Whole stored batches from `offset`, waiting up to `max_wait` (capped by `fetch_wait_max`)
@@ -818,9 +712,6 @@ impl Broker {
     }
 }
 
-/// Indexes of the events in one encoded batch, and its bytes.
-type Chunk = (Vec<usize>, Vec<u8>);
-
 /// The offset of the last record in `data` (whole record batches), or `None` if it holds none.
 pub fn last_offset(data: &[u8]) -> Option<u64> {
     let mut pos = 0;
@@ -831,30 +722,6 @@ pub fn last_offset(data: &[u8]) -> Option<u64> {
         pos += h.total_len()?;
     }
     last
-}
-
-/// Encodes the events at `idx` into batches of at most `limit` bytes (splitting as needed).
-fn split_to_fit(
-    events: &[Event],
-    idx: &[usize],
-    limit: usize,
-    now: i64,
-) -> Result<Vec<(Vec<usize>, Vec<u8>)>> {
-    let refs: Vec<&Event> = idx.iter().map(|i| &events[*i]).collect();
-    let bytes = event::encode(&refs, now);
-    if bytes.len() <= limit {
-        return Ok(vec![(idx.to_vec(), bytes)]);
-    }
-    if idx.len() == 1 {
-        return Err(BrokerError::MessageTooLarge {
-            size: bytes.len(),
-            limit,
-        });
-    }
-    let (a, b) = idx.split_at(idx.len() / 2);
-    let mut out = split_to_fit(events, a, limit, now)?;
-    out.extend(split_to_fit(events, b, limit, now)?);
-    Ok(out)
 }
 
 /// Resolves when any of the futures does.

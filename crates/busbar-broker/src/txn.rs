@@ -31,6 +31,7 @@ use std::sync::{Arc, RwLock};
 pub mod marker;
 mod ops;
 pub mod partition;
+pub mod producer;
 
 pub use ops::{IsolatedRead, Isolation, PartitionAdd};
 pub use partition::{Aborted, PartitionTxns};
@@ -132,6 +133,11 @@ pub struct Txn {
     /// so a completion after a crash still fences the producer that let it expire.
     #[serde(default)]
     pub fence: bool,
+    /// How many transactions this id has begun (the current one's number while one is open):
+    /// the bus tells its own transactions apart by it (`producer.rs`), as their producer id and
+    /// epoch stay the same from one to the next.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl Txn {
@@ -165,10 +171,18 @@ fn aborted_key(topic_id: &str, partition: u32, a: &Aborted) -> Vec<u8> {
 pub(crate) struct State {
     pub(crate) txns: HashMap<String, Txn>,
     pub(crate) by_pid: HashMap<i64, String>,
+    /// Per id: the newest Kafka connection (by the listener's sequence number) that added a
+    /// partition or group to its transactions. An EndTxn from an older connection while a
+    /// transaction is open is a request delayed past its retry (`ops.rs`, `end_txn_via`).
+    /// In memory only: after a restart every connection is new.
+    pub(crate) conns: HashMap<String, u64>,
 }
 
 impl State {
     fn put(&mut self, id: &str, txn: Option<Txn>) {
+        if txn.is_none() {
+            self.conns.remove(id);
+        }
         if let Some(old) = self.txns.remove(id) {
             self.by_pid.remove(&old.producer_id);
         }

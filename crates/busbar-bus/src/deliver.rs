@@ -15,12 +15,15 @@
 //! reason only (`connection refused`, `connection failed`, a TLS verdict), never the OS error
 //! text: dead letters are readable by users who must not learn the network's layout from them.
 //!
-//! Topic targets: the event is appended to the target topic (durable before the attempt counts as
-//! delivered); a storage error is retried, a vanished or too-small target is dead-lettered.
+//! Topic targets: the event is appended to the target topic in the subscription's transaction
+//! (durable before the attempt counts as delivered; visible once the worker commits it with its
+//! position, `worker/exactly.rs`); a storage error is retried, a vanished or too-small target is
+//! dead-lettered. Replays append outside any transaction (at least once).
 
 use crate::targets::{self, Forbidden, TargetPolicy};
 use crate::tls;
 use busbar_broker::event::Event;
+use busbar_broker::txn::producer::TxnProducer;
 use busbar_broker::Broker;
 use busbar_broker::BrokerError;
 use bytes::Bytes;
@@ -353,14 +356,24 @@ type SinkItem = (Event, tokio::sync::oneshot::Sender<Outcome>);
 /// when the previous append finished goes into the next one, so concurrent deliveries share one
 /// append (and fsync) per partition instead of one each. A batch refused as a whole (an event too
 /// large) is retried event by event, so only the bad event fails.
+///
+/// The appends go out in the subscription's transaction ([`TxnProducer`], set by the worker
+/// once it has settled the transaction it recorded last): the worker commits it with its
+/// position (exactly-once). Without a producer nothing is appended (a retriable failure).
 pub struct TopicSink {
     tx: tokio::sync::mpsc::UnboundedSender<SinkItem>,
+    producer: Producer,
 }
+
+/// The transactional producer a [`TopicSink`] appends through, shared with its worker.
+pub type Producer = std::sync::Arc<tokio::sync::Mutex<Option<TxnProducer>>>;
 
 impl TopicSink {
     /// Starts the sink's task; it ends when the sink is dropped.
     pub fn start(broker: std::sync::Arc<Broker>, topic: String) -> TopicSink {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<SinkItem>();
+        let producer = Producer::default();
+        let txn = producer.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut items = vec![first];
@@ -370,11 +383,19 @@ impl TopicSink {
                         Err(_) => break,
                     }
                 }
+                let mut p = txn.lock().await;
+                // A delivery abandoned while it waited (its worker started over) is not
+                // appended: its position was not kept, and the transaction it would join is
+                // the next one.
+                items.retain(|(_, reply)| !reply.is_closed());
+                if items.is_empty() {
+                    continue;
+                }
                 let (events, replies): (Vec<Event>, Vec<_>) = items.into_iter().unzip();
-                let outcome = to_topic_many(&broker, &topic, events.clone()).await;
+                let outcome = in_txn(&broker, p.as_mut(), &topic, events.clone()).await;
                 if matches!(outcome, Outcome::Fatal(_)) && events.len() > 1 {
                     for (e, reply) in events.into_iter().zip(replies) {
-                        let _ = reply.send(to_topic(&broker, &topic, e).await);
+                        let _ = reply.send(in_txn(&broker, p.as_mut(), &topic, vec![e]).await);
                     }
                 } else {
                     for reply in replies {
@@ -383,7 +404,12 @@ impl TopicSink {
                 }
             }
         });
-        TopicSink { tx }
+        TopicSink { tx, producer }
+    }
+
+    /// The transactional producer its appends go through.
+    pub fn producer(&self) -> &Producer {
+        &self.producer
     }
 
     /// Appends `event` with the next batch.
@@ -398,14 +424,32 @@ impl TopicSink {
     }
 }
 
+/// Appends `events` to `topic` in `p`'s transaction.
+async fn in_txn(
+    broker: &Broker,
+    p: Option<&mut TxnProducer>,
+    topic: &str,
+    events: Vec<Event>,
+) -> Outcome {
+    match p {
+        Some(p) => outcome_of(broker.publish_txn(p, topic, events).await.map(drop)),
+        None => retry("storage", None, "no transaction to deliver in yet".into()),
+    }
+}
+
 /// Appends `event` to `topic`.
 pub async fn to_topic(broker: &Broker, topic: &str, event: Event) -> Outcome {
     to_topic_many(broker, topic, vec![event]).await
 }
 
 async fn to_topic_many(broker: &Broker, topic: &str, events: Vec<Event>) -> Outcome {
-    match broker.publish(topic, events).await {
-        Ok(_) => Outcome::Delivered,
+    outcome_of(broker.publish(topic, events).await.map(drop))
+}
+
+/// The outcome of an append to a target topic.
+fn outcome_of(r: Result<(), BrokerError>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Delivered,
         Err(e @ (BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. })) => {
             Outcome::Fatal(Failure::new("target_gone", None, e.to_string()))
         }

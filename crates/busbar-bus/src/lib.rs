@@ -46,7 +46,7 @@ use busbar_broker::Broker;
 
 use busbar_broker::BrokerError;
 use positions::{Position, PositionStore};
-use spec::{invalid, Compiled, Start};
+use spec::{invalid, Compiled, Start, Target};
 use state::{EventRef, RetryStore, SubRecord, SubStore};
 use stats::Counters;
 use std::collections::BTreeMap;
@@ -636,7 +636,9 @@ impl Bus {
     /// Removes the positions, retry entries and replay runs of `name`.
     async fn forget(&self, name: &str) -> Result<()> {
         self.forget_positions(name).await?;
-        self.ctx.retries.clear(name).await
+        self.ctx.retries.clear(name).await?;
+        let id = worker::transactional_id(name);
+        Ok(self.ctx.broker.forget_bus_txn(&id).await?)
     }
 
     /// Removes what a deletion interrupted left of subscriptions that no longer exist: retry
@@ -644,6 +646,9 @@ impl Bus {
     async fn forget_deleted(&self, subs: &BTreeMap<String, Entry>) {
         let mut stored = self.ctx.retries.subscriptions();
         stored.extend(self.ctx.positions.subscriptions());
+        let prefix = worker::transactional_id("");
+        let txns = self.ctx.broker.transactions().into_iter();
+        stored.extend(txns.filter_map(|(id, _)| id.strip_prefix(&prefix).map(str::to_string)));
         for name in stored.iter().filter(|n| !subs.contains_key(*n)) {
             if let Err(e) = self.forget(name).await {
                 eprintln!("busbar: removing the state of deleted subscription {name:?}: {e}");
@@ -666,6 +671,10 @@ impl Bus {
             state: e.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             created: busbar_broker::time::format_rfc3339(e.record.created_ms),
             updated: busbar_broker::time::format_rfc3339(e.record.updated_ms),
+            guarantee: match e.record.spec.target {
+                Target::Topic { .. } => "exactly_once",
+                Target::Http { .. } => "at_least_once",
+            },
             lag,
             retrying: waiting,
             last_failure,

@@ -27,6 +27,7 @@ pub const VIEW_FIELDS: &[&str] = &[
     "state",
     "created",
     "updated",
+    "guarantee",
     "lag",
     "retrying",
     "last_failure",
@@ -153,7 +154,8 @@ pub fn check_view_fields(
                 false => ACTIVE_STATES.contains(&s.split(':').next().unwrap_or("").trim()),
             }),
             "created" | "owner" | "config_file" | "creator" => *v == now[k],
-            "updated" => v.is_string(),
+            // Follows the target, which the same update may change.
+            "updated" | "guarantee" => v.is_string(),
             "lag" | "retrying" => v.is_u64(),
             "last_failure" => v.is_null() || v.is_object(),
             _ => v.is_object(),
@@ -364,6 +366,7 @@ mod tests {
             state: crate::SubState::Running,
             created: String::new(),
             updated: String::new(),
+            guarantee: "at_least_once",
             lag: 0,
             retrying: 0,
             last_failure: Some(crate::LastFailure {

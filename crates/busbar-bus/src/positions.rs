@@ -13,11 +13,16 @@
 //! the same durable write as the positions they go with: they are as durable as the positions and
 //! never newer. A log written before counters were stored has no such row: they start at zero.
 //!
+//! An exactly-once subscription (a topic target) also has a row keyed `{"txn": <subscription>}`:
+//! the transaction its last position write went with ([`TxnRecord`], `worker/exactly.rs`), in the
+//! same all-or-nothing write.
+//!
 //! A data directory written before this store existed kept positions as the committed offsets of
 //! consumer group `busbar-subscription-<name>`; a subscription with no row here takes its position
 //! from there once (see [`legacy_group`]).
 
 use crate::error::{BusError, Result};
+use crate::state::EventRef;
 use crate::stats::CounterSnapshot;
 use crate::worker::Ctx;
 use busbar_broker::kvlog::KvLog;
@@ -71,11 +76,37 @@ struct CountersKey {
     counters: String,
 }
 
+/// The key of an exactly-once subscription's transaction row.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TxnKey {
+    txn: String,
+}
+
+/// What a position write of an exactly-once subscription (a topic target) records about the
+/// transaction its deliveries went out in, written in the same batch as the positions, before
+/// the transaction is committed: if the transaction turns out not to have committed
+/// (`busbar_broker::txn::producer`), the subscription goes back to `prev`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxnRecord {
+    /// The transaction's number in the coordinator (`Txn::seq`).
+    pub seq: u64,
+    /// The positions the write replaced (`None`: none was stored).
+    pub prev: Vec<(PartKey, Option<Position>)>,
+    /// The counters stored before the write.
+    pub prev_counters: Option<CounterSnapshot>,
+    /// Retry entries ended by deliveries of the transaction: removed once it is committed.
+    pub ended: Vec<EventRef>,
+}
+
 #[derive(Default)]
 struct Tables {
     positions: Table,
     /// Per subscription: (log offset of the row, counters).
     counters: HashMap<String, (u64, CounterSnapshot)>,
+    /// Per exactly-once subscription: (log offset of the row, its open transaction).
+    txns: HashMap<String, (u64, TxnRecord)>,
 }
 
 impl Tables {
@@ -87,7 +118,20 @@ impl Tables {
         } else if let Ok(k) = serde_json::from_slice::<CountersKey>(key) {
             let v = value.and_then(|v| serde_json::from_slice(v).ok());
             self.apply_counters(k.counters, at, v);
+        } else if let Ok(k) = serde_json::from_slice::<TxnKey>(key) {
+            let v = value.and_then(|v| serde_json::from_slice(v).ok());
+            self.apply_txn(k.txn, at, v);
         }
+    }
+
+    fn apply_txn(&mut self, sub: String, at: u64, v: Option<TxnRecord>) {
+        if self.txns.get(&sub).is_some_and(|(o, _)| *o > at) {
+            return;
+        }
+        match v {
+            Some(v) => self.txns.insert(sub, (at, v)),
+            None => self.txns.remove(&sub),
+        };
     }
 
     fn apply_counters(&mut self, sub: String, at: u64, v: Option<CounterSnapshot>) {
@@ -161,7 +205,7 @@ impl PositionStore {
     /// Writes (or with `None` removes) positions of `sub`, durably; the table changes only once
     /// the write is durable.
     pub async fn put(&self, sub: &str, rows: Vec<(PartKey, Option<Position>)>) -> Result<()> {
-        self.write(sub, rows, None).await
+        self.write(sub, rows, None, None).await
     }
 
     /// As [`Self::put`], with `sub`'s counters in the same write (after the positions: a write
@@ -172,7 +216,37 @@ impl PositionStore {
         rows: Vec<(PartKey, Option<Position>)>,
         counters: CounterSnapshot,
     ) -> Result<()> {
-        self.write(sub, rows, Some(Some(counters))).await
+        self.write(sub, rows, Some(Some(counters)), None).await
+    }
+
+    /// As [`Self::put_with_counters`], recording `txn` (the transaction the deliveries went out
+    /// in, still to be committed), all in one batch (all or nothing).
+    pub async fn put_in_txn(
+        &self,
+        sub: &str,
+        rows: Vec<(PartKey, Option<Position>)>,
+        counters: CounterSnapshot,
+        txn: TxnRecord,
+    ) -> Result<()> {
+        self.write(sub, rows, Some(Some(counters)), Some(Some(txn)))
+            .await
+    }
+
+    /// The transaction `sub` recorded and has not settled since.
+    pub fn txn(&self, sub: &str) -> Option<TxnRecord> {
+        self.lock().txns.get(sub).map(|(_, t)| t.clone())
+    }
+
+    /// The recorded transaction of `sub` committed: its record goes.
+    pub async fn close_txn(&self, sub: &str) -> Result<()> {
+        self.write(sub, vec![], None, Some(None)).await
+    }
+
+    /// The recorded transaction of `sub` did not commit: its positions and counters go back to
+    /// those before it, and its record goes (one batch).
+    pub async fn roll_back(&self, sub: &str, txn: TxnRecord) -> Result<()> {
+        let counters = Some(txn.prev_counters);
+        self.write(sub, txn.prev, counters, Some(None)).await
     }
 
     /// The stored counters of `sub` (`None`: none stored yet).
@@ -181,11 +255,13 @@ impl PositionStore {
     }
 
     /// `counters`: `None` leaves them; `Some(None)` removes them.
+    /// `txn`: as `counters`; a write with a `txn` row is all or nothing (one batch).
     async fn write(
         &self,
         sub: &str,
         rows: Vec<(PartKey, Option<Position>)>,
         counters: Option<Option<CounterSnapshot>>,
+        txn: Option<Option<TxnRecord>>,
     ) -> Result<()> {
         let mut encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = rows
             .iter()
@@ -207,20 +283,39 @@ impl PositionStore {
                 c.as_ref().map(|c| serde_json::to_vec(c).expect("encodes")),
             ));
         }
+        if let Some(x) = &txn {
+            let key = TxnKey {
+                txn: sub.to_string(),
+            };
+            let key = serde_json::to_vec(&key).expect("key encodes");
+            encoded.push((
+                key,
+                x.as_ref().map(|x| serde_json::to_vec(x).expect("encodes")),
+            ));
+        }
         let (table, sub) = (self.table.clone(), sub.to_string());
-        self.log
-            .write(encoded, move |offsets| {
-                let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
-                // On a failed write, `offsets` holds those of the rows written (a prefix).
-                let mut offsets = offsets.into_iter();
-                for ((k, v), at) in rows.into_iter().zip(offsets.by_ref()) {
-                    apply(&mut t.positions, sub.clone(), k, at, v);
+        let whole = txn.is_some();
+        let apply_all = move |offsets: Vec<u64>| {
+            let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+            // On a failed write, `offsets` holds those of the rows written (a prefix).
+            let mut offsets = offsets.into_iter();
+            for ((k, v), at) in rows.into_iter().zip(offsets.by_ref()) {
+                apply(&mut t.positions, sub.clone(), k, at, v);
+            }
+            if let Some(c) = counters {
+                match offsets.next() {
+                    Some(at) => t.apply_counters(sub.clone(), at, c),
+                    None => return,
                 }
-                if let (Some(c), Some(at)) = (counters, offsets.next()) {
-                    t.apply_counters(sub, at, c);
-                }
-            })
-            .await?;
+            }
+            if let (Some(x), Some(at)) = (txn, offsets.next()) {
+                t.apply_txn(sub, at, x);
+            }
+        };
+        match whole {
+            true => self.log.write_whole(encoded, apply_all).await?,
+            false => self.log.write(encoded, apply_all).await?,
+        }
         Ok(())
     }
 
@@ -230,6 +325,7 @@ impl PositionStore {
         let with_positions = t.positions.iter().filter(|(_, m)| !m.is_empty());
         (with_positions.map(|(s, _)| s.clone()))
             .chain(t.counters.keys().cloned())
+            .chain(t.txns.keys().cloned())
             .collect()
     }
 
@@ -237,7 +333,8 @@ impl PositionStore {
     pub async fn clear(&self, sub: &str) -> Result<()> {
         let rows = self.of(sub).into_keys().map(|k| (k, None)).collect();
         let counters = self.counters(sub).is_some().then_some(None);
-        self.write(sub, rows, counters).await
+        let txn = self.txn(sub).is_some().then_some(None);
+        self.write(sub, rows, counters, txn).await
     }
 
     /// Compacts the log.

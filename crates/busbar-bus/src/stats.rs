@@ -65,6 +65,14 @@ impl Counters {
     /// Counters that go on from `s` (a stored snapshot).
     pub fn restore(s: &CounterSnapshot) -> Counters {
         let c = Counters::default();
+        c.set(s);
+        c
+    }
+
+    /// Sets every counter to `s` (an exactly-once subscription going back to its stored
+    /// position goes back to the counters stored with it).
+    pub fn set(&self, s: &CounterSnapshot) {
+        let c = self;
         let set = |a: &AtomicU64, v: u64| a.store(v, Relaxed);
         set(&c.matched, s.matched);
         set(&c.delivered, s.delivered);
@@ -84,7 +92,6 @@ impl Counters {
                 below = below.max(cum);
             }
         }
-        c
     }
 
     /// A snapshot.

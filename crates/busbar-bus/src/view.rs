@@ -107,6 +107,11 @@ pub struct SubscriptionView {
     pub state: SubState,
     pub created: String,
     pub updated: String,
+    /// What delivery promises: `exactly_once` for a topic target (each event is in the target
+    /// once, committed with the subscription's position), `at_least_once` for an HTTP target
+    /// (a delivery may be repeated; the CloudEvent id stays the same). Dead letters, replays and
+    /// redrives are at least once for every target.
+    pub guarantee: &'static str,
     /// Events in the sources not yet read past (sum over partitions).
     pub lag: u64,
     /// Events waiting for another attempt or behind their key.

@@ -281,6 +281,8 @@ pub struct SubscriptionReplace {
     created: Option<String>,
     /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     updated: Option<String>,
+    /// Read-only; follows the target, so any string (or null) is accepted and ignored.
+    guarantee: Option<String>,
     /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     lag: Option<u64>,
     /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
@@ -330,6 +332,8 @@ pub struct SubscriptionPatch {
     created: Option<String>,
     /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     updated: Option<String>,
+    /// Read-only; follows the target, so any string (or null) is accepted and ignored.
+    guarantee: Option<String>,
     /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
     lag: Option<u64>,
     /// Read-only; moves on its own, so any value of this type (or null) is accepted and ignored.
@@ -413,6 +417,11 @@ pub struct Subscription {
     creator: Option<Creator>,
     created: String,
     updated: String,
+    /// `exactly_once` for a topic target (each event is in the target once, committed with
+    /// the subscription's position); `at_least_once` for an HTTP target (a delivery may be
+    /// repeated with the same CloudEvent id). Dead letters, replays and redrives are at least
+    /// once.
+    guarantee: String,
     lag: u64,
     /// Events waiting for another attempt or behind their key.
     retrying: u64,

@@ -131,6 +131,12 @@ impl<'a> Authz<'a> {
 
     /// Whether `op` on `name` of `ty` is allowed, without auditing a denial.
     pub fn quietly(&self, op: Operation, ty: ResourceType, name: &str) -> bool {
+        // The bus's own transactional ids (exactly-once topic targets) are no client's, not
+        // even a super user's: a client committing or aborting one would break the bus's
+        // exactly-once bookkeeping.
+        if ty == ResourceType::TransactionalId && busbar_broker::txn::producer::reserved(name) {
+            return false;
+        }
         let Some(acls) = &self.acls else { return true };
         let config = self.ctx.shared.broker.auth().config();
         acl::decide(acls, config, self.who(), op, ty, name).allowed()

@@ -302,6 +302,7 @@ pub async fn run<R, W>(
         }
     });
     let mut conn = Conn {
+        seq: CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         peer,
         shared: &shared,
         listener: &listener,
@@ -315,7 +316,13 @@ pub async fn run<R, W>(
 }
 
 /// What the frame loop knows of its connection.
+/// Numbers connections in the order they were accepted (the transaction coordinator tells a
+/// delayed EndTxn by the connection it came on: `busbar_broker` `end_txn_via`).
+static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 struct Conn<'a> {
+    /// This connection's number ([`CONNECTIONS`]).
+    seq: u64,
     peer: SocketAddr,
     shared: &'a Shared,
     listener: &'a Listener,
@@ -427,6 +434,7 @@ async fn serve_frames<W: AsyncWrite + Unpin>(
                 .map(|c| c.as_str().to_string())
                 .unwrap_or_default(),
             peer,
+            conn: conn.seq,
             listener: conn.listener,
             principal: conn.principal(),
         };

@@ -458,6 +458,8 @@ fn an_oversized_transform_output_is_dead_lettered() {
     assert_eq!(d["reason"], "transform_too_large", "{d}");
     let v = wait_sub(&s, "t", |v| v["counters"]["delivered"] == 1);
     assert_eq!(v["counters"]["dead_lettered"], 1, "{v}");
+    // Visible once the delivery's transaction commits (at most a commit interval later).
+    visible(&s, "dst", 1);
     let (st, got) = s.http(
         "GET",
         "/topics/dst/partitions/0/events?offset=0&limit=10&encoding=utf8",
@@ -467,6 +469,19 @@ fn an_oversized_transform_output_is_dead_lettered() {
     assert_eq!(got["events"].as_array().unwrap().len(), 1, "{got}");
     assert_eq!(got["events"][0]["value"], "\"x\"\"x\"\"x\"", "{got}");
     assert_eq!(s.stop(), 0);
+}
+
+/// Waits until readers of `topic` see `n` events: a topic target's deliveries (counted as they
+/// are appended) become visible when the worker commits them with its position.
+fn visible(s: &Server, topic: &str, n: u64) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while s.events_stored(topic) < n {
+        assert!(
+            std::time::Instant::now() < end,
+            "{topic} never showed {n} events"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// With `ordering: key` (the default), events without a key keep partition order, also when
@@ -488,6 +503,7 @@ fn keyless_events_keep_partition_order_topic_to_topic() {
         publish(&s, "src", Value::Array(evs));
     }
     wait_sub(&s, "copy", |v| v["counters"]["delivered"] == 200);
+    visible(&s, "dst", 200);
     let (_, v) = s.http(
         "GET",
         "/topics/dst/partitions/0/events?offset=0&limit=500",

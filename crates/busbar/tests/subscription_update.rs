@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// What `GET /subscriptions/{name}` adds to the spec (read-only).
 const READ_ONLY: &[&str] = &[
     "state",
+    "guarantee",
     "created",
     "updated",
     "lag",
@@ -151,6 +152,7 @@ fn patch_merges_given_fields_and_null_removes_or_resets() {
     want["target"] = json!({"url": t.url("/x"), "mode": "binary"});
     assert_eq!(spec_of(&v), want);
     assert_ne!(v["lag"], 99);
+    assert_eq!(v["guarantee"], "at_least_once", "an HTTP target: {v}");
     assert_eq!(s.stop(), 0);
 }
 

@@ -125,6 +125,7 @@ impl Broker {
                 started_ms: now,
                 updated_ms: now,
                 fence: false,
+                seq: 0,
             };
             self.txns.put(id, Some(t), vec![]).await?;
             return Ok((pid, 0));
@@ -144,6 +145,16 @@ impl Broker {
         t.updated_ms = now;
         self.txns.put(id, Some(t.clone()), vec![]).await?;
         Ok((t.producer_id, t.epoch))
+    }
+
+    /// Records that Kafka connection `conn` added to `id`'s transaction (called under the id's
+    /// lock).
+    fn note_connection(&self, id: &str, conn: Option<u64>) {
+        if let Some(c) = conn {
+            let mut state = self.txns.state.write().unwrap_or_else(|e| e.into_inner());
+            let newest = state.conns.entry(id.to_string()).or_insert(c);
+            *newest = (*newest).max(c);
+        }
     }
 
     /// The next epoch of `t`, or a new producer id at epoch 0 when the epoch is exhausted.
@@ -174,6 +185,7 @@ impl Broker {
     fn begin(t: &mut Txn, now: i64) {
         if t.state != TxnState::Ongoing {
             t.state = TxnState::Ongoing;
+            t.seq += 1;
             t.partitions.clear();
             t.groups.clear();
             t.offsets.clear();
@@ -190,8 +202,23 @@ impl Broker {
         epoch: i16,
         parts: Vec<(String, i32)>,
     ) -> Result<Vec<PartitionAdd>> {
+        self.add_partitions_to_txn_via(id, pid, epoch, parts, None)
+            .await
+    }
+
+    /// [`Self::add_partitions_to_txn`] from Kafka connection number `conn` (see
+    /// [`Self::end_txn_via`]).
+    pub async fn add_partitions_to_txn_via(
+        &self,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        parts: Vec<(String, i32)>,
+        conn: Option<u64>,
+    ) -> Result<Vec<PartitionAdd>> {
         let _g = self.txns.lock_id(id).await;
         let mut t = self.joinable(id, pid, epoch)?;
+        self.note_connection(id, conn);
         let mut found = Vec::with_capacity(parts.len());
         let mut errors: Vec<PartitionAdd> = Vec::new();
         for (topic, index) in &parts {
@@ -265,6 +292,20 @@ impl Broker {
         epoch: i16,
         group: &str,
     ) -> Result<()> {
+        self.add_offsets_to_txn_via(id, pid, epoch, group, None)
+            .await
+    }
+
+    /// [`Self::add_offsets_to_txn`] from Kafka connection number `conn` (see
+    /// [`Self::end_txn_via`]).
+    pub async fn add_offsets_to_txn_via(
+        &self,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        group: &str,
+        conn: Option<u64>,
+    ) -> Result<()> {
         if group.is_empty() {
             return Err(BrokerError::InvalidRequest(
                 "group id must not be empty".into(),
@@ -272,6 +313,7 @@ impl Broker {
         }
         let _g = self.txns.lock_id(id).await;
         let mut t = self.joinable(id, pid, epoch)?;
+        self.note_connection(id, conn);
         let now = self.config.clock.now_ms();
         Self::begin(&mut t, now);
         if !t.groups.iter().any(|g| g == group) {
@@ -355,9 +397,38 @@ impl Broker {
     /// one: it is answered as a retry of what it asked, or refused). A retry after completion
     /// answers success when it asks the same outcome.
     pub async fn end_txn(&self, id: &str, pid: i64, epoch: i16, commit: bool) -> Result<()> {
+        self.end_txn_via(id, pid, epoch, commit, None).await
+    }
+
+    /// [`Self::end_txn`] from Kafka connection number `conn` (numbered in the order they were
+    /// accepted). While a transaction is open, an EndTxn from a connection older than the newest
+    /// one that added to the id's transactions is refused (INVALID_TXN_STATE): it is a request of
+    /// an earlier transaction, delayed in the network past its client's retry on a new
+    /// connection and the start of the next transaction (the race Jepsen found in Kafka and
+    /// Bufstream). Under Transactions V1 it carries the same producer id and epoch as the next
+    /// transaction's own EndTxn; the connection it came on is what tells them apart. A client
+    /// sends a transaction's requests to its coordinator on one connection at a time (librdkafka,
+    /// the Java client, kafka-python, aiokafka, franz-go), so its own EndTxn never comes on an
+    /// older one.
+    pub async fn end_txn_via(
+        &self,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        commit: bool,
+        conn: Option<u64>,
+    ) -> Result<()> {
         let _g = self.txns.lock_id(id).await;
         let t = self.txns.get(id).ok_or_else(|| unknown_id(id))?;
         owner(&t, pid, epoch)?;
+        let newest = self.txns.read().conns.get(id).copied();
+        if let (Some(c), Some(newest), TxnState::Ongoing) = (conn, newest, t.state) {
+            if c < newest {
+                return Err(BrokerError::InvalidTxnState(format!(
+                    "this EndTxn came on a connection older than the one the open transaction                      was added to from: a delayed request of an earlier transaction, refused                      (connection {c}, newest {newest})"
+                )));
+            }
+        }
         match (t.state, commit) {
             (TxnState::Ongoing, _) => self.finish(id, t, commit).await.map(drop),
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(()),
@@ -557,10 +628,11 @@ impl Broker {
         self.sync_open_transactions();
         let now = self.config.clock.now_ms();
         let expiry = self.txns.config.id_expiration_ms;
-        let due = |t: &Txn| match t.state {
+        // The bus's own ids live as long as their subscription (`producer.rs`).
+        let due = |id: &str, t: &Txn| match t.state {
             s if s.preparing() => true,
             TxnState::Ongoing => now.saturating_sub(t.started_ms) > t.timeout_ms,
-            _ => now.saturating_sub(t.updated_ms) > expiry,
+            _ => !super::producer::reserved(id) && now.saturating_sub(t.updated_ms) > expiry,
         };
         // Only the ids with something to do are locked (a producer's own calls wait on the lock).
         let candidates: Vec<String> = {
@@ -568,7 +640,7 @@ impl Broker {
             let mut ids: Vec<String> = state
                 .txns
                 .iter()
-                .filter(|(_, t)| due(t))
+                .filter(|(id, t)| due(id, t))
                 .map(|(id, _)| id.clone())
                 .collect();
             ids.sort();
@@ -589,9 +661,7 @@ impl Broker {
                     self.expire(&id, t).await
                 }
                 TxnState::Ongoing => Ok(()),
-                _ if now.saturating_sub(t.updated_ms) > self.txns.config.id_expiration_ms => {
-                    self.txns.put(&id, None, vec![]).await
-                }
+                _ if due(&id, &t) => self.txns.put(&id, None, vec![]).await,
                 _ => Ok(()),
             };
         }

@@ -13,7 +13,9 @@
 //!
 //! The committed position of a partition is its lowest event that is read but neither settled
 //! (delivered, dead-lettered, not matched) nor in the retry state. After a crash, everything from
-//! there is delivered again: at-least-once, and every delivery carries the event's stable id.
+//! there is delivered again: at-least-once for an HTTP target, and every delivery carries the
+//! event's stable id. A topic target is exactly-once: its deliveries are a transaction committed
+//! with the positions (`exactly.rs`).
 //! The subscription's counters are written in the same write as the positions (`stats.rs`).
 
 use super::deliver::{Failure, HttpClient, Outcome, TopicSink};
@@ -39,11 +41,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+mod exactly;
 mod lanes;
 mod read;
 mod settle;
 mod shared;
 
+pub use exactly::transactional_id;
 pub use shared::{ReadStats, Shared};
 
 /// Most events matched (or skipped) in one pass before the worker looks at its other work.
@@ -126,6 +130,8 @@ pub fn spawn(
         held: BTreeSet::new(),
         rr: 0,
         jitter: Jitter::from_entropy(),
+        ended: Vec::new(),
+        restart: false,
     };
     let task = tokio::spawn(worker.run(stop_rx, cmd_rx));
     Handle { stop, task, cmd }
@@ -193,6 +199,11 @@ struct Worker {
     held: BTreeSet<Lane>,
     rr: usize,
     jitter: Jitter,
+    /// Exactly-once (a topic target): retry entries ended since the last commit, removed once
+    /// the transaction that delivered them is committed.
+    ended: Vec<EventRef>,
+    /// A commit failed in a way only a fresh start from the stored state can settle.
+    restart: bool,
 }
 
 /// The lane of events without a key (no FNV-1a hash of a key is expected to land on it; one
@@ -269,12 +280,20 @@ impl Worker {
             }
             self.set_status(SubState::Running);
             let again = self.serve(&mut stop, &mut cmds).await;
+            if !again && self.sink.is_some() {
+                // Appends are local and quick: let them end, so the last commit covers them.
+                self.drain().await;
+            }
             self.inflight.abort_all();
             while self.inflight.join_next().await.is_some() {}
             if !again {
                 self.commit().await;
                 return;
             }
+            // A transaction left open is aborted when the worker starts again (`init`), and
+            // the retry entries its deliveries ended stay.
+            self.ended.clear();
+            self.restart = false;
             // In-flight attempts are abandoned (delivered again: at-least-once); positions of
             // the old topic stay behind under its id and no longer apply.
             self.parts.clear();
@@ -321,6 +340,9 @@ impl Worker {
             if last_commit.elapsed() >= COMMIT_EVERY {
                 self.commit().await;
                 last_commit = tokio::time::Instant::now();
+                if self.restart {
+                    return true;
+                }
             }
             if suspect || last_check.elapsed() >= SOURCES_CHECK_EVERY {
                 last_check = tokio::time::Instant::now();
@@ -443,6 +465,7 @@ impl Worker {
     /// belong to the old topic and end.
     async fn init(&mut self) -> Result<()> {
         take_over_legacy(&self.ctx, &self.name, &self.sub.spec.sources).await?;
+        self.settle_txn().await?;
         let broker = &self.ctx.broker;
         let mut parts = Vec::new();
         for topic in &self.sub.spec.sources {
@@ -718,8 +741,26 @@ impl Worker {
     }
 
     async fn commit(&mut self) {
-        let rows: Vec<(PartKey, Option<Position>)> = self
-            .parts
+        if self.sink.is_some() {
+            return self.commit_txn().await;
+        }
+        let rows = self.position_rows();
+        // Taken with the positions (nothing settles in between): stored in the same write, the
+        // counters never count past what the stored positions say was done.
+        let counters = self.counters.snapshot();
+        if rows.is_empty() && self.saved_counters.as_ref() == Some(&counters) {
+            return;
+        }
+        let write =
+            (self.ctx.positions).put_with_counters(&self.name, rows.clone(), counters.clone());
+        if write.await.is_ok() {
+            self.committed(rows, counters);
+        }
+    }
+
+    /// The positions that moved since the last commit.
+    fn position_rows(&self) -> Vec<(PartKey, Option<Position>)> {
+        self.parts
             .iter()
             .filter_map(|p| {
                 let at = p.outstanding.first().copied().unwrap_or(p.next);
@@ -732,17 +773,13 @@ impl Worker {
                     (k, Some(pos))
                 })
             })
-            .collect();
-        // Taken with the positions (nothing settles in between): stored in the same write, the
-        // counters never count past what the stored positions say was done.
-        let counters = self.counters.snapshot();
-        if rows.is_empty() && self.saved_counters.as_ref() == Some(&counters) {
-            return;
-        }
-        let write =
-            (self.ctx.positions).put_with_counters(&self.name, rows.clone(), counters.clone());
-        if write.await.is_ok() {
-            self.saved_counters = Some(counters);
+            .collect()
+    }
+
+    /// `rows` and `counters` are stored.
+    fn committed(&mut self, rows: Vec<(PartKey, Option<Position>)>, counters: CounterSnapshot) {
+        self.saved_counters = Some(counters);
+        {
             for ((topic, partition), pos) in rows {
                 if let Some(p) = self
                     .parts

@@ -220,12 +220,17 @@ impl Worker {
             p.settled_ahead.insert(job.r.offset);
         }
         if self.entries.remove(&job.r).is_some() {
-            // Losing this end in a crash only means one more delivery (at-least-once).
-            let _ = self
-                .ctx
-                .retries
-                .put(&self.name, vec![(job.r.clone(), None)])
-                .await;
+            if self.sink.is_some() {
+                // Exactly-once: ended with the transaction that delivered it (`exactly.rs`).
+                self.ended.push(job.r.clone());
+            } else {
+                // Losing this end in a crash only means one more delivery (at-least-once).
+                let _ = self
+                    .ctx
+                    .retries
+                    .put(&self.name, vec![(job.r.clone(), None)])
+                    .await;
+            }
         }
         self.release(&job.r);
         let Some(lane) = job.lane else {

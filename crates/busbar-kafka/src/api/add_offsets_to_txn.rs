@@ -23,7 +23,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: AddOffsetsToTxnRequest) -> AddOffsetsToT
     if let Err(e) = ctx
         .shared
         .broker
-        .add_offsets_to_txn(id, pid, epoch, group)
+        .add_offsets_to_txn_via(id, pid, epoch, group, Some(ctx.conn))
         .await
     {
         r.error_code = codes::of_versioned(&e, ctx.version, 2);

@@ -67,7 +67,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: AddPartitionsToTxnRequest) -> AddPartiti
     match ctx
         .shared
         .broker
-        .add_partitions_to_txn(&id, pid, epoch, parts.clone())
+        .add_partitions_to_txn_via(&id, pid, epoch, parts.clone(), Some(ctx.conn))
         .await
     {
         Ok(results) => answer(

@@ -1,7 +1,9 @@
 //! EndTxn (v0–3; v4+ belongs to Transactions V2 and is not advertised): commits or aborts the
 //! producer's transaction, answering once every marker is durable and the transaction's offsets are
 //! committed. Needs WRITE on the transactional id (53). PRODUCER_FENCED from v2,
-//! INVALID_PRODUCER_EPOCH before.
+//! INVALID_PRODUCER_EPOCH before. An EndTxn on a connection older than the one the open
+//! transaction was added from is a delayed request of an earlier transaction: INVALID_TXN_STATE
+//! (`busbar_broker` `end_txn_via`).
 
 use super::Ctx;
 use crate::authz::{Authz, Op, Res};
@@ -21,7 +23,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: EndTxnRequest) -> EndTxnResponse {
     if let Err(e) = ctx
         .shared
         .broker
-        .end_txn(id, pid, epoch, req.committed)
+        .end_txn_via(id, pid, epoch, req.committed, Some(ctx.conn))
         .await
     {
         r.error_code = codes::of_versioned(&e, ctx.version, 2);

@@ -49,6 +49,8 @@ pub struct Ctx<'a> {
     pub version: i16,
     pub client_id: String,
     pub peer: SocketAddr,
+    /// The connection's number, in the order connections were accepted.
+    pub conn: u64,
     /// The listener the client connected to (its advertised address goes into Metadata).
     pub listener: &'a crate::Listener,
     /// The authenticated user; `None` on a PLAINTEXT listener.

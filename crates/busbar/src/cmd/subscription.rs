@@ -242,7 +242,12 @@ fn show(c: &Client, v: &Value) {
         cell(&v["lag"]),
         cell(&v["retrying"])
     );
-    outln!("sources {}  target {}", v["sources"], v["target"]);
+    outln!(
+        "sources {}  target {}  delivery {}",
+        v["sources"],
+        v["target"],
+        cell(&v["guarantee"]).replace('_', "-")
+    );
     if let Some(file) = v["config_file"].as_str() {
         outln!("declared in {file} (change or delete it there)");
     }

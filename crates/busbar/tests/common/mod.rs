@@ -94,14 +94,31 @@ impl Server {
     }
 
     /// Sum of a topic's partitions' high watermarks.
+    /// The events a reader of `topic` sees (committed ones: a topic target's deliveries are
+    /// visible once their transaction commits, and its markers take offsets but are no events).
     pub fn events_stored(&self, topic: &str) -> u64 {
         let (_, d) = self.http("GET", &format!("/topics/{topic}"), None);
-        d["partitions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["high_watermark"].as_u64().unwrap())
-            .sum()
+        let mut n = 0;
+        for p in d["partitions"].as_array().unwrap() {
+            let (index, hw) = (
+                p["partition"].as_u64().unwrap(),
+                p["high_watermark"].as_u64(),
+            );
+            let mut at = 0;
+            while Some(at) < hw {
+                let path =
+                    format!("/topics/{topic}/partitions/{index}/events?offset={at}&limit=10000");
+                let (st, r) = self.http("GET", &path, None);
+                assert_eq!(st, 200, "{r}");
+                n += r["events"].as_array().unwrap().len() as u64;
+                let next = r["next_offset"].as_u64().unwrap();
+                if next == at {
+                    break; // an open transaction: nothing past it is visible yet
+                }
+                at = next;
+            }
+        }
+        n
     }
 
     pub fn url(&self) -> String {
