@@ -171,11 +171,12 @@ fn aborted_key(topic_id: &str, partition: u32, a: &Aborted) -> Vec<u8> {
 pub(crate) struct State {
     pub(crate) txns: HashMap<String, Txn>,
     pub(crate) by_pid: HashMap<i64, String>,
-    /// Per id: the newest Kafka connection (by the listener's sequence number) that added a
-    /// partition or group to its transactions. An EndTxn from an older connection while a
-    /// transaction is open is a request delayed past its retry (`ops.rs`, `end_txn_via`).
-    /// In memory only: after a restart every connection is new.
-    pub(crate) conns: HashMap<String, u64>,
+    /// Per id: (transaction number, the newest Kafka connection by the listener's sequence
+    /// number that added a partition or group to that transaction). An EndTxn from an older
+    /// connection while that transaction is open is a request delayed past its retry (`ops.rs`,
+    /// `end_txn_via`); another transaction (a new one, or one of a producer that fenced the
+    /// previous) starts afresh. In memory only: after a restart every connection is new.
+    pub(crate) conns: HashMap<String, (u64, u64)>,
 }
 
 impl State {

@@ -369,6 +369,7 @@ impl Bus {
                 let pos = Position {
                     offset,
                     topic_id: id.clone(),
+                    done: vec![],
                 };
                 rows.push(((topic.clone(), p), Some(pos)));
             }
@@ -587,14 +588,17 @@ impl Bus {
 
     /// Stores the new positions, then ends the retry entries of the partitions moved. In this
     /// order a failure between the two leaves entries that deliver an event again, never a
-    /// position past an event that lost its entry.
+    /// position past an event that lost its entry. An exactly-once transaction left recorded is
+    /// settled first: rolled back later, it would move the positions back over the reset.
     async fn write_reset(&self, name: &str, moved: &[ResetPosition]) -> Result<()> {
+        worker::settle_record(&self.ctx, name).await?;
         let mut rows = Vec::new();
         for m in moved {
             let (id, _) = positions::topic_layout(&self.ctx.broker, &m.topic)?;
             let pos = Position {
                 offset: m.offset,
                 topic_id: id,
+                done: vec![],
             };
             rows.push(((m.topic.clone(), m.partition), Some(pos)));
         }
@@ -703,7 +707,8 @@ impl Bus {
                     continue;
                 };
                 let at = positions::stored_position(&self.ctx, &spec.name, topic, p, &id);
-                lag += end.saturating_sub(at.unwrap_or(start).max(start));
+                let at = at.map_or(start, |at| at.offset).max(start);
+                lag += end.saturating_sub(at);
             }
         }
         lag

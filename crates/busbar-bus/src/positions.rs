@@ -42,6 +42,12 @@ pub struct Position {
     pub offset: u64,
     /// The id of the topic incarnation the offset belongs to.
     pub topic_id: String,
+    /// Offsets past `offset` already settled, in order: events an exactly-once worker
+    /// delivered in a committed transaction while an earlier one still waited (a retry, a
+    /// parked event). The reader skips them. Empty for at-least-once workers, and then not
+    /// stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub done: Vec<u64>,
 }
 
 /// Where `POST /subscriptions/{name}/reset` moves a subscription: `{"to": "earliest"}`,
@@ -392,6 +398,7 @@ pub(crate) async fn take_over_legacy(ctx: &Ctx, sub: &str, sources: &[String]) -
             let pos = Position {
                 offset: legacy.unwrap_or(start),
                 topic_id: id.clone(),
+                done: vec![],
             };
             rows.push(((topic.clone(), p), Some(pos)));
         }
@@ -432,13 +439,16 @@ pub(crate) fn stored_position(
     topic: &str,
     partition: u32,
     id: &str,
-) -> Option<u64> {
+) -> Option<Position> {
     match ctx.positions.get(sub, topic, partition) {
-        Some(p) => (p.topic_id == id).then_some(p.offset),
-        None if ctx.positions.of(sub).is_empty() => ctx
-            .broker
+        Some(p) => (p.topic_id == id).then_some(p),
+        None if ctx.positions.of(sub).is_empty() => (ctx.broker)
             .committed(&legacy_group(sub), topic, partition)
-            .map(|c| c.offset),
+            .map(|c| Position {
+                offset: c.offset,
+                topic_id: id.to_string(),
+                done: vec![],
+            }),
         None => None,
     }
 }
@@ -456,6 +466,7 @@ mod tests {
         Some(Position {
             offset,
             topic_id: "id".into(),
+            done: vec![],
         })
     }
 

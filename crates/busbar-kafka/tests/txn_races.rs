@@ -146,3 +146,72 @@ fn the_bus_transactional_ids_are_no_clients() {
     // An id that only looks alike is a client's.
     assert_eq!(init(&mut c, "busbar.subscription.copy").error_code, 0);
 }
+
+/// The connection check holds within one transaction only: a standby that fenced the producer
+/// of the open transaction ends its own transactions on its (older) connection.
+#[test]
+fn a_producer_that_fenced_another_ends_its_transactions_on_an_older_connection() {
+    let s = start();
+    let mut standby = connect(&s);
+    // Served once before the active producer connects: numbered first (the older connection).
+    assert_eq!(init(&mut standby, "other").error_code, 0);
+    let mut active = connect(&s);
+    let a = init(&mut active, ID);
+    let (pid, old) = (a.producer_id.0, a.producer_epoch);
+    assert_eq!(add_partition(&mut active, pid, old), 0);
+    assert_eq!(
+        produce(&mut active, ID, txn_batch(pid, old, 0, "zombie")),
+        0
+    );
+    // The standby takes over: its InitProducerId aborts the open transaction.
+    let b = init(&mut standby, ID);
+    let (pid, epoch) = (b.producer_id.0, b.producer_epoch);
+    assert!(epoch > old);
+    assert_eq!(add_partition(&mut standby, pid, epoch), 0);
+    assert_eq!(
+        produce(&mut standby, ID, txn_batch(pid, epoch, 0, "standby")),
+        0
+    );
+    assert_eq!(end_txn(&mut standby, pid, epoch, true), 0);
+    assert_eq!(committed_values(&s), vec!["standby"]);
+    // The fenced producer can end nothing.
+    assert_eq!(
+        end_txn(&mut active, pid, old, true),
+        47,
+        "INVALID_PRODUCER_EPOCH"
+    );
+}
+
+/// A plain idempotent batch carrying the producer id of the bus's own transactions is refused:
+/// its sequence numbers would be taken from under the bus.
+#[test]
+fn no_client_writes_with_the_bus_producer_id() {
+    let s = start();
+    let id = "__busbar.subscription.copy";
+    s.rt.block_on(s.broker.txn_producer(id)).unwrap();
+    let pid = (0..64)
+        .find(|p| s.broker.transactional_id_of(*p).as_deref() == Some(id))
+        .expect("the bus's producer id");
+    let mut b = BatchHeader::parse(&txn_batch(pid, 0, 0, "x")).unwrap();
+    b.attributes &= !0x10;
+    let plain = batch::build(&[NewRecord {
+        value: Some(b"x".to_vec()),
+        timestamp: 1,
+        ..NewRecord::default()
+    }]);
+    let idempotent = batch::assemble(&b, &plain[batch::HEADER_BYTES..]);
+    let mut c = connect(&s);
+    let mut p = produce_request::PartitionProduceData::default();
+    p.records = Some(Bytes::from(idempotent));
+    let mut t = produce_request::TopicProduceData::default();
+    (t.name, t.partition_data) = (TopicName(sb("t")), vec![p]);
+    let mut r = ProduceRequest::default();
+    (r.acks, r.timeout_ms, r.topic_data) = (-1, 5000, vec![t]);
+    let a: ProduceResponse = call_on(&mut c, ApiKey::Produce, 7, &r).expect("an answer");
+    assert_eq!(a.responses[0].partition_responses[0].error_code, 53);
+    assert_eq!(
+        s.broker.offsets_of("t", 0).unwrap(),
+        (0, 0),
+        "nothing stored"
+    );
+}

@@ -107,7 +107,10 @@ impl Broker {
         let _g = self.txns.lock_id(id).await;
         let now = self.config.clock.now_ms();
         let Some(mut t) = self.txns.get(id) else {
-            if self.txns.read().txns.len() >= self.txns.config.ids_max {
+            // The bus's own ids (one per subscription with a topic target, bounded by
+            // `subscriptions_max`) are not counted against clients' ids.
+            let clients = !super::producer::reserved(id);
+            if clients && self.txns.read().txns.len() >= self.txns.config.ids_max {
                 return Err(BrokerError::TooManyTransactions(format!(
                     "{} transactional ids are in use (transactions.ids_max)",
                     self.txns.config.ids_max
@@ -147,13 +150,16 @@ impl Broker {
         Ok((t.producer_id, t.epoch))
     }
 
-    /// Records that Kafka connection `conn` added to `id`'s transaction (called under the id's
-    /// lock).
-    fn note_connection(&self, id: &str, conn: Option<u64>) {
+    /// Records that Kafka connection `conn` added to `id`'s transaction number `seq` (called
+    /// under the id's lock, once the addition is stored).
+    fn note_connection(&self, id: &str, seq: u64, conn: Option<u64>) {
         if let Some(c) = conn {
             let mut state = self.txns.state.write().unwrap_or_else(|e| e.into_inner());
-            let newest = state.conns.entry(id.to_string()).or_insert(c);
-            *newest = (*newest).max(c);
+            let newest = state.conns.entry(id.to_string()).or_insert((seq, c));
+            *newest = match newest.0 == seq {
+                true => (seq, newest.1.max(c)),
+                false => (seq, c),
+            };
         }
     }
 
@@ -218,7 +224,6 @@ impl Broker {
     ) -> Result<Vec<PartitionAdd>> {
         let _g = self.txns.lock_id(id).await;
         let mut t = self.joinable(id, pid, epoch)?;
-        self.note_connection(id, conn);
         let mut found = Vec::with_capacity(parts.len());
         let mut errors: Vec<PartitionAdd> = Vec::new();
         for (topic, index) in &parts {
@@ -281,6 +286,7 @@ impl Broker {
             }
             return Err(e);
         }
+        self.note_connection(id, t.seq, conn);
         Ok(found.into_iter().map(|(t, i, _)| (t, i, None)).collect())
     }
 
@@ -313,7 +319,6 @@ impl Broker {
         }
         let _g = self.txns.lock_id(id).await;
         let mut t = self.joinable(id, pid, epoch)?;
-        self.note_connection(id, conn);
         let now = self.config.clock.now_ms();
         Self::begin(&mut t, now);
         if !t.groups.iter().any(|g| g == group) {
@@ -326,7 +331,10 @@ impl Broker {
             t.groups.push(group.to_string());
         }
         t.updated_ms = now;
-        self.txns.put(id, Some(t), vec![]).await
+        let seq = t.seq;
+        self.txns.put(id, Some(t), vec![]).await?;
+        self.note_connection(id, seq, conn);
+        Ok(())
     }
 
     /// TxnOffsetCommit: stages consumer offsets in the producer's transaction, applied when it
@@ -421,11 +429,14 @@ impl Broker {
         let _g = self.txns.lock_id(id).await;
         let t = self.txns.get(id).ok_or_else(|| unknown_id(id))?;
         owner(&t, pid, epoch)?;
-        let newest = self.txns.read().conns.get(id).copied();
+        let newest = (self.txns.read().conns.get(id).copied())
+            .and_then(|(seq, c)| (seq == t.seq).then_some(c));
         if let (Some(c), Some(newest), TxnState::Ongoing) = (conn, newest, t.state) {
             if c < newest {
                 return Err(BrokerError::InvalidTxnState(format!(
-                    "this EndTxn came on a connection older than the one the open transaction                      was added to from: a delayed request of an earlier transaction, refused                      (connection {c}, newest {newest})"
+                    "this EndTxn came on a connection older than the one the open transaction \
+                     was added to from: a delayed request of an earlier transaction, refused \
+                     (connection {c}, newest {newest})"
                 )));
             }
         }

@@ -12,16 +12,56 @@
 //! and the committed events always agree. A transaction the positions never recorded is aborted
 //! when the producer starts again.
 //!
+//! Events settled past one still waiting (a retry, a parked event) are stored with the
+//! position (its `done` list), so a restart skips them. A record whose write failed may still be
+//! on disk: no later transaction starts until a roll-back write overwrites it (else a later
+//! transaction's commit would make the settling of that record say "committed").
+//!
 //! Dead letters, redrives and replays are not part of the transaction: they stay at least once.
 
+use super::Ctx;
 use super::Worker;
 use crate::error::Result;
-use crate::positions::TxnRecord;
+use crate::positions::{PartKey, Position, TxnRecord};
+use crate::state::EventRef;
 use busbar_broker::txn::producer::{Fate, PREFIX};
 
 /// The transactional id of subscription `name`.
 pub fn transactional_id(name: &str) -> String {
     format!("{PREFIX}subscription.{name}")
+}
+
+/// Settles the transaction record of subscription `name` (see the module docs): answers
+/// `Some(aborted)` when there was one. Used at every start of its worker and before a reset
+/// moves its positions (a roll-back after the reset would undo it).
+pub(crate) async fn settle_record(ctx: &Ctx, name: &str) -> Result<Option<bool>> {
+    let Some(rec) = ctx.positions.txn(name) else {
+        return Ok(None);
+    };
+    match ctx
+        .broker
+        .settle_bus_txn(&transactional_id(name), rec.seq)
+        .await?
+    {
+        Fate::Committed => {
+            end_retries(ctx, name, &rec.ended).await?;
+            ctx.positions.close_txn(name).await?;
+            Ok(Some(false))
+        }
+        Fate::Aborted => {
+            ctx.positions.roll_back(name, rec).await?;
+            Ok(Some(true))
+        }
+    }
+}
+
+/// Removes ended retry entries (their deliveries are committed).
+async fn end_retries(ctx: &Ctx, name: &str, ended: &[EventRef]) -> Result<()> {
+    if ended.is_empty() {
+        return Ok(());
+    }
+    let rows = ended.iter().map(|r| (r.clone(), None)).collect();
+    ctx.retries.put(name, rows).await
 }
 
 impl Worker {
@@ -34,14 +74,12 @@ impl Worker {
         }
     }
 
-    /// Settles the transaction the last commit recorded (see the module docs), then starts a
-    /// fresh producer for the sink (aborting any later transaction left open).
-    /// A worker without a topic target settles what it recorded while it had one (the target
-    /// was changed).
+    /// Settles what the last commits left (see the module docs), then starts a fresh producer
+    /// for the sink (aborting any later transaction left open). A worker without a topic target
+    /// settles what it recorded while it had one (the target was changed). Fails, starting no
+    /// producer, while any of it cannot be written.
     pub(super) async fn settle_txn(&mut self) -> Result<()> {
         let sink = self.sink.clone();
-        let (broker, positions) = (&self.ctx.broker, &self.ctx.positions);
-        let id = transactional_id(&self.name);
         // Held throughout: the sink appends nothing while its transaction is being settled.
         let mut producer = match &sink {
             Some(s) => Some(s.producer().lock().await),
@@ -50,33 +88,42 @@ impl Worker {
         if let Some(p) = producer.as_mut() {
             **p = None;
         }
-        if let Some(rec) = positions.txn(&self.name) {
-            match broker.settle_bus_txn(&id, rec.seq).await? {
-                Fate::Committed => {
-                    self.end_retries(&rec.ended).await?;
-                    positions.close_txn(&self.name).await?;
-                }
-                Fate::Aborted => {
-                    let counters = rec.prev_counters.clone().unwrap_or_default();
-                    positions.roll_back(&self.name, rec).await?;
-                    self.counters.set(&counters);
-                }
-            }
+        let ctx = self.ctx.clone();
+        if let Some(rec) = self.unsettled.clone() {
+            // Its transaction is still open (no EndTxn was sent): it is aborted below.
+            ctx.positions.roll_back(&self.name, rec).await?;
+            self.unsettled = None;
         }
-        self.saved_counters = positions.counters(&self.name);
+        let had_record = settle_record(&ctx, &self.name).await?.is_some();
+        end_retries(&ctx, &self.name, &self.unended).await?;
+        self.unended.clear();
+        self.saved_counters = ctx.positions.counters(&self.name);
+        if had_record || sink.is_some() {
+            // Deliveries of a transaction that will not commit were counted: back to the
+            // counters stored with the positions.
+            self.counters
+                .set(&self.saved_counters.clone().unwrap_or_default());
+        }
         if let Some(p) = producer.as_mut() {
-            **p = Some(broker.txn_producer(&id).await?);
+            **p = Some(
+                ctx.broker
+                    .txn_producer(&transactional_id(&self.name))
+                    .await?,
+            );
         }
         Ok(())
     }
 
-    /// Removes ended retry entries (their deliveries are committed).
-    async fn end_retries(&self, ended: &[crate::state::EventRef]) -> Result<()> {
-        if ended.is_empty() {
-            return Ok(());
+    /// After a commit: ends the retry entries of `ended` (committed deliveries), keeping those
+    /// whose removal failed for the next commit or start.
+    async fn end_committed(&mut self, ended: Vec<EventRef>) {
+        let ended: Vec<EventRef> = std::mem::take(&mut self.unended)
+            .into_iter()
+            .chain(ended)
+            .collect();
+        if end_retries(&self.ctx, &self.name, &ended).await.is_err() {
+            self.unended = ended;
         }
-        let rows = ended.iter().map(|r| (r.clone(), None)).collect();
-        self.ctx.retries.put(&self.name, rows).await
     }
 
     /// The commit of an exactly-once worker (see the module docs). A failure that leaves the
@@ -106,7 +153,7 @@ impl Worker {
             if write.await.is_ok() {
                 self.committed(rows, counters);
                 let ended = std::mem::take(&mut self.ended);
-                let _ = self.end_retries(&ended).await;
+                self.end_committed(ended).await;
             }
             return;
         };
@@ -120,11 +167,15 @@ impl Worker {
             prev_counters: self.saved_counters.clone(),
             ended: self.ended.clone(),
         };
-        let write =
-            (self.ctx.positions).put_in_txn(&self.name, rows.clone(), counters.clone(), rec);
+        let write = (self.ctx.positions).put_in_txn(
+            &self.name,
+            rows.clone(),
+            counters.clone(),
+            rec.clone(),
+        );
         if write.await.is_err() {
-            // Not recorded (all or nothing): the transaction is aborted when the worker starts
-            // again, and its deliveries are made again.
+            // Maybe on disk: overwritten by a roll-back before the next transaction starts.
+            self.unsettled = Some(rec);
             self.restart = true;
             return;
         }
@@ -135,19 +186,26 @@ impl Worker {
         }
         drop(guard);
         let ended = std::mem::take(&mut self.ended);
+        let closing = !ended.is_empty();
         // Losing this in a crash is settled at the next start (the record lists them).
-        let _ = self.end_retries(&ended).await;
+        self.end_committed(ended).await;
+        if closing && self.unended.is_empty() {
+            // Settled: a later start must not end these entries again (a redrive may have
+            // written one anew meanwhile).
+            let _ = self.ctx.positions.close_txn(&self.name).await;
+        }
     }
 
     /// The position stored for a partition (what the transaction's record goes back to).
-    fn stored(&self, k: &crate::positions::PartKey) -> Option<crate::positions::Position> {
+    fn stored(&self, k: &PartKey) -> Option<Position> {
         let p = self
             .parts
             .iter()
             .find(|p| p.topic == k.0 && p.partition == k.1)?;
-        p.committed.map(|offset| crate::positions::Position {
+        p.committed.map(|offset| Position {
             offset,
             topic_id: p.topic_id.clone(),
+            done: p.committed_done.clone(),
         })
     }
 }

@@ -21,6 +21,10 @@ impl Worker {
     pub(super) fn backpressure(&self) -> bool {
         let (waiting, max) = (self.entries.len(), self.waiting_max());
         let waiting = if self.held.is_empty() { waiting } else { 0 };
+        if (self.parts.iter()).any(|p| p.done.len() >= super::DONE_AHEAD_MAX) {
+            // Exactly-once: as many events settled past an unsettled one as a position holds.
+            return true;
+        }
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if waiting >= max {
             if !status.is_error() {

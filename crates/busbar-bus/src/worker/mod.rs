@@ -29,7 +29,7 @@ use crate::error::{BusError, Result};
 use crate::policy::Jitter;
 use crate::positions::{
     forget_old_incarnation, stored_position, take_over_legacy, topic_layout, PartKey, Position,
-    PositionStore,
+    PositionStore, TxnRecord,
 };
 use crate::SubState;
 use busbar_broker::event::{Decoded, StoredEvent};
@@ -47,6 +47,7 @@ mod read;
 mod settle;
 mod shared;
 
+pub(crate) use exactly::settle_record;
 pub use exactly::transactional_id;
 pub use shared::{ReadStats, Shared};
 
@@ -131,6 +132,8 @@ pub fn spawn(
         rr: 0,
         jitter: Jitter::from_entropy(),
         ended: Vec::new(),
+        unended: Vec::new(),
+        unsettled: None,
         restart: false,
     };
     let task = tokio::spawn(worker.run(stop_rx, cmd_rx));
@@ -154,8 +157,27 @@ struct Part {
     /// ahead of the position after a restart): the reader skips them, so they are not delivered
     /// twice. At most the retry entries there were.
     settled_ahead: BTreeSet<u64>,
+    /// Exactly-once: events settled past the lowest one still unsettled, kept with the
+    /// position (its `done`) so a restart does not deliver them again; pruned as the lowest
+    /// unsettled event moves past them. At most [`DONE_AHEAD_MAX`] before reading pauses.
+    done: BTreeSet<u64>,
     committed: Option<u64>,
+    /// The `done` list stored with `committed`.
+    committed_done: Vec<u64>,
 }
+
+/// How many settled events past a partition's lowest unsettled one an exactly-once worker
+/// holds (each is stored with the position) before it stops reading new events until the
+/// lowest one settles: bounds the size of a position write.
+pub(super) const DONE_AHEAD_MAX: usize = 256;
+
+/// Exactly-once: how long a stopping worker waits for its appends in flight before it gives up
+/// its last commit (the transaction is aborted at the next start).
+const STOP_DRAIN_MAX: Duration = Duration::from_secs(10);
+
+/// Exactly-once: retry entries ended by deliveries of one transaction before it commits early
+/// (its record lists them, and a record is one write of at most a batch).
+const ENDED_PER_COMMIT: usize = 1024;
 
 struct Job {
     r: EventRef,
@@ -202,6 +224,12 @@ struct Worker {
     /// Exactly-once (a topic target): retry entries ended since the last commit, removed once
     /// the transaction that delivered them is committed.
     ended: Vec<EventRef>,
+    /// Exactly-once: retry entries of committed deliveries whose removal failed, removed again
+    /// at the next commit or start (never forgotten: they would deliver an event again).
+    unended: Vec<EventRef>,
+    /// Exactly-once: a transaction record whose write failed, its outcome unknown (it may be on
+    /// disk). No transaction starts until it is overwritten by a successful roll-back write.
+    unsettled: Option<TxnRecord>,
     /// A commit failed in a way only a fresh start from the stored state can settle.
     restart: bool,
 }
@@ -280,14 +308,21 @@ impl Worker {
             }
             self.set_status(SubState::Running);
             let again = self.serve(&mut stop, &mut cmds).await;
+            let mut drained = true;
             if !again && self.sink.is_some() {
                 // Appends are local and quick: let them end, so the last commit covers them.
-                self.drain().await;
+                // A stalled disk must not hold the stop: then the open transaction is aborted
+                // at the next start and its deliveries are made again.
+                drained = tokio::time::timeout(STOP_DRAIN_MAX, self.drain())
+                    .await
+                    .is_ok();
             }
             self.inflight.abort_all();
             while self.inflight.join_next().await.is_some() {}
             if !again {
-                self.commit().await;
+                if drained {
+                    self.commit().await;
+                }
                 return;
             }
             // A transaction left open is aborted when the worker starts again (`init`), and
@@ -337,7 +372,7 @@ impl Worker {
                     false
                 }
             };
-            if last_commit.elapsed() >= COMMIT_EVERY {
+            if last_commit.elapsed() >= COMMIT_EVERY || self.ended.len() >= ENDED_PER_COMMIT {
                 self.commit().await;
                 last_commit = tokio::time::Instant::now();
                 if self.restart {
@@ -473,17 +508,23 @@ impl Worker {
             forget_old_incarnation(&self.ctx, &self.name, topic, &id).await?;
             for p in 0..n {
                 let (start, end) = broker.offsets_of(topic, p as i64)?;
-                let committed = stored_position(&self.ctx, &self.name, topic, p, &id);
+                let stored = stored_position(&self.ctx, &self.name, topic, p, &id);
+                let committed = stored.as_ref().map(|s| s.offset);
+                let committed_done = stored.map(|s| s.done).unwrap_or_default();
+                let next = committed.unwrap_or(start).clamp(start, end);
+                let done: BTreeSet<u64> = committed_done.iter().copied().collect();
                 parts.push(Part {
                     key: (topic.clone(), id.clone(), p),
                     topic: topic.clone(),
                     topic_id: id.clone(),
                     partition: p,
-                    next: committed.unwrap_or(start).clamp(start, end),
+                    next,
                     view: None,
                     outstanding: BTreeSet::new(),
-                    settled_ahead: BTreeSet::new(),
+                    settled_ahead: done.range(next..).copied().collect(),
+                    done,
                     committed,
+                    committed_done,
                 });
             }
         }
@@ -763,12 +804,14 @@ impl Worker {
         self.parts
             .iter()
             .filter_map(|p| {
-                let at = p.outstanding.first().copied().unwrap_or(p.next);
-                (p.committed != Some(at)).then(|| {
+                let at = p.low();
+                let done: Vec<u64> = p.done.range(at..).copied().collect();
+                (p.committed != Some(at) || p.committed_done != done).then(|| {
                     let k = (p.topic.clone(), p.partition);
                     let pos = Position {
                         offset: at,
                         topic_id: p.topic_id.clone(),
+                        done,
                     };
                     (k, Some(pos))
                 })
@@ -786,7 +829,8 @@ impl Worker {
                     .iter_mut()
                     .find(|p| p.topic == topic && p.partition == partition)
                 {
-                    p.committed = pos.map(|pos| pos.offset);
+                    p.committed = pos.as_ref().map(|pos| pos.offset);
+                    p.committed_done = pos.map(|pos| pos.done).unwrap_or_default();
                 }
             }
         }

@@ -112,6 +112,19 @@ fn last(d: &Decoded) -> u64 {
 }
 
 impl super::Part {
+    /// The lowest event not yet settled (the position to store).
+    pub(super) fn low(&self) -> u64 {
+        self.outstanding.first().copied().unwrap_or(self.next)
+    }
+
+    /// Forgets the settled events the lowest unsettled one has passed.
+    pub(super) fn prune_done(&mut self) {
+        let low = self.low();
+        while self.done.first().is_some_and(|o| *o < low) {
+            self.done.pop_first();
+        }
+    }
+
     /// Moves the reader to `to` (not back), past events it does not handle: restored events
     /// settled ahead of it there are behind it now.
     fn pass(&mut self, to: u64) {
@@ -120,6 +133,7 @@ impl super::Part {
             self.settled_ahead.retain(|o| *o < from || *o >= to);
         }
         self.next = self.next.max(to);
+        self.prune_done();
     }
 
     /// The position moved into the log's range `[start, end]`.
@@ -127,5 +141,6 @@ impl super::Part {
         self.next = self.next.clamp(start, end);
         let next = self.next;
         self.settled_ahead.retain(|o| *o >= next);
+        self.prune_done();
     }
 }

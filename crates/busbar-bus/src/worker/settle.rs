@@ -213,11 +213,18 @@ impl Worker {
 
     /// The event is settled: end its retry state, free its position, release its lane.
     pub(super) async fn finish(&mut self, job: Job) {
+        let exactly = self.sink.is_some();
         if let Some(p) = (self.parts.iter_mut())
             .find(|p| p.topic == job.r.topic && p.partition == job.r.partition)
-            .filter(|p| job.r.offset >= p.next)
         {
-            p.settled_ahead.insert(job.r.offset);
+            if job.r.offset >= p.next {
+                p.settled_ahead.insert(job.r.offset);
+            }
+            if exactly {
+                // Stored with the position while an earlier event is unsettled (`release`
+                // prunes it once none is).
+                p.done.insert(job.r.offset);
+            }
         }
         if self.entries.remove(&job.r).is_some() {
             if self.sink.is_some() {
@@ -255,6 +262,7 @@ impl Worker {
             .find(|p| p.topic == r.topic && p.partition == r.partition)
         {
             p.outstanding.remove(&r.offset);
+            p.prune_done();
         }
     }
 }

@@ -39,14 +39,30 @@ fn check_client_batch(bytes: &[u8]) -> Result<(), (i16, String)> {
 /// A transactional batch's producer id must belong to the request's transactional id (the one
 /// whose WRITE was checked): else a principal allowed to write the topic could put batches into
 /// another principal's transaction by naming its (small, sequential) producer id.
+/// No Kafka client may write with the producer id of busbar's own transactions (the bus's
+/// exactly-once deliveries, `busbar_broker::txn::producer`), transactional or not: an
+/// idempotent batch would take sequence numbers that producer counts on.
 fn owns(ctx: &Ctx<'_>, bytes: &[u8], txn: Option<&str>) -> Result<(), (i16, String)> {
     let Ok(h) = BatchHeader::parse(bytes) else {
         return Ok(());
     };
+    if h.producer_id < 0 {
+        return Ok(());
+    }
+    let owner = ctx.shared.broker.transactional_id_of(h.producer_id);
+    if owner
+        .as_deref()
+        .is_some_and(busbar_broker::txn::producer::reserved)
+    {
+        return Err((
+            authz::TXN_DENIED,
+            format!("producer id {} belongs to busbar itself", h.producer_id),
+        ));
+    }
     if !busbar_broker::txn::marker::is_transactional(&h) {
         return Ok(());
     }
-    match ctx.shared.broker.transactional_id_of(h.producer_id) {
+    match owner {
         Some(owner) if Some(owner.as_str()) != txn => Err((
             authz::TXN_DENIED,
             format!(
