@@ -48,7 +48,8 @@ _EXES = None
 def txn_loop(test, cycles, values):
     start = time.time()
     out = subprocess.run([sys.executable, os.path.join(HERE, "txn_loop.py"), BIN, "--cycles", str(cycles),
-                          "--values", str(values)], capture_output=True, text=True, timeout=1800)
+                          "--values", str(values), "--checker", CHECKER],
+                         capture_output=True, text=True, timeout=1800)
     try:
         r = json.loads(out.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -58,7 +59,8 @@ def txn_loop(test, cycles, values):
     anomalies = ", ".join(f"{k}={v}" for k, v in bad.items()) or "none"
     figures = (f"{r['values']} inputs, {r['attempts']} transactions ({r['committed']} committed), "
                f"kills {r['kills']}, {r['aborted_records_skipped']} aborted records skipped; "
-               f"checker found every planted anomaly; {time.time() - start:.0f} s")
+               f"txn_loop's checker found every planted anomaly, check-history also checked; "
+               f"{time.time() - start:.0f} s")
     row(test, cycles, anomalies, out.returncode == 0 and not bad, figures)
 
 

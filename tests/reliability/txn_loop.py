@@ -20,7 +20,12 @@ aborted count):
 - no output value that no attempt wrote.
 `--self-test` runs the checker on planted histories, one per anomaly, and fails if it misses any.
 
-Usage: txn_loop.py BUSBAR [--cycles N] [--values N] [--seed S]
+With `--checker CHECK_HISTORY` the run is also written as a Jepsen-style history and checked by
+busbar's Rust checker (`crates/busbar-testkit`, the same lost-committed-write, aborted-read,
+torn-transaction and exactly-once checks, planted-anomaly tested there); its counts join the
+anomalies as `check-history:<kind>`.
+
+Usage: txn_loop.py BUSBAR [--cycles N] [--values N] [--seed S] [--checker CHECK_HISTORY]
 Prints one JSON line: {"cycles", "values", "attempts", "committed", "aborted", "anomalies": {...}};
 exits 1 on any anomaly.
 """
@@ -169,7 +174,31 @@ class Broker:
         self.proc.wait(60)
 
 
-def drain(kafka, topic, isolation, expect_at_least, timeout=90):
+def history_check(checker, values, journal, out_records, path):
+    """Runs busbar's Rust history checker (`check-history`) on the run, written as a Jepsen-style
+    history: the inputs, each attempt as a transaction of (input, output) writes with its outcome,
+    and the read_committed drain of the output. Output values `v@attempt` are numbered (they must
+    be integers there). Answers the checker's anomaly counts."""
+    ids = {}
+
+    def number(rec):
+        return ids.setdefault(rec, 1_000_000_000 + len(ids))
+
+    lines = [{"f": "inputs", "values": [int(v) for v in values]}]
+    for attempt, (vals, outcome) in journal.items():
+        writes = [[int(v), number(f"{v}@{attempt}")] for v in vals]
+        end = {"commit": "commit", "abort": "abort"}.get(outcome, "info")
+        lines.append({"f": "txn", "process": 0, "writes": writes, "end": end})
+    lines.append({"f": "drain", "records": [[OUT, p, o, number(v)] for p, o, v in out_records]})
+    with open(path, "w") as f:
+        f.writelines(json.dumps(l) + "\n" for l in lines)
+    r = subprocess.run([checker, path], capture_output=True, text=True)
+    if r.returncode not in (0, 1):
+        raise RuntimeError(f"check-history failed: {r.stderr.strip()}")
+    return json.loads(r.stdout)["counts"]
+
+
+def drain(kafka, topic, isolation, expect_at_least, timeout=90, positions=False):
     from confluent_kafka import Consumer
     c = Consumer({"bootstrap.servers": kafka, "group.id": f"drain-{time.time_ns()}", "log_level": 0,
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
@@ -185,7 +214,8 @@ def drain(kafka, topic, isolation, expect_at_least, timeout=90):
             continue
         idle = None
         if not m.error():
-            got.append(m.value().decode())
+            v = m.value().decode()
+            got.append((m.partition(), m.offset(), v) if positions else v)
     c.close()
     return got
 
@@ -197,6 +227,7 @@ def main():
     ap.add_argument("--values", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--self-test", action="store_true")
+    ap.add_argument("--checker", help="busbar's check-history binary: also check the run with it")
     ap.add_argument("--transform", nargs=3, metavar=("KAFKA", "JOURNAL", "TXN_ID"))
     a = ap.parse_args()
     if a.transform:
@@ -252,10 +283,14 @@ def main():
             time.sleep(2)
         t.send_signal(signal.SIGKILL)
         t.wait(30)
-        out = drain(b.kafka, OUT, "read_committed", a.values)
+        records = drain(b.kafka, OUT, "read_committed", a.values, positions=True)
+        out = [v for _, _, v in records]
         everything = drain(b.kafka, OUT, "read_uncommitted", len(out))
         j = read_journal(journal)
         anomalies = check(values, j, out)
+        if a.checker:
+            counts = history_check(a.checker, values, j, records, os.path.join(data, "history.jsonl"))
+            anomalies.update({f"check-history:{k}": n for k, n in counts.items()})
         b.kill()
     result = {"cycles": a.cycles, "kills": kills, "values": a.values, "attempts": len(j),
               "committed": sum(1 for _, o in j.values() if o == "commit"),

@@ -113,6 +113,10 @@ struct Tables {
     counters: HashMap<String, (u64, CounterSnapshot)>,
     /// Per exactly-once subscription: (log offset of the row, its open transaction).
     txns: HashMap<String, (u64, TxnRecord)>,
+    /// Per exactly-once subscription: a transaction record whose write failed and may still be
+    /// on disk, until a roll-back write succeeds over it (in memory: it outlives the worker, not
+    /// the process; after a restart the record is on disk or not, and settled as such).
+    pending: HashMap<String, TxnRecord>,
 }
 
 impl Tables {
@@ -227,6 +231,7 @@ impl PositionStore {
 
     /// As [`Self::put_with_counters`], recording `txn` (the transaction the deliveries went out
     /// in, still to be committed), all in one batch (all or nothing).
+    /// A failed write leaves the record pending ([`Self::settle_pending`]).
     pub async fn put_in_txn(
         &self,
         sub: &str,
@@ -234,8 +239,24 @@ impl PositionStore {
         counters: CounterSnapshot,
         txn: TxnRecord,
     ) -> Result<()> {
-        self.write(sub, rows, Some(Some(counters)), Some(Some(txn)))
-            .await
+        let written = (self.write(sub, rows, Some(Some(counters)), Some(Some(txn.clone())))).await;
+        if written.is_err() {
+            self.lock().pending.insert(sub.to_string(), txn);
+        }
+        written
+    }
+
+    /// Writes the roll-back of `sub`'s pending record (one whose write failed, so it may be on
+    /// disk): its positions and counters go back to those before it and no record stays. Until
+    /// this succeeds no later transaction of `sub` may start: settling a record that reached the
+    /// disk after a later transaction began would take that one's number for its commit.
+    pub async fn settle_pending(&self, sub: &str) -> Result<()> {
+        let Some(rec) = self.lock().pending.get(sub).cloned() else {
+            return Ok(());
+        };
+        self.roll_back(sub, rec).await?;
+        self.lock().pending.remove(sub);
+        Ok(())
     }
 
     /// The transaction `sub` recorded and has not settled since.
@@ -337,10 +358,20 @@ impl PositionStore {
 
     /// Removes every position and the counters of `sub`.
     pub async fn clear(&self, sub: &str) -> Result<()> {
-        let rows = self.of(sub).into_keys().map(|k| (k, None)).collect();
-        let counters = self.counters(sub).is_some().then_some(None);
-        let txn = self.txn(sub).is_some().then_some(None);
-        self.write(sub, rows, counters, txn).await
+        let pending = self.lock().pending.get(sub).cloned();
+        let mut keys: std::collections::BTreeSet<PartKey> = self.of(sub).into_keys().collect();
+        // A pending record's rows may be on disk, unknown to the table.
+        keys.extend(
+            pending
+                .iter()
+                .flat_map(|r| r.prev.iter().map(|(k, _)| k.clone())),
+        );
+        let rows = keys.into_iter().map(|k| (k, None)).collect();
+        let counters = (self.counters(sub).is_some() || pending.is_some()).then_some(None);
+        let txn = (self.txn(sub).is_some() || pending.is_some()).then_some(None);
+        self.write(sub, rows, counters, txn).await?;
+        self.lock().pending.remove(sub);
+        Ok(())
     }
 
     /// Compacts the log.

@@ -51,9 +51,10 @@ async fn topic(b: &Broker, name: &str, configs: &[(&str, &str)]) {
 }
 
 /// `e0` cannot be delivered (too large for the target) nor dead-lettered (the dead-letter topic
-/// and the retry-state log are full), so it holds the partition's position at 0 while `e1` and
-/// `e2` are delivered and committed. After a power cut the worker reads from 0 again: it must
-/// not deliver `e1` and `e2` a second time.
+/// and the retry-state log are full), so it holds the partition's position at 0 while 256 later
+/// events are delivered and committed (then reading pauses: a position holds no more). After a
+/// power cut the worker reads from 0 again: it must not deliver them a second time, nor stall on
+/// the restored list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_delivered_past_one_still_waiting_are_not_delivered_again_after_a_power_cut() {
     let fs = MemFs::new();
@@ -83,15 +84,18 @@ async fn events_delivered_past_one_still_waiting_are_not_delivered_again_after_a
         assert!(Instant::now() < end, "e0 was never set aside");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    b.publish(
-        "src",
-        vec![Event::keyed("b", "e1"), Event::keyed("c", "e2")],
-    )
-    .await
-    .unwrap();
-    let mut got = wait_committed(&b, "dst", 2).await;
-    got.sort();
-    assert_eq!(got, ["e1", "e2"]);
+    // More than a position holds past a waiting event (256): reading pauses at the limit.
+    let events: Vec<Event> = (1..=300)
+        .map(|i| Event::keyed(format!("k{i}"), format!("e{i:03}")))
+        .collect();
+    b.publish("src", events).await.unwrap();
+    let got = wait_committed(&b, "dst", 256).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        committed(&b, "dst").await.len(),
+        got.len(),
+        "reading paused"
+    );
     // Power cut: the old broker never runs again.
     fs.crash(None);
     std::mem::forget(bus);
@@ -99,11 +103,14 @@ async fn events_delivered_past_one_still_waiting_are_not_delivered_again_after_a
     let b = open(Arc::new(MemDataDir::new(fs.clone())));
     let bus = Bus::open(b.clone()).unwrap();
     bus.start().await;
+    // The restored position holds 256 events past e0: the restart must not stall on them.
     wait_committed(&b, "dlq", 1).await;
+    wait_committed(&b, "dst", 300).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut got = committed(&b, "dst").await;
     got.sort();
-    assert_eq!(got, ["e1", "e2"], "delivered once each");
+    let want: Vec<String> = (1..=300).map(|i| format!("e{i:03}")).collect();
+    assert_eq!(got, want, "delivered once each");
     bus.close().await.unwrap();
 }
 
@@ -147,6 +154,15 @@ async fn no_transaction_starts_while_a_failed_record_is_not_overwritten() {
         b.offsets_of("dst", 0).unwrap().1,
         appended,
         "a transaction was started (and aborted) while the failed record stood"
+    );
+    // Nor after its worker stops and starts again: the pending record outlives the worker.
+    bus.set_paused("s", true).await.unwrap();
+    bus.set_paused("s", false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        b.offsets_of("dst", 0).unwrap().1,
+        appended,
+        "a transaction was started after the worker's restart"
     );
     plan.set_disk_full(false);
     wait_committed(&b, "dst", 2).await;

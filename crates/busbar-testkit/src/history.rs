@@ -5,6 +5,14 @@
 //! unique per run. [`check`] then counts the anomalies: lost writes, unseen acknowledged writes,
 //! inconsistent offsets, duplicates, aborted reads (G1a), non-monotonic sends and polls, poll skips
 //! and committed-offset regressions. `to_jsonl` writes the history for later inspection.
+//!
+//! Transactions (issue 18): a consume-transform-produce run also records each transaction's
+//! writes (input value, output value) with how it ended as its client saw it, and the inputs that
+//! must each reach the output exactly once. Polls and the final drain are read_committed reads;
+//! the checks are lost-committed-write (a committed transaction's write not there),
+//! aborted-read (an aborted transaction's write read), torn-transaction (some of a transaction's
+//! writes there, not all), and eos-lost / eos-duplicate (an input in the output zero or several
+//! times).
 
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -49,6 +57,25 @@ pub enum Op {
         outcome: Outcome<()>,
         reset: bool,
     },
+    /// A transaction's writes, each (input value, output value), and how it ended.
+    Txn {
+        process: u64,
+        writes: Vec<(u64, u64)>,
+        end: TxnEnd,
+    },
+    /// Inputs each of which must be in the output exactly once (through committed transactions).
+    Inputs { values: Vec<u64> },
+}
+
+/// How a transaction ended, as its client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnEnd {
+    /// The commit was acknowledged.
+    Committed,
+    /// The client aborted it (acknowledged).
+    Aborted,
+    /// Unknown (the client or the broker died before an answer).
+    Unknown,
 }
 
 /// A history, in the order operations completed.
@@ -95,6 +122,11 @@ pub const KINDS: &[&str] = &[
     "nonmonotonic-poll",
     "poll-skip",
     "commit-regression",
+    "lost-committed-write",
+    "aborted-read",
+    "torn-transaction",
+    "eos-lost",
+    "eos-duplicate",
 ];
 
 impl History {
@@ -123,6 +155,18 @@ impl History {
             outcome,
             reset,
         });
+    }
+
+    pub fn txn(&mut self, process: u64, writes: Vec<(u64, u64)>, end: TxnEnd) {
+        self.ops.push(Op::Txn {
+            process,
+            writes,
+            end,
+        });
+    }
+
+    pub fn inputs(&mut self, values: Vec<u64>) {
+        self.ops.push(Op::Inputs { values });
     }
 
     /// The history as JSON lines, one operation per line.
@@ -159,6 +203,19 @@ impl History {
                 } => {
                     json!({"f": "commit", "group": group, "topic": tp.0, "partition": tp.1, "offset": offset, "ok": *o == Outcome::Ok(()), "reset": reset})
                 }
+                Op::Txn {
+                    process,
+                    writes,
+                    end,
+                } => {
+                    let end = match end {
+                        TxnEnd::Committed => "commit",
+                        TxnEnd::Aborted => "abort",
+                        TxnEnd::Unknown => "info",
+                    };
+                    json!({"f": "txn", "process": process, "writes": writes, "end": end})
+                }
+                Op::Inputs { values } => json!({"f": "inputs", "values": values}),
             };
             out.push_str(&line.to_string());
             out.push('\n');
@@ -235,7 +292,33 @@ pub fn from_jsonl(text: &str) -> Result<(History, Vec<Read>), String> {
                 h.commit(group, tp()?, u("offset")?, outcome, reset);
             }
             Some("drain") => drain.extend(records("records")?),
-            _ => return Err(bad("`f` is not send, poll, commit or drain")),
+            Some("txn") => {
+                let end = match v["end"].as_str() {
+                    Some("commit") => TxnEnd::Committed,
+                    Some("abort") => TxnEnd::Aborted,
+                    _ => TxnEnd::Unknown,
+                };
+                let writes = (v["writes"].as_array())
+                    .ok_or_else(|| bad("`writes` is not a list"))?
+                    .iter()
+                    .map(|w| match w.as_array().map(Vec::as_slice) {
+                        Some([i, o]) => Some((i.as_u64()?, o.as_u64()?)),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad("a write is not [input, output]"))?;
+                h.txn(u("process")?, writes, end);
+            }
+            Some("inputs") => {
+                let values = (v["values"].as_array())
+                    .ok_or_else(|| bad("`values` is not a list"))?
+                    .iter()
+                    .map(serde_json::Value::as_u64)
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad("an input is not a number"))?;
+                h.inputs(values);
+            }
+            _ => return Err(bad("`f` is not send, poll, commit, txn, inputs or drain")),
         }
     }
     Ok((h, drain))
@@ -288,7 +371,65 @@ pub fn check(h: &History, drain: &[(Tp, u64, u64)]) -> Report {
     }
     check_polls(h, &at, &mut r);
     check_commits(h, &mut r);
+    check_txns(h, &seen_at, &mut r);
     r
+}
+
+/// The transaction checks (see the module docs); `seen_at` holds every value read
+/// (read_committed) with where it was read.
+fn check_txns(h: &History, seen_at: &HashMap<u64, BTreeSet<(Tp, u64)>>, r: &mut Report) {
+    let mut input_of: HashMap<u64, u64> = HashMap::new();
+    for op in &h.ops {
+        let Op::Txn {
+            process,
+            writes,
+            end,
+        } = op
+        else {
+            continue;
+        };
+        let there = writes
+            .iter()
+            .filter(|(_, o)| seen_at.contains_key(o))
+            .count();
+        let what = || {
+            format!(
+                "process {process}: {there} of {} writes {writes:?}",
+                writes.len()
+            )
+        };
+        if *end == TxnEnd::Committed && there < writes.len() {
+            r.add("lost-committed-write", what());
+        }
+        if *end == TxnEnd::Aborted && there > 0 {
+            r.add("aborted-read", what());
+        }
+        if there > 0 && there < writes.len() {
+            r.add("torn-transaction", what());
+        }
+        input_of.extend(writes.iter().map(|(i, o)| (*o, *i)));
+    }
+    let mut times: HashMap<u64, usize> = HashMap::new();
+    for (out, places) in seen_at {
+        if let Some(i) = input_of.get(out) {
+            *times.entry(*i).or_default() += places.len();
+        }
+    }
+    for op in &h.ops {
+        let Op::Inputs { values } = op else {
+            continue;
+        };
+        for v in values {
+            match times.get(v).copied().unwrap_or(0) {
+                0 => r.add("eos-lost", format!("input {v} is not in the output")),
+                1 => {}
+                n => r.add(
+                    "eos-duplicate",
+                    format!("input {v} is in the output {n} times"),
+                ),
+            }
+        }
+    }
 }
 
 fn check_sends(
@@ -521,5 +662,49 @@ mod tests {
         h.commit("g", tp(0), 0, Outcome::Ok(()), true);
         h.poll(2, vec![(tp(0), 0, 10)], true);
         assert!(check(&h, &[]).is_clean());
+    }
+
+    fn out(tp_: u32, off: u64, v: u64) -> (Tp, u64, u64) {
+        (("out".to_string(), tp_), off, v)
+    }
+
+    /// A clean consume-transform-produce run: inputs 1 and 2; attempt A (outputs 101, 102)
+    /// committed, attempt B (201, 202) aborted, attempt C (301) of unknown end not there.
+    fn txn_run() -> (History, Vec<(Tp, u64, u64)>) {
+        let mut h = History::default();
+        h.inputs(vec![1, 2]);
+        h.txn(1, vec![(1, 101), (2, 102)], TxnEnd::Committed);
+        h.txn(1, vec![(1, 201), (2, 202)], TxnEnd::Aborted);
+        h.txn(2, vec![(1, 301)], TxnEnd::Unknown);
+        (h, vec![out(0, 0, 101), out(0, 2, 102)])
+    }
+
+    #[test]
+    fn every_planted_transaction_anomaly_is_found() {
+        let (h, d) = txn_run();
+        assert!(check(&h, &d).is_clean(), "{:?}", check(&h, &d));
+        let text = h.to_jsonl();
+        assert_eq!(from_jsonl(&text).unwrap().0, h);
+        let cases: Vec<(&str, Plant)> = vec![
+            ("lost-committed-write", Box::new(|_, d| d.truncate(1))),
+            ("aborted-read", Box::new(|_, d| d.push(out(0, 4, 201)))),
+            ("torn-transaction", Box::new(|_, d| d.push(out(1, 0, 201)))),
+            ("eos-lost", Box::new(|_, d| d.truncate(1))),
+            ("eos-duplicate", Box::new(|_, d| d.push(out(1, 0, 301)))),
+        ];
+        for (kind, plant) in cases {
+            let (mut h, mut d) = txn_run();
+            plant(&mut h, &mut d);
+            let r = check(&h, &d);
+            assert!(r.count(kind) >= 1, "{kind} not found: {r:?}");
+        }
+        // A transaction of unknown end may be there whole.
+        let (h, mut d) = txn_run();
+        d.retain(|(_, _, v)| *v != 101 && *v != 102);
+        d.push(out(1, 0, 301));
+        let r = check(&h, &d);
+        assert_eq!(r.count("torn-transaction"), 0, "{r:?}");
+        assert_eq!(r.count("eos-lost"), 1, "input 2 only: {r:?}");
+        assert!(from_jsonl("{\"f\": \"txn\", \"process\": 1, \"writes\": [[1]]}").is_err());
     }
 }

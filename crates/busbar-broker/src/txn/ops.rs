@@ -109,8 +109,13 @@ impl Broker {
         let Some(mut t) = self.txns.get(id) else {
             // The bus's own ids (one per subscription with a topic target, bounded by
             // `subscriptions_max`) are not counted against clients' ids.
-            let clients = !super::producer::reserved(id);
-            if clients && self.txns.read().txns.len() >= self.txns.config.ids_max {
+            let clients = |st: &super::State| {
+                let bus = st.txns.keys().filter(|k| super::producer::reserved(k));
+                st.txns.len() - bus.count()
+            };
+            let full = !super::producer::reserved(id)
+                && clients(&self.txns.read()) >= self.txns.config.ids_max;
+            if full {
                 return Err(BrokerError::TooManyTransactions(format!(
                     "{} transactional ids are in use (transactions.ids_max)",
                     self.txns.config.ids_max

@@ -15,7 +15,8 @@
 //! Events settled past one still waiting (a retry, a parked event) are stored with the
 //! position (its `done` list), so a restart skips them. A record whose write failed may still be
 //! on disk: no later transaction starts until a roll-back write overwrites it (else a later
-//! transaction's commit would make the settling of that record say "committed").
+//! transaction's commit would make the settling of that record say "committed"); the positions
+//! store keeps it pending, beyond the worker.
 //!
 //! Dead letters, redrives and replays are not part of the transaction: they stay at least once.
 
@@ -35,6 +36,9 @@ pub fn transactional_id(name: &str) -> String {
 /// `Some(aborted)` when there was one. Used at every start of its worker and before a reset
 /// moves its positions (a roll-back after the reset would undo it).
 pub(crate) async fn settle_record(ctx: &Ctx, name: &str) -> Result<Option<bool>> {
+    // A record whose write failed goes first: it is rolled back (its transaction, never
+    // ended, is aborted when the next producer starts).
+    ctx.positions.settle_pending(name).await?;
     let Some(rec) = ctx.positions.txn(name) else {
         return Ok(None);
     };
@@ -89,11 +93,6 @@ impl Worker {
             **p = None;
         }
         let ctx = self.ctx.clone();
-        if let Some(rec) = self.unsettled.clone() {
-            // Its transaction is still open (no EndTxn was sent): it is aborted below.
-            ctx.positions.roll_back(&self.name, rec).await?;
-            self.unsettled = None;
-        }
         let had_record = settle_record(&ctx, &self.name).await?.is_some();
         end_retries(&ctx, &self.name, &self.unended).await?;
         self.unended.clear();
@@ -150,32 +149,35 @@ impl Worker {
             }
             let write =
                 (self.ctx.positions).put_with_counters(&self.name, rows.clone(), counters.clone());
-            if write.await.is_ok() {
-                self.committed(rows, counters);
-                let ended = std::mem::take(&mut self.ended);
-                self.end_committed(ended).await;
+            if write.await.is_err() {
+                // A failing disk: start over from the stored state (with its backoff) rather
+                // than commit again on every pass.
+                self.restart = true;
+                return;
             }
+            self.committed(rows, counters);
+            let ended = std::mem::take(&mut self.ended);
+            self.end_committed(ended).await;
             return;
         };
         let prev = rows
             .iter()
             .map(|(k, _)| (k.clone(), self.stored(k)))
             .collect();
+        // Entries of earlier commits whose removal failed stay listed until removed: this
+        // record replaces the one that listed them.
+        let ended = (self.unended.iter()).chain(&self.ended).cloned().collect();
         let rec = TxnRecord {
             seq,
             prev,
             prev_counters: self.saved_counters.clone(),
-            ended: self.ended.clone(),
+            ended,
         };
-        let write = (self.ctx.positions).put_in_txn(
-            &self.name,
-            rows.clone(),
-            counters.clone(),
-            rec.clone(),
-        );
+        let write =
+            (self.ctx.positions).put_in_txn(&self.name, rows.clone(), counters.clone(), rec);
         if write.await.is_err() {
-            // Maybe on disk: overwritten by a roll-back before the next transaction starts.
-            self.unsettled = Some(rec);
+            // Maybe on disk: rolled back before the next transaction starts (the store keeps
+            // it pending, `settle_record`).
             self.restart = true;
             return;
         }

@@ -21,8 +21,7 @@ impl Worker {
     pub(super) fn backpressure(&self) -> bool {
         let (waiting, max) = (self.entries.len(), self.waiting_max());
         let waiting = if self.held.is_empty() { waiting } else { 0 };
-        if (self.parts.iter()).any(|p| p.done.len() >= super::DONE_AHEAD_MAX) {
-            // Exactly-once: as many events settled past an unsettled one as a position holds.
+        if self.done_full() {
             return true;
         }
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -36,6 +35,14 @@ impl Worker {
             *status = SubState::Running;
         }
         false
+    }
+
+    /// Exactly-once: a partition holds as many events settled past an unsettled one as a
+    /// position stores. Only while one is unsettled (it settles by its own retry timer): events
+    /// restored ahead of the reader and settled before it reaches them never stop it.
+    pub(super) fn done_full(&self) -> bool {
+        (self.parts.iter())
+            .any(|p| !p.outstanding.is_empty() && p.done.len() >= super::DONE_AHEAD_MAX)
     }
 
     /// Where the reader of `r`'s partition is (`u64::MAX` when it does not read it).

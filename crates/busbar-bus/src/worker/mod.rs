@@ -29,7 +29,7 @@ use crate::error::{BusError, Result};
 use crate::policy::Jitter;
 use crate::positions::{
     forget_old_incarnation, stored_position, take_over_legacy, topic_layout, PartKey, Position,
-    PositionStore, TxnRecord,
+    PositionStore,
 };
 use crate::SubState;
 use busbar_broker::event::{Decoded, StoredEvent};
@@ -133,7 +133,6 @@ pub fn spawn(
         jitter: Jitter::from_entropy(),
         ended: Vec::new(),
         unended: Vec::new(),
-        unsettled: None,
         restart: false,
     };
     let task = tokio::spawn(worker.run(stop_rx, cmd_rx));
@@ -227,9 +226,6 @@ struct Worker {
     /// Exactly-once: retry entries of committed deliveries whose removal failed, removed again
     /// at the next commit or start (never forgotten: they would deliver an event again).
     unended: Vec<EventRef>,
-    /// Exactly-once: a transaction record whose write failed, its outcome unknown (it may be on
-    /// disk). No transaction starts until it is overwritten by a successful roll-back write.
-    unsettled: Option<TxnRecord>,
     /// A commit failed in a way only a fresh start from the stored state can settle.
     restart: bool,
 }
@@ -484,6 +480,7 @@ impl Worker {
     fn idle_positions(&self) -> Vec<(String, i64, u64)> {
         if self.inflight.len() >= self.limit()
             || (self.entries.len() >= self.waiting_max() && self.held.is_empty())
+            || self.done_full()
         {
             return Vec::new();
         }
