@@ -29,7 +29,8 @@ def serve(binary, data):
 def run(kafka, topic, count, per_txn, transactional, run_id):
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
-    AdminClient({"bootstrap.servers": kafka}).create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    admin = AdminClient({"bootstrap.servers": kafka})  # kept alive until its answer is in
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
     conf = {"bootstrap.servers": kafka, "enable.idempotence": True, "acks": "all",
             "linger.ms": 5, "batch.size": 1 << 20}
     if transactional:

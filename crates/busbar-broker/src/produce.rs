@@ -21,6 +21,14 @@ pub enum PendingAppend {
 }
 
 impl PendingAppend {
+    /// Where a batch still to become durable was written (`None` for an answer already final).
+    pub fn written(&self) -> Option<Appended> {
+        match self {
+            PendingAppend::Ready(_) => None,
+            PendingAppend::Wait { at, .. } => Some(*at),
+        }
+    }
+
     /// Waits for durability; answers the batch's offsets.
     pub async fn durable(self) -> Result<Appended> {
         match self {

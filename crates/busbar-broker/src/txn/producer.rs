@@ -39,8 +39,11 @@ const TIMEOUT_MS: i64 = 60_000;
 /// The transactional-batch bit of a RecordBatch's attributes.
 const TRANSACTIONAL: i16 = 0x10;
 
+/// Appends of the open transaction not yet known durable before [`Broker::flush_txn`] waits
+/// for them all: past this many, the next append waits first.
+const UNSYNCED_MAX: usize = 1024;
+
 /// A transactional producer of the bus.
-#[derive(Debug)]
 pub struct TxnProducer {
     id: String,
     producer_id: i64,
@@ -53,6 +56,9 @@ pub struct TxnProducer {
     open: Option<u64>,
     /// A write of the open transaction failed part way: it can only be aborted.
     broken: bool,
+    /// The open transaction's appends, written but not yet known durable: they share one
+    /// fsync per partition when the transaction is flushed, not one per append.
+    unsynced: Vec<crate::produce::PendingAppend>,
 }
 
 impl TxnProducer {
@@ -98,12 +104,14 @@ impl Broker {
             added: BTreeSet::new(),
             open: None,
             broken: false,
+            unsynced: Vec::new(),
         })
     }
 
     /// Publishes `events` to `topic` inside `p`'s transaction (starting one), routed as
     /// [`Broker::publish`] routes them. Invisible to read-committed readers until
-    /// [`Broker::commit_txn`].
+    /// [`Broker::commit_txn`]. Answers once written, not durable: [`Broker::flush_txn`] (and the
+    /// commit) wait for that, for all the transaction's appends at once.
     pub async fn publish_txn(
         &self,
         p: &mut TxnProducer,
@@ -154,13 +162,31 @@ impl Broker {
         }
         let mut done: Vec<(u32, Vec<_>)> = Vec::new();
         for (part, idx, w) in pending {
-            let at = w.durable().await.inspect_err(|_| p.broken = true)?;
+            let at = match w.written() {
+                Some(at) => {
+                    p.unsynced.push(w);
+                    at
+                }
+                None => w.durable().await.inspect_err(|_| p.broken = true)?,
+            };
             match done.last_mut() {
                 Some((q, v)) if *q == part => v.push((idx, at)),
                 _ => done.push((part, vec![(idx, at)])),
             }
         }
+        if p.unsynced.len() >= UNSYNCED_MAX {
+            self.flush_txn(p).await?;
+        }
         Ok(answers(n, done))
+    }
+
+    /// Waits until every append of `p`'s open transaction is durable (per the topics' sync
+    /// policy). A failure breaks the transaction: it can only be aborted.
+    pub async fn flush_txn(&self, p: &mut TxnProducer) -> Result<()> {
+        for w in std::mem::take(&mut p.unsynced) {
+            w.durable().await.inspect_err(|_| p.broken = true)?;
+        }
+        Ok(())
     }
 
     /// Commits `p`'s open transaction (nothing when none is open). An error leaves its outcome
@@ -174,6 +200,9 @@ impl Broker {
                 "a write of this transaction failed: it can only be aborted".into(),
             ));
         }
+        // Its data is durable before the commit is (a crash must not keep a commit marker
+        // whose records were lost).
+        self.flush_txn(p).await?;
         self.end_txn(&p.id, p.producer_id, p.epoch, true).await?;
         p.open = None;
         p.added.clear();

@@ -164,6 +164,12 @@ impl Worker {
             .iter()
             .map(|(k, _)| (k.clone(), self.stored(k)))
             .collect();
+        // The deliveries are durable before the record says they will be committed: settled
+        // as "commit" after a crash, the transaction must still hold them.
+        if self.ctx.broker.flush_txn(producer).await.is_err() {
+            self.restart = true;
+            return;
+        }
         // Entries of earlier commits whose removal failed stay listed until removed: this
         // record replaces the one that listed them.
         let ended = (self.unended.iter()).chain(&self.ended).cloned().collect();

@@ -246,10 +246,19 @@ fn key_hash(k: &[u8]) -> u64 {
 /// offset (other batches in the same read do not matter); `None` when the log (or that
 /// incarnation) no longer has it.
 async fn read_one(
-    broker: &Arc<Broker>,
+    ctx: &Arc<Ctx>,
     r: &EventRef,
     topic_id: Option<String>,
 ) -> Result<Option<Decoded>> {
+    let broker = &ctx.broker;
+    if let Some(id) = &topic_id {
+        // A retry or a lane's next event is most often in a chunk the reader has cached: no
+        // read (nor decoding of a whole read for one event).
+        let key = (r.topic.clone(), id.clone(), r.partition);
+        if let Some(d) = ctx.shared.cached_item(&key, r.offset) {
+            return Ok(Some(d));
+        }
+    }
     let read = match topic_id {
         Some(id) => {
             let key = (r.topic.clone(), id, r.partition);
@@ -711,7 +720,7 @@ impl Worker {
         self.inflight.spawn(async move {
             let event = match event {
                 Some(e) => Ok(Some(e)),
-                None => match read_one(&ctx.broker, &job.r, topic_id).await {
+                None => match read_one(&ctx, &job.r, topic_id).await {
                     Ok(Some(Decoded::Undecodable {
                         timestamp, error, ..
                     })) if job.entry.as_ref().is_none_or(|e| e.dead_letter.is_none()) => {

@@ -160,6 +160,18 @@ impl Chunk {
     }
 
     /// The last offset item `j` covers.
+    /// The item holding offset `o` (an event at it, or an undecodable batch spanning it).
+    pub fn item_at(&self, o: u64) -> Option<&Decoded> {
+        let j = self.items.partition_point(|d| match d {
+            Decoded::Event(e) => e.offset < o,
+            Decoded::Undecodable { last, .. } => *last < o,
+        });
+        self.items.get(j).filter(|d| match d {
+            Decoded::Event(e) => e.offset == o,
+            Decoded::Undecodable { first, last, .. } => (*first..=*last).contains(&o),
+        })
+    }
+
     pub fn last_of(&self, j: u32) -> u64 {
         match &self.items[j as usize] {
             Decoded::Event(e) => e.offset,
@@ -386,6 +398,16 @@ impl Shared {
         let built = Arc::new(TopicRules::build(generation, it));
         regs.built = Some(built.clone());
         built
+    }
+
+    /// The item at offset `at` of `key` when a cached chunk holds it (counted as a cache hit).
+    pub fn cached_item(&self, key: &PartKey, at: u64) -> Option<Decoded> {
+        let c = lock(&self.cache).lookup(key, at)?;
+        let item = c.item_at(at).cloned();
+        if item.is_some() {
+            self.cache_hits.fetch_add(1, Relaxed);
+        }
+        item
     }
 
     /// The chunk of `key` holding offset `at`: cached, or read (and cached) now. `None` when
