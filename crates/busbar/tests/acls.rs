@@ -732,14 +732,30 @@ fn wait_state(s: &Server, name: &str, done: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
+/// The events a reader of `topic` sees: a topic target's deliveries are visible once their
+/// transaction commits, and its commit markers take offsets but are no events.
 fn stored(s: &Server, topic: &str) -> u64 {
     let (_, d) = call(s, ADMIN, "GET", &format!("/topics/{topic}"), None);
-    d["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["high_watermark"].as_u64().unwrap())
-        .sum()
+    let mut n = 0;
+    for p in d["partitions"].as_array().unwrap() {
+        let (index, hw) = (
+            p["partition"].as_u64().unwrap(),
+            p["high_watermark"].as_u64(),
+        );
+        let mut at = 0;
+        while Some(at) < hw {
+            let path = format!("/topics/{topic}/partitions/{index}/events?offset={at}&limit=10000");
+            let (st, r) = call(s, ADMIN, "GET", &path, None);
+            assert_eq!(st, 200, "{r}");
+            n += r["events"].as_array().unwrap().len() as u64;
+            let next = r["next_offset"].as_u64().unwrap();
+            if next == at {
+                break; // an open transaction: nothing past it is visible yet
+            }
+            at = next;
+        }
+    }
+    n
 }
 
 fn metric(s: &Server, line: &str) -> bool {
@@ -789,7 +805,7 @@ fn a_subscription_runs_as_its_creator_and_pauses_unauthorized_without_skipping()
     wait_state(&s, "fwd", |v| {
         v["state"] == "running" && v["counters"]["delivered"] == 2
     });
-    assert_eq!(stored(&s, "dst"), 2);
+    wait_stored(&s, "dst", 2);
     // READ revoked: the worker stops within about a second; nothing is delivered or skipped.
     let (st, _) = call(
         &s,
@@ -834,7 +850,7 @@ fn a_subscription_runs_as_its_creator_and_pauses_unauthorized_without_skipping()
     wait_state(&s, "fwd", |v| {
         v["state"] == "running" && v["counters"]["delivered"] == 5
     });
-    assert_eq!(stored(&s, "dst"), 5);
+    wait_stored(&s, "dst", 5);
     audited("\"allowed\"");
     let (_, got) = call(&s, ADMIN, "GET", "/topics/dst/partitions/0/events", None);
     let values: Vec<&Value> = got["events"]
@@ -976,7 +992,7 @@ fn a_replay_waits_while_the_creator_may_not_read() {
         (Some("RUNNING"), Some(0)),
         "{v}"
     );
-    assert_eq!(stored(&s, "dst"), 3);
+    wait_stored(&s, "dst", 3);
     grant(&s, &[read]);
     let end = Instant::now() + Duration::from_secs(30);
     loop {
@@ -988,7 +1004,7 @@ fn a_replay_waits_while_the_creator_may_not_read() {
         assert!(Instant::now() < end, "{v}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(stored(&s, "dst"), 6);
+    wait_stored(&s, "dst", 6);
 }
 
 const BOB: (&str, &str) = ("bob", "bob-secret-1");
@@ -1231,6 +1247,25 @@ fn publish(s: &Server, topic: &str, values: &[i64]) {
 }
 
 /// The values stored in partition 0 of `topic`.
+/// Waits (up to 10 s) until `topic` holds `n` visible events: a topic target's deliveries are
+/// counted when appended and visible once their transaction commits, about 100 ms later.
+fn wait_stored(s: &Server, topic: &str, n: u64) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while stored(s, topic) != n && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(stored(s, topic), n);
+}
+
+/// As [`wait_stored`], for the values of partition 0.
+fn wait_values<const N: usize>(s: &Server, topic: &str, want: [Value; N]) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while values(s, topic) != want && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(values(s, topic), want);
+}
+
 fn values(s: &Server, topic: &str) -> Vec<Value> {
     let path = format!("/topics/{topic}/partitions/0/events");
     let (_, got) = call(s, ADMIN, "GET", &path, None);
@@ -1283,7 +1318,7 @@ fn a_subscription_pauses_unauthorized_while_its_creator_may_not_write_the_target
         v["state"] == "running" && v["counters"]["delivered"] == 5
     });
     audited(dir.path(), "fwd", &["\"allowed\"", "TOPIC:dst"]);
-    assert_eq!(values(&s, "dst"), [1, 2, 3, 4, 5].map(|n| json!(n)));
+    wait_values(&s, "dst", [1, 2, 3, 4, 5].map(|n| json!(n)));
 }
 
 /// Without WRITE on its dead-letter topic the creator's subscription pauses too: events that
@@ -1376,5 +1411,5 @@ fn a_subscription_pauses_unauthorized_once_its_creator_is_deleted() {
     wait_state(&s, "fwd", |v| {
         v["state"] == "running" && v["counters"]["delivered"] == 3
     });
-    assert_eq!(values(&s, "dst"), [1, 2, 3].map(|n| json!(n)));
+    wait_values(&s, "dst", [1, 2, 3].map(|n| json!(n)));
 }

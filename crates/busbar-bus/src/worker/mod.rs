@@ -255,7 +255,7 @@ async fn read_one(
         // A retry or a lane's next event is most often in a chunk the reader has cached: no
         // read (nor decoding of a whole read for one event).
         let key = (r.topic.clone(), id.clone(), r.partition);
-        if let Some(d) = ctx.shared.cached_item(&key, r.offset) {
+        if let Some(d) = ctx.shared.cached_item(broker, &key, r.offset) {
             return Ok(Some(d));
         }
     }

@@ -78,7 +78,8 @@ pub struct ReadStats {
     pub events_decoded: u64,
     /// Events read as CloudEvents and parsed into the JSON document patterns match.
     pub documents_parsed: u64,
-    /// Chunks a worker found in the cache instead of reading.
+    /// Chunks a worker found in the cache instead of reading, and events (a retry, a key
+    /// lane's next) taken from a cached chunk.
     pub cache_hits: u64,
 }
 
@@ -159,7 +160,6 @@ impl Chunk {
         self.bytes + self.match_bytes.load(Relaxed)
     }
 
-    /// The last offset item `j` covers.
     /// The item holding offset `o` (an event at it, or an undecodable batch spanning it).
     pub fn item_at(&self, o: u64) -> Option<&Decoded> {
         let j = self.items.partition_point(|d| match d {
@@ -172,6 +172,7 @@ impl Chunk {
         })
     }
 
+    /// The last offset item `j` covers.
     pub fn last_of(&self, j: u32) -> u64 {
         match &self.items[j as usize] {
             Decoded::Event(e) => e.offset,
@@ -400,8 +401,16 @@ impl Shared {
         built
     }
 
-    /// The item at offset `at` of `key` when a cached chunk holds it (counted as a cache hit).
-    pub fn cached_item(&self, key: &PartKey, at: u64) -> Option<Decoded> {
+    /// The item at offset `at` of `key` when a cached chunk holds it (counted as a cache hit)
+    /// and the log still does: not once the topic is another incarnation or its log start has
+    /// passed `at` (retention, DeleteRecords), as a read would not find it either.
+    pub fn cached_item(&self, broker: &Broker, key: &PartKey, at: u64) -> Option<Decoded> {
+        let (topic, id, partition) = key;
+        same_incarnation(broker, topic, id).ok()?;
+        let (start, _) = broker.offsets_of(topic, i64::from(*partition)).ok()?;
+        if at < start {
+            return None;
+        }
         let c = lock(&self.cache).lookup(key, at)?;
         let item = c.item_at(at).cloned();
         if item.is_some() {

@@ -93,7 +93,6 @@ impl Server {
         log.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 
-    /// Sum of a topic's partitions' high watermarks.
     /// The events a reader of `topic` sees (committed ones: a topic target's deliveries are
     /// visible once their transaction commits, and its markers take offsets but are no events).
     pub fn events_stored(&self, topic: &str) -> u64 {
