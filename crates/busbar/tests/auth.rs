@@ -269,6 +269,8 @@ fn api_tokens_expire_are_revoked_and_act_as_their_user() {
         Some(json!({"name": "again"})),
     );
     let again = made["token"].as_str().unwrap().to_string();
+    // Prefixed: never taken for an option on a command line, findable by secret scanners.
+    assert!(again.starts_with("bb_"), "{again}");
     assert_eq!(bearer(&s, "GET", "/topics", &again), 200);
     let out = cli(&s, &["--token", &again, "topic", "list"]);
     assert!(

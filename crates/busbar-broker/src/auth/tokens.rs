@@ -1,5 +1,6 @@
-//! HTTP API tokens: named, expiring, revocable, each bound to a user. The secret is 32 random
-//! bytes (base64url), shown once; only its SHA-256 is stored, as the key of a row in the internal
+//! HTTP API tokens: named, expiring, revocable, each bound to a user. The secret is `bb_` and 32
+//! random bytes (base64url), shown once (the prefix lets secret scanners find leaked tokens, and
+//! a token never starts with `-`, which a command line would take for an option); only its SHA-256 is stored, as the key of a row in the internal
 //! compacted log `internal/tokens` (a tombstone revokes). Writes are serialised and applied to
 //! memory only once durable, so a failed write changes nothing. An expired token stops working at
 //! once and its row is dropped with the next token written. At most [`Limits`] live tokens exist
@@ -202,7 +203,7 @@ impl TokenStore {
             .filter(|(_, t)| t.expires_ms <= now)
             .map(|(k, _)| (k.clone(), None))
             .collect();
-        let secret = B64URL.encode(super::scram::random(SECRET_BYTES)?);
+        let secret = format!("bb_{}", B64URL.encode(super::scram::random(SECRET_BYTES)?));
         let info = TokenInfo {
             name: name.to_string(),
             user: user.to_string(),
