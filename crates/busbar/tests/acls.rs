@@ -732,30 +732,9 @@ fn wait_state(s: &Server, name: &str, done: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
-/// The events a reader of `topic` sees: a topic target's deliveries are visible once their
-/// transaction commits, and its commit markers take offsets but are no events.
+/// The events a reader of `topic` sees, read as the admin.
 fn stored(s: &Server, topic: &str) -> u64 {
-    let (_, d) = call(s, ADMIN, "GET", &format!("/topics/{topic}"), None);
-    let mut n = 0;
-    for p in d["partitions"].as_array().unwrap() {
-        let (index, hw) = (
-            p["partition"].as_u64().unwrap(),
-            p["high_watermark"].as_u64(),
-        );
-        let mut at = 0;
-        while Some(at) < hw {
-            let path = format!("/topics/{topic}/partitions/{index}/events?offset={at}&limit=10000");
-            let (st, r) = call(s, ADMIN, "GET", &path, None);
-            assert_eq!(st, 200, "{r}");
-            n += r["events"].as_array().unwrap().len() as u64;
-            let next = r["next_offset"].as_u64().unwrap();
-            if next == at {
-                break; // an open transaction: nothing past it is visible yet
-            }
-            at = next;
-        }
-    }
-    n
+    common::visible_events(topic, |path| call(s, ADMIN, "GET", path, None))
 }
 
 fn metric(s: &Server, line: &str) -> bool {

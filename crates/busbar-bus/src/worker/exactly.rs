@@ -26,6 +26,15 @@ use crate::error::Result;
 use crate::positions::{PartKey, Position, TxnRecord};
 use crate::state::EventRef;
 use busbar_broker::txn::producer::{Fate, PREFIX};
+use std::time::Duration;
+
+/// Exactly-once: how long a stopping worker waits for its appends in flight before it gives up
+/// its last commit (the transaction is aborted at the next start).
+pub(super) const STOP_DRAIN_MAX: Duration = Duration::from_secs(10);
+
+/// Exactly-once: retry entries ended by deliveries of one transaction before it commits early
+/// (its record lists them, and a record is one write of at most a batch).
+pub(super) const ENDED_PER_COMMIT: usize = 1024;
 
 /// The transactional id of subscription `name`.
 pub fn transactional_id(name: &str) -> String {

@@ -170,14 +170,6 @@ struct Part {
 /// lowest one settles: bounds the size of a position write.
 pub(super) const DONE_AHEAD_MAX: usize = 256;
 
-/// Exactly-once: how long a stopping worker waits for its appends in flight before it gives up
-/// its last commit (the transaction is aborted at the next start).
-const STOP_DRAIN_MAX: Duration = Duration::from_secs(10);
-
-/// Exactly-once: retry entries ended by deliveries of one transaction before it commits early
-/// (its record lists them, and a record is one write of at most a batch).
-const ENDED_PER_COMMIT: usize = 1024;
-
 struct Job {
     r: EventRef,
     /// The retry state this attempt continues, if any.
@@ -241,45 +233,6 @@ fn key_hash(k: &[u8]) -> u64 {
     })
 }
 
-/// Reads the one event at `r` of the topic incarnation `topic_id` (when the worker still reads the
-/// topic; else of whatever topic has the name): the event, or the undecodable batch holding its
-/// offset (other batches in the same read do not matter); `None` when the log (or that
-/// incarnation) no longer has it.
-async fn read_one(
-    ctx: &Arc<Ctx>,
-    r: &EventRef,
-    topic_id: Option<String>,
-) -> Result<Option<Decoded>> {
-    let broker = &ctx.broker;
-    if let Some(id) = &topic_id {
-        // A retry or a lane's next event is most often in a chunk the reader has cached: no
-        // read (nor decoding of a whole read for one event).
-        let key = (r.topic.clone(), id.clone(), r.partition);
-        if let Some(d) = ctx.shared.cached_item(broker, &key, r.offset) {
-            return Ok(Some(d));
-        }
-    }
-    let read = match topic_id {
-        Some(id) => {
-            let key = (r.topic.clone(), id, r.partition);
-            shared::read_pinned(broker, &key, r.offset, READ_BYTES).await
-        }
-        None => broker.read_now(&r.topic, r.partition as i64, r.offset, READ_BYTES),
-    };
-    let data = match read {
-        Ok(d) => d,
-        Err(BrokerError::OffsetOutOfRange { .. }) | Err(BrokerError::UnknownTopic(_)) => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let found = broker.decode_committed(&r.topic, r.partition, &data, r.offset)?;
-    Ok(found.into_iter().next().filter(|d| match d {
-        Decoded::Event(e) => e.offset == r.offset,
-        Decoded::Undecodable { first, last, .. } => (*first..=*last).contains(&r.offset),
-    }))
-}
-
 /// What a letter carries for an event that cannot be read (no key, value or headers).
 pub(crate) fn stand_in(r: &EventRef, timestamp: i64) -> StoredEvent {
     StoredEvent {
@@ -318,7 +271,7 @@ impl Worker {
                 // Appends are local and quick: let them end, so the last commit covers them.
                 // A stalled disk must not hold the stop: then the open transaction is aborted
                 // at the next start and its deliveries are made again.
-                drained = tokio::time::timeout(STOP_DRAIN_MAX, self.drain())
+                drained = tokio::time::timeout(exactly::STOP_DRAIN_MAX, self.drain())
                     .await
                     .is_ok();
             }
@@ -377,7 +330,9 @@ impl Worker {
                     false
                 }
             };
-            if last_commit.elapsed() >= COMMIT_EVERY || self.ended.len() >= ENDED_PER_COMMIT {
+            if last_commit.elapsed() >= COMMIT_EVERY
+                || self.ended.len() >= exactly::ENDED_PER_COMMIT
+            {
                 self.commit().await;
                 last_commit = tokio::time::Instant::now();
                 if self.restart {
@@ -720,7 +675,7 @@ impl Worker {
         self.inflight.spawn(async move {
             let event = match event {
                 Some(e) => Ok(Some(e)),
-                None => match read_one(&ctx, &job.r, topic_id).await {
+                None => match read::read_one(&ctx, &job.r, topic_id).await {
                     Ok(Some(Decoded::Undecodable {
                         timestamp, error, ..
                     })) if job.entry.as_ref().is_none_or(|e| e.dead_letter.is_none()) => {

@@ -1,10 +1,12 @@
 //! How a worker reads its partitions: through the chunks its topic's subscriptions share
 //! (`shared.rs`), taking from each only the items its subscription must handle (the events its
-//! pattern matches and undecodable batches) and passing the rest in one step.
+//! pattern matches and undecodable batches) and passing the rest in one step; and reading back
+//! the one event a retry or a key lane's next delivery needs (`read_one`).
 
-use super::shared::{same_incarnation, Chunk};
-use super::Worker;
+use super::shared::{holds, read_pinned, same_incarnation, Chunk, READ_BYTES};
+use super::{Ctx, Worker};
 use crate::error::Result;
+use crate::state::EventRef;
 use busbar_broker::event::Decoded;
 use busbar_broker::BrokerError;
 use std::sync::Arc;
@@ -143,4 +145,40 @@ impl super::Part {
         self.settled_ahead.retain(|o| *o >= next);
         self.prune_done();
     }
+}
+
+/// Reads the one event at `r` of the topic incarnation `topic_id` (when the worker still reads the
+/// topic; else of whatever topic has the name): the event, or the undecodable batch holding its
+/// offset (other batches in the same read do not matter); `None` when the log (or that
+/// incarnation) no longer has it.
+pub(super) async fn read_one(
+    ctx: &Arc<Ctx>,
+    r: &EventRef,
+    topic_id: Option<String>,
+) -> Result<Option<Decoded>> {
+    let broker = &ctx.broker;
+    if let Some(id) = &topic_id {
+        // A retry or a lane's next event is most often in a chunk the reader has cached: no
+        // read (nor decoding of a whole read for one event).
+        let key = (r.topic.clone(), id.clone(), r.partition);
+        if let Some(d) = ctx.shared.cached_item(broker, &key, r.offset) {
+            return Ok(Some(d));
+        }
+    }
+    let read = match topic_id {
+        Some(id) => {
+            let key = (r.topic.clone(), id, r.partition);
+            read_pinned(broker, &key, r.offset, READ_BYTES).await
+        }
+        None => broker.read_now(&r.topic, r.partition as i64, r.offset, READ_BYTES),
+    };
+    let data = match read {
+        Ok(d) => d,
+        Err(BrokerError::OffsetOutOfRange { .. }) | Err(BrokerError::UnknownTopic(_)) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let found = broker.decode_committed(&r.topic, r.partition, &data, r.offset)?;
+    Ok(found.into_iter().next().filter(|d| holds(d, r.offset)))
 }

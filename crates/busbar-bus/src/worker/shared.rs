@@ -166,10 +166,7 @@ impl Chunk {
             Decoded::Event(e) => e.offset < o,
             Decoded::Undecodable { last, .. } => *last < o,
         });
-        self.items.get(j).filter(|d| match d {
-            Decoded::Event(e) => e.offset == o,
-            Decoded::Undecodable { first, last, .. } => (*first..=*last).contains(&o),
-        })
+        self.items.get(j).filter(|d| holds(d, o))
     }
 
     /// The last offset item `j` covers.
@@ -611,6 +608,14 @@ impl Shared {
 
 /// `UnknownTopic` unless `topic` is the incarnation `id` (after anything read of it by name, this
 /// says the read was of that incarnation: ids are never reused).
+/// Whether item `d` holds offset `o` (an event at it, or an undecodable batch spanning it).
+pub(crate) fn holds(d: &Decoded, o: u64) -> bool {
+    match d {
+        Decoded::Event(e) => e.offset == o,
+        Decoded::Undecodable { first, last, .. } => (*first..=*last).contains(&o),
+    }
+}
+
 pub(crate) fn same_incarnation(broker: &Broker, topic: &str, id: &str) -> Result<(), BrokerError> {
     if broker.describe_topic(topic)?.id != id {
         return Err(BrokerError::UnknownTopic(topic.to_string()));

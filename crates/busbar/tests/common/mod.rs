@@ -93,31 +93,9 @@ impl Server {
         log.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 
-    /// The events a reader of `topic` sees (committed ones: a topic target's deliveries are
-    /// visible once their transaction commits, and its markers take offsets but are no events).
+    /// The events a reader of `topic` sees ([`visible_events`]).
     pub fn events_stored(&self, topic: &str) -> u64 {
-        let (_, d) = self.http("GET", &format!("/topics/{topic}"), None);
-        let mut n = 0;
-        for p in d["partitions"].as_array().unwrap() {
-            let (index, hw) = (
-                p["partition"].as_u64().unwrap(),
-                p["high_watermark"].as_u64(),
-            );
-            let mut at = 0;
-            while Some(at) < hw {
-                let path =
-                    format!("/topics/{topic}/partitions/{index}/events?offset={at}&limit=10000");
-                let (st, r) = self.http("GET", &path, None);
-                assert_eq!(st, 200, "{r}");
-                n += r["events"].as_array().unwrap().len() as u64;
-                let next = r["next_offset"].as_u64().unwrap();
-                if next == at {
-                    break; // an open transaction: nothing past it is visible yet
-                }
-                at = next;
-            }
-        }
-        n
+        visible_events(topic, |path| self.http("GET", path, None))
     }
 
     pub fn url(&self) -> String {
@@ -308,4 +286,32 @@ pub fn wait_sub(s: &Server, name: &str, done: impl Fn(&Value) -> bool) -> Value 
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The events a reader of `topic` sees, read page by page through `get` (a GET of a path):
+/// committed ones only, as a topic target's deliveries are visible once their transaction commits
+/// and its markers take offsets but are no events.
+pub fn visible_events(topic: &str, get: impl Fn(&str) -> (u16, Value)) -> u64 {
+    let (_, d) = get(&format!("/topics/{topic}"));
+    let mut n = 0;
+    for p in d["partitions"].as_array().unwrap() {
+        let (index, hw) = (
+            p["partition"].as_u64().unwrap(),
+            p["high_watermark"].as_u64(),
+        );
+        let mut at = 0;
+        while Some(at) < hw {
+            let (st, r) = get(&format!(
+                "/topics/{topic}/partitions/{index}/events?offset={at}&limit=10000"
+            ));
+            assert_eq!(st, 200, "{r}");
+            n += r["events"].as_array().unwrap().len() as u64;
+            let next = r["next_offset"].as_u64().unwrap();
+            if next == at {
+                break; // an open transaction: nothing past it is visible yet
+            }
+            at = next;
+        }
+    }
+    n
 }
