@@ -414,7 +414,11 @@ def librdkafka_2_0_turns_on_every_feature_and_kcat_balanced_consumer_works(b):
 def a_member_that_leaves_hands_its_partitions_over_at_once(b):
     from confluent_kafka import Consumer
     produce_keyed(b, "lv", 600, 6)
-    conf = {"bootstrap.servers": b.kafka, "group.id": "lvg", "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    # The remaining member learns of the rebalance at its next heartbeat (librdkafka's default
+    # interval is 3 s, which a loaded CI machine overshoots); a LeaveGroup that were ignored would
+    # only show after the 45 s session timeout, which is what the bound below tells apart.
+    conf = {"bootstrap.servers": b.kafka, "group.id": "lvg", "auto.offset.reset": "earliest", "enable.auto.commit": False,
+            "heartbeat.interval.ms": 500, "session.timeout.ms": 45000}
     c1, c2 = Consumer(conf), Consumer(conf)
     c1.subscribe(["lv"]); c2.subscribe(["lv"])
     deadline = time.time() + 30
@@ -423,10 +427,10 @@ def a_member_that_leaves_hands_its_partitions_over_at_once(b):
     assert sorted(p.partition for p in c1.assignment() + c2.assignment()) == list(range(6)), "disjoint and complete"
     c2.close()  # LeaveGroup
     start = time.time()
-    while time.time() - start < 10 and len(c1.assignment()) < 6:
+    while time.time() - start < 20 and len(c1.assignment()) < 6:
         c1.poll(0.2)
     took = time.time() - start
-    assert len(c1.assignment()) == 6 and took < 3, f"reassigned in {took:.1f}s"
+    assert len(c1.assignment()) == 6 and took < 15, f"reassigned in {took:.1f}s"
     c1.close()
 
 
