@@ -1,5 +1,5 @@
 # Installs the real clients the tests drive, when missing: kcat and Node.js with npm (Debian),
-# confluent-kafka with its Avro, Protobuf and schema registry extras, kafka-python, aiokafka and requests (PyPI); kafkajs (npm) installs on first use in run.py. Sourced by test.sh and reliability.sh.
+# confluent-kafka with its Avro, Protobuf and schema registry extras, kafka-python, aiokafka, requests and PyYAML (PyPI; tests/deploy/check.py reads the Prometheus rules); kafkajs (npm) installs on first use in run.py. Sourced by test.sh and reliability.sh.
 
 install_clients() {
   local debs=()
@@ -15,8 +15,8 @@ install_clients() {
   # confluent_kafka.schema_registry.avro needs the avro and schemaregistry extras (fastavro,
   # authlib, cachetools, attrs, ...): tests/clients/schema_registry.py; .protobuf the protobuf
   # extra (protobuf, googleapis-common-protos): tests/clients/schema_registry_protobuf.py.
-  if ! python3 -c 'import confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.protobuf, kafka, aiokafka, requests' 2>/dev/null; then
-    printf '\n== installing confluent-kafka[avro,protobuf,schemaregistry], kafka-python, aiokafka and requests (PyPI)\n'
-    python3 -m pip install -q --disable-pip-version-check 'confluent-kafka[avro,protobuf,schemaregistry]' kafka-python aiokafka requests
+  if ! python3 -c 'import confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.protobuf, kafka, aiokafka, requests, yaml' 2>/dev/null; then
+    printf '\n== installing confluent-kafka[avro,protobuf,schemaregistry], kafka-python, aiokafka, requests and PyYAML (PyPI)\n'
+    python3 -m pip install -q --disable-pip-version-check 'confluent-kafka[avro,protobuf,schemaregistry]' kafka-python aiokafka requests pyyaml
   fi
 }

@@ -65,6 +65,12 @@ if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
 fi
 python3 tests/openapi/validate.py "${CARGO_TARGET_DIR:-target}/debug/busbar"
 
+step "deploy/: promtool checks the rules and their tests; every metric the dashboards and rules use is served"
+python3 tests/deploy/check.py "${CARGO_TARGET_DIR:-target}/debug/busbar"
+
+step "docs/runbooks/: every shell command of every runbook runs against a live busbar"
+python3 tests/runbooks/run.py "${CARGO_TARGET_DIR:-target}/debug/busbar"
+
 step "reliability battery, quick tier"
 ./scripts/reliability.sh
 step "done"

@@ -946,6 +946,8 @@ import schema_bus  # tests/clients/schema_bus.py: the bus matches decoded Avro a
 schema_bus.register(test, Busbar, free_port, HookServer)
 import transactions  # tests/clients/transactions.py: transactional producers, read_committed, fencing (issue 18)
 transactions.register(test, Busbar)
+import metrics  # tests/clients/metrics.py: the SLI metrics counted from real clients (issue 19)
+metrics.register(test, Busbar, HookServer)
 
 
 def main():

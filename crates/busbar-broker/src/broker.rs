@@ -70,6 +70,10 @@ pub struct Broker {
     schema_checker: std::sync::RwLock<Option<Arc<dyn SchemaChecker>>>,
     /// Records refused by schema checks, per topic and reason.
     pub(crate) schema_failures: Arc<Failures>,
+    /// Counters and histograms the front ends and the broker record (`/metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Each committed partition's last commits, for its lag status (`lag.rs`).
+    pub(crate) lag_windows: crate::lag::Windows,
 }
 
 /// Says why a topic may not be deleted now, or `None` (see [`Broker::set_deletion_guard`]).
@@ -79,6 +83,7 @@ pub type DeletionGuard = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 type TopicMap = BTreeMap<String, Arc<Topic>>;
 
 mod admin;
+pub mod observe;
 pub(crate) mod publish;
 
 pub(crate) fn io_err(what: &str, e: impl std::fmt::Display) -> BrokerError {
@@ -147,6 +152,7 @@ impl Broker {
         if let Some(pid) = txns.max_producer_id() {
             producer_ids.reserve_through(pid)?;
         }
+        let series_max = config.metrics_series_max;
         let broker = Self {
             config,
             topics: Arc::new(RwLock::new(topics)),
@@ -164,6 +170,8 @@ impl Broker {
             deletion_guard: Default::default(),
             schema_checker: Default::default(),
             schema_failures: Default::default(),
+            metrics: Arc::new(crate::metrics::Metrics::new(series_max)),
+            lag_windows: Default::default(),
         };
         broker.attach_aborted();
         broker.sync_open_transactions();
@@ -361,6 +369,7 @@ impl Broker {
                     size_bytes: s.size_bytes,
                     segments: s.segments,
                     damaged_ranges: p.log.damage_count(),
+                    offline: s.offline,
                 }
             })
             .collect();

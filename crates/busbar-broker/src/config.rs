@@ -391,6 +391,8 @@ pub struct BrokerConfig {
     pub audit: crate::audit::AuditConfig,
     /// `[transactions]`: the transaction coordinator's limits.
     pub transactions: crate::txn::TxnConfig,
+    /// `metrics.series_max`: most series one metric family holds (`metrics.rs`).
+    pub metrics_series_max: usize,
 }
 
 impl BrokerConfig {
@@ -418,6 +420,7 @@ impl Default for BrokerConfig {
             group_empty_retention: Duration::from_secs(600),
             clock: Arc::new(SystemClock),
             producers_max: crate::producers::PRODUCERS_MAX,
+            metrics_series_max: crate::metrics::SERIES_MAX_DEFAULT,
             offset_metadata_bytes_max: 4096,
             segment_cache: SegmentCache::shared(),
             data: None,

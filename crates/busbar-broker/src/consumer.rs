@@ -150,7 +150,12 @@ impl Broker {
                 });
             }
         }
-        self.offsets.commit(group, commits).await
+        let samples: Vec<(String, u32, i64)> = (commits.iter())
+            .map(|c| (c.topic.clone(), c.partition, c.offset))
+            .collect();
+        self.offsets.commit(group, commits).await?;
+        self.record_commits(group, &samples);
+        Ok(())
     }
 
     /// One partition's commit as the client sent it, (offset, metadata), negative included.
@@ -234,7 +239,9 @@ impl Broker {
         if self.offsets.group_raw(group).is_empty() && self.groups.describe(group).is_none() {
             return Err(BrokerError::UnknownGroup(group.to_string()));
         }
-        self.offsets.delete_partitions(group, parts).await
+        self.offsets.delete_partitions(group, parts).await?;
+        self.prune_lag_windows();
+        Ok(())
     }
 
     /// Deletes a group without members and its committed offsets.
@@ -246,6 +253,7 @@ impl Broker {
             return Err(BrokerError::UnknownGroup(group.to_string()));
         }
         self.offsets.delete(group, None).await?;
+        self.prune_lag_windows();
         self.groups.remove(group)
     }
 

@@ -54,8 +54,10 @@ mod error;
 pub mod event;
 mod group;
 pub mod kvlog;
+pub mod lag;
 mod member;
 pub mod metadata;
+pub mod metrics;
 mod offsets;
 pub mod partitioner;
 mod produce;
@@ -69,6 +71,7 @@ mod topic;
 pub mod txn;
 pub mod validate;
 
+pub use broker::observe::{DiskSpace, GroupPartitionLag};
 pub use broker::{last_offset, Broker, DeletionGuard, FetchResult, RecoverySummary};
 pub use busbar_log::{Clock, ManualClock, SystemClock};
 pub use config::{BrokerConfig, TopicConfig};

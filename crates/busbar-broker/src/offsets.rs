@@ -245,6 +245,19 @@ impl OffsetStore {
             .collect()
     }
 
+    /// At most `max` committed positions of every group, (group, topic, partition, commit), in
+    /// key order, read under one hold of the lock.
+    pub fn all(&self, max: usize) -> Vec<(String, String, u32, Committed)> {
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        (t.entries.iter())
+            .filter_map(|(k, (_, c))| {
+                let c = c.as_ref()?.position()?;
+                Some((k.0.clone(), k.1.clone(), k.2, c))
+            })
+            .take(max)
+            .collect()
+    }
+
     /// Every commit of `group` as the client sent it (negative offsets included), in
     /// (topic, partition) order.
     pub(crate) fn group_raw(&self, group: &str) -> Vec<RawCommit> {

@@ -13,27 +13,46 @@ use std::sync::Arc;
 /// the topic's sync policy promises (and only then is it acknowledged).
 pub enum PendingAppend {
     Ready(Result<Appended>),
+    /// Written (or, when `duplicate`, a retry of a batch still being written), durable once
+    /// `ticket` is synced.
     Wait {
         p: Arc<Partition>,
         at: Appended,
         ticket: u64,
+        duplicate: bool,
     },
+    /// A retry answered from producer state with its durable original's offsets.
+    Duplicate(Appended),
 }
 
 impl PendingAppend {
     /// Where a batch still to become durable was written (`None` for an answer already final).
     pub fn written(&self) -> Option<Appended> {
         match self {
-            PendingAppend::Ready(_) => None,
+            PendingAppend::Ready(_) | PendingAppend::Duplicate(_) => None,
             PendingAppend::Wait { at, .. } => Some(*at),
         }
+    }
+
+    /// True for a retry answered from producer state: it stores nothing (metrics count it as
+    /// a duplicate, not as events).
+    pub fn is_duplicate(&self) -> bool {
+        matches!(
+            self,
+            PendingAppend::Duplicate(_)
+                | PendingAppend::Wait {
+                    duplicate: true,
+                    ..
+                }
+        )
     }
 
     /// Waits for durability; answers the batch's offsets.
     pub async fn durable(self) -> Result<Appended> {
         match self {
             PendingAppend::Ready(r) => r,
-            PendingAppend::Wait { p, at, ticket } => {
+            PendingAppend::Duplicate(at) => Ok(at),
+            PendingAppend::Wait { p, at, ticket, .. } => {
                 crate::sync::durable(&p, ticket).await?;
                 Ok(at)
             }
@@ -125,6 +144,9 @@ impl Broker {
             p.producers
                 .admit(&h, now, || Ok(p.log.append_start(&mut batch)?))?
         };
+        if a.duplicate {
+            self.metrics().producer_duplicates.add(&[&t.name], 1);
+        }
         match a.ticket {
             Some(ticket) => {
                 crate::sync::kick(&p);
@@ -132,6 +154,7 @@ impl Broker {
                     p,
                     at: a.at,
                     ticket,
+                    duplicate: a.duplicate,
                 })
             }
             None if a.duplicate => {
@@ -139,7 +162,7 @@ impl Broker {
                 // the log went offline since (then the retry learns the log's error).
                 // (`wait_durable(0)` never blocks: it only reports a failed log.)
                 p.log.wait_durable(0)?;
-                Ok(PendingAppend::Ready(Ok(a.at)))
+                Ok(PendingAppend::Duplicate(a.at))
             }
             None => {
                 p.appended.notify_waiters();

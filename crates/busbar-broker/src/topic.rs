@@ -191,6 +191,8 @@ pub struct PartitionInfo {
     pub segments: usize,
     /// Damaged ranges found in this partition's log since it was opened (never served).
     pub damaged_ranges: u64,
+    /// A failed write or fsync took the log offline: it refuses writes until busbar restarts.
+    pub offline: bool,
 }
 
 /// A topic with its partitions and effective configs.

@@ -66,6 +66,20 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The failure's kind for `busbar_delivery_errors_total`: `http_4xx`, `http_5xx`,
+    /// `http_other` (another status that is not a success, 1xx or 3xx), `timeout`, `connection`,
+    /// `tls`, `storage`, or `refused` (the target refused the event itself: too large, forbidden,
+    /// gone, invalid, schema).
+    pub fn kind(&self) -> &'static str {
+        match (self.reason, self.status) {
+            ("http_status", Some(500..=599)) => "http_5xx",
+            ("http_status", Some(400..=499)) => "http_4xx",
+            ("http_status", _) => "http_other",
+            (r @ ("timeout" | "connection" | "tls" | "storage"), _) => r,
+            _ => "refused",
+        }
+    }
+
     pub(crate) fn new(reason: &'static str, status: Option<u16>, error: impl Into<String>) -> Self {
         Self {
             reason,

@@ -75,7 +75,8 @@ pub async fn admin(State(app): State<App>, req: Request, next: Next) -> Response
 
 /// Records a failed HTTP authentication of `req`: `user` as sent (empty for a token), `scheme`
 /// `Basic` or `Bearer`, `why` the reason given (never the password or token).
-pub fn auth_failure(app: &App, req: &Request, scheme: &str, user: &str, why: &str) {
+pub fn auth_failure(app: &App, req: &Request, scheme: &'static str, user: &str, why: &str) {
+    app.broker.metrics().auth_failures.add(&["http", scheme], 1);
     let audit = app.broker.audit();
     if !audit.enabled() {
         return;

@@ -397,6 +397,8 @@ impl Caller {
         if self.may(app, op, ty, name) {
             return Ok(());
         }
+        let denials = &app.broker.metrics().acl_denials;
+        denials.add(&[ty.name(), op.name()], 1);
         let who = self.user.as_deref().unwrap_or(ANONYMOUS);
         let what = match ty {
             T::Cluster => "the CLUSTER".to_string(),

@@ -261,27 +261,53 @@ pub fn decode_publish_with(
 pub async fn publish(
     State(app): State<App>,
     Path(topic): Path<String>,
-    Query(mut q): Query<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
+    let mut size = 0;
+    let result = publish_events(&app, &topic, q, &headers, body, &mut size).await;
+    // A topic that does not exist is counted under "": its name is the client's to choose.
+    let label = if app.broker.has_topic(&topic) {
+        &topic[..]
+    } else {
+        ""
+    };
+    let (outcome, events) = match &result {
+        Ok((_, n)) => ("ok", *n),
+        Err(e) => (e.code, 0),
+    };
+    (app.broker.metrics()).produced(label, "http", outcome, events, size);
+    result.map(|(json, _)| json)
+}
+
+/// [`publish`]'s work: the answer and the events stored; `size` gets the body's length.
+async fn publish_events(
+    app: &App,
+    topic: &str,
+    mut q: HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+    size: &mut u64,
+) -> ApiResult<(Json<Value>, u64)> {
     let bytes = body::read(body, app.config.publish_bytes_max).await?;
+    *size = bytes.len() as u64;
     let encode = schema_codec::Encode::take(&mut q)?;
-    let mut events = decode_publish_with(&headers, &q, &bytes)?;
-    app.broker.describe_topic(&topic)?;
+    let mut events = decode_publish_with(headers, &q, &bytes)?;
+    app.broker.describe_topic(topic)?;
     if events.is_empty() {
-        return Ok(Json(json!({"offsets": []})));
+        return Ok((Json(json!({"offsets": []})), 0));
     }
     if let Some(encode) = encode {
-        events = encode.apply(&app, &topic, events).await?;
+        events = encode.apply(app, topic, events).await?;
     }
-    add_trace_context(&headers, &mut events);
-    let at = app.broker.publish(&topic, events).await?;
+    add_trace_context(headers, &mut events);
+    let at = app.broker.publish(topic, events).await?;
     let offsets: Vec<Value> = at
         .iter()
         .map(|p| json!({"partition": p.partition, "offset": p.offset}))
         .collect();
-    Ok(Json(json!({ "offsets": offsets })))
+    Ok((Json(json!({ "offsets": offsets })), at.len() as u64))
 }
 
 /// The request's W3C trace context (`traceparent`, `tracestate`) becomes record headers of every

@@ -213,6 +213,10 @@ pub fn router(app: App) -> Router {
             app.clone(),
             authz::enforce,
         ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            metrics::timed,
+        ))
         .fallback(schema_registry::fallback)
         .method_not_allowed_fallback(not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -187,6 +187,8 @@ impl<'a> Authz<'a> {
 
     /// Notes a denial, audited with the request's others of `op` and `ty` on drop.
     fn audit_denial(&self, op: Operation, ty: ResourceType, name: &str) {
+        let denials = &self.ctx.shared.broker.metrics().acl_denials;
+        denials.add(&[ty.name(), op.name()], 1);
         if CENTRALLY_AUDITED.contains(&self.api) {
             return;
         }

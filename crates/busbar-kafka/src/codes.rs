@@ -37,6 +37,48 @@ pub fn of_versioned(e: &BrokerError, version: i16, fenced_from: i16) -> i16 {
     }
 }
 
+/// A code's name in snake case for metrics labels (`ok` for 0, `unknown_topic_or_partition`),
+/// from the kafka-protocol crate's list; `error_<code>` for one it does not know.
+pub fn name(code: i16) -> std::borrow::Cow<'static, str> {
+    use kafka_protocol::error::ParseResponseErrorCode;
+    let Some(e) = code.err() else {
+        return "ok".into();
+    };
+    if !matches!(e, kafka_protocol::error::ResponseError::Unknown(_)) {
+        let camel = format!("{e:?}");
+        if camel.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return snake(&camel).into();
+        }
+    }
+    format!("error_{code}").into()
+}
+
+/// An API key's name (`Produce`), made once per key.
+pub fn api_name(key: kafka_protocol::messages::ApiKey) -> &'static str {
+    use std::sync::OnceLock;
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        (0..=i16::from(u8::MAX))
+            .map(|k| match kafka_protocol::messages::ApiKey::try_from(k) {
+                Ok(key) => &*Box::leak(format!("{key:?}").into_boxed_str()),
+                Err(_) => "unknown",
+            })
+            .collect()
+    });
+    names.get(key as usize).copied().unwrap_or("unknown")
+}
+
+fn snake(camel: &str) -> String {
+    let mut s = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            s.push('_');
+        }
+        s.push(c.to_ascii_lowercase());
+    }
+    s
+}
+
 /// The Kafka error code for a broker error.
 pub fn of(e: &BrokerError) -> i16 {
     use BrokerError as B;
@@ -98,4 +140,24 @@ pub fn of_auth(e: &AuthError) -> i16 {
 /// The code and a message for responses that carry one.
 pub fn with_message(e: &BrokerError) -> (i16, Option<String>) {
     (of(e), Some(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_snake_case_and_bounded() {
+        assert_eq!(name(NONE), "ok");
+        assert_eq!(
+            name(UNKNOWN_TOPIC_OR_PARTITION),
+            "unknown_topic_or_partition"
+        );
+        assert_eq!(name(INVALID_RECORD), "invalid_record");
+        assert_eq!(name(-1), "unknown_server_error");
+        assert_eq!(name(9999), "error_9999");
+        use kafka_protocol::messages::ApiKey;
+        assert_eq!(api_name(ApiKey::Produce), "Produce");
+        assert_eq!(api_name(ApiKey::TxnOffsetCommit), "TxnOffsetCommit");
+    }
 }

@@ -446,9 +446,13 @@ async fn serve_frames<W: AsyncWrite + Unpin>(
             let (throttle, hold) = quota::produced(&ctx, frame_bytes, started.elapsed(), mute);
             let responses = shared.response_bytes.clone();
             let (refusals, client_id) = (shared.refusals.clone(), ctx.client_id.clone());
+            let broker = shared.broker.clone();
             pending.push_back(tokio::spawn(async move {
                 let _held = permit;
-                match durable.await {
+                let answer = durable.await;
+                let latency = &broker.metrics().request_latency;
+                latency.observe(&["kafka", "Produce"], started.elapsed());
+                match answer {
                     Some(resp) => {
                         let mut resp = ResponseKind::Produce(resp);
                         quota::set_throttle(&mut resp, throttle);
@@ -497,6 +501,8 @@ async fn serve_frames<W: AsyncWrite + Unpin>(
             }
         };
         drop(permit);
+        let latency = &shared.broker.metrics().request_latency;
+        latency.observe(&["kafka", crate::codes::api_name(key)], started.elapsed());
         tokio::time::sleep(hold).await;
         if !write(wr, reply, peer, shared).await {
             return;
@@ -514,10 +520,11 @@ async fn sasl_step<W: AsyncWrite + Unpin>(conn: &mut Conn<'_>, frame: Bytes, wr:
         return false;
     };
     if session.raw() {
+        let mech = session.mechanism();
         let step = session.authenticate(auth, &frame, peer.ip());
         if let Some(why) = &step.why {
-            let user = session.claimed();
-            api::audit::auth_failure(shared, peer, listener, "SaslAuthenticate", user, why);
+            let who = (mech, session.claimed());
+            api::audit::auth_failure(shared, peer, listener, "SaslAuthenticate", who, why);
             tokio::time::sleep(step.delay).await;
             // A v0 exchange cannot carry an error: Kafka closes too.
             shared.refusals.log(
@@ -567,15 +574,17 @@ async fn sasl_step<W: AsyncWrite + Unpin>(conn: &mut Conn<'_>, frame: Bytes, wr:
                     r.mechanism.as_str(),
                     resp.error_code
                 );
-                api::audit::auth_failure(shared, peer, listener, "SaslHandshake", "", &why);
+                let who = ("unsupported", "");
+                api::audit::auth_failure(shared, peer, listener, "SaslHandshake", who, &why);
             }
             (ResponseKind::SaslHandshake(resp), ok)
         }
         RequestKind::SaslAuthenticate(r) => {
+            let mech = session.mechanism();
             let step = session.authenticate(auth, &r.auth_bytes, peer.ip());
             if let Some(why) = &step.why {
-                let user = session.claimed();
-                api::audit::auth_failure(shared, peer, listener, "SaslAuthenticate", user, why);
+                let who = (mech, session.claimed());
+                api::audit::auth_failure(shared, peer, listener, "SaslAuthenticate", who, why);
                 tokio::time::sleep(step.delay).await;
                 let why = format!("{why}; connection closed");
                 shared.refusals.log(peer, &client, "SaslAuthenticate", &why);
@@ -589,7 +598,7 @@ async fn sasl_step<W: AsyncWrite + Unpin>(conn: &mut Conn<'_>, frame: Bytes, wr:
             let what = ApiKey::try_from(header.request_api_key)
                 .map_or_else(|_| "a request".to_string(), |k| format!("{k:?}"));
             let why = "sent before SASL authentication; connection closed";
-            api::audit::auth_failure(shared, peer, listener, &what, "", why);
+            api::audit::auth_failure(shared, peer, listener, &what, ("none", ""), why);
             shared.refusals.log(peer, &client, &what, why);
             return false;
         }

@@ -152,6 +152,15 @@ impl Session {
         }
     }
 
+    /// The chosen mechanism ("none" before a handshake chose one), for metrics.
+    pub fn mechanism(&self) -> &'static str {
+        match &self.state {
+            State::Chosen { mech, .. } => mech.name(),
+            State::Scram { exchange, .. } => exchange.mechanism().name(),
+            _ => "none",
+        }
+    }
+
     /// True when the next frame is a raw token (after a v0 handshake).
     pub fn raw(&self) -> bool {
         matches!(

@@ -37,6 +37,7 @@ mod log;
 mod max_timestamp;
 mod recovery;
 mod segment;
+pub mod stats;
 mod sync;
 
 pub use cache::{SegmentCache, INDEXES_MAX_DEFAULT, OPEN_FILES_MAX_DEFAULT};

@@ -47,6 +47,8 @@ pub struct LogStats {
     pub segments: usize,
     pub size_bytes: u64,
     pub epoch: u32,
+    /// A failed write or fsync took the log offline: it refuses writes until reopened.
+    pub offline: bool,
 }
 
 pub(crate) struct State {
@@ -196,6 +198,7 @@ impl Log {
             segments: st.sealed.len() + 1,
             size_bytes: st.sealed.iter().map(|s| s.len()).sum::<u64>() + st.active_file.len(),
             epoch: st.epoch,
+            offline: st.failed.is_some(),
         }
     }
 

@@ -68,6 +68,13 @@ struct CkptSnapshot {
 impl Log {
     /// Runs the syncs `snap` covers, in order, holding no lock.
     fn sync_files(&self, snap: &SyncSnapshot) -> Result<()> {
+        let start = std::time::Instant::now();
+        let r = self.sync_files_untimed(snap);
+        crate::stats::FSYNC_LATENCY.observe(start.elapsed());
+        r
+    }
+
+    fn sync_files_untimed(&self, snap: &SyncSnapshot) -> Result<()> {
         let describe = |base| self.storage.describe(&segment::log_name(base));
         for (base, file) in &snap.sealed {
             file.sync()

@@ -138,6 +138,8 @@ pub struct Broker {
     pub transactional_id_expiration_ms: u64,
     pub transactional_ids_max: u64,
     pub transaction_partitions_max: u64,
+    /// Most series one metric family of `/metrics` holds (docs/metrics.md).
+    pub metrics_series_max: u64,
 }
 
 impl Default for Config {
@@ -183,6 +185,7 @@ impl Default for Config {
                 transactional_id_expiration_ms: b.transactions.id_expiration_ms as u64,
                 transactional_ids_max: b.transactions.ids_max as u64,
                 transaction_partitions_max: b.transactions.partitions_max as u64,
+                metrics_series_max: b.metrics_series_max as u64,
             },
             bus: BusSection {
                 subscriptions_max: BusConfig::default().subscriptions_max as u64,
@@ -520,6 +523,12 @@ impl Config {
             ("broker.fetch_bytes_max", b.fetch_bytes_max, 1024, 1 << 30),
             ("broker.producers_max", b.producers_max, 1, 10_000_000),
             (
+                "broker.metrics_series_max",
+                b.metrics_series_max,
+                1,
+                10_000_000,
+            ),
+            (
                 "bus.subscriptions_max",
                 self.bus.subscriptions_max,
                 1,
@@ -705,6 +714,7 @@ impl Config {
                 ids_max: b.transactional_ids_max as usize,
                 partitions_max: b.transaction_partitions_max as usize,
             },
+            metrics_series_max: b.metrics_series_max as usize,
             ..BrokerConfig::default()
         }
     }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use busbar_testkit::http::request;
 use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -56,6 +57,28 @@ fn a_full_disk_answers_507_keeps_reads_and_loses_nothing() {
         acked += 1;
     }
     assert_eq!(status, 507, "a full disk answers 507 Insufficient Storage");
+    // What an operator's dashboard shows (docs/metrics.md, M5 and M7).
+    let metrics = request(s.addr, "GET", "/metrics", &[], b"").unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.body).to_string();
+    let sample = |name: &str| -> f64 {
+        let line = (metrics.lines())
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let refused =
+        "busbar_produce_requests_total{topic=\"f\",api=\"http\",outcome=\"storage_error\"}";
+    assert_eq!(sample(refused), 1.0);
+    let ok = "busbar_produce_requests_total{topic=\"f\",api=\"http\",outcome=\"ok\"}";
+    assert_eq!(sample(ok), acked as f64);
+    assert!(
+        sample("busbar_disk_free_bytes") < (1 << 20) as f64,
+        "the tmpfs is full"
+    );
+    assert!(
+        sample("busbar_storage_quota_bytes") < (32 << 20) as f64,
+        "the tmpfs is 32 MiB"
+    );
     let (st, v) = s.http(
         "GET",
         "/topics/f/partitions/0/events?offset=0&limit=1000",

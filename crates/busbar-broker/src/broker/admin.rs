@@ -214,6 +214,8 @@ impl Broker {
         })
         .await?;
         self.offsets.delete_topic(name).await?;
+        self.prune_lag_windows();
+        self.metrics().forget_topic(name);
         let data = self.config.data();
         let rel = format!("topics/{name}");
         blocking(admin, move || {

@@ -24,14 +24,15 @@ impl Worker {
             Some(topic) => {
                 let letter = dlq::undecodable_letter(&self.sub, bad, self.now());
                 self.ctx.broker.publish(&topic, vec![letter]).await?;
-                &self.counters.dead_lettered
+                self.counters.lettered(dlq::UNDECODABLE);
+                &self.counters.undecodable
             }
-            None => &self.counters.dropped,
+            None => {
+                self.counters.dropped();
+                &self.counters.undecodable
+            }
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.counters
-            .undecodable
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -47,9 +48,7 @@ impl Worker {
             Some(ev) => ev,
             None if matches!(outcome, Outcome::Delivered) => {
                 // Gone from the log (retention, deleted records) before this attempt.
-                self.counters
-                    .expired
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.counters.expired();
                 return self.finish(job).await;
             }
             None => {
@@ -66,6 +65,14 @@ impl Worker {
         if let Some(why) = pending_letter {
             let f = outcome_failure(&outcome);
             return self.dead_letter(job, &ev, f, &why).await;
+        }
+        match &outcome {
+            // An undecodable event was never attempted.
+            Outcome::Fatal(f) if f.reason == dlq::UNDECODABLE => {}
+            Outcome::Fatal(f) | Outcome::Retry { failure: f, .. } => {
+                self.counters.failed_attempt(f.kind());
+            }
+            Outcome::Delivered => {}
         }
         match outcome {
             Outcome::Delivered => {
@@ -111,9 +118,7 @@ impl Worker {
                         self.dead_letter(job, &ev, failure, why).await;
                     }
                     Verdict::RetryIn(delay) => {
-                        self.counters
-                            .retried
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.counters.retried();
                         let due = now.saturating_add(delay);
                         self.retry_later(job, failure, now, Some((attempts, first, due)))
                             .await;
@@ -165,9 +170,7 @@ impl Worker {
         let now = self.now();
         let Some(topic) = self.sub.spec.dead_letter_topic.clone() else {
             self.finish(job).await;
-            self.counters
-                .dropped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.counters.dropped();
             return;
         };
         if self.gate.denied(&self.ctx.broker, &self.sub.spec).is_some() {
@@ -180,9 +183,7 @@ impl Worker {
         match self.ctx.broker.publish(&topic, vec![letter]).await {
             Ok(_) => {
                 self.finish(job).await;
-                self.counters
-                    .dead_lettered
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.counters.lettered(f.reason);
             }
             Err(e) => {
                 // Settled, but not written: the letter (not a delivery) is tried again.
@@ -290,6 +291,8 @@ pub(super) fn stored_failure(e: &RetryEntry) -> Failure {
             "target_gone",
             "too_large",
             "invalid_timestamp",
+            "schema_invalid",
+            "transform_too_large",
             dlq::UNDECODABLE,
         ]
         .into_iter()

@@ -318,9 +318,11 @@ pub fn auth_failure(
     peer: std::net::SocketAddr,
     listener: &crate::Listener,
     operation: &str,
-    user: &str,
+    (mechanism, user): (&str, &str),
     why: &str,
 ) {
+    let m = &shared.broker.metrics().auth_failures;
+    m.add(&["kafka", mechanism], 1);
     let audit = shared.broker.audit();
     if !audit.enabled() {
         return;

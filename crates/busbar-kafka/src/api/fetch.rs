@@ -48,6 +48,30 @@ fn clear_epochs(data: &mut [u8]) {
     }
 }
 
+/// The newest `max_timestamp` of the batches in `data` (none when it holds no whole batch).
+fn newest_timestamp(data: &[u8]) -> Option<i64> {
+    let mut pos = 0;
+    let mut newest = None;
+    while pos + 61 <= data.len() {
+        let h = busbar_log::batch::BatchHeader::parse(&data[pos..]).ok()?;
+        newest = newest.max(Some(h.max_timestamp));
+        pos += 12 + (h.batch_length.max(49) as usize);
+    }
+    newest
+}
+
+/// Records the age of a partition's answered records (`busbar_fetch_delivery_age_seconds`).
+fn record_age(ctx: &Ctx<'_>, data: &[u8]) {
+    let Some(ts) = newest_timestamp(data).filter(|ts| *ts >= 0) else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let age = &ctx.shared.broker.metrics().fetch_delivery_age;
+    age.observe_seconds(now.saturating_sub(ts) as f64 / 1000.0);
+}
+
 /// Kafka's CORRUPT_MESSAGE.
 const CORRUPT_MESSAGE: i16 = 2;
 
@@ -247,7 +271,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Held) {
             responses.push(tr);
         }
         let last = responses.last_mut().expect("pushed");
-        last.partitions.push(s.answer.unwrap_or_default());
+        let answer = s.answer.unwrap_or_default();
+        if let Some(data) = &answer.records {
+            record_age(ctx, data);
+        }
+        last.partitions.push(answer);
     }
     let mut r = FetchResponse::default();
     r.responses = responses;

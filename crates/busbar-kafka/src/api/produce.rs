@@ -74,10 +74,12 @@ fn owns(ctx: &Ctx<'_>, bytes: &[u8], txn: Option<&str>) -> Result<(), (i16, Stri
     }
 }
 
-/// A partition's response so far, and its write awaiting durability (none when refused).
+/// A partition's response so far, its write awaiting durability (none when refused), and the
+/// size of its batch as sent (for `busbar_produce_bytes_total`).
 type Started = (
     PartitionProduceResponse,
     Option<busbar_broker::PendingAppend>,
+    u64,
 );
 
 /// Phase one of a partition: checks and writes its batch (answering at once when refused).
@@ -95,10 +97,11 @@ async fn start_one(
     r.log_append_time_ms = -1;
     r.log_start_offset = -1;
     let bytes = records.unwrap_or_default();
+    let size = bytes.len() as u64;
     if let Err((code, msg)) = check_client_batch(&bytes).and_then(|()| owns(ctx, &bytes, txn)) {
         r.error_code = code;
         r.error_message = Some(super::sb(msg));
-        return (r, None);
+        return (r, None, size);
     }
     let started = ctx
         .shared
@@ -106,14 +109,14 @@ async fn start_one(
         .produce_start(topic_name, partition as i64, bytes.to_vec())
         .await;
     match started {
-        Ok(pending) => (r, Some(pending)),
+        Ok(pending) => (r, Some(pending), size),
         Err(e) => {
             fail(&mut r, &e);
             if ctx.version >= 8 {
                 r.record_errors = record_errors(&e);
             }
             bound_detail(&mut r, detail);
-            (r, None)
+            (r, None, size)
         }
     }
 }
@@ -188,10 +191,21 @@ async fn finish(
     for (name, parts) in started {
         let mut tr = TopicProduceResponse::default();
         tr.name = topic(name.clone());
-        for (mut r, pending) in parts {
+        // A topic that does not exist is counted under "": its name is the client's to choose.
+        let label = if broker.has_topic(&name) {
+            &name[..]
+        } else {
+            ""
+        };
+        for (mut r, pending, size) in parts {
+            let mut events = 0;
             if let Some(pending) = pending {
+                let stored = !pending.is_duplicate();
                 match pending.durable().await {
                     Ok(at) => {
+                        if stored {
+                            events = at.last_offset - at.base_offset + 1;
+                        }
                         r.base_offset = at.base_offset as i64;
                         r.log_start_offset = broker
                             .offsets_of(&name, r.index as i64)
@@ -200,6 +214,9 @@ async fn finish(
                     Err(e) => fail(&mut r, &e),
                 }
             }
+            let outcome = codes::name(r.error_code);
+            let size = if events == 0 { 0 } else { size };
+            (broker.metrics()).produced(label, "kafka", &outcome, events, size);
             tr.partition_responses.push(r);
         }
         responses.push(tr);
@@ -234,13 +251,14 @@ pub async fn start(
         };
         let mut parts = Vec::with_capacity(t.partition_data.len());
         for p in t.partition_data {
+            let size = p.records.as_ref().map_or(0, |r| r.len() as u64);
             if let Some(code) = denied {
-                parts.push((refused(p.index, code), None));
+                parts.push((refused(p.index, code), None, size));
             } else if (-1..=1).contains(&acks) {
                 let txn = txn.map(|t| t.as_str());
                 parts.push(start_one(ctx, &name, p.index, p.records, txn, &mut detail).await);
             } else {
-                parts.push((refused(p.index, codes::INVALID_REQUIRED_ACKS), None));
+                parts.push((refused(p.index, codes::INVALID_REQUIRED_ACKS), None, size));
             }
         }
         started.push((name, parts));
