@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every Rust test, benches compiled (not run), and the
 # real-client tests (kcat, confluent-kafka, kafka-python, aiokafka) against the real binary, and
-# every shell block of the README (tests/readme/run.py).
-# Does its own set-up on a fresh machine: installs kcat (Debian) and the Python clients (PyPI) when
-# missing. Ends with the quick tier of the reliability battery. Extra args go to `cargo test`.
+# every shell block of the README (tests/readme/run.py), deploy/ (promtool), the runbooks' commands
+# and the web console in headless Chromium.
+# Does its own set-up on a fresh machine: installs kcat, jq and chromium (Debian), the Python clients,
+# PyYAML and Playwright (PyPI) when missing; promtool comes from Debian's prometheus package. Ends with the quick tier of the reliability battery. Extra args go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,6 +71,9 @@ python3 tests/deploy/check.py "${CARGO_TARGET_DIR:-target}/debug/busbar"
 
 step "docs/runbooks/: every shell command of every runbook runs against a live busbar"
 python3 tests/runbooks/run.py "${CARGO_TARGET_DIR:-target}/debug/busbar"
+
+step "the web console in headless Chromium (Debian) driven by Playwright (PyPI)"
+python3 tests/console/run.py "${CARGO_TARGET_DIR:-target}/debug/busbar"
 
 step "reliability battery, quick tier"
 ./scripts/reliability.sh

@@ -26,6 +26,10 @@ not run in a test (systemctl, journalctl, host paths). Checks besides running:
   - the nine files exist with exactly the names RUNBOOKS, plus README.md linking each of them;
   - each runbook has the sections Symptom, Dashboard, Diagnose, Fix, Prevent (## headings, in
     that order), its Dashboard section names a dashboard (DASHBOARDS) and holds a ```promql block;
+  - every panel a runbook's Dashboard section names (`busbar-oncall` → **Title**: each **bold**
+    title belongs to the dashboard named last before it), and every panel of the README's
+    "## Dashboards" table, is the title of a panel or row of deploy/grafana/<dashboard>.json
+    (nested rows' panels included);
   - every busbar_* metric named in a runbook is listed in docs/metrics.md or served by /metrics
     (histogram series may add _bucket, _sum, _count);
   - where deploy/prometheus/rules.yml exists: every alert's runbook_url names one of the runbooks
@@ -49,6 +53,7 @@ RUNBOOKS = ["F1-consumer-lag", "F2-message-loss", "F3-duplicates", "F4-schema-br
             "F9-retention-overflow"]
 SECTIONS = ["Symptom", "Dashboard", "Diagnose", "Fix", "Prevent"]
 DASHBOARDS = ["busbar-executive", "busbar-oncall", "busbar-debug"]
+GRAFANA_DIR = "deploy/grafana"
 RULES = "deploy/prometheus/rules.yml"
 SHELL_FENCES = {"bash", "shell", "console", "zsh"}  # refused: only ```sh runs
 ADMIN_PASSWORD = "runbook-admin-secret"
@@ -66,6 +71,7 @@ group_initial_rebalance_delay_ms = 0
 
 STARTED = []  # every process started, each the leader of its own process group
 WORKDIRS = []  # temporary directories to remove once their processes are gone
+PANEL_TITLES = {}  # dashboard name: its panel and row titles (panel_titles)
 
 
 class Stopped(BaseException):
@@ -170,6 +176,60 @@ def metric_known(name, known):
     return base != name and base in known
 
 
+def section(text, heading):
+    """The text of a `## heading` section up to the next ## heading, or None."""
+    m = re.search(rf"^## {re.escape(heading)}\s*$", text, re.M)
+    if not m:
+        return None
+    nxt = text.find("\n## ", m.end())
+    return text[m.start(): nxt if nxt >= 0 else len(text)]
+
+
+def panel_titles(dashboard):
+    """The panel and row titles of deploy/grafana/<dashboard>.json (panels of rows, collapsed
+    or not, included), or None while that file does not exist."""
+    if dashboard not in PANEL_TITLES:
+        path = os.path.join(ROOT, GRAFANA_DIR, dashboard + ".json")
+        titles = None
+        if os.path.exists(path):
+            titles, todo = set(), list(json.load(open(path)).get("panels", []))
+            while todo:
+                p = todo.pop()
+                titles.add(" ".join(str(p.get("title", "")).split()))
+                todo.extend(p.get("panels", []))
+        PANEL_TITLES[dashboard] = titles
+    return PANEL_TITLES[dashboard]
+
+
+def panel_references(text):
+    """(dashboard, title) of each **bold** title in `text` (code blocks left out): the title
+    belongs to the `busbar-...` dashboard named last before it (None if none is)."""
+    text = re.sub(r"^(```+).*?^\1", "", text, flags=re.M | re.S)
+    refs, dashboard = [], None
+    for m in re.finditer(r"`(busbar-[a-z-]+)`|\*\*(.+?)\*\*", text, re.S):
+        if m.group(1):
+            dashboard = m.group(1)
+        else:
+            refs.append((dashboard, " ".join(m.group(2).split())))
+    return refs
+
+
+def lint_panels(where, text):
+    """Each panel `text` names is a panel (or row) title of the dashboard it is named under."""
+    errors = []
+    for dashboard, title in panel_references(text):
+        if dashboard is None:
+            errors.append(f"{where}: panel **{title}** follows no `busbar-...` dashboard name")
+        elif dashboard not in DASHBOARDS:
+            errors.append(f"{where}: panel **{title}**: `{dashboard}` is not one of {DASHBOARDS}")
+        elif panel_titles(dashboard) is None:
+            errors.append(f"{where}: panel **{title}**: {GRAFANA_DIR}/{dashboard}.json is missing")
+        elif title not in panel_titles(dashboard):
+            errors.append(f"{where}: `{dashboard}` → **{title}**: no panel or row of "
+                          f"{GRAFANA_DIR}/{dashboard}.json has that title")
+    return errors
+
+
 def lint(name, known_metrics):
     """Shape errors of one runbook (empty list: fine)."""
     path = os.path.join(RUNBOOK_DIR, name + ".md")
@@ -182,14 +242,13 @@ def lint(name, known_metrics):
     if found != SECTIONS:
         errors.append(f"{name}.md: sections {found}, expected the ## headings {SECTIONS} in order")
     text = open(path).read()
-    if "## Dashboard" in text:
-        start = text.index("## Dashboard")
-        nxt = text.find("\n## ", start + 1)
-        section = text[start: nxt if nxt >= 0 else len(text)]
-        if not any(d in section for d in DASHBOARDS):
+    dashboard = section(text, "Dashboard")
+    if dashboard is not None:
+        if not any(d in dashboard for d in DASHBOARDS):
             errors.append(f"{name}.md: the Dashboard section names none of {DASHBOARDS}")
-        if "```promql" not in section:
+        if "```promql" not in dashboard:
             errors.append(f"{name}.md: the Dashboard section has no ```promql block")
+        errors += lint_panels(f"{name}.md, Dashboard", dashboard)
     for metric in sorted(set(re.findall(r"\bbusbar_[a-z0-9_]+", text))):
         if not metric_known(metric, known_metrics):
             errors.append(f"{name}.md: metric {metric} is neither in docs/metrics.md nor served")
@@ -258,6 +317,13 @@ def lint_readme():
     extra = sorted(f for f in os.listdir(RUNBOOK_DIR)
                    if f.endswith(".md") and f != "README.md" and f[:-3] not in RUNBOOKS)
     errors += [f"docs/runbooks/{f}: not one of the runbook names {RUNBOOKS}" for f in extra]
+    dashboards = section(text, "Dashboards")
+    if dashboards is None:
+        errors.append("README.md has no ## Dashboards section (the panels the runbooks name)")
+    elif not panel_references(dashboards):
+        errors.append("README.md, Dashboards: names no **panel**")
+    else:
+        errors += lint_panels("README.md, Dashboards", dashboards)
     return errors
 
 

@@ -266,6 +266,31 @@ impl Broker {
         partitions: Option<Vec<u32>>,
         to: ResetTo,
     ) -> Result<Vec<(u32, u64)>> {
+        let out = self.reset_plan(group, topic, partitions, to)?;
+        let commits = out
+            .iter()
+            .map(|(p, o)| {
+                RawCommit::from(OffsetCommit {
+                    topic: topic.to_string(),
+                    partition: *p,
+                    offset: *o,
+                    metadata: String::new(),
+                })
+            })
+            .collect();
+        self.offsets.commit(group, commits).await?;
+        Ok(out)
+    }
+
+    /// Where [`Broker::reset_offsets`] would move the offsets, with the same checks, changing
+    /// nothing (a preview).
+    pub fn reset_plan(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: Option<Vec<u32>>,
+        to: ResetTo,
+    ) -> Result<Vec<(u32, u64)>> {
         if self.groups.has_members(group) {
             return Err(BrokerError::GroupNotEmpty(group.to_string()));
         }
@@ -282,18 +307,6 @@ impl Broker {
             };
             out.push((p, offset));
         }
-        let commits = out
-            .iter()
-            .map(|(p, o)| {
-                RawCommit::from(OffsetCommit {
-                    topic: topic.to_string(),
-                    partition: *p,
-                    offset: *o,
-                    metadata: String::new(),
-                })
-            })
-            .collect();
-        self.offsets.commit(group, commits).await?;
         Ok(out)
     }
 

@@ -25,7 +25,9 @@ pub const METRICS: &str = "/metrics";
 /// Whether `path` is served to anyone, without credentials or ACLs: the probes, and `/metrics`
 /// while `auth.metrics_public`.
 pub fn public(app: &App, path: &str) -> bool {
-    OPEN.contains(&path) || (path == METRICS && app.broker.auth().config().metrics_public)
+    OPEN.contains(&path)
+        || (path == METRICS && app.broker.auth().config().metrics_public)
+        || crate::console::is_console(path)
 }
 
 /// The authenticated user of a request.
@@ -77,8 +79,19 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials, &'static str> {
     Ok(Credentials::Basic(user.to_string(), password.to_string()))
 }
 
-/// The middleware: passes requests through while authentication is off.
-pub async fn check(State(app): State<App>, mut req: Request, next: Next) -> Response {
+/// The middleware: passes requests through while authentication is off. The console's calls
+/// (`X-Busbar-Console`) get their 401 without `WWW-Authenticate`: the page asks for credentials
+/// itself, and the browser's own dialog would ask again.
+pub async fn check(state: State<App>, req: Request, next: Next) -> Response {
+    let console = req.headers().contains_key(crate::console::CONSOLE_HEADER);
+    let mut r = check_credentials(state, req, next).await;
+    if console && r.status() == StatusCode::UNAUTHORIZED {
+        r.headers_mut().remove(header::WWW_AUTHENTICATE);
+    }
+    r
+}
+
+async fn check_credentials(State(app): State<App>, mut req: Request, next: Next) -> Response {
     let auth = app.broker.auth();
     if !auth.enabled() || public(&app, req.uri().path()) {
         return next.run(req).await;

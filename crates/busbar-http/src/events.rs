@@ -372,6 +372,67 @@ struct Page<'a> {
     events: Vec<EventView<'a>>,
     next_offset: u64,
     high_watermark: u64,
+    /// With `pattern`: events read to find these.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scanned: Option<u64>,
+}
+
+/// Most events one `?pattern=` search reads (then it answers what it found, and `next_offset`
+/// where to go on).
+pub const SEARCH_SCAN_MAX: u64 = 10_000;
+
+/// `?pattern=`: an event pattern (EventBridge syntax, JSON) evaluated here, against each event's
+/// CloudEvent document as subscriptions see it (`busbar_bus::envelope`).
+fn take_pattern(q: &mut HashMap<String, String>) -> ApiResult<Option<busbar_rules::Pattern>> {
+    let Some(text) = q.remove("pattern") else {
+        return Ok(None);
+    };
+    let json: Value = serde_json::from_str(&text)
+        .map_err(|e| ApiError::bad_request(format!("query parameter `pattern`: not JSON: {e}")))?;
+    let pattern = busbar_rules::Pattern::parse(&json).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_pattern",
+            format!("query parameter `pattern`: {e}"),
+        )
+    })?;
+    Ok(Some(pattern))
+}
+
+/// Reads from `offset` until `limit` events match `pattern`, the partition's end, or
+/// [`SEARCH_SCAN_MAX`] events read: the matches, the offset to go on from, and how many were read.
+async fn search(
+    app: &App,
+    topic: &str,
+    p: i64,
+    mut offset: u64,
+    limit: usize,
+    pattern: &busbar_rules::Pattern,
+) -> ApiResult<(Vec<busbar_broker::StoredEvent>, u64, u64)> {
+    let decoder = app.bus.decoder();
+    let (mut found, mut scanned) = (Vec::new(), 0u64);
+    while found.len() < limit && scanned < SEARCH_SCAN_MAX {
+        let want = (SEARCH_SCAN_MAX - scanned).min(1000) as usize;
+        let (page, next) = (app.broker)
+            .read_events_next(topic, p, offset, want, Duration::ZERO)
+            .await?;
+        if page.is_empty() {
+            offset = offset.max(next);
+            break;
+        }
+        for e in page {
+            scanned += 1;
+            offset = e.offset + 1;
+            let doc = busbar_bus::envelope::Envelope::document_with(&e, decoder.as_ref());
+            if pattern.matches(&doc) {
+                found.push(e);
+                if found.len() == limit {
+                    break;
+                }
+            }
+        }
+    }
+    Ok((found, offset, scanned))
 }
 
 /// `GET /topics/{topic}/partitions/{partition}/events?offset=&timestamp=&limit=&wait_ms=&encoding=`
@@ -386,7 +447,11 @@ struct Page<'a> {
             description = "Wait for events up to this long (at most broker.fetch_wait_max_ms)"),
         ("encoding" = Option<String>, Query, description = "auto (default), json, utf8 or base64"),
         ("decode" = Option<String>, Query, description = "`schema`: framed keys and values with a \
-            registered schema are shown decoded, with `key_schema_id` / `value_schema_id`")),
+            registered schema are shown decoded, with `key_schema_id` / `value_schema_id`"),
+        ("pattern" = Option<String>, Query, description = "An event pattern (JSON, EventBridge \
+            syntax) evaluated on the server against each event as subscriptions see it: only \
+            matching events are answered; at most 10,000 events are read per request \
+            (`scanned`), `next_offset` goes on from there (`wait_ms` is ignored)")),
     responses(
         (status = 200, description = "A page of events", body = crate::schemas::EventPage),
         (status = 400, description = "Bad query parameter"),
@@ -399,6 +464,7 @@ pub async fn read(
     Query(mut q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let decode = schema_codec::take_decode(&mut q)?;
+    let pattern = take_pattern(&mut q)?;
     only_params(
         &q,
         &["offset", "timestamp", "limit", "wait_ms", Encoding::PARAM],
@@ -424,10 +490,16 @@ pub async fn read(
     let limit = query_int(&q, "limit", 1, 10_000)?.unwrap_or(100) as usize;
     let wait_max = app.broker.config().fetch_wait_max.as_millis() as i64;
     let wait = query_int(&q, "wait_ms", 0, wait_max)?.unwrap_or(0);
-    let (events, next) = app
-        .broker
-        .read_events_next(&topic, p, offset, limit, Duration::from_millis(wait as u64))
-        .await?;
+    let (events, next, scanned) = match &pattern {
+        Some(pattern) => search(&app, &topic, p, offset, limit, pattern).await?,
+        None => {
+            let wait = Duration::from_millis(wait as u64);
+            let (events, next) = (app.broker)
+                .read_events_next(&topic, p, offset, limit, wait)
+                .await?;
+            (events, next, 0)
+        }
+    };
     let hw = app.broker.offsets_of(&topic, p).map_or(hw, |(_, h)| h);
     let decoded = match decode {
         true => schema_codec::decode_all(&app, &events)?,
@@ -440,6 +512,7 @@ pub async fn read(
         },
         next_offset: next,
         high_watermark: hw,
+        scanned: pattern.is_some().then_some(scanned),
     };
     Ok(Json(page).into_response())
 }

@@ -116,6 +116,9 @@ struct Reset {
     /// Default: every partition of the topic.
     partitions: Option<Vec<u32>>,
     to: To,
+    /// Answer where the offsets would go, changing nothing (a preview).
+    #[serde(default)]
+    dry_run: bool,
 }
 
 /// `"earliest"`, `"latest"`, `{"offset": n}` or `{"timestamp": ms or RFC 3339}`.
@@ -162,13 +165,16 @@ pub async fn reset(
             ResetTo::Timestamp(ms.ok_or_else(|| ApiError::bad_request("field `to.timestamp`: give milliseconds or an RFC 3339 time"))?)
         }
     };
-    let moved = app
-        .broker
-        .reset_offsets(&group, &req.topic, req.partitions, to)
-        .await?;
+    let moved = if req.dry_run {
+        (app.broker).reset_plan(&group, &req.topic, req.partitions, to)?
+    } else {
+        (app.broker)
+            .reset_offsets(&group, &req.topic, req.partitions, to)
+            .await?
+    };
     let offsets: Vec<Value> = moved
         .into_iter()
         .map(|(p, o)| json!({"topic": req.topic, "partition": p, "offset": o}))
         .collect();
-    Ok(Json(json!({ "offsets": offsets })))
+    Ok(Json(json!({ "offsets": offsets, "dry_run": req.dry_run })))
 }

@@ -12,6 +12,7 @@ mod auth;
 mod authz;
 mod body;
 mod cloudevents;
+mod console;
 mod consumers;
 mod error;
 mod events;
@@ -37,7 +38,7 @@ pub use events::{decode_publish, decode_publish_with};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use busbar_broker::Broker;
 use busbar_bus::Bus;
@@ -201,6 +202,15 @@ pub fn openapi_document() -> &'static serde_json::Value {
     openapi::document()
 }
 
+/// What no route serves: the console (`/`, `/ui/`), then the schema registry under
+/// `/schema-registry/`, else 404.
+async fn fallback(state: axum::extract::State<App>, req: axum::extract::Request) -> Response {
+    match console::serve(&req) {
+        Some(r) => r,
+        None => schema_registry::fallback(state, req).await,
+    }
+}
+
 /// The router over `app`.
 pub fn router(app: App) -> Router {
     let (routes, _) = api().split_for_parts();
@@ -217,7 +227,7 @@ pub fn router(app: App) -> Router {
             app.clone(),
             metrics::timed,
         ))
-        .fallback(schema_registry::fallback)
+        .fallback(fallback)
         .method_not_allowed_fallback(not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -152,6 +152,8 @@ pub struct EventPage {
     /// Where the next page starts.
     next_offset: u64,
     high_watermark: u64,
+    /// With `pattern`: how many events were read to find these.
+    scanned: Option<u64>,
 }
 
 /// A consumer instance's poll.
@@ -221,6 +223,8 @@ pub struct TopicOffset {
 #[derive(Serialize, ToSchema)]
 pub struct GroupOffsets {
     offsets: Vec<TopicOffset>,
+    /// True for a preview (`dry_run`): nothing was moved.
+    dry_run: bool,
 }
 
 /// A consumer instance (`consumer_id` names it in the instance's routes).

@@ -558,3 +558,38 @@ fn users_are_capped_by_auth_users_max() {
     let body = json!({"name": "carol", "password": "carol-password"});
     assert_eq!(call(&s, "POST", "/users", admin, Some(body)).0, 201);
 }
+
+/// The console's assets are public (they hold no data); its API calls need credentials like
+/// any other, and get their 401 without `WWW-Authenticate` (the page asks, not the browser).
+#[test]
+fn the_console_is_public_and_its_api_calls_are_not_challenged_by_the_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &env_on());
+    for path in ["/ui/", "/ui/app.js", "/ui/app.css"] {
+        let r = request(s.addr, "GET", path, &[], b"").unwrap();
+        assert_eq!(r.status, 200, "{path}");
+    }
+    let r = request(s.addr, "GET", "/", &[], b"").unwrap();
+    assert_eq!((r.status, r.header("location")), (303, Some("/ui/")));
+    let console = [("x-busbar-console", "1")];
+    let r = request(s.addr, "GET", "/topics", &console, b"").unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        None,
+        "the page signs in, not the browser"
+    );
+    let r = request(s.addr, "GET", "/topics", &[], b"").unwrap();
+    assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"busbar\""));
+    let auth = basic("admin", ADMIN_PW);
+    let r = request(
+        s.addr,
+        "GET",
+        "/topics",
+        &[("x-busbar-console", "1"), ("authorization", auth.as_str())],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(s.stop(), 0);
+}

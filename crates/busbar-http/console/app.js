@@ -1,0 +1,570 @@
+// busbar console: a dependency-free single-page front end over busbar's own HTTP API (the same
+// routes and the same credentials as `busbar` and curl). Served from the binary at /ui/.
+//
+// Safety: every value from the server reaches the page through textContent or attribute setters
+// (the `h` helper), never as HTML; the page runs under a Content-Security-Policy without inline
+// scripts. Credentials (HTTP Basic or an API token) are kept in sessionStorage for the tab only.
+"use strict";
+
+const main = () => document.getElementById("main");
+
+// ---- DOM helper -------------------------------------------------------------------------------
+
+/** Creates an element: attributes (on* become listeners), then children (strings become text). */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function render(...nodes) {
+  const m = main();
+  m.replaceChildren(...nodes);
+}
+
+// Each route() starts a new view; a page built for an older one (its fetches outran by a later
+// navigation or refresh) is dropped instead of replacing the newer page.
+let view = 0;
+function renderFor(token, ...nodes) {
+  if (token === view) render(...nodes);
+}
+
+function toast(text) {
+  const t = document.getElementById("toast");
+  t.textContent = text;
+  t.classList.add("show");
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => t.classList.remove("show"), 4000);
+}
+
+const fmt = new Intl.NumberFormat("en");
+function num(n) { return fmt.format(n); }
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+function badge(text, kind) { return h("span", { class: `badge ${kind || ""}` }, text); }
+function stateBadge(state) {
+  const s = String(state);
+  if (s === "running" || s === "Stable" || s === "OK") return badge(s, "ok");
+  if (s.startsWith("error") || s.startsWith("unauthorized") || s === "STOP" || s === "STALL" || s === "REWIND") return badge(s, "bad");
+  if (s.startsWith("backpressure") || s === "WARN" || s === "paused" || s.startsWith("Preparing")) return badge(s, "warn");
+  return badge(s);
+}
+const enc = encodeURIComponent;
+
+// ---- API --------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error && body.error.message) || `HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+function authHeader() {
+  const token = sessionStorage.getItem("busbar.token");
+  if (token) return `Bearer ${token}`;
+  const basic = sessionStorage.getItem("busbar.basic");
+  return basic ? `Basic ${basic}` : null;
+}
+
+async function api(method, path, body) {
+  const headers = { "x-busbar-console": "1" };
+  const auth = authHeader();
+  if (auth) headers.authorization = auth;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (r.status === 401) {
+    showLogin();
+    throw new ApiError(401, null);
+  }
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (e) { data = text; }
+  if (!r.ok) throw new ApiError(r.status, data);
+  return data;
+}
+const get = (p) => api("GET", p);
+const post = (p, b) => api("POST", p, b === undefined ? {} : b);
+
+/** /metrics parsed into [{name, labels, value}] (text format 0.0.4). */
+async function metrics() {
+  const headers = { "x-busbar-console": "1" };
+  const auth = authHeader();
+  if (auth) headers.authorization = auth;
+  const r = await fetch("/metrics", { headers });
+  if (r.status === 401) { showLogin(); throw new ApiError(401, null); }
+  if (!r.ok) throw new ApiError(r.status, null);
+  const out = [];
+  for (const line of (await r.text()).split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/);
+    if (!m) continue;
+    const labels = {};
+    for (const l of (m[2] || "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[l[1]] = l[2].replace(/\\n/g, "\n").replace(/\\"/g, "\"").replace(/\\\\/g, "\\");
+    }
+    out.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return out;
+}
+function sum(samples, name, where) {
+  return samples.filter((s) => s.name === name && Object.entries(where || {}).every(([k, v]) => s.labels[k] === v))
+    .reduce((a, s) => a + s.value, 0);
+}
+
+// ---- Login ------------------------------------------------------------------------------------
+
+function showLogin(message) {
+  const user = h("input", { name: "user", autocomplete: "username" });
+  const password = h("input", { name: "password", type: "password", autocomplete: "current-password" });
+  const token = h("input", { name: "token", placeholder: "bb_…" });
+  render(h("div", { class: "login" },
+    h("h1", {}, "Sign in"),
+    h("p", { class: "muted" }, message || "This busbar requires authentication: the same users and API tokens as its HTTP API."),
+    h("form", {
+      onsubmit: (e) => {
+        e.preventDefault();
+        sessionStorage.removeItem("busbar.token");
+        sessionStorage.removeItem("busbar.basic");
+        if (token.value) sessionStorage.setItem("busbar.token", token.value);
+        else sessionStorage.setItem("busbar.basic", btoa(unescape(encodeURIComponent(`${user.value}:${password.value}`))));
+        sessionStorage.setItem("busbar.user", token.value ? "token" : user.value);
+        route();
+      },
+    },
+    h("label", {}, "User", user), h("label", {}, "Password", password),
+    h("label", {}, "or API token", token), h("button", { type: "submit" }, "Sign in"))));
+}
+
+// ---- Overview ---------------------------------------------------------------------------------
+
+async function overview() {
+  const token = view;
+  const first = await metrics();
+  const [topics, groups, subs] = await Promise.all([get("/topics"), get("/groups"), get("/subscriptions")]);
+  const card = (label, value, id) => h("div", { class: "card" }, h("div", { class: "label" }, label),
+    h("div", { class: "value", "data-metric": id }, value));
+  const failing = subs.subscriptions.filter((s) => s.state !== "running");
+  const lagging = first.filter((s) => s.name === "busbar_consumer_group_status" && s.value === 1 && s.labels.status !== "OK");
+  const rate = h("div", { class: "value", "data-metric": "rate" }, "…");
+  renderFor(token,
+    h("h1", {}, "Overview"),
+    h("div", { class: "cards" },
+      card("Topics", num(topics.topics.length), "topics"),
+      card("Storage", bytes(sum(first, "busbar_storage_bytes")), "storage"),
+      card("Disk free", bytes(sum(first, "busbar_disk_free_bytes")), "disk"),
+      h("div", { class: "card" }, h("div", { class: "label" }, "Events in / s"), rate),
+      card("Events produced", num(sum(first, "busbar_produce_events_total")), "events"),
+      card("Consumer group lag", num(sum(first, "busbar_consumer_group_lag")), "lag"),
+      card("Subscriptions", `${subs.subscriptions.length} (${failing.length} not running)`, "subs"),
+      card("Dead letters", num(sum(first, "busbar_dead_letters_total")), "dlq"),
+      card("Delivery errors", num(sum(first, "busbar_delivery_errors_total")), "errors"),
+      card("Offline partitions", num(sum(first, "busbar_partition_offline")), "offline")),
+    h("h2", {}, "Subscriptions not running"),
+    failing.length ? table(["Subscription", "State", "Dead letters"], failing.map((s) => [
+      h("a", { href: `#/subscriptions/${enc(s.name)}` }, s.name), stateBadge(s.state), num(s.counters.dead_lettered)]))
+      : h("p", { class: "muted" }, "All running."),
+    h("h2", {}, "Consumer groups behind"),
+    lagging.length ? table(["Group", "Status"], lagging.map((s) => [
+      h("a", { href: `#/groups/${enc(s.labels.group)}` }, s.labels.group), stateBadge(s.labels.status)]))
+      : h("p", { class: "muted" }, `${groups.groups.length} groups, none behind.`));
+  const t0 = Date.now();
+  setTimeout(async () => {
+    if (!rate.isConnected) return;
+    const second = await metrics();
+    const per = (sum(second, "busbar_produce_events_total") - sum(first, "busbar_produce_events_total")) / ((Date.now() - t0) / 1000);
+    rate.textContent = per.toFixed(1);
+  }, 2000);
+}
+
+function table(heads, rows, attrs) {
+  return h("table", attrs || {},
+    h("thead", {}, h("tr", {}, heads.map((c) => h("th", {}, c)))),
+    h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", typeof c === "number" ? { class: "num" } : {}, c))))));
+}
+
+// ---- Topics -----------------------------------------------------------------------------------
+
+async function topics() {
+  const token = view;
+  const list = await get("/topics");
+  const details = await Promise.all(list.topics.map((t) => get(`/topics/${enc(t.name)}`)));
+  const name = h("input", { name: "name", required: true, placeholder: "orders" });
+  const parts = h("input", { name: "partitions", type: "number", min: 1, value: 1 });
+  renderFor(token,
+    h("h1", {}, "Topics"),
+    h("form", {
+      onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          await post("/topics", { name: name.value, partitions: Number(parts.value) });
+          toast(`Created ${name.value}`);
+          route();
+        } catch (err) { toast(`Not created: ${err.message}`); }
+      },
+    }, h("label", {}, "Name", name), h("label", {}, "Partitions", parts), h("button", { type: "submit" }, "Create topic")),
+    table(["Topic", "Partitions", "Events (high watermark)", "Size"], details.map((d) => [
+      h("a", { href: `#/topics/${enc(d.name)}` }, d.name), d.partitions.length,
+      d.partitions.reduce((a, p) => a + p.high_watermark - p.log_start_offset, 0),
+      bytes(d.partitions.reduce((a, p) => a + p.size_bytes, 0))]), { id: "topics" }));
+}
+
+/** Renders one event value as JSON, text or hex. */
+function showValue(v, as) {
+  if (v === null || v === undefined) return h("span", { class: "muted" }, "null");
+  if (as === "hex") {
+    const text = typeof v === "string" ? v : JSON.stringify(v);
+    const hex = Array.from(new TextEncoder().encode(text)).map((b) => b.toString(16).padStart(2, "0")).join(" ");
+    return h("pre", {}, hex);
+  }
+  if (as === "json" && typeof v !== "string") return h("pre", {}, JSON.stringify(v, null, 2));
+  return h("pre", {}, typeof v === "string" ? v : JSON.stringify(v));
+}
+
+function download(name, type, text) {
+  const a = h("a", { href: URL.createObjectURL(new Blob([text], { type })), download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function csv(events) {
+  const q = (s) => `"${String(s).replace(/"/g, "\"\"")}"`;
+  const rows = [["partition", "offset", "time", "key", "value", "headers"]];
+  for (const e of events) {
+    rows.push([e.partition, e.offset, e.time, e.key === null ? "" : e.key,
+      typeof e.value === "string" ? e.value : JSON.stringify(e.value), JSON.stringify(e.headers)]);
+  }
+  return rows.map((r) => r.map(q).join(",")).join("\n") + "\n";
+}
+
+async function topic(name) {
+  const token = view;
+  const d = await get(`/topics/${enc(name)}`);
+  const browser = h("div", { id: "browser" });
+  const produceKey = h("input", { name: "key", placeholder: "key (optional)" });
+  const produceValue = h("textarea", { name: "value", placeholder: "{\"hello\": \"world\"} or text" });
+  const produceHeaders = h("input", { name: "headers", placeholder: "{\"h\": \"v\"}" });
+  const confirmName = h("input", { name: "confirm", placeholder: `type ${name} to delete` });
+  const produce = async (e) => {
+    e.preventDefault();
+    let value = produceValue.value;
+    try { value = JSON.parse(value); } catch (err) { /* text */ }
+    const event = { value };
+    if (produceKey.value) event.key = produceKey.value;
+    try {
+      if (produceHeaders.value) event.headers = JSON.parse(produceHeaders.value);
+      const r = await post(`/topics/${enc(name)}/events`, event);
+      toast(`Produced at partition ${r.offsets[0].partition}, offset ${r.offsets[0].offset}`);
+    } catch (err) { toast(`Not produced: ${err.message}`); }
+  };
+  const reproduce = (e) => {
+    produceKey.value = e.key === null ? "" : e.key;
+    produceValue.value = typeof e.value === "string" ? e.value : JSON.stringify(e.value);
+    const hs = {};
+    for (const x of e.headers) hs[x.key] = x.value;
+    produceHeaders.value = e.headers.length ? JSON.stringify(hs) : "";
+    produceValue.focus();
+  };
+  renderFor(token,
+    h("h1", {}, `Topic ${name}`),
+    table(["Partition", "Log start", "High watermark", "Size", "Damaged ranges"], d.partitions.map((p) => [
+      p.partition, p.log_start_offset, p.high_watermark, bytes(p.size_bytes), p.damaged_ranges])),
+    h("h2", {}, "Messages"),
+    browser,
+    h("h2", {}, "Produce"),
+    h("form", { id: "produce", onsubmit: produce },
+      h("label", {}, "Key", produceKey), h("label", {}, "Value", produceValue),
+      h("label", {}, "Headers (JSON object)", produceHeaders), h("button", { type: "submit" }, "Produce")),
+    h("h2", {}, "Configs"),
+    table(["Config", "Value", ""], Object.entries(d.configs).map(([k, v]) => [k, v, k in d.overrides ? badge("set") : ""])),
+    h("h2", {}, "Delete"),
+    h("form", {
+      onsubmit: async (e) => {
+        e.preventDefault();
+        if (confirmName.value !== name) { toast(`Type ${name} to confirm`); return; }
+        try {
+          await api("DELETE", `/topics/${enc(name)}`);
+          toast(`Deleted ${name}`);
+          location.hash = "#/topics";
+        } catch (err) { toast(`Not deleted: ${err.message}`); }
+      },
+    }, h("label", {}, "Confirm", confirmName), h("button", { type: "submit", class: "danger" }, "Delete topic")));
+  messageBrowser(browser, name, d, reproduce);
+}
+
+function messageBrowser(root, name, d, reproduce) {
+  const partition = h("select", { name: "partition" }, d.partitions.map((p) => h("option", { value: p.partition }, `partition ${p.partition}`)));
+  const from = h("select", { name: "from" }, h("option", { value: "newest" }, "newest first"),
+    h("option", { value: "offset" }, "from offset"), h("option", { value: "time" }, "from time"));
+  const at = h("input", { name: "at", placeholder: "offset or 2026-12-03T10:00:00Z" });
+  const limit = h("input", { name: "limit", type: "number", min: 1, max: 1000, value: 50 });
+  const as = h("select", { name: "as" }, ["json", "text", "hex"].map((f) => h("option", { value: f }, f)));
+  const pattern = h("textarea", { name: "pattern", placeholder: "{\"data\": {\"level\": [\"error\"]}} (EventBridge pattern, evaluated by busbar)" });
+  const out = h("div", { id: "messages" });
+  let shown = [];
+  const load = async (e) => {
+    if (e) e.preventDefault();
+    const p = Number(partition.value);
+    const info = d.partitions.find((x) => x.partition === p);
+    const n = Number(limit.value) || 50;
+    const q = new URLSearchParams({ limit: String(n) });
+    if (from.value === "newest") q.set("offset", String(Math.max(info.log_start_offset, latest[p] - n)));
+    else if (from.value === "offset") q.set("offset", at.value || "0");
+    else q.set("timestamp", at.value);
+    if (pattern.value.trim()) q.set("pattern", pattern.value.trim());
+    q.set("decode", "schema");
+    try {
+      const page = await get(`/topics/${enc(name)}/partitions/${p}/events?${q}`);
+      shown = from.value === "newest" ? page.events.slice().reverse() : page.events;
+      const note = page.scanned === undefined ? "" : ` (${page.scanned} scanned)`;
+      out.replaceChildren(
+        h("p", { class: "muted" }, `${shown.length} events${note}; high watermark ${page.high_watermark}`),
+        table(["Offset", "Time", "Key", "Value", "Headers", ""], shown.map((ev) => [
+          ev.offset, ev.time, ev.key === null ? h("span", { class: "muted" }, "null") : String(ev.key),
+          showValue(ev.value, as.value),
+          h("pre", {}, ev.headers.map((x) => `${x.key}: ${x.value}`).join("\n")),
+          h("button", { class: "secondary", type: "button", onclick: () => reproduce(ev) }, "Re-produce")]), { id: "events" }));
+    } catch (err) {
+      out.replaceChildren(h("p", { class: "error" }, err.message));
+    }
+  };
+  const latest = Object.fromEntries(d.partitions.map((p) => [p.partition, p.high_watermark]));
+  root.replaceChildren(
+    h("form", { id: "browse", onsubmit: load },
+      h("label", {}, "Partition", partition), h("label", {}, "Start", from), h("label", {}, "Offset or time", at),
+      h("label", {}, "Limit", limit), h("label", {}, "Show as", as), h("label", {}, "Filter", pattern),
+      h("button", { type: "submit" }, "Load"),
+      h("button", { type: "button", class: "secondary", onclick: () => download(`${name}.json`, "application/json", JSON.stringify(shown, null, 2)) }, "Export JSON"),
+      h("button", { type: "button", class: "secondary", onclick: () => download(`${name}.csv`, "text/csv", csv(shown)) }, "Export CSV")),
+    out);
+  load();
+}
+
+// ---- Consumer groups --------------------------------------------------------------------------
+
+async function groups() {
+  const token = view;
+  const [list, m] = await Promise.all([get("/groups"), metrics()]);
+  const status = (g) => {
+    const s = m.find((x) => x.name === "busbar_consumer_group_status" && x.labels.group === g && x.value === 1);
+    return s ? stateBadge(s.labels.status) : "";
+  };
+  const details = await Promise.all(list.groups.map((g) => get(`/groups/${enc(g.group)}`).catch(() => null)));
+  renderFor(token, h("h1", {}, "Consumer groups"),
+    list.groups.length ? table(["Group", "State", "Members", "Lag", "Status"], list.groups.map((g, i) => [
+      h("a", { href: `#/groups/${enc(g.group)}` }, g.group), stateBadge(g.state),
+      details[i] ? details[i].members.length : "", details[i] ? details[i].lag : "", status(g.group)]), { id: "groups" })
+      : h("p", { class: "muted" }, "No consumer groups yet."));
+}
+
+async function group(name) {
+  const token = view;
+  const [d, m] = await Promise.all([get(`/groups/${enc(name)}`), metrics()]);
+  const secs = (t, p) => {
+    const s = m.find((x) => x.name === "busbar_consumer_group_lag_seconds" && x.labels.group === name && x.labels.topic === t && x.labels.partition === String(p));
+    return s ? `${s.value.toFixed(1)} s` : "";
+  };
+  const st = m.find((x) => x.name === "busbar_consumer_group_status" && x.labels.group === name && x.value === 1);
+  const topicsOf = [...new Set(d.offsets.map((o) => o.topic))];
+  const topicSel = h("select", { name: "topic" }, topicsOf.map((t) => h("option", { value: t }, t)));
+  const to = h("select", { name: "to" }, ["earliest", "latest", "offset", "timestamp"].map((x) => h("option", { value: x }, x)));
+  const arg = h("input", { name: "arg", placeholder: "offset or time (RFC 3339)" });
+  const preview = h("div", { id: "preview" });
+  const body = (dry) => {
+    let target = to.value;
+    if (to.value === "offset") target = { offset: Number(arg.value) };
+    if (to.value === "timestamp") target = { timestamp: arg.value };
+    return { topic: topicSel.value, to: target, dry_run: dry };
+  };
+  const reset = async (dry) => {
+    try {
+      const r = await post(`/groups/${enc(name)}/offsets/reset`, body(dry));
+      const now = Object.fromEntries(d.offsets.filter((o) => o.topic === topicSel.value).map((o) => [o.partition, o.committed_offset]));
+      preview.replaceChildren(h("p", {}, dry ? "Preview (nothing changed yet):" : "Moved:"),
+        table(["Partition", "Committed now", dry ? "Would move to" : "Moved to"], r.offsets.map((o) => [
+          o.partition, now[o.partition] === undefined ? "none" : now[o.partition], o.offset])),
+        dry ? h("button", { type: "button", class: "danger", onclick: () => reset(false) }, "Apply reset") : "");
+      if (!dry) { toast("Offsets reset"); setTimeout(route, 800); }
+    } catch (err) { preview.replaceChildren(h("p", { class: "error" }, err.message)); }
+  };
+  renderFor(token, h("h1", {}, `Consumer group ${name} `, stateBadge(d.state), " ", st ? stateBadge(st.labels.status) : ""),
+    h("h2", {}, "Members"),
+    d.members.length ? table(["Member", "Client", "Host", "Assignment"], d.members.map((x) => [x.member_id, x.client_id, x.client_host,
+      x.assignment.map((a) => `${a.topic}: ${a.partitions.join(", ")}`).join("; ")]))
+      : h("p", { class: "muted" }, "No members."),
+    h("h2", {}, "Offsets and lag"),
+    table(["Topic", "Partition", "Committed", "High watermark", "Lag", "Lag (time)"], d.offsets.map((o) => [
+      o.topic, o.partition, o.committed_offset, o.high_watermark, o.lag, secs(o.topic, o.partition)]), { id: "offsets" }),
+    h("h2", {}, "Reset offsets"),
+    h("p", { class: "muted" }, "Allowed while the group has no members. Preview first; nothing moves until you apply."),
+    h("form", { id: "reset", onsubmit: (e) => { e.preventDefault(); reset(true); } },
+      h("label", {}, "Topic", topicSel), h("label", {}, "To", to), h("label", {}, "Offset or time", arg),
+      h("button", { type: "submit" }, "Preview")),
+    preview);
+}
+
+// ---- Subscriptions ----------------------------------------------------------------------------
+
+function target(s) { return s.target.url || (s.target.topic ? `topic ${s.target.topic}` : JSON.stringify(s.target)); }
+
+async function subscriptions() {
+  const token = view;
+  const list = await get("/subscriptions");
+  const act = (s) => {
+    const paused = String(s.state).startsWith("paused");
+    return h("button", { class: "secondary", type: "button", onclick: async () => {
+      try { await post(`/subscriptions/${enc(s.name)}/${paused ? "resume" : "pause"}`); toast(`${paused ? "Resumed" : "Paused"} ${s.name}`); route(); }
+      catch (err) { toast(err.message); }
+    } }, paused ? "Resume" : "Pause");
+  };
+  renderFor(token, h("h1", {}, "Subscriptions"),
+    list.subscriptions.length ? table(["Subscription", "State", "Target", "Delivery", "Matched", "Delivered", "Dead letters", "Lag", ""],
+      list.subscriptions.map((s) => [h("a", { href: `#/subscriptions/${enc(s.name)}` }, s.name), stateBadge(s.state), target(s),
+        s.guarantee.replace(/_/g, "-"), s.counters.matched, s.counters.delivered, s.counters.dead_lettered, s.lag, act(s)]), { id: "subscriptions" })
+      : h("p", { class: "muted" }, "No subscriptions yet."));
+}
+
+async function subscription(name) {
+  const token = view;
+  const [s, replays] = await Promise.all([get(`/subscriptions/${enc(name)}`), get(`/subscriptions/${enc(name)}/replays`)]);
+  const from = h("input", { name: "from", placeholder: "2026-12-03T00:00:00Z" });
+  const to = h("input", { name: "to", placeholder: "now" });
+  const rate = h("input", { name: "rate", type: "number", min: 1, value: 100 });
+  const pattern = h("textarea", { name: "pattern" }, JSON.stringify(s.pattern || {}, null, 1));
+  const tested = h("div", { id: "tested" });
+  const test = async (e) => {
+    e.preventDefault();
+    const src = s.sources[0];
+    const q = new URLSearchParams({ limit: "20", pattern: pattern.value });
+    try {
+      const d = await get(`/topics/${enc(src)}`);
+      const pages = await Promise.all(d.partitions.map((p) => {
+        const q2 = new URLSearchParams(q);
+        q2.set("offset", String(Math.max(p.log_start_offset, p.high_watermark - 200)));
+        return get(`/topics/${enc(src)}/partitions/${p.partition}/events?${q2}`);
+      }));
+      const hits = pages.flatMap((p) => p.events);
+      tested.replaceChildren(h("p", {}, `${hits.length} of the recent events of ${src} match.`),
+        table(["Partition", "Offset", "Value"], hits.map((ev) => [ev.partition, ev.offset, showValue(ev.value, "text")])));
+    } catch (err) { tested.replaceChildren(h("p", { class: "error" }, err.message)); }
+  };
+  const paused = String(s.state).startsWith("paused");
+  renderFor(token, h("h1", {}, `Subscription ${name} `, stateBadge(s.state)),
+    h("div", { class: "bar" },
+      h("button", { type: "button", onclick: async () => {
+        try { await post(`/subscriptions/${enc(name)}/${paused ? "resume" : "pause"}`); route(); } catch (err) { toast(err.message); }
+      } }, paused ? "Resume" : "Pause"),
+      h("a", { href: `#/dead-letters/${enc(s.dead_letter_topic || "")}?subscription=${enc(name)}` }, s.dead_letter_topic ? "Dead letters" : "")),
+    h("div", { class: "cards" }, Object.entries(s.counters).filter(([, v]) => typeof v === "number" && !String(v).includes(".")).filter(([k]) => k !== "latency_sum_ms")
+      .map(([k, v]) => h("div", { class: "card" }, h("div", { class: "label" }, k.replace(/_/g, " ")), h("div", { class: "value" }, num(v))))),
+    h("h2", {}, "Pattern tester"),
+    h("p", { class: "muted" }, "Runs a pattern against the latest events of the first source, on the server."),
+    h("form", { id: "pattern-test", onsubmit: test }, h("label", {}, "Pattern", pattern), h("button", { type: "submit" }, "Test")),
+    tested,
+    h("h2", {}, "Replay"),
+    h("form", {
+      id: "replay",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          // A replay covers stored events: `to` defaults to now.
+          const until = to.value || new Date().toISOString();
+          await post(`/subscriptions/${enc(name)}/replays`, { name: `console-${Date.now()}`, from: from.value, to: until, rate: Number(rate.value) });
+          toast("Replay started");
+          setTimeout(route, 800);
+        } catch (err) { toast(`Not started: ${err.message}`); }
+      },
+    }, h("label", {}, "From", from), h("label", {}, "To", to), h("label", {}, "Events / s", rate), h("button", { type: "submit" }, "Start replay")),
+    replays.replays.length ? table(["Replay", "State", "From", "To", "Matched", "Delivered", "Last replayed"], replays.replays.map((r) => [
+      r.name, stateBadge(r.state), r.from, r.to, r.matched, r.delivered, r.last_replayed_time || ""]), { id: "replays" }) : "",
+    h("h2", {}, "Specification"),
+    h("pre", {}, JSON.stringify({ sources: s.sources, pattern: s.pattern, target: s.target, delivery: s.delivery,
+      dead_letter_topic: s.dead_letter_topic, transform: s.transform }, null, 2)));
+}
+
+// ---- Dead letters -----------------------------------------------------------------------------
+
+async function deadLetters(topicName, params) {
+  const token = view;
+  const subs = await get("/subscriptions");
+  const topicsWithLetters = [...new Set(subs.subscriptions.map((s) => s.dead_letter_topic).filter(Boolean))];
+  const topicSel = h("select", { name: "topic" }, topicsWithLetters.map((t) => h("option", { value: t, selected: t === topicName }, t)));
+  const sub = h("input", { name: "subscription", value: params.get("subscription") || "" });
+  const reason = h("input", { name: "reason", value: params.get("reason") || "", placeholder: "http_status, timeout, …" });
+  const out = h("div", { id: "letters" });
+  const filter = () => {
+    const f = {};
+    if (sub.value) f.subscription = sub.value;
+    if (reason.value) f.reason = reason.value;
+    return f;
+  };
+  const redrive = async (extra, what) => {
+    try {
+      const r = await post(`/dead-letters/${enc(topicSel.value)}/redrive`, { ...filter(), ...extra });
+      toast(`Redrove ${r.redriven} ${what} (${r.skipped} redriven before, skipped)`);
+      load();
+    } catch (err) { toast(`Not redriven: ${err.message}`); }
+  };
+  const load = async (e) => {
+    if (e) e.preventDefault();
+    if (!topicSel.value) { out.replaceChildren(h("p", { class: "muted" }, "No subscription has a dead-letter topic.")); return; }
+    const q = new URLSearchParams({ limit: "100", ...filter() });
+    try {
+      const r = await get(`/dead-letters/${enc(topicSel.value)}?${q}`);
+      out.replaceChildren(h("p", { class: "muted" }, `${r.dead_letters.length} dead letters`),
+        table(["Offset", "Subscription", "Reason", "Error", "Attempts", "Source", "Event", ""], r.dead_letters.map((l) => [
+          `${l.partition}-${l.offset}`, l.subscription, badge(l.reason, "bad"), l.error, l.attempts,
+          `${l.source_topic} ${l.source_partition}-${l.source_offset}`, showValue(l.event.value, "text"),
+          h("button", { type: "button", class: "secondary", onclick: () => redrive({ partition: l.partition, from_offset: l.offset, to_offset: l.offset + 1 }, "1 letter") }, "Redrive")]),
+        { id: "dead-letters" }));
+    } catch (err) { out.replaceChildren(h("p", { class: "error" }, err.message)); }
+  };
+  renderFor(token, h("h1", {}, "Dead letters"),
+    h("form", { id: "letters-filter", onsubmit: load },
+      h("label", {}, "Dead-letter topic", topicSel), h("label", {}, "Subscription", sub), h("label", {}, "Reason", reason),
+      h("button", { type: "submit" }, "Show"),
+      h("button", { type: "button", class: "secondary", onclick: () => redrive({}, "letters matching the filter") }, "Redrive all shown by the filter")),
+    out);
+  load();
+}
+
+// ---- Router -----------------------------------------------------------------------------------
+
+async function route() {
+  view += 1;
+  const [path, query] = location.hash.replace(/^#/, "").split("?");
+  const parts = (path || "/").split("/").filter(Boolean).map(decodeURIComponent);
+  const params = new URLSearchParams(query || "");
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.nav === (parts[0] || "overview"));
+  const who = sessionStorage.getItem("busbar.user");
+  document.getElementById("who").textContent = who ? `signed in as ${who}` : "";
+  try {
+    switch (parts[0]) {
+      case undefined: await overview(); break;
+      case "topics": await (parts[1] ? topic(parts[1]) : topics()); break;
+      case "groups": await (parts[1] ? group(parts[1]) : groups()); break;
+      case "subscriptions": await (parts[1] ? subscription(parts[1]) : subscriptions()); break;
+      case "dead-letters": await deadLetters(parts[1], params); break;
+      default: render(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Overview")));
+    }
+  } catch (err) {
+    if (err.status !== 401) render(h("h1", {}, "Error"), h("p", { class: "error" }, err.message));
+  }
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("DOMContentLoaded", route);
