@@ -154,7 +154,14 @@ mod tests {
         assert_eq!(evaluate(&caught_up, 0, 900_000), Status::Ok, "no lag now");
         let rewound = w(&[(10, 0, 5), (30, 60_000, 5), (20, 120_000, 15)]);
         assert_eq!(evaluate(&rewound, 15, 130_000), Status::Rewind);
-        let stopped = w(&[(10, 0, 5), (20, 60_000, 5), (30, 120_000, 5)]);
+        // A steady lag never decreased: Burrow calls that WARN (rule 5), not OK.
+        let steady = w(&[(10, 0, 5), (20, 60_000, 5), (30, 120_000, 5)]);
+        assert_eq!(
+            evaluate(&steady, 5, 130_000),
+            Status::Warn,
+            "lag never went down"
+        );
+        let stopped = w(&[(10, 0, 5), (20, 60_000, 3), (30, 120_000, 5)]);
         assert_eq!(evaluate(&stopped, 5, 130_000), Status::Ok, "keeping pace");
         assert_eq!(
             evaluate(&stopped, 5, 241_000),

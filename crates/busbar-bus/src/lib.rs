@@ -247,14 +247,14 @@ impl Bus {
         &self.ctx.broker
     }
 
-    /// Installs the hook that decodes schema-framed values (magic byte 0, schema id) so that
-    /// patterns match their decoded content (`decode.rs`); `None` removes it. Install it before
-    /// [`Bus::start`]: events matched earlier are not matched again.
     /// The installed decoder of schema-framed events, if any.
     pub fn decoder(&self) -> Option<decode::Decoder> {
         self.ctx.shared.decoder()
     }
 
+    /// Installs the hook that decodes schema-framed values (magic byte 0, schema id) so that
+    /// patterns match their decoded content (`decode.rs`); `None` removes it. Install it before
+    /// [`Bus::start`]: events matched earlier are not matched again.
     pub fn set_decoder(&self, decoder: Option<decode::Decoder>) {
         self.ctx.shared.set_decoder(decoder);
     }

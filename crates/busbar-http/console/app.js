@@ -80,14 +80,16 @@ function authHeader() {
   return basic ? `Basic ${basic}` : null;
 }
 
+/** A call of the API; `body` is JSON-encoded, unless it is a string (sent as it is: JSON text). */
 async function api(method, path, body) {
   const headers = { "x-busbar-console": "1" };
   const auth = authHeader();
   if (auth) headers.authorization = auth;
   if (body !== undefined) headers["content-type"] = "application/json";
-  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const sent = body === undefined || typeof body === "string" ? body : JSON.stringify(body);
+  const r = await fetch(path, { method, headers, body: sent });
   if (r.status === 401) {
-    showLogin();
+    signedOut(auth);
     throw new ApiError(401, null);
   }
   const text = await r.text();
@@ -105,7 +107,7 @@ async function metrics() {
   const auth = authHeader();
   if (auth) headers.authorization = auth;
   const r = await fetch("/metrics", { headers });
-  if (r.status === 401) { showLogin(); throw new ApiError(401, null); }
+  if (r.status === 401) { signedOut(auth); throw new ApiError(401, null); }
   if (!r.ok) throw new ApiError(r.status, null);
   const out = [];
   for (const line of (await r.text()).split("\n")) {
@@ -114,7 +116,7 @@ async function metrics() {
     if (!m) continue;
     const labels = {};
     for (const l of (m[2] || "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
-      labels[l[1]] = l[2].replace(/\\n/g, "\n").replace(/\\"/g, "\"").replace(/\\\\/g, "\\");
+      labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
     }
     out.push({ name: m[1], labels, value: Number(m[3]) });
   }
@@ -127,13 +129,23 @@ function sum(samples, name, where) {
 
 // ---- Login ------------------------------------------------------------------------------------
 
+function forget() {
+  for (const k of ["busbar.token", "busbar.basic", "busbar.user"]) sessionStorage.removeItem(k);
+}
+
+/** A 401: credentials that were sent are refused (and forgotten); none were sent: sign in. */
+function signedOut(sent) {
+  forget();
+  showLogin(sent ? "Those credentials were refused (or the token expired). Sign in again." : undefined);
+}
+
 function showLogin(message) {
   const user = h("input", { name: "user", autocomplete: "username" });
   const password = h("input", { name: "password", type: "password", autocomplete: "current-password" });
   const token = h("input", { name: "token", placeholder: "bb_…" });
   render(h("div", { class: "login" },
     h("h1", {}, "Sign in"),
-    h("p", { class: "muted" }, message || "This busbar requires authentication: the same users and API tokens as its HTTP API."),
+    h("p", { class: message ? "error" : "muted", id: "login-message" }, message || "This busbar requires authentication: the same users and API tokens as its HTTP API."),
     h("form", {
       onsubmit: (e) => {
         e.preventDefault();
@@ -222,16 +234,34 @@ async function topics() {
       bytes(d.partitions.reduce((a, p) => a + p.size_bytes, 0))]), { id: "topics" }));
 }
 
-/** Renders one event value as JSON, text or hex. */
-function showValue(v, as) {
-  if (v === null || v === undefined) return h("span", { class: "muted" }, "null");
-  if (as === "hex") {
-    const text = typeof v === "string" ? v : JSON.stringify(v);
-    const hex = Array.from(new TextEncoder().encode(text)).map((b) => b.toString(16).padStart(2, "0")).join(" ");
-    return h("pre", {}, hex);
+/** An event's key or value as busbar answered it: JSON (`value`), or bytes (`value_base64`). */
+function field(ev, name) {
+  if (ev[`${name}_base64`] !== undefined) return { b64: ev[`${name}_base64`] };
+  return { json: ev[name] === undefined ? null : ev[name] };
+}
+
+function b64bytes(b64) {
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+
+/** Renders a key or value as JSON, text or hex (hex pages are read as bytes: `encoding=base64`). */
+function showValue(f, as) {
+  if (f.b64 !== undefined) {
+    const bytes = b64bytes(f.b64);
+    if (as === "hex" || !isText(bytes)) {
+      const hex = Array.from(bytes).map((b) => b.toString(16).padStart(2, "0")).join(" ");
+      return h("pre", { title: `${bytes.length} bytes` }, hex);
+    }
+    return h("pre", {}, new TextDecoder().decode(bytes));
   }
+  const v = f.json;
+  if (v === null) return h("span", { class: "muted" }, "null");
   if (as === "json" && typeof v !== "string") return h("pre", {}, JSON.stringify(v, null, 2));
   return h("pre", {}, typeof v === "string" ? v : JSON.stringify(v));
+}
+
+function isText(bytes) {
+  try { new TextDecoder("utf-8", { fatal: true }).decode(bytes); return true; } catch (e) { return false; }
 }
 
 function download(name, type, text) {
@@ -241,14 +271,33 @@ function download(name, type, text) {
   a.remove();
 }
 
+/** A CSV cell: quoted, and a text a spreadsheet would run as a formula starts with a quote. */
+function cell(s) {
+  let t = String(s);
+  if (/^[=+\-@\t\r]/.test(t)) t = `'${t}`;
+  return `"${t.replace(/"/g, "\"\"")}"`;
+}
+
 function csv(events) {
-  const q = (s) => `"${String(s).replace(/"/g, "\"\"")}"`;
+  const text = (f) => (f.b64 !== undefined ? `base64:${f.b64}` : f.json === null ? "" : typeof f.json === "string" ? f.json : JSON.stringify(f.json));
   const rows = [["partition", "offset", "time", "key", "value", "headers"]];
   for (const e of events) {
-    rows.push([e.partition, e.offset, e.time, e.key === null ? "" : e.key,
-      typeof e.value === "string" ? e.value : JSON.stringify(e.value), JSON.stringify(e.headers)]);
+    rows.push([e.partition, e.offset, e.time, text(field(e, "key")), text(field(e, "value")), JSON.stringify(e.headers)]);
   }
-  return rows.map((r) => r.map(q).join(",")).join("\n") + "\n";
+  return rows.map((r) => r.map(cell).join(",")).join("\n") + "\n";
+}
+
+/** Produces an exact copy of a stored event (its bytes, headers in order) to `topic`. */
+async function reproduce(topic, ev) {
+  const q = new URLSearchParams({ offset: String(ev.offset), limit: "1", encoding: "base64" });
+  const page = await get(`/topics/${enc(topic)}/partitions/${ev.partition}/events?${q}`);
+  const e = page.events[0];
+  if (!e || e.offset !== ev.offset) throw new Error(`offset ${ev.offset} is no longer stored`);
+  if (e.headers.some((x) => x.value === undefined)) throw new Error("a header value is not text: the HTTP API cannot produce it");
+  const copy = { headers: e.headers.map((x) => ({ key: x.key, value: x.value })) };
+  if (e.key_base64 !== undefined) copy.key_base64 = e.key_base64;
+  if (e.value_base64 !== undefined) copy.value_base64 = e.value_base64;
+  return post(`/topics/${enc(topic)}/events`, copy);
 }
 
 async function topic(name) {
@@ -256,28 +305,30 @@ async function topic(name) {
   const d = await get(`/topics/${enc(name)}`);
   const browser = h("div", { id: "browser" });
   const produceKey = h("input", { name: "key", placeholder: "key (optional)" });
-  const produceValue = h("textarea", { name: "value", placeholder: "{\"hello\": \"world\"} or text" });
+  const produceValue = h("textarea", { name: "value", placeholder: "{\"hello\": \"world\"} or any text" });
   const produceHeaders = h("input", { name: "headers", placeholder: "{\"h\": \"v\"}" });
   const confirmName = h("input", { name: "confirm", placeholder: `type ${name} to delete` });
   const produce = async (e) => {
     e.preventDefault();
-    let value = produceValue.value;
-    try { value = JSON.parse(value); } catch (err) { /* text */ }
-    const event = { value };
-    if (produceKey.value) event.key = produceKey.value;
     try {
-      if (produceHeaders.value) event.headers = JSON.parse(produceHeaders.value);
-      const r = await post(`/topics/${enc(name)}/events`, event);
+      // JSON text is stored exactly as typed (numbers past 2^53 included); other text as its bytes.
+      let value;
+      try { JSON.parse(produceValue.value); value = produceValue.value; } catch (err) { value = null; }
+      const parts = [];
+      if (value !== null) parts.push(`"value":${value}`);
+      else parts.push(`"value_base64":${JSON.stringify(btoa(unescape(encodeURIComponent(produceValue.value))))}`);
+      if (produceKey.value) parts.push(`"key":${JSON.stringify(produceKey.value)}`);
+      if (produceHeaders.value) parts.push(`"headers":${JSON.stringify(JSON.parse(produceHeaders.value))}`);
+      const r = await post(`/topics/${enc(name)}/events`, `{${parts.join(",")}}`);
       toast(`Produced at partition ${r.offsets[0].partition}, offset ${r.offsets[0].offset}`);
     } catch (err) { toast(`Not produced: ${err.message}`); }
   };
-  const reproduce = (e) => {
-    produceKey.value = e.key === null ? "" : e.key;
-    produceValue.value = typeof e.value === "string" ? e.value : JSON.stringify(e.value);
-    const hs = {};
-    for (const x of e.headers) hs[x.key] = x.value;
-    produceHeaders.value = e.headers.length ? JSON.stringify(hs) : "";
-    produceValue.focus();
+  const again = async (ev) => {
+    if (!confirm(`Produce a copy of partition ${ev.partition} offset ${ev.offset} to ${name}?`)) return;
+    try {
+      const r = await reproduce(name, ev);
+      toast(`Re-produced at partition ${r.offsets[0].partition}, offset ${r.offsets[0].offset}`);
+    } catch (err) { toast(`Not re-produced: ${err.message}`); }
   };
   renderFor(token,
     h("h1", {}, `Topic ${name}`),
@@ -287,7 +338,7 @@ async function topic(name) {
     browser,
     h("h2", {}, "Produce"),
     h("form", { id: "produce", onsubmit: produce },
-      h("label", {}, "Key", produceKey), h("label", {}, "Value", produceValue),
+      h("label", {}, "Key", produceKey), h("label", {}, "Value (JSON, or text)", produceValue),
       h("label", {}, "Headers (JSON object)", produceHeaders), h("button", { type: "submit" }, "Produce")),
     h("h2", {}, "Configs"),
     table(["Config", "Value", ""], Object.entries(d.configs).map(([k, v]) => [k, v, k in d.overrides ? badge("set") : ""])),
@@ -303,10 +354,10 @@ async function topic(name) {
         } catch (err) { toast(`Not deleted: ${err.message}`); }
       },
     }, h("label", {}, "Confirm", confirmName), h("button", { type: "submit", class: "danger" }, "Delete topic")));
-  messageBrowser(browser, name, d, reproduce);
+  messageBrowser(browser, name, d, again);
 }
 
-function messageBrowser(root, name, d, reproduce) {
+function messageBrowser(root, name, d, again) {
   const partition = h("select", { name: "partition" }, d.partitions.map((p) => h("option", { value: p.partition }, `partition ${p.partition}`)));
   const from = h("select", { name: "from" }, h("option", { value: "newest" }, "newest first"),
     h("option", { value: "offset" }, "from offset"), h("option", { value: "time" }, "from time"));
@@ -316,33 +367,39 @@ function messageBrowser(root, name, d, reproduce) {
   const pattern = h("textarea", { name: "pattern", placeholder: "{\"data\": {\"level\": [\"error\"]}} (EventBridge pattern, evaluated by busbar)" });
   const out = h("div", { id: "messages" });
   let shown = [];
-  const load = async (e) => {
+  let next = null;
+  const load = async (e, offset) => {
     if (e) e.preventDefault();
     const p = Number(partition.value);
-    const info = d.partitions.find((x) => x.partition === p);
     const n = Number(limit.value) || 50;
     const q = new URLSearchParams({ limit: String(n) });
-    if (from.value === "newest") q.set("offset", String(Math.max(info.log_start_offset, latest[p] - n)));
-    else if (from.value === "offset") q.set("offset", at.value || "0");
-    else q.set("timestamp", at.value);
-    if (pattern.value.trim()) q.set("pattern", pattern.value.trim());
-    q.set("decode", "schema");
     try {
+      if (offset !== undefined) q.set("offset", String(offset));
+      else if (from.value === "newest") {
+        // The partition's offsets now, not when the page was drawn.
+        const info = (await get(`/topics/${enc(name)}`)).partitions.find((x) => x.partition === p);
+        q.set("offset", String(Math.max(info.log_start_offset, info.high_watermark - n)));
+      } else if (from.value === "offset") q.set("offset", at.value || "0");
+      else q.set("timestamp", at.value);
+      if (pattern.value.trim()) q.set("pattern", pattern.value.trim());
+      if (as.value === "hex") q.set("encoding", "base64");
+      else q.set("decode", "schema");
       const page = await get(`/topics/${enc(name)}/partitions/${p}/events?${q}`);
-      shown = from.value === "newest" ? page.events.slice().reverse() : page.events;
+      const newest = from.value === "newest" && offset === undefined;
+      shown = newest ? page.events.slice().reverse() : page.events;
+      next = page.next_offset < page.high_watermark ? page.next_offset : null;
       const note = page.scanned === undefined ? "" : ` (${page.scanned} scanned)`;
       out.replaceChildren(
         h("p", { class: "muted" }, `${shown.length} events${note}; high watermark ${page.high_watermark}`),
         table(["Offset", "Time", "Key", "Value", "Headers", ""], shown.map((ev) => [
-          ev.offset, ev.time, ev.key === null ? h("span", { class: "muted" }, "null") : String(ev.key),
-          showValue(ev.value, as.value),
-          h("pre", {}, ev.headers.map((x) => `${x.key}: ${x.value}`).join("\n")),
-          h("button", { class: "secondary", type: "button", onclick: () => reproduce(ev) }, "Re-produce")]), { id: "events" }));
+          ev.offset, ev.time, showValue(field(ev, "key"), "text"), showValue(field(ev, "value"), as.value),
+          h("pre", {}, ev.headers.map((x) => `${x.key}: ${x.value !== undefined ? x.value : `(bytes) ${x.value_base64}`}`).join("\n")),
+          h("button", { class: "secondary", type: "button", onclick: () => again(ev) }, "Re-produce")]), { id: "events" }),
+        next !== null && !newest ? h("button", { type: "button", class: "secondary", id: "next-page", onclick: () => load(null, next) }, `Next page from offset ${next}`) : "");
     } catch (err) {
       out.replaceChildren(h("p", { class: "error" }, err.message));
     }
   };
-  const latest = Object.fromEntries(d.partitions.map((p) => [p.partition, p.high_watermark]));
   root.replaceChildren(
     h("form", { id: "browse", onsubmit: load },
       h("label", {}, "Partition", partition), h("label", {}, "Start", from), h("label", {}, "Offset or time", at),
@@ -390,10 +447,17 @@ async function group(name) {
     if (to.value === "timestamp") target = { timestamp: arg.value };
     return { topic: topicSel.value, to: target, dry_run: dry };
   };
+  // Apply sends exactly the previewed request; changing the form drops the preview.
+  let previewed = null;
+  for (const el of [topicSel, to, arg]) {
+    for (const kind of ["input", "change"]) el.addEventListener(kind, () => { previewed = null; preview.replaceChildren(); });
+  }
   const reset = async (dry) => {
     try {
-      const r = await post(`/groups/${enc(name)}/offsets/reset`, body(dry));
-      const now = Object.fromEntries(d.offsets.filter((o) => o.topic === topicSel.value).map((o) => [o.partition, o.committed_offset]));
+      const req = dry ? body(true) : { ...previewed, dry_run: false };
+      if (dry) previewed = req;
+      const r = await post(`/groups/${enc(name)}/offsets/reset`, req);
+      const now = Object.fromEntries(d.offsets.filter((o) => o.topic === req.topic).map((o) => [o.partition, o.committed_offset]));
       preview.replaceChildren(h("p", {}, dry ? "Preview (nothing changed yet):" : "Moved:"),
         table(["Partition", "Committed now", dry ? "Would move to" : "Moved to"], r.offsets.map((o) => [
           o.partition, now[o.partition] === undefined ? "none" : now[o.partition], o.offset])),
@@ -459,7 +523,7 @@ async function subscription(name) {
       }));
       const hits = pages.flatMap((p) => p.events);
       tested.replaceChildren(h("p", {}, `${hits.length} of the recent events of ${src} match.`),
-        table(["Partition", "Offset", "Value"], hits.map((ev) => [ev.partition, ev.offset, showValue(ev.value, "text")])));
+        table(["Partition", "Offset", "Value"], hits.map((ev) => [ev.partition, ev.offset, showValue(field(ev, "value"), "text")])));
     } catch (err) { tested.replaceChildren(h("p", { class: "error" }, err.message)); }
   };
   const paused = String(s.state).startsWith("paused");
@@ -512,9 +576,12 @@ async function deadLetters(topicName, params) {
     if (reason.value) f.reason = reason.value;
     return f;
   };
-  const redrive = async (extra, what) => {
+  // One letter: exactly it (to_offset is exclusive), as its subscription. The others: what the
+  // filter selects, after a confirmation.
+  const redrive = async (extra, what, one) => {
+    if (!one && !confirm(`Redrive every dead letter of ${topicSel.value} the filter selects (not only those shown)?`)) return;
     try {
-      const r = await post(`/dead-letters/${enc(topicSel.value)}/redrive`, { ...filter(), ...extra });
+      const r = await post(`/dead-letters/${enc(topicSel.value)}/redrive`, one ? extra : { ...filter(), ...extra });
       toast(`Redrove ${r.redriven} ${what} (${r.skipped} redriven before, skipped)`);
       load();
     } catch (err) { toast(`Not redriven: ${err.message}`); }
@@ -528,8 +595,8 @@ async function deadLetters(topicName, params) {
       out.replaceChildren(h("p", { class: "muted" }, `${r.dead_letters.length} dead letters`),
         table(["Offset", "Subscription", "Reason", "Error", "Attempts", "Source", "Event", ""], r.dead_letters.map((l) => [
           `${l.partition}-${l.offset}`, l.subscription, badge(l.reason, "bad"), l.error, l.attempts,
-          `${l.source_topic} ${l.source_partition}-${l.source_offset}`, showValue(l.event.value, "text"),
-          h("button", { type: "button", class: "secondary", onclick: () => redrive({ partition: l.partition, from_offset: l.offset, to_offset: l.offset + 1 }, "1 letter") }, "Redrive")]),
+          `${l.source_topic} ${l.source_partition}-${l.source_offset}`, showValue(field(l.event, "value"), "text"),
+          h("button", { type: "button", class: "secondary", onclick: () => redrive({ subscription: l.subscription, partition: l.partition, from_offset: l.offset, to_offset: l.offset + 1 }, "1 letter", true) }, "Redrive")]),
         { id: "dead-letters" }));
     } catch (err) { out.replaceChildren(h("p", { class: "error" }, err.message)); }
   };
@@ -542,16 +609,76 @@ async function deadLetters(topicName, params) {
   load();
 }
 
+// ---- Schemas, users, ACLs and tokens (read-only) ------------------------------------------------
+
+const registry = (path) => get(`/schema-registry${path}`);
+
+async function schemas(subject) {
+  const token = view;
+  const [subjects, config] = await Promise.all([registry("/subjects"), registry("/config").catch(() => null)]);
+  const level = config ? config.compatibilityLevel : "";
+  if (!subject) {
+    const latest = await Promise.all(subjects.map((s) => registry(`/subjects/${enc(s)}/versions/latest`)));
+    renderFor(token, h("h1", {}, "Schemas"),
+      h("p", { class: "muted" }, `Compatibility (global): ${level}. Register and change schemas with \`busbar schema\` or any Confluent client.`),
+      subjects.length ? table(["Subject", "Latest version", "Id", "Type"], latest.map((v) => [
+        h("a", { href: `#/schemas/${enc(v.subject)}` }, v.subject), v.version, v.id, v.schemaType || "AVRO"]), { id: "subjects" })
+        : h("p", { class: "muted" }, "No subjects yet."));
+    return;
+  }
+  const versions = await registry(`/subjects/${enc(subject)}/versions`);
+  const all = await Promise.all(versions.map((n) => registry(`/subjects/${enc(subject)}/versions/${n}`)));
+  const own = await registry(`/config/${enc(subject)}?defaultToGlobal=true`).catch(() => null);
+  renderFor(token, h("h1", {}, `Subject ${subject}`),
+    h("p", { class: "muted" }, `Compatibility: ${own ? own.compatibilityLevel : level}`),
+    table(["Version", "Id", "Type", "Schema"], all.reverse().map((v) => {
+      let text = v.schema;
+      try { text = JSON.stringify(JSON.parse(v.schema), null, 2); } catch (e) { /* Protobuf text */ }
+      return [v.version, v.id, v.schemaType || "AVRO", h("pre", {}, text)];
+    }), { id: "versions" }));
+}
+
+async function security() {
+  const token = view;
+  const section = async (title, load, heads, row, id) => {
+    try {
+      const rows = await load();
+      return [h("h2", {}, title), rows.length ? table(heads, rows.map(row), { id }) : h("p", { class: "muted" }, "None.")];
+    } catch (err) {
+      return [h("h2", {}, title), h("p", { class: "error" }, err.message)];
+    }
+  };
+  const parts = await Promise.all([
+    section("Users", async () => (await get("/users")).users, ["User", "SCRAM mechanisms"],
+      (u) => [u.name, u.mechanisms.map((m) => `${m.mechanism} (${m.iterations} iterations)`).join(", ")], "users"),
+    section("ACLs", async () => (await get("/acls")).acls, ["Principal", "Host", "Operation", "Permission", "Resource", "Pattern"],
+      (a) => [a.principal, a.host, a.operation, badge(a.permission, a.permission === "ALLOW" ? "ok" : "bad"),
+        `${a.resource_type} ${a.resource_name}`, a.pattern_type], "acls"),
+    section("API tokens", async () => (await get("/tokens")).tokens, ["Token", "User", "Created", "Expires"],
+      (t) => [t.name, t.user, t.created, t.expires || "never"], "tokens"),
+  ]);
+  renderFor(token, h("h1", {}, "Users and ACLs"),
+    h("p", { class: "muted" }, "Read-only. Manage them with `busbar user`, `busbar acl` and `POST /tokens`; token values are shown once, when created, never here."),
+    ...parts.flat());
+}
+
 // ---- Router -----------------------------------------------------------------------------------
 
 async function route() {
   view += 1;
   const [path, query] = location.hash.replace(/^#/, "").split("?");
-  const parts = (path || "/").split("/").filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try {
+    parts = (path || "/").split("/").filter(Boolean).map(decodeURIComponent);
+  } catch (err) {
+    render(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Overview")));
+    return;
+  }
   const params = new URLSearchParams(query || "");
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.nav === (parts[0] || "overview"));
   const who = sessionStorage.getItem("busbar.user");
-  document.getElementById("who").textContent = who ? `signed in as ${who}` : "";
+  document.getElementById("who").replaceChildren(...(who ? [`signed in as ${who} `,
+    h("button", { type: "button", class: "secondary", id: "sign-out", onclick: () => { forget(); location.hash = "#/"; route(); } }, "Sign out")] : []));
   try {
     switch (parts[0]) {
       case undefined: await overview(); break;
@@ -559,6 +686,8 @@ async function route() {
       case "groups": await (parts[1] ? group(parts[1]) : groups()); break;
       case "subscriptions": await (parts[1] ? subscription(parts[1]) : subscriptions()); break;
       case "dead-letters": await deadLetters(parts[1], params); break;
+      case "schemas": await schemas(parts[1]); break;
+      case "security": await security(); break;
       default: render(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Overview")));
     }
   } catch (err) {

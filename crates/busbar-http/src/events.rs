@@ -378,7 +378,8 @@ struct Page<'a> {
 }
 
 /// Most events one `?pattern=` search reads (then it answers what it found, and `next_offset`
-/// where to go on).
+/// where to go on). The matches it keeps are bounded too: at most `broker.fetch_bytes_max` bytes of
+/// keys, values and headers, as a plain read.
 pub const SEARCH_SCAN_MAX: u64 = 10_000;
 
 /// `?pattern=`: an event pattern (EventBridge syntax, JSON) evaluated here, against each event's
@@ -399,8 +400,9 @@ fn take_pattern(q: &mut HashMap<String, String>) -> ApiResult<Option<busbar_rule
     Ok(Some(pattern))
 }
 
-/// Reads from `offset` until `limit` events match `pattern`, the partition's end, or
-/// [`SEARCH_SCAN_MAX`] events read: the matches, the offset to go on from, and how many were read.
+/// Reads from `offset` until `limit` events match `pattern`, the partition's end,
+/// [`SEARCH_SCAN_MAX`] events read, or `broker.fetch_bytes_max` bytes matched: the matches, the
+/// offset to go on from, and how many were read. Each page read yields to other tasks.
 async fn search(
     app: &App,
     topic: &str,
@@ -410,8 +412,10 @@ async fn search(
     pattern: &busbar_rules::Pattern,
 ) -> ApiResult<(Vec<busbar_broker::StoredEvent>, u64, u64)> {
     let decoder = app.bus.decoder();
-    let (mut found, mut scanned) = (Vec::new(), 0u64);
-    while found.len() < limit && scanned < SEARCH_SCAN_MAX {
+    let bytes_max = app.broker.config().fetch_bytes_max;
+    let (mut found, mut scanned, mut kept) = (Vec::new(), 0u64, 0usize);
+    while found.len() < limit && scanned < SEARCH_SCAN_MAX && kept < bytes_max {
+        tokio::task::yield_now().await;
         let want = (SEARCH_SCAN_MAX - scanned).min(1000) as usize;
         let (page, next) = (app.broker)
             .read_events_next(topic, p, offset, want, Duration::ZERO)
@@ -425,8 +429,14 @@ async fn search(
             offset = e.offset + 1;
             let doc = busbar_bus::envelope::Envelope::document_with(&e, decoder.as_ref());
             if pattern.matches(&doc) {
+                kept += e.key.as_ref().map_or(0, Vec::len)
+                    + e.value.as_ref().map_or(0, Vec::len)
+                    + e.headers
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>();
                 found.push(e);
-                if found.len() == limit {
+                if found.len() == limit || kept >= bytes_max {
                     break;
                 }
             }
@@ -450,8 +460,9 @@ async fn search(
             registered schema are shown decoded, with `key_schema_id` / `value_schema_id`"),
         ("pattern" = Option<String>, Query, description = "An event pattern (JSON, EventBridge \
             syntax) evaluated on the server against each event as subscriptions see it: only \
-            matching events are answered; at most 10,000 events are read per request \
-            (`scanned`), `next_offset` goes on from there (`wait_ms` is ignored)")),
+            matching events are answered; at most 10,000 events are read (`scanned`) and at \
+            most `broker.fetch_bytes_max` bytes of matches kept per request, `next_offset` goes \
+            on from there (`wait_ms` is ignored)")),
     responses(
         (status = 200, description = "A page of events", body = crate::schemas::EventPage),
         (status = 400, description = "Bad query parameter"),

@@ -143,6 +143,38 @@ fn a_search_reads_at_most_ten_thousand_events_per_request() {
 }
 
 #[test]
+fn a_search_keeps_at_most_fetch_bytes_max_of_matches() {
+    let s = Server::start_custom(Default::default(), |b| busbar_broker::BrokerConfig {
+        fetch_bytes_max: 64 << 10,
+        ..b
+    });
+    s.json("POST", "/topics", Some(json!({"name": "fat"})));
+    let big = "x".repeat(10_000);
+    let events: Vec<_> = (0..30).map(|_| json!({"value": big})).collect();
+    assert_eq!(
+        s.json("POST", "/topics/fat/events", Some(json!(events))).0,
+        200
+    );
+    let all = "%7B%22specversion%22%3A%5B%221.0%22%5D%7D";
+    let (st, v) = s.json(
+        "GET",
+        &format!("/topics/fat/partitions/0/events?pattern={all}&limit=1000"),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    let n = v["events"].as_array().unwrap().len() as u64;
+    assert_eq!(
+        n, 7,
+        "64 KiB of 10 KB values: the 7th passes the limit and ends the page"
+    );
+    assert_eq!(
+        v["next_offset"].as_u64(),
+        Some(n),
+        "the next page goes on after them"
+    );
+}
+
+#[test]
 fn an_offset_reset_preview_moves_nothing() {
     let s = Server::start();
     s.json(

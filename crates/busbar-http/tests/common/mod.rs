@@ -23,6 +23,14 @@ impl Server {
     }
 
     pub fn start_with(config: HttpConfig) -> Self {
+        Self::start_custom(config, |b| b)
+    }
+
+    /// [`Server::start_with`], with the broker's config changed by `broker`.
+    pub fn start_custom(
+        config: HttpConfig,
+        broker: impl FnOnce(BrokerConfig) -> BrokerConfig + Send + 'static,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().to_path_buf();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -35,11 +43,11 @@ impl Server {
                 .unwrap();
             rt.block_on(async move {
                 let broker = Arc::new(
-                    Broker::open(BrokerConfig {
+                    Broker::open(broker(BrokerConfig {
                         data_dir: data,
                         group_initial_rebalance_delay: std::time::Duration::from_millis(200),
                         ..Default::default()
-                    })
+                    }))
                     .unwrap(),
                 );
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
