@@ -25,9 +25,7 @@ pub const METRICS: &str = "/metrics";
 /// Whether `path` is served to anyone, without credentials or ACLs: the probes, and `/metrics`
 /// while `auth.metrics_public`.
 pub fn public(app: &App, path: &str) -> bool {
-    OPEN.contains(&path)
-        || (path == METRICS && app.broker.auth().config().metrics_public)
-        || crate::console::is_console(path)
+    OPEN.contains(&path) || (path == METRICS && app.broker.auth().config().metrics_public)
 }
 
 /// The authenticated user of a request.
@@ -84,11 +82,20 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials, &'static str> {
 /// itself, and the browser's own dialog would ask again.
 pub async fn check(state: State<App>, req: Request, next: Next) -> Response {
     let console = req.headers().contains_key(crate::console::CONSOLE_HEADER);
+    // The console's assets (no data in them) are public on the main listener only.
+    if crate::console::is_console(req.uri().path()) {
+        return next.run(req).await;
+    }
     let mut r = check_credentials(state, req, next).await;
     if console && r.status() == StatusCode::UNAUTHORIZED {
         r.headers_mut().remove(header::WWW_AUTHENTICATE);
     }
     r
+}
+
+/// The schema registry listener's middleware: [`check`] without the console (it serves none).
+pub async fn check_registry(state: State<App>, req: Request, next: Next) -> Response {
+    check_credentials(state, req, next).await
 }
 
 async fn check_credentials(State(app): State<App>, mut req: Request, next: Next) -> Response {

@@ -649,7 +649,7 @@ pub async fn serve(
     };
     let router = routes(state).layer(axum::middleware::from_fn_with_state(
         app.clone(),
-        crate::auth::check,
+        crate::auth::check_registry,
     ));
     let config = app.config.clone();
     crate::accept::serve(listener, router, &config, shutdown).await

@@ -169,6 +169,10 @@ fn subject_acls_decide_the_registry_routes_on_both_mounts() {
     }
     // Compatible with "string" under BACKWARD: a union that reads it.
     let v2 = json!({"schema": "[\"null\",\"string\"]"});
+    // The console's public paths are the main listener's only: the registry's root needs
+    // credentials there as everywhere else.
+    assert_eq!(call(sr, "GET", "/", None, None).0, 401);
+    assert_eq!(call(s.addr, "GET", "/", None, None).0, 303, "the console");
     for (addr, prefix) in [(sr, ""), (s.addr, "/schema-registry")] {
         let path = |p: &str| format!("{prefix}{p}");
         let get = |user, p: &str| call(addr, "GET", &path(p), user, None);
