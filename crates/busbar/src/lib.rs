@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth_config;
 pub mod config;
+mod config_layers;
 pub mod dn;
 pub mod kafka_config;
 pub mod listeners;
