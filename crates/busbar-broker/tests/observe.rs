@@ -3,6 +3,8 @@
 //! seconds with Burrow's status as commits arrive, duplicates answered from producer state,
 //! produce counters, and a partition offline after a failed fsync.
 
+mod common;
+
 use busbar_broker::datadir::FaultDataDir;
 use busbar_broker::lag::Status;
 use busbar_broker::{Broker, BrokerConfig, Event, ManualClock, OffsetCommit};
@@ -126,31 +128,18 @@ async fn a_deleted_topics_series_go_with_it() {
     assert!(!out.contains("topic=\"t\""), "{out}");
 }
 
-fn idempotent(pid: i64, seq: i32) -> Vec<u8> {
-    let plain = batch::build(&[NewRecord {
-        value: Some(b"v".to_vec()),
-        timestamp: T0,
-        ..NewRecord::default()
-    }]);
-    let h = batch::BatchHeader::parse(&plain).unwrap();
-    batch::assemble(
-        &batch::BatchHeader {
-            producer_id: pid,
-            producer_epoch: 0,
-            base_sequence: seq,
-            ..h
-        },
-        &plain[batch::HEADER_BYTES..],
-    )
-}
-
 #[tokio::test]
 async fn a_retry_answered_from_producer_state_counts_as_a_duplicate() {
     let (b, _dir) = broker(ManualClock::new(T0)).await;
     let (pid, _) = b.init_producer_id(None).unwrap();
-    b.produce("t", 0, idempotent(pid, 0)).await.unwrap();
+    b.produce("t", 0, common::idempotent(pid, 0, 0))
+        .await
+        .unwrap();
     assert_eq!(b.metrics().producer_duplicates.get(&["t"]), 0);
-    let again = b.produce_start("t", 0, idempotent(pid, 0)).await.unwrap();
+    let again = b
+        .produce_start("t", 0, common::idempotent(pid, 0, 0))
+        .await
+        .unwrap();
     assert!(again.is_duplicate(), "front ends count no events for it");
     assert_eq!(
         again.durable().await.unwrap().base_offset,
