@@ -5,7 +5,11 @@ ones to a target topic and to an HTTP target (both get the stored bytes, which A
 read back); events that are not framed still match as JSON; a framed event with an unknown id
 is not matched on `data` and does not stop the subscription; `dataschema` names the schema in
 the registry; JSON Schema and Protobuf (ProtobufSerializer, message indexes [1]) framed events
-match the same way. Registered into run.py's tests; run with
+match the same way. A transform reads the decoded `data`, and a topic target with `encode`
+stores what it delivers encoded with a schema of the registry (Avro, JSON Schema), read back by
+Confluent's deserializers; an event that does not encode is dead-lettered with reason
+`schema_encode_failed`; a subject that does not resolve is refused when the subscription is
+created. Registered into run.py's tests; run with
 `python3 tests/clients/run.py target/debug/busbar bus_patterns`.
 """
 import json, struct, time
@@ -142,5 +146,67 @@ def register(test, Busbar, free_port, HookServer):
             values = [ser(cls(id=f"p{q}", qty=q), ctx) for q in (2, 9, 4, 6)]
             produce(b, "orders-p", values)
             assert read(b, "big-p", 2) == [values[1], values[3]]
+        finally:
+            b.stop()
+
+    @own
+    def bus_transforms_read_decoded_data_and_topic_targets_encode_with_a_subject(_):
+        import urllib.error
+        from confluent_kafka.schema_registry import SchemaRegistryClient, Schema
+        from confluent_kafka.schema_registry.avro import AvroSerializer, AvroDeserializer
+        from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+        from confluent_kafka.serialization import SerializationContext, MessageField
+        b, url = start()
+        try:
+            for t in ("orders-e", "summaries", "orders-json", "dlq-e"):
+                b.post("/topics", {"name": t, "partitions": 1})
+            sr = SchemaRegistryClient({"url": url})
+            summary = {"type": "record", "name": "Summary", "namespace": "shop",
+                       "fields": [{"name": "order", "type": "string"}, {"name": "count", "type": "int"}]}
+            sr.register_schema("summaries-value", Schema(json.dumps(summary), "AVRO"))
+            capped = json.loads(ORDER_JSON)
+            capped["properties"]["qty"]["maximum"] = 100
+            sr.register_schema("orders-json-value", Schema(json.dumps(capped), "JSON"))
+            # A subject that does not resolve is refused when the subscription is created.
+            try:
+                b.post("/subscriptions", {"name": "nope", "sources": ["orders-e"],
+                                          "target": {"topic": "summaries",
+                                                     "encode": {"subject": "missing-value"}}})
+                raise AssertionError("created with a missing subject")
+            except urllib.error.HTTPError as e:
+                body = json.loads(e.read())
+                assert e.code == 400 and "target.encode" in json.dumps(body), body
+                assert "missing-value" in json.dumps(body), body
+            b.post("/subscriptions", {
+                "name": "summarize", "sources": ["orders-e"],
+                "transform": {"paths": {"id": "$.data.id", "qty": "$.data.qty"},
+                              "template": '{"order": <id>, "count": <qty>}'},
+                "target": {"topic": "summaries", "encode": {"schema": "latest"}}})
+            b.post("/subscriptions", {
+                "name": "to-json", "sources": ["orders-e"], "dead_letter_topic": "dlq-e",
+                "target": {"topic": "orders-json", "encode": {"schema": "1"}}})
+            ctx = SerializationContext("orders-e", MessageField.VALUE)
+            ser = AvroSerializer(sr, ORDER)
+            produce(b, "orders-e", [ser({"id": f"o{q}", "qty": q}, ctx) for q in (1, 500, 3)])
+            de = AvroDeserializer(SchemaRegistryClient({"url": url}))
+            got = [de(v, SerializationContext("summaries", MessageField.VALUE))
+                   for v in read(b, "summaries", 3)]
+            assert got == [{"order": "o1", "count": 1}, {"order": "o500", "count": 500},
+                           {"order": "o3", "count": 3}], got
+            jde = JSONDeserializer(json.dumps(capped), from_dict=None)
+            got = [jde(v, SerializationContext("orders-json", MessageField.VALUE))
+                   for v in read(b, "orders-json", 2)]
+            assert got == [{"id": "o1", "qty": 1}, {"id": "o3", "qty": 3}], got
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                letters = b.get("/dead-letters/dlq-e")["dead_letters"]
+                if letters:
+                    break
+                time.sleep(0.2)
+            assert len(letters) == 1, letters
+            assert letters[0]["reason"] == "schema_encode_failed", letters
+            assert "maximum" in letters[0]["error"] or "500" in letters[0]["error"], letters
+            view = b.get("/subscriptions/to-json")
+            assert view["target"]["encode"] == {"schema": "1"}, view
         finally:
             b.stop()

@@ -282,6 +282,32 @@ def register(test, Busbar, free_port):
             assert "value_schema_id" not in page["events"][0], page
             status, body = get(b, "/topics/orders/partitions/0/events?decode=avro")
             assert status == 400 and "decode" in body["error"]["message"], body
+            # A consumer instance's poll and both SSE streams decode the same way.
+            req = urllib.request.Request(f"http://{b.http}/groups/dec/consumers", method="POST",
+                                         data=json.dumps({"topics": ["orders"], "start": "earliest"}).encode(),
+                                         headers={"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                cid = json.loads(r.read())["consumer_id"]
+            status, body = get(b, f"/groups/dec/consumers/{cid}/events?decode=avro")
+            assert status == 400 and "decode" in body["error"]["message"], body
+            status, polled = get(b, f"/groups/dec/consumers/{cid}/events?decode=schema&wait_ms=2000")
+            assert status == 200, polled
+            assert [e["value"] for e in polled["events"]] == [{"id": "a", "qty": 3}, None, {"id": "b", "qty": 4}], polled
+            assert polled["events"][0]["value_schema_id"] == order_id, polled
+
+            def first_sse(path):
+                with urllib.request.urlopen(f"http://{b.http}{path}", timeout=30) as r:
+                    for line in r:
+                        if line.startswith(b"data:"):
+                            return json.loads(line[5:])
+            ev = first_sse("/topics/orders/partitions/0/stream?start=earliest&decode=schema")
+            assert ev["value"] == {"id": "a", "qty": 3} and ev["value_schema_id"] == order_id, ev
+            ev = first_sse("/groups/dec-sse/stream?topics=orders&start=earliest&decode=schema")
+            assert ev["value"] == {"id": "a", "qty": 3} and ev["value_schema_id"] == order_id, ev
+            ev = first_sse("/topics/orders/partitions/0/stream?start=earliest")
+            assert "value_schema_id" not in ev, ev
+            status, body = get(b, "/groups/x/stream?topics=orders&decode=yes")
+            assert status == 400 and "decode" in body["error"]["message"], body
         finally:
             b.stop()
 

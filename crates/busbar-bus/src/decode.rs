@@ -13,12 +13,25 @@
 //! does not decode (an unknown id, a body its schema does not read), is matched as before:
 //! no `data` unless the bytes are JSON. Decoding never fails a delivery: the event is still
 //! routed by its other attributes. See docs/decisions.md (issue 17).
+//!
+//! The same hook may carry an encoder ([`Decoder::with_encoder`]): a topic target with `encode`
+//! stores each delivered value encoded with a schema of a registry subject (the event's `data`,
+//! or the transform's output, as JSON; `request.rs`).
 
 use serde_json::Value;
 use std::sync::Arc;
 
 /// Decodes a framed value to JSON (`None`: not decodable).
 pub type DecodeFn = dyn Fn(&[u8]) -> Option<Value> + Send + Sync;
+
+/// What encodes JSON with a schema of the registry (the binary gives the registry's enforcer).
+pub trait Encode: Send + Sync {
+    /// The schema id `schema` (`latest`, a version number, `id:<n>`) names in `subject`.
+    fn resolve(&self, subject: &str, schema: &str) -> Result<u32, String>;
+    /// `value` encoded with schema `id` (as Protobuf message `message`, else the file's first)
+    /// and framed (magic byte 0, the id, the body).
+    fn encode(&self, id: u32, message: Option<&str>, value: &Value) -> Result<Vec<u8>, String>;
+}
 
 /// The wire format's header: magic byte and schema id.
 pub const FRAME_HEADER: usize = 5;
@@ -27,7 +40,8 @@ pub const FRAME_HEADER: usize = 5;
 #[derive(Clone)]
 pub struct Decoder {
     decode: Arc<DecodeFn>,
-    schema_uri: String,
+    encode: Option<Arc<dyn Encode>>,
+    schema_uri: Arc<str>,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -55,7 +69,22 @@ impl Decoder {
     ) -> Self {
         Self {
             decode: Arc::new(decode),
-            schema_uri: schema_uri.into(),
+            encode: None,
+            schema_uri: Arc::from(schema_uri.into()),
+        }
+    }
+
+    /// This decoder with an encoder for topic targets that re-encode (see the module docs).
+    pub fn with_encoder(mut self, encode: Arc<dyn Encode>) -> Self {
+        self.encode = Some(encode);
+        self
+    }
+
+    /// The encoder, or why there is none.
+    pub fn encoder(&self) -> Result<&dyn Encode, String> {
+        match &self.encode {
+            Some(e) => Ok(e.as_ref()),
+            None => Err("no schema registry runs here to encode with".into()),
         }
     }
 
@@ -96,6 +125,26 @@ mod tests {
         assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 0);
         assert_eq!(d.decode(b"\0\0\0\x01\x07"), Some((263, json!({"qty": 1}))));
         assert_eq!(d.dataschema(263), "s:263");
+    }
+
+    #[test]
+    fn encoding_needs_an_encoder() {
+        struct Echo;
+        impl Encode for Echo {
+            fn resolve(&self, subject: &str, schema: &str) -> Result<u32, String> {
+                Ok((subject.len() + schema.len()) as u32)
+            }
+            fn encode(&self, id: u32, _: Option<&str>, v: &Value) -> Result<Vec<u8>, String> {
+                Ok(format!("{id}/{v}").into_bytes())
+            }
+        }
+        let d = Decoder::new("s:", |_: &[u8]| None);
+        let err = d.encoder().err().unwrap();
+        assert!(err.contains("no schema registry"), "{err}");
+        let d = d.with_encoder(Arc::new(Echo));
+        let e = d.encoder().unwrap();
+        assert_eq!(e.resolve("t-value", "2"), Ok(8));
+        assert_eq!(e.encode(8, None, &json!(1)).unwrap(), b"8/1");
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// `http_status`, `timeout`, `connection`, `tls`, `target_forbidden`, `storage`,
-    /// `target_gone`, `too_large`, `transform_too_large`.
+    /// `target_gone`, `too_large`, `transform_too_large`, `schema_encode_failed`.
     pub reason: &'static str,
     pub status: Option<u16>,
     pub error: String,

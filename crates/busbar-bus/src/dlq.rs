@@ -46,7 +46,7 @@ pub fn letter(
         .cloned()
         .collect();
     let target = match &sub.spec.target {
-        Target::Topic { topic } => format!("topic:{topic}"),
+        Target::Topic { topic, .. } => format!("topic:{topic}"),
         Target::Http { url, .. } => url.clone(),
     };
     let mut add = |k: &str, v: String| headers.push((format!("{DLQ_PREFIX}{k}"), v.into_bytes()));

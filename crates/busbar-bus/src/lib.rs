@@ -345,6 +345,7 @@ impl Bus {
     fn validate(&self, spec: SubscriptionSpec) -> Result<Compiled> {
         let compiled = spec.compile()?;
         compiled.check_target(&self.config.targets)?;
+        compiled.check_encode(self.decoder().as_ref())?;
         for (path, topic) in compiled.spec.topics() {
             if self.ctx.broker.describe_topic(&topic).is_err() {
                 return Err(invalid(&path, format!("unknown topic {topic:?}")));

@@ -681,10 +681,17 @@ async fn deliver_one(
     let first = clock.now_ms();
     let mut jitter = crate::policy::Jitter::from_entropy();
     let name = run.record().name;
+    let decoder = ctx.shared.decoder();
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let outcome = request::attempt(&ctx.broker, &ctx.http, None, sub, ev, Some(&name)).await;
+        let via = request::Via {
+            broker: &ctx.broker,
+            http: &ctx.http,
+            sink: None,
+            decoder: decoder.as_ref(),
+        };
+        let outcome = request::attempt(via, sub, ev, Some(&name)).await;
         let (failure, why) = match outcome {
             Outcome::Delivered => {
                 run.count(|c| c.delivered += 1);

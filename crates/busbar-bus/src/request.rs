@@ -11,7 +11,7 @@
 use super::decode::Decoder;
 use super::deliver::{self, Failure, HttpClient, HttpRequest, Outcome, TopicSink};
 use super::envelope::{Envelope, DLQ_PREFIX, REPLAY_ATTR};
-use super::spec::{Compiled, Mode, Target};
+use super::spec::{Compiled, EncodeSpec, Mode, Target};
 use busbar_broker::event::{Event, StoredEvent};
 use busbar_broker::Broker;
 use hyper::header::{HeaderName, HeaderValue};
@@ -25,16 +25,26 @@ const CE_MEDIA: &[u8] = b"application/cloudevents";
 pub const REPLAY_HEADER: &str = "busbar-replay";
 
 /// The event's envelope after the subscription's transform; a transform whose output passes its
-/// cap fails the delivery for good (reason `transform_too_large`).
-fn shaped(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Result<Envelope, Failure> {
+/// cap fails the delivery for good (reason `transform_too_large`). The transform reads the
+/// document patterns match: a schema-framed value decoded by `decoder` is its `data`.
+fn shaped(
+    sub: &Compiled,
+    e: &StoredEvent,
+    replay: Option<&str>,
+    decoder: Option<&Decoder>,
+) -> Result<Envelope, Failure> {
     let mut env = Envelope::of(e);
     if let Some(r) = replay {
         env.attrs
             .insert(REPLAY_ATTR.into(), Value::String(r.to_string()));
     }
     if let Some(t) = &sub.transform {
+        let mut doc = Envelope::document_with(e, decoder);
+        if let (Some(r), Value::Object(m)) = (replay, &mut doc) {
+            m.insert(REPLAY_ATTR.into(), Value::String(r.to_string()));
+        }
         let out = t
-            .apply(&env.document())
+            .apply(&doc)
             .map_err(|e| Failure::new("transform_too_large", None, e.to_string()))?;
         let ct = if serde_json::from_str::<serde::de::IgnoredAny>(&out).is_ok() {
             "application/json"
@@ -55,18 +65,31 @@ pub fn matches(sub: &Compiled, e: &StoredEvent, decoder: Option<&Decoder>) -> bo
         .is_none_or(|p| p.matches(&Envelope::document_with(e, decoder)))
 }
 
-/// Makes one delivery attempt of `e` through `sub` (to a topic through `sink` when given).
+/// What one delivery attempt goes through: the broker, the HTTP client, the topic sink of a
+/// topic target (when there is one) and the schema hook (when a registry runs).
+pub struct Via<'a> {
+    pub broker: &'a Broker,
+    pub http: &'a HttpClient,
+    pub sink: Option<&'a TopicSink>,
+    pub decoder: Option<&'a Decoder>,
+}
+
+/// Makes one delivery attempt of `e` through `sub` (to a topic through `via.sink` when given).
 pub async fn attempt(
-    broker: &Broker,
-    http: &HttpClient,
-    sink: Option<&TopicSink>,
+    via: Via<'_>,
     sub: &Compiled,
     e: &StoredEvent,
     replay: Option<&str>,
 ) -> Outcome {
+    let Via {
+        broker,
+        http,
+        sink,
+        decoder,
+    } = via;
     match &sub.spec.target {
-        Target::Topic { topic } => {
-            let event = match topic_event(sub, e, replay) {
+        Target::Topic { topic, .. } => {
+            let event = match topic_event(sub, e, replay, decoder) {
                 Ok(event) => event,
                 Err(f) => return Outcome::Fatal(f),
             };
@@ -77,7 +100,7 @@ pub async fn attempt(
         }
         Target::Http { headers, mode, .. } => {
             let url = sub.url.clone().expect("HTTP targets have a parsed URL");
-            let env = match shaped(sub, e, replay) {
+            let env = match shaped(sub, e, replay, decoder) {
                 Ok(env) => env,
                 Err(f) => return Outcome::Fatal(f),
             };
@@ -114,7 +137,12 @@ pub async fn attempt(
     }
 }
 
-fn topic_event(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Result<Event, Failure> {
+fn topic_event(
+    sub: &Compiled,
+    e: &StoredEvent,
+    replay: Option<&str>,
+    decoder: Option<&Decoder>,
+) -> Result<Event, Failure> {
     let mut headers: Vec<(String, Vec<u8>)> = e
         .headers
         .iter()
@@ -131,10 +159,38 @@ fn topic_event(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Result<
             && v[..CE_MEDIA.len()].eq_ignore_ascii_case(CE_MEDIA)
     });
     let value = match &sub.transform {
-        Some(_) => shaped(sub, e, None)?.data,
+        Some(_) => shaped(sub, e, None, decoder)?.data,
         None => e.value.clone(),
     };
-    if sub.transform.is_some() || !structured {
+    let encode = match &sub.spec.target {
+        Target::Topic {
+            topic,
+            encode: Some(spec),
+        } => Some((topic, spec)),
+        _ => None,
+    };
+    let value = match (encode, value) {
+        (Some((topic, spec)), Some(v)) => {
+            let json = match sub.transform.is_some() {
+                true => serde_json::from_slice(&v).map_err(|err| {
+                    format!("the transform's output is not JSON ({err}), so it does not encode")
+                }),
+                false => data_of(e, decoder),
+            };
+            let bytes = json.and_then(|j| encoded(decoder, topic, spec, &j));
+            let bytes = bytes.map_err(|why| Failure::new("schema_encode_failed", None, why))?;
+            // The copy is a binary-mode event with new bytes: the source's media type and
+            // schema no longer describe them.
+            headers.retain(|(k, _)| {
+                !["content-type", "ce_datacontenttype", "ce_dataschema"]
+                    .iter()
+                    .any(|n| k.eq_ignore_ascii_case(n))
+            });
+            Some(bytes)
+        }
+        (_, v) => v,
+    };
+    if sub.transform.is_some() || encode.is_some() || !structured {
         keep_identity(&mut headers, &env);
     }
     Ok(Event {
@@ -144,6 +200,43 @@ fn topic_event(sub: &Compiled, e: &StoredEvent, replay: Option<&str>) -> Result<
         timestamp: Some(super::envelope::origin_time(e)),
         partition: None,
     })
+}
+
+/// The event's `data` as JSON: a schema-framed value decoded with its schema, a JSON value, the
+/// `data` of a structured CloudEvent.
+fn data_of(e: &StoredEvent, decoder: Option<&Decoder>) -> Result<Value, String> {
+    match Envelope::document_with(e, decoder) {
+        Value::Object(mut m) => m.remove("data"),
+        _ => None,
+    }
+    .ok_or_else(|| "the event's data is not JSON and does not decode with a schema".into())
+}
+
+/// `json` encoded with the target's schema (see `spec.rs`).
+fn encoded(
+    decoder: Option<&Decoder>,
+    topic: &str,
+    spec: &EncodeSpec,
+    json: &Value,
+) -> Result<Vec<u8>, String> {
+    let enc = decoder
+        .ok_or_else(|| "no schema registry runs here to encode with".to_string())?
+        .encoder()?;
+    let subject = spec.subject_for(topic);
+    let id = enc
+        .resolve(&subject, &spec.schema)
+        .map_err(|e| format!("subject {subject:?} schema {}: {e}", spec.schema))?;
+    enc.encode(id, spec.message.as_deref(), json)
+        .map_err(|mut e| {
+            if e.len() > 1000 {
+                let mut end = 1000;
+                while !e.is_char_boundary(end) {
+                    end -= 1;
+                }
+                e.truncate(end);
+            }
+            e
+        })
 }
 
 /// The source event's CloudEvent identity travels with a copy to a topic (binary mode: `ce_*`

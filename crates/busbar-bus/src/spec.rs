@@ -37,6 +37,15 @@
 //!   variables; `transform.output_bytes_max` 1..=16,777,216, default 1,048,576 (1 MiB), caps one
 //!   transformed event: an event whose output would be larger is dead-lettered at once with
 //!   reason `transform_too_large` (a template can name a large value many times).
+//! - A topic target may `encode` each delivered value with a schema of the registry:
+//!   `{"topic": "t", "encode": {"schema": "latest"}}` (`schema`: `latest`, a version number or
+//!   `id:<n>`; `subject` defaults to `<topic>-value`, TopicNameStrategy; `message` names a
+//!   Protobuf message, else the file's first). The JSON encoded is the transform's output when
+//!   there is a transform, else the event's `data` (a schema-framed value decoded with its own
+//!   schema, or JSON). The subject must resolve when the subscription is created or updated; an
+//!   event that does not encode later (not JSON, not valid for the schema, the subject since
+//!   deleted) is dead-lettered at once with reason `schema_encode_failed`. A null value (a
+//!   tombstone) stays null.
 
 use crate::error::{BusError, Result};
 use crate::targets::TargetPolicy;
@@ -100,6 +109,9 @@ fn output_bytes_max() -> u32 {
 pub enum Target {
     Topic {
         topic: String,
+        /// Encode each value with a schema of the registry (see the module docs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encode: Option<EncodeSpec>,
     },
     Http {
         url: String,
@@ -110,6 +122,68 @@ pub enum Target {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tls: Option<TlsSpec>,
     },
+}
+
+/// How a topic target encodes what it stores (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncodeSpec {
+    /// `latest` (default), a version number, or `id:<n>`.
+    #[serde(default = "latest")]
+    pub schema: String,
+    /// The subject; `<topic>-value` when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The Protobuf message (full name) to encode as; the file's first when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Longest subject or message name of a target's `encode`, in bytes.
+pub const ENCODE_NAME_BYTES_MAX: usize = 255;
+
+impl EncodeSpec {
+    /// The subject values are encoded with for `topic`.
+    pub fn subject_for(&self, topic: &str) -> String {
+        self.subject
+            .clone()
+            .unwrap_or_else(|| format!("{topic}-value"))
+    }
+
+    fn check(&self) -> Result<()> {
+        let s = self.schema.as_str();
+        let number =
+            |n: &str| !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit());
+        if !(s == "latest" || s == "-1" || number(s) || s.strip_prefix("id:").is_some_and(number)) {
+            return Err(invalid(
+                "target.encode.schema",
+                format!("{:?} is not latest, a version number or id:<n>", clip(s)),
+            ));
+        }
+        for (path, v) in [
+            ("target.encode.subject", &self.subject),
+            ("target.encode.message", &self.message),
+        ] {
+            if let Some(v) = v {
+                if v.is_empty() || v.len() > ENCODE_NAME_BYTES_MAX {
+                    return Err(invalid(
+                        path,
+                        format!("must be 1 to {ENCODE_NAME_BYTES_MAX} bytes"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// At most 100 bytes of `s` for an error message.
+fn clip(s: &str) -> &str {
+    let mut end = s.len().min(100);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// TLS settings of an `https://` target.
@@ -405,8 +479,11 @@ impl SubscriptionSpec {
             }
         };
         let url = match &self.target {
-            Target::Topic { topic } => {
+            Target::Topic { topic, encode } => {
                 self.check_not_source("target.topic", topic)?;
+                if let Some(e) = encode {
+                    e.check()?;
+                }
                 None
             }
             Target::Http {
@@ -460,7 +537,7 @@ impl SubscriptionSpec {
             .enumerate()
             .map(|(i, s)| (format!("sources[{i}]"), s.clone()))
             .collect();
-        if let Target::Topic { topic } = &self.target {
+        if let Target::Topic { topic, .. } = &self.target {
             out.push(("target.topic".into(), topic.clone()));
         }
         if let Some(d) = &self.dead_letter_topic {
@@ -488,6 +565,30 @@ impl Compiled {
         Ok(())
     }
 
+    /// A topic target's `encode` names a schema the registry has (`decoder`: the bus's schema
+    /// hook; without one, no schema can be named).
+    pub fn check_encode(&self, decoder: Option<&crate::decode::Decoder>) -> Result<()> {
+        let Target::Topic {
+            topic,
+            encode: Some(spec),
+        } = &self.spec.target
+        else {
+            return Ok(());
+        };
+        let subject = spec.subject_for(topic);
+        decoder
+            .ok_or_else(|| "no schema registry runs here".to_string())
+            .and_then(|d| d.encoder())
+            .and_then(|enc| enc.resolve(&subject, &spec.schema))
+            .map_err(|e| {
+                invalid(
+                    "target.encode",
+                    format!("subject {:?}: {}", clip(&subject), clip(&e)),
+                )
+            })?;
+        Ok(())
+    }
+
     /// The CA file of an `https://` target, if it names one.
     pub fn ca_file(&self) -> Option<&std::path::Path> {
         match &self.spec.target {
@@ -504,7 +605,13 @@ impl Compiled {
 
 /// The fields whose value is an object of named fields. serde would also take a JSON array for
 /// them, field by field in order (`"delivery": [1]` as `max_attempts` 1), which nobody means.
-const OBJECTS: &[&str] = &["delivery", "transform", "target", "target.tls"];
+const OBJECTS: &[&str] = &[
+    "delivery",
+    "transform",
+    "target",
+    "target.tls",
+    "target.encode",
+];
 
 /// Parses a subscription from JSON, with the path of the offending field in the error.
 pub fn from_json(v: &Value) -> Result<SubscriptionSpec> {

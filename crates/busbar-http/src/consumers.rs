@@ -16,7 +16,8 @@ use crate::authz::Caller;
 use crate::body;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{only_params, partition_param, query_int};
-use crate::render::{views, Encoding, EventView};
+use crate::render::{Encoding, EventView};
+use crate::schema_codec;
 use crate::App;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -418,6 +419,8 @@ struct Polled<'a> {
         ("max" = Option<u32>, Query, description = "1..=10000, default 100"),
         ("wait_ms" = Option<u64>, Query,
             description = "Wait for events up to this long (at most broker.fetch_wait_max_ms)"),
+        ("decode" = Option<String>, Query, description = "`schema`: framed keys and values with a \
+            registered schema are shown decoded, with `key_schema_id` / `value_schema_id`"),
         ("encoding" = Option<String>, Query, description = "auto (default), json, utf8 or base64")),
     responses(
         (status = 200, description = "Events", body = crate::schemas::Polled),
@@ -430,8 +433,9 @@ pub async fn poll(
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    only_params(&q, &["max", "wait_ms", Encoding::PARAM])?;
+    only_params(&q, &["max", "wait_ms", "decode", Encoding::PARAM])?;
     let encoding = Encoding::from_query(&q)?;
+    let decode = schema_codec::wants_decode(&q)?;
     let max = query_int(&q, "max", 1, 10_000)?.unwrap_or(100) as usize;
     let wait_max = app.broker.config().fetch_wait_max.as_millis() as i64;
     let wait = Duration::from_millis(query_int(&q, "wait_ms", 0, wait_max)?.unwrap_or(0) as u64);
@@ -443,7 +447,7 @@ pub async fn poll(
         reply,
     })
     .await?;
-    let events = views(&events, encoding);
+    let events = schema_codec::render(&app, &events, encoding, decode)?;
     Ok(Json(Polled { events }).into_response())
 }
 
@@ -503,11 +507,26 @@ pub async fn close(
 /// How long a stream waits for events before it authorizes its reader again.
 const RECHECK: Duration = Duration::from_secs(1);
 
-fn sse_event(e: &StoredEvent, encoding: Encoding) -> SseEvent {
+fn sse_event(v: &EventView<'_>) -> SseEvent {
+    let e = v.event;
     SseEvent::default()
         .id(format!("{}/{}/{}", e.topic, e.partition, e.offset))
         .event("event")
-        .data(EventView::new(e, encoding).to_json())
+        .data(v.to_json())
+}
+
+/// The SSE items of a batch (decoded when asked); a batch that cannot be shown ends the stream
+/// with an error event.
+fn sse_items(
+    app: &App,
+    evs: &[StoredEvent],
+    encoding: Encoding,
+    decode: bool,
+) -> (Vec<Result<SseEvent, Infallible>>, bool) {
+    match schema_codec::render(app, evs, encoding, decode) {
+        Ok(views) => (views.iter().map(|v| Ok(sse_event(v))).collect(), false),
+        Err(e) => (vec![Ok(error_event(e))], true),
+    }
 }
 
 fn error_event(e: impl Into<ApiError>) -> SseEvent {
@@ -527,6 +546,8 @@ fn error_event(e: impl Into<ApiError>) -> SseEvent {
         ("offset" = Option<u64>, Query, description = "Default: as `start`"),
         ("start" = Option<String>, Query,
             description = "latest (default: new events only) or earliest (from the log start)"),
+        ("decode" = Option<String>, Query, description = "`schema`: framed keys and values with a \
+            registered schema are shown decoded, with `key_schema_id` / `value_schema_id`"),
         ("encoding" = Option<String>, Query, description = "auto (default), json, utf8 or base64")),
     responses(
         (status = 200, description = "The stream", content_type = "text/event-stream", body = String),
@@ -540,8 +561,12 @@ pub async fn stream_partition(
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    only_params(&q, &["offset", "start", Encoding::PARAM])?;
+    only_params(&q, &["offset", "start", "decode", Encoding::PARAM])?;
     let encoding = Encoding::from_query(&q)?;
+    let decode = schema_codec::wants_decode(&q)?;
+    if decode {
+        schema_codec::render(&app, &[], encoding, true)?;
+    }
     let p = partition_param(&partition)?;
     let from = start_at(q.get("start").map(String::as_str))?;
     let (start, hw) = app.broker.offsets_of(&topic, p)?;
@@ -582,9 +607,8 @@ pub async fn stream_partition(
                     .await
                 {
                     Ok((evs, next)) => {
-                        let items: Vec<Result<SseEvent, Infallible>> =
-                            evs.iter().map(|e| Ok(sse_event(e, encoding))).collect();
-                        Some((stream::iter(items), (broker, topic, p, next, false)))
+                        let (items, done) = sse_items(&app, &evs, encoding, decode);
+                        Some((stream::iter(items), (broker, topic, p, next, done)))
                     }
                     Err(e) => Some((
                         stream::iter(vec![Ok(error_event(e))]),
@@ -606,6 +630,8 @@ pub async fn stream_partition(
         ("topics" = String, Query, description = "Comma-separated topics"),
         ("start" = Option<String>, Query,
             description = "earliest or latest: where to start without a committed offset"),
+        ("decode" = Option<String>, Query, description = "`schema`: framed keys and values with a \
+            registered schema are shown decoded, with `key_schema_id` / `value_schema_id`"),
         ("encoding" = Option<String>, Query, description = "auto (default), json, utf8 or base64")),
     responses(
         (status = 200, description = "The stream", content_type = "text/event-stream", body = String),
@@ -619,8 +645,12 @@ pub async fn stream_group(
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    only_params(&q, &["topics", "start", Encoding::PARAM])?;
+    only_params(&q, &["topics", "start", "decode", Encoding::PARAM])?;
     let encoding = Encoding::from_query(&q)?;
+    let decode = schema_codec::wants_decode(&q)?;
+    if decode {
+        schema_codec::render(&app, &[], encoding, true)?;
+    }
     let topics: Vec<String> = q
         .get("topics")
         .map(|t| {
@@ -669,10 +699,9 @@ pub async fn stream_group(
                 }
                 match checked_poll(&mut c, &app, &reader, &group, 500, RECHECK).await {
                     Ok(evs) => {
-                        let items: Vec<Result<SseEvent, Infallible>> =
-                            evs.iter().map(|e| Ok(sse_event(e, encoding))).collect();
+                        let (items, failed) = sse_items(&app, &evs, encoding, decode);
                         let polled = !items.is_empty();
-                        Some((stream::iter(items), (Some(c), polled)))
+                        Some((stream::iter(items), (Some(c).filter(|_| !failed), polled)))
                     }
                     Err(Denied::Refuse(e) | Denied::Close(e)) => end(e),
                 }

@@ -5,7 +5,7 @@ use crate::body;
 use crate::cloudevents;
 use crate::error::{ApiError, ApiResult};
 use crate::plain;
-use crate::render::{views, Encoding, EventView};
+use crate::render::{Encoding, EventView};
 use crate::schema_codec;
 use crate::time::parse_rfc3339;
 use crate::App;
@@ -512,15 +512,8 @@ pub async fn read(
         }
     };
     let hw = app.broker.offsets_of(&topic, p).map_or(hw, |(_, h)| h);
-    let decoded = match decode {
-        true => schema_codec::decode_all(&app, &events)?,
-        false => Vec::new(),
-    };
     let page = Page {
-        events: match decode {
-            true => crate::render::decoded_views(&events, encoding, decoded),
-            false => views(&events, encoding),
-        },
+        events: schema_codec::render(&app, &events, encoding, decode)?,
         next_offset: next,
         high_watermark: hw,
         scanned: pattern.is_some().then_some(scanned),

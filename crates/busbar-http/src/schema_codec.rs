@@ -7,9 +7,10 @@
 //!   JSON schema, Protobuf from its proto3 JSON mapping (the file's first message, or `message`).
 //!   Null values stay null. An event that does not encode refuses the request: 422
 //!   `schema_invalid` naming each event's index (at most 100), nothing stored.
-//! - `GET /topics/{t}/partitions/{p}/events?decode=schema`: a framed key or value whose schema is
-//!   registered is shown decoded (`"value": {...}` plus `"value_schema_id": n`); anything else as
-//!   the `encoding` parameter says.
+//! - `?decode=schema` on reads (`GET /topics/{t}/partitions/{p}/events`, consumer instance polls,
+//!   and both SSE streams): a framed key or value whose schema is registered is shown decoded
+//!   (`"value": {...}` plus `"value_schema_id": n`); anything else as the `encoding` parameter
+//!   says. At most [`DECODE_BYTES_MAX`] payload bytes are decoded per answer or stream batch.
 
 use crate::error::{ApiError, ApiResult};
 use crate::App;
@@ -117,6 +118,29 @@ pub fn take_decode(q: &mut HashMap<String, String>) -> ApiResult<bool> {
             clip(other, 100)
         ))),
     }
+}
+
+/// Whether `q` asks reads to decode, without taking the parameter (for routes that check their
+/// parameters with `only_params`).
+pub fn wants_decode(q: &HashMap<String, String>) -> ApiResult<bool> {
+    let mut only = HashMap::new();
+    if let Some(v) = q.get("decode") {
+        only.insert("decode".to_string(), v.clone());
+    }
+    take_decode(&mut only)
+}
+
+/// `events` as reads show them: decoded with their schemas when `decode` (see the module docs).
+pub fn render<'a>(
+    app: &App,
+    events: &'a [StoredEvent],
+    encoding: crate::render::Encoding,
+    decode: bool,
+) -> ApiResult<Vec<crate::render::EventView<'a>>> {
+    Ok(match decode {
+        true => crate::render::decoded_views(events, encoding, decode_all(app, events)?),
+        false => crate::render::views(events, encoding),
+    })
 }
 
 /// A key or value decoded with its schema: (schema id, JSON).

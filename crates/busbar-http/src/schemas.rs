@@ -364,6 +364,8 @@ pub struct Transform {
 pub enum Target {
     Topic {
         topic: String,
+        /// Store each value encoded with a schema of the registry.
+        encode: Option<Encode>,
     },
     Http {
         url: String,
@@ -372,6 +374,20 @@ pub enum Target {
         mode: Option<Mode>,
         tls: Option<Tls>,
     },
+}
+
+/// How a topic target encodes: the transform's output, else the event's `data` (a framed value
+/// decoded), as JSON, encoded with a schema of `subject` and framed; an event that does not
+/// encode is dead-lettered (`schema_encode_failed`).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Encode {
+    /// `latest` (default), a version number, or `id:<n>`.
+    schema: Option<String>,
+    /// Default `<topic>-value`.
+    subject: Option<String>,
+    /// A Protobuf message's full name (default: the file's first).
+    message: Option<String>,
 }
 
 /// CloudEvents HTTP binding mode.

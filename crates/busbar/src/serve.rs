@@ -167,8 +167,8 @@ async fn bind_schema_registry(addr: &str) -> Result<Option<tokio::net::TcpListen
     }
 }
 
-/// The bus's decode hook (issue 17): patterns match schema-framed values by their decoded
-/// content, decoded by the broker's enforcer (one cache of parsed schemas, the registry's codec
+/// The bus's schema hook (issue 17): patterns and transforms see schema-framed values by their
+/// decoded content, and topic targets may encode; both by the broker's enforcer (one cache of parsed schemas, the registry's codec
 /// limits). `dataschema` names the schema on the registry's own listener when there is one,
 /// else under `/schema-registry/` on the HTTP API.
 fn schema_decoder(
@@ -185,7 +185,28 @@ fn schema_decoder(
             Err(_) => "/schema-registry/schemas/ids/".into(),
         },
     };
+    let encode = Arc::new(SchemaEncode(enforcer.clone()));
     busbar_bus::decode::Decoder::new(base, move |v: &[u8]| enforcer.decode_json(v).ok())
+        .with_encoder(encode)
+}
+
+/// Topic targets with `encode` encode through the broker's enforcer (the same schemas and
+/// limits as HTTP publish with `?schema=`).
+struct SchemaEncode(Arc<busbar_schema::enforce::Enforcer>);
+
+impl busbar_bus::decode::Encode for SchemaEncode {
+    fn resolve(&self, subject: &str, schema: &str) -> Result<u32, String> {
+        self.0.resolve(subject, schema)
+    }
+
+    fn encode(
+        &self,
+        id: u32,
+        message: Option<&str>,
+        value: &serde_json::Value,
+    ) -> Result<Vec<u8>, String> {
+        self.0.encode_json(id, value, message)
+    }
 }
 
 /// A data directory that does not exist yet or holds nothing: this start is its first.

@@ -107,7 +107,7 @@ pub fn spawn(
     let (cmd, cmd_rx) = mpsc::unbounded_channel();
     let name = sub.spec.name.clone();
     let sink = match &sub.spec.target {
-        Target::Topic { topic } => Some(Arc::new(TopicSink::start(
+        Target::Topic { topic, .. } => Some(Arc::new(TopicSink::start(
             ctx.broker.clone(),
             topic.clone(),
         ))),
@@ -712,9 +712,14 @@ impl Worker {
                     event: Some(e),
                 },
                 Ok(Some(e)) => {
-                    let outcome =
-                        request::attempt(&ctx.broker, &ctx.http, sink.as_deref(), &sub, &e, None)
-                            .await;
+                    let decoder = ctx.shared.decoder();
+                    let via = request::Via {
+                        broker: &ctx.broker,
+                        http: &ctx.http,
+                        sink: sink.as_deref(),
+                        decoder: decoder.as_ref(),
+                    };
+                    let outcome = request::attempt(via, &sub, &e, None).await;
                     Done {
                         job,
                         event: Some(e),
