@@ -237,6 +237,9 @@ pub fn router(app: App) -> Router {
             app.clone(),
             auth::check,
         ))
+        .layer(axum::middleware::from_fn(
+            schema_registry::confluent_errors_under_prefix,
+        ))
         .with_state(app)
 }
 

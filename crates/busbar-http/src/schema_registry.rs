@@ -525,6 +525,53 @@ fn routes(state: Sr) -> Router {
         .with_state(state)
 }
 
+/// Most bytes of another layer's error body read to build the registry's error message.
+const FOREIGN_ERROR_BYTES_MAX: usize = 64 << 10;
+
+/// Every error answer in the registry's shape: an error another layer made (busbar's
+/// authentication 401, axum's 413 for a body over its limit, its 400 for a path that is not
+/// UTF-8) becomes `{"error_code": <status>, "message": ...}` in the registry's media type, as
+/// Confluent answers errors it has no code of its own for; its other headers (a
+/// `WWW-Authenticate` challenge) are kept. The registry's own answers pass unchanged.
+pub async fn confluent_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let media = resp.headers().get(header::CONTENT_TYPE);
+    if resp.status().as_u16() < 400 || media.is_some_and(|m| m == MEDIA_TYPE) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, FOREIGN_ERROR_BYTES_MAX)
+        .await
+        .unwrap_or_default();
+    let message = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) => v["error"]["message"].as_str().map(str::to_string),
+        Err(_) => Some(String::from_utf8_lossy(&bytes).trim().to_string()),
+    }
+    .filter(|m| !m.is_empty())
+    .or_else(|| parts.status.canonical_reason().map(str::to_string))
+    .unwrap_or_default();
+    let body = json!({"error_code": parts.status.as_u16(), "message": message}).to_string();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// [`confluent_errors`] for requests under [`PREFIX`] on the main API (whose authentication
+/// answers before the registry's router is reached); other paths pass unchanged.
+pub async fn confluent_errors_under_prefix(req: Request, next: Next) -> Response {
+    let under = req
+        .uri()
+        .path()
+        .strip_prefix(PREFIX)
+        .is_some_and(|r| r.is_empty() || r.starts_with('/'));
+    match under {
+        true => confluent_errors(req, next).await,
+        false => next.run(req).await,
+    }
+}
+
 /// The `{subject}` path parameter of a route that has one (percent-decoded, as the handlers
 /// see it).
 async fn subject_of(
@@ -647,10 +694,12 @@ pub async fn serve(
         broker: app.broker.clone(),
         listener: "schema-registry",
     };
-    let router = routes(state).layer(axum::middleware::from_fn_with_state(
-        app.clone(),
-        crate::auth::check_registry,
-    ));
+    let router = routes(state)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::auth::check_registry,
+        ))
+        .layer(axum::middleware::from_fn(confluent_errors));
     let config = app.config.clone();
     crate::accept::serve(listener, router, &config, shutdown).await
 }

@@ -389,6 +389,58 @@ fn oversized_and_hostile_bodies_answer_422() {
     assert_eq!(s.call(false, "GET", "/subjects", None), (200, json!([])));
 }
 
+/// Errors other layers make answer in the registry's shape on both mounts: a body over axum's
+/// 2 MB limit (413), a subject that is not UTF-8 once percent-decoded (400), and the config of
+/// a subject the registry does not know (40401, as Confluent; 40408 for one it knows).
+#[test]
+fn errors_of_other_layers_answer_in_the_registrys_shape() {
+    let s = Server::start(Limits::default());
+    let big = format!(r#"{{"schema": "{}"}}"#, "x".repeat(3 << 20));
+    for main in [false, true] {
+        let (status, body) = s.call(main, "POST", "/subjects/s/versions", Some(&big));
+        assert_eq!((status, &body["error_code"]), (413, &json!(413)), "{body}");
+        let (status, body) = s.call(main, "GET", "/subjects/%FF%FE/versions", None);
+        assert_eq!((status, &body["error_code"]), (400, &json!(400)), "{body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        assert_eq!(
+            code(s.call(main, "DELETE", "/config/nobody", None)),
+            (404, 40401)
+        );
+    }
+    let v1 = v(json!([{"name": "a", "type": "string"}]));
+    let body = schema_body(&v1, json!({}));
+    assert_eq!(
+        s.call(false, "POST", "/subjects/known/versions", Some(&body))
+            .0,
+        200
+    );
+    assert_eq!(
+        code(s.call(false, "DELETE", "/config/known", None)),
+        (404, 40408)
+    );
+    assert_eq!(
+        s.call(
+            false,
+            "PUT",
+            "/config/known",
+            Some(r#"{"compatibility":"FULL"}"#)
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        s.call(true, "DELETE", "/config/known", None),
+        (200, json!({"compatibilityLevel": "FULL"}))
+    );
+    assert_eq!(
+        s.call(false, "GET", "/subjects", None),
+        (200, json!(["known"]))
+    );
+}
+
 /// Null optional fields read as absent, as Confluent's entities do: `"references": null` and
 /// `"schemaType": null` register an Avro schema without references.
 #[test]

@@ -176,7 +176,28 @@ fn subject_acls_decide_the_registry_routes_on_both_mounts() {
     for (addr, prefix) in [(sr, ""), (s.addr, "/schema-registry")] {
         let path = |p: &str| format!("{prefix}{p}");
         let get = |user, p: &str| call(addr, "GET", &path(p), user, None);
-        assert_eq!(get(None, "/subjects").0, 401, "{prefix}");
+        // In the registry's error shape, as Confluent answers it (with the challenge kept).
+        let (status, body) = get(None, "/subjects");
+        assert_eq!(
+            (status, &body["error_code"]),
+            (401, &json!(401)),
+            "{prefix}"
+        );
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        let r = request(addr, "GET", &path("/subjects"), &[], b"").unwrap();
+        let h = |n: &str| r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+        assert!(h("www-authenticate"), "{prefix}");
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("content-type")
+                    && v == "application/vnd.schemaregistry.v1+json"),
+            "{prefix}: {:?}",
+            r.headers
+        );
         // The list and the ids show only what alice may READ (DESCRIBE).
         assert_eq!(
             get(alice, "/subjects"),

@@ -385,10 +385,20 @@ impl Registry {
     }
 
     /// Removes the level of `subject` (`None`: the global one, back to BACKWARD); answers the
-    /// level it had.
+    /// level it had. A subject with no level of its own answers 40401 when it has no versions
+    /// either (Confluent's answer for a subject it does not know), else 40408.
     pub async fn delete_config(&self, subject: Option<&str>) -> Result<Compatibility> {
         let guard = self.write.clone().lock_owned().await;
-        let old = self.config(subject, subject.is_none())?;
+        let old = match self.config(subject, subject.is_none()) {
+            Err(SchemaError::NoSubjectConfig(shown)) => {
+                let s = subject.unwrap_or_default();
+                return Err(match self.read().versions(s, true).is_empty() {
+                    true => SchemaError::SubjectNotFound(shown),
+                    false => SchemaError::NoSubjectConfig(shown),
+                });
+            }
+            r => r?,
+        };
         self.commit(
             guard,
             vec![Row::Config(subject.map(str::to_string), None)],
