@@ -177,6 +177,15 @@ def register(test, Busbar, free_port, HookServer):
                 body = json.loads(e.read())
                 assert e.code == 400 and "target.encode" in json.dumps(body), body
                 assert "missing-value" in json.dumps(body), body
+            # So is a Protobuf message name on an Avro subject.
+            try:
+                b.post("/subscriptions", {"name": "nope", "sources": ["orders-e"],
+                                          "target": {"topic": "summaries",
+                                                     "encode": {"message": "shop.Summary"}}})
+                raise AssertionError("created with a message on an Avro subject")
+            except urllib.error.HTTPError as e:
+                body = json.loads(e.read())
+                assert e.code == 400 and "target.encode.message" in json.dumps(body), body
             b.post("/subscriptions", {
                 "name": "summarize", "sources": ["orders-e"],
                 "transform": {"paths": {"id": "$.data.id", "qty": "$.data.qty"},
@@ -184,7 +193,7 @@ def register(test, Busbar, free_port, HookServer):
                 "target": {"topic": "summaries", "encode": {"schema": "latest"}}})
             b.post("/subscriptions", {
                 "name": "to-json", "sources": ["orders-e"], "dead_letter_topic": "dlq-e",
-                "target": {"topic": "orders-json", "encode": {"schema": "1"}}})
+                "target": {"topic": "orders-json", "encode": {"schema": 1}}})
             ctx = SerializationContext("orders-e", MessageField.VALUE)
             ser = AvroSerializer(sr, ORDER)
             produce(b, "orders-e", [ser({"id": f"o{q}", "qty": q}, ctx) for q in (1, 500, 3)])

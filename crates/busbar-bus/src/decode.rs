@@ -28,6 +28,9 @@ pub type DecodeFn = dyn Fn(&[u8]) -> Option<Value> + Send + Sync;
 pub trait Encode: Send + Sync {
     /// The schema id `schema` (`latest`, a version number, `id:<n>`) names in `subject`.
     fn resolve(&self, subject: &str, schema: &str) -> Result<u32, String>;
+    /// Whether values can be encoded with schema `id` as `message` (checked when a
+    /// subscription is created or changed).
+    fn check(&self, id: u32, message: Option<&str>) -> Result<(), String>;
     /// `value` encoded with schema `id` (as Protobuf message `message`, else the file's first)
     /// and framed (magic byte 0, the id, the body).
     fn encode(&self, id: u32, message: Option<&str>, value: &Value) -> Result<Vec<u8>, String>;
@@ -133,6 +136,9 @@ mod tests {
         impl Encode for Echo {
             fn resolve(&self, subject: &str, schema: &str) -> Result<u32, String> {
                 Ok((subject.len() + schema.len()) as u32)
+            }
+            fn check(&self, _: u32, _: Option<&str>) -> Result<(), String> {
+                Ok(())
             }
             fn encode(&self, id: u32, _: Option<&str>, v: &Value) -> Result<Vec<u8>, String> {
                 Ok(format!("{id}/{v}").into_bytes())

@@ -4,7 +4,8 @@
 //! reason, partition and offset range, for listing and for redrive.
 //!
 //! Headers: `subscription`, `target`, `reason` (`http_status`, `timeout`, `connection`, `tls`,
-//! `target_forbidden`, `storage`, `target_gone`, `too_large`, `transform_too_large`, `undecodable`), `exhausted`
+//! `target_forbidden`, `storage`, `target_gone`, `too_large`, `transform_too_large`, `schema_invalid`,
+//! `schema_encode_failed`, `undecodable`), `exhausted`
 //! (`max_attempts`, `max_age`, `non_retriable`,
 //! `retry_after_negative`), `status` (last HTTP status, when there was one), `error`, `attempts`,
 //! `first-attempt` and `last-attempt` (RFC 3339), `source-topic`, `source-partition`,

@@ -42,7 +42,9 @@
 //!   `id:<n>`; `subject` defaults to `<topic>-value`, TopicNameStrategy; `message` names a
 //!   Protobuf message, else the file's first). The JSON encoded is the transform's output when
 //!   there is a transform, else the event's `data` (a schema-framed value decoded with its own
-//!   schema, or JSON). The subject must resolve when the subscription is created or updated; an
+//!   schema, or JSON). The subject must resolve (and hold `message`, only for Protobuf) when the
+//!   subscription is created or updated through the API (not when the configuration file
+//!   declares it: a fresh registry is empty; `Compiled::check_encode`); an
 //!   event that does not encode later (not JSON, not valid for the schema, the subject since
 //!   deleted) is dead-lettered at once with reason `schema_encode_failed`. A null value (a
 //!   tombstone) stays null.
@@ -128,8 +130,8 @@ pub enum Target {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncodeSpec {
-    /// `latest` (default), a version number, or `id:<n>`.
-    #[serde(default = "latest")]
+    /// `latest` (default), a version number (a JSON number or string), or `id:<n>`.
+    #[serde(default = "latest", deserialize_with = "text_or_number")]
     pub schema: String,
     /// The subject; `<topic>-value` when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,6 +139,20 @@ pub struct EncodeSpec {
     /// The Protobuf message (full name) to encode as; the file's first when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// A string, or a non-negative integer as its decimal text (`"schema": 2` as `"2"`).
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrNumber {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match TextOrNumber::deserialize(d)? {
+        TextOrNumber::Text(s) => s,
+        TextOrNumber::Number(n) => n.to_string(),
+    })
 }
 
 /// Longest subject or message name of a target's `encode`, in bytes.
@@ -565,28 +581,30 @@ impl Compiled {
         Ok(())
     }
 
-    /// A topic target's `encode` names a schema the registry has (`decoder`: the bus's schema
-    /// hook; without one, no schema can be named).
+    /// A topic target's `encode` names a schema the registry has, and a message it has
+    /// (`decoder`: the bus's schema hook). Without a hook nothing is checked: the binary
+    /// declares the configuration file's subscriptions before it installs the hook, because
+    /// the registry cannot be seeded from that file (a fresh data directory has no subjects);
+    /// their events are dead-lettered (`schema_encode_failed`) until the subject exists.
     pub fn check_encode(&self, decoder: Option<&crate::decode::Decoder>) -> Result<()> {
-        let Target::Topic {
-            topic,
-            encode: Some(spec),
-        } = &self.spec.target
+        let (
+            Target::Topic {
+                topic,
+                encode: Some(spec),
+            },
+            Some(decoder),
+        ) = (&self.spec.target, decoder)
         else {
             return Ok(());
         };
         let subject = spec.subject_for(topic);
-        decoder
-            .ok_or_else(|| "no schema registry runs here".to_string())
-            .and_then(|d| d.encoder())
-            .and_then(|enc| enc.resolve(&subject, &spec.schema))
-            .map_err(|e| {
-                invalid(
-                    "target.encode",
-                    format!("subject {:?}: {}", clip(&subject), clip(&e)),
-                )
-            })?;
-        Ok(())
+        let enc = decoder.encoder().map_err(|e| invalid("target.encode", e))?;
+        let id = enc.resolve(&subject, &spec.schema).map_err(|e| {
+            let why = format!("subject {:?}: {}", clip(&subject), clip(&e));
+            invalid("target.encode", why)
+        })?;
+        enc.check(id, spec.message.as_deref())
+            .map_err(|e| invalid("target.encode.message", clip(&e)))
     }
 
     /// The CA file of an `https://` target, if it names one.
@@ -707,5 +725,28 @@ mod tests {
         let tls = json!({"url": "https://h/", "tls": ["/ca"]});
         assert!(base(json!({"target": tls})).contains("target.tls:"));
         assert!(err(json!([])).contains("subscription:"));
+        let enc = |e: Value| base(json!({"target": {"topic": "b", "encode": e}}));
+        assert!(enc(json!({"schema": "v2"})).contains("target.encode.schema"));
+        assert!(enc(json!({"schema": "id:x"})).contains("target.encode.schema"));
+        assert!(enc(json!({"subject": ""})).contains("target.encode.subject"));
+        let long = "m".repeat(ENCODE_NAME_BYTES_MAX + 1);
+        assert!(enc(json!({"message": long})).contains("target.encode.message"));
+        assert!(enc(json!(["latest"])).contains("target.encode:"));
+    }
+
+    #[test]
+    fn an_encode_schema_may_be_a_number() {
+        let v = json!({"name": "s", "sources": ["a"],
+            "target": {"topic": "b", "encode": {"schema": 2}}});
+        let spec = from_json(&v).unwrap();
+        let Target::Topic {
+            encode: Some(e), ..
+        } = &spec.target
+        else {
+            panic!("{spec:?}")
+        };
+        assert_eq!(e.schema, "2");
+        assert_eq!(e.subject_for("b"), "b-value");
+        spec.compile().unwrap();
     }
 }

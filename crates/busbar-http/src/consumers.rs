@@ -436,6 +436,10 @@ pub async fn poll(
     only_params(&q, &["max", "wait_ms", "decode", Encoding::PARAM])?;
     let encoding = Encoding::from_query(&q)?;
     let decode = schema_codec::wants_decode(&q)?;
+    if decode {
+        // Refused before the poll: events polled count as consumed at the next commit.
+        schema_codec::render(&app, &[], encoding, true)?;
+    }
     let max = query_int(&q, "max", 1, 10_000)?.unwrap_or(100) as usize;
     let wait_max = app.broker.config().fetch_wait_max.as_millis() as i64;
     let wait = Duration::from_millis(query_int(&q, "wait_ms", 0, wait_max)?.unwrap_or(0) as u64);

@@ -248,9 +248,27 @@ impl Enforcer {
             ),
         };
         self.registry
-            .version(subject, version, false)
-            .map(|v| v.id)
+            .version_id(subject, version)
             .map_err(|e| e.to_string())
+    }
+
+    /// Whether values can be encoded with schema `id` as `message` (a Protobuf message's full
+    /// name; only Protobuf schemas take one): the schema compiles and names that message.
+    pub fn check_encoding(&self, id: u32, message: Option<&str>) -> Result<(), String> {
+        let c = self.compiled(id).map_err(|r| r.message)?;
+        match (&*c, message) {
+            (Compiled::Protobuf(p), Some(name)) => p
+                .indexes_of(name)
+                .map(drop)
+                .ok_or_else(|| format!("schema id {id} has no message {:?}", crate::shown(name))),
+            (_, Some(_)) => Err(format!(
+                "schema id {id} is not PROTOBUF: `message` names a Protobuf message"
+            )),
+            (Compiled::Json { validator, .. }, None) => {
+                validator.as_ref().map(drop).map_err(Clone::clone)
+            }
+            (_, None) => Ok(()),
+        }
     }
 
     /// The registry this enforcer reads.

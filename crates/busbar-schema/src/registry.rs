@@ -190,6 +190,13 @@ impl Registry {
         Self::find(&t, subject, version, deleted).map(|v| Self::served(&t, v))
     }
 
+    /// The schema id of one version of `subject` (`None`: the latest live one), without
+    /// copying its text: what encoding looks up for every event.
+    pub fn version_id(&self, subject: &str, version: Option<u32>) -> Result<u32> {
+        let t = self.read();
+        Self::find(&t, subject, version, false).map(|v| v.id)
+    }
+
     fn find<'t>(
         t: &'t Tables,
         subject: &str,

@@ -199,6 +199,10 @@ impl busbar_bus::decode::Encode for SchemaEncode {
         self.0.resolve(subject, schema)
     }
 
+    fn check(&self, id: u32, message: Option<&str>) -> Result<(), String> {
+        self.0.check_encoding(id, message)
+    }
+
     fn encode(
         &self,
         id: u32,
@@ -293,11 +297,13 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     let bus = Bus::open_with(broker.clone(), config.bus_config());
     let bus = Arc::new(bus.context("open subscriptions")?);
     let https = tls.is_some() && config.http.tls;
-    let decoder = schema_decoder(schemas.clone(), sr_listener.as_ref(), &listener, https);
-    bus.set_decoder(Some(decoder));
+    // The configuration's subscriptions first: a topic target's `encode` is not checked against
+    // the registry without the hook (spec.rs `check_encode`: a fresh registry is empty).
     busbar::config::apply_subscriptions(&bus, &config)
         .await
         .context("subscriptions in the configuration")?;
+    let decoder = schema_decoder(schemas.clone(), sr_listener.as_ref(), &listener, https);
+    bus.set_decoder(Some(decoder));
     bus.start().await;
     let http_addr = listener.local_addr().context("HTTP listener address")?;
     let kafka_addr = kafka_listeners[0]

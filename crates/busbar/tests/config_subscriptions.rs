@@ -151,3 +151,47 @@ fn the_file_takes_over_an_api_subscription_keeping_its_position_and_lets_go_of_o
     assert_eq!(s.http("DELETE", "/subscriptions/adopted", None).0, 204);
     assert_eq!(s.stop(), 0);
 }
+
+/// A subscription the file declares may `encode` with a subject the registry does not hold yet
+/// (a fresh data directory has none, and the file cannot register one): busbar starts, events
+/// that do not encode are dead-lettered with `schema_encode_failed`, and once the subject is
+/// registered the next events are stored encoded.
+#[test]
+fn a_declared_encoding_subject_need_not_exist_at_the_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("busbar.toml");
+    let declared = r#"
+[[subscriptions]]
+name = "encoded"
+sources = ["enc-in"]
+start = "earliest"
+target = { topic = "enc-out", encode = { schema = "latest" } }
+dead_letter_topic = "enc-dlq"
+"#;
+    std::fs::write(&cfg, declared).unwrap();
+    let s = start(&dir.path().join("data"), &cfg);
+    publish(&s, "enc-in", json!([{"value": {"n": 1}}]));
+    settles_at(&s, "enc-dlq", 1);
+    let (st, v) = s.http("GET", "/dead-letters/enc-dlq", None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["dead_letters"][0]["reason"], "schema_encode_failed",
+        "{v}"
+    );
+    let schema = json!({"type": "record", "name": "N", "fields": [{"name": "n", "type": "int"}]});
+    let (st, v) = s.http(
+        "POST",
+        "/schema-registry/subjects/enc-out-value/versions",
+        Some(json!({"schema": schema.to_string()})),
+    );
+    assert_eq!(st, 200, "{v}");
+    publish(&s, "enc-in", json!([{"value": {"n": 2}}]));
+    settles_at(&s, "enc-out", 1);
+    let (st, v) = s.http(
+        "GET",
+        "/topics/enc-out/partitions/0/events?decode=schema",
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["events"][0]["value"], json!({"n": 2}), "{v}");
+}

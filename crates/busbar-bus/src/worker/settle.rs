@@ -293,6 +293,7 @@ pub(super) fn stored_failure(e: &RetryEntry) -> Failure {
             "invalid_timestamp",
             "schema_invalid",
             "transform_too_large",
+            "schema_encode_failed",
             dlq::UNDECODABLE,
         ]
         .into_iter()
@@ -329,5 +330,37 @@ fn entry_after(
         status: f.status,
         error: f.error.clone(),
         dead_letter: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A letter written after a failed first write keeps the reason of its failure: every
+    /// reason a delivery fails with is known to `stored_failure` (else it would read `storage`).
+    #[test]
+    fn a_stored_failure_keeps_its_reason() {
+        for reason in [
+            "http_status",
+            "timeout",
+            "schema_invalid",
+            "transform_too_large",
+            "schema_encode_failed",
+            dlq::UNDECODABLE,
+        ] {
+            let e = RetryEntry {
+                attempts: 1,
+                first_ms: 0,
+                last_ms: 0,
+                due_ms: None,
+                lane: None,
+                reason: reason.into(),
+                status: None,
+                error: "e".into(),
+                dead_letter: Some("non_retriable".into()),
+            };
+            assert_eq!(stored_failure(&e).reason, reason);
+        }
     }
 }
