@@ -441,6 +441,46 @@ fn errors_of_other_layers_answer_in_the_registrys_shape() {
     );
 }
 
+/// Avro names are compared as Avro writes them: a dotted name and a name with its namespace
+/// are one schema (one id, one version), served in Avro's form.
+#[test]
+fn avro_full_names_decide_identity() {
+    let s = Server::start(Limits::default());
+    let dotted = json!({"type": "record", "name": "a.X", "fields": [{"name": "f", "type": "int"}]});
+    let spaced = json!({"type": "record", "name": "X", "namespace": "a",
+        "fields": [{"name": "f", "type": "int"}]});
+    let (st, one) = s.call(
+        false,
+        "POST",
+        "/subjects/s/versions",
+        Some(&schema_body(&dotted, json!({}))),
+    );
+    assert_eq!(st, 200, "{one}");
+    let (st, two) = s.call(
+        false,
+        "POST",
+        "/subjects/s/versions",
+        Some(&schema_body(&spaced, json!({}))),
+    );
+    assert_eq!((st, &two["id"]), (200, &one["id"]), "{two}");
+    let (st, found) = s.call(
+        false,
+        "POST",
+        "/subjects/s",
+        Some(&schema_body(&spaced, json!({}))),
+    );
+    assert_eq!((st, &found["version"]), (200, &json!(1)), "{found}");
+    assert_eq!(
+        s.call(false, "GET", "/subjects/s/versions", None).1,
+        json!([1])
+    );
+    let (_, latest) = s.call(false, "GET", "/subjects/s/versions/latest", None);
+    assert_eq!(
+        latest["schema"],
+        r#"{"type":"record","name":"X","namespace":"a","fields":[{"name":"f","type":"int"}]}"#
+    );
+}
+
 /// Null optional fields read as absent, as Confluent's entities do: `"references": null` and
 /// `"schemaType": null` register an Avro schema without references.
 #[test]
