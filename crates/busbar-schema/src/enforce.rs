@@ -107,7 +107,7 @@ impl Enforcer {
         })?;
         let compiled = Arc::new(match p.parsed {
             Parsed::Avro(a) => Compiled::Avro(a),
-            Parsed::Json(v) => Compiled::Json {
+            Parsed::Json { schema: v, .. } => Compiled::Json {
                 title: v.get("title").and_then(Value::as_str).map(str::to_string),
                 validator: JsonValidator::with_references(&v, &p.json_references),
             },

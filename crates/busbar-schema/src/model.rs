@@ -191,6 +191,13 @@ pub struct Limits {
     pub depth_max: usize,
     /// Longest subject name, in bytes (`subject_bytes_max`). Default 255.
     pub subject_bytes_max: usize,
+    /// Most type or schema-pair comparisons in one compatibility check of two schemas
+    /// (`check_steps_max`; Avro and JSON Schema). Default 200,000: large real-world schemas
+    /// take a few thousand; past it the check answers incompatible, naming the limit.
+    pub check_steps_max: usize,
+    /// Deepest chain of nested comparisons in one compatibility check (`check_depth_max`).
+    /// Default 128.
+    pub check_depth_max: usize,
 }
 
 impl Default for Limits {
@@ -202,6 +209,8 @@ impl Default for Limits {
             schemas_max: 100_000,
             depth_max: 64,
             subject_bytes_max: 255,
+            check_steps_max: 200_000,
+            check_depth_max: 128,
         }
     }
 }

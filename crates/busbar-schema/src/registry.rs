@@ -415,7 +415,15 @@ impl Registry {
                 known.avro.named.extend(parsed.named);
             }
             SchemaType::Protobuf => known.protobuf.push((r.name.clone(), target.schema.clone())),
-            SchemaType::Json => {}
+            SchemaType::Json => {
+                let value = serde_json::from_str(&target.schema).map_err(|e| {
+                    SchemaError::InvalidSchema(format!(
+                        "reference {:?} is not JSON: {e}",
+                        crate::shown(&r.name)
+                    ))
+                })?;
+                known.json.push((r.name.clone(), value));
+            }
         }
         resolved.insert((r.subject.clone(), version));
         Ok(())

@@ -15,7 +15,11 @@ use serde_json::Value;
 #[derive(Debug, Clone)]
 pub enum Parsed {
     Avro(Avro),
-    Json(Value),
+    /// A JSON schema and the schemas it references (`(reference name, schema)`).
+    Json {
+        schema: Value,
+        references: Vec<(String, Value)>,
+    },
     Protobuf(Protobuf),
 }
 
@@ -25,6 +29,8 @@ pub enum Parsed {
 pub struct Known {
     pub avro: Avro,
     pub protobuf: Vec<(String, String)>,
+    /// The JSON schemas a JSON schema references, as `(reference name, schema)`.
+    pub json: Vec<(String, Value)>,
 }
 
 /// What identifies a schema's content: same key, same id (in any subject).
@@ -106,7 +112,14 @@ pub fn parse(
                 )));
             }
             let canonical = json_canonical(&value);
-            Ok((Parsed::Json(value), canonical))
+            let references = known.json.clone();
+            Ok((
+                Parsed::Json {
+                    schema: value,
+                    references,
+                },
+                canonical,
+            ))
         }
     }
 }
@@ -125,11 +138,46 @@ fn depth(v: &Value) -> usize {
     }
 }
 
-/// Whether data written with `writer` can be read with `reader`.
-pub fn can_read(reader: &Parsed, writer: &Parsed) -> std::result::Result<(), Vec<String>> {
+/// Whether data written with `writer` can be read with `reader`, within the check budgets of
+/// `limits` (`check_steps_max`, `check_depth_max`). JSON schemas are compared with the
+/// schemas they reference, so a change inside a referenced schema counts.
+pub fn can_read(
+    reader: &Parsed,
+    writer: &Parsed,
+    limits: &crate::Limits,
+) -> std::result::Result<(), Vec<String>> {
     match (reader, writer) {
-        (Parsed::Avro(r), Parsed::Avro(w)) => avro::can_read(r, w),
-        (Parsed::Json(r), Parsed::Json(w)) => crate::json_compat::can_read(r, w),
+        (Parsed::Avro(r), Parsed::Avro(w)) => {
+            let budget = avro::Limits {
+                steps_max: limits.check_steps_max,
+                depth_max: limits.check_depth_max,
+            };
+            avro::can_read_with(r, w, &budget)
+        }
+        (
+            Parsed::Json {
+                schema: r,
+                references: rr,
+            },
+            Parsed::Json {
+                schema: w,
+                references: wr,
+            },
+        ) => {
+            let budget = crate::json_compat::Limits {
+                steps_max: limits.check_steps_max,
+                depth_max: limits.check_depth_max,
+            };
+            let reader = crate::json_compat::Document {
+                schema: r,
+                references: rr,
+            };
+            let writer = crate::json_compat::Document {
+                schema: w,
+                references: wr,
+            };
+            crate::json_compat::can_read_with(reader, writer, &budget)
+        }
         (Parsed::Protobuf(r), Parsed::Protobuf(w)) => crate::protobuf::can_read(r, w),
         _ => Err(vec!["the schema types differ".into()]),
     }
@@ -141,6 +189,7 @@ pub fn check_level(
     level: Compatibility,
     candidate: &Parsed,
     previous: &[(u32, Parsed)],
+    limits: &crate::Limits,
 ) -> Vec<String> {
     let (backward, forward) = level.directions();
     let take = if level.transitive() {
@@ -151,14 +200,14 @@ pub fn check_level(
     let mut messages = Vec::new();
     for (version, old) in &previous[..take] {
         if backward {
-            if let Err(m) = can_read(candidate, old) {
+            if let Err(m) = can_read(candidate, old, limits) {
                 messages.extend(m.into_iter().map(|m| {
                     format!("the new schema cannot read data written with version {version}: {m}")
                 }));
             }
         }
         if forward {
-            if let Err(m) = can_read(old, candidate) {
+            if let Err(m) = can_read(old, candidate, limits) {
                 messages.extend(m.into_iter().map(|m| {
                     format!("version {version} cannot read data written with the new schema: {m}")
                 }));

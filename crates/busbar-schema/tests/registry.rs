@@ -668,3 +668,76 @@ async fn import_refuses_the_last_version_and_id_and_versions_never_pass_2_31_min
         .iter()
         .all(|v| *v <= max as u32));
 }
+
+fn json_schema(schema: &Value, refs: &[(&str, &str, i64)]) -> SchemaInput {
+    SchemaInput {
+        schema: schema.to_string(),
+        schema_type: Some("JSON".into()),
+        references: (refs.iter())
+            .map(|(name, subject, version)| busbar_schema::Reference {
+                name: name.to_string(),
+                subject: subject.to_string(),
+                version: *version,
+            })
+            .collect(),
+        ..SchemaInput::default()
+    }
+}
+
+/// A JSON schema is checked with the schemas it references: pointing the same text at a
+/// referenced schema that narrows a type is a new version, and BACKWARD refuses it.
+#[tokio::test]
+async fn json_compatibility_follows_references() {
+    let fs = MemFs::new();
+    let r = open(&fs, Limits::default());
+    r.set_config(Some("addr"), Compatibility::None)
+        .await
+        .unwrap();
+    let loose = json!({"type": "object", "properties": {"zip": {"type": "number"}}});
+    let narrow = json!({"type": "object", "properties": {"zip": {"type": "integer"}}});
+    r.register("addr", json_schema(&loose, &[])).await.unwrap();
+    r.register("addr", json_schema(&narrow, &[])).await.unwrap();
+    let person = json!({"type": "object", "properties": {"home": {"$ref": "addr.json"}}});
+    r.register("person", json_schema(&person, &[("addr.json", "addr", 1)]))
+        .await
+        .unwrap();
+    let refused = r
+        .register("person", json_schema(&person, &[("addr.json", "addr", 2)]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), 40901, "{refused}");
+    assert!(refused.to_string().contains("TYPE_NARROWED"), "{refused}");
+    // Widening the referenced type again reads everything the first version wrote.
+    r.set_config(Some("person"), Compatibility::Forward)
+        .await
+        .unwrap();
+    r.register("person", json_schema(&person, &[("addr.json", "addr", 2)]))
+        .await
+        .unwrap();
+}
+
+/// The check budgets are the registry's limits: one too small to compare two records answers
+/// incompatible, naming the limit.
+#[tokio::test]
+async fn the_check_budget_is_a_limit() {
+    let fs = MemFs::new();
+    let limits = Limits {
+        check_steps_max: 2,
+        ..Limits::default()
+    };
+    let r = open(&fs, limits);
+    let fields = |n: usize| {
+        (0..n)
+            .map(|i| json!({"name": format!("f{i}"), "type": "int"}))
+            .collect::<Vec<_>>()
+    };
+    r.register("s", avro(&record(json!(fields(5)))))
+        .await
+        .unwrap();
+    let refused = r
+        .register("s", avro(&record(json!(fields(6)))))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), 40901, "{refused}");
+    assert!(refused.to_string().contains("steps"), "{refused}");
+}

@@ -26,6 +26,10 @@ pub struct SchemaRegistrySection {
     pub depth_max: u64,
     /// Longest subject name, bytes.
     pub subject_bytes_max: u64,
+    /// Most comparisons in one compatibility check of two schemas (Avro, JSON Schema).
+    pub check_steps_max: u64,
+    /// Deepest chain of nested comparisons in one compatibility check.
+    pub check_depth_max: u64,
     /// Deepest nesting of values when a payload is decoded or encoded (strict enforcement,
     /// `?schema=`, `?decode=schema`).
     pub codec_depth_max: u64,
@@ -45,6 +49,8 @@ impl Default for SchemaRegistrySection {
             schemas_max: l.schemas_max as u64,
             depth_max: l.depth_max as u64,
             subject_bytes_max: l.subject_bytes_max as u64,
+            check_steps_max: l.check_steps_max as u64,
+            check_depth_max: l.check_depth_max as u64,
             codec_depth_max: c.depth_max as u64,
             codec_items_max: c.items_max as u64,
         }
@@ -90,6 +96,18 @@ impl SchemaRegistrySection {
                 1 << 20,
             ),
             (
+                "schema_registry.check_steps_max",
+                self.check_steps_max,
+                100,
+                100_000_000,
+            ),
+            (
+                "schema_registry.check_depth_max",
+                self.check_depth_max,
+                2,
+                1000,
+            ),
+            (
                 "schema_registry.codec_depth_max",
                 self.codec_depth_max,
                 1,
@@ -122,6 +140,8 @@ impl SchemaRegistrySection {
             schemas_max: self.schemas_max as usize,
             depth_max: self.depth_max as usize,
             subject_bytes_max: self.subject_bytes_max as usize,
+            check_steps_max: self.check_steps_max as usize,
+            check_depth_max: self.check_depth_max as usize,
         }
     }
 }

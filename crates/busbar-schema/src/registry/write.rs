@@ -17,23 +17,41 @@ pub struct Registration {
     pub created: bool,
 }
 
+/// Runs CPU-bound work (parsing, compatibility checks) where it does not hold up other tasks:
+/// `block_in_place` on a multi-threaded runtime (the worker hands its other tasks over), inline
+/// elsewhere (a current-thread runtime, no runtime).
+pub(crate) fn cpu_bound<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 impl Registry {
     /// Registers `input` under `subject`: the existing version when the subject already holds
     /// the same schema, else a new version after the compatibility check (40901 when refused).
     pub async fn register(&self, subject: &str, input: SchemaInput) -> Result<Registration> {
         check_subject(subject, &self.limits)?;
         let guard = self.write.clone().lock_owned().await;
-        let (version, rows) = {
+        // Parsing and the compatibility check are CPU work (bounded by the limits): off the
+        // async workers. `Err(existing)`: the subject holds the schema already.
+        let planned = cpu_bound(|| -> Result<std::result::Result<_, Registration>> {
             let t = self.read();
             let mode = Self::writable(&t, subject)?;
             let prepared = self.prepare(&t, &input)?;
             if let Some(v) = Self::holding(&t, subject, &prepared, false) {
-                return Ok(Registration {
+                return Ok(Err(Registration {
                     version: Self::served(&t, v),
                     created: false,
-                });
+                }));
             }
-            self.plan_register(&t, subject, &input, prepared, mode)?
+            self.plan_register(&t, subject, &input, prepared, mode)
+                .map(Ok)
+        })?;
+        let (version, rows) = match planned {
+            Ok(planned) => planned,
+            Err(existing) => return Ok(existing),
         };
         self.commit(guard, rows, true).await?;
         let t = self.read();
@@ -77,7 +95,7 @@ impl Registry {
         if !import {
             let level = Self::level(t, subject);
             let previous = self.parsed_versions(t, subject, level)?;
-            let messages = schema::check_level(level, &prepared.parsed, &previous);
+            let messages = schema::check_level(level, &prepared.parsed, &previous, &self.limits);
             if !messages.is_empty() {
                 return Err(SchemaError::Incompatible {
                     subject: crate::shown(subject),
@@ -208,6 +226,10 @@ impl Registry {
 
     /// The version of `subject` holding `input` (40401 no subject, 40403 not there).
     pub fn lookup(&self, subject: &str, input: &SchemaInput, deleted: bool) -> Result<Version> {
+        cpu_bound(|| self.lookup_now(subject, input, deleted))
+    }
+
+    fn lookup_now(&self, subject: &str, input: &SchemaInput, deleted: bool) -> Result<Version> {
         let t = self.read();
         if t.versions(subject, deleted).is_empty() {
             return Err(SchemaError::SubjectNotFound(crate::shown(subject)));
@@ -227,12 +249,26 @@ impl Registry {
         version: Option<Option<u32>>,
         input: &SchemaInput,
     ) -> Result<Vec<String>> {
+        cpu_bound(|| self.check_now(subject, version, input))
+    }
+
+    fn check_now(
+        &self,
+        subject: &str,
+        version: Option<Option<u32>>,
+        input: &SchemaInput,
+    ) -> Result<Vec<String>> {
         let t = self.read();
         let prepared = self.prepare(&t, input)?;
         let level = Self::level(&t, subject);
         let Some(version) = version else {
             let previous = self.parsed_versions(&t, subject, level)?;
-            return Ok(schema::check_level(level, &prepared.parsed, &previous));
+            return Ok(schema::check_level(
+                level,
+                &prepared.parsed,
+                &previous,
+                &self.limits,
+            ));
         };
         let target = Self::find(&t, subject, version, false)?;
         let one = vec![(target.version, self.parsed_version(&t, target)?)];
@@ -242,7 +278,12 @@ impl Registry {
             Compatibility::FullTransitive => Compatibility::Full,
             other => other,
         };
-        Ok(schema::check_level(level, &prepared.parsed, &one))
+        Ok(schema::check_level(
+            level,
+            &prepared.parsed,
+            &one,
+            &self.limits,
+        ))
     }
 
     /// Deletes a version: soft (flagged; 40406 if it already is), or with `permanent` for good
