@@ -520,6 +520,7 @@ fn routes(state: Sr) -> Router {
             get(get_mode).put(put_mode).delete(delete_mode),
         )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), timed))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .with_state(state)
@@ -589,6 +590,18 @@ async fn subject_of(
         Ok(Path(mut params)) => Ok(params.remove("subject")),
         Err(e) => Err(error(400, 400, e.body_text())),
     }
+}
+
+/// `busbar_request_latency_seconds{api="schema_registry",request="METHOD /route/{param}"}`:
+/// the registry's route template (the same on both mounts), never the path a client sent.
+async fn timed(State(s): State<Sr>, req: Request, next: Next) -> Response {
+    let route = (req.extensions().get::<MatchedPath>()).map_or("", |p| p.as_str());
+    let request = format!("{} {route}", req.method());
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let latency = &s.broker.metrics().request_latency;
+    latency.observe(&["schema_registry", &request], start.elapsed());
+    resp
 }
 
 /// Authorization by [`access::TABLE`] (deny by default, nothing checked while auth is off) and

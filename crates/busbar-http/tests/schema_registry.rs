@@ -439,6 +439,24 @@ fn errors_of_other_layers_answer_in_the_registrys_shape() {
         s.call(false, "GET", "/subjects", None),
         (200, json!(["known"]))
     );
+    // The registry's requests are timed by route template, the same on both mounts.
+    assert_eq!(s.call(true, "GET", "/subjects/known/versions", None).0, 200);
+    let metrics = request(s.main, "GET", "/metrics", &[], b"").unwrap().text();
+    let count = |route: &str| {
+        let series = format!(
+            "busbar_request_latency_seconds_count{{api=\"schema_registry\",request=\"{route}\"}} "
+        );
+        (metrics.lines())
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .map(|v| v.trim().to_string())
+    };
+    // Two refused bodies (413, one per mount) and one registration.
+    let posts = count("POST /subjects/{subject}/versions");
+    assert_eq!(posts.as_deref(), Some("3"), "{metrics}");
+    // Two paths that are not UTF-8 (400) and one read.
+    let reads = count("GET /subjects/{subject}/versions");
+    assert_eq!(reads.as_deref(), Some("3"));
+    assert_eq!(count("DELETE /config/{subject}").as_deref(), Some("4"));
 }
 
 /// Avro names are compared as Avro writes them: a dotted name and a name with its namespace
