@@ -133,6 +133,55 @@ def register(test, Busbar, free_port):
     schema_registry_avro_evolution_with_confluent_serializers_and_kill_9.own_server = True
 
     @test
+    def schema_registry_json_schema_evolution_with_confluent_serializers(_):
+        """The evolution flow with JSONSerializer/JSONDeserializer: v1 (a closed object with
+        `id`), produce; v2 adds an optional `amount` (compatible under BACKWARD: v1's writers
+        never wrote one); v3 makes `amount` an integer and required (refused with 409); a
+        consumer with JSONDeserializer reads both events, each validated against its own id."""
+        from confluent_kafka import Producer, Consumer
+        from confluent_kafka.schema_registry import SchemaRegistryClient, Schema
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+        from confluent_kafka.schema_registry.json_schema import JSONSerializer, JSONDeserializer
+        from confluent_kafka.serialization import SerializationContext, MessageField
+        j1 = {"$schema": "http://json-schema.org/draft-07/schema#", "title": "OrderJ", "type": "object",
+              "properties": {"id": {"type": "string"}}, "required": ["id"], "additionalProperties": False}
+        j2 = json.loads(json.dumps(j1))
+        j2["properties"]["amount"] = {"type": "number"}
+        j3 = json.loads(json.dumps(j2))
+        j3["properties"]["amount"] = {"type": "integer"}
+        j3["required"] = ["id", "amount"]
+        b, url = start()
+        try:
+            sr = SchemaRegistryClient({"url": url})
+            ctx = SerializationContext("orders-j", MessageField.VALUE)
+            p = Producer({"bootstrap.servers": b.kafka})
+            for schema, value in [(j1, {"id": "a"}), (j2, {"id": "b", "amount": 2.5})]:
+                ser = JSONSerializer(json.dumps(schema), sr)
+                p.produce("orders-j", value=ser(value, ctx))
+                p.flush(30)
+            try:
+                sr.register_schema("orders-j-value", Schema(json.dumps(j3), "JSON"))
+                raise AssertionError("v3 should be refused")
+            except SchemaRegistryError as e:
+                assert (e.http_status_code, e.error_code) == (409, 40901), (e.http_status_code, e.error_code, e)
+            assert sr.get_versions("orders-j-value") == [1, 2]
+            assert sr.test_compatibility("orders-j-value", Schema(json.dumps(j3), "JSON")) is False
+            de = JSONDeserializer(None, schema_registry_client=sr)
+            c = Consumer({"bootstrap.servers": b.kafka, "group.id": "json-evo", "auto.offset.reset": "earliest"})
+            c.subscribe(["orders-j"])
+            seen = []
+            for _ in range(60):
+                seen += [de(m.value(), ctx) for m in c.consume(10, 1.0) if not m.error()]
+                if len(seen) >= 2:
+                    break
+            c.close()
+            assert seen == [{"id": "a"}, {"id": "b", "amount": 2.5}], seen
+        finally:
+            b.stop()
+
+    schema_registry_json_schema_evolution_with_confluent_serializers.own_server = True
+
+    @test
     def schema_registry_docs_walk_through_runs_as_written(_):
         """The curl commands of docs/schema-registry.md's five-minute walk-through, with $SR at this
         server's registry: each answers what its comment says."""

@@ -741,3 +741,27 @@ async fn the_check_budget_is_a_limit() {
     assert_eq!(refused.code(), 40901, "{refused}");
     assert!(refused.to_string().contains("steps"), "{refused}");
 }
+
+/// 10,000 subjects (the default `subjects_max`) all register, holding one global id, and the
+/// next is refused with 42209; the refusal changes nothing and a restart keeps them all.
+#[tokio::test]
+async fn ten_thousand_subjects_then_a_clear_refusal() {
+    let fs = MemFs::new();
+    let r = open(&fs, Limits::default());
+    let schema = avro(&record(json!([{"name": "f", "type": "int"}])));
+    for i in 0..10_000 {
+        let got = r.register(&format!("s-{i}"), schema.clone()).await.unwrap();
+        assert_eq!(got.version.id, 1);
+    }
+    let refused = r.register("one-more", schema.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), 42209, "{refused}");
+    assert!(refused.to_string().contains("subjects_max"), "{refused}");
+    assert_eq!(r.subjects(false, "").len(), 10_000);
+    r.close().unwrap();
+    let r = open(&fs, Limits::default());
+    assert_eq!(r.subjects(false, "").len(), 10_000);
+    assert_eq!(
+        r.register("one-more", schema).await.unwrap_err().code(),
+        42209
+    );
+}
