@@ -219,7 +219,7 @@ impl Registry {
     fn served(t: &Tables, v: &Version) -> Version {
         let mut out = v.clone();
         if let Some(by_id) = t.ids.get(&v.id) {
-            out.schema = by_id.key.canonical.clone();
+            out.schema = by_id.served.clone();
         }
         out
     }
@@ -234,7 +234,7 @@ impl Registry {
         Ok(IdSchema {
             id,
             schema_type: by_id.key.schema_type,
-            schema: by_id.key.canonical.clone(),
+            schema: by_id.served.clone(),
             references: by_id.key.references.clone(),
         })
     }

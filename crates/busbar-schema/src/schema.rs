@@ -49,11 +49,12 @@ pub fn canonical(ty: SchemaType, value: &Value) -> String {
     }
 }
 
-/// The canonical text of stored schema `text` of type `ty`: a PROTOBUF schema's own text, a
-/// JSON one's [`canonical`] form (the text itself when it is not JSON).
+/// The canonical text of stored schema `text` of type `ty`: a PROTOBUF schema's tokens
+/// (`protobuf::identity_text`: comments and spacing do not count; the registry serves the
+/// text as submitted), a JSON one's [`canonical`] form (the text itself when it is not JSON).
 pub fn canonical_text(ty: SchemaType, text: &str) -> String {
     if ty == SchemaType::Protobuf {
-        return text.to_string();
+        return crate::protobuf::identity_text(text);
     }
     serde_json::from_str::<Value>(text)
         .map(|value| canonical(ty, &value))

@@ -126,6 +126,9 @@ impl Row {
 #[derive(Debug, Clone)]
 pub struct ById {
     pub key: ContentKey,
+    /// The text reads answer: the canonical one, but a PROTOBUF schema's as first submitted
+    /// (its canonical text is only its identity).
+    pub served: String,
     pub holders: BTreeSet<(String, u32)>,
 }
 
@@ -160,9 +163,17 @@ impl Tables {
 
     fn add_version(&mut self, version: Version, key_of: &dyn Fn(&Version) -> ContentKey) {
         let holder = (version.subject.clone(), version.version);
-        let entry = self.ids.entry(version.id).or_insert_with(|| ById {
-            key: key_of(&version),
-            holders: BTreeSet::new(),
+        let entry = self.ids.entry(version.id).or_insert_with(|| {
+            let key = key_of(&version);
+            let served = match key.schema_type {
+                crate::model::SchemaType::Protobuf => version.schema.clone(),
+                _ => key.canonical.clone(),
+            };
+            ById {
+                key,
+                served,
+                holders: BTreeSet::new(),
+            }
         });
         entry.holders.insert(holder);
         self.by_content.insert(entry.key.clone(), version.id);

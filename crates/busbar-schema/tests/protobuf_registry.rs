@@ -139,3 +139,30 @@ async fn hostile_protobuf_schemas_answer_42201() {
     }
     assert!(r.subjects(false, "").is_empty());
 }
+
+/// Comments and spacing do not make another PROTOBUF schema (as in Confluent, whose canonical
+/// form is the parse printed again): the same tokens get the existing version and id, also
+/// after a restart and with `normalize`; the text served is the one first submitted.
+#[tokio::test]
+async fn comments_and_spacing_do_not_make_another_protobuf_schema() {
+    let fs = MemFs::new();
+    let r = open(&fs);
+    let first = "syntax = \"proto3\";\npackage shop;\n\n// An order.\nmessage Order {\n  string id = 1;\n}\n";
+    let spaced = "syntax=\"proto3\"; package shop; /* same */ message Order{string id=1;}";
+    let one = r.register("p-value", proto(first)).await.unwrap();
+    let two = r.register("p-value", proto(spaced)).await.unwrap();
+    assert!(!two.created);
+    assert_eq!((two.version.id, two.version.version), (one.version.id, 1));
+    assert_eq!(
+        r.lookup("p-value", &proto(spaced), false).unwrap().version,
+        1
+    );
+    assert_eq!(r.by_id(one.version.id).unwrap().schema, first);
+    r.close().unwrap();
+    let r = open(&fs);
+    let again = r.register("p-value", proto(spaced)).await.unwrap();
+    assert_eq!((again.created, again.version.id), (false, one.version.id));
+    assert_eq!(again.version.schema, first);
+    let renamed = "syntax=\"proto3\"; package shop; message Order{string key=1;}";
+    assert!(r.register("p-value", proto(renamed)).await.unwrap().created);
+}

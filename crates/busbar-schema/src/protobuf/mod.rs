@@ -7,10 +7,12 @@
 //! The stored schema is the submitted text: protox cannot print a descriptor back as `.proto`.
 
 mod compat;
+mod identity;
 mod parse;
 mod wire;
 
 pub use compat::can_read;
+pub use identity::identity_text;
 pub use parse::{DEFINITIONS_MAX, ROOT_NAME};
 pub use wire::{encode_indexes, message_indexes, INDEXES_MAX};
 

@@ -35,7 +35,8 @@ impl Registry {
             .get(&id)
             .ok_or_else(|| SchemaError::SchemaNotFound(format!("Schema {id} not found")))?;
         let key = by_id.key.clone();
-        let prepared = self.parse(&t, key.schema_type, &key.canonical, key.references.clone())?;
+        let text = by_id.served.clone();
+        let prepared = self.parse(&t, key.schema_type, &text, key.references.clone())?;
         let mut json_references = Vec::new();
         if key.schema_type == SchemaType::Json {
             let mut seen = HashSet::new();
