@@ -313,6 +313,9 @@ impl Registry {
         for r in &references {
             self.resolve(t, r, &mut known, &mut resolved, 1)?;
         }
+        if ty == SchemaType::Json {
+            known.json = self.json_references(t, &references)?;
+        }
         let (parsed, canonical) = schema::parse(ty, text, &known, self.limits.depth_max)?;
         Ok(Prepared {
             parsed,
@@ -415,15 +418,8 @@ impl Registry {
                 known.avro.named.extend(parsed.named);
             }
             SchemaType::Protobuf => known.protobuf.push((r.name.clone(), target.schema.clone())),
-            SchemaType::Json => {
-                let value = serde_json::from_str(&target.schema).map_err(|e| {
-                    SchemaError::InvalidSchema(format!(
-                        "reference {:?} is not JSON: {e}",
-                        crate::shown(&r.name)
-                    ))
-                })?;
-                known.json.push((r.name.clone(), value));
-            }
+            // JSON schemas are gathered by name in `parse` (`json_references`).
+            SchemaType::Json => {}
         }
         resolved.insert((r.subject.clone(), version));
         Ok(())

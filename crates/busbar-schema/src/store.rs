@@ -141,6 +141,9 @@ pub struct Tables {
     pub id_high: u32,
     pub ids: BTreeMap<u32, ById>,
     pub by_content: HashMap<ContentKey, u32>,
+    /// Whether two ids ever shared a content key (see `add_version`); until then a removal
+    /// need not look for another id of its content.
+    pub shared_keys: bool,
 }
 
 impl Tables {
@@ -176,7 +179,14 @@ impl Tables {
             }
         });
         entry.holders.insert(holder);
-        self.by_content.insert(entry.key.clone(), version.id);
+        // One content, the lowest id: ids stored before identity was normalized further (Avro
+        // names, PROTOBUF comments) may share a key now; new registrations reuse the first.
+        let first = self
+            .by_content
+            .entry(entry.key.clone())
+            .or_insert(version.id);
+        self.shared_keys |= *first != version.id;
+        *first = (*first).min(version.id);
         self.id_high = self.id_high.max(version.id);
         (self.subjects.entry(version.subject.clone()).or_default())
             .insert(version.version, version);
@@ -198,7 +208,15 @@ impl Tables {
                 let key = by_id.key.clone();
                 self.ids.remove(&old.id);
                 if self.by_content.get(&key) == Some(&old.id) {
-                    self.by_content.remove(&key);
+                    // Another id with the same content (see `add_version`) takes over.
+                    let other = (self.ids.iter())
+                        .filter(|_| self.shared_keys)
+                        .find(|(_, b)| b.key == key)
+                        .map(|(id, _)| *id);
+                    match other {
+                        Some(id) => _ = self.by_content.insert(key, id),
+                        None => _ = self.by_content.remove(&key),
+                    }
                 }
             }
         }
@@ -210,5 +228,53 @@ impl Tables {
             .flat_map(|m| m.values())
             .filter(|v| deleted || !v.deleted)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SchemaType;
+
+    fn version(subject: &str, id: u32, schema: &str) -> Version {
+        Version {
+            subject: subject.into(),
+            version: 1,
+            id,
+            schema_type: SchemaType::Avro,
+            schema: schema.into(),
+            references: Vec::new(),
+            metadata: None,
+            rule_set: None,
+            deleted: false,
+        }
+    }
+
+    /// Two ids stored before identity was normalized further may share a key when loaded:
+    /// the content maps to the lowest, and when that one goes the other takes over.
+    #[test]
+    fn ids_sharing_a_content_key_keep_the_lowest_and_hand_over() {
+        let key_of = |v: &Version| ContentKey {
+            schema_type: v.schema_type,
+            canonical: crate::schema::canonical_text(v.schema_type, &v.schema),
+            references: Vec::new(),
+        };
+        let dotted = r#"{"type":"record","name":"a.X","fields":[]}"#;
+        let spaced = r#"{"type":"record","name":"X","namespace":"a","fields":[]}"#;
+        let mut t = Tables::default();
+        t.apply(
+            Row::Schema("s2".into(), 1, Some(version("s2", 2, spaced))),
+            &key_of,
+        );
+        t.apply(
+            Row::Schema("s1".into(), 1, Some(version("s1", 1, dotted))),
+            &key_of,
+        );
+        let key = key_of(&version("x", 0, spaced));
+        assert_eq!(t.by_content.get(&key), Some(&1));
+        t.apply(Row::Schema("s1".into(), 1, None), &key_of);
+        assert_eq!(t.by_content.get(&key), Some(&2));
+        t.apply(Row::Schema("s2".into(), 1, None), &key_of);
+        assert_eq!(t.by_content.get(&key), None);
     }
 }

@@ -765,3 +765,26 @@ async fn ten_thousand_subjects_then_a_clear_refusal() {
         42209
     );
 }
+
+/// Two reference names for one referenced version both resolve (references are found by name,
+/// as Confluent's): a compatible change is not refused for an unresolved `$ref`.
+#[tokio::test]
+async fn two_reference_names_for_one_version_both_resolve() {
+    let fs = MemFs::new();
+    let r = open(&fs, Limits::default());
+    let addr = json!({"type": "object", "properties": {"zip": {"type": "string"}}});
+    r.register("addr", json_schema(&addr, &[])).await.unwrap();
+    let refs = [("a.json", "addr", 1), ("b.json", "addr", 1)];
+    let person = |title: &str| {
+        json!({"title": title, "type": "object", "properties": {
+            "home": {"$ref": "a.json"}, "work": {"$ref": "b.json"}}})
+    };
+    r.register("person", json_schema(&person("v1"), &refs))
+        .await
+        .unwrap();
+    let v2 = r
+        .register("person", json_schema(&person("v2"), &refs))
+        .await
+        .unwrap();
+    assert!(v2.created, "{v2:?}");
+}

@@ -59,10 +59,11 @@ fn renamed(
     if !NAMED.contains(&kind) {
         return None;
     }
+    // A null namespace inherits the enclosing one, as the parser (and Java) read it; only
+    // `""` is the null namespace.
     let declared = match obj.get("namespace") {
         Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) => Some(s.as_str()),
-        Some(Value::Null) => None,
         _ => ns,
     };
     let full = full_name(name, declared);
@@ -175,6 +176,18 @@ mod tests {
             canonical(&a),
             r#"{"type":"record","name":"X","namespace":"a","fields":[{"name":"f","type":"int"}]}"#
         );
+    }
+
+    #[test]
+    fn a_null_namespace_inherits_and_an_empty_one_does_not() {
+        let with = |ns: serde_json::Value| {
+            json!({"type": "record", "name": "R", "namespace": "a", "fields": [
+                {"name": "x", "type": {"type": "enum", "name": "E", "namespace": ns, "symbols": ["A"]}}]})
+        };
+        assert_ne!(canonical(&with(json!(null))), canonical(&with(json!(""))));
+        let inherited = json!({"type": "record", "name": "R", "namespace": "a", "fields": [
+            {"name": "x", "type": {"type": "enum", "name": "E", "symbols": ["A"]}}]});
+        assert_eq!(canonical(&with(json!(null))), canonical(&inherited));
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! What makes two PROTOBUF schema texts the same schema: their tokens. Comments and the
 //! whitespace between tokens do not count (as in Confluent, whose canonical form is the schema
-//! printed again from its parse); string literals are kept exactly. The text served back stays
-//! as submitted.
+//! printed again from its parse); string literals are kept exactly. A base64 descriptor is
+//! its base64 without line breaks (`/` is a base64 character there, never a comment). The text
+//! served back stays as submitted.
 
 /// `text` as its tokens: comments dropped, one space only between two word tokens
 /// (`message  A {  int32 x = 1; } // c` → `message A{int32 x=1;}`).
 pub fn identity_text(text: &str) -> String {
+    if let Some(base64) = super::parse::base64_text(text) {
+        return base64;
+    }
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     // A space was skipped since the last token: needed if two word characters meet.
@@ -82,6 +86,9 @@ mod tests {
         );
         // Tokens that only a space separates stay apart.
         assert_eq!(identity_text("repeated  int32 a=1;"), "repeated int32 a=1;");
+        // A base64 descriptor is not tokenized: `//` is data there.
+        assert_ne!(identity_text("CgF4//8BEgF5"), identity_text("CgF4//8BEgF6"));
+        assert_eq!(identity_text("CgF4\n//8BEgF5\n"), "CgF4//8BEgF5");
         let escaped = "option (y) = \"q\\\"  r\";";
         assert_eq!(identity_text(escaped), "option(y)=\"q\\\"  r\";");
     }

@@ -76,15 +76,20 @@ impl std::fmt::Display for Reference {
 
 impl std::error::Error for Reference {}
 
-/// `text` as file `name`: a base64 descriptor when it is only base64, else `.proto` text.
-pub fn file(name: &str, text: &str, depth_max: usize) -> Result<File, String> {
+/// The base64 of a schema text that is only base64 (a FileDescriptorProto), line breaks
+/// removed; `None` for `.proto` text.
+pub fn base64_text(text: &str) -> Option<String> {
     let trimmed = text.trim();
     let base64 = !trimmed.is_empty()
         && trimmed
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n' | b'\r'));
-    if base64 {
-        let compact: String = trimmed.chars().filter(|c| !c.is_whitespace()).collect();
+    base64.then(|| trimmed.chars().filter(|c| !c.is_whitespace()).collect())
+}
+
+/// `text` as file `name`: a base64 descriptor when it is only base64, else `.proto` text.
+pub fn file(name: &str, text: &str, depth_max: usize) -> Result<File, String> {
+    if let Some(compact) = base64_text(text) {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(compact)
             .map_err(|e| {

@@ -4,7 +4,7 @@
 
 use super::{Registry, Tables};
 use crate::error::{Result, SchemaError};
-use crate::model::{Reference, SchemaType};
+use crate::model::Reference;
 use crate::schema::Parsed;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -37,13 +37,10 @@ impl Registry {
         let key = by_id.key.clone();
         let text = by_id.served.clone();
         let prepared = self.parse(&t, key.schema_type, &text, key.references.clone())?;
-        let mut json_references = Vec::new();
-        if key.schema_type == SchemaType::Json {
-            let mut seen = HashSet::new();
-            for r in &key.references {
-                self.json_reference(&t, r, &mut json_references, &mut seen, 1)?;
-            }
-        }
+        let json_references = match &prepared.parsed {
+            crate::schema::Parsed::Json { references, .. } => references.clone(),
+            _ => Vec::new(),
+        };
         Ok(ParsedById {
             parsed: prepared.parsed,
             json_references,
@@ -51,12 +48,28 @@ impl Registry {
     }
 
     /// Adds the JSON schema `r` names, and those it references, to `out`.
+    /// The JSON schemas `references` name, each once by its reference name (as Confluent
+    /// resolves them), a referencing schema before the ones it references in turn: what both
+    /// the compatibility check and payload validation resolve `$ref`s with.
+    pub(crate) fn json_references(
+        &self,
+        t: &Tables,
+        references: &[Reference],
+    ) -> Result<Vec<(String, Value)>> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for r in references {
+            self.json_reference(t, r, &mut out, &mut seen, 1)?;
+        }
+        Ok(out)
+    }
+
     fn json_reference(
         &self,
         t: &Tables,
         r: &Reference,
         out: &mut Vec<(String, Value)>,
-        seen: &mut HashSet<(String, u32)>,
+        seen: &mut HashSet<String>,
         depth: usize,
     ) -> Result<()> {
         if depth > self.limits.depth_max {
@@ -66,7 +79,7 @@ impl Registry {
             )));
         }
         let version = Self::reference_version(t, r)?;
-        if !seen.insert((r.subject.clone(), version)) {
+        if !seen.insert(r.name.clone()) {
             return Ok(());
         }
         let target = Self::find(t, &r.subject, Some(version), true)?;

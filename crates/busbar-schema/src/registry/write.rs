@@ -68,11 +68,11 @@ impl Registry {
         p: &Prepared,
         deleted: bool,
     ) -> Option<&'t Version> {
-        let id = t.by_content.get(&p.key)?;
+        // By content, not by the key's id: a subject may hold an older id of the same content.
         t.versions(subject, deleted)
             .into_iter()
             .rev()
-            .find(|v| v.id == *id)
+            .find(|v| t.ids.get(&v.id).is_some_and(|b| b.key == p.key))
     }
 
     fn plan_register(
