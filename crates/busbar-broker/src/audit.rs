@@ -197,10 +197,11 @@ impl Audit {
             Err(TrySendError::Full(_)) => {
                 let n = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if self.counters.report_due(now) {
-                    eprintln!(
-                        "busbar: audit log queue full (audit.queue_max = {}): {n} audit lines dropped so far",
+                    let msg = format!(
+                        "audit log queue full (audit.queue_max = {}): {n} audit lines dropped so far",
                         self.queue_max
                     );
+                    crate::log::info("busbar", "audit_dropped", &msg, &[("dropped", n.into())]);
                 }
             }
             Err(TrySendError::Disconnected(_)) => {
@@ -432,7 +433,7 @@ fn failed(c: &Counters, e: &std::io::Error) {
 /// Prints `what` on stderr unless something was reported within [`REPORT_EVERY`].
 fn report(c: &Counters, what: &str) {
     if c.report_due(busbar_log::SystemClock.now_ms()) {
-        eprintln!("busbar: {what}");
+        crate::log::info("busbar", "audit_failing", what, &[]);
     }
 }
 

@@ -55,6 +55,7 @@ pub mod event;
 mod group;
 pub mod kvlog;
 pub mod lag;
+pub mod log;
 mod member;
 pub mod metadata;
 pub mod metrics;

@@ -273,7 +273,8 @@ impl Bus {
             loop {
                 tokio::time::sleep(every).await;
                 if let Err(e) = redrive::prune(&ctx).await {
-                    eprintln!("busbar: pruning redrive records: {e}");
+                    let msg = format!("pruning redrive records: {e}");
+                    busbar_broker::log::error("busbar", "bus_housekeeping", &msg, &[]);
                 }
                 let c = ctx.clone();
                 let done = tokio::task::spawn_blocking(move || {
@@ -281,7 +282,8 @@ impl Bus {
                 });
                 if let Ok((r, p)) = done.await {
                     for e in [r.err(), p.err()].into_iter().flatten() {
-                        eprintln!("busbar: compacting subscription state: {e}");
+                        let msg = format!("compacting subscription state: {e}");
+                        busbar_broker::log::error("busbar", "bus_housekeeping", &msg, &[]);
                     }
                 }
             }
@@ -503,11 +505,14 @@ impl Bus {
             if let Some(h) = e.handle.take() {
                 h.stop().await;
             }
-            *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Paused;
+            let mut status = e.status.lock().unwrap_or_else(|e| e.into_inner());
+            SubState::set(&mut status, name, SubState::Paused);
         } else if e.handle.is_none() {
             // The answer (and a read before the worker's first step) says `starting`, never
             // `paused`: sent back as an update, it must be accepted.
-            *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Starting;
+            let mut status = e.status.lock().unwrap_or_else(|e| e.into_inner());
+            SubState::set(&mut status, name, SubState::Starting);
+            drop(status);
             e.handle = Some(self.spawn(e));
         }
         Ok(self.view(e))
@@ -638,7 +643,8 @@ impl Bus {
         }
         replay::stop_all(&e.replays, replay::RunState::Cancelled, "deleted").await;
         if let Err(err) = self.forget(name).await {
-            eprintln!("busbar: subscription {name:?} deleted; its state is removed later: {err}");
+            let msg = format!("subscription {name:?} deleted; its state is removed later: {err}");
+            busbar_broker::log::error("busbar", "bus_housekeeping", &msg, &[]);
         }
         Ok(())
     }
@@ -661,7 +667,8 @@ impl Bus {
         stored.extend(txns.filter_map(|(id, _)| id.strip_prefix(&prefix).map(str::to_string)));
         for name in stored.iter().filter(|n| !subs.contains_key(*n)) {
             if let Err(e) = self.forget(name).await {
-                eprintln!("busbar: removing the state of deleted subscription {name:?}: {e}");
+                let msg = format!("removing the state of deleted subscription {name:?}: {e}");
+                busbar_broker::log::error("busbar", "bus_housekeeping", &msg, &[]);
             }
         }
     }

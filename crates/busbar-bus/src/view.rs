@@ -49,6 +49,38 @@ impl SubState {
     pub fn is_error(&self) -> bool {
         self.kind() == "error"
     }
+
+    /// Sets `status` to `new`, writing a log line when its kind changes (see [`log_change`]).
+    pub(crate) fn set(status: &mut SubState, name: &str, new: SubState) {
+        log_change(name, status, &new);
+        *status = new;
+    }
+}
+
+/// One server log line (`busbar_broker::log`, event `subscription_state`) when subscription
+/// `name` changes the kind of its state: paused, resumed, backpressure, unauthorized, error and
+/// back. Starting and running between themselves are routine (every start) and not logged; a
+/// change within a kind (another error detail, another count waiting) neither.
+pub(crate) fn log_change(name: &str, old: &SubState, new: &SubState) {
+    let routine = ["starting", "running"];
+    if old.kind() == new.kind() || (routine.contains(&old.kind()) && routine.contains(&new.kind()))
+    {
+        return;
+    }
+    let level = match new {
+        SubState::Starting | SubState::Running | SubState::Paused => {
+            busbar_broker::log::Level::Info
+        }
+        _ => busbar_broker::log::Level::Warn,
+    };
+    let msg = format!("subscription {name:?}: {} -> {new}", old.kind());
+    let fields = [
+        ("subscription", name.into()),
+        ("from", old.kind().into()),
+        ("to", new.kind().into()),
+        ("state", new.to_string().into()),
+    ];
+    busbar_broker::log::emit(level, "busbar", "subscription_state", &msg, &fields);
 }
 
 impl fmt::Display for SubState {

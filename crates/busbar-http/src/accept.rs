@@ -145,7 +145,8 @@ async fn accept_failed(e: &std::io::Error) {
         e.kind(),
         ConnectionAborted | ConnectionReset | ConnectionRefused
     ) {
-        eprintln!("busbar-http: accept failed: {e}; retrying in 1 s");
+        let msg = format!("accept failed: {e}; retrying in 1 s");
+        busbar_broker::log::error("busbar-http", "accept_failed", &msg, &[]);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -411,11 +412,12 @@ impl RateLog {
         let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
         if w.0.elapsed() >= Duration::from_secs(1) {
             if w.2 > 0 {
-                eprintln!(
-                    "busbar-http: {} more closed connections not logged (at most \
-                     {LINES_PER_SECOND} lines a second)",
+                let msg = format!(
+                    "{} more closed connections not logged (at most {LINES_PER_SECOND} lines a \
+                     second)",
                     w.2
                 );
+                busbar_broker::log::info("busbar-http", "lines_suppressed", &msg, &[]);
             }
             *w = (Instant::now(), 0, 0);
         }
@@ -424,7 +426,7 @@ impl RateLog {
             return;
         }
         w.1 += 1;
-        eprintln!("busbar-http: {text}");
+        busbar_broker::log::info("busbar-http", "connection_closed", text, &[]);
     }
 }
 

@@ -115,7 +115,8 @@ impl From<BusError> for ApiError {
 
 /// 507 for a write that could not be made durable; the detail goes to the log, not the client.
 fn storage_error(detail: &str) -> ApiError {
-    eprintln!("busbar-http: storage error: {detail}");
+    let msg = format!("storage error: {detail}");
+    busbar_broker::log::error("busbar-http", "storage_error", &msg, &[]);
     ApiError::new(
         StatusCode::INSUFFICIENT_STORAGE,
         "storage_error",

@@ -140,7 +140,8 @@ pub async fn describe(State(app): State<App>, Path(topic): Path<String>) -> ApiR
 /// Durability-weakening config changes are logged with who made them (issue 12 item 19; the
 /// security issue puts them behind authorization).
 fn warn_weaker(peer: SocketAddr, topic: &str, what: &str) {
-    eprintln!("busbar-http: warning: {peer} weakened the durability of topic {topic:?}: {what}");
+    let msg = format!("{peer} weakened the durability of topic {topic:?}: {what}");
+    busbar_broker::log::warn("busbar-http", "durability_weakened", &msg, &[]);
 }
 
 /// 403 unless the caller may do what `req` asks (`authz.rs`, row `PATCH /topics/{topic}`): ALTER

@@ -629,11 +629,17 @@ fn peek_client_id(frame: &[u8]) -> String {
 
 fn log_close(peer: SocketAddr, why: Close) {
     match why {
-        Close::Bad(why) => eprintln!("busbar-kafka: closing connection from {peer}: {why}"),
-        Close::Slow => eprintln!(
-            "busbar-kafka: closing connection from {peer}: a request or response was not \
-             transferred within kafka.read_timeout_ms / kafka.write_timeout_ms"
-        ),
+        Close::Bad(why) => {
+            let msg = format!("closing connection from {peer}: {why}");
+            busbar_broker::log::info("busbar-kafka", "connection_closed", &msg, &[]);
+        }
+        Close::Slow => {
+            let msg = format!(
+                "closing connection from {peer}: a request or response was not transferred \
+                 within kafka.read_timeout_ms / kafka.write_timeout_ms"
+            );
+            busbar_broker::log::info("busbar-kafka", "connection_closed", &msg, &[]);
+        }
         Close::Eof | Close::Idle | Close::Io => {}
     }
 }

@@ -262,7 +262,8 @@ async fn accept(
                 Err(e) if per_connection(&e) => continue,
                 Err(e) => {
                     if backoff == ACCEPT_BACKOFF_MIN {
-                        eprintln!("busbar-kafka: accept failed: {e}; retrying with backoff");
+                        let msg = format!("accept failed: {e}; retrying with backoff");
+                        busbar_broker::log::error("busbar-kafka", "accept_failed", &msg, &[]);
                     }
                     tokio::select! {
                         _ = &mut shutdown => break,

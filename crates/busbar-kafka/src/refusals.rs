@@ -52,11 +52,12 @@ impl Refusals {
         let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
         if w.start.elapsed() >= Duration::from_secs(1) {
             if w.suppressed > 0 {
-                eprintln!(
-                    "busbar-kafka: {} more refused requests not logged (at most {LINES_PER_SECOND} \
-                     lines a second)",
+                let msg = format!(
+                    "{} more refused requests not logged (at most {LINES_PER_SECOND} lines a \
+                     second)",
                     w.suppressed
                 );
+                busbar_broker::log::info("busbar-kafka", "lines_suppressed", &msg, &[]);
             }
             *w = Window {
                 start: Instant::now(),
@@ -69,7 +70,8 @@ impl Refusals {
             return;
         }
         w.written += 1;
-        eprintln!("busbar-kafka: refused {api} from {peer} (client {client_id:?}): {reason}");
+        let msg = format!("refused {api} from {peer} (client {client_id:?}): {reason}");
+        busbar_broker::log::info("busbar-kafka", "request_refused", &msg, &[]);
     }
 
     /// Logs `resp` if it refuses anything: its first non-routine error code, by name, with the

@@ -34,6 +34,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[audit]`: the audit log's file and rotation.
     pub audit: crate::audit::AuditSection,
+    /// `[log]`: the server log's format.
+    pub log: LogSection,
     /// `[schema_registry]`: the schema registry's listener and limits.
     pub schema_registry: crate::schema_config::SchemaRegistrySection,
     /// Defaults for new topics, by Kafka config name (`"retention.ms" = 604800000`; TOML
@@ -48,6 +50,39 @@ pub struct Config {
     /// setting: it names the owner of the `[[subscriptions]]` in the API's answers.
     #[serde(skip)]
     pub file: Option<PathBuf>,
+}
+
+/// `[log]`: how the server log on stderr is written (`busbar_broker::log`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` (default: the lines busbar always printed) or `json` (one object per line).
+    pub format: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+        }
+    }
+}
+
+impl LogSection {
+    /// `format` is `text` or `json`.
+    pub fn validate(&self) -> Result<()> {
+        self.format().map(drop)
+    }
+
+    /// The format named.
+    pub fn format(&self) -> Result<busbar_broker::log::Format> {
+        busbar_broker::log::Format::parse(&self.format).ok_or_else(|| {
+            anyhow!(
+                "log.format: {:?} is not \"text\" or \"json\"",
+                self.format.chars().take(100).collect::<String>()
+            )
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,6 +234,7 @@ impl Default for Config {
             },
             auth: AuthSection::default(),
             audit: crate::audit::AuditSection::default(),
+            log: LogSection::default(),
             schema_registry: crate::schema_config::SchemaRegistrySection::default(),
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
@@ -332,6 +368,7 @@ impl Config {
         self.kafka.validate()?;
         self.auth.validate()?;
         self.audit.validate()?;
+        self.log.validate()?;
         self.schema_registry.validate()?;
         let b = &self.broker;
         let checks: &[(&str, u64, u64, u64)] = &[

@@ -153,7 +153,7 @@ pub(crate) fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<
         } else if let Some((section, key)) = rest.split_once('_').filter(|(s, _)| {
             matches!(
                 *s,
-                "http" | "kafka" | "broker" | "bus" | "auth" | "tls" | "limits" | "audit"
+                "http" | "kafka" | "broker" | "bus" | "auth" | "tls" | "limits" | "audit" | "log"
             )
         }) {
             let entry = t

@@ -5,6 +5,7 @@
 
 use anyhow::{Context, Result};
 use busbar::config::Config;
+use busbar_broker::log;
 use busbar_broker::Broker;
 use busbar_bus::Bus;
 use busbar_schema::Registry;
@@ -114,11 +115,10 @@ const ADMIN: &str = "admin";
 async fn bootstrap_admin(broker: &Broker) -> Result<()> {
     let auth = broker.auth();
     if auth.enabled() && auth.users().is_empty() && !auth.users().fresh() {
-        eprintln!(
-            "busbar: warning: auth.enabled is true and every user was deleted: no one can log in \
-             with a password (BUSBAR_ADMIN_PASSWORD applies only to the first start; see \
-             docs/security.md)"
-        );
+        let msg = "auth.enabled is true and every user was deleted: no one can log in with a \
+                   password (BUSBAR_ADMIN_PASSWORD applies only to the first start; see \
+                   docs/security.md)";
+        log::warn("busbar", "no_users", msg, &[]);
     }
     if !auth.enabled() || !auth.users().fresh() {
         return Ok(());
@@ -130,12 +130,12 @@ async fn bootstrap_admin(broker: &Broker) -> Result<()> {
         .await
         .context("create user admin from BUSBAR_ADMIN_PASSWORD")?;
     if !auth.is_super(ADMIN) {
-        eprintln!(
-            "busbar: warning: user \"admin\" created, but auth.super_users does not name it: \
-             add it to manage users"
-        );
+        let msg = "user \"admin\" created, but auth.super_users does not name it: add it to \
+                   manage users";
+        log::warn("busbar", "admin_created", msg, &[]);
     } else {
-        eprintln!("busbar: created super user \"admin\" from BUSBAR_ADMIN_PASSWORD");
+        let msg = "created super user \"admin\" from BUSBAR_ADMIN_PASSWORD";
+        log::info("busbar", "admin_created", msg, &[]);
     }
     Ok(())
 }
@@ -157,7 +157,8 @@ async fn bind_schema_registry(addr: &str) -> Result<Option<tokio::net::TcpListen
     match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => Ok(Some(l)),
         Err(e) if addr == default && e.kind() == std::io::ErrorKind::AddrInUse => {
-            eprintln!("busbar: warning: the schema registry's default address {addr} is in use ({e}); serving it only under /schema-registry/ on the HTTP API (set schema_registry.addr)");
+            let msg = format!("the schema registry's default address {addr} is in use ({e}); serving it only under /schema-registry/ on the HTTP API (set schema_registry.addr)");
+            log::warn("busbar", "schema_registry_addr_in_use", &msg, &[]);
             Ok(None)
         }
         Err(e) => Err(Unbindable(format!(
@@ -249,8 +250,9 @@ pub fn run(config: Config, accept_damaged_acls: bool) -> Result<()> {
 
 async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     let started = std::time::Instant::now();
+    log::set_format(config.log.format()?);
     if let Some(w) = busbar_kafka::alloc::overcommit_warning() {
-        eprintln!("busbar: warning: {w}");
+        log::warn("busbar", "overcommit", &w, &[]);
     }
     let tls = config.tls.load().map_err(|e| BadTls(format!("{e:#}")))?;
     let listener = bind("HTTP", "http.addr", &config.http.addr).await?;
@@ -355,19 +357,38 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
         wait(stop_rx),
     ));
     for d in broker.internal_damage() {
-        eprintln!("busbar: warning: damaged data skipped at start: {d}");
+        let msg = format!("damaged data skipped at start: {d}");
+        log::warn("busbar", "damaged_data", &msg, &[]);
     }
     let signal = stop_signals()?;
-    eprintln!(
-        "busbar {} ready in {} ms: {scheme}://{} kafka {}{kafka_all} data {} ({recovery}) schema-registry {sr_addr}",
+    let ready_ms = started.elapsed().as_millis() as u64;
+    let http_url = format!("{scheme}://{http_addr}");
+    let data = config.data_dir.display().to_string();
+    let ready = format!(
+        "{} ready in {ready_ms} ms: {http_url} kafka {kafka_addr}{kafka_all} data {data} ({recovery}) schema-registry {sr_addr}",
         env!("CARGO_PKG_VERSION"),
-        started.elapsed().as_millis(),
-        http_addr,
-        kafka_addr,
-        config.data_dir.display()
     );
+    // The text line is `busbar <version> ready ...` (no colon after the source): tests and
+    // scripts wait for it as it always was.
+    match log::format() {
+        log::Format::Text => eprintln!("busbar {ready}"),
+        log::Format::Json => log::info(
+            "busbar",
+            "ready",
+            &ready,
+            &[
+                ("version", env!("CARGO_PKG_VERSION").into()),
+                ("ready_ms", ready_ms.into()),
+                ("http", http_url.into()),
+                ("kafka", kafka_addr.to_string().into()),
+                ("data_dir", data.into()),
+                ("recovery", recovery.to_string().into()),
+                ("schema_registry", sr_addr.clone().into()),
+            ],
+        ),
+    }
     tokio::select! {
-        _ = signal => eprintln!("busbar: shutting down"),
+        _ = signal => log::info("busbar", "shutting_down", "shutting down", &[]),
         r = &mut http => {
             r??;
             anyhow::bail!("HTTP server stopped unexpectedly");
@@ -378,15 +399,17 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     // grace period, then are cut), then sync and mark the logs clean.
     let grace = std::time::Duration::from_millis(config.http.shutdown_grace_ms);
     if tokio::time::timeout(grace, &mut http).await.is_err() {
-        eprintln!(
-            "busbar: cutting HTTP requests still open after {} ms",
+        let msg = format!(
+            "cutting HTTP requests still open after {} ms",
             grace.as_millis()
         );
+        log::info("busbar", "shutdown_grace_passed", &msg, &[]);
         http.abort();
     }
     if let Some(sr) = sr {
         if tokio::time::timeout(grace, sr).await.is_err() {
-            eprintln!("busbar: cutting schema registry requests still open");
+            let msg = "cutting schema registry requests still open";
+            log::info("busbar", "shutdown_grace_passed", msg, &[]);
         }
     }
     let _ = kafka.await;
@@ -396,6 +419,6 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     tokio::task::spawn_blocking(move || broker.close())
         .await?
         .context("clean shutdown")?;
-    eprintln!("busbar: stopped cleanly");
+    log::info("busbar", "stopped", "stopped cleanly", &[]);
     Ok(())
 }

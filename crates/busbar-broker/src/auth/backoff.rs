@@ -117,11 +117,12 @@ impl Table {
             .is_none_or(|at| now.duration_since(at) >= REPORT_EVERY)
         {
             self.reported = Some(now);
-            eprintln!(
-                "busbar: the failed-login table is full ({max} keys failed within {} s, \
+            let msg = format!(
+                "the failed-login table is full ({max} keys failed within {} s, \
                  auth.backoff_entries_max): the least failed keys are forgotten to make room",
                 FORGET_AFTER.as_secs()
             );
+            crate::log::info("busbar", "login_table_full", &msg, &[]);
         }
     }
 }

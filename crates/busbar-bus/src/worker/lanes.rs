@@ -27,12 +27,16 @@ impl Worker {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if waiting >= max {
             if !status.is_error() {
-                *status = SubState::Backpressure { waiting, max };
+                SubState::set(
+                    &mut status,
+                    &self.name,
+                    SubState::Backpressure { waiting, max },
+                );
             }
             return true;
         }
         if matches!(*status, SubState::Backpressure { .. }) {
-            *status = SubState::Running;
+            SubState::set(&mut status, &self.name, SubState::Running);
         }
         false
     }

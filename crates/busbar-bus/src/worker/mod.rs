@@ -131,6 +131,7 @@ pub fn spawn(
         held: BTreeSet::new(),
         rr: 0,
         jitter: Jitter::from_entropy(),
+        failing_since: None,
         ended: Vec::new(),
         unended: Vec::new(),
         restart: false,
@@ -220,6 +221,8 @@ struct Worker {
     unended: Vec<EventRef>,
     /// A commit failed in a way only a fresh start from the stored state can settle.
     restart: bool,
+    /// When the log said the target is failing (`settle.rs`); `None` while it delivers.
+    failing_since: Option<i64>,
 }
 
 /// The lane of events without a key (no FNV-1a hash of a key is expected to land on it; one
@@ -421,7 +424,8 @@ impl Worker {
     }
 
     fn set_status(&self, s: SubState) {
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        SubState::set(&mut status, &self.name, s);
     }
 
     fn limit(&self) -> usize {

@@ -76,6 +76,7 @@ impl Worker {
         }
         match outcome {
             Outcome::Delivered => {
+                self.target_recovered(now);
                 // Counted once its retry state is ended, so a reader never sees it delivered
                 // and still retrying.
                 self.finish(job).await;
@@ -118,6 +119,7 @@ impl Worker {
                         self.dead_letter(job, &ev, failure, why).await;
                     }
                     Verdict::RetryIn(delay) => {
+                        self.target_failing(now, &failure, attempts, delay);
                         self.counters.retried();
                         let due = now.saturating_add(delay);
                         self.retry_later(job, failure, now, Some((attempts, first, due)))
@@ -276,6 +278,55 @@ fn outcome_failure(o: &Outcome) -> Failure {
             status: None,
             error: "event unreadable".into(),
         },
+    }
+}
+
+/// The least time between two log lines about one subscription's target (failing, recovered),
+/// in ms: a flapping target writes at most two lines in this time, never one per event.
+const TARGET_LOG_GAP_MS: i64 = 5_000;
+
+impl Worker {
+    /// Logs that the target fails and is retried with backoff, when the log has not said so
+    /// since it last delivered (`failing_since`).
+    fn target_failing(&mut self, now: i64, f: &Failure, attempts: u32, delay: i64) {
+        if self.failing_since.is_some() {
+            return;
+        }
+        self.failing_since = Some(now);
+        let name = &self.name;
+        let status = f.status.map(|s| format!(" {s}")).unwrap_or_default();
+        let msg = format!(
+            "subscription {name:?}: target failing ({}{status}: {}); attempt {attempts} is retried in {delay} ms",
+            f.reason, f.error
+        );
+        let fields = [
+            ("subscription", name.as_str().into()),
+            ("reason", f.reason.into()),
+            ("status", f.status.into()),
+            ("error", f.error.as_str().into()),
+            ("attempts", attempts.into()),
+            ("retry_in_ms", delay.into()),
+        ];
+        busbar_broker::log::warn("busbar", "target_failing", &msg, &fields);
+    }
+
+    /// Logs that the target delivers again, at least [`TARGET_LOG_GAP_MS`] after it was said
+    /// to fail.
+    fn target_recovered(&mut self, now: i64) {
+        let Some(since) = self.failing_since else {
+            return;
+        };
+        if now - since < TARGET_LOG_GAP_MS {
+            return;
+        }
+        self.failing_since = None;
+        let name = &self.name;
+        let msg = format!("subscription {name:?}: target delivers again");
+        let fields = [
+            ("subscription", name.as_str().into()),
+            ("failing_ms", (now - since).into()),
+        ];
+        busbar_broker::log::info("busbar", "target_recovered", &msg, &fields);
     }
 }
 

@@ -362,11 +362,11 @@ async fn apply(
             let before = broker.topic_config(topic)?;
             broker.alter_configs(topic, changes).await?;
             if let Some(w) = before.weakening(&after) {
-                eprintln!(
-                    "busbar-kafka: warning: {} (client {:?}) weakened the durability of topic \
-                     {topic:?}: {w}",
+                let msg = format!(
+                    "{} (client {:?}) weakened the durability of topic {topic:?}: {w}",
                     ctx.peer, ctx.client_id
                 );
+                busbar_broker::log::warn("busbar-kafka", "durability_weakened", &msg, &[]);
             }
         }
         Ok(())

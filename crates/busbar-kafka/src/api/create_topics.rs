@@ -82,11 +82,11 @@ async fn create(
         .await
         .map_err(|e| (codes::of(&e), e.to_string()))?;
     if let Some(w) = weaker {
-        eprintln!(
-            "busbar-kafka: warning: {} (client {:?}) created topic {name:?} with weaker \
-             durability than the default: {w}",
+        let msg = format!(
+            "{} (client {:?}) created topic {name:?} with weaker durability than the default: {w}",
             ctx.peer, ctx.client_id
         );
+        busbar_broker::log::warn("busbar-kafka", "durability_weakened", &msg, &[]);
     }
     Ok(())
 }
