@@ -433,7 +433,7 @@ fn failed(c: &Counters, e: &std::io::Error) {
 /// Prints `what` on stderr unless something was reported within [`REPORT_EVERY`].
 fn report(c: &Counters, what: &str) {
     if c.report_due(busbar_log::SystemClock.now_ms()) {
-        crate::log::info("busbar", "audit_failing", what, &[]);
+        crate::log::error("busbar", "audit_failing", what, &[]);
     }
 }
 

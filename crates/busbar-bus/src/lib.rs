@@ -499,23 +499,29 @@ impl Bus {
             }
         }
         let e = subs.get_mut(name).expect("present");
+        let lock = |s: &std::sync::Mutex<SubState>| -> SubState {
+            s.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        };
+        let old = lock(&e.status);
         if paused {
             let why = "the subscription was paused";
             replay::stop_all(&e.replays, replay::RunState::Stopped, why).await;
             if let Some(h) = e.handle.take() {
                 h.stop().await;
             }
-            let mut status = e.status.lock().unwrap_or_else(|e| e.into_inner());
-            SubState::set(&mut status, name, SubState::Paused);
+            *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Paused;
         } else if e.handle.is_none() {
             // The answer (and a read before the worker's first step) says `starting`, never
             // `paused`: sent back as an update, it must be accepted.
-            let mut status = e.status.lock().unwrap_or_else(|e| e.into_inner());
-            SubState::set(&mut status, name, SubState::Starting);
-            drop(status);
+            *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Starting;
             e.handle = Some(self.spawn(e));
         }
-        Ok(self.view(e))
+        let new = lock(&e.status);
+        let v = self.view(e);
+        // Logged with no lock held: a blocked stderr must not hold up the other subscriptions.
+        drop(subs);
+        view::log_change(name, &old, &new);
+        Ok(v)
     }
 
     /// Moves the positions of subscription `name` (the only way to move them: they are not

@@ -50,10 +50,12 @@ impl SubState {
         self.kind() == "error"
     }
 
-    /// Sets `status` to `new`, writing a log line when its kind changes (see [`log_change`]).
-    pub(crate) fn set(status: &mut SubState, name: &str, new: SubState) {
-        log_change(name, status, &new);
-        *status = new;
+    /// Sets the state behind `status` to `new` and then, the lock released (a blocked stderr
+    /// must not hold it), writes a log line when its kind changed (see [`log_change`]).
+    pub(crate) fn replace(status: &std::sync::Mutex<SubState>, name: &str, new: SubState) {
+        let shown = new.clone();
+        let old = std::mem::replace(&mut *status.lock().unwrap_or_else(|e| e.into_inner()), new);
+        log_change(name, &old, &shown);
     }
 }
 

@@ -8,6 +8,7 @@ mod bench;
 mod client;
 mod cmd;
 use busbar::config;
+use busbar_broker::log;
 mod help;
 mod progress;
 mod serve;
@@ -150,15 +151,19 @@ fn fit_descriptors(config: &mut config::Config) {
     match busbar_kafka::fds::raise_descriptor_limit() {
         Ok((_, limit)) => {
             if let Some(configured) = config.fit_descriptors(limit) {
-                eprintln!(
-                    "busbar: kafka.connections_max lowered from {configured} to {} to fit the \
+                let msg = format!(
+                    "kafka.connections_max lowered from {configured} to {} to fit the \
                      open-file limit of {limit} (descriptors kept for the log: {})",
                     config.kafka.connections_max,
                     limit - busbar_kafka::fds::connections_fitting(limit)
                 );
+                log::info("busbar", "connections_max_lowered", &msg, &[]);
             }
         }
-        Err(e) => eprintln!("busbar: warning: cannot raise the open-file limit: {e}"),
+        Err(e) => {
+            let msg = format!("cannot raise the open-file limit: {e}");
+            log::warn("busbar", "open_file_limit", &msg, &[]);
+        }
     }
 }
 
@@ -180,11 +185,15 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            // Every later line in the configured format (a bad format was refused by `load`).
+            if let Ok(format) = config.log.format() {
+                log::set_format(format);
+            }
             fit_descriptors(&mut config);
             return match serve::run(config, accept_damaged_acls) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("busbar: {e:#}");
+                    log::error("busbar", "exit", &format!("{e:#}"), &[]);
                     // A data directory or a listen address in use is a usage error (exit 2),
                     // like a bad flag.
                     let usage = e.chain().any(|c| {

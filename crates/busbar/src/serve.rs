@@ -381,6 +381,7 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
                 ("ready_ms", ready_ms.into()),
                 ("http", http_url.into()),
                 ("kafka", kafka_addr.to_string().into()),
+                ("kafka_listeners", kafka_all.trim().to_string().into()),
                 ("data_dir", data.into()),
                 ("recovery", recovery.to_string().into()),
                 ("schema_registry", sr_addr.clone().into()),

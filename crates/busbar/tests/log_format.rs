@@ -130,8 +130,38 @@ fn json_lines_say_ready_failing_targets_state_changes_and_stop() {
             .count()
     };
     assert_eq!(count("target_failing"), 1);
+    // A subscription that flips in and out of backpressure with each event (waiting_max 1,
+    // each event waits 50 ms for its second and last attempt): a few lines, not one per flip.
+    call(
+        "POST",
+        "/topics",
+        Some(json!({"name": "hot", "partitions": 1})),
+    );
+    call(
+        "POST",
+        "/topics",
+        Some(json!({"name": "hot-dlq", "partitions": 1})),
+    );
+    let flappy = json!({"name": "flappy", "sources": ["hot"], "dead_letter_topic": "hot-dlq",
+        "target": {"url": format!("http://127.0.0.1:{port}/")},
+        "delivery": {"waiting_max": 1, "max_attempts": 2, "backoff_initial_ms": 50,
+            "backoff_max_ms": 50}});
+    call("POST", "/subscriptions", Some(flappy));
+    let hot: Vec<Value> = (0..40).map(|i| json!({"value": i})).collect();
+    call("POST", "/topics/hot/events", Some(json!(hot)));
+    let flips = wait_line(&lines, |v| {
+        v["event"] == "subscription_state" && v["subscription"] == "flappy"
+    });
+    assert_eq!(flips["to"], "backpressure", "{flips}");
+    std::thread::sleep(Duration::from_millis(2500));
+    let flappy_lines = (lines.lock().unwrap().iter())
+        .filter(|l| l.contains("\"subscription_state\"") && l.contains("\"flappy\""))
+        .count();
+    assert!((1..=2).contains(&flappy_lines), "{flappy_lines} lines");
     call("POST", "/subscriptions/down/pause", None);
-    let paused = wait_line(&lines, |v| v["event"] == "subscription_state");
+    let paused = wait_line(&lines, |v| {
+        v["event"] == "subscription_state" && v["subscription"] == "down"
+    });
     assert_eq!(
         (&paused["subscription"], &paused["to"]),
         (&json!("down"), &json!("paused"))

@@ -25,20 +25,44 @@ impl Worker {
             return true;
         }
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        if waiting >= max {
-            if !status.is_error() {
-                SubState::set(
-                    &mut status,
-                    &self.name,
-                    SubState::Backpressure { waiting, max },
-                );
-            }
-            return true;
+        let was = matches!(*status, SubState::Backpressure { .. });
+        let full = waiting >= max;
+        if full && !status.is_error() {
+            *status = SubState::Backpressure { waiting, max };
+        } else if !full && was {
+            *status = SubState::Running;
         }
-        if matches!(*status, SubState::Backpressure { .. }) {
-            SubState::set(&mut status, &self.name, SubState::Running);
+        let now_in = matches!(*status, SubState::Backpressure { .. });
+        let shown = (now_in != was).then(|| status.clone());
+        drop(status);
+        if let Some(new) = shown {
+            self.log_backpressure(was, new);
         }
-        false
+        full
+    }
+
+    /// Logs entering or leaving backpressure (`view::log_change`), gated: a subscription that
+    /// flips in and out with each settled event (a hot key at `waiting_max`) writes at most
+    /// two lines per [`super::settle::TARGET_LOG_GAP_MS`]: entering is logged when the last
+    /// such line is that old, leaving only when the entering line was logged and is that old.
+    fn log_backpressure(&self, was: bool, new: SubState) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.now();
+        let last = self.backpressure_line_ms.load(Relaxed);
+        if now.saturating_sub(last) < super::settle::TARGET_LOG_GAP_MS {
+            return;
+        }
+        let logged_entering = self.backpressure_logged.load(Relaxed);
+        if was && !logged_entering {
+            return;
+        }
+        self.backpressure_line_ms.store(now, Relaxed);
+        self.backpressure_logged.store(!was, Relaxed);
+        let old = match was {
+            true => SubState::Backpressure { waiting: 0, max: 0 },
+            false => SubState::Running,
+        };
+        crate::view::log_change(&self.name, &old, &new);
     }
 
     /// Exactly-once: a partition holds as many events settled past an unsettled one as a

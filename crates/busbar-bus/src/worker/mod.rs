@@ -132,6 +132,8 @@ pub fn spawn(
         rr: 0,
         jitter: Jitter::from_entropy(),
         failing_since: None,
+        backpressure_line_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+        backpressure_logged: std::sync::atomic::AtomicBool::new(false),
         ended: Vec::new(),
         unended: Vec::new(),
         restart: false,
@@ -223,6 +225,10 @@ struct Worker {
     restart: bool,
     /// When the log said the target is failing (`settle.rs`); `None` while it delivers.
     failing_since: Option<i64>,
+    /// When the log last said the subscription entered or left backpressure (`lanes.rs`), and
+    /// whether that line said it entered.
+    backpressure_line_ms: std::sync::atomic::AtomicI64,
+    backpressure_logged: std::sync::atomic::AtomicBool,
 }
 
 /// The lane of events without a key (no FNV-1a hash of a key is expected to land on it; one
@@ -424,8 +430,7 @@ impl Worker {
     }
 
     fn set_status(&self, s: SubState) {
-        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        SubState::set(&mut status, &self.name, s);
+        SubState::replace(&self.status, &self.name, s);
     }
 
     fn limit(&self) -> usize {

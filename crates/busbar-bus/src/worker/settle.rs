@@ -283,7 +283,7 @@ fn outcome_failure(o: &Outcome) -> Failure {
 
 /// The least time between two log lines about one subscription's target (failing, recovered),
 /// in ms: a flapping target writes at most two lines in this time, never one per event.
-const TARGET_LOG_GAP_MS: i64 = 5_000;
+pub(super) const TARGET_LOG_GAP_MS: i64 = 5_000;
 
 impl Worker {
     /// Logs that the target fails and is retried with backoff, when the log has not said so
