@@ -26,6 +26,16 @@ use std::fmt::Write;
 /// Middleware on matched routes: `busbar_request_latency_seconds{api="http",request="METHOD
 /// /route/{param}"}` (the route's template, never the path a client sent).
 pub async fn timed(State(app): State<App>, req: Request, next: Next) -> Response {
+    time_route(&app.broker, "http", req, next).await
+}
+
+/// Runs `req` and observes its latency as `api` and its method and matched route template.
+pub async fn time_route(
+    broker: &busbar_broker::Broker,
+    api: &str,
+    req: Request,
+    next: Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -33,8 +43,8 @@ pub async fn timed(State(app): State<App>, req: Request, next: Next) -> Response
     let request = format!("{} {route}", req.method());
     let start = std::time::Instant::now();
     let resp = next.run(req).await;
-    let latency = &app.broker.metrics().request_latency;
-    latency.observe(&["http", &request], start.elapsed());
+    let latency = &broker.metrics().request_latency;
+    latency.observe(&[api, &request], start.elapsed());
     resp
 }
 

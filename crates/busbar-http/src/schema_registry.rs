@@ -595,13 +595,7 @@ async fn subject_of(
 /// `busbar_request_latency_seconds{api="schema_registry",request="METHOD /route/{param}"}`:
 /// the registry's route template (the same on both mounts), never the path a client sent.
 async fn timed(State(s): State<Sr>, req: Request, next: Next) -> Response {
-    let route = (req.extensions().get::<MatchedPath>()).map_or("", |p| p.as_str());
-    let request = format!("{} {route}", req.method());
-    let start = std::time::Instant::now();
-    let resp = next.run(req).await;
-    let latency = &s.broker.metrics().request_latency;
-    latency.observe(&["schema_registry", &request], start.elapsed());
-    resp
+    crate::metrics::time_route(&s.broker, "schema_registry", req, next).await
 }
 
 /// Authorization by [`access::TABLE`] (deny by default, nothing checked while auth is off) and

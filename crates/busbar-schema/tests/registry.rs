@@ -671,16 +671,8 @@ async fn import_refuses_the_last_version_and_id_and_versions_never_pass_2_31_min
 
 fn json_schema(schema: &Value, refs: &[(&str, &str, i64)]) -> SchemaInput {
     SchemaInput {
-        schema: schema.to_string(),
         schema_type: Some("JSON".into()),
-        references: (refs.iter())
-            .map(|(name, subject, version)| busbar_schema::Reference {
-                name: name.to_string(),
-                subject: subject.to_string(),
-                version: *version,
-            })
-            .collect(),
-        ..SchemaInput::default()
+        ..with_refs(schema, refs)
     }
 }
 
