@@ -18,9 +18,8 @@
 //! with the positions (`exactly.rs`).
 //! The subscription's counters are written in the same write as the positions (`stats.rs`).
 
-use super::deliver::{Failure, HttpClient, Outcome, TopicSink};
+use super::deliver::{HttpClient, Outcome, TopicSink};
 use super::dlq;
-use super::request;
 use super::spec::{Compiled, Ordering, Target};
 use super::state::{EventRef, RetryEntry, RetryStore};
 use super::stats::{CounterSnapshot, Counters};
@@ -43,6 +42,7 @@ use tokio::task::JoinSet;
 
 mod exactly;
 mod lanes;
+mod launch;
 mod read;
 mod settle;
 mod shared;
@@ -674,86 +674,6 @@ impl Worker {
         self.counters
             .matched
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn launch(&mut self, job: Job, event: Option<StoredEvent>) {
-        let (ctx, sub, sink) = (self.ctx.clone(), self.sub.clone(), self.sink.clone());
-        let topic_id = (self.parts.iter())
-            .find(|p| p.topic == job.r.topic)
-            .map(|p| p.topic_id.clone());
-        self.inflight.spawn(async move {
-            let event = match event {
-                Some(e) => Ok(Some(e)),
-                None => match read::read_one(&ctx, &job.r, topic_id).await {
-                    Ok(Some(Decoded::Undecodable {
-                        timestamp, error, ..
-                    })) if job.entry.as_ref().is_none_or(|e| e.dead_letter.is_none()) => {
-                        // Nothing to deliver: dead-lettered at once as undecodable.
-                        let f = Failure {
-                            reason: dlq::UNDECODABLE,
-                            status: None,
-                            error,
-                        };
-                        let event = Some(stand_in(&job.r, timestamp));
-                        let outcome = Outcome::Fatal(f);
-                        return Done {
-                            job,
-                            event,
-                            outcome,
-                        };
-                    }
-                    Ok(Some(Decoded::Undecodable { timestamp, .. })) => {
-                        Ok(Some(stand_in(&job.r, timestamp)))
-                    }
-                    Ok(Some(Decoded::Event(e))) => Ok(Some(e)),
-                    Ok(None) => Ok(None),
-                    Err(e) => Err(e),
-                },
-            };
-            let letter_due = job.entry.as_ref().and_then(|e| e.dead_letter.as_ref());
-            match event {
-                Ok(Some(e)) if letter_due.is_some() => Done {
-                    // Settled already: only its dead letter is left to write (in `on_done`).
-                    outcome: Outcome::Fatal(settle::stored_failure(
-                        job.entry.as_ref().expect("set"),
-                    )),
-                    job,
-                    event: Some(e),
-                },
-                Ok(Some(e)) => {
-                    let decoder = ctx.shared.decoder();
-                    let via = request::Via {
-                        broker: &ctx.broker,
-                        http: &ctx.http,
-                        sink: sink.as_deref(),
-                        decoder: decoder.as_ref(),
-                    };
-                    let outcome = request::attempt(via, &sub, &e, None).await;
-                    Done {
-                        job,
-                        event: Some(e),
-                        outcome,
-                    }
-                }
-                Ok(None) => Done {
-                    job,
-                    event: None,
-                    outcome: Outcome::Delivered,
-                },
-                Err(e) => Done {
-                    job,
-                    event: None,
-                    outcome: Outcome::Retry {
-                        failure: Failure {
-                            reason: "storage",
-                            status: None,
-                            error: e.to_string(),
-                        },
-                        retry_after_ms: None,
-                    },
-                },
-            }
-        });
     }
 
     async fn commit(&mut self) {
