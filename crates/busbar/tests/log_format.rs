@@ -53,16 +53,7 @@ impl Drop for Kill {
 fn json_lines_say_ready_failing_targets_state_changes_and_stop() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Kill(
-        Command::new(BIN)
-            .args([
-                "serve",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--kafka-addr",
-                "127.0.0.1:0",
-            ])
-            .args(["--schema-registry-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+        serve_command(dir.path(), &["--schema-registry-addr", "127.0.0.1:0"])
             .env("BUSBAR_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

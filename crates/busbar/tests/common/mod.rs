@@ -25,13 +25,7 @@ pub struct Server {
 impl Server {
     /// Starts `busbar serve` on `data` with any extra args and env; waits until it is ready.
     pub fn start(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(data)
-            .args(["--http-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0"])
-            .args(args);
-        Self::spawn(cmd, env, data)
+        Self::spawn(serve_command(data, args), env, data)
     }
 
     pub fn spawn(mut cmd: Command, env: &[(&str, &str)], data: &Path) -> Server {
@@ -212,6 +206,17 @@ pub fn json_out(o: &Output) -> Value {
 
 /// `busbar serve` that must fail: its exit code and stderr. One that is still running after 20 s
 /// started when it should not have: it is killed and the test fails.
+/// `busbar serve` on `data` with free loopback ports and any extra args, not started.
+pub fn serve_command(data: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--http-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0"])
+        .args(args);
+    cmd
+}
+
 pub fn refused_start(data: &Path) -> (i32, String) {
     refused_start_with(data, &[])
 }
