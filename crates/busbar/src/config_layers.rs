@@ -113,25 +113,17 @@ pub(crate) fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<
             _ => None,
         } {
             // A list, comma-separated: BUSBAR_KAFKA_LISTENERS=SASL_PLAINTEXT://0.0.0.0:9094
-            let items = raw
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| Value::String(s.to_string()));
+            let items = comma_list(&raw);
             let entry = t
                 .entry(section)
                 .or_insert_with(|| Value::Table(Table::new()));
             entry
                 .as_table_mut()
                 .expect("table")
-                .insert(key.into(), Value::Array(items.collect()));
+                .insert(key.into(), items);
         } else if let Some(list) = rest.strip_prefix("bus_targets_") {
             // A list, comma-separated: BUSBAR_BUS_TARGETS_DENY=10.0.0.0/8,db.internal
-            let items = raw
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| Value::String(s.to_string()));
+            let items = comma_list(&raw);
             let bus = t.entry("bus").or_insert_with(|| Value::Table(Table::new()));
             let targets = bus
                 .as_table_mut()
@@ -141,7 +133,7 @@ pub(crate) fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<
             targets
                 .as_table_mut()
                 .expect("table")
-                .insert(list.into(), Value::Array(items.collect()));
+                .insert(list.into(), items);
         } else if let Some(key) = rest.strip_prefix("schema_registry_") {
             let entry = t
                 .entry("schema_registry")
@@ -179,4 +171,10 @@ pub(crate) fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<
         }
     }
     Ok(t)
+}
+
+/// A comma-separated environment value as a TOML array of strings (blank items dropped).
+fn comma_list(raw: &str) -> Value {
+    let items = raw.split(',').map(str::trim).filter(|s| !s.is_empty());
+    Value::Array(items.map(|s| Value::String(s.to_string())).collect())
 }
