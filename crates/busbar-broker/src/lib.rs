@@ -69,6 +69,7 @@ mod startup;
 mod sync;
 pub mod time;
 mod topic;
+pub mod trace;
 pub mod txn;
 pub mod validate;
 

@@ -21,7 +21,27 @@ use super::envelope::{origin, DLQ_PREFIX};
 use super::spec::{Compiled, Target};
 use busbar_broker::event::{Event, StoredEvent};
 use busbar_broker::time::format_rfc3339;
+use busbar_broker::trace::{self, Span};
 use serde::{Deserialize, Serialize};
+
+/// The span of writing `ev`'s dead letter to `topic` (recorded when tracing is on), a child of the
+/// event's trace context. The caller marks it failed when the write fails.
+pub fn span(sub: &Compiled, ev: &StoredEvent, f: &Failure, why: &str, topic: &str) -> Span {
+    let parent = trace::Parent::of_headers(&ev.headers);
+    let name = format!("dead_letter {}", sub.spec.name);
+    trace::start(name, trace::Kind::Producer, parent, || {
+        vec![
+            ("messaging.system", "busbar".into()),
+            ("messaging.operation.type", "send".into()),
+            ("messaging.destination.name", topic.to_string().into()),
+            ("busbar.subscription", sub.spec.name.clone().into()),
+            ("busbar.dead_letter.reason", f.reason.into()),
+            ("busbar.dead_letter.exhausted", why.to_string().into()),
+            ("messaging.source.name", ev.topic.clone().into()),
+            ("messaging.kafka.offset", (ev.offset as i64).into()),
+        ]
+    })
+}
 
 /// Builds the dead letter of `ev`.
 pub fn letter(

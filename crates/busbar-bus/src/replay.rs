@@ -690,6 +690,7 @@ async fn deliver_one(
             http: &ctx.http,
             sink: None,
             decoder: decoder.as_ref(),
+            attempt: attempts,
         };
         let outcome = request::attempt(via, sub, ev, Some(&name)).await;
         let (failure, why) = match outcome {
@@ -721,7 +722,9 @@ async fn deliver_one(
             return Ok(true);
         };
         let letter = dlq::letter(sub, ev, &failure, why, attempts, first, clock.now_ms());
+        let mut span = dlq::span(sub, ev, &failure, why, topic);
         ctx.broker.publish(topic, vec![letter]).await.map_err(|e| {
+            span.fail(e.to_string());
             BusError::Storage(format!(
                 "dead letter of {}/{}@{} to {topic:?}: {e}",
                 ev.topic, ev.partition, ev.offset

@@ -13,6 +13,7 @@ use super::deliver::{self, Failure, HttpClient, HttpRequest, Outcome, TopicSink}
 use super::envelope::{Envelope, DLQ_PREFIX, REPLAY_ATTR};
 use super::spec::{Compiled, EncodeSpec, Mode, Target};
 use busbar_broker::event::{Event, StoredEvent};
+use busbar_broker::trace::{self, Span};
 use busbar_broker::Broker;
 use hyper::header::{HeaderName, HeaderValue};
 use serde_json::Value;
@@ -72,20 +73,95 @@ pub struct Via<'a> {
     pub http: &'a HttpClient,
     pub sink: Option<&'a TopicSink>,
     pub decoder: Option<&'a Decoder>,
+    /// Which attempt of this event this is (1 = the first; later ones are retries).
+    pub attempt: u32,
 }
 
-/// Makes one delivery attempt of `e` through `sub` (to a topic through `via.sink` when given).
+/// Makes one delivery attempt of `e` through `sub` (to a topic through `via.sink` when given),
+/// as one span when tracing is on: `deliver <subscription>` for the first attempt, `retry
+/// <subscription>` for the others, a child of the event's trace context.
 pub async fn attempt(
     via: Via<'_>,
     sub: &Compiled,
     e: &StoredEvent,
     replay: Option<&str>,
 ) -> Outcome {
+    let mut span = attempt_span(sub, e, via.attempt, replay);
+    let outcome = attempt_in(via, sub, e, replay, &span).await;
+    let (kind, f) = match &outcome {
+        Outcome::Delivered => ("delivered", None),
+        Outcome::Retry { failure, .. } => ("retry", Some(failure)),
+        Outcome::Fatal(f) => ("fatal", Some(f)),
+    };
+    span.set("busbar.delivery.outcome", kind);
+    if let Some(f) = f {
+        if let Some(status) = f.status {
+            span.set("http.response.status_code", i64::from(status));
+        }
+        span.set("busbar.delivery.reason", f.reason);
+        span.fail(f.error.clone());
+    }
+    outcome
+}
+
+fn attempt_span(sub: &Compiled, e: &StoredEvent, attempt: u32, replay: Option<&str>) -> Span {
+    let name = &sub.spec.name;
+    let what = if attempt > 1 { "retry" } else { "deliver" };
+    let parent = trace::Parent::of_headers(&e.headers);
+    trace::start(
+        format!("{what} {name}"),
+        trace::Kind::Client,
+        parent,
+        || {
+            let mut a = vec![
+                ("messaging.system", "busbar".into()),
+                ("busbar.subscription", name.clone().into()),
+                ("busbar.delivery.attempt", i64::from(attempt).into()),
+                ("messaging.source.name", e.topic.clone().into()),
+                ("messaging.kafka.offset", (e.offset as i64).into()),
+                (
+                    "messaging.destination.partition.id",
+                    e.partition.to_string().into(),
+                ),
+            ];
+            match &sub.spec.target {
+                Target::Topic { topic, .. } => {
+                    a.push(("busbar.target.topic", topic.clone().into()))
+                }
+                Target::Http { .. } => {
+                    // Scheme, host and path only: a query or user info may hold a secret.
+                    let url = (sub.url.as_ref())
+                        .map(|u| {
+                            let scheme = u.scheme_str().unwrap_or("http");
+                            let host = u.host().unwrap_or("");
+                            let port = u.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+                            format!("{scheme}://{host}{port}{}", u.path())
+                        })
+                        .unwrap_or_default();
+                    a.push(("url.full", url.into()));
+                }
+            }
+            if let Some(r) = replay {
+                a.push(("busbar.replay", r.to_string().into()));
+            }
+            a
+        },
+    )
+}
+
+async fn attempt_in(
+    via: Via<'_>,
+    sub: &Compiled,
+    e: &StoredEvent,
+    replay: Option<&str>,
+    span: &Span,
+) -> Outcome {
     let Via {
         broker,
         http,
         sink,
         decoder,
+        ..
     } = via;
     match &sub.spec.target {
         Target::Topic { topic, .. } => {
@@ -104,7 +180,7 @@ pub async fn attempt(
                 Ok(env) => env,
                 Err(f) => return Outcome::Fatal(f),
             };
-            let mut out = trace_headers(e);
+            let mut out = trace_headers(e, span);
             for (k, v) in headers {
                 if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v))
                 {
@@ -319,8 +395,16 @@ fn span_id() -> String {
     format!("{:016x}", h.finish() | 1)
 }
 
-/// `traceparent` for this delivery (a child of the event's), and `tracestate` passed on.
-fn trace_headers(e: &StoredEvent) -> Vec<(HeaderName, HeaderValue)> {
+/// `traceparent` for this delivery (a child of the event's: the attempt's span when tracing is
+/// on), and `tracestate` passed on.
+fn trace_headers(e: &StoredEvent, span: &Span) -> Vec<(HeaderName, HeaderValue)> {
+    if let Some((tp, state)) = span.traceparent() {
+        let mut out = vec![header("traceparent", &tp)];
+        if let Some(state) = state.and_then(|s| HeaderValue::from_str(&s).ok()) {
+            out.push((HeaderName::from_static("tracestate"), state));
+        }
+        return out;
+    }
     let get = |n: &str| {
         e.headers
             .iter()

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use busbar_broker::trace;
 use busbar_broker::Event;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -266,7 +267,12 @@ pub async fn publish(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let mut size = 0;
-    let result = publish_events(&app, &topic, q, &headers, body, &mut size).await;
+    let mut span = publish_span(&topic, &headers);
+    let result = publish_events(&app, &topic, q, &headers, body, &mut size, &span).await;
+    match &result {
+        Ok((_, n)) => span.set("messaging.batch.message_count", *n as i64),
+        Err(e) => span.fail(format!("{}: {}", e.code, e.message)),
+    }
     // A topic that does not exist is counted under "": its name is the client's to choose.
     let label = if app.broker.has_topic(&topic) {
         &topic[..]
@@ -289,6 +295,7 @@ async fn publish_events(
     headers: &HeaderMap,
     body: Body,
     size: &mut u64,
+    span: &trace::Span,
 ) -> ApiResult<(Json<Value>, u64)> {
     let bytes = body::read(body, app.config.publish_bytes_max).await?;
     *size = bytes.len() as u64;
@@ -301,7 +308,7 @@ async fn publish_events(
     if let Some(encode) = encode {
         events = encode.apply(app, topic, events).await?;
     }
-    add_trace_context(headers, &mut events);
+    add_trace_context(headers, span, &mut events);
     let at = app.broker.publish(topic, events).await?;
     let offsets: Vec<Value> = at
         .iter()
@@ -310,16 +317,46 @@ async fn publish_events(
     Ok((Json(json!({ "offsets": offsets })), at.len() as u64))
 }
 
-/// The request's W3C trace context (`traceparent`, `tracestate`) becomes record headers of every
-/// event that does not carry its own, so the trace continues through subscriptions to targets.
-fn add_trace_context(headers: &HeaderMap, events: &mut [Event]) {
-    for name in ["traceparent", "tracestate"] {
-        let Some(v) = headers.get(name) else {
+/// The span of one HTTP publish (recorded when tracing is on), a child of the request's W3C trace
+/// context.
+fn publish_span(topic: &str, headers: &HeaderMap) -> trace::Span {
+    let parent = trace::Parent {
+        traceparent: headers.get("traceparent").map(|v| v.as_bytes()),
+        tracestate: headers.get("tracestate").map(|v| v.as_bytes()),
+    };
+    trace::start(
+        format!("publish {topic}"),
+        trace::Kind::Server,
+        parent,
+        || {
+            vec![
+                ("messaging.system", "busbar".into()),
+                ("messaging.operation.type", "send".into()),
+                ("messaging.destination.name", topic.to_string().into()),
+            ]
+        },
+    )
+}
+
+/// W3C trace context becomes record headers of every event that does not carry its own, so the
+/// trace continues through subscriptions to targets: the publish span's when tracing is on, else
+/// the request's (`traceparent`, `tracestate`) as it came.
+fn add_trace_context(headers: &HeaderMap, span: &trace::Span, events: &mut [Event]) {
+    let own = span.traceparent();
+    let (tp, ts) = match &own {
+        Some((tp, ts)) => (Some(tp.as_bytes()), ts.as_ref().map(|s| s.as_bytes())),
+        None => (
+            headers.get("traceparent").map(|v| v.as_bytes()),
+            headers.get("tracestate").map(|v| v.as_bytes()),
+        ),
+    };
+    for (name, v) in [("traceparent", tp), ("tracestate", ts)] {
+        let Some(v) = v else {
             continue;
         };
         for e in events.iter_mut() {
             if !e.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
-                e.headers.push((name.to_string(), v.as_bytes().to_vec()));
+                e.headers.push((name.to_string(), v.to_vec()));
             }
         }
     }

@@ -36,6 +36,8 @@ pub struct Config {
     pub audit: crate::audit::AuditSection,
     /// `[log]`: the server log's format.
     pub log: LogSection,
+    /// `[tracing]`: OpenTelemetry spans over OTLP (off unless `otlp_endpoint` is set).
+    pub tracing: crate::otlp::TracingSection,
     /// `[schema_registry]`: the schema registry's listener and limits.
     pub schema_registry: crate::schema_config::SchemaRegistrySection,
     /// Defaults for new topics, by Kafka config name (`"retention.ms" = 604800000`; TOML
@@ -235,6 +237,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             audit: crate::audit::AuditSection::default(),
             log: LogSection::default(),
+            tracing: crate::otlp::TracingSection::default(),
             schema_registry: crate::schema_config::SchemaRegistrySection::default(),
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
@@ -369,6 +372,7 @@ impl Config {
         self.auth.validate()?;
         self.audit.validate()?;
         self.log.validate()?;
+        self.tracing.validate()?;
         self.schema_registry.validate()?;
         let b = &self.broker;
         let checks: &[(&str, u64, u64, u64)] = &[

@@ -145,7 +145,16 @@ pub(crate) fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<
         } else if let Some((section, key)) = rest.split_once('_').filter(|(s, _)| {
             matches!(
                 *s,
-                "http" | "kafka" | "broker" | "bus" | "auth" | "tls" | "limits" | "audit" | "log"
+                "http"
+                    | "kafka"
+                    | "broker"
+                    | "bus"
+                    | "auth"
+                    | "tls"
+                    | "limits"
+                    | "audit"
+                    | "log"
+                    | "tracing"
             )
         }) {
             let entry = t

@@ -9,5 +9,6 @@ mod config_layers;
 pub mod dn;
 pub mod kafka_config;
 pub mod listeners;
+pub mod otlp;
 pub mod schema_config;
 pub mod tls;

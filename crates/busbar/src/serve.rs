@@ -251,6 +251,7 @@ pub fn run(config: Config, accept_damaged_acls: bool) -> Result<()> {
 async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     let started = std::time::Instant::now();
     log::set_format(config.log.format()?);
+    let tracer = config.tracing.install()?;
     if let Some(w) = busbar_kafka::alloc::overcommit_warning() {
         log::warn("busbar", "overcommit", &w, &[]);
     }
@@ -420,6 +421,10 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     tokio::task::spawn_blocking(move || broker.close())
         .await?
         .context("clean shutdown")?;
+    if let Some(t) = tracer {
+        // Sends the spans still waiting (bounded by tracing.export_timeout_ms).
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
     log::info("busbar", "stopped", "stopped cleanly", &[]);
     Ok(())
 }

@@ -61,6 +61,7 @@ impl Worker {
                         http: &ctx.http,
                         sink: sink.as_deref(),
                         decoder: decoder.as_ref(),
+                        attempt: job.entry.as_ref().map_or(0, |e| e.attempts) + 1,
                     };
                     let outcome = request::attempt(via, &sub, &e, None).await;
                     Done {

@@ -182,7 +182,13 @@ impl Worker {
         let attempts = job.entry.as_ref().map_or(1, |e| e.attempts.max(1));
         let first = first_attempt(&job, now);
         let letter = dlq::letter(&self.sub, ev, &f, why, attempts, first, now);
-        match self.ctx.broker.publish(&topic, vec![letter]).await {
+        let mut span = dlq::span(&self.sub, ev, &f, why, &topic);
+        let written = self.ctx.broker.publish(&topic, vec![letter]).await;
+        if let Err(e) = &written {
+            span.fail(e.to_string());
+        }
+        drop(span);
+        match written {
             Ok(_) => {
                 self.finish(job).await;
                 self.counters.lettered(f.reason);
