@@ -38,6 +38,13 @@ function renderFor(token, ...nodes) {
   if (token === view) render(...nodes);
 }
 
+/** Runs `fn` after `ms` unless another page was shown meanwhile (a timer of an earlier page must
+ *  not draw over the current one). */
+function later(fn, ms) {
+  const token = view;
+  setTimeout(() => { if (token === view) fn(); }, ms);
+}
+
 function toast(text) {
   const t = document.getElementById("toast");
   t.textContent = text;
@@ -213,7 +220,11 @@ function table(heads, rows, attrs) {
 async function topics() {
   const token = view;
   const list = await get("/topics");
-  const details = await Promise.all(list.topics.map((t) => get(`/topics/${enc(t.name)}`)));
+  const [details, first] = await Promise.all([Promise.all(list.topics.map((t) => get(`/topics/${enc(t.name)}`))),
+    metrics().catch(() => null)]);
+  const t0 = Date.now();
+  const rates = details.map((d) => h("span", { "data-rate": d.name }, "…"));
+  const bytesIn = details.map((d) => h("span", { "data-bytes-rate": d.name }, "…"));
   const name = h("input", { name: "name", required: true, placeholder: "orders" });
   const parts = h("input", { name: "partitions", type: "number", min: 1, value: 1 });
   renderFor(token,
@@ -228,10 +239,23 @@ async function topics() {
         } catch (err) { toast(`Not created: ${err.message}`); }
       },
     }, h("label", {}, "Name", name), h("label", {}, "Partitions", parts), h("button", { type: "submit" }, "Create topic")),
-    table(["Topic", "Partitions", "Events (high watermark)", "Size"], details.map((d) => [
+    table(["Topic", "Partitions", "Events (high watermark)", "Size", "Events in / s", "Bytes in / s"], details.map((d, i) => [
       h("a", { href: `#/topics/${enc(d.name)}` }, d.name), d.partitions.length,
       d.partitions.reduce((a, p) => a + p.high_watermark - p.log_start_offset, 0),
-      bytes(d.partitions.reduce((a, p) => a + p.size_bytes, 0))]), { id: "topics" }));
+      bytes(d.partitions.reduce((a, p) => a + p.size_bytes, 0)), rates[i], bytesIn[i]]), { id: "topics" }));
+  // Rates from two samples of the produce counters, two seconds apart (per topic, Kafka and HTTP).
+  if (!first) return;
+  setTimeout(async () => {
+    if (!rates.length || !rates[0].isConnected) return;
+    const second = await metrics().catch(() => null);
+    if (!second) return;
+    const secs = (Date.now() - t0) / 1000;
+    details.forEach((d, i) => {
+      const per = (name) => (sum(second, name, { topic: d.name }) - sum(first, name, { topic: d.name })) / secs;
+      rates[i].textContent = per("busbar_produce_events_total").toFixed(1);
+      bytesIn[i].textContent = `${bytes(Math.round(per("busbar_produce_bytes_total")))}`;
+    });
+  }, 2000);
 }
 
 /** An event's key or value as busbar answered it: JSON (`value`), or bytes (`value_base64`). */
@@ -341,7 +365,7 @@ async function topic(name) {
       h("label", {}, "Key", produceKey), h("label", {}, "Value (JSON, or text)", produceValue),
       h("label", {}, "Headers (JSON object)", produceHeaders), h("button", { type: "submit" }, "Produce")),
     h("h2", {}, "Configs"),
-    table(["Config", "Value", ""], Object.entries(d.configs).map(([k, v]) => [k, v, k in d.overrides ? badge("set") : ""])),
+    configEditor(name, d),
     h("h2", {}, "Delete"),
     h("form", {
       onsubmit: async (e) => {
@@ -355,6 +379,35 @@ async function topic(name) {
       },
     }, h("label", {}, "Confirm", confirmName), h("button", { type: "submit", class: "danger" }, "Delete topic")));
   messageBrowser(browser, name, d, again);
+}
+
+/** The topic's configs, each editable; a changed value is saved with PATCH, a set one may go back
+ *  to its default (null); a config not listed may be added by name. */
+function configEditor(name, d) {
+  const inputs = Object.entries(d.configs).map(([k, v]) => [k, String(v), h("input", { name: `config-${k}`, value: String(v) })]);
+  const extraName = h("input", { name: "config-new-name", placeholder: "config name" });
+  const extraValue = h("input", { name: "config-new-value", placeholder: "value" });
+  const send = async (configs, what) => {
+    try {
+      await api("PATCH", `/topics/${enc(name)}`, { configs });
+      toast(what);
+      route();
+    } catch (err) { toast(`Not changed: ${err.message}`); }
+  };
+  const save = (e) => {
+    e.preventDefault();
+    const configs = {};
+    for (const [k, was, input] of inputs) if (input.value !== was) configs[k] = input.value;
+    if (extraName.value) configs[extraName.value] = extraValue.value;
+    if (!Object.keys(configs).length) { toast("Nothing changed"); return; }
+    send(configs, `Saved ${Object.keys(configs).join(", ")}`);
+  };
+  return h("form", { id: "configs", onsubmit: save },
+    table(["Config", "Value", ""], inputs.map(([k, , input]) => [k, input, k in d.overrides
+      ? h("span", {}, badge("set"), " ", h("button", { type: "button", class: "secondary", onclick: () => send({ [k]: null }, `${k} back to its default`) }, "Default"))
+      : ""])),
+    h("div", { class: "bar" }, h("label", {}, "Add", extraName), h("label", {}, "Value", extraValue),
+      h("button", { type: "submit" }, "Save configs")));
 }
 
 function messageBrowser(root, name, d, again) {
@@ -462,7 +515,7 @@ async function group(name) {
         table(["Partition", "Committed now", dry ? "Would move to" : "Moved to"], r.offsets.map((o) => [
           o.partition, now[o.partition] === undefined ? "none" : now[o.partition], o.offset])),
         dry ? h("button", { type: "button", class: "danger", onclick: () => reset(false) }, "Apply reset") : "");
-      if (!dry) { toast("Offsets reset"); setTimeout(route, 800); }
+      if (!dry) { toast("Offsets reset"); later(route, 800); }
     } catch (err) { preview.replaceChildren(h("p", { class: "error" }, err.message)); }
   };
   renderFor(token, h("h1", {}, `Consumer group ${name} `, stateBadge(d.state), " ", st ? stateBadge(st.labels.status) : ""),
@@ -485,6 +538,55 @@ async function group(name) {
 
 function target(s) { return s.target.url || (s.target.topic ? `topic ${s.target.topic}` : JSON.stringify(s.target)); }
 
+/** Runs `pattern` (JSON text) on the server against the latest events of `src` (up to 200 per
+ *  partition) and shows what matches in `out`. */
+async function testPattern(src, pattern, out) {
+  try {
+    if (!src) throw new Error("give a source topic");
+    const q = new URLSearchParams({ limit: "20", pattern });
+    const d = await get(`/topics/${enc(src)}`);
+    const pages = await Promise.all(d.partitions.map((p) => {
+      const q2 = new URLSearchParams(q);
+      q2.set("offset", String(Math.max(p.log_start_offset, p.high_watermark - 200)));
+      return get(`/topics/${enc(src)}/partitions/${p.partition}/events?${q2}`);
+    }));
+    const hits = pages.flatMap((p) => p.events);
+    out.replaceChildren(h("p", {}, `${hits.length} of the recent events of ${src} match.`),
+      table(["Partition", "Offset", "Value"], hits.map((ev) => [ev.partition, ev.offset, showValue(field(ev, "value"), "text")])));
+  } catch (err) { out.replaceChildren(h("p", { class: "error" }, err.message)); }
+}
+
+/** The create form: the common fields; a target is a URL or `topic:NAME`. */
+function createSubscription() {
+  const name = h("input", { name: "name", required: true, placeholder: "orders-to-billing" });
+  const sources = h("input", { name: "sources", required: true, placeholder: "orders, returns" });
+  const start = h("select", { name: "start" }, h("option", { value: "latest" }, "latest"), h("option", { value: "earliest" }, "earliest"));
+  const pattern = h("textarea", { name: "pattern", placeholder: "{\"data\": {\"level\": [\"error\"]}} (empty: every event)" });
+  const target = h("input", { name: "target", required: true, placeholder: "https://hooks.example/x or topic:audit" });
+  const dlq = h("input", { name: "dead_letter_topic", placeholder: "orders-dlq (optional)" });
+  const tested = h("div", { id: "create-tested" });
+  const list = () => sources.value.split(",").map((x) => x.trim()).filter(Boolean);
+  const create = async (e) => {
+    e.preventDefault();
+    try {
+      const spec = { name: name.value, sources: list(), start: start.value,
+        target: target.value.startsWith("topic:") ? { topic: target.value.slice(6) } : { url: target.value } };
+      if (pattern.value.trim()) spec.pattern = JSON.parse(pattern.value);
+      if (dlq.value) spec.dead_letter_topic = dlq.value;
+      await post("/subscriptions", spec);
+      toast(`Created ${name.value}`);
+      location.hash = `#/subscriptions/${enc(name.value)}`;
+    } catch (err) { toast(`Not created: ${err.message}`); }
+  };
+  return h("form", { id: "create-subscription", onsubmit: create },
+    h("label", {}, "Name", name), h("label", {}, "Sources", sources), h("label", {}, "Start", start),
+    h("label", {}, "Pattern (JSON)", pattern), h("label", {}, "Target", target), h("label", {}, "Dead-letter topic", dlq),
+    h("div", { class: "bar" },
+      h("button", { type: "button", class: "secondary", onclick: () => testPattern(list()[0], pattern.value || "{}", tested) }, "Test pattern"),
+      h("button", { type: "submit" }, "Create subscription")),
+    tested);
+}
+
 async function subscriptions() {
   const token = view;
   const list = await get("/subscriptions");
@@ -499,7 +601,8 @@ async function subscriptions() {
     list.subscriptions.length ? table(["Subscription", "State", "Target", "Delivery", "Matched", "Delivered", "Dead letters", "Lag", ""],
       list.subscriptions.map((s) => [h("a", { href: `#/subscriptions/${enc(s.name)}` }, s.name), stateBadge(s.state), target(s),
         s.guarantee.replace(/_/g, "-"), s.counters.matched, s.counters.delivered, s.counters.dead_lettered, s.lag, act(s)]), { id: "subscriptions" })
-      : h("p", { class: "muted" }, "No subscriptions yet."));
+      : h("p", { class: "muted" }, "No subscriptions yet."),
+    h("h2", {}, "Create"), createSubscription());
 }
 
 async function subscription(name) {
@@ -510,21 +613,29 @@ async function subscription(name) {
   const rate = h("input", { name: "rate", type: "number", min: 1, value: 100 });
   const pattern = h("textarea", { name: "pattern" }, JSON.stringify(s.pattern || {}, null, 1));
   const tested = h("div", { id: "tested" });
-  const test = async (e) => {
+  const test = (e) => { e.preventDefault(); testPattern(s.sources[0], pattern.value, tested); };
+  const editable = {};
+  for (const k of ["sources", "start", "pattern", "transform", "target", "delivery", "dead_letter_topic"]) {
+    if (s[k] !== undefined && s[k] !== null) editable[k] = s[k];
+  }
+  const specText = h("textarea", { name: "spec", class: "spec" }, JSON.stringify(editable, null, 2));
+  const save = async (e) => {
     e.preventDefault();
-    const src = s.sources[0];
-    const q = new URLSearchParams({ limit: "20", pattern: pattern.value });
     try {
-      const d = await get(`/topics/${enc(src)}`);
-      const pages = await Promise.all(d.partitions.map((p) => {
-        const q2 = new URLSearchParams(q);
-        q2.set("offset", String(Math.max(p.log_start_offset, p.high_watermark - 200)));
-        return get(`/topics/${enc(src)}/partitions/${p.partition}/events?${q2}`);
-      }));
-      const hits = pages.flatMap((p) => p.events);
-      tested.replaceChildren(h("p", {}, `${hits.length} of the recent events of ${src} match.`),
-        table(["Partition", "Offset", "Value"], hits.map((ev) => [ev.partition, ev.offset, showValue(field(ev, "value"), "text")])));
-    } catch (err) { tested.replaceChildren(h("p", { class: "error" }, err.message)); }
+      // PUT replaces the spec; positions and retry state stay. Header values shown as *** keep
+      // their stored value.
+      await api("PUT", `/subscriptions/${enc(name)}`, JSON.parse(specText.value));
+      toast(`Saved ${name}`);
+      route();
+    } catch (err) { toast(`Not saved: ${err.message}`); }
+  };
+  const remove = async () => {
+    if (!confirm(`Delete subscription ${name}? Its positions and retry state go; dead letters stay.`)) return;
+    try {
+      await api("DELETE", `/subscriptions/${enc(name)}`);
+      toast(`Deleted ${name}`);
+      location.hash = "#/subscriptions";
+    } catch (err) { toast(`Not deleted: ${err.message}`); }
   };
   const paused = String(s.state).startsWith("paused");
   renderFor(token, h("h1", {}, `Subscription ${name} `, stateBadge(s.state)),
@@ -549,15 +660,21 @@ async function subscription(name) {
           const until = to.value || new Date().toISOString();
           await post(`/subscriptions/${enc(name)}/replays`, { name: `console-${Date.now()}`, from: from.value, to: until, rate: Number(rate.value) });
           toast("Replay started");
-          setTimeout(route, 800);
+          later(route, 800);
         } catch (err) { toast(`Not started: ${err.message}`); }
       },
     }, h("label", {}, "From", from), h("label", {}, "To", to), h("label", {}, "Events / s", rate), h("button", { type: "submit" }, "Start replay")),
     replays.replays.length ? table(["Replay", "State", "From", "To", "Matched", "Delivered", "Last replayed"], replays.replays.map((r) => [
       r.name, stateBadge(r.state), r.from, r.to, r.matched, r.delivered, r.last_replayed_time || ""]), { id: "replays" }) : "",
     h("h2", {}, "Specification"),
-    h("pre", {}, JSON.stringify({ sources: s.sources, pattern: s.pattern, target: s.target, delivery: s.delivery,
-      dead_letter_topic: s.dead_letter_topic, transform: s.transform }, null, 2)));
+    s.owner === "config" ? h("p", { class: "muted" }, `Declared in ${s.config_file || "the configuration file"}, which owns it: edit it there.`) : "",
+    h("form", { id: "edit-subscription", onsubmit: save }, h("label", {}, "Spec (JSON)", specText),
+      h("div", { class: "bar" }, h("button", { type: "submit" }, "Save"),
+        h("button", { type: "button", class: "danger", onclick: remove }, "Delete subscription"))));
+  // Progress of running replays, refreshed while the page shows.
+  if (token === view && replays.replays.some((r) => r.state === "running")) {
+    later(route, 2000);
+  }
 }
 
 // ---- Dead letters -----------------------------------------------------------------------------
@@ -604,7 +721,15 @@ async function deadLetters(topicName, params) {
     h("form", { id: "letters-filter", onsubmit: load },
       h("label", {}, "Dead-letter topic", topicSel), h("label", {}, "Subscription", sub), h("label", {}, "Reason", reason),
       h("button", { type: "submit" }, "Show"),
-      h("button", { type: "button", class: "secondary", onclick: () => redrive({}, "letters matching the filter") }, "Redrive all shown by the filter")),
+      h("button", { type: "button", class: "secondary", onclick: () => redrive({}, "letters matching the filter") }, "Redrive all shown by the filter"),
+      h("button", { type: "button", class: "secondary", id: "redrive-all", onclick: async () => {
+        if (!confirm(`Redrive every dead letter of ${topicSel.value}, of every subscription?`)) return;
+        try {
+          const r = await post(`/dead-letters/${enc(topicSel.value)}/redrive`, {});
+          toast(`Redrove ${r.redriven} letters (${r.skipped} redriven before, skipped)`);
+          load();
+        } catch (err) { toast(`Not redriven: ${err.message}`); }
+      } }, "Redrive all")),
     out);
   load();
 }
