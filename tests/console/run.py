@@ -173,6 +173,8 @@ class Page:
 def every_page_loads_without_console_errors_and_the_flows_work(browser, b):
     p = Page(browser, b.url)
     pg = p.page
+    # Confirmations (deletes, redrives, retention changes) are accepted.
+    pg.on("dialog", lambda dlg: dlg.accept())
     # GET / redirects to the console.
     pg.goto(b.url + "/")
     assert pg.url.endswith("/ui/"), pg.url
@@ -183,8 +185,11 @@ def every_page_loads_without_console_errors_and_the_flows_work(browser, b):
 
     p.visit("/topics", "#topics")
     assert "orders" in pg.text_content("#topics")
-    # Per-topic rates from two samples of the produce counters.
+    # Per-topic rates from two samples of the produce counters: events produced between them.
+    b.call("POST", "/topics/orders/events", [{"value": {"n": 100 + i, "level": "info"}} for i in range(20)])
     wait_for("a topic's rate", lambda: re.fullmatch(r"\d+\.\d", pg.text_content("[data-rate=orders]") or ""))
+    assert float(pg.text_content("[data-rate=orders]")) > 0, pg.text_content("[data-rate=orders]")
+    assert pg.text_content("[data-rate=audit]") in ("0.0", "…") or float(pg.text_content("[data-rate=audit]")) >= 0
     p.shot("topics")
 
     # Topic configs: set one, then back to its default, each checked through the API.
@@ -243,7 +248,6 @@ def every_page_loads_without_console_errors_and_the_flows_work(browser, b):
 
     # The raw topic: bytes shown as hex, exact re-produce of bytes, repeated headers and big numbers,
     # CSV cells that cannot run as formulas, and paging forward.
-    pg.on("dialog", lambda dlg: dlg.accept())
     p.visit("/topics/raw", "h1:has-text('Topic raw')")
     pg.wait_for_selector("#events")
     pg.select_option("select[name=as]", "hex")
@@ -303,11 +307,15 @@ def every_page_loads_without_console_errors_and_the_flows_work(browser, b):
     # Create a subscription, its pattern tested first against recent events; edit it; delete it.
     pg.fill("#create-subscription input[name=name]", "errors-to-audit")
     pg.fill("#create-subscription input[name=sources]", "orders")
+    # A blank pattern tests as every event.
+    pg.click("#create-subscription button:has-text('Test pattern')")
+    pg.wait_for_selector("#create-tested p")
+    assert re.match(r"\d+ of the recent events", pg.text_content("#create-tested p")), pg.text_content("#create-tested p")
+    assert not pg.query_selector("#create-tested p.error")
     pg.fill("#create-subscription textarea[name=pattern]", '{"data": {"level": ["error"]}}')
     pg.fill("#create-subscription input[name=target]", "topic:audit")
     pg.click("#create-subscription button:has-text('Test pattern')")
-    pg.wait_for_selector("#create-tested p")
-    assert pg.text_content("#create-tested p").startswith("4 of the recent events"), pg.text_content("#create-tested p")
+    wait_for("the pattern's matches", lambda: (pg.text_content("#create-tested p") or "").startswith("4 of the recent events"))
     pg.click("#create-subscription button[type=submit]")
     pg.wait_for_selector("#edit-subscription")
     created = b.call("GET", "/subscriptions/errors-to-audit")
@@ -351,7 +359,7 @@ def every_page_loads_without_console_errors_and_the_flows_work(browser, b):
 
     # Dead letters: redrive one (the target is healthy now). The replay's failed deliveries are
     # dead letters too: wait for it to end first.
-    wait_for("the replay's end", lambda: all(r["state"] != "running" for r in b.call(
+    wait_for("the replay's end", lambda: all(r["state"] != "RUNNING" for r in b.call(
         "GET", "/subscriptions/orders-to-webhook/replays")["replays"]), timeout=60)
     total = len(b.call("GET", "/dead-letters/orders-dlq")["dead_letters"])
     Failing.healthy = True

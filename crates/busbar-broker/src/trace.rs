@@ -18,6 +18,31 @@ use std::sync::OnceLock;
 
 pub use opentelemetry::trace::SpanKind as Kind;
 
+/// Longest span name and string attribute value recorded, bytes (longer ones are cut at a
+/// character boundary): a client-chosen text must not make spans large.
+pub const TEXT_BYTES_MAX: usize = 256;
+
+/// `s` cut to at most [`TEXT_BYTES_MAX`] bytes.
+fn clip(mut s: String) -> String {
+    if s.len() > TEXT_BYTES_MAX {
+        let mut end = TEXT_BYTES_MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+fn clip_value(v: Value) -> Value {
+    match v {
+        Value::String(s) if s.as_str().len() > TEXT_BYTES_MAX => {
+            Value::String(clip(s.as_str().to_string()).into())
+        }
+        v => v,
+    }
+}
+
 /// The tracer once the binary has installed a provider.
 static TRACER: OnceLock<BoxedTracer> = OnceLock::new();
 
@@ -105,8 +130,8 @@ pub fn start(
     let Some(tracer) = TRACER.get() else {
         return Span(None);
     };
-    let attributes = attrs().into_iter().map(|(k, v)| KeyValue::new(k, v));
-    let span = (tracer.span_builder(name))
+    let attributes = (attrs().into_iter()).map(|(k, v)| KeyValue::new(k, clip_value(v)));
+    let span = (tracer.span_builder(clip(name)))
         .with_kind(kind)
         .with_attributes(attributes)
         .start_with_context(tracer, &parent.context());
@@ -122,14 +147,14 @@ impl Span {
     /// Adds an attribute.
     pub fn set(&mut self, key: &'static str, value: impl Into<Value>) {
         if let Some(s) = &mut self.0 {
-            s.set_attribute(KeyValue::new(key, value));
+            s.set_attribute(KeyValue::new(key, clip_value(value.into())));
         }
     }
 
     /// Marks the span failed with `message`.
     pub fn fail(&mut self, message: impl Into<String>) {
         if let Some(s) = &mut self.0 {
-            s.set_status(Status::error(message.into()));
+            s.set_status(Status::error(clip(message.into())));
         }
     }
 
@@ -198,6 +223,21 @@ mod tests {
         s.fail("no");
         assert!(!s.is_recording());
         assert!(s.traceparent().is_none());
+    }
+
+    #[test]
+    fn long_texts_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(200);
+        let cut = clip(long);
+        assert!(cut.len() <= TEXT_BYTES_MAX && cut.len() >= TEXT_BYTES_MAX - 1);
+        assert!(cut.chars().all(|c| c == 'é'));
+        assert_eq!(clip("short".into()), "short");
+        assert_eq!(
+            clip_value(Value::String("x".repeat(1000).into()))
+                .as_str()
+                .len(),
+            TEXT_BYTES_MAX
+        );
     }
 
     #[test]

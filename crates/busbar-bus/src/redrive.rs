@@ -32,6 +32,9 @@ pub struct RedriveSummary {
     /// Letters passing the filter that were redriven before and so were left alone (a forced
     /// redrive sends them again). They do not count against the limit.
     pub skipped: usize,
+    /// Letters of subscriptions deleted since, left alone (a redrive of every letter must not be
+    /// blocked by them; they stay until retention removes them).
+    pub no_subscription: usize,
 }
 
 type Letters = Vec<(DeadLetter, StoredEvent)>;
@@ -58,7 +61,7 @@ impl Bus {
     }
 
     /// Sends dead letters in `topic` passing `filter` back through the subscriptions that
-    /// dead-lettered them (each must still exist), as fresh deliveries with a new attempt count,
+    /// dead-lettered them (letters of a subscription deleted since are left alone and counted), as fresh deliveries with a new attempt count,
     /// at most `limit`. Letters redriven before are skipped unless `force`; letters of an
     /// undecodable batch are never redriven (their letter stays as the record of it).
     pub async fn redrive(
@@ -79,9 +82,12 @@ impl Bus {
             subs.get(&d.subscription)
                 .is_none_or(|e| e.record.spec.dead_letter_topic.as_deref() == Some(topic))
         });
-        if let Some(d) = (letters.iter()).find(|(d, _)| !subs.contains_key(&d.subscription)) {
-            return Err(BusError::UnknownSubscription(d.0.subscription.clone()));
+        if let Some(name) = (filter.subscription.as_ref()).filter(|n| !subs.contains_key(*n)) {
+            return Err(BusError::UnknownSubscription(name.clone()));
         }
+        let before = letters.len();
+        letters.retain(|(d, _)| subs.contains_key(&d.subscription));
+        let no_subscription = before - letters.len();
         if !force {
             // Redriven by another call since the scan: it held this lock while writing.
             let marks = self.ctx.retries.redriven(topic, &id);
@@ -95,6 +101,7 @@ impl Bus {
             .collect();
         let mut summary = RedriveSummary {
             skipped,
+            no_subscription,
             ..Default::default()
         };
         for (_, rec, _, _) in &rows {

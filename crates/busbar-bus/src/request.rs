@@ -129,16 +129,14 @@ fn attempt_span(sub: &Compiled, e: &StoredEvent, attempt: u32, replay: Option<&s
                     a.push(("busbar.target.topic", topic.clone().into()))
                 }
                 Target::Http { .. } => {
-                    // Scheme, host and path only: a query or user info may hold a secret.
-                    let url = (sub.url.as_ref())
-                        .map(|u| {
-                            let scheme = u.scheme_str().unwrap_or("http");
-                            let host = u.host().unwrap_or("");
-                            let port = u.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
-                            format!("{scheme}://{host}{port}{}", u.path())
-                        })
-                        .unwrap_or_default();
-                    a.push(("url.full", url.into()));
+                    // Host and port only: a path, query or user info may hold a secret (webhook
+                    // tokens live in paths).
+                    if let Some(u) = &sub.url {
+                        a.push(("server.address", u.host().unwrap_or("").to_string().into()));
+                        let https = u.scheme_str() == Some("https");
+                        let port = u.port_u16().unwrap_or(if https { 443 } else { 80 });
+                        a.push(("server.port", i64::from(port).into()));
+                    }
                 }
             }
             if let Some(r) = replay {

@@ -38,10 +38,9 @@ function renderFor(token, ...nodes) {
   if (token === view) render(...nodes);
 }
 
-/** Runs `fn` after `ms` unless another page was shown meanwhile (a timer of an earlier page must
- *  not draw over the current one). */
-function later(fn, ms) {
-  const token = view;
+/** Runs `fn` after `ms` if the page built for view `token` still shows (a timer of an earlier
+ *  page must not draw over the current one). */
+function later(token, fn, ms) {
   setTimeout(() => { if (token === view) fn(); }, ms);
 }
 
@@ -220,9 +219,10 @@ function table(heads, rows, attrs) {
 async function topics() {
   const token = view;
   const list = await get("/topics");
-  const [details, first] = await Promise.all([Promise.all(list.topics.map((t) => get(`/topics/${enc(t.name)}`))),
-    metrics().catch(() => null)]);
-  const t0 = Date.now();
+  // The first sample's time is taken when it is asked for (not after the topics' answers).
+  let t0 = 0;
+  const sampled = () => { t0 = Date.now(); return metrics().catch(() => null); };
+  const [details, first] = await Promise.all([Promise.all(list.topics.map((t) => get(`/topics/${enc(t.name)}`))), sampled()]);
   const rates = details.map((d) => h("span", { "data-rate": d.name }, "…"));
   const bytesIn = details.map((d) => h("span", { "data-bytes-rate": d.name }, "…"));
   const name = h("input", { name: "name", required: true, placeholder: "orders" });
@@ -251,7 +251,11 @@ async function topics() {
     if (!second) return;
     const secs = (Date.now() - t0) / 1000;
     details.forEach((d, i) => {
-      const per = (name) => (sum(second, name, { topic: d.name }) - sum(first, name, { topic: d.name })) / secs;
+      // A counter that went down (a restart, a topic made again) counts from zero.
+      const per = (name) => {
+        const [a, b] = [sum(first, name, { topic: d.name }), sum(second, name, { topic: d.name })];
+        return (b >= a ? b - a : b) / secs;
+      };
       rates[i].textContent = per("busbar_produce_events_total").toFixed(1);
       bytesIn[i].textContent = `${bytes(Math.round(per("busbar_produce_bytes_total")))}`;
     });
@@ -387,7 +391,11 @@ function configEditor(name, d) {
   const inputs = Object.entries(d.configs).map(([k, v]) => [k, String(v), h("input", { name: `config-${k}`, value: String(v) })]);
   const extraName = h("input", { name: "config-new-name", placeholder: "config name" });
   const extraValue = h("input", { name: "config-new-value", placeholder: "value" });
-  const send = async (configs, what) => {
+  // Changes that can delete stored events are confirmed first.
+  const risky = (configs) => Object.keys(configs).some((k) => k.startsWith("retention.") || k === "cleanup.policy" || k.startsWith("delete."));
+  const send = async (configs, what, confirmed) => {
+    if (!confirmed && risky(configs)
+        && !confirm(`Return ${Object.keys(configs).join(", ")} of ${name} to the default? It may delete stored events at once.`)) return;
     try {
       await api("PATCH", `/topics/${enc(name)}`, { configs });
       toast(what);
@@ -400,7 +408,8 @@ function configEditor(name, d) {
     for (const [k, was, input] of inputs) if (input.value !== was) configs[k] = input.value;
     if (extraName.value) configs[extraName.value] = extraValue.value;
     if (!Object.keys(configs).length) { toast("Nothing changed"); return; }
-    send(configs, `Saved ${Object.keys(configs).join(", ")}`);
+    if (risky(configs) && !confirm(`Change ${Object.keys(configs).join(", ")} of ${name}? A shorter retention or a new cleanup policy may delete stored events at once.`)) return;
+    send(configs, `Saved ${Object.keys(configs).join(", ")}`, true);
   };
   return h("form", { id: "configs", onsubmit: save },
     table(["Config", "Value", ""], inputs.map(([k, , input]) => [k, input, k in d.overrides
@@ -515,7 +524,7 @@ async function group(name) {
         table(["Partition", "Committed now", dry ? "Would move to" : "Moved to"], r.offsets.map((o) => [
           o.partition, now[o.partition] === undefined ? "none" : now[o.partition], o.offset])),
         dry ? h("button", { type: "button", class: "danger", onclick: () => reset(false) }, "Apply reset") : "");
-      if (!dry) { toast("Offsets reset"); later(route, 800); }
+      if (!dry) { toast("Offsets reset"); later(token, route, 800); }
     } catch (err) { preview.replaceChildren(h("p", { class: "error" }, err.message)); }
   };
   renderFor(token, h("h1", {}, `Consumer group ${name} `, stateBadge(d.state), " ", st ? stateBadge(st.labels.status) : ""),
@@ -543,7 +552,9 @@ function target(s) { return s.target.url || (s.target.topic ? `topic ${s.target.
 async function testPattern(src, pattern, out) {
   try {
     if (!src) throw new Error("give a source topic");
-    const q = new URLSearchParams({ limit: "20", pattern });
+    // A blank pattern matches every event (as a subscription without one).
+    const q = new URLSearchParams({ limit: "20" });
+    if (pattern.trim()) q.set("pattern", pattern);
     const d = await get(`/topics/${enc(src)}`);
     const pages = await Promise.all(d.partitions.map((p) => {
       const q2 = new URLSearchParams(q);
@@ -551,7 +562,7 @@ async function testPattern(src, pattern, out) {
       return get(`/topics/${enc(src)}/partitions/${p.partition}/events?${q2}`);
     }));
     const hits = pages.flatMap((p) => p.events);
-    out.replaceChildren(h("p", {}, `${hits.length} of the recent events of ${src} match.`),
+    out.replaceChildren(h("p", {}, `${hits.length} of the recent events of ${src} match (the latest 200 of each partition searched, at most 20 shown each).`),
       table(["Partition", "Offset", "Value"], hits.map((ev) => [ev.partition, ev.offset, showValue(field(ev, "value"), "text")])));
   } catch (err) { out.replaceChildren(h("p", { class: "error" }, err.message)); }
 }
@@ -582,7 +593,7 @@ function createSubscription() {
     h("label", {}, "Name", name), h("label", {}, "Sources", sources), h("label", {}, "Start", start),
     h("label", {}, "Pattern (JSON)", pattern), h("label", {}, "Target", target), h("label", {}, "Dead-letter topic", dlq),
     h("div", { class: "bar" },
-      h("button", { type: "button", class: "secondary", onclick: () => testPattern(list()[0], pattern.value || "{}", tested) }, "Test pattern"),
+      h("button", { type: "button", class: "secondary", onclick: () => testPattern(list()[0], pattern.value, tested) }, "Test pattern"),
       h("button", { type: "submit" }, "Create subscription")),
     tested);
 }
@@ -611,9 +622,21 @@ async function subscription(name) {
   const from = h("input", { name: "from", placeholder: "2026-12-03T00:00:00Z" });
   const to = h("input", { name: "to", placeholder: "now" });
   const rate = h("input", { name: "rate", type: "number", min: 1, value: 100 });
-  const pattern = h("textarea", { name: "pattern" }, JSON.stringify(s.pattern || {}, null, 1));
+  const pattern = h("textarea", { name: "pattern" }, s.pattern ? JSON.stringify(s.pattern, null, 1) : "");
   const tested = h("div", { id: "tested" });
   const test = (e) => { e.preventDefault(); testPattern(s.sources[0], pattern.value, tested); };
+  // Replay runs with their progress, redrawn alone (not the page: a form being filled stays) every
+  // two seconds while one runs.
+  const replaysBox = h("div", { id: "replays-box" });
+  const showReplays = (list) => {
+    replaysBox.replaceChildren(list.replays.length ? table(["Replay", "State", "From", "To", "Matched", "Delivered", "Last replayed"],
+      list.replays.map((r) => [r.name, stateBadge(r.state), r.from, r.to, r.matched, r.delivered, r.last_replayed_time || ""]),
+      { id: "replays" }) : "");
+    if (list.replays.some((r) => r.state === "RUNNING")) later(token, refreshReplays, 2000);
+  };
+  const refreshReplays = async () => {
+    try { showReplays(await get(`/subscriptions/${enc(name)}/replays`)); } catch (err) { /* shown at the next page load */ }
+  };
   const editable = {};
   for (const k of ["sources", "start", "pattern", "transform", "target", "delivery", "dead_letter_topic"]) {
     if (s[k] !== undefined && s[k] !== null) editable[k] = s[k];
@@ -660,21 +683,17 @@ async function subscription(name) {
           const until = to.value || new Date().toISOString();
           await post(`/subscriptions/${enc(name)}/replays`, { name: `console-${Date.now()}`, from: from.value, to: until, rate: Number(rate.value) });
           toast("Replay started");
-          later(route, 800);
+          refreshReplays();
         } catch (err) { toast(`Not started: ${err.message}`); }
       },
     }, h("label", {}, "From", from), h("label", {}, "To", to), h("label", {}, "Events / s", rate), h("button", { type: "submit" }, "Start replay")),
-    replays.replays.length ? table(["Replay", "State", "From", "To", "Matched", "Delivered", "Last replayed"], replays.replays.map((r) => [
-      r.name, stateBadge(r.state), r.from, r.to, r.matched, r.delivered, r.last_replayed_time || ""]), { id: "replays" }) : "",
+    replaysBox,
     h("h2", {}, "Specification"),
     s.owner === "config" ? h("p", { class: "muted" }, `Declared in ${s.config_file || "the configuration file"}, which owns it: edit it there.`) : "",
-    h("form", { id: "edit-subscription", onsubmit: save }, h("label", {}, "Spec (JSON)", specText),
+    s.owner === "config" ? h("pre", {}, specText.value) : h("form", { id: "edit-subscription", onsubmit: save }, h("label", {}, "Spec (JSON)", specText),
       h("div", { class: "bar" }, h("button", { type: "submit" }, "Save"),
         h("button", { type: "button", class: "danger", onclick: remove }, "Delete subscription"))));
-  // Progress of running replays, refreshed while the page shows.
-  if (token === view && replays.replays.some((r) => r.state === "running")) {
-    later(route, 2000);
-  }
+  showReplays(replays);
 }
 
 // ---- Dead letters -----------------------------------------------------------------------------

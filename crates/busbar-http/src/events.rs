@@ -267,7 +267,15 @@ pub async fn publish(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let mut size = 0;
-    let mut span = publish_span(&topic, &headers);
+    // A topic that does not exist is named "" in the span: the name is the client's to choose.
+    let mut span = publish_span(
+        if app.broker.has_topic(&topic) {
+            &topic
+        } else {
+            ""
+        },
+        &headers,
+    );
     let result = publish_events(&app, &topic, q, &headers, body, &mut size, &span).await;
     match &result {
         Ok((_, n)) => span.set("messaging.batch.message_count", *n as i64),
@@ -350,13 +358,20 @@ fn add_trace_context(headers: &HeaderMap, span: &trace::Span, events: &mut [Even
             headers.get("tracestate").map(|v| v.as_bytes()),
         ),
     };
-    for (name, v) in [("traceparent", tp), ("tracestate", ts)] {
-        let Some(v) = v else {
-            continue;
-        };
-        for e in events.iter_mut() {
-            if !e.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
-                e.headers.push((name.to_string(), v.to_vec()));
+    let Some(tp) = tp else {
+        return;
+    };
+    // An event with its own traceparent keeps its own context whole (no other trace's state).
+    for e in events.iter_mut() {
+        if !e
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+        {
+            e.headers.push(("traceparent".to_string(), tp.to_vec()));
+            let own_state = (e.headers.iter()).any(|(k, _)| k.eq_ignore_ascii_case("tracestate"));
+            if let (Some(ts), false) = (ts, own_state) {
+                e.headers.push(("tracestate".to_string(), ts.to_vec()));
             }
         }
     }

@@ -595,6 +595,8 @@ pub struct RedriveSummary {
     by_subscription: BTreeMap<String, u64>,
     /// Letters redriven before, left alone.
     skipped: u64,
+    /// Letters of subscriptions deleted since, left alone.
+    no_subscription: u64,
 }
 
 /// `POST /rules/test`'s answer.

@@ -293,7 +293,12 @@ impl Client {
         let url = format!("{}{path}", self.base);
         let res = match (method, body) {
             ("GET", _) => self.authorized(self.agent.get(&url)).call(),
-            ("DELETE", _) => self.authorized(self.agent.delete(&url)).call(),
+            ("DELETE", Some((ct, b))) => self
+                .authorized(self.agent.delete(&url))
+                .header("content-type", ct)
+                .force_send_body()
+                .send(&b[..]),
+            ("DELETE", None) => self.authorized(self.agent.delete(&url)).call(),
             ("POST", Some((ct, b))) => self
                 .authorized(self.agent.post(&url))
                 .header("content-type", ct)

@@ -127,6 +127,9 @@ enum Command {
     /// ACLs (Kafka's model) of the HTTP API, Kafka clients and the bus: create, list, delete.
     #[command(subcommand)]
     Acl(cmd::acl::AclCmd),
+    /// Kafka client quotas per user and client id: list, set, delete.
+    #[command(subcommand)]
+    Quota(cmd::quota::QuotaCmd),
     /// Development TLS certificates (a CA, a server and client certificates) for [tls].
     #[command(subcommand)]
     Tls(cmd::tls::TlsCmd),
@@ -236,6 +239,7 @@ fn main() -> ExitCode {
         Command::Dlq(d) => run_client(&|cl| cmd::dlq::run(cl, d.clone())),
         Command::Schema(sc) => run_client(&|cl| cmd::schema::run(cl, sc.clone())),
         Command::User(u) => run_client(&|cl| cmd::user::run(cl, u.clone())),
+        Command::Quota(q) => run_client(&|cl| cmd::quota::run(cl, q.clone())),
         Command::Acl(a) => run_client(&|cl| cmd::acl::run(cl, a.clone())),
         Command::Tls(t) => cmd::tls::run(t),
         Command::Bench(b) => bench::run(*b, cli.output),

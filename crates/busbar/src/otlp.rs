@@ -5,13 +5,16 @@
 //!
 //! Bounded: at most `queue_max` finished spans wait for export (more are dropped and counted by
 //! the SDK, never blocking a publish or a delivery); at most 512 go in one request; a request
-//! gives up after `export_timeout_ms`; a collector's answer is read up to 64 KiB.
+//! gives up after `export_timeout_ms` (one try: the next batch is the retry), and a clean stop
+//! waits for the last spans at most that long; a collector's answer is read up to 64 KiB. A failed
+//! export is logged (`tracing_export_failed`, at most one line a minute).
 
 use anyhow::{anyhow, bail, Result};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
 };
 use opentelemetry_sdk::Resource;
 use serde::{Deserialize, Serialize};
@@ -30,7 +33,8 @@ pub struct TracingSection {
     /// The `service.name` of busbar's spans.
     pub service_name: String,
     /// Share of new traces recorded (0.0 to 1.0); a span whose parent came with a trace context
-    /// follows the parent's sampled flag.
+    /// follows the parent's sampled flag. (A number, or its text: `BUSBAR_TRACING_SAMPLE_RATIO=0.5`.)
+    #[serde(deserialize_with = "number_or_text")]
     pub sample_ratio: f64,
     /// Most finished spans waiting for export; more are dropped.
     pub queue_max: u64,
@@ -75,8 +79,8 @@ impl TracingSection {
             ("export_timeout_ms", self.export_timeout_ms),
             ("export_interval_ms", self.export_interval_ms),
         ] {
-            if !(1..=600_000).contains(&v) {
-                bail!("tracing.{name}: {v} is not between 1 and 600000");
+            if !(10..=600_000).contains(&v) {
+                bail!("tracing.{name}: {v} is not between 10 and 600000");
             }
         }
         if self.service_name.is_empty() || self.service_name.len() > 255 {
@@ -88,23 +92,20 @@ impl TracingSection {
     /// The URL spans are posted to.
     fn traces_url(&self) -> Result<String> {
         let e = self.otlp_endpoint.trim();
-        let bad = |why: &str| {
-            anyhow!(
-                "tracing.otlp_endpoint: {:?} {why}",
-                e.chars().take(200).collect::<String>()
-            )
-        };
+        // Named without the value: its user info or path may hold a secret.
+        let bad = |why: &str| anyhow!("tracing.otlp_endpoint {why}");
         let parsed: ureq::http::Uri = e.parse().map_err(|_| bad("is not a URL"))?;
         if !matches!(parsed.scheme_str(), Some("http" | "https")) {
             return Err(bad("is not an http:// or https:// URL"));
         }
-        if parsed.host().is_none_or(str::is_empty) || parsed.query().is_some() {
-            return Err(bad("needs a host and no query"));
+        if parsed.host().is_none_or(str::is_empty) || parsed.query().is_some() || e.contains('#') {
+            return Err(bad("needs a host, and no query or fragment"));
         }
-        if e.trim_end_matches('/').ends_with("/v1/traces") {
-            return Ok(e.to_string());
+        let base = e.trim_end_matches('/');
+        if base.ends_with("/v1/traces") {
+            return Ok(base.to_string());
         }
-        Ok(format!("{}/v1/traces", e.trim_end_matches('/')))
+        Ok(format!("{base}/v1/traces"))
     }
 
     /// Installs the tracer provider and turns spans on, when an endpoint is set. The provider
@@ -120,8 +121,15 @@ impl TracingSection {
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(self.traces_url()?)
             .with_timeout(timeout)
+            // One try per batch: a retry would stretch an export past export_timeout_ms (the next
+            // batch is the retry).
+            .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
             .build()
             .map_err(|e| anyhow!("tracing.otlp_endpoint: {e}"))?;
+        let exporter = Logged {
+            inner: exporter,
+            last: std::sync::Mutex::new(None),
+        };
         let batch = BatchConfigBuilder::default()
             .with_max_queue_size(self.queue_max as usize)
             .with_max_export_batch_size((self.queue_max as usize).min(512))
@@ -147,6 +155,69 @@ impl TracingSection {
         opentelemetry::global::set_tracer_provider(provider.clone());
         busbar_broker::trace::enable();
         Ok(Some(provider))
+    }
+}
+
+/// Shuts `provider` down: the spans still waiting are sent, for at most `timeout`.
+pub fn shutdown(provider: SdkTracerProvider, timeout: Duration) {
+    let _ = provider.shutdown_with_timeout(timeout);
+}
+
+/// How often a failing export is logged (with the count of failures since the last line).
+const FAILURE_LOG_GAP: Duration = Duration::from_secs(60);
+
+/// The OTLP exporter, with failed exports logged (`tracing_export_failed`, at most one line a
+/// minute with how many failed): a collector that refuses or is down is otherwise silent.
+#[derive(Debug)]
+struct Logged<E> {
+    inner: E,
+    /// When the last line was written and the failures since.
+    last: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl<E: SpanExporter> SpanExporter for Logged<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        if let Err(e) = &result {
+            self.failed(spans, e);
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+impl<E> Logged<E> {
+    fn failed(&self, spans: usize, e: &OTelSdkError) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let failures = match *last {
+            Some((at, n)) if now.duration_since(at) < FAILURE_LOG_GAP => {
+                *last = Some((at, n + 1));
+                return;
+            }
+            Some((_, n)) => n + 1,
+            None => 1,
+        };
+        *last = Some((now, 0));
+        drop(last);
+        let msg = format!(
+            "tracing: sending {spans} spans to the collector failed ({failures} failed exports \
+             since the last such line; their spans are dropped): {e}"
+        );
+        busbar_broker::log::warn(
+            "busbar",
+            "tracing_export_failed",
+            &msg,
+            &[("failures", failures.into())],
+        );
     }
 }
 
@@ -180,6 +251,23 @@ impl HttpClient for Ureq {
     }
 }
 
+/// A number, or a text that parses as one (environment values arrive as text).
+fn number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Number(f64),
+        Text(String),
+    }
+    match N::deserialize(d)? {
+        N::Number(n) => Ok(n),
+        N::Text(t) => t.trim().parse().map_err(|_| {
+            let t: String = t.chars().take(50).collect();
+            serde::de::Error::custom(format!("{t:?} is not a number"))
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +293,10 @@ mod tests {
             with("http://c:4318/v1/traces").traces_url().unwrap(),
             "http://c:4318/v1/traces"
         );
+        assert_eq!(
+            with("http://c:4318/v1/traces/").traces_url().unwrap(),
+            "http://c:4318/v1/traces"
+        );
     }
 
     #[test]
@@ -213,6 +305,7 @@ mod tests {
             (with("ftp://c"), "tracing.otlp_endpoint"),
             (with("c:4318"), "tracing.otlp_endpoint"),
             (with("http://c:4318/?a=1"), "tracing.otlp_endpoint"),
+            (with("http://c:4318/#x"), "tracing.otlp_endpoint"),
             (with("not a url"), "tracing.otlp_endpoint"),
             (
                 TracingSection {

@@ -423,7 +423,8 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
         .context("clean shutdown")?;
     if let Some(t) = tracer {
         // Sends the spans still waiting (bounded by tracing.export_timeout_ms).
-        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+        let timeout = std::time::Duration::from_millis(config.tracing.export_timeout_ms);
+        let _ = tokio::task::spawn_blocking(move || busbar::otlp::shutdown(t, timeout)).await;
     }
     log::info("busbar", "stopped", "stopped cleanly", &[]);
     Ok(())

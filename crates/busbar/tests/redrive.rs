@@ -201,3 +201,41 @@ fn a_redrive_of_six_thousand_letters_is_written_whole() {
     );
     assert_eq!(s.stop(), 0);
 }
+
+#[test]
+fn letters_of_a_deleted_subscription_do_not_block_redriving_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("in", 1), ("dlq", 1)]);
+    let (kept, gone) = (refuse_first(), refuse_first());
+    for (name, t) in [("kept", &kept), ("gone", &gone)] {
+        subscribe(
+            &s,
+            json!({"name": name, "sources": ["in"], "target": {"url": t.url("/")},
+                   "dead_letter_topic": "dlq"}),
+        );
+    }
+    publish(&s, "in", json!({"value": {"n": 1}}));
+    let end = Instant::now() + WAIT;
+    while letters(&s).len() < 2 {
+        assert!(Instant::now() < end, "two letters");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (st, v) = s.http("DELETE", "/subscriptions/gone", None);
+    assert_eq!(st, 204, "{v}");
+    // Every letter of the topic: the deleted subscription's is left alone and counted.
+    let v = redrive(&s, json!({}));
+    assert_eq!(
+        (v["redriven"].as_u64(), v["no_subscription"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    kept.wait(WAIT, |r| count(r, 1) == 2);
+    // Naming the deleted subscription is still an error.
+    let (st, v) = s.http(
+        "POST",
+        "/dead-letters/dlq/redrive",
+        Some(json!({"subscription": "gone"})),
+    );
+    assert_eq!(st, 404, "{v}");
+}

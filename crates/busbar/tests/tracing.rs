@@ -140,10 +140,18 @@ fn publish_attempts_retries_and_dead_letters_are_spans_of_one_trace() {
             attr(span, "busbar.delivery.attempt"),
             Some(Any::IntValue(attempt))
         );
-        // No query (it may hold a secret).
+        // Host and port only: the path and query may hold a secret.
         assert_eq!(
-            attr(span, "url.full"),
-            Some(Any::StringValue(target.url("/hook")))
+            attr(span, "server.address"),
+            Some(Any::StringValue("127.0.0.1".into()))
+        );
+        assert_eq!(
+            attr(span, "server.port"),
+            Some(Any::IntValue(i64::from(target.addr.port())))
+        );
+        assert!(
+            !format!("{span:?}").contains("secret") && !format!("{span:?}").contains("hook"),
+            "{span:?}"
         );
     }
     assert_eq!(
@@ -186,6 +194,29 @@ fn publish_attempts_retries_and_dead_letters_are_spans_of_one_trace() {
         json!({"key": "traceparent", "value": format!("00-{TRACE}-{}-01", hex(&publish.span_id))}),
         "{page}"
     );
+    // A publish to a topic that does not exist (a name the client chose, 60,000 bytes long) is
+    // a failed span named without it; no text in any span passes 256 bytes.
+    let long = "a".repeat(60_000);
+    let r = busbar_testkit::http::request(
+        s.addr,
+        "POST",
+        &format!("/topics/{long}/events"),
+        &[("content-type", "application/json")],
+        b"{\"value\": 1}",
+    )
+    .unwrap();
+    assert_eq!(r.status, 404, "{}", r.text());
+    let all = wait_spans(&otlp, |all| all.iter().any(|s| s.name == "publish "));
+    for span in &all {
+        assert!(span.name.len() <= 256, "{}", span.name.len());
+        let status = span.status.as_ref().map(|s| s.message.len()).unwrap_or(0);
+        assert!(status <= 256, "{status}");
+        for a in &span.attributes {
+            if let Some(Any::StringValue(v)) = a.value.clone().and_then(|v| v.value) {
+                assert!(v.len() <= 256, "{}: {}", a.key, v.len());
+            }
+        }
+    }
     assert_eq!(s.stop(), 0);
 }
 
@@ -218,9 +249,75 @@ fn a_bad_tracing_setting_stops_the_start_naming_it() {
         ),
         ("BUSBAR_TRACING_SAMPLE_RATIO", "2", "tracing.sample_ratio"),
         ("BUSBAR_TRACING_QUEUE_MAX", "0", "tracing.queue_max"),
+        (
+            "BUSBAR_TRACING_SAMPLE_RATIO",
+            "half",
+            "tracing.sample_ratio",
+        ),
+        (
+            "BUSBAR_TRACING_OTLP_ENDPOINT",
+            "http://u:secret@c:4318/#x",
+            "tracing.otlp_endpoint",
+        ),
     ] {
         let (code, err) = refused_start_with(dir.path(), &[(k, v)]);
         assert_eq!(code, 2, "{err}");
         assert!(err.contains(want), "{err}");
+        assert!(!err.contains("secret"), "{err}");
     }
+}
+
+#[test]
+fn a_sample_ratio_from_the_environment_may_be_a_fraction_and_the_stop_sends_the_last_spans() {
+    // The collector answers slowly; the last spans wait for the stop (no periodic export).
+    let otlp = Target::start(|_, _| Reply::After(Duration::from_millis(1500), 200));
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = otlp.url("/v1/traces/");
+    let s = Server::start(
+        dir.path(),
+        &[],
+        &[
+            ("BUSBAR_TRACING_OTLP_ENDPOINT", endpoint.as_str()),
+            ("BUSBAR_TRACING_SERVICE_NAME", "busbar-test"),
+            ("BUSBAR_TRACING_SAMPLE_RATIO", "0.5"),
+            ("BUSBAR_TRACING_EXPORT_INTERVAL_MS", "600000"),
+            ("BUSBAR_TRACING_EXPORT_TIMEOUT_MS", "4000"),
+        ],
+    );
+    topics(&s, &[("orders", 1)]);
+    // Sampled by the caller: recorded whatever the ratio.
+    publish_traced(&s, "orders", json!({"value": 1}));
+    assert!(spans(&otlp).is_empty());
+    assert_eq!(s.stop(), 0);
+    let all = spans(&otlp);
+    assert!(all.iter().any(|s| s.name == "publish orders"), "{all:?}");
+}
+
+#[test]
+fn a_collector_that_refuses_is_logged_once_not_per_export() {
+    let otlp = Target::start(|_, _| Reply::Status(500));
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = otlp.url("");
+    let s = Server::start(
+        dir.path(),
+        &[],
+        &[
+            ("BUSBAR_TRACING_OTLP_ENDPOINT", endpoint.as_str()),
+            ("BUSBAR_TRACING_EXPORT_INTERVAL_MS", "50"),
+        ],
+    );
+    topics(&s, &[("orders", 1)]);
+    for _ in 0..5 {
+        publish_traced(&s, "orders", json!({"value": 1}));
+        otlp.wait(WAIT, |r| !r.is_empty());
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    assert!(otlp.received().len() >= 3, "{}", otlp.received().len());
+    let lines = s.log_lines("tracing: sending");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("spans to the collector failed"),
+        "{lines:?}"
+    );
+    assert_eq!(s.stop(), 0);
 }

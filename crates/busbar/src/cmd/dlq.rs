@@ -97,6 +97,7 @@ const COLUMNS: &[(&str, &str)] = &[
     ("status", "status"),
     ("attempts", "attempts"),
     ("source_topic", "source_topic"),
+    ("source_partition", "source_partition"),
     ("source_offset", "source_offset"),
     ("redriven", "redriven_at"),
     ("error", "error"),
@@ -157,6 +158,12 @@ pub fn run(c: &Client, cmd: DlqCmd) -> CliResult<()> {
                     outln!(
                         "skipped {} (redriven before; --force to send them again)",
                         v["skipped"]
+                    );
+                }
+                if v["no_subscription"].as_u64().is_some_and(|n| n > 0) {
+                    outln!(
+                        "left {} whose subscription was deleted",
+                        v["no_subscription"]
                     );
                 }
             }

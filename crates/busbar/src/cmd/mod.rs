@@ -5,6 +5,7 @@ pub mod consume;
 pub mod dlq;
 pub mod group;
 pub mod produce;
+pub mod quota;
 pub mod rule;
 pub mod schema;
 pub mod subscription;

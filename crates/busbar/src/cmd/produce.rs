@@ -2,7 +2,8 @@
 //! A value that parses as JSON is sent as its JSON text exactly as typed (spacing, key order and
 //! number spelling kept: the server stores it byte for byte); anything else as its raw bytes. The
 //! text `null` is the 4 bytes `null`, not a tombstone: `--tombstone` sends events without a value
-//! (deletes for compacted topics). Prints a summary
+//! (deletes for compacted topics). `--schema` has the server encode each JSON value with a
+//! registered schema (Avro, JSON Schema or Protobuf, framed). Prints a summary
 //! (`--verbose`: each event's partition and offset first); a progress line on a terminal.
 
 use crate::client::{enc, outln, CliError, CliResult, Client, Output};
@@ -43,6 +44,30 @@ pub struct ProduceArgs {
     /// given with --key, or per stdin line read as a key.
     #[arg(long, conflicts_with_all = ["values", "key_separator"])]
     tombstone: bool,
+    /// Encode each value (JSON) with a registered schema before it is stored, framed for
+    /// Confluent's deserializers: `latest`, a version number or `id:N` of --subject.
+    #[arg(long, conflicts_with = "tombstone")]
+    schema: Option<String>,
+    /// The subject of --schema (default: TOPIC-value).
+    #[arg(long, requires = "schema")]
+    subject: Option<String>,
+    /// The Protobuf message type of --schema (default: the schema's first message).
+    #[arg(long, requires = "schema")]
+    message: Option<String>,
+}
+
+/// The request path: the topic's events, with the encoding parameters when --schema is given.
+fn events_path(a: &ProduceArgs) -> String {
+    let mut path = format!("/topics/{}/events", enc(&a.topic));
+    if let Some(schema) = &a.schema {
+        path.push_str(&format!("?schema={}", enc(schema)));
+        for (k, v) in [("subject", &a.subject), ("message", &a.message)] {
+            if let Some(v) = v {
+                path.push_str(&format!("&{k}={}", enc(v)));
+            }
+        }
+    }
+    path
 }
 
 /// One event of the request body; its value is the argument's own JSON text.
@@ -95,13 +120,9 @@ fn event(
     serde_json::to_string(&out).expect("an event encodes")
 }
 
-fn send(c: &Client, topic: &str, events: Vec<String>) -> CliResult<Vec<Value>> {
+fn send(c: &Client, path: &str, events: Vec<String>) -> CliResult<Vec<Value>> {
     let body = format!("[{}]", events.join(","));
-    let r = c.call(
-        "POST",
-        &format!("/topics/{}/events", enc(topic)),
-        Some(("application/json", body.into_bytes())),
-    )?;
+    let r = c.call("POST", path, Some(("application/json", body.into_bytes())))?;
     Ok(r["offsets"].as_array().cloned().unwrap_or_default())
 }
 
@@ -114,17 +135,18 @@ pub fn run(c: &Client, a: ProduceArgs) -> CliResult<()> {
         return Err(CliError::Usage("--batch must be at least 1".into()));
     }
     let started = Instant::now();
+    let path = events_path(&a);
     let mut offsets = Vec::new();
     if a.tombstone && a.key.is_some() {
         let e = event(None, a.key.as_deref(), &headers, a.partition);
-        offsets = send(c, &a.topic, vec![e])?;
+        offsets = send(c, &path, vec![e])?;
     } else if !a.values.is_empty() {
         let events = a
             .values
             .iter()
             .map(|v| event(Some(v), a.key.as_deref(), &headers, a.partition))
             .collect();
-        offsets = send(c, &a.topic, events)?;
+        offsets = send(c, &path, events)?;
     } else {
         let progress = Progress::new("events produced", true);
         let mut pending = Vec::new();
@@ -146,13 +168,13 @@ pub fn run(c: &Client, a: ProduceArgs) -> CliResult<()> {
             let value = (!a.tombstone).then_some(value.as_str());
             pending.push(event(value, key.as_deref(), &headers, a.partition));
             if pending.len() >= a.batch {
-                let sent = send(c, &a.topic, std::mem::take(&mut pending))?;
+                let sent = send(c, &path, std::mem::take(&mut pending))?;
                 progress.add(sent.len() as u64);
                 offsets.extend(sent);
             }
         }
         if !pending.is_empty() {
-            offsets.extend(send(c, &a.topic, pending)?);
+            offsets.extend(send(c, &path, pending)?);
         }
     }
     match c.output {

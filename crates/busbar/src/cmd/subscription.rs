@@ -1,4 +1,4 @@
-//! `busbar subscription create|update|list|get|pause|resume|reset|delete|replay|replays`: the same fields
+//! `busbar subscription create|update|list|get|pause|resume|reset|delete|replay|replays|cancel-replay`: the same fields
 //! as `POST /subscriptions`, from flags, from a JSON file (`--file`), or both (flags win). `update`
 //! sends only what it is given (`PATCH`, a JSON merge patch), so the other fields keep their
 //! values; what `get --output json` prints is a valid `--file` (its read-only fields are checked
@@ -62,6 +62,13 @@ pub enum SubscriptionCmd {
         name: String,
         /// Only this run.
         run: Option<String>,
+    },
+    /// Stop a running replay run; shows the run as it ended (started again with the same
+    /// --run, --from and --to, it goes on where it stopped).
+    CancelReplay {
+        name: String,
+        /// The run to stop.
+        run: String,
     },
 }
 
@@ -251,6 +258,19 @@ fn show(c: &Client, v: &Value) {
     if let Some(file) = v["config_file"].as_str() {
         outln!("declared in {file} (change or delete it there)");
     }
+    let last = &v["last_failure"];
+    if last.is_object() {
+        let status = last["status"]
+            .as_u64()
+            .map(|s| format!(" {s}"))
+            .unwrap_or_default();
+        outln!(
+            "last failure {}{status} at {}: {}  (an event still waits for another attempt)",
+            cell(&last["reason"]),
+            cell(&last["at"]),
+            cell(&last["error"])
+        );
+    }
     outln!(
         "matched {}  delivered {}  retried {}  dead-lettered {}  dropped {}",
         cell(&counters["matched"]),
@@ -400,6 +420,14 @@ pub fn run(c: &Client, cmd: SubscriptionCmd) -> CliResult<()> {
                 print_list(c, &v, "replays", REPLAY_COLUMNS)?;
             }
         },
+        SubscriptionCmd::CancelReplay { name, run } => show_run(
+            c,
+            &c.call(
+                "DELETE",
+                &format!("{}/replays/{}", path(&name), enc(&run)),
+                None,
+            )?,
+        )?,
     }
     Ok(())
 }
