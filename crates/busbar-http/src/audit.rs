@@ -25,6 +25,11 @@ pub const DATA_ROUTES: &[(&str, &str)] = &[
     ("POST", "/rules/test"),
 ];
 
+/// Marks an answer that changed nothing (a `dry_run` preview): its audit line's operation ends
+/// ` (dry run)`, so a preview is never read as the change.
+#[derive(Clone, Copy)]
+pub struct Preview;
+
 /// The listener HTTP audit lines name.
 pub const LISTENER: &str = "http";
 
@@ -56,11 +61,14 @@ pub async fn admin(State(app): State<App>, req: Request, next: Next) -> Response
         Some(Principal(user)) => format!("User:{user}"),
         None => "User:ANONYMOUS".to_string(),
     };
-    let operation = format!("{} {}", req.method(), route.as_str());
+    let mut operation = format!("{} {}", req.method(), route.as_str());
     let resource = req.uri().path().to_string();
     let peer = peer(&req);
     let resp = next.run(req).await;
     let status = resp.status();
+    if resp.extensions().get::<Preview>().is_some() {
+        operation.push_str(" (dry run)");
+    }
     audit.record(AuditEvent {
         principal,
         peer,

@@ -10,6 +10,7 @@ use crate::App;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use busbar_broker::auth::acl::{Operation, ResourceType};
 use busbar_broker::{GroupDescription, ResetTo};
@@ -148,7 +149,7 @@ pub async fn reset(
     caller: Caller,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let req: Reset = body::json_request(&headers, body, app.config.json_bytes_max).await?;
     caller.require(&app, Operation::Read, ResourceType::Topic, &req.topic)?;
     let to = match req.to {
@@ -176,5 +177,9 @@ pub async fn reset(
         .into_iter()
         .map(|(p, o)| json!({"topic": req.topic, "partition": p, "offset": o}))
         .collect();
-    Ok(Json(json!({ "offsets": offsets, "dry_run": req.dry_run })))
+    let mut answer = Json(json!({ "offsets": offsets, "dry_run": req.dry_run })).into_response();
+    if req.dry_run {
+        answer.extensions_mut().insert(crate::audit::Preview);
+    }
+    Ok(answer)
 }

@@ -226,14 +226,14 @@ async fn write<W: AsyncWrite + Unpin>(
                 Ok(Ok(())) => true,
                 Ok(Err(_)) => false,
                 Err(_) => {
-                    log_close(peer, Close::Slow);
+                    log_close(shared, peer, Close::Slow);
                     false
                 }
             }
         }
         Ok(None) => true,
         Err(e) => {
-            log_close(peer, e);
+            log_close(shared, peer, e);
             false
         }
     }
@@ -386,7 +386,7 @@ async fn serve_frames<W: AsyncWrite + Unpin>(
             // The reader stopped: answer what is pending, then close.
             drain(&mut pending, wr, peer, shared).await;
             if let Some(Err(e)) = next {
-                log_close(peer, e);
+                log_close(shared, peer, e);
             }
             return;
         };
@@ -420,7 +420,7 @@ async fn serve_frames<W: AsyncWrite + Unpin>(
                         "a request",
                         &format!("{why}; connection closed"),
                     ),
-                    e => log_close(peer, e),
+                    e => log_close(shared, peer, e),
                 }
                 return;
             }
@@ -557,7 +557,7 @@ async fn sasl_step<W: AsyncWrite + Unpin>(conn: &mut Conn<'_>, frame: Bytes, wr:
             return false;
         }
         Err(e) => {
-            log_close(peer, e);
+            log_close(shared, peer, e);
             return false;
         }
     };
@@ -627,18 +627,19 @@ fn peek_client_id(frame: &[u8]) -> String {
     }
 }
 
-fn log_close(peer: SocketAddr, why: Close) {
+/// Logs why a connection is closed (rate-limited with the refusals).
+fn log_close(shared: &Shared, peer: SocketAddr, why: Close) {
     match why {
         Close::Bad(why) => {
             let msg = format!("closing connection from {peer}: {why}");
-            busbar_broker::log::info("busbar-kafka", "connection_closed", &msg, &[]);
+            shared.refusals.line("connection_closed", &msg);
         }
         Close::Slow => {
             let msg = format!(
                 "closing connection from {peer}: a request or response was not transferred \
                  within kafka.read_timeout_ms / kafka.write_timeout_ms"
             );
-            busbar_broker::log::info("busbar-kafka", "connection_closed", &msg, &[]);
+            shared.refusals.line("connection_closed", &msg);
         }
         Close::Eof | Close::Idle | Close::Io => {}
     }

@@ -1,8 +1,9 @@
 //! The log of refused requests: every request answered with an error code, or closed because it
 //! cannot be served, is written to stderr with the reason, the API, the client id and the peer,
-//! so "see the broker logs" (kafkajs, the Java tools) leads somewhere. Rate-limited: at most
-//! `LINES_PER_SECOND` lines per second across all connections, then one line saying how many were
-//! left out. Routine answers of the group protocol (REBALANCE_IN_PROGRESS, MEMBER_ID_REQUIRED, the
+//! so "see the broker logs" (kafkajs, the Java tools) leads somewhere, and so is a connection
+//! closed for a malformed frame or a timeout. Rate-limited: at most `LINES_PER_SECOND` lines per
+//! second across all connections (refusals and closes together), then one line saying how many
+//! were left out. Routine answers of the group protocol (REBALANCE_IN_PROGRESS, MEMBER_ID_REQUIRED, the
 //! coordinator-loading codes) are not refusals and are not logged.
 
 use kafka_protocol::messages::ResponseKind;
@@ -49,12 +50,19 @@ impl Default for Refusals {
 impl Refusals {
     /// Logs one refusal (when the rate allows).
     pub fn log(&self, peer: SocketAddr, client_id: &str, api: &str, reason: &str) {
+        let msg = format!("refused {api} from {peer} (client {client_id:?}): {reason}");
+        self.line("request_refused", &msg);
+    }
+
+    /// Writes one line of `event` (`request_refused`, `connection_closed`) when the rate allows:
+    /// both share the window, so a flood of bad connections cannot flood the log either.
+    pub fn line(&self, event: &str, msg: &str) {
         let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
         if w.start.elapsed() >= Duration::from_secs(1) {
             if w.suppressed > 0 {
                 let msg = format!(
-                    "{} more refused requests not logged (at most {LINES_PER_SECOND} lines a \
-                     second)",
+                    "{} more refused requests and closed connections not logged (at most \
+                     {LINES_PER_SECOND} lines a second)",
                     w.suppressed
                 );
                 busbar_broker::log::info("busbar-kafka", "lines_suppressed", &msg, &[]);
@@ -70,8 +78,8 @@ impl Refusals {
             return;
         }
         w.written += 1;
-        let msg = format!("refused {api} from {peer} (client {client_id:?}): {reason}");
-        busbar_broker::log::info("busbar-kafka", "request_refused", &msg, &[]);
+        drop(w);
+        busbar_broker::log::info("busbar-kafka", event, msg, &[]);
     }
 
     /// Logs `resp` if it refuses anything: its first non-routine error code, by name, with the

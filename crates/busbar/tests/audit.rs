@@ -151,6 +151,22 @@ fn failed_http_logins_and_admin_requests_are_audit_lines() {
         .collect();
     assert_eq!(admin_lines, want, "reads and publishing are not audited");
 
+    // An offset reset's preview is audited as one, never as the reset.
+    assert_eq!(admin(&s, "POST", "/topics", r#"{"name":"t2"}"#), 201);
+    let reset = r#"{"topic":"t2","to":"earliest","dry_run":true}"#;
+    let status = admin(&s, "POST", "/groups/g/offsets/reset", reset);
+    assert_eq!(status, 200);
+    let l = wait_line(data, |l| {
+        l["operation"] == "POST /groups/{group}/offsets/reset (dry run)"
+    });
+    assert_eq!(l["outcome"], status.to_string());
+    let reset = r#"{"topic":"t2","to":"earliest"}"#;
+    let status = admin(&s, "POST", "/groups/g/offsets/reset", reset);
+    let l = wait_line(data, |l| {
+        l["operation"] == "POST /groups/{group}/offsets/reset"
+    });
+    assert_eq!(l["outcome"], status.to_string());
+
     // Users and tokens are administrative too.
     let user = r#"{"name":"alice","password":"alice-secret-1"}"#;
     assert_eq!(admin(&s, "POST", "/users", user), 201);

@@ -148,3 +148,25 @@ fn slow_and_garbage_connections_do_not_starve_others() {
     drop(attackers);
     assert_eq!(s.stop(), 0);
 }
+
+#[test]
+fn a_flood_of_malformed_connections_is_logged_at_a_bounded_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    // Each declares a negative frame length: closed, and worth a line, but not 100 lines a second.
+    let negative = (-1i32).to_be_bytes();
+    for _ in 0..100 {
+        assert!(closed_without_answer(&s, &negative));
+    }
+    let closes = s.log_lines("closing connection from").len();
+    assert!((1..=20).contains(&closes), "{closes} lines");
+    // The next window says how many were left out.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(closed_without_answer(&s, &negative));
+    let end = std::time::Instant::now() + WAIT;
+    while s.log_lines("closed connections not logged").is_empty() {
+        assert!(std::time::Instant::now() < end, "no summary line");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(api_versions_answers(&s));
+}
