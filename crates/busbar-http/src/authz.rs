@@ -137,6 +137,11 @@ pub const TABLE: &[Row] = &[
         "/topics/{topic}/partitions/{partition}/stream",
         on(T::Topic, O::Read, "topic"),
     ),
+    row(
+        "POST",
+        "/topics/{topic}/partitions/{partition}/delete-records",
+        on(T::Topic, O::Delete, "topic"),
+    ),
     also(
         "GET",
         "/groups",

@@ -163,6 +163,7 @@ fn api() -> OpenApiRouter<App> {
         .routes(routes!(metrics::handler))
         .routes(routes!(topics::create, topics::list))
         .routes(routes!(topics::describe, topics::alter, topics::delete))
+        .routes(routes!(topics::delete_records))
         .routes(routes!(events::publish))
         .routes(routes!(events::read))
         .routes(routes!(consumers::stream_partition))

@@ -1,4 +1,5 @@
-//! Topic routes: create, list, describe, alter (configs, partitions), delete.
+//! Topic routes: create, list, describe, alter (configs, partitions), delete, delete records
+//! (raise a partition's log start, Kafka's DeleteRecords).
 
 use crate::authz::Caller;
 use crate::body;
@@ -233,4 +234,48 @@ pub async fn alter(
 pub async fn delete(State(app): State<App>, Path(topic): Path<String>) -> ApiResult<StatusCode> {
     app.broker.delete_topic(&topic).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DeleteRecords {
+    /// Events before this offset are deleted (the partition's log start moves to it); at most
+    /// the high watermark. `-1`: every event now stored (Kafka's convention).
+    before_offset: i64,
+}
+
+/// Deletes a partition's events before an offset (its log start moves there; Kafka's
+/// DeleteRecords). Nothing at or after the offset changes; consumers behind it restart at the new
+/// log start (`auto.offset.reset`).
+#[utoipa::path(post, path = "/topics/{topic}/partitions/{partition}/delete-records", operation_id = "delete_records",
+    tag = "topics", params(("topic" = String, Path), ("partition" = i64, Path)),
+    request_body = DeleteRecords, responses(
+        (status = 200, description = "`{\"partition\", \"log_start_offset\"}` after the delete"),
+        (status = 400, description = "An offset past the high watermark or below -1"),
+        (status = 404, description = "No such topic or partition"),
+        (status = 413, description = "Body over `http.json_bytes_max`"),
+        (status = 415, description = "Not application/json"),
+        (status = 503, description = "Shutting down"),
+        (status = 507, description = "Could not be stored durably (disk full or storage offline); nothing changed")))]
+pub async fn delete_records(
+    State(app): State<App>,
+    Path((topic, partition)): Path<(String, i64)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let req: DeleteRecords = body::json_request(&headers, body, app.config.json_bytes_max).await?;
+    let (_, high_watermark) = app.broker.offsets_of(&topic, partition)?;
+    let offset = match req.before_offset {
+        -1 => high_watermark,
+        n if n < -1 => {
+            return Err(ApiError::bad_request(format!(
+                "field `before_offset`: {n} is not an offset (or -1 for the high watermark)"
+            )))
+        }
+        n => n as u64,
+    };
+    let log_start = app.broker.delete_records(&topic, partition, offset).await?;
+    Ok(Json(
+        json!({"partition": partition, "log_start_offset": log_start}),
+    ))
 }

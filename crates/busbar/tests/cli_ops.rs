@@ -1,7 +1,8 @@
 //! Commands the runbooks use (issue 19), each through the real binary against a real server:
 //! `quota list|set|delete` (and the refusals of a bad entity or value), `subscription
 //! cancel-replay`, `subscription get` showing the last failed attempt, `dlq list` naming the
-//! source partition, and `produce --schema` storing values encoded with a registered schema.
+//! source partition, `produce --schema` storing values encoded with a registered schema, and
+//! `topic delete-records` (with its refusals).
 
 mod common;
 
@@ -171,4 +172,63 @@ fn produce_with_schema_stores_values_encoded_with_the_registered_schema() {
         stderr(&o)
     );
     assert_eq!(s.events_stored("orders"), 1);
+}
+
+#[test]
+fn delete_records_moves_a_partitions_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]);
+    topics(&s, &[("t", 2)]);
+    let events: Vec<_> = (0..10)
+        .map(|i| json!({"value": i, "partition": 1}))
+        .collect();
+    publish(&s, "t", json!(events));
+    let o = s.cli(&["topic", "delete-records", "t", "-p", "1", "--before", "4"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "partition 1 of t now starts at offset 4");
+    let (_, d) = s.http("GET", "/topics/t", None);
+    assert_eq!(d["partitions"][1]["log_start_offset"], 4, "{d}");
+    assert_eq!(d["partitions"][0]["log_start_offset"], 0, "{d}");
+    let (st, page) = s.http("GET", "/topics/t/partitions/1/events?offset=0", None);
+    assert_eq!(st, 416, "below the log start: {page}");
+    let (_, page) = s.http("GET", "/topics/t/partitions/1/events?offset=4", None);
+    assert_eq!(page["events"][0]["value"], 4, "{page}");
+    // Past the high watermark, a bad offset, an unknown partition: refused, nothing changed.
+    for (args, code) in [
+        (
+            &["topic", "delete-records", "t", "-p", "1", "--before", "11"][..],
+            1,
+        ),
+        (
+            &["topic", "delete-records", "t", "-p", "1", "--before", "x"],
+            2,
+        ),
+        (
+            &["topic", "delete-records", "t", "-p", "7", "--before", "1"],
+            1,
+        ),
+    ] {
+        let o = s.cli(args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+    }
+    let (st, v) = s.http(
+        "POST",
+        "/topics/t/partitions/1/delete-records",
+        Some(json!({"before_offset": -2})),
+    );
+    assert_eq!(st, 400, "{v}");
+    let (_, d) = s.http("GET", "/topics/t", None);
+    assert_eq!(d["partitions"][1]["log_start_offset"], 4, "{d}");
+    let o = s.cli(&[
+        "--output",
+        "json",
+        "topic",
+        "delete-records",
+        "t",
+        "-p",
+        "1",
+        "--before",
+        "end",
+    ]);
+    assert_eq!(json_out(&o)["log_start_offset"], 10);
 }

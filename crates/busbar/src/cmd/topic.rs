@@ -1,4 +1,4 @@
-//! `busbar topic create|list|describe|alter|delete`.
+//! `busbar topic create|list|describe|alter|delete|delete-records`.
 
 use crate::client::{cell, enc, outln, print_list, table, CliError, CliResult, Client, Output};
 use clap::Subcommand;
@@ -35,6 +35,16 @@ pub enum TopicCmd {
     },
     /// Delete a topic and all its events.
     Delete { name: String },
+    /// Delete a partition's events before an offset (its log start moves there; Kafka's
+    /// DeleteRecords): retention by hand, e.g. after a poison event or to free disk.
+    DeleteRecords {
+        name: String,
+        #[arg(short, long)]
+        partition: i64,
+        /// Events before this offset go; `end` for every event now stored.
+        #[arg(long)]
+        before: String,
+    },
 }
 
 pub fn pairs(items: &[String], what: &str) -> CliResult<Vec<(String, String)>> {
@@ -149,6 +159,30 @@ pub fn run(c: &Client, cmd: TopicCmd) -> CliResult<()> {
                 outln!("{}", json!({"deleted": name}));
             } else {
                 outln!("deleted topic {name}");
+            }
+        }
+        TopicCmd::DeleteRecords {
+            name,
+            partition,
+            before,
+        } => {
+            let before_offset: i64 = match before.as_str() {
+                "end" => -1,
+                n => n.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    CliError::Usage(format!("--before {n:?} is not an offset or `end`"))
+                })?,
+            };
+            let path = format!(
+                "/topics/{}/partitions/{partition}/delete-records",
+                enc(&name)
+            );
+            let v = c.json("POST", &path, &json!({ "before_offset": before_offset }))?;
+            match c.output {
+                Output::Json => outln!("{v}"),
+                Output::Table => outln!(
+                    "partition {partition} of {name} now starts at offset {}",
+                    v["log_start_offset"]
+                ),
             }
         }
     }
