@@ -40,6 +40,8 @@ pub struct RedriveSummary {
 type Letters = Vec<(DeadLetter, StoredEvent)>;
 type Marks = BTreeMap<(u32, u64), Redriven>;
 type Subs = BTreeMap<String, crate::Entry>;
+/// Subscription name → whether its dead-letter topic is the one scanned.
+type Owners = BTreeMap<String, bool>;
 
 impl Bus {
     /// Dead letters in `topic` passing `filter`, oldest first per partition, at most `limit`,
@@ -52,7 +54,7 @@ impl Bus {
     ) -> Result<Letters> {
         let (id, _) = topic_layout(&self.ctx.broker, topic)?;
         let marks = self.ctx.retries.redriven(topic, &id);
-        let (mut letters, _) = self.scan(topic, &id, filter, limit, None).await?;
+        let (mut letters, _, _) = self.scan(topic, &id, filter, limit, None, None).await?;
         for (d, _) in &mut letters {
             d.redriven_at = (marks.get(&(d.partition, d.offset)))
                 .map(|m| busbar_broker::time::format_rfc3339(m.at_ms));
@@ -73,7 +75,18 @@ impl Bus {
     ) -> Result<RedriveSummary> {
         let (id, _) = topic_layout(&self.ctx.broker, topic)?;
         let skip = (!force).then(|| self.ctx.retries.redriven(topic, &id));
-        let (mut letters, mut skipped) = self.scan(topic, &id, filter, limit, skip).await?;
+        // Which subscriptions may own letters here (name → its dead-letter topic is this one),
+        // so letters of deleted (or forged) subscriptions are passed over inside the scan and
+        // cannot fill its limit.
+        let owners: Owners = (self.subs.lock().await.iter())
+            .map(|(n, e)| {
+                let own = e.record.spec.dead_letter_topic.as_deref() == Some(topic);
+                (n.clone(), own)
+            })
+            .collect();
+        let (mut letters, mut skipped, mut no_subscription) = self
+            .scan(topic, &id, filter, limit, skip, Some(owners))
+            .await?;
         let subs = self.subs.lock().await;
         own_dead_letter_topic(&subs, topic, filter.subscription.as_deref())?;
         // A letter is an event with busbar-dlq-* headers: anyone who may write a topic can make
@@ -85,9 +98,10 @@ impl Bus {
         if let Some(name) = (filter.subscription.as_ref()).filter(|n| !subs.contains_key(*n)) {
             return Err(BusError::UnknownSubscription(name.clone()));
         }
+        // Deleted during the scan.
         let before = letters.len();
         letters.retain(|(d, _)| subs.contains_key(&d.subscription));
-        let no_subscription = before - letters.len();
+        no_subscription += before - letters.len();
         if !force {
             // Redriven by another call since the scan: it held this lock while writing.
             let marks = self.ctx.retries.redriven(topic, &id);
@@ -157,12 +171,25 @@ impl Bus {
         filter: &Filter,
         limit: usize,
         skip: Option<Marks>,
-    ) -> Result<(Letters, usize)> {
+        owners: Option<Owners>,
+    ) -> Result<(Letters, usize, usize)> {
         let broker = self.ctx.broker.clone();
         let (topic, id, filter) = (topic.to_string(), id.to_string(), filter.clone());
         tokio::task::spawn_blocking(move || {
-            let mut skipped = 0;
+            let (mut skipped, mut unowned) = (0, 0);
             let keep = |d: &DeadLetter| match &skip {
+                _ if owners
+                    .as_ref()
+                    .is_some_and(|o| o.get(&d.subscription) != Some(&true)) =>
+                {
+                    if owners
+                        .as_ref()
+                        .is_some_and(|o| !o.contains_key(&d.subscription))
+                    {
+                        unowned += 1;
+                    }
+                    false
+                }
                 None => true,
                 Some(_) if d.reason == dlq::UNDECODABLE => false,
                 Some(m) if m.contains_key(&(d.partition, d.offset)) => {
@@ -177,7 +204,7 @@ impl Bus {
                     "topic {topic:?} was deleted and created again during the scan; try again"
                 ))));
             }
-            Ok((letters, skipped))
+            Ok((letters, skipped, unowned))
         })
         .await
         .map_err(|e| BusError::Storage(format!("dead-letter scan failed: {e}")))?

@@ -718,7 +718,8 @@ async function deadLetters(topicName, params) {
     if (!one && !confirm(`Redrive every dead letter of ${topicSel.value} the filter selects (not only those shown)?`)) return;
     try {
       const r = await post(`/dead-letters/${enc(topicSel.value)}/redrive`, one ? extra : { ...filter(), ...extra });
-      toast(`Redrove ${r.redriven} ${what} (${r.skipped} redriven before, skipped)`);
+      const orphans = r.no_subscription ? `; ${r.no_subscription} of deleted subscriptions left alone` : "";
+      toast(`Redrove ${r.redriven} ${what} (${r.skipped} redriven before, skipped${orphans})`);
       load();
     } catch (err) { toast(`Not redriven: ${err.message}`); }
   };
@@ -745,7 +746,8 @@ async function deadLetters(topicName, params) {
         if (!confirm(`Redrive every dead letter of ${topicSel.value}, of every subscription?`)) return;
         try {
           const r = await post(`/dead-letters/${enc(topicSel.value)}/redrive`, {});
-          toast(`Redrove ${r.redriven} letters (${r.skipped} redriven before, skipped)`);
+          const orphans = r.no_subscription ? `; ${r.no_subscription} of deleted subscriptions left alone` : "";
+          toast(`Redrove ${r.redriven} letters (${r.skipped} redriven before, skipped${orphans})`);
           load();
         } catch (err) { toast(`Not redriven: ${err.message}`); }
       } }, "Redrive all")),

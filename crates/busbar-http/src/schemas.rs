@@ -33,6 +33,14 @@ pub struct Health {
     status: String,
 }
 
+/// `POST /topics/{topic}/partitions/{partition}/delete-records`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct RecordsDeleted {
+    partition: i64,
+    /// The partition's first offset after the delete.
+    log_start_offset: u64,
+}
+
 /// A topic with its partitions and effective configs.
 #[derive(Serialize, ToSchema)]
 pub struct Topic {

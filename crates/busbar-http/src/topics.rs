@@ -250,8 +250,9 @@ struct DeleteRecords {
 #[utoipa::path(post, path = "/topics/{topic}/partitions/{partition}/delete-records", operation_id = "delete_records",
     tag = "topics", params(("topic" = String, Path), ("partition" = i64, Path)),
     request_body = DeleteRecords, responses(
-        (status = 200, description = "`{\"partition\", \"log_start_offset\"}` after the delete"),
-        (status = 400, description = "An offset past the high watermark or below -1"),
+        (status = 200, description = "The partition's log start after the delete", body = crate::schemas::RecordsDeleted),
+        (status = 400, description = "An offset below -1"),
+        (status = 416, description = "An offset past the high watermark (`offset_out_of_range`)"),
         (status = 404, description = "No such topic or partition"),
         (status = 413, description = "Body over `http.json_bytes_max`"),
         (status = 415, description = "Not application/json"),

@@ -342,6 +342,14 @@ fn walk_topics_and_events(w: &mut Walk) {
     w.stream(stream, "/topics/t/partitions/0/stream?offset=0", 200);
     w.stream(stream, "/topics/nope/partitions/0/stream", 404);
     w.stream(stream, "/topics/t/partitions/0/stream?offset=99", 416);
+    let delete = "/topics/{topic}/partitions/{partition}/delete-records";
+    let at = |n: i64| Body::Json(json!({ "before_offset": n }));
+    let path = "/topics/t/partitions/0/delete-records";
+    w.call("post", delete, path, at(0), 200);
+    w.call("post", delete, path, at(999), 416);
+    w.call("post", delete, path, at(-2), 400);
+    let nope = "/topics/nope/partitions/0/delete-records";
+    w.call("post", delete, nope, at(0), 404);
 }
 
 fn walk_groups(w: &mut Walk) {

@@ -211,12 +211,14 @@ fn delete_records_moves_a_partitions_log_start() {
         let o = s.cli(args);
         assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
     }
-    let (st, v) = s.http(
-        "POST",
-        "/topics/t/partitions/1/delete-records",
-        Some(json!({"before_offset": -2})),
-    );
-    assert_eq!(st, 400, "{v}");
+    for (offset, status) in [(-2, 400), (11, 416)] {
+        let (st, v) = s.http(
+            "POST",
+            "/topics/t/partitions/1/delete-records",
+            Some(json!({ "before_offset": offset })),
+        );
+        assert_eq!(st, status, "{offset}: {v}");
+    }
     let (_, d) = s.http("GET", "/topics/t", None);
     assert_eq!(d["partitions"][1]["log_start_offset"], 4, "{d}");
     let o = s.cli(&[

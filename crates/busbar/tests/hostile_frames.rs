@@ -158,8 +158,9 @@ fn a_flood_of_malformed_connections_is_logged_at_a_bounded_rate() {
     for _ in 0..100 {
         assert!(closed_without_answer(&s, &negative));
     }
+    // 20 a second: at most 40 when the connections straddle a window's end (100 before the fix).
     let closes = s.log_lines("closing connection from").len();
-    assert!((1..=20).contains(&closes), "{closes} lines");
+    assert!((1..=40).contains(&closes), "{closes} lines");
     // The next window says how many were left out.
     std::thread::sleep(Duration::from_millis(1100));
     assert!(closed_without_answer(&s, &negative));

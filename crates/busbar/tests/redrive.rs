@@ -207,30 +207,42 @@ fn letters_of_a_deleted_subscription_do_not_block_redriving_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[], &[]);
     topics(&s, &[("in", 1), ("dlq", 1)]);
-    let (kept, gone) = (refuse_first(), refuse_first());
-    for (name, t) in [("kept", &kept), ("gone", &gone)] {
+    let gone_t = Target::start(|_, _| Reply::Status(400));
+    let kept = refuse_first();
+    let sub = |name: &str, t: &Target| {
         subscribe(
             &s,
             json!({"name": name, "sources": ["in"], "target": {"url": t.url("/")},
                    "dead_letter_topic": "dlq"}),
-        );
+        )
+    };
+    // The oldest letters are all the soon-deleted subscription's: three, then one of each.
+    sub("gone", &gone_t);
+    for n in 1..=3 {
+        publish(&s, "in", json!({"value": {"n": n}}));
     }
-    publish(&s, "in", json!({"value": {"n": 1}}));
     let end = Instant::now() + WAIT;
-    while letters(&s).len() < 2 {
-        assert!(Instant::now() < end, "two letters");
+    while letters(&s).len() < 3 {
+        assert!(Instant::now() < end, "three letters");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sub("kept", &kept);
+    publish(&s, "in", json!({"value": {"n": 4}}));
+    while letters(&s).len() < 5 {
+        assert!(Instant::now() < end, "five letters");
         std::thread::sleep(Duration::from_millis(20));
     }
     let (st, v) = s.http("DELETE", "/subscriptions/gone", None);
     assert_eq!(st, 204, "{v}");
-    // Every letter of the topic: the deleted subscription's is left alone and counted.
-    let v = redrive(&s, json!({}));
+    // A redrive of one letter of the topic: the deleted subscription's are passed over (and
+    // counted), not taken as the one, so the kept subscription's letter is redriven.
+    let v = redrive(&s, json!({"limit": 1}));
     assert_eq!(
         (v["redriven"].as_u64(), v["no_subscription"].as_u64()),
-        (Some(1), Some(1)),
+        (Some(1), Some(4)),
         "{v}"
     );
-    kept.wait(WAIT, |r| count(r, 1) == 2);
+    kept.wait(WAIT, |r| count(r, 4) == 2);
     // Naming the deleted subscription is still an error.
     let (st, v) = s.http(
         "POST",

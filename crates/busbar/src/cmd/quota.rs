@@ -111,6 +111,10 @@ pub fn run(c: &Client, cmd: QuotaCmd) -> CliResult<()> {
                 ("request_percentage", request_percentage),
             ] {
                 if let Some(v) = v {
+                    if !v.is_finite() {
+                        let flag = k.replace('_', "-");
+                        return Err(CliError::Usage(format!("--{flag} {v} is not a number")));
+                    }
                     values.insert(k.into(), json!(v));
                 }
             }

@@ -39,6 +39,7 @@ pub enum TopicCmd {
     /// DeleteRecords): retention by hand, e.g. after a poison event or to free disk.
     DeleteRecords {
         name: String,
+        /// The partition.
         #[arg(short, long)]
         partition: i64,
         /// Events before this offset go; `end` for every event now stored.
