@@ -59,6 +59,14 @@ fn wait_spans(otlp: &Target, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
     }
 }
 
+/// busbar on `dir`, exporting to `otlp` at `path`, with `extra` settings.
+fn traced(dir: &std::path::Path, otlp: &Target, path: &str, extra: &[(&str, &str)]) -> Server {
+    let endpoint = otlp.url(path);
+    let mut env = vec![("BUSBAR_TRACING_OTLP_ENDPOINT", endpoint.as_str())];
+    env.extend_from_slice(extra);
+    Server::start(dir, &[], &env)
+}
+
 fn publish_traced(s: &Server, topic: &str, body: serde_json::Value) {
     let tp = format!("00-{TRACE}-{CALLER}-01");
     let headers = [
@@ -79,12 +87,11 @@ fn publish_attempts_retries_and_dead_letters_are_spans_of_one_trace() {
     let target = Target::start(|_, n| Reply::Status(if n == 0 { 503 } else { 200 }));
     let refusing = Target::start(|_, _| Reply::Status(400));
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = otlp.url("");
-    let s = Server::start(
+    let s = traced(
         dir.path(),
-        &[],
+        &otlp,
+        "",
         &[
-            ("BUSBAR_TRACING_OTLP_ENDPOINT", endpoint.as_str()),
             ("BUSBAR_TRACING_SERVICE_NAME", "busbar-test"),
             ("BUSBAR_TRACING_EXPORT_INTERVAL_MS", "100"),
         ],
@@ -272,12 +279,11 @@ fn a_sample_ratio_from_the_environment_may_be_a_fraction_and_the_stop_sends_the_
     // The collector answers slowly; the last spans wait for the stop (no periodic export).
     let otlp = Target::start(|_, _| Reply::After(Duration::from_millis(1500), 200));
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = otlp.url("/v1/traces/");
-    let s = Server::start(
+    let s = traced(
         dir.path(),
-        &[],
+        &otlp,
+        "/v1/traces/",
         &[
-            ("BUSBAR_TRACING_OTLP_ENDPOINT", endpoint.as_str()),
             ("BUSBAR_TRACING_SERVICE_NAME", "busbar-test"),
             ("BUSBAR_TRACING_SAMPLE_RATIO", "0.5"),
             ("BUSBAR_TRACING_EXPORT_INTERVAL_MS", "600000"),
@@ -297,14 +303,11 @@ fn a_sample_ratio_from_the_environment_may_be_a_fraction_and_the_stop_sends_the_
 fn a_collector_that_refuses_is_logged_once_not_per_export() {
     let otlp = Target::start(|_, _| Reply::Status(500));
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = otlp.url("");
-    let s = Server::start(
+    let s = traced(
         dir.path(),
-        &[],
-        &[
-            ("BUSBAR_TRACING_OTLP_ENDPOINT", endpoint.as_str()),
-            ("BUSBAR_TRACING_EXPORT_INTERVAL_MS", "50"),
-        ],
+        &otlp,
+        "",
+        &[("BUSBAR_TRACING_EXPORT_INTERVAL_MS", "50")],
     );
     topics(&s, &[("orders", 1)]);
     for _ in 0..5 {
