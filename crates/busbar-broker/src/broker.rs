@@ -607,9 +607,16 @@ impl Broker {
         Ok((s.log_start, s.high_watermark))
     }
 
-    /// Raises a partition's log start offset (Kafka's DeleteRecords).
+    /// Raises a partition's log start offset (Kafka's DeleteRecords). A compact-only topic
+    /// refuses it, as Kafka does (POLICY_VIOLATION): its records go by key, not by offset.
     pub async fn delete_records(&self, topic: &str, partition: i64, offset: u64) -> Result<u64> {
         let t = self.topic(topic)?;
+        if self.topic_config(topic)?.cleanup_policy == busbar_log::CleanupPolicy::Compact {
+            return Err(BrokerError::PolicyViolation(format!(
+                "topic {topic:?} has cleanup.policy=compact: records cannot be deleted by \
+                 offset"
+            )));
+        }
         let log = t.partition(partition)?.log.clone();
         tokio::task::spawn_blocking(move || log.delete_records(offset))
             .await

@@ -105,6 +105,10 @@ pub enum BrokerError {
     /// `transactions.ids_max` transactional ids are in use (Kafka 44 POLICY_VIOLATION).
     #[error("too many transactional ids: {0}")]
     TooManyTransactions(String),
+    /// Refused by a topic's policy, such as deleting records of a compact-only topic (Kafka 44
+    /// POLICY_VIOLATION, HTTP 400 `policy_violation`).
+    #[error("policy violation: {0}")]
+    PolicyViolation(String),
     /// Not attempted because another part of the request failed (Kafka 55).
     #[error("operation not attempted: {0}")]
     OperationNotAttempted(String),

@@ -84,6 +84,7 @@ impl From<BrokerError> for ApiError {
             B::ConcurrentTransactions(_) => (S::CONFLICT, "concurrent_transactions"),
             B::ProducerFenced(_) => (S::CONFLICT, "producer_fenced"),
             B::TooManyTransactions(_) => (S::CONFLICT, "limit_reached"),
+            B::PolicyViolation(_) => (S::BAD_REQUEST, "policy_violation"),
             B::Damaged(_) => (S::INTERNAL_SERVER_ERROR, "damaged_data"),
             B::Storage(detail) | B::DataDirLocked(detail) => return storage_error(detail),
         };

@@ -251,7 +251,7 @@ struct DeleteRecords {
     tag = "topics", params(("topic" = String, Path), ("partition" = i64, Path)),
     request_body = DeleteRecords, responses(
         (status = 200, description = "The partition's log start after the delete", body = crate::schemas::RecordsDeleted),
-        (status = 400, description = "An offset below -1"),
+        (status = 400, description = "An offset below -1, or a compact-only topic (`policy_violation`)"),
         (status = 416, description = "An offset past the high watermark (`offset_out_of_range`)"),
         (status = 404, description = "No such topic or partition"),
         (status = 413, description = "Body over `http.json_bytes_max`"),

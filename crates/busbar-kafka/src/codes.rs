@@ -116,6 +116,7 @@ pub fn of(e: &BrokerError) -> i16 {
         B::ConcurrentTransactions(_) => 51,
         B::ProducerFenced(_) => PRODUCER_FENCED,
         B::TooManyTransactions(_) => 44, // POLICY_VIOLATION
+        B::PolicyViolation(_) => 44,
         B::OperationNotAttempted(_) => 55,
     }
 }

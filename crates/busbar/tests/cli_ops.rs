@@ -233,4 +233,21 @@ fn delete_records_moves_a_partitions_log_start() {
         "end",
     ]);
     assert_eq!(json_out(&o)["log_start_offset"], 10);
+    // A compact-only topic refuses it (Kafka's POLICY_VIOLATION).
+    let (st, v) = s.http(
+        "POST",
+        "/topics",
+        Some(json!({"name": "c", "configs": {"cleanup.policy": "compact"}})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = s.http(
+        "POST",
+        "/topics/c/partitions/0/delete-records",
+        Some(json!({"before_offset": 0})),
+    );
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (400, Some("policy_violation")),
+        "{v}"
+    );
 }
