@@ -151,7 +151,21 @@ pub async fn reset(
     body: Body,
 ) -> ApiResult<Response> {
     let req: Reset = body::json_request(&headers, body, app.config.json_bytes_max).await?;
-    caller.require(&app, Operation::Read, ResourceType::Topic, &req.topic)?;
+    let dry_run = req.dry_run;
+    let mut answer = match reset_parsed(&app, &group, &caller, req).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    };
+    if dry_run {
+        // Audited as a preview, refused or not (`audit::Preview`).
+        answer.extensions_mut().insert(crate::audit::Preview);
+    }
+    Ok(answer)
+}
+
+/// [`reset`] once its body is read: the offsets moved (or, for a dry run, that would move).
+async fn reset_parsed(app: &App, group: &str, caller: &Caller, req: Reset) -> ApiResult<Value> {
+    caller.require(app, Operation::Read, ResourceType::Topic, &req.topic)?;
     let to = match req.to {
         To::Named(n) if n == "earliest" => ResetTo::Earliest,
         To::Named(n) if n == "latest" => ResetTo::Latest,
@@ -167,19 +181,15 @@ pub async fn reset(
         }
     };
     let moved = if req.dry_run {
-        (app.broker).reset_plan(&group, &req.topic, req.partitions, to)?
+        (app.broker).reset_plan(group, &req.topic, req.partitions, to)?
     } else {
         (app.broker)
-            .reset_offsets(&group, &req.topic, req.partitions, to)
+            .reset_offsets(group, &req.topic, req.partitions, to)
             .await?
     };
     let offsets: Vec<Value> = moved
         .into_iter()
         .map(|(p, o)| json!({"topic": req.topic, "partition": p, "offset": o}))
         .collect();
-    let mut answer = Json(json!({ "offsets": offsets, "dry_run": req.dry_run })).into_response();
-    if req.dry_run {
-        answer.extensions_mut().insert(crate::audit::Preview);
-    }
-    Ok(answer)
+    Ok(json!({ "offsets": offsets, "dry_run": req.dry_run }))
 }

@@ -160,6 +160,13 @@ fn failed_http_logins_and_admin_requests_are_audit_lines() {
         l["operation"] == "POST /groups/{group}/offsets/reset (dry run)"
     });
     assert_eq!(l["outcome"], status.to_string());
+    // A refused preview is still a preview.
+    let reset = r#"{"topic":"nope","to":"earliest","dry_run":true}"#;
+    assert_eq!(admin(&s, "POST", "/groups/g/offsets/reset", reset), 404);
+    let l = wait_line(data, |l| {
+        l["operation"] == "POST /groups/{group}/offsets/reset (dry run)" && l["outcome"] == "404"
+    });
+    assert_eq!(l["resource"], "/groups/g/offsets/reset");
     let reset = r#"{"topic":"t2","to":"earliest"}"#;
     let status = admin(&s, "POST", "/groups/g/offsets/reset", reset);
     let l = wait_line(data, |l| {
