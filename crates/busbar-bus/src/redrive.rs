@@ -89,19 +89,19 @@ impl Bus {
             .await?;
         let subs = self.subs.lock().await;
         own_dead_letter_topic(&subs, topic, filter.subscription.as_deref())?;
-        // A letter is an event with busbar-dlq-* headers: anyone who may write a topic can make
-        // one. Only letters in the dead-letter topic of the subscription they name are its own.
-        letters.retain(|(d, _)| {
-            subs.get(&d.subscription)
-                .is_none_or(|e| e.record.spec.dead_letter_topic.as_deref() == Some(topic))
-        });
         if let Some(name) = (filter.subscription.as_ref()).filter(|n| !subs.contains_key(*n)) {
             return Err(BusError::UnknownSubscription(name.clone()));
         }
-        // Deleted during the scan.
-        let before = letters.len();
-        letters.retain(|(d, _)| subs.contains_key(&d.subscription));
-        no_subscription += before - letters.len();
+        // The scan's check again, for subscriptions changed or deleted during it. A letter is an
+        // event with busbar-dlq-* headers: anyone who may write a topic can make one. Only letters
+        // in the dead-letter topic of the subscription they name are its own.
+        letters.retain(|(d, _)| match subs.get(&d.subscription) {
+            Some(e) => e.record.spec.dead_letter_topic.as_deref() == Some(topic),
+            None => {
+                no_subscription += 1;
+                false
+            }
+        });
         if !force {
             // Redriven by another call since the scan: it held this lock while writing.
             let marks = self.ctx.retries.redriven(topic, &id);

@@ -712,12 +712,13 @@ async function deadLetters(topicName, params) {
     if (reason.value) f.reason = reason.value;
     return f;
   };
-  // One letter: exactly it (to_offset is exclusive), as its subscription. The others: what the
-  // filter selects, after a confirmation.
-  const redrive = async (extra, what, one) => {
-    if (!one && !confirm(`Redrive every dead letter of ${topicSel.value} the filter selects (not only those shown)?`)) return;
+  // Sends `body` (the letters to redrive), after `question` is confirmed when there is one. One
+  // letter: exactly it (to_offset is exclusive), as its subscription, unconfirmed; what the filter
+  // selects, or every letter of the topic, after a confirmation.
+  const redrive = async (body, what, question) => {
+    if (question && !confirm(question)) return;
     try {
-      const r = await post(`/dead-letters/${enc(topicSel.value)}/redrive`, one ? extra : { ...filter(), ...extra });
+      const r = await post(`/dead-letters/${enc(topicSel.value)}/redrive`, body);
       const orphans = r.no_subscription ? `; ${r.no_subscription} of deleted subscriptions left alone` : "";
       toast(`Redrove ${r.redriven} ${what} (${r.skipped} redriven before, skipped${orphans})`);
       load();
@@ -733,7 +734,7 @@ async function deadLetters(topicName, params) {
         table(["Offset", "Subscription", "Reason", "Error", "Attempts", "Source", "Event", ""], r.dead_letters.map((l) => [
           `${l.partition}-${l.offset}`, l.subscription, badge(l.reason, "bad"), l.error, l.attempts,
           `${l.source_topic} ${l.source_partition}-${l.source_offset}`, showValue(field(l.event, "value"), "text"),
-          h("button", { type: "button", class: "secondary", onclick: () => redrive({ subscription: l.subscription, partition: l.partition, from_offset: l.offset, to_offset: l.offset + 1 }, "1 letter", true) }, "Redrive")]),
+          h("button", { type: "button", class: "secondary", onclick: () => redrive({ subscription: l.subscription, partition: l.partition, from_offset: l.offset, to_offset: l.offset + 1 }, "1 letter") }, "Redrive")]),
         { id: "dead-letters" }));
     } catch (err) { out.replaceChildren(h("p", { class: "error" }, err.message)); }
   };
@@ -741,16 +742,10 @@ async function deadLetters(topicName, params) {
     h("form", { id: "letters-filter", onsubmit: load },
       h("label", {}, "Dead-letter topic", topicSel), h("label", {}, "Subscription", sub), h("label", {}, "Reason", reason),
       h("button", { type: "submit" }, "Show"),
-      h("button", { type: "button", class: "secondary", onclick: () => redrive({}, "letters matching the filter") }, "Redrive all shown by the filter"),
-      h("button", { type: "button", class: "secondary", id: "redrive-all", onclick: async () => {
-        if (!confirm(`Redrive every dead letter of ${topicSel.value}, of every subscription?`)) return;
-        try {
-          const r = await post(`/dead-letters/${enc(topicSel.value)}/redrive`, {});
-          const orphans = r.no_subscription ? `; ${r.no_subscription} of deleted subscriptions left alone` : "";
-          toast(`Redrove ${r.redriven} letters (${r.skipped} redriven before, skipped${orphans})`);
-          load();
-        } catch (err) { toast(`Not redriven: ${err.message}`); }
-      } }, "Redrive all")),
+      h("button", { type: "button", class: "secondary", onclick: () => redrive(filter(), "letters matching the filter",
+        `Redrive every dead letter of ${topicSel.value} the filter selects (not only those shown)?`) }, "Redrive all shown by the filter"),
+      h("button", { type: "button", class: "secondary", id: "redrive-all", onclick: () => redrive({}, "letters",
+        `Redrive every dead letter of ${topicSel.value}, of every subscription?`) }, "Redrive all")),
     out);
   load();
 }
