@@ -20,3 +20,15 @@ install_clients() {
     python3 -m pip install -q --disable-pip-version-check 'confluent-kafka[avro,protobuf,schemaregistry]' kafka-python aiokafka requests pyyaml
   fi
 }
+
+# PostgreSQL's server (Debian's postgresql: initdb, pg_ctl) for cluster mode's tests
+# (crates/busbar-testkit/src/postgres.rs starts one per test under a temporary directory).
+install_postgres() {
+  if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && command -v psql >/dev/null; then
+    return
+  fi
+  printf '\n== installing postgresql (Debian)\n'
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+}

@@ -74,6 +74,8 @@ pub struct Broker {
     metrics: Arc<crate::metrics::Metrics>,
     /// Each committed partition's last commits, for its lag status (`lag.rs`).
     pub(crate) lag_windows: crate::lag::Windows,
+    /// Cluster mode's shared store, once set (`shared.rs`).
+    pub(crate) shared: std::sync::OnceLock<Arc<dyn crate::shared::SharedLog>>,
 }
 
 /// Says why a topic may not be deleted now, or `None` (see [`Broker::set_deletion_guard`]).
@@ -83,6 +85,7 @@ pub type DeletionGuard = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 type TopicMap = BTreeMap<String, Arc<Topic>>;
 
 mod admin;
+mod cluster;
 pub mod observe;
 pub(crate) mod publish;
 
@@ -172,6 +175,7 @@ impl Broker {
             schema_failures: Default::default(),
             metrics: Arc::new(crate::metrics::Metrics::new(series_max)),
             lag_windows: Default::default(),
+            shared: Default::default(),
         };
         broker.attach_aborted();
         broker.sync_open_transactions();
@@ -217,10 +221,7 @@ impl Broker {
         let storage = data
             .storage(&rel)
             .map_err(|e| io_err(&format!("open {}", data.describe(&rel)), e))?;
-        let log = Log::open(
-            storage.clone(),
-            tc.log_config(config.clock.clone(), config.segment_cache.clone()),
-        )?;
+        let log = Log::open(storage.clone(), config.log_config(tc))?;
         let producers = crate::producers::PartitionProducers::new(config.producers_max);
         let restored = producers.restore(storage.as_ref(), &log)?;
         Ok(Arc::new(Partition {
@@ -232,6 +233,7 @@ impl Broker {
             restored,
             sync: Default::default(),
             txns: Default::default(),
+            replica: Default::default(),
         }))
     }
 

@@ -393,9 +393,21 @@ pub struct BrokerConfig {
     pub transactions: crate::txn::TxnConfig,
     /// `metrics.series_max`: most series one metric family holds (`metrics.rs`).
     pub metrics_series_max: usize,
+    /// Cluster mode (`shared.rs`): the partition logs are a local copy of the shared store,
+    /// which holds the durable data, so they are never fsynced for an ack.
+    pub cluster_cache: bool,
 }
 
 impl BrokerConfig {
+    /// The log settings of a partition of a topic with settings `tc`.
+    pub fn log_config(&self, tc: &TopicConfig) -> LogConfig {
+        let mut lc = tc.log_config(self.clock.clone(), self.segment_cache.clone());
+        if self.cluster_cache {
+            lc.sync = SyncPolicy::Never;
+        }
+        lc
+    }
+
     /// The data directory in use.
     pub fn data(&self) -> Arc<dyn crate::datadir::DataDir> {
         self.data
@@ -421,6 +433,7 @@ impl Default for BrokerConfig {
             clock: Arc::new(SystemClock),
             producers_max: crate::producers::PRODUCERS_MAX,
             metrics_series_max: crate::metrics::SERIES_MAX_DEFAULT,
+            cluster_cache: false,
             offset_metadata_bytes_max: 4096,
             segment_cache: SegmentCache::shared(),
             data: None,

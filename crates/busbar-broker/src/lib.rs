@@ -65,6 +65,7 @@ mod produce;
 mod producers;
 pub mod quota;
 pub mod schema_rules;
+pub mod shared;
 mod startup;
 mod sync;
 pub mod time;

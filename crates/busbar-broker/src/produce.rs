@@ -23,13 +23,18 @@ pub enum PendingAppend {
     },
     /// A retry answered from producer state with its durable original's offsets.
     Duplicate(Appended),
+    /// Cluster mode: committed in the shared store when the future answers (base, last,
+    /// duplicate) (`shared.rs`).
+    Shared(crate::shared::BoxFuture<'static, Result<(u64, u64, bool)>>),
 }
 
 impl PendingAppend {
     /// Where a batch still to become durable was written (`None` for an answer already final).
     pub fn written(&self) -> Option<Appended> {
         match self {
-            PendingAppend::Ready(_) | PendingAppend::Duplicate(_) => None,
+            PendingAppend::Ready(_) | PendingAppend::Duplicate(_) | PendingAppend::Shared(_) => {
+                None
+            }
             PendingAppend::Wait { at, .. } => Some(*at),
         }
     }
@@ -55,6 +60,13 @@ impl PendingAppend {
             PendingAppend::Wait { p, at, ticket, .. } => {
                 crate::sync::durable(&p, ticket).await?;
                 Ok(at)
+            }
+            PendingAppend::Shared(f) => {
+                let (base_offset, last_offset, _) = f.await?;
+                Ok(Appended {
+                    base_offset,
+                    last_offset,
+                })
             }
         }
     }
@@ -86,7 +98,8 @@ impl Broker {
             // The log refuses it with the precise reason.
             return Ok(PendingAppend::Ready(Self::append(&p, batch).await));
         };
-        if h.producer_id >= 0 && !self.producer_ids.issued(h.producer_id) {
+        let shared = self.shared.get();
+        if h.producer_id >= 0 && shared.is_none() && !self.producer_ids.issued(h.producer_id) {
             // Only ids InitProducerId handed out get state: a forged id cannot grow it.
             return Err(crate::error::BrokerError::UnknownProducerId(format!(
                 "producer id {} was never issued by InitProducerId",
@@ -123,6 +136,14 @@ impl Broker {
             })
             .await
             .map_err(|e| crate::error::BrokerError::Storage(format!("validation failed: {e}")))??;
+        }
+        if let Some(shared) = shared {
+            if h.is_transactional() {
+                return Err(crate::error::BrokerError::InvalidRequest(
+                    "transactions are not available in cluster mode yet (docs/cluster.md)".into(),
+                ));
+            }
+            return Ok(self.produce_shared(shared, t, p, batch));
         }
         // Check, write and record under the producer state's lock: a retry on another
         // connection cannot pass the check while this write is under way. The write is inline,

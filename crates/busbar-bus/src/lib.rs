@@ -423,6 +423,11 @@ impl Bus {
         spec: SubscriptionSpec,
         creator: Option<Creator>,
     ) -> Result<SubscriptionView> {
+        if self.ctx.broker.shared_log().is_some() {
+            return Err(BusError::Broker(BrokerError::PolicyViolation(
+                "subscriptions are not available in cluster mode yet (docs/cluster.md)".into(),
+            )));
+        }
         let _claim = self.claim(&spec).await;
         let compiled = self.validate(spec)?;
         let name = compiled.spec.name.clone();

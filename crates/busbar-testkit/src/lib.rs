@@ -8,6 +8,7 @@
 
 pub mod history;
 pub mod http;
+pub mod postgres;
 pub mod target;
 pub mod tmpfs;
 

@@ -1,5 +1,5 @@
 //! The crate dependency rules of `DESIGN.md`, checked against `cargo metadata`: dependencies point
-//! one way (log ← broker ← bus ← front ends ← binary; the Kafka front end does not need the bus), front ends never import each other, nothing
+//! one way (log ← broker ← bus ← front ends ← binary, broker ← cluster ← binary; the Kafka front end does not need the bus), front ends never import each other, nothing
 //! imports the binary, and no product crate depends on the test kit outside dev-dependencies.
 
 use std::collections::BTreeMap;
@@ -11,6 +11,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("busbar-log", &[][..]),
         ("busbar-rules", &[][..]),
         ("busbar-broker", &["busbar-log"][..]),
+        // Cluster mode's shared store (issue 20): beside the front ends, under the binary.
+        ("busbar-cluster", &["busbar-broker", "busbar-log"][..]),
         (
             "busbar-schema",
             &["busbar-broker", "busbar-log", "busbar-rules"][..],
@@ -48,6 +50,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "busbar-kafka",
                 "busbar-http",
                 "busbar-schema",
+                "busbar-cluster",
             ][..],
         ),
         (

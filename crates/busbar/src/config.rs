@@ -38,6 +38,8 @@ pub struct Config {
     pub log: LogSection,
     /// `[tracing]`: OpenTelemetry spans over OTLP (off unless `otlp_endpoint` is set).
     pub tracing: crate::otlp::TracingSection,
+    /// `[cluster]`: one broker of a cluster on PostgreSQL (off unless `postgres_url` is set).
+    pub cluster: crate::cluster_config::ClusterSection,
     /// `[schema_registry]`: the schema registry's listener and limits.
     pub schema_registry: crate::schema_config::SchemaRegistrySection,
     /// Defaults for new topics, by Kafka config name (`"retention.ms" = 604800000`; TOML
@@ -238,6 +240,7 @@ impl Default for Config {
             audit: crate::audit::AuditSection::default(),
             log: LogSection::default(),
             tracing: crate::otlp::TracingSection::default(),
+            cluster: crate::cluster_config::ClusterSection::default(),
             schema_registry: crate::schema_config::SchemaRegistrySection::default(),
             topic_defaults: TopicConfig::default().entries(),
             subscriptions: Vec::new(),
@@ -265,6 +268,10 @@ pub struct Flags {
     pub kafka_addr: Option<String>,
     /// `--schema-registry-addr` (`schema_registry.addr`; empty disables the listener).
     pub schema_registry_addr: Option<String>,
+    /// `--cluster URL` (`cluster.postgres_url`).
+    pub cluster: Option<String>,
+    /// `--node-id N` (`cluster.node_id`).
+    pub node_id: Option<u64>,
 }
 
 /// Each `(key, value, min, max)` within its bounds, else an error naming the key.
@@ -327,6 +334,19 @@ impl Config {
                 ])),
             );
         }
+        let mut cluster = Table::new();
+        if let Some(url) = &flags.cluster {
+            cluster.insert("postgres_url".into(), Value::String(url.clone()));
+        }
+        if let Some(id) = flags.node_id {
+            cluster.insert(
+                "node_id".into(),
+                Value::Integer(id.min(i64::MAX as u64) as i64),
+            );
+        }
+        if !cluster.is_empty() {
+            flag_table.insert("cluster".into(), Value::Table(cluster));
+        }
         merge(&mut table, flag_table, "")?;
         let mut config = Self::decode(table)?;
         config.file = file.map(|f| std::path::absolute(&f).unwrap_or(f));
@@ -373,6 +393,7 @@ impl Config {
         self.audit.validate()?;
         self.log.validate()?;
         self.tracing.validate()?;
+        self.cluster.validate()?;
         self.schema_registry.validate()?;
         let b = &self.broker;
         let checks: &[(&str, u64, u64, u64)] = &[
@@ -583,6 +604,7 @@ impl Config {
                 partitions_max: b.transaction_partitions_max as usize,
             },
             metrics_series_max: b.metrics_series_max as usize,
+            cluster_cache: self.cluster.enabled(),
             ..BrokerConfig::default()
         }
     }

@@ -155,6 +155,7 @@ pub(crate) fn env_table(vars: impl Iterator<Item = (String, String)>) -> Result<
                     | "audit"
                     | "log"
                     | "tracing"
+                    | "cluster"
             )
         }) {
             let entry = t

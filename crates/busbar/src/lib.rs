@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod auth_config;
+pub mod cluster_config;
 pub mod config;
 mod config_layers;
 pub mod dn;

@@ -78,6 +78,13 @@ struct ServeFlags {
     /// auth.enabled the start is refused otherwise).
     #[arg(long)]
     accept_damaged_acls: bool,
+    /// Run as one broker of a cluster whose partition data and topics live in this PostgreSQL
+    /// database (postgres://user:password@host:port/db; cluster.postgres_url).
+    #[arg(long, value_name = "POSTGRES_URL")]
+    cluster: Option<String>,
+    /// This broker's id in a cluster, distinct per broker (cluster.node_id).
+    #[arg(long)]
+    node_id: Option<u64>,
 }
 
 impl ServeFlags {
@@ -88,6 +95,8 @@ impl ServeFlags {
             http_addr: self.http_addr,
             kafka_addr: self.kafka_addr,
             schema_registry_addr: self.schema_registry_addr,
+            cluster: self.cluster,
+            node_id: self.node_id,
         }
     }
 }

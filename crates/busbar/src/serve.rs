@@ -273,6 +273,12 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
         .with_context(|| format!("open data directory {}", data_dir.display()))?;
     let broker = Arc::new(broker);
     let checked = match refuse_damaged_auth(&broker, &config.data_dir, accept_damaged_acls) {
+        Ok(()) if config.cluster.enabled() => {
+            match busbar::cluster_config::join(&broker, &config.cluster).await {
+                Ok(()) => bootstrap_admin(&broker).await,
+                refused => refused,
+            }
+        }
         Ok(()) => bootstrap_admin(&broker).await,
         refused => refused,
     };
@@ -320,6 +326,7 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     };
     let background = tokio::spawn(broker.clone().run_background(wait(stop_rx.clone())));
     let mut kafka_config = config.kafka_config(kafka_addr);
+    kafka_config.node_id = config.cluster.node_id as i32;
     kafka_config.tls = tls.as_ref().map(|t| t.kafka());
     let mut http_config = config.http_config();
     http_config.tls = tls.as_ref().filter(|_| config.http.tls).map(|t| t.http());

@@ -16,7 +16,7 @@ use crate::topic::{self, Topic, TopicDescription, TopicInfo};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-type AdminGuard = tokio::sync::OwnedMutexGuard<()>;
+pub(super) type AdminGuard = tokio::sync::OwnedMutexGuard<()>;
 
 /// What admin work on the blocking pool needs of the broker.
 struct Shared {
@@ -83,7 +83,7 @@ impl Broker {
         }
     }
 
-    async fn lock_admin(&self) -> AdminGuard {
+    pub(super) async fn lock_admin(&self) -> AdminGuard {
         self.admin.clone().lock_owned().await
     }
 
@@ -137,11 +137,29 @@ impl Broker {
             created_ms: now,
         };
         let id = meta.id.clone();
+        if let Some(cluster) = self.shared.get() {
+            // The cluster's catalog is the commit point; another broker may have the name.
+            cluster.create_topic(&meta).await?;
+        }
+        self.create_local(admin, meta).await?;
+        Ok(TopicInfo {
+            name: name.to_string(),
+            id,
+            partitions: n,
+        })
+    }
+
+    /// Creates `meta`'s topic in this broker (the admin lock held).
+    pub(super) async fn create_local(
+        &self,
+        admin: AdminGuard,
+        meta: TopicMeta,
+    ) -> Result<AdminGuard> {
         // A deletion that failed or crashed after its metadata write may have left the old
         // topic's committed offsets and directory: they must not become the new topic's.
-        self.offsets.delete_topic(name).await?;
+        self.offsets.delete_topic(&meta.name).await?;
         let shared = self.shared();
-        blocking(admin, move || {
+        let ((), admin) = blocking(admin, move || {
             let _ = shared
                 .config
                 .data()
@@ -152,11 +170,7 @@ impl Broker {
             })
         })
         .await?;
-        Ok(TopicInfo {
-            name: name.to_string(),
-            id,
-            partitions: n,
-        })
+        Ok(admin)
     }
 
     /// Installs the check asked before every topic deletion (the bus refuses deleting a topic
@@ -198,6 +212,19 @@ impl Broker {
         let admin = self.lock_admin().await;
         let t = self.topic(name)?;
         self.check_deletion(name)?;
+        if let Some(cluster) = self.shared.get() {
+            cluster.delete_topic(&t.id).await?;
+        }
+        self.delete_local(admin, t).await.map(drop)
+    }
+
+    /// Deletes topic `t` in this broker (the admin lock held).
+    pub(super) async fn delete_local(
+        &self,
+        admin: AdminGuard,
+        t: Arc<Topic>,
+    ) -> Result<AdminGuard> {
+        let name = t.name.clone();
         let shared = self.shared();
         let ((), admin) = blocking(admin, move || {
             shared.commit(|m| {
@@ -213,17 +240,17 @@ impl Broker {
             Ok(())
         })
         .await?;
-        self.offsets.delete_topic(name).await?;
+        self.offsets.delete_topic(&name).await?;
         self.prune_lag_windows();
-        self.metrics().forget_topic(name);
+        self.metrics().forget_topic(&name);
         let data = self.config.data();
         let rel = format!("topics/{name}");
-        blocking(admin, move || {
+        let ((), admin) = blocking(admin, move || {
             data.remove_dir(&rel)
                 .map_err(|e| io_err(&format!("remove {}", data.describe(&rel)), e))
         })
         .await?;
-        Ok(())
+        Ok(admin)
     }
 
     /// Raises a topic's partition count to `total` (never lowers it, as in Kafka).
@@ -238,8 +265,29 @@ impl Broker {
             )));
         }
         let id = t.id.clone();
+        if let Some(cluster) = self.shared.get() {
+            cluster
+                .update_topic(&meta_of(&t, total, t.overrides.clone()))
+                .await?;
+        }
+        self.add_partitions_local(admin, t, total).await?;
+        Ok(TopicInfo {
+            name: name.to_string(),
+            id,
+            partitions: total,
+        })
+    }
+
+    /// Raises topic `t`'s partition count to `total` in this broker (the admin lock held).
+    pub(super) async fn add_partitions_local(
+        &self,
+        admin: AdminGuard,
+        t: Arc<Topic>,
+        total: u32,
+    ) -> Result<AdminGuard> {
+        let have = t.partitions.len() as u32;
         let shared = self.shared();
-        blocking(admin, move || {
+        let ((), admin) = blocking(admin, move || {
             let mut partitions = t.partitions.clone();
             for p in have..total {
                 let _ = shared
@@ -266,11 +314,7 @@ impl Broker {
             })
         })
         .await?;
-        Ok(TopicInfo {
-            name: name.to_string(),
-            id,
-            partitions: total,
-        })
+        Ok(admin)
     }
 
     /// Sets (`Some`) or removes (`None`, back to the default) topic configs, all or nothing.
@@ -288,11 +332,25 @@ impl Broker {
                 None => overrides.remove(&k),
             };
         }
+        if let Some(cluster) = self.shared.get() {
+            self.config.topic_defaults.with_overrides(&overrides)?;
+            let meta = meta_of(&t, t.partitions.len() as u32, overrides.clone());
+            cluster.update_topic(&meta).await?;
+        }
+        self.set_configs_local(admin, t, overrides).await?;
+        self.describe_topic(name)
+    }
+
+    /// Replaces topic `t`'s config overrides in this broker (the admin lock held).
+    pub(super) async fn set_configs_local(
+        &self,
+        admin: AdminGuard,
+        t: Arc<Topic>,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<AdminGuard> {
         let tc = self.config.topic_defaults.with_overrides(&overrides)?;
         for p in &t.partitions {
-            p.log.set_config(
-                tc.log_config(self.config.clock.clone(), self.config.segment_cache.clone()),
-            )?;
+            p.log.set_config(self.config.log_config(&tc))?;
         }
         let nt = Arc::new(Topic {
             name: t.name.clone(),
@@ -303,12 +361,23 @@ impl Broker {
             created_ms: t.created_ms,
         });
         let shared = self.shared();
-        blocking(admin, move || {
+        let ((), admin) = blocking(admin, move || {
             shared.commit(|m| {
                 m.insert(nt.name.clone(), nt);
             })
         })
         .await?;
-        self.describe_topic(name)
+        Ok(admin)
+    }
+}
+
+/// What the catalog stores of topic `t` with `partitions` and `configs`.
+pub(super) fn meta_of(t: &Topic, partitions: u32, configs: BTreeMap<String, String>) -> TopicMeta {
+    TopicMeta {
+        name: t.name.clone(),
+        id: t.id.clone(),
+        partitions,
+        configs,
+        created_ms: t.created_ms,
     }
 }

@@ -34,10 +34,17 @@ impl Broker {
             .into_iter()
             .map(|(p, chunks)| {
                 let part = t.partitions[p as usize].clone();
+                let (t, cluster) = (t.clone(), self.shared.get().cloned());
                 tokio::spawn(async move {
                     let mut done = Vec::new();
                     for (idx, bytes) in chunks {
-                        done.push((idx, Self::append(&part, bytes).await?));
+                        let at = match &cluster {
+                            Some(c) => {
+                                crate::shared::append(c, t.clone(), part.clone(), bytes).await?
+                            }
+                            None => Self::append(&part, bytes).await?,
+                        };
+                        done.push((idx, at));
                     }
                     Ok::<_, BrokerError>((p, done))
                 })

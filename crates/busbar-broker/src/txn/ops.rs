@@ -92,6 +92,11 @@ impl Broker {
         timeout_ms: i64,
         current: Option<(i64, i16)>,
     ) -> Result<(i64, i16)> {
+        if self.shared.get().is_some() {
+            return Err(BrokerError::InvalidRequest(
+                "transactions are not available in cluster mode yet (docs/cluster.md)".into(),
+            ));
+        }
         if id.is_empty() || id.len() > TRANSACTIONAL_ID_BYTES_MAX {
             return Err(BrokerError::InvalidRequest(format!(
                 "a transactional id has 1 to {TRANSACTIONAL_ID_BYTES_MAX} bytes"

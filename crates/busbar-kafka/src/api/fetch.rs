@@ -229,6 +229,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Held) {
     } else {
         Isolation::ReadUncommitted
     };
+    // Cluster mode: an offset past this broker's copy may be one another broker acknowledged.
+    for s in slots.iter().filter(|s| s.denied.is_none() && s.offset > 0) {
+        let broker = &ctx.shared.broker;
+        let (topic, partition) = (&s.topic, s.partition as i64);
+        let _ = broker
+            .catch_up_for_read(topic, partition, s.offset as u64)
+            .await;
+    }
     let (mut got, mut held) = read_reserved(ctx, &mut slots, total_max, iso).await;
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64)
         .min(ctx.shared.broker.config().fetch_wait_max);

@@ -45,7 +45,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerId
         r.error_code = CLUSTER_DENIED;
         return r;
     }
-    match ctx.shared.broker.init_producer_id(None) {
+    match ctx.shared.broker.init_producer_id_shared(None).await {
         Ok((pid, epoch)) => {
             r.producer_id = ProducerId(pid);
             r.producer_epoch = epoch;

@@ -1,0 +1,73 @@
+//! Cluster mode's topic catalog in this broker (`shared.rs`): [`Broker::sync_topics`] makes the
+//! local topics the shared catalog's, with the admin operations' local halves (`admin.rs`).
+
+use super::Broker;
+use crate::error::Result;
+use crate::metadata::TopicMeta;
+use std::collections::HashMap;
+
+impl Broker {
+    /// Makes this broker's topics those of the cluster's catalog: topics it lacks are created
+    /// (with the catalog's ids), topics gone from it (or another topic under the name) deleted,
+    /// partition counts and configs brought level. A topic that fails is logged and the others go
+    /// on; the failure is answered after all were tried.
+    pub async fn sync_topics(&self, metas: &[TopicMeta]) -> Result<()> {
+        let want: HashMap<&str, &TopicMeta> = metas.iter().map(|m| (m.name.as_str(), m)).collect();
+        let mut first_err = None;
+        let mut failed = |e: crate::error::BrokerError, what: &str| {
+            crate::log::warn(
+                "busbar",
+                "cluster_topic_sync_failed",
+                &format!("cluster: could not apply the catalog's {what}: {e}"),
+                &[],
+            );
+            first_err.get_or_insert(e);
+        };
+        for t in self.all_topics() {
+            if want.get(t.name.as_str()).is_some_and(|m| m.id == t.id) {
+                continue;
+            }
+            let name = t.name.clone();
+            let admin = self.lock_admin().await;
+            if let Err(e) = self.delete_local(admin, t).await {
+                failed(e, &format!("deletion of {name}"));
+            }
+        }
+        for m in metas {
+            let admin = self.lock_admin().await;
+            let Ok(t) = self.topic(&m.name) else {
+                if let Err(e) = self.create_local(admin, m.clone()).await {
+                    failed(e, &format!("topic {}", m.name));
+                }
+                continue;
+            };
+            let admin = if m.partitions as usize > t.partitions.len() {
+                match self.add_partitions_local(admin, t, m.partitions).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        failed(e, &format!("partitions of {}", m.name));
+                        continue;
+                    }
+                }
+            } else {
+                admin
+            };
+            let t = self.topic(&m.name)?;
+            if m.configs != t.overrides {
+                if let Err(e) = self.set_configs_local(admin, t, m.configs.clone()).await {
+                    failed(e, &format!("configs of {}", m.name));
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// InitProducerId for an idempotent producer: from the shared store in cluster mode (ids
+    /// unique across brokers), else [`Broker::init_producer_id`].
+    pub async fn init_producer_id_shared(&self, current: Option<(i64, i16)>) -> Result<(i64, i16)> {
+        match self.shared.get() {
+            Some(cluster) => cluster.init_producer_id(current).await,
+            None => self.init_producer_id(current),
+        }
+    }
+}

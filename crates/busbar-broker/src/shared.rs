@@ -1,0 +1,278 @@
+//! Cluster mode's seam (issue 20): a [`SharedLog`] that several brokers write and read, the
+//! durable truth for partition data and topics, with each broker's local partition logs kept as a
+//! replica of it (a cache every read path already serves from).
+//!
+//! - **Produce**: a batch checked as in single-node mode is handed to [`SharedLog::append`], which
+//!   queues it at once (so a connection's batches keep their order) and answers, once the shared
+//!   store committed it, the offsets it was given there. The ack follows that commit. The broker
+//!   then applies it to its local log, after any batches other brokers committed before it
+//!   ([`Broker::catch_up`]), so the local log's offsets are the shared ones.
+//! - **Catching up**: batches committed elsewhere are applied in offset order when the shared store
+//!   says a partition advanced ([`Broker::shared_advanced`], from its wake-ups) and before a fetch
+//!   asks past the local end ([`Broker::catch_up_for_read`]): a consumer never gets
+//!   OFFSET_OUT_OF_RANGE for an offset another broker acknowledged.
+//! - **Topics**: create, delete, add partitions and config changes are written to the shared store
+//!   first (its answer is the commit point), then applied locally; [`Broker::sync_topics`] applies
+//!   the shared list on every broker.
+//! - **Idempotent producers**: producer ids come from the shared store and sequence checks run
+//!   in its commit, so a retry that reaches another broker is still answered as a duplicate.
+//!
+//! A local log that disagrees with the shared store (a batch whose shared base offset is not the
+//! local end) is a cache gone wrong: the partition refuses to apply and answers a storage error
+//! until the broker restarts with a fresh data directory (`docs/cluster.md`).
+
+use crate::broker::Broker;
+use crate::error::{BrokerError, Result};
+use crate::metadata::TopicMeta;
+use crate::topic::{Partition, Topic};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed future (the trait is used as a `dyn` object).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A batch as the shared store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedBatch {
+    pub base_offset: u64,
+    pub last_offset: u64,
+    /// The RecordBatch with its base offset written in.
+    pub bytes: Vec<u8>,
+}
+
+/// What committing a batch gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// Stored at these offsets.
+    Appended { base_offset: u64, last_offset: u64 },
+    /// A retry of an idempotent producer's batch already stored at these offsets: nothing stored.
+    Duplicate { base_offset: u64, last_offset: u64 },
+}
+
+/// The store the brokers of a cluster share (implemented by `busbar-cluster` on PostgreSQL).
+pub trait SharedLog: Send + Sync + 'static {
+    /// Queues `batch` (a checked RecordBatch v2) for `partition` of the topic with id `topic_id`
+    /// before it returns; the future answers once it is committed (or refused: a sequence
+    /// error of an idempotent producer, a full store).
+    fn append(
+        &self,
+        topic_id: &str,
+        partition: u32,
+        batch: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Committed>>;
+
+    /// Stored batches of a partition whose last offset is at or past `from`, in offset order, about
+    /// `max_bytes` at most (at least one when any).
+    fn read(
+        &self,
+        topic_id: &str,
+        partition: u32,
+        from: u64,
+        max_bytes: usize,
+    ) -> BoxFuture<'_, Result<Vec<SharedBatch>>>;
+
+    /// Creates a topic; [`BrokerError::TopicExists`] when the name is taken in the cluster.
+    fn create_topic(&self, meta: &TopicMeta) -> BoxFuture<'_, Result<()>>;
+
+    /// Replaces a topic's partition count and configs (by id).
+    fn update_topic(&self, meta: &TopicMeta) -> BoxFuture<'_, Result<()>>;
+
+    /// Deletes a topic and its data (by id).
+    fn delete_topic(&self, id: &str) -> BoxFuture<'_, Result<()>>;
+
+    /// InitProducerId for an idempotent producer, unique across the cluster.
+    fn init_producer_id(&self, current: Option<(i64, i16)>) -> BoxFuture<'_, Result<(i64, i16)>>;
+}
+
+/// Most bytes one catch-up read asks of the shared store.
+const CATCH_UP_READ_BYTES: usize = 4 << 20;
+
+impl Broker {
+    /// Makes this broker a member of a cluster: from now on produce and topic changes go through
+    /// `shared`. Call once, before serving.
+    pub fn set_shared_log(&self, shared: Arc<dyn SharedLog>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// The cluster's shared store, in cluster mode.
+    pub fn shared_log(&self) -> Option<&Arc<dyn SharedLog>> {
+        self.shared.get()
+    }
+
+    /// The shared store said `partition` of topic `topic_id` now ends at `next_offset`: applies
+    /// what this broker lacks (a no-op when it has it or knows no such topic).
+    pub async fn shared_advanced(&self, topic_id: &str, partition: u32, next_offset: u64) {
+        let Some(t) = self.topic_by_id(topic_id) else {
+            return;
+        };
+        let Ok(p) = t.partition(i64::from(partition)) else {
+            return;
+        };
+        if p.log.stats().high_watermark >= next_offset {
+            return;
+        }
+        if let Err(e) = self.catch_up(&t, p, None).await {
+            crate::log::warn(
+                "busbar",
+                "cluster_catch_up_failed",
+                &format!("cluster: catching up {}/{partition} failed: {e}", t.name),
+                &[],
+            );
+        }
+    }
+
+    /// Before a read at `offset` past the local end of the partition: applies what the shared
+    /// store has (single-node mode: nothing to do).
+    pub async fn catch_up_for_read(&self, topic: &str, partition: i64, offset: u64) -> Result<()> {
+        if self.shared.get().is_none() {
+            return Ok(());
+        }
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        if offset <= p.log.stats().high_watermark {
+            return Ok(());
+        }
+        self.catch_up(&t, p, None).await
+    }
+
+    fn topic_by_id(&self, id: &str) -> Option<Arc<Topic>> {
+        self.all_topics().into_iter().find(|t| t.id == id)
+    }
+
+    /// Applies the shared store's batches from the local end on, in order; then `own` (a batch
+    /// this broker committed, with its shared base offset) unless it is applied already. One
+    /// catch-up at a time per partition.
+    pub(crate) async fn catch_up(
+        &self,
+        t: &Topic,
+        p: &Arc<Partition>,
+        own: Option<(u64, Vec<u8>)>,
+    ) -> Result<()> {
+        let shared = self
+            .shared
+            .get()
+            .ok_or_else(|| BrokerError::Storage("cluster catch-up outside cluster mode".into()))?;
+        catch_up(shared, t, p, own).await
+    }
+
+    /// The cluster-mode produce: queues the checked batch in the shared store now (call order),
+    /// then, once committed there, applies it locally; answers its shared offsets.
+    pub(crate) fn produce_shared(
+        &self,
+        shared: &Arc<dyn SharedLog>,
+        t: Arc<Topic>,
+        p: Arc<Partition>,
+        batch: Vec<u8>,
+    ) -> crate::produce::PendingAppend {
+        crate::produce::PendingAppend::Shared(produce(shared, t, p, batch))
+    }
+}
+
+/// Appends `batch` (checked) through the shared store and then locally; its shared offsets.
+pub(crate) async fn append(
+    shared: &Arc<dyn SharedLog>,
+    t: Arc<Topic>,
+    p: Arc<Partition>,
+    batch: Vec<u8>,
+) -> Result<busbar_log::Appended> {
+    let (base_offset, last_offset, _) = produce(shared, t, p, batch).await?;
+    Ok(busbar_log::Appended {
+        base_offset,
+        last_offset,
+    })
+}
+
+/// Commits `batch` in the shared store (queued before the first await), then applies it locally.
+fn produce(
+    shared: &Arc<dyn SharedLog>,
+    t: Arc<Topic>,
+    p: Arc<Partition>,
+    batch: Vec<u8>,
+) -> BoxFuture<'static, Result<(u64, u64, bool)>> {
+    let committing = shared.append(&t.id, p.index, batch.clone());
+    let shared = shared.clone();
+    Box::pin(async move {
+        match committing.await? {
+            Committed::Duplicate {
+                base_offset,
+                last_offset,
+            } => Ok((base_offset, last_offset, true)),
+            Committed::Appended {
+                base_offset,
+                last_offset,
+            } => {
+                // Committed is acknowledged: a local copy that cannot take it is this broker's
+                // problem (logged; reads catch up again), not the producer's.
+                if let Err(e) = catch_up(&shared, &t, &p, Some((base_offset, batch))).await {
+                    crate::log::warn(
+                        "busbar",
+                        "cluster_catch_up_failed",
+                        &format!("cluster: applying {}/{} failed: {e}", t.name, p.index),
+                        &[],
+                    );
+                }
+                Ok((base_offset, last_offset, false))
+            }
+        }
+    })
+}
+
+/// [`Broker::catch_up`] with the shared store at hand.
+async fn catch_up(
+    shared: &Arc<dyn SharedLog>,
+    t: &Topic,
+    p: &Arc<Partition>,
+    own: Option<(u64, Vec<u8>)>,
+) -> Result<()> {
+    {
+        let _one = p.replica.lock().await;
+        let mut next = p.log.stats().high_watermark;
+        let until = own.as_ref().map(|(base, _)| *base);
+        while until.is_none_or(|u| next < u) {
+            let got = shared
+                .read(&t.id, p.index, next, CATCH_UP_READ_BYTES)
+                .await?;
+            if got.is_empty() {
+                break;
+            }
+            for b in got {
+                if b.last_offset < next {
+                    continue;
+                }
+                let mut bytes = b.bytes;
+                next = apply(t, p, b.base_offset, &mut bytes)?;
+            }
+        }
+        if let Some((base, mut bytes)) = own {
+            if next == base {
+                apply(t, p, base, &mut bytes)?;
+            } else if next < base {
+                return Err(inconsistent(t, p, next, base));
+            }
+        }
+        p.appended.notify_waiters();
+        Ok(())
+    }
+}
+
+/// Appends one shared batch to the local log; answers the local end after it.
+fn apply(t: &Topic, p: &Partition, base: u64, bytes: &mut [u8]) -> Result<u64> {
+    let end = p.log.stats().high_watermark;
+    if end != base {
+        return Err(inconsistent(t, p, end, base));
+    }
+    let (at, _) = p.log.append_start(bytes)?;
+    if at.base_offset != base {
+        return Err(inconsistent(t, p, at.base_offset, base));
+    }
+    Ok(at.last_offset + 1)
+}
+
+fn inconsistent(t: &Topic, p: &Partition, local: u64, shared: u64) -> BrokerError {
+    BrokerError::Storage(format!(
+        "cluster: the local copy of {}/{} ends at offset {local} but the shared store's next \
+         batch starts at {shared}; restart this broker with an empty data directory",
+        t.name, p.index
+    ))
+}

@@ -1,0 +1,197 @@
+//! The catalog in PostgreSQL: topics (a row each, with a `partitions` row per partition), reads
+//! of the hot tier, and producer ids. Every topic change notifies `busbar_topics`, so the other
+//! brokers apply it at once (`watch.rs`).
+
+use crate::pool::Pool;
+use crate::Error;
+use busbar_broker::metadata::TopicMeta;
+use busbar_broker::shared::SharedBatch;
+use busbar_broker::BrokerError;
+use std::collections::BTreeMap;
+
+/// Every topic of the cluster.
+pub async fn topics(pool: &Pool) -> Result<Vec<TopicMeta>, Error> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT name, id, partitions, configs::text, created_ms FROM topics ORDER BY name",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let configs: String = r.get(3);
+            let configs: BTreeMap<String, String> =
+                serde_json::from_str(&configs).map_err(|e| {
+                    Error::Config(format!("topic {}: bad configs: {e}", r.get::<_, String>(0)))
+                })?;
+            Ok(TopicMeta {
+                name: r.get(0),
+                id: r.get(1),
+                partitions: r.get::<_, i32>(2) as u32,
+                configs,
+                created_ms: r.get(4),
+            })
+        })
+        .collect()
+}
+
+fn configs_json(meta: &TopicMeta) -> String {
+    serde_json::to_string(&meta.configs).unwrap_or_else(|_| "{}".into())
+}
+
+/// Adds a topic; `TopicExists` when another has the name.
+pub async fn create_topic(pool: &Pool, meta: &TopicMeta) -> busbar_broker::Result<()> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await.map_err(Error::from)?;
+    let added = tx
+        .execute(
+            "INSERT INTO topics (name, id, partitions, configs, created_ms) \
+             VALUES ($1, $2, $3, $4::text::jsonb, $5) ON CONFLICT (name) DO NOTHING",
+            &[
+                &meta.name,
+                &meta.id,
+                &(meta.partitions as i32),
+                &configs_json(meta),
+                &meta.created_ms,
+            ],
+        )
+        .await
+        .map_err(Error::from)?;
+    if added == 0 {
+        return Err(BrokerError::TopicExists(meta.name.clone()));
+    }
+    add_partition_rows(&tx, &meta.id, meta.partitions).await?;
+    tx.execute("SELECT pg_notify('busbar_topics', '')", &[])
+        .await
+        .map_err(Error::from)?;
+    tx.commit().await.map_err(Error::from)?;
+    Ok(())
+}
+
+async fn add_partition_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: &str,
+    partitions: u32,
+) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO partitions (topic_id, partition) \
+         SELECT $1, p FROM generate_series(0, $2 - 1) AS p ON CONFLICT DO NOTHING",
+        &[&id, &(partitions as i32)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Replaces a topic's partition count (only grows) and configs.
+pub async fn update_topic(pool: &Pool, meta: &TopicMeta) -> busbar_broker::Result<()> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await.map_err(Error::from)?;
+    let changed = tx
+        .execute(
+            "UPDATE topics SET partitions = greatest(partitions, $2), configs = $3::text::jsonb \
+             WHERE id = $1",
+            &[&meta.id, &(meta.partitions as i32), &configs_json(meta)],
+        )
+        .await
+        .map_err(Error::from)?;
+    if changed == 0 {
+        return Err(BrokerError::UnknownTopic(meta.name.clone()));
+    }
+    add_partition_rows(&tx, &meta.id, meta.partitions).await?;
+    tx.execute("SELECT pg_notify('busbar_topics', '')", &[])
+        .await
+        .map_err(Error::from)?;
+    tx.commit().await.map_err(Error::from)?;
+    Ok(())
+}
+
+/// Removes a topic with its data and producer state.
+pub async fn delete_topic(pool: &Pool, id: &str) -> Result<(), Error> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    for sql in [
+        "DELETE FROM topics WHERE id = $1",
+        "DELETE FROM partitions WHERE topic_id = $1",
+        "DELETE FROM batches WHERE topic_id = $1",
+        "DELETE FROM producer_state WHERE topic_id = $1",
+    ] {
+        tx.execute(sql, &[&id]).await?;
+    }
+    tx.execute("SELECT pg_notify('busbar_topics', '')", &[])
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Most batches one read answers.
+const READ_BATCHES_MAX: i64 = 1000;
+
+/// Batches of a partition from base offset `from` on, in order, about `max_bytes` (at least one).
+pub async fn read(
+    pool: &Pool,
+    topic_id: &str,
+    partition: u32,
+    from: u64,
+    max_bytes: usize,
+) -> Result<Vec<SharedBatch>, Error> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT base_offset, last_offset, bytes FROM ( \
+               SELECT base_offset, last_offset, bytes, \
+                      sum(size) OVER (ORDER BY base_offset) - size AS before \
+               FROM batches WHERE topic_id = $1 AND partition = $2 AND base_offset >= $3 \
+               ORDER BY base_offset LIMIT $4) b \
+             WHERE before = 0 OR before < $5 ORDER BY base_offset",
+            &[
+                &topic_id,
+                &(partition as i32),
+                &(from as i64),
+                &READ_BATCHES_MAX,
+                &(max_bytes as i64),
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| SharedBatch {
+            base_offset: r.get::<_, i64>(0) as u64,
+            last_offset: r.get::<_, i64>(1) as u64,
+            bytes: r.get(2),
+        })
+        .collect())
+}
+
+/// A new producer id at epoch 0, or `current`'s id at the next epoch (KIP-360).
+pub async fn init_producer_id(
+    pool: &Pool,
+    current: Option<(i64, i16)>,
+) -> busbar_broker::Result<(i64, i16)> {
+    let c = pool.get().await?;
+    if let Some((pid, epoch)) = current.filter(|(pid, _)| *pid >= 0) {
+        let row = c
+            .query_opt(
+                "UPDATE producers SET epoch = epoch + 1, used_at = now() \
+                 WHERE producer_id = $1 AND epoch = $2 AND epoch < 32766 RETURNING epoch",
+                &[&pid, &epoch],
+            )
+            .await
+            .map_err(Error::from)?;
+        if let Some(r) = row {
+            return Ok((pid, r.get(0)));
+        }
+        return Err(BrokerError::InvalidProducerEpoch(format!(
+            "producer {pid} is not at epoch {epoch}"
+        )));
+    }
+    let row = c
+        .query_one(
+            "INSERT INTO producers (producer_id, epoch) VALUES (nextval('producer_ids'), 0) \
+             RETURNING producer_id",
+            &[],
+        )
+        .await
+        .map_err(Error::from)?;
+    Ok((row.get(0), 0))
+}

@@ -1,0 +1,524 @@
+//! The committer: one task per broker that commits queued batches to PostgreSQL in groups. A
+//! group is one transaction, whatever partitions its batches belong to:
+//!
+//! 1. idempotent producers: their state rows are locked (`FOR UPDATE`, in key order) and each
+//!    batch is judged in queue order: new, a retry of one of the last five (answered with its
+//!    offsets, nothing stored), or out of order / fenced (refused);
+//! 2. each partition's row is advanced by its accepted records (`UPDATE ... RETURNING`, in key
+//!    order, so two brokers' groups never deadlock); its row lock orders the partition's commits
+//!    across brokers, so the committed offsets have no gaps;
+//! 3. the batches are inserted with their offsets written in (the base offset is outside Kafka's
+//!    CRC), producer state saved, and `busbar_data` notified per partition;
+//! 4. `COMMIT`; only then does any batch of the group get its answer.
+//!
+//! Bounded: the queue holds at most `commit_queue_bytes_max` bytes (a produce past it is refused
+//! with a retriable error), a group at most `commit_batches_max` batches; the hot tier's total is
+//! checked against `hot_bytes_max` at most once a second (past it, retriable refusals).
+//! A failed transaction fails its whole group with a retriable error; when the failure hit the
+//! `COMMIT` itself the outcome is unknown, as with any database: an idempotent producer's retry is
+//! then answered as a duplicate if it did commit.
+
+use crate::Error;
+use busbar_broker::shared::{BoxFuture, Committed};
+use busbar_broker::BrokerError;
+use busbar_log::batch::BatchHeader;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::{Client, Config, Transaction};
+
+type Reply = busbar_broker::Result<Committed>;
+
+/// A queued batch.
+struct Job {
+    topic_id: String,
+    partition: u32,
+    batch: Vec<u8>,
+    h: BatchHeader,
+    reply: oneshot::Sender<Reply>,
+    _bytes: OwnedSemaphorePermit,
+}
+
+impl Job {
+    fn records(&self) -> i64 {
+        i64::from(self.h.last_offset_delta) + 1
+    }
+    fn last_seq(&self) -> i32 {
+        seq_add(self.h.base_sequence, self.h.last_offset_delta)
+    }
+}
+
+/// Sequence numbers wrap at `i32::MAX` to 0 (Kafka's rule).
+fn seq_add(seq: i32, n: i32) -> i32 {
+    ((i64::from(seq) + i64::from(n)) % (i64::from(i32::MAX) + 1)) as i32
+}
+
+/// The producer side of the committer's queue.
+pub struct Handle {
+    tx: mpsc::UnboundedSender<Job>,
+    bytes: Arc<Semaphore>,
+    bytes_max: usize,
+}
+
+impl Handle {
+    /// Queues `batch` now; the future answers after the group's `COMMIT`.
+    pub fn submit(
+        &self,
+        topic_id: &str,
+        partition: u32,
+        batch: Vec<u8>,
+    ) -> BoxFuture<'static, Reply> {
+        let refused = |e: BrokerError| -> BoxFuture<'static, Reply> { Box::pin(async { Err(e) }) };
+        let h = match BatchHeader::parse(&batch) {
+            Ok(h) => h,
+            Err(e) => return refused(BrokerError::CorruptMessage(e.to_string())),
+        };
+        let n = u32::try_from(batch.len().max(1)).unwrap_or(u32::MAX);
+        let Ok(permit) = self.bytes.clone().try_acquire_many_owned(n) else {
+            return refused(BrokerError::Storage(format!(
+                "cluster store: the commit queue is full ({} bytes, cluster.commit_queue_bytes_max); try again",
+                self.bytes_max
+            )));
+        };
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            topic_id: topic_id.to_string(),
+            partition,
+            batch,
+            h,
+            reply,
+            _bytes: permit,
+        };
+        if self.tx.send(job).is_err() {
+            return refused(BrokerError::ShuttingDown);
+        }
+        Box::pin(async move {
+            answer
+                .await
+                .map_err(|_| BrokerError::Storage("cluster store: the committer stopped".into()))?
+        })
+    }
+}
+
+/// Starts the committer task (it ends when the handle is dropped).
+pub fn start(pg: Config, config: &crate::ClusterConfig) -> Handle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let bytes_max = config
+        .commit_queue_bytes_max
+        .clamp(1 << 20, u32::MAX as usize);
+    let committer = Committer {
+        pg,
+        client: None,
+        group_max: config.commit_batches_max.max(1),
+        hot_bytes_max: config.hot_bytes_max,
+        hot_checked: None,
+    };
+    tokio::spawn(committer.run(rx));
+    Handle {
+        tx,
+        bytes: Arc::new(Semaphore::new(bytes_max)),
+        bytes_max,
+    }
+}
+
+struct Committer {
+    pg: Config,
+    client: Option<Client>,
+    group_max: usize,
+    hot_bytes_max: u64,
+    /// When the hot tier's size was last read, and whether it was under the cap.
+    hot_checked: Option<(Instant, bool)>,
+}
+
+/// How often the hot tier's total size is read.
+const HOT_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+impl Committer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        while let Some(first) = rx.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < self.group_max {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            let answers = match self.commit(&jobs).await {
+                Ok(a) => a,
+                Err(e) => {
+                    if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+                        self.client = None;
+                    }
+                    let msg = format!("cluster store: {e}");
+                    jobs.iter()
+                        .map(|_| Err(BrokerError::Storage(msg.clone())))
+                        .collect()
+                }
+            };
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                let _ = job.reply.send(answer);
+            }
+        }
+    }
+
+    async fn commit(&mut self, jobs: &[Job]) -> Result<Vec<Reply>, Error> {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.client = Some(crate::pool::connect(&self.pg).await?);
+        }
+        let client = self.client.as_mut().expect("connected");
+        let tx = client.transaction().await?;
+        let hot_ok = match self.hot_checked {
+            Some((at, ok)) if at.elapsed() < HOT_CHECK_EVERY => ok,
+            _ => {
+                let total: i64 = tx
+                    .query_one(
+                        "SELECT coalesce(sum(hot_bytes), 0)::bigint FROM partitions",
+                        &[],
+                    )
+                    .await?
+                    .get(0);
+                let ok = (total as u64) < self.hot_bytes_max;
+                self.hot_checked = Some((Instant::now(), ok));
+                ok
+            }
+        };
+        if !hot_ok {
+            let msg = format!(
+                "cluster store: the hot tier is full (cluster.hot_bytes_max = {} bytes); try again",
+                self.hot_bytes_max
+            );
+            return Ok(jobs
+                .iter()
+                .map(|_| Err(BrokerError::Storage(msg.clone())))
+                .collect());
+        }
+        let (mut answers, states) = judge(&tx, jobs).await?;
+        let ends = assign(&tx, jobs, &mut answers).await?;
+        store(&tx, jobs, &answers).await?;
+        save_producers(&tx, states, &answers).await?;
+        for ((topic_id, partition), end) in &ends {
+            let payload = format!("{topic_id} {partition} {end}");
+            tx.execute("SELECT pg_notify('busbar_data', $1)", &[&payload])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(answers.into_iter().map(Verdict::reply).collect())
+    }
+}
+
+/// What became of one job in the transaction.
+enum Verdict {
+    /// To be stored; its offsets once assigned.
+    Accept(Option<(u64, u64)>),
+    /// A retry of a stored batch (its offsets), or of job `i` of this group.
+    Duplicate(Option<(u64, u64)>, Option<usize>),
+    Refused(BrokerError),
+}
+
+impl Verdict {
+    fn reply(self) -> Reply {
+        match self {
+            Verdict::Accept(Some((base_offset, last_offset))) => Ok(Committed::Appended {
+                base_offset,
+                last_offset,
+            }),
+            Verdict::Duplicate(Some((base_offset, last_offset)), _) => Ok(Committed::Duplicate {
+                base_offset,
+                last_offset,
+            }),
+            Verdict::Refused(e) => Err(e),
+            Verdict::Accept(None) | Verdict::Duplicate(None, _) => Err(BrokerError::Storage(
+                "cluster store: the batch's partition is gone".into(),
+            )),
+        }
+    }
+
+    fn offsets(&self) -> Option<(u64, u64)> {
+        match self {
+            Verdict::Accept(o) | Verdict::Duplicate(o, _) => *o,
+            Verdict::Refused(_) => None,
+        }
+    }
+}
+
+/// An idempotent producer's state in one partition: (producer id, topic id, partition).
+type Key = (i64, String, u32);
+
+/// Batches an idempotent producer's state remembers per partition (Kafka's five in flight).
+const RECENT_MAX: usize = 5;
+
+/// One remembered batch: first and last sequence, and where it is (stored, or job `i` of this
+/// group until offsets are assigned).
+#[derive(Clone, Copy)]
+struct Recent {
+    first: i32,
+    last: i32,
+    stored: Option<(u64, u64)>,
+    job: Option<usize>,
+}
+
+struct State {
+    epoch: i16,
+    recent: Vec<Recent>,
+}
+
+/// Locks and reads the idempotent producers' states; judges every job in queue order.
+async fn judge(
+    tx: &Transaction<'_>,
+    jobs: &[Job],
+) -> Result<(Vec<Verdict>, BTreeMap<Key, State>), Error> {
+    let mut states: BTreeMap<Key, Option<State>> = jobs
+        .iter()
+        .filter(|j| j.h.producer_id >= 0)
+        .map(|j| ((j.h.producer_id, j.topic_id.clone(), j.partition), None))
+        .collect();
+    let mut issued: HashMap<i64, i16> = HashMap::new();
+    if !states.is_empty() {
+        let pids: Vec<i64> = states.keys().map(|k| k.0).collect();
+        for r in tx
+            .query(
+                "SELECT producer_id, epoch FROM producers WHERE producer_id = ANY($1)",
+                &[&pids],
+            )
+            .await?
+        {
+            issued.insert(r.get(0), r.get(1));
+        }
+    }
+    for (key, state) in states.iter_mut() {
+        let row = tx
+            .query_opt(
+                "SELECT epoch, recent::text FROM producer_state \
+                 WHERE producer_id = $1 AND topic_id = $2 AND partition = $3 FOR UPDATE",
+                &[&key.0, &key.1, &(key.2 as i32)],
+            )
+            .await?;
+        *state = row.map(|r| State {
+            epoch: r.get(0),
+            recent: parse_recent(&r.get::<_, String>(1)),
+        });
+    }
+    let mut verdicts = Vec::with_capacity(jobs.len());
+    for (i, j) in jobs.iter().enumerate() {
+        if j.h.producer_id < 0 {
+            verdicts.push(Verdict::Accept(None));
+            continue;
+        }
+        let key = (j.h.producer_id, j.topic_id.clone(), j.partition);
+        let state = states
+            .get_mut(&key)
+            .expect("every idempotent job's key is loaded");
+        verdicts.push(judge_one(
+            i,
+            j,
+            issued.get(&j.h.producer_id).copied(),
+            state,
+        ));
+    }
+    let states = states
+        .into_iter()
+        .filter_map(|(k, s)| s.map(|s| (k, s)))
+        .collect();
+    Ok((verdicts, states))
+}
+
+/// Kafka's idempotence rules for job `i`; records an accepted batch in `state`.
+fn judge_one(i: usize, j: &Job, issued: Option<i16>, state: &mut Option<State>) -> Verdict {
+    let (pid, epoch, seq) = (j.h.producer_id, j.h.producer_epoch, j.h.base_sequence);
+    let Some(issued) = issued else {
+        return Verdict::Refused(BrokerError::UnknownProducerId(format!(
+            "producer id {pid} was never issued by InitProducerId"
+        )));
+    };
+    if epoch < issued {
+        return Verdict::Refused(BrokerError::InvalidProducerEpoch(format!(
+            "producer {pid} is at epoch {issued}, not {epoch}"
+        )));
+    }
+    let accept = |state: &mut Option<State>, fresh: bool| {
+        let s = state.get_or_insert(State {
+            epoch,
+            recent: Vec::new(),
+        });
+        if fresh {
+            s.recent.clear();
+        }
+        s.epoch = epoch;
+        s.recent.push(Recent {
+            first: seq,
+            last: j.last_seq(),
+            stored: None,
+            job: Some(i),
+        });
+        if s.recent.len() > RECENT_MAX {
+            s.recent.remove(0);
+        }
+        Verdict::Accept(None)
+    };
+    let Some(s) = state.as_ref() else {
+        return accept(state, true);
+    };
+    if epoch < s.epoch {
+        return Verdict::Refused(BrokerError::InvalidProducerEpoch(format!(
+            "producer {pid} wrote at epoch {}, this batch has {epoch}",
+            s.epoch
+        )));
+    }
+    if epoch > s.epoch {
+        return if seq == 0 {
+            accept(state, true)
+        } else {
+            Verdict::Refused(BrokerError::OutOfOrderSequence(format!(
+                "producer {pid}'s new epoch {epoch} must start at sequence 0, not {seq}"
+            )))
+        };
+    }
+    if let Some(r) = s
+        .recent
+        .iter()
+        .find(|r| r.first == seq && r.last == j.last_seq())
+    {
+        return Verdict::Duplicate(r.stored, r.job);
+    }
+    let newest = s.recent.last().map_or(-1, |r| r.last);
+    if seq == seq_add(newest, 1) {
+        accept(state, false)
+    } else {
+        Verdict::Refused(BrokerError::OutOfOrderSequence(format!(
+            "producer {pid} sent sequence {seq} after {newest}"
+        )))
+    }
+}
+
+fn parse_recent(json: &str) -> Vec<Recent> {
+    let v: Vec<[i64; 4]> = serde_json::from_str(json).unwrap_or_default();
+    v.into_iter()
+        .map(|[first, last, base, end]| Recent {
+            first: first as i32,
+            last: last as i32,
+            stored: Some((base as u64, end as u64)),
+            job: None,
+        })
+        .collect()
+}
+
+/// Advances each partition's row by its accepted records (in key order) and gives each
+/// accepted job its offsets; answers each partition's new end.
+async fn assign(
+    tx: &Transaction<'_>,
+    jobs: &[Job],
+    verdicts: &mut [Verdict],
+) -> Result<BTreeMap<(String, u32), u64>, Error> {
+    let mut by_part: BTreeMap<(String, u32), Vec<usize>> = BTreeMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        if matches!(verdicts[i], Verdict::Accept(_)) {
+            by_part
+                .entry((j.topic_id.clone(), j.partition))
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut ends = BTreeMap::new();
+    for ((topic_id, partition), idx) in by_part {
+        let n: i64 = idx.iter().map(|&i| jobs[i].records()).sum();
+        let bytes: i64 = idx.iter().map(|&i| jobs[i].batch.len() as i64).sum();
+        let row = tx
+            .query_opt(
+                "UPDATE partitions SET next_offset = next_offset + $3, hot_bytes = hot_bytes + $4 \
+                 WHERE topic_id = $1 AND partition = $2 RETURNING next_offset",
+                &[&topic_id, &(partition as i32), &n, &bytes],
+            )
+            .await?;
+        let Some(row) = row else {
+            for i in idx {
+                verdicts[i] = Verdict::Refused(BrokerError::UnknownTopic(format!(
+                    "partition {partition} of topic id {topic_id} is not in the cluster"
+                )));
+            }
+            continue;
+        };
+        let end = row.get::<_, i64>(0) as u64;
+        let mut base = end - n as u64;
+        for i in idx {
+            let last = base + jobs[i].records() as u64 - 1;
+            verdicts[i] = Verdict::Accept(Some((base, last)));
+            base = last + 1;
+        }
+        ends.insert((topic_id, partition), end);
+    }
+    for i in 0..verdicts.len() {
+        if let Verdict::Duplicate(None, Some(of)) = verdicts[i] {
+            verdicts[i] = Verdict::Duplicate(verdicts[of].offsets(), None);
+        }
+    }
+    Ok(ends)
+}
+
+/// Inserts the accepted batches with their base offsets written in (pipelined).
+async fn store(tx: &Transaction<'_>, jobs: &[Job], verdicts: &[Verdict]) -> Result<(), Error> {
+    let rows: Vec<(&Job, u64, u64, Vec<u8>)> = jobs
+        .iter()
+        .zip(verdicts)
+        .filter_map(|(j, v)| match v {
+            Verdict::Accept(Some((base, last))) => {
+                let mut bytes = j.batch.clone();
+                bytes[..8].copy_from_slice(&(*base as i64).to_be_bytes());
+                Some((j, *base, *last, bytes))
+            }
+            _ => None,
+        })
+        .collect();
+    let insert = tx
+        .prepare(
+            "INSERT INTO batches (topic_id, partition, base_offset, last_offset, size, bytes) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    let inserts = rows.iter().map(|(j, base, last, bytes)| {
+        let (partition, base, last, size) = (
+            j.partition as i32,
+            *base as i64,
+            *last as i64,
+            bytes.len() as i32,
+        );
+        let insert = &insert;
+        async move {
+            tx.execute(
+                insert,
+                &[&j.topic_id, &partition, &base, &last, &size, bytes],
+            )
+            .await
+        }
+    });
+    futures_util::future::try_join_all(inserts).await?;
+    Ok(())
+}
+
+/// Saves the idempotent producers' states with the offsets this group assigned.
+async fn save_producers(
+    tx: &Transaction<'_>,
+    states: BTreeMap<Key, State>,
+    verdicts: &[Verdict],
+) -> Result<(), Error> {
+    for ((pid, topic_id, partition), s) in states {
+        let recent: Vec<[i64; 4]> = s
+            .recent
+            .iter()
+            .filter_map(|r| {
+                let (base, last) = r.stored.or_else(|| verdicts[r.job?].offsets())?;
+                Some([r.first.into(), r.last.into(), base as i64, last as i64])
+            })
+            .collect();
+        let recent = serde_json::to_string(&recent).unwrap_or_else(|_| "[]".into());
+        tx.execute(
+            "INSERT INTO producer_state (producer_id, topic_id, partition, epoch, recent) \
+             VALUES ($1, $2, $3, $4, $5::text::jsonb) \
+             ON CONFLICT (producer_id, topic_id, partition) \
+             DO UPDATE SET epoch = excluded.epoch, recent = excluded.recent, used_at = now()",
+            &[&pid, &topic_id, &(partition as i32), &s.epoch, &recent],
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! Keeps this broker's copies current: one connection `LISTEN`s on `busbar_data` (payload
+//! `<topic id> <partition> <next offset>`, sent by every commit) and `busbar_topics` (any catalog
+//! change); an applier task catches the named partitions up and re-applies the catalog.
+//!
+//! A notification can be lost while the listening connection is down, so the applier also asks
+//! the database for every partition's end: every [`crate::POLL_DOWN`] while the listener is down,
+//! and every `poll_interval` always. A lost notification costs latency, never data (and fetches
+//! past the local end catch up on their own, `busbar_broker::shared`).
+
+use crate::{catalog, Cluster, POLL_DOWN};
+use busbar_broker::Broker;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, Config, NoTls};
+
+/// What the applier has to do: partitions to catch up (to at least the offset), and whether the
+/// catalog changed. Bounded by the number of partitions.
+#[derive(Default)]
+struct Dirty {
+    parts: Mutex<HashMap<(String, u32), u64>>,
+    topics: AtomicBool,
+    listening: AtomicBool,
+    wake: Notify,
+}
+
+impl Dirty {
+    fn note(&self, channel: &str, payload: &str) {
+        if channel == "busbar_topics" {
+            self.topics.store(true, Ordering::Relaxed);
+        } else if let Some((topic_id, partition, end)) = parse(payload) {
+            let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+            let at = parts.entry((topic_id, partition)).or_insert(0);
+            *at = (*at).max(end);
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// `<topic id> <partition> <next offset>`.
+fn parse(payload: &str) -> Option<(String, u32, u64)> {
+    let mut it = payload.split(' ');
+    let (t, p, e) = (
+        it.next()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    );
+    it.next().is_none().then(|| (t.to_string(), p, e))
+}
+
+/// Starts the listener and the applier (for the broker's life).
+pub fn start(cluster: Arc<Cluster>, broker: Arc<Broker>) {
+    let dirty = Arc::new(Dirty::default());
+    if let Ok(pg) = cluster.config.postgres_url.parse::<Config>() {
+        tokio::spawn(listen(pg, dirty.clone()));
+    }
+    tokio::spawn(apply(cluster, broker, dirty));
+}
+
+/// How long the listener waits before connecting again.
+const RECONNECT_AFTER: Duration = Duration::from_millis(500);
+
+async fn listen(pg: Config, dirty: Arc<Dirty>) {
+    loop {
+        if let Err(e) = listen_once(&pg, &dirty).await {
+            busbar_broker::log::warn(
+                "busbar",
+                "cluster_listen_lost",
+                &format!(
+                    "cluster: the notification connection failed ({e}); polling until it is back"
+                ),
+                &[],
+            );
+        }
+        dirty.listening.store(false, Ordering::Relaxed);
+        tokio::time::sleep(RECONNECT_AFTER).await;
+    }
+}
+
+async fn listen_once(pg: &Config, dirty: &Arc<Dirty>) -> Result<(), crate::Error> {
+    let mut pg = pg.clone();
+    pg.connect_timeout(Duration::from_secs(5));
+    pg.keepalives_idle(Duration::from_secs(10));
+    let (client, mut conn) = pg.connect(NoTls).await?;
+    let d = dirty.clone();
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) => d.note(n.channel(), n.payload()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            }
+        }
+    });
+    client
+        .batch_execute("LISTEN busbar_data; LISTEN busbar_topics")
+        .await?;
+    // Whatever was committed while nobody listened: one poll now.
+    dirty.listening.store(true, Ordering::Relaxed);
+    dirty.topics.store(true, Ordering::Relaxed);
+    dirty.wake.notify_one();
+    match driver.await {
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(())) => Err(crate::Error::Config(
+            "the server closed the connection".into(),
+        )),
+        Err(e) => Err(crate::Error::Config(format!("listener task: {e}"))),
+    }
+}
+
+async fn apply(cluster: Arc<Cluster>, broker: Arc<Broker>, dirty: Arc<Dirty>) {
+    loop {
+        let period = if dirty.listening.load(Ordering::Relaxed) {
+            cluster.config.poll_interval
+        } else {
+            POLL_DOWN
+        };
+        let polled = tokio::select! {
+            _ = dirty.wake.notified() => false,
+            _ = tokio::time::sleep(period) => true,
+        };
+        if polled {
+            poll(&cluster, &dirty).await;
+        }
+        if dirty.topics.swap(false, Ordering::Relaxed) {
+            match catalog::topics(&cluster.pool).await {
+                Ok(metas) => {
+                    let _ = broker.sync_topics(&metas).await;
+                }
+                Err(_) => dirty.topics.store(true, Ordering::Relaxed),
+            }
+        }
+        let parts = std::mem::take(&mut *dirty.parts.lock().unwrap_or_else(|e| e.into_inner()));
+        for ((topic_id, partition), end) in parts {
+            broker.shared_advanced(&topic_id, partition, end).await;
+        }
+    }
+}
+
+/// Asks the database for every partition's end (and the catalog), as notifications would say.
+async fn poll(cluster: &Cluster, dirty: &Dirty) {
+    let Ok(c) = cluster.pool.get().await else {
+        return;
+    };
+    let Ok(rows) = c
+        .query(
+            "SELECT topic_id, partition, next_offset FROM partitions",
+            &[],
+        )
+        .await
+    else {
+        return;
+    };
+    let mut parts = dirty.parts.lock().unwrap_or_else(|e| e.into_inner());
+    for r in rows {
+        let key = (r.get::<_, String>(0), r.get::<_, i32>(1) as u32);
+        let end = r.get::<_, i64>(2) as u64;
+        let at = parts.entry(key).or_insert(0);
+        *at = (*at).max(end);
+    }
+    dirty.topics.store(true, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn payloads_parse_strictly() {
+        assert_eq!(parse("abc 3 17"), Some(("abc".into(), 3, 17)));
+        for bad in ["", "abc", "abc 3", "abc x 1", "abc 1 -1", "abc 1 2 3"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! `[cluster]`: cluster mode (issue 20, `docs/cluster.md`). Off unless `postgres_url` is set
+//! (`--cluster URL`, `BUSBAR_CLUSTER_POSTGRES_URL`); then partition data and topics live in that
+//! PostgreSQL database and this process is one broker of the cluster, keeping its data directory
+//! as a local copy.
+
+use anyhow::{bail, Context, Result};
+use busbar_broker::Broker;
+use serde::{Deserialize, Serialize, Serializer};
+use std::sync::Arc;
+
+/// `[cluster]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// `postgres://user:password@host:port/database`; empty: single node (the default). Printed
+    /// by `check-config` with the password hidden.
+    #[serde(serialize_with = "hide_password")]
+    pub postgres_url: String,
+    /// This broker's id in Kafka Metadata, distinct per broker (0 to 65535).
+    pub node_id: u64,
+    /// Most connections for reads and admin work (the committer and the listener have one each
+    /// besides).
+    pub pg_connections_max: u64,
+    /// Most bytes of batches waiting to be committed; past it produce is refused, retriably.
+    pub commit_queue_bytes_max: u64,
+    /// Most batches one commit transaction takes.
+    pub commit_batches_max: u64,
+    /// Most bytes the hot tier (the `batches` table) holds; past it produce is refused, retriably.
+    pub hot_bytes_max: u64,
+    /// How often the database is polled for partitions' ends besides its notifications.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        let d = busbar_cluster::ClusterConfig::new("");
+        Self {
+            postgres_url: String::new(),
+            node_id: 0,
+            pg_connections_max: d.pg_connections_max as u64,
+            commit_queue_bytes_max: d.commit_queue_bytes_max as u64,
+            commit_batches_max: d.commit_batches_max as u64,
+            hot_bytes_max: d.hot_bytes_max,
+            poll_interval_ms: d.poll_interval.as_millis() as u64,
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db` (also `password=` in
+/// key-value form).
+fn hide_password<S: Serializer>(url: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&redacted(url))
+}
+
+/// The URL with any password replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((auth, host)) = rest.split_once('@') {
+            if let Some((user, _)) = auth.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+        return url.to_string();
+    }
+    url.split(' ')
+        .map(|kv| match kv.split_once('=') {
+            Some(("password", _)) => "password=***".to_string(),
+            _ => kv.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl ClusterSection {
+    /// True when this process runs as a cluster broker.
+    pub fn enabled(&self) -> bool {
+        !self.postgres_url.is_empty()
+    }
+
+    /// Range checks, and a URL PostgreSQL's client can read.
+    pub fn validate(&self) -> Result<()> {
+        crate::config::check_ranges(&[
+            ("cluster.node_id", self.node_id, 0, 65_535),
+            (
+                "cluster.pg_connections_max",
+                self.pg_connections_max,
+                1,
+                1_000,
+            ),
+            (
+                "cluster.commit_queue_bytes_max",
+                self.commit_queue_bytes_max,
+                1 << 20,
+                u32::MAX as u64,
+            ),
+            (
+                "cluster.commit_batches_max",
+                self.commit_batches_max,
+                1,
+                100_000,
+            ),
+            (
+                "cluster.hot_bytes_max",
+                self.hot_bytes_max,
+                1 << 20,
+                u64::MAX >> 1,
+            ),
+            (
+                "cluster.poll_interval_ms",
+                self.poll_interval_ms,
+                100,
+                3_600_000,
+            ),
+        ])?;
+        if self.enabled() {
+            if let Err(e) = self.postgres_url.parse::<tokio_postgres::Config>() {
+                bail!(
+                    "cluster.postgres_url {:?} is not a PostgreSQL URL: {e}",
+                    redacted(&self.postgres_url)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The cluster crate's settings.
+    pub fn config(&self) -> busbar_cluster::ClusterConfig {
+        let mut c = busbar_cluster::ClusterConfig::new(&self.postgres_url);
+        c.pg_connections_max = self.pg_connections_max as usize;
+        c.commit_queue_bytes_max = self.commit_queue_bytes_max as usize;
+        c.commit_batches_max = self.commit_batches_max as usize;
+        c.hot_bytes_max = self.hot_bytes_max;
+        c.poll_interval = std::time::Duration::from_millis(self.poll_interval_ms);
+        c
+    }
+}
+
+/// The file in the data directory naming the cluster whose copy it holds.
+const CLUSTER_ID_FILE: &str = "cluster.id";
+
+/// Joins the cluster: connects (applying migrations), checks that the data directory is empty or
+/// this cluster's copy, then brings the broker's topics level with the catalog and keeps them so.
+/// A data directory with single-node topics is refused: joining would replace them with the
+/// cluster's (`busbar cluster import` is the way in, a later increment of issue 20).
+pub async fn join(broker: &Arc<Broker>, section: &ClusterSection) -> Result<()> {
+    let url = redacted(&section.postgres_url);
+    let cluster = busbar_cluster::Cluster::connect(section.config())
+        .await
+        .with_context(|| format!("join the cluster at {url}"))?;
+    let file = broker.config().data_dir.join(CLUSTER_ID_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(id) if id.trim() == cluster.id => {}
+        Ok(id) => bail!(
+            "data directory {} holds a copy of cluster {}, not of the cluster at {url} ({}); \
+             give this broker an empty data directory",
+            broker.config().data_dir.display(),
+            id.trim(),
+            cluster.id
+        ),
+        Err(_) if !broker.list_topics().is_empty() => bail!(
+            "data directory {} holds single-node topics; a cluster broker needs an empty data \
+             directory (its topics would be replaced by the cluster's)",
+            broker.config().data_dir.display()
+        ),
+        Err(_) => write_id(&file, &cluster.id)?,
+    }
+    cluster
+        .attach(broker.clone())
+        .await
+        .context("apply the cluster's topics")?;
+    busbar_broker::log::info(
+        "busbar",
+        "cluster_joined",
+        &format!(
+            "cluster: broker {} joined cluster {} at {url}",
+            section.node_id, cluster.id
+        ),
+        &[],
+    );
+    Ok(())
+}
+
+/// Writes the cluster id durably (temp file, fsync, rename).
+fn write_id(file: &std::path::Path, id: &str) -> Result<()> {
+    use std::io::Write;
+    let tmp = file.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    f.write_all(format!("{id}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, file).with_context(|| format!("rename to {}", file.display()))?;
+    if let Some(dir) = file.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            redacted("postgres://u:s3cret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redacted("host=h password=s3cret user=u"),
+            "host=h password=*** user=u"
+        );
+    }
+}

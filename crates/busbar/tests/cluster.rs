@@ -1,0 +1,255 @@
+//! Cluster mode (issue 20, first increment) through the real binary on a real PostgreSQL
+//! (`busbar_testkit::postgres`): three brokers share topics and partition data; events published
+//! on every broker at once get gap-free offsets and read the same on every broker; an acked event
+//! survives the kill -9 of the broker that took it and a restart of PostgreSQL; bad settings and a
+//! foreign data directory are refused with a clear message.
+
+mod common;
+
+use busbar_testkit::postgres::TestPostgres;
+use common::Server;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn broker(url: &str, node: u32, data: &std::path::Path) -> Server {
+    let node = node.to_string();
+    Server::start(data, &["--cluster", url, "--node-id", &node], &[])
+}
+
+/// Every event of `partition` as (offset, key, value), read from `s`.
+fn events(s: &Server, topic: &str, partition: u32) -> Vec<(u64, String, String)> {
+    let mut out = Vec::new();
+    loop {
+        let at = out.len();
+        let (st, r) = s.http(
+            "GET",
+            &format!("/topics/{topic}/partitions/{partition}/events?offset={at}&limit=1000"),
+            None,
+        );
+        assert_eq!(st, 200, "{r}");
+        let got = r["events"].as_array().unwrap();
+        if got.is_empty() {
+            return out;
+        }
+        for e in got {
+            out.push((
+                e["offset"].as_u64().unwrap(),
+                e["key"].as_str().unwrap_or("").to_string(),
+                e["value"].to_string(),
+            ));
+        }
+    }
+}
+
+/// Waits until `f` holds (the brokers apply each other's commits within milliseconds).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn publish(s: &Server, topic: &str, events: Value) -> (u16, Value) {
+    s.http("POST", &format!("/topics/{topic}/events"), Some(events))
+}
+
+#[test]
+fn three_brokers_share_topics_and_gap_free_offsets() {
+    let pg = TestPostgres::start();
+    let url = pg.create_db("three");
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let brokers: Vec<Server> = (0..3)
+        .map(|i| broker(&url, i + 1, dirs[i as usize].path()))
+        .collect();
+    let (st, r) = brokers[0].http(
+        "POST",
+        "/topics",
+        Some(json!({"name": "orders", "partitions": 2})),
+    );
+    assert_eq!(st, 201, "{r}");
+    // The catalog is shared: the other brokers have it at once, and the name is taken everywhere.
+    for b in &brokers[1..] {
+        eventually("the topic reaches every broker", || {
+            b.http("GET", "/topics/orders", None).0 == 200
+        });
+        let (st, r) = b.http("POST", "/topics", Some(json!({"name": "orders"})));
+        assert_eq!(st, 409, "{r}");
+    }
+    // Every broker publishes to both partitions at once.
+    let threads: Vec<_> = brokers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let addr = b.url();
+            std::thread::spawn(move || {
+                for n in 0..40 {
+                    let body = json!([
+                        {"key": format!("k{}", n % 4), "value": {"broker": i, "n": n}},
+                        {"partition": 1, "value": {"broker": i, "n": n}}
+                    ])
+                    .to_string();
+                    let r = busbar_testkit::http::request(
+                        addr.trim_start_matches("http://").parse().unwrap(),
+                        "POST",
+                        "/topics/orders/events",
+                        &[("content-type", "application/json")],
+                        body.as_bytes(),
+                    )
+                    .unwrap();
+                    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let total = |s: &Server| events(s, "orders", 0).len() + events(s, "orders", 1).len();
+    let want = total(&brokers[0]);
+    assert_eq!(want, 3 * 40 * 2);
+    for p in 0..2 {
+        let first = events(&brokers[0], "orders", p);
+        // Offsets have no gap and no repeat.
+        for (i, e) in first.iter().enumerate() {
+            assert_eq!(e.0, i as u64, "partition {p}: {first:?}");
+        }
+        for b in &brokers[1..] {
+            eventually("every broker reads the same events", || {
+                events(b, "orders", p) == first
+            });
+        }
+    }
+    // Each broker's events are there, in the order it published them (per key).
+    let p1 = events(&brokers[2], "orders", 1);
+    for i in 0..3 {
+        let mine: Vec<u64> = p1
+            .iter()
+            .filter(|(_, k, _)| k.is_empty())
+            .filter_map(|(_, _, v)| {
+                let v: Value = serde_json::from_str(v).ok()?;
+                (v["broker"] == i).then(|| v["n"].as_u64().unwrap())
+            })
+            .collect();
+        let mut sorted = mine.clone();
+        sorted.sort();
+        assert_eq!(mine, sorted, "broker {i}'s events keep their order");
+        assert_eq!(mine.len(), 40, "{mine:?}");
+    }
+    // Topic changes reach everyone: a config and more partitions, then a deletion.
+    let (st, r) = brokers[1].http(
+        "PATCH",
+        "/topics/orders",
+        Some(json!({"configs": {"retention.ms": "86400000"}, "partitions": 3})),
+    );
+    assert!(st < 300, "{st} {r}");
+    eventually("the config and partitions reach broker 3", || {
+        let (_, d) = brokers[2].http("GET", "/topics/orders", None);
+        d["configs"]["retention.ms"] == "86400000" && d["partitions"].as_array().unwrap().len() == 3
+    });
+    let (st, r) = publish(&brokers[2], "orders", json!([{"partition": 2, "value": 1}]));
+    assert_eq!(st, 200, "{r}");
+    let (st, r) = brokers[2].http("DELETE", "/topics/orders", None);
+    assert!(st < 300, "{st} {r}");
+    for b in &brokers {
+        eventually("the deletion reaches every broker", || {
+            b.http("GET", "/topics/orders", None).0 == 404
+        });
+    }
+    assert_eq!(pg.psql("three", "SELECT count(*) FROM batches"), "0");
+}
+
+#[test]
+fn an_acked_event_survives_kill_9_of_its_broker_and_a_database_restart() {
+    let pg = TestPostgres::start();
+    let url = pg.create_db("crash");
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = broker(&url, 1, da.path());
+    let b = broker(&url, 2, db.path());
+    let (st, r) = a.http(
+        "POST",
+        "/topics",
+        Some(json!({"name": "t", "partitions": 1})),
+    );
+    assert_eq!(st, 201, "{r}");
+    let mut acked = BTreeMap::new();
+    for n in 0..50 {
+        let (st, r) = publish(&a, "t", json!([{"value": n}]));
+        assert_eq!(st, 200, "{r}");
+        acked.insert(r["offsets"][0]["offset"].as_u64().unwrap(), n.to_string());
+    }
+    a.kill9();
+    eventually("broker 2 reads every acked event", || {
+        events(&b, "t", 0).len() == 50
+    });
+    for (offset, _, v) in events(&b, "t", 0) {
+        assert_eq!(acked.get(&offset), Some(&v), "offset {offset}");
+    }
+    // The killed broker comes back on its data directory and catches up on what it missed.
+    let (st, _) = publish(&b, "t", json!([{"value": "after"}]));
+    assert_eq!(st, 200);
+    let a = broker(&url, 1, da.path());
+    eventually("the restarted broker has everything", || {
+        events(&a, "t", 0).len() == 51
+    });
+    // PostgreSQL down: publishing is refused (retriable), nothing half-written; back up: it works.
+    pg.stop();
+    let (st, r) = publish(&a, "t", json!([{"value": "while down"}]));
+    // As for a failed disk: 507 "nothing changed, retry later"; the reason goes to the log.
+    assert_eq!(st, 507, "{r}");
+    assert!(!a.log_lines("cluster store: PostgreSQL").is_empty());
+    pg.restart();
+    eventually("publishing works again after the database restart", || {
+        publish(&a, "t", json!([{"value": "back"}])).0 == 200
+    });
+    eventually("both brokers agree", || {
+        let ea = events(&a, "t", 0);
+        ea.len() >= 52 && events(&b, "t", 0) == ea
+    });
+    let got = events(&b, "t", 0);
+    assert!(got.iter().all(|(_, _, v)| v != "\"while down\""), "{got:?}");
+    for (i, e) in got.iter().enumerate() {
+        assert_eq!(e.0, i as u64);
+    }
+}
+
+#[test]
+fn bad_settings_and_foreign_data_directories_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let (code, err) =
+        common::refused_start_with(data.path(), &[("BUSBAR_CLUSTER_POSTGRES_URL", "mysql://x")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cluster.postgres_url"), "{err}");
+    let (code, err) = common::refused_start_with(
+        data.path(),
+        &[(
+            "BUSBAR_CLUSTER_POSTGRES_URL",
+            "postgres://u:s3cret@127.0.0.1:1/db",
+        )],
+    );
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("join the cluster") && !err.contains("s3cret"),
+        "{err}"
+    );
+    // A single-node data directory is not silently replaced by the cluster's topics.
+    let single = tempfile::tempdir().unwrap();
+    let s = Server::start(single.path(), &[], &[]);
+    s.http("POST", "/topics", Some(json!({"name": "mine"})));
+    assert_eq!(s.stop(), 0);
+    let pg = TestPostgres::start();
+    let url = pg.create_db("refuse");
+    let (code, err) =
+        common::refused_start_with(single.path(), &[("BUSBAR_CLUSTER_POSTGRES_URL", &url)]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("single-node topics"), "{err}");
+    // A copy of another cluster is refused too.
+    let other = pg.create_db("other");
+    let d = tempfile::tempdir().unwrap();
+    broker(&url, 1, d.path()).stop();
+    let (code, err) =
+        common::refused_start_with(d.path(), &[("BUSBAR_CLUSTER_POSTGRES_URL", &other)]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("holds a copy of cluster"), "{err}");
+}
