@@ -948,6 +948,8 @@ import transactions  # tests/clients/transactions.py: transactional producers, r
 transactions.register(test, Busbar)
 import metrics  # tests/clients/metrics.py: the SLI metrics counted from real clients (issue 19)
 metrics.register(test, Busbar, HookServer)
+import cluster  # tests/clients/cluster.py: three brokers on PostgreSQL with real clients (issue 20)
+cluster.register(test, Busbar)
 
 
 def main():

@@ -1,0 +1,132 @@
+"""Cluster mode (issue 20, first increment) with real Kafka clients: three busbar brokers on one
+real PostgreSQL (Debian's initdb/pg_ctl under a temporary directory, as `nobody` when root).
+confluent-kafka idempotent producers (acks=all) write through every broker at once, kafka-python
+and aiokafka read everything back from one broker: each record once, each producer's records in
+order, the same offsets on every broker. Registered into run.py's tests.
+"""
+import glob, os, shutil, socket, subprocess, tempfile, time
+
+
+class Postgres:
+    """A throwaway PostgreSQL server on a free port of 127.0.0.1."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="busbar-pg-")
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        self.bin = bins[-1] if bins else ""
+        self.root = os.geteuid() == 0
+        if self.root:
+            subprocess.run(["chown", "-R", "nobody", self.dir], check=True)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        data = os.path.join(self.dir, "data")
+        self._run("initdb", "-A", "trust", "-U", "busbar", "--no-sync", "-E", "UTF8", "-D", data)
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir}"
+        self._run("pg_ctl", "-w", "-t", "60", "-D", data, "-o", opts,
+                  "-l", os.path.join(self.dir, "log"), "start")
+        self.data = data
+        subprocess.run(["psql", "-q", "-d", self.url("postgres"), "-c", "CREATE DATABASE busbar"],
+                       check=True, capture_output=True)
+
+    def _run(self, prog, *args):
+        cmd = [os.path.join(self.bin, prog), *args]
+        if self.root:
+            cmd = ["runuser", "-u", "nobody", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, cwd=self.dir)
+
+    def url(self, db="busbar"):
+        return f"postgres://busbar@127.0.0.1:{self.port}/{db}"
+
+    def stop(self):
+        try:
+            self._run("pg_ctl", "-D", self.data, "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def register(test, Busbar):
+    def own(fn):
+        fn.own_server = True
+        return test(fn)
+
+    def cluster(pg, n=3):
+        return [Busbar(extra_env={"BUSBAR_CLUSTER_POSTGRES_URL": pg.url(),
+                                  "BUSBAR_CLUSTER_NODE_ID": str(i + 1)}) for i in range(n)]
+
+    @own
+    def cluster_idempotent_producers_on_every_broker_one_log_read_back_by_every_client(_):
+        from confluent_kafka import Producer
+        from confluent_kafka.admin import AdminClient, NewTopic
+        pg = Postgres()
+        brokers = []
+        try:
+            brokers = cluster(pg)
+            admin = AdminClient({"bootstrap.servers": brokers[0].kafka})
+            admin.create_topics([NewTopic("cl", 3, 1)])["cl"].result(15)
+            deadline = time.time() + 20
+            def has(b):
+                try:
+                    return b.get("/topics/cl")["name"] == "cl"
+                except Exception:
+                    return False
+            while not all(has(b) for b in brokers):
+                assert time.time() < deadline, "the topic did not reach every broker"
+                time.sleep(0.1)
+            producers = [Producer({"bootstrap.servers": b.kafka, "enable.idempotence": True,
+                                   "acks": "all", "linger.ms": 2}) for b in brokers]
+            acked = []
+            def done(err, msg):
+                assert err is None, err
+                acked.append((msg.partition(), msg.offset(), msg.value().decode()))
+            for n in range(300):
+                for i, p in enumerate(producers):
+                    p.produce("cl", key=f"k{n % 7}", value=f"b{i}-{n}", on_delivery=done)
+                    p.poll(0)
+            for p in producers:
+                assert p.flush(30) == 0
+            assert len(acked) == 900, len(acked)
+            want = {(p, o): v for p, o, v in acked}
+            assert len(want) == 900, "two records acked at the same offset"
+
+            # kafka-python on broker 3 reads every partition from the start.
+            from kafka import KafkaConsumer, TopicPartition
+            c = KafkaConsumer(bootstrap_servers=brokers[2].kafka, auto_offset_reset="earliest",
+                              enable_auto_commit=False, consumer_timeout_ms=3000)
+            c.assign([TopicPartition("cl", p) for p in range(3)])
+            got = {(m.partition, m.offset): m.value.decode() for m in c}
+            c.close()
+            assert got == want, f"{len(got)} read, {len(want)} acked"
+            # Each producer's records of one key keep their order.
+            for i in range(3):
+                for k in range(7):
+                    seq = [int(v.split("-")[1]) for (_, _), v in sorted(got.items())
+                           if v.startswith(f"b{i}-") and int(v.split("-")[1]) % 7 == k]
+                    assert seq == sorted(seq) and len(seq) > 0, (i, k, seq)
+
+            # aiokafka on broker 2 sees the same log.
+            import asyncio
+            from aiokafka import AIOKafkaConsumer
+            from aiokafka.structs import TopicPartition as ATP
+            async def read():
+                c = AIOKafkaConsumer(bootstrap_servers=brokers[1].kafka, enable_auto_commit=False,
+                                     auto_offset_reset="earliest")
+                await c.start()
+                try:
+                    c.assign([ATP("cl", p) for p in range(3)])
+                    out = {}
+                    deadline = time.time() + 20
+                    while len(out) < 900 and time.time() < deadline:
+                        batch = await c.getmany(timeout_ms=500)
+                        for msgs in batch.values():
+                            for m in msgs:
+                                out[(m.partition, m.offset)] = m.value.decode()
+                    return out
+                finally:
+                    await c.stop()
+            assert asyncio.run(read()) == want
+        finally:
+            for b in brokers:
+                b.stop()
+            pg.stop()
