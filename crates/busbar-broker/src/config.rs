@@ -404,6 +404,9 @@ impl BrokerConfig {
         let mut lc = tc.log_config(self.clock.clone(), self.segment_cache.clone());
         if self.cluster_cache {
             lc.sync = SyncPolicy::Never;
+            // Batches were checked against the topic's limit when produced; a copy applies what
+            // was committed whatever the limit is now (`shared::check_new`).
+            lc.batch_bytes_max = usize::MAX;
         }
         lc
     }

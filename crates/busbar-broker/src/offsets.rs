@@ -91,6 +91,8 @@ pub struct OffsetStore {
     clock: Arc<dyn Clock>,
     /// Damaged ranges skipped at open (their commits are lost; groups fall back to older ones).
     damage: Vec<String>,
+    /// Cluster mode: the shared store, written first (the local log is then a copy).
+    pub(crate) shared: std::sync::OnceLock<Arc<dyn crate::shared::SharedLog>>,
 }
 
 fn encode_key(k: &Key) -> Vec<u8> {
@@ -109,6 +111,7 @@ impl OffsetStore {
             table: Arc::default(),
             clock,
             damage: Vec::new(),
+            shared: Default::default(),
         };
         {
             let mut table = store.table.lock().unwrap_or_else(|e| e.into_inner());
@@ -193,7 +196,55 @@ impl OffsetStore {
         self.write(rows).await
     }
 
+    /// Makes the local copy of `group`'s offsets the shared store's `rows` (cluster mode, when
+    /// this broker takes the group's lease).
+    pub(crate) async fn replace_group(
+        &self,
+        group: &str,
+        rows: Vec<crate::shared::OffsetRow>,
+    ) -> Result<()> {
+        let mut local: Vec<(Key, Option<Stored>)> = {
+            let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+            t.entries
+                .iter()
+                .filter(|(k, (_, v))| k.0 == group && v.is_some())
+                .map(|(k, _)| (k.clone(), None))
+                .collect()
+        };
+        local.retain(|(k, _)| !rows.iter().any(|r| r.topic == k.1 && r.partition == k.2));
+        for r in rows {
+            let value = r.value.map(|(offset, metadata, commit_ms)| Stored {
+                offset,
+                metadata,
+                commit_ms,
+            });
+            local.push(((group.to_string(), r.topic, r.partition), value));
+        }
+        self.write_local(local).await
+    }
+
     async fn write(&self, rows: Vec<(Key, Option<Stored>)>) -> Result<()> {
+        if let Some(shared) = self.shared.get() {
+            let shared_rows = rows
+                .iter()
+                .map(|((group, topic, partition), v)| crate::shared::OffsetRow {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    value: v
+                        .as_ref()
+                        .map(|v| (v.offset, v.metadata.clone(), v.commit_ms)),
+                })
+                .collect();
+            shared.write_offsets(shared_rows).await?;
+        }
+        self.write_local(rows).await
+    }
+
+    async fn write_local(&self, rows: Vec<(Key, Option<Stored>)>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
         let encoded = rows
             .iter()
             .map(|(k, v)| {

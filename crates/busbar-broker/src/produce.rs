@@ -95,6 +95,9 @@ impl Broker {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?.clone();
         let Ok(h) = busbar_log::batch::BatchHeader::parse(&batch) else {
+            if self.shared.get().is_some() {
+                crate::shared::check_new(&t, &batch)?;
+            }
             // The log refuses it with the precise reason.
             return Ok(PendingAppend::Ready(Self::append(&p, batch).await));
         };
@@ -143,6 +146,9 @@ impl Broker {
                     "transactions are not available in cluster mode yet (docs/cluster.md)".into(),
                 ));
             }
+            // The local log's structural checks (length, CRC, record count, size) run here,
+            // before the commit: a batch the copies could not take must never be acknowledged.
+            crate::shared::check_new(&t, &batch)?;
             return Ok(self.produce_shared(shared, t, p, batch));
         }
         // Check, write and record under the producer state's lock: a retry on another

@@ -62,8 +62,8 @@ pub trait SharedLog: Send + Sync + 'static {
         batch: Vec<u8>,
     ) -> BoxFuture<'static, Result<Committed>>;
 
-    /// Stored batches of a partition whose last offset is at or past `from`, in offset order, about
-    /// `max_bytes` at most (at least one when any).
+    /// Stored batches of a partition whose base offset is at or past `from` (a batch boundary:
+    /// the local copy's end), in offset order, about `max_bytes` at most (at least one when any).
     fn read(
         &self,
         topic_id: &str,
@@ -83,7 +83,116 @@ pub trait SharedLog: Send + Sync + 'static {
 
     /// InitProducerId for an idempotent producer, unique across the cluster.
     fn init_producer_id(&self, current: Option<(i64, i16)>) -> BoxFuture<'_, Result<(i64, i16)>>;
+
+    /// The live brokers (this one included), by node id.
+    fn members(&self) -> Vec<Member>;
+
+    /// This broker's node id.
+    fn node_id(&self) -> i32;
+
+    /// The broker coordinating `group`: the live holder of its lease, else the one rendezvous
+    /// hashing picks among the live brokers.
+    fn coordinator(&self, group: &str) -> BoxFuture<'_, Result<Option<i32>>>;
+
+    /// Takes or keeps this broker's lease on `group`: `None` when another live broker holds it,
+    /// `Some(true)` when it was taken just now (the group's state must be loaded), `Some(false)`
+    /// when this broker held it already.
+    fn coordinate(&self, group: &str) -> BoxFuture<'_, Result<Option<bool>>>;
+
+    /// Writes committed offsets (and deletions) durably.
+    fn write_offsets(&self, rows: Vec<OffsetRow>) -> BoxFuture<'_, Result<()>>;
+
+    /// Every committed offset of `group`.
+    fn load_offsets(&self, group: &str) -> BoxFuture<'_, Result<Vec<OffsetRow>>>;
 }
+
+/// A partition's local copy in cluster mode.
+#[derive(Default)]
+pub struct Replica {
+    /// Held while shared batches are applied to the local log.
+    lock: tokio::sync::Mutex<()>,
+    /// The shared store's end as last heard (notifications, polls, reads).
+    shared_end: std::sync::atomic::AtomicU64,
+    /// When a read past the known end last asked the shared store (at most every
+    /// [`FORCED_READ_EVERY`], so clients asking for offsets far past the end cannot turn each
+    /// fetch into a database read).
+    forced_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// How often a fetch past the known shared end may ask the shared store, per partition.
+const FORCED_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Replica {
+    fn heard(&self, end: u64) {
+        self.shared_end
+            .fetch_max(end, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True when a read at `offset` should ask the shared store now.
+    fn worth_asking(&self, offset: u64) -> bool {
+        if offset <= self.shared_end.load(std::sync::atomic::Ordering::Relaxed) {
+            return true;
+        }
+        let mut at = self.forced_at.lock().unwrap_or_else(|e| e.into_inner());
+        if at.is_some_and(|t| t.elapsed() < FORCED_READ_EVERY) {
+            return false;
+        }
+        *at = Some(std::time::Instant::now());
+        true
+    }
+}
+
+/// A live broker of the cluster, as Kafka clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub node_id: i32,
+    pub host: String,
+    pub port: u16,
+}
+
+/// One committed offset as the shared store keeps it: `None` deletes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetRow {
+    pub group: String,
+    pub topic: String,
+    pub partition: u32,
+    /// (offset as the client sent it, metadata, commit time in ms).
+    pub value: Option<(i64, String, i64)>,
+}
+
+/// The broker among `nodes` that `key` belongs to by rendezvous (highest random weight) hashing:
+/// stable while the set is, and when one node leaves only its keys move. `None` without nodes.
+pub fn rendezvous(key: &str, nodes: &[i32]) -> Option<i32> {
+    nodes.iter().copied().max_by_key(|n| {
+        // FNV-1a over the key and the node, then SplitMix64's finaliser: stable across processes
+        // and versions (never the standard library's randomly keyed hasher).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key.bytes().chain(n.to_be_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (h ^ (h >> 31), *n)
+    })
+}
+
+/// The checks the local log makes of a new batch (length, CRC, record count against the last
+/// offset delta, the topic's `max.message.bytes` and segment size), made before a batch is
+/// committed: once committed, every copy must be able to take it.
+pub(crate) fn check_new(t: &Topic, batch: &[u8]) -> Result<()> {
+    let limit = t
+        .config
+        .max_message_bytes
+        .min((t.config.segment_bytes - busbar_log::SEGMENT_HEADER_BYTES) as usize);
+    busbar_log::batch::validate_new(batch, limit)
+        .map(drop)
+        .map_err(|e| BrokerError::from(busbar_log::LogError::Batch(e)))
+}
+
+/// How long a produce's ack waits for its batch to reach this broker's copy after the commit (it
+/// is acknowledged either way: the copy goes on in the background).
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Most bytes one catch-up read asks of the shared store.
 const CATCH_UP_READ_BYTES: usize = 4 << 20;
@@ -92,12 +201,41 @@ impl Broker {
     /// Makes this broker a member of a cluster: from now on produce and topic changes go through
     /// `shared`. Call once, before serving.
     pub fn set_shared_log(&self, shared: Arc<dyn SharedLog>) {
+        let _ = self.offsets.shared.set(shared.clone());
         let _ = self.shared.set(shared);
     }
 
     /// The cluster's shared store, in cluster mode.
     pub fn shared_log(&self) -> Option<&Arc<dyn SharedLog>> {
         self.shared.get()
+    }
+
+    /// Cluster mode: the live brokers and the one preferred for `topic_id`/`partition` (Kafka
+    /// clients send that partition's produce and fetch there; any broker would take them).
+    pub fn partition_leader(&self, topic_id: &str, partition: u32) -> Option<(Vec<Member>, i32)> {
+        let shared = self.shared.get()?;
+        let members = shared.members();
+        let ids: Vec<i32> = members.iter().map(|m| m.node_id).collect();
+        let leader = rendezvous(&format!("{topic_id}/{partition}"), &ids)?;
+        Some((members, leader))
+    }
+
+    /// True when this broker may act as `group`'s coordinator now (always in single-node mode).
+    /// In cluster mode it takes or keeps the group's lease; taking it loads the group's
+    /// committed offsets from the shared store first.
+    pub async fn coordinates(&self, group: &str) -> Result<bool> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(true);
+        };
+        match shared.coordinate(group).await? {
+            None => Ok(false),
+            Some(false) => Ok(true),
+            Some(true) => {
+                let rows = shared.load_offsets(group).await?;
+                self.offsets.replace_group(group, rows).await?;
+                Ok(true)
+            }
+        }
     }
 
     /// The shared store said `partition` of topic `topic_id` now ends at `next_offset`: applies
@@ -109,6 +247,7 @@ impl Broker {
         let Ok(p) = t.partition(i64::from(partition)) else {
             return;
         };
+        p.replica.heard(next_offset);
         if p.log.stats().high_watermark >= next_offset {
             return;
         }
@@ -130,10 +269,19 @@ impl Broker {
         }
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
-        if offset <= p.log.stats().high_watermark {
+        if offset <= p.log.stats().high_watermark || !p.replica.worth_asking(offset) {
             return Ok(());
         }
         self.catch_up(&t, p, None).await
+    }
+
+    /// Cluster mode: the broker coordinating `group` (`None` without live brokers); single-node
+    /// mode: `None`.
+    pub async fn group_coordinator(&self, group: &str) -> Result<Option<i32>> {
+        match self.shared.get() {
+            Some(shared) => shared.coordinator(group).await,
+            None => Ok(None),
+        }
     }
 
     fn topic_by_id(&self, id: &str) -> Option<Arc<Topic>> {
@@ -203,15 +351,19 @@ fn produce(
                 last_offset,
             } => {
                 // Committed is acknowledged: a local copy that cannot take it is this broker's
-                // problem (logged; reads catch up again), not the producer's.
-                if let Err(e) = catch_up(&shared, &t, &p, Some((base_offset, batch))).await {
-                    crate::log::warn(
-                        "busbar",
-                        "cluster_catch_up_failed",
-                        &format!("cluster: applying {}/{} failed: {e}", t.name, p.index),
-                        &[],
-                    );
-                }
+                // problem (logged; reads catch up again), not the producer's. A copy far behind
+                // (a new broker) must not hold the ack: past APPLY_WAIT it goes on alone.
+                let apply = tokio::spawn(async move {
+                    if let Err(e) = catch_up(&shared, &t, &p, Some((base_offset, batch))).await {
+                        crate::log::warn(
+                            "busbar",
+                            "cluster_catch_up_failed",
+                            &format!("cluster: applying {}/{} failed: {e}", t.name, p.index),
+                            &[],
+                        );
+                    }
+                });
+                let _ = tokio::time::timeout(APPLY_WAIT, apply).await;
                 Ok((base_offset, last_offset, false))
             }
         }
@@ -226,7 +378,7 @@ async fn catch_up(
     own: Option<(u64, Vec<u8>)>,
 ) -> Result<()> {
     {
-        let _one = p.replica.lock().await;
+        let _one = p.replica.lock.lock().await;
         let mut next = p.log.stats().high_watermark;
         let until = own.as_ref().map(|(base, _)| *base);
         while until.is_none_or(|u| next < u) {
@@ -236,12 +388,18 @@ async fn catch_up(
             if got.is_empty() {
                 break;
             }
+            let before = next;
             for b in got {
                 if b.last_offset < next {
                     continue;
                 }
                 let mut bytes = b.bytes;
                 next = apply(t, p, b.base_offset, &mut bytes)?;
+                p.replica.heard(next);
+            }
+            if next == before {
+                // Rows that do not move the copy on: never loop on them.
+                return Err(inconsistent(t, p, next, next));
             }
         }
         if let Some((base, mut bytes)) = own {

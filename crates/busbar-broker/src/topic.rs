@@ -148,8 +148,8 @@ pub struct Partition {
     pub sync: crate::sync::Syncer,
     /// Open and aborted transactions here (kept by the coordinator, `txn.rs`).
     pub txns: crate::txn::PartitionTxns,
-    /// Cluster mode: held while shared batches are applied to the local log (`shared.rs`).
-    pub replica: tokio::sync::Mutex<()>,
+    /// Cluster mode: the local copy's state (`shared.rs`).
+    pub replica: crate::shared::Replica,
 }
 
 /// A topic as the broker holds it in memory.

@@ -5,7 +5,7 @@
 use crate::pool::Pool;
 use crate::Error;
 use busbar_broker::metadata::TopicMeta;
-use busbar_broker::shared::SharedBatch;
+use busbar_broker::shared::{OffsetRow, SharedBatch};
 use busbar_broker::BrokerError;
 use std::collections::BTreeMap;
 
@@ -106,22 +106,98 @@ pub async fn update_topic(pool: &Pool, meta: &TopicMeta) -> busbar_broker::Resul
     Ok(())
 }
 
-/// Removes a topic with its data and producer state.
-pub async fn delete_topic(pool: &Pool, id: &str) -> Result<(), Error> {
+/// Removes a topic with its data and producer state (rows in the committer's lock order:
+/// producer state, then partitions, so the two never deadlock); UnknownTopic when gone already.
+pub async fn delete_topic(pool: &Pool, id: &str) -> busbar_broker::Result<()> {
     let mut c = pool.get().await?;
-    let tx = c.transaction().await?;
+    let tx = c.transaction().await.map_err(Error::from)?;
+    let mut gone = 0;
     for sql in [
-        "DELETE FROM topics WHERE id = $1",
+        "DELETE FROM producer_state WHERE topic_id = $1",
         "DELETE FROM partitions WHERE topic_id = $1",
         "DELETE FROM batches WHERE topic_id = $1",
-        "DELETE FROM producer_state WHERE topic_id = $1",
+        "DELETE FROM topics WHERE id = $1",
     ] {
-        tx.execute(sql, &[&id]).await?;
+        gone = tx.execute(sql, &[&id]).await.map_err(Error::from)?;
+    }
+    if gone == 0 {
+        return Err(BrokerError::UnknownTopic(format!(
+            "topic id {id} is not in the cluster"
+        )));
     }
     tx.execute("SELECT pg_notify('busbar_topics', '')", &[])
-        .await?;
+        .await
+        .map_err(Error::from)?;
+    tx.commit().await.map_err(Error::from)?;
+    Ok(())
+}
+
+/// How long an idempotent producer's state is kept after its last use (Kafka's
+/// `producer.id.expiration.ms` default, one day).
+const PRODUCER_EXPIRY_MS: f64 = 86_400_000.0;
+
+/// Forgets producers idle past [`PRODUCER_EXPIRY_MS`] (ids and per-partition state).
+pub async fn expire_producers(pool: &Pool) -> Result<(), Error> {
+    let c = pool.get().await?;
+    for sql in [
+        "DELETE FROM producer_state WHERE used_at < now() - $1 * interval '1 millisecond'",
+        "DELETE FROM producers WHERE used_at < now() - $1 * interval '1 millisecond'",
+    ] {
+        c.execute(sql, &[&PRODUCER_EXPIRY_MS]).await?;
+    }
+    Ok(())
+}
+
+/// Writes committed offsets (a `None` value deletes) in one transaction.
+pub async fn write_offsets(pool: &Pool, rows: Vec<OffsetRow>) -> Result<(), Error> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    for r in &rows {
+        let partition = r.partition as i32;
+        match &r.value {
+            Some((offset, metadata, commit_ms)) => {
+                tx.execute(
+                    "INSERT INTO group_offsets (group_id, topic, partition, committed_offset, \
+                     metadata, commit_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (group_id, topic, partition) DO UPDATE SET \
+                     committed_offset = excluded.committed_offset, metadata = excluded.metadata, \
+                     commit_ms = excluded.commit_ms",
+                    &[&r.group, &r.topic, &partition, offset, metadata, commit_ms],
+                )
+                .await?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM group_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3",
+                    &[&r.group, &r.topic, &partition],
+                )
+                .await?;
+            }
+        }
+    }
     tx.commit().await?;
     Ok(())
+}
+
+/// Every committed offset of `group`.
+pub async fn load_offsets(pool: &Pool, group: &str) -> Result<Vec<OffsetRow>, Error> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT topic, partition, committed_offset, metadata, commit_ms FROM group_offsets \
+             WHERE group_id = $1",
+            &[&group],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| OffsetRow {
+            group: group.to_string(),
+            topic: r.get(0),
+            partition: r.get::<_, i32>(1) as u32,
+            value: Some((r.get(2), r.get(3), r.get(4))),
+        })
+        .collect())
 }
 
 /// Most batches one read answers.

@@ -51,7 +51,7 @@ impl Job {
 
 /// Sequence numbers wrap at `i32::MAX` to 0 (Kafka's rule).
 fn seq_add(seq: i32, n: i32) -> i32 {
-    ((i64::from(seq) + i64::from(n)) % (i64::from(i32::MAX) + 1)) as i32
+    (i64::from(seq) + i64::from(n)).rem_euclid(i64::from(i32::MAX) + 1) as i32
 }
 
 /// The producer side of the committer's queue.
@@ -74,6 +74,20 @@ impl Handle {
             Ok(h) => h,
             Err(e) => return refused(BrokerError::CorruptMessage(e.to_string())),
         };
+        // The broker checked the batch whole (`shared::check_new`); the offset arithmetic here
+        // must not depend on that alone.
+        if h.last_offset_delta < 0 || h.record_count != h.last_offset_delta.wrapping_add(1) {
+            return refused(BrokerError::InvalidRecord(format!(
+                "record count {} is not last offset delta {} + 1",
+                h.record_count, h.last_offset_delta
+            )));
+        }
+        if batch.len() > self.bytes_max {
+            return refused(BrokerError::MessageTooLarge {
+                size: batch.len(),
+                limit: self.bytes_max,
+            });
+        }
         let n = u32::try_from(batch.len().max(1)).unwrap_or(u32::MAX);
         let Ok(permit) = self.bytes.clone().try_acquire_many_owned(n) else {
             return refused(BrokerError::Storage(format!(
@@ -131,6 +145,11 @@ struct Committer {
     hot_checked: Option<(Instant, bool)>,
 }
 
+/// The longest one group's transaction may take, COMMIT included (the server's statement
+/// timeout is off for COMMIT: a synchronous standby's wait must never be cut short into a
+/// local-only commit that would then be acknowledged).
+const GROUP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often the hot tier's total size is read.
 const HOT_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -144,9 +163,20 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            let answers = match self.commit(&jobs).await {
-                Ok(a) => a,
-                Err(e) => {
+            let answers = match tokio::time::timeout(GROUP_TIMEOUT, self.commit(&jobs)).await {
+                Ok(Ok(a)) => a,
+                done => {
+                    let e = match done {
+                        Ok(Err(e)) => e,
+                        // The connection is dropped (the server rolls back what did not commit);
+                        // whether a COMMIT in flight took effect is unknown: never an ack.
+                        _ => {
+                            self.client = None;
+                            Error::Config(format!(
+                                "no answer within {GROUP_TIMEOUT:?}; the outcome is unknown"
+                            ))
+                        }
+                    };
                     if self.client.as_ref().is_some_and(|c| c.is_closed()) {
                         self.client = None;
                     }
@@ -202,6 +232,9 @@ impl Committer {
             tx.execute("SELECT pg_notify('busbar_data', $1)", &[&payload])
                 .await?;
         }
+        // A statement timeout during COMMIT's wait for a synchronous standby would make
+        // PostgreSQL answer success for a commit only the primary has (with a warning).
+        tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
         tx.commit().await?;
         Ok(answers.into_iter().map(Verdict::reply).collect())
     }
@@ -275,10 +308,14 @@ async fn judge(
         .collect();
     let mut issued: HashMap<i64, i16> = HashMap::new();
     if !states.is_empty() {
-        let pids: Vec<i64> = states.keys().map(|k| k.0).collect();
+        let mut pids: Vec<i64> = states.keys().map(|k| k.0).collect();
+        pids.dedup();
+        // Locked (in id order, as every committer does): a producer's batches in two brokers'
+        // transactions are judged one after the other, even before its state row exists.
         for r in tx
             .query(
-                "SELECT producer_id, epoch FROM producers WHERE producer_id = ANY($1)",
+                "SELECT producer_id, epoch FROM producers WHERE producer_id = ANY($1) \
+                 ORDER BY producer_id FOR UPDATE",
                 &[&pids],
             )
             .await?
@@ -331,7 +368,7 @@ fn judge_one(i: usize, j: &Job, issued: Option<i16>, state: &mut Option<State>) 
             "producer id {pid} was never issued by InitProducerId"
         )));
     };
-    if epoch < issued {
+    if epoch != issued {
         return Verdict::Refused(BrokerError::InvalidProducerEpoch(format!(
             "producer {pid} is at epoch {issued}, not {epoch}"
         )));
@@ -439,7 +476,8 @@ async fn assign(
             continue;
         };
         let end = row.get::<_, i64>(0) as u64;
-        let mut base = end - n as u64;
+        // n >= 1 per batch (checked in `submit`), and the row grew by n just now.
+        let mut base = end.saturating_sub(n as u64);
         for i in idx {
             let last = base + jobs[i].records() as u64 - 1;
             verdicts[i] = Verdict::Accept(Some((base, last)));
@@ -501,7 +539,15 @@ async fn save_producers(
     states: BTreeMap<Key, State>,
     verdicts: &[Verdict],
 ) -> Result<(), Error> {
+    let mut pids = Vec::new();
     for ((pid, topic_id, partition), s) in states {
+        // A key whose batches of this group were all refused after judging (their partition
+        // went away) keeps its stored state.
+        let mine: Vec<usize> = s.recent.iter().filter_map(|r| r.job).collect();
+        if !mine.is_empty() && mine.iter().all(|&i| verdicts[i].offsets().is_none()) {
+            continue;
+        }
+        pids.push(pid);
         let recent: Vec<[i64; 4]> = s
             .recent
             .iter()
@@ -517,6 +563,13 @@ async fn save_producers(
              ON CONFLICT (producer_id, topic_id, partition) \
              DO UPDATE SET epoch = excluded.epoch, recent = excluded.recent, used_at = now()",
             &[&pid, &topic_id, &(partition as i32), &s.epoch, &recent],
+        )
+        .await?;
+    }
+    if !pids.is_empty() {
+        tx.execute(
+            "UPDATE producers SET used_at = now() WHERE producer_id = ANY($1)",
+            &[&pids],
         )
         .await?;
     }

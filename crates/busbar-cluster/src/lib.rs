@@ -17,12 +17,13 @@
 
 mod catalog;
 mod commit;
+pub mod members;
 pub mod migrate;
 mod pool;
 mod watch;
 
 use busbar_broker::metadata::TopicMeta;
-use busbar_broker::shared::{BoxFuture, Committed, SharedBatch, SharedLog};
+use busbar_broker::shared::{BoxFuture, Committed, Member, OffsetRow, SharedBatch, SharedLog};
 use busbar_broker::Broker;
 use busbar_broker::BrokerError;
 use std::sync::Arc;
@@ -103,19 +104,70 @@ impl ClusterConfig {
     }
 }
 
+/// How this broker is reached, for the `brokers` table.
+#[derive(Debug, Clone)]
+pub struct Advertised {
+    pub node_id: i32,
+    pub kafka_host: String,
+    pub kafka_port: u16,
+    pub http_addr: String,
+}
+
 /// A broker's membership in a cluster: the shared store on PostgreSQL.
 pub struct Cluster {
     config: ClusterConfig,
     pool: pool::Pool,
     committer: commit::Handle,
+    members: members::Membership,
     /// The database's cluster id (`busbar_cluster`).
     pub id: String,
+}
+
+/// The longest any one database call may take as seen from here (the server's own
+/// `statement_timeout` is shorter; this bounds a connection that stopped answering).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `f` within [`CALL_TIMEOUT`].
+async fn bounded<T>(f: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::time::timeout(CALL_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| Err(Error::Config(format!("no answer within {CALL_TIMEOUT:?}"))))
+}
+
+/// `f` (answering broker errors) within [`CALL_TIMEOUT`].
+async fn bounded_b<T>(
+    f: impl std::future::Future<Output = busbar_broker::Result<T>>,
+) -> busbar_broker::Result<T> {
+    tokio::time::timeout(CALL_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| {
+            Err(BrokerError::Storage(format!(
+                "cluster store: no answer within {CALL_TIMEOUT:?}"
+            )))
+        })
+}
+
+/// The Kafka cluster id for a database cluster id (32 hex digits): its 16 bytes in URL-safe
+/// base64 without padding, the form Kafka clients expect; every broker of the cluster answers it.
+pub fn kafka_cluster_id(id: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes: Vec<u8> = (0..id.len() / 2)
+        .filter_map(|i| u8::from_str_radix(id.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
 }
 
 impl Cluster {
     /// Connects, applies migrations and starts the committer. Fails with the reason when the
     /// database cannot be reached or its schema is newer than this busbar.
-    pub async fn connect(config: ClusterConfig) -> Result<Arc<Cluster>, Error> {
+    pub async fn connect(config: ClusterConfig, me: Advertised) -> Result<Arc<Cluster>, Error> {
         let pg: tokio_postgres::Config = config.postgres_url.parse().map_err(|e| {
             Error::Config(format!("cluster.postgres_url is not a PostgreSQL URL: {e}"))
         })?;
@@ -126,11 +178,15 @@ impl Cluster {
             .await?
             .get(0);
         let pool = pool::Pool::new(pg.clone(), config.pg_connections_max);
+        let members =
+            members::Membership::new(me.node_id, &me.kafka_host, me.kafka_port, &me.http_addr);
+        bounded(members.register(&pool)).await?;
         let committer = commit::start(pg, &config);
         Ok(Arc::new(Cluster {
             config,
             pool,
             committer,
+            members,
             id,
         }))
     }
@@ -140,10 +196,34 @@ impl Cluster {
     /// are level.
     pub async fn attach(self: &Arc<Self>, broker: Arc<Broker>) -> Result<(), BrokerError> {
         broker.set_shared_log(self.clone());
-        let metas = catalog::topics(&self.pool).await?;
-        broker.sync_topics(&metas).await?;
+        let metas = bounded(catalog::topics(&self.pool)).await?;
+        // A topic this broker cannot apply (logged) must not keep it from serving the others.
+        let _ = broker.sync_topics(&metas).await;
         watch::start(self.clone(), broker);
+        tokio::spawn(heartbeats(self.clone()));
         Ok(())
+    }
+}
+
+/// Heartbeats every [`members::HEARTBEAT_EVERY`]; expires idle producers' state every minute.
+async fn heartbeats(cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(members::HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beats: u64 = 0;
+    loop {
+        tick.tick().await;
+        beats += 1;
+        if let Err(e) = bounded(cluster.members.heartbeat(&cluster.pool)).await {
+            busbar_broker::log::warn(
+                "busbar",
+                "cluster_heartbeat_failed",
+                &format!("cluster: heartbeat failed: {e}"),
+                &[],
+            );
+        }
+        if beats.is_multiple_of(60) {
+            let _ = bounded(catalog::expire_producers(&cluster.pool)).await;
+        }
     }
 }
 
@@ -166,29 +246,59 @@ impl SharedLog for Cluster {
     ) -> BoxFuture<'_, busbar_broker::Result<Vec<SharedBatch>>> {
         let topic_id = topic_id.to_string();
         Box::pin(async move {
-            Ok(catalog::read(&self.pool, &topic_id, partition, from, max_bytes).await?)
+            Ok(bounded(catalog::read(
+                &self.pool, &topic_id, partition, from, max_bytes,
+            ))
+            .await?)
         })
     }
 
     fn create_topic(&self, meta: &TopicMeta) -> BoxFuture<'_, busbar_broker::Result<()>> {
         let meta = meta.clone();
-        Box::pin(async move { catalog::create_topic(&self.pool, &meta).await })
+        Box::pin(async move { bounded_b(catalog::create_topic(&self.pool, &meta)).await })
     }
 
     fn update_topic(&self, meta: &TopicMeta) -> BoxFuture<'_, busbar_broker::Result<()>> {
         let meta = meta.clone();
-        Box::pin(async move { catalog::update_topic(&self.pool, &meta).await })
+        Box::pin(async move { bounded_b(catalog::update_topic(&self.pool, &meta)).await })
     }
 
     fn delete_topic(&self, id: &str) -> BoxFuture<'_, busbar_broker::Result<()>> {
         let id = id.to_string();
-        Box::pin(async move { Ok(catalog::delete_topic(&self.pool, &id).await?) })
+        Box::pin(async move { bounded_b(catalog::delete_topic(&self.pool, &id)).await })
     }
 
     fn init_producer_id(
         &self,
         current: Option<(i64, i16)>,
     ) -> BoxFuture<'_, busbar_broker::Result<(i64, i16)>> {
-        Box::pin(async move { catalog::init_producer_id(&self.pool, current).await })
+        Box::pin(bounded_b(catalog::init_producer_id(&self.pool, current)))
+    }
+
+    fn members(&self) -> Vec<Member> {
+        self.members.members()
+    }
+
+    fn node_id(&self) -> i32 {
+        self.members.node_id
+    }
+
+    fn coordinator(&self, group: &str) -> BoxFuture<'_, busbar_broker::Result<Option<i32>>> {
+        let group = group.to_string();
+        Box::pin(async move { Ok(bounded(self.members.coordinator(&self.pool, &group)).await?) })
+    }
+
+    fn coordinate(&self, group: &str) -> BoxFuture<'_, busbar_broker::Result<Option<bool>>> {
+        let group = group.to_string();
+        Box::pin(async move { Ok(bounded(self.members.coordinate(&self.pool, &group)).await?) })
+    }
+
+    fn write_offsets(&self, rows: Vec<OffsetRow>) -> BoxFuture<'_, busbar_broker::Result<()>> {
+        Box::pin(async move { Ok(bounded(catalog::write_offsets(&self.pool, rows)).await?) })
+    }
+
+    fn load_offsets(&self, group: &str) -> BoxFuture<'_, busbar_broker::Result<Vec<OffsetRow>>> {
+        let group = group.to_string();
+        Box::pin(async move { Ok(bounded(catalog::load_offsets(&self.pool, &group)).await?) })
     }
 }

@@ -7,11 +7,14 @@ use crate::Error;
 use tokio_postgres::Client;
 
 /// (version, name, SQL), in order.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "hot_tier",
-    include_str!("../migrations/001_hot_tier.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "hot_tier",
+        include_str!("../migrations/001_hot_tier.sql"),
+    ),
+    (2, "members", include_str!("../migrations/002_members.sql")),
+];
 
 /// The advisory lock key migrations hold ("busbar" in ASCII).
 const LOCK_KEY: i64 = 0x6275_7362_6172;

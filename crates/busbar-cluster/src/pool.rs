@@ -11,6 +11,9 @@ use tokio_postgres::{Client, Config, NoTls};
 /// The longest one statement may run (PostgreSQL's `statement_timeout`).
 pub const STATEMENT_TIMEOUT_MS: u32 = 10_000;
 
+/// The longest a transaction may sit idle on the server before it is ended.
+pub const IDLE_IN_TRANSACTION_MS: u32 = 15_000;
+
 /// How long opening a connection may take.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -18,7 +21,12 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub async fn connect(config: &Config) -> Result<Client, Error> {
     let mut config = config.clone();
     config.connect_timeout(CONNECT_TIMEOUT);
-    config.options(format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
+    // A transaction left open (a broker frozen mid-commit) is ended by the server, freeing the
+    // partition rows it locked; keepalives find a dead peer in about a minute, not two hours.
+    config.options(format!(
+        "-c statement_timeout={STATEMENT_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+    ));
+    config.keepalives_idle(std::time::Duration::from_secs(15));
     config.application_name("busbar");
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {

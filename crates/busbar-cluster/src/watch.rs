@@ -22,6 +22,8 @@ use tokio_postgres::{AsyncMessage, Config, NoTls};
 struct Dirty {
     parts: Mutex<HashMap<(String, u32), u64>>,
     topics: AtomicBool,
+    /// Ask every partition's end now (the listener just (re)connected).
+    poll_now: AtomicBool,
     listening: AtomicBool,
     wake: Notify,
 }
@@ -100,7 +102,7 @@ async fn listen_once(pg: &Config, dirty: &Arc<Dirty>) -> Result<(), crate::Error
         .await?;
     // Whatever was committed while nobody listened: one poll now.
     dirty.listening.store(true, Ordering::Relaxed);
-    dirty.topics.store(true, Ordering::Relaxed);
+    dirty.poll_now.store(true, Ordering::Relaxed);
     dirty.wake.notify_one();
     match driver.await {
         Ok(Err(e)) => Err(e.into()),
@@ -112,23 +114,34 @@ async fn listen_once(pg: &Config, dirty: &Arc<Dirty>) -> Result<(), crate::Error
 }
 
 async fn apply(cluster: Arc<Cluster>, broker: Arc<Broker>, dirty: Arc<Dirty>) {
+    // The first pass polls: whatever was committed before this broker listened.
+    let mut last_poll: Option<tokio::time::Instant> = None;
     loop {
         let period = if dirty.listening.load(Ordering::Relaxed) {
             cluster.config.poll_interval
         } else {
             POLL_DOWN
         };
-        let polled = tokio::select! {
-            _ = dirty.wake.notified() => false,
-            _ = tokio::time::sleep(period) => true,
-        };
-        if polled {
+        // A deadline from the last poll, not from the last wake-up: a busy broker still polls.
+        let due = last_poll.map_or_else(tokio::time::Instant::now, |at| at + period);
+        tokio::select! {
+            _ = dirty.wake.notified() => {}
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        if dirty.poll_now.swap(false, Ordering::Relaxed)
+            || last_poll.is_none_or(|at| at.elapsed() >= period)
+        {
             poll(&cluster, &dirty).await;
+            last_poll = Some(tokio::time::Instant::now());
         }
         if dirty.topics.swap(false, Ordering::Relaxed) {
             match catalog::topics(&cluster.pool).await {
                 Ok(metas) => {
-                    let _ = broker.sync_topics(&metas).await;
+                    if broker.sync_topics(&metas).await.unwrap_or(true) {
+                        // New topics or partitions: their data may predate them here.
+                        dirty.poll_now.store(true, Ordering::Relaxed);
+                        dirty.wake.notify_one();
+                    }
                 }
                 Err(_) => dirty.topics.store(true, Ordering::Relaxed),
             }
@@ -140,7 +153,8 @@ async fn apply(cluster: Arc<Cluster>, broker: Arc<Broker>, dirty: Arc<Dirty>) {
     }
 }
 
-/// Asks the database for every partition's end (and the catalog), as notifications would say.
+/// Asks the database for every partition's end, as notifications would say (and the catalog
+/// while notifications are down).
 async fn poll(cluster: &Cluster, dirty: &Dirty) {
     let Ok(c) = cluster.pool.get().await else {
         return;
@@ -161,7 +175,9 @@ async fn poll(cluster: &Cluster, dirty: &Dirty) {
         let at = parts.entry(key).or_insert(0);
         *at = (*at).max(end);
     }
-    dirty.topics.store(true, Ordering::Relaxed);
+    if !dirty.listening.load(Ordering::Relaxed) {
+        dirty.topics.store(true, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

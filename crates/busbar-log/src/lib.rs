@@ -48,3 +48,4 @@ pub use error::{BatchError, LogError, Result};
 pub use log::{Appended, Log, LogStats, ReadResult};
 pub use max_timestamp::MaxTimestamp;
 pub use recovery::RecoveryReport;
+pub use segment::HEADER_BYTES as SEGMENT_HEADER_BYTES;

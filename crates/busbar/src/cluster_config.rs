@@ -142,14 +142,21 @@ const CLUSTER_ID_FILE: &str = "cluster.id";
 /// this cluster's copy, then brings the broker's topics level with the catalog and keeps them so.
 /// A data directory with single-node topics is refused: joining would replace them with the
 /// cluster's (`busbar cluster import` is the way in, a later increment of issue 20).
-pub async fn join(broker: &Arc<Broker>, section: &ClusterSection) -> Result<()> {
+pub async fn join(
+    broker: &Arc<Broker>,
+    section: &ClusterSection,
+    me: busbar_cluster::Advertised,
+) -> Result<Arc<busbar_cluster::Cluster>> {
     let url = redacted(&section.postgres_url);
-    let cluster = busbar_cluster::Cluster::connect(section.config())
+    let cluster = busbar_cluster::Cluster::connect(section.config(), me)
         .await
         .with_context(|| format!("join the cluster at {url}"))?;
     let file = broker.config().data_dir.join(CLUSTER_ID_FILE);
     match std::fs::read_to_string(&file) {
         Ok(id) if id.trim() == cluster.id => {}
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("read {}", file.display()))
+        }
         Ok(id) => bail!(
             "data directory {} holds a copy of cluster {}, not of the cluster at {url} ({}); \
              give this broker an empty data directory",
@@ -177,6 +184,21 @@ pub async fn join(broker: &Arc<Broker>, section: &ClusterSection) -> Result<()> 
         ),
         &[],
     );
+    Ok(cluster)
+}
+
+/// A single-node start on a cluster broker's data directory is refused: it would write to a copy
+/// the cluster does not know of, and the copy would disagree with the cluster when it rejoins.
+pub fn refuse_cluster_copy(data_dir: &std::path::Path) -> Result<()> {
+    let file = data_dir.join(CLUSTER_ID_FILE);
+    if file.exists() {
+        bail!(
+            "data directory {} is a cluster broker's copy ({} exists); start it with --cluster, \
+             or use another data directory",
+            data_dir.display(),
+            file.display()
+        );
+    }
     Ok(())
 }
 

@@ -248,6 +248,25 @@ pub fn run(config: Config, accept_damaged_acls: bool) -> Result<()> {
     rt.block_on(serve(config, accept_damaged_acls))
 }
 
+/// How this broker is reached, for the cluster's `brokers` table: the first Kafka listener's
+/// advertised address and the HTTP address.
+fn advertised(
+    config: &Config,
+    kafka: &[(tokio::net::TcpListener, busbar_kafka::Listener)],
+    http: &tokio::net::TcpListener,
+) -> Result<busbar_cluster::Advertised> {
+    let (_, first) = kafka.first().context("no Kafka listener")?;
+    Ok(busbar_cluster::Advertised {
+        node_id: config.cluster.node_id as i32,
+        kafka_host: first.advertised_host.clone(),
+        kafka_port: first.advertised_port,
+        http_addr: http
+            .local_addr()
+            .context("HTTP listener address")?
+            .to_string(),
+    })
+}
+
 async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     let started = std::time::Instant::now();
     log::set_format(config.log.format()?);
@@ -265,6 +284,9 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
         let bound = l.local_addr().context("Kafka listener address")?;
         kafka_listeners.push((l, config.listener(spec.security, bound)));
     }
+    if !config.cluster.enabled() {
+        busbar::cluster_config::refuse_cluster_copy(&config.data_dir)?;
+    }
     let first = first_start(&config.data_dir);
     let data_dir = config.data_dir.clone();
     let broker_config = config.broker_config();
@@ -272,11 +294,16 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
         .await?
         .with_context(|| format!("open data directory {}", data_dir.display()))?;
     let broker = Arc::new(broker);
+    let mut cluster = None;
     let checked = match refuse_damaged_auth(&broker, &config.data_dir, accept_damaged_acls) {
         Ok(()) if config.cluster.enabled() => {
-            match busbar::cluster_config::join(&broker, &config.cluster).await {
-                Ok(()) => bootstrap_admin(&broker).await,
-                refused => refused,
+            let me = advertised(&config, &kafka_listeners, &listener)?;
+            match busbar::cluster_config::join(&broker, &config.cluster, me).await {
+                Ok(c) => {
+                    cluster = Some(c);
+                    bootstrap_admin(&broker).await
+                }
+                Err(e) => Err(e),
             }
         }
         Ok(()) => bootstrap_admin(&broker).await,
@@ -327,6 +354,10 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     let background = tokio::spawn(broker.clone().run_background(wait(stop_rx.clone())));
     let mut kafka_config = config.kafka_config(kafka_addr);
     kafka_config.node_id = config.cluster.node_id as i32;
+    if let Some(c) = &cluster {
+        // Every broker of a cluster answers the same cluster id.
+        kafka_config.cluster_id = busbar_cluster::kafka_cluster_id(&c.id);
+    }
     kafka_config.tls = tls.as_ref().map(|t| t.kafka());
     let mut http_config = config.http_config();
     http_config.tls = tls.as_ref().filter(|_| config.http.tls).map(|t| t.http());

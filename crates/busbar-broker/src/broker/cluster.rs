@@ -5,13 +5,16 @@ use super::Broker;
 use crate::error::Result;
 use crate::metadata::TopicMeta;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 impl Broker {
     /// Makes this broker's topics those of the cluster's catalog: topics it lacks are created
     /// (with the catalog's ids), topics gone from it (or another topic under the name) deleted,
     /// partition counts and configs brought level. A topic that fails is logged and the others go
-    /// on; the failure is answered after all were tried.
-    pub async fn sync_topics(&self, metas: &[TopicMeta]) -> Result<()> {
+    /// on; the failure is answered after all were tried. Answers whether topics or partitions were
+    /// added (their data is then to be fetched). Each change is made under the admin lock and
+    /// only if the topic is still the one seen (a local admin operation may have run meanwhile).
+    pub async fn sync_topics(&self, metas: &[TopicMeta]) -> Result<bool> {
         let want: HashMap<&str, &TopicMeta> = metas.iter().map(|m| (m.name.as_str(), m)).collect();
         let mut first_err = None;
         let mut failed = |e: crate::error::BrokerError, what: &str| {
@@ -23,12 +26,16 @@ impl Broker {
             );
             first_err.get_or_insert(e);
         };
+        let mut added = false;
         for t in self.all_topics() {
             if want.get(t.name.as_str()).is_some_and(|m| m.id == t.id) {
                 continue;
             }
             let name = t.name.clone();
             let admin = self.lock_admin().await;
+            if !self.topic(&name).is_ok_and(|now| Arc::ptr_eq(&now, &t)) {
+                continue;
+            }
             if let Err(e) = self.delete_local(admin, t).await {
                 failed(e, &format!("deletion of {name}"));
             }
@@ -36,12 +43,18 @@ impl Broker {
         for m in metas {
             let admin = self.lock_admin().await;
             let Ok(t) = self.topic(&m.name) else {
+                added = true;
                 if let Err(e) = self.create_local(admin, m.clone()).await {
                     failed(e, &format!("topic {}", m.name));
                 }
                 continue;
             };
+            if t.id != m.id {
+                // Replaced under this name since the list was read: the next sync sees it.
+                continue;
+            }
             let admin = if m.partitions as usize > t.partitions.len() {
+                added = true;
                 match self.add_partitions_local(admin, t, m.partitions).await {
                     Ok(a) => a,
                     Err(e) => {
@@ -52,14 +65,16 @@ impl Broker {
             } else {
                 admin
             };
-            let t = self.topic(&m.name)?;
+            let Ok(t) = self.topic(&m.name) else {
+                continue;
+            };
             if m.configs != t.overrides {
                 if let Err(e) = self.set_configs_local(admin, t, m.configs.clone()).await {
                     failed(e, &format!("configs of {}", m.name));
                 }
             }
         }
-        first_err.map_or(Ok(()), Err)
+        first_err.map_or(Ok(added), Err)
     }
 
     /// InitProducerId for an idempotent producer: from the shared store in cluster mode (ids

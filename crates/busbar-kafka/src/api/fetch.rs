@@ -80,7 +80,8 @@ struct Slot {
     partition: i32,
     offset: i64,
     max_bytes: i32,
-    /// TOPIC_AUTHORIZATION_FAILED when the principal may not READ the topic.
+    /// TOPIC_AUTHORIZATION_FAILED when the principal may not READ the topic (or, in cluster
+    /// mode, the error of a copy that could not catch up): answered without reading.
     denied: Option<i16>,
     answer: Option<PartitionData>,
 }
@@ -230,12 +231,20 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Held) {
         Isolation::ReadUncommitted
     };
     // Cluster mode: an offset past this broker's copy may be one another broker acknowledged.
-    for s in slots.iter().filter(|s| s.denied.is_none() && s.offset > 0) {
+    // A copy that cannot catch up answers a retriable KAFKA_STORAGE_ERROR, never
+    // OFFSET_OUT_OF_RANGE for an offset that may exist.
+    for s in slots
+        .iter_mut()
+        .filter(|s| s.denied.is_none() && s.offset > 0)
+    {
         let broker = &ctx.shared.broker;
         let (topic, partition) = (&s.topic, s.partition as i64);
-        let _ = broker
+        if let Err(e) = broker
             .catch_up_for_read(topic, partition, s.offset as u64)
-            .await;
+            .await
+        {
+            s.denied = Some(codes::of(&e));
+        }
     }
     let (mut got, mut held) = read_reserved(ctx, &mut slots, total_max, iso).await;
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64)

@@ -1,10 +1,13 @@
-//! FindCoordinator: this broker coordinates every group (and would every transaction).
+//! FindCoordinator: in single-node mode this broker coordinates every group (and transaction);
+//! in cluster mode a group's coordinator is the live holder of its lease, else the live broker
+//! rendezvous hashing prefers (`busbar_broker::shared`), and COORDINATOR_NOT_AVAILABLE (15,
+//! retriable) when the cluster's store cannot say.
 
 use super::{sb, Ctx};
 use crate::authz::{Authz, Op, Res};
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
-pub fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let mut r = FindCoordinatorResponse::default();
     // DESCRIBE on the group (key type 0) or the transactional id (1).
     let ty = if req.key_type == 1 {
@@ -23,5 +26,27 @@ pub fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResp
     r.node_id = BrokerId(ctx.shared.config.node_id);
     r.host = sb(ctx.listener.advertised_host.clone());
     r.port = i32::from(ctx.listener.advertised_port);
+    let broker = &ctx.shared.broker;
+    let Some(shared) = broker.shared_log().filter(|_| req.key_type == 0) else {
+        return r;
+    };
+    let elsewhere = match broker.group_coordinator(req.key.as_str()).await {
+        Ok(Some(node)) if node == shared.node_id() => return r,
+        Ok(Some(node)) => shared.members().into_iter().find(|m| m.node_id == node),
+        _ => None,
+    };
+    match elsewhere {
+        Some(m) => {
+            r.node_id = BrokerId(m.node_id);
+            r.host = sb(m.host);
+            r.port = i32::from(m.port);
+        }
+        None => {
+            r.error_code = crate::api::groups::COORDINATOR_NOT_AVAILABLE;
+            r.node_id = BrokerId(-1);
+            r.host = sb("");
+            r.port = -1;
+        }
+    }
     r
 }

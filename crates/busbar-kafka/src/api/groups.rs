@@ -43,6 +43,25 @@ pub fn fenced(ctx: &Ctx<'_>, group: &str, instance: Option<&str>, member: &str) 
     instance.is_some_and(|i| !i.is_empty() && ctx.shared.broker.instance_fenced(group, i, member))
 }
 
+/// Kafka's NOT_COORDINATOR: another broker of the cluster coordinates the group (the client
+/// asks FindCoordinator again).
+pub const NOT_COORDINATOR: i16 = 16;
+/// Kafka's COORDINATOR_NOT_AVAILABLE (retriable): the cluster's store did not answer.
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+
+/// Cluster mode: NOT_COORDINATOR unless this broker holds (or just took) `group`'s lease,
+/// COORDINATOR_NOT_AVAILABLE when that could not be decided; `None` in single-node mode.
+pub async fn not_coordinator(ctx: &Ctx<'_>, group: &str) -> Option<i16> {
+    if group.is_empty() {
+        return None;
+    }
+    match ctx.shared.broker.coordinates(group).await {
+        Ok(true) => None,
+        Ok(false) => Some(NOT_COORDINATOR),
+        Err(_) => Some(COORDINATOR_NOT_AVAILABLE),
+    }
+}
+
 /// GROUP_AUTHORIZATION_FAILED (audited) unless the principal may READ `group` (Join, Sync,
 /// Heartbeat, Leave; an empty group id is answered INVALID_GROUP_ID first).
 pub fn read_denied(ctx: &Ctx<'_>, api: &'static str, group: &str) -> Option<i16> {
@@ -59,6 +78,10 @@ pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
         Some(INVALID_GROUP_ID)
     } else {
         read_denied(ctx, "JoinGroup", req.group_id.0.as_str())
+    };
+    let refused = match refused {
+        None => not_coordinator(ctx, req.group_id.0.as_str()).await,
+        r => r,
     };
     if let Some(code) = refused {
         let mut r = JoinGroupResponse::default();
@@ -163,6 +186,10 @@ pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
         r.error_code = code;
         return r;
     }
+    if let Some(code) = not_coordinator(ctx, &group).await {
+        r.error_code = code;
+        return r;
+    }
     if fenced(
         ctx,
         &group,
@@ -203,11 +230,13 @@ pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
     r
 }
 
-pub fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
+pub async fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
     let mut r = HeartbeatResponse::default();
     if req.group_id.is_empty() {
         r.error_code = INVALID_GROUP_ID;
     } else if let Some(code) = read_denied(ctx, "Heartbeat", req.group_id.0.as_str()) {
+        r.error_code = code;
+    } else if let Some(code) = not_coordinator(ctx, req.group_id.0.as_str()).await {
         r.error_code = code;
     } else if fenced(
         ctx,
@@ -232,7 +261,7 @@ pub fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
     r
 }
 
-pub fn leave(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
+pub async fn leave(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
     let group = req.group_id.0.as_str();
     let mut r = LeaveGroupResponse::default();
     if group.is_empty() {
@@ -240,6 +269,10 @@ pub fn leave(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
         return r;
     }
     if let Some(code) = read_denied(ctx, "LeaveGroup", group) {
+        r.error_code = code;
+        return r;
+    }
+    if let Some(code) = not_coordinator(ctx, group).await {
         r.error_code = code;
         return r;
     }

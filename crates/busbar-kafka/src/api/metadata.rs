@@ -1,4 +1,5 @@
-//! Metadata: this broker (node, controller, leader of every partition) and the topics asked for,
+//! Metadata: this broker (node, controller, leader of every partition; in cluster mode every live
+//! broker, the lowest id as controller, leaders by rendezvous hashing) and the topics asked for,
 //! creating unknown ones when the request and the config allow it. An invalid name, or one that
 //! collides with an existing topic once `.` and `_` are treated alike, is INVALID_TOPIC_EXCEPTION
 //! (17), as in Kafka. Leader epochs are reported as -1 (busbar does not serve
@@ -17,7 +18,17 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
-fn describe(ctx: &Ctx<'_>, name: &str) -> MetadataResponseTopic {
+/// Each partition's leader: this broker in single-node mode; in cluster mode the live broker
+/// rendezvous hashing picks for the partition (any broker takes any partition's produce and
+/// fetch: the leader is where clients go for cache affinity, `busbar_broker::shared`).
+fn leader(ctx: &Ctx<'_>, ids: &[i32], topic_id: &str, partition: u32) -> BrokerId {
+    let me = ctx.shared.config.node_id;
+    BrokerId(
+        busbar_broker::shared::rendezvous(&format!("{topic_id}/{partition}"), ids).unwrap_or(me),
+    )
+}
+
+fn describe(ctx: &Ctx<'_>, ids: &[i32], name: &str) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
     t.name = Some(topic(name));
     if let Err(e) = busbar_broker::validate_name(name) {
@@ -34,6 +45,11 @@ fn describe(ctx: &Ctx<'_>, name: &str) -> MetadataResponseTopic {
                 .map(|p| {
                     let mut mp = MetadataResponsePartition::default();
                     mp.partition_index = p.partition as i32;
+                    let node = if ids.is_empty() {
+                        node
+                    } else {
+                        leader(ctx, ids, &d.id, p.partition)
+                    };
                     mp.leader_id = node;
                     mp.leader_epoch = -1;
                     mp.replica_nodes = vec![node];
@@ -78,6 +94,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     };
     let auto =
         ctx.shared.config.auto_create_topics && (ctx.version < 4 || req.allow_auto_topic_creation);
+    // Cluster mode: every live broker (empty in single-node mode).
+    let members = broker.shared_log().map(|s| s.members()).unwrap_or_default();
+    let ids: Vec<i32> = members.iter().map(|m| m.node_id).collect();
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
         // A named topic the principal may not DESCRIBE is 29 whether or not it exists.
@@ -102,16 +121,25 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
                 continue;
             }
         }
-        topics.push(describe(ctx, &name));
+        topics.push(describe(ctx, &ids, &name));
     }
     let mut b = MetadataResponseBroker::default();
     b.node_id = BrokerId(ctx.shared.config.node_id);
     b.host = sb(ctx.listener.advertised_host.clone());
     b.port = i32::from(ctx.listener.advertised_port);
+    let me = ctx.shared.config.node_id;
     let mut r = MetadataResponse::default();
     r.brokers = vec![b];
+    // The others as registered (this one as the client reached it, on this listener).
+    for m in members.iter().filter(|m| m.node_id != me) {
+        let mut b = MetadataResponseBroker::default();
+        b.node_id = BrokerId(m.node_id);
+        b.host = sb(m.host.clone());
+        b.port = i32::from(m.port);
+        r.brokers.push(b);
+    }
     r.cluster_id = Some(sb(ctx.shared.config.cluster_id.clone()));
-    r.controller_id = BrokerId(ctx.shared.config.node_id);
+    r.controller_id = BrokerId(ids.iter().copied().min().unwrap_or(me));
     r.topics = topics;
     r
 }

@@ -22,6 +22,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResp
             .check(Op::Read, Res::Group, req.group_id.0.as_str())
             .err()
     };
+    let group_denied = match group_denied {
+        None => super::groups::not_coordinator(ctx, req.group_id.0.as_str()).await,
+        denied => denied,
+    };
     for t in &req.topics {
         let name = t.name.0.as_str().to_string();
         let topic_denied = match group_denied {

@@ -16,6 +16,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResp
         r.error_code = code;
         return r;
     }
+    if let Some(code) = super::groups::not_coordinator(ctx, req.group_id.0.as_str()).await {
+        let mut r = OffsetDeleteResponse::default();
+        r.error_code = code;
+        return r;
+    }
     // READ on each topic; a denied one keeps its offsets and answers 29 per partition.
     let denied: Vec<Option<i16>> = req
         .topics

@@ -37,11 +37,14 @@ fn group_denied(req: OffsetFetchRequest, code: i16) -> OffsetFetchResponse {
     r
 }
 
-pub fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
+pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let group = req.group_id.0.as_str().to_string();
     let broker = &ctx.shared.broker;
     let authz = Authz::new(ctx, "OffsetFetch");
     if let Err(code) = authz.check(Op::Describe, Res::Group, &group) {
+        return group_denied(req, code);
+    }
+    if let Some(code) = super::groups::not_coordinator(ctx, &group).await {
         return group_denied(req, code);
     }
     let wanted: BTreeMap<String, Vec<i32>> = match req.topics {
