@@ -2,7 +2,10 @@
 real PostgreSQL (Debian's initdb/pg_ctl under a temporary directory, as `nobody` when root).
 confluent-kafka idempotent producers (acks=all) write through every broker at once, kafka-python
 and aiokafka read everything back from one broker: each record once, each producer's records in
-order, the same offsets on every broker. Registered into run.py's tests.
+order, the same offsets on every broker; a consumer group whose members bootstrap on different
+brokers is one group (one coordinator, by lease), its committed offsets survive the kill -9 of
+its coordinator, and a kafka-python member on another broker resumes exactly there.
+Registered into run.py's tests.
 """
 import glob, os, shutil, socket, subprocess, tempfile, time
 
@@ -126,6 +129,72 @@ def register(test, Busbar):
                 finally:
                     await c.stop()
             assert asyncio.run(read()) == want
+        finally:
+            for b in brokers:
+                b.stop()
+            pg.stop()
+
+    @own
+    def cluster_one_consumer_group_across_brokers_survives_kill_9_of_its_coordinator(_):
+        from confluent_kafka import Consumer, Producer
+        from confluent_kafka.admin import AdminClient, NewTopic
+        pg = Postgres()
+        brokers = []
+        try:
+            brokers = cluster(pg)
+            everyone = ",".join(b.kafka for b in brokers)
+            admin = AdminClient({"bootstrap.servers": everyone})
+            admin.create_topics([NewTopic("cg", 6, 1)])["cg"].result(15)
+            p = Producer({"bootstrap.servers": everyone, "enable.idempotence": True})
+            for n in range(600):
+                p.produce("cg", key=str(n % 50), value=str(n))
+            assert p.flush(30) == 0
+            # Three members, each bootstrapped on a different broker: one group.
+            consumers = [Consumer({"bootstrap.servers": b.kafka, "group.id": "g",
+                                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                   "session.timeout.ms": 10000, "heartbeat.interval.ms": 500})
+                         for b in brokers]
+            for c in consumers:
+                c.subscribe(["cg"])
+            first = []
+            deadline = time.time() + 60
+            while len(first) < 300 and time.time() < deadline:
+                for c in consumers:
+                    m = c.poll(0.2)
+                    if m is None or m.error():
+                        continue
+                    first.append((m.partition(), m.offset(), m.value().decode()))
+                    c.commit(message=m, asynchronous=False)
+            assert len(first) >= 300, len(first)
+            assignments = [sorted(tp.partition for tp in c.assignment()) for c in consumers]
+            assert sorted(sum(assignments, [])) == list(range(6)), assignments
+            for c in consumers:
+                c.close()
+            # The group's coordinator holds its lease in the database: kill -9 that broker.
+            out = subprocess.run(["psql", "-qAt", "-d", pg.url(), "-c",
+                                  "SELECT holder FROM leases WHERE kind = 'group' AND name = 'g'"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+            holder = int(out)
+            victim = brokers[holder - 1]
+            victim.proc.kill()
+            victim.proc.wait(10)
+            survivors = [b for i, b in enumerate(brokers) if i != holder - 1]
+            # kafka-python joins the same group on a surviving broker and resumes at the commits.
+            from kafka import KafkaConsumer
+            k = KafkaConsumer("cg", bootstrap_servers=survivors[0].kafka, group_id="g",
+                              auto_offset_reset="earliest", enable_auto_commit=False,
+                              consumer_timeout_ms=20000, request_timeout_ms=30000)
+            rest = []
+            deadline = time.time() + 60
+            for m in k:
+                rest.append((m.partition, m.offset, m.value.decode()))
+                if len(first) + len(rest) >= 600 or time.time() > deadline:
+                    break
+            k.commit()
+            k.close()
+            seen = first + rest
+            assert sorted(int(v) for _, _, v in seen) == list(range(600)), \
+                f"{len(first)} + {len(rest)} read; duplicates or gaps after the coordinator's kill"
         finally:
             for b in brokers:
                 b.stop()
