@@ -113,16 +113,39 @@ pub struct Replica {
     lock: tokio::sync::Mutex<()>,
     /// The shared store's end as last heard (notifications, polls, reads).
     shared_end: std::sync::atomic::AtomicU64,
+    /// Batches this broker committed, by base offset, waiting to be applied in order.
+    pending: std::sync::Mutex<std::collections::BTreeMap<u64, Vec<u8>>>,
+    /// Signalled when a batch is pended.
+    filled: tokio::sync::Notify,
     /// When a read past the known end last asked the shared store (at most every
     /// [`FORCED_READ_EVERY`], so clients asking for offsets far past the end cannot turn each
     /// fetch into a database read).
     forced_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
+/// Most own batches waiting per partition for the local copy.
+const PENDING_MAX: usize = 4096;
+
 /// How often a fetch past the known shared end may ask the shared store, per partition.
 const FORCED_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Replica {
+    fn pend(&self, base: u64, bytes: Vec<u8>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        // A copy that cannot apply (logged) must not hold every later batch in memory: past the
+        // limit they are read back from the shared store instead.
+        if pending.len() < PENDING_MAX {
+            pending.insert(base, bytes);
+        }
+        drop(pending);
+        self.filled.notify_waiters();
+    }
+
+    fn first_pending(&self) -> Option<u64> {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.keys().next().copied()
+    }
+
     fn heard(&self, end: u64) {
         self.shared_end
             .fetch_max(end, std::sync::atomic::Ordering::Relaxed);
@@ -370,47 +393,95 @@ fn produce(
     })
 }
 
-/// [`Broker::catch_up`] with the shared store at hand.
+/// [`Broker::catch_up`] with the shared store at hand. `own`: a batch this broker committed (its
+/// shared base offset and bytes); it waits in the partition's pending map, so the batches of one
+/// commit group are applied from memory in offset order whichever of their tasks runs first; the
+/// shared store is read only for a gap another broker's batches fill (after [`GAP_WAIT`] for this
+/// broker's own to arrive).
 async fn catch_up(
     shared: &Arc<dyn SharedLog>,
     t: &Topic,
     p: &Arc<Partition>,
     own: Option<(u64, Vec<u8>)>,
 ) -> Result<()> {
-    {
-        let _one = p.replica.lock.lock().await;
-        let mut next = p.log.stats().high_watermark;
-        let until = own.as_ref().map(|(base, _)| *base);
-        while until.is_none_or(|u| next < u) {
-            let got = shared
-                .read(&t.id, p.index, next, CATCH_UP_READ_BYTES)
-                .await?;
-            if got.is_empty() {
-                break;
+    let until = own.as_ref().map(|(base, _)| *base);
+    if let Some((base, bytes)) = own {
+        p.replica.pend(base, bytes);
+    }
+    let _one = p.replica.lock.lock().await;
+    let mut next = p.log.stats().high_watermark;
+    let mut waited = false;
+    let result = loop {
+        next = match drain(t, p, next) {
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        let first_pending = p.replica.first_pending();
+        match until {
+            Some(u) if next > u => break Ok(()),
+            // The gap may be this group's own batches whose tasks have not pended yet.
+            Some(_) if !waited && first_pending.is_some_and(|f| f > next) => {
+                waited = true;
+                let _ = tokio::time::timeout(GAP_WAIT, p.replica.filled.notified()).await;
+                continue;
             }
-            let before = next;
-            for b in got {
-                if b.last_offset < next {
-                    continue;
-                }
-                let mut bytes = b.bytes;
-                next = apply(t, p, b.base_offset, &mut bytes)?;
-                p.replica.heard(next);
-            }
-            if next == before {
-                // Rows that do not move the copy on: never loop on them.
-                return Err(inconsistent(t, p, next, next));
-            }
+            _ => {}
         }
-        if let Some((base, mut bytes)) = own {
-            if next == base {
-                apply(t, p, base, &mut bytes)?;
-            } else if next < base {
-                return Err(inconsistent(t, p, next, base));
-            }
+        let got = match shared.read(&t.id, p.index, next, CATCH_UP_READ_BYTES).await {
+            Ok(got) => got,
+            Err(e) => break Err(e),
+        };
+        if got.is_empty() {
+            break match until {
+                Some(u) if next <= u => Err(inconsistent(t, p, next, u)),
+                _ => Ok(()),
+            };
         }
-        p.appended.notify_waiters();
-        Ok(())
+        let before = next;
+        for b in got {
+            if b.last_offset < next {
+                continue;
+            }
+            let mut bytes = b.bytes;
+            match apply(t, p, b.base_offset, &mut bytes) {
+                Ok(n) => next = n,
+                Err(e) => return Err(e),
+            }
+            p.replica.heard(next);
+        }
+        if next == before {
+            // Rows that do not move the copy on: never loop on them.
+            break Err(inconsistent(t, p, next, next));
+        }
+    };
+    p.appended.notify_waiters();
+    result
+}
+
+/// How long an own batch's apply waits for the batches of its commit group before it reads a gap
+/// from the shared store.
+const GAP_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Applies the pending own batches that continue the local copy at `next`; drops those it has.
+fn drain(t: &Topic, p: &Partition, mut next: u64) -> Result<u64> {
+    loop {
+        let mut pending = p.replica.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mut first) = pending.first_entry() else {
+            return Ok(next);
+        };
+        let base = *first.key();
+        if base < next {
+            first.remove();
+            continue;
+        }
+        if base > next {
+            return Ok(next);
+        }
+        let mut bytes = std::mem::take(first.get_mut());
+        first.remove();
+        drop(pending);
+        next = apply(t, p, base, &mut bytes)?;
+        p.replica.heard(next);
     }
 }
 

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::{Client, Config, Transaction};
+use tokio_postgres::{Client, Config, Statement, Transaction};
 
 type Reply = busbar_broker::Result<Committed>;
 
@@ -124,6 +124,7 @@ pub fn start(pg: Config, config: &crate::ClusterConfig) -> Handle {
     let committer = Committer {
         pg,
         client: None,
+        stmts: None,
         group_max: config.commit_batches_max.max(1),
         hot_bytes_max: config.hot_bytes_max,
         hot_checked: None,
@@ -136,9 +137,45 @@ pub fn start(pg: Config, config: &crate::ClusterConfig) -> Handle {
     }
 }
 
+/// The committer's statements, prepared once per connection (a text query costs a second round
+/// trip to parse).
+#[derive(Clone)]
+struct Stmts {
+    hot: Statement,
+    advance: Statement,
+    insert: Statement,
+    notify: Statement,
+}
+
+impl Stmts {
+    async fn prepare(c: &Client) -> Result<Stmts, Error> {
+        Ok(Stmts {
+            hot: c
+                .prepare("SELECT coalesce(sum(hot_bytes), 0)::bigint FROM partitions")
+                .await?,
+            advance: c
+                .prepare(
+                    "UPDATE partitions SET next_offset = next_offset + $3, \
+                     hot_bytes = hot_bytes + $4 WHERE topic_id = $1 AND partition = $2 \
+                     RETURNING next_offset",
+                )
+                .await?,
+            insert: c
+                .prepare(
+                    "INSERT INTO batches (topic_id, partition, base_offset, last_offset, size, \
+                     bytes) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .await?,
+            notify: c.prepare("SELECT pg_notify('busbar_data', $1)").await?,
+        })
+    }
+}
+
 struct Committer {
     pg: Config,
     client: Option<Client>,
+    /// Prepared on `client` (dropped with it).
+    stmts: Option<Stmts>,
     group_max: usize,
     hot_bytes_max: u64,
     /// When the hot tier's size was last read, and whether it was under the cap.
@@ -194,20 +231,20 @@ impl Committer {
 
     async fn commit(&mut self, jobs: &[Job]) -> Result<Vec<Reply>, Error> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.stmts = None;
             self.client = Some(crate::pool::connect(&self.pg).await?);
         }
+        if self.stmts.is_none() {
+            let client = self.client.as_ref().expect("connected");
+            self.stmts = Some(Stmts::prepare(client).await?);
+        }
+        let st = self.stmts.clone().expect("prepared");
         let client = self.client.as_mut().expect("connected");
         let tx = client.transaction().await?;
         let hot_ok = match self.hot_checked {
             Some((at, ok)) if at.elapsed() < HOT_CHECK_EVERY => ok,
             _ => {
-                let total: i64 = tx
-                    .query_one(
-                        "SELECT coalesce(sum(hot_bytes), 0)::bigint FROM partitions",
-                        &[],
-                    )
-                    .await?
-                    .get(0);
+                let total: i64 = tx.query_one(&st.hot, &[]).await?.get(0);
                 let ok = (total as u64) < self.hot_bytes_max;
                 self.hot_checked = Some((Instant::now(), ok));
                 ok
@@ -224,17 +261,31 @@ impl Committer {
                 .collect());
         }
         let (mut answers, states) = judge(&tx, jobs).await?;
-        let ends = assign(&tx, jobs, &mut answers).await?;
-        store(&tx, jobs, &answers).await?;
-        save_producers(&tx, states, &answers).await?;
-        for ((topic_id, partition), end) in &ends {
-            let payload = format!("{topic_id} {partition} {end}");
-            tx.execute("SELECT pg_notify('busbar_data', $1)", &[&payload])
-                .await?;
-        }
-        // A statement timeout during COMMIT's wait for a synchronous standby would make
-        // PostgreSQL answer success for a commit only the primary has (with a warning).
-        tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+        let ends = assign(&tx, &st, jobs, &mut answers).await?;
+        // The rest is sent in one go (pipelined; PostgreSQL runs it in order): batches, producer
+        // state, notifications, and the statement timeout's lifting before COMMIT (a timeout
+        // during COMMIT's wait for a synchronous standby would make PostgreSQL answer success
+        // for a commit only the primary has, with a warning).
+        let payloads: Vec<String> = ends
+            .iter()
+            .map(|((topic_id, partition), end)| format!("{topic_id} {partition} {end}"))
+            .collect();
+        let (txr, notify_st) = (&tx, &st.notify);
+        let notify = futures_util::future::try_join_all(
+            payloads
+                .iter()
+                .map(|p| async move { txr.execute(notify_st, &[p]).await }),
+        );
+        tokio::try_join!(
+            store(&tx, &st, jobs, &answers),
+            save_producers(&tx, states, &answers),
+            async { notify.await.map_err(Error::from) },
+            async {
+                tx.batch_execute("SET LOCAL statement_timeout = 0")
+                    .await
+                    .map_err(Error::from)
+            },
+        )?;
         tx.commit().await?;
         Ok(answers.into_iter().map(Verdict::reply).collect())
     }
@@ -444,6 +495,7 @@ fn parse_recent(json: &str) -> Vec<Recent> {
 /// accepted job its offsets; answers each partition's new end.
 async fn assign(
     tx: &Transaction<'_>,
+    st: &Stmts,
     jobs: &[Job],
     verdicts: &mut [Verdict],
 ) -> Result<BTreeMap<(String, u32), u64>, Error> {
@@ -456,17 +508,26 @@ async fn assign(
                 .push(i);
         }
     }
+    // One UPDATE per partition, sent together (pipelined) and run in key order: two brokers'
+    // groups lock partition rows in the same order and never deadlock.
+    let sums: Vec<(i32, i64, i64)> = by_part
+        .iter()
+        .map(|((_, partition), idx)| {
+            let n: i64 = idx.iter().map(|&i| jobs[i].records()).sum();
+            let bytes: i64 = idx.iter().map(|&i| jobs[i].batch.len() as i64).sum();
+            (*partition as i32, n, bytes)
+        })
+        .collect();
+    let rows = futures_util::future::try_join_all(by_part.keys().zip(&sums).map(
+        |((topic_id, _), (partition, n, bytes))| async move {
+            tx.query_opt(&st.advance, &[topic_id, partition, n, bytes])
+                .await
+        },
+    ))
+    .await?;
     let mut ends = BTreeMap::new();
-    for ((topic_id, partition), idx) in by_part {
-        let n: i64 = idx.iter().map(|&i| jobs[i].records()).sum();
-        let bytes: i64 = idx.iter().map(|&i| jobs[i].batch.len() as i64).sum();
-        let row = tx
-            .query_opt(
-                "UPDATE partitions SET next_offset = next_offset + $3, hot_bytes = hot_bytes + $4 \
-                 WHERE topic_id = $1 AND partition = $2 RETURNING next_offset",
-                &[&topic_id, &(partition as i32), &n, &bytes],
-            )
-            .await?;
+    for ((((topic_id, partition), idx), row), (_, n, _)) in by_part.into_iter().zip(rows).zip(sums)
+    {
         let Some(row) = row else {
             for i in idx {
                 verdicts[i] = Verdict::Refused(BrokerError::UnknownTopic(format!(
@@ -494,7 +555,12 @@ async fn assign(
 }
 
 /// Inserts the accepted batches with their base offsets written in (pipelined).
-async fn store(tx: &Transaction<'_>, jobs: &[Job], verdicts: &[Verdict]) -> Result<(), Error> {
+async fn store(
+    tx: &Transaction<'_>,
+    st: &Stmts,
+    jobs: &[Job],
+    verdicts: &[Verdict],
+) -> Result<(), Error> {
     let rows: Vec<(&Job, u64, u64, Vec<u8>)> = jobs
         .iter()
         .zip(verdicts)
@@ -507,12 +573,7 @@ async fn store(tx: &Transaction<'_>, jobs: &[Job], verdicts: &[Verdict]) -> Resu
             _ => None,
         })
         .collect();
-    let insert = tx
-        .prepare(
-            "INSERT INTO batches (topic_id, partition, base_offset, last_offset, size, bytes) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .await?;
+    let insert = &st.insert;
     let inserts = rows.iter().map(|(j, base, last, bytes)| {
         let (partition, base, last, size) = (
             j.partition as i32,
@@ -520,7 +581,6 @@ async fn store(tx: &Transaction<'_>, jobs: &[Job], verdicts: &[Verdict]) -> Resu
             *last as i64,
             bytes.len() as i32,
         );
-        let insert = &insert;
         async move {
             tx.execute(
                 insert,

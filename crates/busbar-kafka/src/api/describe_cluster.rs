@@ -1,5 +1,6 @@
-//! DescribeCluster: this one node, which is also the controller. No ACL is checked (Kafka checks
-//! none: it only fills the authorized operations, which busbar does not report).
+//! DescribeCluster: this one node, which is also the controller (in cluster mode: every live
+//! broker, the lowest id as controller). No ACL is checked (Kafka checks none: it only fills the
+//! authorized operations, which busbar does not report).
 
 use super::{sb, Ctx};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -15,6 +16,19 @@ pub fn handle(ctx: &Ctx<'_>, _req: DescribeClusterRequest) -> DescribeClusterRes
     r.cluster_id = sb(c.cluster_id.clone());
     r.controller_id = BrokerId(c.node_id);
     r.brokers = vec![b];
+    if let Some(shared) = ctx.shared.broker.shared_log() {
+        let members = shared.members();
+        for m in members.iter().filter(|m| m.node_id != c.node_id) {
+            let mut b = DescribeClusterBroker::default();
+            b.broker_id = BrokerId(m.node_id);
+            b.host = sb(m.host.clone());
+            b.port = i32::from(m.port);
+            r.brokers.push(b);
+        }
+        if let Some(lowest) = members.iter().map(|m| m.node_id).min() {
+            r.controller_id = BrokerId(lowest.min(c.node_id));
+        }
+    }
     r.endpoint_type = 1;
     r
 }
