@@ -23,12 +23,16 @@ install_clients() {
 
 # PostgreSQL's server (Debian's postgresql: initdb, pg_ctl) for cluster mode's tests
 # (crates/busbar-testkit/src/postgres.rs starts one per test under a temporary directory).
+# Also faketime (Debian's libfaketime), which skews brokers' clocks in tests/clients/cluster.py.
 install_postgres() {
-  if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && command -v psql >/dev/null; then
+  local debs=()
+  ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && command -v psql >/dev/null || debs+=(postgresql)
+  [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || debs+=(faketime)
+  if [ "${#debs[@]}" -eq 0 ]; then
     return
   fi
-  printf '\n== installing postgresql (Debian)\n'
+  printf '\n== installing %s (Debian)\n' "${debs[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${debs[@]}" >/dev/null
 }

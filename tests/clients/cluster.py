@@ -4,10 +4,14 @@ confluent-kafka idempotent producers (acks=all) write through every broker at on
 and aiokafka read everything back from one broker: each record once, each producer's records in
 order, the same offsets on every broker; a consumer group whose members bootstrap on different
 brokers is one group (one coordinator, by lease), its committed offsets survive the kill -9 of
-its coordinator, and a kafka-python member on another broker resumes exactly there.
+its coordinator, and a kafka-python member on another broker resumes exactly there; the same with
+the brokers' clocks an hour apart (libfaketime).
 Registered into run.py's tests.
 """
 import glob, os, shutil, socket, subprocess, tempfile, time
+
+# Debian's faketime package (scripts/clients.sh installs it).
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
 class Postgres:
@@ -54,9 +58,16 @@ def register(test, Busbar):
         fn.own_server = True
         return test(fn)
 
-    def cluster(pg, n=3):
-        return [Busbar(extra_env={"BUSBAR_CLUSTER_POSTGRES_URL": pg.url(),
-                                  "BUSBAR_CLUSTER_NODE_ID": str(i + 1)}) for i in range(n)]
+    def cluster(pg, n=3, skews=None):
+        """`skews`: a libfaketime offset per broker ("+1h", "-1h"; None: the real clock)."""
+        out = []
+        for i in range(n):
+            env = {"BUSBAR_CLUSTER_POSTGRES_URL": pg.url(), "BUSBAR_CLUSTER_NODE_ID": str(i + 1)}
+            skew = (skews or [None] * n)[i]
+            if skew:
+                env.update(LD_PRELOAD=FAKETIME_LIB, FAKETIME=skew)
+            out.append(Busbar(extra_env=env))
+        return out
 
     @own
     def cluster_idempotent_producers_on_every_broker_one_log_read_back_by_every_client(_):
@@ -136,12 +147,21 @@ def register(test, Busbar):
 
     @own
     def cluster_one_consumer_group_across_brokers_survives_kill_9_of_its_coordinator(_):
+        group_across_brokers_survives_its_coordinator(None)
+
+    @own
+    def cluster_group_leases_hold_with_broker_clocks_an_hour_apart(_):
+        # Brokers 1 and 3 an hour ahead and behind (libfaketime, wall and monotonic clocks):
+        # leases use only the database's clock and each broker's own elapsed time.
+        group_across_brokers_survives_its_coordinator(["+1h", None, "-1h"])
+
+    def group_across_brokers_survives_its_coordinator(skews):
         from confluent_kafka import Consumer, Producer
         from confluent_kafka.admin import AdminClient, NewTopic
         pg = Postgres()
         brokers = []
         try:
-            brokers = cluster(pg)
+            brokers = cluster(pg, skews=skews)
             everyone = ",".join(b.kafka for b in brokers)
             admin = AdminClient({"bootstrap.servers": everyone})
             admin.create_topics([NewTopic("cg", 6, 1)])["cg"].result(15)

@@ -76,6 +76,8 @@ pub struct Broker {
     pub(crate) lag_windows: crate::lag::Windows,
     /// Cluster mode's shared store, once set (`shared.rs`).
     pub(crate) shared: std::sync::OnceLock<Arc<dyn crate::shared::SharedLog>>,
+    /// Cluster mode: group leases are taken one at a time (`Broker::coordinates`).
+    pub(crate) lease_takes: tokio::sync::Mutex<()>,
 }
 
 /// Says why a topic may not be deleted now, or `None` (see [`Broker::set_deletion_guard`]).
@@ -176,6 +178,7 @@ impl Broker {
             metrics: Arc::new(crate::metrics::Metrics::new(series_max)),
             lag_windows: Default::default(),
             shared: Default::default(),
+            lease_takes: Default::default(),
         };
         broker.attach_aborted();
         broker.sync_open_transactions();

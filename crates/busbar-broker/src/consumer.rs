@@ -133,6 +133,9 @@ impl Broker {
         generation: i32,
         commits: Vec<RawCommit>,
     ) -> Result<()> {
+        // Cluster mode: only the group's coordinator commits (the HTTP consumer API takes the
+        // lease here; the Kafka front end has checked already).
+        self.require_coordinator(group).await?;
         if group.is_empty() {
             return Err(BrokerError::InvalidRequest(
                 "group id must not be empty".into(),
@@ -230,9 +233,20 @@ impl Broker {
         })
     }
 
+    /// Cluster mode: takes or keeps `group`'s lease, else NotCoordinator (single-node: nothing).
+    async fn require_coordinator(&self, group: &str) -> Result<()> {
+        if self.coordinates(group).await? {
+            return Ok(());
+        }
+        Err(BrokerError::NotCoordinator(format!(
+            "another broker coordinates group {group:?}"
+        )))
+    }
+
     /// Deletes the committed offsets of some partitions (Kafka's OffsetDelete); refused while the
     /// group has members.
     pub async fn delete_offsets(&self, group: &str, parts: &[(String, u32)]) -> Result<()> {
+        self.require_coordinator(group).await?;
         if self.groups.has_members(group) {
             return Err(BrokerError::GroupNotEmpty(group.to_string()));
         }
@@ -246,6 +260,7 @@ impl Broker {
 
     /// Deletes a group without members and its committed offsets.
     pub async fn delete_group(&self, group: &str) -> Result<()> {
+        self.require_coordinator(group).await?;
         if self.groups.has_members(group) {
             return Err(BrokerError::GroupNotEmpty(group.to_string()));
         }
@@ -266,6 +281,7 @@ impl Broker {
         partitions: Option<Vec<u32>>,
         to: ResetTo,
     ) -> Result<Vec<(u32, u64)>> {
+        self.require_coordinator(group).await?;
         let out = self.reset_plan(group, topic, partitions, to)?;
         let commits = out
             .iter()

@@ -67,6 +67,10 @@ pub enum BrokerError {
     Damaged(String),
     #[error("storage unavailable: {0}")]
     Storage(String),
+    /// Cluster mode: another broker coordinates this group (Kafka 16, retriable: the client
+    /// looks for the coordinator again).
+    #[error("not the coordinator: {0}")]
+    NotCoordinator(String),
     /// The partition already remembers `producers_max` producers, all active recently (Kafka 7,
     /// retriable: the client retries once one has been idle long enough).
     #[error("too many active producers: {0}")]

@@ -673,6 +673,12 @@ impl Groups {
         })
     }
 
+    /// Forgets a group's live state, members and all (cluster mode: another broker coordinated
+    /// the group since this one did; its members join again here).
+    pub fn discard(&self, group: &str) {
+        self.lock().remove(group);
+    }
+
     /// Forgets an empty group's live state.
     pub fn remove(&self, group: &str) -> Result<()> {
         let mut groups = self.lock();

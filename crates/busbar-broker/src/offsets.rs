@@ -174,6 +174,8 @@ impl OffsetStore {
 
     /// Deletes every group's committed offsets of `topic` (a topic deleted, or one created under a
     /// name whose old offsets a crash or a failure part-way through a deletion left behind).
+    /// Cluster mode: in the local copy only; the catalog's topic deletion removes them from the
+    /// shared store in its own transaction.
     pub async fn delete_topic(&self, topic: &str) -> Result<()> {
         let keys: Vec<Key> = {
             let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
@@ -183,8 +185,11 @@ impl OffsetStore {
                 .map(|(k, _)| k.clone())
                 .collect()
         };
-        self.write(keys.into_iter().map(|k| (k, None)).collect())
-            .await
+        let rows = keys.into_iter().map(|k| (k, None)).collect();
+        if self.shared.get().is_some() {
+            return self.write_local(rows).await;
+        }
+        self.write(rows).await
     }
 
     /// Deletes the committed offsets of these partitions of `group`.
@@ -224,6 +229,9 @@ impl OffsetStore {
     }
 
     async fn write(&self, rows: Vec<(Key, Option<Stored>)>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
         if let Some(shared) = self.shared.get() {
             let shared_rows = rows
                 .iter()

@@ -94,12 +94,23 @@ pub trait SharedLog: Send + Sync + 'static {
     /// hashing picks among the live brokers.
     fn coordinator(&self, group: &str) -> BoxFuture<'_, Result<Option<i32>>>;
 
-    /// Takes or keeps this broker's lease on `group`: `None` when another live broker holds it,
-    /// `Some(true)` when it was taken just now (the group's state must be loaded), `Some(false)`
-    /// when this broker held it already.
-    fn coordinate(&self, group: &str) -> BoxFuture<'_, Result<Option<bool>>>;
+    /// True when this broker may act as `group`'s coordinator now (it holds the group's lease,
+    /// loaded and not about to expire).
+    fn holds(&self, group: &str) -> bool;
 
-    /// Writes committed offsets (and deletions) durably.
+    /// Takes `group`'s lease when it is free, expired or this process's already: the time the
+    /// request was sent (for [`SharedLog::confirm`], after the group's state is loaded), or
+    /// `None` when another live broker holds it.
+    fn take(&self, group: &str) -> BoxFuture<'_, Result<Option<std::time::Instant>>>;
+
+    /// Makes a lease taken at `sent` usable.
+    fn confirm(&self, group: &str, sent: std::time::Instant);
+
+    /// Gives up using a lease whose group could not be loaded.
+    fn release(&self, group: &str);
+
+    /// Writes committed offsets (and deletions) durably, only while this broker holds each
+    /// group's lease (else [`BrokerError::NotCoordinator`]).
     fn write_offsets(&self, rows: Vec<OffsetRow>) -> BoxFuture<'_, Result<()>>;
 
     /// Every committed offset of `group`.
@@ -123,8 +134,9 @@ pub struct Replica {
     forced_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-/// Most own batches waiting per partition for the local copy.
+/// Most own batches waiting per partition for the local copy, and most bytes.
 const PENDING_MAX: usize = 4096;
+const PENDING_BYTES_MAX: usize = 64 << 20;
 
 /// How often a fetch past the known shared end may ask the shared store, per partition.
 const FORCED_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
@@ -132,9 +144,10 @@ const FORCED_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(
 impl Replica {
     fn pend(&self, base: u64, bytes: Vec<u8>) {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        // A copy that cannot apply (logged) must not hold every later batch in memory: past the
-        // limit they are read back from the shared store instead.
-        if pending.len() < PENDING_MAX {
+        // A copy that cannot keep up must not hold every later batch in memory: past the limits
+        // they are read back from the shared store instead.
+        let held: usize = pending.values().map(Vec::len).sum();
+        if pending.len() < PENDING_MAX && held + bytes.len() <= PENDING_BYTES_MAX {
             pending.insert(base, bytes);
         }
         drop(pending);
@@ -246,19 +259,36 @@ impl Broker {
     /// True when this broker may act as `group`'s coordinator now (always in single-node mode).
     /// In cluster mode it takes or keeps the group's lease; taking it loads the group's
     /// committed offsets from the shared store first.
+    ///
+    /// Takes run one at a time on a broker, and a lease is usable only once its group is loaded:
+    /// a request never acts on a group whose state this broker has not read since taking it.
+    /// Taking a lease also drops what this broker remembered of the group's members (an earlier
+    /// term as coordinator): they join again here.
     pub async fn coordinates(&self, group: &str) -> Result<bool> {
         let Some(shared) = self.shared.get() else {
             return Ok(true);
         };
-        match shared.coordinate(group).await? {
-            None => Ok(false),
-            Some(false) => Ok(true),
-            Some(true) => {
-                let rows = shared.load_offsets(group).await?;
-                self.offsets.replace_group(group, rows).await?;
-                Ok(true)
-            }
+        if shared.holds(group) {
+            return Ok(true);
         }
+        let _one = self.lease_takes.lock().await;
+        if shared.holds(group) {
+            return Ok(true);
+        }
+        let Some(sent) = shared.take(group).await? else {
+            return Ok(false);
+        };
+        self.groups.discard(group);
+        let loaded = match shared.load_offsets(group).await {
+            Ok(rows) => self.offsets.replace_group(group, rows).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = loaded {
+            shared.release(group);
+            return Err(e);
+        }
+        shared.confirm(group, sent);
+        Ok(true)
     }
 
     /// The shared store said `partition` of topic `topic_id` now ends at `next_offset`: applies
@@ -438,6 +468,7 @@ async fn catch_up(
             };
         }
         let before = next;
+        let mut failed = None;
         for b in got {
             if b.last_offset < next {
                 continue;
@@ -445,9 +476,15 @@ async fn catch_up(
             let mut bytes = b.bytes;
             match apply(t, p, b.base_offset, &mut bytes) {
                 Ok(n) => next = n,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
             p.replica.heard(next);
+        }
+        if let Some(e) = failed {
+            break Err(e);
         }
         if next == before {
             // Rows that do not move the copy on: never loop on them.
@@ -455,6 +492,14 @@ async fn catch_up(
         }
     };
     p.appended.notify_waiters();
+    if result.is_err() {
+        // What could not be applied is read back from the shared store by the next catch-up.
+        p.replica
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
     result
 }
 

@@ -12,15 +12,18 @@ CREATE TABLE brokers (
     heartbeat_at timestamptz NOT NULL
 );
 
--- Leases (kind 'group': the broker coordinating a consumer group). Expiry by the database's
+-- Leases (kind 'group': the broker coordinating a consumer group), held by one process (node id
+-- and instance: a restarted broker does not inherit its predecessor's). Expiry by the database's
 -- clock only, so brokers' clocks never matter.
 CREATE TABLE leases (
     kind text NOT NULL,
     name text NOT NULL,
     holder integer NOT NULL,
+    holder_instance text NOT NULL,
     expires_at timestamptz NOT NULL,
     PRIMARY KEY (kind, name)
 );
+CREATE INDEX leases_by_holder ON leases (holder, holder_instance);
 
 -- Committed consumer offsets, as a Kafka client sent them (negative ones included).
 CREATE TABLE group_offsets (

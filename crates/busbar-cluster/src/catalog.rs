@@ -116,6 +116,9 @@ pub async fn delete_topic(pool: &Pool, id: &str) -> busbar_broker::Result<()> {
         "DELETE FROM producer_state WHERE topic_id = $1",
         "DELETE FROM partitions WHERE topic_id = $1",
         "DELETE FROM batches WHERE topic_id = $1",
+        // Every group's commits of the topic go with it (a topic created again under the name
+        // must not find them).
+        "DELETE FROM group_offsets WHERE topic = (SELECT name FROM topics WHERE id = $1)",
         "DELETE FROM topics WHERE id = $1",
     ] {
         gone = tx.execute(sql, &[&id]).await.map_err(Error::from)?;
@@ -148,34 +151,71 @@ pub async fn expire_producers(pool: &Pool) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes committed offsets (a `None` value deletes) in one transaction.
-pub async fn write_offsets(pool: &Pool, rows: Vec<OffsetRow>) -> Result<(), Error> {
-    let mut c = pool.get().await?;
-    let tx = c.transaction().await?;
-    for r in &rows {
-        let partition = r.partition as i32;
-        match &r.value {
-            Some((offset, metadata, commit_ms)) => {
-                tx.execute(
-                    "INSERT INTO group_offsets (group_id, topic, partition, committed_offset, \
-                     metadata, commit_ms) VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (group_id, topic, partition) DO UPDATE SET \
-                     committed_offset = excluded.committed_offset, metadata = excluded.metadata, \
-                     commit_ms = excluded.commit_ms",
-                    &[&r.group, &r.topic, &partition, offset, metadata, commit_ms],
-                )
-                .await?;
-            }
-            None => {
-                tx.execute(
-                    "DELETE FROM group_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3",
-                    &[&r.group, &r.topic, &partition],
-                )
-                .await?;
-            }
-        }
+/// Writes committed offsets (a `None` value deletes) in one transaction, fenced by the lease:
+/// each group's lease must be this process's and unexpired by the database's clock, else
+/// nothing is written (NotCoordinator). One statement for the upserts and one for the deletes.
+pub async fn write_offsets(
+    pool: &Pool,
+    me: (i32, &str),
+    rows: Vec<OffsetRow>,
+) -> busbar_broker::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
     }
-    tx.commit().await?;
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await.map_err(Error::from)?;
+    let mut groups: Vec<&str> = rows.iter().map(|r| r.group.as_str()).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let held = tx
+        .query(
+            "SELECT name FROM leases WHERE kind = 'group' AND name = ANY($1) AND holder = $2 \
+             AND holder_instance = $3 AND expires_at > now() FOR SHARE",
+            &[&groups, &me.0, &me.1],
+        )
+        .await
+        .map_err(Error::from)?;
+    if held.len() != groups.len() {
+        return Err(BrokerError::NotCoordinator(
+            "this broker's lease on the group ended before the commit was written".into(),
+        ));
+    }
+    let (set, gone): (Vec<&OffsetRow>, Vec<&OffsetRow>) =
+        rows.iter().partition(|r| r.value.is_some());
+    if !set.is_empty() {
+        let g: Vec<&str> = set.iter().map(|r| r.group.as_str()).collect();
+        let t: Vec<&str> = set.iter().map(|r| r.topic.as_str()).collect();
+        let p: Vec<i32> = set.iter().map(|r| r.partition as i32).collect();
+        let values: Vec<&(i64, String, i64)> =
+            set.iter().filter_map(|r| r.value.as_ref()).collect();
+        let o: Vec<i64> = values.iter().map(|v| v.0).collect();
+        let m: Vec<&str> = values.iter().map(|v| v.1.as_str()).collect();
+        let ms: Vec<i64> = values.iter().map(|v| v.2).collect();
+        tx.execute(
+            "INSERT INTO group_offsets (group_id, topic, partition, committed_offset, metadata, \
+             commit_ms) SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], \
+             $5::text[], $6::bigint[]) \
+             ON CONFLICT (group_id, topic, partition) DO UPDATE SET \
+             committed_offset = excluded.committed_offset, metadata = excluded.metadata, \
+             commit_ms = excluded.commit_ms",
+            &[&g, &t, &p, &o, &m, &ms],
+        )
+        .await
+        .map_err(Error::from)?;
+    }
+    if !gone.is_empty() {
+        let g: Vec<&str> = gone.iter().map(|r| r.group.as_str()).collect();
+        let t: Vec<&str> = gone.iter().map(|r| r.topic.as_str()).collect();
+        let p: Vec<i32> = gone.iter().map(|r| r.partition as i32).collect();
+        tx.execute(
+            "DELETE FROM group_offsets o USING unnest($1::text[], $2::text[], $3::int[]) \
+             AS d(g, t, p) WHERE o.group_id = d.g AND o.topic = d.t AND o.partition = d.p",
+            &[&g, &t, &p],
+        )
+        .await
+        .map_err(Error::from)?;
+    }
+    tx.commit().await.map_err(Error::from)?;
     Ok(())
 }
 

@@ -36,6 +36,8 @@ pub enum Error {
     Db(tokio_postgres::Error),
     /// A setting or the database's state makes cluster mode impossible (said why).
     Config(String),
+    /// No answer in time, or a limit reached: try again later (said why).
+    Busy(String),
 }
 
 impl std::fmt::Display for Error {
@@ -46,7 +48,7 @@ impl std::fmt::Display for Error {
                 Some(s) => write!(f, "PostgreSQL: {e}: {s}"),
                 None => write!(f, "PostgreSQL: {e}"),
             },
-            Error::Config(s) => f.write_str(s),
+            Error::Config(s) | Error::Busy(s) => f.write_str(s),
         }
     }
 }
@@ -131,7 +133,7 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 async fn bounded<T>(f: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
     tokio::time::timeout(CALL_TIMEOUT, f)
         .await
-        .unwrap_or_else(|_| Err(Error::Config(format!("no answer within {CALL_TIMEOUT:?}"))))
+        .unwrap_or_else(|_| Err(Error::Busy(format!("no answer within {CALL_TIMEOUT:?}"))))
 }
 
 /// `f` (answering broker errors) within [`CALL_TIMEOUT`].
@@ -178,9 +180,16 @@ impl Cluster {
             .await?
             .get(0);
         let pool = pool::Pool::new(pg.clone(), config.pg_connections_max);
-        let members =
-            members::Membership::new(me.node_id, &me.kafka_host, me.kafka_port, &me.http_addr);
-        bounded(members.register(&pool)).await?;
+        let members = members::Membership::new(
+            pg.clone(),
+            me.node_id,
+            &me.kafka_host,
+            me.kafka_port,
+            &me.http_addr,
+        );
+        tokio::time::timeout(Duration::from_secs(30), members.register())
+            .await
+            .unwrap_or_else(|_| Err(Error::Busy("registering took over 30 s".into())))?;
         let committer = commit::start(pg, &config);
         Ok(Arc::new(Cluster {
             config,
@@ -201,28 +210,40 @@ impl Cluster {
         let _ = broker.sync_topics(&metas).await;
         watch::start(self.clone(), broker);
         tokio::spawn(heartbeats(self.clone()));
+        tokio::spawn(expiries(self.clone()));
         Ok(())
+    }
+
+    /// Leaves the cluster cleanly (at shutdown): this broker's leases are deleted and it stops
+    /// counting as live at once, so its groups and clients move without waiting for expiries.
+    pub async fn leave(&self) {
+        let _ = bounded(self.members.leave()).await;
     }
 }
 
-/// Heartbeats every [`members::HEARTBEAT_EVERY`]; expires idle producers' state every minute.
+/// Expires idle producers' state every minute.
+async fn expiries(cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let _ = bounded(catalog::expire_producers(&cluster.pool)).await;
+    }
+}
+
+/// Heartbeats every [`members::HEARTBEAT_EVERY`], on their own connection.
 async fn heartbeats(cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(members::HEARTBEAT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut beats: u64 = 0;
     loop {
         tick.tick().await;
-        beats += 1;
-        if let Err(e) = bounded(cluster.members.heartbeat(&cluster.pool)).await {
+        if let Err(e) = bounded(cluster.members.heartbeat()).await {
             busbar_broker::log::warn(
                 "busbar",
                 "cluster_heartbeat_failed",
                 &format!("cluster: heartbeat failed: {e}"),
                 &[],
             );
-        }
-        if beats.is_multiple_of(60) {
-            let _ = bounded(catalog::expire_producers(&cluster.pool)).await;
         }
     }
 }
@@ -288,13 +309,31 @@ impl SharedLog for Cluster {
         Box::pin(async move { Ok(bounded(self.members.coordinator(&self.pool, &group)).await?) })
     }
 
-    fn coordinate(&self, group: &str) -> BoxFuture<'_, busbar_broker::Result<Option<bool>>> {
+    fn holds(&self, group: &str) -> bool {
+        self.members.holds(group)
+    }
+
+    fn take(
+        &self,
+        group: &str,
+    ) -> BoxFuture<'_, busbar_broker::Result<Option<std::time::Instant>>> {
         let group = group.to_string();
-        Box::pin(async move { Ok(bounded(self.members.coordinate(&self.pool, &group)).await?) })
+        Box::pin(async move { Ok(bounded(self.members.take(&self.pool, &group)).await?) })
+    }
+
+    fn confirm(&self, group: &str, sent: std::time::Instant) {
+        self.members.confirm(group, sent)
+    }
+
+    fn release(&self, group: &str) {
+        self.members.release(group)
     }
 
     fn write_offsets(&self, rows: Vec<OffsetRow>) -> BoxFuture<'_, busbar_broker::Result<()>> {
-        Box::pin(async move { Ok(bounded(catalog::write_offsets(&self.pool, rows)).await?) })
+        let me = (self.members.node_id, self.members.instance().to_string());
+        Box::pin(bounded_b(async move {
+            catalog::write_offsets(&self.pool, (me.0, &me.1), rows).await
+        }))
     }
 
     fn load_offsets(&self, group: &str) -> BoxFuture<'_, busbar_broker::Result<Vec<OffsetRow>>> {

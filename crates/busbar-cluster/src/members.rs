@@ -17,8 +17,8 @@ use crate::Error;
 use busbar_broker::shared::Member;
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
-use std::time::Duration;
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
 
 /// How often a broker heartbeats (and renews its leases).
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -30,6 +30,18 @@ pub const LEASE_TTL: Duration = Duration::from_secs(10);
 pub const LEASE_MARGIN: Duration = Duration::from_secs(3);
 /// Most group leases one broker holds; past it new groups are refused (retriable).
 pub const LEASES_MAX: usize = 100_000;
+/// A lease no request used for this long is not renewed (it lapses; the next request for the
+/// group takes it again and reloads): leases are held for active groups only.
+pub const LEASE_IDLE: Duration = Duration::from_secs(60);
+
+/// One lease this broker may act on.
+struct Held {
+    /// Until when (monotonic): `LEASE_TTL - LEASE_MARGIN` after the request that took or renewed
+    /// it was sent.
+    until: Instant,
+    /// When a request last used it.
+    used: Instant,
+}
 
 /// This broker's view of the cluster's members and of its own leases.
 pub struct Membership {
@@ -39,8 +51,11 @@ pub struct Membership {
     kafka_port: u16,
     http_addr: String,
     live: RwLock<Vec<Member>>,
-    /// Group → until when this broker may act as its coordinator (monotonic).
-    leases: Mutex<HashMap<String, Instant>>,
+    /// The groups this broker may act as coordinator of.
+    leases: Mutex<HashMap<String, Held>>,
+    /// Heartbeats' own connection: a busy pool never delays them.
+    beat: tokio::sync::Mutex<Option<Client>>,
+    pg: tokio_postgres::Config,
 }
 
 fn instance_token() -> String {
@@ -57,7 +72,13 @@ fn instance_token() -> String {
 
 impl Membership {
     /// This broker, not registered yet.
-    pub fn new(node_id: i32, kafka_host: &str, kafka_port: u16, http_addr: &str) -> Membership {
+    pub fn new(
+        pg: tokio_postgres::Config,
+        node_id: i32,
+        kafka_host: &str,
+        kafka_port: u16,
+        http_addr: &str,
+    ) -> Membership {
         Membership {
             node_id,
             instance: instance_token(),
@@ -66,17 +87,36 @@ impl Membership {
             http_addr: http_addr.to_string(),
             live: RwLock::new(Vec::new()),
             leases: Mutex::new(HashMap::new()),
+            beat: tokio::sync::Mutex::new(None),
+            pg,
         }
+    }
+
+    /// Runs `f` on the heartbeat connection (opened again when it broke).
+    async fn on_beat<T>(
+        &self,
+        f: impl AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, Error> {
+        let mut beat = self.beat.lock().await;
+        if beat.as_ref().is_none_or(|c| c.is_closed()) {
+            *beat = Some(crate::pool::connect(&self.pg).await?);
+        }
+        let c = beat.as_ref().expect("connected");
+        let r = f(c).await;
+        if r.is_err() {
+            *beat = None;
+        }
+        Ok(r?)
     }
 
     /// Registers this broker; waits up to one session for a dead predecessor's heartbeat to
     /// expire; refuses while another live process has the id.
-    pub async fn register(&self, pool: &Pool) -> Result<(), Error> {
-        let deadline = Instant::now() + Duration::from_millis(BROKER_SESSION_MS as u64 + 1_000);
+    pub async fn register(&self) -> Result<(), Error> {
+        let deadline = Instant::now() + Duration::from_millis(BROKER_SESSION_MS as u64 + 2_000);
         loop {
-            let c = pool.get().await?;
-            let row = c
-                .query_opt(
+            let row = self
+                .on_beat(async |c| {
+                    c.query_opt(
                     "INSERT INTO brokers (node_id, instance, kafka_host, kafka_port, http_addr, \
                      heartbeat_at) VALUES ($1, $2, $3, $4, $5, now()) \
                      ON CONFLICT (node_id) DO UPDATE SET instance = excluded.instance, \
@@ -93,10 +133,11 @@ impl Membership {
                         &(BROKER_SESSION_MS as f64),
                     ],
                 )
+                .await
+                })
                 .await?;
-            drop(c);
             if row.is_some() {
-                return self.refresh(pool).await;
+                return self.refresh().await;
             }
             if Instant::now() >= deadline {
                 return Err(Error::Config(format!(
@@ -110,16 +151,22 @@ impl Membership {
     }
 
     /// One heartbeat: says this broker is alive, reads the live brokers, renews the leases.
-    pub async fn heartbeat(&self, pool: &Pool) -> Result<(), Error> {
-        let c = pool.get().await?;
-        let mine = c
-            .execute(
-                "UPDATE brokers SET heartbeat_at = now() WHERE node_id = $1 AND instance = $2",
-                &[&self.node_id, &self.instance],
-            )
+    pub async fn heartbeat(&self) -> Result<(), Error> {
+        let mine = self
+            .on_beat(async |c| {
+                c.execute(
+                    "UPDATE brokers SET heartbeat_at = now() WHERE node_id = $1 AND instance = $2",
+                    &[&self.node_id, &self.instance],
+                )
+                .await
+            })
             .await?;
-        drop(c);
         if mine == 0 {
+            // Our leases may be another process's now: stop acting on any of them at once.
+            self.leases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
             busbar_broker::log::error(
                 "busbar",
                 "cluster_node_id_taken",
@@ -130,20 +177,22 @@ impl Membership {
                 ),
                 &[],
             );
-            self.register(pool).await?;
+            self.register().await?;
         }
-        self.refresh(pool).await?;
-        self.renew(pool).await
+        self.refresh().await?;
+        self.renew().await
     }
 
-    async fn refresh(&self, pool: &Pool) -> Result<(), Error> {
-        let c = pool.get().await?;
-        let rows = c
-            .query(
-                "SELECT node_id, kafka_host, kafka_port FROM brokers \
-                 WHERE heartbeat_at > now() - $1 * interval '1 millisecond' ORDER BY node_id",
-                &[&(BROKER_SESSION_MS as f64)],
-            )
+    async fn refresh(&self) -> Result<(), Error> {
+        let rows = self
+            .on_beat(async |c| {
+                c.query(
+                    "SELECT node_id, kafka_host, kafka_port FROM brokers \
+                     WHERE heartbeat_at > now() - $1 * interval '1 millisecond' ORDER BY node_id",
+                    &[&(BROKER_SESSION_MS as f64)],
+                )
+                .await
+            })
             .await?;
         let live = rows
             .iter()
@@ -157,23 +206,73 @@ impl Membership {
         Ok(())
     }
 
-    async fn renew(&self, pool: &Pool) -> Result<(), Error> {
+    /// Renews the leases requests used lately; lets the idle ones lapse (deleted now, so another
+    /// broker may take them at once).
+    async fn renew(&self) -> Result<(), Error> {
         let sent = Instant::now();
-        let c = pool.get().await?;
-        let rows = c
-            .query(
-                "UPDATE leases SET expires_at = now() + $2 * interval '1 millisecond' \
-                 WHERE kind = 'group' AND holder = $1 RETURNING name",
-                &[&self.node_id, &(LEASE_TTL.as_millis() as f64)],
+        let (active, idle): (Vec<String>, Vec<String>) = {
+            let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+            let (a, i): (Vec<_>, Vec<_>) = leases
+                .iter()
+                .partition(|(_, h)| h.used.elapsed() < LEASE_IDLE);
+            (
+                a.into_iter().map(|(g, _)| g.clone()).collect(),
+                i.into_iter().map(|(g, _)| g.clone()).collect(),
             )
+        };
+        let ttl = LEASE_TTL.as_millis() as f64;
+        let rows = self
+            .on_beat(async |c| {
+                if !idle.is_empty() {
+                    c.execute(
+                        "DELETE FROM leases WHERE kind = 'group' AND name = ANY($1) \
+                         AND holder = $2 AND holder_instance = $3",
+                        &[&idle, &self.node_id, &self.instance],
+                    )
+                    .await?;
+                }
+                c.query(
+                    "UPDATE leases SET expires_at = now() + $4 * interval '1 millisecond' \
+                     WHERE kind = 'group' AND name = ANY($1) AND holder = $2 \
+                     AND holder_instance = $3 RETURNING name",
+                    &[&active, &self.node_id, &self.instance, &ttl],
+                )
+                .await
+            })
             .await?;
         let held: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
         let until = sent + LEASE_TTL - LEASE_MARGIN;
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-        leases.retain(|g, _| held.contains(g));
-        for v in leases.values_mut() {
-            *v = until;
+        // Leases taken while this renewal ran (their `until` is later) are kept as they are.
+        leases.retain(|g, h| held.contains(g) || h.until > until);
+        for (g, h) in leases.iter_mut() {
+            if held.contains(g) {
+                h.until = h.until.max(until);
+            }
         }
+        Ok(())
+    }
+
+    /// Ends this broker's membership (a clean stop): its leases are deleted and it stops counting
+    /// as live, so clients and groups move at once instead of after a session.
+    pub async fn leave(&self) -> Result<(), Error> {
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.on_beat(async |c| {
+            c.execute(
+                "DELETE FROM leases WHERE holder = $1 AND holder_instance = $2",
+                &[&self.node_id, &self.instance],
+            )
+            .await?;
+            c.execute(
+                "UPDATE brokers SET heartbeat_at = '-infinity' WHERE node_id = $1 AND instance = $2",
+                &[&self.node_id, &self.instance],
+            )
+            .await
+        })
+        .await?;
         Ok(())
     }
 
@@ -211,18 +310,26 @@ impl Membership {
         Ok(busbar_broker::shared::rendezvous(group, &ids))
     }
 
-    /// Takes or keeps `group`'s lease (see [`busbar_broker::shared::SharedLog::coordinate`]).
-    pub async fn coordinate(&self, pool: &Pool, group: &str) -> Result<Option<bool>, Error> {
+    /// True when this broker may act as `group`'s coordinator now (marks the lease used).
+    pub fn holds(&self, group: &str) -> bool {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        match leases.get_mut(group) {
+            Some(h) if Instant::now() < h.until => {
+                h.used = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes `group`'s lease in the database when it is free, expired or this process's: the
+    /// time the request was sent, to [`Membership::confirm`] once the group's state is loaded;
+    /// `None` when another live process holds it.
+    pub async fn take(&self, pool: &Pool, group: &str) -> Result<Option<Instant>, Error> {
         {
             let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-            if leases
-                .get(group)
-                .is_some_and(|until| Instant::now() < *until)
-            {
-                return Ok(Some(false));
-            }
             if leases.len() >= LEASES_MAX && !leases.contains_key(group) {
-                return Err(Error::Config(format!(
+                return Err(Error::Busy(format!(
                     "this broker coordinates {LEASES_MAX} groups already"
                 )));
             }
@@ -231,20 +338,48 @@ impl Membership {
         let c = pool.get().await?;
         let row = c
             .query_opt(
-                "INSERT INTO leases (kind, name, holder, expires_at) \
-                 VALUES ('group', $1, $2, now() + $3 * interval '1 millisecond') \
+                "INSERT INTO leases (kind, name, holder, holder_instance, expires_at) \
+                 VALUES ('group', $1, $2, $3, now() + $4 * interval '1 millisecond') \
                  ON CONFLICT (kind, name) DO UPDATE SET holder = excluded.holder, \
-                 expires_at = excluded.expires_at \
-                 WHERE leases.holder = excluded.holder OR leases.expires_at < now() \
+                 holder_instance = excluded.holder_instance, expires_at = excluded.expires_at \
+                 WHERE (leases.holder = excluded.holder \
+                        AND leases.holder_instance = excluded.holder_instance) \
+                    OR leases.expires_at < now() \
                  RETURNING holder",
-                &[&group, &self.node_id, &(LEASE_TTL.as_millis() as f64)],
+                &[
+                    &group,
+                    &self.node_id,
+                    &self.instance,
+                    &(LEASE_TTL.as_millis() as f64),
+                ],
             )
             .await?;
-        if row.is_none() {
-            return Ok(None);
-        }
+        Ok(row.map(|_| sent))
+    }
+
+    /// Makes a lease taken at `sent` usable (the group's state is loaded).
+    pub fn confirm(&self, group: &str, sent: Instant) {
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-        leases.insert(group.to_string(), sent + LEASE_TTL - LEASE_MARGIN);
-        Ok(Some(true))
+        let now = Instant::now();
+        leases.insert(
+            group.to_string(),
+            Held {
+                until: sent + LEASE_TTL - LEASE_MARGIN,
+                used: now,
+            },
+        );
+    }
+
+    /// The lease of `group` is not to be used (its state could not be loaded).
+    pub fn release(&self, group: &str) {
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(group);
+    }
+
+    /// This process's instance token (the lease fence in `catalog::write_offsets`).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 }

@@ -83,6 +83,7 @@ impl From<BrokerError> for ApiError {
             B::InvalidTransactionTimeout(_) => (S::BAD_REQUEST, "invalid_transaction_timeout"),
             B::ConcurrentTransactions(_) => (S::CONFLICT, "concurrent_transactions"),
             B::ProducerFenced(_) => (S::CONFLICT, "producer_fenced"),
+            B::NotCoordinator(_) => (S::SERVICE_UNAVAILABLE, "not_coordinator"),
             B::TooManyTransactions(_) => (S::CONFLICT, "limit_reached"),
             B::PolicyViolation(_) => (S::BAD_REQUEST, "policy_violation"),
             B::Damaged(_) => (S::INTERNAL_SERVER_ERROR, "damaged_data"),

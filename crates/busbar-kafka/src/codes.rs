@@ -118,6 +118,7 @@ pub fn of(e: &BrokerError) -> i16 {
         B::TooManyTransactions(_) => 44, // POLICY_VIOLATION
         B::PolicyViolation(_) => 44,
         B::OperationNotAttempted(_) => 55,
+        B::NotCoordinator(_) => 16,
     }
 }
 

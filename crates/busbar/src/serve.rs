@@ -256,6 +256,14 @@ fn advertised(
     http: &tokio::net::TcpListener,
 ) -> Result<busbar_cluster::Advertised> {
     let (_, first) = kafka.first().context("no Kafka listener")?;
+    let host: Option<std::net::IpAddr> = first.advertised_host.parse().ok();
+    if host.is_some_and(|ip| ip.is_unspecified()) {
+        anyhow::bail!(
+            "cluster mode: the Kafka listener is bound to {} and advertises it; other brokers' \
+             clients cannot reach that address: set kafka.advertised_host",
+            first.advertised_host
+        );
+    }
     Ok(busbar_cluster::Advertised {
         node_id: config.cluster.node_id as i32,
         kafka_host: first.advertised_host.clone(),
@@ -456,6 +464,10 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     let _ = background.await;
     registry.close().context("close the schema registry")?;
     bus.close().await.context("stop subscriptions")?;
+    if let Some(c) = &cluster {
+        // Its groups and clients move to the other brokers now, not after the lease expiries.
+        c.leave().await;
+    }
     tokio::task::spawn_blocking(move || broker.close())
         .await?
         .context("clean shutdown")?;
