@@ -101,7 +101,8 @@ pub trait SharedLog: Send + Sync + 'static {
     /// Takes `group`'s lease when it is free, expired or this process's already: the time the
     /// request was sent (for [`SharedLog::confirm`], after the group's state is loaded), or
     /// `None` when another live broker holds it.
-    fn take(&self, group: &str) -> BoxFuture<'_, Result<Option<std::time::Instant>>>;
+    /// The flag says whether another process held it last.
+    fn take(&self, group: &str) -> BoxFuture<'_, Result<Option<(std::time::Instant, bool)>>>;
 
     /// Makes a lease taken at `sent` usable.
     fn confirm(&self, group: &str, sent: std::time::Instant);
@@ -275,10 +276,12 @@ impl Broker {
         if shared.holds(group) {
             return Ok(true);
         }
-        let Some(sent) = shared.take(group).await? else {
+        let Some((sent, moved)) = shared.take(group).await? else {
             return Ok(false);
         };
-        self.groups.discard(group);
+        if moved {
+            self.groups.discard(group);
+        }
         let loaded = match shared.load_offsets(group).await {
             Ok(rows) => self.offsets.replace_group(group, rows).await,
             Err(e) => Err(e),
@@ -288,7 +291,8 @@ impl Broker {
             return Err(e);
         }
         shared.confirm(group, sent);
-        Ok(true)
+        // A load slower than the lease's local window must not be acted on.
+        Ok(shared.holds(group))
     }
 
     /// The shared store said `partition` of topic `topic_id` now ends at `next_offset`: applies

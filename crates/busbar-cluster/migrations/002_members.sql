@@ -35,3 +35,5 @@ CREATE TABLE group_offsets (
     commit_ms bigint NOT NULL,
     PRIMARY KEY (group_id, topic, partition)
 );
+-- A topic's deletion removes every group's commits of it.
+CREATE INDEX group_offsets_by_topic ON group_offsets (topic);

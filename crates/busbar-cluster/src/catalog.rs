@@ -180,8 +180,14 @@ pub async fn write_offsets(
             "this broker's lease on the group ended before the commit was written".into(),
         ));
     }
+    // The last row per key, in key order (one upsert may not touch a row twice; the order is
+    // every committer's lock order).
+    let mut last: std::collections::BTreeMap<(&str, &str, u32), &OffsetRow> = Default::default();
+    for r in &rows {
+        last.insert((r.group.as_str(), r.topic.as_str(), r.partition), r);
+    }
     let (set, gone): (Vec<&OffsetRow>, Vec<&OffsetRow>) =
-        rows.iter().partition(|r| r.value.is_some());
+        last.into_values().partition(|r| r.value.is_some());
     if !set.is_empty() {
         let g: Vec<&str> = set.iter().map(|r| r.group.as_str()).collect();
         let t: Vec<&str> = set.iter().map(|r| r.topic.as_str()).collect();

@@ -316,7 +316,7 @@ impl SharedLog for Cluster {
     fn take(
         &self,
         group: &str,
-    ) -> BoxFuture<'_, busbar_broker::Result<Option<std::time::Instant>>> {
+    ) -> BoxFuture<'_, busbar_broker::Result<Option<(std::time::Instant, bool)>>> {
         let group = group.to_string();
         Box::pin(async move { Ok(bounded(self.members.take(&self.pool, &group)).await?) })
     }

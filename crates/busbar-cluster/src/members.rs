@@ -53,6 +53,8 @@ pub struct Membership {
     live: RwLock<Vec<Member>>,
     /// The groups this broker may act as coordinator of.
     leases: Mutex<HashMap<String, Held>>,
+    /// Set by [`Membership::leave`]: heartbeats stop.
+    left: std::sync::atomic::AtomicBool,
     /// Heartbeats' own connection: a busy pool never delays them.
     beat: tokio::sync::Mutex<Option<Client>>,
     pg: tokio_postgres::Config,
@@ -88,6 +90,7 @@ impl Membership {
             live: RwLock::new(Vec::new()),
             leases: Mutex::new(HashMap::new()),
             beat: tokio::sync::Mutex::new(None),
+            left: Default::default(),
             pg,
         }
     }
@@ -98,13 +101,21 @@ impl Membership {
         f: impl AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, Error> {
         let mut beat = self.beat.lock().await;
-        if beat.as_ref().is_none_or(|c| c.is_closed()) {
-            *beat = Some(crate::pool::connect(&self.pg).await?);
-        }
-        let c = beat.as_ref().expect("connected");
-        let r = f(c).await;
-        if r.is_err() {
-            *beat = None;
+        // Out of the slot while in use: a call cut short by a timeout drops it with itself, and
+        // the next one connects afresh instead of waiting on a stuck connection.
+        let c = match beat.take().filter(|c| !c.is_closed()) {
+            Some(c) => c,
+            None => {
+                let c = crate::pool::connect(&self.pg).await?;
+                // A renewal never waits long for a row a commit holds: it fails and the next
+                // beat renews (liveness goes on).
+                c.batch_execute("SET lock_timeout = '500ms'").await?;
+                c
+            }
+        };
+        let r = f(&c).await;
+        if r.is_ok() {
+            *beat = Some(c);
         }
         Ok(r?)
     }
@@ -152,6 +163,9 @@ impl Membership {
 
     /// One heartbeat: says this broker is alive, reads the live brokers, renews the leases.
     pub async fn heartbeat(&self) -> Result<(), Error> {
+        if self.left.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let mine = self
             .on_beat(async |c| {
                 c.execute(
@@ -210,15 +224,18 @@ impl Membership {
     /// broker may take them at once).
     async fn renew(&self) -> Result<(), Error> {
         let sent = Instant::now();
+        // Idle leases leave the map before their rows go: no request acts on one after.
         let (active, idle): (Vec<String>, Vec<String>) = {
-            let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-            let (a, i): (Vec<_>, Vec<_>) = leases
+            let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+            let idle: Vec<String> = leases
                 .iter()
-                .partition(|(_, h)| h.used.elapsed() < LEASE_IDLE);
-            (
-                a.into_iter().map(|(g, _)| g.clone()).collect(),
-                i.into_iter().map(|(g, _)| g.clone()).collect(),
-            )
+                .filter(|(_, h)| h.used.elapsed() >= LEASE_IDLE)
+                .map(|(g, _)| g.clone())
+                .collect();
+            for g in &idle {
+                leases.remove(g);
+            }
+            (leases.keys().cloned().collect(), idle)
         };
         let ttl = LEASE_TTL.as_millis() as f64;
         let rows = self
@@ -243,8 +260,8 @@ impl Membership {
         let held: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
         let until = sent + LEASE_TTL - LEASE_MARGIN;
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-        // Leases taken while this renewal ran (their `until` is later) are kept as they are.
-        leases.retain(|g, h| held.contains(g) || h.until > until);
+        // Leases confirmed while this renewal ran (not in its list) are kept as they are.
+        leases.retain(|g, _| held.contains(g) || !active.contains(g));
         for (g, h) in leases.iter_mut() {
             if held.contains(g) {
                 h.until = h.until.max(until);
@@ -256,6 +273,7 @@ impl Membership {
     /// Ends this broker's membership (a clean stop): its leases are deleted and it stops counting
     /// as live, so clients and groups move at once instead of after a session.
     pub async fn leave(&self) -> Result<(), Error> {
+        self.left.store(true, std::sync::atomic::Ordering::Relaxed);
         self.leases
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -325,7 +343,7 @@ impl Membership {
     /// Takes `group`'s lease in the database when it is free, expired or this process's: the
     /// time the request was sent, to [`Membership::confirm`] once the group's state is loaded;
     /// `None` when another live process holds it.
-    pub async fn take(&self, pool: &Pool, group: &str) -> Result<Option<Instant>, Error> {
+    pub async fn take(&self, pool: &Pool, group: &str) -> Result<Option<(Instant, bool)>, Error> {
         {
             let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
             if leases.len() >= LEASES_MAX && !leases.contains_key(group) {
@@ -338,14 +356,16 @@ impl Membership {
         let c = pool.get().await?;
         let row = c
             .query_opt(
-                "INSERT INTO leases (kind, name, holder, holder_instance, expires_at) \
+                "WITH before AS (SELECT holder_instance FROM leases \
+                                 WHERE kind = 'group' AND name = $1) \
+                 INSERT INTO leases (kind, name, holder, holder_instance, expires_at) \
                  VALUES ('group', $1, $2, $3, now() + $4 * interval '1 millisecond') \
                  ON CONFLICT (kind, name) DO UPDATE SET holder = excluded.holder, \
                  holder_instance = excluded.holder_instance, expires_at = excluded.expires_at \
                  WHERE (leases.holder = excluded.holder \
                         AND leases.holder_instance = excluded.holder_instance) \
                     OR leases.expires_at < now() \
-                 RETURNING holder",
+                 RETURNING (SELECT holder_instance FROM before)",
                 &[
                     &group,
                     &self.node_id,
@@ -354,7 +374,11 @@ impl Membership {
                 ],
             )
             .await?;
-        Ok(row.map(|_| sent))
+        // Moved: another process held it last (its members and generation are not ours).
+        Ok(row.map(|r| {
+            let before: Option<String> = r.get(0);
+            (sent, before.is_some_and(|b| b != self.instance))
+        }))
     }
 
     /// Makes a lease taken at `sent` usable (the group's state is loaded).

@@ -266,7 +266,13 @@ impl Segment {
                 if let Some((pos, _)) = scan.error {
                     self.mark_damaged(pos);
                 } else {
-                    let _ = write_indexes(storage, self.base, &scan.indexes);
+                    // Under the slot lock: a segment that compaction or retention retired (its
+                    // name now holds another file, whose indexes compaction writes) must not
+                    // write the old file's indexes over them.
+                    let slot = self.slot();
+                    if !slot.retired {
+                        let _ = write_indexes(storage, self.base, &scan.indexes);
+                    }
                 }
                 scan.indexes
             }
@@ -333,8 +339,8 @@ pub fn load_indexes(storage: &dyn Storage, base: u64) -> Option<Indexes> {
 /// Writes both index files of a segment (atomic replace each).
 pub fn write_indexes(storage: &dyn Storage, base: u64, idx: &Indexes) -> Result<()> {
     let io = |e| LogError::io("write index", e);
-    disk::write_atomic(storage, &index_name(base), &idx.encode_offsets(base)).map_err(io)?;
-    disk::write_atomic(storage, &time_name(base), &idx.encode_times(base)).map_err(io)
+    disk::write_atomic_unique(storage, &index_name(base), &idx.encode_offsets(base)).map_err(io)?;
+    disk::write_atomic_unique(storage, &time_name(base), &idx.encode_times(base)).map_err(io)
 }
 
 /// How a scan checks batch base offsets.

@@ -77,12 +77,24 @@ pub fn read_exact_at(file: &dyn File, pos: u64, buf: &mut [u8]) -> io::Result<()
 
 /// Writes a whole file through the atomic replace protocol: `name.tmp`, sync, rename, sync dir.
 pub fn write_atomic(storage: &dyn Storage, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = format!("{name}.tmp");
-    let file = storage.create(&tmp)?;
+    write_atomic_as(storage, name, &format!("{name}.tmp"), bytes)
+}
+
+/// [`write_atomic`] through a temporary name of its own (`<name>.<n>.tmp`): two writers of one
+/// file never rename each other's temporary away. For a log's directory only, whose recovery
+/// removes any `*.tmp` a crash left.
+pub fn write_atomic_unique(storage: &dyn Storage, name: &str, bytes: &[u8]) -> io::Result<()> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    write_atomic_as(storage, name, &format!("{name}.{n}.tmp"), bytes)
+}
+
+fn write_atomic_as(storage: &dyn Storage, name: &str, tmp: &str, bytes: &[u8]) -> io::Result<()> {
+    let file = storage.create(tmp)?;
     file.append(bytes)?;
     file.sync()?;
     drop(file);
-    storage.rename(&tmp, name)?;
+    storage.rename(tmp, name)?;
     storage.sync_dir()
 }
 
