@@ -61,6 +61,14 @@ pub async fn create_topic(pool: &Pool, meta: &TopicMeta) -> busbar_broker::Resul
     if added == 0 {
         return Err(BrokerError::TopicExists(meta.name.clone()));
     }
+    finish_topic_change(tx, meta).await
+}
+
+/// Adds the partition rows `meta` has (those missing), notifies the brokers and commits.
+async fn finish_topic_change(
+    tx: tokio_postgres::Transaction<'_>,
+    meta: &TopicMeta,
+) -> busbar_broker::Result<()> {
     add_partition_rows(&tx, &meta.id, meta.partitions).await?;
     tx.execute("SELECT pg_notify('busbar_topics', '')", &[])
         .await
@@ -98,12 +106,7 @@ pub async fn update_topic(pool: &Pool, meta: &TopicMeta) -> busbar_broker::Resul
     if changed == 0 {
         return Err(BrokerError::UnknownTopic(meta.name.clone()));
     }
-    add_partition_rows(&tx, &meta.id, meta.partitions).await?;
-    tx.execute("SELECT pg_notify('busbar_topics', '')", &[])
-        .await
-        .map_err(Error::from)?;
-    tx.commit().await.map_err(Error::from)?;
-    Ok(())
+    finish_topic_change(tx, meta).await
 }
 
 /// Removes a topic with its data and producer state (rows in the committer's lock order:
