@@ -148,6 +148,21 @@ fn writers(
         .collect()
 }
 
+/// Writers started on the topic through every node (see [`writers`]).
+fn load(
+    nodes: &[Node],
+) -> (
+    Arc<Mutex<History>>,
+    Arc<AtomicBool>,
+    Vec<std::thread::JoinHandle<()>>,
+) {
+    let history = Arc::new(Mutex::new(History::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let addrs = nodes.iter().map(|n| n.http).collect();
+    let threads = writers(addrs, history.clone(), stop.clone());
+    (history, stop, threads)
+}
+
 /// After the faults: every broker converges on the same log, and the history has no anomaly.
 fn converge_and_check(nodes: &[Node], history: &History) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -219,13 +234,7 @@ fn kill_9_of_brokers_in_a_loop_under_load_loses_no_acknowledged_write() {
     let url = pg.create_db("kills");
     let mut nodes: Vec<Node> = (1..=3).map(|i| Node::new(i, &url)).collect();
     create_topic(&nodes);
-    let history = Arc::new(Mutex::new(History::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let threads = writers(
-        nodes.iter().map(|n| n.http).collect(),
-        history.clone(),
-        stop.clone(),
-    );
+    let (history, stop, threads) = load(&nodes);
     // Three rounds: kill -9 one broker mid-load, restart it on its data directory.
     for round in 0..3 {
         std::thread::sleep(Duration::from_millis(1500));
@@ -309,13 +318,7 @@ fn a_proxy_that_cuts_and_slows_the_database_loses_no_write_and_sticks_no_broker(
     let url = format!("postgres://busbar@{}/proxy", proxy.addr);
     let nodes: Vec<Node> = (1..=3).map(|i| Node::new(i, &url)).collect();
     create_topic(&nodes);
-    let history = Arc::new(Mutex::new(History::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let threads = writers(
-        nodes.iter().map(|n| n.http).collect(),
-        history.clone(),
-        stop.clone(),
-    );
+    let (history, stop, threads) = load(&nodes);
     for round in 0..4 {
         std::thread::sleep(Duration::from_millis(1000));
         if round % 2 == 0 {
