@@ -149,7 +149,9 @@ impl Broker {
             // The local log's structural checks (length, CRC, record count, size) run here,
             // before the commit: a batch the copies could not take must never be acknowledged.
             crate::shared::check_new(&t, &batch)?;
-            return Ok(self.produce_shared(shared, t, p, batch));
+            return Ok(PendingAppend::Shared(crate::shared::produce(
+                shared, t, p, batch,
+            )));
         }
         // Check, write and record under the producer state's lock: a retry on another
         // connection cannot pass the check while this write is under way. The write is inline,

@@ -125,8 +125,8 @@ pub struct Replica {
     lock: tokio::sync::Mutex<()>,
     /// The shared store's end as last heard (notifications, polls, reads).
     shared_end: std::sync::atomic::AtomicU64,
-    /// Batches this broker committed, by base offset, waiting to be applied in order.
-    pending: std::sync::Mutex<std::collections::BTreeMap<u64, Vec<u8>>>,
+    /// Batches this broker committed, waiting to be applied in order.
+    pending: std::sync::Mutex<Pending>,
     /// Signalled when a batch is pended.
     filled: tokio::sync::Notify,
     /// When a read past the known end last asked the shared store (at most every
@@ -142,22 +142,51 @@ const PENDING_BYTES_MAX: usize = 64 << 20;
 /// How often a fetch past the known shared end may ask the shared store, per partition.
 const FORCED_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Own batches by base offset, with their total size (kept, not summed per batch).
+#[derive(Default)]
+struct Pending {
+    batches: std::collections::BTreeMap<u64, Vec<u8>>,
+    bytes: usize,
+}
+
+impl Pending {
+    fn pop_first(&mut self) -> Option<(u64, Vec<u8>)> {
+        let (base, bytes) = self.batches.pop_first()?;
+        self.bytes -= bytes.len();
+        Some((base, bytes))
+    }
+
+    fn first(&self) -> Option<u64> {
+        self.batches.keys().next().copied()
+    }
+
+    fn clear(&mut self) {
+        self.batches.clear();
+        self.bytes = 0;
+    }
+}
+
 impl Replica {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn pend(&self, base: u64, bytes: Vec<u8>) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.pending();
         // A copy that cannot keep up must not hold every later batch in memory: past the limits
         // they are read back from the shared store instead.
-        let held: usize = pending.values().map(Vec::len).sum();
-        if pending.len() < PENDING_MAX && held + bytes.len() <= PENDING_BYTES_MAX {
-            pending.insert(base, bytes);
+        if pending.batches.len() < PENDING_MAX && pending.bytes + bytes.len() <= PENDING_BYTES_MAX {
+            pending.bytes += bytes.len();
+            if let Some(old) = pending.batches.insert(base, bytes) {
+                pending.bytes -= old.len();
+            }
         }
         drop(pending);
         self.filled.notify_waiters();
     }
 
     fn first_pending(&self) -> Option<u64> {
-        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        pending.keys().next().copied()
+        self.pending().first()
     }
 
     fn heard(&self, end: u64) {
@@ -245,16 +274,6 @@ impl Broker {
     /// The cluster's shared store, in cluster mode.
     pub fn shared_log(&self) -> Option<&Arc<dyn SharedLog>> {
         self.shared.get()
-    }
-
-    /// Cluster mode: the live brokers and the one preferred for `topic_id`/`partition` (Kafka
-    /// clients send that partition's produce and fetch there; any broker would take them).
-    pub fn partition_leader(&self, topic_id: &str, partition: u32) -> Option<(Vec<Member>, i32)> {
-        let shared = self.shared.get()?;
-        let members = shared.members();
-        let ids: Vec<i32> = members.iter().map(|m| m.node_id).collect();
-        let leader = rendezvous(&format!("{topic_id}/{partition}"), &ids)?;
-        Some((members, leader))
     }
 
     /// True when this broker may act as `group`'s coordinator now (always in single-node mode).
@@ -360,18 +379,6 @@ impl Broker {
             .ok_or_else(|| BrokerError::Storage("cluster catch-up outside cluster mode".into()))?;
         catch_up(shared, t, p, own).await
     }
-
-    /// The cluster-mode produce: queues the checked batch in the shared store now (call order),
-    /// then, once committed there, applies it locally; answers its shared offsets.
-    pub(crate) fn produce_shared(
-        &self,
-        shared: &Arc<dyn SharedLog>,
-        t: Arc<Topic>,
-        p: Arc<Partition>,
-        batch: Vec<u8>,
-    ) -> crate::produce::PendingAppend {
-        crate::produce::PendingAppend::Shared(produce(shared, t, p, batch))
-    }
 }
 
 /// Appends `batch` (checked) through the shared store and then locally; its shared offsets.
@@ -388,8 +395,9 @@ pub(crate) async fn append(
     })
 }
 
-/// Commits `batch` in the shared store (queued before the first await), then applies it locally.
-fn produce(
+/// The cluster-mode produce: queues the checked `batch` in the shared store now (call order),
+/// then, once committed there, applies it locally; answers its shared offsets.
+pub(crate) fn produce(
     shared: &Arc<dyn SharedLog>,
     t: Arc<Topic>,
     p: Arc<Partition>,
@@ -498,11 +506,7 @@ async fn catch_up(
     p.appended.notify_waiters();
     if result.is_err() {
         // What could not be applied is read back from the shared store by the next catch-up.
-        p.replica
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        p.replica.pending().clear();
     }
     result
 }
@@ -514,21 +518,15 @@ const GAP_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 /// Applies the pending own batches that continue the local copy at `next`; drops those it has.
 fn drain(t: &Topic, p: &Partition, mut next: u64) -> Result<u64> {
     loop {
-        let mut pending = p.replica.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(mut first) = pending.first_entry() else {
+        let mut pending = p.replica.pending();
+        if pending.first().is_none_or(|base| base > next) {
             return Ok(next);
-        };
-        let base = *first.key();
+        }
+        let (base, mut bytes) = pending.pop_first().expect("a first batch");
+        drop(pending);
         if base < next {
-            first.remove();
             continue;
         }
-        if base > next {
-            return Ok(next);
-        }
-        let mut bytes = std::mem::take(first.get_mut());
-        first.remove();
-        drop(pending);
         next = apply(t, p, base, &mut bytes)?;
         p.replica.heard(next);
     }
