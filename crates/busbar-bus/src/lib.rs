@@ -6,6 +6,8 @@
 //! (`dlq.rs`, `redrive.rs`) and replay runs (`replay.rs`). Admin operations are serialised by one
 //! async mutex; each validates fully before changing anything.
 
+mod backing;
+pub mod cluster;
 mod creator;
 pub mod decode;
 pub mod deliver;
@@ -88,14 +90,42 @@ struct Entry {
     status: Arc<Mutex<SubState>>,
     handle: Option<Handle>,
     replays: BTreeMap<String, Arc<replay::Run>>,
+    /// Cluster mode: the version of the record in the shared store (`cluster.rs`).
+    version: i64,
+}
+
+impl Entry {
+    /// A subscription another broker runs, as the shared store holds it (`cluster.rs`).
+    fn remote(record: SubRecord, compiled: Arc<Compiled>, version: i64) -> Entry {
+        let status = if record.paused {
+            SubState::Paused
+        } else {
+            SubState::Elsewhere
+        };
+        Entry {
+            record,
+            compiled,
+            counters: Arc::default(),
+            status: Arc::new(Mutex::new(status)),
+            handle: None,
+            replays: BTreeMap::new(),
+            version,
+        }
+    }
 }
 
 /// The bus.
 pub struct Bus {
     ctx: Arc<Ctx>,
-    store: SubStore,
+    /// The subscriptions document of a single node (`None` in cluster mode).
+    store: Option<SubStore>,
+    /// Cluster mode: the shared store of subscriptions and their state (`cluster.rs`).
+    shared_bus: Option<Arc<dyn cluster::SharedBus>>,
+    leases: cluster::LeaseView,
     subs: tokio::sync::Mutex<BTreeMap<String, Entry>>,
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Cluster mode: the task of [`Bus::run_cluster`].
+    ticks: Mutex<Option<tokio::task::JoinHandle<()>>>,
     config: BusConfig,
     /// Dead-letter topic → the subscriptions naming it, as last saved, and the claims of
     /// creates and updates in progress: the broker refuses to delete those topics (its deletion
@@ -188,8 +218,46 @@ impl Bus {
         let retries = RetryStore::open(dir("internal/retries")?, clock.clone())?;
         let positions = PositionStore::open(dir("internal/positions")?, clock)?;
         let store = SubStore::open(dir("meta")?);
+        let stored = store.load()?;
+        Self::assemble(
+            broker,
+            config,
+            (retries, positions),
+            Some(store),
+            stored,
+            None,
+        )
+    }
+
+    /// Opens the bus of a cluster broker: subscriptions and their state are in `shared`, read by
+    /// [`Bus::run_cluster`] (nothing runs before it).
+    pub fn open_shared(
+        broker: Arc<Broker>,
+        config: BusConfig,
+        shared: Arc<dyn cluster::SharedBus>,
+    ) -> Result<Bus> {
+        let retries = RetryStore::shared(shared.clone());
+        let positions = PositionStore::shared(shared.clone());
+        Self::assemble(
+            broker,
+            config,
+            (retries, positions),
+            None,
+            vec![],
+            Some(shared),
+        )
+    }
+
+    fn assemble(
+        broker: Arc<Broker>,
+        config: BusConfig,
+        (retries, positions): (RetryStore, PositionStore),
+        store: Option<SubStore>,
+        stored: Vec<SubRecord>,
+        shared_bus: Option<Arc<dyn cluster::SharedBus>>,
+    ) -> Result<Bus> {
         let mut subs = BTreeMap::new();
-        for record in store.load()? {
+        for record in stored {
             let compiled = record.spec.clone().compile()?;
             let name = record.spec.name.clone();
             let status = if record.paused {
@@ -207,6 +275,7 @@ impl Bus {
                     status: Arc::new(Mutex::new(status)),
                     handle: None,
                     replays: BTreeMap::new(),
+                    version: 0,
                 },
             );
         }
@@ -234,8 +303,11 @@ impl Bus {
         Ok(Bus {
             ctx,
             store,
+            shared_bus,
+            leases: cluster::LeaseView::default(),
             subs: tokio::sync::Mutex::new(subs),
             maintenance: Mutex::new(None),
+            ticks: Mutex::new(None),
             config,
             dlq_users: users,
             owners: owner::Owners::default(),
@@ -296,12 +368,33 @@ impl Bus {
         {
             old.abort();
         }
+        if self.shared().is_some() {
+            // Cluster mode: workers start as leases are taken (`Bus::run_cluster`).
+            return;
+        }
         let mut subs = self.subs.lock().await;
         self.forget_deleted(&subs).await;
         for e in subs.values_mut() {
             if !e.record.paused && e.handle.is_none() {
                 e.handle = Some(self.spawn(e));
             }
+        }
+    }
+
+    /// Cluster mode: reads the cluster's subscriptions every [`cluster::TICK`] and runs those
+    /// whose leases this broker takes, until [`Bus::close`]. Call after [`Bus::start`].
+    pub fn run_cluster(self: &Arc<Self>) {
+        if self.shared().is_none() {
+            return;
+        }
+        let task = self.start_ticks();
+        let slot = self
+            .ticks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(task);
+        if let Some(old) = slot {
+            old.abort();
         }
     }
 
@@ -346,6 +439,11 @@ impl Bus {
 
     fn validate(&self, spec: SubscriptionSpec) -> Result<Compiled> {
         let compiled = spec.compile()?;
+        if self.shared().is_some() && matches!(compiled.spec.target, Target::Topic { .. }) {
+            return Err(cluster::not_in_cluster(
+                "a topic target (its exactly-once delivery needs transactions)",
+            ));
+        }
         compiled.check_target(&self.config.targets)?;
         compiled.check_encode(self.decoder().as_ref())?;
         for (path, topic) in compiled.spec.topics() {
@@ -359,6 +457,12 @@ impl Bus {
     /// Stores the start position of every source partition that has none yet (for the topic as
     /// it is now).
     async fn commit_start(&self, c: &Compiled) -> Result<()> {
+        let rows = self.start_rows(c)?;
+        self.ctx.positions.put(&c.spec.name, rows).await
+    }
+
+    /// The start position of every source partition of `c` that has none stored here.
+    fn start_rows(&self, c: &Compiled) -> Result<Vec<(positions::PartKey, Option<Position>)>> {
         let name = &c.spec.name;
         let broker = &self.ctx.broker;
         let mut rows = Vec::new();
@@ -382,7 +486,7 @@ impl Bus {
                 rows.push(((topic.clone(), p), Some(pos)));
             }
         }
-        self.ctx.positions.put(name, rows).await
+        Ok(rows)
     }
 
     /// Forgets every position of `name`, with any an older busbar kept in its legacy group.
@@ -401,14 +505,22 @@ impl Bus {
         }
     }
 
+    /// Stores every subscription of a single node (in cluster mode each change is stored on its
+    /// own, `cluster.rs`).
     fn save(&self, subs: &BTreeMap<String, Entry>) -> Result<()> {
         let records: Vec<SubRecord> = subs.values().map(|e| e.record.clone()).collect();
-        self.store.save(&records)?;
+        let store = self.store.as_ref().expect("a single node's store");
+        store.save(&records)?;
+        self.save_guard(subs);
+        Ok(())
+    }
+
+    /// Records the dead-letter topics `subs` use for the broker's deletion guard.
+    fn save_guard(&self, subs: &BTreeMap<String, Entry>) {
         self.dlq_users
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .saved = dlq_users(subs);
-        Ok(())
     }
 
     /// Creates a subscription and starts it; it runs unchecked (no creator).
@@ -423,11 +535,6 @@ impl Bus {
         spec: SubscriptionSpec,
         creator: Option<Creator>,
     ) -> Result<SubscriptionView> {
-        if self.ctx.broker.shared_log().is_some() {
-            return Err(BusError::Broker(BrokerError::PolicyViolation(
-                "subscriptions are not available in cluster mode yet (docs/cluster.md)".into(),
-            )));
-        }
         let _claim = self.claim(&spec).await;
         let compiled = self.validate(spec)?;
         let name = compiled.spec.name.clone();
@@ -443,9 +550,17 @@ impl Bus {
             });
         }
         // Positions left by an earlier subscription of this name would resume it; start fresh.
-        self.forget_positions(&name).await?;
-        self.ctx.retries.clear(&name).await?;
-        self.commit_start(&compiled).await?;
+        // (In cluster mode the create removes them in the same transaction.)
+        let start = if self.shared().is_some() {
+            self.ctx.positions.load(&name, &[]);
+            self.ctx.retries.load(&name, &[]);
+            self.start_rows(&compiled)?
+        } else {
+            self.forget_positions(&name).await?;
+            self.ctx.retries.clear(&name).await?;
+            self.commit_start(&compiled).await?;
+            vec![]
+        };
         let now = self.now();
         let users = self.ctx.broker.auth().users();
         let creator_is_user = (creator.as_ref()).is_some_and(|c| users.exists(&c.user));
@@ -463,7 +578,16 @@ impl Bus {
             status: Arc::new(Mutex::new(SubState::Starting)),
             handle: None,
             replays: BTreeMap::new(),
+            version: 0,
         };
+        if self.shared().is_some() {
+            let start = self.ctx.positions.encode(&name, &start);
+            entry.version = self.create_shared(&entry.record, start).await?;
+            *entry.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Elsewhere;
+            subs.insert(name.clone(), entry);
+            self.save_guard(&subs);
+            return Ok(self.view(&subs[&name]));
+        }
         subs.insert(name.clone(), entry);
         if let Err(e) = self.save(&subs) {
             subs.remove(&name);
@@ -490,6 +614,7 @@ impl Bus {
 
     /// Stops delivering (positions and retry state are kept) or starts again.
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<SubscriptionView> {
+        self.sync().await?;
         let mut subs = self.subs.lock().await;
         let e = subs
             .get_mut(name)
@@ -497,7 +622,7 @@ impl Bus {
         if e.record.paused != paused {
             e.record.paused = paused;
             e.record.updated_ms = self.now();
-            if let Err(err) = self.save(&subs) {
+            if let Err(err) = self.persist(&mut subs, name).await {
                 let e = subs.get_mut(name).expect("present");
                 e.record.paused = !paused;
                 return Err(err);
@@ -514,7 +639,15 @@ impl Bus {
             if let Some(h) = e.handle.take() {
                 h.stop().await;
             }
+            if let Some(shared) = self.shared() {
+                shared.release(name).await;
+            }
             *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Paused;
+        } else if self.shared().is_some() {
+            // Cluster mode: the broker that takes its lease runs it (`cluster.rs`).
+            if e.handle.is_none() {
+                *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Elsewhere;
+            }
         } else if e.handle.is_none() {
             // The answer (and a read before the worker's first step) says `starting`, never
             // `paused`: sent back as an update, it must be accepted.
@@ -534,6 +667,9 @@ impl Bus {
     /// paused; the retry state of every partition moved is dropped (the new position decides what
     /// is delivered). Answers the new position of each partition moved.
     pub async fn reset(&self, name: &str, to: ResetTo) -> Result<Vec<ResetPosition>> {
+        if self.shared().is_some() {
+            return Err(cluster::not_in_cluster("reset"));
+        }
         let mut subs = self.subs.lock().await;
         let e = subs
             .get_mut(name)
@@ -641,10 +777,14 @@ impl Bus {
     /// until then it is unused (no worker reads another subscription's state).
     pub async fn delete(&self, name: &str) -> Result<()> {
         self.owners.check(name)?;
+        self.sync().await?;
         let mut subs = self.subs.lock().await;
         let mut e = subs
             .remove(name)
             .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
+        if self.shared().is_some() {
+            return self.delete_shared(&mut subs, e).await;
+        }
         if let Err(err) = self.save(&subs) {
             subs.insert(name.into(), e);
             return Err(err);
@@ -754,6 +894,8 @@ impl Bus {
 
     /// One subscription.
     pub async fn get(&self, name: &str) -> Result<SubscriptionView> {
+        self.sync_for(name).await?;
+        self.refresh_remote(name).await?;
         let subs = self.subs.lock().await;
         subs.get(name)
             .map(|e| self.view(e))
@@ -762,13 +904,18 @@ impl Bus {
 
     /// Every subscription, by name.
     pub async fn list(&self) -> Vec<SubscriptionView> {
+        // Cluster mode: a failed read shows the list as last read.
+        let _ = self.sync().await;
         let subs = self.subs.lock().await;
         subs.values().map(|e| self.view(e)).collect()
     }
 
     /// Stops every worker (each commits its positions) and replay run (each writes its progress,
-    /// `INTERRUPTED`), then closes the retry state.
+    /// `INTERRUPTED`), then closes the retry state. In cluster mode the leases go.
     pub async fn close(&self) -> Result<()> {
+        if let Some(t) = self.ticks.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.abort();
+        }
         if let Some(t) = self
             .maintenance
             .lock()
@@ -784,6 +931,9 @@ impl Bus {
             }
             let why = replay::interrupted();
             replay::stop_all(&e.replays, replay::RunState::Interrupted, &why).await;
+            if let Some(shared) = self.shared() {
+                shared.release(&e.record.spec.name).await;
+            }
         }
         // A closed bus delivers nothing, so it no longer holds dead-letter topics.
         self.ctx.broker.set_deletion_guard(Arc::new(|_: &str| None));

@@ -19,6 +19,7 @@
 
 use crate::error::{BusError, Result};
 use crate::spec::{self, invalid, SubscriptionSpec, Target};
+use crate::SubState;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -270,6 +271,7 @@ impl crate::Bus {
         make: impl Fn(&SubscriptionSpec) -> Result<SubscriptionSpec>,
     ) -> Result<crate::SubscriptionView> {
         self.owners.check(name)?;
+        self.sync().await?;
         loop {
             // The dead-letter topic is claimed before the lock (the claim waits out topic
             // deletions); a change in between that moved it means claiming again.
@@ -297,15 +299,22 @@ impl crate::Bus {
             let compiled = Arc::new(self.validate(spec)?);
             // Positions only for partitions that have none: harmless if the change fails later.
             // An older busbar's positions of the current sources are taken over first.
-            let sources = e.record.spec.sources.clone();
-            crate::positions::take_over_legacy(&self.ctx, name, &sources).await?;
-            self.commit_start(&compiled).await?;
+            // In cluster mode they go in the update's transaction, where the key has none.
+            let start = if self.shared().is_some() {
+                let rows = self.start_rows(&compiled)?;
+                self.ctx.positions.encode(name, &rows)
+            } else {
+                let sources = e.record.spec.sources.clone();
+                crate::positions::take_over_legacy(&self.ctx, name, &sources).await?;
+                self.commit_start(&compiled).await?;
+                vec![]
+            };
             let e = subs.get_mut(name).expect("checked");
             let old = (e.record.clone(), e.compiled.clone());
             e.record.spec = compiled.spec.clone();
             e.record.updated_ms = self.now();
             e.compiled = compiled.clone();
-            let saved = self.save(&subs);
+            let saved = self.persist_with(&mut subs, name, start).await;
             let e = subs.get_mut(name).expect("present");
             if let Err(err) = saved {
                 (e.record, e.compiled) = old;
@@ -317,7 +326,12 @@ impl crate::Bus {
             if let Some(h) = e.handle.take() {
                 h.stop().await;
             }
-            if !e.record.paused {
+            if self.shared().is_some() {
+                // The lease holder loads the new start positions and runs it again (`cluster.rs`).
+                if !e.record.paused {
+                    *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Elsewhere;
+                }
+            } else if !e.record.paused {
                 e.handle = Some(self.spawn(e));
             }
             return Ok(self.view(e));

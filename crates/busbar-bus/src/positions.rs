@@ -21,6 +21,8 @@
 //! consumer group `busbar-subscription-<name>`; a subscription with no row here takes its position
 //! from there once (see [`legacy_group`]).
 
+use crate::backing::Backing;
+use crate::cluster::{SharedBus, Space, StateRow, WriteRow};
 use crate::error::{BusError, Result};
 use crate::state::EventRef;
 use crate::stats::CounterSnapshot;
@@ -163,7 +165,7 @@ pub fn legacy_group(name: &str) -> String {
 
 /// The durable positions of every subscription.
 pub struct PositionStore {
-    log: KvLog,
+    log: Backing,
     table: Arc<Mutex<Tables>>,
 }
 
@@ -172,7 +174,7 @@ impl PositionStore {
     /// would move a subscription back to its start (or skip ahead), silently.
     pub fn open(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Result<Self> {
         let store = Self {
-            log: KvLog::open(storage, clock)?,
+            log: Backing::Local(KvLog::open(storage, clock)?),
             table: Arc::default(),
         };
         let damage = {
@@ -188,6 +190,40 @@ impl PositionStore {
             )));
         }
         Ok(store)
+    }
+
+    /// The store of a cluster broker: rows in `bus`, loaded per subscription ([`Self::load`]).
+    pub fn shared(bus: Arc<dyn SharedBus>) -> Self {
+        Self {
+            log: Backing::Shared {
+                bus,
+                space: Space::Positions,
+            },
+            table: Arc::default(),
+        }
+    }
+
+    /// Replaces what the table holds of `sub` with `rows` (read from the shared store; none:
+    /// forgets it here).
+    pub fn load(&self, sub: &str, rows: &[&StateRow]) {
+        let mut t = self.lock();
+        t.positions.remove(sub);
+        t.counters.remove(sub);
+        t.txns.remove(sub);
+        t.pending.remove(sub);
+        for r in rows {
+            t.apply_row(r.seq, &r.key, Some(&r.value));
+        }
+    }
+
+    /// `rows` of `sub` as the shared store takes them.
+    pub fn encode(&self, sub: &str, rows: &[(PartKey, Option<Position>)]) -> Vec<WriteRow> {
+        rows.iter()
+            .map(|(k, v)| {
+                let (key, value) = encode_position(sub, k, v.as_ref());
+                (Space::Positions, key, value)
+            })
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -292,13 +328,7 @@ impl PositionStore {
     ) -> Result<()> {
         let mut encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = rows
             .iter()
-            .map(|((topic, p), v)| {
-                let key = serde_json::to_vec(&(sub, topic, p)).expect("key encodes");
-                (
-                    key,
-                    v.as_ref().map(|v| serde_json::to_vec(v).expect("encodes")),
-                )
-            })
+            .map(|(k, v)| encode_position(sub, k, v.as_ref()))
             .collect();
         if let Some(c) = &counters {
             let key = CountersKey {
@@ -320,7 +350,8 @@ impl PositionStore {
                 x.as_ref().map(|x| serde_json::to_vec(x).expect("encodes")),
             ));
         }
-        let (table, sub) = (self.table.clone(), sub.to_string());
+        let (table, name) = (self.table.clone(), sub.to_string());
+        let sub = name.clone();
         let whole = txn.is_some();
         let apply_all = move |offsets: Vec<u64>| {
             let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
@@ -339,11 +370,7 @@ impl PositionStore {
                 t.apply_txn(sub, at, x);
             }
         };
-        match whole {
-            true => self.log.write_whole(encoded, apply_all).await?,
-            false => self.log.write(encoded, apply_all).await?,
-        }
-        Ok(())
+        self.log.write(&name, encoded, whole, apply_all).await
     }
 
     /// Every subscription name with positions or counters stored.
@@ -376,13 +403,19 @@ impl PositionStore {
 
     /// Compacts the log.
     pub fn maintain(&self) -> Result<()> {
-        Ok(self.log.compact()?)
+        self.log.compact()
     }
 
     /// Clean shutdown.
     pub fn close(&self) -> Result<()> {
-        Ok(self.log.close()?)
+        self.log.close()
     }
+}
+
+/// A position row's key and value.
+fn encode_position(sub: &str, k: &PartKey, v: Option<&Position>) -> (Vec<u8>, Option<Vec<u8>>) {
+    let key = serde_json::to_vec(&(sub, &k.0, k.1)).expect("key encodes");
+    (key, v.map(|v| serde_json::to_vec(v).expect("encodes")))
 }
 
 /// Applies a row unless a newer one (by log offset) is held.

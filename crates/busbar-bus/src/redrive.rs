@@ -73,6 +73,9 @@ impl Bus {
         limit: usize,
         force: bool,
     ) -> Result<RedriveSummary> {
+        if self.shared().is_some() {
+            return Err(crate::cluster::not_in_cluster("redrive"));
+        }
         let (id, _) = topic_layout(&self.ctx.broker, topic)?;
         let skip = (!force).then(|| self.ctx.retries.redriven(topic, &id));
         // Which subscriptions may own letters here (name → its dead-letter topic is this one),

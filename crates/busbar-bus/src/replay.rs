@@ -165,6 +165,9 @@ impl Bus {
     /// interrupted run of the same name and range goes on where it stopped; another run of the
     /// same name is replaced; past [`REPLAYS_KEPT`] runs the oldest finished one is forgotten.
     pub async fn start_replay(&self, name: &str, spec: ReplaySpec) -> Result<RunView> {
+        if self.shared().is_some() {
+            return Err(crate::cluster::not_in_cluster("replay"));
+        }
         let mut record = self.replay_record(&spec)?;
         let mut subs = self.subs.lock().await;
         let e = subs

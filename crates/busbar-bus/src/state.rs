@@ -18,7 +18,9 @@
 
 use super::replay::RunRecord;
 use super::spec::SubscriptionSpec;
-use crate::error::Result;
+use crate::backing::Backing;
+use crate::cluster::{SharedBus, Space, StateRow};
+use crate::error::{BusError, Result};
 use busbar_broker::kvlog::KvLog;
 use busbar_broker::metadata::{load_versioned, save_json};
 use busbar_log::disk::Storage;
@@ -209,7 +211,7 @@ struct Tables {
 
 /// The retry-state log and its tables.
 pub struct RetryStore {
-    log: KvLog,
+    log: Backing,
     tables: Arc<Mutex<Tables>>,
 }
 
@@ -217,7 +219,7 @@ impl RetryStore {
     /// Opens the store in `dir`, replaying it.
     pub fn open(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Result<Self> {
         let store = Self {
-            log: KvLog::open(storage, clock)?,
+            log: Backing::Local(KvLog::open(storage, clock)?),
             tables: Arc::default(),
         };
         {
@@ -237,6 +239,30 @@ impl RetryStore {
             }
         }
         Ok(store)
+    }
+
+    /// The store of a cluster broker: rows in `bus`, loaded per subscription ([`Self::load`]).
+    pub fn shared(bus: Arc<dyn SharedBus>) -> Self {
+        Self {
+            log: Backing::Shared {
+                bus,
+                space: Space::Retries,
+            },
+            tables: Arc::default(),
+        }
+    }
+
+    /// Replaces what the tables hold of `sub` (retry entries, replay runs) with `rows` (read from
+    /// the shared store; none: forgets it here).
+    pub fn load(&self, sub: &str, rows: &[&StateRow]) {
+        let mut t = self.lock();
+        t.retries.remove(sub);
+        t.runs.retain(|(s, _), _| s != sub);
+        for r in rows {
+            if let Some(row) = Row::decode(&r.key, Some(&r.value)) {
+                t.apply(r.seq, row);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -349,10 +375,22 @@ impl RetryStore {
     }
 
     async fn write(&self, rows: Vec<Row>) -> Result<()> {
+        let sub = match self.one_subscription(&rows) {
+            Some(sub) => sub,
+            None if self.log.is_local() => String::new(),
+            None if rows.is_empty() => return Ok(()),
+            None => {
+                return Err(BusError::Storage(
+                    "a write of several subscriptions' state (a redrive) is not available in \
+                     cluster mode"
+                        .into(),
+                ))
+            }
+        };
         let encoded = rows.iter().map(Row::encode).collect();
         let tables = self.tables.clone();
         self.log
-            .write(encoded, move |offsets| {
+            .write(&sub, encoded, false, move |offsets| {
                 let mut t = tables.lock().unwrap_or_else(|e| e.into_inner());
                 for (row, at) in rows.into_iter().zip(offsets) {
                     t.apply(at, row);
@@ -362,14 +400,25 @@ impl RetryStore {
         Ok(())
     }
 
+    /// The subscription every row of `rows` belongs to, if one does (redrive records belong to
+    /// none).
+    fn one_subscription(&self, rows: &[Row]) -> Option<String> {
+        let mut subs = rows.iter().map(|r| match r {
+            Row::Retry(sub, ..) | Row::Run(sub, ..) => Some(sub.as_str()),
+            Row::Redrive(..) => None,
+        });
+        let first = subs.next().flatten()?;
+        subs.all(|s| s == Some(first)).then(|| first.to_string())
+    }
+
     /// Compacts the log.
     pub fn maintain(&self) -> Result<()> {
-        Ok(self.log.compact()?)
+        self.log.compact()
     }
 
     /// Clean shutdown.
     pub fn close(&self) -> Result<()> {
-        Ok(self.log.close()?)
+        self.log.close()
     }
 }
 

@@ -18,6 +18,9 @@ pub enum SubState {
     Running,
     /// Paused through the API: nothing is read or delivered.
     Paused,
+    /// Cluster mode: another broker runs it (the one holding its lease, `cluster.rs`); its
+    /// lag, counters and retries here are as that broker last stored them.
+    Elsewhere,
     /// The creator may no longer READ a source topic: nothing is read or delivered (positions
     /// stay) until it may again (`creator.rs`).
     Unauthorized,
@@ -39,6 +42,7 @@ impl SubState {
             SubState::Starting => "starting",
             SubState::Running => "running",
             SubState::Paused => "paused",
+            SubState::Elsewhere => "elsewhere",
             SubState::Unauthorized => "unauthorized",
             SubState::Backpressure { .. } => "backpressure",
             SubState::DeadLetterFailing { .. } | SubState::Error { .. } => "error",
@@ -64,13 +68,13 @@ impl SubState {
 /// back. Starting and running between themselves are routine (every start) and not logged; a
 /// change within a kind (another error detail, another count waiting) neither.
 pub(crate) fn log_change(name: &str, old: &SubState, new: &SubState) {
-    let routine = ["starting", "running"];
+    let routine = ["starting", "running", "elsewhere"];
     if old.kind() == new.kind() || (routine.contains(&old.kind()) && routine.contains(&new.kind()))
     {
         return;
     }
     let level = match new {
-        SubState::Starting | SubState::Running | SubState::Paused => {
+        SubState::Starting | SubState::Running | SubState::Paused | SubState::Elsewhere => {
             busbar_broker::log::Level::Info
         }
         _ => busbar_broker::log::Level::Warn,

@@ -10,11 +10,13 @@
 //!   with their offsets written in, checks idempotent producers' sequences and notifies the other
 //!   brokers; the ack follows `COMMIT`.
 //! - `catalog`: topics and producer ids in the database.
+//! - `bus`: the bus's subscriptions, their state and leases (`busbar_bus::cluster::SharedBus`).
 //! - `watch`: one `LISTEN` connection wakes this broker when another commits (with polling while
 //!   it is down, and a slow poll always, so a lost notification costs latency, never data).
 //!
 //! Decisions and the operator's view: `docs/cluster.md`.
 
+mod bus;
 mod catalog;
 mod commit;
 pub mod members;
@@ -310,7 +312,7 @@ impl SharedLog for Cluster {
     }
 
     fn holds(&self, group: &str) -> bool {
-        self.members.holds(group)
+        self.members.holds(members::Kind::Group, group)
     }
 
     fn take(
@@ -318,15 +320,17 @@ impl SharedLog for Cluster {
         group: &str,
     ) -> BoxFuture<'_, busbar_broker::Result<Option<(std::time::Instant, bool)>>> {
         let group = group.to_string();
-        Box::pin(async move { Ok(bounded(self.members.take(&self.pool, &group)).await?) })
+        Box::pin(async move {
+            Ok(bounded(self.members.take(&self.pool, members::Kind::Group, &group)).await?)
+        })
     }
 
     fn confirm(&self, group: &str, sent: std::time::Instant) {
-        self.members.confirm(group, sent)
+        self.members.confirm(members::Kind::Group, group, sent)
     }
 
     fn release(&self, group: &str) {
-        self.members.release(group)
+        self.members.release(members::Kind::Group, group)
     }
 
     fn write_offsets(&self, rows: Vec<OffsetRow>) -> BoxFuture<'_, busbar_broker::Result<()>> {

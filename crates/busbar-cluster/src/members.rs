@@ -4,8 +4,8 @@
 //!   [`HEARTBEAT_EVERY`]; a broker is live while its heartbeat is younger than [`BROKER_SESSION`]
 //!   by the database's clock. A second process with the id of a live broker is refused (it waits
 //!   one session first, so a broker restarted after kill -9 gets its id back).
-//! - **Group leases**: the coordinator of a consumer group is the broker holding the group's row
-//!   in `leases`. Taking one succeeds when it is free, expired (by the database's `now()`), or
+//! - **Leases** (kind `group`: a consumer group's coordinator; kind `subscription`: the broker
+//!   running a bus subscription): the holder is the broker with the row in `leases`. Taking one succeeds when it is free, expired (by the database's `now()`), or
 //!   already ours; every heartbeat renews all of ours. A holder acts on a lease only until
 //!   [`LEASE_TTL`] − [`LEASE_MARGIN`] after the renewal was sent, by its own monotonic clock, so
 //!   it has stopped before the database lets anyone else take the lease, whatever the brokers'
@@ -28,11 +28,33 @@ pub const BROKER_SESSION_MS: i64 = 6_000;
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
 /// How long before the database's expiry a holder stops acting on a lease.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(3);
-/// Most group leases one broker holds; past it new groups are refused (retriable).
+/// Most leases one broker holds; past it new groups and subscriptions wait (retriable).
 pub const LEASES_MAX: usize = 100_000;
 /// A lease no request used for this long is not renewed (it lapses; the next request for the
 /// group takes it again and reloads): leases are held for active groups only.
 pub const LEASE_IDLE: Duration = Duration::from_secs(60);
+
+/// A lease's kind and name.
+type LeaseKey = (Kind, String);
+
+/// What a lease is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The coordinator of a consumer group.
+    Group,
+    /// The broker running a bus subscription.
+    Subscription,
+}
+
+impl Kind {
+    /// Its name in the `leases` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Group => "group",
+            Kind::Subscription => "subscription",
+        }
+    }
+}
 
 /// One lease this broker may act on.
 struct Held {
@@ -51,8 +73,8 @@ pub struct Membership {
     kafka_port: u16,
     http_addr: String,
     live: RwLock<Vec<Member>>,
-    /// The groups this broker may act as coordinator of.
-    leases: Mutex<HashMap<String, Held>>,
+    /// The leases this broker may act on, by (kind, name).
+    leases: Mutex<HashMap<LeaseKey, Held>>,
     /// Set by [`Membership::leave`]: heartbeats stop.
     left: std::sync::atomic::AtomicBool,
     /// Heartbeats' own connection: a busy pool never delays them.
@@ -225,9 +247,9 @@ impl Membership {
     async fn renew(&self) -> Result<(), Error> {
         let sent = Instant::now();
         // Idle leases leave the map before their rows go: no request acts on one after.
-        let (active, idle): (Vec<String>, Vec<String>) = {
+        let (active, idle): (Vec<LeaseKey>, Vec<LeaseKey>) = {
             let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-            let idle: Vec<String> = leases
+            let idle: Vec<LeaseKey> = leases
                 .iter()
                 .filter(|(_, h)| h.used.elapsed() >= LEASE_IDLE)
                 .map(|(g, _)| g.clone())
@@ -238,26 +260,42 @@ impl Membership {
             (leases.keys().cloned().collect(), idle)
         };
         let ttl = LEASE_TTL.as_millis() as f64;
+        let columns = |keys: &[LeaseKey]| -> (Vec<&'static str>, Vec<String>) {
+            keys.iter().map(|(k, n)| (k.as_str(), n.clone())).unzip()
+        };
+        let (idle_kinds, idle_names) = columns(&idle);
+        let (kinds, names) = columns(&active);
         let rows = self
             .on_beat(async |c| {
                 if !idle.is_empty() {
                     c.execute(
-                        "DELETE FROM leases WHERE kind = 'group' AND name = ANY($1) \
-                         AND holder = $2 AND holder_instance = $3",
-                        &[&idle, &self.node_id, &self.instance],
+                        "DELETE FROM leases WHERE (kind, name) IN \
+                         (SELECT * FROM unnest($1::text[], $2::text[])) \
+                         AND holder = $3 AND holder_instance = $4",
+                        &[&idle_kinds, &idle_names, &self.node_id, &self.instance],
                     )
                     .await?;
                 }
                 c.query(
-                    "UPDATE leases SET expires_at = now() + $4 * interval '1 millisecond' \
-                     WHERE kind = 'group' AND name = ANY($1) AND holder = $2 \
-                     AND holder_instance = $3 RETURNING name",
-                    &[&active, &self.node_id, &self.instance, &ttl],
+                    "UPDATE leases SET expires_at = now() + $5 * interval '1 millisecond' \
+                     WHERE (kind, name) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+                     AND holder = $3 AND holder_instance = $4 RETURNING kind, name",
+                    &[&kinds, &names, &self.node_id, &self.instance, &ttl],
                 )
                 .await
             })
             .await?;
-        let held: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+        let held: std::collections::HashSet<LeaseKey> = rows
+            .iter()
+            .filter_map(|r| {
+                let kind = match r.get::<_, &str>(0) {
+                    "group" => Kind::Group,
+                    "subscription" => Kind::Subscription,
+                    _ => return None,
+                };
+                Some((kind, r.get::<_, String>(1)))
+            })
+            .collect();
         let until = sent + LEASE_TTL - LEASE_MARGIN;
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
         // Leases confirmed while this renewal ran (not in its list) are kept as they are.
@@ -328,10 +366,10 @@ impl Membership {
         Ok(busbar_broker::shared::rendezvous(group, &ids))
     }
 
-    /// True when this broker may act as `group`'s coordinator now (marks the lease used).
-    pub fn holds(&self, group: &str) -> bool {
+    /// True when this broker may act on lease `name` of `kind` now (marks the lease used).
+    pub fn holds(&self, kind: Kind, name: &str) -> bool {
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-        match leases.get_mut(group) {
+        match leases.get_mut(&(kind, name.to_string())) {
             Some(h) if Instant::now() < h.until => {
                 h.used = Instant::now();
                 true
@@ -340,15 +378,21 @@ impl Membership {
         }
     }
 
-    /// Takes `group`'s lease in the database when it is free, expired or this process's: the
-    /// time the request was sent, to [`Membership::confirm`] once the group's state is loaded;
-    /// `None` when another live process holds it.
-    pub async fn take(&self, pool: &Pool, group: &str) -> Result<Option<(Instant, bool)>, Error> {
+    /// Takes lease `name` of `kind` in the database when it is free, expired or this process's:
+    /// the time the request was sent, to [`Membership::confirm`] once the state is loaded, and
+    /// whether another process held it last; `None` when another live process holds it.
+    pub async fn take(
+        &self,
+        pool: &Pool,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<(Instant, bool)>, Error> {
         {
             let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-            if leases.len() >= LEASES_MAX && !leases.contains_key(group) {
+            let key = (kind, name.to_string());
+            if leases.len() >= LEASES_MAX && !leases.contains_key(&key) {
                 return Err(Error::Busy(format!(
-                    "this broker coordinates {LEASES_MAX} groups already"
+                    "this broker holds {LEASES_MAX} leases already"
                 )));
             }
         }
@@ -357,9 +401,9 @@ impl Membership {
         let row = c
             .query_opt(
                 "WITH before AS (SELECT holder_instance FROM leases \
-                                 WHERE kind = 'group' AND name = $1) \
+                                 WHERE kind = $5 AND name = $1) \
                  INSERT INTO leases (kind, name, holder, holder_instance, expires_at) \
-                 VALUES ('group', $1, $2, $3, now() + $4 * interval '1 millisecond') \
+                 VALUES ($5, $1, $2, $3, now() + $4 * interval '1 millisecond') \
                  ON CONFLICT (kind, name) DO UPDATE SET holder = excluded.holder, \
                  holder_instance = excluded.holder_instance, expires_at = excluded.expires_at \
                  WHERE (leases.holder = excluded.holder \
@@ -367,10 +411,11 @@ impl Membership {
                     OR leases.expires_at < now() \
                  RETURNING (SELECT holder_instance FROM before)",
                 &[
-                    &group,
+                    &name,
                     &self.node_id,
                     &self.instance,
                     &(LEASE_TTL.as_millis() as f64),
+                    &kind.as_str(),
                 ],
             )
             .await?;
@@ -381,12 +426,12 @@ impl Membership {
         }))
     }
 
-    /// Makes a lease taken at `sent` usable (the group's state is loaded).
-    pub fn confirm(&self, group: &str, sent: Instant) {
+    /// Makes a lease taken at `sent` usable (its state is loaded).
+    pub fn confirm(&self, kind: Kind, name: &str, sent: Instant) {
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         leases.insert(
-            group.to_string(),
+            (kind, name.to_string()),
             Held {
                 until: sent + LEASE_TTL - LEASE_MARGIN,
                 used: now,
@@ -394,12 +439,26 @@ impl Membership {
         );
     }
 
-    /// The lease of `group` is not to be used (its state could not be loaded).
-    pub fn release(&self, group: &str) {
+    /// Lease `name` of `kind` is not to be used here (its state could not be loaded).
+    pub fn release(&self, kind: Kind, name: &str) {
         self.leases
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(group);
+            .remove(&(kind, name.to_string()));
+    }
+
+    /// Gives lease `name` of `kind` up: no longer used here, and deleted in the database when
+    /// this process holds it (another broker may take it at once).
+    pub async fn give_up(&self, pool: &Pool, kind: Kind, name: &str) -> Result<(), Error> {
+        self.release(kind, name);
+        let c = pool.get().await?;
+        c.execute(
+            "DELETE FROM leases WHERE kind = $1 AND name = $2 AND holder = $3 \
+             AND holder_instance = $4",
+            &[&kind.as_str(), &name, &self.node_id, &self.instance],
+        )
+        .await?;
+        Ok(())
     }
 
     /// This process's instance token (the lease fence in `catalog::write_offsets`).

@@ -14,6 +14,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/001_hot_tier.sql"),
     ),
     (2, "members", include_str!("../migrations/002_members.sql")),
+    (
+        3,
+        "subscriptions",
+        include_str!("../migrations/003_subscriptions.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold ("busbar" in ASCII).

@@ -435,7 +435,8 @@ pub struct Subscription {
     #[serde(flatten)]
     spec: SubscriptionSpec,
     /// `running`, `paused`, `starting`, `unauthorized` (its creator may not READ a source:
-    /// nothing is delivered until it may), `backpressure: ...` or `error: ...`.
+    /// nothing is delivered until it may), `elsewhere` (cluster mode: another broker runs it),
+    /// `backpressure: ...` or `error: ...`.
     state: String,
     /// `api`, or `config` when `busbar.toml` declares it (changes over the API are refused).
     owner: String,

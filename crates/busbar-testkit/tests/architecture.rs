@@ -12,7 +12,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("busbar-rules", &[][..]),
         ("busbar-broker", &["busbar-log"][..]),
         // Cluster mode's shared store (issue 20): beside the front ends, under the binary.
-        ("busbar-cluster", &["busbar-broker", "busbar-log"][..]),
+        (
+            "busbar-cluster",
+            &["busbar-broker", "busbar-bus", "busbar-log"][..],
+        ),
         (
             "busbar-schema",
             &["busbar-broker", "busbar-log", "busbar-rules"][..],

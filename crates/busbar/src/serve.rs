@@ -338,7 +338,10 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
         config.schema_registry.codec_limits(),
     ));
     broker.set_schema_checker(schemas.clone());
-    let bus = Bus::open_with(broker.clone(), config.bus_config());
+    let bus = match &cluster {
+        Some(c) => Bus::open_shared(broker.clone(), config.bus_config(), c.clone()),
+        None => Bus::open_with(broker.clone(), config.bus_config()),
+    };
     let bus = Arc::new(bus.context("open subscriptions")?);
     let https = tls.is_some() && config.http.tls;
     // The configuration's subscriptions first: a topic target's `encode` is not checked against
@@ -349,6 +352,7 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     let decoder = schema_decoder(schemas.clone(), sr_listener.as_ref(), &listener, https);
     bus.set_decoder(Some(decoder));
     bus.start().await;
+    bus.run_cluster();
     let http_addr = listener.local_addr().context("HTTP listener address")?;
     let kafka_addr = kafka_listeners[0]
         .0

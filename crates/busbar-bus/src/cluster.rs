@@ -1,0 +1,488 @@
+//! Subscriptions in cluster mode (issue 20, `docs/cluster.md` "Subscriptions").
+//!
+//! The subscriptions (spec, paused flag) and their state (positions, counters, retry entries)
+//! live in the shared store ([`SharedBus`], PostgreSQL in `busbar-cluster`), so every broker
+//! lists and changes the same subscriptions and any broker can run any of them. One broker runs
+//! each: the one holding the subscription's lease. Every broker keeps a copy of the list
+//! ([`Bus::sync`], every [`TICK`] and before a lookup of a name it lacks); on each tick it
+//! starts the workers of the subscriptions whose leases it takes and stops those whose leases it
+//! lost. The broker rendezvous hashing prefers takes a free lease at once, the others only after
+//! [`FALLBACK_AFTER`] (a preferred broker that cannot run it does not leave it idle). A broker
+//! keeps a lease while it runs: subscriptions do not move back when a broker returns.
+//!
+//! A broker that takes a lease loads the subscription's state before it starts the worker, and
+//! every write of that worker is fenced in the store by the lease (held by this process,
+//! unexpired, row-locked until the write commits): a worker that lost its lease can deliver a
+//! last event again (at least once), never move the state under the new holder.
+//!
+//! Changes (create, update, patch, pause, resume, delete) are one transaction each in the store,
+//! checked against the version the change read; the holder sees them on its next tick and
+//! restarts or stops the worker. Not yet in cluster mode (refused with a clear error): topic
+//! targets (they need transactions), reset, replay and redrive.
+
+use crate::error::{BusError, Result};
+use crate::state::SubRecord;
+use crate::{Bus, Entry, SubState};
+use busbar_broker::shared::BoxFuture;
+use busbar_broker::BrokerError;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often each broker reads the subscriptions and acts on their leases.
+pub const TICK: Duration = Duration::from_secs(1);
+/// How long a free lease waits for its preferred broker before any broker takes it.
+pub const FALLBACK_AFTER: Duration = Duration::from_secs(5);
+
+/// Which table a state row belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Space {
+    /// `positions.rs`: positions, counters.
+    Positions,
+    /// `state.rs`: retry entries, replay runs.
+    Retries,
+}
+
+impl Space {
+    /// Its number in the store.
+    pub fn code(self) -> i16 {
+        match self {
+            Space::Positions => 0,
+            Space::Retries => 1,
+        }
+    }
+
+    /// The space numbered `code`.
+    pub fn from_code(code: i16) -> Option<Space> {
+        match code {
+            0 => Some(Space::Positions),
+            1 => Some(Space::Retries),
+            _ => None,
+        }
+    }
+}
+
+/// A state row to write: its table, key and value (`None` deletes it).
+pub type WriteRow = (Space, Vec<u8>, Option<Vec<u8>>);
+
+/// A stored state row.
+#[derive(Debug, Clone)]
+pub struct StateRow {
+    pub space: Space,
+    /// Its sequence number (newer rows have larger ones).
+    pub seq: u64,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// A stored subscription: its name, version and record (JSON).
+pub type StoredRecord = (String, i64, Vec<u8>);
+
+/// One change of a subscription record, with the state that goes with it, in one transaction.
+#[derive(Debug, Clone)]
+pub enum RecordChange {
+    /// A new subscription: refused (`Ok(None)`) when the name exists. State left by an earlier
+    /// subscription of the name is removed; `start` rows are written.
+    Create {
+        name: String,
+        record: Vec<u8>,
+        start: Vec<WriteRow>,
+    },
+    /// Replaces the record of version `version` (`Ok(None)` when it is another or gone);
+    /// `start` rows are written only where the key has none.
+    Update {
+        name: String,
+        version: i64,
+        record: Vec<u8>,
+        start: Vec<WriteRow>,
+    },
+    /// Removes the record of version `version`, all its state and its lease.
+    Delete { name: String, version: i64 },
+}
+
+/// What the brokers of a cluster share about subscriptions (implemented by `busbar-cluster`).
+pub trait SharedBus: Send + Sync + 'static {
+    /// Every subscription record.
+    fn records(&self) -> BoxFuture<'_, busbar_broker::Result<Vec<StoredRecord>>>;
+    /// Applies `change`: the record's new version (`0` for a delete), `None` when the version
+    /// (or existence) it was based on no longer holds.
+    fn change(&self, change: RecordChange) -> BoxFuture<'_, busbar_broker::Result<Option<i64>>>;
+    /// Every state row of `sub`.
+    fn load(&self, sub: &str) -> BoxFuture<'_, busbar_broker::Result<Vec<StateRow>>>;
+    /// Writes state rows of `sub` in one transaction, fenced by this process's unexpired lease
+    /// on `sub` (`NotCoordinator` without it); the rows' sequence numbers, in order.
+    fn write(
+        &self,
+        sub: &str,
+        rows: Vec<WriteRow>,
+    ) -> BoxFuture<'_, busbar_broker::Result<Vec<u64>>>;
+    /// Takes `sub`'s lease when it is free, expired or this process's: when the request was sent
+    /// (for [`SharedBus::confirm`]); `None` when another live process holds it.
+    fn take(&self, sub: &str) -> BoxFuture<'_, busbar_broker::Result<Option<Instant>>>;
+    /// Makes a lease taken at `sent` usable (the state is loaded).
+    fn confirm(&self, sub: &str, sent: Instant);
+    /// Whether this broker may run `sub` now.
+    fn holds(&self, sub: &str) -> bool;
+    /// Gives `sub`'s lease up (its worker has stopped).
+    fn release(&self, sub: &str) -> BoxFuture<'_, ()>;
+    /// Whether rendezvous hashing over the live brokers picks this one for `sub`.
+    fn preferred(&self, sub: &str) -> bool;
+}
+
+/// The error for what cluster mode does not do yet.
+pub(crate) fn not_in_cluster(what: &str) -> BusError {
+    BusError::Broker(BrokerError::PolicyViolation(format!(
+        "{what} is not available in cluster mode yet (docs/cluster.md)"
+    )))
+}
+
+fn encode(record: &SubRecord) -> Vec<u8> {
+    serde_json::to_vec(record).expect("a record encodes")
+}
+
+/// This broker's view of the leases: when each free lease was first seen free.
+#[derive(Default)]
+pub(crate) struct LeaseView {
+    free_since: Mutex<HashMap<String, Instant>>,
+}
+
+impl Bus {
+    /// The shared store of subscriptions, in cluster mode.
+    pub(crate) fn shared(&self) -> Option<&Arc<dyn SharedBus>> {
+        self.shared_bus.as_ref()
+    }
+
+    /// Applies `change` to the shared store; `Ok(None)` when the version it was based on no longer
+    /// holds (the caller syncs and answers a conflict).
+    pub(crate) async fn change_shared(&self, change: RecordChange) -> Result<Option<i64>> {
+        let shared = self.shared().expect("cluster mode");
+        Ok(shared.change(change).await?)
+    }
+
+    /// The create of `record` with its start positions in the shared store.
+    pub(crate) async fn create_shared(
+        &self,
+        record: &SubRecord,
+        start: Vec<WriteRow>,
+    ) -> Result<i64> {
+        let name = record.spec.name.clone();
+        let change = RecordChange::Create {
+            name: name.clone(),
+            record: encode(record),
+            start,
+        };
+        self.change_shared(change)
+            .await?
+            .ok_or(BusError::SubscriptionExists(name))
+    }
+
+    /// Stores the changed `record` (of version `version`); its new version.
+    pub(crate) async fn update_shared(
+        &self,
+        record: &SubRecord,
+        version: i64,
+        start: Vec<WriteRow>,
+    ) -> Result<i64> {
+        let name = record.spec.name.clone();
+        let change = RecordChange::Update {
+            name: name.clone(),
+            version,
+            record: encode(record),
+            start,
+        };
+        self.change_shared(change)
+            .await?
+            .ok_or_else(|| conflict(&name))
+    }
+
+    /// Stores the changed subscription `name` as `subs` holds it: the whole document of a single
+    /// node, or in cluster mode that one record with `start` (its version moves on).
+    pub(crate) async fn persist_with(
+        &self,
+        subs: &mut BTreeMap<String, Entry>,
+        name: &str,
+        start: Vec<WriteRow>,
+    ) -> Result<()> {
+        if self.shared().is_none() {
+            return self.save(subs);
+        }
+        let e = subs.get_mut(name).expect("present");
+        e.version = self.update_shared(&e.record, e.version, start).await?;
+        self.save_guard(subs);
+        Ok(())
+    }
+
+    /// [`Bus::persist_with`] without start rows.
+    pub(crate) async fn persist(
+        &self,
+        subs: &mut BTreeMap<String, Entry>,
+        name: &str,
+    ) -> Result<()> {
+        self.persist_with(subs, name, vec![]).await
+    }
+
+    /// Deletes `e` (taken out of `subs`) from the shared store with its state and lease; on a
+    /// failure it goes back into `subs`.
+    pub(crate) async fn delete_shared(
+        &self,
+        subs: &mut BTreeMap<String, Entry>,
+        mut e: Entry,
+    ) -> Result<()> {
+        let name = e.record.spec.name.clone();
+        let change = RecordChange::Delete {
+            name: name.clone(),
+            version: e.version,
+        };
+        let failed = match self.change_shared(change).await {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(conflict(&name)),
+            Err(err) => Some(err),
+        };
+        if let Some(err) = failed {
+            subs.insert(name, e);
+            return Err(err);
+        }
+        if let Some(h) = e.handle.take() {
+            h.stop().await;
+        }
+        self.ctx.positions.load(&name, &[]);
+        self.ctx.retries.load(&name, &[]);
+        self.save_guard(subs);
+        Ok(())
+    }
+
+    /// Cluster mode: syncs when `name` is not known here (made on another broker just now).
+    pub(crate) async fn sync_for(&self, name: &str) -> Result<()> {
+        if self.shared().is_some() && !self.subs.lock().await.contains_key(name) {
+            self.sync().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the shared list and brings the local one level: new subscriptions appear, changed
+    /// ones take their new record (a running worker restarts), removed ones stop.
+    pub(crate) async fn sync(&self) -> Result<()> {
+        let Some(shared) = self.shared() else {
+            return Ok(());
+        };
+        let stored = shared.records().await?;
+        let mut subs = self.subs.lock().await;
+        let mut seen = std::collections::BTreeSet::new();
+        for (name, version, bytes) in stored {
+            seen.insert(name.clone());
+            if subs.get(&name).is_some_and(|e| e.version == version) {
+                continue;
+            }
+            let record: SubRecord = match serde_json::from_slice(&bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    let msg = format!("subscription {name:?} in the cluster is unreadable: {e}");
+                    busbar_broker::log::error("busbar", "bus_cluster", &msg, &[]);
+                    continue;
+                }
+            };
+            let compiled = match record.spec.clone().compile() {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    let msg = format!("subscription {name:?} in the cluster does not compile: {e}");
+                    busbar_broker::log::error("busbar", "bus_cluster", &msg, &[]);
+                    continue;
+                }
+            };
+            match subs.get_mut(&name) {
+                Some(e) => {
+                    e.record = record;
+                    e.compiled = compiled;
+                    e.version = version;
+                    if let Some(h) = e.handle.take() {
+                        h.stop().await;
+                        self.after_stop(e).await;
+                    }
+                }
+                None => {
+                    subs.insert(name, Entry::remote(record, compiled, version));
+                }
+            }
+        }
+        let gone: Vec<String> = subs
+            .keys()
+            .filter(|n| !seen.contains(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(mut e) = subs.remove(&name) {
+                if let Some(h) = e.handle.take() {
+                    h.stop().await;
+                }
+                self.ctx.positions.load(&name, &[]);
+                self.ctx.retries.load(&name, &[]);
+            }
+        }
+        self.dlq_users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .saved = crate::dlq_users(&subs);
+        Ok(())
+    }
+
+    /// After a worker stopped here: the lease goes when the subscription is paused; its state
+    /// shows the change.
+    async fn after_stop(&self, e: &mut Entry) {
+        let shared = self.shared().expect("cluster mode");
+        if e.record.paused {
+            shared.release(&e.record.spec.name).await;
+        }
+        *e.status.lock().unwrap_or_else(|e| e.into_inner()) = if e.record.paused {
+            SubState::Paused
+        } else {
+            SubState::Elsewhere
+        };
+    }
+
+    /// One pass over the leases: stops the workers whose lease is lost, starts those whose lease
+    /// this broker takes.
+    pub(crate) async fn tick(&self) -> Result<()> {
+        self.sync().await?;
+        let shared = self.shared().expect("cluster mode").clone();
+        let names: Vec<(String, bool, bool)> = {
+            let subs = self.subs.lock().await;
+            (subs.iter())
+                .map(|(n, e)| (n.clone(), e.record.paused, e.handle.is_some()))
+                .collect()
+        };
+        for (name, paused, running) in names {
+            if paused {
+                continue;
+            }
+            if running {
+                if !shared.holds(&name) {
+                    self.stop_lost(&name).await;
+                }
+                continue;
+            }
+            if !self.worth_taking(shared.as_ref(), &name) {
+                continue;
+            }
+            if let Err(e) = self.take_and_run(shared.as_ref(), &name).await {
+                let msg = format!("subscription {name:?}: taking its lease: {e}");
+                busbar_broker::log::warn("busbar", "bus_cluster", &msg, &[]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether to try `name`'s lease now: at once when this broker is the preferred one, after
+    /// [`FALLBACK_AFTER`] of trying otherwise.
+    fn worth_taking(&self, shared: &dyn SharedBus, name: &str) -> bool {
+        if shared.holds(name) || shared.preferred(name) {
+            return true;
+        }
+        let mut free = self
+            .leases
+            .free_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let since = *free.entry(name.to_string()).or_insert_with(Instant::now);
+        since.elapsed() >= FALLBACK_AFTER
+    }
+
+    /// Stops the worker of `name`, whose lease this broker no longer holds.
+    async fn stop_lost(&self, name: &str) {
+        let mut subs = self.subs.lock().await;
+        if let Some(e) = subs.get_mut(name) {
+            if let Some(h) = e.handle.take() {
+                h.stop().await;
+            }
+            *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Elsewhere;
+            let msg = format!("subscription {name:?}: lease lost; its worker stopped here");
+            busbar_broker::log::warn("busbar", "bus_cluster", &msg, &[]);
+        }
+    }
+
+    /// Takes `name`'s lease, loads its state and starts its worker.
+    async fn take_and_run(&self, shared: &dyn SharedBus, name: &str) -> Result<()> {
+        let Some(sent) = shared.take(name).await? else {
+            return Ok(());
+        };
+        self.leases
+            .free_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        let mut subs = self.subs.lock().await;
+        let Some(e) = subs.get_mut(name) else {
+            shared.release(name).await;
+            return Ok(());
+        };
+        if e.record.paused || e.handle.is_some() {
+            return Ok(());
+        }
+        let rows = match shared.load(name).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                shared.release(name).await;
+                return Err(err.into());
+            }
+        };
+        self.load_rows(name, &rows);
+        e.counters = Arc::new(crate::stats::Counters::restore(
+            &self.ctx.positions.counters(name).unwrap_or_default(),
+        ));
+        shared.confirm(name, sent);
+        *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Starting;
+        e.handle = Some(self.spawn(e));
+        let msg = format!("subscription {name:?}: lease taken; its worker runs here");
+        busbar_broker::log::info("busbar", "bus_cluster", &msg, &[]);
+        Ok(())
+    }
+
+    /// Replaces what the tables hold of `name` with `rows`.
+    fn load_rows(&self, name: &str, rows: &[StateRow]) {
+        let (p, r): (Vec<&StateRow>, Vec<&StateRow>) =
+            rows.iter().partition(|r| r.space == Space::Positions);
+        self.ctx.positions.load(name, &p);
+        self.ctx.retries.load(name, &r);
+    }
+
+    /// Loads `name`'s state afresh when another broker runs it (what its view shows).
+    pub(crate) async fn refresh_remote(&self, name: &str) -> Result<()> {
+        let Some(shared) = self.shared() else {
+            return Ok(());
+        };
+        if shared.holds(name) {
+            return Ok(());
+        }
+        let rows = shared.load(name).await?;
+        let subs = self.subs.lock().await;
+        if let Some(e) = subs.get(name).filter(|e| e.handle.is_none()) {
+            self.load_rows(name, &rows);
+            let stored = self.ctx.positions.counters(name).unwrap_or_default();
+            e.counters.set(&stored);
+        }
+        Ok(())
+    }
+
+    /// Runs [`Bus::tick`] every [`TICK`] until the bus closes.
+    pub(crate) fn start_ticks(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let bus = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(TICK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(bus) = bus.upgrade() else { return };
+                if let Err(e) = bus.tick().await {
+                    let msg = format!("reading the cluster's subscriptions: {e}");
+                    busbar_broker::log::warn("busbar", "bus_cluster", &msg, &[]);
+                }
+            }
+        })
+    }
+}
+
+/// A change based on a version another change replaced.
+pub(crate) fn conflict(name: &str) -> BusError {
+    BusError::Broker(BrokerError::PolicyViolation(format!(
+        "subscription {name:?} was changed on another broker meanwhile; read it and try again"
+    )))
+}
