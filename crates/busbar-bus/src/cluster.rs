@@ -140,10 +140,100 @@ fn encode(record: &SubRecord) -> Vec<u8> {
     serde_json::to_vec(record).expect("a record encodes")
 }
 
-/// This broker's view of the leases: when each free lease was first seen free.
+/// How often a worker's watchdog checks its lease.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// What this broker remembers about leases it does not hold, and records it cannot read.
 #[derive(Default)]
-pub(crate) struct LeaseView {
-    free_since: Mutex<HashMap<String, Instant>>,
+pub(crate) struct LeaseView(Mutex<LeaseState>, tokio::sync::Mutex<()>);
+
+#[derive(Default)]
+struct LeaseState {
+    /// When each subscription was first seen here, and when a take was last refused (another
+    /// broker holds it).
+    attempts: HashMap<String, (Instant, Option<Instant>)>,
+    /// Subscriptions whose record (this version) this broker cannot read.
+    unreadable: HashMap<String, i64>,
+    /// When the last successful read of the list began.
+    synced_at: Option<Instant>,
+}
+
+impl LeaseView {
+    /// One lookup's read of the list at a time ([`Bus::sync_for`]).
+    fn lookups(&self) -> &tokio::sync::Mutex<()> {
+        &self.1
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LeaseState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether to try `name`'s lease now: always when this broker holds it; else not within
+    /// [`FALLBACK_AFTER`] of a refused take; at once when this broker is the preferred one, and
+    /// [`FALLBACK_AFTER`] after it first saw the subscription otherwise.
+    fn worth_taking(&self, shared: &dyn SharedBus, name: &str) -> bool {
+        if shared.holds(name) {
+            return true;
+        }
+        let mut s = self.lock();
+        let (seen, refused) = *s
+            .attempts
+            .entry(name.to_string())
+            .or_insert((Instant::now(), None));
+        if refused.is_some_and(|at| at.elapsed() < FALLBACK_AFTER) {
+            return false;
+        }
+        shared.preferred(name) || seen.elapsed() >= FALLBACK_AFTER
+    }
+
+    /// Another broker holds `name`'s lease.
+    fn refused(&self, name: &str) {
+        let mut s = self.lock();
+        let now = Instant::now();
+        s.attempts.entry(name.to_string()).or_insert((now, None)).1 = Some(now);
+    }
+
+    /// Forgets what it knew of subscriptions no longer in `subs` (bounded by the list).
+    fn keep_only(&self, subs: &BTreeMap<String, Entry>) {
+        let mut s = self.lock();
+        s.attempts.retain(|n, _| subs.contains_key(n));
+        s.unreadable.retain(|n, _| subs.contains_key(n));
+    }
+
+    /// Records that version `version` of `name` is unreadable here: true the first time.
+    fn unreadable(&self, name: &str, version: i64) -> bool {
+        self.lock().unreadable.insert(name.to_string(), version) != Some(version)
+    }
+
+    fn readable(&self, name: &str) {
+        self.lock().unreadable.remove(name);
+    }
+
+    fn is_unreadable(&self, name: &str) -> bool {
+        self.lock().unreadable.contains_key(name)
+    }
+}
+
+/// Stops the worker of `name` as soon as this broker may no longer act on its lease, whatever
+/// the rest of the bus is doing (a tick waiting on the database, a lock held by an admin call);
+/// ends with the worker.
+async fn watchdog(
+    shared: Arc<dyn SharedBus>,
+    name: String,
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+) {
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        if stop.is_closed() || *stop.borrow() {
+            return;
+        }
+        if !shared.holds(&name) {
+            let _ = stop.send(true);
+            let msg = format!("subscription {name:?}: lease ran out; its worker stops here");
+            busbar_broker::log::warn("busbar", "bus_cluster", &msg, &[]);
+            return;
+        }
+    }
 }
 
 impl Bus {
@@ -252,19 +342,29 @@ impl Bus {
     }
 
     /// Cluster mode: syncs when `name` is not known here (made on another broker just now).
+    /// Lookups wait for one read at a time and share it: a read begun after a lookup arrived
+    /// answers it, so a flood of unknown names costs one read in flight, not one each.
     pub(crate) async fn sync_for(&self, name: &str) -> Result<()> {
-        if self.shared().is_some() && !self.subs.lock().await.contains_key(name) {
-            self.sync().await?;
+        if self.shared().is_none() || self.subs.lock().await.contains_key(name) {
+            return Ok(());
         }
-        Ok(())
+        let asked = Instant::now();
+        let _one = self.leases.lookups().lock().await;
+        if (self.leases.lock().synced_at).is_some_and(|t| t >= asked) {
+            return Ok(());
+        }
+        self.sync().await
     }
 
     /// Reads the shared list and brings the local one level: new subscriptions appear, changed
-    /// ones take their new record (a running worker restarts), removed ones stop.
+    /// ones take their new record (a running worker stops; the next tick runs the new record),
+    /// removed ones stop. A record this broker cannot read (a newer busbar wrote it) stops its
+    /// worker here and shows as an error until a readable version replaces it.
     pub(crate) async fn sync(&self) -> Result<()> {
         let Some(shared) = self.shared() else {
             return Ok(());
         };
+        let began = Instant::now();
         let stored = shared.records().await?;
         let mut subs = self.subs.lock().await;
         let mut seen = std::collections::BTreeSet::new();
@@ -273,22 +373,20 @@ impl Bus {
             if subs.get(&name).is_some_and(|e| e.version == version) {
                 continue;
             }
-            let record: SubRecord = match serde_json::from_slice(&bytes) {
-                Ok(r) => r,
-                Err(e) => {
-                    let msg = format!("subscription {name:?} in the cluster is unreadable: {e}");
-                    busbar_broker::log::error("busbar", "bus_cluster", &msg, &[]);
+            let read = serde_json::from_slice::<SubRecord>(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    let c = r.spec.clone().compile().map_err(|e| e.to_string())?;
+                    Ok((r, Arc::new(c)))
+                });
+            let (record, compiled) = match read {
+                Ok(read) => read,
+                Err(why) => {
+                    self.unreadable(&mut subs, &name, version, &why).await;
                     continue;
                 }
             };
-            let compiled = match record.spec.clone().compile() {
-                Ok(c) => Arc::new(c),
-                Err(e) => {
-                    let msg = format!("subscription {name:?} in the cluster does not compile: {e}");
-                    busbar_broker::log::error("busbar", "bus_cluster", &msg, &[]);
-                    continue;
-                }
-            };
+            self.leases.readable(&name);
             match subs.get_mut(&name) {
                 Some(e) => {
                     e.record = record;
@@ -296,8 +394,11 @@ impl Bus {
                     e.version = version;
                     if let Some(h) = e.handle.take() {
                         h.stop().await;
-                        self.after_stop(e).await;
                     }
+                    if e.record.paused && shared.holds(&name) {
+                        shared.release(&name).await;
+                    }
+                    self.show_idle(e);
                 }
                 None => {
                     subs.insert(name, Entry::remote(record, compiled, version));
@@ -318,31 +419,57 @@ impl Bus {
                 self.ctx.retries.load(&name, &[]);
             }
         }
-        self.dlq_users
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .saved = crate::dlq_users(&subs);
+        self.leases.keep_only(&subs);
+        let mut leases = self.leases.lock();
+        leases.synced_at = leases.synced_at.max(Some(began));
+        drop(leases);
+        self.save_guard(&subs);
         Ok(())
     }
 
-    /// After a worker stopped here: the lease goes when the subscription is paused; its state
-    /// shows the change.
-    async fn after_stop(&self, e: &mut Entry) {
-        let shared = self.shared().expect("cluster mode");
-        if e.record.paused {
-            shared.release(&e.record.spec.name).await;
-        }
-        *e.status.lock().unwrap_or_else(|e| e.into_inner()) = if e.record.paused {
+    /// A subscription not running here shows `paused` or `elsewhere`, as its record says.
+    fn show_idle(&self, e: &Entry) {
+        let mut status = e.status.lock().unwrap_or_else(|e| e.into_inner());
+        *status = if e.record.paused {
             SubState::Paused
         } else {
             SubState::Elsewhere
         };
     }
 
+    /// Version `version` of `name` cannot be read here: its worker stops, the lease goes, the
+    /// state says why (logged once per version).
+    async fn unreadable(
+        &self,
+        subs: &mut BTreeMap<String, Entry>,
+        name: &str,
+        version: i64,
+        why: &str,
+    ) {
+        if !self.leases.unreadable(name, version) {
+            return;
+        }
+        let msg = format!("subscription {name:?} in the cluster cannot be read here: {why}");
+        busbar_broker::log::error("busbar", "bus_cluster", &msg, &[]);
+        let Some(e) = subs.get_mut(name) else {
+            return;
+        };
+        if let Some(h) = e.handle.take() {
+            h.stop().await;
+        }
+        if let Some(shared) = self.shared().filter(|s| s.holds(name)) {
+            shared.release(name).await;
+        }
+        let detail = format!("this broker cannot read the cluster's record: {why}");
+        *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Error { detail };
+    }
+
     /// One pass over the leases: stops the workers whose lease is lost, starts those whose lease
     /// this broker takes.
     pub(crate) async fn tick(&self) -> Result<()> {
-        self.sync().await?;
+        // A failed read must not keep the leases from being checked (each worker also has a
+        // watchdog of its own, [`watchdog`]).
+        let mut outcome = self.sync().await;
         let shared = self.shared().expect("cluster mode").clone();
         let names: Vec<(String, bool, bool)> = {
             let subs = self.subs.lock().await;
@@ -351,7 +478,7 @@ impl Bus {
                 .collect()
         };
         for (name, paused, running) in names {
-            if paused {
+            if paused || self.leases.is_unreadable(&name) {
                 continue;
             }
             if running {
@@ -360,30 +487,18 @@ impl Bus {
                 }
                 continue;
             }
-            if !self.worth_taking(shared.as_ref(), &name) {
+            if !self.leases.worth_taking(shared.as_ref(), &name) {
                 continue;
             }
             if let Err(e) = self.take_and_run(shared.as_ref(), &name).await {
-                let msg = format!("subscription {name:?}: taking its lease: {e}");
-                busbar_broker::log::warn("busbar", "bus_cluster", &msg, &[]);
+                if outcome.is_ok() {
+                    outcome = Err(BusError::Storage(format!(
+                        "subscription {name:?}: taking its lease: {e}"
+                    )));
+                }
             }
         }
-        Ok(())
-    }
-
-    /// Whether to try `name`'s lease now: at once when this broker is the preferred one, after
-    /// [`FALLBACK_AFTER`] of trying otherwise.
-    fn worth_taking(&self, shared: &dyn SharedBus, name: &str) -> bool {
-        if shared.holds(name) || shared.preferred(name) {
-            return true;
-        }
-        let mut free = self
-            .leases
-            .free_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let since = *free.entry(name.to_string()).or_insert_with(Instant::now);
-        since.elapsed() >= FALLBACK_AFTER
+        outcome
     }
 
     /// Stops the worker of `name`, whose lease this broker no longer holds.
@@ -393,30 +508,25 @@ impl Bus {
             if let Some(h) = e.handle.take() {
                 h.stop().await;
             }
-            *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Elsewhere;
+            self.show_idle(e);
             let msg = format!("subscription {name:?}: lease lost; its worker stopped here");
             busbar_broker::log::warn("busbar", "bus_cluster", &msg, &[]);
         }
     }
 
-    /// Takes `name`'s lease, loads its state and starts its worker.
+    /// Takes `name`'s lease, loads its state and starts its worker (with its [`watchdog`]).
     async fn take_and_run(&self, shared: &dyn SharedBus, name: &str) -> Result<()> {
-        let Some(sent) = shared.take(name).await? else {
-            return Ok(());
-        };
-        self.leases
-            .free_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
         let mut subs = self.subs.lock().await;
         let Some(e) = subs.get_mut(name) else {
-            shared.release(name).await;
             return Ok(());
         };
         if e.record.paused || e.handle.is_some() {
             return Ok(());
         }
+        let Some(sent) = shared.take(name).await? else {
+            self.leases.refused(name);
+            return Ok(());
+        };
         let rows = match shared.load(name).await {
             Ok(rows) => rows,
             Err(err) => {
@@ -429,8 +539,16 @@ impl Bus {
             &self.ctx.positions.counters(name).unwrap_or_default(),
         ));
         shared.confirm(name, sent);
+        // A load slower than the lease's local window must not start a worker.
+        if !shared.holds(name) {
+            shared.release(name).await;
+            return Ok(());
+        }
         *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Starting;
-        e.handle = Some(self.spawn(e));
+        let handle = self.spawn(e);
+        let shared = self.shared().expect("cluster mode").clone();
+        tokio::spawn(watchdog(shared, name.to_string(), handle.stop_signal()));
+        e.handle = Some(handle);
         let msg = format!("subscription {name:?}: lease taken; its worker runs here");
         busbar_broker::log::info("busbar", "bus_cluster", &msg, &[]);
         Ok(())
@@ -468,12 +586,23 @@ impl Bus {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(TICK);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // One line when reading starts failing and one when it works again, not one a tick.
+            let mut failing = false;
             loop {
                 every.tick().await;
                 let Some(bus) = bus.upgrade() else { return };
-                if let Err(e) = bus.tick().await {
-                    let msg = format!("reading the cluster's subscriptions: {e}");
-                    busbar_broker::log::warn("busbar", "bus_cluster", &msg, &[]);
+                match bus.tick().await {
+                    Err(e) if !failing => {
+                        failing = true;
+                        let msg = format!("reading the cluster's subscriptions: {e}");
+                        busbar_broker::log::warn("busbar", "bus_cluster", &msg, &[]);
+                    }
+                    Ok(()) if failing => {
+                        failing = false;
+                        let msg = "reading the cluster's subscriptions works again";
+                        busbar_broker::log::info("busbar", "bus_cluster", msg, &[]);
+                    }
+                    _ => {}
                 }
             }
         })

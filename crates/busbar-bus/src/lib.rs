@@ -209,6 +209,12 @@ impl Bus {
     /// Opens the bus with `config`'s limits (subscriptions already stored above a lowered limit
     /// stay; only new ones are refused).
     pub fn open_with(broker: Arc<Broker>, config: BusConfig) -> Result<Bus> {
+        if broker.shared_log().is_some() {
+            // Each broker would run its own copy of every subscription.
+            return Err(cluster::not_in_cluster(
+                "a bus on local files (open it with Bus::open_shared)",
+            ));
+        }
         let data = broker.config().data();
         let dir = |rel: &str| {
             data.storage(rel)
@@ -536,6 +542,8 @@ impl Bus {
         creator: Option<Creator>,
     ) -> Result<SubscriptionView> {
         let _claim = self.claim(&spec).await;
+        // Cluster mode: the list as the database has it now (names and the limit).
+        self.sync().await?;
         let compiled = self.validate(spec)?;
         let name = compiled.spec.name.clone();
         let mut subs = self.subs.lock().await;
@@ -931,7 +939,7 @@ impl Bus {
             }
             let why = replay::interrupted();
             replay::stop_all(&e.replays, replay::RunState::Interrupted, &why).await;
-            if let Some(shared) = self.shared() {
+            if let Some(shared) = self.shared().filter(|s| s.holds(&e.record.spec.name)) {
                 shared.release(&e.record.spec.name).await;
             }
         }

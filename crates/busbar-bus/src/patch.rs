@@ -118,6 +118,7 @@ fn check_moved_headers(
 const ACTIVE_STATES: &[&str] = &[
     "starting",
     "running",
+    "elsewhere",
     "unauthorized",
     "backpressure",
     "error",

@@ -255,10 +255,11 @@ const COUNTERS: &[(&str, &str)] = &[
 ];
 
 /// The kinds of [`busbar_bus::SubState`], one series each per subscription.
-const STATES: [&str; 6] = [
+const STATES: [&str; 7] = [
     "starting",
     "running",
     "paused",
+    "elsewhere",
     "unauthorized",
     "backpressure",
     "error",

@@ -3,7 +3,8 @@
 //! broker while (1) brokers are killed with -9 and restarted in a loop, (2) a TCP proxy between
 //! the brokers and PostgreSQL cuts every connection and delays traffic. Every acknowledged write
 //! must be read back at its acknowledged offset, once, on every broker (Jepsen's Bufstream
-//! findings: lost acked writes, spurious zero offsets, stuck consumers).
+//! findings: lost acked writes, spurious zero offsets, stuck consumers). (3) A subscription's
+//! runner cut off from PostgreSQL stops delivering before another broker takes its lease over.
 
 mod common;
 
@@ -252,11 +253,13 @@ fn kill_9_of_brokers_in_a_loop_under_load_loses_no_acknowledged_write() {
 }
 
 /// A TCP proxy in front of PostgreSQL: `cut` closes every connection through it now; while
-/// `slow` is set each chunk it forwards waits 50 ms.
+/// `slow` is set each chunk it forwards waits 50 ms; while `blocked` is set new connections are
+/// closed at once (with `cut`: a broker cut off from the database).
 struct Proxy {
     addr: SocketAddr,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     slow: Arc<AtomicBool>,
+    blocked: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -265,9 +268,13 @@ impl Proxy {
         let addr = l.local_addr().unwrap();
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let slow = Arc::new(AtomicBool::new(false));
-        let (c, s) = (conns.clone(), slow.clone());
+        let blocked = Arc::new(AtomicBool::new(false));
+        let (c, s, b) = (conns.clone(), slow.clone(), blocked.clone());
         std::thread::spawn(move || {
             for client in l.incoming().map_while(Result::ok) {
+                if b.load(Ordering::Relaxed) {
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect(to) else {
                     continue;
                 };
@@ -281,7 +288,12 @@ impl Proxy {
                 pipe(server, client, s.clone());
             }
         });
-        Proxy { addr, conns, slow }
+        Proxy {
+            addr,
+            conns,
+            slow,
+            blocked,
+        }
     }
 
     fn cut(&self) {
@@ -355,4 +367,86 @@ fn a_proxy_that_cuts_and_slows_the_database_loses_no_write_and_sticks_no_broker(
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_runner_cut_off_from_the_database_stops_before_another_broker_takes_over() {
+    use busbar_testkit::target::{Reply, Target};
+    let pg = TestPostgres::start();
+    let direct = pg.create_db("runner");
+    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], pg.port())));
+    let through = format!("postgres://busbar@{}/runner", proxy.addr);
+    // Broker 1 reaches the database through the proxy and runs the subscription (it is alone
+    // when the subscription is made); broker 2 joins after, directly.
+    let mut a = Node::new(1, &through);
+    create_topic(std::slice::from_ref(&a));
+    let t = Target::start(|_, _| Reply::Status(200));
+    let spec = json!({"name": "s", "sources": [TOPIC], "target": {"url": t.url("/s")},
+                      "delivery": {"ordering": "key", "concurrency": 4}});
+    let (st, r) = http(a.http, "POST", "/subscriptions", Some(spec)).unwrap();
+    assert_eq!(st, 201, "{r}");
+    let state =
+        |n: &Node| http(n.http, "GET", "/subscriptions/s", None).map(|r| r.1["state"].clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state(&a) != Some(json!("running")) {
+        assert!(Instant::now() < deadline, "broker 1 never ran it");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let b = Node::new(2, &direct);
+    let (total, keys) = (300, 6);
+    let publish = |n: i64| {
+        let key = format!("k{}", n % keys);
+        let event = json!([{"key": key, "value": {"key": key, "n": n}}]);
+        let (st, r) = http(
+            b.http,
+            "POST",
+            &format!("/topics/{TOPIC}/events"),
+            Some(event),
+        )
+        .unwrap();
+        assert_eq!(st, 200, "{r}");
+    };
+    for n in 0..total / 2 {
+        publish(n);
+    }
+    t.wait(Duration::from_secs(20), |r| r.len() >= 50);
+    proxy.blocked.store(true, Ordering::Relaxed);
+    proxy.cut();
+    for n in total / 2..total {
+        publish(n);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = |n: &Node, what: &str| n.server.as_ref().unwrap().log_lines(what).len();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while log(&b, "lease taken") == 0 {
+        assert!(Instant::now() < deadline, "broker 2 never took the lease");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The cut-off runner stopped on its own clock before the database let broker 2 take over.
+    assert_eq!(log(&a, "lease ran out; its worker stops here"), 1);
+    let got = t.wait(Duration::from_secs(60), |r| {
+        let seen: std::collections::BTreeSet<_> =
+            r.iter().map(|r| r.json()["n"].as_i64()).collect();
+        seen.len() >= total as usize
+    });
+    let mut next: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &got {
+        let v = r.json();
+        let (key, n) = (
+            v["key"].as_str().unwrap().to_string(),
+            v["n"].as_i64().unwrap(),
+        );
+        if seen.insert(n) {
+            let want = next.entry(key.clone()).or_insert(n % keys);
+            assert_eq!(n, *want, "key {key}: event {n} came before {want}");
+            *want += keys;
+        }
+    }
+    // Back in touch, broker 1 does not take it back while broker 2 runs it.
+    proxy.blocked.store(false, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(state(&b), Some(json!("running")));
+    assert_eq!(state(&a), Some(json!("elsewhere")));
+    a.kill9();
 }

@@ -81,7 +81,7 @@ pub enum Cmd {
 
 /// A running worker.
 pub struct Handle {
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     task: tokio::task::JoinHandle<()>,
     pub cmd: mpsc::UnboundedSender<Cmd>,
 }
@@ -92,6 +92,12 @@ impl Handle {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+
+    /// What tells the worker to stop without waiting for it (a lease watchdog, `cluster.rs`);
+    /// closed once the worker has ended.
+    pub fn stop_signal(&self) -> Arc<watch::Sender<bool>> {
+        self.stop.clone()
     }
 }
 
@@ -139,7 +145,11 @@ pub fn spawn(
         restart: false,
     };
     let task = tokio::spawn(worker.run(stop_rx, cmd_rx));
-    Handle { stop, task, cmd }
+    Handle {
+        stop: Arc::new(stop),
+        task,
+        cmd,
+    }
 }
 
 type Lane = (String, u32, u64);
