@@ -5,7 +5,9 @@ and aiokafka read everything back from one broker: each record once, each produc
 order, the same offsets on every broker; a consumer group whose members bootstrap on different
 brokers is one group (one coordinator, by lease), its committed offsets survive the kill -9 of
 its coordinator, and a kafka-python member on another broker resumes exactly there; the same with
-the brokers' clocks an hour apart (libfaketime).
+the brokers' clocks an hour apart (libfaketime). Events published over HTTP on one broker are
+read by kafka-python on another; a subscription made on one broker delivers what confluent-kafka
+produces on a third to a real HTTP target, run by exactly one broker.
 Registered into run.py's tests.
 """
 import glob, os, shutil, socket, subprocess, tempfile, time
@@ -216,6 +218,68 @@ def register(test, Busbar):
             assert sorted(int(v) for _, _, v in seen) == list(range(600)), \
                 f"{len(first)} + {len(rest)} read; duplicates or gaps after the coordinator's kill"
         finally:
+            for b in brokers:
+                b.stop()
+            pg.stop()
+
+    @own
+    def cluster_http_publish_kafka_consume_and_a_subscription_across_brokers(_):
+        """HTTP publish on broker 1, kafka-python reads on broker 3; a subscription made over HTTP
+        on broker 2 delivers what a confluent-kafka producer writes on broker 3 to a real HTTP
+        target, whichever broker runs it."""
+        import http.server, json, threading, urllib.request
+        from confluent_kafka import Producer
+        from kafka import KafkaConsumer, TopicPartition
+        pg = Postgres()
+        brokers, got = [], []
+
+        class Hook(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                got.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        threading.Thread(target=hook.serve_forever, daemon=True).start()
+        try:
+            brokers = cluster(pg)
+            brokers[0].post("/topics", {"name": "web", "partitions": 2})
+            sent = [{"key": f"u{n % 5}", "value": {"n": n}} for n in range(100)]
+            brokers[0].post("/topics/web/events", sent)
+            c = KafkaConsumer(bootstrap_servers=brokers[2].kafka, auto_offset_reset="earliest",
+                              enable_auto_commit=False, consumer_timeout_ms=5000)
+            c.assign([TopicPartition("web", p) for p in range(2)])
+            read = sorted((json.loads(m.value)["n"], m.key.decode()) for m in c)
+            c.close()
+            assert read == [(n, f"u{n % 5}") for n in range(100)], read[:5]
+
+            target = f"http://127.0.0.1:{hook.server_address[1]}/in"
+            brokers[1].post("/subscriptions", {"name": "fwd", "sources": ["web"],
+                                               "target": {"url": target},
+                                               "pattern": {"data": {"kind": ["order"]}}})
+            deadline = time.time() + 20
+            while not any(b.get("/subscriptions/fwd")["state"] == "running" for b in brokers):
+                assert time.time() < deadline, "no broker runs the subscription"
+                time.sleep(0.1)
+            p = Producer({"bootstrap.servers": brokers[2].kafka, "enable.idempotence": True})
+            for n in range(60):
+                kind = "order" if n % 2 == 0 else "noise"
+                p.produce("web", key=f"u{n % 5}", value=json.dumps({"kind": kind, "n": n}))
+            assert p.flush(30) == 0
+            deadline = time.time() + 30
+            while len(got) < 30 and time.time() < deadline:
+                time.sleep(0.05)
+            assert sorted(e["n"] for e in got) == list(range(0, 60, 2)), got
+            states = sorted(b.get("/subscriptions/fwd")["state"] for b in brokers)
+            assert states == ["elsewhere", "elsewhere", "running"], states
+        finally:
+            hook.shutdown()
             for b in brokers:
                 b.stop()
             pg.stop()

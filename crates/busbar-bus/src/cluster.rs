@@ -107,8 +107,13 @@ pub trait SharedBus: Send + Sync + 'static {
     /// Applies `change`: the record's new version (`0` for a delete), `None` when the version
     /// (or existence) it was based on no longer holds.
     fn change(&self, change: RecordChange) -> BoxFuture<'_, busbar_broker::Result<Option<i64>>>;
-    /// Every state row of `sub`.
-    fn load(&self, sub: &str) -> BoxFuture<'_, busbar_broker::Result<Vec<StateRow>>>;
+    /// Every state row of `sub`; `None` when its record is gone, or is not at `version` when one
+    /// is given (the record is locked while the rows are read, so a delete waits for the load).
+    fn load(
+        &self,
+        sub: &str,
+        version: Option<i64>,
+    ) -> BoxFuture<'_, busbar_broker::Result<Option<Vec<StateRow>>>>;
     /// Writes state rows of `sub` in one transaction, fenced by this process's unexpired lease
     /// on `sub` (`NotCoordinator` without it); the rows' sequence numbers, in order.
     fn write(
@@ -193,11 +198,11 @@ impl LeaseView {
         s.attempts.entry(name.to_string()).or_insert((now, None)).1 = Some(now);
     }
 
-    /// Forgets what it knew of subscriptions no longer in `subs` (bounded by the list).
-    fn keep_only(&self, subs: &BTreeMap<String, Entry>) {
+    /// Forgets what it knew of subscriptions no longer stored (bounded by the list).
+    fn keep_only(&self, stored: &std::collections::BTreeSet<String>) {
         let mut s = self.lock();
-        s.attempts.retain(|n, _| subs.contains_key(n));
-        s.unreadable.retain(|n, _| subs.contains_key(n));
+        s.attempts.retain(|n, _| stored.contains(n));
+        s.unreadable.retain(|n, _| stored.contains(n));
     }
 
     /// Records that version `version` of `name` is unreadable here: true the first time.
@@ -231,6 +236,8 @@ async fn watchdog(
             let _ = stop.send(true);
             let msg = format!("subscription {name:?}: lease ran out; its worker stops here");
             busbar_broker::log::warn("busbar", "bus_cluster", &msg, &[]);
+            // Given up for good: a late renewal must not make the stopped worker look held.
+            shared.release(&name).await;
             return;
         }
     }
@@ -335,6 +342,8 @@ impl Bus {
         if let Some(h) = e.handle.take() {
             h.stop().await;
         }
+        // The row went with the delete; this broker's memory of the lease goes now.
+        self.shared().expect("cluster mode").release(&name).await;
         self.ctx.positions.load(&name, &[]);
         self.ctx.retries.load(&name, &[]);
         self.save_guard(subs);
@@ -364,13 +373,15 @@ impl Bus {
         let Some(shared) = self.shared() else {
             return Ok(());
         };
+        // The list is read under the lock every change holds while it writes: a read never
+        // lands after a change it did not see (which would undo it here).
+        let mut subs = self.subs.lock().await;
         let began = Instant::now();
         let stored = shared.records().await?;
-        let mut subs = self.subs.lock().await;
         let mut seen = std::collections::BTreeSet::new();
         for (name, version, bytes) in stored {
             seen.insert(name.clone());
-            if subs.get(&name).is_some_and(|e| e.version == version) {
+            if subs.get(&name).is_some_and(|e| e.version >= version) {
                 continue;
             }
             let read = serde_json::from_slice::<SubRecord>(&bytes)
@@ -419,7 +430,7 @@ impl Bus {
                 self.ctx.retries.load(&name, &[]);
             }
         }
-        self.leases.keep_only(&subs);
+        self.leases.keep_only(&seen);
         let mut leases = self.leases.lock();
         leases.synced_at = leases.synced_at.max(Some(began));
         drop(leases);
@@ -527,8 +538,13 @@ impl Bus {
             self.leases.refused(name);
             return Ok(());
         };
-        let rows = match shared.load(name).await {
-            Ok(rows) => rows,
+        let rows = match shared.load(name, Some(e.version)).await {
+            Ok(Some(rows)) => rows,
+            Ok(None) => {
+                // Deleted or changed since this broker read the list: the next tick knows.
+                shared.release(name).await;
+                return Ok(());
+            }
             Err(err) => {
                 shared.release(name).await;
                 return Err(err.into());
@@ -570,7 +586,9 @@ impl Bus {
         if shared.holds(name) {
             return Ok(());
         }
-        let rows = shared.load(name).await?;
+        let Some(rows) = shared.load(name, None).await? else {
+            return Ok(());
+        };
         let subs = self.subs.lock().await;
         if let Some(e) = subs.get(name).filter(|e| e.handle.is_none()) {
             self.load_rows(name, &rows);

@@ -39,27 +39,42 @@ async fn records(pool: &Pool) -> Result<Vec<StoredRecord>> {
         .collect())
 }
 
-/// Every state row of `sub`.
-async fn load(pool: &Pool, sub: &str) -> Result<Vec<StateRow>> {
-    let c = pool.get().await?;
-    let rows = c
+/// Every state row of `sub`, its record locked meanwhile; `None` when the record is gone or not
+/// at `version`.
+async fn load(pool: &Pool, sub: &str, version: Option<i64>) -> Result<Option<Vec<StateRow>>> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await.map_err(db)?;
+    let record = tx
+        .query_opt(
+            "SELECT version FROM subscriptions WHERE name = $1 FOR SHARE",
+            &[&sub],
+        )
+        .await
+        .map_err(db)?;
+    let at: Option<i64> = record.map(|r| r.get(0));
+    if at.is_none() || (version.is_some() && at != version) {
+        return Ok(None);
+    }
+    let rows = tx
         .query(
             "SELECT space, seq, key, value FROM bus_state WHERE sub = $1",
             &[&sub],
         )
         .await
         .map_err(db)?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            Some(StateRow {
-                space: Space::from_code(r.get(0))?,
-                seq: r.get::<_, i64>(1) as u64,
-                key: r.get(2),
-                value: r.get(3),
+    tx.commit().await.map_err(db)?;
+    Ok(Some(
+        rows.iter()
+            .filter_map(|r| {
+                Some(StateRow {
+                    space: Space::from_code(r.get(0))?,
+                    seq: r.get::<_, i64>(1) as u64,
+                    key: r.get(2),
+                    value: r.get(3),
+                })
             })
-        })
-        .collect())
+            .collect(),
+    ))
 }
 
 /// Writes `rows` of `sub` (the last row per key counts); `only_new`: a key that has a row keeps
@@ -253,15 +268,27 @@ impl SharedBus for Cluster {
         Box::pin(bounded_b(change(&self.pool, c)))
     }
 
-    fn load(&self, sub: &str) -> BoxFuture<'_, Result<Vec<StateRow>>> {
+    fn load(
+        &self,
+        sub: &str,
+        version: Option<i64>,
+    ) -> BoxFuture<'_, Result<Option<Vec<StateRow>>>> {
         let sub = sub.to_string();
-        Box::pin(async move { bounded_b(load(&self.pool, &sub)).await })
+        Box::pin(async move { bounded_b(load(&self.pool, &sub, version)).await })
     }
 
     fn write(&self, sub: &str, rows: Vec<WriteRow>) -> BoxFuture<'_, Result<Vec<u64>>> {
         let sub = sub.to_string();
         let me = (self.members.node_id, self.members.instance().to_string());
-        Box::pin(async move { bounded_b(write(&self.pool, (me.0, &me.1), &sub, rows)).await })
+        Box::pin(async move {
+            let written = bounded_b(write(&self.pool, (me.0, &me.1), &sub, rows)).await;
+            if let Err(BrokerError::NotCoordinator(_)) = &written {
+                // The database says the lease is gone: stop acting on it now (the worker's
+                // watchdog sees it), not at the next renewal.
+                self.members.release(Kind::Subscription, &sub);
+            }
+            written
+        })
     }
 
     fn take(&self, sub: &str) -> BoxFuture<'_, Result<Option<Instant>>> {
