@@ -333,7 +333,7 @@ fn a_subscription_runs_on_one_broker_and_moves_when_it_dies() {
     // Publish through a broker that survives, one event at a time (key order = publish order),
     // and kill -9 the runner while deliveries are in flight.
     let publisher = addrs[(first + 1) % 3];
-    let (total, keys) = (400, 8);
+    let (total, keys): (i64, i64) = (400, 8);
     for n in 0..total {
         let key = format!("k{}", n % keys);
         let event = json!([{"key": key, "value": {"key": key, "n": n}}]);
@@ -348,31 +348,13 @@ fn a_subscription_runs_on_one_broker_and_moves_when_it_dies() {
     let got = t.wait(Duration::from_secs(60), |r| {
         let seen: std::collections::BTreeSet<_> =
             r.iter().map(|r| r.json()["n"].as_i64()).collect();
-        seen.len() >= total
+        seen.len() >= total as usize
     });
     // Another broker took the lease; nothing is lost and each key's events came in order (a
     // redelivery repeats an event already seen, never one ahead of an earlier).
     assert!(runner(&live, "s").is_some(), "a live broker runs it");
-    let mut next_per_key: BTreeMap<String, i64> = BTreeMap::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for r in &got {
-        let v = r.json();
-        let (key, n) = (
-            v["key"].as_str().unwrap().to_string(),
-            v["n"].as_i64().unwrap(),
-        );
-        if !seen.insert(n) {
-            continue;
-        }
-        let expected = next_per_key.entry(key.clone()).or_insert(n % keys as i64);
-        assert_eq!(n, *expected, "key {key}: event {n} came before {expected}");
-        *expected += keys as i64;
-    }
-    assert_eq!(seen.len(), total);
-    eprintln!(
-        "{total} events, {} delivered twice across the move",
-        got.len() - total
-    );
+    let repeats = common::check_keyed_deliveries(&got, total, keys);
+    eprintln!("{total} events, {repeats} delivered twice across the move");
     // PostgreSQL down longer than a lease's local window (the runner stops), then back: the
     // subscription runs again and delivers what is published after.
     pg.stop();
@@ -383,8 +365,7 @@ fn a_subscription_runs_on_one_broker_and_moves_when_it_dies() {
         call(live[0], "POST", "/topics/orders/events", Some(event)).0 == 200
     });
     t.wait(Duration::from_secs(60), |r| {
-        r.iter()
-            .any(|r| r.json()["n"].as_i64() == Some(total as i64))
+        r.iter().any(|r| r.json()["n"].as_i64() == Some(total))
     });
     eventually("one broker runs it again", || runner(&live, "s").is_some());
     let second = runner(&live, "s").unwrap();

@@ -429,20 +429,7 @@ fn a_runner_cut_off_from_the_database_stops_before_another_broker_takes_over() {
             r.iter().map(|r| r.json()["n"].as_i64()).collect();
         seen.len() >= total as usize
     });
-    let mut next: std::collections::BTreeMap<String, i64> = Default::default();
-    let mut seen = std::collections::BTreeSet::new();
-    for r in &got {
-        let v = r.json();
-        let (key, n) = (
-            v["key"].as_str().unwrap().to_string(),
-            v["n"].as_i64().unwrap(),
-        );
-        if seen.insert(n) {
-            let want = next.entry(key.clone()).or_insert(n % keys);
-            assert_eq!(n, *want, "key {key}: event {n} came before {want}");
-            *want += keys;
-        }
-    }
+    common::check_keyed_deliveries(&got, total, keys);
     // Back in touch, broker 1 does not take it back while broker 2 runs it.
     proxy.blocked.store(false, Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(3));

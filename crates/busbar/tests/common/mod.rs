@@ -320,3 +320,30 @@ pub fn visible_events(topic: &str, get: impl Fn(&str) -> (u16, Value)) -> u64 {
     }
     n
 }
+
+/// Deliveries of events `{"key": "k<n % keys>", "n": n}` published in order of `n`, as an HTTP
+/// target got them: checks that every `n` below `total` arrived and that each key's first
+/// deliveries came in publish order (a redelivery repeats an event already seen, never one ahead
+/// of an earlier). Answers how many deliveries were repeats.
+pub fn check_keyed_deliveries(
+    got: &[busbar_testkit::target::Received],
+    total: i64,
+    keys: i64,
+) -> usize {
+    let mut next: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for r in got {
+        let v = r.json();
+        let (key, n) = (
+            v["key"].as_str().unwrap().to_string(),
+            v["n"].as_i64().unwrap(),
+        );
+        if seen.insert(n) {
+            let want = next.entry(key.clone()).or_insert(n % keys);
+            assert_eq!(n, *want, "key {key}: event {n} came before {want}");
+            *want += keys;
+        }
+    }
+    assert_eq!(seen.len() as i64, total, "events lost");
+    got.len() - seen.len()
+}
