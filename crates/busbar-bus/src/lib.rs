@@ -21,6 +21,7 @@ pub mod positions;
 mod redrive;
 mod replay;
 pub mod request;
+mod reset;
 mod runrecord;
 mod runs;
 pub mod spec;
@@ -49,7 +50,7 @@ use busbar_broker::Broker;
 use busbar_broker::BrokerError;
 use positions::{Position, PositionStore};
 use spec::{invalid, Compiled, Start, Target};
-use state::{EventRef, RetryStore, SubRecord, SubStore};
+use state::{RetryStore, SubRecord, SubStore};
 use stats::Counters;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -670,114 +671,6 @@ impl Bus {
         Ok(v)
     }
 
-    /// Moves the positions of subscription `name` (the only way to move them: they are not
-    /// consumer-group offsets). The worker stops while they move and starts again after, unless
-    /// paused; the retry state of every partition moved is dropped (the new position decides what
-    /// is delivered). Answers the new position of each partition moved.
-    pub async fn reset(&self, name: &str, to: ResetTo) -> Result<Vec<ResetPosition>> {
-        if self.shared().is_some() {
-            return Err(cluster::not_in_cluster("reset"));
-        }
-        let mut subs = self.subs.lock().await;
-        let e = subs
-            .get_mut(name)
-            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
-        let moved = self.reset_targets(&e.record.spec, &to)?;
-        if let Some(h) = e.handle.take() {
-            h.stop().await;
-        }
-        let sources = e.record.spec.sources.clone();
-        let res = match positions::take_over_legacy(&self.ctx, name, &sources).await {
-            Ok(()) => self.write_reset(name, &moved).await,
-            Err(err) => Err(err),
-        };
-        if !e.record.paused {
-            e.handle = Some(self.spawn(e));
-        }
-        res.map(|()| moved)
-    }
-
-    /// The positions `to` names, each checked against its topic as it is now.
-    fn reset_targets(&self, spec: &SubscriptionSpec, to: &ResetTo) -> Result<Vec<ResetPosition>> {
-        let broker = &self.ctx.broker;
-        if let ResetTo::Offsets { offsets } = to {
-            if offsets.is_empty() {
-                return Err(invalid("offsets", "name at least one partition"));
-            }
-            let mut out: Vec<ResetPosition> = Vec::new();
-            for (i, o) in offsets.iter().enumerate() {
-                let path = format!("offsets[{i}]");
-                if out
-                    .iter()
-                    .any(|m| m.topic == o.topic && m.partition == o.partition)
-                {
-                    return Err(invalid(&path, "names a partition named before"));
-                }
-                if !spec.sources.contains(&o.topic) {
-                    return Err(invalid(&path, format!("{:?} is not a source", o.topic)));
-                }
-                let (start, end) = broker.offsets_of(&o.topic, o.partition as i64)?;
-                if !(start..=end).contains(&o.offset) {
-                    let why = format!("offset {} is outside [{start}, {end}]", o.offset);
-                    return Err(invalid(&format!("{path}.offset"), why));
-                }
-                out.push(o.clone());
-            }
-            return Ok(out);
-        }
-        let ts = match to {
-            ResetTo::Time { time } => Some(
-                busbar_broker::time::parse_rfc3339(time)
-                    .ok_or_else(|| invalid("time", format!("{time:?} is not an RFC 3339 time")))?,
-            ),
-            _ => None,
-        };
-        let mut out = Vec::new();
-        for topic in &spec.sources {
-            let (_, n) = positions::topic_layout(broker, topic)?;
-            for p in 0..n {
-                let (start, end) = broker.offsets_of(topic, p as i64)?;
-                let offset = match (to, ts) {
-                    (ResetTo::Earliest {}, _) => start,
-                    (_, Some(ts)) => broker.offset_for_timestamp(topic, p as i64, ts)?,
-                    _ => end,
-                };
-                out.push(ResetPosition {
-                    topic: topic.clone(),
-                    partition: p,
-                    offset,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Stores the new positions, then ends the retry entries of the partitions moved. In this
-    /// order a failure between the two leaves entries that deliver an event again, never a
-    /// position past an event that lost its entry. An exactly-once transaction left recorded is
-    /// settled first: rolled back later, it would move the positions back over the reset.
-    async fn write_reset(&self, name: &str, moved: &[ResetPosition]) -> Result<()> {
-        worker::settle_record(&self.ctx, name).await?;
-        let mut rows = Vec::new();
-        for m in moved {
-            let (id, _) = positions::topic_layout(&self.ctx.broker, &m.topic)?;
-            let pos = Position {
-                offset: m.offset,
-                topic_id: id,
-                done: vec![],
-            };
-            rows.push(((m.topic.clone(), m.partition), Some(pos)));
-        }
-        self.ctx.positions.put(name, rows).await?;
-        let moved: std::collections::HashSet<(&str, u32)> = (moved.iter())
-            .map(|m| (m.topic.as_str(), m.partition))
-            .collect();
-        let hit = |r: &EventRef| moved.contains(&(r.topic.as_str(), r.partition));
-        let ended = self.ctx.retries.entries(name).into_keys().filter(hit);
-        let rows: Vec<_> = ended.map(|r| (r, None)).collect();
-        self.ctx.retries.put(name, rows).await
-    }
-
     /// Deletes a subscription with its positions, retry state and replay runs (dead letters
     /// stay). Saving the subscriptions without it is the commit point: if that fails nothing
     /// changed (it keeps running; delete again). What is left after it is removed here, or, if a
@@ -830,60 +723,6 @@ impl Bus {
                 busbar_broker::log::error("busbar", "bus_housekeeping", &msg, &[]);
             }
         }
-    }
-
-    fn view(&self, e: &Entry) -> SubscriptionView {
-        let lag = self.lag(&e.record.spec);
-        let (waiting, newest) = self.ctx.retries.summary(&e.record.spec.name);
-        let last_failure = newest.map(|r| LastFailure {
-            at: busbar_broker::time::format_rfc3339(r.last_ms),
-            reason: r.reason,
-            status: r.status,
-            error: r.error,
-        });
-        let config_file = self.owners.file_of(&e.record.spec.name);
-        SubscriptionView {
-            spec: e.record.spec.clone(),
-            state: e.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            created: busbar_broker::time::format_rfc3339(e.record.created_ms),
-            updated: busbar_broker::time::format_rfc3339(e.record.updated_ms),
-            guarantee: match e.record.spec.target {
-                Target::Topic { .. } => "exactly_once",
-                Target::Http { .. } => "at_least_once",
-            },
-            lag,
-            retrying: waiting,
-            last_failure,
-            counters: e.counters.snapshot(),
-            owner: if config_file.is_some() {
-                Owner::Config
-            } else {
-                Owner::Api
-            },
-            config_file,
-            creator: e.record.creator.clone(),
-        }
-    }
-
-    /// Events in the sources of `spec` not yet read past: per partition, the high watermark less
-    /// the stored position (the log start where none applies).
-    fn lag(&self, spec: &SubscriptionSpec) -> u64 {
-        let broker = &self.ctx.broker;
-        let mut lag = 0;
-        for topic in &spec.sources {
-            let Ok((id, n)) = positions::topic_layout(broker, topic) else {
-                continue;
-            };
-            for p in 0..n {
-                let Ok((start, end)) = broker.offsets_of(topic, p as i64) else {
-                    continue;
-                };
-                let at = positions::stored_position(&self.ctx, &spec.name, topic, p, &id);
-                let at = at.map_or(start, |at| at.offset).max(start);
-                lag += end.saturating_sub(at);
-            }
-        }
-        lag
     }
 
     /// Changes the fields `patch` gives (a JSON merge patch of the spec, `patch.rs`); the rest

@@ -4,7 +4,10 @@
 //! `unauthorized`, `backpressure: ...` or `error: ...`, the text of earlier releases (and
 //! `unauthorized`, new), so clients keep working.
 
+use crate::positions;
+use crate::spec::Target;
 use crate::stats::CounterSnapshot;
+use crate::Entry;
 use crate::{Owner, SubscriptionSpec};
 use serde::{Serialize, Serializer};
 use std::fmt;
@@ -178,6 +181,63 @@ pub struct LastFailure {
     pub status: Option<u16>,
     pub error: String,
     pub at: String,
+}
+
+impl crate::Bus {
+    /// What `GET /subscriptions/{name}` shows of `e`.
+    pub(crate) fn view(&self, e: &Entry) -> SubscriptionView {
+        let lag = self.lag(&e.record.spec);
+        let (waiting, newest) = self.ctx.retries.summary(&e.record.spec.name);
+        let last_failure = newest.map(|r| LastFailure {
+            at: busbar_broker::time::format_rfc3339(r.last_ms),
+            reason: r.reason,
+            status: r.status,
+            error: r.error,
+        });
+        let config_file = self.owners.file_of(&e.record.spec.name);
+        SubscriptionView {
+            spec: e.record.spec.clone(),
+            state: e.status.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            created: busbar_broker::time::format_rfc3339(e.record.created_ms),
+            updated: busbar_broker::time::format_rfc3339(e.record.updated_ms),
+            guarantee: match e.record.spec.target {
+                Target::Topic { .. } => "exactly_once",
+                Target::Http { .. } => "at_least_once",
+            },
+            lag,
+            retrying: waiting,
+            last_failure,
+            counters: e.counters.snapshot(),
+            owner: if config_file.is_some() {
+                Owner::Config
+            } else {
+                Owner::Api
+            },
+            config_file,
+            creator: e.record.creator.clone(),
+        }
+    }
+
+    /// Events in the sources of `spec` not yet read past: per partition, the high watermark less
+    /// the stored position (the log start where none applies).
+    fn lag(&self, spec: &SubscriptionSpec) -> u64 {
+        let broker = &self.ctx.broker;
+        let mut lag = 0;
+        for topic in &spec.sources {
+            let Ok((id, n)) = positions::topic_layout(broker, topic) else {
+                continue;
+            };
+            for p in 0..n {
+                let Ok((start, end)) = broker.offsets_of(topic, p as i64) else {
+                    continue;
+                };
+                let at = positions::stored_position(&self.ctx, &spec.name, topic, p, &id);
+                let at = at.map_or(start, |at| at.offset).max(start);
+                lag += end.saturating_sub(at);
+            }
+        }
+        lag
+    }
 }
 
 #[cfg(test)]
