@@ -87,6 +87,19 @@ impl Server {
         log.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 
+    /// Whether a line containing `needle` reaches the server's log within 5 s. The log is read
+    /// by a thread of the test, so a line can arrive after the reply or close it explains.
+    pub fn logs_soon(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.log_lines(needle).is_empty() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     /// The events a reader of `topic` sees ([`visible_events`]).
     pub fn events_stored(&self, topic: &str) -> u64 {
         visible_events(topic, |path| self.http("GET", path, None))
