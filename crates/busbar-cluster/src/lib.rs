@@ -11,6 +11,9 @@
 //!   brokers; the ack follows `COMMIT`.
 //! - `catalog`: topics and producer ids in the database.
 //! - `bus`: the bus's subscriptions, their state and leases (`busbar_bus::cluster::SharedBus`).
+//! - `cold`: the cold tier's objects (S3-compatible storage through `object_store`) and their
+//!   bytes (the local log's segment format); `upload`: the uploader that moves committed batches
+//!   there, one broker per partition range (a lease).
 //! - `watch`: one `LISTEN` connection wakes this broker when another commits (with polling while
 //!   it is down, and a slow poll always, so a lost notification costs latency, never data).
 //!
@@ -18,10 +21,12 @@
 
 mod bus;
 mod catalog;
+pub mod cold;
 mod commit;
 pub mod members;
 pub mod migrate;
 mod pool;
+mod upload;
 mod watch;
 
 use busbar_broker::metadata::TopicMeta;
@@ -40,6 +45,8 @@ pub enum Error {
     Config(String),
     /// No answer in time, or a limit reached: try again later (said why).
     Busy(String),
+    /// The object store failed or answered a damaged object (said which and why).
+    Store(String),
 }
 
 impl std::fmt::Display for Error {
@@ -50,7 +57,7 @@ impl std::fmt::Display for Error {
                 Some(s) => write!(f, "PostgreSQL: {e}: {s}"),
                 None => write!(f, "PostgreSQL: {e}"),
             },
-            Error::Config(s) | Error::Busy(s) => f.write_str(s),
+            Error::Config(s) | Error::Busy(s) | Error::Store(s) => f.write_str(s),
         }
     }
 }
@@ -89,6 +96,14 @@ pub struct ClusterConfig {
     /// How often the database is asked for partitions' ends while notifications work (a safety
     /// net; while the listener is down it is asked every [`POLL_DOWN`]).
     pub poll_interval: Duration,
+    /// The cold tier's object store; `None`: no cold tier (the hot tier keeps everything, up to
+    /// `hot_bytes_max`).
+    pub object_store: Option<cold::ObjectStoreConfig>,
+    /// A partition's hot bytes that make the uploader move them to one object (also about the
+    /// largest object it writes, plus one batch).
+    pub upload_bytes: usize,
+    /// The longest hot data waits for an upload when `upload_bytes` is not reached.
+    pub upload_after: Duration,
 }
 
 /// How often partitions' ends are polled while the `LISTEN` connection is down.
@@ -104,6 +119,9 @@ impl ClusterConfig {
             commit_batches_max: 512,
             hot_bytes_max: 8 << 30,
             poll_interval: Duration::from_secs(5),
+            object_store: None,
+            upload_bytes: 8 << 20,
+            upload_after: Duration::from_secs(10),
         }
     }
 }
@@ -123,6 +141,8 @@ pub struct Cluster {
     pool: pool::Pool,
     committer: commit::Handle,
     members: members::Membership,
+    /// The cold tier's store, when configured.
+    cold: Option<Arc<cold::Cold>>,
     /// The database's cluster id (`busbar_cluster`).
     pub id: String,
 }
@@ -175,12 +195,29 @@ impl Cluster {
         let pg: tokio_postgres::Config = config.postgres_url.parse().map_err(|e| {
             Error::Config(format!("cluster.postgres_url is not a PostgreSQL URL: {e}"))
         })?;
+        let cold = match &config.object_store {
+            Some(c) => Some(Arc::new(cold::Cold::new(c)?)),
+            None => None,
+        };
         let mut first = pool::connect(&pg).await?;
         migrate::apply(&mut first).await?;
         let id: String = first
             .query_one("SELECT id FROM busbar_cluster", &[])
             .await?
             .get(0);
+        if cold.is_none() {
+            let objects: bool = first
+                .query_one("SELECT EXISTS (SELECT 1 FROM objects)", &[])
+                .await?
+                .get(0);
+            if objects {
+                return Err(Error::Config(
+                    "this cluster keeps partition data in object storage (its cold tier); a \
+                     broker without cluster.object_store_url could not read it"
+                        .into(),
+                ));
+            }
+        }
         let pool = pool::Pool::new(pg.clone(), config.pg_connections_max);
         let members = members::Membership::new(
             pg.clone(),
@@ -198,6 +235,7 @@ impl Cluster {
             pool,
             committer,
             members,
+            cold,
             id,
         }))
     }
@@ -213,6 +251,9 @@ impl Cluster {
         watch::start(self.clone(), broker);
         tokio::spawn(heartbeats(self.clone()));
         tokio::spawn(expiries(self.clone()));
+        if let Some(cold) = &self.cold {
+            tokio::spawn(upload::run(self.clone(), cold.clone()));
+        }
         Ok(())
     }
 
@@ -270,7 +311,12 @@ impl SharedLog for Cluster {
         let topic_id = topic_id.to_string();
         Box::pin(async move {
             Ok(bounded(catalog::read(
-                &self.pool, &topic_id, partition, from, max_bytes,
+                &self.pool,
+                self.cold.as_deref(),
+                &topic_id,
+                partition,
+                from,
+                max_bytes,
             ))
             .await?)
         })

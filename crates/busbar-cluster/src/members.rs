@@ -44,6 +44,8 @@ pub enum Kind {
     Group,
     /// The broker running a bus subscription.
     Subscription,
+    /// The broker uploading a range of partitions to the cold tier (`upload`).
+    Upload,
 }
 
 impl Kind {
@@ -52,6 +54,7 @@ impl Kind {
         match self {
             Kind::Group => "group",
             Kind::Subscription => "subscription",
+            Kind::Upload => "upload",
         }
     }
 }
@@ -291,6 +294,7 @@ impl Membership {
                 let kind = match r.get::<_, &str>(0) {
                     "group" => Kind::Group,
                     "subscription" => Kind::Subscription,
+                    "upload" => Kind::Upload,
                     _ => return None,
                 };
                 Some((kind, r.get::<_, String>(1)))

@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "subscriptions",
         include_str!("../migrations/003_subscriptions.sql"),
     ),
+    (
+        4,
+        "cold_tier",
+        include_str!("../migrations/004_cold_tier.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold ("busbar" in ASCII).

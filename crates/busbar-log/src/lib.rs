@@ -48,4 +48,7 @@ pub use error::{BatchError, LogError, Result};
 pub use log::{Appended, Log, LogStats, ReadResult};
 pub use max_timestamp::MaxTimestamp;
 pub use recovery::RecoveryReport;
-pub use segment::HEADER_BYTES as SEGMENT_HEADER_BYTES;
+pub use segment::{
+    check_header_bytes as check_segment_header, header_bytes as segment_header_bytes,
+    HEADER_BYTES as SEGMENT_HEADER_BYTES,
+};

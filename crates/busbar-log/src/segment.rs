@@ -64,25 +64,51 @@ pub fn check_header(file: &dyn File, name: &str) -> Result<bool> {
     }
     let mut h = [0u8; HEADER_BYTES as usize];
     disk::read_exact_at(file, 0, &mut h).map_err(|e| LogError::io(format!("read {name}"), e))?;
-    let crc = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
-    if &h[0..8] != MAGIC || crc32c::crc32c(&h[..12]) != crc {
-        return Err(LogError::Corrupt {
+    match header_fault(&h) {
+        None => Ok(true),
+        Some(HeaderFault::Damaged(reason)) => Err(LogError::Corrupt {
             file: name.to_string(),
             position: 0,
-            reason: "segment header magic or CRC is wrong".into(),
-        });
+            reason,
+        }),
+        Some(HeaderFault::Unsupported(reason)) => Err(LogError::UnsupportedFormat {
+            file: name.to_string(),
+            reason,
+        }),
+    }
+}
+
+/// What is wrong with a segment header.
+enum HeaderFault {
+    Damaged(String),
+    Unsupported(String),
+}
+
+/// Checks the segment header at the start of `bytes` (a segment held in memory, such as a
+/// cluster's cold-tier object); the error says what is wrong.
+pub fn check_header_bytes(bytes: &[u8]) -> std::result::Result<(), String> {
+    match bytes.get(..HEADER_BYTES as usize).map(header_fault) {
+        None => Err("shorter than a segment header".into()),
+        Some(None) => Ok(()),
+        Some(Some(HeaderFault::Damaged(r) | HeaderFault::Unsupported(r))) => Err(r),
+    }
+}
+
+fn header_fault(h: &[u8]) -> Option<HeaderFault> {
+    let crc = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+    if &h[0..8] != MAGIC || crc32c::crc32c(&h[..12]) != crc {
+        return Some(HeaderFault::Damaged(
+            "segment header magic or CRC is wrong".into(),
+        ));
     }
     let version = u16::from_be_bytes([h[8], h[9]]);
     let flags = u16::from_be_bytes([h[10], h[11]]);
     if version != VERSION || flags != 0 {
-        return Err(LogError::UnsupportedFormat {
-            file: name.to_string(),
-            reason: format!(
-                "segment version {version} flags {flags}, this build reads {VERSION}/0"
-            ),
-        });
+        return Some(HeaderFault::Unsupported(format!(
+            "segment version {version} flags {flags}, this build reads {VERSION}/0"
+        )));
     }
-    Ok(true)
+    None
 }
 
 /// A segment of the log.

@@ -9,6 +9,7 @@
 pub mod history;
 pub mod http;
 pub mod postgres;
+pub mod s3;
 pub mod target;
 pub mod tmpfs;
 

@@ -29,6 +29,18 @@ pub struct ClusterSection {
     pub hot_bytes_max: u64,
     /// How often the database is polled for partitions' ends besides its notifications.
     pub poll_interval_ms: u64,
+    /// The cold tier: `s3://bucket` or `s3://bucket/prefix`; empty: no cold tier (the hot tier
+    /// keeps everything, up to `hot_bytes_max`). Credentials come from the usual AWS variables
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+    pub object_store_url: String,
+    /// An S3-compatible endpoint (`http://host:port`); empty: AWS's (or `AWS_ENDPOINT`).
+    pub object_store_endpoint: String,
+    /// The object store's region; empty: `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub object_store_region: String,
+    /// A partition's hot bytes that make the uploader move them into one object.
+    pub upload_bytes: u64,
+    /// The longest hot data waits for an upload below `upload_bytes`.
+    pub upload_after_ms: u64,
 }
 
 impl Default for ClusterSection {
@@ -42,6 +54,11 @@ impl Default for ClusterSection {
             commit_batches_max: d.commit_batches_max as u64,
             hot_bytes_max: d.hot_bytes_max,
             poll_interval_ms: d.poll_interval.as_millis() as u64,
+            object_store_url: String::new(),
+            object_store_endpoint: String::new(),
+            object_store_region: String::new(),
+            upload_bytes: d.upload_bytes as u64,
+            upload_after_ms: d.upload_after.as_millis() as u64,
         }
     }
 }
@@ -111,7 +128,15 @@ impl ClusterSection {
                 100,
                 3_600_000,
             ),
+            ("cluster.upload_bytes", self.upload_bytes, 64 << 10, 1 << 30),
+            (
+                "cluster.upload_after_ms",
+                self.upload_after_ms,
+                100,
+                86_400_000,
+            ),
         ])?;
+        self.validate_object_store()?;
         if self.enabled() {
             if let Err(e) = self.postgres_url.parse::<tokio_postgres::Config>() {
                 bail!(
@@ -119,6 +144,28 @@ impl ClusterSection {
                     redacted(&self.postgres_url)
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// The object store settings: a URL busbar reads, an endpoint that is an http(s) URL, and
+    /// neither without the cluster.
+    fn validate_object_store(&self) -> Result<()> {
+        if self.object_store_url.is_empty() {
+            if !self.object_store_endpoint.is_empty() || !self.object_store_region.is_empty() {
+                bail!("cluster.object_store_endpoint and _region need cluster.object_store_url");
+            }
+            return Ok(());
+        }
+        if !self.enabled() {
+            bail!("cluster.object_store_url needs cluster.postgres_url (the cold tier is cluster mode's)");
+        }
+        if let Err(e) = busbar_cluster::cold::parse_url(&self.object_store_url) {
+            bail!("cluster.object_store_url {e}");
+        }
+        let e = &self.object_store_endpoint;
+        if !(e.is_empty() || e.starts_with("http://") || e.starts_with("https://")) {
+            bail!("cluster.object_store_endpoint {e:?} is not an http:// or https:// URL");
         }
         Ok(())
     }
@@ -131,6 +178,14 @@ impl ClusterSection {
         c.commit_batches_max = self.commit_batches_max as usize;
         c.hot_bytes_max = self.hot_bytes_max;
         c.poll_interval = std::time::Duration::from_millis(self.poll_interval_ms);
+        c.object_store =
+            (!self.object_store_url.is_empty()).then(|| busbar_cluster::cold::ObjectStoreConfig {
+                url: self.object_store_url.clone(),
+                endpoint: self.object_store_endpoint.clone(),
+                region: self.object_store_region.clone(),
+            });
+        c.upload_bytes = self.upload_bytes as usize;
+        c.upload_after = std::time::Duration::from_millis(self.upload_after_ms);
         c
     }
 }

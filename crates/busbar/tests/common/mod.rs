@@ -2,6 +2,8 @@
 //! and client commands against it.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use busbar_testkit::http::{request, Response};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};

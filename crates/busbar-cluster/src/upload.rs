@@ -1,0 +1,394 @@
+//! The uploader: moves committed batches from the hot tier (`batches`) into segment objects in
+//! object storage (`cold`), so the database holds only the recent tail of each partition.
+//!
+//! Partitions fall into [`RANGES`] ranges by a stable hash; each range is a lease (kind `upload`,
+//! the group-lease rules): one broker uploads a range at a time. The broker rendezvous hashing
+//! prefers takes a free range at once, any other after [`FALLBACK_AFTER`] (the same as
+//! subscriptions). Every [`TICK`] the holder looks at its ranges' partitions and uploads one
+//! whose hot bytes reached `cluster.upload_bytes`, or whose oldest hot data it first saw
+//! `cluster.upload_after_ms` ago.
+//!
+//! One upload: read the partition's oldest hot batches (contiguous, up to `upload_bytes`, at
+//! least one), `PUT` them as one object, then one transaction fenced by the range's lease (this
+//! process's, unexpired, `FOR SHARE` until the commit) lowers the partition's hot bytes, deletes
+//! exactly those batches and records the object. An offset is always in exactly one of
+//! `batches` and `objects`, so readers look in one and then the other (`catalog::read`).
+//! A failure between the `PUT` and the commit leaves an object no row names; the key is
+//! deterministic, so the next try of the same run writes the same key (a run cut differently
+//! leaves a leftover: bounded by the failures, noted in `docs/cluster.md`).
+//!
+//! While the store is unreachable, uploads fail (logged once per outage), the hot tier grows, and
+//! past `cluster.hot_bytes_max` produce is refused with a retriable error; uploads resume on
+//! their own. The holder of range 0 also deletes the objects of deleted topics (`doomed_objects`).
+
+use crate::cold::{self, Cold};
+use crate::members::Kind;
+use crate::pool::Pool;
+use crate::{bounded, Cluster, Error};
+use busbar_broker::shared::SharedBatch;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How many partition ranges (leases) the uploads are spread over.
+pub const RANGES: u32 = 16;
+/// How often the uploader looks for work.
+const TICK: Duration = Duration::from_secs(1);
+/// How long a broker rendezvous hashing does not prefer waits before it takes a free range.
+const FALLBACK_AFTER: Duration = Duration::from_secs(5);
+/// Most objects one round uploads (the next round goes on).
+const UPLOADS_PER_ROUND: usize = 64;
+/// Most doomed objects one round deletes.
+const DELETES_PER_ROUND: i64 = 100;
+
+/// The range of a partition: FNV-1a over the topic id and the partition, stable everywhere.
+pub fn range_of(topic_id: &str, partition: u32) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in topic_id.bytes().chain(partition.to_be_bytes()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % RANGES
+}
+
+/// What the uploader remembers between rounds (bounded by the number of partitions).
+#[derive(Default)]
+struct Memory {
+    /// When each range was first seen free here (a broker not preferred waits).
+    waiting: HashMap<u32, Instant>,
+    /// When each partition was first seen with hot data.
+    hot_since: HashMap<(String, u32), Instant>,
+    /// The failure being reported (logged once until uploads work again).
+    failing: Option<String>,
+}
+
+/// Runs the uploader for the broker's life (only with an object store configured).
+pub async fn run(cluster: Arc<Cluster>, cold: Arc<Cold>) {
+    let mut memory = Memory::default();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let held = take_ranges(&cluster, &mut memory).await;
+        if held.is_empty() {
+            memory.hot_since.clear();
+            continue;
+        }
+        let result = round(&cluster, &cold, &held, &mut memory).await;
+        report(&mut memory, result);
+    }
+}
+
+/// Logs the first failure of an outage and the recovery after it.
+fn report(memory: &mut Memory, result: Result<(), Error>) {
+    match (result, memory.failing.take()) {
+        (Err(e), None) => {
+            busbar_broker::log::warn(
+                "busbar",
+                "cluster_upload_failing",
+                &format!(
+                    "cluster: uploads to the object store fail ({e}); the hot tier grows until \
+                     cluster.hot_bytes_max, then produce is refused until uploads work again"
+                ),
+                &[],
+            );
+            memory.failing = Some(e.to_string());
+        }
+        (Err(_), Some(was)) => memory.failing = Some(was),
+        (Ok(()), Some(_)) => busbar_broker::log::info(
+            "busbar",
+            "cluster_upload_resumed",
+            "cluster: uploads to the object store work again",
+            &[],
+        ),
+        (Ok(()), None) => {}
+    }
+}
+
+/// The ranges this broker holds now, taking those it should.
+async fn take_ranges(cluster: &Cluster, memory: &mut Memory) -> Vec<u32> {
+    let members = &cluster.members;
+    let ids: Vec<i32> = members.members().iter().map(|m| m.node_id).collect();
+    let mut held = Vec::new();
+    for r in 0..RANGES {
+        let name = r.to_string();
+        if members.holds(Kind::Upload, &name) {
+            memory.waiting.remove(&r);
+            held.push(r);
+            continue;
+        }
+        let preferred = busbar_broker::shared::rendezvous(&name, &ids) == Some(members.node_id);
+        let first = *memory.waiting.entry(r).or_insert_with(Instant::now);
+        if !preferred && first.elapsed() < FALLBACK_AFTER {
+            continue;
+        }
+        let taken = bounded(members.take(&cluster.pool, Kind::Upload, &name)).await;
+        if let Ok(Some((sent, _))) = taken {
+            members.confirm(Kind::Upload, &name, sent);
+            if members.holds(Kind::Upload, &name) {
+                memory.waiting.remove(&r);
+                held.push(r);
+            }
+        } else {
+            // Held elsewhere (or no answer): wait again before the next try.
+            memory.waiting.insert(r, Instant::now());
+        }
+    }
+    held
+}
+
+/// One round over the held ranges: uploads what is due, deletes doomed objects.
+async fn round(
+    cluster: &Cluster,
+    cold: &Cold,
+    held: &[u32],
+    memory: &mut Memory,
+) -> Result<(), Error> {
+    let cfg = &cluster.config;
+    let hot = bounded(hot_partitions(&cluster.pool)).await?;
+    let now = Instant::now();
+    let mine: Vec<_> = hot
+        .into_iter()
+        .filter(|(t, p, _)| held.contains(&range_of(t, *p)))
+        .collect();
+    memory
+        .hot_since
+        .retain(|k, _| mine.iter().any(|(t, p, _)| (t, p) == (&k.0, &k.1)));
+    let mut due = Vec::new();
+    for (t, p, bytes) in mine {
+        let since = *memory.hot_since.entry((t.clone(), p)).or_insert(now);
+        if bytes >= cfg.upload_bytes as i64 || since.elapsed() >= cfg.upload_after {
+            due.push((t, p));
+        }
+    }
+    let mut result = Ok(());
+    let mut budget = UPLOADS_PER_ROUND;
+    'partitions: for (t, p) in due {
+        let lease = range_of(&t, p).to_string();
+        // A partition with more than one object's worth goes on until it is drained (or the
+        // round's budget is spent): one object per round would cap a partition's throughput.
+        loop {
+            if budget == 0 {
+                break 'partitions;
+            }
+            if !cluster.members.holds(Kind::Upload, &lease) {
+                break;
+            }
+            budget -= 1;
+            match upload(cluster, cold, &lease, &t, p).await {
+                Ok(true) => continue,
+                Ok(false) => {
+                    memory.hot_since.remove(&(t.clone(), p));
+                    break;
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break 'partitions;
+                }
+            }
+        }
+    }
+    if held.contains(&0) {
+        result = result.and(delete_doomed(&cluster.pool, cold).await);
+    }
+    result
+}
+
+/// Partitions with data in the hot tier: (topic id, partition, hot bytes).
+async fn hot_partitions(pool: &Pool) -> Result<Vec<(String, u32, i64)>, Error> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT topic_id, partition, hot_bytes FROM partitions WHERE hot_bytes > 0",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, i32>(1) as u32, r.get(2)))
+        .collect())
+}
+
+/// Uploads the oldest run of a partition's hot batches; answers whether more remain.
+async fn upload(
+    cluster: &Cluster,
+    cold: &Cold,
+    lease: &str,
+    topic_id: &str,
+    partition: u32,
+) -> Result<bool, Error> {
+    let limit = cluster.config.upload_bytes;
+    let run = bounded(oldest_run(&cluster.pool, topic_id, partition, limit)).await?;
+    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+        return Ok(false);
+    };
+    let (base, last) = (first.base_offset, last.last_offset);
+    let object = cold::encode(&run);
+    let object_len = object.len() as i64;
+    let size: i64 = run.iter().map(|b| b.bytes.len() as i64).sum();
+    let key = cold.key(topic_id, partition, base, last);
+    cold.put(&key, object).await?;
+    let me = (cluster.members.node_id, cluster.members.instance());
+    let outcome = bounded(record(
+        &cluster.pool,
+        me,
+        lease,
+        Upload {
+            topic_id,
+            partition,
+            base,
+            last,
+            batches: run.len() as u64,
+            size,
+            object: (&key, object_len),
+        },
+    ))
+    .await?;
+    match outcome {
+        Recorded::Done => Ok(size >= limit as i64),
+        Recorded::TopicGone => {
+            cold.delete(&key).await?;
+            Ok(false)
+        }
+        Recorded::LeaseLost => {
+            cluster.members.release(Kind::Upload, lease);
+            Ok(false)
+        }
+    }
+}
+
+/// The oldest hot batches of a partition, contiguous, about `limit` bytes (at least one).
+async fn oldest_run(
+    pool: &Pool,
+    topic_id: &str,
+    partition: u32,
+    limit: usize,
+) -> Result<Vec<SharedBatch>, Error> {
+    let mut run = crate::catalog::read_hot(pool, topic_id, partition, 0, limit).await?;
+    // Stop at a gap (never expected: an offset is in one table or the other).
+    let mut next = run.first().map(|b| b.base_offset);
+    run.retain(|b| {
+        let keep = next == Some(b.base_offset);
+        next = next.filter(|_| keep).map(|_| b.last_offset + 1);
+        keep
+    });
+    Ok(run)
+}
+
+/// An upload to record.
+struct Upload<'a> {
+    topic_id: &'a str,
+    partition: u32,
+    base: u64,
+    last: u64,
+    batches: u64,
+    size: i64,
+    object: (&'a str, i64),
+}
+
+/// What recording an upload did.
+enum Recorded {
+    Done,
+    /// The topic was deleted meanwhile: the object is nobody's.
+    TopicGone,
+    /// This process's lease on the range ended: nothing changed (another broker uploads).
+    LeaseLost,
+}
+
+/// The transaction that moves a run from the hot tier to its object, fenced by the range lease.
+/// Row locks in the committer's order (the partition row first, then batches).
+async fn record(
+    pool: &Pool,
+    me: (i32, &str),
+    lease: &str,
+    u: Upload<'_>,
+) -> Result<Recorded, Error> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let held = tx
+        .query_opt(
+            "SELECT 1 FROM leases WHERE kind = 'upload' AND name = $1 AND holder = $2 \
+             AND holder_instance = $3 AND expires_at > now() FOR SHARE",
+            &[&lease, &me.0, &me.1],
+        )
+        .await?;
+    if held.is_none() {
+        return Ok(Recorded::LeaseLost);
+    }
+    let p = u.partition as i32;
+    let rows = tx
+        .execute(
+            "UPDATE partitions SET hot_bytes = hot_bytes - $3 \
+             WHERE topic_id = $1 AND partition = $2",
+            &[&u.topic_id, &p, &u.size],
+        )
+        .await?;
+    if rows == 0 {
+        return Ok(Recorded::TopicGone);
+    }
+    let deleted = tx
+        .execute(
+            "DELETE FROM batches WHERE topic_id = $1 AND partition = $2 \
+             AND base_offset >= $3 AND last_offset <= $4",
+            &[&u.topic_id, &p, &(u.base as i64), &(u.last as i64)],
+        )
+        .await?;
+    if deleted != u.batches {
+        return Err(Error::Busy(format!(
+            "cluster: upload of {}/{} {}..={}: {deleted} hot batches, not {}; not recorded",
+            u.topic_id, u.partition, u.base, u.last, u.batches
+        )));
+    }
+    tx.execute(
+        "INSERT INTO objects (topic_id, partition, base_offset, last_offset, key, size) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &u.topic_id,
+            &p,
+            &(u.base as i64),
+            &(u.last as i64),
+            &u.object.0,
+            &u.object.1,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Recorded::Done)
+}
+
+/// Deletes objects of deleted topics from the store, then their rows.
+async fn delete_doomed(pool: &Pool, cold: &Cold) -> Result<(), Error> {
+    let keys: Vec<String> = {
+        let c = pool.get().await?;
+        c.query(
+            "SELECT key FROM doomed_objects ORDER BY since LIMIT $1",
+            &[&DELETES_PER_ROUND],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    for key in &keys {
+        cold.delete(key).await?;
+    }
+    if !keys.is_empty() {
+        let c = pool.get().await?;
+        c.execute("DELETE FROM doomed_objects WHERE key = ANY($1)", &[&keys])
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_stable_and_spread() {
+        assert_eq!(range_of("t", 0), range_of("t", 0));
+        let used: std::collections::HashSet<u32> = (0..256).map(|p| range_of("topic", p)).collect();
+        assert_eq!(used.len(), RANGES as usize);
+        assert!(used.iter().all(|r| *r < RANGES));
+    }
+}

@@ -1,0 +1,234 @@
+//! Cluster mode's cold tier (issue 20) through the real binary on a real PostgreSQL and a real
+//! S3 server (SeaweedFS, `busbar_testkit::s3`): committed batches move from the database into
+//! segment objects (the local log's format); a broker started on an empty data directory reads
+//! them back; a deleted topic's objects are deleted; with the object store down for 30 s the hot
+//! tier grows to its cap, produce is refused retriably, and once the store is back the uploads
+//! drain it; the history checker finds no anomaly.
+
+mod common;
+
+use busbar_testkit::postgres::TestPostgres;
+use busbar_testkit::s3::TestS3;
+use common::cluster::{converge_and_check, create_topic, drain, load_padded, Node, TOPIC};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const BUCKET: &str = "busbar-cold";
+
+/// The environment of a broker with a cold tier under `prefix`, small uploads.
+fn cold_env(
+    s3: &TestS3,
+    prefix: &str,
+    extra: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let mut env = s3.env();
+    env.push((
+        "BUSBAR_CLUSTER_OBJECT_STORE_URL",
+        format!("s3://{BUCKET}/{prefix}"),
+    ));
+    env.push(("BUSBAR_CLUSTER_UPLOAD_BYTES", "65536".into()));
+    env.push(("BUSBAR_CLUSTER_UPLOAD_AFTER_MS", "300".into()));
+    env.extend_from_slice(extra);
+    env
+}
+
+fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn count(pg: &TestPostgres, db: &str, sql: &str) -> u64 {
+    pg.psql(db, sql).parse().unwrap_or(0)
+}
+
+#[test]
+fn batches_move_to_segment_objects_and_a_new_broker_reads_them_back() {
+    let pg = TestPostgres::start();
+    let url = pg.create_db("cold");
+    let s3 = TestS3::start();
+    let env = cold_env(&s3, "c1", &[]);
+    let mut nodes: Vec<Node> = (1..=2).map(|i| Node::with_env(i, &url, &env)).collect();
+    create_topic(&nodes);
+    let (history, stop, threads) = load_padded(&nodes, 200);
+    eventually("objects are written", 60, || {
+        count(&pg, "cold", "SELECT count(*) FROM objects") >= 6
+    });
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Everything moves out of the database within upload_after_ms (plus a round).
+    eventually("the hot tier empties", 30, || {
+        count(&pg, "cold", "SELECT count(*) FROM batches") == 0
+    });
+    assert_eq!(
+        pg.psql("cold", "SELECT coalesce(sum(hot_bytes), 0) FROM partitions"),
+        "0"
+    );
+    // The rows name exactly the objects in the store, each a segment of the local log's format.
+    let rows = pg.psql("cold", "SELECT key FROM objects ORDER BY key");
+    let keys: Vec<String> = rows.lines().map(str::to_string).collect();
+    assert_eq!(s3.objects(BUCKET, "c1"), keys);
+    for k in &keys {
+        assert!(k.starts_with("c1/") && k.ends_with(".seg"), "{k}");
+        let bytes = s3.object(BUCKET, k).unwrap();
+        assert_eq!(&bytes[..8], b"BBSEGLOG", "{k}");
+    }
+    // Offsets are covered once: per partition, objects follow each other with no gap.
+    let ranges = pg.psql(
+        "cold",
+        "SELECT partition, base_offset, last_offset FROM objects ORDER BY 1, 2",
+    );
+    let mut next = std::collections::HashMap::new();
+    for line in ranges.lines() {
+        let f: Vec<u64> = line.split('|').map(|x| x.parse().unwrap()).collect();
+        let at = next.entry(f[0]).or_insert(0);
+        assert_eq!(*at, f[1], "partition {}: {ranges}", f[0]);
+        *at = f[2] + 1;
+    }
+    // A third broker on an empty data directory reads everything back from the objects.
+    nodes.push(Node::with_env(3, &url, &env));
+    converge_and_check(&nodes, &history.lock().unwrap());
+    // A broker without the object store would serve a partition it cannot fill: refused.
+    let blind = tempfile::tempdir().unwrap();
+    let (code, err) = common::refused_start_with(
+        blind.path(),
+        &[
+            ("BUSBAR_CLUSTER_POSTGRES_URL", &url),
+            ("BUSBAR_CLUSTER_NODE_ID", "4"),
+        ],
+    );
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("cluster.object_store_url"), "{err}");
+    // Deleting the topic deletes its objects from the store.
+    let (st, r) =
+        common::cluster::http(nodes[0].http, "DELETE", &format!("/topics/{TOPIC}"), None).unwrap();
+    assert!(st == 200 || st == 204, "{st} {r}");
+    eventually("the deleted topic's objects are gone", 30, || {
+        s3.objects(BUCKET, "c1").is_empty()
+    });
+    assert_eq!(count(&pg, "cold", "SELECT count(*) FROM doomed_objects"), 0);
+    assert_eq!(count(&pg, "cold", "SELECT count(*) FROM objects"), 0);
+}
+
+#[test]
+fn the_object_store_down_for_30_s_fills_the_hot_tier_to_its_cap_then_drains() {
+    let pg = TestPostgres::start();
+    let url = pg.create_db("outage");
+    let mut s3 = TestS3::start();
+    let cap = 1u64 << 20;
+    let env = cold_env(
+        &s3,
+        "c2",
+        &[("BUSBAR_CLUSTER_HOT_BYTES_MAX", cap.to_string())],
+    );
+    let mut nodes: Vec<Node> = (1..=2).map(|i| Node::with_env(i, &url, &env)).collect();
+    create_topic(&nodes);
+    let (history, stop, threads) = load_padded(&nodes, 1000);
+    eventually("objects are written", 60, || {
+        count(&pg, "outage", "SELECT count(*) FROM objects") >= 3
+    });
+    s3.stop();
+    let down = Instant::now();
+    let hot = || {
+        count(
+            &pg,
+            "outage",
+            "SELECT coalesce(sum(hot_bytes), 0) FROM partitions",
+        )
+    };
+    let mut most = 0;
+    while down.elapsed() < Duration::from_secs(30) {
+        most = most.max(hot());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let logged = |what: &str| {
+        nodes
+            .iter()
+            .map(|n| n.server.as_ref().unwrap().log_lines(what).len())
+            .sum::<usize>()
+    };
+    // The writers' publishes were refused (HTTP 507, retriable) once the hot tier was full; it
+    // stayed near its cap (checked once a second, so one second of writes may pass it).
+    assert!(
+        logged("hot tier is full") > 0,
+        "no publish was refused in 30 s"
+    );
+    assert!(most >= cap / 2, "the hot tier never grew: {most}");
+    assert!(most < 4 * cap, "the hot tier passed its cap: {most}");
+    assert!(
+        logged("uploads to the object store fail") > 0,
+        "the outage is logged"
+    );
+    s3.start_again();
+    eventually("uploads drain the hot tier", 60, || hot() < cap / 4);
+    assert!(nodes.iter().any(|n| n
+        .server
+        .as_ref()
+        .unwrap()
+        .logs_soon("uploads to the object store work again")));
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    eventually("the hot tier empties", 30, || {
+        count(&pg, "outage", "SELECT count(*) FROM batches") == 0
+    });
+    // Nothing lost: a fresh broker reads every acknowledged write from the objects.
+    nodes.push(Node::with_env(3, &url, &env));
+    converge_and_check(&nodes, &history.lock().unwrap());
+    assert!(!drain(nodes[2].http).is_empty());
+}
+
+#[test]
+fn bad_object_store_settings_are_refused_with_the_setting_named() {
+    let data = tempfile::tempdir().unwrap();
+    let pg = ("BUSBAR_CLUSTER_POSTGRES_URL", "postgres://u@127.0.0.1:1/db");
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[pg, ("BUSBAR_CLUSTER_OBJECT_STORE_URL", "http://bucket")],
+            "cluster.object_store_url",
+        ),
+        (
+            &[pg, ("BUSBAR_CLUSTER_OBJECT_STORE_URL", "s3://b/../etc")],
+            "cluster.object_store_url",
+        ),
+        (
+            &[pg, ("BUSBAR_CLUSTER_OBJECT_STORE_URL", "s3://UPPER")],
+            "cluster.object_store_url",
+        ),
+        (
+            &[("BUSBAR_CLUSTER_OBJECT_STORE_URL", "s3://bucket")],
+            "needs cluster.postgres_url",
+        ),
+        (
+            &[
+                pg,
+                ("BUSBAR_CLUSTER_OBJECT_STORE_URL", "s3://bucket"),
+                ("BUSBAR_CLUSTER_OBJECT_STORE_ENDPOINT", "ftp://x"),
+            ],
+            "cluster.object_store_endpoint",
+        ),
+        (
+            &[pg, ("BUSBAR_CLUSTER_OBJECT_STORE_ENDPOINT", "http://x")],
+            "need cluster.object_store_url",
+        ),
+        (
+            &[pg, ("BUSBAR_CLUSTER_UPLOAD_BYTES", "10")],
+            "cluster.upload_bytes",
+        ),
+        (
+            &[pg, ("BUSBAR_CLUSTER_UPLOAD_AFTER_MS", "0")],
+            "cluster.upload_after_ms",
+        ),
+    ];
+    for (env, says) in cases {
+        let (code, err) = common::refused_start_with(data.path(), env);
+        assert_eq!(code, 2, "{env:?}: {err}");
+        assert!(err.contains(says), "{env:?}: {err}");
+    }
+}
