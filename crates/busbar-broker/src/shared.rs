@@ -263,7 +263,38 @@ const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most bytes one catch-up read asks of the shared store.
 const CATCH_UP_READ_BYTES: usize = 4 << 20;
 
+/// One topic of a single node's data directory as `busbar cluster import` takes it: its stored
+/// metadata and its partitions' logs (in index order).
+pub type ExportedTopic = (TopicMeta, Vec<Arc<busbar_log::Log>>);
+
+/// One group's commit as the client sent it: (group, topic, partition, offset, metadata).
+pub type ExportedCommit = (String, String, u32, i64, String);
+
 impl Broker {
+    /// Every topic with its metadata as stored and its partitions (for `busbar cluster import`),
+    /// and every group's commits as sent: (group, topic, partition, offset, metadata).
+    pub fn export(&self) -> Result<(Vec<ExportedTopic>, Vec<ExportedCommit>)> {
+        let mut topics = Vec::new();
+        for info in self.list_topics() {
+            let t = self.topic(&info.name)?;
+            let meta = TopicMeta {
+                name: t.name.clone(),
+                id: t.id.clone(),
+                partitions: t.partitions.len() as u32,
+                configs: t.overrides.clone(),
+                created_ms: t.created_ms,
+            };
+            topics.push((meta, t.partitions.iter().map(|p| p.log.clone()).collect()));
+        }
+        let mut commits = Vec::new();
+        for (group, _) in self.list_groups() {
+            for (topic, p, offset, metadata) in self.committed_raw_all(&group) {
+                commits.push((group.clone(), topic, p, offset, metadata));
+            }
+        }
+        Ok((topics, commits))
+    }
+
     /// Makes this broker a member of a cluster: from now on produce and topic changes go through
     /// `shared`. Call once, before serving.
     pub fn set_shared_log(&self, shared: Arc<dyn SharedLog>) {

@@ -22,3 +22,7 @@ CREATE TABLE doomed_objects (
     key text PRIMARY KEY,
     since timestamptz NOT NULL DEFAULT now()
 );
+
+-- The cold tier's bucket and prefix (s3://bucket/prefix), set by the first broker that starts
+-- with one: every broker must use the same (a broker without it, or with another, is refused).
+ALTER TABLE busbar_cluster ADD COLUMN object_store text;

@@ -255,7 +255,7 @@ pub async fn load_offsets(pool: &Pool, group: &str) -> Result<Vec<OffsetRow>, Er
 }
 
 /// Most batches one read answers.
-const READ_BATCHES_MAX: i64 = 1000;
+pub(crate) const READ_BATCHES_MAX: i64 = 1000;
 
 /// Batches of a partition from offset `from` on, in order: from the hot tier, or, when `from`
 /// has moved to the cold tier, from the object that holds it (all of that object's batches from
@@ -276,10 +276,12 @@ pub async fn read(
     }
     let object = {
         let c = pool.get().await?;
+        // The object starting at or before `from` (objects follow each other from offset 0):
+        // one step down the primary key, however many objects the partition has.
         c.query_opt(
-            "SELECT key, base_offset, last_offset FROM objects \
-             WHERE topic_id = $1 AND partition = $2 AND last_offset >= $3 \
-             ORDER BY base_offset LIMIT 1",
+            "SELECT key, base_offset, last_offset, size FROM objects \
+             WHERE topic_id = $1 AND partition = $2 AND base_offset <= $3 \
+             ORDER BY base_offset DESC LIMIT 1",
             &[&topic_id, &(partition as i32), &(from as i64)],
         )
         .await?
@@ -287,8 +289,9 @@ pub async fn read(
     let Some(row) = object else {
         return Ok(hot);
     };
-    let (key, base, last): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
-    if hot.first().is_some_and(|b| b.base_offset < base as u64) {
+    let (key, base, last, size): (String, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    if last < from as i64 {
         return Ok(hot);
     }
     let Some(cold) = cold else {
@@ -298,6 +301,12 @@ pub async fn read(
         )));
     };
     let bytes = cold.get(&key).await?;
+    if bytes.len() as i64 != size {
+        return Err(Error::Store(format!(
+            "object store: object {key} has {} bytes, its row says {size}",
+            bytes.len()
+        )));
+    }
     crate::cold::decode(&key, &bytes, (base as u64, last as u64), from)
 }
 

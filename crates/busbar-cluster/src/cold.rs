@@ -181,10 +181,10 @@ pub fn decode(
         let batch = &rest[..len];
         busbar_log::batch::validate_stored(batch).map_err(|e| damaged(at, e.to_string()))?;
         let (b, l) = (header.base_offset as u64, header.last_offset() as u64);
-        if header.base_offset < 0 || b < next || l > last {
+        if header.base_offset < 0 || b != next || l < b || l > last {
             return Err(damaged(
                 at,
-                format!("batch {b}..={l} is out of order or outside {base}..={last}"),
+                format!("batch {b}..={l} does not follow offset {next} inside {base}..={last}"),
             ));
         }
         next = l + 1;
@@ -265,5 +265,10 @@ mod tests {
         header[0] = b'X';
         assert!(decode("k", &header, (10, 14), 0).is_err());
         assert!(decode("k", b"", (10, 14), 0).is_err());
+        // A gap between batches, or a first batch after the row's base, is damage too.
+        let gap = encode(&[batch(10, 2), batch(13, 2)]);
+        assert!(decode("k", &gap, (10, 14), 0).is_err());
+        let late = encode(&[batch(11, 4)]);
+        assert!(decode("k", &late, (10, 14), 0).is_err());
     }
 }

@@ -14,6 +14,8 @@
 //! - `cold`: the cold tier's objects (S3-compatible storage through `object_store`) and their
 //!   bytes (the local log's segment format); `upload`: the uploader that moves committed batches
 //!   there, one broker per partition range (a lease).
+//! - `import`: `busbar cluster import`, a single node's topics, events and commits in one
+//!   transaction.
 //! - `watch`: one `LISTEN` connection wakes this broker when another commits (with polling while
 //!   it is down, and a slow poll always, so a lost notification costs latency, never data).
 //!
@@ -23,6 +25,7 @@ mod bus;
 mod catalog;
 pub mod cold;
 mod commit;
+pub mod import;
 pub mod members;
 pub mod migrate;
 mod pool;
@@ -205,19 +208,7 @@ impl Cluster {
             .query_one("SELECT id FROM busbar_cluster", &[])
             .await?
             .get(0);
-        if cold.is_none() {
-            let objects: bool = first
-                .query_one("SELECT EXISTS (SELECT 1 FROM objects)", &[])
-                .await?
-                .get(0);
-            if objects {
-                return Err(Error::Config(
-                    "this cluster keeps partition data in object storage (its cold tier); a \
-                     broker without cluster.object_store_url could not read it"
-                        .into(),
-                ));
-            }
-        }
+        check_store(&first, config.object_store.as_ref()).await?;
         let pool = pool::Pool::new(pg.clone(), config.pg_connections_max);
         let members = members::Membership::new(
             pg.clone(),
@@ -261,6 +252,47 @@ impl Cluster {
     /// counting as live at once, so its groups and clients move without waiting for expiries.
     pub async fn leave(&self) {
         let _ = bounded(self.members.leave()).await;
+    }
+}
+
+/// Every broker of a cluster uses the cold tier the first one started with (its bucket and
+/// prefix; endpoints may differ): a broker without it could not read the objects, one with
+/// another bucket would read and delete in the wrong place.
+async fn check_store(
+    c: &tokio_postgres::Client,
+    store: Option<&cold::ObjectStoreConfig>,
+) -> Result<(), Error> {
+    let mine = match store {
+        Some(s) => {
+            let (bucket, prefix) = cold::parse_url(&s.url).map_err(Error::Config)?;
+            Some(format!("s3://{bucket}/{prefix}"))
+        }
+        None => None,
+    };
+    let theirs: Option<String> = match &mine {
+        Some(m) => c
+            .query_one(
+                "UPDATE busbar_cluster SET object_store = coalesce(object_store, $1) \
+                 RETURNING object_store",
+                &[m],
+            )
+            .await?
+            .get(0),
+        None => c
+            .query_one("SELECT object_store FROM busbar_cluster", &[])
+            .await?
+            .get(0),
+    };
+    match (mine, theirs) {
+        (None, Some(t)) => Err(Error::Config(format!(
+            "this cluster keeps partition data in object storage ({t}); a broker without \
+             cluster.object_store_url could not read it"
+        ))),
+        (Some(m), Some(t)) if m != t => Err(Error::Config(format!(
+            "this cluster's object storage is {t}, not {m} (cluster.object_store_url): every \
+             broker uses the same bucket and prefix"
+        ))),
+        _ => Ok(()),
     }
 }
 

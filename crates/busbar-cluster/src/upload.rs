@@ -9,9 +9,9 @@
 //! `cluster.upload_after_ms` ago.
 //!
 //! One upload: read the partition's oldest hot batches (contiguous, up to `upload_bytes`, at
-//! least one), `PUT` them as one object, then one transaction fenced by the range's lease (this
-//! process's, unexpired, `FOR SHARE` until the commit) lowers the partition's hot bytes, deletes
-//! exactly those batches and records the object. An offset is always in exactly one of
+//! least one), `PUT` them as one object, then one transaction lowers the partition's hot bytes,
+//! deletes exactly those batches (rolled back unless every one of them is still there) and
+//! records the object, fenced by the range's lease (this process's, unexpired, checked last). An offset is always in exactly one of
 //! `batches` and `objects`, so readers look in one and then the other (`catalog::read`).
 //! A failure between the `PUT` and the commit leaves an object no row names; the key is
 //! deterministic, so the next try of the same run writes the same key (a run cut differently
@@ -223,6 +223,7 @@ async fn upload(
         return Ok(false);
     };
     let (base, last) = (first.base_offset, last.last_offset);
+    let batches = run.len() as i64;
     let object = cold::encode(&run);
     let object_len = object.len() as i64;
     let size: i64 = run.iter().map(|b| b.bytes.len() as i64).sum();
@@ -245,7 +246,8 @@ async fn upload(
     ))
     .await?;
     match outcome {
-        Recorded::Done => Ok(size >= limit as i64),
+        // More remains when the run was cut by size or by the read's batch count.
+        Recorded::Done => Ok(size >= limit as i64 || batches >= crate::catalog::READ_BATCHES_MAX),
         Recorded::TopicGone => {
             cold.delete(&key).await?;
             Ok(false)
@@ -296,7 +298,7 @@ enum Recorded {
 }
 
 /// The transaction that moves a run from the hot tier to its object, fenced by the range lease.
-/// Row locks in the committer's order (the partition row first, then batches).
+/// Row locks in the committer's order (the partition row first, then batches), the lease last.
 async fn record(
     pool: &Pool,
     me: (i32, &str),
@@ -305,16 +307,6 @@ async fn record(
 ) -> Result<Recorded, Error> {
     let mut c = pool.get().await?;
     let tx = c.transaction().await?;
-    let held = tx
-        .query_opt(
-            "SELECT 1 FROM leases WHERE kind = 'upload' AND name = $1 AND holder = $2 \
-             AND holder_instance = $3 AND expires_at > now() FOR SHARE",
-            &[&lease, &me.0, &me.1],
-        )
-        .await?;
-    if held.is_none() {
-        return Ok(Recorded::LeaseLost);
-    }
     let p = u.partition as i32;
     let rows = tx
         .execute(
@@ -352,6 +344,20 @@ async fn record(
         ],
     )
     .await?;
+    // The lease is checked last, `FOR KEY SHARE`: it does not block the holder's own renewal
+    // (an `UPDATE` of a non-key column), however long the row locks above took. Safety does not
+    // rest on it: the batch rows' locks and the count check above make an overlapping upload of
+    // another broker roll back. It keeps a broker that lost the range from recording work.
+    let held = tx
+        .query_opt(
+            "SELECT 1 FROM leases WHERE kind = 'upload' AND name = $1 AND holder = $2 \
+             AND holder_instance = $3 AND expires_at > now() FOR KEY SHARE",
+            &[&lease, &me.0, &me.1],
+        )
+        .await?;
+    if held.is_none() {
+        return Ok(Recorded::LeaseLost);
+    }
     tx.commit().await?;
     Ok(Recorded::Done)
 }

@@ -128,7 +128,12 @@ impl ClusterSection {
                 100,
                 3_600_000,
             ),
-            ("cluster.upload_bytes", self.upload_bytes, 64 << 10, 1 << 30),
+            (
+                "cluster.upload_bytes",
+                self.upload_bytes,
+                64 << 10,
+                64 << 20,
+            ),
             (
                 "cluster.upload_after_ms",
                 self.upload_after_ms,
@@ -196,7 +201,7 @@ const CLUSTER_ID_FILE: &str = "cluster.id";
 /// Joins the cluster: connects (applying migrations), checks that the data directory is empty or
 /// this cluster's copy, then brings the broker's topics level with the catalog and keeps them so.
 /// A data directory with single-node topics is refused: joining would replace them with the
-/// cluster's (`busbar cluster import` is the way in, a later increment of issue 20).
+/// cluster's (`busbar cluster import` copies them into the cluster instead).
 pub async fn join(
     broker: &Arc<Broker>,
     section: &ClusterSection,
@@ -221,7 +226,8 @@ pub async fn join(
         ),
         Err(_) if !broker.list_topics().is_empty() => bail!(
             "data directory {} holds single-node topics; a cluster broker needs an empty data \
-             directory (its topics would be replaced by the cluster's)",
+             directory (its topics would be replaced by the cluster's; `busbar cluster import` \
+             copies them into the cluster)",
             broker.config().data_dir.display()
         ),
         Err(_) => write_id(&file, &cluster.id)?,

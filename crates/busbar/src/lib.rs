@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth_config;
 pub mod cluster_config;
+pub mod cluster_import;
 pub mod config;
 mod config_layers;
 pub mod dn;

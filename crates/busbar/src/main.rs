@@ -144,10 +144,49 @@ enum Command {
     Tls(cmd::tls::TlsCmd),
     /// Load a running busbar over the Kafka protocol: produce, consume, e2e or fanout.
     Bench(Box<bench::BenchArgs>),
+    /// Cluster mode (docs/cluster.md): import a single node's data directory.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Print a shell completion script (e.g. `busbar completions bash > /etc/bash_completion.d/busbar`).
     Completions(help::CompletionsArgs),
     /// Print the man page busbar(1), or write every command's page with --dir.
     Man(help::ManArgs),
+}
+
+/// `busbar cluster ...`.
+#[derive(Debug, Subcommand)]
+enum ClusterCmd {
+    /// Copy a stopped single node's topics, events and committed offsets (--data-dir) into the
+    /// cluster's database (--cluster postgres://...), in one transaction; the directory is left
+    /// as it was.
+    Import(ServeFlags),
+}
+
+/// Runs `busbar cluster import`, printing what it wrote.
+fn cluster_import(flags: ServeFlags) -> ExitCode {
+    let config = match load(flags) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match busbar::cluster_import::run(&config) {
+        Ok(d) => {
+            client::outln!(
+                "imported {} topics, {} partitions, {} batches ({} offsets, {} bytes), {} \
+                 committed offsets",
+                d.topics,
+                d.partitions,
+                d.batches,
+                d.offsets,
+                d.bytes,
+                d.commits
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("busbar: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn load(flags: ServeFlags) -> Result<config::Config, ExitCode> {
@@ -234,6 +273,7 @@ fn main() -> ExitCode {
                 Err(code) => code,
             };
         }
+        Command::Cluster(ClusterCmd::Import(flags)) => return cluster_import(flags),
         Command::Completions(a) => {
             help::completions(a);
             return ExitCode::SUCCESS;

@@ -386,3 +386,117 @@ fn a_subscription_runs_on_one_broker_and_moves_when_it_dies() {
             .all(|a| call(*a, "GET", "/subscriptions/s", None).0 == 404)
     });
 }
+
+/// Runs `busbar cluster import` on `data` into `url`: (exit code, stdout, stderr).
+fn import(data: &std::path::Path, url: &str) -> (i32, String, String) {
+    let out = std::process::Command::new(common::BIN)
+        .args(["cluster", "import", "--cluster", url, "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_single_node_data_directory_is_imported_with_its_events_and_offsets() {
+    let single = tempfile::tempdir().unwrap();
+    let s = Server::start(single.path(), &[], &[]);
+    for (name, partitions) in [("a", 2), ("b", 1)] {
+        let (st, r) = s.http(
+            "POST",
+            "/topics",
+            Some(json!({"name": name, "partitions": partitions})),
+        );
+        assert_eq!(st, 201, "{r}");
+    }
+    for n in 0..100 {
+        let (st, r) = publish(&s, "a", json!([{"key": format!("k{}", n % 7), "value": n}]));
+        assert_eq!(st, 200, "{r}");
+    }
+    let (st, _) = publish(&s, "b", json!([{"value": "one"}, {"value": "two"}]));
+    assert_eq!(st, 200);
+    let (st, r) = s.http(
+        "POST",
+        "/groups/g/offsets/reset",
+        Some(json!({"topic": "a", "to": {"offset": 3}})),
+    );
+    assert_eq!(st, 200, "{r}");
+    let before: Vec<_> = [("a", 0), ("a", 1), ("b", 0)]
+        .iter()
+        .map(|(t, p)| events(&s, t, *p))
+        .collect();
+    let pg = TestPostgres::start();
+    let url = pg.create_db("import");
+    // A running server holds the directory: the import is refused, nothing written.
+    let (code, _, err) = import(single.path(), &url);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("open data directory"), "{err}");
+    assert_eq!(
+        pg.psql(
+            "import",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'topics'"
+        ),
+        "0"
+    );
+    assert_eq!(s.stop(), 0);
+    let (code, out, err) = import(single.path(), &url);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("imported 2 topics, 3 partitions") && out.contains("102 offsets"),
+        "{out}"
+    );
+    // Again: the names are taken, nothing changes.
+    let (code, _, err) = import(single.path(), &url);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("a, b") && err.contains("nothing was imported"),
+        "{err}"
+    );
+    // One batch per publish request.
+    assert_eq!(pg.psql("import", "SELECT count(*) FROM batches"), "101");
+    // Two brokers read every event at its offset, and go on from the end.
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b1 = broker(&url, 1, d1.path());
+    let b2 = broker(&url, 2, d2.path());
+    for (i, (t, p)) in [("a", 0), ("a", 1), ("b", 0)].iter().enumerate() {
+        eventually("the imported events are read", || {
+            events(&b2, t, *p) == before[i]
+        });
+        assert_eq!(events(&b1, t, *p), before[i]);
+    }
+    let (st, r) = publish(&b1, "b", json!([{"value": "three"}]));
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["offsets"][0]["offset"], 2, "{r}");
+    // The group's commits are the cluster's.
+    assert_eq!(
+        pg.psql(
+            "import",
+            "SELECT string_agg(topic || '/' || partition || '@' || committed_offset, ' ' \
+             ORDER BY partition) FROM group_offsets WHERE group_id = 'g'"
+        ),
+        "a/0@3 a/1@3"
+    );
+    // The directory is left a single node's: it still serves on its own. A partition whose
+    // start moved (DeleteRecords) cannot be imported: refused, nothing written.
+    let s = Server::start(single.path(), &[], &[]);
+    assert_eq!(events(&s, "b", 0), before[2]);
+    let (st, r) = s.http(
+        "POST",
+        "/topics/b/partitions/0/delete-records",
+        Some(json!({"before_offset": 1})),
+    );
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(s.stop(), 0);
+    let other = pg.create_db("trimmed");
+    let (code, _, err) = import(single.path(), &other);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("b/0 starts at offset 1") && err.contains("nothing was imported"),
+        "{err}"
+    );
+    assert_eq!(pg.psql("trimmed", "SELECT count(*) FROM topics"), "0");
+}

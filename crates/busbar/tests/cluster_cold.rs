@@ -103,6 +103,16 @@ fn batches_move_to_segment_objects_and_a_new_broker_reads_them_back() {
     );
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("cluster.object_store_url"), "{err}");
+    // Nor may a broker use another bucket or prefix than the cluster's.
+    let mut other: Vec<(&str, String)> = vec![
+        ("BUSBAR_CLUSTER_POSTGRES_URL", url.clone()),
+        ("BUSBAR_CLUSTER_NODE_ID", "4".into()),
+    ];
+    other.extend(cold_env(&s3, "elsewhere", &[]));
+    let other: Vec<(&str, &str)> = other.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, err) = common::refused_start_with(blind.path(), &other);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("s3://busbar-cold/c1"), "{err}");
     // Deleting the topic deletes its objects from the store.
     let (st, r) =
         common::cluster::http(nodes[0].http, "DELETE", &format!("/topics/{TOPIC}"), None).unwrap();

@@ -1,0 +1,191 @@
+//! `busbar cluster import`: a single node's topics, events and committed offsets into a cluster's
+//! database, in **one transaction** (all of it or nothing; run it again after a failure).
+//!
+//! Each topic keeps its id, partition count and configs; each partition's batches go into the
+//! hot tier at their own offsets (the uploader moves them on to objects when the cluster has a
+//! cold tier), its `next_offset` set to the log's end; each group's commits of the imported
+//! topics go into `group_offsets` as the client sent them. The brokers learn of the topics at
+//! the commit (`busbar_topics`) and fill their copies as for any other batches.
+//!
+//! Refused, with nothing written: a topic whose name or id the cluster has already; a partition
+//! that does not start at offset 0 (retention or DeleteRecords moved its start: a cluster copy
+//! starts at 0) or whose batches have gaps (compaction): a broker's copy could not hold them at
+//! their offsets. Idempotent producers' state is not imported (producers get new ids).
+
+use crate::{migrate, pool, Error};
+use busbar_broker::shared::{ExportedCommit, ExportedTopic};
+use busbar_log::batch::BatchHeader;
+
+/// What an import wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub topics: u64,
+    pub partitions: u64,
+    pub batches: u64,
+    /// Offsets (records, as the logs count them).
+    pub offsets: u64,
+    pub bytes: u64,
+    pub commits: u64,
+}
+
+/// How many bytes of a log one read (and one insert) takes.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Imports `topics` and `commits` (group, topic, partition, offset, metadata) into the cluster at
+/// `url`, in one transaction.
+pub async fn import(
+    url: &str,
+    topics: &[ExportedTopic],
+    commits: &[ExportedCommit],
+) -> Result<Imported, Error> {
+    let pg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| Error::Config(format!("cluster.postgres_url is not a PostgreSQL URL: {e}")))?;
+    let mut client = pool::connect(&pg).await?;
+    migrate::apply(&mut client).await?;
+    // Reading a big log between statements may take longer than the pool's idle limit.
+    client
+        .batch_execute("SET idle_in_transaction_session_timeout = 0")
+        .await?;
+    let tx = client.transaction().await?;
+    let names: Vec<&str> = topics.iter().map(|t| t.0.name.as_str()).collect();
+    let ids: Vec<&str> = topics.iter().map(|t| t.0.id.as_str()).collect();
+    let taken: Vec<String> = tx
+        .query(
+            "SELECT name FROM topics WHERE name = ANY($1) OR id = ANY($2) ORDER BY name",
+            &[&names, &ids],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !taken.is_empty() {
+        return Err(Error::Config(format!(
+            "the cluster has topics of these names (or ids) already: {}; nothing was imported",
+            taken.join(", ")
+        )));
+    }
+    let mut done = Imported::default();
+    for (meta, partitions) in topics {
+        let configs = serde_json::to_string(&meta.configs).expect("configs encode");
+        tx.execute(
+            "INSERT INTO topics (name, id, partitions, configs, created_ms) \
+             VALUES ($1, $2, $3, $4::text::jsonb, $5)",
+            &[
+                &meta.name,
+                &meta.id,
+                &(meta.partitions as i32),
+                &configs,
+                &meta.created_ms,
+            ],
+        )
+        .await?;
+        for (index, log) in partitions.iter().enumerate() {
+            copy_partition(&tx, meta, (index as u32, log), &mut done).await?;
+        }
+        done.topics += 1;
+    }
+    for (group, topic, partition, offset, metadata) in commits {
+        if !names.contains(&topic.as_str()) {
+            continue;
+        }
+        tx.execute(
+            "INSERT INTO group_offsets (group_id, topic, partition, committed_offset, metadata, \
+             commit_ms) VALUES ($1, $2, $3, $4, $5, (extract(epoch FROM now()) * 1000)::bigint)",
+            &[group, topic, &(*partition as i32), offset, metadata],
+        )
+        .await?;
+        done.commits += 1;
+    }
+    tx.execute("SELECT pg_notify('busbar_topics', '')", &[])
+        .await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Copies one partition's batches into the hot tier and sets its row.
+async fn copy_partition(
+    tx: &tokio_postgres::Transaction<'_>,
+    meta: &busbar_broker::metadata::TopicMeta,
+    (index, log): (u32, &busbar_log::Log),
+    done: &mut Imported,
+) -> Result<(), Error> {
+    let stats = log.stats();
+    let what = format!("{}/{index}", meta.name);
+    if stats.log_start != 0 {
+        return Err(Error::Config(format!(
+            "partition {what} starts at offset {} (retention or DeleteRecords); a cluster copy \
+             starts at 0, so it cannot be imported yet; nothing was imported",
+            stats.log_start
+        )));
+    }
+    let (mut next, end, mut bytes) = (0u64, stats.high_watermark, 0i64);
+    while next < end {
+        let read = log
+            .read(next, CHUNK_BYTES)
+            .map_err(|e| Error::Config(format!("read {what} at offset {next}: {e}")))?;
+        let batches = split(&read.data, &mut next, &what)?;
+        if batches.is_empty() {
+            break;
+        }
+        let base: Vec<i64> = batches.iter().map(|b| b.0 as i64).collect();
+        let last: Vec<i64> = batches.iter().map(|b| b.1 as i64).collect();
+        let size: Vec<i32> = batches.iter().map(|b| b.2.len() as i32).collect();
+        let data: Vec<&[u8]> = batches.iter().map(|b| b.2).collect();
+        tx.execute(
+            "INSERT INTO batches (topic_id, partition, base_offset, last_offset, size, bytes) \
+             SELECT $1, $2, * FROM unnest($3::bigint[], $4::bigint[], $5::int[], $6::bytea[])",
+            &[&meta.id, &(index as i32), &base, &last, &size, &data],
+        )
+        .await?;
+        done.batches += batches.len() as u64;
+        bytes += size.iter().map(|s| i64::from(*s)).sum::<i64>();
+    }
+    if next != end {
+        return Err(Error::Config(format!(
+            "partition {what}: read up to offset {next}, its end is {end}; nothing was imported"
+        )));
+    }
+    tx.execute(
+        "INSERT INTO partitions (topic_id, partition, next_offset, hot_bytes) \
+         VALUES ($1, $2, $3, $4)",
+        &[&meta.id, &(index as i32), &(end as i64), &bytes],
+    )
+    .await?;
+    done.partitions += 1;
+    done.offsets += end;
+    done.bytes += bytes as u64;
+    Ok(())
+}
+
+/// A stored batch: (base offset, last offset, bytes).
+type Stored<'a> = (u64, u64, &'a [u8]);
+
+/// The batches of a read, checked to follow each other from `next` on
+/// (which moves past them).
+fn split<'a>(
+    mut data: &'a [u8],
+    next: &mut u64,
+    what: &str,
+) -> Result<Vec<Stored<'a>>, Error> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let header = BatchHeader::parse(data)
+            .map_err(|e| Error::Config(format!("partition {what} at offset {next}: {e}")))?;
+        let len = header
+            .total_len()
+            .filter(|l| *l <= data.len())
+            .ok_or_else(|| Error::Config(format!("partition {what}: a batch is cut short")))?;
+        let (base, last) = (header.base_offset as u64, header.last_offset() as u64);
+        if base != *next || header.record_count != header.last_offset_delta + 1 {
+            return Err(Error::Config(format!(
+                "partition {what} has a gap at offset {next} (compaction); a cluster copy keeps \
+                 every offset, so it cannot be imported yet; nothing was imported"
+            )));
+        }
+        out.push((base, last, &data[..len]));
+        *next = last + 1;
+        data = &data[len..];
+    }
+    Ok(out)
+}

@@ -1,0 +1,47 @@
+//! `busbar cluster import`: moves a single node's data directory into a cluster (issue 20,
+//! `docs/cluster.md` "Import"). Opens the data directory as `serve` does (so a running busbar on
+//! it is refused by its lock), reads every topic, its partitions' batches and every group's
+//! commits, and writes them into the cluster's database in one transaction
+//! (`busbar_cluster::import`). The data directory is left as it was: it stays a single node's.
+
+use crate::config::Config;
+use anyhow::{bail, Context, Result};
+use busbar_broker::Broker;
+
+/// Runs the import described by `config` (`data_dir`, `cluster.postgres_url`); answers what was
+/// written.
+pub fn run(config: &Config) -> Result<busbar_cluster::import::Imported> {
+    if !config.cluster.enabled() {
+        bail!("busbar cluster import needs the cluster's database: --cluster postgres://...");
+    }
+    let dir = &config.data_dir;
+    if dir.join("cluster.id").exists() {
+        bail!(
+            "data directory {} is a cluster broker's copy, not a single node's: its data is in \
+             the cluster already",
+            dir.display()
+        );
+    }
+    if !dir.is_dir() {
+        bail!("data directory {} does not exist", dir.display());
+    }
+    let broker = Broker::open(config.broker_config())
+        .with_context(|| format!("open data directory {}", dir.display()))?;
+    let (topics, commits) = broker.export().context("read the data directory")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the runtime")?;
+    let url = crate::cluster_config::redacted(&config.cluster.postgres_url);
+    let done = rt
+        .block_on(busbar_cluster::import::import(
+            &config.cluster.postgres_url,
+            &topics,
+            &commits,
+        ))
+        .with_context(|| format!("import into the cluster at {url}"));
+    let closed = broker.close();
+    let done = done?;
+    closed.context("close the data directory")?;
+    Ok(done)
+}
