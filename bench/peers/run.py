@@ -36,6 +36,11 @@ ROWS = {
     "busbar": ("busbar", "default `batch`: fsync before every ack (group commit)"),
     # Not run by default (--rows busbar-nosync): what fsync costs busbar; never in the ratios.
     "busbar-nosync": ("busbar", "NOT its default: `sync.policy=never`, ack after write (reference only)"),
+    # Not run by default (--rows busbar-cluster; issue 20): three brokers on this machine sharing
+    # one PostgreSQL (fsync on, synchronous_commit on) and a SeaweedFS cold tier; the client
+    # bootstraps on broker 1 and produces to each partition's rendezvous leader. Never in the
+    # peer ratios; compared with the single node.
+    "busbar-cluster": ("busbar", "3 brokers + PostgreSQL (commit before every ack) + SeaweedFS, one machine"),
     "nats": ("nats", "nats-server 2.9.10 (Debian) default: fsync every 2 min, ack after write"),
     "nats-strict": ("nats", "nats-server 2.15.1 (PyPI) `sync_interval: always`: fsync before every ack"),
     "redis": ("redis", "redis 7.0 default: `appendonly no`, ack = in memory (RDB snapshots)"),
@@ -126,6 +131,8 @@ class Server:
         self.pid = self.proc.pid
 
     def start_busbar(self):
+        if self.row == "busbar-cluster":
+            return self.start_cluster()
         argv = [BUSBAR, "serve", "--data-dir", os.path.join(self.dir, "data"),
                 "--http-addr", "127.0.0.1:18080", "--kafka-addr", f"127.0.0.1:{PORTS['busbar']}"]
         if self.row == "busbar-nosync":
@@ -183,6 +190,65 @@ class Server:
         self.pid = find_descendant(self.proc.pid, "beam.smp") or self.proc.pid
         self.addr = str(PORTS["rabbitmq"])
 
+    def start_cluster(self):
+        """PostgreSQL, SeaweedFS and three brokers; broker 1 on the busbar port."""
+        d = self.dir
+        self.extra = []
+        root = os.getuid() == 0
+        as_pg = ["runuser", "-u", "nobody", "--"] if root else []
+        pgbin = sorted(os.path.join("/usr/lib/postgresql", v, "bin") for v in os.listdir("/usr/lib/postgresql"))[-1]
+        self.pgdata = os.path.join(d, "pg")
+        os.makedirs(self.pgdata)
+        if root:
+            subprocess.run(["chown", "-R", "nobody", d], check=True)
+        self.pg_ctl = as_pg + [os.path.join(pgbin, "pg_ctl"), "-w", "-D", self.pgdata]
+        subprocess.run(as_pg + [os.path.join(pgbin, "initdb"), "-A", "trust", "-U", "busbar", "-E", "UTF8",
+                                "-D", self.pgdata], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(self.pg_ctl + ["-l", os.path.join(d, "pg.log"), "-o",
+                                      f"-c listen_addresses=127.0.0.1 -p 15433 -k {self.pgdata} "
+                                      "-c max_connections=200", "start"], check=True, stdout=subprocess.DEVNULL)
+        s3 = os.path.join(d, "s3")
+        os.makedirs(os.path.join(s3, "data"))
+        with open(os.path.join(s3, "s3.json"), "w") as f:
+            f.write('{"identities":[{"name":"b","credentials":[{"accessKey":"bench","secretKey":"bench-secret"}],'
+                    '"actions":["Admin","Read","Write","List","Tagging"]}]}')
+        weed = os.path.join(sysconfig.get_path("scripts"), "weed")
+        self.extra.append(subprocess.Popen(
+            [weed, "server", f"-dir={s3}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.port=19333",
+             "-master.port.grpc=19334", "-volume.port=19335", "-volume.port.grpc=19336", "-filer.port=19337",
+             "-filer.port.grpc=19338", "-s3", "-s3.port=18333", "-s3.port.grpc=18334", "-s3.port.iceberg=0",
+             "-s3.port.lance=0", f"-s3.config={s3}/s3.json", "-master.volumeSizeLimitMB=1024"],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True))
+        wait_port(18333, self.extra[-1])
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret",
+                   BUSBAR_CLUSTER_OBJECT_STORE_URL="s3://bench/c",
+                   BUSBAR_CLUSTER_OBJECT_STORE_ENDPOINT="http://127.0.0.1:18333")
+        url = "postgres://busbar@127.0.0.1:15433/postgres"
+        for i in (3, 2, 1):
+            argv = [BUSBAR, "serve", "--cluster", url, "--node-id", str(i), "--data-dir",
+                    os.path.join(d, f"b{i}"), "--http-addr", f"127.0.0.1:{i}8080",
+                    "--kafka-addr", f"127.0.0.1:{i}9092", "--schema-registry-addr", ""]
+            if i == 1:
+                self.popen(argv, env=env)
+                wait_port(PORTS["busbar"], self.proc)
+            else:
+                self.extra.append(subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                                   start_new_session=True))
+                wait_port(int(f"{i}9092"), self.extra[-1])
+        self.addr = f"127.0.0.1:{PORTS['busbar']}"
+
+    def stop_cluster(self):
+        for p in getattr(self, "extra", []):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+        if getattr(self, "pg_ctl", None):
+            subprocess.run(self.pg_ctl + ["-m", "fast", "stop"], check=False, stdout=subprocess.DEVNULL)
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -191,6 +257,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        self.stop_cluster()
         self.log.close()
         subprocess.run(["rm", "-rf", self.dir], check=False)
 
@@ -298,6 +365,7 @@ def table(records):
             lines.append("|---|---|---|---|" + ("---|" if wl.startswith("W1") else ""))
         best_peer = None
         busbar_med = None
+        cluster_med = None
         for row in rows:
             rs = [x for x in recs if x["row"] == row]
             skipped = next((x["skipped"] for x in rs if "skipped" in x), None)
@@ -313,6 +381,8 @@ def table(records):
             if med is not None:
                 if row == "busbar":
                     busbar_med = med
+                elif row == "busbar-cluster":
+                    cluster_med = med
                 elif row.startswith("busbar"):
                     pass
                 elif best_peer is None or (med < best_peer[1] if w2 else med > best_peer[1]):
@@ -333,6 +403,11 @@ def table(records):
                 counts = sorted({x["count"] for x in ok})
                 over = f" over {counts[0]:,} messages" if "--count" in OVERRIDES.get((row, wl), []) else ""
                 lines.append(f"| {row} | {dur} | {med_span(vals, fmt_rate)}{over} |{rss} {ooo} |")
+        if busbar_med and cluster_med:
+            if w2:
+                lines.append(f"\nbusbar-cluster p99: {fmt_us(cluster_med)} (target <= 10 ms at 5,000/s)")
+            else:
+                lines.append(f"\nbusbar-cluster / busbar: {cluster_med / busbar_med:.2f}x (target >= 0.5x)")
         if busbar_med and best_peer:
             if w2:
                 lines.append(f"\nbusbar p99 / best peer p99 ({best_peer[0]}): {busbar_med / best_peer[1]:.2f} "
@@ -352,7 +427,7 @@ def _ooo(rec):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--rows", default=",".join(r for r in ROWS if r != "busbar-nosync"),
+    ap.add_argument("--rows", default=",".join(r for r in ROWS if r not in ("busbar-nosync", "busbar-cluster")),
                     help="comma-separated: " + ",".join(ROWS))
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated: " + ",".join(WORKLOADS))
     ap.add_argument("--out", default=os.path.join(ROOT, "target/peers-results.jsonl"))

@@ -163,11 +163,7 @@ type Stored<'a> = (u64, u64, &'a [u8]);
 
 /// The batches of a read, checked to follow each other from `next` on
 /// (which moves past them).
-fn split<'a>(
-    mut data: &'a [u8],
-    next: &mut u64,
-    what: &str,
-) -> Result<Vec<Stored<'a>>, Error> {
+fn split<'a>(mut data: &'a [u8], next: &mut u64, what: &str) -> Result<Vec<Stored<'a>>, Error> {
     let mut out = Vec::new();
     while !data.is_empty() {
         let header = BatchHeader::parse(data)
