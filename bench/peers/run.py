@@ -237,6 +237,30 @@ class Server:
                 wait_port(int(f"{i}9092"), self.extra[-1])
         self.addr = f"127.0.0.1:{PORTS['busbar']}"
 
+    def psql(self, sql):
+        out = subprocess.run(["psql", "-qAt", "-d", "postgres://busbar@127.0.0.1:15433/postgres", "-c", sql],
+                             capture_output=True, text=True, check=True)
+        return [int(float(x)) for x in out.stdout.strip().split("|")]
+
+    def db_counters(self):
+        """The capacity model's counters: WAL bytes, commits, objects, hot bytes."""
+        time.sleep(1.5)  # backends flush their statistics about once a second
+        keys = ["wal_bytes", "commits", "objects", "object_bytes", "hot_bytes"]
+        return dict(zip(keys, self.psql(
+            "SELECT pg_current_wal_lsn() - '0/0', (SELECT sum(xact_commit) FROM pg_stat_database), "
+            "(SELECT count(*) FROM objects), (SELECT coalesce(sum(size), 0) FROM objects), "
+            "(SELECT coalesce(sum(hot_bytes), 0) FROM partitions)")))
+
+    def db_delta(self, before):
+        """What the run cost the database, once the uploads have drained the hot tier (up to 60 s)."""
+        deadline = time.time() + 60
+        while self.db_counters()["hot_bytes"] > 0 and time.time() < deadline:
+            time.sleep(1)
+        after = self.db_counters()
+        delta = {k: after[k] - before[k] for k in after if k != "hot_bytes"}
+        delta["hot_bytes_left"] = after["hot_bytes"]
+        return delta
+
     def stop_cluster(self):
         for p in getattr(self, "extra", []):
             if p.poll() is None:
@@ -307,12 +331,15 @@ def run_one(row, wl, base, out):
     rec = {"row": row, "wl": wl, "cpu_busy_before": round(busy, 3)}
     try:
         srv.start()
+        db_before = srv.db_counters() if row == "busbar-cluster" else None
         cmd = [PEERBENCH, system, pw, "--addr", srv.addr, "--server-pid", str(srv.pid)] + args
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         if p.returncode != 0:
             rec["error"] = (p.stderr or p.stdout).strip()[-500:]
         else:
             rec.update(json.loads(p.stdout.strip().splitlines()[-1]))
+        if db_before is not None:
+            rec["db"] = srv.db_delta(db_before)
     except Exception as e:  # a failed row is reported, the run goes on
         rec["error"] = str(e)
     finally:

@@ -7,10 +7,11 @@
 //! topics go into `group_offsets` as the client sent them. The brokers learn of the topics at
 //! the commit (`busbar_topics`) and fill their copies as for any other batches.
 //!
-//! Refused, with nothing written: a topic whose name or id the cluster has already; a partition
-//! that does not start at offset 0 (retention or DeleteRecords moved its start: a cluster copy
-//! starts at 0) or whose batches have gaps (compaction): a broker's copy could not hold them at
-//! their offsets. Idempotent producers' state is not imported (producers get new ids).
+//! Refused, with nothing written (`docs/cluster.md` "Import a single node" lists why): a topic
+//! name or id the cluster has or had; a partition that does not start at offset 0, has gaps, or
+//! holds transactional batches; an import past `hot_bytes_max` without a cold tier; a group
+//! whose coordinator is live. Idempotent producers' state is not imported (producers get new
+//! ids, above every imported one).
 
 use crate::{migrate, pool, Error};
 use busbar_broker::shared::{ExportedCommit, ExportedTopic};
@@ -26,6 +27,8 @@ pub struct Imported {
     pub offsets: u64,
     pub bytes: u64,
     pub commits: u64,
+    /// The highest producer id in an imported batch.
+    pub producer_id_max: i64,
 }
 
 /// How many bytes of a log one read (and one insert) takes.
@@ -35,6 +38,7 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// `url`, in one transaction.
 pub async fn import(
     url: &str,
+    hot_bytes_max: u64,
     topics: &[ExportedTopic],
     commits: &[ExportedCommit],
 ) -> Result<Imported, Error> {
@@ -65,6 +69,8 @@ pub async fn import(
             taken.join(", ")
         )));
     }
+    refuse_reused_ids(&tx, &ids).await?;
+    refuse_live_groups(&tx, commits, &names).await?;
     let mut done = Imported::default();
     for (meta, partitions) in topics {
         let configs = serde_json::to_string(&meta.configs).expect("configs encode");
@@ -83,6 +89,7 @@ pub async fn import(
         for (index, log) in partitions.iter().enumerate() {
             copy_partition(&tx, meta, (index as u32, log), &mut done).await?;
         }
+        check_hot_tier(&tx, hot_bytes_max, done.bytes).await?;
         done.topics += 1;
     }
     for (group, topic, partition, offset, metadata) in commits {
@@ -97,10 +104,108 @@ pub async fn import(
         .await?;
         done.commits += 1;
     }
+    // The cluster's next producer ids start above every imported one: an id in an imported
+    // batch is never issued to another producer.
+    tx.execute(
+        "SELECT setval('producer_ids', greatest((SELECT last_value FROM producer_ids), $1))",
+        &[&done.producer_id_max.max(1)],
+    )
+    .await?;
     tx.execute("SELECT pg_notify('busbar_topics', '')", &[])
         .await?;
+    // The commit waits as long as the database needs (a synchronous standby's confirmation
+    // must not be cut short by the statement timeout: the import would stand on one server).
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.commit().await?;
     Ok(done)
+}
+
+/// Refuses topic ids the cluster used before (a deleted topic's objects may still wait for
+/// deletion under keys naming the id: an upload of the imported topic would reuse them).
+async fn refuse_reused_ids(
+    tx: &tokio_postgres::Transaction<'_>,
+    ids: &[&str],
+) -> Result<(), Error> {
+    let used: Vec<String> = tx
+        .query(
+            "SELECT id FROM unnest($1::text[]) AS i(id) WHERE \
+             EXISTS (SELECT 1 FROM partitions WHERE topic_id = i.id) OR \
+             EXISTS (SELECT 1 FROM objects WHERE topic_id = i.id) OR \
+             EXISTS (SELECT 1 FROM doomed_objects WHERE key LIKE '%' || i.id || '/%')",
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if used.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "the cluster used these topic ids before (a deleted topic's data may still be on its \
+         way out): {}; nothing was imported (try again in a minute)",
+        used.join(", ")
+    )))
+}
+
+/// Refuses groups whose coordinator is live in the cluster: it answers from what it loaded when
+/// it took the group, so it would not see the imported commits (and would overwrite them).
+async fn refuse_live_groups(
+    tx: &tokio_postgres::Transaction<'_>,
+    commits: &[ExportedCommit],
+    names: &[&str],
+) -> Result<(), Error> {
+    let mut groups: Vec<&str> = commits
+        .iter()
+        .filter(|c| names.contains(&c.1.as_str()))
+        .map(|c| c.0.as_str())
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let live: Vec<String> = tx
+        .query(
+            "SELECT name FROM leases WHERE kind = 'group' AND name = ANY($1) \
+             AND expires_at > now() ORDER BY name",
+            &[&groups],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "these groups are active in the cluster: {}; stop their consumers and try again \
+         (nothing was imported)",
+        live.join(", ")
+    )))
+}
+
+/// Without a cold tier nothing ever drains the hot tier: refuses an import that would take it
+/// to `hot_bytes_max` (every produce would be refused from then on).
+async fn check_hot_tier(
+    tx: &tokio_postgres::Transaction<'_>,
+    hot_bytes_max: u64,
+    imported: u64,
+) -> Result<(), Error> {
+    let row = tx
+        .query_one(
+            "SELECT (SELECT object_store FROM busbar_cluster), \
+             (SELECT coalesce(sum(hot_bytes), 0)::bigint FROM partitions)",
+            &[],
+        )
+        .await?;
+    let store: Option<String> = row.get(0);
+    let total: i64 = row.get(1);
+    if store.is_none() && total as u64 >= hot_bytes_max {
+        return Err(Error::Config(format!(
+            "the import ({imported} bytes so far) takes the hot tier to {total} bytes, past \
+             cluster.hot_bytes_max ({hot_bytes_max}), and this cluster has no cold tier to \
+             drain it; nothing was imported"
+        )));
+    }
+    Ok(())
 }
 
 /// Copies one partition's batches into the hot tier and sets its row.
@@ -124,7 +229,7 @@ async fn copy_partition(
         let read = log
             .read(next, CHUNK_BYTES)
             .map_err(|e| Error::Config(format!("read {what} at offset {next}: {e}")))?;
-        let batches = split(&read.data, &mut next, &what)?;
+        let batches = split(&read.data, &mut next, &what, &mut done.producer_id_max)?;
         if batches.is_empty() {
             break;
         }
@@ -163,7 +268,12 @@ type Stored<'a> = (u64, u64, &'a [u8]);
 
 /// The batches of a read, checked to follow each other from `next` on
 /// (which moves past them).
-fn split<'a>(mut data: &'a [u8], next: &mut u64, what: &str) -> Result<Vec<Stored<'a>>, Error> {
+fn split<'a>(
+    mut data: &'a [u8],
+    next: &mut u64,
+    what: &str,
+    producer_id_max: &mut i64,
+) -> Result<Vec<Stored<'a>>, Error> {
     let mut out = Vec::new();
     while !data.is_empty() {
         let header = BatchHeader::parse(data)
@@ -173,10 +283,18 @@ fn split<'a>(mut data: &'a [u8], next: &mut u64, what: &str) -> Result<Vec<Store
             .filter(|l| *l <= data.len())
             .ok_or_else(|| Error::Config(format!("partition {what}: a batch is cut short")))?;
         let (base, last) = (header.base_offset as u64, header.last_offset() as u64);
-        if base != *next || header.record_count != header.last_offset_delta + 1 {
+        if header.is_transactional() || header.is_control() {
             return Err(Error::Config(format!(
-                "partition {what} has a gap at offset {next} (compaction); a cluster copy keeps \
-                 every offset, so it cannot be imported yet; nothing was imported"
+                "partition {what} holds transactional batches (offset {base}); the cluster has \
+                 no transactions yet and could not hide aborted ones; nothing was imported"
+            )));
+        }
+        *producer_id_max = (*producer_id_max).max(header.producer_id);
+        if base != *next || header.record_count != header.last_offset_delta.wrapping_add(1) {
+            return Err(Error::Config(format!(
+                "partition {what} has a gap at offset {next} (compaction, or a damaged range); a \
+                 cluster copy keeps every offset, so it cannot be imported yet; nothing was \
+                 imported"
             )));
         }
         out.push((base, last, &data[..len]));

@@ -366,8 +366,15 @@ async fn record(
 async fn delete_doomed(pool: &Pool, cold: &Cold) -> Result<(), Error> {
     let keys: Vec<String> = {
         let c = pool.get().await?;
+        // A key an object row names again is not deleted (its row is dropped instead).
+        c.execute(
+            "DELETE FROM doomed_objects d USING objects o WHERE o.key = d.key",
+            &[],
+        )
+        .await?;
         c.query(
-            "SELECT key FROM doomed_objects ORDER BY since LIMIT $1",
+            "SELECT key FROM doomed_objects d WHERE NOT EXISTS \
+             (SELECT 1 FROM objects o WHERE o.key = d.key) ORDER BY since LIMIT $1",
             &[&DELETES_PER_ROUND],
         )
         .await?

@@ -389,7 +389,12 @@ fn a_subscription_runs_on_one_broker_and_moves_when_it_dies() {
 
 /// Runs `busbar cluster import` on `data` into `url`: (exit code, stdout, stderr).
 fn import(data: &std::path::Path, url: &str) -> (i32, String, String) {
+    import_with(data, url, &[])
+}
+
+fn import_with(data: &std::path::Path, url: &str, env: &[(&str, &str)]) -> (i32, String, String) {
     let out = std::process::Command::new(common::BIN)
+        .envs(env.iter().copied())
         .args(["cluster", "import", "--cluster", url, "--data-dir"])
         .arg(data)
         .output()
@@ -480,10 +485,49 @@ fn a_single_node_data_directory_is_imported_with_its_events_and_offsets() {
         ),
         "a/0@3 a/1@3"
     );
+    // A group of the import with a live coordinator in the cluster (its lease row, as a broker
+    // holding it writes it) would not see the imported commits: refused, nothing written.
+    let live = pg.create_db("live");
+    // (An empty directory's import only brings the database's schema.)
+    let empty = tempfile::tempdir().unwrap();
+    let (code, out, err) = import(empty.path(), &live);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("imported 0 topics"), "{out}");
+    pg.psql(
+        "live",
+        "INSERT INTO leases (kind, name, holder, holder_instance, expires_at) \
+         VALUES ('group', 'g', 9, 'other', now() + interval '1 minute')",
+    );
+    let (code, _, err) = import(single.path(), &live);
+    assert_ne!(code, 0);
+    assert!(err.contains("groups are active in the cluster: g"), "{err}");
+    assert_eq!(pg.psql("live", "SELECT count(*) FROM topics"), "0");
     // The directory is left a single node's: it still serves on its own. A partition whose
     // start moved (DeleteRecords) cannot be imported: refused, nothing written.
     let s = Server::start(single.path(), &[], &[]);
     assert_eq!(events(&s, "b", 0), before[2]);
+    // Without a cold tier, an import past hot_bytes_max is refused (nothing would drain it).
+    let (st, _) = s.http("POST", "/topics", Some(json!({"name": "big"})));
+    assert_eq!(st, 201);
+    let kib = "x".repeat(1024);
+    for _ in 0..12 {
+        let batch: Vec<Value> = (0..100).map(|_| json!({"value": kib})).collect();
+        assert_eq!(publish(&s, "big", json!(batch)).0, 200);
+    }
+    assert_eq!(s.stop(), 0);
+    let capped = pg.create_db("capped");
+    let (code, _, err) = import_with(
+        single.path(),
+        &capped,
+        &[("BUSBAR_CLUSTER_HOT_BYTES_MAX", "1048576")],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("hot_bytes_max") && err.contains("no cold tier"),
+        "{err}"
+    );
+    assert_eq!(pg.psql("capped", "SELECT count(*) FROM topics"), "0");
+    let s = Server::start(single.path(), &[], &[]);
     let (st, r) = s.http(
         "POST",
         "/topics/b/partitions/0/delete-records",
