@@ -30,7 +30,8 @@ fn bin_dir() -> PathBuf {
     found.pop().unwrap_or_default()
 }
 
-fn free_port() -> u16 {
+/// A free TCP port of 127.0.0.1 (free now: a test server binds it next).
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

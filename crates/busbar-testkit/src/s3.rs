@@ -8,7 +8,8 @@
 //! filer's plain HTTP API ([`TestS3::objects`], [`TestS3::object`]). [`TestS3::stop`] kills the
 //! server (an outage); [`TestS3::start_again`] brings it back on the same ports and data.
 
-use std::net::{SocketAddr, TcpListener};
+use crate::postgres::free_port;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,13 +45,6 @@ fn weed() -> PathBuf {
         .output()
         .expect("python3");
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("weed")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl TestS3 {
