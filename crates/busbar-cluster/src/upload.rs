@@ -382,15 +382,32 @@ async fn delete_doomed(pool: &Pool, cold: &Cold) -> Result<(), Error> {
         .map(|r| r.get(0))
         .collect()
     };
-    for key in &keys {
-        cold.delete(key).await?;
+    // A key whose delete fails goes to the back of the queue (one bad key does not hold up the
+    // others), and the round stops there (a store that is down costs one timeout per round).
+    let (mut gone, mut failed, mut first_error) = (Vec::new(), Vec::new(), None);
+    for key in keys {
+        match cold.delete(&key).await {
+            Ok(()) => gone.push(key),
+            Err(e) => {
+                first_error = Some(e);
+                failed.push(key);
+                break;
+            }
+        }
     }
-    if !keys.is_empty() {
-        let c = pool.get().await?;
-        c.execute("DELETE FROM doomed_objects WHERE key = ANY($1)", &[&keys])
+    let c = pool.get().await?;
+    if !gone.is_empty() {
+        c.execute("DELETE FROM doomed_objects WHERE key = ANY($1)", &[&gone])
             .await?;
     }
-    Ok(())
+    if !failed.is_empty() {
+        c.execute(
+            "UPDATE doomed_objects SET since = now() WHERE key = ANY($1)",
+            &[&failed],
+        )
+        .await?;
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
