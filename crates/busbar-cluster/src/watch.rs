@@ -100,9 +100,11 @@ async fn listen_once(pg: &Config, dirty: &Arc<Dirty>) -> Result<(), crate::Error
     client
         .batch_execute("LISTEN busbar_data; LISTEN busbar_topics")
         .await?;
-    // Whatever was committed while nobody listened: one poll now.
+    // Whatever was committed while nobody listened: one poll now, and the catalog read again (a
+    // topic created between the broker's start and this LISTEN was announced to nobody here).
     dirty.listening.store(true, Ordering::Relaxed);
     dirty.poll_now.store(true, Ordering::Relaxed);
+    dirty.topics.store(true, Ordering::Relaxed);
     dirty.wake.notify_one();
     match driver.await {
         Ok(Err(e)) => Err(e.into()),
