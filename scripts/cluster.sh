@@ -6,7 +6,7 @@
 # 29092, ... and HTTP on 127.0.0.1:18080, 28080, ... (docs/cluster.md). Builds busbar first.
 # Stops everything on Ctrl-C or TERM.
 #
-# Usage: scripts/cluster.sh [brokers] [directory]   (BUSBAR_BIN=path: that busbar, no build)
+# Usage: scripts/cluster.sh [brokers] [directory] [busbar binary (default: build one)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-3}
@@ -17,11 +17,13 @@ mkdir -p "$dir"
 source scripts/clients.sh
 install_postgres
 install_seaweedfs
-# BUSBAR_BIN=path runs that binary instead (a release build for measurements).
-if [ -z "${BUSBAR_BIN:-}" ]; then
+# A third argument runs that busbar binary instead of building one (a release build for
+# measurements; an environment variable would not do: busbar refuses unknown BUSBAR_* ones).
+bin=${3:-}
+if [ -z "$bin" ]; then
   cargo build -q -p busbar
+  bin="${CARGO_TARGET_DIR:-target}/debug/busbar"
 fi
-bin="${BUSBAR_BIN:-${CARGO_TARGET_DIR:-target}/debug/busbar}"
 
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 as_pg=()
