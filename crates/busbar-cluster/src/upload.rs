@@ -151,15 +151,15 @@ async fn round(
         .into_iter()
         .filter(|(t, p, _)| held.contains(&range_of(t, *p)))
         .collect();
-    memory
-        .hot_since
-        .retain(|k, _| mine.iter().any(|(t, p, _)| (t, p) == (&k.0, &k.1)));
+    // Rebuilt from this round's partitions: those no longer hot (or no longer ours) drop out.
+    let seen = std::mem::take(&mut memory.hot_since);
     let mut due = Vec::new();
     for (t, p, bytes) in mine {
-        let since = *memory.hot_since.entry((t.clone(), p)).or_insert(now);
+        let since = seen.get(&(t.clone(), p)).copied().unwrap_or(now);
         if bytes >= cfg.upload_bytes as i64 || since.elapsed() >= cfg.upload_after {
-            due.push((t, p));
+            due.push((t.clone(), p));
         }
+        memory.hot_since.insert((t, p), since);
     }
     let mut result = Ok(());
     let mut budget = UPLOADS_PER_ROUND;
@@ -268,12 +268,11 @@ async fn oldest_run(
 ) -> Result<Vec<SharedBatch>, Error> {
     let mut run = crate::catalog::read_hot(pool, topic_id, partition, 0, limit).await?;
     // Stop at a gap (never expected: an offset is in one table or the other).
-    let mut next = run.first().map(|b| b.base_offset);
-    run.retain(|b| {
-        let keep = next == Some(b.base_offset);
-        next = next.filter(|_| keep).map(|_| b.last_offset + 1);
-        keep
-    });
+    let contiguous = run
+        .windows(2)
+        .position(|w| w[1].base_offset != w[0].last_offset + 1)
+        .map_or(run.len(), |i| i + 1);
+    run.truncate(contiguous);
     Ok(run)
 }
 
