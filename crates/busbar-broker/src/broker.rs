@@ -52,6 +52,9 @@ pub struct Broker {
     topics: Arc<RwLock<TopicMap>>,
     /// Held by admin operations from start to end, across their work on the blocking pool.
     admin: Arc<tokio::sync::Mutex<()>>,
+    /// Cluster mode: catalog changes this broker wrote to the shared store (bumped under the
+    /// admin lock), so a topic sync can tell a catalog read before one of them (`cluster.rs`).
+    catalog_writes: std::sync::atomic::AtomicU64,
     meta: Arc<MetaStore>,
     pub(crate) offsets: OffsetStore,
     auth: crate::auth::Auth,
@@ -162,6 +165,7 @@ impl Broker {
             config,
             topics: Arc::new(RwLock::new(topics)),
             admin: Arc::default(),
+            catalog_writes: Default::default(),
             meta: Arc::new(meta),
             offsets,
             auth,

@@ -130,6 +130,59 @@ async fn a_restart_keeps_key_order_behind_an_in_flight_head() {
     bus.close().await.unwrap();
 }
 
+/// A key's restored events (one in flight from its lane, one parked) sit past the stored
+/// position, which another key's slow event holds back. After the restart the reader passes them
+/// (they are restored) and, in the same pass, reads a newer event of the key, published while
+/// the bus was down: it must queue behind them, not go first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_event_read_past_a_keys_restored_events_waits_behind_them() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let fs = MemFs::new();
+    let dir = Arc::new(FaultDataDir::new(fs.clone(), &[]));
+    let (b, bus) = setup(dir.clone()).await;
+    let restarted = Arc::new(AtomicBool::new(false));
+    let r = restarted.clone();
+    let t = Target::start(move |req, _| match req.json()["n"].as_i64() {
+        _ if r.load(SeqCst) => Reply::Status(200),
+        Some(0) => Reply::After(Duration::from_millis(300), 200),
+        _ => Reply::After(Duration::from_secs(20), 200),
+    });
+    bus.create(from_json(&keyed_sub(&t.url("/"))).unwrap())
+        .await
+        .unwrap();
+    let event = |k: &str, n: i64| Event::keyed(k, json!({"k": k, "n": n}).to_string());
+    // k:0 is delivered; a:1 hangs (it holds the position); k:2 follows k:0 from the lane and
+    // hangs; k:3 is parked behind it.
+    b.publish(
+        "src",
+        vec![event("k", 0), event("a", 1), event("k", 2), event("k", 3)],
+    )
+    .await
+    .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !(ns(&t.received()).contains(&2) && bus.get("s").await.unwrap().retrying == 2) {
+        assert!(
+            Instant::now() < end,
+            "k:2 never left its lane: {:?}",
+            ns(&t.received())
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bus.close().await.unwrap();
+    b.publish("src", vec![event("k", 4)]).await.unwrap();
+    restarted.store(true, SeqCst);
+    let before = t.received().len();
+    let bus = Bus::open(b.clone()).unwrap();
+    bus.start().await;
+    let got = wait_for(&t, before + 4).await;
+    let k: Vec<i64> = (got[before..].iter())
+        .filter(|r| r.json()["k"] == "k")
+        .map(|r| r.json()["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(k, [2, 3, 4], "key k after the restart");
+    bus.close().await.unwrap();
+}
+
 /// An attempt fails while its retry entry cannot be written; once the disk is back and the event
 /// is delivered, the position moves on without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -236,9 +236,11 @@ impl Cluster {
     /// are level.
     pub async fn attach(self: &Arc<Self>, broker: Arc<Broker>) -> Result<(), BrokerError> {
         broker.set_shared_log(self.clone());
+        let before = broker.catalog_writes();
         let metas = bounded(catalog::topics(&self.pool)).await?;
         // A topic this broker cannot apply (logged) must not keep it from serving the others.
-        let _ = broker.sync_topics(&metas).await;
+        // Nothing is served yet, so no write of this broker's can be newer than `metas`.
+        let _ = broker.sync_topics(&metas, before).await;
         watch::start(self.clone(), broker);
         tokio::spawn(heartbeats(self.clone()));
         tokio::spawn(expiries(self.clone()));

@@ -137,14 +137,21 @@ async fn apply(cluster: Arc<Cluster>, broker: Arc<Broker>, dirty: Arc<Dirty>) {
             last_poll = Some(tokio::time::Instant::now());
         }
         if dirty.topics.swap(false, Ordering::Relaxed) {
+            let before = broker.catalog_writes();
             match catalog::topics(&cluster.pool).await {
-                Ok(metas) => {
-                    if broker.sync_topics(&metas).await.unwrap_or(true) {
-                        // New topics or partitions: their data may predate them here.
+                Ok(metas) => match broker.sync_topics(&metas, before).await {
+                    // This broker wrote the catalog after the read: read it again.
+                    Ok(None) => {
+                        dirty.topics.store(true, Ordering::Relaxed);
+                        dirty.wake.notify_one();
+                    }
+                    Ok(Some(false)) => {}
+                    // New topics or partitions: their data may predate them here.
+                    Ok(Some(true)) | Err(_) => {
                         dirty.poll_now.store(true, Ordering::Relaxed);
                         dirty.wake.notify_one();
                     }
-                }
+                },
                 Err(_) => dirty.topics.store(true, Ordering::Relaxed),
             }
         }

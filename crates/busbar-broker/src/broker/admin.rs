@@ -140,6 +140,7 @@ impl Broker {
         if let Some(cluster) = self.shared.get() {
             // The cluster's catalog is the commit point; another broker may have the name.
             cluster.create_topic(&meta).await?;
+            self.wrote_catalog();
         }
         self.create_local(admin, meta).await?;
         Ok(TopicInfo {
@@ -214,6 +215,7 @@ impl Broker {
         self.check_deletion(name)?;
         if let Some(cluster) = self.shared.get() {
             cluster.delete_topic(&t.id).await?;
+            self.wrote_catalog();
         }
         self.delete_local(admin, t).await.map(drop)
     }
@@ -269,6 +271,7 @@ impl Broker {
             cluster
                 .update_topic(&meta_of(&t, total, t.overrides.clone()))
                 .await?;
+            self.wrote_catalog();
         }
         self.add_partitions_local(admin, t, total).await?;
         Ok(TopicInfo {
@@ -336,6 +339,7 @@ impl Broker {
             self.config.topic_defaults.with_overrides(&overrides)?;
             let meta = meta_of(&t, t.partitions.len() as u32, overrides.clone());
             cluster.update_topic(&meta).await?;
+            self.wrote_catalog();
         }
         self.set_configs_local(admin, t, overrides).await?;
         self.describe_topic(name)

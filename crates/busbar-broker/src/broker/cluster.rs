@@ -5,6 +5,7 @@ use super::Broker;
 use crate::error::Result;
 use crate::metadata::TopicMeta;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl Broker {
@@ -14,7 +15,16 @@ impl Broker {
     /// on; the failure is answered after all were tried. Answers whether topics or partitions were
     /// added (their data is then to be fetched). Each change is made under the admin lock and
     /// only if the topic is still the one seen (a local admin operation may have run meanwhile).
-    pub async fn sync_topics(&self, metas: &[TopicMeta]) -> Result<bool> {
+    ///
+    /// `writes_before`: [`Broker::catalog_writes`] before `metas` was read. When this broker has
+    /// written the catalog since, `metas` may predate that write (a topic created here just now
+    /// would be deleted, a config change undone): the sync stops before its next change and
+    /// answers `None`; the caller reads the catalog again.
+    pub async fn sync_topics(
+        &self,
+        metas: &[TopicMeta],
+        writes_before: u64,
+    ) -> Result<Option<bool>> {
         let want: HashMap<&str, &TopicMeta> = metas.iter().map(|m| (m.name.as_str(), m)).collect();
         let mut first_err = None;
         let mut failed = |e: crate::error::BrokerError, what: &str| {
@@ -33,6 +43,9 @@ impl Broker {
             }
             let name = t.name.clone();
             let admin = self.lock_admin().await;
+            if self.catalog_writes() != writes_before {
+                return Ok(None);
+            }
             if !self.topic(&name).is_ok_and(|now| Arc::ptr_eq(&now, &t)) {
                 continue;
             }
@@ -42,6 +55,9 @@ impl Broker {
         }
         for m in metas {
             let admin = self.lock_admin().await;
+            if self.catalog_writes() != writes_before {
+                return Ok(None);
+            }
             let Ok(t) = self.topic(&m.name) else {
                 added = true;
                 if let Err(e) = self.create_local(admin, m.clone()).await {
@@ -74,7 +90,17 @@ impl Broker {
                 }
             }
         }
-        first_err.map_or(Ok(added), Err)
+        first_err.map_or(Ok(Some(added)), Err)
+    }
+
+    /// How many catalog changes this broker has written to the shared store (cluster mode).
+    pub fn catalog_writes(&self) -> u64 {
+        self.catalog_writes.load(Ordering::SeqCst)
+    }
+
+    /// Counts a catalog change written to the shared store (the admin lock held).
+    pub(super) fn wrote_catalog(&self) {
+        self.catalog_writes.fetch_add(1, Ordering::SeqCst);
     }
 
     /// InitProducerId for an idempotent producer: from the shared store in cluster mode (ids
@@ -84,5 +110,28 @@ impl Broker {
             Some(cluster) => cluster.init_producer_id(current).await,
             None => self.init_producer_id(current),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Broker, BrokerConfig};
+
+    /// A catalog read before this broker's own write (here: a topic it created) is stale: the
+    /// sync changes nothing and asks for a new read; a read after it applies.
+    #[tokio::test]
+    async fn a_catalog_read_before_this_brokers_own_write_changes_nothing() {
+        let b = Broker::open(BrokerConfig::default()).unwrap();
+        let before = b.catalog_writes();
+        b.create_topic("t", Some(1), Default::default())
+            .await
+            .unwrap();
+        // What the cluster-mode branch of an admin operation does after the shared commit.
+        b.wrote_catalog();
+        assert_eq!(b.sync_topics(&[], before).await.unwrap(), None);
+        assert!(b.topic("t").is_ok(), "a topic created after the read stays");
+        let now = b.catalog_writes();
+        assert_eq!(b.sync_topics(&[], now).await.unwrap(), Some(false));
+        assert!(b.topic("t").is_err(), "a read after the write applies");
     }
 }

@@ -487,8 +487,14 @@ impl Worker {
             let (id, n) = topic_layout(broker, topic)?;
             forget_old_incarnation(&self.ctx, &self.name, topic, &id).await?;
             for p in 0..n {
-                let (start, end) = broker.offsets_of(topic, p as i64)?;
                 let stored = stored_position(&self.ctx, &self.name, topic, p, &id);
+                if let Some(s) = &stored {
+                    // Cluster mode: a lease taken over from a broker whose copy was ahead of
+                    // this one's (single-node mode: nothing to do). Failing, the position is
+                    // clamped to this copy's end: events delivered again, none skipped.
+                    let _ = broker.catch_up_for_read(topic, p as i64, s.offset).await;
+                }
+                let (start, end) = broker.offsets_of(topic, p as i64)?;
                 let committed = stored.as_ref().map(|s| s.offset);
                 let committed_done = stored.map(|s| s.done).unwrap_or_default();
                 let next = committed.unwrap_or(start).clamp(start, end);
@@ -658,9 +664,7 @@ impl Worker {
             Ordering::None => None,
         };
         if let Some(l) = &lane {
-            // A held lane: read before the key's restored events, this one goes first and they
-            // stay queued behind it.
-            if !self.held.remove(l) && self.lanes.contains_key(l) {
+            if !self.goes_first(l, &r) && self.lanes.contains_key(l) {
                 self.park(r, l.clone()).await?;
                 self.count_matched();
                 return Ok(());
@@ -678,6 +682,18 @@ impl Worker {
             Some(ev),
         );
         Ok(())
+    }
+
+    /// Whether `r`, read for held lane `l`, goes ahead of the key's restored events (and the
+    /// lane is no longer held): only when it precedes them. One read past them (the reader passed
+    /// them in this pass, before [`Worker::release_held`] ran) queues behind them like any other.
+    fn goes_first(&mut self, l: &Lane, r: &EventRef) -> bool {
+        let front = self.lanes.get(l).and_then(|q| q.front());
+        if !self.held.contains(l) || front.is_some_and(|f| f.offset < r.offset) {
+            return false;
+        }
+        self.held.remove(l);
+        true
     }
 
     fn count_matched(&self) {

@@ -165,12 +165,27 @@ pub(super) async fn read_one(
             return Ok(Some(d));
         }
     }
-    let read = match topic_id {
-        Some(id) => {
-            let key = (r.topic.clone(), id, r.partition);
-            read_pinned(broker, &key, r.offset, READ_BYTES).await
+    let read = match read_at(broker, r, topic_id.clone()).await {
+        // Cluster mode: past the end of this broker's copy is not gone, only not here yet (a
+        // copy behind the shared store, a lease taken over from another broker): caught up, or
+        // an error (the attempt is retried), never skipped as gone.
+        Err(BrokerError::OffsetOutOfRange { start, .. })
+            if r.offset >= start && broker.shared_log().is_some() =>
+        {
+            let p = r.partition as i64;
+            broker.catch_up_for_read(&r.topic, p, r.offset + 1).await?;
+            match read_at(broker, r, topic_id).await {
+                Err(BrokerError::OffsetOutOfRange { start, end, .. }) if r.offset >= start => {
+                    return Err(BrokerError::Storage(format!(
+                        "event {}/{}@{} is not in this broker's copy yet (it ends at {end})",
+                        r.topic, r.partition, r.offset
+                    ))
+                    .into())
+                }
+                read => read,
+            }
         }
-        None => broker.read_now(&r.topic, r.partition as i64, r.offset, READ_BYTES),
+        read => read,
     };
     let data = match read {
         Ok(d) => d,
@@ -181,4 +196,19 @@ pub(super) async fn read_one(
     };
     let found = broker.decode_committed(&r.topic, r.partition, &data, r.offset)?;
     Ok(found.into_iter().next().filter(|d| holds(d, r.offset)))
+}
+
+/// One read at `r` (of the incarnation `topic_id` when given).
+async fn read_at(
+    broker: &Arc<busbar_broker::Broker>,
+    r: &EventRef,
+    topic_id: Option<String>,
+) -> busbar_broker::Result<Vec<u8>> {
+    match topic_id {
+        Some(id) => {
+            let key = (r.topic.clone(), id, r.partition);
+            read_pinned(broker, &key, r.offset, READ_BYTES).await
+        }
+        None => broker.read_now(&r.topic, r.partition as i64, r.offset, READ_BYTES),
+    }
 }
