@@ -19,7 +19,23 @@ impl Worker {
             let event = match event {
                 Some(e) => Ok(Some(e)),
                 None => match read::read_one(&ctx, &job.r, topic_id).await {
-                    Ok(Some(Decoded::Undecodable {
+                    Ok(read::Found::NotHere(error)) => {
+                        let failure = Failure {
+                            reason: read::NOT_HERE,
+                            status: None,
+                            error,
+                        };
+                        let outcome = Outcome::Retry {
+                            failure,
+                            retry_after_ms: None,
+                        };
+                        return Done {
+                            job,
+                            event: None,
+                            outcome,
+                        };
+                    }
+                    Ok(read::Found::Item(Decoded::Undecodable {
                         timestamp, error, ..
                     })) if job.entry.as_ref().is_none_or(|e| e.dead_letter.is_none()) => {
                         // Nothing to deliver: dead-lettered at once as undecodable.
@@ -36,11 +52,11 @@ impl Worker {
                             outcome,
                         };
                     }
-                    Ok(Some(Decoded::Undecodable { timestamp, .. })) => {
+                    Ok(read::Found::Item(Decoded::Undecodable { timestamp, .. })) => {
                         Ok(Some(stand_in(&job.r, timestamp)))
                     }
-                    Ok(Some(Decoded::Event(e))) => Ok(Some(e)),
-                    Ok(None) => Ok(None),
+                    Ok(read::Found::Item(Decoded::Event(e))) => Ok(Some(e)),
+                    Ok(read::Found::Gone) => Ok(None),
                     Err(e) => Err(e),
                 },
             };

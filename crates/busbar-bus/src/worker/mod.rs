@@ -488,13 +488,14 @@ impl Worker {
             forget_old_incarnation(&self.ctx, &self.name, topic, &id).await?;
             for p in 0..n {
                 let stored = stored_position(&self.ctx, &self.name, topic, p, &id);
-                if let Some(s) = &stored {
+                let (mut start, mut end) = broker.offsets_of(topic, p as i64)?;
+                if let Some(s) = stored.as_ref().filter(|s| s.offset > end) {
                     // Cluster mode: a lease taken over from a broker whose copy was ahead of
-                    // this one's (single-node mode: nothing to do). Failing, the position is
-                    // clamped to this copy's end: events delivered again, none skipped.
-                    let _ = broker.catch_up_for_read(topic, p as i64, s.offset).await;
+                    // this one's. Not clamped back (events delivered again): caught up, or the
+                    // start fails and is tried again. Single node: nothing to catch up.
+                    broker.catch_up_for_read(topic, p as i64, s.offset).await?;
+                    (start, end) = broker.offsets_of(topic, p as i64)?;
                 }
-                let (start, end) = broker.offsets_of(topic, p as i64)?;
                 let committed = stored.as_ref().map(|s| s.offset);
                 let committed_done = stored.map(|s| s.done).unwrap_or_default();
                 let next = committed.unwrap_or(start).clamp(start, end);

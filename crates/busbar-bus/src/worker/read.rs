@@ -147,40 +147,49 @@ impl super::Part {
     }
 }
 
+/// What reading one event found.
+pub(super) enum Found {
+    /// The event, or the undecodable batch holding its offset.
+    Item(Decoded),
+    /// The log (or that incarnation) no longer has it.
+    Gone,
+    /// Cluster mode: past the end of this broker's copy, which could not catch up now (a copy
+    /// behind the shared store, a lease just taken over): read again shortly, and not counted
+    /// as an attempt (`settle.rs`). Why.
+    NotHere(String),
+}
+
 /// Reads the one event at `r` of the topic incarnation `topic_id` (when the worker still reads the
-/// topic; else of whatever topic has the name): the event, or the undecodable batch holding its
-/// offset (other batches in the same read do not matter); `None` when the log (or that
-/// incarnation) no longer has it.
+/// topic; else of whatever topic has the name); other batches in the same read do not matter.
 pub(super) async fn read_one(
     ctx: &Arc<Ctx>,
     r: &EventRef,
     topic_id: Option<String>,
-) -> Result<Option<Decoded>> {
+) -> Result<Found> {
     let broker = &ctx.broker;
     if let Some(id) = &topic_id {
         // A retry or a lane's next event is most often in a chunk the reader has cached: no
         // read (nor decoding of a whole read for one event).
         let key = (r.topic.clone(), id.clone(), r.partition);
         if let Some(d) = ctx.shared.cached_item(broker, &key, r.offset) {
-            return Ok(Some(d));
+            return Ok(Found::Item(d));
         }
     }
     let read = match read_at(broker, r, topic_id.clone()).await {
-        // Cluster mode: past the end of this broker's copy is not gone, only not here yet (a
-        // copy behind the shared store, a lease taken over from another broker): caught up, or
-        // an error (the attempt is retried), never skipped as gone.
+        // Cluster mode: past the end of this broker's copy is not gone, only not here yet.
         Err(BrokerError::OffsetOutOfRange { start, .. })
             if r.offset >= start && broker.shared_log().is_some() =>
         {
             let p = r.partition as i64;
-            broker.catch_up_for_read(&r.topic, p, r.offset + 1).await?;
+            if let Err(e) = broker.catch_up_for_read(&r.topic, p, r.offset + 1).await {
+                return Ok(Found::NotHere(format!(
+                    "this broker's copy is behind ({e})"
+                )));
+            }
             match read_at(broker, r, topic_id).await {
                 Err(BrokerError::OffsetOutOfRange { start, end, .. }) if r.offset >= start => {
-                    return Err(BrokerError::Storage(format!(
-                        "event {}/{}@{} is not in this broker's copy yet (it ends at {end})",
-                        r.topic, r.partition, r.offset
-                    ))
-                    .into())
+                    let why = format!("this broker's copy ends at offset {end} for now");
+                    return Ok(Found::NotHere(why));
                 }
                 read => read,
             }
@@ -190,13 +199,20 @@ pub(super) async fn read_one(
     let data = match read {
         Ok(d) => d,
         Err(BrokerError::OffsetOutOfRange { .. }) | Err(BrokerError::UnknownTopic(_)) => {
-            return Ok(None)
+            return Ok(Found::Gone)
         }
         Err(e) => return Err(e.into()),
     };
     let found = broker.decode_committed(&r.topic, r.partition, &data, r.offset)?;
-    Ok(found.into_iter().next().filter(|d| holds(d, r.offset)))
+    let first = found.into_iter().next().filter(|d| holds(d, r.offset));
+    Ok(first.map_or(Found::Gone, Found::Item))
 }
+
+/// The failure reason of an attempt that found its event not in this broker's copy yet
+/// ([`Found::NotHere`]): the event is read again after [`NOT_HERE_AGAIN_MS`], no attempt counted.
+pub(super) const NOT_HERE: &str = "not_here_yet";
+/// How long an event [`NOT_HERE`] waits before it is read again, ms.
+pub(super) const NOT_HERE_AGAIN_MS: i64 = 500;
 
 /// One read at `r` (of the incarnation `topic_id` when given).
 async fn read_at(

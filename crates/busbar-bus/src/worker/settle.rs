@@ -5,7 +5,7 @@
 //! creator may not run the subscription (`creator.rs`), it is kept to be written later, never
 //! written nor dropped.
 
-use super::{Done, Job, Worker, DEAD_LETTER_RETRY};
+use super::{read, Done, Job, Worker, DEAD_LETTER_RETRY};
 use crate::deliver::{Failure, Outcome};
 use crate::dlq;
 use crate::error::Result;
@@ -43,6 +43,14 @@ impl Worker {
             outcome,
         } = done;
         let now = self.now();
+        if let Outcome::Retry { failure, .. } = &outcome {
+            if failure.reason == read::NOT_HERE && self.entries.contains_key(&job.r) {
+                // Not an attempt: read again shortly; its lane keeps its place.
+                let due = now.saturating_add(read::NOT_HERE_AGAIN_MS);
+                self.timers.insert((due, job.r));
+                return;
+            }
+        }
         let pending_letter = job.entry.as_ref().and_then(|e| e.dead_letter.clone());
         let ev = match event {
             Some(ev) => ev,
