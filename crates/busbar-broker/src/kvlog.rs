@@ -4,12 +4,21 @@
 //! so it is durable when acknowledged without costing one fsync per row; a `None` value is a tombstone. Replay yields every row in log order, and each row
 //! carries its log offset so a table can apply "last in log order wins" even when a late write is
 //! applied after a newer one.
+//!
+//! In cluster mode the small tables every broker must agree on (users, API tokens, ACLs,
+//! quotas) live in the shared store instead ([`SharedKv`], PostgreSQL in `busbar-cluster`):
+//! [`KvLog::share`] switches a log to a space there once the broker joins. Each broker then
+//! keeps the space's rows in memory ([`SharedSpace`]), replays them as it would its log, writes
+//! through the store (one transaction; the answer follows its commit), and reloads the space
+//! when another broker changed it ([`KvLog::refresh`], driven by the store's notifications).
+//! The local log is left as it was and no longer read.
 
 use crate::error::{BrokerError, Result};
 use busbar_log::batch::{self, BatchHeader, NewRecord, Records, HEADER_BYTES};
 use busbar_log::disk::Storage;
 use busbar_log::{CleanupPolicy, Clock, Log, LogConfig};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Room left for a segment's own header when sizing batches.
 const SEGMENT_HEADER_ALLOWANCE: usize = 4096;
@@ -21,6 +30,83 @@ pub type Row = (Vec<u8>, Option<Vec<u8>>);
 pub struct KvLog {
     log: Arc<Log>,
     clock: Arc<dyn Clock>,
+    /// Cluster mode: the table is this space of the shared store (set once, at join).
+    shared: OnceLock<SharedSpace>,
+}
+
+/// A space of the shared store as loaded: its version (it moves with every write) and rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KvSnapshot {
+    pub version: i64,
+    /// Key, sequence number (newer rows have larger ones), value.
+    pub rows: Vec<(Vec<u8>, u64, Vec<u8>)>,
+}
+
+/// The key/value spaces the brokers of a cluster share (implemented by `busbar-cluster`).
+pub trait SharedKv: Send + Sync + 'static {
+    /// Every row of `space` (bounded by the table's own limit, `auth.users_max` and the like),
+    /// read at one point in time; `None` when its version is still `unless` (nothing to load).
+    fn load(
+        &self,
+        space: &str,
+        unless: Option<i64>,
+    ) -> crate::shared::BoxFuture<'_, Result<Option<KvSnapshot>>>;
+    /// Writes `rows` of `space` (`None` deletes) in one transaction and tells the other
+    /// brokers, only if the space is still at version `expect` (the copy the caller decided
+    /// on): else nothing is written and the answer is an error saying so. The rows' sequence
+    /// numbers, in order, and the space's new version.
+    fn write(
+        &self,
+        space: &str,
+        rows: Vec<Row>,
+        expect: i64,
+    ) -> crate::shared::BoxFuture<'_, Result<(Vec<u64>, i64)>>;
+}
+
+/// A shared space as this broker last loaded or wrote it.
+pub struct SharedSpace {
+    kv: Arc<dyn SharedKv>,
+    space: String,
+    rows: Mutex<Loaded>,
+}
+
+/// A space's version and rows (key -> sequence number, value), as this broker has them.
+type Loaded = (i64, BTreeMap<Vec<u8>, (u64, Vec<u8>)>);
+
+impl SharedSpace {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Loaded> {
+        self.rows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, snap: KvSnapshot) {
+        let rows = snap.rows.into_iter().map(|(k, seq, v)| (k, (seq, v)));
+        *self.lock() = (snap.version, rows.collect());
+    }
+
+    async fn write(&self, rows: Vec<Row>, apply: impl FnOnce(Vec<u64>)) -> Result<()> {
+        // Decided on this copy: written only if no other broker wrote since it was loaded (a
+        // delete there must not be undone by a row rebuilt from a stale copy here).
+        let expect = self.lock().0;
+        match self.kv.write(&self.space, rows.clone(), expect).await {
+            Ok((seqs, version)) => {
+                let mut at = self.lock();
+                at.0 = version;
+                for ((key, value), seq) in rows.into_iter().zip(&seqs) {
+                    match value {
+                        Some(v) => at.1.insert(key, (*seq, v)),
+                        None => at.1.remove(&key),
+                    };
+                }
+                drop(at);
+                apply(seqs);
+                Ok(())
+            }
+            Err(e) => {
+                apply(Vec::new());
+                Err(e)
+            }
+        }
+    }
 }
 
 impl KvLog {
@@ -34,7 +120,47 @@ impl KvLog {
             ..LogConfig::default()
         };
         let log = Arc::new(Log::open(storage, config)?);
-        Ok(Self { log, clock })
+        Ok(Self {
+            log,
+            clock,
+            shared: OnceLock::new(),
+        })
+    }
+
+    /// Cluster mode: from now on the table is `space` of `kv` (loaded now). The caller replays
+    /// it into its table ([`KvLog::replay`]). Once per log.
+    pub async fn share(&self, kv: Arc<dyn SharedKv>, space: &str) -> Result<()> {
+        let snap = kv.load(space, None).await?.unwrap_or_default();
+        let shared = SharedSpace {
+            kv,
+            space: space.to_string(),
+            rows: Mutex::new((0, BTreeMap::new())),
+        };
+        shared.set(snap);
+        self.shared
+            .set(shared)
+            .map_err(|_| BrokerError::Storage(format!("{space} is shared already")))
+    }
+
+    /// Cluster mode: loads the space again; answers whether it changed since this broker last
+    /// loaded or wrote it (then the caller replays it into its table). Single node: `false`.
+    pub async fn refresh(&self) -> Result<bool> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(false);
+        };
+        let have = shared.lock().0;
+        match shared.kv.load(&shared.space, Some(have)).await? {
+            Some(snap) if snap.version != have => {
+                shared.set(snap);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The shared space's name, in cluster mode.
+    pub fn space(&self) -> Option<&str> {
+        self.shared.get().map(|s| s.space.as_str())
     }
 
     /// Calls `f(log offset, key, value)` for every stored row, in log order. A damaged range is
@@ -43,6 +169,12 @@ impl KvLog {
     /// previous row (for committed offsets: an older position, so events are delivered again,
     /// never skipped).
     pub fn replay(&self, mut f: impl FnMut(u64, &[u8], Option<&[u8]>)) -> Result<Vec<String>> {
+        if let Some(shared) = self.shared.get() {
+            for (key, (seq, value)) in &shared.lock().1 {
+                f(*seq, key, Some(value));
+            }
+            return Ok(Vec::new());
+        }
         let mut offset = self.log.stats().log_start;
         let mut damage = Vec::new();
         loop {
@@ -120,6 +252,10 @@ impl KvLog {
         if rows.is_empty() {
             return Ok(());
         }
+        if let Some(shared) = self.shared.get() {
+            // One transaction: all or nothing, however many rows.
+            return shared.write(rows, apply).await;
+        }
         let now = self.clock.now_ms();
         let recs: Vec<NewRecord> = rows
             .into_iter()
@@ -163,11 +299,17 @@ impl KvLog {
 
     /// Whether any row was ever written (offsets are never reused, so compaction keeps this).
     pub fn ever_written(&self) -> bool {
-        self.log.stats().next_offset > 0
+        match self.shared.get() {
+            Some(shared) => shared.lock().0 > 0,
+            None => self.log.stats().next_offset > 0,
+        }
     }
 
     /// Compacts the log (latest row per key).
     pub fn compact(&self) -> Result<()> {
+        if self.shared.get().is_some() {
+            return Ok(());
+        }
         self.log.compact()?;
         Ok(())
     }

@@ -303,6 +303,21 @@ fn tracker_digest(user: Option<&str>, client: Option<&str>) -> [u8; 32] {
 
 type Table = BTreeMap<Entity, Values>;
 
+/// The quotas `log` holds, and the damaged ranges it skipped.
+fn replay(log: &KvLog) -> Result<(Table, Vec<String>)> {
+    let mut table = BTreeMap::new();
+    let damage = log.replay(|_, key, value| {
+        let Some(e) = Entity::from_key(key) else {
+            return;
+        };
+        match value.and_then(|v| serde_json::from_slice::<Values>(v).ok()) {
+            Some(v) if !v.is_empty() => table.insert(e, v),
+            _ => table.remove(&e),
+        };
+    })?;
+    Ok((table, damage))
+}
+
 /// The quota table, its log, and the rates.
 pub struct Quotas {
     log: KvLog,
@@ -334,16 +349,7 @@ impl Quotas {
         config: QuotaConfig,
     ) -> Result<Self> {
         let log = KvLog::open(storage, clock)?;
-        let mut table = BTreeMap::new();
-        let damage = log.replay(|_, key, value| {
-            let Some(e) = Entity::from_key(key) else {
-                return;
-            };
-            match value.and_then(|v| serde_json::from_slice::<Values>(v).ok()) {
-                Some(v) if !v.is_empty() => table.insert(e, v),
-                _ => table.remove(&e),
-            };
-        })?;
+        let (table, damage) = replay(&log)?;
         let shape = rate::Shape {
             window_num: config.window_num.max(2),
             window_ms: config.window_ms.max(1),
@@ -358,6 +364,35 @@ impl Quotas {
             epoch: Instant::now(),
             damage,
         })
+    }
+
+    /// Cluster mode: the quotas are those of the shared store's space `quotas` from now on
+    /// (each broker measures its own clients' rates against them, as Kafka's brokers do).
+    pub async fn share(&self, kv: Arc<dyn crate::kvlog::SharedKv>) -> Result<()> {
+        let _w = self.writing.lock().await;
+        self.log.share(kv, "quotas").await?;
+        self.swap(replay(&self.log)?.0);
+        Ok(())
+    }
+
+    /// Cluster mode: reads the quotas again if another broker changed them.
+    pub async fn refresh(&self) -> Result<()> {
+        let _w = self.writing.lock().await;
+        self.reload_locked().await
+    }
+
+    /// [`Quotas::refresh`] with the write lock held.
+    async fn reload_locked(&self) -> Result<()> {
+        if self.log.refresh().await? {
+            self.swap(replay(&self.log)?.0);
+        }
+        Ok(())
+    }
+
+    fn swap(&self, table: Table) {
+        let mut t = self.table.write().unwrap_or_else(|e| e.into_inner());
+        self.any.store(!table.is_empty(), Ordering::Release);
+        *t = table;
     }
 
     /// Damaged ranges of the quotas log skipped when it was opened.
@@ -474,6 +509,9 @@ impl Quotas {
     /// none. Removing a key not set is no error (as Kafka).
     pub async fn alter(&self, entity: &Entity, ops: &[Op], validate_only: bool) -> Result<()> {
         let held = self.writing.clone().lock_owned().await;
+        // Cluster mode: decided on the cluster's latest (a version read when nothing changed);
+        // the write is refused if another broker writes meanwhile.
+        let _ = self.reload_locked().await;
         let mut next = self.table().get(entity).cloned().unwrap_or_default();
         for (i, op) in ops.iter().enumerate() {
             let key = match op {
@@ -537,7 +575,8 @@ impl Quotas {
         let (table, any, entity) = (self.table.clone(), self.any.clone(), entity.clone());
         // Applied in the write's completion, once durable, so a caller that stops waiting
         // cannot leave the log and the table disagreeing.
-        self.log
+        let written = self
+            .log
             .write(vec![row], move |written| {
                 let _held = held;
                 if written.len() != 1 {
@@ -551,7 +590,13 @@ impl Quotas {
                 }
                 any.store(!t.is_empty(), Ordering::Release);
             })
-            .await
+            .await;
+        if written.is_err() {
+            // Cluster mode: another broker's write may have refused this one.
+            let _w = self.writing.lock().await;
+            let _ = self.reload_locked().await;
+        }
+        written
     }
 
     /// Compacts the log.

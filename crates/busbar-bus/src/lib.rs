@@ -28,7 +28,7 @@ pub mod spec;
 mod state;
 pub mod stats;
 pub mod targets;
-mod tls;
+pub mod tls;
 mod view;
 mod worker;
 

@@ -18,6 +18,7 @@
 //! `COMMIT` itself the outcome is unknown, as with any database: an idempotent producer's retry is
 //! then answered as a duplicate if it did commit.
 
+use crate::pg::Pg;
 use crate::Error;
 use busbar_broker::shared::{BoxFuture, Committed};
 use busbar_broker::BrokerError;
@@ -26,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::{Client, Config, Statement, Transaction};
+use tokio_postgres::{Client, Statement, Transaction};
 
 type Reply = busbar_broker::Result<Committed>;
 
@@ -116,7 +117,7 @@ impl Handle {
 }
 
 /// Starts the committer task (it ends when the handle is dropped).
-pub fn start(pg: Config, config: &crate::ClusterConfig) -> Handle {
+pub fn start(pg: Pg, config: &crate::ClusterConfig) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
     let bytes_max = config
         .commit_queue_bytes_max
@@ -172,7 +173,7 @@ impl Stmts {
 }
 
 struct Committer {
-    pg: Config,
+    pg: Pg,
     client: Option<Client>,
     /// Prepared on `client` (dropped with it).
     stmts: Option<Stmts>,

@@ -37,15 +37,12 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// Imports `topics` and `commits` (group, topic, partition, offset, metadata) into the cluster at
 /// `url`, in one transaction.
 pub async fn import(
-    url: &str,
+    pg: &crate::pg::Pg,
     hot_bytes_max: u64,
     topics: &[ExportedTopic],
     commits: &[ExportedCommit],
 ) -> Result<Imported, Error> {
-    let pg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| Error::Config(format!("cluster.postgres_url is not a PostgreSQL URL: {e}")))?;
-    let mut client = pool::connect(&pg).await?;
+    let mut client = pool::connect(pg).await?;
     migrate::apply(&mut client).await?;
     // Reading a big log between statements may take longer than the pool's idle limit.
     client

@@ -26,8 +26,10 @@ mod catalog;
 pub mod cold;
 mod commit;
 pub mod import;
+mod kv;
 pub mod members;
 pub mod migrate;
+pub mod pg;
 mod pool;
 mod upload;
 mod watch;
@@ -107,6 +109,9 @@ pub struct ClusterConfig {
     pub upload_bytes: usize,
     /// The longest hot data waits for an upload when `upload_bytes` is not reached.
     pub upload_after: Duration,
+    /// With `sslmode=require` in `postgres_url`: the CA certificates (PEM) the server's
+    /// certificate must chain to; `None`: the Mozilla roots (`pg.rs`).
+    pub postgres_ca_file: Option<std::path::PathBuf>,
 }
 
 /// How often partitions' ends are polled while the `LISTEN` connection is down.
@@ -125,6 +130,7 @@ impl ClusterConfig {
             object_store: None,
             upload_bytes: 8 << 20,
             upload_after: Duration::from_secs(10),
+            postgres_ca_file: None,
         }
     }
 }
@@ -140,6 +146,8 @@ pub struct Advertised {
 
 /// A broker's membership in a cluster: the shared store on PostgreSQL.
 pub struct Cluster {
+    /// The database and how to reach it.
+    pg: pg::Pg,
     config: ClusterConfig,
     pool: pool::Pool,
     committer: commit::Handle,
@@ -195,9 +203,7 @@ impl Cluster {
     /// Connects, applies migrations and starts the committer. Fails with the reason when the
     /// database cannot be reached or its schema is newer than this busbar.
     pub async fn connect(config: ClusterConfig, me: Advertised) -> Result<Arc<Cluster>, Error> {
-        let pg: tokio_postgres::Config = config.postgres_url.parse().map_err(|e| {
-            Error::Config(format!("cluster.postgres_url is not a PostgreSQL URL: {e}"))
-        })?;
+        let pg = pg::Pg::new(&config.postgres_url, config.postgres_ca_file.as_deref())?;
         let cold = match &config.object_store {
             Some(c) => Some(Arc::new(cold::Cold::new(c)?)),
             None => None,
@@ -220,8 +226,9 @@ impl Cluster {
         tokio::time::timeout(Duration::from_secs(30), members.register())
             .await
             .unwrap_or_else(|_| Err(Error::Busy("registering took over 30 s".into())))?;
-        let committer = commit::start(pg, &config);
+        let committer = commit::start(pg.clone(), &config);
         Ok(Arc::new(Cluster {
+            pg,
             config,
             pool,
             committer,
@@ -241,6 +248,8 @@ impl Cluster {
         // A topic this broker cannot apply (logged) must not keep it from serving the others.
         // Nothing is served yet, so no write of this broker's can be newer than `metas`.
         let _ = broker.sync_topics(&metas, before).await;
+        // Users, tokens, ACLs and quotas are the cluster's from the first request on.
+        broker.share_tables(self.clone()).await?;
         watch::start(self.clone(), broker);
         tokio::spawn(heartbeats(self.clone()));
         tokio::spawn(expiries(self.clone()));

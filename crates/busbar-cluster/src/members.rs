@@ -82,7 +82,7 @@ pub struct Membership {
     left: std::sync::atomic::AtomicBool,
     /// Heartbeats' own connection: a busy pool never delays them.
     beat: tokio::sync::Mutex<Option<Client>>,
-    pg: tokio_postgres::Config,
+    pg: crate::pg::Pg,
 }
 
 fn instance_token() -> String {
@@ -100,7 +100,7 @@ fn instance_token() -> String {
 impl Membership {
     /// This broker, not registered yet.
     pub fn new(
-        pg: tokio_postgres::Config,
+        pg: crate::pg::Pg,
         node_id: i32,
         kafka_host: &str,
         kafka_port: u16,

@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "cold_tier",
         include_str!("../migrations/004_cold_tier.sql"),
     ),
+    (
+        5,
+        "shared_tables",
+        include_str!("../migrations/005_shared_tables.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold ("busbar" in ASCII).

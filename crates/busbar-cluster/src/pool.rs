@@ -3,10 +3,11 @@
 //! statement runs past [`STATEMENT_TIMEOUT`] (set per connection), so a stuck database frees the
 //! connection in bounded time.
 
+use crate::pg::Pg;
 use crate::Error;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::Client;
 
 /// The longest one statement may run (PostgreSQL's `statement_timeout`).
 pub const STATEMENT_TIMEOUT_MS: u32 = 10_000;
@@ -18,17 +19,20 @@ pub const IDLE_IN_TRANSACTION_MS: u32 = 15_000;
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens one connection; its driver task runs until the connection ends.
-pub async fn connect(config: &Config) -> Result<Client, Error> {
-    let mut config = config.clone();
-    config.connect_timeout(CONNECT_TIMEOUT);
-    // A transaction left open (a broker frozen mid-commit) is ended by the server, freeing the
-    // partition rows it locked; keepalives find a dead peer in about a minute, not two hours.
-    config.options(format!(
-        "-c statement_timeout={STATEMENT_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
-    ));
-    config.keepalives_idle(std::time::Duration::from_secs(15));
-    config.application_name("busbar");
-    let (client, connection) = config.connect(NoTls).await?;
+pub async fn connect(pg: &Pg) -> Result<Client, Error> {
+    let (client, connection) = pg
+        .connect_with(|config| {
+            config.connect_timeout(CONNECT_TIMEOUT);
+            // A transaction left open (a broker frozen mid-commit) is ended by the server,
+            // freeing the partition rows it locked; keepalives find a dead peer in about a
+            // minute, not two hours.
+            config.options(format!(
+                "-c statement_timeout={STATEMENT_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+            ));
+            config.keepalives_idle(std::time::Duration::from_secs(15));
+            config.application_name("busbar");
+        })
+        .await?;
     tokio::spawn(async move {
         // Ends when the client is dropped or the server goes; the client then reports closed.
         let _ = connection.await;
@@ -38,7 +42,7 @@ pub async fn connect(config: &Config) -> Result<Client, Error> {
 
 /// Connections for reads and admin work.
 pub struct Pool {
-    config: Config,
+    config: Pg,
     idle: Mutex<Vec<Client>>,
     permits: Arc<Semaphore>,
 }
@@ -77,7 +81,7 @@ impl Drop for Conn<'_> {
 
 impl Pool {
     /// A pool of at most `max` connections to `config`'s database.
-    pub fn new(config: Config, max: usize) -> Pool {
+    pub fn new(config: Pg, max: usize) -> Pool {
         Pool {
             config,
             idle: Mutex::new(Vec::new()),

@@ -2,11 +2,14 @@
 //! `<topic id> <partition> <next offset>`, sent by every commit) and `busbar_topics` (any catalog
 //! change); an applier task catches the named partitions up and re-applies the catalog.
 //!
+//! `busbar_kv` (payload: a shared table's space, `kv.rs`) makes the applier load that table again.
+//!
 //! A notification can be lost while the listening connection is down, so the applier also asks
 //! the database for every partition's end: every [`crate::POLL_DOWN`] while the listener is down,
 //! and every `poll_interval` always. A lost notification costs latency, never data (and fetches
 //! past the local end catch up on their own, `busbar_broker::shared`).
 
+use crate::pg::Pg;
 use crate::{catalog, Cluster, POLL_DOWN};
 use busbar_broker::Broker;
 use std::collections::HashMap;
@@ -14,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::AsyncMessage;
 
 /// What the applier has to do: partitions to catch up (to at least the offset), and whether the
 /// catalog changed. Bounded by the number of partitions.
@@ -22,6 +25,10 @@ use tokio_postgres::{AsyncMessage, Config, NoTls};
 struct Dirty {
     parts: Mutex<HashMap<(String, u32), u64>>,
     topics: AtomicBool,
+    /// Shared tables (`kv.rs`) another broker changed, by space (only the known spaces).
+    spaces: Mutex<std::collections::BTreeSet<&'static str>>,
+    /// Shared tables whose last load failed (logged once).
+    failing: Mutex<std::collections::BTreeSet<&'static str>>,
     /// Ask every partition's end now (the listener just (re)connected).
     poll_now: AtomicBool,
     listening: AtomicBool,
@@ -32,12 +39,26 @@ impl Dirty {
     fn note(&self, channel: &str, payload: &str) {
         if channel == "busbar_topics" {
             self.topics.store(true, Ordering::Relaxed);
+        } else if channel == "busbar_kv" {
+            if let Some(space) = Broker::SHARED_SPACES.iter().find(|s| **s == payload) {
+                self.spaces().insert(space);
+            }
         } else if let Some((topic_id, partition, end)) = parse(payload) {
             let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
             let at = parts.entry((topic_id, partition)).or_insert(0);
             *at = (*at).max(end);
         }
         self.wake.notify_one();
+    }
+}
+
+impl Dirty {
+    fn spaces(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<&'static str>> {
+        self.spaces.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn failing(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<&'static str>> {
+        self.failing.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -55,16 +76,14 @@ fn parse(payload: &str) -> Option<(String, u32, u64)> {
 /// Starts the listener and the applier (for the broker's life).
 pub fn start(cluster: Arc<Cluster>, broker: Arc<Broker>) {
     let dirty = Arc::new(Dirty::default());
-    if let Ok(pg) = cluster.config.postgres_url.parse::<Config>() {
-        tokio::spawn(listen(pg, dirty.clone()));
-    }
+    tokio::spawn(listen(cluster.pg.clone(), dirty.clone()));
     tokio::spawn(apply(cluster, broker, dirty));
 }
 
 /// How long the listener waits before connecting again.
 const RECONNECT_AFTER: Duration = Duration::from_millis(500);
 
-async fn listen(pg: Config, dirty: Arc<Dirty>) {
+async fn listen(pg: Pg, dirty: Arc<Dirty>) {
     loop {
         if let Err(e) = listen_once(&pg, &dirty).await {
             busbar_broker::log::warn(
@@ -81,11 +100,13 @@ async fn listen(pg: Config, dirty: Arc<Dirty>) {
     }
 }
 
-async fn listen_once(pg: &Config, dirty: &Arc<Dirty>) -> Result<(), crate::Error> {
-    let mut pg = pg.clone();
-    pg.connect_timeout(Duration::from_secs(5));
-    pg.keepalives_idle(Duration::from_secs(10));
-    let (client, mut conn) = pg.connect(NoTls).await?;
+async fn listen_once(pg: &Pg, dirty: &Arc<Dirty>) -> Result<(), crate::Error> {
+    let (client, mut conn) = pg
+        .connect_with(|c| {
+            c.connect_timeout(Duration::from_secs(5));
+            c.keepalives_idle(Duration::from_secs(10));
+        })
+        .await?;
     let d = dirty.clone();
     let driver = tokio::spawn(async move {
         loop {
@@ -98,7 +119,7 @@ async fn listen_once(pg: &Config, dirty: &Arc<Dirty>) -> Result<(), crate::Error
         }
     });
     client
-        .batch_execute("LISTEN busbar_data; LISTEN busbar_topics")
+        .batch_execute("LISTEN busbar_data; LISTEN busbar_topics; LISTEN busbar_kv")
         .await?;
     // Whatever was committed while nobody listened: one poll now, and the catalog read again (a
     // topic created between the broker's start and this LISTEN was announced to nobody here).
@@ -140,9 +161,11 @@ async fn apply(cluster: Arc<Cluster>, broker: Arc<Broker>, dirty: Arc<Dirty>) {
             let before = broker.catalog_writes();
             match catalog::topics(&cluster.pool).await {
                 Ok(metas) => match broker.sync_topics(&metas, before).await {
-                    // This broker wrote the catalog after the read: read it again.
+                    // This broker wrote the catalog after the read: read it again (and ask
+                    // every partition's end: the pass may have added topics already).
                     Ok(None) => {
                         dirty.topics.store(true, Ordering::Relaxed);
+                        dirty.poll_now.store(true, Ordering::Relaxed);
                         dirty.wake.notify_one();
                     }
                     Ok(Some(false)) => {}
@@ -155,9 +178,39 @@ async fn apply(cluster: Arc<Cluster>, broker: Arc<Broker>, dirty: Arc<Dirty>) {
                 Err(_) => dirty.topics.store(true, Ordering::Relaxed),
             }
         }
+        let spaces = std::mem::take(&mut *dirty.spaces());
+        for space in spaces {
+            refresh(&broker, &dirty, space).await;
+        }
         let parts = std::mem::take(&mut *dirty.parts.lock().unwrap_or_else(|e| e.into_inner()));
         for ((topic_id, partition), end) in parts {
             broker.shared_advanced(&topic_id, partition, end).await;
+        }
+    }
+}
+
+/// Loads shared table `space` again if it changed; a failure is logged (once until it works
+/// again: this broker's copy of users or ACLs is then behind the cluster's) and retried on the
+/// next wake-up or poll.
+async fn refresh(broker: &Broker, dirty: &Dirty, space: &'static str) {
+    let result = broker.refresh_table(space).await;
+    let was_failing = dirty.failing().contains(space);
+    match result {
+        Ok(()) if was_failing => {
+            dirty.failing().remove(space);
+            let msg = format!("cluster: the shared table {space} loads again");
+            busbar_broker::log::info("busbar", "cluster_table_loaded", &msg, &[]);
+        }
+        Ok(()) => {}
+        Err(e) => {
+            dirty.spaces().insert(space);
+            if dirty.failing().insert(space) {
+                let msg = format!(
+                    "cluster: loading the shared table {space} failed ({e}); this broker acts on \
+                     its last copy until it loads"
+                );
+                busbar_broker::log::warn("busbar", "cluster_table_load_failed", &msg, &[]);
+            }
         }
     }
 }
@@ -187,6 +240,8 @@ async fn poll(cluster: &Cluster, dirty: &Dirty) {
     if !dirty.listening.load(Ordering::Relaxed) {
         dirty.topics.store(true, Ordering::Relaxed);
     }
+    // A load of a space that did not change is one version read.
+    dirty.spaces().extend(Broker::SHARED_SPACES);
 }
 
 #[cfg(test)]

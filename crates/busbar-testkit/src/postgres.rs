@@ -15,6 +15,8 @@ pub struct TestPostgres {
     bin: PathBuf,
     port: u16,
     as_nobody: bool,
+    /// TLS only ([`TestPostgres::start_tls`]): URLs ask for `sslmode=require`.
+    tls: bool,
 }
 
 /// Where Debian puts the server binaries (the highest version installed), or the `PATH`.
@@ -41,6 +43,37 @@ pub(crate) fn free_port() -> u16 {
 impl TestPostgres {
     /// Makes and starts a server; panics with the commands' output when it cannot.
     pub fn start() -> TestPostgres {
+        let pg = TestPostgres::init();
+        pg.launch();
+        pg
+    }
+
+    /// A server that takes TLS connections only (TCP without TLS is rejected by `pg_hba.conf`),
+    /// with this certificate and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> TestPostgres {
+        let mut pg = TestPostgres::init();
+        let data = pg.data_dir();
+        std::fs::write(data.join("server.crt"), cert_pem).expect("write server.crt");
+        std::fs::write(data.join("server.key"), key_pem).expect("write server.key");
+        let conf = "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
+        let mut c = std::fs::read_to_string(data.join("postgresql.conf")).expect("conf");
+        c.push_str(conf);
+        std::fs::write(data.join("postgresql.conf"), c).expect("write postgresql.conf");
+        let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
+                   hostnossl all all 127.0.0.1/32 reject\n";
+        std::fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+        run(Command::new("chmod")
+            .arg("600")
+            .arg(data.join("server.key")));
+        if pg.as_nobody {
+            run(Command::new("chown").args(["-R", "nobody"]).arg(&data));
+        }
+        pg.tls = true;
+        pg.launch();
+        pg
+    }
+
+    fn init() -> TestPostgres {
         let dir = tempfile::tempdir().expect("tempdir");
         let as_nobody = is_root();
         if as_nobody {
@@ -51,6 +84,7 @@ impl TestPostgres {
             port: free_port(),
             as_nobody,
             dir,
+            tls: false,
         };
         let data = pg.data_dir();
         pg.run_pg(|c| {
@@ -67,6 +101,12 @@ impl TestPostgres {
                 ])
                 .arg(&data);
         });
+        pg
+    }
+
+    fn launch(&self) {
+        let pg = self;
+        let data = pg.data_dir();
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=on -c max_connections=200",
             pg.port,
@@ -80,7 +120,6 @@ impl TestPostgres {
                 .arg(pg.dir.path().join("log"))
                 .arg("start");
         });
-        pg
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -113,7 +152,8 @@ impl TestPostgres {
     /// A connection URL for database `db` (made by [`TestPostgres::create_db`]; `postgres`
     /// exists from the start).
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://busbar@127.0.0.1:{}/{db}", self.port)
+        let tls = if self.tls { "?sslmode=require" } else { "" };
+        format!("postgres://busbar@127.0.0.1:{}/{db}{tls}", self.port)
     }
 
     /// Makes an empty database (each test takes its own).

@@ -6,6 +6,7 @@
 use anyhow::{bail, Context, Result};
 use busbar_broker::Broker;
 use serde::{Deserialize, Serialize, Serializer};
+use std::path::Path;
 use std::sync::Arc;
 
 /// `[cluster]` settings.
@@ -41,6 +42,10 @@ pub struct ClusterSection {
     pub upload_bytes: u64,
     /// The longest hot data waits for an upload below `upload_bytes`.
     pub upload_after_ms: u64,
+    /// With `sslmode=require` in `postgres_url`: a PEM file of the CA certificates the
+    /// database's certificate must chain to; empty: the Mozilla roots compiled in. The server's
+    /// name is checked against the URL's host either way.
+    pub postgres_ca_file: String,
 }
 
 impl Default for ClusterSection {
@@ -59,6 +64,7 @@ impl Default for ClusterSection {
             object_store_region: String::new(),
             upload_bytes: d.upload_bytes as u64,
             upload_after_ms: d.upload_after.as_millis() as u64,
+            postgres_ca_file: String::new(),
         }
     }
 }
@@ -69,15 +75,28 @@ fn hide_password<S: Serializer>(url: &str, s: S) -> std::result::Result<S::Ok, S
     s.serialize_str(&redacted(url))
 }
 
-/// The URL with any password replaced by `***`.
+/// The URL with any password replaced by `***` (in the user part or a `password=` query
+/// parameter).
 pub fn redacted(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
+        let rest = match rest.split_once('?') {
+            Some((base, query)) => {
+                let query: Vec<String> = (query.split('&'))
+                    .map(|kv| match kv.split_once('=') {
+                        Some(("password", _)) => "password=***".to_string(),
+                        _ => kv.to_string(),
+                    })
+                    .collect();
+                format!("{base}?{}", query.join("&"))
+            }
+            None => rest.to_string(),
+        };
         if let Some((auth, host)) = rest.split_once('@') {
             if let Some((user, _)) = auth.split_once(':') {
                 return format!("{scheme}://{user}:***@{host}");
             }
         }
-        return url.to_string();
+        return format!("{scheme}://{rest}");
     }
     url.split(' ')
         .map(|kv| match kv.split_once('=') {
@@ -149,8 +168,18 @@ impl ClusterSection {
                     redacted(&self.postgres_url)
                 );
             }
+            // The TLS settings (the CA file read and checked) before anything starts.
+            self.pg()?;
+        } else if !self.postgres_ca_file.is_empty() {
+            bail!("cluster.postgres_ca_file needs cluster.postgres_url");
         }
         Ok(())
+    }
+
+    /// The database and how to reach it (`busbar_cluster::pg`).
+    pub fn pg(&self) -> Result<busbar_cluster::pg::Pg> {
+        let ca = (!self.postgres_ca_file.is_empty()).then(|| Path::new(&self.postgres_ca_file));
+        busbar_cluster::pg::Pg::new(&self.postgres_url, ca).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// The object store settings: a URL busbar reads, an endpoint that is an http(s) URL, and
@@ -191,6 +220,8 @@ impl ClusterSection {
             });
         c.upload_bytes = self.upload_bytes as usize;
         c.upload_after = std::time::Duration::from_millis(self.upload_after_ms);
+        c.postgres_ca_file =
+            (!self.postgres_ca_file.is_empty()).then(|| self.postgres_ca_file.clone().into());
         c
     }
 }
@@ -288,6 +319,10 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redacted("postgres://u@h/db?sslmode=require&password=s3cret"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
         assert_eq!(
             redacted("host=h password=s3cret user=u"),
             "host=h password=*** user=u"

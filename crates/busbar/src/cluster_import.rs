@@ -34,13 +34,18 @@ pub fn run(config: &Config) -> Result<busbar_cluster::import::Imported> {
         .build()
         .context("start the runtime")?;
     let url = crate::cluster_config::redacted(&config.cluster.postgres_url);
-    let done = rt
-        .block_on(busbar_cluster::import::import(
-            &config.cluster.postgres_url,
-            config.cluster.hot_bytes_max,
-            &topics,
-            &commits,
-        ))
+    let done = config
+        .cluster
+        .pg()
+        .and_then(|pg| {
+            rt.block_on(busbar_cluster::import::import(
+                &pg,
+                config.cluster.hot_bytes_max,
+                &topics,
+                &commits,
+            ))
+            .map_err(Into::into)
+        })
         .with_context(|| format!("import into the cluster at {url}"));
     if let Err(e) = broker.close() {
         // The import's outcome stands whatever the close did: say so, do not fail over it.

@@ -6,7 +6,7 @@
 
 use super::acl::{AclBinding, AclFilter, AclSet, Operation, PatternType, Permission, ResourceType};
 use super::AuthError;
-use crate::kvlog::KvLog;
+use crate::kvlog::{KvLog, SharedKv};
 use busbar_log::disk::Storage;
 use busbar_log::Clock;
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,19 @@ fn decode(bytes: &[u8]) -> Option<AclBinding> {
     })
 }
 
+/// The ACLs `log` holds, and the damaged ranges it skipped.
+fn replay(log: &KvLog) -> crate::Result<(AclSet, Vec<String>)> {
+    let mut all = BTreeSet::new();
+    let damage = log.replay(|_, key, value| {
+        let Some(b) = decode(key) else { return };
+        match value {
+            Some(_) => all.insert(b),
+            None => all.remove(&b),
+        };
+    })?;
+    Ok((AclSet::new(all.into_iter().collect()), damage))
+}
+
 /// The durable store of ACLs.
 pub struct AclStore {
     log: KvLog,
@@ -71,19 +84,10 @@ impl AclStore {
         max: usize,
     ) -> crate::Result<Self> {
         let log = KvLog::open(storage, clock)?;
-        let mut all = BTreeSet::new();
-        let damage = log.replay(|_, key, value| {
-            let Some(b) = decode(key) else { return };
-            match value {
-                Some(_) => all.insert(b),
-                None => all.remove(&b),
-            };
-        })?;
+        let (all, damage) = replay(&log)?;
         Ok(Self {
             log,
-            set: Arc::new(RwLock::new(Arc::new(AclSet::new(
-                all.into_iter().collect(),
-            )))),
+            set: Arc::new(RwLock::new(Arc::new(all))),
             writing: Default::default(),
             max,
             answer_bytes_max: usize::MAX,
@@ -103,6 +107,32 @@ impl AclStore {
         &self.damage
     }
 
+    /// Cluster mode: the ACLs are those of the shared store's space `acls` from now on.
+    pub async fn share(&self, kv: Arc<dyn SharedKv>) -> crate::Result<()> {
+        let _w = self.writing.lock().await;
+        self.log.share(kv, "acls").await?;
+        self.swap(replay(&self.log)?.0);
+        Ok(())
+    }
+
+    /// Cluster mode: reads the ACLs again if another broker changed them.
+    pub async fn refresh(&self) -> crate::Result<()> {
+        let _w = self.writing.lock().await;
+        self.reload_locked().await
+    }
+
+    /// [`AclStore::refresh`] with the write lock held (also after a failed write).
+    async fn reload_locked(&self) -> crate::Result<()> {
+        if self.log.refresh().await? {
+            self.swap(replay(&self.log)?.0);
+        }
+        Ok(())
+    }
+
+    fn swap(&self, all: AclSet) {
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(all);
+    }
+
     /// The current ACLs.
     pub fn snapshot(&self) -> Arc<AclSet> {
         self.set.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -115,6 +145,9 @@ impl AclStore {
             b.validate().map_err(AuthError::InvalidAcl)?;
         }
         let _w = self.writing.lock().await;
+        // Cluster mode: decided on the cluster's latest (a version read when nothing changed);
+        // the write is refused if another broker writes meanwhile.
+        let _ = self.reload_locked().await;
         let current = self.snapshot();
         let have: BTreeSet<&AclBinding> = current.all().iter().collect();
         let fresh: BTreeSet<AclBinding> = acls.into_iter().filter(|b| !have.contains(b)).collect();
@@ -145,6 +178,9 @@ impl AclStore {
         filters: &[AclFilter],
     ) -> Result<Vec<Vec<AclBinding>>, AuthError> {
         let _w = self.writing.lock().await;
+        // Cluster mode: decided on the cluster's latest (a version read when nothing changed);
+        // the write is refused if another broker writes meanwhile.
+        let _ = self.reload_locked().await;
         let current = self.snapshot();
         let per: Vec<Vec<AclBinding>> = filters
             .iter()
@@ -176,7 +212,8 @@ impl AclStore {
     ) -> Result<(), AuthError> {
         let set = self.set.clone();
         let n = rows.len();
-        self.log
+        let written = self
+            .log
             .write_whole(rows, move |written| {
                 let done: BTreeSet<AclBinding> = acls.into_iter().take(written.len()).collect();
                 let mut guard = set.write().unwrap_or_else(|e| e.into_inner());
@@ -188,14 +225,17 @@ impl AclStore {
                 }
                 *guard = Arc::new(AclSet::new(all.into_iter().collect()));
             })
-            .await
-            .map_err(|e| match e {
-                crate::BrokerError::InvalidRequest(why) => AuthError::InvalidAcl(format!(
-                    "{n} ACLs are too many for one write ({why}, the internal log's batch \
+            .await;
+        if written.is_err() {
+            let _ = self.reload_locked().await;
+        }
+        written.map_err(|e| match e {
+            crate::BrokerError::InvalidRequest(why) => AuthError::InvalidAcl(format!(
+                "{n} ACLs are too many for one write ({why}, the internal log's batch \
                      limit): send fewer per request"
-                )),
-                e => AuthError::Storage(e),
-            })
+            )),
+            e => AuthError::Storage(e),
+        })
     }
 
     /// Compacts the log.

@@ -17,6 +17,7 @@ pub mod verified;
 use crate::error::BrokerError;
 use scram::{Credential, Mechanism};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use users::{UserInfo, UserStore};
 
@@ -144,6 +145,24 @@ impl Auth {
             tokens,
             backoff,
             acls,
+        }
+    }
+
+    /// Cluster mode: users, tokens and ACLs are the shared store's from now on.
+    pub(crate) async fn share(&self, kv: &Arc<dyn crate::kvlog::SharedKv>) -> crate::Result<()> {
+        self.users.share(kv.clone()).await?;
+        self.tokens.share(kv.clone()).await?;
+        self.acls.share(kv.clone()).await
+    }
+
+    /// Cluster mode: reads shared space `space` again if it is one of these tables and another
+    /// broker changed it.
+    pub(crate) async fn refresh(&self, space: &str) -> crate::Result<()> {
+        match space {
+            "users" => self.users.refresh().await,
+            "tokens" => self.tokens.refresh().await,
+            "acls" => self.acls.refresh().await,
+            _ => Ok(()),
         }
     }
 

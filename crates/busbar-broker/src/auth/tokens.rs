@@ -8,7 +8,7 @@
 //! bounded whatever the number of users.
 
 use super::AuthError;
-use crate::kvlog::KvLog;
+use crate::kvlog::{KvLog, SharedKv};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use busbar_log::disk::Storage;
@@ -52,6 +52,21 @@ pub struct Limits {
     pub total: usize,
 }
 
+/// The tokens `log` holds.
+fn replay(log: &KvLog) -> crate::Result<Table> {
+    let mut table = HashMap::new();
+    log.replay(|_, key, value| {
+        let Ok(key) = std::str::from_utf8(key) else {
+            return;
+        };
+        match value.and_then(|v| serde_json::from_slice::<TokenInfo>(v).ok()) {
+            Some(t) => table.insert(key.to_string(), t),
+            None => table.remove(key),
+        };
+    })?;
+    Ok(table)
+}
+
 /// The durable token store.
 pub struct TokenStore {
     log: KvLog,
@@ -65,22 +80,35 @@ impl TokenStore {
     /// Opens the store, replaying its log.
     pub fn open(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> crate::Result<Self> {
         let log = KvLog::open(storage, clock.clone())?;
-        let mut table = HashMap::new();
-        log.replay(|_, key, value| {
-            let Ok(key) = std::str::from_utf8(key) else {
-                return;
-            };
-            match value.and_then(|v| serde_json::from_slice::<TokenInfo>(v).ok()) {
-                Some(t) => table.insert(key.to_string(), t),
-                None => table.remove(key),
-            };
-        })?;
+        let table = replay(&log)?;
         Ok(Self {
             log,
             clock,
             table: Arc::new(Mutex::new(table)),
             writing: Default::default(),
         })
+    }
+
+    /// Cluster mode: the tokens are those of the shared store's space `tokens` from now on.
+    pub async fn share(&self, kv: Arc<dyn SharedKv>) -> crate::Result<()> {
+        let _w = self.writing.lock().await;
+        self.log.share(kv, "tokens").await?;
+        *self.table() = replay(&self.log)?;
+        Ok(())
+    }
+
+    /// Cluster mode: reads the tokens again if another broker changed them.
+    pub async fn refresh(&self) -> crate::Result<()> {
+        let _w = self.writing.lock().await;
+        self.reload_locked().await
+    }
+
+    /// [`TokenStore::refresh`] with the write lock held (also after a failed write).
+    async fn reload_locked(&self) -> crate::Result<()> {
+        if self.log.refresh().await? {
+            *self.table() = replay(&self.log)?;
+        }
+        Ok(())
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -122,7 +150,8 @@ impl TokenStore {
             .collect();
         let table = self.table.clone();
         let n = rows.len();
-        self.log
+        let written = self
+            .log
             .write(encoded, move |written| {
                 if written.len() == n {
                     let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
@@ -134,8 +163,11 @@ impl TokenStore {
                     }
                 }
             })
-            .await
-            .map_err(AuthError::Storage)
+            .await;
+        if written.is_err() {
+            let _ = self.reload_locked().await;
+        }
+        written.map_err(AuthError::Storage)
     }
 
     /// Whether any token (live or expired) of `user` is stored.
@@ -189,6 +221,9 @@ impl TokenStore {
             )));
         }
         let _w = self.writing.lock().await;
+        // Cluster mode: decided on the cluster's latest (refused if another broker writes
+        // meanwhile).
+        let _ = self.reload_locked().await;
         if !exists() {
             return Err(AuthError::UnknownUser(user.to_string()));
         }
@@ -218,6 +253,9 @@ impl TokenStore {
     /// Revokes `user`'s token `name`.
     pub async fn revoke(&self, user: &str, name: &str) -> Result<(), AuthError> {
         let _w = self.writing.lock().await;
+        // Cluster mode: decided on the cluster's latest (refused if another broker writes
+        // meanwhile).
+        let _ = self.reload_locked().await;
         let key = self
             .table()
             .iter()
@@ -232,6 +270,9 @@ impl TokenStore {
     /// Revokes every token of `user` (the user was deleted).
     pub async fn revoke_all(&self, user: &str) -> Result<(), AuthError> {
         let _w = self.writing.lock().await;
+        // Cluster mode: decided on the cluster's latest (refused if another broker writes
+        // meanwhile).
+        let _ = self.reload_locked().await;
         let rows: Vec<_> = self
             .table()
             .iter()

@@ -5,7 +5,7 @@
 
 use super::scram::{Credential, Mechanism};
 use super::AuthError;
-use crate::kvlog::KvLog;
+use crate::kvlog::{KvLog, SharedKv};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use busbar_log::disk::Storage;
@@ -95,6 +95,21 @@ pub fn validate_password(password: &str) -> Result<(), AuthError> {
     Ok(())
 }
 
+/// The users `log` holds, and the damaged ranges it skipped.
+fn replay(log: &KvLog) -> crate::Result<(BTreeMap<String, User>, Vec<String>)> {
+    let mut table = BTreeMap::new();
+    let damage = log.replay(|_, key, value| {
+        let Ok(name) = std::str::from_utf8(key) else {
+            return;
+        };
+        match value.and_then(decode) {
+            Some(u) => table.insert(name.to_string(), u),
+            None => table.remove(name),
+        };
+    })?;
+    Ok((table, damage))
+}
+
 /// The durable store of users.
 pub struct UserStore {
     log: KvLog,
@@ -111,16 +126,7 @@ impl UserStore {
     /// Opens the store in `storage`, replaying its log.
     pub fn open(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> crate::Result<Self> {
         let log = KvLog::open(storage, clock)?;
-        let mut table = BTreeMap::new();
-        let damage = log.replay(|_, key, value| {
-            let Ok(name) = std::str::from_utf8(key) else {
-                return;
-            };
-            match value.and_then(decode) {
-                Some(u) => table.insert(name.to_string(), u),
-                None => table.remove(name),
-            };
-        })?;
+        let (table, damage) = replay(&log)?;
         Ok(Self {
             log,
             table: Arc::new(Mutex::new(table)),
@@ -212,6 +218,9 @@ impl UserStore {
         f: impl FnOnce(Option<User>) -> Result<Option<User>, AuthError>,
     ) -> Result<(), AuthError> {
         let _w = self.writing.lock().await;
+        // Cluster mode: decided on the cluster's latest (a version read when nothing changed);
+        // the write is refused if another broker writes meanwhile.
+        let _ = self.reload_locked().await;
         let current = self.table().get(name).cloned();
         let creates = current.is_none();
         let next = f(current)?;
@@ -225,7 +234,8 @@ impl UserStore {
         let row = (name.as_bytes().to_vec(), next.as_ref().map(encode));
         let table = self.table.clone();
         let key = name.to_string();
-        self.log
+        let written = self
+            .log
             .write(vec![row], move |written| {
                 if written.len() == 1 {
                     let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
@@ -235,8 +245,34 @@ impl UserStore {
                     };
                 }
             })
-            .await
-            .map_err(AuthError::Storage)
+            .await;
+        if written.is_err() {
+            let _ = self.reload_locked().await;
+        }
+        written.map_err(AuthError::Storage)
+    }
+
+    /// Cluster mode: the users are those of the shared store's space `users` from now on.
+    pub async fn share(&self, kv: Arc<dyn SharedKv>) -> crate::Result<()> {
+        let _w = self.writing.lock().await;
+        self.log.share(kv, "users").await?;
+        *self.table() = replay(&self.log)?.0;
+        Ok(())
+    }
+
+    /// Cluster mode: reads the users again if another broker changed them.
+    pub async fn refresh(&self) -> crate::Result<()> {
+        let _w = self.writing.lock().await;
+        self.reload_locked().await
+    }
+
+    /// [`UserStore::refresh`] with the write lock held (also after a failed write: another
+    /// broker's write may have refused it).
+    async fn reload_locked(&self) -> crate::Result<()> {
+        if self.log.refresh().await? {
+            *self.table() = replay(&self.log)?.0;
+        }
+        Ok(())
     }
 
     /// Compacts the log.

@@ -3,6 +3,7 @@
 
 use super::Broker;
 use crate::error::Result;
+use crate::kvlog::SharedKv;
 use crate::metadata::TopicMeta;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -93,6 +94,25 @@ impl Broker {
         first_err.map_or(Ok(Some(added)), Err)
     }
 
+    /// Cluster mode: users, API tokens, ACLs and quotas live in `kv` from now on (every broker
+    /// the same), each loaded now.
+    pub async fn share_tables(&self, kv: Arc<dyn SharedKv>) -> Result<()> {
+        self.auth.share(&kv).await?;
+        self.quotas.share(kv).await
+    }
+
+    /// The shared spaces [`Broker::share_tables`] uses.
+    pub const SHARED_SPACES: [&'static str; 4] = ["users", "tokens", "acls", "quotas"];
+
+    /// Cluster mode: reads shared space `space` again if another broker changed it (a
+    /// notification, or a poll while notifications are down).
+    pub async fn refresh_table(&self, space: &str) -> Result<()> {
+        match space {
+            "quotas" => self.quotas.refresh().await,
+            _ => self.auth.refresh(space).await,
+        }
+    }
+
     /// How many catalog changes this broker has written to the shared store (cluster mode).
     pub fn catalog_writes(&self) -> u64 {
         self.catalog_writes.load(Ordering::SeqCst)
@@ -121,7 +141,13 @@ mod tests {
     /// sync changes nothing and asks for a new read; a read after it applies.
     #[tokio::test]
     async fn a_catalog_read_before_this_brokers_own_write_changes_nothing() {
-        let b = Broker::open(BrokerConfig::default()).unwrap();
+        let fs = busbar_log::disk::MemFs::new();
+        let data = crate::datadir::MemDataDir::new(fs);
+        let b = Broker::open(BrokerConfig {
+            data: Some(std::sync::Arc::new(data)),
+            ..Default::default()
+        })
+        .unwrap();
         let before = b.catalog_writes();
         b.create_topic("t", Some(1), Default::default())
             .await
