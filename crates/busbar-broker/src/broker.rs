@@ -55,6 +55,10 @@ pub struct Broker {
     /// Cluster mode: catalog changes this broker wrote to the shared store (bumped under the
     /// admin lock), so a topic sync can tell a catalog read before one of them (`cluster.rs`).
     catalog_writes: std::sync::atomic::AtomicU64,
+    /// Cluster mode: the shared spaces' store, once joined (`cluster.rs`).
+    shared_kv: std::sync::OnceLock<Arc<dyn crate::kvlog::SharedKv>>,
+    /// Tables other crates keep in shared spaces, by space (`cluster.rs`).
+    shared_tables: std::sync::Mutex<Vec<(&'static str, Arc<dyn crate::kvlog::SharedTable>)>>,
     meta: Arc<MetaStore>,
     pub(crate) offsets: OffsetStore,
     auth: crate::auth::Auth,
@@ -166,6 +170,8 @@ impl Broker {
             topics: Arc::new(RwLock::new(topics)),
             admin: Arc::default(),
             catalog_writes: Default::default(),
+            shared_kv: Default::default(),
+            shared_tables: Default::default(),
             meta: Arc::new(meta),
             offsets,
             auth,

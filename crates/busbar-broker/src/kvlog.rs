@@ -26,6 +26,9 @@ const SEGMENT_HEADER_ALLOWANCE: usize = 4096;
 /// One row: key, value (`None` deletes).
 pub type Row = (Vec<u8>, Option<Vec<u8>>);
 
+/// Tables' stored rows (key, value) by shared space: what `busbar cluster import` copies.
+pub type SpaceRows = Vec<(&'static str, Vec<(Vec<u8>, Vec<u8>)>)>;
+
 /// A compacted internal log.
 pub struct KvLog {
     log: Arc<Log>,
@@ -61,6 +64,14 @@ pub trait SharedKv: Send + Sync + 'static {
         rows: Vec<Row>,
         expect: i64,
     ) -> crate::shared::BoxFuture<'_, Result<(Vec<u64>, i64)>>;
+}
+
+/// A table kept in a shared space by another crate (the schema registry): the broker's watcher
+/// asks it to load the space again when another broker changed it
+/// ([`crate::Broker::add_shared_table`]).
+pub trait SharedTable: Send + Sync + 'static {
+    /// Loads the space again if it changed.
+    fn refresh(&self) -> crate::shared::BoxFuture<'_, Result<()>>;
 }
 
 /// A shared space as this broker last loaded or wrote it.
@@ -295,6 +306,21 @@ impl KvLog {
         })
         .await
         .map_err(|e| BrokerError::Storage(format!("internal log write failed: {e}")))?
+    }
+
+    /// The table's rows as replay leaves them (the newest per key, tombstones dropped), in key
+    /// order: what `busbar cluster import` copies into the cluster.
+    pub fn rows(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut rows = BTreeMap::new();
+        self.replay(|_, key, value| match value {
+            Some(v) => {
+                rows.insert(key.to_vec(), v.to_vec());
+            }
+            None => {
+                rows.remove(key);
+            }
+        })?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Whether any row was ever written (offsets are never reused, so compaction keeps this).

@@ -599,6 +599,11 @@ impl Quotas {
         written
     }
 
+    /// The stored rows (`busbar cluster import`).
+    pub fn rows(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.log.rows()
+    }
+
     /// Compacts the log.
     pub fn maintain(&self) -> Result<()> {
         self.log.compact()

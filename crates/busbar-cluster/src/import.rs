@@ -29,7 +29,14 @@ pub struct Imported {
     pub commits: u64,
     /// The highest producer id in an imported batch.
     pub producer_id_max: i64,
+    /// Rows of the shared tables (users, ACLs, quotas, schemas) copied in.
+    pub table_rows: u64,
+    /// Rows of the shared tables the cluster had under the same key already (kept).
+    pub table_rows_kept: u64,
 }
+
+/// A single node's shared tables: (space, its rows).
+pub type Tables = [(&'static str, Vec<(Vec<u8>, Vec<u8>)>)];
 
 /// How many bytes of a log one read (and one insert) takes.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -41,6 +48,7 @@ pub async fn import(
     hot_bytes_max: u64,
     topics: &[ExportedTopic],
     commits: &[ExportedCommit],
+    tables: &Tables,
 ) -> Result<Imported, Error> {
     let mut client = pool::connect(pg).await?;
     migrate::apply(&mut client).await?;
@@ -108,6 +116,7 @@ pub async fn import(
         &[&done.producer_id_max.max(1)],
     )
     .await?;
+    copy_tables(&tx, tables, &mut done).await?;
     tx.execute("SELECT pg_notify('busbar_topics', '')", &[])
         .await?;
     // The commit waits as long as the database needs (a synchronous standby's confirmation
@@ -115,6 +124,50 @@ pub async fn import(
     tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.commit().await?;
     Ok(done)
+}
+
+/// Copies the shared tables into their spaces: a row whose key the cluster has already is kept
+/// as the cluster has it (its first broker's admin, say). Schemas are refused when the cluster
+/// has any (their ids would collide); the registry's rows are copied whole or not at all.
+async fn copy_tables(
+    tx: &tokio_postgres::Transaction<'_>,
+    tables: &Tables,
+    done: &mut Imported,
+) -> Result<(), Error> {
+    for (space, rows) in tables.iter().filter(|(_, rows)| !rows.is_empty()) {
+        tx.execute(
+            "INSERT INTO kv_spaces (space, version) VALUES ($1, 1) ON CONFLICT (space) \
+             DO UPDATE SET version = kv_spaces.version + 1",
+            &[space],
+        )
+        .await?;
+        let had: i64 = tx
+            .query_one("SELECT count(*) FROM kv_rows WHERE space = $1", &[space])
+            .await?
+            .get(0);
+        if *space == "schemas" && had > 0 {
+            return Err(Error::Config(
+                "the cluster's schema registry has schemas already: the imported ids would \
+                 collide with its ids; nothing was imported"
+                    .into(),
+            ));
+        }
+        let keys: Vec<&[u8]> = rows.iter().map(|(k, _)| k.as_slice()).collect();
+        let values: Vec<&[u8]> = rows.iter().map(|(_, v)| v.as_slice()).collect();
+        let copied = tx
+            .execute(
+                "INSERT INTO kv_rows (space, key, seq, value) \
+                 SELECT $1, k, nextval('kv_seq'), v FROM unnest($2::bytea[], $3::bytea[]) AS r(k, v) \
+                 ON CONFLICT (space, key) DO NOTHING",
+                &[space, &keys, &values],
+            )
+            .await?;
+        done.table_rows += copied;
+        done.table_rows_kept += rows.len() as u64 - copied;
+        tx.execute("SELECT pg_notify('busbar_kv', $1)", &[space])
+            .await?;
+    }
+    Ok(())
 }
 
 /// Refuses topic ids the cluster used before (a deleted topic's objects may still wait for

@@ -63,26 +63,72 @@ fn store_err(e: impl std::fmt::Display) -> SchemaError {
     SchemaError::Store(e.to_string())
 }
 
+/// The tables `log` holds; a damaged log is refused (an id mapping lost to a skipped range
+/// could hand one id to two schemas).
+fn replay(log: &KvLog) -> Result<Tables> {
+    let mut tables = Tables::default();
+    let mut bad = Vec::new();
+    let mut damage = log
+        .replay(|at, key, value| match Row::decode(key, value) {
+            Ok(Some(row)) => tables.apply(row, &key_of),
+            Ok(None) => {}
+            Err(e) => bad.push(format!("row at offset {at} does not decode: {e}")),
+        })
+        .map_err(store_err)?;
+    damage.extend(bad);
+    if !damage.is_empty() {
+        return Err(SchemaError::Store(format!(
+            "the schema registry's log (internal/schemas) is damaged, refusing to start: {}",
+            damage.join("; ")
+        )));
+    }
+    Ok(tables)
+}
+
 impl Registry {
+    /// Cluster mode: the registry is the shared store's space `schemas` from now on (every
+    /// broker the same ids). Each change reloads the space first if it moved and commits only
+    /// if no other broker wrote it meanwhile (`busbar_broker::kvlog`), so an id is never given
+    /// to two schemas.
+    pub async fn share(&self, kv: Arc<dyn busbar_broker::kvlog::SharedKv>) -> Result<()> {
+        let _w = self.write.lock().await;
+        self.log.share(kv, "schemas").await.map_err(store_err)?;
+        self.swap(replay(&self.log)?);
+        Ok(())
+    }
+
+    /// Cluster mode: loads the space again if another broker changed it.
+    pub async fn refresh(&self) -> Result<()> {
+        let _w = self.write.lock().await;
+        self.reload_locked().await
+    }
+
+    /// [`Registry::refresh`] with the write lock held.
+    async fn reload_locked(&self) -> Result<()> {
+        if self.log.refresh().await.map_err(store_err)? {
+            self.swap(replay(&self.log)?);
+        }
+        Ok(())
+    }
+
+    fn swap(&self, tables: Tables) {
+        *self.tables.write().unwrap_or_else(|e| e.into_inner()) = tables;
+        (self.generation).fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The write lock, with the tables as the cluster last committed them (cluster mode: loaded
+    /// again if another broker wrote; a failed load leaves them, and the write is then refused
+    /// if they were stale).
+    async fn lock_for_write(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        let guard = self.write.clone().lock_owned().await;
+        let _ = self.reload_locked().await;
+        guard
+    }
+
     /// Opens the registry stored in `storage` (the data directory's `internal/schemas`).
     pub fn open(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>, limits: Limits) -> Result<Self> {
         let log = KvLog::open(storage, clock).map_err(store_err)?;
-        let mut tables = Tables::default();
-        let mut bad = Vec::new();
-        let mut damage = log
-            .replay(|at, key, value| match Row::decode(key, value) {
-                Ok(Some(row)) => tables.apply(row, &key_of),
-                Ok(None) => {}
-                Err(e) => bad.push(format!("row at offset {at} does not decode: {e}")),
-            })
-            .map_err(store_err)?;
-        damage.extend(bad);
-        if !damage.is_empty() {
-            return Err(SchemaError::Store(format!(
-                "the schema registry's log (internal/schemas) is damaged, refusing to start: {}",
-                damage.join("; ")
-            )));
-        }
+        let tables = replay(&log)?;
         Ok(Self {
             log,
             tables: Arc::new(RwLock::new(tables)),
@@ -99,6 +145,12 @@ impl Registry {
             .storage("internal/schemas")
             .map_err(|e| store_err(format!("open {}: {e}", data.describe("internal/schemas"))))?;
         Self::open(storage, broker.config().clock.clone(), limits)
+    }
+
+    /// The stored rows (`busbar cluster import` copies them into the cluster's space
+    /// `schemas`).
+    pub fn rows(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.log.rows().map_err(store_err)
     }
 
     /// Clean shutdown of the log.
@@ -156,6 +208,9 @@ impl Registry {
                 let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
                 t.apply(Row::IdHigh(id), &key_of);
             }
+            // Cluster mode: another broker's write may have refused this one.
+            let _w = self.write.lock().await;
+            let _ = self.reload_locked().await;
         }
         written.map_err(store_err)
     }
@@ -520,3 +575,13 @@ mod write;
 
 pub use by_id::ParsedById;
 pub use write::Registration;
+
+impl busbar_broker::kvlog::SharedTable for Registry {
+    fn refresh(&self) -> busbar_broker::shared::BoxFuture<'_, busbar_broker::Result<()>> {
+        Box::pin(async move {
+            Registry::refresh(self)
+                .await
+                .map_err(|e| busbar_broker::BrokerError::Storage(e.to_string()))
+        })
+    }
+}

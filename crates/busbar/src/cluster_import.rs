@@ -29,6 +29,16 @@ pub fn run(config: &Config) -> Result<busbar_cluster::import::Imported> {
     let broker = Broker::open(config.broker_config())
         .with_context(|| format!("open data directory {}", dir.display()))?;
     let (topics, commits) = broker.export().context("read the data directory")?;
+    let mut tables = broker
+        .export_tables()
+        .context("read the users, tokens, ACLs and quotas")?;
+    let registry = busbar_schema::registry::Registry::open_for(&broker, Default::default())
+        .context("open the schema registry (internal/schemas)")?;
+    tables.push((
+        "schemas",
+        registry.rows().context("read the schema registry")?,
+    ));
+    let _ = registry.close();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -43,6 +53,7 @@ pub fn run(config: &Config) -> Result<busbar_cluster::import::Imported> {
                 config.cluster.hot_bytes_max,
                 &topics,
                 &commits,
+                &tables,
             ))
             .map_err(Into::into)
         })

@@ -172,13 +172,16 @@ fn cluster_import(flags: ServeFlags) -> ExitCode {
         Ok(d) => {
             client::outln!(
                 "imported {} topics, {} partitions, {} batches ({} offsets, {} bytes), {} \
-                 committed offsets",
+                 committed offsets, {} rows of users, ACLs, quotas and schemas ({} kept \
+                 as the cluster had them)",
                 d.topics,
                 d.partitions,
                 d.batches,
                 d.offsets,
                 d.bytes,
-                d.commits
+                d.commits,
+                d.table_rows,
+                d.table_rows_kept
             );
             ExitCode::SUCCESS
         }

@@ -439,6 +439,34 @@ fn a_single_node_data_directory_is_imported_with_its_events_and_offsets() {
         .iter()
         .map(|(t, p)| events(&s, t, *p))
         .collect();
+    // Users, a quota and a schema (and an ACL, below) go with the import.
+    let made = [
+        (
+            "POST",
+            "/users",
+            json!({"name": "alice", "password": "alice-secret-1"}),
+        ),
+        (
+            "POST",
+            "/users",
+            json!({"name": "admin", "password": "admin-secret-1"}),
+        ),
+        (
+            "PUT",
+            "/quotas",
+            json!({"entity": {"user": "alice"},
+            "values": {"producer_byte_rate": 1048576}}),
+        ),
+        (
+            "POST",
+            "/schema-registry/subjects/a-value/versions",
+            json!({"schema": "\"string\""}),
+        ),
+    ];
+    for (method, path, body) in made.clone() {
+        let (st, r) = s.http(method, path, Some(body));
+        assert!(st == 200 || st == 201, "{path}: {st} {r}");
+    }
     let pg = TestPostgres::start();
     let url = pg.create_db("import");
     // A running server holds the directory: the import is refused, nothing written.
@@ -453,10 +481,31 @@ fn a_single_node_data_directory_is_imported_with_its_events_and_offsets() {
         "0"
     );
     assert_eq!(s.stop(), 0);
+    // An ACL (they need authentication on): the node started once more with it.
+    let env = [
+        ("BUSBAR_AUTH_ENABLED", "true"),
+        ("BUSBAR_AUTH_SUPER_USERS", "admin"),
+    ];
+    let s = Server::start(single.path(), &[], &env);
+    let acl = json!({"resource_type": "TOPIC", "resource_name": "a", "principal": "User:alice",
+                     "operation": "READ", "permission": "ALLOW"});
+    let basic = format!("Basic {}", base64_of("admin:admin-secret-1"));
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", basic.as_str()),
+    ];
+    let body = acl.to_string().into_bytes();
+    let r = busbar_testkit::http::request(s.addr, "POST", "/acls", &headers, &body).unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(s.stop(), 0);
     let (code, out, err) = import(single.path(), &url);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("imported 2 topics, 3 partitions") && out.contains("102 offsets"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rows of users, ACLs, quotas and schemas (0 kept"),
         "{out}"
     );
     // Again: the names are taken, nothing changes.
@@ -481,6 +530,20 @@ fn a_single_node_data_directory_is_imported_with_its_events_and_offsets() {
     let (st, r) = publish(&b1, "b", json!([{"value": "three"}]));
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["offsets"][0]["offset"], 2, "{r}");
+    // The user, the ACL, the quota and the schema are the cluster's.
+    for (path, n) in [("users", 2), ("quotas", 1)] {
+        let (st, r) = b2.http("GET", &format!("/{path}"), None);
+        assert_eq!(st, 200, "{r}");
+        assert_eq!(r[path].as_array().map(Vec::len), Some(n), "{path}: {r}");
+    }
+    // (ACLs are not listed while authentication is off.)
+    let acls = pg.psql(
+        "import",
+        "SELECT count(*) FROM kv_rows WHERE space = 'acls'",
+    );
+    assert_eq!(acls, "1");
+    let (st, r) = b1.http("GET", "/schema-registry/schemas/ids/1", None);
+    assert_eq!((st, r["schema"].as_str()), (200, Some("\"string\"")), "{r}");
     // The group's commits are the cluster's.
     assert_eq!(
         pg.psql(
@@ -507,6 +570,25 @@ fn a_single_node_data_directory_is_imported_with_its_events_and_offsets() {
     assert_ne!(code, 0);
     assert!(err.contains("groups are active in the cluster: g"), "{err}");
     assert_eq!(pg.psql("live", "SELECT count(*) FROM topics"), "0");
+    // The cluster's own rows win: a user it has under the same name is kept (and counted);
+    // schemas are refused while its registry has any (the ids would collide), nothing written.
+    pg.psql("live", "DELETE FROM leases");
+    pg.psql(
+        "live",
+        "INSERT INTO kv_spaces VALUES ('users', 1), ('schemas', 1); \
+         INSERT INTO kv_rows VALUES ('users', 'alice', 1, 'theirs'), ('schemas', 'x', 2, 'y')",
+    );
+    let (code, _, err) = import(single.path(), &live);
+    assert_ne!(code, 0);
+    assert!(err.contains("schema registry has schemas already"), "{err}");
+    assert_eq!(pg.psql("live", "SELECT count(*) FROM topics"), "0");
+    pg.psql("live", "DELETE FROM kv_rows WHERE space = 'schemas'");
+    let (code, out, err) = import(single.path(), &live);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(1 kept"), "{out}");
+    let alice = "SELECT convert_from(value, 'UTF8') FROM kv_rows WHERE space = 'users' \
+                 AND key = 'alice'";
+    assert_eq!(pg.psql("live", alice), "theirs");
     // The directory is left a single node's: it still serves on its own. A partition whose
     // start moved (DeleteRecords) cannot be imported: refused, nothing written.
     let s = Server::start(single.path(), &[], &[]);
@@ -548,4 +630,10 @@ fn a_single_node_data_directory_is_imported_with_its_events_and_offsets() {
         "{err}"
     );
     assert_eq!(pg.psql("trimmed", "SELECT count(*) FROM topics"), "0");
+}
+
+/// Standard base64 of `s` (an HTTP Basic credential).
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }

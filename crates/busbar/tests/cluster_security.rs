@@ -279,3 +279,78 @@ fn a_broker_reaches_postgresql_over_tls_with_its_ca() {
         );
     }
 }
+
+/// The schema registry is the cluster's: schemas registered concurrently on two brokers get
+/// distinct ids (a registration decided on a stale copy is refused with a retriable error and
+/// tried again), every id names one schema on every broker, a broker started later on an empty
+/// data directory serves them all, and a compatibility level set on one broker applies on
+/// another.
+#[test]
+fn the_schema_registry_is_the_clusters() {
+    let pg = TestPostgres::start();
+    let url = pg.create_db("schemas");
+    let mut nodes: Vec<Node> = (1..=2).map(|i| Node::new(i, &url)).collect();
+    let at: Vec<SocketAddr> = nodes.iter().map(|n| n.http).collect();
+    let sr = |a: SocketAddr, method: &str, path: &str, body: Option<Value>| {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let ct = [("content-type", "application/vnd.schemaregistry.v1+json")];
+        let r = request(a, method, &format!("/schema-registry{path}"), &ct, &bytes).unwrap();
+        (
+            r.status,
+            serde_json::from_slice::<Value>(&r.body).unwrap_or(Value::Null),
+        )
+    };
+    let schema = |i: usize| format!(r#"{{"type":"record","name":"R{i}","fields":[]}}"#);
+    // 2 x 15 registrations at once, each on its broker; retried while refused as concurrent.
+    let registered: Vec<(usize, u64)> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..2)
+            .map(|b| {
+                let (sr, schema, a) = (&sr, &schema, at[b]);
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    for i in (0..15).map(|n| b * 100 + n) {
+                        let body = json!({"schema": schema(i)});
+                        let path = format!("/subjects/s{i}/versions");
+                        let deadline = Instant::now() + Duration::from_secs(20);
+                        loop {
+                            let (st, v) = sr(a, "POST", &path, Some(body.clone()));
+                            if st == 200 {
+                                got.push((i, v["id"].as_u64().unwrap()));
+                                break;
+                            }
+                            assert!(st >= 500 && Instant::now() < deadline, "{st} {v}");
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        runs.into_iter().flat_map(|r| r.join().unwrap()).collect()
+    });
+    let ids: std::collections::BTreeSet<u64> = registered.iter().map(|(_, id)| *id).collect();
+    assert_eq!(
+        ids.len(),
+        registered.len(),
+        "an id given twice: {registered:?}"
+    );
+    // A broker started now, on an empty data directory, serves every id as registered.
+    nodes.push(Node::new(3, &url));
+    let third = nodes[2].http;
+    for (i, id) in &registered {
+        let (st, v) = sr(third, "GET", &format!("/schemas/ids/{id}"), None);
+        assert_eq!(st, 200, "{v}");
+        let got: Value = serde_json::from_str(v["schema"].as_str().unwrap()).unwrap();
+        assert_eq!(got["name"], format!("R{i}"), "id {id}");
+    }
+    // A compatibility level set on broker 1 applies on broker 2.
+    let (st, v) = sr(
+        at[0],
+        "PUT",
+        "/config/s0",
+        Some(json!({"compatibility": "NONE"})),
+    );
+    assert_eq!(st, 200, "{v}");
+    eventually("the level reaches broker 2", || {
+        sr(at[1], "GET", "/config/s0", None).1["compatibilityLevel"] == "NONE"
+    });
+}

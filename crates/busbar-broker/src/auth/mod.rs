@@ -166,6 +166,15 @@ impl Auth {
         }
     }
 
+    /// The stored rows of users and ACLs, by shared space (`busbar cluster import`; API tokens
+    /// are not copied: a token names a user, and the cluster may keep its own user of that name).
+    pub(crate) fn rows(&self) -> crate::Result<crate::kvlog::SpaceRows> {
+        Ok(vec![
+            ("users", self.users.rows()?),
+            ("acls", self.acls.rows()?),
+        ])
+    }
+
     /// The ACLs.
     pub fn acls(&self) -> &acls::AclStore {
         &self.acls

@@ -275,6 +275,11 @@ impl UserStore {
         Ok(())
     }
 
+    /// The stored rows (`busbar cluster import`).
+    pub fn rows(&self) -> crate::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.log.rows()
+    }
+
     /// Compacts the log.
     pub fn maintain(&self) -> crate::Result<()> {
         self.log.compact()

@@ -3,7 +3,7 @@
 
 use super::Broker;
 use crate::error::Result;
-use crate::kvlog::SharedKv;
+use crate::kvlog::{SharedKv, SharedTable};
 use crate::metadata::TopicMeta;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -98,18 +98,52 @@ impl Broker {
     /// the same), each loaded now.
     pub async fn share_tables(&self, kv: Arc<dyn SharedKv>) -> Result<()> {
         self.auth.share(&kv).await?;
-        self.quotas.share(kv).await
+        self.quotas.share(kv.clone()).await?;
+        let _ = self.shared_kv.set(kv);
+        Ok(())
     }
 
-    /// The shared spaces [`Broker::share_tables`] uses.
-    pub const SHARED_SPACES: [&'static str; 4] = ["users", "tokens", "acls", "quotas"];
+    /// The shared spaces: [`Broker::share_tables`]'s, and `schemas` (the schema registry, kept
+    /// by `busbar-schema`, [`Broker::add_shared_table`]).
+    pub const SHARED_SPACES: [&'static str; 5] = ["users", "tokens", "acls", "quotas", "schemas"];
+
+    /// A single node's users, ACLs and quotas, by shared space: what `busbar cluster import`
+    /// copies into the cluster (not its API tokens: made again on the cluster).
+    pub fn export_tables(&self) -> Result<crate::kvlog::SpaceRows> {
+        let mut out = self.auth.rows()?;
+        out.push(("quotas", self.quotas.rows()?));
+        Ok(out)
+    }
+
+    /// Cluster mode: the shared spaces' store (for tables other crates keep there).
+    pub fn shared_kv(&self) -> Option<Arc<dyn SharedKv>> {
+        self.shared_kv.get().cloned()
+    }
+
+    /// Cluster mode: `table` keeps its rows in shared space `space` (one of
+    /// [`Broker::SHARED_SPACES`]); it is refreshed when another broker changes it.
+    pub fn add_shared_table(&self, space: &'static str, table: Arc<dyn SharedTable>) {
+        let mut tables = self.shared_tables.lock().unwrap_or_else(|e| e.into_inner());
+        tables.retain(|(s, _)| *s != space);
+        tables.push((space, table));
+    }
 
     /// Cluster mode: reads shared space `space` again if another broker changed it (a
     /// notification, or a poll while notifications are down).
     pub async fn refresh_table(&self, space: &str) -> Result<()> {
         match space {
             "quotas" => self.quotas.refresh().await,
-            _ => self.auth.refresh(space).await,
+            "users" | "tokens" | "acls" => self.auth.refresh(space).await,
+            _ => {
+                let table = (self.shared_tables.lock().unwrap_or_else(|e| e.into_inner()))
+                    .iter()
+                    .find(|(s, _)| *s == space)
+                    .map(|(_, t)| t.clone());
+                match table {
+                    Some(t) => t.refresh().await,
+                    None => Ok(()),
+                }
+            }
         }
     }
 

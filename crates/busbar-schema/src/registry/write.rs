@@ -33,7 +33,7 @@ impl Registry {
     /// the same schema, else a new version after the compatibility check (40901 when refused).
     pub async fn register(&self, subject: &str, input: SchemaInput) -> Result<Registration> {
         check_subject(subject, &self.limits)?;
-        let guard = self.write.clone().lock_owned().await;
+        let guard = self.lock_for_write().await;
         // Parsing and the compatibility check are CPU work (bounded by the limits): off the
         // async workers. `Err(existing)`: the subject holds the schema already.
         let planned = cpu_bound(|| -> Result<std::result::Result<_, Registration>> {
@@ -294,7 +294,7 @@ impl Registry {
         version: Option<u32>,
         permanent: bool,
     ) -> Result<u32> {
-        let guard = self.write.clone().lock_owned().await;
+        let guard = self.lock_for_write().await;
         let (row, n) = {
             let t = self.read();
             Self::writable(&t, subject)?;
@@ -338,7 +338,7 @@ impl Registry {
     /// Deletes a subject: soft (every live version flagged; 40404 if none is live), or with
     /// `permanent` every version and its level and mode for good (40405 unless soft deleted).
     pub async fn delete_subject(&self, subject: &str, permanent: bool) -> Result<Vec<u32>> {
-        let guard = self.write.clone().lock_owned().await;
+        let guard = self.lock_for_write().await;
         let (rows, versions) = {
             let t = self.read();
             Self::writable(&t, subject)?;
@@ -413,7 +413,7 @@ impl Registry {
         if let Some(s) = subject {
             check_subject(s, &self.limits)?;
         }
-        let guard = self.write.clone().lock_owned().await;
+        let guard = self.lock_for_write().await;
         if let Some(s) = subject {
             self.check_subject_room(&self.read(), s)?;
         }
@@ -429,7 +429,7 @@ impl Registry {
     /// level it had. A subject with no level of its own answers 40401 when it has no versions
     /// either (Confluent's answer for a subject it does not know), else 40408.
     pub async fn delete_config(&self, subject: Option<&str>) -> Result<Compatibility> {
-        let guard = self.write.clone().lock_owned().await;
+        let guard = self.lock_for_write().await;
         let old = match self.config(subject, subject.is_none()) {
             Err(SchemaError::NoSubjectConfig(shown)) => {
                 let s = subject.unwrap_or_default();
@@ -469,7 +469,7 @@ impl Registry {
         if let Some(s) = subject {
             check_subject(s, &self.limits)?;
         }
-        let guard = self.write.clone().lock_owned().await;
+        let guard = self.lock_for_write().await;
         if let Some(s) = subject {
             self.check_subject_room(&self.read(), s)?;
         }
@@ -496,7 +496,7 @@ impl Registry {
 
     /// Removes the mode of `subject` (`None`: global, back to READWRITE); answers the old one.
     pub async fn delete_mode(&self, subject: Option<&str>) -> Result<Mode> {
-        let guard = self.write.clone().lock_owned().await;
+        let guard = self.lock_for_write().await;
         let old = self.mode(subject, subject.is_none())?;
         self.commit(
             guard,
