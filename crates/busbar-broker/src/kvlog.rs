@@ -10,7 +10,7 @@
 //! [`KvLog::share`] switches a log to a space there once the broker joins. Each broker then
 //! keeps the space's rows in memory ([`SharedSpace`]), replays them as it would its log, writes
 //! through the store (one transaction; the answer follows its commit), and reloads the space
-//! when another broker changed it ([`KvLog::refresh`], driven by the store's notifications).
+//! when another broker changed it ([`KvLog::refresh_with`], driven by the store's notifications).
 //! The local log is left as it was and no longer read.
 
 use crate::error::{BrokerError, Result};
@@ -153,20 +153,31 @@ impl KvLog {
             .map_err(|_| BrokerError::Storage(format!("{space} is shared already")))
     }
 
-    /// Cluster mode: loads the space again; answers whether it changed since this broker last
-    /// loaded or wrote it (then the caller replays it into its table). Single node: `false`.
-    pub async fn refresh(&self) -> Result<bool> {
+    /// Cluster mode: loads the space again if it changed since this broker last loaded or
+    /// wrote it, and has `rebuild` replay it into the caller's table. If `rebuild` fails (a row
+    /// it refuses), the version stays the old one: the table is what the old version said, so
+    /// the next refresh loads again and a write decided on the old table is refused by the
+    /// store. Single node: nothing to do.
+    pub async fn refresh_with<E: From<BrokerError>>(
+        &self,
+        rebuild: impl FnOnce(&KvLog) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
         let Some(shared) = self.shared.get() else {
-            return Ok(false);
+            return Ok(());
         };
         let have = shared.lock().0;
-        match shared.kv.load(&shared.space, Some(have)).await? {
-            Some(snap) if snap.version != have => {
-                shared.set(snap);
-                Ok(true)
-            }
-            _ => Ok(false),
+        let Some(snap) = shared.kv.load(&shared.space, Some(have)).await? else {
+            return Ok(());
+        };
+        if snap.version == have {
+            return Ok(());
         }
+        shared.set(snap);
+        let rebuilt = rebuild(self);
+        if rebuilt.is_err() {
+            shared.lock().0 = have;
+        }
+        rebuilt
     }
 
     /// The shared space's name, in cluster mode.
@@ -309,10 +320,11 @@ impl KvLog {
     }
 
     /// The table's rows as replay leaves them (the newest per key, tombstones dropped), in key
-    /// order: what `busbar cluster import` copies into the cluster.
+    /// order: what `busbar cluster import` copies into the cluster. A damaged log is refused
+    /// (rows after the damage, a DENY or a deletion among them, would be lost without a word).
     pub fn rows(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut rows = BTreeMap::new();
-        self.replay(|_, key, value| match value {
+        let damage = self.replay(|_, key, value| match value {
             Some(v) => {
                 rows.insert(key.to_vec(), v.to_vec());
             }
@@ -320,6 +332,9 @@ impl KvLog {
                 rows.remove(key);
             }
         })?;
+        if !damage.is_empty() {
+            return Err(BrokerError::Damaged(damage.join("; ")));
+        }
         Ok(rows.into_iter().collect())
     }
 
@@ -363,4 +378,92 @@ fn chunks(recs: &[NewRecord], limit: usize) -> Result<Vec<Vec<u8>>> {
     let mut out = chunks(left, limit)?;
     out.extend(chunks(right, limit)?);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use busbar_log::disk::MemFs;
+
+    /// The shared store's rules in memory (the PostgreSQL one is tested in `busbar-cluster`
+    /// `kv.rs`): a version per space, writes refused unless at the expected version.
+    #[derive(Default)]
+    struct MemKv(Mutex<(i64, Rows)>);
+
+    type Rows = BTreeMap<Vec<u8>, Vec<u8>>;
+
+    impl SharedKv for MemKv {
+        fn load(
+            &self,
+            _space: &str,
+            unless: Option<i64>,
+        ) -> crate::shared::BoxFuture<'_, Result<Option<KvSnapshot>>> {
+            let s = self.0.lock().unwrap();
+            let snap = (unless != Some(s.0)).then(|| KvSnapshot {
+                version: s.0,
+                rows: (s.1.iter())
+                    .map(|(k, v)| (k.clone(), 1, v.clone()))
+                    .collect(),
+            });
+            Box::pin(async move { Ok(snap) })
+        }
+
+        fn write(
+            &self,
+            _space: &str,
+            rows: Vec<Row>,
+            expect: i64,
+        ) -> crate::shared::BoxFuture<'_, Result<(Vec<u64>, i64)>> {
+            let mut s = self.0.lock().unwrap();
+            let out = if s.0 != expect {
+                Err(BrokerError::Storage("changed on another broker".into()))
+            } else {
+                s.0 += 1;
+                for (k, v) in &rows {
+                    match v {
+                        Some(v) => s.1.insert(k.clone(), v.clone()),
+                        None => s.1.remove(k),
+                    };
+                }
+                Ok((vec![1; rows.len()], s.0))
+            };
+            Box::pin(async move { out })
+        }
+    }
+
+    fn log() -> KvLog {
+        let clock: Arc<dyn Clock> = Arc::new(busbar_log::SystemClock);
+        KvLog::open(Arc::new(MemFs::new().dir("kv")), clock).unwrap()
+    }
+
+    /// A reload whose rebuild fails keeps the old version: the table still says the old
+    /// version, so a write decided on it is refused, and the next refresh loads again.
+    #[tokio::test]
+    async fn a_failed_rebuild_keeps_the_old_version() {
+        let kv = Arc::new(MemKv::default());
+        let (a, b) = (log(), log());
+        a.share(kv.clone(), "s").await.unwrap();
+        b.share(kv.clone(), "s").await.unwrap();
+        a.write(vec![(b"k".to_vec(), Some(b"1".to_vec()))], |_| {})
+            .await
+            .unwrap();
+        let failed = b
+            .refresh_with(|_| Err::<(), _>(BrokerError::Damaged("a row".into())))
+            .await;
+        assert!(failed.is_err());
+        let stale = b.write(vec![(b"k".to_vec(), None)], |_| {}).await;
+        assert!(
+            stale.is_err(),
+            "a write decided on the old table is refused"
+        );
+        let mut rebuilt = false;
+        b.refresh_with(|log| {
+            rebuilt = log.rows().unwrap() == vec![(b"k".to_vec(), b"1".to_vec())];
+            Ok::<(), BrokerError>(())
+        })
+        .await
+        .unwrap();
+        assert!(rebuilt, "the next refresh loads again");
+        b.write(vec![(b"k".to_vec(), None)], |_| {}).await.unwrap();
+    }
 }

@@ -383,10 +383,12 @@ impl Quotas {
 
     /// [`Quotas::refresh`] with the write lock held.
     async fn reload_locked(&self) -> Result<()> {
-        if self.log.refresh().await? {
-            self.swap(replay(&self.log)?.0);
-        }
-        Ok(())
+        (self.log)
+            .refresh_with(|log| {
+                self.swap(replay(log)?.0);
+                Ok(())
+            })
+            .await
     }
 
     fn swap(&self, table: Table) {

@@ -110,3 +110,9 @@ impl SchemaError {
 
 /// The registry's result type.
 pub type Result<T> = std::result::Result<T, SchemaError>;
+
+impl From<busbar_broker::BrokerError> for SchemaError {
+    fn from(e: busbar_broker::BrokerError) -> Self {
+        SchemaError::Store(e.to_string())
+    }
+}

@@ -105,10 +105,12 @@ impl Registry {
 
     /// [`Registry::refresh`] with the write lock held.
     async fn reload_locked(&self) -> Result<()> {
-        if self.log.refresh().await.map_err(store_err)? {
-            self.swap(replay(&self.log)?);
-        }
-        Ok(())
+        (self.log)
+            .refresh_with(|log| {
+                self.swap(replay(log)?);
+                Ok::<(), SchemaError>(())
+            })
+            .await
     }
 
     fn swap(&self, tables: Tables) {

@@ -28,6 +28,15 @@ pub fn run(config: &Config) -> Result<busbar_cluster::import::Imported> {
     }
     let broker = Broker::open(config.broker_config())
         .with_context(|| format!("open data directory {}", dir.display()))?;
+    let damage = broker.internal_damage();
+    if !damage.is_empty() {
+        bail!(
+            "data directory {} has damaged internal logs ({}): rows after the damage (ACLs, \
+             DENYs, deletions, users, commits) would be lost; nothing was imported",
+            dir.display(),
+            damage.join("; ")
+        );
+    }
     let (topics, commits) = broker.export().context("read the data directory")?;
     let mut tables = broker
         .export_tables()

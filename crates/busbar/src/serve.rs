@@ -334,12 +334,13 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
         .context("open the schema registry (internal/schemas)")?;
     let registry = Arc::new(registry);
     if let Some(kv) = broker.shared_kv() {
-        // Cluster mode: the cluster's registry (every broker the same ids).
+        // Cluster mode: the cluster's registry (every broker the same ids). Watched before it
+        // is loaded: a change in between is loaded by its notification.
+        broker.add_shared_table("schemas", registry.clone());
         registry
             .share(kv)
             .await
             .context("load the cluster's schema registry")?;
-        broker.add_shared_table("schemas", registry.clone());
     }
     let schemas = Arc::new(busbar_schema::enforce::Enforcer::new(
         registry.clone(),

@@ -123,10 +123,12 @@ impl AclStore {
 
     /// [`AclStore::refresh`] with the write lock held (also after a failed write).
     async fn reload_locked(&self) -> crate::Result<()> {
-        if self.log.refresh().await? {
-            self.swap(replay(&self.log)?.0);
-        }
-        Ok(())
+        (self.log)
+            .refresh_with(|log| {
+                self.swap(replay(log)?.0);
+                Ok(())
+            })
+            .await
     }
 
     fn swap(&self, all: AclSet) {

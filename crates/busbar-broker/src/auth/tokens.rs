@@ -105,10 +105,12 @@ impl TokenStore {
 
     /// [`TokenStore::refresh`] with the write lock held (also after a failed write).
     async fn reload_locked(&self) -> crate::Result<()> {
-        if self.log.refresh().await? {
-            *self.table() = replay(&self.log)?;
-        }
-        Ok(())
+        (self.log)
+            .refresh_with(|log| {
+                *self.table() = replay(log)?;
+                Ok(())
+            })
+            .await
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {

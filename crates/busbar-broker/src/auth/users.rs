@@ -269,10 +269,12 @@ impl UserStore {
     /// [`UserStore::refresh`] with the write lock held (also after a failed write: another
     /// broker's write may have refused it).
     async fn reload_locked(&self) -> crate::Result<()> {
-        if self.log.refresh().await? {
-            *self.table() = replay(&self.log)?.0;
-        }
-        Ok(())
+        (self.log)
+            .refresh_with(|log| {
+                *self.table() = replay(log)?.0;
+                Ok(())
+            })
+            .await
     }
 
     /// The stored rows (`busbar cluster import`).
