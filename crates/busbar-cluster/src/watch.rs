@@ -178,13 +178,15 @@ async fn apply(cluster: Arc<Cluster>, broker: Arc<Broker>, dirty: Arc<Dirty>) {
                 Err(_) => dirty.topics.store(true, Ordering::Relaxed),
             }
         }
-        let spaces = std::mem::take(&mut *dirty.spaces());
-        for space in spaces {
-            refresh(&broker, &dirty, space).await;
-        }
         let parts = std::mem::take(&mut *dirty.parts.lock().unwrap_or_else(|e| e.into_inner()));
         for ((topic_id, partition), end) in parts {
             broker.shared_advanced(&topic_id, partition, end).await;
+        }
+        // After the partitions: a table's reload (a query each, or a wait behind a schema
+        // registration) never holds up catching copies up.
+        let spaces = std::mem::take(&mut *dirty.spaces());
+        for space in spaces {
+            refresh(&broker, &dirty, space).await;
         }
     }
 }
