@@ -358,7 +358,7 @@ impl Broker {
         if p.log.stats().high_watermark >= next_offset {
             return;
         }
-        if let Err(e) = self.catch_up(&t, p, None).await {
+        if let Err(e) = self.catch_up(&t, p, Some(next_offset)).await {
             crate::log::warn(
                 "busbar",
                 "cluster_catch_up_failed",
@@ -379,7 +379,13 @@ impl Broker {
         if offset <= p.log.stats().high_watermark || !p.replica.worth_asking(offset) {
             return Ok(());
         }
-        self.catch_up(&t, p, None).await
+        // Up to the end last heard when that covers `offset`; else until the store has no more.
+        let heard = p
+            .replica
+            .shared_end
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.catch_up(&t, p, (offset <= heard).then_some(heard))
+            .await
     }
 
     /// Cluster mode: the broker coordinating `group` (`None` without live brokers); single-node
@@ -395,20 +401,20 @@ impl Broker {
         self.all_topics().into_iter().find(|t| t.id == id)
     }
 
-    /// Applies the shared store's batches from the local end on, in order; then `own` (a batch
-    /// this broker committed, with its shared base offset) unless it is applied already. One
-    /// catch-up at a time per partition.
+    /// Applies the shared store's batches from the local end on, in order, up to `end` when the
+    /// shared end is known (no read past it), else until the store has no more. One catch-up at a
+    /// time per partition.
     pub(crate) async fn catch_up(
         &self,
         t: &Topic,
         p: &Arc<Partition>,
-        own: Option<(u64, Vec<u8>)>,
+        end: Option<u64>,
     ) -> Result<()> {
         let shared = self
             .shared
             .get()
             .ok_or_else(|| BrokerError::Storage("cluster catch-up outside cluster mode".into()))?;
-        catch_up(shared, t, p, own).await
+        catch_up(shared, t, p, Upto::End(end)).await
     }
 }
 
@@ -450,7 +456,7 @@ pub(crate) fn produce(
                 // problem (logged; reads catch up again), not the producer's. A copy far behind
                 // (a new broker) must not hold the ack: past APPLY_WAIT it goes on alone.
                 let apply = tokio::spawn(async move {
-                    if let Err(e) = catch_up(&shared, &t, &p, Some((base_offset, batch))).await {
+                    if let Err(e) = catch_up(&shared, &t, &p, Upto::Own(base_offset, batch)).await {
                         crate::log::warn(
                             "busbar",
                             "cluster_catch_up_failed",
@@ -466,21 +472,32 @@ pub(crate) fn produce(
     })
 }
 
-/// [`Broker::catch_up`] with the shared store at hand. `own`: a batch this broker committed (its
-/// shared base offset and bytes); it waits in the partition's pending map, so the batches of one
-/// commit group are applied from memory in offset order whichever of their tasks runs first; the
-/// shared store is read only for a gap another broker's batches fill (after [`GAP_WAIT`] for this
-/// broker's own to arrive).
+/// How far a catch-up goes.
+enum Upto {
+    /// Through a batch this broker committed (its shared base offset and bytes).
+    Own(u64, Vec<u8>),
+    /// To the shared end when known (a notification's), else until the store has no more.
+    End(Option<u64>),
+}
+
+/// [`Broker::catch_up`] with the shared store at hand. An own batch waits in the partition's
+/// pending map, so the batches of one commit group are applied from memory in offset order
+/// whichever of their tasks runs first; the shared store is read only for a gap another broker's
+/// batches fill (after [`GAP_WAIT`] for this broker's own to arrive). A known end saves the read
+/// that would find nothing more (and, on an empty hot tier, the object lookup after it).
 async fn catch_up(
     shared: &Arc<dyn SharedLog>,
     t: &Topic,
     p: &Arc<Partition>,
-    own: Option<(u64, Vec<u8>)>,
+    upto: Upto,
 ) -> Result<()> {
-    let until = own.as_ref().map(|(base, _)| *base);
-    if let Some((base, bytes)) = own {
-        p.replica.pend(base, bytes);
-    }
+    let (until, end) = match upto {
+        Upto::Own(base, bytes) => {
+            p.replica.pend(base, bytes);
+            (Some(base), None)
+        }
+        Upto::End(end) => (None, end),
+    };
     let _one = p.replica.lock.lock().await;
     let mut next = p.log.stats().high_watermark;
     let mut waited = false;
@@ -498,6 +515,7 @@ async fn catch_up(
                 let _ = tokio::time::timeout(GAP_WAIT, p.replica.filled.notified()).await;
                 continue;
             }
+            None if end.is_some_and(|e| next >= e) => break Ok(()),
             _ => {}
         }
         let got = match shared.read(&t.id, p.index, next, CATCH_UP_READ_BYTES).await {

@@ -9,6 +9,7 @@ use busbar_broker::metadata::TopicMeta;
 use busbar_broker::shared::{OffsetRow, SharedBatch};
 use busbar_broker::BrokerError;
 use std::collections::BTreeMap;
+use tokio_postgres::types::Type;
 
 /// Every topic of the cluster.
 pub async fn topics(pool: &Pool) -> Result<Vec<TopicMeta>, Error> {
@@ -278,13 +279,18 @@ pub async fn read(
         let c = pool.get().await?;
         // The object starting at or before `from` (objects follow each other from offset 0):
         // one step down the primary key, however many objects the partition has.
-        c.query_opt(
+        c.query_typed(
             "SELECT key, base_offset, last_offset, size FROM objects \
              WHERE topic_id = $1 AND partition = $2 AND base_offset <= $3 \
              ORDER BY base_offset DESC LIMIT 1",
-            &[&topic_id, &(partition as i32), &(from as i64)],
+            &[
+                (&topic_id, Type::TEXT),
+                (&(partition as i32), Type::INT4),
+                (&(from as i64), Type::INT8),
+            ],
         )
         .await?
+        .pop()
     };
     let Some(row) = object else {
         return Ok(hot);
@@ -320,8 +326,9 @@ pub async fn read_hot(
     max_bytes: usize,
 ) -> Result<Vec<SharedBatch>, Error> {
     let c = pool.get().await?;
+    // Typed: one round trip (an untyped query is prepared first, a second one).
     let rows = c
-        .query(
+        .query_typed(
             "SELECT base_offset, last_offset, bytes FROM ( \
                SELECT base_offset, last_offset, bytes, \
                       sum(size) OVER (ORDER BY base_offset) - size AS before \
@@ -329,11 +336,11 @@ pub async fn read_hot(
                ORDER BY base_offset LIMIT $4) b \
              WHERE before = 0 OR before < $5 ORDER BY base_offset",
             &[
-                &topic_id,
-                &(partition as i32),
-                &(from as i64),
-                &READ_BATCHES_MAX,
-                &(max_bytes as i64),
+                (&topic_id, Type::TEXT),
+                (&(partition as i32), Type::INT4),
+                (&(from as i64), Type::INT8),
+                (&READ_BATCHES_MAX, Type::INT8),
+                (&(max_bytes as i64), Type::INT8),
             ],
         )
         .await?;

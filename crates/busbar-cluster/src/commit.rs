@@ -8,7 +8,8 @@
 //!    order, so two brokers' groups never deadlock); its row lock orders the partition's commits
 //!    across brokers, so the committed offsets have no gaps;
 //! 3. the batches are inserted with their offsets written in (the base offset is outside Kafka's
-//!    CRC), producer state saved, and `busbar_data` notified per partition;
+//!    CRC; one statement for the group), producer state saved, and `busbar_data` notified (one
+//!    line per partition, as few notifications as fit the payload limit);
 //! 4. `COMMIT`; only then does any batch of the group get its answer.
 //!
 //! Bounded: the queue holds at most `commit_queue_bytes_max` bytes (a produce past it is refused
@@ -164,7 +165,8 @@ impl Stmts {
             insert: c
                 .prepare(
                     "INSERT INTO batches (topic_id, partition, base_offset, last_offset, size, \
-                     bytes) VALUES ($1, $2, $3, $4, $5, $6)",
+                     bytes) SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], \
+                     $4::bigint[], $5::int[], $6::bytea[])",
                 )
                 .await?,
             notify: c.prepare("SELECT pg_notify('busbar_data', $1)").await?,
@@ -267,10 +269,7 @@ impl Committer {
         // state, notifications, and the statement timeout's lifting before COMMIT (a timeout
         // during COMMIT's wait for a synchronous standby would make PostgreSQL answer success
         // for a commit only the primary has, with a warning).
-        let payloads: Vec<String> = ends
-            .iter()
-            .map(|((topic_id, partition), end)| format!("{topic_id} {partition} {end}"))
-            .collect();
+        let payloads = payloads(&ends);
         let (txr, notify_st) = (&tx, &st.notify);
         let notify = futures_util::future::try_join_all(
             payloads
@@ -291,6 +290,26 @@ impl Committer {
         Ok(answers.into_iter().map(Verdict::reply).collect())
     }
 }
+
+/// The `busbar_data` notifications of a group: one line `<topic id> <partition> <next offset>`
+/// per partition, as few notifications as fit PostgreSQL's payload limit.
+fn payloads(ends: &BTreeMap<(String, u32), u64>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for ((topic_id, partition), end) in ends {
+        let line = format!("{topic_id} {partition} {end}");
+        match out.last_mut() {
+            Some(last) if last.len() + 1 + line.len() <= NOTIFY_PAYLOAD_MAX => {
+                last.push('\n');
+                last.push_str(&line);
+            }
+            _ => out.push(line),
+        }
+    }
+    out
+}
+
+/// The longest notification payload sent (PostgreSQL refuses 8000 bytes and more).
+const NOTIFY_PAYLOAD_MAX: usize = 7900;
 
 /// What became of one job in the transaction.
 enum Verdict {
@@ -555,7 +574,7 @@ async fn assign(
     Ok(ends)
 }
 
-/// Inserts the accepted batches with their base offsets written in (pipelined).
+/// Inserts the accepted batches with their base offsets written in (one statement).
 async fn store(
     tx: &Transaction<'_>,
     st: &Stmts,
@@ -574,23 +593,20 @@ async fn store(
             _ => None,
         })
         .collect();
-    let insert = &st.insert;
-    let inserts = rows.iter().map(|(j, base, last, bytes)| {
-        let (partition, base, last, size) = (
-            j.partition as i32,
-            *base as i64,
-            *last as i64,
-            bytes.len() as i32,
-        );
-        async move {
-            tx.execute(
-                insert,
-                &[&j.topic_id, &partition, &base, &last, &size, bytes],
-            )
-            .await
-        }
-    });
-    futures_util::future::try_join_all(inserts).await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let topics: Vec<&str> = rows.iter().map(|r| r.0.topic_id.as_str()).collect();
+    let partitions: Vec<i32> = rows.iter().map(|r| r.0.partition as i32).collect();
+    let bases: Vec<i64> = rows.iter().map(|r| r.1 as i64).collect();
+    let lasts: Vec<i64> = rows.iter().map(|r| r.2 as i64).collect();
+    let sizes: Vec<i32> = rows.iter().map(|r| r.3.len() as i32).collect();
+    let bytes: Vec<&[u8]> = rows.iter().map(|r| r.3.as_slice()).collect();
+    tx.execute(
+        &st.insert,
+        &[&topics, &partitions, &bases, &lasts, &sizes, &bytes],
+    )
+    .await?;
     Ok(())
 }
 
@@ -635,4 +651,25 @@ async fn save_producers(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_carry_every_partition_within_the_payload_limit() {
+        let ends: BTreeMap<(String, u32), u64> = (0..500u32)
+            .map(|p| ((format!("{:032x}", p / 7), p), u64::from(p) * 1_000_003))
+            .collect();
+        let sent = payloads(&ends);
+        assert!(sent.len() > 1);
+        assert!(sent.iter().all(|p| p.len() <= NOTIFY_PAYLOAD_MAX));
+        let lines: Vec<String> = ends
+            .iter()
+            .map(|((t, p), e)| format!("{t} {p} {e}"))
+            .collect();
+        assert_eq!(sent.join("\n").lines().collect::<Vec<_>>(), lines);
+        assert_eq!(payloads(&BTreeMap::new()), Vec::<String>::new());
+    }
 }

@@ -1,5 +1,5 @@
-//! Keeps this broker's copies current: one connection `LISTEN`s on `busbar_data` (payload
-//! `<topic id> <partition> <next offset>`, sent by every commit) and `busbar_topics` (any catalog
+//! Keeps this broker's copies current: one connection `LISTEN`s on `busbar_data` (payload: one
+//! line `<topic id> <partition> <next offset>` per partition of a commit) and `busbar_topics` (any catalog
 //! change); an applier task catches the named partitions up and re-applies the catalog.
 //!
 //! `busbar_kv` (payload: a shared table's space, `kv.rs`) makes the applier load that table again.
@@ -43,10 +43,12 @@ impl Dirty {
             if let Some(space) = Broker::SHARED_SPACES.iter().find(|s| **s == payload) {
                 self.spaces().insert(space);
             }
-        } else if let Some((topic_id, partition, end)) = parse(payload) {
+        } else {
             let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
-            let at = parts.entry((topic_id, partition)).or_insert(0);
-            *at = (*at).max(end);
+            for (topic_id, partition, end) in payload.lines().filter_map(parse) {
+                let at = parts.entry((topic_id, partition)).or_insert(0);
+                *at = (*at).max(end);
+            }
         }
         self.wake.notify_one();
     }
@@ -62,7 +64,7 @@ impl Dirty {
     }
 }
 
-/// `<topic id> <partition> <next offset>`.
+/// One line of a `busbar_data` payload: `<topic id> <partition> <next offset>`.
 fn parse(payload: &str) -> Option<(String, u32, u64)> {
     let mut it = payload.split(' ');
     let (t, p, e) = (
