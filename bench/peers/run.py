@@ -200,6 +200,8 @@ class Server:
         self.pgdata = os.path.join(d, "pg")
         os.makedirs(self.pgdata)
         if root:
+            # PostgreSQL runs as nobody: it must pass through the run's private (0700) parent.
+            os.chmod(os.path.dirname(d), 0o711)
             subprocess.run(["chown", "-R", "nobody", d], check=True)
         self.pg_ctl = as_pg + [os.path.join(pgbin, "pg_ctl"), "-w", "-D", self.pgdata]
         subprocess.run(as_pg + [os.path.join(pgbin, "initdb"), "-A", "trust", "-U", "busbar", "-E", "UTF8",
