@@ -81,12 +81,14 @@ pub type StoredRecord = (String, i64, Vec<u8>);
 /// One change of a subscription record, with the state that goes with it, in one transaction.
 #[derive(Debug, Clone)]
 pub enum RecordChange {
-    /// A new subscription: refused (`Ok(None)`) when the name exists. State left by an earlier
-    /// subscription of the name is removed; `start` rows are written.
+    /// A new subscription: refused (`Ok(None)`) when the name exists or `limit` subscriptions
+    /// do (counted inside the create's transaction, creates on all brokers serialized). State
+    /// left by an earlier subscription of the name is removed; `start` rows are written.
     Create {
         name: String,
         record: Vec<u8>,
         start: Vec<WriteRow>,
+        limit: u64,
     },
     /// Replaces the record of version `version` (`Ok(None)` when it is another or gone);
     /// `start` rows are written only where the key has none.
@@ -263,14 +265,27 @@ impl Bus {
         start: Vec<WriteRow>,
     ) -> Result<i64> {
         let name = record.spec.name.clone();
+        let limit = self.config.subscriptions_max;
         let change = RecordChange::Create {
             name: name.clone(),
             record: encode(record),
             start,
+            limit: limit as u64,
         };
-        self.change_shared(change)
-            .await?
-            .ok_or(BusError::SubscriptionExists(name))
+        if let Some(version) = self.change_shared(change).await? {
+            return Ok(version);
+        }
+        // Refused: the name was taken meanwhile, or the cluster is at its limit.
+        let shared = self.shared().expect("cluster mode");
+        let taken = shared.records().await?.iter().any(|r| r.0 == name);
+        Err(if taken {
+            BusError::SubscriptionExists(name)
+        } else {
+            BusError::LimitReached {
+                what: "bus.subscriptions_max",
+                limit,
+            }
+        })
     }
 
     /// Stores the changed `record` (of version `version`); its new version.

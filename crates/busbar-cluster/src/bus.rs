@@ -192,7 +192,21 @@ async fn change(pool: &Pool, change: RecordChange) -> Result<Option<i64>> {
             name,
             record,
             start,
+            limit,
         } => {
+            // Creates on all brokers one at a time (this lock conflicts with itself and with
+            // writes, not with reads), so the count holds until the commit.
+            tx.batch_execute("LOCK TABLE subscriptions IN SHARE ROW EXCLUSIVE MODE")
+                .await
+                .map_err(db)?;
+            let count: i64 = tx
+                .query_one("SELECT count(*) FROM subscriptions", &[])
+                .await
+                .map_err(db)?
+                .get(0);
+            if count as u64 >= limit {
+                return Ok(None);
+            }
             let made = tx
                 .query_opt(
                     "INSERT INTO subscriptions (name, version, record) \

@@ -641,3 +641,55 @@ fn base64_of(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// `bus.subscriptions_max` bounds the cluster's subscriptions, not each broker's view of them:
+/// creates sent to two brokers at once stop at the limit (counted inside each create's
+/// transaction); the rest are refused with 409 `limit_reached` and leave nothing behind.
+#[test]
+fn subscriptions_max_holds_across_brokers_creating_at_once() {
+    let pg = TestPostgres::start();
+    let url = pg.create_db("subsmax");
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let env = [("BUSBAR_BUS_SUBSCRIPTIONS_MAX", "3")];
+    let brokers: Vec<Server> = (0..2)
+        .map(|i| {
+            let node = (i + 1).to_string();
+            Server::start(
+                dirs[i].path(),
+                &["--cluster", &url, "--node-id", &node],
+                &env,
+            )
+        })
+        .collect();
+    let addrs: Vec<std::net::SocketAddr> = brokers.iter().map(|s| s.addr).collect();
+    let topic = json!({"name": "src", "partitions": 1});
+    assert_eq!(call(addrs[0], "POST", "/topics", Some(topic)).0, 201);
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..8)
+            .map(|i| {
+                let addr = addrs[i % 2];
+                scope.spawn(move || {
+                    let spec = json!({"name": format!("s{i}"), "sources": ["src"],
+                                      "target": {"url": "http://127.0.0.1:9/"}});
+                    call(addr, "POST", "/subscriptions", Some(spec))
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let made = answers.iter().filter(|(st, _)| *st == 201).count();
+    assert_eq!(made, 3, "{answers:?}");
+    for (st, v) in answers.iter().filter(|(st, _)| *st != 201) {
+        assert_eq!(
+            (*st, v["error"]["code"].as_str()),
+            (409, Some("limit_reached")),
+            "{v}"
+        );
+    }
+    for addr in &addrs {
+        eventually("every broker lists the three", || {
+            let (_, list) = call(*addr, "GET", "/subscriptions", None);
+            list["subscriptions"].as_array().map(Vec::len) == Some(3)
+        });
+    }
+}
