@@ -41,6 +41,25 @@ pub struct SharedBatch {
     pub bytes: Vec<u8>,
 }
 
+/// What a read of the shared store found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedRead {
+    /// Stored batches from the offset asked for on, in offset order.
+    pub batches: Vec<SharedBatch>,
+    /// The partition's first stored offset (retention deleted those below it), when the read
+    /// looked it up: it does whenever the batches do not start at the offset asked for.
+    pub start: Option<u64>,
+}
+
+/// A topic's retention (`retention.ms`, `retention.bytes`; `None`: no limit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    pub topic_id: String,
+    pub partitions: u32,
+    pub ms: Option<i64>,
+    pub bytes: Option<u64>,
+}
+
 /// What committing a batch gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Committed {
@@ -63,14 +82,15 @@ pub trait SharedLog: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Committed>>;
 
     /// Stored batches of a partition whose base offset is at or past `from` (a batch boundary:
-    /// the local copy's end), in offset order, about `max_bytes` at most (at least one when any).
+    /// the local copy's end), in offset order, about `max_bytes` at most (at least one when any);
+    /// with the partition's first stored offset when they do not start at `from`.
     fn read(
         &self,
         topic_id: &str,
         partition: u32,
         from: u64,
         max_bytes: usize,
-    ) -> BoxFuture<'_, Result<Vec<SharedBatch>>>;
+    ) -> BoxFuture<'_, Result<SharedRead>>;
 
     /// Creates a topic; [`BrokerError::TopicExists`] when the name is taken in the cluster.
     fn create_topic(&self, meta: &TopicMeta) -> BoxFuture<'_, Result<()>>;
@@ -397,6 +417,23 @@ impl Broker {
         }
     }
 
+    /// Cluster mode: the retention of every topic whose cleanup policy deletes and that has a
+    /// limit, as this broker applies it to its copies (the uploader applies it to the objects).
+    pub fn shared_retention(&self) -> Vec<Retention> {
+        use busbar_log::CleanupPolicy::{CompactDelete, Delete};
+        self.all_topics()
+            .into_iter()
+            .filter(|t| matches!(t.config.cleanup_policy, Delete | CompactDelete))
+            .filter(|t| t.config.retention_ms.is_some() || t.config.retention_bytes.is_some())
+            .map(|t| Retention {
+                topic_id: t.id.clone(),
+                partitions: t.partitions.len() as u32,
+                ms: t.config.retention_ms,
+                bytes: t.config.retention_bytes,
+            })
+            .collect()
+    }
+
     fn topic_by_id(&self, id: &str) -> Option<Arc<Topic>> {
         self.all_topics().into_iter().find(|t| t.id == id)
     }
@@ -522,6 +559,17 @@ async fn catch_up(
             Ok(got) => got,
             Err(e) => break Err(e),
         };
+        if let Some(start) = got.start.filter(|s| *s > next) {
+            // Retention deleted what this copy lacks: it starts over where the store begins.
+            match start_over(t, p, next, start) {
+                Ok(()) => {
+                    next = start;
+                    continue;
+                }
+                Err(e) => break Err(e),
+            }
+        }
+        let got = got.batches;
         if got.is_empty() {
             break match until {
                 Some(u) if next <= u => Err(inconsistent(t, p, next, u)),
@@ -579,6 +627,24 @@ fn drain(t: &Topic, p: &Partition, mut next: u64) -> Result<u64> {
         next = apply(t, p, base, &mut bytes)?;
         p.replica.heard(next);
     }
+}
+
+/// Empties the local copy of `p` (ending at `end`) and makes it go on at `start`, where the
+/// shared store now begins.
+fn start_over(t: &Topic, p: &Partition, end: u64, start: u64) -> Result<()> {
+    crate::log::info(
+        "busbar",
+        "cluster_copy_starts_over",
+        &format!(
+            "cluster: the local copy of {}/{} ends at offset {end}, below the shared store's \
+             first offset {start} (retention deleted the rest): it starts over at {start}",
+            t.name, p.index
+        ),
+        &[],
+    );
+    p.log.start_over_at(start)?;
+    p.replica.heard(start);
+    Ok(())
 }
 
 /// Appends one shared batch to the local log; answers the local end after it.

@@ -6,7 +6,7 @@ use crate::cold::Cold;
 use crate::pool::Pool;
 use crate::Error;
 use busbar_broker::metadata::TopicMeta;
-use busbar_broker::shared::{OffsetRow, SharedBatch};
+use busbar_broker::shared::{OffsetRow, SharedBatch, SharedRead};
 use busbar_broker::BrokerError;
 use std::collections::BTreeMap;
 use tokio_postgres::types::Type;
@@ -262,7 +262,9 @@ pub(crate) const READ_BATCHES_MAX: i64 = 1000;
 /// has moved to the cold tier, from the object that holds it (all of that object's batches from
 /// `from` on, however many bytes: one object is at most `cluster.upload_bytes` plus a batch).
 /// An offset is in exactly one of the two tables at any time, and the hot tier is read first, so
-/// a batch moved between the two reads is found in the second.
+/// a batch moved between the two reads is found in the second. When the hot tier does not start
+/// at `from`, the partition's log start comes with the answer (read with the object lookup, one
+/// statement, so a retention pass is seen whole: below the start no object is looked for).
 pub async fn read(
     pool: &Pool,
     cold: Option<&Cold>,
@@ -270,19 +272,24 @@ pub async fn read(
     partition: u32,
     from: u64,
     max_bytes: usize,
-) -> Result<Vec<SharedBatch>, Error> {
+) -> Result<SharedRead, Error> {
     let hot = read_hot(pool, topic_id, partition, from, max_bytes).await?;
     if hot.first().is_some_and(|b| b.base_offset <= from) {
-        return Ok(hot);
+        return Ok(SharedRead {
+            batches: hot,
+            start: None,
+        });
     }
-    let object = {
+    let row = {
         let c = pool.get().await?;
-        // The object starting at or before `from` (objects follow each other from offset 0):
-        // one step down the primary key, however many objects the partition has.
+        // The object starting at or before `from` (objects follow each other from the log
+        // start): one step down the primary key, however many objects the partition has.
         c.query_typed(
-            "SELECT key, base_offset, last_offset, size FROM objects \
-             WHERE topic_id = $1 AND partition = $2 AND base_offset <= $3 \
-             ORDER BY base_offset DESC LIMIT 1",
+            "SELECT p.log_start, o.key, o.base_offset, o.last_offset, o.size \
+             FROM partitions p LEFT JOIN LATERAL (SELECT key, base_offset, last_offset, size \
+               FROM objects WHERE topic_id = p.topic_id AND partition = p.partition \
+               AND base_offset <= $3 ORDER BY base_offset DESC LIMIT 1) o ON true \
+             WHERE p.topic_id = $1 AND p.partition = $2",
             &[
                 (&topic_id, Type::TEXT),
                 (&(partition as i32), Type::INT4),
@@ -292,14 +299,24 @@ pub async fn read(
         .await?
         .pop()
     };
-    let Some(row) = object else {
-        return Ok(hot);
+    let Some(row) = row else {
+        // The topic is gone: nothing to read.
+        return Ok(SharedRead::default());
     };
-    let (key, base, last, size): (String, i64, i64, i64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    if last < from as i64 {
-        return Ok(hot);
-    }
+    let start = row.get::<_, i64>(0) as u64;
+    let found = match row.get::<_, Option<String>>(1) {
+        Some(key) if start <= from => Some((key, row.get(2), row.get(3), row.get(4))),
+        _ => None,
+    };
+    let (key, base, last, size): (String, i64, i64, i64) = match found {
+        Some(f) if f.2 >= from as i64 => f,
+        _ => {
+            return Ok(SharedRead {
+                batches: if start > from { Vec::new() } else { hot },
+                start: Some(start),
+            })
+        }
+    };
     let Some(cold) = cold else {
         return Err(Error::Config(format!(
             "offset {from} of partition {partition} is in object {key}, but this broker has no \
@@ -313,7 +330,10 @@ pub async fn read(
             bytes.len()
         )));
     }
-    crate::cold::decode(&key, &bytes, (base as u64, last as u64), from)
+    Ok(SharedRead {
+        batches: crate::cold::decode(&key, &bytes, (base as u64, last as u64), from)?,
+        start: None,
+    })
 }
 
 /// Batches of a partition in the hot tier from base offset `from` on, in order, about

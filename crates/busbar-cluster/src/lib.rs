@@ -35,7 +35,7 @@ mod upload;
 mod watch;
 
 use busbar_broker::metadata::TopicMeta;
-use busbar_broker::shared::{BoxFuture, Committed, Member, OffsetRow, SharedBatch, SharedLog};
+use busbar_broker::shared::{BoxFuture, Committed, Member, OffsetRow, SharedLog, SharedRead};
 use busbar_broker::Broker;
 use busbar_broker::BrokerError;
 use std::sync::Arc;
@@ -250,11 +250,11 @@ impl Cluster {
         let _ = broker.sync_topics(&metas, before).await;
         // Users, tokens, ACLs and quotas are the cluster's from the first request on.
         broker.share_tables(self.clone()).await?;
-        watch::start(self.clone(), broker);
+        watch::start(self.clone(), broker.clone());
         tokio::spawn(heartbeats(self.clone()));
         tokio::spawn(expiries(self.clone()));
         if let Some(cold) = &self.cold {
-            tokio::spawn(upload::run(self.clone(), cold.clone()));
+            tokio::spawn(upload::run(self.clone(), cold.clone(), broker.clone()));
         }
         Ok(())
     }
@@ -350,7 +350,7 @@ impl SharedLog for Cluster {
         partition: u32,
         from: u64,
         max_bytes: usize,
-    ) -> BoxFuture<'_, busbar_broker::Result<Vec<SharedBatch>>> {
+    ) -> BoxFuture<'_, busbar_broker::Result<SharedRead>> {
         let topic_id = topic_id.to_string();
         Box::pin(async move {
             Ok(bounded(catalog::read(

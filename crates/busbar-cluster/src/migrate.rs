@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "shared_tables",
         include_str!("../migrations/005_shared_tables.sql"),
     ),
+    (
+        6,
+        "retention",
+        include_str!("../migrations/006_retention.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold ("busbar" in ASCII).

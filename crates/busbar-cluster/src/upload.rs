@@ -25,7 +25,8 @@ use crate::cold::{self, Cold};
 use crate::members::Kind;
 use crate::pool::Pool;
 use crate::{bounded, Cluster, Error};
-use busbar_broker::shared::SharedBatch;
+use busbar_broker::shared::{Retention, SharedBatch};
+use busbar_broker::Broker;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +41,10 @@ const FALLBACK_AFTER: Duration = Duration::from_secs(5);
 const UPLOADS_PER_ROUND: usize = 64;
 /// Most doomed objects one round deletes.
 const DELETES_PER_ROUND: i64 = 100;
+/// How often the holder of a range applies retention to its partitions' objects.
+const RETAIN_EVERY: Duration = Duration::from_secs(5);
+/// Most objects of one partition one retention pass looks at (the next pass goes on).
+const RETAIN_OBJECTS_MAX: i64 = 1000;
 
 /// The range of a partition: FNV-1a over the topic id and the partition, stable everywhere.
 pub fn range_of(topic_id: &str, partition: u32) -> u32 {
@@ -63,10 +68,11 @@ struct Memory {
 }
 
 /// Runs the uploader for the broker's life (only with an object store configured).
-pub async fn run(cluster: Arc<Cluster>, cold: Arc<Cold>) {
+pub async fn run(cluster: Arc<Cluster>, cold: Arc<Cold>, broker: Arc<Broker>) {
     let mut memory = Memory::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retained = Instant::now();
     loop {
         tick.tick().await;
         let held = take_ranges(&cluster, &mut memory).await;
@@ -76,6 +82,20 @@ pub async fn run(cluster: Arc<Cluster>, cold: Arc<Cold>) {
         }
         let result = round(&cluster, &cold, &held, &mut memory).await;
         report(&mut memory, result);
+        if retained.elapsed() >= RETAIN_EVERY {
+            retained = Instant::now();
+            if let Err(e) = retain(&cluster, &broker.shared_retention(), &held).await {
+                busbar_broker::log::warn(
+                    "busbar",
+                    "cluster_retention_failed",
+                    &format!(
+                        "cluster: retention of the cold tier failed ({e}); tried again in {} s",
+                        RETAIN_EVERY.as_secs()
+                    ),
+                    &[],
+                );
+            }
+        }
     }
 }
 
@@ -227,6 +247,7 @@ async fn upload(
     let object = cold::encode(&run);
     let object_len = object.len() as i64;
     let size: i64 = run.iter().map(|b| b.bytes.len() as i64).sum();
+    let max_timestamp = run.iter().filter_map(|b| max_timestamp(&b.bytes)).max();
     let key = cold.key(topic_id, partition, base, last);
     cold.put(&key, object).await?;
     let me = (cluster.members.node_id, cluster.members.instance());
@@ -242,6 +263,7 @@ async fn upload(
             batches: run.len() as u64,
             size,
             object: (&key, object_len),
+            max_timestamp,
         },
     ))
     .await?;
@@ -285,6 +307,8 @@ struct Upload<'a> {
     batches: u64,
     size: i64,
     object: (&'a str, i64),
+    /// The newest record timestamp in the object (time retention).
+    max_timestamp: Option<i64>,
 }
 
 /// What recording an upload did.
@@ -331,8 +355,8 @@ async fn record(
         )));
     }
     tx.execute(
-        "INSERT INTO objects (topic_id, partition, base_offset, last_offset, key, size) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO objects (topic_id, partition, base_offset, last_offset, key, size, \
+         max_timestamp) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
             &u.topic_id,
             &p,
@@ -340,6 +364,7 @@ async fn record(
             &(u.last as i64),
             &u.object.0,
             &u.object.1,
+            &u.max_timestamp,
         ],
     )
     .await?;
@@ -359,6 +384,159 @@ async fn record(
     }
     tx.commit().await?;
     Ok(Recorded::Done)
+}
+
+/// The newest timestamp a stored batch's header names (`None` for bytes that are no batch).
+fn max_timestamp(batch: &[u8]) -> Option<i64> {
+    busbar_log::batch::BatchHeader::parse(batch)
+        .ok()
+        .map(|h| h.max_timestamp)
+}
+
+/// Retention of the cold tier for the partitions of the `held` ranges: per partition, the
+/// oldest objects past `retention.ms` (by their newest record) or beyond `retention.bytes`
+/// (counting the hot tier, which retention never touches: it is the active segment) are
+/// deleted, as the local log deletes whole segments. One transaction per partition raises its
+/// log start past them, deletes their rows and queues their keys in `doomed_objects` (the store
+/// deletes follow, by the holder of range 0); fenced by the range's lease like an upload.
+async fn retain(cluster: &Cluster, topics: &[Retention], held: &[u32]) -> Result<(), Error> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let sizes = bounded(cold_sizes(&cluster.pool)).await?;
+    for r in topics {
+        for p in 0..r.partitions {
+            let lease = range_of(&r.topic_id, p);
+            let Some(&(cold_bytes, hot_bytes, oldest)) = sizes.get(&(r.topic_id.clone(), p)) else {
+                continue;
+            };
+            let by_time = r.ms.is_some_and(|ms| oldest < now_ms.saturating_sub(ms));
+            let by_size = r.bytes.is_some_and(|b| (cold_bytes + hot_bytes) as u64 > b);
+            if !held.contains(&lease) || !(by_time || by_size) {
+                continue;
+            }
+            let objects = bounded(oldest_objects(&cluster.pool, &r.topic_id, p)).await?;
+            let Some(upto) = expired(&objects, r, cold_bytes + hot_bytes, now_ms) else {
+                continue;
+            };
+            let me = (cluster.members.node_id, cluster.members.instance());
+            let dropped = bounded(drop_objects(
+                &cluster.pool,
+                me,
+                &lease.to_string(),
+                (&r.topic_id, p),
+                upto,
+            ))
+            .await?;
+            if !dropped {
+                cluster.members.release(Kind::Upload, &lease.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Per partition with objects: (bytes in objects, hot bytes, the oldest object's newest
+/// timestamp, or its upload time when that is unknown).
+async fn cold_sizes(pool: &Pool) -> Result<HashMap<(String, u32), (i64, i64, i64)>, Error> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT o.topic_id, o.partition, sum(o.size)::bigint, max(p.hot_bytes), \
+             min(coalesce(o.max_timestamp, (extract(epoch FROM o.created_at) * 1000)::bigint)) \
+             FROM objects o JOIN partitions p USING (topic_id, partition) GROUP BY 1, 2",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let key = (r.get::<_, String>(0), r.get::<_, i32>(1) as u32);
+            (key, (r.get(2), r.get(3), r.get(4)))
+        })
+        .collect())
+}
+
+/// One object as retention sees it: its last offset, size and newest timestamp.
+type ObjectAge = (i64, i64, i64);
+
+/// A partition's oldest objects, oldest first (at most [`RETAIN_OBJECTS_MAX`]).
+async fn oldest_objects(
+    pool: &Pool,
+    topic_id: &str,
+    partition: u32,
+) -> Result<Vec<ObjectAge>, Error> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT last_offset, size, \
+             coalesce(max_timestamp, (extract(epoch FROM created_at) * 1000)::bigint) \
+             FROM objects WHERE topic_id = $1 AND partition = $2 ORDER BY base_offset LIMIT $3",
+            &[&topic_id, &(partition as i32), &RETAIN_OBJECTS_MAX],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// The last offset of the oldest objects retention deletes (`None`: none): from the oldest on,
+/// each past `retention.ms` or whose deletion leaves at least `retention.bytes` (Kafka's rule
+/// for segments), stopping at the first that is neither.
+fn expired(objects: &[ObjectAge], r: &Retention, total: i64, now_ms: i64) -> Option<i64> {
+    let mut left = total;
+    let mut upto = None;
+    for &(last, size, newest) in objects {
+        let by_time = r.ms.is_some_and(|ms| newest < now_ms.saturating_sub(ms));
+        let by_size = r.bytes.is_some_and(|b| left - size >= b as i64);
+        if !(by_time || by_size) {
+            break;
+        }
+        left -= size;
+        upto = Some(last);
+    }
+    upto
+}
+
+/// The transaction that deletes a partition's objects up to offset `upto` and raises its log
+/// start past them; `false` when this process no longer holds the range (nothing changed).
+async fn drop_objects(
+    pool: &Pool,
+    me: (i32, &str),
+    lease: &str,
+    (topic_id, partition): (&str, u32),
+    upto: i64,
+) -> Result<bool, Error> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let p = partition as i32;
+    // The partition row first, as the committer and the uploader lock it.
+    tx.execute(
+        "UPDATE partitions SET log_start = greatest(log_start, $3::bigint + 1) \
+         WHERE topic_id = $1 AND partition = $2",
+        &[&topic_id, &p, &upto],
+    )
+    .await?;
+    tx.execute(
+        "WITH gone AS (DELETE FROM objects WHERE topic_id = $1 AND partition = $2 \
+         AND last_offset <= $3 RETURNING key) \
+         INSERT INTO doomed_objects (key) SELECT key FROM gone ON CONFLICT DO NOTHING",
+        &[&topic_id, &p, &upto],
+    )
+    .await?;
+    let held = tx
+        .query_opt(
+            "SELECT 1 FROM leases WHERE kind = 'upload' AND name = $1 AND holder = $2 \
+             AND holder_instance = $3 AND expires_at > now() FOR KEY SHARE",
+            &[&lease, &me.0, &me.1],
+        )
+        .await?;
+    if held.is_none() {
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Deletes objects of deleted topics from the store, then their rows.
@@ -412,6 +590,43 @@ async fn delete_doomed(pool: &Pool, cold: &Cold) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn retention(ms: Option<i64>, bytes: Option<u64>) -> Retention {
+        Retention {
+            topic_id: "t".into(),
+            partitions: 1,
+            ms,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn retention_deletes_the_oldest_objects_past_time_or_size_and_stops_at_the_first_kept() {
+        let objects = [(9, 100, 1_000), (19, 100, 2_000), (29, 100, 5_000)];
+        // 300 bytes in objects, 50 hot.
+        let at = |ms, bytes| expired(&objects, &retention(ms, bytes), 350, 6_000);
+        assert_eq!(at(Some(3_000), None), Some(19), "the two older than 3 s");
+        assert_eq!(at(Some(100_000), None), None);
+        assert_eq!(
+            at(None, Some(200)),
+            Some(9),
+            "350 - 100 >= 200, 250 - 100 < 200"
+        );
+        assert_eq!(
+            at(None, Some(50)),
+            Some(29),
+            "every object; the hot tier stays"
+        );
+        assert_eq!(at(None, Some(1_000)), None);
+        assert_eq!(at(Some(4_500), Some(300)), Some(9), "either limit deletes");
+        // Time stops at the first object it keeps, even with an older one behind it.
+        let skewed = [(9, 100, 5_000), (19, 100, 1_000)];
+        assert_eq!(
+            expired(&skewed, &retention(Some(3_000), None), 200, 6_000),
+            None
+        );
+        assert_eq!(expired(&[], &retention(Some(1), Some(0)), 0, 6_000), None);
+    }
 
     #[test]
     fn ranges_are_stable_and_spread() {

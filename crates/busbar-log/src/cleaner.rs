@@ -72,6 +72,48 @@ impl Log {
         Ok(start)
     }
 
+    /// Empties the log and makes `offset`, past its end, both its start and its next offset: a
+    /// copy that fell behind what its source still holds starts over where the source now begins
+    /// (cluster mode: retention deleted the objects holding the offsets this copy lacks).
+    /// Returns the new log start; `offset` below the end is `OffsetOutOfRange`, at the end it
+    /// moves the start only (a try cut short after its roll is finished so).
+    ///
+    /// Crash-safe in three steps: a new empty segment is rolled at `offset` (a crash now leaves
+    /// a segment that does not follow on from the checkpointed one, which recovery removes: the
+    /// log is as it was), a checkpoint records the new start and end (a crash now leaves the old
+    /// segments below the start, deleted by the next cleaning pass), and the old segments go.
+    /// Nothing moves in memory before that checkpoint is durable.
+    pub fn start_over_at(&self, offset: u64) -> Result<u64> {
+        let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut st = self.lock();
+            self.check_maintenance(&st)?;
+            if offset < st.next_offset {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    start: st.log_start,
+                    end: st.next_offset,
+                });
+            }
+            // At the end already (or rolled there by a try that failed later): no roll.
+            if offset > st.next_offset {
+                let was = st.next_offset;
+                st.next_offset = offset;
+                if let Err(e) = self.roll_locked(&mut st) {
+                    st.next_offset = was;
+                    return Err(e);
+                }
+            }
+        }
+        self.move_log_start(offset)?;
+        {
+            let mut st = self.lock();
+            st.high_watermark = st.high_watermark.max(offset);
+        }
+        self.drop_segments_below(offset)?;
+        Ok(self.lock().log_start)
+    }
+
     /// Deletes sealed segments whose every offset is below `start`, up to the first segment rolled
     /// since the last checkpoint (its index files are still to be written).
     fn drop_segments_below(&self, start: u64) -> Result<CleanReport> {

@@ -3,7 +3,8 @@
 //! segment objects (the local log's format); a broker started on an empty data directory reads
 //! them back; a deleted topic's objects are deleted; with the object store down for 30 s the hot
 //! tier grows to its cap, produce is refused retriably, and once the store is back the uploads
-//! drain it; the history checker finds no anomaly.
+//! drain it; the history checker finds no anomaly; retention deletes old objects and copies
+//! behind the new log start start over there.
 
 mod common;
 
@@ -122,6 +123,122 @@ fn batches_move_to_segment_objects_and_a_new_broker_reads_them_back() {
     });
     assert_eq!(count(&pg, "cold", "SELECT count(*) FROM doomed_objects"), 0);
     assert_eq!(count(&pg, "cold", "SELECT count(*) FROM objects"), 0);
+}
+
+/// Every (offset, value) of partition 0 of `topic` as broker `addr` serves it, from its log start.
+fn events_of(addr: std::net::SocketAddr, topic: &str) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut path = format!("/topics/{topic}/partitions/0/events?limit=1000");
+    loop {
+        let (st, r) = common::cluster::http(addr, "GET", &path, None).expect("answers");
+        assert_eq!(st, 200, "{r}");
+        let got = r["events"].as_array().unwrap();
+        let Some(last) = got.last() else {
+            return out;
+        };
+        for e in got {
+            out.push((e["offset"].as_u64().unwrap(), e["value"].to_string()));
+        }
+        let next = last["offset"].as_u64().unwrap() + 1;
+        path = format!("/topics/{topic}/partitions/0/events?offset={next}&limit=1000");
+    }
+}
+
+fn log_start_of(addr: std::net::SocketAddr, topic: &str) -> u64 {
+    let (_, r) = common::cluster::http(addr, "GET", &format!("/topics/{topic}"), None).unwrap();
+    r["partitions"][0]["log_start_offset"].as_u64().unwrap()
+}
+
+fn publish(addr: std::net::SocketAddr, topic: &str, from: u64, n: u64, pad: &str) {
+    for i in from..from + n {
+        let body = serde_json::json!([{"partition": 0, "key": pad, "value": i}]);
+        let (st, r) =
+            common::cluster::http(addr, "POST", &format!("/topics/{topic}/events"), Some(body))
+                .unwrap();
+        assert_eq!(st, 200, "{r}");
+    }
+}
+
+/// `retention.bytes` on a topic deletes its oldest objects (rows, then the objects in the
+/// store) and raises the partition's log start; a broker whose copy ends below it (stopped
+/// meanwhile) and a broker on an empty data directory start their copies over there and serve
+/// the same events as a broker that kept everything.
+#[test]
+fn retention_deletes_old_objects_and_copies_behind_start_over_at_the_new_start() {
+    let pg = TestPostgres::start();
+    let url = pg.create_db("retain");
+    let s3 = TestS3::start();
+    let env = cold_env(&s3, "r1", &[]);
+    let mut nodes: Vec<Node> = (1..=2).map(|i| Node::with_env(i, &url, &env)).collect();
+    let retention = 300_000u64;
+    let (st, r) = common::cluster::http(
+        nodes[0].http,
+        "POST",
+        "/topics",
+        Some(serde_json::json!({"name": "r", "partitions": 1,
+            "configs": {"retention.bytes": retention.to_string()}})),
+    )
+    .unwrap();
+    assert_eq!(st, 201, "{r}");
+    let pad = "p".repeat(1000);
+    publish(nodes[0].http, "r", 0, 10, &pad);
+    eventually("broker 2 has the first events", 20, || {
+        events_of(nodes[1].http, "r").len() == 10
+    });
+    nodes[1].kill9();
+    // About 1 MB: some 16 objects of 64 KiB, of which retention keeps about 300 KB.
+    publish(nodes[0].http, "r", 10, 1000, &pad);
+    let start = || count(&pg, "retain", "SELECT log_start FROM partitions");
+    eventually("retention raises the log start", 60, || start() > 10);
+    eventually("the hot tier empties", 30, || {
+        count(&pg, "retain", "SELECT count(*) FROM batches") == 0
+    });
+    eventually(
+        "retention settles and the store holds exactly the rows' objects",
+        60,
+        || {
+            let keys = pg.psql("retain", "SELECT key FROM objects ORDER BY key");
+            let keys: Vec<String> = keys.lines().map(str::to_string).collect();
+            let cold = count(&pg, "retain", "SELECT sum(size) FROM objects");
+            let oldest = count(
+                &pg,
+                "retain",
+                "SELECT size FROM objects ORDER BY base_offset LIMIT 1",
+            );
+            s3.objects(BUCKET, "r1") == keys && cold >= retention && cold - oldest < retention
+        },
+    );
+    let start = start();
+    assert_eq!(
+        count(&pg, "retain", "SELECT min(base_offset) FROM objects"),
+        start,
+        "the objects begin at the log start"
+    );
+    // Broker 1 kept everything locally (its one segment is the active one).
+    let all = events_of(nodes[0].http, "r");
+    assert_eq!(all.len(), 1010);
+    let kept: Vec<_> = all.iter().filter(|(o, _)| *o >= start).cloned().collect();
+    // Broker 2's copy ends at 10, below the start; broker 3 has no copy at all.
+    nodes[1].start();
+    nodes.push(Node::with_env(3, &url, &env));
+    for n in &nodes[1..] {
+        eventually("the copy starts over at the log start", 30, || {
+            events_of(n.http, "r") == kept
+        });
+        assert_eq!(log_start_of(n.http, "r"), start);
+    }
+    assert!(nodes[1]
+        .server
+        .as_ref()
+        .unwrap()
+        .logs_soon("it starts over at"));
+    // And they go on: an event published on broker 3 is read everywhere after the rest.
+    publish(nodes[2].http, "r", 5000, 1, "k");
+    for n in &nodes {
+        eventually("the new event is everywhere", 20, || {
+            events_of(n.http, "r").last().map(|e| e.0) == Some(1010)
+        });
+    }
 }
 
 #[test]
