@@ -109,6 +109,47 @@ impl Cold {
         }
     }
 
+    /// Up to `max` keys of objects under the prefix, in the store's (lexical) order, after
+    /// `after` when given (a sweep goes on where the last one stopped).
+    pub async fn list(&self, after: Option<&str>, max: usize) -> Result<Vec<String>, Error> {
+        use futures_util::StreamExt;
+        let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.as_str()));
+        let listing = match after {
+            Some(a) => self.store.list_with_offset(prefix.as_ref(), &Path::from(a)),
+            None => self.store.list(prefix.as_ref()),
+        };
+        let metas: Vec<_> = listing.take(max).collect().await;
+        metas
+            .into_iter()
+            .map(|m| m.map(|m| m.location.to_string()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| store_error("list", &self.prefix, e))
+    }
+
+    /// What an object key of [`Cold::key`]'s form names: (topic id, partition, base, last);
+    /// `None` for any other key.
+    pub fn parse_key(&self, key: &str) -> Option<(String, u32, u64, u64)> {
+        let name = if self.prefix.is_empty() {
+            key
+        } else {
+            key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?
+        };
+        let mut parts = name.split('/');
+        let (topic, partition, file) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || topic.is_empty() {
+            return None;
+        }
+        let (base, last) = file.strip_suffix(".seg")?.split_once('-')?;
+        let (partition, base, last): (u32, u64, u64) = (
+            partition.parse().ok()?,
+            base.parse().ok()?,
+            last.parse().ok()?,
+        );
+        // Only the exact form (zero-padded offsets) is ours.
+        (self.key(topic, partition, base, last) == key)
+            .then(|| (topic.to_string(), partition, base, last))
+    }
+
     /// Stores `bytes` under `key`.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), Error> {
         self.store
@@ -209,6 +250,31 @@ pub fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_keys_parse_back_and_nothing_else_does() {
+        let config = |url: &str| ObjectStoreConfig {
+            url: url.into(),
+            endpoint: "http://127.0.0.1:1".into(),
+            region: "us-east-1".into(),
+        };
+        for url in ["s3://bkt/a/b", "s3://bkt"] {
+            let cold = Cold::new(&config(url)).unwrap();
+            let key = cold.key("t1", 3, 10, 20);
+            assert_eq!(cold.parse_key(&key), Some(("t1".into(), 3, 10, 20)));
+            for other in [
+                "t1/3/10-20.seg".to_string(),
+                format!("{key}.tmp"),
+                key.replace(".seg", ".log"),
+                key.replace("/3/", "/x/"),
+                format!("{key}/more"),
+            ] {
+                if other != key {
+                    assert_eq!(cold.parse_key(&other), None, "{other}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn urls_name_a_bucket_and_a_plain_prefix() {

@@ -14,12 +14,17 @@
 //! records the object, fenced by the range's lease (this process's, unexpired, checked last). An offset is always in exactly one of
 //! `batches` and `objects`, so readers look in one and then the other (`catalog::read`).
 //! A failure between the `PUT` and the commit leaves an object no row names; the key is
-//! deterministic, so the next try of the same run writes the same key (a run cut differently
-//! leaves a leftover: bounded by the failures, noted in `docs/cluster.md`).
+//! deterministic, so the next try of the same run writes the same key; a run cut differently
+//! leaves a leftover, which the holder of range 0 sweeps (`sweep`).
 //!
 //! While the store is unreachable, uploads fail (logged once per outage), the hot tier grows, and
 //! past `cluster.hot_bytes_max` produce is refused with a retriable error; uploads resume on
 //! their own. The holder of range 0 also deletes the objects of deleted topics (`doomed_objects`).
+//!
+//! Retention (`retain`, every [`RETAIN_EVERY`]): the holder of a range deletes its partitions'
+//! oldest objects past `retention.ms` or beyond `retention.bytes` and raises their log start,
+//! in one transaction fenced by the lease; brokers whose copies end below it start them over
+//! there (`busbar_broker::shared`).
 
 use crate::cold::{self, Cold};
 use crate::members::Kind;
@@ -41,6 +46,10 @@ const FALLBACK_AFTER: Duration = Duration::from_secs(5);
 const UPLOADS_PER_ROUND: usize = 64;
 /// Most doomed objects one round deletes.
 const DELETES_PER_ROUND: i64 = 100;
+/// How often the holder of range 0 lists the store for leftover objects.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// Most keys one sweep lists (the next goes on after the last).
+const SWEEP_KEYS_MAX: usize = 1000;
 /// How often the holder of a range applies retention to its partitions' objects.
 const RETAIN_EVERY: Duration = Duration::from_secs(5);
 /// Most objects of one partition one retention pass looks at (the next pass goes on).
@@ -65,6 +74,9 @@ struct Memory {
     hot_since: HashMap<(String, u32), Instant>,
     /// The failure being reported (logged once until uploads work again).
     failing: Option<String>,
+    /// When the store was last swept for leftovers, and the key the sweep goes on after.
+    swept: Option<Instant>,
+    sweep_after: Option<String>,
 }
 
 /// Runs the uploader for the broker's life (only with an object store configured).
@@ -209,6 +221,10 @@ async fn round(
         }
     }
     if held.contains(&0) {
+        if memory.swept.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+            memory.swept = Some(Instant::now());
+            result = result.and(sweep(cluster, cold, &mut memory.sweep_after).await);
+        }
         result = result.and(delete_doomed(&cluster.pool, cold).await);
     }
     result
@@ -537,6 +553,70 @@ async fn drop_objects(
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// Keys with what they name, as columns for `unnest`: key, topic id, partition, base, last.
+type KeyColumns = (Vec<String>, Vec<String>, Vec<i32>, Vec<i64>, Vec<i64>);
+
+/// Lists up to [`SWEEP_KEYS_MAX`] keys of the store (after the last sweep's) and queues in
+/// `doomed_objects` those that are leftovers for certain: an object no row names (an upload
+/// that failed between its `PUT` and its commit, then cut its run differently) whose topic is
+/// gone, whose offsets are all below the log start, or whose base offset another object's row
+/// covers. An offset never moves back from an object to the hot tier, so no upload can write
+/// such a key again, and an upload still in flight with it fails its commit (its batches are
+/// gone). Keys of another form are left alone.
+async fn sweep(cluster: &Cluster, cold: &Cold, after: &mut Option<String>) -> Result<(), Error> {
+    let keys = cold.list(after.as_deref(), SWEEP_KEYS_MAX).await?;
+    *after = if keys.len() < SWEEP_KEYS_MAX {
+        None
+    } else {
+        keys.last().cloned()
+    };
+    let mut cols = KeyColumns::default();
+    for key in keys {
+        if let Some((topic, partition, base, last)) = cold.parse_key(&key) {
+            cols.0.push(key);
+            cols.1.push(topic);
+            cols.2.push(partition as i32);
+            cols.3.push(base as i64);
+            cols.4.push(last as i64);
+        }
+    }
+    if cols.0.is_empty() {
+        return Ok(());
+    }
+    let found = bounded(async {
+        let c = cluster.pool.get().await?;
+        let n = c
+            .execute(
+                "INSERT INTO doomed_objects (key) \
+                 SELECT k.key FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], \
+                   $5::bigint[]) AS k(key, topic_id, partition, base, last) \
+                 LEFT JOIN partitions p \
+                   ON p.topic_id = k.topic_id AND p.partition = k.partition \
+                 LEFT JOIN LATERAL (SELECT last_offset FROM objects o \
+                   WHERE o.topic_id = k.topic_id AND o.partition = k.partition \
+                   AND o.base_offset <= k.base ORDER BY o.base_offset DESC LIMIT 1) c ON true \
+                 WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.key = k.key) \
+                 AND (p.topic_id IS NULL OR k.last < p.log_start OR c.last_offset >= k.base) \
+                 ON CONFLICT DO NOTHING",
+                &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4],
+            )
+            .await?;
+        Ok::<_, Error>(n)
+    })
+    .await?;
+    if found > 0 {
+        busbar_broker::log::info(
+            "busbar",
+            "cluster_leftover_objects",
+            &format!(
+                "cluster: {found} leftover objects in the store (no row names them); deleting them"
+            ),
+            &[],
+        );
+    }
+    Ok(())
 }
 
 /// Deletes objects of deleted topics from the store, then their rows.

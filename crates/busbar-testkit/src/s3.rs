@@ -181,6 +181,20 @@ impl TestS3 {
         (r.status == 200).then_some(r.body)
     }
 
+    /// Writes `bytes` under `bucket/key` through the filer (a stray object for a test);
+    /// panics when the server refuses.
+    pub fn put_object(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        let r = crate::http::request(
+            addr(self.ports[4]),
+            "PUT",
+            &format!("/buckets/{bucket}/{key}"),
+            &[],
+            bytes,
+        )
+        .expect("the filer answers");
+        assert!(r.status < 300, "PUT {key}: {}", r.status);
+    }
+
     /// The server's log so far (for a failing test's message).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
