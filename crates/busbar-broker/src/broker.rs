@@ -380,7 +380,8 @@ impl Broker {
                 PartitionInfo {
                     partition: p.index,
                     log_start: s.log_start,
-                    high_watermark: s.high_watermark,
+                    // Cluster mode: a copy caught up on read only reports the end it heard of.
+                    high_watermark: s.high_watermark.max(p.replica.shared_end()),
                     size_bytes: s.size_bytes,
                     segments: s.segments,
                     damaged_ranges: p.log.damage_count(),
@@ -445,6 +446,9 @@ impl Broker {
     ) -> Result<FetchResult> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?.clone();
+        // Cluster mode: a copy this broker does not keep current catches up first (failing
+        // that, the local copy is served as it is).
+        let _ = self.bring_current(&t, &p).await;
         drop(t);
         let deadline = Instant::now() + max_wait.min(self.config.fetch_wait_max);
         let max_bytes = max_bytes.clamp(1, self.config.fetch_bytes_max);
@@ -510,15 +514,19 @@ impl Broker {
         timeout: Duration,
         isolation: Isolation,
     ) {
-        let found: Vec<(Arc<Partition>, u64)> = parts
-            .iter()
-            .filter_map(|(t, p, o)| {
-                self.topic(t)
-                    .ok()
-                    .and_then(|t| t.partition(*p).ok().cloned())
-                    .map(|p| (p, *o))
-            })
-            .collect();
+        let mut found: Vec<(Arc<Partition>, u64)> = Vec::with_capacity(parts.len());
+        for (t, p, o) in parts {
+            let Some((t, p)) = self
+                .topic(t)
+                .ok()
+                .and_then(|t| t.partition(*p).ok().cloned().map(|p| (t, p)))
+            else {
+                continue;
+            };
+            // Cluster mode: the copy is kept current while read (failing that, waited on as is).
+            let _ = self.bring_current(&t, &p).await;
+            found.push((p, *o));
+        }
         let mut waits: Vec<std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>>> = found
             .iter()
             .map(|(p, _)| Box::pin(p.appended.notified()))
@@ -611,15 +619,25 @@ impl Broker {
     pub fn offset_for_timestamp(&self, topic: &str, partition: i64, ts: i64) -> Result<u64> {
         match self.find_timestamp(topic, partition, ts)? {
             Some((o, _)) => Ok(o),
-            None => Ok(self.offsets_of(topic, partition)?.1),
+            // The local end, not the heard one (`offsets_of`): a record at or after `ts` may
+            // be among the shared store's batches this copy has not applied yet.
+            None => Ok(self
+                .topic(topic)?
+                .partition(partition)?
+                .log
+                .stats()
+                .high_watermark),
         }
     }
 
-    /// (log start, high watermark) of a partition.
+    /// (log start, high watermark) of a partition. Cluster mode: the high watermark is the
+    /// shared store's end as this broker heard it when its copy is behind (a copy is caught up
+    /// when read, `shared.rs`).
     pub fn offsets_of(&self, topic: &str, partition: i64) -> Result<(u64, u64)> {
         let t = self.topic(topic)?;
-        let s = t.partition(partition)?.log.stats();
-        Ok((s.log_start, s.high_watermark))
+        let p = t.partition(partition)?;
+        let s = p.log.stats();
+        Ok((s.log_start, s.high_watermark.max(p.replica.shared_end())))
     }
 
     /// Raises a partition's log start offset (Kafka's DeleteRecords). A compact-only topic
@@ -632,7 +650,10 @@ impl Broker {
                  offset"
             )));
         }
-        let log = t.partition(partition)?.log.clone();
+        let p = t.partition(partition)?;
+        // Cluster mode: up to the end this broker heard of (a copy is caught up when used).
+        self.bring_current(&t, p).await?;
+        let log = p.log.clone();
         tokio::task::spawn_blocking(move || log.delete_records(offset))
             .await
             .map_err(|e| BrokerError::Storage(format!("delete task failed: {e}")))?

@@ -153,6 +153,21 @@ pub struct Replica {
     /// [`FORCED_READ_EVERY`], so clients asking for offsets far past the end cannot turn each
     /// fetch into a database read).
     forced_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When this broker last served a read of the partition ([`uptime_ms`]; 0: never).
+    served_at: std::sync::atomic::AtomicU64,
+}
+
+/// How long a partition read on a broker stays caught up at once there (cluster mode): longer
+/// than any client's pause between fetches, so a reader's long polls are woken by commits.
+const SERVED_FOR_MS: u64 = 60_000;
+
+/// Milliseconds since this process first asked (monotonic).
+fn uptime_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 /// Most own batches waiting per partition for the local copy, and most bytes.
@@ -207,6 +222,22 @@ impl Replica {
 
     fn first_pending(&self) -> Option<u64> {
         self.pending().first()
+    }
+
+    /// Notes a read of the partition here: its copy is kept current for [`SERVED_FOR_MS`].
+    fn serve(&self) {
+        self.served_at
+            .store(uptime_ms().max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn served_recently(&self) -> bool {
+        let at = self.served_at.load(std::sync::atomic::Ordering::Relaxed);
+        at != 0 && uptime_ms().saturating_sub(at) < SERVED_FOR_MS
+    }
+
+    /// The shared store's end as last heard.
+    pub fn shared_end(&self) -> u64 {
+        self.shared_end.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn heard(&self, end: u64) {
@@ -375,7 +406,7 @@ impl Broker {
             return;
         };
         p.replica.heard(next_offset);
-        if p.log.stats().high_watermark >= next_offset {
+        if p.log.stats().high_watermark >= next_offset || !self.keeps_current(&t, p) {
             return;
         }
         if let Err(e) = self.catch_up(&t, p, Some(next_offset)).await {
@@ -388,6 +419,51 @@ impl Broker {
         }
     }
 
+    /// Cluster mode: whether this broker applies `p`'s commits as the shared store announces
+    /// them: it leads the partition (rendezvous hashing over the live brokers, as Metadata
+    /// answers: where Kafka clients produce and fetch) or served a read of it within
+    /// [`SERVED_FOR_MS`]. Other copies only note the shared end and catch up when read
+    /// ([`Broker::bring_current`]): each batch is not read from the database by every broker.
+    fn keeps_current(&self, t: &Topic, p: &Partition) -> bool {
+        let Some(shared) = self.shared.get() else {
+            return true;
+        };
+        if p.replica.served_recently() {
+            return true;
+        }
+        let ids: Vec<i32> = shared.members().iter().map(|m| m.node_id).collect();
+        rendezvous(&format!("{}/{}", t.id, p.index), &ids).is_none_or(|l| l == shared.node_id())
+    }
+
+    /// Cluster mode, before a read of `p`: notes the read (the copy is kept current for a
+    /// while) and applies what the shared store was heard to hold beyond the local end.
+    pub(crate) async fn bring_current(&self, t: &Topic, p: &Arc<Partition>) -> Result<()> {
+        if self.shared.get().is_none() {
+            return Ok(());
+        }
+        p.replica.serve();
+        let heard = p.replica.shared_end();
+        if heard > p.log.stats().high_watermark {
+            return self.catch_up(t, p, Some(heard)).await;
+        }
+        Ok(())
+    }
+
+    /// Cluster mode, before a reader's positions are decided from the local copy (its log start,
+    /// an offset for a timestamp): the copy of `topic`/`partition` caught up to the end this
+    /// broker heard of. A failure leaves the copy as it is (the read serves it); unknown topics
+    /// are the read's to answer. Single-node mode: nothing to do.
+    pub async fn prepare_read(&self, topic: &str, partition: i64) {
+        if self.shared.get().is_none() {
+            return;
+        }
+        if let Ok(t) = self.topic(topic) {
+            if let Ok(p) = t.partition(partition) {
+                let _ = self.bring_current(&t, p).await;
+            }
+        }
+    }
+
     /// Before a read at `offset` past the local end of the partition: applies what the shared
     /// store has (single-node mode: nothing to do).
     pub async fn catch_up_for_read(&self, topic: &str, partition: i64, offset: u64) -> Result<()> {
@@ -396,6 +472,7 @@ impl Broker {
         }
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
+        self.bring_current(&t, p).await?;
         if offset <= p.log.stats().high_watermark || !p.replica.worth_asking(offset) {
             return Ok(());
         }
@@ -561,7 +638,7 @@ async fn catch_up(
         };
         if let Some(start) = got.start.filter(|s| *s > next) {
             // Retention deleted what this copy lacks: it starts over where the store begins.
-            match start_over(t, p, next, start) {
+            match start_over(t, p, next, start).await {
                 Ok(()) => {
                     next = start;
                     continue;
@@ -630,20 +707,24 @@ fn drain(t: &Topic, p: &Partition, mut next: u64) -> Result<u64> {
 }
 
 /// Empties the local copy of `p` (ending at `end`) and makes it go on at `start`, where the
-/// shared store now begins.
-fn start_over(t: &Topic, p: &Partition, end: u64, start: u64) -> Result<()> {
+/// shared store now begins (on the blocking pool: it syncs and deletes files, and waits for a
+/// cleaning pass of the log to finish).
+async fn start_over(t: &Topic, p: &Partition, end: u64, start: u64) -> Result<()> {
+    let log = p.log.clone();
+    tokio::task::spawn_blocking(move || log.start_over_at(start))
+        .await
+        .map_err(|e| BrokerError::Storage(format!("start-over task failed: {e}")))??;
+    p.replica.heard(start);
     crate::log::info(
         "busbar",
         "cluster_copy_starts_over",
         &format!(
-            "cluster: the local copy of {}/{} ends at offset {end}, below the shared store's \
+            "cluster: the local copy of {}/{} ended at offset {end}, below the shared store's \
              first offset {start} (retention deleted the rest): it starts over at {start}",
             t.name, p.index
         ),
         &[],
     );
-    p.log.start_over_at(start)?;
-    p.replica.heard(start);
     Ok(())
 }
 

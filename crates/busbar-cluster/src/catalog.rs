@@ -273,6 +273,22 @@ pub async fn read(
     from: u64,
     max_bytes: usize,
 ) -> Result<SharedRead, Error> {
+    match read_once(pool, cold, topic_id, partition, from, max_bytes).await {
+        // An object deleted (retention, a topic's deletion) after its row was looked up: the
+        // lookup again finds the next object, or the start past it.
+        Err(Error::Store(_)) => read_once(pool, cold, topic_id, partition, from, max_bytes).await,
+        r => r,
+    }
+}
+
+async fn read_once(
+    pool: &Pool,
+    cold: Option<&Cold>,
+    topic_id: &str,
+    partition: u32,
+    from: u64,
+    max_bytes: usize,
+) -> Result<SharedRead, Error> {
     let hot = read_hot(pool, topic_id, partition, from, max_bytes).await?;
     if hot.first().is_some_and(|b| b.base_offset <= from) {
         return Ok(SharedRead {

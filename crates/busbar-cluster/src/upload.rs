@@ -51,7 +51,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// Most keys one sweep lists (the next goes on after the last).
 const SWEEP_KEYS_MAX: usize = 1000;
 /// How often the holder of a range applies retention to its partitions' objects.
-const RETAIN_EVERY: Duration = Duration::from_secs(5);
+const RETAIN_EVERY: Duration = Duration::from_secs(10);
+/// Most partitions one retention pass deletes objects of (the next pass goes on).
+const RETAIN_PARTITIONS_MAX: usize = 64;
 /// Most objects of one partition one retention pass looks at (the next pass goes on).
 const RETAIN_OBJECTS_MAX: i64 = 1000;
 
@@ -77,6 +79,8 @@ struct Memory {
     /// When the store was last swept for leftovers, and the key the sweep goes on after.
     swept: Option<Instant>,
     sweep_after: Option<String>,
+    /// Retention fails (logged once until it works again).
+    retain_failing: bool,
 }
 
 /// Runs the uploader for the broker's life (only with an object store configured).
@@ -96,16 +100,31 @@ pub async fn run(cluster: Arc<Cluster>, cold: Arc<Cold>, broker: Arc<Broker>) {
         report(&mut memory, result);
         if retained.elapsed() >= RETAIN_EVERY {
             retained = Instant::now();
-            if let Err(e) = retain(&cluster, &broker.shared_retention(), &held).await {
-                busbar_broker::log::warn(
-                    "busbar",
-                    "cluster_retention_failed",
-                    &format!(
-                        "cluster: retention of the cold tier failed ({e}); tried again in {} s",
-                        RETAIN_EVERY.as_secs()
-                    ),
-                    &[],
-                );
+            let result = retain(&cluster, &broker.shared_retention(), &held).await;
+            match (result, memory.retain_failing) {
+                (Err(e), false) => {
+                    busbar_broker::log::warn(
+                        "busbar",
+                        "cluster_retention_failed",
+                        &format!(
+                            "cluster: retention of the cold tier fails ({e}); tried again every \
+                             {} s (logged again once it works)",
+                            RETAIN_EVERY.as_secs()
+                        ),
+                        &[],
+                    );
+                    memory.retain_failing = true;
+                }
+                (Ok(()), true) => {
+                    busbar_broker::log::info(
+                        "busbar",
+                        "cluster_retention_resumed",
+                        "cluster: retention of the cold tier works again",
+                        &[],
+                    );
+                    memory.retain_failing = false;
+                }
+                _ => {}
             }
         }
     }
@@ -263,7 +282,12 @@ async fn upload(
     let object = cold::encode(&run);
     let object_len = object.len() as i64;
     let size: i64 = run.iter().map(|b| b.bytes.len() as i64).sum();
-    let max_timestamp = run.iter().filter_map(|b| max_timestamp(&b.bytes)).max();
+    // Batches without a timestamp (-1) leave it unknown: the upload time stands in.
+    let max_timestamp = run
+        .iter()
+        .filter_map(|b| max_timestamp(&b.bytes))
+        .filter(|t| *t >= 0)
+        .max();
     let key = cold.key(topic_id, partition, base, last);
     cold.put(&key, object).await?;
     let me = (cluster.members.node_id, cluster.members.instance());
@@ -416,10 +440,9 @@ fn max_timestamp(batch: &[u8]) -> Option<i64> {
 /// log start past them, deletes their rows and queues their keys in `doomed_objects` (the store
 /// deletes follow, by the holder of range 0); fenced by the range's lease like an upload.
 async fn retain(cluster: &Cluster, topics: &[Retention], held: &[u32]) -> Result<(), Error> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let sizes = bounded(cold_sizes(&cluster.pool)).await?;
+    // The database's clock, as for leases: a broker whose clock runs ahead deletes nothing early.
+    let (now_ms, sizes) = bounded(cold_sizes(&cluster.pool)).await?;
+    let (mut budget, mut first_error) = (RETAIN_PARTITIONS_MAX, None);
     for r in topics {
         for p in 0..r.partitions {
             let lease = range_of(&r.topic_id, p);
@@ -431,31 +454,57 @@ async fn retain(cluster: &Cluster, topics: &[Retention], held: &[u32]) -> Result
             if !held.contains(&lease) || !(by_time || by_size) {
                 continue;
             }
-            let objects = bounded(oldest_objects(&cluster.pool, &r.topic_id, p)).await?;
-            let Some(upto) = expired(&objects, r, cold_bytes + hot_bytes, now_ms) else {
-                continue;
-            };
-            let me = (cluster.members.node_id, cluster.members.instance());
-            let dropped = bounded(drop_objects(
-                &cluster.pool,
-                me,
-                &lease.to_string(),
-                (&r.topic_id, p),
-                upto,
-            ))
-            .await?;
-            if !dropped {
-                cluster.members.release(Kind::Upload, &lease.to_string());
+            if budget == 0 {
+                return first_error.map_or(Ok(()), Err);
+            }
+            budget -= 1;
+            // One partition's failure does not keep the others' retention from running.
+            let total = cold_bytes + hot_bytes;
+            if let Err(e) = retain_partition(cluster, r, (p, lease), total, now_ms).await {
+                first_error.get_or_insert(e);
             }
         }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Retention of one partition (`total` bytes in objects and hot tier).
+async fn retain_partition(
+    cluster: &Cluster,
+    r: &Retention,
+    (p, lease): (u32, u32),
+    total: i64,
+    now_ms: i64,
+) -> Result<(), Error> {
+    let objects = bounded(oldest_objects(&cluster.pool, &r.topic_id, p)).await?;
+    let Some(upto) = expired(&objects, r, total, now_ms) else {
+        return Ok(());
+    };
+    let me = (cluster.members.node_id, cluster.members.instance());
+    let name = lease.to_string();
+    let dropped = bounded(drop_objects(
+        &cluster.pool,
+        me,
+        &name,
+        (&r.topic_id, p),
+        upto,
+    ))
+    .await?;
+    if !dropped {
+        cluster.members.release(Kind::Upload, &name);
     }
     Ok(())
 }
 
-/// Per partition with objects: (bytes in objects, hot bytes, the oldest object's newest
-/// timestamp, or its upload time when that is unknown).
-async fn cold_sizes(pool: &Pool) -> Result<HashMap<(String, u32), (i64, i64, i64)>, Error> {
+/// The database's time (ms since the epoch), and per partition with objects: (bytes in
+/// objects, hot bytes, the oldest object's newest timestamp, or its upload time when that is
+/// unknown).
+async fn cold_sizes(pool: &Pool) -> Result<(i64, ColdSizes), Error> {
     let c = pool.get().await?;
+    let now: i64 = c
+        .query_one("SELECT (extract(epoch FROM now()) * 1000)::bigint", &[])
+        .await?
+        .get(0);
     let rows = c
         .query(
             "SELECT o.topic_id, o.partition, sum(o.size)::bigint, max(p.hot_bytes), \
@@ -464,14 +513,18 @@ async fn cold_sizes(pool: &Pool) -> Result<HashMap<(String, u32), (i64, i64, i64
             &[],
         )
         .await?;
-    Ok(rows
+    let sizes = rows
         .iter()
         .map(|r| {
             let key = (r.get::<_, String>(0), r.get::<_, i32>(1) as u32);
             (key, (r.get(2), r.get(3), r.get(4)))
         })
-        .collect())
+        .collect();
+    Ok((now, sizes))
 }
+
+/// Per partition: (bytes in objects, hot bytes, the oldest object's newest timestamp).
+type ColdSizes = HashMap<(String, u32), (i64, i64, i64)>;
 
 /// One object as retention sees it: its last offset, size and newest timestamp.
 type ObjectAge = (i64, i64, i64);

@@ -573,6 +573,7 @@ pub async fn stream_partition(
     }
     let p = partition_param(&partition)?;
     let from = start_at(q.get("start").map(String::as_str))?;
+    app.broker.prepare_read(&topic, p).await;
     let (start, hw) = app.broker.offsets_of(&topic, p)?;
     let offset = match (query_int(&q, "offset", 0, i64::MAX)?, from) {
         (Some(_), _) if q.contains_key("start") => {

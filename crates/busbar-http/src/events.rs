@@ -534,6 +534,7 @@ pub async fn read(
     )?;
     let encoding = Encoding::from_query(&q)?;
     let p = partition_param(&partition)?;
+    app.broker.prepare_read(&topic, p).await;
     let (log_start, hw) = app.broker.offsets_of(&topic, p)?;
     let offset = match (query_int(&q, "offset", 0, i64::MAX)?, q.get("timestamp")) {
         (Some(_), Some(_)) => {

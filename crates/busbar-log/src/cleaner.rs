@@ -82,7 +82,10 @@ impl Log {
     /// a segment that does not follow on from the checkpointed one, which recovery removes: the
     /// log is as it was), a checkpoint records the new start and end (a crash now leaves the old
     /// segments below the start, deleted by the next cleaning pass), and the old segments go.
-    /// Nothing moves in memory before that checkpoint is durable.
+    /// Nothing moves in memory before that checkpoint is durable, and no periodic checkpoint
+    /// runs in between. A `close` in between (its clean checkpoint records the new segment with
+    /// the old start) leaves the old segments, a gap no read is answered from, and the new end:
+    /// nothing lost, and the next call moves the start.
     pub fn start_over_at(&self, offset: u64) -> Result<u64> {
         let _clean = self.clean.lock().unwrap_or_else(|e| e.into_inner());
         {
@@ -103,13 +106,13 @@ impl Log {
                     st.next_offset = was;
                     return Err(e);
                 }
+                // No periodic checkpoint may record the new segment with the old start.
+                st.moving_start = true;
             }
         }
-        self.move_log_start(offset)?;
-        {
-            let mut st = self.lock();
-            st.high_watermark = st.high_watermark.max(offset);
-        }
+        let moved = self.move_log_start_and_end(offset, true);
+        self.lock().moving_start = false;
+        moved?;
         self.drop_segments_below(offset)?;
         Ok(self.lock().log_start)
     }

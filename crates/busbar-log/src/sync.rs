@@ -266,6 +266,12 @@ impl Log {
     /// memory only once that checkpoint is durable and the log is still online. A failed write
     /// leaves the log start where it was (and fails the log unless it lacked a file descriptor).
     pub(crate) fn move_log_start(&self, start: u64) -> Result<()> {
+        self.move_log_start_and_end(start, false)
+    }
+
+    /// [`Log::move_log_start`]; with `end`, the high watermark is raised to `start` in the same
+    /// step (`start_over_at`: readers never see a start past the end).
+    pub(crate) fn move_log_start_and_end(&self, start: u64, end: bool) -> Result<()> {
         loop {
             let snap = {
                 let mut st = self.lock();
@@ -283,6 +289,9 @@ impl Log {
             // `Ok(false)`: a periodic checkpoint taken before ours was raised wrote a newer
             // sequence number; write ours again.
             if Self::finish_checkpoint(&mut st, &snap, res)? {
+                if end {
+                    st.high_watermark = st.high_watermark.max(start);
+                }
                 st.log_start = st.log_start.max(start);
                 return Ok(());
             }

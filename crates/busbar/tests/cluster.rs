@@ -693,3 +693,82 @@ fn subscriptions_max_holds_across_brokers_creating_at_once() {
         });
     }
 }
+
+/// (high watermark, bytes of the local copy) of each partition of `topic` as `s` describes it.
+fn copies(s: &Server, topic: &str) -> Vec<(u64, u64)> {
+    let (st, r) = s.http("GET", &format!("/topics/{topic}"), None);
+    assert_eq!(st, 200, "{r}");
+    r["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let n = |k: &str| p[k].as_u64().unwrap();
+            (n("high_watermark"), n("size_bytes"))
+        })
+        .collect()
+}
+
+/// A broker applies commits at once only to the partitions it leads (rendezvous hashing, as
+/// Metadata answers) or serves: a partition published through another broker stays unread
+/// there (an empty local copy) while its end is reported, and the first read catches it up.
+#[test]
+fn copies_of_partitions_a_broker_neither_leads_nor_serves_catch_up_when_read() {
+    let pg = TestPostgres::start();
+    let url = pg.create_db("lazy");
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let brokers: Vec<Server> = (0..3)
+        .map(|i| broker(&url, i + 1, dirs[i as usize].path()))
+        .collect();
+    let partitions = 12u32;
+    let (st, r) = brokers[0].http(
+        "POST",
+        "/topics",
+        Some(json!({"name": "lazy", "partitions": partitions})),
+    );
+    assert_eq!(st, 201, "{r}");
+    for b in &brokers[1..] {
+        eventually("the topic reaches every broker", || {
+            b.http("GET", "/topics/lazy", None).0 == 200
+        });
+    }
+    for p in 0..partitions {
+        let events: Vec<Value> = (0..5)
+            .map(|n| json!({"partition": p, "value": n}))
+            .collect();
+        let (st, r) = publish(&brokers[0], "lazy", Value::Array(events));
+        assert_eq!(st, 200, "{r}");
+    }
+    // Every broker reports every partition's end; brokers 2 and 3 hold copies only of those
+    // they lead (about a third each), the rest empty (a segment header), as broker 1 holds all.
+    for b in &brokers[1..] {
+        let full = copies(&brokers[0], "lazy");
+        eventually("every end is heard", || {
+            copies(b, "lazy")
+                .iter()
+                .zip(&full)
+                .all(|(mine, all)| mine.0 == all.0)
+        });
+        let view = copies(b, "lazy");
+        let lazy: Vec<u32> = (0..partitions)
+            .filter(|p| view[*p as usize].1 < full[*p as usize].1)
+            .collect();
+        let held = partitions as usize - lazy.len();
+        assert!(
+            !lazy.is_empty() && held >= 1,
+            "{held} of {partitions} copies held: {view:?}"
+        );
+        // The first read answers everything, and the copy is then held.
+        let p = lazy[0] as usize;
+        let got = events(b, "lazy", p as u32);
+        assert_eq!(got.len() as u64, full[p].0, "{got:?}");
+        assert_eq!(copies(b, "lazy")[p].1, full[p].1);
+        // Read, the partition is kept current: a new event is applied without a read.
+        let size = copies(b, "lazy")[p].1;
+        let (st, r) = publish(&brokers[0], "lazy", json!([{"partition": p, "value": 9}]));
+        assert_eq!(st, 200, "{r}");
+        eventually("a served partition is applied as it commits", || {
+            copies(b, "lazy")[p].1 > size
+        });
+    }
+}

@@ -499,3 +499,33 @@ fn start_over_at_survives_a_crash_at_every_step() {
         "{old_kept} {started_over}"
     );
 }
+
+/// Readers never see a log start past the end while `start_over_at` runs.
+#[test]
+fn start_over_at_never_shows_a_start_past_the_end() {
+    let (_s, log) = mem_log(small(1024));
+    let log = Arc::new(log);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let watcher = {
+        let (log, done, looks) = (log.clone(), done.clone(), looks.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let st = log.stats();
+                assert!(st.log_start <= st.high_watermark, "{st:?}");
+                looks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    // The watcher looks from the first step on.
+    while looks.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        std::thread::yield_now();
+    }
+    for i in 0..200 {
+        log.append(&mut batch_of(2, "a", 2, i)).unwrap();
+        let at = log.stats().next_offset + 10;
+        assert_eq!(log.start_over_at(at).unwrap(), at);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    watcher.join().unwrap();
+}
