@@ -450,7 +450,9 @@ impl Broker {
         // that, the local copy is served as it is).
         let _ = self.bring_current(&t, &p).await;
         drop(t);
-        let deadline = Instant::now() + max_wait.min(self.config.fetch_wait_max);
+        let wait = max_wait.min(self.config.fetch_wait_max);
+        p.replica.serve_for(wait);
+        let deadline = Instant::now() + wait;
         let max_bytes = max_bytes.clamp(1, self.config.fetch_bytes_max);
         let read = || {
             self.read_isolated(topic, partition, offset, max_bytes, isolation)
@@ -525,6 +527,7 @@ impl Broker {
             };
             // Cluster mode: the copy is kept current while read (failing that, waited on as is).
             let _ = self.bring_current(&t, &p).await;
+            p.replica.serve_for(timeout);
             found.push((p, *o));
         }
         let mut waits: Vec<std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>>> = found

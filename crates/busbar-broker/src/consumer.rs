@@ -282,7 +282,7 @@ impl Broker {
         to: ResetTo,
     ) -> Result<Vec<(u32, u64)>> {
         self.require_coordinator(group).await?;
-        let out = self.reset_plan(group, topic, partitions, to)?;
+        let out = self.reset_plan(group, topic, partitions, to).await?;
         let commits = out
             .iter()
             .map(|(p, o)| {
@@ -299,8 +299,9 @@ impl Broker {
     }
 
     /// Where [`Broker::reset_offsets`] would move the offsets, with the same checks, changing
-    /// nothing (a preview).
-    pub fn reset_plan(
+    /// nothing (a preview). Cluster mode: each partition's copy is caught up first (its start,
+    /// end and timestamps are the cluster's).
+    pub async fn reset_plan(
         &self,
         group: &str,
         topic: &str,
@@ -314,6 +315,7 @@ impl Broker {
         let parts = partitions.unwrap_or_else(|| (0..t.partitions.len() as u32).collect());
         let mut out = Vec::new();
         for p in parts {
+            self.prepare_read(topic, p as i64).await;
             let (start, hw) = self.offsets_of(topic, p as i64)?;
             let offset = match to {
                 ResetTo::Earliest => start,

@@ -153,8 +153,8 @@ pub struct Replica {
     /// [`FORCED_READ_EVERY`], so clients asking for offsets far past the end cannot turn each
     /// fetch into a database read).
     forced_at: std::sync::Mutex<Option<std::time::Instant>>,
-    /// When this broker last served a read of the partition ([`uptime_ms`]; 0: never).
-    served_at: std::sync::atomic::AtomicU64,
+    /// Until when the partition counts as served here ([`uptime_ms`]; 0: never served).
+    served_until: std::sync::atomic::AtomicU64,
 }
 
 /// How long a partition read on a broker stays caught up at once there (cluster mode): longer
@@ -226,13 +226,21 @@ impl Replica {
 
     /// Notes a read of the partition here: its copy is kept current for [`SERVED_FOR_MS`].
     fn serve(&self) {
-        self.served_at
-            .store(uptime_ms().max(1), std::sync::atomic::Ordering::Relaxed);
+        self.serve_for(std::time::Duration::ZERO);
+    }
+
+    /// [`Replica::serve`] for a read that may wait `wait` (a long poll): the copy is kept
+    /// current until the wait ends, however long, and [`SERVED_FOR_MS`] at least.
+    pub(crate) fn serve_for(&self, wait: std::time::Duration) {
+        let span = SERVED_FOR_MS.max(wait.as_millis() as u64);
+        self.served_until.fetch_max(
+            uptime_ms().saturating_add(span),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     fn served_recently(&self) -> bool {
-        let at = self.served_at.load(std::sync::atomic::Ordering::Relaxed);
-        at != 0 && uptime_ms().saturating_sub(at) < SERVED_FOR_MS
+        uptime_ms() < self.served_until.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The shared store's end as last heard.

@@ -464,8 +464,23 @@ impl Bus {
     /// Stores the start position of every source partition that has none yet (for the topic as
     /// it is now).
     async fn commit_start(&self, c: &Compiled) -> Result<()> {
+        self.prepare_sources(c).await;
         let rows = self.start_rows(c)?;
         self.ctx.positions.put(&c.spec.name, rows).await
+    }
+
+    /// Cluster mode: every source partition's copy caught up (start positions come from them:
+    /// the earliest, the latest, the first at a time).
+    pub(crate) async fn prepare_sources(&self, c: &Compiled) {
+        let broker = &self.ctx.broker;
+        for topic in &c.spec.sources {
+            let Ok(d) = broker.describe_topic(topic) else {
+                continue;
+            };
+            for p in 0..d.partitions.len() {
+                broker.prepare_read(topic, p as i64).await;
+            }
+        }
     }
 
     /// The start position of every source partition of `c` that has none stored here.
@@ -563,6 +578,7 @@ impl Bus {
         let start = if self.shared().is_some() {
             self.ctx.positions.load(&name, &[]);
             self.ctx.retries.load(&name, &[]);
+            self.prepare_sources(&compiled).await;
             self.start_rows(&compiled)?
         } else {
             self.forget_positions(&name).await?;

@@ -302,6 +302,7 @@ impl crate::Bus {
             // An older busbar's positions of the current sources are taken over first.
             // In cluster mode they go in the update's transaction, where the key has none.
             let start = if self.shared().is_some() {
+                self.prepare_sources(&compiled).await;
                 let rows = self.start_rows(&compiled)?;
                 self.ctx.positions.encode(name, &rows)
             } else {

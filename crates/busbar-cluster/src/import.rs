@@ -267,14 +267,17 @@ async fn copy_partition(
 ) -> Result<(), Error> {
     let stats = log.stats();
     let what = format!("{}/{index}", meta.name);
-    if stats.log_start != 0 {
+    // A partition trimmed (retention, DeleteRecords) starts there in the cluster too; it must
+    // start at a batch (the cluster stores whole batches): DeleteRecords inside one is refused.
+    let start = stats.log_start;
+    let (mut next, end, mut bytes) = (start, stats.high_watermark, 0i64);
+    if let Some(base) = first_base(log, start, end, &what)?.filter(|b| *b != start) {
         return Err(Error::Config(format!(
-            "partition {what} starts at offset {} (retention or DeleteRecords); a cluster copy \
-             starts at 0, so it cannot be imported yet; nothing was imported",
-            stats.log_start
+            "partition {what} starts at offset {start}, inside the batch at offset {base} \
+             (DeleteRecords); the cluster starts a partition at a batch: delete records up to \
+             offset {base} or to the batch after it, then import again; nothing was imported"
         )));
     }
-    let (mut next, end, mut bytes) = (0u64, stats.high_watermark, 0i64);
     while next < end {
         let read = log
             .read(next, CHUNK_BYTES)
@@ -302,15 +305,39 @@ async fn copy_partition(
         )));
     }
     tx.execute(
-        "INSERT INTO partitions (topic_id, partition, next_offset, hot_bytes) \
-         VALUES ($1, $2, $3, $4)",
-        &[&meta.id, &(index as i32), &(end as i64), &bytes],
+        "INSERT INTO partitions (topic_id, partition, next_offset, hot_bytes, log_start) \
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &meta.id,
+            &(index as i32),
+            &(end as i64),
+            &bytes,
+            &(start as i64),
+        ],
     )
     .await?;
     done.partitions += 1;
-    done.offsets += end;
+    done.offsets += end - start;
     done.bytes += bytes as u64;
     Ok(())
+}
+
+/// The base offset of the batch holding offset `start` (`None`: the partition is empty).
+fn first_base(
+    log: &busbar_log::Log,
+    start: u64,
+    end: u64,
+    what: &str,
+) -> Result<Option<u64>, Error> {
+    if start >= end {
+        return Ok(None);
+    }
+    let read = log
+        .read(start, 1)
+        .map_err(|e| Error::Config(format!("read {what} at offset {start}: {e}")))?;
+    let header = BatchHeader::parse(&read.data)
+        .map_err(|e| Error::Config(format!("partition {what} at offset {start}: {e}")))?;
+    Ok(Some(header.base_offset as u64))
 }
 
 /// A stored batch: (base offset, last offset, bytes).

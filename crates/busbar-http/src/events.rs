@@ -551,6 +551,10 @@ pub async fn read(
         }
         (None, None) => log_start,
     };
+    // Cluster mode: an offset at or past this copy's end may be one another broker acknowledged
+    // and this one has not heard of yet (asked of the database at most every 100 ms per
+    // partition); failing that, the copy is served as it is.
+    let _ = app.broker.catch_up_for_read(&topic, p, offset + 1).await;
     let limit = query_int(&q, "limit", 1, 10_000)?.unwrap_or(100) as usize;
     let wait_max = app.broker.config().fetch_wait_max.as_millis() as i64;
     let wait = query_int(&q, "wait_ms", 0, wait_max)?.unwrap_or(0);

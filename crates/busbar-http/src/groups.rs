@@ -181,7 +181,9 @@ async fn reset_parsed(app: &App, group: &str, caller: &Caller, req: Reset) -> Ap
         }
     };
     let moved = if req.dry_run {
-        (app.broker).reset_plan(group, &req.topic, req.partitions, to)?
+        (app.broker)
+            .reset_plan(group, &req.topic, req.partitions, to)
+            .await?
     } else {
         (app.broker)
             .reset_offsets(group, &req.topic, req.partitions, to)

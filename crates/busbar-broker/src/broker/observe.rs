@@ -71,7 +71,7 @@ impl Broker {
         let Ok(p) = t.partition(partition as i64) else {
             return 0;
         };
-        p.txns.last_stable(p.log.stats().high_watermark)
+        p.txns.last_stable(copy_end(p))
     }
 
     /// Forgets the lag windows of partitions that no longer have a committed offset (called
@@ -95,14 +95,14 @@ impl Broker {
                 continue;
             };
             let s = p.log.stats();
-            let lag = p
-                .txns
-                .last_stable(s.high_watermark)
-                .saturating_sub(c.offset);
-            let lag_seconds = if lag == 0 {
+            let lag = p.txns.last_stable(copy_end(p)).saturating_sub(c.offset);
+            // The committed offset's record is read from the local copy: a copy caught up on
+            // read (cluster mode) may not hold it yet, and then the age is not known here.
+            let at = c.offset.max(s.log_start);
+            let lag_seconds = if lag == 0 || at >= s.high_watermark {
                 0.0
             } else {
-                age_at(&p.log, c.offset.max(s.log_start), now)
+                age_at(&p.log, at, now)
             };
             let status = self.lag_windows.status(&group, &topic, partition, lag, now);
             out.push(GroupPartitionLag {
@@ -156,4 +156,10 @@ fn statvfs(path: &std::path::Path) -> Option<DiskSpace> {
         free: (st.f_bavail as u64).saturating_mul(block),
         total: (st.f_blocks as u64).saturating_mul(block),
     })
+}
+
+/// A partition's end: the local copy's, or in cluster mode the shared end heard of when the
+/// copy is behind it (copies are caught up on read, `shared.rs`).
+fn copy_end(p: &crate::topic::Partition) -> u64 {
+    p.log.stats().high_watermark.max(p.replica.shared_end())
 }

@@ -488,7 +488,7 @@ impl Worker {
             forget_old_incarnation(&self.ctx, &self.name, topic, &id).await?;
             for p in 0..n {
                 let stored = stored_position(&self.ctx, &self.name, topic, p, &id);
-                broker.prepare_read(topic, p as i64).await;
+                broker.catch_up_for_read(topic, p as i64, 0).await?;
                 let (mut start, mut end) = broker.offsets_of(topic, p as i64)?;
                 if let Some(s) = stored.as_ref().filter(|s| s.offset > end) {
                     // Cluster mode: a lease taken over from a broker whose copy was ahead of

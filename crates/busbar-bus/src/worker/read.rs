@@ -76,6 +76,11 @@ impl Worker {
         if p.next == end {
             return Ok(Some(Next::Idle));
         }
+        // Cluster mode: a copy caught up on read holds what the position needs before it is read
+        // (else the position would be clamped back to the copy's end and events sent again).
+        broker
+            .catch_up_for_read(&p.topic, p.partition as i64, p.next)
+            .await?;
         // Offsets by name are those of the topic as it is now: if it was deleted and created
         // again, they must neither move this incarnation's position nor lead it to its cached
         // chunks (`UnknownTopic`: the worker starts over on the new incarnation).

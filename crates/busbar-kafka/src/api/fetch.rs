@@ -235,7 +235,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Held) {
     // OFFSET_OUT_OF_RANGE for an offset that may exist.
     for s in slots
         .iter_mut()
-        .filter(|s| s.denied.is_none() && s.offset > 0)
+        .filter(|s| s.denied.is_none() && s.offset >= 0)
     {
         let broker = &ctx.shared.broker;
         let (topic, partition) = (&s.topic, s.partition as i64);

@@ -41,7 +41,7 @@ fn lookup(
     }))
 }
 
-pub fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut r = ListOffsetsResponse::default();
     let authz = Authz::new(ctx, "ListOffsets");
     for t in req.topics {
@@ -61,6 +61,9 @@ pub fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
                 continue;
             }
             let committed = req.isolation_level == 1;
+            // Cluster mode: the answer is the cluster's (a copy caught up on read is first).
+            let broker = &ctx.shared.broker;
+            broker.prepare_read(&name, p.partition_index as i64).await;
             match lookup(ctx, &name, p.partition_index as i64, p.timestamp, committed) {
                 Ok(Some((offset, timestamp))) => (pr.offset, pr.timestamp) = (offset, timestamp),
                 Ok(None) => pr.error_code = codes::INVALID_REQUEST,

@@ -89,7 +89,9 @@ async fn route(ctx: &Ctx<'_>, req: RequestKind) -> Option<ResponseKind> {
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r).await),
         RequestKind::Produce(r) => return produce::handle(ctx, r).await.map(ResponseKind::Produce),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await.0),
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r)),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(ctx, r).await)
+        }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(ctx, r).await)
         }
