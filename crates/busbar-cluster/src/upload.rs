@@ -412,14 +412,7 @@ async fn record(
     // (an `UPDATE` of a non-key column), however long the row locks above took. Safety does not
     // rest on it: the batch rows' locks and the count check above make an overlapping upload of
     // another broker roll back. It keeps a broker that lost the range from recording work.
-    let held = tx
-        .query_opt(
-            "SELECT 1 FROM leases WHERE kind = 'upload' AND name = $1 AND holder = $2 \
-             AND holder_instance = $3 AND expires_at > now() FOR KEY SHARE",
-            &[&lease, &me.0, &me.1],
-        )
-        .await?;
-    if held.is_none() {
+    if !holds_range(&tx, lease, me).await? {
         return Ok(Recorded::LeaseLost);
     }
     tx.commit().await?;
@@ -594,14 +587,7 @@ async fn drop_objects(
         &[&topic_id, &p, &upto],
     )
     .await?;
-    let held = tx
-        .query_opt(
-            "SELECT 1 FROM leases WHERE kind = 'upload' AND name = $1 AND holder = $2 \
-             AND holder_instance = $3 AND expires_at > now() FOR KEY SHARE",
-            &[&lease, &me.0, &me.1],
-        )
-        .await?;
-    if held.is_none() {
+    if !holds_range(&tx, lease, me).await? {
         return Ok(false);
     }
     tx.commit().await?;
@@ -670,6 +656,24 @@ async fn sweep(cluster: &Cluster, cold: &Cold, after: &mut Option<String>) -> Re
         );
     }
     Ok(())
+}
+
+/// Whether this process (`me`: node id, instance) holds the range lease `lease`, unexpired by
+/// the database's clock, read inside `tx` with `FOR KEY SHARE` (it does not block the holder's
+/// own renewal, an `UPDATE` of a non-key column).
+async fn holds_range(
+    tx: &tokio_postgres::Transaction<'_>,
+    lease: &str,
+    me: (i32, &str),
+) -> Result<bool, Error> {
+    let held = tx
+        .query_opt(
+            "SELECT 1 FROM leases WHERE kind = 'upload' AND name = $1 AND holder = $2 \
+             AND holder_instance = $3 AND expires_at > now() FOR KEY SHARE",
+            &[&lease, &me.0, &me.1],
+        )
+        .await?;
+    Ok(held.is_some())
 }
 
 /// Deletes objects of deleted topics from the store, then their rows.

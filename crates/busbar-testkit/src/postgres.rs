@@ -33,11 +33,34 @@ fn bin_dir() -> PathBuf {
 }
 
 /// A free TCP port of 127.0.0.1 (free now: a test server binds it next).
+/// A free port of 127.0.0.1 for a server these tests stop and start again on the same port
+/// (PostgreSQL restarted, SeaweedFS down for 30 s): chosen below the kernel's ephemeral range
+/// (32768-60999 by default), so that no other test's `:0` listener and no connection's source
+/// port can take it while the server is down; never the same twice in one process.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<(u64, std::collections::HashSet<u16>)>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let (state, taken) = given.get_or_insert_with(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        (
+            (u64::from(std::process::id()) << 32) ^ t | 1,
+            Default::default(),
+        )
+    });
+    for _ in 0..10_000 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        let port = 20_000 + (*state % 12_000) as u16;
+        if !taken.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000")
 }
 
 impl TestPostgres {
