@@ -433,14 +433,9 @@ impl Broker {
     /// [`SERVED_FOR_MS`]. Other copies only note the shared end and catch up when read
     /// ([`Broker::bring_current`]): each batch is not read from the database by every broker.
     fn keeps_current(&self, t: &Topic, p: &Partition) -> bool {
-        let Some(shared) = self.shared.get() else {
-            return true;
-        };
-        if p.replica.served_recently() {
-            return true;
-        }
-        let ids: Vec<i32> = shared.members().iter().map(|m| m.node_id).collect();
-        rendezvous(&format!("{}/{}", t.id, p.index), &ids).is_none_or(|l| l == shared.node_id())
+        self.shared
+            .get()
+            .is_none_or(|shared| keeps_current(shared.as_ref(), t, p))
     }
 
     /// Cluster mode, before a read of `p`: notes the read (the copy is kept current for a
@@ -540,6 +535,15 @@ impl Broker {
     }
 }
 
+/// [`Broker::keeps_current`] with the shared store at hand.
+fn keeps_current(shared: &dyn SharedLog, t: &Topic, p: &Partition) -> bool {
+    if p.replica.served_recently() {
+        return true;
+    }
+    let ids: Vec<i32> = shared.members().iter().map(|m| m.node_id).collect();
+    rendezvous(&format!("{}/{}", t.id, p.index), &ids).is_none_or(|l| l == shared.node_id())
+}
+
 /// Appends `batch` (checked) through the shared store and then locally; its shared offsets.
 pub(crate) async fn append(
     shared: &Arc<dyn SharedLog>,
@@ -570,6 +574,16 @@ pub(crate) fn produce(
                 base_offset,
                 last_offset,
             } => Ok((base_offset, last_offset, true)),
+            Committed::Appended {
+                base_offset,
+                last_offset,
+            } if !keeps_current(shared.as_ref(), &t, &p) => {
+                // A copy this broker does not keep current is not applied to for this batch
+                // either (that would read the gap before it, possibly from objects): the end is
+                // noted and the copy catches up when read.
+                p.replica.heard(last_offset + 1);
+                Ok((base_offset, last_offset, false))
+            }
             Committed::Appended {
                 base_offset,
                 last_offset,

@@ -555,6 +555,12 @@ pub async fn read(
     // and this one has not heard of yet (asked of the database at most every 100 ms per
     // partition); failing that, the copy is served as it is.
     let _ = app.broker.catch_up_for_read(&topic, p, offset + 1).await;
+    // Caught up, the copy may have started over past the log start read before (retention in
+    // the cluster): a read from the start reads from the new one.
+    let offset = match (q.contains_key("offset"), q.contains_key("timestamp")) {
+        (false, false) => app.broker.offsets_of(&topic, p)?.0.max(offset),
+        _ => offset,
+    };
     let limit = query_int(&q, "limit", 1, 10_000)?.unwrap_or(100) as usize;
     let wait_max = app.broker.config().fetch_wait_max.as_millis() as i64;
     let wait = query_int(&q, "wait_ms", 0, wait_max)?.unwrap_or(0);
