@@ -380,8 +380,7 @@ impl Broker {
                 PartitionInfo {
                     partition: p.index,
                     log_start: s.log_start,
-                    // Cluster mode: a copy caught up on read only reports the end it heard of.
-                    high_watermark: s.high_watermark.max(p.replica.shared_end()),
+                    high_watermark: p.reported_end(),
                     size_bytes: s.size_bytes,
                     segments: s.segments,
                     damaged_ranges: p.log.damage_count(),
@@ -639,8 +638,7 @@ impl Broker {
     pub fn offsets_of(&self, topic: &str, partition: i64) -> Result<(u64, u64)> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
-        let s = p.log.stats();
-        Ok((s.log_start, s.high_watermark.max(p.replica.shared_end())))
+        Ok((p.log.stats().log_start, p.reported_end()))
     }
 
     /// Raises a partition's log start offset (Kafka's DeleteRecords). A compact-only topic

@@ -480,10 +480,7 @@ impl Broker {
             return Ok(());
         }
         // Up to the end last heard when that covers `offset`; else until the store has no more.
-        let heard = p
-            .replica
-            .shared_end
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let heard = p.replica.shared_end();
         self.catch_up(&t, p, (offset <= heard).then_some(heard))
             .await
     }
@@ -541,7 +538,14 @@ fn keeps_current(shared: &dyn SharedLog, t: &Topic, p: &Partition) -> bool {
         return true;
     }
     let ids: Vec<i32> = shared.members().iter().map(|m| m.node_id).collect();
-    rendezvous(&format!("{}/{}", t.id, p.index), &ids).is_none_or(|l| l == shared.node_id())
+    partition_leader(&t.id, p.index, &ids).is_none_or(|l| l == shared.node_id())
+}
+
+/// The broker that leads partition `partition` of the topic with id `topic_id` among the live
+/// brokers `nodes` (rendezvous hashing): what Kafka Metadata answers, and the broker that keeps
+/// the partition's copy current. `None` without brokers.
+pub fn partition_leader(topic_id: &str, partition: u32, nodes: &[i32]) -> Option<i32> {
+    rendezvous(&format!("{topic_id}/{partition}"), nodes)
 }
 
 /// Appends `batch` (checked) through the shared store and then locally; its shared offsets.

@@ -152,6 +152,18 @@ pub struct Partition {
     pub replica: crate::shared::Replica,
 }
 
+impl Partition {
+    /// The partition's end as reported: the local copy's high watermark, or in cluster mode the
+    /// shared end heard of when the copy is behind it (copies are caught up on read,
+    /// `shared.rs`).
+    pub(crate) fn reported_end(&self) -> u64 {
+        self.log
+            .stats()
+            .high_watermark
+            .max(self.replica.shared_end())
+    }
+}
+
 /// A topic as the broker holds it in memory.
 pub struct Topic {
     pub name: String,

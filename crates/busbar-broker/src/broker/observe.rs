@@ -71,7 +71,7 @@ impl Broker {
         let Ok(p) = t.partition(partition as i64) else {
             return 0;
         };
-        p.txns.last_stable(copy_end(p))
+        p.txns.last_stable(p.reported_end())
     }
 
     /// Forgets the lag windows of partitions that no longer have a committed offset (called
@@ -95,7 +95,10 @@ impl Broker {
                 continue;
             };
             let s = p.log.stats();
-            let lag = p.txns.last_stable(copy_end(p)).saturating_sub(c.offset);
+            let lag = p
+                .txns
+                .last_stable(p.reported_end())
+                .saturating_sub(c.offset);
             // The committed offset's record is read from the local copy: a copy caught up on
             // read (cluster mode) may not hold it yet, and then the age is not known here.
             let at = c.offset.max(s.log_start);
@@ -156,10 +159,4 @@ fn statvfs(path: &std::path::Path) -> Option<DiskSpace> {
         free: (st.f_bavail as u64).saturating_mul(block),
         total: (st.f_blocks as u64).saturating_mul(block),
     })
-}
-
-/// A partition's end: the local copy's, or in cluster mode the shared end heard of when the
-/// copy is behind it (copies are caught up on read, `shared.rs`).
-fn copy_end(p: &crate::topic::Partition) -> u64 {
-    p.log.stats().high_watermark.max(p.replica.shared_end())
 }

@@ -23,9 +23,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 /// fetch: the leader is where clients go for cache affinity, `busbar_broker::shared`).
 fn leader(ctx: &Ctx<'_>, ids: &[i32], topic_id: &str, partition: u32) -> BrokerId {
     let me = ctx.shared.config.node_id;
-    BrokerId(
-        busbar_broker::shared::rendezvous(&format!("{topic_id}/{partition}"), ids).unwrap_or(me),
-    )
+    BrokerId(busbar_broker::shared::partition_leader(topic_id, partition, ids).unwrap_or(me))
 }
 
 fn describe(ctx: &Ctx<'_>, ids: &[i32], name: &str) -> MetadataResponseTopic {
