@@ -173,6 +173,7 @@ impl Membership {
                 })
                 .await?;
             if row.is_some() {
+                self.announce().await?;
                 return self.refresh().await;
             }
             if Instant::now() >= deadline {
@@ -222,7 +223,8 @@ impl Membership {
         self.renew().await
     }
 
-    async fn refresh(&self) -> Result<(), Error> {
+    /// Reads the live brokers again (each heartbeat, and when another broker announces a change).
+    pub async fn refresh(&self) -> Result<(), Error> {
         let rows = self
             .on_beat(async |c| {
                 c.query(
@@ -331,6 +333,19 @@ impl Membership {
                 &[&self.node_id, &self.instance],
             )
             .await
+        })
+        .await?;
+        self.announce().await
+    }
+
+    /// Tells the other brokers the live set changed (`busbar_brokers`): they read it again at
+    /// once instead of at their next heartbeat, so that no broker answers Metadata with a
+    /// shorter list than its peers (librdkafka drops the brokers a Metadata response leaves
+    /// out, with their requests in flight).
+    async fn announce(&self) -> Result<(), Error> {
+        self.on_beat(async |c| {
+            c.execute("SELECT pg_notify('busbar_brokers', '')", &[])
+                .await
         })
         .await?;
         Ok(())

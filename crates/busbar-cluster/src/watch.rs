@@ -3,6 +3,7 @@
 //! change); an applier task catches the named partitions up and re-applies the catalog.
 //!
 //! `busbar_kv` (payload: a shared table's space, `kv.rs`) makes the applier load that table again.
+//! `busbar_brokers` (a broker registered or left) makes it read the live brokers again.
 //!
 //! A notification can be lost while the listening connection is down, so the applier also asks
 //! the database for every partition's end: every [`crate::POLL_DOWN`] while the listener is down,
@@ -25,6 +26,8 @@ use tokio_postgres::AsyncMessage;
 struct Dirty {
     parts: Mutex<HashMap<(String, u32), u64>>,
     topics: AtomicBool,
+    /// The live brokers changed (`busbar_brokers`).
+    brokers: AtomicBool,
     /// Shared tables (`kv.rs`) another broker changed, by space (only the known spaces).
     spaces: Mutex<std::collections::BTreeSet<&'static str>>,
     /// Shared tables whose last load failed (logged once).
@@ -39,6 +42,8 @@ impl Dirty {
     fn note(&self, channel: &str, payload: &str) {
         if channel == "busbar_topics" {
             self.topics.store(true, Ordering::Relaxed);
+        } else if channel == "busbar_brokers" {
+            self.brokers.store(true, Ordering::Relaxed);
         } else if channel == "busbar_kv" {
             if let Some(space) = Broker::SHARED_SPACES.iter().find(|s| **s == payload) {
                 self.spaces().insert(space);
@@ -82,6 +87,9 @@ pub fn start(cluster: Arc<Cluster>, broker: Arc<Broker>) {
     tokio::spawn(apply(cluster, broker, dirty));
 }
 
+/// How long the applier waits to read the live brokers again after `busbar_brokers`.
+const BROKERS_WAIT: Duration = Duration::from_secs(2);
+
 /// How long the listener waits before connecting again.
 const RECONNECT_AFTER: Duration = Duration::from_millis(500);
 
@@ -121,13 +129,16 @@ async fn listen_once(pg: &Pg, dirty: &Arc<Dirty>) -> Result<(), crate::Error> {
         }
     });
     client
-        .batch_execute("LISTEN busbar_data; LISTEN busbar_topics; LISTEN busbar_kv")
+        .batch_execute(
+            "LISTEN busbar_data; LISTEN busbar_topics; LISTEN busbar_kv; LISTEN busbar_brokers",
+        )
         .await?;
     // Whatever was committed while nobody listened: one poll now, and the catalog read again (a
     // topic created between the broker's start and this LISTEN was announced to nobody here).
     dirty.listening.store(true, Ordering::Relaxed);
     dirty.poll_now.store(true, Ordering::Relaxed);
     dirty.topics.store(true, Ordering::Relaxed);
+    dirty.brokers.store(true, Ordering::Relaxed);
     dirty.wake.notify_one();
     match driver.await {
         Ok(Err(e)) => Err(e.into()),
@@ -179,6 +190,11 @@ async fn apply(cluster: Arc<Cluster>, broker: Arc<Broker>, dirty: Arc<Dirty>) {
                 },
                 Err(_) => dirty.topics.store(true, Ordering::Relaxed),
             }
+        }
+        if dirty.brokers.swap(false, Ordering::Relaxed) {
+            // Briefly (the heartbeat's connection may be stuck; copies wait behind this): a
+            // failure waits for the next heartbeat, which reads them too.
+            let _ = tokio::time::timeout(BROKERS_WAIT, cluster.members.refresh()).await;
         }
         let parts = std::mem::take(&mut *dirty.parts.lock().unwrap_or_else(|e| e.into_inner()));
         for ((topic_id, partition), end) in parts {
