@@ -318,3 +318,128 @@ def register(test, Busbar):
             for b in brokers:
                 b.stop()
             pg.stop()
+
+    @own
+    def cluster_transactions_commit_abort_fence_and_survive_their_coordinator(_):
+        """confluent-kafka transactional producers against three brokers: committed transactions
+        are read by read_committed consumers on other brokers, aborted ones never; a second
+        producer with the same transactional.id fences the first and aborts its open
+        transaction; the kill -9 of a transaction's coordinator leaves an open transaction that
+        the id's next producer aborts on another broker, and no partition's last stable offset
+        stays behind."""
+        from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+        from confluent_kafka.admin import AdminClient, NewTopic
+        pg = Postgres()
+        brokers = []
+
+        def committed(b, parts=6, isolation="read_committed"):
+            """Every value a consumer on `b` reads up to each partition's end."""
+            c = Consumer({"bootstrap.servers": b.kafka, "group.id": f"rc-{time.time()}",
+                          "isolation.level": isolation, "enable.partition.eof": True,
+                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
+            c.assign([TopicPartition("tx", p, 0) for p in range(parts)])
+            out, eof, deadline = [], set(), time.time() + 30
+            while len(eof) < parts:
+                assert time.time() < deadline, f"only partitions {sorted(eof)} reached their end"
+                m = c.poll(0.5)
+                if m is None:
+                    continue
+                if m.error():
+                    if m.error().code() == -191:  # _PARTITION_EOF
+                        eof.add(m.partition())
+                        continue
+                    raise KafkaException(m.error())
+                eof.discard(m.partition())
+                out.append(m.value().decode())
+            c.close()
+            return sorted(out)
+
+        def txn_producer(b, tid):
+            p = Producer({"bootstrap.servers": b.kafka, "transactional.id": tid,
+                          "transaction.timeout.ms": 60000})
+            p.init_transactions(30)
+            return p
+
+        try:
+            brokers = cluster(pg)
+            everyone = ",".join(b.kafka for b in brokers)
+            admin = AdminClient({"bootstrap.servers": everyone})
+            admin.create_topics([NewTopic("tx", 6, 1)])["tx"].result(15)
+            deadline = time.time() + 20
+            def has(b):
+                try:
+                    return b.get("/topics/tx")["name"] == "tx"
+                except Exception:
+                    return False
+            while not all(has(b) for b in brokers):
+                assert time.time() < deadline, "the topic did not reach every broker"
+                time.sleep(0.1)
+            p = txn_producer(brokers[0], "t1")
+            for prefix, commit in [("c", True), ("a", False), ("d", True)]:
+                p.begin_transaction()
+                for n in range(30):
+                    p.produce("tx", key=f"k{n}", value=f"{prefix}{n}")
+                if commit:
+                    p.commit_transaction(30)
+                else:
+                    p.flush(30)  # stored, then aborted (abort purges what is still queued)
+                    p.abort_transaction(30)
+            want = sorted([f"c{n}" for n in range(30)] + [f"d{n}" for n in range(30)])
+            assert committed(brokers[1]) == want
+            assert committed(brokers[2]) == want
+
+            # A second producer with the same id fences the first and aborts its open
+            # transaction; the first can no longer commit.
+            p.begin_transaction()
+            for n in range(20):
+                p.produce("tx", key=f"k{n}", value=f"z{n}")
+            p.flush(30)
+            p2 = txn_producer(brokers[2], "t1")
+            try:
+                p.commit_transaction(30)
+                raise AssertionError("a fenced producer committed")
+            except KafkaException as e:
+                assert e.args[0].fatal() or "fenced" in str(e).lower(), e
+            p2.begin_transaction()
+            for n in range(10):
+                p2.produce("tx", key=f"k{n}", value=f"e{n}")
+            p2.commit_transaction(30)
+            want = sorted(want + [f"e{n}" for n in range(10)])
+            assert committed(brokers[0]) == want
+
+            # The coordinator of an open transaction dies: the id's next producer, on another
+            # broker, aborts it and goes on.
+            p3 = txn_producer(brokers[1], "t3")
+            p3.begin_transaction()
+            for n in range(20):
+                p3.produce("tx", key=f"k{n}", value=f"x{n}")
+            p3.flush(30)
+            # Open: every broker's read_committed readers stop before it (last stable offset).
+            for b in brokers:
+                assert committed(b) == want
+            holder = int(subprocess.run(
+                ["psql", "-qAt", "-d", pg.url(), "-c",
+                 "SELECT holder FROM leases WHERE kind = 'txn' AND name = 't3'"],
+                capture_output=True, text=True, check=True).stdout.strip())
+            brokers[holder - 1].proc.kill()
+            brokers[holder - 1].proc.wait(10)
+            survivors = [b for i, b in enumerate(brokers) if i != holder - 1]
+            deadline = time.time() + 30
+            while holder in metadata_brokers(survivors[0].kafka):
+                assert time.time() < deadline, "the dead broker stays in Metadata"
+                time.sleep(0.2)
+            p4 = txn_producer(survivors[0], "t3")
+            p4.begin_transaction()
+            for n in range(10):
+                p4.produce("tx", key=f"k{n}", value=f"y{n}")
+            p4.commit_transaction(30)
+            want = sorted(want + [f"y{n}" for n in range(10)])
+            assert committed(survivors[1]) == want
+            # The aborted records are in the log: read_uncommitted reads them.
+            aborted = [f"{x}{n}" for x, k in [("a", 30), ("z", 20), ("x", 20)] for n in range(k)]
+            got = committed(survivors[0], isolation="read_uncommitted")
+            assert got == sorted(want + aborted), (set(got) ^ set(want + aborted), len(got))
+        finally:
+            for b in brokers:
+                b.stop()
+            pg.stop()

@@ -141,11 +141,8 @@ impl Broker {
             .map_err(|e| crate::error::BrokerError::Storage(format!("validation failed: {e}")))??;
         }
         if let Some(shared) = shared {
-            if h.is_transactional() {
-                return Err(crate::error::BrokerError::InvalidRequest(
-                    "transactions are not available in cluster mode yet (docs/cluster.md)".into(),
-                ));
-            }
+            // A transactional batch is checked against its transaction in the commit that
+            // stores it (`txn/cluster.rs`); control batches never get here (`validate`).
             // The local log's structural checks (length, CRC, record count, size) run here,
             // before the commit: a batch the copies could not take must never be acknowledged.
             crate::shared::check_new(&t, &batch)?;

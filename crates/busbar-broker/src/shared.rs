@@ -67,6 +67,52 @@ pub enum Committed {
     Appended { base_offset: u64, last_offset: u64 },
     /// A retry of an idempotent producer's batch already stored at these offsets: nothing stored.
     Duplicate { base_offset: u64, last_offset: u64 },
+    /// A transaction marker whose transaction had ended on the partition already: nothing
+    /// stored.
+    Nothing,
+}
+
+/// What a coordinator's lease is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coordinated {
+    /// A consumer group.
+    Group,
+    /// A transactional id.
+    Txn,
+}
+
+/// A write of one transactional id's record ([`SharedLog::write_txn`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnWrite {
+    pub id: String,
+    /// The record (`txn::Txn` as JSON); `None` forgets the id.
+    pub record: Option<String>,
+    /// Whether a transaction is open (Ongoing or being completed).
+    pub open: bool,
+    /// The producer id and epoch the record holds: the shared producer state follows it, so a
+    /// fenced epoch's batches are refused by every broker.
+    pub producer: Option<(i64, i16)>,
+    /// Partitions joining transaction number `seq`: (topic id, partition).
+    pub joined: Vec<(String, u32)>,
+    pub seq: u64,
+    /// For an id the cluster does not know yet: refused past this many ids.
+    pub ids_max: Option<usize>,
+}
+
+/// One partition's open transaction or aborted-index entry, as the shared store keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnPartitionRow {
+    pub topic_id: String,
+    pub partition: u32,
+    pub aborted: crate::txn::Aborted,
+}
+
+/// [`SharedLog::txn_partition_state`]: open transactions (`aborted.last` unused) and aborted
+/// ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TxnPartitionState {
+    pub open: Vec<TxnPartitionRow>,
+    pub aborted: Vec<TxnPartitionRow>,
 }
 
 /// The store the brokers of a cluster share (implemented by `busbar-cluster` on PostgreSQL).
@@ -110,25 +156,54 @@ pub trait SharedLog: Send + Sync + 'static {
     /// This broker's node id.
     fn node_id(&self) -> i32;
 
-    /// The broker coordinating `group`: the live holder of its lease, else the one rendezvous
-    /// hashing picks among the live brokers.
-    fn coordinator(&self, group: &str) -> BoxFuture<'_, Result<Option<i32>>>;
+    /// The broker coordinating `name` (a group or a transactional id): the live holder of its
+    /// lease, else the one rendezvous hashing picks among the live brokers.
+    fn coordinator(&self, of: Coordinated, name: &str) -> BoxFuture<'_, Result<Option<i32>>>;
 
-    /// True when this broker may act as `group`'s coordinator now (it holds the group's lease,
-    /// loaded and not about to expire).
-    fn holds(&self, group: &str) -> bool;
+    /// True when this broker may act as `name`'s coordinator now (it holds the lease, loaded
+    /// and not about to expire).
+    fn holds(&self, of: Coordinated, name: &str) -> bool;
 
-    /// Takes `group`'s lease when it is free, expired or this process's already: the time the
-    /// request was sent (for [`SharedLog::confirm`], after the group's state is loaded), or
-    /// `None` when another live broker holds it.
-    /// The flag says whether another process held it last.
-    fn take(&self, group: &str) -> BoxFuture<'_, Result<Option<(std::time::Instant, bool)>>>;
+    /// Takes `name`'s lease when it is free, expired or this process's already: the time the
+    /// request was sent (for [`SharedLog::confirm`], after the state is loaded), or `None` when
+    /// another live broker holds it. The flag says whether another process held it last.
+    fn take(
+        &self,
+        of: Coordinated,
+        name: &str,
+    ) -> BoxFuture<'_, Result<Option<(std::time::Instant, bool)>>>;
 
     /// Makes a lease taken at `sent` usable.
-    fn confirm(&self, group: &str, sent: std::time::Instant);
+    fn confirm(&self, of: Coordinated, name: &str, sent: std::time::Instant);
 
-    /// Gives up using a lease whose group could not be loaded.
-    fn release(&self, group: &str);
+    /// Gives up using a lease whose state could not be loaded.
+    fn release(&self, of: Coordinated, name: &str);
+
+    /// Writes a transactional id's record, fenced by its lease (else
+    /// [`BrokerError::NotCoordinator`]); answers the first offset registered for each joining
+    /// partition (the partition's end now).
+    fn write_txn(&self, w: TxnWrite) -> BoxFuture<'_, Result<Vec<u64>>>;
+
+    /// A transactional id's record as last written (JSON), if any.
+    fn load_txn(&self, id: &str) -> BoxFuture<'_, Result<Option<String>>>;
+
+    /// Queues a transaction marker (`txn::marker`) ending transaction number `seq` of its
+    /// producer on the partition; [`Committed::Nothing`] when that transaction had ended there.
+    fn append_marker(
+        &self,
+        topic_id: &str,
+        partition: u32,
+        marker: Vec<u8>,
+        seq: u64,
+    ) -> BoxFuture<'static, Result<Committed>>;
+
+    /// The cluster's open transactions per partition and its aborted-transaction index (read
+    /// when the broker starts).
+    fn txn_partition_state(&self) -> BoxFuture<'_, Result<TxnPartitionState>>;
+
+    /// Transactional ids with an open transaction that no live broker coordinates (at most
+    /// `limit`), for this broker's timer to take over and complete or expire.
+    fn orphan_txns(&self, limit: usize) -> BoxFuture<'_, Result<Vec<String>>>;
 
     /// Writes committed offsets (and deletions) durably, only while this broker holds each
     /// group's lease (else [`BrokerError::NotCoordinator`]).
@@ -378,14 +453,15 @@ impl Broker {
         let Some(shared) = self.shared.get() else {
             return Ok(true);
         };
-        if shared.holds(group) {
+        let g = Coordinated::Group;
+        if shared.holds(g, group) {
             return Ok(true);
         }
         let _one = self.lease_takes.lock().await;
-        if shared.holds(group) {
+        if shared.holds(g, group) {
             return Ok(true);
         }
-        let Some((sent, moved)) = shared.take(group).await? else {
+        let Some((sent, moved)) = shared.take(g, group).await? else {
             return Ok(false);
         };
         if moved {
@@ -396,12 +472,12 @@ impl Broker {
             Err(e) => Err(e),
         };
         if let Err(e) = loaded {
-            shared.release(group);
+            shared.release(g, group);
             return Err(e);
         }
-        shared.confirm(group, sent);
+        shared.confirm(g, group, sent);
         // A load slower than the lease's local window must not be acted on.
-        Ok(shared.holds(group))
+        Ok(shared.holds(g, group))
     }
 
     /// The shared store said `partition` of topic `topic_id` now ends at `next_offset`: applies
@@ -485,11 +561,11 @@ impl Broker {
             .await
     }
 
-    /// Cluster mode: the broker coordinating `group` (`None` without live brokers); single-node
-    /// mode: `None`.
-    pub async fn group_coordinator(&self, group: &str) -> Result<Option<i32>> {
+    /// Cluster mode: the broker coordinating `name` (a group or a transactional id; `None`
+    /// without live brokers); single-node mode: `None`.
+    pub async fn coordinator_of(&self, of: Coordinated, name: &str) -> Result<Option<i32>> {
         match self.shared.get() {
-            Some(shared) => shared.coordinator(group).await,
+            Some(shared) => shared.coordinator(of, name).await,
             None => Ok(None),
         }
     }
@@ -511,7 +587,7 @@ impl Broker {
             .collect()
     }
 
-    fn topic_by_id(&self, id: &str) -> Option<Arc<Topic>> {
+    pub(crate) fn topic_by_id(&self, id: &str) -> Option<Arc<Topic>> {
         self.all_topics().into_iter().find(|t| t.id == id)
     }
 
@@ -571,9 +647,43 @@ pub(crate) fn produce(
     batch: Vec<u8>,
 ) -> BoxFuture<'static, Result<(u64, u64, bool)>> {
     let committing = shared.append(&t.id, p.index, batch.clone());
-    let shared = shared.clone();
+    settle(committing, shared.clone(), t, p, batch)
+}
+
+/// A transaction marker ending transaction number `seq` (`txn::marker`), committed through the
+/// shared store and applied as a produced batch is; `None` when its transaction had ended on
+/// the partition already (nothing stored).
+pub(crate) async fn commit_marker(
+    shared: &Arc<dyn SharedLog>,
+    t: Arc<Topic>,
+    p: Arc<Partition>,
+    marker: Vec<u8>,
+    seq: u64,
+) -> Result<Option<u64>> {
+    let committed = shared
+        .append_marker(&t.id, p.index, marker.clone(), seq)
+        .await?;
+    if committed == Committed::Nothing {
+        return Ok(None);
+    }
+    let committing: BoxFuture<'static, Result<Committed>> = Box::pin(async move { Ok(committed) });
+    let (base, _, _) = settle(committing, shared.clone(), t, p, marker).await?;
+    Ok(Some(base))
+}
+
+/// Waits for `committing` (the commit of `batch`) and applies it to the local copy.
+fn settle(
+    committing: BoxFuture<'static, Result<Committed>>,
+    shared: Arc<dyn SharedLog>,
+    t: Arc<Topic>,
+    p: Arc<Partition>,
+    batch: Vec<u8>,
+) -> BoxFuture<'static, Result<(u64, u64, bool)>> {
     Box::pin(async move {
         match committing.await? {
+            Committed::Nothing => Err(BrokerError::Storage(
+                "cluster store: the batch was not stored".into(),
+            )),
             Committed::Duplicate {
                 base_offset,
                 last_offset,
@@ -764,6 +874,7 @@ fn apply(t: &Topic, p: &Partition, base: u64, bytes: &mut [u8]) -> Result<u64> {
     if at.base_offset != base {
         return Err(inconsistent(t, p, at.base_offset, base));
     }
+    crate::txn::note_applied(p, base, bytes);
     Ok(at.last_offset + 1)
 }
 

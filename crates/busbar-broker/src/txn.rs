@@ -28,11 +28,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+mod cluster;
 pub mod marker;
 mod ops;
 pub mod partition;
 pub mod producer;
 
+pub(crate) use cluster::note_applied;
 pub use ops::{IsolatedRead, Isolation, PartitionAdd};
 pub use partition::{Aborted, PartitionTxns};
 
@@ -328,22 +330,7 @@ impl Transactions {
     /// record to memory (on the write's thread, so a caller that stops waiting cannot leave
     /// memory behind the log).
     pub(crate) async fn put(&self, id: &str, txn: Option<Txn>, extra: Vec<Row>) -> Result<()> {
-        let value = txn
-            .as_ref()
-            .map(|t| serde_json::to_vec(t).expect("a transaction record encodes"));
-        // Only an ongoing transaction grows; its later states differ by a few bytes.
-        let growing = txn.as_ref().is_some_and(|t| t.state == TxnState::Ongoing);
-        if let Some(v) = value
-            .as_ref()
-            .filter(|v| growing && v.len() > RECORD_BYTES_MAX)
-        {
-            return Err(BrokerError::InvalidRequest(format!(
-                "the transaction would take {} bytes of coordinator state, more than {} \
-                 (fewer partitions, groups or offsets, or shorter offset metadata)",
-                v.len(),
-                RECORD_BYTES_MAX
-            )));
-        }
+        let value = Self::encode(txn.as_ref())?;
         let mut rows = vec![(txn_key(id), value)];
         let count = 1 + extra.len();
         rows.extend(extra);
@@ -359,6 +346,35 @@ impl Transactions {
                 }
             })
             .await
+    }
+
+    /// A record as stored (JSON); refused while a growing transaction would pass
+    /// [`RECORD_BYTES_MAX`].
+    pub(crate) fn encode(txn: Option<&Txn>) -> Result<Option<Vec<u8>>> {
+        let value = txn.map(|t| serde_json::to_vec(t).expect("a transaction record encodes"));
+        // Only an ongoing transaction grows; its later states differ by a few bytes.
+        let growing = txn.is_some_and(|t| t.state == TxnState::Ongoing);
+        if let Some(v) = value
+            .as_ref()
+            .filter(|v| growing && v.len() > RECORD_BYTES_MAX)
+        {
+            return Err(BrokerError::InvalidRequest(format!(
+                "the transaction would take {} bytes of coordinator state, more than {} \
+                 (fewer partitions, groups or offsets, or shorter offset metadata)",
+                v.len(),
+                RECORD_BYTES_MAX
+            )));
+        }
+        Ok(value)
+    }
+
+    /// Cluster mode: sets `id`'s record in memory only (loaded from, or written to, the shared
+    /// store).
+    pub(crate) fn replace(&self, id: &str, txn: Option<Txn>) {
+        self.state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(id, txn);
     }
 
     /// Rows adding aborted transactions to the index.

@@ -119,6 +119,9 @@ pub async fn delete_topic(pool: &Pool, id: &str) -> busbar_broker::Result<()> {
     let mut gone = 0;
     for sql in [
         "DELETE FROM producer_state WHERE topic_id = $1",
+        // Its transactions' rows: a marker for it later finds its transaction ended there.
+        "DELETE FROM txn_partitions WHERE topic_id = $1",
+        "DELETE FROM aborted_txns WHERE topic_id = $1",
         "DELETE FROM partitions WHERE topic_id = $1",
         "DELETE FROM batches WHERE topic_id = $1",
         // Its objects are deleted from the store by an uploader (`upload::delete_doomed`).

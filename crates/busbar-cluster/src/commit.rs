@@ -4,6 +4,12 @@
 //! 1. idempotent producers: their state rows are locked (`FOR UPDATE`, in key order) and each
 //!    batch is judged in queue order: new, a retry of one of the last five (answered with its
 //!    offsets, nothing stored), or out of order / fenced (refused);
+//!    Transactions: a transactional batch is stored only while its partition's `txn_partitions`
+//!    row exists at its producer's epoch (locked `FOR SHARE`); a transaction marker deletes its
+//!    own transaction's row (matched by the transaction's number) and is stored only when it
+//!    did, with an ABORT marker's `aborted_txns` row. All of a group's `txn_partitions` rows are
+//!    touched in key order, after the producers' rows (every pid of the group, markers' too):
+//!    so no batch of a transaction is ever stored after its marker, and groups never deadlock;
 //! 2. each partition's row is advanced by its accepted records (`UPDATE ... RETURNING`, in key
 //!    order, so two brokers' groups never deadlock); its row lock orders the partition's commits
 //!    across brokers, so the committed offsets have no gaps;
@@ -38,6 +44,9 @@ struct Job {
     partition: u32,
     batch: Vec<u8>,
     h: BatchHeader,
+    /// A transaction marker: the number of the transaction it ends (`Txn::seq`) and whether it
+    /// commits.
+    marker: Option<(u64, bool)>,
     reply: oneshot::Sender<Reply>,
     _bytes: OwnedSemaphorePermit,
 }
@@ -71,11 +80,45 @@ impl Handle {
         partition: u32,
         batch: Vec<u8>,
     ) -> BoxFuture<'static, Reply> {
+        self.queue(topic_id, partition, batch, None)
+    }
+
+    /// Queues the marker `batch` ending transaction number `seq` of its producer on the
+    /// partition; answers [`Committed::Nothing`] when that transaction had ended there already.
+    pub fn submit_marker(
+        &self,
+        topic_id: &str,
+        partition: u32,
+        batch: Vec<u8>,
+        seq: u64,
+    ) -> BoxFuture<'static, Reply> {
+        match busbar_broker::txn::marker::kind(&batch) {
+            Some(commit) => self.queue(topic_id, partition, batch, Some((seq, commit))),
+            None => Box::pin(async {
+                Err(BrokerError::InvalidRequest(
+                    "not a transaction marker".into(),
+                ))
+            }),
+        }
+    }
+
+    fn queue(
+        &self,
+        topic_id: &str,
+        partition: u32,
+        batch: Vec<u8>,
+        marker: Option<(u64, bool)>,
+    ) -> BoxFuture<'static, Reply> {
         let refused = |e: BrokerError| -> BoxFuture<'static, Reply> { Box::pin(async { Err(e) }) };
         let h = match BatchHeader::parse(&batch) {
             Ok(h) => h,
             Err(e) => return refused(BrokerError::CorruptMessage(e.to_string())),
         };
+        if h.is_control() != marker.is_some() {
+            return refused(BrokerError::InvalidRecord(
+                "control batches are written by the transaction coordinator only".into(),
+            ));
+        }
         // The broker checked the batch whole (`shared::check_new`); the offset arithmetic here
         // must not depend on that alone.
         if h.last_offset_delta < 0 || h.record_count != h.last_offset_delta.wrapping_add(1) {
@@ -103,6 +146,7 @@ impl Handle {
             partition,
             batch,
             h,
+            marker,
             reply,
             _bytes: permit,
         };
@@ -263,7 +307,11 @@ impl Committer {
                 .map(|_| Err(BrokerError::Storage(msg.clone())))
                 .collect());
         }
-        let (mut answers, states) = judge(&tx, jobs).await?;
+        let Judged {
+            verdicts: mut answers,
+            states,
+            firsts,
+        } = judge(&tx, jobs).await?;
         let ends = assign(&tx, &st, jobs, &mut answers).await?;
         // The rest is sent in one go (pipelined; PostgreSQL runs it in order): batches, producer
         // state, notifications, and the statement timeout's lifting before COMMIT (a timeout
@@ -279,6 +327,7 @@ impl Committer {
         tokio::try_join!(
             store(&tx, &st, jobs, &answers),
             save_producers(&tx, states, &answers),
+            index_aborts(&tx, jobs, &answers, &firsts),
             async { notify.await.map_err(Error::from) },
             async {
                 tx.batch_execute("SET LOCAL statement_timeout = 0")
@@ -318,6 +367,8 @@ enum Verdict {
     /// A retry of a stored batch (its offsets), or of job `i` of this group.
     Duplicate(Option<(u64, u64)>, Option<usize>),
     Refused(BrokerError),
+    /// A marker whose transaction had ended on the partition already: nothing stored.
+    Ended,
 }
 
 impl Verdict {
@@ -332,6 +383,7 @@ impl Verdict {
                 last_offset,
             }),
             Verdict::Refused(e) => Err(e),
+            Verdict::Ended => Ok(Committed::Nothing),
             Verdict::Accept(None) | Verdict::Duplicate(None, _) => Err(BrokerError::Storage(
                 "cluster store: the batch's partition is gone".into(),
             )),
@@ -341,7 +393,7 @@ impl Verdict {
     fn offsets(&self) -> Option<(u64, u64)> {
         match self {
             Verdict::Accept(o) | Verdict::Duplicate(o, _) => *o,
-            Verdict::Refused(_) => None,
+            Verdict::Refused(_) | Verdict::Ended => None,
         }
     }
 }
@@ -368,19 +420,21 @@ struct State {
 }
 
 /// Locks and reads the idempotent producers' states; judges every job in queue order.
-async fn judge(
-    tx: &Transaction<'_>,
-    jobs: &[Job],
-) -> Result<(Vec<Verdict>, BTreeMap<Key, State>), Error> {
+async fn judge(tx: &Transaction<'_>, jobs: &[Job]) -> Result<Judged, Error> {
     let mut states: BTreeMap<Key, Option<State>> = jobs
         .iter()
-        .filter(|j| j.h.producer_id >= 0)
+        .filter(|j| j.h.producer_id >= 0 && j.marker.is_none())
         .map(|j| ((j.h.producer_id, j.topic_id.clone(), j.partition), None))
         .collect();
     let mut issued: HashMap<i64, i16> = HashMap::new();
-    if !states.is_empty() {
-        let mut pids: Vec<i64> = states.keys().map(|k| k.0).collect();
-        pids.dedup();
+    let mut pids: Vec<i64> = jobs
+        .iter()
+        .map(|j| j.h.producer_id)
+        .filter(|p| *p >= 0)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    if !pids.is_empty() {
         // Locked (in id order, as every committer does): a producer's batches in two brokers'
         // transactions are judged one after the other, even before its state row exists.
         for r in tx
@@ -407,10 +461,22 @@ async fn judge(
             recent: parse_recent(&r.get::<_, String>(1)),
         });
     }
+    let mut txn = txn_rows(tx, jobs).await?;
     let mut verdicts = Vec::with_capacity(jobs.len());
     for (i, j) in jobs.iter().enumerate() {
+        if j.marker.is_some() {
+            verdicts.push(match txn.firsts.get(&i) {
+                Some(_) => Verdict::Accept(None),
+                None => Verdict::Ended,
+            });
+            continue;
+        }
         if j.h.producer_id < 0 {
             verdicts.push(Verdict::Accept(None));
+            continue;
+        }
+        if let Some(e) = txn.refused.remove(&i) {
+            verdicts.push(Verdict::Refused(e));
             continue;
         }
         let key = (j.h.producer_id, j.topic_id.clone(), j.partition);
@@ -428,7 +494,125 @@ async fn judge(
         .into_iter()
         .filter_map(|(k, s)| s.map(|s| (k, s)))
         .collect();
-    Ok((verdicts, states))
+    Ok(Judged {
+        verdicts,
+        states,
+        firsts: txn.firsts,
+    })
+}
+
+/// What [`judge`] found.
+struct Judged {
+    verdicts: Vec<Verdict>,
+    states: BTreeMap<Key, State>,
+    /// Markers to store, by job: the first offset their transaction registered here.
+    firsts: HashMap<usize, u64>,
+}
+
+/// The transactions side of judging: transactional batches refused, markers that end their
+/// transaction (with its registered first offset).
+#[derive(Default)]
+struct TxnRows {
+    refused: HashMap<usize, BrokerError>,
+    firsts: HashMap<usize, u64>,
+}
+
+/// Checks the group's transactional batches and markers against `txn_partitions`, key by key in
+/// key order and, within a key, in queue order (a batch after its transaction's marker is
+/// refused); deletes the rows the markers end.
+async fn txn_rows(tx: &Transaction<'_>, jobs: &[Job]) -> Result<TxnRows, Error> {
+    let mut keys: BTreeMap<(&str, u32, i64), Vec<usize>> = BTreeMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        if j.h.producer_id >= 0 && (j.h.is_transactional() || j.marker.is_some()) {
+            let key = (j.topic_id.as_str(), j.partition, j.h.producer_id);
+            keys.entry(key).or_default().push(i);
+        }
+    }
+    let mut out = TxnRows::default();
+    for ((topic_id, partition, pid), idx) in keys {
+        let ends = idx.iter().any(|&i| jobs[i].marker.is_some());
+        let lock = if ends { "FOR UPDATE" } else { "FOR SHARE" };
+        let row = tx
+            .query_opt(
+                &format!(
+                    "SELECT epoch, txn_seq, first FROM txn_partitions \
+                     WHERE topic_id = $1 AND partition = $2 AND producer_id = $3 {lock}"
+                ),
+                &[&topic_id, &(partition as i32), &pid],
+            )
+            .await?;
+        let mut row: Option<(i16, i64, i64)> = row.map(|r| (r.get(0), r.get(1), r.get(2)));
+        let mut ended = false;
+        for i in idx {
+            let j = &jobs[i];
+            match (j.marker, row) {
+                (Some((seq, _)), Some((_, at, first))) if at as u64 == seq => {
+                    out.firsts.insert(i, first as u64);
+                    row = None;
+                    ended = true;
+                }
+                (Some(_), _) => {}
+                (None, Some((epoch, _, _))) if epoch == j.h.producer_epoch => {}
+                (None, Some((epoch, _, _))) if j.h.producer_epoch < epoch => {
+                    out.refused.insert(
+                        i,
+                        BrokerError::InvalidProducerEpoch(format!(
+                            "epoch {} is older than {epoch}: this producer was fenced",
+                            j.h.producer_epoch
+                        )),
+                    );
+                }
+                (None, _) => {
+                    out.refused.insert(
+                        i,
+                        BrokerError::InvalidTxnState(format!(
+                            "partition {partition} of topic id {topic_id} is not in an ongoing \
+                             transaction of producer {pid} epoch {}",
+                            j.h.producer_epoch
+                        )),
+                    );
+                }
+            }
+        }
+        if ended {
+            tx.execute(
+                "DELETE FROM txn_partitions \
+                 WHERE topic_id = $1 AND partition = $2 AND producer_id = $3",
+                &[&topic_id, &(partition as i32), &pid],
+            )
+            .await?;
+        }
+    }
+    Ok(out)
+}
+
+/// Indexes the group's stored ABORT markers (`aborted_txns`).
+async fn index_aborts(
+    tx: &Transaction<'_>,
+    jobs: &[Job],
+    verdicts: &[Verdict],
+    firsts: &HashMap<usize, u64>,
+) -> Result<(), Error> {
+    for (i, j) in jobs.iter().enumerate() {
+        let (Some((_, false)), Some(first), Verdict::Accept(Some((at, _)))) =
+            (j.marker, firsts.get(&i), &verdicts[i])
+        else {
+            continue;
+        };
+        tx.execute(
+            "INSERT INTO aborted_txns (topic_id, partition, producer_id, first, last) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[
+                &j.topic_id,
+                &(j.partition as i32),
+                &j.h.producer_id,
+                &(*first as i64),
+                &(*at as i64),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Kafka's idempotence rules for job `i`; records an accepted batch in `state`.

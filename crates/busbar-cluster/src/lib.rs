@@ -14,6 +14,8 @@
 //! - `cold`: the cold tier's objects (S3-compatible storage through `object_store`) and their
 //!   bytes (the local log's segment format); `upload`: the uploader that moves committed batches
 //!   there, one broker per partition range (a lease).
+//! - `txn`: transactional ids' records, the partitions in open transactions and the
+//!   aborted-transaction index (the markers go through the committer).
 //! - `import`: `busbar cluster import`, a single node's topics, events and commits in one
 //!   transaction.
 //! - `watch`: one `LISTEN` connection wakes this broker when another commits (with polling while
@@ -31,11 +33,15 @@ pub mod members;
 pub mod migrate;
 pub mod pg;
 mod pool;
+mod txn;
 mod upload;
 mod watch;
 
 use busbar_broker::metadata::TopicMeta;
-use busbar_broker::shared::{BoxFuture, Committed, Member, OffsetRow, SharedLog, SharedRead};
+use busbar_broker::shared::{
+    BoxFuture, Committed, Coordinated, Member, OffsetRow, SharedLog, SharedRead, TxnPartitionState,
+    TxnWrite,
+};
 use busbar_broker::Broker;
 use busbar_broker::BrokerError;
 use std::sync::Arc;
@@ -162,6 +168,14 @@ pub struct Cluster {
 /// `statement_timeout` is shorter; this bounds a connection that stopped answering).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The lease kind of a coordinator.
+fn lease_kind(of: Coordinated) -> members::Kind {
+    match of {
+        Coordinated::Group => members::Kind::Group,
+        Coordinated::Txn => members::Kind::Txn,
+    }
+}
+
 /// `f` within [`CALL_TIMEOUT`].
 async fn bounded<T>(f: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
     tokio::time::timeout(CALL_TIMEOUT, f)
@@ -250,6 +264,8 @@ impl Cluster {
         let _ = broker.sync_topics(&metas, before).await;
         // Users, tokens, ACLs and quotas are the cluster's from the first request on.
         broker.share_tables(self.clone()).await?;
+        // Open transactions and the aborted index, before any batch is applied here.
+        broker.load_shared_txns().await?;
         watch::start(self.clone(), broker.clone());
         tokio::spawn(heartbeats(self.clone()));
         tokio::spawn(expiries(self.clone()));
@@ -395,31 +411,69 @@ impl SharedLog for Cluster {
         self.members.node_id
     }
 
-    fn coordinator(&self, group: &str) -> BoxFuture<'_, busbar_broker::Result<Option<i32>>> {
-        let group = group.to_string();
-        Box::pin(async move { Ok(bounded(self.members.coordinator(&self.pool, &group)).await?) })
+    fn coordinator(
+        &self,
+        of: Coordinated,
+        name: &str,
+    ) -> BoxFuture<'_, busbar_broker::Result<Option<i32>>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            Ok(bounded(self.members.coordinator(&self.pool, lease_kind(of), &name)).await?)
+        })
     }
 
-    fn holds(&self, group: &str) -> bool {
-        self.members.holds(members::Kind::Group, group)
+    fn holds(&self, of: Coordinated, name: &str) -> bool {
+        self.members.holds(lease_kind(of), name)
     }
 
     fn take(
         &self,
-        group: &str,
+        of: Coordinated,
+        name: &str,
     ) -> BoxFuture<'_, busbar_broker::Result<Option<(std::time::Instant, bool)>>> {
-        let group = group.to_string();
-        Box::pin(async move {
-            Ok(bounded(self.members.take(&self.pool, members::Kind::Group, &group)).await?)
-        })
+        let name = name.to_string();
+        Box::pin(
+            async move { Ok(bounded(self.members.take(&self.pool, lease_kind(of), &name)).await?) },
+        )
     }
 
-    fn confirm(&self, group: &str, sent: std::time::Instant) {
-        self.members.confirm(members::Kind::Group, group, sent)
+    fn confirm(&self, of: Coordinated, name: &str, sent: std::time::Instant) {
+        self.members.confirm(lease_kind(of), name, sent)
     }
 
-    fn release(&self, group: &str) {
-        self.members.release(members::Kind::Group, group)
+    fn release(&self, of: Coordinated, name: &str) {
+        self.members.release(lease_kind(of), name)
+    }
+
+    fn write_txn(&self, w: TxnWrite) -> BoxFuture<'_, busbar_broker::Result<Vec<u64>>> {
+        let me = (self.members.node_id, self.members.instance().to_string());
+        Box::pin(bounded_b(async move {
+            txn::write(&self.pool, (me.0, &me.1), &w).await
+        }))
+    }
+
+    fn load_txn(&self, id: &str) -> BoxFuture<'_, busbar_broker::Result<Option<String>>> {
+        let id = id.to_string();
+        Box::pin(async move { Ok(bounded(txn::load(&self.pool, &id)).await?) })
+    }
+
+    fn append_marker(
+        &self,
+        topic_id: &str,
+        partition: u32,
+        marker: Vec<u8>,
+        seq: u64,
+    ) -> BoxFuture<'static, busbar_broker::Result<Committed>> {
+        self.committer
+            .submit_marker(topic_id, partition, marker, seq)
+    }
+
+    fn txn_partition_state(&self) -> BoxFuture<'_, busbar_broker::Result<TxnPartitionState>> {
+        Box::pin(async move { Ok(bounded(txn::partition_state(&self.pool)).await?) })
+    }
+
+    fn orphan_txns(&self, limit: usize) -> BoxFuture<'_, busbar_broker::Result<Vec<String>>> {
+        Box::pin(async move { Ok(bounded(txn::orphans(&self.pool, limit)).await?) })
     }
 
     fn write_offsets(&self, rows: Vec<OffsetRow>) -> BoxFuture<'_, busbar_broker::Result<()>> {

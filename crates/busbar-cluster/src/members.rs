@@ -46,6 +46,8 @@ pub enum Kind {
     Subscription,
     /// The broker uploading a range of partitions to the cold tier (`upload`).
     Upload,
+    /// The coordinator of a transactional id (`txn`).
+    Txn,
 }
 
 impl Kind {
@@ -55,6 +57,7 @@ impl Kind {
             Kind::Group => "group",
             Kind::Subscription => "subscription",
             Kind::Upload => "upload",
+            Kind::Txn => "txn",
         }
     }
 }
@@ -297,6 +300,7 @@ impl Membership {
                     "group" => Kind::Group,
                     "subscription" => Kind::Subscription,
                     "upload" => Kind::Upload,
+                    "txn" => Kind::Txn,
                     _ => return None,
                 };
                 Some((kind, r.get::<_, String>(1)))
@@ -367,22 +371,28 @@ impl Membership {
         live
     }
 
-    /// The live holder of `group`'s lease, else the live broker rendezvous hashing prefers.
-    pub async fn coordinator(&self, pool: &Pool, group: &str) -> Result<Option<i32>, Error> {
+    /// The live holder of lease `name` of `kind` (a group's or a transactional id's), else the
+    /// live broker rendezvous hashing prefers.
+    pub async fn coordinator(
+        &self,
+        pool: &Pool,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<i32>, Error> {
         let c = pool.get().await?;
         let row = c
             .query_opt(
                 "SELECT l.holder FROM leases l JOIN brokers b ON b.node_id = l.holder \
-                 WHERE l.kind = 'group' AND l.name = $1 AND l.expires_at > now() \
+                 WHERE l.kind = $3 AND l.name = $1 AND l.expires_at > now() \
                  AND b.heartbeat_at > now() - $2 * interval '1 millisecond'",
-                &[&group, &(BROKER_SESSION_MS as f64)],
+                &[&name, &(BROKER_SESSION_MS as f64), &kind.as_str()],
             )
             .await?;
         if let Some(r) = row {
             return Ok(Some(r.get(0)));
         }
         let ids: Vec<i32> = self.members().iter().map(|m| m.node_id).collect();
-        Ok(busbar_broker::shared::rendezvous(group, &ids))
+        Ok(busbar_broker::shared::rendezvous(name, &ids))
     }
 
     /// True when this broker may act on lease `name` of `kind` now (marks the lease used).

@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "retention",
         include_str!("../migrations/006_retention.sql"),
     ),
+    (
+        7,
+        "transactions",
+        include_str!("../migrations/007_transactions.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold ("busbar" in ASCII).

@@ -92,11 +92,6 @@ impl Broker {
         timeout_ms: i64,
         current: Option<(i64, i16)>,
     ) -> Result<(i64, i16)> {
-        if self.shared.get().is_some() {
-            return Err(BrokerError::InvalidRequest(
-                "transactions are not available in cluster mode yet (docs/cluster.md)".into(),
-            ));
-        }
         if id.is_empty() || id.len() > TRANSACTIONAL_ID_BYTES_MAX {
             return Err(BrokerError::InvalidRequest(format!(
                 "a transactional id has 1 to {TRANSACTIONAL_ID_BYTES_MAX} bytes"
@@ -110,6 +105,7 @@ impl Broker {
             )));
         }
         let _g = self.txns.lock_id(id).await;
+        self.coordinate_txn(id).await?;
         let now = self.config.clock.now_ms();
         let Some(mut t) = self.txns.get(id) else {
             // The bus's own ids (one per subscription with a topic target, bounded by
@@ -118,7 +114,9 @@ impl Broker {
                 let bus = st.txns.keys().filter(|k| super::producer::reserved(k));
                 st.txns.len() - bus.count()
             };
+            // (Cluster mode: counted across the cluster when the record is written.)
             let full = !super::producer::reserved(id)
+                && self.shared.get().is_none()
                 && clients(&self.txns.read()) >= self.txns.config.ids_max;
             if full {
                 return Err(BrokerError::TooManyTransactions(format!(
@@ -126,7 +124,7 @@ impl Broker {
                     self.txns.config.ids_max
                 )));
             }
-            let (pid, _) = self.producer_ids.init(None)?;
+            let pid = self.txn_producer_id().await?;
             let t = Txn {
                 producer_id: pid,
                 epoch: 0,
@@ -140,7 +138,7 @@ impl Broker {
                 fence: false,
                 seq: 0,
             };
-            self.txns.put(id, Some(t), vec![]).await?;
+            self.store_txn(id, Some(t), vec![], true).await?;
             return Ok((pid, 0));
         };
         if let Some((pid, epoch)) = current.filter(|(pid, _)| *pid >= 0) {
@@ -152,11 +150,11 @@ impl Broker {
         if t.state == TxnState::Ongoing {
             t = self.finish(id, t, false).await?;
         }
-        self.bump(&mut t)?;
+        self.bump(&mut t).await?;
         t.state = TxnState::Empty;
         t.timeout_ms = timeout_ms;
         t.updated_ms = now;
-        self.txns.put(id, Some(t.clone()), vec![]).await?;
+        self.store_txn(id, Some(t.clone()), vec![], false).await?;
         Ok((t.producer_id, t.epoch))
     }
 
@@ -174,9 +172,9 @@ impl Broker {
     }
 
     /// The next epoch of `t`, or a new producer id at epoch 0 when the epoch is exhausted.
-    fn bump(&self, t: &mut Txn) -> Result<()> {
+    async fn bump(&self, t: &mut Txn) -> Result<()> {
         if t.epoch >= i16::MAX - 1 {
-            t.producer_id = self.producer_ids.init(None)?.0;
+            t.producer_id = self.txn_producer_id().await?;
             t.epoch = 0;
         } else {
             t.epoch += 1;
@@ -233,6 +231,7 @@ impl Broker {
         conn: Option<u64>,
     ) -> Result<Vec<PartitionAdd>> {
         let _g = self.txns.lock_id(id).await;
+        self.coordinate_txn(id).await?;
         let mut t = self.joinable(id, pid, epoch)?;
         let mut found = Vec::with_capacity(parts.len());
         let mut errors: Vec<PartitionAdd> = Vec::new();
@@ -258,7 +257,11 @@ impl Broker {
         // Partitions new to the transaction hold the last stable offset from before the write
         // that records them (a produce on another connection may follow that write at once);
         // if the write fails they are released again.
+        // Cluster mode: registered in the shared store with the record (each broker's copies
+        // learn of the transaction from its batches, `cluster.rs`).
+        let cluster = self.shared.get().is_some();
         let mut opened = Vec::new();
+        let mut joined = Vec::new();
         for (topic, index, (topic_id, p)) in &found {
             let index = *index as u32;
             if t.has_partition(topic_id, index) {
@@ -275,7 +278,9 @@ impl Broker {
                 partition: index,
                 first,
             });
-            if !p.txns.is_open(pid) {
+            if cluster {
+                joined.push((topic_id.clone(), index));
+            } else if !p.txns.is_open(pid) {
                 p.txns.open(pid, first);
                 opened.push(p.clone());
             }
@@ -290,7 +295,7 @@ impl Broker {
             )));
         }
         t.updated_ms = now;
-        if let Err(e) = self.txns.put(id, Some(t.clone()), vec![]).await {
+        if let Err(e) = self.store_txn(id, Some(t.clone()), joined, false).await {
             for p in &opened {
                 p.txns.close(pid, None);
             }
@@ -327,6 +332,13 @@ impl Broker {
                 "group id must not be empty".into(),
             ));
         }
+        if self.shared.get().is_some() {
+            return Err(BrokerError::InvalidRequest(
+                "consumer offsets in transactions (AddOffsetsToTxn, sendOffsetsToTransaction) \
+                 are not available in cluster mode yet (docs/cluster.md)"
+                    .into(),
+            ));
+        }
         let _g = self.txns.lock_id(id).await;
         let mut t = self.joinable(id, pid, epoch)?;
         let now = self.config.clock.now_ms();
@@ -342,7 +354,7 @@ impl Broker {
         }
         t.updated_ms = now;
         let seq = t.seq;
-        self.txns.put(id, Some(t), vec![]).await?;
+        self.store_txn(id, Some(t), vec![], false).await?;
         self.note_connection(id, seq, conn);
         Ok(())
     }
@@ -360,6 +372,7 @@ impl Broker {
         offsets: Vec<(String, i32, i64, String)>,
     ) -> Result<Vec<PartitionAdd>> {
         let _g = self.txns.lock_id(id).await;
+        self.coordinate_txn(id).await?;
         let mut t = self.txns.get(id).ok_or_else(|| unknown_id(id))?;
         owner(&t, pid, epoch)?;
         if t.state != TxnState::Ongoing || !t.groups.iter().any(|g| g == group) {
@@ -406,7 +419,7 @@ impl Broker {
             )));
         }
         t.updated_ms = self.config.clock.now_ms();
-        self.txns.put(id, Some(t), vec![]).await?;
+        self.store_txn(id, Some(t), vec![], false).await?;
         Ok(answers)
     }
 
@@ -437,6 +450,7 @@ impl Broker {
         conn: Option<u64>,
     ) -> Result<()> {
         let _g = self.txns.lock_id(id).await;
+        self.coordinate_txn(id).await?;
         let t = self.txns.get(id).ok_or_else(|| unknown_id(id))?;
         owner(&t, pid, epoch)?;
         let newest = (self.txns.read().conns.get(id).copied())
@@ -475,7 +489,7 @@ impl Broker {
             TxnState::PrepareAbort
         };
         t.updated_ms = self.config.clock.now_ms();
-        self.txns.put(id, Some(t.clone()), vec![]).await?;
+        self.store_txn(id, Some(t.clone()), vec![], false).await?;
         self.complete(id, t).await
     }
 
@@ -487,10 +501,17 @@ impl Broker {
         let commit = t.state == TxnState::PrepareCommit;
         let mut aborted = Vec::new();
         let mut touched = Vec::new();
+        let cluster = self.shared.get().is_some();
         for tp in &t.partitions {
             let Some(p) = self.txn_partition(tp) else {
                 continue;
             };
+            if cluster {
+                // The shared store indexes an abort with its marker; each copy closes the
+                // transaction when it applies the marker (`cluster.rs`).
+                self.commit_marker(&t, &p, commit).await?;
+                continue;
+            }
             let last = self
                 .write_marker(&p, t.producer_id, t.epoch, commit)
                 .await?;
@@ -535,13 +556,15 @@ impl Broker {
         t.updated_ms = self.config.clock.now_ms();
         let pid = t.producer_id;
         if std::mem::take(&mut t.fence) {
-            self.bump(&mut t)?;
+            self.bump(&mut t).await?;
         }
         // The index rows first (written in as many batches as they take), then the state.
-        self.txns
-            .add_aborted_rows(Transactions::aborted_rows(&aborted))
-            .await?;
-        self.txns.put(id, Some(t.clone()), vec![]).await?;
+        if !cluster {
+            self.txns
+                .add_aborted_rows(Transactions::aborted_rows(&aborted))
+                .await?;
+        }
+        self.store_txn(id, Some(t.clone()), vec![], false).await?;
         for (p, entry) in touched {
             p.txns.close(pid, entry);
             p.appended.notify_waiters();
@@ -646,7 +669,10 @@ impl Broker {
     /// past their timeout, forgets idle transactional ids, prunes the aborted index below each
     /// log start. Errors are left for the next tick.
     pub async fn tick_transactions(&self) {
-        self.sync_open_transactions();
+        let cluster = self.shared.get();
+        if cluster.is_none() {
+            self.sync_open_transactions();
+        }
         let now = self.config.clock.now_ms();
         let expiry = self.txns.config.id_expiration_ms;
         // The bus's own ids live as long as their subscription (`producer.rs`).
@@ -673,6 +699,10 @@ impl Broker {
             let Some(_g) = self.txns.try_lock_id(&id) else {
                 continue;
             };
+            // Cluster mode: only while this broker coordinates it (else its memory is stale).
+            if cluster.is_some_and(|s| !s.holds(crate::shared::Coordinated::Txn, &id)) {
+                continue;
+            }
             let Some(t) = self.txns.get(&id) else {
                 continue;
             };
@@ -682,7 +712,7 @@ impl Broker {
                     self.expire(&id, t).await
                 }
                 TxnState::Ongoing => Ok(()),
-                _ if due(&id, &t) => self.txns.put(&id, None, vec![]).await,
+                _ if due(&id, &t) => self.store_txn(&id, None, vec![], false).await.map(drop),
                 _ => Ok(()),
             };
         }
@@ -702,9 +732,10 @@ impl Broker {
         }
         let stale = self.txns.take_loaded_aborted();
         gone.extend(stale.into_iter().map(|(_, tid, p, a)| (tid, p, a)));
-        if !gone.is_empty() {
+        if !gone.is_empty() && cluster.is_none() {
             let _ = self.txns.forget_aborted(gone).await;
         }
+        self.reconcile_txns().await;
     }
 
     /// Aborts a transaction past its timeout and bumps the epoch, so the producer that let it

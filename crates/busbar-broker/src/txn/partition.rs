@@ -57,6 +57,23 @@ impl PartitionTxns {
         self.lock().open.contains_key(&pid)
     }
 
+    /// The producers with an open transaction here, with the first offset registered.
+    pub fn open_list(&self) -> Vec<(i64, u64)> {
+        self.lock().open.iter().map(|(p, f)| (*p, *f)).collect()
+    }
+
+    /// [`PartitionTxns::close`] when `pid`'s open transaction still starts at `first` (not a
+    /// later one of the same producer).
+    pub fn close_if(&self, pid: i64, first: u64, aborted: Vec<Aborted>) {
+        let mut g = self.lock();
+        if g.open.get(&pid) == Some(&first) {
+            g.open.remove(&pid);
+            for a in aborted {
+                Self::insert(&mut g, a);
+            }
+        }
+    }
+
     /// The transaction of `pid` ended here; `aborted` when it was aborted (and had a first
     /// offset).
     pub fn close(&self, pid: i64, aborted: Option<Aborted>) {

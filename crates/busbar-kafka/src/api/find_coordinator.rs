@@ -1,10 +1,11 @@
 //! FindCoordinator: in single-node mode this broker coordinates every group (and transaction);
-//! in cluster mode a group's coordinator is the live holder of its lease, else the live broker
-//! rendezvous hashing prefers (`busbar_broker::shared`), and COORDINATOR_NOT_AVAILABLE (15,
-//! retriable) when the cluster's store cannot say.
+//! in cluster mode a group's (or transactional id's) coordinator is the live holder of its
+//! lease, else the live broker rendezvous hashing prefers (`busbar_broker::shared`), and
+//! COORDINATOR_NOT_AVAILABLE (15, retriable) when the cluster's store cannot say.
 
 use super::{sb, Ctx};
 use crate::authz::{Authz, Op, Res};
+use busbar_broker::shared::Coordinated;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
 pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
@@ -27,10 +28,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinat
     r.host = sb(ctx.listener.advertised_host.clone());
     r.port = i32::from(ctx.listener.advertised_port);
     let broker = &ctx.shared.broker;
-    let Some(shared) = broker.shared_log().filter(|_| req.key_type == 0) else {
+    let Some(shared) = broker.shared_log() else {
         return r;
     };
-    let elsewhere = match broker.group_coordinator(req.key.as_str()).await {
+    let of = match req.key_type {
+        1 => Coordinated::Txn,
+        _ => Coordinated::Group,
+    };
+    let elsewhere = match broker.coordinator_of(of, req.key.as_str()).await {
         Ok(Some(node)) if node == shared.node_id() => return r,
         Ok(Some(node)) => shared.members().into_iter().find(|m| m.node_id == node),
         _ => None,

@@ -1,0 +1,260 @@
+//! Transactions in cluster mode (issue 20; `docs/cluster.md`, "Transactions").
+//!
+//! - **Coordinator**: the broker holding the transactional id's lease (kind `txn`; FindCoordinator
+//!   answers it). Taking the lease loads the id's record from the shared store; every write of
+//!   the record goes to the shared store, fenced by the lease, with the producer's epoch (so a
+//!   fenced producer's batches are refused by whichever broker they reach) and the partitions
+//!   joining the transaction (a transactional batch is stored only while its partition is in
+//!   its producer's open transaction at its epoch, checked in the commit that stores it). The
+//!   markers are committed through the shared store like batches; a marker ends only its own
+//!   transaction's registration (matched by the transaction's number), so a coordinator that
+//!   lost its lease cannot end the next transaction.
+//! - **Copies**: each broker's copy of a partition learns transactions from what it applies (a
+//!   transactional batch opens its producer's transaction there, a marker closes it, an ABORT
+//!   marker adds it to the aborted index: [`note_applied`]), and from the shared store: its open
+//!   transactions and aborted index are loaded at start, and each tick closes the transactions a
+//!   copy holds open that the store has ended (a copy no longer kept current, or started over
+//!   past the marker), with their aborted-index entries.
+//! - **Orphans**: an open transaction whose coordinator died is taken over by a broker's tick
+//!   (any broker may take the free lease), which completes or expires it as its own.
+
+use super::{Aborted, Transactions, Txn, TxnState};
+use crate::broker::Broker;
+use crate::error::{BrokerError, Result};
+use crate::shared::{Coordinated, TxnWrite};
+use crate::topic::Partition;
+use busbar_log::batch::BatchHeader;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Most orphaned transactions one tick takes over.
+const ORPHANS_PER_TICK: usize = 16;
+
+impl Broker {
+    /// Cluster mode: ensures this broker coordinates transactional id `id` now, taking its lease
+    /// and loading its record when it did not hold it (NOT_COORDINATOR when another live broker
+    /// does). Single-node mode: always. Called with the id's lock held.
+    pub(crate) async fn coordinate_txn(&self, id: &str) -> Result<()> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(());
+        };
+        let of = Coordinated::Txn;
+        if shared.holds(of, id) {
+            return Ok(());
+        }
+        let _one = self.lease_takes.lock().await;
+        if shared.holds(of, id) {
+            return Ok(());
+        }
+        let not_here = || {
+            BrokerError::NotCoordinator(
+                "another broker of the cluster coordinates this transactional id".into(),
+            )
+        };
+        let Some((sent, _)) = shared.take(of, id).await? else {
+            return Err(not_here());
+        };
+        let loaded = match shared.load_txn(id).await {
+            Ok(Some(json)) => serde_json::from_str::<Txn>(&json).map(Some).map_err(|e| {
+                BrokerError::Storage(format!("the transactional id's record is damaged: {e}"))
+            }),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match loaded {
+            Ok(txn) => self.txns.replace(id, txn),
+            Err(e) => {
+                shared.release(of, id);
+                return Err(e);
+            }
+        }
+        shared.confirm(of, id, sent);
+        // A load slower than the lease's local window must not be acted on.
+        if shared.holds(of, id) {
+            Ok(())
+        } else {
+            Err(not_here())
+        }
+    }
+
+    /// Writes `id`'s record (`None` forgets it) durably, then to memory: to the coordinator's
+    /// log (single node) or to the shared store, fenced by the id's lease (cluster), with
+    /// `joined`, the partitions new to its transaction (topic id, partition), whose registered
+    /// first offsets it answers (cluster mode only). `new_id`: the id was unknown.
+    pub(crate) async fn store_txn(
+        &self,
+        id: &str,
+        txn: Option<Txn>,
+        joined: Vec<(String, u32)>,
+        new_id: bool,
+    ) -> Result<Vec<u64>> {
+        let Some(shared) = self.shared.get().cloned() else {
+            self.txns.put(id, txn, vec![]).await?;
+            return Ok(vec![]);
+        };
+        let record = Transactions::encode(txn.as_ref())?
+            .map(|v| String::from_utf8(v).expect("JSON is UTF-8"));
+        let w = TxnWrite {
+            id: id.to_string(),
+            record,
+            open: txn
+                .as_ref()
+                .is_some_and(|t| t.state == TxnState::Ongoing || t.state.preparing()),
+            producer: txn.as_ref().map(|t| (t.producer_id, t.epoch)),
+            joined,
+            seq: txn.as_ref().map_or(0, |t| t.seq),
+            ids_max: (new_id && !super::producer::reserved(id)).then_some(self.txns.config.ids_max),
+        };
+        let state = self.txns.state.clone();
+        let id = id.to_string();
+        // The write and memory together, even when the caller stops waiting.
+        tokio::spawn(async move {
+            let firsts = shared.write_txn(w).await?;
+            state
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .put(&id, txn);
+            Ok(firsts)
+        })
+        .await
+        .map_err(|e| BrokerError::Storage(format!("transaction write failed: {e}")))?
+    }
+
+    /// A producer id of its own for a transactional id (new, or its epochs exhausted).
+    pub(crate) async fn txn_producer_id(&self) -> Result<i64> {
+        match self.shared.get() {
+            Some(shared) => Ok(shared.init_producer_id(None).await?.0),
+            None => Ok(self.producer_ids.init(None)?.0),
+        }
+    }
+
+    /// Cluster mode: commits the marker of `t`'s transaction on `p` through the shared store
+    /// (applied to this broker's copy as a produced batch is).
+    pub(crate) async fn commit_marker(
+        &self,
+        t: &Txn,
+        p: &Arc<Partition>,
+        commit: bool,
+    ) -> Result<()> {
+        let shared = self
+            .shared
+            .get()
+            .ok_or_else(|| BrokerError::Storage("a shared marker outside cluster mode".into()))?;
+        let topic = self
+            .all_topics()
+            .into_iter()
+            .find(|x| x.partitions.iter().any(|q| Arc::ptr_eq(q, p)))
+            .ok_or_else(|| BrokerError::UnknownTopic("the marker's topic is gone".into()))?;
+        let marker =
+            super::marker::build(t.producer_id, t.epoch, commit, self.config.clock.now_ms());
+        crate::shared::commit_marker(shared, topic, p.clone(), marker, t.seq).await?;
+        Ok(())
+    }
+
+    /// Cluster mode: loads the shared store's open transactions and aborted index into this
+    /// broker's copies (when it joins, before it applies or serves anything).
+    pub async fn load_shared_txns(&self) -> Result<()> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(());
+        };
+        let state = shared.txn_partition_state().await?;
+        for r in state.open {
+            if let Some(p) = self.partition_by_id(&r.topic_id, r.partition) {
+                p.txns.open(r.aborted.producer_id, r.aborted.first);
+            }
+        }
+        let mut by_partition: HashMap<(String, u32), Vec<Aborted>> = HashMap::new();
+        for r in state.aborted {
+            by_partition
+                .entry((r.topic_id, r.partition))
+                .or_default()
+                .push(r.aborted);
+        }
+        for ((topic_id, partition), list) in by_partition {
+            if let Some(p) = self.partition_by_id(&topic_id, partition) {
+                p.txns.add_aborted_many(list);
+            }
+        }
+        Ok(())
+    }
+
+    fn partition_by_id(&self, topic_id: &str, partition: u32) -> Option<Arc<Partition>> {
+        let t = self.topic_by_id(topic_id)?;
+        t.partitions.get(partition as usize).cloned()
+    }
+
+    /// Cluster mode, each tick: closes the transactions this broker's copies hold open that the
+    /// shared store has ended, and takes over open transactions no live broker coordinates.
+    /// Errors wait for the next tick.
+    pub(crate) async fn reconcile_txns(&self) {
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        // What the copies hold open, before the store is read: an entry the store no longer
+        // has was registered when its batch was stored, so its marker was committed since.
+        let mut local = Vec::new();
+        for t in self.all_topics() {
+            for p in &t.partitions {
+                for (pid, first) in p.txns.open_list() {
+                    local.push((t.id.clone(), p.clone(), pid, first));
+                }
+            }
+        }
+        if !local.is_empty() {
+            if let Ok(state) = shared.txn_partition_state().await {
+                let open: HashSet<(&str, u32, i64)> = state
+                    .open
+                    .iter()
+                    .map(|r| (r.topic_id.as_str(), r.partition, r.aborted.producer_id))
+                    .collect();
+                for (topic_id, p, pid, first) in &local {
+                    if open.contains(&(topic_id.as_str(), p.index, *pid)) {
+                        continue;
+                    }
+                    let aborted = state
+                        .aborted
+                        .iter()
+                        .filter(|r| &r.topic_id == topic_id && r.partition == p.index)
+                        .map(|r| r.aborted)
+                        .filter(|a| a.producer_id == *pid && a.last >= *first)
+                        .collect();
+                    p.txns.close_if(*pid, *first, aborted);
+                    p.appended.notify_waiters();
+                }
+            }
+        }
+        let Ok(orphans) = shared.orphan_txns(ORPHANS_PER_TICK).await else {
+            return;
+        };
+        for id in orphans {
+            if let Some(_g) = self.txns.try_lock_id(&id) {
+                let _ = self.coordinate_txn(&id).await;
+            }
+        }
+    }
+}
+
+/// A shared batch was applied to `p`'s copy at `base`: a transactional batch opens its
+/// producer's transaction there, a marker closes it (an ABORT marker indexes the transaction,
+/// from the first offset the copy knows of it, else the marker's own).
+pub(crate) fn note_applied(p: &Partition, base: u64, bytes: &[u8]) {
+    let Ok(h) = BatchHeader::parse(bytes) else {
+        return;
+    };
+    if !h.is_transactional() {
+        return;
+    }
+    if !h.is_control() {
+        p.txns.open(h.producer_id, base);
+        return;
+    }
+    let Some(commit) = super::marker::kind(bytes) else {
+        return;
+    };
+    let aborted = (!commit).then(|| Aborted {
+        producer_id: h.producer_id,
+        first: p.txns.first_of(h.producer_id).unwrap_or(base),
+        last: base,
+    });
+    p.txns.close(h.producer_id, aborted);
+}

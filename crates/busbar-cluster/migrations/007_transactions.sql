@@ -1,0 +1,41 @@
+-- busbar cluster schema, version 7 (issue 20): transactions (Kafka's Transactions V1) in cluster
+-- mode (crates/busbar-cluster/src/txn.rs, docs/cluster.md "Transactions").
+
+-- One row per transactional id: its coordinator's record (busbar_broker::txn::Txn as JSON),
+-- written only by the holder of the id's lease (kind 'txn'). `open` while a transaction is
+-- Ongoing or being completed, so a broker finds the open ones no live broker coordinates.
+CREATE TABLE txns (
+    transactional_id text PRIMARY KEY,
+    record text NOT NULL,
+    open boolean NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX txns_open ON txns (transactional_id) WHERE open;
+
+-- The partitions in an open transaction: one row from AddPartitionsToTxn until the
+-- transaction's marker is committed (in the marker's own database transaction). A
+-- transactional batch is stored only while its row exists at its producer's epoch, so no batch
+-- of a transaction can follow its marker. `txn_seq` is the transaction's number (Txn::seq): a
+-- marker deletes only its own transaction's row (a coordinator that lost its lease cannot end
+-- the next transaction). `first` is the partition's end when it joined: no batch of the
+-- transaction lies below.
+CREATE TABLE txn_partitions (
+    topic_id text NOT NULL,
+    partition integer NOT NULL,
+    producer_id bigint NOT NULL,
+    epoch smallint NOT NULL,
+    txn_seq bigint NOT NULL,
+    first bigint NOT NULL,
+    PRIMARY KEY (topic_id, partition, producer_id)
+);
+
+-- The aborted-transaction index (read_committed): written with each ABORT marker, in its
+-- database transaction; `last` is the marker's offset.
+CREATE TABLE aborted_txns (
+    topic_id text NOT NULL,
+    partition integer NOT NULL,
+    producer_id bigint NOT NULL,
+    first bigint NOT NULL,
+    last bigint NOT NULL,
+    PRIMARY KEY (topic_id, partition, last)
+);

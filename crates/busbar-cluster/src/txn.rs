@@ -1,0 +1,170 @@
+//! Transactions in cluster mode: each transactional id's coordinator record in `txns`, written
+//! only by the holder of the id's lease (kind `txn`), with the producer's epoch in `producers`
+//! (so every broker's committer refuses a fenced epoch) and the partitions joining the
+//! transaction in `txn_partitions` (what the committer checks transactional batches against,
+//! `commit.rs`), all in one database transaction. The markers themselves go through the
+//! committer. Schema: `migrations/007_transactions.sql`.
+
+use crate::pool::Pool;
+use crate::Error;
+use busbar_broker::shared::{TxnPartitionRow, TxnPartitionState, TxnWrite};
+use busbar_broker::txn::Aborted;
+use busbar_broker::BrokerError;
+
+/// Writes `w` if this broker (`me`: node id and instance) holds the id's lease; answers the
+/// first offset registered for each joining partition.
+pub async fn write(pool: &Pool, me: (i32, &str), w: &TxnWrite) -> busbar_broker::Result<Vec<u64>> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await.map_err(Error::from)?;
+    let held = tx
+        .query_opt(
+            "SELECT 1 FROM leases WHERE kind = 'txn' AND name = $1 AND holder = $2 \
+             AND holder_instance = $3 AND expires_at > now() FOR SHARE",
+            &[&w.id, &me.0, &me.1],
+        )
+        .await
+        .map_err(Error::from)?;
+    if held.is_none() {
+        return Err(BrokerError::NotCoordinator(
+            "this broker's lease on the transactional id ended before the write".into(),
+        ));
+    }
+    if let Some(max) = w.ids_max {
+        let row = tx
+            .query_one(
+                "SELECT count(*), bool_or(transactional_id = $1) FROM txns",
+                &[&w.id],
+            )
+            .await
+            .map_err(Error::from)?;
+        let (n, known): (i64, Option<bool>) = (row.get(0), row.get(1));
+        if !known.unwrap_or(false) && n as u64 >= max as u64 {
+            return Err(BrokerError::TooManyTransactions(format!(
+                "{n} transactional ids are in use in the cluster (transactions.ids_max)"
+            )));
+        }
+    }
+    match &w.record {
+        Some(record) => tx
+            .execute(
+                "INSERT INTO txns (transactional_id, record, open) VALUES ($1, $2, $3) \
+                 ON CONFLICT (transactional_id) DO UPDATE SET record = excluded.record, \
+                 open = excluded.open, updated_at = now()",
+                &[&w.id, record, &w.open],
+            )
+            .await
+            .map_err(Error::from)?,
+        None => tx
+            .execute("DELETE FROM txns WHERE transactional_id = $1", &[&w.id])
+            .await
+            .map_err(Error::from)?,
+    };
+    // The producers' rows before `txn_partitions`: the committer's lock order.
+    if let Some((pid, epoch)) = w.producer {
+        tx.execute(
+            "INSERT INTO producers (producer_id, epoch) VALUES ($1, $2) \
+             ON CONFLICT (producer_id) DO UPDATE SET epoch = excluded.epoch, used_at = now()",
+            &[&pid, &epoch],
+        )
+        .await
+        .map_err(Error::from)?;
+    }
+    let mut firsts = Vec::with_capacity(w.joined.len());
+    if let (Some((pid, epoch)), false) = (w.producer, w.joined.is_empty()) {
+        let mut joined: Vec<(usize, &(String, u32))> = w.joined.iter().enumerate().collect();
+        joined.sort_by(|a, b| a.1.cmp(b.1));
+        let mut found = vec![None; w.joined.len()];
+        for (i, (topic_id, partition)) in joined {
+            let row = tx
+                .query_opt(
+                    "INSERT INTO txn_partitions (topic_id, partition, producer_id, epoch, \
+                     txn_seq, first) SELECT topic_id, partition, $3, $4, $5, next_offset \
+                     FROM partitions WHERE topic_id = $1 AND partition = $2 \
+                     ON CONFLICT (topic_id, partition, producer_id) DO UPDATE SET \
+                     epoch = excluded.epoch, txn_seq = excluded.txn_seq, \
+                     first = least(txn_partitions.first, excluded.first) RETURNING first",
+                    &[
+                        topic_id,
+                        &(*partition as i32),
+                        &pid,
+                        &epoch,
+                        &(w.seq as i64),
+                    ],
+                )
+                .await
+                .map_err(Error::from)?;
+            let Some(row) = row else {
+                return Err(BrokerError::UnknownTopic(format!(
+                    "partition {partition} of topic id {topic_id} is not in the cluster"
+                )));
+            };
+            found[i] = Some(row.get::<_, i64>(0) as u64);
+        }
+        firsts = found.into_iter().map(|f| f.unwrap_or(0)).collect();
+    }
+    tx.commit().await.map_err(Error::from)?;
+    Ok(firsts)
+}
+
+/// The record of transactional id `id`, if any.
+pub async fn load(pool: &Pool, id: &str) -> Result<Option<String>, Error> {
+    let c = pool.get().await?;
+    let row = c
+        .query_opt(
+            "SELECT record FROM txns WHERE transactional_id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Every open transaction's partitions and the aborted-transaction index.
+pub async fn partition_state(pool: &Pool) -> Result<TxnPartitionState, Error> {
+    let c = pool.get().await?;
+    let open = c
+        .query(
+            "SELECT topic_id, partition, producer_id, first FROM txn_partitions",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| row(r, None))
+        .collect();
+    let aborted = c
+        .query(
+            "SELECT topic_id, partition, producer_id, first, last FROM aborted_txns",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| row(r, Some(r.get::<_, i64>(4) as u64)))
+        .collect();
+    Ok(TxnPartitionState { open, aborted })
+}
+
+fn row(r: &tokio_postgres::Row, last: Option<u64>) -> TxnPartitionRow {
+    let first = r.get::<_, i64>(3) as u64;
+    TxnPartitionRow {
+        topic_id: r.get(0),
+        partition: r.get::<_, i32>(1) as u32,
+        aborted: Aborted {
+            producer_id: r.get(2),
+            first,
+            last: last.unwrap_or(first),
+        },
+    }
+}
+
+/// Transactional ids with an open transaction whose lease no live broker holds.
+pub async fn orphans(pool: &Pool, limit: usize) -> Result<Vec<String>, Error> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT t.transactional_id FROM txns t WHERE t.open AND NOT EXISTS \
+             (SELECT 1 FROM leases l WHERE l.kind = 'txn' AND l.name = t.transactional_id \
+              AND l.expires_at > now()) ORDER BY t.transactional_id LIMIT $1",
+            &[&(limit as i64)],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
