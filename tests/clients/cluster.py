@@ -77,6 +77,37 @@ def metadata_brokers(addr):
     return ids
 
 
+def forged_transactional_produce(addr, topic, partition):
+    """Produce v3 of one transactional batch from producer id 123456 (never issued, in no
+    transaction), raw: the partition's error code."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+    b = DefaultRecordBatchBuilder(2, 0, True, 123456, 0, 0, 1 << 20)
+    b.append(0, int(time.time() * 1000), b"k", b"forged", [])
+    records = bytes(b.build())
+    name = topic.encode()
+    body = (struct.pack(">hhi", -1, -1, 10000) + struct.pack(">i", 1)
+            + struct.pack(">h", len(name)) + name + struct.pack(">i", 1)
+            + struct.pack(">ii", partition, len(records)) + records)
+    msg = struct.pack(">hhih", 0, 3, 9, 1) + b"t" + body
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(msg)) + msg)
+        def exactly(n):
+            out = b""
+            while len(out) < n:
+                chunk = s.recv(n - len(out))
+                assert chunk, "the broker closed the connection"
+                out += chunk
+            return out
+        resp = exactly(struct.unpack(">i", exactly(4))[0])
+    # correlation id, topics count, name, partitions count, partition, error code
+    at = 4 + 4
+    (nlen,) = struct.unpack_from(">h", resp, at)
+    at += 2 + nlen + 4
+    _, code = struct.unpack_from(">ih", resp, at)
+    return code
+
+
 def register(test, Busbar):
     def own(fn):
         fn.own_server = True
@@ -435,6 +466,10 @@ def register(test, Busbar):
             p4.commit_transaction(30)
             want = sorted(want + [f"y{n}" for n in range(10)])
             assert committed(survivors[1]) == want
+            # A transactional batch outside any transaction (a forged producer id) is refused
+            # by the commit, INVALID_TXN_STATE, and holds no partition's last stable offset.
+            assert forged_transactional_produce(survivors[1].kafka, "tx", 0) == 48
+            assert committed(survivors[0]) == want
             # The aborted records are in the log: read_uncommitted reads them.
             aborted = [f"{x}{n}" for x, k in [("a", 30), ("z", 20), ("x", 20)] for n in range(k)]
             got = committed(survivors[0], isolation="read_uncommitted")

@@ -197,9 +197,13 @@ pub trait SharedLog: Send + Sync + 'static {
         seq: u64,
     ) -> BoxFuture<'static, Result<Committed>>;
 
-    /// The cluster's open transactions per partition and its aborted-transaction index (read
-    /// when the broker starts).
-    fn txn_partition_state(&self) -> BoxFuture<'_, Result<TxnPartitionState>>;
+    /// The cluster's open transactions per partition, and its aborted-transaction index: of
+    /// every partition (`None`, when the broker starts) or of those listed (topic id,
+    /// partition).
+    fn txn_partition_state(
+        &self,
+        aborted_of: Option<Vec<(String, u32)>>,
+    ) -> BoxFuture<'_, Result<TxnPartitionState>>;
 
     /// Transactional ids with an open transaction that no live broker coordinates (at most
     /// `limit`), for this broker's timer to take over and complete or expire.

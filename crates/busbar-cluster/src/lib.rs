@@ -330,6 +330,7 @@ async fn expiries(cluster: Arc<Cluster>) {
     loop {
         tick.tick().await;
         let _ = bounded(catalog::expire_producers(&cluster.pool)).await;
+        let _ = bounded(txn::expire(&cluster.pool)).await;
     }
 }
 
@@ -468,8 +469,13 @@ impl SharedLog for Cluster {
             .submit_marker(topic_id, partition, marker, seq)
     }
 
-    fn txn_partition_state(&self) -> BoxFuture<'_, busbar_broker::Result<TxnPartitionState>> {
-        Box::pin(async move { Ok(bounded(txn::partition_state(&self.pool)).await?) })
+    fn txn_partition_state(
+        &self,
+        aborted_of: Option<Vec<(String, u32)>>,
+    ) -> BoxFuture<'_, busbar_broker::Result<TxnPartitionState>> {
+        Box::pin(async move {
+            Ok(bounded(txn::partition_state(&self.pool, aborted_of.as_deref())).await?)
+        })
     }
 
     fn orphan_txns(&self, limit: usize) -> BoxFuture<'_, busbar_broker::Result<Vec<String>>> {

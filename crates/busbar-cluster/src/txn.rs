@@ -118,8 +118,12 @@ pub async fn load(pool: &Pool, id: &str) -> Result<Option<String>, Error> {
     Ok(row.map(|r| r.get(0)))
 }
 
-/// Every open transaction's partitions and the aborted-transaction index.
-pub async fn partition_state(pool: &Pool) -> Result<TxnPartitionState, Error> {
+/// Every open transaction's partitions, and the aborted-transaction index of every partition
+/// (`None`) or of those listed.
+pub async fn partition_state(
+    pool: &Pool,
+    aborted_of: Option<&[(String, u32)]>,
+) -> Result<TxnPartitionState, Error> {
     let c = pool.get().await?;
     let open = c
         .query(
@@ -130,12 +134,24 @@ pub async fn partition_state(pool: &Pool) -> Result<TxnPartitionState, Error> {
         .iter()
         .map(|r| row(r, None))
         .collect();
-    let aborted = c
-        .query(
-            "SELECT topic_id, partition, producer_id, first, last FROM aborted_txns",
-            &[],
-        )
-        .await?
+    const COLUMNS: &str = "SELECT topic_id, partition, producer_id, first, last FROM aborted_txns";
+    let rows = match aborted_of {
+        None => c.query(COLUMNS, &[]).await?,
+        Some([]) => Vec::new(),
+        Some(list) => {
+            let topics: Vec<&str> = list.iter().map(|(t, _)| t.as_str()).collect();
+            let parts: Vec<i32> = list.iter().map(|(_, p)| *p as i32).collect();
+            c.query(
+                &format!(
+                    "{COLUMNS} WHERE (topic_id, partition) IN \
+                     (SELECT * FROM unnest($1::text[], $2::int[]))"
+                ),
+                &[&topics, &parts],
+            )
+            .await?
+        }
+    };
+    let aborted = rows
         .iter()
         .map(|r| row(r, Some(r.get::<_, i64>(4) as u64)))
         .collect();
@@ -167,4 +183,29 @@ pub async fn orphans(pool: &Pool, limit: usize) -> Result<Vec<String>, Error> {
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// How long a transactional id without an open transaction is kept after its last change
+/// (Kafka's `transactional.id.expiration.ms` default, 7 days), unless a broker coordinates it.
+const IDLE_ID_MS: f64 = 604_800_000.0;
+
+/// Forgets idle transactional ids no live process coordinates, and aborted-index rows below
+/// their partition's log start (retention deleted what they describe).
+pub async fn expire(pool: &Pool) -> Result<(), Error> {
+    let c = pool.get().await?;
+    c.execute(
+        "DELETE FROM txns t WHERE NOT t.open \
+         AND t.updated_at < now() - $1 * interval '1 millisecond' AND NOT EXISTS \
+         (SELECT 1 FROM leases l WHERE l.kind = 'txn' AND l.name = t.transactional_id \
+          AND l.expires_at > now())",
+        &[&IDLE_ID_MS],
+    )
+    .await?;
+    c.execute(
+        "DELETE FROM aborted_txns a USING partitions p \
+         WHERE a.topic_id = p.topic_id AND a.partition = p.partition AND a.last < p.log_start",
+        &[],
+    )
+    .await?;
+    Ok(())
 }

@@ -157,7 +157,7 @@ impl Broker {
         let Some(shared) = self.shared.get() else {
             return Ok(());
         };
-        let state = shared.txn_partition_state().await?;
+        let state = shared.txn_partition_state(None).await?;
         for r in state.open {
             if let Some(p) = self.partition_by_id(&r.topic_id, r.partition) {
                 p.txns.open(r.aborted.producer_id, r.aborted.first);
@@ -201,27 +201,7 @@ impl Broker {
             }
         }
         if !local.is_empty() {
-            if let Ok(state) = shared.txn_partition_state().await {
-                let open: HashSet<(&str, u32, i64)> = state
-                    .open
-                    .iter()
-                    .map(|r| (r.topic_id.as_str(), r.partition, r.aborted.producer_id))
-                    .collect();
-                for (topic_id, p, pid, first) in &local {
-                    if open.contains(&(topic_id.as_str(), p.index, *pid)) {
-                        continue;
-                    }
-                    let aborted = state
-                        .aborted
-                        .iter()
-                        .filter(|r| &r.topic_id == topic_id && r.partition == p.index)
-                        .map(|r| r.aborted)
-                        .filter(|a| a.producer_id == *pid && a.last >= *first)
-                        .collect();
-                    p.txns.close_if(*pid, *first, aborted);
-                    p.appended.notify_waiters();
-                }
-            }
+            let _ = self.close_ended(shared.as_ref(), local).await;
         }
         let Ok(orphans) = shared.orphan_txns(ORPHANS_PER_TICK).await else {
             return;
@@ -231,6 +211,48 @@ impl Broker {
                 let _ = self.coordinate_txn(&id).await;
             }
         }
+    }
+}
+
+impl Broker {
+    /// Closes the `local` open transactions (topic id, partition, producer id, first offset)
+    /// the shared store has ended, with their aborted-index rows.
+    async fn close_ended(
+        &self,
+        shared: &dyn crate::shared::SharedLog,
+        local: Vec<(String, Arc<Partition>, i64, u64)>,
+    ) -> Result<()> {
+        let state = shared.txn_partition_state(Some(Vec::new())).await?;
+        let open: HashSet<(&str, u32, i64)> = state
+            .open
+            .iter()
+            .map(|r| (r.topic_id.as_str(), r.partition, r.aborted.producer_id))
+            .collect();
+        let ended: Vec<_> = local
+            .into_iter()
+            .filter(|(t, p, pid, _)| !open.contains(&(t.as_str(), p.index, *pid)))
+            .collect();
+        if ended.is_empty() {
+            return Ok(());
+        }
+        let mut parts: Vec<(String, u32)> = ended
+            .iter()
+            .map(|(t, p, ..)| (t.clone(), p.index))
+            .collect();
+        parts.sort();
+        parts.dedup();
+        let index = shared.txn_partition_state(Some(parts)).await?.aborted;
+        for (topic_id, p, pid, first) in ended {
+            let aborted = index
+                .iter()
+                .filter(|r| r.topic_id == topic_id && r.partition == p.index)
+                .map(|r| r.aborted)
+                .filter(|a| a.producer_id == pid && a.last >= first)
+                .collect();
+            p.txns.close_if(pid, first, aborted);
+            p.appended.notify_waiters();
+        }
+        Ok(())
     }
 }
 
