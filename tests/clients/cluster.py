@@ -77,15 +77,16 @@ def metadata_brokers(addr):
     return ids
 
 
-def forged_transactional_produce(addr, topic, partition):
-    """Produce v3 of one transactional batch from producer id 123456 (never issued, in no
-    transaction), raw: the partition's error code."""
+def forged_transactional_produce(addr, topic, partition, pid=123456, txn=None):
+    """Produce v3 of one transactional batch of producer `pid` (by default never issued, in no
+    transaction) in the name of transactional id `txn`, raw: the partition's error code."""
     from kafka.record.default_records import DefaultRecordBatchBuilder
-    b = DefaultRecordBatchBuilder(2, 0, True, 123456, 0, 0, 1 << 20)
+    b = DefaultRecordBatchBuilder(2, 0, True, pid, 0, 0, 1 << 20)
     b.append(0, int(time.time() * 1000), b"k", b"forged", [])
     records = bytes(b.build())
     name = topic.encode()
-    body = (struct.pack(">hhi", -1, -1, 10000) + struct.pack(">i", 1)
+    tid = struct.pack(">h", -1) if txn is None else struct.pack(">h", len(txn)) + txn.encode()
+    body = (tid + struct.pack(">hi", -1, 10000) + struct.pack(">i", 1)
             + struct.pack(">h", len(name)) + name + struct.pack(">i", 1)
             + struct.pack(">ii", partition, len(records)) + records)
     msg = struct.pack(">hhih", 0, 3, 9, 1) + b"t" + body
@@ -469,6 +470,14 @@ def register(test, Busbar):
             # A transactional batch outside any transaction (a forged producer id) is refused
             # by the commit, INVALID_TXN_STATE, and holds no partition's last stable offset.
             assert forged_transactional_produce(survivors[1].kafka, "tx", 0) == 48
+            # Another transactional id's producer id, on a broker that does not coordinate it:
+            # TRANSACTIONAL_ID_AUTHORIZATION_FAILED (the owner is the shared store's).
+            victim = int(subprocess.run(
+                ["psql", "-qAt", "-d", pg.url(), "-c",
+                 "SELECT producer_id FROM txns WHERE transactional_id = 't3'"],
+                capture_output=True, text=True, check=True).stdout.strip())
+            for b in survivors:
+                assert forged_transactional_produce(b.kafka, "tx", 0, victim, "evil") == 53
             assert committed(survivors[0]) == want
             # The aborted records are in the log: read_uncommitted reads them.
             aborted = [f"{x}{n}" for x, k in [("a", 30), ("z", 20), ("x", 20)] for n in range(k)]

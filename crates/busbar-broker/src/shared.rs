@@ -205,6 +205,13 @@ pub trait SharedLog: Send + Sync + 'static {
         aborted_of: Option<Vec<(String, u32)>>,
     ) -> BoxFuture<'_, Result<TxnPartitionState>>;
 
+    /// The partitions (topic id, partition) registered in transaction number `seq` of producer
+    /// `pid`: those its markers must end.
+    fn txn_partitions_of(&self, pid: i64, seq: u64) -> BoxFuture<'_, Result<Vec<(String, u32)>>>;
+
+    /// The transactional id producer `pid` belongs to, if any.
+    fn txn_owner(&self, pid: i64) -> BoxFuture<'_, Result<Option<String>>>;
+
     /// Transactional ids with an open transaction that no live broker coordinates (at most
     /// `limit`), for this broker's timer to take over and complete or expire.
     fn orphan_txns(&self, limit: usize) -> BoxFuture<'_, Result<Vec<String>>>;
@@ -874,6 +881,9 @@ fn apply(t: &Topic, p: &Partition, base: u64, bytes: &mut [u8]) -> Result<u64> {
     if end != base {
         return Err(inconsistent(t, p, end, base));
     }
+    // A transaction's batch holds the last stable offset before it is readable; its marker
+    // releases it once written.
+    crate::txn::note_applying(p, base, bytes);
     let (at, _) = p.log.append_start(bytes)?;
     if at.base_offset != base {
         return Err(inconsistent(t, p, at.base_offset, base));

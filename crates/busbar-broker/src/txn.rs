@@ -34,7 +34,7 @@ mod ops;
 pub mod partition;
 pub mod producer;
 
-pub(crate) use cluster::note_applied;
+pub(crate) use cluster::{note_applied, note_applying};
 pub use ops::{IsolatedRead, Isolation, PartitionAdd};
 pub use partition::{Aborted, PartitionTxns};
 
@@ -213,7 +213,13 @@ pub struct Transactions {
     /// Aborted-index rows loaded at open, to be attached to their partitions.
     loaded_aborted: std::sync::Mutex<Vec<(String, String, u32, Aborted)>>,
     damage: Vec<String>,
+    /// Cluster mode: producer id → transactional id, as the shared store answered (a producer
+    /// id never changes owner); at most [`OWNERS_MAX`], emptied when full.
+    pub(crate) owners: std::sync::Mutex<HashMap<i64, String>>,
 }
+
+/// Most producer owners remembered (cluster mode).
+pub(crate) const OWNERS_MAX: usize = 10_000;
 
 impl Transactions {
     /// Opens the coordinator's log in `storage` and replays it.
@@ -256,6 +262,7 @@ impl Transactions {
             config,
             loaded_aborted: std::sync::Mutex::new(loaded),
             damage,
+            owners: Default::default(),
         })
     }
 

@@ -4,13 +4,18 @@
 -- One row per transactional id: its coordinator's record (busbar_broker::txn::Txn as JSON),
 -- written only by the holder of the id's lease (kind 'txn'). `open` while a transaction is
 -- Ongoing or being completed, so a broker finds the open ones no live broker coordinates.
+-- `producer_id` is the record's (a producer id belongs to one transactional id for good): a
+-- transactional batch's producer id is checked against the request's transactional id on
+-- every broker.
 CREATE TABLE txns (
     transactional_id text PRIMARY KEY,
     record text NOT NULL,
     open boolean NOT NULL,
+    producer_id bigint,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX txns_open ON txns (transactional_id) WHERE open;
+CREATE INDEX txns_by_producer ON txns (producer_id);
 
 -- The partitions in an open transaction: one row from AddPartitionsToTxn until the
 -- transaction's marker is committed (in the marker's own database transaction). A

@@ -297,21 +297,29 @@ impl Committer {
                 ok
             }
         };
-        if !hot_ok {
-            let msg = format!(
+        let full = || {
+            BrokerError::Storage(format!(
                 "cluster store: the hot tier is full (cluster.hot_bytes_max = {} bytes); try again",
                 self.hot_bytes_max
-            );
-            return Ok(jobs
-                .iter()
-                .map(|_| Err(BrokerError::Storage(msg.clone())))
-                .collect());
+            ))
+        };
+        // Markers are stored even then: a transaction must be able to end (and release its
+        // partitions' last stable offsets) while the hot tier drains.
+        if !hot_ok && jobs.iter().all(|j| j.marker.is_none()) {
+            return Ok(jobs.iter().map(|_| Err(full())).collect());
         }
         let Judged {
             verdicts: mut answers,
             states,
             firsts,
         } = judge(&tx, jobs).await?;
+        if !hot_ok {
+            for (j, v) in jobs.iter().zip(answers.iter_mut()) {
+                if j.marker.is_none() {
+                    *v = Verdict::Refused(full());
+                }
+            }
+        }
         let ends = assign(&tx, &st, jobs, &mut answers).await?;
         // The rest is sent in one go (pipelined; PostgreSQL runs it in order): batches, producer
         // state, notifications, and the statement timeout's lifting before COMMIT (a timeout
@@ -469,6 +477,12 @@ async fn judge(tx: &Transaction<'_>, jobs: &[Job]) -> Result<Judged, Error> {
                 Some(_) => Verdict::Accept(None),
                 None => Verdict::Ended,
             });
+            continue;
+        }
+        if j.h.producer_id < 0 && j.h.is_transactional() {
+            verdicts.push(Verdict::Refused(BrokerError::InvalidRecord(
+                "a transactional batch needs a producer id".into(),
+            )));
             continue;
         }
         if j.h.producer_id < 0 {

@@ -478,6 +478,18 @@ impl SharedLog for Cluster {
         })
     }
 
+    fn txn_partitions_of(
+        &self,
+        pid: i64,
+        seq: u64,
+    ) -> BoxFuture<'_, busbar_broker::Result<Vec<(String, u32)>>> {
+        Box::pin(async move { Ok(bounded(txn::partitions_of(&self.pool, pid, seq)).await?) })
+    }
+
+    fn txn_owner(&self, pid: i64) -> BoxFuture<'_, busbar_broker::Result<Option<String>>> {
+        Box::pin(async move { Ok(bounded(txn::owner(&self.pool, pid)).await?) })
+    }
+
     fn orphan_txns(&self, limit: usize) -> BoxFuture<'_, busbar_broker::Result<Vec<String>>> {
         Box::pin(async move { Ok(bounded(txn::orphans(&self.pool, limit)).await?) })
     }

@@ -16,19 +16,6 @@ use busbar_broker::BrokerError;
 pub async fn write(pool: &Pool, me: (i32, &str), w: &TxnWrite) -> busbar_broker::Result<Vec<u64>> {
     let mut c = pool.get().await?;
     let tx = c.transaction().await.map_err(Error::from)?;
-    let held = tx
-        .query_opt(
-            "SELECT 1 FROM leases WHERE kind = 'txn' AND name = $1 AND holder = $2 \
-             AND holder_instance = $3 AND expires_at > now() FOR SHARE",
-            &[&w.id, &me.0, &me.1],
-        )
-        .await
-        .map_err(Error::from)?;
-    if held.is_none() {
-        return Err(BrokerError::NotCoordinator(
-            "this broker's lease on the transactional id ended before the write".into(),
-        ));
-    }
     if let Some(max) = w.ids_max {
         let row = tx
             .query_one(
@@ -47,10 +34,11 @@ pub async fn write(pool: &Pool, me: (i32, &str), w: &TxnWrite) -> busbar_broker:
     match &w.record {
         Some(record) => tx
             .execute(
-                "INSERT INTO txns (transactional_id, record, open) VALUES ($1, $2, $3) \
+                "INSERT INTO txns (transactional_id, record, open, producer_id) \
+                 VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (transactional_id) DO UPDATE SET record = excluded.record, \
-                 open = excluded.open, updated_at = now()",
-                &[&w.id, record, &w.open],
+                 open = excluded.open, producer_id = excluded.producer_id, updated_at = now()",
+                &[&w.id, record, &w.open, &w.producer.map(|p| p.0)],
             )
             .await
             .map_err(Error::from)?,
@@ -102,8 +90,52 @@ pub async fn write(pool: &Pool, me: (i32, &str), w: &TxnWrite) -> busbar_broker:
         }
         firsts = found.into_iter().map(|f| f.unwrap_or(0)).collect();
     }
+    // The lease last, just before COMMIT: its row is share-locked only from here (a commit
+    // group holding a producer's row must not keep this broker's lease renewals waiting). A
+    // takeover either committed before (the check fails) or waits for this commit.
+    let held = tx
+        .query_opt(
+            "SELECT 1 FROM leases WHERE kind = 'txn' AND name = $1 AND holder = $2 \
+             AND holder_instance = $3 AND expires_at > now() FOR SHARE",
+            &[&w.id, &me.0, &me.1],
+        )
+        .await
+        .map_err(Error::from)?;
+    if held.is_none() {
+        return Err(BrokerError::NotCoordinator(
+            "this broker's lease on the transactional id ended before the write".into(),
+        ));
+    }
     tx.commit().await.map_err(Error::from)?;
     Ok(firsts)
+}
+
+/// The partitions registered in transaction number `seq` of producer `pid`.
+pub async fn partitions_of(pool: &Pool, pid: i64, seq: u64) -> Result<Vec<(String, u32)>, Error> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT topic_id, partition FROM txn_partitions \
+             WHERE producer_id = $1 AND txn_seq = $2 ORDER BY topic_id, partition",
+            &[&pid, &(seq as i64)],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, i32>(1) as u32))
+        .collect())
+}
+
+/// The transactional id producer `pid` belongs to, if any.
+pub async fn owner(pool: &Pool, pid: i64) -> Result<Option<String>, Error> {
+    let c = pool.get().await?;
+    let row = c
+        .query_opt(
+            "SELECT transactional_id FROM txns WHERE producer_id = $1 LIMIT 1",
+            &[&pid],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
 }
 
 /// The record of transactional id `id`, if any.
@@ -189,8 +221,9 @@ pub async fn orphans(pool: &Pool, limit: usize) -> Result<Vec<String>, Error> {
 /// (Kafka's `transactional.id.expiration.ms` default, 7 days), unless a broker coordinates it.
 const IDLE_ID_MS: f64 = 604_800_000.0;
 
-/// Forgets idle transactional ids no live process coordinates, and aborted-index rows below
-/// their partition's log start (retention deleted what they describe).
+/// Forgets idle transactional ids no live process coordinates. (The aborted index is kept
+/// whole: a broker's copy may start below the cluster's log start, and a copy loads its
+/// aborted transactions from here when it starts.)
 pub async fn expire(pool: &Pool) -> Result<(), Error> {
     let c = pool.get().await?;
     c.execute(
@@ -199,12 +232,6 @@ pub async fn expire(pool: &Pool) -> Result<(), Error> {
          (SELECT 1 FROM leases l WHERE l.kind = 'txn' AND l.name = t.transactional_id \
           AND l.expires_at > now())",
         &[&IDLE_ID_MS],
-    )
-    .await?;
-    c.execute(
-        "DELETE FROM aborted_txns a USING partitions p \
-         WHERE a.topic_id = p.topic_id AND a.partition = p.partition AND a.last < p.log_start",
-        &[],
     )
     .await?;
     Ok(())

@@ -298,6 +298,14 @@ fn a_subscription_runs_on_one_broker_and_moves_when_it_dies() {
         let (st, r) = call(addrs[0], "POST", "/topics", Some(topic));
         assert_eq!(st, 201, "{r}");
     }
+    // The subscription is made on broker 2: it must know the topics first.
+    eventually("the topics reach every broker", || {
+        addrs.iter().all(|a| {
+            ["orders", "dead"]
+                .iter()
+                .all(|t| call(*a, "GET", &format!("/topics/{t}"), None).0 == 200)
+        })
+    });
     // Each delivery takes a little while, so some are in flight when the runner dies.
     let t = Target::start(|_, _| Reply::After(Duration::from_millis(3), 200));
     let spec = json!({"name": "s", "sources": ["orders"], "target": {"url": t.url("/s")},

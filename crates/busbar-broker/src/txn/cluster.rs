@@ -62,7 +62,14 @@ impl Broker {
             Err(e) => Err(e),
         };
         match loaded {
-            Ok(txn) => self.txns.replace(id, txn),
+            Ok(mut txn) => {
+                // Another broker's clock started it: its timeout runs again from here (a
+                // transaction may so last up to twice its timeout, never be cut short by skew).
+                if let Some(t) = txn.as_mut().filter(|t| t.state == TxnState::Ongoing) {
+                    t.started_ms = self.config.clock.now_ms();
+                }
+                self.txns.replace(id, txn)
+            }
             Err(e) => {
                 shared.release(of, id);
                 return Err(e);
@@ -107,14 +114,23 @@ impl Broker {
         };
         let state = self.txns.state.clone();
         let id = id.to_string();
-        // The write and memory together, even when the caller stops waiting.
+        // The write and memory together, even when the caller stops waiting. A write that
+        // failed may have committed: the lease is given up here, so the next request loads
+        // the record again before acting.
         tokio::spawn(async move {
-            let firsts = shared.write_txn(w).await?;
-            state
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .put(&id, txn);
-            Ok(firsts)
+            match shared.write_txn(w).await {
+                Ok(firsts) => {
+                    state
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .put(&id, txn);
+                    Ok(firsts)
+                }
+                Err(e) => {
+                    shared.release(Coordinated::Txn, &id);
+                    Err(e)
+                }
+            }
         })
         .await
         .map_err(|e| BrokerError::Storage(format!("transaction write failed: {e}")))?
@@ -128,27 +144,61 @@ impl Broker {
         }
     }
 
-    /// Cluster mode: commits the marker of `t`'s transaction on `p` through the shared store
-    /// (applied to this broker's copy as a produced batch is).
-    pub(crate) async fn commit_marker(
-        &self,
-        t: &Txn,
-        p: &Arc<Partition>,
-        commit: bool,
-    ) -> Result<()> {
+    /// Cluster mode: commits the markers of `t`'s transaction on every partition the shared
+    /// store registered in it (applied to this broker's copies as produced batches are; a
+    /// partition of a topic this broker does not know yet is marked in the store only).
+    pub(crate) async fn end_shared(&self, t: &Txn, commit: bool) -> Result<()> {
         let shared = self
             .shared
             .get()
-            .ok_or_else(|| BrokerError::Storage("a shared marker outside cluster mode".into()))?;
-        let topic = self
-            .all_topics()
-            .into_iter()
-            .find(|x| x.partitions.iter().any(|q| Arc::ptr_eq(q, p)))
-            .ok_or_else(|| BrokerError::UnknownTopic("the marker's topic is gone".into()))?;
-        let marker =
-            super::marker::build(t.producer_id, t.epoch, commit, self.config.clock.now_ms());
-        crate::shared::commit_marker(shared, topic, p.clone(), marker, t.seq).await?;
+            .ok_or_else(|| BrokerError::Storage("shared markers outside cluster mode".into()))?;
+        let now = self.config.clock.now_ms();
+        let marker = super::marker::build(t.producer_id, t.epoch, commit, now);
+        for (topic_id, partition) in shared.txn_partitions_of(t.producer_id, t.seq).await? {
+            let local = self.topic_by_id(&topic_id).and_then(|topic| {
+                let p = topic.partitions.get(partition as usize).cloned()?;
+                Some((topic, p))
+            });
+            match local {
+                Some((topic, p)) => {
+                    crate::shared::commit_marker(shared, topic, p, marker.clone(), t.seq).await?;
+                }
+                None => {
+                    shared
+                        .append_marker(&topic_id, partition, marker.clone(), t.seq)
+                        .await?;
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The transactional id producer `pid` belongs to: this broker's records, else (cluster
+    /// mode) the shared store's.
+    pub async fn txn_owner(&self, pid: i64) -> Result<Option<String>> {
+        if let Some(id) = self.transactional_id_of(pid) {
+            return Ok(Some(id));
+        }
+        let Some(shared) = self.shared.get() else {
+            return Ok(None);
+        };
+        let cached = self.owners().get(&pid).cloned();
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let found = shared.txn_owner(pid).await?;
+        if let Some(id) = &found {
+            let mut owners = self.owners();
+            if owners.len() >= super::OWNERS_MAX {
+                owners.clear();
+            }
+            owners.insert(pid, id.clone());
+        }
+        Ok(found)
+    }
+
+    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<i64, String>> {
+        self.txns.owners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Cluster mode: loads the shared store's open transactions and aborted index into this
@@ -256,18 +306,25 @@ impl Broker {
     }
 }
 
-/// A shared batch was applied to `p`'s copy at `base`: a transactional batch opens its
-/// producer's transaction there, a marker closes it (an ABORT marker indexes the transaction,
-/// from the first offset the copy knows of it, else the marker's own).
+/// A shared batch is about to be applied to `p`'s copy at `base`: a transactional batch opens
+/// its producer's transaction there first (so no read sees it readable and stable).
+pub(crate) fn note_applying(p: &Partition, base: u64, bytes: &[u8]) {
+    let Ok(h) = BatchHeader::parse(bytes) else {
+        return;
+    };
+    if h.is_transactional() && !h.is_control() && h.producer_id >= 0 {
+        p.txns.open(h.producer_id, base);
+    }
+}
+
+/// A shared batch was applied to `p`'s copy at `base`: a marker closes its producer's
+/// transaction there (an ABORT marker indexes the transaction, from the first offset the copy
+/// knows of it, else the marker's own).
 pub(crate) fn note_applied(p: &Partition, base: u64, bytes: &[u8]) {
     let Ok(h) = BatchHeader::parse(bytes) else {
         return;
     };
-    if !h.is_transactional() {
-        return;
-    }
-    if !h.is_control() {
-        p.txns.open(h.producer_id, base);
+    if !h.is_transactional() || !h.is_control() || h.producer_id < 0 {
         return;
     }
     let Some(commit) = super::marker::kind(bytes) else {

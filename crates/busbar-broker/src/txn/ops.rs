@@ -502,16 +502,16 @@ impl Broker {
         let mut aborted = Vec::new();
         let mut touched = Vec::new();
         let cluster = self.shared.get().is_some();
-        for tp in &t.partitions {
+        if cluster {
+            // Every partition the shared store registered in the transaction (the record may
+            // lack one whose registration's outcome was unknown); the store indexes an abort
+            // with its marker, and each copy closes the transaction when it applies the marker.
+            self.end_shared(&t, commit).await?;
+        }
+        for tp in t.partitions.iter().filter(|_| !cluster) {
             let Some(p) = self.txn_partition(tp) else {
                 continue;
             };
-            if cluster {
-                // The shared store indexes an abort with its marker; each copy closes the
-                // transaction when it applies the marker (`cluster.rs`).
-                self.commit_marker(&t, &p, commit).await?;
-                continue;
-            }
             let last = self
                 .write_marker(&p, t.producer_id, t.epoch, commit)
                 .await?;

@@ -27,6 +27,12 @@ fn check_client_batch(bytes: &[u8]) -> Result<(), (i16, String)> {
             "clients may not send control batches".into(),
         ));
     }
+    if h.is_transactional() && h.producer_id < 0 {
+        return Err((
+            codes::INVALID_RECORD,
+            "a transactional batch needs a producer id".into(),
+        ));
+    }
     if h.producer_id >= 0 && h.base_sequence < 0 {
         return Err((
             codes::INVALID_RECORD,
@@ -42,14 +48,24 @@ fn check_client_batch(bytes: &[u8]) -> Result<(), (i16, String)> {
 /// No Kafka client may write with the producer id of busbar's own transactions (the bus's
 /// exactly-once deliveries, `busbar_broker::txn::producer`), transactional or not: an
 /// idempotent batch would take sequence numbers that producer counts on.
-fn owns(ctx: &Ctx<'_>, bytes: &[u8], txn: Option<&str>) -> Result<(), (i16, String)> {
+/// In cluster mode the owner of a transactional batch's producer id is asked of the shared store
+/// when this broker does not coordinate it.
+async fn owns(ctx: &Ctx<'_>, bytes: &[u8], txn: Option<&str>) -> Result<(), (i16, String)> {
     let Ok(h) = BatchHeader::parse(bytes) else {
         return Ok(());
     };
     if h.producer_id < 0 {
         return Ok(());
     }
-    let owner = ctx.shared.broker.transactional_id_of(h.producer_id);
+    let broker = &ctx.shared.broker;
+    let owner = if h.is_transactional() {
+        broker
+            .txn_owner(h.producer_id)
+            .await
+            .map_err(|e| (codes::of(&e), e.to_string()))?
+    } else {
+        broker.transactional_id_of(h.producer_id)
+    };
     if owner
         .as_deref()
         .is_some_and(busbar_broker::txn::producer::reserved)
@@ -98,7 +114,11 @@ async fn start_one(
     r.log_start_offset = -1;
     let bytes = records.unwrap_or_default();
     let size = bytes.len() as u64;
-    if let Err((code, msg)) = check_client_batch(&bytes).and_then(|()| owns(ctx, &bytes, txn)) {
+    let checked = match check_client_batch(&bytes) {
+        Ok(()) => owns(ctx, &bytes, txn).await,
+        Err(e) => Err(e),
+    };
+    if let Err((code, msg)) = checked {
         r.error_code = code;
         r.error_message = Some(super::sb(msg));
         return (r, None, size);
