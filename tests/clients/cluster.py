@@ -487,3 +487,88 @@ def register(test, Busbar):
             for b in brokers:
                 b.stop()
             pg.stop()
+
+    @own
+    def cluster_consume_transform_produce_commits_offsets_in_the_transaction(_):
+        """Exactly once across brokers: a read_committed consumer group bootstrapped on broker 2,
+        a transactional producer on broker 3 (each transaction's coordinator wherever its lease
+        falls). The first batch's transaction is aborted: its output is dropped and its offsets
+        are not committed, so it is processed again; every later one commits output and offsets
+        together. The output holds each input once; the group's committed offsets, read on
+        broker 1, are the end of the input; a new member of the group finds nothing left."""
+        from confluent_kafka import Consumer, Producer, TopicPartition
+        from confluent_kafka.admin import AdminClient, NewTopic
+        pg = Postgres()
+        brokers = []
+        try:
+            brokers = cluster(pg)
+            everyone = ",".join(b.kafka for b in brokers)
+            admin = AdminClient({"bootstrap.servers": everyone})
+            for f in admin.create_topics([NewTopic("in", 3, 1), NewTopic("out", 3, 1)]).values():
+                f.result(15)
+            def has(b, t):
+                try:
+                    return b.get(f"/topics/{t}")["name"] == t
+                except Exception:
+                    return False
+            deadline = time.time() + 20
+            while not all(has(b, t) for b in brokers for t in ("in", "out")):
+                assert time.time() < deadline, "the topics did not reach every broker"
+                time.sleep(0.1)
+            src = Producer({"bootstrap.servers": everyone, "enable.idempotence": True})
+            for n in range(60):
+                src.produce("in", key=f"k{n % 9}", value=f"e{n}")
+            assert src.flush(30) == 0
+            c = Consumer({"bootstrap.servers": brokers[1].kafka, "group.id": "ctp",
+                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                          "isolation.level": "read_committed"})
+            c.subscribe(["in"])
+            p = Producer({"bootstrap.servers": brokers[2].kafka, "transactional.id": "ctp-1"})
+            p.init_transactions(30)
+            done, aborted_once, deadline = 0, False, time.time() + 90
+            while done < 60 and time.time() < deadline:
+                msgs = [m for m in c.consume(10, 1.0) if not m.error()]
+                if not msgs:
+                    continue
+                p.begin_transaction()
+                for m in msgs:
+                    p.produce("out", key=m.key(), value=m.value().decode().upper())
+                p.send_offsets_to_transaction(c.position(c.assignment()),
+                                              c.consumer_group_metadata(), 30)
+                if not aborted_once:
+                    aborted_once = True
+                    p.flush(30)
+                    p.abort_transaction(30)
+                    for tp in c.committed(c.assignment(), 10):
+                        c.seek(TopicPartition("in", tp.partition, max(tp.offset, 0)))
+                    continue
+                p.commit_transaction(30)
+                done += len(msgs)
+            c.close()
+            assert done == 60, done
+            out = Consumer({"bootstrap.servers": brokers[0].kafka, "group.id": "check",
+                            "isolation.level": "read_committed", "enable.partition.eof": True,
+                            "auto.offset.reset": "earliest", "enable.auto.commit": False})
+            out.assign([TopicPartition("out", q, 0) for q in range(3)])
+            got, eof, deadline = [], set(), time.time() + 30
+            while len(eof) < 3 and time.time() < deadline:
+                m = out.poll(0.5)
+                if m is None:
+                    continue
+                if m.error():
+                    eof.add(m.partition())
+                    continue
+                eof.discard(m.partition())
+                got.append(m.value().decode())
+            out.close()
+            assert sorted(got) == sorted(f"E{n}" for n in range(60)), sorted(got)
+            chk = Consumer({"bootstrap.servers": brokers[0].kafka, "group.id": "ctp"})
+            committed = chk.committed([TopicPartition("in", q) for q in range(3)], 10)
+            lows_highs = [chk.get_watermark_offsets(TopicPartition("in", q), 10) for q in range(3)]
+            chk.close()
+            assert [tp.offset for tp in committed] == [h for _, h in lows_highs], \
+                (committed, lows_highs)
+        finally:
+            for b in brokers:
+                b.stop()
+            pg.stop()

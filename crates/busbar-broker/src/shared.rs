@@ -99,6 +99,18 @@ pub struct TxnWrite {
     pub ids_max: Option<usize>,
 }
 
+/// A TxnOffsetCommit in cluster mode ([`SharedLog::stage_txn_offsets`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedOffsets {
+    pub id: String,
+    pub pid: i64,
+    pub epoch: i16,
+    pub group: String,
+    /// (topic, partition, offset, metadata).
+    pub offsets: Vec<(String, u32, i64, String)>,
+    pub max: usize,
+}
+
 /// One partition's open transaction or aborted-index entry, as the shared store keeps them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnPartitionRow {
@@ -211,6 +223,18 @@ pub trait SharedLog: Send + Sync + 'static {
 
     /// The transactional id producer `pid` belongs to, if any.
     fn txn_owner(&self, pid: i64) -> BoxFuture<'_, Result<Option<String>>>;
+
+    /// TxnOffsetCommit on the group's coordinator: stages `offsets` in the open transaction of
+    /// `id` if producer `pid` at `epoch` owns it and `group` joined it (checked against the
+    /// record, share-locked, so the transaction cannot end meanwhile); at most `max` staged.
+    fn stage_txn_offsets(&self, s: StagedOffsets) -> BoxFuture<'_, Result<()>>;
+
+    /// Moves the offsets staged in transaction number `seq` of `id` into the groups' committed
+    /// offsets (`commit`) or drops them, and tells the groups' coordinators.
+    fn settle_txn_offsets(&self, id: &str, seq: u64, commit: bool) -> BoxFuture<'_, Result<()>>;
+
+    /// The partitions of `group` with offsets staged in an open transaction.
+    fn staged_offsets_of(&self, group: &str) -> BoxFuture<'_, Result<Vec<(String, u32)>>>;
 
     /// Transactional ids with an open transaction that no live broker coordinates (at most
     /// `limit`), for this broker's timer to take over and complete or expire.

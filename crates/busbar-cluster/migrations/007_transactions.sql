@@ -34,6 +34,22 @@ CREATE TABLE txn_partitions (
     PRIMARY KEY (topic_id, partition, producer_id)
 );
 
+-- Consumer offsets staged in an open transaction (TxnOffsetCommit, written by the group's
+-- coordinator after checking the transaction's record, which it share-locks), moved into
+-- group_offsets when transaction number `txn_seq` commits and dropped when it aborts (by the
+-- transaction's coordinator, in one database transaction).
+CREATE TABLE txn_offsets (
+    transactional_id text NOT NULL,
+    txn_seq bigint NOT NULL,
+    group_id text NOT NULL,
+    topic text NOT NULL,
+    partition integer NOT NULL,
+    committed_offset bigint NOT NULL,
+    metadata text NOT NULL,
+    PRIMARY KEY (transactional_id, group_id, topic, partition)
+);
+CREATE INDEX txn_offsets_by_group ON txn_offsets (group_id);
+
 -- The aborted-transaction index (read_committed): written with each ABORT marker, in its
 -- database transaction; `last` is the marker's offset.
 CREATE TABLE aborted_txns (

@@ -39,8 +39,8 @@ mod watch;
 
 use busbar_broker::metadata::TopicMeta;
 use busbar_broker::shared::{
-    BoxFuture, Committed, Coordinated, Member, OffsetRow, SharedLog, SharedRead, TxnPartitionState,
-    TxnWrite,
+    BoxFuture, Committed, Coordinated, Member, OffsetRow, SharedLog, SharedRead, StagedOffsets,
+    TxnPartitionState, TxnWrite,
 };
 use busbar_broker::Broker;
 use busbar_broker::BrokerError;
@@ -488,6 +488,30 @@ impl SharedLog for Cluster {
 
     fn txn_owner(&self, pid: i64) -> BoxFuture<'_, busbar_broker::Result<Option<String>>> {
         Box::pin(async move { Ok(bounded(txn::owner(&self.pool, pid)).await?) })
+    }
+
+    fn stage_txn_offsets(&self, s: StagedOffsets) -> BoxFuture<'_, busbar_broker::Result<()>> {
+        Box::pin(bounded_b(async move { txn::stage_offsets(&self.pool, &s).await }))
+    }
+
+    fn settle_txn_offsets(
+        &self,
+        id: &str,
+        seq: u64,
+        commit: bool,
+    ) -> BoxFuture<'_, busbar_broker::Result<()>> {
+        let id = id.to_string();
+        Box::pin(async move {
+            Ok(bounded(txn::settle_offsets(&self.pool, &id, seq, commit)).await?)
+        })
+    }
+
+    fn staged_offsets_of(
+        &self,
+        group: &str,
+    ) -> BoxFuture<'_, busbar_broker::Result<Vec<(String, u32)>>> {
+        let group = group.to_string();
+        Box::pin(async move { Ok(bounded(txn::staged_of(&self.pool, &group)).await?) })
     }
 
     fn orphan_txns(&self, limit: usize) -> BoxFuture<'_, busbar_broker::Result<Vec<String>>> {

@@ -7,8 +7,8 @@
 
 use crate::pool::Pool;
 use crate::Error;
-use busbar_broker::shared::{TxnPartitionRow, TxnPartitionState, TxnWrite};
-use busbar_broker::txn::Aborted;
+use busbar_broker::shared::{StagedOffsets, TxnPartitionRow, TxnPartitionState, TxnWrite};
+use busbar_broker::txn::{Aborted, Txn, TxnState};
 use busbar_broker::BrokerError;
 
 /// Writes `w` if this broker (`me`: node id and instance) holds the id's lease; answers the
@@ -235,4 +235,131 @@ pub async fn expire(pool: &Pool) -> Result<(), Error> {
     )
     .await?;
     Ok(())
+}
+
+/// TxnOffsetCommit: stages `s.offsets` in the open transaction of `s.id`, after checking its
+/// record (share-locked until the commit, so the transaction cannot be prepared meanwhile).
+pub async fn stage_offsets(pool: &Pool, s: &StagedOffsets) -> busbar_broker::Result<()> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await.map_err(Error::from)?;
+    let row = tx
+        .query_opt(
+            "SELECT record FROM txns WHERE transactional_id = $1 FOR SHARE",
+            &[&s.id],
+        )
+        .await
+        .map_err(Error::from)?;
+    let Some(row) = row else {
+        return Err(BrokerError::InvalidProducerIdMapping(
+            "the transactional id has no producer: call InitProducerId first".into(),
+        ));
+    };
+    let t: Txn = serde_json::from_str(row.get::<_, &str>(0))
+        .map_err(|e| BrokerError::Storage(format!("the transactional id's record: {e}")))?;
+    if t.producer_id != s.pid {
+        return Err(BrokerError::InvalidProducerIdMapping(format!(
+            "the transactional id belongs to producer {}, not {}",
+            t.producer_id, s.pid
+        )));
+    }
+    if t.epoch != s.epoch {
+        return Err(BrokerError::ProducerFenced(format!(
+            "epoch {} is not the current epoch {}",
+            s.epoch, t.epoch
+        )));
+    }
+    if t.state != TxnState::Ongoing || !t.groups.iter().any(|g| *g == s.group) {
+        return Err(BrokerError::InvalidTxnState(
+            "the group is not in an ongoing transaction (AddOffsetsToTxn first)".into(),
+        ));
+    }
+    let staged: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM txn_offsets WHERE transactional_id = $1",
+            &[&s.id],
+        )
+        .await
+        .map_err(Error::from)?
+        .get(0);
+    if staged as usize + s.offsets.len() > s.max {
+        return Err(BrokerError::InvalidRequest(format!(
+            "a transaction holds at most {} offsets (transactions.partitions_max)",
+            s.max
+        )));
+    }
+    for (topic, partition, offset, metadata) in &s.offsets {
+        tx.execute(
+            "INSERT INTO txn_offsets (transactional_id, txn_seq, group_id, topic, partition, \
+             committed_offset, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (transactional_id, group_id, topic, partition) DO UPDATE SET \
+             txn_seq = excluded.txn_seq, committed_offset = excluded.committed_offset, \
+             metadata = excluded.metadata",
+            &[
+                &s.id,
+                &(t.seq as i64),
+                &s.group,
+                topic,
+                &(*partition as i32),
+                offset,
+                metadata,
+            ],
+        )
+        .await
+        .map_err(Error::from)?;
+    }
+    tx.commit().await.map_err(Error::from)?;
+    Ok(())
+}
+
+/// Moves the offsets staged in transaction `seq` of `id` into `group_offsets` (`commit`) or
+/// drops them; notifies `busbar_offsets` (payload: the group) so its coordinator reads them.
+pub async fn settle_offsets(pool: &Pool, id: &str, seq: u64, commit: bool) -> Result<(), Error> {
+    let mut c = pool.get().await?;
+    let tx = c.transaction().await?;
+    let seq = seq as i64;
+    if commit {
+        tx.execute(
+            "INSERT INTO group_offsets (group_id, topic, partition, committed_offset, metadata, \
+             commit_ms) SELECT group_id, topic, partition, committed_offset, metadata, \
+             (extract(epoch FROM now()) * 1000)::bigint FROM txn_offsets \
+             WHERE transactional_id = $1 AND txn_seq = $2 \
+             ORDER BY group_id, topic, partition \
+             ON CONFLICT (group_id, topic, partition) DO UPDATE SET \
+             committed_offset = excluded.committed_offset, metadata = excluded.metadata, \
+             commit_ms = excluded.commit_ms",
+            &[&id, &seq],
+        )
+        .await?;
+    }
+    let groups = tx
+        .query(
+            "DELETE FROM txn_offsets WHERE transactional_id = $1 AND txn_seq <= $2 \
+             RETURNING group_id",
+            &[&id, &seq],
+        )
+        .await?;
+    let mut groups: Vec<String> = groups.iter().map(|r| r.get(0)).collect();
+    groups.sort();
+    groups.dedup();
+    for g in &groups {
+        tx.execute("SELECT pg_notify('busbar_offsets', $1)", &[g])
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The partitions of `group` with offsets staged in an open transaction.
+pub async fn staged_of(pool: &Pool, group: &str) -> Result<Vec<(String, u32)>, Error> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT DISTINCT topic, partition FROM txn_offsets WHERE group_id = $1",
+            &[&group],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, i32>(1) as u32))
+        .collect())
 }

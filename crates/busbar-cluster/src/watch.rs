@@ -3,7 +3,9 @@
 //! change); an applier task catches the named partitions up and re-applies the catalog.
 //!
 //! `busbar_kv` (payload: a shared table's space, `kv.rs`) makes the applier load that table again.
-//! `busbar_brokers` (a broker registered or left) makes it read the live brokers again.
+//! `busbar_brokers` (a broker registered or left) makes it read the live brokers again;
+//! `busbar_offsets` (payload: a group a transaction committed offsets of) makes the group's
+//! coordinator read its offsets again.
 //!
 //! A notification can be lost while the listening connection is down, so the applier also asks
 //! the database for every partition's end: every [`crate::POLL_DOWN`] while the listener is down,
@@ -28,6 +30,10 @@ struct Dirty {
     topics: AtomicBool,
     /// The live brokers changed (`busbar_brokers`).
     brokers: AtomicBool,
+    /// Groups whose committed offsets a transaction changed (`busbar_offsets`), at most
+    /// [`GROUPS_MAX`] waiting (a notification past it is dropped: that group's coordinator
+    /// answers its copy until it takes the group's lease again).
+    groups: Mutex<std::collections::BTreeSet<String>>,
     /// Shared tables (`kv.rs`) another broker changed, by space (only the known spaces).
     spaces: Mutex<std::collections::BTreeSet<&'static str>>,
     /// Shared tables whose last load failed (logged once).
@@ -44,6 +50,11 @@ impl Dirty {
             self.topics.store(true, Ordering::Relaxed);
         } else if channel == "busbar_brokers" {
             self.brokers.store(true, Ordering::Relaxed);
+        } else if channel == "busbar_offsets" {
+            let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+            if groups.len() < GROUPS_MAX {
+                groups.insert(payload.to_string());
+            }
         } else if channel == "busbar_kv" {
             if let Some(space) = Broker::SHARED_SPACES.iter().find(|s| **s == payload) {
                 self.spaces().insert(space);
@@ -87,7 +98,11 @@ pub fn start(cluster: Arc<Cluster>, broker: Arc<Broker>) {
     tokio::spawn(apply(cluster, broker, dirty));
 }
 
-/// How long the applier waits to read the live brokers again after `busbar_brokers`.
+/// Most groups waiting for a reload of their offsets (`busbar_offsets`).
+const GROUPS_MAX: usize = 10_000;
+
+/// How long the applier waits to read the live brokers again after `busbar_brokers` (and a
+/// group's offsets after `busbar_offsets`).
 const BROKERS_WAIT: Duration = Duration::from_secs(2);
 
 /// How long the listener waits before connecting again.
@@ -130,7 +145,8 @@ async fn listen_once(pg: &Pg, dirty: &Arc<Dirty>) -> Result<(), crate::Error> {
     });
     client
         .batch_execute(
-            "LISTEN busbar_data; LISTEN busbar_topics; LISTEN busbar_kv; LISTEN busbar_brokers",
+            "LISTEN busbar_data; LISTEN busbar_topics; LISTEN busbar_kv; LISTEN busbar_brokers; \
+             LISTEN busbar_offsets",
         )
         .await?;
     // Whatever was committed while nobody listened: one poll now, and the catalog read again (a
@@ -195,6 +211,14 @@ async fn apply(cluster: Arc<Cluster>, broker: Arc<Broker>, dirty: Arc<Dirty>) {
             // Briefly (the heartbeat's connection may be stuck; copies wait behind this): a
             // failure waits for the next heartbeat, which reads them too.
             let _ = tokio::time::timeout(BROKERS_WAIT, cluster.members.refresh()).await;
+        }
+        let groups = std::mem::take(&mut *dirty.groups.lock().unwrap_or_else(|e| e.into_inner()));
+        for g in groups {
+            // A failure is tried again at the next wake-up or poll.
+            let done = tokio::time::timeout(BROKERS_WAIT, broker.reload_group_offsets(&g)).await;
+            if !matches!(done, Ok(Ok(()))) {
+                dirty.groups.lock().unwrap_or_else(|e| e.into_inner()).insert(g);
+            }
         }
         let parts = std::mem::take(&mut *dirty.parts.lock().unwrap_or_else(|e| e.into_inner()));
         for ((topic_id, partition), end) in parts {

@@ -173,6 +173,69 @@ impl Broker {
         Ok(())
     }
 
+    /// Cluster mode's TxnOffsetCommit, on the group's coordinator (NOT_COORDINATOR elsewhere):
+    /// the member is checked as an OffsetCommit's, then the offsets are staged in the shared
+    /// store against the transaction's record there.
+    pub(crate) async fn txn_offset_commit_shared(
+        &self,
+        id: &str,
+        group: &str,
+        pid: i64,
+        epoch: i16,
+        member: Option<(&str, i32)>,
+        offsets: Vec<(String, i32, i64, String)>,
+    ) -> Result<Vec<super::PartitionAdd>> {
+        let shared = self
+            .shared
+            .get()
+            .ok_or_else(|| BrokerError::Storage("staged offsets outside cluster mode".into()))?;
+        if !self.coordinates(group).await? {
+            return Err(BrokerError::NotCoordinator(
+                "another broker of the cluster coordinates this group".into(),
+            ));
+        }
+        if let Some((member, generation)) = member.filter(|(m, g)| !m.is_empty() || *g >= 0) {
+            let known = !self.offsets.group_raw(group).is_empty();
+            self.groups.check_commit(group, member, generation, known)?;
+        }
+        let (answers, staged) = self.checked_txn_offsets(offsets);
+        if !staged.is_empty() {
+            shared
+                .stage_txn_offsets(crate::shared::StagedOffsets {
+                    id: id.to_string(),
+                    pid,
+                    epoch,
+                    group: group.to_string(),
+                    offsets: staged,
+                    max: self.txns.config.partitions_max,
+                })
+                .await?;
+        }
+        Ok(answers)
+    }
+
+    /// The partitions of `group` whose offsets a transaction has staged and not yet ended
+    /// (OffsetFetch `require_stable`): this broker's records, or the shared store's.
+    pub async fn unstable_offsets(&self, group: &str) -> Result<Vec<(String, u32)>> {
+        match self.shared.get() {
+            Some(shared) => shared.staged_offsets_of(group).await,
+            None => Ok(self.pending_txn_offsets(group)),
+        }
+    }
+
+    /// Cluster mode: a transaction committed offsets of `group` in the shared store; this
+    /// broker reads them again if it coordinates the group.
+    pub async fn reload_group_offsets(&self, group: &str) -> Result<()> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(());
+        };
+        if !shared.holds(Coordinated::Group, group) {
+            return Ok(());
+        }
+        let rows = shared.load_offsets(group).await?;
+        self.offsets.replace_group(group, rows).await
+    }
+
     /// The transactional id producer `pid` belongs to: this broker's records, else (cluster
     /// mode) the shared store's.
     pub async fn txn_owner(&self, pid: i64) -> Result<Option<String>> {

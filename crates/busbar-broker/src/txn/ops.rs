@@ -332,14 +332,8 @@ impl Broker {
                 "group id must not be empty".into(),
             ));
         }
-        if self.shared.get().is_some() {
-            return Err(BrokerError::InvalidRequest(
-                "consumer offsets in transactions (AddOffsetsToTxn, sendOffsetsToTransaction) \
-                 are not available in cluster mode yet (docs/cluster.md)"
-                    .into(),
-            ));
-        }
         let _g = self.txns.lock_id(id).await;
+        self.coordinate_txn(id).await?;
         let mut t = self.joinable(id, pid, epoch)?;
         let now = self.config.clock.now_ms();
         Self::begin(&mut t, now);
@@ -371,8 +365,12 @@ impl Broker {
         member: Option<(&str, i32)>,
         offsets: Vec<(String, i32, i64, String)>,
     ) -> Result<Vec<PartitionAdd>> {
+        if self.shared.get().is_some() {
+            return self
+                .txn_offset_commit_shared(id, group, pid, epoch, member, offsets)
+                .await;
+        }
         let _g = self.txns.lock_id(id).await;
-        self.coordinate_txn(id).await?;
         let mut t = self.txns.get(id).ok_or_else(|| unknown_id(id))?;
         owner(&t, pid, epoch)?;
         if t.state != TxnState::Ongoing || !t.groups.iter().any(|g| g == group) {
@@ -385,32 +383,17 @@ impl Broker {
             let known = !self.offsets.group_raw(group).is_empty();
             self.groups.check_commit(group, member, generation, known)?;
         }
-        let limit = self.config.offset_metadata_bytes_max;
-        let mut answers = Vec::with_capacity(offsets.len());
-        for (topic, index, offset, metadata) in offsets {
-            let checked = self
-                .topic(&topic)
-                .and_then(|tt| tt.partition(i64::from(index)).map(|_| ()))
-                .and(match metadata.len() {
-                    size if size > limit => {
-                        Err(BrokerError::OffsetMetadataTooLarge { size, limit })
-                    }
-                    _ => Ok(()),
-                });
-            if let Err(e) = checked {
-                answers.push((topic, index, Some(e)));
-                continue;
-            }
+        let (answers, staged) = self.checked_txn_offsets(offsets);
+        for (topic, partition, offset, metadata) in staged {
             t.offsets
-                .retain(|o| !(o.group == group && o.topic == topic && o.partition == index as u32));
+                .retain(|o| !(o.group == group && o.topic == topic && o.partition == partition));
             t.offsets.push(PendingOffset {
                 group: group.to_string(),
-                topic: topic.clone(),
-                partition: index as u32,
+                topic,
+                partition,
                 offset,
                 metadata,
             });
-            answers.push((topic, index, None));
         }
         if t.offsets.len() > self.txns.config.partitions_max {
             return Err(BrokerError::InvalidRequest(format!(
@@ -421,6 +404,36 @@ impl Broker {
         t.updated_ms = self.config.clock.now_ms();
         self.store_txn(id, Some(t), vec![], false).await?;
         Ok(answers)
+    }
+
+    /// TxnOffsetCommit's offsets checked (the partition exists, the metadata fits): each one's
+    /// answer, and those to stage (topic, partition, offset, metadata).
+    pub(crate) fn checked_txn_offsets(
+        &self,
+        offsets: Vec<(String, i32, i64, String)>,
+    ) -> (Vec<PartitionAdd>, Vec<(String, u32, i64, String)>) {
+        let limit = self.config.offset_metadata_bytes_max;
+        let mut answers = Vec::with_capacity(offsets.len());
+        let mut staged = Vec::with_capacity(offsets.len());
+        for (topic, index, offset, metadata) in offsets {
+            let checked = self
+                .topic(&topic)
+                .and_then(|tt| tt.partition(i64::from(index)).map(|_| ()))
+                .and(match metadata.len() {
+                    size if size > limit => {
+                        Err(BrokerError::OffsetMetadataTooLarge { size, limit })
+                    }
+                    _ => Ok(()),
+                });
+            match checked {
+                Err(e) => answers.push((topic, index, Some(e))),
+                Ok(()) => {
+                    answers.push((topic.clone(), index, None));
+                    staged.push((topic, index as u32, offset, metadata));
+                }
+            }
+        }
+        (answers, staged)
     }
 
     /// EndTxn: commits or aborts the producer's transaction. Only the producer and epoch that own
@@ -506,7 +519,11 @@ impl Broker {
             // Every partition the shared store registered in the transaction (the record may
             // lack one whose registration's outcome was unknown); the store indexes an abort
             // with its marker, and each copy closes the transaction when it applies the marker.
+            // Then the offsets the groups' coordinators staged in it are committed or dropped.
             self.end_shared(&t, commit).await?;
+            if let Some(shared) = self.shared.get() {
+                shared.settle_txn_offsets(id, t.seq, commit).await?;
+            }
         }
         for tp in t.partitions.iter().filter(|_| !cluster) {
             let Some(p) = self.txn_partition(tp) else {

@@ -63,10 +63,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
             all
         }
     };
+    // `None`: the cluster's store could not say, so every partition answers unstable
+    // (retriable) rather than an offset a transaction may be about to move.
     let pending = if req.require_stable {
-        broker.pending_txn_offsets(&group)
+        broker.unstable_offsets(&group).await.ok()
     } else {
-        Vec::new()
+        Some(Vec::new())
     };
     let mut r = OffsetFetchResponse::default();
     for (name, parts) in wanted {
@@ -84,10 +86,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
                 tr.partitions.push(pr);
                 continue;
             }
-            if pending
-                .iter()
-                .any(|(t, q)| *t == name && i64::from(*q) == i64::from(p))
-            {
+            let unstable = pending.as_ref().is_none_or(|pending| {
+                pending
+                    .iter()
+                    .any(|(t, q)| *t == name && i64::from(*q) == i64::from(p))
+            });
+            if unstable {
                 pr.error_code = UNSTABLE_OFFSET_COMMIT;
                 tr.partitions.push(pr);
                 continue;
