@@ -120,11 +120,13 @@ pub struct TxnPartitionRow {
 }
 
 /// [`SharedLog::txn_partition_state`]: open transactions (`aborted.last` unused) and aborted
-/// ones.
+/// ones; with the whole index, the log start of every partition whose start moved (the index
+/// is pruned below it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TxnPartitionState {
     pub open: Vec<TxnPartitionRow>,
     pub aborted: Vec<TxnPartitionRow>,
+    pub starts: Vec<(String, u32, u64)>,
 }
 
 /// The store the brokers of a cluster share (implemented by `busbar-cluster` on PostgreSQL).
@@ -880,11 +882,13 @@ fn drain(t: &Topic, p: &Partition, mut next: u64) -> Result<u64> {
 /// Empties the local copy of `p` (ending at `end`) and makes it go on at `start`, where the
 /// shared store now begins (on the blocking pool: it syncs and deletes files, and waits for a
 /// cleaning pass of the log to finish).
-async fn start_over(t: &Topic, p: &Partition, end: u64, start: u64) -> Result<()> {
+pub(crate) async fn start_over(t: &Topic, p: &Partition, end: u64, start: u64) -> Result<()> {
     let log = p.log.clone();
     tokio::task::spawn_blocking(move || log.start_over_at(start))
         .await
         .map_err(|e| BrokerError::Storage(format!("start-over task failed: {e}")))??;
+    p.txns.drop_below(start);
+    let _ = p.txns.prune(start);
     p.replica.heard(start);
     crate::log::info(
         "busbar",

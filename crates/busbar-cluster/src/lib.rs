@@ -491,7 +491,9 @@ impl SharedLog for Cluster {
     }
 
     fn stage_txn_offsets(&self, s: StagedOffsets) -> BoxFuture<'_, busbar_broker::Result<()>> {
-        Box::pin(bounded_b(async move { txn::stage_offsets(&self.pool, &s).await }))
+        Box::pin(bounded_b(async move {
+            txn::stage_offsets(&self.pool, &s).await
+        }))
     }
 
     fn settle_txn_offsets(
@@ -501,9 +503,9 @@ impl SharedLog for Cluster {
         commit: bool,
     ) -> BoxFuture<'_, busbar_broker::Result<()>> {
         let id = id.to_string();
-        Box::pin(async move {
-            Ok(bounded(txn::settle_offsets(&self.pool, &id, seq, commit)).await?)
-        })
+        Box::pin(
+            async move { Ok(bounded(txn::settle_offsets(&self.pool, &id, seq, commit)).await?) },
+        )
     }
 
     fn staged_offsets_of(

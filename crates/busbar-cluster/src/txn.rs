@@ -187,7 +187,29 @@ pub async fn partition_state(
         .iter()
         .map(|r| row(r, Some(r.get::<_, i64>(4) as u64)))
         .collect();
-    Ok(TxnPartitionState { open, aborted })
+    let starts = match aborted_of {
+        None => c
+            .query(
+                "SELECT topic_id, partition, log_start FROM partitions WHERE log_start > 0",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get::<_, i32>(1) as u32,
+                    r.get::<_, i64>(2) as u64,
+                )
+            })
+            .collect(),
+        Some(_) => Vec::new(),
+    };
+    Ok(TxnPartitionState {
+        open,
+        aborted,
+        starts,
+    })
 }
 
 fn row(r: &tokio_postgres::Row, last: Option<u64>) -> TxnPartitionRow {
@@ -221,9 +243,8 @@ pub async fn orphans(pool: &Pool, limit: usize) -> Result<Vec<String>, Error> {
 /// (Kafka's `transactional.id.expiration.ms` default, 7 days), unless a broker coordinates it.
 const IDLE_ID_MS: f64 = 604_800_000.0;
 
-/// Forgets idle transactional ids no live process coordinates. (The aborted index is kept
-/// whole: a broker's copy may start below the cluster's log start, and a copy loads its
-/// aborted transactions from here when it starts.)
+/// Forgets idle transactional ids no live process coordinates, and aborted-index rows below
+/// their partition's log start.
 pub async fn expire(pool: &Pool) -> Result<(), Error> {
     let c = pool.get().await?;
     c.execute(
@@ -232,6 +253,14 @@ pub async fn expire(pool: &Pool) -> Result<(), Error> {
          (SELECT 1 FROM leases l WHERE l.kind = 'txn' AND l.name = t.transactional_id \
           AND l.expires_at > now())",
         &[&IDLE_ID_MS],
+    )
+    .await?;
+    // Below a partition's log start (retention deleted what they describe; a broker's copy
+    // that still starts lower is trimmed to it when the broker starts, before it loads these).
+    c.execute(
+        "DELETE FROM aborted_txns a USING partitions p \
+         WHERE a.topic_id = p.topic_id AND a.partition = p.partition AND a.last < p.log_start",
+        &[],
     )
     .await?;
     Ok(())
@@ -268,7 +297,7 @@ pub async fn stage_offsets(pool: &Pool, s: &StagedOffsets) -> busbar_broker::Res
             s.epoch, t.epoch
         )));
     }
-    if t.state != TxnState::Ongoing || !t.groups.iter().any(|g| *g == s.group) {
+    if t.state != TxnState::Ongoing || !t.groups.contains(&s.group) {
         return Err(BrokerError::InvalidTxnState(
             "the group is not in an ongoing transaction (AddOffsetsToTxn first)".into(),
         ));

@@ -217,7 +217,11 @@ async fn apply(cluster: Arc<Cluster>, broker: Arc<Broker>, dirty: Arc<Dirty>) {
             // A failure is tried again at the next wake-up or poll.
             let done = tokio::time::timeout(BROKERS_WAIT, broker.reload_group_offsets(&g)).await;
             if !matches!(done, Ok(Ok(()))) {
-                dirty.groups.lock().unwrap_or_else(|e| e.into_inner()).insert(g);
+                dirty
+                    .groups
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(g);
             }
         }
         let parts = std::mem::take(&mut *dirty.parts.lock().unwrap_or_else(|e| e.into_inner()));

@@ -51,7 +51,7 @@ impl Broker {
                 "another broker of the cluster coordinates this transactional id".into(),
             )
         };
-        let Some((sent, _)) = shared.take(of, id).await? else {
+        let Some((sent, moved)) = shared.take(of, id).await? else {
             return Err(not_here());
         };
         let loaded = match shared.load_txn(id).await {
@@ -63,9 +63,13 @@ impl Broker {
         };
         match loaded {
             Ok(mut txn) => {
-                // Another broker's clock started it: its timeout runs again from here (a
-                // transaction may so last up to twice its timeout, never be cut short by skew).
-                if let Some(t) = txn.as_mut().filter(|t| t.state == TxnState::Ongoing) {
+                // Another process's clock started it: its timeout runs again from here (a
+                // transaction moved to another broker may so last up to twice its timeout,
+                // never be cut short by clock skew).
+                if let Some(t) = txn
+                    .as_mut()
+                    .filter(|t| moved && t.state == TxnState::Ongoing)
+                {
                     t.started_ms = self.config.clock.now_ms();
                 }
                 self.txns.replace(id, txn)
@@ -271,6 +275,28 @@ impl Broker {
             return Ok(());
         };
         let state = shared.txn_partition_state(None).await?;
+        // A copy that starts below the cluster's log start (its own retention lags the
+        // cluster's by up to a segment) is trimmed to it first: the index is pruned below it.
+        for (topic_id, partition, start) in &state.starts {
+            let Some(topic) = self.topic_by_id(topic_id) else {
+                continue;
+            };
+            let Some(p) = topic.partitions.get(*partition as usize).cloned() else {
+                continue;
+            };
+            let stats = p.log.stats();
+            if stats.log_start >= *start {
+                continue;
+            }
+            if *start > stats.high_watermark {
+                crate::shared::start_over(&topic, &p, stats.high_watermark, *start).await?;
+            } else {
+                let (log, at) = (p.log.clone(), *start);
+                tokio::task::spawn_blocking(move || log.delete_records(at))
+                    .await
+                    .map_err(|e| BrokerError::Storage(format!("trim task failed: {e}")))??;
+            }
+        }
         for r in state.open {
             if let Some(p) = self.partition_by_id(&r.topic_id, r.partition) {
                 p.txns.open(r.aborted.producer_id, r.aborted.first);

@@ -26,6 +26,9 @@ pub enum Isolation {
 /// One partition's answer to AddPartitionsToTxn / TxnOffsetCommit: `None` when accepted.
 pub type PartitionAdd = (String, i32, Option<BrokerError>);
 
+/// An offset a transaction stages: topic, partition, offset, metadata.
+pub type StagedOffset = (String, u32, i64, String);
+
 /// Longest transactional id, bytes.
 pub const TRANSACTIONAL_ID_BYTES_MAX: usize = 4096;
 
@@ -411,7 +414,7 @@ impl Broker {
     pub(crate) fn checked_txn_offsets(
         &self,
         offsets: Vec<(String, i32, i64, String)>,
-    ) -> (Vec<PartitionAdd>, Vec<(String, u32, i64, String)>) {
+    ) -> (Vec<PartitionAdd>, Vec<StagedOffset>) {
         let limit = self.config.offset_metadata_bytes_max;
         let mut answers = Vec::with_capacity(offsets.len());
         let mut staged = Vec::with_capacity(offsets.len());
@@ -701,6 +704,15 @@ impl Broker {
         // Only the ids with something to do are locked (a producer's own calls wait on the lock).
         let candidates: Vec<String> = {
             let state = self.txns.read();
+            // Cluster mode: the leases of this broker's open transactions are kept while they
+            // are open, however idle their producers (a lapsed one would be taken over and its
+            // timeout started again).
+            if let Some(shared) = cluster {
+                let open = |t: &&Txn| t.state == TxnState::Ongoing || t.state.preparing();
+                for (id, _) in state.txns.iter().filter(|(_, t)| open(t)) {
+                    shared.holds(crate::shared::Coordinated::Txn, id);
+                }
+            }
             let mut ids: Vec<String> = state
                 .txns
                 .iter()

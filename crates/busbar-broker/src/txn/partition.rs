@@ -57,6 +57,12 @@ impl PartitionTxns {
         self.lock().open.contains_key(&pid)
     }
 
+    /// Forgets open transactions registered below `start` (the copy starts over there: what
+    /// is left of them above it opens them again when applied).
+    pub fn drop_below(&self, start: u64) {
+        self.lock().open.retain(|_, first| *first >= start);
+    }
+
     /// The producers with an open transaction here, with the first offset registered.
     pub fn open_list(&self) -> Vec<(i64, u64)> {
         self.lock().open.iter().map(|(p, f)| (*p, *f)).collect()
