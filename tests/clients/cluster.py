@@ -109,6 +109,25 @@ def forged_transactional_produce(addr, topic, partition, pid=123456, txn=None):
     return code
 
 
+def create_everywhere(brokers, topics, bootstrap=None):
+    """Creates `topics` (name: partitions) through confluent-kafka's admin client and waits
+    until every broker knows them."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap or ",".join(b.kafka for b in brokers)})
+    for f in admin.create_topics([NewTopic(t, n, 1) for t, n in topics.items()]).values():
+        f.result(15)
+
+    def has(b, t):
+        try:
+            return b.get(f"/topics/{t}")["name"] == t
+        except Exception:
+            return False
+    deadline = time.time() + 20
+    while not all(has(b, t) for b in brokers for t in topics):
+        assert time.time() < deadline, "the topics did not reach every broker"
+        time.sleep(0.1)
+
+
 def register(test, Busbar):
     def own(fn):
         fn.own_server = True
@@ -128,22 +147,11 @@ def register(test, Busbar):
     @own
     def cluster_idempotent_producers_on_every_broker_one_log_read_back_by_every_client(_):
         from confluent_kafka import Producer
-        from confluent_kafka.admin import AdminClient, NewTopic
         pg = Postgres()
         brokers = []
         try:
             brokers = cluster(pg)
-            admin = AdminClient({"bootstrap.servers": brokers[0].kafka})
-            admin.create_topics([NewTopic("cl", 3, 1)])["cl"].result(15)
-            deadline = time.time() + 20
-            def has(b):
-                try:
-                    return b.get("/topics/cl")["name"] == "cl"
-                except Exception:
-                    return False
-            while not all(has(b) for b in brokers):
-                assert time.time() < deadline, "the topic did not reach every broker"
-                time.sleep(0.1)
+            create_everywhere(brokers, {"cl": 3}, brokers[0].kafka)
             producers = [Producer({"bootstrap.servers": b.kafka, "enable.idempotence": True,
                                    "acks": "all", "linger.ms": 2}) for b in brokers]
             acked = []
@@ -213,14 +221,12 @@ def register(test, Busbar):
 
     def group_across_brokers_survives_its_coordinator(skews):
         from confluent_kafka import Consumer, Producer
-        from confluent_kafka.admin import AdminClient, NewTopic
         pg = Postgres()
         brokers = []
         try:
             brokers = cluster(pg, skews=skews)
             everyone = ",".join(b.kafka for b in brokers)
-            admin = AdminClient({"bootstrap.servers": everyone})
-            admin.create_topics([NewTopic("cg", 6, 1)])["cg"].result(15)
+            create_everywhere(brokers, {"cg": 6})
             p = Producer({"bootstrap.servers": everyone, "enable.idempotence": True})
             for n in range(600):
                 p.produce("cg", key=str(n % 50), value=str(n))
@@ -360,7 +366,6 @@ def register(test, Busbar):
         the id's next producer aborts on another broker, and no partition's last stable offset
         stays behind."""
         from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-        from confluent_kafka.admin import AdminClient, NewTopic
         pg = Postgres()
         brokers = []
 
@@ -394,18 +399,7 @@ def register(test, Busbar):
 
         try:
             brokers = cluster(pg)
-            everyone = ",".join(b.kafka for b in brokers)
-            admin = AdminClient({"bootstrap.servers": everyone})
-            admin.create_topics([NewTopic("tx", 6, 1)])["tx"].result(15)
-            deadline = time.time() + 20
-            def has(b):
-                try:
-                    return b.get("/topics/tx")["name"] == "tx"
-                except Exception:
-                    return False
-            while not all(has(b) for b in brokers):
-                assert time.time() < deadline, "the topic did not reach every broker"
-                time.sleep(0.1)
+            create_everywhere(brokers, {"tx": 6})
             p = txn_producer(brokers[0], "t1")
             for prefix, commit in [("c", True), ("a", False), ("d", True)]:
                 p.begin_transaction()
@@ -497,24 +491,12 @@ def register(test, Busbar):
         together. The output holds each input once; the group's committed offsets, read on
         broker 1, are the end of the input; a new member of the group finds nothing left."""
         from confluent_kafka import Consumer, Producer, TopicPartition
-        from confluent_kafka.admin import AdminClient, NewTopic
         pg = Postgres()
         brokers = []
         try:
             brokers = cluster(pg)
+            create_everywhere(brokers, {"in": 3, "out": 3})
             everyone = ",".join(b.kafka for b in brokers)
-            admin = AdminClient({"bootstrap.servers": everyone})
-            for f in admin.create_topics([NewTopic("in", 3, 1), NewTopic("out", 3, 1)]).values():
-                f.result(15)
-            def has(b, t):
-                try:
-                    return b.get(f"/topics/{t}")["name"] == t
-                except Exception:
-                    return False
-            deadline = time.time() + 20
-            while not all(has(b, t) for b in brokers for t in ("in", "out")):
-                assert time.time() < deadline, "the topics did not reach every broker"
-                time.sleep(0.1)
             src = Producer({"bootstrap.servers": everyone, "enable.idempotence": True})
             for n in range(60):
                 src.produce("in", key=f"k{n % 9}", value=f"e{n}")
