@@ -85,6 +85,8 @@ pub struct Broker {
     pub(crate) shared: std::sync::OnceLock<Arc<dyn crate::shared::SharedLog>>,
     /// Cluster mode: group leases are taken one at a time (`Broker::coordinates`).
     pub(crate) lease_takes: tokio::sync::Mutex<()>,
+    /// Cluster mode: one application of transactions' committed offsets at a time.
+    pub(crate) txn_offsets_applying: tokio::sync::Mutex<()>,
 }
 
 /// Says why a topic may not be deleted now, or `None` (see [`Broker::set_deletion_guard`]).
@@ -189,6 +191,7 @@ impl Broker {
             lag_windows: Default::default(),
             shared: Default::default(),
             lease_takes: Default::default(),
+            txn_offsets_applying: Default::default(),
         };
         broker.attach_aborted();
         broker.sync_open_transactions();

@@ -111,6 +111,17 @@ pub struct StagedOffsets {
     pub max: usize,
 }
 
+/// An offset a committed transaction staged, waiting for its group's coordinator to apply it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnCommitted {
+    pub id: String,
+    pub seq: u64,
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub metadata: String,
+}
+
 /// One partition's open transaction or aborted-index entry, as the shared store keeps them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnPartitionRow {
@@ -231,12 +242,23 @@ pub trait SharedLog: Send + Sync + 'static {
     /// record, share-locked, so the transaction cannot end meanwhile); at most `max` staged.
     fn stage_txn_offsets(&self, s: StagedOffsets) -> BoxFuture<'_, Result<()>>;
 
-    /// Moves the offsets staged in transaction number `seq` of `id` into the groups' committed
-    /// offsets (`commit`) or drops them, and tells the groups' coordinators.
+    /// Marks the offsets staged in transaction number `seq` of `id` committed (`commit`; the
+    /// groups' coordinators are told, and apply them) or drops them.
     fn settle_txn_offsets(&self, id: &str, seq: u64, commit: bool) -> BoxFuture<'_, Result<()>>;
 
-    /// The partitions of `group` with offsets staged in an open transaction.
+    /// The partitions of `group` with offsets staged in a transaction and not applied yet.
     fn staged_offsets_of(&self, group: &str) -> BoxFuture<'_, Result<Vec<(String, u32)>>>;
+
+    /// Committed transactions' offsets of `group` not applied yet, oldest transaction first.
+    fn committed_txn_offsets(&self, group: &str) -> BoxFuture<'_, Result<Vec<TxnCommitted>>>;
+
+    /// Deletes `rows` of `group` once applied.
+    fn forget_txn_offsets(&self, group: &str, rows: Vec<TxnCommitted>)
+        -> BoxFuture<'_, Result<()>>;
+
+    /// Groups this broker coordinates with committed transactions' offsets not applied yet (at
+    /// most `limit`).
+    fn groups_with_txn_offsets(&self, limit: usize) -> BoxFuture<'_, Result<Vec<String>>>;
 
     /// Transactional ids with an open transaction that no live broker coordinates (at most
     /// `limit`), for this broker's timer to take over and complete or expire.
@@ -513,6 +535,9 @@ impl Broker {
             return Err(e);
         }
         shared.confirm(g, group, sent);
+        // Offsets transactions committed for the group and its last coordinator did not apply
+        // (a failure is left for the coordinator tick).
+        let _ = self.apply_txn_offsets(group).await;
         // A load slower than the lease's local window must not be acted on.
         Ok(shared.holds(g, group))
     }

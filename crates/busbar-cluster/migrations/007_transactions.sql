@@ -34,10 +34,11 @@ CREATE TABLE txn_partitions (
     PRIMARY KEY (topic_id, partition, producer_id)
 );
 
--- Consumer offsets staged in an open transaction (TxnOffsetCommit, written by the group's
--- coordinator after checking the transaction's record, which it share-locks), moved into
--- group_offsets when transaction number `txn_seq` commits and dropped when it aborts (by the
--- transaction's coordinator, in one database transaction).
+-- Consumer offsets staged in transaction number `txn_seq` (TxnOffsetCommit, written by the
+-- group's coordinator after checking the transaction's record, which it share-locks). When the
+-- transaction commits its coordinator marks them `committed` (an abort deletes them); the
+-- group's coordinator then commits them as its own OffsetCommit would and deletes the rows.
+-- While a group has rows here, OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT.
 CREATE TABLE txn_offsets (
     transactional_id text NOT NULL,
     txn_seq bigint NOT NULL,
@@ -46,9 +47,11 @@ CREATE TABLE txn_offsets (
     partition integer NOT NULL,
     committed_offset bigint NOT NULL,
     metadata text NOT NULL,
-    PRIMARY KEY (transactional_id, group_id, topic, partition)
+    committed boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (transactional_id, txn_seq, group_id, topic, partition)
 );
 CREATE INDEX txn_offsets_by_group ON txn_offsets (group_id);
+CREATE INDEX txn_offsets_committed ON txn_offsets (group_id) WHERE committed;
 
 -- The aborted-transaction index (read_committed): written with each ABORT marker, in its
 -- database transaction; `last` is the marker's offset.

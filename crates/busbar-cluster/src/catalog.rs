@@ -131,6 +131,7 @@ pub async fn delete_topic(pool: &Pool, id: &str) -> busbar_broker::Result<()> {
         // Every group's commits of the topic go with it (a topic created again under the name
         // must not find them).
         "DELETE FROM group_offsets WHERE topic = (SELECT name FROM topics WHERE id = $1)",
+        "DELETE FROM txn_offsets WHERE topic = (SELECT name FROM topics WHERE id = $1)",
         "DELETE FROM topics WHERE id = $1",
     ] {
         gone = tx.execute(sql, &[&id]).await.map_err(Error::from)?;

@@ -40,7 +40,7 @@ mod watch;
 use busbar_broker::metadata::TopicMeta;
 use busbar_broker::shared::{
     BoxFuture, Committed, Coordinated, Member, OffsetRow, SharedLog, SharedRead, StagedOffsets,
-    TxnPartitionState, TxnWrite,
+    TxnCommitted, TxnPartitionState, TxnWrite,
 };
 use busbar_broker::Broker;
 use busbar_broker::BrokerError;
@@ -514,6 +514,35 @@ impl SharedLog for Cluster {
     ) -> BoxFuture<'_, busbar_broker::Result<Vec<(String, u32)>>> {
         let group = group.to_string();
         Box::pin(async move { Ok(bounded(txn::staged_of(&self.pool, &group)).await?) })
+    }
+
+    fn committed_txn_offsets(
+        &self,
+        group: &str,
+    ) -> BoxFuture<'_, busbar_broker::Result<Vec<TxnCommitted>>> {
+        let group = group.to_string();
+        Box::pin(async move { Ok(bounded(txn::committed_offsets(&self.pool, &group)).await?) })
+    }
+
+    fn forget_txn_offsets(
+        &self,
+        group: &str,
+        rows: Vec<TxnCommitted>,
+    ) -> BoxFuture<'_, busbar_broker::Result<()>> {
+        let group = group.to_string();
+        Box::pin(
+            async move { Ok(bounded(txn::forget_committed(&self.pool, &group, &rows)).await?) },
+        )
+    }
+
+    fn groups_with_txn_offsets(
+        &self,
+        limit: usize,
+    ) -> BoxFuture<'_, busbar_broker::Result<Vec<String>>> {
+        let me = (self.members.node_id, self.members.instance().to_string());
+        Box::pin(async move {
+            Ok(bounded(txn::groups_with_committed(&self.pool, (me.0, &me.1), limit)).await?)
+        })
     }
 
     fn orphan_txns(&self, limit: usize) -> BoxFuture<'_, busbar_broker::Result<Vec<String>>> {

@@ -7,7 +7,9 @@
 
 use crate::pool::Pool;
 use crate::Error;
-use busbar_broker::shared::{StagedOffsets, TxnPartitionRow, TxnPartitionState, TxnWrite};
+use busbar_broker::shared::{
+    StagedOffsets, TxnCommitted, TxnPartitionRow, TxnPartitionState, TxnWrite,
+};
 use busbar_broker::txn::{Aborted, Txn, TxnState};
 use busbar_broker::BrokerError;
 
@@ -302,27 +304,12 @@ pub async fn stage_offsets(pool: &Pool, s: &StagedOffsets) -> busbar_broker::Res
             "the group is not in an ongoing transaction (AddOffsetsToTxn first)".into(),
         ));
     }
-    let staged: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM txn_offsets WHERE transactional_id = $1",
-            &[&s.id],
-        )
-        .await
-        .map_err(Error::from)?
-        .get(0);
-    if staged as usize + s.offsets.len() > s.max {
-        return Err(BrokerError::InvalidRequest(format!(
-            "a transaction holds at most {} offsets (transactions.partitions_max)",
-            s.max
-        )));
-    }
     for (topic, partition, offset, metadata) in &s.offsets {
         tx.execute(
             "INSERT INTO txn_offsets (transactional_id, txn_seq, group_id, topic, partition, \
              committed_offset, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (transactional_id, group_id, topic, partition) DO UPDATE SET \
-             txn_seq = excluded.txn_seq, committed_offset = excluded.committed_offset, \
-             metadata = excluded.metadata",
+             ON CONFLICT (transactional_id, txn_seq, group_id, topic, partition) DO UPDATE SET \
+             committed_offset = excluded.committed_offset, metadata = excluded.metadata",
             &[
                 &s.id,
                 &(t.seq as i64),
@@ -336,49 +323,134 @@ pub async fn stage_offsets(pool: &Pool, s: &StagedOffsets) -> busbar_broker::Res
         .await
         .map_err(Error::from)?;
     }
+    // Counted after the upserts (a retry updates its rows): over the limit, nothing commits.
+    let staged: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM txn_offsets WHERE transactional_id = $1 AND txn_seq = $2",
+            &[&s.id, &(t.seq as i64)],
+        )
+        .await
+        .map_err(Error::from)?
+        .get(0);
+    if staged as usize > s.max {
+        return Err(BrokerError::InvalidRequest(format!(
+            "a transaction holds at most {} offsets (transactions.partitions_max)",
+            s.max
+        )));
+    }
     tx.commit().await.map_err(Error::from)?;
     Ok(())
 }
 
-/// Moves the offsets staged in transaction `seq` of `id` into `group_offsets` (`commit`) or
-/// drops them; notifies `busbar_offsets` (payload: the group) so its coordinator reads them.
+/// Longest group id sent as a `busbar_offsets` payload; a longer one is announced with an empty
+/// payload (every broker looks for its groups' committed rows).
+const NOTIFY_GROUP_MAX: usize = 1000;
+
+/// Ends the offsets staged in transaction `seq` of `id`: marks them committed (`commit`; the
+/// groups' coordinators apply them, told through `busbar_offsets`) or deletes them; staged rows
+/// of earlier transactions of the id that were never committed go too.
 pub async fn settle_offsets(pool: &Pool, id: &str, seq: u64, commit: bool) -> Result<(), Error> {
     let mut c = pool.get().await?;
     let tx = c.transaction().await?;
     let seq = seq as i64;
+    let mut groups: Vec<String> = Vec::new();
     if commit {
-        tx.execute(
-            "INSERT INTO group_offsets (group_id, topic, partition, committed_offset, metadata, \
-             commit_ms) SELECT group_id, topic, partition, committed_offset, metadata, \
-             (extract(epoch FROM now()) * 1000)::bigint FROM txn_offsets \
-             WHERE transactional_id = $1 AND txn_seq = $2 \
-             ORDER BY group_id, topic, partition \
-             ON CONFLICT (group_id, topic, partition) DO UPDATE SET \
-             committed_offset = excluded.committed_offset, metadata = excluded.metadata, \
-             commit_ms = excluded.commit_ms",
-            &[&id, &seq],
-        )
-        .await?;
+        let rows = tx
+            .query(
+                "UPDATE txn_offsets SET committed = true \
+                 WHERE transactional_id = $1 AND txn_seq = $2 RETURNING group_id",
+                &[&id, &seq],
+            )
+            .await?;
+        groups = rows.iter().map(|r| r.get(0)).collect();
     }
-    let groups = tx
-        .query(
-            "DELETE FROM txn_offsets WHERE transactional_id = $1 AND txn_seq <= $2 \
-             RETURNING group_id",
-            &[&id, &seq],
-        )
-        .await?;
-    let mut groups: Vec<String> = groups.iter().map(|r| r.get(0)).collect();
+    tx.execute(
+        "DELETE FROM txn_offsets WHERE transactional_id = $1 AND txn_seq <= $2 \
+         AND NOT committed",
+        &[&id, &seq],
+    )
+    .await?;
     groups.sort();
     groups.dedup();
     for g in &groups {
-        tx.execute("SELECT pg_notify('busbar_offsets', $1)", &[g])
+        let payload = if g.len() <= NOTIFY_GROUP_MAX {
+            g.as_str()
+        } else {
+            ""
+        };
+        tx.execute("SELECT pg_notify('busbar_offsets', $1)", &[&payload])
             .await?;
     }
     tx.commit().await?;
     Ok(())
 }
 
-/// The partitions of `group` with offsets staged in an open transaction.
+/// The committed transactions' offsets of `group` not applied yet, oldest transaction first:
+/// (transactional id, transaction number, topic, partition, offset, metadata).
+pub async fn committed_offsets(pool: &Pool, group: &str) -> Result<Vec<TxnCommitted>, Error> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT transactional_id, txn_seq, topic, partition, committed_offset, metadata \
+             FROM txn_offsets WHERE group_id = $1 AND committed ORDER BY txn_seq",
+            &[&group],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| TxnCommitted {
+            id: r.get(0),
+            seq: r.get::<_, i64>(1) as u64,
+            topic: r.get(2),
+            partition: r.get::<_, i32>(3) as u32,
+            offset: r.get(4),
+            metadata: r.get(5),
+        })
+        .collect())
+}
+
+/// Deletes applied rows of `group`.
+pub async fn forget_committed(
+    pool: &Pool,
+    group: &str,
+    rows: &[TxnCommitted],
+) -> Result<(), Error> {
+    let c = pool.get().await?;
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq as i64).collect();
+    let topics: Vec<&str> = rows.iter().map(|r| r.topic.as_str()).collect();
+    let parts: Vec<i32> = rows.iter().map(|r| r.partition as i32).collect();
+    c.execute(
+        "DELETE FROM txn_offsets o USING unnest($2::text[], $3::bigint[], $4::text[], $5::int[]) \
+         AS d(id, seq, topic, partition) WHERE o.group_id = $1 AND o.committed \
+         AND o.transactional_id = d.id AND o.txn_seq = d.seq AND o.topic = d.topic \
+         AND o.partition = d.partition",
+        &[&group, &ids, &seqs, &topics, &parts],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Groups this broker (`me`) coordinates with committed transactions' offsets not applied yet
+/// (at most `limit`).
+pub async fn groups_with_committed(
+    pool: &Pool,
+    me: (i32, &str),
+    limit: usize,
+) -> Result<Vec<String>, Error> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT DISTINCT o.group_id FROM txn_offsets o JOIN leases l \
+             ON l.kind = 'group' AND l.name = o.group_id \
+             WHERE o.committed AND l.holder = $1 AND l.holder_instance = $2 LIMIT $3",
+            &[&me.0, &me.1, &(limit as i64)],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The partitions of `group` with offsets staged in a transaction and not yet applied.
 pub async fn staged_of(pool: &Pool, group: &str) -> Result<Vec<(String, u32)>, Error> {
     let c = pool.get().await?;
     let rows = c

@@ -4,8 +4,8 @@
 //!
 //! `busbar_kv` (payload: a shared table's space, `kv.rs`) makes the applier load that table again.
 //! `busbar_brokers` (a broker registered or left) makes it read the live brokers again;
-//! `busbar_offsets` (payload: a group a transaction committed offsets of) makes the group's
-//! coordinator read its offsets again.
+//! `busbar_offsets` (payload: a group a committed transaction staged offsets for) makes the
+//! group's coordinator apply them.
 //!
 //! A notification can be lost while the listening connection is down, so the applier also asks
 //! the database for every partition's end: every [`crate::POLL_DOWN`] while the listener is down,
@@ -30,9 +30,9 @@ struct Dirty {
     topics: AtomicBool,
     /// The live brokers changed (`busbar_brokers`).
     brokers: AtomicBool,
-    /// Groups whose committed offsets a transaction changed (`busbar_offsets`), at most
-    /// [`GROUPS_MAX`] waiting (a notification past it is dropped: that group's coordinator
-    /// answers its copy until it takes the group's lease again).
+    /// Groups a committed transaction staged offsets for (`busbar_offsets`), at most
+    /// [`GROUPS_MAX`] waiting (past it, or lost, the coordinator tick finds them within a
+    /// second).
     groups: Mutex<std::collections::BTreeSet<String>>,
     /// Shared tables (`kv.rs`) another broker changed, by space (only the known spaces).
     spaces: Mutex<std::collections::BTreeSet<&'static str>>,
@@ -51,8 +51,9 @@ impl Dirty {
         } else if channel == "busbar_brokers" {
             self.brokers.store(true, Ordering::Relaxed);
         } else if channel == "busbar_offsets" {
+            // An empty payload, or one past the cap: the coordinator tick finds them.
             let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            if groups.len() < GROUPS_MAX {
+            if !payload.is_empty() && groups.len() < GROUPS_MAX {
                 groups.insert(payload.to_string());
             }
         } else if channel == "busbar_kv" {
@@ -214,15 +215,8 @@ async fn apply(cluster: Arc<Cluster>, broker: Arc<Broker>, dirty: Arc<Dirty>) {
         }
         let groups = std::mem::take(&mut *dirty.groups.lock().unwrap_or_else(|e| e.into_inner()));
         for g in groups {
-            // A failure is tried again at the next wake-up or poll.
-            let done = tokio::time::timeout(BROKERS_WAIT, broker.reload_group_offsets(&g)).await;
-            if !matches!(done, Ok(Ok(()))) {
-                dirty
-                    .groups
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(g);
-            }
+            // A failure is left for the coordinator tick (every second).
+            let _ = tokio::time::timeout(BROKERS_WAIT, broker.apply_txn_offsets(&g)).await;
         }
         let parts = std::mem::take(&mut *dirty.parts.lock().unwrap_or_else(|e| e.into_inner()));
         for ((topic_id, partition), end) in parts {

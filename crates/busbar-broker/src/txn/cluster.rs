@@ -30,6 +30,9 @@ use std::sync::Arc;
 /// Most orphaned transactions one tick takes over.
 const ORPHANS_PER_TICK: usize = 16;
 
+/// Most groups one tick looks at for committed transactions' offsets to apply.
+const GROUPS_PER_TICK: usize = 100;
+
 impl Broker {
     /// Cluster mode: ensures this broker coordinates transactional id `id` now, taking its lease
     /// and loading its record when it did not hold it (NOT_COORDINATOR when another live broker
@@ -51,7 +54,7 @@ impl Broker {
                 "another broker of the cluster coordinates this transactional id".into(),
             )
         };
-        let Some((sent, moved)) = shared.take(of, id).await? else {
+        let Some((sent, _)) = shared.take(of, id).await? else {
             return Err(not_here());
         };
         let loaded = match shared.load_txn(id).await {
@@ -63,12 +66,17 @@ impl Broker {
         };
         match loaded {
             Ok(mut txn) => {
-                // Another process's clock started it: its timeout runs again from here (a
-                // transaction moved to another broker may so last up to twice its timeout,
-                // never be cut short by clock skew).
+                // A transaction this broker did not start (or whose record it no longer has):
+                // its timeout runs again from here by this broker's clock (one moved may so
+                // last up to twice its timeout, never be cut short by clock skew).
+                let mine = |t: &Txn| {
+                    self.txns.get(id).is_some_and(|m| {
+                        (m.producer_id, m.epoch, m.seq) == (t.producer_id, t.epoch, t.seq)
+                    })
+                };
                 if let Some(t) = txn
                     .as_mut()
-                    .filter(|t| moved && t.state == TxnState::Ongoing)
+                    .filter(|t| t.state == TxnState::Ongoing && !mine(t))
                 {
                     t.started_ms = self.config.clock.now_ms();
                 }
@@ -227,17 +235,54 @@ impl Broker {
         }
     }
 
-    /// Cluster mode: a transaction committed offsets of `group` in the shared store; this
-    /// broker reads them again if it coordinates the group.
-    pub async fn reload_group_offsets(&self, group: &str) -> Result<()> {
+    /// Cluster mode: when this broker coordinates `group`, commits the offsets committed
+    /// transactions staged for it (as an OffsetCommit would: the shared store first, fenced by
+    /// the group's lease, then this broker's copy; the newest transaction's offset of a
+    /// partition wins), then deletes the rows. Until then require_stable fetches of those
+    /// partitions answer UNSTABLE_OFFSET_COMMIT. Serialized per broker.
+    pub async fn apply_txn_offsets(&self, group: &str) -> Result<()> {
         let Some(shared) = self.shared.get() else {
             return Ok(());
         };
         if !shared.holds(Coordinated::Group, group) {
             return Ok(());
         }
-        let rows = shared.load_offsets(group).await?;
-        self.offsets.replace_group(group, rows).await
+        let _one = self.txn_offsets_applying.lock().await;
+        let rows = shared.committed_txn_offsets(group).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut newest: std::collections::BTreeMap<(String, u32), &crate::shared::TxnCommitted> =
+            Default::default();
+        for r in &rows {
+            newest.insert((r.topic.clone(), r.partition), r);
+        }
+        let commits = newest
+            .into_values()
+            .map(|r| crate::offsets::RawCommit {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                offset: r.offset,
+                metadata: r.metadata.clone(),
+            })
+            .collect();
+        self.offsets.commit(group, commits).await?;
+        shared.forget_txn_offsets(group, rows).await
+    }
+
+    /// Cluster mode: [`Broker::apply_txn_offsets`] for every group with committed offsets
+    /// waiting (a notification lost while the listener was down, or sent while the group's
+    /// lease moved): each coordinator tick.
+    pub async fn apply_all_txn_offsets(&self) {
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        let Ok(groups) = shared.groups_with_txn_offsets(GROUPS_PER_TICK).await else {
+            return;
+        };
+        for g in groups {
+            let _ = self.apply_txn_offsets(&g).await;
+        }
     }
 
     /// The transactional id producer `pid` belongs to: this broker's records, else (cluster
@@ -288,13 +333,28 @@ impl Broker {
             if stats.log_start >= *start {
                 continue;
             }
-            if *start > stats.high_watermark {
-                crate::shared::start_over(&topic, &p, stats.high_watermark, *start).await?;
+            let trimmed = if *start > stats.high_watermark {
+                crate::shared::start_over(&topic, &p, stats.high_watermark, *start).await
             } else {
                 let (log, at) = (p.log.clone(), *start);
                 tokio::task::spawn_blocking(move || log.delete_records(at))
                     .await
-                    .map_err(|e| BrokerError::Storage(format!("trim task failed: {e}")))??;
+                    .map_err(|e| BrokerError::Storage(format!("trim task failed: {e}")))
+                    .and_then(|r| r.map(drop).map_err(Into::into))
+            };
+            // One copy that cannot be trimmed does not keep the broker from serving the rest
+            // (its reads fail as its log does).
+            if let Err(e) = trimmed {
+                crate::log::warn(
+                    "busbar",
+                    "cluster_copy_trim_failed",
+                    &format!(
+                        "cluster: trimming the local copy of {}/{} to the cluster's log start \
+                         {start} failed: {e}",
+                        topic.name, partition
+                    ),
+                    &[],
+                );
             }
         }
         for r in state.open {

@@ -765,6 +765,7 @@ impl Broker {
             let _ = self.txns.forget_aborted(gone).await;
         }
         self.reconcile_txns().await;
+        self.apply_all_txn_offsets().await;
     }
 
     /// Aborts a transaction past its timeout and bumps the epoch, so the producer that let it
