@@ -233,6 +233,13 @@ impl Broker {
         })
     }
 
+    /// [`Self::require_coordinator`], and (cluster mode) the offsets committed transactions
+    /// staged for the group applied first: an administrative change is never undone by them.
+    async fn require_settled(&self, group: &str) -> Result<()> {
+        self.require_coordinator(group).await?;
+        self.apply_txn_offsets(group).await
+    }
+
     /// Cluster mode: takes or keeps `group`'s lease, else NotCoordinator (single-node: nothing).
     async fn require_coordinator(&self, group: &str) -> Result<()> {
         if group.is_empty() || self.coordinates(group).await? {
@@ -246,7 +253,7 @@ impl Broker {
     /// Deletes the committed offsets of some partitions (Kafka's OffsetDelete); refused while the
     /// group has members.
     pub async fn delete_offsets(&self, group: &str, parts: &[(String, u32)]) -> Result<()> {
-        self.require_coordinator(group).await?;
+        self.require_settled(group).await?;
         if self.groups.has_members(group) {
             return Err(BrokerError::GroupNotEmpty(group.to_string()));
         }
@@ -260,7 +267,7 @@ impl Broker {
 
     /// Deletes a group without members and its committed offsets.
     pub async fn delete_group(&self, group: &str) -> Result<()> {
-        self.require_coordinator(group).await?;
+        self.require_settled(group).await?;
         if self.groups.has_members(group) {
             return Err(BrokerError::GroupNotEmpty(group.to_string()));
         }
@@ -281,7 +288,7 @@ impl Broker {
         partitions: Option<Vec<u32>>,
         to: ResetTo,
     ) -> Result<Vec<(u32, u64)>> {
-        self.require_coordinator(group).await?;
+        self.require_settled(group).await?;
         let out = self.reset_plan(group, topic, partitions, to).await?;
         let commits = out
             .iter()

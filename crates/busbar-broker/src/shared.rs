@@ -535,6 +535,7 @@ impl Broker {
             return Err(e);
         }
         shared.confirm(g, group, sent);
+        drop(_one);
         // Offsets transactions committed for the group and its last coordinator did not apply
         // (a failure is left for the coordinator tick).
         let _ = self.apply_txn_offsets(group).await;

@@ -48,8 +48,12 @@ CREATE TABLE txn_offsets (
     committed_offset bigint NOT NULL,
     metadata text NOT NULL,
     committed boolean NOT NULL DEFAULT false,
+    -- When marked committed: the order transactions committed in, across transactional ids
+    -- (the newest offset of a partition wins).
+    commit_order bigint,
     PRIMARY KEY (transactional_id, txn_seq, group_id, topic, partition)
 );
+CREATE SEQUENCE txn_offsets_order;
 CREATE INDEX txn_offsets_by_group ON txn_offsets (group_id);
 CREATE INDEX txn_offsets_committed ON txn_offsets (group_id) WHERE committed;
 

@@ -309,7 +309,8 @@ pub async fn stage_offsets(pool: &Pool, s: &StagedOffsets) -> busbar_broker::Res
             "INSERT INTO txn_offsets (transactional_id, txn_seq, group_id, topic, partition, \
              committed_offset, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (transactional_id, txn_seq, group_id, topic, partition) DO UPDATE SET \
-             committed_offset = excluded.committed_offset, metadata = excluded.metadata",
+             committed_offset = excluded.committed_offset, metadata = excluded.metadata \
+             WHERE NOT txn_offsets.committed",
             &[
                 &s.id,
                 &(t.seq as i64),
@@ -357,8 +358,10 @@ pub async fn settle_offsets(pool: &Pool, id: &str, seq: u64, commit: bool) -> Re
     if commit {
         let rows = tx
             .query(
-                "UPDATE txn_offsets SET committed = true \
-                 WHERE transactional_id = $1 AND txn_seq = $2 RETURNING group_id",
+                "UPDATE txn_offsets SET committed = true, \
+                 commit_order = nextval('txn_offsets_order') \
+                 WHERE transactional_id = $1 AND txn_seq = $2 AND NOT committed \
+                 RETURNING group_id",
                 &[&id, &seq],
             )
             .await?;
@@ -385,14 +388,15 @@ pub async fn settle_offsets(pool: &Pool, id: &str, seq: u64, commit: bool) -> Re
     Ok(())
 }
 
-/// The committed transactions' offsets of `group` not applied yet, oldest transaction first:
+/// The committed transactions' offsets of `group` not applied yet, in the order their
+/// transactions committed (across transactional ids):
 /// (transactional id, transaction number, topic, partition, offset, metadata).
 pub async fn committed_offsets(pool: &Pool, group: &str) -> Result<Vec<TxnCommitted>, Error> {
     let c = pool.get().await?;
     let rows = c
         .query(
             "SELECT transactional_id, txn_seq, topic, partition, committed_offset, metadata \
-             FROM txn_offsets WHERE group_id = $1 AND committed ORDER BY txn_seq",
+             FROM txn_offsets WHERE group_id = $1 AND committed ORDER BY commit_order",
             &[&group],
         )
         .await?;
@@ -443,7 +447,8 @@ pub async fn groups_with_committed(
         .query(
             "SELECT DISTINCT o.group_id FROM txn_offsets o JOIN leases l \
              ON l.kind = 'group' AND l.name = o.group_id \
-             WHERE o.committed AND l.holder = $1 AND l.holder_instance = $2 LIMIT $3",
+             WHERE o.committed AND l.holder = $1 AND l.holder_instance = $2 \
+             AND l.expires_at > now() ORDER BY o.group_id LIMIT $3",
             &[&me.0, &me.1, &(limit as i64)],
         )
         .await?;

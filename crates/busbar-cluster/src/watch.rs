@@ -213,17 +213,17 @@ async fn apply(cluster: Arc<Cluster>, broker: Arc<Broker>, dirty: Arc<Dirty>) {
             // failure waits for the next heartbeat, which reads them too.
             let _ = tokio::time::timeout(BROKERS_WAIT, cluster.members.refresh()).await;
         }
-        let groups = std::mem::take(&mut *dirty.groups.lock().unwrap_or_else(|e| e.into_inner()));
-        for g in groups {
-            // A failure is left for the coordinator tick (every second).
-            let _ = tokio::time::timeout(BROKERS_WAIT, broker.apply_txn_offsets(&g)).await;
-        }
         let parts = std::mem::take(&mut *dirty.parts.lock().unwrap_or_else(|e| e.into_inner()));
         for ((topic_id, partition), end) in parts {
             broker.shared_advanced(&topic_id, partition, end).await;
         }
-        // After the partitions: a table's reload (a query each, or a wait behind a schema
-        // registration) never holds up catching copies up.
+        // After the partitions: groups' offsets committed in transactions (a failure is left
+        // for the coordinator tick, every second) and a table's reload (a query each, or a
+        // wait behind a schema registration) never hold up catching copies up.
+        let groups = std::mem::take(&mut *dirty.groups.lock().unwrap_or_else(|e| e.into_inner()));
+        for g in groups {
+            let _ = tokio::time::timeout(BROKERS_WAIT, broker.apply_txn_offsets(&g)).await;
+        }
         let spaces = std::mem::take(&mut *dirty.spaces());
         for space in spaces {
             refresh(&broker, &dirty, space).await;

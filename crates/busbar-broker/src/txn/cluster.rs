@@ -69,16 +69,17 @@ impl Broker {
                 // A transaction this broker did not start (or whose record it no longer has):
                 // its timeout runs again from here by this broker's clock (one moved may so
                 // last up to twice its timeout, never be cut short by clock skew).
-                let mine = |t: &Txn| {
-                    self.txns.get(id).is_some_and(|m| {
-                        (m.producer_id, m.epoch, m.seq) == (t.producer_id, t.epoch, t.seq)
-                    })
-                };
-                if let Some(t) = txn
-                    .as_mut()
-                    .filter(|t| t.state == TxnState::Ongoing && !mine(t))
-                {
-                    t.started_ms = self.config.clock.now_ms();
+                let known = self.txns.get(id);
+                if let Some(t) = txn.as_mut().filter(|t| t.state == TxnState::Ongoing) {
+                    t.started_ms = match known {
+                        Some(m)
+                            if (m.producer_id, m.epoch, m.seq)
+                                == (t.producer_id, t.epoch, t.seq) =>
+                        {
+                            m.started_ms
+                        }
+                        _ => self.config.clock.now_ms(),
+                    };
                 }
                 self.txns.replace(id, txn)
             }
