@@ -55,12 +55,13 @@ class Postgres:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def metadata_brokers(addr):
-    """The node ids a broker's Kafka Metadata (v0, raw) lists."""
+def kafka_call(addr, msg):
+    """Sends one raw Kafka request (header and body, without the size) and answers the
+    response (without the size)."""
     host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as s:
-        body = struct.pack(">hhih", 3, 0, 7, 1) + b"t" + struct.pack(">i", 0)
-        s.sendall(struct.pack(">i", len(body)) + body)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(msg)) + msg)
+
         def exactly(n):
             out = b""
             while len(out) < n:
@@ -68,7 +69,12 @@ def metadata_brokers(addr):
                 assert chunk, "the broker closed the connection"
                 out += chunk
             return out
-        resp = exactly(struct.unpack(">i", exactly(4))[0])
+        return exactly(struct.unpack(">i", exactly(4))[0])
+
+
+def metadata_brokers(addr):
+    """The node ids a broker's Kafka Metadata (v0, raw) lists."""
+    resp = kafka_call(addr, struct.pack(">hhih", 3, 0, 7, 1) + b"t" + struct.pack(">i", 0))
     (count,), at, ids = struct.unpack_from(">i", resp, 4), 8, set()
     for _ in range(count):
         node, hlen = struct.unpack_from(">ih", resp, at)
@@ -90,17 +96,7 @@ def forged_transactional_produce(addr, topic, partition, pid=123456, txn=None):
             + struct.pack(">h", len(name)) + name + struct.pack(">i", 1)
             + struct.pack(">ii", partition, len(records)) + records)
     msg = struct.pack(">hhih", 0, 3, 9, 1) + b"t" + body
-    host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(struct.pack(">i", len(msg)) + msg)
-        def exactly(n):
-            out = b""
-            while len(out) < n:
-                chunk = s.recv(n - len(out))
-                assert chunk, "the broker closed the connection"
-                out += chunk
-            return out
-        resp = exactly(struct.unpack(">i", exactly(4))[0])
+    resp = kafka_call(addr, msg)
     # correlation id, topics count, name, partitions count, partition, error code
     at = 4 + 4
     (nlen,) = struct.unpack_from(">h", resp, at)
