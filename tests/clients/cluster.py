@@ -83,6 +83,25 @@ def metadata_brokers(addr):
     return ids
 
 
+def kill_holder(pg, brokers, kind, name):
+    """kill -9 of the broker holding lease `name` of `kind` (by the database); answers the
+    survivors once their Metadata leaves the dead broker out (its heartbeat expires; Kafka's
+    brokers too stay listed for a session): kafka-python 3 raises the refused connection of a
+    metadata refresh it sends there out of the consumer's iterator."""
+    holder = int(subprocess.run(
+        ["psql", "-qAt", "-d", pg.url(), "-c",
+         f"SELECT holder FROM leases WHERE kind = '{kind}' AND name = '{name}'"],
+        capture_output=True, text=True, check=True).stdout.strip())
+    brokers[holder - 1].proc.kill()
+    brokers[holder - 1].proc.wait(10)
+    survivors = [b for i, b in enumerate(brokers) if i != holder - 1]
+    deadline = time.time() + 30
+    while holder in metadata_brokers(survivors[0].kafka):
+        assert time.time() < deadline, "the dead broker stays in Metadata"
+        time.sleep(0.2)
+    return survivors
+
+
 def forged_transactional_produce(addr, topic, partition, pid=123456, txn=None):
     """Produce v3 of one transactional batch of producer `pid` (by default never issued, in no
     transaction) in the name of transactional id `txn`, raw: the partition's error code."""
@@ -255,21 +274,7 @@ def register(test, Busbar):
             for c in consumers:
                 c.close()
             # The group's coordinator holds its lease in the database: kill -9 that broker.
-            out = subprocess.run(["psql", "-qAt", "-d", pg.url(), "-c",
-                                  "SELECT holder FROM leases WHERE kind = 'group' AND name = 'g'"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
-            holder = int(out)
-            victim = brokers[holder - 1]
-            victim.proc.kill()
-            victim.proc.wait(10)
-            survivors = [b for i, b in enumerate(brokers) if i != holder - 1]
-            # Until the survivors' Metadata leaves the dead broker out (its heartbeat expires;
-            # Kafka's brokers too stay listed for a session): kafka-python 3 raises the refused
-            # connection of a metadata refresh it sends there out of the consumer's iterator.
-            deadline = time.time() + 30
-            while holder in metadata_brokers(survivors[0].kafka):
-                assert time.time() < deadline, "the dead broker stays in Metadata"
-                time.sleep(0.2)
+            survivors = kill_holder(pg, brokers, "group", "g")
             # kafka-python joins the same group on a surviving broker and resumes at the commits.
             from kafka import KafkaConsumer
             k = KafkaConsumer("cg", bootstrap_servers=survivors[0].kafka, group_id="g",
@@ -439,17 +444,7 @@ def register(test, Busbar):
             # Open: every broker's read_committed readers stop before it (last stable offset).
             for b in brokers:
                 assert committed(b) == want
-            holder = int(subprocess.run(
-                ["psql", "-qAt", "-d", pg.url(), "-c",
-                 "SELECT holder FROM leases WHERE kind = 'txn' AND name = 't3'"],
-                capture_output=True, text=True, check=True).stdout.strip())
-            brokers[holder - 1].proc.kill()
-            brokers[holder - 1].proc.wait(10)
-            survivors = [b for i, b in enumerate(brokers) if i != holder - 1]
-            deadline = time.time() + 30
-            while holder in metadata_brokers(survivors[0].kafka):
-                assert time.time() < deadline, "the dead broker stays in Metadata"
-                time.sleep(0.2)
+            survivors = kill_holder(pg, brokers, "txn", "t3")
             p4 = txn_producer(survivors[0], "t3")
             p4.begin_transaction()
             for n in range(10):
