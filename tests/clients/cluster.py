@@ -359,6 +359,135 @@ def register(test, Busbar):
             pg.stop()
 
     @own
+    def cluster_delete_records_through_either_admin_client_moves_every_brokers_start(_):
+        """DeleteRecords through confluent-kafka's and kafka-python's admin clients on different
+        brokers moves the partition's start for the whole cluster: every broker (and one started
+        afterwards on an empty data directory) answers the new earliest offset and serves the
+        records from it on; an offset past the end is OFFSET_OUT_OF_RANGE and a compact topic
+        POLICY_VIOLATION, changing nothing; producing goes on after the end."""
+        from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+        from confluent_kafka.admin import AdminClient, NewTopic
+        from kafka import TopicPartition as KTP
+        from kafka.admin import KafkaAdminClient
+        pg = Postgres()
+        brokers = []
+        try:
+            brokers = cluster(pg)
+            everyone = ",".join(b.kafka for b in brokers)
+            create_everywhere(brokers, {"dr": 2})
+            p = Producer({"bootstrap.servers": everyone, "enable.idempotence": True,
+                          "linger.ms": 5})
+            acked = {}
+            def done(err, msg):
+                assert err is None, err
+                acked[(msg.partition(), msg.offset())] = msg.value().decode()
+            for n in range(200):
+                p.produce("dr", value=f"v{n}", partition=0, on_delivery=done)
+            for n in range(50):
+                p.produce("dr", value=f"w{n}", partition=1, on_delivery=done)
+            assert p.flush(30) == 0 and len(acked) == 250, len(acked)
+            # Every broker reads partition 0 first (HTTP reads serve the broker's own copy):
+            # their copies are current when its start moves.
+            for b in brokers:
+                assert [o for o, _ in http_events(b, "dr", 0)] == list(range(200)), b.http
+
+            admin = AdminClient({"bootstrap.servers": brokers[1].kafka})
+            [f] = admin.delete_records([TopicPartition("dr", 0, 120)]).values()
+            assert f.result(15).low_watermark == 120
+            kadmin = KafkaAdminClient(bootstrap_servers=brokers[2].kafka)
+            try:
+                got = kadmin.delete_records({KTP("dr", 1): -1})  # -1: the high watermark
+                assert got[KTP("dr", 1)]["low_watermark"] == 50, got
+            finally:
+                kadmin.close()
+            # Past the end: OFFSET_OUT_OF_RANGE, nothing changes.
+            [f] = admin.delete_records([TopicPartition("dr", 0, 10_000)]).values()
+            try:
+                f.result(15)
+                raise AssertionError("an offset past the end was accepted")
+            except KafkaException as e:
+                assert e.args[0].name() == "OFFSET_OUT_OF_RANGE", e
+            # A lower offset than the start leaves it where it is.
+            [f] = admin.delete_records([TopicPartition("dr", 0, 30)]).values()
+            assert f.result(15).low_watermark == 120
+            # A compact topic refuses it (its records go by key).
+            futures = admin.create_topics([NewTopic("drc", 1, 1,
+                                                    config={"cleanup.policy": "compact"})])
+            futures["drc"].result(15)
+            [f] = admin.delete_records([TopicPartition("drc", 0, 0)]).values()
+            try:
+                f.result(15)
+                raise AssertionError("a compact topic accepted DeleteRecords")
+            except KafkaException as e:
+                assert e.args[0].name() == "POLICY_VIOLATION", e
+
+            # A fourth broker on an empty data directory.
+            brokers.append(Busbar(extra_env={"BUSBAR_CLUSTER_POSTGRES_URL": pg.url(),
+                                             "BUSBAR_CLUSTER_NODE_ID": "4"}))
+            want0 = [(o, acked[(0, o)]) for o in range(120, 200)]
+            for b in brokers:
+                deadline = time.time() + 15
+                while True:
+                    starts = [q["log_start_offset"] for q in b.get("/topics/dr")["partitions"]]
+                    if starts == [120, 50]:
+                        break
+                    assert time.time() < deadline, (b.http, starts)
+                    time.sleep(0.2)
+                assert http_events(b, "dr", 0) == want0, b.http
+                # The copy itself dropped them: a read below the start is out of range.
+                while http_status(b, "/topics/dr/partitions/0/events?offset=119") != 416:
+                    assert time.time() < deadline, b.http
+                    time.sleep(0.2)
+            # Kafka clients (which fetch from the partition's leader) see the same.
+            c = Consumer({"bootstrap.servers": brokers[3].kafka, "group.id": "unused"})
+            marks = [c.get_watermark_offsets(TopicPartition("dr", q), timeout=10) for q in (0, 1)]
+            c.close()
+            assert marks == [(120, 200), (50, 50)], marks
+            assert read_all(brokers[3], "dr", 0, 0, 80) == want0
+            # Producing goes on after the end, everywhere.
+            p.produce("dr", value="after", partition=0, on_delivery=done)
+            assert p.flush(30) == 0 and acked[(0, 200)] == "after"
+            for b in brokers:
+                deadline = time.time() + 15
+                while http_events(b, "dr", 0)[-1:] != [(200, "after")]:
+                    assert time.time() < deadline, b.http
+                    time.sleep(0.2)
+        finally:
+            for b in brokers:
+                b.stop()
+            pg.stop()
+
+    def http_events(b, topic, partition):
+        """A partition's records as broker `b` serves them over HTTP from its own copy, from
+        the start, as (offset, value)."""
+        got = b.get(f"/topics/{topic}/partitions/{partition}/events?limit=1000")
+        return [(e["offset"], e["value"]) for e in got["events"]]
+
+    def http_status(b, path):
+        import urllib.error, urllib.request
+        try:
+            with urllib.request.urlopen(f"http://{b.http}{path}", timeout=30) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def read_all(b, topic, partition, start, n):
+        """The first `n` records of a partition read from offset `start` (or the earliest one
+        after it) on broker `b`, as (offset, value)."""
+        from confluent_kafka import Consumer, TopicPartition
+        c = Consumer({"bootstrap.servers": b.kafka, "group.id": "unused",
+                      "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        c.assign([TopicPartition(topic, partition, start)])
+        out = []
+        deadline = time.time() + 20
+        while len(out) < n and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                out.append((m.offset(), m.value().decode()))
+        c.close()
+        return out
+
+    @own
     def cluster_transactions_commit_abort_fence_and_survive_their_coordinator(_):
         """confluent-kafka transactional producers against three brokers: committed transactions
         are read by read_committed consumers on other brokers, aborted ones never; a second

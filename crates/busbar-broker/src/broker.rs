@@ -382,7 +382,7 @@ impl Broker {
                 let s = p.log.stats();
                 PartitionInfo {
                     partition: p.index,
-                    log_start: s.log_start,
+                    log_start: p.reported_start(),
                     high_watermark: p.reported_end(),
                     size_bytes: s.size_bytes,
                     segments: s.segments,
@@ -641,7 +641,7 @@ impl Broker {
     pub fn offsets_of(&self, topic: &str, partition: i64) -> Result<(u64, u64)> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
-        Ok((p.log.stats().log_start, p.reported_end()))
+        Ok((p.reported_start(), p.reported_end()))
     }
 
     /// Raises a partition's log start offset (Kafka's DeleteRecords). A compact-only topic
@@ -655,8 +655,9 @@ impl Broker {
             )));
         }
         let p = t.partition(partition)?;
-        // Cluster mode: up to the end this broker heard of (a copy is caught up when used).
-        self.bring_current(&t, p).await?;
+        if self.shared_log().is_some() {
+            return self.delete_records_shared(&t, p, offset).await;
+        }
         let log = p.log.clone();
         tokio::task::spawn_blocking(move || log.delete_records(offset))
             .await

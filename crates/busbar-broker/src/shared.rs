@@ -29,6 +29,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+mod copy;
+mod replica;
+
+pub(crate) use copy::{append, commit_marker, produce, start_over, trim_now};
+use copy::{catch_up, Upto};
+pub use replica::Replica;
+
 /// A boxed future (the trait is used as a `dyn` object).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -137,7 +144,9 @@ pub struct TxnPartitionRow {
 pub struct TxnPartitionState {
     pub open: Vec<TxnPartitionRow>,
     pub aborted: Vec<TxnPartitionRow>,
-    pub starts: Vec<(String, u32, u64)>,
+    /// (topic id, partition, first stored offset (a batch's base), start as Kafka reports it
+    /// (DeleteRecords may put it inside that batch)).
+    pub starts: Vec<(String, u32, u64, u64)>,
 }
 
 /// The store the brokers of a cluster share (implemented by `busbar-cluster` on PostgreSQL).
@@ -164,6 +173,18 @@ pub trait SharedLog: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<SharedRead>>;
 
     /// Creates a topic; [`BrokerError::TopicExists`] when the name is taken in the cluster.
+    /// Raises the start of `partition` of the topic with id `topic_id` to `offset` (Kafka's
+    /// DeleteRecords) for every broker: what lies wholly below it is deleted, the rest of the
+    /// batch holding it is hidden by each copy's log start. Answers the partition's start after
+    /// it (more than `offset` when it was past it already); `offset` past the partition's end is
+    /// [`BrokerError::OffsetOutOfRange`].
+    fn delete_records(
+        &self,
+        topic_id: &str,
+        partition: u32,
+        offset: u64,
+    ) -> BoxFuture<'_, Result<u64>>;
+
     fn create_topic(&self, meta: &TopicMeta) -> BoxFuture<'_, Result<()>>;
 
     /// Replaces a topic's partition count and configs (by id).
@@ -272,135 +293,6 @@ pub trait SharedLog: Send + Sync + 'static {
     fn load_offsets(&self, group: &str) -> BoxFuture<'_, Result<Vec<OffsetRow>>>;
 }
 
-/// A partition's local copy in cluster mode.
-#[derive(Default)]
-pub struct Replica {
-    /// Held while shared batches are applied to the local log.
-    lock: tokio::sync::Mutex<()>,
-    /// The shared store's end as last heard (notifications, polls, reads).
-    shared_end: std::sync::atomic::AtomicU64,
-    /// Batches this broker committed, waiting to be applied in order.
-    pending: std::sync::Mutex<Pending>,
-    /// Signalled when a batch is pended.
-    filled: tokio::sync::Notify,
-    /// When a read past the known end last asked the shared store (at most every
-    /// [`FORCED_READ_EVERY`], so clients asking for offsets far past the end cannot turn each
-    /// fetch into a database read).
-    forced_at: std::sync::Mutex<Option<std::time::Instant>>,
-    /// Until when the partition counts as served here ([`uptime_ms`]; 0: never served).
-    served_until: std::sync::atomic::AtomicU64,
-}
-
-/// How long a partition read on a broker stays caught up at once there (cluster mode): longer
-/// than any client's pause between fetches, so a reader's long polls are woken by commits.
-const SERVED_FOR_MS: u64 = 60_000;
-
-/// Milliseconds since this process first asked (monotonic).
-fn uptime_ms() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
-}
-
-/// Most own batches waiting per partition for the local copy, and most bytes.
-const PENDING_MAX: usize = 4096;
-const PENDING_BYTES_MAX: usize = 64 << 20;
-
-/// How often a fetch past the known shared end may ask the shared store, per partition.
-const FORCED_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Own batches by base offset, with their total size (kept, not summed per batch).
-#[derive(Default)]
-struct Pending {
-    batches: std::collections::BTreeMap<u64, Vec<u8>>,
-    bytes: usize,
-}
-
-impl Pending {
-    fn pop_first(&mut self) -> Option<(u64, Vec<u8>)> {
-        let (base, bytes) = self.batches.pop_first()?;
-        self.bytes -= bytes.len();
-        Some((base, bytes))
-    }
-
-    fn first(&self) -> Option<u64> {
-        self.batches.keys().next().copied()
-    }
-
-    fn clear(&mut self) {
-        self.batches.clear();
-        self.bytes = 0;
-    }
-}
-
-impl Replica {
-    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn pend(&self, base: u64, bytes: Vec<u8>) {
-        let mut pending = self.pending();
-        // A copy that cannot keep up must not hold every later batch in memory: past the limits
-        // they are read back from the shared store instead.
-        if pending.batches.len() < PENDING_MAX && pending.bytes + bytes.len() <= PENDING_BYTES_MAX {
-            pending.bytes += bytes.len();
-            if let Some(old) = pending.batches.insert(base, bytes) {
-                pending.bytes -= old.len();
-            }
-        }
-        drop(pending);
-        self.filled.notify_waiters();
-    }
-
-    fn first_pending(&self) -> Option<u64> {
-        self.pending().first()
-    }
-
-    /// Notes a read of the partition here: its copy is kept current for [`SERVED_FOR_MS`].
-    fn serve(&self) {
-        self.serve_for(std::time::Duration::ZERO);
-    }
-
-    /// [`Replica::serve`] for a read that may wait `wait` (a long poll): the copy is kept
-    /// current until the wait ends, however long, and [`SERVED_FOR_MS`] at least.
-    pub(crate) fn serve_for(&self, wait: std::time::Duration) {
-        let span = SERVED_FOR_MS.max(wait.as_millis() as u64);
-        self.served_until.fetch_max(
-            uptime_ms().saturating_add(span),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    }
-
-    fn served_recently(&self) -> bool {
-        uptime_ms() < self.served_until.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// The shared store's end as last heard.
-    pub fn shared_end(&self) -> u64 {
-        self.shared_end.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn heard(&self, end: u64) {
-        self.shared_end
-            .fetch_max(end, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// True when a read at `offset` should ask the shared store now.
-    fn worth_asking(&self, offset: u64) -> bool {
-        if offset <= self.shared_end.load(std::sync::atomic::Ordering::Relaxed) {
-            return true;
-        }
-        let mut at = self.forced_at.lock().unwrap_or_else(|e| e.into_inner());
-        if at.is_some_and(|t| t.elapsed() < FORCED_READ_EVERY) {
-            return false;
-        }
-        *at = Some(std::time::Instant::now());
-        true
-    }
-}
-
 /// A live broker of the cluster, as Kafka clients reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -448,13 +340,6 @@ pub(crate) fn check_new(t: &Topic, batch: &[u8]) -> Result<()> {
         .map(drop)
         .map_err(|e| BrokerError::from(busbar_log::LogError::Batch(e)))
 }
-
-/// How long a produce's ack waits for its batch to reach this broker's copy after the commit (it
-/// is acknowledged either way: the copy goes on in the background).
-const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Most bytes one catch-up read asks of the shared store.
-const CATCH_UP_READ_BYTES: usize = 4 << 20;
 
 /// One topic of a single node's data directory as `busbar cluster import` takes it: its stored
 /// metadata and its partitions' logs (in index order).
@@ -564,6 +449,51 @@ impl Broker {
                 &[],
             );
         }
+    }
+
+    /// The shared store said `partition` of topic `topic_id` now starts at `start` (DeleteRecords,
+    /// the objects' retention): the local copy drops its records below it, now when it holds
+    /// that offset, else when a catch-up brings it there. A failure is logged (reads serve the
+    /// copy as it is; the next poll tries again).
+    pub async fn shared_started(&self, topic_id: &str, partition: u32, start: u64) {
+        let Some(t) = self.topic_by_id(topic_id) else {
+            return;
+        };
+        let Ok(p) = t.partition(i64::from(partition)) else {
+            return;
+        };
+        p.replica.heard_start(start);
+        if start <= p.log.stats().log_start {
+            return;
+        }
+        if let Err(e) = trim_now(p).await {
+            crate::log::warn(
+                "busbar",
+                "cluster_trim_failed",
+                &format!(
+                    "cluster: dropping the records of {}/{partition} below {start} failed: {e}",
+                    t.name
+                ),
+                &[],
+            );
+        }
+    }
+
+    /// Cluster mode: DeleteRecords through the shared store (every broker's copy drops the
+    /// records below the new start; this one's at once when it holds it). Answers the start.
+    pub(crate) async fn delete_records_shared(
+        &self,
+        t: &Topic,
+        p: &Partition,
+        offset: u64,
+    ) -> Result<u64> {
+        let shared = self.shared.get().ok_or_else(|| {
+            BrokerError::Storage("cluster DeleteRecords outside cluster mode".into())
+        })?;
+        let start = shared.delete_records(&t.id, p.index, offset).await?;
+        p.replica.heard_start(start);
+        trim_now(p).await?;
+        Ok(start)
     }
 
     /// Cluster mode: whether this broker applies `p`'s commits as the shared store announces
@@ -685,271 +615,4 @@ fn keeps_current(shared: &dyn SharedLog, t: &Topic, p: &Partition) -> bool {
 /// the partition's copy current. `None` without brokers.
 pub fn partition_leader(topic_id: &str, partition: u32, nodes: &[i32]) -> Option<i32> {
     rendezvous(&format!("{topic_id}/{partition}"), nodes)
-}
-
-/// Appends `batch` (checked) through the shared store and then locally; its shared offsets.
-pub(crate) async fn append(
-    shared: &Arc<dyn SharedLog>,
-    t: Arc<Topic>,
-    p: Arc<Partition>,
-    batch: Vec<u8>,
-) -> Result<busbar_log::Appended> {
-    let (base_offset, last_offset, _) = produce(shared, t, p, batch).await?;
-    Ok(busbar_log::Appended {
-        base_offset,
-        last_offset,
-    })
-}
-
-/// The cluster-mode produce: queues the checked `batch` in the shared store now (call order),
-/// then, once committed there, applies it locally; answers its shared offsets.
-pub(crate) fn produce(
-    shared: &Arc<dyn SharedLog>,
-    t: Arc<Topic>,
-    p: Arc<Partition>,
-    batch: Vec<u8>,
-) -> BoxFuture<'static, Result<(u64, u64, bool)>> {
-    let committing = shared.append(&t.id, p.index, batch.clone());
-    settle(committing, shared.clone(), t, p, batch)
-}
-
-/// A transaction marker ending transaction number `seq` (`txn::marker`), committed through the
-/// shared store and applied as a produced batch is; `None` when its transaction had ended on
-/// the partition already (nothing stored).
-pub(crate) async fn commit_marker(
-    shared: &Arc<dyn SharedLog>,
-    t: Arc<Topic>,
-    p: Arc<Partition>,
-    marker: Vec<u8>,
-    seq: u64,
-) -> Result<Option<u64>> {
-    let committed = shared
-        .append_marker(&t.id, p.index, marker.clone(), seq)
-        .await?;
-    if committed == Committed::Nothing {
-        return Ok(None);
-    }
-    let committing: BoxFuture<'static, Result<Committed>> = Box::pin(async move { Ok(committed) });
-    let (base, _, _) = settle(committing, shared.clone(), t, p, marker).await?;
-    Ok(Some(base))
-}
-
-/// Waits for `committing` (the commit of `batch`) and applies it to the local copy.
-fn settle(
-    committing: BoxFuture<'static, Result<Committed>>,
-    shared: Arc<dyn SharedLog>,
-    t: Arc<Topic>,
-    p: Arc<Partition>,
-    batch: Vec<u8>,
-) -> BoxFuture<'static, Result<(u64, u64, bool)>> {
-    Box::pin(async move {
-        match committing.await? {
-            Committed::Nothing => Err(BrokerError::Storage(
-                "cluster store: the batch was not stored".into(),
-            )),
-            Committed::Duplicate {
-                base_offset,
-                last_offset,
-            } => Ok((base_offset, last_offset, true)),
-            Committed::Appended {
-                base_offset,
-                last_offset,
-            } if !keeps_current(shared.as_ref(), &t, &p) => {
-                // A copy this broker does not keep current is not applied to for this batch
-                // either (that would read the gap before it, possibly from objects): the end is
-                // noted and the copy catches up when read.
-                p.replica.heard(last_offset + 1);
-                Ok((base_offset, last_offset, false))
-            }
-            Committed::Appended {
-                base_offset,
-                last_offset,
-            } => {
-                // Committed is acknowledged: a local copy that cannot take it is this broker's
-                // problem (logged; reads catch up again), not the producer's. A copy far behind
-                // (a new broker) must not hold the ack: past APPLY_WAIT it goes on alone.
-                let apply = tokio::spawn(async move {
-                    if let Err(e) = catch_up(&shared, &t, &p, Upto::Own(base_offset, batch)).await {
-                        crate::log::warn(
-                            "busbar",
-                            "cluster_catch_up_failed",
-                            &format!("cluster: applying {}/{} failed: {e}", t.name, p.index),
-                            &[],
-                        );
-                    }
-                });
-                let _ = tokio::time::timeout(APPLY_WAIT, apply).await;
-                Ok((base_offset, last_offset, false))
-            }
-        }
-    })
-}
-
-/// How far a catch-up goes.
-enum Upto {
-    /// Through a batch this broker committed (its shared base offset and bytes).
-    Own(u64, Vec<u8>),
-    /// To the shared end when known (a notification's), else until the store has no more.
-    End(Option<u64>),
-}
-
-/// [`Broker::catch_up`] with the shared store at hand. An own batch waits in the partition's
-/// pending map, so the batches of one commit group are applied from memory in offset order
-/// whichever of their tasks runs first; the shared store is read only for a gap another broker's
-/// batches fill (after [`GAP_WAIT`] for this broker's own to arrive). A known end saves the read
-/// that would find nothing more (and, on an empty hot tier, the object lookup after it).
-async fn catch_up(
-    shared: &Arc<dyn SharedLog>,
-    t: &Topic,
-    p: &Arc<Partition>,
-    upto: Upto,
-) -> Result<()> {
-    let (until, end) = match upto {
-        Upto::Own(base, bytes) => {
-            p.replica.pend(base, bytes);
-            (Some(base), None)
-        }
-        Upto::End(end) => (None, end),
-    };
-    let _one = p.replica.lock.lock().await;
-    let mut next = p.log.stats().high_watermark;
-    let mut waited = false;
-    let result = loop {
-        next = match drain(t, p, next) {
-            Ok(n) => n,
-            Err(e) => break Err(e),
-        };
-        let first_pending = p.replica.first_pending();
-        match until {
-            Some(u) if next > u => break Ok(()),
-            // The gap may be this group's own batches whose tasks have not pended yet.
-            Some(_) if !waited && first_pending.is_some_and(|f| f > next) => {
-                waited = true;
-                let _ = tokio::time::timeout(GAP_WAIT, p.replica.filled.notified()).await;
-                continue;
-            }
-            None if end.is_some_and(|e| next >= e) => break Ok(()),
-            _ => {}
-        }
-        let got = match shared.read(&t.id, p.index, next, CATCH_UP_READ_BYTES).await {
-            Ok(got) => got,
-            Err(e) => break Err(e),
-        };
-        if let Some(start) = got.start.filter(|s| *s > next) {
-            // Retention deleted what this copy lacks: it starts over where the store begins.
-            match start_over(t, p, next, start).await {
-                Ok(()) => {
-                    next = start;
-                    continue;
-                }
-                Err(e) => break Err(e),
-            }
-        }
-        let got = got.batches;
-        if got.is_empty() {
-            break match until {
-                Some(u) if next <= u => Err(inconsistent(t, p, next, u)),
-                _ => Ok(()),
-            };
-        }
-        let before = next;
-        let mut failed = None;
-        for b in got {
-            if b.last_offset < next {
-                continue;
-            }
-            let mut bytes = b.bytes;
-            match apply(t, p, b.base_offset, &mut bytes) {
-                Ok(n) => next = n,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-            p.replica.heard(next);
-        }
-        if let Some(e) = failed {
-            break Err(e);
-        }
-        if next == before {
-            // Rows that do not move the copy on: never loop on them.
-            break Err(inconsistent(t, p, next, next));
-        }
-    };
-    p.appended.notify_waiters();
-    if result.is_err() {
-        // What could not be applied is read back from the shared store by the next catch-up.
-        p.replica.pending().clear();
-    }
-    result
-}
-
-/// How long an own batch's apply waits for the batches of its commit group before it reads a gap
-/// from the shared store.
-const GAP_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
-
-/// Applies the pending own batches that continue the local copy at `next`; drops those it has.
-fn drain(t: &Topic, p: &Partition, mut next: u64) -> Result<u64> {
-    loop {
-        let mut pending = p.replica.pending();
-        if pending.first().is_none_or(|base| base > next) {
-            return Ok(next);
-        }
-        let (base, mut bytes) = pending.pop_first().expect("a first batch");
-        drop(pending);
-        if base < next {
-            continue;
-        }
-        next = apply(t, p, base, &mut bytes)?;
-        p.replica.heard(next);
-    }
-}
-
-/// Empties the local copy of `p` (ending at `end`) and makes it go on at `start`, where the
-/// shared store now begins (on the blocking pool: it syncs and deletes files, and waits for a
-/// cleaning pass of the log to finish).
-pub(crate) async fn start_over(t: &Topic, p: &Partition, end: u64, start: u64) -> Result<()> {
-    let log = p.log.clone();
-    tokio::task::spawn_blocking(move || log.start_over_at(start))
-        .await
-        .map_err(|e| BrokerError::Storage(format!("start-over task failed: {e}")))??;
-    p.txns.drop_below(start);
-    let _ = p.txns.prune(start);
-    p.replica.heard(start);
-    crate::log::info(
-        "busbar",
-        "cluster_copy_starts_over",
-        &format!(
-            "cluster: the local copy of {}/{} ended at offset {end}, below the shared store's \
-             first offset {start} (retention deleted the rest): it starts over at {start}",
-            t.name, p.index
-        ),
-        &[],
-    );
-    Ok(())
-}
-
-/// Appends one shared batch to the local log; answers the local end after it.
-fn apply(t: &Topic, p: &Partition, base: u64, bytes: &mut [u8]) -> Result<u64> {
-    let end = p.log.stats().high_watermark;
-    if end != base {
-        return Err(inconsistent(t, p, end, base));
-    }
-    // A transaction's batch holds the last stable offset before it is readable; its marker
-    // releases it once written.
-    crate::txn::note_applying(p, base, bytes);
-    let (at, _) = p.log.append_start(bytes)?;
-    if at.base_offset != base {
-        return Err(inconsistent(t, p, at.base_offset, base));
-    }
-    crate::txn::note_applied(p, base, bytes);
-    Ok(at.last_offset + 1)
-}
-
-fn inconsistent(t: &Topic, p: &Partition, local: u64, shared: u64) -> BrokerError {
-    BrokerError::Storage(format!(
-        "cluster: the local copy of {}/{} ends at offset {local} but the shared store's next \
-         batch starts at {shared}; restart this broker with an empty data directory",
-        t.name, p.index
-    ))
 }

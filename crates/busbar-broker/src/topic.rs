@@ -153,6 +153,17 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// The partition's start as reported: the local copy's log start, or in cluster mode the
+    /// shared start heard of (DeleteRecords, retention) when the copy has not dropped the
+    /// records below it yet (it does once it holds that offset, `shared.rs`).
+    pub(crate) fn reported_start(&self) -> u64 {
+        let s = self.log.stats();
+        // Never past the end reported with it (a copy trims once it holds the new start).
+        s.log_start
+            .max(self.replica.shared_start())
+            .min(self.reported_end())
+    }
+
     /// The partition's end as reported: the local copy's high watermark, or in cluster mode the
     /// shared end heard of when the copy is behind it (copies are caught up on read,
     /// `shared.rs`).

@@ -267,20 +267,17 @@ async fn copy_partition(
 ) -> Result<(), Error> {
     let stats = log.stats();
     let what = format!("{}/{index}", meta.name);
-    // A partition trimmed (retention, DeleteRecords) starts there in the cluster too; it must
-    // start at a batch (the cluster stores whole batches): DeleteRecords inside one is refused.
+    // A partition trimmed (retention, DeleteRecords) starts there in the cluster too. The
+    // cluster stores whole batches: a start inside one (DeleteRecords) keeps that batch, and the
+    // partition's `deleted_below` hides its records below the start.
     let start = stats.log_start;
-    let (mut next, end, mut bytes) = (start, stats.high_watermark, 0i64);
-    if let Some(base) = first_base(log, start, end, &what)?.filter(|b| *b != start) {
-        return Err(Error::Config(format!(
-            "partition {what} starts at offset {start}, inside the batch at offset {base} \
-             (DeleteRecords); the cluster starts a partition at a batch: delete records up to \
-             offset {base} or to the batch after it, then import again; nothing was imported"
-        )));
-    }
+    let end = stats.high_watermark;
+    let first = first_base(log, start, end, &what)?.unwrap_or(start);
+    let (mut next, mut bytes) = (first, 0i64);
     while next < end {
+        // The first read asks for the start (the log answers the batch holding it).
         let read = log
-            .read(next, CHUNK_BYTES)
+            .read(next.max(start), CHUNK_BYTES)
             .map_err(|e| Error::Config(format!("read {what} at offset {next}: {e}")))?;
         let batches = split(&read.data, &mut next, &what, &mut done.producer_id_max)?;
         if batches.is_empty() {
@@ -305,13 +302,14 @@ async fn copy_partition(
         )));
     }
     tx.execute(
-        "INSERT INTO partitions (topic_id, partition, next_offset, hot_bytes, log_start) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO partitions (topic_id, partition, next_offset, hot_bytes, log_start, \
+         deleted_below) VALUES ($1, $2, $3, $4, $5, $6)",
         &[
             &meta.id,
             &(index as i32),
             &(end as i64),
             &bytes,
+            &(first as i64),
             &(start as i64),
         ],
     )
@@ -362,8 +360,9 @@ fn split<'a>(
         let (base, last) = (header.base_offset as u64, header.last_offset() as u64);
         if header.is_transactional() || header.is_control() {
             return Err(Error::Config(format!(
-                "partition {what} holds transactional batches (offset {base}); the cluster has \
-                 no transactions yet and could not hide aborted ones; nothing was imported"
+                "partition {what} holds transactional batches (offset {base}); an import does \
+                 not carry the aborted-transaction index over, so the cluster could not hide \
+                 aborted ones from read_committed readers; nothing was imported"
             )));
         }
         *producer_id_max = (*producer_id_max).max(header.producer_id);

@@ -16,6 +16,7 @@
 //!   there, one broker per partition range (a lease).
 //! - `txn`: transactional ids' records, the partitions in open transactions and the
 //!   aborted-transaction index (the markers go through the committer).
+//! - `records`: DeleteRecords (a partition's start raised, what lies wholly below it deleted).
 //! - `import`: `busbar cluster import`, a single node's topics, events and commits in one
 //!   transaction.
 //! - `watch`: one `LISTEN` connection wakes this broker when another commits (with polling while
@@ -33,6 +34,7 @@ pub mod members;
 pub mod migrate;
 pub mod pg;
 mod pool;
+mod records;
 mod txn;
 mod upload;
 mod watch;
@@ -379,6 +381,21 @@ impl SharedLog for Cluster {
                 max_bytes,
             ))
             .await?)
+        })
+    }
+
+    fn delete_records(
+        &self,
+        topic_id: &str,
+        partition: u32,
+        offset: u64,
+    ) -> BoxFuture<'_, busbar_broker::Result<u64>> {
+        let topic_id = topic_id.to_string();
+        Box::pin(async move {
+            bounded_b(records::delete_records(
+                &self.pool, &topic_id, partition, offset,
+            ))
+            .await
         })
     }
 

@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "transactions",
         include_str!("../migrations/007_transactions.sql"),
     ),
+    (
+        8,
+        "delete_records",
+        include_str!("../migrations/008_delete_records.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold ("busbar" in ASCII).

@@ -192,7 +192,8 @@ pub async fn partition_state(
     let starts = match aborted_of {
         None => c
             .query(
-                "SELECT topic_id, partition, log_start FROM partitions WHERE log_start > 0",
+                "SELECT topic_id, partition, log_start, greatest(log_start, deleted_below) \
+                 FROM partitions WHERE log_start > 0 OR deleted_below > 0",
                 &[],
             )
             .await?
@@ -202,6 +203,7 @@ pub async fn partition_state(
                     r.get(0),
                     r.get::<_, i32>(1) as u32,
                     r.get::<_, i64>(2) as u64,
+                    r.get::<_, i64>(3) as u64,
                 )
             })
             .collect(),

@@ -5,7 +5,9 @@
 //! `busbar_kv` (payload: a shared table's space, `kv.rs`) makes the applier load that table again.
 //! `busbar_brokers` (a broker registered or left) makes it read the live brokers again;
 //! `busbar_offsets` (payload: a group a committed transaction staged offsets for) makes the
-//! group's coordinator apply them.
+//! group's coordinator apply them. `busbar_starts` (payload: lines `<topic id> <partition>
+//! <start>`, DeleteRecords) makes the partitions' copies drop the records below the new start;
+//! the poll reads every partition's start too (lost notifications, the objects' retention).
 //!
 //! A notification can be lost while the listening connection is down, so the applier also asks
 //! the database for every partition's end: every [`crate::POLL_DOWN`] while the listener is down,
@@ -34,6 +36,9 @@ struct Dirty {
     /// [`GROUPS_MAX`] waiting (past it, or lost, the coordinator tick finds them within a
     /// second).
     groups: Mutex<std::collections::BTreeSet<String>>,
+    /// Partitions whose start moved (`busbar_starts`, polls), to the start. Bounded by the
+    /// number of partitions (unknown ones are dropped when applied).
+    starts: Mutex<HashMap<(String, u32), u64>>,
     /// Shared tables (`kv.rs`) another broker changed, by space (only the known spaces).
     spaces: Mutex<std::collections::BTreeSet<&'static str>>,
     /// Shared tables whose last load failed (logged once).
@@ -56,6 +61,12 @@ impl Dirty {
             if !payload.is_empty() && groups.len() < GROUPS_MAX {
                 groups.insert(payload.to_string());
             }
+        } else if channel == crate::records::CHANNEL {
+            let mut starts = self.starts();
+            for (topic_id, partition, start) in payload.lines().filter_map(parse) {
+                let at = starts.entry((topic_id, partition)).or_insert(0);
+                *at = (*at).max(start);
+            }
         } else if channel == "busbar_kv" {
             if let Some(space) = Broker::SHARED_SPACES.iter().find(|s| **s == payload) {
                 self.spaces().insert(space);
@@ -76,12 +87,17 @@ impl Dirty {
         self.spaces.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn starts(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), u64>> {
+        self.starts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn failing(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<&'static str>> {
         self.failing.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// One line of a `busbar_data` payload: `<topic id> <partition> <next offset>`.
+/// One line of a `busbar_data` payload, `<topic id> <partition> <next offset>`, or of a
+/// `busbar_starts` one, `<topic id> <partition> <start>`.
 fn parse(payload: &str) -> Option<(String, u32, u64)> {
     let mut it = payload.split(' ');
     let (t, p, e) = (
@@ -147,7 +163,7 @@ async fn listen_once(pg: &Pg, dirty: &Arc<Dirty>) -> Result<(), crate::Error> {
     client
         .batch_execute(
             "LISTEN busbar_data; LISTEN busbar_topics; LISTEN busbar_kv; LISTEN busbar_brokers; \
-             LISTEN busbar_offsets",
+             LISTEN busbar_offsets; LISTEN busbar_starts",
         )
         .await?;
     // Whatever was committed while nobody listened: one poll now, and the catalog read again (a
@@ -217,6 +233,11 @@ async fn apply(cluster: Arc<Cluster>, broker: Arc<Broker>, dirty: Arc<Dirty>) {
         for ((topic_id, partition), end) in parts {
             broker.shared_advanced(&topic_id, partition, end).await;
         }
+        // After the ends: a copy caught up above drops what lies below its start at once.
+        let starts = std::mem::take(&mut *dirty.starts());
+        for ((topic_id, partition), start) in starts {
+            broker.shared_started(&topic_id, partition, start).await;
+        }
         // After the partitions: groups' offsets committed in transactions (a failure is left
         // for the coordinator tick, every second) and a table's reload (a query each, or a
         // wait behind a schema registration) never hold up catching copies up.
@@ -265,7 +286,8 @@ async fn poll(cluster: &Cluster, dirty: &Dirty) {
     };
     let Ok(rows) = c
         .query(
-            "SELECT topic_id, partition, next_offset FROM partitions",
+            "SELECT topic_id, partition, next_offset, greatest(log_start, deleted_below) \
+             FROM partitions",
             &[],
         )
         .await
@@ -273,12 +295,18 @@ async fn poll(cluster: &Cluster, dirty: &Dirty) {
         return;
     };
     let mut parts = dirty.parts.lock().unwrap_or_else(|e| e.into_inner());
+    let mut starts = dirty.starts();
     for r in rows {
         let key = (r.get::<_, String>(0), r.get::<_, i32>(1) as u32);
-        let end = r.get::<_, i64>(2) as u64;
+        let (end, start) = (r.get::<_, i64>(2) as u64, r.get::<_, i64>(3) as u64);
+        if start > 0 {
+            let at = starts.entry(key.clone()).or_insert(0);
+            *at = (*at).max(start);
+        }
         let at = parts.entry(key).or_insert(0);
         *at = (*at).max(end);
     }
+    drop(starts);
     if !dirty.listening.load(Ordering::Relaxed) {
         dirty.topics.store(true, Ordering::Relaxed);
     }

@@ -601,8 +601,7 @@ fn a_single_node_data_directory_is_imported_with_its_events_and_offsets() {
     let alice = "SELECT convert_from(value, 'UTF8') FROM kv_rows WHERE space = 'users' \
                  AND key = 'alice'";
     assert_eq!(pg.psql("live", alice), "theirs");
-    // The directory is left a single node's: it still serves on its own. A partition whose
-    // start moved (DeleteRecords) cannot be imported: refused, nothing written.
+    // The directory is left a single node's: it still serves on its own.
     let s = Server::start(single.path(), &[], &[]);
     assert_eq!(events(&s, "b", 0), before[2]);
     // Without a cold tier, an import past hot_bytes_max is refused (nothing would drain it).
@@ -627,7 +626,7 @@ fn a_single_node_data_directory_is_imported_with_its_events_and_offsets() {
     );
     assert_eq!(pg.psql("capped", "SELECT count(*) FROM topics"), "0");
     // A partition whose start moved (DeleteRecords; "big" has batches of 100) starts there in
-    // the cluster, when it is a batch's start; inside a batch it is refused, nothing written.
+    // the cluster, also inside a batch (the batch is kept, its records below the start hidden).
     let trim = |s: &Server, topic: &str, before: u64| {
         let path = format!("/topics/{topic}/partitions/0/delete-records");
         let (st, r) = s.http("POST", &path, Some(json!({ "before_offset": before })));
@@ -637,17 +636,6 @@ fn a_single_node_data_directory_is_imported_with_its_events_and_offsets() {
     trim(&s, "big", 150);
     assert_eq!(s.stop(), 0);
     let other = pg.create_db("trimmed");
-    let (code, _, err) = import(single.path(), &other);
-    assert_ne!(code, 0);
-    assert!(
-        err.contains("big/0 starts at offset 150, inside the batch at offset 100")
-            && err.contains("nothing was imported"),
-        "{err}"
-    );
-    assert_eq!(pg.psql("trimmed", "SELECT count(*) FROM topics"), "0");
-    let s = Server::start(single.path(), &[], &[]);
-    trim(&s, "big", 200);
-    assert_eq!(s.stop(), 0);
     let (code, out, err) = import(single.path(), &other);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("imported 3 topics"), "{out}");
@@ -668,9 +656,12 @@ fn a_single_node_data_directory_is_imported_with_its_events_and_offsets() {
     // The copy starts over at the cluster's start (the read first catches it up).
     let (st, r) = b.http("GET", "/topics/big/partitions/0/events?limit=1", None);
     assert_eq!(st, 200, "{r}");
-    assert_eq!(r["events"][0]["offset"], 200, "{r}");
+    assert_eq!(r["events"][0]["offset"], 150, "{r}");
     let (_, r) = b.http("GET", "/topics/big", None);
-    assert_eq!(r["partitions"][0]["log_start_offset"], 200, "{r}");
+    assert_eq!(r["partitions"][0]["log_start_offset"], 150, "{r}");
+    let row = "SELECT log_start, deleted_below FROM partitions p JOIN topics t \
+               ON t.id = p.topic_id WHERE t.name = 'big'";
+    assert_eq!(pg.psql("trimmed", row), "100|150");
     assert_eq!(r["partitions"][0]["high_watermark"], 1200, "{r}");
 }
 
@@ -812,4 +803,62 @@ fn copies_of_partitions_a_broker_neither_leads_nor_serves_catch_up_when_read() {
             copies(b, "lazy")[p].1 > size
         });
     }
+}
+
+/// DeleteRecords on the hot tier (no object store): the batches wholly below the offset are
+/// deleted and the partition's hot bytes lowered by theirs; the batch holding the offset is
+/// kept, its records below it hidden on every broker. A second delete at a lower offset and
+/// one on an unknown partition change nothing.
+#[test]
+fn delete_records_deletes_hot_batches_below_it_on_every_broker() {
+    let pg = TestPostgres::start();
+    let url = pg.create_db("hot");
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let brokers: Vec<Server> = (0..2)
+        .map(|i| broker(&url, i + 1, dirs[i as usize].path()))
+        .collect();
+    let (st, r) = brokers[0].http("POST", "/topics", Some(json!({"name": "h"})));
+    assert_eq!(st, 201, "{r}");
+    eventually("the topic reaches broker 2", || {
+        brokers[1].http("GET", "/topics/h", None).0 == 200
+    });
+    for b in 0..30u64 {
+        let batch: Vec<Value> = (b * 10..b * 10 + 10).map(|i| json!({"value": i})).collect();
+        assert_eq!(publish(&brokers[b as usize % 2], "h", json!(batch)).0, 200);
+    }
+    let all = events(&brokers[1], "h", 0);
+    assert_eq!(all.len(), 300);
+    let path = "/topics/h/partitions/0/delete-records";
+    let (st, r) = brokers[1].http("POST", path, Some(json!({"before_offset": 155})));
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["log_start_offset"], 155, "{r}");
+    let q = "SELECT count(*), min(base_offset), sum(size) = (SELECT hot_bytes FROM partitions), \
+             (SELECT log_start || '/' || deleted_below FROM partitions) FROM batches";
+    assert_eq!(pg.psql("hot", q), "15|150|t|150/155");
+    for b in &brokers {
+        eventually("the copy starts at 155", || {
+            b.http("GET", "/topics/h/partitions/0/events?offset=154", None)
+                .0
+                == 416
+        });
+        let (st, r) = b.http("GET", "/topics/h/partitions/0/events?limit=1000", None);
+        assert_eq!(st, 200, "{r}");
+        let offsets: Vec<u64> = (r["events"].as_array().unwrap().iter())
+            .map(|e| e["offset"].as_u64().unwrap())
+            .collect();
+        assert_eq!(offsets, (155..300).collect::<Vec<_>>());
+    }
+    let (st, r) = brokers[0].http("POST", path, Some(json!({"before_offset": 20})));
+    assert_eq!(
+        (st, r["log_start_offset"].as_u64()),
+        (200, Some(155)),
+        "{r}"
+    );
+    let (st, r) = brokers[0].http(
+        "POST",
+        "/topics/h/partitions/7/delete-records",
+        Some(json!({"before_offset": 1})),
+    );
+    assert_eq!(st, 404, "{r}");
+    assert_eq!(pg.psql("hot", q), "15|150|t|150/155");
 }

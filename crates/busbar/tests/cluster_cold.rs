@@ -4,7 +4,8 @@
 //! them back; a deleted topic's objects are deleted; with the object store down for 30 s the hot
 //! tier grows to its cap, produce is refused retriably, and once the store is back the uploads
 //! drain it; the history checker finds no anomaly; retention deletes old objects and copies
-//! behind the new log start start over there.
+//! behind the new log start start over there; DeleteRecords deletes the objects below its
+//! offset and every copy follows.
 
 mod common;
 
@@ -261,6 +262,117 @@ fn retention_deletes_old_objects_and_copies_behind_start_over_at_the_new_start()
     for n in &nodes {
         eventually("the new event is everywhere", 20, || {
             events_of(n.http, "r").last().map(|e| e.0) == Some(1010)
+        });
+    }
+}
+
+/// DeleteRecords in a batch held by an object: the objects wholly below the new start are
+/// deleted (rows, then the objects in the store), the one holding it is kept, and every
+/// broker (one started afterwards on an empty data directory too) serves the partition from
+/// the new start and nothing below it. An offset past the end is refused and changes nothing;
+/// one below the start leaves it; -1 deletes everything, and producing goes on after.
+#[test]
+fn delete_records_deletes_the_objects_below_it_and_every_copy_follows() {
+    let pg = TestPostgres::start();
+    let url = pg.create_db("trim");
+    let s3 = TestS3::start();
+    let env = cold_env(&s3, "d1", &[]);
+    let mut nodes: Vec<Node> = (1..=2).map(|i| Node::with_env(i, &url, &env)).collect();
+    let (st, r) = common::cluster::http(
+        nodes[0].http,
+        "POST",
+        "/topics",
+        Some(serde_json::json!({"name": "d", "partitions": 1})),
+    )
+    .unwrap();
+    assert_eq!(st, 201, "{r}");
+    // 100 batches of 10 events of about 1 kB: some 16 objects of 64 KiB.
+    let pad = "p".repeat(1000);
+    for b in 0..100u64 {
+        let batch: Vec<_> = (b * 10..b * 10 + 10)
+            .map(|i| serde_json::json!({"partition": 0, "key": pad, "value": i}))
+            .collect();
+        let (st, r) = common::cluster::http(
+            nodes[b as usize % 2].http,
+            "POST",
+            "/topics/d/events",
+            Some(serde_json::json!(batch)),
+        )
+        .unwrap();
+        assert_eq!(st, 200, "{r}");
+    }
+    eventually("every batch is in an object", 60, || {
+        count(&pg, "trim", "SELECT count(*) FROM batches") == 0
+    });
+    let objects = count(&pg, "trim", "SELECT count(*) FROM objects");
+    assert!(objects >= 10, "{objects} objects");
+    let all = events_of(nodes[0].http, "d");
+    assert_eq!(all.len(), 1000);
+    assert_eq!(events_of(nodes[1].http, "d"), all);
+
+    let delete = |n: &Node, before: i64| {
+        let path = "/topics/d/partitions/0/delete-records";
+        let body = serde_json::json!({ "before_offset": before });
+        common::cluster::http(n.http, "POST", path, Some(body)).unwrap()
+    };
+    let (st, r) = delete(&nodes[1], 505);
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["log_start_offset"], 505, "{r}");
+    let row = || pg.psql("trim", "SELECT log_start, deleted_below FROM partitions");
+    let holder = count(
+        &pg,
+        "trim",
+        "SELECT base_offset FROM objects WHERE base_offset <= 505 AND last_offset >= 505",
+    );
+    assert!(holder <= 500, "the object holding 505 starts at {holder}");
+    assert_eq!(row(), format!("{holder}|505"));
+    assert_eq!(
+        count(&pg, "trim", "SELECT min(base_offset) FROM objects"),
+        holder,
+        "the objects below the new start are gone"
+    );
+    eventually("the store holds exactly the rows' objects", 30, || {
+        let keys = pg.psql("trim", "SELECT key FROM objects ORDER BY key");
+        s3.objects(BUCKET, "d1") == keys.lines().map(str::to_string).collect::<Vec<_>>()
+    });
+    // Every broker, and one on an empty data directory, serves 505.. and nothing below it.
+    nodes.push(Node::with_env(3, &url, &env));
+    let kept: Vec<_> = all[505..].to_vec();
+    for n in &nodes {
+        eventually("the copy starts at 505", 30, || {
+            let (st, _) = common::cluster::http(
+                n.http,
+                "GET",
+                "/topics/d/partitions/0/events?offset=504",
+                None,
+            )
+            .unwrap();
+            st == 416 && log_start_of(n.http, "d") == 505
+        });
+        assert_eq!(events_of(n.http, "d"), kept);
+    }
+    // Past the end: refused, nothing changed; below the start: the start stays.
+    let (st, r) = delete(&nodes[2], 5000);
+    assert_eq!(st, 416, "{r}");
+    assert_eq!(r["error"]["code"], "offset_out_of_range", "{r}");
+    assert_eq!(row(), format!("{holder}|505"));
+    let (st, r) = delete(&nodes[0], -2);
+    assert_eq!(st, 400, "{r}");
+    let (st, r) = delete(&nodes[0], 100);
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["log_start_offset"], 505, "{r}");
+    // -1: everything; the store empties, and the partition goes on at 1000.
+    let (st, r) = delete(&nodes[2], -1);
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["log_start_offset"], 1000, "{r}");
+    assert_eq!(row(), "1000|1000");
+    eventually("the store empties", 30, || {
+        s3.objects(BUCKET, "d1").is_empty()
+    });
+    publish(nodes[0].http, "d", 7000, 1, "k");
+    for n in &nodes {
+        eventually("the partition goes on at 1000", 20, || {
+            events_of(n.http, "d") == vec![(1000, "7000".to_string())]
         });
     }
 }

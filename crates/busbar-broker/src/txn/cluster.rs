@@ -323,25 +323,24 @@ impl Broker {
         let state = shared.txn_partition_state(None).await?;
         // A copy that starts below the cluster's log start (its own retention lags the
         // cluster's by up to a segment) is trimmed to it first: the index is pruned below it.
-        for (topic_id, partition, start) in &state.starts {
+        for (topic_id, partition, first, start) in &state.starts {
             let Some(topic) = self.topic_by_id(topic_id) else {
                 continue;
             };
             let Some(p) = topic.partitions.get(*partition as usize).cloned() else {
                 continue;
             };
+            p.replica.heard_start(*start);
             let stats = p.log.stats();
             if stats.log_start >= *start {
                 continue;
             }
-            let trimmed = if *start > stats.high_watermark {
-                crate::shared::start_over(&topic, &p, stats.high_watermark, *start).await
+            // A copy ending below the first stored offset starts over there; one holding the
+            // start drops what lies below it (else the catch-up that brings it there does).
+            let trimmed = if *first > stats.high_watermark {
+                crate::shared::start_over(&topic, &p, stats.high_watermark, *first).await
             } else {
-                let (log, at) = (p.log.clone(), *start);
-                tokio::task::spawn_blocking(move || log.delete_records(at))
-                    .await
-                    .map_err(|e| BrokerError::Storage(format!("trim task failed: {e}")))
-                    .and_then(|r| r.map(drop).map_err(Into::into))
+                crate::shared::trim_now(&p).await
             };
             // One copy that cannot be trimmed does not keep the broker from serving the rest
             // (its reads fail as its log does).
