@@ -97,6 +97,41 @@ def register(test, Busbar):
         assert out.stdout.split() == ["pending"], (out.stdout, out.stderr, lso.stdout)
 
     @test
+    def transactions_delete_records_past_an_open_transaction_moves_the_last_stable_offset(b):
+        """DeleteRecords past the first offset of an open transaction: read_committed readers
+        are not held below the new start (Kafka clamps the first unstable offset to it), so
+        ListOffsets latest answers the start, not an offset below it that Fetch refuses."""
+        from confluent_kafka import Producer, TopicPartition
+        from confluent_kafka.admin import AdminClient
+        _create(b, "opendel", 1)
+        plain = Producer({"bootstrap.servers": b.kafka})
+        for i in range(5):
+            plain.produce("opendel", value=f"v{i}")
+        assert plain.flush(30) == 0
+        p = _producer(b, "opendel-1")
+        p.begin_transaction()
+        p.produce("opendel", value="pending")
+        p.flush(30)
+        plain.produce("opendel", value="after")
+        assert plain.flush(30) == 0
+        admin = AdminClient({"bootstrap.servers": b.kafka})
+        [f] = admin.delete_records([TopicPartition("opendel", 0, -1)]).values()
+        start = f.result(15).low_watermark
+        assert start == 7, start
+        # kafka-python's ListOffsets carries the consumer's isolation level (librdkafka's
+        # watermark query does not).
+        from kafka import KafkaConsumer, TopicPartition as KTP
+        kc = KafkaConsumer(bootstrap_servers=b.kafka, isolation_level="read_committed")
+        tp = KTP("opendel", 0)
+        ends = (kc.beginning_offsets([tp])[tp], kc.end_offsets([tp])[tp])
+        kc.close()
+        assert ends == (7, 7), ends
+        p.commit_transaction(30)
+        plain.produce("opendel", value="later")
+        assert plain.flush(30) == 0
+        assert _read_all(b, "opendel", "read_committed", 1) == ["later"]
+
+    @test
     def transactions_consume_transform_produce_commits_offsets_atomically(b):
         from confluent_kafka import Consumer, Producer, TopicPartition
         _create(b, "in", 1)

@@ -644,9 +644,15 @@ impl Broker {
         Ok((p.reported_start(), p.reported_end()))
     }
 
-    /// Raises a partition's log start offset (Kafka's DeleteRecords). A compact-only topic
-    /// refuses it, as Kafka does (POLICY_VIOLATION): its records go by key, not by offset.
-    pub async fn delete_records(&self, topic: &str, partition: i64, offset: u64) -> Result<u64> {
+    /// Raises a partition's log start offset (Kafka's DeleteRecords) to `offset` (`None`: the
+    /// high watermark; in cluster mode the shared store's). A compact-only topic refuses it, as
+    /// Kafka does (POLICY_VIOLATION): its records go by key, not by offset.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: i64,
+        offset: Option<u64>,
+    ) -> Result<u64> {
         let t = self.topic(topic)?;
         if self.topic_config(topic)?.cleanup_policy == busbar_log::CleanupPolicy::Compact {
             return Err(BrokerError::PolicyViolation(format!(
@@ -659,6 +665,7 @@ impl Broker {
             return self.delete_records_shared(&t, p, offset).await;
         }
         let log = p.log.clone();
+        let offset = offset.unwrap_or_else(|| log.stats().high_watermark);
         tokio::task::spawn_blocking(move || log.delete_records(offset))
             .await
             .map_err(|e| BrokerError::Storage(format!("delete task failed: {e}")))?

@@ -172,19 +172,19 @@ pub trait SharedLog: Send + Sync + 'static {
         max_bytes: usize,
     ) -> BoxFuture<'_, Result<SharedRead>>;
 
-    /// Creates a topic; [`BrokerError::TopicExists`] when the name is taken in the cluster.
     /// Raises the start of `partition` of the topic with id `topic_id` to `offset` (Kafka's
-    /// DeleteRecords) for every broker: what lies wholly below it is deleted, the rest of the
-    /// batch holding it is hidden by each copy's log start. Answers the partition's start after
-    /// it (more than `offset` when it was past it already); `offset` past the partition's end is
-    /// [`BrokerError::OffsetOutOfRange`].
+    /// DeleteRecords; `None`: the partition's end as the store has it) for every broker: what
+    /// lies wholly below it is deleted, the rest of the batch holding it is hidden by each
+    /// copy's log start. Answers the partition's start after it (more than `offset` when it was
+    /// past it already); `offset` past the partition's end is [`BrokerError::OffsetOutOfRange`].
     fn delete_records(
         &self,
         topic_id: &str,
         partition: u32,
-        offset: u64,
+        offset: Option<u64>,
     ) -> BoxFuture<'_, Result<u64>>;
 
+    /// Creates a topic; [`BrokerError::TopicExists`] when the name is taken in the cluster.
     fn create_topic(&self, meta: &TopicMeta) -> BoxFuture<'_, Result<()>>;
 
     /// Replaces a topic's partition count and configs (by id).
@@ -463,7 +463,11 @@ impl Broker {
             return;
         };
         p.replica.heard_start(start);
-        if start <= p.log.stats().log_start {
+        let stats = p.log.stats();
+        // A copy that does not hold the start yet is trimmed by the catch-up that brings it
+        // there (its lock is not waited for here: the applier must not wait behind a read's
+        // catch-up).
+        if start <= stats.log_start || start > stats.high_watermark {
             return;
         }
         if let Err(e) = trim_now(p).await {
@@ -481,18 +485,19 @@ impl Broker {
 
     /// Cluster mode: DeleteRecords through the shared store (every broker's copy drops the
     /// records below the new start; this one's at once when it holds it). Answers the start.
+    /// The start has moved once the store answers: a failure to trim this copy then is logged
+    /// (the next poll tries again), not answered.
     pub(crate) async fn delete_records_shared(
         &self,
         t: &Topic,
         p: &Partition,
-        offset: u64,
+        offset: Option<u64>,
     ) -> Result<u64> {
         let shared = self.shared.get().ok_or_else(|| {
             BrokerError::Storage("cluster DeleteRecords outside cluster mode".into())
         })?;
         let start = shared.delete_records(&t.id, p.index, offset).await?;
-        p.replica.heard_start(start);
-        trim_now(p).await?;
+        self.shared_started(&t.id, p.index, start).await;
         Ok(start)
     }
 

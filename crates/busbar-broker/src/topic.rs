@@ -164,6 +164,16 @@ impl Partition {
             .min(self.reported_end())
     }
 
+    /// The partition's last stable offset below `end` (every transaction below it has ended),
+    /// never below the reported start: a transaction left open below a start that DeleteRecords
+    /// moved past it does not hold readers below the start (Kafka clamps its first unstable
+    /// offset so too).
+    pub(crate) fn last_stable(&self, end: u64) -> u64 {
+        self.txns
+            .last_stable(end)
+            .max(self.reported_start().min(end))
+    }
+
     /// The partition's end as reported: the local copy's high watermark, or in cluster mode the
     /// shared end heard of when the copy is behind it (copies are caught up on read,
     /// `shared.rs`).

@@ -107,7 +107,7 @@ async fn time_lag_comes_from_the_first_event_left_when_retention_removed_the_com
     clock.advance(10_000);
     publish(&b, 5).await;
     commit(&b, 0).await;
-    b.delete_records("t", 0, 5).await.unwrap();
+    b.delete_records("t", 0, Some(5)).await.unwrap();
     clock.advance(1_000);
     let (lag, secs, _) = status(&b).await;
     assert_eq!(lag, 10);

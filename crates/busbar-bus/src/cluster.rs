@@ -17,8 +17,9 @@
 //!
 //! Changes (create, update, patch, pause, resume, delete) are one transaction each in the store,
 //! checked against the version the change read; the holder sees them on its next tick and
-//! restarts or stops the worker. Not yet in cluster mode (refused with a clear error): topic
-//! targets (they need transactions), reset, replay and redrive.
+//! restarts or stops the worker. A topic target's transactions are the cluster's (its
+//! transactional id is coordinated where its worker runs; `docs/cluster.md`). Not yet in
+//! cluster mode (refused with a clear error): reset, replay and redrive.
 
 use crate::error::{BusError, Result};
 use crate::state::SubRecord;
@@ -356,6 +357,7 @@ impl Bus {
         }
         if let Some(h) = e.handle.take() {
             h.stop().await;
+            self.forget_txn(&e).await;
         }
         // The row went with the delete; this broker's memory of the lease goes now.
         self.shared().expect("cluster mode").release(&name).await;
@@ -363,6 +365,25 @@ impl Bus {
         self.ctx.retries.load(&name, &[]);
         self.save_guard(subs);
         Ok(())
+    }
+
+    /// After the worker of deleted subscription `e` stopped here (this broker coordinated its
+    /// transactional id): a topic target's transactional id is forgotten (a transaction left
+    /// open aborted first). A failure is logged; the id's record then stays in the store (as
+    /// it does when the runner died before the delete).
+    async fn forget_txn(&self, e: &Entry) {
+        if !matches!(e.record.spec.target, crate::spec::Target::Topic { .. }) {
+            return;
+        }
+        let name = &e.record.spec.name;
+        let id = crate::worker::transactional_id(name);
+        if let Err(err) = self.ctx.broker.forget_bus_txn(&id).await {
+            let msg = format!(
+                "subscription {name:?} deleted; its transactional id {id:?} stays in the \
+                 cluster's store: {err}"
+            );
+            busbar_broker::log::warn("busbar", "bus_housekeeping", &msg, &[]);
+        }
     }
 
     /// Cluster mode: syncs when `name` is not known here (made on another broker just now).
@@ -440,6 +461,7 @@ impl Bus {
             if let Some(mut e) = subs.remove(&name) {
                 if let Some(h) = e.handle.take() {
                     h.stop().await;
+                    self.forget_txn(&e).await;
                 }
                 self.ctx.positions.load(&name, &[]);
                 self.ctx.retries.load(&name, &[]);

@@ -49,7 +49,7 @@ use busbar_broker::Broker;
 
 use busbar_broker::BrokerError;
 use positions::{Position, PositionStore};
-use spec::{invalid, Compiled, Start, Target};
+use spec::{invalid, Compiled, Start};
 use state::{RetryStore, SubRecord, SubStore};
 use stats::Counters;
 use std::collections::BTreeMap;
@@ -446,11 +446,6 @@ impl Bus {
 
     fn validate(&self, spec: SubscriptionSpec) -> Result<Compiled> {
         let compiled = spec.compile()?;
-        if self.shared().is_some() && matches!(compiled.spec.target, Target::Topic { .. }) {
-            return Err(cluster::not_in_cluster(
-                "a topic target (its exactly-once delivery needs transactions)",
-            ));
-        }
         compiled.check_target(&self.config.targets)?;
         compiled.check_encode(self.decoder().as_ref())?;
         for (path, topic) in compiled.spec.topics() {

@@ -412,7 +412,7 @@ mod tests {
         assert_eq!((again.redriven, again.skipped), (0, 3));
         assert_eq!(prune(&bus.ctx).await.unwrap(), 0);
 
-        b.delete_records("dlq", 0, 2).await.unwrap();
+        b.delete_records("dlq", 0, Some(2)).await.unwrap();
         assert_eq!(prune(&bus.ctx).await.unwrap(), 2);
         let old_id = topic_layout(&b, "dlq").unwrap().0;
         assert_eq!(marked(&bus), [(old_id.clone(), 2)]);

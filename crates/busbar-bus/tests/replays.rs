@@ -356,7 +356,7 @@ async fn r14f_a_resumed_run_below_the_log_start_completes() {
     assert_eq!(stopped.state, RunState::Stopped, "{stopped:?}");
     let sent = t.received().len();
     assert!(sent < 10, "{sent}");
-    b.delete_records("src", 0, 10).await.unwrap();
+    b.delete_records("src", 0, Some(10)).await.unwrap();
     bus.set_paused("s", false).await.unwrap();
     bus.start_replay("s", replay("r", base, end, 100))
         .await

@@ -325,7 +325,8 @@ async fn check_store(
     }
 }
 
-/// Expires idle producers' state every minute.
+/// Expires idle producers' state, and purges rows a DeleteRecords left below a partition's
+/// start, every minute.
 async fn expiries(cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -333,6 +334,7 @@ async fn expiries(cluster: Arc<Cluster>) {
         tick.tick().await;
         let _ = bounded(catalog::expire_producers(&cluster.pool)).await;
         let _ = bounded(txn::expire(&cluster.pool)).await;
+        let _ = bounded(records::purge_leftovers(&cluster.pool)).await;
     }
 }
 
@@ -388,7 +390,7 @@ impl SharedLog for Cluster {
         &self,
         topic_id: &str,
         partition: u32,
-        offset: u64,
+        offset: Option<u64>,
     ) -> BoxFuture<'_, busbar_broker::Result<u64>> {
         let topic_id = topic_id.to_string();
         Box::pin(async move {

@@ -371,15 +371,25 @@ async fn record(
     let mut c = pool.get().await?;
     let tx = c.transaction().await?;
     let p = u.partition as i32;
-    let rows = tx
-        .execute(
+    let Some(row) = tx
+        .query_opt(
             "UPDATE partitions SET hot_bytes = hot_bytes - $3 \
-             WHERE topic_id = $1 AND partition = $2",
+             WHERE topic_id = $1 AND partition = $2 RETURNING log_start",
             &[&u.topic_id, &p, &u.size],
         )
-        .await?;
-    if rows == 0 {
+        .await?
+    else {
         return Ok(Recorded::TopicGone);
+    };
+    // A run that begins below the start (DeleteRecords moved it while the run was uploaded) is
+    // not recorded: the sweep may have deleted its object already (a key whose base is below
+    // the start is a leftover for certain), and its first batches are being purged.
+    let start: i64 = row.get(0);
+    if (u.base as i64) < start {
+        return Err(Error::Busy(format!(
+            "cluster: upload of {}/{} {}..={}: the partition now starts at {start}; not recorded",
+            u.topic_id, u.partition, u.base, u.last
+        )));
     }
     let deleted = tx
         .execute(
@@ -600,7 +610,8 @@ type KeyColumns = (Vec<String>, Vec<String>, Vec<i32>, Vec<i64>, Vec<i64>);
 /// Lists up to [`SWEEP_KEYS_MAX`] keys of the store (after the last sweep's) and queues in
 /// `doomed_objects` those that are leftovers for certain: an object no row names (an upload
 /// that failed between its `PUT` and its commit, then cut its run differently) whose topic is
-/// gone, whose offsets are all below the log start, or whose base offset another object's row
+/// gone, whose base offset is below the log start (an upload of a run that begins there is
+/// never recorded: `record` checks it under the partition row's lock), or whose base offset another object's row
 /// covers. An offset never moves back from an object to the hot tier, so no upload can write
 /// such a key again, and an upload still in flight with it fails its commit (its batches are
 /// gone). Keys of another form are left alone.
@@ -637,7 +648,7 @@ async fn sweep(cluster: &Cluster, cold: &Cold, after: &mut Option<String>) -> Re
                    WHERE o.topic_id = k.topic_id AND o.partition = k.partition \
                    AND o.base_offset <= k.base ORDER BY o.base_offset DESC LIMIT 1) c ON true \
                  WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.key = k.key) \
-                 AND (p.topic_id IS NULL OR k.last < p.log_start OR c.last_offset >= k.base) \
+                 AND (p.topic_id IS NULL OR k.base < p.log_start OR c.last_offset >= k.base) \
                  ON CONFLICT DO NOTHING",
                 &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4],
             )

@@ -265,15 +265,15 @@ pub async fn delete_records(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let req: DeleteRecords = body::json_request(&headers, body, app.config.json_bytes_max).await?;
-    let (_, high_watermark) = app.broker.offsets_of(&topic, partition)?;
     let offset = match req.before_offset {
-        -1 => high_watermark,
+        // The high watermark (in cluster mode the shared store's, read with the move).
+        -1 => None,
         n if n < -1 => {
             return Err(ApiError::bad_request(format!(
                 "field `before_offset`: {n} is not an offset (or -1 for the high watermark)"
             )))
         }
-        n => n as u64,
+        n => Some(n as u64),
     };
     let log_start = app.broker.delete_records(&topic, partition, offset).await?;
     Ok(Json(

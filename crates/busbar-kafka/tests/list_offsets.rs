@@ -30,7 +30,8 @@ fn max_timestamp_ignores_a_batch_maximum_below_the_log_start() {
     let s = start();
     produce_at(&s, "t", &[1000, 10]); // offsets 0, 1
     produce_at(&s, "t", &[500]); // offset 2
-    s.rt.block_on(s.broker.delete_records("t", 0, 1)).unwrap();
+    s.rt.block_on(s.broker.delete_records("t", 0, Some(1)))
+        .unwrap();
     assert_eq!(max_ts(&s, "t"), (0, 2, 500));
 }
 
@@ -70,7 +71,8 @@ fn time_lookup_passes_a_compressed_batch_whose_match_is_below_the_log_start() {
     let batch = assemble(&BatchHeader { attributes: 1, ..h }, &zipped);
     s.rt.block_on(s.broker.produce("t", 0, batch)).unwrap(); // offsets 0, 1
     produce_at(&s, "t", &[500]); // offset 2
-    s.rt.block_on(s.broker.delete_records("t", 0, 1)).unwrap();
+    s.rt.block_on(s.broker.delete_records("t", 0, Some(1)))
+        .unwrap();
     assert_eq!(by_time(&s, "t", 500), (0, 2, 500));
     // Resets and replays by time use the same lookup.
     assert_eq!(s.broker.offset_for_timestamp("t", 0, 500).unwrap(), 2);

@@ -334,11 +334,7 @@ fn a_subscription_runs_on_one_broker_and_moves_when_it_dies() {
         now.iter().all(|s| *s == "running" || *s == "elsewhere"),
         "{now:?}"
     );
-    // Refused in cluster mode, with the reason: a topic target, a reset.
-    let spec = json!({"name": "t", "sources": ["orders"], "target": {"topic": "dead"}});
-    let (st, r) = call(addrs[2], "POST", "/subscriptions", Some(spec));
-    assert_eq!(st, 400, "{r}");
-    assert!(r.to_string().contains("cluster mode"), "{r}");
+    // Refused in cluster mode, with the reason: a reset.
     let reset = Some(json!({"to": "earliest"}));
     let (st, r) = call(addrs[2], "POST", "/subscriptions/s/reset", reset);
     assert_eq!(st, 400, "{r}");
@@ -861,4 +857,109 @@ fn delete_records_deletes_hot_batches_below_it_on_every_broker() {
     );
     assert_eq!(st, 404, "{r}");
     assert_eq!(pg.psql("hot", q), "15|150|t|150/155");
+}
+
+/// A subscription with a topic target in cluster mode: its deliveries go out in transactions
+/// of its own transactional id, committed with its positions; the kill -9 of its runner while
+/// events flow moves it (and its transactional id) to another broker, which settles the
+/// transaction the dead one left and goes on. The target topic, read committed on every broker,
+/// holds each source event exactly once, in each key's order. Deleting the subscription
+/// forgets its transactional id.
+#[test]
+fn a_topic_target_delivers_each_event_once_across_the_kill_of_its_runner() {
+    let pg = TestPostgres::start();
+    let url = pg.create_db("eos");
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut brokers: Vec<Option<Server>> = (0..3)
+        .map(|i| Some(broker(&url, i as u32 + 1, dirs[i].path())))
+        .collect();
+    let addrs: Vec<std::net::SocketAddr> = brokers.iter().flatten().map(|s| s.addr).collect();
+    for (name, parts) in [("in", 3), ("out", 1)] {
+        let topic = json!({"name": name, "partitions": parts});
+        let (st, r) = call(addrs[0], "POST", "/topics", Some(topic));
+        assert_eq!(st, 201, "{r}");
+    }
+    eventually("the topics reach every broker", || {
+        addrs.iter().all(|a| {
+            ["in", "out"]
+                .iter()
+                .all(|t| call(*a, "GET", &format!("/topics/{t}"), None).0 == 200)
+        })
+    });
+    let spec = json!({"name": "copy", "sources": ["in"], "target": {"topic": "out"}});
+    let (st, r) = call(addrs[1], "POST", "/subscriptions", Some(spec));
+    assert_eq!(st, 201, "{r}");
+    assert_eq!(r["guarantee"], "exactly_once", "{r}");
+    eventually("one broker runs it", || runner(&addrs, "copy").is_some());
+    let first = runner(&addrs, "copy").unwrap();
+    let publisher = addrs[(first + 1) % 3];
+    let (total, keys) = (600u64, 6u64);
+    let out_count = |a: std::net::SocketAddr| {
+        let (_, r) = call(a, "GET", "/topics/out", None);
+        r["partitions"][0]["high_watermark"].as_u64().unwrap_or(0)
+    };
+    for n in 0..total {
+        let key = format!("k{}", n % keys);
+        let event = json!([{"key": key, "value": {"key": key, "n": n}}]);
+        let (st, r) = call(publisher, "POST", "/topics/in/events", Some(event));
+        assert_eq!(st, 200, "{r}");
+        if n == total / 2 {
+            eventually("deliveries flow", || out_count(publisher) >= 100);
+            brokers[first].take().unwrap().kill9();
+        }
+    }
+    let live: Vec<std::net::SocketAddr> = brokers.iter().flatten().map(|s| s.addr).collect();
+    // Read committed (HTTP reads stop at the last stable offset), past the markers' offsets.
+    let committed = |a: std::net::SocketAddr| -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        loop {
+            let path = format!("/topics/out/partitions/0/events?offset={at}&limit=1000");
+            let (st, r) = call(a, "GET", &path, None);
+            assert_eq!(st, 200, "{r}");
+            let got = r["events"].as_array().unwrap();
+            let Some(last) = got.last() else {
+                return out;
+            };
+            for e in got {
+                let key = e["key"].as_str().unwrap().to_string();
+                out.push((key, e["value"]["n"].as_u64().unwrap()));
+            }
+            at = last["offset"].as_u64().unwrap() + 1;
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let got = loop {
+        let got = committed(live[0]);
+        if got.len() >= total as usize || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut seen: Vec<u64> = got.iter().map(|(_, n)| *n).collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..total).collect::<Vec<_>>(),
+        "each event exactly once"
+    );
+    for k in 0..keys {
+        let of_key: Vec<u64> = (got.iter())
+            .filter(|(key, _)| *key == format!("k{k}"))
+            .map(|(_, n)| *n)
+            .collect();
+        assert!(of_key.windows(2).all(|w| w[0] < w[1]), "k{k}: {of_key:?}");
+    }
+    assert_eq!(committed(live[1]), got, "every broker reads the same");
+    let i = runner(&live, "copy").expect("a live broker runs it");
+    assert_ne!(live[i], addrs[first]);
+    // Deleted on the broker that does not run it: the runner stops and forgets its
+    // transactional id.
+    let ids = "SELECT count(*) FROM txns WHERE transactional_id = '__busbar.subscription.copy'";
+    assert_eq!(pg.psql("eos", ids), "1");
+    let (st, r) = call(live[1 - i], "DELETE", "/subscriptions/copy", None);
+    assert_eq!(st, 204, "{r}");
+    eventually("the transactional id is forgotten", || {
+        pg.psql("eos", ids) == "0"
+    });
 }

@@ -71,7 +71,7 @@ impl Broker {
         let Ok(p) = t.partition(partition as i64) else {
             return 0;
         };
-        p.txns.last_stable(p.reported_end())
+        p.last_stable(p.reported_end())
     }
 
     /// Forgets the lag windows of partitions that no longer have a committed offset (called
@@ -95,10 +95,7 @@ impl Broker {
                 continue;
             };
             let s = p.log.stats();
-            let lag = p
-                .txns
-                .last_stable(p.reported_end())
-                .saturating_sub(c.offset);
+            let lag = p.last_stable(p.reported_end()).saturating_sub(c.offset);
             // The committed offset's record is read from the local copy: a copy caught up on
             // read (cluster mode) may not hold it yet, and then the age is not known here.
             let at = c.offset.max(s.log_start);

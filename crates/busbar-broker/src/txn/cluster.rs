@@ -407,8 +407,30 @@ impl Broker {
         };
         for id in orphans {
             if let Some(_g) = self.txns.try_lock_id(&id) {
-                let _ = self.coordinate_txn(&id).await;
+                if self.coordinate_txn(&id).await.is_ok() && super::producer::reserved(&id) {
+                    self.end_orphan_bus_txn(shared.as_ref(), &id).await;
+                }
             }
+        }
+    }
+
+    /// A bus transaction (a topic target's) whose coordinator died died with its writer (the
+    /// subscription's worker runs where its transactional id is coordinated): it is ended at
+    /// once, not after its timeout (aborted and the epoch bumped; a prepared one completed), and
+    /// the lease given up, so the broker that runs the subscription next takes the id at once
+    /// and settles its record either way (`busbar-bus` `worker/exactly.rs`). Called with the
+    /// id's lock held.
+    async fn end_orphan_bus_txn(&self, shared: &dyn crate::shared::SharedLog, id: &str) {
+        let Some(t) = self.txns.get(id) else {
+            return;
+        };
+        let ended = match t.state {
+            s if s.preparing() => self.complete(id, t).await.map(drop),
+            TxnState::Ongoing => self.expire(id, t).await,
+            _ => Ok(()),
+        };
+        if ended.is_ok() {
+            shared.release(Coordinated::Txn, id);
         }
     }
 }

@@ -513,7 +513,7 @@ impl Broker {
     /// offsets committed (commit) and the aborted index written (abort), then the Complete
     /// state. Safe to repeat after a crash at any point: a second marker of an ended
     /// transaction is skipped by every reader.
-    async fn complete(&self, id: &str, mut t: Txn) -> Result<Txn> {
+    pub(super) async fn complete(&self, id: &str, mut t: Txn) -> Result<Txn> {
         let commit = t.state == TxnState::PrepareCommit;
         let mut aborted = Vec::new();
         let mut touched = Vec::new();
@@ -770,7 +770,7 @@ impl Broker {
 
     /// Aborts a transaction past its timeout and bumps the epoch, so the producer that let it
     /// expire is fenced.
-    async fn expire(&self, id: &str, mut t: Txn) -> Result<()> {
+    pub(super) async fn expire(&self, id: &str, mut t: Txn) -> Result<()> {
         t.fence = true;
         self.finish(id, t, false).await.map(drop)
     }
@@ -795,7 +795,7 @@ impl Broker {
     pub fn last_stable_offset(&self, topic: &str, partition: i64) -> Result<u64> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
-        Ok(p.txns.last_stable(p.log.stats().high_watermark))
+        Ok(p.last_stable(p.log.stats().high_watermark))
     }
 
     /// Whole stored batches from `offset`, up to `max_bytes` (at least one batch), without
@@ -813,7 +813,7 @@ impl Broker {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
         let hw_before = p.log.stats().high_watermark;
-        let last_stable = p.txns.last_stable(hw_before);
+        let last_stable = p.last_stable(hw_before);
         let r = p.log.read(offset, max_bytes)?;
         let mut data = r.data;
         let mut aborted = Vec::new();

@@ -214,6 +214,12 @@ impl Broker {
     /// now, as its position is already stored); aborted otherwise (it timed out, or the id is
     /// unknown). A later transaction of the id began only after this one committed.
     pub async fn settle_bus_txn(&self, id: &str, seq: u64) -> Result<Fate> {
+        // Cluster mode: the record as the shared store has it (the worker may have moved here
+        // from a broker that died between its position write and its EndTxn).
+        {
+            let _g = self.txns.lock_id(id).await;
+            self.coordinate_txn(id).await?;
+        }
         let Some(t) = self.txns.get(id) else {
             return Ok(Fate::Aborted);
         };
@@ -241,13 +247,18 @@ impl Broker {
     /// Forgets the bus's transactional id `id` (its subscription is deleted): a transaction it
     /// left open is aborted first.
     pub async fn forget_bus_txn(&self, id: &str) -> Result<()> {
+        {
+            let _g = self.txns.lock_id(id).await;
+            self.coordinate_txn(id).await?;
+        }
         if self.txns.get(id).is_none() {
             return Ok(());
         }
         let timeout = TIMEOUT_MS.min(self.txns.config.max_timeout_ms);
         self.init_transactional(id, timeout, None).await?;
         let _g = self.txns.lock_id(id).await;
-        self.txns.put(id, None, vec![]).await
+        self.coordinate_txn(id).await?;
+        self.store_txn(id, None, vec![], false).await.map(drop)
     }
 }
 

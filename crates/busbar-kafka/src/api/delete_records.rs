@@ -25,11 +25,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteRecordsRequest) -> DeleteRecordsRe
                 tr.partitions.push(pr);
                 continue;
             }
+            // -1: the high watermark (in cluster mode the shared store's, read with the move).
             let target = match p.offset {
-                -1 => broker
-                    .offsets_of(&name, p.partition_index as i64)
-                    .map(|(_, hw)| hw),
-                o if o >= 0 => Ok(o as u64),
+                -1 => Ok(None),
+                o if o >= 0 => Ok(Some(o as u64)),
                 o => Err(busbar_broker::BrokerError::OffsetOutOfRange {
                     offset: o.unsigned_abs(),
                     start: 0,
