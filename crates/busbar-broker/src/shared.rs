@@ -225,6 +225,10 @@ pub trait SharedLog: Send + Sync + 'static {
     /// Gives up using a lease whose state could not be loaded.
     fn release(&self, of: Coordinated, name: &str);
 
+    /// Gives the lease of `name` up now, in the database too (another broker may take it at
+    /// once); a failure is logged (the lease then lapses by itself).
+    fn give_up(&self, of: Coordinated, name: &str) -> BoxFuture<'_, ()>;
+
     /// Writes a transactional id's record, fenced by its lease (else
     /// [`BrokerError::NotCoordinator`]); answers the first offset registered for each joining
     /// partition (the partition's end now).

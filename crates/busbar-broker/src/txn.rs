@@ -94,6 +94,14 @@ impl TxnState {
     fn preparing(self) -> bool {
         matches!(self, TxnState::PrepareCommit | TxnState::PrepareAbort)
     }
+
+    /// No transaction open or ending.
+    pub(crate) fn is_idle(self) -> bool {
+        matches!(
+            self,
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+        )
+    }
 }
 
 /// A partition in a transaction.

@@ -659,7 +659,8 @@ impl Bus {
             if let Some(h) = e.handle.take() {
                 h.stop().await;
             }
-            if let Some(shared) = self.shared() {
+            // A reset here holds the lease of the subscription it paused.
+            if let Some(shared) = self.shared().filter(|_| !self.leases.is_resetting(name)) {
                 shared.release(name).await;
             }
             *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Paused;

@@ -5,7 +5,7 @@ use crate::error::{BusError, Result};
 use crate::positions::{self, Position, ResetPosition, ResetTo};
 use crate::spec::{invalid, SubscriptionSpec};
 use crate::state::EventRef;
-use crate::{cluster, worker, Bus};
+use crate::{worker, Bus};
 
 impl Bus {
     /// Moves the positions of subscription `name` (the only way to move them: they are not
@@ -14,7 +14,7 @@ impl Bus {
     /// is delivered). Answers the new position of each partition moved.
     pub async fn reset(&self, name: &str, to: ResetTo) -> Result<Vec<ResetPosition>> {
         if self.shared().is_some() {
-            return Err(cluster::not_in_cluster("reset"));
+            return self.reset_shared(name, to).await;
         }
         let mut subs = self.subs.lock().await;
         let e = subs
@@ -36,7 +36,11 @@ impl Bus {
     }
 
     /// The positions `to` names, each checked against its topic as it is now.
-    fn reset_targets(&self, spec: &SubscriptionSpec, to: &ResetTo) -> Result<Vec<ResetPosition>> {
+    pub(crate) fn reset_targets(
+        &self,
+        spec: &SubscriptionSpec,
+        to: &ResetTo,
+    ) -> Result<Vec<ResetPosition>> {
         let broker = &self.ctx.broker;
         if let ResetTo::Offsets { offsets } = to {
             if offsets.is_empty() {
@@ -94,8 +98,16 @@ impl Bus {
     /// order a failure between the two leaves entries that deliver an event again, never a
     /// position past an event that lost its entry. An exactly-once transaction left recorded is
     /// settled first: rolled back later, it would move the positions back over the reset.
-    async fn write_reset(&self, name: &str, moved: &[ResetPosition]) -> Result<()> {
+    pub(crate) async fn write_reset(&self, name: &str, moved: &[ResetPosition]) -> Result<()> {
         worker::settle_record(&self.ctx, name).await?;
+        let (positions, ended) = self.reset_rows(name, moved)?;
+        self.ctx.positions.put(name, positions).await?;
+        self.ctx.retries.put(name, ended).await
+    }
+
+    /// What a reset of `name` to `moved` writes: the new positions, and the end of every retry
+    /// entry of a partition moved (the new position decides what is delivered).
+    pub(crate) fn reset_rows(&self, name: &str, moved: &[ResetPosition]) -> Result<ResetRows> {
         let mut rows = Vec::new();
         for m in moved {
             let (id, _) = positions::topic_layout(&self.ctx.broker, &m.topic)?;
@@ -106,13 +118,17 @@ impl Bus {
             };
             rows.push(((m.topic.clone(), m.partition), Some(pos)));
         }
-        self.ctx.positions.put(name, rows).await?;
         let moved: std::collections::HashSet<(&str, u32)> = (moved.iter())
             .map(|m| (m.topic.as_str(), m.partition))
             .collect();
         let hit = |r: &EventRef| moved.contains(&(r.topic.as_str(), r.partition));
         let ended = self.ctx.retries.entries(name).into_keys().filter(hit);
-        let rows: Vec<_> = ended.map(|r| (r, None)).collect();
-        self.ctx.retries.put(name, rows).await
+        Ok((rows, ended.map(|r| (r, None)).collect()))
     }
 }
+
+/// A reset's rows: positions, and retry entries ended.
+pub(crate) type ResetRows = (
+    Vec<(positions::PartKey, Option<Position>)>,
+    Vec<(EventRef, Option<crate::state::RetryEntry>)>,
+);

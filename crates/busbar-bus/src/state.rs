@@ -291,6 +291,21 @@ impl RetryStore {
         (m.len(), newest.cloned())
     }
 
+    /// Entries of `sub` (`None` ends one) as the shared store takes them (cluster mode, for a
+    /// write together with other state).
+    pub fn encode(
+        &self,
+        sub: &str,
+        rows: &[(EventRef, Option<RetryEntry>)],
+    ) -> Vec<crate::cluster::WriteRow> {
+        rows.iter()
+            .map(|(r, e)| {
+                let (key, value) = Row::Retry(sub.to_string(), r.clone(), e.clone()).encode();
+                (crate::cluster::Space::Retries, key, value)
+            })
+            .collect()
+    }
+
     /// Writes (or with `None` ends) entries of `sub`, durably.
     pub async fn put(&self, sub: &str, rows: Vec<(EventRef, Option<RetryEntry>)>) -> Result<()> {
         let rows = rows

@@ -461,6 +461,17 @@ impl SharedLog for Cluster {
         self.members.confirm(lease_kind(of), name, sent)
     }
 
+    fn give_up(&self, of: Coordinated, name: &str) -> BoxFuture<'_, ()> {
+        let name = name.to_string();
+        Box::pin(async move {
+            let gone = self.members.give_up(&self.pool, lease_kind(of), &name);
+            if let Err(e) = bounded(gone).await {
+                let msg = format!("cluster: giving up the lease of {name:?}: {e}");
+                busbar_broker::log::warn("busbar", "cluster_lease", &msg, &[]);
+            }
+        })
+    }
+
     fn release(&self, of: Coordinated, name: &str) {
         self.members.release(lease_kind(of), name)
     }

@@ -247,15 +247,20 @@ pub async fn orphans(pool: &Pool, limit: usize) -> Result<Vec<String>, Error> {
 /// (Kafka's `transactional.id.expiration.ms` default, 7 days), unless a broker coordinates it.
 const IDLE_ID_MS: f64 = 604_800_000.0;
 
-/// Forgets idle transactional ids no live process coordinates, and aborted-index rows below
-/// their partition's log start.
+/// Forgets transactional ids no live process coordinates and no transaction holds open: a
+/// client's after [`IDLE_ID_MS`] idle; the bus's (`__busbar.`, its topic targets' exactly-once
+/// record, which must outlive any idle time) only once their subscription is gone. Also
+/// aborted-index rows below their partition's log start.
 pub async fn expire(pool: &Pool) -> Result<(), Error> {
     let c = pool.get().await?;
     c.execute(
-        "DELETE FROM txns t WHERE NOT t.open \
-         AND t.updated_at < now() - $1 * interval '1 millisecond' AND NOT EXISTS \
+        "DELETE FROM txns t WHERE NOT t.open AND NOT EXISTS \
          (SELECT 1 FROM leases l WHERE l.kind = 'txn' AND l.name = t.transactional_id \
-          AND l.expires_at > now())",
+          AND l.expires_at > now()) AND CASE \
+           WHEN starts_with(t.transactional_id, '__busbar.subscription.') THEN NOT EXISTS \
+             (SELECT 1 FROM subscriptions s WHERE s.name = substr(t.transactional_id, 23)) \
+           WHEN starts_with(t.transactional_id, '__busbar.') THEN false \
+           ELSE t.updated_at < now() - $1 * interval '1 millisecond' END",
         &[&IDLE_ID_MS],
     )
     .await?;

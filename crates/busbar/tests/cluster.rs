@@ -334,10 +334,6 @@ fn a_subscription_runs_on_one_broker_and_moves_when_it_dies() {
         now.iter().all(|s| *s == "running" || *s == "elsewhere"),
         "{now:?}"
     );
-    // Refused in cluster mode, with the reason: a reset.
-    let reset = Some(json!({"to": "earliest"}));
-    let (st, r) = call(addrs[2], "POST", "/subscriptions/s/reset", reset);
-    assert_eq!(st, 400, "{r}");
     // Publish through a broker that survives, one event at a time (key order = publish order),
     // and kill -9 the runner while deliveries are in flight.
     let publisher = addrs[(first + 1) % 3];
@@ -381,6 +377,50 @@ fn a_subscription_runs_on_one_broker_and_moves_when_it_dies() {
         r.iter().any(|r| r.json()["n"].as_i64() == Some(total))
     });
     eventually("one broker runs it again", || runner(&live, "s").is_some());
+    // A reset on a broker that does not run it: the runner stops (the subscription is paused
+    // for the move), the positions move under the lease, and it runs again from the start:
+    // every event is delivered again. A bad reset changes nothing.
+    let runs = runner(&live, "s").unwrap();
+    let other = live[(runs + 1) % live.len()];
+    let bad = Some(
+        json!({"to": "offsets", "offsets": [{"topic": "orders", "partition": 0,
+                                                          "offset": 999_999}]}),
+    );
+    let (st, r) = call(other, "POST", "/subscriptions/s/reset", bad);
+    assert_eq!(st, 400, "{r}");
+    assert_eq!(
+        runner(&live, "s"),
+        Some(runs),
+        "a refused reset stops nothing"
+    );
+    let before = t.received().len();
+    let (st, r) = call(
+        other,
+        "POST",
+        "/subscriptions/s/reset",
+        Some(json!({"to": "earliest"})),
+    );
+    assert_eq!(st, 200, "{r}");
+    let moved = r["positions"].as_array().map_or(0, Vec::len);
+    assert_eq!(moved, 3, "{r}");
+    assert!(
+        r["positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["offset"] == 0),
+        "{r}"
+    );
+    t.wait(Duration::from_secs(60), |r| {
+        let again: std::collections::BTreeSet<_> = r[before..]
+            .iter()
+            .filter_map(|r| r.json()["n"].as_i64())
+            .collect();
+        again.len() > total as usize
+    });
+    eventually("one broker runs it after the reset", || {
+        runner(&live, "s").is_some()
+    });
     let second = runner(&live, "s").unwrap();
     // Pause on one broker shows everywhere and stops the runner; resume; delete anywhere.
     let other = live[(second + 1) % live.len()];
@@ -863,8 +903,9 @@ fn delete_records_deletes_hot_batches_below_it_on_every_broker() {
 /// of its own transactional id, committed with its positions; the kill -9 of its runner while
 /// events flow moves it (and its transactional id) to another broker, which settles the
 /// transaction the dead one left and goes on. The target topic, read committed on every broker,
-/// holds each source event exactly once, in each key's order. Deleting the subscription
-/// forgets its transactional id.
+/// holds each source event exactly once, in each key's order. A reset to the earliest offsets
+/// on another broker delivers each event once more, exactly. Deleting the subscription forgets
+/// its transactional id.
 #[test]
 fn a_topic_target_delivers_each_event_once_across_the_kill_of_its_runner() {
     let pg = TestPostgres::start();
@@ -953,6 +994,32 @@ fn a_topic_target_delivers_each_event_once_across_the_kill_of_its_runner() {
     assert_eq!(committed(live[1]), got, "every broker reads the same");
     let i = runner(&live, "copy").expect("a live broker runs it");
     assert_ne!(live[i], addrs[first]);
+    // A reset to the earliest offsets on the broker that does not run it: the runner stops,
+    // hands its transactional id over, and the subscription runs again from the start, so
+    // the target holds each event exactly twice.
+    let (st, r) = call(
+        live[1 - i],
+        "POST",
+        "/subscriptions/copy/reset",
+        Some(json!({"to": "earliest"})),
+    );
+    assert_eq!(st, 200, "{r}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let again = loop {
+        let got = committed(live[1 - i]);
+        if got.len() >= 2 * total as usize || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut twice: Vec<u64> = again.iter().map(|(_, n)| *n).collect();
+    twice.sort_unstable();
+    let want: Vec<u64> = (0..total).flat_map(|n| [n, n]).collect();
+    assert_eq!(twice, want, "each event exactly twice after the reset");
+    eventually("it runs again after the reset", || {
+        runner(&live, "copy").is_some()
+    });
+    let i = runner(&live, "copy").unwrap();
     // Deleted on the broker that does not run it: the runner stops and forgets its
     // transactional id.
     let ids = "SELECT count(*) FROM txns WHERE transactional_id = '__busbar.subscription.copy'";

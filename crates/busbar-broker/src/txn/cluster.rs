@@ -430,7 +430,7 @@ impl Broker {
             _ => Ok(()),
         };
         if ended.is_ok() {
-            shared.release(Coordinated::Txn, id);
+            shared.give_up(Coordinated::Txn, id).await;
         }
     }
 }

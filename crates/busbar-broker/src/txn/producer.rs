@@ -133,8 +133,14 @@ impl Broker {
             .map(|i| (t.name.clone(), *i as i32))
             .collect();
         if !new.is_empty() {
-            let added = (self.add_partitions_to_txn(&p.id, p.producer_id, p.epoch, new)).await?;
+            // A failure here may leave a transaction open that this producer does not know of
+            // (a write whose outcome was unknown), or mean the producer was fenced: either way
+            // it is broken, so the worker starts over and settles its record.
+            let added = (self.add_partitions_to_txn(&p.id, p.producer_id, p.epoch, new))
+                .await
+                .inspect_err(|_| p.broken = true)?;
             if let Some(e) = added.into_iter().find_map(|(_, _, e)| e) {
+                p.broken = true;
                 return Err(e);
             }
             p.added.extend(routed.keys().map(|i| (t.name.clone(), *i)));
@@ -250,15 +256,72 @@ impl Broker {
         {
             let _g = self.txns.lock_id(id).await;
             self.coordinate_txn(id).await?;
-        }
-        if self.txns.get(id).is_none() {
-            return Ok(());
+            if self.txns.get(id).is_none() {
+                self.give_up_txn(id).await;
+                return Ok(());
+            }
         }
         let timeout = TIMEOUT_MS.min(self.txns.config.max_timeout_ms);
-        self.init_transactional(id, timeout, None).await?;
+        let (pid, epoch) = self.init_transactional(id, timeout, None).await?;
         let _g = self.txns.lock_id(id).await;
         self.coordinate_txn(id).await?;
-        self.store_txn(id, None, vec![], false).await.map(drop)
+        // Only the record as that InitProducerId left it (no transaction opened since).
+        if let Some(t) = self.txns.get(id) {
+            if t.producer_id == pid && t.epoch == epoch && t.state.is_idle() {
+                self.store_txn(id, None, vec![], false).await?;
+            }
+        }
+        self.give_up_txn(id).await;
+        Ok(())
+    }
+
+    /// Cluster mode: gives the lease of transactional id `id` up when this broker holds it.
+    async fn give_up_txn(&self, id: &str) {
+        let of = crate::shared::Coordinated::Txn;
+        if let Some(shared) = self.shared.get().filter(|s| s.holds(of, id)) {
+            shared.give_up(of, id).await;
+        }
+    }
+
+    /// Cluster mode, when the worker of the bus's transactional id `id` stopped here for good
+    /// (paused, moved, deleted): a transaction it left open is aborted (its position write
+    /// failed or never came; the record it may have left is settled as aborted, which rolls
+    /// the positions back with it) and the id's lease given up, so the broker that runs the
+    /// subscription next coordinates it at once. Single-node mode: nothing to do.
+    pub async fn hand_over_bus_txn(&self, id: &str) {
+        let Some(shared) = self.shared.get().cloned() else {
+            return;
+        };
+        let of = crate::shared::Coordinated::Txn;
+        let open = {
+            let _g = self.txns.lock_id(id).await;
+            if !shared.holds(of, id) {
+                return;
+            }
+            match self.txns.get(id).filter(|t| !t.state.is_idle()) {
+                // A prepared one is completed here and now.
+                Some(t) if t.state != TxnState::Ongoing => {
+                    if let Err(e) = self.complete(id, t).await {
+                        let msg = format!("completing the transaction of {id:?} on its stop: {e}");
+                        crate::log::warn("busbar", "bus_txn", &msg, &[]);
+                    }
+                    None
+                }
+                t => t,
+            }
+        };
+        if let Some(t) = open {
+            if let Err(e) = self.end_txn(id, t.producer_id, t.epoch, false).await {
+                // Given up all the same: the broker that takes the id next, or any broker's
+                // tick once the lease is free, ends it.
+                let msg = format!("aborting the open transaction of {id:?} on its stop: {e}");
+                crate::log::warn("busbar", "bus_txn", &msg, &[]);
+            }
+        }
+        let _g = self.txns.lock_id(id).await;
+        if shared.holds(of, id) {
+            shared.give_up(of, id).await;
+        }
     }
 }
 

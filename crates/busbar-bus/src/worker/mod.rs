@@ -300,6 +300,17 @@ impl Worker {
                 if drained {
                     self.commit().await;
                 }
+                if let Some(sink) = &self.sink {
+                    // Cluster mode: the next runner (maybe another broker) coordinates the id.
+                    // Not while an append may still run (its drain timed out): its lease then
+                    // lapses by itself.
+                    if let Ok(mut producer) = sink.producer().try_lock() {
+                        *producer = None;
+                        drop(producer);
+                        let id = exactly::transactional_id(&self.name);
+                        self.ctx.broker.hand_over_bus_txn(&id).await;
+                    }
+                }
                 return;
             }
             // A transaction left open is aborted when the worker starts again (`init`), and
