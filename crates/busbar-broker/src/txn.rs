@@ -33,10 +33,13 @@ pub mod marker;
 mod ops;
 pub mod partition;
 pub mod producer;
+mod reads;
+mod timer;
 
 pub(crate) use cluster::{note_applied, note_applying};
-pub use ops::{IsolatedRead, Isolation, PartitionAdd};
+pub use ops::PartitionAdd;
 pub use partition::{Aborted, PartitionTxns};
+pub use reads::{IsolatedRead, Isolation};
 
 /// `[transactions]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

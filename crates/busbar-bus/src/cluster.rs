@@ -20,7 +20,7 @@
 //! restarts or stops the worker. A topic target's transactions are the cluster's (its
 //! transactional id is coordinated where its worker runs; `docs/cluster.md`). Not yet in
 //! cluster mode (refused with a clear error): replay and redrive. A reset pauses the
-//! subscription, moves its positions under its lease and resumes it ([`Bus::reset_shared`]).
+//! subscription, moves its positions under its lease and resumes it (`reset.rs`).
 
 use crate::error::{BusError, Result};
 use crate::state::SubRecord;
@@ -177,11 +177,11 @@ struct LeaseState {
 
 impl LeaseView {
     /// Marks `name` as being reset here; `false` when it is already.
-    fn begin_reset(&self, name: &str) -> bool {
+    pub(crate) fn begin_reset(&self, name: &str) -> bool {
         self.lock().resetting.insert(name.to_string())
     }
 
-    fn end_reset(&self, name: &str) {
+    pub(crate) fn end_reset(&self, name: &str) {
         self.lock().resetting.remove(name);
     }
 
@@ -407,155 +407,6 @@ impl Bus {
         }
     }
 
-    /// Cluster mode's reset: the subscription is paused (its runner, wherever it is, drains,
-    /// commits and gives its lease up), this broker takes the lease, loads the state, settles
-    /// an exactly-once transaction left recorded, writes the new positions and ends the moved
-    /// partitions' retry entries in one write fenced by the lease (as a worker's writes are),
-    /// gives the lease up and resumes the subscription unless it was paused before. As Kafka
-    /// resets a group's offsets only while the group is empty, no worker runs while the
-    /// positions move. Bad input is refused before anything changes. One reset of a name at a
-    /// time on a broker (another: 409); while it runs this broker's tick leaves the name alone
-    /// and nothing here gives its lease up. A change of the subscription made elsewhere while
-    /// it waits (update, resume) fails the reset (409) and is kept: the reset resumes only the
-    /// version its own pause made. A runner that does not give its lease up within
-    /// [`RESET_WAIT`] fails it (503, nothing reset). A crash of this broker in between leaves
-    /// the subscription paused (resume it).
-    pub(crate) async fn reset_shared(
-        &self,
-        name: &str,
-        to: crate::positions::ResetTo,
-    ) -> Result<Vec<crate::positions::ResetPosition>> {
-        if !self.leases.begin_reset(name) {
-            return Err(BusError::Broker(BrokerError::PolicyViolation(format!(
-                "a reset of subscription {name:?} is in progress on this broker; try again when \
-                 it ends"
-            ))));
-        }
-        let result = self.reset_marked(name, to).await;
-        self.leases.end_reset(name);
-        result
-    }
-
-    async fn reset_marked(
-        &self,
-        name: &str,
-        to: crate::positions::ResetTo,
-    ) -> Result<Vec<crate::positions::ResetPosition>> {
-        // The record as the cluster has it now (a pause made elsewhere a moment ago counts).
-        self.sync().await?;
-        let (spec, paused) = {
-            let subs = self.subs.lock().await;
-            let e = subs
-                .get(name)
-                .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
-            (e.record.spec.clone(), e.record.paused)
-        };
-        let moved = self.reset_targets(&spec, &to)?;
-        if !paused {
-            self.set_paused(name, true).await?;
-        }
-        let version = (self.subs.lock().await.get(name).map(|e| e.version))
-            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
-        let result = self.reset_under_lease(name, &moved, version).await;
-        if !paused {
-            self.resume_after_reset(name, version).await?;
-        }
-        result.map(|()| moved)
-    }
-
-    /// Resumes `name` when its record is still at `version` (the reset's own pause): a change
-    /// made meanwhile elsewhere is left as it is. Tried a few times: the positions have moved,
-    /// and a subscription left paused is answered as an error saying so.
-    async fn resume_after_reset(&self, name: &str, version: i64) -> Result<()> {
-        let mut last = None;
-        for _ in 0..3 {
-            let current = self.subs.lock().await.get(name).map(|e| e.version);
-            if current != Some(version) {
-                return Ok(());
-            }
-            match self.set_paused(name, false).await {
-                Ok(_) => return Ok(()),
-                Err(err) => last = Some(err),
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        let err = last.map_or_else(String::new, |e| e.to_string());
-        Err(BusError::Storage(format!(
-            "subscription {name:?}: its positions were reset, but resuming it failed ({err}); \
-             it stays paused until resumed"
-        )))
-    }
-
-    /// Takes `name`'s lease (waiting up to [`RESET_WAIT`] for its holder to give it up), loads
-    /// its state at `version` and writes the reset under it.
-    async fn reset_under_lease(
-        &self,
-        name: &str,
-        moved: &[crate::positions::ResetPosition],
-        version: i64,
-    ) -> Result<()> {
-        let shared = self.shared().expect("cluster mode").clone();
-        let deadline = Instant::now() + RESET_WAIT;
-        loop {
-            if let Some(sent) = shared.take(name).await? {
-                let rows = match shared.load(name, Some(version)).await {
-                    Ok(Some(rows)) => rows,
-                    Ok(None) => {
-                        shared.release(name).await;
-                        return Err(conflict(name));
-                    }
-                    Err(err) => {
-                        shared.release(name).await;
-                        return Err(err.into());
-                    }
-                };
-                self.load_rows(name, &rows);
-                shared.confirm(name, sent);
-                let written = self.write_reset_until(name, moved, deadline).await;
-                shared.release(name).await;
-                return written;
-            }
-            if Instant::now() >= deadline {
-                return Err(BusError::Broker(BrokerError::NotCoordinator(format!(
-                    "subscription {name:?}: its runner did not give its lease up within \
-                     {RESET_WAIT:?}; nothing was reset"
-                ))));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// The reset's writes under the lease: an exactly-once record settled (again while the
-    /// transactional id is still coordinated by the broker that ran the worker, until it gives
-    /// that lease up too), then the positions and the ended retry entries in one fenced write.
-    async fn write_reset_until(
-        &self,
-        name: &str,
-        moved: &[crate::positions::ResetPosition],
-        deadline: Instant,
-    ) -> Result<()> {
-        let shared = self.shared().expect("cluster mode").clone();
-        loop {
-            match crate::worker::settle_record(&self.ctx, name).await {
-                Err(BusError::Broker(BrokerError::NotCoordinator(_)))
-                    if Instant::now() < deadline && shared.holds(name) =>
-                {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(err) => return Err(err),
-                Ok(_) => break,
-            }
-        }
-        let (positions, ended) = self.reset_rows(name, moved)?;
-        let mut rows = self.ctx.positions.encode(name, &positions);
-        rows.extend(self.ctx.retries.encode(name, &ended));
-        shared.write(name, rows).await?;
-        if let Some(rows) = shared.load(name, None).await? {
-            self.load_rows(name, &rows);
-        }
-        Ok(())
-    }
-
     /// Cluster mode: syncs when `name` is not known here (made on another broker just now).
     /// Lookups wait for one read at a time and share it: a read begun after a lookup arrived
     /// answers it, so a flood of unknown names costs one read in flight, not one each.
@@ -779,7 +630,7 @@ impl Bus {
     }
 
     /// Replaces what the tables hold of `name` with `rows`.
-    fn load_rows(&self, name: &str, rows: &[StateRow]) {
+    pub(crate) fn load_rows(&self, name: &str, rows: &[StateRow]) {
         let (p, r): (Vec<&StateRow>, Vec<&StateRow>) =
             rows.iter().partition(|r| r.space == Space::Positions);
         self.ctx.positions.load(name, &p);

@@ -1,11 +1,15 @@
 //! Moving a subscription's positions (`POST /subscriptions/{name}/reset`): the only way to move
-//! them, as they are not consumer-group offsets.
+//! them, as they are not consumer-group offsets. In cluster mode the subscription is paused for
+//! the move, which this broker makes under the subscription's lease ([`Bus::reset_shared`]).
 
+use crate::cluster::{conflict, RESET_WAIT};
 use crate::error::{BusError, Result};
 use crate::positions::{self, Position, ResetPosition, ResetTo};
 use crate::spec::{invalid, SubscriptionSpec};
 use crate::state::EventRef;
 use crate::{worker, Bus};
+use busbar_broker::BrokerError;
+use std::time::{Duration, Instant};
 
 impl Bus {
     /// Moves the positions of subscription `name` (the only way to move them: they are not
@@ -124,6 +128,150 @@ impl Bus {
         let hit = |r: &EventRef| moved.contains(&(r.topic.as_str(), r.partition));
         let ended = self.ctx.retries.entries(name).into_keys().filter(hit);
         Ok((rows, ended.map(|r| (r, None)).collect()))
+    }
+}
+
+/// Cluster mode (`docs/cluster.md`, "Reset").
+impl Bus {
+    /// Cluster mode's reset: the subscription is paused (its runner, wherever it is, drains,
+    /// commits and gives its lease up), this broker takes the lease, loads the state, settles
+    /// an exactly-once transaction left recorded, writes the new positions and ends the moved
+    /// partitions' retry entries in one write fenced by the lease (as a worker's writes are),
+    /// gives the lease up and resumes the subscription unless it was paused before. As Kafka
+    /// resets a group's offsets only while the group is empty, no worker runs while the
+    /// positions move. Bad input is refused before anything changes. One reset of a name at a
+    /// time on a broker (another: 409); while it runs this broker's tick leaves the name alone
+    /// and nothing here gives its lease up. A change of the subscription made elsewhere while
+    /// it waits (update, resume) fails the reset (409) and is kept: the reset resumes only the
+    /// version its own pause made. A runner that does not give its lease up within
+    /// [`RESET_WAIT`] fails it (503, nothing reset). A crash of this broker in between leaves
+    /// the subscription paused (resume it).
+    pub(crate) async fn reset_shared(&self, name: &str, to: ResetTo) -> Result<Vec<ResetPosition>> {
+        if !self.leases.begin_reset(name) {
+            return Err(BusError::Broker(BrokerError::PolicyViolation(format!(
+                "a reset of subscription {name:?} is in progress on this broker; try again when \
+                 it ends"
+            ))));
+        }
+        let result = self.reset_marked(name, to).await;
+        self.leases.end_reset(name);
+        result
+    }
+
+    async fn reset_marked(&self, name: &str, to: ResetTo) -> Result<Vec<ResetPosition>> {
+        // The record as the cluster has it now (a pause made elsewhere a moment ago counts).
+        self.sync().await?;
+        let (spec, paused) = {
+            let subs = self.subs.lock().await;
+            let e = subs
+                .get(name)
+                .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
+            (e.record.spec.clone(), e.record.paused)
+        };
+        let moved = self.reset_targets(&spec, &to)?;
+        if !paused {
+            self.set_paused(name, true).await?;
+        }
+        let version = (self.subs.lock().await.get(name).map(|e| e.version))
+            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
+        let result = self.reset_under_lease(name, &moved, version).await;
+        if !paused {
+            self.resume_after_reset(name, version).await?;
+        }
+        result.map(|()| moved)
+    }
+
+    /// Resumes `name` when its record is still at `version` (the reset's own pause): a change
+    /// made meanwhile elsewhere is left as it is. Tried a few times: the positions have moved,
+    /// and a subscription left paused is answered as an error saying so.
+    async fn resume_after_reset(&self, name: &str, version: i64) -> Result<()> {
+        let mut last = None;
+        for _ in 0..3 {
+            let current = self.subs.lock().await.get(name).map(|e| e.version);
+            if current != Some(version) {
+                return Ok(());
+            }
+            match self.set_paused(name, false).await {
+                Ok(_) => return Ok(()),
+                Err(err) => last = Some(err),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let err = last.map_or_else(String::new, |e| e.to_string());
+        Err(BusError::Storage(format!(
+            "subscription {name:?}: its positions were reset, but resuming it failed ({err}); \
+             it stays paused until resumed"
+        )))
+    }
+
+    /// Takes `name`'s lease (waiting up to [`RESET_WAIT`] for its holder to give it up), loads
+    /// its state at `version` and writes the reset under it.
+    async fn reset_under_lease(
+        &self,
+        name: &str,
+        moved: &[ResetPosition],
+        version: i64,
+    ) -> Result<()> {
+        let shared = self.shared().expect("cluster mode").clone();
+        let deadline = Instant::now() + RESET_WAIT;
+        loop {
+            if let Some(sent) = shared.take(name).await? {
+                let rows = match shared.load(name, Some(version)).await {
+                    Ok(Some(rows)) => rows,
+                    Ok(None) => {
+                        shared.release(name).await;
+                        return Err(conflict(name));
+                    }
+                    Err(err) => {
+                        shared.release(name).await;
+                        return Err(err.into());
+                    }
+                };
+                self.load_rows(name, &rows);
+                shared.confirm(name, sent);
+                let written = self.write_reset_until(name, moved, deadline).await;
+                shared.release(name).await;
+                return written;
+            }
+            if Instant::now() >= deadline {
+                return Err(BusError::Broker(BrokerError::NotCoordinator(format!(
+                    "subscription {name:?}: its runner did not give its lease up within \
+                     {RESET_WAIT:?}; nothing was reset"
+                ))));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The reset's writes under the lease: an exactly-once record settled (again while the
+    /// transactional id is still coordinated by the broker that ran the worker, until it gives
+    /// that lease up too), then the positions and the ended retry entries in one fenced write.
+    async fn write_reset_until(
+        &self,
+        name: &str,
+        moved: &[ResetPosition],
+        deadline: Instant,
+    ) -> Result<()> {
+        let shared = self.shared().expect("cluster mode").clone();
+        loop {
+            match crate::worker::settle_record(&self.ctx, name).await {
+                Err(BusError::Broker(BrokerError::NotCoordinator(_)))
+                    if Instant::now() < deadline && shared.holds(name) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(err) => return Err(err),
+                Ok(_) => break,
+            }
+        }
+        let (positions, ended) = self.reset_rows(name, moved)?;
+        let mut rows = self.ctx.positions.encode(name, &positions);
+        rows.extend(self.ctx.retries.encode(name, &ended));
+        shared.write(name, rows).await?;
+        if let Some(rows) = shared.load(name, None).await? {
+            self.load_rows(name, &rows);
+        }
+        Ok(())
     }
 }
 

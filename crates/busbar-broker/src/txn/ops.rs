@@ -1,27 +1,14 @@
 //! The [`Broker`]'s transaction operations, the Kafka APIs' semantics (`txn.rs` has the states):
 //! InitProducerId with a transactional id, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit,
-//! EndTxn, the coordinator's timer (completing interrupted transactions, aborting timed-out ones,
-//! forgetting idle ids, pruning the aborted index), and isolated reads (`read_committed`: data
-//! below the last stable offset and the aborted transactions that overlap it).
+//! EndTxn, completing and marking a transaction. The coordinator's timer is `timer.rs`; isolated
+//! reads are `reads.rs`.
 
 use super::{Aborted, PendingOffset, Transactions, Txn, TxnPartition, TxnState};
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
 use crate::topic::Partition;
-use busbar_log::batch::BatchHeader;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// How a read treats transactions (Kafka's `isolation.level`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Isolation {
-    /// Everything up to the high watermark.
-    #[default]
-    ReadUncommitted,
-    /// Only below the last stable offset; aborted transactions are listed (Kafka) or left out
-    /// (busbar's own readers).
-    ReadCommitted,
-}
 
 /// One partition's answer to AddPartitionsToTxn / TxnOffsetCommit: `None` when accepted.
 pub type PartitionAdd = (String, i32, Option<BrokerError>);
@@ -31,18 +18,6 @@ pub type StagedOffset = (String, u32, i64, String);
 
 /// Longest transactional id, bytes.
 pub const TRANSACTIONAL_ID_BYTES_MAX: usize = 4096;
-
-/// What an isolated read answers: whole batches from the offset asked for, and the partition's
-/// positions.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IsolatedRead {
-    pub data: Vec<u8>,
-    pub high_watermark: u64,
-    pub last_stable: u64,
-    pub log_start: u64,
-    /// ReadCommitted only: aborted transactions overlapping `data`.
-    pub aborted: Vec<Aborted>,
-}
 
 fn owner(t: &Txn, pid: i64, epoch: i16) -> Result<()> {
     if t.producer_id != pid {
@@ -66,22 +41,6 @@ fn unknown_id(id: &str) -> BrokerError {
         "transactional id '{}' has no producer: call InitProducerId first",
         id.chars().take(200).collect::<String>()
     ))
-}
-
-/// The offset after the last batch in `data`, and `data` cut before the first batch at or past
-/// `limit`.
-fn cut_at(data: &mut Vec<u8>, limit: u64) {
-    let mut pos = 0;
-    while pos < data.len() {
-        let Ok(h) = BatchHeader::parse(&data[pos..]) else {
-            break;
-        };
-        if h.base_offset as u64 >= limit {
-            data.truncate(pos);
-            return;
-        }
-        pos += h.total_len().unwrap_or(data.len());
-    }
 }
 
 impl Broker {
@@ -498,7 +457,7 @@ impl Broker {
     }
 
     /// Prepares the outcome durably, then completes it.
-    async fn finish(&self, id: &str, mut t: Txn, commit: bool) -> Result<Txn> {
+    pub(super) async fn finish(&self, id: &str, mut t: Txn, commit: bool) -> Result<Txn> {
         t.state = if commit {
             TxnState::PrepareCommit
         } else {
@@ -594,7 +553,7 @@ impl Broker {
 
     /// The partition of `tp` if its topic still exists (the same topic, not a new one with its
     /// name).
-    fn txn_partition(&self, tp: &TxnPartition) -> Option<Arc<Partition>> {
+    pub(super) fn txn_partition(&self, tp: &TxnPartition) -> Option<Arc<Partition>> {
         let t = self.topic(&tp.topic).ok().filter(|t| t.id == tp.topic_id)?;
         t.partition(i64::from(tp.partition)).ok().cloned()
     }
@@ -625,210 +584,5 @@ impl Broker {
             }
         }
         Ok(at.base_offset)
-    }
-
-    /// Registers every open transaction with its partitions (at start-up, and after a caller
-    /// stopped waiting between a durable AddPartitionsToTxn and that step).
-    ///
-    /// The coordinator's state stays read-locked throughout: a transaction completing meanwhile
-    /// records its Complete state (write lock) before it closes its partitions, so a transaction
-    /// seen open here cannot be closed before it is registered, and stay open forever.
-    pub(crate) fn sync_open_transactions(&self) {
-        let state = self.txns.read();
-        let open = state
-            .txns
-            .values()
-            .filter(|t| t.state == TxnState::Ongoing || t.state.preparing());
-        for t in open {
-            for tp in &t.partitions {
-                if let Some(p) = self.txn_partition(tp) {
-                    // After a power loss the log may have come back shorter than the end it had
-                    // when the partition joined: the transaction's batches start at most there.
-                    let end = p.log.stats().next_offset;
-                    p.txns.open(t.producer_id, tp.first.min(end));
-                }
-            }
-        }
-    }
-
-    /// Attaches the aborted index read at open to the partitions; rows of topics that are gone
-    /// are kept aside for the timer to delete.
-    pub(crate) fn attach_aborted(&self) {
-        let mut stale = Vec::new();
-        let mut found: Vec<(Arc<Partition>, Aborted)> = Vec::new();
-        for (topic, topic_id, partition, a) in self.txns.take_loaded_aborted() {
-            let tp = TxnPartition {
-                topic,
-                topic_id: topic_id.clone(),
-                partition,
-                first: a.first,
-            };
-            match self.txn_partition(&tp) {
-                Some(p) => found.push((p, a)),
-                None => stale.push((tp.topic, topic_id, partition, a)),
-            }
-        }
-        let mut by_partition: std::collections::HashMap<
-            *const Partition,
-            (Arc<Partition>, Vec<_>),
-        > = std::collections::HashMap::new();
-        for (p, a) in found {
-            by_partition
-                .entry(Arc::as_ptr(&p))
-                .or_insert_with(|| (p.clone(), Vec::new()))
-                .1
-                .push(a);
-        }
-        for (p, list) in by_partition.into_values() {
-            p.txns.add_aborted_many(list);
-        }
-        self.txns.keep_stale(stale);
-    }
-
-    /// The coordinator's timer: completes transactions left prepared, aborts (and fences) those
-    /// past their timeout, forgets idle transactional ids, prunes the aborted index below each
-    /// log start. Errors are left for the next tick.
-    pub async fn tick_transactions(&self) {
-        let cluster = self.shared.get();
-        if cluster.is_none() {
-            self.sync_open_transactions();
-        }
-        let now = self.config.clock.now_ms();
-        let expiry = self.txns.config.id_expiration_ms;
-        // The bus's own ids live as long as their subscription (`producer.rs`).
-        let due = |id: &str, t: &Txn| match t.state {
-            s if s.preparing() => true,
-            TxnState::Ongoing => now.saturating_sub(t.started_ms) > t.timeout_ms,
-            _ => !super::producer::reserved(id) && now.saturating_sub(t.updated_ms) > expiry,
-        };
-        // Only the ids with something to do are locked (a producer's own calls wait on the lock).
-        let candidates: Vec<String> = {
-            let state = self.txns.read();
-            // Cluster mode: the leases of this broker's open transactions are kept while they
-            // are open, however idle their producers (a lapsed one would be taken over and its
-            // timeout started again).
-            if let Some(shared) = cluster {
-                let open = |t: &&Txn| t.state == TxnState::Ongoing || t.state.preparing();
-                for (id, _) in state.txns.iter().filter(|(_, t)| open(t)) {
-                    shared.holds(crate::shared::Coordinated::Txn, id);
-                }
-            }
-            let mut ids: Vec<String> = state
-                .txns
-                .iter()
-                .filter(|(id, t)| due(id, t))
-                .map(|(id, _)| id.clone())
-                .collect();
-            ids.sort();
-            ids
-        };
-        for id in candidates {
-            // A busy id (its producer's call under way, or a completion stuck on a slow disk)
-            // waits for the next tick: it does not hold up the others.
-            let Some(_g) = self.txns.try_lock_id(&id) else {
-                continue;
-            };
-            // Cluster mode: only while this broker coordinates it (else its memory is stale).
-            if cluster.is_some_and(|s| !s.holds(crate::shared::Coordinated::Txn, &id)) {
-                continue;
-            }
-            let Some(t) = self.txns.get(&id) else {
-                continue;
-            };
-            let _ = match t.state {
-                s if s.preparing() => self.complete(&id, t).await.map(drop),
-                TxnState::Ongoing if now.saturating_sub(t.started_ms) > t.timeout_ms => {
-                    self.expire(&id, t).await
-                }
-                TxnState::Ongoing => Ok(()),
-                _ if due(&id, &t) => self.store_txn(&id, None, vec![], false).await.map(drop),
-                _ => Ok(()),
-            };
-        }
-        let mut gone = Vec::new();
-        for t in self.all_topics() {
-            for p in &t.partitions {
-                if p.txns.aborted_len() > 0 {
-                    let start = p.log.stats().log_start;
-                    gone.extend(
-                        p.txns
-                            .prune(start)
-                            .into_iter()
-                            .map(|a| (t.id.clone(), p.index, a)),
-                    );
-                }
-            }
-        }
-        let stale = self.txns.take_loaded_aborted();
-        gone.extend(stale.into_iter().map(|(_, tid, p, a)| (tid, p, a)));
-        if !gone.is_empty() && cluster.is_none() {
-            let _ = self.txns.forget_aborted(gone).await;
-        }
-        self.reconcile_txns().await;
-        self.apply_all_txn_offsets().await;
-    }
-
-    /// Aborts a transaction past its timeout and bumps the epoch, so the producer that let it
-    /// expire is fenced.
-    pub(super) async fn expire(&self, id: &str, mut t: Txn) -> Result<()> {
-        t.fence = true;
-        self.finish(id, t, false).await.map(drop)
-    }
-
-    /// The transactional id producer `pid` belongs to, if any.
-    pub fn transactional_id_of(&self, pid: i64) -> Option<String> {
-        self.txns.read().by_pid.get(&pid).cloned()
-    }
-
-    /// The transactional ids and their records (for `busbar` and the HTTP API).
-    pub fn transactions(&self) -> Vec<(String, Txn)> {
-        self.txns.list()
-    }
-
-    /// Partitions of `group` with transactional offsets that are neither committed nor aborted
-    /// yet (OffsetFetch `require_stable` answers UNSTABLE_OFFSET_COMMIT for them).
-    pub fn pending_txn_offsets(&self, group: &str) -> Vec<(String, u32)> {
-        self.txns.pending_offsets(group)
-    }
-
-    /// The last stable offset of a partition: below it every transaction has ended.
-    pub fn last_stable_offset(&self, topic: &str, partition: i64) -> Result<u64> {
-        let t = self.topic(topic)?;
-        let p = t.partition(partition)?;
-        Ok(p.last_stable(p.log.stats().high_watermark))
-    }
-
-    /// Whole stored batches from `offset`, up to `max_bytes` (at least one batch), without
-    /// waiting; ReadCommitted stops at the last stable offset and lists the aborted
-    /// transactions that overlap what it answers (computed from the same partition state, after
-    /// the last stable offset, so a transaction that ended between the two is seen whole).
-    pub fn read_isolated(
-        &self,
-        topic: &str,
-        partition: i64,
-        offset: u64,
-        max_bytes: usize,
-        isolation: Isolation,
-    ) -> Result<IsolatedRead> {
-        let t = self.topic(topic)?;
-        let p = t.partition(partition)?;
-        let hw_before = p.log.stats().high_watermark;
-        let last_stable = p.last_stable(hw_before);
-        let r = p.log.read(offset, max_bytes)?;
-        let mut data = r.data;
-        let mut aborted = Vec::new();
-        if isolation == Isolation::ReadCommitted {
-            cut_at(&mut data, last_stable);
-            if let Some(last) = crate::broker::last_offset(&data) {
-                aborted = p.txns.aborted_in(offset, last);
-            }
-        }
-        Ok(IsolatedRead {
-            data,
-            high_watermark: r.high_watermark,
-            last_stable: last_stable.min(r.high_watermark),
-            log_start: r.log_start,
-            aborted,
-        })
     }
 }
