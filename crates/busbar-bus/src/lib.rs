@@ -635,17 +635,37 @@ impl Bus {
 
     /// Stops delivering (positions and retry state are kept) or starts again.
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<SubscriptionView> {
+        let (view, _) =
+            (self.set_paused_at(name, paused, None).await?).expect("no version to hold to");
+        Ok(view)
+    }
+
+    /// [`Bus::set_paused`], only while the record is at version `at` when one is given (read
+    /// afresh; `None` when it moved: nothing changed); with the record's version after it. In
+    /// cluster mode a pause is written even when the record is paused already: its version moves,
+    /// so a reset that paused it does not resume it over this pause (`reset.rs`).
+    pub(crate) async fn set_paused_at(
+        &self,
+        name: &str,
+        paused: bool,
+        at: Option<i64>,
+    ) -> Result<Option<(SubscriptionView, i64)>> {
         self.sync().await?;
         let mut subs = self.subs.lock().await;
         let e = subs
             .get_mut(name)
             .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
-        if e.record.paused != paused {
+        if at.is_some_and(|v| v != e.version) {
+            return Ok(None);
+        }
+        let again = paused && at.is_none() && self.shared().is_some();
+        if e.record.paused != paused || again {
+            let was = e.record.paused;
             e.record.paused = paused;
             e.record.updated_ms = self.now();
             if let Err(err) = self.persist(&mut subs, name).await {
                 let e = subs.get_mut(name).expect("present");
-                e.record.paused = !paused;
+                e.record.paused = was;
                 return Err(err);
             }
         }
@@ -677,11 +697,11 @@ impl Bus {
             e.handle = Some(self.spawn(e));
         }
         let new = lock(&e.status);
-        let v = self.view(e);
+        let (v, version) = (self.view(e), e.version);
         // Logged with no lock held: a blocked stderr must not hold up the other subscriptions.
         drop(subs);
         view::log_change(name, &old, &new);
-        Ok(v)
+        Ok(Some((v, version)))
     }
 
     /// Changes the fields `patch` gives (a JSON merge patch of the spec, `patch.rs`); the rest

@@ -161,19 +161,24 @@ impl Bus {
     async fn reset_marked(&self, name: &str, to: ResetTo) -> Result<Vec<ResetPosition>> {
         // The record as the cluster has it now (a pause made elsewhere a moment ago counts).
         self.sync().await?;
-        let (spec, paused) = {
+        let (spec, paused, seen) = {
             let subs = self.subs.lock().await;
             let e = subs
                 .get(name)
                 .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
-            (e.record.spec.clone(), e.record.paused)
+            (e.record.spec.clone(), e.record.paused, e.version)
         };
         let moved = self.reset_targets(&spec, &to)?;
-        if !paused {
-            self.set_paused(name, true).await?;
-        }
-        let version = (self.subs.lock().await.get(name).map(|e| e.version))
-            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
+        // Paused by the reset only from the version it checked against; resumed only from the
+        // version that pause wrote (any change made meanwhile, a user's pause included, moves
+        // it, and is then left as it is).
+        let version = match paused {
+            true => seen,
+            false => match self.set_paused_at(name, true, Some(seen)).await? {
+                Some((_, version)) => version,
+                None => return Err(conflict(name)),
+            },
+        };
         let result = self.reset_under_lease(name, &moved, version).await;
         if !paused {
             self.resume_after_reset(name, version).await?;
@@ -187,12 +192,9 @@ impl Bus {
     async fn resume_after_reset(&self, name: &str, version: i64) -> Result<()> {
         let mut last = None;
         for _ in 0..3 {
-            let current = self.subs.lock().await.get(name).map(|e| e.version);
-            if current != Some(version) {
-                return Ok(());
-            }
-            match self.set_paused(name, false).await {
+            match self.set_paused_at(name, false, Some(version)).await {
                 Ok(_) => return Ok(()),
+                Err(BusError::UnknownSubscription(_)) => return Ok(()),
                 Err(err) => last = Some(err),
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -230,6 +232,9 @@ impl Bus {
                 self.load_rows(name, &rows);
                 shared.confirm(name, sent);
                 let written = self.write_reset_until(name, moved, deadline).await;
+                // Settling took the transactional id's lease here: the next runner needs it.
+                let id = worker::transactional_id(name);
+                self.ctx.broker.hand_over_bus_txn(&id).await;
                 shared.release(name).await;
                 return written;
             }

@@ -429,6 +429,19 @@ fn a_subscription_runs_on_one_broker_and_moves_when_it_dies() {
     eventually("paused everywhere", || {
         states(&live, "s").iter().all(|s| *s == "paused")
     });
+    // A reset of a paused subscription leaves it paused.
+    let (st, r) = call(
+        live[second],
+        "POST",
+        "/subscriptions/s/reset",
+        Some(json!({"to": "latest"})),
+    );
+    assert_eq!(st, 200, "{r}");
+    assert!(
+        states(&live, "s").iter().all(|s| *s == "paused"),
+        "{:?}",
+        states(&live, "s")
+    );
     let (st, r) = call(live[second], "POST", "/subscriptions/s/resume", None);
     assert_eq!(st, 200, "{r}");
     eventually("running again", || runner(&live, "s").is_some());

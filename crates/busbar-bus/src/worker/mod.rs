@@ -279,7 +279,14 @@ impl Worker {
                     detail: e.to_string(),
                 });
                 tokio::select! {
-                    _ = stop.changed() => return,
+                    _ = stop.changed() => {
+                        // A start that took the transactional id hands it over all the same.
+                        if self.sink.is_some() {
+                            let id = exactly::transactional_id(&self.name);
+                            self.ctx.broker.hand_over_bus_txn(&id).await;
+                        }
+                        return;
+                    }
                     _ = tokio::time::sleep(SOURCES_CHECK_EVERY) => {}
                 }
             }
@@ -302,8 +309,8 @@ impl Worker {
                 }
                 if let Some(sink) = &self.sink {
                     // Cluster mode: the next runner (maybe another broker) coordinates the id.
-                    // Not while an append may still run (its drain timed out): its lease then
-                    // lapses by itself.
+                    // Not while an append may still run (its drain timed out): the id's lease
+                    // then stays here until its open transaction times out and is aborted.
                     if let Ok(mut producer) = sink.producer().try_lock() {
                         *producer = None;
                         drop(producer);
