@@ -148,11 +148,13 @@ def register(test, Busbar):
         fn.own_server = True
         return test(fn)
 
-    def cluster(pg, n=3, skews=None):
-        """`skews`: a libfaketime offset per broker ("+1h", "-1h"; None: the real clock)."""
+    def cluster(pg, n=3, skews=None, extra=None):
+        """`skews`: a libfaketime offset per broker ("+1h", "-1h"; None: the real clock);
+        `extra`: more environment for every broker."""
         out = []
         for i in range(n):
             env = {"BUSBAR_CLUSTER_POSTGRES_URL": pg.url(), "BUSBAR_CLUSTER_NODE_ID": str(i + 1)}
+            env.update(extra or {})
             skew = (skews or [None] * n)[i]
             if skew:
                 env.update(LD_PRELOAD=FAKETIME_LIB, FAKETIME=skew)
@@ -486,6 +488,45 @@ def register(test, Busbar):
                 out.append((m.offset(), m.value().decode()))
         c.close()
         return out
+
+    @own
+    def cluster_transactional_ids_max_holds_for_ids_created_at_once_on_two_brokers(_):
+        """`broker.transactional_ids_max` of 3 with 8 transactional producers initialising at
+        once through two brokers: exactly 3 get their ids, the others are refused, and the
+        database holds 3 ids (new ids are counted one at a time across the cluster)."""
+        import threading
+        from confluent_kafka import KafkaException, Producer
+        pg = Postgres()
+        brokers = []
+        try:
+            brokers = cluster(pg, 2, extra={"BUSBAR_BROKER_TRANSACTIONAL_IDS_MAX": "3"})
+            results = {}
+            def init(i):
+                p = Producer({"bootstrap.servers": brokers[i % 2].kafka,
+                              "transactional.id": f"cap-{i}"})
+                # librdkafka retries a refused InitProducerId until its timeout, then
+                # raises the refusal.
+                try:
+                    p.init_transactions(8)
+                    results[i] = "ok"
+                except KafkaException as e:
+                    results[i] = e.args[0].name()
+            threads = [threading.Thread(target=init, args=(i,)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert len(results) == 8, results
+            assert sorted(results.values()).count("ok") == 3, results
+            assert set(results.values()) == {"ok", "POLICY_VIOLATION"}, results
+            ids = subprocess.run(["psql", "-qAt", "-d", pg.url(), "-c",
+                                  "SELECT count(*) FROM txns"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+            assert ids == "3", ids
+        finally:
+            for b in brokers:
+                b.stop()
+            pg.stop()
 
     @own
     def cluster_transactions_commit_abort_fence_and_survive_their_coordinator(_):

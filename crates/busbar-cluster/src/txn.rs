@@ -13,12 +13,21 @@ use busbar_broker::shared::{
 use busbar_broker::txn::{Aborted, Txn, TxnState};
 use busbar_broker::BrokerError;
 
+/// The advisory lock that serializes the creation of transactional ids ("bustxi").
+const NEW_IDS_LOCK: i64 = 0x6275_7374_7869;
+
 /// Writes `w` if this broker (`me`: node id and instance) holds the id's lease; answers the
 /// first offset registered for each joining partition.
 pub async fn write(pool: &Pool, me: (i32, &str), w: &TxnWrite) -> busbar_broker::Result<Vec<u64>> {
     let mut c = pool.get().await?;
     let tx = c.transaction().await.map_err(Error::from)?;
     if let Some(max) = w.ids_max {
+        // New ids are counted one at a time across the cluster (held until this commit; the
+        // count then sees every new id committed before): `transactions.ids_max` holds exactly.
+        // Writes of known ids do not take it.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&NEW_IDS_LOCK])
+            .await
+            .map_err(Error::from)?;
         let row = tx
             .query_one(
                 "SELECT count(*), bool_or(transactional_id = $1) FROM txns",

@@ -269,6 +269,21 @@ fn call(addr: std::net::SocketAddr, method: &str, path: &str, body: Option<Value
     )
 }
 
+/// Creates `topics` (name, partitions) on the first broker and waits until every broker knows
+/// them.
+fn create_everywhere(addrs: &[std::net::SocketAddr], topics: &[(&str, u32)]) {
+    for (name, parts) in topics {
+        let topic = json!({"name": name, "partitions": parts});
+        let (st, r) = call(addrs[0], "POST", "/topics", Some(topic));
+        assert_eq!(st, 201, "{r}");
+    }
+    eventually("the topics reach every broker", || {
+        addrs.iter().all(|a| {
+            (topics.iter()).all(|(t, _)| call(*a, "GET", &format!("/topics/{t}"), None).0 == 200)
+        })
+    });
+}
+
 /// The state of subscription `name` on each broker.
 fn states(brokers: &[std::net::SocketAddr], name: &str) -> Vec<Value> {
     let path = format!("/subscriptions/{name}");
@@ -293,19 +308,8 @@ fn a_subscription_runs_on_one_broker_and_moves_when_it_dies() {
         .map(|i| Some(broker(&url, i as u32 + 1, dirs[i].path())))
         .collect();
     let addrs: Vec<std::net::SocketAddr> = brokers.iter().flatten().map(|s| s.addr).collect();
-    for (name, parts) in [("orders", 3), ("dead", 1)] {
-        let topic = json!({"name": name, "partitions": parts});
-        let (st, r) = call(addrs[0], "POST", "/topics", Some(topic));
-        assert_eq!(st, 201, "{r}");
-    }
     // The subscription is made on broker 2: it must know the topics first.
-    eventually("the topics reach every broker", || {
-        addrs.iter().all(|a| {
-            ["orders", "dead"]
-                .iter()
-                .all(|t| call(*a, "GET", &format!("/topics/{t}"), None).0 == 200)
-        })
-    });
+    create_everywhere(&addrs, &[("orders", 3), ("dead", 1)]);
     // Each delivery takes a little while, so some are in flight when the runner dies.
     let t = Target::start(|_, _| Reply::After(Duration::from_millis(3), 200));
     let spec = json!({"name": "s", "sources": ["orders"], "target": {"url": t.url("/s")},
@@ -928,18 +932,7 @@ fn a_topic_target_delivers_each_event_once_across_the_kill_of_its_runner() {
         .map(|i| Some(broker(&url, i as u32 + 1, dirs[i].path())))
         .collect();
     let addrs: Vec<std::net::SocketAddr> = brokers.iter().flatten().map(|s| s.addr).collect();
-    for (name, parts) in [("in", 3), ("out", 1)] {
-        let topic = json!({"name": name, "partitions": parts});
-        let (st, r) = call(addrs[0], "POST", "/topics", Some(topic));
-        assert_eq!(st, 201, "{r}");
-    }
-    eventually("the topics reach every broker", || {
-        addrs.iter().all(|a| {
-            ["in", "out"]
-                .iter()
-                .all(|t| call(*a, "GET", &format!("/topics/{t}"), None).0 == 200)
-        })
-    });
+    create_everywhere(&addrs, &[("in", 3), ("out", 1)]);
     let spec = json!({"name": "copy", "sources": ["in"], "target": {"topic": "out"}});
     let (st, r) = call(addrs[1], "POST", "/subscriptions", Some(spec));
     assert_eq!(st, 201, "{r}");
