@@ -416,6 +416,10 @@ def register(test, Busbar):
             futures = admin.create_topics([NewTopic("drc", 1, 1,
                                                     config={"cleanup.policy": "compact"})])
             futures["drc"].result(15)
+            deadline = time.time() + 20
+            while any(http_status(b, "/topics/drc") != 200 for b in brokers):
+                assert time.time() < deadline, "drc did not reach every broker"
+                time.sleep(0.1)
             [f] = admin.delete_records([TopicPartition("drc", 0, 0)]).values()
             try:
                 f.result(15)

@@ -286,6 +286,11 @@ fn delete_records_deletes_the_objects_below_it_and_every_copy_follows() {
     )
     .unwrap();
     assert_eq!(st, 201, "{r}");
+    // Both brokers publish: broker 2 must know the topic first.
+    eventually("the topic reaches broker 2", 20, || {
+        let (st, _) = common::cluster::http(nodes[1].http, "GET", "/topics/d", None).unwrap();
+        st == 200
+    });
     // 100 batches of 10 events of about 1 kB: some 16 objects of 64 KiB.
     let pad = "p".repeat(1000);
     for b in 0..100u64 {
