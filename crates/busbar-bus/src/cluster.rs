@@ -18,11 +18,14 @@
 //! Changes (create, update, patch, pause, resume, delete) are one transaction each in the store,
 //! checked against the version the change read; the holder sees them on its next tick and
 //! restarts or stops the worker. A topic target's transactions are the cluster's (its
-//! transactional id is coordinated where its worker runs; `docs/cluster.md`). Not yet in
-//! cluster mode (refused with a clear error): replay and redrive. A reset pauses the
-//! subscription, moves its positions under its lease and resumes it (`reset.rs`).
+//! transactional id is coordinated where its worker runs; `docs/cluster.md`). A reset pauses
+//! the subscription, moves its positions under its lease and resumes it (`reset.rs`). Replays
+//! run on the subscription's runner (asked of it from other brokers, `ask.rs`) and go on on the
+//! next runner when it stops; a redrive writes each subscription's part under its lease
+//! (`redrive_shared.rs`).
 
 use crate::error::{BusError, Result};
+use crate::replay::{self, RunState};
 use crate::state::SubRecord;
 use crate::{Bus, Entry, SubState};
 use busbar_broker::shared::BoxFuture;
@@ -136,7 +139,27 @@ pub trait SharedBus: Send + Sync + 'static {
     fn release(&self, sub: &str) -> BoxFuture<'_, ()>;
     /// Whether rendezvous hashing over the live brokers picks this one for `sub`.
     fn preferred(&self, sub: &str) -> bool;
+    /// Asks the broker that runs `sub` to do `body` (an ask as JSON, `ask.rs`): its answer
+    /// (JSON), or `None` when no broker took the ask within `wait` (withdrawn: not done).
+    fn ask(
+        &self,
+        sub: &str,
+        body: Vec<u8>,
+        wait: Duration,
+    ) -> BoxFuture<'_, busbar_broker::Result<Option<Vec<u8>>>>;
+    /// Takes the open asks of `subs` (subscriptions this broker runs), at most `limit`, oldest
+    /// first: each must now be answered ([`SharedBus::answer`]).
+    fn asked(
+        &self,
+        subs: Vec<String>,
+        limit: u32,
+    ) -> BoxFuture<'_, busbar_broker::Result<Vec<AskRow>>>;
+    /// Answers ask `id` with `answer` (an answer as JSON).
+    fn answer(&self, id: i64, answer: Vec<u8>) -> BoxFuture<'_, busbar_broker::Result<()>>;
 }
+
+/// An ask taken by this broker: its id, subscription and body.
+pub type AskRow = (i64, String, Vec<u8>);
 
 /// How long a reset in cluster mode waits for the subscription's runner to stop and give its
 /// leases up (a runner that died: its subscription lease expires within 10 s, its transactional
@@ -170,23 +193,24 @@ struct LeaseState {
     unreadable: HashMap<String, i64>,
     /// When the last successful read of the list began.
     synced_at: Option<Instant>,
-    /// Subscriptions a reset on this broker is moving ([`Bus::reset_shared`]): the tick
+    /// Subscriptions whose lease a reset or a redrive on this broker borrows (a paused one,
+    /// [`Bus::reset_shared`], `redrive_shared.rs`): the tick
     /// leaves them alone and nothing here gives their lease up meanwhile.
     resetting: std::collections::HashSet<String>,
 }
 
 impl LeaseView {
     /// Marks `name` as being reset here; `false` when it is already.
-    pub(crate) fn begin_reset(&self, name: &str) -> bool {
+    pub(crate) fn begin_borrow(&self, name: &str) -> bool {
         self.lock().resetting.insert(name.to_string())
     }
 
-    pub(crate) fn end_reset(&self, name: &str) {
+    pub(crate) fn end_borrow(&self, name: &str) {
         self.lock().resetting.remove(name);
     }
 
     /// Whether a reset on this broker is moving `name`.
-    pub(crate) fn is_resetting(&self, name: &str) -> bool {
+    pub(crate) fn is_borrowed(&self, name: &str) -> bool {
         self.lock().resetting.contains(name)
     }
 
@@ -457,6 +481,12 @@ impl Bus {
             self.leases.readable(&name);
             match subs.get_mut(&name) {
                 Some(e) => {
+                    // A run would go on with the old spec: it ends, to be resumed anew.
+                    let why = match record.paused {
+                        true => "the subscription was paused",
+                        false => "the subscription was updated",
+                    };
+                    replay::stop_all(&e.replays, RunState::Stopped, why).await;
                     e.record = record;
                     e.compiled = compiled;
                     e.version = version;
@@ -464,7 +494,7 @@ impl Bus {
                         h.stop().await;
                     }
                     // A reset here holds the lease of the subscription it paused.
-                    if e.record.paused && shared.holds(&name) && !self.leases.is_resetting(&name) {
+                    if e.record.paused && shared.holds(&name) && !self.leases.is_borrowed(&name) {
                         shared.release(&name).await;
                     }
                     self.show_idle(e);
@@ -481,6 +511,7 @@ impl Bus {
             .collect();
         for name in gone {
             if let Some(mut e) = subs.remove(&name) {
+                replay::stop_all(&e.replays, RunState::Cancelled, "deleted").await;
                 if let Some(h) = e.handle.take() {
                     h.stop().await;
                     self.forget_txn(&e).await;
@@ -524,6 +555,8 @@ impl Bus {
         let Some(e) = subs.get_mut(name) else {
             return;
         };
+        let why = format!("this broker cannot read the subscription's record: {why}");
+        replay::stop_all(&e.replays, RunState::Interrupted, &why).await;
         if let Some(h) = e.handle.take() {
             h.stop().await;
         }
@@ -548,7 +581,7 @@ impl Bus {
                 .collect()
         };
         for (name, paused, running) in names {
-            if paused || self.leases.is_unreadable(&name) || self.leases.is_resetting(&name) {
+            if paused || self.leases.is_unreadable(&name) || self.leases.is_borrowed(&name) {
                 continue;
             }
             if running {
@@ -568,13 +601,17 @@ impl Bus {
                 }
             }
         }
-        outcome
+        let served = self.serve_asks().await;
+        outcome.and(served)
     }
 
     /// Stops the worker of `name`, whose lease this broker no longer holds.
     async fn stop_lost(&self, name: &str) {
         let mut subs = self.subs.lock().await;
         if let Some(e) = subs.get_mut(name) {
+            // Handed over: stored, they read RUNNING at their last places (written if the
+            // store still takes this broker's write), and the next runner goes on from there.
+            replay::stop_all(&e.replays, RunState::Running, "handed over").await;
             if let Some(h) = e.handle.take() {
                 h.stop().await;
             }
@@ -619,6 +656,7 @@ impl Bus {
             shared.release(name).await;
             return Ok(());
         }
+        self.take_over_runs(e).await;
         *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Starting;
         let handle = self.spawn(e);
         let shared = self.shared().expect("cluster mode").clone();

@@ -6,6 +6,7 @@
 //! (`dlq.rs`, `redrive.rs`) and replay runs (`replay.rs`). Admin operations are serialised by one
 //! async mutex; each validates fully before changing anything.
 
+mod ask;
 mod backing;
 pub mod cluster;
 mod creator;
@@ -20,6 +21,7 @@ pub mod patch;
 pub mod policy;
 pub mod positions;
 mod redrive;
+mod redrive_shared;
 mod replay;
 pub mod request;
 mod reset;
@@ -681,7 +683,7 @@ impl Bus {
                 h.stop().await;
             }
             // A reset here holds the lease of the subscription it paused.
-            if let Some(shared) = self.shared().filter(|_| !self.leases.is_resetting(name)) {
+            if let Some(shared) = self.shared().filter(|_| !self.leases.is_borrowed(name)) {
                 shared.release(name).await;
             }
             *e.status.lock().unwrap_or_else(|e| e.into_inner()) = SubState::Paused;
@@ -755,8 +757,13 @@ impl Bus {
             if let Some(h) = e.handle.take() {
                 h.stop().await;
             }
-            let why = replay::interrupted();
-            replay::stop_all(&e.replays, replay::RunState::Interrupted, &why).await;
+            // In cluster mode a run stays RUNNING where it is stored, and the next broker to
+            // run the subscription goes on with it.
+            let (state, why) = match self.shared() {
+                Some(_) => (replay::RunState::Running, "handed over".to_string()),
+                None => (replay::RunState::Interrupted, replay::interrupted()),
+            };
+            replay::stop_all(&e.replays, state, &why).await;
             if let Some(shared) = self.shared().filter(|s| s.holds(&e.record.spec.name)) {
                 shared.release(&e.record.spec.name).await;
             }

@@ -53,6 +53,7 @@ impl Bus {
         limit: usize,
     ) -> Result<Letters> {
         let (id, _) = topic_layout(&self.ctx.broker, topic)?;
+        self.load_marks(topic).await?;
         let marks = self.ctx.retries.redriven(topic, &id);
         let (mut letters, _, _) = self.scan(topic, &id, filter, limit, None, None).await?;
         for (d, _) in &mut letters {
@@ -74,7 +75,7 @@ impl Bus {
         force: bool,
     ) -> Result<RedriveSummary> {
         if self.shared().is_some() {
-            return Err(crate::cluster::not_in_cluster("redrive"));
+            return self.redrive_shared(topic, filter, limit, force).await;
         }
         let (id, _) = topic_layout(&self.ctx.broker, topic)?;
         let skip = (!force).then(|| self.ctx.retries.redriven(topic, &id));
@@ -114,7 +115,7 @@ impl Bus {
         }
         let now = self.now();
         let rows: Vec<_> = (letters.into_iter())
-            .map(|(d, _)| redrive_rows(topic, &id, d, now))
+            .map(|(d, _)| redrive_rows(topic, &id, d.subscription, (d.partition, d.offset), now))
             .collect();
         let mut summary = RedriveSummary {
             skipped,
@@ -167,7 +168,7 @@ impl Bus {
 
     /// Scans `topic` (incarnation `id`) on the blocking pool; with `skip`, letters it names and
     /// undecodable letters are passed over (and the former counted).
-    async fn scan(
+    pub(crate) async fn scan(
         &self,
         topic: &str,
         id: &str,
@@ -177,6 +178,11 @@ impl Bus {
         owners: Option<Owners>,
     ) -> Result<(Letters, usize, usize)> {
         let broker = self.ctx.broker.clone();
+        // Cluster mode: this broker's copies may be behind the shared store (caught up when read).
+        let (_, partitions) = topic_layout(&broker, topic)?;
+        for p in 0..partitions {
+            broker.prepare_read(topic, i64::from(p)).await;
+        }
         let (topic, id, filter) = (topic.to_string(), id.to_string(), filter.clone());
         tokio::task::spawn_blocking(move || {
             let (mut skipped, mut unowned) = (0, 0);
@@ -214,23 +220,26 @@ impl Bus {
     }
 }
 
-/// The redrive record and retry entry of one letter, redriven at `now`.
-fn redrive_rows(
+/// The redrive record and retry entry of the letter at `at` (partition, offset), redriven
+/// through `subscription` at `now`.
+pub(crate) fn redrive_rows(
     topic: &str,
     id: &str,
-    d: DeadLetter,
+    subscription: String,
+    at: (u32, u64),
     now: i64,
 ) -> (LetterRef, Redriven, EventRef, RetryEntry) {
+    let (partition, offset) = at;
     let letter = LetterRef {
         topic: topic.to_string(),
         topic_id: id.to_string(),
-        partition: d.partition,
-        offset: d.offset,
+        partition,
+        offset,
     };
     let r = EventRef {
         topic: topic.to_string(),
-        partition: d.partition,
-        offset: d.offset,
+        partition,
+        offset,
     };
     let entry = RetryEntry {
         attempts: 0,
@@ -244,7 +253,7 @@ fn redrive_rows(
         dead_letter: None,
     };
     let rec = Redriven {
-        subscription: d.subscription,
+        subscription,
         at_ms: now,
     };
     (letter, rec, r, entry)
@@ -296,6 +305,10 @@ pub(crate) async fn prune(ctx: &Ctx) -> Result<usize> {
     let mut gone = Vec::new();
     let mut layouts: BTreeMap<String, Option<(String, u32)>> = BTreeMap::new();
     for l in ctx.retries.redriven_letters() {
+        // In cluster mode a record is removed by the broker running its subscription.
+        if !(ctx.retries.redriven_by(&l)).is_some_and(|sub| ctx.retries.may_write(&sub)) {
+            continue;
+        }
         let layout = match layouts.get(&l.topic) {
             Some(v) => v.clone(),
             None => {
@@ -327,7 +340,7 @@ pub(crate) async fn prune(ctx: &Ctx) -> Result<usize> {
 /// A redrive reads a subscription's own dead-letter topic only: `topic` must be the
 /// `dead_letter_topic` of `named` (when a subscription is named) or of some subscription, else
 /// 400 and nothing is redriven (any other topic's events could be forged letters).
-fn own_dead_letter_topic(subs: &Subs, topic: &str, named: Option<&str>) -> Result<()> {
+pub(crate) fn own_dead_letter_topic(subs: &Subs, topic: &str, named: Option<&str>) -> Result<()> {
     let dlq_of = |e: &crate::Entry| e.record.spec.dead_letter_topic.as_deref() == Some(topic);
     let ok = match named {
         Some(n) => subs.get(n).is_none_or(dlq_of),

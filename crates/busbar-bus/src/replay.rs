@@ -39,12 +39,13 @@ use super::policy::{verdict, Verdict};
 use super::spec::Compiled;
 use super::worker::Ctx;
 use super::{dlq, request};
+use crate::ask::Ask;
 use crate::error::{BusError, Result};
 use crate::runrecord::RUN_RECORD_BYTES_MAX;
 use crate::worker::{read_pinned, READ_BYTES};
 use crate::{invalid, Bus, REPLAYS_KEPT};
 use busbar_broker::event::{self, Decoded};
-use busbar_broker::time::{format_rfc3339, parse_rfc3339};
+use busbar_broker::time::parse_rfc3339;
 use busbar_broker::BrokerError;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -132,19 +133,7 @@ impl Run {
 
     /// Its progress.
     pub fn view(&self) -> RunView {
-        let r = self.record();
-        RunView {
-            name: r.name,
-            state: r.state,
-            error: r.error,
-            from: format_rfc3339(r.from_ms),
-            to: format_rfc3339(r.to_ms),
-            rate: r.rate,
-            started: format_rfc3339(r.started_ms),
-            ended: r.ended_ms.map(format_rfc3339),
-            last_replayed_time: r.replayed_to_ms.map(format_rfc3339),
-            counts: r.counts,
-        }
+        self.record().view()
     }
 }
 
@@ -164,10 +153,38 @@ impl Bus {
     /// Starts a replay run of subscription `name`, once its record is durable. A stopped or
     /// interrupted run of the same name and range goes on where it stopped; another run of the
     /// same name is replaced; past [`REPLAYS_KEPT`] runs the oldest finished one is forgotten.
+    /// In cluster mode the run is the subscription's runner's: asked of it when that is another
+    /// broker (`ask.rs`).
     pub async fn start_replay(&self, name: &str, spec: ReplaySpec) -> Result<RunView> {
-        if self.shared().is_some() {
-            return Err(crate::cluster::not_in_cluster("replay"));
+        if self.shared().is_none() || self.runs_here(name).await {
+            return Ok(self.start_replay_here(name, spec).await?.view());
         }
+        self.sync_for(name).await?;
+        self.replay_record(&spec)?;
+        {
+            let subs = self.subs.lock().await;
+            let e = subs
+                .get(name)
+                .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
+            if e.record.paused {
+                return Err(invalid("name", format!("subscription {name:?} is paused")));
+            }
+        }
+        let ask = Ask::Replay {
+            name: spec.name,
+            from: spec.from,
+            to: spec.to,
+            rate: spec.rate,
+        };
+        Ok(self.ask_run(name, &ask).await?.view())
+    }
+
+    /// [`Bus::start_replay`] on the broker that runs the subscription: its record.
+    pub(crate) async fn start_replay_here(
+        &self,
+        name: &str,
+        spec: ReplaySpec,
+    ) -> Result<RunRecord> {
         let mut record = self.replay_record(&spec)?;
         let mut subs = self.subs.lock().await;
         let e = subs
@@ -175,6 +192,9 @@ impl Bus {
             .ok_or_else(|| BusError::UnknownSubscription(name.into()))?;
         if e.record.paused {
             return Err(invalid("name", format!("subscription {name:?} is paused")));
+        }
+        if self.shared().is_some() && e.handle.is_none() {
+            return Err(crate::ask::moved(name));
         }
         if e.replays.get(&spec.name).is_some_and(|r| r.running()) {
             let why = format!("replay {:?} is running", spec.name);
@@ -211,12 +231,47 @@ impl Bus {
             e.replays.remove(gone);
         }
         let run = Run::new(name, record);
+        self.launch(e, run.clone());
+        Ok(run.record())
+    }
+
+    /// Runs `run` of subscription `e`.
+    fn launch(&self, e: &mut crate::Entry, run: Arc<Run>) {
         let (ctx, sub, stop) = (self.ctx.clone(), e.compiled.clone(), run.stop.subscribe());
         let gate = e.record.gate();
         let task = tokio::spawn(execute(ctx, sub, run.clone(), stop, gate));
         *run.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
-        e.replays.insert(spec.name, run.clone());
-        Ok(run.view())
+        e.replays.insert(run.record().name, run);
+    }
+
+    /// Cluster mode, on the broker that takes subscription `e`'s lease (its state loaded): the
+    /// stored runs, those that were running go on from their last checkpoint (what their
+    /// broker delivered since is delivered again: at least once). A run of an older spec (the
+    /// subscription was changed before its broker could stop it) ends `STOPPED` instead.
+    pub(crate) async fn take_over_runs(&self, e: &mut crate::Entry) {
+        let name = e.record.spec.name.clone();
+        e.replays = BTreeMap::new();
+        let spec_id = Some(crate::runrecord::spec_id(&e.compiled.spec));
+        for mut r in self.ctx.retries.runs(&name) {
+            if r.state != RunState::Running {
+                e.replays.insert(r.name.clone(), Run::new(&name, r));
+                continue;
+            }
+            if r.spec_id == spec_id && !e.record.paused {
+                let run = Run::new(&name, r);
+                self.launch(e, run);
+                continue;
+            }
+            r.state = RunState::Stopped;
+            r.error =
+                Some("the subscription was changed or paused while its broker stopped".into());
+            r.ended_ms = Some(self.now());
+            // Not written: it reads STOPPED here, and the next broker decides again.
+            let _ = (self.ctx.retries)
+                .put_runs(&name, vec![(r.name.clone(), Some(r.clone()))])
+                .await;
+            e.replays.insert(r.name.clone(), Run::new(&name, r));
+        }
     }
 
     /// The record of a new run of `spec`, checked.
@@ -262,8 +317,13 @@ impl Bus {
         })
     }
 
-    /// The replay runs of subscription `name` (kept across restarts).
+    /// The replay runs of subscription `name` (kept across restarts). In cluster mode, on a
+    /// broker that does not run it, as last stored (a running run's counts at its last
+    /// checkpoint).
     pub async fn replays(&self, name: &str) -> Result<Vec<RunView>> {
+        if let Some(stored) = self.stored_runs(name).await? {
+            return Ok(stored.into_iter().map(RunRecord::view).collect());
+        }
         let subs = self.subs.lock().await;
         let e = subs
             .get(name)
@@ -271,8 +331,41 @@ impl Bus {
         Ok(e.replays.values().map(|r| r.view()).collect())
     }
 
-    /// One replay run; `cancel` ends it `CANCELLED` first (if it runs).
+    /// Cluster mode, when another broker runs `name` (or none does): its runs as stored.
+    async fn stored_runs(&self, name: &str) -> Result<Option<Vec<RunRecord>>> {
+        if self.shared().is_none() || self.runs_here(name).await {
+            return Ok(None);
+        }
+        self.sync_for(name).await?;
+        if !self.subs.lock().await.contains_key(name) {
+            return Err(BusError::UnknownSubscription(name.into()));
+        }
+        self.refresh_remote(name).await?;
+        Ok(Some(self.ctx.retries.runs(name)))
+    }
+
+    /// One replay run; `cancel` ends it `CANCELLED` first (if it runs). In cluster mode a cancel
+    /// is asked of the broker that runs the subscription.
     pub async fn replay(&self, name: &str, run: &str, cancel: bool) -> Result<RunView> {
+        if let Some(stored) = self.stored_runs(name).await? {
+            let r = (stored.into_iter().find(|r| r.name == run))
+                .ok_or_else(|| BusError::UnknownReplay(run.into()))?;
+            if cancel && r.state == RunState::Running {
+                let ask = Ask::Cancel { run: run.into() };
+                return Ok(self.ask_run(name, &ask).await?.view());
+            }
+            return Ok(r.view());
+        }
+        Ok(self.replay_here(name, run, cancel).await?.view())
+    }
+
+    /// [`Bus::replay`] on the broker running the subscription: the run's record.
+    pub(crate) async fn replay_here(
+        &self,
+        name: &str,
+        run: &str,
+        cancel: bool,
+    ) -> Result<RunRecord> {
         let subs = self.subs.lock().await;
         let r = subs
             .get(name)
@@ -283,7 +376,7 @@ impl Bus {
         if cancel {
             r.stop(RunState::Cancelled, "cancelled").await;
         }
-        Ok(r.view())
+        Ok(r.record())
     }
 }
 
@@ -323,9 +416,12 @@ async fn execute(
     };
     {
         let mut r = run.lock();
-        r.state = state;
-        r.error = error;
-        r.ended_ms = Some(ctx.broker.config().clock.now_ms());
+        // Handed over (cluster mode, this broker closing): stored as running, from its place.
+        if state != RunState::Running {
+            r.state = state;
+            r.error = error;
+            r.ended_ms = Some(ctx.broker.config().clock.now_ms());
+        }
         if state == RunState::Completed {
             r.replayed_to_ms = Some(r.to_ms);
         }

@@ -147,14 +147,14 @@ impl Bus {
     /// [`RESET_WAIT`] fails it (503, nothing reset). A crash of this broker in between leaves
     /// the subscription paused (resume it).
     pub(crate) async fn reset_shared(&self, name: &str, to: ResetTo) -> Result<Vec<ResetPosition>> {
-        if !self.leases.begin_reset(name) {
+        if !self.leases.begin_borrow(name) {
             return Err(BusError::Broker(BrokerError::PolicyViolation(format!(
                 "a reset of subscription {name:?} is in progress on this broker; try again when \
                  it ends"
             ))));
         }
         let result = self.reset_marked(name, to).await;
-        self.leases.end_reset(name);
+        self.leases.end_borrow(name);
         result
     }
 

@@ -109,6 +109,25 @@ impl RunRecord {
     }
 }
 
+impl RunRecord {
+    /// What the API shows of it.
+    pub fn view(self) -> RunView {
+        use busbar_broker::time::format_rfc3339;
+        RunView {
+            name: self.name,
+            state: self.state,
+            error: self.error,
+            from: format_rfc3339(self.from_ms),
+            to: format_rfc3339(self.to_ms),
+            rate: self.rate,
+            started: format_rfc3339(self.started_ms),
+            ended: self.ended_ms.map(format_rfc3339),
+            last_replayed_time: self.replayed_to_ms.map(format_rfc3339),
+            counts: self.counts,
+        }
+    }
+}
+
 /// What `GET .../replays/{name}` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunView {

@@ -258,6 +258,7 @@ impl RetryStore {
         let mut t = self.lock();
         t.retries.remove(sub);
         t.runs.retain(|(s, _), _| s != sub);
+        t.redriven.retain(|_, (_, r)| r.subscription != sub);
         for r in rows {
             if let Some(row) = Row::decode(&r.key, Some(&r.value)) {
                 t.apply(r.seq, row);
@@ -383,10 +384,37 @@ impl RetryStore {
         self.write(rows).await
     }
 
-    /// Removes the redrive records of `letters`.
+    /// Removes the redrive records of `letters` (in cluster mode one write per subscription:
+    /// each record is its subscription's row).
     pub async fn forget_redrives(&self, letters: Vec<LetterRef>) -> Result<()> {
-        let rows = letters.into_iter().map(|l| Row::Redrive(l, None)).collect();
-        self.write(rows).await
+        let rows: Vec<Row> = letters.into_iter().map(|l| Row::Redrive(l, None)).collect();
+        if self.log.is_local() {
+            return self.write(rows).await;
+        }
+        let mut by_sub: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+        for row in rows {
+            if let Some(sub) = self.owner(&row) {
+                by_sub.entry(sub).or_default().push(row);
+            }
+        }
+        for rows in by_sub.into_values() {
+            self.write(rows).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether this broker may write `sub`'s rows: always on a single node, under the
+    /// subscription's lease in cluster mode.
+    pub fn may_write(&self, sub: &str) -> bool {
+        match &self.log {
+            Backing::Local(_) => true,
+            Backing::Shared { bus, .. } => bus.holds(sub),
+        }
+    }
+
+    /// The subscription of the redrive record of `letter`, if it has one here.
+    pub fn redriven_by(&self, letter: &LetterRef) -> Option<String> {
+        (self.lock().redriven.get(letter)).map(|(_, r)| r.subscription.clone())
     }
 
     async fn write(&self, rows: Vec<Row>) -> Result<()> {
@@ -415,15 +443,21 @@ impl RetryStore {
         Ok(())
     }
 
-    /// The subscription every row of `rows` belongs to, if one does (redrive records belong to
-    /// none).
+    /// The subscription every row of `rows` belongs to, if one does (a redrive record belongs
+    /// to the subscription it sent its letter through).
     fn one_subscription(&self, rows: &[Row]) -> Option<String> {
-        let mut subs = rows.iter().map(|r| match r {
-            Row::Retry(sub, ..) | Row::Run(sub, ..) => Some(sub.as_str()),
-            Row::Redrive(..) => None,
-        });
+        let mut subs = rows.iter().map(|r| self.owner(r));
         let first = subs.next().flatten()?;
-        subs.all(|s| s == Some(first)).then(|| first.to_string())
+        subs.all(|s| s.as_ref() == Some(&first)).then_some(first)
+    }
+
+    /// The subscription `row` belongs to.
+    fn owner(&self, row: &Row) -> Option<String> {
+        match row {
+            Row::Retry(sub, ..) | Row::Run(sub, ..) => Some(sub.clone()),
+            Row::Redrive(_, Some(rec)) => Some(rec.subscription.clone()),
+            Row::Redrive(l, None) => self.redriven_by(l),
+        }
     }
 
     /// Compacts the log.

@@ -12,9 +12,11 @@ use crate::pool::Pool;
 use crate::{bounded, bounded_b, Cluster, Error};
 use busbar_broker::shared::BoxFuture;
 use busbar_broker::BrokerError;
-use busbar_bus::cluster::{RecordChange, SharedBus, Space, StateRow, StoredRecord, WriteRow};
+use busbar_bus::cluster::{
+    AskRow, RecordChange, SharedBus, Space, StateRow, StoredRecord, WriteRow,
+};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio_postgres::Transaction;
 
 type Result<T> = busbar_broker::Result<T>;
@@ -336,5 +338,26 @@ impl SharedBus for Cluster {
     fn preferred(&self, sub: &str) -> bool {
         let ids: Vec<i32> = self.members.members().iter().map(|m| m.node_id).collect();
         busbar_broker::shared::rendezvous(sub, &ids) == Some(self.members.node_id)
+    }
+
+    fn ask(
+        &self,
+        sub: &str,
+        body: Vec<u8>,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<Option<Vec<u8>>>> {
+        let sub = sub.to_string();
+        Box::pin(async move { crate::asks::ask(&self.pool, &sub, body, wait).await })
+    }
+
+    fn asked(&self, subs: Vec<String>, limit: u32) -> BoxFuture<'_, Result<Vec<AskRow>>> {
+        Box::pin(async move {
+            let me = self.members.instance();
+            bounded_b(crate::asks::take(&self.pool, me, &subs, limit as i64)).await
+        })
+    }
+
+    fn answer(&self, id: i64, answer: Vec<u8>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move { bounded_b(crate::asks::answer(&self.pool, id, &answer)).await })
     }
 }

@@ -24,6 +24,7 @@
 //!
 //! Decisions and the operator's view: `docs/cluster.md`.
 
+mod asks;
 mod bus;
 mod catalog;
 pub mod cold;
@@ -335,6 +336,7 @@ async fn expiries(cluster: Arc<Cluster>) {
         let _ = bounded(catalog::expire_producers(&cluster.pool)).await;
         let _ = bounded(txn::expire(&cluster.pool)).await;
         let _ = bounded(records::purge_leftovers(&cluster.pool)).await;
+        let _ = bounded(asks::expire(&cluster.pool)).await;
     }
 }
 

@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "delete_records",
         include_str!("../migrations/008_delete_records.sql"),
     ),
+    (
+        9,
+        "bus_asks",
+        include_str!("../migrations/009_bus_asks.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold ("busbar" in ASCII).

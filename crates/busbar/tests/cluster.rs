@@ -1036,3 +1036,175 @@ fn a_topic_target_delivers_each_event_once_across_the_kill_of_its_runner() {
         pg.psql("eos", ids) == "0"
     });
 }
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.unwrap().as_millis() as i64
+}
+
+/// The letters listed in `dead` by `a`.
+fn letters_on(a: std::net::SocketAddr) -> Vec<Value> {
+    let (st, v) = call(a, "GET", "/dead-letters/dead", None);
+    assert_eq!(st, 200, "{v}");
+    v["dead_letters"].as_array().cloned().unwrap_or_default()
+}
+
+/// How many times `n` was delivered, and how many of those were replays.
+fn deliveries(got: &[busbar_testkit::target::Received], n: i64) -> (usize, usize) {
+    let of_n: Vec<_> = got.iter().filter(|r| r.json()["n"] == n).collect();
+    let replays = of_n
+        .iter()
+        .filter(|r| r.header("ce-busbarreplay").is_some())
+        .count();
+    (of_n.len(), replays)
+}
+
+#[test]
+fn replay_and_redrive_work_from_any_broker_and_a_replay_goes_on_after_its_runner_dies() {
+    use busbar_testkit::target::{Reply, Target};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let pg = TestPostgres::start();
+    let url = pg.create_db("replay");
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut brokers: Vec<Option<Server>> = (0..3)
+        .map(|i| Some(broker(&url, i as u32 + 1, dirs[i].path())))
+        .collect();
+    let addrs: Vec<std::net::SocketAddr> = brokers.iter().flatten().map(|s| s.addr).collect();
+    create_everywhere(&addrs, &[("orders", 2), ("dead", 1)]);
+    // Events marked bad are refused (400: dead-lettered at once) until `refuse` is cleared.
+    let refuse = Arc::new(AtomicBool::new(true));
+    let refusing = refuse.clone();
+    let t = Target::start(move |r, _| {
+        if r.json()["bad"] == true && refusing.load(Ordering::SeqCst) {
+            Reply::Status(400)
+        } else {
+            Reply::Status(200)
+        }
+    });
+    let spec = json!({"name": "s", "sources": ["orders"], "target": {"url": t.url("/s")},
+                      "dead_letter_topic": "dead"});
+    let (st, r) = call(addrs[1], "POST", "/subscriptions", Some(spec));
+    assert_eq!(st, 201, "{r}");
+    eventually("one broker runs it", || runner(&addrs, "s").is_some());
+    let from = busbar_http::time::format_rfc3339(now_ms() - 1000);
+    let total = 60i64;
+    let events: Vec<Value> = (0..total)
+        .map(|n| json!({"key": format!("k{}", n % 4), "value": {"n": n, "bad": n % 6 == 0}}))
+        .collect();
+    let (st, r) = call(
+        addrs[0],
+        "POST",
+        "/topics/orders/events",
+        Some(json!(events)),
+    );
+    assert_eq!(st, 200, "{r}");
+    eventually("10 letters, listed on every broker", || {
+        let n: Vec<usize> = addrs.iter().map(|a| letters_on(*a).len()).collect();
+        eprintln!("letters {n:?}, delivered {}", t.received().len());
+        n.iter().all(|n| *n == 10)
+    });
+
+    // Redrive on a broker that does not run the subscription: asked of its runner.
+    let runs = runner(&addrs, "s").unwrap();
+    let other = addrs[(runs + 1) % 3];
+    refuse.store(false, Ordering::SeqCst);
+    let (st, v) = call(other, "POST", "/dead-letters/dead/redrive", Some(json!({})));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (v["redriven"].as_u64(), v["skipped"].as_u64()),
+        (Some(10), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["by_subscription"]["s"], 10, "{v}");
+    let bad: Vec<i64> = (0..total).filter(|n| n % 6 == 0).collect();
+    t.wait(Duration::from_secs(30), |got| {
+        bad.iter().all(|n| deliveries(got, *n).0 == 2)
+    });
+    // Again, on the runner and on the third broker: skipped, and every broker lists them
+    // redriven.
+    for a in [addrs[runs], addrs[(runs + 2) % 3]] {
+        let (st, v) = call(a, "POST", "/dead-letters/dead/redrive", Some(json!({})));
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(
+            (v["redriven"].as_u64(), v["skipped"].as_u64()),
+            (Some(0), Some(10)),
+            "{v}"
+        );
+    }
+    for a in &addrs {
+        let listed = letters_on(*a);
+        assert!(
+            listed.iter().all(|d| d["redriven_at"].is_string()),
+            "{listed:?}"
+        );
+    }
+
+    // A replay started on a broker that does not run the subscription runs on its runner, and
+    // goes on on the next broker when its runner is killed.
+    std::thread::sleep(Duration::from_millis(1100));
+    let to = busbar_http::time::format_rfc3339(now_ms() - 100);
+    let replay = json!({"name": "again", "from": from, "to": to, "rate": 10});
+    let (st, v) = call(other, "POST", "/subscriptions/s/replays", Some(replay));
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["state"], "RUNNING", "{v}");
+    let replayed = |got: &[busbar_testkit::target::Received]| {
+        (0..total).filter(|n| deliveries(got, *n).1 > 0).count()
+    };
+    t.wait(Duration::from_secs(30), |got| replayed(got) >= 15);
+    let (st, v) = call(other, "GET", "/subscriptions/s/replays/again", None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["state"], "RUNNING", "{v}");
+    brokers[runs].take().unwrap().kill9();
+    let live: Vec<std::net::SocketAddr> = brokers.iter().flatten().map(|s| s.addr).collect();
+    t.wait(Duration::from_secs(60), |got| {
+        replayed(got) == total as usize
+    });
+    eventually("the run completes, as every broker shows", || {
+        live.iter().all(|a| {
+            call(*a, "GET", "/subscriptions/s/replays/again", None).1["state"] == "COMPLETED"
+        })
+    });
+
+    // A cancel on a broker that does not run it.
+    let runs = runner(&live, "s").expect("a live broker runs it");
+    let other = live[(runs + 1) % 2];
+    let slow = json!({"name": "slow", "from": from, "to": to, "rate": 1});
+    let (st, v) = call(other, "POST", "/subscriptions/s/replays", Some(slow));
+    assert_eq!(st, 202, "{v}");
+    let (st, v) = call(other, "DELETE", "/subscriptions/s/replays/slow", None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["state"], "CANCELLED", "{v}");
+    let (_, v) = call(live[runs], "GET", "/subscriptions/s/replays/slow", None);
+    assert_eq!(v["state"], "CANCELLED", "{v}");
+    // Bad input is refused before anything is asked: an unknown run, a range in the future.
+    let (st, v) = call(other, "DELETE", "/subscriptions/s/replays/nope", None);
+    assert_eq!(st, 404, "{v}");
+    let future = busbar_http::time::format_rfc3339(now_ms() + 60_000);
+    let later = json!({"name": "x", "from": from, "to": future});
+    let (st, v) = call(other, "POST", "/subscriptions/s/replays", Some(later));
+    assert_eq!(st, 400, "{v}");
+
+    // A forced redrive of a paused subscription (no broker runs it) is written under its lease
+    // taken for the write, and delivered once it is resumed.
+    let (st, v) = call(other, "POST", "/subscriptions/s/pause", None);
+    assert_eq!(st, 200, "{v}");
+    eventually("paused everywhere", || {
+        states(&live, "s").iter().all(|s| *s == "paused")
+    });
+    let body = json!({"subscription": "s", "force": true});
+    let (st, v) = call(live[runs], "POST", "/dead-letters/dead/redrive", Some(body));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["redriven"], 10, "{v}");
+    std::thread::sleep(Duration::from_millis(500));
+    let got = t.received();
+    assert!(bad
+        .iter()
+        .all(|n| deliveries(&got, *n).0 - deliveries(&got, *n).1 == 2));
+    let (st, v) = call(other, "POST", "/subscriptions/s/resume", None);
+    assert_eq!(st, 200, "{v}");
+    t.wait(Duration::from_secs(30), |got| {
+        bad.iter()
+            .all(|n| deliveries(got, *n).0 - deliveries(got, *n).1 == 3)
+    });
+}
