@@ -1207,4 +1207,30 @@ fn replay_and_redrive_work_from_any_broker_and_a_replay_goes_on_after_its_runner
         bad.iter()
             .all(|n| deliveries(got, *n).0 - deliveries(got, *n).1 == 3)
     });
+
+    // A runner that shuts down cleanly hands its replay over: the other broker finishes it.
+    eventually("one broker runs it again", || runner(&live, "s").is_some());
+    let runs = runner(&live, "s").unwrap();
+    let stays = live[(runs + 1) % 2];
+    let replay = json!({"name": "handover", "from": from, "to": to, "rate": 20});
+    let (st, v) = call(stays, "POST", "/subscriptions/s/replays", Some(replay));
+    assert_eq!(st, 202, "{v}");
+    let handed = |got: &[busbar_testkit::target::Received]| {
+        let of_run = got
+            .iter()
+            .filter(|r| r.header("ce-busbarreplay") == Some("handover"));
+        of_run
+            .map(|r| r.json()["n"].as_i64())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    t.wait(Duration::from_secs(30), |got| handed(got) >= 10);
+    let b = brokers
+        .iter()
+        .position(|b| b.as_ref().is_some_and(|s| s.addr == live[runs]));
+    assert_eq!(brokers[b.unwrap()].take().unwrap().stop(), 0);
+    t.wait(Duration::from_secs(60), |got| handed(got) == total as usize);
+    eventually("the handed-over run completes", || {
+        call(stays, "GET", "/subscriptions/s/replays/handover", None).1["state"] == "COMPLETED"
+    });
 }
