@@ -23,6 +23,8 @@ use std::time::Duration;
 pub const ASK_WAIT: Duration = Duration::from_secs(20);
 /// Most asks a broker serves in one tick (the rest wait for the next).
 const ASKS_PER_TICK: u32 = 16;
+/// Asks older than this are not taken: their asker is about to withdraw them ([`ASK_WAIT`]).
+const ASK_FRESH: Duration = Duration::from_secs(ASK_WAIT.as_secs() - 2);
 
 /// What one broker asks of the broker running a subscription.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +71,7 @@ pub(crate) enum Failure {
     UnknownReplay(String),
     Policy(String),
     BadRequest(String),
+    UnknownTopic(String),
     NotCoordinator(String),
     Storage(String),
 }
@@ -81,6 +84,7 @@ impl From<BusError> for Failure {
             BusError::UnknownReplay(n) => Failure::UnknownReplay(n),
             BusError::Broker(BrokerError::PolicyViolation(m)) => Failure::Policy(m),
             BusError::Broker(BrokerError::InvalidRequest(m)) => Failure::BadRequest(m),
+            BusError::Broker(BrokerError::UnknownTopic(t)) => Failure::UnknownTopic(t),
             BusError::Broker(BrokerError::NotCoordinator(m)) => Failure::NotCoordinator(m),
             e => Failure::Storage(e.to_string()),
         }
@@ -95,6 +99,7 @@ impl From<Failure> for BusError {
             Failure::UnknownReplay(n) => BusError::UnknownReplay(n),
             Failure::Policy(m) => BusError::Broker(BrokerError::PolicyViolation(m)),
             Failure::BadRequest(m) => BusError::Broker(BrokerError::InvalidRequest(m)),
+            Failure::UnknownTopic(t) => BusError::Broker(BrokerError::UnknownTopic(t)),
             Failure::NotCoordinator(m) => BusError::Broker(BrokerError::NotCoordinator(m)),
             Failure::Storage(m) => BusError::Storage(m),
         }
@@ -165,7 +170,11 @@ impl Bus {
         if names.is_empty() {
             return Ok(());
         }
-        for (id, sub, body) in shared.asked(names, ASKS_PER_TICK).await? {
+        for _ in 0..ASKS_PER_TICK {
+            // One at a time: the asks not taken yet can still be withdrawn by their askers.
+            let Some((id, sub, body)) = shared.asked(names.clone(), ASK_FRESH).await? else {
+                break;
+            };
             let answer = match serde_json::from_slice::<Ask>(&body) {
                 Ok(ask) => self.answer_ask(&sub, ask).await,
                 Err(e) => Answer::Failed(Failure::BadRequest(format!(

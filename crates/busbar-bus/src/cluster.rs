@@ -147,13 +147,13 @@ pub trait SharedBus: Send + Sync + 'static {
         body: Vec<u8>,
         wait: Duration,
     ) -> BoxFuture<'_, busbar_broker::Result<Option<Vec<u8>>>>;
-    /// Takes the open asks of `subs` (subscriptions this broker runs), at most `limit`, oldest
-    /// first: each must now be answered ([`SharedBus::answer`]).
+    /// Takes the oldest open ask of `subs` (subscriptions this broker runs) made less than
+    /// `fresh` ago (by the store's clock): it must now be answered ([`SharedBus::answer`]).
     fn asked(
         &self,
         subs: Vec<String>,
-        limit: u32,
-    ) -> BoxFuture<'_, busbar_broker::Result<Vec<AskRow>>>;
+        fresh: Duration,
+    ) -> BoxFuture<'_, busbar_broker::Result<Option<AskRow>>>;
     /// Answers ask `id` with `answer` (an answer as JSON).
     fn answer(&self, id: i64, answer: Vec<u8>) -> BoxFuture<'_, busbar_broker::Result<()>>;
 }
@@ -402,6 +402,7 @@ impl Bus {
             subs.insert(name, e);
             return Err(err);
         }
+        replay::stop_all(&e.replays, RunState::Cancelled, "deleted").await;
         if let Some(h) = e.handle.take() {
             h.stop().await;
         }
@@ -687,7 +688,9 @@ impl Bus {
             return Ok(());
         };
         let subs = self.subs.lock().await;
-        if let Some(e) = subs.get(name).filter(|e| e.handle.is_none()) {
+        // Rows read before a take or a borrow here are older than what the tables hold now.
+        let idle = !shared.holds(name) && !self.leases.is_borrowed(name);
+        if let Some(e) = subs.get(name).filter(|e| e.handle.is_none() && idle) {
             self.load_rows(name, &rows);
             let stored = self.ctx.positions.counters(name).unwrap_or_default();
             e.counters.set(&stored);

@@ -62,7 +62,13 @@ impl Bus {
             ..Default::default()
         };
         let mut failed = Vec::new();
+        let known: Vec<String> = self.subs.lock().await.keys().cloned().collect();
         for (sub, letters) in by_sub {
+            if !known.contains(&sub) {
+                // Deleted since the scan, as on a single node.
+                summary.no_subscription += letters.len();
+                continue;
+            }
             match self.redrive_part(&sub, topic, &id, letters, force).await {
                 Ok((redriven, skipped)) => {
                     if redriven > 0 {
@@ -77,11 +83,17 @@ impl Bus {
         match failed.into_iter().next() {
             None => Ok(summary),
             Some((_, e)) if summary.redriven == 0 => Err(e),
-            Some((sub, e)) => Err(BusError::Broker(BrokerError::NotCoordinator(format!(
-                "{} letters were redriven ({:?}), but not those of subscription {sub:?}: {e}; \
-                 redrive again (letters redriven are skipped)",
-                summary.redriven, summary.by_subscription
-            )))),
+            Some((sub, e)) => {
+                let again = match force {
+                    true => "a forced redrive sends them again: name the subscription",
+                    false => "redrive again (letters redriven are skipped)",
+                };
+                Err(BusError::Broker(BrokerError::NotCoordinator(format!(
+                    "{} letters were redriven ({:?}), but not those of subscription {sub:?}: \
+                     {e}; {again}",
+                    summary.redriven, summary.by_subscription
+                ))))
+            }
         }
     }
 
@@ -156,6 +168,19 @@ impl Bus {
         force: bool,
     ) -> Result<(usize, usize)> {
         let subs = self.subs.lock().await;
+        self.redrive_locked(&subs, sub, (topic, id), letters, force)
+            .await
+    }
+
+    /// [`Bus::redrive_here`] with the bus's lock held.
+    async fn redrive_locked(
+        &self,
+        subs: &BTreeMap<String, crate::Entry>,
+        sub: &str,
+        (topic, id): (&str, &str),
+        letters: &[(u32, u64)],
+        force: bool,
+    ) -> Result<(usize, usize)> {
         let Some(e) = subs.get(sub) else {
             return Ok((0, 0));
         };
@@ -191,8 +216,9 @@ impl Bus {
     }
 
     /// [`Bus::redrive_here`] for a paused subscription: under its lease taken here for the
-    /// write (its state loaded first), given up after. A subscription resumed meanwhile (its
-    /// lease taken by its runner) is answered 503, nothing done.
+    /// write (its state loaded first), given up after, all under the bus's lock (no other load
+    /// of its rows lands in between). A subscription resumed or changed meanwhile (its record's
+    /// version moved, or a runner holds its lease) is answered 503, nothing done.
     async fn redrive_paused(
         &self,
         sub: &str,
@@ -218,16 +244,25 @@ impl Bus {
         force: bool,
     ) -> Result<(usize, usize)> {
         let shared = self.shared().expect("cluster mode").clone();
+        let subs = self.subs.lock().await;
+        let Some(e) = subs.get(sub) else {
+            return Ok((0, 0));
+        };
+        if !e.record.paused || e.handle.is_some() || shared.holds(sub) {
+            return Err(moved(sub));
+        }
+        let version = e.version;
         let Some(sent) = shared.take(sub).await? else {
             return Err(moved(sub));
         };
-        let done = match shared.load(sub, None).await {
+        let done = match shared.load(sub, Some(version)).await {
             Ok(Some(rows)) => {
                 self.load_rows(sub, &rows);
                 shared.confirm(sub, sent);
-                self.redrive_here(sub, topic, id, letters, force).await
+                self.redrive_locked(&subs, sub, (topic, id), letters, force)
+                    .await
             }
-            Ok(None) => Ok((0, 0)),
+            Ok(None) => Err(moved(sub)),
             Err(e) => Err(e.into()),
         };
         shared.release(sub).await;

@@ -118,6 +118,12 @@ impl Run {
 
     /// Ends the run (if it runs) as `state` saying `why`, and waits until its end is written.
     pub async fn stop(&self, state: RunState, why: &str) {
+        self.signal(state, why);
+        self.stopped().await;
+    }
+
+    /// Asks the run to end as `state` saying `why` (the first ask counts).
+    fn signal(&self, state: RunState, why: &str) {
         self.stop.send_if_modified(|end| {
             let first = end.is_none();
             if first {
@@ -125,6 +131,10 @@ impl Run {
             }
             first
         });
+    }
+
+    /// Waits until the run has ended and its end is written.
+    async fn stopped(&self) {
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task {
             let _ = task.await;
@@ -144,9 +154,24 @@ pub(crate) fn interrupted() -> String {
 
 /// Ends every running run of `runs` as `state` saying `why`, waiting for each.
 pub(crate) async fn stop_all(runs: &BTreeMap<String, Arc<Run>>, state: RunState, why: &str) {
+    // All asked first, so they end together (each may be waiting for a delivery in flight).
     for r in runs.values() {
-        r.stop(state, why).await;
+        r.signal(state, why);
     }
+    for r in runs.values() {
+        r.stopped().await;
+    }
+}
+
+/// Cluster mode: whether the run's broker lost its subscription's lease. The run then ends here
+/// handed over (stored as running; the next runner goes on with it) without waiting for the
+/// tick to stop it, so two brokers never replay the same stretch for long.
+fn handed_over(ctx: &Ctx, run: &Run) -> bool {
+    if ctx.retries.may_write(&run.sub) {
+        return false;
+    }
+    run.signal(RunState::Running, "handed over");
+    true
 }
 
 impl Bus {
@@ -159,7 +184,8 @@ impl Bus {
         if self.shared().is_none() || self.runs_here(name).await {
             return Ok(self.start_replay_here(name, spec).await?.view());
         }
-        self.sync_for(name).await?;
+        // The record as the cluster has it now (a resume on another broker a moment ago counts).
+        self.sync().await?;
         self.replay_record(&spec)?;
         {
             let subs = self.subs.lock().await;
@@ -212,6 +238,12 @@ impl Bus {
             },
             _ => record,
         };
+        // Stored with the run from its first write: a broker taking over checks it.
+        let sub_version = self.shared().map(|_| e.version);
+        let record = RunRecord {
+            sub_version,
+            ..record
+        };
         let mut kept: Vec<_> = (e.replays.values())
             .filter(|r| r.record().name != spec.name)
             .map(|r| r.record())
@@ -257,7 +289,7 @@ impl Bus {
                 e.replays.insert(r.name.clone(), Run::new(&name, r));
                 continue;
             }
-            if r.spec_id == spec_id && !e.record.paused {
+            if r.spec_id == spec_id && r.sub_version == Some(e.version) && !e.record.paused {
                 let run = Run::new(&name, r);
                 self.launch(e, run);
                 continue;
@@ -314,6 +346,7 @@ impl Bus {
             counts: RunCounts::default(),
             cursors: Vec::new(),
             spec_id: None,
+            sub_version: None,
         })
     }
 
@@ -366,15 +399,26 @@ impl Bus {
         run: &str,
         cancel: bool,
     ) -> Result<RunRecord> {
-        let subs = self.subs.lock().await;
-        let r = subs
-            .get(name)
-            .ok_or_else(|| BusError::UnknownSubscription(name.into()))?
-            .replays
-            .get(run)
-            .ok_or_else(|| BusError::UnknownReplay(run.into()))?;
+        let r = {
+            let subs = self.subs.lock().await;
+            subs.get(name)
+                .ok_or_else(|| BusError::UnknownSubscription(name.into()))?
+                .replays
+                .get(run)
+                .ok_or_else(|| BusError::UnknownReplay(run.into()))?
+                .clone()
+        };
         if cancel {
+            // Not under the bus's lock: the run may be waiting for a delivery in flight.
             r.stop(RunState::Cancelled, "cancelled").await;
+            if self.shared().is_some() && r.record().state == RunState::Cancelled {
+                // Stored as cancelled for sure (the run's own last write may have failed): a
+                // run stored as running would go on on the next runner.
+                let record = r.record();
+                (self.ctx.retries)
+                    .put_runs(name, vec![(record.name.clone(), Some(record))])
+                    .await?;
+            }
         }
         Ok(r.record())
     }
@@ -673,7 +717,7 @@ async fn replay_range(
         }
     };
     'read: while part.next < end {
-        if ended(stop) {
+        if ended(stop) || handed_over(ctx, run) {
             return Ok(false);
         }
         let start = ctx.broker.offsets_of(&key.0, key.2 as i64)?.0;
@@ -723,7 +767,7 @@ async fn replay_range(
                 && ev.timestamp < to
                 && request::matches(sub, &ev, decoder.as_ref())
             {
-                if ended(stop) {
+                if ended(stop) || handed_over(ctx, run) {
                     return Ok(false);
                 }
                 // Runs as the subscription's creator (`creator.rs`): waits while it may not read

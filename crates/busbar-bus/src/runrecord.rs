@@ -95,6 +95,7 @@ mod tests {
 
     fn record(cursors: Vec<Cursor>) -> RunRecord {
         RunRecord {
+            sub_version: None,
             name: "r".into(),
             from_ms: 0,
             to_ms: 1,

@@ -79,6 +79,11 @@ pub struct RunRecord {
     /// The identity of the subscription spec the run runs under ([`crate::runrecord::spec_id`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_id: Option<String>,
+    /// Cluster mode: the version of the subscription's record the run (re)started under; a
+    /// broker taking the subscription over goes on with the run only while it is the same
+    /// (any change since, a pause included, ends the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_version: Option<i64>,
 }
 
 /// Where a run is in one source partition.

@@ -3,11 +3,14 @@
 //! cancelled or letters redriven on another broker are asked of it through `bus_asks`.
 //!
 //! The asker inserts a row and polls it; the holder takes the open asks of the subscriptions it
-//! runs on each of its ticks (once a second) and writes the answer. An ask nobody took within
-//! the asker's wait is withdrawn (deleted while still untaken: it was not done). One taken is
-//! waited for up to [`TAKEN_WAIT`]; past it the asker says it may have been done. Bounds: at most
-//! [`ASKS_OPEN_MAX`] rows per subscription at a time (an ask past it is refused), rows older
-//! than [`ASK_ROWS_KEPT`] (their asker died) are deleted by the minute pass.
+//! runs on each of its ticks (once a second), one at a time, and writes the answer. An ask
+//! nobody took within the asker's wait is withdrawn (deleted while still untaken: it was not
+//! done); a row older than that is never taken, by the database's clock (so an asker that went
+//! away, or could not delete its row, leaves nothing that is done later). One taken is waited
+//! for up to [`TAKEN_WAIT`]; past it the asker says it may have been done. Bounds: at most
+//! [`ASKS_OPEN_MAX`] untaken asks per subscription at a time (an ask past it is refused), rows
+//! older than [`ASK_ROWS_KEPT`] (their asker died) are deleted by the minute pass, and an asker
+//! looks at its row every 50 ms at first, then less often (at most every 500 ms).
 
 use crate::pool::Pool;
 use crate::{bounded_b, Error};
@@ -16,28 +19,29 @@ use std::time::{Duration, Instant};
 
 type Result<T> = busbar_broker::Result<T>;
 
-/// Most asks of one subscription stored at a time (answered ones included until their asker
-/// reads them).
+/// Most asks of one subscription waiting to be taken at a time.
 pub const ASKS_OPEN_MAX: i64 = 64;
 /// How long an asker waits for the answer of an ask once a broker took it.
 pub const TAKEN_WAIT: Duration = Duration::from_secs(30);
-/// How often an asker looks at its ask.
-const POLL: Duration = Duration::from_millis(50);
+/// How often an asker looks at its ask at first, and at most.
+const POLL: (Duration, Duration) = (Duration::from_millis(50), Duration::from_millis(500));
 /// How long rows stay at most (an asker that died leaves its row).
-pub const ASK_ROWS_KEPT: &str = "10 minutes";
+pub const ASK_ROWS_KEPT: &str = "2 minutes";
 
 fn db(e: tokio_postgres::Error) -> BrokerError {
     Error::from(e).into()
 }
 
-/// Stores the ask; its id (`PolicyViolation` past [`ASKS_OPEN_MAX`]).
-async fn insert(pool: &Pool, sub: &str, body: &[u8]) -> Result<i64> {
+/// Stores the ask, which waits `wait_ms` at most; its id (`PolicyViolation` past
+/// [`ASKS_OPEN_MAX`]).
+async fn insert(pool: &Pool, sub: &str, body: &[u8], wait_ms: f64) -> Result<i64> {
     let c = pool.get().await?;
     let made = c
         .query_opt(
             "INSERT INTO bus_asks (sub, body) SELECT $1, $2 \
-             WHERE (SELECT count(*) FROM bus_asks WHERE sub = $1) < $3 RETURNING id",
-            &[&sub, &body, &ASKS_OPEN_MAX],
+             WHERE (SELECT count(*) FROM bus_asks WHERE sub = $1 AND taken_by IS NULL \
+             AND made_at > now() - $4 * interval '1 millisecond') < $3 RETURNING id",
+            &[&sub, &body, &ASKS_OPEN_MAX, &(wait_ms)],
         )
         .await
         .map_err(db)?;
@@ -76,11 +80,13 @@ async fn remove(pool: &Pool, id: i64, untaken_only: bool) -> Result<bool> {
 /// Asks the holder of `sub` to do `body`; its answer, or `None` when no broker took it within
 /// `wait` (withdrawn: not done).
 pub async fn ask(pool: &Pool, sub: &str, body: Vec<u8>, wait: Duration) -> Result<Option<Vec<u8>>> {
-    let id = bounded_b(insert(pool, sub, &body)).await?;
+    let id = bounded_b(insert(pool, sub, &body, wait.as_secs_f64() * 1000.0)).await?;
     let asked = Instant::now();
     let mut taken_at: Option<Instant> = None;
+    let mut poll = POLL.0;
     loop {
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(poll).await;
+        poll = (poll * 3 / 2).min(POLL.1);
         let seen = match bounded_b(look(pool, id)).await {
             Ok(seen) => seen,
             Err(e) => {
@@ -121,29 +127,27 @@ pub async fn ask(pool: &Pool, sub: &str, body: Vec<u8>, wait: Duration) -> Resul
     }
 }
 
-/// Takes the open asks of `subs`, oldest first, at most `limit`: (id, subscription, body).
+/// Takes the oldest open ask of `subs` younger than `fresh` (its asker still waits for it to
+/// be taken): (id, subscription, body).
 pub async fn take(
     pool: &Pool,
     instance: &str,
     subs: &[String],
-    limit: i64,
-) -> Result<Vec<(i64, String, Vec<u8>)>> {
+    fresh: Duration,
+) -> Result<Option<(i64, String, Vec<u8>)>> {
     let c = pool.get().await?;
-    let rows = c
-        .query(
-            "UPDATE bus_asks SET taken_by = $1 WHERE id IN (SELECT id FROM bus_asks \
-             WHERE taken_by IS NULL AND sub = ANY($2) ORDER BY id LIMIT $3 \
+    let fresh_ms = fresh.as_secs_f64() * 1000.0;
+    let row = c
+        .query_opt(
+            "UPDATE bus_asks SET taken_by = $1 WHERE id = (SELECT id FROM bus_asks \
+             WHERE taken_by IS NULL AND sub = ANY($2) \
+             AND made_at > now() - $3 * interval '1 millisecond' ORDER BY id LIMIT 1 \
              FOR UPDATE SKIP LOCKED) RETURNING id, sub, body",
-            &[&instance, &subs, &limit],
+            &[&instance, &subs, &fresh_ms],
         )
         .await
         .map_err(db)?;
-    let mut out: Vec<_> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    out.sort_by_key(|a: &(i64, String, Vec<u8>)| a.0);
-    Ok(out)
+    Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
 }
 
 /// Writes the answer of ask `id` (gone: its asker stopped waiting; nothing to do).

@@ -350,10 +350,10 @@ impl SharedBus for Cluster {
         Box::pin(async move { crate::asks::ask(&self.pool, &sub, body, wait).await })
     }
 
-    fn asked(&self, subs: Vec<String>, limit: u32) -> BoxFuture<'_, Result<Vec<AskRow>>> {
+    fn asked(&self, subs: Vec<String>, fresh: Duration) -> BoxFuture<'_, Result<Option<AskRow>>> {
         Box::pin(async move {
             let me = self.members.instance();
-            bounded_b(crate::asks::take(&self.pool, me, &subs, limit as i64)).await
+            bounded_b(crate::asks::take(&self.pool, me, &subs, fresh)).await
         })
     }
 

@@ -1233,4 +1233,64 @@ fn replay_and_redrive_work_from_any_broker_and_a_replay_goes_on_after_its_runner
     eventually("the handed-over run completes", || {
         call(stays, "GET", "/subscriptions/s/replays/handover", None).1["state"] == "COMPLETED"
     });
+
+    // A run whose subscription is paused (and resumed) while its runner is dead does not go on
+    // on the next runner: the pause would have stopped it.
+    eventually("the last broker runs it", || {
+        runner(&[stays], "s").is_some()
+    });
+    let dir4 = tempfile::tempdir().unwrap();
+    let fourth = broker(&url, 4, dir4.path());
+    let replay = json!({"name": "orphan", "from": from, "to": to, "rate": 2});
+    let (st, v) = call(stays, "POST", "/subscriptions/s/replays", Some(replay));
+    assert_eq!(st, 202, "{v}");
+    let orphans = |got: &[busbar_testkit::target::Received]| {
+        (got.iter())
+            .filter(|r| r.header("ce-busbarreplay") == Some("orphan"))
+            .count()
+    };
+    t.wait(Duration::from_secs(30), |got| orphans(got) >= 1);
+    let b = brokers
+        .iter()
+        .position(|b| b.as_ref().is_some_and(|s| s.addr == stays));
+    brokers[b.unwrap()].take().unwrap().kill9();
+    for what in ["pause", "resume"] {
+        let (st, v) = call(
+            fourth.addr,
+            "POST",
+            &format!("/subscriptions/s/{what}"),
+            None,
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    eventually("the fourth broker runs it", || {
+        runner(&[fourth.addr], "s").is_some()
+    });
+    let (_, v) = call(fourth.addr, "GET", "/subscriptions/s/replays/orphan", None);
+    assert_eq!(v["state"], "STOPPED", "{v}");
+    let stopped_at = orphans(&t.received());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(orphans(&t.received()), stopped_at, "the paused run went on");
+    let stays = fourth.addr;
+
+    // Deleting the subscription on its runner ends its runs there.
+    let replay = json!({"name": "doomed", "from": from, "to": to, "rate": 5});
+    let (st, v) = call(stays, "POST", "/subscriptions/s/replays", Some(replay));
+    assert_eq!(st, 202, "{v}");
+    let doomed = |got: &[busbar_testkit::target::Received]| {
+        (got.iter())
+            .filter(|r| r.header("ce-busbarreplay") == Some("doomed"))
+            .count()
+    };
+    t.wait(Duration::from_secs(30), |got| doomed(got) >= 2);
+    let (st, v) = call(stays, "DELETE", "/subscriptions/s", None);
+    assert_eq!(st, 204, "{v}");
+    std::thread::sleep(Duration::from_millis(500));
+    let after_delete = doomed(&t.received());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        doomed(&t.received()),
+        after_delete,
+        "a deleted subscription's run goes on"
+    );
 }
