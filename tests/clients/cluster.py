@@ -361,6 +361,52 @@ def register(test, Busbar):
             pg.stop()
 
     @own
+    def cluster_metadata_gives_each_broker_on_the_listener_the_client_came_through(_):
+        """Two PLAINTEXT listeners per broker: a client bootstrapped on a broker's second
+        listener is told every broker's second listener (Metadata, FindCoordinator), as Kafka
+        answers the listener of the same name; it produces and consumes through them."""
+        from confluent_kafka import Consumer, Producer
+        from confluent_kafka.admin import AdminClient
+        pg = Postgres()
+        brokers = []
+        try:
+            two = "PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0"
+            brokers = cluster(pg, n=2, extra={"BUSBAR_KAFKA_LISTENERS": two})
+            assert all(len(b.listeners) == 2 for b in brokers), [b.listeners for b in brokers]
+            for place in (0, 1):
+                want = {i + 1: b.listeners[place] for i, b in enumerate(brokers)}
+                admin = AdminClient({"bootstrap.servers": brokers[0].listeners[place]})
+                deadline = time.time() + 20
+                while True:
+                    md = admin.list_topics(timeout=10)
+                    got = {n: f"{b.host}:{b.port}" for n, b in md.brokers.items()}
+                    if got == want or time.time() > deadline:
+                        break
+                    time.sleep(0.2)
+                assert got == want, (place, got, want)
+            create_everywhere(brokers, {"two": 2}, brokers[1].listeners[1])
+            p = Producer({"bootstrap.servers": brokers[0].listeners[1], "acks": "all"})
+            for n in range(20):
+                p.produce("two", key=f"k{n}", value=f"v{n}")
+            assert p.flush(30) == 0
+            # A group: its coordinator is found on the second listeners too.
+            c = Consumer({"bootstrap.servers": brokers[1].listeners[1], "group.id": "g2",
+                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
+            c.subscribe(["two"])
+            seen, deadline = set(), time.time() + 30
+            while len(seen) < 20 and time.time() < deadline:
+                m = c.poll(0.5)
+                if m is not None and not m.error():
+                    seen.add(m.value().decode())
+            c.commit(asynchronous=False)
+            c.close()
+            assert seen == {f"v{n}" for n in range(20)}, sorted(seen)
+        finally:
+            for b in brokers:
+                b.stop()
+            pg.stop()
+
+    @own
     def cluster_delete_records_through_either_admin_client_moves_every_brokers_start(_):
         """DeleteRecords through confluent-kafka's and kafka-python's admin clients on different
         brokers moves the partition's start for the whole cluster: every broker (and one started

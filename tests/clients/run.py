@@ -22,9 +22,11 @@ class Busbar:
     def start(self, kafka_port=0, http_port=0):
         # A short first-rebalance delay keeps group tests quick; everything else is the default.
         env = dict(os.environ, BUSBAR_BROKER_GROUP_INITIAL_REBALANCE_DELAY_MS="500", **self.extra_env)
+        # BUSBAR_KAFKA_LISTENERS in `extra_env` sets the Kafka listeners (a flag would win).
+        kafka = [] if "BUSBAR_KAFKA_LISTENERS" in env else ["--kafka-addr", f"127.0.0.1:{kafka_port}"]
         self.proc = subprocess.Popen(
             [BIN, "serve", "--data-dir", self.data, "--http-addr", f"127.0.0.1:{http_port}",
-             "--kafka-addr", f"127.0.0.1:{kafka_port}"],
+             *kafka],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -35,6 +37,10 @@ class Busbar:
             if m:
                 self.ready_line = line
                 self.http, self.kafka = m.group(1), m.group(2)
+                # Every Kafka listener's address (several: " listeners PROTO://IP:PORT,...").
+                more = re.search(r" listeners (\S+)", line)
+                self.listeners = ([l.split("://", 1)[1] for l in more.group(1).split(",")]
+                                  if more else [self.kafka])
                 self.log = []  # what busbar writes to stderr once ready, line by line
                 threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True).start()
                 return

@@ -301,8 +301,24 @@ pub trait SharedLog: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub node_id: i32,
+    /// Its first Kafka listener's advertised address.
     pub host: String,
     pub port: u16,
+    /// Every Kafka listener's advertised address, in the broker's order (empty: a broker that
+    /// registered only its first).
+    pub listeners: Vec<(String, u16)>,
+}
+
+impl Member {
+    /// Its address on the listener at place `listener` of its list (brokers of a cluster list
+    /// theirs in the same order, as Kafka's have the same listener names); its first listener's
+    /// when it has no such listener.
+    pub fn addr(&self, listener: usize) -> (&str, u16) {
+        match self.listeners.get(listener) {
+            Some((host, port)) => (host, *port),
+            None => (&self.host, self.port),
+        }
+    }
 }
 
 /// One committed offset as the shared store keeps it: `None` deletes it.

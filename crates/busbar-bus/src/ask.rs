@@ -2,8 +2,9 @@
 //! "Replay and redrive"). Only the holder of a subscription's lease writes its state, so a
 //! replay started or cancelled, or letters redriven, on another broker are asked of the holder
 //! through the shared store ([`SharedBus::ask`]); the holder serves the asks of the
-//! subscriptions it runs on each [`crate::cluster::TICK`] ([`Bus::serve_asks`]) with the same
-//! code a single node runs, and its answer (or error) goes back to the broker that was asked.
+//! subscriptions it runs when one is announced, and on each [`crate::cluster::TICK`] for any
+//! announcement lost ([`Bus::serve_asks`]), with the same code a single node runs, and its
+//! answer (or error) goes back to the broker that was asked.
 //!
 //! An ask no broker takes within [`ASK_WAIT`] is withdrawn and answered 503 `not_coordinator`
 //! with nothing done: the subscription is moving to another broker (its runner died), or no

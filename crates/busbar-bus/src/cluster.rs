@@ -154,6 +154,9 @@ pub trait SharedBus: Send + Sync + 'static {
         subs: Vec<String>,
         fresh: Duration,
     ) -> BoxFuture<'_, busbar_broker::Result<Option<AskRow>>>;
+    /// Woken when an ask was made on any broker (the runner serves it at once, not on its next
+    /// tick; a lost wake-up costs at most a tick).
+    fn asks_made(&self) -> Arc<tokio::sync::Notify>;
     /// Answers ask `id` with `answer` (an answer as JSON).
     fn answer(&self, id: i64, answer: Vec<u8>) -> BoxFuture<'_, busbar_broker::Result<()>>;
 }
@@ -704,11 +707,25 @@ impl Bus {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(TICK);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let asks = match bus.upgrade() {
+                Some(bus) => bus.shared().expect("cluster mode").asks_made(),
+                None => return,
+            };
             // One line when reading starts failing and one when it works again, not one a tick.
             let mut failing = false;
             loop {
-                every.tick().await;
+                let tick = tokio::select! {
+                    _ = every.tick() => true,
+                    _ = asks.notified() => false,
+                };
                 let Some(bus) = bus.upgrade() else { return };
+                if !tick {
+                    if let Err(e) = bus.serve_asks().await {
+                        let msg = format!("serving requests for subscriptions: {e}");
+                        busbar_broker::log::warn("busbar", "bus_cluster", &msg, &[]);
+                    }
+                    continue;
+                }
                 match bus.tick().await {
                     Err(e) if !failing => {
                         failing = true;

@@ -69,6 +69,7 @@ impl Bus {
                 summary.no_subscription += letters.len();
                 continue;
             }
+            let n = letters.len();
             match self.redrive_part(&sub, topic, &id, letters, force).await {
                 Ok((redriven, skipped)) => {
                     if redriven > 0 {
@@ -77,6 +78,7 @@ impl Bus {
                     summary.redriven += redriven;
                     summary.skipped += skipped;
                 }
+                Err(BusError::UnknownSubscription(_)) => summary.no_subscription += n,
                 Err(e) => failed.push((sub, e)),
             }
         }
@@ -142,7 +144,8 @@ impl Bus {
         }
         let paused = (self.subs.lock().await.get(sub)).map(|e| e.record.paused);
         match paused {
-            None => Ok((0, 0)),
+            // Deleted since: counted by the caller as on a single node.
+            None => Err(BusError::UnknownSubscription(sub.to_string())),
             Some(true) => self.redrive_paused(sub, topic, id, &letters, force).await,
             Some(false) => {
                 let ask = Ask::Redrive {
@@ -182,7 +185,7 @@ impl Bus {
         force: bool,
     ) -> Result<(usize, usize)> {
         let Some(e) = subs.get(sub) else {
-            return Ok((0, 0));
+            return Err(BusError::UnknownSubscription(sub.to_string()));
         };
         if !self.ctx.retries.may_write(sub) {
             return Err(moved(sub));
@@ -246,7 +249,7 @@ impl Bus {
         let shared = self.shared().expect("cluster mode").clone();
         let subs = self.subs.lock().await;
         let Some(e) = subs.get(sub) else {
-            return Ok((0, 0));
+            return Err(BusError::UnknownSubscription(sub.to_string()));
         };
         if !e.record.paused || e.handle.is_some() || shared.holds(sub) {
             return Err(moved(sub));

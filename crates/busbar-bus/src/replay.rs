@@ -51,7 +51,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// How often a run waiting for its creator's READ looks again.
 const GATE_WAIT: Duration = Duration::from_millis(200);
@@ -68,12 +67,25 @@ pub use crate::runs::{Cursor, ReplaySpec, RunCounts, RunRecord, RunState, RunVie
 /// How a run was asked to end.
 type End = Option<(RunState, String)>;
 
-/// A replay run: its record and, while it runs, its task.
+/// A replay run: its record and, while it runs, whether its task has ended.
 pub struct Run {
     sub: String,
     record: Mutex<RunRecord>,
     stop: watch::Sender<End>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// `true` once its task ended and wrote its end (or when it has none); every caller of
+    /// [`Run::stopped`] waits for it, not only the first.
+    done: watch::Sender<bool>,
+    /// Whether the run's own last write (its end) was stored.
+    end_written: std::sync::atomic::AtomicBool,
+}
+
+/// Marks its run done when dropped: when its task ends, also by a panic.
+struct DoneOnDrop(Arc<Run>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        self.0.done.send_replace(true);
+    }
 }
 
 impl Run {
@@ -82,7 +94,8 @@ impl Run {
             sub: sub.to_string(),
             record: Mutex::new(record),
             stop: watch::channel(None).0,
-            task: Mutex::new(None),
+            done: watch::channel(true).0,
+            end_written: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -107,9 +120,9 @@ impl Run {
         self.lock().clone()
     }
 
-    /// Is it still running?
+    /// Is it still running? (A run handed over reads `RUNNING` but has ended here.)
     pub fn running(&self) -> bool {
-        self.lock().state == RunState::Running
+        self.lock().state == RunState::Running && !*self.done.borrow()
     }
 
     fn count(&self, f: impl FnOnce(&mut RunCounts)) {
@@ -135,10 +148,7 @@ impl Run {
 
     /// Waits until the run has ended and its end is written.
     async fn stopped(&self) {
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        let _ = self.done.subscribe().wait_for(|done| *done).await;
     }
 
     /// Its progress.
@@ -171,6 +181,9 @@ fn handed_over(ctx: &Ctx, run: &Run) -> bool {
         return false;
     }
     run.signal(RunState::Running, "handed over");
+    // Given up for good, as the worker's watchdog does: a late renewal must not leave this
+    // broker holding the lease with the run ended (the next take goes on with it).
+    ctx.retries.give_up(&run.sub);
     true
 }
 
@@ -271,8 +284,12 @@ impl Bus {
     fn launch(&self, e: &mut crate::Entry, run: Arc<Run>) {
         let (ctx, sub, stop) = (self.ctx.clone(), e.compiled.clone(), run.stop.subscribe());
         let gate = e.record.gate();
-        let task = tokio::spawn(execute(ctx, sub, run.clone(), stop, gate));
-        *run.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        run.done.send_replace(false);
+        let guard = DoneOnDrop(run.clone());
+        tokio::spawn(async move {
+            let _done = guard;
+            execute(ctx, sub, _done.0.clone(), stop, gate).await;
+        });
         e.replays.insert(run.record().name, run);
     }
 
@@ -411,16 +428,33 @@ impl Bus {
         if cancel {
             // Not under the bus's lock: the run may be waiting for a delivery in flight.
             r.stop(RunState::Cancelled, "cancelled").await;
-            if self.shared().is_some() && r.record().state == RunState::Cancelled {
-                // Stored as cancelled for sure (the run's own last write may have failed): a
-                // run stored as running would go on on the next runner.
-                let record = r.record();
-                (self.ctx.retries)
-                    .put_runs(name, vec![(record.name.clone(), Some(record))])
-                    .await?;
-            }
+            self.store_cancel(name, &r).await?;
         }
         Ok(r.record())
+    }
+
+    /// Cluster mode: a cancelled run whose own last write failed is written again (a run stored
+    /// as running would go on on the next runner), under the bus's lock and only while it is
+    /// still the run of its name here (not replaced by a new run meanwhile).
+    async fn store_cancel(&self, name: &str, r: &Arc<Run>) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let record = r.record();
+        if self.shared().is_none()
+            || record.state != RunState::Cancelled
+            || r.end_written.load(Ordering::SeqCst)
+        {
+            return Ok(());
+        }
+        let subs = self.subs.lock().await;
+        let same = (subs.get(name))
+            .and_then(|e| e.replays.get(&record.name))
+            .is_some_and(|now| Arc::ptr_eq(now, r));
+        if same {
+            let row = vec![(record.name.clone(), Some(record))];
+            self.ctx.retries.put_runs(name, row).await?;
+            r.end_written.store(true, Ordering::SeqCst);
+        }
+        Ok(())
     }
 }
 
@@ -473,7 +507,9 @@ async fn execute(
     // Not written (a failing disk): the stored record shows the last checkpoint, and after a
     // restart the run reads `INTERRUPTED` from there; nothing is lost but repeated work. The
     // run's error says so while this process lives.
-    if let Err(e) = checkpoint(&ctx, &run).await {
+    let written = checkpoint(&ctx, &run).await;
+    (run.end_written).store(written.is_ok(), std::sync::atomic::Ordering::SeqCst);
+    if let Err(e) = written {
         let mut r = run.lock();
         let why = format!(
             "its end could not be written ({e}); after a restart it shows its last checkpoint"
@@ -773,6 +809,9 @@ async fn replay_range(
                 // Runs as the subscription's creator (`creator.rs`): waits while it may not read
                 // the sources or write the target or dead-letter topic.
                 while pace.gate.denied(&ctx.broker, &sub.spec).is_some() {
+                    if handed_over(ctx, run) {
+                        return Ok(false);
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(GATE_WAIT) => {}
                         _ = stop.wait_for(Option::is_some) => return Ok(false),
@@ -781,6 +820,9 @@ async fn replay_range(
                 tokio::select! {
                     _ = pace.wait() => {}
                     _ = stop.wait_for(Option::is_some) => return Ok(false),
+                }
+                if handed_over(ctx, run) {
+                    return Ok(false);
                 }
                 if !deliver_one(ctx, sub, run, &ev, stop).await? {
                     return Ok(false);
@@ -853,9 +895,13 @@ async fn deliver_one(
                         run.count(|c| c.retried += 1);
                         let wait = tokio::time::sleep(Duration::from_millis(delay as u64));
                         tokio::select! {
-                            _ = wait => continue,
+                            _ = wait => {}
                             _ = stop.wait_for(Option::is_some) => return Ok(false),
                         }
+                        if handed_over(ctx, run) {
+                            return Ok(false);
+                        }
+                        continue;
                     }
                 }
             }

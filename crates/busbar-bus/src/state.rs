@@ -412,6 +412,15 @@ impl RetryStore {
         }
     }
 
+    /// Cluster mode: gives `sub`'s lease up for good (in the background), as a worker's
+    /// watchdog does when the lease lapses here; nothing on a single node.
+    pub fn give_up(&self, sub: &str) {
+        if let Backing::Shared { bus, .. } = &self.log {
+            let (bus, sub) = (bus.clone(), sub.to_string());
+            tokio::spawn(async move { bus.release(&sub).await });
+        }
+    }
+
     /// The subscription of the redrive record of `letter`, if it has one here.
     pub fn redriven_by(&self, letter: &LetterRef) -> Option<String> {
         (self.lock().redriven.get(letter)).map(|(_, r)| r.subscription.clone())

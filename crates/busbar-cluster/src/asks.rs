@@ -2,8 +2,9 @@
 //! holder of a subscription's lease may write its state, so a replay started, a replay
 //! cancelled or letters redriven on another broker are asked of it through `bus_asks`.
 //!
-//! The asker inserts a row and polls it; the holder takes the open asks of the subscriptions it
-//! runs on each of its ticks (once a second), one at a time, and writes the answer. An ask
+//! The asker inserts a row (announced on [`CHANNEL`]) and polls it; the holder takes the open
+//! asks of the subscriptions it runs when one is announced and on each of its ticks (once a
+//! second, for announcements lost), one at a time, and writes the answer. An ask
 //! nobody took within the asker's wait is withdrawn (deleted while still untaken: it was not
 //! done); a row older than that is never taken, by the database's clock (so an asker that went
 //! away, or could not delete its row, leaves nothing that is done later). One taken is waited
@@ -18,6 +19,10 @@ use busbar_broker::BrokerError;
 use std::time::{Duration, Instant};
 
 type Result<T> = busbar_broker::Result<T>;
+
+/// The channel an ask is announced on (payload: its subscription), so its runner serves it at
+/// once rather than on its next tick.
+pub const CHANNEL: &str = "busbar_asks";
 
 /// Most asks of one subscription waiting to be taken at a time.
 pub const ASKS_OPEN_MAX: i64 = 64;
@@ -38,9 +43,10 @@ async fn insert(pool: &Pool, sub: &str, body: &[u8], wait_ms: f64) -> Result<i64
     let c = pool.get().await?;
     let made = c
         .query_opt(
-            "INSERT INTO bus_asks (sub, body) SELECT $1, $2 \
+            "WITH made AS (INSERT INTO bus_asks (sub, body) SELECT $1, $2 \
              WHERE (SELECT count(*) FROM bus_asks WHERE sub = $1 AND taken_by IS NULL \
-             AND made_at > now() - $4 * interval '1 millisecond') < $3 RETURNING id",
+             AND made_at > now() - $4 * interval '1 millisecond') < $3 RETURNING id) \
+             SELECT id, pg_notify('busbar_asks', $1) FROM made",
             &[&sub, &body, &ASKS_OPEN_MAX, &(wait_ms)],
         )
         .await

@@ -357,6 +357,10 @@ impl SharedBus for Cluster {
         })
     }
 
+    fn asks_made(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.asks.clone()
+    }
+
     fn answer(&self, id: i64, answer: Vec<u8>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move { bounded_b(crate::asks::answer(&self.pool, id, &answer)).await })
     }

@@ -148,8 +148,11 @@ impl ClusterConfig {
 #[derive(Debug, Clone)]
 pub struct Advertised {
     pub node_id: i32,
+    /// The first Kafka listener's advertised address.
     pub kafka_host: String,
     pub kafka_port: u16,
+    /// Every Kafka listener's advertised address, in order (the first is `kafka_host:kafka_port`).
+    pub listeners: Vec<(String, u16)>,
     pub http_addr: String,
 }
 
@@ -165,6 +168,8 @@ pub struct Cluster {
     cold: Option<Arc<cold::Cold>>,
     /// The database's cluster id (`busbar_cluster`).
     pub id: String,
+    /// Woken when an ask for a subscription was made (`busbar_asks`, `asks.rs`).
+    asks: Arc<tokio::sync::Notify>,
 }
 
 /// The longest any one database call may take as seen from here (the server's own
@@ -239,7 +244,8 @@ impl Cluster {
             &me.kafka_host,
             me.kafka_port,
             &me.http_addr,
-        );
+        )
+        .with_listeners(me.listeners.clone());
         tokio::time::timeout(Duration::from_secs(30), members.register())
             .await
             .unwrap_or_else(|_| Err(Error::Busy("registering took over 30 s".into())))?;
@@ -252,6 +258,7 @@ impl Cluster {
             members,
             cold,
             id,
+            asks: Arc::default(),
         }))
     }
 

@@ -77,6 +77,8 @@ pub struct Membership {
     instance: String,
     kafka_host: String,
     kafka_port: u16,
+    /// Every Kafka listener's advertised address, in order.
+    listeners: Vec<(String, u16)>,
     http_addr: String,
     live: RwLock<Vec<Member>>,
     /// The leases this broker may act on, by (kind, name).
@@ -100,6 +102,22 @@ fn instance_token() -> String {
     format!("{:016x}", h.finish())
 }
 
+/// The `listeners` column: `host:port` per line; a line that does not read is left out (the
+/// listener at its place and after fall back to the first, `Member::addr`).
+fn parse_listeners(column: &str) -> Vec<(String, u16)> {
+    let mut out = Vec::new();
+    for line in column.lines() {
+        let Some((host, port)) = line.rsplit_once(':') else {
+            break;
+        };
+        let Ok(port) = port.parse() else {
+            break;
+        };
+        out.push((host.to_string(), port));
+    }
+    out
+}
+
 impl Membership {
     /// This broker, not registered yet.
     pub fn new(
@@ -114,6 +132,7 @@ impl Membership {
             instance: instance_token(),
             kafka_host: kafka_host.to_string(),
             kafka_port,
+            listeners: vec![(kafka_host.to_string(), kafka_port)],
             http_addr: http_addr.to_string(),
             live: RwLock::new(Vec::new()),
             leases: Mutex::new(HashMap::new()),
@@ -148,6 +167,23 @@ impl Membership {
         Ok(r?)
     }
 
+    /// The same broker with every Kafka listener's advertised address, in order (the first
+    /// stays the one given to [`Membership::new`] when `listeners` is empty).
+    pub fn with_listeners(mut self, listeners: Vec<(String, u16)>) -> Membership {
+        if !listeners.is_empty() {
+            self.listeners = listeners;
+        }
+        self
+    }
+
+    /// `host:port` per line, as the `listeners` column holds them.
+    fn listeners_column(&self) -> String {
+        let lines: Vec<String> = (self.listeners.iter())
+            .map(|(h, p)| format!("{h}:{p}"))
+            .collect();
+        lines.join("\n")
+    }
+
     /// Registers this broker; waits up to one session for a dead predecessor's heartbeat to
     /// expire; refuses while another live process has the id.
     pub async fn register(&self) -> Result<(), Error> {
@@ -157,10 +193,11 @@ impl Membership {
                 .on_beat(async |c| {
                     c.query_opt(
                     "INSERT INTO brokers (node_id, instance, kafka_host, kafka_port, http_addr, \
-                     heartbeat_at) VALUES ($1, $2, $3, $4, $5, now()) \
+                     heartbeat_at, listeners) VALUES ($1, $2, $3, $4, $5, now(), $7) \
                      ON CONFLICT (node_id) DO UPDATE SET instance = excluded.instance, \
                      kafka_host = excluded.kafka_host, kafka_port = excluded.kafka_port, \
-                     http_addr = excluded.http_addr, heartbeat_at = now() \
+                     http_addr = excluded.http_addr, heartbeat_at = now(), \
+                     listeners = excluded.listeners \
                      WHERE brokers.heartbeat_at < now() - $6 * interval '1 millisecond' \
                      RETURNING node_id",
                     &[
@@ -170,6 +207,7 @@ impl Membership {
                         &i32::from(self.kafka_port),
                         &self.http_addr,
                         &(BROKER_SESSION_MS as f64),
+                        &self.listeners_column(),
                     ],
                 )
                 .await
@@ -231,7 +269,7 @@ impl Membership {
         let rows = self
             .on_beat(async |c| {
                 c.query(
-                    "SELECT node_id, kafka_host, kafka_port FROM brokers \
+                    "SELECT node_id, kafka_host, kafka_port, listeners FROM brokers \
                      WHERE heartbeat_at > now() - $1 * interval '1 millisecond' ORDER BY node_id",
                     &[&(BROKER_SESSION_MS as f64)],
                 )
@@ -244,6 +282,7 @@ impl Membership {
                 node_id: r.get(0),
                 host: r.get(1),
                 port: r.get::<_, i32>(2) as u16,
+                listeners: parse_listeners(r.get(3)),
             })
             .collect();
         *self.live.write().unwrap_or_else(|e| e.into_inner()) = live;
@@ -366,6 +405,7 @@ impl Membership {
             node_id: self.node_id,
             host: self.kafka_host.clone(),
             port: self.kafka_port,
+            listeners: self.listeners.clone(),
         });
         live.sort_by_key(|m| m.node_id);
         live

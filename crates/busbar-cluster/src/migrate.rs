@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "bus_asks",
         include_str!("../migrations/009_bus_asks.sql"),
     ),
+    (
+        10,
+        "listeners",
+        include_str!("../migrations/010_listeners.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold ("busbar" in ASCII).

@@ -43,6 +43,8 @@ struct Dirty {
     spaces: Mutex<std::collections::BTreeSet<&'static str>>,
     /// Shared tables whose last load failed (logged once).
     failing: Mutex<std::collections::BTreeSet<&'static str>>,
+    /// Woken by `busbar_asks` (the bus serves the asks of the subscriptions it runs).
+    asks: Arc<Notify>,
     /// Ask every partition's end now (the listener just (re)connected).
     poll_now: AtomicBool,
     listening: AtomicBool,
@@ -51,6 +53,11 @@ struct Dirty {
 
 impl Dirty {
     fn note(&self, channel: &str, payload: &str) {
+        if channel == crate::asks::CHANNEL {
+            // Not the applier's work: the bus's ticker serves asks at once.
+            self.asks.notify_one();
+            return;
+        }
         if channel == "busbar_topics" {
             self.topics.store(true, Ordering::Relaxed);
         } else if channel == "busbar_brokers" {
@@ -110,7 +117,10 @@ fn parse(payload: &str) -> Option<(String, u32, u64)> {
 
 /// Starts the listener and the applier (for the broker's life).
 pub fn start(cluster: Arc<Cluster>, broker: Arc<Broker>) {
-    let dirty = Arc::new(Dirty::default());
+    let dirty = Arc::new(Dirty {
+        asks: cluster.asks.clone(),
+        ..Dirty::default()
+    });
     tokio::spawn(listen(cluster.pg.clone(), dirty.clone()));
     tokio::spawn(apply(cluster, broker, dirty));
 }
@@ -163,7 +173,7 @@ async fn listen_once(pg: &Pg, dirty: &Arc<Dirty>) -> Result<(), crate::Error> {
     client
         .batch_execute(
             "LISTEN busbar_data; LISTEN busbar_topics; LISTEN busbar_kv; LISTEN busbar_brokers; \
-             LISTEN busbar_offsets; LISTEN busbar_starts",
+             LISTEN busbar_offsets; LISTEN busbar_starts; LISTEN busbar_asks",
         )
         .await?;
     // Whatever was committed while nobody listened: one poll now, and the catalog read again (a

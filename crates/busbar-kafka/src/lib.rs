@@ -140,6 +140,9 @@ pub struct Listener {
     pub security: Security,
     pub advertised_host: String,
     pub advertised_port: u16,
+    /// Its place in the broker's list of listeners: in cluster mode, clients are told each
+    /// broker's address on the listener at the same place (`Member::addr`).
+    pub place: usize,
 }
 
 impl Default for KafkaConfig {
@@ -194,6 +197,7 @@ pub async fn serve(
         security: Security::Plaintext,
         advertised_host: config.advertised_host.clone(),
         advertised_port: config.advertised_port,
+        place: 0,
     };
     serve_listeners(vec![(listener, plain)], broker, config, shutdown).await
 }

@@ -662,6 +662,7 @@ impl Config {
             security,
             advertised_host: c.advertised_host,
             advertised_port: c.advertised_port,
+            place: 0,
         }
     }
 

@@ -268,6 +268,9 @@ fn advertised(
         node_id: config.cluster.node_id as i32,
         kafka_host: first.advertised_host.clone(),
         kafka_port: first.advertised_port,
+        listeners: (kafka.iter())
+            .map(|(_, l)| (l.advertised_host.clone(), l.advertised_port))
+            .collect(),
         http_addr: http
             .local_addr()
             .context("HTTP listener address")?
@@ -287,10 +290,14 @@ async fn serve(config: Config, accept_damaged_acls: bool) -> Result<()> {
     let sr_listener = bind_schema_registry(&config.schema_registry.addr).await?;
     let specs = config.listeners()?;
     let mut kafka_listeners = Vec::with_capacity(specs.len());
-    for spec in &specs {
+    for (place, spec) in specs.iter().enumerate() {
         let l = bind("Kafka", "kafka.listeners", &spec.addr).await?;
         let bound = l.local_addr().context("Kafka listener address")?;
-        kafka_listeners.push((l, config.listener(spec.security, bound)));
+        let info = busbar_kafka::Listener {
+            place,
+            ..config.listener(spec.security, bound)
+        };
+        kafka_listeners.push((l, info));
     }
     if !config.cluster.enabled() {
         busbar::cluster_config::refuse_cluster_copy(&config.data_dir)?;

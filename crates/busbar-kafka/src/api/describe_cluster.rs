@@ -21,8 +21,9 @@ pub fn handle(ctx: &Ctx<'_>, _req: DescribeClusterRequest) -> DescribeClusterRes
         for m in members.iter().filter(|m| m.node_id != c.node_id) {
             let mut b = DescribeClusterBroker::default();
             b.broker_id = BrokerId(m.node_id);
-            b.host = sb(m.host.clone());
-            b.port = i32::from(m.port);
+            let (host, port) = m.addr(ctx.listener.place);
+            b.host = sb(host.to_string());
+            b.port = i32::from(port);
             r.brokers.push(b);
         }
         if let Some(lowest) = members.iter().map(|m| m.node_id).min() {

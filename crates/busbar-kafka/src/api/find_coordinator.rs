@@ -43,8 +43,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinat
     match elsewhere {
         Some(m) => {
             r.node_id = BrokerId(m.node_id);
-            r.host = sb(m.host);
-            r.port = i32::from(m.port);
+            let (host, port) = m.addr(ctx.listener.place);
+            r.host = sb(host.to_string());
+            r.port = i32::from(port);
         }
         None => {
             r.error_code = crate::api::groups::COORDINATOR_NOT_AVAILABLE;

@@ -132,8 +132,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     for m in members.iter().filter(|m| m.node_id != me) {
         let mut b = MetadataResponseBroker::default();
         b.node_id = BrokerId(m.node_id);
-        b.host = sb(m.host.clone());
-        b.port = i32::from(m.port);
+        // Its address on the listener this client came through.
+        let (host, port) = m.addr(ctx.listener.place);
+        b.host = sb(host.to_string());
+        b.port = i32::from(port);
         r.brokers.push(b);
     }
     r.cluster_id = Some(sb(ctx.shared.config.cluster_id.clone()));

@@ -72,6 +72,7 @@ impl SecureServer {
             security,
             advertised_host: "127.0.0.1".into(),
             advertised_port: port,
+            place: 0,
         };
         let listeners = vec![
             (plain, listener(Security::Plaintext, plain_addr.port())),
