@@ -304,18 +304,30 @@ pub struct Member {
     /// Its first Kafka listener's advertised address.
     pub host: String,
     pub port: u16,
-    /// Every Kafka listener's advertised address, in the broker's order (empty: a broker that
-    /// registered only its first).
-    pub listeners: Vec<(String, u16)>,
+    /// Every Kafka listener, in the broker's order (empty: a broker that registered only its
+    /// first).
+    pub listeners: Vec<AdvertisedListener>,
+}
+
+/// One Kafka listener of a broker as clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertisedListener {
+    /// Kafka's name of its security protocol (`SASL_SSL`).
+    pub protocol: String,
+    pub host: String,
+    pub port: u16,
 }
 
 impl Member {
-    /// Its address on the listener at place `listener` of its list (brokers of a cluster list
-    /// theirs in the same order, as Kafka's have the same listener names); its first listener's
-    /// when it has no such listener.
-    pub fn addr(&self, listener: usize) -> (&str, u16) {
-        match self.listeners.get(listener) {
-            Some((host, port)) => (host, *port),
+    /// Its address for a client that came through a listener of `protocol` at place `place`
+    /// of its broker's list: its listener at the same place when that speaks the same protocol
+    /// (brokers of a cluster list theirs in the same order, as Kafka's have the same listener
+    /// names), else its first listener of that protocol, else its first listener.
+    pub fn addr(&self, place: usize, protocol: &str) -> (&str, u16) {
+        let same = (self.listeners.get(place)).filter(|l| l.protocol == protocol);
+        let any = || self.listeners.iter().find(|l| l.protocol == protocol);
+        match same.or_else(any) {
+            Some(l) => (&l.host, l.port),
             None => (&self.host, self.port),
         }
     }

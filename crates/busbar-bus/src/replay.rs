@@ -95,7 +95,8 @@ impl Run {
             record: Mutex::new(record),
             stop: watch::channel(None).0,
             done: watch::channel(true).0,
-            end_written: std::sync::atomic::AtomicBool::new(false),
+            // Nothing to write for a run that is not launched here.
+            end_written: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -285,6 +286,7 @@ impl Bus {
         let (ctx, sub, stop) = (self.ctx.clone(), e.compiled.clone(), run.stop.subscribe());
         let gate = e.record.gate();
         run.done.send_replace(false);
+        (run.end_written).store(false, std::sync::atomic::Ordering::SeqCst);
         let guard = DoneOnDrop(run.clone());
         tokio::spawn(async move {
             let _done = guard;

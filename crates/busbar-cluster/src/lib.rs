@@ -151,8 +151,8 @@ pub struct Advertised {
     /// The first Kafka listener's advertised address.
     pub kafka_host: String,
     pub kafka_port: u16,
-    /// Every Kafka listener's advertised address, in order (the first is `kafka_host:kafka_port`).
-    pub listeners: Vec<(String, u16)>,
+    /// Every Kafka listener, in order (the first is `kafka_host:kafka_port`).
+    pub listeners: Vec<busbar_broker::shared::AdvertisedListener>,
     pub http_addr: String,
 }
 

@@ -14,7 +14,7 @@
 
 use crate::pool::Pool;
 use crate::Error;
-use busbar_broker::shared::Member;
+use busbar_broker::shared::{AdvertisedListener, Member};
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -77,8 +77,8 @@ pub struct Membership {
     instance: String,
     kafka_host: String,
     kafka_port: u16,
-    /// Every Kafka listener's advertised address, in order.
-    listeners: Vec<(String, u16)>,
+    /// Every Kafka listener, in order (empty: only the first is known).
+    listeners: Vec<AdvertisedListener>,
     http_addr: String,
     live: RwLock<Vec<Member>>,
     /// The leases this broker may act on, by (kind, name).
@@ -102,20 +102,29 @@ fn instance_token() -> String {
     format!("{:016x}", h.finish())
 }
 
-/// The `listeners` column: `host:port` per line; a line that does not read is left out (the
-/// listener at its place and after fall back to the first, `Member::addr`).
-fn parse_listeners(column: &str) -> Vec<(String, u16)> {
+/// The `listeners` column: `PROTOCOL://host:port` per line. Read up to the first line that does
+/// not (the listeners from there on are not offered, `Member::addr`), and only when its first
+/// line is the row's `kafka_host:kafka_port` (else it was left by another process: ignored).
+fn parse_listeners(column: &str, first: (&str, u16)) -> Vec<AdvertisedListener> {
     let mut out = Vec::new();
     for line in column.lines() {
-        let Some((host, port)) = line.rsplit_once(':') else {
-            break;
-        };
-        let Ok(port) = port.parse() else {
-            break;
-        };
-        out.push((host.to_string(), port));
+        let parsed = line.split_once("://").and_then(|(protocol, addr)| {
+            let (host, port) = addr.rsplit_once(':')?;
+            Some(AdvertisedListener {
+                protocol: protocol.to_string(),
+                host: host.to_string(),
+                port: port.parse().ok()?,
+            })
+        });
+        match parsed {
+            Some(l) => out.push(l),
+            None => break,
+        }
     }
-    out
+    match out.first() {
+        Some(l) if (l.host.as_str(), l.port) == first => out,
+        _ => Vec::new(),
+    }
 }
 
 impl Membership {
@@ -132,7 +141,7 @@ impl Membership {
             instance: instance_token(),
             kafka_host: kafka_host.to_string(),
             kafka_port,
-            listeners: vec![(kafka_host.to_string(), kafka_port)],
+            listeners: Vec::new(),
             http_addr: http_addr.to_string(),
             live: RwLock::new(Vec::new()),
             leases: Mutex::new(HashMap::new()),
@@ -169,17 +178,15 @@ impl Membership {
 
     /// The same broker with every Kafka listener's advertised address, in order (the first
     /// stays the one given to [`Membership::new`] when `listeners` is empty).
-    pub fn with_listeners(mut self, listeners: Vec<(String, u16)>) -> Membership {
-        if !listeners.is_empty() {
-            self.listeners = listeners;
-        }
+    pub fn with_listeners(mut self, listeners: Vec<AdvertisedListener>) -> Membership {
+        self.listeners = listeners;
         self
     }
 
-    /// `host:port` per line, as the `listeners` column holds them.
+    /// `PROTOCOL://host:port` per line, as the `listeners` column holds them.
     fn listeners_column(&self) -> String {
         let lines: Vec<String> = (self.listeners.iter())
-            .map(|(h, p)| format!("{h}:{p}"))
+            .map(|l| format!("{}://{}:{}", l.protocol, l.host, l.port))
             .collect();
         lines.join("\n")
     }
@@ -278,11 +285,14 @@ impl Membership {
             .await?;
         let live = rows
             .iter()
-            .map(|r| Member {
-                node_id: r.get(0),
-                host: r.get(1),
-                port: r.get::<_, i32>(2) as u16,
-                listeners: parse_listeners(r.get(3)),
+            .map(|r| {
+                let (host, port): (String, u16) = (r.get(1), r.get::<_, i32>(2) as u16);
+                Member {
+                    node_id: r.get(0),
+                    listeners: parse_listeners(r.get(3), (&host, port)),
+                    host,
+                    port,
+                }
             })
             .collect();
         *self.live.write().unwrap_or_else(|e| e.into_inner()) = live;
@@ -533,5 +543,67 @@ impl Membership {
     /// This process's instance token (the lease fence in `catalog::write_offsets`).
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(protocol: &str, host: &str, port: u16) -> AdvertisedListener {
+        AdvertisedListener {
+            protocol: protocol.into(),
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn the_listeners_column_reads_strictly() {
+        let col = "PLAINTEXT://10.0.0.1:9092\nSASL_SSL://[::1]:9094";
+        let want = vec![
+            l("PLAINTEXT", "10.0.0.1", 9092),
+            l("SASL_SSL", "[::1]", 9094),
+        ];
+        assert_eq!(parse_listeners(col, ("10.0.0.1", 9092)), want);
+        // Left by another process (its first is not the row's): ignored.
+        assert!(parse_listeners(col, ("10.0.0.2", 9092)).is_empty());
+        // Read up to the first line that does not.
+        let bad = "PLAINTEXT://10.0.0.1:9092\nnonsense\nSSL://h:1";
+        assert_eq!(parse_listeners(bad, ("10.0.0.1", 9092)).len(), 1);
+        for hostile in [
+            "",
+            "\n",
+            "PLAINTEXT://h:99999",
+            "://:",
+            "x".repeat(10_000).as_str(),
+        ] {
+            assert!(parse_listeners(hostile, ("h", 1)).is_empty(), "{hostile:?}");
+        }
+    }
+
+    #[test]
+    fn a_member_is_given_by_its_listener_of_the_same_place_and_protocol() {
+        let m = Member {
+            node_id: 2,
+            host: "a".into(),
+            port: 1,
+            listeners: vec![
+                l("PLAINTEXT", "a", 1),
+                l("SASL_SSL", "a", 2),
+                l("SSL", "a", 3),
+            ],
+        };
+        assert_eq!(m.addr(1, "SASL_SSL"), ("a", 2));
+        // Another order on the client's broker: the first of the same protocol.
+        assert_eq!(m.addr(2, "SASL_SSL"), ("a", 2));
+        assert_eq!(m.addr(0, "SSL"), ("a", 3));
+        // No listener of that protocol (or none registered): its first.
+        assert_eq!(m.addr(1, "SASL_PLAINTEXT"), ("a", 1));
+        let old = Member {
+            listeners: Vec::new(),
+            ..m
+        };
+        assert_eq!(old.addr(1, "SASL_SSL"), ("a", 1));
     }
 }

@@ -256,20 +256,26 @@ fn advertised(
     http: &tokio::net::TcpListener,
 ) -> Result<busbar_cluster::Advertised> {
     let (_, first) = kafka.first().context("no Kafka listener")?;
-    let host: Option<std::net::IpAddr> = first.advertised_host.parse().ok();
-    if host.is_some_and(|ip| ip.is_unspecified()) {
-        anyhow::bail!(
-            "cluster mode: the Kafka listener is bound to {} and advertises it; other brokers' \
-             clients cannot reach that address: set kafka.advertised_host",
-            first.advertised_host
-        );
+    for (_, l) in kafka {
+        let host: Option<std::net::IpAddr> = l.advertised_host.parse().ok();
+        if l.advertised_host.is_empty() || host.is_some_and(|ip| ip.is_unspecified()) {
+            anyhow::bail!(
+                "cluster mode: a Kafka listener is bound to {:?} and advertises it; other \
+                 brokers' clients cannot reach that address: set kafka.advertised_host",
+                l.advertised_host
+            );
+        }
     }
     Ok(busbar_cluster::Advertised {
         node_id: config.cluster.node_id as i32,
         kafka_host: first.advertised_host.clone(),
         kafka_port: first.advertised_port,
         listeners: (kafka.iter())
-            .map(|(_, l)| (l.advertised_host.clone(), l.advertised_port))
+            .map(|(_, l)| busbar_broker::shared::AdvertisedListener {
+                protocol: l.security.name().to_string(),
+                host: l.advertised_host.clone(),
+                port: l.advertised_port,
+            })
             .collect(),
         http_addr: http
             .local_addr()

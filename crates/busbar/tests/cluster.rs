@@ -256,6 +256,34 @@ fn bad_settings_and_foreign_data_directories_are_refused() {
         common::refused_start_with(d.path(), &[("BUSBAR_CLUSTER_POSTGRES_URL", &other)]);
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("holds a copy of cluster"), "{err}");
+    // Every Kafka listener is advertised to other brokers' clients: one bound to 0.0.0.0 without
+    // kafka.advertised_host is refused, not only the first.
+    let d = tempfile::tempdir().unwrap();
+    let mut out = std::process::Command::new(common::BIN)
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(d.path())
+        .env("BUSBAR_CLUSTER_POSTGRES_URL", &url)
+        .env("BUSBAR_CLUSTER_NODE_ID", "9")
+        .env(
+            "BUSBAR_KAFKA_LISTENERS",
+            "PLAINTEXT://127.0.0.1:0,PLAINTEXT://0.0.0.0:0",
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while out.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            out.kill().unwrap();
+            panic!("a listener advertising 0.0.0.0 was accepted");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = out.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("kafka.advertised_host"), "{err}");
 }
 
 /// An HTTP call to the broker at `addr`.

@@ -21,7 +21,7 @@ pub fn handle(ctx: &Ctx<'_>, _req: DescribeClusterRequest) -> DescribeClusterRes
         for m in members.iter().filter(|m| m.node_id != c.node_id) {
             let mut b = DescribeClusterBroker::default();
             b.broker_id = BrokerId(m.node_id);
-            let (host, port) = m.addr(ctx.listener.place);
+            let (host, port) = m.addr(ctx.listener.place, ctx.listener.security.name());
             b.host = sb(host.to_string());
             b.port = i32::from(port);
             r.brokers.push(b);

@@ -43,7 +43,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinat
     match elsewhere {
         Some(m) => {
             r.node_id = BrokerId(m.node_id);
-            let (host, port) = m.addr(ctx.listener.place);
+            let (host, port) = m.addr(ctx.listener.place, ctx.listener.security.name());
             r.host = sb(host.to_string());
             r.port = i32::from(port);
         }

@@ -133,7 +133,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
         let mut b = MetadataResponseBroker::default();
         b.node_id = BrokerId(m.node_id);
         // Its address on the listener this client came through.
-        let (host, port) = m.addr(ctx.listener.place);
+        let (host, port) = m.addr(ctx.listener.place, ctx.listener.security.name());
         b.host = sb(host.to_string());
         b.port = i32::from(port);
         r.brokers.push(b);
