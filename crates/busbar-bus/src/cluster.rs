@@ -157,6 +157,10 @@ pub trait SharedBus: Send + Sync + 'static {
     /// Woken when an ask was made on any broker (the runner serves it at once, not on its next
     /// tick; a lost wake-up costs at most a tick).
     fn asks_made(&self) -> Arc<tokio::sync::Notify>;
+    /// This broker process's instance token (a new one each start).
+    fn instance(&self) -> String;
+    /// Whether the broker process with instance token `instance` is live (its heartbeat fresh).
+    fn is_live(&self, instance: &str) -> bool;
     /// Answers ask `id` with `answer` (an answer as JSON).
     fn answer(&self, id: i64, answer: Vec<u8>) -> BoxFuture<'_, busbar_broker::Result<()>>;
 }
@@ -584,6 +588,7 @@ impl Bus {
                 .map(|(n, e)| (n.clone(), e.record.paused, e.handle.is_some()))
                 .collect()
         };
+        self.resume_orphaned_resets().await;
         for (name, paused, running) in names {
             if paused || self.leases.is_unreadable(&name) || self.leases.is_borrowed(&name) {
                 continue;
@@ -607,6 +612,28 @@ impl Bus {
         }
         let served = self.serve_asks().await;
         outcome.and(served)
+    }
+
+    /// Resumes the subscriptions a reset paused on a broker process that is no longer live (it
+    /// died before it resumed them): as they were before the reset, whether or not its one
+    /// write of the new positions was made. Only at the version that pause wrote (any change
+    /// since is kept); several brokers may try, one succeeds.
+    async fn resume_orphaned_resets(&self) {
+        let shared = self.shared().expect("cluster mode").clone();
+        let orphans: Vec<(String, i64)> = (self.subs.lock().await.iter())
+            .filter(|(_, e)| e.record.paused)
+            .filter_map(|(n, e)| Some((n, e, e.record.paused_by_reset.as_ref()?)))
+            .filter(|(_, _, by)| **by != shared.instance() && !shared.is_live(by))
+            .map(|(n, e, _)| (n.clone(), e.version))
+            .collect();
+        for (name, version) in orphans {
+            if let Ok(Some(_)) = self.set_paused_at(&name, false, Some(version), false).await {
+                let msg = format!(
+                    "subscription {name:?}: resumed; the broker whose reset paused it died"
+                );
+                busbar_broker::log::warn("busbar", "bus_cluster", &msg, &[]);
+            }
+        }
     }
 
     /// Stops the worker of `name`, whose lease this broker no longer holds.

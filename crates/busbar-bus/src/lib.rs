@@ -595,6 +595,7 @@ impl Bus {
                 updated_ms: now,
                 creator,
                 creator_is_user,
+                paused_by_reset: None,
             },
             compiled: Arc::new(compiled),
             counters: Arc::default(),
@@ -638,7 +639,7 @@ impl Bus {
     /// Stops delivering (positions and retry state are kept) or starts again.
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<SubscriptionView> {
         let (view, _) =
-            (self.set_paused_at(name, paused, None).await?).expect("no version to hold to");
+            (self.set_paused_at(name, paused, None, false).await?).expect("no version to hold to");
         Ok(view)
     }
 
@@ -646,11 +647,14 @@ impl Bus {
     /// afresh; `None` when it moved: nothing changed); with the record's version after it. In
     /// cluster mode a pause is written even when the record is paused already: its version moves,
     /// so a reset that paused it does not resume it over this pause (`reset.rs`).
+    /// `by_reset`: a reset on this broker pauses it (recorded, so that another broker resumes
+    /// it should this process die before the reset resumes it).
     pub(crate) async fn set_paused_at(
         &self,
         name: &str,
         paused: bool,
         at: Option<i64>,
+        by_reset: bool,
     ) -> Result<Option<(SubscriptionView, i64)>> {
         self.sync().await?;
         let mut subs = self.subs.lock().await;
@@ -661,13 +665,17 @@ impl Bus {
             return Ok(None);
         }
         let again = paused && at.is_none() && self.shared().is_some();
-        if e.record.paused != paused || again {
-            let was = e.record.paused;
+        let marker = (self.shared())
+            .filter(|_| paused && by_reset)
+            .map(|s| s.instance());
+        if e.record.paused != paused || again || e.record.paused_by_reset != marker {
+            let was = (e.record.paused, e.record.paused_by_reset.take());
             e.record.paused = paused;
+            e.record.paused_by_reset = marker;
             e.record.updated_ms = self.now();
             if let Err(err) = self.persist(&mut subs, name).await {
                 let e = subs.get_mut(name).expect("present");
-                e.record.paused = was;
+                (e.record.paused, e.record.paused_by_reset) = was;
                 return Err(err);
             }
         }

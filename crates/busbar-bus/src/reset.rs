@@ -144,8 +144,9 @@ impl Bus {
     /// and nothing here gives its lease up. A change of the subscription made elsewhere while
     /// it waits (update, resume) fails the reset (409) and is kept: the reset resumes only the
     /// version its own pause made. A runner that does not give its lease up within
-    /// [`RESET_WAIT`] fails it (503, nothing reset). A crash of this broker in between leaves
-    /// the subscription paused (resume it).
+    /// [`RESET_WAIT`] fails it (503, nothing reset). The pause is recorded as this process's
+    /// (`paused_by_reset`): should it die in between, another broker resumes the subscription
+    /// once its heartbeat lapses (`cluster.rs`), with or without the new positions.
     pub(crate) async fn reset_shared(&self, name: &str, to: ResetTo) -> Result<Vec<ResetPosition>> {
         if !self.leases.begin_borrow(name) {
             return Err(BusError::Broker(BrokerError::PolicyViolation(format!(
@@ -174,7 +175,7 @@ impl Bus {
         // it, and is then left as it is).
         let version = match paused {
             true => seen,
-            false => match self.set_paused_at(name, true, Some(seen)).await? {
+            false => match self.set_paused_at(name, true, Some(seen), true).await? {
                 Some((_, version)) => version,
                 None => return Err(conflict(name)),
             },
@@ -192,7 +193,7 @@ impl Bus {
     async fn resume_after_reset(&self, name: &str, version: i64) -> Result<()> {
         let mut last = None;
         for _ in 0..3 {
-            match self.set_paused_at(name, false, Some(version)).await {
+            match self.set_paused_at(name, false, Some(version), false).await {
                 Ok(_) => return Ok(()),
                 Err(BusError::UnknownSubscription(_)) => return Ok(()),
                 Err(err) => last = Some(err),

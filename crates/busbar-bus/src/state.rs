@@ -47,6 +47,11 @@ pub struct SubRecord {
     /// subscription pauses once that user is deleted (`creator.rs`). False in earlier documents.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub creator_is_user: bool,
+    /// Cluster mode: paused by a reset on the broker process with this instance token (any
+    /// other pause or resume clears it). Should that process die, another broker resumes the
+    /// subscription (`cluster.rs`), as it was before the reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_by_reset: Option<String>,
 }
 
 impl SubRecord {

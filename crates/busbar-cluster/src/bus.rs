@@ -357,6 +357,14 @@ impl SharedBus for Cluster {
         })
     }
 
+    fn instance(&self) -> String {
+        self.members.instance().to_string()
+    }
+
+    fn is_live(&self, instance: &str) -> bool {
+        self.members.is_live(instance)
+    }
+
     fn asks_made(&self) -> std::sync::Arc<tokio::sync::Notify> {
         self.asks.clone()
     }

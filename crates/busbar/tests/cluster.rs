@@ -1322,3 +1322,80 @@ fn replay_and_redrive_work_from_any_broker_and_a_replay_goes_on_after_its_runner
         "a deleted subscription's run goes on"
     );
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to broker `s`.
+fn signal(s: &Server, signal: &str) {
+    let pid = s.child.id().to_string();
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn a_subscription_paused_by_a_reset_whose_broker_dies_runs_again() {
+    use busbar_testkit::target::Target;
+    let pg = TestPostgres::start();
+    let url = pg.create_db("orphan_reset");
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut brokers: Vec<Option<Server>> = (0..3)
+        .map(|i| Some(broker(&url, i as u32 + 1, dirs[i].path())))
+        .collect();
+    let addrs: Vec<std::net::SocketAddr> = brokers.iter().flatten().map(|s| s.addr).collect();
+    create_everywhere(&addrs, &[("orders", 1)]);
+    let t = Target::ok();
+    let spec = json!({"name": "s", "sources": ["orders"], "target": {"url": t.url("/s")}});
+    let (st, r) = call(addrs[0], "POST", "/subscriptions", Some(spec));
+    assert_eq!(st, 201, "{r}");
+    eventually("one broker runs it", || runner(&addrs, "s").is_some());
+    let runs = runner(&addrs, "s").unwrap();
+    let (resetter, watcher) = ((runs + 1) % 3, (runs + 2) % 3);
+    // The runner is frozen, so the reset waits for its lease; its broker dies meanwhile.
+    signal(brokers[runs].as_ref().unwrap(), "STOP");
+    let at = addrs[resetter];
+    let reset = std::thread::spawn(move || {
+        call(
+            at,
+            "POST",
+            "/subscriptions/s/reset",
+            Some(json!({"to": "earliest"})),
+        )
+    });
+    eventually("the reset paused it", || {
+        call(addrs[watcher], "GET", "/subscriptions/s", None).1["state"] == "paused"
+    });
+    brokers[resetter].take().unwrap().kill9();
+    let _ = reset.join();
+    signal(brokers[runs].as_ref().unwrap(), "CONT");
+    let live = [addrs[runs], addrs[watcher]];
+    let deadline = Instant::now() + Duration::from_secs(40);
+    // Both brokers agree it is not paused, and one runs it (right after its thaw the runner
+    // may still show its old state: the watcher's view is the cluster's record).
+    let resumed = || {
+        let now = states(&live, "s");
+        now.iter().any(|s| *s == "running") && now.iter().all(|s| *s != "paused")
+    };
+    while !resumed() {
+        assert!(
+            Instant::now() < deadline,
+            "still paused: {:?}",
+            states(&live, "s")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // It delivers again.
+    let (st, r) = call(
+        live[1],
+        "POST",
+        "/topics/orders/events",
+        Some(json!([{"value": 1}])),
+    );
+    assert_eq!(st, 200, "{r}");
+    t.wait(Duration::from_secs(30), |got| !got.is_empty());
+    // A user's pause is never undone that way.
+    let (st, r) = call(live[0], "POST", "/subscriptions/s/pause", None);
+    assert_eq!(st, 200, "{r}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(states(&live, "s").iter().all(|s| *s == "paused"));
+}
