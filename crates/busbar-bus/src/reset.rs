@@ -175,25 +175,32 @@ impl Bus {
         // it, and is then left as it is).
         let version = match paused {
             true => seen,
-            false => match self.set_paused_at(name, true, Some(seen), true).await? {
-                Some((_, version)) => version,
-                None => return Err(conflict(name)),
+            false => match self.set_paused_at(name, true, Some(seen), true).await {
+                Ok(Some((_, version))) => version,
+                Ok(None) => return Err(conflict(name)),
+                Err(err) => {
+                    // The pause may have been stored all the same (its answer lost).
+                    let _ = self.resume_after_reset(name).await;
+                    return Err(err);
+                }
             },
         };
         let result = self.reset_under_lease(name, &moved, version).await;
         if !paused {
-            self.resume_after_reset(name, version).await?;
+            self.resume_after_reset(name).await?;
         }
         result.map(|()| moved)
     }
 
-    /// Resumes `name` when its record is still at `version` (the reset's own pause): a change
-    /// made meanwhile elsewhere is left as it is. Tried a few times: the positions have moved,
+    /// Resumes `name` while it is paused by this reset (its mark is this process's: a user's
+    /// pause made meanwhile clears it and is kept; an update made meanwhile keeps it, and the
+    /// subscription is resumed with the update). Tried a few times: the positions have moved,
     /// and a subscription left paused is answered as an error saying so.
-    async fn resume_after_reset(&self, name: &str, version: i64) -> Result<()> {
+    async fn resume_after_reset(&self, name: &str) -> Result<()> {
+        let me = self.shared().expect("cluster mode").instance();
         let mut last = None;
         for _ in 0..3 {
-            match self.set_paused_at(name, false, Some(version), false).await {
+            match self.resume_if_marked(name, &me).await {
                 Ok(_) => return Ok(()),
                 Err(BusError::UnknownSubscription(_)) => return Ok(()),
                 Err(err) => last = Some(err),

@@ -361,8 +361,12 @@ impl SharedBus for Cluster {
         self.members.instance().to_string()
     }
 
-    fn is_live(&self, instance: &str) -> bool {
-        self.members.is_live(instance)
+    fn is_live(&self, instance: &str) -> BoxFuture<'_, Result<bool>> {
+        let instance = instance.to_string();
+        Box::pin(async move {
+            let live = bounded(self.members.is_live(&self.pool, &instance)).await;
+            live.map_err(BrokerError::from)
+        })
     }
 
     fn asks_made(&self) -> std::sync::Arc<tokio::sync::Notify> {

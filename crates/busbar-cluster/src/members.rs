@@ -81,8 +81,6 @@ pub struct Membership {
     listeners: Vec<AdvertisedListener>,
     http_addr: String,
     live: RwLock<Vec<Member>>,
-    /// The instance tokens of the live brokers, as last read with `live`.
-    live_instances: RwLock<std::collections::HashSet<String>>,
     /// The leases this broker may act on, by (kind, name).
     leases: Mutex<HashMap<LeaseKey, Held>>,
     /// Set by [`Membership::leave`]: heartbeats stop.
@@ -146,7 +144,6 @@ impl Membership {
             listeners: Vec::new(),
             http_addr: http_addr.to_string(),
             live: RwLock::new(Vec::new()),
-            live_instances: RwLock::default(),
             leases: Mutex::new(HashMap::new()),
             beat: tokio::sync::Mutex::new(None),
             left: Default::default(),
@@ -279,7 +276,7 @@ impl Membership {
         let rows = self
             .on_beat(async |c| {
                 c.query(
-                    "SELECT node_id, kafka_host, kafka_port, listeners, instance FROM brokers \
+                    "SELECT node_id, kafka_host, kafka_port, listeners FROM brokers \
                      WHERE heartbeat_at > now() - $1 * interval '1 millisecond' ORDER BY node_id",
                     &[&(BROKER_SESSION_MS as f64)],
                 )
@@ -298,12 +295,7 @@ impl Membership {
                 }
             })
             .collect();
-        let instances = rows.iter().map(|r| r.get::<_, String>(4)).collect();
         *self.live.write().unwrap_or_else(|e| e.into_inner()) = live;
-        *self
-            .live_instances
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = instances;
         Ok(())
     }
 
@@ -548,15 +540,22 @@ impl Membership {
         Ok(())
     }
 
-    /// Whether the process with instance token `instance` is a live broker (as of the last read
-    /// of the live brokers; this process always is).
-    pub fn is_live(&self, instance: &str) -> bool {
-        instance == self.instance
-            || (self
-                .live_instances
-                .read()
-                .unwrap_or_else(|e| e.into_inner()))
-            .contains(instance)
+    /// Whether the process with instance token `instance` is a live broker, asked of the
+    /// database now (its heartbeat younger than a session by the database's clock; this
+    /// process always is).
+    pub async fn is_live(&self, pool: &Pool, instance: &str) -> Result<bool, Error> {
+        if instance == self.instance {
+            return Ok(true);
+        }
+        let c = pool.get().await?;
+        let row = c
+            .query_opt(
+                "SELECT 1 FROM brokers WHERE instance = $1 \
+                 AND heartbeat_at > now() - $2 * interval '1 millisecond'",
+                &[&instance, &(BROKER_SESSION_MS as f64)],
+            )
+            .await?;
+        Ok(row.is_some())
     }
 
     /// This process's instance token (the lease fence in `catalog::write_offsets`).

@@ -241,9 +241,13 @@ pub async fn reset(
 ) -> ApiResult<Json<Value>> {
     let v = json_body(&app, &headers, body).await?;
     let to: ResetTo = serde_path_to_error::deserialize(&v).map_err(bad_field)?;
-    Ok(Json(
-        json!({ "positions": app.bus.reset(&name, to).await? }),
-    ))
+    // Not cut short by a client that goes away: in cluster mode a reset pauses the subscription
+    // and must see it through (resume it) whatever happens to the request.
+    let bus = app.bus.clone();
+    let moved = tokio::spawn(async move { bus.reset(&name, to).await })
+        .await
+        .map_err(|e| BusError::Storage(format!("the reset stopped: {e}")))??;
+    Ok(Json(json!({ "positions": moved })))
 }
 
 fn bad_field(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {

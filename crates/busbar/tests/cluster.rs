@@ -1393,6 +1393,37 @@ fn a_subscription_paused_by_a_reset_whose_broker_dies_runs_again() {
     );
     assert_eq!(st, 200, "{r}");
     t.wait(Duration::from_secs(30), |got| !got.is_empty());
+    // A reset whose client goes away while it waits is seen through all the same: the
+    // subscription runs again once the reset is done.
+    let runs = (0..2)
+        .find(|i| states(&live, "s")[*i] == "running")
+        .unwrap();
+    let frozen = brokers
+        .iter()
+        .flatten()
+        .find(|b| b.addr == live[runs])
+        .unwrap();
+    signal(frozen, "STOP");
+    let body = json!({"to": "earliest"}).to_string();
+    let mut conn = std::net::TcpStream::connect(live[1 - runs]).unwrap();
+    let head = format!(
+        "POST /subscriptions/s/reset HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    std::io::Write::write_all(&mut conn, head.as_bytes()).unwrap();
+    eventually("the reset paused it", || {
+        call(live[1 - runs], "GET", "/subscriptions/s", None).1["state"] == "paused"
+    });
+    drop(conn);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(frozen, "CONT");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !resumed() {
+        let now = states(&live, "s");
+        assert!(Instant::now() < deadline, "left paused: {now:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // A user's pause is never undone that way.
     let (st, r) = call(live[0], "POST", "/subscriptions/s/pause", None);
     assert_eq!(st, 200, "{r}");
