@@ -1146,7 +1146,7 @@ fn replay_and_redrive_work_from_any_broker_and_a_replay_goes_on_after_its_runner
     );
     assert_eq!(v["by_subscription"]["s"], 10, "{v}");
     let bad: Vec<i64> = (0..total).filter(|n| n % 6 == 0).collect();
-    t.wait(Duration::from_secs(30), |got| {
+    t.wait(Duration::from_secs(60), |got| {
         bad.iter().all(|n| deliveries(got, *n).0 == 2)
     });
     // Again, on the runner and on the third broker: skipped, and every broker lists them
@@ -1179,7 +1179,7 @@ fn replay_and_redrive_work_from_any_broker_and_a_replay_goes_on_after_its_runner
     let replayed = |got: &[busbar_testkit::target::Received]| {
         (0..total).filter(|n| deliveries(got, *n).1 > 0).count()
     };
-    t.wait(Duration::from_secs(30), |got| replayed(got) >= 15);
+    t.wait(Duration::from_secs(60), |got| replayed(got) >= 15);
     let (st, v) = call(other, "GET", "/subscriptions/s/replays/again", None);
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["state"], "RUNNING", "{v}");
@@ -1231,7 +1231,7 @@ fn replay_and_redrive_work_from_any_broker_and_a_replay_goes_on_after_its_runner
         .all(|n| deliveries(&got, *n).0 - deliveries(&got, *n).1 == 2));
     let (st, v) = call(other, "POST", "/subscriptions/s/resume", None);
     assert_eq!(st, 200, "{v}");
-    t.wait(Duration::from_secs(30), |got| {
+    t.wait(Duration::from_secs(60), |got| {
         bad.iter()
             .all(|n| deliveries(got, *n).0 - deliveries(got, *n).1 == 3)
     });
@@ -1252,7 +1252,7 @@ fn replay_and_redrive_work_from_any_broker_and_a_replay_goes_on_after_its_runner
             .collect::<std::collections::BTreeSet<_>>()
             .len()
     };
-    t.wait(Duration::from_secs(30), |got| handed(got) >= 10);
+    t.wait(Duration::from_secs(60), |got| handed(got) >= 10);
     let b = brokers
         .iter()
         .position(|b| b.as_ref().is_some_and(|s| s.addr == live[runs]));
@@ -1277,7 +1277,7 @@ fn replay_and_redrive_work_from_any_broker_and_a_replay_goes_on_after_its_runner
             .filter(|r| r.header("ce-busbarreplay") == Some("orphan"))
             .count()
     };
-    t.wait(Duration::from_secs(30), |got| orphans(got) >= 1);
+    t.wait(Duration::from_secs(60), |got| orphans(got) >= 1);
     let b = brokers
         .iter()
         .position(|b| b.as_ref().is_some_and(|s| s.addr == stays));
@@ -1310,7 +1310,7 @@ fn replay_and_redrive_work_from_any_broker_and_a_replay_goes_on_after_its_runner
             .filter(|r| r.header("ce-busbarreplay") == Some("doomed"))
             .count()
     };
-    t.wait(Duration::from_secs(30), |got| doomed(got) >= 2);
+    t.wait(Duration::from_secs(60), |got| doomed(got) >= 2);
     let (st, v) = call(stays, "DELETE", "/subscriptions/s", None);
     assert_eq!(st, 204, "{v}");
     std::thread::sleep(Duration::from_millis(500));
