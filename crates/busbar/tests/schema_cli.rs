@@ -547,12 +547,21 @@ fn impostor(body: &'static str) -> String {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
             std::thread::spawn(move || {
-                use std::io::{BufRead, BufReader, Write};
+                use std::io::{BufRead, BufReader, Read, Write};
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
                 let mut line = String::new();
+                let mut length = 0usize;
                 while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
                     line.clear();
                 }
+                // The body read too: closing with it unread would reset the connection before
+                // the client reads the answer.
+                let mut body_in = vec![0; length];
+                let _ = reader.read_exact(&mut body_in);
                 let _ = write!(
                     conn,
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
