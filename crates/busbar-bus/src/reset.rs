@@ -288,6 +288,61 @@ impl Bus {
     }
 }
 
+impl Bus {
+    /// Resumes the subscriptions a reset paused on a broker process that is no longer live (it
+    /// died before it resumed them; asked of the store, so a stale list of brokers here never
+    /// counts): as they were before the reset, whether or not its one write of the new
+    /// positions was made. A user's pause since clears the reset's mark and is left alone;
+    /// several brokers may try, one succeeds.
+    pub(crate) async fn resume_orphaned_resets(&self) {
+        let shared = self.shared().expect("cluster mode").clone();
+        let me = shared.instance();
+        let marked: Vec<(String, String)> = (self.subs.lock().await.iter())
+            .filter(|(n, e)| e.record.paused && !self.leases.is_borrowed(n))
+            .filter_map(|(n, e)| Some((n.clone(), e.record.paused_by_reset.clone()?)))
+            .filter(|(_, by)| *by != me)
+            .collect();
+        for (name, by) in marked {
+            if !matches!(shared.is_live(&by).await, Ok(false)) {
+                continue;
+            }
+            if let Ok(true) = self.resume_if_marked(&name, &by).await {
+                let msg = format!(
+                    "subscription {name:?}: resumed; the broker whose reset paused it died"
+                );
+                busbar_broker::log::warn("busbar", "bus_cluster", &msg, &[]);
+            }
+        }
+    }
+
+    /// Resumes `name` if it is paused by a reset of the process with instance token `by`
+    /// (whatever changed since, a user's pause excepted: it clears the mark); whether it did.
+    pub(crate) async fn resume_if_marked(&self, name: &str, by: &str) -> Result<bool> {
+        for _ in 0..3 {
+            self.sync().await?;
+            let version = {
+                let subs = self.subs.lock().await;
+                let Some(e) = subs.get(name) else {
+                    return Ok(false);
+                };
+                if !e.record.paused || e.record.paused_by_reset.as_deref() != Some(by) {
+                    return Ok(false);
+                }
+                e.version
+            };
+            // Changed between the read and the write: read again.
+            if self
+                .set_paused_at(name, false, Some(version), false)
+                .await?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Err(conflict(name))
+    }
+}
+
 /// A reset's rows: positions, and retry entries ended.
 pub(crate) type ResetRows = (
     Vec<(positions::PartKey, Option<Position>)>,
