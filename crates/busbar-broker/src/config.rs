@@ -407,6 +407,8 @@ impl BrokerConfig {
             // Batches were checked against the topic's limit when produced; a copy applies what
             // was committed whatever the limit is now (`shared::check_new`).
             lc.batch_bytes_max = usize::MAX;
+            // Batches come at the shared offsets, with the gaps of compacted objects.
+            lc.copied = true;
         }
         lc
     }

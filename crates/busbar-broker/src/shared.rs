@@ -56,6 +56,9 @@ pub struct SharedRead {
     /// The partition's first stored offset (retention deleted those below it), when the read
     /// looked it up: it does whenever the batches do not start at the offset asked for.
     pub start: Option<u64>,
+    /// With no batches: nothing is stored from the offset asked for up to this one (the
+    /// compaction of the objects removed it), so the reader goes on from there.
+    pub skip_to: Option<u64>,
 }
 
 /// A topic's retention (`retention.ms`, `retention.bytes`; `None`: no limit).
@@ -65,6 +68,15 @@ pub struct Retention {
     pub partitions: u32,
     pub ms: Option<i64>,
     pub bytes: Option<u64>,
+}
+
+/// A compacted topic (`cleanup.policy` with `compact`), for the compaction of its objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compaction {
+    pub topic_id: String,
+    pub partitions: u32,
+    /// `delete.retention.ms`: how long a tombstone is kept.
+    pub delete_retention_ms: i64,
 }
 
 /// What committing a batch gave.
@@ -613,6 +625,20 @@ impl Broker {
                 partitions: t.partitions.len() as u32,
                 ms: t.config.retention_ms,
                 bytes: t.config.retention_bytes,
+            })
+            .collect()
+    }
+
+    /// Every compacted topic (the objects of its partitions are compacted as its local logs).
+    pub fn shared_compaction(&self) -> Vec<Compaction> {
+        use busbar_log::CleanupPolicy::{Compact, CompactDelete};
+        self.all_topics()
+            .into_iter()
+            .filter(|t| matches!(t.config.cleanup_policy, Compact | CompactDelete))
+            .map(|t| Compaction {
+                topic_id: t.id.clone(),
+                partitions: t.partitions.len() as u32,
+                delete_retention_ms: t.config.delete_retention_ms,
             })
             .collect()
     }

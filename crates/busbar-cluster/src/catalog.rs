@@ -298,6 +298,7 @@ async fn read_once(
         return Ok(SharedRead {
             batches: hot,
             start: None,
+            skip_to: None,
         });
     }
     let row = {
@@ -334,6 +335,7 @@ async fn read_once(
             return Ok(SharedRead {
                 batches: if start > from { Vec::new() } else { hot },
                 start: Some(start),
+                skip_to: None,
             })
         }
     };
@@ -350,9 +352,14 @@ async fn read_once(
             bytes.len()
         )));
     }
+    let gapped = cold.parse_key_tagged(&key).is_some_and(|(_, g)| g);
+    let batches = crate::cold::decode(&key, &bytes, (base as u64, last as u64), from, gapped)?;
+    // A compaction may have removed everything of the object from `from` on.
+    let skip_to = batches.is_empty().then_some(last as u64 + 1);
     Ok(SharedRead {
-        batches: crate::cold::decode(&key, &bytes, (base as u64, last as u64), from)?,
+        batches,
         start: None,
+        skip_to,
     })
 }
 

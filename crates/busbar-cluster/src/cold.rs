@@ -109,9 +109,14 @@ impl Cold {
         }
     }
 
-    /// Up to `max` keys of objects under the prefix, in the store's (lexical) order, after
-    /// `after` when given (a sweep goes on where the last one stopped).
-    pub async fn list(&self, after: Option<&str>, max: usize) -> Result<Vec<String>, Error> {
+    /// Up to `max` keys of objects under the prefix with when each was written (the store's
+    /// clock), in the store's (lexical) order, after `after` when given (a sweep goes on where
+    /// the last one stopped).
+    pub async fn list(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<(String, std::time::SystemTime)>, Error> {
         use futures_util::StreamExt;
         let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.as_str()));
         let listing = match after {
@@ -121,14 +126,33 @@ impl Cold {
         let metas: Vec<_> = listing.take(max).collect().await;
         metas
             .into_iter()
-            .map(|m| m.map(|m| m.location.to_string()))
+            .map(|m| m.map(|m| (m.location.to_string(), m.last_modified.into())))
             .collect::<Result<_, _>>()
             .map_err(|e| store_error("list", &self.prefix, e))
     }
 
-    /// What an object key of [`Cold::key`]'s form names: (topic id, partition, base, last);
-    /// `None` for any other key.
+    /// The key of a compaction's object holding `base..=last` (with the gaps compaction left):
+    /// [`Cold::key`]'s form with `.tag` before `.seg` (`tag`: 1 to 40 of `0-9a-z`, unique per
+    /// rewrite, so a rewrite never replaces the object it rewrites).
+    pub fn rewritten_key(
+        &self,
+        topic_id: &str,
+        partition: u32,
+        (base, last): (u64, u64),
+        tag: &str,
+    ) -> String {
+        let key = self.key(topic_id, partition, base, last);
+        format!("{}.{tag}.seg", key.strip_suffix(".seg").unwrap_or(&key))
+    }
+
+    /// What an object key of [`Cold::key`]'s or [`Cold::rewritten_key`]'s form names: (topic
+    /// id, partition, base, last); `None` for any other key.
     pub fn parse_key(&self, key: &str) -> Option<(String, u32, u64, u64)> {
+        self.parse_key_tagged(key).map(|(k, _)| k)
+    }
+
+    /// [`Cold::parse_key`], and whether the key is a compaction's (its object may have gaps).
+    pub fn parse_key_tagged(&self, key: &str) -> Option<((String, u32, u64, u64), bool)> {
         let name = if self.prefix.is_empty() {
             key
         } else {
@@ -139,15 +163,23 @@ impl Cold {
         if parts.next().is_some() || topic.is_empty() {
             return None;
         }
-        let (base, last) = file.strip_suffix(".seg")?.split_once('-')?;
+        let stem = file.strip_suffix(".seg")?;
+        let (range, tag) = match stem.split_once('.') {
+            Some((r, t)) => (r, Some(t)),
+            None => (stem, None),
+        };
+        let (base, last) = range.split_once('-')?;
         let (partition, base, last): (u32, u64, u64) = (
             partition.parse().ok()?,
             base.parse().ok()?,
             last.parse().ok()?,
         );
-        // Only the exact form (zero-padded offsets) is ours.
-        (self.key(topic, partition, base, last) == key)
-            .then(|| (topic.to_string(), partition, base, last))
+        // Only the exact forms (zero-padded offsets, a plain tag) are ours.
+        let ours = match tag {
+            None => self.key(topic, partition, base, last) == key,
+            Some(t) => valid_tag(t) && self.rewritten_key(topic, partition, (base, last), t) == key,
+        };
+        ours.then(|| ((topic.to_string(), partition, base, last), tag.is_some()))
     }
 
     /// Stores `bytes` under `key`.
@@ -179,28 +211,44 @@ impl Cold {
     }
 }
 
+/// A rewrite's tag: 1 to 40 characters of `0-9a-z`.
+pub fn valid_tag(tag: &str) -> bool {
+    (1..=40).contains(&tag.len())
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
 fn store_error(what: &str, key: &str, e: object_store::Error) -> Error {
     Error::Store(format!("object store: {what} {key}: {e}"))
 }
 
 /// The object for a run of batches (in offset order, offsets written in).
 pub fn encode(batches: &[SharedBatch]) -> Vec<u8> {
-    let size: usize = batches.iter().map(|b| b.bytes.len()).sum();
+    let raw: Vec<&[u8]> = batches.iter().map(|b| b.bytes.as_slice()).collect();
+    encode_raw(&raw)
+}
+
+/// [`encode`] of batches' bytes.
+pub fn encode_raw<B: AsRef<[u8]>>(batches: &[B]) -> Vec<u8> {
+    let size: usize = batches.iter().map(|b| b.as_ref().len()).sum();
     let mut out = Vec::with_capacity(busbar_log::SEGMENT_HEADER_BYTES as usize + size);
     out.extend_from_slice(&busbar_log::segment_header_bytes());
     for b in batches {
-        out.extend_from_slice(&b.bytes);
+        out.extend_from_slice(b.as_ref());
     }
     out
 }
 
 /// The batches of object `key` (rows say it holds `base..=last`), checked; those ending before
-/// `from` are left out.
+/// `from` are left out. An uploaded object holds every offset of its range; a compaction's
+/// (`gapped`) may skip offsets (removed records) but never goes back or past its range.
 pub fn decode(
     key: &str,
     bytes: &[u8],
     (base, last): (u64, u64),
     from: u64,
+    gapped: bool,
 ) -> Result<Vec<SharedBatch>, Error> {
     let damaged = |at: usize, why: String| {
         Error::Store(format!(
@@ -222,7 +270,8 @@ pub fn decode(
         let batch = &rest[..len];
         busbar_log::batch::validate_stored(batch).map_err(|e| damaged(at, e.to_string()))?;
         let (b, l) = (header.base_offset as u64, header.last_offset() as u64);
-        if header.base_offset < 0 || b != next || l < b || l > last {
+        let follows = b == next || (gapped && b > next);
+        if header.base_offset < 0 || !follows || l < b || l > last {
             return Err(damaged(
                 at,
                 format!("batch {b}..={l} does not follow offset {next} inside {base}..={last}"),
@@ -238,7 +287,7 @@ pub fn decode(
         }
         at += len;
     }
-    if next != last + 1 {
+    if next != last + 1 && !gapped {
         return Err(damaged(
             at,
             format!("it ends at offset {next}, not {}", last + 1),
@@ -262,6 +311,16 @@ mod tests {
             let cold = Cold::new(&config(url)).unwrap();
             let key = cold.key("t1", 3, 10, 20);
             assert_eq!(cold.parse_key(&key), Some(("t1".into(), 3, 10, 20)));
+            let re = cold.rewritten_key("t1", 3, (10, 20), "4x1f");
+            assert_eq!(
+                cold.parse_key_tagged(&re),
+                Some((("t1".into(), 3, 10, 20), true))
+            );
+            assert_eq!(cold.parse_key_tagged(&key).map(|k| k.1), Some(false));
+            for bad in [".X1.seg", "..seg", ".a.b.seg", ".a/b.seg"] {
+                let other = key.replace(".seg", bad);
+                assert_eq!(cold.parse_key(&other), None, "{other}");
+            }
             for other in [
                 "t1/3/10-20.seg".to_string(),
                 format!("{key}.tmp"),
@@ -317,24 +376,38 @@ mod tests {
     fn an_object_reads_back_as_its_batches_and_damage_is_refused() {
         let batches = vec![batch(10, 2), batch(12, 3)];
         let object = encode(&batches);
-        assert_eq!(decode("k", &object, (10, 14), 0).unwrap(), batches);
-        assert_eq!(decode("k", &object, (10, 14), 12).unwrap(), batches[1..]);
+        assert_eq!(decode("k", &object, (10, 14), 0, false).unwrap(), batches);
+        assert_eq!(
+            decode("k", &object, (10, 14), 12, false).unwrap(),
+            batches[1..]
+        );
         // Not the range its row names, cut short, a flipped byte, a wrong header.
-        assert!(decode("k", &object, (10, 15), 0).is_err());
-        assert!(decode("k", &object, (11, 14), 0).is_err());
-        assert!(decode("k", &object[..object.len() - 1], (10, 14), 0).is_err());
+        assert!(decode("k", &object, (10, 15), 0, false).is_err());
+        assert!(decode("k", &object, (11, 14), 0, false).is_err());
+        assert!(decode("k", &object[..object.len() - 1], (10, 14), 0, false).is_err());
         let mut flipped = object.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert!(decode("k", &flipped, (10, 14), 0).is_err());
+        assert!(decode("k", &flipped, (10, 14), 0, false).is_err());
         let mut header = object;
         header[0] = b'X';
-        assert!(decode("k", &header, (10, 14), 0).is_err());
-        assert!(decode("k", b"", (10, 14), 0).is_err());
+        assert!(decode("k", &header, (10, 14), 0, false).is_err());
+        assert!(decode("k", b"", (10, 14), 0, false).is_err());
         // A gap between batches, or a first batch after the row's base, is damage too.
         let gap = encode(&[batch(10, 2), batch(13, 2)]);
-        assert!(decode("k", &gap, (10, 14), 0).is_err());
+        assert!(decode("k", &gap, (10, 14), 0, false).is_err());
         let late = encode(&[batch(11, 4)]);
-        assert!(decode("k", &late, (10, 14), 0).is_err());
+        assert!(decode("k", &late, (10, 14), 0, false).is_err());
+        // A compaction's object may skip offsets, at its start and end too, never go back or
+        // past its range.
+        assert_eq!(decode("k", &gap, (10, 14), 0, true).unwrap().len(), 2);
+        assert_eq!(decode("k", &late, (10, 16), 0, true).unwrap().len(), 1);
+        assert!(decode("k", &late, (10, 13), 0, true).is_err());
+        assert!(decode("k", &late, (12, 16), 0, true).is_err());
+        let back = encode(&[batch(10, 3), batch(11, 2)]);
+        assert!(decode("k", &back, (10, 14), 0, true).is_err());
+        assert!(decode("k", &encode(&[]), (10, 14), 0, true)
+            .unwrap()
+            .is_empty());
     }
 }

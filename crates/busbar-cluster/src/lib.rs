@@ -29,6 +29,7 @@ mod bus;
 mod catalog;
 pub mod cold;
 mod commit;
+mod compact;
 pub mod import;
 mod kv;
 pub mod members;
@@ -118,6 +119,13 @@ pub struct ClusterConfig {
     pub upload_bytes: usize,
     /// The longest hot data waits for an upload when `upload_bytes` is not reached.
     pub upload_after: Duration,
+    /// How often the holder of an upload range looks for a compacted topic's partition whose
+    /// objects are due a compaction (`compact.rs`).
+    pub compaction_interval: Duration,
+    /// Memory for the key map of one compaction of objects (one at a time per broker): each
+    /// distinct key counts its length plus 64 bytes; a partition with more keys is compacted in
+    /// several passes.
+    pub compaction_map_bytes: u64,
     /// With `sslmode=require` in `postgres_url`: the CA certificates (PEM) the server's
     /// certificate must chain to; `None`: the Mozilla roots (`pg.rs`).
     pub postgres_ca_file: Option<std::path::PathBuf>,
@@ -139,6 +147,8 @@ impl ClusterConfig {
             object_store: None,
             upload_bytes: 8 << 20,
             upload_after: Duration::from_secs(10),
+            compaction_interval: Duration::from_secs(30),
+            compaction_map_bytes: 16 << 20,
             postgres_ca_file: None,
         }
     }

@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "listeners",
         include_str!("../migrations/010_listeners.sql"),
     ),
+    (
+        11,
+        "object_compaction",
+        include_str!("../migrations/011_object_compaction.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold ("busbar" in ASCII).

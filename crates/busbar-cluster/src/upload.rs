@@ -81,6 +81,10 @@ struct Memory {
     sweep_after: Option<String>,
     /// Retention fails (logged once until it works again).
     retain_failing: bool,
+    /// The compaction of objects in progress (`compact.rs`).
+    compaction: crate::compact::State,
+    /// Compaction fails (logged once until it works again).
+    compact_failing: bool,
 }
 
 /// Runs the uploader for the broker's life (only with an object store configured).
@@ -98,6 +102,10 @@ pub async fn run(cluster: Arc<Cluster>, cold: Arc<Cold>, broker: Arc<Broker>) {
         }
         let result = round(&cluster, &cold, &held, &mut memory).await;
         report(&mut memory, result);
+        let topics = broker.shared_compaction();
+        let result =
+            crate::compact::step(&cluster, &cold, &topics, &held, &mut memory.compaction).await;
+        report_compaction(&mut memory, result);
         if retained.elapsed() >= RETAIN_EVERY {
             retained = Instant::now();
             let result = retain(&cluster, &broker.shared_retention(), &held).await;
@@ -127,6 +135,34 @@ pub async fn run(cluster: Arc<Cluster>, cold: Arc<Cold>, broker: Arc<Broker>) {
                 _ => {}
             }
         }
+    }
+}
+
+/// Logs the first failure of the objects' compaction and the recovery after it.
+fn report_compaction(memory: &mut Memory, result: Result<(), Error>) {
+    match (result, memory.compact_failing) {
+        (Err(e), false) => {
+            busbar_broker::log::warn(
+                "busbar",
+                "cluster_compaction_failing",
+                &format!(
+                    "cluster: compaction of the cold tier fails ({e}); it goes on in the next \
+                     rounds (logged again once it works)"
+                ),
+                &[],
+            );
+            memory.compact_failing = true;
+        }
+        (Ok(()), true) => {
+            busbar_broker::log::info(
+                "busbar",
+                "cluster_compaction_resumed",
+                "cluster: compaction of the cold tier works again",
+                &[],
+            );
+            memory.compact_failing = false;
+        }
+        _ => {}
     }
 }
 
@@ -620,11 +656,13 @@ async fn sweep(cluster: &Cluster, cold: &Cold, after: &mut Option<String>) -> Re
     *after = if keys.len() < SWEEP_KEYS_MAX {
         None
     } else {
-        keys.last().cloned()
+        keys.last().map(|(k, _)| k.clone())
     };
     let mut cols = KeyColumns::default();
-    for key in keys {
-        if let Some((topic, partition, base, last)) = cold.parse_key(&key) {
+    for (key, _) in keys {
+        // A compaction's key (tagged) is queued for deletion before its object is written, so
+        // it never needs sweeping (and a rewrite in progress lies inside existing ranges).
+        if let Some(((topic, partition, base, last), false)) = cold.parse_key_tagged(&key) {
             cols.0.push(key);
             cols.1.push(topic);
             cols.2.push(partition as i32);
@@ -672,7 +710,7 @@ async fn sweep(cluster: &Cluster, cold: &Cold, after: &mut Option<String>) -> Re
 /// Whether this process (`me`: node id, instance) holds the range lease `lease`, unexpired by
 /// the database's clock, read inside `tx` with `FOR KEY SHARE` (it does not block the holder's
 /// own renewal, an `UPDATE` of a non-key column).
-async fn holds_range(
+pub(crate) async fn holds_range(
     tx: &tokio_postgres::Transaction<'_>,
     lease: &str,
     me: (i32, &str),
@@ -698,7 +736,7 @@ async fn delete_doomed(pool: &Pool, cold: &Cold) -> Result<(), Error> {
         )
         .await?;
         c.query(
-            "SELECT key FROM doomed_objects d WHERE NOT EXISTS \
+            "SELECT key FROM doomed_objects d WHERE since <= now() AND NOT EXISTS \
              (SELECT 1 FROM objects o WHERE o.key = d.key) ORDER BY since LIMIT $1",
             &[&DELETES_PER_ROUND],
         )

@@ -47,15 +47,17 @@ pub(crate) struct CleanState {
     pub oldest_tombstone_ts: Option<i64>,
 }
 
-/// Key → latest offset, bounded in bytes.
-struct KeyMap {
+/// Key → latest offset, bounded in bytes (a pass's map; the cluster's compaction of its objects
+/// uses it too).
+pub struct KeyMap {
     map: HashMap<Vec<u8>, u64>,
     bytes: u64,
     budget: u64,
 }
 
 impl KeyMap {
-    fn new(budget: u64) -> Self {
+    /// An empty map of at most `budget` bytes (see [`KeyMap::put`]).
+    pub fn new(budget: u64) -> Self {
         Self {
             map: HashMap::new(),
             bytes: 0,
@@ -65,7 +67,7 @@ impl KeyMap {
 
     /// Records `offset` as the latest of `key`. False (nothing recorded) when a new key would take
     /// the map past its budget; an empty map takes any key.
-    fn put(&mut self, key: &[u8], offset: u64) -> bool {
+    pub fn put(&mut self, key: &[u8], offset: u64) -> bool {
         if let Some(o) = self.map.get_mut(key) {
             *o = offset;
             return true;
@@ -79,8 +81,14 @@ impl KeyMap {
         true
     }
 
-    fn get(&self, key: &[u8]) -> Option<u64> {
+    /// The latest offset recorded for `key`.
+    pub fn get(&self, key: &[u8]) -> Option<u64> {
         self.map.get(key).copied()
+    }
+
+    /// Bytes the map is counted as.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 }
 
@@ -93,17 +101,24 @@ struct Snapshot {
 }
 
 /// Which records of a batch a pass keeps.
-struct Filter<'a> {
-    map: &'a KeyMap,
-    horizon: i64,
-    log_start: u64,
-    upto: u64,
+pub struct Filter<'a> {
+    /// Each mapped key's latest offset: an earlier record of the key goes.
+    pub map: &'a KeyMap,
+    /// Tombstones older than this (ms) go.
+    pub horizon: i64,
+    /// Records below it go.
+    pub log_start: u64,
+    /// Where mapping stopped: records at or after it stay (a later pass looks at them).
+    pub upto: u64,
 }
 
 /// What [`Filter::batch`] kept of a batch.
-enum Kept {
+pub enum Kept {
+    /// Every record: the batch as it was.
     Whole,
+    /// Some records: the batch rebuilt of them (offsets and last offset delta kept).
     Rebuilt(Vec<u8>),
+    /// No record: the batch goes.
     Nothing,
 }
 
@@ -112,7 +127,7 @@ impl Filter<'_> {
     /// removed, how many were removed, and the oldest tombstone kept. Compressed, control and
     /// transactional batches are kept whole (a transactional record may belong to a transaction
     /// that aborted, or that is still open: it neither loses records nor supersedes any).
-    fn batch(&self, bytes: &[u8]) -> (Kept, u64, Option<i64>) {
+    pub fn batch(&self, bytes: &[u8]) -> (Kept, u64, Option<i64>) {
         let Ok(h) = BatchHeader::parse(bytes) else {
             return (Kept::Whole, 0, None);
         };
@@ -496,7 +511,7 @@ impl<'a> Rewrite<'a> {
 
 /// Calls `f(key, offset)` for every keyed record of an uncompressed, non-transactional data batch
 /// (a record of a transaction that may abort must not make an earlier committed value obsolete).
-fn for_each_keyed(bytes: &[u8], mut f: impl FnMut(&[u8], u64)) {
+pub fn for_each_keyed(bytes: &[u8], mut f: impl FnMut(&[u8], u64)) {
     let Ok(h) = BatchHeader::parse(bytes) else {
         return;
     };

@@ -113,6 +113,11 @@ pub struct LogConfig {
     /// process-wide [`SegmentCache::shared`]. Read when the log opens; `set_config` does not move
     /// an open log to another cache.
     pub segment_cache: Arc<SegmentCache>,
+    /// A copy of another log (cluster mode's local copies): batches come in through
+    /// [`crate::Log::append_copied`] at the offsets the source gave them, with the gaps a
+    /// compacted source has, and recovery accepts such gaps after its checkpoint too (a batch
+    /// must start at or after the previous one's end rather than exactly there). Default false.
+    pub copied: bool,
 }
 
 impl Default for LogConfig {
@@ -131,6 +136,7 @@ impl Default for LogConfig {
             compaction_map_bytes: 16 << 20,
             clock: Arc::new(SystemClock),
             segment_cache: SegmentCache::shared(),
+            copied: false,
         }
     }
 }

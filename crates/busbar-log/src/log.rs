@@ -13,7 +13,7 @@ use crate::cache::SegmentCache;
 use crate::compact::CleanState;
 use crate::config::{LogConfig, SyncPolicy};
 use crate::disk::{File, Storage};
-use crate::error::{LogError, Result};
+use crate::error::{BatchError, LogError, Result};
 use crate::index::Indexes;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{self, Cursor, Expect, Segment, HEADER_BYTES};
@@ -223,9 +223,75 @@ impl Log {
             .batch_bytes_max
             .min((cfg.segment_bytes - HEADER_BYTES) as usize);
         let header = batch::validate_new(batch, limit)?;
+        self.append_checked(batch, &header, None)
+    }
+
+    /// A follower's append, for a log opened with [`LogConfig::copied`]: stores `batch`, read
+    /// from the log it copies, at the offsets written in it. Its base offset may lie past this
+    /// log's end (a compacted source has gaps; the offsets between are left empty) but not
+    /// before it. It is checked as a stored batch is (compaction may have removed records, so
+    /// its record count may be below its offset span). Otherwise as [`Log::append_start`].
+    pub fn append_copied(&self, batch: &mut [u8]) -> Result<(Appended, Option<u64>)> {
+        let cfg = self.config();
+        if !cfg.copied {
+            return Err(LogError::Config(
+                "append_copied needs a log opened with `copied`".into(),
+            ));
+        }
+        let limit = cfg
+            .batch_bytes_max
+            .min((cfg.segment_bytes - HEADER_BYTES) as usize);
+        if batch.len() > limit {
+            return Err(BatchError::TooLarge {
+                size: batch.len(),
+                limit,
+            }
+            .into());
+        }
+        let header = batch::validate_stored(batch)?;
+        if header.base_offset < 0 {
+            return Err(BatchError::Header(format!(
+                "base offset {} is negative",
+                header.base_offset
+            ))
+            .into());
+        }
+        self.append_checked(batch, &header, Some(header.base_offset as u64))
+    }
+
+    /// Moves the end of a log opened with [`LogConfig::copied`] to `offset` when it ends
+    /// before it, writing nothing: its source holds nothing between (compaction removed it).
+    /// Reads there find the next batch appended. Not durable by itself: a log reopened after a
+    /// crash ends after its last batch again (the copy reads the gap from its source again).
+    pub fn skip_to(&self, offset: u64) -> Result<()> {
+        if !self.config().copied {
+            return Err(LogError::Config(
+                "skip_to needs a log opened with `copied`".into(),
+            ));
+        }
+        let mut st = self.lock();
+        Self::check_usable(&st)?;
+        if offset > st.next_offset {
+            let everything_visible = st.high_watermark == st.next_offset;
+            st.next_offset = offset;
+            if everything_visible {
+                st.high_watermark = offset;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a checked batch at the log's end, or (`at`) at its own offset at or past it.
+    fn append_checked(
+        &self,
+        batch: &mut [u8],
+        header: &BatchHeader,
+        at: Option<u64>,
+    ) -> Result<(Appended, Option<u64>)> {
+        let cfg = self.config();
         let mut st = self.lock();
         let rolls = st.rolls;
-        let appended = self.write_locked(&mut st, batch, &header)?;
+        let appended = self.write_locked(&mut st, batch, header, at)?;
         // A roll left the old segment's bytes and the new file's directory entry unsynced: under
         // `batch` the caller's wait syncs them; otherwise this append does, after the lock.
         let rolled = st.rolls != rolls;
@@ -279,8 +345,36 @@ impl Log {
         self.check_maintenance(&self.lock())
     }
 
-    fn write_locked(&self, st: &mut State, batch: &mut [u8], h: &BatchHeader) -> Result<Appended> {
+    fn write_locked(
+        &self,
+        st: &mut State,
+        batch: &mut [u8],
+        h: &BatchHeader,
+        at: Option<u64>,
+    ) -> Result<Appended> {
         Self::check_usable(st)?;
+        let was = st.next_offset;
+        if let Some(at) = at {
+            if at < was {
+                return Err(LogError::OffsetOutOfRange {
+                    offset: at,
+                    start: st.log_start,
+                    end: was,
+                });
+            }
+            // The gap: a roll below starts the new segment at the batch itself.
+            st.next_offset = at;
+        }
+        let rolls = st.rolls;
+        let written = self.write_at_end(st, batch, h);
+        if written.is_err() && st.rolls == rolls {
+            st.next_offset = was;
+        }
+        written
+    }
+
+    /// Writes a checked batch at `st.next_offset`, rolling first when due.
+    fn write_at_end(&self, st: &mut State, batch: &mut [u8], h: &BatchHeader) -> Result<Appended> {
         let len = batch.len() as u64;
         let now = self.config().clock.now_ms();
         let has_data = st.active_file.len() > HEADER_BYTES;

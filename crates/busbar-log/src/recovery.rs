@@ -279,7 +279,9 @@ fn recover_tail(
     let mut end_idx = Indexes::new(HEADER_BYTES);
     let mut end = last;
     for (i, seg) in segs.iter().enumerate().skip(first) {
-        if anchored && i > first && (seg.damaged_from() == Some(0) || seg.base != next) {
+        // A copied log's next segment may start past the end (a gap its source has).
+        let follows = seg.base == next || (config.copied && seg.base > next);
+        if anchored && i > first && (seg.damaged_from() == Some(0) || !follows) {
             end = i - 1; // the segment before ends the log; `end_idx` holds its indexes
             break;
         }
@@ -303,9 +305,14 @@ fn recover_tail(
                 Expect::Exactly(next.max(seg.base)),
             ),
         };
-        // Compacted segments have offset gaps; none lies after a checkpoint's segment.
+        // Compacted segments have offset gaps; none lies after a checkpoint's segment, except
+        // in a copied log (its source's gaps).
         let expect = match expect {
-            Expect::Exactly(o) | Expect::AtLeast(o) if i != last && !anchored => Expect::AtLeast(o),
+            Expect::Exactly(o) | Expect::AtLeast(o)
+                if config.copied || (i != last && !anchored) =>
+            {
+                Expect::AtLeast(o)
+            }
             e => e,
         };
         let scan = scan_segment(seg, from, expect, idx, config, report)?;

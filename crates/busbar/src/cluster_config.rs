@@ -42,6 +42,10 @@ pub struct ClusterSection {
     pub upload_bytes: u64,
     /// The longest hot data waits for an upload below `upload_bytes`.
     pub upload_after_ms: u64,
+    /// How often a compacted topic's objects are looked at for a compaction.
+    pub compaction_interval_ms: u64,
+    /// Memory for one compaction of objects' key map (each key: its length plus 64 bytes).
+    pub compaction_map_bytes: u64,
     /// With `sslmode=require` in `postgres_url`: a PEM file of the CA certificates the
     /// database's certificate must chain to; empty: the Mozilla roots compiled in. The server's
     /// name is checked against the URL's host either way.
@@ -64,6 +68,8 @@ impl Default for ClusterSection {
             object_store_region: String::new(),
             upload_bytes: d.upload_bytes as u64,
             upload_after_ms: d.upload_after.as_millis() as u64,
+            compaction_interval_ms: d.compaction_interval.as_millis() as u64,
+            compaction_map_bytes: d.compaction_map_bytes,
             postgres_ca_file: String::new(),
         }
     }
@@ -159,6 +165,18 @@ impl ClusterSection {
                 100,
                 86_400_000,
             ),
+            (
+                "cluster.compaction_interval_ms",
+                self.compaction_interval_ms,
+                100,
+                86_400_000,
+            ),
+            (
+                "cluster.compaction_map_bytes",
+                self.compaction_map_bytes,
+                64 << 10,
+                16 << 30,
+            ),
         ])?;
         self.validate_object_store()?;
         if self.enabled() {
@@ -220,6 +238,8 @@ impl ClusterSection {
             });
         c.upload_bytes = self.upload_bytes as usize;
         c.upload_after = std::time::Duration::from_millis(self.upload_after_ms);
+        c.compaction_interval = std::time::Duration::from_millis(self.compaction_interval_ms);
+        c.compaction_map_bytes = self.compaction_map_bytes;
         c.postgres_ca_file =
             (!self.postgres_ca_file.is_empty()).then(|| self.postgres_ca_file.clone().into());
         c

@@ -500,3 +500,150 @@ fn bad_object_store_settings_are_refused_with_the_setting_named() {
         assert!(err.contains(says), "{env:?}: {err}");
     }
 }
+
+/// Every (key, value) of `events` (as `events_of` gives them, key first).
+fn latest_by_key(events: &[(u64, String, String)]) -> std::collections::BTreeMap<String, String> {
+    events
+        .iter()
+        .map(|(_, k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Every (offset, key, value) of partition 0 of `topic` as broker `addr` serves it.
+fn keyed_events_of(addr: std::net::SocketAddr, topic: &str) -> Vec<(u64, String, String)> {
+    let mut out = Vec::new();
+    let mut next = 0;
+    loop {
+        let path = format!("/topics/{topic}/partitions/0/events?offset={next}&limit=1000");
+        let (st, r) = common::cluster::http(addr, "GET", &path, None).expect("answers");
+        assert_eq!(st, 200, "{r}");
+        let got = r["events"].as_array().unwrap();
+        let Some(last) = got.last() else {
+            return out;
+        };
+        for e in got {
+            out.push((
+                e["offset"].as_u64().unwrap(),
+                e["key"].to_string(),
+                e["value"].to_string(),
+            ));
+        }
+        next = last["offset"].as_u64().unwrap() + 1;
+    }
+}
+
+/// A compacted topic's objects are rewritten without superseded records: the objects shrink,
+/// below the compacted offset each key is left once, the replaced objects are queued for
+/// deletion, and every object in the store is named by a row or queued. A broker started on an
+/// empty data directory reads the compacted objects (gaps and all) and serves the latest value
+/// of every key, as the broker that kept the whole partition does; producing goes on after.
+#[test]
+fn compaction_rewrites_a_compacted_topics_objects_and_a_new_broker_reads_the_latest_values() {
+    let pg = TestPostgres::start();
+    let url = pg.create_db("compact");
+    let s3 = TestS3::start();
+    let env = cold_env(
+        &s3,
+        "k1",
+        &[("BUSBAR_CLUSTER_COMPACTION_INTERVAL_MS", "300".into())],
+    );
+    let mut nodes: Vec<Node> = (1..=2).map(|i| Node::with_env(i, &url, &env)).collect();
+    let (st, r) = common::cluster::http(
+        nodes[0].http,
+        "POST",
+        "/topics",
+        Some(serde_json::json!({"name": "kv", "partitions": 1,
+            "configs": {"cleanup.policy": "compact"}})),
+    )
+    .unwrap();
+    assert_eq!(st, 201, "{r}");
+    // 40 rounds over 20 keys, about 500 bytes each: some 16 objects of 64 KiB.
+    let pad = "v".repeat(500);
+    for round in 0..40u64 {
+        let body: Vec<_> = (0..20)
+            .map(|k| {
+                serde_json::json!({"partition": 0, "key": format!("k{k}"),
+                "value": format!("{round}-{pad}")})
+            })
+            .collect();
+        let (st, r) = common::cluster::http(
+            nodes[(round % 2) as usize].http,
+            "POST",
+            "/topics/kv/events",
+            Some(serde_json::Value::Array(body)),
+        )
+        .unwrap();
+        assert_eq!(st, 200, "{r}");
+    }
+    let sql = |q: &str| count(&pg, "compact", q);
+    eventually("the hot tier empties", 30, || {
+        sql("SELECT count(*) FROM batches") == 0
+    });
+    let uploaded = sql("SELECT sum(size) FROM objects");
+    eventually("the objects are compacted", 60, || {
+        sql("SELECT compacted_to FROM partitions") == 800
+            && sql("SELECT sum(size) FROM objects") < uploaded / 4
+    });
+    let rewritten = sql("SELECT count(*) FROM objects WHERE key LIKE '%.%.seg'");
+    assert!(rewritten >= 1, "no rewritten object");
+    // The objects still cover every offset once, each after the one before.
+    let ranges = pg.psql(
+        "compact",
+        "SELECT base_offset, last_offset FROM objects ORDER BY 1",
+    );
+    let mut next = 0;
+    for line in ranges.lines() {
+        let f: Vec<u64> = line.split('|').map(|x| x.parse().unwrap()).collect();
+        assert_eq!(f[0], next, "{ranges}");
+        next = f[1] + 1;
+    }
+    assert_eq!(next, 800);
+    // Replaced objects are queued for deletion (a minute after their replacement); every object
+    // in the store is named by a row or queued.
+    let named = pg.psql(
+        "compact",
+        "SELECT key FROM objects UNION SELECT key FROM doomed_objects",
+    );
+    let named: std::collections::BTreeSet<&str> = named.lines().collect();
+    assert!(sql("SELECT count(*) FROM doomed_objects") >= 1);
+    for k in s3.objects(BUCKET, "k1") {
+        assert!(
+            named.contains(k.as_str()),
+            "{k} is neither named nor queued"
+        );
+    }
+    // A broker on an empty data directory reads the compacted objects.
+    nodes.push(Node::with_env(3, &url, &env));
+    let whole = keyed_events_of(nodes[0].http, "kv");
+    let want = latest_by_key(&whole);
+    assert_eq!(want.len(), 20);
+    assert!(want.values().all(|v| v.starts_with("\"39-")), "{want:?}");
+    let mut fresh = Vec::new();
+    eventually("broker 3 serves the latest value of every key", 30, || {
+        fresh = keyed_events_of(nodes[2].http, "kv");
+        latest_by_key(&fresh) == want
+    });
+    assert!(fresh.len() <= 40, "{} events: not compacted", fresh.len());
+    assert!(fresh.windows(2).all(|w| w[0].0 < w[1].0), "offsets go up");
+    let mut keys: Vec<&String> = fresh.iter().map(|e| &e.1).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        fresh.len(),
+        "each key once below the compacted offset"
+    );
+    // Producing goes on, on the copy with gaps too; every broker reads the new event.
+    let body = serde_json::json!([{"partition": 0, "key": "k0", "value": "after"}]);
+    let (st, r) =
+        common::cluster::http(nodes[2].http, "POST", "/topics/kv/events", Some(body)).unwrap();
+    assert_eq!(st, 200, "{r}");
+    for n in &nodes {
+        eventually("the new event is everywhere", 20, || {
+            keyed_events_of(n.http, "kv")
+                .last()
+                .map(|e| (e.0, e.2.clone()))
+                == Some((800, "\"after\"".to_string()))
+        });
+    }
+}

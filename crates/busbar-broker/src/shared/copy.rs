@@ -174,6 +174,17 @@ pub(super) async fn catch_up(
                 Err(e) => break Err(e),
             }
         }
+        if let Some(to) = got.skip_to.filter(|t| got.batches.is_empty() && *t > next) {
+            // Compaction removed everything from here to `to`: the copy's end moves there.
+            match p.log.skip_to(to) {
+                Ok(()) => {
+                    next = to;
+                    p.replica.heard(next);
+                    continue;
+                }
+                Err(e) => break Err(e.into()),
+            }
+        }
         let got = got.batches;
         if got.is_empty() {
             break match until {
@@ -284,16 +295,20 @@ pub(crate) async fn start_over(t: &Topic, p: &Partition, end: u64, start: u64) -
     Ok(())
 }
 
-/// Appends one shared batch to the local log; answers the local end after it.
+/// Appends one shared batch to the local log at its shared offsets; answers the local end after
+/// it. The batch may start past the local end: the objects' compaction removes whole batches
+/// (and records inside batches), so the copy has the same gaps.
 fn apply(t: &Topic, p: &Partition, base: u64, bytes: &mut [u8]) -> Result<u64> {
     let end = p.log.stats().high_watermark;
-    if end != base {
+    if base < end || bytes.len() < 8 {
         return Err(inconsistent(t, p, end, base));
     }
+    // An own batch is the producer's bytes: its shared base offset is written in here.
+    bytes[..8].copy_from_slice(&(base as i64).to_be_bytes());
     // A transaction's batch holds the last stable offset before it is readable; its marker
     // releases it once written.
     crate::txn::note_applying(p, base, bytes);
-    let (at, _) = p.log.append_start(bytes)?;
+    let (at, _) = p.log.append_copied(bytes)?;
     if at.base_offset != base {
         return Err(inconsistent(t, p, at.base_offset, base));
     }

@@ -5,6 +5,7 @@ mod append_read;
 mod cleaning;
 mod common;
 mod compaction_passes;
+mod copied;
 mod crash_sim;
 mod descriptors;
 mod format_fixtures;
