@@ -59,6 +59,9 @@ pub struct SharedRead {
     /// With no batches: nothing is stored from the offset asked for up to this one (the
     /// compaction of the objects removed it), so the reader goes on from there.
     pub skip_to: Option<u64>,
+    /// The batches come from a compaction's object: they may skip offsets. Any other read's
+    /// batches follow each other (and the offset asked for) exactly.
+    pub gapped: bool,
 }
 
 /// A topic's retention (`retention.ms`, `retention.bytes`; `None`: no limit).

@@ -8,3 +8,8 @@
 -- passes `delete.retention.ms`).
 ALTER TABLE partitions ADD COLUMN compacted_to bigint NOT NULL DEFAULT 0;
 ALTER TABLE partitions ADD COLUMN compaction_tombstone_ms bigint;
+
+-- The schema version each broker's binary knows (0: older than this version). Objects are
+-- compacted only while every live broker knows version 11: an older one would refuse the
+-- rewritten objects' gaps, and its deletion of queued objects ignores `since`.
+ALTER TABLE brokers ADD COLUMN schema_version integer NOT NULL DEFAULT 0;

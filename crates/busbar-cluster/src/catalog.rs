@@ -299,6 +299,7 @@ async fn read_once(
             batches: hot,
             start: None,
             skip_to: None,
+            gapped: false,
         });
     }
     let row = {
@@ -336,6 +337,7 @@ async fn read_once(
                 batches: if start > from { Vec::new() } else { hot },
                 start: Some(start),
                 skip_to: None,
+                gapped: false,
             })
         }
     };
@@ -360,6 +362,7 @@ async fn read_once(
         batches,
         start: None,
         skip_to,
+        gapped,
     })
 }
 

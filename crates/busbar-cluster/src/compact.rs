@@ -11,7 +11,10 @@
 //!
 //! 1. maps key → latest offset over the unmapped objects, into a map of at most
 //!    `cluster.compaction_map_bytes`; where the map is full, mapping stops (`upto`) and the rest
-//!    waits for the next compaction;
+//!    waits for the next compaction; when every object is mapped, `upto` is the base of the
+//!    partition's last batch, which is kept whole (the hot tier may be empty, and a partition
+//!    must still end with a batch: a reader at the end would otherwise wait below an end it can
+//!    never read);
 //! 2. rewrites the objects below `upto` from the log start on: consecutive objects are packed into
 //!    new objects of about `cluster.upload_bytes` (an object of that size that lost nothing is
 //!    left as it is). Each new object is one transaction, fenced by the range's lease, that
@@ -20,7 +23,8 @@
 //!    later (a read that looked up an old row just before still finds its object);
 //! 3. records `compacted_to = upto` and the oldest tombstone kept.
 //!
-//! Each uploader round reads at most [`OBJECTS_PER_ROUND`] objects; the compaction goes on in the
+//! Each uploader round reads at most [`OBJECTS_PER_ROUND`] objects (fewer when they are big:
+//! about [`ROUND_BYTES`]); the compaction goes on in the
 //! next round. A new object's key carries a tag of its own (`Cold::rewritten_key`), so a rewrite
 //! never overwrites the object it replaces, and it is queued for deletion an hour later *before*
 //! it is written; the commit that records it takes it off the queue. A compaction cut short (the
@@ -41,6 +45,12 @@ use std::time::Instant;
 
 /// Most objects one round reads, mapping or rewriting (the compaction goes on next round).
 pub const OBJECTS_PER_ROUND: usize = 16;
+/// About the most object bytes one round reads: with big objects, fewer than
+/// [`OBJECTS_PER_ROUND`] (at least one), so a round never holds the uploads up for long.
+pub const ROUND_BYTES: usize = 32 << 20;
+/// How long a partition whose compaction failed is passed over (a damaged or missing object
+/// must not keep every other partition from being compacted).
+pub const FAILED_BACKOFF: std::time::Duration = std::time::Duration::from_secs(600);
 /// A partition is due when its unmapped objects hold at least this share of its object bytes
 /// (Kafka's `min.cleanable.dirty.ratio` default).
 pub const DIRTY_RATIO: f64 = 0.5;
@@ -48,6 +58,9 @@ pub const DIRTY_RATIO: f64 = 0.5;
 const REPLACED_KEPT: &str = "1 minute";
 /// How long a rewrite's object that no commit recorded stays in the store.
 const UNRECORDED_KEPT: &str = "1 hour";
+/// The age (by the store's clock) past which the sweep deletes a rewrite's object no row names
+/// (should its queued row have been lost; past [`UNRECORDED_KEPT`], with room for clock skew).
+pub const TAGGED_SWEEP_AFTER: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
 
 /// What compaction remembers between uploader rounds (one compaction at a time).
 #[derive(Default)]
@@ -57,6 +70,9 @@ pub struct State {
     looked: Option<Instant>,
     /// Rewrites made by this process (part of each new object's tag).
     rewrites: u64,
+    /// Partitions whose compaction failed, and when (bounded by the partitions of the held
+    /// ranges: entries older than [`FAILED_BACKOFF`] are dropped).
+    failed: std::collections::HashMap<(String, u32), Instant>,
 }
 
 /// One partition's compaction in progress.
@@ -75,8 +91,13 @@ struct Job {
 }
 
 enum Phase {
-    /// Mapping keys from offset `from` on; the next object to map starts at or after `next`.
-    Mapping { from: u64, next: u64 },
+    /// Mapping keys from offset `from` on; the next object to map starts at or after `next`;
+    /// the base offset of the last batch mapped.
+    Mapping {
+        from: u64,
+        next: u64,
+        last_batch: Option<u64>,
+    },
     /// Rewriting the objects below `upto`; the next starts at or after `cursor`.
     Rewriting { upto: u64, cursor: u64 },
 }
@@ -121,40 +142,83 @@ pub async fn step(
             return Ok(());
         }
         state.looked = Some(Instant::now());
-        state.job = bounded(due(cluster, topics, held)).await?;
+        state.failed.retain(|_, at| at.elapsed() < FAILED_BACKOFF);
+        state.job = bounded(due(cluster, topics, held, &state.failed)).await?;
     }
     let Some(mut job) = state.job.take() else {
         return Ok(());
     };
-    let going_on = match job.phase {
-        Phase::Mapping { from, next } => map_round(cluster, cold, &mut job, from, next).await?,
-        Phase::Rewriting { upto, cursor } => {
-            rewrite_round(cluster, cold, &mut job, (upto, cursor), &mut state.rewrites).await?
+    let result = run_round(cluster, cold, &mut job, &mut state.rewrites).await;
+    match result {
+        Ok(true) => state.job = Some(job),
+        Ok(false) => {}
+        Err(_) => {
+            state
+                .failed
+                .insert((job.topic_id.clone(), job.partition), Instant::now());
         }
-    };
-    if going_on {
-        state.job = Some(job);
     }
-    Ok(())
+    result.map(|_| ())
+}
+
+/// One round of `job`; answers whether it goes on.
+async fn run_round(
+    cluster: &Cluster,
+    cold: &Cold,
+    job: &mut Job,
+    rewrites: &mut u64,
+) -> Result<bool, Error> {
+    Ok(match job.phase {
+        Phase::Mapping {
+            from,
+            next,
+            last_batch,
+        } => map_round(cluster, cold, job, (from, next), last_batch).await?,
+        Phase::Rewriting { upto, cursor } => {
+            rewrite_round(cluster, cold, job, (upto, cursor), rewrites).await?
+        }
+    })
 }
 
 /// The first due partition of the held ranges, as a new compaction.
-async fn due(cluster: &Cluster, topics: &[Compaction], held: &[u32]) -> Result<Option<Job>, Error> {
+async fn due(
+    cluster: &Cluster,
+    topics: &[Compaction],
+    held: &[u32],
+    failed: &std::collections::HashMap<(String, u32), Instant>,
+) -> Result<Option<Job>, Error> {
     if topics.is_empty() || held.is_empty() {
         return Ok(None);
     }
     let ids: Vec<&str> = topics.iter().map(|t| t.topic_id.as_str()).collect();
     let c = cluster.pool.get().await?;
+    let older: i64 = c
+        .query_one(
+            "SELECT count(*) FROM brokers WHERE schema_version < $1 \
+             AND heartbeat_at > now() - $2 * interval '1 millisecond'",
+            &[
+                &crate::migrate::latest(),
+                &(crate::members::BROKER_SESSION_MS as f64),
+            ],
+        )
+        .await?
+        .get(0);
+    if older > 0 {
+        // A live broker older than this version would refuse compacted objects' gaps.
+        return Ok(None);
+    }
     let rows = c
         .query(
             "SELECT o.topic_id, o.partition, p.log_start, p.compacted_to, \
              p.compaction_tombstone_ms, \
-             coalesce(sum(o.size) FILTER (WHERE o.last_offset >= p.compacted_to), 0)::bigint, \
+             coalesce(sum(o.size) FILTER (WHERE o.base_offset >= p.compacted_to), 0)::bigint, \
              sum(o.size)::bigint, (extract(epoch FROM now()) * 1000)::bigint \
              FROM objects o JOIN partitions p USING (topic_id, partition) \
              WHERE o.topic_id = ANY($1) \
              GROUP BY o.topic_id, o.partition, p.log_start, p.compacted_to, \
-             p.compaction_tombstone_ms",
+             p.compaction_tombstone_ms \
+             ORDER BY coalesce(sum(o.size) FILTER (WHERE o.base_offset >= p.compacted_to), 0) \
+             ::float8 / greatest(sum(o.size), 1) DESC",
             &[&ids],
         )
         .await?;
@@ -169,7 +233,11 @@ async fn due(cluster: &Cluster, topics: &[Compaction], held: &[u32]) -> Result<O
         let (dirty, total, now): (i64, i64, i64) = (r.get(5), r.get(6), r.get(7));
         let horizon = now.saturating_sub(t.delete_retention_ms);
         let by_dirt = dirty > 0 && dirty as f64 >= DIRTY_RATIO * total as f64;
-        if !held.contains(&lease) || !(by_dirt || tomb.is_some_and(|ts| ts < horizon)) {
+        let backing_off = failed.contains_key(&(topic_id.clone(), partition));
+        if backing_off
+            || !held.contains(&lease)
+            || !(by_dirt || tomb.is_some_and(|ts| ts < horizon))
+        {
             continue;
         }
         let log_start = log_start as u64;
@@ -181,7 +249,11 @@ async fn due(cluster: &Cluster, topics: &[Compaction], held: &[u32]) -> Result<O
             log_start,
             horizon,
             map: KeyMap::new(cluster.config.compaction_map_bytes),
-            phase: Phase::Mapping { from, next: from },
+            phase: Phase::Mapping {
+                from,
+                next: from,
+                last_batch: None,
+            },
             tomb: None,
             group: Group::default(),
         }));
@@ -189,9 +261,19 @@ async fn due(cluster: &Cluster, topics: &[Compaction], held: &[u32]) -> Result<O
     Ok(None)
 }
 
-/// Up to [`OBJECTS_PER_ROUND`] objects of the job's partition whose ranges end at or after
-/// `from`, below `below`, in offset order.
-async fn objects(pool: &Pool, job: &Job, from: u64, below: u64) -> Result<Vec<Old>, Error> {
+/// How many objects one round reads: [`OBJECTS_PER_ROUND`], fewer for big objects.
+fn per_round(cluster: &Cluster) -> usize {
+    (ROUND_BYTES / cluster.config.upload_bytes.max(1)).clamp(1, OBJECTS_PER_ROUND)
+}
+
+/// Up to `n` objects of the job's partition whose ranges end at or after `from`, below
+/// `below`, in offset order.
+async fn objects(
+    pool: &Pool,
+    job: &Job,
+    (from, below): (u64, u64),
+    n: usize,
+) -> Result<Vec<Old>, Error> {
     let c = pool.get().await?;
     let rows = c
         .query(
@@ -203,7 +285,7 @@ async fn objects(pool: &Pool, job: &Job, from: u64, below: u64) -> Result<Vec<Ol
                 &(job.partition as i32),
                 &(from as i64),
                 &(below.min(i64::MAX as u64) as i64),
-                &(OBJECTS_PER_ROUND as i64),
+                &(n as i64),
             ],
         )
         .await?;
@@ -226,19 +308,28 @@ async fn batches_of(cold: &Cold, o: &Old) -> Result<Vec<Vec<u8>>, Error> {
     Ok(batches.into_iter().map(|b| b.bytes).collect())
 }
 
+/// The base offset written in a stored batch.
+fn batch_base(b: &[u8]) -> Option<u64> {
+    busbar_log::batch::BatchHeader::parse(b)
+        .ok()
+        .and_then(|h| u64::try_from(h.base_offset).ok())
+}
+
 /// Maps the keys of the next objects; answers whether the compaction goes on.
 async fn map_round(
     cluster: &Cluster,
     cold: &Cold,
     job: &mut Job,
-    from: u64,
-    next: u64,
+    (from, next): (u64, u64),
+    mut last_batch: Option<u64>,
 ) -> Result<bool, Error> {
-    let found = bounded(objects(&cluster.pool, job, next, u64::MAX)).await?;
+    let n = per_round(cluster);
+    let found = bounded(objects(&cluster.pool, job, (next, u64::MAX), n)).await?;
     let mut next = next;
     for o in &found {
         let mut full_at = None;
         for b in batches_of(cold, o).await? {
+            last_batch = batch_base(&b).or(last_batch);
             for_each_keyed(&b, |key, offset| {
                 if full_at.is_none() && offset >= from && !job.map.put(key, offset) {
                     full_at = Some(offset);
@@ -251,14 +342,20 @@ async fn map_round(
         }
         next = o.last + 1;
     }
-    job.phase = if found.len() < OBJECTS_PER_ROUND {
-        // Every object is mapped: the rewrite covers them all.
+    job.phase = if found.len() < n {
+        // Every object is mapped: the rewrite covers them all but the partition's last batch,
+        // kept whole as the local log keeps its active segment (so the partition still ends
+        // with a batch, and a reader at its end is not left below an end it can never read).
         Phase::Rewriting {
-            upto: next,
+            upto: last_batch.map_or(next, |b| b.min(next)),
             cursor: 0,
         }
     } else {
-        Phase::Mapping { from, next }
+        Phase::Mapping {
+            from,
+            next,
+            last_batch,
+        }
     };
     Ok(true)
 }
@@ -271,7 +368,8 @@ async fn rewrite_round(
     (upto, cursor): (u64, u64),
     rewrites: &mut u64,
 ) -> Result<bool, Error> {
-    let found = bounded(objects(&cluster.pool, job, cursor, upto)).await?;
+    let n = per_round(cluster);
+    let found = bounded(objects(&cluster.pool, job, (cursor, upto), n)).await?;
     let target = cluster.config.upload_bytes;
     let mut cursor = cursor;
     for o in &found {
@@ -300,7 +398,7 @@ async fn rewrite_round(
         job.group.removed += removed;
         job.group.batches.extend(kept);
     }
-    if found.len() == OBJECTS_PER_ROUND {
+    if found.len() == n {
         job.phase = Phase::Rewriting { upto, cursor };
         return Ok(true);
     }
@@ -329,7 +427,10 @@ async fn filter_object(
     for b in batches_of(cold, o).await? {
         let (k, n, tomb) = filter.batch(&b);
         removed += n;
-        if let Some(t) = tomb {
+        // A tombstone at or past `upto` is not this compaction's to expire: it is due when the
+        // next compaction (which maps past it) finds it old.
+        let below = batch_base(&b).is_some_and(|base| base < upto);
+        if let Some(t) = tomb.filter(|_| below) {
             job.tomb = Some(job.tomb.map_or(t, |x| x.min(t)));
         }
         match k {
@@ -364,6 +465,8 @@ async fn write_group(
     let range = (first.base, last.last);
     let key = cold.rewritten_key(&job.topic_id, job.partition, range, &tag);
     let object = cold::encode_raw(&group.batches);
+    // Read back as a reader will, before anything refers to it.
+    cold::decode(&key, &object, range, 0, true)?;
     let size = object.len() as i64;
     let newest = group.olds.iter().filter_map(|o| o.max_timestamp).max();
     bounded(doom_later(&cluster.pool, &key, UNRECORDED_KEPT)).await?;
@@ -427,12 +530,18 @@ async fn replace(
     // The partition row first, as the committer, the uploader and retention lock it.
     let row = tx
         .query_opt(
-            "SELECT 1 FROM partitions WHERE topic_id = $1 AND partition = $2 \
+            "SELECT log_start FROM partitions WHERE topic_id = $1 AND partition = $2 \
              FOR NO KEY UPDATE",
             &[&job.topic_id, &p],
         )
         .await?;
-    if row.is_none() {
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    // An object wholly below the start now (a DeleteRecords whose purge has not run yet) is
+    // not merged into one that outlives the purge.
+    let start = row.get::<_, i64>(0) as u64;
+    if olds.iter().any(|o| o.last < start) {
         return Ok(false);
     }
     let keys: Vec<&str> = olds.iter().map(|o| o.key.as_str()).collect();
@@ -478,8 +587,9 @@ async fn finish(cluster: &Cluster, job: &Job, upto: u64) -> Result<(), Error> {
     let mut c = cluster.pool.get().await?;
     let tx = c.transaction().await?;
     tx.execute(
-        "UPDATE partitions SET compacted_to = greatest(compacted_to, $3), \
-         compaction_tombstone_ms = $4 WHERE topic_id = $1 AND partition = $2",
+        "UPDATE partitions SET compaction_tombstone_ms = CASE WHEN $3 >= compacted_to \
+         THEN $4 ELSE compaction_tombstone_ms END, compacted_to = greatest(compacted_to, $3) \
+         WHERE topic_id = $1 AND partition = $2",
         &[
             &job.topic_id,
             &(job.partition as i32),

@@ -200,11 +200,12 @@ impl Membership {
                 .on_beat(async |c| {
                     c.query_opt(
                     "INSERT INTO brokers (node_id, instance, kafka_host, kafka_port, http_addr, \
-                     heartbeat_at, listeners) VALUES ($1, $2, $3, $4, $5, now(), $7) \
+                     heartbeat_at, listeners, schema_version) \
+                     VALUES ($1, $2, $3, $4, $5, now(), $7, $8) \
                      ON CONFLICT (node_id) DO UPDATE SET instance = excluded.instance, \
                      kafka_host = excluded.kafka_host, kafka_port = excluded.kafka_port, \
                      http_addr = excluded.http_addr, heartbeat_at = now(), \
-                     listeners = excluded.listeners \
+                     listeners = excluded.listeners, schema_version = excluded.schema_version \
                      WHERE brokers.heartbeat_at < now() - $6 * interval '1 millisecond' \
                      RETURNING node_id",
                     &[
@@ -215,6 +216,7 @@ impl Membership {
                         &self.http_addr,
                         &(BROKER_SESSION_MS as f64),
                         &self.listeners_column(),
+                        &crate::migrate::latest(),
                     ],
                 )
                 .await

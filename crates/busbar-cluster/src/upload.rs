@@ -659,10 +659,17 @@ async fn sweep(cluster: &Cluster, cold: &Cold, after: &mut Option<String>) -> Re
         keys.last().map(|(k, _)| k.clone())
     };
     let mut cols = KeyColumns::default();
-    for (key, _) in keys {
-        // A compaction's key (tagged) is queued for deletion before its object is written, so
-        // it never needs sweeping (and a rewrite in progress lies inside existing ranges).
-        if let Some(((topic, partition, base, last), false)) = cold.parse_key_tagged(&key) {
+    for (key, written) in keys {
+        // A compaction's key (tagged) is queued for deletion before its object is written, and
+        // a rewrite in progress lies inside existing ranges: it is swept only once it is older
+        // than any rewrite can take (in case its queued row was lost to a race).
+        let old = written
+            .elapsed()
+            .is_ok_and(|age| age >= crate::compact::TAGGED_SWEEP_AFTER);
+        if let Some(((topic, partition, base, last), tagged)) = cold.parse_key_tagged(&key) {
+            if tagged && !old {
+                continue;
+            }
             cols.0.push(key);
             cols.1.push(topic);
             cols.2.push(partition as i32);

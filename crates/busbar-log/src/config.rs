@@ -115,8 +115,9 @@ pub struct LogConfig {
     pub segment_cache: Arc<SegmentCache>,
     /// A copy of another log (cluster mode's local copies): batches come in through
     /// [`crate::Log::append_copied`] at the offsets the source gave them, with the gaps a
-    /// compacted source has, and recovery accepts such gaps after its checkpoint too (a batch
-    /// must start at or after the previous one's end rather than exactly there). Default false.
+    /// compacted source has, and recovery accepts such gaps inside a segment after its
+    /// checkpoint too (a batch must start at or after the previous one's end rather than
+    /// exactly there; segments still follow on exactly). Default false.
     pub copied: bool,
 }
 

@@ -345,6 +345,8 @@ impl Log {
         self.check_maintenance(&self.lock())
     }
 
+    /// Writes a checked batch at the log's end, or (`at`, a copied log's append) at its own
+    /// offset at or past the end.
     fn write_locked(
         &self,
         st: &mut State,
@@ -354,27 +356,34 @@ impl Log {
     ) -> Result<Appended> {
         Self::check_usable(st)?;
         let was = st.next_offset;
-        if let Some(at) = at {
-            if at < was {
-                return Err(LogError::OffsetOutOfRange {
-                    offset: at,
-                    start: st.log_start,
-                    end: was,
-                });
-            }
-            // The gap: a roll below starts the new segment at the batch itself.
-            st.next_offset = at;
+        let at = at.unwrap_or(was);
+        if at < was {
+            return Err(LogError::OffsetOutOfRange {
+                offset: at,
+                start: st.log_start,
+                end: was,
+            });
         }
         let rolls = st.rolls;
-        let written = self.write_at_end(st, batch, h);
+        let written = self.write_at(st, batch, h, at);
         if written.is_err() && st.rolls == rolls {
             st.next_offset = was;
         }
         written
     }
 
-    /// Writes a checked batch at `st.next_offset`, rolling first when due.
-    fn write_at_end(&self, st: &mut State, batch: &mut [u8], h: &BatchHeader) -> Result<Appended> {
+    /// Writes a checked batch at offset `at` (the end, or past it), rolling first when due. A
+    /// roll starts the new segment at the end before the gap, so segments follow on exactly
+    /// (recovery cuts the log at a segment that does not) and the gap lies inside a segment,
+    /// unless the gap is more than 32-bit relative offsets reach: then the batch starts a
+    /// segment of its own.
+    fn write_at(
+        &self,
+        st: &mut State,
+        batch: &mut [u8],
+        h: &BatchHeader,
+        at: u64,
+    ) -> Result<Appended> {
         let len = batch.len() as u64;
         let now = self.config().clock.now_ms();
         let has_data = st.active_file.len() > HEADER_BYTES;
@@ -382,13 +391,17 @@ impl Log {
         // A damaged active segment is sealed so new batches land where they can be served.
         let damaged = st.active.damaged_from().is_some();
         // Index entries hold offsets relative to the segment base in 32 bits (as Kafka's do).
-        let rel_end = st.next_offset + h.last_offset_delta as u64 - st.active.base;
-        let full =
-            st.active_file.len() + len > self.config().segment_bytes || rel_end > u32::MAX as u64;
+        let rel_end = |st: &State| at + h.last_offset_delta as u64 - st.active.base;
+        let full = st.active_file.len() + len > self.config().segment_bytes
+            || rel_end(st) > u32::MAX as u64;
         if has_data && (full || too_old || damaged) {
             self.roll_locked(st)?;
         }
-        let base_offset = st.next_offset;
+        if rel_end(st) > u32::MAX as u64 {
+            st.next_offset = at;
+            self.roll_locked(st)?;
+        }
+        let base_offset = at;
         batch::patch(batch, base_offset, st.epoch);
         let file = st.active_file.clone();
         let pos = file.len();

@@ -279,9 +279,9 @@ fn recover_tail(
     let mut end_idx = Indexes::new(HEADER_BYTES);
     let mut end = last;
     for (i, seg) in segs.iter().enumerate().skip(first) {
-        // A copied log's next segment may start past the end (a gap its source has).
-        let follows = seg.base == next || (config.copied && seg.base > next);
-        if anchored && i > first && (seg.damaged_from() == Some(0) || !follows) {
+        // Segments follow on exactly, in a copied log too (its appends roll at the end before
+        // a gap: `Log::write_at`), so one that does not is a torn roll's.
+        if anchored && i > first && (seg.damaged_from() == Some(0) || seg.base != next) {
             end = i - 1; // the segment before ends the log; `end_idx` holds its indexes
             break;
         }

@@ -185,6 +185,7 @@ pub(super) async fn catch_up(
                 Err(e) => break Err(e.into()),
             }
         }
+        let gapped = got.gapped;
         let got = got.batches;
         if got.is_empty() {
             break match until {
@@ -197,6 +198,11 @@ pub(super) async fn catch_up(
         for b in got {
             if b.last_offset < next {
                 continue;
+            }
+            if b.base_offset != next && !gapped {
+                // Only a compaction's object skips offsets.
+                failed = Some(inconsistent(t, p, next, b.base_offset));
+                break;
             }
             let mut bytes = b.bytes;
             match apply(t, p, b.base_offset, &mut bytes) {
@@ -296,8 +302,8 @@ pub(crate) async fn start_over(t: &Topic, p: &Partition, end: u64, start: u64) -
 }
 
 /// Appends one shared batch to the local log at its shared offsets; answers the local end after
-/// it. The batch may start past the local end: the objects' compaction removes whole batches
-/// (and records inside batches), so the copy has the same gaps.
+/// it. The batch may start past the local end (the caller allows that only for a compaction's
+/// object, whose compaction removed whole batches: the copy has the same gaps).
 fn apply(t: &Topic, p: &Partition, base: u64, bytes: &mut [u8]) -> Result<u64> {
     let end = p.log.stats().high_watermark;
     if base < end || bytes.len() < 8 {

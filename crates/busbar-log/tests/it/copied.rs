@@ -88,6 +88,31 @@ fn gapped_and_compacted_batches_are_kept_at_their_offsets_across_a_power_cut() {
 }
 
 #[test]
+fn a_power_cut_leaves_a_copied_log_a_prefix_of_what_was_appended_never_a_hole() {
+    // Copies never sync for an ack (sync `never`): a roll's sync is all there is, so a power
+    // cut can tear any unsynced tail, a whole segment's included. Whatever is left must be a
+    // prefix: a later segment kept after a torn one would hide a hole the copy never re-reads.
+    let cfg = LogConfig {
+        sync: busbar_log::SyncPolicy::Never,
+        ..copied(1024)
+    };
+    for seed in 1..=60u64 {
+        let (mem, log) = mem_log(cfg.clone());
+        let (mut base, mut want) = (0, Vec::new());
+        for i in 0..(seed % 23 + 5) {
+            let b = at(batch_of(2, &format!("s{seed}-{i}"), 2, 1), base);
+            let (_, last) = append(&log, &b).unwrap();
+            want.extend(events(&b));
+            base = last + 1 + (i + seed) % 3;
+        }
+        drop(log);
+        mem.fs().crash(Some(seed));
+        let got = read_all(&reopen(&mem, cfg.clone()));
+        assert_eq!(got[..], want[..got.len()], "seed {seed}: not a prefix");
+    }
+}
+
+#[test]
 fn a_log_that_is_not_a_copy_cuts_a_gap_after_its_checkpoint_as_a_torn_write() {
     // Why the setting exists: without it, recovery ends the log at the first gap after the
     // checkpoint (there, a gap means bytes that never became durable).
