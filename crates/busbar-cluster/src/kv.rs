@@ -180,7 +180,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_decided_on_a_stale_copy_is_refused_and_changes_nothing() {
         let pg = TestPostgres::start();
-        let pg = Pg::new(&pg.create_db("kv"), None).unwrap();
+        let pg = Pg::new(&pg.create_db("kv"), None, None).unwrap();
         crate::migrate::apply(&mut connect(&pg).await.unwrap())
             .await
             .unwrap();

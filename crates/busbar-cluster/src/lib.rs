@@ -129,6 +129,8 @@ pub struct ClusterConfig {
     /// With `sslmode=require` in `postgres_url`: the CA certificates (PEM) the server's
     /// certificate must chain to; `None`: the Mozilla roots (`pg.rs`).
     pub postgres_ca_file: Option<std::path::PathBuf>,
+    /// With `sslmode=require`: the client certificate and key to present (`pg.rs`).
+    pub postgres_client_cert: Option<pg::ClientCert>,
 }
 
 /// How often partitions' ends are polled while the `LISTEN` connection is down.
@@ -150,6 +152,7 @@ impl ClusterConfig {
             compaction_interval: Duration::from_secs(30),
             compaction_map_bytes: 16 << 20,
             postgres_ca_file: None,
+            postgres_client_cert: None,
         }
     }
 }
@@ -235,7 +238,11 @@ impl Cluster {
     /// Connects, applies migrations and starts the committer. Fails with the reason when the
     /// database cannot be reached or its schema is newer than this busbar.
     pub async fn connect(config: ClusterConfig, me: Advertised) -> Result<Arc<Cluster>, Error> {
-        let pg = pg::Pg::new(&config.postgres_url, config.postgres_ca_file.as_deref())?;
+        let pg = pg::Pg::new(
+            &config.postgres_url,
+            config.postgres_ca_file.as_deref(),
+            config.postgres_client_cert.as_ref(),
+        )?;
         let cold = match &config.object_store {
             Some(c) => Some(Arc::new(cold::Cold::new(c)?)),
             None => None,

@@ -5,9 +5,14 @@
 //! the Mozilla roots compiled in, and its name against the URL's host: what libpq calls
 //! `verify-full`, stricter than libpq's `require` (which checks nothing). Without `sslmode`, or
 //! with `prefer` or `disable`, connections are plain TCP (libpq's `prefer` would try TLS without
-//! checking the server: no protection against an active attacker, so not offered).
+//! checking the server: no protection against an active attacker, so not offered). With a
+//! client certificate and key (`postgres_cert_file`, `postgres_key_file`, PEM) the broker
+//! presents them, for a server that asks for one (`pg_hba.conf`'s `cert` method, or
+//! `clientcert=verify-ca`/`verify-full`).
 
 use crate::Error;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::MakeTlsConnect;
@@ -24,9 +29,59 @@ pub struct Pg {
     tls: MakeRustlsConnect,
 }
 
+/// A client certificate chain and its key (PEM files), presented over TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+}
+
+impl ClientCert {
+    /// The chain and the key, read and parsed; errors name the setting and the file.
+    fn load(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
+        let read = |setting: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| {
+                Error::Config(format!(
+                    "cluster.{setting} {}: cannot read ({e})",
+                    path.display()
+                ))
+            })
+        };
+        let (cert, key) = (&self.cert_file, &self.key_file);
+        let text = read("postgres_cert_file", cert)?;
+        let chain = CertificateDer::pem_slice_iter(&text)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                Error::Config(format!(
+                    "cluster.postgres_cert_file {}: bad PEM ({e})",
+                    cert.display()
+                ))
+            })?;
+        if chain.is_empty() {
+            return Err(Error::Config(format!(
+                "cluster.postgres_cert_file {}: no PEM certificate in it",
+                cert.display()
+            )));
+        }
+        let text = read("postgres_key_file", key)?;
+        let key = PrivateKeyDer::from_pem_slice(&text).map_err(|e| {
+            Error::Config(format!(
+                "cluster.postgres_key_file {}: no unencrypted PEM private key in it ({e})",
+                key.display()
+            ))
+        })?;
+        Ok((chain, key))
+    }
+}
+
 impl Pg {
-    /// `url` (libpq's URL or key-value form) with `ca_file` (PEM) for `sslmode=require`.
-    pub fn new(url: &str, ca_file: Option<&Path>) -> Result<Pg, Error> {
+    /// `url` (libpq's URL or key-value form) with `ca_file` (PEM) for `sslmode=require`, and
+    /// the client certificate to present, if any.
+    pub fn new(
+        url: &str,
+        ca_file: Option<&Path>,
+        client: Option<&ClientCert>,
+    ) -> Result<Pg, Error> {
         let mut config: Config = url.parse().map_err(|e| {
             Error::Config(format!("cluster.postgres_url is not a PostgreSQL URL: {e}"))
         })?;
@@ -36,6 +91,13 @@ impl Pg {
                 return Err(Error::Config(
                     "cluster.postgres_ca_file is set but cluster.postgres_url does not ask for \
                      TLS: add sslmode=require to the URL"
+                        .into(),
+                ));
+            }
+            if client.is_some() {
+                return Err(Error::Config(
+                    "cluster.postgres_cert_file is set but cluster.postgres_url does not ask \
+                     for TLS: add sslmode=require to the URL"
                         .into(),
                 ));
             }
@@ -49,11 +111,24 @@ impl Pg {
             },
         };
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let client = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::Config(format!("TLS: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let client = match client {
+            None => builder.with_no_client_auth(),
+            Some(c) => {
+                let (chain, key) = c.load()?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    Error::Config(format!(
+                        "cluster.postgres_key_file {}: does not go with \
+                         cluster.postgres_cert_file {} ({e})",
+                        c.key_file.display(),
+                        c.cert_file.display()
+                    ))
+                })?
+            }
+        };
         Ok(Pg {
             config,
             tls: MakeRustlsConnect::new(client),

@@ -74,16 +74,37 @@ impl TestPostgres {
     /// A server that takes TLS connections only (TCP without TLS is rejected by `pg_hba.conf`),
     /// with this certificate and key (PEM).
     pub fn start_tls(cert_pem: &str, key_pem: &str) -> TestPostgres {
+        TestPostgres::start_tls_with(cert_pem, key_pem, None)
+    }
+
+    /// [`TestPostgres::start_tls`], where connections to database `db` must also present a
+    /// client certificate signed by `ca_pem` whose common name is the user (`pg_hba.conf`'s
+    /// `cert` method); the other databases take TLS connections without one.
+    pub fn start_tls_client_cert(
+        cert_pem: &str,
+        key_pem: &str,
+        (ca_pem, db): (&str, &str),
+    ) -> TestPostgres {
+        TestPostgres::start_tls_with(cert_pem, key_pem, Some((ca_pem, db)))
+    }
+
+    fn start_tls_with(cert_pem: &str, key_pem: &str, client: Option<(&str, &str)>) -> TestPostgres {
         let mut pg = TestPostgres::init();
         let data = pg.data_dir();
         std::fs::write(data.join("server.crt"), cert_pem).expect("write server.crt");
         std::fs::write(data.join("server.key"), key_pem).expect("write server.key");
-        let conf = "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n";
+        let mut conf =
+            "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n".to_string();
+        let mut hba = "local all all trust\n".to_string();
+        if let Some((ca, db)) = client {
+            std::fs::write(data.join("root.crt"), ca).expect("write root.crt");
+            conf.push_str("ssl_ca_file = 'root.crt'\n");
+            hba.push_str(&format!("hostssl {db} all 127.0.0.1/32 cert\n"));
+        }
         let mut c = std::fs::read_to_string(data.join("postgresql.conf")).expect("conf");
-        c.push_str(conf);
+        c.push_str(&conf);
         std::fs::write(data.join("postgresql.conf"), c).expect("write postgresql.conf");
-        let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
-                   hostnossl all all 127.0.0.1/32 reject\n";
+        hba.push_str("hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n");
         std::fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
         run(Command::new("chmod")
             .arg("600")

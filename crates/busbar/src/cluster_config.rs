@@ -50,6 +50,11 @@ pub struct ClusterSection {
     /// database's certificate must chain to; empty: the Mozilla roots compiled in. The server's
     /// name is checked against the URL's host either way.
     pub postgres_ca_file: String,
+    /// With `sslmode=require`: a PEM client certificate (chain) to present to the database (its
+    /// `pg_hba.conf` `cert` method checks its common name against the user); empty: none.
+    pub postgres_cert_file: String,
+    /// The PEM private key (unencrypted) of `postgres_cert_file`.
+    pub postgres_key_file: String,
 }
 
 impl Default for ClusterSection {
@@ -71,6 +76,8 @@ impl Default for ClusterSection {
             compaction_interval_ms: d.compaction_interval.as_millis() as u64,
             compaction_map_bytes: d.compaction_map_bytes,
             postgres_ca_file: String::new(),
+            postgres_cert_file: String::new(),
+            postgres_key_file: String::new(),
         }
     }
 }
@@ -190,6 +197,11 @@ impl ClusterSection {
             self.pg()?;
         } else if !self.postgres_ca_file.is_empty() {
             bail!("cluster.postgres_ca_file needs cluster.postgres_url");
+        } else if self.client_cert().is_some() {
+            bail!("cluster.postgres_cert_file needs cluster.postgres_url");
+        }
+        if self.postgres_cert_file.is_empty() != self.postgres_key_file.is_empty() {
+            bail!("cluster.postgres_cert_file and cluster.postgres_key_file go together");
         }
         Ok(())
     }
@@ -197,7 +209,18 @@ impl ClusterSection {
     /// The database and how to reach it (`busbar_cluster::pg`).
     pub fn pg(&self) -> Result<busbar_cluster::pg::Pg> {
         let ca = (!self.postgres_ca_file.is_empty()).then(|| Path::new(&self.postgres_ca_file));
-        busbar_cluster::pg::Pg::new(&self.postgres_url, ca).map_err(|e| anyhow::anyhow!("{e}"))
+        busbar_cluster::pg::Pg::new(&self.postgres_url, ca, self.client_cert().as_ref())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The client certificate to present to the database, when one is set.
+    fn client_cert(&self) -> Option<busbar_cluster::pg::ClientCert> {
+        (!self.postgres_cert_file.is_empty() && !self.postgres_key_file.is_empty()).then(|| {
+            busbar_cluster::pg::ClientCert {
+                cert_file: self.postgres_cert_file.clone().into(),
+                key_file: self.postgres_key_file.clone().into(),
+            }
+        })
     }
 
     /// The object store settings: a URL busbar reads, an endpoint that is an http(s) URL, and
@@ -242,6 +265,7 @@ impl ClusterSection {
         c.compaction_map_bytes = self.compaction_map_bytes;
         c.postgres_ca_file =
             (!self.postgres_ca_file.is_empty()).then(|| self.postgres_ca_file.clone().into());
+        c.postgres_client_cert = self.client_cert();
         c
     }
 }

@@ -280,6 +280,112 @@ fn a_broker_reaches_postgresql_over_tls_with_its_ca() {
     }
 }
 
+/// TLS client certificates to PostgreSQL: a database whose `pg_hba.conf` asks for one (`cert`:
+/// signed by the CA, its common name the user). A broker with `postgres_cert_file` and
+/// `postgres_key_file` (`busbar tls dev-certs --client busbar`) joins it and serves; without
+/// them, or with a certificate of another name, the database refuses it. One of the two alone,
+/// a certificate file without a certificate, a key file without a key, and a certificate
+/// without `sslmode=require` are refused naming the setting before anything starts.
+#[test]
+fn a_broker_presents_its_client_certificate_to_postgresql() {
+    let pki = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "tls",
+            "dev-certs",
+            "--client",
+            "busbar",
+            "--client",
+            "other",
+        ])
+        .arg(pki.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let read = |f: &str| std::fs::read_to_string(pki.path().join(f)).unwrap();
+    let file = |f: &str| pki.path().join(f).display().to_string();
+    let pg = TestPostgres::start_tls_client_cert(
+        &read("server.pem"),
+        &read("server.key"),
+        (&read("ca.pem"), "certdb"),
+    );
+    let url = pg.create_db("certdb");
+    let ca = file("ca.pem");
+    let with = |cert: &str, key: &str| {
+        vec![
+            ("BUSBAR_CLUSTER_POSTGRES_CA_FILE", ca.clone()),
+            ("BUSBAR_CLUSTER_POSTGRES_CERT_FILE", file(cert)),
+            ("BUSBAR_CLUSTER_POSTGRES_KEY_FILE", file(key)),
+        ]
+    };
+    let node = Node::with_env(1, &url, &with("busbar.pem", "busbar.key"));
+    let body = json!({"name": "t", "partitions": 1}).to_string();
+    let ct = [("content-type", "application/json")];
+    let r = request(node.http, "POST", "/topics", &ct, body.as_bytes()).unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    // The database refuses a broker without a certificate, and one with another name's.
+    let d = tempfile::tempdir().unwrap();
+    let (code, err) = common::refused_start_with(
+        d.path(),
+        &[
+            ("BUSBAR_CLUSTER_POSTGRES_URL", &url),
+            ("BUSBAR_CLUSTER_POSTGRES_CA_FILE", &ca),
+        ],
+    );
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("certificate"), "{err}");
+    let mut other: Vec<(&str, String)> = vec![("BUSBAR_CLUSTER_POSTGRES_URL", url.clone())];
+    other.extend(with("other.pem", "other.key"));
+    let other: Vec<(&str, &str)> = other.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, err) = common::refused_start_with(d.path(), &other);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("certificate authentication failed"), "{err}");
+    // Bad settings, refused before anything starts.
+    let no_tls = url.replace("?sslmode=require", "");
+    let (cert, key) = (file("busbar.pem"), file("busbar.key"));
+    for (env, setting, says) in [
+        (
+            vec![
+                ("BUSBAR_CLUSTER_POSTGRES_URL", url.as_str()),
+                ("BUSBAR_CLUSTER_POSTGRES_CERT_FILE", cert.as_str()),
+            ],
+            "cluster.postgres_key_file",
+            "go together",
+        ),
+        (
+            vec![
+                ("BUSBAR_CLUSTER_POSTGRES_URL", url.as_str()),
+                ("BUSBAR_CLUSTER_POSTGRES_CERT_FILE", key.as_str()),
+                ("BUSBAR_CLUSTER_POSTGRES_KEY_FILE", key.as_str()),
+            ],
+            "cluster.postgres_cert_file",
+            "no PEM certificate",
+        ),
+        (
+            vec![
+                ("BUSBAR_CLUSTER_POSTGRES_URL", url.as_str()),
+                ("BUSBAR_CLUSTER_POSTGRES_CERT_FILE", cert.as_str()),
+                ("BUSBAR_CLUSTER_POSTGRES_KEY_FILE", cert.as_str()),
+            ],
+            "cluster.postgres_key_file",
+            "no unencrypted PEM private key",
+        ),
+        (
+            vec![
+                ("BUSBAR_CLUSTER_POSTGRES_URL", no_tls.as_str()),
+                ("BUSBAR_CLUSTER_POSTGRES_CERT_FILE", cert.as_str()),
+                ("BUSBAR_CLUSTER_POSTGRES_KEY_FILE", key.as_str()),
+            ],
+            "cluster.postgres_cert_file",
+            "sslmode=require",
+        ),
+    ] {
+        let (code, err) = common::refused_start_with(d.path(), &env);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(setting) && err.contains(says), "{says}: {err}");
+    }
+}
+
 /// The schema registry is the cluster's: schemas registered concurrently on two brokers get
 /// distinct ids (a registration decided on a stale copy is refused with a retriable error and
 /// tried again), every id names one schema on every broker, a broker started later on an empty
