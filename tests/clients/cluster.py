@@ -275,6 +275,26 @@ def register(test, Busbar):
             assert sorted(map(len, assignments())) == [2, 2, 2], assignments()
             for c in consumers:
                 c.close()
+            # Every broker's HTTP view is the cluster's: the group is listed everywhere, and
+            # described with the same commits and coordinator (its lease holder); only the
+            # coordinator knows its state, the others say Unknown.
+            holder = int(subprocess.run(
+                ["psql", "-qAt", "-d", pg.url(), "-c",
+                 "SELECT holder FROM leases WHERE kind = 'group' AND name = 'g'"],
+                capture_output=True, text=True, check=True).stdout.strip())
+            views = []
+            for i, b in enumerate(brokers):
+                assert "g" in [g["group"] for g in b.get("/groups")["groups"]], i
+                d = b.get("/groups/g")
+                assert d["coordinator"] == holder, (i, d)
+                assert (d["state"] == "Unknown") == (i + 1 != holder), (i, d)
+                views.append(sorted((o["topic"], o["partition"], o["committed_offset"])
+                                    for o in d["offsets"]))
+            committed = {}
+            for part, off, _ in first:
+                committed[part] = max(committed.get(part, 0), off + 1)
+            want = sorted(("cg", part, off) for part, off in committed.items())
+            assert all(v == want for v in views), (want, views)
             # The group's coordinator holds its lease in the database: kill -9 that broker.
             survivors = kill_holder(pg, brokers, "group", "g")
             # kafka-python joins the same group on a surviving broker and resumes at the commits.

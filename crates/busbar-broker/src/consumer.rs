@@ -39,7 +39,12 @@ pub struct GroupDescription {
     pub state: String,
     pub live: Option<GroupInfo>,
     pub offsets: Vec<PartitionLag>,
+    /// Cluster mode: the broker coordinating the group (node id).
+    pub coordinator: Option<i32>,
 }
+
+/// Most groups one cluster-wide listing answers (`GET /groups` in cluster mode).
+pub const GROUPS_LISTED_MAX: usize = 10_000;
 
 impl Broker {
     /// JoinGroup; resolves when the rebalance completes.
@@ -198,6 +203,84 @@ impl Broker {
             .collect()
     }
 
+    /// [`Broker::list_groups`]; in cluster mode with every group that has committed offsets in
+    /// the cluster (at most [`GROUPS_LISTED_MAX`]), and a group this broker does not coordinate
+    /// now is listed as "Unknown" (its coordinator knows its members).
+    pub async fn list_groups_cluster(&self) -> Result<Vec<(String, String)>> {
+        let Some(shared) = self.shared_log() else {
+            return Ok(self.list_groups());
+        };
+        let mut names = shared.group_ids(GROUPS_LISTED_MAX).await?;
+        names.extend(self.groups.names());
+        names.sort();
+        names.dedup();
+        names.truncate(GROUPS_LISTED_MAX);
+        Ok(names
+            .into_iter()
+            .map(|g| {
+                let state = if shared.holds(crate::shared::Coordinated::Group, &g) {
+                    self.groups
+                        .describe(&g)
+                        .map_or(GroupState::Empty, |i| i.state)
+                        .name()
+                } else {
+                    "Unknown"
+                };
+                (g, state.to_string())
+            })
+            .collect())
+    }
+
+    /// [`Broker::describe_group`]; in cluster mode, a group this broker does not coordinate now
+    /// is described from the database: its committed offsets and their lag, its coordinator, no
+    /// members (state "Unknown").
+    pub async fn describe_group_cluster(&self, group: &str) -> Result<GroupDescription> {
+        let Some(shared) = self.shared_log() else {
+            return self.describe_group(group);
+        };
+        let coordinator = shared
+            .coordinator(crate::shared::Coordinated::Group, group)
+            .await?;
+        if shared.holds(crate::shared::Coordinated::Group, group) {
+            let mut d = self.describe_group(group)?;
+            d.coordinator = coordinator;
+            return Ok(d);
+        }
+        let rows = shared.load_offsets(group).await?;
+        if rows.is_empty() {
+            return Err(BrokerError::UnknownGroup(group.to_string()));
+        }
+        let mut offsets = Vec::new();
+        for r in rows {
+            let Some((offset, metadata, _)) = r.value else {
+                continue;
+            };
+            let Ok(committed) = u64::try_from(offset) else {
+                continue;
+            };
+            self.prepare_read(&r.topic, r.partition as i64).await;
+            let hw = self
+                .offsets_of(&r.topic, r.partition as i64)
+                .map_or(0, |(_, hw)| hw);
+            offsets.push(PartitionLag {
+                topic: r.topic,
+                partition: r.partition,
+                committed,
+                metadata,
+                high_watermark: hw,
+                lag: hw.saturating_sub(committed),
+            });
+        }
+        offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(GroupDescription {
+            group: group.to_string(),
+            state: "Unknown".into(),
+            live: None,
+            offsets,
+            coordinator,
+        })
+    }
+
     /// A group's members, assignments, committed offsets and lag.
     pub fn describe_group(&self, group: &str) -> Result<GroupDescription> {
         let live = self.groups.describe(group);
@@ -230,6 +313,7 @@ impl Broker {
                 .to_string(),
             live,
             offsets,
+            coordinator: None,
         })
     }
 

@@ -310,6 +310,9 @@ pub trait SharedLog: Send + Sync + 'static {
 
     /// Every committed offset of `group`.
     fn load_offsets(&self, group: &str) -> BoxFuture<'_, Result<Vec<OffsetRow>>>;
+
+    /// The groups with committed offsets in the cluster, in name order (at most `limit`).
+    fn group_ids(&self, limit: usize) -> BoxFuture<'_, Result<Vec<String>>>;
 }
 
 /// A live broker of the cluster, as Kafka clients reach it.

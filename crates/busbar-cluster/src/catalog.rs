@@ -238,6 +238,18 @@ pub async fn write_offsets(
     Ok(())
 }
 
+/// The groups with committed offsets, in name order (at most `limit`).
+pub async fn group_ids(pool: &Pool, limit: usize) -> Result<Vec<String>, Error> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT DISTINCT group_id FROM group_offsets ORDER BY 1 LIMIT $1",
+            &[&(limit.min(i64::MAX as usize) as i64)],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Every committed offset of `group`.
 pub async fn load_offsets(pool: &Pool, group: &str) -> Result<Vec<OffsetRow>, Error> {
     let c = pool.get().await?;

@@ -616,4 +616,8 @@ impl SharedLog for Cluster {
         let group = group.to_string();
         Box::pin(async move { Ok(bounded(catalog::load_offsets(&self.pool, &group)).await?) })
     }
+
+    fn group_ids(&self, limit: usize) -> BoxFuture<'_, busbar_broker::Result<Vec<String>>> {
+        Box::pin(async move { Ok(bounded(catalog::group_ids(&self.pool, limit)).await?) })
+    }
 }

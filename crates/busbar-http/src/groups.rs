@@ -1,4 +1,7 @@
 //! Consumer-group routes: list, describe (members, committed offsets, lag), reset offsets, delete.
+//! In cluster mode the list and a description are the cluster's: a group another broker
+//! coordinates is listed as "Unknown" and described from the database (its committed offsets,
+//! their lag and its coordinator; its members are known to the coordinator only).
 //! A description shows only the topics the caller may DESCRIBE (offsets, lag and member
 //! assignments of other topics are left out), as Kafka's OffsetFetch refuses them per topic.
 
@@ -20,16 +23,18 @@ use utoipa::ToSchema;
 
 /// Lists the consumer groups the caller may DESCRIBE.
 #[utoipa::path(get, path = "/groups", operation_id = "list_groups", tag = "groups",
-    responses((status = 200, description = "The groups", body = crate::schemas::GroupList)))]
-pub async fn list(State(app): State<App>, caller: Caller) -> Json<Value> {
+    responses((status = 200, description = "The groups", body = crate::schemas::GroupList),
+        (status = 507, description = "Cluster mode: the database could not be read")))]
+pub async fn list(State(app): State<App>, caller: Caller) -> ApiResult<Json<Value>> {
     let groups: Vec<Value> = app
         .broker
-        .list_groups()
+        .list_groups_cluster()
+        .await?
         .into_iter()
         .filter(|(g, _)| caller.may(&app, Operation::Describe, ResourceType::Group, g))
         .map(|(g, s)| json!({"group": g, "state": s}))
         .collect();
-    Json(json!({ "groups": groups }))
+    Ok(Json(json!({ "groups": groups })))
 }
 
 /// `d` without what concerns a topic `visible` refuses: its committed offsets (and so its lag)
@@ -70,7 +75,7 @@ pub fn describe_json(d: &GroupDescription) -> Value {
                    "high_watermark": o.high_watermark, "lag": o.lag, "metadata": o.metadata})
         })
         .collect();
-    json!({
+    let mut out = json!({
         "group": d.group,
         "state": d.state,
         "generation": d.live.as_ref().map_or(0, |l| l.generation),
@@ -78,20 +83,26 @@ pub fn describe_json(d: &GroupDescription) -> Value {
         "members": members,
         "offsets": offsets,
         "lag": d.offsets.iter().map(|o| o.lag).sum::<u64>(),
-    })
+    });
+    if let Some(c) = d.coordinator {
+        // Cluster mode: the broker that knows the members.
+        out["coordinator"] = json!(c);
+    }
+    out
 }
 
 /// Describes a group: members, assignments, committed offsets, lag.
 #[utoipa::path(get, path = "/groups/{group}", operation_id = "describe_group", tag = "groups", params(("group" = String, Path)),
     responses(
         (status = 200, description = "The group", body = crate::schemas::Group),
-        (status = 404, description = "No such group")))]
+        (status = 404, description = "No such group"),
+        (status = 507, description = "Cluster mode: the database could not be read")))]
 pub async fn describe(
     State(app): State<App>,
     Path(group): Path<String>,
     caller: Caller,
 ) -> ApiResult<Json<Value>> {
-    let d = app.broker.describe_group(&group)?;
+    let d = app.broker.describe_group_cluster(&group).await?;
     let visible = |t: &str| caller.may(&app, Operation::Describe, ResourceType::Topic, t);
     Ok(Json(describe_json(&visible_part(d, visible))))
 }

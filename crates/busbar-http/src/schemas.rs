@@ -185,7 +185,8 @@ pub struct GroupSummary {
 #[derive(Serialize, ToSchema)]
 pub struct Group {
     group: String,
-    /// `Empty`, `Stable`, `PreparingRebalance`, `CompletingRebalance` or `Dead`.
+    /// `Empty`, `Stable`, `PreparingRebalance`, `CompletingRebalance` or `Dead`; in cluster
+    /// mode `Unknown` for a group another broker coordinates (described from the database).
     state: String,
     generation: i32,
     protocol: String,
@@ -193,6 +194,8 @@ pub struct Group {
     offsets: Vec<GroupOffset>,
     /// Sum over `offsets`.
     lag: u64,
+    /// Cluster mode only: the node id of the broker coordinating the group.
+    coordinator: Option<i32>,
 }
 
 #[derive(Serialize, ToSchema)]
