@@ -21,7 +21,8 @@
 //!    deletes the rows of the objects it replaces (rolled back unless every one is still there),
 //!    records it over their whole offset range and queues the old keys for deletion a minute
 //!    later (a read that looked up an old row just before still finds its object);
-//! 3. records `compacted_to = upto` and the oldest tombstone kept.
+//! 3. records `compacted_to`, where mapping ended (`upto`, or the end of the objects when all
+//!    were mapped: the last batch, kept whole, was mapped too), and the oldest tombstone kept.
 //!
 //! Each uploader round reads at most [`OBJECTS_PER_ROUND`] objects (fewer when they are big:
 //! about [`ROUND_BYTES`]); the compaction goes on in the
@@ -48,9 +49,12 @@ pub const OBJECTS_PER_ROUND: usize = 16;
 /// About the most object bytes one round reads: with big objects, fewer than
 /// [`OBJECTS_PER_ROUND`] (at least one), so a round never holds the uploads up for long.
 pub const ROUND_BYTES: usize = 32 << 20;
-/// How long a partition whose compaction failed is passed over (a damaged or missing object
-/// must not keep every other partition from being compacted).
+/// How long a partition is passed over after a compaction that failed (a damaged or missing
+/// object must not keep every other partition from being compacted) or that wrote nothing.
 pub const FAILED_BACKOFF: std::time::Duration = std::time::Duration::from_secs(600);
+/// The schema version from which brokers read compacted objects' gaps: a live broker below it
+/// holds compaction off.
+pub const GAPS_SINCE: i32 = 11;
 /// A partition is due when its unmapped objects hold at least this share of its object bytes
 /// (Kafka's `min.cleanable.dirty.ratio` default).
 pub const DIRTY_RATIO: f64 = 0.5;
@@ -87,6 +91,11 @@ struct Job {
     phase: Phase,
     /// The oldest tombstone kept so far.
     tomb: Option<i64>,
+    /// Whether it replaced any object.
+    wrote: bool,
+    /// Where mapping ended (the next compaction maps from there; objects ending there or
+    /// after are dirty).
+    mapped: u64,
     group: Group,
 }
 
@@ -151,7 +160,13 @@ pub async fn step(
     let result = run_round(cluster, cold, &mut job, &mut state.rewrites).await;
     match result {
         Ok(true) => state.job = Some(job),
-        Ok(false) => {}
+        Ok(false) if job.wrote => {}
+        Ok(false) => {
+            // Nothing to gain there now: the others go first.
+            state
+                .failed
+                .insert((job.topic_id.clone(), job.partition), Instant::now());
+        }
         Err(_) => {
             state
                 .failed
@@ -196,10 +211,7 @@ async fn due(
         .query_one(
             "SELECT count(*) FROM brokers WHERE schema_version < $1 \
              AND heartbeat_at > now() - $2 * interval '1 millisecond'",
-            &[
-                &crate::migrate::latest(),
-                &(crate::members::BROKER_SESSION_MS as f64),
-            ],
+            &[&GAPS_SINCE, &(crate::members::BROKER_SESSION_MS as f64)],
         )
         .await?
         .get(0);
@@ -211,13 +223,13 @@ async fn due(
         .query(
             "SELECT o.topic_id, o.partition, p.log_start, p.compacted_to, \
              p.compaction_tombstone_ms, \
-             coalesce(sum(o.size) FILTER (WHERE o.base_offset >= p.compacted_to), 0)::bigint, \
+             coalesce(sum(o.size) FILTER (WHERE o.last_offset >= p.compacted_to), 0)::bigint, \
              sum(o.size)::bigint, (extract(epoch FROM now()) * 1000)::bigint \
              FROM objects o JOIN partitions p USING (topic_id, partition) \
              WHERE o.topic_id = ANY($1) \
              GROUP BY o.topic_id, o.partition, p.log_start, p.compacted_to, \
              p.compaction_tombstone_ms \
-             ORDER BY coalesce(sum(o.size) FILTER (WHERE o.base_offset >= p.compacted_to), 0) \
+             ORDER BY coalesce(sum(o.size) FILTER (WHERE o.last_offset >= p.compacted_to), 0) \
              ::float8 / greatest(sum(o.size), 1) DESC",
             &[&ids],
         )
@@ -255,6 +267,8 @@ async fn due(
                 last_batch: None,
             },
             tomb: None,
+            wrote: false,
+            mapped: from,
             group: Group::default(),
         }));
     }
@@ -337,10 +351,17 @@ async fn map_round(
             });
         }
         if let Some(upto) = full_at {
-            job.phase = Phase::Rewriting { upto, cursor: 0 };
+            job.mapped = upto;
+            job.phase = Phase::Rewriting {
+                upto,
+                cursor: job.log_start,
+            };
             return Ok(true);
         }
         next = o.last + 1;
+    }
+    if found.len() < n {
+        job.mapped = next;
     }
     job.phase = if found.len() < n {
         // Every object is mapped: the rewrite covers them all but the partition's last batch,
@@ -348,7 +369,7 @@ async fn map_round(
         // with a batch, and a reader at its end is not left below an end it can never read).
         Phase::Rewriting {
             upto: last_batch.map_or(next, |b| b.min(next)),
-            cursor: 0,
+            cursor: job.log_start,
         }
     } else {
         Phase::Mapping {
@@ -406,7 +427,7 @@ async fn rewrite_round(
     if !write_group(cluster, cold, job, group, rewrites).await? {
         return Ok(false);
     }
-    bounded(finish(cluster, job, upto)).await?;
+    bounded(finish(cluster, job, job.mapped)).await?;
     Ok(false)
 }
 
@@ -447,7 +468,7 @@ async fn filter_object(
 async fn write_group(
     cluster: &Cluster,
     cold: &Cold,
-    job: &Job,
+    job: &mut Job,
     group: Group,
     rewrites: &mut u64,
 ) -> Result<bool, Error> {
@@ -479,6 +500,7 @@ async fn write_group(
         max_timestamp: newest,
     };
     let replaced = bounded(replace(&cluster.pool, me, job, &group.olds, &new)).await?;
+    job.wrote |= replaced;
     if !replaced {
         // The queue deletes the new object in an hour; the next compaction starts over.
         busbar_broker::log::info(
@@ -582,7 +604,8 @@ async fn replace(
     Ok(true)
 }
 
-/// Records the finished compaction: mapped up to `upto`, the oldest tombstone kept.
+/// Records the finished compaction: mapped up to `upto` (the next maps from there), the oldest
+/// tombstone kept.
 async fn finish(cluster: &Cluster, job: &Job, upto: u64) -> Result<(), Error> {
     let mut c = cluster.pool.get().await?;
     let tx = c.transaction().await?;
