@@ -422,7 +422,7 @@ impl RetryStore {
     pub fn give_up(&self, sub: &str) {
         if let Backing::Shared { bus, .. } = &self.log {
             let (bus, sub) = (bus.clone(), sub.to_string());
-            tokio::spawn(async move { bus.release(&sub).await });
+            tokio::spawn(async move { bus.release_lapsed(&sub).await });
         }
     }
 

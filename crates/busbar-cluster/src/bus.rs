@@ -335,6 +335,20 @@ impl SharedBus for Cluster {
         })
     }
 
+    fn release_lapsed(&self, sub: &str) -> BoxFuture<'_, ()> {
+        let sub = sub.to_string();
+        Box::pin(async move {
+            let gone = self
+                .members
+                .give_up_lapsed(&self.pool, Kind::Subscription, &sub);
+            if let Err(e) = bounded(gone).await {
+                // The lease lapses by itself at its expiry.
+                let msg = format!("cluster: giving up the lease of subscription {sub:?}: {e}");
+                busbar_broker::log::warn("busbar", "cluster_lease", &msg, &[]);
+            }
+        })
+    }
+
     fn preferred(&self, sub: &str) -> bool {
         let ids: Vec<i32> = self.members.members().iter().map(|m| m.node_id).collect();
         busbar_broker::shared::rendezvous(sub, &ids) == Some(self.members.node_id)

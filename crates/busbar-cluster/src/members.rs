@@ -542,6 +542,29 @@ impl Membership {
         Ok(())
     }
 
+    /// Gives lease `name` of `kind` up after its local window ran out (a worker's watchdog):
+    /// forgotten here unless it was taken again meanwhile, and its row deleted only once the
+    /// database's clock has it expired. So a give-up that comes late, after this process took
+    /// the lease again, leaves the new take alone (its local window is open, and its row's
+    /// expiry was pushed on); otherwise the row lapses by itself within [`LEASE_MARGIN`].
+    pub async fn give_up_lapsed(&self, pool: &Pool, kind: Kind, name: &str) -> Result<(), Error> {
+        {
+            let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (kind, name.to_string());
+            if leases.get(&key).is_some_and(|h| Instant::now() >= h.until) {
+                leases.remove(&key);
+            }
+        }
+        let c = pool.get().await?;
+        c.execute(
+            "DELETE FROM leases WHERE kind = $1 AND name = $2 AND holder = $3 \
+             AND holder_instance = $4 AND expires_at <= now()",
+            &[&kind.as_str(), &name, &self.node_id, &self.instance],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Whether the process with instance token `instance` is a live broker, asked of the
     /// database now (its heartbeat younger than a session by the database's clock; this
     /// process always is).
@@ -625,5 +648,59 @@ mod tests {
             ..m
         };
         assert_eq!(old.addr(1, "SASL_SSL"), ("a", 1));
+    }
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+    use crate::pg::Pg;
+    use crate::pool::connect;
+    use busbar_testkit::postgres::TestPostgres;
+
+    async fn rows(pool: &Pool) -> i64 {
+        let c = pool.get().await.unwrap();
+        c.query_one("SELECT count(*) FROM leases", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// On a real PostgreSQL: a give-up after a lapse that comes late, once this process holds
+    /// the lease again, changes nothing (neither here nor in the database); once the lease has
+    /// lapsed here and expired there, it deletes the row. The plain give-up deletes at once.
+    #[tokio::test]
+    async fn a_late_give_up_after_a_lapse_leaves_a_new_take_alone() {
+        let server = TestPostgres::start();
+        let pg = Pg::new(&server.create_db("leases"), None, None).unwrap();
+        crate::migrate::apply(&mut connect(&pg).await.unwrap())
+            .await
+            .unwrap();
+        let pool = Pool::new(pg.clone(), 2);
+        let m = Membership::new(pg, 1, "127.0.0.1", 9092, "127.0.0.1:8080");
+        let (kind, name) = (Kind::Subscription, "s");
+        let (sent, _) = m.take(&pool, kind, name).await.unwrap().unwrap();
+        m.confirm(kind, name, sent);
+        m.give_up_lapsed(&pool, kind, name).await.unwrap();
+        assert!(m.holds(kind, name), "a held lease is not forgotten");
+        assert_eq!(rows(&pool).await, 1, "nor is its row deleted");
+        // Lapsed here (forgotten) and expired in the database: deleted.
+        m.release(kind, name);
+        let c = pool.get().await.unwrap();
+        c.execute(
+            "UPDATE leases SET expires_at = now() - interval '1 second'",
+            &[],
+        )
+        .await
+        .unwrap();
+        drop(c);
+        m.give_up_lapsed(&pool, kind, name).await.unwrap();
+        assert_eq!(rows(&pool).await, 0);
+        // The deliberate give-up deletes a held lease at once.
+        let (sent, _) = m.take(&pool, kind, name).await.unwrap().unwrap();
+        m.confirm(kind, name, sent);
+        m.give_up(&pool, kind, name).await.unwrap();
+        assert!(!m.holds(kind, name));
+        assert_eq!(rows(&pool).await, 0);
     }
 }
