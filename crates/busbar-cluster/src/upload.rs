@@ -105,62 +105,47 @@ pub async fn run(cluster: Arc<Cluster>, cold: Arc<Cold>, broker: Arc<Broker>) {
         let topics = broker.shared_compaction();
         let result =
             crate::compact::step(&cluster, &cold, &topics, &held, &mut memory.compaction).await;
-        report_compaction(&mut memory, result);
+        let what = (
+            "compaction",
+            "cluster_compaction_failing",
+            "it goes on next round",
+        );
+        report_once(&mut memory.compact_failing, result, what);
         if retained.elapsed() >= RETAIN_EVERY {
             retained = Instant::now();
             let result = retain(&cluster, &broker.shared_retention(), &held).await;
-            match (result, memory.retain_failing) {
-                (Err(e), false) => {
-                    busbar_broker::log::warn(
-                        "busbar",
-                        "cluster_retention_failed",
-                        &format!(
-                            "cluster: retention of the cold tier fails ({e}); tried again every \
-                             {} s (logged again once it works)",
-                            RETAIN_EVERY.as_secs()
-                        ),
-                        &[],
-                    );
-                    memory.retain_failing = true;
-                }
-                (Ok(()), true) => {
-                    busbar_broker::log::info(
-                        "busbar",
-                        "cluster_retention_resumed",
-                        "cluster: retention of the cold tier works again",
-                        &[],
-                    );
-                    memory.retain_failing = false;
-                }
-                _ => {}
-            }
+            let every = format!("tried again every {} s", RETAIN_EVERY.as_secs());
+            let what = ("retention", "cluster_retention_failed", every.as_str());
+            report_once(&mut memory.retain_failing, result, what);
         }
     }
 }
 
-/// Logs the first failure of the objects' compaction and the recovery after it.
-fn report_compaction(memory: &mut Memory, result: Result<(), Error>) {
-    match (result, memory.compact_failing) {
+/// Logs the first failure of a background task (`what`: its name, the failure's event and
+/// when it is tried again) and the recovery after it; `failing` remembers which was logged.
+fn report_once(failing: &mut bool, result: Result<(), Error>, what: (&str, &str, &str)) {
+    let (name, event, again) = what;
+    match (result, *failing) {
         (Err(e), false) => {
             busbar_broker::log::warn(
                 "busbar",
-                "cluster_compaction_failing",
+                event,
                 &format!(
-                    "cluster: compaction of the cold tier fails ({e}); it goes on in the next \
-                     rounds (logged again once it works)"
+                    "cluster: {name} of the cold tier fails ({e}); {again} (logged again once \
+                     it works)"
                 ),
                 &[],
             );
-            memory.compact_failing = true;
+            *failing = true;
         }
         (Ok(()), true) => {
             busbar_broker::log::info(
                 "busbar",
-                "cluster_compaction_resumed",
-                "cluster: compaction of the cold tier works again",
+                &format!("cluster_{name}_resumed"),
+                &format!("cluster: {name} of the cold tier works again"),
                 &[],
             );
-            memory.compact_failing = false;
+            *failing = false;
         }
         _ => {}
     }

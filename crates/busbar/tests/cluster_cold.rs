@@ -532,6 +532,14 @@ fn keyed_events_of(addr: std::net::SocketAddr, topic: &str) -> Vec<(u64, String,
     }
 }
 
+/// Creates a compacted topic of one partition through broker `addr`.
+fn create_compacted(addr: std::net::SocketAddr, name: &str) {
+    let body = serde_json::json!({"name": name, "partitions": 1,
+        "configs": {"cleanup.policy": "compact"}});
+    let (st, r) = common::cluster::http(addr, "POST", "/topics", Some(body)).unwrap();
+    assert_eq!(st, 201, "{r}");
+}
+
 /// A compacted topic's objects are rewritten without superseded records: the objects shrink,
 /// below the compacted offset each key is left once, the replaced objects are queued for
 /// deletion, and every object in the store is named by a row or queued. A broker started on an
@@ -548,26 +556,10 @@ fn compaction_rewrites_a_compacted_topics_objects_and_a_new_broker_reads_the_lat
         &[("BUSBAR_CLUSTER_COMPACTION_INTERVAL_MS", "300".into())],
     );
     let mut nodes: Vec<Node> = (1..=2).map(|i| Node::with_env(i, &url, &env)).collect();
-    let (st, r) = common::cluster::http(
-        nodes[0].http,
-        "POST",
-        "/topics",
-        Some(serde_json::json!({"name": "kv", "partitions": 1,
-            "configs": {"cleanup.policy": "compact"}})),
-    )
-    .unwrap();
-    assert_eq!(st, 201, "{r}");
+    create_compacted(nodes[0].http, "kv");
     // A second compacted topic with one event: a partition whose only object is its last
     // batch is compacted once (nothing to remove) and never holds up the other.
-    let (st, r) = common::cluster::http(
-        nodes[0].http,
-        "POST",
-        "/topics",
-        Some(serde_json::json!({"name": "idle", "partitions": 1,
-            "configs": {"cleanup.policy": "compact"}})),
-    )
-    .unwrap();
-    assert_eq!(st, 201, "{r}");
+    create_compacted(nodes[0].http, "idle");
     let one = serde_json::json!([{"partition": 0, "key": "a", "value": 1}]);
     let (st, r) =
         common::cluster::http(nodes[0].http, "POST", "/topics/idle/events", Some(one)).unwrap();
