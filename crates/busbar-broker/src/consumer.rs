@@ -204,13 +204,22 @@ impl Broker {
     }
 
     /// [`Broker::list_groups`]; in cluster mode with every group that has committed offsets in
-    /// the cluster (at most [`GROUPS_LISTED_MAX`]), and a group this broker does not coordinate
-    /// now is listed as "Unknown" (its coordinator knows its members).
+    /// the cluster (at most [`GROUPS_LISTED_MAX`], cut before the caller's ACLs filter them), and
+    /// a group this broker does not coordinate now is listed as "Unknown" (its coordinator knows
+    /// its members). With the database out of reach, this broker's own groups (logged).
     pub async fn list_groups_cluster(&self) -> Result<Vec<(String, String)>> {
         let Some(shared) = self.shared_log() else {
             return Ok(self.list_groups());
         };
-        let mut names = shared.group_ids(GROUPS_LISTED_MAX).await?;
+        let mut names = match shared.group_ids(GROUPS_LISTED_MAX).await {
+            Ok(names) => names,
+            Err(e) => {
+                // The database is out of reach: this broker's own groups at least.
+                let msg = format!("groups: the cluster's group list could not be read ({e})");
+                crate::log::warn("busbar", "cluster_groups", &msg, &[]);
+                Vec::new()
+            }
+        };
         names.extend(self.groups.names());
         names.sort();
         names.dedup();
@@ -218,7 +227,7 @@ impl Broker {
         Ok(names
             .into_iter()
             .map(|g| {
-                let state = if shared.holds(crate::shared::Coordinated::Group, &g) {
+                let state = if shared.holds_quietly(crate::shared::Coordinated::Group, &g) {
                     self.groups
                         .describe(&g)
                         .map_or(GroupState::Empty, |i| i.state)
@@ -241,7 +250,7 @@ impl Broker {
         let coordinator = shared
             .coordinator(crate::shared::Coordinated::Group, group)
             .await?;
-        if shared.holds(crate::shared::Coordinated::Group, group) {
+        if shared.holds_quietly(crate::shared::Coordinated::Group, group) {
             let mut d = self.describe_group(group)?;
             d.coordinator = coordinator;
             return Ok(d);
@@ -258,7 +267,7 @@ impl Broker {
             let Ok(committed) = u64::try_from(offset) else {
                 continue;
             };
-            self.prepare_read(&r.topic, r.partition as i64).await;
+            // The partition's end as heard (a catch-up of the copy would add nothing here).
             let hw = self
                 .offsets_of(&r.topic, r.partition as i64)
                 .map_or(0, |(_, hw)| hw);

@@ -225,6 +225,10 @@ pub trait SharedLog: Send + Sync + 'static {
     /// and not about to expire).
     fn holds(&self, of: Coordinated, name: &str) -> bool;
 
+    /// [`SharedLog::holds`] without marking the lease used (read-only views must not keep an
+    /// idle lease from lapsing).
+    fn holds_quietly(&self, of: Coordinated, name: &str) -> bool;
+
     /// Takes `name`'s lease when it is free, expired or this process's already: the time the
     /// request was sent (for [`SharedLog::confirm`], after the state is loaded), or `None` when
     /// another live broker holds it. The flag says whether another process held it last.

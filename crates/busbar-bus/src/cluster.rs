@@ -137,8 +137,8 @@ pub trait SharedBus: Send + Sync + 'static {
     fn holds(&self, sub: &str) -> bool;
     /// Gives `sub`'s lease up (its worker has stopped).
     fn release(&self, sub: &str) -> BoxFuture<'_, ()>;
-    /// Gives `sub`'s lease up after its local window ran out (a watchdog): leaves a take this
-    /// process made again meanwhile alone, and its row to lapse by itself.
+    /// Gives `sub`'s lease up after its local window ran out (a watchdog): forgotten here, its
+    /// row left to lapse by itself (never deleting the row of a take made again meanwhile).
     fn release_lapsed(&self, sub: &str) -> BoxFuture<'_, ()>;
     /// Whether rendezvous hashing over the live brokers picks this one for `sub`.
     fn preferred(&self, sub: &str) -> bool;
@@ -297,8 +297,8 @@ async fn watchdog(
             let _ = stop.send(true);
             let msg = format!("subscription {name:?}: lease ran out; its worker stops here");
             busbar_broker::log::warn("busbar", "bus_cluster", &msg, &[]);
-            // Given up for good: a late renewal must not make the stopped worker look held (a
-            // take made again meanwhile is left alone).
+            // Given up for good: a late renewal must not make the stopped worker look held (the
+            // row of a take made again meanwhile is left alone).
             shared.release_lapsed(&name).await;
             return;
         }

@@ -472,6 +472,10 @@ impl SharedLog for Cluster {
         self.members.holds(lease_kind(of), name)
     }
 
+    fn holds_quietly(&self, of: Coordinated, name: &str) -> bool {
+        self.members.holds_quietly(lease_kind(of), name)
+    }
+
     fn take(
         &self,
         of: Coordinated,

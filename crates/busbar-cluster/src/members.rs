@@ -459,6 +459,14 @@ impl Membership {
         }
     }
 
+    /// [`Membership::holds`] without marking the lease used.
+    pub fn holds_quietly(&self, kind: Kind, name: &str) -> bool {
+        let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        leases
+            .get(&(kind, name.to_string()))
+            .is_some_and(|h| Instant::now() < h.until)
+    }
+
     /// Takes lease `name` of `kind` in the database when it is free, expired or this process's:
     /// the time the request was sent, to [`Membership::confirm`] once the state is loaded, and
     /// whether another process held it last; `None` when another live process holds it.
@@ -543,18 +551,13 @@ impl Membership {
     }
 
     /// Gives lease `name` of `kind` up after its local window ran out (a worker's watchdog):
-    /// forgotten here unless it was taken again meanwhile, and its row deleted only once the
-    /// database's clock has it expired. So a give-up that comes late, after this process took
-    /// the lease again, leaves the new take alone (its local window is open, and its row's
-    /// expiry was pushed on); otherwise the row lapses by itself within [`LEASE_MARGIN`].
+    /// forgotten here for good (a late renewal must not make the stopped worker look held), and
+    /// its row deleted only once the database's clock has it expired. So a give-up that comes
+    /// late, after this process took the lease again, never deletes the new take's row (its
+    /// expiry was pushed on): at worst this process stops using it, and it lapses and is taken
+    /// again. Otherwise the row lapses by itself within [`LEASE_MARGIN`].
     pub async fn give_up_lapsed(&self, pool: &Pool, kind: Kind, name: &str) -> Result<(), Error> {
-        {
-            let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-            let key = (kind, name.to_string());
-            if leases.get(&key).is_some_and(|h| Instant::now() >= h.until) {
-                leases.remove(&key);
-            }
-        }
+        self.release(kind, name);
         let c = pool.get().await?;
         c.execute(
             "DELETE FROM leases WHERE kind = $1 AND name = $2 AND holder = $3 \
@@ -667,10 +670,10 @@ mod lease_tests {
     }
 
     /// On a real PostgreSQL: a give-up after a lapse that comes late, once this process holds
-    /// the lease again, changes nothing (neither here nor in the database); once the lease has
-    /// lapsed here and expired there, it deletes the row. The plain give-up deletes at once.
+    /// the lease again, forgets it here but leaves its row; once the row has expired there, it
+    /// deletes it. The plain give-up deletes at once.
     #[tokio::test]
-    async fn a_late_give_up_after_a_lapse_leaves_a_new_take_alone() {
+    async fn a_late_give_up_after_a_lapse_leaves_the_row_of_a_new_take() {
         let server = TestPostgres::start();
         let pg = Pg::new(&server.create_db("leases"), None, None).unwrap();
         crate::migrate::apply(&mut connect(&pg).await.unwrap())
@@ -682,10 +685,13 @@ mod lease_tests {
         let (sent, _) = m.take(&pool, kind, name).await.unwrap().unwrap();
         m.confirm(kind, name, sent);
         m.give_up_lapsed(&pool, kind, name).await.unwrap();
-        assert!(m.holds(kind, name), "a held lease is not forgotten");
-        assert_eq!(rows(&pool).await, 1, "nor is its row deleted");
-        // Lapsed here (forgotten) and expired in the database: deleted.
-        m.release(kind, name);
+        assert!(!m.holds(kind, name), "forgotten here for good");
+        assert_eq!(
+            rows(&pool).await,
+            1,
+            "but the row of a take made again is not deleted"
+        );
+        // Expired in the database: deleted.
         let c = pool.get().await.unwrap();
         c.execute(
             "UPDATE leases SET expires_at = now() - interval '1 second'",
