@@ -194,13 +194,18 @@ impl Broker {
         names
             .into_iter()
             .map(|g| {
-                let state = self
-                    .groups
-                    .describe(&g)
-                    .map_or(GroupState::Empty, |i| i.state);
-                (g, state.name().to_string())
+                let state = self.group_state(&g).to_string();
+                (g, state)
             })
             .collect()
+    }
+
+    /// The state name of a group as this broker knows it (Empty without live state).
+    fn group_state(&self, group: &str) -> &'static str {
+        self.groups
+            .describe(group)
+            .map_or(GroupState::Empty, |i| i.state)
+            .name()
     }
 
     /// [`Broker::list_groups`]; in cluster mode with every group that has committed offsets in
@@ -228,10 +233,7 @@ impl Broker {
             .into_iter()
             .map(|g| {
                 let state = if shared.holds_quietly(crate::shared::Coordinated::Group, &g) {
-                    self.groups
-                        .describe(&g)
-                        .map_or(GroupState::Empty, |i| i.state)
-                        .name()
+                    self.group_state(&g)
                 } else {
                     "Unknown"
                 };

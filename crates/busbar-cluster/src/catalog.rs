@@ -366,7 +366,7 @@ async fn read_once(
             bytes.len()
         )));
     }
-    let gapped = cold.parse_key_tagged(&key).is_some_and(|(_, g)| g);
+    let gapped = cold.is_rewritten(&key);
     let batches = crate::cold::decode(&key, &bytes, (base as u64, last as u64), from, gapped)?;
     // A compaction may have removed everything of the object from `from` on.
     let skip_to = batches.is_empty().then_some(last as u64 + 1);

@@ -151,6 +151,11 @@ impl Cold {
         self.parse_key_tagged(key).map(|(k, _)| k)
     }
 
+    /// Whether `key` is a compaction's (its object may skip offsets: `decode`'s `gapped`).
+    pub fn is_rewritten(&self, key: &str) -> bool {
+        self.parse_key_tagged(key).is_some_and(|(_, tagged)| tagged)
+    }
+
     /// [`Cold::parse_key`], and whether the key is a compaction's (its object may have gaps).
     pub fn parse_key_tagged(&self, key: &str) -> Option<((String, u32, u64, u64), bool)> {
         let name = if self.prefix.is_empty() {

@@ -40,7 +40,7 @@ use crate::members::Kind;
 use crate::pool::Pool;
 use crate::upload::{holds_range, range_of};
 use crate::{bounded, Cluster, Error};
-use busbar_broker::shared::Compaction;
+use busbar_broker::shared::{Compaction, SharedBatch};
 use busbar_log::{for_each_keyed, CompactionFilter, Kept, KeyMap};
 use std::time::Instant;
 
@@ -112,6 +112,7 @@ enum Phase {
 }
 
 /// An object as compaction sees it.
+#[derive(Clone)]
 struct Old {
     key: String,
     base: u64,
@@ -161,13 +162,8 @@ pub async fn step(
     match result {
         Ok(true) => state.job = Some(job),
         Ok(false) if job.wrote => {}
-        Ok(false) => {
-            // Nothing to gain there now: the others go first.
-            state
-                .failed
-                .insert((job.topic_id.clone(), job.partition), Instant::now());
-        }
-        Err(_) => {
+        // Failed, or nothing to gain there now: the others go first.
+        Ok(false) | Err(_) => {
             state
                 .failed
                 .insert((job.topic_id.clone(), job.partition), Instant::now());
@@ -315,18 +311,15 @@ async fn objects(
 }
 
 /// The batches of object `o`, read and checked.
-async fn batches_of(cold: &Cold, o: &Old) -> Result<Vec<Vec<u8>>, Error> {
+async fn batches_of(cold: &Cold, o: &Old) -> Result<Vec<SharedBatch>, Error> {
     let bytes = cold.get(&o.key).await?;
-    let gapped = cold.parse_key_tagged(&o.key).is_some_and(|(_, g)| g);
-    let batches = cold::decode(&o.key, &bytes, (o.base, o.last), 0, gapped)?;
-    Ok(batches.into_iter().map(|b| b.bytes).collect())
-}
-
-/// The base offset written in a stored batch.
-fn batch_base(b: &[u8]) -> Option<u64> {
-    busbar_log::batch::BatchHeader::parse(b)
-        .ok()
-        .and_then(|h| u64::try_from(h.base_offset).ok())
+    cold::decode(
+        &o.key,
+        &bytes,
+        (o.base, o.last),
+        0,
+        cold.is_rewritten(&o.key),
+    )
 }
 
 /// Maps the keys of the next objects; answers whether the compaction goes on.
@@ -343,8 +336,8 @@ async fn map_round(
     for o in &found {
         let mut full_at = None;
         for b in batches_of(cold, o).await? {
-            last_batch = batch_base(&b).or(last_batch);
-            for_each_keyed(&b, |key, offset| {
+            last_batch = Some(b.base_offset);
+            for_each_keyed(&b.bytes, |key, offset| {
                 if full_at.is_none() && offset >= from && !job.map.put(key, offset) {
                     full_at = Some(offset);
                 }
@@ -409,12 +402,7 @@ async fn rewrite_round(
         if left_alone {
             continue;
         }
-        job.group.olds.push(Old {
-            key: o.key.clone(),
-            base: o.base,
-            last: o.last,
-            max_timestamp: o.max_timestamp,
-        });
+        job.group.olds.push(o.clone());
         job.group.bytes += bytes;
         job.group.removed += removed;
         job.group.batches.extend(kept);
@@ -446,16 +434,15 @@ async fn filter_object(
     };
     let (mut kept, mut removed) = (Vec::new(), 0);
     for b in batches_of(cold, o).await? {
-        let (k, n, tomb) = filter.batch(&b);
+        let (k, n, tomb) = filter.batch(&b.bytes);
         removed += n;
         // A tombstone at or past `upto` is not this compaction's to expire: it is due when the
         // next compaction (which maps past it) finds it old.
-        let below = batch_base(&b).is_some_and(|base| base < upto);
-        if let Some(t) = tomb.filter(|_| below) {
+        if let Some(t) = tomb.filter(|_| b.base_offset < upto) {
             job.tomb = Some(job.tomb.map_or(t, |x| x.min(t)));
         }
         match k {
-            Kept::Whole => kept.push(b),
+            Kept::Whole => kept.push(b.bytes),
             Kept::Rebuilt(r) => kept.push(r),
             Kept::Nothing => {}
         }

@@ -364,12 +364,7 @@ impl Log {
                 end: was,
             });
         }
-        let rolls = st.rolls;
-        let written = self.write_at(st, batch, h, at);
-        if written.is_err() && st.rolls == rolls {
-            st.next_offset = was;
-        }
-        written
+        self.write_at(st, batch, h, at)
     }
 
     /// Writes a checked batch at offset `at` (the end, or past it), rolling first when due. A
@@ -398,8 +393,11 @@ impl Log {
             self.roll_locked(st)?;
         }
         if rel_end(st) > u32::MAX as u64 {
-            st.next_offset = at;
-            self.roll_locked(st)?;
+            let was = std::mem::replace(&mut st.next_offset, at);
+            if let Err(e) = self.roll_locked(st) {
+                st.next_offset = was; // nothing changed
+                return Err(e);
+            }
         }
         let base_offset = at;
         batch::patch(batch, base_offset, st.epoch);
