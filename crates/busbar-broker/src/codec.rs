@@ -63,7 +63,7 @@ fn snappy(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
 }
 
 /// Compresses a records section with `codec` (1 gzip, 2 snappy (raw), 3 lz4 frame, 4 zstd), as a
-/// producer would (the bench uses it; the broker itself never recompresses).
+/// producer would (the bench uses it; the broker recompresses only what compaction rebuilds).
 pub fn compress(codec: u8, data: &[u8]) -> Result<Vec<u8>, String> {
     use std::io::Write;
     match codec {
@@ -102,6 +102,21 @@ pub fn decompress(codec: u8, data: &[u8], limit: usize) -> Result<Vec<u8>, Strin
         other => Err(format!("unknown compression codec {other}")),
     };
     r.map_err(|e| format!("{} data: {e}", name(codec)))
+}
+
+/// Kafka's codecs for compaction, which inflates a compressed batch to filter its records and
+/// compresses the kept ones again with the batch's codec. Inflation is bounded as a produced
+/// batch's is ([`crate::validate::decompressed_max`]).
+pub struct KafkaCodecs;
+
+impl busbar_log::Codec for KafkaCodecs {
+    fn decompress(&self, codec: u8, data: &[u8]) -> Result<Vec<u8>, String> {
+        decompress(codec, data, crate::validate::decompressed_max(data.len()))
+    }
+
+    fn compress(&self, codec: u8, data: &[u8]) -> Result<Vec<u8>, String> {
+        compress(codec, data)
+    }
 }
 
 #[cfg(test)]

@@ -340,6 +340,7 @@ impl TopicConfig {
             retention_bytes: self.retention_bytes,
             delete_retention_ms: self.delete_retention_ms,
             clock,
+            codec: Some(Arc::new(crate::codec::KafkaCodecs)),
             ..LogConfig::default()
         }
     }

@@ -40,8 +40,9 @@ use crate::members::Kind;
 use crate::pool::Pool;
 use crate::upload::{holds_range, range_of};
 use crate::{bounded, Cluster, Error};
+use busbar_broker::codec::KafkaCodecs;
 use busbar_broker::shared::{Compaction, SharedBatch};
-use busbar_log::{for_each_keyed, CompactionFilter, Kept, KeyMap};
+use busbar_log::{for_each_keyed, CompactionFilter, HeldKeys, Kept, KeyMap};
 use std::time::Instant;
 
 /// Most objects one round reads, mapping or rewriting (the compaction goes on next round).
@@ -88,6 +89,8 @@ struct Job {
     /// Tombstones older than this (ms) go.
     horizon: i64,
     map: KeyMap,
+    /// Keys of the transactional batches met so far (their tombstones are held).
+    held: HeldKeys,
     phase: Phase,
     /// The oldest tombstone kept so far.
     tomb: Option<i64>,
@@ -257,6 +260,7 @@ async fn due(
             log_start,
             horizon,
             map: KeyMap::new(cluster.config.compaction_map_bytes),
+            held: HeldKeys::new(cluster.config.compaction_map_bytes),
             phase: Phase::Mapping {
                 from,
                 next: from,
@@ -337,7 +341,7 @@ async fn map_round(
         let mut full_at = None;
         for b in batches_of(cold, o).await? {
             last_batch = Some(b.base_offset);
-            for_each_keyed(&b.bytes, |key, offset| {
+            for_each_keyed(&b.bytes, Some(&KafkaCodecs), |key, offset| {
                 if full_at.is_none() && offset >= from && !job.map.put(key, offset) {
                     full_at = Some(offset);
                 }
@@ -431,10 +435,11 @@ async fn filter_object(
         horizon: job.horizon,
         log_start: job.log_start,
         upto,
+        codec: Some(&KafkaCodecs),
     };
     let (mut kept, mut removed) = (Vec::new(), 0);
     for b in batches_of(cold, o).await? {
-        let (k, n, tomb) = filter.batch(&b.bytes);
+        let (k, n, tomb) = filter.batch(&b.bytes, &mut job.held);
         removed += n;
         // A tombstone at or past `upto` is not this compaction's to expire: it is due when the
         // next compaction (which maps past it) finds it old.

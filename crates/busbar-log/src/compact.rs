@@ -19,6 +19,11 @@
 //! rolled since the last checkpoint, nor damaged ones. A damaged segment keeps every record,
 //! older values included, so once a pass meets one (marked before, or found while rewriting) no
 //! tombstone after it expires in that pass: removing the tombstone would bring the key back.
+//!
+//! Compressed batches are inflated with the broker's [`Codec`] and filtered like the others;
+//! their kept records are compressed again with the batch's codec. Transactional batches are kept
+//! whole, and their keys held ([`HeldKeys`]): no later tombstone of such a key expires while an
+//! older value of it may sit in one.
 
 use crate::batch::{self, BatchHeader, Record, Records, HEADER_BYTES as BATCH_HEADER_BYTES};
 use crate::cleaner::CleanReport;
@@ -100,6 +105,68 @@ struct Snapshot {
     log_start: u64,
 }
 
+/// Record codecs for compaction. busbar-log has none of its own: the broker supplies Kafka's
+/// (gzip, snappy, lz4, zstd), so that a compressed batch is compacted like any other (inflated,
+/// filtered, and its kept records compressed again with the batch's codec, as Kafka's cleaner
+/// does).
+pub trait Codec: Send + Sync {
+    /// The records section `data` of a batch compressed with `codec` (the attributes' low three
+    /// bits), inflated within the implementation's own bound.
+    fn decompress(&self, codec: u8, data: &[u8]) -> std::result::Result<Vec<u8>, String>;
+    /// The records section `data` compressed with `codec`.
+    fn compress(&self, codec: u8, data: &[u8]) -> std::result::Result<Vec<u8>, String>;
+}
+
+/// Keys of the records a pass keeps whole without judging them: those of transactional batches
+/// (their transaction may have aborted, so they neither lose records nor supersede any). An
+/// older value of such a key stays, so no later tombstone of the key may expire in the pass, or
+/// the value would show again. Bounded: past its budget, or after a batch whose keys cannot be
+/// read (compressed with no codec, or damaged), every later tombstone is held.
+pub struct HeldKeys {
+    keys: std::collections::HashSet<Vec<u8>>,
+    bytes: u64,
+    budget: u64,
+    all: bool,
+}
+
+impl HeldKeys {
+    /// None held yet; at most `budget` bytes of keys (each counted as a [`KeyMap`] entry).
+    pub fn new(budget: u64) -> Self {
+        Self {
+            keys: Default::default(),
+            bytes: 0,
+            budget,
+            all: false,
+        }
+    }
+
+    /// Holds `key`'s tombstones from here on (all of them once past the budget).
+    pub fn hold(&mut self, key: &[u8]) {
+        if self.all || self.keys.contains(key) {
+            return;
+        }
+        let cost = key.len() as u64 + ENTRY_OVERHEAD_BYTES;
+        if self.bytes + cost > self.budget {
+            self.hold_all();
+            return;
+        }
+        self.keys.insert(key.to_vec());
+        self.bytes += cost;
+    }
+
+    /// Holds every tombstone from here on.
+    pub fn hold_all(&mut self) {
+        self.all = true;
+        self.keys = Default::default();
+        self.bytes = 0;
+    }
+
+    /// Whether `key`'s tombstones are held.
+    pub fn holds(&self, key: &[u8]) -> bool {
+        self.all || self.keys.contains(key)
+    }
+}
+
 /// Which records of a batch a pass keeps.
 pub struct Filter<'a> {
     /// Each mapped key's latest offset: an earlier record of the key goes.
@@ -110,6 +177,8 @@ pub struct Filter<'a> {
     pub log_start: u64,
     /// Where mapping stopped: records at or after it stay (a later pass looks at them).
     pub upto: u64,
+    /// Inflates compressed batches; without it they are kept whole.
+    pub codec: Option<&'a dyn Codec>,
 }
 
 /// What [`Filter::batch`] kept of a batch.
@@ -122,32 +191,69 @@ pub enum Kept {
     Nothing,
 }
 
+/// The records section of the batch `bytes` (header `h`), inflated when compressed; `None` when
+/// it cannot be read (no codec, or the codec failed).
+fn records_section<'b>(
+    h: &BatchHeader,
+    bytes: &'b [u8],
+    codec: Option<&dyn Codec>,
+) -> Option<std::borrow::Cow<'b, [u8]>> {
+    let raw = bytes.get(BATCH_HEADER_BYTES..)?;
+    match h.compression() {
+        0 => Some(std::borrow::Cow::Borrowed(raw)),
+        c => codec?.decompress(c, raw).ok().map(std::borrow::Cow::Owned),
+    }
+}
+
+/// Every record of `section` (of the batch `h`); `None` unless all parse and they are as many as
+/// the header says (a batch that cannot be read whole is kept whole, never cut short).
+fn all_records<'s>(h: &BatchHeader, section: &'s [u8]) -> Option<Vec<Record<'s>>> {
+    let records = Records::new(section)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .ok()?;
+    (records.len() == usize::try_from(h.record_count).ok()?).then_some(records)
+}
+
 impl Filter<'_> {
     /// The batch with superseded records, expired tombstones and records below the log start
-    /// removed, how many were removed, and the oldest tombstone kept. Compressed, control and
-    /// transactional batches are kept whole (a transactional record may belong to a transaction
-    /// that aborted, or that is still open: it neither loses records nor supersedes any).
-    pub fn batch(&self, bytes: &[u8]) -> (Kept, u64, Option<i64>) {
+    /// removed, how many were removed, and the oldest tombstone kept that may expire later.
+    /// Control and transactional batches are kept whole (a transactional record may belong to
+    /// a transaction that aborted, or that is still open: it neither loses records nor
+    /// supersedes any); their keys go into `held`, and so does everything when a batch cannot
+    /// be read. A tombstone of a held key is kept whatever its age.
+    pub fn batch(&self, bytes: &[u8], held: &mut HeldKeys) -> (Kept, u64, Option<i64>) {
         let Ok(h) = BatchHeader::parse(bytes) else {
+            held.hold_all();
             return (Kept::Whole, 0, None);
         };
-        if h.compression() != 0 || h.is_control() || h.is_transactional() {
+        if h.is_control() {
+            return (Kept::Whole, 0, None);
+        }
+        let section = records_section(&h, bytes, self.codec);
+        let Some(records) = section.as_deref().and_then(|s| all_records(&h, s)) else {
+            held.hold_all();
+            return (Kept::Whole, 0, None);
+        };
+        if h.is_transactional() {
+            for k in records.iter().filter_map(|r| r.key) {
+                held.hold(k);
+            }
             return (Kept::Whole, 0, None);
         }
         let mut kept = Vec::new();
         let (mut removed, mut tomb) = (0u64, None::<i64>);
-        for r in Records::new(&bytes[BATCH_HEADER_BYTES..]).flatten() {
+        for r in records {
             let offset = h.base_offset as u64 + r.offset_delta as u64;
             let ts = h.base_timestamp + r.timestamp_delta;
             let keep = offset >= self.log_start
                 && (offset >= self.upto
                     || r.key.is_none_or(|k| {
                         let superseded = self.map.get(k).is_some_and(|o| o > offset);
-                        let expired = r.value.is_none() && ts < self.horizon;
+                        let expired = r.value.is_none() && ts < self.horizon && !held.holds(k);
                         !(superseded || expired)
                     }));
             if keep {
-                if r.key.is_some() && r.value.is_none() {
+                if r.key.is_some_and(|k| !held.holds(k)) && r.value.is_none() {
                     tomb = Some(tomb.map_or(ts, |t| t.min(ts)));
                 }
                 kept.push((r, ts));
@@ -158,17 +264,29 @@ impl Filter<'_> {
         let kept = match (removed, kept.len()) {
             (0, _) => Kept::Whole,
             (_, 0) => Kept::Nothing,
-            _ => Kept::Rebuilt(rebuild(&h, &kept)),
+            _ => match rebuild(&h, &kept, self.codec) {
+                Some(b) => Kept::Rebuilt(b),
+                None => {
+                    // Kept as it was: its superseded records stay, so their keys' tombstones too.
+                    held.hold_all();
+                    return (Kept::Whole, 0, tomb);
+                }
+            },
         };
         (kept, removed, tomb)
     }
 }
 
-/// A batch of the `kept` records (with their timestamps) of the batch `h`. As Kafka's cleaner
-/// builds a new batch from the kept records, its header is theirs: base timestamp the first kept
-/// record's, max timestamp their largest (a batch stamped with the broker's append time keeps
-/// both). Offsets, producer fields and the last offset delta stay.
-fn rebuild(h: &BatchHeader, kept: &[(Record<'_>, i64)]) -> Vec<u8> {
+/// A batch of the `kept` records (with their timestamps) of the batch `h`, compressed again with
+/// its codec; `None` when that fails. As Kafka's cleaner builds a new batch from the kept
+/// records, its header is theirs: base timestamp the first kept record's, max timestamp their
+/// largest (a batch stamped with the broker's append time keeps both). Offsets, producer
+/// fields, attributes and the last offset delta stay.
+fn rebuild(
+    h: &BatchHeader,
+    kept: &[(Record<'_>, i64)],
+    codec: Option<&dyn Codec>,
+) -> Option<Vec<u8>> {
     let (base_ts, max_ts) = if h.is_log_append_time() {
         (h.base_timestamp, h.max_timestamp)
     } else {
@@ -187,7 +305,10 @@ fn rebuild(h: &BatchHeader, kept: &[(Record<'_>, i64)]) -> Vec<u8> {
             section.extend_from_slice(&batch::encode_record(r, ts - base_ts));
         }
     }
-    batch::assemble(
+    if h.compression() != 0 {
+        section = codec?.compress(h.compression(), &section).ok()?;
+    }
+    Some(batch::assemble(
         &BatchHeader {
             record_count: kept.len() as i32,
             base_timestamp: base_ts,
@@ -195,7 +316,7 @@ fn rebuild(h: &BatchHeader, kept: &[(Record<'_>, i64)]) -> Vec<u8> {
             ..*h
         },
         &section,
-    )
+    ))
 }
 
 impl Log {
@@ -217,31 +338,33 @@ impl Log {
                 return Ok(report);
             }
             let (map, upto) = self.map_keys(&snap, from)?;
+            let cfg = self.config();
             report.compaction_passes += 1;
             report.map_bytes_peak = report.map_bytes_peak.max(map.bytes);
-            let mut filter = Filter {
+            let filter = Filter {
                 map: &map,
                 horizon,
                 log_start: snap.log_start,
                 upto,
+                codec: cfg.codec.as_deref(),
             };
-            let (mut tomb, mut blocked) = (None, false);
+            let mut held = HeldKeys::new(cfg.compaction_map_bytes);
+            let mut tomb = None;
             for seg in snap.settled.iter().filter(|s| s.base < upto) {
                 self.check_maintenance_now()?;
                 if seg.damaged_from().is_none() {
-                    self.compact_segment(seg, &filter, &mut tomb, &mut report)?;
+                    self.compact_segment(seg, &filter, (&mut held, &mut tomb), &mut report)?;
                 }
                 if seg.damaged_from().is_some() {
                     // Its records stay as they are (older values of any key included): no
                     // tombstone after it may expire in this pass.
-                    filter.horizon = i64::MIN;
-                    blocked = true;
+                    held.hold_all();
                 }
             }
             cs.dirty_from = upto;
             if upto >= snap.settled_end {
-                // Kept only because of damage: no pass is due for these tombstones alone.
-                cs.oldest_tombstone_ts = if blocked { None } else { tomb };
+                // Held tombstones are not counted: no pass is due for them alone.
+                cs.oldest_tombstone_ts = tomb;
                 return Ok(report);
             }
         }
@@ -282,7 +405,7 @@ impl Log {
             let mut cursor = Cursor::new(file.as_ref(), start, end, Expect::AtLeast(seg.base));
             while let Ok(Some((_, bytes))) = cursor.next_batch() {
                 let mut full_at = None;
-                for_each_keyed(bytes, |key, offset| {
+                for_each_keyed(bytes, cfg.codec.as_deref(), |key, offset| {
                     if full_at.is_none()
                         && offset >= from.max(snap.log_start)
                         && !map.put(key, offset)
@@ -303,14 +426,14 @@ impl Log {
         &self,
         seg: &Arc<Segment>,
         filter: &Filter<'_>,
-        tomb: &mut Option<i64>,
+        (held, tomb): (&mut HeldKeys, &mut Option<i64>),
         report: &mut CleanReport,
     ) -> Result<()> {
         let storage = self.storage.as_ref();
         let old_len = seg.len();
         let old = seg.file()?;
         let mut w = Rewrite::new(self, seg.base, old.clone());
-        let res = self.filter_segment(seg, old.as_ref(), filter, &mut w, tomb);
+        let res = self.filter_segment(seg, old.as_ref(), filter, &mut w, (held, tomb));
         let (removed, done) = match res.and_then(|removed| Ok((removed, w.finish()?))) {
             Ok(r) => r,
             Err(e) => {
@@ -359,14 +482,14 @@ impl Log {
         old: &dyn File,
         filter: &Filter<'_>,
         w: &mut Rewrite<'_>,
-        tomb: &mut Option<i64>,
+        (held, tomb): (&mut HeldKeys, &mut Option<i64>),
     ) -> Result<u64> {
         let mut cursor = Cursor::new(old, HEADER_BYTES, seg.len(), Expect::AtLeast(seg.base));
         let mut removed = 0;
         loop {
             match cursor.next_batch() {
                 Ok(Some((pos, bytes))) => {
-                    let (kept, n, t) = filter.batch(bytes);
+                    let (kept, n, t) = filter.batch(bytes, held);
                     removed += n;
                     *tomb = match (*tomb, t) {
                         (Some(a), Some(b)) => Some(a.min(b)),
@@ -509,16 +632,22 @@ impl<'a> Rewrite<'a> {
     }
 }
 
-/// Calls `f(key, offset)` for every keyed record of an uncompressed, non-transactional data batch
-/// (a record of a transaction that may abort must not make an earlier committed value obsolete).
-pub fn for_each_keyed(bytes: &[u8], mut f: impl FnMut(&[u8], u64)) {
+/// Calls `f(key, offset)` for every keyed record of a non-transactional data batch (a record of
+/// a transaction that may abort must not make an earlier committed value obsolete), inflating a
+/// compressed one with `codec` (a batch that cannot be read whole maps nothing: older values of
+/// its keys stay).
+pub fn for_each_keyed(bytes: &[u8], codec: Option<&dyn Codec>, mut f: impl FnMut(&[u8], u64)) {
     let Ok(h) = BatchHeader::parse(bytes) else {
         return;
     };
-    if h.compression() != 0 || h.is_control() || h.is_transactional() {
+    if h.is_control() || h.is_transactional() {
         return;
     }
-    for r in Records::new(&bytes[BATCH_HEADER_BYTES..]).flatten() {
+    let section = records_section(&h, bytes, codec);
+    let Some(records) = section.as_deref().and_then(|s| all_records(&h, s)) else {
+        return;
+    };
+    for r in records {
         if let Some(key) = r.key {
             f(key, h.base_offset as u64 + r.offset_delta as u64);
         }

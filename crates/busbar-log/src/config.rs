@@ -104,7 +104,9 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// Memory for one compaction pass's key map: each distinct key counts its length plus
     /// [`crate::ENTRY_OVERHEAD_BYTES`]. A log with more keys is compacted in several passes (a
-    /// pass always takes at least one key). Default 16 MiB (about 200,000 keys of 16 bytes).
+    /// pass always takes at least one key). A pass also keeps the keys of transactional batches
+    /// it keeps whole within the same budget (see [`crate::HeldKeys`]). Default 16 MiB (about
+    /// 200,000 keys of 16 bytes).
     pub compaction_map_bytes: u64,
     /// The clock used for rolls, retention and sync intervals.
     pub clock: Arc<dyn Clock>,
@@ -119,6 +121,10 @@ pub struct LogConfig {
     /// checkpoint too (a batch must start at or after the previous one's end rather than
     /// exactly there; segments still follow on exactly). Default false.
     pub copied: bool,
+    /// The record codecs compaction inflates compressed batches with (busbar-log has none of
+    /// its own: the broker supplies Kafka's). Without it, a compressed batch is kept whole, its
+    /// keys unread, and no tombstone after it expires in a pass. Default none.
+    pub codec: Option<Arc<dyn crate::Codec>>,
 }
 
 impl Default for LogConfig {
@@ -138,6 +144,7 @@ impl Default for LogConfig {
             clock: Arc::new(SystemClock),
             segment_cache: SegmentCache::shared(),
             copied: false,
+            codec: None,
         }
     }
 }
@@ -154,6 +161,7 @@ impl std::fmt::Debug for LogConfig {
             .field("retention_bytes", &self.retention_bytes)
             .field("compaction_map_bytes", &self.compaction_map_bytes)
             .field("segment_cache", &self.segment_cache)
+            .field("codec", &self.codec.is_some())
             .finish_non_exhaustive()
     }
 }

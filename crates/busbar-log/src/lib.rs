@@ -43,8 +43,8 @@ mod sync;
 pub use cache::{SegmentCache, INDEXES_MAX_DEFAULT, OPEN_FILES_MAX_DEFAULT};
 pub use cleaner::CleanReport;
 pub use compact::{
-    for_each_keyed, Filter as CompactionFilter, Kept, KeyMap, ENTRY_OVERHEAD_BYTES,
-    REWRITE_CHUNK_BYTES,
+    for_each_keyed, Codec, Filter as CompactionFilter, HeldKeys, Kept, KeyMap,
+    ENTRY_OVERHEAD_BYTES, REWRITE_CHUNK_BYTES,
 };
 pub use config::{CleanupPolicy, Clock, LogConfig, ManualClock, SyncPolicy, SystemClock};
 pub use error::{BatchError, LogError, Result};

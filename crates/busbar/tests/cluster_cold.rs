@@ -532,6 +532,21 @@ fn keyed_events_of(addr: std::net::SocketAddr, topic: &str) -> Vec<(u64, String,
     }
 }
 
+/// Produces `lines` (`key:value` each) to partition 0 of `topic` with kcat, zstd-compressed.
+fn kcat_produce(kafka: std::net::SocketAddr, topic: &str, lines: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("kcat")
+        .args(["-P", "-b", &kafka.to_string(), "-t", topic, "-p", "0"])
+        .args(["-z", "zstd", "-K", ":"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("kcat runs (scripts/clients.sh installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(lines.as_bytes()).unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success(), "kcat produced");
+}
+
 /// Creates a compacted topic of one partition through broker `addr`.
 fn create_compacted(addr: std::net::SocketAddr, name: &str) {
     let body = serde_json::json!({"name": name, "partitions": 1,
@@ -584,6 +599,13 @@ fn compaction_rewrites_a_compacted_topics_objects_and_a_new_broker_reads_the_lat
         .unwrap();
         assert_eq!(st, 200, "{r}");
     }
+    // A topic whose producer compresses (librdkafka's zstd, through kcat) is compacted too: its
+    // batches are inflated, filtered and compressed again.
+    create_compacted(nodes[0].http, "kvz");
+    for round in 0..10 {
+        let lines: String = (0..20).map(|k| format!("k{k}:{round}-{pad}\n")).collect();
+        kcat_produce(nodes[0].kafka, "kvz", &lines);
+    }
     let sql = |q: &str| count(&pg, "compact", q);
     const KV: &str = "topic_id = (SELECT id FROM topics WHERE name = 'kv')";
     // While a live broker older than the compaction of objects is in the cluster (it would
@@ -616,6 +638,12 @@ fn compaction_rewrites_a_compacted_topics_objects_and_a_new_broker_reads_the_lat
             "SELECT compacted_to FROM partitions p JOIN topics t ON t.id = p.topic_id \
              WHERE t.name = 'idle'",
         ) == 1
+    });
+    eventually("the compressed topic's objects are compacted", 30, || {
+        sql(
+            "SELECT compacted_to FROM partitions p JOIN topics t ON t.id = p.topic_id \
+             WHERE t.name = 'kvz'",
+        ) == 200
     });
     let rewritten = sql("SELECT count(*) FROM objects WHERE key LIKE '%.%.seg'");
     assert!(rewritten >= 1, "no rewritten object");
@@ -662,6 +690,16 @@ fn compaction_rewrites_a_compacted_topics_objects_and_a_new_broker_reads_the_lat
     });
     assert!(fresh.len() <= 40, "{} events: not compacted", fresh.len());
     assert!(fresh.windows(2).all(|w| w[0].0 < w[1].0), "offsets go up");
+    let mut zipped = Vec::new();
+    eventually("broker 3 serves the compressed topic compacted", 30, || {
+        zipped = keyed_events_of(nodes[2].http, "kvz");
+        zipped.len() == 20
+    });
+    assert!(
+        zipped.iter().all(|e| e.2.starts_with("\"9-")),
+        "the latest values: {:?}",
+        &zipped[..2]
+    );
     let mut keys: Vec<&String> = fresh.iter().map(|e| &e.1).collect();
     keys.sort();
     keys.dedup();

@@ -122,12 +122,14 @@ fn a_rewrite_is_written_in_bounded_pieces() {
 /// record holds a value keeps exactly that record; a key whose latest record is a tombstone keeps
 /// at most that tombstone (never an older value); keyless records are all kept; every survivor is
 /// an original record at its offset. Once every tombstone has expired, only live keys are left.
-fn random_log(seed: u64) {
+/// With `compress`, about half the batches are gzip-compressed (and the log has the codec).
+fn random_log(seed: u64, compress: bool) {
     let mut rng = Rng::new(seed);
     let clock = ManualClock::new(1_000);
     let cfg = LogConfig {
         delete_retention_ms: 200 + rng.below(2000) as i64,
         clock: clock.clone(),
+        codec: compress.then(|| Arc::new(Gzip) as Arc<dyn busbar_log::Codec>),
         ..compacting(200 + rng.below(3000), 1024 + rng.below(4096))
     };
     let (_s, log) = mem_log(cfg);
@@ -144,7 +146,11 @@ fn random_log(seed: u64) {
                 rec(key.as_deref(), value.as_deref(), now)
             })
             .collect();
-        let at = log.append(&mut batch::build(&recs)).unwrap();
+        let mut b = batch::build(&recs);
+        if compress && rng.chance(2) {
+            b = gzipped(&b);
+        }
+        let at = log.append(&mut b).unwrap();
         for (i, r) in recs.iter().enumerate() {
             let o = at.base_offset + i as u64;
             all.insert(o, (o, r.key.clone(), r.value.clone(), now));
@@ -194,7 +200,12 @@ fn random_log(seed: u64) {
 
 #[test]
 fn random_logs_compact_to_the_latest_record_per_key() {
-    for_each_seed(60, random_log);
+    for_each_seed(60, |seed| random_log(seed, false));
+}
+
+#[test]
+fn random_logs_of_compressed_and_plain_batches_compact_to_the_latest_record_per_key() {
+    for_each_seed(60, |seed| random_log(seed, true));
 }
 
 /// A damaged segment is never rewritten, so an older value of a key can survive in it; a pass

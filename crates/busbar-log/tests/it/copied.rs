@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use busbar_log::batch;
-use busbar_log::{CompactionFilter, Kept, KeyMap, Log, LogConfig, LogError};
+use busbar_log::{CompactionFilter, HeldKeys, Kept, KeyMap, Log, LogConfig, LogError};
 
 /// `b` with its base offset written in.
 fn at(mut b: Vec<u8>, base: u64) -> Vec<u8> {
@@ -25,8 +25,9 @@ fn compacted(base: u64, tag: &str) -> Vec<u8> {
         horizon: 0,
         log_start: 0,
         upto: u64::MAX,
+        codec: None,
     };
-    match filter.batch(&whole) {
+    match filter.batch(&whole, &mut HeldKeys::new(1 << 20)) {
         (Kept::Rebuilt(b), 2, _) => b,
         _ => panic!("the filter keeps two records"),
     }

@@ -4,6 +4,7 @@
 mod append_read;
 mod cleaning;
 mod common;
+mod compaction_codecs;
 mod compaction_passes;
 mod copied;
 mod crash_sim;

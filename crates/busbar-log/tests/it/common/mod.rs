@@ -47,11 +47,54 @@ pub fn batches(data: &[u8]) -> Vec<(BatchHeader, Vec<u8>)> {
     out
 }
 
-/// Every record in read data.
+/// gzip, Kafka's codec 1 (the only codec the tests compress with).
+pub struct Gzip;
+
+impl busbar_log::Codec for Gzip {
+    fn decompress(&self, codec: u8, data: &[u8]) -> Result<Vec<u8>, String> {
+        use std::io::Read;
+        assert_eq!(codec, 1);
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(data)
+            .take(1 << 20)
+            .read_to_end(&mut out)
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    fn compress(&self, codec: u8, data: &[u8]) -> Result<Vec<u8>, String> {
+        use std::io::Write;
+        assert_eq!(codec, 1);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(data).map_err(|e| e.to_string())?;
+        gz.finish().map_err(|e| e.to_string())
+    }
+}
+
+/// `plain` (uncompressed, as `batch::build` makes it) with its records gzip-compressed.
+pub fn gzipped(plain: &[u8]) -> Vec<u8> {
+    use busbar_log::Codec;
+    let h = BatchHeader::parse(plain).unwrap();
+    let packed = Gzip.compress(1, &plain[HEADER_BYTES..]).unwrap();
+    batch::assemble(
+        &BatchHeader {
+            attributes: h.attributes | 1,
+            ..h
+        },
+        &packed,
+    )
+}
+
+/// Every record in read data (gzip-compressed batches inflated).
 pub fn events(data: &[u8]) -> Vec<Event> {
+    use busbar_log::Codec;
     let mut out = Vec::new();
     for (h, b) in batches(data) {
-        for r in Records::new(&b[HEADER_BYTES..]) {
+        let section = match h.compression() {
+            0 => b[HEADER_BYTES..].to_vec(),
+            c => Gzip.decompress(c, &b[HEADER_BYTES..]).expect("gzip"),
+        };
+        for r in Records::new(&section) {
             let r = r.expect("valid record");
             out.push((
                 h.base_offset as u64 + r.offset_delta as u64,
