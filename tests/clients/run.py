@@ -127,19 +127,26 @@ def kcat_every_codec_is_stored_as_received_and_read_back(b):
         assert evs[3]["value"] == f"{codec}-3-{payload}", "decompressed for HTTP readers"
 
 
-def batch_codecs(data_dir, topic):
-    """The codec of every batch in the segment files of `topic`'s partition 0."""
+def batch_attributes(data_dir, topic, at=None):
+    """The attributes of every batch in the segment files of `topic`'s partition 0 (of the batch
+    based at offset `at` only, when given)."""
     import glob, struct
-    codecs = []
+    attributes = []
     for path in sorted(glob.glob(f"{data_dir}/**/{topic}/**/*.log", recursive=True)):
         with open(path, "rb") as f:
             seg = f.read()
         pos = 16  # the segment header
         while pos + 61 <= len(seg):
-            length = struct.unpack(">i", seg[pos + 8:pos + 12])[0]
-            codecs.append(struct.unpack(">h", seg[pos + 21:pos + 23])[0] & 7)
+            base, length = struct.unpack(">qi", seg[pos:pos + 12])
+            if at is None or base == at:
+                attributes.append(struct.unpack(">h", seg[pos + 21:pos + 23])[0])
             pos += 12 + length
-    return codecs
+    return attributes
+
+
+def batch_codecs(data_dir, topic):
+    """The codec of every batch in the segment files of `topic`'s partition 0."""
+    return [a & 7 for a in batch_attributes(data_dir, topic)]
 
 
 @test
@@ -170,20 +177,66 @@ def kcat_compacted_topics_of_every_codec_keep_the_latest_value_per_key(_):
             want = [f"k{i}={codec}-r3-k{i}-{pad}" for i in range(9)]
             deadline = time.time() + 30
             while True:
-                out = kcat(b, "-C", "-t", t, "-e", "-o", "beginning", "-f", "%k=%s\n")
+                # check.crcs: librdkafka verifies every batch's CRC, rebuilt ones included
+                out = kcat(b, "-C", "-t", t, "-e", "-o", "beginning", "-X", "check.crcs=true",
+                           "-f", "%k=%s\n")
                 got = [l for l in out.splitlines() if l.startswith("k")]
                 if got == want:
                     break
                 assert time.time() < deadline, f"{codec}: not compacted: {got[:12]} ({len(got)} records)"
                 time.sleep(0.2)
-            codecs = batch_codecs(b.data, t)
-            assert ["gzip", "snappy", "lz4", "zstd"].index(codec) + 1 in codecs, \
-                f"{codec}: rebuilt batches must stay compressed: {codecs}"
+            # Round 3's batch (offsets 30-39) lost k9's value to the tombstone: rebuilt, and
+            # compressed again with its codec.
+            rebuilt = batch_attributes(b.data, t, at=30)
+            assert [a & 7 for a in rebuilt] == [["gzip", "snappy", "lz4", "zstd"].index(codec) + 1], \
+                f"{codec}: the rebuilt batch must stay compressed: {rebuilt}"
     finally:
         b.stop()
 
 
 kcat_compacted_topics_of_every_codec_keep_the_latest_value_per_key.own_server = True
+
+
+@test
+def confluent_a_tombstone_with_an_old_timestamp_stays_delete_retention_after_compaction_kept_it(_):
+    # Kafka's KIP-534: a tombstone expires delete.retention.ms after compaction first kept it,
+    # not by its record's timestamp, so a consumer reading within that time sees the delete.
+    from confluent_kafka import Consumer, Producer
+    b = Busbar(extra_env={"BUSBAR_BROKER_MAINTENANCE_INTERVAL_MS": "200"})
+    try:
+        b.post("/topics", {"name": "kip534", "partitions": 1, "configs": {
+            "cleanup.policy": "compact", "segment.bytes": "2048", "delete.retention.ms": "3600000"}})
+        p = Producer({"bootstrap.servers": b.kafka, "linger.ms": 0})
+        p.produce("kip534", key="k", value="old value", partition=0)
+        p.flush(10)
+        # The tombstone says 1970: by its own timestamp it is 56 years past its retention.
+        p.produce("kip534", key="k", value=None, partition=0, timestamp=1000)
+        p.flush(10)
+        for i in range(40):  # rolls the segments above, so compaction takes them
+            p.produce("kip534", key=f"f{i % 4}", value="x" * 200, partition=0)
+            p.flush(10)
+        deadline = time.time() + 30
+        while not any(a & 0x40 for a in batch_attributes(b.data, "kip534")):
+            assert time.time() < deadline, "compaction never kept the tombstone"
+            time.sleep(0.2)
+        c = Consumer({"bootstrap.servers": b.kafka, "group.id": "kip534", "auto.offset.reset": "earliest",
+                      "enable.auto.commit": False})
+        c.assign([__import__("confluent_kafka").TopicPartition("kip534", 0, 0)])
+        got, deadline = [], time.time() + 30
+        while time.time() < deadline and len([m for m in got if m.key() == b"k"]) < 1:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m)
+        c.close()
+        ks = [m for m in got if m.key() == b"k"]
+        assert len(ks) == 1 and ks[0].value() is None, [(m.offset(), m.value()) for m in ks]
+        assert ks[0].timestamp()[1] == 1000, ks[0].timestamp()
+        assert ks[0].offset() == 1, "the old value went, the tombstone stays at its offset"
+    finally:
+        b.stop()
+
+
+confluent_a_tombstone_with_an_old_timestamp_stays_delete_retention_after_compaction_kept_it.own_server = True
 
 
 @test

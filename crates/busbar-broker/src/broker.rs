@@ -481,7 +481,9 @@ impl Broker {
                     .and_then(|_| p.log.enforce_retention().map(|_| ()))
                     .and_then(|_| p.log.compact().map(|_| ()));
                 if let Err(e) = r {
-                    errors.push(BrokerError::from(e));
+                    // Named, so the log line says which partition's maintenance failed.
+                    let at = format!("{}-{}", t.name, p.index);
+                    errors.push(BrokerError::Storage(format!("{at}: {e}")));
                 }
                 let lag = crate::producers::SNAPSHOT_LAG;
                 if let Err(e) = p.producers.save(p.dir.as_ref(), &p.log, lag) {

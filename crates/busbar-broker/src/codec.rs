@@ -105,13 +105,15 @@ pub fn decompress(codec: u8, data: &[u8], limit: usize) -> Result<Vec<u8>, Strin
 }
 
 /// Kafka's codecs for compaction, which inflates a compressed batch to filter its records and
-/// compresses the kept ones again with the batch's codec. Inflation is bounded as a produced
-/// batch's is ([`crate::validate::decompressed_max`]).
+/// compresses the kept ones again with the batch's codec. Inflation is bounded by
+/// [`crate::event::DECOMPRESSED_BYTES_MAX`], as a read's is: a stored batch passed the ratio
+/// check when produced, and one compaction rebuilt may inflate past that ratio (its superseded
+/// records gone, what stays may compress better).
 pub struct KafkaCodecs;
 
 impl busbar_log::Codec for KafkaCodecs {
     fn decompress(&self, codec: u8, data: &[u8]) -> Result<Vec<u8>, String> {
-        decompress(codec, data, crate::validate::decompressed_max(data.len()))
+        decompress(codec, data, crate::event::DECOMPRESSED_BYTES_MAX)
     }
 
     fn compress(&self, codec: u8, data: &[u8]) -> Result<Vec<u8>, String> {

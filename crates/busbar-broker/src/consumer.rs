@@ -445,6 +445,7 @@ impl Broker {
         let mut groups = tokio::time::interval(Duration::from_millis(100));
         let mut maint = tokio::time::interval(self.config.maintenance_interval);
         let mut pass: Option<tokio::task::JoinHandle<()>> = None;
+        let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut txn_timer = tokio::time::interval(TXN_TICK);
         let mut txn_pass: Option<tokio::task::JoinHandle<()>> = None;
         loop {
@@ -459,9 +460,9 @@ impl Broker {
                 _ = groups.tick() => self.tick_groups(),
                 _ = maint.tick() => {
                     if pass.as_ref().is_none_or(|p| p.is_finished()) {
-                        let b = self.clone();
+                        let (b, reported) = (self.clone(), reported.clone());
                         pass = Some(tokio::task::spawn_blocking(move || {
-                            let _ = b.maintain();
+                            report_new(&reported, b.maintain());
                         }));
                     }
                 }
@@ -475,6 +476,23 @@ impl Broker {
             p.abort();
         }
     }
+}
+
+/// Logs the errors of a maintenance pass (a compaction that cannot go on, a failed retention)
+/// that the previous pass did not have: one that persists is logged once, and again only after
+/// a pass without it.
+fn report_new(reported: &std::sync::Mutex<Vec<String>>, errors: Vec<BrokerError>) {
+    let now: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    let mut before = reported.lock().unwrap_or_else(|e| e.into_inner());
+    for e in now.iter().filter(|e| !before.contains(e)) {
+        crate::log::warn(
+            "busbar",
+            "maintenance_failed",
+            &format!("maintenance (retention, compaction, snapshots): {e}"),
+            &[],
+        );
+    }
+    *before = now;
 }
 
 /// How often the transaction coordinator's timer runs (completing prepared transactions,

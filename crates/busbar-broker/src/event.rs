@@ -116,7 +116,7 @@ pub fn decode_each(topic: &str, partition: u32, data: &[u8], from: u64) -> Resul
                     out.push(Decoded::Undecodable {
                         first: (h.base_offset.max(0) as u64).max(from),
                         last,
-                        timestamp: h.base_timestamp,
+                        timestamp: h.first_timestamp(),
                         error: e.to_string(),
                     });
                 }

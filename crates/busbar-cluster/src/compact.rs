@@ -53,9 +53,9 @@ pub const ROUND_BYTES: usize = 32 << 20;
 /// How long a partition is passed over after a compaction that failed (a damaged or missing
 /// object must not keep every other partition from being compacted) or that wrote nothing.
 pub const FAILED_BACKOFF: std::time::Duration = std::time::Duration::from_secs(600);
-/// The schema version from which brokers read compacted objects' gaps: a live broker below it
-/// holds compaction off.
-pub const GAPS_SINCE: i32 = 11;
+/// The schema version from which brokers read compacted objects: their gaps (11) and their
+/// batches' delete horizons (12). A live broker below it holds compaction off.
+pub const COMPACTED_READERS_SINCE: i32 = 12;
 /// A partition is due when its unmapped objects hold at least this share of its object bytes
 /// (Kafka's `min.cleanable.dirty.ratio` default).
 pub const DIRTY_RATIO: f64 = 0.5;
@@ -86,8 +86,10 @@ struct Job {
     partition: u32,
     lease: String,
     log_start: u64,
-    /// Tombstones older than this (ms) go.
-    horizon: i64,
+    /// The database's time at the start (ms): tombstones whose delete horizon is past go.
+    now: i64,
+    /// The topic's `delete.retention.ms`: the delete horizon a compaction sets.
+    delete_retention_ms: i64,
     map: KeyMap,
     /// Keys of the transactional batches met so far (their tombstones are held).
     held: HeldKeys,
@@ -130,6 +132,9 @@ struct Group {
     batches: Vec<Vec<u8>>,
     bytes: usize,
     removed: u64,
+    /// Whether any batch was rebuilt or dropped (records removed, or tombstones' delete
+    /// horizon set).
+    changed: bool,
 }
 
 /// One round of compaction for the `held` ranges: goes on with the compaction in progress, or,
@@ -210,7 +215,10 @@ async fn due(
         .query_one(
             "SELECT count(*) FROM brokers WHERE schema_version < $1 \
              AND heartbeat_at > now() - $2 * interval '1 millisecond'",
-            &[&GAPS_SINCE, &(crate::members::BROKER_SESSION_MS as f64)],
+            &[
+                &COMPACTED_READERS_SINCE,
+                &(crate::members::BROKER_SESSION_MS as f64),
+            ],
         )
         .await?
         .get(0);
@@ -242,12 +250,9 @@ async fn due(
         let (log_start, compacted_to): (i64, i64) = (r.get(2), r.get(3));
         let tomb: Option<i64> = r.get(4);
         let (dirty, total, now): (i64, i64, i64) = (r.get(5), r.get(6), r.get(7));
-        let horizon = now.saturating_sub(t.delete_retention_ms);
         let by_dirt = dirty > 0 && dirty as f64 >= DIRTY_RATIO * total as f64;
         let backing_off = failed.contains_key(&(topic_id.clone(), partition));
-        if backing_off
-            || !held.contains(&lease)
-            || !(by_dirt || tomb.is_some_and(|ts| ts < horizon))
+        if backing_off || !held.contains(&lease) || !(by_dirt || tomb.is_some_and(|due| due <= now))
         {
             continue;
         }
@@ -258,7 +263,8 @@ async fn due(
             partition,
             lease: lease.to_string(),
             log_start,
-            horizon,
+            now,
+            delete_retention_ms: t.delete_retention_ms,
             map: KeyMap::new(cluster.config.compaction_map_bytes),
             held: HeldKeys::new(cluster.config.compaction_map_bytes),
             phase: Phase::Mapping {
@@ -339,14 +345,17 @@ async fn map_round(
     let mut next = next;
     for o in &found {
         let mut full_at = None;
-        for b in batches_of(cold, o).await? {
-            last_batch = Some(b.base_offset);
-            for_each_keyed(&b.bytes, Some(&KafkaCodecs), |key, offset| {
-                if full_at.is_none() && offset >= from && !job.map.put(key, offset) {
-                    full_at = Some(offset);
-                }
-            });
-        }
+        let batches = batches_of(cold, o).await?;
+        cpu(|| {
+            for b in &batches {
+                last_batch = Some(b.base_offset);
+                for_each_keyed(&b.bytes, Some(&KafkaCodecs), |key, offset| {
+                    if full_at.is_none() && offset >= from && !job.map.put(key, offset) {
+                        full_at = Some(offset);
+                    }
+                });
+            }
+        });
         if let Some(upto) = full_at {
             job.mapped = upto;
             job.phase = Phase::Rewriting {
@@ -391,9 +400,9 @@ async fn rewrite_round(
     let target = cluster.config.upload_bytes;
     let mut cursor = cursor;
     for o in &found {
-        let (kept, removed) = filter_object(cold, job, o, upto).await?;
+        let (kept, removed, changed) = filter_object(cold, job, o, upto).await?;
         let bytes: usize = kept.iter().map(Vec::len).sum();
-        let unchanged = removed == 0;
+        let unchanged = !changed;
         let left_alone = unchanged && bytes >= target / 2;
         if (!job.group.olds.is_empty() && job.group.bytes + bytes > target) || left_alone {
             // Full, or an object worth leaving as it is comes next: the group is written.
@@ -409,6 +418,7 @@ async fn rewrite_round(
         job.group.olds.push(o.clone());
         job.group.bytes += bytes;
         job.group.removed += removed;
+        job.group.changed |= changed;
         job.group.batches.extend(kept);
     }
     if found.len() == n {
@@ -423,23 +433,34 @@ async fn rewrite_round(
     Ok(false)
 }
 
-/// The batches of object `o` that the job keeps, and how many records it removes.
+/// The batches of object `o` that the job keeps, how many records it removes, and whether it
+/// changed any batch.
 async fn filter_object(
     cold: &Cold,
     job: &mut Job,
     o: &Old,
     upto: u64,
-) -> Result<(Vec<Vec<u8>>, u64), Error> {
+) -> Result<(Vec<Vec<u8>>, u64, bool), Error> {
     let filter = CompactionFilter {
         map: &job.map,
-        horizon: job.horizon,
+        now: job.now,
+        delete_retention_ms: job.delete_retention_ms,
         log_start: job.log_start,
         upto,
         codec: Some(&KafkaCodecs),
     };
-    let (mut kept, mut removed) = (Vec::new(), 0);
-    for b in batches_of(cold, o).await? {
-        let (k, n, tomb) = filter.batch(&b.bytes, &mut job.held);
+    let (mut kept, mut removed, mut changed) = (Vec::new(), 0, false);
+    let batches = batches_of(cold, o).await?;
+    let held = &mut job.held;
+    // Inflating, filtering and compressing again is CPU work: off the async workers.
+    let filtered = cpu(|| {
+        batches
+            .into_iter()
+            .map(|b| Ok((filter.batch(&b.bytes, held)?, b)))
+            .collect::<Result<Vec<_>, busbar_log::LogError>>()
+    })
+    .map_err(|e| Error::Store(format!("{}: {e}", o.key)))?;
+    for ((k, n, tomb), b) in filtered {
         removed += n;
         // A tombstone at or past `upto` is not this compaction's to expire: it is due when the
         // next compaction (which maps past it) finds it old.
@@ -448,11 +469,24 @@ async fn filter_object(
         }
         match k {
             Kept::Whole => kept.push(b.bytes),
-            Kept::Rebuilt(r) => kept.push(r),
-            Kept::Nothing => {}
+            Kept::Rebuilt(r) => {
+                changed = true;
+                kept.push(r);
+            }
+            Kept::Nothing => changed = true,
         }
     }
-    Ok((kept, removed))
+    Ok((kept, removed, changed))
+}
+
+/// Runs `f`, CPU-bound work, where it does not hold up the runtime's other tasks (in place of
+/// this worker on a multi-threaded runtime, which hands its other tasks to another).
+fn cpu<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Writes `group` as one object and records it in place of the objects it packs; answers
@@ -467,7 +501,7 @@ async fn write_group(
     let (Some(first), Some(last)) = (group.olds.first(), group.olds.last()) else {
         return Ok(true);
     };
-    if group.olds.len() == 1 && group.removed == 0 {
+    if group.olds.len() == 1 && !group.changed {
         return Ok(true); // nothing to gain
     }
     *rewrites += 1;

@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "object_compaction",
         include_str!("../migrations/011_object_compaction.sql"),
     ),
+    (
+        12,
+        "delete_horizons",
+        include_str!("../migrations/012_delete_horizons.sql"),
+    ),
 ];
 
 /// The advisory lock key migrations hold ("busbar" in ASCII).

@@ -217,8 +217,18 @@ fn batch_level_errors_get_their_codes_and_store_nothing() {
         },
         &records,
     );
+    // Only compaction sets the delete horizon (attribute bit 6, Kafka's KIP-534).
+    let horizon = assemble(
+        &BatchHeader {
+            attributes: 0x40,
+            base_timestamp: 0,
+            ..h
+        },
+        &records,
+    );
     let rows: Vec<(&str, Vec<u8>, i16, i16)> = vec![
         ("producer id never issued", forged_pid, 1, 59),
+        ("delete horizon bit", horizon, 1, 87),
         ("compressed garbage", gzip_garbage, 1, 87),
         ("compressed, lastOffsetDelta 2^31-2", offset_burner, 1, 87),
         ("timestamp i64::MAX", future, 1, 32),

@@ -18,6 +18,10 @@ const COMPRESSION_MASK: i16 = 0x07;
 const CONTROL_FLAG: i16 = 0x20;
 /// Transactional bit of the attributes field.
 const TRANSACTIONAL_FLAG: i16 = 0x10;
+/// Delete-horizon bit of the attributes field (Kafka's KIP-534): compaction sets it on a batch
+/// whose tombstones it kept for the first time, and the base timestamp then holds the time they
+/// may go (the records' timestamps stay what they were: their deltas are re-encoded against it).
+pub const DELETE_HORIZON_FLAG: i16 = 0x40;
 
 /// The fixed header of a RecordBatch v2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +105,21 @@ impl BatchHeader {
         self.attributes & TRANSACTIONAL_FLAG != 0
     }
 
+    /// When compaction may remove this batch's tombstones (ms): its base timestamp, once
+    /// compaction set the delete-horizon bit (6); `None` before.
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_FLAG != 0).then_some(self.base_timestamp)
+    }
+
+    /// The batch's first timestamp as its header tells it: the base timestamp, or the max
+    /// timestamp once the base holds a delete horizon.
+    pub fn first_timestamp(&self) -> i64 {
+        match self.delete_horizon() {
+            Some(_) => self.max_timestamp,
+            None => self.base_timestamp,
+        }
+    }
+
     /// True when the batch's timestamps are the broker's append time (attribute bit 3): then
     /// `max_timestamp` is that time, whatever the records say.
     pub fn is_log_append_time(&self) -> bool {
@@ -122,6 +141,11 @@ pub fn validate_new(batch: &[u8], limit: usize) -> Result<BatchHeader, BatchErro
         });
     }
     let h = check_common(batch)?;
+    if h.delete_horizon().is_some() {
+        return Err(BatchError::Header(
+            "attribute bit 6 (delete horizon) is set only by the broker's compaction".into(),
+        ));
+    }
     if h.record_count != h.last_offset_delta.wrapping_add(1) {
         return Err(BatchError::Header(format!(
             "record count {} is not last offset delta {} + 1",
@@ -171,7 +195,8 @@ fn check_common(batch: &[u8]) -> Result<BatchHeader, BatchError> {
             h.last_offset_delta, h.record_count
         )));
     }
-    if h.base_timestamp != -1 && h.max_timestamp < h.base_timestamp {
+    if h.base_timestamp != -1 && h.delete_horizon().is_none() && h.max_timestamp < h.base_timestamp
+    {
         return Err(BatchError::Header(format!(
             "max timestamp {} is below base timestamp {}",
             h.max_timestamp, h.base_timestamp

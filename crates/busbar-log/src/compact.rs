@@ -6,10 +6,11 @@
 //! a pass always takes one key, so progress never stalls on a huge key). Mapping stops where the
 //! map is full, at offset `upto`. The pass then rewrites the settled segments that start below
 //! `upto`: a record below `upto` is dropped when the map holds a later offset for its key, when it
-//! is a tombstone older than `delete_retention_ms` or when it lies below the log start; records at
+//! is a tombstone whose batch's delete horizon has passed (set by the first pass that kept it,
+//! `delete_retention_ms` ahead: Kafka's KIP-534) or when it lies below the log start; records at
 //! or after `upto` are kept for a later pass. [`Log::compact`] runs passes until the dirty range
 //! is mapped, so memory is bounded whatever the number of keys, and runs none when nothing new was
-//! settled and no kept tombstone has expired. Exact keys mean no digest collision can ever drop the
+//! settled and no kept tombstone's horizon has passed. Exact keys mean no digest collision can ever drop the
 //! newest value of a key.
 //!
 //! Rewrites stream: a segment is copied into `<segment>.cleaned` only from its first removed
@@ -48,8 +49,9 @@ pub const REWRITE_CHUNK_BYTES: usize = 256 * 1024;
 pub(crate) struct CleanState {
     /// Where the next pass starts mapping.
     pub dirty_from: u64,
-    /// Timestamp of the oldest tombstone the last full pass kept: a pass is due when it expires.
-    pub oldest_tombstone_ts: Option<i64>,
+    /// The earliest delete horizon of the tombstones the last full pass kept: a pass is due
+    /// then.
+    pub tombstones_due_at: Option<i64>,
 }
 
 /// Key → latest offset, bounded in bytes (a pass's map; the cluster's compaction of its objects
@@ -171,8 +173,10 @@ impl HeldKeys {
 pub struct Filter<'a> {
     /// Each mapped key's latest offset: an earlier record of the key goes.
     pub map: &'a KeyMap,
-    /// Tombstones older than this (ms) go.
-    pub horizon: i64,
+    /// The time now (ms): the tombstones of a batch whose delete horizon is past go.
+    pub now: i64,
+    /// How long a tombstone is kept once a pass first kept it: the delete horizon a pass sets.
+    pub delete_retention_ms: i64,
     /// Records below it go.
     pub log_start: u64,
     /// Where mapping stopped: records at or after it stay (a later pass looks at them).
@@ -205,118 +209,175 @@ fn records_section<'b>(
     }
 }
 
-/// Every record of `section` (of the batch `h`); `None` unless all parse and they are as many as
-/// the header says (a batch that cannot be read whole is kept whole, never cut short).
-fn all_records<'s>(h: &BatchHeader, section: &'s [u8]) -> Option<Vec<Record<'s>>> {
-    let records = Records::new(section)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .ok()?;
-    (records.len() == usize::try_from(h.record_count).ok()?).then_some(records)
+/// Whether every record of `section` (of the batch `h`) parses and they are as many as the
+/// header says (a batch that cannot be read whole is kept whole, never cut short).
+fn readable(h: &BatchHeader, section: &[u8]) -> bool {
+    let mut n = 0usize;
+    for r in Records::new(section) {
+        if r.is_err() {
+            return false;
+        }
+        n += 1;
+    }
+    usize::try_from(h.record_count).is_ok_and(|c| c == n)
+}
+
+/// The most a rebuilt compressed records section may take: twice the section it replaces, plus
+/// 4 KiB. Recompressing a subset with another encoder (a lower level, a smaller window: ruzstd's
+/// is 128 KiB) may take more than the producer's compression did; past this bound the pass
+/// stops with an error instead of growing the log.
+pub fn recompressed_max(original: usize) -> usize {
+    original.saturating_mul(2).saturating_add(4096)
 }
 
 impl Filter<'_> {
     /// The batch with superseded records, expired tombstones and records below the log start
-    /// removed, how many were removed, and the oldest tombstone kept that may expire later.
+    /// removed, how many were removed, and when the earliest tombstone it keeps may go.
     /// Control and transactional batches are kept whole (a transactional record may belong to
     /// a transaction that aborted, or that is still open: it neither loses records nor
     /// supersedes any); their keys go into `held`, and so does everything when a batch cannot
     /// be read. A tombstone of a held key is kept whatever its age.
-    pub fn batch(&self, bytes: &[u8], held: &mut HeldKeys) -> (Kept, u64, Option<i64>) {
+    ///
+    /// Tombstones expire as Kafka's (KIP-534): the first pass that keeps a batch's tombstones
+    /// (below `upto`) sets its delete horizon, `now + delete_retention_ms`, in the rebuilt
+    /// batch; they go in a pass after that time. So a tombstone stays at least
+    /// `delete_retention_ms` after compaction first saw it, whatever its record's timestamp
+    /// says (a producer's clock, or an old event replayed).
+    ///
+    /// A batch that must change but cannot be rebuilt (compressing it again fails, or would
+    /// take more than [`recompressed_max`]) is an error: keeping it whole would keep values a
+    /// later pass no longer knows are superseded. Memory: the batch inflated and its rebuild.
+    pub fn batch(&self, bytes: &[u8], held: &mut HeldKeys) -> Result<(Kept, u64, Option<i64>)> {
+        const WHOLE: (Kept, u64, Option<i64>) = (Kept::Whole, 0, None);
         let Ok(h) = BatchHeader::parse(bytes) else {
             held.hold_all();
-            return (Kept::Whole, 0, None);
+            return Ok(WHOLE);
         };
         if h.is_control() {
-            return (Kept::Whole, 0, None);
+            return Ok(WHOLE);
         }
         let section = records_section(&h, bytes, self.codec);
-        let Some(records) = section.as_deref().and_then(|s| all_records(&h, s)) else {
+        let Some(section) = section.filter(|s| readable(&h, s)) else {
             held.hold_all();
-            return (Kept::Whole, 0, None);
+            return Ok(WHOLE);
         };
         if h.is_transactional() {
-            for k in records.iter().filter_map(|r| r.key) {
+            for k in Records::new(&section).flatten().filter_map(|r| r.key) {
                 held.hold(k);
             }
-            return (Kept::Whole, 0, None);
+            return Ok(WHOLE);
         }
-        let mut kept = Vec::new();
-        let (mut removed, mut tomb) = (0u64, None::<i64>);
-        for r in records {
-            let offset = h.base_offset as u64 + r.offset_delta as u64;
-            let ts = h.base_timestamp + r.timestamp_delta;
-            let keep = offset >= self.log_start
-                && (offset >= self.upto
-                    || r.key.is_none_or(|k| {
-                        let superseded = self.map.get(k).is_some_and(|o| o > offset);
-                        let expired = r.value.is_none() && ts < self.horizon && !held.holds(k);
-                        !(superseded || expired)
-                    }));
-            if keep {
-                if r.key.is_some_and(|k| !held.holds(k)) && r.value.is_none() {
-                    tomb = Some(tomb.map_or(ts, |t| t.min(ts)));
-                }
-                kept.push((r, ts));
-            } else {
+        let expiring = h.delete_horizon().is_some_and(|t| t <= self.now);
+        let (mut removed, mut kept, mut tomb, mut stamp) = (0u64, 0usize, None::<i64>, false);
+        for r in Records::new(&section).flatten() {
+            if !self.keeps(&h, &r, expiring, held) {
                 removed += 1;
+                continue;
+            }
+            kept += 1;
+            if let (true, Some(k), None) = (self.judges(&h, &r), r.key, r.value) {
+                stamp |= h.delete_horizon().is_none();
+                if !held.holds(k) {
+                    let due = h
+                        .delete_horizon()
+                        .unwrap_or(self.now.saturating_add(self.delete_retention_ms));
+                    tomb = Some(tomb.map_or(due, |t| t.min(due)));
+                }
             }
         }
-        let kept = match (removed, kept.len()) {
-            (0, _) => Kept::Whole,
-            (_, 0) => Kept::Nothing,
-            _ => match rebuild(&h, &kept, self.codec) {
-                Some(b) => Kept::Rebuilt(b),
-                None => {
-                    // Kept as it was: its superseded records stay, so their keys' tombstones too.
-                    held.hold_all();
-                    return (Kept::Whole, 0, tomb);
-                }
-            },
-        };
-        (kept, removed, tomb)
-    }
-}
-
-/// A batch of the `kept` records (with their timestamps) of the batch `h`, compressed again with
-/// its codec; `None` when that fails. As Kafka's cleaner builds a new batch from the kept
-/// records, its header is theirs: base timestamp the first kept record's, max timestamp their
-/// largest (a batch stamped with the broker's append time keeps both). Offsets, producer
-/// fields, attributes and the last offset delta stay.
-fn rebuild(
-    h: &BatchHeader,
-    kept: &[(Record<'_>, i64)],
-    codec: Option<&dyn Codec>,
-) -> Option<Vec<u8>> {
-    let (base_ts, max_ts) = if h.is_log_append_time() {
-        (h.base_timestamp, h.max_timestamp)
-    } else {
-        let max = kept
-            .iter()
-            .map(|(_, ts)| *ts)
-            .max()
-            .unwrap_or(h.max_timestamp);
-        (kept.first().map_or(h.base_timestamp, |(_, ts)| *ts), max)
-    };
-    let mut section = Vec::new();
-    for (r, ts) in kept {
-        if base_ts == h.base_timestamp {
-            section.extend_from_slice(r.raw);
-        } else {
-            section.extend_from_slice(&batch::encode_record(r, ts - base_ts));
+        if removed == 0 && !stamp {
+            return Ok((Kept::Whole, 0, tomb));
         }
+        if kept == 0 {
+            return Ok((Kept::Nothing, removed, tomb));
+        }
+        let horizon = h
+            .delete_horizon()
+            .or(stamp.then(|| self.now.saturating_add(self.delete_retention_ms)));
+        let rebuilt = self
+            .rebuild(&h, (bytes, &section), horizon, (expiring, held))
+            .map_err(|reason| LogError::Compaction {
+                offset: h.base_offset as u64,
+                reason,
+            })?;
+        Ok((Kept::Rebuilt(rebuilt), removed, tomb))
     }
-    if h.compression() != 0 {
-        section = codec?.compress(h.compression(), &section).ok()?;
+
+    /// Whether the pass judges record `r` of batch `h` (records at or after `upto` wait).
+    fn judges(&self, h: &BatchHeader, r: &Record<'_>) -> bool {
+        (h.base_offset as u64 + r.offset_delta as u64) < self.upto
     }
-    Some(batch::assemble(
-        &BatchHeader {
-            record_count: kept.len() as i32,
-            base_timestamp: base_ts,
-            max_timestamp: max_ts,
-            ..*h
-        },
-        &section,
-    ))
+
+    /// Whether record `r` of the data batch `h` stays (`expiring`: the batch's delete horizon
+    /// has passed).
+    fn keeps(&self, h: &BatchHeader, r: &Record<'_>, expiring: bool, held: &HeldKeys) -> bool {
+        let offset = h.base_offset as u64 + r.offset_delta as u64;
+        offset >= self.log_start
+            && (!self.judges(h, r)
+                || r.key.is_none_or(|k| {
+                    let superseded = self.map.get(k).is_some_and(|o| o > offset);
+                    let expired = r.value.is_none() && expiring && !held.holds(k);
+                    !(superseded || expired)
+                }))
+    }
+
+    /// The batch `h` (its `bytes` and inflated `section`) of the records it keeps, compressed
+    /// again with its codec. As Kafka's cleaner builds a new batch from the kept records, its
+    /// header is theirs: base timestamp the first kept record's, max timestamp their largest (a
+    /// batch stamped with the broker's append time keeps both). With a delete `horizon`, the
+    /// base timestamp holds it instead (and the delete-horizon bit is set); the records'
+    /// timestamps are re-encoded against it, so they stay what they were. Offsets, producer
+    /// fields, the other attributes and the last offset delta stay.
+    fn rebuild(
+        &self,
+        h: &BatchHeader,
+        (bytes, section): (&[u8], &[u8]),
+        horizon: Option<i64>,
+        (expiring, held): (bool, &HeldKeys),
+    ) -> std::result::Result<Vec<u8>, String> {
+        let lat = h.is_log_append_time();
+        let (mut out, mut count, mut base, mut max) = (Vec::new(), 0i32, None, i64::MIN);
+        for r in Records::new(section).flatten() {
+            if !self.keeps(h, &r, expiring, held) {
+                continue;
+            }
+            let ts = h.base_timestamp.wrapping_add(r.timestamp_delta);
+            let first = if lat { h.base_timestamp } else { ts };
+            let base_ts = *base.get_or_insert(horizon.unwrap_or(first));
+            if base_ts == h.base_timestamp {
+                out.extend_from_slice(r.raw);
+            } else {
+                out.extend_from_slice(&batch::encode_record(&r, ts.wrapping_sub(base_ts)));
+            }
+            max = max.max(ts);
+            count += 1;
+        }
+        if h.compression() != 0 {
+            let codec = self.codec.ok_or("no codec")?;
+            out = codec.compress(h.compression(), &out)?;
+            let was = bytes.len().saturating_sub(BATCH_HEADER_BYTES);
+            if out.len() > recompressed_max(was) {
+                return Err(format!(
+                    "compressed again its kept records take {} bytes, more than twice the {was} \
+                     the batch took",
+                    out.len()
+                ));
+            }
+        }
+        Ok(batch::assemble(
+            &BatchHeader {
+                record_count: count,
+                base_timestamp: base.unwrap_or(h.base_timestamp),
+                max_timestamp: if lat { h.max_timestamp } else { max },
+                attributes: match horizon {
+                    Some(_) => h.attributes | batch::DELETE_HORIZON_FLAG,
+                    None => h.attributes,
+                },
+                ..*h
+            },
+            &out,
+        ))
+    }
 }
 
 impl Log {
@@ -332,8 +393,8 @@ impl Log {
         loop {
             let snap = self.compaction_snapshot()?;
             let from = cs.dirty_from.max(snap.log_start);
-            let horizon = self.config().clock.now_ms() - self.config().delete_retention_ms;
-            let expiring = cs.oldest_tombstone_ts.is_some_and(|ts| ts < horizon);
+            let now = self.config().clock.now_ms();
+            let expiring = cs.tombstones_due_at.is_some_and(|t| t <= now);
             if snap.settled.is_empty() || (from >= snap.settled_end && !expiring) {
                 return Ok(report);
             }
@@ -343,7 +404,8 @@ impl Log {
             report.map_bytes_peak = report.map_bytes_peak.max(map.bytes);
             let filter = Filter {
                 map: &map,
-                horizon,
+                now,
+                delete_retention_ms: cfg.delete_retention_ms,
                 log_start: snap.log_start,
                 upto,
                 codec: cfg.codec.as_deref(),
@@ -364,7 +426,7 @@ impl Log {
             cs.dirty_from = upto;
             if upto >= snap.settled_end {
                 // Held tombstones are not counted: no pass is due for them alone.
-                cs.oldest_tombstone_ts = tomb;
+                cs.tombstones_due_at = tomb;
                 return Ok(report);
             }
         }
@@ -489,7 +551,13 @@ impl Log {
         loop {
             match cursor.next_batch() {
                 Ok(Some((pos, bytes))) => {
-                    let (kept, n, t) = filter.batch(bytes, held);
+                    let (kept, n, t) = match filter.batch(bytes, held) {
+                        Ok(k) => k,
+                        Err(e) => {
+                            w.abandon();
+                            return Err(e);
+                        }
+                    };
                     removed += n;
                     *tomb = match (*tomb, t) {
                         (Some(a), Some(b)) => Some(a.min(b)),
@@ -644,10 +712,10 @@ pub fn for_each_keyed(bytes: &[u8], codec: Option<&dyn Codec>, mut f: impl FnMut
         return;
     }
     let section = records_section(&h, bytes, codec);
-    let Some(records) = section.as_deref().and_then(|s| all_records(&h, s)) else {
+    let Some(section) = section.filter(|s| readable(&h, s)) else {
         return;
     };
-    for r in records {
+    for r in Records::new(&section).flatten() {
         if let Some(key) = r.key {
             f(key, h.base_offset as u64 + r.offset_delta as u64);
         }

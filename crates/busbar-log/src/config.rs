@@ -100,12 +100,13 @@ pub struct LogConfig {
     pub retention_ms: Option<i64>,
     /// Size retention; `None` (the default) keeps any size.
     pub retention_bytes: Option<u64>,
-    /// How long compaction keeps tombstones. Default 1 day.
+    /// How long compaction keeps tombstones from the pass that first kept them (their delete
+    /// horizon, Kafka's KIP-534). Default 1 day.
     pub delete_retention_ms: i64,
     /// Memory for one compaction pass's key map: each distinct key counts its length plus
     /// [`crate::ENTRY_OVERHEAD_BYTES`]. A log with more keys is compacted in several passes (a
     /// pass always takes at least one key). A pass also keeps the keys of transactional batches
-    /// it keeps whole within the same budget (see [`crate::HeldKeys`]). Default 16 MiB (about
+    /// it keeps whole in a second budget of this size (see [`crate::HeldKeys`]). Default 16 MiB (about
     /// 200,000 keys of 16 bytes).
     pub compaction_map_bytes: u64,
     /// The clock used for rolls, retention and sync intervals.

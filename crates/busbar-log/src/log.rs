@@ -724,7 +724,7 @@ fn first_at_or_after(bytes: &[u8], ts: i64, min: u64) -> Option<u64> {
         .filter_map(|r| r.ok())
         .map(|r| {
             (
-                h.base_timestamp + r.timestamp_delta,
+                h.base_timestamp.wrapping_add(r.timestamp_delta),
                 h.base_offset as u64 + r.offset_delta as u64,
             )
         })

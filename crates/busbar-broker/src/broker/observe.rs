@@ -137,10 +137,11 @@ fn age_at(log: &busbar_log::Log, offset: u64, now: i64) -> f64 {
     let Ok(h) = busbar_log::batch::BatchHeader::parse(&read.data) else {
         return 0.0;
     };
-    if h.base_timestamp < 0 {
+    let first = h.first_timestamp();
+    if first < 0 {
         return 0.0;
     }
-    now.saturating_sub(h.base_timestamp).max(0) as f64 / 1000.0
+    now.saturating_sub(first).max(0) as f64 / 1000.0
 }
 
 fn statvfs(path: &std::path::Path) -> Option<DiskSpace> {

@@ -5,6 +5,7 @@
 
 use crate::common::*;
 use busbar_log::batch::{self, BatchHeader, Records, HEADER_BYTES};
+use busbar_log::disk::Storage;
 use busbar_log::{CleanupPolicy, Codec, Log, LogConfig, ManualClock};
 use std::sync::Arc;
 
@@ -48,6 +49,13 @@ fn gzip_batch(records: &[(&str, Option<&str>)]) -> Vec<u8> {
 fn transactional(key: &str, value: &str) -> Vec<u8> {
     let plain = batch::build(&[rec(Some(key.as_bytes()), Some(value.as_bytes()), 1_000)]);
     reassemble(&plain, 0x10, &plain[HEADER_BYTES..])
+}
+
+/// A compaction (which sets the tombstones' delete horizons), then one past them.
+fn expire(log: &Log, clock: &ManualClock) {
+    log.compact().unwrap();
+    clock.advance(2_000_000);
+    log.compact().unwrap();
 }
 
 fn append(log: &Log, b: Vec<u8>) -> u64 {
@@ -144,15 +152,26 @@ fn an_expired_tombstone_is_kept_while_an_older_value_lies_in_a_transactional_bat
     let clock = ManualClock::new(1_000);
     let log = mem_log(config(&clock, Some(Arc::new(Gzip)))).1;
     let old = append(&log, transactional("gone", "committed value"));
+    // A compressed transactional batch holds its keys as well.
+    let plain = batch::build(&[rec(Some(b"packed"), Some(b"committed"), 1_000)]);
+    let packed_txn = gzipped(&plain);
+    let packed_old = append(
+        &log,
+        reassemble(&packed_txn, 0x10, &packed_txn[HEADER_BYTES..]),
+    );
     put(&log, "other", Some("old"));
     settle(&log);
     let tomb = put(&log, "gone", None);
+    let packed_tomb = put(&log, "packed", None);
     let other_tomb = put(&log, "other", None);
     settle(&log);
-    clock.advance(2_000_000);
-    log.compact().unwrap();
+    expire(&log, &clock);
     let left = keyed(&log);
     assert!(left.iter().any(|e| e.0 == old), "kept whole: {left:?}");
+    assert!(
+        left.iter().any(|e| e.0 == packed_old) && left.iter().any(|e| e.0 == packed_tomb),
+        "{left:?}"
+    );
     assert!(
         left.iter().any(|e| e.0 == tomb && e.2.is_none()),
         "the tombstone must stay while the transactional value does: {left:?}"
@@ -175,8 +194,7 @@ fn without_a_codec_a_compressed_batch_is_kept_whole_and_holds_the_tombstones_aft
     settle(&log);
     let tomb = put(&log, "gone", None);
     settle(&log);
-    clock.advance(2_000_000);
-    log.compact().unwrap();
+    expire(&log, &clock);
     let data = log.read(0, 1 << 20).unwrap().data;
     let bases: Vec<u64> = batches(&data)
         .iter()
@@ -197,8 +215,7 @@ fn a_compressed_batch_no_codec_can_read_holds_the_tombstones_after_it() {
     settle(&log);
     let tomb = put(&log, "gone", None);
     settle(&log);
-    clock.advance(2_000_000);
-    log.compact().unwrap();
+    expire(&log, &clock);
     let left = keyed_plain(&log);
     assert!(left.contains(&tomb), "the tombstone stays: {left:?}");
     let data = log.read(junk, 1 << 20).unwrap().data;
@@ -233,4 +250,45 @@ fn read_all_batches(log: &Log) -> Vec<(BatchHeader, Vec<u8>)> {
         out.extend(got);
     }
     out
+}
+
+/// gzip inflating as usual but compressing to far more than the producer's compression did
+/// (as a weaker encoder can): the rebuild is refused past twice the old size.
+struct Bloating;
+
+impl Codec for Bloating {
+    fn decompress(&self, codec: u8, data: &[u8]) -> Result<Vec<u8>, String> {
+        Gzip.decompress(codec, data)
+    }
+
+    fn compress(&self, codec: u8, data: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = Gzip.compress(codec, data)?;
+        out.resize(out.len() + 64 * 1024, 0);
+        Ok(out)
+    }
+}
+
+#[test]
+fn a_rebuild_that_would_grow_the_batch_stops_the_pass_and_changes_nothing() {
+    let clock = ManualClock::new(1_000);
+    let (s, log) = mem_log(config(&clock, Some(Arc::new(Bloating))));
+    let first = append(&log, gzip_batch(&[("a", Some("1")), ("b", Some("1"))]));
+    put(&log, "a", Some("2"));
+    settle(&log);
+    let before = read_all_batches(&log);
+    match log.compact() {
+        Err(busbar_log::LogError::Compaction { offset, reason }) => {
+            assert_eq!(offset, first);
+            assert!(reason.contains("more than twice"), "{reason}");
+        }
+        other => panic!("the pass must stop, not {other:?}"),
+    }
+    assert_eq!(read_all_batches(&log), before, "nothing swapped in");
+    assert!(
+        !s.list().unwrap().iter().any(|f| f.ends_with(".cleaned")),
+        "no rewrite left behind"
+    );
+    // Appends and reads go on.
+    put(&log, "c", Some("3"));
+    assert_eq!(keyed(&log).len(), 4);
 }

@@ -22,12 +22,13 @@ fn compacted(base: u64, tag: &str) -> Vec<u8> {
     map.put(b"k1", base + 3);
     let filter = CompactionFilter {
         map: &map,
-        horizon: 0,
+        now: 0,
+        delete_retention_ms: 0,
         log_start: 0,
         upto: u64::MAX,
         codec: None,
     };
-    match filter.batch(&whole, &mut HeldKeys::new(1 << 20)) {
+    match filter.batch(&whole, &mut HeldKeys::new(1 << 20)).unwrap() {
         (Kept::Rebuilt(b), 2, _) => b,
         _ => panic!("the filter keeps two records"),
     }

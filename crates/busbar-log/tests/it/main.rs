@@ -8,6 +8,7 @@ mod compaction_codecs;
 mod compaction_passes;
 mod copied;
 mod crash_sim;
+mod delete_horizon;
 mod descriptors;
 mod format_fixtures;
 mod hostile_batches;

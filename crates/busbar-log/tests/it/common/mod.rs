@@ -56,9 +56,12 @@ impl busbar_log::Codec for Gzip {
         assert_eq!(codec, 1);
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(data)
-            .take(1 << 20)
+            .take((1 << 20) + 1)
             .read_to_end(&mut out)
             .map_err(|e| e.to_string())?;
+        if out.len() > 1 << 20 {
+            return Err("inflates past 1 MiB".into());
+        }
         Ok(out)
     }
 
@@ -100,7 +103,7 @@ pub fn events(data: &[u8]) -> Vec<Event> {
                 h.base_offset as u64 + r.offset_delta as u64,
                 r.key.map(|k| k.to_vec()),
                 r.value.map(|v| v.to_vec()),
-                h.base_timestamp + r.timestamp_delta,
+                h.base_timestamp.wrapping_add(r.timestamp_delta),
             ));
         }
     }
