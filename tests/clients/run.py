@@ -155,11 +155,20 @@ def kcat_compacted_topics_of_every_codec_keep_the_latest_value_per_key(_):
     # keeps again with the batch's codec, and an expired tombstone deletes its key for good.
     b = Busbar(extra_env={"BUSBAR_BROKER_MAINTENANCE_INTERVAL_MS": "200"})
     try:
+        for bad in ["1.5", "-0.1", "NaN", "half"]:
+            try:
+                b.post("/topics", {"name": "bad-ratio", "configs": {"min.cleanable.dirty.ratio": bad}})
+                raise AssertionError(f"ratio {bad} accepted")
+            except urllib.error.HTTPError as e:
+                body = e.read().decode()
+                assert e.code == 400 and "min.cleanable.dirty.ratio" in body, (e.code, body)
         pad = os.urandom(100).hex()  # half as compressible as hex is: batches of about 1 KB
         for codec in ["gzip", "snappy", "lz4", "zstd"]:
             t = f"cz-{codec}"
-            b.post("/topics", {"name": t, "partitions": 1, "configs": {
-                "cleanup.policy": "compact", "segment.bytes": "2048", "delete.retention.ms": "0"}})
+            made = b.post("/topics", {"name": t, "partitions": 1, "configs": {
+                "cleanup.policy": "compact", "segment.bytes": "2048", "delete.retention.ms": "0",
+                "min.cleanable.dirty.ratio": "0.01"}})
+            assert made["configs"]["min.cleanable.dirty.ratio"] == "0.01", made["configs"]
             for r in range(4):
                 kcat(b, "-P", "-t", t, "-z", codec, "-K", ":",
                      stdin="".join(f"k{i}:{codec}-r{r}-k{i}-{pad}\n" for i in range(10)))

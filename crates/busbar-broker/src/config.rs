@@ -21,6 +21,9 @@ pub struct TopicConfig {
     pub segment_ms: i64,
     pub max_message_bytes: usize,
     pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio` (Kafka's, default 0.5): the share of a compacted log's bytes
+    /// new since its last compaction that starts the next one.
+    pub min_cleanable_dirty_ratio: DirtyRatio,
     pub sync: SyncPolicy,
     /// `sync.interval.ms` as set (used when the policy is `interval`); default 1000.
     pub sync_interval_ms: Option<u64>,
@@ -45,6 +48,7 @@ impl Default for TopicConfig {
             segment_ms: 7 * 24 * 3600 * 1000,
             max_message_bytes: 1_048_588,
             delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio: DirtyRatio(0.5),
             sync: SyncPolicy::Batch,
             sync_interval_ms: None,
             timestamp_before_max_ms: i64::MAX,
@@ -63,6 +67,7 @@ pub const TOPIC_KEYS: &[&str] = &[
     "segment.ms",
     "max.message.bytes",
     "delete.retention.ms",
+    "min.cleanable.dirty.ratio",
     "sync.policy",
     "sync.interval.ms",
     "message.timestamp.before.max.ms",
@@ -112,6 +117,12 @@ fn bad(key: &str, reason: impl Into<String>) -> BrokerError {
     }
 }
 
+/// A `min.cleanable.dirty.ratio`: a number in [0, 1] (never NaN, so equality is total).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DirtyRatio(pub f64);
+
+impl Eq for DirtyRatio {}
+
 fn int(key: &str, v: &str, min: i64, max: i64) -> Result<i64> {
     let n: i64 = v
         .trim()
@@ -156,6 +167,12 @@ impl TopicConfig {
                 self.max_message_bytes = int(key, v, 64, i32::MAX as i64)? as usize
             }
             "delete.retention.ms" => self.delete_retention_ms = int(key, v, 0, i64::MAX)?,
+            "min.cleanable.dirty.ratio" => {
+                self.min_cleanable_dirty_ratio = match v.trim().parse::<f64>() {
+                    Ok(r) if (0.0..=1.0).contains(&r) => DirtyRatio(r),
+                    _ => return Err(bad(key, format!("{v:?} is not a number in [0, 1]"))),
+                }
+            }
             "sync.policy" => {
                 self.sync = match v.trim() {
                     "batch" => SyncPolicy::Batch,
@@ -297,6 +314,10 @@ impl TopicConfig {
                 "delete.retention.ms".into(),
                 self.delete_retention_ms.to_string(),
             ),
+            (
+                "min.cleanable.dirty.ratio".into(),
+                self.min_cleanable_dirty_ratio.0.to_string(),
+            ),
             ("sync.policy".into(), sync.into()),
             ("sync.interval.ms".into(), self.interval_ms().to_string()),
             (
@@ -339,6 +360,7 @@ impl TopicConfig {
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,
             delete_retention_ms: self.delete_retention_ms,
+            min_cleanable_dirty_ratio: self.min_cleanable_dirty_ratio.0,
             clock,
             codec: Some(Arc::new(crate::codec::KafkaCodecs)),
             ..LogConfig::default()

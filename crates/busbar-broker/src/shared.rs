@@ -80,6 +80,9 @@ pub struct Compaction {
     pub partitions: u32,
     /// `delete.retention.ms`: how long a tombstone is kept.
     pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the share of object bytes not yet compacted that starts a
+    /// compaction.
+    pub min_cleanable_dirty_ratio: crate::config::DirtyRatio,
 }
 
 /// What committing a batch gave.
@@ -649,6 +652,7 @@ impl Broker {
                 topic_id: t.id.clone(),
                 partitions: t.partitions.len() as u32,
                 delete_retention_ms: t.config.delete_retention_ms,
+                min_cleanable_dirty_ratio: t.config.min_cleanable_dirty_ratio,
             })
             .collect()
     }

@@ -6,8 +6,9 @@
 //!
 //! The holder of a partition's upload range compacts it, in the uploader's rounds (`upload.rs`),
 //! one partition at a time per broker. A partition is due when the objects not yet mapped (from
-//! `partitions.compacted_to` on) hold at least [`DIRTY_RATIO`] of its object bytes, or when the
-//! oldest tombstone the last compaction kept has passed `delete.retention.ms`. A compaction:
+//! `partitions.compacted_to` on) hold at least the topic's `min.cleanable.dirty.ratio` of its
+//! object bytes (Kafka's 0.5 by default), or when the earliest delete horizon of the tombstones
+//! the last compaction kept has passed. A compaction:
 //!
 //! 1. maps key → latest offset over the unmapped objects, into a map of at most
 //!    `cluster.compaction_map_bytes`; where the map is full, mapping stops (`upto`) and the rest
@@ -56,9 +57,6 @@ pub const FAILED_BACKOFF: std::time::Duration = std::time::Duration::from_secs(6
 /// The schema version from which brokers read compacted objects: their gaps (11) and their
 /// batches' delete horizons (12). A live broker below it holds compaction off.
 pub const COMPACTED_READERS_SINCE: i32 = 12;
-/// A partition is due when its unmapped objects hold at least this share of its object bytes
-/// (Kafka's `min.cleanable.dirty.ratio` default).
-pub const DIRTY_RATIO: f64 = 0.5;
 /// How long an object replaced by a rewrite stays in the store after the commit.
 const REPLACED_KEPT: &str = "1 minute";
 /// How long a rewrite's object that no commit recorded stays in the store.
@@ -250,7 +248,7 @@ async fn due(
         let (log_start, compacted_to): (i64, i64) = (r.get(2), r.get(3));
         let tomb: Option<i64> = r.get(4);
         let (dirty, total, now): (i64, i64, i64) = (r.get(5), r.get(6), r.get(7));
-        let by_dirt = dirty > 0 && dirty as f64 >= DIRTY_RATIO * total as f64;
+        let by_dirt = dirty > 0 && dirty as f64 >= t.min_cleanable_dirty_ratio.0 * total as f64;
         let backing_off = failed.contains_key(&(topic_id.clone(), partition));
         if backing_off || !held.contains(&lease) || !(by_dirt || tomb.is_some_and(|due| due <= now))
         {

@@ -390,6 +390,7 @@ impl Log {
         if !self.config().compacts() {
             return Ok(report);
         }
+        let mut first = true;
         loop {
             let snap = self.compaction_snapshot()?;
             let from = cs.dirty_from.max(snap.log_start);
@@ -398,6 +399,12 @@ impl Log {
             if snap.settled.is_empty() || (from >= snap.settled_end && !expiring) {
                 return Ok(report);
             }
+            // The ratio gates starting a compaction, not the passes that finish one.
+            let ratio = self.config().min_cleanable_dirty_ratio;
+            if first && !expiring && cs.dirty_from > 0 && dirty_ratio(&snap, from) < ratio {
+                return Ok(report);
+            }
+            first = false;
             let (map, upto) = self.map_keys(&snap, from)?;
             let cfg = self.config();
             report.compaction_passes += 1;
@@ -575,6 +582,20 @@ impl Log {
             }
         }
     }
+}
+
+/// The share of the settled bytes not compacted yet: in the segments from the one holding
+/// `from` on (that one counted whole).
+fn dirty_ratio(snap: &Snapshot, from: u64) -> f64 {
+    let total: u64 = snap.settled.iter().map(|s| s.len()).sum();
+    let dirty: u64 = snap
+        .settled
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| snap.settled.get(i + 1).map_or(snap.settled_end, |n| n.base) > from)
+        .map(|(_, s)| s.len())
+        .sum();
+    dirty as f64 / total.max(1) as f64
 }
 
 /// A finished rewrite: the synced new file, its indexes and its length.

@@ -109,6 +109,14 @@ pub struct LogConfig {
     /// it keeps whole in a second budget of this size (see [`crate::HeldKeys`]). Default 16 MiB (about
     /// 200,000 keys of 16 bytes).
     pub compaction_map_bytes: u64,
+    /// Kafka's `min.cleanable.dirty.ratio`: new settled data starts a compaction only once the
+    /// settled segments not yet compacted hold at least this share of the settled bytes (a
+    /// segment compaction stopped inside counts whole). Each compaction reads every settled
+    /// segment, so the ratio bounds how often a big, slowly changing log is read again. A kept
+    /// tombstone whose delete horizon passes starts one whatever the ratio, as does the first
+    /// call after an open (which maps from the log start). 0 compacts after every roll.
+    /// Default 0.5; within [0, 1].
+    pub min_cleanable_dirty_ratio: f64,
     /// The clock used for rolls, retention and sync intervals.
     pub clock: Arc<dyn Clock>,
     /// Where sealed segments keep their open files and loaded indexes: a bounded cache
@@ -142,6 +150,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             delete_retention_ms: 24 * 3600 * 1000,
             compaction_map_bytes: 16 << 20,
+            min_cleanable_dirty_ratio: 0.5,
             clock: Arc::new(SystemClock),
             segment_cache: SegmentCache::shared(),
             copied: false,
@@ -161,6 +170,7 @@ impl std::fmt::Debug for LogConfig {
             .field("retention_ms", &self.retention_ms)
             .field("retention_bytes", &self.retention_bytes)
             .field("compaction_map_bytes", &self.compaction_map_bytes)
+            .field("min_cleanable_dirty_ratio", &self.min_cleanable_dirty_ratio)
             .field("segment_cache", &self.segment_cache)
             .field("codec", &self.codec.is_some())
             .finish_non_exhaustive()
@@ -200,6 +210,12 @@ impl LogConfig {
                  must be positive"
                     .into(),
             );
+        }
+        if !(0.0..=1.0).contains(&self.min_cleanable_dirty_ratio) {
+            return bad(format!(
+                "min_cleanable_dirty_ratio {} outside [0, 1]",
+                self.min_cleanable_dirty_ratio
+            ));
         }
         if matches!(self.retention_ms, Some(ms) if ms < 0) || self.delete_retention_ms < 0 {
             return bad("retention times must not be negative".into());

@@ -130,9 +130,11 @@ fn random_log(seed: u64, compress: bool) {
         delete_retention_ms: 200 + rng.below(2000) as i64,
         clock: clock.clone(),
         codec: compress.then(|| Arc::new(Gzip) as Arc<dyn busbar_log::Codec>),
+        // Compactions along the way start at any dirty ratio; the last runs at 0.
+        min_cleanable_dirty_ratio: [0.0, 0.5, 0.9][rng.below(3) as usize],
         ..compacting(200 + rng.below(3000), 1024 + rng.below(4096))
     };
-    let (_s, log) = mem_log(cfg);
+    let (_s, log) = mem_log(cfg.clone());
     let keys = 1 + rng.below(300);
     let mut all: BTreeMap<u64, Event> = BTreeMap::new();
     for _ in 0..rng.below(400) {
@@ -162,6 +164,11 @@ fn random_log(seed: u64, compress: bool) {
         }
     }
     settle(&log);
+    log.set_config(LogConfig {
+        min_cleanable_dirty_ratio: 0.0,
+        ..cfg
+    })
+    .unwrap();
     log.compact().unwrap();
     let evs: Vec<Event> = all.values().cloned().collect();
     let want = latest(&evs);
@@ -250,5 +257,51 @@ fn an_expired_tombstone_is_kept_when_an_older_value_lies_in_a_damaged_segment() 
             .iter()
             .any(|e| e.0 == tomb && e.1.as_deref() == Some(b"gone") && e.2.is_none()),
         "the tombstone must stay while the older value cannot be removed: {at_tomb:?}"
+    );
+}
+
+/// Kafka's `min.cleanable.dirty.ratio`: after the first compaction, new settled data starts one
+/// only once it is at least that share of the settled bytes; an expiring tombstone starts one
+/// whatever the share.
+#[test]
+fn new_data_starts_a_compaction_only_past_the_dirty_ratio() {
+    let clock = ManualClock::new(1_000);
+    let cfg = LogConfig {
+        min_cleanable_dirty_ratio: 0.5,
+        clock: clock.clone(),
+        ..compacting(1 << 20, 4096)
+    };
+    let (_s, log) = mem_log(cfg);
+    let put = |k: &str, v: Option<&[u8]>| {
+        log.append(&mut batch::build(&[rec(Some(k.as_bytes()), v, 1_000)]))
+            .unwrap()
+    };
+    for i in 0..400 {
+        put(&format!("k{}", i % 50), Some(&[b'v'; 40]));
+    }
+    settle(&log);
+    assert_eq!(
+        log.compact().unwrap().compaction_passes,
+        1,
+        "the first runs"
+    );
+    let clean = log.stats().size_bytes;
+    // A little new data (well below half of what is settled): no compaction.
+    put("k1", None);
+    settle(&log);
+    let r = log.compact().unwrap();
+    assert_eq!(r.compaction_passes, 0, "{r:?} with {clean} bytes clean");
+    // As much new data again as is clean: it runs, and the tombstone is kept with a horizon.
+    while log.stats().size_bytes < clean * 3 {
+        put("k2", Some(&[b'w'; 40]));
+    }
+    settle(&log);
+    assert_eq!(log.compact().unwrap().compaction_passes, 1);
+    // Its horizon passing starts one with no new data at all.
+    clock.advance(1_000_000);
+    assert_eq!(log.compact().unwrap().compaction_passes, 1);
+    assert!(
+        read_all(&log).iter().all(|e| e.1.as_deref() != Some(b"k1")),
+        "k1 deleted"
     );
 }
