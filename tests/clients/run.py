@@ -249,6 +249,33 @@ confluent_a_tombstone_with_an_old_timestamp_stays_delete_retention_after_compact
 
 
 @test
+def confluent_creates_topics_with_the_configs_kafka_tools_set(b):
+    # Kafka Streams creates its internal topics with message.timestamp.type=CreateTime; tools
+    # set min.insync.replicas and the like. Values busbar behaves as are taken and described;
+    # others are refused naming the key and why.
+    from confluent_kafka.admin import AdminClient, NewTopic, ConfigResource, ResourceType
+    from confluent_kafka import KafkaException
+    a = AdminClient({"bootstrap.servers": b.kafka})
+    streams = {"cleanup.policy": "compact", "message.timestamp.type": "CreateTime",
+               "min.insync.replicas": "1", "compression.type": "producer",
+               "unclean.leader.election.enable": "false", "min.compaction.lag.ms": "0"}
+    a.create_topics([NewTopic("app-store-changelog", 2, 1, config=streams)])["app-store-changelog"].result()
+    res = ConfigResource(ResourceType.TOPIC, "app-store-changelog")
+    cfg = a.describe_configs([res])[res].result()
+    got = {k: cfg[k].value for k in streams}
+    assert got == streams, got
+    for key, value, why in [("message.timestamp.type", "LogAppendTime", "LogAppendTime is not supported"),
+                            ("min.insync.replicas", "2", "one copy"),
+                            ("compression.type", "zstd", "as their producer compressed them")]:
+        try:
+            a.create_topics([NewTopic("refused", 1, 1, config={key: value})])["refused"].result()
+            raise AssertionError(f"{key}={value} accepted")
+        except KafkaException as e:
+            assert key in str(e) and why in str(e), e
+    assert "refused" not in a.list_topics(timeout=10).topics
+
+
+@test
 def confluent_admin_creates_lists_and_deletes_topics(b):
     from confluent_kafka.admin import AdminClient, NewTopic
     from confluent_kafka import KafkaException

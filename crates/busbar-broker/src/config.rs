@@ -117,6 +117,61 @@ fn bad(key: &str, reason: impl Into<String>) -> BrokerError {
     }
 }
 
+/// Kafka topic keys whose behaviour busbar has one way of: (key, that value, why no other).
+/// Tools set them explicitly (Kafka Streams creates its internal topics with
+/// `message.timestamp.type=CreateTime`), so a create or alter may set them to that value (a
+/// number compared as a number, a word without regard to case) and DescribeConfigs lists it;
+/// any other value is refused, saying why.
+pub const FIXED_KEYS: &[(&str, &str, &str)] = &[
+    (
+        "message.timestamp.type",
+        "CreateTime",
+        "busbar keeps the producer's timestamps (LogAppendTime is not supported)",
+    ),
+    (
+        "compression.type",
+        "producer",
+        "busbar stores batches as their producer compressed them",
+    ),
+    (
+        "min.insync.replicas",
+        "1",
+        "a busbar partition is one copy, made durable by its sync.policy (in a cluster, by \
+         PostgreSQL's replication)",
+    ),
+    (
+        "unclean.leader.election.enable",
+        "false",
+        "a busbar partition has no replicas to elect",
+    ),
+    (
+        "min.compaction.lag.ms",
+        "0",
+        "compaction may take any record of a settled segment",
+    ),
+    (
+        "max.compaction.lag.ms",
+        "9223372036854775807",
+        "compaction runs by min.cleanable.dirty.ratio and delete horizons",
+    ),
+];
+
+/// Checks `v` against the one value of the fixed key `key` (see [`FIXED_KEYS`]).
+fn check_fixed(key: &str, v: &str) -> Result<()> {
+    let Some((_, want, why)) = FIXED_KEYS.iter().find(|f| f.0 == key) else {
+        return Err(bad(key, "unknown config key"));
+    };
+    let same = match (v.trim().parse::<i64>(), want.parse::<i64>()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => v.trim().eq_ignore_ascii_case(want),
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(bad(key, format!("{v:?}: only {want} is supported ({why})")))
+    }
+}
+
 /// A `min.cleanable.dirty.ratio`: a number in [0, 1] (never NaN, so equality is total).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DirtyRatio(pub f64);
@@ -194,6 +249,7 @@ impl TopicConfig {
             "message.timestamp.after.max.ms" => {
                 self.timestamp_after_max_ms = int(key, v, 0, i64::MAX)?
             }
+            _ if FIXED_KEYS.iter().any(|f| f.0 == key) => check_fixed(key, v)?,
             _ => return self.set_schema(key, v),
         }
         Ok(())
@@ -297,7 +353,10 @@ impl TopicConfig {
             SyncPolicy::Never => "never",
         };
         let opt = |v: Option<i64>| v.unwrap_or(-1).to_string();
-        BTreeMap::from([
+        let fixed = FIXED_KEYS
+            .iter()
+            .map(|(k, v, _)| (k.to_string(), v.to_string()));
+        let mut entries = BTreeMap::from([
             ("cleanup.policy".into(), policy.into()),
             ("retention.ms".into(), opt(self.retention_ms)),
             (
@@ -344,7 +403,9 @@ impl TopicConfig {
                 "value.subject.name.strategy".into(),
                 self.schema.value.strategy.as_str().into(),
             ),
-        ])
+        ]);
+        entries.extend(fixed);
+        entries
     }
 
     /// The log settings for a partition of this topic; its sealed segments' files and indexes

@@ -307,15 +307,17 @@ async fn objects(
             ],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Old {
-            key: r.get(0),
-            base: r.get::<_, i64>(1) as u64,
-            last: r.get::<_, i64>(2) as u64,
-            max_timestamp: r.get(3),
-        })
-        .collect())
+    Ok(rows.iter().map(old_of).collect())
+}
+
+/// An object of a row of (key, base_offset, last_offset, max_timestamp).
+fn old_of(r: &tokio_postgres::Row) -> Old {
+    Old {
+        key: r.get(0),
+        base: r.get::<_, i64>(1) as u64,
+        last: r.get::<_, i64>(2) as u64,
+        max_timestamp: r.get(3),
+    }
 }
 
 /// The batches of object `o`, read and checked.
@@ -366,6 +368,11 @@ async fn map_round(
     }
     if found.len() < n {
         job.mapped = next;
+        if last_batch.is_none() {
+            // Nothing new to map (a compaction a tombstone's horizon started): the partition's
+            // last batch is still the one to keep whole.
+            last_batch = last_batch_base(cluster, cold, job).await?;
+        }
     }
     job.phase = if found.len() < n {
         // Every object is mapped: the rewrite covers them all but the partition's last batch,
@@ -383,6 +390,27 @@ async fn map_round(
         }
     };
     Ok(true)
+}
+
+/// The base offset of the partition's last batch in the objects (`None`: no object).
+async fn last_batch_base(cluster: &Cluster, cold: &Cold, job: &Job) -> Result<Option<u64>, Error> {
+    let Some(last) = bounded(last_object(&cluster.pool, job)).await? else {
+        return Ok(None);
+    };
+    Ok(batches_of(cold, &last).await?.last().map(|b| b.base_offset))
+}
+
+/// The partition's last object.
+async fn last_object(pool: &Pool, job: &Job) -> Result<Option<Old>, Error> {
+    let c = pool.get().await?;
+    let row = c
+        .query_opt(
+            "SELECT key, base_offset, last_offset, max_timestamp FROM objects \
+             WHERE topic_id = $1 AND partition = $2 ORDER BY base_offset DESC LIMIT 1",
+            &[&job.topic_id, &(job.partition as i32)],
+        )
+        .await?;
+    Ok(row.as_ref().map(old_of))
 }
 
 /// Rewrites the next objects below `upto`; answers whether the compaction goes on.
@@ -451,13 +479,12 @@ async fn filter_object(
     let batches = batches_of(cold, o).await?;
     let held = &mut job.held;
     // Inflating, filtering and compressing again is CPU work: off the async workers.
-    let filtered = cpu(|| {
+    let filtered: Vec<_> = cpu(|| {
         batches
             .into_iter()
-            .map(|b| Ok((filter.batch(&b.bytes, held)?, b)))
-            .collect::<Result<Vec<_>, busbar_log::LogError>>()
-    })
-    .map_err(|e| Error::Store(format!("{}: {e}", o.key)))?;
+            .map(|b| (filter.batch(&b.bytes, held), b))
+            .collect()
+    });
     for ((k, n, tomb), b) in filtered {
         removed += n;
         // A tombstone at or past `upto` is not this compaction's to expire: it is due when the

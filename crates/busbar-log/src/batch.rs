@@ -13,7 +13,7 @@ pub const LOG_OVERHEAD: usize = 12;
 /// First byte covered by the batch CRC (the attributes field).
 const CRC_START: usize = 21;
 /// Compression codec bits of the attributes field.
-const COMPRESSION_MASK: i16 = 0x07;
+pub const COMPRESSION_MASK: i16 = 0x07;
 /// Control-batch bit of the attributes field.
 const CONTROL_FLAG: i16 = 0x20;
 /// Transactional bit of the attributes field.

@@ -28,6 +28,7 @@
 
 use crate::batch::{self, BatchHeader, Record, Records, HEADER_BYTES as BATCH_HEADER_BYTES};
 use crate::cleaner::CleanReport;
+use crate::config::SEGMENT_BYTES_MAX;
 use crate::disk::{self, File, Storage};
 use crate::error::{LogError, Result};
 use crate::index::Indexes;
@@ -222,14 +223,6 @@ fn readable(h: &BatchHeader, section: &[u8]) -> bool {
     usize::try_from(h.record_count).is_ok_and(|c| c == n)
 }
 
-/// The most a rebuilt compressed records section may take: twice the section it replaces, plus
-/// 4 KiB. Recompressing a subset with another encoder (a lower level, a smaller window: ruzstd's
-/// is 128 KiB) may take more than the producer's compression did; past this bound the pass
-/// stops with an error instead of growing the log.
-pub fn recompressed_max(original: usize) -> usize {
-    original.saturating_mul(2).saturating_add(4096)
-}
-
 impl Filter<'_> {
     /// The batch with superseded records, expired tombstones and records below the log start
     /// removed, how many were removed, and when the earliest tombstone it keeps may go.
@@ -244,28 +237,28 @@ impl Filter<'_> {
     /// `delete_retention_ms` after compaction first saw it, whatever its record's timestamp
     /// says (a producer's clock, or an old event replayed).
     ///
-    /// A batch that must change but cannot be rebuilt (compressing it again fails, or would
-    /// take more than [`recompressed_max`]) is an error: keeping it whole would keep values a
-    /// later pass no longer knows are superseded. Memory: the batch inflated and its rebuild.
-    pub fn batch(&self, bytes: &[u8], held: &mut HeldKeys) -> Result<(Kept, u64, Option<i64>)> {
+    /// A compressed batch is compressed again with its codec, or stored uncompressed when that
+    /// would take more than its kept records (never kept whole: that would keep values a later
+    /// pass no longer knows are superseded). Memory: the batch inflated and its rebuild.
+    pub fn batch(&self, bytes: &[u8], held: &mut HeldKeys) -> (Kept, u64, Option<i64>) {
         const WHOLE: (Kept, u64, Option<i64>) = (Kept::Whole, 0, None);
         let Ok(h) = BatchHeader::parse(bytes) else {
             held.hold_all();
-            return Ok(WHOLE);
+            return WHOLE;
         };
         if h.is_control() {
-            return Ok(WHOLE);
+            return WHOLE;
         }
         let section = records_section(&h, bytes, self.codec);
         let Some(section) = section.filter(|s| readable(&h, s)) else {
             held.hold_all();
-            return Ok(WHOLE);
+            return WHOLE;
         };
         if h.is_transactional() {
             for k in Records::new(&section).flatten().filter_map(|r| r.key) {
                 held.hold(k);
             }
-            return Ok(WHOLE);
+            return WHOLE;
         }
         let expiring = h.delete_horizon().is_some_and(|t| t <= self.now);
         let (mut removed, mut kept, mut tomb, mut stamp) = (0u64, 0usize, None::<i64>, false);
@@ -286,21 +279,16 @@ impl Filter<'_> {
             }
         }
         if removed == 0 && !stamp {
-            return Ok((Kept::Whole, 0, tomb));
+            return (Kept::Whole, 0, tomb);
         }
         if kept == 0 {
-            return Ok((Kept::Nothing, removed, tomb));
+            return (Kept::Nothing, removed, tomb);
         }
         let horizon = h
             .delete_horizon()
             .or(stamp.then(|| self.now.saturating_add(self.delete_retention_ms)));
-        let rebuilt = self
-            .rebuild(&h, (bytes, &section), horizon, (expiring, held))
-            .map_err(|reason| LogError::Compaction {
-                offset: h.base_offset as u64,
-                reason,
-            })?;
-        Ok((Kept::Rebuilt(rebuilt), removed, tomb))
+        let rebuilt = self.rebuild(&h, &section, horizon, (expiring, held));
+        (Kept::Rebuilt(rebuilt), removed, tomb)
     }
 
     /// Whether the pass judges record `r` of batch `h` (records at or after `upto` wait).
@@ -331,10 +319,10 @@ impl Filter<'_> {
     fn rebuild(
         &self,
         h: &BatchHeader,
-        (bytes, section): (&[u8], &[u8]),
+        section: &[u8],
         horizon: Option<i64>,
         (expiring, held): (bool, &HeldKeys),
-    ) -> std::result::Result<Vec<u8>, String> {
+    ) -> Vec<u8> {
         let lat = h.is_log_append_time();
         let (mut out, mut count, mut base, mut max) = (Vec::new(), 0i32, None, i64::MIN);
         for r in Records::new(section).flatten() {
@@ -352,31 +340,32 @@ impl Filter<'_> {
             max = max.max(ts);
             count += 1;
         }
+        let mut attributes = match horizon {
+            Some(_) => h.attributes | batch::DELETE_HORIZON_FLAG,
+            None => h.attributes,
+        };
         if h.compression() != 0 {
-            let codec = self.codec.ok_or("no codec")?;
-            out = codec.compress(h.compression(), &out)?;
-            let was = bytes.len().saturating_sub(BATCH_HEADER_BYTES);
-            if out.len() > recompressed_max(was) {
-                return Err(format!(
-                    "compressed again its kept records take {} bytes, more than twice the {was} \
-                     the batch took",
-                    out.len()
-                ));
+            // Compressed again with the batch's codec unless that takes more than the records
+            // themselves (a weaker encoder than the producer's: ruzstd's window is 128 KiB):
+            // then stored uncompressed, so a rebuild is never larger than its kept records.
+            match self
+                .codec
+                .and_then(|c| c.compress(h.compression(), &out).ok())
+            {
+                Some(packed) if packed.len() < out.len() => out = packed,
+                _ => attributes &= !batch::COMPRESSION_MASK,
             }
         }
-        Ok(batch::assemble(
+        batch::assemble(
             &BatchHeader {
                 record_count: count,
                 base_timestamp: base.unwrap_or(h.base_timestamp),
                 max_timestamp: if lat { h.max_timestamp } else { max },
-                attributes: match horizon {
-                    Some(_) => h.attributes | batch::DELETE_HORIZON_FLAG,
-                    None => h.attributes,
-                },
+                attributes,
                 ..*h
             },
             &out,
-        ))
+        )
     }
 }
 
@@ -558,13 +547,7 @@ impl Log {
         loop {
             match cursor.next_batch() {
                 Ok(Some((pos, bytes))) => {
-                    let (kept, n, t) = match filter.batch(bytes, held) {
-                        Ok(k) => k,
-                        Err(e) => {
-                            w.abandon();
-                            return Err(e);
-                        }
-                    };
+                    let (kept, n, t) = filter.batch(bytes, held);
                     removed += n;
                     *tomb = match (*tomb, t) {
                         (Some(a), Some(b)) => Some(a.min(b)),
@@ -653,6 +636,15 @@ impl<'a> Rewrite<'a> {
 
     /// Indexes `b` at the current end and (once started) buffers it, writing full chunks.
     fn add(&mut self, b: &[u8], write: bool) -> Result<()> {
+        if self.len + b.len() as u64 > SEGMENT_BYTES_MAX {
+            // Rebuilt batches stored uncompressed can outgrow the segment they were in.
+            return Err(LogError::Compaction {
+                offset: self.base,
+                reason: format!(
+                    "its rewrite would pass {SEGMENT_BYTES_MAX} bytes (index positions are 32-bit)"
+                ),
+            });
+        }
         if let Ok(h) = BatchHeader::parse(b) {
             let rel = u32::try_from(h.base_offset as u64 - self.base).unwrap_or(u32::MAX);
             let interval = self.log.config().index_interval_bytes;

@@ -60,9 +60,9 @@ pub enum LogError {
         #[source]
         source: io::Error,
     },
-    /// Compaction must change a batch it cannot rebuild (see `Filter::batch`); the pass stops
-    /// and nothing of it is swapped in.
-    #[error("compaction cannot rebuild the batch at offset {offset}: {reason}")]
+    /// Compaction cannot rewrite the segment based at `offset` (its rewrite would outgrow a
+    /// segment); the pass stops there (segments rewritten before it in the pass stay rewritten).
+    #[error("compaction cannot rewrite the segment at offset {offset}: {reason}")]
     Compaction { offset: u64, reason: String },
     /// A configuration value is outside its allowed range.
     #[error("invalid log config: {0}")]

@@ -579,6 +579,19 @@ fn compaction_rewrites_a_compacted_topics_objects_and_a_new_broker_reads_the_lat
     let (st, r) =
         common::cluster::http(nodes[0].http, "POST", "/topics/idle/events", Some(one)).unwrap();
     assert_eq!(st, 200, "{r}");
+    // A topic whose tombstones expire a second after a compaction first keeps them: the
+    // compaction their horizon starts (no new object to map) still keeps the partition's last
+    // batch (k's tombstone) whole.
+    let body = serde_json::json!({"name": "kvt", "partitions": 1,
+        "configs": {"cleanup.policy": "compact", "delete.retention.ms": "1000"}});
+    let (st, r) = common::cluster::http(nodes[0].http, "POST", "/topics", Some(body)).unwrap();
+    assert_eq!(st, 201, "{r}");
+    for (k, v) in [("a", Some("v")), ("a", None), ("k", Some("v")), ("k", None)] {
+        let e = serde_json::json!([{"partition": 0, "key": k, "value": v}]);
+        let (st, r) =
+            common::cluster::http(nodes[0].http, "POST", "/topics/kvt/events", Some(e)).unwrap();
+        assert_eq!(st, 200, "{r}");
+    }
     // 40 rounds over 20 keys, about 500 bytes each: some 16 objects of 64 KiB. The last round
     // writes the even keys only, so what compaction keeps has gaps between kept records too.
     let pad = "v".repeat(500);
@@ -659,6 +672,21 @@ fn compaction_rewrites_a_compacted_topics_objects_and_a_new_broker_reads_the_lat
              WHERE t.name = 'kvz'",
         ) == 190
     });
+    // The 1970 tombstone got its delete horizon from the database's clock: a day ahead.
+    let ahead = sql(&format!(
+        "SELECT compaction_tombstone_ms - (extract(epoch FROM now()) * 1000)::bigint \
+         FROM partitions WHERE {KV}"
+    ));
+    assert!(
+        (23 * 3600 * 1000..=24 * 3600 * 1000).contains(&ahead),
+        "{ahead}"
+    );
+    eventually("kvt's first tombstone expires", 30, || {
+        sql(
+            "SELECT count(*) FROM partitions p JOIN topics t ON t.id = p.topic_id \
+             WHERE t.name = 'kvt' AND p.compacted_to = 4 AND p.compaction_tombstone_ms IS NULL",
+        ) == 1
+    });
     let rewritten = sql("SELECT count(*) FROM objects WHERE key LIKE '%.%.seg'");
     assert!(rewritten >= 1, "no rewritten object");
     // The objects still cover every offset once, each after the one before.
@@ -705,6 +733,11 @@ fn compaction_rewrites_a_compacted_topics_objects_and_a_new_broker_reads_the_lat
     });
     assert!(fresh.len() <= 40, "{} events: not compacted", fresh.len());
     assert!(fresh.windows(2).all(|w| w[0].0 < w[1].0), "offsets go up");
+    let mut kvt = Vec::new();
+    eventually("broker 3 serves kvt's last batch alone", 30, || {
+        kvt = keyed_events_of(nodes[2].http, "kvt");
+        kvt == [(3, "\"k\"".to_string(), "null".to_string())]
+    });
     let mut zipped = Vec::new();
     eventually("broker 3 serves the compressed topic compacted", 30, || {
         zipped = keyed_events_of(nodes[2].http, "kvz");

@@ -28,7 +28,7 @@ fn compacted(base: u64, tag: &str) -> Vec<u8> {
         upto: u64::MAX,
         codec: None,
     };
-    match filter.batch(&whole, &mut HeldKeys::new(1 << 20)).unwrap() {
+    match filter.batch(&whole, &mut HeldKeys::new(1 << 20)) {
         (Kept::Rebuilt(b), 2, _) => b,
         _ => panic!("the filter keeps two records"),
     }
