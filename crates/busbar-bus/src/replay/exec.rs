@@ -201,6 +201,21 @@ fn cursors(ctx: &Ctx, sub: &Compiled, run: &Run) -> Result<Vec<Cursor>> {
     Ok(out)
 }
 
+/// Cluster mode: every source partition's copy noted as read and caught up to the end this
+/// broker heard of, before places are decided from it (a copy no one read lately is left
+/// behind: a run taken over, or started, on such a broker would otherwise see only the copy's
+/// stale end and wait there). Single-node mode: nothing to do.
+async fn prepare_sources(ctx: &Ctx, sub: &Compiled) {
+    for topic in &sub.spec.sources {
+        let Ok((_, n)) = crate::positions::topic_layout(&ctx.broker, topic) else {
+            continue;
+        };
+        for partition in 0..n {
+            ctx.broker.prepare_read(topic, partition as i64).await;
+        }
+    }
+}
+
 /// Replays the run's range; `false` when it was stopped first.
 async fn replay_all(
     ctx: &Ctx,
@@ -213,6 +228,7 @@ async fn replay_all(
         let r = run.record();
         (r.from_ms, r.to_ms, r.rate.max(1), r.replayed_to_ms)
     };
+    prepare_sources(ctx, sub).await;
     let mut parts = cursors(ctx, sub, run)?;
     run.lock().cursors = parts.clone();
     let mut pace = Pace {
@@ -222,6 +238,7 @@ async fn replay_all(
     };
     let (mut t, mut width) = (resumed.unwrap_or(from).clamp(from, to), SLICE_MS);
     while t < to {
+        prepare_sources(ctx, sub).await;
         let (end_t, ends) = next_slice(ctx, &parts, t, to, &mut width, u64::from(rate))?;
         for (i, end) in ends.into_iter().enumerate() {
             if !replay_range(
@@ -329,6 +346,11 @@ async fn replay_range(
             advance(part, next);
             continue;
         }
+        // Cluster mode: a copy behind the place read first takes what the store holds (a
+        // failure leaves it as it is: the read below finds nothing new and waits).
+        let _ = (ctx.broker)
+            .catch_up_for_read(&key.0, key.2 as i64, part.next)
+            .await;
         let data = match read_pinned(&ctx.broker, &key, part.next, READ_BYTES).await {
             Ok(data) => data,
             // Deleted since the check above.
