@@ -129,7 +129,6 @@ struct Group {
     olds: Vec<Old>,
     batches: Vec<Vec<u8>>,
     bytes: usize,
-    removed: u64,
     /// Whether any batch was rebuilt or dropped (records removed, or tombstones' delete
     /// horizon set).
     changed: bool,
@@ -426,7 +425,7 @@ async fn rewrite_round(
     let target = cluster.config.upload_bytes;
     let mut cursor = cursor;
     for o in &found {
-        let (kept, removed, changed) = filter_object(cold, job, o, upto).await?;
+        let (kept, changed) = filter_object(cold, job, o, upto).await?;
         let bytes: usize = kept.iter().map(Vec::len).sum();
         let unchanged = !changed;
         let left_alone = unchanged && bytes >= target / 2;
@@ -443,7 +442,6 @@ async fn rewrite_round(
         }
         job.group.olds.push(o.clone());
         job.group.bytes += bytes;
-        job.group.removed += removed;
         job.group.changed |= changed;
         job.group.batches.extend(kept);
     }
@@ -459,14 +457,13 @@ async fn rewrite_round(
     Ok(false)
 }
 
-/// The batches of object `o` that the job keeps, how many records it removes, and whether it
-/// changed any batch.
+/// The batches of object `o` that the job keeps, and whether it changed any batch.
 async fn filter_object(
     cold: &Cold,
     job: &mut Job,
     o: &Old,
     upto: u64,
-) -> Result<(Vec<Vec<u8>>, u64, bool), Error> {
+) -> Result<(Vec<Vec<u8>>, bool), Error> {
     let filter = CompactionFilter {
         map: &job.map,
         now: job.now,
@@ -475,7 +472,7 @@ async fn filter_object(
         upto,
         codec: Some(&KafkaCodecs),
     };
-    let (mut kept, mut removed, mut changed) = (Vec::new(), 0, false);
+    let (mut kept, mut changed) = (Vec::new(), false);
     let batches = batches_of(cold, o).await?;
     let held = &mut job.held;
     // Inflating, filtering and compressing again is CPU work: off the async workers.
@@ -485,8 +482,7 @@ async fn filter_object(
             .map(|b| (filter.batch(&b.bytes, held), b))
             .collect()
     });
-    for ((k, n, tomb), b) in filtered {
-        removed += n;
+    for ((k, _, tomb), b) in filtered {
         // A tombstone at or past `upto` is not this compaction's to expire: it is due when the
         // next compaction (which maps past it) finds it old.
         if let Some(t) = tomb.filter(|_| b.base_offset < upto) {
@@ -501,7 +497,7 @@ async fn filter_object(
             Kept::Nothing => changed = true,
         }
     }
-    Ok((kept, removed, changed))
+    Ok((kept, changed))
 }
 
 /// Runs `f`, CPU-bound work, where it does not hold up the runtime's other tasks (in place of

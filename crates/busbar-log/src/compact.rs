@@ -10,8 +10,8 @@
 //! `delete_retention_ms` ahead: Kafka's KIP-534) or when it lies below the log start; records at
 //! or after `upto` are kept for a later pass. [`Log::compact`] runs passes until the dirty range
 //! is mapped, so memory is bounded whatever the number of keys, and runs none when nothing new was
-//! settled and no kept tombstone's horizon has passed. Exact keys mean no digest collision can ever drop the
-//! newest value of a key.
+//! settled and no kept tombstone's horizon has passed. Exact keys mean no digest collision can
+//! ever drop the newest value of a key.
 //!
 //! Rewrites stream: a segment is copied into `<segment>.cleaned` only from its first removed
 //! record on (its unchanged prefix copied in chunks), kept batches are written in chunks of at
@@ -261,6 +261,9 @@ impl Filter<'_> {
             return WHOLE;
         }
         let expiring = h.delete_horizon().is_some_and(|t| t <= self.now);
+        // The batch's horizon: as set by an earlier pass, else the one this pass sets.
+        let horizon =
+            (h.delete_horizon()).unwrap_or(self.now.saturating_add(self.delete_retention_ms));
         let (mut removed, mut kept, mut tomb, mut stamp) = (0u64, 0usize, None::<i64>, false);
         for r in Records::new(&section).flatten() {
             if !self.keeps(&h, &r, expiring, held) {
@@ -271,10 +274,7 @@ impl Filter<'_> {
             if let (true, Some(k), None) = (self.judges(&h, &r), r.key, r.value) {
                 stamp |= h.delete_horizon().is_none();
                 if !held.holds(k) {
-                    let due = h
-                        .delete_horizon()
-                        .unwrap_or(self.now.saturating_add(self.delete_retention_ms));
-                    tomb = Some(tomb.map_or(due, |t| t.min(due)));
+                    tomb = Some(tomb.map_or(horizon, |t| t.min(horizon)));
                 }
             }
         }
@@ -284,9 +284,7 @@ impl Filter<'_> {
         if kept == 0 {
             return (Kept::Nothing, removed, tomb);
         }
-        let horizon = h
-            .delete_horizon()
-            .or(stamp.then(|| self.now.saturating_add(self.delete_retention_ms)));
+        let horizon = (h.delete_horizon().is_some() || stamp).then_some(horizon);
         let rebuilt = self.rebuild(&h, &section, horizon, (expiring, held));
         (Kept::Rebuilt(rebuilt), removed, tomb)
     }
@@ -309,7 +307,7 @@ impl Filter<'_> {
                 }))
     }
 
-    /// The batch `h` (its `bytes` and inflated `section`) of the records it keeps, compressed
+    /// The batch `h` (its inflated records `section`) of the records it keeps, compressed
     /// again with its codec. As Kafka's cleaner builds a new batch from the kept records, its
     /// header is theirs: base timestamp the first kept record's, max timestamp their largest (a
     /// batch stamped with the broker's append time keeps both). With a delete `horizon`, the
@@ -381,21 +379,21 @@ impl Log {
         }
         let mut first = true;
         loop {
+            let cfg = self.config();
             let snap = self.compaction_snapshot()?;
             let from = cs.dirty_from.max(snap.log_start);
-            let now = self.config().clock.now_ms();
+            let now = cfg.clock.now_ms();
             let expiring = cs.tombstones_due_at.is_some_and(|t| t <= now);
             if snap.settled.is_empty() || (from >= snap.settled_end && !expiring) {
                 return Ok(report);
             }
             // The ratio gates starting a compaction, not the passes that finish one.
-            let ratio = self.config().min_cleanable_dirty_ratio;
+            let ratio = cfg.min_cleanable_dirty_ratio;
             if first && !expiring && cs.dirty_from > 0 && dirty_ratio(&snap, from) < ratio {
                 return Ok(report);
             }
             first = false;
             let (map, upto) = self.map_keys(&snap, from)?;
-            let cfg = self.config();
             report.compaction_passes += 1;
             report.map_bytes_peak = report.map_bytes_peak.max(map.bytes);
             let filter = Filter {
